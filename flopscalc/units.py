@@ -1,0 +1,188 @@
+"""Parse and format quantities: counts, FLOPs, bytes, durations, money.
+
+Parsing is a regular expression plus a table of suffixes (no ``eval``). Everything inside
+flopscalc is in base SI units (counts, FLOP, bytes, seconds, USD); scaling happens only here.
+Counts scale by 1000 (``124.3M``); memory scales by 1024 and is labelled GiB.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import UsageError
+
+# Decimal count suffixes (SI; "B" for billion as ML papers write it, "G" accepted as its SI twin).
+COUNT_SUFFIXES = {
+    "": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21,
+}
+# Byte suffixes: decimal (SI) and binary (IEC 80000-13) prefixes.
+BYTE_SUFFIXES = {
+    "b": 1.0, "": 1.0,
+    "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "pb": 1e15,
+    "kib": 2.0**10, "mib": 2.0**20, "gib": 2.0**30, "tib": 2.0**40, "pib": 2.0**50,
+}
+SECONDS_PER_MINUTE = 60.0
+SECONDS_PER_HOUR = 3600.0
+SECONDS_PER_DAY = 86400.0
+SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+# A year is 365 days here (the seed note's "one year non-stop" = 365 x 24 h); not the 365.25-day Julian year.
+SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY
+DURATION_UNITS = {
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": SECONDS_PER_MINUTE, "min": SECONDS_PER_MINUTE, "mins": SECONDS_PER_MINUTE,
+    "minute": SECONDS_PER_MINUTE, "minutes": SECONDS_PER_MINUTE,
+    "h": SECONDS_PER_HOUR, "hr": SECONDS_PER_HOUR, "hrs": SECONDS_PER_HOUR,
+    "hour": SECONDS_PER_HOUR, "hours": SECONDS_PER_HOUR,
+    "d": SECONDS_PER_DAY, "day": SECONDS_PER_DAY, "days": SECONDS_PER_DAY,
+    "w": SECONDS_PER_WEEK, "wk": SECONDS_PER_WEEK, "week": SECONDS_PER_WEEK, "weeks": SECONDS_PER_WEEK,
+    "y": SECONDS_PER_YEAR, "yr": SECONDS_PER_YEAR, "year": SECONDS_PER_YEAR, "years": SECONDS_PER_YEAR,
+}
+
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_QUANTITY = re.compile(rf"^\s*(?P<sign>[+-]?)(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$")
+_DURATION_PART = re.compile(rf"\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]+)")
+_THOUSANDS = re.compile(r"(?<=\d)[,_](?=\d{3}(?:\D|$))")
+
+
+def _split(text: str, what: str, accepted: str) -> tuple[float, str]:
+    """Split ``text`` into (signed number, unit string) or raise a one-line UsageError."""
+    if not isinstance(text, str):
+        text = str(text)
+    m = _QUANTITY.match(_THOUSANDS.sub("", text))
+    if m is None:
+        raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
+    value = float(m["num"]) * (-1.0 if m["sign"] == "-" else 1.0)
+    return value, m["unit"]
+
+
+def parse_count(text: str | float, *, what: str = "count") -> float:
+    """Parse a count such as ``124M``, ``1.5B``, ``300B``, ``1e21`` or ``2.5k`` into a float.
+
+    Suffixes are decimal: k=1e3, M=1e6, B (or G)=1e9, T=1e12, P=1e15, E=1e18, Z=1e21.
+    """
+    if isinstance(text, (int, float)):
+        return float(text)
+    accepted = "a number with an optional suffix k, M, B, T, P, E (e.g. 124M, 1.5B, 300B, 1e21)"
+    value, unit = _split(text, what, accepted)
+    if unit not in COUNT_SUFFIXES:
+        hint = ""
+        if unit.lower() in BYTE_SUFFIXES and unit.lower() not in ("", "b"):
+            hint = " (that looks like a size in bytes)"
+        raise UsageError(f"cannot read {what} {text!r}: unknown suffix {unit!r}{hint}; accepted: {accepted}")
+    return value * COUNT_SUFFIXES[unit]
+
+
+def parse_bytes(text: str | float, *, what: str = "size") -> float:
+    """Parse a size such as ``12GB`` (decimal, 12e9 bytes) or ``12GiB`` (binary, 12 x 2**30 bytes)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    accepted = "a number with a unit B, kB, MB, GB, TB (decimal) or KiB, MiB, GiB, TiB (binary), e.g. 12GiB"
+    value, unit = _split(text, what, accepted)
+    key = unit.lower()
+    if key not in BYTE_SUFFIXES:
+        raise UsageError(f"cannot read {what} {text!r}: unknown unit {unit!r}; accepted: {accepted}")
+    return value * BYTE_SUFFIXES[key]
+
+
+def parse_duration(text: str | float, *, what: str = "duration") -> float:
+    """Parse a duration such as ``365d``, ``36h``, ``2w``, ``90min`` or ``1d12h`` into seconds.
+
+    A bare number is refused: the unit must be said (s, min, h, d, w, y; a year is 365 days).
+    """
+    if isinstance(text, (int, float)):
+        return float(text)
+    accepted = "a number with a unit s, min, h, d, w or y (e.g. 365d, 36h, 2w, 1d12h)"
+    s = str(text).strip()
+    total, pos = 0.0, 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None or m["unit"].lower() not in DURATION_UNITS:
+            raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
+        total += float(m["num"]) * DURATION_UNITS[m["unit"].lower()]
+        pos = m.end()
+        while pos < len(s) and s[pos].isspace():
+            pos += 1
+    if pos == 0:
+        raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
+    return total
+
+
+def parse_usd(text: str | float, *, what: str = "amount") -> float:
+    """Parse money in US dollars: ``$1,200``, ``1.2k``, ``2.5 USD``, ``0.35``."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    accepted = "an amount in US dollars, e.g. 1200, $1,200, 1.2k, 2.5 USD"
+    s = str(text).strip()
+    if s.startswith("$"):
+        s = s[1:]
+    if s.upper().endswith("USD"):
+        s = s[:-3]
+    value, unit = _split(s, what, accepted)
+    if unit not in ("", "k", "K", "M", "B"):
+        raise UsageError(f"cannot read {what} {text!r}: unknown suffix {unit!r}; accepted: {accepted}")
+    return value * COUNT_SUFFIXES[unit]
+
+
+# ---------------------------------------------------------------- formatting
+
+_COUNT_STEPS = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")]
+
+
+def format_count(n: float, digits: int = 1) -> str:
+    """Format a count by powers of 1000: 124337664 -> '124.3M', 1.5e9 -> '1.5B'."""
+    if not math.isfinite(n):
+        return str(n)
+    for step, suffix in _COUNT_STEPS:
+        if abs(n) >= step:
+            return f"{n / step:.{digits}f}{suffix}"
+    return f"{n:.0f}" if float(n).is_integer() else f"{n:.{digits}f}"
+
+
+def format_sci(x: float, digits: int = 3) -> str:
+    """Scientific notation with ``digits`` significant figures: 1.1381e21 -> '1.14e21'."""
+    if x == 0 or not math.isfinite(x):
+        return str(x)
+    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def format_flops(x: float, digits: int = 3) -> str:
+    """A FLOP count, always in scientific notation as papers write it: '1.14e21 FLOP'."""
+    return f"{format_sci(x, digits)} FLOP"
+
+
+def format_rate(flop_per_s: float, digits: int = 1) -> str:
+    """A FLOP rate in TFLOP/s (1e12, decimal as vendors quote it)."""
+    return f"{flop_per_s / 1e12:.{digits}f} TFLOP/s"
+
+
+_BYTE_STEPS = [(2.0**40, "TiB"), (2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB")]
+
+
+def format_bytes(n: float, digits: int = 2) -> str:
+    """Format bytes by powers of 1024, labelled with IEC units: 12884901888 -> '12.00 GiB'."""
+    for step, suffix in _BYTE_STEPS:
+        if abs(n) >= step:
+            return f"{n / step:.{digits}f} {suffix}"
+    return f"{n:.0f} B"
+
+
+def format_duration(seconds: float) -> str:
+    """Format seconds as the largest sensible unit: '36.0 h', '12.3 days', '2.1 years'."""
+    if not math.isfinite(seconds):
+        return str(seconds)
+    if seconds >= 2 * SECONDS_PER_YEAR:
+        return f"{seconds / SECONDS_PER_YEAR:.1f} years"
+    if seconds >= 2 * SECONDS_PER_DAY:
+        return f"{seconds / SECONDS_PER_DAY:.1f} days"
+    if seconds >= 2 * SECONDS_PER_HOUR:
+        return f"{seconds / SECONDS_PER_HOUR:.1f} h"
+    if seconds >= 2 * SECONDS_PER_MINUTE:
+        return f"{seconds / SECONDS_PER_MINUTE:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def format_usd(x: float) -> str:
+    """Format US dollars: '$1,234' or '$0.35'."""
+    return f"${x:,.0f}" if abs(x) >= 100 else f"${x:,.2f}"
