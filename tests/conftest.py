@@ -1,0 +1,40 @@
+"""Shared test helpers: measure FLOPs and parameters on the reference PyTorch module."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("COLUMNS", "200")  # pinned terminal width for rendered tables
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return pytest.importorskip("torch")
+
+
+def measure_flops(cfg, batch: int, seq: int, *, backward: bool = True, recompute: str = "none") -> dict:
+    """Run the reference module on meta tensors under FlopCounterMode; return total and per-op FLOPs.
+
+    Meta tensors carry shapes only, so GPT-2 XL costs nothing; on meta, scaled_dot_product_attention
+    decomposes into matmuls the counter sees (on CPU the fused kernel is not counted at all).
+    Non-reentrant checkpointing normally stops recomputing early (it skips the region's last op); early
+    stop is turned off so the measurement is the full recomputed forward the papers count.
+    """
+    import torch
+    from torch.utils.checkpoint import set_checkpoint_early_stop
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from flopscalc.train.model import GPT
+
+    with torch.device("meta"):
+        model = GPT(cfg, recompute=recompute)
+        idx = torch.zeros(batch, seq, dtype=torch.long)
+    counter = FlopCounterMode(display=False)
+    with counter, set_checkpoint_early_stop(False):
+        _, loss = model(idx, idx)
+        if backward:
+            loss.backward()
+    ops = {str(k).split(".")[1]: v for k, v in counter.get_flop_counts()["Global"].items()}
+    return {"total": counter.get_total_flops(), "ops": ops}
