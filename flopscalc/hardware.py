@@ -1,0 +1,277 @@
+"""GPU database: `GpuSpec` rows from ``data/gpu_specs.csv``, looked up by forgiving names.
+
+The CSV is read once, lazily, with the standard library (no pandas at start-up). Peak rates in it
+are dense (never the 2:4-sparsity figures) in TFLOP/s; memory capacity in GiB (vendors' "GB" for
+device DRAM is binary: a "12 GB" card has 12 x 2^30 bytes); bandwidths in decimal GB/s.
+A user's CSV with the same columns (any subset beyond the required ones) adds or overrides rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import functools
+import re
+from dataclasses import dataclass, fields
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+
+from .errors import DomainError, UsageError
+
+GIB = 2.0**30
+TERA = 1e12
+GIGA = 1e9
+
+
+class Precision(str, Enum):
+    """Arithmetic a training run's matmuls use; picks the peak rate from the database."""
+
+    fp32 = "fp32"  # FP32 on non-tensor units (CUDA cores / vector units)
+    tf32 = "tf32"  # TF32 tensor cores
+    bf16 = "bf16"  # BF16 tensor, FP32 accumulate (mixed-precision training's usual case)
+    fp16 = "fp16"  # FP16 tensor, FP32 accumulate
+    fp16_acc16 = "fp16-acc16"  # FP16 tensor, FP16 accumulate (GeForce: 2x the FP32-accumulate rate)
+    fp8 = "fp8"  # FP8 tensor (FP32 accumulate on GeForce)
+
+
+PRECISION_COLUMNS = {
+    Precision.fp32: "fp32_tflop_per_s",
+    Precision.tf32: "tf32_tflop_per_s",
+    Precision.bf16: "bf16_tflop_per_s",
+    Precision.fp16: "fp16_tflop_per_s",
+    Precision.fp16_acc16: "fp16_acc16_tflop_per_s",
+    Precision.fp8: "fp8_tflop_per_s",
+}
+PRECISION_HELP = {
+    Precision.fp32: "FP32 (non-tensor)",
+    Precision.tf32: "TF32 tensor",
+    Precision.bf16: "BF16 tensor, FP32 accumulate",
+    Precision.fp16: "FP16 tensor, FP32 accumulate",
+    Precision.fp16_acc16: "FP16 tensor, FP16 accumulate",
+    Precision.fp8: "FP8 tensor",
+}
+COLUMNS = [
+    "key", "name", "aliases", "vendor", "segment", "architecture", "release_year", "memory_gib",
+    "memory_type", "memory_bandwidth_gb_per_s", *PRECISION_COLUMNS.values(), "board_power_w",
+    "launch_price_usd", "interconnect", "interconnect_gb_per_s", "source", "notes",
+]
+REQUIRED_COLUMNS = ("key", "name", "memory_gib")
+NUMERIC_COLUMNS = (
+    "release_year", "memory_gib", "memory_bandwidth_gb_per_s", *PRECISION_COLUMNS.values(),
+    "board_power_w", "launch_price_usd", "interconnect_gb_per_s",
+)
+# Words dropped before matching names: brands and product-line words users add or leave out.
+BRAND_WORDS = {"nvidia", "geforce", "amd", "instinct", "google", "cloud", "radeon", "tesla"}
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """One accelerator: memory, bandwidth, dense peak rates, power, price and where they come from."""
+
+    key: str
+    name: str
+    aliases: tuple[str, ...]
+    vendor: str
+    segment: str
+    architecture: str
+    release_year: int | None
+    memory_bytes: float
+    memory_type: str
+    memory_bandwidth_bytes_per_s: float | None
+    fp32_flop_per_s: float | None
+    tf32_flop_per_s: float | None
+    bf16_flop_per_s: float | None
+    fp16_flop_per_s: float | None
+    fp16_acc16_flop_per_s: float | None
+    fp8_flop_per_s: float | None
+    board_power_w: float | None
+    launch_price_usd: float | None
+    interconnect: str
+    interconnect_bytes_per_s: float | None
+    source: str
+    notes: str
+    origin: str  # file (and line) the row came from
+
+    def peak_flop_per_s(self, precision: Precision | str) -> float:
+        """Dense peak rate for ``precision`` (FLOP/s); DomainError if the database has none."""
+        p = Precision(precision)
+        value = getattr(self, p.name + "_flop_per_s")
+        if value is None:
+            have = ", ".join(q.value for q in Precision if getattr(self, q.name + "_flop_per_s") is not None)
+            raise DomainError(
+                f"{self.name} has no {PRECISION_HELP[p]} rate in the GPU database; available: {have}"
+            )
+        return value
+
+    def available_precisions(self) -> list[Precision]:
+        return [p for p in Precision if getattr(self, p.name + "_flop_per_s") is not None]
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _norm_tokens(text: str) -> list[str]:
+    return [t for t in re.findall(r"[a-z0-9]+", text.lower()) if t not in BRAND_WORDS]
+
+
+def normalize_name(text: str) -> str:
+    """Lower case, brand words dropped, punctuation and spaces removed: 'RTX 4070 Ti' -> 'rtx4070ti'."""
+    return "".join(_norm_tokens(text))
+
+
+def _name_forms(spec: GpuSpec) -> set[str]:
+    forms = {normalize_name(spec.key), normalize_name(spec.name)}
+    forms |= {normalize_name(a) for a in spec.aliases}
+    # GeForce/RTX names are typed without the 'rtx': '4070ti', '3090'
+    forms |= {f[3:] for f in list(forms) if re.match(r"rtx\d", f)}
+    return {f for f in forms if f}
+
+
+def _number(raw: str, column: str, where: str) -> float | None:
+    raw = raw.strip()
+    if raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{where}: column {column!r} is {raw!r}, expected a number or an empty cell") from None
+    if not value > 0:
+        raise UsageError(f"{where}: column {column!r} is {raw!r}, expected a positive number")
+    return value
+
+
+def _row_to_spec(row: dict[str, str], where: str) -> GpuSpec:
+    for col in REQUIRED_COLUMNS:
+        if not (row.get(col) or "").strip():
+            raise UsageError(f"{where}: required column {col!r} is empty")
+    num = {c: _number(row.get(c) or "", c, where) for c in NUMERIC_COLUMNS}
+    if not any(num[c] for c in PRECISION_COLUMNS.values()):
+        raise UsageError(f"{where}: no peak rate given; fill at least one of {', '.join(PRECISION_COLUMNS.values())}")
+
+    def scaled(col: str, unit: float) -> float | None:
+        return None if num[col] is None else num[col] * unit
+
+    text = {c: (row.get(c) or "").strip() for c in ("key", "name", "vendor", "segment", "architecture",
+                                                    "memory_type", "interconnect", "source", "notes")}
+    return GpuSpec(
+        key=text["key"].lower(),
+        name=text["name"],
+        aliases=tuple(a.strip() for a in (row.get("aliases") or "").split(";") if a.strip()),
+        vendor=text["vendor"],
+        segment=text["segment"],
+        architecture=text["architecture"],
+        release_year=int(num["release_year"]) if num["release_year"] else None,
+        memory_bytes=num["memory_gib"] * GIB,
+        memory_type=text["memory_type"],
+        memory_bandwidth_bytes_per_s=scaled("memory_bandwidth_gb_per_s", GIGA),
+        fp32_flop_per_s=scaled("fp32_tflop_per_s", TERA),
+        tf32_flop_per_s=scaled("tf32_tflop_per_s", TERA),
+        bf16_flop_per_s=scaled("bf16_tflop_per_s", TERA),
+        fp16_flop_per_s=scaled("fp16_tflop_per_s", TERA),
+        fp16_acc16_flop_per_s=scaled("fp16_acc16_tflop_per_s", TERA),
+        fp8_flop_per_s=scaled("fp8_tflop_per_s", TERA),
+        board_power_w=num["board_power_w"],
+        launch_price_usd=num["launch_price_usd"],
+        interconnect=text["interconnect"],
+        interconnect_bytes_per_s=scaled("interconnect_gb_per_s", GIGA),
+        source=text["source"] or f"user file {where}",
+        notes=text["notes"],
+        origin=where,
+    )
+
+
+def read_gpu_csv(path: str | Path, text: str | None = None) -> list[GpuSpec]:
+    """Parse a GPU CSV; a malformed row raises UsageError naming the file and line."""
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot read GPU file {str(path)!r}: {e.strerror}") from None
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise UsageError(f"{path}: missing column(s) {', '.join(missing)}; the header must name at least "
+                         f"{', '.join(REQUIRED_COLUMNS)} and one peak-rate column")
+    unknown = [c for c in header if c not in COLUMNS]
+    if unknown:
+        raise UsageError(f"{path}: unknown column(s) {', '.join(unknown)}; accepted: {', '.join(COLUMNS)}")
+    specs, seen = [], {}
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if None in row:
+            raise UsageError(f"{where}: more cells than the header has columns")
+        spec = _row_to_spec(row, where)
+        if spec.key in seen:
+            raise UsageError(f"{where}: key {spec.key!r} repeats line {seen[spec.key]}")
+        seen[spec.key] = reader.line_num
+        specs.append(spec)
+    return specs
+
+
+class GpuDatabase:
+    """GPU rows by key, with forgiving name lookup (`get`)."""
+
+    def __init__(self, specs: list[GpuSpec]):
+        self.specs: dict[str, GpuSpec] = {s.key: s for s in specs}
+        forms: dict[str, set[str]] = {}
+        for s in self.specs.values():
+            for f in _name_forms(s):
+                forms.setdefault(f, set()).add(s.key)
+        # a form two rows share names neither (e.g. a stale alias); explicit aliases are checked by tests
+        self._forms = {f: next(iter(keys)) for f, keys in forms.items() if len(keys) == 1}
+
+    def __iter__(self):
+        return iter(self.specs.values())
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def with_rows(self, specs: list[GpuSpec]) -> "GpuDatabase":
+        """A new database with ``specs`` added, replacing rows of the same key."""
+        merged = dict(self.specs)
+        merged.update({s.key: s for s in specs})
+        return GpuDatabase(list(merged.values()))
+
+    def get(self, name: str) -> GpuSpec:
+        """Find a GPU by key, name or alias, ignoring case, spaces, hyphens and brand words."""
+        q = normalize_name(name)
+        if q in self._forms:
+            return self.specs[self._forms[q]]
+        prefixed = sorted({k for f, k in self._forms.items() if q and f.startswith(q)})
+        if len(prefixed) == 1:
+            return self.specs[prefixed[0]]
+        close = difflib.get_close_matches(q, list(self._forms), n=3, cutoff=0.6)
+        keys = list(dict.fromkeys([self._forms[c] for c in close] + prefixed))[:4]
+        hint = f"; did you mean {' or '.join(keys)}?" if keys else "; run 'flopscalc gpus' to list them"
+        raise UsageError(f"unknown GPU {name!r}{hint}")
+
+
+def _builtin_csv_text() -> tuple[str, str]:
+    packaged = resources.files("flopscalc") / "data" / "gpu_specs.csv"
+    if packaged.is_file():  # installed wheel: the CSV is force-included into the package
+        return packaged.read_text(encoding="utf-8"), "gpu_specs.csv"
+    repo = Path(__file__).resolve().parent.parent / "data" / "gpu_specs.csv"  # source tree / editable install
+    return repo.read_text(encoding="utf-8"), str(repo)
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_database() -> GpuDatabase:
+    """The GPU database shipped with flopscalc, parsed once on first use."""
+    text, where = _builtin_csv_text()
+    return GpuDatabase(read_gpu_csv(where, text))
+
+
+def load_database(extra_csv: list[str | Path] | tuple = ()) -> GpuDatabase:
+    """The shipped database plus the rows of each user CSV in ``extra_csv`` (later files win)."""
+    db = builtin_database()
+    for path in extra_csv:
+        db = db.with_rows(read_gpu_csv(path))
+    return db
+
+
+def get_gpu(name: str, extra_csv: list[str | Path] | tuple = ()) -> GpuSpec:
+    """Look up one GPU by a forgiving name (``4070ti``, ``RTX 4070 Ti``, ``rtx-4070-ti``)."""
+    return load_database(extra_csv).get(name)
