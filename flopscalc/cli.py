@@ -1,0 +1,183 @@
+"""Command-line face: parse options, call the engines and the planner, render. No arithmetic here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import DomainError, FlopscalcError, UsageError
+from .flops import Recompute
+from .hardware import Precision
+from .planner import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+
+app = typer.Typer(
+    name="flopscalc",
+    help="Compute-budget planner and FLOPs calculator for training GPT-style language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+gpus_app = typer.Typer(help="The GPU database: list every GPU, or show one with its sources.",
+                       invoke_without_command=True)
+app.add_typer(gpus_app, name="gpus")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+GpuCsvOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--gpu-csv", help="Extra GPU CSV (same columns as data/gpu_specs.csv) that adds or overrides rows."),
+]
+
+
+def _emit(renderable, data: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    from rich.console import Console
+
+    Console(soft_wrap=False).print(renderable)
+
+
+def _duration_s(days: float | None, hours: float | None, duration: str | None) -> float:
+    from .units import SECONDS_PER_DAY, SECONDS_PER_HOUR, parse_duration
+
+    given = [(n, v) for n, v in (("--days", days), ("--hours", hours), ("--duration", duration)) if v is not None]
+    if not given:
+        raise UsageError("say how long the GPUs are yours: --days, --hours or --duration (e.g. --days 365)")
+    if len(given) > 1:
+        raise UsageError(f"give the training time once, not with {' and '.join(n for n, _ in given)}")
+    name, value = given[0]
+    if name == "--duration":
+        seconds = parse_duration(value, what="--duration")
+    else:
+        seconds = value * (SECONDS_PER_DAY if name == "--days" else SECONDS_PER_HOUR)
+    if not seconds > 0:
+        raise UsageError(f"{name} must be positive, got {value}")
+    return seconds
+
+
+@app.command()
+def plan(
+    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: 4070ti, 'RTX 4090', h100, a100-80gb.")],
+    days: Annotated[Optional[float], typer.Option(help="Wall-clock time the GPUs are yours (days).")] = None,
+    hours: Annotated[Optional[float], typer.Option(help="Wall-clock time the GPUs are yours (hours).")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="Wall-clock time with a unit, e.g. 2w, 36h, 1y.")] = None,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Number of GPUs.")] = 1,
+    precision: Annotated[Precision, typer.Option(help="Arithmetic that sets the peak rate (dense).")] = DEFAULT_PRECISION,
+    utilization: Annotated[float, typer.Option(
+        help="Duty cycle: share of wall-clock time the GPUs are busy training (0-1).")] = DEFAULT_UTILIZATION,
+    mfu: Annotated[float, typer.Option(
+        help="Model FLOPs utilization while busy: achieved model FLOP/s over peak (0-1).")] = DEFAULT_MFU,
+    seq: Annotated[Optional[int], typer.Option(help="Training sequence length (tokens; default: context).")] = None,
+    gpu_csv: GpuCsvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """FLOP budget of GPUs x time, and what it buys: tokens per GPT-2 preset, Chinchilla's 20/param, time."""
+    from . import planner
+    from .hardware import get_gpu
+    from .report import plan_dict, plan_report
+
+    spec = get_gpu(gpu, gpu_csv or ())
+    p = planner.plan(spec, _duration_s(days, hours, duration), n_gpus=n_gpus, precision=precision,
+                     utilization=utilization, mfu=mfu, seq_len=seq)
+    _emit(plan_report(p), plan_dict(p), as_json)
+
+
+@app.command()
+def flops(
+    tokens: Annotated[str, typer.Option(help="Training tokens, e.g. 300B, 10B, 2.5e10.")],
+    model: Annotated[Optional[str], typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl.")] = None,
+    params: Annotated[Optional[str], typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    n_layer: Annotated[Optional[int], typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
+    n_head: Annotated[Optional[int], typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
+    n_embd: Annotated[Optional[int], typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    seq: Annotated[Optional[int], typer.Option(help="Sequence length (tokens; default: context).")] = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs.")] = 1,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    causal: Annotated[bool, typer.Option(
+        "--causal/--dense", help="Count only unmasked query-key pairs (--causal) or the full T x T (--dense).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """FLOPs of training a model on N tokens: per component, per token/step/run, in every convention."""
+    from .flops import summarize
+    from .model import resolve_model
+    from .report import flops_dict, flops_report
+    from .units import parse_count
+
+    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    s = summarize(cfg, parse_count(tokens, what="--tokens"), seq_len=seq, micro_batch=micro_batch,
+                  grad_accum=grad_accum, n_gpus=n_gpus, recompute=recompute, causal=causal)
+    _emit(flops_report(s), flops_dict(s), as_json)
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """The GPT-2 presets with their exact parameter counts."""
+    from .model import PRESETS
+    from .report import model_dict, models_table
+
+    _emit(models_table(PRESETS), {"models": [model_dict(c) for c in PRESETS.values()]}, as_json)
+
+
+@gpus_app.callback()
+def gpus(ctx: typer.Context, gpu_csv: GpuCsvOpt = None, as_json: JsonOpt = False) -> None:
+    """List every GPU in the database (dense peak rates, memory, power, price)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"gpu_csv": gpu_csv or ()}
+        return
+    from .hardware import load_database
+    from .report import gpu_dict, gpu_table
+
+    db = load_database(gpu_csv or ())
+    _emit(gpu_table(db), {"gpus": [gpu_dict(g) for g in db]}, as_json)
+
+
+@gpus_app.command("show")
+def gpus_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="GPU name, e.g. 4070ti.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one GPU: every figure, its source and notes."""
+    from .hardware import get_gpu
+    from .report import gpu_detail, gpu_dict
+
+    spec = get_gpu(name, (ctx.obj or {}).get("gpu_csv", ()))
+    _emit(gpu_detail(spec), gpu_dict(spec), as_json)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 ok, 1 domain error, 2 usage error (one line on stderr)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="flopscalc", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except UsageError as e:
+        return _fail(str(e), 2)
+    except DomainError as e:
+        return _fail(str(e), 1)
+    except FlopscalcError as e:  # pragma: no cover - every error is one of the two above
+        return _fail(str(e), 1)
+    except typer.TyperException as e:  # the parser's own usage errors (unknown option, bad choice, ...)
+        return _fail(" ".join(e.format_message().split()), getattr(e, "exit_code", 2))
+    except typer.Abort:
+        return _fail("aborted", 130)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        return 1
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"flopscalc: error: {message}\n")
+    return code
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,244 @@
+"""Renderers: typed results -> rich renderables and JSON-ready dicts. No arithmetic beyond unit scaling."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .flops import FlopsSummary
+from .hardware import PRECISION_HELP, GpuDatabase, GpuSpec, Precision
+from .model import ModelConfig, count_params
+from .planner import Plan
+from .units import format_bytes, format_count, format_duration, format_flops, format_rate, format_sci, format_usd
+
+COMPONENT_LABELS = {
+    "embedding": "embedding lookup",
+    "qkv": "QKV projection",
+    "attn_scores": "attention scores (Q K^T)",
+    "attn_values": "attention over values",
+    "attn_proj": "attention output projection",
+    "mlp": "MLP",
+    "lm_head": "LM head (logits)",
+}
+
+
+def _maybe(x, fmt):
+    return "-" if x is None else fmt(x)
+
+
+def model_dict(cfg: ModelConfig) -> dict:
+    pc = count_params(cfg)
+    return {
+        "name": cfg.name, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+        "block_size": cfg.block_size, "vocab_size": cfg.vocab_size, "bias": cfg.bias,
+        "tie_embeddings": cfg.tie_embeddings, "pos_embedding": cfg.pos_embedding, "n_inner": cfg.n_inner,
+        "n_params": pc.total, "n_params_non_embedding": pc.non_embedding,
+    }
+
+
+def model_line(cfg: ModelConfig) -> str:
+    pc = count_params(cfg)
+    return (f"{cfg.name}: {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}, "
+            f"vocab {cfg.vocab_size}; {pc.total:,} parameters ({pc.non_embedding:,} non-embedding)")
+
+
+# ------------------------------------------------------------------ plan
+
+
+def plan_dict(p: Plan) -> dict:
+    b = p.budget
+    return {
+        "gpu": b.gpu.key, "gpu_name": b.gpu.name, "n_gpus": b.n_gpus, "duration_s": b.duration_s,
+        "precision": b.precision.value, "utilization": b.utilization, "mfu": b.mfu,
+        "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu, "achieved_flop_per_s": b.achieved_flop_per_s,
+        "peak_flops": b.peak_flops, "busy_flops": b.busy_flops, "model_flops": b.model_flops,
+        "candidates": [
+            {
+                "model": c.model.name, "n_params": c.n_params, "seq_len": c.seq_len,
+                "model_flops_per_token": c.model_flops_per_token, "budget_tokens": c.budget_tokens,
+                "tokens_per_param": c.tokens_per_param, "reaches_chinchilla": c.reaches_chinchilla,
+                "chinchilla_tokens": c.chinchilla_tokens, "chinchilla_flops": c.chinchilla_flops,
+                "chinchilla_time_s": c.chinchilla_time_s,
+            }
+            for c in p.candidates
+        ],
+        "assumptions": [{"name": a.name, "value": a.value, "source": a.source} for a in p.assumptions],
+    }
+
+
+def plan_report(p: Plan) -> Group:
+    b = p.budget
+    head = Text.from_markup(
+        f"[bold]{b.n_gpus} x {b.gpu.name}[/] for {format_duration(b.duration_s)}, "
+        f"{b.precision.value} ({PRECISION_HELP[b.precision]}, dense)"
+    )
+    budget = Table(title="FLOP budget", title_justify="left", show_header=False, box=None, pad_edge=False)
+    budget.add_column(style="bold")
+    budget.add_column(justify="right")
+    budget.add_column(style="dim")
+    budget.add_row("peak rate", format_rate(b.peak_flop_per_s), f"{b.n_gpus} x {format_rate(b.peak_flop_per_s_per_gpu)}")
+    budget.add_row("peak x time", format_flops(b.peak_flops), "every GPU busy and at peak the whole time")
+    budget.add_row(f"x utilization {b.utilization:g}", format_flops(b.busy_flops),
+                   "busy share of wall-clock time (duty cycle)")
+    budget.add_row(f"x MFU {b.mfu:g}", format_flops(b.model_flops),
+                   f"model FLOPs delivered ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)")
+
+    cands = Table(title="What the budget buys (GPT-2 presets)", title_justify="left")
+    for col, just in [("model", "left"), ("params", "right"), ("FLOP/token", "right"), ("tokens in budget", "right"),
+                      ("tokens/param", "right"), (">=20/param", "center"), ("time to 20 tokens/param", "right"),
+                      ("FLOPs for 20/param", "right")]:
+        cands.add_column(col, justify=just)
+    for c in p.candidates:
+        cands.add_row(
+            c.model.name, format_count(c.n_params), format_sci(c.model_flops_per_token),
+            format_count(c.budget_tokens), f"{c.tokens_per_param:,.0f}",
+            "[green]yes[/]" if c.reaches_chinchilla else "[red]no[/]",
+            format_duration(c.chinchilla_time_s), format_sci(c.chinchilla_flops),
+        )
+    notes = Table(title="Assumptions", title_justify="left", show_header=False, box=None, pad_edge=False)
+    notes.add_column(style="bold")
+    notes.add_column()
+    notes.add_column(style="dim")
+    for a in p.assumptions:
+        notes.add_row(a.name, a.value, a.source)
+    return Group(head, Text(), budget, Text(), cands, Text(), notes)
+
+
+# ------------------------------------------------------------------ flops
+
+
+def flops_dict(s: FlopsSummary) -> dict:
+    t = s.training
+    exact = t.model_flops_per_token
+    return {
+        "model": model_dict(s.model), "seq_len": s.seq_len, "n_tokens": s.n_tokens,
+        "tokens_per_step": s.tokens_per_step, "n_steps": s.n_steps, "causal": s.causal,
+        "recompute": t.recompute.value,
+        "forward_flops_per_token": t.forward.as_dict(),
+        "per_token": {
+            "forward_flops": t.forward_flops_per_token, "backward_flops": t.backward_flops_per_token,
+            "recompute_flops": t.recompute_flops_per_token, "model_flops": t.model_flops_per_token,
+            "hardware_flops": t.hardware_flops_per_token,
+        },
+        "per_step": {"model_flops": s.model_flops_per_step, "hardware_flops": s.hardware_flops_per_step},
+        "per_run": {"model_flops": s.model_flops, "hardware_flops": s.hardware_flops},
+        "conventions": [
+            {"key": r.convention.key, "title": r.convention.title, "formula": r.convention.formula,
+             "source": r.convention.source, "flops_per_token": r.flops_per_token,
+             "flops_per_run": r.flops_per_token * s.n_tokens, "ratio_to_exact": r.ratio_to(exact),
+             "hardware_flops": r.convention.hardware, "omits": r.convention.omits}
+            for r in s.conventions
+        ],
+    }
+
+
+def flops_report(s: FlopsSummary) -> Group:
+    t = s.training
+    head = Text(model_line(s.model))
+    sub = Text(
+        f"sequence {s.seq_len}, {format_count(s.n_tokens)} tokens, {format_count(s.tokens_per_step)} tokens/step "
+        f"({format_count(s.n_steps)} steps), attention {'causal (unmasked pairs only)' if s.causal else 'dense T x T'}, "
+        f"recompute {t.recompute.value}", style="dim")
+    comp = Table(title="Exact matmul FLOPs by component", title_justify="left")
+    for col in ("component", "forward FLOP/token", "fwd+bwd FLOP/token", "share", "per run"):
+        comp.add_column(col, justify="left" if col == "component" else "right")
+    fwd = t.forward.as_dict()
+    for key, label in COMPONENT_LABELS.items():
+        v = fwd[key]
+        comp.add_row(label, format_sci(v) if v else "0", format_sci(3 * v) if v else "0",
+                     f"{v / t.forward.total:.1%}", format_sci(3 * v * s.n_tokens) if v else "0")
+    comp.add_row("[bold]total (model FLOPs)[/]", format_sci(t.forward_flops_per_token),
+                 format_sci(t.model_flops_per_token), "100%", format_sci(s.model_flops))
+    if t.recompute_flops_per_token:
+        comp.add_row(f"+ recompute ({t.recompute.value})", "", format_sci(t.recompute_flops_per_token), "",
+                     format_sci(t.recompute_flops_per_token * s.n_tokens))
+        comp.add_row("[bold]hardware FLOPs[/]", "", format_sci(t.hardware_flops_per_token), "",
+                     format_sci(s.hardware_flops))
+    totals = Table(show_header=True, box=None, title="Totals", title_justify="left")
+    for col in ("", "per token", "per step", "per run"):
+        totals.add_column(col, justify="right" if col else "left")
+    totals.add_row("model FLOPs", format_sci(t.model_flops_per_token), format_sci(s.model_flops_per_step),
+                   format_flops(s.model_flops))
+    totals.add_row("hardware FLOPs", format_sci(t.hardware_flops_per_token), format_sci(s.hardware_flops_per_step),
+                   format_flops(s.hardware_flops))
+    conv = Table(title="The same run in the conventions people cite", title_justify="left")
+    for col in ("convention", "FLOP/token", "per run", "vs exact", "formula", "leaves out", "source"):
+        conv.add_column(col, justify="right" if col in ("FLOP/token", "per run", "vs exact") else "left")
+    exact = t.model_flops_per_token
+    for r in s.conventions:
+        c = r.convention
+        conv.add_row(c.title + (" *" if c.hardware else ""), format_sci(r.flops_per_token),
+                     format_sci(r.flops_per_token * s.n_tokens), f"{r.ratio_to(exact):.3f}", c.formula, c.omits,
+                     c.source)
+    foot = Text("* includes one recomputed forward pass (hardware FLOPs); the others count model FLOPs.", style="dim")
+    return Group(head, sub, Text(), comp, Text(), totals, Text(), conv, foot)
+
+
+# ------------------------------------------------------------------ gpus
+
+_RATE_COLUMNS = [Precision.fp32, Precision.tf32, Precision.bf16, Precision.fp16_acc16, Precision.fp8]
+
+
+def gpu_dict(g: GpuSpec) -> dict:
+    d = g.as_dict()
+    d["aliases"] = list(g.aliases)
+    return d
+
+
+def gpu_table(db: GpuDatabase) -> Table:
+    t = Table(title=f"{len(db)} GPUs (dense peak TFLOP/s; memory in GiB)", title_justify="left")
+    t.add_column("key")
+    t.add_column("name")
+    t.add_column("memory", justify="right")
+    t.add_column("GB/s", justify="right")
+    for p in _RATE_COLUMNS:
+        t.add_column(p.value, justify="right")
+    t.add_column("W", justify="right")
+    t.add_column("launch $", justify="right")
+    for g in db:
+        rates = [getattr(g, p.name + "_flop_per_s") for p in _RATE_COLUMNS]
+        t.add_row(
+            g.key, g.name, f"{g.memory_bytes / 2**30:g}",
+            _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / 1e9:,.0f}"),
+            *[_maybe(r, lambda x: f"{x / 1e12:,.1f}") for r in rates],
+            _maybe(g.board_power_w, lambda x: f"{x:,.0f}"),
+            _maybe(g.launch_price_usd, format_usd),
+        )
+    return t
+
+
+def gpu_detail(g: GpuSpec) -> Table:
+    t = Table(title=g.name, title_justify="left", show_header=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    rows = [
+        ("key", g.key), ("aliases", ", ".join(g.aliases) or "-"), ("vendor / segment", f"{g.vendor} / {g.segment}"),
+        ("architecture", f"{g.architecture} ({g.release_year or '-'})"),
+        ("memory", f"{format_bytes(g.memory_bytes)} {g.memory_type}"),
+        ("memory bandwidth", _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / 1e9:,.0f} GB/s")),
+    ]
+    for p in Precision:
+        rows.append((f"peak {p.value}", _maybe(getattr(g, p.name + "_flop_per_s"),
+                                                lambda x: f"{format_rate(x)}  ({PRECISION_HELP[p]}, dense)")))
+    rows += [
+        ("board power", _maybe(g.board_power_w, lambda x: f"{x:,.0f} W")),
+        ("launch price", _maybe(g.launch_price_usd, format_usd)),
+        ("interconnect", f"{g.interconnect or '-'}" + _maybe(g.interconnect_bytes_per_s,
+                                                            lambda x: f", {x / 1e9:,.2f} GB/s per direction")),
+        ("source", g.source), ("notes", g.notes or "-"), ("from", g.origin),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def models_table(models: dict[str, ModelConfig]) -> Table:
+    t = Table(title="Model presets", title_justify="left")
+    for col in ("name", "n_layer", "n_head", "n_embd", "context", "params", "non-embedding"):
+        t.add_column(col, justify="left" if col == "name" else "right")
+    for name, cfg in models.items():
+        pc = count_params(cfg)
+        t.add_row(name, str(cfg.n_layer), str(cfg.n_head), str(cfg.n_embd), str(cfg.block_size),
+                  f"{pc.total:,}", f"{pc.non_embedding:,}")
+    return t
