@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -13,6 +11,7 @@ from .errors import DomainError, FlopscalcError, UsageError
 from .flops import Recompute
 from .hardware import Precision
 from .planner import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+from .cli_common import GpuCsvOpt, JsonOpt, emit
 
 app = typer.Typer(
     name="flopscalc",
@@ -24,22 +23,6 @@ app = typer.Typer(
 gpus_app = typer.Typer(help="The GPU database: list every GPU, or show one with its sources.",
                        invoke_without_command=True)
 app.add_typer(gpus_app, name="gpus")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
-GpuCsvOpt = Annotated[
-    Optional[list[Path]],
-    typer.Option("--gpu-csv", help="Extra GPU CSV (same columns as data/gpu_specs.csv) that adds or overrides rows."),
-]
-
-
-def _emit(renderable, data: dict, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-        return
-    from rich.console import Console
-
-    Console(soft_wrap=False).print(renderable)
-
 
 def _duration_s(days: float | None, hours: float | None, duration: str | None) -> float:
     from .units import SECONDS_PER_DAY, SECONDS_PER_HOUR, parse_duration
@@ -83,7 +66,7 @@ def plan(
     spec = get_gpu(gpu, gpu_csv or ())
     p = planner.plan(spec, _duration_s(days, hours, duration), n_gpus=n_gpus, precision=precision,
                      utilization=utilization, mfu=mfu, seq_len=seq)
-    _emit(plan_report(p), plan_dict(p), as_json)
+    emit(plan_report(p), plan_dict(p), as_json)
 
 
 @app.command()
@@ -113,7 +96,7 @@ def flops(
                         n_layer=n_layer, n_head=n_head, n_embd=n_embd)
     s = summarize(cfg, parse_count(tokens, what="--tokens"), seq_len=seq, micro_batch=micro_batch,
                   grad_accum=grad_accum, n_gpus=n_gpus, recompute=recompute, causal=causal)
-    _emit(flops_report(s), flops_dict(s), as_json)
+    emit(flops_report(s), flops_dict(s), as_json)
 
 
 @app.command()
@@ -122,7 +105,7 @@ def models(as_json: JsonOpt = False) -> None:
     from .model import PRESETS
     from .report import model_dict, models_table
 
-    _emit(models_table(PRESETS), {"models": [model_dict(c) for c in PRESETS.values()]}, as_json)
+    emit(models_table(PRESETS), {"models": [model_dict(c) for c in PRESETS.values()]}, as_json)
 
 
 @gpus_app.callback()
@@ -135,7 +118,7 @@ def gpus(ctx: typer.Context, gpu_csv: GpuCsvOpt = None, as_json: JsonOpt = False
     from .report import gpu_dict, gpu_table
 
     db = load_database(gpu_csv or ())
-    _emit(gpu_table(db), {"gpus": [gpu_dict(g) for g in db]}, as_json)
+    emit(gpu_table(db), {"gpus": [gpu_dict(g) for g in db]}, as_json)
 
 
 @gpus_app.command("show")
@@ -149,7 +132,18 @@ def gpus_show(
     from .report import gpu_detail, gpu_dict
 
     spec = get_gpu(name, (ctx.obj or {}).get("gpu_csv", ()))
-    _emit(gpu_detail(spec), gpu_dict(spec), as_json)
+    emit(gpu_detail(spec), gpu_dict(spec), as_json)
+
+
+def _register_command_modules() -> None:
+    # each engine's commands live in their own face module; they import their engines lazily
+    from . import cli_memory, cli_scaling, cli_train
+
+    for module in (cli_memory, cli_scaling, cli_train):
+        module.register(app)
+
+
+_register_command_modules()
 
 
 def run(argv: list[str] | None = None) -> int:
