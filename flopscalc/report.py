@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -84,15 +85,15 @@ def plan_report(p: Plan) -> Group:
     budget.add_row(f"x MFU {b.mfu:g}", format_flops(b.model_flops),
                    f"model FLOPs delivered ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)")
 
-    cands = Table(title="What the budget buys (GPT-2 presets)", title_justify="left")
-    for col, just in [("model", "left"), ("params", "right"), ("FLOP/token", "right"), ("tokens in budget", "right"),
-                      ("tokens/param", "right"), (">=20/param", "center"), ("time to 20 tokens/param", "right"),
-                      ("FLOPs for 20/param", "right")]:
-        cands.add_column(col, justify=just)
+    cands = Table(title="What the budget buys (GPT-2 presets; 20 tokens/param = Chinchilla-optimal)",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for col, just in [("model", "left"), ("params", "right"), ("tokens", "right"),
+                      ("tok/param", "right"), (">=20", "center"), ("time at 20/p", "right"),
+                      ("FLOPs 20/p", "right")]:
+        cands.add_column(col, justify=just, no_wrap=True)
     for c in p.candidates:
         cands.add_row(
-            c.model.name, format_count(c.n_params), format_sci(c.model_flops_per_token),
-            format_count(c.budget_tokens), f"{c.tokens_per_param:,.0f}",
+            c.model.name, format_count(c.n_params), format_count(c.budget_tokens), f"{c.tokens_per_param:,.0f}",
             "[green]yes[/]" if c.reaches_chinchilla else "[red]no[/]",
             format_duration(c.chinchilla_time_s), format_sci(c.chinchilla_flops),
         )
@@ -140,7 +141,7 @@ def flops_report(s: FlopsSummary) -> Group:
         f"sequence {s.seq_len}, {format_count(s.n_tokens)} tokens, {format_count(s.tokens_per_step)} tokens/step "
         f"({format_count(s.n_steps)} steps), attention {'causal (unmasked pairs only)' if s.causal else 'dense T x T'}, "
         f"recompute {t.recompute.value}", style="dim")
-    comp = Table(title="Exact matmul FLOPs by component", title_justify="left")
+    comp = Table(title="Exact matmul FLOPs by component", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("component", "forward FLOP/token", "fwd+bwd FLOP/token", "share", "per run"):
         comp.add_column(col, justify="left" if col == "component" else "right")
     fwd = t.forward.as_dict()
@@ -162,17 +163,23 @@ def flops_report(s: FlopsSummary) -> Group:
                    format_flops(s.model_flops))
     totals.add_row("hardware FLOPs", format_sci(t.hardware_flops_per_token), format_sci(s.hardware_flops_per_step),
                    format_flops(s.hardware_flops))
-    conv = Table(title="The same run in the conventions people cite", title_justify="left")
-    for col in ("convention", "FLOP/token", "per run", "vs exact", "formula", "leaves out", "source"):
+    conv = Table(title="The same run in the conventions people cite", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("convention", "FLOP/token", "per run", "vs exact", "formula"):
         conv.add_column(col, justify="right" if col in ("FLOP/token", "per run", "vs exact") else "left")
     exact = t.model_flops_per_token
     for r in s.conventions:
         c = r.convention
         conv.add_row(c.title + (" *" if c.hardware else ""), format_sci(r.flops_per_token),
-                     format_sci(r.flops_per_token * s.n_tokens), f"{r.ratio_to(exact):.3f}", c.formula, c.omits,
-                     c.source)
+                     format_sci(r.flops_per_token * s.n_tokens), f"{r.ratio_to(exact):.3f}", c.formula)
+    notes = Table(title="What each convention leaves out, and its source", title_justify="left", box=None,
+                  show_header=False, pad_edge=False)
+    notes.add_column(style="bold", no_wrap=True)
+    notes.add_column()
+    for r in s.conventions:
+        c = r.convention
+        notes.add_row(c.key, f"leaves out {c.omits}. [dim]{c.source}[/]")
     foot = Text("* includes one recomputed forward pass (hardware FLOPs); the others count model FLOPs.", style="dim")
-    return Group(head, sub, Text(), comp, Text(), totals, Text(), conv, foot)
+    return Group(head, sub, Text(), comp, Text(), totals, Text(), conv, foot, Text(), notes)
 
 
 # ------------------------------------------------------------------ gpus
