@@ -1,0 +1,298 @@
+"""Unit parsing and formatting: expected values are hand arithmetic, not the module's own tables.
+
+SI prefixes (k=10^3, M=10^6, G=10^9, T=10^12) and IEC binary prefixes (Ki=2^10, Mi=2^20, Gi=2^30,
+Ti=2^40) follow IEC 80000-13; "B" for billion (10^9) is how ML papers write parameter and token counts
+(e.g. "300B tokens", Brown et al. 2020, Table 2.2). A year is 365 days (the seed note's one year
+non-stop); a week 7 days.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flopscalc.errors import UsageError
+from flopscalc.units import (
+    format_bytes,
+    format_count,
+    parse_bytes,
+    parse_count,
+    parse_duration,
+    parse_usd,
+)
+
+DAY_S = 24 * 60 * 60  # 86,400 s
+HOUR_S = 60 * 60
+
+
+# ------------------------------------------------------------------ parse_count
+
+@pytest.mark.parametrize("text,expected", [
+    ("124M", 124 * 10**6),
+    ("1.5B", 1_500_000_000),
+    ("300B", 300 * 10**9),
+    ("1e21", 10**21),
+    ("2.5e10", 25_000_000_000),
+    ("1,000", 1000),
+    ("1,000,000", 10**6),
+    ("1_000", 1000),
+    ("12", 12),
+    ("0.5", 0.5),
+    (".5M", 500_000),
+    ("1.5k", 1500),
+    ("1.5K", 1500),            # k and K both mean 10^3
+    ("12G", 12 * 10**9),       # SI giga, the twin of B
+    ("2T", 2 * 10**12),
+    (" 124M ", 124 * 10**6),   # surrounding blanks are ignored
+    ("1.5 B", 1_500_000_000),  # a blank between number and suffix is allowed
+    ("+3M", 3 * 10**6),
+    ("1e3k", 10**6),
+])
+def test_parse_count_values(text, expected):
+    assert parse_count(text) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("value", [0, 7, 124_439_808, 2.5])
+def test_parse_count_passes_numbers_through(value):
+    assert parse_count(value) == value
+
+
+# Suffix case: upper-case M/B/T are the count suffixes; lower-case m and b are refused because they
+# read as milli and bit (SI), and "124m" must not silently become 124 or 124e6.
+@pytest.mark.parametrize("text", ["124m", "1.5b", "3t"])
+def test_parse_count_refuses_lowercase_milli_and_bit(text):
+    with pytest.raises(UsageError):
+        parse_count(text)
+
+
+BAD_COUNTS = ["12XB", "1..5B", "", "abc", "nan", "inf", "-inf", "1,00", "1,0000", "1.5.3", "B",
+              "__import__('os')", "__import__('os').system('true')", "1+1", "2**10", "1e", "e5"]
+
+
+@pytest.mark.parametrize("text", BAD_COUNTS)
+def test_parse_count_rejects_malformed_with_one_line(text):
+    with pytest.raises(UsageError) as err:
+        parse_count(text)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert repr(text) in msg  # names the input as typed
+    assert "accepted" in msg and "124M" in msg  # says what is accepted, with an example
+
+
+def test_parse_count_byte_units_get_a_hint():
+    with pytest.raises(UsageError, match="bytes"):
+        parse_count("12GB")
+
+
+@pytest.mark.parametrize("parse", [parse_count, parse_bytes, parse_duration, parse_usd])
+def test_parsers_do_not_evaluate_code(parse, tmp_path, monkeypatch):
+    """A parser that called eval would create the marker file; the safe parser only rejects the text."""
+    monkeypatch.chdir(tmp_path)
+    code = "__import__('pathlib').Path('MARKER').touch()"
+    with pytest.raises(UsageError):
+        parse(code)
+    assert not (tmp_path / "MARKER").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="units._split accepts numbers that overflow to inf (bug reported to lead)")
+@pytest.mark.parametrize("parse,text", [
+    (parse_count, "1e400"), (parse_bytes, "1e400GB"), (parse_duration, "1e400d"), (parse_usd, "1e400"),
+])
+def test_overflow_to_infinity_is_refused(parse, text):
+    # float("1e400") is inf; 'inf' itself is refused, so an overflowing literal must be too
+    with pytest.raises(UsageError):
+        parse(text)
+
+
+def test_negative_count_keeps_its_sign():
+    # parse_count reads a sign; range checks (tokens > 0, ...) are the callers' job
+    assert parse_count("-5B") == -5 * 10**9
+
+
+# ------------------------------------------------------------------ parse_bytes
+
+@pytest.mark.parametrize("text,expected", [
+    ("12GB", 12 * 10**9),              # decimal giga
+    ("12GiB", 12 * 1024**3),           # binary gibi = 12,884,901,888
+    ("12gib", 12 * 1024**3),           # units are case-insensitive
+    ("12 GB", 12 * 10**9),
+    ("1.5TB", 1_500_000_000_000),
+    ("1TiB", 1024**4),
+    ("512MiB", 512 * 1024**2),
+    ("80kB", 80_000),
+    ("4KiB", 4096),
+    ("100", 100),                      # bare number = bytes
+    ("100B", 100),
+])
+def test_parse_bytes_values(text, expected):
+    assert parse_bytes(text) == pytest.approx(expected, rel=1e-12)
+
+
+def test_gib_and_gb_differ_by_the_binary_ratio():
+    assert parse_bytes("1GiB") / parse_bytes("1GB") == pytest.approx(1.073741824, rel=1e-12)  # 2^30 / 10^9
+
+
+@pytest.mark.parametrize("text", ["12XB", "1..5GB", "", "abc", "12 gigs", "nan GB"])
+def test_parse_bytes_rejects_malformed(text):
+    with pytest.raises(UsageError) as err:
+        parse_bytes(text)
+    msg = str(err.value)
+    assert "\n" not in msg and repr(text) in msg and "GiB" in msg
+
+
+# ------------------------------------------------------------------ parse_duration
+
+@pytest.mark.parametrize("text,expected_s", [
+    ("365d", 365 * DAY_S),   # 31,536,000 s
+    ("36h", 36 * HOUR_S),    # 129,600 s
+    ("2w", 14 * DAY_S),
+    ("1y", 365 * DAY_S),     # a 365-day year, not 365.25
+    ("90min", 5400),
+    ("5m", 300),             # m is minutes for durations
+    ("45s", 45),
+    ("1.5h", 5400),
+    ("1d12h", 36 * HOUR_S),  # combined parts add
+    ("1d 12h", 36 * HOUR_S),
+    ("1w1d", 8 * DAY_S),
+    ("12 hours", 12 * HOUR_S),
+    ("2 weeks", 14 * DAY_S),
+    ("3 days", 3 * DAY_S),
+    ("365D", 365 * DAY_S),
+])
+def test_parse_duration_values(text, expected_s):
+    assert parse_duration(text) == pytest.approx(expected_s, rel=1e-12)
+
+
+@pytest.mark.parametrize("text", ["12", "", "d", "-5d", "1x", "1d1", "abc", "365 dayz", "1..5d"])
+def test_parse_duration_rejects_malformed(text):
+    with pytest.raises(UsageError) as err:
+        parse_duration(text)
+    msg = str(err.value)
+    assert "\n" not in msg and repr(text) in msg and "365d" in msg
+
+
+# ------------------------------------------------------------------ parse_usd
+
+@pytest.mark.parametrize("text,expected", [
+    ("$1.5k", 1500), ("$1,200", 1200), ("1.2k", 1200), ("2.5 USD", 2.5), ("0.35", 0.35),
+    ("799", 799), ("$2M", 2_000_000), ("$0.35", 0.35),
+])
+def test_parse_usd_values(text, expected):
+    assert parse_usd(text) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("text", ["12 EUR", "$$5", "", "1..5k", "5GB"])
+def test_parse_usd_rejects_malformed(text):
+    with pytest.raises(UsageError) as err:
+        parse_usd(text)
+    assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------ formatting
+
+@pytest.mark.parametrize("n,text", [
+    (124_439_808, "124.4M"),      # 124,439,808 / 10^6 = 124.44
+    (124_337_664, "124.3M"),
+    (1_557_611_200, "1.6B"),      # / 10^9 = 1.5576
+    (1_500_000_000, "1.5B"),
+    (2.5e12, "2.5T"),
+    (12_345, "12.3k"),
+    (999, "999"),
+    (0, "0"),
+])
+def test_format_count_divides_by_1000(n, text):
+    assert format_count(n) == text
+
+
+@pytest.mark.parametrize("n,text", [
+    (12 * 2**30, "12.00 GiB"),
+    (12 * 10**9, "11.18 GiB"),    # 12e9 / 2^30 = 11.1759
+    (80 * 10**9, "74.51 GiB"),    # 80e9 / 2^30 = 74.5058
+    (1.5 * 2**40, "1.50 TiB"),
+    (3 * 2**20, "3.00 MiB"),
+    (512, "512 B"),
+])
+def test_format_bytes_divides_by_1024_and_says_gib(n, text):
+    assert format_bytes(n) == text
+
+
+@pytest.mark.xfail(strict=True, reason="format_count/format_bytes choose the suffix before rounding "
+                                       "(999,950 -> '1000.0k'); bug reported to lead")
+@pytest.mark.parametrize("fmt,n,text", [
+    (format_count, 999_950, "1.0M"),
+    (format_count, 999_960_000, "1.0B"),
+    (format_bytes, 1023.999 * 2**20, "1.00 GiB"),
+])
+def test_rounding_up_moves_to_the_next_suffix(fmt, n, text):
+    assert fmt(n) == text
+
+
+# Property tests. The suffix values below are written out here, independent of units.py's tables.
+_COUNT_SCALE = {"": 1.0, "k": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+_FORMATTED_COUNT = re.compile(r"^(-?\d+(?:\.\d+)?)([kMBT]?)$")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1.0, max_value=1e15, allow_nan=False, allow_infinity=False))
+def test_parse_of_format_count_is_within_half_a_printed_digit(x):
+    text = format_count(x)
+    m = _FORMATTED_COUNT.match(text)
+    assert m, text
+    scale = _COUNT_SCALE[m[2]]
+    decimals = len(m[1].split(".")[1]) if "." in m[1] else 0
+    half_unit = 0.5 * 10**-decimals * scale  # rounding of the last printed digit
+    assert abs(parse_count(text) - x) <= half_unit * (1 + 1e-9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e3, max_value=1e15, allow_nan=False, allow_infinity=False))
+def test_format_count_prints_three_significant_figures_or_more(x):
+    # digits=1 after a mantissa of at least 1: relative error at most 0.05 / 1 = 5%
+    assert parse_count(format_count(x)) == pytest.approx(x, rel=0.05)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mantissa=st.decimals(min_value="1.0", max_value="999.9", places=1),
+       suffix=st.sampled_from(["k", "M", "B", "T"]))
+def test_format_of_parse_count_is_identity_on_canonical_text(mantissa, suffix):
+    text = f"{mantissa}{suffix}"
+    assert format_count(parse_count(text)) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=1.0, max_value=2.0**50, allow_nan=False, allow_infinity=False))
+def test_format_bytes_round_trips_within_the_printed_digits(n):
+    text = format_bytes(n)
+    number, unit = text.split(" ")
+    scale = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+    half_unit = (0.5 if unit == "B" else 0.005) * scale
+    assert abs(float(number) * scale - n) <= half_unit * (1 + 1e-9)
+    assert parse_bytes(text.replace(" ", "")) == pytest.approx(float(number) * scale, rel=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(days=st.integers(min_value=0, max_value=3650), hours=st.integers(min_value=0, max_value=23))
+def test_duration_parts_add(days, hours):
+    assert parse_duration(f"{days}d{hours}h") == days * DAY_S + hours * HOUR_S
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1000, max_value=10**15))
+def test_thousands_separators_are_ignored(n):
+    assert parse_count(f"{n:,}") == n
+    assert parse_count(f"{n:_}") == n
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="0123456789.eE+-,_ kMBTxyz$()'", max_size=12))
+def test_parse_count_returns_a_finite_number_or_raises_usage_error(text):
+    try:
+        value = parse_count(text)
+    except UsageError as e:
+        assert "\n" not in str(e)
+    else:
+        assert isinstance(value, float) and (math.isfinite(value) or "e" in text.lower())
