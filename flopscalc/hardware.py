@@ -120,6 +120,12 @@ def normalize_name(text: str) -> str:
     return "".join(_norm_tokens(text))
 
 
+def token_bag(text: str) -> str:
+    """Order-free form: words split at letter/digit boundaries, sorted: 'A100 80GB SXM' == 'a100-sxm-80gb'."""
+    parts = re.findall(r"[a-z]+|[0-9]+", " ".join(_norm_tokens(text)))
+    return " ".join(sorted(parts))
+
+
 def _name_forms(spec: GpuSpec) -> set[str]:
     forms = {normalize_name(spec.key), normalize_name(spec.name)}
     forms |= {normalize_name(a) for a in spec.aliases}
@@ -222,6 +228,11 @@ class GpuDatabase:
                 forms.setdefault(f, set()).add(s.key)
         # a form two rows share names neither (e.g. a stale alias); explicit aliases are checked by tests
         self._forms = {f: next(iter(keys)) for f, keys in forms.items() if len(keys) == 1}
+        bags: dict[str, set[str]] = {}
+        for s in self.specs.values():
+            for text in (s.key, s.name, *s.aliases):
+                bags.setdefault(token_bag(text), set()).add(s.key)
+        self._bags = {b: next(iter(keys)) for b, keys in bags.items() if len(keys) == 1 and b}
 
     def __iter__(self):
         return iter(self.specs.values())
@@ -240,6 +251,8 @@ class GpuDatabase:
         q = normalize_name(name)
         if q in self._forms:
             return self.specs[self._forms[q]]
+        if token_bag(name) in self._bags:  # the same words in another order
+            return self.specs[self._bags[token_bag(name)]]
         prefixed = sorted({k for f, k in self._forms.items() if q and f.startswith(q)})
         if len(prefixed) == 1:
             return self.specs[prefixed[0]]

@@ -53,6 +53,8 @@ def _split(text: str, what: str, accepted: str) -> tuple[float, str]:
     if m is None:
         raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
     value = float(m["num"]) * (-1.0 if m["sign"] == "-" else 1.0)
+    if not math.isfinite(value):
+        raise UsageError(f"cannot read {what} {text!r}: the number is too large; accepted: {accepted}")
     return value, m["unit"]
 
 
@@ -100,6 +102,8 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
         if m is None or m["unit"].lower() not in DURATION_UNITS:
             raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
         total += float(m["num"]) * DURATION_UNITS[m["unit"].lower()]
+        if not math.isfinite(total):
+            raise UsageError(f"cannot read {what} {text!r}: the number is too large; accepted: {accepted}")
         pos = m.end()
         while pos < len(s) and s[pos].isspace():
             pos += 1
@@ -133,10 +137,12 @@ def format_count(n: float, digits: int = 1) -> str:
     """Format a count by powers of 1000: 124337664 -> '124.3M', 1.5e9 -> '1.5B'."""
     if not math.isfinite(n):
         return str(n)
-    for step, suffix in _COUNT_STEPS:
-        if abs(n) >= step:
-            return f"{n / step:.{digits}f}{suffix}"
-    return f"{n:.0f}" if float(n).is_integer() else f"{n:.{digits}f}"
+    mantissa, suffix = (f"{n:.0f}" if float(n).is_integer() else f"{n:.{digits}f}"), ""
+    for step, next_suffix in reversed(_COUNT_STEPS):  # k, M, B, T: scale up while the printed mantissa reaches 1000
+        if abs(float(mantissa)) < 1000:
+            break
+        mantissa, suffix = f"{n / step:.{digits}f}", next_suffix
+    return mantissa + suffix
 
 
 def format_sci(x: float, digits: int = 3) -> str:
@@ -162,10 +168,12 @@ _BYTE_STEPS = [(2.0**40, "TiB"), (2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "
 
 def format_bytes(n: float, digits: int = 2) -> str:
     """Format bytes by powers of 1024, labelled with IEC units: 12884901888 -> '12.00 GiB'."""
-    for step, suffix in _BYTE_STEPS:
-        if abs(n) >= step:
-            return f"{n / step:.{digits}f} {suffix}"
-    return f"{n:.0f} B"
+    mantissa, unit = f"{n:.0f}", "B"
+    for step, next_unit in reversed(_BYTE_STEPS):  # KiB, MiB, GiB, TiB: scale up while the mantissa reaches 1024
+        if abs(float(mantissa)) < 1024:
+            break
+        mantissa, unit = f"{n / step:.{digits}f}", next_unit
+    return f"{mantissa} {unit}"
 
 
 def format_duration(seconds: float) -> str:

@@ -340,3 +340,11 @@ def test_import_does_not_load_pandas():
             "print(','.join(m for m in ('pandas', 'numpy', 'scipy', 'matplotlib', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("typed,key", [
+    ("A100 80GB SXM", "a100-sxm-80gb"), ("80GB A100 PCIe", "a100-pcie-80gb"), ("sxm h100", "h100-sxm"),
+    ("Ti 4070 SUPER", "rtx-4070-ti-super"),
+])
+def test_lookup_ignores_word_order(typed, key):
+    assert get_gpu(typed).key == key
