@@ -1,0 +1,142 @@
+"""`estimate_memory`: the training-memory breakdown of one GPU, as a typed `MemoryBreakdown`.
+
+Peak model: the largest footprint of a step is at the start of the backward pass, when every saved
+activation, the logits and the loss gradients are alive. Gradients are counted as alive then too
+(true with gradient accumulation; without it, ``zero_grad(set_to_none=True)`` frees them between
+steps, so the estimate is conservative by up to the gradient bytes). A fused optimizer step
+(the reference trainer's ``AdamW(fused=True)``) allocates no full-size temporaries, so the step itself
+never exceeds that peak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+from ..model import ModelConfig, count_params
+from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
+from .settings import TrainingSetup
+from .states import ModelStates, model_states
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """A modelling choice with its value and where it comes from."""
+
+    name: str
+    value: str
+    source: str
+
+
+# label, what it is, source: the order the renderers show components in
+COMPONENTS: tuple[tuple[str, str, str], ...] = (
+    ("weights", "weights", "parameters x bytes each; ZeRO-3 divides by GPUs (ZeRO sec. 5.3)"),
+    ("master_weights", "fp32 master weights", "4 bytes/param in the optimizer partition (ZeRO sec. 3.1)"),
+    ("weight_copies", "16-bit weight copies", "autocast cast cache (AMP) or unsharded FSDP units"),
+    ("gradients", "gradients", "one per parameter in the gradient dtype; ZeRO-2 shards (sec. 5.2)"),
+    ("optimizer_state", "optimizer state", "AdamW m, v (ZeRO sec. 3.1); 8-bit, SGD, Adafactor, Lion"),
+    ("activations", "activations (saved for backward)", "Korthikanti et al. 2022 eq. 1, as the module saves"),
+    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients"),
+    ("comm_buckets", "communication buckets", "DDP gradient buckets / ZeRO reduce buckets"),
+    ("allocator_overhead", "allocator overhead", "assumed fraction of allocated bytes"),
+    ("cuda_context", "CUDA context", "outside PyTorch's allocator (pytorch#34323)"),
+)
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Memory of one training step on one GPU, by component (bytes per GPU)."""
+
+    model: ModelConfig
+    setup: TrainingSetup
+    seq_len: int
+    n_params: int
+    states: ModelStates
+    activations: ActivationBreakdown
+    logits_bytes: float  # logits the forward returns, held by the caller
+    loss_transient_bytes: float  # gradients of log-probabilities and logits at the start of backward
+    warnings: tuple[str, ...] = ()
+    assumptions: tuple[Assumption, ...] = field(default=(), repr=False)
+
+    def component_bytes(self) -> dict[str, float]:
+        """Every component of the peak, in the order of `COMPONENTS` (bytes)."""
+        st = self.states
+        allocated = self.allocated_peak_bytes
+        return {
+            "weights": st.weights_bytes,
+            "master_weights": st.master_weights_bytes,
+            "weight_copies": st.weight_copies_bytes,
+            "gradients": st.gradients_bytes,
+            "optimizer_state": st.optimizer_state_bytes,
+            "activations": self.activations.total,
+            "logits_buffers": self.logits_bytes + self.loss_transient_bytes,
+            "comm_buckets": st.comm_buckets_bytes,
+            "allocator_overhead": self.setup.allocator_overhead_fraction * allocated,
+            "cuda_context": self.setup.cuda_context_bytes,
+        }
+
+    @property
+    def model_states_bytes(self) -> float:
+        """Weights, master weights, gradients and optimizer state (what ZeRO calls model states)."""
+        st = self.states
+        return st.weights_bytes + st.master_weights_bytes + st.gradients_bytes + st.optimizer_state_bytes
+
+    @property
+    def allocated_peak_bytes(self) -> float:
+        """Peak of PyTorch-allocated tensors: what ``torch.cuda.max_memory_allocated`` should show."""
+        st = self.states
+        return (self.model_states_bytes + st.weight_copies_bytes + st.comm_buckets_bytes
+                + self.activations.total + self.logits_bytes + self.loss_transient_bytes)
+
+    @property
+    def peak_bytes(self) -> float:
+        """Allocated peak plus allocator overhead and CUDA context: what must fit on the GPU (bytes)."""
+        return sum(self.component_bytes().values())
+
+    @property
+    def cpu_offload_bytes(self) -> float:
+        """CPU memory that optimizer offload uses (bytes)."""
+        return self.states.cpu_offload_bytes
+
+
+ASSUMPTIONS = (
+    Assumption("mixed precision at ZeRO stage 0", "PyTorch AMP: fp32 params (= master), fp32 grads, 16-bit cast cache",
+               "torch.autocast docs; what flopscalc.train does"),
+    Assumption("mixed precision under ZeRO 1-3 / offload", "16-bit params and grads, fp32 master + states sharded",
+               "Rajbhandari et al. 2020 sec. 3.1 and 5; Ren et al. 2021 sec. 4.1"),
+    Assumption("activations", "what flopscalc.train.model saves (no dropout; fp32 residual under autocast)",
+               "Korthikanti et al. 2022 sec. 4 eq. 1, adapted; measured in tests/test_memory_measured.py"),
+    Assumption("gradients alive at the peak", "yes (conservative without gradient accumulation)",
+               "start of backward is the peak; zero_grad(set_to_none=True) frees them between steps"),
+    Assumption("optimizer step temporaries", "none (fused AdamW)", "PyTorch AdamW docs, fused=True"),
+)
+
+
+def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> MemoryBreakdown:
+    """Training memory of ``cfg`` under ``setup`` on one GPU, by component (bytes per GPU).
+
+    Raises UsageError when the sequence is longer than the model's context.
+    """
+    setup = setup or TrainingSetup()
+    seq_len = cfg.block_size if setup.seq_len is None else setup.seq_len
+    if seq_len > cfg.block_size:
+        raise UsageError(f"sequence length {seq_len} is longer than the model's context ({cfg.block_size} "
+                         f"tokens); pass --seq {cfg.block_size} or less")
+    logits, transient = logits_buffer_bytes(cfg, setup, seq_len)
+    return MemoryBreakdown(
+        model=cfg,
+        setup=setup,
+        seq_len=seq_len,
+        n_params=count_params(cfg).total,
+        states=model_states(cfg, setup),
+        activations=activation_bytes(cfg, setup, seq_len),
+        logits_bytes=logits,
+        loss_transient_bytes=transient,
+        warnings=tuple(setup.warnings()),
+        assumptions=ASSUMPTIONS + (
+            Assumption("CUDA context", f"{setup.cuda_context_bytes / 2**20:.0f} MiB",
+                       "PyTorch issue #34323 (781 MB eager); lazy loading trims it"),
+            Assumption("allocator overhead", f"{setup.allocator_overhead_fraction:.0%} of allocated",
+                       "assumption; compare max_memory_reserved / max_memory_allocated"),
+        ),
+    )

@@ -1,0 +1,193 @@
+"""Settings of a training run that decide its memory: `TrainingSetup`, its enums and the named knobs.
+
+Every assumption the estimator makes is a constant here with its source. Sizes are bytes.
+
+References
+----------
+[1] Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models",
+    arXiv:1910.02054, sec. 3.1 (16 bytes per parameter for mixed-precision Adam) and sec. 5 (stages).
+[2] Ren et al. 2021, "ZeRO-Offload: Democratizing Billion-Scale Model Training", arXiv:2101.06840, sec. 4.1.
+[3] Dettmers et al. 2022, "8-bit Optimizers via Block-wise Quantization", arXiv:2110.02861, sec. 2;
+    bitsandbytes ``optim/optimizer.py`` (``Optimizer2State.init_state``: uint8 states, one fp32 absmax
+    per 256 elements, tensors under ``min_8bit_size`` = 4096 elements keep 32-bit states).
+[4] Shazeer & Stern 2018, "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost",
+    arXiv:1804.04235, sec. 3 (factored second moment: one row and one column vector per matrix).
+[5] Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms" (Lion), arXiv:2302.06675,
+    Algorithm 2 (a single momentum buffer).
+[6] PyTorch ``DistributedDataParallel`` docs, ``bucket_cap_mb`` and ``gradient_as_bucket_view``
+    ("the saved memory size will be equal to the total gradients size").
+[7] DeepSpeed configuration docs, ZeRO ``reduce_bucket_size`` / ``allgather_bucket_size`` (default 5e8 elements).
+[8] Zhao et al. 2023, "PyTorch FSDP: Experiences on Scaling Fully Sharded Data Parallel",
+    arXiv:2304.11277, sec. 3.2-3.3 (one unit unsharded at a time, plus one prefetched).
+[9] PyTorch issue #34323 ("nvidia-smi shows usage of 781MB" right after CUDA initialisation) and the
+    ``torch.cuda.memory_allocated`` docs (context and cached blocks are not counted there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from ..errors import UsageError
+from ..flops import Recompute
+
+GIB = 2.0**30
+MIB = 2.0**20
+
+# ---------------------------------------------------------------- bytes per element
+
+FP32_BYTES = 4  # IEEE single
+HALF_BYTES = 2  # bf16 / fp16
+INDEX_BYTES = 8  # token ids and targets are int64 (torch.long), what nn.Embedding and cross_entropy take
+MASK_BYTES = 1  # torch.bool causal mask saved by masked_fill in the math attention path
+
+# ---------------------------------------------------------------- optimizer constants
+
+# 8-bit Adam: two uint8 states per element plus one fp32 absmax per block of 256 elements for each state ([3]).
+ADAM8BIT_BLOCK_ELEMENTS = 256
+# bitsandbytes keeps 32-bit (fp32) states for tensors with fewer elements than this ([3], ``min_8bit_size``).
+ADAM8BIT_MIN_8BIT_ELEMENTS = 4096
+# PyTorch AdamW and Adafactor keep a float32 ``step`` scalar per parameter tensor (torch.optim source).
+OPTIMIZER_STEP_BYTES = 4
+
+# ---------------------------------------------------------------- overhead knobs (modelled, not measured)
+
+# CUDA context + kernels: [9] reports 781 MB right after start-up (eager module loading); lazy loading
+# (CUDA >= 11.7, default in PyTorch builds since 2.x) trims it. 512 MiB is a middle figure; pass yours.
+DEFAULT_CUDA_CONTEXT_BYTES = 512 * MIB
+# Caching-allocator fragmentation: reserved exceeds allocated by a workload-dependent amount ([9]).
+# 5% is an assumption, not a measurement; benchmarks/bench_memory_gpu.py reports reserved/allocated.
+DEFAULT_ALLOCATOR_OVERHEAD_FRACTION = 0.05
+# DeepSpeed's default reduce/all-gather bucket size, in elements ([7]); one bucket of each kind is live.
+ZERO_BUCKET_ELEMENTS = 5e8
+# FSDP keeps the unit being computed and the prefetched next one unsharded ([8]).
+FSDP_UNSHARDED_UNITS = 2
+
+
+class MemoryPrecision(str, Enum):
+    """How weights, gradients and activations are stored."""
+
+    fp32 = "fp32"  # everything float32
+    bf16_mixed = "bf16-mixed"  # autocast bf16 matmuls, fp32 master weights (PyTorch AMP)
+    fp16_mixed = "fp16-mixed"  # the same with fp16 (plus a loss scaler, a few bytes)
+    bf16_pure = "bf16-pure"  # model cast to bf16: weights, grads and optimizer state in bf16
+
+    @property
+    def mixed(self) -> bool:
+        return self in (MemoryPrecision.bf16_mixed, MemoryPrecision.fp16_mixed)
+
+
+class Optimizer(str, Enum):
+    """Optimizer whose state sits beside the weights."""
+
+    adamw = "adamw"  # m and v ([1] sec. 3.1)
+    adamw8bit = "adamw8bit"  # bitsandbytes 8-bit AdamW ([3])
+    sgd = "sgd"  # SGD with momentum: one buffer
+    adafactor = "adafactor"  # factored second moment, no first moment ([4]; torch.optim.Adafactor)
+    lion = "lion"  # one momentum buffer ([5])
+    none = "none"  # no optimizer state (e.g. forward/backward only)
+
+
+class Device(str, Enum):
+    """Whose autocast policy and kernels decide a few dtypes (see docs/memory.md)."""
+
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """Settings of one training step that decide memory per GPU.
+
+    Parameters
+    ----------
+    micro_batch : int
+        Sequences per GPU per forward pass (count).
+    seq_len : int or None
+        Tokens per sequence; None means the model's ``block_size``.
+    precision : MemoryPrecision
+        Storage precision policy.
+    optimizer : Optimizer
+    recompute : Recompute
+        Activation recomputation: none, selective (attention core) or full (every block).
+    flash : bool
+        Fused attention (``scaled_dot_product_attention``; saves output + logsumexp, no T x T scores).
+    n_gpus : int
+        Data-parallel GPUs (count).
+    zero_stage : int
+        ZeRO stage 0-3 ([1] sec. 5): 1 shards optimizer state (and fp32 master weights), 2 also
+        gradients, 3 also weights. FSDP ``FULL_SHARD`` is the ZeRO-3 equivalent, ``SHARD_GRAD_OP`` ZeRO-2.
+    offload_optimizer : bool
+        ZeRO-Offload ([2]): optimizer state and fp32 master weights live in CPU memory.
+    device : Device
+        Autocast policy / kernels to model (CUDA by default; the CPU tests use ``cpu``).
+    cuda_context_bytes : float
+        Memory the CUDA context takes outside PyTorch's allocator (bytes).
+    allocator_overhead_fraction : float
+        Caching-allocator overhead as a fraction of allocated bytes (0-1).
+    """
+
+    micro_batch: int = 1
+    seq_len: int | None = None
+    precision: MemoryPrecision = MemoryPrecision.bf16_mixed
+    optimizer: Optimizer = Optimizer.adamw
+    recompute: Recompute = Recompute.none
+    flash: bool = True
+    n_gpus: int = 1
+    zero_stage: int = 0
+    offload_optimizer: bool = False
+    device: Device = Device.cuda
+    cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES
+    allocator_overhead_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION
+
+    def __post_init__(self) -> None:
+        for name, enum in (("precision", MemoryPrecision), ("optimizer", Optimizer),
+                           ("recompute", Recompute), ("device", Device)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum(value))
+            except ValueError:
+                raise UsageError(f"{name} {value!r} is not one of {', '.join(e.value for e in enum)}") from None
+        for name in ("micro_batch", "n_gpus"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}; "
+                                 "try 1")
+        if self.seq_len is not None and (isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int)
+                                         or self.seq_len < 1):
+            raise UsageError(f"sequence length must be a positive whole number of tokens, got {self.seq_len!r}")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise UsageError(f"ZeRO stage must be 0, 1, 2 or 3, got {self.zero_stage!r} "
+                             "(FSDP FULL_SHARD is stage 3, SHARD_GRAD_OP stage 2)")
+        if self.offload_optimizer and self.optimizer is Optimizer.none:
+            raise UsageError("optimizer offload needs an optimizer to offload; drop --offload or pick "
+                             "--optimizer adamw")
+        if not (self.cuda_context_bytes >= 0):
+            raise UsageError(f"CUDA context size must be >= 0 bytes, got {self.cuda_context_bytes!r}")
+        if not (0 <= self.allocator_overhead_fraction < 1):
+            raise UsageError("allocator overhead must be a fraction in [0, 1), "
+                             f"got {self.allocator_overhead_fraction!r}")
+
+    @property
+    def deepspeed_style(self) -> bool:
+        """Mixed precision with 16-bit weights/grads and fp32 master copies in the optimizer ([1] sec. 3.1).
+
+        True under ZeRO stages 1-3 or optimizer offload; stage 0 is PyTorch AMP (fp32 weights are the
+        master weights, fp32 gradients, a 16-bit autocast copy of the matmul weights).
+        """
+        return self.precision.mixed and (self.zero_stage > 0 or self.offload_optimizer)
+
+    def warnings(self) -> list[str]:
+        """Legal but doubtful settings, as sentences (never errors)."""
+        out = []
+        if self.zero_stage > 0 and self.n_gpus == 1:
+            out.append(f"ZeRO stage {self.zero_stage} on one GPU shards nothing across GPUs"
+                       + (" and only adds gather buffers" if self.zero_stage == 3 else "")
+                       + "; it matters only with --n-gpus > 1")
+        if self.precision is MemoryPrecision.bf16_pure:
+            out.append("pure bf16 (no fp32 master weights) can lose small updates to rounding; "
+                       "use Kahan summation or stochastic rounding in the optimizer")
+        if self.offload_optimizer:
+            out.append("optimizer offload runs the optimizer step on the CPU: expect slower steps "
+                       "(ZeRO-Offload, Ren et al. 2021)")
+        return out

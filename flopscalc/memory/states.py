@@ -1,0 +1,160 @@
+"""Model states per GPU: weights, fp32 master weights, 16-bit weight copies, gradients, optimizer state.
+
+Byte counts follow what the code that trains does (PyTorch AMP at ZeRO stage 0; DeepSpeed's layout under
+ZeRO stages 1-3 and offload), checked in ``tests/test_memory_measured.py`` against storage sizes of the
+reference module after an optimizer step. References [1]-[8] are those of `flopscalc.memory.settings`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..model import ModelConfig, count_params
+from .settings import (
+    ADAM8BIT_BLOCK_ELEMENTS,
+    ADAM8BIT_MIN_8BIT_ELEMENTS,
+    FP32_BYTES,
+    FSDP_UNSHARDED_UNITS,
+    HALF_BYTES,
+    OPTIMIZER_STEP_BYTES,
+    ZERO_BUCKET_ELEMENTS,
+    MemoryPrecision,
+    Optimizer,
+    TrainingSetup,
+)
+
+
+def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """Every parameter tensor of the reference GPT-2 module, named and shaped as PyTorch holds them.
+
+    Linear weights are (out, in) as ``nn.Linear`` stores them; a tied LM head is the token embedding.
+    The test compares this list with ``model.named_parameters()``.
+    """
+    d, f, V = cfg.n_embd, cfg.n_inner, cfg.vocab_size
+    shapes: list[tuple[str, tuple[int, ...]]] = [("wte.weight", (V, d))]
+    if cfg.pos_embedding:
+        shapes.append(("wpe.weight", (cfg.block_size, d)))
+
+    def ln(prefix: str) -> list[tuple[str, tuple[int, ...]]]:
+        return [(f"{prefix}.weight", (d,))] + ([(f"{prefix}.bias", (d,))] if cfg.bias else [])
+
+    def linear(prefix: str, n_in: int, n_out: int) -> list[tuple[str, tuple[int, ...]]]:
+        return [(f"{prefix}.weight", (n_out, n_in))] + ([(f"{prefix}.bias", (n_out,))] if cfg.bias else [])
+
+    for i in range(cfg.n_layer):
+        p = f"h.{i}"
+        shapes += ln(f"{p}.ln_1") + linear(f"{p}.attn.c_attn", d, 3 * d) + linear(f"{p}.attn.c_proj", d, d)
+        shapes += ln(f"{p}.ln_2") + linear(f"{p}.mlp.c_fc", d, f) + linear(f"{p}.mlp.c_proj", f, d)
+    shapes += ln("ln_f")
+    if not cfg.tie_embeddings:
+        shapes.append(("lm_head.weight", (V, d)))
+    return shapes
+
+
+def n_cast_params(cfg: ModelConfig) -> int:
+    """Parameters autocast copies to 16 bit: every linear's weight and bias and the LM head.
+
+    Embedding lookups and LayerNorm run in fp32 under autocast (PyTorch AMP op lists), so ``wte``
+    (unless it is the tied LM head), ``wpe`` and LayerNorm parameters are not cast.
+    """
+    pc = count_params(cfg)
+    return pc.attention + pc.mlp + cfg.vocab_size * cfg.n_embd  # linears + LM head (tied or not)
+
+
+def n_params_per_layer(cfg: ModelConfig) -> int:
+    """Parameters of one transformer block (count)."""
+    pc = count_params(cfg)
+    return (pc.attention + pc.mlp + (pc.layernorm - (1 + cfg.bias) * cfg.n_embd)) // cfg.n_layer
+
+
+def optimizer_state_bytes(cfg: ModelConfig, optimizer: Optimizer, state_bytes: int) -> float:
+    """Optimizer state of the whole model, unsharded (bytes).
+
+    Parameters
+    ----------
+    state_bytes : int
+        Bytes per element of full-precision states: 4 with fp32 or master weights, 2 when PyTorch keeps
+        states in the parameters' bf16 (pure bf16).
+    """
+    shapes = [s for _, s in param_shapes(cfg)]
+    n = sum(math.prod(s) for s in shapes)
+    if optimizer is Optimizer.none:
+        return 0.0
+    if optimizer is Optimizer.adamw:
+        return 2 * state_bytes * n + OPTIMIZER_STEP_BYTES * len(shapes)  # m and v ([1] sec. 3.1) + step
+    if optimizer in (Optimizer.sgd, Optimizer.lion):
+        return state_bytes * n  # one momentum buffer (torch SGD momentum_buffer; [5] Alg. 2)
+    if optimizer is Optimizer.adafactor:
+        per = [(s[0] + s[1]) if len(s) == 2 else math.prod(s) for s in shapes]  # row + col vectors ([4] sec. 3)
+        return state_bytes * sum(per) + OPTIMIZER_STEP_BYTES * len(shapes)
+    if optimizer is Optimizer.adamw8bit:
+        total = 0.0
+        for s in shapes:
+            k = math.prod(s)
+            if k >= ADAM8BIT_MIN_8BIT_ELEMENTS:
+                blocks = math.ceil(k / ADAM8BIT_BLOCK_ELEMENTS)
+                total += 2 * (k + FP32_BYTES * blocks)  # two uint8 states + fp32 absmax per block ([3])
+            else:
+                total += 2 * FP32_BYTES * k  # small tensors keep 32-bit states ([3], min_8bit_size)
+        return total
+    raise AssertionError(optimizer)  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class ModelStates:
+    """Model states per GPU (bytes) and what offload moves to CPU memory (bytes)."""
+
+    weights_bytes: float  # parameters as the model holds them
+    master_weights_bytes: float  # separate fp32 copy (DeepSpeed-style mixed precision only)
+    weight_copies_bytes: float  # 16-bit autocast cache (AMP) or unsharded units (ZeRO-3 / FSDP)
+    gradients_bytes: float
+    optimizer_state_bytes: float
+    comm_buckets_bytes: float  # DDP gradient buckets or ZeRO reduce/gather buckets
+    cpu_offload_bytes: float  # optimizer state (+ fp32 master weights and grads) in CPU memory
+
+
+def model_states(cfg: ModelConfig, setup: TrainingSetup) -> ModelStates:
+    """Weights, master weights, weight copies, gradients, optimizer state and buckets per GPU (bytes)."""
+    n = count_params(cfg).total
+    N = setup.n_gpus
+    prec = setup.precision
+    stage = setup.zero_stage
+    if prec is MemoryPrecision.fp32:
+        param_b, grad_b, state_b, master_b = FP32_BYTES, FP32_BYTES, FP32_BYTES, 0
+    elif prec is MemoryPrecision.bf16_pure:
+        param_b, grad_b, state_b, master_b = HALF_BYTES, HALF_BYTES, HALF_BYTES, 0
+    elif setup.deepspeed_style:
+        # 16-bit params and grads, fp32 master + Adam m, v in the optimizer partition ([1] sec. 3.1; [2] sec. 4.1)
+        param_b, grad_b, state_b, master_b = HALF_BYTES, HALF_BYTES, FP32_BYTES, FP32_BYTES
+    else:
+        # PyTorch AMP: fp32 parameters are the master weights, .grad is fp32, states follow the params
+        param_b, grad_b, state_b, master_b = FP32_BYTES, FP32_BYTES, FP32_BYTES, 0
+
+    weights = param_b * n / (N if stage >= 3 else 1)  # ZeRO-3 shards parameters ([1] sec. 5.3)
+    gradients = grad_b * n / (N if stage >= 2 else 1)  # ZeRO-2 shards gradients ([1] sec. 5.2)
+    optimizer = optimizer_state_bytes(cfg, setup.optimizer, state_b)
+    master = master_b * n if setup.optimizer is not Optimizer.none else 0.0
+    sharded_opt = (optimizer + master) / (N if stage >= 1 else 1)  # ZeRO-1 shards optimizer states ([1] sec. 5.1)
+    cpu = 0.0
+    if setup.offload_optimizer:
+        cpu = sharded_opt + (FP32_BYTES * n / (N if stage >= 2 else 1) if prec.mixed else 0.0)  # [2] sec. 4.1
+        sharded_opt = 0.0
+    opt_gpu = sharded_opt * optimizer / (optimizer + master) if optimizer + master else 0.0
+    master_gpu = sharded_opt - opt_gpu
+
+    if stage >= 3:
+        unit = max(n_params_per_layer(cfg), cfg.vocab_size * cfg.n_embd)
+        copies = FSDP_UNSHARDED_UNITS * unit * (HALF_BYTES if prec.mixed else param_b)  # [8] sec. 3.2-3.3
+    elif prec.mixed and not setup.deepspeed_style:
+        copies = HALF_BYTES * n_cast_params(cfg)  # autocast weight cache, alive until autocast exits
+    else:
+        copies = 0.0
+
+    if N == 1:
+        buckets = 0.0
+    elif stage == 0:
+        buckets = grad_b * n  # DDP buckets copy every gradient unless gradient_as_bucket_view ([6])
+    else:
+        buckets = 2 * grad_b * min(ZERO_BUCKET_ELEMENTS, n)  # one reduce + one all-gather bucket ([7])
+    return ModelStates(weights, master_gpu, copies, gradients, opt_gpu, buckets, cpu)
