@@ -1,9 +1,277 @@
-"""`flopscalc train`, `bench`, `calibrate`: the reference trainer's faces (issue 5)."""
+"""`flopscalc train`, `train prepare`, `bench`, `calibrate`: the reference trainer's faces (issue 5).
+
+torch is imported only inside these commands (``python -c "import flopscalc.cli"`` stays light); without it
+they say how to install the ``train`` extra and exit 1.
+"""
 
 from __future__ import annotations
 
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from .cli_common import GpuCsvOpt, JsonOpt, emit
+from .errors import DomainError, UsageError
+
+TORCH_MISSING = "this command needs PyTorch: install the train extra: pip install 'flopscalc[train]'"
+
+train_app = typer.Typer(help="Train the reference GPT-2 on token files (or synthetic tokens); 'prepare' makes them.",
+                        invoke_without_command=True)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class TrainPrecision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Parallel(str, Enum):
+    ddp = "ddp"
+    fsdp = "fsdp"
+
+
+class Tokenizer(str, Enum):
+    byte = "byte"
+    gpt2 = "gpt2"
+
+
+class TokenFormat(str, Enum):
+    llmc = "llmc"
+    raw = "raw"
+
+
+class CompileMode(str, Enum):
+    off = "off"
+    on = "on"
+    both = "both"
+
+
+class Recompute(str, Enum):
+    none = "none"
+    selective = "selective"
+    full = "full"
+
+
+def require_torch():
+    """Import torch or fail with one line saying how to install it (exit 1)."""
+    try:
+        import torch
+    except ImportError:
+        raise DomainError(TORCH_MISSING) from None
+    return torch
+
+
+def _model(model, n_layer, n_head, n_embd, block_size, vocab_size):
+    from .model import get_preset, resolve_model
+
+    if model is None and n_layer is None and n_head is None and n_embd is None:
+        cfg = get_preset("gpt2")
+    else:
+        cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    changes = {k: v for k, v in (("block_size", block_size), ("vocab_size", vocab_size)) if v is not None}
+    return cfg.with_(**changes) if changes else cfg
+
+
+ModelOpt = Annotated[Optional[str], typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl (default gpt2).")]
+NLayerOpt = Annotated[Optional[int], typer.Option("--n-layer", help="Explicit shape: layers.")]
+NHeadOpt = Annotated[Optional[int], typer.Option("--n-head", help="Explicit shape: attention heads.")]
+NEmbdOpt = Annotated[Optional[int], typer.Option("--n-embd", help="Explicit shape: width.")]
+BlockOpt = Annotated[Optional[int], typer.Option("--block-size", help="Context length of the model (tokens).")]
+VocabOpt = Annotated[Optional[int], typer.Option(
+    "--vocab-size", help="Vocabulary size (default: the data's meta.json, else the preset's).")]
+DeviceOpt = Annotated[Device, typer.Option(help="Where to run: auto picks CUDA when present.")]
+PrecisionOpt = Annotated[TrainPrecision, typer.Option(
+    help="Matmul precision: auto is bf16 autocast on CUDA (TF32 for the rest), fp32 on CPU.")]
+GpuOpt = Annotated[Optional[str], typer.Option(help="GPU database row whose peak MFU is measured against, e.g. h100.")]
+PeakOpt = Annotated[Optional[float], typer.Option(
+    "--peak-tflops", help="Peak rate of one device to compute MFU against, for devices not in the database (TFLOP/s).")]
+
+
+@train_app.callback()
+def train(
+    ctx: typer.Context,
+    data: Annotated[Optional[Path], typer.Option(
+        help="Folder with train.bin and val.bin (nanoGPT) or *_train.bin / *_val.bin (llm.c).")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Train on random tokens instead of --data (for timing).")] = False,
+    model: ModelOpt = None, n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
+    block_size: BlockOpt = None, vocab_size: VocabOpt = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per device per forward pass.")] = 8,
+    seq: Annotated[Optional[int], typer.Option(help="Tokens per sequence (default: the block size).")] = None,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
+    steps: Annotated[int, typer.Option(help="Optimizer steps of the whole run.")] = 1000,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 6e-4,
+    min_lr_ratio: Annotated[float, typer.Option(help="Floor of the cosine schedule as a fraction of the peak.")] = 0.1,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up length (steps).")] = 100,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay on matrices.")] = 0.1,
+    grad_clip: Annotated[float, typer.Option(help="Clip the global gradient norm at this value (0: off).")] = 1.0,
+    eval_interval: Annotated[int, typer.Option(help="Steps between validation passes (0: only at the end).")] = 250,
+    eval_batches: Annotated[int, typer.Option(help="Micro-batches per validation pass.")] = 20,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file written at the end and on Ctrl-C.")] = None,
+    checkpoint_interval: Annotated[int, typer.Option(help="Steps between checkpoints (0: end and Ctrl-C only).")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue exactly from --checkpoint.")] = False,
+    log: Annotated[Optional[Path], typer.Option(help="Metrics log, one JSON object per step (JSON Lines).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = TrainPrecision.auto,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Wrap the model in torch.compile.")] = False,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    parallel: Annotated[Parallel, typer.Option(help="Under torchrun: ddp, or fsdp for models one GPU cannot hold.")]
+    = Parallel.ddp,
+    gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Train the reference GPT-2 (AdamW, warm-up + cosine, clipping, validation); Ctrl-C saves and stops."""
+    if ctx.invoked_subcommand is not None:
+        return None
+    if (data is None) == (not synthetic):
+        raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
+    from .train.config import TrainConfig
+
+    cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None)
+    config_args = dict(micro_batch=micro_batch, grad_accum=grad_accum, max_steps=steps, learning_rate=lr,
+                       min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, weight_decay=weight_decay,
+                       grad_clip=grad_clip, eval_interval=eval_interval, eval_batches=eval_batches,
+                       checkpoint_interval=checkpoint_interval, seed=seed, device=device.value,
+                       precision=precision.value, compile=compile, recompute=recompute.value, parallel=parallel.value)
+    TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)  # reject bad options pre-torch
+    require_torch()
+    from .train.run import TrainRequest, model_with_vocab, run_training
+    from .train.render import train_summary
+
+    cfg_model = model_with_vocab(cfg_model, str(data) if data else None, vocab_size)
+    config = TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)
+    summary = run_training(TrainRequest(
+        config=config, data_dir=str(data) if data else None, checkpoint=str(checkpoint) if checkpoint else None,
+        resume=resume, metrics_log=str(log) if log else None, gpu=gpu, peak_tflops=peak_tflops,
+        gpu_csv=tuple(gpu_csv or ()), progress=not as_json))
+    if summary.pop("is_main"):
+        emit(train_summary(summary), summary, as_json)
+    if summary["interrupted"]:
+        where = f"; checkpoint saved to {summary['checkpoint']}" if summary["checkpoint"] else ""
+        sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}{where}\n")
+        return 130
+    return None
+
+
+@train_app.command("prepare")
+def prepare(
+    out: Annotated[Path, typer.Argument(help="Folder to write train.bin, val.bin and meta.json into.")],
+    text: Annotated[Optional[Path], typer.Option(help="UTF-8 text file to tokenise.")] = None,
+    pydoc: Annotated[bool, typer.Option(help="Use the CPython documentation strings every Python ships.")] = False,
+    tokenizer: Annotated[Tokenizer, typer.Option(
+        help="byte: UTF-8 bytes (vocab 256, needs nothing); gpt2: GPT-2 BPE via tiktoken, files present locally.")]
+    = Tokenizer.byte,
+    val_fraction: Annotated[float, typer.Option(help="Share of the tokens kept for validation, from the end (0-1).")]
+    = 0.1,
+    fmt: Annotated[TokenFormat, typer.Option("--format", help="llmc: llm.c header + uint16; raw: nanoGPT uint16.")]
+    = TokenFormat.llmc,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tokenise a text file (or Python's own docs) into train/val token files; no torch needed."""
+    from .train.data import pydoc_text
+    from .train.data import prepare as prepare_tokens
+    from .train.render import prepare_table
+
+    if (text is None) == (not pydoc):
+        raise UsageError("give the text once: --text FILE or --pydoc")
+    if text is not None:
+        try:
+            body = text.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"text file {text} does not exist") from None
+        except UnicodeDecodeError as e:
+            raise UsageError(f"text file {text} is not UTF-8 (byte {e.start}); convert it first") from None
+        source = str(text)
+    else:
+        body, source = pydoc_text(), "pydoc_data.topics"
+    p = prepare_tokens(body, out, tokenizer=tokenizer.value, val_fraction=val_fraction, fmt=fmt.value, source=source)
+    data = {"train": str(p.train_path), "val": str(p.val_path), "meta": str(p.meta_path), "tokenizer": p.tokenizer,
+            "vocab_size": p.vocab_size, "n_train_tokens": p.n_train_tokens, "n_val_tokens": p.n_val_tokens}
+    emit(prepare_table(data), data, as_json)
+
+
+def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
+           precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json):
+    cfgs = [_model(m, None, None, None, block_size, vocab_size) for m in (model or [])]
+    if any(v is not None for v in (n_layer, n_head, n_embd)) or not cfgs:
+        cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size))
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
+    require_torch()
+    from .calibration import save_profile
+    from .train.bench import BenchSetup, run_benchmarks
+    from .train.render import profile_table
+
+    setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or c.block_size, grad_accum=grad_accum, compile=k,
+                         precision=precision.value, device=device.value, recompute=recompute.value,
+                         warmup_steps=warmup_steps, timed_steps=steps)
+              for c in cfgs for b in (micro_batch or [8]) for s in (seq or [None]) for k in compiles]
+    for s in setups:
+        s.train_config()  # validate every setup before timing any
+    profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=tuple(gpu_csv or ()))
+    data = profile.to_dict()
+    if out is not None:
+        data["written_to"] = str(save_profile(profile, out))
+    emit(profile_table(profile), data, as_json)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
+    app.add_typer(train_app, name="train")
+
+    def bench(
+        model: Annotated[Optional[list[str]], typer.Option(help="Preset(s) to time; repeat to sweep model size.")] = None,
+        n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
+        block_size: BlockOpt = None, vocab_size: VocabOpt = None,
+        micro_batch: Annotated[Optional[list[int]], typer.Option(
+            "--micro-batch", help="Sequences per forward pass; repeat to sweep (default 8).")] = None,
+        seq: Annotated[Optional[list[int]], typer.Option(
+            help="Tokens per sequence; repeat to sweep (default: block size).")] = None,
+        grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
+        compile: Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
+        = CompileMode.off,
+        precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
+        recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+        warmup_steps: Annotated[int, typer.Option(help="Untimed steps before timing.")] = 5,
+        steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup.")] = 20,
+        gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+        out: Annotated[Optional[Path], typer.Option(help="Also write the calibration profile JSON here.")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Time training steps (after warm-up, device-synchronised): tokens/s, achieved FLOP/s, MFU, memory."""
+        _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json)
+
+    def calibrate(
+        out: Annotated[Path, typer.Option(help="Calibration profile JSON to write (for 'plan --calibration').")],
+        model: Annotated[Optional[list[str]], typer.Option(help="Preset(s) to time; repeat to sweep model size.")] = None,
+        n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
+        block_size: BlockOpt = None, vocab_size: VocabOpt = None,
+        micro_batch: Annotated[Optional[list[int]], typer.Option(
+            "--micro-batch", help="Sequences per forward pass; repeat to sweep (default 8).")] = None,
+        seq: Annotated[Optional[list[int]], typer.Option(
+            help="Tokens per sequence; repeat to sweep (default: block size).")] = None,
+        grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
+        compile: Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
+        = CompileMode.off,
+        precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
+        recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+        warmup_steps: Annotated[int, typer.Option(help="Untimed steps before timing.")] = 5,
+        steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup.")] = 20,
+        gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Benchmark a sweep and write a versioned calibration profile the planner reads."""
+        _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json)
+
+    app.command("bench")(bench)
+    app.command("calibrate")(calibrate)

@@ -1,0 +1,212 @@
+"""Calibration profiles: MFU, step time, throughput and peak memory measured by the reference trainer.
+
+`flopscalc bench` / `flopscalc calibrate` (``flopscalc.train.bench``) measure; this module only holds
+the result, writes it as versioned JSON and reads it back, so the planner can use a measured MFU
+instead of its default without importing torch. MFU is achieved model FLOP/s over the dense peak of
+the precision actually used (Chowdhery et al. 2022, "PaLM", App. B); model FLOPs come from
+``flopscalc.flops.training_flops_per_token`` (matmul FLOPs, no recomputation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DomainError, UsageError
+from .model import ModelConfig
+
+SCHEMA = "flopscalc.calibration"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """One measured setup: a model shape, a batch layout and what the trainer achieved on it.
+
+    Units: ``step_time_s`` seconds per optimizer step; ``tokens_per_s`` tokens per second on all
+    ranks together; ``model_flops_per_token`` FLOP / token (forward + backward matmuls);
+    ``achieved_flop_per_s`` FLOP/s over all ranks; ``peak_flop_per_s`` dense peak of one device for
+    the precision used (None when the device has no known peak); ``mfu`` fraction in [0, 1] or None;
+    ``peak_memory_bytes`` per device (None where it cannot be measured, e.g. on CPU);
+    ``predicted_memory_bytes`` the memory estimator's prediction (None when none was available).
+    """
+
+    model: ModelConfig
+    n_params: int
+    micro_batch: int
+    seq_len: int
+    grad_accum: int
+    n_devices: int
+    precision: str
+    compiled: bool
+    step_time_s: float
+    tokens_per_s: float
+    model_flops_per_token: float
+    achieved_flop_per_s: float
+    peak_flop_per_s: float | None
+    mfu: float | None
+    peak_memory_bytes: float | None = None
+    predicted_memory_bytes: float | None = None
+    n_timed_steps: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("micro_batch", "seq_len", "grad_accum", "n_devices", "n_params"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"calibration point {name} must be a positive integer, got {value!r}")
+        for name in ("step_time_s", "tokens_per_s", "model_flops_per_token", "achieved_flop_per_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise UsageError(f"calibration point {name} must be a positive number, got {value!r}")
+        if self.mfu is not None and not (0 < self.mfu):
+            raise UsageError(f"calibration point mfu must be positive, got {self.mfu!r}")
+
+
+@dataclass(frozen=True)
+class CalibrationProfile:
+    """Measurements on one device kind, with what is needed to trust them later.
+
+    ``gpu_key`` is the GPU database row the device was mapped to (None for a device not in the
+    database, e.g. a CPU); ``device_name`` what the runtime calls it; ``created`` an ISO-8601 date.
+    """
+
+    device_name: str
+    gpu_key: str | None
+    torch_version: str
+    created: str
+    points: tuple[CalibrationPoint, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            raise UsageError("a calibration profile needs at least one measured point")
+
+    def mfu_points(self) -> list[CalibrationPoint]:
+        """Points that have an MFU (their device had a known peak)."""
+        return [p for p in self.points if p.mfu is not None]
+
+    def mfu_for(self, n_params: float, micro_batch: float | None = None) -> float:
+        """Measured MFU interpolated to a model of ``n_params`` parameters and a micro-batch (fraction).
+
+        Linear interpolation in log(parameters) within each measured micro-batch, then in
+        log(micro-batch) between them; outside the measured range the nearest measurement is used
+        (no extrapolation). ``micro_batch=None`` takes the largest measured one (the best setting).
+        """
+        pts = self.mfu_points()
+        if not pts:
+            raise DomainError(
+                f"calibration profile for {self.device_name} has no MFU (no peak rate was known); "
+                "re-run calibrate with --gpu or --peak-tflops"
+            )
+        batches = sorted({p.micro_batch for p in pts})
+        mb = batches[-1] if micro_batch is None else micro_batch
+        per_batch = []
+        for b in batches:
+            row = sorted((math.log(p.n_params), p.mfu) for p in pts if p.micro_batch == b)
+            xs, ys = [x for x, _ in row], [y for _, y in row]
+            per_batch.append(float(np.interp(math.log(n_params), xs, ys)))  # np.interp clamps at the ends
+        return float(np.interp(math.log(mb), [math.log(b) for b in batches], per_batch))
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **asdict(self)}
+
+
+def _point_from_dict(d: dict, where: str) -> CalibrationPoint:
+    if not isinstance(d, dict):
+        raise UsageError(f"{where}: each point must be an object")
+    names = {f.name for f in fields(CalibrationPoint)}
+    missing = sorted(n for n in names - set(d) if n not in ("peak_memory_bytes", "predicted_memory_bytes",
+                                                              "n_timed_steps"))
+    if missing:
+        raise UsageError(f"{where}: missing {', '.join(missing)}")
+    model = d["model"]
+    if not isinstance(model, dict):
+        raise UsageError(f"{where}: model must be an object of ModelConfig fields")
+    model_names = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(model) - model_names)
+    if unknown:
+        raise UsageError(f"{where}: unknown model field(s) {', '.join(unknown)}")
+    return CalibrationPoint(**{**{k: d[k] for k in names if k in d}, "model": ModelConfig(**model)})
+
+
+def profile_from_dict(data: dict, where: str = "calibration profile") -> CalibrationProfile:
+    """Build a profile from its JSON object; UsageError naming ``where`` on anything malformed."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise UsageError(f"{where} is not a flopscalc calibration profile (no \"schema\": \"{SCHEMA}\")")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UsageError(f"{where} has schema version {version!r}; this flopscalc reads version "
+                         f"{SCHEMA_VERSION}: re-run 'flopscalc calibrate'")
+    try:
+        points = data["points"]
+        if not isinstance(points, list):
+            raise UsageError(f"{where}: points must be a list")
+        return CalibrationProfile(
+            device_name=str(data["device_name"]), gpu_key=data.get("gpu_key"),
+            torch_version=str(data["torch_version"]), created=str(data["created"]),
+            points=tuple(_point_from_dict(p, f"{where}, point {i}") for i, p in enumerate(points)),
+            notes=tuple(str(n) for n in data.get("notes", ())),
+        )
+    except KeyError as e:
+        raise UsageError(f"{where}: missing field {e.args[0]!r}") from None
+    except TypeError as e:
+        raise UsageError(f"{where}: malformed field ({e})") from None
+    except UsageError as e:
+        msg = str(e)
+        raise UsageError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+
+
+def load_profile(path: str | Path) -> CalibrationProfile:
+    """Read a calibration profile JSON file; one-line errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"calibration profile {path} does not exist; create one with 'flopscalc calibrate'") from None
+    except OSError as e:
+        raise UsageError(f"cannot read calibration profile {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"calibration profile {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    return profile_from_dict(data, str(path))
+
+
+def save_profile(profile: CalibrationProfile, path: str | Path) -> Path:
+    """Write ``profile`` as JSON atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    text = json.dumps(profile.to_dict(), indent=2) + "\n"
+    write_text_atomic(path, text)
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see `write_bytes_atomic`."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old file or the whole new one, never half.
+
+    A temp file in the same folder is written and fsynced, then renamed over ``path`` (``os.replace``
+    is atomic on POSIX and Windows); on any failure the temp file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

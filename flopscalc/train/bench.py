@@ -1,0 +1,172 @@
+"""Benchmark the reference trainer and turn the measurements into a `CalibrationProfile`.
+
+A measurement runs full optimizer steps (forward, backward, clipping, fused AdamW) of the reference
+GPT-2 on synthetic tokens: ``warmup_steps`` untimed steps (allocator warm-up, cuDNN/cuBLAS heuristics,
+``torch.compile``), then ``timed_steps`` steps timed back to back between two device synchronisations.
+Achieved FLOP/s = tokens/s x the FLOPs engine's model FLOPs per token (forward + backward matmuls,
+no recomputation); MFU = achieved / dense peak of the precision used (Chowdhery et al. 2022, App. B).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..calibration import CalibrationPoint, CalibrationProfile
+from ..errors import UsageError
+from ..hardware import GpuSpec, get_gpu
+from ..model import ModelConfig, count_params
+from .config import TrainConfig
+from .data import synthetic_tokens
+from .distributed import DistInfo, pick_device
+from .trainer import Trainer, peak_precision, resolve_precision
+
+# Untimed steps before timing: the first step allocates optimizer state and picks kernels; with
+# torch.compile the first steps also compile (nanoGPT's bench.py skips its first 10 of 20 steps).
+DEFAULT_WARMUP_STEPS = 5
+DEFAULT_TIMED_STEPS = 20
+
+
+@dataclass(frozen=True)
+class BenchSetup:
+    """One configuration to time (units as in `TrainConfig`)."""
+
+    model: ModelConfig
+    micro_batch: int
+    seq_len: int
+    grad_accum: int = 1
+    compile: bool = False
+    precision: str = "auto"
+    device: str = "auto"
+    attention: str = "sdpa"
+    recompute: str = "none"
+    warmup_steps: int = DEFAULT_WARMUP_STEPS
+    timed_steps: int = DEFAULT_TIMED_STEPS
+    seed: int = 1337
+
+    def __post_init__(self) -> None:
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 1:
+            raise UsageError(f"--warmup-steps must be a positive integer, got {self.warmup_steps!r}")
+        if isinstance(self.timed_steps, bool) or not isinstance(self.timed_steps, int) or self.timed_steps < 1:
+            raise UsageError(f"--steps must be a positive integer, got {self.timed_steps!r}")
+
+    def train_config(self) -> TrainConfig:
+        """The trainer settings this setup times (learning rate and schedule do not change the speed)."""
+        return TrainConfig(model=self.model, micro_batch=self.micro_batch, seq_len=self.seq_len,
+                           grad_accum=self.grad_accum, max_steps=self.warmup_steps + self.timed_steps,
+                           warmup_steps=1, device=self.device, precision=self.precision, compile=self.compile,
+                           attention=self.attention, recompute=self.recompute, seed=self.seed)
+
+
+def device_name(device: torch.device) -> str:
+    """What the runtime calls the device: the CUDA name, or the CPU's processor string."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}".strip()
+
+
+def identify_gpu(device: torch.device, gpu: str | None = None, extra_csv=()) -> GpuSpec | None:
+    """The GPU database row for this device: ``gpu`` when given, else the CUDA name; None if unknown."""
+    if gpu is not None:
+        return get_gpu(gpu, extra_csv)
+    if device.type != "cuda":
+        return None
+    try:
+        return get_gpu(torch.cuda.get_device_name(device), extra_csv)
+    except UsageError:
+        return None
+
+
+def predicted_peak_bytes(setup: BenchSetup, precision: str, device: torch.device, n_devices: int) -> float | None:
+    """The memory estimator's allocated peak for this setup (bytes); None if the estimator is absent."""
+    try:
+        from ..memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
+    except ImportError:
+        return None
+    ts = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len,
+                       precision=MemoryPrecision.bf16_mixed if precision == "bf16" else MemoryPrecision.fp32,
+                       recompute=setup.recompute, flash=setup.attention == "sdpa", n_gpus=n_devices,
+                       device=Device.cuda if device.type == "cuda" else Device.cpu)
+    return float(estimate_memory(setup.model, ts).allocated_peak_bytes)
+
+
+def measure(setup: BenchSetup, peak_flop_per_s: float | None, dist: DistInfo | None = None) -> CalibrationPoint:
+    """Time ``setup``; ``peak_flop_per_s`` is one device's dense peak for the precision used (or None)."""
+    cfg = setup.train_config()
+    info = dist or DistInfo()
+    n_steps = setup.warmup_steps + setup.timed_steps
+    tokens = synthetic_tokens(n_steps * cfg.tokens_per_micro_batch * cfg.grad_accum * info.world_size + 1,
+                              setup.model.vocab_size, setup.seed)
+    trainer = Trainer(cfg, tokens, None, dist=info)
+    device = trainer.device
+    for _ in range(setup.warmup_steps):
+        trainer.train_step()
+    trainer.synchronize()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for _ in range(setup.timed_steps):
+        loss, _ = trainer.train_step()
+    trainer.synchronize()
+    elapsed_s = time.perf_counter() - t0
+    if not torch.isfinite(loss):
+        raise UsageError("the benchmark's loss is not finite; try --precision fp32")
+    step_time_s = elapsed_s / setup.timed_steps
+    tokens_per_s = cfg.tokens_per_micro_batch * cfg.grad_accum * info.world_size / step_time_s
+    achieved = tokens_per_s * trainer.model_flops_per_token  # PaLM App. B: model FLOPs per second
+    mfu = achieved / (peak_flop_per_s * info.world_size) if peak_flop_per_s else None  # PaLM App. B
+    peak_mem = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+    return CalibrationPoint(
+        model=setup.model, n_params=count_params(setup.model).total, micro_batch=setup.micro_batch,
+        seq_len=setup.seq_len, grad_accum=setup.grad_accum, n_devices=info.world_size,
+        precision=peak_precision(trainer.precision, device), compiled=setup.compile, step_time_s=step_time_s,
+        tokens_per_s=tokens_per_s, model_flops_per_token=trainer.model_flops_per_token,
+        achieved_flop_per_s=achieved, peak_flop_per_s=peak_flop_per_s, mfu=mfu, peak_memory_bytes=peak_mem,
+        predicted_memory_bytes=predicted_peak_bytes(setup, trainer.precision, device, info.world_size),
+        n_timed_steps=setup.timed_steps,
+    )
+
+
+def resolve_peak(device_request: str, precision_request: str, gpu: str | None, peak_tflops: float | None,
+                 extra_csv=(), info: DistInfo | None = None) -> tuple:
+    """(device, GpuSpec or None, one device's peak FLOP/s or None, notes) for a run's device and precision."""
+    device = pick_device(device_request, info or DistInfo())
+    notes = []
+    precision = peak_precision(resolve_precision(precision_request, device), device)
+    spec = identify_gpu(device, gpu, extra_csv)
+    if peak_tflops is not None:
+        if not peak_tflops > 0:
+            raise UsageError(f"--peak-tflops must be positive, got {peak_tflops}")
+        notes.append(f"MFU against a stated peak of {peak_tflops} TFLOP/s ({precision})")
+        return device, spec, peak_tflops * 1e12, notes
+    if spec is None:
+        notes.append(f"{device_name(device)} is not in the GPU database: no MFU (name it with --gpu, or give "
+                     "--peak-tflops)")
+        return device, None, None, notes
+    notes.append(f"MFU against {spec.name}'s dense {precision} peak from the GPU database")
+    return device, spec, spec.peak_flop_per_s(precision), notes
+
+
+def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tflops: float | None = None,
+                   extra_csv=(), on_point=None) -> CalibrationProfile:
+    """Measure every setup on this machine's device and gather them in one profile."""
+    if not setups:
+        raise UsageError("nothing to benchmark: give at least one micro-batch, sequence length and model")
+    if len({(s.device, s.precision) for s in setups}) > 1:
+        raise UsageError("one profile is one device and precision: benchmark other settings separately")
+    device, spec, peak, notes = resolve_peak(setups[0].device, setups[0].precision, gpu, peak_tflops, extra_csv)
+    points = []
+    for setup in setups:
+        point = measure(setup, peak)
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
+    return CalibrationProfile(
+        device_name=device_name(device), gpu_key=spec.key if spec else None, torch_version=torch.__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), points=tuple(points),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,104 @@
+"""Checkpoints: atomic writes, safe loads, and everything needed to resume a run exactly.
+
+A checkpoint holds the model shape, the weights, the optimizer state, the step (which fixes the
+learning-rate schedule), the data loader's position and the RNG states of torch, CUDA, numpy and
+Python. It is written to a temp file in the same folder, fsynced, then renamed over the old one, so a
+crash or a full disk leaves the previous checkpoint whole. It is read with
+``torch.load(weights_only=True)``: only tensors and plain containers, never arbitrary pickles.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DomainError, UsageError
+from ..model import ModelConfig
+
+CHECKPOINT_FORMAT = "flopscalc.checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def rng_state() -> dict:
+    """RNG states of torch (CPU and every CUDA device), numpy's global generator and Python's ``random``."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` captured (CUDA states only where CUDA is present)."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` (plus format and version tags) to ``path`` atomically; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, expect_model: ModelConfig | None = None) -> dict:
+    """Read a checkpoint safely; one-line errors name the file (missing, corrupt, other model shape)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise DomainError(f"checkpoint {path} is corrupt or not a flopscalc checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DomainError(f"checkpoint {path} is not a flopscalc checkpoint")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise DomainError(f"checkpoint {path} has version {ckpt.get('version')!r}; this flopscalc reads "
+                          f"version {CHECKPOINT_VERSION}")
+    if expect_model is not None:
+        saved = ckpt.get("model_config", {})
+        want = shape_of(expect_model)
+        diff = [f"{k} {saved.get(k)!r} vs {v!r}" for k, v in want.items() if saved.get(k) != v]
+        if diff:
+            raise UsageError(f"checkpoint {path} is for another model shape ({'; '.join(diff)}, checkpoint "
+                             "vs this run); pass the same model options or a fresh --checkpoint path")
+    return ckpt
+
+
+def shape_of(cfg: ModelConfig) -> dict:
+    """The fields of a model that decide its parameter shapes (the name is only a label)."""
+    d = asdict(cfg)
+    d.pop("name")
+    return d

@@ -1,0 +1,132 @@
+"""`TrainConfig`: every setting of a training run, validated on construction, and the LR schedule.
+
+Torch-free, so the CLI can validate options before paying torch's import. Defaults follow GPT-3's
+125M recipe (Brown et al. 2020, Table 2.1 and App. B) as nanoGPT uses it for GPT-2 small.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from ..model import ModelConfig
+
+# Peak learning rate of GPT-3 Small, 125M parameters (Brown et al. 2020, Table 2.1: 6.0e-4).
+DEFAULT_LR = 6e-4
+# Cosine decay "down to 10% of its value" (Brown et al. 2020, App. B).
+DEFAULT_MIN_LR_RATIO = 0.1
+# Adam beta1 = 0.9, beta2 = 0.95, eps = 1e-8 (Brown et al. 2020, App. B).
+DEFAULT_BETAS = (0.9, 0.95)
+DEFAULT_EPS = 1e-8
+# Weight decay 0.1 (Brown et al. 2020, App. B), on matrices only as nanoGPT does (not gains/biases).
+DEFAULT_WEIGHT_DECAY = 0.1
+# Clip the global gradient norm at 1.0 (Brown et al. 2020, App. B).
+DEFAULT_GRAD_CLIP = 1.0
+# nanoGPT's seed; any fixed value makes runs repeatable.
+DEFAULT_SEED = 1337
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+PARALLEL_MODES = ("ddp", "fsdp")
+ATTENTIONS = ("sdpa", "math")
+RECOMPUTES = ("none", "selective", "full")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run.
+
+    Parameters (units)
+    ------------------
+    model : ModelConfig
+    micro_batch : sequences per device per forward pass (count)
+    seq_len : tokens per sequence (count, at most ``model.block_size``)
+    grad_accum : micro-batches accumulated per optimizer step (count)
+    max_steps : optimizer steps of the whole run (count); the schedule ends here
+    learning_rate : peak learning rate; min_lr_ratio: floor of the cosine as a fraction of it
+    warmup_steps : linear warm-up length (steps)
+    weight_decay, beta1, beta2, eps : AdamW hyper-parameters
+    grad_clip : global gradient-norm clip (0 turns clipping off)
+    eval_interval : steps between validation passes (0: only at the end); eval_batches per pass
+    checkpoint_interval : steps between checkpoints (0: only at the end and on Ctrl-C)
+    device : auto | cpu | cuda;  precision : auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    compile : wrap the model in ``torch.compile``;  parallel : ddp | fsdp when several processes run
+    """
+
+    model: ModelConfig
+    micro_batch: int = 8
+    seq_len: int = 1024
+    grad_accum: int = 1
+    max_steps: int = 1000
+    learning_rate: float = DEFAULT_LR
+    min_lr_ratio: float = DEFAULT_MIN_LR_RATIO
+    warmup_steps: int = 100
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
+    beta1: float = DEFAULT_BETAS[0]
+    beta2: float = DEFAULT_BETAS[1]
+    eps: float = DEFAULT_EPS
+    grad_clip: float = DEFAULT_GRAD_CLIP
+    eval_interval: int = 250
+    eval_batches: int = 20
+    checkpoint_interval: int = 0
+    seed: int = DEFAULT_SEED
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    attention: str = "sdpa"
+    recompute: str = "none"
+    parallel: str = "ddp"
+
+    def __post_init__(self) -> None:
+        positive = ("micro_batch", "seq_len", "grad_accum", "max_steps", "eval_batches")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{_opt(name)} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"{_opt(name)} must be a whole number >= 0, got {value!r}")
+        if self.seq_len > self.model.block_size:
+            raise UsageError(f"--seq {self.seq_len} is longer than the model's block_size "
+                             f"{self.model.block_size}; pass a shorter --seq or a larger --block-size")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise UsageError(f"--lr must be a positive number, got {self.learning_rate!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise UsageError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UsageError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        for name in ("weight_decay", "grad_clip", "eps"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"{_opt(name)} must be a number >= 0, got {value!r}")
+        for name, choices in (("device", DEVICES), ("precision", PRECISIONS), ("parallel", PARALLEL_MODES),
+                              ("attention", ATTENTIONS), ("recompute", RECOMPUTES)):
+            if getattr(self, name) not in choices:
+                raise UsageError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+
+    @property
+    def tokens_per_micro_batch(self) -> int:
+        """Tokens one device processes per forward pass."""
+        return self.micro_batch * self.seq_len
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def learning_rate_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine to the floor.
+
+    Linear warm-up (Goyal et al. 2017, sec. 2.2; GPT-3 App. B), then half a cosine from the peak to
+    ``min_lr_ratio`` x peak at ``max_steps`` (Loshchilov & Hutter 2017, SGDR eq. 5; GPT-3 App. B).
+    A pure function of the step, so resuming at a step resumes the schedule exactly.
+    """
+    peak, floor = cfg.learning_rate, cfg.learning_rate * cfg.min_lr_ratio
+    if step < cfg.warmup_steps:
+        return peak * (step + 1) / cfg.warmup_steps  # Goyal et al. 2017, sec. 2.2: linear ramp
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))  # SGDR eq. 5

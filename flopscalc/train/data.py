@@ -1,0 +1,210 @@
+"""Token data: memory-mapped token files, a tokenising builder, and a resumable batch loader.
+
+Formats read (the ecosystem's own):
+- nanoGPT: raw little-endian uint16 token ids, no header (``data/*/prepare.py`` writes ``train.bin``).
+- llm.c: a header of 256 int32 (magic, version, token count), then the ids: magic 20240520 version 1
+  for uint16 GPT-2 ids, magic 20240801 version 7 for uint32 Llama-3 ids (llm.c ``dev/data/data_common.py``).
+`prepare` writes llm.c's GPT-2 layout (its header makes a truncated file detectable) and a ``meta.json``
+with the tokenizer and vocabulary size. Numpy only: no torch import here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import write_bytes_atomic, write_text_atomic
+from ..errors import DomainError, UsageError
+
+LLMC_HEADER_INT32 = 256  # llm.c data_common.py: "a header with 256 int32s"
+LLMC_FORMATS = {20240520: (1, np.uint16), 20240801: (7, np.uint32)}  # magic: (version, dtype), llm.c
+BYTE_VOCAB_SIZE = 256  # one token per UTF-8 byte
+GPT2_EOT_TOKEN = 50256  # GPT-2's <|endoftext|> id (tiktoken "gpt2" encoding)
+DEFAULT_VAL_FRACTION = 0.1  # nanoGPT's shakespeare_char split: last 10% for validation
+META_NAME = "meta.json"
+
+
+def read_tokens(path: str | Path) -> np.ndarray:
+    """Memory-map a token file (llm.c header or nanoGPT raw uint16); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"token file {path} does not exist; create one with 'flopscalc train prepare'")
+    n_bytes = path.stat().st_size
+    header = np.fromfile(path, dtype="<i4", count=3) if n_bytes >= 12 else np.zeros(3, dtype="<i4")
+    magic = int(header[0])
+    if magic in LLMC_FORMATS:
+        version, dtype = LLMC_FORMATS[magic]
+        if int(header[1]) != version:
+            raise DomainError(f"token file {path}: llm.c magic {magic} with version {int(header[1])}, "
+                              f"expected {version}")
+        n_tokens, offset = int(header[2]), LLMC_HEADER_INT32 * 4
+        need = offset + n_tokens * np.dtype(dtype).itemsize
+        if n_bytes != need:
+            raise DomainError(f"token file {path} is truncated or padded: its header says {n_tokens} tokens "
+                              f"({need} bytes), the file has {n_bytes} bytes; rebuild it")
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(n_tokens,))
+    if n_bytes % 2:
+        raise DomainError(f"token file {path} has an odd number of bytes ({n_bytes}): not uint16 tokens, "
+                          "or truncated; rebuild it")
+    if n_bytes == 0:
+        raise DomainError(f"token file {path} is empty")
+    return np.memmap(path, dtype="<u2", mode="r")
+
+
+def write_tokens(path: str | Path, tokens: np.ndarray, fmt: str = "llmc") -> Path:
+    """Write token ids atomically as llm.c GPT-2 (``fmt='llmc'``) or nanoGPT raw uint16 (``'raw'``)."""
+    path = Path(path)
+    tokens = np.asarray(tokens)
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= 2**16):
+        raise DomainError(f"token ids must fit uint16 (0..65535) for {path}; got {tokens.min()}..{tokens.max()}")
+    body = tokens.astype("<u2").tobytes()
+    if fmt == "llmc":
+        header = np.zeros(LLMC_HEADER_INT32, dtype="<i4")
+        header[:3] = (20240520, 1, tokens.size)  # llm.c data_common.py, "gpt-2" row
+        body = header.tobytes() + body
+    elif fmt != "raw":
+        raise UsageError(f"token file format must be llmc or raw, got {fmt!r}")
+    write_bytes_atomic(path, body)
+    return path
+
+
+# ------------------------------------------------------------------ tokenisers
+
+
+def byte_tokenize(text: str) -> np.ndarray:
+    """UTF-8 bytes as token ids (vocabulary 256): needs nothing, works for any text."""
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.uint16)
+
+
+def gpt2_tokenize(text: str) -> np.ndarray:
+    """GPT-2 BPE ids via tiktoken, when tiktoken and its files are available offline."""
+    try:
+        import tiktoken
+
+        enc = tiktoken.get_encoding("gpt2")
+    except Exception as e:  # ImportError, or tiktoken could not fetch its files (no network)
+        raise DomainError(f"GPT-2 BPE is not available here ({type(e).__name__}); install tiktoken with its "
+                          "cached files, or use --tokenizer byte") from None
+    return np.asarray(enc.encode_ordinary(text) + [GPT2_EOT_TOKEN], dtype=np.uint16)
+
+
+TOKENIZERS = {"byte": (byte_tokenize, BYTE_VOCAB_SIZE), "gpt2": (gpt2_tokenize, 50257)}
+
+
+def pydoc_text() -> str:
+    """The CPython documentation strings shipped with every Python (``pydoc_data.topics``), joined."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k] for k in sorted(topics))
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What `prepare` wrote: paths and token counts (tokens)."""
+
+    train_path: Path
+    val_path: Path
+    meta_path: Path
+    tokenizer: str
+    vocab_size: int
+    n_train_tokens: int
+    n_val_tokens: int
+
+
+def prepare(text: str, out_dir: str | Path, *, tokenizer: str = "byte", val_fraction: float = DEFAULT_VAL_FRACTION,
+            fmt: str = "llmc", source: str = "") -> PreparedData:
+    """Tokenise ``text`` and write ``train.bin``, ``val.bin`` (the last ``val_fraction``) and ``meta.json``."""
+    if tokenizer not in TOKENIZERS:
+        raise UsageError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
+    if not 0 < val_fraction < 1:
+        raise UsageError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+    encode, vocab_size = TOKENIZERS[tokenizer]
+    tokens = encode(text)
+    n_val = int(len(tokens) * val_fraction)
+    if n_val < 2 or len(tokens) - n_val < 2:
+        raise DomainError(f"text{' ' + source if source else ''} is too short to split ({len(tokens)} tokens)")
+    out = Path(out_dir)
+    train_path = write_tokens(out / "train.bin", tokens[:-n_val], fmt)
+    val_path = write_tokens(out / "val.bin", tokens[-n_val:], fmt)
+    meta = {"tokenizer": tokenizer, "vocab_size": vocab_size, "format": fmt, "source": source,
+            "n_train_tokens": int(len(tokens) - n_val), "n_val_tokens": n_val}
+    meta_path = out / META_NAME
+    write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
+    return PreparedData(train_path, val_path, meta_path, tokenizer, vocab_size, len(tokens) - n_val, n_val)
+
+
+def find_split_files(data_dir: str | Path) -> tuple[Path, Path, int | None]:
+    """Train and validation files of a data folder, and the vocabulary size from ``meta.json`` if present.
+
+    Accepts nanoGPT's ``train.bin`` / ``val.bin`` and llm.c's ``*_train.bin`` / ``*_val.bin``.
+    """
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise UsageError(f"data folder {d} does not exist; create it with 'flopscalc train prepare {d}'")
+    found = []
+    for split in ("train", "val"):
+        candidates = [d / f"{split}.bin"] if (d / f"{split}.bin").is_file() else sorted(d.glob(f"*_{split}.bin"))
+        if len(candidates) != 1:
+            what = "no" if not candidates else "several"
+            raise UsageError(f"data folder {d} has {what} {split} file ({split}.bin or *_{split}.bin); "
+                             "create one with 'flopscalc train prepare'")
+        found.append(candidates[0])
+    vocab = None
+    meta = d / META_NAME
+    if meta.is_file():
+        try:
+            vocab = int(json.loads(meta.read_text(encoding="utf-8"))["vocab_size"])
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"{meta} is not a valid meta.json (needs an integer vocab_size)") from None
+    return found[0], found[1], vocab
+
+
+# ------------------------------------------------------------------ batches
+
+
+class Batches:
+    """Contiguous micro-batches walked in order; the position is the whole of the loader's state.
+
+    Rank ``r`` of ``world`` reads rows ``r * B .. (r + 1) * B`` of a global micro-batch of
+    ``world * B`` sequences, so ``world`` processes see exactly what one process with micro-batch
+    ``world * B`` sees (llm.c's DataLoader does the same). Wraps to the start at the end of the data.
+    """
+
+    def __init__(self, tokens: np.ndarray, micro_batch: int, seq_len: int, *, vocab_size: int,
+                 rank: int = 0, world: int = 1, name: str = "tokens"):
+        self.tokens, self.B, self.T = tokens, micro_batch, seq_len
+        self.vocab_size, self.rank, self.world, self.name = vocab_size, rank, world, name
+        self.span = world * micro_batch * seq_len  # tokens consumed per micro-step, all ranks
+        if len(tokens) < self.span + 1:
+            raise DomainError(f"{name} has {len(tokens)} tokens, fewer than one global micro-batch needs "
+                              f"({self.span + 1}); lower --micro-batch or --seq, or use more data")
+        self.position = 0
+
+    def next(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets, each (B, T) int64, for this rank; advances the position."""
+        if self.position + self.span + 1 > len(self.tokens):
+            self.position = 0
+        start = self.position + self.rank * self.B * self.T
+        chunk = np.asarray(self.tokens[start:start + self.B * self.T + 1], dtype=np.int64)  # (B*T + 1,)
+        top = int(chunk.max())
+        if top >= self.vocab_size:
+            raise DomainError(f"{self.name} holds token id {top}, beyond the model's vocabulary of "
+                              f"{self.vocab_size}; pass --vocab-size or check the tokenizer")
+        self.position += self.span
+        x = chunk[:-1].reshape(self.B, self.T)  # (B, T)
+        y = chunk[1:].reshape(self.B, self.T)  # (B, T)
+        return x, y
+
+    def state_dict(self) -> dict:
+        return {"position": int(self.position)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
+
+
+def synthetic_tokens(n_tokens: int, vocab_size: int, seed: int) -> np.ndarray:
+    """Uniform random token ids (for benchmarks: throughput does not depend on the text)."""
+    return np.random.default_rng(seed).integers(0, vocab_size, size=n_tokens, dtype=np.int64)

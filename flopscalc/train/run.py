@@ -1,0 +1,101 @@
+"""`flopscalc train` end to end: data, model, resume, logging, live progress, summary (for the CLI).
+
+Works the same in one process and under torchrun (every rank runs this; rank 0 logs, prints and saves).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from ..model import ModelConfig, count_params
+from .bench import device_name, resolve_peak
+from .config import TrainConfig
+from .data import Batches, find_split_files, read_tokens, synthetic_tokens
+from .distributed import destroy_process_group, dist_info_from_env
+from .metrics import MetricsLog
+from .render import LiveProgress
+from .trainer import Trainer, peak_precision
+
+# Synthetic data: enough random tokens for any run to wrap around rarely (tokens).
+SYNTHETIC_TOKENS = 1 << 22
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the user asked of `flopscalc train` beyond the `TrainConfig`."""
+
+    config: TrainConfig
+    data_dir: str | None  # nanoGPT / llm.c folder; None means synthetic tokens
+    checkpoint: str | None = None
+    resume: bool = False
+    metrics_log: str | None = None
+    gpu: str | None = None
+    peak_tflops: float | None = None
+    gpu_csv: tuple = ()
+    progress: bool = True
+
+
+def data_vocab_size(data_dir: str | None) -> int | None:
+    """The vocabulary size recorded in a data folder's ``meta.json`` (None if there is none)."""
+    if data_dir is None:
+        return None
+    return find_split_files(data_dir)[2]
+
+
+def model_with_vocab(model: ModelConfig, data_dir: str | None, vocab_size: int | None) -> ModelConfig:
+    """The model resized to the data's vocabulary: ``--vocab-size`` first, then ``meta.json``."""
+    vocab = vocab_size or data_vocab_size(data_dir)
+    return model.with_(vocab_size=vocab) if vocab and vocab != model.vocab_size else model
+
+
+def run_training(req: TrainRequest) -> dict:
+    """Train as asked; returns the summary the CLI renders (plain numbers and strings)."""
+    cfg, info = req.config, dist_info_from_env()
+    if req.resume and not req.checkpoint:
+        raise UsageError("--resume needs --checkpoint PATH (the file to continue from)")
+    if req.data_dir is None:
+        train_tokens = synthetic_tokens(SYNTHETIC_TOKENS, cfg.model.vocab_size, cfg.seed)
+        val_tokens = synthetic_tokens(SYNTHETIC_TOKENS // 8, cfg.model.vocab_size, cfg.seed + 1)
+        names = ("synthetic training tokens", "synthetic validation tokens")
+    else:
+        train_path, val_path, _ = find_split_files(req.data_dir)
+        train_tokens, val_tokens = read_tokens(train_path), read_tokens(val_path)
+        names = (f"token file {train_path}", f"token file {val_path}")
+        # fail before building the model if even one validation batch does not fit
+        Batches(val_tokens, cfg.micro_batch, cfg.seq_len, vocab_size=cfg.model.vocab_size,
+                world=info.world_size, name=names[1])
+    device, _, peak, notes = resolve_peak(cfg.device, cfg.precision, req.gpu, req.peak_tflops, req.gpu_csv, info)
+    log = None
+    try:
+        trainer = Trainer(cfg, train_tokens, val_tokens, checkpoint_path=req.checkpoint, peak_flop_per_s=peak,
+                          dist=info, data_names=names)
+        if req.resume:
+            trainer.resume(req.checkpoint)
+        if req.metrics_log and info.is_main:
+            log = MetricsLog(req.metrics_log, append=req.resume)
+            trainer.callbacks.append(log)
+        with LiveProgress(cfg.max_steps, trainer.step, enabled=req.progress and info.is_main) as live:
+            trainer.callbacks.append(live)
+            result = trainer.train()
+    finally:
+        if log is not None:
+            log.close()
+        destroy_process_group()
+    hist = result.history
+    return {
+        "model": cfg.model.name, "n_params": count_params(cfg.model).total,
+        "steps_done": result.steps_done, "max_steps": cfg.max_steps, "interrupted": result.interrupted,
+        "tokens_seen": result.steps_done * cfg.tokens_per_micro_batch * cfg.grad_accum * info.world_size,
+        "final_loss": hist[-1].loss if hist else None, "final_val_loss": result.final_val_loss,
+        "val_losses": [[m.step, m.val_loss] for m in hist if m.val_loss is not None],
+        "median_tokens_per_s": statistics.median(m.tokens_per_s for m in hist) if hist else None,
+        "median_mfu": statistics.median(m.mfu for m in hist) if hist and hist[-1].mfu is not None else None,
+        "device": device_name(device), "world_size": info.world_size,
+        "precision": peak_precision(trainer.precision, device), "notes": notes,
+        "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,
+        "metrics_log": str(Path(req.metrics_log)) if req.metrics_log else None,
+        "is_main": info.is_main,
+    }

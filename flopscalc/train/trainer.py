@@ -1,0 +1,293 @@
+"""The training loop: AdamW, gradient accumulation, warm-up + cosine LR, clipping, validation, checkpoints.
+
+Speed settings follow nanoGPT / llm.c: fused AdamW on CUDA, bf16 autocast with TF32 for the rest of
+the fp32 matmuls, ``scaled_dot_product_attention`` (flash kernels on CUDA), optional ``torch.compile``.
+Ctrl-C (SIGINT) finishes the current step, saves a checkpoint and returns cleanly; a second Ctrl-C
+interrupts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..flops import training_flops_per_token
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, shape_of
+from .config import TrainConfig, learning_rate_at
+from .data import Batches
+from .distributed import (DistInfo, gradient_sync, init_process_group, mean_over_ranks, pick_device,
+                          wrap_model)
+from .model import GPT
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """What one optimizer step did. ``loss`` is the mean over the global batch (nats / token)."""
+
+    step: int  # optimizer steps done, 1-based
+    loss: float
+    lr: float
+    grad_norm: float  # global norm before clipping
+    step_time_s: float
+    tokens_per_s: float  # all ranks together
+    mfu: float | None  # achieved model FLOP/s over the peak of all devices, when a peak is known
+    tokens_seen: int
+    val_loss: float | None = None
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    history: list[StepMetrics] = field(default_factory=list)
+    interrupted: bool = False
+    checkpoint_path: Path | None = None
+
+    @property
+    def final_val_loss(self) -> float | None:
+        vals = [m.val_loss for m in self.history if m.val_loss is not None]
+        return vals[-1] if vals else None
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 where the GPU supports it, fp32 elsewhere (CPU bf16 autocast is slower than fp32)."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def peak_precision(precision: str, device: torch.device) -> str:
+    """The `flopscalc.hardware.Precision` whose peak the matmuls run at (what MFU divides by)."""
+    if precision == "bf16":
+        return "bf16"
+    return "tf32" if device.type == "cuda" else "fp32"  # TF32 is switched on for fp32 matmuls on CUDA
+
+
+class _StopOnSigint:
+    """First SIGINT asks the loop to stop at the next step boundary; the second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Trainer:
+    """One training run of the reference GPT-2 on token arrays (numpy, e.g. memory-mapped files)."""
+
+    def __init__(self, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray | None = None, *,
+                 checkpoint_path: str | Path | None = None, callbacks: list[Callable[[StepMetrics], None]] = (),
+                 peak_flop_per_s: float | None = None, dist: DistInfo | None = None,
+                 data_names: tuple[str, str] = ("training tokens", "validation tokens")):
+        self.cfg, self.dist = cfg, dist or DistInfo()
+        self.device = pick_device(cfg.device, self.dist)
+        init_process_group(self.dist, self.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.peak_flop_per_s = peak_flop_per_s  # one device, for the precision in `peak_precision`
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.callbacks = list(callbacks)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for fp32 matmuls (Ampere+)
+            torch.backends.cudnn.allow_tf32 = True
+        self._seed(cfg.seed)
+        self.raw_model = GPT(cfg.model, attention=cfg.attention, recompute=cfg.recompute).to(self.device)
+        model = torch.compile(self.raw_model) if cfg.compile else self.raw_model
+        self.model = wrap_model(model, self.dist, self.device, cfg.parallel)
+        self.optimizer = self._make_optimizer()
+        vocab = cfg.model.vocab_size
+        self.train_batches = Batches(train_tokens, cfg.micro_batch, cfg.seq_len, vocab_size=vocab,
+                                     rank=self.dist.rank, world=self.dist.world_size, name=data_names[0])
+        self.val_tokens, self.val_name = val_tokens, data_names[1]
+        self.step = 0
+        self.model_flops_per_token = training_flops_per_token(cfg.model, cfg.seq_len).model_flops_per_token
+
+    # ------------------------------------------------------------------ setup
+
+    @staticmethod
+    def _seed(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # seeds every CUDA device too
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        params = [p for p in self.raw_model.parameters() if p.requires_grad]
+        # decay matrices (and embeddings), not gains and biases (nanoGPT configure_optimizers)
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        fused = self.device.type == "cuda"  # one kernel for the whole update (PyTorch AdamW docs, `fused`)
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                 fused=fused)
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_device(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ------------------------------------------------------------------ steps
+
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over ``grad_accum`` micro-batches.
+
+        Returns the global mean loss and the gradient norm as device tensors (no host sync here, so a
+        benchmark can time steps back to back).
+        """
+        cfg = self.cfg
+        lr = learning_rate_at(cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(cfg.grad_accum):
+            x, y = self.train_batches.next()
+            x, y = self._to_device(x), self._to_device(y)
+            with gradient_sync(self.model, micro == cfg.grad_accum - 1), self._autocast():
+                _, loss = self.model(x, y)
+                (loss / cfg.grad_accum).backward()  # gradients of the mean over all micro-batches
+            loss_sum += loss.detach().float()
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")  # inf: measure the norm, clip nothing
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), max_norm)
+        self.optimizer.step()
+        self.step += 1
+        loss_mean = mean_over_ranks(loss_sum / cfg.grad_accum, self.dist)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
+            grad_norm = grad_norm.full_tensor()
+        return loss_mean, grad_norm
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Mean loss over ``eval_batches`` validation micro-batches from the start of the split (nats / token)."""
+        if self.val_tokens is None:
+            return None
+        cfg = self.cfg
+        batches = Batches(self.val_tokens, cfg.micro_batch, cfg.seq_len, vocab_size=cfg.model.vocab_size,
+                          rank=self.dist.rank, world=self.dist.world_size, name=self.val_name)
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        for _ in range(cfg.eval_batches):
+            x, y = batches.next()
+            with self._autocast():
+                _, loss = self.model(self._to_device(x), self._to_device(y))
+            total += loss.float()
+        self.model.train()
+        return float(mean_over_ranks(total / cfg.eval_batches, self.dist))
+
+    def train(self, stop_after: int | None = None) -> TrainResult:
+        """Train to ``max_steps`` (or to step ``stop_after``), then save a checkpoint when a path is set."""
+        cfg = self.cfg
+        end = cfg.max_steps if stop_after is None else min(stop_after, cfg.max_steps)
+        result = TrainResult(steps_done=self.step)
+        tokens_per_step = cfg.tokens_per_micro_batch * cfg.grad_accum * self.dist.world_size
+        self.model.train()
+        with _StopOnSigint() as stop:
+            while self.step < end:
+                if stop.requested:
+                    result.interrupted = True
+                    break
+                t0 = time.perf_counter()
+                loss_t, norm_t = self.train_step()
+                loss, grad_norm = float(loss_t), float(norm_t)  # waits for the device
+                dt = time.perf_counter() - t0
+                val = None
+                if self.step == cfg.max_steps or (cfg.eval_interval and self.step % cfg.eval_interval == 0):
+                    val = self.evaluate()
+                tokens_per_s = tokens_per_step / dt
+                mfu = None
+                if self.peak_flop_per_s:
+                    achieved = tokens_per_s * self.model_flops_per_token  # PaLM App. B: model FLOPs / time
+                    mfu = achieved / (self.peak_flop_per_s * self.dist.world_size)
+                metrics = StepMetrics(self.step, loss, learning_rate_at(cfg, self.step - 1), grad_norm, dt,
+                                      tokens_per_s, mfu, self.step * tokens_per_step, val)
+                result.history.append(metrics)
+                if self.dist.is_main:
+                    for callback in self.callbacks:
+                        callback(metrics)
+                if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0 and self.step < end:
+                    self.save()
+            result.interrupted = result.interrupted or stop.requested
+        result.steps_done = self.step
+        if self.checkpoint_path is not None:
+            result.checkpoint_path = self.save()
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_payload(self) -> dict:
+        """Everything a resume needs, as tensors and plain containers (see `checkpoint`)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        if self.dist.enabled:  # gathers FSDP shards; strips DDP/compile wrappers' prefixes
+            opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            model_state, optim_state = get_state_dict(self.raw_model, self.optimizer, options=opts)
+        else:
+            model_state, optim_state = self.raw_model.state_dict(), self.optimizer.state_dict()
+        return {
+            "model_config": shape_of(self.cfg.model),
+            "step": self.step,
+            "model": model_state,
+            "optimizer": optim_state,
+            "data": self.train_batches.state_dict(),
+            "world_size": self.dist.world_size,
+            "rng": rng_state(),
+        }
+
+    def save(self, path: str | Path | None = None) -> Path | None:
+        """Write a checkpoint (rank 0 writes; every rank takes part in gathering FSDP shards)."""
+        path = Path(path) if path else self.checkpoint_path
+        if path is None:
+            return None
+        payload = self.state_payload()
+        if self.dist.is_main:
+            save_checkpoint(path, payload)
+        if self.dist.enabled:
+            torch.distributed.barrier()
+        return path
+
+    def resume(self, path: str | Path) -> int:
+        """Load a checkpoint into this trainer (same model shape); returns the step it continues from."""
+        ckpt = load_checkpoint(path, expect_model=self.cfg.model)
+        if self.dist.enabled:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            set_state_dict(self.raw_model, self.optimizer, model_state_dict=ckpt["model"],
+                           optim_state_dict=ckpt["optimizer"], options=StateDictOptions(full_state_dict=True))
+        else:
+            self.raw_model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step = int(ckpt["step"])
+        self.train_batches.load_state_dict(ckpt["data"])
+        set_rng_state(ckpt["rng"])
+        return self.step
