@@ -1,9 +1,217 @@
-"""`flopscalc scaling ...`: built-in laws, compute-optimal allocation, fitting (issue 4)."""
+"""`flopscalc scaling ...`: built-in laws, compute-optimal allocation, fitting (issue 4).
+
+Thin commands: parse, call the engines in ``flopscalc.scaling``, render with ``report_scaling``.
+Engines (numpy, scipy for fitting) are imported inside each command, never at module import.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from .cli_common import JsonOpt, emit
+from .errors import UsageError
+
+scaling_app = typer.Typer(help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
+                          no_args_is_help=True)
+
+LawOpt = Annotated[Optional[str], typer.Option(
+    "--law", help="Scaling law by name (built-in or saved with 'scaling fit --save'); default besiroglu2024.")]
+UniqueOpt = Annotated[Optional[str], typer.Option(
+    "--unique-tokens", help="Unique tokens available, e.g. 25B: repeats data per Muennighoff et al. 2023 (tokens).")]
+
+
+class Approach(str, Enum):
+    one = "1"
+    two = "2"
+    three = "3"
+
+
+class Grid(str, Enum):
+    paper = "paper"
+    small = "small"
+
+
+def _law(name: str | None):
+    from .scaling.io import get_law
+    from .scaling.laws import DEFAULT_LAW
+
+    return get_law(name or DEFAULT_LAW)
+
+
+def _dc_law(name: str | None):
+    """The law for a data-constrained question: the named one if it has a repetition form, else Muennighoff's."""
+    from .scaling.laws import MUENNIGHOFF2023
+
+    law = _law(name) if name else MUENNIGHOFF2023
+    if law.repetition is None:
+        raise UsageError(f"--unique-tokens needs a law with a data-repetition form; {law.name} has none "
+                         "(use --law muennighoff2023 or leave --law out)")
+    return law
+
+
+@scaling_app.command("laws")
+def laws(
+    name: Annotated[Optional[str], typer.Argument(help="Show one law in full (constants, intervals, source).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the built-in and saved scaling laws with their constants and sources."""
+    from .report_scaling import law_detail, law_dict, laws_table
+    from .scaling.io import saved_laws
+    from .scaling.laws import BUILTIN_LAWS
+
+    if name is not None:
+        law = _law(name)
+        emit(law_detail(law), law_dict(law), as_json)
+        return
+    all_laws = list(BUILTIN_LAWS.values()) + saved_laws()
+    emit(laws_table(all_laws), {"laws": [law_dict(x) for x in all_laws]}, as_json)
+
+
+@scaling_app.command("optimal")
+def optimal(
+    flops: Annotated[str, typer.Option(help="Training budget, e.g. 1e21 or 2.5e20 (FLOP).")],
+    law: LawOpt = None,
+    unique_tokens: UniqueOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute-optimal parameters and tokens for a FLOP budget, and the loss the law predicts."""
+    from .report_scaling import allocation_dict, allocation_report
+    from .scaling.allocate import optimal as optimal_alloc
+    from .scaling.allocate import optimal_data_constrained
+    from .units import parse_count
+
+    c = parse_count(flops, what="--flops")
+    if unique_tokens is not None:
+        sl = _dc_law(law)
+        a = optimal_data_constrained(sl, c, parse_count(unique_tokens, what="--unique-tokens"))
+        emit(allocation_report(a, sl, "Data-constrained optimal allocation"), allocation_dict(a, sl), as_json)
+        return
+    sl = _law(law)
+    a = optimal_alloc(sl, c)
+    emit(allocation_report(a, sl), allocation_dict(a, sl), as_json)
+
+
+@scaling_app.command("budget")
+def budget(
+    loss: Annotated[Optional[float], typer.Option(help="Target loss to reach compute-optimally (nats/token).")] = None,
+    params: Annotated[Optional[str], typer.Option(help="Model size to train compute-optimally, e.g. 1.4B.")] = None,
+    law: LawOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The inverse: the FLOP budget (and tokens) for a target loss, or for a model size at its optimum."""
+    from .report_scaling import allocation_dict, allocation_report
+    from .scaling.allocate import flops_for_loss, flops_for_params
+    from .units import parse_count
+
+    if (loss is None) == (params is None):
+        raise UsageError("give exactly one of --loss (e.g. 2.2) or --params (e.g. 1.4B)")
+    sl = _law(law)
+    a = flops_for_loss(sl, loss) if loss is not None else flops_for_params(sl, parse_count(params, what="--params"))
+    emit(allocation_report(a, sl, "Budget"), allocation_dict(a, sl), as_json)
+
+
+@scaling_app.command("loss")
+def loss(
+    params: Annotated[str, typer.Option(help="Parameters N, e.g. 1.5B (count as the law does; see 'laws').")],
+    tokens: Annotated[str, typer.Option(help="Training tokens D, repeats included, e.g. 10B.")],
+    law: LawOpt = None,
+    unique_tokens: UniqueOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Loss a law predicts for N parameters trained on D tokens."""
+    from .report_scaling import loss_dict, loss_report
+    from .scaling.allocate import data_constrained_loss
+    from .units import parse_count
+
+    n, d = parse_count(params, what="--params"), parse_count(tokens, what="--tokens")
+    if not (n > 0 and d > 0):
+        raise UsageError(f"--params and --tokens must be positive, got {params} and {tokens}")
+    if unique_tokens is not None:
+        sl = _dc_law(law)
+        u = parse_count(unique_tokens, what="--unique-tokens")
+        if not 0 < u:
+            raise UsageError(f"--unique-tokens must be positive, got {unique_tokens}")
+        value = float(data_constrained_loss(sl, n, d, min(u, d)))
+        emit(loss_report(sl, n, d, value, u), loss_dict(sl, n, d, value, u), as_json)
+        return
+    sl = _law(law)
+    value = float(sl.loss(n, d))
+    emit(loss_report(sl, n, d, value), loss_dict(sl, n, d, value), as_json)
+
+
+@scaling_app.command("fit")
+def fit(
+    runs_csv: Annotated[Path, typer.Argument(help="CSV of runs: n_params, n_tokens (or c_flops), loss.")],
+    approach: Annotated[Approach, typer.Option(help="Chinchilla approach: 1 envelope, 2 IsoFLOP, 3 parametric.")]
+    = Approach.three,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals (0: none).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of the bootstrap.")] = 0,
+    grid: Annotated[Grid, typer.Option(help="Approach 3 starts: the paper's 4,500 or a quick 32.")] = Grid.paper,
+    exclude_highest_loss: Annotated[int, typer.Option(
+        "--exclude-highest-loss", help="Drop this many highest-loss runs first (Besiroglu et al. drop 5).")] = 0,
+    save: Annotated[Optional[str], typer.Option(help="Save the fitted law under this name for --law NAME.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a scaling law to your runs, with bootstrap intervals and diagnostics."""
+    from .report_scaling import fit3_dict, fit3_report, power_fit_dict, power_fit_report
+    from .scaling.io import read_runs, save_law
+
+    if bootstrap < 0:
+        raise UsageError(f"--bootstrap must be 0 or more, got {bootstrap}")
+    runs = read_runs(runs_csv)
+    source = f"fitted by flopscalc: approach {approach.value} on {runs_csv.name} ({len(runs)} runs)"
+    with _progress(bootstrap and not as_json) as callback:
+        if approach is Approach.three:
+            from .scaling.fit import bootstrap_approach3, fit_approach3, law_from_fit
+
+            res = fit_approach3(runs, grid=grid.value, exclude_highest_loss=exclude_highest_loss)
+            boot = bootstrap_approach3(runs, res, n_samples=bootstrap, seed=seed, callback=callback) if bootstrap else None
+            renderable, data = fit3_report(res, boot), fit3_dict(res, boot)
+            fitted = law_from_fit(res, save, source, boot) if save else None
+        else:
+            from .scaling.fit_power import fit_approach1, fit_approach2, law_from_power_fit
+
+            fn = fit_approach1 if approach is Approach.one else fit_approach2
+            res = fn(runs, n_bootstrap=bootstrap, seed=seed, callback=callback)
+            renderable, data = power_fit_report(res), power_fit_dict(res)
+            fitted = law_from_power_fit(res, save, source) if save else None
+    if fitted is not None:
+        data["saved_to"] = str(save_law(fitted))
+    emit(renderable, data, as_json)
+    if fitted is not None and not as_json:
+        typer.echo(f"saved as {save!r}: {data['saved_to']} (use --law {save})")
+
+
+class _progress:
+    """A rich progress bar as a ``callback(done, total)`` context; a no-op when disabled."""
+
+    def __init__(self, enabled) -> None:
+        self.enabled = bool(enabled)
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=True)
+        self.bar.start()
+        task = self.bar.add_task("bootstrap", total=None)
+
+        def callback(done: int, total: int) -> None:
+            self.bar.update(task, completed=done, total=total)
+
+        return callback
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
+    app.add_typer(scaling_app, name="scaling")

@@ -1,0 +1,174 @@
+"""Renderers for `flopscalc scaling ...`: typed results -> rich renderables and JSON-ready dicts."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .scaling.allocate import Allocation
+from .scaling.laws import ScalingLaw
+from .units import format_count, format_flops, format_sci
+
+
+def _num(x: float) -> str:
+    return format_sci(x, 4) if abs(x) >= 1e4 or abs(x) < 1e-2 else f"{x:.4g}"
+
+
+def _emb(v: bool | None) -> str:
+    return {True: "with embeddings", False: "non-embedding", None: "as in the fitted runs"}[v]
+
+
+def law_dict(law: ScalingLaw) -> dict:
+    return {
+        "name": law.name, "title": law.title, "source": law.source, "flop_convention": law.flop_convention,
+        "n_counts_embeddings": law.n_counts_embeddings, "has_loss": law.has_loss, "constants": law.constants(),
+        "uncertainty": {k: list(v) for k, v in law.uncertainty.items()}, "uncertainty_kind": law.uncertainty_kind,
+        "aliases": list(law.aliases), "notes": law.notes,
+    }
+
+
+def laws_table(laws: list[ScalingLaw]) -> Table:
+    t = Table(title="Scaling laws", title_justify="left")
+    for col in ("name", "what", "constants", "N counts", "source"):
+        t.add_column(col)
+    for law in laws:
+        consts = ", ".join(f"{k}={_num(v)}" for k, v in law.constants().items())
+        t.add_row(law.name, law.title, consts, _emb(law.n_counts_embeddings), law.source)
+    return t
+
+
+def law_detail(law: ScalingLaw) -> Group:
+    t = Table(show_header=True, box=None)
+    t.add_column("constant", style="bold")
+    t.add_column("value", justify="right")
+    t.add_column("interval", justify="right")
+    for k, v in law.constants().items():
+        lo_hi = law.uncertainty.get(k)
+        t.add_row(k, _num(v), f"{_num(lo_hi[0])} .. {_num(lo_hi[1])}" if lo_hi else "")
+    lines = [Text.from_markup(f"[bold]{law.name}[/]: {law.title}"), Text(f"source: {law.source}"),
+             Text(f"FLOPs: {law.flop_convention}; N {_emb(law.n_counts_embeddings)}"), t]
+    if law.uncertainty_kind:
+        lines.append(Text(f"intervals: {law.uncertainty_kind}", style="dim"))
+    if law.notes:
+        lines.append(Text(law.notes, style="dim"))
+    return Group(*lines)
+
+
+def allocation_dict(a: Allocation, law: ScalingLaw) -> dict:
+    return {
+        "law": a.law, "law_source": law.source, "method": a.method, "c_flops": a.c_flops, "n_params": a.n_params,
+        "n_tokens": a.n_tokens, "tokens_per_param": a.tokens_per_param, "loss": a.loss,
+        "unique_tokens": a.unique_tokens, "epochs": a.epochs, "n_counts_embeddings": law.n_counts_embeddings,
+        "flop_convention": law.flop_convention,
+    }
+
+
+def allocation_report(a: Allocation, law: ScalingLaw, title: str = "Compute-optimal allocation") -> Table:
+    t = Table(title=f"{title} ({law.name})", title_justify="left", show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_column(style="dim")
+    t.add_row("budget", format_flops(a.c_flops), law.flop_convention)
+    t.add_row("parameters N", format_count(a.n_params, 2), _emb(law.n_counts_embeddings))
+    t.add_row("tokens D", format_count(a.n_tokens, 2), "total, repeats included" if a.unique_tokens else "")
+    t.add_row("tokens per parameter", f"{a.tokens_per_param:.1f}", "")
+    if a.unique_tokens is not None:
+        t.add_row("unique tokens", format_count(a.unique_tokens, 2), f"{a.epochs:.2f} epochs")
+    t.add_row("predicted loss", "-" if a.loss is None else f"{a.loss:.4f}", "nats/token" if a.loss else
+              "this law has no loss formula")
+    t.add_row("method", a.method, law.source)
+    return t
+
+
+def loss_dict(law: ScalingLaw, n_params: float, n_tokens: float, loss: float, unique_tokens=None) -> dict:
+    return {"law": law.name, "law_source": law.source, "n_params": n_params, "n_tokens": n_tokens,
+            "unique_tokens": unique_tokens, "loss": loss, "n_counts_embeddings": law.n_counts_embeddings,
+            "c_flops": 6 * n_params * n_tokens}
+
+
+def loss_report(law: ScalingLaw, n_params: float, n_tokens: float, loss: float, unique_tokens=None) -> Text:
+    rep = f" from {format_count(unique_tokens, 2)} unique tokens" if unique_tokens else ""
+    return Text.from_markup(
+        f"[bold]{law.name}[/]: N={format_count(n_params, 2)} ({_emb(law.n_counts_embeddings)}), "
+        f"D={format_count(n_tokens, 2)}{rep} -> predicted loss [bold]{loss:.4f}[/] nats/token "
+        f"(6ND = {format_flops(6 * n_params * n_tokens)}; {law.source})")
+
+
+# ------------------------------------------------------------------------------------------ fits
+
+
+def fit3_dict(fit, boot=None) -> dict:
+    law = fit.law
+    out = {
+        "approach": 3, "n_runs": fit.n_runs, "excluded_highest_loss": fit.excluded, "constants": law.constants(),
+        "a": law.a, "b": law.b, "G": law.G, "objective": fit.objective, "huber_delta": fit.huber_delta,
+        "grid": fit.grid, "n_starts": fit.n_starts, "n_converged": fit.n_converged,
+        "n_reached_best": fit.n_reached_best, "bound_hits": list(fit.bound_hits), "polish": fit.polish,
+        "residuals": {"rms": float(np.sqrt(np.mean(fit.residuals**2))), "max_abs": float(np.abs(fit.residuals).max()),
+                      "values": fit.residuals.tolist()},
+    }
+    if boot is not None:
+        out["bootstrap"] = {
+            "n_samples": boot.n_samples, "seed": boot.seed, "n_converged": boot.n_converged,
+            "starts_per_sample": boot.starts_per_sample,
+            "intervals_95": {k: list(boot.interval(k)) for k in boot.samples},
+            "std": {k: boot.std(k) for k in boot.samples},
+        }
+    return out
+
+
+def _interval_cell(samples_owner, key: str) -> str:
+    if samples_owner is None:
+        return ""
+    lo, hi = samples_owner.interval(key)
+    return f"{_num(lo)} .. {_num(hi)}"
+
+
+def fit3_report(fit, boot=None) -> Group:
+    law = fit.law
+    t = Table(title=f"Approach 3 fit on {fit.n_runs} runs", title_justify="left")
+    t.add_column("constant", style="bold")
+    t.add_column("fit", justify="right")
+    t.add_column("95% bootstrap interval" if boot else "", justify="right")
+    for k, v in {**law.constants(), "a": law.a, "b": law.b}.items():
+        t.add_row(k, _num(v), _interval_cell(boot, k))
+    if boot is not None:
+        for c in boot.ref_flops:
+            t.add_row(f"N_opt at {c:.0e}", format_count(float(law.n_opt(c)), 2),
+                      _interval_cell(boot, f"n_opt@{c:.0e}"))
+    r = fit.residuals
+    diag = Text(
+        f"Huber delta {fit.huber_delta:g}, objective {fit.objective:.6g}; {fit.n_starts} starts ({fit.grid} grid), "
+        f"{fit.n_converged} converged, {fit.n_reached_best} reached the best; bound hits: "
+        f"{', '.join(fit.bound_hits) or 'none'}; polish: {fit.polish}. Residuals of log loss: "
+        f"rms {np.sqrt(np.mean(r**2)):.4f}, max {np.abs(r).max():.4f}.", style="dim")
+    parts = [t, diag]
+    if boot is not None:
+        parts.append(Text(f"Bootstrap: {boot.n_samples} resamples (seed {boot.seed}), "
+                          f"{boot.starts_per_sample} warm starts each, {boot.n_converged} converged.", style="dim"))
+    return Group(*parts)
+
+
+def power_fit_dict(fit) -> dict:
+    out = {"approach": fit.approach, "n_runs": fit.n_runs, "a": fit.a, "k_N": fit.k_n, "b": fit.b, "k_D": fit.k_d,
+           "points": [{"c_flops": float(c), "n_opt": float(n), "d_opt": float(d)}
+                      for c, n, d in zip(fit.c_flops, fit.n_opt, fit.d_opt)],
+           "warnings": list(fit.warnings)}
+    if fit.samples:
+        out["bootstrap"] = {"seed": fit.seed, "intervals_95": {k: list(fit.interval(k)) for k in fit.samples}}
+    return out
+
+
+def power_fit_report(fit) -> Group:
+    t = Table(title=f"Approach {fit.approach} fit on {fit.n_runs} runs: N_opt = k_N C^a", title_justify="left")
+    t.add_column("constant", style="bold")
+    t.add_column("fit", justify="right")
+    t.add_column("95% bootstrap interval" if fit.samples else "", justify="right")
+    for k, v in (("a", fit.a), ("b", fit.b), ("k_N", fit.k_n), ("k_D", fit.k_d)):
+        t.add_row(k, _num(v), _interval_cell(fit if fit.samples and k in fit.samples else None, k))
+    parts = [t, Text(f"{len(fit.c_flops)} optimal points from {format_flops(fit.c_flops.min())} to "
+                     f"{format_flops(fit.c_flops.max())}.", style="dim")]
+    parts += [Text(f"warning: {w}", style="yellow") for w in fit.warnings]
+    return Group(*parts)

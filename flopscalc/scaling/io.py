@@ -1,0 +1,204 @@
+"""Files of the scaling engine: runs CSVs in, saved laws (JSON with a schema version) out and back.
+
+Runs CSV: one run per row; ``#`` lines are comments. Column names are matched loosely:
+parameters (n_params, params, N, model_size, "Model Size"), tokens (n_tokens, tokens, D,
+"Training Tokens"), loss (loss, L, final_loss), optional FLOPs (c_flops, flops, C, "Training FLOP").
+Tokens may be omitted when FLOPs are given (D = C / 6N).
+
+Saved laws live in ``$FLOPSCALC_HOME/laws`` (default ``~/.flopscalc/laws``), one ``NAME.json`` each.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from .laws import BUILTIN_LAWS, FLOPS_PER_PARAM_TOKEN, KaplanLoss, ParametricLoss, PowerLawAllocation, ScalingLaw
+from .runs import Runs
+
+LAW_SCHEMA_VERSION = 1
+HOME_ENV = "FLOPSCALC_HOME"
+COLUMN_ALIASES = {
+    "n_params": ("n_params", "params", "parameters", "n", "model_size", "model size", "num_params"),
+    "n_tokens": ("n_tokens", "tokens", "d", "training_tokens", "training tokens", "num_tokens"),
+    "loss": ("loss", "l", "final_loss", "eval_loss", "val_loss"),
+    "c_flops": ("c_flops", "flops", "c", "training_flop", "training flop", "training_flops"),
+}
+LAW_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _column_map(header: list[str], path: str) -> dict[str, int]:
+    norm = [h.strip().lower() for h in header]
+    found = {}
+    for key, names in COLUMN_ALIASES.items():
+        for i, h in enumerate(norm):
+            if h in names:
+                found[key] = i
+                break
+    missing = [k for k in ("n_params", "loss") if k not in found]
+    if "n_tokens" not in found and "c_flops" not in found:
+        missing.append("n_tokens (or c_flops)")
+    if missing:
+        raise UsageError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}; "
+                         "accepted: n_params, n_tokens, loss and optionally c_flops (see docs/scaling.md)")
+    return found
+
+
+def read_runs(path: str | Path, text: str | None = None) -> Runs:
+    """Read a runs CSV into `Runs`; every problem is a UsageError naming the file, line and value."""
+    path = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot read runs file {path}: {e.strerror or e}") from None
+    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise UsageError(f"{path}: no header and no runs; expected a CSV with n_params, n_tokens, loss")
+    rows = list(csv.reader(io.StringIO("\n".join(ln for _, ln in lines))))
+    cols = _column_map(rows[0], path)
+    values: dict[str, list[float]] = {k: [] for k in cols}
+    for (line_no, _), row in zip(lines[1:], rows[1:]):
+        for key, i in cols.items():
+            raw = row[i].strip() if i < len(row) else ""
+            try:
+                v = float(raw)
+            except ValueError:
+                raise UsageError(f"{path}, line {line_no}: {key} {raw!r} is not a number") from None
+            if not (math.isfinite(v) and v > 0):
+                raise UsageError(f"{path}, line {line_no}: {key} must be a positive finite number, got {raw!r}")
+            values[key].append(v)
+    n = values["n_params"]
+    c = values.get("c_flops")
+    d = values.get("n_tokens") or [ci / (FLOPS_PER_PARAM_TOKEN * ni) for ci, ni in zip(c, n)]  # D = C / 6N
+    runs = Runs(np.array(n), np.array(d), np.array(values["loss"]),
+                np.array(c) if c else FLOPS_PER_PARAM_TOKEN * np.array(n) * np.array(d),
+                source=path, lines=tuple(ln for ln, _ in lines[1:]))
+    if len(runs) == 0:
+        raise UsageError(f"{path}: header only, no runs")
+    runs.validate()
+    return runs
+
+
+# ------------------------------------------------------------------------------------------ saved laws
+
+
+def laws_dir() -> Path:
+    """Where saved laws live: ``$FLOPSCALC_HOME/laws`` or ``~/.flopscalc/laws``."""
+    home = os.environ.get(HOME_ENV)
+    return (Path(home) if home else Path.home() / ".flopscalc") / "laws"
+
+
+def law_to_dict(law: ScalingLaw) -> dict:
+    form = law.loss_form
+    d = {
+        "schema_version": LAW_SCHEMA_VERSION, "name": law.name, "title": law.title, "source": law.source,
+        "flop_convention": law.flop_convention, "n_counts_embeddings": law.n_counts_embeddings,
+        "loss_form": None, "allocation": None,
+        "uncertainty": {k: list(v) for k, v in law.uncertainty.items()}, "uncertainty_kind": law.uncertainty_kind,
+        "notes": law.notes,
+    }
+    if isinstance(form, ParametricLoss):
+        d["loss_form"] = {"kind": "parametric", **form.constants()}
+    elif isinstance(form, KaplanLoss):
+        d["loss_form"] = {"kind": "kaplan", "alpha_n": form.alpha_n, "alpha_d": form.alpha_d,
+                          "n_c": form.n_c, "d_c": form.d_c}
+    if law.allocation is not None:
+        al = law.allocation
+        d["allocation"] = {"k_n": al.k_n, "a": al.a, "k_d": al.k_d, "b": al.b, "c_unit_flops": al.c_unit_flops}
+    return d
+
+
+def law_from_dict(d: dict, where: str) -> ScalingLaw:
+    if d.get("schema_version") != LAW_SCHEMA_VERSION:
+        raise UsageError(f"{where}: schema_version {d.get('schema_version')!r} is not {LAW_SCHEMA_VERSION}; "
+                         "refit and save the law again")
+    try:
+        lf = d.get("loss_form")
+        form = None
+        if lf and lf["kind"] == "parametric":
+            form = ParametricLoss(E=lf["E"], A=lf["A"], B=lf["B"], alpha=lf["alpha"], beta=lf["beta"])
+        elif lf and lf["kind"] == "kaplan":
+            form = KaplanLoss(lf["alpha_n"], lf["alpha_d"], lf["n_c"], lf["d_c"])
+        al = d.get("allocation")
+        alloc = PowerLawAllocation(**al) if al else None
+        return ScalingLaw(name=d["name"], title=d["title"], source=d["source"],
+                          flop_convention=d["flop_convention"], n_counts_embeddings=d["n_counts_embeddings"],
+                          loss_form=form, allocation=alloc,
+                          uncertainty={k: tuple(v) for k, v in d.get("uncertainty", {}).items()},
+                          uncertainty_kind=d.get("uncertainty_kind", ""), notes=d.get("notes", ""))
+    except (KeyError, TypeError) as e:
+        raise UsageError(f"{where}: not a flopscalc law file (missing or bad field {e})") from None
+
+
+def save_law(law: ScalingLaw, directory: str | Path | None = None) -> Path:
+    """Write ``law`` as ``NAME.json`` atomically (temp file in the same folder, then os.replace)."""
+    if not LAW_NAME_RE.match(law.name):
+        raise UsageError(f"law name {law.name!r} is not usable as a file name; use letters, digits, '.', '_', '-'")
+    if law.name in _all_builtin_names():
+        raise UsageError(f"{law.name!r} is a built-in law; save yours under another name")
+    folder = Path(directory) if directory is not None else laws_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{law.name}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{law.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(law_to_dict(law), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_law(path: str | Path) -> ScalingLaw:
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"cannot read law file {path}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    return law_from_dict(d, str(path))
+
+
+def _all_builtin_names() -> dict[str, str]:
+    names = {}
+    for law in BUILTIN_LAWS.values():
+        names[law.name] = law.name
+        for alias in law.aliases:
+            names[alias] = law.name
+    return names
+
+
+def saved_laws(directory: str | Path | None = None) -> list[ScalingLaw]:
+    folder = Path(directory) if directory is not None else laws_dir()
+    return [load_law(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def get_law(name: str, directory: str | Path | None = None) -> ScalingLaw:
+    """A built-in law by name or alias, or a saved one (``NAME.json`` in the laws folder)."""
+    key = name.strip().lower()
+    builtin = _all_builtin_names()
+    if key in builtin:
+        return BUILTIN_LAWS[builtin[key]]
+    folder = Path(directory) if directory is not None else laws_dir()
+    path = folder / f"{name.strip()}.json"
+    if path.is_file():
+        return load_law(path)
+    options = list(builtin) + ([p.stem for p in folder.glob("*.json")] if folder.is_dir() else [])
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise UsageError(f"unknown scaling law {name!r}{hint}; run 'flopscalc scaling laws' to list them "
+                     f"(saved laws are read from {folder})")

@@ -1,0 +1,299 @@
+"""Scaling laws as data: loss forms, compute-optimal allocations, and the built-in published laws.
+
+Symbols inside formulas follow the papers: N parameters, D training tokens, C training FLOPs,
+L loss in nats per token. Outside formulas: ``n_params``, ``n_tokens``, ``c_flops``.
+
+References
+----------
+[H22] Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv:2203.15556.
+[B24] Besiroglu, Erdil, Barnett, You 2024, "Chinchilla Scaling: A replication attempt", arXiv:2404.10102.
+[K20] Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv:2001.08361.
+[M23] Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", arXiv:2305.16264;
+      constants from github.com/huggingface/datablations README, "Parametric Fit".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DomainError
+
+# Kaplan et al. measure compute in PF-days: 1e15 FLOP/s x 86400 s [K20, sec. 1.3 "Notation"].
+PF_DAY_FLOPS = 1e15 * 86400.0
+# Training FLOPs per parameter per token, forward + backward: C ~= 6 N D [K20, sec. 2.1; H22, sec. 3].
+FLOPS_PER_PARAM_TOKEN = 6.0
+
+
+@dataclass(frozen=True)
+class ParametricLoss:
+    """L(N, D) = E + A / N^alpha + B / D^beta  [H22, eq. 2]. Loss in nats/token."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+
+    def __post_init__(self) -> None:
+        for k in ("E", "A", "B", "alpha", "beta"):
+            v = getattr(self, k)
+            if not (math.isfinite(v) and v > 0):
+                raise DomainError(f"parametric law constant {k} must be positive and finite, got {v}")
+
+    def loss(self, n_params, n_tokens):
+        n, d = np.asarray(n_params, float), np.asarray(n_tokens, float)
+        return self.E + self.A / n**self.alpha + self.B / d**self.beta  # [H22, eq. 2]
+
+    @property
+    def a(self) -> float:
+        """Exponent of N_opt in C: beta / (alpha + beta)  [H22, eq. 4]."""
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        """Exponent of D_opt in C: alpha / (alpha + beta)  [H22, eq. 4]."""
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        """G = (alpha A / (beta B))^(1 / (alpha + beta))  [H22, eq. 4 / App. D.2]."""
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+
+    def n_opt(self, c_flops):
+        """Compute-optimal parameters N_opt = G (C/6)^a for budgets ``c_flops`` (FLOP)."""
+        return self.G * (np.asarray(c_flops, float) / FLOPS_PER_PARAM_TOKEN) ** self.a  # [H22, eq. 4]
+
+    def d_opt(self, c_flops):
+        """Compute-optimal tokens D_opt = G^-1 (C/6)^b for budgets ``c_flops`` (FLOP)."""
+        return (np.asarray(c_flops, float) / FLOPS_PER_PARAM_TOKEN) ** self.b / self.G  # [H22, eq. 4]
+
+    def constants(self) -> dict[str, float]:
+        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta}
+
+
+@dataclass(frozen=True)
+class KaplanLoss:
+    """L(N, D) = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D  [K20, eq. 1.5]; N non-embedding."""
+
+    alpha_n: float
+    alpha_d: float
+    n_c: float
+    d_c: float
+
+    def loss(self, n_params, n_tokens):
+        n, d = np.asarray(n_params, float), np.asarray(n_tokens, float)
+        return ((self.n_c / n) ** (self.alpha_n / self.alpha_d) + self.d_c / d) ** self.alpha_d  # [K20, eq. 1.5]
+
+    def constants(self) -> dict[str, float]:
+        return {"alpha_N": self.alpha_n, "alpha_D": self.alpha_d, "N_c": self.n_c, "D_c": self.d_c}
+
+
+@dataclass(frozen=True)
+class PowerLawAllocation:
+    """N_opt = k_N (C / c_unit)^a and D_opt = k_D (C / c_unit)^b  [H22, sec. 3; K20, Table 5].
+
+    ``k_d=None`` means D_opt = C / (6 N_opt), the C = 6ND convention, so b = 1 - a.
+    """
+
+    k_n: float
+    a: float
+    k_d: float | None = None
+    b: float | None = None
+    c_unit_flops: float = 1.0
+
+    def n_opt(self, c_flops):
+        return self.k_n * (np.asarray(c_flops, float) / self.c_unit_flops) ** self.a
+
+    def d_opt(self, c_flops):
+        c = np.asarray(c_flops, float)
+        if self.k_d is None:
+            return c / (FLOPS_PER_PARAM_TOKEN * self.n_opt(c))  # C = 6 N D  [H22, sec. 3]
+        return self.k_d * (c / self.c_unit_flops) ** self.b
+
+    def flops_for_params(self, n_params):
+        """Inverse of n_opt: the budget at which ``n_params`` is compute-optimal (FLOP)."""
+        return self.c_unit_flops * (np.asarray(n_params, float) / self.k_n) ** (1.0 / self.a)
+
+    @property
+    def d_exponent(self) -> float:
+        return 1.0 - self.a if self.k_d is None else float(self.b)
+
+    def constants(self) -> dict[str, float]:
+        out = {"k_N": self.k_n, "a": self.a, "b": self.d_exponent, "C_unit_flops": self.c_unit_flops}
+        if self.k_d is not None:
+            out["k_D"] = self.k_d
+        return out
+
+
+@dataclass(frozen=True)
+class RepetitionDecay:
+    """Muennighoff et al.'s diminishing returns of repeated data and excess parameters [M23, eq. 5-7].
+
+    D' = U_D + U_D R_D* (1 - exp(-R_D / R_D*)), R_D = epochs - 1; the same form for N with R_N*.
+    """
+
+    r_d_star: float
+    r_n_star: float
+
+
+@dataclass(frozen=True)
+class ScalingLaw:
+    """A named scaling law: its loss form and/or allocation, constants, uncertainty and provenance.
+
+    Parameters
+    ----------
+    name : str
+        Key used on the command line (``--law NAME``).
+    title : str
+        One-line human name.
+    source : str
+        Paper and the table or equation the constants come from.
+    flop_convention : str
+        How the law counts training compute, e.g. "C = 6ND".
+    n_counts_embeddings : bool or None
+        Whether N includes embedding parameters (None: whatever the fitted runs counted).
+    loss_form : ParametricLoss, KaplanLoss or None
+        L(N, D); None when the law is an allocation only.
+    allocation : PowerLawAllocation or None
+        Published power-law allocation; None means closed form from a parametric ``loss_form``.
+    uncertainty : dict
+        Constant name -> (low, high) interval, with ``uncertainty_kind`` saying what it is.
+    repetition : RepetitionDecay or None
+        Data-constrained extension [M23].
+    """
+
+    name: str
+    title: str
+    source: str
+    flop_convention: str
+    n_counts_embeddings: bool | None
+    loss_form: ParametricLoss | KaplanLoss | None = None
+    allocation: PowerLawAllocation | None = None
+    uncertainty: dict = field(default_factory=dict)
+    uncertainty_kind: str = ""
+    repetition: RepetitionDecay | None = None
+    notes: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def has_loss(self) -> bool:
+        return self.loss_form is not None
+
+    def loss(self, n_params, n_tokens):
+        """Predicted loss (nats/token) for N parameters trained on D tokens; numpy-broadcastable."""
+        if self.loss_form is None:
+            raise DomainError(f"law {self.name!r} is an allocation rule without a loss formula; "
+                              "use a parametric law such as besiroglu2024 or chinchilla")
+        return self.loss_form.loss(n_params, n_tokens)
+
+    def constants(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.loss_form is not None:
+            out.update(self.loss_form.constants())
+        if self.allocation is not None:
+            out.update(self.allocation.constants())
+        if self.repetition is not None:
+            out.update({"R_D*": self.repetition.r_d_star, "R_N*": self.repetition.r_n_star})
+        return out
+
+
+# ------------------------------------------------------------------------------------------ built-ins
+
+CHINCHILLA_A3 = ScalingLaw(
+    name="chinchilla",
+    title="Chinchilla approach 3, parametric fit as published",
+    source="Hoffmann et al. 2022, eq. 10 / App. D.2",
+    flop_convention="C = 6ND",
+    n_counts_embeddings=True,  # H22 counts all parameters (Table A9 lists totals; sec. 3 N = "parameters")
+    # E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28 [H22, eq. 10]
+    loss_form=ParametricLoss(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+    notes="Rounded constants; Besiroglu et al. 2024 could not reproduce them from the paper's data "
+          "and the implied ~0.45 exponent gives more tokens per parameter than approaches 1 and 2.",
+    aliases=("chinchilla-a3", "hoffmann2022"),
+)
+
+BESIROGLU2024 = ScalingLaw(
+    name="besiroglu2024",
+    title="Chinchilla approach 3 refitted by Epoch AI (replication)",
+    source="Besiroglu et al. 2024 (arXiv:2404.10102), refit of approach 3 on 240 runs from Hoffmann Fig. 4",
+    flop_convention="C = 6ND",
+    n_counts_embeddings=True,  # same runs as H22
+    # E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658 [B24, fitted law, sec. 3]
+    loss_form=ParametricLoss(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
+    # standard errors in parentheses [B24, sec. 3]: E 0.03, A 124.58, B 1293.23, alpha 0.02, beta 0.02;
+    # shown here as value +- 2 SE
+    uncertainty={"E": (1.8172 - 0.06, 1.8172 + 0.06), "A": (482.01 - 2 * 124.58, 482.01 + 2 * 124.58),
+                 "B": (2085.43 - 2 * 1293.23, 2085.43 + 2 * 1293.23), "alpha": (0.3478 - 0.04, 0.3478 + 0.04),
+                 "beta": (0.3658 - 0.04, 0.3658 + 0.04)},
+    uncertainty_kind="+-2 standard errors (their bootstrap, 4000 resamples) [B24, sec. 3]",
+    aliases=("epoch2024", "epoch", "chinchilla-replication"),
+)
+# Standard errors reported by Besiroglu et al. 2024 (sec. 3), used by tests of our own fit on their data.
+BESIROGLU2024_SE = {"E": 0.03, "A": 124.58, "B": 1293.23, "alpha": 0.02, "beta": 0.02}
+
+CHINCHILLA_A1 = ScalingLaw(
+    name="chinchilla-a1",
+    title="Chinchilla approach 1 (training-curve envelope), N_opt ~ C^0.50",
+    source="Hoffmann et al. 2022, Table 2 (a=0.50, b=0.50) and Table 3",
+    flop_convention="C = 6ND",
+    n_counts_embeddings=True,
+    # a = 0.4981 and k_N = 0.09935: least squares of log N on log C over Table 3's rows except the
+    # Gopher-budget (67B) row; a rounds to Table 2's 0.50 and lies in its CI (0.488, 0.502).
+    allocation=PowerLawAllocation(k_n=0.09934867, a=0.49809161),
+    uncertainty={"a": (0.488, 0.502), "b": (0.501, 0.512)},
+    uncertainty_kind="10th-90th percentile bootstrap interval [H22, Table 2]",
+    aliases=("approach1",),
+)
+
+CHINCHILLA_A2 = ScalingLaw(
+    name="chinchilla-a2",
+    title="Chinchilla approach 2 (IsoFLOP profiles), N_opt ~ C^0.49",
+    source="Hoffmann et al. 2022, Table 2 (a=0.49, b=0.51) and Table A3",
+    flop_convention="C = 6ND",
+    n_counts_embeddings=True,
+    # a = 0.4899 and k_N = 0.14557: least squares of log N on log C over Table A3's approach-2 rows except
+    # the 67B row; a rounds to Table 2's 0.49 and lies in its CI (0.462, 0.534).
+    allocation=PowerLawAllocation(k_n=0.14557437, a=0.48992733),
+    uncertainty={"a": (0.462, 0.534), "b": (0.483, 0.529)},
+    uncertainty_kind="10th-90th percentile bootstrap interval [H22, Table 2]",
+    aliases=("approach2",),
+)
+
+KAPLAN2020 = ScalingLaw(
+    name="kaplan2020",
+    title="Kaplan et al. 2020: L(N, D) and compute-efficient allocation N_opt ~ C^0.73",
+    source="Kaplan et al. 2020, eq. 1.5 and Table 2 (loss); Table 5 / Fig. 14 (allocation)",
+    flop_convention="C = 6ND, N non-embedding; allocation in C_min (PF-days), taken as C",
+    n_counts_embeddings=False,  # K20 sec. 2.1: N excludes vocabulary and position embeddings
+    # alpha_N=0.076, alpha_D=0.095, N_c=8.8e13, D_c=5.4e13 [K20, eq. 1.5 / Table 2]
+    loss_form=KaplanLoss(alpha_n=0.076, alpha_d=0.095, n_c=8.8e13, d_c=5.4e13),
+    # N_opt = 1.3e9 C_min^0.73, D_opt = 2e10 C_min^0.27, C_min in PF-days [K20, Table 5]
+    allocation=PowerLawAllocation(k_n=1.3e9, a=0.73, k_d=2e10, b=0.27, c_unit_flops=PF_DAY_FLOPS),
+    notes="Loss in nats on WebText2 with GPT-2's tokenizer, not comparable with Chinchilla's MassiveText losses. "
+          "The allocation is Kaplan's, not the minimum of eq. 1.5 under C = 6ND.",
+    aliases=("kaplan",),
+)
+
+MUENNIGHOFF2023 = ScalingLaw(
+    name="muennighoff2023",
+    title="Muennighoff et al. 2023 data-constrained law (C4), repeated epochs decay",
+    source="Muennighoff et al. 2023, eq. 5-7; constants from the datablations README 'Parametric Fit'",
+    flop_convention="C = 6ND",
+    n_counts_embeddings=True,
+    # a=6.255414, b=7.3049974, e=0.6254804 (A=e^a, B=e^b, E=e^e), alpha=beta=0.3526596 [M23 README]
+    loss_form=ParametricLoss(E=math.exp(0.6254804), A=math.exp(6.255414), B=math.exp(7.3049974),
+                             alpha=0.3526596, beta=0.3526596),
+    # R_D* = 15.387756, R_N* = 5.309743 [M23 README; sec. 3.1 quotes R_D* ~ 15.4, R_N* ~ 5.3]
+    repetition=RepetitionDecay(r_d_star=15.387756, r_n_star=5.309743),
+    notes="Fitted on C4; use for the effect of repeating data, not for absolute loss.",
+    aliases=("muennighoff", "data-constrained"),
+)
+
+BUILTIN_LAWS: dict[str, ScalingLaw] = {
+    law.name: law for law in (BESIROGLU2024, CHINCHILLA_A3, CHINCHILLA_A1, CHINCHILLA_A2, KAPLAN2020, MUENNIGHOFF2023)
+}
+# Default for allocation and loss: the corrected parametric fit, which agrees with approaches 1 and 2.
+DEFAULT_LAW = "besiroglu2024"
