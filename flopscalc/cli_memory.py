@@ -2,8 +2,65 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
+
+from .cli_common import GpuCsvOpt, JsonOpt, emit
+from .flops import Recompute
+from .memory.settings import DEFAULT_ALLOCATOR_OVERHEAD_FRACTION, MemoryPrecision, Optimizer
+
+
+def memory(
+    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: 4070ti, 'RTX 4090', h100.")],
+    model: Annotated[Optional[str], typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl.")] = None,
+    params: Annotated[Optional[str], typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    n_layer: Annotated[Optional[int], typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
+    n_head: Annotated[Optional[int], typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
+    n_embd: Annotated[Optional[int], typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")] = 1,
+    seq: Annotated[Optional[int], typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    precision: Annotated[MemoryPrecision, typer.Option(
+        help="Storage precision: fp32, bf16/fp16 autocast with fp32 master weights, or pure bf16.")
+    ] = MemoryPrecision.bf16_mixed,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer whose state sits beside the weights.")
+                         ] = Optimizer.adamw,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    flash: Annotated[bool, typer.Option("--flash/--no-flash",
+                                        help="Fused attention (no T x T scores saved) or spelled-out attention.")
+                     ] = True,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs.")] = 1,
+    zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
+    offload: Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")
+                       ] = False,
+    cuda_context: Annotated[str, typer.Option(
+        "--cuda-context", help="Memory the CUDA context takes outside PyTorch's allocator, e.g. 512MiB (bytes).")
+    ] = "512MiB",
+    allocator_overhead: Annotated[float, typer.Option(
+        "--allocator-overhead", help="Caching-allocator overhead as a fraction of allocated memory (0-1).")
+    ] = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
+    headroom: Annotated[float, typer.Option(help="Fraction of GPU memory to keep free when judging fit (0-1).")
+                        ] = 0.0,
+    gpu_csv: GpuCsvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Training memory per GPU: what fills it, whether it fits, the largest micro-batch, what would make it fit."""
+    from .hardware import get_gpu
+    from .memory import TrainingSetup, answer
+    from .model import resolve_model
+    from .report_memory import memory_dict, memory_report
+    from .units import parse_bytes, parse_count
+
+    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
+                          recompute=recompute, flash=flash, n_gpus=n_gpus, zero_stage=zero,
+                          offload_optimizer=offload, cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context"),
+                          allocator_overhead_fraction=allocator_overhead)
+    result = answer(cfg, setup, get_gpu(gpu, gpu_csv or ()), headroom)
+    emit(memory_report(result), memory_dict(result), as_json)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
+    app.command("memory")(memory)

@@ -5,12 +5,12 @@ Pure functions of frozen configs (no torch, no I/O). Components, formulas and so
 
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .estimate import COMPONENTS, Assumption, MemoryBreakdown, estimate_memory
-from .fit import Fit, FitAdvice, Fix, fits, max_micro_batch, suggest_fixes
+from .fit import Fit, FitAdvice, Fix, MemoryAnswer, answer, fits, max_micro_batch, suggest_fixes
 from .settings import Device, MemoryPrecision, Optimizer, TrainingSetup
 from .states import ModelStates, model_states, optimizer_state_bytes, param_shapes
 
 __all__ = [
-    "ActivationBreakdown", "Assumption", "COMPONENTS", "Device", "Fit", "FitAdvice", "Fix", "MemoryBreakdown",
+    "ActivationBreakdown", "Assumption", "MemoryAnswer", "answer", "COMPONENTS", "Device", "Fit", "FitAdvice", "Fix", "MemoryBreakdown",
     "MemoryPrecision", "ModelStates", "Optimizer", "TrainingSetup", "activation_bytes", "estimate_memory", "fits",
     "logits_buffer_bytes", "max_micro_batch", "model_states", "optimizer_state_bytes", "param_shapes",
     "suggest_fixes",

@@ -196,3 +196,21 @@ def suggest_fixes(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_head
     if setup.n_gpus == 1:
         reason += "; more GPUs with ZeRO-3 / FSDP would shard them"
     return FitAdvice(False, (), smallest, reason)
+
+
+@dataclass(frozen=True)
+class MemoryAnswer:
+    """Everything ``flopscalc memory`` shows: breakdown, fit, largest micro-batch, and fixes."""
+
+    breakdown: MemoryBreakdown
+    fit: Fit
+    max_micro_batch: int
+    advice: FitAdvice
+
+
+def answer(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0) -> MemoryAnswer:
+    """Breakdown of ``setup`` on ``gpu``, whether it fits, the largest micro-batch, and ranked fixes."""
+    breakdown = estimate_memory(cfg, setup)
+    return MemoryAnswer(breakdown, fits(breakdown, gpu, min_headroom_fraction),
+                        max_micro_batch(cfg, setup, gpu, min_headroom_fraction),
+                        suggest_fixes(cfg, setup, gpu, min_headroom_fraction))
