@@ -29,6 +29,8 @@ def memory(
     flash: Annotated[bool, typer.Option("--flash/--no-flash",
                                         help="Fused attention (no T x T scores saved) or spelled-out attention.")
                      ] = True,
+    grad_accum: Annotated[int, typer.Option(
+        "--grad-accum", help="Micro-batches accumulated per step; above 1 gradients stay allocated.")] = 1,
     n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs.")] = 1,
     zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
     offload: Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")
@@ -54,7 +56,7 @@ def memory(
     cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
                         n_layer=n_layer, n_head=n_head, n_embd=n_embd)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
-                          recompute=recompute, flash=flash, n_gpus=n_gpus, zero_stage=zero,
+                          recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context"),
                           allocator_overhead_fraction=allocator_overhead)
     result = answer(cfg, setup, get_gpu(gpu, gpu_csv or ()), headroom)

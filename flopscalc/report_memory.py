@@ -32,7 +32,7 @@ def _gib(x: float) -> str:
 
 def _settings_line(b: MemoryBreakdown) -> str:
     s = b.setup
-    parts = [f"micro-batch {s.micro_batch}", f"sequence {b.seq_len}", s.precision.value, s.optimizer.value,
+    parts = [f"micro-batch {s.micro_batch}", f"sequence {b.seq_len}", f"gradient accumulation {s.grad_accum}", s.precision.value, s.optimizer.value,
              f"recompute {s.recompute.value}", "flash attention" if s.flash else "math attention"]
     if s.n_gpus > 1 or s.zero_stage:
         parts.append(f"{s.n_gpus} GPU(s), ZeRO stage {s.zero_stage}")
@@ -45,14 +45,14 @@ def breakdown_table(b: MemoryBreakdown) -> Table:
     """Components of the peak per GPU, activations split into their parts (GiB)."""
     comps = b.component_bytes()
     peak = b.peak_bytes
-    t = Table(title="Memory per GPU at the peak (start of backward)", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(title="Memory per GPU at the peak of a training step", title_justify="left", box=box.SIMPLE_HEAD)
     t.add_column("component")
     t.add_column("GiB", justify="right")
     t.add_column("share", justify="right")
     t.add_column("how it is counted", style="dim")
     for key, label, source in COMPONENTS:
         v = comps[key]
-        if v == 0 and key in ("master_weights", "weight_copies", "comm_buckets"):
+        if v == 0 and key in ("master_weights", "weight_copies", "comm_buckets", "not_concurrent"):
             continue
         t.add_row(label, _gib(v), f"{v / peak:.1%}", source)
         if key == "activations":
@@ -117,7 +117,7 @@ def memory_report(a: MemoryAnswer) -> Group:
 def _setup_dict(b: MemoryBreakdown) -> dict:
     s = b.setup
     return {
-        "micro_batch": s.micro_batch, "seq_len": b.seq_len, "precision": s.precision.value,
+        "micro_batch": s.micro_batch, "seq_len": b.seq_len, "grad_accum": s.grad_accum, "precision": s.precision.value,
         "optimizer": s.optimizer.value, "recompute": s.recompute.value, "flash": s.flash, "n_gpus": s.n_gpus,
         "zero_stage": s.zero_stage, "offload_optimizer": s.offload_optimizer, "device": s.device.value,
         "cuda_context_bytes": s.cuda_context_bytes, "allocator_overhead_fraction": s.allocator_overhead_fraction,
@@ -130,6 +130,7 @@ def breakdown_dict(b: MemoryBreakdown) -> dict:
         "model": b.model.name, "n_params": b.n_params, "setup": _setup_dict(b),
         "components_bytes": b.component_bytes(), "activations_bytes": b.activations.as_dict(),
         "logits_bytes": b.logits_bytes, "loss_transient_bytes": b.loss_transient_bytes,
+        "head_gradient_bytes": b.head_gradient_bytes,
         "model_states_bytes": b.model_states_bytes, "allocated_peak_bytes": b.allocated_peak_bytes,
         "peak_bytes": b.peak_bytes, "cpu_offload_bytes": b.cpu_offload_bytes, "warnings": list(b.warnings),
         "assumptions": [{"name": x.name, "value": x.value, "source": x.source} for x in b.assumptions],

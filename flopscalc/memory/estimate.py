@@ -1,11 +1,15 @@
 """`estimate_memory`: the training-memory breakdown of one GPU, as a typed `MemoryBreakdown`.
 
-Peak model: the largest footprint of a step is at the start of the backward pass, when every saved
-activation, the logits and the loss gradients are alive. Gradients are counted as alive then too
-(true with gradient accumulation; without it, ``zero_grad(set_to_none=True)`` frees them between
-steps, so the estimate is conservative by up to the gradient bytes). A fused optimizer step
-(the reference trainer's ``AdamW(fused=True)``) allocates no full-size temporaries, so the step itself
-never exceeds that peak.
+Peak model. Weights, master weights, optimizer state and communication buckets are alive all step.
+On top of them, during backward, activations are freed layer by layer while gradients are allocated
+layer by layer, so the footprint moves linearly between two ends and peaks at one of them:
+- start of backward: every saved activation, the 16-bit weight copies, the logits, the loss-backward
+  transients and the LM head's gradient;
+- end of backward: every gradient.
+With gradient accumulation (``grad_accum > 1``) the gradients of earlier micro-batches are alive
+through the whole forward and backward, so both ends add up. Between steps the trainer calls
+``zero_grad(set_to_none=True)``, which frees gradients. A fused optimizer step (the reference trainer's
+``AdamW(fused=True)``) allocates no full-size temporaries, so the step never exceeds the backward's peak.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from ..errors import UsageError
 from ..model import ModelConfig, count_params
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .settings import TrainingSetup
-from .states import ModelStates, model_states
+from .states import ModelStates, head_gradient_bytes, model_states
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("activations", "activations (saved for backward)", "Korthikanti et al. 2022 eq. 1, as the module saves"),
     ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients"),
     ("comm_buckets", "communication buckets", "DDP gradient buckets / ZeRO reduce buckets"),
+    ("not_concurrent", "not alive at the same time", "gradients grow as activations are freed in backward"),
     ("allocator_overhead", "allocator overhead", "assumed fraction of allocated bytes"),
     ("cuda_context", "CUDA context", "outside PyTorch's allocator (pytorch#34323)"),
 )
@@ -55,6 +60,7 @@ class MemoryBreakdown:
     activations: ActivationBreakdown
     logits_bytes: float  # logits the forward returns, held by the caller
     loss_transient_bytes: float  # gradients of log-probabilities and logits at the start of backward
+    head_gradient_bytes: float  # LM-head weight gradient, allocated first in backward
     warnings: tuple[str, ...] = ()
     assumptions: tuple[Assumption, ...] = field(default=(), repr=False)
 
@@ -71,6 +77,7 @@ class MemoryBreakdown:
             "activations": self.activations.total,
             "logits_buffers": self.logits_bytes + self.loss_transient_bytes,
             "comm_buckets": st.comm_buckets_bytes,
+            "not_concurrent": self._backward_alive_bytes - self._backward_sum_bytes,
             "allocator_overhead": self.setup.allocator_overhead_fraction * allocated,
             "cuda_context": self.setup.cuda_context_bytes,
         }
@@ -82,11 +89,27 @@ class MemoryBreakdown:
         return st.weights_bytes + st.master_weights_bytes + st.gradients_bytes + st.optimizer_state_bytes
 
     @property
+    def _backward_sum_bytes(self) -> float:
+        """Everything that comes and goes within a step, as if all were alive at once."""
+        return (self.states.weight_copies_bytes + self.activations.total + self.logits_bytes
+                + self.loss_transient_bytes + self.states.gradients_bytes)
+
+    @property
+    def _backward_alive_bytes(self) -> float:
+        """What of it is alive at the peak: the larger end of backward (see the module docstring)."""
+        st = self.states
+        start = (st.weight_copies_bytes + self.activations.total + self.logits_bytes + self.loss_transient_bytes
+                 + self.head_gradient_bytes)
+        if self.setup.grad_accum > 1:
+            return start - self.head_gradient_bytes + st.gradients_bytes
+        return max(start, st.gradients_bytes)
+
+    @property
     def allocated_peak_bytes(self) -> float:
         """Peak of PyTorch-allocated tensors: what ``torch.cuda.max_memory_allocated`` should show."""
         st = self.states
-        return (self.model_states_bytes + st.weight_copies_bytes + st.comm_buckets_bytes
-                + self.activations.total + self.logits_bytes + self.loss_transient_bytes)
+        persistent = st.weights_bytes + st.master_weights_bytes + st.optimizer_state_bytes + st.comm_buckets_bytes
+        return persistent + self._backward_alive_bytes
 
     @property
     def peak_bytes(self) -> float:
@@ -106,8 +129,8 @@ ASSUMPTIONS = (
                "Rajbhandari et al. 2020 sec. 3.1 and 5; Ren et al. 2021 sec. 4.1"),
     Assumption("activations", "what flopscalc.train.model saves (no dropout; fp32 residual under autocast)",
                "Korthikanti et al. 2022 sec. 4 eq. 1, adapted; measured in tests/test_memory_measured.py"),
-    Assumption("gradients alive at the peak", "yes (conservative without gradient accumulation)",
-               "start of backward is the peak; zero_grad(set_to_none=True) frees them between steps"),
+    Assumption("peak", "the larger end of backward: all activations, or all gradients (both with grad-accum > 1)",
+               "activations are freed and gradients allocated layer by layer; zero_grad(set_to_none=True)"),
     Assumption("optimizer step temporaries", "none (fused AdamW)", "PyTorch AdamW docs, fused=True"),
 )
 
@@ -132,6 +155,7 @@ def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> Mem
         activations=activation_bytes(cfg, setup, seq_len),
         logits_bytes=logits,
         loss_transient_bytes=transient,
+        head_gradient_bytes=head_gradient_bytes(cfg, setup),
         warnings=tuple(setup.warnings()),
         assumptions=ASSUMPTIONS + (
             Assumption("CUDA context", f"{setup.cuda_context_bytes / 2**20:.0f} MiB",

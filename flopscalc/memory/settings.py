@@ -112,6 +112,9 @@ class TrainingSetup:
         Activation recomputation: none, selective (attention core) or full (every block).
     flash : bool
         Fused attention (``scaled_dot_product_attention``; saves output + logsumexp, no T x T scores).
+    grad_accum : int
+        Micro-batches accumulated per optimizer step (count); above 1 the gradients stay allocated
+        through every forward pass.
     n_gpus : int
         Data-parallel GPUs (count).
     zero_stage : int
@@ -133,6 +136,7 @@ class TrainingSetup:
     optimizer: Optimizer = Optimizer.adamw
     recompute: Recompute = Recompute.none
     flash: bool = True
+    grad_accum: int = 1
     n_gpus: int = 1
     zero_stage: int = 0
     offload_optimizer: bool = False
@@ -148,7 +152,7 @@ class TrainingSetup:
                 object.__setattr__(self, name, enum(value))
             except ValueError:
                 raise UsageError(f"{name} {value!r} is not one of {', '.join(e.value for e in enum)}") from None
-        for name in ("micro_batch", "n_gpus"):
+        for name in ("micro_batch", "n_gpus", "grad_accum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}; "

@@ -101,6 +101,19 @@ def optimizer_state_bytes(cfg: ModelConfig, optimizer: Optimizer, state_bytes: i
     raise AssertionError(optimizer)  # pragma: no cover
 
 
+def _grad_param_bytes(setup: TrainingSetup) -> tuple[int, int]:
+    """Bytes per element of (parameters, gradients) under ``setup``."""
+    if setup.precision is MemoryPrecision.bf16_pure or setup.deepspeed_style:
+        return HALF_BYTES, HALF_BYTES
+    return FP32_BYTES, FP32_BYTES
+
+
+def head_gradient_bytes(cfg: ModelConfig, setup: TrainingSetup) -> float:
+    """Gradient of the LM-head weight (the token embedding when tied), the first one backward allocates (bytes)."""
+    _, grad_b = _grad_param_bytes(setup)
+    return grad_b * cfg.vocab_size * cfg.n_embd / (setup.n_gpus if setup.zero_stage >= 2 else 1)
+
+
 @dataclass(frozen=True)
 class ModelStates:
     """Model states per GPU (bytes) and what offload moves to CPU memory (bytes)."""
