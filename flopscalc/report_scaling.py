@@ -131,9 +131,10 @@ def fit3_report(fit, boot=None) -> Group:
     t = Table(title=f"Approach 3 fit on {fit.n_runs} runs", title_justify="left")
     t.add_column("constant", style="bold")
     t.add_column("fit", justify="right")
-    t.add_column("95% bootstrap interval" if boot else "", justify="right")
+    if boot is not None:
+        t.add_column("95% bootstrap interval", justify="right")
     for k, v in {**law.constants(), "a": law.a, "b": law.b}.items():
-        t.add_row(k, _num(v), _interval_cell(boot, k))
+        t.add_row(k, _num(v), *([_interval_cell(boot, k)] if boot is not None else []))
     if boot is not None:
         for c in boot.ref_flops:
             t.add_row(f"N_opt at {c:.0e}", format_count(float(law.n_opt(c)), 2),
@@ -165,9 +166,11 @@ def power_fit_report(fit) -> Group:
     t = Table(title=f"Approach {fit.approach} fit on {fit.n_runs} runs: N_opt = k_N C^a", title_justify="left")
     t.add_column("constant", style="bold")
     t.add_column("fit", justify="right")
-    t.add_column("95% bootstrap interval" if fit.samples else "", justify="right")
+    if fit.samples:
+        t.add_column("95% bootstrap interval", justify="right")
     for k, v in (("a", fit.a), ("b", fit.b), ("k_N", fit.k_n), ("k_D", fit.k_d)):
-        t.add_row(k, _num(v), _interval_cell(fit if fit.samples and k in fit.samples else None, k))
+        cell = [_interval_cell(fit if k in fit.samples else None, k)] if fit.samples else []
+        t.add_row(k, _num(v), *cell)
     parts = [t, Text(f"{len(fit.c_flops)} optimal points from {format_flops(fit.c_flops.min())} to "
                      f"{format_flops(fit.c_flops.max())}.", style="dim")]
     parts += [Text(f"warning: {w}", style="yellow") for w in fit.warnings]

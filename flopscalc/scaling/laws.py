@@ -240,9 +240,10 @@ CHINCHILLA_A1 = ScalingLaw(
     source="Hoffmann et al. 2022, Table 2 (a=0.50, b=0.50) and Table 3",
     flop_convention="C = 6ND",
     n_counts_embeddings=True,
-    # a = 0.4981 and k_N = 0.09935: least squares of log N on log C over Table 3's rows except the
-    # Gopher-budget (67B) row; a rounds to Table 2's 0.50 and lies in its CI (0.488, 0.502).
-    allocation=PowerLawAllocation(k_n=0.09934867, a=0.49809161),
+    # a = 0.49815, k_N = 0.098981: centre of the (a, log k_N) region in which every FLOPs value of Table 3
+    # (except the Gopher-budget 67B row) is reproduced to its 3 printed figures; a rounds to Table 2's
+    # 0.50 and lies in its interval (0.488, 0.502).
+    allocation=PowerLawAllocation(k_n=0.09898104, a=0.4981525),
     uncertainty={"a": (0.488, 0.502), "b": (0.501, 0.512)},
     uncertainty_kind="10th-90th percentile bootstrap interval [H22, Table 2]",
     aliases=("approach1",),
@@ -254,9 +255,10 @@ CHINCHILLA_A2 = ScalingLaw(
     source="Hoffmann et al. 2022, Table 2 (a=0.49, b=0.51) and Table A3",
     flop_convention="C = 6ND",
     n_counts_embeddings=True,
-    # a = 0.4899 and k_N = 0.14557: least squares of log N on log C over Table A3's approach-2 rows except
-    # the 67B row; a rounds to Table 2's 0.49 and lies in its CI (0.462, 0.534).
-    allocation=PowerLawAllocation(k_n=0.14557437, a=0.48992733),
+    # a = 0.48988, k_N = 0.145935: centre of the region in which every approach-2 FLOPs value of Table A3
+    # (except the 67B row) is reproduced to its 3 printed figures; a rounds to Table 2's 0.49 and lies in
+    # its interval (0.462, 0.534).
+    allocation=PowerLawAllocation(k_n=0.14593499, a=0.48988),
     uncertainty={"a": (0.462, 0.534), "b": (0.483, 0.529)},
     uncertainty_kind="10th-90th percentile bootstrap interval [H22, Table 2]",
     aliases=("approach2",),
