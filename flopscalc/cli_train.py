@@ -118,7 +118,8 @@ def train(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file written at the end and on Ctrl-C.")] = None,
     checkpoint_interval: Annotated[int, typer.Option(help="Steps between checkpoints (0: end and Ctrl-C only).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue exactly from --checkpoint.")] = False,
-    log: Annotated[Optional[Path], typer.Option(help="Metrics log, one JSON object per step (JSON Lines).")] = None,
+    log: Annotated[Optional[Path], typer.Option(
+        "--metrics-log", help="Metrics log, one JSON object per step (JSON Lines); plot it with pandas.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = TrainPrecision.auto,

@@ -249,11 +249,10 @@ class Trainer:
         """Everything a resume needs, as tensors and plain containers (see `checkpoint`)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-        if self.dist.enabled:  # gathers FSDP shards; strips DDP/compile wrappers' prefixes
-            opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            model_state, optim_state = get_state_dict(self.raw_model, self.optimizer, options=opts)
-        else:
-            model_state, optim_state = self.raw_model.state_dict(), self.optimizer.state_dict()
+        # full (unsharded) tensors keyed by parameter name, whether one process, DDP or FSDP wrote them,
+        # so any of them can resume any other
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=self.dist.enabled)
+        model_state, optim_state = get_state_dict(self.raw_model, self.optimizer, options=opts)
         return {
             "model_config": shape_of(self.cfg.model),
             "step": self.step,
@@ -279,14 +278,10 @@ class Trainer:
     def resume(self, path: str | Path) -> int:
         """Load a checkpoint into this trainer (same model shape); returns the step it continues from."""
         ckpt = load_checkpoint(path, expect_model=self.cfg.model)
-        if self.dist.enabled:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-            set_state_dict(self.raw_model, self.optimizer, model_state_dict=ckpt["model"],
-                           optim_state_dict=ckpt["optimizer"], options=StateDictOptions(full_state_dict=True))
-        else:
-            self.raw_model.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+        set_state_dict(self.raw_model, self.optimizer, model_state_dict=ckpt["model"],
+                       optim_state_dict=ckpt["optimizer"], options=StateDictOptions(full_state_dict=True))
         self.step = int(ckpt["step"])
         self.train_batches.load_state_dict(ckpt["data"])
         set_rng_state(ckpt["rng"])

@@ -1,0 +1,147 @@
+"""`flopscalc train prepare`, `train`, `bench`, `calibrate`: wiring, JSON, files written, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flopscalc.cli import run
+
+torch = pytest.importorskip("torch")
+
+SHAPE = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32"]
+TRAIN = ["--micro-batch", "4", "--eval-interval", "0", "--eval-batches", "2", "--warmup-steps", "2",
+         "--device", "cpu", "--json"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pydoc")
+    assert run(["train", "prepare", str(d), "--pydoc", "--json"]) == 0
+    return d
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_prepare_reports_counts(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("hello world, " * 100, encoding="utf-8")
+    assert run(["train", "prepare", str(tmp_path / "o"), "--text", str(text), "--format", "raw", "--json"]) == 0
+    out = _json(capsys)
+    assert out["n_train_tokens"] + out["n_val_tokens"] == 1300 and out["vocab_size"] == 256
+    assert (tmp_path / "o" / "train.bin").stat().st_size == 2 * out["n_train_tokens"]  # raw uint16, no header
+
+
+def test_train_then_resume_writes_checkpoint_and_log(data_dir, tmp_path, capsys):
+    ck, log = tmp_path / "ck.pt", tmp_path / "m.jsonl"
+    base = ["train", "--data", str(data_dir), *SHAPE, *TRAIN, "--steps", "6", "--checkpoint", str(ck),
+            "--metrics-log", str(log)]
+    assert run(base) == 0
+    out = _json(capsys)
+    assert out["steps_done"] == 6 and out["n_params"] > 0 and out["final_val_loss"] is not None
+    assert ck.is_file() and [json.loads(x)["step"] for x in log.read_text().splitlines()] == list(range(1, 7))
+    assert out["tokens_seen"] == 6 * 4 * 32
+    assert run([*base[:base.index("--steps")], "--steps", "8", *base[base.index("--steps") + 2:], "--resume"]) == 0
+    assert _json(capsys)["steps_done"] == 8
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == list(range(1, 9))  # appended
+
+
+def test_synthetic_training_runs(capsys):
+    assert run(["train", "--synthetic", *SHAPE, *TRAIN, "--steps", "2", "--vocab-size", "64"]) == 0
+    assert _json(capsys)["steps_done"] == 2
+
+
+@pytest.mark.parametrize("args,code,match", [
+    (["train", "--data", "/no/such/dir", "--steps", "1"], 2, "data folder /no/such/dir does not exist"),
+    (["train", "--synthetic", "--micro-batch", "0"], 2, "--micro-batch must be a positive integer"),
+    (["train", "--steps", "1"], 2, "give the training data once"),
+    (["train", "--synthetic", "--seq", "4096"], 2, "longer than the model's block_size"),
+    (["train", "--synthetic", *SHAPE, "--resume"], 2, "--resume needs --checkpoint"),
+    (["bench", *SHAPE, "--micro-batch", "0", "--device", "cpu"], 2, "micro-batch must be a positive integer"),
+    (["bench", *SHAPE, "--device", "cpu", "--peak-tflops", "-1"], 2, "--peak-tflops must be positive"),
+    (["train", "prepare", "/tmp/x", "--text", "/no/such.txt"], 2, "text file /no/such.txt does not exist"),
+])
+def test_bad_input_is_one_line(args, code, match, capsys):
+    assert run(args) == code
+    err = capsys.readouterr().err
+    assert err.startswith("flopscalc: error: ") and match in err and err.count("\n") == 1
+
+
+def test_bad_checkpoint_and_other_shape(data_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    base = ["train", "--data", str(data_dir), *SHAPE, *TRAIN, "--steps", "1"]
+    assert run([*base, "--checkpoint", str(bad), "--resume"]) == 1
+    assert "bad.pt is corrupt" in capsys.readouterr().err
+    ck = tmp_path / "ck.pt"
+    assert run([*base, "--checkpoint", str(ck)]) == 0
+    capsys.readouterr()
+    wider = [a if a != "32" else "64" for a in base]  # n_embd and block size 64: another shape
+    assert run([*wider, "--checkpoint", str(ck), "--resume"]) == 2
+    assert "another model shape" in capsys.readouterr().err
+
+
+def test_truncated_token_file_and_token_beyond_vocab(data_dir, tmp_path, capsys):
+    import shutil
+
+    d = tmp_path / "d"
+    shutil.copytree(data_dir, d)
+    val = d / "val.bin"
+    val.write_bytes(val.read_bytes()[:-3])
+    assert run(["train", "--data", str(d), *SHAPE, *TRAIN, "--steps", "1"]) == 1
+    assert "val.bin is truncated" in capsys.readouterr().err
+    shutil.copy(data_dir / "val.bin", val)
+    assert run(["train", "--data", str(d), *SHAPE, *TRAIN, "--steps", "1", "--vocab-size", "100"]) == 1
+    assert "beyond the model's vocabulary of 100" in capsys.readouterr().err
+
+
+def test_calibrate_writes_a_profile_the_planner_can_read(tmp_path, capsys):
+    from flopscalc.calibration import load_profile
+
+    out = tmp_path / "cpu.json"
+    args = ["calibrate", "--out", str(out), *SHAPE, "--micro-batch", "2", "--micro-batch", "4", "--seq", "16",
+            "--device", "cpu", "--warmup-steps", "1", "--steps", "2", "--peak-tflops", "0.5", "--json"]
+    assert run(args) == 0
+    shown = _json(capsys)
+    prof = load_profile(out)
+    assert [p.micro_batch for p in prof.points] == [2, 4] and shown["written_to"] == str(out)
+    assert all(p.peak_flop_per_s == 0.5e12 and p.mfu > 0 for p in prof.points)
+    assert prof.mfu_for(prof.points[0].n_params, micro_batch=4) == pytest.approx(prof.points[1].mfu)
+
+
+def test_bench_table_on_cpu_without_peak(capsys):
+    assert run(["bench", *SHAPE, "--micro-batch", "2", "--seq", "16", "--device", "cpu", "--warmup-steps", "1",
+                "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "tokens/s" in out and "not in the GPU database" in out
+
+
+def test_without_torch_the_commands_say_how_to_install_it(tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"  # makes 'import torch' raise ImportError
+            "from flopscalc.cli import run\n"
+            f"sys.exit(run(['bench', '--device', 'cpu']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr == ("flopscalc: error: this command needs PyTorch: install the train extra: "
+                        "pip install 'flopscalc[train]'\n")
+    code = code.replace("['bench', '--device', 'cpu']", f"['train', 'prepare', '{tmp_path}', '--pydoc']")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0  # prepare needs no torch
+
+
+def test_cli_import_stays_light():
+    code = "import sys, flopscalc.cli; print(sorted(m for m in ('torch', 'pandas', 'scipy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

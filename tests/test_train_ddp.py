@@ -1,0 +1,73 @@
+"""Two CPU processes under torchrun (gloo) give what one process gives at the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flopscalc.cli import run
+
+torch = pytest.importorskip("torch")
+if not torch.distributed.is_available():  # pragma: no cover - some builds lack torch.distributed
+    pytest.skip("torch.distributed is not available", allow_module_level=True)
+
+ARGS = ["--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "32", "--steps", "5",
+        "--warmup-steps", "2", "--lr", "1e-3", "--eval-interval", "0", "--eval-batches", "2", "--device", "cpu",
+        "--json"]
+GLOBAL_BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """One process, micro-batch 8: the reference."""
+    d = tmp_path_factory.mktemp("ddp")
+    assert run(["train", "prepare", str(d / "data"), "--pydoc", "--json"]) == 0
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = run(["train", "--data", str(d / "data"), *ARGS, "--micro-batch", str(GLOBAL_BATCH),
+                    "--checkpoint", str(d / "one.pt"), "--metrics-log", str(d / "one.jsonl")])
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0
+    return d
+
+
+def _losses(path):
+    return [json.loads(line)["loss"] for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_match_one(single, parallel, capfd):
+    d = single
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "flopscalc", "train", "--data", str(d / "data"), *ARGS, "--micro-batch", str(GLOBAL_BATCH // 2),
+           "--parallel", parallel, "--checkpoint", str(d / f"{parallel}.pt"), "--metrics-log",
+           str(d / f"{parallel}.jsonl")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)  # only rank 0 prints
+    assert summary["world_size"] == 2 and summary["tokens_seen"] == 5 * GLOBAL_BATCH * 32
+    one, two = _losses(d / "one.jsonl"), _losses(d / f"{parallel}.jsonl")
+    assert len(one) == len(two) == 5
+    assert two == pytest.approx(one, rel=1e-5)  # global mean loss: all-reduced mean of the ranks' means
+    a = torch.load(d / "one.pt", weights_only=True)
+    b = torch.load(d / f"{parallel}.pt", weights_only=True)
+    assert b["world_size"] == 2 and b["step"] == a["step"] == 5 and b["data"] == a["data"]
+    for name, p in a["model"].items():  # full tensors even from FSDP's shards
+        torch.testing.assert_close(b["model"][name], p, rtol=0, atol=1e-5, msg=name)
+
+
+def test_one_process_resumes_a_two_process_checkpoint(single, capsys):
+    d = single
+    if not (d / "ddp.pt").is_file():
+        pytest.skip("needs the DDP run above")
+    args = [a if a != "5" else "6" for a in ARGS]  # one more step
+    assert run(["train", "--data", str(d / "data"), *args, "--micro-batch", str(GLOBAL_BATCH),
+                "--checkpoint", str(d / "ddp.pt"), "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps_done"] == 6
