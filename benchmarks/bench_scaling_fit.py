@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flopscalc.scaling.fit import bootstrap_approach3, fit_approach3  # noqa: E402
-from flopscalc.scaling.laws import BESIROGLU2024  # noqa: E402
-from flopscalc.scaling.runs import Runs  # noqa: E402
+from flopscalc.scaling.fit import bootstrap_approach3, fit_approach3
+from flopscalc.scaling.laws import BESIROGLU2024
+from flopscalc.scaling.runs import Runs
 
 TRUTH = BESIROGLU2024.loss_form
 NAMES = ("E", "A", "B", "alpha", "beta")

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from flopscalc.cli import run
@@ -116,4 +115,4 @@ def test_fit_table_output_renders(tmp_path, capsys):
 
 def test_cli_import_stays_light():
     code = "import sys, flopscalc.cli; print([m for m in ('scipy', 'pandas', 'matplotlib', 'torch') if m in sys.modules])"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

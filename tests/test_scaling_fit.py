@@ -61,7 +61,7 @@ def test_fit_is_the_best_of_starts_and_polish_does_not_lose(paper_fit):
 
 
 def test_bootstrap_is_reproducible_with_a_seed(paper_fit):
-    runs, fit, boot = paper_fit
+    runs, fit, _ = paper_fit
     again = bootstrap_approach3(runs, fit, n_samples=20, seed=0)
     first = bootstrap_approach3(runs, fit, n_samples=20, seed=0)
     other = bootstrap_approach3(runs, fit, n_samples=20, seed=1)

@@ -10,8 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flopscalc.errors import DomainError, UsageError
-from flopscalc.scaling import (BUILTIN_LAWS, data_constrained_loss, flops_for_loss, flops_for_params, optimal,
-                               optimal_data_constrained)
+from flopscalc.scaling import (
+    BUILTIN_LAWS,
+    data_constrained_loss,
+    flops_for_loss,
+    flops_for_params,
+    optimal,
+    optimal_data_constrained,
+)
 from flopscalc.scaling.io import get_law, load_law, save_law
 from flopscalc.scaling.laws import ParametricLoss, ScalingLaw
 

@@ -14,9 +14,9 @@ starts that ended best on the full data (not the full grid: see ``BOOTSTRAP_STAR
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Callable
 
 import numpy as np
 

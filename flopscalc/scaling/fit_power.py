@@ -9,8 +9,8 @@ approach 1, runs within each budget for approach 2).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .laws import BUILTIN_LAWS, FLOPS_PER_PARAM_TOKEN, KaplanLoss, ParametricLoss, PowerLawAllocation, ScalingLaw
+from .laws import (
+    BUILTIN_LAWS,
+    FLOPS_PER_PARAM_TOKEN,
+    KaplanLoss,
+    ParametricLoss,
+    PowerLawAllocation,
+    ScalingLaw,
+)
 from .runs import Runs
 
 LAW_SCHEMA_VERSION = 1

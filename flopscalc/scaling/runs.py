@@ -24,7 +24,7 @@ class Runs:
     lines: tuple[int, ...] = ()
 
     @classmethod
-    def from_arrays(cls, n_params, n_tokens, loss, c_flops=None, source: str = "runs") -> "Runs":
+    def from_arrays(cls, n_params, n_tokens, loss, c_flops=None, source: str = "runs") -> Runs:
         n, d, l = (np.asarray(v, float).ravel() for v in (n_params, n_tokens, loss))
         if not (len(n) == len(d) == len(l)):
             raise UsageError(f"{source}: N, D and loss have different lengths ({len(n)}, {len(d)}, {len(l)})")
@@ -62,12 +62,12 @@ class Runs:
             raise UsageError(f"{self.source}: every run has the same token count "
                              f"({self.n_tokens[0]:.4g}); vary D to fit how loss depends on it")
 
-    def subset(self, mask) -> "Runs":
+    def subset(self, mask) -> Runs:
         idx = np.flatnonzero(mask)
         lines = tuple(self.lines[i] for i in idx) if self.lines else ()
         return Runs(self.n_params[idx], self.n_tokens[idx], self.loss[idx], self.c_flops[idx], self.source, lines)
 
-    def drop_highest_loss(self, k: int) -> "Runs":
+    def drop_highest_loss(self, k: int) -> Runs:
         """These runs without the ``k`` highest-loss ones (Besiroglu et al. 2024, sec. 3, drop 5)."""
         if k <= 0:
             return self
