@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flopscalc.flops import Recompute  # noqa: E402
-from flopscalc.memory import Device, MemoryPrecision, TrainingSetup, estimate_memory  # noqa: E402
-from flopscalc.model import PRESETS, ModelConfig  # noqa: E402
+from flopscalc.flops import Recompute
+from flopscalc.memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
+from flopscalc.model import PRESETS, ModelConfig
 
 TINY = {"tiny": ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=1000, name="tiny")}
 
@@ -125,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {"device": device_name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version()}
-    lines = [f"# Memory: estimate vs measured ({meta['device']})", "",
-             f"{meta['date']}, torch {meta['torch']}, CUDA {meta['cuda']}. Estimated = "
+    intro = (f"{meta['date']}, torch {meta['torch']}, CUDA {meta['cuda']}. Estimated = "
              "`MemoryBreakdown.allocated_peak_bytes` (no context or allocator overhead); measured = "
-             "`torch.cuda.max_memory_allocated()` over steady-state steps.", "",
-             "| model | micro-batch | seq | recompute | estimated GiB | measured GiB | error % | reserved/allocated "
-             "| non-PyTorch GiB |", "|---|---|---|---|---|---|---|---|---|"]
+             "`torch.cuda.max_memory_allocated()` over steady-state steps.")
+    header = ("| model | micro-batch | seq | recompute | estimated GiB | measured GiB | error % | reserved/allocated "
+              "| non-PyTorch GiB |")
+    lines = [f"# Memory: estimate vs measured ({meta['device']})", "", intro, "", header,
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m, res, ctx = r["measured_allocated_bytes"], r["measured_reserved_bytes"], r["non_pytorch_bytes"]
         measured = f"{m / 2**30:.2f}" if m else ("OOM" if r.get("oom") else "n/a")

@@ -49,9 +49,10 @@ def _is_param_cast(t) -> bool:
 
 def measure(cfg, batch, seq, *, precision, recompute, flash, monkeypatch) -> dict:
     """Run one forward/backward of the reference module on CPU and count bytes (see module docstring)."""
-    import flopscalc.train.model as ref
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.checkpoint import checkpoint as real_checkpoint
+
+    import flopscalc.train.model as ref
 
     torch.manual_seed(0)
     model = ref.GPT(cfg, attention="sdpa" if flash else "math", recompute=recompute.value)
@@ -86,9 +87,9 @@ def measure(cfg, batch, seq, *, precision, recompute, flash, monkeypatch) -> dic
     monkeypatch.setattr(ref, "checkpoint", checkpoint)
     idx = torch.randint(0, cfg.vocab_size, (batch, seq))
     targets = torch.randint(0, cfg.vocab_size, (batch, seq))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), CastCache():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.mixed):
-            logits, loss = model(idx, targets)
+    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), CastCache(),
+          torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.mixed)):
+        logits, loss = model(idx, targets)
     for t in kept:
         note(t)
     loss.backward()

@@ -84,10 +84,10 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
     embedding = INDEX_BYTES * tokens + (INDEX_BYTES * s if cfg.pos_embedding else 0)  # idx + arange(T)
     final = n * r + 2 * tokens * st + n * m  # ln_f input + mean/rstd, LM-head input
     loss = tokens * V * lp + INDEX_BYTES * tokens + lp  # log_softmax output, targets, total_weight scalar
-    zero = dict(layernorm=0.0, attention_input=0.0, qkv=0.0, attention_core=0.0, attention_proj_input=0.0,
-                mlp=0.0, checkpoints=0.0)
+    zero = {"layernorm": 0.0, "attention_input": 0.0, "qkv": 0.0, "attention_core": 0.0,
+            "attention_proj_input": 0.0, "mlp": 0.0, "checkpoints": 0.0}
     if setup.recompute is Recompute.full:
-        per = dict(zero, checkpoints=n * r)  # block input kept by checkpoint ([K] sec. 5: 2 s b h per layer)
+        per = {**zero, "checkpoints": n * r}  # block input kept by checkpoint ([K] sec. 4: 2 s b h per layer)
     else:
         if setup.recompute is Recompute.selective:
             core = 0.0  # recomputed in backward ([K] sec. 4.1 drops the 5 a s^2 b term)
@@ -97,15 +97,15 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
             fp32_softmax = setup.precision.mixed and setup.device is Device.cuda  # CUDA autocast: softmax fp32
             score_b = m + (FP32_BYTES if fp32_softmax else 0)  # saved probabilities (+ 16-bit copy for att @ v)
             core = b * a * s * s * score_b + MASK_BYTES * s * s  # [K] eq. 1: softmax 2 a s^2 b (no dropout)
-        per = dict(
-            layernorm=2 * (n * r + 2 * tokens * st),  # ln_1, ln_2 inputs + mean/rstd ([K]: 4 s b h)
-            attention_input=n * m,  # QKV projection input ([K]: 2 s b h)
-            qkv=3 * n * m,  # Q, K, V ([K]: 4 s b h for Q K^T + 2 s b h for V)
-            attention_core=core,
-            attention_proj_input=n * m,  # output projection input ([K]: 2 s b h)
-            mlp=n * m + 2 * tokens * f * m,  # up input, GELU input, down input ([K]: 2 + 8 + 8 s b h)
-            checkpoints=0.0,
-        )
+        per = {
+            "layernorm": 2 * (n * r + 2 * tokens * st),  # ln_1, ln_2 inputs + mean/rstd ([K]: 4 s b h)
+            "attention_input": n * m,  # QKV projection input ([K]: 2 s b h)
+            "qkv": 3 * n * m,  # Q, K, V ([K]: 4 s b h for Q K^T + 2 s b h for V)
+            "attention_core": core,
+            "attention_proj_input": n * m,  # output projection input ([K]: 2 s b h)
+            "mlp": n * m + 2 * tokens * f * m,  # up input, GELU input, down input ([K]: 2 + 8 + 8 s b h)
+            "checkpoints": 0.0,
+        }
     layers = {k: L * v for k, v in per.items()}
     return ActivationBreakdown(embedding=embedding, final=final, loss=loss, **layers)
 
