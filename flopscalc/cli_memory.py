@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,13 +13,13 @@ from .memory.settings import DEFAULT_ALLOCATOR_OVERHEAD_FRACTION, MemoryPrecisio
 
 def memory(
     gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: 4070ti, 'RTX 4090', h100.")],
-    model: Annotated[Optional[str], typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl.")] = None,
-    params: Annotated[Optional[str], typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
-    n_layer: Annotated[Optional[int], typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
-    n_head: Annotated[Optional[int], typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
-    n_embd: Annotated[Optional[int], typer.Option("--n-embd", help="Explicit shape: width.")] = None,
-    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")] = 1,
-    seq: Annotated[Optional[int], typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    model: Annotated[str | None, typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl.")] = None,
+    params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    n_layer: Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
+    n_head: Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
+    n_embd: Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass (sequences).")] = 1,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
     precision: Annotated[MemoryPrecision, typer.Option(
         help="Storage precision: fp32, bf16/fp16 autocast with fp32 master weights, or pure bf16.")
     ] = MemoryPrecision.bf16_mixed,
@@ -30,8 +30,8 @@ def memory(
                                         help="Fused attention (no T x T scores saved) or spelled-out attention.")
                      ] = True,
     grad_accum: Annotated[int, typer.Option(
-        "--grad-accum", help="Micro-batches accumulated per step; above 1 gradients stay allocated.")] = 1,
-    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs.")] = 1,
+        "--grad-accum", help="Micro-batches accumulated per step; above 1 gradients stay allocated (count).")] = 1,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")] = 1,
     zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
     offload: Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")
                        ] = False,
@@ -41,7 +41,7 @@ def memory(
     allocator_overhead: Annotated[float, typer.Option(
         "--allocator-overhead", help="Caching-allocator overhead as a fraction of allocated memory (0-1).")
     ] = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
-    headroom: Annotated[float, typer.Option(help="Fraction of GPU memory to keep free when judging fit (0-1).")
+    headroom: Annotated[float, typer.Option(help="Share of GPU memory to keep free when judging fit (0-1).")
                         ] = 0.0,
     gpu_csv: GpuCsvOpt = None,
     as_json: JsonOpt = False,
