@@ -138,15 +138,17 @@ def train(
     from .train.config import TrainConfig
 
     cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None)
-    config_args = dict(micro_batch=micro_batch, grad_accum=grad_accum, max_steps=steps, learning_rate=lr,
-                       min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                       grad_clip=grad_clip, eval_interval=eval_interval, eval_batches=eval_batches,
-                       checkpoint_interval=checkpoint_interval, seed=seed, device=device.value,
-                       precision=precision.value, compile=compile, recompute=recompute.value, parallel=parallel.value)
+    config_args = {
+        "micro_batch": micro_batch, "grad_accum": grad_accum, "max_steps": steps, "learning_rate": lr,
+        "min_lr_ratio": min_lr_ratio, "warmup_steps": warmup_steps, "weight_decay": weight_decay,
+        "grad_clip": grad_clip, "eval_interval": eval_interval, "eval_batches": eval_batches,
+        "checkpoint_interval": checkpoint_interval, "seed": seed, "device": device.value,
+        "precision": precision.value, "compile": compile, "recompute": recompute.value, "parallel": parallel.value,
+    }
     TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)  # reject bad options pre-torch
     require_torch()
-    from .train.run import TrainRequest, model_with_vocab, run_training
     from .train.render import train_summary
+    from .train.run import TrainRequest, model_with_vocab, run_training
 
     cfg_model = model_with_vocab(cfg_model, str(data) if data else None, vocab_size)
     config = TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)
@@ -178,8 +180,8 @@ def prepare(
     as_json: JsonOpt = False,
 ) -> None:
     """Tokenise a text file (or Python's own docs) into train/val token files; no torch needed."""
-    from .train.data import pydoc_text
     from .train.data import prepare as prepare_tokens
+    from .train.data import pydoc_text
     from .train.render import prepare_table
 
     if (text is None) == (not pydoc):

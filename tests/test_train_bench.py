@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from flopscalc.model import ModelConfig  # noqa: E402
-from flopscalc.train.bench import BenchSetup, measure, run_benchmarks  # noqa: E402
-from tests.conftest import measure_flops  # noqa: E402
+from flopscalc.model import ModelConfig
+from flopscalc.train.bench import BenchSetup, measure, run_benchmarks
+from tests.conftest import measure_flops
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=256, name="tiny")
 

@@ -9,8 +9,13 @@ import sys
 
 import pytest
 
-from flopscalc.calibration import (CalibrationPoint, CalibrationProfile, load_profile, save_profile,
-                                   write_text_atomic)
+from flopscalc.calibration import (
+    CalibrationPoint,
+    CalibrationProfile,
+    load_profile,
+    save_profile,
+    write_text_atomic,
+)
 from flopscalc.errors import DomainError, UsageError
 from flopscalc.model import ModelConfig
 

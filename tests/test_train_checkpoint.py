@@ -9,10 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from flopscalc.errors import DomainError, UsageError  # noqa: E402
-from flopscalc.model import ModelConfig  # noqa: E402
-from flopscalc.train.checkpoint import (load_checkpoint, rng_state, save_checkpoint, set_rng_state,  # noqa: E402
-                                        shape_of)
+from flopscalc.errors import DomainError, UsageError
+from flopscalc.model import ModelConfig
+from flopscalc.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, shape_of
 
 CFG = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32)
 

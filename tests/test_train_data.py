@@ -11,8 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flopscalc.errors import DomainError, UsageError
-from flopscalc.train.data import (Batches, byte_tokenize, find_split_files, prepare, pydoc_text, read_tokens,
-                                  write_tokens)
+from flopscalc.train.data import (
+    Batches,
+    byte_tokenize,
+    find_split_files,
+    prepare,
+    pydoc_text,
+    read_tokens,
+    write_tokens,
+)
 
 
 def test_reads_an_llmc_file_written_by_hand(tmp_path):
@@ -60,7 +67,7 @@ def test_odd_sized_raw_file_and_missing_file(tmp_path):
 
 
 def test_byte_tokenizer_is_utf8():
-    assert byte_tokenize("aé€").tolist() == list("aé€".encode("utf-8"))  # 1 + 2 + 3 bytes
+    assert byte_tokenize("aé€").tolist() == list("aé€".encode())  # 1 + 2 + 3 bytes
 
 
 def test_prepare_pydoc_writes_train_val_meta(tmp_path):

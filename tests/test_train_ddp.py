@@ -49,7 +49,7 @@ def test_two_processes_match_one(single, parallel, capfd):
            "-m", "flopscalc", "train", "--data", str(d / "data"), *ARGS, "--micro-batch", str(GLOBAL_BATCH // 2),
            "--parallel", parallel, "--checkpoint", str(d / f"{parallel}.pt"), "--metrics-log",
            str(d / f"{parallel}.jsonl")]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)  # only rank 0 prints
     assert summary["world_size"] == 2 and summary["tokens_seen"] == 5 * GLOBAL_BATCH * 32

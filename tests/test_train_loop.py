@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from flopscalc.model import ModelConfig  # noqa: E402
-from flopscalc.train.config import TrainConfig, learning_rate_at  # noqa: E402
-from flopscalc.train.data import byte_tokenize, pydoc_text  # noqa: E402
-from flopscalc.train.trainer import Trainer  # noqa: E402
+from flopscalc.model import ModelConfig
+from flopscalc.train.config import TrainConfig, learning_rate_at
+from flopscalc.train.data import byte_tokenize, pydoc_text
+from flopscalc.train.trainer import Trainer
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=256, name="tiny")
 
@@ -57,8 +57,8 @@ def test_tiny_model_beats_unigram_entropy_on_pydoc(pydoc_split):
 
 
 def _cfg(**kw):
-    base = dict(model=TINY.with_(n_embd=32, block_size=32), micro_batch=4, seq_len=32, max_steps=12,
-                warmup_steps=3, learning_rate=3e-3, eval_interval=0, eval_batches=2, device="cpu")
+    base = {"model": TINY.with_(n_embd=32, block_size=32), "micro_batch": 4, "seq_len": 32, "max_steps": 12,
+            "warmup_steps": 3, "learning_rate": 3e-3, "eval_interval": 0, "eval_batches": 2, "device": "cpu"}
     return TrainConfig(**{**base, **kw})
 
 

@@ -85,7 +85,7 @@ def gpt2_tokenize(text: str) -> np.ndarray:
         import tiktoken
 
         enc = tiktoken.get_encoding("gpt2")
-    except Exception as e:  # ImportError, or tiktoken could not fetch its files (no network)
+    except Exception as e:  # noqa: BLE001 - ImportError, or tiktoken could not fetch its files offline
         raise DomainError(f"GPT-2 BPE is not available here ({type(e).__name__}); install tiktoken with its "
                           "cached files, or use --tokenizer byte") from None
     return np.asarray(enc.encode_ordinary(text) + [GPT2_EOT_TOKEN], dtype=np.uint16)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
+from torch import nn
 
 from ..errors import DomainError, UsageError
 
@@ -128,6 +128,10 @@ def mean_over_ranks(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value
 
 
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every process if ``flag`` is true on any (so a Ctrl-C stops all ranks at the same step)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

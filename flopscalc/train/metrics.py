@@ -16,7 +16,7 @@ class MetricsLog:
     def __init__(self, path: str | Path, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a" if append else "w", encoding="utf-8")
+        self._file = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def __call__(self, metrics) -> None:
         row = asdict(metrics) if is_dataclass(metrics) else dict(metrics)

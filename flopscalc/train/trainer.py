@@ -13,9 +13,9 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,8 +24,15 @@ from ..flops import training_flops_per_token
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, shape_of
 from .config import TrainConfig, learning_rate_at
 from .data import Batches
-from .distributed import (DistInfo, gradient_sync, init_process_group, mean_over_ranks, pick_device,
-                          wrap_model)
+from .distributed import (
+    DistInfo,
+    any_rank,
+    gradient_sync,
+    init_process_group,
+    mean_over_ranks,
+    pick_device,
+    wrap_model,
+)
 from .model import GPT
 
 
@@ -214,7 +221,7 @@ class Trainer:
         self.model.train()
         with _StopOnSigint() as stop:
             while self.step < end:
-                if stop.requested:
+                if any_rank(stop.requested, self.dist, self.device):  # all ranks stop at the same step
                     result.interrupted = True
                     break
                 t0 = time.perf_counter()

@@ -1,0 +1,114 @@
+"""Trainer throughput benchmark: tokens/s and MFU of the reference GPT-2 trainer, written as a results table.
+
+Target (issue 5): on one NVIDIA H100, GPT-2 small (124M), sequence 1024, bf16 autocast, at least 45% MFU
+against the dense BF16 peak (aiming for 50%+, in line with nanoGPT and llm.c). The sweep times
+micro-batch x torch.compile off/on; each point is full optimizer steps (forward, backward, clipping,
+fused AdamW) after warm-up, timed between two ``torch.cuda.synchronize`` calls. MFU = tokens/s x the
+FLOPs engine's model FLOPs per token / dense peak (Chowdhery et al. 2022, App. B).
+
+    python benchmarks/bench_trainer.py                       # CUDA: GPT-2 small, seq 1024, mb 8/16/32, compile off/on
+    python benchmarks/bench_trainer.py --model gpt2-medium --micro-batch 8 --micro-batch 16
+    python benchmarks/bench_trainer.py --device cpu           # dry run of the same code on a tiny model
+
+Writes ``benchmarks/results/trainer_<device>_<date>.md`` (table) and ``calibration_<device>_<date>.json``
+(the profile ``flopscalc plan --calibration`` reads). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flopscalc.calibration import save_profile, write_text_atomic
+from flopscalc.model import ModelConfig, get_preset
+from flopscalc.units import format_bytes, format_count
+
+MFU_TARGET = 0.45  # issue 5: ">= 45% MFU ... against the dense BF16 peak"
+TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=256, name="tiny")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
+
+
+def table_markdown(profile, settings: str) -> str:
+    lines = [
+        f"# Trainer benchmark: {profile.device_name}",
+        "",
+        f"- date: {profile.created}",
+        f"- torch: {profile.torch_version}",
+        f"- GPU database row: {profile.gpu_key or '- (not in the database)'}",
+        f"- settings: {settings}",
+        *[f"- note: {n}" for n in profile.notes],
+        "",
+        ("| model | params | micro-batch | seq | compile | precision | step time | tokens/s | achieved TFLOP/s "
+         "| MFU | peak memory (measured) | peak memory (predicted) |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in profile.points:
+        lines.append(
+            f"| {p.model.name} | {format_count(p.n_params)} | {p.micro_batch} | {p.seq_len} | "
+            f"{'on' if p.compiled else 'off'} | {p.precision} | {1000 * p.step_time_s:.1f} ms | "
+            f"{format_count(p.tokens_per_s)} | {p.achieved_flop_per_s / 1e12:.4g} | "
+            f"{'-' if p.mfu is None else f'{100 * p.mfu:.1f}%'} | "
+            f"{'-' if p.peak_memory_bytes is None else format_bytes(p.peak_memory_bytes)} | "
+            f"{'-' if p.predicted_memory_bytes is None else format_bytes(p.predicted_memory_bytes)} |")
+    best = max((p.mfu for p in profile.points if p.mfu is not None), default=None)
+    if best is not None:
+        verdict = "meets" if best >= MFU_TARGET else "misses"
+        lines += ["", f"Best MFU {100 * best:.1f}%: {verdict} the {100 * MFU_TARGET:.0f}% target of issue 5."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--model", action="append", help="GPT-2 preset (repeat to sweep); default gpt2 (tiny on CPU)")
+    ap.add_argument("--micro-batch", type=int, action="append", help="repeat to sweep; default 8, 16, 32")
+    ap.add_argument("--seq", type=int, default=None, help="tokens per sequence (default: block size)")
+    ap.add_argument("--compile", choices=["off", "on", "both"], default="both")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--warmup-steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--gpu", default=None, help="GPU database row, when the CUDA name is not recognised")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="peak to compute MFU against (TFLOP/s)")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from flopscalc.train.bench import BenchSetup, run_benchmarks
+    from flopscalc.train.render import profile_table
+
+    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    models = [get_preset(m) for m in args.model] if args.model else [TINY if on_cpu else get_preset("gpt2")]
+    batches = args.micro_batch or ([4, 8] if on_cpu else [8, 16, 32])
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile if not on_cpu else "off"]
+    setups = [BenchSetup(model=m, micro_batch=b, seq_len=args.seq or m.block_size, compile=c,
+                         precision=args.precision, device=args.device, warmup_steps=args.warmup_steps,
+                         timed_steps=args.steps)
+              for m in models for b in batches for c in compiles]
+    profile = run_benchmarks(setups, gpu=args.gpu, peak_tflops=args.peak_tflops,
+                             on_point=lambda p: print(f"  {p.model.name} mb={p.micro_batch} compile={p.compiled}: "
+                                                      f"{format_count(p.tokens_per_s)} tok/s", flush=True))
+    from rich.console import Console
+
+    Console().print(profile_table(profile))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    slug = f"{_slug(profile.gpu_key or profile.device_name)}_{stamp}"
+    settings = (f"warm-up {args.warmup_steps} steps, {args.steps} timed steps, precision {args.precision}, "
+                "synthetic tokens, fused AdamW on CUDA, SDPA attention")
+    table = args.out_dir / f"trainer_{slug}.md"
+    write_text_atomic(table, table_markdown(profile, settings))
+    save_profile(profile, args.out_dir / f"calibration_{slug}.json")
+    print(f"wrote {table} and calibration_{slug}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
