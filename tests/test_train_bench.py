@@ -35,6 +35,8 @@ def test_bench_point_is_consistent_with_flop_counter_and_wall_clock():
     assert p.tokens_per_s * p.step_time_s == pytest.approx(4 * 32, rel=1e-12)
     assert 5 * p.step_time_s < wall_s  # the timed steps fit inside the wall-clock time of the call
     assert p.peak_memory_bytes is None and p.precision == "fp32"
+    # the estimator's prediction is there, and above fp32 weights + gradients + AdamW m and v (4 x 4 bytes/param)
+    assert p.predicted_memory_bytes > 16 * p.n_params
 
 
 def test_cpu_profile_without_peak_says_why():

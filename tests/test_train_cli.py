@@ -73,11 +73,30 @@ def test_synthetic_training_runs(capsys):
     (["bench", *SHAPE, "--micro-batch", "0", "--device", "cpu"], 2, "micro-batch must be a positive integer"),
     (["bench", *SHAPE, "--device", "cpu", "--peak-tflops", "-1"], 2, "--peak-tflops must be positive"),
     (["train", "prepare", "/tmp/x", "--text", "/no/such.txt"], 2, "text file /no/such.txt does not exist"),
+    (["train", "--synthetic", *SHAPE, "--device", "cpu", "--checkpoint", "/no/such/ck.pt", "--resume"], 2,
+     "checkpoint /no/such/ck.pt does not exist"),
 ])
 def test_bad_input_is_one_line(args, code, match, capsys):
     assert run(args) == code
     err = capsys.readouterr().err
     assert err.startswith("flopscalc: error: ") and match in err and err.count("\n") == 1
+
+
+def _gpt2_bpe_available() -> bool:
+    try:
+        import tiktoken
+
+        tiktoken.get_encoding("gpt2")
+    except Exception:  # noqa: BLE001 - not installed, or its files cannot be fetched offline
+        return False
+    return True
+
+
+@pytest.mark.skipif(_gpt2_bpe_available(), reason="tiktoken and its GPT-2 files are available here")
+def test_gpt2_tokenizer_without_tiktoken_files(tmp_path, capsys):
+    assert run(["train", "prepare", str(tmp_path), "--pydoc", "--tokenizer", "gpt2"]) == 1
+    assert "GPT-2 BPE is not available here" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_bad_checkpoint_and_other_shape(data_dir, tmp_path, capsys):

@@ -89,7 +89,8 @@ def predicted_peak_bytes(setup: BenchSetup, precision: str, device: torch.device
         return None
     ts = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len,
                        precision=MemoryPrecision.bf16_mixed if precision == "bf16" else MemoryPrecision.fp32,
-                       recompute=setup.recompute, flash=setup.attention == "sdpa", n_gpus=n_devices,
+                       recompute=setup.recompute, flash=setup.attention == "sdpa", grad_accum=setup.grad_accum,
+                       n_gpus=n_devices,
                        device=Device.cuda if device.type == "cuda" else Device.cpu)
     return float(estimate_memory(setup.model, ts).allocated_peak_bytes)
 
