@@ -13,8 +13,11 @@ LayerNorm, LM head (tied to wte unless ``tie_embeddings=False``; never a bias).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from .errors import DomainError, UsageError
 
@@ -232,20 +235,26 @@ def config_for_params(
         pc = count_params(cfg)
         return pc.total if count == "total" else pc.non_embedding
 
+    # counts of every (layers, heads) shape: affine in n_layer, so two depths per width give them all
+    c1, c2 = _width_counts(base, head_dim, count)
+    layers = np.arange(1, MAX_SHAPE_LAYERS + 1)
+    grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]  # [layers, heads], increasing along heads
+    # per depth, the widths just below and above the target (as a bisection over widths would find)
+    below = np.array([np.searchsorted(row, n_params, side="right") for row in grid])  # widths with count <= N
+    lo = np.clip(below, 1, MAX_SHAPE_HEADS - 1)  # 1-based head count
     best: tuple[tuple[float, float], ModelConfig] | None = None
-    for n_layer in range(1, MAX_SHAPE_LAYERS + 1):
-        # the count grows with width: bisect for the widths just below and above the target
-        lo, hi = 1, MAX_SHAPE_HEADS
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if got(shaped(n_layer, mid)) <= n_params else (lo, mid)
-        for n_head in {lo, hi}:
-            cfg = shaped(n_layer, n_head)
-            err = abs(math.log(got(cfg) / n_params))
-            shape = abs(math.log(cfg.n_embd / n_layer / aspect_ratio))
-            key = (0.0, shape) if err <= math.log1p(SHAPE_PARAM_TOLERANCE) else (1.0, err)
+    tol = math.log1p(SHAPE_PARAM_TOLERANCE)
+    for heads in (lo, lo + 1):
+        counts = grid[layers - 1, heads - 1]
+        err = np.abs(np.log(counts / n_params))
+        shape = np.abs(np.log(heads * head_dim / layers / aspect_ratio))
+        within = err <= tol
+        key_flag = np.where(within, 0.0, 1.0)
+        key_val = np.where(within, shape, err)
+        for i in np.lexsort((key_val, key_flag))[:1]:  # the smallest (flag, value), first in depth order
+            key = (float(key_flag[i]), float(key_val[i]))
             if best is None or key < best[0]:
-                best = (key, cfg)
+                best = (key, shaped(int(layers[i]), int(heads[i])))
     assert best is not None
     cfg = best[1]
     reached = got(cfg)
@@ -255,6 +264,18 @@ def config_for_params(
             f"{_short(n_params)} {count.replace('_', '-')} parameters; the closest has {_short(reached)}"
         )
     return replace(cfg, name=f"~{_short(count_params(cfg).total)}")
+
+
+@functools.lru_cache(maxsize=32)
+def _width_counts(base: ModelConfig, head_dim: int, count: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parameter counts at 1 and 2 layers for every head count 1..MAX_SHAPE_HEADS (exact integers)."""
+    def got(n_layer: int, n_head: int) -> int:
+        pc = count_params(replace(base, n_layer=n_layer, n_head=n_head, n_embd=n_head * head_dim))
+        return pc.total if count == "total" else pc.non_embedding
+
+    heads = range(1, MAX_SHAPE_HEADS + 1)
+    return (np.array([got(1, h) for h in heads], dtype=np.float64),
+            np.array([got(2, h) for h in heads], dtype=np.float64))
 
 
 def _short(n: float) -> str:
