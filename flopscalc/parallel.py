@@ -34,6 +34,9 @@ GPUS_PER_NODE = 8
 NETWORK_BYTES_PER_S_PER_GPU = 50e9
 # Share of the gradient all-reduce that can hide behind the backward pass of the last micro-batch ([3] 3.2.3).
 DEFAULT_OVERLAP = 1.0
+# The last gradient bucket is reduced after backward ends and is never hidden; DDP's default bucket is 25 MiB
+# (torch.nn.parallel.DistributedDataParallel, bucket_cap_mb=25).
+DDP_BUCKET_BYTES = 25 * 2**20
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,9 @@ def data_parallel_comm(
         link, bw = "network between nodes", network_bytes_per_s
     bus = bw * bus_efficiency  # [4] bus bandwidth is what a ring achieves per direction
     comm_s = volume / bus
-    hidden = min(comm_s, overlap * backward_s)
+    ring = (n_gpus - 1) / n_gpus
+    last_bucket_s = min(comm_s, 2 * ring * DDP_BUCKET_BYTES / bus)  # [1] all-reduce of the final bucket
+    hidden = min(comm_s - last_bucket_s, overlap * backward_s)
     return CommEstimate(n_gpus, zero_stage, volume, bus, comm_s, hidden, link)
 
 
