@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -29,7 +30,8 @@ def _duration_s(days: float | None, hours: float | None, duration: str | None) -
 
     given = [(n, v) for n, v in (("--days", days), ("--hours", hours), ("--duration", duration)) if v is not None]
     if not given:
-        raise UsageError("say how long the GPUs are yours: --days, --hours or --duration (e.g. --days 365)")
+        raise UsageError("say how long the GPUs are yours (--days, --hours or --duration, e.g. --days 365), "
+                         "or give --flops or --budget-usd instead")
     if len(given) > 1:
         raise UsageError(f"give the training time once, not with {' and '.join(n for n, _ in given)}")
     name, value = given[0]
@@ -48,24 +50,62 @@ def plan(
     days: Annotated[Optional[float], typer.Option(help="Wall-clock time the GPUs are yours (days).")] = None,
     hours: Annotated[Optional[float], typer.Option(help="Wall-clock time the GPUs are yours (hours).")] = None,
     duration: Annotated[Optional[str], typer.Option(help="Wall-clock time with a unit, e.g. 2w, 36h, 1y.")] = None,
-    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Number of GPUs.")] = 1,
+    flops_budget: Annotated[Optional[str], typer.Option(
+        "--flops", help="A model-FLOP budget instead of a time, e.g. 1e21. (FLOP)")] = None,
+    budget_usd: Annotated[Optional[str], typer.Option(
+        "--budget-usd", help="A money budget instead of a time; needs --usd-per-gpu-hour. (USD)")] = None,
+    usd_per_gpu_hour: Annotated[Optional[float], typer.Option(
+        "--usd-per-gpu-hour", help="Cloud price of one GPU for one hour. (USD)")] = None,
+    usd_per_kwh: Annotated[Optional[float], typer.Option(
+        "--usd-per-kwh", help="Electricity price, for the energy cost line. (USD/kWh)")] = None,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Number of GPUs (data parallel, ZeRO when needed).")] = 1,
     precision: Annotated[Precision, typer.Option(help="Arithmetic that sets the peak rate (dense).")] = DEFAULT_PRECISION,
     utilization: Annotated[float, typer.Option(
-        help="Duty cycle: share of wall-clock time the GPUs are busy training (0-1).")] = DEFAULT_UTILIZATION,
-    mfu: Annotated[float, typer.Option(
-        help="Model FLOPs utilization while busy: achieved model FLOP/s over peak (0-1).")] = DEFAULT_MFU,
-    seq: Annotated[Optional[int], typer.Option(help="Training sequence length (tokens; default: context).")] = None,
+        help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")] = DEFAULT_UTILIZATION,
+    mfu: Annotated[Optional[float], typer.Option(
+        help=f"Model FLOPs utilization while busy: achieved model FLOP/s over peak. (0-1; default {DEFAULT_MFU})"
+    )] = None,
+    calibration: Annotated[Optional[Path], typer.Option(
+        help="Calibration profile from 'flopscalc calibrate': measured MFU replaces --mfu.")] = None,
+    law: Annotated[Optional[str], typer.Option(
+        help="Scaling law for the optimum and the predicted loss (see 'flopscalc scaling laws').")] = None,
+    dataset_tokens: Annotated[Optional[str], typer.Option(
+        "--dataset-tokens", help="Unique tokens you have; more training tokens repeat them, e.g. 10B. (tokens)")] = None,
+    max_days: Annotated[Optional[float], typer.Option(
+        "--max-days", help="Training must finish within this wall-clock time. (days)")] = None,
+    memory: Annotated[Optional[str], typer.Option(
+        help="Memory per GPU to plan for instead of the database's, e.g. 10GiB. (bytes)")] = None,
+    seq: Annotated[Optional[int], typer.Option(help="Training sequence length. (tokens; default 1024)")] = None,
     gpu_csv: GpuCsvOpt = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print every option as CSV rows instead of tables.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """FLOP budget of GPUs x time, and what it buys: tokens per GPT-2 preset, Chinchilla's 20/param, time."""
+    """The best training run for a budget: model, tokens, setup that fits, time, loss, energy and cost."""
     from . import planner
     from .hardware import get_gpu
-    from .report import plan_dict, plan_report
+    from .report_plan import plan_csv, plan_dict, plan_report
+    from .units import SECONDS_PER_DAY, parse_bytes, parse_count, parse_usd
 
     spec = get_gpu(gpu, gpu_csv or ())
-    p = planner.plan(spec, _duration_s(days, hours, duration), n_gpus=n_gpus, precision=precision,
-                     utilization=utilization, mfu=mfu, seq_len=seq)
+    times = [v for v in (days, hours, duration) if v is not None]
+    seconds = _duration_s(days, hours, duration) if times or (flops_budget is None and budget_usd is None) else None
+    profile = None
+    if calibration is not None:
+        from .calibration import load_profile
+
+        profile = load_profile(calibration)
+    p = planner.plan(
+        spec, seconds, flops=parse_count(flops_budget, what="--flops") if flops_budget is not None else None,
+        budget_usd=parse_usd(budget_usd, what="--budget-usd") if budget_usd is not None else None,
+        usd_per_gpu_hour=usd_per_gpu_hour, usd_per_kwh=usd_per_kwh, n_gpus=n_gpus, precision=precision,
+        utilization=utilization, mfu=mfu, calibration=profile, law=law,
+        dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens") if dataset_tokens is not None else None,
+        max_wall_clock_s=max_days * SECONDS_PER_DAY if max_days is not None else None,
+        memory_bytes=parse_bytes(memory, what="--memory") if memory is not None else None, seq_len=seq,
+    )
+    if as_csv:
+        sys.stdout.write(plan_csv(p))
+        return
     emit(plan_report(p), plan_dict(p), as_json)
 
 

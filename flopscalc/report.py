@@ -10,8 +10,7 @@ from rich.text import Text
 from .flops import FlopsSummary
 from .hardware import PRECISION_HELP, GpuDatabase, GpuSpec, Precision
 from .model import ModelConfig, count_params
-from .planner import Plan
-from .units import format_bytes, format_count, format_duration, format_flops, format_rate, format_sci, format_usd
+from .units import format_bytes, format_count, format_flops, format_rate, format_sci, format_usd
 
 COMPONENT_LABELS = {
     "embedding": "embedding lookup",
@@ -42,68 +41,6 @@ def model_line(cfg: ModelConfig) -> str:
     pc = count_params(cfg)
     return (f"{cfg.name}: {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}, "
             f"vocab {cfg.vocab_size}; {pc.total:,} parameters ({pc.non_embedding:,} non-embedding)")
-
-
-# ------------------------------------------------------------------ plan
-
-
-def plan_dict(p: Plan) -> dict:
-    b = p.budget
-    return {
-        "gpu": b.gpu.key, "gpu_name": b.gpu.name, "n_gpus": b.n_gpus, "duration_s": b.duration_s,
-        "precision": b.precision.value, "utilization": b.utilization, "mfu": b.mfu,
-        "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu, "achieved_flop_per_s": b.achieved_flop_per_s,
-        "peak_flops": b.peak_flops, "busy_flops": b.busy_flops, "model_flops": b.model_flops,
-        "candidates": [
-            {
-                "model": c.model.name, "n_params": c.n_params, "seq_len": c.seq_len,
-                "model_flops_per_token": c.model_flops_per_token, "budget_tokens": c.budget_tokens,
-                "tokens_per_param": c.tokens_per_param, "reaches_chinchilla": c.reaches_chinchilla,
-                "chinchilla_tokens": c.chinchilla_tokens, "chinchilla_flops": c.chinchilla_flops,
-                "chinchilla_time_s": c.chinchilla_time_s,
-            }
-            for c in p.candidates
-        ],
-        "assumptions": [{"name": a.name, "value": a.value, "source": a.source} for a in p.assumptions],
-    }
-
-
-def plan_report(p: Plan) -> Group:
-    b = p.budget
-    head = Text.from_markup(
-        f"[bold]{b.n_gpus} x {b.gpu.name}[/] for {format_duration(b.duration_s)}, "
-        f"{b.precision.value} ({PRECISION_HELP[b.precision]}, dense)"
-    )
-    budget = Table(title="FLOP budget", title_justify="left", show_header=False, box=None, pad_edge=False)
-    budget.add_column(style="bold")
-    budget.add_column(justify="right")
-    budget.add_column(style="dim")
-    budget.add_row("peak rate", format_rate(b.peak_flop_per_s), f"{b.n_gpus} x {format_rate(b.peak_flop_per_s_per_gpu)}")
-    budget.add_row("peak x time", format_flops(b.peak_flops), "every GPU busy and at peak the whole time")
-    budget.add_row(f"x utilization {b.utilization:g}", format_flops(b.busy_flops),
-                   "busy share of wall-clock time (duty cycle)")
-    budget.add_row(f"x MFU {b.mfu:g}", format_flops(b.model_flops),
-                   f"model FLOPs delivered ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)")
-
-    cands = Table(title="What the budget buys (GPT-2 presets; 20 tokens/param = Chinchilla-optimal)",
-                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    for col, just in [("model", "left"), ("params", "right"), ("tokens", "right"),
-                      ("tok/param", "right"), (">=20", "center"), ("time at 20/p", "right"),
-                      ("FLOPs 20/p", "right")]:
-        cands.add_column(col, justify=just, no_wrap=True)
-    for c in p.candidates:
-        cands.add_row(
-            c.model.name, format_count(c.n_params), format_count(c.budget_tokens), f"{c.tokens_per_param:,.0f}",
-            "[green]yes[/]" if c.reaches_chinchilla else "[red]no[/]",
-            format_duration(c.chinchilla_time_s), format_sci(c.chinchilla_flops),
-        )
-    notes = Table(title="Assumptions", title_justify="left", show_header=False, box=None, pad_edge=False)
-    notes.add_column(style="bold")
-    notes.add_column()
-    notes.add_column(style="dim")
-    for a in p.assumptions:
-        notes.add_row(a.name, a.value, a.source)
-    return Group(head, Text(), budget, Text(), cands, Text(), notes)
 
 
 # ------------------------------------------------------------------ flops

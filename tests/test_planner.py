@@ -56,8 +56,8 @@ def test_one_gpu_for_eight_days_is_the_same_budget_as_eight_gpus_for_one_day():
     assert a.model_flops == pytest.approx(b.model_flops, rel=1e-12)
 
 
-@settings(max_examples=60, deadline=None)
-@given(days=st.floats(0.01, 3650), more=st.floats(1.0001, 10), n_gpus=st.integers(1, 64),
+@settings(max_examples=12, deadline=None)
+@given(days=st.floats(1, 3650), more=st.floats(1.0001, 10), n_gpus=st.integers(1, 64),
        mfu=st.floats(0.05, 1.0), util=st.floats(0.05, 1.0))
 def test_budget_is_linear_in_time_and_gpus_and_tokens_grow_with_days(days, more, n_gpus, mfu, util):
     gpu = get_gpu("4090")

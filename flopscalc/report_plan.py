@@ -1,0 +1,233 @@
+"""Renderers for `flopscalc plan`: the Plan as rich tables, a JSON-ready dict and CSV rows. No arithmetic."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .hardware import PRECISION_HELP
+from .planner import Plan
+from .plan_options import PlanOption
+from .report import model_dict
+from .units import format_bytes, format_count, format_duration, format_flops, format_rate, format_sci, format_usd
+
+
+def _shape(o: PlanOption) -> str:
+    return f"{o.model.n_layer}x{o.model.n_embd}"
+
+
+def _setup_short(o: PlanOption) -> str:
+    if o.chosen is None:
+        return f"needs {o.min_gpus} GPUs" if o.min_gpus else "fits no GPU count"
+    s = o.chosen.setup
+    parts = [f"{s.micro_batch}x{s.grad_accum}"]
+    if s.recompute.value != "none":
+        parts.append(f"rc:{s.recompute.value[:3]}")
+    if s.optimizer.value != "adamw":
+        parts.append({"adamw8bit": "8bit"}.get(s.optimizer.value, s.optimizer.value))
+    if s.zero_stage:
+        parts.append(f"z{s.zero_stage}")
+    if s.offload_optimizer:
+        parts.append("off")
+    return " ".join(parts)
+
+
+def option_dict(o: PlanOption) -> dict:
+    d = {
+        "model": model_dict(o.model), "n_params": o.n_params, "nearest_preset": o.nearest_preset, "fits": o.fits,
+        "min_gpus": o.min_gpus, "n_tokens": o.n_tokens, "tokens_per_param": o.tokens_per_param,
+        "epochs": o.epochs, "effective_tokens": o.effective_tokens, "loss": o.loss, "train_time_s": o.train_time_s,
+        "model_flops": o.model_flops, "n_steps": o.n_steps,
+    }
+    if o.chosen is not None:
+        s = o.chosen.setup
+        d["setup"] = {
+            "precision": s.precision.value, "optimizer": s.optimizer.value, "recompute": s.recompute.value,
+            "flash": s.flash, "micro_batch": s.micro_batch, "grad_accum": s.grad_accum, "seq_len": s.seq_len,
+            "tokens_per_step": o.chosen.tokens_per_step, "n_gpus": s.n_gpus, "zero_stage": s.zero_stage,
+            "offload_optimizer": s.offload_optimizer, "max_micro_batch": o.chosen.max_micro_batch,
+        }
+        d["memory"] = {"peak_bytes": o.chosen.peak_memory_bytes, "capacity_bytes": o.chosen.capacity_bytes}
+        sp = o.speed
+        d["speed"] = {
+            "step_s": sp.step_s, "compute_s": sp.compute_s, "comm_s": sp.comm.comm_s,
+            "comm_exposed_s": sp.comm.exposed_s, "scaling_efficiency": sp.scaling_efficiency,
+            "tokens_per_s": sp.tokens_per_s, "model_flop_per_s": sp.model_flop_per_s,
+            "model_flops_per_token": sp.model_flops_per_token, "hardware_flops_per_token": sp.hardware_flops_per_token,
+            "mfu": sp.mfu_no_recompute,
+        }
+    return d
+
+
+def plan_dict(p: Plan) -> dict:
+    b = p.budget
+    e = p.energy
+    a = p.allocation
+    return {
+        "gpu": b.gpu.key, "gpu_name": b.gpu.name, "n_gpus": b.n_gpus, "duration_s": b.duration_s,
+        "budget_kind": p.budget_kind, "precision": b.precision.value, "utilization": b.utilization, "mfu": b.mfu,
+        "mfu_source": p.mfu_source, "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu,
+        "achieved_flop_per_s": b.achieved_flop_per_s, "peak_flops": b.peak_flops, "busy_flops": b.busy_flops,
+        "model_flops": b.model_flops if p.budget_kind != "flops" else a.c_flops,
+        "max_wall_clock_s": p.max_wall_clock_s,
+        "law": {"name": p.law.name, "source": p.law.source, "flop_convention": p.law.flop_convention,
+                "n_counts_embeddings": p.law.n_counts_embeddings},
+        "compute_optimal": {"c_flops": a.c_flops, "n_params": a.n_params, "n_tokens": a.n_tokens,
+                            "tokens_per_param": a.tokens_per_param, "loss": a.loss, "method": a.method},
+        "recommended": option_dict(p.recommended),
+        "loss_by_law": p.loss_by_law,
+        "energy": {"gpu_hours": e.gpu_hours, "facility_energy_kwh": e.facility_energy_kwh,
+                   "electricity_usd": e.electricity_usd, "cloud_usd": e.cloud_usd},
+        "options": [option_dict(o) for o in p.options],
+        "candidates": [
+            {
+                "model": c.model.name, "n_params": c.n_params, "seq_len": c.seq_len,
+                "model_flops_per_token": c.model_flops_per_token, "budget_tokens": c.budget_tokens,
+                "tokens_per_param": c.tokens_per_param, "reaches_chinchilla": c.reaches_chinchilla,
+                "chinchilla_tokens": c.chinchilla_tokens, "chinchilla_flops": c.chinchilla_flops,
+                "chinchilla_time_s": c.chinchilla_time_s,
+            }
+            for c in p.candidates
+        ],
+        "warnings": list(p.warnings),
+        "assumptions": [{"name": x.name, "value": x.value, "source": x.source} for x in p.assumptions],
+    }
+
+
+CSV_COLUMNS = ("n_params", "n_layer", "n_head", "n_embd", "nearest_preset", "fits", "min_gpus", "micro_batch",
+               "grad_accum", "recompute", "optimizer", "zero_stage", "offload_optimizer", "peak_memory_bytes",
+               "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "train_time_s", "recommended")
+
+
+def plan_csv(p: Plan) -> str:
+    """Every option as a CSV row (base units), the recommended one marked."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for o in p.options:
+        s = o.chosen.setup if o.chosen else None
+        w.writerow({
+            "n_params": o.n_params, "n_layer": o.model.n_layer, "n_head": o.model.n_head, "n_embd": o.model.n_embd,
+            "nearest_preset": o.nearest_preset, "fits": o.fits, "min_gpus": o.min_gpus or "",
+            "micro_batch": s.micro_batch if s else "", "grad_accum": s.grad_accum if s else "",
+            "recompute": s.recompute.value if s else "", "optimizer": s.optimizer.value if s else "",
+            "zero_stage": s.zero_stage if s else "", "offload_optimizer": s.offload_optimizer if s else "",
+            "peak_memory_bytes": o.chosen.peak_memory_bytes if s else "", "n_tokens": o.n_tokens,
+            "tokens_per_param": o.tokens_per_param, "loss": "" if o.loss is None else o.loss,
+            "step_s": o.speed.step_s if o.speed else "", "tokens_per_s": o.speed.tokens_per_s if o.speed else "",
+            "train_time_s": o.train_time_s, "recommended": o is p.recommended,
+        })
+    return out.getvalue()
+
+
+def _kv_table(title: str) -> Table:
+    t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(justify="right", no_wrap=True)
+    t.add_column(style="dim")
+    return t
+
+
+def plan_report(p: Plan) -> Group:
+    b = p.budget
+    r = p.recommended
+    s = r.chosen.setup
+    sp = r.speed
+    head = Text.from_markup(
+        f"[bold]{b.n_gpus} x {b.gpu.name}[/] for {format_duration(b.duration_s)}, "
+        f"{b.precision.value} ({PRECISION_HELP[b.precision]}, dense)"
+        + ("" if p.budget_kind == "time" else f"; budget given as {'FLOPs' if p.budget_kind == 'flops' else 'money'}")
+    )
+    budget = _kv_table("FLOP budget")
+    budget.add_row("peak rate", format_rate(b.peak_flop_per_s), f"{b.n_gpus} x {format_rate(b.peak_flop_per_s_per_gpu)}")
+    budget.add_row("peak x time", format_flops(b.peak_flops), "every GPU busy and at peak the whole time")
+    budget.add_row(f"x utilization {b.utilization:g}", format_flops(b.busy_flops),
+                   "busy share of wall-clock time (duty cycle)")
+    budget.add_row(f"x MFU {b.mfu:g}", format_flops(b.model_flops),
+                   f"model FLOPs delivered ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)")
+    a = p.allocation
+    budget.add_row(f"{p.law.name} optimum", f"N {format_count(a.n_params)}",
+                   f"D {format_count(a.n_tokens)} tokens ({a.tokens_per_param:.0f}/param)"
+                   + ("" if a.loss is None else f", loss {a.loss:.3f}"))
+
+    rec = _kv_table("Recommended run")
+    m = r.model
+    rec.add_row("model", format_count(r.n_params) + " params",
+                f"{m.n_layer} layers x {m.n_embd} wide, {m.n_head} heads of {m.head_dim}; nearest preset "
+                f"{r.nearest_preset}")
+    rec.add_row("tokens", format_count(r.n_tokens),
+                f"{r.tokens_per_param:.1f} per parameter" + ("" if r.epochs is None else f", {r.epochs:.2f} epochs"))
+    if r.loss is not None:
+        others = ", ".join(f"{k} {v:.3f}" for k, v in p.loss_by_law.items() if k != p.law.name and v is not None)
+        rec.add_row("predicted loss", f"{r.loss:.3f}",
+                    f"nats/token on the law's data ({p.law.name})" + (f"; {others}" if others else ""))
+    rec.add_row("setup", f"{s.micro_batch} x {s.grad_accum}",
+                f"micro-batch x accumulation = {format_count(r.chosen.tokens_per_step)} tokens/step at seq "
+                f"{s.seq_len}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
+                + (f", ZeRO-{s.zero_stage}" if s.zero_stage else "") + (", optimizer offload" if s.offload_optimizer
+                                                                        else ""))
+    rec.add_row("memory per GPU", format_bytes(r.chosen.peak_memory_bytes),
+                f"of {format_bytes(r.chosen.capacity_bytes)} (5% kept free); largest micro-batch {r.chosen.max_micro_batch}"
+                + (" (capped at the batch)" if r.chosen.max_micro_batch <= s.micro_batch else ""))
+    rec.add_row("step", format_duration(sp.step_s),
+                f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu_no_recompute:.2f}"
+                + (f", communication {sp.comm.exposed_s:.3g} s exposed, scaling efficiency "
+                   f"{sp.scaling_efficiency:.0%}" if b.n_gpus > 1 else ""))
+    rec.add_row("wall clock", format_duration(r.train_time_s), f"{format_count(r.n_steps)} steps at duty cycle "
+                f"{b.utilization:g}; {format_flops(r.model_flops)} model FLOPs")
+    e = p.energy
+    cost = []
+    if e.electricity_usd is not None:
+        cost.append(f"electricity {format_usd(e.electricity_usd)}")
+    if e.cloud_usd is not None:
+        cost.append(f"cloud {format_usd(e.cloud_usd)}")
+    rec.add_row("energy", f"{e.facility_energy_kwh:,.0f} kWh",
+                f"GPU board power x busy time; {e.gpu_hours:,.0f} GPU-hours" + ("; " + ", ".join(cost) if cost else ""))
+
+    opts = Table(title="Options around the optimum, and the GPT-2 presets (setup: micro-batch x accumulation, "
+                       "rc = recompute, 8bit = 8-bit Adam, z = ZeRO stage, off = optimizer offload)",
+                 title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    show_time = p.budget_kind == "flops" or p.max_wall_clock_s is not None
+    cols = [("params", "right"), ("preset", "left"), ("shape", "right"), ("setup", "left"), ("tokens", "right"),
+            ("tok/p", "right"), ("loss", "right")] + ([("time", "right")] if show_time else [])
+    for col, just in cols:
+        opts.add_column(col, justify=just, no_wrap=True)
+    for o in p.options:
+        mark = "[bold green]" if o is r else ("[dim]" if not o.fits else "")
+        end = "[/]" if mark else ""
+        cells = [format_count(o.n_params), o.model.name or "", _shape(o), _setup_short(o),
+                 format_count(o.n_tokens) if o.fits else "-", f"{o.tokens_per_param:.0f}" if o.fits else "-",
+                 "-" if o.loss is None else f"{o.loss:.3f}"]
+        if show_time:
+            cells.append(format_duration(o.train_time_s) if o.fits else "-")
+        opts.add_row(*(f"{mark}{x}{end}" for x in cells))
+
+    cands = Table(title="What the budget buys at the stated MFU (20 tokens/param = Chinchilla-optimal)",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    for col, just in [("model", "left"), ("params", "right"), ("tokens", "right"),
+                      ("tok/param", "right"), (">=20", "center"), ("time at 20/p", "right"),
+                      ("FLOPs 20/p", "right")]:
+        cands.add_column(col, justify=just, no_wrap=True)
+    for c in p.candidates:
+        cands.add_row(
+            c.model.name, format_count(c.n_params), format_count(c.budget_tokens), f"{c.tokens_per_param:,.0f}",
+            "[green]yes[/]" if c.reaches_chinchilla else "[red]no[/]",
+            format_duration(c.chinchilla_time_s), format_sci(c.chinchilla_flops),
+        )
+    notes = Table(title="Assumptions", title_justify="left", show_header=False, box=None, pad_edge=False)
+    notes.add_column(style="bold")
+    notes.add_column()
+    notes.add_column(style="dim")
+    for x in p.assumptions:
+        notes.add_row(x.name, x.value, x.source)
+    parts = [head, Text(), budget, Text(), rec, Text(), opts, cands]
+    if p.warnings:
+        parts += [Text("Warnings", style="bold yellow")] + [Text(f"- {w}", style="yellow") for w in p.warnings]
+        parts.append(Text())
+    parts.append(notes)
+    return Group(*parts)

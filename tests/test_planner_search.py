@@ -1,0 +1,163 @@
+"""The planner's recommendation: memory it claims, bookkeeping, budgets, data limits, bad constraints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flopscalc.calibration import CalibrationPoint, CalibrationProfile, save_profile
+from flopscalc.cli import run
+from flopscalc.errors import DomainError, UsageError
+from flopscalc.hardware import get_gpu
+from flopscalc.memory import estimate_memory
+from flopscalc.model import PRESETS, count_params
+from flopscalc.planner import plan, plans_frame
+from flopscalc.scaling import BUILTIN_LAWS
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def year_4070ti():
+    return plan(get_gpu("4070ti"), 365 * DAY)
+
+
+def test_seed_question_answered_with_a_run_that_fits_12_gib(year_4070ti):
+    p = year_4070ti
+    r = p.recommended
+    # the recommended setup, re-estimated from scratch, fits the card's 12 GiB (the memory it claims)
+    assert estimate_memory(r.model, r.chosen.setup).peak_bytes <= 0.95 * 12 * 2**30  # 5% kept free
+    assert r.chosen.capacity_bytes == 12 * 2**30
+    # its size is within a factor 4 of Besiroglu's compute-optimal N for the budget, and it beats every preset
+    assert 0.25 < r.n_params / p.allocation.n_params < 4
+    preset_losses = [o.loss for o in p.options if o.model.name in PRESETS and o.fits]
+    assert r.loss <= min(preset_losses)
+    assert r.loss == pytest.approx(BUILTIN_LAWS["besiroglu2024"].loss(r.n_params, r.n_tokens))
+
+
+def test_bookkeeping_closes(year_4070ti):
+    # tokens x FLOPs/token = model FLOPs = rate x busy time; steps x tokens/step = tokens
+    for o in year_4070ti.options:
+        if not o.fits:
+            continue
+        busy_s = o.train_time_s * year_4070ti.budget.utilization
+        assert o.model_flops == pytest.approx(o.speed.model_flop_per_s * busy_s, rel=1e-9)
+        assert o.n_steps * o.speed.tokens_per_step == pytest.approx(o.n_tokens, rel=1e-9)
+        assert o.train_time_s == pytest.approx(365 * DAY, rel=1e-9)
+        # a step's compute: hardware FLOPs at peak x MFU
+        peak = get_gpu("4070ti").peak_flop_per_s("bf16")
+        assert o.speed.compute_s == pytest.approx(
+            o.speed.tokens_per_step * o.speed.hardware_flops_per_token / (peak * 0.4), rel=1e-9)
+
+
+def test_options_that_fit_nowhere_say_how_many_gpus_they_need(year_4070ti):
+    big = [o for o in year_4070ti.options if not o.fits]
+    assert big and all(o.min_gpus and o.min_gpus >= 2 for o in big)
+    assert [o.min_gpus for o in big] == sorted(o.min_gpus for o in big)  # bigger models need more GPUs
+
+
+@settings(max_examples=8, deadline=None)
+@given(days=st.floats(0.5, 400), more=st.floats(1.2, 8))
+def test_more_days_never_predicts_a_worse_loss(days, more):
+    gpu = get_gpu("4090")
+    short = plan(gpu, days * DAY).recommended
+    long = plan(gpu, days * more * DAY).recommended
+    assert long.loss <= short.loss + 1e-12
+
+
+def test_one_gpu_eight_days_vs_eight_gpus_one_day():
+    gpu = get_gpu("4090")  # PCIe 4.0: communication is not free
+    model = [PRESETS["gpt2-medium"]]
+    one = plan(gpu, 8 * DAY, n_gpus=1, models=model)
+    eight = plan(gpu, 1 * DAY, n_gpus=8, models=model)
+    assert one.budget.model_flops == pytest.approx(eight.budget.model_flops, rel=1e-12)  # same budget
+    a, b = one.recommended, eight.recommended
+    assert b.speed.comm.comm_s > 0 and a.speed.comm.comm_s == 0
+    # different times: communication the backward pass does not hide costs the 8-GPU run tokens
+    assert b.n_tokens < a.n_tokens
+    assert b.speed.scaling_efficiency <= 1.0
+
+
+def test_flop_budget_is_spent_exactly():
+    p = plan(get_gpu("h100"), flops=1e20)
+    assert p.recommended.model_flops == pytest.approx(1e20, rel=1e-9)
+    assert p.allocation.c_flops == 1e20
+
+
+def test_money_budget_rents_hours():
+    p = plan(get_gpu("h100"), budget_usd=500, usd_per_gpu_hour=2.5, n_gpus=8)
+    assert p.budget.duration_s == pytest.approx(25 * 3600)
+    assert p.energy.cloud_usd == pytest.approx(500, rel=1e-9)
+
+
+def test_dataset_limit_repeats_data_and_costs_loss():
+    free = plan(get_gpu("4070ti"), 365 * DAY).recommended
+    limited = plan(get_gpu("4070ti"), 365 * DAY, dataset_tokens=2e9)
+    r = limited.recommended
+    assert r.epochs > 1 and r.effective_tokens < r.n_tokens
+    assert r.loss > free.loss
+    assert any("repeats the dataset" in w for w in limited.warnings)
+
+
+def test_max_wall_clock_caps_training():
+    p = plan(get_gpu("4070ti"), 365 * DAY, max_wall_clock_s=30 * DAY)
+    assert p.recommended.train_time_s <= 30 * DAY * (1 + 1e-9)
+
+
+def test_calibration_profile_sets_the_mfu(tmp_path):
+    cfg = PRESETS["gpt2"]
+    point = CalibrationPoint(model=cfg, n_params=count_params(cfg).total, micro_batch=8, seq_len=1024, grad_accum=1,
+                             n_devices=1, precision="bf16", compiled=False, step_time_s=1.0, tokens_per_s=8192,
+                             model_flops_per_token=1e9, achieved_flop_per_s=8.2e12, peak_flop_per_s=80.2e12,
+                             mfu=0.25)
+    path = save_profile(CalibrationProfile("NVIDIA GeForce RTX 4070 Ti", "rtx-4070-ti", "2.13.0", "2026-11-25",
+                                           (point,)), tmp_path / "cal.json")
+    code = run(["plan", "--gpu", "4070ti", "--days", "30", "--calibration", str(path), "--json"])
+    assert code == 0
+
+
+def test_calibration_and_mfu_together_is_a_usage_error():
+    with pytest.raises(UsageError, match="not both"):
+        plan(get_gpu("4070ti"), DAY, mfu=0.3, calibration=object())
+
+
+@pytest.mark.parametrize("kwargs,exc,pattern", [
+    (dict(dataset_tokens=0), UsageError, "dataset"),
+    (dict(duration_s=None), UsageError, "exactly one budget"),
+    (dict(flops=1e20), UsageError, "exactly one budget"),
+    (dict(memory_bytes=0.2 * 2**30), DomainError, "no candidate fits 0.2 GiB"),
+    (dict(duration_s=1.0), DomainError, "less than one optimizer step"),
+    (dict(law="chinchila"), UsageError, "did you mean chinchilla"),
+])
+def test_contradictory_constraints_explain_themselves(kwargs, exc, pattern):
+    args = dict(duration_s=DAY)
+    args.update(kwargs)
+    with pytest.raises(exc, match=pattern):
+        plan(get_gpu("4070ti"), args.pop("duration_s"), **args)
+
+
+def test_many_plans_as_a_pandas_frame():
+    frame = plans_frame([plan(get_gpu("4070ti"), d * DAY) for d in (1, 30)])
+    assert list(frame["duration_s"]) == [DAY, 30 * DAY]
+    assert frame["loss"].is_monotonic_decreasing
+
+
+def test_cli_plan_json_csv_and_options(capsys):
+    assert run(["plan", "--gpu", "4070ti", "--days", "365", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["recommended"]["memory"]["peak_bytes"] <= d["recommended"]["memory"]["capacity_bytes"]
+    assert d["law"]["name"] == "besiroglu2024" and d["loss_by_law"]["chinchilla"] > 0
+    assert run(["plan", "--gpu", "4070ti", "--days", "365", "--csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("n_params,") and sum(line.endswith(",True") for line in lines[1:]) == 1
+    for extra in (["--law", "chinchilla"], ["--dataset-tokens", "5B"], ["--max-days", "30"], ["--memory", "8GiB"],
+                  ["--usd-per-kwh", "0.3"]):
+        assert run(["plan", "--gpu", "4070ti", "--days", "365", "--json", *extra]) == 0
+        assert json.loads(capsys.readouterr().out) != d
+    assert run(["plan", "--gpu", "4070ti", "--flops", "1e20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["budget_kind"] == "flops"
+    assert run(["plan", "--gpu", "h100", "--budget-usd", "$500", "--usd-per-gpu-hour", "2.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["energy"]["cloud_usd"] == pytest.approx(500)
