@@ -91,12 +91,14 @@ class CalibrationProfile:
         """Points that have an MFU (their device had a known peak)."""
         return [p for p in self.points if p.mfu is not None]
 
-    def mfu_for(self, n_params: float, micro_batch: float | None = None) -> float:
+    def mfu_for(self, n_params: float, micro_batch: float | None = None, seq_len: int | None = None) -> float:
         """Measured MFU interpolated to a model of ``n_params`` parameters and a micro-batch (fraction).
 
-        Linear interpolation in log(parameters) within each measured micro-batch, then in
-        log(micro-batch) between them; outside the measured range the nearest measurement is used
-        (no extrapolation). ``micro_batch=None`` takes the largest measured one (the best setting).
+        Points at the measured sequence length nearest ``seq_len`` (default: the longest) are used; where
+        several share a model size and micro-batch (e.g. compile off and on) the best MFU counts. Linear
+        interpolation in log(parameters) within each measured micro-batch, then in log(micro-batch)
+        between them; outside the measured range the nearest measurement is used (no extrapolation).
+        ``micro_batch=None`` takes the largest measured one (the best setting).
         """
         pts = self.mfu_points()
         if not pts:
@@ -104,11 +106,18 @@ class CalibrationProfile:
                 f"calibration profile for {self.device_name} has no MFU (no peak rate was known); "
                 "re-run calibrate with --gpu or --peak-tflops"
             )
-        batches = sorted({p.micro_batch for p in pts})
+        seqs = sorted({p.seq_len for p in pts})
+        seq = seqs[-1] if seq_len is None else min(seqs, key=lambda s: (abs(math.log(s / seq_len)), -s))
+        best: dict[tuple[int, int], float] = {}
+        for p in pts:
+            if p.seq_len == seq:
+                key = (p.micro_batch, p.n_params)
+                best[key] = max(best.get(key, 0.0), p.mfu)
+        batches = sorted({b for b, _ in best})
         mb = batches[-1] if micro_batch is None else micro_batch
         per_batch = []
         for b in batches:
-            row = sorted((math.log(p.n_params), p.mfu) for p in pts if p.micro_batch == b)
+            row = sorted((math.log(n), m) for (bb, n), m in best.items() if bb == b)
             xs, ys = [x for x, _ in row], [y for _, y in row]
             per_batch.append(float(np.interp(math.log(n_params), xs, ys)))  # np.interp clamps at the ends
         return float(np.interp(math.log(mb), [math.log(b) for b in batches], per_batch))

@@ -92,6 +92,16 @@ def test_mfu_interpolates_over_micro_batch():
     assert prof.mfu_for(64_000) == pytest.approx(0.4)  # default: the largest measured micro-batch
 
 
+def test_best_of_duplicates_and_nearest_sequence_length():
+    from dataclasses import replace
+
+    eager, compiled = _point(64, 8, 0.3), replace(_point(64, 8, 0.5), compiled=True)
+    short = replace(_point(64, 8, 0.1), seq_len=16)
+    prof = _profile(eager, compiled, short)
+    assert prof.mfu_for(64_000) == pytest.approx(0.5)  # compile on is the better measured setting
+    assert prof.mfu_for(64_000, seq_len=20) == pytest.approx(0.1)  # 20 is nearer 16 than 64 (in log)
+
+
 def test_no_mfu_without_a_peak():
     prof = _profile(_point(mfu=None))
     with pytest.raises(DomainError, match="no MFU"):
