@@ -272,6 +272,9 @@ def plan(
         check_positive(value, what)
     if mfu is not None and calibration is not None:
         raise UsageError("give --mfu or --calibration, not both: the profile's measured MFU replaces the stated one")
+    if calibration is not None and calibration.gpu_key is not None and calibration.gpu_key != gpu.key:
+        raise UsageError(f"the calibration profile was measured on {calibration.gpu_key}, the plan is for {gpu.key}; "
+                         "calibrate on that GPU or drop --calibration")
     seq_len = seq_len or 1024
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise UsageError(f"sequence length must be a positive whole number of tokens, got {seq_len!r}")
@@ -327,7 +330,8 @@ def plan(
         loss_by_law[name] = _loss(other, _law_n(other, rec.model), rec.n_tokens, dataset_tokens)[0]
     energy = energy_cost(gpu, n_gpus, rec.train_time_s, utilization, electricity_usd_per_kwh=usd_per_kwh,
                          cloud_usd_per_gpu_hour=usd_per_gpu_hour)
-    mfu_source = ("measured: calibration profile " + calibration.device_name if calibration is not None
+    mfu_source = (f"measured: calibration profile ({calibration.device_name}, {calibration.created[:10]}, torch "
+                  f"{calibration.torch_version}), interpolated per model size" if calibration is not None
                   else "given" if mfu is not None else
                   "default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. "
                   "2022, Table 3)")
@@ -347,7 +351,7 @@ def _evaluate(cfg, law, gpu, budget, budget_kind, c_model, seq_len, mfu, calibra
                           min_gpus_to_fit(cfg, gpu, seq_len, budget.precision, memory_bytes),
                           None, 0.0, 0.0, None, None, dataset_tokens)
     if calibration is not None:
-        eff = calibration.mfu_for(n, chosen.setup.micro_batch)
+        eff = calibration.mfu_for(n, chosen.setup.micro_batch, seq_len)
     else:
         eff = mfu if mfu is not None else DEFAULT_MFU
     speed = throughput(cfg, chosen, gpu, budget.precision, eff)

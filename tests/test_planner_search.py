@@ -107,7 +107,7 @@ def test_max_wall_clock_caps_training():
     assert p.recommended.train_time_s <= 30 * DAY * (1 + 1e-9)
 
 
-def test_calibration_profile_sets_the_mfu(tmp_path):
+def test_calibration_profile_sets_the_mfu(tmp_path, capsys):
     cfg = PRESETS["gpt2"]
     point = CalibrationPoint(model=cfg, n_params=count_params(cfg).total, micro_batch=8, seq_len=1024, grad_accum=1,
                              n_devices=1, precision="bf16", compiled=False, step_time_s=1.0, tokens_per_s=8192,
@@ -117,6 +117,12 @@ def test_calibration_profile_sets_the_mfu(tmp_path):
                                            (point,)), tmp_path / "cal.json")
     code = run(["plan", "--gpu", "4070ti", "--days", "30", "--calibration", str(path), "--json"])
     assert code == 0
+    d = json.loads(capsys.readouterr().out)
+    # one measured point: every model size gets its MFU (no extrapolation), and the plan says where it came from
+    assert all(o["speed"]["mfu"] == 0.25 for o in d["options"] if o["fits"])
+    assert d["mfu_source"].startswith("measured")
+    code = run(["plan", "--gpu", "4090", "--days", "30", "--calibration", str(path)])
+    assert code == 2 and "measured on rtx-4070-ti" in capsys.readouterr().err
 
 
 def test_calibration_and_mfu_together_is_a_usage_error():
