@@ -189,3 +189,14 @@ def test_readme_commands_and_ci_script_agree():
     assert main_cmd.startswith("python3 -m venv") and test_cmd.startswith("python3 -m venv")
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_cmd in ci
+
+
+def test_runs_lists_published_runs_with_their_errors(capsys):
+    from flopscalc.runs import compare, get_run
+
+    d = cli_json(capsys, "runs")
+    by_name = {r["run"]: r for r in d["runs"]}
+    assert len(by_name) >= 6 and "llmc-gpt2-124m" in by_name
+    assert by_name["bloom-176b"]["error"] == pytest.approx(compare(get_run("bloom-176b")).error)
+    code, out, _ = cli(capsys, "runs")
+    assert code == 0 and "opt-175b" in out
