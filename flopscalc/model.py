@@ -269,13 +269,14 @@ def config_for_params(
 @functools.lru_cache(maxsize=32)
 def _width_counts(base: ModelConfig, head_dim: int, count: str) -> tuple[np.ndarray, np.ndarray]:
     """Parameter counts at 1 and 2 layers for every head count 1..MAX_SHAPE_HEADS (exact integers)."""
-    def got(n_layer: int, n_head: int) -> int:
-        pc = count_params(replace(base, n_layer=n_layer, n_head=n_head, n_embd=n_head * head_dim))
-        return pc.total if count == "total" else pc.non_embedding
-
-    heads = range(1, MAX_SHAPE_HEADS + 1)
-    return (np.array([got(1, h) for h in heads], dtype=np.float64),
-            np.array([got(2, h) for h in heads], dtype=np.float64))
+    one, per_layer = [], []
+    for h in range(1, MAX_SHAPE_HEADS + 1):
+        pc = count_params(replace(base, n_layer=1, n_head=h, n_embd=h * head_dim))
+        one.append(pc.total if count == "total" else pc.non_embedding)
+        # one more block adds its attention, MLP and two of the three LayerNorms of a 1-layer model
+        per_layer.append(pc.attention + pc.mlp + 2 * pc.layernorm // 3)
+    c1 = np.array(one, dtype=np.float64)
+    return c1, c1 + np.array(per_layer, dtype=np.float64)
 
 
 def _short(n: float) -> str:

@@ -7,6 +7,7 @@ reference module after an optimizer step. References [1]-[8] are those of `flops
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -52,6 +53,12 @@ def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
+@functools.lru_cache(maxsize=256)
+def _shapes_only(cfg: ModelConfig) -> tuple[tuple[int, ...], ...]:
+    """`param_shapes` without names, cached: the planner asks for the same model many times."""
+    return tuple(s for _, s in param_shapes(cfg))
+
+
 def n_cast_params(cfg: ModelConfig) -> int:
     """Parameters autocast copies to 16 bit: every linear's weight and bias and the LM head.
 
@@ -77,7 +84,7 @@ def optimizer_state_bytes(cfg: ModelConfig, optimizer: Optimizer, state_bytes: i
         Bytes per element of full-precision states: 4 with fp32 or master weights, 2 when PyTorch keeps
         states in the parameters' bf16 (pure bf16).
     """
-    shapes = [s for _, s in param_shapes(cfg)]
+    shapes = _shapes_only(cfg)
     n = sum(math.prod(s) for s in shapes)
     if optimizer is Optimizer.none:
         return 0.0
