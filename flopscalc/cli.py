@@ -76,6 +76,14 @@ def plan(
     memory: Annotated[Optional[str], typer.Option(
         help="Memory per GPU to plan for instead of the database's, e.g. 10GiB. (bytes)")] = None,
     seq: Annotated[Optional[int], typer.Option(help="Training sequence length. (tokens; default 1024)")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="Plan this model only (preset, e.g. gpt2-xl): its setup, time and cost.")] = None,
+    params: Annotated[Optional[str], typer.Option(
+        help="Plan a model of about this many parameters only, shaped by rule, e.g. 350M.")] = None,
+    tokens: Annotated[Optional[str], typer.Option(
+        help="With --model or --params: train on exactly this many tokens; no budget needed. (tokens)")] = None,
+    target_loss: Annotated[Optional[float], typer.Option(
+        "--target-loss", help="Find the fastest run whose predicted loss reaches this. (nats/token)")] = None,
     gpu_csv: GpuCsvOpt = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print every option as CSV rows instead of tables.")] = False,
     as_json: JsonOpt = False,
@@ -88,7 +96,14 @@ def plan(
 
     spec = get_gpu(gpu, gpu_csv or ())
     times = [v for v in (days, hours, duration) if v is not None]
-    seconds = _duration_s(days, hours, duration) if times or (flops_budget is None and budget_usd is None) else None
+    no_budget = tokens is not None or target_loss is not None
+    seconds = (_duration_s(days, hours, duration)
+               if times or (flops_budget is None and budget_usd is None and not no_budget) else None)
+    cfg = None
+    if model is not None or params is not None:
+        from .model import resolve_model
+
+        cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None)
     profile = None
     if calibration is not None:
         from .calibration import load_profile
@@ -102,6 +117,8 @@ def plan(
         dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens") if dataset_tokens is not None else None,
         max_wall_clock_s=max_days * SECONDS_PER_DAY if max_days is not None else None,
         memory_bytes=parse_bytes(memory, what="--memory") if memory is not None else None, seq_len=seq,
+        model=cfg, n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
+        target_loss=target_loss,
     )
     if as_csv:
         sys.stdout.write(plan_csv(p))

@@ -93,6 +93,13 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     return None
 
 
+def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision) -> float:
+    """Peak memory per GPU of the last rung of the ladder at micro-batch 1: the least any setup needs (bytes)."""
+    rung = (LADDER_ONE_GPU if n_gpus == 1 else LADDER_MANY_GPUS)[-1]
+    return estimate_memory(cfg, TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision],
+                                              n_gpus=n_gpus, **rung)).peak_bytes
+
+
 def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
                     capacity_bytes: float | None = None) -> int | None:
     """Fewest GPUs (powers of two) on which some setup of the ladder fits; None beyond MAX_GPUS_SEARCHED."""

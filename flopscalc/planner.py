@@ -1,127 +1,52 @@
-"""Compose the engines into a plan: the FLOP budget of GPUs x time (or FLOPs, or money), and the best run it buys.
+"""Compose the engines into a plan: the best training run for a budget, under memory, data and time limits.
 
-budget = GPUs x dense peak x duty cycle x MFU x time. A scaling law turns the budget into a compute-optimal
-N; model shapes around it (and the GPT-2 presets) are each given the cheapest training setup that fits the
-GPU's memory (`plan_options.choose_setup`), a step time from the FLOPs engine and the communication model,
-the tokens the budget then trains, and the law's predicted loss. The recommendation is the lowest loss
-among those that fit.
+budget = GPUs x dense peak x duty cycle x MFU x time (`budget.ComputeBudget`), or FLOPs, or money. A scaling
+law turns the budget into a compute-optimal N; model shapes around it (and the GPT-2 presets) are each given
+the cheapest training setup that fits the GPU's memory (`plan_options.choose_setup`), a step time from the
+FLOPs engine and the communication model, the tokens the budget then trains, and the law's predicted loss.
 
-Two efficiency knobs are kept apart on purpose (the seed note folds them into one "90% utilization"):
-- ``utilization``: duty cycle, the share of wall-clock time the GPUs are busy training;
-- ``mfu``: model FLOPs utilization while busy, achieved model FLOP/s over peak (Chowdhery et al. 2022, App. B).
+Objectives: the lowest predicted loss (default); a fixed model (and optionally fixed tokens): its setup, time
+and cost; a target loss: the fastest run that reaches it. See docs/planner.md.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-import math
-
+from .budget import (CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION, Assumption,
+                     Candidate, ComputeBudget, candidate)
 from .costs import EnergyCost, energy_cost, hours_for_budget_usd
 from .errors import DomainError, UsageError
-from .flops import training_flops_per_token
 from .hardware import GpuSpec, Precision
 from .model import PRESETS, ModelConfig, config_for_params, count_params
-from .plan_options import (MAX_GPUS_SEARCHED, PlanOption, check_positive, choose_setup, min_gpus_to_fit,
-                           nearest_preset, throughput)
+from .plan_options import (MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, PlanOption, check_positive, choose_setup,
+                           lightest_peak_bytes, min_gpus_to_fit, nearest_preset, throughput)
 
-# Chinchilla's compute-optimal data: ~20 tokens per parameter (Hoffmann et al. 2022, Table 3: e.g.
-# 1B -> 20.2B tokens, 10B -> 205.1B tokens; parameters counted with embeddings).
-CHINCHILLA_TOKENS_PER_PARAM = 20.0
-# Default duty cycle: Llama 3 405B pre-training had "higher than 90% effective training time"
-# (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.4); also the seed note's 90%.
-DEFAULT_UTILIZATION = 0.90
-# Default MFU: well-tuned dense-transformer training reaches ~0.4 (Llama 3 405B BF16: 38-43%,
-# Dubey et al. 2024, Table 4; PaLM 540B: 46.2%, Chowdhery et al. 2022, Table 3). State yours with --mfu.
-DEFAULT_MFU = 0.40
-# Default precision: mixed-precision BF16 on tensor cores, FP32 accumulate (the usual training setup).
-DEFAULT_PRECISION = Precision.bf16
-
-
-@dataclass(frozen=True)
-class Assumption:
-    name: str
-    value: str
-    source: str
-
-
-@dataclass(frozen=True)
-class ComputeBudget:
-    """FLOPs a set of GPUs delivers over a wall-clock duration."""
-
-    gpu: GpuSpec
-    n_gpus: int
-    duration_s: float
-    precision: Precision
-    utilization: float
-    mfu: float
-
-    def __post_init__(self) -> None:
-        if self.n_gpus < 1:
-            raise UsageError(f"number of GPUs must be at least 1, got {self.n_gpus}")
-        if not self.duration_s > 0:
-            raise UsageError(f"duration must be positive, got {self.duration_s} s")
-        for knob in ("utilization", "mfu"):
-            v = getattr(self, knob)
-            if not 0 < v <= 1:
-                raise UsageError(f"{knob} must be a fraction in (0, 1], got {v}")
-
-    @property
-    def peak_flop_per_s_per_gpu(self) -> float:
-        return self.gpu.peak_flop_per_s(self.precision)
-
-    @property
-    def peak_flop_per_s(self) -> float:
-        """All GPUs at their dense peak (FLOP/s)."""
-        return self.n_gpus * self.peak_flop_per_s_per_gpu
-
-    @property
-    def achieved_flop_per_s(self) -> float:
-        """Model FLOP/s averaged over wall-clock time: peak x duty cycle x MFU."""
-        return self.peak_flop_per_s * self.utilization * self.mfu
-
-    @property
-    def peak_flops(self) -> float:
-        """Peak rate for the whole duration: the ceiling nothing reaches (FLOP)."""
-        return self.peak_flop_per_s * self.duration_s
-
-    @property
-    def busy_flops(self) -> float:
-        """Peak x duty cycle x time: the seed note's '1.14e21' kind of number (MFU = 1) (FLOP)."""
-        return self.peak_flops * self.utilization
-
-    @property
-    def model_flops(self) -> float:
-        """Useful model FLOPs the run delivers: busy FLOPs x MFU (FLOP)."""
-        return self.busy_flops * self.mfu
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """What one model gets out of a budget."""
-
-    model: ModelConfig
-    n_params: int  # all parameters, Chinchilla's N
-    seq_len: int
-    model_flops_per_token: float  # exact matmul count, forward + backward, dense attention
-    budget_tokens: float  # tokens the whole budget trains it on
-    chinchilla_tokens: float  # 20 x N
-    chinchilla_flops: float  # model FLOPs for 20 x N tokens
-    chinchilla_time_s: float  # wall-clock time for 20 x N tokens at the budget's rate
-
-    @property
-    def tokens_per_param(self) -> float:
-        return self.budget_tokens / self.n_params
-
-    @property
-    def reaches_chinchilla(self) -> bool:
-        return self.tokens_per_param >= CHINCHILLA_TOKENS_PER_PARAM
-
+__all__ = [
+    "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
+    "Binding", "Candidate", "ComputeBudget", "Plan", "candidate", "plan", "plans_frame",
+]
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
 OPTION_STEPS = tuple(range(-4, 5))
 # Laws whose loss the plan also shows for the recommended run, to show how much the laws disagree.
 COMPARISON_LAWS = ("besiroglu2024", "chinchilla")
+# How much a constraint is relaxed to say what relaxing it would buy: twice the compute or time.
+RELAX_FACTOR = 2.0
+# A constraint "binds" when relaxing it improves the predicted loss by more than this (nats/token).
+BINDING_LOSS = 1e-3
+OBJECTIVES = ("loss", "fixed", "target")
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One constraint: whether it binds, and the loss (or time) relaxing it would give."""
+
+    constraint: str  # compute, memory, data or time
+    binds: bool
+    relaxed: str  # what was relaxed, in words
+    loss_if_relaxed: float | None
 
 
 @dataclass(frozen=True)
@@ -136,29 +61,16 @@ class Plan:
     options: tuple[PlanOption, ...] = ()
     recommended: PlanOption | None = None
     loss_by_law: dict = field(default_factory=dict)  # other laws' predictions for the recommended run
+    loss_interval: tuple[float, float] | None = None  # from the law's stated interval on E, when it has one
     energy: EnergyCost | None = None
     mfu_source: str = ""
-    budget_kind: str = "time"  # time, flops or money
+    budget_kind: str = "time"  # time, flops, money, tokens (fixed model and tokens) or target
     max_wall_clock_s: float | None = None
     warnings: tuple[str, ...] = ()
-
-
-def candidate(budget: ComputeBudget, model: ModelConfig, seq_len: int | None = None) -> Candidate:
-    """Tokens, tokens per parameter and time to 20 tokens/parameter for ``model`` under ``budget``."""
-    seq_len = seq_len or model.block_size
-    per_token = training_flops_per_token(model, seq_len).model_flops_per_token
-    n = count_params(model).total
-    chin_tokens = CHINCHILLA_TOKENS_PER_PARAM * n
-    return Candidate(
-        model=model,
-        n_params=n,
-        seq_len=seq_len,
-        model_flops_per_token=per_token,
-        budget_tokens=budget.model_flops / per_token,
-        chinchilla_tokens=chin_tokens,
-        chinchilla_flops=chin_tokens * per_token,
-        chinchilla_time_s=chin_tokens * per_token / budget.achieved_flop_per_s,
-    )
+    objective: str = "loss"
+    target_loss: float | None = None
+    binding: tuple[Binding, ...] = ()
+    tags: dict = field(default_factory=dict)  # option index -> labels (compute-optimal, largest that fits, ...)
 
 
 def _law_n(law, cfg: ModelConfig) -> int:
@@ -171,7 +83,7 @@ def _loss(law, n_params: float, n_tokens: float, unique_tokens: float | None) ->
     """Predicted loss and effective tokens; repeated data discounted as Muennighoff et al. 2023 eq. 5."""
     from .scaling import BUILTIN_LAWS, data_constrained_loss, effective_data
 
-    if not law.has_loss or n_tokens <= 0:
+    if not law.has_loss or not n_tokens > 0 or math.isinf(n_tokens):
         return None, None
     if unique_tokens is None:
         return float(law.loss(n_params, n_tokens)), None
@@ -181,6 +93,16 @@ def _loss(law, n_params: float, n_tokens: float, unique_tokens: float | None) ->
     r_d_star = BUILTIN_LAWS["muennighoff2023"].repetition.r_d_star  # Muennighoff et al. 2023, fitted R_D*
     d_eff = float(effective_data(unique_tokens, n_tokens, r_d_star))
     return float(law.loss(n_params, d_eff)), d_eff
+
+
+def _tokens_for_loss(law, n_params: float, target: float) -> float:
+    """Tokens at which N parameters reach ``target`` under a parametric law (inf if they never do).
+
+    Inverts L = E + A/N^alpha + B/D^beta for D (Hoffmann et al. 2022, eq. 2).
+    """
+    form = law.loss_form
+    gap = target - form.E - form.A / n_params**form.alpha
+    return math.inf if gap <= 0 else (form.B / gap) ** (1.0 / form.beta)  # Hoffmann et al. 2022, eq. 2
 
 
 def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None) -> list[ModelConfig]:
@@ -195,10 +117,95 @@ def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None) -
         except DomainError:  # too small to shape with a GPT-2 vocabulary
             continue
         shapes.setdefault((cfg.n_layer, cfg.n_head, cfg.n_embd), cfg.with_(name=""))
-    for name, cfg in PRESETS.items():
+    for cfg in PRESETS.values():
         cfg = cfg if cfg.block_size >= seq_len else cfg.with_(block_size=seq_len)
         shapes[(cfg.n_layer, cfg.n_head, cfg.n_embd)] = cfg
     return sorted(shapes.values(), key=lambda c: count_params(c).total)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything `_evaluate` needs besides the model: one place instead of a dozen arguments."""
+
+    law: object
+    gpu: GpuSpec
+    budget: ComputeBudget
+    kind: str
+    c_model: float | None
+    seq_len: int
+    mfu: float | None
+    calibration: object
+    dataset_tokens: float | None
+    max_wall_clock_s: float | None
+    memory_bytes: float | None
+    n_tokens: float | None
+    target_loss: float | None
+
+
+def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
+    n = count_params(cfg).total
+    b = ctx.budget
+    chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes)
+    if chosen is None:
+        return PlanOption(cfg, n, nearest_preset(n), None,
+                          min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes),
+                          None, 0.0, 0.0, None, None, ctx.dataset_tokens)
+    if ctx.calibration is not None:
+        eff = ctx.calibration.mfu_for(n, chosen.setup.micro_batch, ctx.seq_len)
+    else:
+        eff = ctx.mfu if ctx.mfu is not None else DEFAULT_MFU
+    speed = throughput(cfg, chosen, ctx.gpu, b.precision, eff)
+    rate = speed.tokens_per_s * b.utilization  # tokens per wall-clock second
+    if ctx.kind == "tokens":
+        tokens = ctx.n_tokens
+    elif ctx.kind == "target":
+        tokens = _tokens_for_loss(ctx.law, _law_n(ctx.law, cfg), ctx.target_loss)
+    elif ctx.kind == "flops":
+        tokens = ctx.c_model / speed.model_flops_per_token
+    else:
+        tokens = rate * b.duration_s
+    if ctx.max_wall_clock_s is not None and ctx.kind in ("time", "flops", "money"):
+        tokens = min(tokens, rate * ctx.max_wall_clock_s)
+    loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens, ctx.dataset_tokens)
+    if ctx.kind == "target" and math.isinf(tokens):
+        loss = None
+    return PlanOption(cfg, n, nearest_preset(n), chosen, None, speed, tokens, tokens / rate, loss, d_eff,
+                      ctx.dataset_tokens)
+
+
+def _check_inputs(kind_values: dict, n_gpus: int, mfu, calibration, gpu: GpuSpec, seq_len) -> int:
+    for what, value in kind_values.items():
+        check_positive(value, what)
+    if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
+        raise UsageError(f"number of GPUs must be a whole number >= 1, got {n_gpus!r}")
+    if mfu is not None and calibration is not None:
+        raise UsageError("give --mfu or --calibration, not both: the profile's measured MFU replaces the stated one")
+    if calibration is not None and calibration.gpu_key is not None and calibration.gpu_key != gpu.key:
+        raise UsageError(f"the calibration profile was measured on {calibration.gpu_key}, the plan is for {gpu.key}; "
+                         "calibrate on that GPU or drop --calibration")
+    seq_len = seq_len or 1024
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise UsageError(f"sequence length must be a positive whole number of tokens, got {seq_len!r}")
+    return seq_len
+
+
+def _budget_kind(duration_s, flops, budget_usd, model, n_tokens, target_loss) -> str:
+    given = [k for k, v in (("a time", duration_s), ("a FLOP budget", flops), ("a money budget", budget_usd))
+             if v is not None]
+    if n_tokens is not None and model is None:
+        raise UsageError("--tokens fixes the training tokens of a fixed model: add --model (or --params)")
+    if n_tokens is not None and target_loss is not None:
+        raise UsageError("give --tokens (train a fixed model on fixed tokens) or --target-loss, not both")
+    if n_tokens is not None or target_loss is not None:
+        if given and n_tokens is not None:
+            raise UsageError(f"--tokens already fixes the run; drop {' and '.join(given)} (use --max-days to cap time)")
+        return "tokens" if n_tokens is not None else "target"
+    if len(given) != 1:
+        raise UsageError("give exactly one budget: a time (--days/--hours/--duration), a FLOP budget (--flops) or "
+                         "a money budget (--budget-usd with --usd-per-gpu-hour or --usd-per-kwh); got "
+                         + (f"{len(given)} ({' and '.join(given)})" if given else "none")
+                         + "; or fix the run with --model and --tokens, or aim for --target-loss")
+    return {"a time": "time", "a FLOP budget": "flops", "a money budget": "money"}[given[0]]
 
 
 def plan(
@@ -220,6 +227,10 @@ def plan(
     memory_bytes: float | None = None,
     seq_len: int | None = None,
     models: list[ModelConfig] | None = None,
+    model: ModelConfig | None = None,
+    n_tokens: float | None = None,
+    target_loss: float | None = None,
+    explain: bool = True,
 ) -> Plan:
     """The best training run for a budget on ``n_gpus`` x ``gpu``, under memory, data and time limits.
 
@@ -227,11 +238,12 @@ def plan(
     ----------
     gpu : GpuSpec
     duration_s : float, optional
-        Wall-clock time the GPUs are yours (s). Exactly one of ``duration_s``, ``flops``, ``budget_usd``.
+        Wall-clock time the GPUs are yours (s). At most one of ``duration_s``, ``flops``, ``budget_usd``.
     flops : float, optional
         Model-FLOP budget (FLOP), instead of a time.
     budget_usd : float, optional
-        Money to rent GPUs with at ``usd_per_gpu_hour`` (USD), instead of a time.
+        Money (USD), instead of a time: rents GPUs at ``usd_per_gpu_hour``, or else buys electricity at
+        ``usd_per_kwh`` for the GPUs' board power while busy.
     usd_per_gpu_hour, usd_per_kwh : float, optional
         Cloud price (USD per GPU-hour) and electricity price (USD/kWh) for the cost lines.
     n_gpus : int
@@ -255,79 +267,71 @@ def plan(
         Training sequence length (default 1024).
     models : list of ModelConfig, optional
         Evaluate these instead of the shapes around the optimum.
+    model : ModelConfig, optional
+        Objective "fixed": plan this model only (tokens from the budget, or ``n_tokens``).
+    n_tokens : float, optional
+        With ``model``: train it on exactly this many tokens; the plan gives time, energy and cost.
+    target_loss : float, optional
+        Objective "target": the fastest run whose predicted loss reaches this (nats/token).
+    explain : bool
+        Work out which constraint binds and what relaxing it would buy (a few extra evaluations).
     """
-    from .scaling import DEFAULT_LAW, optimal, optimal_data_constrained
+    from .scaling import (BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, flops_for_loss, optimal,
+                          optimal_data_constrained)
     from .scaling.io import get_law
 
     precision = Precision(precision)
-    given = [k for k, v in (("a time", duration_s), ("a FLOP budget", flops), ("a money budget", budget_usd))
-             if v is not None]
-    if len(given) != 1:
-        raise UsageError("give exactly one budget: a time (--days/--hours/--duration), a FLOP budget (--flops) or "
-                         f"a money budget (--budget-usd with --usd-per-gpu-hour); got {len(given) or 'none'}"
-                         + (f" ({' and '.join(given)})" if given else ""))
-    for value, what in ((flops, "the FLOP budget"), (dataset_tokens, "the dataset size (unique tokens)"),
-                        (max_wall_clock_s, "the maximum wall-clock time"), (memory_bytes, "memory per GPU"),
-                        (usd_per_kwh, "the electricity price"), (usd_per_gpu_hour, "the GPU-hour price")):
-        check_positive(value, what)
-    if mfu is not None and calibration is not None:
-        raise UsageError("give --mfu or --calibration, not both: the profile's measured MFU replaces the stated one")
-    if calibration is not None and calibration.gpu_key is not None and calibration.gpu_key != gpu.key:
-        raise UsageError(f"the calibration profile was measured on {calibration.gpu_key}, the plan is for {gpu.key}; "
-                         "calibrate on that GPU or drop --calibration")
-    seq_len = seq_len or 1024
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise UsageError(f"sequence length must be a positive whole number of tokens, got {seq_len!r}")
+    kind = _budget_kind(duration_s, flops, budget_usd, model, n_tokens, target_loss)
+    seq_len = _check_inputs({"the FLOP budget": flops, "the dataset size (unique tokens)": dataset_tokens,
+                             "the maximum wall-clock time": max_wall_clock_s, "memory per GPU": memory_bytes,
+                             "the electricity price": usd_per_kwh, "the GPU-hour price": usd_per_gpu_hour,
+                             "the training tokens": n_tokens, "the target loss": target_loss,
+                             "the money budget": budget_usd}, n_gpus, mfu, calibration, gpu, seq_len)
     law = get_law(law or DEFAULT_LAW) if law is None or isinstance(law, str) else law
-    budget_kind = "time" if duration_s is not None else ("flops" if flops is not None else "money")
-    if budget_kind == "money":
-        if usd_per_gpu_hour is None:
-            raise UsageError("a money budget needs a price: add --usd-per-gpu-hour (e.g. 2.5)")
-        duration_s = hours_for_budget_usd(budget_usd, n_gpus, usd_per_gpu_hour) * 3600.0
+    objective = "target" if kind == "target" else ("fixed" if model is not None else "loss")
+    if objective == "target" and not isinstance(law.loss_form, ParametricLoss):
+        raise DomainError(f"law {law.name!r} has no parametric loss E + A/N^alpha + B/D^beta to aim at a target "
+                          "loss with; use --law besiroglu2024 or --law chinchilla")
     stated_mfu = mfu if mfu is not None else DEFAULT_MFU
-    if budget_kind == "flops":  # nominal time at the stated efficiency; each option gets its own below
-        duration_s = flops / ComputeBudget(gpu, n_gpus, 1.0, precision, utilization, stated_mfu).achieved_flop_per_s
+    if kind == "money":
+        if usd_per_gpu_hour is not None:
+            duration_s = hours_for_budget_usd(budget_usd, n_gpus, usd_per_gpu_hour) * 3600.0
+        elif usd_per_kwh is not None:
+            if gpu.board_power_w is None:
+                raise DomainError(f"{gpu.name} has no board power in the GPU database, so a money budget cannot buy "
+                                  "electricity; give --usd-per-gpu-hour or add board_power_w with --gpu-csv")
+            # kWh = GPUs x board power x busy time; busy time = duty cycle x wall clock (costs.energy_cost)
+            duration_s = budget_usd / usd_per_kwh * 3.6e6 / (n_gpus * gpu.board_power_w * utilization)
+        else:
+            raise UsageError("a money budget needs a price: --usd-per-gpu-hour (cloud) or --usd-per-kwh "
+                             "(electricity at the GPU's board power)")
+    nominal = ComputeBudget(gpu, n_gpus, 1.0, precision, utilization, stated_mfu)
+    nominal.peak_flop_per_s_per_gpu  # noqa: B018 - raise now if the GPU lacks this precision
+    if kind == "flops":
+        duration_s = flops / nominal.achieved_flop_per_s
+    if kind in ("tokens", "target"):  # no budget: the time is an output; a nominal day sizes the search
+        duration_s = max_wall_clock_s or 86400.0
     budget = ComputeBudget(gpu, n_gpus, float(duration_s), precision, utilization, stated_mfu)
-    budget.peak_flop_per_s_per_gpu  # noqa: B018 - raise now if the GPU lacks this precision
     c_model = flops if flops is not None else budget.model_flops
-    if dataset_tokens is not None and law.has_loss:
-        alloc = optimal_data_constrained(law, c_model, dataset_tokens) if law.repetition is not None \
-            else optimal(law, c_model)
+
+    if kind == "target":
+        alloc = flops_for_loss(law, target_loss)
+    elif dataset_tokens is not None and law.has_loss and law.repetition is not None:
+        alloc = optimal_data_constrained(law, c_model, dataset_tokens)
     else:
         alloc = optimal(law, c_model)
+    shapes = [model] if model is not None else _shapes(law, alloc.n_params, seq_len, models)
+    ctx = _Context(law, gpu, budget, kind, c_model, seq_len, mfu, calibration, dataset_tokens, max_wall_clock_s,
+                   memory_bytes, n_tokens, target_loss)
+    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
+    rec = _recommend(options, ctx, alloc)
+    if kind in ("tokens", "target"):  # the run's own time is the budget the tables show
+        budget = ComputeBudget(gpu, n_gpus, rec.train_time_s, precision, utilization, stated_mfu)
+    if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
+        alloc = optimal(law, rec.model_flops)
 
-    cap = memory_bytes or gpu.memory_bytes
-    options = []
-    for cfg in _shapes(law, alloc.n_params, seq_len, models):
-        options.append(_evaluate(cfg, law, gpu, budget, budget_kind, c_model, seq_len, mfu, calibration,
-                                 dataset_tokens, max_wall_clock_s, memory_bytes))
-    options = tuple(options)
-    fitting = [o for o in options if o.fits and o.speed is not None and o.n_tokens >= o.speed.tokens_per_step]
-    if not any(o.fits for o in options):
-        smallest = options[0]
-        more = (f"; it would fit on {smallest.min_gpus} GPUs" if smallest.min_gpus else
-                f"; not even {MAX_GPUS_SEARCHED} GPUs hold it")
-        raise DomainError(
-            f"no candidate fits {cap / 2**30:.1f} GiB per GPU on {n_gpus} GPU(s), not even the smallest "
-            f"({count_params(smallest.model).total / 1e6:.0f}M parameters) with full recomputation, 8-bit Adam and "
-            f"optimizer offload{more}")
-    if not fitting:
-        o = next(o for o in options if o.fits)
-        need_s = o.speed.tokens_per_step / o.speed.tokens_per_s / utilization
-        raise DomainError(
-            f"the budget trains even the smallest model that fits ({o.n_params / 1e6:.0f}M parameters) on "
-            f"{o.n_tokens:.3g} tokens, less than one optimizer step of {o.speed.tokens_per_step:,} tokens; "
-            f"it needs at least {need_s / 3600:.2g} hours of these GPUs")
-    if law.has_loss:
-        rec = min(fitting, key=lambda o: o.loss)
-    else:  # an allocation-only law: the fitting option closest to its N_opt
-        rec = min(fitting, key=lambda o: abs(math.log(_law_n(law, o.model) / alloc.n_params)))
-    from .scaling import BUILTIN_LAWS
-
-    loss_by_law = {}
-    for name in COMPARISON_LAWS:
-        other = BUILTIN_LAWS[name]
-        loss_by_law[name] = _loss(other, _law_n(other, rec.model), rec.n_tokens, dataset_tokens)[0]
+    loss_by_law = {name: _loss(BUILTIN_LAWS[name], _law_n(BUILTIN_LAWS[name], rec.model), rec.n_tokens,
+                               dataset_tokens)[0] for name in COMPARISON_LAWS}
     energy = energy_cost(gpu, n_gpus, rec.train_time_s, utilization, electricity_usd_per_kwh=usd_per_kwh,
                          cloud_usd_per_gpu_hour=usd_per_gpu_hour)
     mfu_source = (f"measured: calibration profile ({calibration.device_name}, {calibration.created[:10]}, torch "
@@ -335,36 +339,107 @@ def plan(
                   else "given" if mfu is not None else
                   "default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. "
                   "2022, Table 3)")
-    cands = tuple(candidate(budget, m, seq_len if seq_len <= m.block_size else None) for m in PRESETS.values()
-                  if seq_len <= m.block_size)
+    cands = tuple(candidate(budget, m, seq_len) for m in PRESETS.values() if seq_len <= m.block_size)
+    binding = _binding(options, rec, ctx) if explain and objective == "loss" else ()
+    interval = None
+    if rec.loss is not None and "E" in getattr(law, "uncertainty", {}):
+        lo, hi = law.uncertainty["E"]
+        e = law.loss_form.E
+        interval = (rec.loss - (e - lo), rec.loss + (hi - e))  # the law's stated interval on its floor E
+    cap = memory_bytes or gpu.memory_bytes
     return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap), law, alloc, options, rec,
-                loss_by_law, energy, mfu_source, budget_kind, max_wall_clock_s,
-                tuple(_warnings(rec, budget, dataset_tokens, memory_bytes, calibration)))
+                loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
+                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu)), objective, target_loss, binding,
+                _tags(options, rec, alloc, law))
 
 
-def _evaluate(cfg, law, gpu, budget, budget_kind, c_model, seq_len, mfu, calibration, dataset_tokens,
-              max_wall_clock_s, memory_bytes) -> PlanOption:
-    n = count_params(cfg).total
-    chosen = choose_setup(cfg, gpu, budget.n_gpus, seq_len, budget.precision, memory_bytes)
-    if chosen is None:
-        return PlanOption(cfg, n, nearest_preset(n), None,
-                          min_gpus_to_fit(cfg, gpu, seq_len, budget.precision, memory_bytes),
-                          None, 0.0, 0.0, None, None, dataset_tokens)
-    if calibration is not None:
-        eff = calibration.mfu_for(n, chosen.setup.micro_batch, seq_len)
+def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOption:
+    cap = ctx.memory_bytes or ctx.gpu.memory_bytes
+    n_gpus = ctx.budget.n_gpus
+    if not any(o.fits for o in options):
+        smallest = options[0]
+        more = (f"; it would fit on {smallest.min_gpus} GPUs" if smallest.min_gpus else
+                f"; not even {MAX_GPUS_SEARCHED} GPUs hold it")
+        what = "the model" if len(options) == 1 else "no candidate, not even the smallest"
+        need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
+        raise DomainError(
+            f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / 2**30:.1f} GiB per GPU on {n_gpus} "
+            f"GPU(s): even with full recomputation, 8-bit Adam, optimizer offload and micro-batch 1 it needs "
+            f"{need / 2**30:.1f} GiB{more}")
+    fitting = [o for o in options if o.fits]
+    if ctx.kind == "target":
+        reach = [o for o in fitting if math.isfinite(o.n_tokens)]
+        if ctx.max_wall_clock_s is not None:
+            reach = [o for o in reach if o.train_time_s <= ctx.max_wall_clock_s * (1 + 1e-9)]
+        if not reach:
+            e = ctx.law.loss_form.E
+            raise DomainError(
+                f"no model that fits {n_gpus} x {ctx.gpu.name} reaches loss {ctx.target_loss:g}"
+                + (f" within {ctx.max_wall_clock_s / 86400:.3g} days" if ctx.max_wall_clock_s else "")
+                + f"; the law's floor is {e:.3f} and the largest model that fits "
+                f"({fitting[-1].n_params / 1e6:.0f}M) is limited to {ctx.law.loss(_law_n(ctx.law, fitting[-1].model), 1e30):.3f}"
+                " even with unlimited data; add GPUs or aim higher")
+        return min(reach, key=lambda o: o.train_time_s)
+    if ctx.kind == "tokens":
+        return fitting[0]
+    trained = [o for o in fitting if o.n_tokens >= o.speed.tokens_per_step]
+    if not trained:
+        o = fitting[0]
+        need_s = o.speed.tokens_per_step / o.speed.tokens_per_s / ctx.budget.utilization
+        raise DomainError(
+            f"the budget trains even the smallest model that fits ({o.n_params / 1e6:.0f}M parameters) on "
+            f"{o.n_tokens:.3g} tokens, less than one optimizer step of {o.speed.tokens_per_step:,} tokens; "
+            f"it needs at least {need_s / 3600:.2g} hours of these GPUs")
+    if ctx.law.has_loss:
+        return min(trained, key=lambda o: o.loss)
+    return min(trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / alloc.n_params)))
+
+
+def _best_loss(options) -> float | None:
+    losses = [o.loss for o in options if o.fits and o.loss is not None and o.speed is not None
+              and o.n_tokens >= o.speed.tokens_per_step]
+    return min(losses) if losses else None
+
+
+def _binding(options: tuple[PlanOption, ...], rec: PlanOption, ctx: _Context) -> tuple[Binding, ...]:
+    """Which constraint binds: relax each in turn (twice the compute or time, unlimited memory, no data limit)."""
+    from dataclasses import replace
+
+    if rec.loss is None:
+        return ()
+    out = []
+
+    def relaxed(**changes) -> float | None:
+        c = replace(ctx, **changes)
+        return _best_loss(tuple(_evaluate(o.model, c) for o in options))
+
+    def row(name: str, words: str, loss: float | None) -> Binding:
+        return Binding(name, loss is not None and loss < rec.loss - BINDING_LOSS, words, loss)
+
+    if ctx.kind == "flops":
+        out.append(row("compute", f"{RELAX_FACTOR:g}x the FLOPs", relaxed(c_model=ctx.c_model * RELAX_FACTOR)))
     else:
-        eff = mfu if mfu is not None else DEFAULT_MFU
-    speed = throughput(cfg, chosen, gpu, budget.precision, eff)
-    rate = speed.tokens_per_s * budget.utilization  # tokens per wall-clock second
-    if budget_kind == "flops":
-        tokens = c_model / speed.model_flops_per_token
-    else:
-        tokens = rate * budget.duration_s
-    if max_wall_clock_s is not None:
-        tokens = min(tokens, rate * max_wall_clock_s)
-    loss, d_eff = _loss(law, _law_n(law, cfg), tokens, dataset_tokens)
-    return PlanOption(cfg, n, nearest_preset(n), chosen, None, speed, tokens, tokens / rate, loss, d_eff,
-                      dataset_tokens)
+        b = ctx.budget
+        more = replace(b, duration_s=b.duration_s * RELAX_FACTOR)
+        out.append(row("compute", f"{RELAX_FACTOR:g}x the GPU time", relaxed(budget=more)))
+    out.append(row("memory", "unlimited memory per GPU", relaxed(memory_bytes=1e18)))
+    if ctx.dataset_tokens is not None:
+        out.append(row("data", "no limit on unique tokens", relaxed(dataset_tokens=None)))
+    if ctx.max_wall_clock_s is not None:
+        out.append(row("time", "no wall-clock limit", relaxed(max_wall_clock_s=None)))
+    return tuple(out)
+
+
+def _tags(options, rec, alloc, law) -> dict:
+    tags: dict[int, list[str]] = {}
+    fitting = [i for i, o in enumerate(options) if o.fits]
+    if len(options) > 1:
+        i_opt = min(range(len(options)), key=lambda i: abs(math.log(_law_n(law, options[i].model) / alloc.n_params)))
+        tags.setdefault(i_opt, []).append("optimum")
+        if fitting:
+            tags.setdefault(fitting[-1], []).append("largest fit")
+    tags.setdefault(options.index(rec), []).append("recommended")
+    return {i: tuple(v) for i, v in tags.items()}
 
 
 def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float) -> tuple[Assumption, ...]:
@@ -385,8 +460,8 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
         Assumption("scaling law", law.name, f"{law.source}; {law.flop_convention}"),
         Assumption("tokens per step", "0.5M (<500M params), 1M (<2B), 2M (<10B), 4M",
                    "GPT-3 (Brown et al. 2020), Table 2.1"),
-        Assumption("memory", f"{cap / 2**30:.1f} GiB per GPU, 5% kept free; cheapest setup that fits",
-                   "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
+        Assumption("memory", f"{cap / 2**30:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; cheapest setup "
+                   "that fits", "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
         Assumption("communication", "ring all-reduce at 0.7 of link bandwidth, overlapped with backward",
                    "flopscalc.parallel: Patarasuk & Yuan 2009; ZeRO sec. 7.2; nccl-tests #149"),
         Assumption("compute-optimal data (presets table)", f"{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per parameter",
@@ -394,7 +469,7 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
     )
 
 
-def _warnings(rec: PlanOption, budget: ComputeBudget, dataset_tokens, memory_bytes, calibration) -> list[str]:
+def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration, mfu) -> list[str]:
     out = []
     s = rec.chosen.setup
     if s.offload_optimizer:
@@ -404,7 +479,7 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, dataset_tokens, memory_byt
     if rec.epochs is not None and rec.epochs > 1:
         out.append(f"the recommended run repeats the dataset {rec.epochs:.1f} times; the loss counts repeated "
                    "tokens as worth less (Muennighoff et al. 2023)")
-    if calibration is None and budget.mfu == DEFAULT_MFU:
+    if calibration is None and mfu is None:
         out.append("MFU is a stated default, not measured on this GPU: run 'flopscalc calibrate' and pass "
                    "--calibration to use your own")
     if memory_bytes is not None:

@@ -79,8 +79,13 @@ def plan_dict(p: Plan) -> dict:
                 "n_counts_embeddings": p.law.n_counts_embeddings},
         "compute_optimal": {"c_flops": a.c_flops, "n_params": a.n_params, "n_tokens": a.n_tokens,
                             "tokens_per_param": a.tokens_per_param, "loss": a.loss, "method": a.method},
+        "objective": p.objective, "target_loss": p.target_loss,
         "recommended": option_dict(p.recommended),
         "loss_by_law": p.loss_by_law,
+        "loss_interval": list(p.loss_interval) if p.loss_interval else None,
+        "binding": [{"constraint": b.constraint, "binds": b.binds, "relaxed": b.relaxed,
+                     "loss_if_relaxed": b.loss_if_relaxed} for b in p.binding],
+        "tags": {str(i): list(t) for i, t in p.tags.items()},
         "energy": {"gpu_hours": e.gpu_hours, "facility_energy_kwh": e.facility_energy_kwh,
                    "electricity_usd": e.electricity_usd, "cloud_usd": e.cloud_usd},
         "options": [option_dict(o) for o in p.options],
@@ -141,7 +146,9 @@ def plan_report(p: Plan) -> Group:
     head = Text.from_markup(
         f"[bold]{b.n_gpus} x {b.gpu.name}[/] for {format_duration(b.duration_s)}, "
         f"{b.precision.value} ({PRECISION_HELP[b.precision]}, dense)"
-        + ("" if p.budget_kind == "time" else f"; budget given as {'FLOPs' if p.budget_kind == 'flops' else 'money'}")
+        + {"time": "", "flops": "; budget given as FLOPs", "money": "; budget given as money",
+           "tokens": "; a fixed model on fixed tokens (the time is the answer)",
+           "target": f"; the fastest run to loss {p.target_loss}"}[p.budget_kind]
     )
     budget = _kv_table("FLOP budget")
     budget.add_row("peak rate", format_rate(b.peak_flop_per_s), f"{b.n_gpus} x {format_rate(b.peak_flop_per_s_per_gpu)}")
@@ -151,7 +158,8 @@ def plan_report(p: Plan) -> Group:
     budget.add_row(f"x MFU {b.mfu:g}", format_flops(b.model_flops),
                    f"model FLOPs delivered ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)")
     a = p.allocation
-    budget.add_row(f"{p.law.name} optimum", f"N {format_count(a.n_params)}",
+    budget.add_row(f"{p.law.name} optimum" if p.objective != "target" else "cheapest at target",
+                   f"N {format_count(a.n_params)}",
                    f"D {format_count(a.n_tokens)} tokens ({a.tokens_per_param:.0f}/param)"
                    + ("" if a.loss is None else f", loss {a.loss:.3f}"))
 
@@ -164,8 +172,10 @@ def plan_report(p: Plan) -> Group:
                 f"{r.tokens_per_param:.1f} per parameter" + ("" if r.epochs is None else f", {r.epochs:.2f} epochs"))
     if r.loss is not None:
         others = ", ".join(f"{k} {v:.3f}" for k, v in p.loss_by_law.items() if k != p.law.name and v is not None)
+        band = (f"; {p.loss_interval[0]:.3f}-{p.loss_interval[1]:.3f} over the law's interval on E"
+                if p.loss_interval else "")
         rec.add_row("predicted loss", f"{r.loss:.3f}",
-                    f"nats/token on the law's data ({p.law.name})" + (f"; {others}" if others else ""))
+                    f"nats/token on the law's data ({p.law.name}{band})" + (f"; {others}" if others else ""))
     rec.add_row("setup", f"{s.micro_batch} x {s.grad_accum}",
                 f"micro-batch x accumulation = {format_count(r.chosen.tokens_per_step)} tokens/step at seq "
                 f"{s.seq_len}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
@@ -190,18 +200,27 @@ def plan_report(p: Plan) -> Group:
     rec.add_row("energy", f"{e.facility_energy_kwh:,.0f} kWh",
                 f"GPU board power x busy time; {e.gpu_hours:,.0f} GPU-hours" + ("; " + ", ".join(cost) if cost else ""))
 
+    binds = None
+    if p.binding:
+        binds = _kv_table("What limits this run, and what relaxing it would buy")
+        for bd in p.binding:
+            gain = ("" if bd.loss_if_relaxed is None or r.loss is None else
+                    f"loss {bd.loss_if_relaxed:.3f} ({bd.loss_if_relaxed - r.loss:+.3f})")
+            binds.add_row(bd.constraint, "[bold]binds[/]" if bd.binds else "slack", f"{bd.relaxed}: {gain}")
+
     opts = Table(title="Options around the optimum, and the GPT-2 presets (setup: micro-batch x accumulation, "
                        "rc = recompute, 8bit = 8-bit Adam, z = ZeRO stage, off = optimizer offload)",
                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     show_time = p.budget_kind == "flops" or p.max_wall_clock_s is not None
-    cols = [("params", "right"), ("preset", "left"), ("shape", "right"), ("setup", "left"), ("tokens", "right"),
+    cols = [("params", "right"), ("preset / role", "left"), ("shape", "right"), ("setup", "left"), ("tokens", "right"),
             ("tok/p", "right"), ("loss", "right")] + ([("time", "right")] if show_time else [])
     for col, just in cols:
         opts.add_column(col, justify=just, no_wrap=True)
-    for o in p.options:
+    for i, o in enumerate(p.options):
         mark = "[bold green]" if o is r else ("[dim]" if not o.fits else "")
         end = "[/]" if mark else ""
-        cells = [format_count(o.n_params), o.model.name or "", _shape(o), _setup_short(o),
+        label = ", ".join(([o.model.name] if o.model.name else []) + [t for t in p.tags.get(i, ()) if t != "recommended"])
+        cells = [format_count(o.n_params), label, _shape(o), _setup_short(o),
                  format_count(o.n_tokens) if o.fits else "-", f"{o.tokens_per_param:.0f}" if o.fits else "-",
                  "-" if o.loss is None else f"{o.loss:.3f}"]
         if show_time:
@@ -226,7 +245,9 @@ def plan_report(p: Plan) -> Group:
     notes.add_column(style="dim")
     for x in p.assumptions:
         notes.add_row(x.name, x.value, x.source)
-    parts = [head, Text(), budget, Text(), rec, Text(), opts, cands]
+    parts = [head, Text(), budget, Text(), rec, Text()] + ([binds, Text()] if binds is not None else []) + [opts]
+    if p.budget_kind not in ("tokens", "target"):
+        parts.append(cands)
     if p.warnings:
         parts += [Text("Warnings", style="bold yellow")] + [Text(f"- {w}", style="yellow") for w in p.warnings]
         parts.append(Text())

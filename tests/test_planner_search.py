@@ -134,7 +134,7 @@ def test_calibration_and_mfu_together_is_a_usage_error():
     (dict(dataset_tokens=0), UsageError, "dataset"),
     (dict(duration_s=None), UsageError, "exactly one budget"),
     (dict(flops=1e20), UsageError, "exactly one budget"),
-    (dict(memory_bytes=0.2 * 2**30), DomainError, "no candidate fits 0.2 GiB"),
+    (dict(memory_bytes=0.2 * 2**30), DomainError, r"not even the smallest .* fits 0.2 GiB .* it needs \d+\.\d GiB"),
     (dict(duration_s=1.0), DomainError, "less than one optimizer step"),
     (dict(law="chinchila"), UsageError, "did you mean chinchilla"),
 ])
@@ -167,3 +167,71 @@ def test_cli_plan_json_csv_and_options(capsys):
     assert json.loads(capsys.readouterr().out)["budget_kind"] == "flops"
     assert run(["plan", "--gpu", "h100", "--budget-usd", "$500", "--usd-per-gpu-hour", "2.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["energy"]["cloud_usd"] == pytest.approx(500)
+
+
+def test_fixed_model_on_fixed_tokens_gives_time_and_cost():
+    # GPT-2 small on 10B tokens: time = tokens / rate, and the model FLOPs equal tokens x the engine's FLOPs/token
+    from flopscalc.flops import training_flops_per_token
+
+    p = plan(get_gpu("4070ti"), model=PRESETS["gpt2"], n_tokens=1e10, usd_per_kwh=0.3)
+    r = p.recommended
+    assert p.objective == "fixed" and len(p.options) == 1 and r.n_tokens == 1e10
+    assert r.model_flops == pytest.approx(1e10 * training_flops_per_token(PRESETS["gpt2"], 1024).model_flops_per_token)
+    assert r.train_time_s == pytest.approx(1e10 / (r.speed.tokens_per_s * 0.9))
+    assert p.budget.duration_s == pytest.approx(r.train_time_s)
+    assert p.energy.electricity_usd == pytest.approx(285 * r.train_time_s * 0.9 / 3.6e6 * 0.3)
+
+
+def test_target_loss_is_reached_by_the_fastest_option():
+    p = plan(get_gpu("4090"), target_loss=2.6)
+    r = p.recommended
+    assert r.loss == pytest.approx(2.6, abs=1e-9)  # trained exactly as long as the law says it takes
+    reach = [o for o in p.options if o.fits and o.loss is not None]
+    assert r.train_time_s == min(o.train_time_s for o in reach)
+    with pytest.raises(DomainError, match="floor"):
+        plan(get_gpu("4090"), target_loss=1.9)  # below what any model that fits 24 GiB can reach
+
+
+def test_electricity_money_budget_buys_busy_hours():
+    # $100 at $0.25/kWh = 400 kWh; at 285 W busy 90% of the time: 400e3 / (285 x 0.9) hours
+    p = plan(get_gpu("4070ti"), budget_usd=100, usd_per_kwh=0.25)
+    assert p.budget.duration_s == pytest.approx(400e3 / (285 * 0.9) * 3600)
+    assert p.energy.electricity_usd == pytest.approx(100, rel=1e-9)
+
+
+def test_binding_constraints_relaxed_improve_the_loss(year_4070ti):
+    b = {x.constraint: x for x in year_4070ti.binding}
+    assert set(b) == {"compute", "memory"}
+    assert b["compute"].binds and b["compute"].loss_if_relaxed < year_4070ti.recommended.loss
+    # the compute-optimal model needs 2 GPUs here, so memory binds too
+    assert b["memory"].binds
+    roomy = plan(get_gpu("h100"), 1 * DAY)
+    assert not {x.constraint: x for x in roomy.binding}["memory"].binds  # 80 GiB holds the optimum
+    limited = plan(get_gpu("4070ti"), 365 * DAY, dataset_tokens=2e9)
+    assert {x.constraint: x for x in limited.binding}["data"].binds
+
+
+def test_loss_interval_brackets_the_prediction(year_4070ti):
+    lo, hi = year_4070ti.loss_interval
+    assert lo < year_4070ti.recommended.loss < hi
+    e_lo, e_hi = BUILTIN_LAWS["besiroglu2024"].uncertainty["E"]
+    assert hi - lo == pytest.approx(e_hi - e_lo)
+
+
+def test_tags_mark_optimum_and_largest_fit(year_4070ti):
+    tags = {t for v in year_4070ti.tags.values() for t in v}
+    assert tags == {"optimum", "largest fit", "recommended"}
+
+
+def test_cli_objectives(capsys):
+    assert run(["plan", "--gpu", "4070ti", "--model", "gpt2", "--tokens", "10B", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["objective"] == "fixed" and d["recommended"]["n_tokens"] == 1e10
+    assert run(["plan", "--gpu", "4070ti", "--params", "350M", "--days", "7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["objective"] == "fixed"
+    assert run(["plan", "--gpu", "4090", "--target-loss", "2.6", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recommended"]["loss"] == pytest.approx(2.6)
+    assert run(["plan", "--gpu", "4070ti", "--tokens", "10B"]) == 2
+    assert "add --model" in capsys.readouterr().err
+    assert run(["plan", "--gpu", "4070ti", "--days", "3", "--model", "gpt2", "--tokens", "10B"]) == 2
+    assert "drop a time" in capsys.readouterr().err

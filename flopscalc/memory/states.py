@@ -75,6 +75,7 @@ def n_params_per_layer(cfg: ModelConfig) -> int:
     return (pc.attention + pc.mlp + (pc.layernorm - (1 + cfg.bias) * cfg.n_embd)) // cfg.n_layer
 
 
+@functools.lru_cache(maxsize=1024)
 def optimizer_state_bytes(cfg: ModelConfig, optimizer: Optimizer, state_bytes: int) -> float:
     """Optimizer state of the whole model, unsharded (bytes).
 
