@@ -1,0 +1,270 @@
+"""Compute-optimal frontier: N_opt(C) and D_opt(C) for several scaling laws, with landmarks.
+
+`frontier_data` gathers the numbers from the engines (no matplotlib); `draw_frontier` draws them;
+`frontier_figure` does both. Landmarks: the GPT-2 presets at the budget where each is compute-optimal under
+the first law (``scaling.flops_for_params``), published runs at C = 6ND (Kaplan et al. 2020, sec. 2.1) from
+``data/published_runs.csv``, the user's budget, and the model sizes that fit a GPU's memory.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import UsageError
+from ..hardware import GpuSpec, Precision
+from ..model import GPT2_BLOCK_SIZE, PRESETS, count_params
+from . import _common as C
+
+# Laws drawn when none are named: the corrected Chinchilla fit, the published one, the IsoFLOP approach
+# and Kaplan's; the others are one --law away.
+DEFAULT_FRONTIER_LAWS = ("besiroglu2024", "chinchilla", "chinchilla-a2", "kaplan2020")
+# Compute span drawn by default (FLOP): GPT-2 small's optimum (~2e18) to Llama 3.1 405B (~4e25).
+DEFAULT_C_RANGE_FLOPS = (1e17, 1e26)
+# Points per law line (log-spaced in C); the lines are power laws, so this is plenty.
+FRONTIER_POINTS = 101
+# Model sizes searched for the largest that fits a GPU (parameters): config_for_params spans ~1e7..1e13.
+FIT_SEARCH_PARAMS = (1e7, 1e13)
+# Grid steps per decade of that search before bisection, and bisection steps after it.
+FIT_GRID_PER_DECADE = 4
+FIT_BISECTIONS = 14
+# Points of two runs closer than this in both log10 coordinates share one label.
+MERGE_DECADES = 0.15
+
+
+def _law_n_params(law, cfg) -> int:
+    """N of a model as ``law`` counts it: total, or non-embedding for Kaplan-style laws."""
+    pc = count_params(cfg)
+    return pc.non_embedding if law.n_counts_embeddings is False else pc.total
+
+
+def _fits(n_params: float, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
+          capacity_bytes: float | None) -> tuple[bool, bool]:
+    """(fits with some setup of the planner's ladder, fits with its first rung: plain AdamW, no recompute)."""
+    from ..errors import DomainError
+    from ..flops import Recompute
+    from ..memory import Optimizer
+    from ..model import config_for_params
+    from ..plan_options import choose_setup
+
+    try:
+        cfg = config_for_params(n_params)
+    except DomainError:
+        return False, False
+    if seq_len > cfg.block_size:
+        cfg = cfg.with_(block_size=seq_len)
+    chosen = choose_setup(cfg, gpu, n_gpus, seq_len, precision, capacity_bytes)
+    if chosen is None:
+        return False, False
+    s = chosen.setup
+    plain = (s.recompute is Recompute.none and s.optimizer is Optimizer.adamw and not s.offload_optimizer
+             and s.zero_stage == 0)
+    return True, plain
+
+
+def largest_fitting_params(gpu: GpuSpec, n_gpus: int = 1, seq_len: int = GPT2_BLOCK_SIZE,
+                           precision: Precision | str = Precision.bf16,
+                           capacity_bytes: float | None = None) -> dict:
+    """Largest model (parameters, GPT-2 shapes by ``config_for_params``) that fits ``n_gpus`` x ``gpu``.
+
+    Two answers: with any setup of the planner's ladder (``plan_options.choose_setup``: recomputation,
+    8-bit AdamW, ZeRO, optimizer offload) and with its first rung only (AdamW, no recomputation, no
+    sharding). Log-spaced grid, then bisection in log N; the fitting set is taken to be all N below the
+    limit (memory grows with N). Returns the parameter count and shape of the largest shaped config found
+    to fit (None: nothing fits). The shaping rule picks shapes by aspect ratio within 2% of a target, so a
+    target just above the limit can give a slightly larger model: the limit is good to about 2%.
+    """
+    from ..model import config_for_params
+
+    precision = Precision(precision)
+    lo, hi = (math.log10(v) for v in FIT_SEARCH_PARAMS)
+    grid = np.logspace(lo, hi, int((hi - lo) * FIT_GRID_PER_DECADE) + 1)
+    results = [_fits(float(n), gpu, n_gpus, seq_len, precision, capacity_bytes) for n in grid]
+    limits, shapes = {}, {}
+    for which, key in ((0, "any_setup"), (1, "plain_adamw")):
+        ok = [i for i, r in enumerate(results) if r[which]]
+        if not ok:
+            limits[key] = shapes[key] = None
+            continue
+        i = ok[-1]
+        a = math.log(grid[i])  # fits at a
+        if i < len(grid) - 1:
+            b = math.log(grid[i + 1])  # does not fit at b
+            for _ in range(FIT_BISECTIONS):
+                mid = 0.5 * (a + b)
+                a, b = (mid, b) if _fits(math.exp(mid), gpu, n_gpus, seq_len, precision, capacity_bytes)[which] else (a, mid)
+        cfg = config_for_params(math.exp(a))
+        limits[key] = float(count_params(cfg).total)
+        shapes[key] = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd}
+    return {"gpu": gpu.name, "n_gpus": n_gpus, "seq_len": seq_len, "precision": precision.value,
+            "capacity_bytes": float(capacity_bytes or gpu.memory_bytes),
+            "n_max_params_any_setup": limits["any_setup"], "n_max_params_plain_adamw": limits["plain_adamw"],
+            "shape_any_setup": shapes["any_setup"], "shape_plain_adamw": shapes["plain_adamw"]}
+
+
+def _check_range(c_range_flops) -> tuple[float, float]:
+    lo, hi = (float(v) for v in c_range_flops)
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise UsageError(f"compute range must be two positive numbers, low < high, got {lo:g}..{hi:g}; "
+                         "e.g. --c-min 1e17 --c-max 1e26")
+    return lo, hi
+
+
+def frontier_data(laws=DEFAULT_FRONTIER_LAWS, c_range_flops=DEFAULT_C_RANGE_FLOPS, budget_flops: float | None = None,
+                  budget_label: str | None = None, gpu: GpuSpec | None = None, n_gpus: int = 1,
+                  seq_len: int = GPT2_BLOCK_SIZE, precision: Precision | str = Precision.bf16,
+                  capacity_bytes: float | None = None, published: bool = True) -> dict:
+    """The numbers behind the frontier plot (JSON-ready; units in the keys).
+
+    Parameters
+    ----------
+    laws : sequence of str or ScalingLaw
+        Laws to draw; the first also places the GPT-2 presets and the budget's optimum.
+    c_range_flops : (float, float)
+        Training compute span (FLOP).
+    budget_flops : float, optional
+        The user's budget (FLOP), drawn as a vertical line.
+    budget_label : str, optional
+        How the budget was obtained, for the legend (e.g. "1 year on 1x RTX 4070 Ti").
+    gpu, n_gpus, seq_len, precision, capacity_bytes
+        The memory region: which model sizes fit (see `largest_fitting_params`).
+    published : bool
+        Mark the published runs of ``data/published_runs.csv``.
+    """
+    from ..scaling import flops_for_params, optimal
+    from ..scaling.allocate import optimal_arrays
+    from ..scaling.io import get_law
+
+    lo, hi = _check_range(c_range_flops)
+    law_objs = [get_law(x) if isinstance(x, str) else x for x in laws]
+    if not law_objs:
+        raise UsageError("name at least one scaling law, e.g. --law besiroglu2024")
+    c = np.logspace(math.log10(lo), math.log10(hi), FRONTIER_POINTS)
+    lines = []
+    for law in law_objs:
+        n, d = optimal_arrays(law, c)
+        n_exp = float(np.polyfit(np.log(c), np.log(n), 1)[0])
+        lines.append({"law": law.name, "title": law.title, "n_counts_embeddings": law.n_counts_embeddings,
+                      "n_exponent": n_exp, "c_flops": c.tolist(), "n_params": np.asarray(n).tolist(),
+                      "n_tokens": np.asarray(d).tolist()})
+    primary = law_objs[0]
+    presets = []
+    for name, cfg in PRESETS.items():
+        alloc = flops_for_params(primary, _law_n_params(primary, cfg))
+        presets.append({"name": name, "law": primary.name, "n_params": alloc.n_params, "c_flops": alloc.c_flops,
+                        "n_tokens": alloc.n_tokens, "inside_range": lo <= alloc.c_flops <= hi})
+    runs = []
+    if published:
+        from ..runs import published_runs
+
+        for r in published_runs():
+            n = r.n_params if r.config is None else count_params(r.config).total
+            c_run = 6.0 * n * r.n_tokens  # C = 6ND  [Kaplan et al. 2020, sec. 2.1]
+            runs.append({"run": r.run, "kind": r.kind, "n_params": float(n), "n_tokens": r.n_tokens,
+                         "c_flops": c_run, "inside_range": lo <= c_run <= hi})
+    budget = None
+    if budget_flops is not None:
+        if not (budget_flops > 0 and math.isfinite(budget_flops)):
+            raise UsageError(f"the budget must be a positive number of FLOPs, got {budget_flops}")
+        budget = {"c_flops": float(budget_flops), "label": budget_label,
+                  "optimal": [{"law": a.law, "n_params": a.n_params, "n_tokens": a.n_tokens}
+                              for a in (optimal(law, budget_flops) for law in law_objs)]}
+    fit = None
+    if gpu is not None:
+        fit = largest_fitting_params(gpu, n_gpus, seq_len, precision, capacity_bytes)
+    return {"plot": "frontier", "c_range_flops": [lo, hi], "laws": lines, "presets": presets,
+            "published_runs": runs, "budget": budget, "gpu_fit": fit}
+
+
+def _merge_close(points: list[dict], ykey: str) -> list[tuple[float, float, str]]:
+    """Points (c, y, name) with near-coincident ones merged into one label (first point's position)."""
+    out: list[list] = []
+    for p in sorted(points, key=lambda p: p["c_flops"]):
+        x, y = p["c_flops"], p[ykey]
+        for q in out:
+            if abs(math.log10(q[0] / x)) < MERGE_DECADES and abs(math.log10(q[1] / y)) < MERGE_DECADES:
+                q[2] += ", " + p["name"]
+                break
+        else:
+            out.append([x, y, p["name"]])
+    return [tuple(q) for q in out]
+
+
+def draw_frontier(data: dict):
+    """Draw `frontier_data`'s numbers: N_opt (top) and D_opt (bottom) against C, log-log. Returns a Figure."""
+    from ..units import format_count
+
+    fig, (ax_n, ax_d) = C.new_figure(9.0, 10.0, 2, 1, sharex=True)
+    lo, hi = data["c_range_flops"]
+    for i, line in enumerate(data["laws"]):
+        color = C.SERIES_COLORS[i % len(C.SERIES_COLORS)]
+        note = " (N without embeddings)" if line["n_counts_embeddings"] is False else ""
+        ax_n.plot(line["c_flops"], line["n_params"], color=color, lw=2,
+                  label=f"{line['law']}: N ∝ C^{line['n_exponent']:.2f}{note}", gid=f"law:{line['law']}")
+        ax_d.plot(line["c_flops"], line["n_tokens"], color=color, lw=2, label=line["law"], gid=f"law:{line['law']}")
+    primary_color = C.SERIES_COLORS[0]
+    presets = [p for p in data["presets"] if p["inside_range"]]
+    runs = [{**r, "name": r["run"]} for r in data["published_runs"] if r["inside_range"] and r["kind"] == "measured"]
+    # y limits from everything drawn, with a margin, so the shaded memory band can start at the bottom
+    for ax, key in ((ax_n, "n_params"), (ax_d, "n_tokens")):
+        ys = [y for line in data["laws"] for y in line[key]] + [p[key] for p in presets] + [r[key] for r in runs]
+        ax.set_ylim(min(ys) / 3, max(ys) * 3)
+        ax.set_xlim(lo, hi)
+    if presets:
+        for ax, key in ((ax_n, "n_params"), (ax_d, "n_tokens")):
+            ax.scatter([p["c_flops"] for p in presets], [p[key] for p in presets], s=42, marker="o",
+                       facecolor="white", edgecolor=primary_color, linewidths=1.8, zorder=5, gid="presets",
+                       label=f"GPT-2 presets at their {presets[0]['law']} optimum")
+    if runs:
+        for ax, key in ((ax_n, "n_params"), (ax_d, "n_tokens")):
+            ax.scatter([r["c_flops"] for r in runs], [r[key] for r in runs], s=36, marker="D", color="black",
+                       zorder=6, gid="published_runs", label="published runs, C = 6ND")
+    budget = data["budget"]
+    if budget is not None:
+        c_b = budget["c_flops"]
+        label = f"budget {C.sci_label(c_b)} FLOP" + (f" ({budget['label']})" if budget.get("label") else "")
+        best = budget["optimal"][0]
+        for ax, key, sym in ((ax_n, "n_params", "N"), (ax_d, "n_tokens", "D")):
+            ax.axvline(c_b, color="black", ls="--", lw=1.3, label=label, gid="budget")
+            ax.scatter([c_b], [best[key]], marker="*", s=200, color="gold", edgecolor="black", zorder=7,
+                       gid="budget_optimum", label=f"{sym}_opt at the budget ({best['law']}): "
+                                                   f"{format_count(best[key])}")
+    fit = data["gpu_fit"]
+    if fit is not None:
+        y0 = ax_n.get_ylim()[0]
+        gpus = f"{fit['n_gpus']}× {C.short_gpu_name(fit['gpu'])}"
+        if fit["n_max_params_any_setup"]:
+            ax_n.axhspan(y0, fit["n_max_params_any_setup"], color="#2ca02c", alpha=0.10, lw=0, gid="fit:any_setup",
+                         label=f"fits {gpus}, lightest setup (≤ {format_count(fit['n_max_params_any_setup'])})")
+        if fit["n_max_params_plain_adamw"]:
+            ax_n.axhspan(y0, fit["n_max_params_plain_adamw"], color="#2ca02c", alpha=0.18, lw=0,
+                         gid="fit:plain_adamw",
+                         label=f"fits {gpus}, AdamW, no recompute (≤ {format_count(fit['n_max_params_plain_adamw'])})")
+    C.style_axes(ax_n, "", "compute-optimal parameters N (count)", "Compute-optimal model size", logx=True, logy=True)
+    C.style_axes(ax_d, "training compute C (FLOP)", "compute-optimal training tokens D (tokens)",
+                 "Compute-optimal training data", logx=True, logy=True)
+    ax_n.legend(loc="upper left", fontsize=C.LEGEND_SIZE, framealpha=0.9)
+    handles, labels = ax_d.get_legend_handles_labels()
+    keep = [(h, lab) for h, lab in zip(handles, labels) if not any(lab == line["law"] for line in data["laws"])]
+    if keep:
+        ax_d.legend(*zip(*keep), loc="upper left", fontsize=C.LEGEND_SIZE, framealpha=0.9)
+    # labels of the landmarks, placed clear of each other, the markers and the legends
+    renderer = C.layout_now(fig)
+    for ax, key in ((ax_n, "n_params"), (ax_d, "n_tokens")):
+        taken = [ax.get_legend().get_window_extent(renderer)] if ax.get_legend() else []
+        pts = [{"c_flops": p["c_flops"], key: p[key], "name": p["name"]} for p in presets] + runs
+        taken += C.point_boxes(fig, ax, [p["c_flops"] for p in pts], [p[key] for p in pts])
+        if budget is not None:
+            taken += C.point_boxes(fig, ax, [budget["c_flops"]], [budget["optimal"][0][key]], radius_pt=8)
+        for group, color in ((presets, primary_color), (runs, "black")):
+            merged = _merge_close([{"c_flops": p["c_flops"], key: p[key], "name": p["name"]} for p in group], key)
+            if merged:
+                C.place_labels(fig, ax, *zip(*merged), color=color, avoid=taken)
+    return fig
+
+
+def frontier_figure(laws=DEFAULT_FRONTIER_LAWS, c_range_flops=DEFAULT_C_RANGE_FLOPS, budget_flops: float | None = None,
+                    **kwargs):
+    """Compute-optimal N and D against compute for ``laws``, with landmarks; see `frontier_data`. A Figure."""
+    return draw_frontier(frontier_data(laws, c_range_flops, budget_flops, **kwargs))
