@@ -19,6 +19,7 @@ from .flops import Recompute
 from .hardware import Precision
 from .memory.settings import MemoryPrecision, Optimizer
 from .planner import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+from .plots._common import PNG_DPI
 
 plot_app = typer.Typer(help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
                        no_args_is_help=True)
@@ -27,6 +28,7 @@ OutOpt = Annotated[Path | None, typer.Option(
     "--out", help="Image file to write; the format follows the suffix: .png, .svg or .pdf.")]
 LawOpt = Annotated[str | None, typer.Option(
     "--law", help="Scaling law with a loss formula (see 'flopscalc scaling laws'); default besiroglu2024.")]
+DpiOpt = Annotated[int, typer.Option(help="Resolution of PNG files (dots per inch).")]
 BudgetsOpt = Annotated[list[str] | None, typer.Option(
     "--flops", help="Training budget to draw, e.g. 1e20; repeat for several. (FLOP)")]
 
@@ -42,12 +44,12 @@ def _check_out(out: Path | None, as_json: bool) -> None:
         format_for(out)
 
 
-def _finish(data: dict, draw, out: Path | None, as_json: bool) -> None:
+def _finish(data: dict, draw, out: Path | None, as_json: bool, dpi: int) -> None:
     """Draw and save when --out is given; print the path, or the numbers with --json."""
     if out is not None:
         from .plots import save_figure
 
-        path = save_figure(draw(data), out)
+        path = save_figure(draw(data), out, dpi)
         data = {**data, "written_to": str(path)}
         if not as_json:
             sys.stdout.write(f"{path}\n")
@@ -64,6 +66,7 @@ def _count(text: str, option: str) -> float:
 @plot_app.command("frontier")
 def frontier(
     out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
     law: Annotated[list[str] | None, typer.Option(
         "--law", help="Scaling law to draw; repeat for several (the first places the presets and the optimum).")
     ] = None,
@@ -110,12 +113,13 @@ def frontier(
                          budget_label=label, gpu=spec, n_gpus=n_gpus, seq_len=seq, precision=precision,
                          capacity_bytes=parse_bytes(memory, what="--memory") if memory is not None else None,
                          published=published)
-    _finish(data, draw_frontier, out, as_json)
+    _finish(data, draw_frontier, out, as_json, dpi)
 
 
 @plot_app.command("isoflop")
 def isoflop(
     out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
     flops: BudgetsOpt = None,
     law: LawOpt = None,
     runs: Annotated[Path | None, typer.Option(
@@ -129,12 +133,13 @@ def isoflop(
     from .plots import draw_isoflop, isoflop_data
 
     budgets = [_count(f, "--flops") for f in flops] if flops else None
-    _finish(isoflop_data(budgets, law, runs, flops_tolerance), draw_isoflop, out, as_json)
+    _finish(isoflop_data(budgets, law, runs, flops_tolerance), draw_isoflop, out, as_json, dpi)
 
 
 @plot_app.command("landscape")
 def landscape(
     out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
     law: LawOpt = None,
     n_min: Annotated[str, typer.Option("--n-min", help="Smallest model drawn. (parameters)")] = "1e7",
     n_max: Annotated[str, typer.Option("--n-max", help="Largest model drawn. (parameters)")] = "1e12",
@@ -150,12 +155,13 @@ def landscape(
     data = landscape_data(law, (_count(n_min, "--n-min"), _count(n_max, "--n-max")),
                           (_count(d_min, "--d-min"), _count(d_max, "--d-max")),
                           [_count(f, "--flops") for f in flops] if flops else None)
-    _finish(data, draw_landscape, out, as_json)
+    _finish(data, draw_landscape, out, as_json, dpi)
 
 
 @plot_app.command("memory")
 def memory(
     out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
     gpu: Annotated[str | None, typer.Option(help="GPU whose capacity is drawn, e.g. 4070ti.")] = None,
     model: Annotated[list[str] | None, typer.Option(
         help="Preset to draw; repeat for several (default: every GPT-2 preset).")] = None,
@@ -191,13 +197,14 @@ def memory(
                           grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero, offload_optimizer=offload)
     data = memory_data(models or list(PRESETS), get_gpu(gpu, gpu_csv or ()) if gpu else None, setup,
                        micro_batch or None)
-    _finish(data, draw_memory, out, as_json)
+    _finish(data, draw_memory, out, as_json, dpi)
 
 
 @plot_app.command("calibration")
 def calibration(
     profile: Annotated[Path, typer.Argument(help="Calibration profile JSON from 'flopscalc calibrate'.")],
     out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
     mfu: Annotated[float | None, typer.Option(
         help="MFU at which step times are predicted. (0-1; default the planner's 0.40)")] = None,
     as_json: JsonOpt = False,
@@ -207,7 +214,7 @@ def calibration(
     from .calibration import load_profile
     from .plots import calibration_data, draw_calibration
 
-    _finish(calibration_data(load_profile(profile), mfu), draw_calibration, out, as_json)
+    _finish(calibration_data(load_profile(profile), mfu), draw_calibration, out, as_json, dpi)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -176,6 +177,7 @@ def runs_csv(tmp_path_factory):
         for n in optimal(law, c).n_params * np.logspace(-0.7, 0.7, 5):
             d = c / (6 * n) * (1 + rng.uniform(-0.04, 0.04))  # FLOPs within 4% of the budget
             rows.append(f"{n:.6g},{d:.6g},{float(law.loss(n, d)) * math.exp(rng.normal(0, 0.01)):.5f}")
+    rows.append("3e7,5e8,3.9")  # a lone run at 9e16 FLOP: no IsoFLOP profile of its own
     path = tmp_path_factory.mktemp("runs") / "runs.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
@@ -195,7 +197,7 @@ def test_isoflop_curves_and_minima():
         assert np.allclose(loss, law.loss(n, c / (6 * n)), rtol=1e-12)  # y = L(N, C/6N)
         step = math.log(n[1] / n[0])
         assert abs(math.log(n[np.argmin(loss)] / n_min)) <= step  # the curve's own floor is at the marker
-    assert [f"C = {plots._common.sci_label(c)} FLOP" for c in budgets] == legend_texts(ax)[:3]
+    assert [f"predicted, C = {plots._common.sci_label(c)} FLOP" for c in budgets] == legend_texts(ax)[:3]
 
 
 def test_isoflop_numeric_minimum_for_kaplan():
@@ -215,8 +217,9 @@ def test_isoflop_runs_overlay_grouped_by_flops(runs_csv):
     ax = fig.axes[0]
     runs = read_runs(runs_csv)
     groups = [a for a in ax.collections if (a.get_gid() or "").startswith("runs:")]
-    assert len(groups) == 3 and sum(len(g.get_offsets()) for g in groups) == len(runs)
-    plotted = sorted(tuple(xy) for g in groups for xy in g.get_offsets())
+    assert len(groups) == 3 and sum(len(g.get_offsets()) for g in groups) == len(runs) - 1
+    assert [tuple(xy) for xy in one(ax, "other_runs").get_offsets()] == [(3e7, 3.9)]
+    plotted = sorted(tuple(xy) for g in [*groups, one(ax, "other_runs")] for xy in g.get_offsets())
     assert plotted == sorted(zip(runs.n_params, runs.loss))
     curves = [a for a in ax.get_lines() if (a.get_gid() or "").startswith("curve:")]
     assert len(curves) == 3  # budgets default to the groups' FLOPs
@@ -385,6 +388,9 @@ def test_save_writes_each_format_atomically(tmp_path, suffix, magic):
     if suffix == ".svg":
         assert b"<svg" in data[:2000]
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual permissions, not the temp file's 0600
 
 
 def test_save_refuses_unknown_suffix(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from pathlib import Path
 
 from ..errors import UsageError
@@ -53,6 +54,25 @@ def style_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, logx: 
     ax.grid(True, which="major", alpha=0.3)
     if logx or logy:
         ax.grid(True, which="minor", alpha=0.08)
+
+
+def readable_log_ticks(ax, axis: str = "x", kind: str = "count") -> None:
+    """Ticks at 1, 2, 5 x 10^k labelled compactly (124.4M, 0.02 s), so a span under a decade stays legible.
+
+    ``kind``: "count" (format_count: 200M, 1.5B) or "plain" (%g).
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from ..units import format_count
+
+    def count(v, _pos):
+        return re.sub(r"\.0(?=[kMBT]?$)", "", format_count(v))  # 200.0M -> 200M
+
+    fmt = count if kind == "count" else (lambda v, _pos: f"{v:g}")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(fmt))
+    target.set_minor_formatter(NullFormatter())
 
 
 def empty_panel(ax, message: str, title: str) -> None:
@@ -103,12 +123,38 @@ def figure_bytes(fig, fmt: str, dpi: int = PNG_DPI) -> bytes:
     return buf.getvalue()
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsynced, then ``os.replace``.
+
+    The file gets the usual permissions (0666 less the umask), not the temp file's 0600.
+    """
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def save_figure(fig, path: str | Path, dpi: int = PNG_DPI) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix) atomically: temp file in the folder, then rename."""
-    from ..calibration import write_bytes_atomic
-
     path = Path(path)
-    data = figure_bytes(fig, format_for(path), dpi)
+    fmt = format_for(path)
+    if not 20 <= dpi <= 1200:
+        raise UsageError(f"resolution must be between 20 and 1200 dots per inch, got {dpi}; e.g. --dpi 150")
+    data = figure_bytes(fig, fmt, dpi)
     try:
         write_bytes_atomic(path, data)
     except OSError as e:

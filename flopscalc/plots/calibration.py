@@ -91,6 +91,8 @@ def draw_calibration(data: dict):
         _identity(ax_t, [p["predicted_step_time_s"] for p in timed] + [p["step_time_s"] for p in timed])
         C.style_axes(ax_t, f"predicted at MFU {data['assumed_mfu']:.2f} (s/step)", "measured (s/step)",
                      "Step time", logx=True, logy=True)
+        C.readable_log_ticks(ax_t, "x", "plain")
+        C.readable_log_ticks(ax_t, "y", "plain")
         ax_t.legend(loc="upper left", fontsize=C.LEGEND_SIZE)
     else:
         C.empty_panel(ax_t, "no peak rate in this profile:\nre-run calibrate with --gpu or --peak-tflops",
@@ -114,6 +116,7 @@ def draw_calibration(data: dict):
         ax_m.set_ylim(0, min(1.0, top * 1.3))
         C.style_axes(ax_m, "parameters N (count)", "MFU (fraction of dense peak)", "Model FLOPs utilization",
                      logx=True)
+        C.readable_log_ticks(ax_m, "x", "count")
         ax_m.legend(loc="lower right", fontsize=C.LEGEND_SIZE)
     else:
         C.empty_panel(ax_m, "no MFU in this profile:\nthe device had no known peak rate", "Model FLOPs utilization")

@@ -234,13 +234,14 @@ def draw_frontier(data: dict):
     if fit is not None:
         y0 = ax_n.get_ylim()[0]
         gpus = f"{fit['n_gpus']}× {C.short_gpu_name(fit['gpu'])}"
+        lightest = ("ZeRO-3, " if fit["n_gpus"] > 1 else "") + "full recompute, 8-bit Adam, offload"
         if fit["n_max_params_any_setup"]:
             ax_n.axhspan(y0, fit["n_max_params_any_setup"], color="#2ca02c", alpha=0.10, lw=0, gid="fit:any_setup",
-                         label=f"fits {gpus}, lightest setup (≤ {format_count(fit['n_max_params_any_setup'])})")
+                         label=f"fits {gpus} with {lightest} (≤ {format_count(fit['n_max_params_any_setup'])})")
         if fit["n_max_params_plain_adamw"]:
             ax_n.axhspan(y0, fit["n_max_params_plain_adamw"], color="#2ca02c", alpha=0.18, lw=0,
                          gid="fit:plain_adamw",
-                         label=f"fits {gpus}, AdamW, no recompute (≤ {format_count(fit['n_max_params_plain_adamw'])})")
+                         label=f"fits {gpus} with AdamW, no recompute (≤ {format_count(fit['n_max_params_plain_adamw'])})")
     C.style_axes(ax_n, "", "compute-optimal parameters N (count)", "Compute-optimal model size", logx=True, logy=True)
     C.style_axes(ax_d, "training compute C (FLOP)", "compute-optimal training tokens D (tokens)",
                  "Compute-optimal training data", logx=True, logy=True)

@@ -24,6 +24,9 @@ ISOFLOP_POINTS = 161
 DEFAULT_FLOPS_TOLERANCE = 0.10
 # Most run groups shown (the most populated ones); more would not be told apart by colour.
 MAX_RUN_GROUPS = 8
+# A group is an IsoFLOP profile (gets its own colour and curve) when it has at least this many model sizes;
+# the other runs are drawn in grey without a curve.
+MIN_PROFILE_SIZES = 3
 
 
 def group_by_flops(c_flops, rel_tol: float = DEFAULT_FLOPS_TOLERANCE) -> list[np.ndarray]:
@@ -83,8 +86,8 @@ def isoflop_data(budgets_flops=None, law=None, runs_csv=None, flops_tolerance: f
     Parameters
     ----------
     budgets_flops : sequence of float, optional
-        Budgets to draw (FLOP); default: the run groups' mean FLOPs when runs are given, else
-        `DEFAULT_ISOFLOP_BUDGETS`.
+        Budgets to draw (FLOP); default: the FLOPs of the runs' IsoFLOP groups (geometric mean; groups of at
+        least `MIN_PROFILE_SIZES` model sizes) when runs are given, else `DEFAULT_ISOFLOP_BUDGETS`.
     law : str or ScalingLaw, optional
         A law with a loss formula (default: ``scaling.DEFAULT_LAW``).
     runs_csv : path, optional
@@ -100,11 +103,18 @@ def isoflop_data(budgets_flops=None, law=None, runs_csv=None, flops_tolerance: f
     if not law.has_loss:
         raise DomainError(f"law {law.name!r} has no loss formula, so it has no IsoFLOP curves; "
                           "use a parametric law such as besiroglu2024, chinchilla or kaplan2020")
-    run_groups = []
+    run_groups, others = [], None
     if runs_csv is not None:
         runs = read_runs(runs_csv)
-        groups = sorted(group_by_flops(runs.c_flops, flops_tolerance), key=len, reverse=True)[:MAX_RUN_GROUPS]
-        for g in sorted(groups, key=lambda g: float(np.mean(runs.c_flops[g]))):
+        groups = group_by_flops(runs.c_flops, flops_tolerance)
+        profiles = [g for g in groups if np.unique(runs.n_params[g]).size >= MIN_PROFILE_SIZES]
+        profiles = sorted(profiles, key=len, reverse=True)[:MAX_RUN_GROUPS]
+        chosen = {int(i) for g in profiles for i in g}
+        rest = np.array(sorted(set(range(len(runs))) - chosen), dtype=int)
+        if rest.size:
+            others = {"n_params": runs.n_params[rest].tolist(), "loss": runs.loss[rest].tolist(),
+                      "c_flops": runs.c_flops[rest].tolist()}
+        for g in sorted(profiles, key=lambda g: float(np.mean(runs.c_flops[g]))):
             run_groups.append({"c_flops": float(np.exp(np.mean(np.log(runs.c_flops[g])))),
                                "n_params": runs.n_params[g].tolist(), "n_tokens": runs.n_tokens[g].tolist(),
                                "loss": runs.loss[g].tolist(), "run_c_flops": runs.c_flops[g].tolist()})
@@ -125,7 +135,7 @@ def isoflop_data(budgets_flops=None, law=None, runs_csv=None, flops_tolerance: f
                        "min_method": how})
     return {"plot": "isoflop", "law": law.name, "law_title": law.title,
             "n_counts_embeddings": law.n_counts_embeddings, "curves": curves,
-            "run_groups": run_groups, "flops_tolerance": flops_tolerance,
+            "run_groups": run_groups, "other_runs": others, "flops_tolerance": flops_tolerance,
             "runs_source": None if runs_csv is None else str(runs_csv)}
 
 
@@ -133,7 +143,7 @@ def draw_isoflop(data: dict):
     """Draw `isoflop_data`'s numbers: loss against N (log x), one curve per budget, minima marked."""
     from ..units import format_count
 
-    fig, ax = C.new_figure(9.0, 6.0)
+    fig, ax = C.new_figure(11.5, 6.0)
     import matplotlib
 
     cmap = matplotlib.colormaps["viridis"]
@@ -141,7 +151,7 @@ def draw_isoflop(data: dict):
     colors = [cmap(0.9 * i / max(1, len(curves) - 1)) for i in range(len(curves))]
     for curve, color in zip(curves, colors):
         ax.plot(curve["n_params"], curve["loss"], color=color, lw=2, gid=f"curve:{curve['c_flops']:g}",
-                label=f"C = {C.sci_label(curve['c_flops'])} FLOP")
+                label=f"predicted, C = {C.sci_label(curve['c_flops'])} FLOP")
     ax.scatter([c["min_n_params"] for c in curves], [c["min_loss"] for c in curves], marker="*", s=160,
                color="gold", edgecolor="black", zorder=6, gid="minima", label="minimum: compute-optimal N")
     for curve in curves:
@@ -153,16 +163,22 @@ def draw_isoflop(data: dict):
         match = [k for k, c in enumerate(curves) if abs(c["c_flops"] / g["c_flops"] - 1) <= data["flops_tolerance"]]
         color = colors[match[0]] if match else C.SERIES_COLORS[j % len(C.SERIES_COLORS)]
         ax.scatter(g["n_params"], g["loss"], marker="o", s=30, facecolor=color, edgecolor="black", linewidths=0.6,
-                   zorder=5, gid=f"runs:{g['c_flops']:g}", label=f"runs at ~{C.sci_label(g['c_flops'])} FLOP")
-    # loss axis: from just under the lowest point to a little above the highest minimum's curve band
-    lows = [c["min_loss"] for c in curves] + [x for g in data["run_groups"] for x in g["loss"]]
-    highs = [c["min_loss"] for c in curves] + [x for g in data["run_groups"] for x in g["loss"]]
-    spread = max(highs) - min(lows)
-    ax.set_ylim(min(lows) - 0.15 * spread - 0.05, max(highs) + 0.6 * spread + 0.2)
+                   zorder=5, gid=f"runs:{g['c_flops']:g}", label=f"measured runs at ~{C.sci_label(g['c_flops'])} FLOP")
+    others = data.get("other_runs")
+    if others:
+        ax.scatter(others["n_params"], others["loss"], marker="o", s=18, color="#999999", zorder=4, gid="other_runs",
+                   label=f"other measured runs (< {MIN_PROFILE_SIZES} sizes at their FLOPs)")
+    # loss axis: the minima and the IsoFLOP groups set it; other runs may extend it downwards only (tiny models'
+    # high losses would flatten every curve)
+    values = [c["min_loss"] for c in curves] + [x for g in data["run_groups"] for x in g["loss"]]
+    spread = max(values) - min(values)
+    low = min(values + (others["loss"] if others else []))
+    ax.set_ylim(low - 0.15 * spread - 0.05, max(values) + 0.6 * spread + 0.2)
     n_note = ", without embeddings" if data["n_counts_embeddings"] is False else ""
-    C.style_axes(ax, f"parameters N (count{n_note})", "predicted loss (nats/token)",
+    C.style_axes(ax, f"parameters N (count{n_note})", "loss (nats/token)",
                  f"IsoFLOP curves under {data['law']}", logx=True)
-    ax.legend(loc="upper right", fontsize=C.LEGEND_SIZE, framealpha=0.9, ncols=2 if len(curves) > 5 else 1)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=C.LEGEND_SIZE, frameon=False,
+              ncols=2 if len(curves) > 12 else 1)  # outside the axes: the curves' arms fill the corners
     return fig
 
 

@@ -69,7 +69,10 @@ def landscape_data(law=None, n_range=DEFAULT_N_RANGE, d_range=DEFAULT_D_RANGE, b
     c_path = np.logspace(math.log10(c_lo), math.log10(c_hi), PATH_POINTS)
     n_opt, d_opt = (np.asarray(v, float) for v in optimal_arrays(law, c_path))
     inside = (n_opt >= n_lo) & (n_opt <= n_hi) & (d_opt >= d_lo) & (d_opt <= d_hi)
+    # a published power-law allocation (Kaplan's, Chinchilla approaches 1-2) need not be the minimum of L along C = 6ND
+    path_method = "published allocation" if law.allocation is not None else "minimum of L along C = 6ND"
     return {"plot": "landscape", "law": law.name, "n_counts_embeddings": law.n_counts_embeddings,
+            "path_method": path_method,
             "n_params": n.tolist(), "n_tokens": d.tolist(), "loss": loss.tolist(), "iso_compute": iso,
             "optimal_path": {"c_flops": c_path[inside].tolist(), "n_params": n_opt[inside].tolist(),
                              "n_tokens": d_opt[inside].tolist()}}
@@ -98,7 +101,7 @@ def draw_landscape(data: dict):
                 label="C = 6ND (FLOP)" if k == 0 else None)
     path = data["optimal_path"]
     ax.plot(path["n_params"], path["n_tokens"], color="#d62728", lw=2.5, gid="optimal_path",
-            label=f"compute-optimal path ({data['law']})")
+            label=f"compute-optimal path ({data['law']}: {data['path_method']})")
     ax.set_xlim(n[0], n[-1])
     ax.set_ylim(d[0], d[-1])
     n_note = ", without embeddings" if data["n_counts_embeddings"] is False else ""
