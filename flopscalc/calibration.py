@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .errors import DomainError, UsageError
 from .model import ModelConfig
 
@@ -193,29 +192,3 @@ def save_profile(profile: CalibrationProfile, path: str | Path) -> Path:
     text = json.dumps(profile.to_dict(), indent=2) + "\n"
     write_text_atomic(path, text)
     return path
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically; see `write_bytes_atomic`."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the whole new one, never half.
-
-    A temp file in the same folder is written and fsynced, then renamed over ``path`` (``os.replace``
-    is atomic on POSIX and Windows); on any failure the temp file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

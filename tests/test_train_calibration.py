@@ -14,8 +14,8 @@ from flopscalc.calibration import (
     CalibrationProfile,
     load_profile,
     save_profile,
-    write_text_atomic,
 )
+from flopscalc.atomic import write_text_atomic
 from flopscalc.errors import DomainError, UsageError
 from flopscalc.model import ModelConfig
 
@@ -73,7 +73,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr("flopscalc.calibration.os.fsync", boom)
+    monkeypatch.setattr("flopscalc.atomic.os.fsync", boom)
     with pytest.raises(OSError):
         write_text_atomic(path, "new")
     assert path.read_text() == "old" and [f.name for f in tmp_path.iterdir()] == ["p.json"]

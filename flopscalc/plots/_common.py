@@ -12,6 +12,7 @@ import math
 import re
 from pathlib import Path
 
+from ..atomic import write_bytes_atomic
 from ..errors import UsageError
 
 # File formats `save_figure` writes, by suffix (matplotlib's format names).
@@ -122,30 +123,6 @@ def figure_bytes(fig, fmt: str, dpi: int = PNG_DPI) -> bytes:
     fig.savefig(buf, format=fmt, dpi=dpi, metadata=metadata)
     return buf.getvalue()
 
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsynced, then ``os.replace``.
-
-    The file gets the usual permissions (0666 less the umask), not the temp file's 0600.
-    """
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_figure(fig, path: str | Path, dpi: int = PNG_DPI) -> Path:

@@ -17,11 +17,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text_atomic
 from ..errors import UsageError
 from .laws import (
     BUILTIN_LAWS,
@@ -155,18 +155,7 @@ def save_law(law: ScalingLaw, directory: str | Path | None = None) -> Path:
     if law.name in _all_builtin_names():
         raise UsageError(f"{law.name!r} is a built-in law; save yours under another name")
     folder = Path(directory) if directory is not None else laws_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{law.name}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{law.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(law_to_dict(law), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(folder / f"{law.name}.json", json.dumps(law_to_dict(law), indent=2) + "\n")
 
 
 def load_law(path: str | Path) -> ScalingLaw:

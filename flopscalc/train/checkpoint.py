@@ -9,9 +9,7 @@ crash or a full disk leaves the previous checkpoint whole. It is read with
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import DomainError, UsageError
+from ..atomic import write_atomic
 from ..model import ModelConfig
 
 CHECKPOINT_FORMAT = "flopscalc.checkpoint"
@@ -54,20 +53,8 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` (plus format and version tags) to ``path`` atomically; return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    tagged = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
+    return write_atomic(path, lambda f: torch.save(tagged, f))
 
 
 def load_checkpoint(path: str | Path, expect_model: ModelConfig | None = None) -> dict:

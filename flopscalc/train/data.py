@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import write_bytes_atomic, write_text_atomic
+from ..atomic import write_bytes_atomic, write_text_atomic
 from ..errors import DomainError, UsageError
 
 LLMC_HEADER_INT32 = 256  # llm.c data_common.py: "a header with 256 int32s"

@@ -1,0 +1,34 @@
+"""Atomic writes: whole new file or the old one, with normal permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from flopscalc.atomic import write_atomic, write_text_atomic
+
+
+def test_new_file_has_umask_permissions_not_mkstemps_0600(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "a.json", "{}\n")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert path.read_text() == "{}\n"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
+    path = tmp_path / "keep.txt"
+    write_text_atomic(path, "old")
+
+    def half(f):
+        f.write(b"ne")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, half)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
