@@ -10,7 +10,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 def test_there_are_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"seed_claims.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"seed_claims.ipynb", "tour.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
