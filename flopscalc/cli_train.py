@@ -15,6 +15,7 @@ import typer
 
 from .cli_common import GpuCsvOpt, JsonOpt, emit
 from .errors import DomainError, UsageError
+from .flops import Recompute
 
 TORCH_MISSING = "this command needs PyTorch: install the train extra: pip install 'flopscalc[train]'"
 
@@ -53,12 +54,6 @@ class CompileMode(str, Enum):
     off = "off"
     on = "on"
     both = "both"
-
-
-class Recompute(str, Enum):
-    none = "none"
-    selective = "selective"
-    full = "full"
 
 
 def require_torch():
@@ -226,25 +221,31 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
     emit(profile_table(profile), data, as_json)
 
 
+# Options shared by `bench` and `calibrate` (the same sweep; calibrate must write a profile).
+SweepModelsOpt = Annotated[Optional[list[str]], typer.Option(help="Preset(s) to time; repeat to sweep model size.")]
+SweepMicroBatchOpt = Annotated[Optional[list[int]], typer.Option(
+    "--micro-batch", help="Sequences per forward pass; repeat to sweep (default 8).")]
+SweepSeqOpt = Annotated[Optional[list[int]], typer.Option(
+    help="Tokens per sequence; repeat to sweep (default: block size).")]
+BenchAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")]
+CompileOpt = Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
+RecomputeOpt = Annotated[Recompute, typer.Option(help="Activation recomputation.")]
+WarmupOpt = Annotated[int, typer.Option(help="Untimed steps before timing.")]
+TimedStepsOpt = Annotated[int, typer.Option(help="Timed optimizer steps per setup.")]
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
     app.add_typer(train_app, name="train")
 
     def bench(
-        model: Annotated[Optional[list[str]], typer.Option(help="Preset(s) to time; repeat to sweep model size.")] = None,
+        model: SweepModelsOpt = None,
         n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
         block_size: BlockOpt = None, vocab_size: VocabOpt = None,
-        micro_batch: Annotated[Optional[list[int]], typer.Option(
-            "--micro-batch", help="Sequences per forward pass; repeat to sweep (default 8).")] = None,
-        seq: Annotated[Optional[list[int]], typer.Option(
-            help="Tokens per sequence; repeat to sweep (default: block size).")] = None,
-        grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
-        compile: Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
-        = CompileMode.off,
+        micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
+        compile: CompileOpt = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
-        recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
-        warmup_steps: Annotated[int, typer.Option(help="Untimed steps before timing.")] = 5,
-        steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup.")] = 20,
+        recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5, steps: TimedStepsOpt = 20,
         gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
         out: Annotated[Optional[Path], typer.Option(help="Also write the calibration profile JSON here.")] = None,
         as_json: JsonOpt = False,
@@ -255,20 +256,13 @@ def register(app: typer.Typer) -> None:
 
     def calibrate(
         out: Annotated[Path, typer.Option(help="Calibration profile JSON to write (for 'plan --calibration').")],
-        model: Annotated[Optional[list[str]], typer.Option(help="Preset(s) to time; repeat to sweep model size.")] = None,
+        model: SweepModelsOpt = None,
         n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
         block_size: BlockOpt = None, vocab_size: VocabOpt = None,
-        micro_batch: Annotated[Optional[list[int]], typer.Option(
-            "--micro-batch", help="Sequences per forward pass; repeat to sweep (default 8).")] = None,
-        seq: Annotated[Optional[list[int]], typer.Option(
-            help="Tokens per sequence; repeat to sweep (default: block size).")] = None,
-        grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
-        compile: Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
-        = CompileMode.off,
+        micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
+        compile: CompileOpt = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
-        recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
-        warmup_steps: Annotated[int, typer.Option(help="Untimed steps before timing.")] = 5,
-        steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup.")] = 20,
+        recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5, steps: TimedStepsOpt = 20,
         gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
