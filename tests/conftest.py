@@ -14,6 +14,16 @@ def torch():
     return pytest.importorskip("torch")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: deterministic and fast on a shared 2-core machine (the trainer tests use it)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def measure_flops(cfg, batch: int, seq: int, *, backward: bool = True, recompute: str = "none") -> dict:
     """Run the reference module on meta tensors under FlopCounterMode; return total and per-op FLOPs.
 

@@ -17,12 +17,7 @@ TRAIN = ["--micro-batch", "4", "--eval-interval", "0", "--eval-batches", "2", "-
          "--device", "cpu", "--json"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

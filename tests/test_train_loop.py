@@ -19,13 +19,7 @@ from flopscalc.train.trainer import Trainer
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=256, name="tiny")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # deterministic and fast on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
