@@ -13,10 +13,23 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from .errors import UsageError
+
+
+def check_writable_file(path: str | Path, what: str = "output file") -> Path:
+    """Refuse a path that is a directory or sits under a file, before any work is done (UsageError)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory; give a file name inside it, e.g. {path / 'out'}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"{what} {path}: {parent} is a file, not a folder")
+    return path
+
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(f)`` on a temp file beside ``path``, then move it over ``path``; returns ``path``."""
-    path = Path(path)
+    path = check_writable_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

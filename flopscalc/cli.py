@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -39,8 +40,8 @@ def _duration_s(days: float | None, hours: float | None, duration: str | None) -
         seconds = parse_duration(value, what="--duration")
     else:
         seconds = value * (SECONDS_PER_DAY if name == "--days" else SECONDS_PER_HOUR)
-    if not seconds > 0:
-        raise UsageError(f"{name} must be positive, got {value}")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise UsageError(f"{name} must be a positive, finite time, got {value}")
     return seconds
 
 

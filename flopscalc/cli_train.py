@@ -130,6 +130,14 @@ def train(
         return None
     if (data is None) == (not synthetic):
         raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
+    from .atomic import check_writable_file
+
+    if checkpoint is not None and not resume:
+        check_writable_file(checkpoint, "checkpoint")
+    if log is not None:
+        check_writable_file(log, "metrics log")
+    if vocab_size is not None and vocab_size < 1:
+        raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
     from .train.config import TrainConfig
 
     cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None)
@@ -186,6 +194,8 @@ def prepare(
             body = text.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UsageError(f"text file {text} does not exist") from None
+        except IsADirectoryError:
+            raise UsageError(f"text file {text} is a directory; give one UTF-8 text file") from None
         except UnicodeDecodeError as e:
             raise UsageError(f"text file {text} is not UTF-8 (byte {e.start}); convert it first") from None
         source = str(text)
@@ -203,6 +213,10 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
     if any(v is not None for v in (n_layer, n_head, n_embd)) or not cfgs:
         cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size))
     compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
+    if out is not None:  # before minutes of benchmarking, not after
+        from .atomic import check_writable_file
+
+        check_writable_file(out, "calibration profile")
     require_torch()
     from .calibration import save_profile
     from .train.bench import BenchSetup, run_benchmarks

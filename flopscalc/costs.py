@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .errors import DomainError, UsageError
 from .hardware import GpuSpec
 
-JOULES_PER_KWH = 3.6e6
+JOULES_PER_KWH = 3.6e6  # 1 kWh = 1000 W x 3600 s
 # Whole-system power over GPU board power. Default 1.0: the GPUs alone, stated as such in every plan. For
 # reference, BLOOM's training drew 433,196 kWh of GPU (dynamic) energy and 256,646 kWh more for idle and
 # infrastructure (Luccioni et al. 2023, "Estimating the Carbon Footprint of BLOOM", JMLR 24(253), dynamic vs.

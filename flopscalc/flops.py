@@ -236,7 +236,7 @@ def megatron_flops_per_token(n_layer, hidden, seq_len, vocab_size, *, recompute:
 
 def megatron_params(n_layer, hidden, vocab_size, seq_len):
     """Parameter count P = 12 l h^2 (1 + 13/12h + (V + s)/12lh) ([4] eq. 2)."""
-    return 12.0 * n_layer * hidden**2 * (1 + 13 / (12 * hidden) + (vocab_size + seq_len) / (12 * n_layer * hidden))
+    return 12.0 * n_layer * hidden**2 * (1 + 13 / (12 * hidden) + (vocab_size + seq_len) / (12 * n_layer * hidden))  # [4] eq. 2
 
 
 def megatron_training_time_s(n_tokens, n_params, n_gpus, flop_per_s_per_gpu):

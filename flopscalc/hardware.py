@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import math
 import re
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -142,8 +143,8 @@ def _number(raw: str, column: str, where: str) -> float | None:
         value = float(raw)
     except ValueError:
         raise UsageError(f"{where}: column {column!r} is {raw!r}, expected a number or an empty cell") from None
-    if not value > 0:
-        raise UsageError(f"{where}: column {column!r} is {raw!r}, expected a positive number")
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{where}: column {column!r} is {raw!r}, expected a positive finite number")
     return value
 
 

@@ -18,8 +18,9 @@ from .model import PRESETS, ModelConfig, count_params
 from .parallel import CommEstimate, data_parallel_comm, scaling_efficiency
 
 # Tokens per optimizer step by model size, from GPT-3's Table 2.1 (Brown et al. 2020): 0.5M tokens for
-# 125M-350M, 1M for 760M-1.3B, 2M for 2.7B-6.7B, 4M (3.2M at 175B) above; (upper N bound, tokens per step).
-GPT3_TOKENS_PER_STEP = ((5.0e8, 2**19), (2.0e9, 2**20), (1.0e10, 2**21), (math.inf, 2**22))
+# 125M-760M, 1M for 1.3B-2.7B, 2M for 6.7B-13B, 3.2M at 175B; bounds between rows at round numbers
+# (upper N bound, tokens per step).
+GPT3_TOKENS_PER_STEP = ((1.0e9, 2**19), (4.0e9, 2**20), (5.0e10, 2**21), (math.inf, 3 * 2**20))
 # Mixed-precision memory policy used for each compute precision the peak rate is read at.
 MEMORY_PRECISION = {
     Precision.fp32: MemoryPrecision.fp32, Precision.tf32: MemoryPrecision.fp32,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .budget import (CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION, Assumption,
                      Candidate, ComputeBudget, candidate)
-from .costs import EnergyCost, energy_cost, hours_for_budget_usd
+from .costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from .errors import DomainError, UsageError
 from .hardware import GpuSpec, Precision
 from .model import PRESETS, ModelConfig, config_for_params, count_params
@@ -301,7 +301,7 @@ def plan(
                 raise DomainError(f"{gpu.name} has no board power in the GPU database, so a money budget cannot buy "
                                   "electricity; give --usd-per-gpu-hour or add board_power_w with --gpu-csv")
             # kWh = GPUs x board power x busy time; busy time = duty cycle x wall clock (costs.energy_cost)
-            duration_s = budget_usd / usd_per_kwh * 3.6e6 / (n_gpus * gpu.board_power_w * utilization)
+            duration_s = budget_usd / usd_per_kwh * JOULES_PER_KWH / (n_gpus * gpu.board_power_w * utilization)
         else:
             raise UsageError("a money budget needs a price: --usd-per-gpu-hour (cloud) or --usd-per-kwh "
                              "(electricity at the GPU's board power)")
@@ -458,7 +458,7 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
         Assumption("FLOPs per token", f"exact matmul count at sequence {seq_len}, forward + 2x backward",
                    "flopscalc.flops (matches PyTorch FlopCounterMode); PaLM App. B convention"),
         Assumption("scaling law", law.name, f"{law.source}; {law.flop_convention}"),
-        Assumption("tokens per step", "0.5M (<500M params), 1M (<2B), 2M (<10B), 4M",
+        Assumption("tokens per step", "0.5M (<1B params), 1M (<4B), 2M (<50B), 3.1M",
                    "GPT-3 (Brown et al. 2020), Table 2.1"),
         Assumption("memory", f"{cap / 2**30:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; cheapest setup "
                    "that fits", "flopscalc.memory (validated against measured bytes; docs/memory.md)"),

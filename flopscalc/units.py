@@ -142,6 +142,8 @@ def format_count(n: float, digits: int = 1) -> str:
         if abs(float(mantissa)) < 1000:
             break
         mantissa, suffix = f"{n / step:.{digits}f}", next_suffix
+    if abs(float(mantissa)) >= 1000:  # beyond 999.9T the suffixes run out: scientific notation
+        return format_sci(n)
     return mantissa + suffix
 
 

@@ -32,3 +32,13 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
         write_atomic(path, half)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_a_directory_is_refused_before_anything_is_written(tmp_path):
+    from flopscalc.errors import UsageError
+
+    with pytest.raises(UsageError, match="is a directory"):
+        write_text_atomic(tmp_path, "x")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        write_text_atomic(tmp_path / "file" / "out.json", "x")

@@ -129,8 +129,9 @@ def test_models_lists_presets(capsys):
 
 @pytest.mark.parametrize("argv,code,pattern", [
     (["plan", "--gpu", "4070t", "--days", "1"], 2, r"unknown GPU '4070t'; did you mean .*rtx-4070-ti"),
-    (["plan", "--gpu", "4070ti", "--days", "0"], 2, r"--days must be positive"),
-    (["plan", "--gpu", "4070ti", "--days", "-3"], 2, r"--days must be positive"),
+    (["plan", "--gpu", "4070ti", "--days", "0"], 2, r"--days must be a positive"),
+    (["plan", "--gpu", "4070ti", "--days", "-3"], 2, r"--days must be a positive"),
+    (["plan", "--gpu", "4070ti", "--days", "inf"], 2, r"--days must be a positive, finite time"),
     (["plan", "--gpu", "4070ti"], 2, r"--days, --hours or --duration"),
     (["plan", "--gpu", "4070ti", "--days", "1", "--hours", "2"], 2, r"--days and --hours"),
     (["plan", "--gpu", "4070ti", "--duration", "12XB"], 2, r"12XB"),

@@ -348,3 +348,11 @@ def test_import_does_not_load_pandas():
 ])
 def test_lookup_ignores_word_order(typed, key):
     assert get_gpu(typed).key == key
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e400"])
+def test_user_csv_refuses_non_finite_numbers(tmp_path, value):
+    csv = tmp_path / "mine.csv"
+    csv.write_text(f"key,name,memory_gib,bf16_tflop_per_s,source\nx,X card,{value},100,me\n")
+    with pytest.raises(UsageError, match=r"mine\.csv:2.*memory_gib"):
+        load_database([csv])

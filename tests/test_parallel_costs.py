@@ -36,6 +36,15 @@ def test_gpt2_small_on_eight_a100s_by_hand():
     assert c.link == "intra-node"
 
 
+def test_eight_a100_all_reduce_time_matches_nccl_tests():
+    # nccl-tests all_reduce_perf on 8x A100-SXM 80GB reports a bus bandwidth of ~200 GB/s for large buffers
+    # (NVIDIA/nccl-tests issue #149); time = bytes x 2(n-1)/n / busbw (nccl-tests doc/PERFORMANCE.md).
+    buffer_bytes = 1e9
+    measured_s = buffer_bytes * 2 * 7 / 8 / 200e9
+    c = data_parallel_comm(buffer_bytes / 4, 8, 0, get_gpu("a100-80gb").interconnect_bytes_per_s)
+    assert c.comm_s == pytest.approx(measured_s, rel=0.06)
+
+
 def test_many_nodes_are_limited_by_the_network():
     link = get_gpu("h100").interconnect_bytes_per_s
     inside = data_parallel_comm(1e9, 8, 0, link)

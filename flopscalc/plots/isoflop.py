@@ -99,6 +99,8 @@ def isoflop_data(budgets_flops=None, law=None, runs_csv=None, flops_tolerance: f
     from ..scaling.io import get_law, read_runs
     from ..scaling.laws import DEFAULT_LAW
 
+    if not 0 < flops_tolerance < 10:
+        raise UsageError(f"FLOPs tolerance must be a positive fraction such as 0.1, got {flops_tolerance}")
     law = get_law(law or DEFAULT_LAW) if law is None or isinstance(law, str) else law
     if not law.has_loss:
         raise DomainError(f"law {law.name!r} has no loss formula, so it has no IsoFLOP curves; "

@@ -65,8 +65,8 @@ def load_checkpoint(path: str | Path, expect_model: ModelConfig | None = None) -
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a garbled file can fail anywhere in the unpickler (IndexError, ...)
-        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise DomainError(f"checkpoint {path} is corrupt or not a flopscalc checkpoint ({first})") from None
+        raise DomainError(f"checkpoint {path} is corrupt or not a flopscalc checkpoint (PyTorch could not read it: "
+                          f"{type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise DomainError(f"checkpoint {path} is not a flopscalc checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:

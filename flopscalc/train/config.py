@@ -83,7 +83,8 @@ class TrainConfig:
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"{_opt(name)} must be a positive integer, got {value!r}")
+                raise UsageError(f"{'--steps' if name == 'max_steps' else _opt(name)} must be a positive integer, "
+                                 f"got {value!r}")
         for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
