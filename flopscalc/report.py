@@ -131,23 +131,21 @@ def gpu_dict(g: GpuSpec) -> dict:
 
 
 def gpu_table(db: GpuDatabase) -> Table:
-    t = Table(title=f"{len(db)} GPUs (dense peak TFLOP/s; memory in GiB)", title_justify="left")
-    t.add_column("key")
-    t.add_column("name")
-    t.add_column("memory", justify="right")
-    t.add_column("GB/s", justify="right")
-    for p in _RATE_COLUMNS:
-        t.add_column(p.value, justify="right")
-    t.add_column("W", justify="right")
-    t.add_column("launch $", justify="right")
+    t = Table(title=f"{len(db)} GPUs: dense peak TFLOP/s, memory GiB, bandwidth GB/s, board power W, launch price "
+                    "(full names and sources: flopscalc gpus show KEY)",
+              title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    t.add_column("key", no_wrap=True)
+    short = {"fp16-acc16": "f16a16"}  # FP16 with FP16 accumulate
+    for col in ("GiB", "GB/s", *(short.get(p.value, p.value) for p in _RATE_COLUMNS), "W", "$"):
+        t.add_column(col, justify="right", no_wrap=True)
     for g in db:
         rates = [getattr(g, p.name + "_flop_per_s") for p in _RATE_COLUMNS]
         t.add_row(
-            g.key, g.name, f"{g.memory_bytes / 2**30:g}",
-            _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / 1e9:,.0f}"),
-            *[_maybe(r, lambda x: f"{x / 1e12:,.1f}") for r in rates],
-            _maybe(g.board_power_w, lambda x: f"{x:,.0f}"),
-            _maybe(g.launch_price_usd, format_usd),
+            g.key, f"{g.memory_bytes / 2**30:g}",
+            _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / 1e9:.0f}"),
+            *[_maybe(r, lambda x: f"{x / 1e12:.0f}" if x >= 100e12 else f"{x / 1e12:.1f}") for r in rates],
+            _maybe(g.board_power_w, lambda x: f"{x:.0f}"),
+            _maybe(g.launch_price_usd, lambda x: f"{x:.0f}"),
         )
     return t
 
