@@ -86,7 +86,8 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
         mb_max = max_micro_batch(cfg, trial, target, PLAN_MEMORY_HEADROOM, upper=max(want_micro, 1))
         if mb_max < 1:
             continue
-        micro = min(mb_max, want_micro)
+        # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
+        micro = max(d for d in range(1, min(mb_max, want_micro) + 1) if want_micro % d == 0)
         accum = max(1, math.ceil(want_tokens / (micro * seq_len * n_gpus)))
         setup = replace(trial, micro_batch=micro, grad_accum=accum)
         peak = estimate_memory(cfg, setup).peak_bytes

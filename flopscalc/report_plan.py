@@ -183,8 +183,9 @@ def plan_report(p: Plan) -> Group:
                                                                         else ""))
     rec.add_row("memory per GPU", format_bytes(r.chosen.peak_memory_bytes),
                 f"of {format_bytes(r.chosen.capacity_bytes)} (5% kept free); "
-                + (f"micro-batch {s.micro_batch} is the largest that fits" if s.grad_accum > 1
-                   else "the whole per-GPU batch fits in one micro-batch"))
+                + ("the whole per-GPU batch fits in one micro-batch" if s.grad_accum == 1
+                   else f"micro-batch {s.micro_batch} is the largest that fits" if s.micro_batch == r.chosen.max_micro_batch
+                   else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))
     rec.add_row("step", format_duration(sp.step_s),
                 f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu_no_recompute:.2f}"
                 + (f", communication {sp.comm.exposed_s:.3g} s exposed, scaling efficiency "
