@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -201,3 +202,14 @@ def test_runs_lists_published_runs_with_their_errors(capsys):
     assert by_name["bloom-176b"]["error"] == pytest.approx(compare(get_run("bloom-176b")).error)
     code, out, _ = cli(capsys, "runs")
     assert code == 0 and "opt-175b" in out
+
+
+def test_readme_shows_what_the_main_job_prints():
+    # every line of the README's example (rendered 100 columns wide) is a line the command prints today
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```text\n\$ flopscalc plan --gpu 4070ti --days 365\n(.*?)```", readme, flags=re.S)[1]
+    shown = [line.rstrip() for line in block.splitlines() if line.strip() and line.strip() != "..."]
+    out = _python("-m", "flopscalc", "plan", "--gpu", "4070ti", "--days", "365", env={**os.environ, "COLUMNS": "100"})
+    printed = {line.rstrip() for line in out.stdout.splitlines()}
+    missing = [line for line in shown if line not in printed]
+    assert not missing, missing
