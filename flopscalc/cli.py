@@ -204,6 +204,18 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
+def _parser_errors() -> type[Exception]:
+    """The parser's usage-error base class: typer's own since typer vendored click (0.2x), click's before."""
+    if hasattr(typer, "TyperException"):
+        return typer.TyperException
+    import click
+
+    return click.ClickException
+
+
+_PARSER_ERRORS = _parser_errors()
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 domain error, 2 usage error (one line on stderr)."""
     command = typer.main.get_command(app)
@@ -216,7 +228,7 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(str(e), 1)
     except FlopscalcError as e:  # pragma: no cover - every error is one of the two above
         return _fail(str(e), 1)
-    except typer.TyperException as e:  # the parser's own usage errors (unknown option, bad choice, ...)
+    except _PARSER_ERRORS as e:  # the parser's own usage errors (unknown option, bad choice, ...)
         return _fail(" ".join(e.format_message().split()), getattr(e, "exit_code", 2))
     except typer.Abort:
         return _fail("aborted", 130)
