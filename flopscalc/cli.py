@@ -12,7 +12,7 @@ import typer
 from .errors import DomainError, FlopscalcError, UsageError
 from .flops import Recompute
 from .hardware import Precision
-from .planner import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from .cli_common import GpuCsvOpt, JsonOpt, emit
 
 app = typer.Typer(

@@ -18,7 +18,7 @@ from .errors import UsageError
 from .flops import Recompute
 from .hardware import Precision
 from .memory.settings import MemoryPrecision, Optimizer
-from .planner import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from .plots._common import PNG_DPI
 
 plot_app = typer.Typer(help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
