@@ -28,13 +28,6 @@ DEFAULT_PRECISION = Precision.bf16
 
 
 @dataclass(frozen=True)
-class Assumption:
-    name: str
-    value: str
-    source: str
-
-
-@dataclass(frozen=True)
 class ComputeBudget:
     """FLOPs a set of GPUs delivers over a wall-clock duration."""
 

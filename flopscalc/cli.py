@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+from .cli_common import GpuCsvOpt, JsonOpt, emit
 from .errors import DomainError, FlopscalcError, UsageError
 from .flops import Recompute
 from .hardware import Precision
-from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
-from .cli_common import GpuCsvOpt, JsonOpt, emit
 
 app = typer.Typer(
     name="flopscalc",

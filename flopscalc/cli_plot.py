@@ -13,12 +13,12 @@ from typing import Annotated
 
 import typer
 
+from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from .cli_common import GpuCsvOpt, JsonOpt, emit
 from .errors import UsageError
 from .flops import Recompute
 from .hardware import Precision
 from .memory.settings import MemoryPrecision, Optimizer
-from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from .plots._common import PNG_DPI
 
 plot_app = typer.Typer(help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",

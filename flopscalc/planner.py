@@ -14,14 +14,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .budget import (CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION, Assumption,
-                     Candidate, ComputeBudget, candidate)
+from .assumption import Assumption
+from .budget import (
+    CHINCHILLA_TOKENS_PER_PARAM,
+    DEFAULT_MFU,
+    DEFAULT_PRECISION,
+    DEFAULT_UTILIZATION,
+    Candidate,
+    ComputeBudget,
+    candidate,
+)
 from .costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from .errors import DomainError, UsageError
 from .hardware import GpuSpec, Precision
 from .model import PRESETS, ModelConfig, config_for_params, count_params
-from .plan_options import (MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, PlanOption, check_positive, choose_setup,
-                           lightest_peak_bytes, min_gpus_to_fit, nearest_preset, throughput)
+from .plan_options import (
+    MAX_GPUS_SEARCHED,
+    PLAN_MEMORY_HEADROOM,
+    PlanOption,
+    check_positive,
+    choose_setup,
+    lightest_peak_bytes,
+    min_gpus_to_fit,
+    nearest_preset,
+    throughput,
+)
 
 __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
@@ -276,8 +293,14 @@ def plan(
     explain : bool
         Work out which constraint binds and what relaxing it would buy (a few extra evaluations).
     """
-    from .scaling import (BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, flops_for_loss, optimal,
-                          optimal_data_constrained)
+    from .scaling import (
+        BUILTIN_LAWS,
+        DEFAULT_LAW,
+        ParametricLoss,
+        flops_for_loss,
+        optimal,
+        optimal_data_constrained,
+    )
     from .scaling.io import get_law
 
     precision = Precision(precision)

@@ -23,6 +23,17 @@ COMPONENT_LABELS = {
 }
 
 
+def assumptions_table(assumptions) -> Table:
+    """Name, value and source of each assumption, as every report ends."""
+    notes = Table(title="Assumptions", title_justify="left", show_header=False, box=None, pad_edge=False)
+    notes.add_column(style="bold")
+    notes.add_column()
+    notes.add_column(style="dim")
+    for x in assumptions:
+        notes.add_row(x.name, x.value, x.source)
+    return notes
+
+
 def _maybe(x, fmt):
     return "-" if x is None else fmt(x)
 

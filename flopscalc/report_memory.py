@@ -10,6 +10,7 @@ from rich.text import Text
 from .memory import COMPONENTS, MemoryAnswer
 from .memory.estimate import MemoryBreakdown
 from .model import count_params
+from .report import assumptions_table
 from .units import format_bytes, format_count
 
 ACTIVATION_LABELS = {
@@ -104,12 +105,7 @@ def memory_report(a: MemoryAnswer) -> Group:
     if b.warnings:
         parts.append(Text())
         parts += [Text(f"warning: {w}", style="yellow") for w in b.warnings]
-    notes = Table(title="Assumptions", title_justify="left", box=None, show_header=False, pad_edge=False)
-    notes.add_column(style="bold")
-    notes.add_column()
-    notes.add_column(style="dim")
-    for x in b.assumptions:
-        notes.add_row(x.name, x.value, x.source)
+    notes = assumptions_table(b.assumptions)
     parts += [Text(), notes]
     return Group(*parts)
 

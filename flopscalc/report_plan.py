@@ -11,10 +11,18 @@ from rich.table import Table
 from rich.text import Text
 
 from .hardware import PRECISION_HELP
-from .planner import Plan
 from .plan_options import PlanOption
-from .report import model_dict
-from .units import format_bytes, format_count, format_duration, format_flops, format_rate, format_sci, format_usd
+from .planner import Plan
+from .report import assumptions_table, model_dict
+from .units import (
+    format_bytes,
+    format_count,
+    format_duration,
+    format_flops,
+    format_rate,
+    format_sci,
+    format_usd,
+)
 
 
 def _shape(o: PlanOption) -> str:
@@ -240,12 +248,7 @@ def plan_report(p: Plan) -> Group:
             "[green]yes[/]" if c.reaches_chinchilla else "[red]no[/]",
             format_duration(c.chinchilla_time_s), format_sci(c.chinchilla_flops),
         )
-    notes = Table(title="Assumptions", title_justify="left", show_header=False, box=None, pad_edge=False)
-    notes.add_column(style="bold")
-    notes.add_column()
-    notes.add_column(style="dim")
-    for x in p.assumptions:
-        notes.add_row(x.name, x.value, x.source)
+    notes = assumptions_table(p.assumptions)
     parts = [head, Text(), budget, Text(), rec, Text()] + ([binds, Text()] if binds is not None else []) + [opts]
     if p.budget_kind not in ("tokens", "target"):
         parts.append(cands)

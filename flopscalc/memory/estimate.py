@@ -16,21 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..assumption import Assumption
 from ..errors import UsageError
 from ..model import ModelConfig, count_params
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .settings import TrainingSetup
 from .states import ModelStates, head_gradient_bytes, model_states
-
-
-@dataclass(frozen=True)
-class Assumption:
-    """A modelling choice with its value and where it comes from."""
-
-    name: str
-    value: str
-    source: str
-
 
 # label, what it is, source: the order the renderers show components in
 COMPONENTS: tuple[tuple[str, str, str], ...] = (

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DomainError, UsageError
 from ..atomic import write_atomic
+from ..errors import DomainError, UsageError
 from ..model import ModelConfig
 
 CHECKPOINT_FORMAT = "flopscalc.checkpoint"
