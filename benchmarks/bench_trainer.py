@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
     slug = f"{_slug(profile.gpu_key or profile.device_name)}_{stamp}"
     settings = (f"warm-up {args.warmup_steps} steps, {args.steps} timed steps, precision {args.precision}, "
-                "synthetic tokens, fused AdamW on CUDA, SDPA attention")
+                "synthetic tokens, fused AdamW, SDPA attention")
     table = args.out_dir / f"trainer_{slug}.md"
     write_text_atomic(table, table_markdown(profile, settings))
     save_profile(profile, args.out_dir / f"calibration_{slug}.json")

@@ -41,26 +41,30 @@ def _losses(path):
     return [json.loads(line)["loss"] for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
-def test_two_processes_match_one(single, parallel, capfd):
+# compiled runs go through the same wrap-then-compile path a GPU run takes (torch.compile(DDP(model)))
+@pytest.mark.parametrize("parallel,compiled", [("ddp", False), ("fsdp", False), ("ddp", True), ("fsdp", True)],
+                         ids=["ddp", "fsdp", "ddp-compile", "fsdp-compile"])
+def test_two_processes_match_one(single, parallel, compiled, capfd):
     d = single
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    name = f"{parallel}-compile" if compiled else parallel
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "flopscalc", "train", "--data", str(d / "data"), *ARGS, "--micro-batch", str(GLOBAL_BATCH // 2),
-           "--parallel", parallel, "--checkpoint", str(d / f"{parallel}.pt"), "--metrics-log",
-           str(d / f"{parallel}.jsonl")]
+           "--parallel", parallel, "--checkpoint", str(d / f"{name}.pt"), "--metrics-log",
+           str(d / f"{name}.jsonl"), *(["--compile"] if compiled else [])]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)  # only rank 0 prints
     assert summary["world_size"] == 2 and summary["tokens_seen"] == 5 * GLOBAL_BATCH * 32
-    one, two = _losses(d / "one.jsonl"), _losses(d / f"{parallel}.jsonl")
+    one, two = _losses(d / "one.jsonl"), _losses(d / f"{name}.jsonl")
     assert len(one) == len(two) == 5
     assert two == pytest.approx(one, rel=1e-5)  # global mean loss: all-reduced mean of the ranks' means
     a = torch.load(d / "one.pt", weights_only=True)
-    b = torch.load(d / f"{parallel}.pt", weights_only=True)
+    b = torch.load(d / f"{name}.pt", weights_only=True)
     assert b["world_size"] == 2 and b["step"] == a["step"] == 5 and b["data"] == a["data"]
-    for name, p in a["model"].items():  # full tensors even from FSDP's shards
-        torch.testing.assert_close(b["model"][name], p, rtol=0, atol=1e-5, msg=name)
+    assert b["model"].keys() == a["model"].keys()  # no torch.compile prefix: any run resumes any other
+    for key, p in a["model"].items():  # full tensors even from FSDP's shards
+        torch.testing.assert_close(b["model"][key], p, rtol=0, atol=1e-5, msg=key)
 
 
 def test_one_process_resumes_a_two_process_checkpoint(single, capsys):

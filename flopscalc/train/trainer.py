@@ -1,6 +1,6 @@
 """The training loop: AdamW, gradient accumulation, warm-up + cosine LR, clipping, validation, checkpoints.
 
-Speed settings follow nanoGPT / llm.c: fused AdamW on CUDA, bf16 autocast with TF32 for the rest of
+Speed settings follow nanoGPT / llm.c: fused AdamW, bf16 autocast with TF32 for the rest of
 the fp32 matmuls, ``scaled_dot_product_attention`` (flash kernels on CUDA), optional ``torch.compile``.
 Ctrl-C (SIGINT) finishes the current step, saves a checkpoint and returns cleanly; a second Ctrl-C
 interrupts at once.
@@ -121,8 +121,10 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self._seed(cfg.seed)
         self.raw_model = GPT(cfg.model, attention=cfg.attention, recompute=cfg.recompute).to(self.device)
-        model = torch.compile(self.raw_model) if cfg.compile else self.raw_model
-        self.model = wrap_model(model, self.dist, self.device, cfg.parallel)
+        model = wrap_model(self.raw_model, self.dist, self.device, cfg.parallel)
+        # compile the wrapped model, the order DDP's and FSDP2's docs give ("torch.compile(DDP(model))");
+        # the raw module keeps its own state-dict keys, so checkpoints do not depend on --compile
+        self.model = torch.compile(model) if cfg.compile else model
         self.optimizer = self._make_optimizer()
         vocab = cfg.model.vocab_size
         self.train_batches = Batches(train_tokens, cfg.micro_batch, cfg.seq_len, vocab_size=vocab,
@@ -145,9 +147,13 @@ class Trainer:
         # decay matrices (and embeddings), not gains and biases (nanoGPT configure_optimizers)
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        fused = self.device.type == "cuda"  # one kernel for the whole update (PyTorch AdamW docs, `fused`)
-        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                 fused=fused)
+        # fused: one kernel for the whole update (PyTorch AdamW docs, `fused`: CUDA, and CPU since torch 2.4),
+        # so the CPU tests run the same optimizer path as a GPU run
+        kwargs = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except RuntimeError:  # torch < 2.4 on CPU, or a device without the fused kernel
+            return torch.optim.AdamW(groups, **kwargs)
 
     def _autocast(self):
         if self.precision == "bf16":
