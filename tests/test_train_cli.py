@@ -187,3 +187,41 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert err.strip() == f"flopscalc: interrupted at step {steps}; checkpoint saved to {ck}"
     assert "Traceback" not in err
     assert torch.load(ck, weights_only=True)["step"] == steps == len(log.read_text().splitlines())
+
+
+def _run_out_of_memory_after(monkeypatch, n_steps, micro_batch_above=0):
+    """Make the trainer's step raise the error CUDA's allocator raises, after ``n_steps`` good steps."""
+    from flopscalc.train.trainer import Trainer
+
+    real = Trainer.train_step
+
+    def step(self):
+        if self.step >= n_steps and self.cfg.micro_batch > micro_batch_above:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+
+
+def test_out_of_memory_is_one_line_and_keeps_the_last_checkpoint(data_dir, tmp_path, capsys, monkeypatch):
+    ck = tmp_path / "ck.pt"
+    _run_out_of_memory_after(monkeypatch, 2)
+    args = ["train", "--data", str(data_dir), *SHAPE, *TRAIN, "--steps", "5", "--checkpoint", str(ck),
+            "--checkpoint-interval", "1"]
+    assert run(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("flopscalc: error: out of memory on CPU")
+    assert "micro-batch 4 x 32 tokens" in err and "--micro-batch 2 --grad-accum 2" in err
+    assert torch.load(ck, weights_only=True)["step"] == 2  # the last whole checkpoint, not a half-written one
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
+
+
+def test_bench_sweep_skips_setups_that_run_out_of_memory(capsys, monkeypatch):
+    _run_out_of_memory_after(monkeypatch, 0, micro_batch_above=2)
+    sweep = ["bench", *SHAPE, "--seq", "16", "--device", "cpu", "--warmup-steps", "1", "--steps", "2", "--json"]
+    assert run([*sweep, "--micro-batch", "2", "--micro-batch", "4"]) == 0
+    prof = _json(capsys)
+    assert [p["micro_batch"] for p in prof["points"]] == [2]
+    assert any("out of memory" in n and "micro-batch 4 x 16" in n and n.endswith("skipped") for n in prof["notes"])
+    assert run([*sweep, "--micro-batch", "4"]) == 1  # nothing fits: a domain error, not an empty profile
+    assert "every setup ran out of memory" in capsys.readouterr().err

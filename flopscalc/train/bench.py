@@ -10,6 +10,7 @@ no recomputation); MFU = achieved / dense peak of the precision used (Chowdhery 
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import platform
 import time
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from ..calibration import CalibrationPoint, CalibrationProfile
-from ..errors import UsageError
+from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec, get_gpu
 from ..model import ModelConfig, count_params
+from ..units import format_bytes
 from .config import TrainConfig
 from .data import synthetic_tokens
 from .distributed import DistInfo, pick_device
@@ -81,18 +83,46 @@ def identify_gpu(device: torch.device, gpu: str | None = None, extra_csv=()) -> 
         return None
 
 
-def predicted_peak_bytes(setup: BenchSetup, precision: str, device: torch.device, n_devices: int) -> float | None:
-    """The memory estimator's allocated peak for this setup (bytes); None if the estimator is absent."""
+def predicted_peak_bytes(cfg: TrainConfig, precision: str, device: torch.device, n_devices: int) -> float | None:
+    """The memory estimator's allocated peak for this run (bytes); None if the estimator is absent."""
     try:
         from ..memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
     except ImportError:
         return None
-    ts = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len,
+    ts = TrainingSetup(micro_batch=cfg.micro_batch, seq_len=cfg.seq_len,
                        precision=MemoryPrecision.bf16_mixed if precision == "bf16" else MemoryPrecision.fp32,
-                       recompute=setup.recompute, flash=setup.attention == "sdpa", grad_accum=setup.grad_accum,
+                       recompute=cfg.recompute, flash=cfg.attention == "sdpa", grad_accum=cfg.grad_accum,
                        n_gpus=n_devices,
                        device=Device.cuda if device.type == "cuda" else Device.cpu)
-    return float(estimate_memory(setup.model, ts).allocated_peak_bytes)
+    return float(estimate_memory(cfg.model, ts).allocated_peak_bytes)
+
+
+def out_of_memory(cfg: TrainConfig, precision: str, device: torch.device, n_devices: int, advice: bool = True) -> str:
+    """One line for a run that ran out of device memory: what it was, what the estimator says, what to try."""
+    have = ""
+    if device.type == "cuda":
+        have = f" ({format_bytes(torch.cuda.get_device_properties(device).total_memory)})"
+    predicted = predicted_peak_bytes(cfg, precision, device, n_devices)
+    said = f"; the memory estimator predicts {format_bytes(predicted)}" if predicted else ""
+    smaller = (f"--micro-batch {cfg.micro_batch // 2} --grad-accum {2 * cfg.grad_accum} (same tokens per step), "
+               if cfg.micro_batch > 1 else "")
+    what = (f"out of memory on {device_name(device)}{have} at micro-batch {cfg.micro_batch} x {cfg.seq_len} tokens "
+            f"of {cfg.model.name or 'the model'}{' (compiled)' if cfg.compile else ''}{said}")
+    return f"{what}. Try {smaller}--recompute full, or see 'flopscalc memory --help'" if advice else what
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's refusal (a RuntimeError saying "can't allocate memory")."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Give cached blocks back after an out-of-memory error, so the next setup starts clean."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def measure(setup: BenchSetup, peak_flop_per_s: float | None, dist: DistInfo | None = None) -> CalibrationPoint:
@@ -127,7 +157,7 @@ def measure(setup: BenchSetup, peak_flop_per_s: float | None, dist: DistInfo | N
         precision=peak_precision(trainer.precision, device), compiled=setup.compile, step_time_s=step_time_s,
         tokens_per_s=tokens_per_s, model_flops_per_token=trainer.model_flops_per_token,
         achieved_flop_per_s=achieved, peak_flop_per_s=peak_flop_per_s, mfu=mfu, peak_memory_bytes=peak_mem,
-        predicted_memory_bytes=predicted_peak_bytes(setup, trainer.precision, device, info.world_size),
+        predicted_memory_bytes=predicted_peak_bytes(cfg, trainer.precision, device, info.world_size),
         n_timed_steps=setup.timed_steps,
     )
 
@@ -162,10 +192,23 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     device, spec, peak, notes = resolve_peak(setups[0].device, setups[0].precision, gpu, peak_tflops, extra_csv)
     points = []
     for setup in setups:
-        point = measure(setup, peak)
+        try:
+            point = measure(setup, peak)
+        except RuntimeError as exc:  # a sweep goes on past the setups that do not fit
+            if not is_out_of_memory(exc):
+                raise
+            point = None
+        if point is None:  # outside the except block, so the failed step's tensors can be freed
+            free_device_memory(device)
+            cfg = setup.train_config()
+            notes.append(out_of_memory(cfg, resolve_precision(cfg.precision, device), device, 1, advice=False)
+                         + ": skipped")
+            continue
         points.append(point)
         if on_point is not None:
             on_point(point)
+    if not points:
+        raise DomainError("every setup ran out of memory: " + "; ".join(n for n in notes if "out of memory" in n))
     return CalibrationProfile(
         device_name=device_name(device), gpu_key=spec.key if spec else None, torch_version=torch.__version__,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), points=tuple(points),

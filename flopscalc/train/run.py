@@ -9,15 +9,15 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import DomainError, UsageError
 from ..model import ModelConfig, count_params
-from .bench import device_name, resolve_peak
+from .bench import device_name, free_device_memory, is_out_of_memory, out_of_memory, resolve_peak
 from .config import TrainConfig
 from .data import Batches, find_split_files, read_tokens, synthetic_tokens
 from .distributed import destroy_process_group, dist_info_from_env
 from .metrics import MetricsLog
 from .render import LiveProgress
-from .trainer import Trainer, peak_precision
+from .trainer import Trainer, peak_precision, resolve_precision
 
 # Synthetic data: enough random tokens for any run to wrap around rarely (tokens).
 SYNTHETIC_TOKENS = 1 << 22
@@ -80,10 +80,19 @@ def run_training(req: TrainRequest) -> dict:
         with LiveProgress(cfg.max_steps, trainer.step, enabled=req.progress and info.is_main) as live:
             trainer.callbacks.append(live)
             result = trainer.train()
+    except RuntimeError as exc:
+        if not is_out_of_memory(exc):
+            raise
+        result = None  # handled below, once the traceback (and the tensors it holds) is gone
     finally:
         if log is not None:
             log.close()
         destroy_process_group()
+    if result is None:
+        # the checkpoint on disk (if any) is the last whole one: checkpoints are only ever replaced atomically
+        trainer = None
+        free_device_memory(device)
+        raise DomainError(out_of_memory(cfg, resolve_precision(cfg.precision, device), device, info.world_size))
     hist = result.history
     return {
         "model": cfg.model.name, "n_params": count_params(cfg.model).total,
