@@ -149,7 +149,7 @@ class Trainer:
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
         # fused: one kernel for the whole update (PyTorch AdamW docs, `fused`: CUDA, and CPU since torch 2.4),
         # so the CPU tests run the same optimizer path as a GPU run
-        kwargs = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+        kwargs = {"lr": cfg.learning_rate, "betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps}
         try:
             return torch.optim.AdamW(groups, fused=True, **kwargs)
         except RuntimeError:  # torch < 2.4 on CPU, or a device without the fused kernel
