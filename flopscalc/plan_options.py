@@ -15,6 +15,7 @@ from .flops import Recompute, training_flops_per_token
 from .hardware import GpuSpec, Precision
 from .memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
 from .model import PRESETS, ModelConfig, count_params
+from .offload import OffloadTime, offload_time
 from .parallel import CommEstimate, data_parallel_comm, scaling_efficiency
 
 # Tokens per optimizer step by model size, from GPT-3's Table 2.1 (Brown et al. 2020): 0.5M tokens for
@@ -126,10 +127,11 @@ class Throughput:
     model_flops_per_token: float
     hardware_flops_per_token: float
     mfu_no_recompute: float  # the efficiency assumed for a step without recomputation
+    offload: OffloadTime = OffloadTime(0.0, 0.0, 0.0, 0.0)  # host link + CPU optimizer, when offloading
 
     @property
     def step_s(self) -> float:
-        return self.compute_s + self.comm.exposed_s
+        return self.compute_s + self.comm.exposed_s + self.offload.total_s
 
     @property
     def tokens_per_s(self) -> float:
@@ -148,7 +150,8 @@ class Throughput:
 
 def throughput(cfg: ModelConfig, chosen: ChosenSetup, gpu: GpuSpec, precision: Precision, mfu: float
                ) -> Throughput:
-    """Step time from FLOPs and efficiency, plus the communication backward does not hide.
+    """Step time from FLOPs and efficiency, plus the communication backward does not hide and the host link
+    and CPU optimizer step of offload (`flopscalc.offload`).
 
     ``mfu`` is taken as the hardware efficiency of the GPU's matmuls: with recomputation the GPU does
     hardware FLOPs at that rate, so the model FLOPs rate drops by model/hardware (Korthikanti et al. 2022,
@@ -169,7 +172,7 @@ def throughput(cfg: ModelConfig, chosen: ChosenSetup, gpu: GpuSpec, precision: P
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
     )
     return Throughput(compute_s, comm, chosen.tokens_per_step, flops.model_flops_per_token,
-                      flops.hardware_flops_per_token, mfu)
+                      flops.hardware_flops_per_token, mfu, offload_time(cfg, s))
 
 
 @dataclass(frozen=True)

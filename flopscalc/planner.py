@@ -28,6 +28,8 @@ from .costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from .errors import DomainError, UsageError
 from .hardware import GpuSpec, Precision
 from .model import PRESETS, ModelConfig, config_for_params, count_params
+from .offload import HOST_LINK_BYTES_PER_S, HOST_MEMORY_BYTES_PER_S
+from .units import format_duration
 from .plan_options import (
     MAX_GPUS_SEARCHED,
     PLAN_MEMORY_HEADROOM,
@@ -487,6 +489,9 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
                    "that fits", "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
         Assumption("communication", "ring all-reduce at 0.7 of link bandwidth, overlapped with backward",
                    "flopscalc.parallel: Patarasuk & Yuan 2009; ZeRO sec. 7.2; nccl-tests #149"),
+        Assumption("optimizer offload", f"PCIe {HOST_LINK_BYTES_PER_S / 1e9:g} GB/s, host memory "
+                   f"{HOST_MEMORY_BYTES_PER_S / 1e9:g} GB/s, not overlapped",
+                   "flopscalc.offload: Ren et al. 2021 Fig. 5; measured PCIe 4.0 (bam #54); DDR5-4800 x2 (JESD79-5)"),
         Assumption("compute-optimal data (presets table)", f"{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per parameter",
                    "Hoffmann et al. 2022, Table 3"),
     )
@@ -496,7 +501,10 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
     out = []
     s = rec.chosen.setup
     if s.offload_optimizer:
-        out.append("optimizer offload: the CPU optimizer step is not in the step time (expect slower steps)")
+        off = rec.speed.offload
+        out.append(f"optimizer offload adds {off.total_s:.2g} s to each {format_duration(rec.speed.step_s)} step "
+                   f"({off.total_s / rec.speed.step_s:.1%}; gradients and weights over PCIe, the optimizer step on "
+                   "the CPU): a host slower than assumed makes it longer")
     if budget.precision is Precision.fp8:
         out.append("fp8: memory is modelled as bf16 mixed precision (fp8 weights/activations not modelled)")
     if rec.epochs is not None and rec.epochs > 1:
