@@ -19,29 +19,20 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import platform
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from flopscalc.atomic import write_text_atomic
 from flopscalc.flops import Recompute
 from flopscalc.memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
 from flopscalc.model import PRESETS, ModelConfig
 
 TINY = {"tiny": ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=1000, name="tiny")}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def measure_case(torch, cfg, micro_batch: int, seq: int, recompute: str, flash: bool, device: str, steps: int) -> dict:
@@ -142,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['estimated_allocated_bytes'] / 2**30:.2f} | {measured} | {err} | {ratio} | {other} |")
     slug = "".join(c if c.isalnum() else "-" for c in meta["device"].lower()).strip("-") or args.device
     out = args.out or ROOT / "benchmarks" / "results" / f"memory_{args.device}_{slug}.md"
-    _write_atomic(out, "\n".join(lines) + "\n")
-    _write_atomic(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    write_text_atomic(out, "\n".join(lines) + "\n")
+    write_text_atomic(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -8,6 +8,7 @@ FLOPs engine's model FLOPs per token / dense peak (Chowdhery et al. 2022, App. B
 
     python benchmarks/bench_trainer.py                       # CUDA: GPT-2 small, seq 1024, mb 8/16/32, compile off/on
     python benchmarks/bench_trainer.py --model gpt2-medium --micro-batch 8 --micro-batch 16
+    python benchmarks/bench_trainer.py --pad-vocab 64         # vocabulary 50304, as nanoGPT and llm.c time it
     python benchmarks/bench_trainer.py --device cpu           # dry run of the same code on a tiny model
 
 Writes ``benchmarks/results/trainer_<device>_<date>.md`` (table) and ``calibration_<device>_<date>.json``
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--warmup-steps", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--pad-vocab", type=int, default=0, metavar="MULTIPLE",
+                    help="round the vocabulary up to a multiple (64: 50257 -> 50304, nanoGPT's speed-up); the "
+                         "padded logits count as model FLOPs, as in nanoGPT and llm.c")
     ap.add_argument("--gpu", default=None, help="GPU database row, when the CUDA name is not recognised")
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak to compute MFU against (TFLOP/s)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
@@ -87,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
     on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
     models = [get_preset(m) for m in args.model] if args.model else [TINY if on_cpu else get_preset("gpt2")]
+    if args.pad_vocab > 0:
+        models = [m.with_(vocab_size=-(-m.vocab_size // args.pad_vocab) * args.pad_vocab,
+                          name=f"{m.name} (vocab {-(-m.vocab_size // args.pad_vocab) * args.pad_vocab})")
+                  for m in models]
     batches = args.micro_batch or ([4, 8] if on_cpu else [8, 16, 32])
     compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile if not on_cpu else "off"]
     setups = [BenchSetup(model=m, micro_batch=b, seq_len=args.seq or m.block_size, compile=c,
