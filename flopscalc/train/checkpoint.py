@@ -24,8 +24,12 @@ CHECKPOINT_FORMAT = "flopscalc.checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def rng_state() -> dict:
-    """RNG states of torch (CPU and every CUDA device), numpy's global generator and Python's ``random``."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """RNG states of torch (CPU, and ``device`` when it is a GPU), numpy's global generator and Python's ``random``.
+
+    Only this process's own GPU: under torchrun each rank drives one device, and touching the others would
+    tie the checkpoint to how many GPUs were visible when it was written.
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     state = {
@@ -34,21 +38,21 @@ def rng_state() -> dict:
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` captured (CUDA states only where CUDA is present)."""
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restore what `rng_state` captured (the GPU's state only when resuming on a GPU)."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:

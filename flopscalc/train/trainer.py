@@ -273,7 +273,7 @@ class Trainer:
             "optimizer": optim_state,
             "data": self.train_batches.state_dict(),
             "world_size": self.dist.world_size,
-            "rng": rng_state(),
+            "rng": rng_state(self.device),
         }
 
     def save(self, path: str | Path | None = None) -> Path | None:
@@ -297,5 +297,5 @@ class Trainer:
                        optim_state_dict=ckpt["optimizer"], options=StateDictOptions(full_state_dict=True))
         self.step = int(ckpt["step"])
         self.train_batches.load_state_dict(ckpt["data"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"], self.device)
         return self.step
