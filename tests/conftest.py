@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -48,3 +49,8 @@ def measure_flops(cfg, batch: int, seq: int, *, backward: bool = True, recompute
             loss.backward()
     ops = {str(k).split(".")[1]: v for k, v in counter.get_flop_counts()["Global"].items()}
     return {"total": counter.get_total_flops(), "ops": ops}
+
+
+# torch.compile's CPU backend (inductor) builds C++ kernels: it needs a compiler, which every CI machine has
+needs_cxx = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                               reason="torch.compile on CPU needs a C++ compiler (g++ or clang++)")

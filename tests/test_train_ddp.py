@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from flopscalc.cli import run
+from tests.conftest import needs_cxx
 
 torch = pytest.importorskip("torch")
 if not torch.distributed.is_available():  # pragma: no cover - some builds lack torch.distributed
@@ -42,8 +43,10 @@ def _losses(path):
 
 
 # compiled runs go through the same wrap-then-compile path a GPU run takes (torch.compile(DDP(model)))
-@pytest.mark.parametrize("parallel,compiled", [("ddp", False), ("fsdp", False), ("ddp", True), ("fsdp", True)],
-                         ids=["ddp", "fsdp", "ddp-compile", "fsdp-compile"])
+@pytest.mark.parametrize("parallel,compiled", [
+    pytest.param("ddp", False, id="ddp"), pytest.param("fsdp", False, id="fsdp"),
+    pytest.param("ddp", True, id="ddp-compile", marks=needs_cxx),
+    pytest.param("fsdp", True, id="fsdp-compile", marks=needs_cxx)])
 def test_two_processes_match_one(single, parallel, compiled, capfd):
     d = single
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -15,6 +15,7 @@ from flopscalc.model import ModelConfig
 from flopscalc.train.config import TrainConfig, learning_rate_at
 from flopscalc.train.data import byte_tokenize, pydoc_text
 from flopscalc.train.trainer import Trainer
+from tests.conftest import needs_cxx
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=256, name="tiny")
 
@@ -133,6 +134,7 @@ def test_bf16_autocast_runs_matmuls_in_bf16_and_keeps_fp32_weights(pydoc_split):
     assert np.isfinite(losses).all() and losses[-1] < first - 0.5  # and it learns (fp32 falls ~1 nat here)
 
 
+@needs_cxx
 def test_compiled_model_trains_like_eager_and_writes_the_same_checkpoint(pydoc_split, tmp_path):
     train, _ = pydoc_split
     eager = Trainer(_cfg(max_steps=3), train).train()
