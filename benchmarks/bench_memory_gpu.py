@@ -53,7 +53,7 @@ def measure_case(torch, cfg, micro_batch: int, seq: int, recompute: str, flash: 
                 torch.cuda.reset_peak_memory_stats()
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=cuda):
-                _, loss = model(x, y)
+                loss = model(x, y)[1]  # as the trainer: the logits are not kept into the next step
             loss.backward()
             opt.step()
         if cuda:

@@ -16,6 +16,8 @@ if [[ -n "$gpu" ]]; then gpu_arg=(--gpu "$gpu"); fi
 if [[ "$part" == smoke || "$part" == all ]]; then
   "$py" -m flopscalc train --synthetic --model gpt2 --micro-batch 8 --steps 30 --warmup-steps 5 \
       --eval-interval 10 --eval-batches 2 --device cuda --checkpoint /tmp/flopscalc_smoke.pt "${gpu_arg[@]}" --json
+  # resume on CUDA (the longer --steps stretches the cosine schedule: this checks the CUDA resume path runs;
+  # exact continuation is checked on CPU by the test suite)
   "$py" -m flopscalc train --synthetic --model gpt2 --micro-batch 8 --steps 40 --warmup-steps 5 \
       --eval-interval 10 --eval-batches 2 --device cuda --checkpoint /tmp/flopscalc_smoke.pt --resume \
       "${gpu_arg[@]}" --json

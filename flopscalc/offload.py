@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import ModelConfig, count_params
 from .memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
 from .memory.states import model_states
+from .model import ModelConfig, count_params
 from .parallel import GPUS_PER_NODE
 
 # PCIe 4.0 x16 host<->device copies as measured: ~25 GB/s of the 31.5 GB/s spec (BaM authors,

@@ -127,7 +127,7 @@ class Throughput:
     model_flops_per_token: float
     hardware_flops_per_token: float
     mfu_no_recompute: float  # the efficiency assumed for a step without recomputation
-    offload: OffloadTime = OffloadTime(0.0, 0.0, 0.0, 0.0)  # host link + CPU optimizer, when offloading
+    offload: OffloadTime  # host link + CPU optimizer step under optimizer offload (zero without)
 
     @property
     def step_s(self) -> float:

@@ -29,7 +29,6 @@ from .errors import DomainError, UsageError
 from .hardware import GpuSpec, Precision
 from .model import PRESETS, ModelConfig, config_for_params, count_params
 from .offload import HOST_LINK_BYTES_PER_S, HOST_MEMORY_BYTES_PER_S
-from .units import format_duration
 from .plan_options import (
     MAX_GPUS_SEARCHED,
     PLAN_MEMORY_HEADROOM,
@@ -41,6 +40,7 @@ from .plan_options import (
     nearest_preset,
     throughput,
 )
+from .units import format_duration
 
 __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",

@@ -46,3 +46,31 @@ def test_named_gpu_uses_its_database_peak():
     prof = run_benchmarks([BenchSetup(TINY, 2, 16, device="cpu", warmup_steps=1, timed_steps=2)], gpu="h100")
     assert prof.gpu_key == get_gpu("h100").key
     assert prof.points[0].peak_flop_per_s == get_gpu("h100").peak_flop_per_s("fp32")  # CPU fp32 run: fp32 peak
+
+
+def test_gpu_row_without_the_precision_gives_no_mfu_and_says_so():
+    # a pre-Ampere row (T4: FP32 and FP16 only) has no BF16 peak to divide by
+    from flopscalc.train.bench import resolve_peak
+
+    _, spec, peak, notes = resolve_peak("cpu", "bf16", "t4", None)
+    assert spec.key == "t4" and peak is None
+    assert "no dense bf16 peak" in notes[-1] and "--peak-tflops" in notes[-1]
+
+
+def test_out_of_memory_is_recognised_from_cuda_and_its_libraries():
+    from flopscalc.train.bench import is_out_of_memory
+
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be ..."))
+    assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate`"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+def test_bench_refuses_to_run_under_torchrun(monkeypatch, capsys):
+    from flopscalc.cli import run
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert run(["bench", "--device", "cpu", "--n-layer", "1", "--n-head", "2", "--n-embd", "32",
+                "--block-size", "32", "--micro-batch", "2"]) == 2
+    assert "without torchrun" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from ..model import ModelConfig, count_params
 from ..units import format_bytes
 from .config import TrainConfig
 from .data import synthetic_tokens
-from .distributed import DistInfo, pick_device
+from .distributed import DistInfo, dist_info_from_env, pick_device
 from .trainer import Trainer, peak_precision, resolve_precision
 
 # Untimed steps before timing: the first step allocates optimizer state and picks kernels; with
@@ -115,7 +115,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA's OutOfMemoryError, or the CPU allocator's refusal (a RuntimeError saying "can't allocate memory")."""
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    text = str(exc)
+    # also what cuBLAS/cuDNN and the CUDA runtime raise when their own allocations fail
+    return isinstance(exc, RuntimeError) and any(m in text for m in (
+        "can't allocate memory", "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED",
+        "CUDNN_STATUS_ALLOC_FAILED"))
 
 
 def free_device_memory(device: torch.device) -> None:
@@ -129,6 +133,10 @@ def measure(setup: BenchSetup, peak_flop_per_s: float | None, dist: DistInfo | N
     """Time ``setup``; ``peak_flop_per_s`` is one device's dense peak for the precision used (or None)."""
     cfg = setup.train_config()
     info = dist or DistInfo()
+    if setup.compile:
+        # start from a clean compiler cache: after an earlier setup, dynamo would recompile GPT.forward with a
+        # symbolic (dynamic) batch size, a different graph from the static one `flopscalc train` compiles
+        torch._dynamo.reset()
     n_steps = setup.warmup_steps + setup.timed_steps
     tokens = synthetic_tokens(n_steps * cfg.tokens_per_micro_batch * cfg.grad_accum * info.world_size + 1,
                               setup.model.vocab_size, setup.seed)
@@ -178,8 +186,14 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
         notes.append(f"{device_name(device)} is not in the GPU database: no MFU (name it with --gpu, or give "
                      "--peak-tflops)")
         return device, None, None, notes
+    try:
+        peak = spec.peak_flop_per_s(precision)
+    except DomainError:  # e.g. a pre-Ampere row has no TF32 or BF16 rate
+        notes.append(f"{spec.name} has no dense {precision} peak in the GPU database: no MFU (give "
+                     "--peak-tflops)")
+        return device, spec, None, notes
     notes.append(f"MFU against {spec.name}'s dense {precision} peak from the GPU database")
-    return device, spec, spec.peak_flop_per_s(precision), notes
+    return device, spec, peak, notes
 
 
 def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tflops: float | None = None,
@@ -187,6 +201,8 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     """Measure every setup on this machine's device and gather them in one profile."""
     if not setups:
         raise UsageError("nothing to benchmark: give at least one micro-batch, sequence length and model")
+    if dist_info_from_env().enabled:
+        raise UsageError("bench and calibrate time one device in one process: run them without torchrun")
     if len({(s.device, s.precision) for s in setups}) > 1:
         raise UsageError("one profile is one device and precision: benchmark other settings separately")
     device, spec, peak, notes = resolve_peak(setups[0].device, setups[0].precision, gpu, peak_tflops, extra_csv)

@@ -64,11 +64,24 @@ class TrainResult:
         return vals[-1] if vals else None
 
 
+def _bf16_native(device: torch.device) -> bool:
+    """bf16 tensor cores (Ampere, sm80, and later); pre-Ampere GPUs only emulate bf16, slowly."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no `including_emulation` and reports native support only
+        return torch.cuda.is_bf16_supported()
+
+
+def _tf32_capable(device: torch.device) -> bool:
+    """TF32 tensor cores exist from Ampere (compute capability 8.0) on (NVIDIA A100 whitepaper)."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """``auto``: bf16 where the GPU supports it, fp32 elsewhere (CPU bf16 autocast is slower than fp32)."""
+    """``auto``: bf16 where the GPU has bf16 tensor cores, fp32 elsewhere (CPU bf16 autocast is slower)."""
     if requested != "auto":
         return requested
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and _bf16_native(device):
         return "bf16"
     return "fp32"
 
@@ -77,7 +90,15 @@ def peak_precision(precision: str, device: torch.device) -> str:
     """The `flopscalc.hardware.Precision` whose peak the matmuls run at (what MFU divides by)."""
     if precision == "bf16":
         return "bf16"
-    return "tf32" if device.type == "cuda" else "fp32"  # TF32 is switched on for fp32 matmuls on CUDA
+    return "tf32" if _tf32_capable(device) else "fp32"  # TF32 is switched on for fp32 matmuls on Ampere+
+
+
+def _fused_adamw_supported(device: torch.device) -> bool:
+    """Fused AdamW kernels: CUDA, and CPU since torch 2.4 (PyTorch AdamW docs, `fused`)."""
+    if device.type == "cuda":
+        return True
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    return device.type == "cpu" and (major, minor) >= (2, 4)
 
 
 class _StopOnSigint:
@@ -120,11 +141,19 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for fp32 matmuls (Ampere+)
             torch.backends.cudnn.allow_tf32 = True
         self._seed(cfg.seed)
-        self.raw_model = GPT(cfg.model, attention=cfg.attention, recompute=cfg.recompute).to(self.device)
+        self.raw_model = GPT(cfg.model, attention=cfg.attention, recompute=cfg.recompute)
+        fsdp = self.dist.enabled and cfg.parallel == "fsdp"
+        if not fsdp:  # FSDP moves each block to the GPU as it shards it: the whole model never sits on one GPU
+            self.raw_model.to(self.device)
+        if cfg.compile and fsdp:
+            # FSDP2's hooks are not traceable (dynamo skips the root's forward), so compile each block in
+            # place before sharding it, as torchtitan does
+            for block in self.raw_model.h:
+                block.compile()
         model = wrap_model(self.raw_model, self.dist, self.device, cfg.parallel)
-        # compile the wrapped model, the order DDP's and FSDP2's docs give ("torch.compile(DDP(model))");
-        # the raw module keeps its own state-dict keys, so checkpoints do not depend on --compile
-        self.model = torch.compile(model) if cfg.compile else model
+        # DDP: compile the wrapped model ("torch.compile(DDP(model))", PyTorch's DDP + compile notes). The raw
+        # module keeps its own state-dict keys either way, so checkpoints do not depend on --compile.
+        self.model = torch.compile(model) if cfg.compile and not fsdp else model
         self.optimizer = self._make_optimizer()
         vocab = cfg.model.vocab_size
         self.train_batches = Batches(train_tokens, cfg.micro_batch, cfg.seq_len, vocab_size=vocab,
@@ -147,13 +176,9 @@ class Trainer:
         # decay matrices (and embeddings), not gains and biases (nanoGPT configure_optimizers)
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        # fused: one kernel for the whole update (PyTorch AdamW docs, `fused`: CUDA, and CPU since torch 2.4),
-        # so the CPU tests run the same optimizer path as a GPU run
-        kwargs = {"lr": cfg.learning_rate, "betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps}
-        try:
-            return torch.optim.AdamW(groups, fused=True, **kwargs)
-        except RuntimeError:  # torch < 2.4 on CPU, or a device without the fused kernel
-            return torch.optim.AdamW(groups, **kwargs)
+        # fused: one kernel for the whole update; on CPU too, so the CPU tests run a GPU run's optimizer path
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                 fused=_fused_adamw_supported(self.device))
 
     def _autocast(self):
         if self.precision == "bf16":
@@ -187,8 +212,9 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             x, y = self.train_batches.next()
             x, y = self._to_device(x), self._to_device(y)
-            with gradient_sync(self.model, micro == cfg.grad_accum - 1), self._autocast():
-                _, loss = self.model(x, y)
+            with gradient_sync(self.model, micro == cfg.grad_accum - 1):
+                with self._autocast():  # forward only: backward under autocast is not recommended (torch.amp docs)
+                    loss = self.model(x, y)[1]  # the logits are not kept: they would live through the next forward
                 (loss / cfg.grad_accum).backward()  # gradients of the mean over all micro-batches
             loss_sum += loss.detach().float()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")  # inf: measure the norm, clip nothing
@@ -213,7 +239,7 @@ class Trainer:
         for _ in range(cfg.eval_batches):
             x, y = batches.next()
             with self._autocast():
-                _, loss = self.model(self._to_device(x), self._to_device(y))
+                loss = self.model(self._to_device(x), self._to_device(y))[1]
             total += loss.float()
         self.model.train()
         return float(mean_over_ranks(total / cfg.eval_batches, self.dist))
