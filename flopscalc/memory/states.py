@@ -168,7 +168,7 @@ def model_states(cfg: ModelConfig, setup: TrainingSetup) -> ModelStates:
         unit = max(n_params_per_layer(cfg), cfg.vocab_size * cfg.n_embd)
         copies = FSDP_UNSHARDED_UNITS * unit * (HALF_BYTES if prec.mixed else param_b)  # [8] sec. 3.2-3.3
     elif prec.mixed and not setup.deepspeed_style:
-        copies = HALF_BYTES * n_cast_params(cfg)  # autocast weight cache, alive until autocast exits
+        copies = HALF_BYTES * n_cast_params(cfg)  # autocast weight casts: cached in forward, saved for backward
     else:
         copies = 0.0
 
