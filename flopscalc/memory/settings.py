@@ -192,6 +192,6 @@ class TrainingSetup:
             out.append("pure bf16 (no fp32 master weights) can lose small updates to rounding; "
                        "use Kahan summation or stochastic rounding in the optimizer")
         if self.offload_optimizer:
-            out.append("optimizer offload runs the optimizer step on the CPU: expect slower steps "
-                       "(ZeRO-Offload, Ren et al. 2021)")
+            out.append("optimizer offload runs the optimizer step on the CPU and moves gradients and weights over "
+                       "PCIe every step (ZeRO-Offload, Ren et al. 2021); 'flopscalc plan' puts that time in the step")
         return out
