@@ -68,7 +68,7 @@ def _bf16_native(device: torch.device) -> bool:
     """bf16 tensor cores (Ampere, sm80, and later); pre-Ampere GPUs only emulate bf16, slowly."""
     try:
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch < 2.4 has no `including_emulation` and reports native support only
+    except TypeError:  # a torch without `including_emulation` reports native support only
         return torch.cuda.is_bf16_supported()
 
 
@@ -94,11 +94,8 @@ def peak_precision(precision: str, device: torch.device) -> str:
 
 
 def _fused_adamw_supported(device: torch.device) -> bool:
-    """Fused AdamW kernels: CUDA, and CPU since torch 2.4 (PyTorch AdamW docs, `fused`)."""
-    if device.type == "cuda":
-        return True
-    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
-    return device.type == "cpu" and (major, minor) >= (2, 4)
+    """Fused AdamW kernels: CUDA, and CPU since torch 2.4 (PyTorch AdamW docs, `fused`; the extra needs 2.6)."""
+    return device.type in ("cuda", "cpu")
 
 
 class _StopOnSigint:
