@@ -43,6 +43,22 @@ LADDER_MANY_GPUS = (
     dict(zero_stage=3, recompute=Recompute.full, optimizer=Optimizer.adamw8bit),
     dict(zero_stage=3, recompute=Recompute.full, optimizer=Optimizer.adamw8bit, offload_optimizer=True),
 )
+def tools_needed(setup: TrainingSetup) -> tuple[str, ...]:
+    """What ``setup`` needs beyond `flopscalc train` (AdamW, fp32 or bf16 autocast, recomputation, DDP, FSDP)."""
+    out = []
+    if setup.optimizer is Optimizer.adamw8bit:
+        out.append("8-bit AdamW (bitsandbytes AdamW8bit)")
+    elif setup.optimizer not in (Optimizer.adamw, Optimizer.none):
+        out.append(f"the {setup.optimizer.value} optimizer")
+    if setup.precision in (MemoryPrecision.fp16_mixed, MemoryPrecision.bf16_pure):
+        out.append(f"{setup.precision.value} training")
+    if setup.zero_stage in (1, 2):
+        out.append(f"ZeRO-{setup.zero_stage} (DeepSpeed)")
+    if setup.offload_optimizer:
+        out.append("optimizer offload (DeepSpeed ZeRO-Offload)")
+    return tuple(out)
+
+
 # Memory kept free when planning: the estimator's stated accuracy target is 10% of the measured peak
 # (issue 3); half of that as margin keeps plans from sitting on the edge of the card.
 PLAN_MEMORY_HEADROOM = 0.05

@@ -39,6 +39,7 @@ from .plan_options import (
     min_gpus_to_fit,
     nearest_preset,
     throughput,
+    tools_needed,
 )
 from .units import format_duration
 
@@ -505,6 +506,10 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         out.append(f"optimizer offload adds {off.total_s:.2g} s to each {format_duration(rec.speed.step_s)} step "
                    f"({off.total_s / rec.speed.step_s:.1%}; gradients and weights over PCIe, the optimizer step on "
                    "the CPU): a host slower than assumed makes it longer")
+    needs = tools_needed(s)
+    if needs:
+        out.append(f"'flopscalc train' cannot run this setup as it stands: it needs {' and '.join(needs)}; the "
+                   "reference trainer runs AdamW with fp32 or bf16 autocast, recomputation, DDP and FSDP")
     if budget.precision is Precision.fp8:
         out.append("fp8: memory is modelled as bf16 mixed precision (fp8 weights/activations not modelled)")
     if rec.epochs is not None and rec.epochs > 1:

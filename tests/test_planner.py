@@ -82,3 +82,16 @@ def test_impossible_knobs_are_usage_errors(kwargs):
 def test_precision_the_gpu_lacks_is_a_domain_error():
     with pytest.raises(DomainError, match="fp8|FP8"):
         plan(get_gpu("v100"), YEAR_S, precision="fp8")
+
+
+def test_plan_says_when_the_reference_trainer_cannot_run_its_setup():
+    # the main job fits 12 GiB only with bitsandbytes' 8-bit AdamW and DeepSpeed's offload, which flopscalc
+    # train does not have; GPT-2 small on an H100 runs plain AMP AdamW, which it does
+    year = plan(get_gpu("4070ti"), 365 * 86400)
+    s = year.recommended.chosen.setup
+    assert s.optimizer.value == "adamw8bit" and s.offload_optimizer
+    said = [w for w in year.warnings if w.startswith("'flopscalc train' cannot run")]
+    assert len(said) == 1 and "bitsandbytes" in said[0] and "ZeRO-Offload" in said[0]
+    small = plan(get_gpu("h100"), 86400, model=PRESETS["gpt2"])
+    assert small.recommended.chosen.setup.optimizer.value == "adamw"
+    assert not any("cannot run" in w for w in small.warnings)
