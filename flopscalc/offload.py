@@ -7,8 +7,9 @@ bandwidth:
 
 - host link: gradients down and parameters up, per GPU over its own PCIe link;
 - CPU update: every byte offload keeps in CPU memory (`ModelStates.cpu_offload_bytes`: states, master
-  weights, fp32 gradients) is written or read, and read-modified-written, once per step, plus the 16-bit
-  copy written for the trip back; the GPUs of one host share its memory bandwidth.
+  weights, fp32 gradients) crosses the memory bus twice per step (gradients written on arrival and read by
+  the update; master weights and states read and written back in place), and the 16-bit copy for the trip
+  back is written once; the GPUs of one host share its memory bandwidth.
 
 Nothing of it is counted as hidden behind compute (DeepSpeed can overlap the gradient copy with backward,
 and its delayed parameter update hides the CPU step at a cost in staleness; we assume neither), so the

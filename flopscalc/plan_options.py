@@ -43,6 +43,8 @@ LADDER_MANY_GPUS = (
     dict(zero_stage=3, recompute=Recompute.full, optimizer=Optimizer.adamw8bit),
     dict(zero_stage=3, recompute=Recompute.full, optimizer=Optimizer.adamw8bit, offload_optimizer=True),
 )
+
+
 def tools_needed(setup: TrainingSetup) -> tuple[str, ...]:
     """What ``setup`` needs beyond `flopscalc train` (AdamW, fp32 or bf16 autocast, recomputation, DDP, FSDP)."""
     out = []

@@ -66,7 +66,8 @@ def option_dict(o: PlanOption) -> dict:
             "step_s": sp.step_s, "compute_s": sp.compute_s, "comm_s": sp.comm.comm_s,
             "comm_exposed_s": sp.comm.exposed_s, "offload_s": sp.offload.total_s,
             "offload_link_s": sp.offload.link_s, "offload_cpu_s": sp.offload.cpu_s,
-            "scaling_efficiency": sp.scaling_efficiency, "tokens_per_s": sp.tokens_per_s, "model_flop_per_s": sp.model_flop_per_s,
+            "scaling_efficiency": sp.scaling_efficiency, "tokens_per_s": sp.tokens_per_s,
+            "model_flop_per_s": sp.model_flop_per_s,
             "model_flops_per_token": sp.model_flops_per_token, "hardware_flops_per_token": sp.hardware_flops_per_token,
             "mfu": sp.mfu_no_recompute,
         }

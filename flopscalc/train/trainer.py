@@ -93,11 +93,6 @@ def peak_precision(precision: str, device: torch.device) -> str:
     return "tf32" if _tf32_capable(device) else "fp32"  # TF32 is switched on for fp32 matmuls on Ampere+
 
 
-def _fused_adamw_supported(device: torch.device) -> bool:
-    """Fused AdamW kernels: CUDA, and CPU since torch 2.4 (PyTorch AdamW docs, `fused`; the extra needs 2.6)."""
-    return device.type in ("cuda", "cpu")
-
-
 class _StopOnSigint:
     """First SIGINT asks the loop to stop at the next step boundary; the second one interrupts at once."""
 
@@ -173,9 +168,10 @@ class Trainer:
         # decay matrices (and embeddings), not gains and biases (nanoGPT configure_optimizers)
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        # fused: one kernel for the whole update; on CPU too, so the CPU tests run a GPU run's optimizer path
+        # fused: one kernel for the whole update (PyTorch AdamW docs), on CUDA and, since torch 2.4, on CPU, so
+        # the CPU tests run a GPU run's optimizer path
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                 fused=_fused_adamw_supported(self.device))
+                                 fused=True)
 
     def _autocast(self):
         if self.precision == "bf16":
@@ -210,8 +206,10 @@ class Trainer:
             x, y = self.train_batches.next()
             x, y = self._to_device(x), self._to_device(y)
             with gradient_sync(self.model, micro == cfg.grad_accum - 1):
-                with self._autocast():  # forward only: backward under autocast is not recommended (torch.amp docs)
-                    loss = self.model(x, y)[1]  # the logits are not kept: they would live through the next forward
+                # autocast around the forward only (torch.amp docs advise against backward under autocast); the
+                # logits are not kept, or they would stay alive through the next micro-batch's forward
+                with self._autocast():
+                    loss = self.model(x, y)[1]
                 (loss / cfg.grad_accum).backward()  # gradients of the mean over all micro-batches
             loss_sum += loss.detach().float()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")  # inf: measure the norm, clip nothing
