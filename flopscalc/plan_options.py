@@ -31,17 +31,19 @@ MEMORY_PRECISION = {
 # The ladder of setups tried in order until one fits: cheapest in speed first. Selective recompute costs
 # ~2.7% and full ~36% more compute (Korthikanti et al. 2022, Table 4); ZeRO 1-2 move the same bytes as DDP
 # (Rajbhandari et al. 2020 sec. 7.2.1); ZeRO-3 moves 1.5x; 8-bit Adam changes the optimizer; offload moves the
-# optimizer step to the CPU (Ren et al. 2021).
+# optimizer step to the CPU (Ren et al. 2021). The offload rung goes back to AdamW: the states then sit in CPU
+# memory, so 8-bit ones would free no GPU memory, and the CPU optimizer that offload runs (DeepSpeed's CPU Adam,
+# Ren et al. 2021 sec. 5) keeps fp32 states.
 LADDER_ONE_GPU = (
     dict(), dict(recompute=Recompute.selective), dict(recompute=Recompute.full),
     dict(recompute=Recompute.full, optimizer=Optimizer.adamw8bit),
-    dict(recompute=Recompute.full, optimizer=Optimizer.adamw8bit, offload_optimizer=True),
+    dict(recompute=Recompute.full, offload_optimizer=True),
 )
 LADDER_MANY_GPUS = (
     dict(), dict(zero_stage=1), dict(zero_stage=2), dict(zero_stage=2, recompute=Recompute.selective),
     dict(zero_stage=2, recompute=Recompute.full), dict(zero_stage=3, recompute=Recompute.full),
     dict(zero_stage=3, recompute=Recompute.full, optimizer=Optimizer.adamw8bit),
-    dict(zero_stage=3, recompute=Recompute.full, optimizer=Optimizer.adamw8bit, offload_optimizer=True),
+    dict(zero_stage=3, recompute=Recompute.full, offload_optimizer=True),
 )
 
 
@@ -87,6 +89,7 @@ class ChosenSetup:
     capacity_bytes: float
     max_micro_batch: int
     tokens_per_step: int
+    cpu_offload_bytes: float = 0.0  # host memory per GPU for the offloaded optimizer (0 without offload)
 
 
 def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
@@ -109,8 +112,9 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
         micro = max(d for d in range(1, min(mb_max, want_micro) + 1) if want_micro % d == 0)
         accum = max(1, math.ceil(want_tokens / (micro * seq_len * n_gpus)))
         setup = replace(trial, micro_batch=micro, grad_accum=accum)
-        peak = estimate_memory(cfg, setup).peak_bytes
-        return ChosenSetup(setup, peak, target.memory_bytes, mb_max, micro * accum * seq_len * n_gpus)
+        est = estimate_memory(cfg, setup)
+        return ChosenSetup(setup, est.peak_bytes, target.memory_bytes, mb_max, micro * accum * seq_len * n_gpus,
+                           est.cpu_offload_bytes)
     return None
 
 

@@ -60,7 +60,8 @@ def option_dict(o: PlanOption) -> dict:
             "tokens_per_step": o.chosen.tokens_per_step, "n_gpus": s.n_gpus, "zero_stage": s.zero_stage,
             "offload_optimizer": s.offload_optimizer, "max_micro_batch": o.chosen.max_micro_batch,
         }
-        d["memory"] = {"peak_bytes": o.chosen.peak_memory_bytes, "capacity_bytes": o.chosen.capacity_bytes}
+        d["memory"] = {"peak_bytes": o.chosen.peak_memory_bytes, "capacity_bytes": o.chosen.capacity_bytes,
+                       "cpu_offload_bytes": o.chosen.cpu_offload_bytes}
         sp = o.speed
         d["speed"] = {
             "step_s": sp.step_s, "compute_s": sp.compute_s, "comm_s": sp.comm.comm_s,
@@ -193,6 +194,8 @@ def plan_report(p: Plan) -> Group:
                                                                         else ""))
     rec.add_row("memory per GPU", format_bytes(r.chosen.peak_memory_bytes),
                 f"of {format_bytes(r.chosen.capacity_bytes)} (5% kept free); "
+                + (f"the offloaded optimizer holds {format_bytes(r.chosen.cpu_offload_bytes)} of CPU memory"
+                   + (" per GPU" if b.n_gpus > 1 else "") + "; " if s.offload_optimizer else "")
                 + ("the whole per-GPU batch fits in one micro-batch" if s.grad_accum == 1
                    else f"micro-batch {s.micro_batch} is the largest that fits" if s.micro_batch == r.chosen.max_micro_batch
                    else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))

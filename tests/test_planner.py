@@ -85,13 +85,21 @@ def test_precision_the_gpu_lacks_is_a_domain_error():
 
 
 def test_plan_says_when_the_reference_trainer_cannot_run_its_setup():
-    # the main job fits 12 GiB only with bitsandbytes' 8-bit AdamW and DeepSpeed's offload, which flopscalc
-    # train does not have; GPT-2 small on an H100 runs plain AMP AdamW, which it does
+    # the main job fits 12 GiB only with optimizer offload (DeepSpeed ZeRO-Offload), which flopscalc train does
+    # not have; GPT-2 small on an H100 runs plain AMP AdamW, which it does
     year = plan(get_gpu("4070ti"), 365 * 86400)
     s = year.recommended.chosen.setup
-    assert s.optimizer.value == "adamw8bit" and s.offload_optimizer
+    assert s.optimizer.value == "adamw" and s.offload_optimizer
     said = [w for w in year.warnings if w.startswith("'flopscalc train' cannot run")]
-    assert len(said) == 1 and "bitsandbytes" in said[0] and "ZeRO-Offload" in said[0]
+    assert len(said) == 1 and "ZeRO-Offload" in said[0] and "bitsandbytes" not in said[0]
     small = plan(get_gpu("h100"), 86400, model=PRESETS["gpt2"])
     assert small.recommended.chosen.setup.optimizer.value == "adamw"
     assert not any("cannot run" in w for w in small.warnings)
+
+
+def test_offloaded_optimizer_keeps_fp32_adam_states_in_cpu_memory():
+    # ZeRO-Offload (Ren et al. 2021 sec. 4.1): fp32 master weights, m and v, and fp32 gradients on the host, 16
+    # bytes per parameter; 8-bit states would free no GPU memory there, so the plan does not ask for them
+    year = plan(get_gpu("4070ti"), 365 * 86400)
+    n = year.recommended.n_params
+    assert year.recommended.chosen.cpu_offload_bytes == pytest.approx(16 * n, rel=1e-3)
