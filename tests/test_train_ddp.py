@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -56,7 +57,13 @@ def test_two_processes_match_one(single, parallel, compiled, capfd):
            "--parallel", parallel, "--checkpoint", str(d / f"{name}.pt"), "--metrics-log",
            str(d / f"{name}.jsonl"), *(["--compile"] if compiled else [])]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
-    errors = [line for line in r.stderr.splitlines() if "Error" in line or "error:" in line]
+    if r.returncode != 0 and ("(SIGABRT)" in r.stderr or "(SIGSEGV)" in r.stderr):
+        # a worker killed by a native abort inside torch/gloo (2 in ~60 runs of the FSDP case on a shared
+        # 2-core VM, never reproduced on demand) is retried once; a Python error or wrong numbers are not
+        warnings.warn(f"torchrun worker died by a signal; retrying once:\n{r.stderr[-800:]}", stacklevel=1)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+    errors = [line for line in r.stderr.splitlines()
+              if any(m in line for m in ("Error", "error:", "terminate", "what()", "gloo", "Abort", "Fatal"))]
     assert r.returncode == 0, "\n".join(errors[:20]) + "\n...\n" + r.stderr[-1500:]
     summary = json.loads(r.stdout)  # only rank 0 prints
     assert summary["world_size"] == 2 and summary["tokens_seen"] == 5 * GLOBAL_BATCH * 32
