@@ -5,7 +5,7 @@ the CPU runs the optimizer on the fp32 master weights and states it holds, and t
 parameters go back to the GPU. Both legs move bytes through a bandwidth-bound path, so each takes bytes /
 bandwidth:
 
-- host link: gradients down and parameters up, per GPU over its own PCIe link;
+- host link: gradients down and parameters up, per GPU over its own PCIe link (`host_link_bytes_per_s`);
 - CPU update: every byte offload keeps in CPU memory (`ModelStates.cpu_offload_bytes`: states, master
   weights, fp32 gradients) crosses the memory bus twice per step (gradients written on arrival and read by
   the update; master weights and states read and written back in place), and the 16-bit copy for the trip
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .hardware import GpuSpec
 from .memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
 from .memory.states import model_states
 from .model import ModelConfig, count_params
@@ -27,13 +28,32 @@ from .parallel import GPUS_PER_NODE
 
 # PCIe 4.0 x16 host<->device copies as measured: ~25 GB/s of the 31.5 GB/s spec (BaM authors,
 # ZaidQureshi/bam#54: "the peak x16 PCIe Gen4 is 25GBps"; NVIDIA/nvbandwidth#50 measures 26.3 GB/s).
-# Chosen over the spec because copies never reach it; PCIe 5.0 cards (H100, RTX 50) move about twice this,
-# so for them the link time is overstated.
+# Chosen over the spec because copies never reach it.
 HOST_LINK_BYTES_PER_S = 25e9
+# Each PCIe generation doubles the x16 rate (PCI-SIG: 3.0 15.75, 4.0 31.5, 5.0 63 GB/s per direction); the
+# same measured share of it is assumed for generations 3 and 5.
+PCIE_GEN_SCALE = {3: 0.5, 4: 1.0, 5: 2.0}
+# Host PCIe generation by architecture, from NVIDIA's datasheets (V100 and T4: Gen3; A100, Ada: Gen4; H100,
+# H200, B200, RTX 50: Gen5) and AMD's (MI300X: Gen5; MI250X: Gen4), for rows whose interconnect names NVLink.
+PCIE_GEN_BY_ARCHITECTURE = {"Volta": 3, "Turing": 3, "Ampere": 4, "Ada Lovelace": 4, "CDNA 2": 4,
+                            "Hopper": 5, "Blackwell": 5, "CDNA 3": 5}
 
 # Host memory: DDR5-4800, two channels, 4800 MT/s x 8 bytes x 2 = 76.8 GB/s peak (JEDEC JESD79-5 data rate),
 # a common desktop beside a GeForce card; servers with 8-12 channels per socket have several times more.
 HOST_MEMORY_BYTES_PER_S = 76.8e9
+
+
+def pcie_generation(gpu: GpuSpec) -> int:
+    """The GPU's host PCIe generation: from its interconnect text ("PCIe 5.0 x16"), else its architecture."""
+    for gen in PCIE_GEN_SCALE:
+        if f"PCIe {gen}.0" in gpu.interconnect:
+            return gen
+    return PCIE_GEN_BY_ARCHITECTURE.get(gpu.architecture, 4)
+
+
+def host_link_bytes_per_s(gpu: GpuSpec) -> float:
+    """Measured-rate host link of ``gpu`` (bytes/s per direction): 25 GB/s at PCIe 4.0, doubling per generation."""
+    return HOST_LINK_BYTES_PER_S * PCIE_GEN_SCALE[pcie_generation(gpu)]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .flops import Recompute, training_flops_per_token
 from .hardware import GpuSpec, Precision
 from .memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
 from .model import PRESETS, ModelConfig, count_params
-from .offload import OffloadTime, offload_time
+from .offload import OffloadTime, host_link_bytes_per_s, offload_time
 from .parallel import CommEstimate, data_parallel_comm, scaling_efficiency
 
 # Tokens per optimizer step by model size, from GPT-3's Table 2.1 (Brown et al. 2020): 0.5M tokens for
@@ -194,7 +194,8 @@ def throughput(cfg: ModelConfig, chosen: ChosenSetup, gpu: GpuSpec, precision: P
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
     )
     return Throughput(compute_s, comm, chosen.tokens_per_step, flops.model_flops_per_token,
-                      flops.hardware_flops_per_token, mfu, offload_time(cfg, s))
+                      flops.hardware_flops_per_token, mfu,
+                      offload_time(cfg, s, link_bytes_per_s=host_link_bytes_per_s(gpu)))
 
 
 @dataclass(frozen=True)

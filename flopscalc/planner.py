@@ -28,7 +28,7 @@ from .costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from .errors import DomainError, UsageError
 from .hardware import GpuSpec, Precision
 from .model import PRESETS, ModelConfig, config_for_params, count_params
-from .offload import HOST_LINK_BYTES_PER_S, HOST_MEMORY_BYTES_PER_S
+from .offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
 from .plan_options import (
     MAX_GPUS_SEARCHED,
     PLAN_MEMORY_HEADROOM,
@@ -490,8 +490,8 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
                    "that fits", "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
         Assumption("communication", "ring all-reduce at 0.7 of link bandwidth, overlapped with backward",
                    "flopscalc.parallel: Patarasuk & Yuan 2009; ZeRO sec. 7.2; nccl-tests #149"),
-        Assumption("optimizer offload", f"PCIe {HOST_LINK_BYTES_PER_S / 1e9:g} GB/s, host memory "
-                   f"{HOST_MEMORY_BYTES_PER_S / 1e9:g} GB/s, not overlapped",
+        Assumption("optimizer offload", f"PCIe {pcie_generation(gpu)}.0 x16 at {host_link_bytes_per_s(gpu) / 1e9:g} "
+                   f"GB/s, host memory {HOST_MEMORY_BYTES_PER_S / 1e9:g} GB/s, not overlapped",
                    "flopscalc.offload: Ren et al. 2021 Fig. 5; measured PCIe 4.0 (bam #54); DDR5-4800 x2 (JESD79-5)"),
         Assumption("compute-optimal data (presets table)", f"{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per parameter",
                    "Hoffmann et al. 2022, Table 3"),

@@ -74,3 +74,16 @@ def test_plan_step_includes_offload_and_says_how_much():
     # the 1.9B model at 25 GB/s and 76.8 GB/s: under a second of a ~9-minute step, and the plan says so
     assert 0 < sp.offload.total_s < 0.01 * sp.step_s
     assert any(w.startswith("optimizer offload adds") and "%" in w for w in p.warnings)
+
+
+@pytest.mark.parametrize("gpu,gen", [("h100-sxm", 5), ("a100-sxm-80gb", 4), ("v100-sxm2-32gb", 3),
+                                     ("rtx-4070-ti", 4), ("rtx-5090", 5), ("t4", 3)])
+def test_host_link_follows_the_datasheets_pcie_generation(gpu, gen):
+    # NVIDIA datasheets: H100 and RTX 50 "PCIe Gen5", A100 and Ada "PCIe Gen4", V100 and T4 "PCIe Gen3"
+    from flopscalc.hardware import get_gpu
+    from flopscalc.offload import host_link_bytes_per_s, pcie_generation
+
+    g = get_gpu(gpu)
+    assert pcie_generation(g) == gen
+    # PCI-SIG doubles the x16 rate each generation; 25 GB/s is the measured Gen4 rate
+    assert host_link_bytes_per_s(g) == pytest.approx(HOST_LINK_BYTES_PER_S * 2 ** (gen - 4))
