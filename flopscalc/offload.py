@@ -48,7 +48,7 @@ def pcie_generation(gpu: GpuSpec) -> int:
     for gen in PCIE_GEN_SCALE:
         if f"PCIe {gen}.0" in gpu.interconnect:
             return gen
-    return PCIE_GEN_BY_ARCHITECTURE.get(gpu.architecture, 4)
+    return PCIE_GEN_BY_ARCHITECTURE.get(gpu.architecture, 4)  # unknown (e.g. TPU rows): the measured Gen4 rate
 
 
 def host_link_bytes_per_s(gpu: GpuSpec) -> float:
