@@ -51,21 +51,69 @@ def test_plan_json_values(capsys):
 
 
 PLAN_BASE = ["plan", "--gpu", "4070ti", "--days", "10"]
+FIXED_RUN = ["plan", "--gpu", "4070ti", "--model", "gpt2", "--tokens", "1B"]  # gpt2 fits one 4070 Ti as is
 
 
-@pytest.mark.parametrize("option", [
-    ["--gpu", "4090"], ["--days", "20"], ["--n-gpus", "3"], ["--precision", "fp32"], ["--utilization", "0.5"],
-    ["--mfu", "0.3"], ["--seq", "256"],
-])
-def test_every_plan_option_changes_the_answer(capsys, option):
-    base = cli_json(capsys, *PLAN_BASE)
-    argv = list(PLAN_BASE)
-    i = argv.index(option[0]) if option[0] in argv else None
-    if i is not None:
-        argv[i + 1] = option[1]
+def _with(base, option):
+    """``base`` with ``option`` (a flag and its value, or a lone flag) set or replaced."""
+    argv = list(base)
+    if option[0] in argv and len(option) == 2:
+        argv[argv.index(option[0]) + 1] = option[1]
     else:
         argv += option
-    assert cli_json(capsys, *argv) != base
+    return argv
+
+
+def _peak(gpu, precision):
+    from flopscalc.hardware import Precision, builtin_database
+
+    return builtin_database().get(gpu).peak_flop_per_s(Precision(precision))
+
+
+# Each option must move a computed number (never an echoed input) the way a definition or a paper says:
+# the budget is peak x time x duty cycle (x GPUs), so it is linear in each; more compute never predicts a worse
+# loss (every scaling law is decreasing in N and D).
+PLAN_BUDGET_FACTORS = {  # option -> factor on the busy FLOPs (peak x time x duty cycle) against PLAN_BASE
+    "days": (["--days", "20"], lambda: 2.0),
+    "n-gpus": (["--n-gpus", "3"], lambda: 3.0),
+    "utilization": (["--utilization", "0.5"], lambda: 0.5 / 0.9),  # default duty cycle 0.9
+    "gpu": (["--gpu", "4090"], lambda: _peak("4090", "bf16") / _peak("4070ti", "bf16")),
+    "precision": (["--precision", "fp32"], lambda: _peak("4070ti", "fp32") / _peak("4070ti", "bf16")),
+}
+
+
+@pytest.mark.parametrize("name", list(PLAN_BUDGET_FACTORS))
+def test_every_plan_budget_option_scales_the_budget_and_moves_the_loss(capsys, name):
+    option, factor = PLAN_BUDGET_FACTORS[name]
+    base = cli_json(capsys, *PLAN_BASE)
+    got = cli_json(capsys, *_with(PLAN_BASE, option))
+    assert got["busy_flops"] == pytest.approx(factor() * base["busy_flops"], rel=1e-12)
+    more = factor() > 1
+    assert (got["recommended"]["loss"] < base["recommended"]["loss"]) == more  # more compute, lower loss
+    assert (got["recommended"]["n_tokens"] * got["recommended"]["speed"]["model_flops_per_token"]
+            > base["recommended"]["n_tokens"] * base["recommended"]["speed"]["model_flops_per_token"]) == more
+
+
+def test_plan_mfu_divides_the_training_time(capsys):
+    # MFU = model FLOPs / (peak x time) (Chowdhery et al. 2022, App. B): one GPU, no recomputation, no offload
+    # and no communication, so the time of a fixed run is inversely proportional to it
+    base = cli_json(capsys, *FIXED_RUN)
+    got = cli_json(capsys, *_with(FIXED_RUN, ["--mfu", "0.3"]))
+    assert base["recommended"]["setup"]["recompute"] == got["recommended"]["setup"]["recompute"] == "none"
+    assert got["recommended"]["train_time_s"] == pytest.approx(base["recommended"]["train_time_s"] * 0.4 / 0.3,
+                                                                rel=1e-12)  # default MFU 0.4
+    lower = cli_json(capsys, *_with(PLAN_BASE, ["--mfu", "0.3"]))
+    assert lower["recommended"]["loss"] > cli_json(capsys, *PLAN_BASE)["recommended"]["loss"]
+
+
+def test_plan_seq_moves_the_attention_flops_by_palm_appendix_b(capsys):
+    # PaLM App. B: model FLOPs per token = 6N + 12 L H Q T, so shortening T from 1024 to 256 removes exactly
+    # 12 L d (1024 - 256) per token for the same model (H Q = d)
+    base = cli_json(capsys, *FIXED_RUN)
+    got = cli_json(capsys, *_with(FIXED_RUN, ["--seq", "256"]))
+    L, d = 12, 768  # GPT-2 small (Radford et al. 2019, Table 2)
+    drop = base["recommended"]["speed"]["model_flops_per_token"] - got["recommended"]["speed"]["model_flops_per_token"]
+    assert drop == 12 * L * d * (1024 - 256)
 
 
 def test_duration_forms_agree(capsys):
@@ -84,20 +132,79 @@ def test_flops_json_matches_six_nd_for_the_seed_claim_2(capsys):
 
 
 FLOPS_BASE = ["flops", "--model", "gpt2", "--tokens", "1B", "--seq", "512"]
+GPT2_L, GPT2_D, BASE_SEQ = 12, 768, 512  # GPT-2 small (Radford et al. 2019, Table 2) at FLOPS_BASE's --seq
 
 
-@pytest.mark.parametrize("option", [
-    ["--tokens", "2B"], ["--model", "gpt2-medium"], ["--seq", "1024"], ["--micro-batch", "4"],
-    ["--grad-accum", "4"], ["--n-gpus", "2"], ["--recompute", "full"], ["--causal"],
-])
-def test_every_flops_option_changes_the_answer(capsys, option):
+def _core(d):
+    """Forward FLOPs per token of the attention core (Q K^T and attention x V)."""
+    f = d["forward_flops_per_token"]
+    return f["attn_scores"] + f["attn_values"]
+
+
+def _not_core(d):
+    return {k: v for k, v in d["forward_flops_per_token"].items() if k not in ("attn_scores", "attn_values")}
+
+
+def test_flops_tokens_scale_the_run_only(capsys):
     base = cli_json(capsys, *FLOPS_BASE)
-    argv = list(FLOPS_BASE)
-    if option[0] in argv:
-        argv[argv.index(option[0]) + 1] = option[1]
-    else:
-        argv += option
-    assert cli_json(capsys, *argv) != base
+    got = cli_json(capsys, *_with(FLOPS_BASE, ["--tokens", "2B"]))
+    assert got["per_token"] == base["per_token"]
+    assert got["per_run"]["model_flops"] == 2 * base["per_run"]["model_flops"]  # C = F D: linear in tokens
+    assert got["n_steps"] == 2 * base["n_steps"]
+
+
+@pytest.mark.parametrize("option,factor", [(["--micro-batch", "4"], 4), (["--grad-accum", "4"], 4),
+                                           (["--n-gpus", "2"], 2)])
+def test_flops_batch_options_scale_the_step_only(capsys, option, factor):
+    base = cli_json(capsys, *FLOPS_BASE)
+    got = cli_json(capsys, *_with(FLOPS_BASE, option))
+    assert got["per_token"] == base["per_token"] and got["per_run"] == base["per_run"]
+    assert got["tokens_per_step"] == factor * base["tokens_per_step"]  # micro-batch x seq x accum x GPUs
+    assert got["per_step"]["model_flops"] == factor * base["per_step"]["model_flops"]
+    assert got["n_steps"] == pytest.approx(base["n_steps"] / factor, rel=1e-15)
+
+
+def test_flops_larger_model_costs_more_per_token(capsys):
+    base = cli_json(capsys, *FLOPS_BASE)
+    got = cli_json(capsys, *_with(FLOPS_BASE, ["--model", "gpt2-medium"]))
+    assert got["per_token"]["model_flops"] > base["per_token"]["model_flops"]
+    # every matmul weight costs 6 FLOPs per token in training (Kaplan et al. 2020, sec. 2.1): the MLP grows by
+    # 6 x its extra weights, 2 matrices of d x 4d per layer
+    mlp_weights = {name: 2 * 4 * d * d * L for name, L, d in (("gpt2", 12, 768), ("gpt2-medium", 24, 1024))}
+    assert 3 * (got["forward_flops_per_token"]["mlp"] - base["forward_flops_per_token"]["mlp"]) == 6 * (
+        mlp_weights["gpt2-medium"] - mlp_weights["gpt2"])
+
+
+def test_flops_seq_moves_the_attention_core_by_palm_appendix_b(capsys):
+    base = cli_json(capsys, *FLOPS_BASE)
+    got = cli_json(capsys, *_with(FLOPS_BASE, ["--seq", "1024"]))
+    assert _not_core(got) == _not_core(base)  # only the attention core depends on the context
+    # PaLM App. B: 12 L H Q T per token in training (H Q = d), linear in T
+    assert got["per_token"]["model_flops"] - base["per_token"]["model_flops"] == 12 * GPT2_L * GPT2_D * (1024 - 512)
+
+
+def test_flops_causal_keeps_only_the_unmasked_pairs(capsys):
+    base = cli_json(capsys, *FLOPS_BASE)
+    got = cli_json(capsys, *_with(FLOPS_BASE, ["--causal"]))
+    assert _not_core(got) == _not_core(base)
+    # a causal mask leaves T (T + 1) / 2 of the T^2 query-key pairs; T = 1 would be the limit case of no saving
+    assert _core(got) == pytest.approx(_core(base) * (BASE_SEQ + 1) / (2 * BASE_SEQ), rel=1e-15)
+    assert got["per_token"]["model_flops"] < base["per_token"]["model_flops"]
+
+
+@pytest.mark.parametrize("mode", ["selective", "full"])
+def test_flops_recompute_adds_hardware_flops_only(capsys, mode):
+    base = cli_json(capsys, *FLOPS_BASE)
+    got = cli_json(capsys, *_with(FLOPS_BASE, ["--recompute", mode]))
+    assert base["per_token"]["hardware_flops"] == base["per_token"]["model_flops"]  # limit case: nothing redone
+    assert got["per_token"]["model_flops"] == base["per_token"]["model_flops"]  # MFU counts no recompute (PaLM)
+    extra = got["per_token"]["hardware_flops"] - got["per_token"]["model_flops"]
+    f = got["forward_flops_per_token"]
+    # full: every transformer layer's forward runs once more, not the LM head (Narayanan et al. 2021, sec. 5.1:
+    # 96 B s l h^2 (1 + s/6h) for the layers, 4 passes, but the logits' 6 B s h V, 3 passes); selective: only
+    # the attention core (Korthikanti et al. 2022, sec. 4.1)
+    layers = got["per_token"]["forward_flops"] - f["lm_head"] - f["embedding"]
+    assert extra == (layers if mode == "full" else _core(got))
 
 
 def test_flops_shapes_by_params_and_explicit_shape(capsys):
