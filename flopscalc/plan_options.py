@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from .errors import UsageError
 from .flops import Recompute, training_flops_per_token
@@ -28,23 +29,34 @@ MEMORY_PRECISION = {
     Precision.bf16: MemoryPrecision.bf16_mixed, Precision.fp16: MemoryPrecision.fp16_mixed,
     Precision.fp16_acc16: MemoryPrecision.fp16_mixed, Precision.fp8: MemoryPrecision.bf16_mixed,
 }
-# The ladder of setups tried in order until one fits: cheapest in speed first. Selective recompute costs
-# ~2.7% and full ~36% more compute (Korthikanti et al. 2022, Table 4); ZeRO 1-2 move the same bytes as DDP
-# (Rajbhandari et al. 2020 sec. 7.2.1); ZeRO-3 moves 1.5x; 8-bit Adam changes the optimizer; offload moves the
-# optimizer step to the CPU (Ren et al. 2021). The offload rung goes back to AdamW: the states then sit in CPU
-# memory, so 8-bit ones would free no GPU memory, and the CPU optimizer that offload runs (DeepSpeed's CPU Adam,
-# Ren et al. 2021 sec. 5) keeps fp32 states.
-LADDER_ONE_GPU = (
-    dict(), dict(recompute=Recompute.selective), dict(recompute=Recompute.full),
-    dict(recompute=Recompute.full, optimizer=Optimizer.adamw8bit),
-    dict(recompute=Recompute.full, offload_optimizer=True),
-)
-LADDER_MANY_GPUS = (
-    dict(), dict(zero_stage=1), dict(zero_stage=2), dict(zero_stage=2, recompute=Recompute.selective),
-    dict(zero_stage=2, recompute=Recompute.full), dict(zero_stage=3, recompute=Recompute.full),
-    dict(zero_stage=3, recompute=Recompute.full, optimizer=Optimizer.adamw8bit),
-    dict(zero_stage=3, recompute=Recompute.full, offload_optimizer=True),
-)
+# The setups searched (issue 14): every combination of recomputation, optimizer and optimizer offload, and of
+# ZeRO stage when there are several GPUs; each at the largest micro-batch that fits and divides the batch. The
+# one with the least predicted time per step wins (`throughput`). Selective recompute costs ~2.7% and full
+# ~36% more compute (Korthikanti et al. 2022, Table 4); ZeRO 1-2 move the same bytes as DDP (Rajbhandari et al.
+# 2020 sec. 7.2.1), ZeRO-3 1.5x; offload moves the optimizer step to the CPU (Ren et al. 2021). Offload keeps
+# AdamW: the states then sit in CPU memory, so 8-bit ones would free no GPU memory, and the CPU optimizer that
+# offload runs (DeepSpeed's CPU Adam, Ren et al. 2021 sec. 5) keeps fp32 states. ZeRO on one GPU shards nothing,
+# so one GPU searches stage 0 only.
+RECOMPUTE_SEARCHED = (Recompute.none, Recompute.selective, Recompute.full)
+OPTIMIZERS_SEARCHED = ((Optimizer.adamw, False), (Optimizer.adamw8bit, False), (Optimizer.adamw, True))
+ZERO_STAGES_SEARCHED = (0, 1, 2, 3)
+# Two predicted step times closer than this (relative) are a tie, broken toward the simpler setup.
+TIE_REL = 1e-9
+
+
+def searched_setups(n_gpus: int) -> tuple[dict, ...]:
+    """Every flag combination the search tries on ``n_gpus`` GPUs, as `TrainingSetup` keyword arguments."""
+    stages = ZERO_STAGES_SEARCHED if n_gpus > 1 else (0,)
+    return tuple({"recompute": rc, "optimizer": opt, "offload_optimizer": off, "zero_stage": z}
+                 for z in stages for rc in RECOMPUTE_SEARCHED for opt, off in OPTIMIZERS_SEARCHED)
+
+
+def _simplicity(flags: dict) -> tuple:
+    """Sort key among equally fast setups: what `flopscalc train` runs first, then fewer moving parts."""
+    needs = tools_needed(TrainingSetup(optimizer=flags["optimizer"], zero_stage=flags["zero_stage"],
+                                       offload_optimizer=flags["offload_optimizer"]))
+    return (len(needs), flags["offload_optimizer"], flags["optimizer"] is not Optimizer.adamw,
+            RECOMPUTE_SEARCHED.index(flags["recompute"]), flags["zero_stage"])
 
 
 def tools_needed(setup: TrainingSetup) -> tuple[str, ...]:
@@ -92,48 +104,85 @@ class ChosenSetup:
     cpu_offload_bytes: float = 0.0  # host memory per GPU for the offloaded optimizer (0 without offload)
 
 
+def _per_gpu_batch(cfg: ModelConfig, seq_len: int, n_gpus: int) -> int:
+    """Sequences per GPU per optimizer step: GPT-3's tokens per step, the same for every setup searched."""
+    return max(1, target_tokens_per_step(count_params(cfg).total) // (seq_len * n_gpus))
+
+
+@lru_cache(maxsize=1024)  # a pure function; the plan asks again for the same model when it relaxes a constraint
 def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
-                 capacity_bytes: float | None = None) -> ChosenSetup | None:
-    """The first setup of the ladder that fits ``gpu`` (or ``capacity_bytes``), sized to GPT-3's batch; or None."""
+                 capacity_bytes: float | None = None, efficiency: float | None = None) -> ChosenSetup | None:
+    """The fastest setup that fits ``gpu`` (or ``capacity_bytes``), sized to GPT-3's batch; or None.
+
+    Every combination of `searched_setups` is timed by `throughput` at ``efficiency`` (the GPU's hardware
+    efficiency, default `budget.DEFAULT_MFU`) and the one with the least time per step (the tokens per step
+    are the same for all) is chosen; ties go to the simpler setup (`_simplicity`). For one combination the
+    largest micro-batch that fits and divides the per-GPU batch is never slower: compute per step does not
+    depend on it, and a larger last micro-batch hides more communication behind its backward, with fewer
+    accumulation steps to communicate for. So each combination is timed once, at that micro-batch; and as its
+    time at the whole per-GPU batch in one micro-batch is a lower bound, combinations are visited by that bound
+    and the search stops once the bound passes the best time found.
+    """
+    from .budget import DEFAULT_MFU
+
+    eff = DEFAULT_MFU if efficiency is None else efficiency
     target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
                          grad_accum=2)  # accumulation keeps gradients alive through forward: the safe side
-    want_tokens = target_tokens_per_step(count_params(cfg).total)
-    want_micro = max(1, want_tokens // (seq_len * n_gpus))
-    ladder = LADDER_ONE_GPU if n_gpus == 1 else LADDER_MANY_GPUS
-    if max_micro_batch(cfg, replace(base, **ladder[-1]), target, PLAN_MEMORY_HEADROOM, upper=1) < 1:
-        return None  # not even the lightest rung fits one sequence
-    for rung in ladder:
-        trial = replace(base, **rung)
-        mb_max = max_micro_batch(cfg, trial, target, PLAN_MEMORY_HEADROOM, upper=max(want_micro, 1))
+    want_micro = _per_gpu_batch(cfg, seq_len, n_gpus)
+    tokens = want_micro * seq_len * n_gpus
+    bounded = []
+    for flags in searched_setups(n_gpus):
+        whole = replace(base, micro_batch=want_micro, grad_accum=1, **flags)
+        bound = throughput(cfg, whole, tokens, gpu, precision, eff).step_s
+        bounded.append((bound, _simplicity(flags), flags))
+    bounded.sort(key=lambda x: (x[0], x[1]))
+    best: tuple[float, tuple, ChosenSetup] | None = None
+    for bound, simple, flags in bounded:
+        if best is not None and bound > best[0] * (1 + TIE_REL):
+            break  # nothing left can be faster, or as fast and simpler
+        trial = replace(base, **flags)
+        mb_max = max_micro_batch(cfg, trial, target, PLAN_MEMORY_HEADROOM, upper=want_micro)
         if mb_max < 1:
             continue
         # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
-        micro = max(d for d in range(1, min(mb_max, want_micro) + 1) if want_micro % d == 0)
-        accum = max(1, math.ceil(want_tokens / (micro * seq_len * n_gpus)))
-        setup = replace(trial, micro_batch=micro, grad_accum=accum)
-        est = estimate_memory(cfg, setup)
-        return ChosenSetup(setup, est.peak_bytes, target.memory_bytes, mb_max, micro * accum * seq_len * n_gpus,
-                           est.cpu_offload_bytes)
-    return None
+        micro = max(d for d in range(1, mb_max + 1) if want_micro % d == 0)
+        setup = replace(trial, micro_batch=micro, grad_accum=want_micro // micro)
+        step_s = throughput(cfg, setup, tokens, gpu, precision, eff).step_s
+        if best is None or step_s < best[0] * (1 - TIE_REL) or (step_s <= best[0] * (1 + TIE_REL) and simple < best[1]):
+            est = estimate_memory(cfg, setup)
+            best = (step_s, simple, ChosenSetup(setup, est.peak_bytes, target.memory_bytes, mb_max, tokens,
+                                                est.cpu_offload_bytes))
+    return None if best is None else best[2]
+
+
+def _lightest_flags(n_gpus: int) -> tuple[dict, ...]:
+    """The searched setups that can need the least memory: full recomputation, which keeps the fewest
+    activations, with every optimizer choice and ZeRO stage (ZeRO-3's gather buffers can outweigh what it
+    shards for small models, so the top stage is not always the lightest)."""
+    return tuple(f for f in searched_setups(n_gpus) if f["recompute"] is Recompute.full)
+
+
+def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision):
+    """Peak memory per GPU (bytes) at micro-batch 1 of each of `_lightest_flags`, lazily."""
+    base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
+                         grad_accum=2)
+    return (estimate_memory(cfg, replace(base, **f)).peak_bytes for f in _lightest_flags(n_gpus))
 
 
 def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision) -> float:
-    """Peak memory per GPU of the last rung of the ladder at micro-batch 1: the least any setup needs (bytes)."""
-    rung = (LADDER_ONE_GPU if n_gpus == 1 else LADDER_MANY_GPUS)[-1]
-    return estimate_memory(cfg, TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision],
-                                              n_gpus=n_gpus, **rung)).peak_bytes
+    """Peak memory per GPU of the lightest searched setup at micro-batch 1: the least any setup needs (bytes)."""
+    return min(_lightest_peaks(cfg, n_gpus, seq_len, precision))
 
 
+@lru_cache(maxsize=1024)  # a pure function, asked again when the plan relaxes a constraint
 def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
                     capacity_bytes: float | None = None) -> int | None:
-    """Fewest GPUs (powers of two) on which some setup of the ladder fits; None beyond MAX_GPUS_SEARCHED."""
-    target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
+    """Fewest GPUs (powers of two) on which some searched setup fits; None beyond MAX_GPUS_SEARCHED."""
+    cap = (capacity_bytes or gpu.memory_bytes) * (1 - PLAN_MEMORY_HEADROOM)
     n = 2
     while n <= MAX_GPUS_SEARCHED:
-        lightest = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n,
-                                 grad_accum=2, **LADDER_MANY_GPUS[-1])
-        if estimate_memory(cfg, lightest).peak_bytes <= target.memory_bytes * (1 - PLAN_MEMORY_HEADROOM):
+        if any(peak <= cap for peak in _lightest_peaks(cfg, n, seq_len, precision)):
             return n
         n *= 2
     return None
@@ -143,13 +192,15 @@ def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Pre
 class Throughput:
     """Speed of one optimizer step on ``n_gpus`` GPUs."""
 
-    compute_s: float  # per step, all micro-batches, hardware FLOPs at the stated efficiency
+    compute_s: float  # per step, all micro-batches, hardware FLOPs at the hardware efficiency
     comm: CommEstimate
     tokens_per_step: int
     model_flops_per_token: float
-    hardware_flops_per_token: float
-    mfu_no_recompute: float  # the efficiency assumed for a step without recomputation
+    hardware_flops_per_token: float  # with recomputation
+    hardware_efficiency: float  # hardware FLOP/s over peak while computing (= MFU of a step without recompute)
     offload: OffloadTime  # host link + CPU optimizer step under optimizer offload (zero without)
+    n_gpus: int
+    peak_flop_per_s_per_gpu: float  # dense peak at the plan's precision
 
     @property
     def step_s(self) -> float:
@@ -169,21 +220,41 @@ class Throughput:
     def scaling_efficiency(self) -> float:
         return scaling_efficiency(self.compute_s, self.comm)
 
+    @property
+    def mfu(self) -> float:
+        """Model FLOPs utilization: model FLOPs (no recomputation) over peak x step time (Chowdhery et al. 2022,
+        App. B); the step time includes exposed communication and offload."""
+        return self.tokens_per_step * self.model_flops_per_token / (
+            self.n_gpus * self.peak_flop_per_s_per_gpu * self.step_s)  # PaLM App. B
 
-def throughput(cfg: ModelConfig, chosen: ChosenSetup, gpu: GpuSpec, precision: Precision, mfu: float
-               ) -> Throughput:
+    @property
+    def hfu(self) -> float:
+        """Hardware FLOPs utilization: as `mfu` with recomputation counted (Korthikanti et al. 2022, sec. 5)."""
+        return self.tokens_per_step * self.hardware_flops_per_token / (
+            self.n_gpus * self.peak_flop_per_s_per_gpu * self.step_s)  # Korthikanti et al. 2022, sec. 5
+
+
+@lru_cache(maxsize=1024)
+def _training_flops(cfg: ModelConfig, seq_len: int, recompute: Recompute):
+    """`training_flops_per_token`, kept: the search times dozens of setups of one model (a pure function)."""
+    return training_flops_per_token(cfg, seq_len, recompute=recompute)
+
+
+def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu: GpuSpec, precision: Precision,
+               efficiency: float) -> Throughput:
     """Step time from FLOPs and efficiency, plus the communication backward does not hide and the host link
     and CPU optimizer step of offload (`flopscalc.offload`).
 
-    ``mfu`` is taken as the hardware efficiency of the GPU's matmuls: with recomputation the GPU does
-    hardware FLOPs at that rate, so the model FLOPs rate drops by model/hardware (Korthikanti et al. 2022,
-    sec. 5: MFU vs HFU).
+    ``efficiency`` is the GPU's hardware efficiency while computing: the MFU of a step without recomputation,
+    which is what `--mfu` and the default state. With recomputation the GPU runs the extra forward at the same
+    rate, so the step's MFU drops by model/hardware FLOPs while its HFU stays (Korthikanti et al. 2022, sec. 5).
     """
-    s = chosen.setup
+    s = setup
     seq_len = s.seq_len
-    flops = training_flops_per_token(cfg, seq_len, recompute=s.recompute)
+    mfu = efficiency
+    flops = _training_flops(cfg, seq_len, s.recompute)
     peak = gpu.peak_flop_per_s(precision)
-    tokens_per_gpu = chosen.tokens_per_step / s.n_gpus
+    tokens_per_gpu = tokens_per_step / s.n_gpus
     compute_s = tokens_per_gpu * flops.hardware_flops_per_token / (peak * mfu)
     backward_s = s.micro_batch * seq_len * flops.backward_flops_per_token / (peak * mfu)  # last micro-batch
     n = count_params(cfg).total
@@ -193,9 +264,9 @@ def throughput(cfg: ModelConfig, chosen: ChosenSetup, gpu: GpuSpec, precision: P
         grad_bytes_per_param=2.0 if mixed_zero or s.precision is MemoryPrecision.bf16_pure else 4.0,
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
     )
-    return Throughput(compute_s, comm, chosen.tokens_per_step, flops.model_flops_per_token,
-                      flops.hardware_flops_per_token, mfu,
-                      offload_time(cfg, s, link_bytes_per_s=host_link_bytes_per_s(gpu)))
+    return Throughput(compute_s, comm, tokens_per_step, flops.model_flops_per_token,
+                      flops.hardware_flops_per_token, efficiency,
+                      offload_time(cfg, s, link_bytes_per_s=host_link_bytes_per_s(gpu)), s.n_gpus, peak)
 
 
 @dataclass(frozen=True)

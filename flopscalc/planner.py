@@ -165,16 +165,17 @@ class _Context:
 def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     n = count_params(cfg).total
     b = ctx.budget
-    chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes)
+    # the search ranks setups at one efficiency: the stated one, or the profile's at its best micro-batch
+    eff = (ctx.calibration.mfu_for(n, None, ctx.seq_len) if ctx.calibration is not None
+           else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
+    chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff)
     if chosen is None:
         return PlanOption(cfg, n, nearest_preset(n), None,
                           min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes),
                           None, 0.0, 0.0, None, None, ctx.dataset_tokens)
-    if ctx.calibration is not None:
+    if ctx.calibration is not None:  # then runs at what the profile measured at the chosen micro-batch
         eff = ctx.calibration.mfu_for(n, chosen.setup.micro_batch, ctx.seq_len)
-    else:
-        eff = ctx.mfu if ctx.mfu is not None else DEFAULT_MFU
-    speed = throughput(cfg, chosen, ctx.gpu, b.precision, eff)
+    speed = throughput(cfg, chosen.setup, chosen.tokens_per_step, ctx.gpu, b.precision, eff)
     rate = speed.tokens_per_s * b.utilization  # tokens per wall-clock second
     if ctx.kind == "tokens":
         tokens = ctx.n_tokens

@@ -70,7 +70,7 @@ def option_dict(o: PlanOption) -> dict:
             "scaling_efficiency": sp.scaling_efficiency, "tokens_per_s": sp.tokens_per_s,
             "model_flop_per_s": sp.model_flop_per_s,
             "model_flops_per_token": sp.model_flops_per_token, "hardware_flops_per_token": sp.hardware_flops_per_token,
-            "mfu": sp.mfu_no_recompute,
+            "mfu": sp.mfu, "hfu": sp.hfu, "hardware_efficiency": sp.hardware_efficiency,
         }
     return d
 
@@ -200,7 +200,7 @@ def plan_report(p: Plan) -> Group:
                    else f"micro-batch {s.micro_batch} is the largest that fits" if s.micro_batch == r.chosen.max_micro_batch
                    else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))
     rec.add_row("step", format_duration(sp.step_s),
-                f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu_no_recompute:.2f}"
+                f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu:.2f}, HFU {sp.hfu:.2f}"
                 + (f", communication {sp.comm.exposed_s:.3g} s exposed, scaling efficiency "
                    f"{sp.scaling_efficiency:.0%}" if b.n_gpus > 1 else ""))
     rec.add_row("wall clock", format_duration(r.train_time_s), f"{format_count(r.n_steps)} steps at duty cycle "

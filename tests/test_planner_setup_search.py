@@ -1,0 +1,131 @@
+"""The setup search (issue 14): among every setup that fits, the plan takes the fastest per token.
+
+The brute force here enumerates the setups itself (recomputation x optimizer x offload x ZeRO stage x every
+micro-batch that divides the per-GPU batch) and checks fit with `estimate_memory` directly, so it does not share
+the search's pruning (largest micro-batch per flag combination, lower bounds, early stop).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flopscalc.flops import Recompute, training_flops_per_token
+from flopscalc.hardware import Precision, get_gpu
+from flopscalc.memory import Optimizer, TrainingSetup, estimate_memory
+from flopscalc.model import PRESETS, config_for_params
+from flopscalc.plan_options import (
+    MEMORY_PRECISION,
+    PLAN_MEMORY_HEADROOM,
+    choose_setup,
+    lightest_peak_bytes,
+    min_gpus_to_fit,
+    target_tokens_per_step,
+    throughput,
+    tools_needed,
+)
+from flopscalc.planner import plan
+
+DAY = 86400.0
+REL = 1e-9  # float noise between two sums of the same terms in another order
+
+
+def _every_setup(cfg, n_gpus, seq_len, precision):
+    """Every setup the planner may use, at every micro-batch dividing the per-GPU batch.
+
+    Offload is paired with AdamW only: the CPU optimizer it runs keeps fp32 states (Ren et al. 2021 sec. 5).
+    Fit is judged with gradients alive through the forward pass (accumulation >= 2), the planner's safe side.
+    """
+    from flopscalc.model import count_params
+
+    per_gpu = max(1, target_tokens_per_step(count_params(cfg).total) // (seq_len * n_gpus))
+    stages = (0, 1, 2, 3) if n_gpus > 1 else (0,)
+    for rc, opt, off, z in itertools.product(Recompute, (Optimizer.adamw, Optimizer.adamw8bit), (False, True), stages):
+        if off and opt is not Optimizer.adamw:
+            continue
+        for micro in (d for d in range(1, per_gpu + 1) if per_gpu % d == 0):
+            yield (TrainingSetup(micro_batch=micro, seq_len=seq_len, precision=MEMORY_PRECISION[precision],
+                                 optimizer=opt, recompute=rc, n_gpus=n_gpus, zero_stage=z, offload_optimizer=off,
+                                 grad_accum=per_gpu // micro), per_gpu * seq_len * n_gpus)
+
+
+GPUS = ("4070ti", "4090", "a100-40gb", "h100")
+
+
+def _fitting(cfg, gpu, n_gpus, seq_len, precision):
+    cap = (1 - PLAN_MEMORY_HEADROOM) * gpu.memory_bytes
+    for s, tokens in _every_setup(cfg, n_gpus, seq_len, precision):
+        if estimate_memory(cfg, replace(s, grad_accum=max(2, s.grad_accum))).peak_bytes <= cap:
+            yield s, tokens
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_params=st.floats(5e7, 2e10), gpu_key=st.sampled_from(GPUS), n_gpus=st.sampled_from((1, 2, 8)),
+       seq_len=st.sampled_from((512, 1024, 2048)), mfu=st.floats(0.1, 0.7))
+def test_no_setup_that_fits_is_faster_per_token_than_the_chosen_one(n_params, gpu_key, n_gpus, seq_len, mfu):
+    gpu = get_gpu(gpu_key)
+    cfg = config_for_params(n_params).with_(block_size=max(1024, seq_len))
+    chosen = choose_setup(cfg, gpu, n_gpus, seq_len, Precision.bf16, efficiency=mfu)
+    fitting = list(_fitting(cfg, gpu, n_gpus, seq_len, Precision.bf16))
+    assert (chosen is None) == (not fitting)  # the search finds a setup exactly when one exists
+    if chosen is None:
+        return
+    assert chosen.peak_memory_bytes <= (1 - PLAN_MEMORY_HEADROOM) * gpu.memory_bytes
+    best = throughput(cfg, chosen.setup, chosen.tokens_per_step, gpu, Precision.bf16, mfu)
+    per_token = best.step_s / best.tokens_per_step
+    for s, tokens in fitting:
+        other = throughput(cfg, s, tokens, gpu, Precision.bf16, mfu)
+        assert other.step_s / tokens >= per_token * (1 - REL), s
+
+
+def test_ties_go_to_the_setup_the_reference_trainer_runs():
+    # GPT-2 medium on 8 RTX 4090s: DDP, ZeRO-1 and ZeRO-2 move the same bytes (ZeRO sec. 7.2.1), so they tie;
+    # the plan takes DDP, which 'flopscalc train' runs, over ZeRO-1/2, which need DeepSpeed
+    gpu, cfg = get_gpu("4090"), PRESETS["gpt2-medium"]
+    chosen = choose_setup(cfg, gpu, 8, 1024, Precision.bf16)
+    assert chosen.setup.zero_stage == 0 and tools_needed(chosen.setup) == ()
+    t = {z: throughput(cfg, replace(chosen.setup, zero_stage=z), chosen.tokens_per_step, gpu, Precision.bf16,
+                       0.4).step_s for z in (0, 1, 2)}
+    assert t[1] == pytest.approx(t[0], rel=REL) and t[2] == pytest.approx(t[0], rel=REL)  # a real tie
+
+
+def test_main_job_trains_without_recomputation_and_gets_the_tokens_it_lost():
+    # Issue 14: 33x2112 (1.9B) fits 12 GiB with optimizer offload and no recomputation (10.85 GiB at micro-batch
+    # 2 by 'flopscalc memory'); full recompute costs 1.32x the FLOPs per token, so ~57.1B x 1.32 = ~75B tokens
+    p = plan(get_gpu("4070ti"), 365 * DAY)
+    r = p.recommended
+    s = r.chosen.setup
+    assert (r.model.n_layer, r.model.n_embd) == (33, 2112)
+    assert s.recompute is Recompute.none and s.offload_optimizer
+    # hardware FLOPs per token are the model FLOPs: no forward pass is run twice
+    exact = training_flops_per_token(r.model, 1024)
+    assert r.speed.hardware_flops_per_token == exact.model_flops_per_token
+    assert estimate_memory(r.model, replace(s, grad_accum=2)).peak_bytes <= 0.95 * 12 * 2**30
+    assert r.n_tokens == pytest.approx(57.1e9 * 1.32, rel=0.02)
+
+
+def test_fixed_model_on_fixed_tokens_uses_the_same_search():
+    # Issue 14: gpt2-xl on 30B tokens took 163 days with full recompute; offload alone gives about 124
+    p = plan(get_gpu("4070ti"), model=PRESETS["gpt2-xl"], n_tokens=30e9)
+    assert p.recommended.chosen.setup.recompute is Recompute.none
+    assert p.recommended.train_time_s / DAY == pytest.approx(124, rel=0.01)
+
+
+@pytest.mark.parametrize("n_params,n_gpus", [(3e8, 2), (2.6e9, 2), (1.3e10, 8), (7e10, 64)])
+def test_lightest_setup_is_the_least_memory_of_any_searched_setup(n_params, n_gpus):
+    # min_gpus_to_fit only prices full recomputation; every other setup (any micro-batch) needs as much or more
+    cfg = config_for_params(n_params)
+    every = [estimate_memory(cfg, replace(s, micro_batch=1, grad_accum=2)).peak_bytes
+             for s, _ in _every_setup(cfg, n_gpus, 1024, Precision.bf16)]
+    assert lightest_peak_bytes(cfg, n_gpus, 1024, Precision.bf16) == min(every)
+
+
+def test_min_gpus_is_the_first_power_of_two_where_the_search_finds_a_setup():
+    cfg, gpu = config_for_params(7e9), get_gpu("4070ti")
+    n = min_gpus_to_fit(cfg, gpu, 1024, Precision.bf16)
+    assert choose_setup(cfg, gpu, n, 1024, Precision.bf16) is not None
+    assert choose_setup(cfg, gpu, n // 2, 1024, Precision.bf16) is None
