@@ -60,7 +60,9 @@ def plan(
     usd_per_kwh: Annotated[Optional[float], typer.Option(
         "--usd-per-kwh", help="Electricity price, for the energy cost line. (USD/kWh)")] = None,
     n_gpus: Annotated[int, typer.Option("--n-gpus", help="Number of GPUs (data parallel, ZeRO when needed).")] = 1,
-    precision: Annotated[Precision, typer.Option(help="Arithmetic that sets the peak rate (dense).")] = DEFAULT_PRECISION,
+    precision: Annotated[Optional[Precision], typer.Option(
+        help=f"Arithmetic that sets the peak rate (dense). (default {DEFAULT_PRECISION.value}; fp16 mixed precision "
+             "on GPUs without BF16, e.g. V100, T4)")] = None,
     utilization: Annotated[float, typer.Option(
         help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")] = DEFAULT_UTILIZATION,
     mfu: Annotated[Optional[float], typer.Option(
@@ -91,11 +93,12 @@ def plan(
 ) -> None:
     """The best training run for a budget: model, tokens, setup that fits, time, loss, energy and cost."""
     from . import planner
-    from .hardware import get_gpu
+    from .hardware import get_gpu, training_precision
     from .report_plan import plan_csv, plan_dict, plan_report
     from .units import SECONDS_PER_DAY, parse_bytes, parse_count, parse_usd
 
     spec = get_gpu(gpu, gpu_csv or ())
+    precision, precision_note = training_precision(spec, precision, DEFAULT_PRECISION)  # fp16 without BF16
     times = [v for v in (days, hours, duration) if v is not None]
     no_budget = tokens is not None or target_loss is not None
     seconds = (_duration_s(days, hours, duration)
@@ -121,6 +124,10 @@ def plan(
         model=cfg, n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
         target_loss=target_loss,
     )
+    if precision_note:  # the plan says why it runs at fp16
+        from dataclasses import replace
+
+        p = replace(p, warnings=(precision_note, *p.warnings))
     if as_csv:
         sys.stdout.write(plan_csv(p))
         return

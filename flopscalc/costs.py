@@ -32,19 +32,29 @@ class EnergyCost:
     n_gpus: int
     wall_clock_s: float
     busy_s: float
-    gpu_energy_j: float  # GPUs alone at board power while busy; idle time is not counted
+    gpu_energy_j: float | None  # GPUs alone at board power while busy (idle not counted); None: power unknown
     system_overhead: float
     pue: float
     electricity_usd_per_kwh: float | None
     cloud_usd_per_gpu_hour: float | None
 
     @property
-    def facility_energy_j(self) -> float:
-        """Energy at the meter: GPUs x system overhead x PUE (J)."""
+    def energy_known(self) -> bool:
+        """False when the database has no board power for the GPU: energy is unknown, not zero."""
+        return self.gpu_energy_j is not None
+
+    @property
+    def facility_energy_j(self) -> float | None:
+        """Energy at the meter: GPUs x system overhead x PUE (J); None when the board power is unknown."""
+        if self.gpu_energy_j is None:
+            return None
         return self.gpu_energy_j * self.system_overhead * self.pue
 
     @property
-    def facility_energy_kwh(self) -> float:
+    def facility_energy_kwh(self) -> float | None:
+        """`facility_energy_j` in kWh; None when the board power is unknown."""
+        if self.facility_energy_j is None:
+            return None
         return self.facility_energy_j / JOULES_PER_KWH
 
     @property
@@ -53,7 +63,7 @@ class EnergyCost:
 
     @property
     def electricity_usd(self) -> float | None:
-        if self.electricity_usd_per_kwh is None:
+        if self.electricity_usd_per_kwh is None or self.facility_energy_kwh is None:
             return None
         return self.facility_energy_kwh * self.electricity_usd_per_kwh
 
@@ -75,16 +85,19 @@ def energy_cost(
     system_overhead: float = DEFAULT_SYSTEM_OVERHEAD,
     pue: float = DEFAULT_PUE,
 ) -> EnergyCost:
-    """Energy (J) and cost (USD) of ``n_gpus`` x ``gpu`` held for ``wall_clock_s``, busy ``utilization`` of it."""
+    """Energy (J) and cost (USD) of ``n_gpus`` x ``gpu`` held for ``wall_clock_s``, busy ``utilization`` of it.
+
+    Energy is None (unknown) when the database has no board power for ``gpu``.
+    """
     if gpu.board_power_w is None and electricity_usd_per_kwh is not None:
         raise DomainError(f"{gpu.name} has no board power in the GPU database, so energy cannot be estimated; "
                           "add board_power_w with --gpu-csv")
     for name, v in (("system overhead", system_overhead), ("PUE", pue)):
         if not v >= 1:
             raise UsageError(f"{name} must be at least 1, got {v}")
-    power = gpu.board_power_w or 0.0
     busy_s = wall_clock_s * utilization
-    gpu_j = n_gpus * power * busy_s  # E = P t at board power while busy
+    # E = P t at board power while busy; no board power in the database -> unknown (None), never 0 J
+    gpu_j = None if gpu.board_power_w is None else n_gpus * gpu.board_power_w * busy_s
     return EnergyCost(n_gpus, wall_clock_s, busy_s, gpu_j, system_overhead, pue, electricity_usd_per_kwh,
                       cloud_usd_per_gpu_hour)
 

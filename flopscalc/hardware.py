@@ -13,6 +13,7 @@ import difflib
 import functools
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, fields
 from enum import Enum
 from importlib import resources
@@ -52,6 +53,9 @@ PRECISION_HELP = {
     Precision.fp16_acc16: "FP16 tensor, FP16 accumulate",
     Precision.fp8: "FP8 tensor",
 }
+# Mixed precision on GPUs without BF16 (Volta V100, Turing T4): FP16 with FP32 master weights and loss scaling,
+# the usual setup before BF16 arrived with Ampere (Micikevicius et al. 2018, "Mixed Precision Training", sec. 3).
+FALLBACK_PRECISION = Precision.fp16
 COLUMNS = [
     "key", "name", "aliases", "vendor", "segment", "architecture", "release_year", "memory_gib",
     "memory_type", "memory_bandwidth_gb_per_s", *PRECISION_COLUMNS.values(), "board_power_w",
@@ -62,8 +66,11 @@ NUMERIC_COLUMNS = (
     "release_year", "memory_gib", "memory_bandwidth_gb_per_s", *PRECISION_COLUMNS.values(),
     "board_power_w", "launch_price_usd", "interconnect_gb_per_s",
 )
+# Segments whose rows are not GPUs: their hours are counted in chip-hours, not GPU-hours.
+NON_GPU_SEGMENTS = ("tpu", "accelerator")
 # Words dropped before matching names: brands and product-line words users add or leave out.
-BRAND_WORDS = {"nvidia", "geforce", "amd", "instinct", "google", "cloud", "radeon", "tesla"}
+BRAND_WORDS = {"nvidia", "geforce", "amd", "instinct", "google", "cloud", "radeon", "tesla", "intel", "habana",
+               "aws", "amazon"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,11 @@ class GpuSpec:
             )
         return value
 
+    @property
+    def device_noun(self) -> str:
+        """What one device is called in counts and hours: 'chip' for TPUs and other non-GPU accelerators."""
+        return "chip" if self.segment in NON_GPU_SEGMENTS else "GPU"
+
     def available_precisions(self) -> list[Precision]:
         return [p for p in Precision if getattr(self, p.name + "_flop_per_s") is not None]
 
@@ -112,12 +124,31 @@ class GpuSpec:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# Characters a GPU name may hold after NFKC normalisation and case folding: letters, digits, spaces and the
+# separators vendors use ("RTX 4070 Ti", "a100-sxm-80gb", "B200 (HGX B200, 180GB)"). Anything else is refused
+# with a suggestion rather than dropped, so "h100\U0001f4a5" is not silently read as an H100.
+NAME_SEPARATORS = frozenset(" \t-_.,/()+")
+NAME_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def fold_name(text: str) -> str:
+    """NFKC-normalise and case-fold a GPU name: full-width 'ＲＴＸ４０９０' -> 'rtx4090'."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def junk_characters(text: str) -> list[str]:
+    """Characters of ``text`` (after `fold_name`) that no GPU name uses, in order of appearance."""
+    folded = fold_name(text)
+    return list(dict.fromkeys(c for c in folded if c not in NAME_LETTERS and c not in NAME_SEPARATORS
+                              and not c.isspace()))
+
+
 def _norm_tokens(text: str) -> list[str]:
-    return [t for t in re.findall(r"[a-z0-9]+", text.lower()) if t not in BRAND_WORDS]
+    return [t for t in re.findall(r"[a-z0-9]+", fold_name(text)) if t not in BRAND_WORDS]
 
 
 def normalize_name(text: str) -> str:
-    """Lower case, brand words dropped, punctuation and spaces removed: 'RTX 4070 Ti' -> 'rtx4070ti'."""
+    """Folded, brand words dropped, separators removed: 'RTX 4070 Ti' -> 'rtx4070ti'."""
     return "".join(_norm_tokens(text))
 
 
@@ -133,6 +164,39 @@ def _name_forms(spec: GpuSpec) -> set[str]:
     # GeForce/RTX names are typed without the 'rtx': '4070ti', '3090'
     forms |= {f[3:] for f in list(forms) if re.match(r"rtx\d", f)}
     return {f for f in forms if f}
+
+
+def _words(text: str) -> set[str]:
+    """Whole words of a name, split at letter/digit boundaries: 'H100 SXM5' -> {'h', '100', 'sxm', '5'}."""
+    return set(token_bag(text).split())
+
+
+def training_precision(gpu: GpuSpec, requested: Precision | str | None,
+                       default: Precision) -> tuple[Precision, str | None]:
+    """The precision to plan ``gpu`` at, and a note when it is not the default.
+
+    ``requested`` None (the user chose none): ``default`` where ``gpu`` has it, else `FALLBACK_PRECISION`
+    (FP16 mixed precision) with a note saying so. A requested precision ``gpu`` lacks is a DomainError (as
+    `GpuSpec.peak_flop_per_s` raises) that suggests one it has. Raises UsageError when neither the default nor the fallback exists on ``gpu``.
+    """
+    have = gpu.available_precisions()
+    have_text = ", ".join(p.value for p in have)
+    if requested is not None:
+        p = Precision(requested)
+        if p in have:
+            return p, None
+        better = next((q for q in (default, FALLBACK_PRECISION) if q in have), have[0])
+        raise DomainError(f"{gpu.name} has no {PRECISION_HELP[p]} rate in the GPU database; use --precision "
+                         f"{better.value} ({PRECISION_HELP[better]}); available: {have_text}")
+    if default in have:
+        return default, None
+    if FALLBACK_PRECISION in have:
+        return FALLBACK_PRECISION, (
+            f"{gpu.name} has no {PRECISION_HELP[default]} rate, so this plan uses {FALLBACK_PRECISION.value} mixed "
+            f"precision ({PRECISION_HELP[FALLBACK_PRECISION]}, with loss scaling); choose another with --precision "
+            f"({have_text})")
+    raise UsageError(f"{gpu.name} has neither {default.value} nor {FALLBACK_PRECISION.value} in the GPU database; "
+                     f"choose one it has with --precision: {have_text}")
 
 
 def _number(raw: str, column: str, where: str) -> float | None:
@@ -192,10 +256,9 @@ def read_gpu_csv(path: str | Path, text: str | None = None) -> list[GpuSpec]:
     """Parse a GPU CSV; a malformed row raises UsageError naming the file and line."""
     path = Path(path)
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise UsageError(f"cannot read GPU file {str(path)!r}: {e.strerror}") from None
+        from .textfile import read_csv_text
+
+        text = read_csv_text(path, "GPU file")
     reader = csv.DictReader(text.splitlines())
     header = reader.fieldnames or []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -219,21 +282,20 @@ def read_gpu_csv(path: str | Path, text: str | None = None) -> list[GpuSpec]:
 
 
 class GpuDatabase:
-    """GPU rows by key, with forgiving name lookup (`get`)."""
+    """GPU rows by key, with a forgiving but never guessing name lookup (`get`)."""
 
     def __init__(self, specs: list[GpuSpec]):
         self.specs: dict[str, GpuSpec] = {s.key: s for s in specs}
-        forms: dict[str, set[str]] = {}
+        self._forms: dict[str, list[str]] = {}  # normalised key/name/alias -> the rows that declare it
+        self._bags: dict[str, list[str]] = {}  # the same, order-free
         for s in self.specs.values():
             for f in _name_forms(s):
-                forms.setdefault(f, set()).add(s.key)
-        # a form two rows share names neither (e.g. a stale alias); explicit aliases are checked by tests
-        self._forms = {f: next(iter(keys)) for f, keys in forms.items() if len(keys) == 1}
-        bags: dict[str, set[str]] = {}
-        for s in self.specs.values():
+                self._forms.setdefault(f, []).append(s.key)
             for text in (s.key, s.name, *s.aliases):
-                bags.setdefault(token_bag(text), set()).add(s.key)
-        self._bags = {b: next(iter(keys)) for b, keys in bags.items() if len(keys) == 1 and b}
+                if token_bag(text):
+                    keys = self._bags.setdefault(token_bag(text), [])
+                    if s.key not in keys:
+                        keys.append(s.key)
 
     def __iter__(self):
         return iter(self.specs.values())
@@ -241,26 +303,48 @@ class GpuDatabase:
     def __len__(self) -> int:
         return len(self.specs)
 
-    def with_rows(self, specs: list[GpuSpec]) -> "GpuDatabase":
+    def with_rows(self, specs: list[GpuSpec]) -> GpuDatabase:
         """A new database with ``specs`` added, replacing rows of the same key."""
         merged = dict(self.specs)
         merged.update({s.key: s for s in specs})
         return GpuDatabase(list(merged.values()))
 
     def get(self, name: str) -> GpuSpec:
-        """Find a GPU by key, name or alias, ignoring case, spaces, hyphens and brand words."""
-        q = normalize_name(name)
-        if q in self._forms:
-            return self.specs[self._forms[q]]
-        if token_bag(name) in self._bags:  # the same words in another order
-            return self.specs[self._bags[token_bag(name)]]
-        prefixed = sorted({k for f, k in self._forms.items() if q and f.startswith(q)})
-        if len(prefixed) == 1:
-            return self.specs[prefixed[0]]
+        """Find a GPU by key, name or declared alias.
+
+        Case, full-width characters (NFKC), spaces, hyphens, brand words and word order are ignored; the
+        name must otherwise match whole: a prefix ('h20' of 'h200') or a name with characters no GPU name
+        uses ('h100' plus an emoji) is refused with a suggestion, and a name two rows declare is refused
+        as ambiguous. Raises UsageError (one line).
+        """
+        junk = junk_characters(name)
+        if junk:
+            shown = " ".join(repr(c) for c in junk)
+            raise UsageError(f"GPU name {name!r} contains {shown}, which no GPU name uses (letters, digits, spaces "
+                             f"and - _ . , / ( ) +){self._hint(name)}")
+        keys = self._forms.get(normalize_name(name)) or self._bags.get(token_bag(name)) or []
+        if len(keys) == 1:
+            return self.specs[keys[0]]
+        if len(keys) > 1:
+            raise UsageError(f"GPU name {name!r} is ambiguous: it names {' and '.join(keys)}; give one of those keys")
+        raise UsageError(f"unknown GPU {name!r}{self._hint(name)}")
+
+    def _hint(self, name: str) -> str:
+        """'; did you mean X or Y?' from whole-word, prefix and spelling neighbours of ``name``."""
+        cleaned = "".join(c if c in NAME_LETTERS or c in NAME_SEPARATORS else " " for c in fold_name(name))
+        q = normalize_name(cleaned)
+        if not q:
+            return "; run 'flopscalc gpus' to list them"
+        exact = self._forms.get(q) or self._bags.get(token_bag(cleaned)) or []
+        if exact:  # the name without its junk characters is a GPU's
+            return f"; did you mean {' or '.join(exact)}?"
+        words = _words(cleaned)
+        subset = [k for k, s in self.specs.items()
+                  if any(words <= _words(t) for t in (s.key, s.name, *s.aliases))]
+        prefixed = sorted({k for f, ks in self._forms.items() if f.startswith(q) for k in ks})
         close = difflib.get_close_matches(q, list(self._forms), n=3, cutoff=0.6)
-        keys = list(dict.fromkeys([self._forms[c] for c in close] + prefixed))[:4]
-        hint = f"; did you mean {' or '.join(keys)}?" if keys else "; run 'flopscalc gpus' to list them"
-        raise UsageError(f"unknown GPU {name!r}{hint}")
+        keys = list(dict.fromkeys([*subset, *prefixed, *(k for c in close for k in self._forms[c])]))[:5]
+        return f"; did you mean {' or '.join(keys)}?" if keys else "; run 'flopscalc gpus' to list them"
 
 
 def _builtin_csv_text() -> tuple[str, str]:
@@ -287,5 +371,5 @@ def load_database(extra_csv: list[str | Path] | tuple = ()) -> GpuDatabase:
 
 
 def get_gpu(name: str, extra_csv: list[str | Path] | tuple = ()) -> GpuSpec:
-    """Look up one GPU by a forgiving name (``4070ti``, ``RTX 4070 Ti``, ``rtx-4070-ti``)."""
+    """Look up one GPU by key, name or alias, forgivingly spelt (``4070ti``, ``RTX 4070 Ti``, ``rtx-4070-ti``)."""
     return load_database(extra_csv).get(name)

@@ -17,6 +17,7 @@ def runs_dict(comparisons: list[RunComparison]) -> dict:
          "basis": c.basis, "mfu": c.mfu, "model_flops": c.model_flops,
          "predicted_wall_clock_s": c.predicted_wall_clock_s, "predicted_gpu_hours": c.predicted_gpu_hours,
          "compared": c.compared, "reported": c.reported, "error": c.error,
+         "device_hours_unit": f"{c.device_noun}-h",
          "error_with_duty_cycle": c.error_with_duty_cycle,
          "wall_clock_includes_downtime": c.run.wall_clock_includes_downtime, "source": c.run.source}
         for c in comparisons]}
@@ -25,15 +26,16 @@ def runs_dict(comparisons: list[RunComparison]) -> dict:
 def runs_table(comparisons: list[RunComparison]) -> Group:
     t = Table(title="Published runs: wall clock predicted from hardware, tokens and reported efficiency",
               title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
-    for col, just in [("run", "left"), ("GPUs", "right"), ("MFU", "right"), ("predicted", "right"),
+    for col, just in [("run", "left"), ("devices", "right"), ("MFU", "right"), ("predicted", "right"),
                       ("reported", "right"), ("error", "right"), ("downtime", "left")]:
         t.add_column(col, justify=just, no_wrap=col != "run")
     for c in comparisons:
         if c.compared == "gpu_hours":
-            pred, rep = (f"{format_count(x)} GPU-h" for x in (c.predicted_gpu_hours, c.reported))
+            pred, rep = (f"{format_count(x)} {c.device_noun}-h" for x in (c.predicted_gpu_hours, c.reported))
         else:
             pred, rep = (format_duration(x) for x in (c.predicted_wall_clock_s, c.reported))
-        t.add_row(c.run.run + (" *" if c.run.kind == "prediction" else ""), f"{c.run.n_gpus or '-'}",
+        devices = f"{c.run.n_gpus} {c.device_noun}s" if c.run.n_gpus else "-"
+        t.add_row(c.run.run + (" *" if c.run.kind == "prediction" else ""), devices,
                   f"{c.mfu:.0%}", pred, rep, f"{c.error:+.0%}", c.run.wall_clock_includes_downtime)
     foot = Text("* a paper's own estimate, not a measurement. Reported times that include downtime should come out "
                 "longer than predicted: predicted / reported is the run's implied duty cycle. Sources and notes: "

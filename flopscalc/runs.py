@@ -266,6 +266,7 @@ class RunComparison:
     reported: float  # that quantity, in GPU-h or s
     error: float  # predicted / reported - 1
     error_with_duty_cycle: float | None  # predicted / duty cycle / reported - 1, if a duty cycle is given
+    device_noun: str = "GPU"  # "GPU", or "chip" for TPUs: the unit of the run's device-hours ("chip-h")
 
     @property
     def implied_duty_cycle(self) -> float:
@@ -287,7 +288,7 @@ def compare(run: PublishedRun, basis: str | None = None) -> RunComparison:
         raise DomainError(f"published run {run.run!r} reports neither wall clock nor GPU-hours to compare")
     duty = None if run.reported_duty_cycle is None else predicted / run.reported_duty_cycle / reported - 1.0
     return RunComparison(run, basis, model_flops(run), mfu(run, basis), wall_s, gpu_h, compared, reported,
-                         predicted / reported - 1.0, duty)
+                         predicted / reported - 1.0, duty, get_gpu(run.gpu).device_noun)
 
 
 # ------------------------------------------------------------------ the CSV

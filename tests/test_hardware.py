@@ -261,7 +261,13 @@ def test_ambiguous_prefix_lists_the_candidates(query, candidates):
 
 def test_exact_name_beats_a_longer_prefix_match():
     assert get_gpu("L4").key == "l4"      # 'l4' is also a prefix of 'l40s'
-    assert get_gpu("l40").key == "l40s"   # a unique prefix resolves
+
+
+def test_a_prefix_is_never_taken_for_a_longer_name():
+    # issue 14: 'h20' resolved to the H200 by prefix; a prefix names a different product, so it only suggests
+    with pytest.raises(UsageError) as err:
+        get_gpu("h10")
+    assert "did you mean" in str(err.value) and "h100-sxm" in str(err.value)
 
 
 @pytest.mark.parametrize("query", ["xyzzy", "", "   "])

@@ -234,7 +234,8 @@ def draw_frontier(data: dict):
     if fit is not None:
         y0 = ax_n.get_ylim()[0]
         gpus = f"{fit['n_gpus']}× {C.short_gpu_name(fit['gpu'])}"
-        lightest = ("ZeRO-3, " if fit["n_gpus"] > 1 else "") + "full recompute, 8-bit Adam, offload"
+        # the lightest setup searched offloads AdamW's states to the CPU (plan_options: offload keeps AdamW)
+        lightest = ("ZeRO-3, " if fit["n_gpus"] > 1 else "") + "full recompute, AdamW offloaded to the CPU"
         if fit["n_max_params_any_setup"]:
             ax_n.axhspan(y0, fit["n_max_params_any_setup"], color="#2ca02c", alpha=0.10, lw=0, gid="fit:any_setup",
                          label=f"fits {gpus} with {lightest} (≤ {format_count(fit['n_max_params_any_setup'])})")
