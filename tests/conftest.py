@@ -10,6 +10,42 @@ import pytest
 os.environ.setdefault("COLUMNS", "200")  # pinned terminal width for rendered tables
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (kept out of the default suite for time; see docs/testing.md)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long case kept out of the default run; pytest --run-slow runs it")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with pytest --run-slow (docs/testing.md)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def torchrun_log(pytestconfig) -> dict:
+    """torchrun launches of the DDP/FSDP tests (tests/test_train_ddp.py) and the retries after a native abort,
+    kept on the config so the session summary prints them: a retry is never silent."""
+    log = {"runs": [], "retries": []}
+    pytestconfig.flopscalc_torchrun = log
+    return log
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    log = getattr(config, "flopscalc_torchrun", None)
+    if log and log["runs"]:
+        terminalreporter.write_line(f"torchrun: {len(log['runs'])} two-process run(s), {len(log['retries'])} "
+                                    "retried after a worker died by SIGABRT/SIGSEGV")
+        for line in log["retries"]:
+            terminalreporter.write_line(f"  retried: {line}")
+
+
 @pytest.fixture(scope="session")
 def torch():
     return pytest.importorskip("torch")
