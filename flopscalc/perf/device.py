@@ -1,0 +1,112 @@
+"""What the step-time model needs to know about one accelerator beyond `GpuSpec`: SMs and efficiencies.
+
+Per-GPU figures (SM count, measured GEMM fraction of peak) come from ``data/gpu_perf.csv``, keyed by the
+``key`` of ``data/gpu_specs.csv``, each row with its source. The few efficiency factors that no per-GPU
+measurement gives are constants per device class here, each with its source. Nothing is fitted to the
+published runs the model is validated against (``docs/performance_model.md``).
+
+References
+----------
+[1] S. Bekman, ml-engineering, compute/accelerator/README.md, "Maximum Achievable Matmul FLOPS comparison
+    table" (BF16, v2): A100 SXM 86.9%, GH200 83.6%, A100 PCIe 81.1%, H100 SXM 80.3% of the dense peak.
+[2] T. Dao 2023, "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning",
+    arXiv:2307.08691, abstract ("reaching 50-73% of the theoretical maximum FLOPs/s on A100") and sec. 4.1
+    ("up to 335 TFLOPs/s" on H100 with the same implementation).
+[3] NVIDIA/cccl pull request #9881, cub::DeviceTransform babelstream triad benchmark: 1.573 TB/s, nvbench
+    "BWUtil" 87.8% of the device's peak DRAM bandwidth (2^28 elements of 16 bytes).
+[4] NVIDIA Nsight Systems traces of PyTorch eager training show a kernel-to-kernel floor of a few
+    microseconds; we take the CUDA programming guide's launch-latency order, 5 us, as the floor of a kernel.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..errors import UsageError
+from ..hardware import GpuSpec
+
+# GEMM fraction of the dense peak for a GPU without its own measurement: the lowest NVIDIA figure of [1]
+# (H100 SXM, 80.3%), so an unmeasured part is not credited with more than the measured ones reach.
+DEFAULT_GEMM_PEAK_FRACTION = 0.803
+# Achievable share of the datasheet DRAM bandwidth for a streaming kernel ([3]: 87.8%).
+MEM_BANDWIDTH_FRACTION = 0.878
+# Fused attention kernels, fraction of the dense peak, by architecture. Ampere and earlier: [2]'s range
+# 50-73% on A100; its figures show the backward pass slower than the forward, so the forward takes the top
+# (0.73) and the backward the bottom (0.50) of the range.
+FLASH_FWD_FRACTION_AMPERE = 0.73
+FLASH_BWD_FRACTION_AMPERE = 0.50
+# Hopper running FlashAttention-2 (no wgmma): 335 of 989 TFLOP/s forward ([2] sec. 4.1) = 0.339; the
+# backward scaled by the same backward/forward ratio as on A100 (0.50 / 0.73), a derived figure.
+FLASH_FWD_FRACTION_HOPPER = 335 / 989.4
+FLASH_BWD_FRACTION_HOPPER = FLASH_FWD_FRACTION_HOPPER * FLASH_BWD_FRACTION_AMPERE / FLASH_FWD_FRACTION_AMPERE
+HOPPER_LIKE = ("Hopper", "Blackwell")
+# Shortest time one kernel takes, launch and drain included ([4]); it matters only for small models.
+KERNEL_MIN_S = 5e-6
+
+
+@dataclass(frozen=True)
+class DevicePerf:
+    """Efficiency figures of one GPU for the step-time model (fractions in [0, 1], seconds)."""
+
+    key: str
+    n_sm: int | None  # streaming multiprocessors (CUs on AMD); None: no wave quantization modelled
+    gemm_peak_fraction: float  # best GEMM rate over the dense peak ([1] or the default)
+    mem_bandwidth_fraction: float  # achievable over datasheet DRAM bandwidth ([3])
+    flash_fwd_fraction: float  # fused attention forward over the dense peak ([2])
+    flash_bwd_fraction: float  # fused attention backward over the dense peak ([2])
+    kernel_min_s: float  # floor of one kernel's time ([4])
+    source: str  # where the per-GPU figures come from
+
+    def __post_init__(self) -> None:
+        for name in ("gemm_peak_fraction", "mem_bandwidth_fraction", "flash_fwd_fraction", "flash_bwd_fraction"):
+            v = getattr(self, name)
+            if not 0 < v <= 1:
+                raise UsageError(f"{name.replace('_', ' ')} must be in (0, 1], got {v!r}")
+        if self.n_sm is not None and self.n_sm < 1:
+            raise UsageError(f"SM count must be a positive whole number, got {self.n_sm!r}")
+
+
+def _csv_text() -> tuple[str, str]:
+    packaged = resources.files("flopscalc") / "data" / "gpu_perf.csv"
+    if packaged.is_file():  # installed wheel: force-included into the package
+        return packaged.read_text(encoding="utf-8"), "gpu_perf.csv"
+    repo = Path(__file__).resolve().parents[2] / "data" / "gpu_perf.csv"
+    return repo.read_text(encoding="utf-8"), str(repo)
+
+
+@functools.lru_cache(maxsize=1)
+def perf_rows() -> dict[str, dict[str, str]]:
+    """Rows of ``data/gpu_perf.csv`` by GPU key, read once."""
+    text, where = _csv_text()
+    rows = {}
+    for row in csv.DictReader(text.splitlines()):
+        key = row["key"].strip().lower()
+        if key in rows:
+            raise UsageError(f"{where}: key {key!r} repeats")
+        rows[key] = row
+    return rows
+
+
+def device_perf(gpu: GpuSpec) -> DevicePerf:
+    """The step-time model's figures for ``gpu``: its row of gpu_perf.csv, else the class defaults."""
+    row = perf_rows().get(gpu.key, {})
+    n_sm = int(row["n_sm"]) if (row.get("n_sm") or "").strip() else None
+    gemm = float(row["gemm_peak_fraction"]) if (row.get("gemm_peak_fraction") or "").strip() else None
+    hopper = gpu.architecture in HOPPER_LIKE
+    source = row.get("source") or "no gpu_perf.csv row: default fractions, no wave quantization"
+    if gemm is None:
+        source += f"; GEMM fraction: default {DEFAULT_GEMM_PEAK_FRACTION} (lowest NVIDIA MAMF of [1])"
+    return DevicePerf(
+        key=gpu.key,
+        n_sm=n_sm,
+        gemm_peak_fraction=gemm if gemm is not None else DEFAULT_GEMM_PEAK_FRACTION,
+        mem_bandwidth_fraction=MEM_BANDWIDTH_FRACTION,
+        flash_fwd_fraction=FLASH_FWD_FRACTION_HOPPER if hopper else FLASH_FWD_FRACTION_AMPERE,
+        flash_bwd_fraction=FLASH_BWD_FRACTION_HOPPER if hopper else FLASH_BWD_FRACTION_AMPERE,
+        kernel_min_s=KERNEL_MIN_S,
+        source=source,
+    )

@@ -1,0 +1,202 @@
+"""Time of one training step: the sum of its operations, each priced by a roofline, plus what is not hidden.
+
+step_s = sum over ops of count x max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency), kernel floor)
+         + exposed data-parallel communication (`flopscalc.parallel`) + optimizer offload (`flopscalc.offload`).
+
+GEMM efficiency = the device's best GEMM fraction of peak x tile and wave quantization (`gemm.py`); fused
+attention runs at the device's flash fraction; memory-bound kernels at the achievable DRAM bandwidth.
+
+MFU counts model FLOPs only, with the attention core over causal pairs (llm.c's ``gpt2_estimate_mfu``:
+6N + 6LCT per token, the work a causal model needs); HFU counts what the kernels execute: recomputation,
+FlashAttention's backward recomputation of Q K^T ([1] Alg. 2), and the full T x T on the spelled-out path.
+Both divide by peak x step time, so MFU <= HFU <= 1.
+
+References
+----------
+[1] Dao 2023, "FlashAttention-2", arXiv:2307.08691, Algorithm 2.
+[2] Chowdhery et al. 2022, "PaLM", arXiv:2204.02311, App. B (MFU and HFU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import DomainError
+from ..flops import Recompute, training_flops_per_token
+from ..hardware import GpuSpec, Precision
+from ..memory.settings import MemoryPrecision, TrainingSetup
+from ..model import ModelConfig, count_params
+from ..offload import OffloadTime, host_link_bytes_per_s, offload_time
+from ..parallel import CommEstimate, data_parallel_comm
+from .device import DevicePerf, device_perf
+from .gemm import gemm_efficiency
+from .ops import Op, OpClass, Phase, StepOptions, step_ops
+from .roofline import roofline_s
+
+# The peak a storage precision computes at: 16-bit modes use the tensor cores in that format; fp32 runs
+# PyTorch's default fp32 matmuls (TF32 is off by default: torch.backends.cuda.matmul.allow_tf32 = False).
+MATMUL_PRECISION = {
+    MemoryPrecision.bf16_mixed: Precision.bf16,
+    MemoryPrecision.bf16_pure: Precision.bf16,
+    MemoryPrecision.fp16_mixed: Precision.fp16,
+    MemoryPrecision.fp32: Precision.fp32,
+}
+CLASS_ORDER = ("gemm", "attention", "memory-bound", "optimizer", "communication exposed", "offload")
+
+
+@dataclass(frozen=True)
+class PricedOp:
+    op: Op
+    efficiency: float  # fraction of the dense peak its arithmetic runs at (before the sustained fraction)
+    seconds: float  # per occurrence, divided by the sustained fraction
+    bound: str  # "compute", "memory" or "launch"
+
+    @property
+    def total_s(self) -> float:
+        return self.seconds * self.op.count
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """Predicted time of one optimizer step on one GPU (all GPUs run in lockstep), and what follows from it."""
+
+    model: ModelConfig
+    setup: TrainingSetup
+    gpu: GpuSpec
+    device: DevicePerf
+    precision: Precision  # the peak used
+    peak_flop_per_s: float
+    ops: tuple[PricedOp, ...]
+    comm: CommEstimate
+    offload: OffloadTime
+    model_flops_per_token: float  # causal attention, no recomputation (MFU numerator)
+    hardware_flops_per_token: float  # executed: recomputation, flash backward recompute (HFU numerator)
+
+    @property
+    def seq_len(self) -> int:
+        return self.setup.seq_len or self.model.block_size
+
+    @property
+    def class_seconds(self) -> dict[str, float]:
+        """Seconds per step by operation class, in `CLASS_ORDER`."""
+        out = {c: 0.0 for c in CLASS_ORDER}
+        for p in self.ops:
+            out[p.op.op_class.value] += p.total_s
+        out["communication exposed"] = self.comm.exposed_s
+        out["offload"] = self.offload.total_s
+        return out
+
+    @property
+    def step_s(self) -> float:
+        return sum(self.class_seconds.values())
+
+    @property
+    def tokens_per_step_per_gpu(self) -> int:
+        return self.setup.micro_batch * self.seq_len * self.setup.grad_accum
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens of one optimizer step over all data-parallel GPUs."""
+        return self.tokens_per_step_per_gpu * self.setup.n_gpus
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Training throughput of the whole run, all GPUs (tokens/s)."""
+        return self.tokens_per_step / self.step_s
+
+    @property
+    def tokens_per_s_per_gpu(self) -> float:
+        return self.tokens_per_step_per_gpu / self.step_s
+
+    @property
+    def mfu(self) -> float:
+        """Model FLOPs per second over the dense peak ([2] App. B)."""
+        return self.model_flops_per_token * self.tokens_per_s_per_gpu / self.peak_flop_per_s
+
+    @property
+    def hfu(self) -> float:
+        """Executed FLOPs per second over the dense peak ([2] App. B), recomputation included."""
+        return self.hardware_flops_per_token * self.tokens_per_s_per_gpu / self.peak_flop_per_s
+
+
+def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: float) -> PricedOp:
+    if op.flash:
+        eff = dev.flash_fwd_fraction if op.phase is not Phase.backward else dev.flash_bwd_fraction
+    elif op.gemm_shape is not None:
+        m, n, k, batch = op.gemm_shape
+        eff = dev.gemm_peak_fraction * gemm_efficiency(m, n, k, dev.n_sm, batch=batch)
+    else:
+        eff = 1.0  # no arithmetic worth pricing: memory-bound
+    compute_s = op.flops / (peak * eff)
+    memory_s = op.bytes_moved / (bandwidth * dev.mem_bandwidth_fraction)
+    floor_s = op.kernels * dev.kernel_min_s
+    seconds = float(roofline_s(op.flops, op.bytes_moved, peak * eff, bandwidth * dev.mem_bandwidth_fraction,
+                               min_s=floor_s)) / sustained
+    bound = "launch" if floor_s > max(compute_s, memory_s) else (
+        "compute" if compute_s >= memory_s else "memory")
+    return PricedOp(op, eff, seconds, bound)
+
+
+def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
+    """(model, hardware) FLOPs per token: causal model FLOPs; executed FLOPs with every recomputation."""
+    seq = setup.seq_len or cfg.block_size
+    model = training_flops_per_token(cfg, seq, causal=True).model_flops_per_token
+    executed = training_flops_per_token(cfg, seq, recompute=setup.recompute, causal=setup.flash)
+    hardware = executed.hardware_flops_per_token
+    if setup.flash:
+        hardware += executed.forward.attn_scores  # [1] Alg. 2: the backward recomputes S = Q K^T
+    return model, hardware
+
+
+def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
+                  options: StepOptions | None = None, *, device: DevicePerf | None = None) -> StepEstimate:
+    """Predict the time of one optimizer step of ``cfg`` trained with ``setup`` on ``gpu`` GPUs."""
+    options = options or StepOptions()
+    seq = setup.seq_len or cfg.block_size
+    if seq > cfg.block_size:
+        from ..errors import UsageError
+
+        raise UsageError(f"sequence length {seq} is longer than the model's context {cfg.block_size}; "
+                         "pass a shorter --seq")
+    dev = device or device_perf(gpu)
+    precision = MATMUL_PRECISION[setup.precision]
+    peak = gpu.peak_flop_per_s(precision)
+    if gpu.memory_bandwidth_bytes_per_s is None:
+        raise DomainError(f"{gpu.name} has no memory bandwidth in the GPU database; the step-time model "
+                          "needs it for memory-bound kernels (add memory_bandwidth_gb_per_s with --gpu-csv)")
+    if not 0 < options.sustained <= 1:
+        from ..errors import UsageError
+
+        raise UsageError(f"sustained fraction must be in (0, 1], got {options.sustained!r}; 1 gives the unfitted model")
+    priced = tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained)
+                   for op in step_ops(cfg, setup, options))
+    # gradients reduce after the last micro-batch's backward (DDP no_sync); ZeRO-3 gathers overlap every pass
+    per_micro = sum(p.total_s for p in priced if p.op.phase is not Phase.step) / setup.grad_accum
+    backward_s = sum(p.total_s for p in priced if p.op.phase in (Phase.backward, Phase.recompute)) / setup.grad_accum
+    hide_s = per_micro * setup.grad_accum if setup.zero_stage == 3 else backward_s
+    half = setup.precision is not MemoryPrecision.fp32
+    grad_bytes = 2.0 if setup.precision is MemoryPrecision.bf16_pure else 4.0
+    comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, gpu.interconnect_bytes_per_s,
+                              backward_s=hide_s, grad_bytes_per_param=grad_bytes,
+                              param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum)
+    off = offload_time(cfg, setup, link_bytes_per_s=host_link_bytes_per_s(gpu))
+    model, hardware = _flops_per_token(cfg, setup)
+    return StepEstimate(cfg, setup, gpu, dev, precision, peak, priced, comm, off, model, hardware)
+
+
+def constant_mfu_tokens_per_s_per_gpu(cfg: ModelConfig, seq_len: int, gpu: GpuSpec, precision: Precision,
+                                      mfu: float = 0.4) -> float:
+    """Tokens/s per GPU if the GPU delivered ``mfu`` of its peak as model FLOPs (the planner's old constant)."""
+    model = training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
+    return mfu * gpu.peak_flop_per_s(precision) / model
+
+
+__all__ = [
+    "CLASS_ORDER",
+    "OpClass",
+    "PricedOp",
+    "Recompute",
+    "StepEstimate",
+    "constant_mfu_tokens_per_s_per_gpu",
+    "estimate_step",
+]

@@ -1,0 +1,100 @@
+"""Predicted against measured throughput for published runs whose setup is fully known.
+
+``data/published_throughput.csv`` holds one row per run (shape, GPUs, micro-batch, accumulation, precision,
+sharding, recomputation, measured tokens/s per GPU) with its source; `validate` runs the step-time model on
+each row, with no per-run tuning, and beside it the prediction of a constant MFU of 0.4 (the planner's old
+default). The table and its errors are in ``docs/performance_model.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import statistics
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..hardware import get_gpu
+from ..memory.settings import TrainingSetup
+from ..model import ModelConfig, count_params
+from .ops import StepOptions
+from .step import MATMUL_PRECISION, constant_mfu_tokens_per_s_per_gpu, estimate_step
+
+CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
+
+
+@dataclass(frozen=True)
+class ThroughputCheck:
+    run: str
+    gpu: str
+    n_params: int  # exact count of the row's shape
+    n_params_reported: int | None
+    measured_tokens_per_s_per_gpu: float
+    predicted_tokens_per_s_per_gpu: float
+    constant_mfu_tokens_per_s_per_gpu: float
+    predicted_mfu: float
+    reported_mfu: float | None
+
+    @property
+    def error(self) -> float:
+        """Relative error of the prediction: predicted / measured - 1."""
+        return self.predicted_tokens_per_s_per_gpu / self.measured_tokens_per_s_per_gpu - 1
+
+    @property
+    def constant_error(self) -> float:
+        return self.constant_mfu_tokens_per_s_per_gpu / self.measured_tokens_per_s_per_gpu - 1
+
+
+def _csv_text() -> str:
+    packaged = resources.files("flopscalc") / "data" / "published_throughput.csv"
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "data" / "published_throughput.csv").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def published_rows() -> tuple[dict[str, str], ...]:
+    return tuple(csv.DictReader(_csv_text().splitlines()))
+
+
+def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOptions]:
+    """The model, setup and implementation options a row describes."""
+    seq = int(row["seq_len"])
+    cfg = ModelConfig(n_layer=int(row["n_layer"]), n_head=int(row["n_head"]), n_embd=int(row["n_embd"]),
+                      block_size=seq, vocab_size=int(row["vocab_size"]), bias=row["bias"] == "true",
+                      name=row["run"])
+    setup = TrainingSetup(micro_batch=int(row["micro_batch"]), seq_len=seq, precision=row["precision"],
+                          recompute=row["recompute"], flash=row["flash"] == "true",
+                          grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
+                          zero_stage=int(row["zero_stage"]))
+    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true")
+
+
+def check_row(row: dict[str, str]) -> ThroughputCheck:
+    cfg, setup, options = row_config(row)
+    gpu = get_gpu(row["gpu"])
+    est = estimate_step(cfg, setup, gpu, options)
+    const = constant_mfu_tokens_per_s_per_gpu(cfg, setup.seq_len, gpu, MATMUL_PRECISION[setup.precision],
+                                              CONSTANT_MFU)
+    return ThroughputCheck(
+        run=row["run"], gpu=gpu.key, n_params=count_params(cfg).total,
+        n_params_reported=int(row["n_params_reported"]) if row["n_params_reported"] else None,
+        measured_tokens_per_s_per_gpu=float(row["measured_tokens_per_s_per_gpu"]),
+        predicted_tokens_per_s_per_gpu=est.tokens_per_s_per_gpu,
+        constant_mfu_tokens_per_s_per_gpu=const, predicted_mfu=est.mfu,
+        reported_mfu=float(row["reported_mfu"]) if row["reported_mfu"] else None,
+    )
+
+
+def validate() -> list[ThroughputCheck]:
+    """Every published row through the model."""
+    return [check_row(r) for r in published_rows()]
+
+
+def summary(checks: list[ThroughputCheck]) -> dict[str, float]:
+    """Median and worst absolute relative error of the model and of the constant MFU."""
+    errs = [abs(c.error) for c in checks]
+    const = [abs(c.constant_error) for c in checks]
+    return {"n_runs": len(checks), "median_abs_error": statistics.median(errs), "max_abs_error": max(errs),
+            "constant_median_abs_error": statistics.median(const), "constant_max_abs_error": max(const)}
