@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 import pytest
-import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -404,15 +403,11 @@ def test_save_refuses_unknown_suffix(tmp_path):
 
 
 @pytest.fixture()
-def run(monkeypatch):
-    """`flopscalc.cli.run` over an app holding only the plot commands (the lead wires them into cli.py)."""
-    from flopscalc import cli
-    from flopscalc.cli_plot import register
+def run():
+    """The real app's entry point, `flopscalc.cli.run`: the plot commands as users reach them."""
+    from flopscalc.cli import run as cli_run
 
-    app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-    register(app)
-    monkeypatch.setattr(cli, "app", app)
-    return cli.run
+    return cli_run
 
 
 def test_cli_writes_png_and_prints_path(run, tmp_path, capsys):
