@@ -69,6 +69,7 @@ class StepEstimate:
     ops: tuple[PricedOp, ...]
     comm: CommEstimate
     offload: OffloadTime
+    options: StepOptions
     model_flops_per_token: float  # causal attention, no recomputation (MFU numerator)
     hardware_flops_per_token: float  # executed: recomputation, flash backward recompute (HFU numerator)
 
@@ -181,7 +182,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                               param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum)
     off = offload_time(cfg, setup, link_bytes_per_s=host_link_bytes_per_s(gpu))
     model, hardware = _flops_per_token(cfg, setup)
-    return StepEstimate(cfg, setup, gpu, dev, precision, peak, priced, comm, off, model, hardware)
+    return StepEstimate(cfg, setup, gpu, dev, precision, peak, priced, comm, off, options, model, hardware)
 
 
 def constant_mfu_tokens_per_s_per_gpu(cfg: ModelConfig, seq_len: int, gpu: GpuSpec, precision: Precision,

@@ -1,0 +1,74 @@
+"""`flopscalc step`: predicted time of one training step, tokens/s, MFU and HFU (issue 11)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .cli_common import GpuCsvOpt, JsonOpt, emit
+from .flops import Recompute
+from .memory.settings import MemoryPrecision, Optimizer
+
+CPU_NAMES = ("cpu", "host")
+
+
+def step(
+    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: a100-80gb, h100, 4090.")],
+    model: Annotated[str | None, typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl.")] = None,
+    params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    n_layer: Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
+    n_head: Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
+    n_embd: Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")] = 1,
+    zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    precision: Annotated[MemoryPrecision, typer.Option(
+        help="Storage precision; 16-bit modes run the matmuls on the tensor cores in that format.")
+    ] = MemoryPrecision.bf16_mixed,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer whose update the step runs.")] = Optimizer.adamw,
+    flash: Annotated[bool, typer.Option("--flash/--no-flash",
+                                        help="Fused attention kernel or the spelled-out (math) path.")] = True,
+    offload: Annotated[bool, typer.Option("--offload", help="Optimizer on the CPU (ZeRO-Offload).")] = False,
+    fused_loss: Annotated[bool, typer.Option(
+        "--fused-loss", help="One kernel for cross-entropy forward and backward (as llm.c); default: PyTorch's fp32 path.")
+    ] = False,
+    dropout: Annotated[bool, typer.Option("--dropout", help="Dropout on (adds its memory-bound kernels).")] = False,
+    sustained: Annotated[float | None, typer.Option(
+        help="Share of the priced kernel time a real loop sustains (0-1; default: the fitted 0.76; 1: unfitted).")
+    ] = None,
+    gpu_csv: GpuCsvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predicted time of one optimizer step by operation class, tokens/s, MFU and HFU."""
+    from .errors import DomainError
+    from .hardware import get_gpu
+    from .memory import TrainingSetup
+    from .model import resolve_model
+    from .perf import StepOptions, estimate_step
+    from .report_step import step_dict, step_report
+    from .units import parse_count
+
+    if gpu.strip().lower() in CPU_NAMES:
+        raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; "
+                          "pick a GPU from 'flopscalc gpus', or time the CPU with 'flopscalc train'")
+    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
+                          recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
+                          offload_optimizer=offload)
+    options = StepOptions(fused_loss=fused_loss, dropout=dropout, sustained_fraction=sustained or 0.0)
+    if sustained is not None and not 0 < sustained <= 1:
+        from .errors import UsageError
+
+        raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
+    est = estimate_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), options)
+    emit(step_report(est), step_dict(est), as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level app."""
+    app.command("step")(step)

@@ -1,0 +1,102 @@
+"""`flopscalc step`: exit codes, --json contract, every option moves a computed field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flopscalc.cli import run
+
+DEFAULTS = {"--gpu": "a100-80gb", "--model": "gpt2", "--micro-batch": "8", "--seq": "512"}
+BASE = ("step", *[x for kv in DEFAULTS.items() for x in kv])
+
+
+def argv_with(*extra):
+    """The base command with ``extra`` options, an option given in ``extra`` replacing its default."""
+    given = set(extra[::1])
+    base = [x for k, v in DEFAULTS.items() if k not in given for x in (k, v)]
+    return ("step", *base, *extra)
+
+
+def cli(capsys, *argv):
+    code = run(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def step_json(capsys, *extra):
+    code, out, err = cli(capsys, *argv_with(*extra), "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_json_holds_the_contract_fields_and_they_agree(capsys):
+    d = step_json(capsys, "--n-gpus", "4")
+    for key in ("step_s", "tokens_per_s", "mfu", "hfu", "class_seconds"):
+        assert key in d
+    assert sum(d["class_seconds"].values()) == pytest.approx(d["step_s"])
+    assert d["tokens_per_s"] == pytest.approx(8 * 512 * 4 / d["step_s"])  # whole run, all GPUs
+    assert 0 < d["mfu"] <= d["hfu"] <= 1
+    assert set(d["class_seconds"]) == {"gemm", "attention", "memory-bound", "optimizer", "communication exposed",
+                                       "offload"}
+
+
+def test_table_output_names_classes_and_utilisation(capsys):
+    code, out, err = cli(capsys, *BASE)
+    assert code == 0 and err == ""
+    for text in ("gemm", "attention", "memory-bound", "communication exposed", "MFU", "HFU", "tokens/s"):
+        assert text in out
+
+
+@pytest.mark.parametrize("extra,field,direction", [
+    (("--recompute", "full"), "step_s", +1),
+    (("--no-flash",), "step_s", +1),
+    (("--grad-accum", "4"), "step_s", +1),
+    (("--micro-batch", "16"), "step_s", +1),
+    (("--precision", "fp32"), "step_s", +1),
+    (("--dropout",), "step_s", +1),
+    (("--fused-loss",), "step_s", -1),
+    (("--sustained", "1"), "step_s", -1),
+    (("--n-gpus", "8", "--zero", "3"), "communication_s", +1),
+    (("--offload",), "step_s", +1),
+])
+def test_every_option_moves_a_computed_field(capsys, extra, field, direction):
+    base = step_json(capsys)
+    moved = step_json(capsys, *extra)
+    assert (moved[field] - base[field]) * direction > 0
+
+
+def test_recompute_separates_hfu_from_mfu_by_flops_py_ratio(capsys):
+    from flopscalc.flops import training_flops_per_token
+    from flopscalc.model import PRESETS
+
+    d = step_json(capsys, "--recompute", "full")
+    t = training_flops_per_token(PRESETS["gpt2"], 512, recompute="full", causal=True)
+    # executed: the recomputed blocks and FlashAttention-2's backward Q K^T (Dao 2023, Alg. 2)
+    expected = (t.hardware_flops_per_token + t.forward.attn_scores) / t.model_flops_per_token
+    assert d["hfu"] / d["mfu"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_explicit_shape_and_any_gpu(capsys):
+    d = step_json(capsys, "--gpu", "4090")
+    assert d["gpu"] == "rtx-4090"
+    code, out, err = cli(capsys, "step", "--gpu", "h100", "--n-layer", "4", "--n-head", "4", "--n-embd", "256",
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "4x256"
+
+
+@pytest.mark.parametrize("argv,code", [
+    (("step", "--gpu", "cpu", "--model", "gpt2"), 1),
+    (("step", "--gpu", "a100", "--model", "gpt2", "--sustained", "1.5"), 2),
+    (("step", "--gpu", "a100-80gb", "--model", "gpt2", "--seq", "4096"), 2),
+    (("step", "--gpu", "nosuchgpu", "--model", "gpt2"), 2),
+    (("step", "--gpu", "a100-80gb", "--model", "gpt2", "--zero", "5"), 2),
+    (("step", "--gpu", "a100-80gb", "--model", "gpt2", "--n-layer", "4"), 2),
+    (("step", "--gpu", "a100-80gb", "--model", "gpt2", "--micro-batch", "0"), 2),
+])
+def test_bad_input_is_one_line_and_an_exit_code(capsys, argv, code):
+    got, out, err = cli(capsys, *argv)
+    assert got == code
+    assert err.startswith("flopscalc: error: ") and err.count("\n") == 1 and out == ""
