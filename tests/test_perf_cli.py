@@ -100,3 +100,15 @@ def test_bad_input_is_one_line_and_an_exit_code(capsys, argv, code):
     got, out, err = cli(capsys, *argv)
     assert got == code
     assert err.startswith("flopscalc: error: ") and err.count("\n") == 1 and out == ""
+
+
+def test_step_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; from flopscalc.cli import run; "
+            "run(['step', '--gpu', 'h100', '--model', 'gpt2', '--json']); "
+            "heavy = [m for m in ('pandas', 'scipy', 'matplotlib', 'torch') if m in sys.modules]; "
+            "sys.stderr.write(repr(heavy))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stderr == "[]", done.stderr
