@@ -89,6 +89,7 @@ def test_explicit_shape_and_any_gpu(capsys):
 
 @pytest.mark.parametrize("argv,code", [
     (("step", "--gpu", "cpu", "--model", "gpt2"), 1),
+    (("step", "--gpu", "tpu-v4", "--model", "gpt2"), 1),
     (("step", "--gpu", "a100", "--model", "gpt2", "--sustained", "1.5"), 2),
     (("step", "--gpu", "a100-80gb", "--model", "gpt2", "--seq", "4096"), 2),
     (("step", "--gpu", "nosuchgpu", "--model", "gpt2"), 2),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec
 
 # GEMM fraction of the dense peak for a GPU without its own measurement: the lowest NVIDIA figure of [1]
@@ -94,6 +94,9 @@ def perf_rows() -> dict[str, dict[str, str]]:
 
 def device_perf(gpu: GpuSpec) -> DevicePerf:
     """The step-time model's figures for ``gpu``: its row of gpu_perf.csv, else the class defaults."""
+    if gpu.architecture.upper().startswith("TPU"):
+        raise DomainError(f"{gpu.name}: the step-time model prices GPU kernels (cuBLAS tiles, SMs, FlashAttention); "
+                          "it has no sourced figures for TPUs; pick a GPU from 'flopscalc gpus'")
     row = perf_rows().get(gpu.key, {})
     n_sm = int(row["n_sm"]) if (row.get("n_sm") or "").strip() else None
     gemm = float(row["gemm_peak_fraction"]) if (row.get("gemm_peak_fraction") or "").strip() else None
