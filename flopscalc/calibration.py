@@ -172,13 +172,10 @@ def profile_from_dict(data: dict, where: str = "calibration profile") -> Calibra
 
 def load_profile(path: str | Path) -> CalibrationProfile:
     """Read a calibration profile JSON file; one-line errors name the file."""
+    from .textfile import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"calibration profile {path} does not exist; create one with 'flopscalc calibrate'") from None
-    except OSError as e:
-        raise UsageError(f"cannot read calibration profile {path}: {e.strerror}") from None
+    text = read_text(path, "calibration profile", "; create one with 'flopscalc calibrate'")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

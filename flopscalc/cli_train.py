@@ -190,15 +190,9 @@ def prepare(
     if (text is None) == (not pydoc):
         raise UsageError("give the text once: --text FILE or --pydoc")
     if text is not None:
-        try:
-            body = text.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(f"text file {text} does not exist") from None
-        except IsADirectoryError:
-            raise UsageError(f"text file {text} is a directory; give one UTF-8 text file") from None
-        except UnicodeDecodeError as e:
-            raise UsageError(f"text file {text} is not UTF-8 (byte {e.start}); convert it first") from None
-        source = str(text)
+        from .textfile import read_text
+
+        body, source = read_text(text, "text file"), str(text)
     else:
         body, source = pydoc_text(), "pydoc_data.topics"
     p = prepare_tokens(body, out, tokenizer=tokenizer.value, val_fraction=val_fraction, fmt=fmt.value, source=source)
