@@ -24,7 +24,17 @@ def check_writable_file(path: str | Path, what: str = "output file") -> Path:
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise UsageError(f"{what} {path}: {parent} is a file, not a folder")
+    if parent is not None and (not os.access(parent, os.W_OK | os.X_OK) or _read_only_filesystem(parent)):
+        raise UsageError(f"{what} {path}: cannot write in {parent} (no permission or a read-only file system); "
+                         "choose a folder you can write to")
     return path
+
+
+def _read_only_filesystem(folder: Path) -> bool:
+    """True when ``folder`` sits on a file system mounted read-only (root passes os.access even there)."""
+    if not hasattr(os, "statvfs"):  # Windows: os.access answers
+        return False
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:

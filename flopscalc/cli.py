@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,10 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
-from .cli_common import GpuCsvOpt, JsonOpt, emit
+from .cli_common import GpuCsvOpt, JsonOpt, conflicting_options, emit, refuse_together
 from .errors import DomainError, FlopscalcError, UsageError
 from .flops import Recompute
 from .hardware import Precision
+
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     name="flopscalc",
@@ -21,13 +22,41 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,  # subcommands inherit it: `flopscalc plan -h` works too
 )
 gpus_app = typer.Typer(help="The GPU database: list every GPU, or show one with its sources.",
                        invoke_without_command=True)
 app.add_typer(gpus_app, name="gpus")
 
+
+def _version() -> str:
+    """The installed distribution's version (importlib.metadata), else the package's own."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flopscalc")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from . import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"flopscalc {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Compute-budget planner and FLOPs calculator for training GPT-style language models."""
+
+
 def _duration_s(days: float | None, hours: float | None, duration: str | None) -> float:
-    from .units import SECONDS_PER_DAY, SECONDS_PER_HOUR, parse_duration
+    from .units import SECONDS_PER_DAY, SECONDS_PER_HOUR, check_duration, parse_duration
 
     given = [(n, v) for n, v in (("--days", days), ("--hours", hours), ("--duration", duration)) if v is not None]
     if not given:
@@ -38,11 +67,12 @@ def _duration_s(days: float | None, hours: float | None, duration: str | None) -
     name, value = given[0]
     if name == "--duration":
         seconds = parse_duration(value, what="--duration")
-    else:
-        seconds = value * (SECONDS_PER_DAY if name == "--days" else SECONDS_PER_HOUR)
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise UsageError(f"{name} must be a positive, finite time, got {value}")
-    return seconds
+        check_duration(seconds / SECONDS_PER_DAY, what="--duration", unit="days", seconds_per_unit=SECONDS_PER_DAY,
+                       given=repr(value))
+        return seconds
+    if name == "--days":
+        return check_duration(value, what="--days", unit="days", seconds_per_unit=SECONDS_PER_DAY)
+    return check_duration(value, what="--hours", unit="hours", seconds_per_unit=SECONDS_PER_HOUR)
 
 
 @app.command()
@@ -95,8 +125,18 @@ def plan(
     from . import planner
     from .hardware import get_gpu, training_precision
     from .report_plan import plan_csv, plan_dict, plan_report
-    from .units import SECONDS_PER_DAY, parse_bytes, parse_count, parse_usd
+    from .units import SECONDS_PER_DAY, check_duration, parse_bytes, parse_count, parse_usd
 
+    refuse_together(**{"--csv": as_csv, "--json": as_json})
+    if seq is not None and seq < 1:
+        raise UsageError(f"--seq must be a positive whole number of tokens, got {seq}; e.g. --seq 1024")
+    budgets = [name for name, v in (("--days", days), ("--hours", hours), ("--duration", duration),
+                                    ("--flops", flops_budget), ("--budget-usd", budget_usd)) if v is not None]
+    if target_loss is not None and budgets:
+        raise UsageError(f"--target-loss finds how long the run takes, so {' and '.join(budgets)} would be ignored: "
+                         "drop it (use --max-days to cap the time)")
+    max_wall_clock_s = (check_duration(max_days, what="--max-days", unit="days", seconds_per_unit=SECONDS_PER_DAY)
+                        if max_days is not None else None)
     spec = get_gpu(gpu, gpu_csv or ())
     precision, precision_note = training_precision(spec, precision, DEFAULT_PRECISION)  # fp16 without BF16
     times = [v for v in (days, hours, duration) if v is not None]
@@ -119,7 +159,7 @@ def plan(
         usd_per_gpu_hour=usd_per_gpu_hour, usd_per_kwh=usd_per_kwh, n_gpus=n_gpus, precision=precision,
         utilization=utilization, mfu=mfu, calibration=profile, law=law,
         dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens") if dataset_tokens is not None else None,
-        max_wall_clock_s=max_days * SECONDS_PER_DAY if max_days is not None else None,
+        max_wall_clock_s=max_wall_clock_s,
         memory_bytes=parse_bytes(memory, what="--memory") if memory is not None else None, seq_len=seq,
         model=cfg, n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
         target_loss=target_loss,
@@ -226,6 +266,11 @@ _PARSER_ERRORS = _parser_errors()
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 domain error, 2 usage error (one line on stderr)."""
     command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not {"-h", "--help"} & set(args):
+        conflict = conflicting_options(command, args)
+        if conflict is not None:
+            return _fail(conflict, 2)
     try:
         result = command.main(args=argv, prog_name="flopscalc", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -236,7 +281,8 @@ def run(argv: list[str] | None = None) -> int:
     except FlopscalcError as e:  # pragma: no cover - every error is one of the two above
         return _fail(str(e), 1)
     except _PARSER_ERRORS as e:  # the parser's own usage errors (unknown option, bad choice, ...)
-        return _fail(" ".join(e.format_message().split()), getattr(e, "exit_code", 2))
+        message = " ".join(e.format_message().split()) or "say which command to run; they are listed above"
+        return _fail(message, getattr(e, "exit_code", 2))
     except typer.Abort:
         return _fail("aborted", 130)
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
-from .cli_common import GpuCsvOpt, JsonOpt, emit
+from .cli_common import GpuCsvOpt, JsonOpt, emit, refuse_unused
 from .errors import UsageError
 from .flops import Recompute
 from .hardware import Precision
@@ -33,15 +33,24 @@ BudgetsOpt = Annotated[list[str] | None, typer.Option(
     "--flops", help="Training budget to draw, e.g. 1e20; repeat for several. (FLOP)")]
 
 
-def _check_out(out: Path | None, as_json: bool) -> None:
-    """Validate --out before any work: a known suffix, or --json alone."""
+# Resolution accepted for PNG files (dots per inch): the bounds plots._common.save_figure enforces.
+MIN_DPI, MAX_DPI = 20, 1200
+
+
+def _check_out(out: Path | None, as_json: bool, dpi: int = PNG_DPI) -> None:
+    """Validate --out and --dpi before any work (rendering takes seconds): a known suffix in a folder that can be
+    written, or --json alone; a resolution in range."""
+    from .atomic import check_writable_file
     from .plots import format_for
 
     if out is None and not as_json:
         raise UsageError("say where to write the chart with --out FILE (.png, .svg or .pdf), "
                          "or print its numbers with --json")
+    if not MIN_DPI <= dpi <= MAX_DPI:
+        raise UsageError(f"--dpi must be between {MIN_DPI} and {MAX_DPI} dots per inch, got {dpi}; e.g. --dpi 150")
     if out is not None:
         format_for(out)
+        check_writable_file(out, "--out")
 
 
 def _finish(data: dict, draw, out: Path | None, as_json: bool, dpi: int) -> None:
@@ -65,6 +74,7 @@ def _count(text: str, option: str) -> float:
 
 @plot_app.command("frontier")
 def frontier(
+    ctx: typer.Context,
     out: OutOpt = None,
     dpi: DpiOpt = PNG_DPI,
     law: Annotated[list[str] | None, typer.Option(
@@ -91,7 +101,12 @@ def frontier(
     as_json: JsonOpt = False,
 ) -> None:
     """Compute-optimal parameters and tokens against compute, per law, with presets, famous runs and your budget."""
-    _check_out(out, as_json)
+    _check_out(out, as_json, dpi)
+    if gpu is None:
+        refuse_unused(ctx, "--gpu", ("n_gpus", "precision", "seq", "memory", "gpu_csv"),
+                      "used only to shade the model sizes that fit on the GPU")
+    if days is None:
+        refuse_unused(ctx, "--days", ("utilization", "mfu"), "used only to turn time on the GPU into a FLOP budget")
     from .hardware import get_gpu
     from .planner import ComputeBudget
     from .plots import draw_frontier, frontier_data
@@ -118,6 +133,7 @@ def frontier(
 
 @plot_app.command("isoflop")
 def isoflop(
+    ctx: typer.Context,
     out: OutOpt = None,
     dpi: DpiOpt = PNG_DPI,
     flops: BudgetsOpt = None,
@@ -129,7 +145,9 @@ def isoflop(
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted loss against model size at fixed compute, minima marked; your runs overlaid."""
-    _check_out(out, as_json)
+    _check_out(out, as_json, dpi)
+    if runs is None:
+        refuse_unused(ctx, "--runs", ("flops_tolerance",), "used only to group your runs by FLOPs")
     from .plots import draw_isoflop, isoflop_data
 
     budgets = [_count(f, "--flops") for f in flops] if flops else None
@@ -149,7 +167,7 @@ def landscape(
     as_json: JsonOpt = False,
 ) -> None:
     """Contours of predicted loss over model size and tokens, with lines of equal compute and the optimal path."""
-    _check_out(out, as_json)
+    _check_out(out, as_json, dpi)
     from .plots import draw_landscape, landscape_data
 
     data = landscape_data(law, (_count(n_min, "--n-min"), _count(n_max, "--n-max")),
@@ -185,7 +203,7 @@ def memory(
     as_json: JsonOpt = False,
 ) -> None:
     """Stacked training-memory bars per component for several models or micro-batches, against the GPU."""
-    _check_out(out, as_json)
+    _check_out(out, as_json, dpi)
     from .hardware import get_gpu
     from .memory import TrainingSetup
     from .model import PRESETS, config_for_params
@@ -210,7 +228,7 @@ def calibration(
     as_json: JsonOpt = False,
 ) -> None:
     """Measured against predicted: step time, MFU by model size, and peak memory, from a calibration profile."""
-    _check_out(out, as_json)
+    _check_out(out, as_json, dpi)
     from .calibration import load_profile
     from .plots import calibration_data, draw_calibration
 

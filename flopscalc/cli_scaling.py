@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import JsonOpt, emit
+from .cli_common import JsonOpt, StderrProgress, emit
 from .errors import UsageError
 
 scaling_app = typer.Typer(help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
@@ -154,62 +154,44 @@ def fit(
     exclude_highest_loss: Annotated[int, typer.Option(
         "--exclude-highest-loss", help="Drop this many highest-loss runs first (Besiroglu et al. drop 5).")] = 0,
     save: Annotated[Optional[str], typer.Option(help="Save the fitted law under this name for --law NAME.")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="With --save: overwrite a saved law of the same name (it is kept otherwise).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a scaling law to your runs, with bootstrap intervals and diagnostics."""
     from .report_scaling import fit3_dict, fit3_report, power_fit_dict, power_fit_report
-    from .scaling.io import read_runs, save_law
+    from .scaling.io import read_runs, save_law, saved_law_path
 
     if bootstrap < 0:
         raise UsageError(f"--bootstrap must be 0 or more, got {bootstrap}")
+    if replace and save is None:
+        raise UsageError("--replace says what to do with an existing saved law: give it with --save NAME")
+    replaced = save is not None and saved_law_path(save, replace=replace).exists()  # name checked before the fit
     runs = read_runs(runs_csv)
     source = f"fitted by flopscalc: approach {approach.value} on {runs_csv.name} ({len(runs)} runs)"
-    with _progress(bootstrap and not as_json) as callback:
-        if approach is Approach.three:
-            from .scaling.fit import bootstrap_approach3, fit_approach3, law_from_fit
+    if approach is Approach.three:
+        from .scaling.fit import bootstrap_approach3, fit_approach3, law_from_fit
 
-            res = fit_approach3(runs, grid=grid.value, exclude_highest_loss=exclude_highest_loss)
+        with StderrProgress("fitting: starts converged") as callback:
+            res = fit_approach3(runs, grid=grid.value, exclude_highest_loss=exclude_highest_loss, callback=callback)
+        with StderrProgress("bootstrap resamples", enabled=bootstrap > 0) as callback:
             boot = bootstrap_approach3(runs, res, n_samples=bootstrap, seed=seed, callback=callback) if bootstrap else None
-            renderable, data = fit3_report(res, boot), fit3_dict(res, boot)
-            fitted = law_from_fit(res, save, source, boot) if save else None
-        else:
-            from .scaling.fit_power import fit_approach1, fit_approach2, law_from_power_fit
+        renderable, data = fit3_report(res, boot), fit3_dict(res, boot)
+        fitted = law_from_fit(res, save, source, boot) if save is not None else None
+    else:
+        from .scaling.fit_power import fit_approach1, fit_approach2, law_from_power_fit
 
-            fn = fit_approach1 if approach is Approach.one else fit_approach2
+        fn = fit_approach1 if approach is Approach.one else fit_approach2
+        with StderrProgress("bootstrap resamples", enabled=bootstrap > 0) as callback:
             res = fn(runs, n_bootstrap=bootstrap, seed=seed, callback=callback)
-            renderable, data = power_fit_report(res), power_fit_dict(res)
-            fitted = law_from_power_fit(res, save, source) if save else None
+        renderable, data = power_fit_report(res), power_fit_dict(res)
+        fitted = law_from_power_fit(res, save, source) if save is not None else None
     if fitted is not None:
-        data["saved_to"] = str(save_law(fitted))
+        data["saved_to"], data["replaced"] = str(save_law(fitted, replace=replace)), replaced
     emit(renderable, data, as_json)
     if fitted is not None and not as_json:
-        typer.echo(f"saved as {save!r}: {data['saved_to']} (use --law {save})")
-
-
-class _progress:
-    """A rich progress bar as a ``callback(done, total)`` context; a no-op when disabled."""
-
-    def __init__(self, enabled) -> None:
-        self.enabled = bool(enabled)
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import Progress
-
-        self.bar = Progress(transient=True)
-        self.bar.start()
-        task = self.bar.add_task("bootstrap", total=None)
-
-        def callback(done: int, total: int) -> None:
-            self.bar.update(task, completed=done, total=total)
-
-        return callback
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        verb = "replaced the saved law" if replaced else "saved as"
+        typer.echo(f"{verb} {save!r}: {data['saved_to']} (use --law {save})")
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,12 @@ SECONDS_PER_DAY = 86400.0
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 # A year is 365 days here (the seed note's "one year non-stop" = 365 x 24 h); not the 365.25-day Julian year.
 SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY
+# Longest training time accepted (--days, --hours, --duration, --max-days): a sanity bound, not physics.
+# A thousand years is longer than any plan could mean and keeps peak x time x GPUs far from float overflow
+# (1.8e308; Python's sys.float_info.max), which 1e308 days would reach in seconds.
+MAX_DURATION_S = 1000 * SECONDS_PER_YEAR
 DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3,
     "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
     "m": SECONDS_PER_MINUTE, "min": SECONDS_PER_MINUTE, "mins": SECONDS_PER_MINUTE,
     "minute": SECONDS_PER_MINUTE, "minutes": SECONDS_PER_MINUTE,
@@ -41,7 +46,7 @@ DURATION_UNITS = {
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*(?P<sign>[+-]?)(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$")
-_DURATION_PART = re.compile(rf"\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]+)")
+_DURATION_PART = re.compile(rf"\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-zµμ]+)")
 _THOUSANDS = re.compile(r"(?<=\d)[,_](?=\d{3}(?:\D|$))")
 
 
@@ -94,14 +99,15 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
     """
     if isinstance(text, (int, float)):
         return float(text)
-    accepted = "a number with a unit s, min, h, d, w or y (e.g. 365d, 36h, 2w, 1d12h)"
+    accepted = "a number with a unit ms, s, min, h, d, w or y (e.g. 365d, 36h, 2w, 1d12h)"
     s = str(text).strip()
     total, pos = 0.0, 0
     while pos < len(s):
         m = _DURATION_PART.match(s, pos)
-        if m is None or m["unit"].lower() not in DURATION_UNITS:
+        unit = m["unit"].lower() if m is not None else ""
+        if unit not in DURATION_UNITS:
             raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
-        total += float(m["num"]) * DURATION_UNITS[m["unit"].lower()]
+        total += float(m["num"]) * DURATION_UNITS[unit]
         if not math.isfinite(total):
             raise UsageError(f"cannot read {what} {text!r}: the number is too large; accepted: {accepted}")
         pos = m.end()
@@ -110,6 +116,19 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
     if pos == 0:
         raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
     return total
+
+
+def check_duration(value: float, *, what: str, unit: str, seconds_per_unit: float, given: str | None = None) -> float:
+    """Seconds of a positive duration given in ``unit``; out of (0, `MAX_DURATION_S`] is a UsageError in that unit.
+
+    ``--days -1`` says "got -1 days", not the seconds it became; ``--days 1e308`` gives the accepted range.
+    ``given`` is the user's own text when it had its own unit (``--duration 1e9y``).
+    """
+    limit = MAX_DURATION_S / seconds_per_unit
+    if not math.isfinite(value) or not 0 < value <= limit:
+        raise UsageError(f"{what} must be a positive, finite time of at most {limit:,.0f} {unit} "
+                         f"({MAX_DURATION_S / SECONDS_PER_YEAR:,.0f} years), got {given or f'{value:g} {unit}'}")
+    return value * seconds_per_unit
 
 
 def parse_usd(text: str | float, *, what: str = "amount") -> float:
@@ -160,9 +179,24 @@ def format_flops(x: float, digits: int = 3) -> str:
     return f"{format_sci(x, digits)} FLOP"
 
 
+# Decimal prefixes of FLOP/s (SI, as vendors quote peak rates): the printed mantissa stays in [1, 1000).
+_RATE_STEPS = [(1e6, "M"), (1e9, "G"), (1e12, "T"), (1e15, "P"), (1e18, "E"), (1e21, "Z"), (1e24, "Y")]
+
+
 def format_rate(flop_per_s: float, digits: int = 1) -> str:
-    """A FLOP rate in TFLOP/s (1e12, decimal as vendors quote it)."""
-    return f"{flop_per_s / 1e12:.{digits}f} TFLOP/s"
+    """A FLOP rate with a decimal prefix: '80.2 TFLOP/s', '1.0 EFLOP/s' (not '1013145.6 TFLOP/s'), '50.0 GFLOP/s'.
+
+    TFLOP/s for zero and non-finite values; beyond the prefixes, scientific notation in FLOP/s.
+    """
+    if flop_per_s == 0 or not math.isfinite(flop_per_s):
+        return f"{flop_per_s / 1e12:.{digits}f} TFLOP/s"
+    step, prefix = _RATE_STEPS[0]
+    for candidate, candidate_prefix in _RATE_STEPS:  # the largest prefix whose rounded mantissa is at least 1
+        if float(f"{abs(flop_per_s) / candidate:.{digits}f}") >= 1:
+            step, prefix = candidate, candidate_prefix
+    if float(f"{abs(flop_per_s) / step:.{digits}f}") >= 1000:  # past Y: no prefix left
+        return f"{format_sci(flop_per_s)} FLOP/s"
+    return f"{flop_per_s / step:.{digits}f} {prefix}FLOP/s"
 
 
 _BYTE_STEPS = [(2.0**40, "TiB"), (2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB")]
@@ -179,18 +213,23 @@ def format_bytes(n: float, digits: int = 2) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """Format seconds as the largest sensible unit: '36.0 h', '12.3 days', '2.1 years'."""
+    """Format seconds as the largest sensible unit: '146.0 µs', '0.8 s' -> '800.0 ms', '36.0 h', '2.1 years'."""
     if not math.isfinite(seconds):
         return str(seconds)
+    if seconds >= 1e6 * SECONDS_PER_YEAR:
+        return f"{format_sci(seconds / SECONDS_PER_YEAR)} years"
     if seconds >= 2 * SECONDS_PER_YEAR:
-        return f"{seconds / SECONDS_PER_YEAR:.1f} years"
+        return f"{seconds / SECONDS_PER_YEAR:,.1f} years"
     if seconds >= 2 * SECONDS_PER_DAY:
         return f"{seconds / SECONDS_PER_DAY:.1f} days"
     if seconds >= 2 * SECONDS_PER_HOUR:
         return f"{seconds / SECONDS_PER_HOUR:.1f} h"
     if seconds >= 2 * SECONDS_PER_MINUTE:
         return f"{seconds / SECONDS_PER_MINUTE:.1f} min"
-    return f"{seconds:.1f} s"
+    for step, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):  # below a second: ms and µs, not "0.0 s"
+        if abs(seconds) >= 0.99995 * step:  # rounds to at least 1.0 of this unit
+            return f"{seconds / step:.1f} {unit}"
+    return "0.0 s" if seconds == 0 else f"{seconds / 1e-9:.1f} ns"
 
 
 def format_usd(x: float) -> str:

@@ -42,3 +42,17 @@ def test_a_directory_is_refused_before_anything_is_written(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="is a file, not a folder"):
         write_text_atomic(tmp_path / "file" / "out.json", "x")
+
+
+def test_a_folder_without_write_permission_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from flopscalc.atomic import check_writable_file
+    from flopscalc.errors import UsageError
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access  # the suite may run as root, whom os.access never refuses: stand in for a user
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: os.fspath(p) != os.fspath(locked) and real_access(p, mode, **k))
+    with pytest.raises(UsageError, match="cannot write in .*locked"):
+        check_writable_file(locked / "new" / "a.json")
+    assert check_writable_file(tmp_path / "fine.json") == tmp_path / "fine.json"
+    assert list(locked.iterdir()) == []

@@ -17,8 +17,11 @@ from hypothesis import strategies as st
 
 from flopscalc.errors import UsageError
 from flopscalc.units import (
+    check_duration,
     format_bytes,
     format_count,
+    format_duration,
+    format_rate,
     parse_bytes,
     parse_count,
     parse_duration,
@@ -300,3 +303,87 @@ def test_parse_count_returns_a_finite_number_or_raises_usage_error(text):
         assert "\n" not in str(e)
     else:
         assert isinstance(value, float) and math.isfinite(value)  # '1e400' and 'inf' are refused, never returned
+
+
+# ------------------------------------------------------------------ extremes: rates and durations
+
+
+@pytest.mark.parametrize("flop_per_s,text", [
+    (80.2e12, "80.2 TFLOP/s"),          # RTX 4070 Ti dense BF16 (the seed claim)
+    (1013145.6e12, "1.0 EFLOP/s"),      # 1,013,145.6 TFLOP/s = 1.0131456e18 FLOP/s: not "1013145.6 TFLOP/s"
+    (12.6e15, "12.6 PFLOP/s"),
+    (999.96e12, "1.0 PFLOP/s"),         # rounds to 1000.0 T: the next prefix
+    (5e10, "50.0 GFLOP/s"),             # a CPU: not "0.1 TFLOP/s"
+    (2.5e6, "2.5 MFLOP/s"),
+    (0.0, "0.0 TFLOP/s"),
+    (-3e15, "-3.0 PFLOP/s"),
+    (1e27, "1.00e27 FLOP/s"),           # 1000 YFLOP/s: beyond the prefixes, scientific notation
+])
+def test_format_rate_picks_the_prefix_that_keeps_the_mantissa_below_1000(flop_per_s, text):
+    assert format_rate(flop_per_s) == text
+
+
+_RATE_SCALE = {"M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}  # SI prefixes
+_FORMATTED_RATE = re.compile(r"^(\d+\.\d+) ([MGTPEZY])FLOP/s$")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e6, max_value=9.99e26), st.integers(min_value=1, max_value=3))
+def test_format_rate_mantissa_is_1_to_1000_and_within_half_a_printed_digit(x, digits):
+    m = _FORMATTED_RATE.match(format_rate(x, digits))
+    assert m, format_rate(x, digits)
+    mantissa, scale = float(m[1]), _RATE_SCALE[m[2]]
+    assert 1 <= mantissa < 1000
+    assert abs(mantissa * scale - x) <= 0.5 * 10**-digits * scale * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seconds,text", [
+    (0.000146, "146.0 µs"),     # the exposed-communication time once printed as "0.000146 s"
+    (0.8, "800.0 ms"),
+    (0.00099996, "1.0 ms"),     # rounds to 1000.0 µs: the next unit
+    (2.5e-9, "2.5 ns"),
+    (0.0, "0.0 s"),
+    (1.0, "1.0 s"),
+    (45, "45.0 s"),
+    (200, "3.3 min"),           # 200 / 60
+    (36 * HOUR_S, "36.0 h"),
+    (365 * DAY_S, "365.0 days"),
+    (2.1 * 365 * DAY_S, "2.1 years"),
+    (1e20, "3.17e12 years"),    # 1e20 / (365 x 86400) = 3.17e12
+])
+def test_format_duration_from_nanoseconds_to_eons(seconds, text):
+    assert format_duration(seconds) == text
+
+
+_DURATION_SCALE = {"ns": 1e-9, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": HOUR_S, "days": DAY_S,
+                   "years": 365 * DAY_S}
+_FORMATTED_DURATION = re.compile(r"^(\d+\.\d+) (\S+)$")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-9, max_value=999 * 365 * DAY_S))
+def test_parse_of_format_duration_is_within_half_a_printed_digit(x):
+    text = format_duration(x)
+    m = _FORMATTED_DURATION.match(text)
+    assert m, text
+    scale = _DURATION_SCALE[m[2]]
+    assert parse_duration(text) == pytest.approx(float(m[1]) * scale, rel=1e-12)  # the printed unit reads back
+    assert abs(parse_duration(text) - x) <= 0.05 * scale * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("value,unit,per_unit,says", [
+    (-1, "days", DAY_S, "got -1 days"),
+    (1e308, "days", DAY_S, "at most 365,000 days (1,000 years), got 1e+308 days"),
+    (0, "hours", HOUR_S, "got 0 hours"),
+    (float("nan"), "days", DAY_S, "got nan days"),
+])
+def test_check_duration_speaks_the_users_unit(value, unit, per_unit, says):
+    with pytest.raises(UsageError) as err:
+        check_duration(value, what="--x", unit=unit, seconds_per_unit=per_unit)
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_check_duration_accepts_up_to_a_thousand_365_day_years():
+    assert check_duration(365_000, what="--days", unit="days", seconds_per_unit=DAY_S) == 365_000 * DAY_S
+    with pytest.raises(UsageError):
+        check_duration(365_000.01, what="--days", unit="days", seconds_per_unit=DAY_S)

@@ -101,11 +101,13 @@ def _polish(x0: np.ndarray, log_n, log_d, log_l, delta: float):
 
 
 def fit_approach3(runs: Runs, *, grid: str | dict = "paper", delta: float = HUBER_DELTA, polish: bool = True,
-                  exclude_highest_loss: int = 0, n_threads: int | None = None) -> Approach3Fit:
+                  exclude_highest_loss: int = 0, n_threads: int | None = None,
+                  callback: Callable[[int, int], None] | None = None) -> Approach3Fit:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta to ``runs`` as approach 3 of Hoffmann et al. 2022.
 
     ``exclude_highest_loss`` drops that many highest-loss runs first (Besiroglu et al. 2024, sec. 3,
     drop 5). ``grid``: "paper" (4,500 starts), "small" (32) or a dict of the five value lists.
+    ``callback(done, total)``: starts of the batched phase that have stopped, after each iteration (progress).
     """
     runs = runs.drop_highest_loss(exclude_highest_loss)
     runs.require_fit_ready(n_constants=5)
@@ -113,7 +115,7 @@ def fit_approach3(runs: Runs, *, grid: str | dict = "paper", delta: float = HUBE
     grid_name = grid if isinstance(grid, str) else "custom"
     starts = grid_starts(GRIDS[grid] if isinstance(grid, str) else grid)
     kw = {} if n_threads is None else {"n_threads": n_threads}
-    res = batched_bfgs(starts, log_n, log_d, log_l, ftol=BATCH_FTOL, delta=delta, **kw)
+    res = batched_bfgs(starts, log_n, log_d, log_l, ftol=BATCH_FTOL, delta=delta, callback=callback, **kw)
     order = np.argsort(res.f)
     best_f = res.f[order[0]]
     distinct: list[int] = []

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text_atomic
+from ..atomic import check_writable_file, write_text_atomic
 from ..errors import UsageError
+from ..textfile import check_comma_separated, read_text
 from .laws import (
     BUILTIN_LAWS,
     FLOPS_PER_PARAM_TOKEN,
@@ -65,10 +66,9 @@ def read_runs(path: str | Path, text: str | None = None) -> Runs:
     """Read a runs CSV into `Runs`; every problem is a UsageError naming the file, line and value."""
     path = str(path)
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise UsageError(f"cannot read runs file {path}: {e.strerror or e}") from None
+        text = read_text(path, "runs file")
+    text = text.removeprefix("\ufeff")  # a BOM in text handed over already decoded
+    check_comma_separated(text, path, "runs file")
     lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise UsageError(f"{path}: no header and no runs; expected a CSV with n_params, n_tokens, loss")
@@ -148,24 +148,39 @@ def law_from_dict(d: dict, where: str) -> ScalingLaw:
         raise UsageError(f"{where}: not a flopscalc law file (missing or bad field {e})") from None
 
 
-def save_law(law: ScalingLaw, directory: str | Path | None = None) -> Path:
-    """Write ``law`` as ``NAME.json`` atomically (temp file in the same folder, then os.replace)."""
-    if not LAW_NAME_RE.match(law.name):
-        raise UsageError(f"law name {law.name!r} is not usable as a file name; use letters, digits, '.', '_', '-'")
-    if law.name in _all_builtin_names():
-        raise UsageError(f"{law.name!r} is a built-in law; save yours under another name")
+def saved_law_path(name: str, directory: str | Path | None = None, *, replace: bool = False) -> Path:
+    """Where a law saved as ``name`` goes; UsageError for a name that cannot be a file or is built in, and for a
+    saved law of that name unless ``replace`` (a law the user fitted is never overwritten unasked)."""
+    if not LAW_NAME_RE.match(name):
+        raise UsageError(f"law name {name!r} is not usable as a file name; use 1-64 letters, digits, '.', '_', '-' "
+                         "starting with a letter or digit, e.g. --save mylaw")
+    if name.lower() in _all_builtin_names():
+        raise UsageError(f"{name!r} is a built-in law; save yours under another name")
     folder = Path(directory) if directory is not None else laws_dir()
-    return write_text_atomic(folder / f"{law.name}.json", json.dumps(law_to_dict(law), indent=2) + "\n")
+    path = folder / f"{name}.json"
+    if path.exists() and not replace:
+        raise UsageError(f"a saved law named {name!r} exists ({path}); choose another name, or add --replace to "
+                         "overwrite it")
+    return check_writable_file(path, "law file")
+
+
+def save_law(law: ScalingLaw, directory: str | Path | None = None, *, replace: bool = False) -> Path:
+    """Write ``law`` as ``NAME.json`` atomically (temp file in the same folder, then os.replace).
+
+    An existing saved law of that name is kept (UsageError) unless ``replace``; then it is replaced whole.
+    """
+    path = saved_law_path(law.name, directory, replace=replace)
+    return write_text_atomic(path, json.dumps(law_to_dict(law), indent=2) + "\n")
 
 
 def load_law(path: str | Path) -> ScalingLaw:
     path = Path(path)
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UsageError(f"cannot read law file {path}: {e.strerror or e}") from None
+        d = json.loads(read_text(path, "law file"))
     except json.JSONDecodeError as e:
         raise UsageError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(d, dict):
+        raise UsageError(f"{path}: not a flopscalc law file (expected a JSON object, found {type(d).__name__})")
     return law_from_dict(d, str(path))
 
 

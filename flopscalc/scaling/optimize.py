@@ -14,6 +14,7 @@ wide box; converged rows leave the batch. scipy is not needed here.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -105,10 +106,12 @@ def _projected_grad(x: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 def batched_bfgs(x0: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
                  weights: np.ndarray | None = None, *, max_iter: int = 400, ftol: float = FTOL,
-                 delta: float = HUBER_DELTA, n_threads: int = DEFAULT_THREADS) -> BatchResult:
+                 delta: float = HUBER_DELTA, n_threads: int = DEFAULT_THREADS,
+                 callback: Callable[[int, int], None] | None = None) -> BatchResult:
     """Minimise the Huber objective from every row of ``x0`` (S, 5) at once.
 
     ``weights`` is (P,) shared by all rows, (S, P) one row per start, or None for all ones.
+    ``callback(done, total)`` is called after each iteration with the rows that have stopped (a progress bar).
     """
     x = np.clip(np.array(x0, float), LOWER, UPPER)
     n_rows = x.shape[0]
@@ -188,8 +191,12 @@ def batched_bfgs(x0: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np
         done = small_f | small_g | stalled
         converged[active[done]] = True  # stopped by a criterion, not by max_iter
         active = active[~done]
+        if callback is not None:
+            callback(n_rows - active.size, n_rows)
     if pool is not None:
         pool.shutdown()
+    if callback is not None and active.size:  # the rest stopped at max_iter
+        callback(n_rows, n_rows)
     return BatchResult(x=x, f=f, converged=converged, n_iter=n_iter)
 
 
