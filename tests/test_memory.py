@@ -242,17 +242,67 @@ def test_cli_table_renders(capsys):
     assert "does not fit" in out and "optimizer offload" in out and "activations" in out
 
 
-@pytest.mark.parametrize("extra", [
-    ["--precision", "fp32"], ["--optimizer", "sgd"], ["--recompute", "full"], ["--no-flash"],
-    ["--n-gpus", "4", "--zero", "3"], ["--offload"], ["--micro-batch", "2"], ["--seq", "512"],
-    ["--cuda-context", "1GiB"], ["--grad-accum", "4"], ["--allocator-overhead", "0.2"], ["--params", "350M"],
-    ["--n-layer", "6", "--n-head", "8", "--n-embd", "512"],
-])
-def test_every_option_changes_the_answer(capsys, extra):
+def _c(d, name):
+    return d["components_bytes"][name]
+
+
+def _a(d, name):
+    return d["activations_bytes"][name]
+
+
+GPT2_N = 124_439_808  # GPT-2 small with biases and a tied head (Radford et al. 2019; count_params' test pins it)
+GPT2_L, GPT2_H, GPT2_S = 12, 12, 1024
+
+
+# Each option against `memory --model gpt2 --gpu 4070ti` (bf16 autocast, AdamW, micro-batch 1, seq 1024): the
+# computed component it must move, and which way or by how much, from a paper or a limit case. The whole peak
+# must move too.
+MEMORY_OPTION_MOVES = {
+    # fp32: no 16-bit weight copies to cache, and matmul inputs saved at 4 bytes instead of 2 ([K] assumes 2)
+    "precision": (["--precision", "fp32"], lambda a, b: _c(b, "weight_copies") == 0 < _c(a, "weight_copies")
+                  and _a(b, "qkv") == 2 * _a(a, "qkv")),
+    # SGD with momentum keeps one fp32 buffer per parameter, AdamW two (m, v; ZeRO sec. 3.1: K = 12 with master)
+    "optimizer": (["--optimizer", "sgd"], lambda a, b: _c(b, "optimizer_state") == 4 * GPT2_N
+                  and _c(a, "optimizer_state") >= 8 * GPT2_N),
+    # full recompute keeps each layer's input only ([K] sec. 4: 2 s b h at 16 bit; the residual here is fp32)
+    "recompute": (["--recompute", "full"], lambda a, b: _a(b, "checkpoints") == 4 * GPT2_L * GPT2_S * 768
+                  and _a(b, "mlp") == _a(b, "qkv") == 0),
+    # math attention saves the s x s probabilities ([K] eq. 1: the 5 a s^2 b term), flash does not
+    "flash": (["--no-flash"], lambda a, b: _a(b, "attention_core") >= 2 * GPT2_L * GPT2_H * GPT2_S ** 2
+              > _a(a, "attention_core")),
+    # ZeRO-3 on 4 GPUs: each holds a quarter of the 16 bytes/param of model states (ZeRO sec. 5.3, Fig. 1)
+    "zero": (["--n-gpus", "4", "--zero", "3"], lambda a, b: b["model_states_bytes"] == pytest.approx(
+        16 * GPT2_N / 4, rel=1e-4)),
+    # offload: fp32 master weights and optimizer states leave the GPU (Ren et al. 2021, sec. 4.1)
+    "offload": (["--offload"], lambda a, b: _c(b, "optimizer_state") == _c(b, "master_weights") == 0
+                and b["cpu_offload_bytes"] >= 12 * GPT2_N),
+    # every saved activation but the position ids is per sequence ([K] eq. 1 is linear in b)
+    "micro-batch": (["--micro-batch", "2"], lambda a, b: _a(b, "qkv") == 2 * _a(a, "qkv")
+                    and _a(b, "loss") > 1.99 * _a(a, "loss")),
+    "seq": (["--seq", "512"], lambda a, b: _a(b, "qkv") == _a(a, "qkv") / 2),  # linear in s with flash
+    # additive components: exactly what was stated
+    "cuda-context": (["--cuda-context", "1GiB"], lambda a, b: _c(b, "cuda_context") == GIB
+                     and b["peak_bytes"] - a["peak_bytes"] == GIB - _c(a, "cuda_context")),
+    "allocator-overhead": (["--allocator-overhead", "0.2"], lambda a, b: _c(b, "allocator_overhead") ==
+                           pytest.approx(0.2 * b["allocated_peak_bytes"], rel=1e-12)),
+    # accumulation keeps the gradients of earlier micro-batches alive through the next forward and backward
+    "grad-accum": (["--grad-accum", "4"], lambda a, b: b["allocated_peak_bytes"] >= a["allocated_peak_bytes"]
+                   + _c(a, "gradients") - _c(a, "activations")),
+    # weights are fp32 under AMP: 4 bytes per parameter of the model asked for
+    "params": (["--params", "350M"], lambda a, b: _c(b, "weights") == 4 * b["n_params"] > _c(a, "weights")),
+    "shape": (["--n-layer", "6", "--n-head", "8", "--n-embd", "512"],
+              lambda a, b: _c(b, "weights") == 4 * b["n_params"] < _c(a, "weights")),
+}
+
+
+@pytest.mark.parametrize("name", list(MEMORY_OPTION_MOVES))
+def test_every_option_moves_its_component(capsys, name):
+    extra, moved = MEMORY_OPTION_MOVES[name]
     base = ["--gpu", "4070ti"]
     model = [] if any(o in extra for o in ("--params", "--n-layer")) else ["--model", "gpt2"]
     a = _json(capsys, "--model", "gpt2", *base)
     b = _json(capsys, *model, *base, *extra)
+    assert moved(a, b)
     assert a["peak_bytes"] != b["peak_bytes"]
 
 
