@@ -213,7 +213,8 @@ def plan_report(p: Plan) -> Group:
         cost.append(f"cloud {format_usd(e.cloud_usd)}")
     rec.add_row("energy", f"{e.facility_energy_kwh:,.0f} kWh" if e.energy_known
                 else "unknown (no board power in data/gpu_specs.csv)",
-                f"GPU board power x busy time; {e.gpu_hours:,.0f} GPU-hours" + ("; " + ", ".join(cost) if cost else ""))
+                f"{b.gpu.device_noun} board power x busy time; {e.gpu_hours:,.0f} {b.gpu.device_noun}-hours"
+                + ("; " + ", ".join(cost) if cost else ""))
 
     binds = None
     if p.binding:

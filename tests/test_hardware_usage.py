@@ -115,6 +115,12 @@ def test_runs_count_tpu_hours_as_chip_hours(capsys):
     assert "chip-h" in palm and "GPU-h" not in palm
 
 
+def test_plan_counts_tpu_time_in_chip_hours(capsys):
+    code, out, _ = cli(capsys, "plan", "--gpu", "tpu-v5e", "--days", "1")
+    energy = next(line for line in out.splitlines() if line.lstrip().startswith("energy"))
+    assert code == 0 and "24 chip-hours" in energy and "GPU" not in energy
+
+
 def test_device_noun_by_segment():
     assert get_gpu("tpu-v4").device_noun == "chip" and get_gpu("h100").device_noun == "GPU"
 
