@@ -43,13 +43,11 @@ def _law(name: str | None):
 
 
 def _dc_law(name: str | None):
-    """The law for a data-constrained question: the named one if it has a repetition form, else Muennighoff's."""
-    from .scaling.laws import MUENNIGHOFF2023
-
-    law = _law(name) if name else MUENNIGHOFF2023
+    """The law for a data-constrained question: the named one, or the default as `plan --dataset-tokens` uses it."""
+    law = _law(name)
     if law.repetition is None:
         raise UsageError(f"--unique-tokens needs a law with a data-repetition form; {law.name} has none "
-                         "(use --law muennighoff2023 or leave --law out)")
+                         "(use --law besiroglu2024, chinchilla or muennighoff2023, or leave --law out)")
     return law
 
 
@@ -124,7 +122,7 @@ def loss(
 ) -> None:
     """Loss a law predicts for N parameters trained on D tokens."""
     from .report_scaling import loss_dict, loss_report
-    from .scaling.allocate import data_constrained_loss
+    from .scaling.allocate import predict_loss
     from .units import parse_count
 
     n, d = parse_count(params, what="--params"), parse_count(tokens, what="--tokens")
@@ -135,12 +133,11 @@ def loss(
         u = parse_count(unique_tokens, what="--unique-tokens")
         if not 0 < u:
             raise UsageError(f"--unique-tokens must be positive, got {unique_tokens}")
-        value = float(data_constrained_loss(sl, n, d, min(u, d)))
-        emit(loss_report(sl, n, d, value, u), loss_dict(sl, n, d, value, u), as_json)
-        return
-    sl = _law(law)
-    value = float(sl.loss(n, d))
-    emit(loss_report(sl, n, d, value), loss_dict(sl, n, d, value), as_json)
+        prediction = predict_loss(sl, n, d, u)  # the planner's engine too: plan and loss agree
+    else:
+        sl = _law(law)
+        prediction = predict_loss(sl, n, d)
+    emit(loss_report(sl, prediction), loss_dict(sl, prediction), as_json)
 
 
 @scaling_app.command("fit")

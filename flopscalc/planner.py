@@ -100,19 +100,18 @@ def _law_n(law, cfg: ModelConfig) -> int:
 
 
 def _loss(law, n_params: float, n_tokens: float, unique_tokens: float | None) -> tuple[float | None, float | None]:
-    """Predicted loss and effective tokens; repeated data discounted as Muennighoff et al. 2023 eq. 5."""
-    from .scaling import BUILTIN_LAWS, data_constrained_loss, effective_data
+    """Predicted loss and effective tokens from `scaling.predict_loss`, the engine of `flopscalc scaling loss`:
+    with a data limit, repeated tokens and excess parameters both decay (Muennighoff et al. 2023, eq. 5-7).
+
+    The loss is None where the law has none, the run trains no tokens, or the law's formula exceeds a uniform
+    guess over its vocabulary (`ScalingLaw.uniform_loss`): that is no prediction.
+    """
+    from .scaling.allocate import predict_loss
 
     if not law.has_loss or not n_tokens > 0 or math.isinf(n_tokens):
         return None, None
-    if unique_tokens is None:
-        return float(law.loss(n_params, n_tokens)), None
-    if law.repetition is not None:
-        d_eff = float(effective_data(unique_tokens, n_tokens, law.repetition.r_d_star))
-        return float(data_constrained_loss(law, n_params, n_tokens, unique_tokens)), d_eff
-    r_d_star = BUILTIN_LAWS["muennighoff2023"].repetition.r_d_star  # Muennighoff et al. 2023, fitted R_D*
-    d_eff = float(effective_data(unique_tokens, n_tokens, r_d_star))
-    return float(law.loss(n_params, d_eff)), d_eff
+    p = predict_loss(law, n_params, n_tokens, unique_tokens)
+    return p.loss, p.effective_tokens
 
 
 def _tokens_for_loss(law, n_params: float, target: float) -> float:
@@ -376,7 +375,7 @@ def plan(
     cap = memory_bytes or gpu.memory_bytes
     return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap), law, alloc, options, rec,
                 loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
-                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu)), objective, target_loss, binding,
+                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law)), objective, target_loss, binding,
                 _tags(options, rec, alloc, law))
 
 
@@ -417,8 +416,9 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOpt
             f"the budget trains even the smallest model that fits ({o.n_params / 1e6:.0f}M parameters) on "
             f"{o.n_tokens:.3g} tokens, less than one optimizer step of {o.speed.tokens_per_step:,} tokens; "
             f"it needs at least {need_s / 3600:.2g} hours of these GPUs")
-    if ctx.law.has_loss:
-        return min(trained, key=lambda o: o.loss)
+    predicted = [o for o in trained if o.loss is not None]  # None: no loss, or above a uniform guess (_loss)
+    if predicted:
+        return min(predicted, key=lambda o: o.loss)
     return min(trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / alloc.n_params)))
 
 
@@ -499,8 +499,15 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
     )
 
 
-def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration, mfu) -> list[str]:
+def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration, mfu, law=None) -> list[str]:
     out = []
+    if law is not None and 0 < rec.n_tokens < math.inf:  # the law far outside its runs, or above a uniform guess
+        from .scaling.allocate import predict_loss
+        from .scaling.validity import range_warnings
+
+        n_law = _law_n(law, rec.model)
+        out.extend(predict_loss(law, n_law, rec.n_tokens, rec.unique_tokens).warnings if law.has_loss
+                   else range_warnings(law, n_law, rec.n_tokens, unique_tokens=rec.unique_tokens))
     s = rec.chosen.setup
     if s.offload_optimizer:
         off = rec.speed.offload

@@ -7,8 +7,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .scaling.allocate import Allocation
+from .scaling.allocate import Allocation, LossPrediction
 from .scaling.laws import ScalingLaw
+from .scaling.validity import RANGE_FACTOR
 from .units import format_count, format_flops, format_sci
 
 
@@ -26,7 +27,30 @@ def law_dict(law: ScalingLaw) -> dict:
         "n_counts_embeddings": law.n_counts_embeddings, "has_loss": law.has_loss, "constants": law.constants(),
         "uncertainty": {k: list(v) for k, v in law.uncertainty.items()}, "uncertainty_kind": law.uncertainty_kind,
         "aliases": list(law.aliases), "notes": law.notes,
+        "fitted_range": law.fitted_range.as_dict() if law.fitted_range else None,
+        "unique_tokens_range": list(law.repetition.unique_tokens) if law.repetition and law.repetition.unique_tokens
+        else None,
+        "vocab_size": law.vocab_size, "uniform_loss": law.uniform_loss,
     }
+
+
+def _span(span, fmt) -> str:
+    return f"{fmt(span[0])} to {fmt(span[1])}"
+
+
+def _range_lines(law: ScalingLaw) -> list[Text]:
+    r, lines = law.fitted_range, []
+    if r is not None:
+        parts = [f"{what} {_span(span, fmt)}" for what, span, fmt in
+                 (("N", r.n_params, format_count), ("D", r.n_tokens, format_count), ("C", r.c_flops, format_flops))
+                 if span is not None]
+        lines.append(Text(f"fitted on: {', '.join(parts)} ({r.source}); warnings beyond {RANGE_FACTOR:g}x either way"))
+    if law.repetition is not None and law.repetition.unique_tokens is not None:
+        lines.append(Text(f"repetition decay fitted on unique tokens U {_span(law.repetition.unique_tokens, format_count)}"
+                          f" ({law.repetition.source})"))
+    vocab = f"{law.vocab_size:,} tokens" if law.vocab_size else "unknown (GPT-2's 50,257 assumed)"
+    lines.append(Text(f"vocabulary: {vocab}; losses above ln(vocab) = {law.uniform_loss:.2f} are not predictions"))
+    return lines
 
 
 def laws_table(laws: list[ScalingLaw]) -> Table:
@@ -48,7 +72,7 @@ def law_detail(law: ScalingLaw) -> Group:
         lo_hi = law.uncertainty.get(k)
         t.add_row(k, _num(v), f"{_num(lo_hi[0])} .. {_num(lo_hi[1])}" if lo_hi else "")
     lines = [Text.from_markup(f"[bold]{law.name}[/]: {law.title}"), Text(f"source: {law.source}"),
-             Text(f"FLOPs: {law.flop_convention}; N {_emb(law.n_counts_embeddings)}"), t]
+             Text(f"FLOPs: {law.flop_convention}; N {_emb(law.n_counts_embeddings)}"), *_range_lines(law), t]
     if law.uncertainty_kind:
         lines.append(Text(f"intervals: {law.uncertainty_kind}", style="dim"))
     if law.notes:
@@ -61,11 +85,16 @@ def allocation_dict(a: Allocation, law: ScalingLaw) -> dict:
         "law": a.law, "law_source": law.source, "method": a.method, "c_flops": a.c_flops, "n_params": a.n_params,
         "n_tokens": a.n_tokens, "tokens_per_param": a.tokens_per_param, "loss": a.loss,
         "unique_tokens": a.unique_tokens, "epochs": a.epochs, "n_counts_embeddings": law.n_counts_embeddings,
-        "flop_convention": law.flop_convention,
+        "flop_convention": law.flop_convention, "above_uniform_guess": a.above_uniform,
+        "uniform_loss": law.uniform_loss, "warnings": list(a.warnings),
     }
 
 
-def allocation_report(a: Allocation, law: ScalingLaw, title: str = "Compute-optimal allocation") -> Table:
+def _warning_lines(warnings) -> list[Text]:
+    return [Text(f"warning: {w}", style="yellow") for w in warnings]
+
+
+def allocation_report(a: Allocation, law: ScalingLaw, title: str = "Compute-optimal allocation") -> Group:
     t = Table(title=f"{title} ({law.name})", title_justify="left", show_header=False, box=None)
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -76,24 +105,32 @@ def allocation_report(a: Allocation, law: ScalingLaw, title: str = "Compute-opti
     t.add_row("tokens per parameter", f"{a.tokens_per_param:.1f}", "")
     if a.unique_tokens is not None:
         t.add_row("unique tokens", format_count(a.unique_tokens, 2), f"{a.epochs:.2f} epochs")
-    t.add_row("predicted loss", "-" if a.loss is None else f"{a.loss:.4f}", "nats/token" if a.loss else
-              "this law has no loss formula")
+    if a.above_uniform:
+        t.add_row("predicted loss", "-", f"above a uniform guess ({law.uniform_loss:.2f})")
+    else:
+        t.add_row("predicted loss", "-" if a.loss is None else f"{a.loss:.4f}", "nats/token" if a.loss else
+                  "this law has no loss formula")
     t.add_row("method", a.method, law.source)
-    return t
+    return Group(t, *_warning_lines(a.warnings))
 
 
-def loss_dict(law: ScalingLaw, n_params: float, n_tokens: float, loss: float, unique_tokens=None) -> dict:
-    return {"law": law.name, "law_source": law.source, "n_params": n_params, "n_tokens": n_tokens,
-            "unique_tokens": unique_tokens, "loss": loss, "n_counts_embeddings": law.n_counts_embeddings,
-            "c_flops": 6 * n_params * n_tokens}
+def loss_dict(law: ScalingLaw, p: LossPrediction) -> dict:
+    return {"law": law.name, "law_source": law.source, "n_params": p.n_params, "n_tokens": p.n_tokens,
+            "unique_tokens": p.unique_tokens, "loss": p.loss, "above_uniform_guess": p.above_uniform,
+            "uniform_loss": p.uniform_loss, "effective_tokens": p.effective_tokens,
+            "n_counts_embeddings": law.n_counts_embeddings, "c_flops": p.c_flops,
+            "warnings": list(p.warnings)}
 
 
-def loss_report(law: ScalingLaw, n_params: float, n_tokens: float, loss: float, unique_tokens=None) -> Text:
-    rep = f" from {format_count(unique_tokens, 2)} unique tokens" if unique_tokens else ""
-    return Text.from_markup(
-        f"[bold]{law.name}[/]: N={format_count(n_params, 2)} ({_emb(law.n_counts_embeddings)}), "
-        f"D={format_count(n_tokens, 2)}{rep} -> predicted loss [bold]{loss:.4f}[/] nats/token "
-        f"(6ND = {format_flops(6 * n_params * n_tokens)}; {law.source})")
+def loss_report(law: ScalingLaw, p: LossPrediction) -> Group:
+    rep = f" from {format_count(p.unique_tokens, 2)} unique tokens" if p.unique_tokens else ""
+    value = (f"[bold]above a uniform guess ({p.uniform_loss:.2f})[/], no prediction" if p.above_uniform
+             else f"predicted loss [bold]{p.loss:.4f}[/] nats/token")
+    head = Text.from_markup(
+        f"[bold]{law.name}[/]: N={format_count(p.n_params, 2)} ({_emb(law.n_counts_embeddings)}), "
+        f"D={format_count(p.n_tokens, 2)}{rep} -> {value} "
+        f"(6ND = {format_flops(p.c_flops)}; {law.source})")
+    return Group(head, *_warning_lines(p.warnings))
 
 
 # ------------------------------------------------------------------------------------------ fits

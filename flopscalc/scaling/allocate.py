@@ -15,11 +15,16 @@ import numpy as np
 
 from ..errors import DomainError, UsageError
 from .laws import FLOPS_PER_PARAM_TOKEN, ParametricLoss, ScalingLaw
+from .validity import range_warnings, uniform_warning
 
 # Search span of the data-constrained optimum around the unconstrained one: +-4 decades in N.
 DC_SEARCH_DECADES = 4.0
 # Grid points of that search before the local refinement (log-spaced).
 DC_GRID_POINTS = 4001
+# Golden-section steps of the refinement: each keeps 0.618 of the bracket (2 grid steps, 0.0046 in ln N), so 60
+# leave 1e-15 of it, below float resolution of ln N.
+DC_GOLDEN_STEPS = 60
+GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # inverse golden ratio
 
 
 @dataclass(frozen=True)
@@ -27,8 +32,9 @@ class Allocation:
     """A compute-optimal (or data-constrained optimal) split of a FLOP budget.
 
     c_flops: budget (FLOP); n_params: parameters; n_tokens: training tokens (total, with repeats);
-    loss: predicted loss (nats/token) or None when the law has no loss formula;
-    unique_tokens / epochs: only for data-constrained allocations.
+    loss: predicted loss (nats/token), or None when the law has no loss formula or its formula gives more than
+    a uniform guess (``above_uniform``); unique_tokens / epochs: only for data-constrained allocations;
+    warnings: where the law is asked about a point far outside its fitted range (`validity.range_warnings`).
     """
 
     law: str
@@ -38,6 +44,8 @@ class Allocation:
     loss: float | None
     method: str
     unique_tokens: float | None = None
+    warnings: tuple[str, ...] = ()
+    above_uniform: bool = False
 
     @property
     def tokens_per_param(self) -> float:
@@ -46,6 +54,14 @@ class Allocation:
     @property
     def epochs(self) -> float | None:
         return None if self.unique_tokens is None else self.n_tokens / self.unique_tokens
+
+
+def _allocation(law: ScalingLaw, c: float, n: float, d: float, loss: float | None, method: str,
+                unique_tokens: float | None = None) -> Allocation:
+    """An `Allocation` with the law's validity applied: no loss above a uniform guess, range warnings."""
+    above = loss is not None and loss > law.uniform_loss
+    warnings = range_warnings(law, n, d, c, unique_tokens) + ((uniform_warning(law),) if above else ())
+    return Allocation(law.name, c, n, d, None if above else loss, method, unique_tokens, warnings, above)
 
 
 def _check_positive(x: float, what: str) -> float:
@@ -71,7 +87,7 @@ def optimal(law: ScalingLaw, c_flops: float) -> Allocation:
     c = _check_positive(c_flops, "the FLOP budget")
     n, d = (float(v) for v in optimal_arrays(law, c))
     method = "power law" if law.allocation is not None else "closed form (Hoffmann eq. 4)"
-    return Allocation(law.name, c, n, d, float(law.loss(n, d)) if law.has_loss else None, method)
+    return _allocation(law, c, n, d, float(law.loss(n, d)) if law.has_loss else None, method)
 
 
 def flops_for_params(law: ScalingLaw, n_params: float) -> Allocation:
@@ -83,7 +99,8 @@ def flops_for_params(law: ScalingLaw, n_params: float) -> Allocation:
         form = law.loss_form
         c = FLOPS_PER_PARAM_TOKEN * (n / form.G) ** (1.0 / form.a)  # invert N = G (C/6)^a  [H22, eq. 4]
     alloc = optimal(law, c)
-    return Allocation(law.name, c, n, alloc.n_tokens, alloc.loss, "inverse of N_opt(C)")
+    return _allocation(law, c, n, alloc.n_tokens, float(law.loss(n, alloc.n_tokens)) if law.has_loss else None,
+                       "inverse of N_opt(C)")
 
 
 def flops_for_loss(law: ScalingLaw, target_loss: float) -> Allocation:
@@ -100,12 +117,16 @@ def flops_for_loss(law: ScalingLaw, target_loss: float) -> Allocation:
     if target <= form.E:
         raise DomainError(f"target loss {target} is at or below the law's irreducible loss E={form.E:.4g}; "
                           "no budget reaches it")
+    if target >= law.uniform_loss:
+        raise DomainError(f"target loss {target} is not below a uniform guess over {law.name}'s vocabulary "
+                          f"(ln {law.vocab_size or 'vocab'} = {law.uniform_loss:.2f} nats/token): any trained model "
+                          f"reaches it; aim between E={form.E:.4g} and {law.uniform_loss:.2f}")
     term_n = (target - form.E) * form.beta / (form.alpha + form.beta)  # A N^-alpha at the optimum
     n = (form.A / term_n) ** (1.0 / form.alpha)
     term_d = term_n * form.alpha / form.beta  # B D^-beta = (alpha/beta) A N^-alpha at the optimum
     d = (form.B / term_d) ** (1.0 / form.beta)
     c = FLOPS_PER_PARAM_TOKEN * n * d
-    return Allocation(law.name, c, n, d, float(form.loss(n, d)), "inverse of L_opt(C), closed form")
+    return _allocation(law, c, n, d, float(form.loss(n, d)), "inverse of L_opt(C), closed form")
 
 
 # ----------------------------------------------------------------------------- data-constrained [M23]
@@ -122,12 +143,15 @@ def data_constrained_loss(law: ScalingLaw, n_params, n_tokens, unique_tokens):
     """Loss (nats/token) of N parameters trained on D tokens drawn from U unique tokens  [M23, eq. 7].
 
     Excess parameters decay like repeated data: U_N = min(N, N_opt for U), N' = U_N + U_N R_N* (1 -
-    exp(-R_N / R_N*)), R_N = N / U_N - 1 (datablations README ``scaling_law``). Broadcastable.
+    exp(-R_N / R_N*)), R_N = N / U_N - 1 (datablations README ``scaling_law``). A run of D tokens sees at most D
+    unique ones, so U counts as min(U, D): the same run gets the same loss whatever is left unread. Broadcastable.
     """
     form, rep = law.loss_form, law.repetition
     if rep is None or not isinstance(form, ParametricLoss):
-        raise DomainError(f"law {law.name!r} has no data-constrained form; use --law muennighoff2023")
+        raise DomainError(f"law {law.name!r} has no data-constrained form; use a parametric law with Muennighoff "
+                          "et al.'s repetition decay (besiroglu2024, chinchilla or muennighoff2023)")
     n, d, u = (np.asarray(v, float) for v in (n_params, n_tokens, unique_tokens))
+    u = np.minimum(u, d)  # unique tokens the run actually sees
     d_eff = effective_data(u, d, rep.r_d_star)
     n_for_u = form.G * (u * form.G) ** (form.beta / form.alpha)  # N_opt whose D_opt is U  [H22, eq. 4]
     u_n = np.minimum(n, n_for_u)
@@ -139,22 +163,88 @@ def data_constrained_loss(law: ScalingLaw, n_params, n_tokens, unique_tokens):
 def optimal_data_constrained(law: ScalingLaw, c_flops: float, unique_tokens: float) -> Allocation:
     """Loss-minimising N and D = C / 6N for a budget when only ``unique_tokens`` distinct tokens exist.
 
-    Minimised numerically along C = 6ND: a log-spaced grid over +-4 decades of N around the
-    unconstrained optimum, then a parabola through the best grid point and its neighbours.
+    Minimised numerically along C = 6ND: a log-spaced grid over +-4 decades of N around the unconstrained
+    optimum, then golden-section search between the best grid point's neighbours. Not a parabola: the loss has
+    a kink where N passes the parameters the unique data support (U_N, Muennighoff eq. 6).
     """
     c = _check_positive(c_flops, "the FLOP budget")
     u = _check_positive(unique_tokens, "the number of unique tokens")
     n0, _ = optimal_arrays(law, c)
     log_n = np.log(float(n0)) + np.linspace(-1, 1, DC_GRID_POINTS) * DC_SEARCH_DECADES * math.log(10)
-    n_grid = np.exp(log_n)
-    losses = data_constrained_loss(law, n_grid, c / (FLOPS_PER_PARAM_TOKEN * n_grid), u)
-    k = int(np.clip(np.argmin(losses), 1, DC_GRID_POINTS - 2))
-    y0, y1, y2 = losses[k - 1 : k + 2]
-    h = log_n[1] - log_n[0]
-    denom = y0 - 2 * y1 + y2
-    shift = 0.5 * h * (y0 - y2) / denom if denom > 0 else 0.0
-    n = float(np.exp(log_n[k] + shift))
+
+    def loss_at(x):  # loss along C = 6ND at log N = x
+        n = np.exp(x)
+        return data_constrained_loss(law, n, c / (FLOPS_PER_PARAM_TOKEN * n), u)
+
+    k = int(np.clip(np.argmin(loss_at(log_n)), 1, DC_GRID_POINTS - 2))
+    lo, hi = float(log_n[k - 1]), float(log_n[k + 1])
+    for _ in range(DC_GOLDEN_STEPS):  # golden-section search on a unimodal bracket
+        x1, x2 = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
+        if loss_at(x1) <= loss_at(x2):
+            hi = x2
+        else:
+            lo = x1
+    n = float(np.exp(0.5 * (lo + hi)))
     d = c / (FLOPS_PER_PARAM_TOKEN * n)
     loss = float(data_constrained_loss(law, n, d, u))
-    return Allocation(law.name, c, n, d, loss, "numeric minimum of Muennighoff eq. 7 along C = 6ND",
-                      unique_tokens=u)
+    return _allocation(law, c, n, d, loss, "numeric minimum of Muennighoff eq. 7 along C = 6ND", unique_tokens=u)
+
+
+# ----------------------------------------------------------------------------- one prediction, checked
+
+
+@dataclass(frozen=True)
+class LossPrediction:
+    """What a law predicts for one run, and whether to believe it.
+
+    law_value: the law's formula (nats/token), whatever its size; loss: the same, or None where it exceeds a
+    uniform guess (``uniform_loss`` = ln vocabulary); effective_tokens: D' of repeated data [M23, eq. 5], None
+    without a data limit; warnings: range and uniform-guess warnings (`validity`).
+    """
+
+    law: str
+    n_params: float
+    n_tokens: float
+    unique_tokens: float | None
+    law_value: float
+    uniform_loss: float
+    effective_tokens: float | None
+    warnings: tuple[str, ...]
+
+    @property
+    def above_uniform(self) -> bool:
+        return self.law_value > self.uniform_loss
+
+    @property
+    def loss(self) -> float | None:
+        return None if self.above_uniform else self.law_value
+
+    @property
+    def c_flops(self) -> float:
+        return FLOPS_PER_PARAM_TOKEN * self.n_params * self.n_tokens  # C = 6ND  [H22, sec. 3]
+
+
+def predict_loss(law: ScalingLaw, n_params: float, n_tokens: float, unique_tokens: float | None = None
+                 ) -> LossPrediction:
+    """The loss ``law`` predicts for N parameters (as the law counts them) trained on D tokens, optionally drawn
+    from U unique tokens: the one function behind `flopscalc plan` and `flopscalc scaling loss`.
+
+    Without U: the law's L(N, D). With U: Muennighoff et al. 2023 eq. 7 (`data_constrained_loss`: repeated
+    tokens and excess parameters both decay), for laws that carry a repetition decay. A value above ln(vocab) is
+    returned as ``law_value`` with ``loss`` None; points far outside the fitted range add warnings.
+    """
+    if not law.has_loss:
+        raise DomainError(f"law {law.name!r} is an allocation rule without a loss formula; "
+                          "use a parametric law such as besiroglu2024 or chinchilla")
+    n = _check_positive(n_params, "the parameter count")
+    d = _check_positive(n_tokens, "the number of training tokens")
+    if unique_tokens is None:
+        value, d_eff = float(law.loss(n, d)), None
+    else:
+        u = _check_positive(unique_tokens, "the number of unique tokens")
+        value = float(data_constrained_loss(law, n, d, u))
+        d_eff = float(effective_data(min(u, d), d, law.repetition.r_d_star))  # [M23, eq. 5]
+    warnings = range_warnings(law, n, d, unique_tokens=unique_tokens)
+    if value > law.uniform_loss:
+        warnings += (uniform_warning(law),)
+    return LossPrediction(law.name, n, d, unique_tokens, value, law.uniform_loss, d_eff, warnings)

@@ -10,6 +10,8 @@ References
 [K20] Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv:2001.08361.
 [M23] Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", arXiv:2305.16264;
       constants from github.com/huggingface/datablations README, "Parametric Fit".
+[R21] Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training Gopher",
+      arXiv:2112.11446.
 """
 
 from __future__ import annotations
@@ -25,6 +27,43 @@ from ..errors import DomainError
 PF_DAY_FLOPS = 1e15 * 86400.0
 # Training FLOPs per parameter per token, forward + backward: C ~= 6 N D [K20, sec. 2.1; H22, sec. 3].
 FLOPS_PER_PARAM_TOKEN = 6.0
+# Tokenizer vocabularies of the laws' data. A loss above ln(vocab) is worse than a uniform guess over it.
+# GPT-2's BPE, 50,257 tokens: Kaplan's WebText2 [K20, sec. 2.3] and Muennighoff's C4 runs [M23; the 7M
+# model's embedding in data/datablations_runs.md]. Also the fallback for laws of unknown data (flopscalc's
+# models use GPT-2's vocabulary, flopscalc.model.GPT2_VOCAB_SIZE).
+GPT2_VOCAB_SIZE = 50257
+# MassiveText, SentencePiece 32,000 tokens [R21, sec. 3 / Table A1 'Tokenizer'; H22 sec. 4.1: Chinchilla's
+# vocabulary is 94.15% the same as Gopher's].
+MASSIVETEXT_VOCAB_SIZE = 32000
+
+
+def _check_span(span, what: str) -> None:
+    if span is None:
+        return
+    lo, hi = span
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise DomainError(f"fitted range of {what} must be 0 < low <= high, got {span}")
+
+
+@dataclass(frozen=True)
+class FittedRange:
+    """The span of the runs a law was fitted on, in the law's own conventions (N as the law counts it).
+
+    Each span is (low, high); None where the source gives none. ``source`` says where each span comes from.
+    """
+
+    n_params: tuple[float, float] | None = None
+    n_tokens: tuple[float, float] | None = None
+    c_flops: tuple[float, float] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for what in ("n_params", "n_tokens", "c_flops"):
+            _check_span(getattr(self, what), what)
+
+    def as_dict(self) -> dict:
+        return {"n_params": self.n_params, "n_tokens": self.n_tokens, "c_flops": self.c_flops,
+                "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -133,10 +172,16 @@ class RepetitionDecay:
     """Muennighoff et al.'s diminishing returns of repeated data and excess parameters [M23, eq. 5-7].
 
     D' = U_D + U_D R_D* (1 - exp(-R_D / R_D*)), R_D = epochs - 1; the same form for N with R_N*.
+    ``unique_tokens`` is the span of unique-token budgets the decay was fitted on; ``source`` its provenance.
     """
 
     r_d_star: float
     r_n_star: float
+    unique_tokens: tuple[float, float] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check_span(self.unique_tokens, "unique tokens")
 
 
 @dataclass(frozen=True)
@@ -163,6 +208,10 @@ class ScalingLaw:
         Constant name -> (low, high) interval, with ``uncertainty_kind`` saying what it is.
     repetition : RepetitionDecay or None
         Data-constrained extension [M23].
+    fitted_range : FittedRange or None
+        The N, D and/or C span of the runs behind the law; outside it the law extrapolates.
+    vocab_size : int or None
+        Vocabulary of the tokenizer the law's losses are measured in (None: unknown, GPT-2's is assumed).
     """
 
     name: str
@@ -177,10 +226,17 @@ class ScalingLaw:
     repetition: RepetitionDecay | None = None
     notes: str = ""
     aliases: tuple[str, ...] = ()
+    fitted_range: FittedRange | None = None
+    vocab_size: int | None = None
 
     @property
     def has_loss(self) -> bool:
         return self.loss_form is not None
+
+    @property
+    def uniform_loss(self) -> float:
+        """ln(vocabulary): the loss of a uniform guess over the law's tokens (nats/token); no prediction above it."""
+        return math.log(self.vocab_size or GPT2_VOCAB_SIZE)  # cross-entropy of the uniform distribution
 
     def loss(self, n_params, n_tokens):
         """Predicted loss (nats/token) for N parameters trained on D tokens; numpy-broadcastable."""
@@ -202,6 +258,21 @@ class ScalingLaw:
 
 # ------------------------------------------------------------------------------------------ built-ins
 
+# Hoffmann et al.'s runs: "over 400 language models ranging from 70 million to over 16 billion parameters on
+# 5 to 500 billion tokens" [H22, abstract; Table A9 lists the shapes]. Approach 3 fits the final losses of
+# approaches 1 and 2 [H22, sec. 3.3]; Besiroglu et al. refit a subset of the same runs read off Fig. 4 [B24].
+CHINCHILLA_RUNS = FittedRange(n_params=(70e6, 16e9), n_tokens=(5e9, 500e9),
+                              source="Hoffmann et al. 2022, abstract")
+# Muennighoff et al.'s released C4 runs (data/datablations_all_runs.csv, 296 runs): 7.1M to 8.67B parameters,
+# 100M to 900B tokens, 100M to 178B unique tokens [M23, abstract: "up to 900 billion training tokens and 9
+# billion parameter models"]. tests/test_scaling_range.py checks these against the CSV.
+DATABLATIONS_RUNS = FittedRange(n_params=(7.098752e6, 8.67e9), n_tokens=(100e6, 900e9),
+                                source="Muennighoff et al. 2023, released runs")
+# R_D* = 15.387756, R_N* = 5.309743 [M23 README; sec. 3.1 quotes R_D* ~ 15.4, R_N* ~ 5.3]
+MUENNIGHOFF_DECAY = RepetitionDecay(
+    r_d_star=15.387756, r_n_star=5.309743, unique_tokens=(100e6, 178e9),
+    source="Muennighoff et al. 2023, released runs")
+
 CHINCHILLA_A3 = ScalingLaw(
     name="chinchilla",
     title="Chinchilla approach 3, parametric fit as published",
@@ -210,10 +281,33 @@ CHINCHILLA_A3 = ScalingLaw(
     n_counts_embeddings=True,  # H22 counts all parameters (Table A9 lists totals; sec. 3 N = "parameters")
     # E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28 [H22, eq. 10]
     loss_form=ParametricLoss(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+    repetition=MUENNIGHOFF_DECAY,
     notes="Rounded constants; Besiroglu et al. 2024 could not reproduce them from the paper's data "
-          "and the implied ~0.45 exponent gives more tokens per parameter than approaches 1 and 2.",
+          "and the implied ~0.45 exponent gives more tokens per parameter than approaches 1 and 2. "
+          "Repeated data: Muennighoff et al. 2023's decay (R_D*, R_N*), fitted on C4 with their own base law.",
     aliases=("chinchilla-a3", "hoffmann2022"),
+    fitted_range=CHINCHILLA_RUNS,
+    vocab_size=MASSIVETEXT_VOCAB_SIZE,
 )
+
+# Standard errors reported by Besiroglu et al. 2024 in parentheses beside each constant [B24, sec. 3]; also used
+# by tests of our own fit on their data.
+BESIROGLU2024_SE = {"E": 0.03, "A": 124.58, "B": 1293.23, "alpha": 0.02, "beta": 0.02}
+# Interval width in standard errors: +-2 SE, about 95% for a normal estimate.
+INTERVAL_N_SE = 2.0
+
+
+def _log_space_intervals(logged: dict[str, float], linear: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """+-INTERVAL_N_SE standard errors of BESIROGLU2024_SE: in log space for ``logged`` (SE(ln X) = SE(X) / X to
+    first order, the delta method), linear for ``linear``."""
+    out = {}
+    for k, x in logged.items():
+        half = INTERVAL_N_SE * BESIROGLU2024_SE[k] / x  # SE(ln X) ~= SE(X) / X  (delta method)
+        out[k] = (x * math.exp(-half), x * math.exp(half))
+    for k, x in linear.items():
+        out[k] = (x - INTERVAL_N_SE * BESIROGLU2024_SE[k], x + INTERVAL_N_SE * BESIROGLU2024_SE[k])
+    return out
+
 
 BESIROGLU2024 = ScalingLaw(
     name="besiroglu2024",
@@ -223,16 +317,18 @@ BESIROGLU2024 = ScalingLaw(
     n_counts_embeddings=True,  # same runs as H22
     # E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658 [B24, fitted law, sec. 3]
     loss_form=ParametricLoss(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
-    # standard errors in parentheses [B24, sec. 3]: E 0.03, A 124.58, B 1293.23, alpha 0.02, beta 0.02;
-    # shown here as value +- 2 SE
-    uncertainty={"E": (1.8172 - 0.06, 1.8172 + 0.06), "A": (482.01 - 2 * 124.58, 482.01 + 2 * 124.58),
-                 "B": (2085.43 - 2 * 1293.23, 2085.43 + 2 * 1293.23), "alpha": (0.3478 - 0.04, 0.3478 + 0.04),
-                 "beta": (0.3658 - 0.04, 0.3658 + 0.04)},
-    uncertainty_kind="+-2 standard errors (their bootstrap, 4000 resamples) [B24, sec. 3]",
+    # A, B in log space: SE/X is 26% and 62%, and +-2 SE took B below zero. E, alpha, beta: SE/X <= 6%, where
+    # the two ways agree within 0.2% of X; kept as printed.
+    uncertainty=_log_space_intervals({"A": 482.01, "B": 2085.43}, {"E": 1.8172, "alpha": 0.3478, "beta": 0.3658}),
+    uncertainty_kind="about 95%: +-2 standard errors [B24, sec. 3; bootstrap, 4000 resamples]; for A and B in log "
+                     "space (fitted as their logs a, b [H22, App. D.2]: ln X +- 2 SE(X)/X, delta method), so no "
+                     "interval goes negative",
+    repetition=MUENNIGHOFF_DECAY,
+    notes="Repeated data: Muennighoff et al. 2023's decay (R_D*, R_N*), fitted on C4 with their own base law.",
     aliases=("epoch2024", "epoch", "chinchilla-replication"),
+    fitted_range=CHINCHILLA_RUNS,
+    vocab_size=MASSIVETEXT_VOCAB_SIZE,
 )
-# Standard errors reported by Besiroglu et al. 2024 (sec. 3), used by tests of our own fit on their data.
-BESIROGLU2024_SE = {"E": 0.03, "A": 124.58, "B": 1293.23, "alpha": 0.02, "beta": 0.02}
 
 CHINCHILLA_A1 = ScalingLaw(
     name="chinchilla-a1",
@@ -247,6 +343,9 @@ CHINCHILLA_A1 = ScalingLaw(
     uncertainty={"a": (0.488, 0.502), "b": (0.501, 0.512)},
     uncertainty_kind="10th-90th percentile bootstrap interval [H22, Table 2]",
     aliases=("approach1",),
+    # "a fixed family of models (ranging from 70M to over 10B parameters)" [H22, sec. 3.1]
+    fitted_range=FittedRange(n_params=(70e6, 10e9), source="Hoffmann et al. 2022, sec. 3.1"),
+    vocab_size=MASSIVETEXT_VOCAB_SIZE,
 )
 
 CHINCHILLA_A2 = ScalingLaw(
@@ -262,6 +361,10 @@ CHINCHILLA_A2 = ScalingLaw(
     uncertainty={"a": (0.462, 0.534), "b": (0.483, 0.529)},
     uncertainty_kind="10th-90th percentile bootstrap interval [H22, Table 2]",
     aliases=("approach2",),
+    # "9 different training FLOP counts (ranging from 6 x 10^18 to 3 x 10^21 FLOPs)" [H22, sec. 3.2]
+    fitted_range=FittedRange(n_params=CHINCHILLA_RUNS.n_params, c_flops=(6e18, 3e21),
+                             source="Hoffmann et al. 2022, sec. 3.2 and abstract"),
+    vocab_size=MASSIVETEXT_VOCAB_SIZE,
 )
 
 KAPLAN2020 = ScalingLaw(
@@ -277,6 +380,11 @@ KAPLAN2020 = ScalingLaw(
     notes="Loss in nats on WebText2 with GPT-2's tokenizer, not comparable with Chinchilla's MassiveText losses. "
           "The allocation is Kaplan's, not the minimum of eq. 1.5 under C = 6ND.",
     aliases=("kaplan",),
+    # "models ranging in size from 768 to 1.5 billion non-embedding parameters ... dataset size ranging from
+    # 22 million to 23 billion tokens" [K20, sec. 3]
+    fitted_range=FittedRange(n_params=(768.0, 1.5e9), n_tokens=(22e6, 23e9),
+                             source="Kaplan et al. 2020, sec. 3"),
+    vocab_size=GPT2_VOCAB_SIZE,
 )
 
 MUENNIGHOFF2023 = ScalingLaw(
@@ -288,10 +396,11 @@ MUENNIGHOFF2023 = ScalingLaw(
     # a=6.255414, b=7.3049974, e=0.6254804 (A=e^a, B=e^b, E=e^e), alpha=beta=0.3526596 [M23 README]
     loss_form=ParametricLoss(E=math.exp(0.6254804), A=math.exp(6.255414), B=math.exp(7.3049974),
                              alpha=0.3526596, beta=0.3526596),
-    # R_D* = 15.387756, R_N* = 5.309743 [M23 README; sec. 3.1 quotes R_D* ~ 15.4, R_N* ~ 5.3]
-    repetition=RepetitionDecay(r_d_star=15.387756, r_n_star=5.309743),
+    repetition=MUENNIGHOFF_DECAY,
     notes="Fitted on C4; use for the effect of repeating data, not for absolute loss.",
     aliases=("muennighoff", "data-constrained"),
+    fitted_range=DATABLATIONS_RUNS,
+    vocab_size=GPT2_VOCAB_SIZE,
 )
 
 BUILTIN_LAWS: dict[str, ScalingLaw] = {
