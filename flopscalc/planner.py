@@ -114,14 +114,15 @@ def _loss(law, n_params: float, n_tokens: float, unique_tokens: float | None) ->
     return p.loss, p.effective_tokens
 
 
-def _tokens_for_loss(law, n_params: float, target: float) -> float:
+def _tokens_for_loss(law, n_params: float, target: float, unique_tokens: float | None = None) -> float:
     """Tokens at which N parameters reach ``target`` under a parametric law (inf if they never do).
 
-    Inverts L = E + A/N^alpha + B/D^beta for D (Hoffmann et al. 2022, eq. 2).
+    `scaling.allocate.tokens_for_loss`: inverts Hoffmann et al. 2022 eq. 2 for D, or with ``unique_tokens`` the
+    data-constrained loss that `_loss` predicts (Muennighoff et al. 2023, eq. 7), so the run reaches the target.
     """
-    form = law.loss_form
-    gap = target - form.E - form.A / n_params**form.alpha
-    return math.inf if gap <= 0 else (form.B / gap) ** (1.0 / form.beta)  # Hoffmann et al. 2022, eq. 2
+    from .scaling.allocate import tokens_for_loss
+
+    return tokens_for_loss(law, n_params, target, unique_tokens)
 
 
 def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None) -> list[ModelConfig]:

@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from flopscalc.cli import run
-from flopscalc.scaling.allocate import flops_for_loss, optimal, optimal_data_constrained, predict_loss
+from flopscalc.scaling.allocate import (
+    flops_for_loss,
+    optimal,
+    optimal_data_constrained,
+    predict_loss,
+    tokens_for_loss,
+)
 from flopscalc.scaling.io import get_law
 from flopscalc.scaling.laws import BUILTIN_LAWS
 from flopscalc.scaling.validity import RANGE_FACTOR, range_warnings
@@ -263,3 +269,17 @@ def test_laws_command_shows_positive_intervals_and_the_range(capsys):
     assert run(["scaling", "laws", "besiroglu2024"]) == 0
     text = capsys.readouterr().out
     assert "-501" not in text and "603.3 .. 7208" in text and "fitted on" in text
+
+
+def test_tokens_for_a_target_loss_invert_the_prediction():
+    """Round trip: the tokens found for a target give back the target, with and without a data limit; without
+    one it is Hoffmann eq. 2 solved by hand; a target below the limit of endless repeats is never reached."""
+    law = BUILTIN_LAWS["besiroglu2024"]
+    n = 215e6
+    by_hand = (2085.43 / (3.0 - 1.8172 - 482.01 / n**0.3478)) ** (1 / 0.3658)
+    assert tokens_for_loss(law, n, 3.0) == pytest.approx(by_hand, rel=1e-12)
+    for u in (2e9, 5e9):
+        d = tokens_for_loss(law, n, 3.0, u)
+        assert d > u and predict_loss(law, n, d, u).law_value == pytest.approx(3.0, rel=1e-12)
+    assert tokens_for_loss(law, n, 3.0, 1e15) == pytest.approx(by_hand, rel=1e-12)  # data to spare
+    assert tokens_for_loss(law, n, 3.0, 200e6) == math.inf  # 200M unique tokens never get 215M there

@@ -25,6 +25,10 @@ DC_GRID_POINTS = 4001
 # leave 1e-15 of it, below float resolution of ln N.
 DC_GOLDEN_STEPS = 60
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # inverse golden ratio
+# Bisection of tokens_for_loss with a data limit: ln D in [0, ln 1e30]; 100 halvings leave 5e-29 of the span of
+# 69, below float resolution. 1e30 tokens is ~ 10^17 epochs of any dataset, the decay's limit for all purposes.
+TOKENS_SEARCH_MAX = 1e30
+TOKENS_BISECTION_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,34 @@ def optimal_data_constrained(law: ScalingLaw, c_flops: float, unique_tokens: flo
     d = c / (FLOPS_PER_PARAM_TOKEN * n)
     loss = float(data_constrained_loss(law, n, d, u))
     return _allocation(law, c, n, d, loss, "numeric minimum of Muennighoff eq. 7 along C = 6ND", unique_tokens=u)
+
+
+def tokens_for_loss(law: ScalingLaw, n_params: float, target_loss: float, unique_tokens: float | None = None
+                    ) -> float:
+    """Training tokens D at which N parameters reach ``target_loss`` (nats/token); inf if they never do.
+
+    Without U: D = (B / (L - E - A/N^alpha))^(1/beta), inverting [H22, eq. 2]. With U unique tokens: the loss of
+    `data_constrained_loss` [M23, eq. 7] falls with D (effective data and U_N both grow), so bisection on ln D;
+    inf when even endless repeats (D' -> U (1 + R_D*)) do not reach the target.
+    """
+    form = law.loss_form
+    if not isinstance(form, ParametricLoss):
+        raise DomainError(f"law {law.name!r} has no parametric loss E + A/N^alpha + B/D^beta to aim at a target with")
+    n = _check_positive(n_params, "the parameter count")
+    if unique_tokens is None:
+        gap = target_loss - form.E - form.A / n**form.alpha
+        return math.inf if gap <= 0 else (form.B / gap) ** (1.0 / form.beta)  # [H22, eq. 2]
+    u = _check_positive(unique_tokens, "the number of unique tokens")
+    lo, hi = 0.0, math.log(TOKENS_SEARCH_MAX)
+    if float(data_constrained_loss(law, n, TOKENS_SEARCH_MAX, u)) > target_loss:
+        return math.inf
+    for _ in range(TOKENS_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        if float(data_constrained_loss(law, n, math.exp(mid), u)) > target_loss:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(hi)
 
 
 # ----------------------------------------------------------------------------- one prediction, checked
