@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import JsonOpt, StderrProgress, emit
+from .cli_common import JsonOpt, StderrProgress, emit, given_on_command_line, refuse_unused
 from .errors import UsageError
 
 scaling_app = typer.Typer(help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
@@ -142,6 +142,7 @@ def loss(
 
 @scaling_app.command("fit")
 def fit(
+    ctx: typer.Context,
     runs_csv: Annotated[Path, typer.Argument(help="CSV of runs: n_params, n_tokens (or c_flops), loss.")],
     approach: Annotated[Approach, typer.Option(help="Chinchilla approach: 1 envelope, 2 IsoFLOP, 3 parametric.")]
     = Approach.three,
@@ -163,6 +164,13 @@ def fit(
         raise UsageError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if replace and save is None:
         raise UsageError("--replace says what to do with an existing saved law: give it with --save NAME")
+    approach3_only = given_on_command_line(ctx, "grid", "exclude_highest_loss") if approach is not Approach.three else []
+    if approach3_only:
+        raise UsageError(f"approach {approach.value} would ignore {' and '.join(approach3_only)} (only approach 3's "
+                         f"parametric fit uses {'them' if len(approach3_only) > 1 else 'it'}); drop "
+                         f"{'them' if len(approach3_only) > 1 else 'it'} or use --approach 3")
+    if bootstrap == 0:
+        refuse_unused(ctx, "--bootstrap N", ("seed",), "used only to draw the bootstrap resamples")
     replaced = save is not None and saved_law_path(save, replace=replace).exists()  # name checked before the fit
     runs = read_runs(runs_csv)
     source = f"fitted by flopscalc: approach {approach.value} on {runs_csv.name} ({len(runs)} runs)"

@@ -132,6 +132,8 @@ def train(
         raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
     from .atomic import check_writable_file
 
+    if checkpoint_interval and checkpoint is None:
+        raise UsageError("--checkpoint-interval says how often to write --checkpoint FILE: give the file too")
     if checkpoint is not None and not resume:
         check_writable_file(checkpoint, "checkpoint")
     if log is not None:

@@ -152,6 +152,11 @@ def test_a_saved_law_edited_into_utf8_with_bom_still_loads(capsys, tmp_path, mon
     (["plot", "frontier", "--n-gpus", "8", "--json"], "--n-gpus would be ignored without --gpu"),
     (["plot", "isoflop", "--flops-tolerance", "0.2", "--json"], "--flops-tolerance would be ignored without --runs"),
     (["scaling", "fit", "runs.csv", "--replace"], "--replace says what to do with an existing saved law"),
+    (["scaling", "fit", "runs.csv", "--approach", "2", "--grid", "small"], "approach 2 would ignore --grid"),
+    (["scaling", "fit", "runs.csv", "--approach", "1", "--exclude-highest-loss", "5"],
+     "approach 1 would ignore --exclude-highest-loss"),
+    (["scaling", "fit", "runs.csv", "--seed", "3"], "--seed would be ignored without --bootstrap N"),
+    (["train", "--synthetic", "--steps", "1", "--checkpoint-interval", "5"], "--checkpoint-interval says how often"),
 ])
 def test_contradictory_or_ignored_options_are_refused(capsys, argv, says):
     line = refused(capsys, *argv)
