@@ -283,3 +283,25 @@ def test_tokens_for_a_target_loss_invert_the_prediction():
         assert d > u and predict_loss(law, n, d, u).law_value == pytest.approx(3.0, rel=1e-12)
     assert tokens_for_loss(law, n, 3.0, 1e15) == pytest.approx(by_hand, rel=1e-12)  # data to spare
     assert tokens_for_loss(law, n, 3.0, 200e6) == math.inf  # 200M unique tokens never get 215M there
+
+
+def test_fitted_laws_know_the_span_of_their_runs():
+    """A law fitted to runs holds where they lie: its range is their min and max, and it warns beyond them."""
+    import numpy as np
+
+    from flopscalc.scaling.fit import fit_approach3, law_from_fit
+    from flopscalc.scaling.fit_power import PowerFit, law_from_power_fit
+    from flopscalc.scaling.runs import Runs
+
+    n, d = np.meshgrid([1e8, 3e8, 1e9, 3e9], [2e9, 2e10, 2e11])
+    n, d = n.ravel(), d.ravel()
+    runs = Runs.from_arrays(n, d, 1.82 + 482 / n**0.348 + 2085 / d**0.366)  # Besiroglu-like, noise-free
+    law = law_from_fit(fit_approach3(runs, grid="small"), "mine", "test", runs=runs)
+    assert law.fitted_range.n_params == (1e8, 3e9) and law.fitted_range.n_tokens == (2e9, 2e11)
+    assert range_warnings(law, 3e9, 2e11) == ()
+    assert any("30x above" in w for w in range_warnings(law, 9e10, 2e11))
+    c = np.array([1e18, 1e19, 1e20])
+    power = PowerFit(approach=2, a=0.5, k_n=0.1, b=0.5, k_d=1.0, c_flops=c, n_opt=0.1 * c**0.5,
+                     d_opt=c**0.5 / 0.6, n_runs=30)
+    span = law_from_power_fit(power, "mine2", "test").fitted_range
+    assert span.c_flops == (1e18, 1e20) and span.n_params == pytest.approx((1e8, 1e9))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DomainError
 from .allocate import optimal_arrays
-from .laws import ParametricLoss, ScalingLaw
+from .laws import FittedRange, ParametricLoss, ScalingLaw
 from .optimize import HUBER_DELTA, LOWER, PARAM_NAMES, UPPER, batched_bfgs, huber_objective, on_bound
 from .runs import Runs
 
@@ -213,15 +213,21 @@ def bootstrap_approach3(runs: Runs, fit: Approach3Fit, *, n_samples: int = 1000,
 
 
 def law_from_fit(fit: Approach3Fit, name: str, source: str, boot: Bootstrap | None = None,
-                 level: float = 0.95) -> ScalingLaw:
-    """A `ScalingLaw` from a fit, with bootstrap percentile intervals when given."""
+                 level: float = 0.95, runs: Runs | None = None) -> ScalingLaw:
+    """A `ScalingLaw` from a fit, with bootstrap percentile intervals when given, and the span of ``runs`` (the
+    runs it was fitted on) as its fitted range, so that predictions outside it warn like the built-ins'."""
     unc, kind = {}, ""
     if boot is not None:
         unc = {k: boot.interval(k, level) for k in ("E", "A", "B", "alpha", "beta", "a", "b")}
         kind = f"{100 * level:.0f}% bootstrap percentile interval, {boot.n_samples} resamples, seed {boot.seed}"
+    span = None
+    if runs is not None:
+        span = FittedRange(n_params=(float(runs.n_params.min()), float(runs.n_params.max())),
+                           n_tokens=(float(runs.n_tokens.min()), float(runs.n_tokens.max())),
+                           source=f"the {len(runs)} runs of the fit")
     return ScalingLaw(name=name, title=f"fitted: approach 3 on {fit.n_runs} runs", source=source,
                       flop_convention="C = 6ND", n_counts_embeddings=None, loss_form=fit.law,
-                      uncertainty=unc, uncertainty_kind=kind)
+                      uncertainty=unc, uncertainty_kind=kind, fitted_range=span)
 
 
 def implied_allocation(law: ScalingLaw, c_flops) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DomainError, UsageError
-from .laws import FLOPS_PER_PARAM_TOKEN, PowerLawAllocation, ScalingLaw
+from .laws import FLOPS_PER_PARAM_TOKEN, FittedRange, PowerLawAllocation, ScalingLaw
 from .runs import Runs
 
 # Runs whose FLOPs differ by less than this ratio are one IsoFLOP budget (Chinchilla's closest are 1.67x).
@@ -177,7 +177,12 @@ def fit_approach1(runs: Runs, *, n_bootstrap: int = 0, seed: int = 0,
 
 def law_from_power_fit(fit: PowerFit, name: str, source: str, level: float = 0.95) -> ScalingLaw:
     unc = {k: fit.interval(k, level) for k in ("a", "b", "k_N")} if fit.samples else {}
+    # the law is fitted to its optimal points: their budgets and sizes are where it holds
+    span = FittedRange(n_params=(float(fit.n_opt.min()), float(fit.n_opt.max())),
+                       c_flops=(float(fit.c_flops.min()), float(fit.c_flops.max())),
+                       source=f"the {len(fit.c_flops)} optimal points of the fit")
     return ScalingLaw(name=name, title=f"fitted: approach {fit.approach} on {fit.n_runs} runs", source=source,
                       flop_convention="C = 6ND", n_counts_embeddings=None,
                       allocation=PowerLawAllocation(k_n=fit.k_n, a=fit.a), uncertainty=unc,
-                      uncertainty_kind=f"{100 * level:.0f}% bootstrap percentile interval" if unc else "")
+                      uncertainty_kind=f"{100 * level:.0f}% bootstrap percentile interval" if unc else "",
+                      fitted_range=span)
