@@ -7,9 +7,9 @@ parameters for every forward and backward pass.
 
 Time of one ring collective is the alpha-beta model [5]: a latency per ring step (alpha, from NCCL's own
 tuning model [6]) plus bytes over the achieved bus bandwidth (beta) [1, 4]. Gradients go in buckets, one
-collective each (DDP's 25 MiB by default) [3]. The links a ring crosses (`Fabric`) come from the GPU: NVLink
-or PCIe peer-to-peer inside a node, host memory for GeForce cards without peer-to-peer [7, 8], and the
-network between nodes.
+collective each (DDP's 25 MiB, DeepSpeed's for ZeRO) [3]. The links a ring crosses (`Fabric`) come from the
+GPU: NVLink or PCIe peer-to-peer inside a node, host memory for GeForce cards without peer-to-peer [7, 8],
+and the network between nodes.
 
 References
 ----------
@@ -65,6 +65,12 @@ DEFAULT_OVERLAP = 1.0
 # Gradient bucket of one node: PyTorch DDP's default, bucket_cap_mb=25 (torch.nn.parallel.DistributedDataParallel
 # docs); the last bucket is reduced after backward ends and is never hidden.
 DDP_BUCKET_BYTES = 25 * 2**20
+# ZeRO runs go to DeepSpeed, whose buckets count elements (deepspeed/runtime/zero/config.py): reduce_bucket_size
+# = 5e8 for the gradient reduce-scatter, allgather_bucket_size = 5e8 for stages 1-2's parameter all-gather, and
+# stage3_prefetch_bucket_size = 5e7 for ZeRO-3's per-layer parameter gathers.
+DEEPSPEED_REDUCE_BUCKET_PARAMS = 500_000_000
+DEEPSPEED_ALLGATHER_BUCKET_PARAMS = 500_000_000
+DEEPSPEED_PREFETCH_BUCKET_PARAMS = 50_000_000
 # Megatron-LM (what a plan beyond `flopscalc train` points to) grows its bucket with the data-parallel size so
 # the per-message latency stays a fixed share: bucket_size = max(40000000, 1000000 * data_parallel_size) parameters
 # (Megatron-LM, megatron/training/training.py, get_model).
@@ -206,10 +212,20 @@ def ring_latency_s(n_gpus: int, fabric: Fabric, *, all_reduce: bool = True) -> f
     return NCCL_RING_BASE_LATENCY_S + (steps - inter) * fabric.intra_hop_s + inter * fabric.network_hop_s
 
 
+def default_bucket_bytes(zero_stage: int, grad_bytes_per_param: float,
+                         param_bytes_per_param: float) -> tuple[float, float]:
+    """(gradient, parameter) bucket sizes in bytes of the framework that runs ``zero_stage``: PyTorch DDP's
+    25 MiB for stage 0, DeepSpeed's element counts for ZeRO 1-3 (see the constants)."""
+    if zero_stage == 0:
+        return DDP_BUCKET_BYTES, DDP_BUCKET_BYTES
+    gather = DEEPSPEED_PREFETCH_BUCKET_PARAMS if zero_stage == 3 else DEEPSPEED_ALLGATHER_BUCKET_PARAMS
+    return DEEPSPEED_REDUCE_BUCKET_PARAMS * grad_bytes_per_param, gather * param_bytes_per_param
+
+
 def megatron_bucket_bytes(n_gpus: int, grad_bytes_per_param: float) -> float:
     """Megatron-LM's gradient bucket for ``n_gpus`` data-parallel ranks (bytes): max(40M, 1M x ranks) parameters.
 
-    Pass it as ``bucket_bytes`` for runs that would use Megatron-LM; the default is DDP's 25 MiB.
+    Pass it as ``bucket_bytes`` for runs that would use Megatron-LM instead of DDP or DeepSpeed.
     """
     return max(MEGATRON_BUCKET_MIN_PARAMS, MEGATRON_BUCKET_PARAMS_PER_RANK * n_gpus) * grad_bytes_per_param
 
@@ -291,7 +307,7 @@ def data_parallel_comm(
     Give one of ``gpu`` (its links by `gpu_fabric`: NVLink, PCIe peer-to-peer or host memory, network beyond
     a node), ``fabric``, or a bare ``link_bytes_per_s`` (per-direction peak; ``bus_efficiency``,
     ``gpus_per_node`` and ``network_bytes_per_s`` then build the fabric). Each collective is one ring per
-    gradient bucket (``bucket_bytes``, default DDP's 25 MiB; `megatron_bucket_bytes` for Megatron-LM runs):
+    bucket (``bucket_bytes``; default `default_bucket_bytes`, DDP's or DeepSpeed's; `megatron_bucket_bytes`):
     time = bytes / bus bandwidth + latency per call (`ring_latency_s`) [5, 6].
     ``backward_s`` is the backward time of the last micro-batch, which the buckets overlap ([3] sec. 3.2.3),
     except the last bucket's collective; ZeRO-3's parameter gathers are prefetched and counted as overlappable.
@@ -315,21 +331,21 @@ def data_parallel_comm(
         fabric = fabric_from_link(link_bytes_per_s, bus_efficiency=bus_efficiency, gpus_per_node=gpus_per_node,
                                   network_bytes_per_s=network_bytes_per_s)
     bus = fabric.bus_bytes_per_s(n_gpus)
-    bucket = DDP_BUCKET_BYTES if bucket_bytes is None else bucket_bytes
+    grad_bucket, param_bucket = (default_bucket_bytes(zero_stage, grad_bytes_per_param, param_bytes_per_param)
+                                 if bucket_bytes is None else (bucket_bytes, bucket_bytes))
     grad_total = n_params * grad_bytes_per_param
     param_total = n_params * param_bytes_per_param
     if zero_stage == 0:
-        calls = [(grad_total, True)]  # one all-reduce of all gradients [1]
+        calls = [(grad_total, grad_bucket, True)]  # one all-reduce of all gradients [1]
     else:  # [2] reduce-scatter gradients, all-gather parameters (ZeRO-3: twice per micro-batch)
-        calls = [(grad_total, False), (param_total, False)]
-        if zero_stage == 3:
-            calls += [(param_total, False)] * (2 * grad_accum - 1)
-    n_messages = sum(math.ceil(total / bucket) for total, _ in calls)
+        gathers = 2 * grad_accum if zero_stage == 3 else 1
+        calls = [(grad_total, grad_bucket, False)] + [(param_total, param_bucket, False)] * gathers
+    n_messages = sum(math.ceil(total / bucket) for total, bucket, _ in calls)
     latency = sum(math.ceil(total / bucket) * ring_latency_s(n_gpus, fabric, all_reduce=ar)
-                  for total, ar in calls)
+                  for total, bucket, ar in calls)
     comm_s = volume / bus + latency  # [5] alpha-beta: bytes over the bus plus alpha per ring step
     ring = (n_gpus - 1) / n_gpus
-    last = min(bucket, grad_total)
+    last = min(grad_bucket, grad_total)
     last_factor = 2 if zero_stage == 0 else 1  # the final bucket's all-reduce, or its reduce-scatter
     last_alpha_s = ring_latency_s(n_gpus, fabric, all_reduce=zero_stage == 0)
     last_bucket_s = min(comm_s, last_factor * ring * last / bus + last_alpha_s)

@@ -7,6 +7,8 @@ no peer-to-peer: NVIDIA/nccl #1639).
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -114,6 +116,18 @@ def test_eight_4070ti_scale_worse_through_the_host_than_over_peer_to_peer_pcie()
     assert host.bus_bytes_per_s == pytest.approx(17.5e9) and p2p.bus_bytes_per_s == pytest.approx(22.4e9)
     assert host.exposed_s > p2p.exposed_s
     assert scaling_efficiency(4.0, host) < scaling_efficiency(4.0, p2p) < 1
+
+
+def test_zero_runs_use_deepspeed_buckets_and_ddp_its_25_mib():
+    # deepspeed/runtime/zero/config.py: reduce_bucket_size = allgather_bucket_size = 5e8 elements,
+    # stage3_prefetch_bucket_size = 5e7; torch DDP: bucket_cap_mb = 25.
+    n = 18_586_510_848  # the 72 x 4608 model of 'plan --gpu h100 --n-gpus 1024 --days 30'
+    zero2 = data_parallel_comm(n, 1024, 2, gpu=get_gpu("h100"), grad_bytes_per_param=2)
+    assert zero2.n_messages == 2 * 38  # ceil(18.6e9 / 5e8) reduce-scatters and as many all-gathers
+    zero3 = data_parallel_comm(n, 1024, 3, gpu=get_gpu("h100"), grad_bytes_per_param=2, grad_accum=2)
+    assert zero3.n_messages == 38 + 2 * 2 * 372  # gathers for forward and backward of 2 micro-batches, 5e7 each
+    ddp = data_parallel_comm(n, 1024, 0, gpu=get_gpu("h100"), grad_bytes_per_param=2)
+    assert ddp.n_messages == math.ceil(n * 2 / (25 * 2**20))
 
 
 def test_low_efficiency_warns_in_one_line_and_high_does_not():
