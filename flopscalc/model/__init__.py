@@ -1,0 +1,32 @@
+"""Architecture description, presets and exact parameter counts (``from flopscalc.model import ...``).
+
+- `config`: `ModelConfig`, one description from GPT-2 to Llama-style and mixture-of-experts models;
+- `counts`: `ParamCount` / `count_params`, exact counts by component (total, non-embedding, active);
+- `presets`: the published models, each with its source; `get_preset`;
+- `shaping`: the shaping rule per family (`config_for_params`) and `resolve_model`.
+"""
+
+from .config import DEFAULT_HEAD_DIM, GPT2_BLOCK_SIZE, GPT2_VOCAB_SIZE, Mlp, ModelConfig, Norm, Position, QkNorm
+from .counts import ParamCount, block_params, count_params, final_norm_params
+from .presets import ALL_PRESETS, FAMILY_PRESETS, PRESET_ALIASES, PRESET_SOURCES, PRESETS, get_preset
+from .shaping import (
+    DEFAULT_ASPECT_RATIO,
+    FAMILIES,
+    MAX_SHAPE_HEADS,
+    MAX_SHAPE_LAYERS,
+    SHAPE_GIVE_UP,
+    SHAPE_PARAM_TOLERANCE,
+    Family,
+    config_for_params,
+    get_family,
+    llama3_ffn_dim,
+    resolve_model,
+)
+
+__all__ = [
+    "ALL_PRESETS", "DEFAULT_ASPECT_RATIO", "DEFAULT_HEAD_DIM", "FAMILIES", "FAMILY_PRESETS", "GPT2_BLOCK_SIZE",
+    "GPT2_VOCAB_SIZE", "MAX_SHAPE_HEADS", "MAX_SHAPE_LAYERS", "PRESETS", "PRESET_ALIASES", "PRESET_SOURCES",
+    "SHAPE_GIVE_UP", "SHAPE_PARAM_TOLERANCE", "Family", "Mlp", "ModelConfig", "Norm", "ParamCount", "Position",
+    "QkNorm", "block_params", "config_for_params", "count_params", "final_norm_params", "get_family", "get_preset",
+    "llama3_ffn_dim", "resolve_model",
+]

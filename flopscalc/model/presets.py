@@ -1,0 +1,104 @@
+"""Model presets, each transcribed from its published config with the source named.
+
+``PRESETS`` keeps the four GPT-2 models (the reference trainer's family; the planner offers them as candidates);
+``FAMILY_PRESETS`` holds the other families; ``ALL_PRESETS`` both, which is what ``get_preset`` and
+``flopscalc models`` use. The tests check every count against the ``transformers`` module built from the same
+config and against the totals the authors published where they did (Pythia, Table 1; Llama 3.1 8B).
+"""
+
+from __future__ import annotations
+
+from .config import ModelConfig
+from ..errors import UsageError
+
+# GPT-2 family: n_layer and d_model from Radford et al. 2019, Table 2; heads from the released
+# hparams.json (head_dim 64); all use vocab 50257, context 1024, biases and tied embeddings.
+PRESETS: dict[str, ModelConfig] = {
+    "gpt2": ModelConfig(n_layer=12, n_head=12, n_embd=768, name="gpt2"),
+    "gpt2-medium": ModelConfig(n_layer=24, n_head=16, n_embd=1024, name="gpt2-medium"),
+    "gpt2-large": ModelConfig(n_layer=36, n_head=20, n_embd=1280, name="gpt2-large"),
+    "gpt2-xl": ModelConfig(n_layer=48, n_head=25, n_embd=1600, name="gpt2-xl"),
+}
+_GPT2_SOURCE = "Radford et al. 2019, Table 2; openai/gpt-2 hparams.json"
+
+
+def llama_style(name: str, n_layer: int, n_embd: int, n_head: int, n_kv_head: int, ffn_dim: int, vocab_size: int,
+                block_size: int, **family) -> ModelConfig:
+    """A Llama-style decoder (Touvron et al. 2023, sec. 2.2): RMSNorm, RoPE, SwiGLU, no biases, untied head."""
+    base = dict(bias=False, tie_embeddings=False, position="rope", mlp="swiglu", norm="rmsnorm")
+    return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_kv_head=n_kv_head, ffn_dim=ffn_dim,
+                       vocab_size=vocab_size, block_size=block_size, name=name, **{**base, **family})
+
+
+def pythia(name: str, n_layer: int, n_embd: int, n_head: int, vocab_size: int) -> ModelConfig:
+    """A Pythia model (GPT-NeoX layout): LayerNorm with biases, partial RoPE, parallel attention + MLP, 4d GELU
+    MLP, untied head, context 2048 (Biderman et al. 2023, sec. 2.1 and Table 1)."""
+    return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, block_size=2048,
+                       tie_embeddings=False, position="rope", parallel_block=True, name=name)
+
+
+_HF = "config.json of huggingface.co/"
+# name: (config, source). Shapes are those of the published config.json (the 'source' repository), whose
+# values the papers' tables also give (Llama 2: Touvron et al. 2023, Table 1 and sec. 2.2; Llama 3.1: Llama
+# Team 2024, Table 3; Mistral: Jiang et al. 2023, Table 1; Mixtral: Jiang et al. 2024, Table 1; Qwen2.5:
+# Qwen Team 2024, Table 1; OLMo 2: OLMo Team 2024, Table 1; Pythia: Biderman et al. 2023, Table 1).
+_FAMILY: dict[str, tuple[ModelConfig, str]] = {
+    "llama-2-7b": (llama_style("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, 4096), _HF + "meta-llama/Llama-2-7b-hf"),
+    "llama-2-13b": (llama_style("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, 4096),
+                    _HF + "meta-llama/Llama-2-13b-hf"),
+    "llama-2-70b": (llama_style("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, 4096),
+                    _HF + "meta-llama/Llama-2-70b-hf"),
+    "llama-3.1-8b": (llama_style("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, 131072),
+                     _HF + "meta-llama/Llama-3.1-8B"),
+    "llama-3.1-70b": (llama_style("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, 131072),
+                      _HF + "meta-llama/Llama-3.1-70B"),
+    "llama-3.1-405b": (llama_style("llama-3.1-405b", 126, 16384, 128, 8, 53248, 128256, 131072),
+                       _HF + "meta-llama/Llama-3.1-405B"),
+    "mistral-7b": (llama_style("mistral-7b", 32, 4096, 32, 8, 14336, 32000, 32768),
+                   _HF + "mistralai/Mistral-7B-v0.1"),
+    "mixtral-8x7b": (llama_style("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, 32768, n_expert=8, top_k=2),
+                     _HF + "mistralai/Mixtral-8x7B-v0.1"),
+    "qwen2.5-7b": (llama_style("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, 131072, qkv_bias=True),
+                   _HF + "Qwen/Qwen2.5-7B"),
+    "qwen2.5-72b": (llama_style("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, 131072, qkv_bias=True),
+                    _HF + "Qwen/Qwen2.5-72B"),
+    "olmo-2-7b": (llama_style("olmo-2-7b", 32, 4096, 32, 32, 11008, 100352, 4096, qk_norm="full"),
+                  _HF + "allenai/OLMo-2-1124-7B"),
+    "pythia-160m": (pythia("pythia-160m", 12, 768, 12, 50304), _HF + "EleutherAI/pythia-160m"),
+    "pythia-410m": (pythia("pythia-410m", 24, 1024, 16, 50304), _HF + "EleutherAI/pythia-410m"),
+    "pythia-1b": (pythia("pythia-1b", 16, 2048, 8, 50304), _HF + "EleutherAI/pythia-1b"),
+    "pythia-1.4b": (pythia("pythia-1.4b", 24, 2048, 16, 50304), _HF + "EleutherAI/pythia-1.4b"),
+    "pythia-2.8b": (pythia("pythia-2.8b", 32, 2560, 32, 50304), _HF + "EleutherAI/pythia-2.8b"),
+    "pythia-6.9b": (pythia("pythia-6.9b", 32, 4096, 32, 50432), _HF + "EleutherAI/pythia-6.9b"),
+    "pythia-12b": (pythia("pythia-12b", 36, 5120, 40, 50688), _HF + "EleutherAI/pythia-12b"),
+}
+FAMILY_PRESETS: dict[str, ModelConfig] = {k: cfg for k, (cfg, _) in _FAMILY.items()}
+ALL_PRESETS: dict[str, ModelConfig] = {**PRESETS, **FAMILY_PRESETS}
+PRESET_SOURCES: dict[str, str] = {**{k: _GPT2_SOURCE for k in PRESETS}, **{k: s for k, (_, s) in _FAMILY.items()}}
+
+PRESET_ALIASES = {
+    "gpt2-small": "gpt2", "small": "gpt2", "124m": "gpt2", "gpt2-124m": "gpt2",
+    "medium": "gpt2-medium", "350m": "gpt2-medium", "gpt2-350m": "gpt2-medium",
+    "large": "gpt2-large", "774m": "gpt2-large", "gpt2-774m": "gpt2-large",
+    "xl": "gpt2-xl", "1.5b": "gpt2-xl", "gpt2-1.5b": "gpt2-xl",
+    "llama2-7b": "llama-2-7b", "llama2-13b": "llama-2-13b", "llama2-70b": "llama-2-70b",
+    "llama3-8b": "llama-3.1-8b", "llama-3-8b": "llama-3.1-8b", "llama3.1-8b": "llama-3.1-8b",
+    "llama3-70b": "llama-3.1-70b", "llama-3-70b": "llama-3.1-70b", "llama3.1-70b": "llama-3.1-70b",
+    "llama3.1-405b": "llama-3.1-405b", "mistral": "mistral-7b", "mixtral": "mixtral-8x7b",
+    "olmo2-7b": "olmo-2-7b", "qwen2.5-7b-instruct": "qwen2.5-7b",
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """Look up a preset by name (``flopscalc models`` lists them) or an alias (``llama3-8b``, ``xl``)."""
+    key = name.strip().lower().replace("_", "-").replace(" ", "-")
+    key = PRESET_ALIASES.get(key, key)
+    if key in ALL_PRESETS:
+        return ALL_PRESETS[key]
+    import difflib
+
+    options = list(ALL_PRESETS) + list(PRESET_ALIASES)
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+    hint = f"; did you mean {PRESET_ALIASES.get(close[0], close[0])}?" if close else ""
+    raise UsageError(f"unknown model {name!r}; accepted: {', '.join(ALL_PRESETS)} ('flopscalc models' lists them)"
+                     f"{hint}")

@@ -1,0 +1,211 @@
+"""The shaping rule: a well-shaped model of a family for a parameter count; and `resolve_model`.
+
+A family (`FAMILIES`) fixes everything but depth and width: vocabulary, context, block kind, head width, the
+key/value head count and how the MLP width follows the model width. `config_for_params` then picks depth and
+width for a target count. The planner calls ``config_for_params(n, family=..., count=..., base=...)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..errors import DomainError, UsageError
+from .config import DEFAULT_HEAD_DIM, ModelConfig
+from .counts import count_params
+from .presets import PRESETS, get_preset
+
+# Default width / depth ratio of the GPT-2 shaping rule: GPT-2 small's 768/12 and GPT-3 125M/760M's
+# (Brown et al. 2020, Table 2.1); Kaplan et al. 2020 (sec. 3.1, Fig. 5) find loss within ~3% of the
+# best for aspect ratios between ~20 and ~200 at fixed parameter count, so the exact value matters little.
+DEFAULT_ASPECT_RATIO = 64.0
+# Tolerance within which the shaping rule treats parameter counts as "on target" and prefers shape.
+SHAPE_PARAM_TOLERANCE = 0.02
+# Beyond this relative miss the shaping rule refuses instead of returning a far-off model.
+SHAPE_GIVE_UP = 0.25
+# Search space of the shaping rule: up to 256 layers and 1024 heads of 64 (about 10k to 40T parameters).
+MAX_SHAPE_LAYERS = 256
+MAX_SHAPE_HEADS = 1024
+
+# Llama 3's shape rules (Meta's llama3 reference code, model.py FeedForward, with Llama 3 8B's params.json):
+# d_ff = multiple_of x ceil(ffn_dim_multiplier x floor(2/3 x 4 d) / multiple_of), multiplier 1.3, multiple 1024
+# (4096 -> 14336, 8192 -> 28672 as the released 8B and 70B); head width 128; 8 key/value heads at every size
+# (Llama Team 2024, "The Llama 3 Herd of Models", arXiv:2407.21783, Table 3); vocabulary 128,256 and context
+# 8,192 (ibid., sec. 3.2 and 3.4); 8B's width/depth 4096/32 = 128 (Table 3).
+LLAMA3_FFN_MULTIPLIER = 1.3
+LLAMA3_FFN_MULTIPLE_OF = 1024
+LLAMA3_HEAD_DIM = 128
+LLAMA3_KV_HEADS = 8
+LLAMA3_VOCAB_SIZE = 128256
+LLAMA3_CONTEXT = 8192
+LLAMA3_ASPECT_RATIO = 128.0
+
+
+def llama3_ffn_dim(n_embd: int) -> int:
+    """Llama 3's MLP width for model width ``n_embd`` (see `LLAMA3_FFN_MULTIPLIER`)."""
+    hidden = int(LLAMA3_FFN_MULTIPLIER * int(2 * 4 * n_embd / 3))  # llama3 model.py FeedForward
+    return LLAMA3_FFN_MULTIPLE_OF * math.ceil(hidden / LLAMA3_FFN_MULTIPLE_OF)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a family fixes; `shape` gives the model of ``n_layer`` blocks and ``n_head`` heads."""
+
+    key: str
+    base: ModelConfig
+    head_dim: int
+    aspect_ratio: float
+    kv_heads: int | None  # None: as many as query heads (multi-head attention)
+    source: str
+
+    def shape(self, base: ModelConfig, n_layer: int, n_head: int, head_dim: int) -> ModelConfig:
+        width = n_head * head_dim
+        if self.key == "gpt2":
+            return replace(base, n_layer=n_layer, n_head=n_head, n_embd=width, name="custom")
+        kv = math.gcd(n_head, self.kv_heads) if self.kv_heads else None
+        return base.with_(n_layer=n_layer, n_head=n_head, n_embd=width, n_kv_head=kv, head_size=None,
+                          ffn_dim=llama3_ffn_dim(width), name="custom")
+
+
+FAMILIES: dict[str, Family] = {
+    "gpt2": Family("gpt2", PRESETS["gpt2"], DEFAULT_HEAD_DIM, DEFAULT_ASPECT_RATIO, None,
+                   "GPT-2/GPT-3: heads of 64, 4d GELU MLP (Brown et al. 2020, Table 2.1)"),
+    "llama": Family("llama", get_preset("llama-3.1-8b").with_(block_size=LLAMA3_CONTEXT), LLAMA3_HEAD_DIM,
+                    LLAMA3_ASPECT_RATIO, LLAMA3_KV_HEADS,
+                    "Llama 3: heads of 128, 8 KV heads, SwiGLU 1.3 x 8d/3 (arXiv:2407.21783, Table 3)"),
+}
+
+
+def get_family(name: str) -> Family:
+    key = name.strip().lower()
+    if key not in FAMILIES:
+        raise UsageError(f"unknown model family {name!r}; accepted: {', '.join(FAMILIES)}")
+    return FAMILIES[key]
+
+
+def config_for_params(
+    n_params: float,
+    *,
+    aspect_ratio: float | None = None,
+    head_dim: int | None = None,
+    count: str = "total",
+    base: ModelConfig | None = None,
+    family: str = "gpt2",
+) -> ModelConfig:
+    """A well-shaped config of ``family`` whose parameter count is close to ``n_params``.
+
+    The rule: heads of width ``head_dim`` (GPT-2: 64, as GPT-2/GPT-3 use, Brown et al. 2020, Table 2.1;
+    Llama: 128), ``n_embd`` a multiple of ``head_dim``, and among the shapes whose count is within 2% of the
+    target the one whose width/depth ratio is closest (in log) to ``aspect_ratio``; if none is within 2%, the
+    closest count. Loss depends only weakly on shape at fixed N over aspect ratios ~20-200 (Kaplan et al. 2020,
+    sec. 3.1, Fig. 5), which is what licenses choosing shape by a simple rule. The Llama family also sets the
+    key/value heads and the MLP width from the width (`llama3_ffn_dim`).
+
+    Parameters
+    ----------
+    n_params : float
+        Target parameter count (count).
+    aspect_ratio : float, optional
+        Preferred ``n_embd / n_layer`` (dimensionless; default: the family's).
+    head_dim : int, optional
+        Width of one attention head (default: the family's).
+    count : {"total", "non_embedding"}
+        Which count to match: all parameters (Chinchilla's N) or non-embedding (Kaplan's N).
+    base : ModelConfig, optional
+        Supplies vocabulary, context and the block's options (default: the family's base).
+    family : {"gpt2", "llama"}
+        The family whose rule shapes the model.
+    """
+    fam = get_family(family)
+    aspect_ratio = fam.aspect_ratio if aspect_ratio is None else aspect_ratio
+    head_dim = fam.head_dim if head_dim is None else head_dim
+    if not (n_params > 0) or not math.isfinite(n_params):
+        raise UsageError(f"target parameter count must be a positive number, got {n_params!r}")
+    if count not in ("total", "non_embedding"):
+        raise UsageError(f"count must be 'total' or 'non_embedding', got {count!r}")
+    base = base or fam.base
+
+    def got(cfg: ModelConfig) -> int:
+        pc = count_params(cfg)
+        return pc.total if count == "total" else pc.non_embedding
+
+    # counts of every (layers, heads) shape: affine in n_layer, so two depths per width give them all
+    c1, c2 = _width_counts(base, head_dim, count, fam.key)
+    layers = np.arange(1, MAX_SHAPE_LAYERS + 1)
+    grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]  # [layers, heads], increasing along heads
+    # per depth, the widths just below and above the target (as a bisection over widths would find)
+    below = np.array([np.searchsorted(row, n_params, side="right") for row in grid])  # widths with count <= N
+    lo = np.clip(below, 1, MAX_SHAPE_HEADS - 1)  # 1-based head count
+    best: tuple[tuple[float, float], tuple[int, int]] | None = None
+    tol = math.log1p(SHAPE_PARAM_TOLERANCE)
+    for heads in (lo, lo + 1):
+        counts = grid[layers - 1, heads - 1]
+        err = np.abs(np.log(counts / n_params))
+        shape = np.abs(np.log(heads * head_dim / layers / aspect_ratio))
+        within = err <= tol
+        key_flag = np.where(within, 0.0, 1.0)
+        key_val = np.where(within, shape, err)
+        for i in np.lexsort((key_val, key_flag))[:1]:  # the smallest (flag, value), first in depth order
+            key = (float(key_flag[i]), float(key_val[i]))
+            if best is None or key < best[0]:
+                best = (key, (int(layers[i]), int(heads[i])))
+    assert best is not None
+    cfg = fam.shape(base, *best[1], head_dim)
+    reached = got(cfg)
+    if abs(math.log(reached / n_params)) > math.log1p(SHAPE_GIVE_UP):
+        raise DomainError(
+            f"no {fam.key}-shaped model (head width {head_dim}, vocab {base.vocab_size}) has about "
+            f"{_short(n_params)} {count.replace('_', '-')} parameters; the closest has {_short(reached)}"
+        )
+    return replace(cfg, name=f"~{_short(count_params(cfg).total)}")
+
+
+@functools.lru_cache(maxsize=32)
+def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str = "gpt2") -> tuple[np.ndarray, np.ndarray]:
+    """Parameter counts at 1 and 2 layers for every head count 1..MAX_SHAPE_HEADS (exact integers)."""
+    fam = FAMILIES[family]
+    one, two = [], []
+    for h in range(1, MAX_SHAPE_HEADS + 1):
+        for n_layer, out in ((1, one), (2, two)):
+            pc = count_params(fam.shape(base, n_layer, h, head_dim))
+            out.append(pc.total if count == "total" else pc.non_embedding)
+    return np.array(one, dtype=np.float64), np.array(two, dtype=np.float64)
+
+
+def _short(n: float) -> str:
+    from ..units import format_count
+
+    return format_count(n)
+
+
+def resolve_model(
+    name: str | None = None,
+    *,
+    n_params: float | None = None,
+    n_layer: int | None = None,
+    n_head: int | None = None,
+    n_embd: int | None = None,
+    base: ModelConfig | None = None,
+) -> ModelConfig:
+    """One model from exactly one way of naming it: a preset, a parameter count, or an explicit shape.
+
+    ``base`` supplies the block's options (vocabulary, MLP kind, ...) for a parameter count or an explicit shape
+    (default: GPT-2's); a preset brings its own.
+    """
+    shape = (n_layer, n_head, n_embd)
+    ways = [name is not None, n_params is not None, any(v is not None for v in shape)]
+    if sum(ways) != 1:
+        raise UsageError("name the model one way: --model (a preset), --params (e.g. 350M), "
+                         "or --n-layer, --n-head and --n-embd together")
+    if name is not None:
+        return get_preset(name)
+    if n_params is not None:
+        return config_for_params(n_params, base=base)
+    if any(v is None for v in shape):
+        raise UsageError("an explicit shape needs all of --n-layer, --n-head and --n-embd")
+    if base is None:
+        return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, name=f"{n_layer}x{n_embd}")
+    return base.with_(n_layer=n_layer, n_head=n_head, n_embd=n_embd, name=f"{n_layer}x{n_embd}")
