@@ -216,8 +216,8 @@ def models(as_json: JsonOpt = False) -> None:
 @gpus_app.callback()
 def gpus(ctx: typer.Context, gpu_csv: GpuCsvOpt = None, as_json: JsonOpt = False) -> None:
     """List every GPU in the database (dense peak rates, memory, power, price)."""
-    if ctx.invoked_subcommand is not None:
-        ctx.obj = {"gpu_csv": gpu_csv or ()}
+    if ctx.invoked_subcommand is not None:  # `gpus --json show X` means `gpus show X --json`
+        ctx.obj = {"gpu_csv": gpu_csv or (), "as_json": as_json}
         return
     from .hardware import load_database
     from .report import gpu_dict, gpu_table
@@ -237,7 +237,7 @@ def gpus_show(
     from .report import gpu_detail, gpu_dict
 
     spec = get_gpu(name, (ctx.obj or {}).get("gpu_csv", ()))
-    emit(gpu_detail(spec), gpu_dict(spec), as_json)
+    emit(gpu_detail(spec), gpu_dict(spec), as_json or (ctx.obj or {}).get("as_json", False))
 
 
 def _register_command_modules() -> None:

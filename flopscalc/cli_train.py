@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import GpuCsvOpt, JsonOpt, emit
+from .cli_common import GpuCsvOpt, JsonOpt, emit, given_on_command_line
 from .errors import DomainError, UsageError
 from .flops import Recompute
 
@@ -127,6 +127,11 @@ def train(
 ):
     """Train the reference GPT-2 (AdamW, warm-up + cosine, clipping, validation); Ctrl-C saves and stops."""
     if ctx.invoked_subcommand is not None:
+        typed = given_on_command_line(ctx, *(p.name for p in ctx.command.params))
+        if typed:
+            raise UsageError(f"{' and '.join(typed)} {'are options' if len(typed) > 1 else 'is an option'} of "
+                             f"'train' itself; 'train {ctx.invoked_subcommand}' would ignore "
+                             f"{'them' if len(typed) > 1 else 'it'} (see 'flopscalc train {ctx.invoked_subcommand} -h')")
         return None
     if (data is None) == (not synthetic):
         raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")

@@ -157,6 +157,7 @@ def test_a_saved_law_edited_into_utf8_with_bom_still_loads(capsys, tmp_path, mon
      "approach 1 would ignore --exclude-highest-loss"),
     (["scaling", "fit", "runs.csv", "--seed", "3"], "--seed would be ignored without --bootstrap N"),
     (["train", "--synthetic", "--steps", "1", "--checkpoint-interval", "5"], "--checkpoint-interval says how often"),
+    (["train", "--data", "d", "prepare", "out", "--pydoc"], "--data is an option of 'train' itself"),
 ])
 def test_contradictory_or_ignored_options_are_refused(capsys, argv, says):
     line = refused(capsys, *argv)
@@ -172,6 +173,13 @@ def test_contradictory_or_ignored_options_are_refused(capsys, argv, says):
 def test_repeating_the_same_value_or_a_repeatable_option_is_fine(capsys, argv):
     code, _, err = cli(capsys, *argv)
     assert code == 0, err
+
+
+def test_json_before_a_subcommand_is_honoured_not_dropped(capsys):
+    after = json.loads(cli(capsys, "gpus", "show", "4070ti", "--json")[1])
+    code, out, err = cli(capsys, "gpus", "--json", "show", "4070ti")
+    assert code == 0 and json.loads(out) == after, err
+    assert after["memory_bytes"] == 12 * 2**30  # the 4070 Ti's 12 GiB (NVIDIA spec page)
 
 
 def test_save_with_an_empty_name_is_refused_before_the_file_is_read(capsys, tmp_path, monkeypatch):
