@@ -3,10 +3,17 @@
 Two efficiency knobs are kept apart on purpose (the seed note folds them into one "90% utilization"):
 - ``utilization``: duty cycle, the share of wall-clock time the GPUs are busy training;
 - ``mfu``: model FLOPs utilization while busy, achieved model FLOP/s over peak (Chowdhery et al. 2022, App. B).
+
+MFU counts model FLOPs only; HFU counts recomputation too (Korthikanti et al. 2022, sec. 5). The efficiency a
+user states (``--mfu``, or `DEFAULT_MFU`) is the GPU's hardware efficiency while it computes: the MFU of a step
+without recomputation. A plan's budget carries the MFU of the run it recommends, which recomputation (extra
+FLOPs at the same hardware rate), exposed communication and offload lower below the stated figure, so the
+budget's model FLOPs are what that run delivers.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import UsageError
@@ -20,7 +27,8 @@ CHINCHILLA_TOKENS_PER_PARAM = 20.0
 # Default duty cycle: Llama 3 405B pre-training had "higher than 90% effective training time"
 # (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.4); also the seed note's 90%.
 DEFAULT_UTILIZATION = 0.90
-# Default MFU: well-tuned dense-transformer training reaches ~0.4 (Llama 3 405B BF16: 38-43%,
+# Default hardware efficiency, stated as the MFU of a step without recomputation: well-tuned dense-transformer
+# training reaches MFU ~0.4 (Llama 3 405B BF16: 38-43%,
 # Dubey et al. 2024, Table 4; PaLM 540B: 46.2%, Chowdhery et al. 2022, Table 3). State yours with --mfu.
 DEFAULT_MFU = 0.40
 # Default precision: mixed-precision BF16 on tensor cores, FP32 accumulate (the usual training setup).
@@ -80,16 +88,34 @@ class ComputeBudget:
 
 @dataclass(frozen=True)
 class Candidate:
-    """What one model gets out of a budget."""
+    """What one model gets out of a budget, with the setup and speed the planner gives it (`PlanOption`)."""
 
     model: ModelConfig
     n_params: int  # all parameters, Chinchilla's N
     seq_len: int
     model_flops_per_token: float  # exact matmul count, forward + backward, dense attention
-    budget_tokens: float  # tokens the whole budget trains it on
-    chinchilla_tokens: float  # 20 x N
-    chinchilla_flops: float  # model FLOPs for 20 x N tokens
-    chinchilla_time_s: float  # wall-clock time for 20 x N tokens at the budget's rate
+    budget_tokens: float  # tokens the whole budget trains it on (0 when it fits no setup)
+    wall_tokens_per_s: float  # tokens per wall-clock second with its setup, duty cycle included (0: does not fit)
+    min_gpus: int | None = None  # fewest GPUs that would hold it, when it fits no setup on the plan's GPUs
+
+    @property
+    def fits(self) -> bool:
+        return self.wall_tokens_per_s > 0
+
+    @property
+    def chinchilla_tokens(self) -> float:
+        """20 x N tokens (Hoffmann et al. 2022, Table 3)."""
+        return CHINCHILLA_TOKENS_PER_PARAM * self.n_params
+
+    @property
+    def chinchilla_flops(self) -> float:
+        """Model FLOPs for 20 x N tokens."""
+        return self.chinchilla_tokens * self.model_flops_per_token
+
+    @property
+    def chinchilla_time_s(self) -> float:
+        """Wall-clock time for 20 x N tokens at its setup's speed (inf when it fits no setup)."""
+        return self.chinchilla_tokens / self.wall_tokens_per_s if self.fits else math.inf
 
     @property
     def tokens_per_param(self) -> float:
@@ -100,19 +126,10 @@ class Candidate:
         return self.tokens_per_param >= CHINCHILLA_TOKENS_PER_PARAM
 
 
-def candidate(budget: ComputeBudget, model: ModelConfig, seq_len: int | None = None) -> Candidate:
-    """Tokens, tokens per parameter and time to 20 tokens/parameter for ``model`` under ``budget``."""
-    seq_len = seq_len or model.block_size
-    per_token = training_flops_per_token(model, seq_len).model_flops_per_token
-    n = count_params(model).total
-    chin_tokens = CHINCHILLA_TOKENS_PER_PARAM * n
-    return Candidate(
-        model=model,
-        n_params=n,
-        seq_len=seq_len,
-        model_flops_per_token=per_token,
-        budget_tokens=budget.model_flops / per_token,
-        chinchilla_tokens=chin_tokens,
-        chinchilla_flops=chin_tokens * per_token,
-        chinchilla_time_s=chin_tokens * per_token / budget.achieved_flop_per_s,
-    )
+def candidate(model: ModelConfig, seq_len: int, budget_tokens: float, wall_tokens_per_s: float,
+              min_gpus: int | None = None) -> Candidate:
+    """Tokens, tokens per parameter and time to 20 tokens/parameter for ``model``, from the tokens the budget
+    trains it on and its speed (tokens per wall-clock second) with the setup that fits."""
+    return Candidate(model, count_params(model).total, seq_len,
+                     training_flops_per_token(model, seq_len).model_flops_per_token, budget_tokens,
+                     wall_tokens_per_s, min_gpus)

@@ -22,6 +22,11 @@ from .model import ModelConfig
 
 SCHEMA = "flopscalc.calibration"
 SCHEMA_VERSION = 1
+# A profile is trusted for models within this factor of its measured sizes. mfu_for holds the MFU constant
+# beyond them (no extrapolation), while measured MFU moves with model size on one GPU: 0.448 at 125M, 0.599 at
+# 1.3B, 0.642 at 6.7B (MosaicML llm-foundry benchmark tables, A100-80GB, seq 2048; data/published_throughput.csv),
+# i.e. ~1.3x over a 10x span. Beyond 4x either way the held value can be off by more than ~15%; the planner warns.
+PROFILE_SIZE_FACTOR = 4.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,25 @@ class CalibrationProfile:
     def __post_init__(self) -> None:
         if not self.points:
             raise UsageError("a calibration profile needs at least one measured point")
+
+    @property
+    def device(self) -> str:
+        """The device in words: its GPU database key when it has one, else what the runtime called it."""
+        return self.gpu_key or self.device_name
+
+    def n_params_range(self) -> tuple[int, int]:
+        """Smallest and largest model measured with an MFU (parameters); the whole profile when none has one."""
+        sizes = [p.n_params for p in (self.mfu_points() or self.points)]
+        return min(sizes), max(sizes)
+
+    def size_outside(self, n_params: float, factor: float = PROFILE_SIZE_FACTOR) -> float:
+        """How many times ``n_params`` lies outside the profiled sizes (1 inside; e.g. 15: 15x the largest)."""
+        lo, hi = self.n_params_range()
+        return max(1.0, n_params / hi, lo / n_params)
+
+    def measured_on(self, gpu_key: str) -> bool:
+        """Whether the profile was measured on the GPU database row ``gpu_key`` (a CPU or unknown device never)."""
+        return self.gpu_key is not None and self.gpu_key == gpu_key
 
     def mfu_points(self) -> list[CalibrationPoint]:
         """Points that have an MFU (their device had a known peak)."""

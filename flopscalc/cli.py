@@ -96,10 +96,15 @@ def plan(
     utilization: Annotated[float, typer.Option(
         help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")] = DEFAULT_UTILIZATION,
     mfu: Annotated[Optional[float], typer.Option(
-        help=f"Model FLOPs utilization while busy: achieved model FLOP/s over peak. (0-1; default {DEFAULT_MFU})"
+        help="Hardware efficiency: the MFU (model FLOP/s over peak, while busy) of a step without recomputation; "
+             "recomputation, communication and offload lower each option's MFU, and the plan prints MFU and HFU. "
+             f"(0-1; default {DEFAULT_MFU})"
     )] = None,
     calibration: Annotated[Optional[Path], typer.Option(
         help="Calibration profile from 'flopscalc calibrate': measured MFU replaces --mfu.")] = None,
+    calibration_any_device: Annotated[bool, typer.Option(
+        "--calibration-any-device", help="Apply a --calibration profile measured on another device than --gpu "
+        "(refused otherwise); the plan warns that its MFU is borrowed.")] = False,
     law: Annotated[Optional[str], typer.Option(
         help="Scaling law for the optimum and the predicted loss (see 'flopscalc scaling laws').")] = None,
     dataset_tokens: Annotated[Optional[str], typer.Option(
@@ -162,7 +167,7 @@ def plan(
         max_wall_clock_s=max_wall_clock_s,
         memory_bytes=parse_bytes(memory, what="--memory") if memory is not None else None, seq_len=seq,
         model=cfg, n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
-        target_loss=target_loss,
+        target_loss=target_loss, calibration_any_device=calibration_any_device,
     )
     if precision_note:  # the plan says why it runs at fp16
         from dataclasses import replace

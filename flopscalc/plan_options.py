@@ -40,8 +40,11 @@ MEMORY_PRECISION = {
 RECOMPUTE_SEARCHED = (Recompute.none, Recompute.selective, Recompute.full)
 OPTIMIZERS_SEARCHED = ((Optimizer.adamw, False), (Optimizer.adamw8bit, False), (Optimizer.adamw, True))
 ZERO_STAGES_SEARCHED = (0, 1, 2, 3)
-# Two predicted step times closer than this (relative) are a tie, broken toward the simpler setup.
-TIE_REL = 1e-9
+# Step times within this fraction of the fastest are a tie, broken toward the simpler setup (`_simplicity`): far
+# below the error of any step-time model here (docs/performance_model.md, 89 held-out published runs: median 11%
+# per-operation, 18.5% at a constant MFU), so no setup that needs DeepSpeed or bitsandbytes is chosen to gain
+# less than the model can resolve.
+TIE_REL = 0.005
 
 
 def searched_setups(n_gpus: int) -> tuple[dict, ...]:
@@ -78,6 +81,10 @@ def tools_needed(setup: TrainingSetup) -> tuple[str, ...]:
 # Memory kept free when planning: the estimator's stated accuracy target is 10% of the measured peak
 # (issue 3); half of that as margin keeps plans from sitting on the edge of the card.
 PLAN_MEMORY_HEADROOM = 0.05
+# A preset is "nearest" only within this factor in parameters: the presets themselves are spaced by about 2x
+# (124M, 355M, 774M, 1.56B), so beyond it the name would describe a different model (a 32.7B model is not
+# "nearly gpt2-xl").
+NEAREST_PRESET_FACTOR = 2.0
 # Most GPUs searched when a model fits none of the given count.
 MAX_GPUS_SEARCHED = 4096
 
@@ -87,9 +94,11 @@ def target_tokens_per_step(n_params: float) -> int:
     return next(tokens for bound, tokens in GPT3_TOKENS_PER_STEP if n_params < bound)
 
 
-def nearest_preset(n_params: float) -> str:
-    """The GPT-2 preset closest in log(parameters)."""
-    return min(PRESETS, key=lambda k: abs(math.log(count_params(PRESETS[k]).total / n_params)))
+def nearest_preset(n_params: float) -> str | None:
+    """The GPT-2 preset closest in log(parameters), or None when none is within NEAREST_PRESET_FACTOR."""
+    name = min(PRESETS, key=lambda k: abs(math.log(count_params(PRESETS[k]).total / n_params)))
+    ratio = count_params(PRESETS[name]).total / n_params
+    return name if 1 / NEAREST_PRESET_FACTOR <= ratio <= NEAREST_PRESET_FACTOR else None
 
 
 @dataclass(frozen=True)
@@ -116,12 +125,13 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
 
     Every combination of `searched_setups` is timed by `throughput` at ``efficiency`` (the GPU's hardware
     efficiency, default `budget.DEFAULT_MFU`) and the one with the least time per step (the tokens per step
-    are the same for all) is chosen; ties go to the simpler setup (`_simplicity`). For one combination the
+    are the same for all) is chosen; setups within TIE_REL of it tie, and the simplest of them wins
+    (`_simplicity`). For one combination the
     largest micro-batch that fits and divides the per-GPU batch is never slower: compute per step does not
     depend on it, and a larger last micro-batch hides more communication behind its backward, with fewer
     accumulation steps to communicate for. So each combination is timed once, at that micro-batch; and as its
     time at the whole per-GPU batch in one micro-batch is a lower bound, combinations are visited by that bound
-    and the search stops once the bound passes the best time found.
+    and the search stops once the bound passes the best time found (plus TIE_REL).
     """
     from .budget import DEFAULT_MFU
 
@@ -137,10 +147,10 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
         bound = throughput(cfg, whole, tokens, gpu, precision, eff).step_s
         bounded.append((bound, _simplicity(flags), flags))
     bounded.sort(key=lambda x: (x[0], x[1]))
-    best: tuple[float, tuple, ChosenSetup] | None = None
+    timed, fastest = [], math.inf
     for bound, simple, flags in bounded:
-        if best is not None and bound > best[0] * (1 + TIE_REL):
-            break  # nothing left can be faster, or as fast and simpler
+        if bound > fastest * (1 + TIE_REL):
+            break  # nothing left can be faster, or tie and be simpler
         trial = replace(base, **flags)
         mb_max = max_micro_batch(cfg, trial, target, PLAN_MEMORY_HEADROOM, upper=want_micro)
         if mb_max < 1:
@@ -149,11 +159,14 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
         micro = max(d for d in range(1, mb_max + 1) if want_micro % d == 0)
         setup = replace(trial, micro_batch=micro, grad_accum=want_micro // micro)
         step_s = throughput(cfg, setup, tokens, gpu, precision, eff).step_s
-        if best is None or step_s < best[0] * (1 - TIE_REL) or (step_s <= best[0] * (1 + TIE_REL) and simple < best[1]):
-            est = estimate_memory(cfg, setup)
-            best = (step_s, simple, ChosenSetup(setup, est.peak_bytes, target.memory_bytes, mb_max, tokens,
-                                                est.cpu_offload_bytes))
-    return None if best is None else best[2]
+        timed.append((step_s, simple, setup, mb_max))
+        fastest = min(fastest, step_s)
+    if not timed:
+        return None
+    # the simplest of the setups within TIE_REL of the fastest
+    _, _, setup, mb_max = min((t for t in timed if t[0] <= fastest * (1 + TIE_REL)), key=lambda t: (t[1], t[0]))
+    est = estimate_memory(cfg, setup)
+    return ChosenSetup(setup, est.peak_bytes, target.memory_bytes, mb_max, tokens, est.cpu_offload_bytes)
 
 
 def _lightest_flags(n_gpus: int) -> tuple[dict, ...]:
@@ -260,7 +273,7 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
     n = count_params(cfg).total
     mixed_zero = s.precision is not MemoryPrecision.fp32 and (s.zero_stage > 0)
     comm = data_parallel_comm(
-        n, s.n_gpus, s.zero_stage, gpu.interconnect_bytes_per_s, backward_s=backward_s,
+        n, s.n_gpus, s.zero_stage, gpu=gpu, backward_s=backward_s,
         grad_bytes_per_param=2.0 if mixed_zero or s.precision is MemoryPrecision.bf16_pure else 4.0,
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
     )
@@ -275,7 +288,7 @@ class PlanOption:
 
     model: ModelConfig
     n_params: int
-    nearest_preset: str
+    nearest_preset: str | None  # None when no preset is within NEAREST_PRESET_FACTOR
     chosen: ChosenSetup | None  # None: fits no setup on the given GPUs
     min_gpus: int | None  # fewest GPUs that would hold it, when ``chosen`` is None
     speed: Throughput | None

@@ -1,9 +1,10 @@
 """Compose the engines into a plan: the best training run for a budget, under memory, data and time limits.
 
-budget = GPUs x dense peak x duty cycle x MFU x time (`budget.ComputeBudget`), or FLOPs, or money. A scaling
-law turns the budget into a compute-optimal N; model shapes around it (and the GPT-2 presets) are each given
-the cheapest training setup that fits the GPU's memory (`plan_options.choose_setup`), a step time from the
-FLOPs engine and the communication model, the tokens the budget then trains, and the law's predicted loss.
+budget = GPUs x dense peak x duty cycle x MFU x time (`budget.ComputeBudget`), or FLOPs, or money; its MFU is the
+recommended run's own. A scaling law turns the budget into a compute-optimal N; model shapes around it (and the
+GPT-2 presets) are each given the fastest training setup that fits the GPU's memory (`plan_options.choose_setup`),
+a step time from the FLOPs engine and the communication model, the tokens the budget then trains, and the law's
+predicted loss.
 
 Objectives: the lowest predicted loss (default); a fixed model (and optionally fixed tokens): its setup, time
 and cost; a target loss: the fastest run that reaches it. See docs/planner.md.
@@ -12,7 +13,7 @@ and cost; a target loss: the fastest run that reaches it. See docs/planner.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .assumption import Assumption
 from .budget import (
@@ -41,7 +42,7 @@ from .plan_options import (
     throughput,
     tools_needed,
 )
-from .units import format_duration
+from .units import format_count, format_duration
 
 __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
@@ -57,6 +58,12 @@ RELAX_FACTOR = 2.0
 # A constraint "binds" when relaxing it improves the predicted loss by more than this (nats/token).
 BINDING_LOSS = 1e-3
 OBJECTIVES = ("loss", "fixed", "target")
+# Passes of the plan while the recommended run's delivered model FLOPs move the law's optimum: re-evaluate when
+# they differ by more than BUDGET_PASS_REL from the FLOPs the shapes were placed around. N_opt grows as about
+# C^0.5 (Hoffmann et al. 2022, Table 2: a = 0.46-0.50), so 1% in C moves it ~0.5%, a sixtieth of the 2^(1/2)
+# spacing of the shapes (OPTION_STEPS).
+MAX_BUDGET_PASSES = 4
+BUDGET_PASS_REL = 0.01
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class Plan:
     """The answer: budget, the law's optimum, every option evaluated, the recommendation, energy and cost."""
 
     budget: ComputeBudget
-    candidates: tuple[Candidate, ...]  # the GPT-2 presets: what the budget buys at the stated MFU
+    candidates: tuple[Candidate, ...]  # the GPT-2 presets: what the budget buys each, with its setup and speed
     assumptions: tuple[Assumption, ...] = field(default=())
     law: object = None  # ScalingLaw
     allocation: object = None  # scaling.Allocation for the budget's model FLOPs
@@ -91,6 +98,7 @@ class Plan:
     target_loss: float | None = None
     binding: tuple[Binding, ...] = ()
     tags: dict = field(default_factory=dict)  # option index -> labels (compute-optimal, largest that fits, ...)
+    stated_efficiency: float | None = None  # hardware efficiency stated (--mfu or default): MFU without recompute
 
 
 def _law_n(law, cfg: ModelConfig) -> int:
@@ -194,16 +202,22 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
                       ctx.dataset_tokens)
 
 
-def _check_inputs(kind_values: dict, n_gpus: int, mfu, calibration, gpu: GpuSpec, seq_len) -> int:
+def _check_inputs(kind_values: dict, n_gpus: int, mfu, calibration, gpu: GpuSpec, seq_len,
+                  calibration_any_device: bool = False) -> int:
     for what, value in kind_values.items():
         check_positive(value, what)
     if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
         raise UsageError(f"number of GPUs must be a whole number >= 1, got {n_gpus!r}")
     if mfu is not None and calibration is not None:
         raise UsageError("give --mfu or --calibration, not both: the profile's measured MFU replaces the stated one")
-    if calibration is not None and calibration.gpu_key is not None and calibration.gpu_key != gpu.key:
-        raise UsageError(f"the calibration profile was measured on {calibration.gpu_key}, the plan is for {gpu.key}; "
-                         "calibrate on that GPU or drop --calibration")
+    if calibration_any_device and calibration is None:
+        raise UsageError("--calibration-any-device applies a --calibration profile measured on another device: "
+                         "give the profile too, or drop it")
+    if calibration is not None and not calibration_any_device and not calibration.measured_on(gpu.key):
+        where = ("" if calibration.gpu_key else " (not a GPU of the database)")
+        raise UsageError(f"the calibration profile was measured on {calibration.device}{where}, the plan is for "
+                         f"{gpu.key} ({gpu.name}); calibrate on that GPU, drop --calibration, or pass "
+                         "--calibration-any-device to apply it anyway")
     seq_len = seq_len or 1024
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise UsageError(f"sequence length must be a positive whole number of tokens, got {seq_len!r}")
@@ -252,6 +266,7 @@ def plan(
     n_tokens: float | None = None,
     target_loss: float | None = None,
     explain: bool = True,
+    calibration_any_device: bool = False,
 ) -> Plan:
     """The best training run for a budget on ``n_gpus`` x ``gpu``, under memory, data and time limits.
 
@@ -296,6 +311,9 @@ def plan(
         Objective "target": the fastest run whose predicted loss reaches this (nats/token).
     explain : bool
         Work out which constraint binds and what relaxing it would buy (a few extra evaluations).
+    calibration_any_device : bool
+        Apply ``calibration`` even when it was measured on another device than ``gpu`` (refused otherwise);
+        the plan then warns that its MFU is borrowed.
     """
     from .scaling import (
         BUILTIN_LAWS,
@@ -313,7 +331,8 @@ def plan(
                              "the maximum wall-clock time": max_wall_clock_s, "memory per GPU": memory_bytes,
                              "the electricity price": usd_per_kwh, "the GPU-hour price": usd_per_gpu_hour,
                              "the training tokens": n_tokens, "the target loss": target_loss,
-                             "the money budget": budget_usd}, n_gpus, mfu, calibration, gpu, seq_len)
+                             "the money budget": budget_usd}, n_gpus, mfu, calibration, gpu, seq_len,
+                            calibration_any_device)
     law = get_law(law or DEFAULT_LAW) if law is None or isinstance(law, str) else law
     objective = "target" if kind == "target" else ("fixed" if model is not None else "loss")
     if objective == "target" and not isinstance(law.loss_form, ParametricLoss):
@@ -341,19 +360,39 @@ def plan(
     budget = ComputeBudget(gpu, n_gpus, float(duration_s), precision, utilization, stated_mfu)
     c_model = flops if flops is not None else budget.model_flops
 
-    if kind == "target":
-        alloc = flops_for_loss(law, target_loss)
-    elif dataset_tokens is not None and law.has_loss and law.repetition is not None:
-        alloc = optimal_data_constrained(law, c_model, dataset_tokens)
-    else:
-        alloc = optimal(law, c_model)
-    shapes = [model] if model is not None else _shapes(law, alloc.n_params, seq_len, models)
-    ctx = _Context(law, gpu, budget, kind, c_model, seq_len, mfu, calibration, dataset_tokens, max_wall_clock_s,
-                   memory_bytes, n_tokens, target_loss)
-    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
-    rec = _recommend(options, ctx, alloc)
-    if kind in ("tokens", "target"):  # the run's own time is the budget the tables show
-        budget = ComputeBudget(gpu, n_gpus, rec.train_time_s, precision, utilization, stated_mfu)
+    # The header's optimum must be the law's optimum for the model FLOPs the recommended run delivers, and those
+    # depend on the run it picks (its recomputation, communication and offload): start from the stated
+    # efficiency and evaluate again while the delivered FLOPs move the optimum.
+    for _ in range(MAX_BUDGET_PASSES):
+        if kind == "target":
+            alloc = flops_for_loss(law, target_loss)
+        elif dataset_tokens is not None and law.has_loss and law.repetition is not None:
+            alloc = optimal_data_constrained(law, c_model, dataset_tokens)
+        else:
+            alloc = optimal(law, c_model)
+        shapes = [model] if model is not None else _shapes(law, alloc.n_params, seq_len, models)
+        ctx = _Context(law, gpu, budget, kind, c_model, seq_len, mfu, calibration, dataset_tokens, max_wall_clock_s,
+                       memory_bytes, n_tokens, target_loss)
+        options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
+        rec = _recommend(options, ctx, alloc)
+        if kind not in ("time", "money"):
+            break
+        delivered = budget.busy_flops * rec.speed.mfu
+        if abs(delivered / c_model - 1) <= BUDGET_PASS_REL:
+            break
+        c_model = delivered
+    run_mfu = rec.speed.mfu
+    if kind in ("time", "money"):  # the budget's model FLOPs are what the recommended run delivers in it
+        budget = replace(budget, mfu=run_mfu)
+        c_model = budget.model_flops
+        if dataset_tokens is not None and law.has_loss and law.repetition is not None:
+            alloc = optimal_data_constrained(law, c_model, dataset_tokens)
+        else:
+            alloc = optimal(law, c_model)
+    elif kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
+        budget = replace(budget, duration_s=flops / (budget.peak_flop_per_s * utilization * run_mfu), mfu=run_mfu)
+    else:  # the run's own time is the budget the tables show
+        budget = ComputeBudget(gpu, n_gpus, rec.train_time_s, precision, utilization, run_mfu)
     if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
         alloc = optimal(law, rec.model_flops)
 
@@ -366,7 +405,7 @@ def plan(
                   else "given" if mfu is not None else
                   "default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. "
                   "2022, Table 3)")
-    cands = tuple(candidate(budget, m, seq_len) for m in PRESETS.values() if seq_len <= m.block_size)
+    cands = _preset_candidates(options, ctx)
     binding = _binding(options, rec, ctx) if explain and objective == "loss" else ()
     interval = None
     if rec.loss is not None and "E" in getattr(law, "uncertainty", {}):
@@ -374,10 +413,24 @@ def plan(
         e = law.loss_form.E
         interval = (rec.loss - (e - lo), rec.loss + (hi - e))  # the law's stated interval on its floor E
     cap = memory_bytes or gpu.memory_bytes
-    return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap), law, alloc, options, rec,
-                loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
-                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law)), objective, target_loss, binding,
-                _tags(options, rec, alloc, law))
+    return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap, stated_mfu), law, alloc, options,
+                rec, loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
+                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law))
+                + _calibration_warnings(calibration, gpu, options, rec), objective, target_loss, binding,
+                _tags(options, rec, alloc, law), stated_efficiency=stated_mfu)
+
+
+def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[Candidate, ...]:
+    """The GPT-2 presets with the setup, speed and tokens the options table gives them (evaluated here when the
+    plan did not weigh them, e.g. for a fixed model)."""
+    out = []
+    for name, cfg in PRESETS.items():
+        if ctx.seq_len > cfg.block_size:
+            continue
+        o = next((o for o in options if o.model.name == name), None) or _evaluate(cfg, ctx)
+        rate = o.speed.tokens_per_s * ctx.budget.utilization if o.fits else 0.0  # tokens per wall-clock second
+        out.append(candidate(o.model, ctx.seq_len, o.n_tokens, rate, o.min_gpus))
+    return tuple(out)
 
 
 def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOption:
@@ -470,7 +523,8 @@ def _tags(options, rec, alloc, law) -> dict:
     return {i: tuple(v) for i, v in tags.items()}
 
 
-def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float) -> tuple[Assumption, ...]:
+def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
+                 stated: float) -> tuple[Assumption, ...]:
     gpu = budget.gpu
     return (
         Assumption("peak rate", f"{budget.precision.value}, dense",
@@ -479,10 +533,11 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
         Assumption("utilization (duty cycle)", f"{budget.utilization:g}",
                    "default: Llama 3 paper sec. 3.3.4 (>90% effective training time)"
                    if budget.utilization == DEFAULT_UTILIZATION else "given"),
-        Assumption("MFU (no recompute)", "per option" if mfu_source.startswith("measured") else f"{budget.mfu:g}",
-                   mfu_source),
-        Assumption("recompute cost", "GPU runs hardware FLOPs at the MFU's rate",
-                   "model/hardware FLOPs; Korthikanti et al. 2022 sec. 5"),
+        Assumption("hardware efficiency", ("per option" if mfu_source.startswith("measured") else f"{stated:g}")
+                   + " = MFU of a step without recompute", mfu_source),
+        Assumption("MFU, HFU", "per option: model (MFU) or hardware (HFU) FLOPs / (peak x step time)",
+                   "recomputation runs at the hardware efficiency, so MFU = HFU x model/hardware FLOPs; "
+                   "Korthikanti et al. 2022 sec. 5; PaLM App. B"),
         Assumption("FLOPs per token", f"exact matmul count at sequence {seq_len}, forward + 2x backward",
                    "flopscalc.flops (matches PyTorch FlopCounterMode); PaLM App. B convention"),
         Assumption("scaling law", law.name, f"{law.source}; {law.flop_convention}"),
@@ -525,12 +580,35 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         out.append(f"the recommended run repeats the dataset {rec.epochs:.1f} times; the loss counts repeated "
                    "tokens as worth less (Muennighoff et al. 2023)")
     if calibration is None and mfu is None:
-        out.append("MFU is a stated default, not measured on this GPU: run 'flopscalc calibrate' and pass "
-                   "--calibration to use your own")
+        out.append("the hardware efficiency (MFU of a step without recomputation) is a stated default, not measured "
+                   "on this GPU: run 'flopscalc calibrate' and pass --calibration to use your own")
     if memory_bytes is not None:
         out.append(f"memory per GPU set to {memory_bytes / 2**30:.1f} GiB instead of the database's "
                    f"{budget.gpu.memory_bytes / 2**30:.1f} GiB")
     return out
+
+
+def _calibration_warnings(calibration, gpu: GpuSpec, options, rec: PlanOption) -> tuple[str, ...]:
+    """A profile from another device (allowed only by --calibration-any-device), or far from the planned sizes."""
+    from .calibration import PROFILE_SIZE_FACTOR
+
+    if calibration is None:
+        return ()
+    out = []
+    if not calibration.measured_on(gpu.key):
+        out.append(f"CALIBRATION FROM ANOTHER DEVICE: the profile was measured on {calibration.device}, the plan is "
+                   f"for {gpu.name}; its MFU says little about this GPU, so every time and token count here is a "
+                   "guess (--calibration-any-device)")
+    lo, hi = calibration.n_params_range()
+    far = [o for o in options if o.fits and calibration.size_outside(o.n_params) > PROFILE_SIZE_FACTOR]
+    if far:
+        worst = max(far, key=lambda o: calibration.size_outside(o.n_params))
+        out.append(f"{len(far)} of the planned models lie more than {PROFILE_SIZE_FACTOR:g}x outside the profiled sizes "
+                   f"({format_count(lo)}-{format_count(hi)} parameters)"
+                   + (", the recommended one among them" if rec in far else "")
+                   + f", up to {calibration.size_outside(worst.n_params):.0f}x ({format_count(worst.n_params)}): "
+                   "their MFU is the nearest measurement held constant; calibrate nearer these sizes")
+    return tuple(out)
 
 
 def plans_frame(plans: list[Plan]):

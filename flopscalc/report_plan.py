@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .hardware import PRECISION_HELP
-from .plan_options import PlanOption
+from .plan_options import NEAREST_PRESET_FACTOR, PlanOption
 from .planner import Plan
 from .report import assumptions_table, model_dict
 from .units import (
@@ -82,6 +82,7 @@ def plan_dict(p: Plan) -> dict:
     return {
         "gpu": b.gpu.key, "gpu_name": b.gpu.name, "n_gpus": b.n_gpus, "duration_s": b.duration_s,
         "budget_kind": p.budget_kind, "precision": b.precision.value, "utilization": b.utilization, "mfu": b.mfu,
+        "hardware_efficiency": p.stated_efficiency,
         "mfu_source": p.mfu_source, "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu,
         "achieved_flop_per_s": b.achieved_flop_per_s, "peak_flops": b.peak_flops, "busy_flops": b.busy_flops,
         "model_flops": b.model_flops if p.budget_kind != "flops" else a.c_flops,
@@ -106,7 +107,7 @@ def plan_dict(p: Plan) -> dict:
                 "model_flops_per_token": c.model_flops_per_token, "budget_tokens": c.budget_tokens,
                 "tokens_per_param": c.tokens_per_param, "reaches_chinchilla": c.reaches_chinchilla,
                 "chinchilla_tokens": c.chinchilla_tokens, "chinchilla_flops": c.chinchilla_flops,
-                "chinchilla_time_s": c.chinchilla_time_s,
+                "chinchilla_time_s": c.chinchilla_time_s if c.fits else None, "fits": c.fits, "min_gpus": c.min_gpus,
             }
             for c in p.candidates
         ],
@@ -117,7 +118,8 @@ def plan_dict(p: Plan) -> dict:
 
 CSV_COLUMNS = ("n_params", "n_layer", "n_head", "n_embd", "nearest_preset", "fits", "min_gpus", "micro_batch",
                "grad_accum", "recompute", "optimizer", "zero_stage", "offload_optimizer", "peak_memory_bytes",
-               "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "train_time_s", "recommended")
+               "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "mfu", "hfu", "train_time_s",
+               "recommended")
 
 
 def plan_csv(p: Plan) -> str:
@@ -129,13 +131,14 @@ def plan_csv(p: Plan) -> str:
         s = o.chosen.setup if o.chosen else None
         w.writerow({
             "n_params": o.n_params, "n_layer": o.model.n_layer, "n_head": o.model.n_head, "n_embd": o.model.n_embd,
-            "nearest_preset": o.nearest_preset, "fits": o.fits, "min_gpus": o.min_gpus or "",
+            "nearest_preset": o.nearest_preset or "", "fits": o.fits, "min_gpus": o.min_gpus or "",
             "micro_batch": s.micro_batch if s else "", "grad_accum": s.grad_accum if s else "",
             "recompute": s.recompute.value if s else "", "optimizer": s.optimizer.value if s else "",
             "zero_stage": s.zero_stage if s else "", "offload_optimizer": s.offload_optimizer if s else "",
             "peak_memory_bytes": o.chosen.peak_memory_bytes if s else "", "n_tokens": o.n_tokens,
             "tokens_per_param": o.tokens_per_param, "loss": "" if o.loss is None else o.loss,
             "step_s": o.speed.step_s if o.speed else "", "tokens_per_s": o.speed.tokens_per_s if o.speed else "",
+            "mfu": o.speed.mfu if o.speed else "", "hfu": o.speed.hfu if o.speed else "",
             "train_time_s": o.train_time_s, "recommended": o is p.recommended,
         })
     return out.getvalue()
@@ -166,8 +169,10 @@ def plan_report(p: Plan) -> Group:
     budget.add_row("peak x time", format_flops(b.peak_flops), "every GPU busy and at peak the whole time")
     budget.add_row(f"x utilization {b.utilization:g}", format_flops(b.busy_flops),
                    "busy share of wall-clock time (duty cycle)")
-    budget.add_row(f"x MFU {b.mfu:g}", format_flops(b.model_flops),
-                   f"model FLOPs delivered ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)")
+    budget.add_row(f"x MFU {b.mfu:.3g}", format_flops(b.model_flops),
+                   f"model FLOPs the recommended run delivers ({format_rate(b.achieved_flop_per_s)} averaged over "
+                   "wall-clock)" + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
+                                    f"; its MFU, at hardware efficiency {p.stated_efficiency:g}"))
     a = p.allocation
     budget.add_row(f"{p.law.name} optimum" if p.objective != "target" else "cheapest at target",
                    f"N {format_count(a.n_params)}",
@@ -177,8 +182,9 @@ def plan_report(p: Plan) -> Group:
     rec = _kv_table("Recommended run")
     m = r.model
     rec.add_row("model", format_count(r.n_params) + " params",
-                f"{m.n_layer} layers x {m.n_embd} wide, {m.n_head} heads of {m.head_dim}; nearest preset "
-                f"{r.nearest_preset}")
+                f"{m.n_layer} layers x {m.n_embd} wide, {m.n_head} heads of {m.head_dim}; "
+                + (f"nearest preset {r.nearest_preset}" if r.nearest_preset else
+                   f"no preset within {NEAREST_PRESET_FACTOR:g}x its size"))
     rec.add_row("tokens", format_count(r.n_tokens),
                 f"{r.tokens_per_param:.1f} per parameter" + ("" if r.epochs is None else f", {r.epochs:.2f} epochs"))
     if r.loss is not None:
@@ -228,8 +234,9 @@ def plan_report(p: Plan) -> Group:
                        "rc = recompute, 8bit = 8-bit Adam, z = ZeRO stage, off = optimizer offload)",
                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     show_time = p.budget_kind == "flops" or p.max_wall_clock_s is not None
-    cols = [("params", "right"), ("preset / role", "left"), ("shape", "right"), ("setup", "left"), ("tokens", "right"),
-            ("tok/p", "right"), ("loss", "right")] + ([("time", "right")] if show_time else [])
+    cols = [("params", "right"), ("preset / role", "left"), ("shape", "right"), ("setup", "left"), ("MFU", "right"),
+            ("HFU", "right"), ("tokens", "right"), ("tok/p", "right"), ("loss", "right")] + (
+        [("time", "right")] if show_time else [])
     for col, just in cols:
         opts.add_column(col, justify=just, no_wrap=True)
     for i, o in enumerate(p.options):
@@ -237,19 +244,26 @@ def plan_report(p: Plan) -> Group:
         end = "[/]" if mark else ""
         label = ", ".join(([o.model.name] if o.model.name else []) + [t for t in p.tags.get(i, ()) if t != "recommended"])
         cells = [format_count(o.n_params), label, _shape(o), _setup_short(o),
+                 f"{o.speed.mfu:.2f}" if o.fits else "-", f"{o.speed.hfu:.2f}" if o.fits else "-",
                  format_count(o.n_tokens) if o.fits else "-", f"{o.tokens_per_param:.0f}" if o.fits else "-",
                  "-" if o.loss is None else f"{o.loss:.3f}"]
         if show_time:
             cells.append(format_duration(o.train_time_s) if o.fits else "-")
         opts.add_row(*(f"{mark}{x}{end}" for x in cells))
 
-    cands = Table(title="What the budget buys at the stated MFU (20 tokens/param = Chinchilla-optimal)",
+    cands = Table(title="What the budget buys each GPT-2 preset, with the setup and speed of the options table "
+                        "(20 tokens/param = Chinchilla-optimal)",
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     for col, just in [("model", "left"), ("params", "right"), ("tokens", "right"),
                       ("tok/param", "right"), (">=20", "center"), ("time at 20/p", "right"),
                       ("FLOPs 20/p", "right")]:
         cands.add_column(col, justify=just, no_wrap=True)
     for c in p.candidates:
+        if not c.fits:
+            cands.add_row(c.model.name, format_count(c.n_params), "-", "-", "-",
+                          f"needs {c.min_gpus} GPUs" if c.min_gpus else "fits no GPU count",
+                          format_sci(c.chinchilla_flops))
+            continue
         cands.add_row(
             c.model.name, format_count(c.n_params), format_count(c.budget_tokens), f"{c.tokens_per_param:,.0f}",
             "[green]yes[/]" if c.reaches_chinchilla else "[red]no[/]",
