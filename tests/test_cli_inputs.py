@@ -175,6 +175,36 @@ def test_repeating_the_same_value_or_a_repeatable_option_is_fine(capsys, argv):
     assert code == 0, err
 
 
+def _every_option():
+    import typer
+
+    def walk(command, path=()):
+        for param in command.params:
+            if getattr(param, "opts", None) and param.opts[0].startswith("--"):
+                yield path, param
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, (*path, name))
+
+    return list(walk(typer.main.get_command(app)))
+
+
+def test_every_flag_pair_of_every_command_refuses_both_halves(capsys):
+    pairs = [(path, p) for path, p in _every_option() if p.secondary_opts]
+    assert len(pairs) >= 5  # --causal/--dense, --flash/--no-flash, --compile/--no-compile, --published/...
+    for path, p in pairs:
+        line = refused(capsys, *path, p.opts[0], p.secondary_opts[0])
+        assert f"{p.opts[0]} and {p.secondary_opts[0]} contradict each other" in line, (path, line)
+
+
+def test_every_single_valued_option_of_every_command_refuses_two_different_values(capsys):
+    single = [(path, p) for path, p in _every_option()
+              if not p.is_flag and not p.multiple and p.opts[0] not in ("--help",)]
+    assert len(single) >= 50
+    for path, p in single:
+        line = refused(capsys, *path, p.opts[0], "1", p.opts[0], "2")
+        assert f"{p.opts[0]} is given twice (1 and 2)" in line, (path, line)
+
+
 def test_json_before_a_subcommand_is_honoured_not_dropped(capsys):
     after = json.loads(cli(capsys, "gpus", "show", "4070ti", "--json")[1])
     code, out, err = cli(capsys, "gpus", "--json", "show", "4070ti")
