@@ -60,7 +60,7 @@ BINDING_LOSS = 1e-3
 OBJECTIVES = ("loss", "fixed", "target")
 # Passes of the plan while the recommended run's delivered model FLOPs move the law's optimum: re-evaluate when
 # they differ by more than BUDGET_PASS_REL from the FLOPs the shapes were placed around. N_opt grows as about
-# C^0.5 (Hoffmann et al. 2022, Table 2: a = 0.46-0.50), so 1% in C moves it ~0.5%, a sixtieth of the 2^(1/2)
+# C^0.5 (Hoffmann et al. 2022, Table 2: a = 0.46-0.50), so 1% in C moves it ~0.5%, about 1% of the 2^(1/2) = 41%
 # spacing of the shapes (OPTION_STEPS).
 MAX_BUDGET_PASSES = 4
 BUDGET_PASS_REL = 0.01
@@ -443,9 +443,10 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOpt
         what = "the model" if len(options) == 1 else "no candidate, not even the smallest"
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
         raise DomainError(
-            f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / 2**30:.1f} GiB per GPU on {n_gpus} "
-            f"GPU(s): even with full recomputation, 8-bit Adam, optimizer offload and micro-batch 1 it needs "
-            f"{need / 2**30:.1f} GiB{more}")
+            f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / 2**30:.1f} GiB per GPU "
+            f"({cap * (1 - PLAN_MEMORY_HEADROOM) / 2**30:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
+            f"{n_gpus} GPU(s): even its lightest setup (full recomputation, 8-bit Adam or optimizer offload, ZeRO "
+            f"where GPUs share it, micro-batch 1) needs {need / 2**30:.1f} GiB{more}")
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":
         reach = [o for o in fitting if math.isfinite(o.n_tokens)]
@@ -543,8 +544,9 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
         Assumption("scaling law", law.name, f"{law.source}; {law.flop_convention}"),
         Assumption("tokens per step", "0.5M (<1B params), 1M (<4B), 2M (<50B), 3.1M",
                    "GPT-3 (Brown et al. 2020), Table 2.1"),
-        Assumption("memory", f"{cap / 2**30:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; cheapest setup "
-                   "that fits", "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
+        Assumption("memory", f"{cap / 2**30:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; "
+                   "the fastest setup that fits",
+                   "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
         Assumption("communication", "ring all-reduce at 0.7 of link bandwidth, overlapped with backward",
                    "flopscalc.parallel: Patarasuk & Yuan 2009; ZeRO sec. 7.2; nccl-tests #149"),
         Assumption("optimizer offload", f"PCIe {pcie_generation(gpu)}.0 x16 at {host_link_bytes_per_s(gpu) / 1e9:g} "
@@ -603,8 +605,8 @@ def _calibration_warnings(calibration, gpu: GpuSpec, options, rec: PlanOption) -
     far = [o for o in options if o.fits and calibration.size_outside(o.n_params) > PROFILE_SIZE_FACTOR]
     if far:
         worst = max(far, key=lambda o: calibration.size_outside(o.n_params))
-        out.append(f"{len(far)} of the planned models lie more than {PROFILE_SIZE_FACTOR:g}x outside the profiled sizes "
-                   f"({format_count(lo)}-{format_count(hi)} parameters)"
+        out.append(f"{len(far)} of the planned models lie more than {PROFILE_SIZE_FACTOR:g}x outside the profiled "
+                   f"sizes ({format_count(lo)}-{format_count(hi)} parameters)"
                    + (", the recommended one among them" if rec in far else "")
                    + f", up to {calibration.size_outside(worst.n_params):.0f}x ({format_count(worst.n_params)}): "
                    "their MFU is the nearest measurement held constant; calibrate nearer these sizes")
