@@ -18,6 +18,15 @@ References
     Megatron-LM", arXiv:2104.04473, sec. 5.1 eqs. (2)-(4) and Appendix.
 [5] Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
     arXiv:2205.05198, sec. 4.1 (selective recomputation).
+[6] Jiang et al. 2024, "Mixtral of Experts", arXiv:2401.04088, sec. 2.1 (router logits x W_g, top-2 experts).
+[7] Ainslie et al. 2023, "GQA: Training Generalized Multi-Query Transformer Models from Multi-Head
+    Checkpoints", arXiv:2305.13245, sec. 2.2 (K and V projections with fewer heads).
+[8] Shazeer 2020, "GLU Variants Improve Transformer", arXiv:2002.05202, eq. 6 (three d x f matrices).
+
+Models other than GPT-2's block (grouped-query attention, gated MLPs, mixtures of experts, a head width that is
+not n_embd / n_head) are counted with the same terms at their own widths; the papers' closed forms (Kaplan,
+Chinchilla, Megatron) assume GPT-2's block, so for other blocks each convention applies its idea to the actual
+widths (see `CONVENTIONS` and docs/families/).
 """
 
 from __future__ import annotations
@@ -55,8 +64,9 @@ class ForwardFlops:
     attn_scores: float  # Q K^T
     attn_values: float  # softmax(...) V
     attn_proj: float  # attention output projection
-    mlp: float  # up and down projections
+    mlp: float  # up and down projections (gate too for SwiGLU/GeGLU); MoE: the top-k and shared experts only
     lm_head: float  # final logits
+    router: float = 0.0  # MoE: the router's n_embd -> n_expert linear (0 for a dense model)
 
     @property
     def attention_core(self) -> float:
@@ -66,7 +76,7 @@ class ForwardFlops:
     @property
     def blocks(self) -> float:
         """Everything inside the transformer blocks (what full recomputation re-runs)."""
-        return self.qkv + self.attention_core + self.attn_proj + self.mlp
+        return self.qkv + self.attention_core + self.attn_proj + self.mlp + self.router
 
     @property
     def total(self) -> float:
@@ -112,13 +122,16 @@ class TrainingFlops:
 
 
 def _check_seq_len(cfg: ModelConfig, seq_len) -> np.ndarray | int:
+    """``seq_len`` checked: 1 or more, and within ``block_size`` when a learned position table sets the limit."""
     if seq_len is None:
         return cfg.block_size
     arr = np.asarray(seq_len)
-    if np.any(arr < 1) or np.any(arr > cfg.block_size):
+    if np.any(arr < 1):
+        raise UsageError(f"sequence length {seq_len} must be at least 1 token")
+    if cfg.seq_limited_by_context and np.any(arr > cfg.block_size):
         raise UsageError(
-            f"sequence length {seq_len} is outside 1..{cfg.block_size} (the model's block_size); "
-            "pass a shorter --seq or a model with a longer context"
+            f"sequence length {seq_len} is outside 1..{cfg.block_size} (the model's block_size, the size of its "
+            "learned position table); pass a shorter --seq or a model with a longer context"
         )
     return seq_len
 
@@ -150,14 +163,32 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len=None, *, causal: bool = Fa
     L, d, f, V = cfg.n_layer, cfg.n_embd, cfg.n_inner, cfg.vocab_size
     d_attn = cfg.n_head * cfg.head_dim
     ctx = attention_context(seq_len, causal)
+    if cfg.is_gpt2_block:
+        return ForwardFlops(
+            embedding=0.0,
+            qkv=FLOPS_PER_MAC * L * d * 3 * d_attn,  # [4] App.: 6Bsh^2 per layer
+            attn_scores=FLOPS_PER_MAC * L * ctx * d_attn,  # [4] App.: 2Bs^2h per layer
+            attn_values=FLOPS_PER_MAC * L * ctx * d_attn,  # [4] App.: 2Bs^2h per layer
+            attn_proj=FLOPS_PER_MAC * L * d_attn * d,  # [4] App.: 2Bsh^2 per layer
+            mlp=FLOPS_PER_MAC * L * 2 * d * f,  # [4] App.: 16Bsh^2 per layer with f = 4h
+            lm_head=FLOPS_PER_MAC * d * V,  # [4] App.: 2BshV
+        )
+    # Any other block: the same matmuls with their own widths ([4] App. per term; docs/families/)
+    k = cfg.mlp.n_matrices
+    if cfg.is_moe:  # routed: only the top-k experts of each token run ([6] sec. 2.1); shared experts always
+        mlp_macs = k * d * (cfg.top_k * cfg.expert_inner + cfg.n_shared_expert * cfg.shared_expert_inner)
+        mlp_macs += d if cfg.shared_expert_gate else 0  # Qwen2-MoE's shared-expert gate, d -> 1
+    else:
+        mlp_macs = k * d * f
     return ForwardFlops(
         embedding=0.0,
-        qkv=FLOPS_PER_MAC * L * d * 3 * d_attn,  # [4] App.: 6Bsh^2 per layer
-        attn_scores=FLOPS_PER_MAC * L * ctx * d_attn,  # [4] App.: 2Bs^2h per layer
-        attn_values=FLOPS_PER_MAC * L * ctx * d_attn,  # [4] App.: 2Bs^2h per layer
-        attn_proj=FLOPS_PER_MAC * L * d_attn * d,  # [4] App.: 2Bsh^2 per layer
-        mlp=FLOPS_PER_MAC * L * 2 * d * f,  # [4] App.: 16Bsh^2 per layer with f = 4h
+        qkv=FLOPS_PER_MAC * L * d * (d_attn + 2 * cfg.d_kv),  # Q to H hd, K and V to K hd each ([7] sec. 2.2)
+        attn_scores=FLOPS_PER_MAC * L * ctx * d_attn,  # every query head scores its keys: GQA saves none of it
+        attn_values=FLOPS_PER_MAC * L * ctx * d_attn,  # the same for the weighted sum of values
+        attn_proj=FLOPS_PER_MAC * L * d_attn * d,  # H hd -> d
+        mlp=FLOPS_PER_MAC * L * mlp_macs,  # 2 or 3 matrices of d x f ([8] eq. 6)
         lm_head=FLOPS_PER_MAC * d * V,  # [4] App.: 2BshV
+        router=FLOPS_PER_MAC * L * d * cfg.n_expert,  # d -> n_expert logits for every token ([6] sec. 2.1)
     )
 
 
@@ -266,27 +297,44 @@ def _exact(cfg, seq_len, causal):
 
 
 def _six_nd(cfg, seq_len, causal):
-    return six_nd_flops_per_token(count_params(cfg).total)
+    # N = the parameters a token uses: all of them for a dense model, the active ones for a mixture of experts
+    return six_nd_flops_per_token(count_params(cfg).active)
 
 
 def _kaplan(cfg, seq_len, causal):
-    return kaplan_flops_per_token(cfg.n_layer, cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_inner, seq_len)
+    if cfg.is_gpt2_block:
+        return kaplan_flops_per_token(cfg.n_layer, cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_inner, seq_len)
+    # [1] Table 1's idea at the actual widths: N = non-embedding matmul weights a token uses (no LM head)
+    pc = count_params(cfg)
+    n = pc.matmul - cfg.vocab_size * cfg.n_embd
+    return (1 + BACKWARD_TO_FORWARD) * (2 * n + 2 * cfg.n_layer * seq_len * cfg.d_attn)  # [1] Table 1
 
 
 def _chinchilla(cfg, seq_len, causal):
-    fwd = chinchilla_forward_flops_per_sequence(
-        seq_len, cfg.vocab_size, cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.n_layer, cfg.n_inner, causal=causal
-    )
-    return (1 + BACKWARD_TO_FORWARD) * fwd / seq_len  # [2] App. F
+    if cfg.is_gpt2_block:
+        fwd = chinchilla_forward_flops_per_sequence(
+            seq_len, cfg.vocab_size, cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.n_layer, cfg.n_inner, causal=causal
+        )
+        return (1 + BACKWARD_TO_FORWARD) * fwd / seq_len  # [2] App. F
+    # [2] App. F's terms at the actual widths: every matmul, plus the embedding as a one-hot matmul and the softmax
+    exact = forward_flops_per_token(cfg, seq_len, causal=causal).total
+    ctx = attention_context(seq_len, causal)
+    extra = 2 * cfg.vocab_size * cfg.n_embd + 3 * cfg.n_layer * cfg.n_head * ctx  # [2] App. F Embeddings, Softmax
+    return (1 + BACKWARD_TO_FORWARD) * (exact + extra)
 
 
 def _palm(cfg, seq_len, causal):
-    return palm_flops_per_token(count_params(cfg).total, cfg.n_layer, cfg.n_head, cfg.head_dim, seq_len,
+    return palm_flops_per_token(count_params(cfg).active, cfg.n_layer, cfg.n_head, cfg.head_dim, seq_len,
                                 causal=causal)
 
 
 def _megatron(recompute):
     def f(cfg, seq_len, causal):
+        if not cfg.is_gpt2_block:
+            # [4]'s 24 h^2 per layer assumes GPT-2's block; at other widths it is the exact matmul count
+            t = training_flops_per_token(cfg, seq_len, recompute=Recompute.full if recompute else Recompute.none,
+                                         causal=causal)
+            return t.hardware_flops_per_token
         if cfg.n_inner != 4 * cfg.n_embd:
             # [4]'s formula hard-codes the 4h MLP; scale the MLP term to the actual width.
             extra = (1 + BACKWARD_TO_FORWARD + (1 if recompute else 0)) * FLOPS_PER_MAC * cfg.n_layer * 2 \
