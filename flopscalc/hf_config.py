@@ -1,0 +1,181 @@
+"""Read a Hugging Face ``config.json`` (offline, no ``transformers``) into a `ModelConfig`.
+
+Each supported ``model_type`` maps its fields to the architecture description the way the ``transformers``
+modelling code builds the module (``models/<type>/modeling_<type>.py`` and the defaults of
+``configuration_<type>.py``, transformers 5.24); the tests build that module from the same file on the meta device
+and compare ``sum(p.numel())`` with our count. A missing field, an unknown ``model_type`` or a setting the
+description cannot hold is one line naming it (UsageError, exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import UsageError
+from .model import ModelConfig
+
+# hidden_act values of a gated MLP: SiLU/Swish gives SwiGLU, GELU gives GeGLU (Shazeer 2020, eq. 5-6)
+_SWISH = ("silu", "swish")
+_GELU = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_python")
+
+
+class _Fields:
+    """Typed access to one config's fields, every failure one line naming the field."""
+
+    def __init__(self, data: dict, where: str, model_type: str):
+        self.data, self.where, self.model_type = data, where, model_type
+
+    def _fail(self, key: str, why: str) -> UsageError:
+        return UsageError(f"{self.where}: field '{key}' {why} (model_type {self.model_type!r})")
+
+    def int(self, key: str, default: Any = ...) -> int | None:
+        value = self.data.get(key, default)
+        if value is ...:
+            raise self._fail(key, "is missing; a config.json of this model type has it")
+        if value is None or value is default:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self._fail(key, f"must be a positive integer, got {value!r}")
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self._fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def act(self, *keys: str, default: str) -> str:
+        """The gated MLP kind from the activation field (the first of ``keys`` present)."""
+        key = next((k for k in keys if self.data.get(k) is not None), keys[0])
+        value = self.data.get(key, default)
+        if value in _SWISH:
+            return "swiglu"
+        if value in _GELU:
+            return "geglu"
+        raise self._fail(key, f"is {value!r}; a gated MLP with silu/swish (SwiGLU) or gelu (GeGLU) is modelled")
+
+
+def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, **family) -> dict:
+    """The fields every Llama-style config shares (LlamaConfig's names)."""
+    n_embd, n_head = f.int("hidden_size"), f.int("num_attention_heads")
+    head_dim = f.int("head_dim", None)
+    return dict(
+        n_layer=f.int("num_hidden_layers"), n_head=n_head, n_embd=n_embd,
+        n_kv_head=f.int("num_key_value_heads", None),
+        head_size=head_dim if head_dim is not None and head_dim * n_head != n_embd else None,
+        ffn_dim=f.int("intermediate_size"), vocab_size=f.int("vocab_size"),
+        block_size=f.int("max_position_embeddings"), tie_embeddings=f.bool("tie_word_embeddings", tie),
+        mlp=mlp or f.act("hidden_act", default="silu"), norm="rmsnorm", position="rope", bias=False, **family,
+    )
+
+
+def _llama(f: _Fields) -> dict:
+    attention_bias = f.bool("attention_bias", False)  # LlamaAttention: q, k, v and o share attention_bias
+    return _decoder(f, tie=False, qkv_bias=attention_bias, out_bias=attention_bias,
+                    mlp_bias=f.bool("mlp_bias", False))
+
+
+def _mistral(f: _Fields) -> dict:
+    return _decoder(f, tie=False)
+
+
+def _mixtral(f: _Fields) -> dict:
+    return _decoder(f, tie=False, n_expert=f.int("num_local_experts", 8), top_k=f.int("num_experts_per_tok", 2))
+
+
+def _qwen2(f: _Fields) -> dict:
+    return _decoder(f, tie=False, qkv_bias=True)  # Qwen2Attention: bias on q, k, v; none on o
+
+
+def _qwen2_moe(f: _Fields) -> dict:
+    if f.data.get("mlp_only_layers"):
+        raise f._fail("mlp_only_layers", "lists dense layers; a mix of dense and expert layers is not modelled")
+    if f.data.get("decoder_sparse_step", 1) != 1:
+        raise f._fail("decoder_sparse_step", "is not 1; a mix of dense and expert layers is not modelled")
+    shared = f.int("shared_expert_intermediate_size")
+    return _decoder(f, tie=False, qkv_bias=f.bool("qkv_bias", True), n_expert=f.int("num_experts"),
+                    top_k=f.int("num_experts_per_tok"), expert_ffn_dim=f.int("moe_intermediate_size"),
+                    n_shared_expert=1, shared_expert_ffn_dim=shared, shared_expert_gate=True)
+
+
+def _gemma(f: _Fields) -> dict:
+    return _decoder(f, tie=True, mlp=f.act("hidden_activation", "hidden_act", default="gelu_pytorch_tanh"))
+
+
+def _olmo(f: _Fields) -> dict:
+    attention_bias = f.bool("attention_bias", False)
+    cfg = _decoder(f, tie=False, qkv_bias=attention_bias, out_bias=attention_bias)
+    return {**cfg, "norm": "layernorm_plain"}  # OlmoLayerNorm: no gain, no bias
+
+
+def _olmo2(f: _Fields) -> dict:
+    attention_bias = f.bool("attention_bias", False)
+    return _decoder(f, tie=False, qkv_bias=attention_bias, out_bias=attention_bias, qk_norm="full")
+
+
+def _phi3(f: _Fields) -> dict:
+    return _decoder(f, tie=False)  # fused qkv_proj and gate_up_proj: the same weights as separate ones
+
+
+def _gpt_neox(f: _Fields) -> dict:
+    attention_bias = f.bool("attention_bias", True)
+    act = f.data.get("hidden_act", "gelu")
+    if act not in _GELU:
+        raise f._fail("hidden_act", f"is {act!r}; GPT-NeoX's 2-matrix MLP is modelled with gelu")
+    return dict(
+        n_layer=f.int("num_hidden_layers"), n_head=f.int("num_attention_heads"), n_embd=f.int("hidden_size"),
+        ffn_dim=f.int("intermediate_size"), vocab_size=f.int("vocab_size"),
+        block_size=f.int("max_position_embeddings"), tie_embeddings=f.bool("tie_word_embeddings", False),
+        parallel_block=f.bool("use_parallel_residual", True), position="rope", bias=True,
+        qkv_bias=attention_bias, out_bias=attention_bias,
+    )
+
+
+def _gpt2(f: _Fields) -> dict:
+    act = f.data.get("activation_function", "gelu_new")
+    if act not in _GELU:
+        raise f._fail("activation_function", f"is {act!r}; GPT-2's MLP is modelled with gelu")
+    n_inner = f.int("n_inner", None)
+    return dict(n_layer=f.int("n_layer"), n_head=f.int("n_head"), n_embd=f.int("n_embd"),
+                block_size=f.int("n_positions"), vocab_size=f.int("vocab_size"),
+                tie_embeddings=f.bool("tie_word_embeddings", True), position="learned",
+                **({"ffn_dim": n_inner} if n_inner is not None else {}))
+
+
+READERS: dict[str, Callable[[_Fields], dict]] = {
+    "gpt2": _gpt2, "gpt_neox": _gpt_neox, "llama": _llama, "mistral": _mistral, "mixtral": _mixtral,
+    "qwen2": _qwen2, "qwen2_moe": _qwen2_moe, "gemma": _gemma, "olmo": _olmo, "olmo2": _olmo2, "phi3": _phi3,
+}
+
+
+def config_from_hf(data: dict, where: str = "config.json", name: str | None = None) -> ModelConfig:
+    """The `ModelConfig` a Hugging Face config dict describes; one-line UsageError for what cannot be read."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: expected a JSON object (a model's config.json), got {type(data).__name__}")
+    model_type = data.get("model_type")
+    if model_type is None:
+        raise UsageError(f"{where}: field 'model_type' is missing; a Hugging Face config.json names its model "
+                         f"type (one of {', '.join(READERS)})")
+    if model_type not in READERS:
+        raise UsageError(f"{where}: model_type {model_type!r} is not supported; accepted: {', '.join(READERS)} "
+                         "(or describe the model with --n-layer/--n-head/--n-embd and the architecture options)")
+    fields = READERS[model_type](_Fields(data, where, model_type))
+    label = name or str(data.get("_name_or_path") or "").rsplit("/", 1)[-1] or model_type
+    return ModelConfig(name=label, **fields)
+
+
+def read_hf_config(path: str | Path) -> ModelConfig:
+    """Read a ``config.json`` from disk (UTF-8, BOM-safe) into a `ModelConfig`."""
+    from .textfile import read_text
+
+    path = Path(path)
+    text = read_text(path, "model config")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"model config {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") \
+            from None
+    stem = path.stem if path.stem != "config" else None
+    return config_from_hf(data, str(path), name=stem)
