@@ -89,6 +89,12 @@ NEAREST_PRESET_FACTOR = 2.0
 MAX_GPUS_SEARCHED = 4096
 
 
+@lru_cache(maxsize=4096)
+def _n_params(cfg: ModelConfig) -> int:
+    """All parameters of ``cfg`` (`count_params`), kept: the search asks for them dozens of times per model."""
+    return count_params(cfg).total
+
+
 def target_tokens_per_step(n_params: float) -> int:
     """Tokens per optimizer step for a model of ``n_params`` parameters (GPT-3 Table 2.1)."""
     return next(tokens for bound, tokens in GPT3_TOKENS_PER_STEP if n_params < bound)
@@ -96,8 +102,8 @@ def target_tokens_per_step(n_params: float) -> int:
 
 def nearest_preset(n_params: float) -> str | None:
     """The GPT-2 preset closest in log(parameters), or None when none is within NEAREST_PRESET_FACTOR."""
-    name = min(PRESETS, key=lambda k: abs(math.log(count_params(PRESETS[k]).total / n_params)))
-    ratio = count_params(PRESETS[name]).total / n_params
+    name = min(PRESETS, key=lambda k: abs(math.log(_n_params(PRESETS[k]) / n_params)))
+    ratio = _n_params(PRESETS[name]) / n_params
     return name if 1 / NEAREST_PRESET_FACTOR <= ratio <= NEAREST_PRESET_FACTOR else None
 
 
@@ -115,7 +121,7 @@ class ChosenSetup:
 
 def _per_gpu_batch(cfg: ModelConfig, seq_len: int, n_gpus: int) -> int:
     """Sequences per GPU per optimizer step: GPT-3's tokens per step, the same for every setup searched."""
-    return max(1, target_tokens_per_step(count_params(cfg).total) // (seq_len * n_gpus))
+    return max(1, target_tokens_per_step(_n_params(cfg)) // (seq_len * n_gpus))
 
 
 @lru_cache(maxsize=1024)  # a pure function; the plan asks again for the same model when it relaxes a constraint
@@ -253,6 +259,12 @@ def _training_flops(cfg: ModelConfig, seq_len: int, recompute: Recompute):
     return training_flops_per_token(cfg, seq_len, recompute=recompute)
 
 
+@lru_cache(maxsize=4096)
+def _offload_time(cfg: ModelConfig, setup: TrainingSetup, link_bytes_per_s: float) -> OffloadTime:
+    """`offload_time`, kept: the search prices each offloading setup of a model more than once (a pure function)."""
+    return offload_time(cfg, setup, link_bytes_per_s=link_bytes_per_s)
+
+
 def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu: GpuSpec, precision: Precision,
                efficiency: float) -> Throughput:
     """Step time from FLOPs and efficiency, plus the communication backward does not hide and the host link
@@ -270,7 +282,7 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
     tokens_per_gpu = tokens_per_step / s.n_gpus
     compute_s = tokens_per_gpu * flops.hardware_flops_per_token / (peak * mfu)
     backward_s = s.micro_batch * seq_len * flops.backward_flops_per_token / (peak * mfu)  # last micro-batch
-    n = count_params(cfg).total
+    n = _n_params(cfg)
     mixed_zero = s.precision is not MemoryPrecision.fp32 and (s.zero_stage > 0)
     comm = data_parallel_comm(
         n, s.n_gpus, s.zero_stage, gpu=gpu, backward_s=backward_s,
@@ -279,7 +291,7 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
     )
     return Throughput(compute_s, comm, tokens_per_step, flops.model_flops_per_token,
                       flops.hardware_flops_per_token, efficiency,
-                      offload_time(cfg, s, link_bytes_per_s=host_link_bytes_per_s(gpu)), s.n_gpus, peak)
+                      _offload_time(cfg, s, host_link_bytes_per_s(gpu)), s.n_gpus, peak)
 
 
 @dataclass(frozen=True)
