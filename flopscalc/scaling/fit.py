@@ -39,8 +39,11 @@ GRIDS = {"paper": PAPER_GRID, "small": SMALL_GRID}
 BOOTSTRAP_STARTS = 5
 # Relative tolerance of the batched phase; the polish then runs scipy L-BFGS-B to its own tolerance.
 BATCH_FTOL = 1e-7
-# Bootstrap resamples per batch (and per progress callback).
+# Bootstrap resamples per batch (and per progress callback), fewer when their run weights would pass the cap below.
 BOOTSTRAP_CHUNK = 100
+# Most bytes of run weights (resamples x runs, float64) one bootstrap batch holds: 100 resamples of up to 83,886
+# runs; beyond that the batches shrink, so the bootstrap's memory stays bounded at any number of runs.
+BOOTSTRAP_WEIGHTS_BYTES = 64 * 2**20
 # Reference budgets at which the bootstrap reports the implied allocation (FLOP).
 DEFAULT_REF_FLOPS = (1e21, 1e23, 1e25)
 # Two end points closer than this (max abs difference of a, b, e, alpha, beta) count as one solution.
@@ -100,6 +103,15 @@ def _polish(x0: np.ndarray, log_n, log_d, log_l, delta: float):
     return res.x, float(res.fun), str(res.message)
 
 
+def _out_of_memory(what: str, n_runs: int, suggestion: str) -> DomainError:
+    return DomainError(f"out of memory {what} on {n_runs:,} runs (the data alone take "
+                       f"{n_runs * RUN_BYTES / 2**20:.0f} MiB); {suggestion}, or free memory and retry")
+
+
+# Bytes the fit keeps per run: N, D, loss, their logs, residuals and a predicted loss (float64).
+RUN_BYTES = 8 * 8
+
+
 def fit_approach3(runs: Runs, *, grid: str | dict = "paper", delta: float = HUBER_DELTA, polish: bool = True,
                   exclude_highest_loss: int = 0, n_threads: int | None = None,
                   callback: Callable[[int, int], None] | None = None) -> Approach3Fit:
@@ -108,7 +120,16 @@ def fit_approach3(runs: Runs, *, grid: str | dict = "paper", delta: float = HUBE
     ``exclude_highest_loss`` drops that many highest-loss runs first (Besiroglu et al. 2024, sec. 3,
     drop 5). ``grid``: "paper" (4,500 starts), "small" (32) or a dict of the five value lists.
     ``callback(done, total)``: starts of the batched phase that have stopped, after each iteration (progress).
+    Memory: the runs' data, O(starts) optimiser state and a fixed scratch per thread (``optimize.TILE_ELEMENTS``);
+    running out of it raises one `DomainError`, not numpy's MemoryError.
     """
+    try:
+        return _fit_approach3(runs, grid, delta, polish, exclude_highest_loss, n_threads, callback)
+    except MemoryError:
+        raise _out_of_memory("fitting approach 3", len(runs), "fit fewer runs or use --grid small") from None
+
+
+def _fit_approach3(runs: Runs, grid, delta, polish, exclude_highest_loss, n_threads, callback) -> Approach3Fit:
     runs = runs.drop_highest_loss(exclude_highest_loss)
     runs.require_fit_ready(n_constants=5)
     log_n, log_d, log_l = np.log(runs.n_params), np.log(runs.n_tokens), np.log(runs.loss)
@@ -179,6 +200,11 @@ def _allocation_samples(x: np.ndarray, ref_flops) -> dict[str, np.ndarray]:
     return out
 
 
+def bootstrap_chunk(n_runs: int) -> int:
+    """Resamples per bootstrap batch: ``BOOTSTRAP_CHUNK``, fewer when their weights would pass the byte cap."""
+    return max(1, min(BOOTSTRAP_CHUNK, BOOTSTRAP_WEIGHTS_BYTES // (8 * max(n_runs, 1))))
+
+
 def bootstrap_approach3(runs: Runs, fit: Approach3Fit, *, n_samples: int = 1000, seed: int = 0,
                         ref_flops=DEFAULT_REF_FLOPS, callback: Callable[[int, int], None] | None = None,
                         n_threads: int | None = None) -> Bootstrap:
@@ -188,6 +214,13 @@ def bootstrap_approach3(runs: Runs, fit: Approach3Fit, *, n_samples: int = 1000,
     """
     if n_samples < 2:
         raise DomainError(f"the bootstrap needs at least 2 resamples, got {n_samples}")
+    try:
+        return _bootstrap_approach3(runs, fit, n_samples, seed, ref_flops, callback, n_threads)
+    except MemoryError:
+        raise _out_of_memory("bootstrapping approach 3", len(runs), "fit fewer runs") from None
+
+
+def _bootstrap_approach3(runs: Runs, fit: Approach3Fit, n_samples, seed, ref_flops, callback, n_threads) -> Bootstrap:
     runs = runs.drop_highest_loss(fit.excluded)
     log_n, log_d, log_l = np.log(runs.n_params), np.log(runs.n_tokens), np.log(runs.loss)
     rng = np.random.default_rng(seed)
@@ -196,11 +229,12 @@ def bootstrap_approach3(runs: Runs, fit: Approach3Fit, *, n_samples: int = 1000,
     kw = {} if n_threads is None else {"n_threads": n_threads}
     best_x = np.empty((n_samples, 5))
     conv = 0
-    for lo in range(0, n_samples, BOOTSTRAP_CHUNK):
-        m = min(BOOTSTRAP_CHUNK, n_samples - lo)
+    chunk = bootstrap_chunk(len(runs))
+    for lo in range(0, n_samples, chunk):
+        m = min(chunk, n_samples - lo)
         counts = rng.multinomial(len(runs), np.full(len(runs), 1.0 / len(runs)), size=m).astype(float)
-        res = batched_bfgs(np.tile(starts, (m, 1)), log_n, log_d, log_l, np.repeat(counts, k, axis=0),
-                           ftol=1e-12, delta=fit.huber_delta, **kw)
+        res = batched_bfgs(np.tile(starts, (m, 1)), log_n, log_d, log_l, counts, ftol=1e-12,
+                           delta=fit.huber_delta, weight_rows=np.repeat(np.arange(m), k), **kw)
         f = res.f.reshape(m, k)
         pick = np.argmin(f, axis=1)
         rows = np.arange(m) * k + pick
