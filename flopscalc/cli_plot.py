@@ -19,7 +19,7 @@ from .errors import UsageError
 from .flops import Recompute
 from .hardware import Precision
 from .memory.settings import MemoryPrecision, Optimizer
-from .plots._common import PNG_DPI
+from .plots._common import MAX_DPI, MIN_DPI, PNG_DPI
 
 plot_app = typer.Typer(help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
                        no_args_is_help=True)
@@ -34,7 +34,6 @@ BudgetsOpt = Annotated[list[str] | None, typer.Option(
 
 
 # Resolution accepted for PNG files (dots per inch): the bounds plots._common.save_figure enforces.
-MIN_DPI, MAX_DPI = 20, 1200
 
 
 def _check_out(out: Path | None, as_json: bool, dpi: int = PNG_DPI) -> None:

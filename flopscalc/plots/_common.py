@@ -19,6 +19,8 @@ from ..errors import UsageError
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 # Raster resolution of saved PNGs (dots per inch); 150 keeps labels sharp and files small.
 PNG_DPI = 150
+# Resolutions accepted for raster output: below 20 dpi text is unreadable, above 1200 a figure is hundreds of MB.
+MIN_DPI, MAX_DPI = 20, 1200
 # Font sizes (points): axis labels, tick labels, legends, titles, annotations.
 LABEL_SIZE = 12
 TICK_SIZE = 10
@@ -129,8 +131,8 @@ def save_figure(fig, path: str | Path, dpi: int = PNG_DPI) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix) atomically: temp file in the folder, then rename."""
     path = Path(path)
     fmt = format_for(path)
-    if not 20 <= dpi <= 1200:
-        raise UsageError(f"resolution must be between 20 and 1200 dots per inch, got {dpi}; e.g. --dpi 150")
+    if not MIN_DPI <= dpi <= MAX_DPI:
+        raise UsageError(f"resolution must be between {MIN_DPI} and {MAX_DPI} dots per inch, got {dpi}; e.g. --dpi 150")
     data = figure_bytes(fig, fmt, dpi)
     try:
         write_bytes_atomic(path, data)

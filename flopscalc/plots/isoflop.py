@@ -67,7 +67,9 @@ def curve_minimum(law, c_flops: float) -> tuple[float, float, str]:
 
     if _closed_form(law):
         a = optimal(law, c_flops)  # [Hoffmann et al. 2022, eq. 4]
-        return a.n_params, a.loss, "closed form (Hoffmann eq. 4)"
+        # the curve is drawn from the law's formula, so its floor is the formula's value even where the
+        # allocation withholds it as a prediction (above ln(vocabulary) at tiny budgets)
+        return a.n_params, float(law.loss(a.n_params, a.n_tokens)), "closed form (Hoffmann eq. 4)"
     n0 = float(optimal_arrays(law, c_flops)[0])
     x = math.log(n0) + np.linspace(-1, 1, NUMERIC_SEARCH_POINTS) * NUMERIC_SEARCH_DECADES * math.log(10)
     loss = np.asarray(law.loss(np.exp(x), c_flops / (6.0 * np.exp(x))), float)  # D = C / 6N
