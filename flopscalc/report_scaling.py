@@ -8,6 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .scaling.allocate import Allocation, LossPrediction
+from .scaling.hyperparams import Hyperparameters
+from .scaling.inference import InferenceAllocation
 from .scaling.laws import ScalingLaw
 from .scaling.validity import RANGE_FACTOR
 from .units import format_count, format_flops, format_sci
@@ -212,3 +214,80 @@ def power_fit_report(fit) -> Group:
                      f"{format_flops(fit.c_flops.max())}.", style="dim")]
     parts += [Text(f"warning: {w}", style="yellow") for w in fit.warnings]
     return Group(*parts)
+
+
+# ------------------------------------------------------------------------------------------ inference-aware
+
+
+def inference_dict(a: InferenceAllocation) -> dict:
+    """The life-cycle optimum and the Chinchilla model of the same loss, every FLOP count with its unit."""
+    return {
+        "law": a.law, "method": a.method, "target_loss": a.target_loss, "inference_tokens": a.inference_tokens,
+        "budget_flops": a.budget_flops,
+        "chinchilla": {"n_params": a.chinchilla_n_params, "n_tokens": a.chinchilla_n_tokens,
+                       "tokens_per_param": a.chinchilla_tokens_per_param, "train_flops": a.chinchilla_train_flops,
+                       "inference_flops": a.chinchilla_inference_flops, "lifetime_flops": a.chinchilla_lifetime_flops},
+        "inference_aware": {"n_params": a.n_params, "n_tokens": a.n_tokens, "tokens_per_param": a.tokens_per_param,
+                            "train_flops": a.train_flops, "inference_flops": a.inference_flops,
+                            "lifetime_flops": a.lifetime_flops},
+        "params_ratio": a.params_ratio, "tokens_ratio": a.tokens_ratio, "saving_flops": a.saving_flops,
+        "saving_fraction": a.saving_fraction, "warnings": list(a.warnings),
+        "source": "Sardana et al. 2024, arXiv:2401.00448, sec. 3: min 6ND + 2NT at L(N, D) = loss",
+    }
+
+
+def inference_report(a: InferenceAllocation) -> Group:
+    t = Table(title=f"Inference-aware optimum for {format_count(a.inference_tokens, 2)} tokens served "
+                    f"(loss {a.target_loss:.4f}, {a.law})", title_justify="left")
+    for col, just in (("", "left"), ("Chinchilla-optimal", "right"), ("inference-aware", "right"),
+                      ("change", "right")):
+        t.add_column(col, justify=just)
+    t.add_row("parameters N", format_count(a.chinchilla_n_params, 2), format_count(a.n_params, 2),
+              f"{a.params_ratio - 1:+.1%}")
+    t.add_row("tokens D", format_count(a.chinchilla_n_tokens, 2), format_count(a.n_tokens, 2),
+              f"{a.tokens_ratio - 1:+.1%}")
+    t.add_row("tokens per parameter", f"{a.chinchilla_tokens_per_param:.1f}", f"{a.tokens_per_param:.1f}", "")
+    t.add_row("training (6ND)", format_flops(a.chinchilla_train_flops), format_flops(a.train_flops),
+              f"{a.train_flops / a.chinchilla_train_flops - 1:+.1%}")
+    t.add_row("inference (2NT)", format_flops(a.chinchilla_inference_flops), format_flops(a.inference_flops),
+              f"{a.params_ratio - 1:+.1%}")
+    t.add_row("life cycle", format_flops(a.chinchilla_lifetime_flops), format_flops(a.lifetime_flops),
+              f"{-a.saving_fraction:+.1%}")
+    lines = [t, Text.from_markup(
+        f"life-cycle saving: [bold]{format_flops(a.saving_flops)}[/] ({a.saving_fraction:.1%}) over the Chinchilla "
+        f"model of the same loss; {a.method}")]
+    if a.budget_flops is not None and a.train_flops > a.budget_flops * (1 + 1e-9):
+        lines.append(Text(f"the inference-aware model trains {a.train_flops / a.budget_flops - 1:.1%} past the "
+                          f"{format_flops(a.budget_flops)} budget and pays it back in serving", style="dim"))
+    return Group(*lines, *_warning_lines(a.warnings))
+
+
+# ------------------------------------------------------------------------------------------ hyperparameters
+
+
+def hparams_dict(h: Hyperparameters) -> dict:
+    return h.as_dict()
+
+
+def hparams_report(h: Hyperparameters, model_name: str = "") -> Group:
+    title = f"Hyperparameters{f' for {model_name}' if model_name else ''} on {format_count(h.n_tokens, 2)} tokens"
+    t = Table(title=title, title_justify="left", show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_column(style="dim")
+    t.add_row("compute C = M D", format_flops(h.c_flops), f"DeepSeek's convention: M = {format_flops(h.m_flops_per_token)}"
+              "/token (eq. 2)")
+    t.add_row("batch", f"{format_count(h.batch_tokens, 2)} tokens",
+              f"{h.batch_sequences:,} x {h.seq_len:,}-token sequences; law {format_count(h.law_batch_tokens, 2)}; "
+              f"{h.sources['batch_tokens']}")
+    if h.critical_batch_tokens is not None:
+        t.add_row("critical batch", f"{format_count(h.critical_batch_tokens, 2)} tokens", h.sources["critical_batch_tokens"])
+    t.add_row("peak learning rate", f"{h.learning_rate:.3g}", h.sources["learning_rate"])
+    t.add_row("steps", f"{h.n_steps:,}", "")
+    t.add_row("warm-up", f"{h.warmup_steps:,} steps", h.sources["warmup_steps"])
+    decay = (", ".join(f"x{m:g} after {f:.0%} of tokens" for f, m in h.milestones) if h.milestones
+             else f"cosine to {h.min_lr_ratio:.0%} of the peak")
+    t.add_row("schedule", h.schedule.value, f"{decay}; {h.sources['schedule']}")
+    t.add_row("optimizer", f"AdamW {h.adam_betas[0]:g}/{h.adam_betas[1]:g}",
+              f"weight decay {h.weight_decay:g}, clip {h.grad_clip:g}; {h.sources['optimizer']}")
+    return Group(t, *_warning_lines(h.warnings))
