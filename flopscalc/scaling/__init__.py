@@ -12,19 +12,35 @@ from .allocate import (
                        optimal,
                        optimal_data_constrained,
 )
+from .hyperparams import Hyperparameters, Schedule, recommend_hyperparameters
+from .inference import (
+                       InferenceAllocation,
+                       inference_optimal_for_budget,
+                       inference_optimal_for_loss,
+                       inference_optimal_for_training_budget,
+                       overtraining_note,
+)
 from .laws import BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, PowerLawAllocation, ScalingLaw
 
 __all__ = [
                        "BUILTIN_LAWS",
                        "DEFAULT_LAW",
                        "Allocation",
+                       "Hyperparameters",
+                       "InferenceAllocation",
                        "ParametricLoss",
                        "PowerLawAllocation",
                        "ScalingLaw",
+                       "Schedule",
                        "data_constrained_loss",
                        "effective_data",
                        "flops_for_loss",
                        "flops_for_params",
+                       "inference_optimal_for_budget",
+                       "inference_optimal_for_loss",
+                       "inference_optimal_for_training_budget",
                        "optimal",
                        "optimal_data_constrained",
+                       "overtraining_note",
+                       "recommend_hyperparameters",
 ]
