@@ -628,6 +628,7 @@ def plans_frame(plans: list[Plan]):
             "micro_batch": r.chosen.setup.micro_batch, "grad_accum": r.chosen.setup.grad_accum,
             "recompute": r.chosen.setup.recompute.value, "optimizer": r.chosen.setup.optimizer.value,
             "zero_stage": r.chosen.setup.zero_stage, "peak_memory_bytes": r.chosen.peak_memory_bytes,
+            "offload_optimizer": r.chosen.setup.offload_optimizer, "mfu": r.speed.mfu, "hfu": r.speed.hfu,
             "energy_kwh": p.energy.facility_energy_kwh, "law": p.law.name,
         })
     return pd.DataFrame(rows)

@@ -148,9 +148,13 @@ def test_contradictory_constraints_explain_themselves(kwargs, exc, pattern):
 
 
 def test_many_plans_as_a_pandas_frame():
-    frame = plans_frame([plan(get_gpu("4070ti"), d * DAY) for d in (1, 30)])
+    plans = [plan(get_gpu("4070ti"), d * DAY) for d in (1, 30)]
+    frame = plans_frame(plans)
     assert list(frame["duration_s"]) == [DAY, 30 * DAY]
     assert frame["loss"].is_monotonic_decreasing
+    # the frame's MFU is each plan's header MFU: model FLOPs delivered over peak x busy time
+    for p, mfu in zip(plans, frame["mfu"]):
+        assert mfu == pytest.approx(p.recommended.model_flops / (80.2e12 * 0.9 * p.budget.duration_s), rel=1e-9)
 
 
 def test_cli_plan_json_csv_and_options(capsys):
