@@ -182,7 +182,7 @@ def fit(
         with StderrProgress("bootstrap resamples", enabled=bootstrap > 0) as callback:
             boot = bootstrap_approach3(runs, res, n_samples=bootstrap, seed=seed, callback=callback) if bootstrap else None
         renderable, data = fit3_report(res, boot), fit3_dict(res, boot)
-        fitted = law_from_fit(res, save, source, boot) if save is not None else None
+        fitted = law_from_fit(res, save, source, boot, runs=runs) if save is not None else None
     else:
         from .scaling.fit_power import fit_approach1, fit_approach2, law_from_power_fit
 

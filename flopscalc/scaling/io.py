@@ -27,9 +27,11 @@ from ..textfile import check_comma_separated, read_text
 from .laws import (
     BUILTIN_LAWS,
     FLOPS_PER_PARAM_TOKEN,
+    FittedRange,
     KaplanLoss,
     ParametricLoss,
     PowerLawAllocation,
+    RepetitionDecay,
     ScalingLaw,
 )
 from .runs import Runs
@@ -114,6 +116,10 @@ def law_to_dict(law: ScalingLaw) -> dict:
         "loss_form": None, "allocation": None,
         "uncertainty": {k: list(v) for k, v in law.uncertainty.items()}, "uncertainty_kind": law.uncertainty_kind,
         "notes": law.notes,
+        # optional since they were added: files written before load without them (no range, GPT-2 vocabulary)
+        "fitted_range": law.fitted_range.as_dict() if law.fitted_range is not None else None,
+        "vocab_size": law.vocab_size,
+        "repetition": _repetition_dict(law.repetition),
     }
     if isinstance(form, ParametricLoss):
         d["loss_form"] = {"kind": "parametric", **form.constants()}
@@ -124,6 +130,17 @@ def law_to_dict(law: ScalingLaw) -> dict:
         al = law.allocation
         d["allocation"] = {"k_n": al.k_n, "a": al.a, "k_d": al.k_d, "b": al.b, "c_unit_flops": al.c_unit_flops}
     return d
+
+
+def _repetition_dict(rep: RepetitionDecay | None) -> dict | None:
+    if rep is None:
+        return None
+    return {"r_d_star": rep.r_d_star, "r_n_star": rep.r_n_star,
+            "unique_tokens": list(rep.unique_tokens) if rep.unique_tokens else None, "source": rep.source}
+
+
+def _span(v) -> tuple[float, float] | None:
+    return None if v is None else (float(v[0]), float(v[1]))
 
 
 def law_from_dict(d: dict, where: str) -> ScalingLaw:
@@ -143,7 +160,13 @@ def law_from_dict(d: dict, where: str) -> ScalingLaw:
                           flop_convention=d["flop_convention"], n_counts_embeddings=d["n_counts_embeddings"],
                           loss_form=form, allocation=alloc,
                           uncertainty={k: tuple(v) for k, v in d.get("uncertainty", {}).items()},
-                          uncertainty_kind=d.get("uncertainty_kind", ""), notes=d.get("notes", ""))
+                          uncertainty_kind=d.get("uncertainty_kind", ""), notes=d.get("notes", ""),
+                          fitted_range=FittedRange(n_params=_span(fr.get("n_params")), n_tokens=_span(fr.get("n_tokens")),
+                                                   c_flops=_span(fr.get("c_flops")), source=fr.get("source", ""))
+                          if (fr := d.get("fitted_range")) else None,
+                          vocab_size=d.get("vocab_size"),
+                          repetition=RepetitionDecay(rep["r_d_star"], rep["r_n_star"], _span(rep.get("unique_tokens")),
+                                                     rep.get("source", "")) if (rep := d.get("repetition")) else None)
     except (KeyError, TypeError) as e:
         raise UsageError(f"{where}: not a flopscalc law file (missing or bad field {e})") from None
 
