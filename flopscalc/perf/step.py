@@ -177,7 +177,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     hide_s = per_micro * setup.grad_accum if setup.zero_stage == 3 else backward_s
     half = setup.precision is not MemoryPrecision.fp32
     grad_bytes = 2.0 if setup.precision is MemoryPrecision.bf16_pure else 4.0
-    comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, gpu.interconnect_bytes_per_s,
+    comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, gpu=gpu,
                               backward_s=hide_s, grad_bytes_per_param=grad_bytes,
                               param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum)
     off = offload_time(cfg, setup, link_bytes_per_s=host_link_bytes_per_s(gpu))
