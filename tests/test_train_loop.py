@@ -15,7 +15,7 @@ from flopscalc.model import ModelConfig
 from flopscalc.train.config import TrainConfig, learning_rate_at
 from flopscalc.train.data import byte_tokenize, pydoc_text
 from flopscalc.train.trainer import Trainer
-from tests.conftest import needs_cxx
+from tests.conftest import measure_flops, needs_cxx
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=256, name="tiny")
 
@@ -113,8 +113,12 @@ def test_trainer_uses_engine_flops_and_reports_mfu(pydoc_split):
     cfg = _cfg(max_steps=2)
     t = Trainer(cfg, train, peak_flop_per_s=1e12)
     m = t.train().history[-1]
-    assert m.mfu == pytest.approx(m.tokens_per_s * t.model_flops_per_token / 1e12, rel=1e-12)
-    assert m.tokens_per_s * m.step_time_s == pytest.approx(cfg.micro_batch * cfg.seq_len, rel=1e-9)
+    tokens = cfg.micro_batch * cfg.seq_len * cfg.grad_accum
+    counted = measure_flops(cfg.model, cfg.micro_batch, cfg.seq_len)["total"] / (cfg.micro_batch * cfg.seq_len)
+    assert t.model_flops_per_token == counted  # FlopCounterMode, forward + backward, per token
+    # MFU's definition (Chowdhery et al. 2022, App. B) from the step's own time and tokens: one device's peak
+    assert m.mfu == pytest.approx(tokens / m.step_time_s * counted / 1e12, rel=1e-12)
+    assert m.tokens_per_s * m.step_time_s == pytest.approx(tokens, rel=1e-9)
 
 
 def test_bf16_autocast_runs_matmuls_in_bf16_and_keeps_fp32_weights(pydoc_split):
