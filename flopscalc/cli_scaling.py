@@ -74,6 +74,9 @@ def optimal(
     flops: Annotated[str, typer.Option(help="Training budget, e.g. 1e21 or 2.5e20 (FLOP).")],
     law: LawOpt = None,
     unique_tokens: UniqueOpt = None,
+    inference_tokens: Annotated[str | None, typer.Option(
+        "--inference-tokens", help="Tokens the model will serve over its life (prompt + output), e.g. 2T: adds the "
+        "model of the same loss with the fewest training + inference FLOPs (Sardana et al. 2024).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute-optimal parameters and tokens for a FLOP budget, and the loss the law predicts."""
@@ -83,6 +86,22 @@ def optimal(
     from .units import parse_count
 
     c = parse_count(flops, what="--flops")
+    if inference_tokens is not None:
+        from rich.console import Group
+
+        from .report_scaling import inference_dict, inference_report
+        from .scaling.inference import inference_optimal_for_budget
+
+        if unique_tokens is not None:
+            raise UsageError("--inference-tokens and --unique-tokens cannot be combined (the inference-aware "
+                             "optimum has no data-constrained form); drop one of them")
+        sl = _law(law)
+        t = parse_count(inference_tokens, what="--inference-tokens")
+        ia = inference_optimal_for_budget(sl, c, t)
+        a = optimal_alloc(sl, c)
+        emit(Group(allocation_report(a, sl), inference_report(ia)),
+             {**allocation_dict(a, sl), "inference_aware": inference_dict(ia)}, as_json)
+        return
     if unique_tokens is not None:
         sl = _dc_law(law)
         a = optimal_data_constrained(sl, c, parse_count(unique_tokens, what="--unique-tokens"))
@@ -197,6 +216,48 @@ def fit(
     if fitted is not None and not as_json:
         verb = "replaced the saved law" if replaced else "saved as"
         typer.echo(f"{verb} {save!r}: {data['saved_to']} (use --law {save})")
+
+
+class ScheduleChoice(str, Enum):
+    cosine = "cosine"
+    multistep = "multistep"
+
+
+@scaling_app.command("hparams")
+def hparams(
+    tokens: Annotated[str, typer.Option(help="Training tokens D, e.g. 2.5B (tokens).")],
+    model: Annotated[str | None, typer.Option(help="Preset, e.g. gpt2 or gpt2-xl.")] = None,
+    params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    n_layer: Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
+    n_head: Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
+    n_embd: Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    loss: Annotated[float | None, typer.Option(
+        help="Predicted final loss (nats/token): caps the batch at the critical batch size (Kaplan et al. 2020).")
+    ] = None,
+    schedule: Annotated[ScheduleChoice, typer.Option(
+        help="Decay after warm-up: cosine to 10% (what 'flopscalc train' runs) or DeepSeek's multi-step.")
+    ] = ScheduleChoice.cosine,
+    as_json: JsonOpt = False,
+) -> None:
+    """Batch size and peak learning rate from DeepSeek LLM's laws, with warm-up and schedule, for a model and tokens."""
+    from .model import resolve_model
+    from .report_scaling import hparams_dict, hparams_report
+    from .scaling.hyperparams import recommend_hyperparameters
+    from .units import parse_count
+
+    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    d = parse_count(tokens, what="--tokens")
+    if not d > 0:
+        raise UsageError(f"--tokens must be positive, e.g. 2.5B, got {tokens}")
+    if seq is not None and seq < 1:
+        raise UsageError(f"--seq must be a positive whole number of tokens, got {seq}; e.g. --seq 1024")
+    if loss is not None and not loss > 0:
+        raise UsageError(f"--loss must be a positive number of nats per token, e.g. 3.3, got {loss}")
+    h = recommend_hyperparameters(cfg.n_layer, cfg.n_embd, seq or cfg.block_size, d, loss_nats=loss,
+                                  schedule=schedule.value)
+    emit(hparams_report(h, cfg.name), {"model": cfg.name, **hparams_dict(h)}, as_json)
 
 
 def register(app: typer.Typer) -> None:
