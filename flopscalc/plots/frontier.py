@@ -41,12 +41,13 @@ def _law_n_params(law, cfg) -> int:
 
 def _fits(n_params: float, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
           capacity_bytes: float | None) -> tuple[bool, bool]:
-    """(fits with some setup of the planner's ladder, fits with its first rung: plain AdamW, no recompute)."""
+    """(fits with some setup the planner searches, fits with plain AdamW: no recompute, ZeRO or offload)."""
+    from dataclasses import replace
+
     from ..errors import DomainError
-    from ..flops import Recompute
-    from ..memory import Optimizer
+    from ..memory import TrainingSetup, max_micro_batch
     from ..model import config_for_params
-    from ..plan_options import choose_setup
+    from ..plan_options import MEMORY_PRECISION, PLAN_MEMORY_HEADROOM, choose_setup
 
     try:
         cfg = config_for_params(n_params)
@@ -54,13 +55,13 @@ def _fits(n_params: float, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: P
         return False, False
     if seq_len > cfg.block_size:
         cfg = cfg.with_(block_size=seq_len)
-    chosen = choose_setup(cfg, gpu, n_gpus, seq_len, precision, capacity_bytes)
-    if chosen is None:
+    if choose_setup(cfg, gpu, n_gpus, seq_len, precision, capacity_bytes) is None:
         return False, False
-    s = chosen.setup
-    plain = (s.recompute is Recompute.none and s.optimizer is Optimizer.adamw and not s.offload_optimizer
-             and s.zero_stage == 0)
-    return True, plain
+    # asked directly: the search may prefer another setup (e.g. ZeRO on several GPUs) even where plain AdamW fits
+    target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
+    plain = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
+                          grad_accum=2)
+    return True, max_micro_batch(cfg, plain, target, PLAN_MEMORY_HEADROOM, upper=1) >= 1
 
 
 def largest_fitting_params(gpu: GpuSpec, n_gpus: int = 1, seq_len: int = GPT2_BLOCK_SIZE,
@@ -68,8 +69,8 @@ def largest_fitting_params(gpu: GpuSpec, n_gpus: int = 1, seq_len: int = GPT2_BL
                            capacity_bytes: float | None = None) -> dict:
     """Largest model (parameters, GPT-2 shapes by ``config_for_params``) that fits ``n_gpus`` x ``gpu``.
 
-    Two answers: with any setup of the planner's ladder (``plan_options.choose_setup``: recomputation,
-    8-bit AdamW, ZeRO, optimizer offload) and with its first rung only (AdamW, no recomputation, no
+    Two answers: with any setup the planner searches (``plan_options.choose_setup``: recomputation,
+    8-bit AdamW, ZeRO, optimizer offload) and with plain AdamW only (no recomputation, no
     sharding). Log-spaced grid, then bisection in log N; the fitting set is taken to be all N below the
     limit (memory grows with N). Returns the parameter count and shape of the largest shaped config found
     to fit (None: nothing fits). The shaping rule picks shapes by aspect ratio within 2% of a target, so a
