@@ -25,6 +25,7 @@ from flopscalc.scaling.inference import (
     inference_optimal_for_budget,
     inference_optimal_for_loss,
     inference_optimal_for_training_budget,
+    life_cycle_comparison,
     lifetime_flops,
     overtraining_note,
 )
@@ -161,6 +162,18 @@ def test_training_budget_form_spends_exactly_the_budget(t):
     assert a.n_params < chin.n_params and a.n_tokens > chin.n_tokens  # smaller model, more tokens
     assert a.target_loss > chin.loss  # the same compute buys a little less quality ...
     assert a.saving_fraction > 0  # ... at a lower life-cycle cost than Chinchilla's model of that quality
+
+
+def test_life_cycle_comparison_of_any_run():
+    law = BUILTIN_LAWS["besiroglu2024"]
+    chin = optimal(law, 1e22)
+    same = life_cycle_comparison(law, chin.n_params, chin.n_tokens, 2e12)
+    assert same.saving_flops == pytest.approx(0.0, abs=1e-9 * same.lifetime_flops)  # Chinchilla vs itself
+    best = inference_optimal_for_training_budget(law, 1e22, 2e12)
+    got = life_cycle_comparison(law, best.n_params, best.n_tokens, 2e12)
+    assert got.saving_fraction == pytest.approx(best.saving_fraction, rel=1e-6)
+    big = life_cycle_comparison(law, 4 * chin.n_params, chin.n_tokens / 4, 2e12)  # larger than Chinchilla's
+    assert big.saving_flops < 0
 
 
 def test_refusals():

@@ -18,6 +18,7 @@ from .inference import (
                        inference_optimal_for_budget,
                        inference_optimal_for_loss,
                        inference_optimal_for_training_budget,
+                       life_cycle_comparison,
                        overtraining_note,
 )
 from .laws import BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, PowerLawAllocation, ScalingLaw
@@ -39,6 +40,7 @@ __all__ = [
                        "inference_optimal_for_budget",
                        "inference_optimal_for_loss",
                        "inference_optimal_for_training_budget",
+                       "life_cycle_comparison",
                        "optimal",
                        "optimal_data_constrained",
                        "overtraining_note",

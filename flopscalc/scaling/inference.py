@@ -253,6 +253,24 @@ def inference_optimal_for_training_budget(law: ScalingLaw, c_flops: float, infer
     return inference_optimal_for_loss(law, loss, t, budget_flops=c)
 
 
+def life_cycle_comparison(law: ScalingLaw, n_params: float, n_tokens: float, inference_tokens: float
+                          ) -> InferenceAllocation:
+    """Any run (N, D) beside the Chinchilla model of the loss it reaches: what serving T tokens saves or costs.
+
+    For a plan's candidates: each option's life-cycle FLOPs 6ND + 2NT [S24, sec. 3] against the least-training
+    model of its own quality [H22, eq. 4]. The saving is 0 for a Chinchilla-optimal run and largest near the
+    inference-aware optimum; negative for a model larger than Chinchilla's of its loss.
+    """
+    _form(law)
+    t = _check_inference_tokens(inference_tokens)
+    if not (n_params > 0 and n_tokens > 0):
+        raise UsageError(f"parameters and tokens must be positive, got {n_params} and {n_tokens}")
+    loss = float(law.loss(n_params, n_tokens))
+    chin = flops_for_loss(law, loss)
+    return InferenceAllocation(law.name, loss, t, chin.n_params, chin.n_tokens, float(n_params), float(n_tokens),
+                               "the given run", None, range_warnings(law, n_params, n_tokens))
+
+
 # ----------------------------------------------------------------------------------------- over-training
 
 # Chinchilla-optimal is about 20 tokens per parameter: 1.4T tokens for 70B [H22, Table 3 and sec. 4.1].
