@@ -196,6 +196,8 @@ def test_overtraining_note():
     llama3 = overtraining_note(SARDANA2024, 8e9, 15e12)  # Llama 3 8B: 15T tokens, ~1,900 per parameter
     assert llama3.times_chinchilla == pytest.approx(93.75)
     assert "10,000" in llama3.warning and "2403.08540" in llama3.warning
+    served = inference_optimal_for_loss(SARDANA2024, 2.2, 1e16)  # heavy demand: far past 100 tokens/parameter
+    assert served.tokens_per_param > 100 and any("Chinchilla's ~20" in w for w in served.warnings)
     far = overtraining_note(SARDANA2024, 1e6, 2e10)
     assert "beyond every run" in far.warning
     assert math.isclose(far.tokens_per_param, 2e4)

@@ -203,7 +203,8 @@ def inference_optimal_for_loss(law: ScalingLaw, target_loss: float, inference_to
     chin = flops_for_loss(law, target_loss)  # checks E < loss < uniform guess
     d = _optimal_tokens(form, target_loss, t, chin.n_tokens)
     n = (form.A / (target_loss - form.E - form.B / d**form.beta)) ** (1.0 / form.alpha)  # invert [H22, eq. 2]
-    warnings = range_warnings(law, n, d)
+    over = overtraining_note(law, n, d).warning
+    warnings = range_warnings(law, n, d) + ((over,) if over else ())
     return InferenceAllocation(law.name, float(target_loss), t, chin.n_params, chin.n_tokens, n, d,
                                "root of the Lagrange condition (Sardana et al. 2024, sec. 3)", budget_flops, warnings)
 
