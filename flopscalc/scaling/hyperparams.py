@@ -239,20 +239,27 @@ def recommend_hyperparameters(n_layer: int, n_embd: int, seq_len: int, n_tokens:
                            sources=sources)
 
 
-def learning_rate_multiplier(h: Hyperparameters, step: int) -> float:
+def schedule_multiplier(step: int, n_steps: int, warmup_steps: int, min_lr_ratio: float,
+                        schedule: Schedule | str = Schedule.cosine, milestones: tuple = ()) -> float:
     """Learning rate at optimizer step ``step`` (0-based) over the peak: linear warm-up, then the schedule.
 
-    Cosine: half a cosine from 1 to ``min_lr_ratio`` over the steps after warm-up [H22, sec. 3.1; SGDR eq. 5].
-    Multi-step: 1, then each milestone's multiplier once that fraction of the tokens is trained [DS24, sec. 2.3].
+    Cosine: half a cosine from 1 to ``min_lr_ratio`` over the steps after warm-up [H22, sec. 3.1; SGDR eq. 5]; the
+    same numbers as `flopscalc.train.config.learning_rate_at`. Multi-step: 1, then each milestone's multiplier
+    once that fraction of the steps (tokens) is trained [DS24, sec. 2.3]. Primitives only, so the trainer can call it.
     """
-    if step < h.warmup_steps:
-        return (step + 1) / h.warmup_steps  # linear warm-up [DS24, sec. 2.3]
-    if h.schedule is Schedule.multistep:
-        done = (step + 1) / h.n_steps  # fraction of the tokens trained after this step
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps  # linear warm-up [DS24, sec. 2.3; Goyal et al. 2017, sec. 2.2]
+    if Schedule(schedule) is Schedule.multistep:
+        done = (step + 1) / n_steps  # fraction of the tokens trained after this step
         mult = 1.0
-        for fraction, value in h.milestones:
+        for fraction, value in milestones:
             if done > fraction:
-                mult = value
+                mult = value  # [DS24, sec. 2.3]
         return mult
-    progress = min(1.0, (step - h.warmup_steps) / max(1, h.n_steps - h.warmup_steps))
-    return h.min_lr_ratio + 0.5 * (1 - h.min_lr_ratio) * (1 + math.cos(math.pi * progress))  # SGDR eq. 5
+    progress = min(1.0, (step - warmup_steps) / max(1, n_steps - warmup_steps))
+    return min_lr_ratio + 0.5 * (1 - min_lr_ratio) * (1 + math.cos(math.pi * progress))  # SGDR eq. 5
+
+
+def learning_rate_multiplier(h: Hyperparameters, step: int) -> float:
+    """`schedule_multiplier` for a recommendation."""
+    return schedule_multiplier(step, h.n_steps, h.warmup_steps, h.min_lr_ratio, h.schedule, h.milestones)
