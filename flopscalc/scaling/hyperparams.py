@@ -20,8 +20,8 @@ References
        eq. 2 (M), Table 2 (7B and 67B settings).
 [K20] Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv:2001.08361, eq. 5.3 and 5.5.
 [McC18] McCandlish et al. 2018, "An Empirical Model of Large-Batch Training", arXiv:1812.06162, eq. 2.11.
-[H22] Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv:2203.15556, sec. 3 and
-      App. B (cosine cycle matched to the run, decayed tenfold).
+[H22] Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv:2203.15556, sec. 3.1
+      (learning rate decayed tenfold over the horizon) and App. B (cosine cycle length matched to the run).
 [PaLM] Chowdhery et al. 2022, "PaLM: Scaling Language Modeling with Pathways", arXiv:2204.02311, App. B.
 """
 
@@ -59,8 +59,8 @@ DEEPSEEK_WARMUP_STEPS = 2000
 WARMUP_MAX_FRACTION = 0.02
 # Multi-step: 31.6% of the peak after 80% of the tokens, 10% after 90% [DS24, sec. 2.3].
 DEEPSEEK_MULTISTEP = ((0.8, 0.316), (0.9, 0.1))
-# Cosine over the whole run [H22, sec. 3.1: cycle length matched to the steps] down to 10% of the peak [H22,
-# App. B: "decays the learning rate by 10x"; Brown et al. 2020, App. B]: the schedule flopscalc's trainer runs.
+# Cosine over the whole run [H22, App. B: a cycle longer than the run under-trains] down to 10% of the peak [H22,
+# sec. 3.1: decayed "by a factor of 10x"; Brown et al. 2020, App. B]: the schedule flopscalc's trainer runs.
 COSINE_MIN_LR_RATIO = 0.1
 
 
@@ -155,7 +155,7 @@ SOURCES = {
     "learning_rate": "DeepSeek LLM (arXiv:2401.02954) sec. 3.1 eq. 1: eta_opt = 0.3118 C^-0.1250",
     "critical_batch_tokens": "Kaplan et al. 2020 eq. 5.3: B_crit = 2.1e8 / L^(1/0.21) tokens (WebText2 losses)",
     "warmup_steps": "DeepSeek LLM sec. 2.3: 2000 steps, capped at 2% of the run",
-    "schedule_cosine": "Hoffmann et al. 2022 sec. 3.1 and App. B: one cosine cycle over the run, down to 10%",
+    "schedule_cosine": "Hoffmann et al. 2022 App. B and sec. 3.1: one cosine cycle over the run, down to 10%",
     "schedule_multistep": "DeepSeek LLM sec. 2.3: 31.6% of the peak after 80% of tokens, 10% after 90%",
     "optimizer": "DeepSeek LLM sec. 2.3: AdamW beta1 0.9, beta2 0.95, weight decay 0.1, clip 1.0",
 }
@@ -243,7 +243,7 @@ def schedule_multiplier(step: int, n_steps: int, warmup_steps: int, min_lr_ratio
                         schedule: Schedule | str = Schedule.cosine, milestones: tuple = ()) -> float:
     """Learning rate at optimizer step ``step`` (0-based) over the peak: linear warm-up, then the schedule.
 
-    Cosine: half a cosine from 1 to ``min_lr_ratio`` over the steps after warm-up [H22, sec. 3.1; SGDR eq. 5]; the
+    Cosine: half a cosine from 1 to ``min_lr_ratio`` over the steps after warm-up [H22, App. B; SGDR eq. 5]; the
     same numbers as `flopscalc.train.config.learning_rate_at`. Multi-step: 1, then each milestone's multiplier
     once that fraction of the steps (tokens) is trained [DS24, sec. 2.3]. Primitives only, so the trainer can call it.
     """
