@@ -22,7 +22,7 @@ from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec, get_gpu
 from ..model import ModelConfig, count_params
 from ..units import format_bytes
-from .config import TrainConfig
+from .config import TrainConfig, choose_threads
 from .data import synthetic_tokens
 from .distributed import DistInfo, dist_info_from_env, pick_device
 from .trainer import Trainer, peak_precision, resolve_precision
@@ -197,8 +197,13 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
 
 
 def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tflops: float | None = None,
-                   extra_csv=(), on_point=None) -> CalibrationProfile:
-    """Measure every setup on this machine's device and gather them in one profile."""
+                   extra_csv=(), on_point=None, n_threads: int | None = None) -> CalibrationProfile:
+    """Measure every setup on this machine's device and gather them in one profile.
+
+    ``n_threads``: torch's intra-op threads while timing (default on a CPU: ``config.DEFAULT_CPU_THREADS``; on a
+    GPU torch's own default). The count torch used, and whether the machine was oversubscribed (load average
+    above its cores) at the start, go into the profile's notes; torch's previous setting is restored after.
+    """
     if not setups:
         raise UsageError("nothing to benchmark: give at least one micro-batch, sequence length and model")
     if dist_info_from_env().enabled:
@@ -206,6 +211,27 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     if len({(s.device, s.precision) for s in setups}) > 1:
         raise UsageError("one profile is one device and precision: benchmark other settings separately")
     device, spec, peak, notes = resolve_peak(setups[0].device, setups[0].precision, gpu, peak_tflops, extra_csv)
+    threads = choose_threads(n_threads, device.type)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads.n_threads)
+    try:
+        points = _measure_all(setups, device, peak, notes, on_point)
+        used = torch.get_num_threads()  # what the timed steps ran with
+    finally:
+        torch.set_num_threads(before)
+    if threads is not None:
+        notes.append(threads.note(used))
+    else:
+        notes.append(f"CPU threads: torch used {used} intra-op threads (its default; the device is {device.type})")
+    return CalibrationProfile(
+        device_name=device_name(device), gpu_key=spec.key if spec else None, torch_version=torch.__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), points=tuple(points),
+        notes=tuple(notes),
+    )
+
+
+def _measure_all(setups: list[BenchSetup], device: torch.device, peak, notes: list[str], on_point) -> list:
     points = []
     for setup in setups:
         try:
@@ -225,8 +251,4 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
             on_point(point)
     if not points:
         raise DomainError("every setup ran out of memory: " + "; ".join(n for n in notes if "out of memory" in n))
-    return CalibrationProfile(
-        device_name=device_name(device), gpu_key=spec.key if spec else None, torch_version=torch.__version__,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), points=tuple(points),
-        notes=tuple(notes),
-    )
+    return points

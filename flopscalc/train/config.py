@@ -7,6 +7,7 @@ Torch-free, so the CLI can validate options before paying torch's import. Defaul
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -25,6 +26,12 @@ DEFAULT_WEIGHT_DECAY = 0.1
 DEFAULT_GRAD_CLIP = 1.0
 # nanoGPT's seed; any fixed value makes runs repeatable.
 DEFAULT_SEED = 1337
+
+# Intra-op threads per process when training on a CPU, unless asked otherwise: one. On this project's shared 2-core
+# test machine two threads made tiny-model training 9-29x slower than one (issue 18, measured while other work ran):
+# threads that wait for a busy core stall every op, and a tiny model's ops are too short to gain from a second core.
+# One thread is also the only count that gives the same step time on any machine, so a CPU calibration reproduces.
+DEFAULT_CPU_THREADS = 1
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -131,3 +138,48 @@ def learning_rate_at(cfg: TrainConfig, step: int) -> float:
     span = max(1, cfg.max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))  # SGDR eq. 5
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """Intra-op threads a benchmark or run uses, why, and how busy the machine was when it started.
+
+    n_threads : threads torch is set to (count); reason : why that count; n_cores : the machine's logical CPUs;
+    load_avg_1min : the 1-minute load average at the start (runnable processes); oversubscribed : load above cores.
+    """
+
+    n_threads: int
+    reason: str
+    n_cores: int
+    load_avg_1min: float
+
+    @property
+    def oversubscribed(self) -> bool:
+        """More runnable work than cores when we started: timings will be slower than on an idle machine."""
+        return self.load_avg_1min > self.n_cores
+
+    def note(self, used: int | None = None) -> str:
+        """One line for a profile or report: the count torch used, the reason, and the load."""
+        used = self.n_threads if used is None else used
+        text = f"CPU threads: torch used {used} intra-op thread{'s' if used != 1 else ''} ({self.reason})"
+        if self.oversubscribed:
+            return (text + f"; the machine was oversubscribed at the start (load average {self.load_avg_1min:.2f} "
+                    f"on {self.n_cores} cores): timings are slower than on an idle machine")
+        return text + f"; load average {self.load_avg_1min:.2f} on {self.n_cores} cores at the start"
+
+
+def choose_threads(requested: int | None, device_type: str, n_cores: int | None = None,
+                   load_avg_1min: float | None = None) -> ThreadChoice | None:
+    """The intra-op thread count for a run on ``device_type`` ("cpu" or "cuda"): ``requested`` when given, else
+    ``DEFAULT_CPU_THREADS`` on a CPU; None on a GPU with nothing requested (torch's default is left alone)."""
+    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
+        raise UsageError(f"--threads must be a positive integer, got {requested!r}; 1 is the reproducible choice")
+    cores = n_cores if n_cores is not None else (os.cpu_count() or 1)
+    load = load_avg_1min if load_avg_1min is not None else (os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+    if requested is not None:
+        reason = "as requested" + (f", more than the {cores} cores" if requested > cores else "")
+        return ThreadChoice(requested, reason, cores, load)
+    if device_type != "cpu":
+        return None
+    return ThreadChoice(DEFAULT_CPU_THREADS, "the default on a CPU: one per process, reproducible on a shared "
+                        "machine; --threads N for more", cores, load)
