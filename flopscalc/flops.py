@@ -31,9 +31,9 @@ widths (see `CONVENTIONS` and docs/families/).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Callable
 
 import numpy as np
 

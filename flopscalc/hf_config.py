@@ -10,8 +10,9 @@ description cannot hold is one line naming it (UsageError, exit 2).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UsageError
 from .model import ModelConfig
@@ -124,13 +125,13 @@ def _gpt_neox(f: _Fields) -> dict:
     act = f.data.get("hidden_act", "gelu")
     if act not in _GELU:
         raise f._fail("hidden_act", f"is {act!r}; GPT-NeoX's 2-matrix MLP is modelled with gelu")
-    return dict(
-        n_layer=f.int("num_hidden_layers"), n_head=f.int("num_attention_heads"), n_embd=f.int("hidden_size"),
-        ffn_dim=f.int("intermediate_size"), vocab_size=f.int("vocab_size"),
-        block_size=f.int("max_position_embeddings"), tie_embeddings=f.bool("tie_word_embeddings", False),
-        parallel_block=f.bool("use_parallel_residual", True), position="rope", bias=True,
-        qkv_bias=attention_bias, out_bias=attention_bias,
-    )
+    return {
+        "n_layer": f.int("num_hidden_layers"), "n_head": f.int("num_attention_heads"), "n_embd": f.int("hidden_size"),
+        "ffn_dim": f.int("intermediate_size"), "vocab_size": f.int("vocab_size"),
+        "block_size": f.int("max_position_embeddings"), "tie_embeddings": f.bool("tie_word_embeddings", False),
+        "parallel_block": f.bool("use_parallel_residual", True), "position": "rope", "bias": True,
+        "qkv_bias": attention_bias, "out_bias": attention_bias,
+    }
 
 
 def _gpt2(f: _Fields) -> dict:

@@ -20,6 +20,28 @@ attention 11 s b h + 5 a s^2 b, MLP 19 s b h, LayerNorms 4 s b h. The reference 
 - cross-entropy saves the log-probabilities in fp32 (autocast runs it in fp32): 4 b s V bytes, often the
   largest term for small models, plus int64 token ids and targets.
 
+Other blocks (`_general_layer`: grouped-query attention, gated MLPs, RMSNorm, RoPE, q/k norm, parallel blocks,
+mixtures of experts) are counted for a module that saves what the same operations save in PyTorch:
+
+- RMSNorm as ``F.rms_norm`` saves its input and one fp32 rstd per token (Zhang & Sennrich 2019, eq. 4: no mean);
+  transformers' Python RMSNorm saves more (the fp32 upcast, the normalised tensor; see docs/families/);
+- Q with n_head heads, K and V with n_kv_head heads, saved by fused attention with native grouped-query support
+  (``enable_gqa``); transformers' ``repeat_kv`` saves K and V expanded to n_head heads;
+- RoPE (Su et al. 2021, eq. 34) multiplies by cos and sin, which autograd saves (s x head_dim each, shared by the
+  batch and the layers) while the rotated Q and K replace Q and K;
+- SwiGLU / GeGLU (Shazeer 2020, eq. 6): the MLP input, the gate pre-activation, its activation, the up projection
+  and their product (the down projection's input): d + 4 f per token against GELU's d + 2 f;
+- mixture of experts: the router's fp32 probabilities (b s n_expert) and top-k indices; per routed
+  (token, expert) pair the gathered input, the expert's own d + 4 f (or 2 f), its output before and after
+  weighting (the scatter-add keeps its source), the int64 token indices of the gather and of the weight lookup,
+  and its fp32 routing weight; the shared experts as a dense MLP each (as transformers' per-expert loop for
+  Mixtral and Qwen2-MoE saves them);
+- dropout (``TrainingSetup.dropout``, [K] eq. 1): a 1-byte mask per element of each residual dropout (after
+  attention and after the MLP) and of the embedding dropout; with spelled-out attention also the attention-
+  probability mask and the dropped probabilities (a s^2 b each); fused kernels regenerate their mask from the RNG
+  seed (Dao et al. 2022, sec. 3.1) and save none. Masks are counted in the component they follow (attention core,
+  MLP, embedding), as [K] counts them in the attention and MLP blocks.
+
 Symbols: b micro-batch, s sequence, d = n_embd, a = n_head, f = n_inner, V vocabulary, L layers.
 """
 
@@ -28,7 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..flops import Recompute
-from ..model import ModelConfig
+from ..model import ModelConfig, Norm, Position, QkNorm
 from .settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES, MASK_BYTES, Device, MemoryPrecision, TrainingSetup
 
 
@@ -82,6 +104,8 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
     tokens = b * s
     n = tokens * d  # one s b h tensor, in elements
     embedding = INDEX_BYTES * tokens + (INDEX_BYTES * s if cfg.pos_embedding else 0)  # idx + arange(T)
+    if not _reference_block(cfg):
+        return _general(cfg, setup, seq_len, embedding)
     final = n * r + 2 * tokens * st + n * m  # ln_f input + mean/rstd, LM-head input
     loss = tokens * V * lp + INDEX_BYTES * tokens + lp  # log_softmax output, targets, total_weight scalar
     zero = {"layernorm": 0.0, "attention_input": 0.0, "qkv": 0.0, "attention_core": 0.0,
@@ -106,7 +130,99 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
             "mlp": n * m + 2 * tokens * f * m,  # up input, GELU input, down input ([K]: 2 + 8 + 8 s b h)
             "checkpoints": 0.0,
         }
+    if setup.dropout:
+        per = _with_dropout(cfg, setup, seq_len, per)
+        embedding += MASK_BYTES * n  # embedding dropout mask
     layers = {k: L * v for k, v in per.items()}
+    return ActivationBreakdown(embedding=embedding, final=final, loss=loss, **layers)
+
+
+def _reference_block(cfg: ModelConfig) -> bool:
+    """The block of the reference GPT-2 module (flopscalc.train.model), whose saved tensors are measured."""
+    return (cfg.is_gpt2_block and cfg.norm is Norm.layernorm and not cfg.parallel_block
+            and cfg.qk_norm is QkNorm.none and cfg.pos in (Position.learned, Position.none))
+
+
+def _with_dropout(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, per: dict) -> dict:
+    """One layer's saved bytes with dropout's masks added ([K] eq. 1): 2 s b h residual masks, a s^2 b + 2 a s^2 b
+    for the attention probabilities when they are spelled out (not with recompute, where they are not kept)."""
+    b, s, d = setup.micro_batch, seq_len, cfg.n_embd
+    _, m, _, _ = _dtypes(setup)
+    per = dict(per)
+    if setup.recompute is Recompute.full:
+        return per  # the block re-runs, masks included; only its input is kept
+    per["attention_core"] += MASK_BYTES * b * s * d  # residual dropout after attention
+    per["mlp"] += MASK_BYTES * b * s * d  # residual dropout after the MLP
+    if not setup.flash and setup.recompute is Recompute.none:
+        per["attention_core"] += b * cfg.n_head * s * s * (MASK_BYTES + m)  # [K]: mask a s^2 b + output 2 a s^2 b
+    return per
+
+
+def _norm_bytes(cfg: ModelConfig, tokens: int, width: int, r: int, st: int) -> float:
+    """Input and statistics one normalisation over ``width`` saves: LayerNorm mean + rstd, RMSNorm rstd only."""
+    stats = 1 if cfg.norm is Norm.rmsnorm else 2
+    return tokens * width * r + stats * tokens * st
+
+
+def _mlp_bytes(cfg: ModelConfig, tokens: float, width: int, m: int) -> float:
+    """One dense MLP's saved hidden tensors (its input not included): GELU 2 f, SwiGLU/GeGLU 4 f per token."""
+    return (2 if cfg.mlp.n_matrices == 2 else 4) * tokens * width * m
+
+
+def _general(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, embedding: float) -> ActivationBreakdown:
+    """`activation_bytes` for blocks other than the reference GPT-2 block (see the module docstring)."""
+    b, s, d, a, V, L = setup.micro_batch, seq_len, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer
+    r, m, st, lp = _dtypes(setup)
+    tokens = b * s
+    n = tokens * d
+    if cfg.pos is Position.rope:
+        embedding += 2 * s * cfg.head_dim * m  # cos and sin of each position, shared by the batch and the layers
+    final = _norm_bytes(cfg, tokens, d, r, st) + n * m  # final norm, LM-head input
+    loss = tokens * V * lp + INDEX_BYTES * tokens + lp
+    zero = {"layernorm": 0.0, "attention_input": 0.0, "qkv": 0.0, "attention_core": 0.0,
+            "attention_proj_input": 0.0, "mlp": 0.0, "checkpoints": 0.0}
+    if setup.recompute is Recompute.full:
+        per = {**zero, "checkpoints": n * r}
+    else:
+        norms = 2 * _norm_bytes(cfg, tokens, d, r, st)
+        if cfg.parallel_block:
+            norms -= n * r  # both norms read the same block input (GPT-NeoX): saved once
+        if cfg.qk_norm is QkNorm.full:
+            norms += _norm_bytes(cfg, tokens, cfg.d_attn, r, st) + _norm_bytes(cfg, tokens, cfg.d_kv, r, st)
+        elif cfg.qk_norm is QkNorm.head:
+            norms += tokens * (cfg.d_attn + cfg.d_kv) * r + (a + cfg.kv_heads) * tokens * st
+        if setup.recompute is Recompute.selective:
+            core = 0.0
+        elif setup.flash:
+            core = FP32_BYTES * b * a * s  # logsumexp per query head and token
+        else:
+            fp32_softmax = setup.precision.mixed and setup.device is Device.cuda
+            core = b * a * s * s * (m + (FP32_BYTES if fp32_softmax else 0)) + MASK_BYTES * s * s
+        if cfg.is_moe:
+            k, e = cfg.top_k, cfg.n_expert
+            router = tokens * e * FP32_BYTES + tokens * k * INDEX_BYTES  # fp32 probabilities, top-k ids
+            pairs = tokens * k  # (token, expert) pairs: gathered input, hidden, output before and after weighting
+            experts = pairs * 3 * d * m + _mlp_bytes(cfg, pairs, cfg.expert_inner, m)
+            experts += pairs * (2 * INDEX_BYTES + FP32_BYTES)  # gather and weight-lookup indices; pair weight
+            shared = cfg.n_shared_expert * _mlp_bytes(cfg, tokens, cfg.shared_expert_inner, m)
+            if cfg.shared_expert_gate:
+                shared += n * m + tokens * m  # shared output and its sigmoid gate, multiplied together
+            mlp = n * m + router + experts + shared
+        else:
+            mlp = n * m + _mlp_bytes(cfg, tokens, cfg.n_inner, m)
+        per = {
+            "layernorm": norms,
+            "attention_input": n * m,
+            "qkv": tokens * (cfg.d_attn + 2 * cfg.d_kv) * m,  # Q (n_head heads), K and V (n_kv_head heads)
+            "attention_core": core,
+            "attention_proj_input": tokens * cfg.d_attn * m,
+            "mlp": mlp,
+            "checkpoints": 0.0,
+        }
+    if setup.dropout:
+        per = _with_dropout(cfg, setup, seq_len, per)
+        embedding += MASK_BYTES * n
+    layers = {key: L * v for key, v in per.items()}
     return ActivationBreakdown(embedding=embedding, final=final, loss=loss, **layers)
 
 

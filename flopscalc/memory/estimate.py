@@ -118,7 +118,8 @@ ASSUMPTIONS = (
                "torch.autocast docs; what flopscalc.train does"),
     Assumption("mixed precision under ZeRO 1-3 / offload", "16-bit params and grads, fp32 master + states sharded",
                "Rajbhandari et al. 2020 sec. 3.1 and 5; Ren et al. 2021 sec. 4.1"),
-    Assumption("activations", "what flopscalc.train.model saves (no dropout; fp32 residual under autocast)",
+    Assumption("activations", "what flopscalc.train.model saves (no dropout; fp32 residual under autocast); other "
+               "blocks: the same operations with fused RMSNorm and native GQA attention (memory/activations.py)",
                "Korthikanti et al. 2022 sec. 4 eq. 1, adapted; measured in tests/test_memory_measured.py"),
     Assumption("peak", "the larger end of backward: all activations, or all gradients (both with grad-accum > 1)",
                "activations are freed and gradients allocated layer by layer; zero_grad(set_to_none=True)"),
@@ -129,13 +130,14 @@ ASSUMPTIONS = (
 def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> MemoryBreakdown:
     """Training memory of ``cfg`` under ``setup`` on one GPU, by component (bytes per GPU).
 
-    Raises UsageError when the sequence is longer than the model's context.
+    Raises UsageError when the sequence is longer than a learned position table (RoPE, ALiBi and no position
+    embedding take any length).
     """
     setup = setup or TrainingSetup()
     seq_len = cfg.block_size if setup.seq_len is None else setup.seq_len
-    if seq_len > cfg.block_size:
+    if seq_len > cfg.block_size and cfg.seq_limited_by_context:  # only a learned position table has a last row
         raise UsageError(f"sequence length {seq_len} is longer than the model's context ({cfg.block_size} "
-                         f"tokens); pass --seq {cfg.block_size} or less")
+                         f"tokens, its learned position table); pass --seq {cfg.block_size} or less")
     logits, transient = logits_buffer_bytes(cfg, setup, seq_len)
     return MemoryBreakdown(
         model=cfg,

@@ -128,6 +128,9 @@ class TrainingSetup:
         Memory the CUDA context takes outside PyTorch's allocator (bytes).
     allocator_overhead_fraction : float
         Caching-allocator overhead as a fraction of allocated bytes (0-1).
+    dropout : bool
+        Dropout layers on (GPT-2's embedding, attention-probability and residual dropouts): their masks are saved
+        for backward (Korthikanti et al. 2022, eq. 1). The reference module has none (default False).
     """
 
     micro_batch: int = 1
@@ -143,6 +146,7 @@ class TrainingSetup:
     device: Device = Device.cuda
     cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES
     allocator_overhead_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION
+    dropout: bool = False
 
     def __post_init__(self) -> None:
         for name, enum in (("precision", MemoryPrecision), ("optimizer", Optimizer),

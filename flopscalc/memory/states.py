@@ -11,7 +11,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from ..model import ModelConfig, count_params
+from ..model import ModelConfig, Norm, QkNorm, block_params, count_params
 from .settings import (
     ADAM8BIT_BLOCK_ELEMENTS,
     ADAM8BIT_MIN_8BIT_ELEMENTS,
@@ -27,11 +27,16 @@ from .settings import (
 
 
 def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """Every parameter tensor of the reference GPT-2 module, named and shaped as PyTorch holds them.
+    """Every parameter tensor of the model, named and shaped as PyTorch holds them.
 
-    Linear weights are (out, in) as ``nn.Linear`` stores them; a tied LM head is the token embedding.
-    The test compares this list with ``model.named_parameters()``.
+    GPT-2's block: the reference module's names (the test compares this list with ``model.named_parameters()``).
+    Other blocks: Llama-style names (separate q/k/v/o, gate/up/down, one tensor per expert matrix as Mixtral's
+    original release). Linear weights are (out, in) as ``nn.Linear`` stores them; a tied LM head is the token
+    embedding. The optimizer-state formulas need the shapes (per-tensor step counters, Adafactor's factored
+    moments, 8-bit blocks); their element count equals `count_params`.
     """
+    if not (cfg.is_gpt2_block and cfg.norm is Norm.layernorm and cfg.qk_norm is QkNorm.none):
+        return _general_shapes(cfg)
     d, f, V = cfg.n_embd, cfg.n_inner, cfg.vocab_size
     shapes: list[tuple[str, tuple[int, ...]]] = [("wte.weight", (V, d))]
     if cfg.pos_embedding:
@@ -53,6 +58,55 @@ def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
+def _general_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """`param_shapes` for blocks other than GPT-2's (Llama-style names)."""
+    d, V, hd = cfg.n_embd, cfg.vocab_size, cfg.head_dim
+    shapes: list[tuple[str, tuple[int, ...]]] = [("embed_tokens.weight", (V, d))]
+    if cfg.pos_embedding:
+        shapes.append(("wpe.weight", (cfg.block_size, d)))
+
+    def norm(prefix: str, width: int = d) -> list[tuple[str, tuple[int, ...]]]:
+        if cfg.norm is Norm.layernorm_plain:
+            return []
+        bias = cfg.norm is Norm.layernorm and cfg.bias
+        return [(f"{prefix}.weight", (width,))] + ([(f"{prefix}.bias", (width,))] if bias else [])
+
+    def linear(prefix: str, n_in: int, n_out: int, bias: bool) -> list[tuple[str, tuple[int, ...]]]:
+        return [(f"{prefix}.weight", (n_out, n_in))] + ([(f"{prefix}.bias", (n_out,))] if bias else [])
+
+    def mlp(prefix: str, width: int) -> list[tuple[str, tuple[int, ...]]]:
+        bias = cfg.has_mlp_bias
+        gate = linear(f"{prefix}.gate_proj", d, width, bias) if cfg.mlp.n_matrices == 3 else []
+        return gate + linear(f"{prefix}.up_proj", d, width, bias) + linear(f"{prefix}.down_proj", width, d, bias)
+
+    for i in range(cfg.n_layer):
+        p = f"layers.{i}"
+        shapes += norm(f"{p}.input_layernorm")
+        shapes += linear(f"{p}.self_attn.q_proj", d, cfg.d_attn, cfg.has_qkv_bias)
+        shapes += linear(f"{p}.self_attn.k_proj", d, cfg.d_kv, cfg.has_qkv_bias)
+        shapes += linear(f"{p}.self_attn.v_proj", d, cfg.d_kv, cfg.has_qkv_bias)
+        shapes += linear(f"{p}.self_attn.o_proj", cfg.d_attn, d, cfg.has_out_bias)
+        if cfg.qk_norm is QkNorm.full:
+            shapes += [(f"{p}.self_attn.q_norm.weight", (cfg.d_attn,)), (f"{p}.self_attn.k_norm.weight", (cfg.d_kv,))]
+        elif cfg.qk_norm is QkNorm.head:
+            shapes += [(f"{p}.self_attn.q_norm.weight", (hd,)), (f"{p}.self_attn.k_norm.weight", (hd,))]
+        shapes += norm(f"{p}.post_attention_layernorm")
+        if not cfg.is_moe:
+            shapes += mlp(f"{p}.mlp", cfg.n_inner)
+            continue
+        shapes += linear(f"{p}.mlp.gate", d, cfg.n_expert, cfg.router_bias)
+        for e in range(cfg.n_expert):
+            shapes += mlp(f"{p}.mlp.experts.{e}", cfg.expert_inner)
+        for e in range(cfg.n_shared_expert):
+            shapes += mlp(f"{p}.mlp.shared_experts.{e}", cfg.shared_expert_inner)
+        if cfg.shared_expert_gate:
+            shapes.append((f"{p}.mlp.shared_expert_gate.weight", (1, d)))
+    shapes += norm("norm")
+    if not cfg.tie_embeddings:
+        shapes.append(("lm_head.weight", (V, d)))
+    return shapes
+
+
 @functools.lru_cache(maxsize=256)
 def _shapes_only(cfg: ModelConfig) -> tuple[tuple[int, ...], ...]:
     """`param_shapes` without names, cached: the planner asks for the same model many times."""
@@ -63,7 +117,8 @@ def n_cast_params(cfg: ModelConfig) -> int:
     """Parameters autocast copies to 16 bit: every linear's weight and bias and the LM head.
 
     Embedding lookups and LayerNorm run in fp32 under autocast (PyTorch AMP op lists), so ``wte``
-    (unless it is the tied LM head), ``wpe`` and LayerNorm parameters are not cast.
+    (unless it is the tied LM head), ``wpe`` and LayerNorm parameters are not cast. A mixture of experts casts
+    every expert (a batch of tokens reaches them all) and its router (``count_params`` puts it in ``mlp``).
     """
     pc = count_params(cfg)
     return pc.attention + pc.mlp + cfg.vocab_size * cfg.n_embd  # linears + LM head (tied or not)
@@ -71,8 +126,7 @@ def n_cast_params(cfg: ModelConfig) -> int:
 
 def n_params_per_layer(cfg: ModelConfig) -> int:
     """Parameters of one transformer block (count)."""
-    pc = count_params(cfg)
-    return (pc.attention + pc.mlp + (pc.layernorm - (1 + cfg.bias) * cfg.n_embd)) // cfg.n_layer
+    return block_params(cfg)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -6,7 +6,16 @@
 - `shaping`: the shaping rule per family (`config_for_params`) and `resolve_model`.
 """
 
-from .config import DEFAULT_HEAD_DIM, GPT2_BLOCK_SIZE, GPT2_VOCAB_SIZE, Mlp, ModelConfig, Norm, Position, QkNorm
+from .config import (
+    DEFAULT_HEAD_DIM,
+    GPT2_BLOCK_SIZE,
+    GPT2_VOCAB_SIZE,
+    Mlp,
+    ModelConfig,
+    Norm,
+    Position,
+    QkNorm,
+)
 from .counts import ParamCount, block_params, count_params, final_norm_params
 from .presets import ALL_PRESETS, FAMILY_PRESETS, PRESET_ALIASES, PRESET_SOURCES, PRESETS, get_preset
 from .shaping import (

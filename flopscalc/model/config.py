@@ -229,7 +229,7 @@ class ModelConfig:
     @property
     def n_inner(self) -> int:
         """Hidden width d_ff of the dense MLP (and the default expert width)."""
-        return self.ffn_dim if self.ffn_dim is not None else int(round(self.mlp_ratio * self.n_embd))
+        return self.ffn_dim if self.ffn_dim is not None else round(self.mlp_ratio * self.n_embd)
 
     @property
     def is_moe(self) -> bool:
@@ -301,7 +301,7 @@ class ModelConfig:
             parts.append(f"MoE {self.n_expert}x top-{self.top_k}{shared}")
         return ", ".join(parts) if parts else "GPT-2 block"
 
-    def with_(self, **changes) -> "ModelConfig":
+    def with_(self, **changes) -> ModelConfig:
         """A copy with some fields changed (validated again); changing one of position / pos_embedding moves both."""
         if "position" in changes and "pos_embedding" not in changes:
             changes["pos_embedding"] = None

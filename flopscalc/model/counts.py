@@ -39,7 +39,7 @@ class ParamCount:
         """Routed-expert parameters one token does not use: n_expert - top_k experts in every layer."""
         return getattr(self, "_inactive_experts", 0)
 
-    def _moe(self, router: int, inactive_experts: int) -> "ParamCount":
+    def _moe(self, router: int, inactive_experts: int) -> ParamCount:
         object.__setattr__(self, "_router", router)
         object.__setattr__(self, "_inactive_experts", inactive_experts)
         return self

@@ -8,8 +8,8 @@ config and against the totals the authors published where they did (Pythia, Tabl
 
 from __future__ import annotations
 
-from .config import ModelConfig
 from ..errors import UsageError
+from .config import ModelConfig
 
 # GPT-2 family: n_layer and d_model from Radford et al. 2019, Table 2; heads from the released
 # hparams.json (head_dim 64); all use vocab 50257, context 1024, biases and tied embeddings.
@@ -25,7 +25,7 @@ _GPT2_SOURCE = "Radford et al. 2019, Table 2; openai/gpt-2 hparams.json"
 def llama_style(name: str, n_layer: int, n_embd: int, n_head: int, n_kv_head: int, ffn_dim: int, vocab_size: int,
                 block_size: int, **family) -> ModelConfig:
     """A Llama-style decoder (Touvron et al. 2023, sec. 2.2): RMSNorm, RoPE, SwiGLU, no biases, untied head."""
-    base = dict(bias=False, tie_embeddings=False, position="rope", mlp="swiglu", norm="rmsnorm")
+    base = {"bias": False, "tie_embeddings": False, "position": "rope", "mlp": "swiglu", "norm": "rmsnorm"}
     return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_kv_head=n_kv_head, ffn_dim=ffn_dim,
                        vocab_size=vocab_size, block_size=block_size, name=name, **{**base, **family})
 
