@@ -209,7 +209,7 @@ def prepare(
 
 
 def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
-           precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json):
+           precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None):
     cfgs = [_model(m, None, None, None, block_size, vocab_size) for m in (model or [])]
     if any(v is not None for v in (n_layer, n_head, n_embd)) or not cfgs:
         cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size))
@@ -229,7 +229,8 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
               for c in cfgs for b in (micro_batch or [8]) for s in (seq or [None]) for k in compiles]
     for s in setups:
         s.train_config()  # validate every setup before timing any
-    profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=tuple(gpu_csv or ()))
+    profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=tuple(gpu_csv or ()),
+                             n_threads=threads)
     data = profile.to_dict()
     if out is not None:
         data["written_to"] = str(save_profile(profile, out))
@@ -247,6 +248,8 @@ CompileOpt = Annotated[CompileMode, typer.Option(help="torch.compile: off, on, o
 RecomputeOpt = Annotated[Recompute, typer.Option(help="Activation recomputation.")]
 WarmupOpt = Annotated[int, typer.Option(help="Untimed steps before timing.")]
 TimedStepsOpt = Annotated[int, typer.Option(help="Timed optimizer steps per setup.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    help="torch intra-op threads while timing (default on a CPU: 1, reproducible on a shared machine).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -263,11 +266,12 @@ def register(app: typer.Typer) -> None:
         recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5, steps: TimedStepsOpt = 20,
         gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
         out: Annotated[Optional[Path], typer.Option(help="Also write the calibration profile JSON here.")] = None,
+        threads: ThreadsOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Time training steps (after warm-up, device-synchronised): tokens/s, achieved FLOP/s, MFU, memory."""
         _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
-               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json)
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads)
 
     def calibrate(
         out: Annotated[Path, typer.Option(help="Calibration profile JSON to write (for 'plan --calibration').")],
@@ -279,11 +283,12 @@ def register(app: typer.Typer) -> None:
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
         recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5, steps: TimedStepsOpt = 20,
         gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+        threads: ThreadsOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Benchmark a sweep and write a versioned calibration profile the planner reads."""
         _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
-               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json)
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads)
 
     app.command("bench")(bench)
     app.command("calibrate")(calibrate)
