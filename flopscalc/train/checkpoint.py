@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -90,4 +91,15 @@ def shape_of(cfg: ModelConfig) -> dict:
     """The fields of a model that decide its parameter shapes (the name is only a label)."""
     d = asdict(cfg)
     d.pop("name")
-    return d
+    return _plain(d)
+
+
+def _plain(value):
+    """Enums as their values, all the way down: torch.load(weights_only=True) unpickles only plain types."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
