@@ -232,7 +232,7 @@ def inference_dict(a: InferenceAllocation) -> dict:
                             "lifetime_flops": a.lifetime_flops},
         "params_ratio": a.params_ratio, "tokens_ratio": a.tokens_ratio, "saving_flops": a.saving_flops,
         "saving_fraction": a.saving_fraction, "warnings": list(a.warnings),
-        "source": "Sardana et al. 2024, arXiv:2401.00448, sec. 3: min 6ND + 2NT at L(N, D) = loss",
+        "source": "Sardana et al. 2024, arXiv:2401.00448: min 6ND + 2NT at L(N, D) = loss",
     }
 
 

@@ -22,6 +22,8 @@ from flopscalc.errors import DomainError, UsageError
 from flopscalc.scaling.allocate import flops_for_params, optimal
 from flopscalc.scaling.inference import (
     SARDANA2024,
+    InferencePrices,
+    inference_cost_optimal_for_loss,
     inference_optimal_for_budget,
     inference_optimal_for_loss,
     inference_optimal_for_training_budget,
@@ -98,6 +100,31 @@ def test_reproduces_figure_1_13b_to_7b():
     assert a.saving_flops == pytest.approx(1.7e22, abs=0.05e22)
     assert 100 * a.saving_fraction == pytest.approx(17, abs=0.5)
     assert a.n_tokens > chin.n_tokens
+
+
+COST_README = ("beyond-chinchilla README, cost_optimal.py --loss 1.947 --inference_reqs 1e10 --input_tok 1000 "
+               "--output_tok 250, A100-80GB bf16 at $1.40/h (312 TFLOP/s) for training at MFU 0.5, A100-40GB int8 at "
+               "$0.60/h (624 TOP/s) for inference, prefill MFU 0.4, decode MFU 0.2")
+# Peaks as their code has them (cost_calculator.py: A100_FP16_OPS = 3.12e14, A100_INT8_OPS = 6.24e14).
+COST_PRICES = InferencePrices(train_usd_per_gpu_hour=1.40, train_peak_flop_per_s=3.12e14, train_mfu=0.5,
+                              inference_usd_per_gpu_hour=0.60, inference_peak_flop_per_s=6.24e14, prefill_mfu=0.4,
+                              decode_mfu=0.2)
+
+
+def test_reproduces_the_authors_cost_optimal_example():
+    """README: 2.053e10 parameters, 3.302e12 tokens; 60.23% of the parameters, 182.41% of the tokens, 88.76% of
+    the cost of an equal-quality Chinchilla model. Observed: 2.05273e10, 3.30212e12, 60.231, 182.408, 88.759."""
+    c = inference_cost_optimal_for_loss(SARDANA2024, 1.947, 1e10 * 1000, 1e10 * 250, COST_PRICES)
+    a = c.allocation
+    assert a.n_params == pytest.approx(2.053e10, rel=0.0005 / 2.053), COST_README
+    assert a.n_tokens == pytest.approx(3.302e12, rel=0.0005 / 3.302), COST_README
+    assert 100 * a.params_ratio == pytest.approx(60.23, abs=0.005)
+    assert 100 * a.tokens_ratio == pytest.approx(182.41, abs=0.005)
+    assert 100 * c.usd / c.chinchilla_usd == pytest.approx(88.76, abs=0.005)
+    # In dollars the optimum is cheaper than the FLOP optimum of the same demand, which costs more dollars:
+    flop_opt = inference_optimal_for_loss(SARDANA2024, 1.947, 1e10 * 1250)
+    flop_usd = COST_PRICES.usd(flop_opt.n_params, flop_opt.n_tokens, 1e13, 2.5e12)
+    assert c.usd < flop_usd
 
 
 # ------------------------------------------------------------------------------------------ limit cases

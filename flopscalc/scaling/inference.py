@@ -4,7 +4,7 @@ Chinchilla-optimal minimises training compute for a loss. A model that will then
 2N FLOPs per served token as well, so the cheapest model of a given quality over its whole life is smaller and
 trained on more tokens [S24]:
 
-    min over (N, D) of  6 N D + 2 N T   subject to  L(N, D) = l          [S24, sec. 3]
+    min over (N, D) of  6 N D + 2 N T   subject to  L(N, D) = l          [S24]
 
 with L the Chinchilla parametric law E + A/N^alpha + B/D^beta [H22, eq. 2]. Pure functions; scipy is
 imported inside the solvers only.
@@ -27,7 +27,7 @@ References
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import DomainError, UsageError
 from .allocate import flops_for_loss, optimal
@@ -35,7 +35,7 @@ from .laws import CHINCHILLA_RUNS, FLOPS_PER_PARAM_TOKEN, MASSIVETEXT_VOCAB_SIZE
 from .validity import range_warnings
 
 # Forward pass only: 2 FLOPs per parameter per token served (a multiply and an add per weight) [K20, sec. 2.1;
-# S24, sec. 3: "2N D_inf"].
+# S24: inference costs 2N per token].
 INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
 
 # The constants Sardana et al. use: Hoffmann et al.'s approach 3 with alpha and beta to three figures
@@ -60,7 +60,7 @@ ROOT_RTOL = 1e-12
 
 
 def lifetime_flops(n_params, n_tokens, inference_tokens):
-    """Training plus inference FLOPs of a model over its life: 6 N D + 2 N T  [S24, sec. 3]."""
+    """Training plus inference FLOPs of a model over its life: 6 N D + 2 N T  [S24]."""
     return FLOPS_PER_PARAM_TOKEN * n_params * n_tokens + INFERENCE_FLOPS_PER_PARAM_TOKEN * n_params * inference_tokens
 
 
@@ -95,7 +95,7 @@ class InferenceAllocation:
 
     @property
     def inference_flops(self) -> float:
-        return INFERENCE_FLOPS_PER_PARAM_TOKEN * self.n_params * self.inference_tokens  # 2 N T  [S24, sec. 3]
+        return INFERENCE_FLOPS_PER_PARAM_TOKEN * self.n_params * self.inference_tokens  # 2 N T  [S24]
 
     @property
     def chinchilla_inference_flops(self) -> float:
@@ -155,7 +155,7 @@ def _check_inference_tokens(inference_tokens: float) -> float:
 def _optimal_tokens(form: ParametricLoss, loss: float, inference_tokens: float, d_chinchilla: float) -> float:
     """The D that minimises 6ND + 2NT on the curve L(N, D) = loss.
 
-    Stationarity of the Lagrangian, with A N^-alpha = loss - E - B D^-beta substituted [S24, sec. 3; their
+    Stationarity of the Lagrangian, with A N^-alpha = loss - E - B D^-beta substituted [S24; their
     code's ``compute_optimal_train_tokens``]:
         g(D) = (beta B / alpha + B) D^-beta + (T beta B / (3 alpha)) D^(-beta-1) + E - loss = 0.
     g falls with D, from +inf to E - loss < 0, so the root is unique; at T = 0 it is the Chinchilla D.
@@ -165,7 +165,7 @@ def _optimal_tokens(form: ParametricLoss, loss: float, inference_tokens: float, 
     c1 = form.beta * form.B / form.alpha + form.B
     c2 = inference_tokens * form.beta * form.B / (3.0 * form.alpha)
 
-    def g(log_d: float) -> float:  # [S24, sec. 3] stationarity in ln D
+    def g(log_d: float) -> float:  # [S24] stationarity in ln D
         return c1 * math.exp(-form.beta * log_d) + c2 * math.exp((-form.beta - 1.0) * log_d) + form.E - loss
 
     lo = math.log(d_chinchilla)
@@ -196,7 +196,7 @@ def inference_optimal_for_loss(law: ScalingLaw, target_loss: float, inference_to
     budget_flops : float, optional
         Recorded on the result when the loss came from a training budget.
 
-    References: [S24, sec. 3, Fig. 1] for the problem; [H22, eq. 4] for the Chinchilla model of the same loss.
+    References: [S24, Fig. 1; code ``compute_optimal.py``] for the problem; [H22, eq. 4] for the Chinchilla model of the same loss.
     """
     form = _form(law)
     t = _check_inference_tokens(inference_tokens)
@@ -206,7 +206,7 @@ def inference_optimal_for_loss(law: ScalingLaw, target_loss: float, inference_to
     over = overtraining_note(law, n, d).warning
     warnings = range_warnings(law, n, d) + ((over,) if over else ())
     return InferenceAllocation(law.name, float(target_loss), t, chin.n_params, chin.n_tokens, n, d,
-                               "root of the Lagrange condition (Sardana et al. 2024, sec. 3)", budget_flops, warnings)
+                               "root of the Lagrange condition (Sardana et al. 2024)", budget_flops, warnings)
 
 
 def inference_optimal_for_budget(law: ScalingLaw, c_flops: float, inference_tokens: float) -> InferenceAllocation:
@@ -226,7 +226,7 @@ def inference_optimal_for_training_budget(law: ScalingLaw, c_flops: float, infer
                                           ) -> InferenceAllocation:
     """The life-cycle optimum whose training costs exactly ``c_flops`` (FLOP): for a fixed cluster and time.
 
-    Finds the loss l whose inference-aware model [S24, sec. 3] trains in ``c_flops``; that model is smaller and
+    Finds the loss l whose inference-aware model [S24] trains in ``c_flops``; that model is smaller and
     sees more tokens than the Chinchilla model of ``c_flops``, reaches a slightly higher loss, and is compared
     with the Chinchilla model of its own loss l (which trains in less than ``c_flops``). Training FLOPs of the
     optimum fall as l rises, so the root is unique; bisection (Brent) on l.
@@ -254,11 +254,100 @@ def inference_optimal_for_training_budget(law: ScalingLaw, c_flops: float, infer
     return inference_optimal_for_loss(law, loss, t, budget_flops=c)
 
 
+@dataclass(frozen=True)
+class InferencePrices:
+    """What a FLOP costs in training and in serving: GPU-hour prices, peak rates, and the MFU each phase reaches.
+
+    Serving splits into prefill (prompt tokens, compute-bound) and decode (output tokens, memory-bound, low MFU)
+    [S24, real-world cost; their code's ``CostModel``].
+    """
+
+    train_usd_per_gpu_hour: float
+    train_peak_flop_per_s: float
+    train_mfu: float
+    inference_usd_per_gpu_hour: float
+    inference_peak_flop_per_s: float
+    prefill_mfu: float
+    decode_mfu: float
+
+    def __post_init__(self) -> None:
+        for name in ("train_usd_per_gpu_hour", "train_peak_flop_per_s", "inference_usd_per_gpu_hour",
+                     "inference_peak_flop_per_s"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise UsageError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("train_mfu", "prefill_mfu", "decode_mfu"):
+            if not 0 < getattr(self, name) <= 1:
+                raise UsageError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+
+    @property
+    def train_usd_per_flop(self) -> float:
+        """Dollars per training FLOP delivered: price / (3600 s x peak x MFU)  [S24 code, ``cost_per_flop``]."""
+        return self.train_usd_per_gpu_hour / (3600.0 * self.train_peak_flop_per_s * self.train_mfu)
+
+    def usd(self, n_params: float, n_tokens: float, prefill_tokens: float, decode_tokens: float) -> float:
+        """Life-cycle dollars: 6ND at the training rate, 2N per prompt and per output token at their MFUs."""
+        inference_usd_per_peak_flop = self.inference_usd_per_gpu_hour / (3600.0 * self.inference_peak_flop_per_s)
+        return (FLOPS_PER_PARAM_TOKEN * n_params * n_tokens * self.train_usd_per_flop
+                + INFERENCE_FLOPS_PER_PARAM_TOKEN * n_params * inference_usd_per_peak_flop
+                * (prefill_tokens / self.prefill_mfu + decode_tokens / self.decode_mfu))  # [S24 code, total_cost]
+
+    def training_equivalent_tokens(self, prefill_tokens: float, decode_tokens: float) -> float:
+        """Served tokens that cost as much as the demand if served at the training price per FLOP.
+
+        Dividing the dollar objective by the training price per FLOP leaves 6ND + 2N T_eff, so the FLOP optimum
+        with T_eff is the dollar optimum [S24 code, ``cost_optimal_train_tokens``].
+        """
+        inference_usd_per_peak_flop = self.inference_usd_per_gpu_hour / (3600.0 * self.inference_peak_flop_per_s)
+        return (inference_usd_per_peak_flop * (prefill_tokens / self.prefill_mfu + decode_tokens / self.decode_mfu)
+                / self.train_usd_per_flop)
+
+
+@dataclass(frozen=True)
+class CostAllocation:
+    """The dollar-optimal model of a loss beside the Chinchilla model of that loss (``allocation`` holds N, D)."""
+
+    allocation: InferenceAllocation  # its inference_tokens are `InferencePrices.training_equivalent_tokens`
+    prefill_tokens: float
+    decode_tokens: float
+    prices: InferencePrices
+
+    @property
+    def usd(self) -> float:
+        a = self.allocation
+        return self.prices.usd(a.n_params, a.n_tokens, self.prefill_tokens, self.decode_tokens)
+
+    @property
+    def chinchilla_usd(self) -> float:
+        a = self.allocation
+        return self.prices.usd(a.chinchilla_n_params, a.chinchilla_n_tokens, self.prefill_tokens, self.decode_tokens)
+
+    @property
+    def saving_usd(self) -> float:
+        return self.chinchilla_usd - self.usd
+
+    @property
+    def saving_fraction(self) -> float:
+        return self.saving_usd / self.chinchilla_usd
+
+
+def inference_cost_optimal_for_loss(law: ScalingLaw, target_loss: float, prefill_tokens: float, decode_tokens: float,
+                                    prices: InferencePrices) -> CostAllocation:
+    """The N and D that reach ``target_loss`` for the fewest dollars over the model's life [S24, cost_optimal.py].
+
+    ``prefill_tokens`` and ``decode_tokens``: prompt and output tokens served over the life of the model (count).
+    """
+    t_in, t_out = _check_inference_tokens(prefill_tokens), _check_inference_tokens(decode_tokens)
+    t_eff = prices.training_equivalent_tokens(t_in, t_out)
+    a = inference_optimal_for_loss(law, target_loss, t_eff)
+    return CostAllocation(replace(a, method="root of the Lagrange condition in dollars (Sardana et al. 2024)"),
+                          t_in, t_out, prices)
+
+
 def life_cycle_comparison(law: ScalingLaw, n_params: float, n_tokens: float, inference_tokens: float
                           ) -> InferenceAllocation:
     """Any run (N, D) beside the Chinchilla model of the loss it reaches: what serving T tokens saves or costs.
 
-    For a plan's candidates: each option's life-cycle FLOPs 6ND + 2NT [S24, sec. 3] against the least-training
+    For a plan's candidates: each option's life-cycle FLOPs 6ND + 2NT [S24] against the least-training
     model of its own quality [H22, eq. 4]. The saving is 0 for a Chinchilla-optimal run and largest near the
     inference-aware optimum; negative for a model larger than Chinchilla's of its loss.
     """
@@ -277,7 +366,7 @@ def life_cycle_comparison(law: ScalingLaw, n_params: float, n_tokens: float, inf
 # Chinchilla-optimal is about 20 tokens per parameter: 1.4T tokens for 70B [H22, Table 3 and sec. 4.1].
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
 # Sardana et al. trained 47 models from 10 to 10,000 tokens per parameter and found that a law fitted at usual
-# ratios overestimates what extra tokens buy at extreme ones [S24, abstract and sec. 4].
+# ratios overestimates what extra tokens buy at extreme ones [S24, abstract; README "Data"].
 SARDANA_MAX_TOKENS_PER_PARAM = 10_000.0
 # Where the caveat starts: 5x Chinchilla's ratio. A judgement, not a published threshold: the Chinchilla laws'
 # own runs centre on ~20 (their IsoFLOP minima [H22, Fig. 3]), and past ~100 the runs Sardana et al. and Gadre
