@@ -40,7 +40,7 @@ def test_every_option_moves_a_computed_field(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--tokens", "1B"], "name the model one way"),
+    (["--tokens", "1B"], "name the model"),  # the model resolver's own message
     (["--model", "gpt2", "--tokens", "0"], "--tokens must be positive"),
     (["--model", "gpt2", "--tokens", "1B", "--seq", "0"], "--seq must be a positive"),
     (["--model", "gpt2", "--tokens", "1B", "--loss", "-1"], "--loss must be a positive"),
