@@ -327,8 +327,11 @@ class PlanOption:
         return 0.0 if self.speed is None else self.n_tokens * self.speed.model_flops_per_token
 
     @property
-    def n_steps(self) -> float:
-        return 0.0 if self.speed is None else self.n_tokens / self.speed.tokens_per_step
+    def n_steps(self) -> int:
+        """Optimizer steps: a run takes whole steps, so the last partial one counts."""
+        if self.speed is None or not math.isfinite(self.n_tokens):
+            return 0
+        return math.ceil(self.n_tokens / self.speed.tokens_per_step - 1e-9)
 
 
 def check_positive(value: float | None, what: str) -> None:

@@ -445,7 +445,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOpt
         raise DomainError(
             f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / 2**30:.1f} GiB per GPU "
             f"({cap * (1 - PLAN_MEMORY_HEADROOM) / 2**30:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
-            f"{n_gpus} GPU(s): even its lightest setup (full recomputation, 8-bit Adam or optimizer offload, ZeRO "
+            f"{n_gpus} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
+            "the CPU, ZeRO "
             f"where GPUs share it, micro-batch 1) needs {need / 2**30:.1f} GiB{more}")
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich import box
 from rich.console import Group
 from rich.table import Table
@@ -62,7 +64,7 @@ def flops_dict(s: FlopsSummary) -> dict:
     exact = t.model_flops_per_token
     return {
         "model": model_dict(s.model), "seq_len": s.seq_len, "n_tokens": s.n_tokens,
-        "tokens_per_step": s.tokens_per_step, "n_steps": s.n_steps, "causal": s.causal,
+        "tokens_per_step": s.tokens_per_step, "n_steps": math.ceil(s.n_steps - 1e-9), "causal": s.causal,  # whole steps
         "recompute": t.recompute.value,
         "forward_flops_per_token": t.forward.as_dict(),
         "per_token": {

@@ -88,9 +88,10 @@ def plan_dict(p: Plan) -> dict:
         "model_flops": b.model_flops if p.budget_kind != "flops" else a.c_flops,
         "max_wall_clock_s": p.max_wall_clock_s,
         "law": {"name": p.law.name, "source": p.law.source, "flop_convention": p.law.flop_convention,
-                "n_counts_embeddings": p.law.n_counts_embeddings},
+                "n_counts_embeddings": p.law.n_counts_embeddings, "uniform_loss": p.law.uniform_loss},
         "compute_optimal": {"c_flops": a.c_flops, "n_params": a.n_params, "n_tokens": a.n_tokens,
-                            "tokens_per_param": a.tokens_per_param, "loss": a.loss, "method": a.method},
+                            "tokens_per_param": a.tokens_per_param, "loss": a.loss, "method": a.method,
+                            "above_uniform_guess": a.above_uniform, "warnings": list(a.warnings)},
         "objective": p.objective, "target_loss": p.target_loss,
         "recommended": option_dict(p.recommended),
         "loss_by_law": p.loss_by_law,
@@ -177,7 +178,9 @@ def plan_report(p: Plan) -> Group:
     budget.add_row(f"{p.law.name} optimum" if p.objective != "target" else "cheapest at target",
                    f"N {format_count(a.n_params)}",
                    f"D {format_count(a.n_tokens)} tokens ({a.tokens_per_param:.0f}/param)"
-                   + ("" if a.loss is None else f", loss {a.loss:.3f}"))
+                   + ("" if a.loss is None else f", loss {a.loss:.3f}")
+                   + (f", loss above a uniform guess ({p.law.uniform_loss:.2f})"
+                      if a.loss is None and a.above_uniform else ""))
 
     rec = _kv_table("Recommended run")
     m = r.model
@@ -193,6 +196,9 @@ def plan_report(p: Plan) -> Group:
                 if p.loss_interval else "")
         rec.add_row("predicted loss", f"{r.loss:.3f}",
                     f"nats/token on the law's data ({p.law.name}{band})" + (f"; {others}" if others else ""))
+    elif p.law.has_loss:
+        rec.add_row("predicted loss", "-", f"above a uniform guess ({p.law.uniform_loss:.2f} = ln vocabulary): "
+                    "no prediction; see Warnings")
     rec.add_row("setup", f"{s.micro_batch} x {s.grad_accum}",
                 f"micro-batch x accumulation = {format_count(r.chosen.tokens_per_step)} tokens/step at seq "
                 f"{s.seq_len}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
@@ -207,7 +213,7 @@ def plan_report(p: Plan) -> Group:
                    else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))
     rec.add_row("step", format_duration(sp.step_s),
                 f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu:.2f}, HFU {sp.hfu:.2f}"
-                + (f", communication {sp.comm.exposed_s:.3g} s exposed, scaling efficiency "
+                + (f", communication {format_duration(sp.comm.exposed_s)} exposed, scaling efficiency "
                    f"{sp.scaling_efficiency:.0%}" if b.n_gpus > 1 else ""))
     rec.add_row("wall clock", format_duration(r.train_time_s), f"{format_count(r.n_steps)} steps at duty cycle "
                 f"{b.utilization:g}; {format_flops(r.model_flops)} model FLOPs")
@@ -246,7 +252,7 @@ def plan_report(p: Plan) -> Group:
         cells = [format_count(o.n_params), label, _shape(o), _setup_short(o),
                  f"{o.speed.mfu:.2f}" if o.fits else "-", f"{o.speed.hfu:.2f}" if o.fits else "-",
                  format_count(o.n_tokens) if o.fits else "-", f"{o.tokens_per_param:.0f}" if o.fits else "-",
-                 "-" if o.loss is None else f"{o.loss:.3f}"]
+                 f"{o.loss:.3f}" if o.loss is not None else "above uniform" if o.fits and p.law.has_loss else "-"]
         if show_time:
             cells.append(format_duration(o.train_time_s) if o.fits else "-")
         opts.add_row(*(f"{mark}{x}{end}" for x in cells))
