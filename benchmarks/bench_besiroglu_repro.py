@@ -18,13 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _conditions
+
+_conditions.pin_threads(1)  # one BLAS thread, before numpy loads
 
 from flopscalc.atomic import write_text_atomic
 from flopscalc.scaling.fit import fit_approach3
@@ -47,6 +50,7 @@ def main() -> int:
                          "shipped: no license); see this script's docstring\n")
         return 2
     runs = read_runs(args.csv)
+    cond = _conditions.start()
     t0 = time.perf_counter()
     fit = fit_approach3(runs, grid="paper", exclude_highest_loss=EXCLUDED_HIGHEST_LOSS)
     fit_s = time.perf_counter() - t0
@@ -56,8 +60,7 @@ def main() -> int:
                 "n_se_off": abs(got[k] - getattr(truth, k)) / BESIROGLU2024_SE[k]} for k in NAMES}
     passed = all(r["n_se_off"] <= N_SE for r in rows.values())
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "conditions": _conditions.finish(cond),
         "data": str(args.csv), "n_runs": len(runs), "excluded_highest_loss": EXCLUDED_HIGHEST_LOSS,
         "fit_s": fit_s, "pass_band_n_se": N_SE, "passed": passed, "constants": rows,
     }

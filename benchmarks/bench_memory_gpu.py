@@ -26,6 +26,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _conditions
+
+_conditions.pin_threads(1)  # BLAS/OpenMP before numpy and torch load (memory, not speed, is measured here)
 
 from flopscalc.atomic import write_text_atomic
 from flopscalc.flops import Recompute
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: run with --device cpu for a dry run", file=sys.stderr)
         return 2
+    torch.set_num_threads(1)
+    cond = _conditions.start()
     models = {**PRESETS, **TINY}
     names = (args.models or ("tiny" if args.device == "cpu" else ",".join(PRESETS))).split(",")
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
@@ -114,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:12s} mb={mb:<3d} {rec:9s} est {est.allocated_peak_bytes / 2**30:7.2f} GiB  "
                       f"measured {meas:>7s} GiB {err}", flush=True)
 
+    cond = _conditions.finish(cond)
     meta = {"device": device_name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version()}
-    intro = (f"{meta['date']}, torch {meta['torch']}, CUDA {meta['cuda']}. Estimated = "
+            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+            "conditions": cond}
+    intro = (f"{meta['date']}, torch {meta['torch']}, CUDA {meta['cuda']}; conditions: "
+             f"{_conditions.summary(cond)}. Estimated = "
              "`MemoryBreakdown.allocated_peak_bytes` (no context or allocator overhead); measured = "
              "`torch.cuda.max_memory_allocated()` over steady-state steps.")
     header = ("| model | micro-batch | seq | recompute | estimated GiB | measured GiB | error % | reserved/allocated "

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _conditions
+
+_conditions.pin_threads(1)  # BLAS/OpenMP before numpy and torch load; torch's own pool is set from --threads
 
 from flopscalc.atomic import write_text_atomic
 from flopscalc.flops import Recompute
@@ -77,9 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="gpt2", help="GPT-2 preset whose parameters are updated (default gpt2)")
     ap.add_argument("--repeat", type=int, default=15, help="timings per measurement (their median is used)")
     ap.add_argument("--trials", type=int, default=5, help="bandwidth + update measurements, alternated")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both measurements "
+                    "(default 1: the bandwidth and the update then share one core, and a busy neighbour does not "
+                    "stall a second thread)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "offload_cpu.json")
     args = ap.parse_args(argv)
     import torch
+
+    torch.set_num_threads(args.threads)
+    cond = _conditions.start()
+    print(_conditions.summary(cond), flush=True)
 
     cfg = get_preset(args.model)
     n = count_params(cfg).total
@@ -95,14 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  bandwidth {bw / 1e9:.1f} GB/s, update measured {measured:.3f} s, predicted "
               f"{predicted.cpu_s:.3f} s: ratio {measured / predicted.cpu_s:.2f}", flush=True)
     ratios = [t["ratio"] for t in trials]
+    cond = _conditions.finish(cond)
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor()
-        or platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(), "model": cfg.name,
+        "conditions": cond, "model": cfg.name,
         "n_params": n, "cpu_bytes_per_param_model": predicted.cpu_bytes / n, "trials": trials,
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
     }
     print(f"{cfg.name} ({n / 1e6:.1f}M params, {predicted.cpu_bytes / n:.0f} bytes/param): measured / predicted "
           f"median {result['ratio_median']:.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
+    print(_conditions.summary(cond))
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -13,19 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _conditions
+
+_conditions.pin_threads(1)  # one BLAS thread, set before numpy loads; the fit's own threads: --threads
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from flopscalc.scaling.fit import bootstrap_approach3, fit_approach3
 from flopscalc.scaling.laws import BESIROGLU2024
+from flopscalc.scaling.optimize import DEFAULT_THREADS
 from flopscalc.scaling.runs import Runs
 
 TRUTH = BESIROGLU2024.loss_form
@@ -45,19 +49,23 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--coverage-draws", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="the fit's own threads (its default)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "scaling_fit.json"))
     args = ap.parse_args()
 
+    cond = _conditions.start()
+    print(_conditions.summary(cond), flush=True)
     runs = synthetic_runs(np.random.default_rng(1), args.runs)
     fit_approach3(runs, grid="small")  # warm-up: imports scipy, page in numpy
-    fit_s = []
+    fit_s, fit_cpu_s = [], []
     for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        fit = fit_approach3(runs, grid="paper")
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit = fit_approach3(runs, grid="paper", n_threads=args.threads)
         fit_s.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    boot = bootstrap_approach3(runs, fit, n_samples=args.bootstrap, seed=0)
-    boot_s = time.perf_counter() - t0
+        fit_cpu_s.append(time.process_time() - c0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    boot = bootstrap_approach3(runs, fit, n_samples=args.bootstrap, seed=0, n_threads=args.threads)
+    boot_s, boot_cpu_s = time.perf_counter() - t0, time.process_time() - c0
 
     recovery = {k: {"truth": getattr(TRUTH, k), "fit": fit.law.constants()[k], "ci95": boot.interval(k),
                     "covered": boot.interval(k)[0] <= getattr(TRUTH, k) <= boot.interval(k)[1]} for k in NAMES}
@@ -71,14 +79,15 @@ def main() -> None:
         hits += [b.interval(k)[0] <= getattr(TRUTH, k) <= b.interval(k)[1] for k in NAMES]
     cov_s = time.perf_counter() - t0
 
+    cond = _conditions.finish(cond)
+    cond["threads"]["fit"] = args.threads
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_avg_1min": os.getloadavg()[0]},
+        "conditions": cond,
         "n_runs": args.runs, "n_starts": fit.n_starts,
-        "fit_s": {"median": statistics.median(fit_s), "all": fit_s, "target": 2.0},
-        "bootstrap_s": {"value": boot_s, "n_samples": args.bootstrap, "starts_per_sample": boot.starts_per_sample,
-                        "target": 60.0},
+        "fit_s": {"median": statistics.median(fit_s), "all": fit_s, "target": 2.0,
+                  "cpu_s_median": statistics.median(fit_cpu_s), "cpu_s_all": fit_cpu_s},
+        "bootstrap_s": {"value": boot_s, "cpu_s": boot_cpu_s, "n_samples": args.bootstrap,
+                        "starts_per_sample": boot.starts_per_sample, "target": 60.0},
         "fit_diagnostics": {"n_converged": fit.n_converged, "n_reached_best": fit.n_reached_best,
                             "bound_hits": list(fit.bound_hits), "polish": fit.polish},
         "recovery": recovery,
@@ -89,12 +98,13 @@ def main() -> None:
     tmp = Path(args.out).with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, args.out)
-    print(f"fit (4,500 starts, {args.runs} runs): median {result['fit_s']['median']:.2f} s (target 2 s)")
+    print(f"fit (4,500 starts, {args.runs} runs): median {result['fit_s']['median']:.2f} s wall, "
+          f"{result['fit_s']['cpu_s_median']:.2f} s CPU (target 2 s)")
     print(f"bootstrap ({args.bootstrap} resamples x {boot.starts_per_sample} warm starts): {boot_s:.1f} s (target 60 s)")
     print(f"coverage of 95% intervals over {args.coverage_draws} draws: {result['coverage']['observed']:.2f}")
     for k, v in recovery.items():
         print(f"  {k}: truth {v['truth']:.4g}, fit {v['fit']:.4g}, 95% CI {v['ci95'][0]:.4g} .. {v['ci95'][1]:.4g}")
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine slows this down)")
+    print(_conditions.summary(cond) + f", fit threads {args.threads} (other work on the machine slows this down)")
 
 
 if __name__ == "__main__":

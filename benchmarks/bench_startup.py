@@ -1,7 +1,8 @@
-"""Start-up benchmark: wall time of `flopscalc plan --gpu 4070ti --days 365` against `python -c "import numpy"`.
+"""Start-up benchmark: wall time of flopscalc commands as ratios to `python -c "import numpy"`, measured interleaved.
 
-The ratio is what we track (machines differ; the ratio travels). Target (issue 2): the plan answers in
-well under half a second on a 2-core machine.
+Machines differ; the ratio to a baseline timed in the same run travels. Each round runs every command once, in
+turn, so a busy neighbour slows all of them alike; the median over rounds is reported. Targets (issue 18, item
+2): `--help` <= 1.2x, `gpus` and `models` <= 1.5x, the main job (`plan --gpu 4070ti --days 365`) <= 2.5x.
 
     python benchmarks/bench_startup.py [--repeat 15] [--out benchmarks/results/startup.json]
 """
@@ -11,53 +12,75 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _conditions
+
+BASELINE = "python -c 'import numpy'"
+FLOPSCALC = [sys.executable, "-m", "flopscalc"]
 CASES = {
     "python -c pass": [sys.executable, "-c", "pass"],
-    "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
-    "flopscalc plan --gpu 4070ti --days 365": [sys.executable, "-m", "flopscalc", "plan", "--gpu", "4070ti",
-                                               "--days", "365"],
-    "flopscalc flops --model gpt2-xl --tokens 300B": [sys.executable, "-m", "flopscalc", "flops", "--model",
-                                                      "gpt2-xl", "--tokens", "300B"],
+    BASELINE: [sys.executable, "-c", "import numpy"],
+    "flopscalc --help": [*FLOPSCALC, "--help"],
+    "flopscalc gpus": [*FLOPSCALC, "gpus"],
+    "flopscalc models": [*FLOPSCALC, "models"],
+    "flopscalc plan --gpu 4070ti --days 365": [*FLOPSCALC, "plan", "--gpu", "4070ti", "--days", "365"],
+    "flopscalc flops --model gpt2-xl --tokens 300B": [*FLOPSCALC, "flops", "--model", "gpt2-xl", "--tokens", "300B"],
 }
+# Issue 18's targets as ratios to BASELINE.
+TARGETS = {"flopscalc --help": 1.2, "flopscalc gpus": 1.5, "flopscalc models": 1.5,
+           "flopscalc plan --gpu 4070ti --days 365": 2.5}
 
 
-def _time(argv: list[str], repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return times
+def _run(argv: list[str], env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--repeat", type=int, default=15, help="rounds; each round runs every command once")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "startup.json")
     args = ap.parse_args()
+    _conditions.pin_threads(1)  # this process imports no numpy; the children inherit the variables
+    env = {**os.environ, "COLUMNS": "100"}
     for argv in CASES.values():  # warm the file cache and __pycache__
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    medians = {name: statistics.median(_time(argv, args.repeat)) for name, argv in CASES.items()}
-    numpy_s = medians["python -c 'import numpy'"]
-    print(f"{'command':<48} {'median s':>9} {'x numpy':>8}")
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    cond = _conditions.start()
+    print(_conditions.summary(cond), flush=True)
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    for _ in range(args.repeat):
+        for name, argv in CASES.items():
+            times[name].append(_run(argv, env))
+    cond = _conditions.finish(cond)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    base_s = medians[BASELINE]
+    ratios = {name: s / base_s for name, s in medians.items()}
+    print(f"{'command':<48} {'median s':>9} {'x numpy':>8} {'target':>7}")
     for name, s in medians.items():
-        print(f"{name:<48} {s:9.3f} {s / numpy_s:8.2f}")
+        target = TARGETS.get(name)
+        mark = "" if target is None else f"{target:6.1f}x {'ok' if ratios[name] <= target else 'MISSED'}"
+        print(f"{name:<48} {s:9.3f} {ratios[name]:8.2f} {mark}")
+    print(_conditions.summary(cond))
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "conditions": cond,
+        "method": "interleaved rounds (every command once per round), median over rounds; ratio to the baseline "
+                  "timed in the same rounds",
+        "baseline": BASELINE,
         "repeat": args.repeat,
         "median_s": medians,
-        "ratio_to_import_numpy": {name: s / numpy_s for name, s in medians.items()},
-        "target": "flopscalc plan well under 0.5 s on a 2-core machine",
+        "ratio_to_import_numpy": ratios,
+        "targets_ratio": TARGETS,
+        "met": {name: ratios[name] <= t for name, t in TARGETS.items()},
+        "all_s": times,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:

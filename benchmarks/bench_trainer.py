@@ -24,6 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _conditions
+
+_conditions.pin_threads(1)  # BLAS/OpenMP before numpy and torch load; torch's pool is set by run_benchmarks
 
 from flopscalc.calibration import save_profile, write_text_atomic
 from flopscalc.model import ModelConfig, get_preset
@@ -37,12 +42,25 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
 
 
-def table_markdown(profile, settings: str) -> str:
+def conditions_markdown(cond: dict) -> list[str]:
+    """The run's conditions as list items (see benchmarks/_conditions.py)."""
+    before, after = cond["load_avg_before"]["1min"], cond["load_avg_after"]["1min"]
+    versions = ", ".join(f"{k} {v}" for k, v in cond["versions"].items() if v)
+    return [f"- CPU: {cond['cpu_model']}, {cond['n_cores']} cores; {cond['platform']}",
+            (f"- threads: torch intra-op {cond['threads']['torch']}, BLAS {cond['threads']['blas']} "
+             f"({cond['threads']['blas_how']})"),
+            f"- load average (1 min): {before:.2f} before, {after:.2f} after"
+            + (" (oversubscribed at the start)" if cond["oversubscribed_at_start"] else ""),
+            f"- versions: {versions}"]
+
+
+def table_markdown(profile, settings: str, cond: dict | None = None) -> str:
     lines = [
         f"# Trainer benchmark: {profile.device_name}",
         "",
         f"- date: {profile.created}",
         f"- torch: {profile.torch_version}",
+        *(conditions_markdown(cond) if cond else []),
         f"- GPU database row: {profile.gpu_key or '- (not in the database)'}",
         f"- settings: {settings}",
         *[f"- note: {n}" for n in profile.notes],
@@ -81,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                          "padded logits count as model FLOPs, as in nanoGPT and llm.c")
     ap.add_argument("--gpu", default=None, help="GPU database row, when the CUDA name is not recognised")
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak to compute MFU against (TFLOP/s)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads while timing (default: 1 on a CPU, torch's own on a GPU)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
 
@@ -101,9 +121,18 @@ def main(argv: list[str] | None = None) -> int:
                          precision=args.precision, device=args.device, warmup_steps=args.warmup_steps,
                          timed_steps=args.steps)
               for m in models for b in batches for c in compiles]
-    profile = run_benchmarks(setups, gpu=args.gpu, peak_tflops=args.peak_tflops,
-                             on_point=lambda p: print(f"  {p.model.name} mb={p.micro_batch} compile={p.compiled}: "
-                                                      f"{format_count(p.tokens_per_s)} tok/s", flush=True))
+    cond = _conditions.start()
+    used = []
+
+    def on_point(p):
+        used.append(torch.get_num_threads())  # run_benchmarks sets torch's threads while it times
+        print(f"  {p.model.name} mb={p.micro_batch} compile={p.compiled}: {format_count(p.tokens_per_s)} tok/s",
+              flush=True)
+
+    profile = run_benchmarks(setups, gpu=args.gpu, peak_tflops=args.peak_tflops, on_point=on_point,
+                             n_threads=args.threads)
+    cond = _conditions.finish(cond)
+    cond["threads"]["torch"] = {"intra_op": sorted(set(used))}  # one value unless the sweep changed it
     from rich.console import Console
 
     Console().print(profile_table(profile))
@@ -112,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = (f"warm-up {args.warmup_steps} steps, {args.steps} timed steps, precision {args.precision}, "
                 "synthetic tokens, fused AdamW, SDPA attention")
     table = args.out_dir / f"trainer_{slug}.md"
-    write_text_atomic(table, table_markdown(profile, settings))
+    write_text_atomic(table, table_markdown(profile, settings, cond))
     save_profile(profile, args.out_dir / f"calibration_{slug}.json")
     print(f"wrote {table} and calibration_{slug}.json")
     return 0
