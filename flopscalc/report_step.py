@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .perf import CLASS_ORDER, StepEstimate
-from .units import format_rate
+from .units import format_bytes, format_rate
 
 
 def _settings_line(e: StepEstimate) -> str:
@@ -45,6 +45,9 @@ def step_report(e: StepEstimate) -> Group:
     summary.add_row("MFU", f"{e.mfu:.1%}  (model FLOPs, causal attention, no recomputation)")
     summary.add_row("HFU", f"{e.hfu:.1%}  (executed FLOPs: recomputation and flash backward included)")
     summary.add_row("peak used", f"{format_rate(e.peak_flop_per_s)} dense {e.precision.value}")
+    summary.add_row("memory per GPU", f"{format_bytes(e.peak_memory_bytes)} of {format_bytes(e.gpu.memory_bytes)}"
+                    + ("" if e.fits else ": [bold red]does not fit[/]; 'flopscalc memory' with the same flags "
+                       "ranks the fixes"))
     note = Text(f"sustained fraction {e.options.sustained:g} (fitted, see docs/performance_model.md); "
                 f"GEMM fraction {e.device.gemm_peak_fraction:g}; {e.device.source}", style="dim")
     return Group(Text(_settings_line(e)), step_table(e), summary, note)
@@ -74,6 +77,9 @@ def step_dict(e: StepEstimate) -> dict:
         "model_flops_per_token": e.model_flops_per_token,
         "hardware_flops_per_token": e.hardware_flops_per_token,
         "class_seconds": e.class_seconds,
+        "peak_memory_bytes": e.peak_memory_bytes,
+        "memory_bytes_per_gpu": e.gpu.memory_bytes,
+        "fits": e.fits,
         "communication_s": e.comm.comm_s,
         "sustained_fraction": e.options.sustained,
         "gemm_peak_fraction": e.device.gemm_peak_fraction,

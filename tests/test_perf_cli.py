@@ -113,3 +113,16 @@ def test_step_imports_no_heavy_library():
             "sys.stderr.write(repr(heavy))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stderr == "[]", done.stderr
+
+
+@pytest.mark.parametrize("gpu,fits", [("4070ti", False), ("h100", True)])
+def test_step_says_whether_the_setup_fits_as_memory_does(capsys, gpu, fits):
+    # seed claim 6: GPT-2 XL with AdamW at micro-batch 1 needs ~25.6 GiB, more than a 12 GB card holds
+    flags = ["--model", "gpt2-xl", "--gpu", gpu, "--micro-batch", "1"]
+    assert run(["step", *flags, "--json"]) == 0
+    step = json.loads(capsys.readouterr().out)
+    assert run(["memory", *flags, "--json"]) == 0
+    memory = json.loads(capsys.readouterr().out)
+    assert step["peak_memory_bytes"] == memory["peak_bytes"]  # the same estimate for the same flags
+    assert step["fits"] is fits
+    assert (step["peak_memory_bytes"] > step["memory_bytes_per_gpu"]) is not fits

@@ -78,6 +78,18 @@ class StepEstimate:
         return self.setup.seq_len or self.model.block_size
 
     @property
+    def peak_memory_bytes(self) -> float:
+        """Peak memory per GPU of this setup (`memory.estimate_memory`): a time is no use if the step cannot run."""
+        from ..memory import estimate_memory
+
+        return estimate_memory(self.model, self.setup).peak_bytes
+
+    @property
+    def fits(self) -> bool:
+        """Whether the peak fits the GPU's memory (no headroom: the planner keeps its own)."""
+        return self.peak_memory_bytes <= self.gpu.memory_bytes
+
+    @property
     def class_seconds(self) -> dict[str, float]:
         """Seconds per step by operation class, in `CLASS_ORDER`."""
         out = {c: 0.0 for c in CLASS_ORDER}
