@@ -9,7 +9,26 @@ from typing import Annotated, Optional
 import typer
 
 from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
-from .cli_common import GpuCsvOpt, JsonOpt, conflicting_options, emit, refuse_together
+from .cli_common import (
+    BiasOpt,
+    ExpertsOpt,
+    FfnOpt,
+    GpuCsvOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NormOpt,
+    PosOpt,
+    SharedExpertsOpt,
+    TieOpt,
+    TopKOpt,
+    VocabOpt,
+    arch_options,
+    conflicting_options,
+    emit,
+    refuse_together,
+)
 from .errors import DomainError, FlopscalcError, UsageError
 from .flops import Recompute
 from .hardware import Precision
@@ -182,11 +201,16 @@ def plan(
 @app.command()
 def flops(
     tokens: Annotated[str, typer.Option(help="Training tokens, e.g. 300B, 10B, 2.5e10.")],
-    model: Annotated[Optional[str], typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
     params: Annotated[Optional[str], typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
     n_layer: Annotated[Optional[int], typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
     n_head: Annotated[Optional[int], typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
     n_embd: Annotated[Optional[int], typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    config: ModelConfigOpt = None,
+    vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
+    norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+    experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
     seq: Annotated[Optional[int], typer.Option(help="Sequence length (tokens; default: context).")] = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")] = 1,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
@@ -203,7 +227,9 @@ def flops(
     from .units import parse_count
 
     cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
-                        n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
+                                          shared_experts))
     s = summarize(cfg, parse_count(tokens, what="--tokens"), seq_len=seq, micro_batch=micro_batch,
                   grad_accum=grad_accum, n_gpus=n_gpus, recompute=recompute, causal=causal)
     emit(flops_report(s), flops_dict(s), as_json)
@@ -211,11 +237,11 @@ def flops(
 
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
-    """The GPT-2 presets with their exact parameter counts."""
-    from .model import PRESETS
-    from .report import model_dict, models_table
+    """The model presets with their exact total and active parameter counts and sources."""
+    from .model import ALL_PRESETS
+    from .report_models import models_dict, models_table
 
-    emit(models_table(PRESETS), {"models": [model_dict(c) for c in PRESETS.values()]}, as_json)
+    emit(models_table(ALL_PRESETS), models_dict(ALL_PRESETS), as_json)
 
 
 @gpus_app.callback()

@@ -10,11 +10,45 @@ from typing import Annotated, Optional
 
 import typer
 
+from .model.config import Mlp, Norm, Position
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 GpuCsvOpt = Annotated[
     Optional[list[Path]],
     typer.Option("--gpu-csv", help="Extra GPU CSV (same columns as data/gpu_specs.csv) that adds or overrides rows."),
 ]
+# ---- the model's architecture (issue 12), shared by flops, memory and step; None = as the named model has it
+ModelConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", help="A Hugging Face config.json, read offline (model_type gpt2, gpt_neox, llama, mistral, mixtral, "
+    "qwen2, qwen2_moe, gemma, olmo, olmo2, phi3). Shape and architecture options given with it override the "
+    "file's values, and the model's name lists each override.")]
+VocabOpt = Annotated[Optional[int], typer.Option("--vocab", help="Vocabulary size (tokens; GPT-2: 50257).")]
+KvHeadOpt = Annotated[Optional[int], typer.Option(
+    "--n-kv-head", help="Key/value heads: as many as --n-head is multi-head, 1 multi-query, between grouped-query.")]
+FfnOpt = Annotated[Optional[int], typer.Option(
+    "--ffn", help="MLP hidden width d_ff (units; GPT-2: 4 x width); with --experts the width of each expert.")]
+MlpOpt = Annotated[Optional[Mlp], typer.Option(
+    "--mlp", help="MLP kind: gelu (2 matrices, GPT-2) or swiglu / geglu (3 matrices, Llama / Gemma).")]
+NormOpt = Annotated[Optional[Norm], typer.Option(
+    "--norm", help="Normalisation: layernorm (GPT-2), rmsnorm (Llama), layernorm_plain (no gain or bias, OLMo).")]
+PosOpt = Annotated[Optional[Position], typer.Option(
+    "--pos", help="Position scheme: learned (a table; --seq at most the context), rope, alibi or none.")]
+BiasOpt = Annotated[Optional[bool], typer.Option("--bias/--no-bias", help="Biases in every linear and LayerNorm.")]
+TieOpt = Annotated[Optional[bool], typer.Option("--tie/--untie", help="LM head tied to the token embedding or not.")]
+ExpertsOpt = Annotated[Optional[int], typer.Option(
+    "--experts", help="Routed experts per MLP (mixture of experts; 0 = dense). Needs --top-k.")]
+TopKOpt = Annotated[Optional[int], typer.Option("--top-k", help="Experts each token is routed to.")]
+SharedExpertsOpt = Annotated[Optional[int], typer.Option(
+    "--shared-experts", help="Experts every token uses besides its routed ones (count).")]
+
+
+def arch_options(vocab=None, n_kv_head=None, ffn=None, mlp=None, norm=None, pos=None, bias=None, tie=None,
+                 experts=None, top_k=None, shared_experts=None) -> dict:
+    """The architecture options as `flopscalc.model.with_architecture` names them (None = not given)."""
+    return {"vocab": vocab, "n_kv_head": n_kv_head, "ffn": ffn, "mlp": mlp, "norm": norm, "pos": pos, "bias": bias,
+            "tie": tie, "experts": experts, "top_k": top_k, "shared_experts": shared_experts}
+
+
 # Narrowest layout for piped output: the width rich itself falls back to without a terminal.
 PIPED_MIN_WIDTH = 80
 # Width at which a renderable is measured for its natural (unwrapped) width; wider than any real table.

@@ -6,18 +6,40 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import GpuCsvOpt, JsonOpt, emit
+from .cli_common import (
+    BiasOpt,
+    ExpertsOpt,
+    FfnOpt,
+    GpuCsvOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NormOpt,
+    PosOpt,
+    SharedExpertsOpt,
+    TieOpt,
+    TopKOpt,
+    VocabOpt,
+    arch_options,
+    emit,
+)
 from .flops import Recompute
 from .memory.settings import DEFAULT_ALLOCATOR_OVERHEAD_FRACTION, MemoryPrecision, Optimizer
 
 
 def memory(
     gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: 4070ti, 'RTX 4090', h100.")],
-    model: Annotated[str | None, typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
     params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
     n_layer: Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
     n_head: Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
     n_embd: Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    config: ModelConfigOpt = None,
+    vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
+    norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+    experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass (sequences).")] = 1,
     seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
     precision: Annotated[MemoryPrecision, typer.Option(
@@ -43,6 +65,9 @@ def memory(
     ] = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
     headroom: Annotated[float, typer.Option(help="Share of GPU memory to keep free when judging fit (0-1).")
                         ] = 0.0,
+    dropout: Annotated[bool, typer.Option(
+        "--dropout", help="Dropout layers on: their masks are saved for backward (Korthikanti et al. 2022, eq. 1).")
+    ] = False,
     gpu_csv: GpuCsvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -54,11 +79,13 @@ def memory(
     from .units import parse_bytes, parse_count
 
     cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
-                        n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
+                                          shared_experts))
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context"),
-                          allocator_overhead_fraction=allocator_overhead)
+                          allocator_overhead_fraction=allocator_overhead, dropout=dropout)
     result = answer(cfg, setup, get_gpu(gpu, gpu_csv or ()), headroom)
     emit(memory_report(result), memory_dict(result), as_json)
 

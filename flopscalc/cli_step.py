@@ -6,7 +6,24 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import GpuCsvOpt, JsonOpt, emit
+from .cli_common import (
+    BiasOpt,
+    ExpertsOpt,
+    FfnOpt,
+    GpuCsvOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NormOpt,
+    PosOpt,
+    SharedExpertsOpt,
+    TieOpt,
+    TopKOpt,
+    VocabOpt,
+    arch_options,
+    emit,
+)
 from .flops import Recompute
 from .memory.settings import MemoryPrecision, Optimizer
 
@@ -15,11 +32,16 @@ CPU_NAMES = ("cpu", "host")
 
 def step(
     gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: a100-80gb, h100, 4090.")],
-    model: Annotated[str | None, typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
     params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
     n_layer: Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
     n_head: Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
     n_embd: Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    config: ModelConfigOpt = None,
+    vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
+    norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+    experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")] = 1,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
     seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
@@ -56,7 +78,9 @@ def step(
         raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; "
                           "pick a GPU from 'flopscalc gpus', or time the CPU with 'flopscalc train'")
     cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
-                        n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
+                                          shared_experts))
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload)
@@ -65,6 +89,9 @@ def step(
         from .errors import UsageError
 
         raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
+    if not cfg.is_gpt2_block:
+        raise DomainError(f"the step-time model prices GPT-2's block only so far ({cfg.name} has {cfg.family}); "
+                          "'flopscalc flops' and 'flopscalc memory' take this model, 'step' does not yet")
     est = estimate_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), options)
     emit(step_report(est), step_dict(est), as_json)
 

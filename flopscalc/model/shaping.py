@@ -50,6 +50,17 @@ def llama3_ffn_dim(n_embd: int) -> int:
     return LLAMA3_FFN_MULTIPLE_OF * math.ceil(hidden / LLAMA3_FFN_MULTIPLE_OF)
 
 
+# A gated MLP keeps the parameters of a 4d GELU MLP with 2/3 of its width (Shazeer 2020, sec. 2: "we reduce the
+# number of hidden units d_ff ... by a factor of 2/3"), rounded up to a multiple of 256 as Llama 2 does
+# (Meta's llama model.py FeedForward, multiple_of=256: 4096 -> 11008).
+GATED_FFN_MULTIPLE_OF = 256
+
+
+def gated_ffn_dim(n_embd: int) -> int:
+    """MLP width of a gated (SwiGLU/GeGLU) MLP with the parameters of a 4d GELU one (see `GATED_FFN_MULTIPLE_OF`)."""
+    return GATED_FFN_MULTIPLE_OF * math.ceil(int(2 * 4 * n_embd / 3) / GATED_FFN_MULTIPLE_OF)
+
+
 @dataclass(frozen=True)
 class Family:
     """What a family fixes; `shape` gives the model of ``n_layer`` blocks and ``n_head`` heads."""
@@ -64,7 +75,12 @@ class Family:
     def shape(self, base: ModelConfig, n_layer: int, n_head: int, head_dim: int) -> ModelConfig:
         width = n_head * head_dim
         if self.key == "gpt2":
-            return replace(base, n_layer=n_layer, n_head=n_head, n_embd=width, name="custom")
+            if base.n_kv_head is None and base.mlp.n_matrices == 2:
+                return replace(base, n_layer=n_layer, n_head=n_head, n_embd=width, name="custom")
+            # a GPT-2-family base with grouped-query heads or a gated MLP (e.g. --params with --mlp swiglu)
+            kv = math.gcd(n_head, base.n_kv_head) if base.n_kv_head is not None else None
+            ffn = gated_ffn_dim(width) if base.mlp.n_matrices == 3 else None
+            return base.with_(n_layer=n_layer, n_head=n_head, n_embd=width, n_kv_head=kv, ffn_dim=ffn, name="custom")
         kv = math.gcd(n_head, self.kv_heads) if self.kv_heads else None
         return base.with_(n_layer=n_layer, n_head=n_head, n_embd=width, n_kv_head=kv, head_size=None,
                           ffn_dim=llama3_ffn_dim(width), name="custom")
@@ -181,6 +197,34 @@ def _short(n: float) -> str:
     return format_count(n)
 
 
+# CLI architecture option -> ModelConfig field
+ARCH_FIELDS = {
+    "vocab": "vocab_size", "n_kv_head": "n_kv_head", "ffn": "ffn_dim", "mlp": "mlp", "norm": "norm",
+    "pos": "position", "bias": "bias", "tie": "tie_embeddings", "experts": "n_expert", "top_k": "top_k",
+    "shared_experts": "n_shared_expert",
+}
+
+
+def with_architecture(cfg: ModelConfig, **options) -> ModelConfig:
+    """``cfg`` with the architecture options given (not None) applied; see `ARCH_FIELDS` for the names.
+
+    ``experts=0`` makes the model dense again (top-k and expert widths go with it).
+    """
+    unknown = set(options) - set(ARCH_FIELDS)
+    if unknown:
+        raise UsageError(f"unknown architecture option(s) {', '.join(sorted(unknown))}")
+    changes = {ARCH_FIELDS[k]: v for k, v in options.items() if v is not None}
+    if not changes:
+        return cfg
+    if "ffn_dim" in changes:
+        changes["mlp_ratio"] = 4.0  # the width is given in units; the ratio goes back to its neutral default
+    if changes.get("n_expert") == 0:
+        changes.update(top_k=changes.get("top_k", 0), expert_ffn_dim=None, shared_expert_ffn_dim=None,
+                       n_shared_expert=changes.get("n_shared_expert", 0), shared_expert_gate=False,
+                       router_bias=False)
+    return cfg.with_(**changes)
+
+
 def resolve_model(
     name: str | None = None,
     *,
@@ -189,23 +233,48 @@ def resolve_model(
     n_head: int | None = None,
     n_embd: int | None = None,
     base: ModelConfig | None = None,
+    config_file: str | None = None,
+    arch: dict | None = None,
 ) -> ModelConfig:
-    """One model from exactly one way of naming it: a preset, a parameter count, or an explicit shape.
+    """One model from exactly one way of naming it: a preset, a config.json, a parameter count, or a shape.
 
-    ``base`` supplies the block's options (vocabulary, MLP kind, ...) for a parameter count or an explicit shape
-    (default: GPT-2's); a preset brings its own.
+    ``arch`` (options named as in `ARCH_FIELDS`, None = not given) changes the named model's architecture: it
+    overrides a preset's or a config file's values, and for a parameter count or an explicit shape it sets the
+    block the shaping rule or the shape uses (default: GPT-2's). With ``config_file``, an explicit shape
+    (``n_layer`` ...) overrides the file's values as well.
     """
+    arch = {k: v for k, v in (arch or {}).items() if v is not None}
     shape = (n_layer, n_head, n_embd)
-    ways = [name is not None, n_params is not None, any(v is not None for v in shape)]
-    if sum(ways) != 1:
-        raise UsageError("name the model one way: --model (a preset), --params (e.g. 350M), "
-                         "or --n-layer, --n-head and --n-embd together")
+    named = [name is not None, config_file is not None, n_params is not None]
+    if sum(named) > 1 or (sum(named) == 1 and any(v is not None for v in shape) and config_file is None):
+        raise UsageError("name the model one way: --model (a preset), --config (a config.json), --params "
+                         "(e.g. 350M), or --n-layer, --n-head and --n-embd together")
     if name is not None:
-        return get_preset(name)
+        return _renamed(with_architecture(get_preset(name), **arch), arch)
+    if config_file is not None:
+        from ..hf_config import read_hf_config
+
+        cfg = read_hf_config(config_file)
+        given = {k: v for k, v in zip(("n_layer", "n_head", "n_embd"), shape) if v is not None}
+        return _renamed(with_architecture(cfg.with_(**given) if given else cfg, **arch), {**given, **arch})
     if n_params is not None:
-        return config_for_params(n_params, base=base)
+        if "ffn" in arch:
+            raise UsageError("--ffn fixes the MLP width, but with --params the shaping rule sets it from the width; "
+                             "drop --ffn, or give the shape (--n-layer, --n-head, --n-embd)")
+        return config_for_params(n_params, base=with_architecture(base or PRESETS["gpt2"], **arch))
+    if not any(v is not None for v in shape):
+        raise UsageError("name the model: --model (a preset), --config (a config.json), --params (e.g. 350M), "
+                         "or --n-layer, --n-head and --n-embd together")
     if any(v is None for v in shape):
         raise UsageError("an explicit shape needs all of --n-layer, --n-head and --n-embd")
-    if base is None:
-        return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, name=f"{n_layer}x{n_embd}")
-    return base.with_(n_layer=n_layer, n_head=n_head, n_embd=n_embd, name=f"{n_layer}x{n_embd}")
+    start = base or ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    cfg = start.with_(n_layer=n_layer, n_head=n_head, n_embd=n_embd, name=f"{n_layer}x{n_embd}")
+    return with_architecture(cfg, **arch)
+
+
+def _renamed(cfg: ModelConfig, changes: dict) -> ModelConfig:
+    """A named model whose values were overridden says so in its name (``llama-3.1-8b (n_layer=2)``)."""
+    if not changes:
+        return cfg
+    said = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in changes.items())
+    return cfg.with_(name=f"{cfg.name} ({said})")
