@@ -193,3 +193,38 @@ def test_bad_json_and_missing_file_are_one_line(tmp_path):
 def test_contradictory_descriptions_are_refused(kw, words):
     with pytest.raises(UsageError, match=words):
         ModelConfig(n_layer=2, n_head=8, n_embd=64, **kw)
+
+
+# ------------------------------------------------------------------ the Llama family's shaping rule
+
+
+def test_llama3_ffn_rule_gives_the_released_widths():
+    # Llama 3 8B and 70B config.json: intermediate_size 14336 at width 4096, 28672 at width 8192
+    from flopscalc.model import llama3_ffn_dim
+
+    assert (llama3_ffn_dim(4096), llama3_ffn_dim(8192)) == (14336, 28672)
+
+
+def test_llama_family_shapes_8b_parameters_as_llama_3_1_8b():
+    from flopscalc.model import config_for_params
+
+    cfg = config_for_params(8.03e9, family="llama")
+    ref = get_preset("llama-3.1-8b")
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.kv_heads, cfg.n_inner, cfg.mlp, cfg.norm, cfg.pos) == \
+        (ref.n_layer, ref.n_head, ref.n_embd, ref.kv_heads, ref.n_inner, ref.mlp, ref.norm, ref.pos)
+
+
+@pytest.mark.parametrize("target", [3e9, 7e9, 7e10, 4e11])
+def test_llama_family_keeps_eight_kv_heads_and_lands_within_two_percent(target):
+    from flopscalc.model import config_for_params
+
+    cfg = config_for_params(target, family="llama")
+    assert cfg.kv_heads == 8 and cfg.n_head % 8 == 0 and cfg.head_dim == 128
+    assert count_params(cfg).total == pytest.approx(target, rel=0.02)
+
+
+def test_unknown_family_is_one_line():
+    from flopscalc.model import config_for_params
+
+    with pytest.raises(UsageError, match="unknown model family 'gpt5'; accepted: gpt2, llama"):
+        config_for_params(1e9, family="gpt5")

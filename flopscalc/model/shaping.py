@@ -71,6 +71,7 @@ class Family:
     aspect_ratio: float
     kv_heads: int | None  # None: as many as query heads (multi-head attention)
     source: str
+    head_step: int = 1  # head counts the rule considers are multiples of this (Llama: of its 8 KV heads)
 
     def shape(self, base: ModelConfig, n_layer: int, n_head: int, head_dim: int) -> ModelConfig:
         width = n_head * head_dim
@@ -81,7 +82,7 @@ class Family:
             kv = math.gcd(n_head, base.n_kv_head) if base.n_kv_head is not None else None
             ffn = gated_ffn_dim(width) if base.mlp.n_matrices == 3 else None
             return base.with_(n_layer=n_layer, n_head=n_head, n_embd=width, n_kv_head=kv, ffn_dim=ffn, name="custom")
-        kv = math.gcd(n_head, self.kv_heads) if self.kv_heads else None
+        kv = self.kv_heads if self.kv_heads and n_head % self.kv_heads == 0 else None
         return base.with_(n_layer=n_layer, n_head=n_head, n_embd=width, n_kv_head=kv, head_size=None,
                           ffn_dim=llama3_ffn_dim(width), name="custom")
 
@@ -91,7 +92,8 @@ FAMILIES: dict[str, Family] = {
                    "GPT-2/GPT-3: heads of 64, 4d GELU MLP (Brown et al. 2020, Table 2.1)"),
     "llama": Family("llama", get_preset("llama-3.1-8b").with_(block_size=LLAMA3_CONTEXT), LLAMA3_HEAD_DIM,
                     LLAMA3_ASPECT_RATIO, LLAMA3_KV_HEADS,
-                    "Llama 3: heads of 128, 8 KV heads, SwiGLU 1.3 x 8d/3 (arXiv:2407.21783, Table 3)"),
+                    "Llama 3: heads of 128, 8 KV heads, SwiGLU 1.3 x 8d/3 (arXiv:2407.21783, Table 3)",
+                    head_step=LLAMA3_KV_HEADS),
 }
 
 
@@ -157,17 +159,18 @@ def config_for_params(
     lo = np.clip(below, 1, MAX_SHAPE_HEADS - 1)  # 1-based head count
     best: tuple[tuple[float, float], tuple[int, int]] | None = None
     tol = math.log1p(SHAPE_PARAM_TOLERANCE)
+    step = fam.head_step  # column j of the grid has (j + 1) x step heads
     for heads in (lo, lo + 1):
         counts = grid[layers - 1, heads - 1]
         err = np.abs(np.log(counts / n_params))
-        shape = np.abs(np.log(heads * head_dim / layers / aspect_ratio))
+        shape = np.abs(np.log(heads * step * head_dim / layers / aspect_ratio))
         within = err <= tol
         key_flag = np.where(within, 0.0, 1.0)
         key_val = np.where(within, shape, err)
         for i in np.lexsort((key_val, key_flag))[:1]:  # the smallest (flag, value), first in depth order
             key = (float(key_flag[i]), float(key_val[i]))
             if best is None or key < best[0]:
-                best = (key, (int(layers[i]), int(heads[i])))
+                best = (key, (int(layers[i]), int(heads[i]) * step))
     assert best is not None
     cfg = fam.shape(base, *best[1], head_dim)
     reached = got(cfg)
@@ -181,12 +184,12 @@ def config_for_params(
 
 @functools.lru_cache(maxsize=32)
 def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str = "gpt2") -> tuple[np.ndarray, np.ndarray]:
-    """Parameter counts at 1 and 2 layers for every head count 1..MAX_SHAPE_HEADS (exact integers)."""
+    """Parameter counts at 1 and 2 layers for every head count step..MAX_SHAPE_HEADS x step (exact integers)."""
     fam = FAMILIES[family]
     one, two = [], []
     for h in range(1, MAX_SHAPE_HEADS + 1):
         for n_layer, out in ((1, one), (2, two)):
-            pc = count_params(fam.shape(base, n_layer, h, head_dim))
+            pc = count_params(fam.shape(base, n_layer, h * fam.head_step, head_dim))
             out.append(pc.total if count == "total" else pc.non_embedding)
     return np.array(one, dtype=np.float64), np.array(two, dtype=np.float64)
 
