@@ -15,8 +15,10 @@ estimate plus the named implementation differences, each a formula of the shapes
   save them; SDPA takes the grouped heads as they are (``enable_gqa``);
 - Gemma's RMSNorm multiplies by ``1 + weight`` (a new d-wide tensor each) and its embedding by a saved sqrt(d);
 - Mixtral renormalises the top-k weights (the division saves them and their b s x 1 fp32 sum);
-- GPT-NeoX copies the attention output before its dense layer (one more b s d tensor) and rotates only
-  ``rotary_pct`` of each head, so its cos/sin tables are that fraction of ours.
+- with a fused QKV projection (GPT-NeoX, Phi-3) Q is a strided slice, SDPA lays its output out as (b, H, s, h_d),
+  and the transpose before the output projection copies it: one more b s H h_d tensor (with separate projections
+  the output is laid out (b, s, H, h_d) and the projection's input is the same storage);
+- GPT-NeoX rotates only ``rotary_pct`` of each head, so its cos/sin tables are that fraction of ours.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ def named_differences(data: dict, attention: str) -> int:
         extra += (2 * L + 1) * d * FP32_BYTES + FP32_BYTES  # (1 + weight) per RMSNorm; the sqrt(d) embedding scale
     if data["model_type"] == "mixtral":
         extra += L * tokens * (cfg.top_k + 1) * FP32_BYTES  # top-k renormalisation: the weights and their sum
+    if data["model_type"] in ("gpt_neox", "phi3"):
+        extra += L * tokens * cfg.d_attn * FP32_BYTES  # fused QKV: the output projection's input is a copy
     if data["model_type"] == "gpt_neox":
-        extra += L * tokens * d * FP32_BYTES  # the dense layer's input is a copy of the attention output
         rotary = int(cfg.head_dim * data["rotary_pct"])
         extra -= 2 * SEQ * (cfg.head_dim - rotary) * FP32_BYTES  # cos/sin over the rotary part only
     return extra
@@ -111,6 +114,9 @@ CASES = [
     ("llama-3.1-8b", {"num_key_value_heads": 2}, "eager"),
     ("qwen2.5-7b", {"num_key_value_heads": 2}, "sdpa"),
     ("olmo-2-1124-7b", {"num_key_value_heads": 8}, "sdpa"),
+    ("olmo-7b-hf", {"num_key_value_heads": 8}, "sdpa"),  # LayerNorm without parameters
+    ("phi-3-mini-4k", {"num_key_value_heads": 4}, "sdpa"),  # fused qkv_proj and gate_up_proj
+    ("mistral-7b-v0.1", {"num_key_value_heads": 2}, "sdpa"),
     ("gemma-7b", {"head_dim": 16, "num_key_value_heads": 1}, "sdpa"),
     ("mixtral-8x7b-v0.1", {"num_key_value_heads": 4, "num_local_experts": 4}, "sdpa"),
     ("qwen1.5-moe-a2.7b", {"num_key_value_heads": 8, "num_experts": 4, "num_experts_per_tok": 2,
