@@ -228,3 +228,12 @@ def test_unknown_family_is_one_line():
 
     with pytest.raises(UsageError, match="unknown model family 'gpt5'; accepted: gpt2, llama"):
         config_for_params(1e9, family="gpt5")
+
+
+def test_each_family_lists_presets_of_its_own_block():
+    from flopscalc.model import FAMILIES
+
+    for fam in FAMILIES.values():
+        for name, cfg in fam.preset_configs().items():
+            assert (cfg.mlp, cfg.norm, cfg.pos, cfg.vocab_size) == \
+                (fam.base.mlp, fam.base.norm, fam.base.pos, fam.base.vocab_size), name

@@ -72,6 +72,11 @@ class Family:
     kv_heads: int | None  # None: as many as query heads (multi-head attention)
     source: str
     head_step: int = 1  # head counts the rule considers are multiples of this (Llama: of its 8 KV heads)
+    presets: tuple[str, ...] = ()  # the published models of this family (candidates beside the shaped ones)
+
+    def preset_configs(self) -> dict[str, ModelConfig]:
+        """The family's presets by name (`ALL_PRESETS` entries)."""
+        return {name: get_preset(name) for name in self.presets}
 
     def shape(self, base: ModelConfig, n_layer: int, n_head: int, head_dim: int) -> ModelConfig:
         width = n_head * head_dim
@@ -89,11 +94,11 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "gpt2": Family("gpt2", PRESETS["gpt2"], DEFAULT_HEAD_DIM, DEFAULT_ASPECT_RATIO, None,
-                   "GPT-2/GPT-3: heads of 64, 4d GELU MLP (Brown et al. 2020, Table 2.1)"),
+                   "GPT-2/GPT-3: heads of 64, 4d GELU MLP (Brown et al. 2020, Table 2.1)", presets=tuple(PRESETS)),
     "llama": Family("llama", get_preset("llama-3.1-8b").with_(block_size=LLAMA3_CONTEXT), LLAMA3_HEAD_DIM,
                     LLAMA3_ASPECT_RATIO, LLAMA3_KV_HEADS,
                     "Llama 3: heads of 128, 8 KV heads, SwiGLU 1.3 x 8d/3 (arXiv:2407.21783, Table 3)",
-                    head_step=LLAMA3_KV_HEADS),
+                    head_step=LLAMA3_KV_HEADS, presets=("llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b")),
 }
 
 
