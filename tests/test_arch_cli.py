@@ -156,3 +156,12 @@ def test_memory_dropout_adds_the_residual_and_embedding_masks(capsys):
     on = cli_json(capsys, *argv, "--dropout")["components_bytes"]["activations"]
     s, b, h, layers = 1024, 2, 768, 12
     assert on - off == layers * 2 * s * b * h + s * b * h
+
+
+def test_ffn_sets_the_expert_width_of_a_moe_file(capsys):
+    # Qwen1.5-MoE: every layer is experts of moe_intermediate_size 1408; --ffn 2816 doubles their matmuls
+    qwen = str(ROOT / "data" / "configs" / "qwen1.5-moe-a2.7b.json")
+    base = cli_json(capsys, "flops", "--config", qwen, "--tokens", "1B", "--seq", "128")
+    wide = cli_json(capsys, "flops", "--config", qwen, "--tokens", "1B", "--seq", "128", "--ffn", "2816")
+    shared = 2 * 24 * 3 * 2048 * 5632 + 2 * 24 * 2048  # the shared expert and its gate do not change
+    assert _fwd(wide, "mlp") - shared == 2 * (_fwd(base, "mlp") - shared)
