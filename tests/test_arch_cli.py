@@ -165,3 +165,11 @@ def test_ffn_sets_the_expert_width_of_a_moe_file(capsys):
     wide = cli_json(capsys, "flops", "--config", qwen, "--tokens", "1B", "--seq", "128", "--ffn", "2816")
     shared = 2 * 24 * 3 * 2048 * 5632 + 2 * 24 * 2048  # the shared expert and its gate do not change
     assert _fwd(wide, "mlp") - shared == 2 * (_fwd(base, "mlp") - shared)
+
+
+def test_no_bias_removes_the_qkv_biases_a_file_has(capsys):
+    # Qwen2.5 7B has biases on Q, K, V only (H h_d + 2 K h_d = 3584 + 2 x 512 per layer, 28 layers)
+    qwen = str(ROOT / "data" / "configs" / "qwen2.5-7b.json")
+    base = cli_json(capsys, "flops", "--config", qwen, "--tokens", "1B", "--seq", "128")["model"]["n_params"]
+    off = cli_json(capsys, "flops", "--config", qwen, "--tokens", "1B", "--seq", "128", "--no-bias")["model"]
+    assert base - off["n_params"] == 28 * (3584 + 2 * 512)

@@ -228,6 +228,8 @@ def with_architecture(cfg: ModelConfig, **options) -> ModelConfig:
         changes["mlp_ratio"] = 4.0  # the width is given in units; the ratio goes back to its neutral default
         if cfg.expert_ffn_dim is not None:  # experts with their own width (Qwen2-MoE): --ffn sets that width
             changes["expert_ffn_dim"] = changes["ffn_dim"]
+    if "bias" in changes:  # --bias / --no-bias means every linear: per-linear settings of the file go
+        changes.update(qkv_bias=None, out_bias=None, mlp_bias=None)
     if changes.get("n_expert") == 0:
         changes.update(top_k=changes.get("top_k", 0), expert_ffn_dim=None, shared_expert_ffn_dim=None,
                        n_shared_expert=changes.get("n_shared_expert", 0), shared_expert_gate=False,
