@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
 # Environment variables the BLAS and OpenMP runtimes numpy, scipy and torch may load read for their thread count.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -80,6 +81,21 @@ def torch_threads() -> dict | None:
     return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
 
 
+def code_version() -> dict:
+    """The commit measured and whether flopscalc/ had uncommitted edits (the tree is shared while people work)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "flopscalc"], check=False, cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "uncommitted_in_flopscalc": None}
+    return {"commit": commit or None, "uncommitted_in_flopscalc": sorted(line[3:] for line in dirty if line.strip())}
+
+
 def start() -> dict:
     """Conditions at the start of a benchmark: date, machine, load, versions, pinned threads."""
     cores = os.cpu_count() or 1
@@ -91,6 +107,7 @@ def start() -> dict:
         "n_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores,
         "platform": platform.platform(),
         "versions": library_versions(),
+        "code": code_version(),
         "threads": {"blas": _pinned["blas_threads"], "blas_how": _pinned["method"], "torch": torch_threads()},
         "load_avg_before": {"1min": load[0], "5min": load[1], "15min": load[2]},
         "oversubscribed_at_start": load[0] > cores,

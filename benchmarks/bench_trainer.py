@@ -42,16 +42,23 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
 
 
+def _intra_op(torch_threads) -> str:
+    values = (torch_threads or {}).get("intra_op")
+    return ", ".join(map(str, values)) if isinstance(values, list) else str(values)
+
+
 def conditions_markdown(cond: dict) -> list[str]:
     """The run's conditions as list items (see benchmarks/_conditions.py)."""
     before, after = cond["load_avg_before"]["1min"], cond["load_avg_after"]["1min"]
     versions = ", ".join(f"{k} {v}" for k, v in cond["versions"].items() if v)
     return [f"- CPU: {cond['cpu_model']}, {cond['n_cores']} cores; {cond['platform']}",
-            (f"- threads: torch intra-op {cond['threads']['torch']}, BLAS {cond['threads']['blas']} "
+            (f"- threads: torch intra-op {_intra_op(cond['threads']['torch'])}, BLAS {cond['threads']['blas']} "
              f"({cond['threads']['blas_how']})"),
             f"- load average (1 min): {before:.2f} before, {after:.2f} after"
             + (" (oversubscribed at the start)" if cond["oversubscribed_at_start"] else ""),
-            f"- versions: {versions}"]
+            f"- versions: {versions}",
+            (f"- code: commit {cond['code']['commit']}; uncommitted in flopscalc/: "
+             f"{', '.join(cond['code']['uncommitted_in_flopscalc'] or []) or 'none'}")]
 
 
 def table_markdown(profile, settings: str, cond: dict | None = None) -> str:
