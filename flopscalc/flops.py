@@ -354,7 +354,8 @@ CONVENTIONS: dict[str, Convention] = {c.key: c for c in [
         "element-wise work (softmax, GELU, LayerNorm, biases, residuals); embedding lookups (no multiply)",
         False, _exact),
     Convention(
-        "6nd", "6ND", "6 N, N = all parameters", "Kaplan et al. 2020 sec. 2.1; Hoffmann et al. 2022 sec. 3",
+        "6nd", "6ND", "6 N, N = all (MoE: active) parameters",
+        "Kaplan et al. 2020 sec. 2.1; Hoffmann et al. 2022 sec. 3",
         "every parameter as if it were in a matmul (embeddings, position table, biases, LayerNorm gains)",
         "the attention core (Q K^T and attention x V), which grows with context length",
         False, _six_nd),
@@ -370,7 +371,7 @@ CONVENTIONS: dict[str, Convention] = {c.key: c for c in [
         "biases, LayerNorms, GELU, residuals",
         False, _chinchilla),
     Convention(
-        "palm", "PaLM (MFU)", "6 N + 12 L H Q T, N = all parameters", "Chowdhery et al. 2022 App. B",
+        "palm", "PaLM (MFU)", "6 N + 12 L H Q T, N = all (MoE: active) parameters", "Chowdhery et al. 2022 App. B",
         "every parameter as if in a matmul, plus the dense attention core",
         "element-wise work; rematerialisation (MFU counts model FLOPs only)",
         False, _palm),
