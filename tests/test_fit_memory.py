@@ -150,3 +150,19 @@ def test_out_of_memory_is_one_line_with_a_suggestion(monkeypatch, where):
     assert "\n" not in text and text.startswith("out of memory") and "300 runs" in text
     assert ("--grid small" in text) == (where == "fit")
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+@pytest.mark.parametrize("approach", [1, 2])
+def test_power_law_fits_out_of_memory_is_one_line(monkeypatch, approach):
+    from flopscalc.scaling import fit_power
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(fit_power, "_envelope" if approach == 1 else "_approach2_points", no_memory)
+    monkeypatch.setattr(fit_power, "isoflop_groups", lambda runs: [np.array([0, 3, 6])] * 3)  # three sizes per "budget"
+    runs = synthetic_runs(300)
+    rows = np.repeat(np.arange(100), 3)  # three checkpoints per size, so approach 1 gets past its input check
+    runs = Runs.from_arrays(runs.n_params[rows], runs.n_tokens, runs.loss, source="synthetic")
+    with pytest.raises(DomainError, match=f"^out of memory fitting approach {approach} on 300 runs; fit fewer runs"):
+        (fit_power.fit_approach1 if approach == 1 else fit_power.fit_approach2)(runs)

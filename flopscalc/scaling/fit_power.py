@@ -9,6 +9,7 @@ approach 1, runs within each budget for approach 2).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,6 +53,20 @@ class PowerFit:
         return float(lo), float(hi)
 
 
+def _one_line_out_of_memory(approach: int):
+    """Turn numpy's MemoryError inside a fit into one `DomainError` line with a suggestion."""
+    def wrap(fit):
+        @functools.wraps(fit)
+        def run(runs: Runs, **kwargs):
+            try:
+                return fit(runs, **kwargs)
+            except MemoryError:
+                raise DomainError(f"out of memory fitting approach {approach} on {len(runs):,} runs; fit fewer runs "
+                                  "(or fewer --bootstrap resamples), or free memory and retry") from None
+        return run
+    return wrap
+
+
 def _power_law(c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     slope, icpt = np.polyfit(np.log(c), np.log(y), 1)  # log y = slope log C + log k  [H22, sec. 3]
     return float(slope), float(np.exp(icpt))
@@ -90,6 +105,7 @@ def _approach2_points(runs: Runs, groups, rng=None):
     return np.array(cs), np.array(ns), warn
 
 
+@_one_line_out_of_memory(2)
 def fit_approach2(runs: Runs, *, n_bootstrap: int = 0, seed: int = 0,
                   callback: Callable[[int, int], None] | None = None) -> PowerFit:
     """IsoFLOP profiles -> N_opt(C) -> power laws [H22, sec. 3.2]; optional bootstrap within budgets."""
@@ -143,6 +159,7 @@ def _envelope(runs: Runs, sizes: np.ndarray, grid: np.ndarray):
     return grid[covered], best[covered]
 
 
+@_one_line_out_of_memory(1)
 def fit_approach1(runs: Runs, *, n_bootstrap: int = 0, seed: int = 0,
                   callback: Callable[[int, int], None] | None = None) -> PowerFit:
     """Envelope of training curves -> N_opt(C) -> power laws [H22, sec. 3.1]."""
