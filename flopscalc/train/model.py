@@ -1,8 +1,11 @@
-"""Reference GPT-2 module in PyTorch, built from a `flopscalc.model.ModelConfig`.
+"""Reference PyTorch modules built from a `flopscalc.model.ModelConfig`; `build_model` picks one.
 
-The layout follows GPT-2 (Radford et al. 2019) as nanoGPT writes it (pre-LN blocks, fused QKV,
-GELU with the tanh approximation, tied LM head), so parameter counts and FLOPs measured on it can
-be checked against ``flopscalc.model.count_params`` and ``flopscalc.flops``.
+`GPT` is GPT-2 (Radford et al. 2019) as nanoGPT writes it (pre-LN blocks, fused QKV, GELU with the tanh
+approximation, tied LM head). `Decoder` is every other dense block the description holds: Llama-style (RMSNorm,
+RoPE, SwiGLU, grouped-query attention, untied head, no biases) and what lies between (GeGLU, QKV-only bias, q/k
+norm, parallel attention + MLP, plain LayerNorm), with Hugging Face Llama's parameter names. Parameter counts,
+FLOPs and saved activations measured on either are checked against ``flopscalc.model.count_params``,
+``flopscalc.flops`` and ``flopscalc.memory`` (tests/test_train_llama*.py for `Decoder`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..model import ModelConfig
+from ..errors import UsageError
+from ..model import Mlp, ModelConfig, Position, QkNorm
+from ..model import Norm as NormKind
 
 # GPT-2's initialisation: N(0, 0.02) for weights (Radford et al. 2019, sec. 2.3 / released code),
 # residual projections scaled by 1/sqrt(2 * n_layer) (GPT-2 paper, sec. 2.3).
@@ -106,6 +111,8 @@ class GPT(nn.Module):
         super().__init__()
         if recompute not in RECOMPUTE_MODES:
             raise ValueError(f"recompute must be one of {RECOMPUTE_MODES}, got {recompute!r}")
+        if not is_gpt2_layout(cfg):
+            raise ValueError(f"GPT builds GPT-2's block only, not {cfg.family}; build_model(cfg) picks Decoder")
         self.cfg = cfg
         self.recompute = recompute
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
@@ -149,3 +156,246 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
+
+
+# ---------------------------------------------------------------- every other block: Llama-style and between
+
+# RMSNorm epsilon of Llama 2 and Llama 3 (rms_norm_eps = 1e-5 in their released config.json; Llama 1 used 1e-6).
+# ModelConfig has no epsilon field: it moves no count, FLOP or byte, only the numerics.
+RMS_NORM_EPS = 1e-5
+# LayerNorm epsilon, as the GPT-2 module above (PyTorch's default; GPT-2's released code uses 1e-5 too).
+LAYER_NORM_EPS = 1e-5
+# RoPE base: theta_i = 10000^(-2(i-1)/d) (Su et al. 2021, arXiv:2104.09864, eq. 15), Llama 2's rope_theta.
+# Llama 3 trains with 500000; ModelConfig has no rope_theta field (the base moves no count, FLOP or byte).
+ROPE_THETA = 10000.0
+
+
+class Norm(nn.Module):
+    """RMSNorm (Zhang & Sennrich 2019, eq. 4: gain, no mean, no bias), LayerNorm, or LayerNorm without gain or bias
+    (OLMo 1), over the last ``width`` features; fused kernels (``F.rms_norm`` / ``F.layer_norm``)."""
+
+    def __init__(self, kind: NormKind, width: int, bias: bool):
+        super().__init__()
+        self.kind, self.width = kind, width
+        plain = kind is NormKind.layernorm_plain
+        self.weight = None if plain else nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width)) if kind is NormKind.layernorm and bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind is NormKind.rmsnorm:
+            return F.rms_norm(x, (self.width,), self.weight, RMS_NORM_EPS)  # Zhang & Sennrich 2019, eq. 4
+        return F.layer_norm(x, (self.width,), self.weight, self.bias, LAYER_NORM_EPS)
+
+
+def rope_tables(seq_len: int, head_dim: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of RoPE's angles t * theta_i for positions 0..seq_len-1, each (T, head_dim).
+
+    Su et al. 2021, eq. 15 (theta_i = base^(-2i/d)) and eq. 34; the two halves of the head repeat the angles, as
+    Hugging Face's ``rotate_half`` convention pairs feature i with i + d/2 (GPT-NeoX / Llama layout).
+    """
+    inv_freq = 1.0 / (ROPE_THETA ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.int64).float()
+                                     / head_dim))  # Su et al. 2021, eq. 15
+    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)  # (T, hd/2)
+    emb = torch.cat((angles, angles), dim=-1)  # (T, hd)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.size(-1) // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (i, i + d/2) of every head by its position's angle (Su et al. 2021, eq. 34)."""
+    return x * cos + _rotate_half(x) * sin  # (B, nh, T, hs)
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs matmuls in on ``device_type``, or None when autocast is off (or unknown there)."""
+    on = torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+    return torch.get_autocast_dtype(device_type) if on else None
+
+
+def _cast_once(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in autocast's dtype when autocast is on: several linears reading one input then share one 16-bit copy
+    (autocast casts a non-parameter input anew for every op; a fused QKV or gate/up matmul casts it once)."""
+    dtype = _autocast_dtype(x.device.type)
+    return x if dtype is None else x.to(dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head, grouped-query (Ainslie et al. 2023) or multi-query attention with separate Q, K, V projections,
+    an optional q/k RMSNorm (OLMo 2 over all heads, Qwen3 per head) and RoPE."""
+
+    def __init__(self, cfg: ModelConfig, attention: str = "sdpa"):
+        super().__init__()
+        if attention not in ("sdpa", "math"):
+            raise ValueError(f"attention must be 'sdpa' or 'math', got {attention!r}")
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        self.qk_norm, self.attention = cfg.qk_norm, attention
+        self.q_proj = nn.Linear(cfg.n_embd, cfg.d_attn, bias=cfg.has_qkv_bias)
+        self.k_proj = nn.Linear(cfg.n_embd, cfg.d_kv, bias=cfg.has_qkv_bias)
+        self.v_proj = nn.Linear(cfg.n_embd, cfg.d_kv, bias=cfg.has_qkv_bias)
+        self.o_proj = nn.Linear(cfg.d_attn, cfg.n_embd, bias=cfg.has_out_bias)
+        if cfg.qk_norm is not QkNorm.none:
+            full = cfg.qk_norm is QkNorm.full
+            self.q_norm = Norm(NormKind.rmsnorm, cfg.d_attn if full else cfg.head_dim, False)
+            self.k_norm = Norm(NormKind.rmsnorm, cfg.d_kv if full else cfg.head_dim, False)
+        self.recompute_core = False  # selective recomputation (Korthikanti et al. 2022, sec. 4.1)
+
+    def _core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v with a causal mask; each K/V head serves n_head / n_kv_head query heads."""
+        B, H, T, hs = q.size()
+        group = H // k.size(1)
+        if self.attention == "sdpa":
+            gqa = {"enable_gqa": True} if group > 1 else {}
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)  # (B, nh, T, hs)
+        # the heads that share a K/V head stacked along the sequence: no copy of K or V to n_head heads
+        qg = q.reshape(B, k.size(1), group * T, hs)  # (B, nkv, g T, hs)
+        att = (qg @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nkv, g T, T)
+        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        att = att.view(B, H, T, T).masked_fill(~mask, float("-inf")).softmax(dim=-1)  # (B, nh, T, T)
+        return (att.view(B, k.size(1), group * T, T) @ v).view(B, H, T, hs)  # (B, nh, T, hs)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None) -> torch.Tensor:
+        B, T, _ = x.size()
+        x = _cast_once(x)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, T, nh hs), 2 x (B, T, nkv hs)
+        if self.qk_norm is QkNorm.full:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(B, T, self.n_head, self.head_dim)  # (B, T, nh, hs)
+        k = k.view(B, T, self.n_kv_head, self.head_dim)  # (B, T, nkv, hs)
+        if self.qk_norm is QkNorm.head:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, nh, T, hs), (B, nkv, T, hs)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        if cos is not None:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.recompute_core and torch.is_grad_enabled():
+            y = checkpoint(self._core, q, k, v, use_reentrant=False)  # (B, nh, T, hs)
+        else:
+            y = self._core(q, k, v)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, nh hs)
+        return self.o_proj(y)  # (B, T, C)
+
+
+class GatedMLP(nn.Module):
+    """SwiGLU or GeGLU, down(act(gate(x)) * up(x)) (Shazeer 2020, arXiv:2002.05202, eq. 6), or GELU's
+    down(gelu(up(x))) with Llama-style names."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, f, bias = cfg.n_embd, cfg.n_inner, cfg.has_mlp_bias
+        self.kind = cfg.mlp
+        if cfg.mlp is not Mlp.gelu:
+            self.gate_proj = nn.Linear(d, f, bias=bias)
+        self.up_proj = nn.Linear(d, f, bias=bias)
+        self.down_proj = nn.Linear(f, d, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind is Mlp.gelu:
+            return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))  # (B, T, C)
+        x = _cast_once(x)
+        gate = self.gate_proj(x)  # (B, T, f)
+        # Swish_1 = SiLU (Shazeer 2020, eq. 5); GeGLU's GELU with the tanh approximation, as Gemma's gelu_pytorch_tanh
+        act = F.silu(gate) if self.kind is Mlp.swiglu else F.gelu(gate, approximate="tanh")
+        return self.down_proj(act * self.up_proj(x))  # (B, T, C)
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm block; ``parallel_block``: attention and MLP read the same input (GPT-J; Black et al. 2022,
+    arXiv:2204.06745, sec. 2.1) and add to the residual together."""
+
+    def __init__(self, cfg: ModelConfig, attention: str = "sdpa"):
+        super().__init__()
+        self.parallel = cfg.parallel_block
+        self.input_layernorm = Norm(cfg.norm, cfg.n_embd, cfg.bias)
+        self.self_attn = Attention(cfg, attention)
+        self.post_attention_layernorm = Norm(cfg.norm, cfg.n_embd, cfg.bias)
+        self.mlp = GatedMLP(cfg)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None) -> torch.Tensor:
+        if self.parallel:
+            return x + self.self_attn(self.input_layernorm(x), cos, sin) + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def is_gpt2_layout(cfg: ModelConfig) -> bool:
+    """``cfg`` is the block `GPT` builds: GPT-2's (MHA, GELU, LayerNorm, learned or no positions, one bias setting)."""
+    one_bias = all(b in (None, cfg.bias) for b in (cfg.qkv_bias, cfg.out_bias, cfg.mlp_bias))
+    return (cfg.is_gpt2_block and cfg.norm is NormKind.layernorm and cfg.qk_norm is QkNorm.none
+            and not cfg.parallel_block and cfg.pos in (Position.learned, Position.none) and one_bias)
+
+
+def unsupported(cfg: ModelConfig) -> str | None:
+    """Why the reference trainer cannot build ``cfg`` (one line), or None when it can."""
+    if cfg.is_moe:
+        return ("the reference trainer has no mixture-of-experts block; flops, memory and plan model it "
+                "(--experts), bench and train need a dense model")
+    if cfg.pos is Position.alibi:
+        return "the reference trainer has no ALiBi attention bias; use --pos rope, learned or none for bench and train"
+    return None
+
+
+class Decoder(nn.Module):
+    """Any dense block `ModelConfig` describes besides GPT-2's: Llama-style (RMSNorm, RoPE, SwiGLU, GQA, untied head,
+    no biases; Touvron et al. 2023, sec. 2.2) and what lies between (GeGLU, QKV-only bias, q/k norm, parallel
+    blocks, plain LayerNorm). Parameter names are Hugging Face Llama's (``flopscalc.memory.param_shapes``), so a
+    ``LlamaForCausalLM`` state dict loads with the ``model.`` prefix removed. ``attention`` and ``recompute`` as `GPT`.
+    """
+
+    def __init__(self, cfg: ModelConfig, attention: str = "sdpa", recompute: str = "none"):
+        super().__init__()
+        if recompute not in RECOMPUTE_MODES:
+            raise ValueError(f"recompute must be one of {RECOMPUTE_MODES}, got {recompute!r}")
+        why = unsupported(cfg)
+        if why:
+            raise UsageError(why)
+        self.cfg, self.recompute = cfg, recompute
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_embedding else None
+        self.layers = nn.ModuleList(DecoderBlock(cfg, attention) for _ in range(cfg.n_layer))
+        self.norm = Norm(cfg.norm, cfg.n_embd, cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        for block in self.layers:
+            block.self_attn.recompute_core = recompute == "selective"
+        self.apply(GPT._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):  # GPT-2's residual scaling (sec. 2.3)
+                nn.init.normal_(p, mean=0.0, std=INIT_STD / math.sqrt(2 * cfg.n_layer))
+
+    @property
+    def h(self) -> nn.ModuleList:
+        """The blocks, under GPT's name (FSDP wraps and ``--compile`` compiles each one)."""
+        return self.layers
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        T = idx.size(1)
+        if self.cfg.seq_limited_by_context and T > self.cfg.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.cfg.block_size}")
+        x = self.embed_tokens(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
+        cos = sin = None
+        if self.cfg.pos is Position.rope:  # one table for all layers, in the dtype the projections produce
+            dtype = _autocast_dtype(idx.device.type) or self.lm_head.weight.dtype
+            cos, sin = rope_tables(T, self.cfg.head_dim, idx.device, dtype)  # 2 x (T, hs)
+        for block in self.layers:
+            if self.recompute == "full" and torch.is_grad_enabled():
+                x = checkpoint(block, x, cos, sin, use_reentrant=False)  # (B, T, C)
+            else:
+                x = block(x, cos, sin)  # (B, T, C)
+        logits = self.lm_head(self.norm(x))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, loss
+
+
+def build_model(cfg: ModelConfig, attention: str = "sdpa", recompute: str = "none") -> nn.Module:
+    """The reference module for ``cfg``: `GPT` for GPT-2's block, `Decoder` for any other dense block."""
+    cls = GPT if is_gpt2_layout(cfg) else Decoder
+    return cls(cfg, attention=attention, recompute=recompute)

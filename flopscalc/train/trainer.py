@@ -33,7 +33,7 @@ from .distributed import (
     pick_device,
     wrap_model,
 )
-from .model import GPT
+from .model import build_model
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for fp32 matmuls (Ampere+)
             torch.backends.cudnn.allow_tf32 = True
         self._seed(cfg.seed)
-        self.raw_model = GPT(cfg.model, attention=cfg.attention, recompute=cfg.recompute)
+        self.raw_model = build_model(cfg.model, attention=cfg.attention, recompute=cfg.recompute)
         fsdp = self.dist.enabled and cfg.parallel == "fsdp"
         if not fsdp:  # FSDP moves each block to the GPU as it shards it: the whole model never sits on one GPU
             self.raw_model.to(self.device)
