@@ -35,6 +35,8 @@ References
 [6] Shazeer et al. 2017, arXiv:1701.06538 / Jiang et al. 2024 (Mixtral), sec. 2.1: each token uses its top-k
     experts; with B tokens routed independently and uniformly an expert is used by none of them with
     probability (1 - k/E)^B.
+[7] NVIDIA, "Parallel Thread Execution ISA", sec. 9.7.13 "Warp-level matrix multiply-accumulate instructions":
+    matrix shapes m16n8k16 (f16/bf16) and m16n8k32 (e4m3/e5m2); CUTLASS "Efficient GEMM in CUDA", Split K.
 """
 
 from __future__ import annotations
@@ -50,11 +52,22 @@ from ..memory.settings import DEFAULT_CUDA_CONTEXT_BYTES, FP32_BYTES, HALF_BYTES
 from ..model import Mlp, ModelConfig, Position, count_params
 from ..model.counts import mlp_unit_params
 from .device import DevicePerf, device_perf
+from .gemm import TILE_SHAPES, gemm_efficiency
 from .ops import Op, OpClass, Phase
-from .step import PricedOp, _price
+from .roofline import roofline_s
+from .step import PricedOp
 
 # K and V: two cached tensors per layer ([1] sec. 2).
 KV_TENSORS = 2
+# FITTED: share of the achievable DRAM bandwidth a weight-only dequantizing GEMM reaches when it streams int8 /
+# int4 weights (unpacking and scaling on the CUDA cores slow it below a plain 16-bit GEMV). Each value is the
+# one that makes the model equal gpt-fast's Llama-2-7B row of its format on A100 (data/published_inference.csv,
+# rows gptfast-a100-llama2-7b-int8 / -int4g32); the Llama-2-70B rows are held out.
+# tests/test_infer_validation.py re-derives both from the CSV.
+QUANT_BANDWIDTH_FRACTION = {"int8": 0.698, "int4": 0.585}
+# Rows of the smallest tensor-core tile a skinny GEMM is padded to: the MMA instruction's M of 16 for 16-bit
+# and FP8 inputs ([7]: mma.m16n8k16, mma.m16n8k32); a decode step's batch of m < 16 rows does 16 rows' work.
+SKINNY_TILE_M = 16
 # Bytes of one quantization scale or zero point: bf16 in gpt-fast's int8 and int4 layouts ([3]).
 QUANT_SCALE_BYTES = 2
 # int4 groups: gpt-fast's quantize.py default ``groupsize=128`` ([3]); its README benchmarks use G=32.
@@ -124,6 +137,8 @@ class InferenceSetup:
     kv: KvFormat | None = None  # None: the 16-bit format of the activations
     int4_group: int = DEFAULT_INT4_GROUP
     usd_per_gpu_hour: float | None = None
+    # share of the bandwidth a dequantizing GEMM reaches; None: the fitted QUANT_BANDWIDTH_FRACTION of the format
+    quant_bandwidth_fraction: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch", "context", "gen", "int4_group"):
@@ -135,12 +150,25 @@ class InferenceSetup:
             object.__setattr__(self, "kv", KvFormat(self.kv))
         if self.usd_per_gpu_hour is not None and not self.usd_per_gpu_hour > 0:
             raise UsageError(f"the GPU-hour price must be positive, got {self.usd_per_gpu_hour!r}; e.g. 2.5")
+        q = self.quant_bandwidth_fraction
+        if q is not None and (not 0 < q <= 1 or self.weights not in (WeightFormat.int8, WeightFormat.int4)):
+            raise UsageError(f"a dequantizing GEMM's bandwidth share must be in (0, 1] and needs int8 or int4 "
+                             f"weights, got {q!r} with {self.weights.value}")
         if self.int4_group != DEFAULT_INT4_GROUP and self.weights is not WeightFormat.int4:
             raise UsageError("a quantization group size applies to int4 weights only; add --weights int4 or drop it")
 
     @property
     def kv_bytes_per_element(self) -> int:
         return self.kv.bytes_per_element if self.kv is not None else HALF_BYTES
+
+    @property
+    def gemm_bandwidth_fraction(self) -> float:
+        """Share of the achievable bandwidth the GEMMs stream weights at: 1, or a dequantizing kernel's (fitted)."""
+        if self.weights not in (WeightFormat.int8, WeightFormat.int4):
+            return 1.0
+        if self.quant_bandwidth_fraction is not None:
+            return self.quant_bandwidth_fraction
+        return QUANT_BANDWIDTH_FRACTION[self.weights.value]
 
     @property
     def seq_tokens(self) -> int:
@@ -416,9 +444,40 @@ class InferenceEstimate:
         return out
 
 
-def _priced(ops, dev, peak, bandwidth) -> tuple[PricedOp, ...]:
-    """Each op priced by the step-time model's roofline (`flopscalc.perf.step`), with nothing fitted (1.0)."""
-    return tuple(_price(op, dev, peak, bandwidth, 1.0) for op in ops)
+def op_efficiency(op: Op, dev: DevicePerf) -> float:
+    """Fraction of the dense peak an op's arithmetic runs at: the step-time model's figures ([5]; `perf.gemm`).
+
+    A GEMM of fewer rows than the smallest of the step model's tiles (a decode step's batch) runs on tiles of
+    `SKINNY_TILE_M` rows, the tensor cores' smallest MMA height, with split-K filling the SMs [7]; larger GEMMs
+    take `gemm_efficiency` as training does. Fused attention runs at the device's forward flash fraction.
+    """
+    if op.flash:
+        return dev.flash_fwd_fraction
+    if op.gemm_shape is None:
+        return 1.0  # memory-bound: no arithmetic worth pricing
+    m, n, k, batch = op.gemm_shape
+    if m < min(tm for tm, _ in TILE_SHAPES):
+        return dev.gemm_peak_fraction * m / (SKINNY_TILE_M * math.ceil(m / SKINNY_TILE_M))  # [7] row padding
+    return dev.gemm_peak_fraction * gemm_efficiency(m, n, k, dev.n_sm, batch=batch)
+
+
+def price_op(op: Op, dev: DevicePerf, peak_flop_per_s: float, bandwidth_bytes_per_s: float,
+             gemm_bandwidth_fraction: float = 1.0) -> PricedOp:
+    """One op's time: roofline of its FLOPs and bytes with the kernel floor (`roofline_s`).
+
+    ``gemm_bandwidth_fraction`` slows the GEMMs' memory traffic (a dequantizing kernel's, fitted); 1 otherwise.
+    """
+    eff = op_efficiency(op, dev)
+    share = gemm_bandwidth_fraction if op.gemm_shape is not None else 1.0
+    rate, bw = peak_flop_per_s * eff, bandwidth_bytes_per_s * dev.mem_bandwidth_fraction * share
+    floor_s = op.kernels * dev.kernel_min_s
+    compute_s, memory_s = op.flops / rate, op.bytes_moved / bw
+    bound = "launch" if floor_s > max(compute_s, memory_s) else ("compute" if compute_s >= memory_s else "memory")
+    return PricedOp(op, eff, float(roofline_s(op.flops, op.bytes_moved, rate, bw, min_s=floor_s)), bound)
+
+
+def _priced(ops, dev, peak, bandwidth, share) -> tuple[PricedOp, ...]:
+    return tuple(price_op(op, dev, peak, bandwidth, share) for op in ops)
 
 
 def estimate_inference(cfg: ModelConfig, setup: InferenceSetup, gpu: GpuSpec,
@@ -435,15 +494,16 @@ def estimate_inference(cfg: ModelConfig, setup: InferenceSetup, gpu: GpuSpec,
     peak = gpu.peak_flop_per_s(precision)
     bw = gpu.memory_bandwidth_bytes_per_s
     b, T = setup.batch, setup.context
-    prefill = _priced(forward_ops(cfg, setup, n_seq=b, new_tokens=T, attended=T, phase=Phase.forward), dev, peak, bw)
+    q = setup.gemm_bandwidth_fraction
+    prefill = _priced(forward_ops(cfg, setup, n_seq=b, new_tokens=T, attended=T, phase=Phase.forward), dev, peak, bw, q)
     first = _priced(forward_ops(cfg, setup, n_seq=b, new_tokens=1, attended=T + 1, phase=Phase.forward),
-                    dev, peak, bw)
+                    dev, peak, bw, q)
     # only the attention op depends on the cache length: price the rest once, the attention at every step
     fixed_s = sum(p.total_s for p in first if p.op.op_class is not OpClass.attention)
     total = 0.0
     for i in range(1, setup.gen):  # step i: the cache holds the prompt and i generated tokens
         attn = attention_op(cfg, setup, n_seq=b, new_tokens=1, attended=T + i, phase=Phase.forward)
-        total += fixed_s + _priced([attn], dev, peak, bw)[0].total_s
+        total += fixed_s + _priced([attn], dev, peak, bw, q)[0].total_s
     mem = inference_memory(cfg, setup)
     return InferenceEstimate(cfg, setup, gpu, dev, precision, peak, prefill, first, total, mem,
                              max_batch(cfg, setup, gpu.memory_bytes), max_seq_tokens(cfg, setup, gpu.memory_bytes))
