@@ -1,0 +1,116 @@
+"""The memory estimator's activation bytes against what autograd saves in the reference `Decoder` (CPU, torch 2.13).
+
+Measured as tests/test_memory_measured.py measures GPT-2: every tensor autograd packs plus the inputs
+``torch.utils.checkpoint`` keeps, each storage once, parameters and autocast's weight casts excluded.
+
+The estimate models fused kernels (``flopscalc/memory/activations.py``). One difference is named, as a formula:
+on a CPU, torch 2.13 runs ``F.rms_norm`` with autograd as its composite (upcast, pow, mean, rsqrt, mul, mul; the
+fused ``_fused_rms_norm`` kernel serves CUDA), which saves the normalised tensor in fp32 as well as the input and the
+fp32 rstd; in pure bf16 it saves the fp32 upcast in place of the bf16 input, and an fp32 rstd where the estimate's
+CPU path counts a bf16 one. Every other byte (GQA's K and V at n_kv_head heads, SwiGLU/GeGLU's 4 f, RoPE's cos and
+sin once for all layers, q/k norms, QKV-only biases, the parallel block's shared input, LayerNorm without gain)
+equals the estimate exactly: LayerNorm blocks have no difference at all.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from flopscalc.flops import Recompute
+from flopscalc.memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
+from flopscalc.memory.settings import FP32_BYTES, HALF_BYTES
+from flopscalc.model import ModelConfig, Norm, QkNorm
+from tests.test_memory_measured import EXACT, _is_param_cast
+from tests.test_train_llama import FAMILIES
+
+BATCH, SEQ = 2, 16
+PRECISIONS = [MemoryPrecision.fp32, MemoryPrecision.bf16_mixed, MemoryPrecision.bf16_pure]
+CASES = ["llama-gqa", "qwen2-mqa-qkv-bias", "gemma-geglu-tied-wide-heads", "olmo2-qk-norm", "qwen3-head-qk-norm",
+         "olmo-plain-layernorm", "neox-parallel", "swiglu-learned-positions"]
+
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.skipif(not EXACT, reason="the named difference is torch 2.13's CPU rms_norm")]
+
+
+def measure_saved_bytes(cfg, precision, recompute, attention, monkeypatch) -> int:
+    """Bytes of every distinct storage autograd saves (and checkpoint keeps) in one forward + backward."""
+    from torch.utils.checkpoint import checkpoint as real_checkpoint
+
+    import flopscalc.train.model as ref
+
+    torch.manual_seed(0)
+    model = ref.build_model(cfg, attention=attention, recompute=recompute.value)
+    if precision is MemoryPrecision.bf16_pure:
+        model = model.to(torch.bfloat16)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def note(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in params and not _is_param_cast(t):
+            saved[s.data_ptr()] = s.nbytes()
+
+    def pack(t):
+        note(t)
+        return t
+
+    kept = []
+
+    def checkpoint(fn, *args, **kwargs):  # the inputs non-reentrant checkpoint keeps alive
+        kept.extend(a for a in args if torch.is_tensor(a))
+        return real_checkpoint(fn, *args, **kwargs)
+
+    monkeypatch.setattr(ref, "checkpoint", checkpoint)
+    idx = torch.randint(0, cfg.vocab_size, (BATCH, SEQ))
+    targets = torch.randint(0, cfg.vocab_size, (BATCH, SEQ))
+    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+          torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.mixed)):
+        _, loss = model(idx, targets)
+    for t in kept:
+        note(t)
+    loss.backward()
+    return sum(saved.values())
+
+
+def cpu_rms_norm_extra(cfg: ModelConfig, precision: MemoryPrecision, recompute: Recompute) -> dict[str, int]:
+    """What CPU ``F.rms_norm`` saves beyond the estimate, by the estimate's component (bytes; module docstring)."""
+    if cfg.norm is not Norm.rmsnorm and cfg.qk_norm is QkNorm.none:
+        return {"layernorm": 0, "final": 0}
+    t = BATCH * SEQ
+
+    def extra(width: int, n_stats: int) -> int:
+        """One application over ``width`` features with ``n_stats`` statistics per token."""
+        if precision is MemoryPrecision.bf16_pure:  # fp32 upcast + fp32 normalised - bf16 input; fp32 - bf16 rstd
+            return t * width * (2 * FP32_BYTES - HALF_BYTES) + t * n_stats * (FP32_BYTES - HALF_BYTES)
+        return t * width * FP32_BYTES  # the fp32 normalised tensor
+    block_norms = 2 * extra(cfg.n_embd, 1) if cfg.norm is Norm.rmsnorm else 0
+    if cfg.qk_norm is QkNorm.full:
+        block_norms += extra(cfg.d_attn, 1) + extra(cfg.d_kv, 1)
+    elif cfg.qk_norm is QkNorm.head:
+        block_norms += extra(cfg.d_attn + cfg.d_kv, 0) + t * (cfg.n_head + cfg.kv_heads) * (
+            FP32_BYTES - HALF_BYTES if precision is MemoryPrecision.bf16_pure else 0)
+    layers = 0 if recompute is Recompute.full else cfg.n_layer * block_norms  # full: only block inputs are kept
+    return {"layernorm": layers, "final": extra(cfg.n_embd, 1) if cfg.norm is Norm.rmsnorm else 0}
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+@pytest.mark.parametrize("precision", PRECISIONS, ids=lambda p: p.value)
+@pytest.mark.parametrize("name", CASES)
+def test_saved_bytes_equal_the_estimate_plus_cpu_rms_norm(name, precision, attention, monkeypatch):
+    cfg = FAMILIES[name]
+    for recompute in Recompute:
+        setup = TrainingSetup(micro_batch=BATCH, seq_len=SEQ, precision=precision, recompute=recompute,
+                              flash=attention == "sdpa", device=Device.cpu)
+        estimate = estimate_memory(cfg, setup).activations.total
+        measured = measure_saved_bytes(cfg, precision, recompute, attention, monkeypatch)
+        assert measured == estimate + sum(cpu_rms_norm_extra(cfg, precision, recompute).values()), recompute.value
+
+
+def test_the_named_difference_is_the_whole_difference_only_for_rms_norm(monkeypatch):
+    # a LayerNorm block has no named difference, and an RMSNorm block's is not zero: the formula is not a fudge
+    llama, neox = FAMILIES["llama-gqa"], FAMILIES["neox-parallel"]
+    assert sum(cpu_rms_norm_extra(neox, MemoryPrecision.fp32, Recompute.none).values()) == 0
+    extra = cpu_rms_norm_extra(llama, MemoryPrecision.fp32, Recompute.none)
+    assert extra == {"layernorm": 2 * 2 * BATCH * SEQ * 64 * 4, "final": BATCH * SEQ * 64 * 4}
