@@ -4,6 +4,7 @@ oversubscribed (issue 18); the benchmarks' conditions helper records what a resu
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -90,3 +91,18 @@ def test_pinning_blas_threads_after_numpy_is_refused_without_threadpoolctl():
         pytest.skip("threadpoolctl can pin after import")
     with pytest.raises(RuntimeError, match="before numpy is imported"):
         cond.pin_threads(1)
+
+
+def test_bench_threads_option_reaches_the_profile_and_bad_values_are_refused(capsys, tmp_path):
+    pytest.importorskip("torch")
+    from flopscalc.cli import run
+
+    shape = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16", "--vocab-size", "64",
+             "--micro-batch", "2", "--device", "cpu", "--warmup-steps", "1", "--steps", "1"]
+    assert run(["calibrate", *shape, "--threads", "2", "--out", str(tmp_path / "p.json"), "--json"]) == 0
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert any("torch used 2 intra-op threads (as requested" in n for n in saved["notes"])
+    capsys.readouterr()
+    assert run(["bench", *shape, "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--threads must be a positive integer, got 0" in err
