@@ -141,6 +141,9 @@ def plan(
         help="With --model or --params: train on exactly this many tokens; no budget needed. (tokens)")] = None,
     target_loss: Annotated[Optional[float], typer.Option(
         "--target-loss", help="Find the fastest run whose predicted loss reaches this. (nats/token)")] = None,
+    inference_tokens: Annotated[Optional[str], typer.Option(
+        "--inference-tokens", help="Tokens the model will serve over its life, e.g. 1T: plan the model that "
+        "minimises training plus inference FLOPs (Sardana et al. 2024). (tokens)")] = None,
     gpu_csv: GpuCsvOpt = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print every option as CSV rows instead of tables.")] = False,
     as_json: JsonOpt = False,
@@ -187,6 +190,8 @@ def plan(
         memory_bytes=parse_bytes(memory, what="--memory") if memory is not None else None, seq_len=seq,
         model=cfg, n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
         target_loss=target_loss, calibration_any_device=calibration_any_device,
+        inference_tokens=(parse_count(inference_tokens, what="--inference-tokens")
+                          if inference_tokens is not None else None),
     )
     if precision_note:  # the plan says why it runs at fp16
         from dataclasses import replace

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from .batch_size import BatchChoice, batch_to_hide_comm, critical_batch_tokens, token_cost_factor
 from .errors import UsageError
 from .flops import Recompute, training_flops_per_token
 from .hardware import GpuSpec, Precision
@@ -119,15 +120,19 @@ class ChosenSetup:
     cpu_offload_bytes: float = 0.0  # host memory per GPU for the offloaded optimizer (0 without offload)
 
 
-def _per_gpu_batch(cfg: ModelConfig, seq_len: int, n_gpus: int) -> int:
-    """Sequences per GPU per optimizer step: GPT-3's tokens per step, the same for every setup searched."""
-    return max(1, target_tokens_per_step(_n_params(cfg)) // (seq_len * n_gpus))
+def _per_gpu_batch(cfg: ModelConfig, seq_len: int, n_gpus: int, tokens_per_step: int | None = None) -> int:
+    """Sequences per GPU per optimizer step: ``tokens_per_step`` (default GPT-3's), the same for every setup
+    searched."""
+    tokens = target_tokens_per_step(_n_params(cfg)) if tokens_per_step is None else tokens_per_step
+    return max(1, tokens // (seq_len * n_gpus))
 
 
 @lru_cache(maxsize=1024)  # a pure function; the plan asks again for the same model when it relaxes a constraint
 def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
-                 capacity_bytes: float | None = None, efficiency: float | None = None) -> ChosenSetup | None:
-    """The fastest setup that fits ``gpu`` (or ``capacity_bytes``), sized to GPT-3's batch; or None.
+                 capacity_bytes: float | None = None, efficiency: float | None = None,
+                 tokens_per_step: int | None = None) -> ChosenSetup | None:
+    """The fastest setup that fits ``gpu`` (or ``capacity_bytes``), sized to GPT-3's batch (or
+    ``tokens_per_step``, rounded down to whole sequences per GPU); or None.
 
     Every combination of `searched_setups` is timed by `throughput` at ``efficiency`` (the GPU's hardware
     efficiency, default `budget.DEFAULT_MFU`) and the one with the least time per step (the tokens per step
@@ -145,7 +150,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
                          grad_accum=2)  # accumulation keeps gradients alive through forward: the safe side
-    want_micro = _per_gpu_batch(cfg, seq_len, n_gpus)
+    want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
     tokens = want_micro * seq_len * n_gpus
     bounded = []
     for flags in searched_setups(n_gpus):
@@ -294,6 +299,65 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
                       _offload_time(cfg, s, host_link_bytes_per_s(gpu)), s.n_gpus, peak)
 
 
+# The budgets for which the batch may grow to hide communication: those where a faster step buys more tokens (a
+# time or money budget) or an earlier finish (a target loss). A FLOP budget or fixed tokens buys no more tokens
+# from speed, so a larger batch there would only make each token worth less (Kaplan et al. 2020, eq. 5.5).
+GROW_BATCH_KINDS = ("time", "money", "target")
+
+
+@dataclass(frozen=True)
+class BatchGrowth:
+    """Tokens per step grown past GPT-3's (`target_tokens_per_step`) to hide data-parallel communication, never
+    past the critical batch size at the run's loss (`batch_size.batch_to_hide_comm`)."""
+
+    default_tokens_per_step: int  # GPT-3 Table 2.1, whole sequences per GPU
+    tokens_per_step: int  # the grown batch the setup runs
+    critical_tokens: float  # Kaplan et al. 2020 eq. 5.3 at ``loss_nats`` (WebText2 nats: an order-of-magnitude guide)
+    loss_nats: float  # the predicted loss the critical batch is taken at
+    default_scaling_efficiency: float  # compute / (compute + exposed communication) at the default batch
+    reason: str  # why growth stopped: "critical batch size" or "best trade-off" (`BatchChoice.reason`)
+
+    @property
+    def token_value(self) -> float:
+        """What a token at the grown batch is worth against one at the default batch: (1 + B0/B_crit) /
+        (1 + B/B_crit), from E = E_min (1 + B/B_crit) (Kaplan et al. 2020 eq. 5.5; McCandlish et al. 2018 eq.
+        2.11). The plan predicts the loss on tokens x this."""
+        return (token_cost_factor(self.default_tokens_per_step, self.critical_tokens)
+                / token_cost_factor(self.tokens_per_step, self.critical_tokens))  # Kaplan et al. 2020 eq. 5.5
+
+
+def grow_batch(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
+               capacity_bytes: float | None, search_efficiency: float, chosen: ChosenSetup, speed: Throughput,
+               loss_nats: float | None, speed_of) -> tuple[ChosenSetup, Throughput, BatchGrowth] | None:
+    """The setup at a batch grown to hide communication, or None when the default batch is best.
+
+    ``batch_to_hide_comm`` picks default x 2^k within the critical batch at ``loss_nats`` that gives the most
+    useful tokens per second; the setup is then searched again at that batch (`choose_setup`: a larger per-GPU
+    batch may allow a larger micro-batch or another ZeRO stage) and timed by ``speed_of(chosen)`` (the plan's
+    `throughput` at the run's efficiency). Kept only if its useful tokens per second (tokens/s x
+    `BatchGrowth.token_value`) beat the default's.
+    """
+    if n_gpus == 1 or not speed.comm.exposed_s > 0 or loss_nats is None or not loss_nats > 0:
+        return None
+    crit = critical_batch_tokens(loss_nats)
+    choice: BatchChoice = batch_to_hide_comm(
+        chosen.tokens_per_step, n_gpus=n_gpus, seq_len=seq_len, micro_batch=chosen.setup.micro_batch,
+        critical_tokens=crit, compute_s_per_token=speed.compute_s / speed.tokens_per_step,
+        exposed_comm_s=speed.comm.exposed_s)
+    if choice.tokens_per_step <= chosen.tokens_per_step:
+        return None
+    grown = choose_setup(cfg, gpu, n_gpus, seq_len, precision, capacity_bytes, search_efficiency,
+                         choice.tokens_per_step)
+    if grown is None:
+        return None
+    new = speed_of(grown)
+    growth = BatchGrowth(chosen.tokens_per_step, grown.tokens_per_step, crit, loss_nats, speed.scaling_efficiency,
+                         choice.reason)
+    if new.tokens_per_s * growth.token_value <= speed.tokens_per_s:
+        return None  # the search at the larger batch gained no useful tokens per second
+    return grown, new, growth
+
+
 @dataclass(frozen=True)
 class PlanOption:
     """A model size evaluated under the budget: setup, speed, tokens, predicted loss."""
@@ -309,6 +373,7 @@ class PlanOption:
     loss: float | None  # predicted loss (nats/token) under the plan's law
     effective_tokens: float | None  # data-constrained effective tokens when the dataset is limited
     unique_tokens: float | None
+    batch: BatchGrowth | None = None  # set when the batch grew past GPT-3's to hide communication
 
     @property
     def fits(self) -> bool:
@@ -317,6 +382,12 @@ class PlanOption:
     @property
     def tokens_per_param(self) -> float:
         return self.n_tokens / self.n_params
+
+    @property
+    def useful_tokens(self) -> float:
+        """Tokens as worth at GPT-3's batch, what the law's loss is predicted on: ``n_tokens``, times
+        `BatchGrowth.token_value` when the batch grew (Kaplan et al. 2020 eq. 5.5)."""
+        return self.n_tokens if self.batch is None else self.n_tokens * self.batch.token_value
 
     @property
     def epochs(self) -> float | None:

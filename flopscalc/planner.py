@@ -30,12 +30,15 @@ from .errors import DomainError, UsageError
 from .hardware import GpuSpec, Precision
 from .model import PRESETS, ModelConfig, config_for_params, count_params
 from .offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
+from .parallel import low_efficiency_warning
 from .plan_options import (
+    GROW_BATCH_KINDS,
     MAX_GPUS_SEARCHED,
     PLAN_MEMORY_HEADROOM,
     PlanOption,
     check_positive,
     choose_setup,
+    grow_batch,
     lightest_peak_bytes,
     min_gpus_to_fit,
     nearest_preset,
@@ -99,6 +102,23 @@ class Plan:
     binding: tuple[Binding, ...] = ()
     tags: dict = field(default_factory=dict)  # option index -> labels (compute-optimal, largest that fits, ...)
     stated_efficiency: float | None = None  # hardware efficiency stated (--mfu or default): MFU without recompute
+    hyperparameters: object = None  # scaling.hyperparams.Hyperparameters for the recommended run
+    warmup_steps: int | None = None  # warm-up of the recommended run at its own batch (DeepSeek LLM sec. 2.3)
+    overtraining: object = None  # scaling.inference.OvertrainingNote for the recommended run
+    inference_tokens: float | None = None  # tokens the model will serve over its life, when given
+    inference_optimum: object = None  # scaling.inference.InferenceAllocation: the life-cycle optimum
+    life_cycle: object = None  # scaling.inference.InferenceAllocation: the recommended run vs Chinchilla of its loss
+
+    @property
+    def params_vs_optimum(self) -> float | None:
+        """The recommended N (as the law counts it) over the law's compute-optimal N of the header; with
+        inference tokens only (below 1: a smaller model than Chinchilla's)."""
+        return None if self.life_cycle is None else self.life_cycle.n_params / self.allocation.n_params
+
+    @property
+    def tokens_vs_optimum(self) -> float | None:
+        """The recommended run's tokens over the law's compute-optimal D; with inference tokens only."""
+        return None if self.life_cycle is None else self.recommended.n_tokens / self.allocation.n_tokens
 
 
 def _law_n(law, cfg: ModelConfig) -> int:
@@ -168,6 +188,24 @@ class _Context:
     memory_bytes: float | None
     n_tokens: float | None
     target_loss: float | None
+    optimum_loss: float | None = None  # the law's loss at its optimum: the critical batch's when an option has none
+
+
+def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
+    """Tokens the option trains: the budget's, or those that reach the target (more at a grown batch, whose
+    tokens are each worth ``token_value``), capped by the wall clock."""
+    rate = speed.tokens_per_s * ctx.budget.utilization  # tokens per wall-clock second
+    if ctx.kind == "tokens":
+        tokens = ctx.n_tokens
+    elif ctx.kind == "target":
+        tokens = _tokens_for_loss(ctx.law, _law_n(ctx.law, cfg), ctx.target_loss, ctx.dataset_tokens) / token_value
+    elif ctx.kind == "flops":
+        tokens = ctx.c_model / speed.model_flops_per_token
+    else:
+        tokens = rate * ctx.budget.duration_s
+    if ctx.max_wall_clock_s is not None and ctx.kind in ("time", "flops", "money"):
+        tokens = min(tokens, rate * ctx.max_wall_clock_s)
+    return tokens
 
 
 def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
@@ -181,25 +219,30 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
         return PlanOption(cfg, n, nearest_preset(n), None,
                           min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes),
                           None, 0.0, 0.0, None, None, ctx.dataset_tokens)
-    if ctx.calibration is not None:  # then runs at what the profile measured at the chosen micro-batch
-        eff = ctx.calibration.mfu_for(n, chosen.setup.micro_batch, ctx.seq_len)
-    speed = throughput(cfg, chosen.setup, chosen.tokens_per_step, ctx.gpu, b.precision, eff)
-    rate = speed.tokens_per_s * b.utilization  # tokens per wall-clock second
-    if ctx.kind == "tokens":
-        tokens = ctx.n_tokens
-    elif ctx.kind == "target":
-        tokens = _tokens_for_loss(ctx.law, _law_n(ctx.law, cfg), ctx.target_loss)
-    elif ctx.kind == "flops":
-        tokens = ctx.c_model / speed.model_flops_per_token
-    else:
-        tokens = rate * b.duration_s
-    if ctx.max_wall_clock_s is not None and ctx.kind in ("time", "flops", "money"):
-        tokens = min(tokens, rate * ctx.max_wall_clock_s)
-    loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens, ctx.dataset_tokens)
+
+    def speed_of(c):  # a profile's runs at what it measured at the chosen micro-batch
+        run_eff = ctx.calibration.mfu_for(n, c.setup.micro_batch, ctx.seq_len) if ctx.calibration is not None else eff
+        return throughput(cfg, c.setup, c.tokens_per_step, ctx.gpu, b.precision, run_eff)
+
+    speed = speed_of(chosen)
+    growth = None
+    if ctx.kind in GROW_BATCH_KINDS and b.n_gpus > 1 and speed.comm.exposed_s > 0:
+        # the critical batch at the option's own loss at the default batch (the target's; else the optimum's)
+        loss0 = (ctx.target_loss if ctx.kind == "target" else
+                 _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0])
+        grown = grow_batch(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, chosen, speed,
+                           loss0 if loss0 is not None else ctx.optimum_loss, speed_of)
+        if grown is not None:
+            chosen, speed, growth = grown
+    value = 1.0 if growth is None else growth.token_value
+    tokens = _tokens(cfg, speed, ctx, value)
+    rate = speed.tokens_per_s * b.utilization
+    # a grown batch's tokens are worth `token_value` of the law's (Kaplan et al. 2020 eq. 5.5)
+    loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
     if ctx.kind == "target" and math.isinf(tokens):
         loss = None
     return PlanOption(cfg, n, nearest_preset(n), chosen, None, speed, tokens, tokens / rate, loss, d_eff,
-                      ctx.dataset_tokens)
+                      ctx.dataset_tokens, growth)
 
 
 def _check_inputs(kind_values: dict, n_gpus: int, mfu, calibration, gpu: GpuSpec, seq_len,
@@ -267,6 +310,7 @@ def plan(
     target_loss: float | None = None,
     explain: bool = True,
     calibration_any_device: bool = False,
+    inference_tokens: float | None = None,
 ) -> Plan:
     """The best training run for a budget on ``n_gpus`` x ``gpu``, under memory, data and time limits.
 
@@ -314,6 +358,9 @@ def plan(
     calibration_any_device : bool
         Apply ``calibration`` even when it was measured on another device than ``gpu`` (refused otherwise);
         the plan then warns that its MFU is borrowed.
+    inference_tokens : float, optional
+        Tokens the model will serve over its life (count): the shapes centre on the model that minimises training
+        plus inference FLOPs (Sardana et al. 2024) and the plan recommends the one nearest it that fits.
     """
     from .scaling import (
         BUILTIN_LAWS,
@@ -323,6 +370,7 @@ def plan(
         optimal,
         optimal_data_constrained,
     )
+    from .scaling.inference import inference_optimal_for_loss, inference_optimal_for_training_budget
     from .scaling.io import get_law
 
     precision = Precision(precision)
@@ -331,10 +379,12 @@ def plan(
                              "the maximum wall-clock time": max_wall_clock_s, "memory per GPU": memory_bytes,
                              "the electricity price": usd_per_kwh, "the GPU-hour price": usd_per_gpu_hour,
                              "the training tokens": n_tokens, "the target loss": target_loss,
-                             "the money budget": budget_usd}, n_gpus, mfu, calibration, gpu, seq_len,
-                            calibration_any_device)
+                             "the money budget": budget_usd, "the inference tokens": inference_tokens},
+                            n_gpus, mfu, calibration, gpu, seq_len, calibration_any_device)
     law = get_law(law or DEFAULT_LAW) if law is None or isinstance(law, str) else law
     objective = "target" if kind == "target" else ("fixed" if model is not None else "loss")
+    if inference_tokens is not None:
+        _check_inference(law, dataset_tokens, model, models)
     if objective == "target" and not isinstance(law.loss_form, ParametricLoss):
         raise DomainError(f"law {law.name!r} has no parametric loss E + A/N^alpha + B/D^beta to aim at a target "
                           "loss with; use --law besiroglu2024 or --law chinchilla")
@@ -370,11 +420,16 @@ def plan(
             alloc = optimal_data_constrained(law, c_model, dataset_tokens)
         else:
             alloc = optimal(law, c_model)
-        shapes = [model] if model is not None else _shapes(law, alloc.n_params, seq_len, models)
+        ia = None  # the life-cycle optimum (Sardana et al. 2024): of the target's loss, or trained in the budget
+        if inference_tokens is not None:
+            ia = (inference_optimal_for_loss(law, target_loss, inference_tokens) if kind == "target" else
+                  inference_optimal_for_training_budget(law, c_model, inference_tokens))
+        centre = alloc.n_params if ia is None else ia.n_params
+        shapes = [model] if model is not None else _shapes(law, centre, seq_len, models)
         ctx = _Context(law, gpu, budget, kind, c_model, seq_len, mfu, calibration, dataset_tokens, max_wall_clock_s,
-                       memory_bytes, n_tokens, target_loss)
+                       memory_bytes, n_tokens, target_loss, alloc.loss)
         options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
-        rec = _recommend(options, ctx, alloc)
+        rec = _recommend(options, ctx, alloc, ia)
         if kind not in ("time", "money"):
             break
         delivered = budget.busy_flops * rec.speed.mfu
@@ -389,6 +444,8 @@ def plan(
             alloc = optimal_data_constrained(law, c_model, dataset_tokens)
         else:
             alloc = optimal(law, c_model)
+        if inference_tokens is not None:
+            ia = inference_optimal_for_training_budget(law, c_model, inference_tokens)
     elif kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
         budget = replace(budget, duration_s=flops / (budget.peak_flop_per_s * utilization * run_mfu), mfu=run_mfu)
     else:  # the run's own time is the budget the tables show
@@ -396,7 +453,7 @@ def plan(
     if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
         alloc = optimal(law, rec.model_flops)
 
-    loss_by_law = {name: _loss(BUILTIN_LAWS[name], _law_n(BUILTIN_LAWS[name], rec.model), rec.n_tokens,
+    loss_by_law = {name: _loss(BUILTIN_LAWS[name], _law_n(BUILTIN_LAWS[name], rec.model), rec.useful_tokens,
                                dataset_tokens)[0] for name in COMPARISON_LAWS}
     energy = energy_cost(gpu, n_gpus, rec.train_time_s, utilization, electricity_usd_per_kwh=usd_per_kwh,
                          cloud_usd_per_gpu_hour=usd_per_gpu_hour)
@@ -406,18 +463,57 @@ def plan(
                   "default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. "
                   "2022, Table 3)")
     cands = _preset_candidates(options, ctx)
-    binding = _binding(options, rec, ctx) if explain and objective == "loss" else ()
+    # with inference tokens the recommendation is not the lowest loss, so "what relaxing buys" would mislead
+    binding = _binding(options, rec, ctx) if explain and objective == "loss" and ia is None else ()
     interval = None
     if rec.loss is not None and "E" in getattr(law, "uncertainty", {}):
         lo, hi = law.uncertainty["E"]
         e = law.loss_form.E
         interval = (rec.loss - (e - lo), rec.loss + (hi - e))  # the law's stated interval on its floor E
     cap = memory_bytes or gpu.memory_bytes
+    hp, over, life, warmup = _run_notes(rec, law, seq_len, n_gpus, inference_tokens)
+    extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
     return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap, stated_mfu), law, alloc, options,
                 rec, loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
-                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law))
+                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law)) + extra
                 + _calibration_warnings(calibration, gpu, options, rec), objective, target_loss, binding,
-                _tags(options, rec, alloc, law), stated_efficiency=stated_mfu)
+                _tags(options, rec, alloc, law, ia), stated_efficiency=stated_mfu, hyperparameters=hp,
+                overtraining=over, inference_tokens=inference_tokens, inference_optimum=ia, life_cycle=life,
+                warmup_steps=warmup)
+
+
+def _check_inference(law, dataset_tokens, model, models) -> None:
+    """Refuse what the inference-aware optimum cannot honour, one line each."""
+    from .scaling import ParametricLoss
+
+    if dataset_tokens is not None:
+        raise UsageError("--inference-tokens cannot be combined with --dataset-tokens: the inference-aware optimum "
+                         "(Sardana et al. 2024) has no form for repeated data; drop one of them")
+    if not isinstance(law.loss_form, ParametricLoss):
+        raise UsageError(f"--inference-tokens needs a law with a parametric loss E + A/N^alpha + B/D^beta, and "
+                         f"{law.name!r} has none; use --law besiroglu2024 or --law chinchilla")
+    if model is not None or models is not None:
+        raise UsageError("--inference-tokens chooses the model size, and --model/--params fixes it: drop one (the "
+                         "life-cycle optimum alone: 'flopscalc scaling optimal --inference-tokens')")
+
+
+def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens: float | None):
+    """The recommended run's hyperparameters (DeepSeek LLM sec. 3.1), over-training note and, with inference
+    tokens, its life-cycle FLOPs against the Chinchilla model of its own loss (Sardana et al. 2024)."""
+    from .scaling.hyperparams import recommend_hyperparameters, warmup_steps_for
+    from .scaling.inference import life_cycle_comparison, overtraining_note
+
+    if not (0 < rec.n_tokens < math.inf):
+        return None, None, None, None
+    n_law = _law_n(law, rec.model)
+    hp = recommend_hyperparameters(
+        rec.model.n_layer, rec.model.n_embd, seq_len, rec.n_tokens, loss_nats=rec.loss,
+        planned_batch_tokens=rec.chosen.tokens_per_step if rec.loss is not None else None, schedule="cosine",
+        sequences_multiple=n_gpus * rec.chosen.setup.micro_batch)
+    over = overtraining_note(law, n_law, rec.n_tokens)
+    life = (life_cycle_comparison(law, n_law, rec.n_tokens, inference_tokens) if inference_tokens is not None
+            else None)
+    return hp, over, life, warmup_steps_for(rec.n_steps)
 
 
 def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[Candidate, ...]:
@@ -433,7 +529,9 @@ def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[
     return tuple(out)
 
 
-def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOption:
+def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -> PlanOption:
+    """The lowest predicted loss (or, for a target, the fastest to reach it); with an inference-aware optimum
+    ``ia``, the option nearest its N in |ln N|: the lowest loss would pull back to the Chinchilla model."""
     cap = ctx.memory_bytes or ctx.gpu.memory_bytes
     n_gpus = ctx.budget.n_gpus
     if not any(o.fits for o in options):
@@ -453,6 +551,16 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOpt
         reach = [o for o in fitting if math.isfinite(o.n_tokens)]
         if ctx.max_wall_clock_s is not None:
             reach = [o for o in reach if o.train_time_s <= ctx.max_wall_clock_s * (1 + 1e-9)]
+        if not reach and ctx.dataset_tokens is not None:
+            from .scaling.allocate import TOKENS_SEARCH_MAX, predict_loss
+
+            best = min(predict_loss(ctx.law, _law_n(ctx.law, o.model), TOKENS_SEARCH_MAX, ctx.dataset_tokens).law_value
+                       for o in fitting)  # endless repeats: Muennighoff et al. 2023 eq. 5-7
+            raise DomainError(
+                f"no model that fits {n_gpus} x {ctx.gpu.name} reaches loss {ctx.target_loss:g}"
+                + (f" within {ctx.max_wall_clock_s / 86400:.3g} days" if ctx.max_wall_clock_s else "")
+                + f" on {format_count(ctx.dataset_tokens)} unique tokens: repeated without end, they bring no model "
+                f"that fits below {best:.3f} (Muennighoff et al. 2023 eq. 5-7); add data or aim higher")
         if not reach:
             e = ctx.law.loss_form.E
             raise DomainError(
@@ -461,6 +569,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOpt
                 + f"; the law's floor is {e:.3f} and the largest model that fits "
                 f"({fitting[-1].n_params / 1e6:.0f}M) is limited to {ctx.law.loss(_law_n(ctx.law, fitting[-1].model), 1e30):.3f}"
                 " even with unlimited data; add GPUs or aim higher")
+        if ia is not None:
+            return min(reach, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))
         return min(reach, key=lambda o: o.train_time_s)
     if ctx.kind == "tokens":
         return fitting[0]
@@ -473,6 +583,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc) -> PlanOpt
             f"{o.n_tokens:.3g} tokens, less than one optimizer step of {o.speed.tokens_per_step:,} tokens; "
             f"it needs at least {need_s / 3600:.2g} hours of these GPUs")
     predicted = [o for o in trained if o.loss is not None]  # None: no loss, or above a uniform guess (_loss)
+    if ia is not None:
+        return min(predicted or trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))
     if predicted:
         return min(predicted, key=lambda o: o.loss)
     return min(trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / alloc.n_params)))
@@ -513,12 +625,19 @@ def _binding(options: tuple[PlanOption, ...], rec: PlanOption, ctx: _Context) ->
     return tuple(out)
 
 
-def _tags(options, rec, alloc, law) -> dict:
+def _tags(options, rec, alloc, law, ia=None) -> dict:
     tags: dict[int, list[str]] = {}
     fitting = [i for i, o in enumerate(options) if o.fits]
     if len(options) > 1:
-        i_opt = min(range(len(options)), key=lambda i: abs(math.log(_law_n(law, options[i].model) / alloc.n_params)))
-        tags.setdefault(i_opt, []).append("optimum")
+        def dist(i: int, n: float) -> float:
+            return abs(math.log(_law_n(law, options[i].model) / n))
+
+        i_opt = min(range(len(options)), key=lambda i: dist(i, alloc.n_params))
+        # with inference tokens the shapes centre on the life-cycle optimum: tag Chinchilla's only within the grid
+        if ia is None or dist(i_opt, alloc.n_params) <= math.log(2) / 4 * (1 + 1e-9):
+            tags.setdefault(i_opt, []).append("optimum")
+        if ia is not None:
+            tags.setdefault(min(range(len(options)), key=lambda i: dist(i, ia.n_params)), []).append("life-cycle opt")
         if fitting:
             tags.setdefault(fitting[-1], []).append("largest fit")
     tags.setdefault(options.index(rec), []).append("recommended")
@@ -567,6 +686,9 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         n_law = _law_n(law, rec.model)
         out.extend(predict_loss(law, n_law, rec.n_tokens, rec.unique_tokens).warnings if law.has_loss
                    else range_warnings(law, n_law, rec.n_tokens, unique_tokens=rec.unique_tokens))
+    low = low_efficiency_warning(rec.speed.compute_s, rec.speed.comm)  # below 70%: flopscalc.parallel
+    if low:
+        out.append(low)
     s = rec.chosen.setup
     if s.offload_optimizer:
         off = rec.speed.offload

@@ -50,7 +50,12 @@ def option_dict(o: PlanOption) -> dict:
         "model": model_dict(o.model), "n_params": o.n_params, "nearest_preset": o.nearest_preset, "fits": o.fits,
         "min_gpus": o.min_gpus, "n_tokens": o.n_tokens, "tokens_per_param": o.tokens_per_param,
         "epochs": o.epochs, "effective_tokens": o.effective_tokens, "loss": o.loss, "train_time_s": o.train_time_s,
-        "model_flops": o.model_flops, "n_steps": o.n_steps,
+        "model_flops": o.model_flops, "n_steps": o.n_steps, "useful_tokens": o.useful_tokens,
+        "batch_growth": None if o.batch is None else {
+            "default_tokens_per_step": o.batch.default_tokens_per_step, "tokens_per_step": o.batch.tokens_per_step,
+            "critical_batch_tokens": o.batch.critical_tokens, "loss_nats": o.batch.loss_nats,
+            "token_value": o.batch.token_value, "default_scaling_efficiency": o.batch.default_scaling_efficiency,
+            "reason": o.batch.reason},
     }
     if o.chosen is not None:
         s = o.chosen.setup
@@ -112,8 +117,36 @@ def plan_dict(p: Plan) -> dict:
             }
             for c in p.candidates
         ],
+        "hyperparameters": None if p.hyperparameters is None else {
+            **p.hyperparameters.as_dict(), "plan_batch_tokens": p.recommended.chosen.tokens_per_step,
+            "plan_warmup_steps": p.warmup_steps},
+        "overtraining": None if p.overtraining is None else {
+            "tokens_per_param": p.overtraining.tokens_per_param, "times_chinchilla": p.overtraining.times_chinchilla,
+            "warning": p.overtraining.warning},
+        "inference": _inference_dict(p),
         "warnings": list(p.warnings),
         "assumptions": [{"name": x.name, "value": x.value, "source": x.source} for x in p.assumptions],
+    }
+
+
+def _inference_dict(p: Plan) -> dict | None:
+    ia, life = p.inference_optimum, p.life_cycle
+    if ia is None:
+        return None
+    return {
+        "inference_tokens": p.inference_tokens, "law": ia.law, "source": "Sardana et al. 2024 (arXiv:2401.00448)",
+        "optimum": {"n_params": ia.n_params, "n_tokens": ia.n_tokens, "loss": ia.target_loss,
+                    "tokens_per_param": ia.tokens_per_param, "train_flops": ia.train_flops,
+                    "lifetime_flops": ia.lifetime_flops, "method": ia.method},
+        "recommended_vs_compute_optimal": {"params_ratio": p.params_vs_optimum,
+                                           "tokens_ratio": p.tokens_vs_optimum},
+        "life_cycle": None if life is None else {
+            "n_params": life.n_params, "n_tokens": life.n_tokens, "loss": life.target_loss,
+            "chinchilla_n_params": life.chinchilla_n_params, "chinchilla_n_tokens": life.chinchilla_n_tokens,
+            "train_flops": life.train_flops, "inference_flops": life.inference_flops,
+            "lifetime_flops": life.lifetime_flops, "chinchilla_lifetime_flops": life.chinchilla_lifetime_flops,
+            "saving_flops": life.saving_flops, "saving_fraction": life.saving_fraction},
+        "warnings": list(ia.warnings),
     }
 
 
@@ -204,6 +237,13 @@ def plan_report(p: Plan) -> Group:
                 f"{s.seq_len}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
                 + (f", ZeRO-{s.zero_stage}" if s.zero_stage else "") + (", optimizer offload" if s.offload_optimizer
                                                                         else ""))
+    if r.batch is not None:
+        g = r.batch
+        rec.add_row("batch grown", f"{format_count(g.default_tokens_per_step)} -> {format_count(g.tokens_per_step)}",
+                    f"tokens/step, to hide communication (scaling efficiency {g.default_scaling_efficiency:.0%} at "
+                    f"GPT-3's batch); stops at the {g.reason}: {format_count(g.critical_tokens)} tokens at loss "
+                    f"{g.loss_nats:.3f} (Kaplan et al. 2020 eq. 5.3, WebText2 nats: an order-of-magnitude guide); "
+                    f"each token counts {g.token_value:.2f} of one at GPT-3's batch in the loss (eq. 5.5)")
     rec.add_row("memory per GPU", format_bytes(r.chosen.peak_memory_bytes),
                 f"of {format_bytes(r.chosen.capacity_bytes)} (5% kept free); "
                 + (f"the offloaded optimizer holds {format_bytes(r.chosen.cpu_offload_bytes)} of CPU memory"
@@ -228,6 +268,8 @@ def plan_report(p: Plan) -> Group:
                 f"{b.gpu.device_noun} board power x busy time; {e.gpu_hours:,.0f} {b.gpu.device_noun}-hours"
                 + ("; " + ", ".join(cost) if cost else ""))
 
+    hp = _hyperparameters_table(p)
+    life = _inference_table(p)
     binds = None
     if p.binding:
         binds = _kv_table("What limits this run, and what relaxing it would buy")
@@ -276,7 +318,8 @@ def plan_report(p: Plan) -> Group:
             format_duration(c.chinchilla_time_s), format_sci(c.chinchilla_flops),
         )
     notes = assumptions_table(p.assumptions)
-    parts = [head, Text(), budget, Text(), rec, Text()] + ([binds, Text()] if binds is not None else []) + [opts]
+    parts = [head, Text(), budget, Text(), rec, Text()] + [x for t in (hp, life, binds) if t is not None
+                                                           for x in (t, Text())] + [opts]
     if p.budget_kind not in ("tokens", "target"):
         parts.append(cands)
     if p.warnings:
@@ -284,3 +327,52 @@ def plan_report(p: Plan) -> Group:
         parts.append(Text())
     parts.append(notes)
     return Group(*parts)
+
+
+def _hyperparameters_table(p: Plan) -> Table | None:
+    h, r = p.hyperparameters, p.recommended
+    if h is None:
+        return None
+    t = _kv_table("Hyperparameters for the recommended run (AdamW)")
+    planned = r.chosen.tokens_per_step
+    mine = "grown to hide communication" if r.batch is not None else "GPT-3 Table 2.1"
+    capped = h.critical_batch_tokens is not None and h.law_batch_tokens > h.critical_batch_tokens
+    if h.batch_tokens == planned:
+        t.add_row("batch size", f"{format_count(planned)} tokens", f"{mine}; DeepSeek LLM sec. 3.1 eq. 1 agrees")
+    else:
+        t.add_row("batch size", f"{format_count(planned)} tokens",
+                  f"the setup above uses this ({mine}); DeepSeek LLM sec. 3.1 eq. 1 gives "
+                  + (f"{format_count(h.law_batch_tokens)}, capped at the critical batch "
+                     f"{format_count(h.critical_batch_tokens)} at loss {r.loss:.3f}: {format_count(h.batch_tokens)}"
+                     if capped else format_count(h.batch_tokens)))
+    t.add_row("peak learning rate", f"{h.learning_rate:.3g}",
+              f"DeepSeek LLM sec. 3.1 eq. 1 at C = M D = {format_flops(h.c_flops)} (their FLOP convention)")
+    t.add_row("warmup", f"{p.warmup_steps:,} steps",
+              f"DeepSeek LLM sec. 2.3: 2000 steps, capped at 2% of the run's {r.n_steps:,}"
+              + ("" if h.batch_tokens == planned else f" ({h.warmup_steps:,} of {h.n_steps:,} at DeepSeek's batch)"))
+    t.add_row("schedule", f"{h.schedule.value} to {h.min_lr_ratio:g}x",
+              f"{h.sources['schedule']}; AdamW betas {h.adam_betas[0]:g}/{h.adam_betas[1]:g}, weight decay "
+              f"{h.weight_decay:g}, clip {h.grad_clip:g} (DeepSeek LLM sec. 2.3)")
+    return t
+
+
+def _inference_table(p: Plan) -> Table | None:
+    ia, life, a = p.inference_optimum, p.life_cycle, p.allocation
+    if ia is None or life is None:
+        return None
+    t = _kv_table(f"Serving {format_count(p.inference_tokens)} tokens over the model's life (Sardana et al. 2024: "
+                  "training 6ND + inference 2NT FLOPs)")
+    what = "reaches the target loss" if p.objective == "target" else "trains in this budget"
+    t.add_row("life-cycle optimum", f"N {format_count(ia.n_params)}",
+              f"D {format_count(ia.n_tokens)} tokens ({ia.tokens_per_param:,.0f}/param), loss {ia.target_loss:.3f}: "
+              f"the least training + inference FLOPs that {what}")
+    t.add_row("vs compute-optimal", f"N {p.params_vs_optimum:.2f}x",
+              f"the recommended run has {p.params_vs_optimum:.2f}x the parameters and {p.tokens_vs_optimum:.2f}x "
+              f"the tokens of the law's compute-optimal N {format_count(a.n_params)}, D {format_count(a.n_tokens)}")
+    t.add_row("life-cycle FLOPs", format_flops(life.lifetime_flops),
+              f"training {format_flops(life.train_flops)} + serving {format_flops(life.inference_flops)}")
+    t.add_row("saving", f"{format_flops(life.saving_flops)} ({life.saving_fraction:.1%})",
+              f"vs {format_flops(life.chinchilla_lifetime_flops)} for the Chinchilla model of the same loss "
+              f"{life.target_loss:.3f} (N {format_count(life.chinchilla_n_params)}, D "
+              f"{format_count(life.chinchilla_n_tokens)})")
+    return t
