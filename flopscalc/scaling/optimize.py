@@ -59,12 +59,6 @@ def tile_shape(n_rows: int, n_runs: int, tile_elements: int = TILE_ELEMENTS) -> 
     return max(1, min(n_rows, tile_elements // runs_per_tile)), runs_per_tile
 
 
-def objective_scratch_bytes(n_rows: int, n_runs: int, tile_elements: int = TILE_ELEMENTS) -> int:
-    """Bytes of temporaries one `huber_objective` call holds beyond its (S,) and (S, 5) results (per thread)."""
-    rows, runs = tile_shape(n_rows, n_runs, tile_elements)
-    return _N_TILE_BUFFERS * rows * runs * 8 + 4 * runs * 8  # six float64 tiles + two (runs, 2) weight matrices
-
-
 def huber_objective(x: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
                     weights: np.ndarray | None = None, delta: float = HUBER_DELTA, *,
                     weight_rows: np.ndarray | None = None,
