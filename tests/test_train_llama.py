@@ -323,3 +323,28 @@ def test_bench_measures_the_llama_style_model_with_the_engines_flops():
     assert p.n_params == count_params(TRAIN_LLAMA).total
     assert p.model_flops_per_token == counted_flops(TRAIN_LLAMA, 2, 32) / 64  # FlopCounterMode, per token
     assert p.achieved_flop_per_s == pytest.approx(p.tokens_per_s * p.model_flops_per_token, rel=1e-12)
+
+
+def test_fsdp_shards_each_decoder_block_and_computes_what_one_module_does(tmp_path):
+    # FSDP wraps `model.h` block by block (flopscalc.train.distributed.wrap_model); Decoder answers to that name.
+    # A one-process gloo group: the wrapping and DTensor parameters are real, the sharding is trivial.
+    import torch.distributed as dist
+
+    from flopscalc.train.distributed import DistInfo, wrap_model
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        plain = build_model(TRAIN_LLAMA)
+        torch.manual_seed(0)
+        sharded = wrap_model(build_model(TRAIN_LLAMA), DistInfo(0, 0, 2), torch.device("cpu"), "fsdp")
+        assert all(type(b).__name__ == "FSDPDecoderBlock" for b in sharded.layers)
+        idx = torch.randint(0, TRAIN_LLAMA.vocab_size, (2, 32), generator=torch.Generator().manual_seed(4))
+        want, got = plain(idx, idx)[1], sharded(idx, idx)[1]
+        want.backward()
+        got.backward()
+        assert torch.equal(want, got)
+        for (name, p), q in zip(plain.named_parameters(), sharded.parameters()):
+            assert torch.equal(p.grad, q.grad.full_tensor()), name
+    finally:
+        dist.destroy_process_group()
