@@ -278,9 +278,9 @@ def gpus_show(
 
 def _register_command_modules() -> None:
     # each engine's commands live in their own face module; they import their engines lazily
-    from . import cli_memory, cli_plot, cli_runs, cli_scaling, cli_step, cli_train
+    from . import cli_infer, cli_memory, cli_plot, cli_runs, cli_scaling, cli_step, cli_train
 
-    for module in (cli_memory, cli_scaling, cli_plot, cli_train, cli_runs, cli_step):
+    for module in (cli_memory, cli_scaling, cli_plot, cli_train, cli_runs, cli_step, cli_infer):
         module.register(app)
 
 

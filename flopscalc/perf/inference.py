@@ -386,6 +386,11 @@ class InferenceEstimate:
     max_seq_tokens: int  # at the setup's batch
 
     @property
+    def model_params(self) -> int:
+        """Every parameter of the model (count)."""
+        return count_params(self.model).total
+
+    @property
     def prefill_s(self) -> float:
         """Prefill of the whole batch: time to the first output token (s)."""
         return sum(p.total_s for p in self.prefill_ops)
