@@ -662,8 +662,10 @@ def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap:
         Assumption("FLOPs per token", f"exact matmul count at sequence {seq_len}, forward + 2x backward",
                    "flopscalc.flops (matches PyTorch FlopCounterMode); PaLM App. B convention"),
         Assumption("scaling law", law.name, f"{law.source}; {law.flop_convention}"),
-        Assumption("tokens per step", "0.5M (<1B params), 1M (<4B), 2M (<50B), 3.1M",
-                   "GPT-3 (Brown et al. 2020), Table 2.1"),
+        Assumption("tokens per step", "0.5M (<1B params), 1M (<4B), 2M (<50B), 3.1M"
+                   + ("; doubled within the critical batch to hide communication" if budget.n_gpus > 1 else ""),
+                   "GPT-3 (Brown et al. 2020), Table 2.1" + ("; Kaplan et al. 2020 eq. 5.3 (critical batch, WebText2 "
+                                                             "nats) and 5.5 (token cost)" if budget.n_gpus > 1 else "")),
         Assumption("memory", f"{cap / 2**30:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; "
                    "the fastest setup that fits",
                    "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
