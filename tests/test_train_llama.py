@@ -220,15 +220,15 @@ def test_the_logit_tolerance_tells_a_wrong_rope_base_or_norm_epsilon_apart(hf, o
     assert diff > 100 * ATOL
 
 
-def test_grouped_query_sharing_is_transformers_repeat_kv_not_a_tiling(hf):
-    # transformers' repeat_kv gives query head h the K/V head h // group; a tiling (h % n_kv_head) must not match
+def test_grouped_query_sharing_is_transformers_repeat_kv_and_a_wrong_map_shows(hf):
+    # transformers' repeat_kv gives query head h the K/V head h // group; any other map of heads to groups must fail
     cfg = FAMILIES["llama-gqa"]
     theirs = _hf_model(hf, "llama", cfg)
     ours = _ours_from(theirs, cfg, "math")
     idx = torch.randint(0, cfg.vocab_size, (1, 16), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         want = theirs(input_ids=idx).logits
-        for layer in ours.layers:  # swap the two K heads (and V heads): tiling and grouping now disagree
+        for layer in ours.layers:  # swap the two K heads (and V heads): heads 0-1 now read group 1, 2-3 group 0
             for proj in (layer.self_attn.k_proj, layer.self_attn.v_proj):
                 w = proj.weight.view(cfg.kv_heads, cfg.head_dim, cfg.n_embd)
                 proj.weight.copy_(w.flip(0).reshape(-1, cfg.n_embd))
