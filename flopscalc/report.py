@@ -21,6 +21,7 @@ COMPONENT_LABELS = {
     "attn_values": "attention over values",
     "attn_proj": "attention output projection",
     "mlp": "MLP",
+    "router": "MoE router",
     "lm_head": "LM head (logits)",
 }
 
@@ -46,14 +47,18 @@ def model_dict(cfg: ModelConfig) -> dict:
         "name": cfg.name, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
         "block_size": cfg.block_size, "vocab_size": cfg.vocab_size, "bias": cfg.bias,
         "tie_embeddings": cfg.tie_embeddings, "pos_embedding": cfg.pos_embedding, "n_inner": cfg.n_inner,
-        "n_params": pc.total, "n_params_non_embedding": pc.non_embedding,
+        "n_params": pc.total, "n_params_non_embedding": pc.non_embedding, "n_params_active": pc.active,
+        "n_kv_head": cfg.kv_heads, "family": cfg.family,
     }
 
 
 def model_line(cfg: ModelConfig) -> str:
     pc = count_params(cfg)
-    return (f"{cfg.name}: {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}, "
-            f"vocab {cfg.vocab_size}; {pc.total:,} parameters ({pc.non_embedding:,} non-embedding)")
+    block = "" if cfg.is_gpt2_block else f" ({cfg.family})"
+    active = f", {pc.active:,} active" if pc.active != pc.total else ""
+    return (f"{cfg.name}: {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}{block}, "
+            f"context {cfg.block_size}, vocab {cfg.vocab_size}; {pc.total:,} parameters ({pc.non_embedding:,} "
+            f"non-embedding{active})")
 
 
 # ------------------------------------------------------------------ flops
