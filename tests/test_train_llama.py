@@ -104,7 +104,8 @@ def test_gpt2_block_still_builds_gpt_and_the_rest_is_refused_there():
 
 
 @pytest.mark.parametrize("change,what", [({"n_expert": 4, "top_k": 2}, "mixture-of-experts"),
-                                         ({"position": "alibi"}, "ALiBi")])
+                                         ({"position": "alibi"}, "ALiBi"),
+                                         ({"head_size": 15}, "head width must be even")])
 def test_blocks_the_trainer_cannot_build_are_one_line_usage_errors(change, what):
     with pytest.raises(UsageError, match=what) as err:
         build_model(FAMILIES["llama-gqa"].with_(**change))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import UsageError
@@ -139,7 +139,7 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        B, T = idx.size()
+        T = idx.size(1)
         if T > self.cfg.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.cfg.block_size}")
         x = self.wte(idx)  # (B, T, C)
@@ -172,7 +172,8 @@ ROPE_THETA = 10000.0
 
 class Norm(nn.Module):
     """RMSNorm (Zhang & Sennrich 2019, eq. 4: gain, no mean, no bias), LayerNorm, or LayerNorm without gain or bias
-    (OLMo 1), over the last ``width`` features; fused kernels (``F.rms_norm`` / ``F.layer_norm``)."""
+    (OLMo 1), over the last ``width`` features, by ``F.rms_norm`` / ``F.layer_norm`` (on a CPU, torch runs
+    ``rms_norm`` under autograd as its composite, which saves the normalised tensor too: docs/trainer.md)."""
 
     def __init__(self, kind: NormKind, width: int, bias: bool):
         super().__init__()
@@ -335,6 +336,9 @@ def unsupported(cfg: ModelConfig) -> str | None:
                 "(--experts), bench and train need a dense model")
     if cfg.pos is Position.alibi:
         return "the reference trainer has no ALiBi attention bias; use --pos rope, learned or none for bench and train"
+    if cfg.pos is Position.rope and cfg.head_dim % 2:
+        return (f"RoPE rotates pairs of features, so the head width must be even, got {cfg.head_dim}; "
+                "change --n-embd or --n-head (or use --pos learned)")
     return None
 
 
