@@ -24,12 +24,15 @@ from .cli_common import (
     arch_options,
     emit,
 )
-from .perf.inference import DEFAULT_INT4_GROUP, KvFormat, WeightFormat
 
 CPU_NAMES = ("cpu", "host")
 # Tokens generated per sequence when --gen is not given: the shortest output length of TensorRT-LLM's
 # performance tables (docs/source/performance.md: outputs of 128 and 2048 tokens), a short chat answer.
 DEFAULT_GEN_TOKENS = 128
+# The engine's formats (perf/inference.py WeightFormat, KvFormat), spelled here so that start-up does not import
+# the performance model; the command checks a value against the engine's enum before using it.
+WEIGHT_CHOICES = ("bf16", "fp16", "fp8", "int8", "int4")
+KV_CHOICES = ("bf16", "fp16", "fp8", "int8")
 # Contexts written with a k suffix count in units of 1024 tokens, as model cards do ("8K context" is 8192
 # positions: Llama 3 8B config.json max_position_embeddings 8192; Mistral 7B's "32k" is 32768).
 CONTEXT_K = 1024
@@ -45,6 +48,17 @@ def parse_context(text: str) -> int:
         raise UsageError(f"cannot read --context {text!r}: give a whole number of tokens, at least 1, or a number "
                          "with k (units of 1024 tokens), e.g. 4096 or 8k")
     return int(digits) * (CONTEXT_K if s.endswith("k") else 1)
+
+
+def _choice(enum, value: str, option: str):
+    """``value`` as a member of ``enum``; UsageError naming the accepted values otherwise."""
+    from .errors import UsageError
+
+    try:
+        return enum(value.strip().lower())
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not accepted; choose one of "
+                         f"{', '.join(m.value for m in enum)}") from None
 
 
 def infer(
@@ -64,14 +78,13 @@ def infer(
     gen: Annotated[int, typer.Option(
         help=f"Tokens generated per sequence (count; default {DEFAULT_GEN_TOKENS}); the first comes from the prefill.")
     ] = DEFAULT_GEN_TOKENS,
-    weights: Annotated[WeightFormat, typer.Option(
+    weights: Annotated[str, typer.Option(
         help="Storage of the linear weights: bf16, fp16, fp8 (FP8 GEMMs), int8 or int4 (weight-only).")
-    ] = WeightFormat.bf16,
-    kv: Annotated[KvFormat | None, typer.Option(
-        help="Storage of the KV cache (default: 16-bit, as the activations).")] = None,
+    ] = "bf16",
+    kv: Annotated[str | None, typer.Option(
+        help="Storage of the KV cache: bf16, fp16, fp8 or int8 (default: 16-bit, as the activations).")] = None,
     int4_group: Annotated[int | None, typer.Option(
-        "--int4-group", help=f"Inputs per scale and zero of int4 weights (count; default {DEFAULT_INT4_GROUP}).")
-    ] = None,
+        "--int4-group", help="Inputs per scale and zero of int4 weights (count; default 128).")] = None,
     usd_per_gpu_hour: Annotated[float | None, typer.Option(
         "--usd-per-gpu-hour", help="Price of the GPU for one hour, for the cost per million tokens. (USD)")] = None,
     gpu_csv: GpuCsvOpt = None,
@@ -81,12 +94,14 @@ def infer(
     from .errors import DomainError, UsageError
     from .hardware import get_gpu
     from .model import resolve_model
-    from .perf.inference import InferenceSetup, estimate_inference
+    from .perf.inference import DEFAULT_INT4_GROUP, InferenceSetup, KvFormat, WeightFormat, estimate_inference
     from .report_infer import infer_dict, infer_report
 
     if gpu.strip().lower() in CPU_NAMES:
         raise DomainError("the inference model has no sourced per-operation efficiencies for CPUs; "
                           "pick a GPU from 'flopscalc gpus'")
+    weights = _choice(WeightFormat, weights, "--weights")
+    kv = _choice(KvFormat, kv, "--kv") if kv is not None else None
     if int4_group is not None and weights is not WeightFormat.int4:
         raise UsageError(f"--int4-group applies to int4 weights only (got --weights {weights.value}); "
                          "add --weights int4 or drop --int4-group")

@@ -110,6 +110,8 @@ def test_config_file_and_too_big_a_batch(capsys, tmp_path):
     (("--model", "gpt2", "--context", "1000", "--gen", "100"), 2, "learned position"),
     (("--model", "nope-7b"), 2, "unknown model"),
     (("--weights", "int3"), 2, "int3"),
+    (("--kv", "int2"), 2, "choose one of bf16, fp16, fp8, int8"),
+    (("--gpu", "tpu-v4"), 1, "TPU"),
 ])
 def test_bad_input_is_one_line(capsys, extra, code, fragment):
     got, out, err = cli(capsys, *argv_with(*extra))
@@ -123,8 +125,18 @@ def test_missing_context_is_one_line(capsys):
 
 
 def test_cli_import_stays_light():
-    """Importing the CLI (with this command registered) loads no torch, pandas or scipy."""
-    code = ("import sys, flopscalc.cli; bad = [m for m in ('torch', 'pandas', 'scipy', 'matplotlib') "
+    """Importing the CLI (with this command registered) loads no torch, pandas or scipy, nor the inference engine."""
+    code = ("import sys, flopscalc.cli; bad = [m for m in ('torch', 'pandas', 'scipy', 'matplotlib', "
+            "'flopscalc.perf.inference') "
             "if m in sys.modules]; print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
+
+
+def test_cli_choices_are_the_engines_formats():
+    """The CLI spells the formats without importing the engine at start-up; they must be the engine's."""
+    from flopscalc.cli_infer import KV_CHOICES, WEIGHT_CHOICES
+    from flopscalc.perf.inference import KvFormat, WeightFormat
+
+    assert WEIGHT_CHOICES == tuple(m.value for m in WeightFormat)
+    assert KV_CHOICES == tuple(m.value for m in KvFormat)
