@@ -689,6 +689,12 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         out.extend(predict_loss(law, n_law, rec.n_tokens, rec.unique_tokens).warnings if law.has_loss
                    else range_warnings(law, n_law, rec.n_tokens, unique_tokens=rec.unique_tokens))
     low = low_efficiency_warning(rec.speed.compute_s, rec.speed.comm)  # below 70%: flopscalc.parallel
+    if low and rec.batch is not None:  # the batch has already grown as far as it pays
+        g = rec.batch
+        low += (f" (the batch already grew from {format_count(g.default_tokens_per_step)} to "
+                f"{format_count(g.tokens_per_step)} tokens per step: "
+                + ("the critical batch allows no more)" if g.reason == "critical batch size" else
+                   "more would cost more in token value than it hides)"))
     if low:
         out.append(low)
     s = rec.chosen.setup

@@ -113,7 +113,11 @@ def test_low_scaling_efficiency_is_warned():
     sp = p.recommended.speed
     eff = sp.compute_s / (sp.compute_s + sp.comm.exposed_s)
     assert eff < 0.7
-    assert any(w.startswith(f"scaling efficiency {eff:.0%} on 1024 GPUs") for w in p.warnings)
+    low = [w for w in p.warnings if w.startswith(f"scaling efficiency {eff:.0%} on 1024 GPUs")]
+    assert len(low) == 1
+    # the batch grew to the critical batch already, and the warning says so rather than only advising it
+    g = p.recommended.batch
+    assert g is not None and g.reason == "critical batch size" and "already grew" in low[0]
     assert not any(w.startswith("scaling efficiency") for w in plan(get_gpu("4070ti"), 365 * DAY_S).warnings)
 
 
