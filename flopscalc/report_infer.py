@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .perf.inference import KERNELS_PER_LAYER, InferenceEstimate, kv_cache_bytes
+from .perf.inference import InferenceEstimate, kv_cache_bytes, small_kernels
 from .units import format_bytes, format_count, format_duration, format_rate, format_usd
 
 
@@ -74,7 +74,7 @@ def infer_report(e: InferenceEstimate) -> Group:
     note = Text(
         f"Roofline per operation (docs/inference.md): GEMM fraction {e.device.gemm_peak_fraction:g}, achievable "
         f"bandwidth {e.device.mem_bandwidth_fraction:g} of datasheet, kernel floor "
-        f"{e.device.kernel_min_s * 1e6:g} us x {len(KERNELS_PER_LAYER)} small kernels per layer; "
+        f"{e.device.kernel_min_s * 1e6:g} us x {len(small_kernels(e.model))} small kernels per layer; "
         + (f"dequantizing GEMMs at {e.setup.gemm_bandwidth_fraction:g} of the bandwidth (fitted); "
            if e.setup.gemm_bandwidth_fraction < 1 else "nothing fitted; ")
         + "one GPU, no tensor parallelism, static batch.", style="dim")

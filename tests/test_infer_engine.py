@@ -19,7 +19,6 @@ from flopscalc.hardware import get_gpu
 from flopscalc.model import count_params, get_preset
 from flopscalc.perf.device import KERNEL_MIN_S, MEM_BANDWIDTH_FRACTION
 from flopscalc.perf.inference import (
-    KERNELS_PER_LAYER,
     InferenceSetup,
     OpClass,
     estimate_inference,
@@ -29,6 +28,7 @@ from flopscalc.perf.inference import (
     kv_cache_bytes,
     max_batch,
     max_seq_tokens,
+    small_kernels,
     weights_bytes,
 )
 from flopscalc.perf.ops import Phase
@@ -54,7 +54,7 @@ def test_decode_at_batch_one_is_weights_over_bandwidth():
     cfg = get_preset("llama-3.1-70b")
     est = estimate_inference(cfg, InferenceSetup(batch=1, context=128, gen=2, weights="fp8"), H100)
     stream_s = (count_params(cfg).matmul * 1.0) / (H100.memory_bandwidth_bytes_per_s * MEM_BANDWIDTH_FRACTION)
-    launches_s = (cfg.n_layer * (len(KERNELS_PER_LAYER) + 1) + 4) * KERNEL_MIN_S
+    launches_s = (cfg.n_layer * (len(small_kernels(cfg)) + 1) + 4) * KERNEL_MIN_S
     assert stream_s < est.decode_s_per_token < (stream_s + launches_s) * 1.01
 
 

@@ -110,6 +110,11 @@ COMPUTE_PRECISION = {WeightFormat.bf16: Precision.bf16, WeightFormat.fp16: Preci
                      WeightFormat.int4: Precision.bf16}
 
 
+def small_kernels(cfg: ModelConfig) -> tuple[str, ...]:
+    """The memory-bound kernels of one of ``cfg``'s blocks (`KERNELS_PER_LAYER`; rotary only with RoPE)."""
+    return tuple(k for k in KERNELS_PER_LAYER if k != "rope" or cfg.pos is Position.rope)
+
+
 def kv_cache_bytes(cfg: ModelConfig, n_tokens, bytes_per_element: int = HALF_BYTES):
     """KV-cache bytes of ``n_tokens`` cached tokens: 2 x n_layer x n_kv_head x head_dim x bytes x tokens ([1] sec. 2; [2])."""
     return KV_TENSORS * cfg.n_layer * cfg.kv_heads * cfg.head_dim * bytes_per_element * n_tokens  # [1] sec. 2; [2] 2.2
@@ -208,14 +213,10 @@ def forward_ops(cfg: ModelConfig, setup: InferenceSetup, *, n_seq: int, new_toke
     ops.append(attention_op(cfg, setup, n_seq=n_seq, new_tokens=new_tokens, attended=attended, phase=phase))
     ops.append(_gemm("attn out", phase, t, d, cfg.d_attn, fwd.attn_proj / L * t, wq, a, L))
     ops += _mlp_ops(cfg, t, fwd, wq, a, phase)
-    # memory-bound kernels of each block (KERNELS_PER_LAYER): norms and residual adds over d, activation over f
-    rope = cfg.pos is Position.rope
-    f_act = _activation_width(cfg)
-    small = [("norm 1", 2 * d), ("residual add 1", 3 * d), ("norm 2", 2 * d), ("residual add 2", 3 * d),
-             ("mlp activation", f_act)]
-    if rope:
-        small.append(("rope", 2 * (cfg.d_attn + cfg.d_kv)))
-    ops += [Op(name, OpClass.memory, phase, 0.0, a * t * width, L) for name, width in small]
+    # memory-bound kernels of each block (KERNELS_PER_LAYER), elements read and written per token
+    width = {"norm 1": 2 * d, "rope": 2 * (cfg.d_attn + cfg.d_kv), "residual add 1": 3 * d, "norm 2": 2 * d,
+             "mlp activation": _activation_width(cfg), "residual add 2": 3 * d}
+    ops += [Op(name, OpClass.memory, phase, 0.0, a * t * width[name], L) for name in small_kernels(cfg)]
     ops.append(Op("final norm", OpClass.memory, phase, 0.0, 2 * a * t * d, 1))
     # logits of each sequence's last token only (TensorRT-LLM gathers the last token before the LM head)
     head_wq = HALF_BYTES if cfg.tie_embeddings else wq
