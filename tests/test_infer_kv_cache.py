@@ -4,13 +4,18 @@ A tiny Llama-style model (built locally from a ``LlamaConfig``, no hub) runs a f
 of prompts, then decode steps; the sum of ``nbytes`` of every cached key and value tensor must equal
 `kv_cache_bytes` of the `ModelConfig` read from the same config (``flopscalc.hf_config``), for grouped-query,
 multi-query and multi-head attention, in fp32 and bf16. A wrong factor (n_head instead of n_kv_head, a missing
-2 for K and V, the wrong element size) moves the estimate by a whole multiple and fails.
+2 for K and V, the wrong element size) moves the estimate by a whole multiple and fails. Then every published
+config.json the project carries, at full size on the meta device, through `flopscalc infer --config`.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from flopscalc.cli import run
 from flopscalc.hf_config import config_from_hf
 from flopscalc.perf.inference import kv_cache_bytes
 
@@ -57,3 +62,25 @@ def test_gqa_cache_is_the_kv_head_share_of_mha(one_torch_thread):
     gqa = config_from_hf(_tiny_llama(8, 2, torch.float32)[0].to_dict())
     mha = config_from_hf(_tiny_llama(8, 8, torch.float32)[0].to_dict())
     assert kv_cache_bytes(gqa, 100) * 4 == kv_cache_bytes(mha, 100)
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "data" / "configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_infer_kv_bytes_equal_the_cache_of_each_published_config(capsys, path):
+    """`flopscalc infer --config` on every published config.json (GPT-2, Llama 3.1, Mistral, Mixtral, Qwen, Gemma,
+    OLMo, Phi-3, Pythia): KV bytes per token x tokens equal the cache ``transformers`` fills in bf16 for the
+    full-size module built on the meta device (shapes only) after a forward pass of 2 x 5 tokens."""
+    transformers.logging.set_verbosity_error()
+    data = json.loads(path.read_text())
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**data),
+                                                              dtype=torch.bfloat16).eval()
+        with torch.no_grad():
+            cache = model(torch.zeros((2, 5), dtype=torch.long), use_cache=True)["cache"]
+    code = run(["infer", "--gpu", "h200", "--config", str(path), "--context", "5", "--batch", "2", "--gen", "1",
+                "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["kv_cache_bytes_per_token"] * 2 * 5 == _cache_nbytes(cache)
