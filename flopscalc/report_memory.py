@@ -14,15 +14,15 @@ from .report import assumptions_table
 from .units import format_bytes, format_count
 
 ACTIVATION_LABELS = {
-    "embedding": "token and position ids",
-    "layernorm": "LayerNorm inputs + statistics",
+    "embedding": "ids (+ RoPE cos/sin where the model rotates)",
+    "layernorm": "norm inputs + statistics (LayerNorm or RMSNorm)",
     "attention_input": "QKV projection input",
     "qkv": "Q, K, V",
     "attention_core": "attention core (scores or logsumexp)",
     "attention_proj_input": "attention output (projection input)",
-    "mlp": "MLP (up input, GELU input, down input)",
+    "mlp": "MLP / experts (inputs, hidden, activation, router)",
     "checkpoints": "block inputs kept by checkpointing",
-    "final": "final LayerNorm + LM-head input",
+    "final": "final norm + LM-head input",
     "loss": "log-probabilities (b x s x V) + targets",
 }
 
