@@ -4,10 +4,14 @@
 - decode at batch 1 of a large model is the memory-bound limit: weights / achievable bandwidth ([1] sec. 2);
 - one more cached token per sequence costs exactly its KV bytes over the achievable bandwidth;
 - a mixture of experts reads its active parameters at batch 1 and nearly all of them at a large batch;
-- 16-bit weights are 2 bytes x the exact parameter count; the largest batch and context fit and one more does not.
+- 16-bit weights are 2 bytes x the exact parameter count; the weights a format quantizes are the weight matrices
+  of the ``transformers`` module; the largest batch and context fit and one more does not.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +20,7 @@ from hypothesis import strategies as st
 from flopscalc.errors import UsageError
 from flopscalc.flops import forward_flops_per_token
 from flopscalc.hardware import get_gpu
+from flopscalc.hf_config import read_hf_config
 from flopscalc.model import count_params, get_preset
 from flopscalc.perf.device import KERNEL_MIN_S, MEM_BANDWIDTH_FRACTION
 from flopscalc.perf.inference import (
@@ -163,3 +168,25 @@ def test_bad_setups_are_one_line(kwargs, fragment):
 def test_learned_positions_bound_the_sequence():
     with pytest.raises(UsageError, match="learned position table"):
         estimate_inference(get_preset("gpt2"), InferenceSetup(batch=1, context=1000, gen=100), A100)
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "data" / "configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_quantized_weights_are_the_modules_weight_matrices(path):
+    """FP8 stores 1 byte per linear weight and 2 per other parameter, so 2 x total - FP8 bytes is the count the
+    engine quantizes; it must equal the weight matrices (2-D parameters, fused experts included) of the
+    ``transformers`` module built from the same config.json, without the token and position embedding tables."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.for_model(**json.loads(path.read_text())))
+    tables = {id(model.get_input_embeddings().weight)}
+    tables |= {id(p) for n, p in model.named_parameters() if n.endswith(("wpe.weight", "embed_positions.weight"))}
+    matrices = sum(p.numel() for p in model.parameters() if p.dim() >= 2 and id(p) not in tables)
+    cfg = read_hf_config(path)
+    quantized = 2 * count_params(cfg).total - weights_bytes(cfg, InferenceSetup(batch=1, context=1, weights="fp8"))
+    assert quantized == matrices
