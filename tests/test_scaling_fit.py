@@ -1,17 +1,13 @@
-"""Fitting: synthetic runs from known constants, bootstrap coverage, approaches 1-2, real data when present."""
+"""Fitting: synthetic runs from known constants, bootstrap coverage, approaches 1-2."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flopscalc.scaling.fit import bootstrap_approach3, fit_approach3
 from flopscalc.scaling.fit_power import fit_approach1, fit_approach2
-from flopscalc.scaling.io import read_runs
-from flopscalc.scaling.laws import BESIROGLU2024, BESIROGLU2024_SE
+from flopscalc.scaling.laws import BESIROGLU2024
 from flopscalc.scaling.runs import Runs
 
 TRUTH = BESIROGLU2024.loss_form  # E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658
@@ -130,21 +126,6 @@ def test_approach2_refuses_scattered_runs():
 
     with pytest.raises(UsageError, match="approach 2 needs"):
         fit_approach2(synthetic_runs(np.random.default_rng(0), n_runs=30))
-
-
-# Besiroglu et al. 2024's CSV (github.com/epoch-research/analyzing-chinchilla, data/svg_extracted_data.csv)
-# has no license file, so it is not shipped; point FLOPSCALC_CHINCHILLA_CSV at a copy to run this check.
-REAL_CSV = os.environ.get("FLOPSCALC_CHINCHILLA_CSV", "")
-
-
-@pytest.mark.skipif(not Path(REAL_CSV).is_file(), reason="Besiroglu et al. 2024 data not available (not shipped)")
-def test_fit_on_besiroglu_data_reproduces_their_estimates():
-    """Their procedure: drop the 5 highest-loss runs, approach 3 from the paper grid; within 2 of their SEs."""
-    runs = read_runs(REAL_CSV)
-    fit = fit_approach3(runs, grid="paper", exclude_highest_loss=5)
-    got = fit.law.constants()
-    for k in NAMES:
-        assert abs(got[k] - getattr(TRUTH, k)) <= 2 * BESIROGLU2024_SE[k], (k, got[k])
 
 
 def test_batched_fit_reaches_plain_scipys_optimum_over_the_same_starts():
