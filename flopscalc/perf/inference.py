@@ -50,7 +50,7 @@ from ..flops import forward_flops_per_token
 from ..hardware import GpuSpec, Precision
 from ..memory.settings import DEFAULT_CUDA_CONTEXT_BYTES, FP32_BYTES, HALF_BYTES
 from ..model import Mlp, ModelConfig, Position, count_params
-from ..model.counts import mlp_unit_params
+from ..model.counts import attention_params, mlp_unit_params
 from .device import DevicePerf, device_perf
 from .gemm import TILE_SHAPES, gemm_efficiency
 from .ops import Op, OpClass, Phase
@@ -257,7 +257,7 @@ def _mlp_ops(cfg, t, fwd, wq, a, phase) -> list[Op]:
         per_matrix = fwd.mlp / L * t / cfg.mlp.n_matrices  # flopscalc.flops: k matrices of d x f
         return [_gemm("mlp up", phase, t, up * f, d, up * per_matrix, wq, a, L),
                 _gemm("mlp down", phase, t, d, f, per_matrix, wq, a, L)]
-    ops = [_gemm("router", phase, t, cfg.n_expert, d, fwd.router / L * t, HALF_BYTES, a, L)]
+    ops = [_gemm("router", phase, t, cfg.n_expert, d, fwd.router / L * t, wq, a, L)]
     f = cfg.expert_inner
     active = expected_active_experts(cfg.n_expert, cfg.top_k, t)
     per_expert = max(1, math.ceil(t * cfg.top_k / active))  # tokens each used expert sees (uniform routing)
@@ -299,15 +299,12 @@ def weights_bytes(cfg: ModelConfig, setup: InferenceSetup) -> float:
 
 
 def _linear_weights(cfg: ModelConfig) -> int:
-    """Weights of every linear layer (all experts), LM head included unless tied to the embedding table."""
-    pc = count_params(cfg)
-    biases = pc.attention + pc.mlp - cfg.n_layer * _block_linear_weights(cfg)
-    return pc.attention + pc.mlp - biases + pc.lm_head
+    """Weights of every linear layer (all experts, routers), LM head included unless tied to the embedding table."""
+    return cfg.n_layer * _block_linear_weights(cfg) + count_params(cfg).lm_head
 
 
 def _block_linear_weights(cfg: ModelConfig) -> int:
-    from ..model.counts import attention_params
-
+    """One block's linear weights, biases left out (`flopscalc.model.counts`' per-unit counts)."""
     aw, _ = attention_params(cfg)
     if not cfg.is_moe:
         return aw + mlp_unit_params(cfg, cfg.n_inner)[0]
