@@ -112,6 +112,13 @@ def test_blocks_the_trainer_cannot_build_are_one_line_usage_errors(change, what)
     assert "\n" not in str(err.value)
 
 
+def test_train_config_refuses_them_before_any_model_is_built():
+    # TrainConfig is torch-free: train, bench and calibrate refuse a whole sweep before timing any of it
+    with pytest.raises(UsageError, match="mixture-of-experts"):
+        TrainConfig(model=ALL_PRESETS["mixtral-8x7b"], seq_len=64)
+    assert TrainConfig(model=ALL_PRESETS["llama-3.1-8b"], seq_len=64).model.n_kv_head == 8
+
+
 def test_rope_takes_sequences_past_the_context_and_a_learned_table_does_not():
     rope = build_model(FAMILIES["llama-gqa"].with_(block_size=8))
     assert rope(torch.zeros(1, 12, dtype=torch.long))[0].shape == (1, 12, 97)

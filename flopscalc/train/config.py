@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from ..model import ModelConfig
+from ..model import ModelConfig, Position
 
 # Peak learning rate of GPT-3 Small, 125M parameters (Brown et al. 2020, Table 2.1: 6.0e-4).
 DEFAULT_LR = 6e-4
@@ -96,6 +96,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise UsageError(f"{_opt(name)} must be a whole number >= 0, got {value!r}")
+        why = model_unsupported(self.model)
+        if why:
+            raise UsageError(why)
         if self.seq_len > self.model.block_size:
             raise UsageError(f"--seq {self.seq_len} is longer than the model's block_size "
                              f"{self.model.block_size}; pass a shorter --seq or a larger --block-size")
@@ -119,6 +122,19 @@ class TrainConfig:
     def tokens_per_micro_batch(self) -> int:
         """Tokens one device processes per forward pass."""
         return self.micro_batch * self.seq_len
+
+
+def model_unsupported(model: ModelConfig) -> str | None:
+    """Why the reference modules (`flopscalc.train.model`) cannot build ``model``, in one line; None when they can."""
+    if model.is_moe:
+        return ("the reference trainer has no mixture-of-experts block; flops, memory and plan model it "
+                "(--experts), bench and train need a dense model")
+    if model.pos is Position.alibi:
+        return "the reference trainer has no ALiBi attention bias; use --pos rope, learned or none for bench and train"
+    if model.pos is Position.rope and model.head_dim % 2:
+        return (f"RoPE rotates pairs of features, so the head width must be even, got {model.head_dim}; "
+                "change --n-embd or --n-head (or use --pos learned)")
+    return None
 
 
 def _opt(name: str) -> str:

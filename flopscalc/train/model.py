@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import UsageError
 from ..model import Mlp, ModelConfig, Position, QkNorm
 from ..model import Norm as NormKind
+from .config import model_unsupported
 
 # GPT-2's initialisation: N(0, 0.02) for weights (Radford et al. 2019, sec. 2.3 / released code),
 # residual projections scaled by 1/sqrt(2 * n_layer) (GPT-2 paper, sec. 2.3).
@@ -329,19 +330,6 @@ def is_gpt2_layout(cfg: ModelConfig) -> bool:
             and not cfg.parallel_block and cfg.pos in (Position.learned, Position.none) and one_bias)
 
 
-def unsupported(cfg: ModelConfig) -> str | None:
-    """Why the reference trainer cannot build ``cfg`` (one line), or None when it can."""
-    if cfg.is_moe:
-        return ("the reference trainer has no mixture-of-experts block; flops, memory and plan model it "
-                "(--experts), bench and train need a dense model")
-    if cfg.pos is Position.alibi:
-        return "the reference trainer has no ALiBi attention bias; use --pos rope, learned or none for bench and train"
-    if cfg.pos is Position.rope and cfg.head_dim % 2:
-        return (f"RoPE rotates pairs of features, so the head width must be even, got {cfg.head_dim}; "
-                "change --n-embd or --n-head (or use --pos learned)")
-    return None
-
-
 class Decoder(nn.Module):
     """Any dense block `ModelConfig` describes besides GPT-2's: Llama-style (RMSNorm, RoPE, SwiGLU, GQA, untied head,
     no biases; Touvron et al. 2023, sec. 2.2) and what lies between (GeGLU, QKV-only bias, q/k norm, parallel
@@ -353,7 +341,7 @@ class Decoder(nn.Module):
         super().__init__()
         if recompute not in RECOMPUTE_MODES:
             raise ValueError(f"recompute must be one of {RECOMPUTE_MODES}, got {recompute!r}")
-        why = unsupported(cfg)
+        why = model_unsupported(cfg)  # one line, also given before torch by TrainConfig
         if why:
             raise UsageError(why)
         self.cfg, self.recompute = cfg, recompute
