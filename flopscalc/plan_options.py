@@ -1,6 +1,6 @@
 """One candidate model under a budget: the training setup that fits, its speed, its tokens and its loss.
 
-The planner (``planner.py``) calls `evaluate_option` for a handful of model sizes around the scaling law's
+The planner (``plan_search.py``) calls `_evaluate` for a handful of model sizes around the scaling law's
 compute-optimal N and for the GPT-2 presets, then recommends the one with the lowest predicted loss among
 those that fit. Everything here is a pure function of frozen inputs.
 """
