@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import GpuCsvOpt, JsonOpt, emit, given_on_command_line
+from .cli_common import GpuCsvOpt, JsonOpt, ModelConfigOpt, emit, given_on_command_line
 from .errors import DomainError, UsageError
 from .flops import Recompute
 
@@ -65,13 +65,13 @@ def require_torch():
     return torch
 
 
-def _model(model, n_layer, n_head, n_embd, block_size, vocab_size):
+def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None):
     from .model import get_preset, resolve_model
 
-    if model is None and n_layer is None and n_head is None and n_embd is None:
+    if model is None and config is None and n_layer is None and n_head is None and n_embd is None:
         cfg = get_preset("gpt2")
     else:
-        cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+        cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config)
     changes = {k: v for k, v in (("block_size", block_size), ("vocab_size", vocab_size)) if v is not None}
     return cfg.with_(**changes) if changes else cfg
 
@@ -98,7 +98,7 @@ def train(
         help="Folder with train.bin and val.bin (nanoGPT) or *_train.bin / *_val.bin (llm.c).")] = None,
     synthetic: Annotated[bool, typer.Option(help="Train on random tokens instead of --data (for timing).")] = False,
     model: ModelOpt = None, n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
-    block_size: BlockOpt = None, vocab_size: VocabOpt = None,
+    block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per device per forward pass.")] = 8,
     seq: Annotated[Optional[int], typer.Option(help="Tokens per sequence (default: the block size).")] = None,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
@@ -147,7 +147,7 @@ def train(
         raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
     from .train.config import TrainConfig
 
-    cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None)
+    cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None, config)
     config_args = {
         "micro_batch": micro_batch, "grad_accum": grad_accum, "max_steps": steps, "learning_rate": lr,
         "min_lr_ratio": min_lr_ratio, "warmup_steps": warmup_steps, "weight_decay": weight_decay,
@@ -209,10 +209,11 @@ def prepare(
 
 
 def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
-           precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None):
+           precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None,
+           config=None):
     cfgs = [_model(m, None, None, None, block_size, vocab_size) for m in (model or [])]
-    if any(v is not None for v in (n_layer, n_head, n_embd)) or not cfgs:
-        cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size))
+    if any(v is not None for v in (n_layer, n_head, n_embd, config)) or not cfgs:
+        cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config))
     compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
     if out is not None:  # before minutes of benchmarking, not after
         from .atomic import check_writable_file
@@ -259,7 +260,7 @@ def register(app: typer.Typer) -> None:
     def bench(
         model: SweepModelsOpt = None,
         n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
-        block_size: BlockOpt = None, vocab_size: VocabOpt = None,
+        block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
         micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
         compile: CompileOpt = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
@@ -271,13 +272,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Time training steps (after warm-up, device-synchronised): tokens/s, achieved FLOP/s, MFU, memory."""
         _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
-               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads)
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
+               config)
 
     def calibrate(
         out: Annotated[Path, typer.Option(help="Calibration profile JSON to write (for 'plan --calibration').")],
         model: SweepModelsOpt = None,
         n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
-        block_size: BlockOpt = None, vocab_size: VocabOpt = None,
+        block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
         micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
         compile: CompileOpt = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
@@ -288,7 +290,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Benchmark a sweep and write a versioned calibration profile the planner reads."""
         _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
-               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads)
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
+               config)
 
     app.command("bench")(bench)
     app.command("calibrate")(calibrate)
