@@ -10,6 +10,9 @@ fp32 rstd; in pure bf16 it saves the fp32 upcast in place of the bf16 input, and
 CPU path counts a bf16 one. Every other byte (GQA's K and V at n_kv_head heads, SwiGLU/GeGLU's 4 f, RoPE's cos and
 sin once for all layers, q/k norms, QKV-only biases, the parallel block's shared input, LayerNorm without gain)
 equals the estimate exactly: LayerNorm blocks have no difference at all.
+
+Weights, gradients and optimizer state (AdamW, SGD with momentum, Adafactor) after a step equal the estimate too,
+except where ``param_shapes`` lists a GELU/LayerNorm parallel block in GPT-2's fused-QKV layout (named below).
 """
 
 from __future__ import annotations
@@ -114,3 +117,49 @@ def test_the_named_difference_is_the_whole_difference_only_for_rms_norm(monkeypa
     assert sum(cpu_rms_norm_extra(neox, MemoryPrecision.fp32, Recompute.none).values()) == 0
     extra = cpu_rms_norm_extra(llama, MemoryPrecision.fp32, Recompute.none)
     assert extra == {"layernorm": 2 * 2 * BATCH * SEQ * 64 * 4, "final": BATCH * SEQ * 64 * 4}
+
+
+def _storages(tensors) -> int:
+    seen = {}
+    for t in tensors:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("precision", [MemoryPrecision.fp32, MemoryPrecision.bf16_pure], ids=lambda p: p.value)
+@pytest.mark.parametrize("name", CASES)
+def test_weights_gradients_and_optimizer_state_equal_the_estimate(name, precision):
+    from flopscalc.memory import Optimizer, param_shapes
+    from flopscalc.memory.settings import OPTIMIZER_STEP_BYTES
+    from flopscalc.train.model import build_model
+
+    cfg = FAMILIES[name]
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    if precision is MemoryPrecision.bf16_pure:
+        model = model.to(torch.bfloat16)
+    idx = torch.randint(0, cfg.vocab_size, (BATCH, SEQ))
+    model(idx, idx)[1].backward()
+    params = list(model.parameters())
+
+    def estimate(optimizer):
+        return estimate_memory(cfg, TrainingSetup(micro_batch=BATCH, seq_len=SEQ, precision=precision,
+                                                  optimizer=optimizer, device=Device.cpu)).states
+    assert _storages(params) == estimate(Optimizer.adamw).weights_bytes
+    assert _storages(p.grad for p in params) == estimate(Optimizer.adamw).gradients_bytes
+    # param_shapes lists a GELU/LayerNorm parallel block in GPT-2's fused layout (one c_attn weight and bias where the
+    # module holds q, k and v apart): AdamW's per-tensor step counters differ by the tensors it does not list, and
+    # Adafactor's factored moments by the fused matrix's shape (docs/trainer.md; a request to the memory engine)
+    extra_tensors = len(params) - len(param_shapes(cfg))
+    assert extra_tensors == (4 * cfg.n_layer if cfg.parallel_block else 0)
+    optimizers = {Optimizer.adamw: lambda: torch.optim.AdamW(params, lr=1e-3),
+                  Optimizer.sgd: lambda: torch.optim.SGD(params, lr=1e-3, momentum=0.9),
+                  Optimizer.adafactor: lambda: torch.optim.Adafactor(params, lr=1e-3)}
+    for optimizer, make in optimizers.items():
+        if optimizer is Optimizer.adafactor and extra_tensors:
+            continue
+        opt = make()
+        opt.step()
+        state = _storages(v for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+        steps = OPTIMIZER_STEP_BYTES * extra_tensors if optimizer is Optimizer.adamw else 0
+        assert state == estimate(optimizer).optimizer_state_bytes + steps, optimizer.value
