@@ -89,9 +89,6 @@ def step(
         from .errors import UsageError
 
         raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
-    if not cfg.is_gpt2_block:
-        raise DomainError(f"the step-time model prices GPT-2's block only so far ({cfg.name} has {cfg.family}); "
-                          "'flopscalc flops' and 'flopscalc memory' take this model, 'step' does not yet")
     est = estimate_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), options)
     emit(step_report(est), step_dict(est), as_json)
 

@@ -13,7 +13,7 @@ from .units import format_bytes, format_rate
 
 def _settings_line(e: StepEstimate) -> str:
     s = e.setup
-    parts = [e.model.name, e.gpu.name, f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
+    parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
              f"sequence {e.seq_len}", f"gradient accumulation {s.grad_accum}", s.precision.value,
              f"ZeRO stage {s.zero_stage}", f"recompute {s.recompute.value}",
              "flash attention" if s.flash else "math attention"]
@@ -57,6 +57,7 @@ def step_dict(e: StepEstimate) -> dict:
     """Everything `flopscalc step --json` prints: seconds, tokens/s, MFU/HFU as fractions, per-class seconds."""
     return {
         "model": e.model.name,
+        "block": e.model.family,
         "gpu": e.gpu.key,
         "n_gpus": e.setup.n_gpus,
         "micro_batch": e.setup.micro_batch,

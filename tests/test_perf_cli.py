@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,54 @@ def test_step_says_whether_the_setup_fits_as_memory_does(capsys, gpu, fits):
     assert step["peak_memory_bytes"] == memory["peak_bytes"]  # the same estimate for the same flags
     assert step["fits"] is fits
     assert (step["peak_memory_bytes"] > step["memory_bytes_per_gpu"]) is not fits
+
+
+# ---------------------------------------------------------------- every block the architecture describes
+
+LLAMA_CONFIG = str(Path(__file__).resolve().parents[1] / "data" / "configs" / "llama-3.1-8b.json")
+
+
+def test_llama_config_file_on_8_h100s_with_fsdp_and_full_recompute(capsys):
+    code, out, err = cli(capsys, "step", "--config", LLAMA_CONFIG, "--seq", "8192", "--gpu", "h100", "--n-gpus", "8",
+                         "--zero", "3", "--recompute", "full", "--micro-batch", "1", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["tokens_per_s"] == pytest.approx(8192 * 8 / d["step_s"])
+    # the numerators are flops.py's for the file's model (GQA 32/8, SwiGLU 14336, vocabulary 128,256)
+    from flopscalc.flops import training_flops_per_token
+    from flopscalc.hf_config import read_hf_config
+
+    t = training_flops_per_token(read_hf_config(LLAMA_CONFIG), 8192, recompute="full", causal=True)
+    assert d["model_flops_per_token"] == t.model_flops_per_token
+    assert d["hfu"] / d["mfu"] == pytest.approx((t.hardware_flops_per_token + t.forward.attn_scores)
+                                                / t.model_flops_per_token, rel=1e-12)
+    assert 0 < d["mfu"] <= d["hfu"] <= 1 and d["fits"] is True
+
+
+@pytest.mark.parametrize("model", ["mixtral-8x7b", "llama-3.1-70b", "qwen2.5-7b", "olmo-2-7b", "pythia-1b"])
+def test_every_family_preset_is_priced(capsys, model):
+    d = step_json(capsys, "--model", model, "--gpu", "h100", "--seq", "2048", "--micro-batch", "1")
+    assert 0 < d["mfu"] <= d["hfu"] <= 1 and sum(d["class_seconds"].values()) == pytest.approx(d["step_s"])
+
+
+def test_a_mixture_of_experts_runs_below_the_mfu_of_its_dense_twin(capsys):
+    # Mixtral's active width is two experts of 14,336; a dense MLP of 28,672 does the same model FLOPs per token,
+    # but its GEMMs keep all the rows, while each expert sees tokens x 2 / 8 (and dispatch/combine move bytes)
+    moe = step_json(capsys, "--model", "mixtral-8x7b", "--gpu", "h100", "--seq", "1024", "--micro-batch", "1")
+    dense = step_json(capsys, "--model", "mistral-7b", "--ffn", "28672", "--gpu", "h100", "--seq", "1024",
+                      "--micro-batch", "1")
+    assert moe["model_flops_per_token"] == pytest.approx(dense["model_flops_per_token"], rel=1e-3)
+    assert moe["mfu"] < dense["mfu"]
+
+
+@pytest.mark.parametrize("extra,direction", [
+    (("--n-kv-head", "8"), -1),  # grouped-query attention: a narrower QKV GEMM
+    (("--mlp", "gelu"), -1),  # 2 matrices of 4096 x 11008 instead of gate, up and down
+    (("--experts", "8", "--top-k", "2"), +1),
+    (("--vocab", "128256"), +1),
+])
+def test_architecture_options_move_the_step_time(capsys, extra, direction):
+    base = step_json(capsys, "--model", "llama-2-7b", "--gpu", "a100-80gb", "--seq", "2048", "--micro-batch", "1")
+    moved = step_json(capsys, "--model", "llama-2-7b", "--gpu", "a100-80gb", "--seq", "2048", "--micro-batch", "1",
+                      *extra)
+    assert (moved["step_s"] - base["step_s"]) * direction > 0

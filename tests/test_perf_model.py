@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from flopscalc.flops import Recompute, training_flops_per_token
 from flopscalc.hardware import get_gpu
 from flopscalc.memory import TrainingSetup
-from flopscalc.model import PRESETS, ModelConfig
+from flopscalc.model import ALL_PRESETS, PRESETS, ModelConfig
 from flopscalc.perf import (
     OpClass,
     StepOptions,
@@ -74,26 +76,46 @@ def test_gemm_efficiency_prefers_the_tile_that_wastes_least_and_falls_for_misali
 # ---------------------------------------------------------------- FLOPs: exactly flops.py's
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "data" / "configs"
+CONFIG_FILES = sorted(p.name for p in CONFIG_DIR.glob("*.json"))
+
+
+def family_models():
+    """Every preset and every published config.json of data/configs/ (GPT-2 to mixtures of experts)."""
+    from flopscalc.hf_config import read_hf_config
+
+    return {**{f"preset:{k}": v for k, v in ALL_PRESETS.items()},
+            **{f"config:{f}": read_hf_config(CONFIG_DIR / f) for f in CONFIG_FILES}}
+
+
+MODELS = family_models()
+
+
 @pytest.mark.parametrize("recompute", list(Recompute))
 @pytest.mark.parametrize("flash", [True, False])
-@pytest.mark.parametrize("name", ["gpt2", "gpt2-xl"])
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_op_flops_sum_to_flops_py_exactly(name, flash, recompute):
-    cfg = PRESETS[name]
-    setup = TrainingSetup(micro_batch=3, seq_len=512, grad_accum=2, flash=flash, recompute=recompute)
+    cfg = MODELS[name]
+    seq = min(509, cfg.block_size)  # odd: causal pairs (T + 1) / 2 are not a whole number of tokens
+    setup = TrainingSetup(micro_batch=3, seq_len=seq, grad_accum=2, flash=flash, recompute=recompute)
     ops = step_ops(cfg, setup)
-    tokens = 3 * 512 * 2
-    # the linears (QKV, projection, MLP, LM head): forward + input grad + weight grad = 3x their forward
-    fwd = training_flops_per_token(cfg, 512).forward
-    gemm_fwd = fwd.qkv + fwd.attn_proj + fwd.mlp + fwd.lm_head
-    recomputed_linears = fwd.qkv + fwd.attn_proj + fwd.mlp if recompute is Recompute.full else 0.0
-    gemm = sum(o.flops * o.count for o in ops if o.op_class is OpClass.gemm)
-    assert gemm == (3 * gemm_fwd + recomputed_linears) * tokens
+    tokens = 3 * seq * 2
+    # exact rational sums: no rounding can hide a missing or doubled op
+    def total(select):
+        return sum(Fraction(o.flops) * o.count for o in ops if select(o))
+
+    # the linears (QKV, projection, MLP or router + experts + shared experts, LM head): forward + input grad +
+    # weight grad = 3x their forward, plus one more forward of the block's linears under full recomputation
+    fwd = training_flops_per_token(cfg, seq).forward
+    gemm_fwd = Fraction(fwd.qkv) + Fraction(fwd.attn_proj) + Fraction(fwd.mlp) + Fraction(fwd.router)
+    recomputed = gemm_fwd if recompute is Recompute.full else 0
+    assert total(lambda o: o.op_class is OpClass.gemm) == (3 * (gemm_fwd + Fraction(fwd.lm_head)) + recomputed) * tokens
     # everything the kernels execute: flops.py's hardware FLOPs (causal pairs when flash skips masked blocks)
     # plus FlashAttention-2's recomputation of Q K^T in its backward (Dao 2023, Alg. 2)
-    executed = training_flops_per_token(cfg, 512, recompute=recompute, causal=flash)
-    extra = executed.forward.attn_scores if flash else 0.0
-    total = sum(o.flops * o.count for o in ops)
-    assert total == pytest.approx((executed.hardware_flops_per_token + extra) * tokens, rel=1e-15)
+    executed = training_flops_per_token(cfg, seq, recompute=recompute, causal=flash)
+    extra = Fraction(executed.forward.attn_scores) if flash else 0
+    assert total(lambda o: True) == (Fraction(executed.hardware_flops_per_token) + extra) * tokens
+    assert all(o.flops == 0 for o in ops if o.op_class in (OpClass.memory, OpClass.optimizer))
 
 
 def test_hfu_numerator_is_what_the_ops_execute():

@@ -1,13 +1,19 @@
-"""The operations of one training step of a GPT-2-style model, each with its FLOPs, bytes and GEMM shape.
+"""The operations of one training step of a decoder-only transformer, each with its FLOPs, bytes and GEMM shape.
 
-Shapes follow nanoGPT's layout (``flopscalc.model``): per block LayerNorm, fused QKV linear, attention core,
-output projection, residual add, LayerNorm, MLP up, GELU, MLP down, residual add; then the final LayerNorm,
-the LM head and the cross-entropy over the vocabulary. A linear y = x W (x: t x d_in) costs a forward GEMM
-(t, d_out, d_in), an input-gradient GEMM (t, d_in, d_out) and a weight-gradient GEMM (d_in, d_out, t)
-([1] sec. 2.1: backward = 2 x forward). GEMM FLOPs are 2 m n k ([2] App.); the attention core's FLOPs come
-from `flopscalc.flops` (causal pairs when a fused kernel skips masked blocks, the full T x T otherwise).
-Memory-bound kernels move the bytes listed at each op: every element read and written once, at the storage
-width of the precision (2 bytes in 16-bit modes, 4 in fp32), fp32 where PyTorch's autocast computes in fp32.
+Every block `flopscalc.model.ModelConfig` describes (GPT-2, Llama-style, Qwen2, Gemma, OLMo, GPT-NeoX, mixtures of
+experts), in the layout of its reference implementation: per block a norm, the fused Q/K/V linear (output width
+d_attn + 2 d_kv: grouped-query attention [7]), optional q/k norm, RoPE, the attention core, the output projection,
+a residual add, a norm, the MLP (2 linears and GELU, or gate/up/down and the gated product [8]; or a router,
+dispatch, the routed experts, combine and shared experts [9]) and a residual add (a parallel block [10] adds both
+branches in one); then the final norm, the LM head over the model's vocabulary and the cross-entropy.
+
+A linear y = x W (x: t x d_in) costs a forward GEMM (t, d_out, d_in), an input-gradient GEMM (t, d_in, d_out)
+and a weight-gradient GEMM (d_in, d_out, t) ([1] sec. 2.1: backward = 2 x forward); a bias is added in the
+GEMM's epilogue and its gradient is a separate reduction over the tokens. GEMM FLOPs are 2 m n k ([2] App.);
+the attention core's FLOPs come from `flopscalc.flops` (causal pairs when a fused kernel skips masked blocks).
+The op FLOPs sum to `flopscalc.flops`'s exact count for every block (tests/test_perf_model.py). Memory-bound
+kernels move the bytes listed at each op: every element read and written once, at the storage width of the
+precision (2 bytes in 16-bit modes, 4 in fp32), fp32 where the reference implementation computes in fp32.
 
 References
 ----------
@@ -20,6 +26,17 @@ References
 [5] Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization" (AdamW), Algorithm 2: the update reads
     the parameter, gradient, first and second moments and writes parameter and both moments.
 [6] Korthikanti et al. 2022, arXiv:2205.05198, sec. 4.1 (selective recomputation of the attention core).
+[7] Ainslie et al. 2023, "GQA", arXiv:2305.13245, sec. 2.2; meta-llama/llama ``model.py`` ``repeat_kv`` (also
+    torchtitan's and transformers' eager attention): keys and values copied to every query head of their group.
+[8] Shazeer 2020, "GLU Variants Improve Transformer", arXiv:2002.05202, eq. 6: (act(x W) * x V) W2.
+[9] Jiang et al. 2024, "Mixtral of Experts", arXiv:2401.04088, sec. 2.1 (router x W_g, softmax over the top-k
+    logits, weighted sum of the k experts); transformers' ``MixtralSparseMoeBlock``: per expert, the routed
+    rows are gathered (index_select), run through the expert, scaled by their weight and ``index_add_``-ed back.
+[10] Black et al. 2022, "GPT-NeoX-20B", arXiv:2204.06745, sec. 2.1 (x + Attn(LN1(x)) + FF(LN2(x))).
+[11] meta-llama/llama ``model.py`` ``apply_rotary_emb``: q and k cast to fp32, multiplied by the complex
+     rotation, cast back (``xq.float()`` ... ``type_as(xq)``); torchtitan's Llama keeps the same function.
+[12] PyTorch ``native_layer_norm`` returns (out, mean, rstd); ``_fused_rms_norm`` returns (out, rstd): one
+     fp32 statistic per row fewer (Zhang & Sennrich 2019, arXiv:1910.07467: no mean).
 """
 
 from __future__ import annotations
@@ -28,8 +45,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..flops import Recompute, forward_flops_per_token
-from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, Optimizer, TrainingSetup
-from ..model import ModelConfig, count_params
+from ..memory.settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES, MemoryPrecision, Optimizer, TrainingSetup
+from ..model import Mlp, ModelConfig, Norm, Position, QkNorm, count_params
+from ..model.counts import mlp_unit_params
 
 # Bytes the optimizer moves per parameter it updates, as (read, write) element widths ([5] for AdamW:
 # parameter, gradient, m, v read; parameter, m, v written). Mixed precision keeps fp32 parameters and states.
@@ -45,12 +63,17 @@ OPTIMIZER_RW_ELEMENTS = {
 DROPOUT_MASK_BYTES = 1
 # The one fitted number of the model: measured over predicted tokens/s, median over the fit subset named in
 # docs/performance_model.md (the 9 MosaicML A100-80GB rows at sequence 2048 of data/published_throughput.csv,
-# priced with this factor at 1.0: median 0.758). It stands for what the roofline sum leaves out (sustained
+# priced with this factor at 1.0: median 0.766). It stands for what the roofline sum leaves out (sustained
 # clocks below boost, framework and allocator overhead, communication kernels slowing compute). Errors are
 # reported on the other rows only; tests/test_perf_validation.py re-derives it from the CSV.
-SUSTAINED_FRACTION = 0.76
+SUSTAINED_FRACTION = 0.77
 # Embedding and LM-head weights are read in fp32 under mixed precision ([4]: the master weights are fp32).
 MASTER_BYTES = FP32_BYTES
+# fp32 statistics a norm kernel writes per normalised row ([12]): LayerNorm mean and rstd, RMSNorm rstd.
+NORM_STATS = {Norm.layernorm: 2, Norm.layernorm_plain: 2, Norm.rmsnorm: 1}
+# Kernels of the eager gated product act(g) * u ([8]): the activation, then the multiply; backward: the two
+# gradients of the multiply and the activation's backward.
+GATED_FWD_KERNELS, GATED_BWD_KERNELS = 2, 3
 
 
 class OpClass(str, Enum):
@@ -102,8 +125,16 @@ def act_bytes(precision: MemoryPrecision) -> int:
     return FP32_BYTES if precision is MemoryPrecision.fp32 else HALF_BYTES
 
 
-def _linear_ops(name, t, d_in, d_out, a, n, phase_fwd):
-    """Forward, input-gradient and weight-gradient GEMMs of one linear applied to t tokens, ``n`` times a step."""
+def _mem(name, phase, bytes_moved, n, kernels=1):
+    return Op(name, OpClass.memory, phase, 0.0, bytes_moved, n, kernels)
+
+
+def _linear_ops(name, t, d_in, d_out, a, n, phase_fwd, bias=False):
+    """Forward, input-gradient and weight-gradient GEMMs of one linear applied to t tokens, ``n`` times a step.
+
+    A bias rides in the forward GEMM's epilogue; its gradient is a reduction of the output gradient over the
+    tokens (autograd's addmm backward: ``grad.sum(0)``), read once.
+    """
     def gemm(label, phase, m, nn, k):
         moved = a * (m * k + k * nn + m * nn)  # read A and B, write C once (NVIDIA GEMM guide ch. 2)
         return Op(f"{name} {label}", OpClass.gemm, phase, 2.0 * m * nn * k, moved, n, 1, (m, nn, k, 1))
@@ -111,82 +142,204 @@ def _linear_ops(name, t, d_in, d_out, a, n, phase_fwd):
     ops = [gemm("fwd", phase_fwd, t, d_out, d_in)]
     if phase_fwd is Phase.forward:
         ops += [gemm("dgrad", Phase.backward, t, d_in, d_out), gemm("wgrad", Phase.backward, d_in, d_out, t)]
+        if bias:
+            ops.append(_mem(f"{name} bias grad", Phase.backward, a * t * d_out + FP32_BYTES * d_out, n))
     return ops
 
 
+def _norm(name, norm, rows, elems, a, n, phase, *, backward=False):
+    """A norm of ``rows`` rows (``elems`` elements in all): read x, write y and its fp32 statistics ([12]);
+    backward reads x, dy and the statistics and writes dx (the gain/bias gradients reduce the same reads)."""
+    stats = NORM_STATS[norm] * FP32_BYTES * rows
+    if backward:
+        return _mem(f"{name} bwd", Phase.backward, 3 * a * elems + stats, n)
+    return _mem(name, phase, 2 * a * elems + stats, n)
+
+
+def _qk_norm_rows(cfg, t):
+    """Rows (q rows + k rows) the q/k norm normalises: one per token (OLMo 2, over all heads) or per head (Qwen3)."""
+    return 2 * t if cfg.qk_norm is QkNorm.full else t * (cfg.n_head + cfg.kv_heads)
+
+
+def _rope(cfg, t, a, n, phase):
+    """RoPE on q and k ([11]): cast to fp32, complex multiply, cast back; no FLOPs counted (element-wise)."""
+    elems = t * (cfg.d_attn + cfg.d_kv)
+    if a == FP32_BYTES:  # fp32 storage: the casts are no-ops, one multiply per tensor
+        return _mem("rope q,k", phase, 2 * FP32_BYTES * elems, n, 2)
+    return _mem("rope q,k (fp32)", phase, (2 * a + 4 * FP32_BYTES) * elems, n, 6)  # [11] cast, mul, cast back
+
+
 def _attention_ops(cfg, setup, seq, batch, a, n, phase, options, *, backward):
-    """Attention core of one layer for ``batch`` sequences: fused (flash) or spelled out (math path)."""
+    """Attention core of one layer for ``batch`` sequences: fused (flash) or spelled out (math path).
+
+    Grouped-query keys and values are first copied to every query head ([7] ``repeat_kv``); the core then
+    runs as multi-head attention over n_head heads, so its FLOPs are flops.py's (every query head scores).
+    """
     heads, hd = cfg.n_head, cfg.head_dim
-    t, d_attn = batch * seq, cfg.n_head * cfg.head_dim
+    t, d_attn, d_kv = batch * seq, cfg.d_attn, cfg.d_kv
     fwd = forward_flops_per_token(cfg, seq, causal=setup.flash)  # flash kernels skip fully masked blocks
     scores = fwd.attn_scores / cfg.n_layer * t  # Q K^T of one layer (FLOP)
     values = fwd.attn_values / cfg.n_layer * t  # P V of one layer (FLOP)
+    ops = []
+    if d_kv != d_attn:  # [7] repeat_kv: read K and V, write them per query head; backward sums the copies
+        label = "repeat_kv bwd (sum)" if backward else "repeat_kv"
+        ops.append(_mem(label, Phase.backward if backward else phase, a * t * (2 * d_kv + 2 * d_attn), n, 2))
     if setup.flash:
         if not backward:
-            return [Op("flash attention fwd", OpClass.attention, phase, scores + values, 4 * a * t * d_attn, n,
-                       flash=True)]
+            return ops + [Op("flash attention fwd", OpClass.attention, phase, scores + values, 4 * a * t * d_attn,
+                             n, flash=True)]
         # [3] Alg. 2: recompute S (one fwd matmul), then 4 gradient matmuls = 2x forward
         flops = 2.0 * (scores + values) + scores
-        return [Op("flash attention bwd", OpClass.attention, Phase.backward, flops, 8 * a * t * d_attn, n,
-                   flash=True)]
+        return ops + [Op("flash attention bwd", OpClass.attention, Phase.backward, flops, 8 * a * t * d_attn, n,
+                         flash=True)]
     tt = batch * heads * seq * seq  # elements of the score matrix
     drop = options.dropout
     if not backward:
-        ops = [
+        ops += [
             Op("attn QK^T", OpClass.attention, phase, scores, a * (2 * t * d_attn + tt), n, 1,
                (seq, seq, hd, batch * heads)),
-            Op("attn mask+softmax", OpClass.memory, phase, 0.0, a * 4 * tt, n, 2),  # masked_fill, softmax
+            _mem("attn mask+softmax", phase, a * 4 * tt, n, 2),  # masked_fill, softmax
             Op("attn PV", OpClass.attention, phase, values, a * (tt + 2 * t * d_attn), n, 1,
                (seq, hd, seq, batch * heads)),
         ]
+        if cfg.pos is Position.alibi:  # ALiBi: a bias added to every score (Press et al. 2022, sec. 3)
+            ops.append(_mem("alibi bias add", phase, a * 2 * tt, n))
         if drop:
-            ops.append(Op("attn dropout", OpClass.memory, phase, 0.0, (2 * a + DROPOUT_MASK_BYTES) * tt, n))
+            ops.append(_mem("attn dropout", phase, (2 * a + DROPOUT_MASK_BYTES) * tt, n))
         return ops
-    ops = [
+    ops += [
         Op("attn dP=dO V^T", OpClass.attention, Phase.backward, scores, a * (2 * t * d_attn + tt), n, 1,
            (seq, seq, hd, batch * heads)),
         Op("attn dV=P^T dO", OpClass.attention, Phase.backward, values, a * (tt + 2 * t * d_attn), n, 1,
            (seq, hd, seq, batch * heads)),
-        Op("attn softmax bwd", OpClass.memory, Phase.backward, 0.0, a * 3 * tt, n),
+        _mem("attn softmax bwd", Phase.backward, a * 3 * tt, n),
         Op("attn dQ=dS K", OpClass.attention, Phase.backward, scores, a * (tt + 2 * t * d_attn), n, 1,
            (seq, hd, seq, batch * heads)),
         Op("attn dK=dS^T Q", OpClass.attention, Phase.backward, values, a * (tt + 2 * t * d_attn), n, 1,
            (seq, hd, seq, batch * heads)),
     ]
     if drop:
-        ops.append(Op("attn dropout bwd", OpClass.memory, Phase.backward, 0.0, (2 * a + DROPOUT_MASK_BYTES) * tt, n))
+        ops.append(_mem("attn dropout bwd", Phase.backward, (2 * a + DROPOUT_MASK_BYTES) * tt, n))
     return ops
+
+
+def _dense_mlp(label, cfg, t, width, a, n, phase, *, backward):
+    """One MLP of hidden width ``width`` on t rows: GELU's 2 linears, or the gated MLP's 3 ([8])."""
+    d, bias = cfg.n_embd, cfg.has_mlp_bias
+    if backward:  # the GEMM gradients come with `_linear_ops`; only the activation's backward here
+        if cfg.mlp is Mlp.gelu:
+            return [_mem(f"{label}gelu bwd", Phase.backward, 3 * a * t * width, n)]  # read x, dy; write dx
+        # d(act(g) * u): du = dh act(g), d act = dh u, dg = act'(g) d act: read dh, g, u, act(g); write du, dg...
+        return [_mem(f"{label}{cfg.mlp.value} product bwd", Phase.backward, 9 * a * t * width, n, GATED_BWD_KERNELS)]
+    if cfg.mlp is Mlp.gelu:
+        return (_linear_ops(f"{label}mlp up", t, d, width, a, n, phase, bias)
+                + [_mem(f"{label}gelu", phase, 2 * a * t * width, n)]
+                + _linear_ops(f"{label}mlp down", t, width, d, a, n, phase, bias))
+    return (_linear_ops(f"{label}mlp gate", t, d, width, a, n, phase, bias)
+            + _linear_ops(f"{label}mlp up", t, d, width, a, n, phase, bias)
+            # [8] act(g) then * u: read g, write act(g); read act(g) and u, write h
+            + [_mem(f"{label}{cfg.mlp.value} product", phase, 5 * a * t * width, n, GATED_FWD_KERNELS)]
+            + _linear_ops(f"{label}mlp down", t, width, d, a, n, phase, bias))
+
+
+def expert_rows(n_tokens: int, cfg: ModelConfig) -> list[tuple[int, int]]:
+    """(rows, experts with that many rows) when ``n_tokens`` x top_k (token, expert) pairs spread evenly.
+
+    Uniform routing is the assumption (what a load-balancing loss aims for: Fedus et al. 2021, arXiv:2101.03961,
+    sec. 2.2); the rows add up to n_tokens x top_k exactly, so the FLOPs equal flops.py's.
+    """
+    q, r = divmod(n_tokens * cfg.top_k, cfg.n_expert)
+    return [(rows, k) for rows, k in ((q + 1, r), (q, cfg.n_expert - r)) if rows and k]
+
+
+def _moe_ops(cfg, t, a, n, phase, *, backward):
+    """Router, dispatch, routed experts, combine and shared experts of one layer ([9])."""
+    d, e, k = cfg.n_embd, cfg.n_expert, cfg.top_k
+    pairs = t * k
+    probs = FP32_BYTES * t * e  # [9] softmax of the router logits in fp32
+    ops = []
+    if backward:
+        ops.append(_mem("router softmax bwd", Phase.backward, 3 * probs, n))
+        # index_add_ backward gathers the output gradient per pair; the weighting's two gradients (expert output,
+        # weight); index_select backward scatter-adds the pair gradients into the input gradient (read-modify-write)
+        ops.append(_mem("moe combine bwd", Phase.backward, a * (2 + 4) * pairs * d, n, 3 * e))
+        ops.append(_mem("moe dispatch bwd (scatter-add)", Phase.backward, 3 * a * pairs * d, n, e))
+        for rows, count in expert_rows(t, cfg):
+            ops += _dense_mlp("expert ", cfg, rows, cfg.expert_inner, a, n * count, phase, backward=True)
+        if cfg.n_shared_expert:
+            ops += _dense_mlp("shared ", cfg, t, cfg.n_shared_expert * cfg.shared_expert_inner, a, n, phase,
+                              backward=True)
+            if cfg.shared_expert_gate:
+                ops.append(_mem("shared gate sigmoid*x bwd", Phase.backward, a * (3 * t * d + 2 * t), n, 2))
+        return ops
+    ops += _linear_ops("router", t, d, e, a, n, phase, cfg.router_bias)
+    # softmax in fp32, top-k: read logits, write probabilities; read them, write k weights (fp32) and ids (int64)
+    ops.append(_mem("router softmax+top-k", phase, a * t * e + 2 * probs + pairs * (FP32_BYTES + INDEX_BYTES), n, 2))
+    ops.append(_mem("moe dispatch (gather)", phase, 2 * a * pairs * d + INDEX_BYTES * pairs, n, e))
+    for rows, count in expert_rows(t, cfg):
+        ops += _dense_mlp("expert ", cfg, rows, cfg.expert_inner, a, n * count, phase, backward=False)
+    # [9] scale each pair by its weight (read, write), index_add_ into the output (read pair, read-modify-write row)
+    ops.append(_mem("moe combine (weight, index_add)", phase, 5 * a * pairs * d, n, 2 * e))
+    if cfg.n_shared_expert:  # always-on experts, one MLP of their summed width on every token
+        ops += _dense_mlp("shared ", cfg, t, cfg.n_shared_expert * cfg.shared_expert_inner, a, n, phase,
+                          backward=False)
+        if cfg.shared_expert_gate:  # Qwen2-MoE: sigmoid(x W_g) * shared(x), then added to the routed output
+            ops += _linear_ops("shared gate", t, d, 1, a, n, phase)
+            ops.append(_mem("shared gate sigmoid*x", phase, a * (2 * t * d + 2 * t), n, 2))
+        ops.append(_mem("shared + routed add", phase, 3 * a * t * d, n))
+    return ops
+
+
+def _mlp_block(cfg, t, a, n, phase, *, backward=False):
+    if cfg.is_moe:
+        return _moe_ops(cfg, t, a, n, phase, backward=backward)
+    return _dense_mlp("", cfg, t, cfg.n_inner, a, n, phase, backward=backward)
+
+
+def _residual_ops(cfg, t, a, n, phase, *, backward):
+    """Residual adds: two of read 2, write 1 per block; a parallel block adds both branches at once ([10])."""
+    d = cfg.n_embd
+    kind = "residual grad adds" if backward else "residual adds"
+    ph = Phase.backward if backward else phase
+    if cfg.parallel_block:  # x + attn + mlp: read three, write one (and its gradient: a three-way sum)
+        return [_mem(f"{kind} (parallel, 1)", ph, 4 * a * t * d, n)]
+    return [_mem(f"{kind} (2)", ph, 2 * 3 * a * t * d, n, 2)]
 
 
 def _block_forward(cfg, setup, seq, batch, a, n, phase, options):
     """One block's forward ops (``n`` = occurrences per step over all layers and micro-batches)."""
-    t, d, f, d_attn = batch * seq, cfg.n_embd, cfg.n_inner, cfg.n_head * cfg.head_dim
-    ops = [Op("layernorm 1", OpClass.memory, phase, 0.0, 2 * a * t * d, n)]
-    ops += _linear_ops("qkv", t, d, 3 * d_attn, a, n, phase)
+    t, d, d_attn = batch * seq, cfg.n_embd, cfg.d_attn
+    ops = [_norm("norm 1", cfg.norm, t, t * d, a, n, phase)]
+    ops += _linear_ops("qkv", t, d, d_attn + 2 * cfg.d_kv, a, n, phase, cfg.has_qkv_bias)  # [7]
+    if cfg.qk_norm is not QkNorm.none:
+        ops.append(_norm("qk norm", Norm.rmsnorm, _qk_norm_rows(cfg, t), t * (d_attn + cfg.d_kv), a, n, phase))
+    if cfg.pos is Position.rope:
+        ops.append(_rope(cfg, t, a, n, phase))
     ops += _attention_ops(cfg, setup, seq, batch, a, n, phase, options, backward=False)
-    ops += _linear_ops("attn proj", t, d_attn, d, a, n, phase)
-    ops += [Op("residual add 1", OpClass.memory, phase, 0.0, 3 * a * t * d, n),
-            Op("layernorm 2", OpClass.memory, phase, 0.0, 2 * a * t * d, n)]
-    ops += _linear_ops("mlp up", t, d, f, a, n, phase)
-    ops += [Op("gelu", OpClass.memory, phase, 0.0, 2 * a * t * f, n)]
-    ops += _linear_ops("mlp down", t, f, d, a, n, phase)
-    ops += [Op("residual add 2", OpClass.memory, phase, 0.0, 3 * a * t * d, n)]
+    ops += _linear_ops("attn proj", t, d_attn, d, a, n, phase, cfg.has_out_bias)
+    ops.append(_norm("norm 2", cfg.norm, t, t * d, a, n, phase))
+    ops += _mlp_block(cfg, t, a, n, phase)
+    ops += _residual_ops(cfg, t, a, n, phase, backward=False)
     if options.dropout:
-        ops += [Op("dropout (2 per block)", OpClass.memory, phase, 0.0, 2 * (2 * a + DROPOUT_MASK_BYTES) * t * d, n, 2)]
+        ops += [_mem("dropout (2 per block)", phase, 2 * (2 * a + DROPOUT_MASK_BYTES) * t * d, n, 2)]
     return ops
 
 
 def _block_backward_memory(cfg, setup, seq, batch, a, n, options):
     """Memory-bound backward kernels of one block (the GEMMs come with `_linear_ops`)."""
-    t, d, f = batch * seq, cfg.n_embd, cfg.n_inner
-    ops = [
-        Op("gelu bwd", OpClass.memory, Phase.backward, 0.0, 3 * a * t * f, n),  # read x, dy; write dx
-        Op("layernorm bwd (2)", OpClass.memory, Phase.backward, 0.0, 2 * 3 * a * t * d, n, 2),
-        Op("residual grad adds (2)", OpClass.memory, Phase.backward, 0.0, 2 * 3 * a * t * d, n, 2),
-    ]
+    t, d = batch * seq, cfg.n_embd
+    ops = _mlp_block(cfg, t, a, n, Phase.backward, backward=True)
+    ops += [_norm("norm 1", cfg.norm, t, t * d, a, n, Phase.backward, backward=True),
+            _norm("norm 2", cfg.norm, t, t * d, a, n, Phase.backward, backward=True)]
+    if cfg.qk_norm is not QkNorm.none:  # RMSNorm on q and k (OLMo 2, Qwen3)
+        ops.append(_norm("qk norm", Norm.rmsnorm, _qk_norm_rows(cfg, t), t * (cfg.d_attn + cfg.d_kv), a, n,
+                         Phase.backward, backward=True))
+    if cfg.pos is Position.rope:  # the rotation's backward rotates the gradients back: the same traffic
+        rope = _rope(cfg, t, a, n, Phase.backward)
+        ops.append(Op(rope.name + " bwd", rope.op_class, Phase.backward, 0.0, rope.bytes_moved, n, rope.kernels))
+    ops += _residual_ops(cfg, t, a, n, Phase.backward, backward=True)
     if options.dropout:
-        ops.append(Op("dropout bwd (2)", OpClass.memory, Phase.backward, 0.0,
-                      2 * (2 * a + DROPOUT_MASK_BYTES) * t * d, n, 2))
+        ops.append(_mem("dropout bwd (2)", Phase.backward, 2 * (2 * a + DROPOUT_MASK_BYTES) * t * d, n, 2))
     return ops
 
 
@@ -205,16 +358,16 @@ def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
     ops.append(Op("embedding gather", OpClass.memory, Phase.forward, 0.0, (1 + pos) * w * t * d + a * t * d, acc,
                   1 + pos))
     ops += _block_forward(cfg, setup, seq, b, a, per_layer, Phase.forward, options)
-    ops.append(Op("final layernorm", OpClass.memory, Phase.forward, 0.0, 2 * a * t * d, acc))
-    ops += _linear_ops("lm head", t, d, V, a, acc, Phase.forward)
+    ops.append(_norm("final norm", cfg.norm, t, t * d, a, acc, Phase.forward))
+    ops += _linear_ops("lm head", t, d, V, a, acc, Phase.forward)  # tied or untied: the same GEMMs
     # ---- loss: [4] autocast runs cross-entropy in fp32 (cast, log_softmax, nll; backward mirrors it)
     if options.fused_loss:
-        ops.append(Op("fused cross-entropy fwd+bwd", OpClass.memory, Phase.forward, 0.0, 2 * a * t * V, acc))
+        ops.append(_mem("fused cross-entropy fwd+bwd", Phase.forward, 2 * a * t * V, acc))
     else:
         loss_fwd = (a + FP32_BYTES) * t * V + 2 * FP32_BYTES * t * V  # cast to fp32; log_softmax read + write
         loss_bwd = 2 * FP32_BYTES * t * V + (FP32_BYTES + a) * t * V  # softmax grad; cast back
-        ops += [Op("cross-entropy fwd (fp32)", OpClass.memory, Phase.forward, 0.0, loss_fwd, acc, 3),
-                Op("cross-entropy bwd (fp32)", OpClass.memory, Phase.backward, 0.0, loss_bwd, acc, 2)]
+        ops += [_mem("cross-entropy fwd (fp32)", Phase.forward, loss_fwd, acc, 3),
+                _mem("cross-entropy bwd (fp32)", Phase.backward, loss_bwd, acc, 2)]
     # ---- recomputation: [6] selective re-runs the attention core; full re-runs every block's forward
     if setup.recompute is Recompute.full:
         ops += _block_forward(cfg, setup, seq, b, a, per_layer, Phase.recompute, options)
@@ -223,12 +376,32 @@ def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
     # ---- backward (block GEMM gradients were added with their forward GEMMs)
     ops += _attention_ops(cfg, setup, seq, b, a, per_layer, Phase.backward, options, backward=True)
     ops += _block_backward_memory(cfg, setup, seq, b, a, per_layer, options)
-    ops.append(Op("final layernorm bwd", OpClass.memory, Phase.backward, 0.0, 3 * a * t * d, acc))
+    ops.append(_norm("final norm", cfg.norm, t, t * d, a, acc, Phase.backward, backward=True))
     ops.append(Op("embedding scatter-add", OpClass.memory, Phase.backward, 0.0, (1 + pos) * (a + 2 * w) * t * d,
                   acc, 1 + pos))
     ops += _precision_ops(cfg, setup, acc)
     ops += _optimizer_ops(cfg, setup)
     return ops
+
+
+def linears_per_layer(cfg: ModelConfig) -> int:
+    """Weight matrices of one block as the reference modules hold them (kernels of per-tensor casts and updates)."""
+    attn = 2  # fused qkv, output projection
+    if not cfg.is_moe:
+        return attn + cfg.mlp.n_matrices
+    shared = (cfg.mlp.n_matrices + (1 if cfg.shared_expert_gate else 0)) if cfg.n_shared_expert else 0
+    return attn + 1 + cfg.n_expert * cfg.mlp.n_matrices + shared  # router, every expert, shared experts
+
+
+def _cast_weights(cfg: ModelConfig, setup: TrainingSetup) -> int:
+    """Weights autocast casts in one forward: those multiplied, every expert that receives a token included."""
+    pc = count_params(cfg)
+    if not cfg.is_moe:
+        return pc.matmul
+    tokens = setup.micro_batch * (setup.seq_len or cfg.block_size)
+    used = min(cfg.n_expert, tokens * cfg.top_k)  # uniform routing (`expert_rows`)
+    expert_w = mlp_unit_params(cfg, cfg.expert_inner)[0]
+    return pc.matmul + cfg.n_layer * (used - cfg.top_k) * expert_w
 
 
 def _precision_ops(cfg, setup, acc):
@@ -237,13 +410,14 @@ def _precision_ops(cfg, setup, acc):
         return []
     pc = count_params(cfg)
     n_forwards = acc * (2 if setup.recompute is Recompute.full else 1)
+    kernels = linears_per_layer(cfg) * cfg.n_layer + 1
     ops = []
     if not setup.deepspeed_style:  # PyTorch AMP: fp32 weights, cast to 16-bit for every forward
-        ops.append(Op("autocast weight casts", OpClass.memory, Phase.forward, 0.0,
-                      pc.matmul * (FP32_BYTES + HALF_BYTES), n_forwards, 4 * cfg.n_layer + 1))
+        ops.append(_mem("autocast weight casts", Phase.forward, _cast_weights(cfg, setup) * (FP32_BYTES + HALF_BYTES),
+                        n_forwards, kernels))
     # 16-bit weight gradients accumulated into fp32 .grad: read 16-bit, read-modify-write fp32
-    ops.append(Op("grad accumulate to fp32", OpClass.memory, Phase.backward, 0.0,
-                  pc.total * (HALF_BYTES + 2 * FP32_BYTES), acc, 4 * cfg.n_layer + 1))
+    ops.append(_mem("grad accumulate to fp32", Phase.backward, pc.total * (HALF_BYTES + 2 * FP32_BYTES), acc,
+                    kernels))
     return ops
 
 

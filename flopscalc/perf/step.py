@@ -166,11 +166,11 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     """Predict the time of one optimizer step of ``cfg`` trained with ``setup`` on ``gpu`` GPUs."""
     options = options or StepOptions()
     seq = setup.seq_len or cfg.block_size
-    if seq > cfg.block_size:
+    if cfg.seq_limited_by_context and seq > cfg.block_size:  # only a learned position table stops it
         from ..errors import UsageError
 
-        raise UsageError(f"sequence length {seq} is longer than the model's context {cfg.block_size}; "
-                         "pass a shorter --seq")
+        raise UsageError(f"sequence length {seq} is longer than the model's learned position table "
+                         f"({cfg.block_size}); pass a shorter --seq")
     dev = device or device_perf(gpu)
     precision = MATMUL_PRECISION[setup.precision]
     peak = gpu.peak_flop_per_s(precision)

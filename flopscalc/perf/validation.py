@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..hardware import get_gpu
 from ..memory.settings import TrainingSetup
-from ..model import ModelConfig, count_params
+from ..model import ModelConfig, count_params, get_preset
 from .ops import StepOptions
 from .step import MATMUL_PRECISION, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
@@ -35,6 +35,7 @@ class ThroughputCheck:
     constant_mfu_tokens_per_s_per_gpu: float
     predicted_mfu: float
     reported_mfu: float | None
+    setup_stated: bool = True  # False: the source leaves part of the layout unstated (the row's notes say what)
 
     @property
     def error(self) -> float:
@@ -59,11 +60,18 @@ def published_rows() -> tuple[dict[str, str], ...]:
 
 
 def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOptions]:
-    """The model, setup and implementation options a row describes."""
+    """The model, setup and implementation options a row describes.
+
+    A row names a preset (``preset``: Llama-style and other families, `flopscalc.model.ALL_PRESETS`) or gives a
+    GPT-2-layout shape (n_layer, n_head, n_embd, vocab_size, bias; learned positions of the run's length).
+    """
     seq = int(row["seq_len"])
-    cfg = ModelConfig(n_layer=int(row["n_layer"]), n_head=int(row["n_head"]), n_embd=int(row["n_embd"]),
-                      block_size=seq, vocab_size=int(row["vocab_size"]), bias=row["bias"] == "true",
-                      name=row["run"])
+    if (row.get("preset") or "").strip():
+        cfg = get_preset(row["preset"]).with_(name=row["run"])
+    else:
+        cfg = ModelConfig(n_layer=int(row["n_layer"]), n_head=int(row["n_head"]), n_embd=int(row["n_embd"]),
+                          block_size=seq, vocab_size=int(row["vocab_size"]), bias=row["bias"] == "true",
+                          name=row["run"])
     setup = TrainingSetup(micro_batch=int(row["micro_batch"]), seq_len=seq, precision=row["precision"],
                           recompute=row["recompute"], flash=row["flash"] == "true",
                           grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
@@ -84,6 +92,7 @@ def check_row(row: dict[str, str]) -> ThroughputCheck:
         predicted_tokens_per_s_per_gpu=est.tokens_per_s_per_gpu,
         constant_mfu_tokens_per_s_per_gpu=const, predicted_mfu=est.mfu,
         reported_mfu=float(row["reported_mfu"]) if row["reported_mfu"] else None,
+        setup_stated=(row.get("setup_stated") or "full").strip() == "full",
     )
 
 
