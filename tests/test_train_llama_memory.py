@@ -37,8 +37,10 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.skipif(not EXACT, reason="the named difference is torch 2.13's CPU rms_norm")]
 
 
-def measure_saved_bytes(cfg, precision, recompute, attention, monkeypatch) -> int:
-    """Bytes of every distinct storage autograd saves (and checkpoint keeps) in one forward + backward."""
+def measure(cfg, precision, recompute, attention, monkeypatch) -> dict[str, int]:
+    """Bytes of every distinct storage autograd saves (and checkpoint keeps) in one forward + backward, of the
+    weight copies autocast makes, and of the logits (as tests/test_memory_measured.py counts them)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.checkpoint import checkpoint as real_checkpoint
 
     import flopscalc.train.model as ref
@@ -65,16 +67,26 @@ def measure_saved_bytes(cfg, precision, recompute, attention, monkeypatch) -> in
         kept.extend(a for a in args if torch.is_tensor(a))
         return real_checkpoint(fn, *args, **kwargs)
 
+    casts: dict[int, int] = {}
+
+    class CastCache(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten._to_copy.default and args[0].untyped_storage().data_ptr() in params:
+                casts[out.untyped_storage().data_ptr()] = out.untyped_storage().nbytes()
+            return out
+
     monkeypatch.setattr(ref, "checkpoint", checkpoint)
     idx = torch.randint(0, cfg.vocab_size, (BATCH, SEQ))
     targets = torch.randint(0, cfg.vocab_size, (BATCH, SEQ))
-    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), CastCache(),
           torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.mixed)):
-        _, loss = model(idx, targets)
+        logits, loss = model(idx, targets)
     for t in kept:
         note(t)
     loss.backward()
-    return sum(saved.values())
+    return {"activations": sum(saved.values()), "weight_copies": sum(casts.values()),
+            "logits": logits.untyped_storage().nbytes()}
 
 
 def cpu_rms_norm_extra(cfg: ModelConfig, precision: MemoryPrecision, recompute: Recompute) -> dict[str, int]:
@@ -101,14 +113,17 @@ def cpu_rms_norm_extra(cfg: ModelConfig, precision: MemoryPrecision, recompute: 
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
 @pytest.mark.parametrize("precision", PRECISIONS, ids=lambda p: p.value)
 @pytest.mark.parametrize("name", CASES)
-def test_saved_bytes_equal_the_estimate_plus_cpu_rms_norm(name, precision, attention, monkeypatch):
+def test_saved_bytes_logits_and_weight_copies_equal_the_estimate_plus_cpu_rms_norm(name, precision, attention, monkeypatch):
     cfg = FAMILIES[name]
     for recompute in Recompute:
         setup = TrainingSetup(micro_batch=BATCH, seq_len=SEQ, precision=precision, recompute=recompute,
                               flash=attention == "sdpa", device=Device.cpu)
-        estimate = estimate_memory(cfg, setup).activations.total
-        measured = measure_saved_bytes(cfg, precision, recompute, attention, monkeypatch)
-        assert measured == estimate + sum(cpu_rms_norm_extra(cfg, precision, recompute).values()), recompute.value
+        est = estimate_memory(cfg, setup)
+        got = measure(cfg, precision, recompute, attention, monkeypatch)
+        extra = sum(cpu_rms_norm_extra(cfg, precision, recompute).values())
+        assert got["activations"] == est.activations.total + extra, recompute.value
+        assert got["logits"] == est.logits_bytes
+        assert got["weight_copies"] == (est.states.weight_copies_bytes if precision.mixed else 0)
 
 
 def test_the_named_difference_is_the_whole_difference_only_for_rms_norm(monkeypatch):
