@@ -190,3 +190,16 @@ def test_families_keep_mfu_at_most_hfu_at_most_one_and_recompute_costs_time(name
     one = estimate_step(cfg, TrainingSetup(micro_batch=1, seq_len=2048, recompute=recompute), H100, UNFITTED)
     none = estimate_step(cfg, TrainingSetup(micro_batch=1, seq_len=2048), H100, UNFITTED)
     assert (one.step_s > none.step_s) is (recompute is not Recompute.none)
+
+
+def test_zero2_and_3_accumulate_only_this_gpus_gradient_partition():
+    # ZeRO (Rajbhandari et al. 2020, sec. 5.2): from stage 2 each GPU keeps 1/N of the gradients; that matters
+    # most for a mixture of experts, whose gradients cover every expert while a token uses two
+    cfg = ALL_PRESETS["mixtral-8x7b"]
+
+    def accumulate_bytes(zero):
+        ops = step_ops(cfg, TrainingSetup(micro_batch=1, seq_len=1024, n_gpus=8, zero_stage=zero))
+        (op,) = [o for o in ops if o.name == "grad accumulate to fp32"]
+        return op.bytes_moved
+
+    assert accumulate_bytes(1) == 8 * accumulate_bytes(2) == 8 * accumulate_bytes(3)
