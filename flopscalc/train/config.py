@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..model import ModelConfig, Position
+from ..scaling.hyperparams import Schedule, schedule_multiplier
 
 # Peak learning rate of GPT-3 Small, 125M parameters (Brown et al. 2020, Table 2.1: 6.0e-4).
 DEFAULT_LR = 6e-4
@@ -38,6 +39,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 PARALLEL_MODES = ("ddp", "fsdp")
 ATTENTIONS = ("sdpa", "math")
 RECOMPUTES = ("none", "selective", "full")
+SCHEDULES = tuple(s.value for s in Schedule)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class TrainConfig:
     max_steps : optimizer steps of the whole run (count); the schedule ends here
     learning_rate : peak learning rate; min_lr_ratio: floor of the cosine as a fraction of it
     warmup_steps : linear warm-up length (steps)
+    schedule : cosine | multistep, the decay after warm-up (`flopscalc.scaling.hyperparams.schedule_multiplier`)
+    milestones : multistep only: ((fraction of the steps, multiplier of the peak), ...), fractions increasing,
+        e.g. DeepSeek LLM's ((0.8, 0.316), (0.9, 0.1)) (sec. 2.3)
     weight_decay, beta1, beta2, eps : AdamW hyper-parameters
     grad_clip : global gradient-norm clip (0 turns clipping off)
     eval_interval : steps between validation passes (0: only at the end); eval_batches per pass
@@ -69,6 +74,8 @@ class TrainConfig:
     learning_rate: float = DEFAULT_LR
     min_lr_ratio: float = DEFAULT_MIN_LR_RATIO
     warmup_steps: int = 100
+    schedule: str = Schedule.cosine.value
+    milestones: tuple = ()
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     beta1: float = DEFAULT_BETAS[0]
     beta2: float = DEFAULT_BETAS[1]
@@ -113,6 +120,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise UsageError(f"{_opt(name)} must be a number >= 0, got {value!r}")
+        _check_schedule(self.schedule, self.milestones)
         for name, choices in (("device", DEVICES), ("precision", PRECISIONS), ("parallel", PARALLEL_MODES),
                               ("attention", ATTENTIONS), ("recompute", RECOMPUTES)):
             if getattr(self, name) not in choices:
@@ -137,23 +145,40 @@ def model_unsupported(model: ModelConfig) -> str | None:
     return None
 
 
+def _check_schedule(schedule: str, milestones: tuple) -> None:
+    """Refuse a schedule the trainer cannot run, or milestones that contradict it (one line each)."""
+    if schedule not in SCHEDULES:
+        raise UsageError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule == Schedule.cosine.value:
+        if milestones:
+            raise UsageError("milestones belong to the multistep schedule; the cosine schedule has none")
+        return
+    if not milestones:
+        raise UsageError("the multistep schedule needs its milestones ((fraction of the steps, multiplier), ...), "
+                         "e.g. DeepSeek LLM's ((0.8, 0.316), (0.9, 0.1))")
+    last = 0.0
+    for m in milestones:
+        ok = isinstance(m, tuple) and len(m) == 2 and all(isinstance(v, (int, float)) for v in m)
+        if not (ok and last < m[0] < 1 and 0 < m[1] <= 1):
+            raise UsageError(f"multistep milestones must be (fraction in (0, 1), increasing; multiplier in (0, 1]) "
+                             f"pairs, got {milestones!r}")
+        last = m[0]
+
+
 def _opt(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
 def learning_rate_at(cfg: TrainConfig, step: int) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine to the floor.
+    """Learning rate for optimizer step ``step`` (0-based): the peak times the schedule's multiplier.
 
-    Linear warm-up (Goyal et al. 2017, sec. 2.2; GPT-3 App. B), then half a cosine from the peak to
-    ``min_lr_ratio`` x peak at ``max_steps`` (Loshchilov & Hutter 2017, SGDR eq. 5; GPT-3 App. B).
-    A pure function of the step, so resuming at a step resumes the schedule exactly.
+    Linear warm-up, then half a cosine to ``min_lr_ratio`` x peak at ``max_steps`` (Loshchilov & Hutter 2017, SGDR
+    eq. 5; GPT-3 App. B; Hoffmann et al. 2022 App. B) or DeepSeek LLM's multi-step (sec. 2.3): one formula, the
+    planner's `schedule_multiplier`, so a plan and the run it starts follow the same curve. A pure function of the
+    step, so resuming at a step resumes the schedule exactly.
     """
-    peak, floor = cfg.learning_rate, cfg.learning_rate * cfg.min_lr_ratio
-    if step < cfg.warmup_steps:
-        return peak * (step + 1) / cfg.warmup_steps  # Goyal et al. 2017, sec. 2.2: linear ramp
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
-    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))  # SGDR eq. 5
+    return cfg.learning_rate * schedule_multiplier(step, cfg.max_steps, cfg.warmup_steps, cfg.min_lr_ratio,
+                                                   cfg.schedule, cfg.milestones)
 
 
 @dataclass(frozen=True)
