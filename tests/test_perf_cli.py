@@ -104,15 +104,18 @@ def test_bad_input_is_one_line_and_an_exit_code(capsys, argv, code):
     assert err.startswith("flopscalc: error: ") and err.count("\n") == 1 and out == ""
 
 
-def test_step_imports_no_heavy_library():
+@pytest.mark.parametrize("model", [["--model", "gpt2"], ["--model", "mixtral-8x7b", "--seq", "2048"],
+                                   ["--config", "data/configs/qwen1.5-moe-a2.7b.json", "--seq", "2048"]])
+def test_step_imports_no_heavy_library(model):
     import subprocess
     import sys
 
     code = ("import sys; from flopscalc.cli import run; "
-            "run(['step', '--gpu', 'h100', '--model', 'gpt2', '--json']); "
+            f"code = run(['step', '--gpu', 'h100', *{model!r}, '--json']); assert code == 0; "
             "heavy = [m for m in ('pandas', 'scipy', 'matplotlib', 'torch') if m in sys.modules]; "
             "sys.stderr.write(repr(heavy))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=root)
     assert done.returncode == 0 and done.stderr == "[]", done.stderr
 
 

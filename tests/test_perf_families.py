@@ -203,3 +203,32 @@ def test_zero2_and_3_accumulate_only_this_gpus_gradient_partition():
         return op.bytes_moved
 
     assert accumulate_bytes(1) == 8 * accumulate_bytes(2) == 8 * accumulate_bytes(3)
+
+
+@st.composite
+def family_configs(draw):
+    """Small configs over every option the step model prices."""
+    n_kv = draw(st.sampled_from([1, 2, 4]))
+    n_head = n_kv * draw(st.integers(1, 4))
+    moe = draw(st.booleans())
+    n_expert = draw(st.integers(1, 16)) if moe else 0
+    return ModelConfig(
+        n_layer=draw(st.integers(1, 4)), n_head=n_head, n_embd=64 * n_head, n_kv_head=n_kv, vocab_size=1000,
+        block_size=4096, bias=draw(st.booleans()), tie_embeddings=draw(st.booleans()),
+        mlp=draw(st.sampled_from(["gelu", "swiglu", "geglu"])), norm=draw(st.sampled_from(["layernorm", "rmsnorm"])),
+        position=draw(st.sampled_from(["learned", "rope", "alibi", "none"])),
+        qk_norm=draw(st.sampled_from(["none", "full", "head"])), parallel_block=draw(st.booleans()),
+        n_expert=n_expert, top_k=draw(st.integers(1, n_expert)) if moe else 0,
+        n_shared_expert=draw(st.integers(0, 2)) if moe else 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cfg=family_configs(), mb=st.integers(1, 8), seq=st.sampled_from([16, 128, 1024]),
+       recompute=st.sampled_from(list(Recompute)), flash=st.booleans())
+def test_any_family_keeps_mfu_at_most_hfu_and_more_tokens_never_take_less_time(cfg, mb, seq, recompute, flash):
+    setup = TrainingSetup(micro_batch=mb, seq_len=seq, recompute=recompute, flash=flash)
+    est = estimate_step(cfg, setup, A100, UNFITTED)
+    assert 0 < est.mfu <= est.hfu <= 1
+    more = estimate_step(cfg, TrainingSetup(micro_batch=mb + 1, seq_len=seq, recompute=recompute, flash=flash), A100,
+                         UNFITTED)
+    assert more.step_s >= est.step_s * (1 - 1e-12)  # equal when every kernel sits on its launch floor
