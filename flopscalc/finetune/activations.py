@@ -120,8 +120,8 @@ def lora_activation_bytes(cfg: ModelConfig, setup) -> LoraActivations:
     tokens = b * s
     bf16 = setup.compute is Compute.bf16
     gated = cfg.mlp.n_matrices == 3
-    # residual dtype: the embedding's (bf16 LoRA base; fp32 after QLoRA's upcast, or an fp32 run)
-    r = HALF_BYTES if (bf16 and setup.method is Method.lora) else FP32_BYTES
+    # residual dtype: the embedding's (bf16 LoRA base or qlora.py; fp32 after peft's QLoRA upcast, or an fp32 run)
+    r = HALF_BYTES if (bf16 and (setup.method is Method.lora or setup.bf16_adapters)) else FP32_BYTES
     stats = 1 if cfg.norm is Norm.rmsnorm else 2
     final_norm = tokens * cfg.n_embd * FP32_BYTES + stats * tokens * FP32_BYTES
     loss = tokens * cfg.vocab_size * FP32_BYTES + INDEX_BYTES * tokens + FP32_BYTES  # as memory/activations.py

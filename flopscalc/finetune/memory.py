@@ -96,6 +96,10 @@ class FinetuneSetup:
     recompute : Recompute
         none or full (gradient checkpointing, one checkpoint per block as transformers does).
     compute : Compute
+    bf16_adapters : bool
+        QLoRA's own recipe (Dettmers' ``qlora.py``: LoRA layers cast to bf16, embedding and LM head back to bf16,
+        norms fp32, bitsandbytes' 32-bit paged AdamW) instead of peft's defaults (fp32 adapters and, after
+        ``prepare_model_for_kbit_training``, every non-quantized parameter fp32).
     device : Device
     """
 
@@ -110,6 +114,7 @@ class FinetuneSetup:
     paged: bool = False
     recompute: Recompute = Recompute.full
     compute: Compute = Compute.bf16
+    bf16_adapters: bool = False
     device: Device = Device.cuda
     cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES
     allocator_overhead_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION
@@ -132,6 +137,8 @@ class FinetuneSetup:
             raise UsageError("fine-tuning models recompute none or full (transformers' gradient checkpointing)")
         if self.method is Method.qlora and self.compute is Compute.fp32:
             raise UsageError("QLoRA computes in 16 bit; use --method lora to model an fp32 run")
+        if self.bf16_adapters and (self.compute is Compute.fp32 or self.method is Method.full):
+            raise UsageError("bf16 adapters need --method lora or qlora in bf16; drop --bf16-adapters")
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,7 @@ def adapter_optimizer_bytes(cfg: ModelConfig, setup: FinetuneSetup) -> float:
     shapes = linear_shapes(cfg)
     tensors = [n for t in setup.targets for n in (setup.rank * shapes[t][0], shapes[t][1] * setup.rank)]
     tensors *= cfg.n_layer
-    if setup.optimizer is Optimizer.adamw:
+    if setup.optimizer is Optimizer.adamw:  # fp32 adapters, or bitsandbytes' 32-bit AdamW on bf16 ones
         return 2 * FP32_BYTES * sum(tensors) + OPTIMIZER_STEP_BYTES * len(tensors)  # ZeRO sec. 3.1; torch step
     total = 0.0
     for k in tensors:  # bitsandbytes Optimizer2State: uint8 states + fp32 absmax per 256 (Dettmers 2022b sec. 2)
@@ -205,22 +212,25 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     adapters: AdapterCount = count_adapters(cfg, setup.targets, setup.rank, pc.total)
     n_lora = adapters.n_params
     bf16 = setup.compute is Compute.bf16
+    adapter_elem = HALF_BYTES if setup.bf16_adapters else FP32_BYTES
     quant_b, quant_data_b, n_quant = 0.0, 0.0, 0
     if setup.method is Method.qlora:
         quant_b, n_quant = quantized_bytes(cfg, setup.quant, double_quant=setup.double_quant)
         quant_data_b = n_quant * (0.5 if setup.quant is Quant.nf4 else 1.0)  # 4 or 8 bits per weight
-        # prepare_model_for_kbit_training: every non-quantized 16-bit parameter -> fp32 (peft utils/other.py)
-        other_b = FP32_BYTES * (pc.total - n_quant)
+        if setup.bf16_adapters:  # qlora.py: norms fp32, everything else not quantized in bf16
+            other_b = FP32_BYTES * pc.layernorm + HALF_BYTES * (pc.total - n_quant - pc.layernorm)
+        else:  # prepare_model_for_kbit_training: every non-quantized 16-bit parameter -> fp32 (peft utils/other.py)
+            other_b = FP32_BYTES * (pc.total - n_quant)
     else:
         other_b = (HALF_BYTES if bf16 else FP32_BYTES) * pc.total  # frozen base as loaded
     base_b = other_b + quant_data_b
-    adapter_b = FP32_BYTES * n_lora  # peft autocast_adapter_dtype=True keeps adapters fp32
+    adapter_b = adapter_elem * n_lora  # peft autocast_adapter_dtype=True keeps adapters fp32; qlora.py casts to bf16
     casts = 0.0
-    if bf16:
+    if bf16 and not setup.bf16_adapters:
         casts += HALF_BYTES * n_lora  # autocast caches a bf16 copy of each trainable fp32 leaf
         if setup.method is Method.qlora:
             casts += HALF_BYTES * cfg.vocab_size * cfg.n_embd  # fp32 LM head cast to bf16, saved for dx
-    grads = FP32_BYTES * n_lora  # only adapters get .grad, in their dtype
+    grads = adapter_elem * n_lora  # only adapters get .grad, in their dtype
     opt = adapter_optimizer_bytes(cfg, setup)
     acts = lora_activation_bytes(cfg, setup)
     train = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len,
@@ -234,7 +244,7 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     comps = (
         ("base_weights", "frozen base weights", base_b),
         ("quant_constants", "quantization constants", quant_b - quant_data_b),
-        ("adapter_weights", "LoRA adapters (fp32)", adapter_b),
+        ("adapter_weights", "LoRA adapters", adapter_b),
         ("weight_copies", "bf16 weight casts (autocast)", casts),
         ("gradients", "gradients (adapters only)", grads),
         ("optimizer_state", "optimizer state (adapters only)", opt),
