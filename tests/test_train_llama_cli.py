@@ -63,3 +63,14 @@ def test_a_config_the_trainer_cannot_build_is_one_line_exit_2(stem, message, cap
     assert run(["bench", "--config", str(path), *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_calibrate_writes_a_profile_that_reads_back_as_the_llama_style_model(config_file, tmp_path, capsys):
+    from flopscalc.calibration import load_profile
+
+    out = tmp_path / "profile.json"
+    assert run(["calibrate", "--out", str(out), "--config", str(config_file), *FAST]) == 0
+    capsys.readouterr()
+    point = load_profile(out).points[0]
+    assert point.model == read_hf_config(config_file).with_(name=point.model.name)  # every family field survives
+    assert point.model.family == "GQA 4/2, swiglu, rmsnorm, rope"
