@@ -137,9 +137,10 @@ def test_config_flags_override_the_file_and_say_so(capsys):
     assert d["model"]["n_layer"] == 2 and "n_layer=2" in d["model"]["name"]
 
 
-def test_step_refuses_blocks_it_cannot_price_yet(capsys):
-    code, _, err = cli(capsys, "step", "--gpu", "h100", "--model", "llama-3.1-8b", "--seq", "4096")
-    assert code == 1 and "GPT-2's block only" in err
+def test_step_prices_the_llama_block(capsys):
+    code, out, err = cli(capsys, "step", "--gpu", "h100", "--model", "llama-3.1-8b", "--seq", "4096")
+    assert code == 0, err
+    assert "swiglu" in out  # the settings line names the block it priced
 
 
 def test_cli_start_up_imports_neither_transformers_nor_torch():
