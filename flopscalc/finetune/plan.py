@@ -1,0 +1,280 @@
+"""A fine-tuning plan on one GPU: does it fit, the largest micro-batch and sequence, the time, and ranked fixes.
+
+Time is priced as FLOPs over the GPU's 16-bit peak times the planner's stated hardware efficiency
+(`flopscalc.budget.DEFAULT_MFU`, or ``efficiency``), plus QLoRA's dequantization bytes over the memory bandwidth
+and, when a paged optimizer spills, the spilled state over the host link twice per optimizer step. The
+per-operation performance model (``flopscalc.perf``) does not price adapters or 4-bit matmuls, so it is not used.
+The attention core is priced with causal pairs (fused kernels skip masked blocks; ``flopscalc.flops``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from ..assumption import Assumption
+from ..budget import DEFAULT_MFU, DEFAULT_PRECISION
+from ..errors import UsageError
+from ..flops import Recompute
+from ..hardware import GpuSpec, builtin_database, training_precision
+from ..memory.settings import Optimizer
+from ..model import ModelConfig
+from .adapters import Method
+from .flops import FinetuneFlops, dequant_bytes_per_token, finetune_flops_per_token
+from .memory import FinetuneMemory, FinetuneSetup, finetune_memory
+
+# Largest micro-batch searched (sequences).
+MAX_MICRO_BATCH_SEARCHED = 4096
+# Smallest LoRA rank a fix proposes (Hu et al. 2021, Table 6: rank 1-8 already matches on GPT-3 q/v adaptation).
+MIN_FIX_RANK = 4
+# Disruption of each change, for ranking fixes (a judgement, not a measurement). Checkpointing costs one more
+# forward (~33% more compute; Korthikanti et al. 2022, Table 4); paged and 8-bit optimizers change little
+# (QLoRA sec. 3; Dettmers et al. 2022b: 8-bit Adam matches 32-bit); a lower rank or a quantized base can cost
+# quality (QLoRA sec. 4: NF4 + DQ matches 16-bit LoRA on their benchmarks); shorter sequences truncate the data;
+# a bigger GPU costs money.
+CHANGE_COST = {"recompute": 1, "paged": 1, "optimizer": 1, "method:lora": 2, "method:qlora": 2, "rank": 2,
+               "seq": 3, "gpu": 4}
+# Methods from most to least memory: the "cheapest" that fits is the first that does.
+METHOD_ORDER = (Method.full, Method.lora, Method.qlora)
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A change (or set of changes) that makes the fine-tune fit, and its memory."""
+
+    changes: tuple[str, ...]
+    cost: int
+    setup: FinetuneSetup
+    peak_bytes: float
+    gpu: str | None = None  # set for the "bigger GPU" fix
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """Everything ``flopscalc finetune`` shows (bytes, tokens, FLOPs, seconds)."""
+
+    model: ModelConfig
+    gpu: GpuSpec
+    setup: FinetuneSetup
+    memory: FinetuneMemory
+    usable_bytes: float
+    fits: bool
+    spill_bytes: float  # optimizer state a paged optimizer moves to CPU memory (0 when it fits)
+    max_micro_batch: int  # at the setup's sequence length (0 if none fits)
+    max_seq_len: int  # at micro-batch 1, up to the model's context (0 if none fits)
+    n_dataset_tokens: float
+    n_epochs: float
+    packing: bool
+    mean_sequence_tokens: float
+    n_sequences: float
+    processed_tokens: float  # sequences x sequence length: what the GPU computes on, padding included
+    flops: FinetuneFlops  # per processed token, causal attention
+    compute_s: float
+    dequant_s: float
+    spill_s: float
+    efficiency: float
+    peak_flop_per_s: float
+    fixes: tuple[Fix, ...]
+    cheapest_method: Method | None  # first of full, LoRA, QLoRA that fits with the other settings as given
+    assumptions: tuple[Assumption, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def padding_fraction(self) -> float:
+        return 1.0 - self.n_dataset_tokens * self.n_epochs / self.processed_tokens
+
+    @property
+    def time_s(self) -> float:
+        return self.compute_s + self.dequant_s + self.spill_s
+
+    @property
+    def total_flops(self) -> float:
+        return self.flops.hardware_flops_per_token * self.processed_tokens
+
+
+def with_method(setup: FinetuneSetup, method: Method, **changes) -> FinetuneSetup:
+    """``setup`` with another method (bf16 adapters mean nothing to full fine-tuning) and other changes."""
+    return replace(setup, method=method, bf16_adapters=setup.bf16_adapters and method is not Method.full, **changes)
+
+
+def _fits(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> bool:
+    return finetune_memory(cfg, setup).required_bytes() <= usable
+
+
+def _largest(ok, upper: int) -> int:
+    """Largest n in 1..upper with ok(n) (ok monotone decreasing); 0 if ok(1) is false."""
+    if not ok(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= upper and ok(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, upper + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def largest_micro_batch(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> int:
+    """Largest micro-batch (sequences) that fits at the setup's sequence length; 0 if none."""
+    return _largest(lambda b: _fits(cfg, replace(setup, micro_batch=b), usable), MAX_MICRO_BATCH_SEARCHED)
+
+
+def largest_seq_len(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> int:
+    """Longest sequence (tokens, up to the model's context) that fits at micro-batch 1; 0 if none."""
+    return _largest(lambda s: _fits(cfg, replace(setup, micro_batch=1, seq_len=s), usable), cfg.block_size)
+
+
+def _candidates(setup: FinetuneSetup) -> dict[str, list]:
+    methods = list(METHOD_ORDER[METHOD_ORDER.index(setup.method):])
+    ranks = [setup.rank] + [r for r in (setup.rank // 2, setup.rank // 4) if r >= MIN_FIX_RANK and r < setup.rank]
+    return {
+        "method": methods,
+        "recompute": [setup.recompute] + ([Recompute.full] if setup.recompute is Recompute.none else []),
+        "optimizer": [setup.optimizer] + ([Optimizer.adamw8bit] if setup.optimizer is Optimizer.adamw else []),
+        "paged": [setup.paged] + ([True] if not setup.paged else []),
+        "rank": sorted(set(ranks), reverse=True),
+    }
+
+
+def _describe(old: FinetuneSetup, new: FinetuneSetup) -> tuple[tuple[str, ...], int]:
+    changes, cost = [], 0
+    if new.method is not old.method:
+        changes.append(f"method {old.method.value} -> {new.method.value}")
+        cost += CHANGE_COST[f"method:{new.method.value}"]
+    if new.recompute is not old.recompute:
+        changes.append("gradient checkpointing on")
+        cost += CHANGE_COST["recompute"]
+    if new.optimizer is not old.optimizer:
+        changes.append(f"optimizer {old.optimizer.value} -> {new.optimizer.value}")
+        cost += CHANGE_COST["optimizer"]
+    if new.paged and not old.paged:
+        changes.append("paged optimizer")
+        cost += CHANGE_COST["paged"]
+    if new.rank != old.rank and new.method is not Method.full:
+        changes.append(f"rank {old.rank} -> {new.rank}")
+        cost += CHANGE_COST["rank"]
+    return tuple(changes), cost
+
+
+def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: float, limit: int = 5,
+                  headroom: float = 0.0) -> tuple[Fix, ...]:
+    """Ranked changes that make ``setup`` fit (fewest, least disruptive first); empty when it fits already."""
+    if _fits(cfg, setup, usable):
+        return ()
+    options = _candidates(setup)
+    found = []
+    for values in itertools.product(*options.values()):
+        chosen = dict(zip(options, values))
+        trial = with_method(setup, chosen.pop("method"), **chosen)
+        if trial.method is Method.full and trial.rank != setup.rank:
+            continue  # rank means nothing to full fine-tuning
+        if _fits(cfg, trial, usable):
+            found.append(Fix(*_describe(setup, trial), trial, finetune_memory(cfg, trial).peak_bytes))
+    keys = [set(f.changes) for f in found]
+    fixes = [f for f, k in zip(found, keys) if not any(o < k for o in keys)]
+    seq = largest_seq_len(cfg, setup, usable)
+    if seq:
+        short = replace(setup, micro_batch=1, seq_len=seq)
+        fixes.append(Fix((f"sequences {setup.seq_len} -> {seq} tokens",), CHANGE_COST["seq"], short,
+                         finetune_memory(cfg, short).peak_bytes))
+    bigger = sorted((g for g in builtin_database() if g.memory_bytes > gpu.memory_bytes),
+                    key=lambda g: (g.memory_bytes, g.launch_price_usd or float("inf")))
+    need = finetune_memory(cfg, setup)
+    for g in bigger:
+        if need.required_bytes() <= g.memory_bytes * (1 - headroom):
+            fixes.append(Fix((f"a GPU with more memory: {g.name} ({g.memory_bytes / 2**30:.0f} GiB)",),
+                             CHANGE_COST["gpu"], setup, need.peak_bytes, g.key))
+            break
+    fixes.sort(key=lambda f: (f.cost, len(f.changes), f.peak_bytes))
+    return tuple(fixes[:limit])
+
+
+def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dataset_tokens: float,
+                  n_epochs: float = 1.0, packing: bool = False, mean_sequence_tokens: float | None = None,
+                  efficiency: float = DEFAULT_MFU, headroom: float = 0.0) -> FinetunePlan:
+    """The fine-tuning plan of ``cfg`` on ``gpu`` for a dataset of ``n_dataset_tokens`` tokens, ``n_epochs`` times.
+
+    Parameters
+    ----------
+    n_dataset_tokens : float
+        Tokens in the dataset (tokens), counted without padding.
+    n_epochs : float
+        Passes over the dataset.
+    packing : bool
+        Examples packed end to end into full sequences (no padding).
+    mean_sequence_tokens : float, optional
+        Padded sequences: the mean example length (tokens); each example is one sequence padded to ``seq_len``,
+        so the padding fraction is 1 - mean / seq_len. Default: ``seq_len`` (no padding), stated as a note.
+    efficiency : float
+        Hardware efficiency while computing, the fraction of the 16-bit peak the matmuls reach.
+    headroom : float
+        Share of GPU memory to keep free (0-1).
+    """
+    if not n_dataset_tokens > 0:
+        raise UsageError(f"dataset tokens must be positive, got {n_dataset_tokens:g}; try --dataset-tokens 50M")
+    if not n_epochs > 0:
+        raise UsageError(f"epochs must be positive, got {n_epochs:g}; try --epochs 3")
+    if not 0 < efficiency <= 1:
+        raise UsageError(f"efficiency must be a fraction in (0, 1], got {efficiency!r}; try {DEFAULT_MFU}")
+    if not 0 <= headroom < 1:
+        raise UsageError(f"headroom must be a fraction in [0, 1), got {headroom!r}")
+    notes = []
+    if packing and mean_sequence_tokens is not None:
+        raise UsageError("--mean-sequence-tokens describes padded sequences; with --packing every sequence is "
+                         "full: give one of the two")
+    if mean_sequence_tokens is None:
+        mean = float(setup.seq_len)
+        if not packing:
+            notes.append(f"padded sequences assumed full ({setup.seq_len} tokens per example, no padding); give "
+                         "--mean-sequence-tokens for your data's mean example length, or --packing")
+    else:
+        mean = float(mean_sequence_tokens)
+        if not 0 < mean <= setup.seq_len:
+            raise UsageError(f"mean sequence length must be in 1..{setup.seq_len} tokens (the --seq), got {mean:g}; "
+                             "longer examples are truncated to --seq")
+    memory = finetune_memory(cfg, setup)
+    usable = gpu.memory_bytes * (1 - headroom)
+    required = memory.required_bytes()
+    fits_ = required <= usable
+    spill = max(0.0, memory.peak_bytes - usable) if (setup.paged and fits_) else 0.0
+    precision, note = training_precision(gpu, None, DEFAULT_PRECISION)
+    if note:
+        notes.append(note)
+    peak = gpu.peak_flop_per_s(precision)
+    n_tokens = n_dataset_tokens * n_epochs
+    n_seq = n_tokens / (setup.seq_len if packing else mean)
+    processed = n_seq * setup.seq_len
+    flops = finetune_flops_per_token(cfg, setup, causal=True)
+    compute_s = flops.hardware_flops_per_token * processed / (peak * efficiency)
+    bandwidth = gpu.memory_bandwidth_bytes_per_s
+    dequant_s = dequant_bytes_per_token(cfg, setup) * processed / bandwidth if bandwidth else 0.0
+    link = gpu.interconnect_bytes_per_s
+    steps = n_seq / setup.micro_batch
+    spill_s = 2 * spill * steps / link if (spill and link) else 0.0  # paged out and back every optimizer step
+    if spill:
+        notes.append(f"the paged optimizer keeps {spill / 2**30:.2f} GiB of optimizer state in CPU memory and pages "
+                     "it over the host link each step")
+    cheapest = next((m for m in METHOD_ORDER
+                     if _fits(cfg, with_method(setup, m, micro_batch=1), usable)), None)
+    assumptions = (
+        Assumption("time", f"FLOPs / ({precision.value} peak x {efficiency:.0%})",
+                   "budget.DEFAULT_MFU (Llama 3 405B: 38-43% MFU, Dubey et al. 2024, Table 4); perf/ does not "
+                   "price adapters or 4-bit matmuls"),
+        Assumption("dequantization", "stored 4-bit weight read + bf16 weight written per forward, input gradient "
+                   "and recomputed forward, at the datasheet bandwidth", "bitsandbytes MatMul4Bit"),
+        Assumption("frozen base", "input gradients only; adapters fp32, bf16 compute under autocast",
+                   "peft get_peft_model(autocast_adapter_dtype=True); measured on CPU in tests/test_finetune_peft.py"),
+        Assumption("QLoRA non-quantized parameters", "fp32 (embedding, norms, LM head)",
+                   "peft prepare_model_for_kbit_training (QLoRA recipe)"),
+        Assumption("tokens", "dataset x epochs; padded: one example per sequence, padding fraction 1 - mean / seq",
+                   "--packing removes padding"),
+    )
+    return FinetunePlan(
+        model=cfg, gpu=gpu, setup=setup, memory=memory, usable_bytes=usable, fits=fits_, spill_bytes=spill,
+        max_micro_batch=largest_micro_batch(cfg, setup, usable), max_seq_len=largest_seq_len(cfg, setup, usable),
+        n_dataset_tokens=float(n_dataset_tokens), n_epochs=float(n_epochs), packing=packing,
+        mean_sequence_tokens=mean, n_sequences=n_seq, processed_tokens=processed, flops=flops,
+        compute_s=compute_s, dequant_s=dequant_s, spill_s=spill_s, efficiency=efficiency, peak_flop_per_s=peak,
+        fixes=suggest_fixes(cfg, setup, gpu, usable, headroom=headroom), cheapest_method=cheapest,
+        assumptions=assumptions, notes=tuple(notes))
