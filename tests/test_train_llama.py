@@ -28,6 +28,7 @@ from flopscalc.train.config import TrainConfig
 from flopscalc.train.data import byte_tokenize, pydoc_text
 from flopscalc.train.model import GPT, RMS_NORM_EPS, ROPE_THETA, Decoder, build_model
 from flopscalc.train.trainer import Trainer
+from tests.conftest import needs_cxx
 
 LLAMA = {"bias": False, "tie_embeddings": False, "position": "rope", "mlp": "swiglu", "norm": "rmsnorm"}
 # tiny members of each family the description holds (vocabulary 97: an odd size, nothing lines up by chance)
@@ -356,3 +357,13 @@ def test_fsdp_shards_each_decoder_block_and_computes_what_one_module_does(tmp_pa
             assert torch.equal(p.grad, q.grad.full_tensor()), name
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.slow  # ~30 s of inductor compilation on a CPU; pytest --run-slow (docs/testing.md)
+@needs_cxx
+def test_compiled_llama_style_model_trains_like_eager(pydoc_split):
+    # measured: the three losses agree to 5e-7 (fp32 CPU, one thread)
+    train, _ = pydoc_split
+    eager = Trainer(_cfg(max_steps=3), train).train()
+    compiled = Trainer(_cfg(max_steps=3, compile=True), train).train()
+    assert [m.loss for m in compiled.history] == pytest.approx([m.loss for m in eager.history], rel=1e-5)
