@@ -1,8 +1,10 @@
 """Calibration profiles: MFU, step time, throughput and peak memory measured by the reference trainer.
 
-`flopscalc bench` / `flopscalc calibrate` (``flopscalc.train.bench``) measure; this module only holds
-the result, writes it as versioned JSON and reads it back, so the planner can use a measured MFU
-instead of its default without importing torch. MFU is achieved model FLOP/s over the dense peak of
+`flopscalc bench` / `flopscalc calibrate` (``flopscalc.train.bench``) measure; `flopscalc calibrate` also fits
+the step-time model's device factors to the measured step times (``flopscalc.perf.calibrate``) and stores them
+here as `DeviceFactors`, so `step`/`plan --calibration` predict any model on that device. This module only
+holds the result, writes it as versioned JSON and reads it back (version 1 files, without factors, too),
+without importing torch or scipy. MFU is achieved model FLOP/s over the dense peak of
 the precision actually used (Chowdhery et al. 2022, "PaLM", App. B); model FLOPs come from
 ``flopscalc.flops.training_flops_per_token`` (matmul FLOPs, no recomputation).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,8 @@ from .errors import DomainError, UsageError
 from .model import ModelConfig
 
 SCHEMA = "flopscalc.calibration"
+# Version 1 throughout: the fitted device factors and the timing conditions are optional fields, absent from
+# older files (read as None) and skipped by older readers (they take the fields they know), so no bump is needed.
 SCHEMA_VERSION = 1
 # A profile is trusted for models within this factor of its measured sizes. mfu_for holds the MFU constant
 # beyond them (no extrapolation), while measured MFU moves with model size on one GPU: 0.448 at 125M, 0.599 at
@@ -58,6 +62,14 @@ class CalibrationPoint:
     peak_memory_bytes: float | None = None
     predicted_memory_bytes: float | None = None
     n_timed_steps: int = 0
+    # step time of each interleaved round (s); step_time_s is their median (empty: one timing, version 1 files)
+    round_step_times_s: tuple[float, ...] = ()
+    # process CPU seconds per step on a CPU device (median over rounds; None on a GPU and in version 1 files):
+    # with one torch thread it leaves out the time other processes held the core on a shared machine
+    cpu_step_time_s: float | None = None
+    round_cpu_times_s: tuple[float, ...] = ()
+    attention: str = "sdpa"  # the trainer's attention path: "sdpa" (fused) or "math"
+    recompute: str = "none"  # activation recomputation: none, selective, full
 
     def __post_init__(self) -> None:
         for name in ("micro_batch", "seq_len", "grad_accum", "n_devices", "n_params"):
@@ -70,6 +82,39 @@ class CalibrationPoint:
                 raise UsageError(f"calibration point {name} must be a positive number, got {value!r}")
         if self.mfu is not None and not (0 < self.mfu):
             raise UsageError(f"calibration point mfu must be positive, got {self.mfu!r}")
+
+
+@dataclass(frozen=True)
+class DeviceFactors:
+    """The step-time model's device figures fitted to the measured step times (``flopscalc.perf.calibrate``).
+
+    ``gemm_flop_per_s`` GEMM rate reached (FLOP/s; on a CPU, which has no datasheet peak, this IS the peak);
+    ``memory_bytes_per_s`` bandwidth memory-bound kernels reach (bytes/s); ``kernel_min_s`` shortest time of one
+    operator (s); ``attention_fraction`` fused attention rate over the GEMM rate; ``precision`` the matmul
+    precision fitted ('fp32', 'bf16', ...); ``n_points`` setups fitted; ``rms_rel_error``/``max_rel_error``
+    the fit's residuals (predicted / measured - 1, fractions); ``datasheet_*`` the device's datasheet figures
+    (None on a CPU); ``timing`` which measured seconds were fitted.
+    """
+
+    gemm_flop_per_s: float
+    memory_bytes_per_s: float
+    kernel_min_s: float
+    attention_fraction: float
+    precision: str
+    n_points: int
+    rms_rel_error: float
+    max_rel_error: float
+    datasheet_peak_flop_per_s: float | None = None
+    datasheet_bandwidth_bytes_per_s: float | None = None
+    timing: str = "wall"  # what was fitted: "wall" seconds per step, or "process CPU" seconds (CPU devices)
+
+    def __post_init__(self) -> None:
+        for name in ("gemm_flop_per_s", "memory_bytes_per_s", "kernel_min_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise UsageError(f"device factor {name} must be a positive number, got {v!r}")
+        if not (isinstance(self.attention_fraction, (int, float)) and 0 < self.attention_fraction <= 1):
+            raise UsageError(f"device factor attention_fraction must be in (0, 1], got {self.attention_fraction!r}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +131,11 @@ class CalibrationProfile:
     created: str
     points: tuple[CalibrationPoint, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    device_factors: DeviceFactors | None = None  # fitted by 'calibrate'; None from 'bench' and version 1 files
+    n_cpu_threads: int | None = None  # torch intra-op threads while timing
+    load_avg_1min_start: float | None = None  # the machine's 1-minute load average when timing began
+    n_cores: int | None = None  # logical cores of the machine (the load above is out of these)
+    host_memory_bytes: float | None = None  # the host's physical memory (what a CPU device holds)
 
     def __post_init__(self) -> None:
         if not self.points:
@@ -153,8 +203,8 @@ def _point_from_dict(d: dict, where: str) -> CalibrationPoint:
     if not isinstance(d, dict):
         raise UsageError(f"{where}: each point must be an object")
     names = {f.name for f in fields(CalibrationPoint)}
-    missing = sorted(n for n in names - set(d) if n not in ("peak_memory_bytes", "predicted_memory_bytes",
-                                                              "n_timed_steps"))
+    optional = {f.name for f in fields(CalibrationPoint) if f.default is not MISSING}
+    missing = sorted(n for n in names - set(d) if n not in optional)
     if missing:
         raise UsageError(f"{where}: missing {', '.join(missing)}")
     model = d["model"]
@@ -164,7 +214,23 @@ def _point_from_dict(d: dict, where: str) -> CalibrationPoint:
     unknown = sorted(set(model) - model_names)
     if unknown:
         raise UsageError(f"{where}: unknown model field(s) {', '.join(unknown)}")
-    return CalibrationPoint(**{**{k: d[k] for k in names if k in d}, "model": ModelConfig(**model)})
+    values = {k: d[k] for k in names if k in d}
+    for name in ("round_step_times_s", "round_cpu_times_s"):
+        if name in values:
+            values[name] = tuple(float(t) for t in values[name])
+    return CalibrationPoint(**{**values, "model": ModelConfig(**model)})
+
+
+def _factors_from_dict(d, where: str) -> DeviceFactors | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise UsageError(f"{where}: device_factors must be an object")
+    names = {f.name for f in fields(DeviceFactors)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UsageError(f"{where}: unknown device factor(s) {', '.join(unknown)}")
+    return DeviceFactors(**d)
 
 
 def profile_from_dict(data: dict, where: str = "calibration profile") -> CalibrationProfile:
@@ -184,6 +250,9 @@ def profile_from_dict(data: dict, where: str = "calibration profile") -> Calibra
             torch_version=str(data["torch_version"]), created=str(data["created"]),
             points=tuple(_point_from_dict(p, f"{where}, point {i}") for i, p in enumerate(points)),
             notes=tuple(str(n) for n in data.get("notes", ())),
+            device_factors=_factors_from_dict(data.get("device_factors"), where),
+            n_cpu_threads=data.get("n_cpu_threads"), load_avg_1min_start=data.get("load_avg_1min_start"),
+            n_cores=data.get("n_cores"), host_memory_bytes=data.get("host_memory_bytes"),
         )
     except KeyError as e:
         raise UsageError(f"{where}: missing field {e.args[0]!r}") from None

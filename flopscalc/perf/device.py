@@ -61,6 +61,8 @@ class DevicePerf:
     flash_bwd_fraction: float  # fused attention backward over the dense peak ([2])
     kernel_min_s: float  # floor of one kernel's time ([4])
     source: str  # where the per-GPU figures come from
+    # cuBLAS-style output tiles and waves (gemm.py); False on a CPU, whose BLAS blocks by cache (perf/calibrate.py)
+    tile_quantization: bool = True
 
     def __post_init__(self) -> None:
         for name in ("gemm_peak_fraction", "mem_bandwidth_fraction", "flash_fwd_fraction", "flash_bwd_fraction"):

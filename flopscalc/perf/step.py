@@ -137,7 +137,8 @@ def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: fl
         eff = dev.flash_fwd_fraction if op.phase is not Phase.backward else dev.flash_bwd_fraction
     elif op.gemm_shape is not None:
         m, n, k, batch = op.gemm_shape
-        eff = dev.gemm_peak_fraction * gemm_efficiency(m, n, k, dev.n_sm, batch=batch)
+        eff = dev.gemm_peak_fraction * (gemm_efficiency(m, n, k, dev.n_sm, batch=batch) if dev.tile_quantization
+                                         else 1.0)
     else:
         eff = 1.0  # no arithmetic worth pricing: memory-bound
     compute_s = op.flops / (peak * eff)

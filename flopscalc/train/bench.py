@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -129,36 +131,60 @@ def free_device_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def measure(setup: BenchSetup, peak_flop_per_s: float | None, dist: DistInfo | None = None) -> CalibrationPoint:
-    """Time ``setup``; ``peak_flop_per_s`` is one device's dense peak for the precision used (or None)."""
+def _warm_trainer(setup: BenchSetup, info: DistInfo, rounds: int = 1) -> Trainer:
+    """A trainer for ``setup`` with its warm-up steps run (tokens for ``rounds`` x the timed steps)."""
     cfg = setup.train_config()
-    info = dist or DistInfo()
     if setup.compile:
         # start from a clean compiler cache: after an earlier setup, dynamo would recompile GPT.forward with a
         # symbolic (dynamic) batch size, a different graph from the static one `flopscalc train` compiles
         torch._dynamo.reset()
-    n_steps = setup.warmup_steps + setup.timed_steps
+    n_steps = setup.warmup_steps + rounds * setup.timed_steps
     tokens = synthetic_tokens(n_steps * cfg.tokens_per_micro_batch * cfg.grad_accum * info.world_size + 1,
                               setup.model.vocab_size, setup.seed)
     trainer = Trainer(cfg, tokens, None, dist=info)
-    device = trainer.device
     for _ in range(setup.warmup_steps):
         trainer.train_step()
     trainer.synchronize()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for _ in range(setup.timed_steps):
+    if trainer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(trainer.device)
+    return trainer
+
+
+def _time_steps(trainer: Trainer, n_steps: int) -> tuple[float, float]:
+    """Mean (wall, process CPU) seconds per optimizer step over ``n_steps`` steps run back to back between two
+    synchronisations. The CPU time counts only while this process runs, so on a CPU device it leaves out the
+    time other processes of a shared machine held the core (on a GPU it is the host's time and means little)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(n_steps):
         loss, _ = trainer.train_step()
     trainer.synchronize()
-    elapsed_s = time.perf_counter() - t0
+    elapsed_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     if not torch.isfinite(loss):
         raise UsageError("the benchmark's loss is not finite; try --precision fp32")
-    step_time_s = elapsed_s / setup.timed_steps
+    return elapsed_s / n_steps, cpu_s / n_steps
+
+
+def measure(setup: BenchSetup, peak_flop_per_s: float | None, dist: DistInfo | None = None) -> CalibrationPoint:
+    """Time ``setup``; ``peak_flop_per_s`` is one device's dense peak for the precision used (or None)."""
+    info = dist or DistInfo()
+    trainer = _warm_trainer(setup, info)
+    return _point(setup, trainer, (_time_steps(trainer, setup.timed_steps),), peak_flop_per_s, info)
+
+
+def _point(setup: BenchSetup, trainer: Trainer, rounds: tuple[tuple[float, float], ...],
+           peak_flop_per_s: float | None, info: DistInfo, own_memory: bool = True) -> CalibrationPoint:
+    """The measured point of ``setup``: the median of the rounds' (wall, CPU) step times, and what follows."""
+    cfg = setup.train_config()
+    device = trainer.device
+    round_s = tuple(w for w, _ in rounds)
+    step_time_s = statistics.median(round_s)
+    on_cpu = device.type == "cpu"
+    cpu_rounds = tuple(c for _, c in rounds) if on_cpu and len(rounds) > 1 else ()
     tokens_per_s = cfg.tokens_per_micro_batch * cfg.grad_accum * info.world_size / step_time_s
     achieved = tokens_per_s * trainer.model_flops_per_token  # PaLM App. B: model FLOPs per second
     mfu = achieved / (peak_flop_per_s * info.world_size) if peak_flop_per_s else None  # PaLM App. B
-    peak_mem = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+    # the allocator's peak is this setup's only when no other trainer was alive (not so when interleaved)
+    peak_mem = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" and own_memory else None
     return CalibrationPoint(
         model=setup.model, n_params=count_params(setup.model).total, micro_batch=setup.micro_batch,
         seq_len=setup.seq_len, grad_accum=setup.grad_accum, n_devices=info.world_size,
@@ -166,8 +192,30 @@ def measure(setup: BenchSetup, peak_flop_per_s: float | None, dist: DistInfo | N
         tokens_per_s=tokens_per_s, model_flops_per_token=trainer.model_flops_per_token,
         achieved_flop_per_s=achieved, peak_flop_per_s=peak_flop_per_s, mfu=mfu, peak_memory_bytes=peak_mem,
         predicted_memory_bytes=predicted_peak_bytes(cfg, trainer.precision, device, info.world_size),
-        n_timed_steps=setup.timed_steps,
+        n_timed_steps=setup.timed_steps * len(round_s), round_step_times_s=round_s if len(round_s) > 1 else (),
+        cpu_step_time_s=statistics.median(c for _, c in rounds) if on_cpu else None, round_cpu_times_s=cpu_rounds,
+        attention=setup.attention, recompute=setup.recompute,
     )
+
+
+def measure_interleaved(setups: list[BenchSetup], peak_flop_per_s: float | None, rounds: int,
+                        dist: DistInfo | None = None) -> list[CalibrationPoint]:
+    """Time every setup in ``rounds`` interleaved rounds (each round times each setup once) and keep the medians.
+
+    On a shared machine the load drifts over minutes; interleaving spreads that drift over every setup instead
+    of charging it to whichever ran during a busy spell, and the median drops the rounds a burst hit. All
+    trainers stay alive between rounds (meant for the small models a calibration sweep times).
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise UsageError(f"--rounds must be a positive integer, got {rounds!r}")
+    info = dist or DistInfo()
+    trainers = [_warm_trainer(s, info, rounds) for s in setups]
+    times: list[list[tuple[float, float]]] = [[] for _ in setups]
+    for _ in range(rounds):
+        for i, (s, t) in enumerate(zip(setups, trainers)):
+            times[i].append(_time_steps(t, s.timed_steps))
+    return [_point(s, t, tuple(ts), peak_flop_per_s, info, own_memory=len(setups) == 1)
+            for s, t, ts in zip(setups, trainers, times)]
 
 
 def resolve_peak(device_request: str, precision_request: str, gpu: str | None, peak_tflops: float | None,
@@ -197,12 +245,15 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
 
 
 def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tflops: float | None = None,
-                   extra_csv=(), on_point=None, n_threads: int | None = None) -> CalibrationProfile:
+                   extra_csv=(), on_point=None, n_threads: int | None = None,
+                   rounds: int | None = None) -> CalibrationProfile:
     """Measure every setup on this machine's device and gather them in one profile.
 
     ``n_threads``: torch's intra-op threads while timing (default on a CPU: ``config.DEFAULT_CPU_THREADS``; on a
     GPU torch's own default). The count torch used, and whether the machine was oversubscribed (load average
-    above its cores) at the start, go into the profile's notes; torch's previous setting is restored after.
+    above its cores) at the start, go into the profile's notes and fields; torch's previous setting is restored
+    after. ``rounds``: time the setups in that many interleaved rounds and keep the medians
+    (`measure_interleaved`); None times each setup once, in turn, skipping those that run out of memory.
     """
     if not setups:
         raise UsageError("nothing to benchmark: give at least one micro-batch, sequence length and model")
@@ -213,10 +264,16 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     device, spec, peak, notes = resolve_peak(setups[0].device, setups[0].precision, gpu, peak_tflops, extra_csv)
     threads = choose_threads(n_threads, device.type)
     before = torch.get_num_threads()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if threads is not None:
         torch.set_num_threads(threads.n_threads)
     try:
-        points = _measure_all(setups, device, peak, notes, on_point)
+        if rounds is None:
+            points = _measure_all(setups, device, peak, notes, on_point)
+        else:
+            points = measure_interleaved(setups, peak, rounds)
+            notes.append(f"{rounds} interleaved rounds per setup; step time = median of the rounds"
+                         + ("; CPU time = process CPU seconds, median of the rounds" if device.type == "cpu" else ""))
         used = torch.get_num_threads()  # what the timed steps ran with
     finally:
         torch.set_num_threads(before)
@@ -227,8 +284,56 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     return CalibrationProfile(
         device_name=device_name(device), gpu_key=spec.key if spec else None, torch_version=torch.__version__,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), points=tuple(points),
-        notes=tuple(notes),
+        notes=tuple(notes), n_cpu_threads=used, load_avg_1min_start=load_start, n_cores=os.cpu_count(),
+        host_memory_bytes=_host_memory_bytes() if device.type == "cpu" else None,
     )
+
+
+def _host_memory_bytes() -> float | None:
+    """Physical memory of this machine (bytes; POSIX sysconf), None where the platform does not say."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+# The default sweep of 'flopscalc calibrate' on a CPU: GPT-2-style shapes of 0.2-1.1M parameters (vocabulary 2048,
+# so the blocks, not the embedding, hold most of them), micro-batches 2-8 and sequences 32-128, chosen so that
+# GEMMs, the attention core, memory-bound kernels and per-operator overhead each dominate some point, which
+# is what lets four factors be told apart. (layers, heads, width, micro-batch, sequence); about 10 s at 1 thread.
+CPU_SWEEP_VOCAB = 2048
+CPU_SWEEP = ((2, 2, 64, 2, 128), (2, 2, 64, 8, 128), (2, 4, 128, 2, 128), (2, 4, 128, 8, 64), (4, 4, 128, 4, 128),
+             (3, 2, 96, 4, 64), (2, 2, 64, 4, 32))
+DEFAULT_ROUNDS = 5
+
+
+def cpu_sweep(warmup_steps: int = 2, timed_steps: int = 2, vocab_size: int = CPU_SWEEP_VOCAB,
+              sweep=CPU_SWEEP) -> list[BenchSetup]:
+    """`CPU_SWEEP` as bench setups on the CPU (fp32, fused attention, no recomputation)."""
+    return [BenchSetup(model=ModelConfig(n_layer=L, n_head=H, n_embd=E, block_size=T, vocab_size=vocab_size,
+                                         name=f"{L}x{E}"),
+                       micro_batch=b, seq_len=T, device="cpu", precision="fp32", warmup_steps=warmup_steps,
+                       timed_steps=timed_steps) for L, H, E, b, T in sweep]
+
+
+def run_calibration(setups: list[BenchSetup], *, gpu: str | None = None, peak_tflops: float | None = None,
+                    extra_csv=(), n_threads: int | None = None, rounds: int = DEFAULT_ROUNDS) -> CalibrationProfile:
+    """Time ``setups`` interleaved (`run_benchmarks`) and fit the step-time model's device factors to them
+    (`flopscalc.perf.calibrate.fit_profile`): the profile then predicts any model on this device."""
+    from dataclasses import replace
+
+    from ..perf.calibrate import MIN_POINTS, fit_profile
+
+    if any(s.compile for s in setups):
+        raise UsageError("calibrate fits the model of eager PyTorch kernels: drop --compile (or use 'bench')")
+    profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=extra_csv, n_threads=n_threads,
+                             rounds=rounds)
+    if len(profile.points) < MIN_POINTS:  # the measurements still give the planner a measured MFU
+        note = (f"no device factors fitted: the step-time model's 4 factors need {MIN_POINTS} setups or more, "
+                f"{len(profile.points)} were timed ('step --calibration' needs them; 'plan' reads the measured MFU)")
+        return replace(profile, notes=(*profile.notes, note))
+    spec = get_gpu(profile.gpu_key, extra_csv) if profile.gpu_key else None
+    return fit_profile(profile, spec)
 
 
 def _measure_all(setups: list[BenchSetup], device: torch.device, peak, notes: list[str], on_point) -> list:
