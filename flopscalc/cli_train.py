@@ -238,6 +238,52 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
     emit(profile_table(profile), data, as_json)
 
 
+def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
+               config, rounds):
+    """`calibrate`: time the sweep interleaved (the built-in CPU sweep when no model is named), fit the step-time
+    model's device factors (`flopscalc.train.bench.run_calibration`), write the profile."""
+    if compile_mode is not CompileMode.off:
+        raise UsageError("calibrate fits the step-time model of eager PyTorch kernels: drop --compile "
+                         "(time compiled runs with 'bench')")
+    from .atomic import check_writable_file
+
+    check_writable_file(out, "calibration profile")  # before minutes of benchmarking, not after
+    require_torch()
+    from .calibration import save_profile
+    from .train.bench import BenchSetup, cpu_sweep, run_calibration
+    from .train.distributed import DistInfo, pick_device
+    from .train.render import profile_table
+
+    if not model and all(v is None for v in (n_layer, n_head, n_embd, config)):
+        if pick_device(device.value, DistInfo()).type != "cpu":
+            raise UsageError("the built-in calibration sweep is sized for a CPU; on a GPU name the models to time "
+                             "(--model, repeatable; 5 setups or more for a fit)")
+        fixed = [f"--{n.replace('_', '-')}" for n, v in (("block_size", block_size), ("vocab_size", vocab_size),
+                                                          ("micro_batch", micro_batch), ("seq", seq)) if v]
+        fixed += ["--grad-accum"] * (grad_accum != 1) + ["--recompute"] * (recompute is not Recompute.none)
+        fixed += ["--precision bf16"] * (precision is TrainPrecision.bf16)
+        if fixed:
+            raise UsageError(f"the built-in CPU sweep fixes its shapes and settings, so {', '.join(fixed)} would be "
+                             "ignored; name the models to time (--model, or --n-layer/--n-head/--n-embd) to set them")
+        setups = cpu_sweep(warmup_steps=warmup_steps, timed_steps=steps)
+    else:
+        cfgs = [_model(m, None, None, None, block_size, vocab_size) for m in (model or [])]
+        if any(v is not None for v in (n_layer, n_head, n_embd, config)):
+            cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config))
+        setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or c.block_size, grad_accum=grad_accum,
+                             precision=precision.value, device=device.value, recompute=recompute.value,
+                             warmup_steps=warmup_steps, timed_steps=steps)
+                  for c in cfgs for b in (micro_batch or [8]) for s in (seq or [None])]
+    for s in setups:
+        s.train_config()  # validate every setup before timing any
+    profile = run_calibration(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=tuple(gpu_csv or ()),
+                              n_threads=threads, rounds=rounds)
+    data = profile.to_dict()
+    data["written_to"] = str(save_profile(profile, out))
+    emit(profile_table(profile), data, as_json)
+
+
 # Options shared by `bench` and `calibrate` (the same sweep; calibrate must write a profile).
 SweepModelsOpt = Annotated[Optional[list[str]], typer.Option(help="Preset(s) to time; repeat to sweep model size.")]
 SweepMicroBatchOpt = Annotated[Optional[list[int]], typer.Option(
@@ -283,15 +329,20 @@ def register(app: typer.Typer) -> None:
         micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
         compile: CompileOpt = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
-        recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5, steps: TimedStepsOpt = 20,
+        recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5,
+        steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup in each round.")] = 4,
         gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
         threads: ThreadsOpt = None,
+        rounds: Annotated[int, typer.Option(
+            help="Interleaved timing rounds (each times every setup once); the median counts, as a shared "
+                 "machine's load drifts.")] = 5,
         as_json: JsonOpt = False,
     ) -> None:
-        """Benchmark a sweep and write a versioned calibration profile the planner reads."""
-        _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
-               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
-               config)
+        """Time a sweep (on a CPU by default 7 small shapes), fit the step-time model's device factors and write
+        the profile that 'step --calibration' and 'plan --calibration' read."""
+        _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
+                   precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json,
+                   threads, config, rounds)
 
     app.command("bench")(bench)
     app.command("calibrate")(calibrate)
