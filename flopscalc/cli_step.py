@@ -63,6 +63,9 @@ def step(
         help="Share of the priced kernel time a real loop sustains (0-1; default: the fitted 0.76; 1: unfitted).")
     ] = None,
     gpu_csv: GpuCsvOpt = None,
+    calibration: Annotated[str | None, typer.Option(
+        help="Profile from 'flopscalc calibrate' on this device: its fitted device factors replace the sourced "
+             "ones (with --gpu cpu: the CPU it was measured on).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted time of one optimizer step by operation class, tokens/s, MFU and HFU."""
@@ -74,9 +77,10 @@ def step(
     from .report_step import step_dict, step_report
     from .units import parse_count
 
-    if gpu.strip().lower() in CPU_NAMES:
-        raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; "
-                          "pick a GPU from 'flopscalc gpus', or time the CPU with 'flopscalc train'")
+    if gpu.strip().lower() in CPU_NAMES and calibration is None:
+        raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; pick a GPU "
+                          "from 'flopscalc gpus', or calibrate this CPU: 'flopscalc calibrate --out cpu.json', then "
+                          "--calibration cpu.json")
     cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
                         n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
                         arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
@@ -89,7 +93,14 @@ def step(
         from .errors import UsageError
 
         raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
-    est = estimate_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), options)
+    if calibration is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
+        from .calibration import load_profile
+        from .perf.calibrate import calibrated_step
+
+        device = None if gpu.strip().lower() in CPU_NAMES else get_gpu(gpu, gpu_csv or ())
+        est = calibrated_step(cfg, setup, load_profile(calibration), device, options)
+    else:
+        est = estimate_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), options)
     emit(step_report(est), step_dict(est), as_json)
 
 
