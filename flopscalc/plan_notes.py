@@ -8,6 +8,7 @@ import math
 from .assumption import Assumption
 from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
 from .hardware import GpuSpec, Precision
+from .model import count_params
 from .offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
 from .parallel import low_efficiency_warning
 from .plan_options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
@@ -54,7 +55,30 @@ def _tags(options, rec, alloc, law, ia=None) -> dict:
 
 
 def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
-                 stated: float) -> tuple[Assumption, ...]:
+                 stated: float, rec: PlanOption | None = None, family=None) -> tuple[Assumption, ...]:
+    return _general_assumptions(budget, law, mfu_source, seq_len, cap, stated) + _model_assumptions(rec, family, law)
+
+
+def _model_assumptions(rec: PlanOption | None, family, law) -> tuple[Assumption, ...]:
+    """The family shaped (when not GPT-2's) and, for a mixture of experts, which N the law is given."""
+    out = []
+    if family is not None and family.key != "gpt2":
+        out.append(Assumption("model family", f"{family.key}: shapes by its rule, and its presets",
+                              family.family.source))
+    if rec is not None and rec.model.is_moe:
+        pc = count_params(rec.model)
+        embeddings = law.n_counts_embeddings is not False
+        out.append(Assumption(
+            "scaling-law N (mixture of experts)",
+            f"active parameters{'' if embeddings else ', non-embedding'}: "
+            f"{format_count(pc.active if embeddings else pc.active_non_embedding)} of {format_count(pc.total)}",
+            "the parameters a token uses, which set its FLOPs (count_params .active / .active_non_embedding); "
+            f"{law.name} was fitted on dense models and is not validated for mixtures of experts"))
+    return tuple(out)
+
+
+def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
+                         stated: float) -> tuple[Assumption, ...]:
     gpu = budget.gpu
     return (
         Assumption("peak rate", f"{budget.precision.value}, dense",
@@ -128,6 +152,20 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         out.append(f"memory per GPU set to {memory_bytes / 2**30:.1f} GiB instead of the database's "
                    f"{budget.gpu.memory_bytes / 2**30:.1f} GiB")
     return out
+
+
+def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -> tuple[str, ...]:
+    """Sizes around the optimum the family's rule could not shape, and the MoE caveat on the law's N."""
+    out = []
+    if family is not None and skipped:
+        base = family.base
+        out.append(f"{len(skipped)} of the sizes around the optimum ({format_count(min(skipped))}-"
+                   f"{format_count(max(skipped))} parameters) were skipped: no {family.key}-shaped model that small "
+                   f"(vocabulary {base.vocab_size:,}, heads of {family.family.head_dim}); the plan weighs the others")
+    if rec.model.is_moe:
+        out.append(f"mixture of experts: the loss puts the active parameters ({format_count(_law_n(law, rec.model))}) "
+                   f"into {law.name}, a law fitted on dense models; it is not validated for MoE")
+    return tuple(out)
 
 
 def _calibration_warnings(calibration, gpu: GpuSpec, options, rec: PlanOption) -> tuple[str, ...]:

@@ -101,10 +101,14 @@ def target_tokens_per_step(n_params: float) -> int:
     return next(tokens for bound, tokens in GPT3_TOKENS_PER_STEP if n_params < bound)
 
 
-def nearest_preset(n_params: float) -> str | None:
-    """The GPT-2 preset closest in log(parameters), or None when none is within NEAREST_PRESET_FACTOR."""
-    name = min(PRESETS, key=lambda k: abs(math.log(_n_params(PRESETS[k]) / n_params)))
-    ratio = _n_params(PRESETS[name]) / n_params
+def nearest_preset(n_params: float, presets: dict[str, ModelConfig] | None = None) -> str | None:
+    """The preset of ``presets`` (default: GPT-2's) closest in log(parameters), or None when none is within
+    NEAREST_PRESET_FACTOR (or there are none)."""
+    presets = PRESETS if presets is None else presets
+    if not presets:
+        return None
+    name = min(presets, key=lambda k: abs(math.log(_n_params(presets[k]) / n_params)))
+    ratio = _n_params(presets[name]) / n_params
     return name if 1 / NEAREST_PRESET_FACTOR <= ratio <= NEAREST_PRESET_FACTOR else None
 
 

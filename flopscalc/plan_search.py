@@ -15,6 +15,7 @@ from .budget import DEFAULT_MFU, Candidate, ComputeBudget, candidate
 from .errors import DomainError
 from .hardware import GpuSpec
 from .model import PRESETS, ModelConfig, config_for_params, count_params
+from .plan_family import ShapeFamily, shape_family
 from .plan_options import (
     GROW_BATCH_KINDS,
     MAX_GPUS_SEARCHED,
@@ -48,9 +49,11 @@ class Binding:
 
 
 def _law_n(law, cfg: ModelConfig) -> int:
-    """The parameter count the law means: with embeddings unless the law says otherwise (Kaplan)."""
+    """The parameter count the law means: with embeddings unless the law says otherwise (Kaplan); of a mixture of
+    experts, the active ones (those a token uses: its FLOPs per token follow them), which dense-model laws were
+    never fitted on (the plan's assumptions say so)."""
     pc = count_params(cfg)
-    return pc.non_embedding if law.n_counts_embeddings is False else pc.total
+    return pc.active_non_embedding if law.n_counts_embeddings is False else pc.active
 
 
 def _loss(law, n_params: float, n_tokens: float, unique_tokens: float | None) -> tuple[float | None, float | None]:
@@ -79,22 +82,26 @@ def _tokens_for_loss(law, n_params: float, target: float, unique_tokens: float |
     return tokens_for_loss(law, n_params, target, unique_tokens)
 
 
-def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None) -> list[ModelConfig]:
+def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
+            family: ShapeFamily | None = None) -> tuple[list[ModelConfig], tuple[float, ...]]:
+    """The models the plan weighs, smallest first, and the sizes around ``n_opt`` the family's rule could not shape
+    (too small for its vocabulary and head width: `config_for_params` raises DomainError)."""
     if models is not None:
-        return [m if m.block_size >= seq_len else m.with_(block_size=seq_len) for m in models]
-    base = PRESETS["gpt2"].with_(block_size=max(1024, seq_len))
+        return [m if m.block_size >= seq_len else m.with_(block_size=seq_len) for m in models], ()
+    family = family or shape_family(None, seq_len)
     count = "non_embedding" if law.n_counts_embeddings is False else "total"
     shapes: dict[tuple, ModelConfig] = {}
+    skipped = []
     for k in OPTION_STEPS:
         try:
-            cfg = config_for_params(n_opt * 2 ** (k / 2), count=count, base=base)
-        except DomainError:  # too small to shape with a GPT-2 vocabulary
+            cfg = config_for_params(n_opt * 2 ** (k / 2), count=count, family=family.key, base=family.base)
+        except DomainError:  # too small to shape with the family's vocabulary and heads
+            skipped.append(n_opt * 2 ** (k / 2))
             continue
         shapes.setdefault((cfg.n_layer, cfg.n_head, cfg.n_embd), cfg.with_(name=""))
-    for cfg in PRESETS.values():
-        cfg = cfg if cfg.block_size >= seq_len else cfg.with_(block_size=seq_len)
+    for cfg in family.presets.values():
         shapes[(cfg.n_layer, cfg.n_head, cfg.n_embd)] = cfg
-    return sorted(shapes.values(), key=lambda c: count_params(c).total)
+    return sorted(shapes.values(), key=lambda c: count_params(c).total), tuple(skipped)
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ class _Context:
     n_tokens: float | None
     target_loss: float | None
     optimum_loss: float | None = None  # the law's loss at its optimum: the critical batch's when an option has none
+    presets: dict | None = None  # name -> ModelConfig: the presets named beside each option (None: GPT-2's)
 
 
 def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
@@ -142,7 +150,7 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
            else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
     chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff)
     if chosen is None:
-        return PlanOption(cfg, n, nearest_preset(n), None,
+        return PlanOption(cfg, n, nearest_preset(n, ctx.presets), None,
                           min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes),
                           None, 0.0, 0.0, None, None, ctx.dataset_tokens)
 
@@ -167,15 +175,15 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
     if ctx.kind == "target" and math.isinf(tokens):
         loss = None
-    return PlanOption(cfg, n, nearest_preset(n), chosen, None, speed, tokens, tokens / rate, loss, d_eff,
+    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), chosen, None, speed, tokens, tokens / rate, loss, d_eff,
                       ctx.dataset_tokens, growth)
 
 
 def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[Candidate, ...]:
-    """The GPT-2 presets with the setup, speed and tokens the options table gives them (evaluated here when the
-    plan did not weigh them, e.g. for a fixed model)."""
+    """The presets (GPT-2's unless the context names others) with the setup, speed and tokens the options table
+    gives them (evaluated here when the plan did not weigh them, e.g. for a fixed model)."""
     out = []
-    for name, cfg in PRESETS.items():
+    for name, cfg in (PRESETS if ctx.presets is None else ctx.presets).items():
         if ctx.seq_len > cfg.block_size:
             continue
         o = next((o for o in options if o.model.name == name), None) or _evaluate(cfg, ctx)

@@ -27,8 +27,9 @@ from .budget import (
 from .costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from .errors import DomainError, UsageError
 from .hardware import GpuSpec, Precision
-from .model import ModelConfig
-from .plan_notes import _assumptions, _calibration_warnings, _run_notes, _tags, _warnings
+from .model import ModelConfig, get_family
+from .plan_family import model_family, shape_family
+from .plan_notes import _assumptions, _calibration_warnings, _family_warnings, _run_notes, _tags, _warnings
 from .plan_options import PlanOption, check_positive
 from .plan_search import (
     Binding,
@@ -87,6 +88,7 @@ class Plan:
     inference_tokens: float | None = None  # tokens the model will serve over its life, when given
     inference_optimum: object = None  # scaling.inference.InferenceAllocation: the life-cycle optimum
     life_cycle: object = None  # scaling.inference.InferenceAllocation: the recommended run vs Chinchilla of its loss
+    family: str | None = "gpt2"  # the family shaped (or of the fixed model) whose presets the plan shows; None: none
 
     @property
     def params_vs_optimum(self) -> float | None:
@@ -166,6 +168,8 @@ def plan(
     explain: bool = True,
     calibration_any_device: bool = False,
     inference_tokens: float | None = None,
+    family: str | None = None,
+    arch: dict | None = None,
 ) -> Plan:
     """The best training run for a budget on ``n_gpus`` x ``gpu``, under memory, data and time limits.
 
@@ -216,6 +220,10 @@ def plan(
     inference_tokens : float, optional
         Tokens the model will serve over its life (count): the shapes centre on the model that minimises training
         plus inference FLOPs (Sardana et al. 2024) and the plan recommends the one nearest it that fits.
+    family : str, optional
+        The family whose shaping rule and presets give the candidates (`model.FAMILIES`; default GPT-2's).
+    arch : dict, optional
+        Architecture options for the shaped candidates, named as `model.with_architecture` names them.
     """
     from .scaling import (
         BUILTIN_LAWS,
@@ -240,6 +248,14 @@ def plan(
     objective = "target" if kind == "target" else ("fixed" if model is not None else "loss")
     if inference_tokens is not None:
         _check_inference(law, dataset_tokens, model, models)
+    fixed = model is not None or models is not None
+    if fixed and (family is not None or any(v is not None for v in (arch or {}).values())):
+        raise UsageError("--family and architecture options shape the models the plan tries, and --model, --config "
+                         "or --params fixes the model: drop --family, or give the options with the fixed model")
+    sf = None if fixed else shape_family(family, seq_len, arch)
+    fam_key = sf.key if sf is not None else (model_family(model) if model is not None else "gpt2")
+    presets = (sf.presets if sf is not None else get_family(fam_key).preset_configs() if fam_key is not None
+               else {})
     if objective == "target" and not isinstance(law.loss_form, ParametricLoss):
         raise DomainError(f"law {law.name!r} has no parametric loss E + A/N^alpha + B/D^beta to aim at a target "
                           "loss with; use --law besiroglu2024 or --law chinchilla")
@@ -280,9 +296,9 @@ def plan(
             ia = (inference_optimal_for_loss(law, target_loss, inference_tokens) if kind == "target" else
                   inference_optimal_for_training_budget(law, c_model, inference_tokens))
         centre = alloc.n_params if ia is None else ia.n_params
-        shapes = [model] if model is not None else _shapes(law, centre, seq_len, models)
+        shapes, skipped = ([model], ()) if model is not None else _shapes(law, centre, seq_len, models, sf)
         ctx = _Context(law, gpu, budget, kind, c_model, seq_len, mfu, calibration, dataset_tokens, max_wall_clock_s,
-                       memory_bytes, n_tokens, target_loss, alloc.loss)
+                       memory_bytes, n_tokens, target_loss, alloc.loss, presets)
         options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
         rec = _recommend(options, ctx, alloc, ia)
         if kind not in ("time", "money"):
@@ -328,13 +344,14 @@ def plan(
     cap = memory_bytes or gpu.memory_bytes
     hp, over, life, warmup = _run_notes(rec, law, seq_len, n_gpus, inference_tokens)
     extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
-    return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap, stated_mfu), law, alloc, options,
-                rec, loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
+    extra += _family_warnings(sf, skipped, rec, law)
+    return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap, stated_mfu, rec, sf), law, alloc,
+                options, rec, loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
                 tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law)) + extra
                 + _calibration_warnings(calibration, gpu, options, rec), objective, target_loss, binding,
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated_mfu, hyperparameters=hp,
                 overtraining=over, inference_tokens=inference_tokens, inference_optimum=ia, life_cycle=life,
-                warmup_steps=warmup)
+                warmup_steps=warmup, family=fam_key)
 
 
 def _check_inference(law, dataset_tokens, model, models) -> None:

@@ -11,6 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .hardware import PRECISION_HELP
+from .model import count_params
+from .plan_family import FAMILY_LABELS
 from .plan_options import NEAREST_PRESET_FACTOR, PlanOption
 from .planner import Plan
 from .report import assumptions_table, model_dict
@@ -47,7 +49,10 @@ def _setup_short(o: PlanOption) -> str:
 
 def option_dict(o: PlanOption) -> dict:
     d = {
-        "model": model_dict(o.model), "n_params": o.n_params, "nearest_preset": o.nearest_preset, "fits": o.fits,
+        "model": {**model_dict(o.model), "mlp": o.model.mlp.value, "norm": o.model.norm.value,
+                  "position": o.model.pos.value, "head_dim": o.model.head_dim, "n_expert": o.model.n_expert,
+                  "top_k": o.model.top_k},
+        "n_params": o.n_params, "nearest_preset": o.nearest_preset, "fits": o.fits,
         "min_gpus": o.min_gpus, "n_tokens": o.n_tokens, "tokens_per_param": o.tokens_per_param,
         "epochs": o.epochs, "effective_tokens": o.effective_tokens, "loss": o.loss, "train_time_s": o.train_time_s,
         "model_flops": o.model_flops, "n_steps": o.n_steps, "useful_tokens": o.useful_tokens,
@@ -97,7 +102,7 @@ def plan_dict(p: Plan) -> dict:
         "compute_optimal": {"c_flops": a.c_flops, "n_params": a.n_params, "n_tokens": a.n_tokens,
                             "tokens_per_param": a.tokens_per_param, "loss": a.loss, "method": a.method,
                             "above_uniform_guess": a.above_uniform, "warnings": list(a.warnings)},
-        "objective": p.objective, "target_loss": p.target_loss,
+        "objective": p.objective, "target_loss": p.target_loss, "family": p.family,
         "recommended": option_dict(p.recommended),
         "loss_by_law": p.loss_by_law,
         "loss_interval": list(p.loss_interval) if p.loss_interval else None,
@@ -217,12 +222,17 @@ def plan_report(p: Plan) -> Group:
 
     rec = _kv_table("Recommended run")
     m = r.model
+    block = "" if m.is_gpt2_block else f" ({m.family})"  # GQA, SwiGLU, ..., MoE: the block the count is of
+    active = count_params(m).active if m.is_moe else None
     rec.add_row("model", format_count(r.n_params) + " params",
-                f"{m.n_layer} layers x {m.n_embd} wide, {m.n_head} heads of {m.head_dim}; "
+                f"{m.n_layer} layers x {m.n_embd} wide, {m.n_head} heads of {m.head_dim}{block}; "
+                + (f"{format_count(active)} active; " if active is not None else "")
                 + (f"nearest preset {r.nearest_preset}" if r.nearest_preset else
                    f"no preset within {NEAREST_PRESET_FACTOR:g}x its size"))
     rec.add_row("tokens", format_count(r.n_tokens),
-                f"{r.tokens_per_param:.1f} per parameter" + ("" if r.epochs is None else f", {r.epochs:.2f} epochs"))
+                f"{r.tokens_per_param:.1f} per parameter"
+                + ("" if active is None else f", {r.n_tokens / active:.1f} per active parameter")
+                + ("" if r.epochs is None else f", {r.epochs:.2f} epochs"))
     if r.loss is not None:
         others = ", ".join(f"{k} {v:.3f}" for k, v in p.loss_by_law.items() if k != p.law.name and v is not None)
         band = (f"; {p.loss_interval[0]:.3f}-{p.loss_interval[1]:.3f} over the law's interval on E"
@@ -278,7 +288,9 @@ def plan_report(p: Plan) -> Group:
                     f"loss {bd.loss_if_relaxed:.3f} ({bd.loss_if_relaxed - r.loss:+.3f})")
             binds.add_row(bd.constraint, "[bold]binds[/]" if bd.binds else "slack", f"{bd.relaxed}: {gain}")
 
-    opts = Table(title="Options around the optimum, and the GPT-2 presets (setup: micro-batch x accumulation, "
+    presets_label = FAMILY_LABELS.get(p.family, p.family)
+    with_presets = f", and the {presets_label} presets" if p.candidates else ""
+    opts = Table(title=f"Options around the optimum{with_presets} (setup: micro-batch x accumulation, "
                        "rc = recompute, 8bit = 8-bit Adam, z = ZeRO stage, off = optimizer offload)",
                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     show_time = p.budget_kind == "flops" or p.max_wall_clock_s is not None
@@ -299,8 +311,8 @@ def plan_report(p: Plan) -> Group:
             cells.append(format_duration(o.train_time_s) if o.fits else "-")
         opts.add_row(*(f"{mark}{x}{end}" for x in cells))
 
-    cands = Table(title="What the budget buys each GPT-2 preset, with the setup and speed of the options table "
-                        "(20 tokens/param = Chinchilla-optimal)",
+    cands = Table(title=f"What the budget buys each {presets_label} preset, with the setup and speed of the options "
+                        "table (20 tokens/param = Chinchilla-optimal)",
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     for col, just in [("model", "left"), ("params", "right"), ("tokens", "right"),
                       ("tok/param", "right"), (">=20", "center"), ("time at 20/p", "right"),
@@ -320,7 +332,7 @@ def plan_report(p: Plan) -> Group:
     notes = assumptions_table(p.assumptions)
     parts = [head, Text(), budget, Text(), rec, Text()] + [x for t in (hp, life, binds) if t is not None
                                                            for x in (t, Text())] + [opts]
-    if p.budget_kind not in ("tokens", "target"):
+    if p.budget_kind not in ("tokens", "target") and p.candidates:
         parts.append(cands)
     if p.warnings:
         parts += [Text("Warnings", style="bold yellow")] + [Text(f"- {w}", style="yellow") for w in p.warnings]
