@@ -94,3 +94,72 @@ def test_quantized_weights_are_every_block_linear_and_nothing_else():
     nf4, _ = quantized_bytes(cfg, Quant.nf4)
     int8, _ = quantized_bytes(cfg, Quant.int8)
     assert 4 * n / 8 < nf4 < int8 < 2 * n  # 4 bits + constants < 8 bits + row scales < bf16
+
+
+def test_qlora_model_on_cpu_equals_the_estimate(bnb):
+    """A small Llama-style model with every block linear swapped for bitsandbytes' Linear4bit (NF4, double
+    quantization; what transformers' ``replace_with_bnb_linear`` does, LM head kept), wrapped by peft, run in fp32 on
+    CPU: trainable parameters, the stored 4-bit weights and constants, and the saved activations equal the estimate
+    (the 4-bit matmul saves no activation: bitsandbytes ``MatMul4Bit`` keeps only the packed weight)."""
+    import json
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    from flopscalc.finetune.activations import lora_activation_bytes
+    from flopscalc.hf_config import config_from_hf
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "data/configs/llama-3.1-8b.json").read_text())
+    data.update({"num_hidden_layers": 3, "hidden_size": 64, "num_attention_heads": 8, "intermediate_size": 128,
+                 "vocab_size": 97, "num_key_value_heads": 2, "pad_token_id": None, "bos_token_id": None,
+                 "eos_token_id": None})
+    hf_cfg = transformers.AutoConfig.for_model(**data)
+    hf_cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32)
+
+    def swap(module):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.Linear):
+                q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                      compute_dtype=torch.float32, compress_statistics=True, quant_type="nf4")
+                q.weight = bnb.nn.Params4bit(child.weight.data.clone(), requires_grad=False,
+                                             compress_statistics=True, quant_type="nf4")
+                setattr(module, name, q.to("cpu"))  # moving to a device quantizes
+            else:
+                swap(child)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        swap(model.model)  # the blocks only: lm_head stays as it is
+        model = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0))
+    model.train()
+    cfg = config_from_hf(data)
+    setup = FinetuneSetup(method="qlora", rank=4, micro_batch=2, seq_len=32, compute="fp32", device="cpu",
+                          recompute="none")
+    mem = finetune_memory(cfg, setup)
+    assert mem.n_trainable == model.get_nb_trainable_parameters()[0]
+    states = [m.weight.quant_state for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(states) == 7 * cfg.n_layer
+    constants = [t for s in states for t in (s.absmax, s.code, s.offset, s.state2.absmax, s.state2.code)]
+    comps = mem.component_bytes()
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    assert storage_bytes(*frozen) == comps["base_weights"]  # 4-bit data + fp32 embedding, norms, LM head
+    assert storage_bytes(*constants) == comps["quant_constants"]
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in params:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    idx = torch.randint(0, 97, (2, 32), generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        warnings.simplefilter("ignore")
+        out = model(input_ids=idx, labels=idx)
+    out.loss.backward()
+    assert lora_activation_bytes(cfg, setup).total == sum(saved.values())

@@ -135,8 +135,6 @@ class FinetuneSetup:
             raise UsageError(f"fine-tuning optimizer {self.optimizer.value!r} is not modelled; use adamw or adamw8bit")
         if self.recompute is Recompute.selective:
             raise UsageError("fine-tuning models recompute none or full (transformers' gradient checkpointing)")
-        if self.method is Method.qlora and self.compute is Compute.fp32:
-            raise UsageError("QLoRA computes in 16 bit; use --method lora to model an fp32 run")
         if self.bf16_adapters and (self.compute is Compute.fp32 or self.method is Method.full):
             raise UsageError("bf16 adapters need --method lora or qlora in bf16; drop --bf16-adapters")
 
@@ -238,7 +236,8 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     logits, transient = logits_buffer_bytes(cfg, train, setup.seq_len)  # logits + loss-backward transients
     dequant = 0.0
     if setup.method is Method.qlora:
-        dequant = HALF_BYTES * max(i * o for i, o in linear_shapes(cfg).values())  # one bf16 weight at a time
+        elem = HALF_BYTES if bf16 else FP32_BYTES  # dequantized to the compute dtype (bnb ``compute_dtype``)
+        dequant = elem * max(i * o for i, o in linear_shapes(cfg).values())  # one layer's weight at a time
     alloc = (base_b + (quant_b - quant_data_b) + adapter_b + casts + grads + opt + acts.total + logits + transient
              + dequant)
     comps = (
