@@ -166,3 +166,24 @@ def test_the_text_report_names_the_family_its_presets_and_the_block(capsys, monk
     assert code == 0, err
     assert "12.9B active;" in out  # Jiang et al. 2024 sec. 2.1: "13B active parameters"
     assert "preset" not in out.split("Options around the optimum")[1].split("\n")[0]  # no family's presets
+
+
+def test_architecture_options_change_the_shaped_family_and_its_presets(capsys):
+    p = cli_json(capsys, "plan", "--family", "llama", "--vocab", "32000", *H100_8_30D)
+    assert {o["model"]["vocab_size"] for o in p["options"]} == {32000}
+    assert {c["model"] for c in p["candidates"]} == {f"{n} (vocab=32000)" for n in LLAMA_PRESETS}
+    for o in p["options"][:3]:
+        assert o["n_params"] == hf_llama_numel(o["model"])
+
+
+def test_config_with_an_override_plans_the_overridden_model(capsys):
+    # GPT-2 small's file with an untied head: transformers' GPT2LMHeadModel then holds its own 50257 x 768 head
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    gpt2 = str(ROOT / "data" / "configs" / "gpt2.json")
+    p = cli_json(capsys, "plan", "--config", gpt2, "--untie", "--gpu", "h100", "--days", "1")
+    with torch.device("meta"):
+        hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            **json.loads(Path(gpt2).read_text()) | {"tie_word_embeddings": False}))
+    assert p["recommended"]["n_params"] == sum(t.numel() for t in hf.parameters())
+    assert p["recommended"]["model"]["tie_embeddings"] is False
