@@ -114,7 +114,7 @@ def finetune_dict(p: FinetunePlan) -> dict:
     """The same numbers as `finetune_report`, in bytes, tokens, FLOPs and seconds."""
     s, mem = p.setup, p.memory
     return {
-        "model": cfg_name(p), "gpu": p.gpu.key, "capacity_bytes": p.gpu.memory_bytes, "usable_bytes": p.usable_bytes,
+        "model": p.model.name, "gpu": p.gpu.key, "capacity_bytes": p.gpu.memory_bytes, "usable_bytes": p.usable_bytes,
         "setup": {"method": s.method.value, "rank": s.rank, "targets": list(s.targets), "quant": s.quant.value,
                   "double_quant": s.double_quant, "micro_batch": s.micro_batch, "seq_len": s.seq_len,
                   "optimizer": s.optimizer.value, "paged": s.paged, "recompute": s.recompute.value,
@@ -137,6 +137,3 @@ def finetune_dict(p: FinetunePlan) -> dict:
         "assumptions": [{"name": a.name, "value": a.value, "source": a.source} for a in p.assumptions],
     }
 
-
-def cfg_name(p: FinetunePlan) -> str:
-    return p.model.name
