@@ -7,11 +7,8 @@ width for a target count. The planner calls ``config_for_params(n, family=..., c
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, replace
-
-import numpy as np
 
 from ..errors import DomainError, UsageError
 from .config import DEFAULT_HEAD_DIM, ModelConfig
@@ -155,12 +152,20 @@ def config_for_params(
         pc = count_params(cfg)
         return pc.total if count == "total" else pc.non_embedding
 
-    # counts of every (layers, heads) shape: affine in n_layer, so two depths per width give them all
-    c1, c2 = _width_counts(base, head_dim, count, fam.key)
+    import numpy as np  # here, not at import: `flopscalc models`, `gpus` and `--help` never shape a model
+
+    # counts of every (layers, heads) shape: affine in n_layer, so two depths per width give them all; only the
+    # head counts up to the first whose 1-layer count exceeds the target are needed (`_width_counts`)
+    c1, c2 = _width_counts(base, head_dim, count, fam.key, n_params)
     layers = np.arange(1, MAX_SHAPE_LAYERS + 1)
     grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]  # [layers, heads], increasing along heads
     # per depth, the widths just below and above the target (as a bisection over widths would find)
-    below = np.array([np.searchsorted(row, n_params, side="right") for row in grid])  # widths with count <= N
+    if np.all(np.diff(grid, axis=1) >= 0):  # sorted rows (every real block): the bisection is a count
+        below = np.count_nonzero(grid <= n_params, axis=1)  # widths with count <= N
+    else:  # pragma: no cover - a count that falls with width: bisect the full rows as the rule always has
+        c1, c2 = _width_counts(base, head_dim, count, fam.key, math.inf)
+        grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]
+        below = np.array([np.searchsorted(row, n_params, side="right") for row in grid])
     lo = np.clip(below, 1, MAX_SHAPE_HEADS - 1)  # 1-based head count
     best: tuple[tuple[float, float], tuple[int, int]] | None = None
     tol = math.log1p(SHAPE_PARAM_TOLERANCE)
@@ -187,12 +192,27 @@ def config_for_params(
     return replace(cfg, name=f"~{_short(count_params(cfg).total)}")
 
 
-@functools.lru_cache(maxsize=32)
-def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str = "gpt2") -> tuple[np.ndarray, np.ndarray]:
-    """Parameter counts at 1 and 2 layers for every head count step..MAX_SHAPE_HEADS x step (exact integers)."""
+# Parameter counts at 1 and 2 layers per (base, head width, count, family), for head counts 1, 2, ... as far as
+# any target so far needed; at most `_WIDTH_COUNTS_KEPT` bases are kept.
+_WIDTH_COUNTS: dict[tuple, tuple[list[int], list[int]]] = {}
+_WIDTH_COUNTS_KEPT = 32
+
+
+def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str, n_params: float) -> tuple:
+    """Parameter counts at 1 and 2 layers (float arrays of exact integers) for head counts step, 2 step, ..., up to
+    at least the first whose 1-layer count exceeds ``n_params`` (and at least two; all MAX_SHAPE_HEADS when none
+    does): every wider shape has more parameters than the target at every depth, so bisecting a row of the
+    grid never goes past it, and the rule's answer is that of the full grid.
+    """
+    import numpy as np
+
     fam = FAMILIES[family]
-    one, two = [], []
-    for h in range(1, MAX_SHAPE_HEADS + 1):
+    key = (base, head_dim, count, family)
+    if key not in _WIDTH_COUNTS and len(_WIDTH_COUNTS) >= _WIDTH_COUNTS_KEPT:
+        del _WIDTH_COUNTS[next(iter(_WIDTH_COUNTS))]
+    one, two = _WIDTH_COUNTS.setdefault(key, ([], []))
+    while len(one) < MAX_SHAPE_HEADS and (len(one) < 2 or one[-1] <= n_params):
+        h = len(one) + 1
         for n_layer, out in ((1, one), (2, two)):
             pc = count_params(fam.shape(base, n_layer, h * fam.head_step, head_dim))
             out.append(pc.total if count == "total" else pc.non_embedding)
