@@ -1,0 +1,152 @@
+"""Start-up (issue 18, item 2): what each command imports and builds, and that the lazy command table is the app.
+
+`flopscalc.cli.COMMANDS` names each top-level command's module and its one-line help; the module is imported and
+the command's parser built only when the command runs. These tests hold the table to the modules' own
+registrations and docstrings, hold `--help` to what typer itself prints for the fully built app, and check in a
+fresh interpreter (sys.modules) which modules each kind of command pulls in. Timings live in
+benchmarks/bench_startup.py, not here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from flopscalc.cli import COMMANDS, app, run
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("numpy", "pandas", "scipy", "matplotlib", "torch")
+
+
+def _loaded_after(argv: list[str]) -> dict:
+    """Top-level packages and flopscalc modules in sys.modules after `flopscalc ARGV` in a fresh interpreter."""
+    code = (
+        "import json, sys\n"
+        "from flopscalc.cli import run\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = run({argv!r})\n"
+        "mods = sorted(sys.modules)\n"
+        "print(json.dumps({'code': code, 'top': sorted({m.split('.')[0] for m in mods}),\n"
+        "                  'flopscalc': [m for m in mods if m.startswith('flopscalc')],\n"
+        "                  'stdlib': sorted(sys.stdlib_module_names)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(out.stdout)
+
+
+def _typer_help_text(command) -> str:
+    """The first paragraph of a command's help, as typer's own group help shows it (rich_utils._make_command_help)."""
+    return inspect.cleandoc(command.short_help or command.help or "").split("\n\n")[0].replace("\n", " ").strip()
+
+
+def _eager_app() -> typer.Typer:
+    """The app built the way it was before the lazy table: every module registered up front on a plain group."""
+    from flopscalc.cli import HELP, HELP_OPTIONS, _main
+
+    eager = typer.Typer(name="flopscalc", help=HELP, no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False, context_settings=HELP_OPTIONS)
+    eager.callback()(_main)
+    for module in dict.fromkeys(module for module, _ in COMMANDS.values()):
+        importlib.import_module(module).register(eager)
+    return eager
+
+
+# ------------------------------------------------------------------------------------------ the command table
+
+
+def test_every_line_of_the_table_builds_its_command_with_that_help():
+    group = typer.main.get_command(app)
+    assert list(group.list_commands(None)) == list(COMMANDS)
+    for name, (_, help_line) in COMMANDS.items():
+        command = group.commands[name]
+        assert command.name == name
+        assert help_line == _typer_help_text(command), (
+            f"update COMMANDS[{name!r}] in flopscalc/cli.py to the command's own help: {_typer_help_text(command)!r}")
+
+
+def test_no_module_registers_a_command_the_table_does_not_list():
+    for module in dict.fromkeys(module for module, _ in COMMANDS.values()):
+        holder = typer.Typer()
+        importlib.import_module(module).register(holder)
+        registered = {c.name or typer.main.get_command_name(c.callback.__name__) for c in holder.registered_commands}
+        registered |= {g.name for g in holder.registered_groups}
+        assert registered, module
+        for name in registered:
+            assert COMMANDS.get(name, (None,))[0] == module, (module, name)
+
+
+def test_the_lazy_app_is_the_eager_app_command_by_command():
+    """Same tree, same parameters, same help for every command and subcommand as building everything up front."""
+    def tree(command, path=()):
+        yield path, [(p.name, tuple(p.opts), tuple(p.secondary_opts), p.required, repr(p.default))
+                     for p in command.params], command.help
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            yield from tree(sub, (*path, name))
+
+    lazy = {path: rest for path, *rest in tree(typer.main.get_command(app))}
+    eager = {path: rest for path, *rest in tree(typer.main.get_command(_eager_app()))}
+    assert lazy.keys() == eager.keys() and len(lazy) > len(COMMANDS)
+    for path, expected in eager.items():
+        assert lazy[path] == expected, path
+
+
+def test_top_level_help_is_what_typer_prints_for_the_fully_built_app(capsys, monkeypatch):
+    """The top-level help is drawn from the table without importing any command; typer's own renderer, given every
+    command built, must print the same text."""
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.delenv("TERMINAL_WIDTH", raising=False)
+    eager = typer.main.get_command(_eager_app())
+    eager.commands = {name: eager.commands[name] for name in COMMANDS}  # the table's order
+    for command in eager.commands.values():  # the table's one line each (typer would keep a hard line break)
+        command.short_help = _typer_help_text(command)
+    assert run(["--help"]) == 0
+    ours = capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # typer's standalone path: help, then exit 0
+        eager.main(["--help"], prog_name="flopscalc")
+    assert exit_.value.code == 0
+    typers = capsys.readouterr()
+    assert ours.err == typers.err == ""
+    assert "Commands" in ours.out and all(name in ours.out for name in COMMANDS)
+    assert ours.out == typers.out
+
+
+# ------------------------------------------------------------------------------ what each command imports
+
+
+def test_help_imports_only_the_standard_library_typer_and_rich():
+    loaded = _loaded_after(["--help"])
+    assert loaded["code"] == 0
+    outside = {m for m in loaded["top"] if m not in loaded["stdlib"]}
+    typer_and_its_requirements = {"typer", "rich", "shellingham", "annotated_doc"}  # typer's own `Requires-Dist`
+    interpreter = {"__main__", "_distutils_hack", "sitecustomize", "usercustomize"}
+    assert outside - interpreter == typer_and_its_requirements | {"flopscalc"}, outside
+    assert loaded["flopscalc"] == ["flopscalc", "flopscalc.cli", "flopscalc.errors"]
+
+
+@pytest.mark.parametrize("argv", [["models"], ["--version"]])
+def test_listing_commands_import_no_numerical_library(argv):
+    loaded = _loaded_after(argv)
+    assert loaded["code"] == 0
+    assert not set(HEAVY) & set(loaded["top"]), set(HEAVY) & set(loaded["top"])
+
+
+def test_gpus_imports_no_dataframe_plotting_or_torch_library():
+    loaded = _loaded_after(["gpus"])
+    assert loaded["code"] == 0
+    assert not {"pandas", "scipy", "matplotlib", "torch"} & set(loaded["top"])
+
+
+def test_plan_imports_and_builds_no_other_command():
+    loaded = _loaded_after(["plan", "--gpu", "4070ti", "--days", "365"])
+    assert loaded["code"] == 0
+    faces = [m for m in loaded["flopscalc"] if m.startswith("flopscalc.cli")]
+    assert faces == ["flopscalc.cli", "flopscalc.cli_common", "flopscalc.cli_plan"]
+    assert not {"pandas", "matplotlib", "torch"} & set(loaded["top"])
