@@ -193,3 +193,39 @@ def test_frozen_base_skips_weight_gradients_exactly(libs):
                                                                         recompute="none"))
     assert ours.hardware_flops_per_token * BATCH * SEQ == counter.get_total_flops()
     assert math.isclose(ours.backward, 2 * ours.base_forward)  # Kaplan et al. 2020 sec. 2.1
+
+
+@pytest.mark.parametrize("targets", TARGET_SETS, ids=str)
+def test_bf16_autocast_saves_the_activations_and_the_adapter_casts(libs, targets):
+    """A bf16 base with peft's fp32 adapters under (CPU) bf16 autocast: what autograd saves is the bf16 estimate's
+    activations (fp32 norm inputs, a bf16 copy of each adapter's input, bf16 intermediates) plus the bf16 casts of the
+    adapter weights that backward keeps (`saved_adapter_casts`), exactly."""
+    import torch
+
+    transformers, peft = libs
+    data = small("llama-3.1-8b")
+    hf_cfg = transformers.AutoConfig.for_model(**data)
+    hf_cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.bfloat16)
+    model = peft.get_peft_model(model, peft.LoraConfig(r=RANK, target_modules=targets, lora_dropout=0.0))
+    model.train()
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}  # autocast_adapter_dtype
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in params:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    idx = ids(data)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(input_ids=idx, labels=idx)
+    out.loss.backward()
+    names = targets if isinstance(targets, str) else [t.removesuffix("_proj") for t in targets]
+    setup = FinetuneSetup(method="lora", rank=RANK, targets=parse_targets(names), micro_batch=BATCH, seq_len=SEQ,
+                          device="cpu", recompute="none")
+    cfg = config_from_hf(data)
+    expected = lora_activation_bytes(cfg, setup).total + finetune_memory(cfg, setup).component_bytes()["weight_copies"]
+    assert expected == sum(saved.values())

@@ -59,6 +59,13 @@ def layer_flow(targets: tuple[str, ...], stream_in: bool, gated: bool = True) ->
     return LayerFlow(stream_in, q, k, v, attention, mid, gate, up, out)
 
 
+def inputs_needing_grad(flow: LayerFlow) -> dict[str, bool]:
+    """Whether each block linear's input needs a gradient (its input-gradient matmul runs, ``lora_A`` saves its
+    weight for it)."""
+    return {"q": flow.stream_in, "k": flow.stream_in, "v": flow.stream_in, "o": flow.attention,
+            "gate": flow.stream_mid, "up": flow.stream_mid, "down": flow.gate or flow.up}
+
+
 @dataclass(frozen=True)
 class LoraActivations:
     """Bytes saved for backward in one LoRA step, whole model, by component (bytes)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ..flops import FLOPS_PER_MAC, Recompute, forward_flops_per_token, training_flops_per_token
 from ..memory.settings import HALF_BYTES
 from ..model import ModelConfig
-from .activations import LayerFlow, layer_flow
+from .activations import LayerFlow, inputs_needing_grad, layer_flow
 from .adapters import Method, Quant, linear_shapes, quantized_bytes
 
 
@@ -50,8 +50,7 @@ class FinetuneFlops:
 def _linear_backward(cfg: ModelConfig, flow: LayerFlow, targets: tuple[str, ...], rank: int) -> float:
     """One block's backward matmul MACs per token, frozen linears and adapters (multiply-accumulates)."""
     shapes = linear_shapes(cfg)
-    needs_input = {"q": flow.stream_in, "k": flow.stream_in, "v": flow.stream_in, "o": flow.attention,
-                   "gate": flow.stream_mid, "up": flow.stream_mid, "down": flow.gate or flow.up}
+    needs_input = inputs_needing_grad(flow)
     macs = 0.0
     for name, (d_in, d_out) in shapes.items():
         if needs_input[name]:

@@ -8,7 +8,7 @@ modelled as ``peft`` + ``transformers`` run them:
   ``prepare_model_for_kbit_training`` does (the QLoRA recipe), casts the remaining 16-bit parameters (embedding,
   norms, LM head) to fp32;
 - adapters are fp32 (``get_peft_model(autocast_adapter_dtype=True)``, peft's default) and run in bf16 under
-  autocast, which caches a bf16 copy of each (a leaf that requires grad); their gradients and optimizer state
+  autocast, whose bf16 copies backward keeps (`saved_adapter_casts`); their gradients and optimizer state
   are fp32 (AdamW m and v: Rajbhandari et al. 2020, sec. 3.1; 8-bit AdamW: Dettmers et al. 2022b);
 - a frozen fp32 LM head under autocast is cast to bf16 each forward and the cast is saved for its input gradient;
 - bitsandbytes' 4-bit matmul saves no activation, dequantizes the weight to bf16 in the backward
@@ -44,7 +44,7 @@ from ..memory.settings import (
     Optimizer,
 )
 from ..model import ModelConfig, count_params
-from .activations import lora_activation_bytes
+from .activations import inputs_needing_grad, layer_flow, lora_activation_bytes
 from .adapters import (
     AdapterCount,
     Method,
@@ -183,6 +183,23 @@ def adapter_optimizer_bytes(cfg: ModelConfig, setup: FinetuneSetup) -> float:
     return total
 
 
+def saved_adapter_casts(cfg: ModelConfig, setup: FinetuneSetup) -> int:
+    """Adapter elements whose bf16 autocast copy is alive at the start of backward (count).
+
+    Autocast casts each fp32 adapter weight once per forward (its cache holds leaves that require grad) and drops
+    the cache when the forward leaves autocast; what stays is what backward saved: ``lora_B``'s weight always (for
+    the intermediate's gradient), ``lora_A``'s only where its input needs a gradient (not before the first adapter in
+    layer 0). With checkpointing the forward saves none of them and backward re-runs one layer at a time.
+    """
+    shapes = linear_shapes(cfg)
+    per_layer = sum(setup.rank * (shapes[t][0] + shapes[t][1]) for t in setup.targets)
+    if setup.recompute is Recompute.full:
+        return per_layer  # one layer re-run in backward
+    needs = inputs_needing_grad(layer_flow(setup.targets, False, cfg.mlp.n_matrices == 3))
+    skipped = sum(setup.rank * shapes[t][0] for t in setup.targets if not needs[t])  # layer 0's unsaved A weights
+    return cfg.n_layer * per_layer - skipped
+
+
 def _full(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     prec = MemoryPrecision.fp32 if setup.compute is Compute.fp32 else MemoryPrecision.bf16_mixed
     train = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len, precision=prec,
@@ -225,7 +242,7 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     adapter_b = adapter_elem * n_lora  # peft autocast_adapter_dtype=True keeps adapters fp32; qlora.py casts to bf16
     casts = 0.0
     if bf16 and not setup.bf16_adapters:
-        casts += HALF_BYTES * n_lora  # autocast caches a bf16 copy of each trainable fp32 leaf
+        casts += HALF_BYTES * saved_adapter_casts(cfg, setup)  # bf16 copies of fp32 adapters saved for backward
         if setup.method is Method.qlora:
             casts += HALF_BYTES * cfg.vocab_size * cfg.n_embd  # fp32 LM head cast to bf16, saved for dx
     grads = adapter_elem * n_lora  # only adapters get .grad, in their dtype
