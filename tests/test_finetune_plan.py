@@ -216,3 +216,12 @@ def test_bad_input_exits_2_with_one_line_through_the_cli(capsys):
                     "--method", "full", "--rank", "8"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "full fine-tuning" in err
+
+
+def test_mixture_of_experts_is_full_only_and_says_why():
+    cfg, g = get_preset("mixtral-8x7b"), get_gpu("4070ti")
+    with pytest.raises(UsageError, match="mixture of experts"):
+        finetune_memory(cfg, FinetuneSetup(method="lora"))
+    plan = plan_finetune(cfg, FinetuneSetup(method="full"), g, n_dataset_tokens=1e7)
+    # 46.7B parameters x 16 bytes of AMP states (~700 GiB) exceed any one GPU in the database; no LoRA fix either
+    assert not plan.fits and plan.fixes == () and plan.cheapest_method is None

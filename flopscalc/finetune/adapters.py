@@ -81,9 +81,9 @@ def check_lora_model(cfg: ModelConfig, targets: tuple[str, ...]) -> None:
         raise UsageError(f"{cfg.name} has GPT-2's fused c_attn / c_fc layers; LoRA targets are modelled for "
                          "Llama-style blocks (separate q/k/v/o and gate/up/down); try --config "
                          "data/configs/llama-3.1-8b.json")
-    if cfg.is_moe and {"gate", "up", "down"} & set(targets):
-        raise UsageError(f"{cfg.name} is a mixture of experts; LoRA on expert MLPs is not modelled; "
-                         "try --targets q,k,v,o")
+    if cfg.is_moe:
+        raise UsageError(f"{cfg.name} is a mixture of experts; LoRA and QLoRA are modelled for dense models (the "
+                         "expert layers' activations and FLOPs are not); try --method full or a dense model")
     if cfg.mlp.n_matrices == 2 and "gate" in targets:
         raise UsageError(f"{cfg.name} has a 2-matrix MLP with no gate projection; drop 'gate' from --targets")
     if cfg.parallel_block or cfg.qk_norm is not QkNorm.none:

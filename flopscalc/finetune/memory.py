@@ -127,10 +127,10 @@ class FinetuneSetup:
             except ValueError:
                 raise UsageError(f"{name} {getattr(self, name)!r} is not one of "
                                  f"{', '.join(e.value for e in enum)}") from None
-        for name in ("micro_batch", "seq_len", "rank"):
+        for name, option in (("micro_batch", "--micro-batch"), ("seq_len", "--seq"), ("rank", "--rank")):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise UsageError(f"{name.replace('_', '-')} must be a positive whole number, got {v!r}")
+                raise UsageError(f"{option} must be a positive whole number, got {v!r}; try {option} 1")
         if self.optimizer not in (Optimizer.adamw, Optimizer.adamw8bit):
             raise UsageError(f"fine-tuning optimizer {self.optimizer.value!r} is not modelled; use adamw or adamw8bit")
         if self.recompute is Recompute.selective:

@@ -98,7 +98,11 @@ def with_method(setup: FinetuneSetup, method: Method, **changes) -> FinetuneSetu
 
 
 def _fits(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> bool:
-    return finetune_memory(cfg, setup).required_bytes() <= usable
+    """Whether ``setup`` fits; a trial the model cannot describe (LoRA on a mixture of experts) is not a fix."""
+    try:
+        return finetune_memory(cfg, setup).required_bytes() <= usable
+    except UsageError:
+        return False
 
 
 def _largest(ok, upper: int) -> int:
@@ -155,6 +159,12 @@ def _describe(old: FinetuneSetup, new: FinetuneSetup) -> tuple[tuple[str, ...], 
         changes.append(f"rank {old.rank} -> {new.rank}")
         cost += CHANGE_COST["rank"]
     return tuple(changes), cost
+
+
+def cheapest_method(cfg: ModelConfig, setup: FinetuneSetup, usable_bytes: float) -> Method | None:
+    """The first of full, LoRA and QLoRA that fits ``usable_bytes`` at micro-batch 1 with the other settings of
+    ``setup`` (None when none does): what a planner names for a fine-tune."""
+    return next((m for m in METHOD_ORDER if _fits(cfg, with_method(setup, m, micro_batch=1), usable_bytes)), None)
 
 
 def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: float, limit: int = 5,
@@ -255,8 +265,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     if spill:
         notes.append(f"the paged optimizer keeps {spill / 2**30:.2f} GiB of optimizer state in CPU memory and pages "
                      "it over the host link each step")
-    cheapest = next((m for m in METHOD_ORDER
-                     if _fits(cfg, with_method(setup, m, micro_batch=1), usable)), None)
+    cheapest = cheapest_method(cfg, setup, usable)
     assumptions = (
         Assumption("time", f"FLOPs / ({precision.value} peak x {efficiency:.0%})",
                    "budget.DEFAULT_MFU (Llama 3 405B: 38-43% MFU, Dubey et al. 2024, Table 4); perf/ does not "
