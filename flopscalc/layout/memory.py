@@ -1,0 +1,184 @@
+"""Memory per GPU under a parallel layout: weights, gradients, optimizer state and activations.
+
+Parameters are split by TP x PP (routed experts also by EP) and their training state sharded by ZeRO over
+the data-parallel (x context-parallel) ranks; activations follow Korthikanti et al. [1] Table 2, generalised
+from GPT-3's block to grouped-query attention, gated MLPs and experts by counting the same saved tensors.
+The first pipeline stage holds the embedding and, under 1F1B, the activations of ``pp`` micro-batches
+([2] sec. 2.2.1); interleaving multiplies that by 1 + (p-1)/(p v) ([1] sec. 4.3); the last stage holds the LM
+head and the logits. The peak is the larger of the two.
+
+Per layer and micro-batch, in bytes at 16 bit, with s tokens per sequence on this GPU (s / cp), b, h, t:
+- replicated by TP: two norm inputs 4sbh, QKV input 2sbh, MLP input 2sbh, two dropout masks 2sbh = 10sbh
+  (divided by t under sequence parallelism);
+- split by TP: Q, K, V 2sb(d_attn + 2 d_kv) (GPT-3: 6sbh), projection input 2sb d_attn (2sbh), MLP: GELU
+  input and down input 2 x 2sbf (16sbh at f = 4h), gated: gate, up and product 3 x 2sbf; a mixture of experts
+  stores that for top_k x tokens rows and the router's fp32 probabilities;
+- attention core, split by TP: softmax output 2as^2b, dropout mask as^2b and output 2as^2b = 5as^2b
+  (FlashAttention: a fp32 logsumexp per head and token instead); selective recompute drops it;
+- full recompute keeps each layer's input, 2sbh (/t with SP) ([1] sec. 4, "2sbhL").
+GPT-3 shapes give [1] Table 2's rows exactly (tests/test_layout_memory.py).
+
+References
+----------
+[1] Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
+    arXiv:2205.05198, Table 2, eq. 1-4, sec. 4.1 (selective), 4.2.2 (sequence parallelism), 4.3 (pipelines).
+[2] Narayanan et al. 2021, arXiv:2104.04473, sec. 2.2.1 (1F1B: at most p micro-batches in flight).
+[3] Megatron-LM ``docs/source/api-guide/dist_optimizer.md``: bytes per parameter with bf16 parameters and fp32
+    gradients: 18 without, 6 + 12/d with the distributed optimizer (d data-parallel ranks).
+[4] Rajbhandari et al. 2020, "ZeRO", arXiv:1910.02054, sec. 5 (P_os, P_os+g, P_os+g+p).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..flops import Recompute
+from ..memory.settings import (
+    DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
+    DEFAULT_CUDA_CONTEXT_BYTES,
+    FP32_BYTES,
+    FSDP_UNSHARDED_UNITS,
+    HALF_BYTES,
+    MASK_BYTES,
+)
+from ..model import Mlp, ModelConfig, count_params
+from ..model.counts import mlp_unit_params
+from .spec import Layout
+
+# Training state per parameter under mixed precision with AdamW ([3]): a 16-bit weight, an fp32 gradient
+# (Megatron's main_grad), an fp32 master copy and two fp32 moments.
+WEIGHT_BYTES = HALF_BYTES
+GRAD_BYTES = FP32_BYTES
+ADAM_STATE_BYTES = 3 * FP32_BYTES  # master weight + m + v ([4] sec. 3.1: K = 12)
+
+
+@dataclass(frozen=True)
+class LayoutMemory:
+    """Peak memory of the busiest GPU (first or last pipeline stage), by component (bytes)."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float  # saved for backward, every micro-batch in flight
+    logits: float  # last stage: fp32 logits / log-probabilities of one micro-batch (vocabulary split by TP)
+    cuda_context: float
+    fragmentation: float
+    stage: str  # "first" or "last": which stage is the peak
+    n_params_per_gpu: float
+    n_in_flight: float  # micro-batches' activations held by the first stage
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, f.name) for f in fields(self) if f.name not in ("stage", "n_params_per_gpu",
+                                                                               "n_in_flight"))
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _state_bytes_per_param(zero_stage: int, shards: int) -> tuple[float, float, float]:
+    """(weight, gradient, optimizer) bytes per parameter of this GPU's slice, sharded over ``shards`` ranks."""
+    if zero_stage == 0:
+        return WEIGHT_BYTES, GRAD_BYTES, ADAM_STATE_BYTES  # [3] 18 bytes
+    if zero_stage == 1:
+        return WEIGHT_BYTES, GRAD_BYTES, ADAM_STATE_BYTES / shards  # [3] 6 + 12/d
+    if zero_stage == 2:
+        return WEIGHT_BYTES, GRAD_BYTES / shards, ADAM_STATE_BYTES / shards  # [4] P_os+g
+    return WEIGHT_BYTES / shards, GRAD_BYTES / shards, ADAM_STATE_BYTES / shards  # [4] P_os+g+p
+
+
+def stage_params(cfg: ModelConfig, layout: Layout) -> dict[str, tuple[float, float]]:
+    """Parameters on one GPU of the first and the last stage: {stage: (dense, routed experts)} (count).
+
+    Linear weights split by TP, routed experts by TP x EP, norms replicated; the token embedding (vocabulary-
+    parallel) and position table on the first stage, the LM head (a copy of a tied embedding when pp > 1,
+    Megatron's ``word_embeddings`` on the last stage) and final norm on the last.
+    """
+    pc = count_params(cfg)
+    L, t = cfg.n_layer, layout.tp
+    routed = 0
+    if cfg.is_moe:
+        ew, eb = mlp_unit_params(cfg, cfg.expert_inner)
+        routed = L * cfg.n_expert * (ew + eb)
+    norms = pc.layernorm - cfg.norm_params
+    per_layer_dense = ((pc.attention + pc.mlp - routed) / t + norms) / L
+    per_layer_experts = routed / (t * layout.ep) / L
+    layers = layout.layers_per_stage(L)
+    body = (per_layer_dense * layers, per_layer_experts * layers)
+    emb = pc.token_embedding / t + pc.position_embedding
+    head = (pc.lm_head or (pc.token_embedding if layout.pp > 1 else 0)) / t + cfg.norm_params
+    if layout.pp == 1:
+        return {"first": (body[0] + emb + head, body[1]), "last": (body[0] + emb + head, body[1])}
+    return {"first": (body[0] + emb, body[1]), "last": (body[0] + head, body[1])}
+
+
+def activation_bytes_per_layer(cfg: ModelConfig, seq_len: int, micro_batch: int, *, tp: int = 1, cp: int = 1,
+                               sequence_parallel: bool = False, recompute: Recompute = Recompute.none,
+                               flash: bool = False, dropout: bool = True) -> float:
+    """Bytes one layer saves for backward for one micro-batch on one GPU ([1] Table 2, generalised)."""
+    s, b, h = seq_len / cp, micro_batch, cfg.n_embd
+    sb = s * b
+    if recompute is Recompute.full:
+        return HALF_BYTES * sb * h / (tp if sequence_parallel else 1)  # [1] sec. 4: the layer input, 2sbh
+    masks = 2 * MASK_BYTES * h if dropout else 0
+    replicated = sb * (2 * HALF_BYTES * h + HALF_BYTES * h + HALF_BYTES * h + masks)  # [1] Table 2: 10sbh
+    qkv = HALF_BYTES * (cfg.d_attn + 2 * cfg.d_kv)  # [1] 4.1: Q, K (for QK^T) and V
+    proj = HALF_BYTES * cfg.d_attn
+    per_width = 3 * HALF_BYTES if cfg.mlp is not Mlp.gelu else 2 * HALF_BYTES  # gated: gate, up, product
+    if cfg.is_moe:
+        mlp = (cfg.top_k * per_width * cfg.expert_inner + FP32_BYTES * cfg.n_expert
+               + per_width * cfg.n_shared_expert * cfg.shared_expert_inner)
+    else:
+        mlp = per_width * cfg.n_inner  # [1] Table 2: 8sbh + 8sbh at f = 4h
+    split = sb * (qkv + proj + mlp)
+    if flash:
+        core = FP32_BYTES * cfg.n_head * sb  # logsumexp per head and query (Dao 2023, Alg. 1)
+    else:  # [1] 4.1: softmax 2as^2b, dropout mask as^2b, dropout output 2as^2b; keys over the whole sequence
+        per_score = HALF_BYTES + (MASK_BYTES + HALF_BYTES if dropout else 0)
+        core = per_score * cfg.n_head * sb * seq_len
+    if recompute is Recompute.selective:
+        core = 0.0  # [1] 4.1: the attention core is recomputed
+    return replicated / (tp if sequence_parallel else 1) + (split + core) / tp
+
+
+def in_flight_micro_batches(layout: Layout) -> float:
+    """Micro-batches whose activations the first stage holds: min(m, p) under 1F1B ([2] 2.2.1), times
+    1 + (p-1)/(p v) with v chunks per stage ([1] sec. 4.3)."""
+    p, v = layout.pp, layout.interleave
+    n = min(layout.n_micro, p)
+    return n * (1 + (p - 1) / (p * v)) if v > 1 else float(n)
+
+
+def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool = False, dropout: bool = True,
+                  cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
+                  fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
+    """Peak memory per GPU of ``cfg`` trained under ``layout`` (bytes, by component): the busier stage."""
+    dense_shards = layout.dp * layout.cp
+    expert_shards = max(1, dense_shards // layout.ep)
+    w_d, g_d, o_d = _state_bytes_per_param(layout.zero_stage, dense_shards)
+    w_e, g_e, o_e = _state_bytes_per_param(layout.zero_stage, expert_shards)
+    per_layer = activation_bytes_per_layer(cfg, seq_len, layout.micro_batch, tp=layout.tp, cp=layout.cp,
+                                           sequence_parallel=layout.sequence_parallel, recompute=layout.recompute,
+                                           flash=flash, dropout=dropout)
+    layers = layout.layers_per_stage(cfg.n_layer)
+    s_local = seq_len / layout.cp
+    in_flight = in_flight_micro_batches(layout)
+    best = None
+    for stage, (dense, experts) in stage_params(cfg, layout).items():
+        weights, grads, optim = dense * w_d + experts * w_e, dense * g_d + experts * g_e, dense * o_d + experts * o_e
+        if layout.zero_stage == 3:  # FSDP gathers whole units (a layer) ahead of use [4]
+            weights += FSDP_UNSHARDED_UNITS * WEIGHT_BYTES * (dense + experts) / layers
+        n = in_flight if stage == "first" else 1.0
+        acts = per_layer * layers * n
+        if stage == "first" and dropout:  # embedding dropout mask ([1] sec. 4.3), split by TP under SP
+            acts += n * MASK_BYTES * s_local * layout.micro_batch * cfg.n_embd / (
+                layout.tp if layout.sequence_parallel else 1)
+        logits = 0.0
+        if stage == "last" or layout.pp == 1:  # fp32 logits of one micro-batch, vocabulary split by TP
+            logits = FP32_BYTES * s_local * layout.micro_batch * cfg.vocab_size / layout.tp
+        base = weights + grads + optim + acts + logits
+        mem = LayoutMemory(weights, grads, optim, acts, logits, cuda_context_bytes, fragmentation_fraction * base,
+                           stage, dense + experts, n if stage == "first" else 1.0)
+        if best is None or mem.total > best.total:
+            best = mem
+    return best

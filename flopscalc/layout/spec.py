@@ -1,0 +1,166 @@
+"""A parallel layout: how one training step is split over GPUs, and which engine can run it.
+
+Ranks are ordered as Megatron-LM orders them (``megatron/core/parallel_state.py``, default order
+"tp-cp-ep-dp-pp"): tensor-parallel ranks are neighbours (inside a node), then context, then data (experts are
+sharded over the data x context ranks), pipeline stages outermost.
+
+References
+----------
+[1] Shoeybi et al. 2019, "Megatron-LM", arXiv:1909.08053, sec. 3 (tensor parallelism: heads and MLP columns).
+[2] Korthikanti et al. 2022, arXiv:2205.05198, sec. 4.2.2 (sequence parallelism) and 4.1 (selective recompute).
+[3] Narayanan et al. 2021, arXiv:2104.04473, sec. 2.2 (1F1B and the interleaved schedule).
+[4] Liu et al. 2023, "Ring Attention with Blockwise Transformers", arXiv:2310.01889 (context parallelism).
+[5] Lepikhin et al. 2020, "GShard", arXiv:2006.16668, sec. 2.2 (experts sharded over devices, all-to-all).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from ..errors import UsageError
+from ..flops import Recompute
+from ..model import ModelConfig
+
+
+class Engine(str, Enum):
+    """Which framework runs a layout."""
+
+    torchrun_ddp = "flopscalc train (DDP)"
+    torchrun_fsdp = "flopscalc train (FSDP)"
+    megatron = "Megatron-LM"
+    torchtitan = "torchtitan"
+    deepspeed = "DeepSpeed"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One way to split a step: degrees of each parallelism, the pipeline schedule, micro-batching, recompute.
+
+    ``n_micro`` is the number of micro-batches each pipeline (each data-parallel replica) runs per optimizer
+    step (gradient accumulation when ``pp`` is 1). ``zero_stage`` shards over the data-parallel ranks: 1 is
+    Megatron's distributed optimizer, 3 FSDP / ZeRO-3. ``dp_overlap``: the gradient reduction overlaps the
+    backward pass (Megatron ``--overlap-grad-reduce``, DDP buckets); the 2021-22 Megatron runs did not.
+    """
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
+    interleave: int = 1
+    sequence_parallel: bool = False
+    zero_stage: int = 0
+    micro_batch: int = 1
+    n_micro: int = 1
+    recompute: Recompute = Recompute.none
+    dp_overlap: bool = True
+
+    def __post_init__(self):
+        for name in ("tp", "pp", "dp", "cp", "ep", "interleave", "micro_batch", "n_micro"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise UsageError(f"{name} must be a positive whole number, got {v!r}")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise UsageError(f"ZeRO stage must be 0, 1, 2 or 3, got {self.zero_stage}")
+        if self.sequence_parallel and self.tp == 1:
+            raise UsageError("sequence parallelism splits what tensor parallelism replicates; it needs --tp > 1")
+        if self.interleave > 1 and self.pp == 1:
+            raise UsageError("--interleave gives each pipeline stage several model chunks; it needs --pp > 1")
+        if self.ep > self.dp * self.cp or (self.dp * self.cp) % self.ep:
+            raise UsageError(f"expert parallelism shards experts over the data x context ranks ({self.dp * self.cp}); "
+                             f"--ep {self.ep} must divide it")
+        if self.zero_stage == 3 and self.pp > 1:
+            raise UsageError("ZeRO-3 / FSDP with pipeline parallelism re-gathers every stage's weights per "
+                             "micro-batch; use ZeRO 1 (distributed optimizer) with --pp")
+
+    @property
+    def n_gpus(self) -> int:
+        return self.tp * self.pp * self.dp * self.cp
+
+    def layers_per_stage(self, n_layer: int) -> int:
+        """Layers on the busiest stage: ceil(L / p), rounded up to whole chunks of the interleaved schedule."""
+        return math.ceil(n_layer / (self.pp * self.interleave)) * self.interleave
+
+    @property
+    def model_parallel(self) -> int:
+        """GPUs that hold one replica of the model (TP x PP x CP)."""
+        return self.tp * self.pp * self.cp
+
+    def sequences_per_step(self) -> int:
+        """Global batch in sequences."""
+        return self.micro_batch * self.n_micro * self.dp
+
+    def check_model(self, cfg: ModelConfig, seq_len: int) -> None:
+        """Refuse a layout this model cannot be split by, with the reason and what would divide."""
+        if cfg.n_head % self.tp or cfg.kv_heads % self.tp and self.tp % cfg.kv_heads:
+            raise UsageError(f"--tp {self.tp} must divide the {cfg.n_head} attention heads (and the {cfg.kv_heads} "
+                             "key/value heads, or be a multiple of them) [Shoeybi et al. 2019, sec. 3]")
+        if cfg.n_inner % self.tp or (cfg.is_moe and cfg.expert_inner % self.tp):
+            raise UsageError(f"--tp {self.tp} must divide the MLP width {cfg.n_inner}")
+        if cfg.n_layer < self.pp * self.interleave:
+            raise UsageError(f"{cfg.n_layer} layers do not fill {self.pp} stages x {self.interleave} chunks; "
+                             "pick a smaller --pp x --interleave")
+        if self.interleave > 1 and self.n_micro % self.pp:
+            raise UsageError(f"the interleaved schedule needs the micro-batches ({self.n_micro}) to be a multiple of "
+                             f"--pp {self.pp} (Megatron-LM)")
+        if seq_len % (self.cp * (self.tp if self.sequence_parallel else 1)):
+            raise UsageError(f"sequence {seq_len} must split evenly over --cp {self.cp}"
+                             + (f" x --tp {self.tp} (sequence parallel)" if self.sequence_parallel else ""))
+        if self.ep > 1:
+            if not cfg.is_moe:
+                raise UsageError("--ep shards the experts of a mixture of experts; this model has none")
+            if cfg.n_expert % self.ep or cfg.n_expert // self.ep < cfg.top_k:
+                raise UsageError(f"--ep {self.ep} must divide the {cfg.n_expert} experts and leave at least top-k "
+                                 f"({cfg.top_k}) on each GPU")
+
+    def engine(self) -> Engine:
+        """The engine that runs this layout: `flopscalc train` for plain DDP / FSDP, else Megatron-LM."""
+        if self.model_parallel == 1 and self.ep == 1 and self.zero_stage in (0, 3):
+            return Engine.torchrun_fsdp if self.zero_stage == 3 else Engine.torchrun_ddp
+        return Engine.megatron
+
+    def engine_settings(self) -> dict[str, str]:
+        """Equivalent settings in Megatron-LM, torchtitan and DeepSpeed (flag names of each project's CLI/config)."""
+        rec = {Recompute.none: "", Recompute.selective: "--recompute-activations",
+               Recompute.full: "--recompute-granularity full --recompute-method uniform"}[self.recompute]
+        mega = [f"--tensor-model-parallel-size {self.tp}", f"--pipeline-model-parallel-size {self.pp}",
+                f"--context-parallel-size {self.cp}", f"--expert-model-parallel-size {self.ep}",
+                f"--micro-batch-size {self.micro_batch}", f"--global-batch-size {self.sequences_per_step()}"]
+        if self.interleave > 1:
+            mega.append(f"--num-layers-per-virtual-pipeline-stage <layers / (pp x {self.interleave})>")
+        if self.sequence_parallel:
+            mega.append("--sequence-parallel")
+        if self.zero_stage >= 1:
+            mega.append("--use-distributed-optimizer")
+        if self.dp_overlap:
+            mega.append("--overlap-grad-reduce")
+        if rec:
+            mega.append(rec)
+        titan = [f"parallelism.tensor_parallel_degree={self.tp}", f"parallelism.pipeline_parallel_degree={self.pp}",
+                 f"parallelism.context_parallel_degree={self.cp}",
+                 f"parallelism.data_parallel_shard_degree={self.dp if self.zero_stage else 1}",
+                 f"parallelism.data_parallel_replicate_degree={1 if self.zero_stage else self.dp}",
+                 f"activation_checkpoint.mode={'none' if self.recompute is Recompute.none else self.recompute.value}"]
+        if self.ep > 1:
+            titan.append(f"parallelism.expert_parallel_degree={self.ep}")
+        ds = [f"zero_optimization.stage={self.zero_stage}", f"train_micro_batch_size_per_gpu={self.micro_batch}",
+              f"gradient_accumulation_steps={self.n_micro}"]
+        if self.model_parallel > 1:
+            ds.append(f"Megatron-DeepSpeed: --tensor-model-parallel-size {self.tp} --pipeline-model-parallel-size "
+                      f"{self.pp}")
+        return {Engine.megatron.value: " ".join(mega), Engine.torchtitan.value: " ".join(titan),
+                Engine.deepspeed.value: " ".join(ds)}
+
+    def label(self) -> str:
+        parts = [f"TP{self.tp}", f"PP{self.pp}" + (f"x{self.interleave}" if self.interleave > 1 else ""),
+                 f"DP{self.dp}"]
+        if self.cp > 1:
+            parts.append(f"CP{self.cp}")
+        if self.ep > 1:
+            parts.append(f"EP{self.ep}")
+        extra = [f"mb{self.micro_batch}x{self.n_micro}", f"ZeRO{self.zero_stage}", f"rc:{self.recompute.value}"]
+        if self.sequence_parallel:
+            extra.insert(0, "SP")
+        return " ".join(parts) + " " + " ".join(extra)

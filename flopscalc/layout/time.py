@@ -1,0 +1,246 @@
+"""Time of one optimizer step under a parallel layout: the performance model's operations at the per-GPU shapes,
+tensor/context/expert communication per layer, pipeline transfers and bubble, data-parallel reduction.
+
+step_s = (m + (p - 1) / v) x t_stage + DP exposed + optimizer       ([1] sec. 2.2: bubble (p-1)/(m v) of m t_stage)
+t_stage = per-micro-batch compute of the busiest stage (its layers + embedding or LM head and loss)
+          + TP collectives + exposed CP ring + EP all-to-all + PP point-to-point
+
+- Per-GPU shapes: each layer's operations come from `perf.estimate_step` on the model as one tensor-parallel
+  rank sees it (n_head / t heads, MLP width / t, vocabulary / t: [2] sec. 3), L / p layers, s / cp tokens per
+  sequence; the GEMMs shrink, and `perf.gemm` prices their lower efficiency. Context parallelism gives each
+  rank s / cp queries against all s keys, so attention costs cp times the s / cp-token core ([5]); sequence
+  parallelism splits the norms, residual adds and dropouts by t ([3] sec. 4.2.2).
+- TP: per layer and micro-batch two all-reduces forward and two backward ([2] sec. 3, the f and g operators),
+  or as many all-gather + reduce-scatter pairs under SP ([3] sec. 4.2.2, same bytes); full recomputation
+  repeats the forward's; not overlapped (Megatron-LM of [1, 3]). Each is a ring: (t-1)/t of the b s h 16-bit
+  activation per pass over the achieved intra-node bus (`parallel`), plus NCCL's ring latency.
+- PP: one activation forward and one gradient backward per micro-batch and chunk, b s h / t bytes each with
+  the scatter/gather optimisation ([1] sec. 4.1), over the network unless the whole pipeline shares a node.
+- CP: a ring passes K and V (d_kv / t wide) cp - 1 times forward, and K, V and their gradients backward ([5]);
+  it overlaps the attention core, so only the excess is exposed.
+- EP: two all-to-alls (dispatch, combine) forward and two backward per MoE layer ([6] sec. 2.2) of the
+  top_k x tokens rows, (ep-1)/ep of them leaving each GPU; not overlapped.
+- DP: `parallel.data_parallel_comm` on the parameters of one GPU over the dp x cp ranks, Megatron-LM's bucket;
+  hidden behind the last micro-batch's backward only with ``Layout.dp_overlap``.
+
+References
+----------
+[1] Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters Using Megatron-LM",
+    arXiv:2104.04473, sec. 2.2 (1F1B, interleaving: bubble (p-1)/(m v), v x the communication), 4.1.
+[2] Shoeybi et al. 2019, "Megatron-LM", arXiv:1909.08053, sec. 3 and Fig. 3 (f/g: 2 all-reduces per pass).
+[3] Korthikanti et al. 2022, arXiv:2205.05198, sec. 4.2.2 (sequence parallelism).
+[4] Megatron-LM ``megatron/core/parallel_state.py``: rank order tp-cp-ep-dp-pp.
+[5] Liu et al. 2023, "Ring Attention with Blockwise Transformers", arXiv:2310.01889, sec. 3; Megatron-LM
+    context parallelism (``docs/source/api-guide/context_parallel.rst``): K/V exchanged in a ring, overlapped.
+[6] Lepikhin et al. 2020, "GShard", arXiv:2006.16668, sec. 2.2 (all-to-all dispatch and combine).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+from ..flops import Recompute, training_flops_per_token
+from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
+from ..model import ModelConfig
+from ..parallel import CommEstimate, data_parallel_comm, megatron_bucket_bytes, ring_latency_s
+from ..perf import StepOptions, estimate_step
+from ..perf.ops import OpClass, Phase
+from ..perf.step import MATMUL_PRECISION
+from .cluster import Cluster
+from .spec import Engine, Layout
+
+FIRST_STAGE_OPS = ("embedding",)
+LAST_STAGE_OPS = ("final norm", "lm head", "cross-entropy", "fused cross-entropy")
+SEQUENCE_PARALLEL_OPS = ("norm 1", "norm 2", "residual", "dropout")
+# Megatron-LM keeps 16-bit weights and accumulates weight gradients straight into fp32 main_grad inside the
+# wgrad GEMM (``--gradient-accumulation-fusion``), so PyTorch AMP's per-forward weight casts and the separate
+# fp32 accumulation kernel do not run.
+MEGATRON_SKIPPED_OPS = ("autocast weight casts", "grad accumulate to fp32")
+
+
+@dataclass(frozen=True)
+class LayoutTime:
+    """Predicted time of one optimizer step under a layout, by component (seconds, per GPU, all in lockstep)."""
+
+    layout: Layout
+    model: ModelConfig
+    cluster: Cluster
+    seq_len: int
+    compute_s: float  # m x the busiest stage's per-micro-batch compute
+    bubble_s: float  # (p - 1) / v x the stage's per-micro-batch time
+    tp_comm_s: float
+    pp_comm_s: float
+    cp_comm_exposed_s: float
+    ep_comm_s: float
+    dp: CommEstimate
+    optimizer_s: float
+    peak_flop_per_s: float
+    model_flops_per_token: float  # causal attention, no recomputation (MFU)
+
+    @property
+    def components(self) -> dict[str, float]:
+        return {"compute": self.compute_s, "pipeline bubble": self.bubble_s, "tensor-parallel comm": self.tp_comm_s,
+                "pipeline p2p": self.pp_comm_s, "context-parallel comm (exposed)": self.cp_comm_exposed_s,
+                "expert all-to-all": self.ep_comm_s, "data-parallel comm (exposed)": self.dp.exposed_s,
+                "optimizer": self.optimizer_s}
+
+    @property
+    def step_s(self) -> float:
+        return sum(self.components.values())
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.layout.sequences_per_step() * self.seq_len
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_per_step / self.step_s
+
+    @property
+    def s_per_token(self) -> float:
+        return self.step_s / self.tokens_per_step
+
+    @property
+    def mfu(self) -> float:
+        """Model FLOPs per second over the dense peak of every GPU (PaLM App. B)."""
+        return self.model_flops_per_token * self.tokens_per_s / (self.peak_flop_per_s * self.layout.n_gpus)
+
+    @property
+    def exposed_comm_s(self) -> float:
+        return self.tp_comm_s + self.pp_comm_s + self.cp_comm_exposed_s + self.ep_comm_s + self.dp.exposed_s
+
+
+def per_rank_model(cfg: ModelConfig, tp: int, n_layer: int, ep: int = 1) -> ModelConfig:
+    """The model one tensor-parallel rank of one pipeline stage computes: heads, MLP and vocabulary / t, L / p
+    layers, n_expert / ep local experts (each receiving ep times the rows: uniform routing)."""
+    t = tp
+    changes = {"n_layer": n_layer, "n_head": cfg.n_head // t,
+                   "n_kv_head": max(1, cfg.kv_heads // t), "head_size": cfg.head_dim, "ffn_dim": cfg.n_inner // t,
+                   "mlp_ratio": 4.0, "vocab_size": math.ceil(cfg.vocab_size / t)}
+    if cfg.is_moe:
+        changes.update(n_expert=cfg.n_expert // ep, expert_ffn_dim=cfg.expert_inner // t)
+        if cfg.n_shared_expert:
+            changes["shared_expert_ffn_dim"] = cfg.shared_expert_inner // t
+    return cfg.with_(**changes)
+
+
+@dataclass(frozen=True)
+class _StageCost:
+    body_s: float  # one micro-batch through this GPU's layers (forward, backward, recompute)
+    first_s: float  # embedding, one micro-batch
+    last_s: float  # final norm, LM head, loss, one micro-batch
+    backward_s: float  # backward part of body + ends (what a DP reduction can hide)
+    attention_s: float  # attention core, one micro-batch, all layers of the stage
+    optimizer_s: float  # optimizer update of the unsharded slice
+    grad_accum_s: float  # fp32 gradient accumulation kernel, one micro-batch
+
+
+@functools.lru_cache(maxsize=4096)
+def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
+                options: StepOptions, megatron: bool) -> _StageCost:
+    tp, n_layers, cp, ep, b, recompute, sp = layout_key
+    rank_cfg = per_rank_model(cfg, tp, n_layers, ep)
+    setup = TrainingSetup(micro_batch=b, seq_len=seq_len // cp, precision=precision, recompute=recompute,
+                          flash=flash, grad_accum=1, n_gpus=1, zero_stage=0)
+    est = estimate_step(rank_cfg, setup, gpu, options)
+    body = first = last = backward = attention = optimizer = accum = 0.0
+    for p in est.ops:
+        name, s = p.op.name, p.total_s
+        if megatron and name.startswith(MEGATRON_SKIPPED_OPS):
+            continue
+        if p.op.op_class is OpClass.attention or name.startswith("repeat_kv"):
+            s *= cp  # [5] s / cp queries against all s keys
+            attention += s
+        if sp and tp > 1 and name.startswith(SEQUENCE_PARALLEL_OPS):
+            s /= tp  # [3] 4.2.2
+        if p.op.phase is Phase.step:
+            optimizer += s
+            continue
+        if name.startswith("grad accumulate to fp32"):
+            accum += s
+            continue
+        if name.startswith(FIRST_STAGE_OPS):
+            first += s
+        elif name.startswith(LAST_STAGE_OPS):
+            last += s
+        else:
+            body += s
+        if p.op.phase in (Phase.backward, Phase.recompute):
+            backward += s
+    return _StageCost(body, first, last, backward, attention, optimizer, accum)
+
+
+def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, all_reduce: bool) -> float:
+    """One ring collective over ``n`` ranks of ``nbytes`` (alpha-beta, `parallel.ring_latency_s`)."""
+    if n <= 1:
+        return 0.0
+    factor = 2 if all_reduce else 1
+    return factor * (n - 1) / n * nbytes / bus + ring_latency_s(n, cluster.fabric(min(span, cluster.gpus_per_node)),
+                                                                 all_reduce=all_reduce)
+
+
+def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int, *,
+                precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
+                options: StepOptions | None = None) -> LayoutTime:
+    """Predict one optimizer step of ``cfg`` under ``layout`` on ``cluster`` (see the module docstring)."""
+    layout.check_model(cfg, seq_len)
+    options = options or StepOptions()
+    gpu = cluster.gpu
+    t, p, v, cp, ep, m, b = layout.tp, layout.pp, layout.interleave, layout.cp, layout.ep, layout.n_micro, \
+        layout.micro_batch
+    megatron = layout.engine() is Engine.megatron
+    key = (t, layout.layers_per_stage(cfg.n_layer), cp, ep, b, Recompute(layout.recompute),
+           layout.sequence_parallel)
+    cost = _stage_cost(cfg, key, seq_len, gpu, precision, flash, options, megatron)
+    ends = max(cost.first_s, cost.last_s) if p > 1 else cost.first_s + cost.last_s
+    compute_mb = cost.body_s + ends
+    layers = layout.layers_per_stage(cfg.n_layer)
+    s_local = seq_len // cp
+    act = HALF_BYTES * b * s_local * cfg.n_embd  # one 16-bit activation b x s x h
+    # ---- tensor parallel: 2 collectives per pass of attention + MLP [2]; full recompute repeats the forward's
+    passes = 3 if layout.recompute is Recompute.full else 2
+    tp_bus = cluster.link_bytes_per_s(t)
+    if layout.sequence_parallel:  # [3] all-gather + reduce-scatter, same bytes as one all-reduce
+        one = _ring_s(t, act, tp_bus, cluster, t, all_reduce=False) * 2
+    else:
+        one = _ring_s(t, act, tp_bus, cluster, t, all_reduce=True)
+    tp_mb = 2 * passes * one * layers
+    # ---- context parallel: K, V ring [5], overlapped with the attention core
+    cp_mb = 0.0
+    if cp > 1:
+        kv = HALF_BYTES * b * s_local * 2 * cfg.d_kv / t
+        span = t * cp
+        ring = 3 * (cp - 1) * (kv / cluster.link_bytes_per_s(span) + cluster.hop_s(span)) * layers
+        cp_mb = max(0.0, ring - cost.attention_s)
+    # ---- expert parallel: 4 all-to-alls per MoE layer [6] (6 with full recompute)
+    ep_mb = 0.0
+    if ep > 1:
+        span = t * cp * ep
+        rows = HALF_BYTES * b * s_local * cfg.top_k * cfg.n_embd * (ep - 1) / ep / (t if layout.sequence_parallel else 1)
+        ep_mb = (passes * 2) * (rows / cluster.link_bytes_per_s(span) + cluster.hop_s(span)) * layers
+    # ---- pipeline: forward activation and backward gradient per micro-batch and chunk, / t ([1] 4.1)
+    pp_mb = 0.0
+    if p > 1:
+        span = t * cp * layout.dp * 2  # neighbouring stages lie tp x cp x dp ranks apart [4]
+        pp_mb = 2 * v * (act / t / cluster.link_bytes_per_s(span) + cluster.hop_s(span))
+    stage_mb = compute_mb + tp_mb + cp_mb + ep_mb + pp_mb
+    bubble = (p - 1) / v * stage_mb  # [1] 2.2
+    # ---- data parallel over dp x cp ranks, Megatron's bucket; hidden behind the last backward if overlapped
+    from .memory import stage_params
+
+    n_params = max(sum(x) for x in stage_params(cfg, layout).values())
+    dp_n = layout.dp * cp
+    grad_bytes = HALF_BYTES if precision is MemoryPrecision.fp16_mixed else FP32_BYTES
+    per_node = max(1, cluster.gpus_per_node // (t * cp))
+    hide = cost.backward_s if layout.dp_overlap else 0.0
+    dp = data_parallel_comm(n_params, dp_n, layout.zero_stage if dp_n > 1 else 0, fabric=cluster.fabric(per_node),
+                            backward_s=hide, grad_bytes_per_param=grad_bytes, param_bytes_per_param=HALF_BYTES,
+                            grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes))
+    shards = dp_n if layout.zero_stage >= 1 else 1
+    optimizer = cost.optimizer_s / shards + cost.grad_accum_s * m / (shards if layout.zero_stage >= 2 else 1)
+    model_flops = training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
+    peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
+    return LayoutTime(layout, cfg, cluster, seq_len, compute_mb * m, bubble, tp_mb * m, pp_mb * m, cp_mb * m,
+                      ep_mb * m, dp, optimizer, peak, model_flops)
