@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "step": ("flopscalc.cli_step", "Predicted time of one optimizer step by operation class, tokens/s, MFU and HFU."),
     "infer": ("flopscalc.cli_infer", ("Prefill and decode time, tokens/s, KV cache and memory, the largest batch and "
                                       "context, and cost per token.")),
+    "finetune": ("flopscalc.cli_finetune", ("Fine-tuning plan: whether full / LoRA / QLoRA fits, the breakdown, the "
+                                            "largest batch and sequence, the time.")),
     "gpus": ("flopscalc.cli_catalog", "The GPU database: list every GPU, or show one with its sources."),
     "scaling": ("flopscalc.cli_scaling", ("Scaling laws: list them, allocate a FLOP budget, predict loss, fit your "
                                           "runs.")),
