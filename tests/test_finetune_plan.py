@@ -210,12 +210,24 @@ def test_bad_input_is_one_usage_error(app, args, match):
 def test_bad_input_exits_2_with_one_line_through_the_cli(capsys):
     from flopscalc import cli
 
-    if "finetune" not in getattr(cli, "COMMANDS", {}) and "finetune" not in str(getattr(cli, "app", "")):
-        pytest.skip("finetune is not registered in flopscalc/cli.py yet (requested of cli.py's owner)")
     code = cli.run(["finetune", "--model", "llama-3.1-8b", "--gpu", "4070ti", "--dataset-tokens", "10M",
                     "--method", "full", "--rank", "8"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "full fine-tuning" in err
+
+
+def test_the_table_report_says_why_and_what_fits(monkeypatch, capsys):
+    from flopscalc import cli
+
+    monkeypatch.setenv("COLUMNS", "120")
+    assert cli.run(["finetune", "--config", LLAMA_JSON, "--gpu", "4070ti", "--method", "full",
+                    "--dataset-tokens", "50M"]) == 0
+    out = capsys.readouterr().out
+    assert "does not fit" in out and "which no batch or sequence change shrinks" in out
+    assert "method full -> qlora" in out and "first method that fits" in out
+    assert cli.run(["finetune", "--config", LLAMA_JSON, "--gpu", "4070ti", "--dataset-tokens", "50M"]) == 0
+    out = capsys.readouterr().out
+    assert "fits:" in out and "quantization constants" in out and "adapter inputs" in out and "time:" in out
 
 
 def test_mixture_of_experts_is_full_only_and_says_why():
