@@ -1,0 +1,188 @@
+"""Calibration that carries across sizes (issue 11, item 4): the fit, the profile fields, the faces, and a small
+cross-size prediction on this machine's CPU measured as a benchmark figure (an error ratio, not seconds)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from flopscalc.calibration import (
+    CalibrationPoint,
+    CalibrationProfile,
+    DeviceFactors,
+    load_profile,
+    save_profile,
+)
+from flopscalc.cli import run
+from flopscalc.errors import UsageError
+from flopscalc.hardware import get_gpu
+from flopscalc.memory.settings import Device, MemoryPrecision, TrainingSetup
+from flopscalc.model import ModelConfig, count_params
+from flopscalc.perf import StepOptions, estimate_step
+from flopscalc.perf.calibrate import (
+    MeasuredStep,
+    calibrated_step,
+    device_from_factors,
+    fit_device_factors,
+)
+
+# Factors of the size `flopscalc calibrate` fits on this machine's CPU (benchmarks/results/calibration_cpu.json).
+TRUE = DeviceFactors(gemm_flop_per_s=1.2e11, memory_bytes_per_s=6e9, kernel_min_s=1e-5, attention_fraction=0.15,
+                     precision="fp32", n_points=0, rms_rel_error=0.0, max_rel_error=0.0)
+# The built-in CPU sweep's shapes (layers, heads, width, micro-batch, sequence), vocabulary 2048.
+SWEEP = ((2, 2, 64, 2, 128), (2, 2, 64, 8, 128), (2, 4, 128, 2, 128), (2, 4, 128, 8, 64), (4, 4, 128, 4, 128),
+         (3, 2, 96, 4, 64), (2, 2, 64, 4, 32))
+# Held out: 4.9x the largest swept model's parameters, at a micro-batch the sweep never runs.
+TARGET = (6, 8, 256, 3, 128)
+
+
+def _shape(L, H, E, b, T, vocab=2048):
+    cfg = ModelConfig(n_layer=L, n_head=H, n_embd=E, block_size=T, vocab_size=vocab)
+    return cfg, TrainingSetup(micro_batch=b, seq_len=T, precision=MemoryPrecision.fp32, flash=True, device=Device.cpu)
+
+
+def _model_time(factors, cfg, setup):
+    spec, dev = device_from_factors(factors)
+    return estimate_step(cfg, setup, spec, StepOptions(sustained_fraction=1.0), device=dev).step_s
+
+
+def test_target_is_4_to_8_times_the_largest_swept_model():
+    largest = max(count_params(_shape(*s)[0]).total for s in SWEEP)
+    ratio = count_params(_shape(*TARGET)[0]).total / largest
+    assert 4 <= ratio <= 8 and TARGET[3] not in {s[3] for s in SWEEP}
+
+
+def test_fit_recovers_the_factors_that_made_the_times():
+    """Exact model, exact data: step times priced with known factors are fitted back to those factors, and the
+    held-out target is predicted to within the fit's tolerance."""
+    points = [MeasuredStep(*_shape(*s), _model_time(TRUE, *_shape(*s))) for s in SWEEP]
+    fit = fit_device_factors(points)
+    assert fit.rms_rel_error < 1e-6
+    for name in ("gemm_flop_per_s", "memory_bytes_per_s", "kernel_min_s", "attention_fraction"):
+        assert getattr(fit, name) == pytest.approx(getattr(TRUE, name), rel=1e-3), name
+    assert _model_time(fit, *_shape(*TARGET)) == pytest.approx(_model_time(TRUE, *_shape(*TARGET)), rel=1e-6)
+
+
+def test_fit_needs_more_points_than_factors():
+    points = [MeasuredStep(*_shape(*s), 0.01) for s in SWEEP[:4]]
+    with pytest.raises(UsageError, match="at least 5 measured setups"):
+        fit_device_factors(points)
+
+
+def test_cpu_device_switches_off_gpu_tile_quantization():
+    """A CPU GEMM of width 64 runs at the fitted rate: no 128-wide tile wasting half of it."""
+    cfg, setup = _shape(2, 2, 64, 2, 128)
+    spec, dev = device_from_factors(TRUE)
+    est = estimate_step(cfg, setup, spec, StepOptions(sustained_fraction=1.0), device=dev)
+    gemms = [p for p in est.ops if p.op.gemm_shape is not None]
+    assert gemms and all(p.efficiency == 1.0 for p in gemms)
+    assert est.peak_flop_per_s == TRUE.gemm_flop_per_s  # on a CPU the fitted GEMM rate is the peak
+
+
+def test_gpu_factors_become_fractions_of_the_datasheet():
+    h100 = get_gpu("h100")
+    f = replace(TRUE, gemm_flop_per_s=0.5 * h100.peak_flop_per_s("bf16"), precision="bf16",
+                memory_bytes_per_s=0.25 * h100.memory_bandwidth_bytes_per_s)
+    spec, dev = device_from_factors(f, h100)
+    assert spec is h100 and dev.tile_quantization and dev.n_sm is not None
+    assert dev.gemm_peak_fraction == pytest.approx(0.5) and dev.mem_bandwidth_fraction == pytest.approx(0.25)
+    assert dev.flash_fwd_fraction == pytest.approx(0.5 * TRUE.attention_fraction)
+
+
+def _profile(factors=TRUE, gpu_key=None):
+    cfg, _ = _shape(*SWEEP[0])
+    point = CalibrationPoint(model=cfg, n_params=count_params(cfg).total, micro_batch=2, seq_len=128, grad_accum=1,
+                             n_devices=1, precision="fp32", compiled=False, step_time_s=0.02, tokens_per_s=12800.0,
+                             model_flops_per_token=1e6, achieved_flop_per_s=1.28e10, peak_flop_per_s=None, mfu=None,
+                             cpu_step_time_s=0.01, round_step_times_s=(0.02, 0.03), round_cpu_times_s=(0.01, 0.01))
+    return CalibrationProfile(device_name="CPU x86_64", gpu_key=gpu_key, torch_version="2.13.0",
+                              created="2026-11-28T00:00:00+00:00", points=(point,), device_factors=factors,
+                              n_cpu_threads=1, load_avg_1min_start=3.5, n_cores=2, host_memory_bytes=8 * 2**30)
+
+
+def test_profile_round_trip_keeps_factors_and_conditions(tmp_path):
+    p = _profile()
+    assert load_profile(save_profile(p, tmp_path / "cpu.json")) == p
+
+
+def test_version_1_profile_without_factors_still_reads(tmp_path):
+    data = _profile().to_dict()
+    for key in ("device_factors", "n_cpu_threads", "load_avg_1min_start", "n_cores", "host_memory_bytes"):
+        del data[key]
+    for key in ("cpu_step_time_s", "round_step_times_s", "round_cpu_times_s", "attention", "recompute"):
+        del data["points"][0][key]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    old = load_profile(path)
+    assert old.device_factors is None and old.points[0].cpu_step_time_s is None
+    cfg, setup = _shape(*TARGET)
+    with pytest.raises(UsageError, match="no fitted device factors"):
+        calibrated_step(cfg, setup, old)
+
+
+def test_calibrated_step_refuses_another_device_or_precision():
+    cfg, setup = _shape(*TARGET)
+    with pytest.raises(UsageError, match="measured on CPU x86_64, not h100-sxm"):
+        calibrated_step(cfg, setup, _profile(), get_gpu("h100"))
+    with pytest.raises(UsageError, match=r"fitted fp32 matmuls.*--precision fp32"):
+        calibrated_step(cfg, replace(setup, precision=MemoryPrecision.bf16_mixed), _profile())
+    with pytest.raises(UsageError, match="one CPU process"):
+        calibrated_step(cfg, replace(setup, n_gpus=2), _profile())
+
+
+def test_step_cli_reads_the_profile(tmp_path, capsys):
+    path = save_profile(_profile(), tmp_path / "cpu.json")
+    shape = ["--n-layer", "6", "--n-head", "8", "--n-embd", "256", "--vocab", "2048", "--seq", "128"]
+    assert run(["step", "--gpu", "cpu", "--calibration", str(path), *shape, "--micro-batch", "3",
+                "--precision", "fp32", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    cfg, setup = _shape(*TARGET)
+    cfg = cfg.with_(block_size=1024)  # the CLI's shape keeps the default context (a 1024-row position table)
+    assert shown["step_s"] == pytest.approx(calibrated_step(cfg, setup, _profile()).step_s, rel=1e-9)
+    assert shown["step_s"] == pytest.approx(_model_time(TRUE, cfg, setup), rel=1e-9)
+    assert run(["step", "--gpu", "cpu", "--calibration", str(path), *shape, "--micro-batch", "3"]) == 2
+    assert "--precision fp32" in capsys.readouterr().err
+    assert run(["step", "--gpu", "h100", "--calibration", str(path), "--model", "gpt2"]) == 2
+    assert "not h100-sxm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--compile", "on"], "drop --compile"),
+    (["--micro-batch", "4"], "--micro-batch would be ignored"),
+])
+def test_calibrate_cli_refusals(tmp_path, capsys, extra, match):
+    assert run(["calibrate", "--out", str(tmp_path / "p.json"), "--device", "cpu", *extra]) == 2
+    assert match in capsys.readouterr().err
+
+
+# Bound on |predicted / measured - 1| for the held-out target in the small CI run below. Observed: the full
+# benchmark (benchmarks/results/calibration_cpu.json: 5 rounds x 2 steps, 3 targets 4.9-6.4x) stays within ~10%;
+# this cut-down run (3 rounds x 1 step, target 4.9x at micro-batch 3) gave -7.9% and +6.1% at a load average of
+# 6 on 2 cores, the fit landing in one of two near-equal optima. 0.25 is 2.5x the worst seen, below the +20-38%
+# the model shows where it does fail (micro-batch 1, see docs/performance_model.md), and it compares two
+# times of the same run, so it holds on a faster or slower machine.
+CROSS_SIZE_BOUND = 0.25
+# The fit's own residual over the sweep: observed 1.3-6% rms.
+FIT_RMS_BOUND = 0.10
+
+
+def test_small_calibration_predicts_a_5x_larger_model_on_this_cpu():
+    pytest.importorskip("torch")
+    from flopscalc.perf.calibrate import fit_profile, measured_steps
+    from flopscalc.train.bench import cpu_sweep, run_benchmarks
+
+    sweep = cpu_sweep(warmup_steps=1, timed_steps=1, sweep=SWEEP)
+    target = cpu_sweep(warmup_steps=1, timed_steps=1, sweep=(TARGET,))
+    measured = run_benchmarks(sweep + target, n_threads=1, rounds=3)  # interleaved: the load falls on both
+    fitted = fit_profile(replace(measured, points=measured.points[:-1]))
+    assert fitted.device_factors.timing == "process CPU" and fitted.n_cpu_threads == 1
+    assert fitted.device_factors.rms_rel_error <= FIT_RMS_BOUND
+    (held_out,) = measured_steps(replace(measured, points=measured.points[-1:]))
+    predicted = calibrated_step(held_out.model, held_out.setup, fitted).step_s
+    error = predicted / held_out.step_s - 1
+    assert math.isfinite(error) and abs(error) <= CROSS_SIZE_BOUND, (
+        f"predicted {predicted:.3f} s, measured {held_out.step_s:.3f} s CPU ({error:+.1%}); factors "
+        f"{fitted.device_factors}")
