@@ -66,6 +66,25 @@ def step(
     calibration: Annotated[str | None, typer.Option(
         help="Profile from 'flopscalc calibrate' on this device: its fitted device factors replace the sourced "
              "ones (with --gpu cpu: the CPU it was measured on).")] = None,
+    tp: Annotated[int | None, typer.Option("--tp", help="Tensor-parallel GPUs (inside a node; divides the heads).")
+                  ] = None,
+    pp: Annotated[int | None, typer.Option("--pp", help="Pipeline stages (1F1B schedule).")] = None,
+    interleave: Annotated[int | None, typer.Option(
+        "--interleave", help="Model chunks per pipeline stage (interleaved 1F1B; needs --pp > 1).")] = None,
+    cp: Annotated[int | None, typer.Option("--cp", help="Context-parallel GPUs splitting the sequence.")] = None,
+    ep: Annotated[int | None, typer.Option("--ep", help="Expert-parallel GPUs sharding a mixture of experts.")] = None,
+    sequence_parallel: Annotated[bool, typer.Option(
+        "--sequence-parallel", help="Split norms and dropouts over the tensor-parallel GPUs (needs --tp > 1).")
+    ] = False,
+    search: Annotated[bool, typer.Option(
+        "--search", help="Rank every TP/PP/interleave/DP/ZeRO/CP/EP/micro-batch/recompute layout of --n-gpus "
+                         "that fits, by time per token.")] = False,
+    global_batch: Annotated[int | None, typer.Option(
+        "--global-batch", help="With --search: sequences per optimizer step (default: --n-gpus x --micro-batch x "
+                               "--grad-accum).")] = None,
+    network_gbps: Annotated[float | None, typer.Option(
+        "--network-gbps", help="Network between nodes per GPU, Gb/s (default by GPU generation: A100 200, else 400).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted time of one optimizer step by operation class, tokens/s, MFU and HFU."""
@@ -93,6 +112,15 @@ def step(
         from .errors import UsageError
 
         raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
+    if search or any(x is not None for x in (tp, pp, interleave, cp, ep, global_batch, network_gbps)) \
+            or sequence_parallel:  # a parallel layout (issue 13): flopscalc/layout, rendered by report_layout
+        from .report_layout import layout_step
+
+        emit(*layout_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), tp=tp, pp=pp, interleave=interleave, cp=cp, ep=ep,
+                          sequence_parallel=sequence_parallel, search=search, global_batch=global_batch,
+                          network_gbps=network_gbps, sustained=sustained, fused_loss=fused_loss, dropout=dropout,
+                          calibration=calibration), as_json)
+        return
     if calibration is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
         from .calibration import load_profile
         from .perf.calibrate import calibrated_step

@@ -21,12 +21,8 @@ from ..model import ModelConfig
 from ..perf import StepOptions
 from .cluster import cluster_for
 from .spec import Layout
-from .time import LayoutTime, layout_time
+from .time import MEGATRON_SUSTAINED_FRACTION, LayoutTime, layout_time
 
-# Share of the priced kernel time Megatron-LM sustains (fused kernels, CUDA graphs absent): FITTED on the ten
-# Narayanan et al. 2021 Table 1 rows (median ratio of the unfitted prediction to the implied time; re-derived
-# by tests/test_layout_validation.py). The PyTorch-loop figure `perf.ops.SUSTAINED_FRACTION` is 0.76.
-MEGATRON_SUSTAINED_FRACTION = 0.83
 FIT_SUBSET = "narayanan-t1"
 
 

@@ -1,0 +1,148 @@
+"""Search the parallel layouts of a model on a cluster: every TP x PP (x interleave) x DP x CP x EP, ZeRO stage,
+micro-batch and recomputation that fits in memory, ranked by predicted time per token at a fixed global batch.
+
+Pruning keeps the search exact for the ranking it reports: for each split, only the lightest recomputation that
+fits is timed (more recomputation only adds work: [1] sec. 4), and memory (cheap) is checked before time.
+Tensor parallelism stays inside a node (its collectives run every layer: [2] sec. 3.2 "tensor model
+parallelism ... within a multi-GPU server"); sequence parallelism is always on with TP > 1 (same bytes as TP
+alone, less memory: [1] sec. 4.2.2); context parallelism is tried when the sequence is at least
+`CP_MIN_SEQ_LEN` tokens.
+
+References
+----------
+[1] Korthikanti et al. 2022, arXiv:2205.05198.
+[2] Narayanan et al. 2021, arXiv:2104.04473, sec. 3.2 (takeaways: TP up to the GPUs of a server, then PP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import DomainError, UsageError
+from ..flops import Recompute
+from ..memory.settings import MemoryPrecision
+from ..model import ModelConfig
+from ..perf import StepOptions
+from .cluster import Cluster
+from .memory import LayoutMemory, layout_memory
+from .spec import Layout
+from .time import LayoutTime, layout_time
+
+MICRO_BATCHES = (1, 2, 4, 8)
+INTERLEAVES = (1, 2, 4)
+ZERO_STAGES = (0, 1, 3)
+RECOMPUTE_ORDER = (Recompute.none, Recompute.selective, Recompute.full)
+# Context parallelism pays a K/V ring every layer; Megatron-LM's guide recommends it for long sequences
+# (docs/source/api-guide/context_parallel.rst: "... when sequence length is long (e.g. 8K and beyond)").
+CP_MIN_SEQ_LEN = 8192
+
+
+@dataclass(frozen=True)
+class RankedLayout:
+    layout: Layout
+    time: LayoutTime
+    memory: LayoutMemory
+    why: str = ""  # for all but the winner: where it loses time against the winner
+
+
+@dataclass(frozen=True)
+class LayoutSearch:
+    """The search's answer: the fastest layouts, best first, and what the others lost to."""
+
+    model: ModelConfig
+    cluster: Cluster
+    seq_len: int
+    global_batch: int  # sequences per optimizer step
+    ranked: tuple[RankedLayout, ...]  # the best ``top`` fitting layouts
+    n_candidates: int  # splits x micro-batch x ZeRO x recompute enumerated
+    n_timed: int
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    @property
+    def best(self) -> RankedLayout:
+        return self.ranked[0]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _why(candidate: LayoutTime, best: LayoutTime) -> str:
+    """Which component makes ``candidate`` slower than ``best``, per token."""
+    scale = best.tokens_per_step / candidate.tokens_per_step
+    diffs = {k: v * scale - best.components[k] for k, v in candidate.components.items()}
+    worst = max(diffs, key=diffs.get)
+    lost = candidate.s_per_token / best.s_per_token - 1
+    return f"+{lost:.1%} per token, mostly {worst}"
+
+
+def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batch: int, *, top: int = 5,
+                   precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
+                   options: StepOptions | None = None, memory_limit_bytes: float | None = None) -> LayoutSearch:
+    """Rank every layout of ``cfg`` on ``cluster`` that fits, for ``global_batch`` sequences of ``seq_len`` per step."""
+    if global_batch < 1:
+        raise UsageError(f"global batch must be at least one sequence, got {global_batch}")
+    limit = memory_limit_bytes if memory_limit_bytes is not None else cluster.gpu.memory_bytes
+    n = cluster.n_gpus
+    rejected: dict[str, int] = {}
+    results: list[tuple[LayoutTime, LayoutMemory]] = []
+    n_candidates = n_timed = 0
+    tps = [t for t in _divisors(min(n, cluster.gpus_per_node)) if cfg.n_head % t == 0 and cfg.n_inner % t == 0
+           and (cfg.kv_heads % t == 0 or t % cfg.kv_heads == 0)]
+    cps = [c for c in (1, 2, 4, 8, 16) if c == 1 or (seq_len >= CP_MIN_SEQ_LEN and seq_len % c == 0)]
+    for t in tps:
+        for cp in cps:
+            if n % (t * cp):
+                continue
+            for p in _divisors(n // (t * cp)):
+                if p > cfg.n_layer:
+                    break
+                dp = n // (t * cp * p)
+                eps = [e for e in _divisors(dp * cp) if cfg.is_moe and cfg.n_expert % e == 0
+                       and cfg.n_expert // e >= cfg.top_k] or [1]
+                for ep in eps:
+                    for v in (INTERLEAVES if p > 1 else (1,)):
+                        if cfg.n_layer < p * v:
+                            continue
+                        for b in MICRO_BATCHES:
+                            if global_batch % (dp * b):
+                                rejected["global batch does not divide"] = rejected.get(
+                                    "global batch does not divide", 0) + 1
+                                continue
+                            m = global_batch // (dp * b)
+                            if v > 1 and m % p:
+                                continue
+                            for z in ZERO_STAGES:
+                                if (z == 3 and p > 1) or (z > 0 and dp * cp == 1):
+                                    continue
+                                fitted = None
+                                for rc in RECOMPUTE_ORDER:
+                                    n_candidates += 1
+                                    try:
+                                        lay = Layout(tp=t, pp=p, dp=dp, cp=cp, ep=ep, interleave=v,
+                                                     sequence_parallel=t > 1, zero_stage=z, micro_batch=b,
+                                                     n_micro=m, recompute=rc)
+                                        lay.check_model(cfg, seq_len)
+                                    except UsageError:
+                                        rejected["model does not split"] = rejected.get("model does not split", 0) + 1
+                                        break
+                                    mem = layout_memory(cfg, lay, seq_len, flash=flash, dropout=False)
+                                    if mem.total <= limit:
+                                        fitted = (lay, mem)
+                                        break
+                                    rejected["memory"] = rejected.get("memory", 0) + 1
+                                if fitted is None:
+                                    continue
+                                n_timed += 1
+                                lt = layout_time(cfg, fitted[0], cluster, seq_len, precision=precision, flash=flash,
+                                                 options=options)
+                                results.append((lt, fitted[1]))
+    if not results:
+        raise DomainError(f"no layout of {cfg.name} fits {n} x {cluster.gpu.name} "
+                          f"({cluster.gpu.memory_bytes / 2**30:.0f} GiB each) at sequence {seq_len} and global batch "
+                          f"{global_batch}; more GPUs, a shorter sequence or a smaller batch would help")
+    results.sort(key=lambda r: r[0].s_per_token)
+    best = results[0][0]
+    ranked = tuple(RankedLayout(lt.layout, lt, mem, "" if i == 0 else _why(lt, best))
+                   for i, (lt, mem) in enumerate(results[:top]))
+    return LayoutSearch(cfg, cluster, seq_len, global_batch, ranked, n_candidates, n_timed, rejected)
