@@ -1,0 +1,124 @@
+"""Memory per GPU under parallel layouts against Korthikanti et al. 2022 (arXiv:2205.05198) and Megatron-LM's docs."""
+
+from __future__ import annotations
+
+import pytest
+
+from flopscalc.errors import UsageError
+from flopscalc.flops import Recompute
+from flopscalc.layout import Layout, activation_bytes_per_layer, layout_memory
+from flopscalc.layout.memory import in_flight_micro_batches
+from flopscalc.model import ModelConfig
+
+# Korthikanti et al. 2022, Table 3: (heads a, hidden h, layers L, tensor-parallel t) of the four models
+KORTHIKANTI_T3 = {"22B": (64, 6144, 48, 8), "175B": (96, 12288, 96, 8), "530B": (128, 20480, 105, 8),
+                  "1T": (160, 25600, 128, 8)}
+S, B = 2048, 1
+
+
+def _gpt(a, h, L):
+    return ModelConfig(n_layer=L, n_head=a, n_embd=h, vocab_size=51200, block_size=S)
+
+
+# Table 2 of Korthikanti et al. 2022: activation bytes per layer, written as the paper prints them
+TABLE_2 = {
+    "no parallelism": ({"tp": 1}, lambda s, b, h, a, t: s * b * h * (34 + 5 * a * s / h)),
+    "tensor parallel (baseline)": ({}, lambda s, b, h, a, t: s * b * h * (10 + 24 / t + 5 * a * s / (h * t))),
+    "tensor + sequence parallel": ({"sequence_parallel": True},
+                                   lambda s, b, h, a, t: s * b * h / t * (34 + 5 * a * s / h)),
+    "tensor parallel + selective": ({"recompute": Recompute.selective},
+                                    lambda s, b, h, a, t: s * b * h * (10 + 24 / t)),
+    "tensor + sequence parallel + selective": ({"sequence_parallel": True, "recompute": Recompute.selective},
+                                               lambda s, b, h, a, t: s * b * h / t * 34),
+    "full recompute": ({"tp": 1, "recompute": Recompute.full}, lambda s, b, h, a, t: 2 * s * b * h),
+}
+
+
+@pytest.mark.parametrize("model", KORTHIKANTI_T3)
+@pytest.mark.parametrize("row", TABLE_2)
+def test_activations_per_layer_equal_korthikanti_table_2(model, row):
+    a, h, L, t = KORTHIKANTI_T3[model]
+    kwargs, formula = TABLE_2[row]
+    kw = {"tp": t, **kwargs}
+    got = activation_bytes_per_layer(_gpt(a, h, L), S, B, **kw)
+    assert got == pytest.approx(formula(S, B, h, a, kw["tp"]), rel=1e-12)
+
+
+@pytest.mark.parametrize(("model", "saving"), [("175B", 0.70), ("530B", 0.65)])
+def test_selective_recompute_saves_what_korthikanti_sec_4_1_states(model, saving):
+    """Sec. 4.1: selective recomputation cuts activation memory by 70% for GPT-3 and 65% for MT-NLG."""
+    a, h, L, t = KORTHIKANTI_T3[model]
+    cfg = _gpt(a, h, L)
+    full = activation_bytes_per_layer(cfg, S, B, tp=t, sequence_parallel=True)
+    sel = activation_bytes_per_layer(cfg, S, B, tp=t, sequence_parallel=True, recompute=Recompute.selective)
+    assert round(1 - sel / full, 2) == saving
+
+
+def test_first_stage_holds_one_model_of_activations_under_1f1b():
+    """Korthikanti sec. 4.3: with m >= p the first stage stores p micro-batches of L/p layers = L layers' worth."""
+    a, h, L, t = KORTHIKANTI_T3["175B"]
+    cfg = _gpt(a, h, L)
+    per_layer = activation_bytes_per_layer(cfg, S, B, tp=t, sequence_parallel=True, recompute=Recompute.selective)
+    lay = Layout(tp=t, pp=8, n_micro=64, sequence_parallel=True, recompute=Recompute.selective)
+    mem = layout_memory(cfg, lay, S, dropout=False)
+    assert mem.stage == "first"
+    assert per_layer > per_layer_no_dropout(cfg, t)
+    assert mem.activations == pytest.approx(per_layer_no_dropout(cfg, t) * L)
+
+
+def per_layer_no_dropout(cfg, t):
+    return activation_bytes_per_layer(cfg, S, B, tp=t, sequence_parallel=True, recompute=Recompute.selective,
+                                      dropout=False)
+
+
+@pytest.mark.parametrize(("p", "v", "m"), [(8, 3, 64), (4, 2, 8), (35, 3, 280)])
+def test_interleaving_scales_in_flight_by_korthikanti_sec_4_3(p, v, m):
+    assert in_flight_micro_batches(Layout(pp=p, interleave=v, n_micro=m)) == pytest.approx(p * (1 + (p - 1) / (p * v)))
+
+
+def test_fewer_micro_batches_than_stages_hold_fewer():
+    assert in_flight_micro_batches(Layout(pp=8, n_micro=3)) == 3
+
+
+@pytest.mark.parametrize(("zero", "d", "bytes_per_param"), [(0, 4, 18), (1, 4, 6 + 12 / 4), (1, 64, 6 + 12 / 64)])
+def test_state_bytes_per_parameter_equal_megatron_distributed_optimizer_table(zero, d, bytes_per_param):
+    """Megatron-LM docs (dist_optimizer.md): bf16 params, fp32 grads: 18 bytes, or 6 + 12/d distributed."""
+    cfg = _gpt(16, 1024, 4)
+    mem = layout_memory(cfg, Layout(dp=d, zero_stage=zero), 1024, dropout=False)
+    assert (mem.weights + mem.gradients + mem.optimizer) / mem.n_params_per_gpu == pytest.approx(bytes_per_param)
+
+
+def test_zero3_shards_every_state_over_data_parallel_ranks():
+    cfg = _gpt(16, 1024, 8)
+    one = layout_memory(cfg, Layout(dp=1, zero_stage=0), 1024, dropout=False)
+    many = layout_memory(cfg, Layout(dp=16, zero_stage=3), 1024, dropout=False)
+    assert many.gradients == pytest.approx(one.gradients / 16)
+    assert many.optimizer == pytest.approx(one.optimizer / 16)
+
+
+def test_tensor_and_pipeline_split_the_parameters():
+    cfg = _gpt(16, 2048, 16)
+    whole = layout_memory(cfg, Layout(), 1024).n_params_per_gpu
+    split = layout_memory(cfg, Layout(tp=4, pp=4, n_micro=4), 1024).n_params_per_gpu
+    assert whole / 16 < split < whole / 8  # norms replicated, the embedding rides on one stage
+
+
+@pytest.mark.parametrize("model", KORTHIKANTI_T3)
+def test_published_korthikanti_runs_fit_80_gb(model):
+    """Every Table 3/5 run ran on A100 80GB: sequence parallel + selective must fit (and so full recompute)."""
+    a, h, L, t = KORTHIKANTI_T3[model]
+    p = {"22B": 1, "175B": 8, "530B": 35, "1T": 64}[model]
+    v = {"22B": 1, "175B": 3, "530B": 3, "1T": 1}[model]
+    b = 4 if model == "22B" else 1
+    m = {"22B": 1, "175B": 64, "530B": 280, "1T": 512}[model]
+    for rc, sp in ((Recompute.selective, True), (Recompute.full, False)):
+        mem = layout_memory(_gpt(a, h, L), Layout(tp=t, pp=p, interleave=v, micro_batch=b, n_micro=m,
+                                                   sequence_parallel=sp, recompute=rc), S)
+        assert mem.total < 80e9
+
+
+def test_bad_layouts_are_refused_in_one_line():
+    with pytest.raises(UsageError, match="sequence parallelism"):
+        Layout(sequence_parallel=True)
+    with pytest.raises(UsageError, match="--tp 3"):
+        Layout(tp=3).check_model(_gpt(16, 1024, 4), 1024)
