@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import GpuCsvOpt, JsonOpt, ModelConfigOpt, emit, given_on_command_line
+from .cli_common import GpuCsvOpt, JsonOpt, ModelConfigOpt, emit, given_on_command_line, refuse_unused
 from .errors import DomainError, UsageError
 from .flops import Recompute
 
@@ -123,6 +123,17 @@ def train(
     parallel: Annotated[Parallel, typer.Option(help="Under torchrun: ddp, or fsdp for models one GPU cannot hold.")]
     = Parallel.ddp,
     gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+    from_plan: Annotated[Optional[Path], typer.Option(
+        "--from-plan", help="A plan from 'flopscalc plan --json': its model, batch, steps, learning rate, schedule and "
+        "optimizer settings (docs/trainer.md); --micro-batch and --grad-accum override it, by name.")] = None,
+    allow_substitute: Annotated[bool, typer.Option(
+        "--allow-substitute", help="With --from-plan: run the nearest setup the trainer can where it cannot run the "
+        "plan's (offload, ZeRO-1/2, 8-bit AdamW, fp16, more GPUs than processes), listing each change.")] = False,
+    max_steps: Annotated[Optional[int], typer.Option(
+        "--max-steps", help="With --from-plan: stop after this many steps of the plan's schedule (0: write the "
+        "settings and stop).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="With --from-plan: folder for settings.json (what runs, what changed) and metrics.jsonl.")] = None,
     as_json: JsonOpt = False,
 ):
     """Train the reference GPT-2 (AdamW, warm-up + cosine, clipping, validation); Ctrl-C saves and stops."""
@@ -135,6 +146,9 @@ def train(
         return None
     if (data is None) == (not synthetic):
         raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
+    if from_plan is not None:
+        return _train_from_plan(ctx)
+    refuse_unused(ctx, "--from-plan", ("allow_substitute", "max_steps", "out"), "options of a plan run")
     from .atomic import check_writable_file
 
     if checkpoint_interval and checkpoint is None:
@@ -171,6 +185,73 @@ def train(
     if summary["interrupted"]:
         where = f"; checkpoint saved to {summary['checkpoint']}" if summary["checkpoint"] else ""
         sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}{where}\n")
+        return 130
+    return None
+
+
+# What --from-plan sets, so these options would contradict it (--micro-batch and --grad-accum are overrides).
+PLAN_SETS = ("model", "n_layer", "n_head", "n_embd", "block_size", "vocab_size", "config", "seq", "steps", "lr",
+             "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "precision", "recompute", "parallel")
+
+
+def _train_from_plan(ctx: typer.Context):
+    """`train --from-plan FILE`: the plan's settings (flopscalc.train.from_plan), the overrides named, then the run."""
+    from dataclasses import replace
+
+    from .atomic import check_writable_file
+    from .train.from_plan import plan_run, read_plan
+
+    o = ctx.params
+    typed = given_on_command_line(ctx, *PLAN_SETS)
+    if typed:
+        raise UsageError(f"--from-plan sets {', '.join(typed)} from the plan; drop {'them' if len(typed) > 1 else 'it'}"
+                         " (overrides: --micro-batch, --grad-accum, --max-steps, --device)")
+    if o["out"] is not None and o["log"] is not None:
+        raise UsageError("--out FOLDER writes metrics.jsonl itself; give --out or --metrics-log, not both")
+    if o["max_steps"] is not None and o["max_steps"] < 0:
+        raise UsageError(f"--max-steps must be a whole number >= 0, got {o['max_steps']}")
+    if o["checkpoint_interval"] and o["checkpoint"] is None:
+        raise UsageError("--checkpoint-interval says how often to write --checkpoint FILE: give the file too")
+    if o["checkpoint"] is not None and not o["resume"]:
+        check_writable_file(o["checkpoint"], "checkpoint")
+    plan = read_plan(o["from_plan"])
+    torch = require_torch()
+    from .train.distributed import dist_info_from_env
+    from .train.render import train_summary
+    from .train.run import TrainRequest, model_with_vocab, run_training
+
+    world = dist_info_from_env().world_size
+    overrides = dict(zip(("micro_batch", "grad_accum"), (o["micro_batch"], o["grad_accum"])))
+    given = {name: overrides[name] for name in overrides if given_on_command_line(ctx, name)}
+    pr = plan_run(plan, str(o["from_plan"]), device=getattr(o["device"], "value", o["device"]), cuda_available=torch.cuda.is_available(),
+                  world_size=world, allow_substitute=o["allow_substitute"], eval_interval=o["eval_interval"],
+                  eval_batches=o["eval_batches"], checkpoint_interval=o["checkpoint_interval"], seed=o["seed"],
+                  compile=o["compile"], **given)
+    if o["max_steps"] is not None and o["max_steps"] > pr.config.max_steps:
+        raise UsageError(f"--max-steps {o['max_steps']} is past the plan's {pr.config.max_steps} steps; drop it to "
+                         "run the whole plan")
+    data = str(o["data"]) if o["data"] else None
+    model = model_with_vocab(pr.config.model, data, None)
+    if model != pr.config.model:
+        pr = replace(pr, config=replace(pr.config, model=model), changes=pr.changes + (
+            f"vocabulary {pr.config.model.vocab_size:,} -> {model.vocab_size:,} from the data's meta.json",))
+    log = o["log"]
+    if o["out"] is not None:
+        log = Path(o["out"]) / "metrics.jsonl"
+        check_writable_file(log, "metrics log")
+    elif log is not None:
+        check_writable_file(log, "metrics log")
+    for change in pr.changes:
+        sys.stderr.write(f"flopscalc: from the plan: {change}\n")
+    summary = run_training(TrainRequest(
+        config=pr.config, data_dir=data, checkpoint=str(o["checkpoint"]) if o["checkpoint"] else None,
+        resume=o["resume"], metrics_log=str(log) if log else None, gpu=o["gpu"], peak_tflops=o["peak_tflops"],
+        gpu_csv=tuple(o["gpu_csv"] or ()), progress=not o["as_json"], stop_after=o["max_steps"],
+        settings=pr.settings(world), settings_path=str(Path(o["out"]) / "settings.json") if o["out"] else None))
+    if summary.pop("is_main"):
+        emit(train_summary(summary), summary, o["as_json"])
+    if summary["interrupted"]:
+        sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}\n")
         return 130
     return None
 

@@ -5,10 +5,12 @@ Works the same in one process and under torchrun (every rank runs this; rank 0 l
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 from ..errors import DomainError, UsageError
 from ..model import ModelConfig, count_params
 from .bench import device_name, free_device_memory, is_out_of_memory, out_of_memory, resolve_peak
@@ -36,6 +38,9 @@ class TrainRequest:
     peak_tflops: float | None = None
     gpu_csv: tuple = ()
     progress: bool = True
+    stop_after: int | None = None  # stop after this many optimizer steps; the schedule still spans max_steps
+    settings: dict | None = None  # --from-plan: the settings and changes (`PlanRun.settings`), reported and saved
+    settings_path: str | None = None  # where to write ``settings`` (JSON) before training starts
 
 
 def data_vocab_size(data_dir: str | None) -> int | None:
@@ -67,6 +72,8 @@ def run_training(req: TrainRequest) -> dict:
         # fail before building the model if even one validation batch does not fit
         Batches(val_tokens, cfg.micro_batch, cfg.seq_len, vocab_size=cfg.model.vocab_size,
                 world=info.world_size, name=names[1])
+    if req.settings_path and req.settings is not None and info.is_main:
+        write_text_atomic(req.settings_path, json.dumps(req.settings, indent=2) + "\n")
     device, _, peak, notes = resolve_peak(cfg.device, cfg.precision, req.gpu, req.peak_tflops, req.gpu_csv, info)
     log = None
     try:
@@ -79,7 +86,7 @@ def run_training(req: TrainRequest) -> dict:
             trainer.callbacks.append(log)
         with LiveProgress(cfg.max_steps, trainer.step, enabled=req.progress and info.is_main) as live:
             trainer.callbacks.append(live)
-            result = trainer.train()
+            result = trainer.train(stop_after=req.stop_after)
     except RuntimeError as exc:
         if not is_out_of_memory(exc):
             raise
@@ -96,6 +103,8 @@ def run_training(req: TrainRequest) -> dict:
     hist = result.history
     return {
         "model": cfg.model.name, "n_params": count_params(cfg.model).total,
+        # counted on the module the run trained (tied matrices once: parameters() yields a shared tensor once)
+        "n_params_measured": sum(p.numel() for p in trainer.raw_model.parameters()),
         "steps_done": result.steps_done, "max_steps": cfg.max_steps, "interrupted": result.interrupted,
         "tokens_seen": result.steps_done * cfg.tokens_per_micro_batch * cfg.grad_accum * info.world_size,
         "final_loss": hist[-1].loss if hist else None, "final_val_loss": result.final_val_loss,
@@ -107,4 +116,5 @@ def run_training(req: TrainRequest) -> dict:
         "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,
         "metrics_log": str(Path(req.metrics_log)) if req.metrics_log else None,
         "is_main": info.is_main,
+        **({"from_plan": req.settings} if req.settings is not None else {}),
     }
