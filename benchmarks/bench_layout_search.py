@@ -16,7 +16,7 @@ from pathlib import Path
 from flopscalc.hardware import get_gpu
 from flopscalc.layout import cluster_for
 from flopscalc.layout.search import search_layouts
-from flopscalc.layout.time import _stage_cost
+from flopscalc.layout.time import _rank_cost, _stage_cost
 from flopscalc.model import get_preset
 
 COUNTS = (32, 128, 512, 1024, 2048, 4096)  # 70B needs >= 32 H100s: 18 bytes x 70e9 / 16 > 80 GB
@@ -28,6 +28,7 @@ def main() -> None:
     for n in COUNTS:
         best = float("inf")
         for _ in range(3):
+            _rank_cost.cache_clear()
             _stage_cost.cache_clear()
             t0 = time.perf_counter()
             r = search_layouts(cfg, cluster_for(gpu, n), 8192, n)

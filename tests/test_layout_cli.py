@@ -67,5 +67,5 @@ def test_search_for_1024_gpus_is_fast():
     cfg, gpu = get_preset("llama-3.1-70b"), get_gpu("h100")
     t0 = time.perf_counter()
     r = search_layouts(cfg, cluster_for(gpu, 1024), 8192, 1024)
-    assert time.perf_counter() - t0 < 2.0  # observed ~0.5 s on the 2-core CI box (benchmarks/)
+    assert time.perf_counter() - t0 < 1.0  # observed 0.18 s on the shared 2-core box (benchmarks/)
     assert r.best.memory.total <= gpu.memory_bytes

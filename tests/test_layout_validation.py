@@ -101,3 +101,20 @@ def test_network_bandwidth_moves_pipeline_and_data_parallel_time():
     slow = layout_time(cfg, lay, cluster_for(gpu, 128, network_gbps=100), 2048, precision=MemoryPrecision.bf16_mixed)
     fast = layout_time(cfg, lay, cluster_for(gpu, 128, network_gbps=400), 2048)
     assert slow.pp_comm_s > fast.pp_comm_s and slow.dp.exposed_s > fast.dp.exposed_s
+
+
+@pytest.mark.parametrize("preset", ["gpt2-xl", "llama-3.1-70b", "mixtral-8x7b"])
+@pytest.mark.parametrize("recompute", list(Recompute))
+def test_stage_pricing_from_one_and_two_layers_equals_pricing_every_layer(preset, recompute):
+    """The search prices a stage of n layers from ranks of 1 and 2 layers (affine in n); it must equal the
+    direct pricing of the n-layer rank."""
+    from dataclasses import astuple
+
+    from flopscalc.layout.time import _rank_cost, _stage_cost
+    from flopscalc.model import get_preset
+
+    cfg, gpu = get_preset(preset), get_gpu("h100")
+    key = (2, 10, 1, 2 if cfg.is_moe else 1, 2, recompute, True)
+    args = (1024, gpu, MemoryPrecision.bf16_mixed, True, StepOptions(), True)
+    direct, affine = _rank_cost(cfg, key, *args), _stage_cost(cfg, key, *args)
+    assert astuple(affine) == pytest.approx(astuple(direct), rel=1e-9)

@@ -30,6 +30,7 @@ References
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 from ..flops import Recompute
@@ -69,8 +70,8 @@ class LayoutMemory:
 
     @property
     def total(self) -> float:
-        return sum(getattr(self, f.name) for f in fields(self) if f.name not in ("stage", "n_params_per_gpu",
-                                                                               "n_in_flight"))
+        return (self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.cuda_context
+                + self.fragmentation)
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -87,6 +88,16 @@ def _state_bytes_per_param(zero_stage: int, shards: int) -> tuple[float, float, 
     return WEIGHT_BYTES / shards, GRAD_BYTES / shards, ADAM_STATE_BYTES / shards  # [4] P_os+g+p
 
 
+@functools.lru_cache(maxsize=64)
+def _param_split(cfg: ModelConfig):
+    """(parameter count, routed-expert parameters of all layers)."""
+    routed = 0
+    if cfg.is_moe:
+        ew, eb = mlp_unit_params(cfg, cfg.expert_inner)
+        routed = cfg.n_layer * cfg.n_expert * (ew + eb)
+    return count_params(cfg), routed
+
+
 def stage_params(cfg: ModelConfig, layout: Layout) -> dict[str, tuple[float, float]]:
     """Parameters on one GPU of the first and the last stage: {stage: (dense, routed experts)} (count).
 
@@ -94,12 +105,8 @@ def stage_params(cfg: ModelConfig, layout: Layout) -> dict[str, tuple[float, flo
     parallel) and position table on the first stage, the LM head (a copy of a tied embedding when pp > 1,
     Megatron's ``word_embeddings`` on the last stage) and final norm on the last.
     """
-    pc = count_params(cfg)
+    pc, routed = _param_split(cfg)
     L, t = cfg.n_layer, layout.tp
-    routed = 0
-    if cfg.is_moe:
-        ew, eb = mlp_unit_params(cfg, cfg.expert_inner)
-        routed = L * cfg.n_expert * (ew + eb)
     norms = pc.layernorm - cfg.norm_params
     per_layer_dense = ((pc.attention + pc.mlp - routed) / t + norms) / L
     per_layer_experts = routed / (t * layout.ep) / L

@@ -142,9 +142,25 @@ class _StageCost:
     grad_accum_s: float  # fp32 gradient accumulation kernel, one micro-batch
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=8192)
 def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
                 options: StepOptions, megatron: bool) -> _StageCost:
+    """The busiest stage's costs. Every field is affine in the layer count (block ops are counted per layer,
+    their kernel floors too; the optimizer and cast ops move bytes in proportion to the parameters), so a stage
+    of n layers is priced from ranks of 1 and 2 layers: c(n) = c(1) + (n - 1) (c(2) - c(1)). This keeps the
+    search's pricing to one pair per shape instead of one per layer count."""
+    tp, n_layers, *rest = layout_key
+    if n_layers <= 2:
+        return _rank_cost(cfg, layout_key, seq_len, gpu, precision, flash, options, megatron)
+    one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron)
+    two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron)
+    a1, a2 = vars(one).values(), vars(two).values()
+    return _StageCost(*(a + (n_layers - 1) * (b - a) for a, b in zip(a1, a2, strict=True)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
+               options: StepOptions, megatron: bool) -> _StageCost:
     tp, n_layers, cp, ep, b, recompute, sp = layout_key
     rank_cfg = per_rank_model(cfg, tp, n_layers, ep)
     setup = TrainingSetup(micro_batch=b, seq_len=seq_len // cp, precision=precision, recompute=recompute,
@@ -175,6 +191,11 @@ def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precisio
         if p.op.phase in (Phase.backward, Phase.recompute):
             backward += s
     return _StageCost(body, first, last, backward, attention, optimizer, accum)
+
+
+@functools.lru_cache(maxsize=256)
+def _model_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    return training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
 
 
 def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, all_reduce: bool) -> float:
@@ -245,7 +266,7 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
                             grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes))
     shards = dp_n if layout.zero_stage >= 1 else 1
     optimizer = cost.optimizer_s / shards + cost.grad_accum_s * m / (shards if layout.zero_stage >= 2 else 1)
-    model_flops = training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
+    model_flops = _model_flops_per_token(cfg, seq_len)
     peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
     return LayoutTime(layout, cfg, cluster, seq_len, compute_mb * m, bubble, tp_mb * m, pp_mb * m, cp_mb * m,
                       ep_mb * m, dp, optimizer, peak, model_flops)
