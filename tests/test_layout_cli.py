@@ -69,3 +69,19 @@ def test_search_for_1024_gpus_is_fast():
     r = search_layouts(cfg, cluster_for(gpu, 1024), 8192, 1024)
     assert time.perf_counter() - t0 < 1.0  # observed 0.18 s on the shared 2-core box (benchmarks/)
     assert r.best.memory.total <= gpu.memory_bytes
+
+
+def test_context_and_expert_parallelism_move_their_fields(capsys):
+    long = ["step", "--gpu", "h100", "--model", "llama-3.1-8b", "--seq", "32768", "--n-gpus", "16", "--tp", "8",
+            "--sequence-parallel", "--json"]
+    no_cp = _json(capsys, long)
+    cp = _json(capsys, [*long, "--cp", "2"])
+    assert cp["memory_bytes"]["activations"] < no_cp["memory_bytes"]["activations"]
+    assert cp["layout"]["dp"] == 1 and no_cp["layout"]["dp"] == 2
+    moe = ["step", "--gpu", "h100", "--model", "mixtral-8x7b", "--seq", "4096", "--n-gpus", "32", "--tp", "2",
+           "--zero", "1", "--json"]
+    no_ep = _json(capsys, moe)
+    ep = _json(capsys, [*moe, "--ep", "4"])
+    assert ep["time_s"]["expert all-to-all"] > 0 == no_ep["time_s"]["expert all-to-all"]
+    assert ep["memory_bytes"]["weights"] < no_ep["memory_bytes"]["weights"]
+    assert run([*moe, "--ep", "3"]) == 2
