@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 
 from .errors import UsageError
-from .flops import training_flops_per_token
 from .hardware import GpuSpec, Precision
 from .model import ModelConfig, count_params
 
@@ -114,7 +113,8 @@ class Candidate:
 
     @property
     def chinchilla_time_s(self) -> float:
-        """Wall-clock time for 20 x N tokens at its setup's speed (inf when it fits no setup)."""
+        """Wall-clock time for 20 x N tokens at the speed of the setup the plan chose for it (inf when it fits
+        no setup); on several GPUs that setup's batch grows with the budget's predicted loss."""
         return self.chinchilla_tokens / self.wall_tokens_per_s if self.fits else math.inf
 
     @property
@@ -130,6 +130,8 @@ def candidate(model: ModelConfig, seq_len: int, budget_tokens: float, wall_token
               min_gpus: int | None = None) -> Candidate:
     """Tokens, tokens per parameter and time to 20 tokens/parameter for ``model``, from the tokens the budget
     trains it on and its speed (tokens per wall-clock second) with the setup that fits."""
+    from .flops import training_flops_per_token  # here: the option defaults above must not load numpy
+
     return Candidate(model, count_params(model).total, seq_len,
                      training_flops_per_token(model, seq_len).model_flops_per_token, budget_tokens,
                      wall_tokens_per_s, min_gpus)

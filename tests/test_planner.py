@@ -95,7 +95,9 @@ def test_budget_is_linear_in_time_and_gpus_and_tokens_grow_with_days(days, more,
         assert p.recommended.speed.mfu <= mfu * (1 + 1e-12)
     for s, l in zip(short.candidates, long.candidates):
         assert l.budget_tokens > s.budget_tokens
-        assert l.chinchilla_time_s == pytest.approx(s.chinchilla_time_s, rel=1e-9)  # a rate, not a budget
+        if n_gpus == 1:  # a rate, not a budget; on several GPUs the batch grows with the budget's predicted
+            # loss (Kaplan's critical batch, plan_options.grow_batch), so the setup's speed may move with it
+            assert l.chinchilla_time_s == pytest.approx(s.chinchilla_time_s, rel=1e-9)
 
 
 @pytest.mark.parametrize("kwargs", [dict(n_gpus=0), dict(utilization=0), dict(utilization=1.5), dict(mfu=-0.1)])
