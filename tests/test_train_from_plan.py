@@ -285,3 +285,22 @@ def test_bad_schedules_are_refused(schedule, milestones, words):
     with pytest.raises(UsageError, match=words):
         TrainConfig(model=ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, vocab_size=16), seq_len=8,
                     schedule=schedule, milestones=milestones)
+
+
+def test_a_plan_run_resumes_on_the_plans_schedule(tiny, tmp_path, capsys):
+    """Stop after 2 steps with a checkpoint, resume to 4: the log continues and the resumed steps' learning rates
+    are still the plan's cosine (the schedule is a function of the step and the plan's n_steps)."""
+    path, plan = tiny
+    hp, n = plan["hyperparameters"], plan["recommended"]["n_steps"]
+    ck, out = tmp_path / "ck.pt", tmp_path / "run"
+    base = ["train", "--from-plan", str(path), "--synthetic", "--device", "cpu", "--micro-batch", "1",
+            "--grad-accum", "1", "--eval-batches", "1", "--checkpoint", str(ck), "--out", str(out), "--json"]
+    assert run([*base, "--max-steps", "2"]) == 0
+    assert run([*base, "--max-steps", "4", "--resume"]) == 0
+    summaries = capsys.readouterr().out
+    assert '"steps_done": 4' in summaries
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["lr"] for r in rows] == pytest.approx(
+        [_cosine_lr(hp["learning_rate"], hp["min_lr_ratio"], hp["plan_warmup_steps"], n, s) for s in range(4)],
+        rel=1e-12)
