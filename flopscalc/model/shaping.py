@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import DomainError, UsageError
 from .config import DEFAULT_HEAD_DIM, ModelConfig
-from .counts import count_params
+from .counts import block_params, count_params
 from .presets import PRESETS, get_preset
 
 # Default width / depth ratio of the GPT-2 shaping rule: GPT-2 small's 768/12 and GPT-3 125M/760M's
@@ -194,7 +194,7 @@ def config_for_params(
 
 # Parameter counts at 1 and 2 layers per (base, head width, count, family), for head counts 1, 2, ... as far as
 # any target so far needed; at most `_WIDTH_COUNTS_KEPT` bases are kept.
-_WIDTH_COUNTS: dict[tuple, tuple[list[int], list[int]]] = {}
+_WIDTH_COUNTS: dict[tuple, tuple[list[int], list[int], list[bool]]] = {}
 _WIDTH_COUNTS_KEPT = 32
 
 
@@ -210,12 +210,21 @@ def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str, n_p
     key = (base, head_dim, count, family)
     if key not in _WIDTH_COUNTS and len(_WIDTH_COUNTS) >= _WIDTH_COUNTS_KEPT:
         del _WIDTH_COUNTS[next(iter(_WIDTH_COUNTS))]
-    one, two = _WIDTH_COUNTS.setdefault(key, ([], []))
+    one, two, affine = _WIDTH_COUNTS.setdefault(key, ([], [], []))
+
+    def counted(cfg: ModelConfig) -> int:
+        pc = count_params(cfg)
+        return pc.total if count == "total" else pc.non_embedding
+
     while len(one) < MAX_SHAPE_HEADS and (len(one) < 2 or one[-1] <= n_params):
-        h = len(one) + 1
-        for n_layer, out in ((1, one), (2, two)):
-            pc = count_params(fam.shape(base, n_layer, h * fam.head_step, head_dim))
-            out.append(pc.total if count == "total" else pc.non_embedding)
+        n_head = (len(one) + 1) * fam.head_step
+        cfg = fam.shape(base, 1, n_head, head_dim)
+        one.append(counted(cfg))
+        # a second block adds `block_params` to either count (count_params: every per-layer term is L x a block's);
+        # checked once per base against a 2-layer model counted directly, which is used instead should they differ
+        if not affine:
+            affine.append(one[0] + block_params(cfg) == counted(fam.shape(base, 2, fam.head_step, head_dim)))
+        two.append(one[-1] + block_params(cfg) if affine[0] else counted(fam.shape(base, 2, n_head, head_dim)))
     return np.array(one, dtype=np.float64), np.array(two, dtype=np.float64)
 
 
