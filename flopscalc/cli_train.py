@@ -251,7 +251,8 @@ def _train_from_plan(ctx: typer.Context):
     if summary.pop("is_main"):
         emit(train_summary(summary), summary, o["as_json"])
     if summary["interrupted"]:
-        sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}\n")
+        where = f"; checkpoint saved to {summary['checkpoint']}" if summary["checkpoint"] else ""
+        sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}{where}\n")
         return 130
     return None
 
