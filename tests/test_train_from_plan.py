@@ -335,3 +335,42 @@ def test_substituted_plan_runs_on_cpu_and_says_what_changed(tmp_path_factory, ca
     if plan["recommended"]["setup"]["zero_stage"] in (1, 2):
         assert any(c.startswith("ZeRO stage") for c in changes)
     assert all(f"from the plan: {c}" in captured.err for c in changes)
+
+
+def test_a_llama_preset_plan_is_rebuilt_from_its_preset(tmp_path_factory):
+    """A plan for Llama 3.1 8B names its preset, which is rebuilt exactly: 8,030,261,248 parameters, the count of
+    Meta's released checkpoint (meta-llama/Llama-3.1-8B model.safetensors.index.json: total_size 16,060,522,496
+    bytes of bf16, 2 bytes each)."""
+    path, plan = _plan_file(tmp_path_factory, "llama.json", "--gpu", "h100", "--model", "llama-3.1-8b",
+                            "--tokens", "1e9")
+    pr = plan_run(read_plan(path), str(path), device="cpu", allow_substitute=True)
+    assert pr.config.model.name == "llama-3.1-8b" and pr.settings()["n_params"] == 8_030_261_248
+    assert pr.config.model.family == plan["recommended"]["model"]["family"]
+
+
+def test_an_unnamed_non_gpt2_block_is_refused_in_one_line(tiny, tmp_path, capsys):
+    """The plan's JSON carries a block's options only as its family label: a non-GPT-2 shape without a preset
+    name cannot be rebuilt, and is refused rather than guessed."""
+    _, plan = tiny
+    p = json.loads(json.dumps(plan))
+    p["recommended"]["model"]["family"] = "GQA 32/8, swiglu, rmsnorm, rope"
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(p), encoding="utf-8")
+    _one_line_error(capsys, ["train", "--from-plan", str(f), "--synthetic", "--device", "cpu"],
+                    "GQA 32/8, swiglu, rmsnorm, rope", "preset")
+
+
+def test_data_vocabulary_resizing_the_plans_model_is_named(tiny, tmp_path, capsys):
+    """--data with a byte-level vocabulary (256) resizes the plan's model; the change is named, and the module
+    counted has the resized count."""
+    path, plan = tiny
+    data = tmp_path / "pydoc"
+    assert run(["train", "prepare", str(data), "--pydoc", "--json"]) == 0
+    capsys.readouterr()
+    assert run(["train", "--from-plan", str(path), "--data", str(data), "--device", "cpu", "--micro-batch", "1",
+                "--grad-accum", "1", "--eval-batches", "1", "--max-steps", "1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    m = plan["recommended"]["model"]
+    assert any(c.startswith(f"vocabulary {m['vocab_size']:,} -> 256") for c in summary["from_plan"]["changes"])
+    # GPT-2 block, tied head: only the token table changes size, by (50257 - 256) x n_embd parameters
+    assert summary["n_params_measured"] == m["n_params"] - (m["vocab_size"] - 256) * m["n_embd"]
