@@ -78,6 +78,10 @@ class PlanRun:
         }
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def read_plan(path: str | Path) -> dict:
     """The JSON of a plan file; a missing, non-JSON or non-plan file is a one-line UsageError."""
     text = read_text(path, "plan file", f"; {WRITE_A_PLAN}")
@@ -194,10 +198,11 @@ def plan_run(plan: dict, source: str, *, device: str = "auto", cuda_available: b
             raise UsageError(f"the plan runs on {n_gpus} GPUs and this is {world_size} process(es), which cannot "
                              f"keep its batch: launch with torchrun --nproc-per-node {n_gpus}")
         accum = int(scaled)
-        gaps.append((f"{n_gpus} data-parallel GPUs (this is {world_size} process{'es' if world_size > 1 else ''})",
+        gpus, procs = _plural(n_gpus, "GPU", "GPUs"), _plural(world_size, "process", "processes")
+        gaps.append((f"{gpus} in data parallel, where this run has {procs}",
                      f"torchrun --nproc-per-node {n_gpus} flopscalc train --from-plan ...",
-                     (f"{n_gpus} GPUs -> {world_size} process{'es' if world_size > 1 else ''}: gradient accumulation "
-                     f"{plan_accum} -> {accum}, the same {plan_tokens:,} tokens per step")))
+                     (f"{gpus} -> {procs}: gradient accumulation {plan_accum} -> {accum}, the same "
+                      f"{plan_tokens:,} tokens per step")))
     if gaps and not allow_substitute:
         need = "; ".join(f"{what} (run it with {tool})" for what, tool, _ in gaps)
         raise UsageError(f"the plan needs what the reference trainer cannot run: {need}; use that tool, or pass "
