@@ -107,6 +107,7 @@ class DeviceFactors:
     datasheet_peak_flop_per_s: float | None = None
     datasheet_bandwidth_bytes_per_s: float | None = None
     timing: str = "wall"  # what was fitted: "wall" seconds per step, or "process CPU" seconds (CPU devices)
+    gemm_source: str = "fitted"  # "measured": held at the profile's timed matmul; "fitted" with the other three
 
     def __post_init__(self) -> None:
         for name in ("gemm_flop_per_s", "memory_bytes_per_s", "kernel_min_s"):
@@ -136,6 +137,9 @@ class CalibrationProfile:
     load_avg_1min_start: float | None = None  # the machine's 1-minute load average when timing began
     n_cores: int | None = None  # logical cores of the machine (the load above is out of these)
     host_memory_bytes: float | None = None  # the host's physical memory (what a CPU device holds)
+    # a square matmul timed beside the sweep in the trainer's precision (median over the rounds; FLOP/s) and its n
+    measured_gemm_flop_per_s: float | None = None
+    gemm_probe_n: int | None = None
 
     def __post_init__(self) -> None:
         if not self.points:
@@ -253,6 +257,7 @@ def profile_from_dict(data: dict, where: str = "calibration profile") -> Calibra
             device_factors=_factors_from_dict(data.get("device_factors"), where),
             n_cpu_threads=data.get("n_cpu_threads"), load_avg_1min_start=data.get("load_avg_1min_start"),
             n_cores=data.get("n_cores"), host_memory_bytes=data.get("host_memory_bytes"),
+            measured_gemm_flop_per_s=data.get("measured_gemm_flop_per_s"), gemm_probe_n=data.get("gemm_probe_n"),
         )
     except KeyError as e:
         raise UsageError(f"{where}: missing field {e.args[0]!r}") from None

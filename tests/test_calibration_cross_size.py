@@ -55,11 +55,14 @@ def test_target_is_4_to_8_times_the_largest_swept_model():
     assert 4 <= ratio <= 8 and TARGET[3] not in {s[3] for s in SWEEP}
 
 
-def test_fit_recovers_the_factors_that_made_the_times():
-    """Exact model, exact data: step times priced with known factors are fitted back to those factors, and the
-    held-out target is predicted to within the fit's tolerance."""
+@pytest.mark.parametrize("hold_gemm", [False, True])
+def test_fit_recovers_the_factors_that_made_the_times(hold_gemm):
+    """Exact model, exact data: step times priced with known factors are fitted back to those factors (all four,
+    or three with the GEMM rate held at its true value, as calibrate holds the measured one), and the held-out
+    target is predicted to within the fit's tolerance."""
     points = [MeasuredStep(*_shape(*s), _model_time(TRUE, *_shape(*s))) for s in SWEEP]
-    fit = fit_device_factors(points)
+    fit = fit_device_factors(points, gemm_flop_per_s=TRUE.gemm_flop_per_s if hold_gemm else None)
+    assert fit.gemm_source == ("measured" if hold_gemm else "fitted")
     assert fit.rms_rel_error < 1e-6
     for name in ("gemm_flop_per_s", "memory_bytes_per_s", "kernel_min_s", "attention_fraction"):
         assert getattr(fit, name) == pytest.approx(getattr(TRUE, name), rel=1e-3), name
@@ -159,14 +162,13 @@ def test_calibrate_cli_refusals(tmp_path, capsys, extra, match):
 
 
 # Bound on |predicted / measured - 1| for the held-out target in the small CI run below. Observed: the full
-# benchmark (benchmarks/results/calibration_cpu.json: 5 rounds x 2 steps, 3 targets 4.9-6.4x) stays within ~10%;
-# this cut-down run (3 rounds x 1 step, target 4.9x at micro-batch 3) gave -7.9% and +6.1% at a load average of
-# 6 on 2 cores, the fit landing in one of two near-equal optima. 0.25 is 2.5x the worst seen, below the +20-38%
-# the model shows where it does fail (micro-batch 1, see docs/performance_model.md), and it compares two
-# times of the same run, so it holds on a faster or slower machine.
+# benchmark (benchmarks/results/calibration_cpu.json: 4 rounds x 2 steps, 3 targets 4.9-6.4x, 3 repeats) stays
+# within 10%; this cut-down run (3 rounds x 1 step, target 4.9x at micro-batch 3) gave errors within +-10% at a
+# load average of 4-6 on 2 cores. 0.25 is 2.5x the worst seen, and it compares two times of the same run, so it
+# holds on a faster or slower machine; carrying one measured MFU to the target instead is off by 12-23%.
 CROSS_SIZE_BOUND = 0.25
-# The fit's own residual over the sweep: observed 1.3-6% rms.
-FIT_RMS_BOUND = 0.10
+# The fit's own residual over the sweep: observed 1.3-7% rms.
+FIT_RMS_BOUND = 0.12
 
 
 def test_small_calibration_predicts_a_5x_larger_model_on_this_cpu():
@@ -176,9 +178,11 @@ def test_small_calibration_predicts_a_5x_larger_model_on_this_cpu():
 
     sweep = cpu_sweep(warmup_steps=1, timed_steps=1, sweep=SWEEP)
     target = cpu_sweep(warmup_steps=1, timed_steps=1, sweep=(TARGET,))
-    measured = run_benchmarks(sweep + target, n_threads=1, rounds=3)  # interleaved: the load falls on both
+    # interleaved: the load falls on sweep and target alike; the matmul probe gives the GEMM rate calibrate holds
+    measured = run_benchmarks(sweep + target, n_threads=1, rounds=3, gemm_probe=True)
     fitted = fit_profile(replace(measured, points=measured.points[:-1]))
     assert fitted.device_factors.timing == "process CPU" and fitted.n_cpu_threads == 1
+    assert fitted.device_factors.gemm_source == "measured"
     assert fitted.device_factors.rms_rel_error <= FIT_RMS_BOUND
     (held_out,) = measured_steps(replace(measured, points=measured.points[-1:]))
     predicted = calibrated_step(held_out.model, held_out.setup, fitted).step_s

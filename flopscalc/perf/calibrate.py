@@ -124,11 +124,14 @@ def matmul_precision(setup: TrainingSetup) -> str:
     return Precision(MATMUL_PRECISION[setup.precision]).value
 
 
-def fit_device_factors(points: Sequence[MeasuredStep], gpu: GpuSpec | None = None) -> DeviceFactors:
-    """Least-squares fit of the four device factors to measured step times ([2]); residual log(predicted/measured).
+def fit_device_factors(points: Sequence[MeasuredStep], gpu: GpuSpec | None = None,
+                       gemm_flop_per_s: float | None = None) -> DeviceFactors:
+    """Least-squares fit of the device factors to measured step times ([2]); residual log(predicted/measured).
 
     ``gpu``: the database row of the device measured (its datasheet figures are recorded beside the fitted
-    ones); None for a CPU. Raises UsageError for fewer than `MIN_POINTS` points or mixed precisions.
+    ones); None for a CPU. ``gemm_flop_per_s``: a GEMM rate measured directly (`flopscalc calibrate` times a
+    large matmul beside the sweep); when given it is held and the other three factors are fitted, else all four
+    are. Raises UsageError for fewer than `MIN_POINTS` points or mixed precisions.
     """
     from scipy.optimize import least_squares  # only the fit needs scipy
 
@@ -148,9 +151,18 @@ def fit_device_factors(points: Sequence[MeasuredStep], gpu: GpuSpec | None = Non
     if peak is not None:  # a GPU cannot beat its datasheet: the box stops there
         hi[0] = min(hi[0], math.log(peak))
         hi[1] = min(hi[1], math.log(bandwidth)) if bandwidth else hi[1]
+    free = [0, 1, 2, 3]
+    if gemm_flop_per_s is not None:
+        if not (math.isfinite(gemm_flop_per_s) and gemm_flop_per_s > 0):
+            raise UsageError(f"a measured GEMM rate must be a positive FLOP/s, got {gemm_flop_per_s!r}")
+        free = [1, 2, 3]
+    held = math.log(gemm_flop_per_s) if gemm_flop_per_s is not None else 0.0
 
-    def residuals(x):
-        pred = _predict(points, _factors(x, precision, len(points), peak, bandwidth), gpu)
+    def full(y):
+        return [held, *y] if len(free) == 3 else list(y)
+
+    def residuals(y):
+        pred = _predict(points, _factors(full(y), precision, len(points), peak, bandwidth), gpu)
         return [math.log(p / m) for p, m in zip(pred, measured)]
 
     best = None
@@ -158,12 +170,14 @@ def fit_device_factors(points: Sequence[MeasuredStep], gpu: GpuSpec | None = Non
         u = (i + 0.5) / N_STARTS
         x0 = [lo[j] + (hi[j] - lo[j]) * ((u + 0.37 * j) % 1.0) for j in range(4)]
         x0[3] = hi[3] + (lo[3] - hi[3]) * 0.1 * (i % 3)  # attention: near the GEMM rate first
-        res = least_squares(residuals, x0, bounds=(lo, hi), x_scale=1.0, diff_step=1e-3)
+        res = least_squares(residuals, [x0[j] for j in free], bounds=([lo[j] for j in free], [hi[j] for j in free]),
+                            x_scale=1.0, diff_step=1e-3)
         if best is None or res.cost < best.cost:
             best = res
     rel = [math.exp(r) - 1 for r in best.fun]
-    return replace(_factors(best.x, precision, len(points), peak, bandwidth),
-                   rms_rel_error=math.sqrt(sum(r * r for r in rel) / len(rel)), max_rel_error=max(abs(r) for r in rel))
+    return replace(_factors(full(best.x), precision, len(points), peak, bandwidth),
+                   rms_rel_error=math.sqrt(sum(r * r for r in rel) / len(rel)), max_rel_error=max(abs(r) for r in rel),
+                   gemm_source="fitted" if gemm_flop_per_s is None else "measured")
 
 
 def measured_steps(profile: CalibrationProfile) -> list[MeasuredStep]:
@@ -192,13 +206,21 @@ def uses_cpu_time(profile: CalibrationProfile) -> bool:
     return profile.gpu_key is None and all(p.cpu_step_time_s for p in profile.points)
 
 
-def fit_profile(profile: CalibrationProfile, gpu: GpuSpec | None = None) -> CalibrationProfile:
-    """``profile`` with its device factors fitted to its own points (`fit_device_factors`)."""
+def fit_profile(profile: CalibrationProfile, gpu: GpuSpec | None = None, *,
+                hold_measured_gemm: bool = True) -> CalibrationProfile:
+    """``profile`` with its device factors fitted to its own points (`fit_device_factors`).
+
+    The profile's directly measured GEMM rate, when it has one, is held (``hold_measured_gemm``): fitted
+    together, the GEMM rate and the attention fraction trade off against each other and the per-operator floor
+    (several near-equal optima), and the fitted rate lands above what a large matmul reaches; holding the
+    measured one carries better to larger models (benchmarks/results/calibration_cpu.json has both).
+    """
     if profile.gpu_key is not None and (gpu is None or gpu.key != profile.gpu_key):
         raise UsageError(f"the profile was measured on {profile.gpu_key}: pass that GPU's row to fit it")
     if any(p.compiled for p in profile.points):
         raise UsageError("the step-time model prices eager PyTorch kernels: calibrate with --compile off")
-    factors = fit_device_factors(measured_steps(profile), gpu)
+    gemm = profile.measured_gemm_flop_per_s if hold_measured_gemm else None
+    factors = fit_device_factors(measured_steps(profile), gpu, gemm)
     return replace(profile, device_factors=replace(factors, timing="process CPU" if uses_cpu_time(profile) else "wall"))
 
 

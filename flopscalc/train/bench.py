@@ -198,24 +198,63 @@ def _point(setup: BenchSetup, trainer: Trainer, rounds: tuple[tuple[float, float
     )
 
 
+# Side of the square matmul `flopscalc calibrate` times beside its sweep, per device type: large enough to run at
+# the device's best GEMM rate (S. Bekman, ml-engineering, "Maximum Achievable Matmul FLOPS finder": GPUs reach
+# theirs at 4k-20k; on one CPU core torch's fp32 matmul is flat from 256 to 1024 here, 104-109 GFLOP/s).
+GEMM_PROBE_N = {"cpu": 1024, "cuda": 8192}
+GEMM_PROBE_MATMULS = 3  # matmuls per timing
+
+
+class GemmProbe:
+    """Times a square n x n x n matmul on ``device`` in the trainer's precision: FLOP/s = 2 n^3 / time
+    (process CPU time on a CPU, as the sweep; wall time between synchronisations on a GPU)."""
+
+    def __init__(self, device: torch.device, precision: str):
+        self.device, self.n = device, GEMM_PROBE_N.get(device.type, GEMM_PROBE_N["cuda"])
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        self.a = torch.randn(self.n, self.n, generator=gen).to(device=device, dtype=dtype)
+        self.b = torch.randn(self.n, self.n, generator=gen).to(device=device, dtype=dtype)
+        for _ in range(2):  # warm-up: library heuristics, page faults
+            self.a @ self.b
+        self._sync()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __call__(self) -> float:
+        cpu = self.device.type == "cpu"
+        t0 = time.process_time() if cpu else time.perf_counter()
+        for _ in range(GEMM_PROBE_MATMULS):
+            self.a @ self.b
+        self._sync()
+        elapsed = (time.process_time() if cpu else time.perf_counter()) - t0
+        return GEMM_PROBE_MATMULS * 2 * self.n**3 / elapsed  # 2 m n k FLOPs per matmul
+
+
 def measure_interleaved(setups: list[BenchSetup], peak_flop_per_s: float | None, rounds: int,
-                        dist: DistInfo | None = None) -> list[CalibrationPoint]:
+                        dist: DistInfo | None = None, probe=None) -> tuple[list[CalibrationPoint], list[float]]:
     """Time every setup in ``rounds`` interleaved rounds (each round times each setup once) and keep the medians.
 
     On a shared machine the load drifts over minutes; interleaving spreads that drift over every setup instead
     of charging it to whichever ran during a busy spell, and the median drops the rounds a burst hit. All
-    trainers stay alive between rounds (meant for the small models a calibration sweep times).
+    trainers stay alive between rounds (meant for the small models a calibration sweep times). ``probe``: a
+    callable timed once per round too (e.g. `GemmProbe`); its results are returned beside the points.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise UsageError(f"--rounds must be a positive integer, got {rounds!r}")
     info = dist or DistInfo()
     trainers = [_warm_trainer(s, info, rounds) for s in setups]
     times: list[list[tuple[float, float]]] = [[] for _ in setups]
+    probed = []
     for _ in range(rounds):
         for i, (s, t) in enumerate(zip(setups, trainers)):
             times[i].append(_time_steps(t, s.timed_steps))
+        if probe is not None:
+            probed.append(probe())
     return [_point(s, t, tuple(ts), peak_flop_per_s, info, own_memory=len(setups) == 1)
-            for s, t, ts in zip(setups, trainers, times)]
+            for s, t, ts in zip(setups, trainers, times)], probed
 
 
 def resolve_peak(device_request: str, precision_request: str, gpu: str | None, peak_tflops: float | None,
@@ -246,7 +285,7 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
 
 def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tflops: float | None = None,
                    extra_csv=(), on_point=None, n_threads: int | None = None,
-                   rounds: int | None = None) -> CalibrationProfile:
+                   rounds: int | None = None, gemm_probe: bool = False) -> CalibrationProfile:
     """Measure every setup on this machine's device and gather them in one profile.
 
     ``n_threads``: torch's intra-op threads while timing (default on a CPU: ``config.DEFAULT_CPU_THREADS``; on a
@@ -254,6 +293,8 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     above its cores) at the start, go into the profile's notes and fields; torch's previous setting is restored
     after. ``rounds``: time the setups in that many interleaved rounds and keep the medians
     (`measure_interleaved`); None times each setup once, in turn, skipping those that run out of memory.
+    ``gemm_probe`` (with ``rounds``): also time a large matmul once per round (`GemmProbe`); the median goes into
+    the profile's ``measured_gemm_flop_per_s``.
     """
     if not setups:
         raise UsageError("nothing to benchmark: give at least one micro-batch, sequence length and model")
@@ -268,10 +309,12 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     if threads is not None:
         torch.set_num_threads(threads.n_threads)
     try:
+        probed = []
         if rounds is None:
             points = _measure_all(setups, device, peak, notes, on_point)
         else:
-            points = measure_interleaved(setups, peak, rounds)
+            probe = GemmProbe(device, resolve_precision(setups[0].precision, device)) if gemm_probe else None
+            points, probed = measure_interleaved(setups, peak, rounds, probe=probe)
             notes.append(f"{rounds} interleaved rounds per setup; step time = median of the rounds"
                          + ("; CPU time = process CPU seconds, median of the rounds" if device.type == "cpu" else ""))
         used = torch.get_num_threads()  # what the timed steps ran with
@@ -286,6 +329,8 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), points=tuple(points),
         notes=tuple(notes), n_cpu_threads=used, load_avg_1min_start=load_start, n_cores=os.cpu_count(),
         host_memory_bytes=_host_memory_bytes() if device.type == "cpu" else None,
+        measured_gemm_flop_per_s=statistics.median(probed) if probed else None,
+        gemm_probe_n=GEMM_PROBE_N.get(device.type, GEMM_PROBE_N["cuda"]) if probed else None,
     )
 
 
@@ -327,7 +372,7 @@ def run_calibration(setups: list[BenchSetup], *, gpu: str | None = None, peak_tf
     if any(s.compile for s in setups):
         raise UsageError("calibrate fits the model of eager PyTorch kernels: drop --compile (or use 'bench')")
     profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=extra_csv, n_threads=n_threads,
-                             rounds=rounds)
+                             rounds=rounds, gemm_probe=True)
     if len(profile.points) < MIN_POINTS:  # the measurements still give the planner a measured MFU
         note = (f"no device factors fitted: the step-time model's 4 factors need {MIN_POINTS} setups or more, "
                 f"{len(profile.points)} were timed ('step --calibration' needs them; 'plan' reads the measured MFU)")
