@@ -64,6 +64,9 @@ class TrainConfig:
     checkpoint_interval : steps between checkpoints (0: only at the end and on Ctrl-C)
     device : auto | cpu | cuda;  precision : auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile : wrap the model in ``torch.compile``;  parallel : ddp | fsdp when several processes run
+    lora_rank : LoRA rank r (0: train every weight); lora_alpha : the adapters' scale alpha (alpha / r multiplies
+        B A x; default r); lora_targets : comma list of q, k, v, o, gate, up, down or all-linear (default)
+        (`flopscalc.train.lora`)
     """
 
     model: ModelConfig
@@ -91,6 +94,9 @@ class TrainConfig:
     attention: str = "sdpa"
     recompute: str = "none"
     parallel: str = "ddp"
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    lora_targets: str | None = None
 
     def __post_init__(self) -> None:
         positive = ("micro_batch", "seq_len", "grad_accum", "max_steps", "eval_batches")
@@ -125,11 +131,29 @@ class TrainConfig:
                               ("attention", ATTENTIONS), ("recompute", RECOMPUTES)):
             if getattr(self, name) not in choices:
                 raise UsageError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        _check_lora(self)
 
     @property
     def tokens_per_micro_batch(self) -> int:
         """Tokens one device processes per forward pass."""
         return self.micro_batch * self.seq_len
+
+    @property
+    def lora_scale_alpha(self) -> float:
+        """LoRA's alpha: as given, else the rank (scale 1; peft's defaults r = alpha = 8; Hu et al. 2021, sec. 4.1
+        set alpha to the first r tried and did not tune it)."""
+        return float(self.lora_rank if self.lora_alpha is None else self.lora_alpha)
+
+    @property
+    def lora_target_names(self) -> tuple[str, ...]:
+        """The targeted linears in block order (`flopscalc.finetune.adapters.TARGETS`); () without LoRA."""
+        if not self.lora_rank:
+            return ()
+        from ..finetune.adapters import ALL_LINEAR, TARGETS
+
+        items = [t.strip().lower().removesuffix("_proj") for t in (self.lora_targets or ALL_LINEAR).split(",")]
+        names = TARGETS if items == [ALL_LINEAR] else tuple(t for t in TARGETS if t in items)
+        return tuple(t for t in names if t != "gate" or self.model.mlp.n_matrices == 3)
 
 
 def model_unsupported(model: ModelConfig) -> str | None:
@@ -143,6 +167,35 @@ def model_unsupported(model: ModelConfig) -> str | None:
         return (f"RoPE rotates pairs of features, so the head width must be even, got {model.head_dim}; "
                 "change --n-embd or --n-head (or use --pos learned)")
     return None
+
+
+def _check_lora(cfg: TrainConfig) -> None:
+    """Refuse LoRA settings the trainer cannot run or whose FLOPs are not modelled (one line each)."""
+    from ..finetune.adapters import ALL_LINEAR, TARGETS
+
+    rank = cfg.lora_rank
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+        raise UsageError(f"--lora-rank must be a whole number >= 0 (0: no LoRA), got {rank!r}; try --lora-rank 8")
+    if not rank:
+        given = [o for o, v in (("--lora-alpha", cfg.lora_alpha), ("--lora-targets", cfg.lora_targets))
+                 if v is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to LoRA; give "
+                             "--lora-rank too (e.g. --lora-rank 8)")
+        return
+    if cfg.lora_alpha is not None and not (math.isfinite(cfg.lora_alpha) and cfg.lora_alpha > 0):
+        raise UsageError(f"--lora-alpha must be a positive number, got {cfg.lora_alpha!r}; try --lora-alpha {rank}")
+    items = [t.strip().lower().removesuffix("_proj") for t in (cfg.lora_targets or ALL_LINEAR).split(",")]
+    bad = [t for t in items if t not in TARGETS] if items != [ALL_LINEAR] else []
+    if bad or not any(items):
+        raise UsageError(f"LoRA target {', '.join(bad) or '(none)'} is not one of {', '.join(TARGETS)} or "
+                         f"{ALL_LINEAR}; try --lora-targets {ALL_LINEAR} or --lora-targets q,v")
+    if "gate" in items and cfg.model.mlp.n_matrices != 3:
+        raise UsageError(f"{cfg.model.name or 'this model'} has a 2-matrix MLP with no gate projection; drop 'gate' "
+                         "from --lora-targets")
+    if cfg.model.parallel_block or cfg.model.qk_norm.value != "none":
+        raise UsageError("LoRA FLOPs are modelled for sequential blocks without q/k norm (flopscalc.finetune); "
+                         "train this model without --lora-rank, or use a Llama, Mistral, Qwen2 or GPT-2 shape")
 
 
 def _check_schedule(schedule: str, milestones: tuple) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from ..flops import training_flops_per_token
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, shape_of
 from .config import TrainConfig, learning_rate_at
@@ -134,6 +135,10 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self._seed(cfg.seed)
         self.raw_model = build_model(cfg.model, attention=cfg.attention, recompute=cfg.recompute)
+        if cfg.lora_rank:  # adapters before DDP/FSDP/compile wrap the module, so they see the final parameters
+            from .lora import apply_lora
+
+            apply_lora(self.raw_model, cfg.lora_rank, cfg.lora_scale_alpha, cfg.lora_target_names)
         fsdp = self.dist.enabled and cfg.parallel == "fsdp"
         if not fsdp:  # FSDP moves each block to the GPU as it shards it: the whole model never sits on one GPU
             self.raw_model.to(self.device)
@@ -153,6 +158,11 @@ class Trainer:
         self.val_tokens, self.val_name = val_tokens, data_names[1]
         self.step = 0
         self.model_flops_per_token = training_flops_per_token(cfg.model, cfg.seq_len).model_flops_per_token
+        if cfg.lora_rank:  # the FLOPs a LoRA step does: frozen linears skip their weight gradients (finetune.flops)
+            from .lora import lora_model_flops_per_token
+
+            self.model_flops_per_token = lora_model_flops_per_token(cfg.model, cfg.seq_len, cfg.lora_rank,
+                                                                    cfg.lora_target_names)
 
     # ------------------------------------------------------------------ setup
 
@@ -295,7 +305,16 @@ class Trainer:
             "data": self.train_batches.state_dict(),
             "world_size": self.dist.world_size,
             "rng": rng_state(self.device),
+            "lora": self._lora_spec(),
         }
+
+    def _lora_spec(self) -> dict:
+        """The adapters' settings, saved and checked on resume ({} without LoRA). The checkpoint's model state holds
+        the frozen base and the adapters both, so a resume restores either exactly."""
+        cfg = self.cfg
+        if not cfg.lora_rank:
+            return {}
+        return {"rank": cfg.lora_rank, "alpha": cfg.lora_scale_alpha, "targets": list(cfg.lora_target_names)}
 
     def save(self, path: str | Path | None = None) -> Path | None:
         """Write a checkpoint (rank 0 writes; every rank takes part in gathering FSDP shards)."""
@@ -312,6 +331,10 @@ class Trainer:
     def resume(self, path: str | Path) -> int:
         """Load a checkpoint into this trainer (same model shape); returns the step it continues from."""
         ckpt = load_checkpoint(path, expect_model=self.cfg.model)
+        if ckpt.get("lora", {}) != self._lora_spec():
+            raise UsageError(f"checkpoint {path} was written with LoRA {ckpt.get('lora') or 'off'}, this run has "
+                             f"{self._lora_spec() or 'LoRA off'}; pass the same --lora-rank, --lora-alpha and "
+                             "--lora-targets, or a fresh --checkpoint path")
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
         set_state_dict(self.raw_model, self.optimizer, model_state_dict=ckpt["model"],
