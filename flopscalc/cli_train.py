@@ -87,6 +87,14 @@ DeviceOpt = Annotated[Device, typer.Option(help="Where to run: auto picks CUDA w
 PrecisionOpt = Annotated[TrainPrecision, typer.Option(
     help="Matmul precision: auto is bf16 autocast on CUDA (TF32 for the rest), fp32 on CPU.")]
 GpuOpt = Annotated[Optional[str], typer.Option(help="GPU database row whose peak MFU is measured against, e.g. h100.")]
+LoraRankOpt = Annotated[int, typer.Option(
+    "--lora-rank", help="LoRA rank r: freeze the model and train rank-r adapters on --lora-targets (0: train every "
+    "weight; docs/trainer.md).")]
+LoraAlphaOpt = Annotated[Optional[float], typer.Option(
+    "--lora-alpha", help="LoRA's alpha: the adapters' output is scaled by alpha / r (default: r, a scale of 1).")]
+LoraTargetsOpt = Annotated[Optional[str], typer.Option(
+    "--lora-targets", help="Linears that get adapters: all-linear (default) or a comma list of q, k, v, o, gate, up, "
+    "down.")]
 PeakOpt = Annotated[Optional[float], typer.Option(
     "--peak-tflops", help="Peak rate of one device to compute MFU against, for devices not in the database (TFLOP/s).")]
 
@@ -134,6 +142,7 @@ def train(
         "settings and stop).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         help="With --from-plan: folder for settings.json (what runs, what changed) and metrics.jsonl.")] = None,
+    lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
     as_json: JsonOpt = False,
 ):
     """Train the reference GPT-2 (AdamW, warm-up + cosine, clipping, validation); Ctrl-C saves and stops."""
@@ -147,6 +156,10 @@ def train(
     if (data is None) == (not synthetic):
         raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
     if from_plan is not None:
+        lora = given_on_command_line(ctx, "lora_rank", "lora_alpha", "lora_targets")
+        if lora:
+            raise UsageError(f"a plan trains every weight; {', '.join(lora)} would be ignored with --from-plan: "
+                             "drop it, or give the model and LoRA options without --from-plan")
         return _train_from_plan(ctx)
     refuse_unused(ctx, "--from-plan", ("allow_substitute", "max_steps", "out"), "options of a plan run")
     from .atomic import check_writable_file
@@ -168,14 +181,17 @@ def train(
         "grad_clip": grad_clip, "eval_interval": eval_interval, "eval_batches": eval_batches,
         "checkpoint_interval": checkpoint_interval, "seed": seed, "device": device.value,
         "precision": precision.value, "compile": compile, "recompute": recompute.value, "parallel": parallel.value,
+        "lora_rank": lora_rank, "lora_alpha": lora_alpha, "lora_targets": lora_targets,
     }
-    TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)  # reject bad options pre-torch
+    checked = TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)  # reject pre-torch
     require_torch()
     from .train.render import train_summary
     from .train.run import TrainRequest, model_with_vocab, run_training
 
     cfg_model = model_with_vocab(cfg_model, str(data) if data else None, vocab_size)
     config = TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)
+    if checked.lora_rank:
+        sys.stderr.write(f"flopscalc: {_lora_line(config)}\n")
     summary = run_training(TrainRequest(
         config=config, data_dir=str(data) if data else None, checkpoint=str(checkpoint) if checkpoint else None,
         resume=resume, metrics_log=str(log) if log else None, gpu=gpu, peak_tflops=peak_tflops,
@@ -290,13 +306,28 @@ def prepare(
     emit(prepare_table(data), data, as_json)
 
 
+def _lora_line(cfg) -> str:
+    """What a LoRA run trains: the adapters' count (finetune.adapters.count_adapters, equal to the module's
+    trainable parameters: tests/test_train_lora.py) and the frozen base."""
+    from .finetune.adapters import count_adapters
+    from .model import count_params
+
+    n = count_adapters(cfg.model, cfg.lora_target_names, cfg.lora_rank, 0).n_params
+    return (f"LoRA rank {cfg.lora_rank}, alpha {cfg.lora_scale_alpha:g} on {','.join(cfg.lora_target_names)}: "
+            f"{n:,} trainable parameters; the base's {count_params(cfg.model).total:,} are frozen")
+
+
 def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
            precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None,
-           config=None):
+           config=None, lora=(0, None, None)):
     cfgs = [_model(m, None, None, None, block_size, vocab_size) for m in (model or [])]
     if any(v is not None for v in (n_layer, n_head, n_embd, config)) or not cfgs:
         cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config))
     compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
+    lora_on = lora[0] or lora[1] is not None or lora[2] is not None
+    if out is not None and lora_on:
+        raise UsageError("a calibration profile describes pre-training steps ('plan' and 'step' read it); LoRA "
+                         "steps are timed without --out: drop --out or the --lora-* options")
     if out is not None:  # before minutes of benchmarking, not after
         from .atomic import check_writable_file
 
@@ -310,6 +341,15 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
                          precision=precision.value, device=device.value, recompute=recompute.value,
                          warmup_steps=warmup_steps, timed_steps=steps)
               for c in cfgs for b in (micro_batch or [8]) for s in (seq or [None]) for k in compiles]
+    if lora_on:  # LoRA steps; the model's label says so in the table
+        from dataclasses import fields, replace
+
+        from .train.lora import LoraBenchSetup
+
+        setups = [LoraBenchSetup(**{f.name: getattr(s, f.name) for f in fields(s)}, lora_rank=lora[0],
+                                 lora_alpha=lora[1], lora_targets=lora[2]) for s in setups]
+        setups = [replace(s, model=s.model.with_(name=f"{s.model.name or 'model'} LoRA r{s.lora_rank}"))
+                  for s in setups]
     for s in setups:
         s.train_config()  # validate every setup before timing any
     profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=tuple(gpu_csv or ()),
@@ -397,12 +437,13 @@ def register(app: typer.Typer) -> None:
         gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
         out: Annotated[Optional[Path], typer.Option(help="Also write the calibration profile JSON here.")] = None,
         threads: ThreadsOpt = None,
+        lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Time training steps (after warm-up, device-synchronised): tokens/s, achieved FLOP/s, MFU, memory."""
         _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
                precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
-               config)
+               config, (lora_rank, lora_alpha, lora_targets))
 
     def calibrate(
         out: Annotated[Path, typer.Option(help="Calibration profile JSON to write (for 'plan --calibration').")],
@@ -419,10 +460,15 @@ def register(app: typer.Typer) -> None:
         rounds: Annotated[int, typer.Option(
             help="Interleaved timing rounds (each times every setup once); the median counts, as a shared "
                  "machine's load drifts.")] = 5,
+        lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Time a sweep (on a CPU by default 7 small shapes), fit the step-time model's device factors and write
         the profile that 'step --calibration' and 'plan --calibration' read."""
+        if lora_rank or lora_alpha is not None or lora_targets is not None:
+            raise UsageError("calibrate fits the step-time model of pre-training steps, which does not price LoRA's "
+                             "adapters and frozen weights (flopscalc.finetune prices them from FLOPs); time LoRA "
+                             "steps with 'flopscalc bench --lora-rank R'")
         _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
                    precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json,
                    threads, config, rounds)
