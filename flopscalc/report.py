@@ -49,6 +49,9 @@ def model_dict(cfg: ModelConfig) -> dict:
         "tie_embeddings": cfg.tie_embeddings, "pos_embedding": cfg.pos_embedding, "n_inner": cfg.n_inner,
         "n_params": pc.total, "n_params_non_embedding": pc.non_embedding, "n_params_active": pc.active,
         "n_kv_head": cfg.kv_heads, "family": cfg.family,
+        # the block, so a plan's model can be rebuilt from its JSON (train --from-plan)
+        "head_size": cfg.head_dim, "ffn_dim": cfg.n_inner, "mlp": cfg.mlp.value, "norm": cfg.norm.value,
+        "position": cfg.pos.value, "qkv_bias": cfg.qkv_bias, "out_bias": cfg.out_bias, "mlp_bias": cfg.mlp_bias,
     }
 
 

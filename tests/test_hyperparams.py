@@ -132,15 +132,3 @@ def test_as_dict_carries_units_and_sources():
     d = recommend_hyperparameters(12, 768, 1024, 2.5e9).as_dict()
     assert d["batch_tokens"] == d["batch_sequences"] * d["seq_len"]
     assert "2401.02954" in d["sources"]["learning_rate"]
-
-
-def test_cosine_matches_the_trainers_schedule_step_for_step():
-    """Until the trainer calls `schedule_multiplier`, the two cosines must give the same numbers."""
-    from flopscalc.model import get_preset
-    from flopscalc.scaling.hyperparams import schedule_multiplier
-    from flopscalc.train.config import TrainConfig, learning_rate_at
-
-    cfg = TrainConfig(model=get_preset("gpt2"), max_steps=500, warmup_steps=37, learning_rate=3e-4, min_lr_ratio=0.1)
-    for step in range(0, 520, 7):
-        assert cfg.learning_rate * schedule_multiplier(step, 500, 37, 0.1) == pytest.approx(
-            learning_rate_at(cfg, step), rel=1e-12)

@@ -306,9 +306,6 @@ def test_a_plan_run_resumes_on_the_plans_schedule(tiny, tmp_path, capsys):
         rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="scaling.hyperparams.schedule_multiplier drops the rate at the step whose "
-                   "end passes 80% ((s + 1) / n > 0.8), one step before the first step that starts after 80% of "
-                   "the tokens when 0.8 n is not a whole number; requested of its owner")
 def test_multistep_drops_after_80_percent_when_it_falls_inside_a_step():
     """11 steps: 80% of the tokens are processed after 8.8 steps, so step 9 (0-based; 9/11 = 82% processed before
     it) is the first at 31.6%, and step 10 (91%) the first at 10% [DeepSeek LLM, sec. 2.3]."""

@@ -250,10 +250,10 @@ def schedule_multiplier(step: int, n_steps: int, warmup_steps: int, min_lr_ratio
     if step < warmup_steps:
         return (step + 1) / warmup_steps  # linear warm-up [DS24, sec. 2.3; Goyal et al. 2017, sec. 2.2]
     if Schedule(schedule) is Schedule.multistep:
-        done = (step + 1) / n_steps  # fraction of the tokens trained after this step
+        done = step / n_steps  # fraction of the tokens already trained when this step starts
         mult = 1.0
         for fraction, value in milestones:
-            if done > fraction:
+            if done >= fraction:  # "after processing 80% of the tokens": the first step that starts past it
                 mult = value  # [DS24, sec. 2.3]
         return mult
     progress = min(1.0, (step - warmup_steps) / max(1, n_steps - warmup_steps))
