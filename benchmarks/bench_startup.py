@@ -4,7 +4,13 @@ Machines differ; the ratio to a baseline timed in the same run travels. Each rou
 turn, so a busy neighbour slows all of them alike; the median over rounds is reported. Targets (issue 18, item
 2): `--help` <= 1.2x, `gpus` and `models` <= 1.5x, the main job (`plan --gpu 4070ti --days 365`) <= 2.5x.
 
-    python benchmarks/bench_startup.py [--repeat 15] [--out benchmarks/results/startup.json]
+Bytecode: an installed package runs from cached bytecode (pip compiles it at install), so by default the children
+cache theirs under a temporary PYTHONPYCACHEPREFIX, written by the warm-up round (it keeps the source tree clean,
+and overrides a PYTHONDONTWRITEBYTECODE set in the environment). `--compile-each-run` instead recompiles flopscalc's
+modules on every run (PYTHONDONTWRITEBYTECODE=1, no prefix), as a development shell with that variable set does;
+figures recorded that way are only comparable with each other. The result names the mode.
+
+    python benchmarks/bench_startup.py [--repeat 15] [--compile-each-run] [--out benchmarks/results/startup.json]
 """
 
 from __future__ import annotations
@@ -48,19 +54,42 @@ def _run(argv: list[str], env: dict) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=15, help="rounds; each round runs every command once")
+    ap.add_argument("--compile-each-run", action="store_true",
+                    help="recompile every module on every run instead of caching bytecode (see the docstring)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "startup.json")
     args = ap.parse_args()
     _conditions.pin_threads(1)  # this process imports no numpy; the children inherit the variables
-    env = {**os.environ, "COLUMNS": "100"}
-    for argv in CASES.values():  # warm the file cache and __pycache__
+    with tempfile.TemporaryDirectory(prefix="flopscalc-bytecode-") as cache:
+        env = {**os.environ, "COLUMNS": "100"}
+        if args.compile_each_run:  # installed libraries keep their own __pycache__; flopscalc's sources compile
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+            env.pop("PYTHONPYCACHEPREFIX", None)
+            bytecode = ("flopscalc compiled from source on every run (PYTHONDONTWRITEBYTECODE=1; installed libraries "
+                        "read their existing __pycache__)")
+        else:
+            env["PYTHONPYCACHEPREFIX"] = cache
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            bytecode = ("cached, as in an installed package: written under a temporary PYTHONPYCACHEPREFIX by the "
+                        "warm-up round" + (" (PYTHONDONTWRITEBYTECODE=1 in the environment was overridden)"
+                                           if os.environ.get("PYTHONDONTWRITEBYTECODE") else ""))
+        cond, times = _measure(args.repeat, env)
+    _report(args, cond, times, bytecode)
+
+
+def _measure(repeat: int, env: dict) -> tuple[dict, dict[str, list[float]]]:
+    """Warm up (file cache, bytecode), then time every case once per round, `repeat` rounds."""
+    for argv in CASES.values():
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     cond = _conditions.start()
     print(_conditions.summary(cond), flush=True)
     times: dict[str, list[float]] = {name: [] for name in CASES}
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         for name, argv in CASES.items():
             times[name].append(_run(argv, env))
-    cond = _conditions.finish(cond)
+    return _conditions.finish(cond), times
+
+
+def _report(args: argparse.Namespace, cond: dict, times: dict[str, list[float]], bytecode: str) -> None:
     medians = {name: statistics.median(t) for name, t in times.items()}
     base_s = medians[BASELINE]
     ratios = {name: s / base_s for name, s in medians.items()}
@@ -75,6 +104,7 @@ def main() -> None:
         "method": "interleaved rounds (every command once per round), median over rounds; ratio to the baseline "
                   "timed in the same rounds",
         "baseline": BASELINE,
+        "bytecode": bytecode,
         "repeat": args.repeat,
         "median_s": medians,
         "ratio_to_import_numpy": ratios,
