@@ -49,7 +49,8 @@ def _typer_help_text(command) -> str:
 
 def _eager_app() -> typer.Typer:
     """The app built the way it was before the lazy table: every module registered up front on a plain group."""
-    from flopscalc.cli import HELP, HELP_OPTIONS, _main
+    from flopscalc.cli import HELP, HELP_OPTIONS
+    from flopscalc.cli_app import _main
 
     eager = typer.Typer(name="flopscalc", help=HELP, no_args_is_help=True, add_completion=False,
                         pretty_exceptions_enable=False, context_settings=HELP_OPTIONS)
@@ -121,14 +122,28 @@ def test_top_level_help_is_what_typer_prints_for_the_fully_built_app(capsys, mon
 # ------------------------------------------------------------------------------ what each command imports
 
 
-def test_help_imports_only_the_standard_library_typer_and_rich():
+def test_help_imports_only_the_standard_library_and_rich():
     loaded = _loaded_after(["--help"])
     assert loaded["code"] == 0
     outside = {m for m in loaded["top"] if m not in loaded["stdlib"]}
-    typer_and_its_requirements = {"typer", "rich", "shellingham", "annotated_doc"}  # typer's own `Requires-Dist`
     interpreter = {"__main__", "_distutils_hack", "sitecustomize", "usercustomize"}
-    assert outside - interpreter == typer_and_its_requirements | {"flopscalc"}, outside
+    assert outside - interpreter == {"flopscalc", "rich"}, outside
     assert loaded["flopscalc"] == ["flopscalc", "flopscalc.cli", "flopscalc.errors"]
+
+
+def test_every_other_command_line_goes_through_typer():
+    """Only a bare --help skips the parser: `--help` after anything else is typer's (with its usual suggestions)."""
+    loaded = _loaded_after(["--version"])
+    assert "typer" in loaded["top"] and "flopscalc.cli_app" in loaded["flopscalc"]
+
+
+def test_no_command_prints_the_same_help_through_typer(capsys):
+    """`flopscalc` alone reaches the help through typer's group (no_args_is_help) and prints what --help prints."""
+    assert run(["--help"]) == 0
+    fast = capsys.readouterr().out
+    assert run([]) == 2
+    out, err = capsys.readouterr()
+    assert out == fast[:-1] and "say which command to run" in err  # less the blank line click's help echo adds
 
 
 @pytest.mark.parametrize("argv", [["models"], ["--version"]])
@@ -148,5 +163,5 @@ def test_plan_imports_and_builds_no_other_command():
     loaded = _loaded_after(["plan", "--gpu", "4070ti", "--days", "365"])
     assert loaded["code"] == 0
     faces = [m for m in loaded["flopscalc"] if m.startswith("flopscalc.cli")]
-    assert faces == ["flopscalc.cli", "flopscalc.cli_common", "flopscalc.cli_plan"]
+    assert faces == ["flopscalc.cli", "flopscalc.cli_app", "flopscalc.cli_common", "flopscalc.cli_plan"]
     assert not {"pandas", "matplotlib", "torch"} & set(loaded["top"])
