@@ -113,6 +113,10 @@ def plan(
     gpu_csv: GpuCsvOpt = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print every option as CSV rows instead of tables.")] = False,
     as_json: JsonOpt = False,
+    layout_search: Annotated[Optional[bool], typer.Option(
+        "--layout-search/--no-layout-search", help="Give each model the fastest parallel layout (TP, PP, CP, EP, "
+        "ZeRO, micro-batch, recompute) priced by the per-operation model, or only data-parallel setups at the "
+        "stated efficiency. (default: on beyond one node of 8 GPUs unless --mfu or --calibration is given)")] = None,
 ) -> None:
     """The best training run for a budget: model, tokens, setup that fits, time, loss, energy and cost."""
     from . import planner
@@ -169,6 +173,7 @@ def plan(
         inference_tokens=(parse_count(inference_tokens, what="--inference-tokens")
                           if inference_tokens is not None else None),
         family=family if cfg is None else None, arch=arch if cfg is None else None,  # a fixed model has them
+        layout_search=layout_search,
     )
     if precision_note:  # the plan says why it runs at fp16
         from dataclasses import replace

@@ -87,7 +87,8 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
         Assumption("utilization (duty cycle)", f"{budget.utilization:g}",
                    "default: Llama 3 paper sec. 3.3.4 (>90% effective training time)"
                    if budget.utilization == DEFAULT_UTILIZATION else "given"),
-        Assumption("hardware efficiency", ("per option" if mfu_source.startswith("measured") else f"{stated:g}")
+        Assumption("hardware efficiency", ("per option" if stated is None or mfu_source.startswith("measured")
+                                           else f"{stated:g}")
                    + " = MFU of a step without recompute", mfu_source),
         Assumption("MFU, HFU", "per option: model (MFU) or hardware (HFU) FLOPs / (peak x step time)",
                    "recomputation runs at the hardware efficiency, so MFU = HFU x model/hardware FLOPs; "
@@ -136,7 +137,10 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         out.append(f"optimizer offload adds {off.total_s:.2g} s to each {format_duration(rec.speed.step_s)} step "
                    f"({off.total_s / rec.speed.step_s:.1%}; gradients and weights over PCIe, the optimizer step on "
                    "the CPU): a host slower than assumed makes it longer")
-    needs = tools_needed(s)
+    needs = () if rec.chosen.layout is not None else tools_needed(s)
+    if rec.chosen.layout is not None and rec.chosen.layout.engine().value.startswith("Megatron"):
+        out.append(f"'flopscalc train' cannot run this layout ({rec.chosen.layout.label()}): it runs DDP and FSDP "
+                   "only; run it with Megatron-LM (or the torchtitan / DeepSpeed settings the plan names)")
     if needs:
         out.append(f"'flopscalc train' cannot run this setup as it stands: it needs {' and '.join(needs)}; the "
                    "reference trainer runs AdamW with fp32 or bf16 autocast, recomputation, DDP and FSDP")
@@ -145,7 +149,7 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
     if rec.epochs is not None and rec.epochs > 1:
         out.append(f"the recommended run repeats the dataset {rec.epochs:.1f} times; the loss counts repeated "
                    "tokens as worth less (Muennighoff et al. 2023)")
-    if calibration is None and mfu is None:
+    if calibration is None and mfu is None and rec.chosen.layout is None:
         out.append("the hardware efficiency (MFU of a step without recomputation) is a stated default, not measured "
                    "on this GPU: run 'flopscalc calibrate' and pass --calibration to use your own")
     if memory_bytes is not None:

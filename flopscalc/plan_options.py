@@ -8,7 +8,7 @@ those that fit. Everything here is a pure function of frozen inputs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from .batch_size import BatchChoice, batch_to_hide_comm, critical_batch_tokens, token_cost_factor
@@ -122,6 +122,8 @@ class ChosenSetup:
     max_micro_batch: int
     tokens_per_step: int
     cpu_offload_bytes: float = 0.0  # host memory per GPU for the offloaded optimizer (0 without offload)
+    layout: object = None  # layout.Layout when the layout search chose it (`plan_layout`); None: data parallel
+    layouts: object = field(default=None, compare=False, repr=False)  # layout.search.LayoutSearch: the ranking
 
 
 def _per_gpu_batch(cfg: ModelConfig, seq_len: int, n_gpus: int, tokens_per_step: int | None = None) -> int:

@@ -123,6 +123,7 @@ class _Context:
     target_loss: float | None
     optimum_loss: float | None = None  # the law's loss at its optimum: the critical batch's when an option has none
     presets: dict | None = None  # name -> ModelConfig: the presets named beside each option (None: GPT-2's)
+    cluster: object = None  # layout.Cluster: price layouts with the layout engine (`plan_layout`); None: DP search
 
 
 def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
@@ -143,6 +144,8 @@ def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) ->
 
 
 def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
+    if ctx.cluster is not None:
+        return _evaluate_layout(cfg, ctx)
     n = count_params(cfg).total
     b = ctx.budget
     # the search ranks setups at one efficiency: the stated one, or the profile's at its best micro-batch
@@ -179,6 +182,37 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
                       ctx.dataset_tokens, growth)
 
 
+def _evaluate_layout(cfg: ModelConfig, ctx: _Context) -> PlanOption:
+    """`_evaluate` on a cluster: the fastest layout that fits (`plan_layout.choose_layout`), its batch grown within
+    the critical batch when that buys useful tokens per second, its time the layout engine's."""
+    from .plan_layout import choose_layout, grow_layout_batch, min_gpus_for_layout
+
+    n = count_params(cfg).total
+    b = ctx.budget
+    found = choose_layout(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes)
+    if found is None:
+        return PlanOption(cfg, n, nearest_preset(n, ctx.presets), None,
+                          min_gpus_for_layout(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
+                                              ctx.cluster.gpus_per_node),
+                          None, 0.0, 0.0, None, None, ctx.dataset_tokens)
+    chosen, speed = found
+    growth = None
+    if ctx.kind in GROW_BATCH_KINDS:
+        loss0 = (ctx.target_loss if ctx.kind == "target" else
+                 _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0])
+        grown = grow_layout_batch(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes, chosen, speed,
+                                  loss0 if loss0 is not None else ctx.optimum_loss)
+        if grown is not None:
+            chosen, speed, growth = grown
+    value = 1.0 if growth is None else growth.token_value
+    tokens = _tokens(cfg, speed, ctx, value)
+    loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
+    if ctx.kind == "target" and math.isinf(tokens):
+        loss = None
+    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), chosen, None, speed, tokens,
+                      tokens / (speed.tokens_per_s * b.utilization), loss, d_eff, ctx.dataset_tokens, growth)
+
+
 def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[Candidate, ...]:
     """The presets (GPT-2's unless the context names others) with the setup, speed and tokens the options table
     gives them (evaluated here when the plan did not weigh them, e.g. for a fixed model)."""
@@ -202,6 +236,11 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         more = (f"; it would fit on {smallest.min_gpus} GPUs" if smallest.min_gpus else
                 f"; not even {MAX_GPUS_SEARCHED} GPUs hold it")
         what = "the model" if len(options) == 1 else "no candidate, not even the smallest"
+        if ctx.cluster is not None:
+            raise DomainError(
+                f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits no parallel layout of {n_gpus} x {ctx.gpu.name} "
+                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {cap * (1 - PLAN_MEMORY_HEADROOM) / 2**30:.1f} "
+                f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}")
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
         raise DomainError(
             f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / 2**30:.1f} GiB per GPU "

@@ -29,6 +29,7 @@ from .errors import DomainError, UsageError
 from .hardware import GpuSpec, Precision
 from .model import ModelConfig, get_family
 from .plan_family import model_family, shape_family
+from .plan_layout import time_model_source, uses_layout_search
 from .plan_notes import _assumptions, _calibration_warnings, _family_warnings, _run_notes, _tags, _warnings
 from .plan_options import PlanOption, check_positive
 from .plan_search import (
@@ -170,6 +171,7 @@ def plan(
     inference_tokens: float | None = None,
     family: str | None = None,
     arch: dict | None = None,
+    layout_search: bool | None = None,
 ) -> Plan:
     """The best training run for a budget on ``n_gpus`` x ``gpu``, under memory, data and time limits.
 
@@ -224,6 +226,10 @@ def plan(
         The family whose shaping rule and presets give the candidates (`model.FAMILIES`; default GPT-2's).
     arch : dict, optional
         Architecture options for the shaped candidates, named as `model.with_architecture` names them.
+    layout_search : bool, optional
+        Give each candidate the fastest parallel layout (TP, PP, CP, EP, ZeRO, micro-batch, recomputation) found and
+        priced by the layout engine (`plan_layout`). Default: on more GPUs than one node holds when no efficiency
+        is stated (``mfu``, ``calibration``); False keeps the data-parallel setup search at a constant efficiency.
     """
     from .scaling import (
         BUILTIN_LAWS,
@@ -260,6 +266,11 @@ def plan(
         raise DomainError(f"law {law.name!r} has no parametric loss E + A/N^alpha + B/D^beta to aim at a target "
                           "loss with; use --law besiroglu2024 or --law chinchilla")
     stated_mfu = mfu if mfu is not None else DEFAULT_MFU
+    cluster = None
+    if uses_layout_search(n_gpus, precision, mfu, calibration, layout_search):
+        from .layout import cluster_for
+
+        cluster = cluster_for(gpu, n_gpus)
     if kind == "money":
         if usd_per_gpu_hour is not None:
             duration_s = hours_for_budget_usd(budget_usd, n_gpus, usd_per_gpu_hour) * 3600.0
@@ -298,7 +309,7 @@ def plan(
         centre = alloc.n_params if ia is None else ia.n_params
         shapes, skipped = ([model], ()) if model is not None else _shapes(law, centre, seq_len, models, sf)
         ctx = _Context(law, gpu, budget, kind, c_model, seq_len, mfu, calibration, dataset_tokens, max_wall_clock_s,
-                       memory_bytes, n_tokens, target_loss, alloc.loss, presets)
+                       memory_bytes, n_tokens, target_loss, alloc.loss, presets, cluster)
         options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
         rec = _recommend(options, ctx, alloc, ia)
         if kind not in ("time", "money"):
@@ -328,7 +339,9 @@ def plan(
                                dataset_tokens)[0] for name in COMPARISON_LAWS}
     energy = energy_cost(gpu, n_gpus, rec.train_time_s, utilization, electricity_usd_per_kwh=usd_per_kwh,
                          cloud_usd_per_gpu_hour=usd_per_gpu_hour)
-    mfu_source = (f"measured: calibration profile ({calibration.device_name}, {calibration.created[:10]}, torch "
+    mfu_source = (time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
+                  if cluster is not None else
+                  f"measured: calibration profile ({calibration.device_name}, {calibration.created[:10]}, torch "
                   f"{calibration.torch_version}), interpolated per model size" if calibration is not None
                   else "given" if mfu is not None else
                   "default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. "
@@ -345,11 +358,12 @@ def plan(
     hp, over, life, warmup = _run_notes(rec, law, seq_len, n_gpus, inference_tokens)
     extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
     extra += _family_warnings(sf, skipped, rec, law)
-    return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap, stated_mfu, rec, sf), law, alloc,
+    stated = None if cluster is not None else stated_mfu  # the per-operation model states no efficiency
+    return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap, stated, rec, sf), law, alloc,
                 options, rec, loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
                 tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law)) + extra
                 + _calibration_warnings(calibration, gpu, options, rec), objective, target_loss, binding,
-                _tags(options, rec, alloc, law, ia), stated_efficiency=stated_mfu, hyperparameters=hp,
+                _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,
                 overtraining=over, inference_tokens=inference_tokens, inference_optimum=ia, life_cycle=life,
                 warmup_steps=warmup, family=fam_key)
 

@@ -34,6 +34,9 @@ def _shape(o: PlanOption) -> str:
 def _setup_short(o: PlanOption) -> str:
     if o.chosen is None:
         return f"needs {o.min_gpus} GPUs" if o.min_gpus else "fits no GPU count"
+    if o.chosen.layout is not None:  # TP8 PP4x2 DP32 SP mb1x64 ZeRO1 rc:none, without the defaults
+        return " ".join(w.replace("ZeRO", "z") for w in o.chosen.layout.label().split()
+                        if w not in ("TP1", "PP1", "ZeRO0", "rc:none"))
     s = o.chosen.setup
     parts = [f"{s.micro_batch}x{s.grad_accum}"]
     if s.recompute.value != "none":
@@ -70,6 +73,8 @@ def option_dict(o: PlanOption) -> dict:
             "tokens_per_step": o.chosen.tokens_per_step, "n_gpus": s.n_gpus, "zero_stage": s.zero_stage,
             "offload_optimizer": s.offload_optimizer, "max_micro_batch": o.chosen.max_micro_batch,
         }
+        if o.chosen.layout is not None:
+            d["layout"] = layout_dict(o.chosen.layout, o.speed)
         d["memory"] = {"peak_bytes": o.chosen.peak_memory_bytes, "capacity_bytes": o.chosen.capacity_bytes,
                        "cpu_offload_bytes": o.chosen.cpu_offload_bytes}
         sp = o.speed
@@ -83,6 +88,19 @@ def option_dict(o: PlanOption) -> dict:
             "mfu": sp.mfu, "hfu": sp.hfu, "hardware_efficiency": sp.hardware_efficiency,
         }
     return d
+
+
+def layout_dict(lay, speed) -> dict:
+    """The recommended layout: degrees, schedule, the engine that runs it and its settings, the time model."""
+    from .plan_layout import time_model_source
+
+    return {"label": lay.label(), "tp": lay.tp, "pp": lay.pp, "interleave": lay.interleave, "dp": lay.dp,
+            "cp": lay.cp, "ep": lay.ep, "sequence_parallel": lay.sequence_parallel, "zero_stage": lay.zero_stage,
+            "micro_batch": lay.micro_batch, "n_micro": lay.n_micro, "recompute": lay.recompute.value,
+            "global_batch_sequences": lay.sequences_per_step(), "n_gpus": lay.n_gpus,
+            "engine": lay.engine().value, "flopscalc_train_runs_it": not lay.engine().value.startswith("Megatron"),
+            "engine_settings": lay.engine_settings(), "time_model": time_model_source(lay),
+            "step_components_s": dict(speed.time.components), "bubble_s": speed.bubble_s}
 
 
 def plan_dict(p: Plan) -> dict:
@@ -254,6 +272,8 @@ def plan_report(p: Plan) -> Group:
                     f"GPT-3's batch); stops at the {g.reason}: {format_count(g.critical_tokens)} tokens at loss "
                     f"{g.loss_nats:.3f} (Kaplan et al. 2020 eq. 5.3, WebText2 nats: an order-of-magnitude guide); "
                     f"each token counts {g.token_value:.2f} of one at GPT-3's batch in the loss (eq. 5.5)")
+    if r.chosen.layout is not None:
+        _layout_rows(rec, r)
     rec.add_row("memory per GPU", format_bytes(r.chosen.peak_memory_bytes),
                 f"of {format_bytes(r.chosen.capacity_bytes)} (5% kept free); "
                 + (f"the offloaded optimizer holds {format_bytes(r.chosen.cpu_offload_bytes)} of CPU memory"
@@ -290,8 +310,10 @@ def plan_report(p: Plan) -> Group:
 
     presets_label = FAMILY_LABELS.get(p.family, p.family)
     with_presets = f", and the {presets_label} presets" if p.candidates else ""
-    opts = Table(title=f"Options around the optimum{with_presets} (setup: micro-batch x accumulation, "
-                       "rc = recompute, 8bit = 8-bit Adam, z = ZeRO stage, off = optimizer offload)",
+    legend = ("setup: micro-batch x accumulation, rc = recompute, 8bit = 8-bit Adam, z = ZeRO stage, off = optimizer "
+              "offload" if r.chosen.layout is None else "setup: the fastest layout that fits, TP/PP(x interleave)/DP/"
+              "CP/EP degrees, SP = sequence parallel, mb = micro-batch x micro-batches, z = ZeRO stage, rc = recompute")
+    opts = Table(title=f"Options around the optimum{with_presets} ({legend})",
                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     show_time = p.budget_kind == "flops" or p.max_wall_clock_s is not None
     cols = [("params", "right"), ("preset / role", "left"), ("shape", "right"), ("setup", "left"), ("MFU", "right"),
@@ -339,6 +361,18 @@ def plan_report(p: Plan) -> Group:
         parts.append(Text())
     parts.append(notes)
     return Group(*parts)
+
+
+def _layout_rows(rec: Table, r: PlanOption) -> None:
+    """The layout the search chose, the engine that runs it and the time model that priced it."""
+    from .plan_layout import layout_engine_note, time_model_source
+
+    lay = r.chosen.layout
+    rec.add_row("layout", lay.label(), f"TP x PP x DP{' x CP' if lay.cp > 1 else ''} = {lay.n_gpus} GPUs, fastest "
+                f"of {r.chosen.layouts.n_timed} layouts timed; {layout_engine_note(lay)}")
+    for engine, flags in lay.engine_settings().items():
+        rec.add_row(f"  {engine}", "", flags)
+    rec.add_row("time model", "", time_model_source(lay) + f"; pipeline bubble {format_duration(r.speed.bubble_s)}")
 
 
 def _hyperparameters_table(p: Plan) -> Table | None:
