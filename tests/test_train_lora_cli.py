@@ -55,3 +55,26 @@ def test_lora_refusals_are_one_line_exit_2(args, words, capsys, tmp_path, monkey
     assert run(args) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1 and not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_train_the_same_adapters_as_one(parallel, tmp_path):
+    """Under torchrun (gloo, 2 CPU processes at half the micro-batch) the adapters come out as one process's: DDP
+    syncs only the trainable tensors, FSDP shards frozen and trainable ones together; rank 0 logs the count once."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["--synthetic", *SHAPE, "--steps", "3", "--warmup-steps", "1", "--lr", "1e-3", "--eval-interval", "0",
+            "--eval-batches", "1", "--device", "cpu", "--json", "--lora-rank", "4", "--lora-targets", "q,v,down"]
+    assert run(["train", *args, "--micro-batch", "8", "--checkpoint", str(tmp_path / "one.pt")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                        "flopscalc", "train", *args, "--micro-batch", "4", "--parallel", parallel, "--checkpoint",
+                        str(tmp_path / "two.pt")], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert r.stderr.count("trainable parameters") == 1
+    one, two = (torch.load(tmp_path / f, weights_only=True)["model"] for f in ("one.pt", "two.pt"))
+    adapters = [k for k in one if "lora_" in k]
+    assert len(adapters) == 2 * 3 * 2 and all(torch.allclose(one[k], two[k], rtol=0, atol=1e-6) for k in adapters)
+    assert all(torch.equal(one[k], two[k]) for k in one if "lora_" not in k)  # the frozen base, bit for bit
