@@ -39,7 +39,8 @@ _conditions.pin_threads(1)  # BLAS/OpenMP before numpy and torch load; torch's p
 
 from flopscalc.atomic import write_text_atomic
 from flopscalc.perf.calibrate import calibrated_step, fit_profile, measured_steps
-from flopscalc.train.bench import CPU_SWEEP, cpu_sweep, run_benchmarks
+from flopscalc.train.bench import run_benchmarks
+from flopscalc.train.calibrate import CPU_SWEEP, cpu_sweep
 
 # Held-out targets (layers, heads, width, micro-batch, sequence): 5.3M, 6.9M and 5.3M parameters, against the
 # sweep's largest 1.07M (4.9x, 6.4x, 4.9x), micro-batches 6, 3 and 12 (the sweep runs 2, 4 and 8).

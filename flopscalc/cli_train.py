@@ -367,7 +367,7 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
                precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
                config, rounds):
     """`calibrate`: time the sweep interleaved (the built-in CPU sweep when no model is named), fit the step-time
-    model's device factors (`flopscalc.train.bench.run_calibration`), write the profile."""
+    model's device factors (`flopscalc.train.calibrate.run_calibration`), write the profile."""
     if compile_mode is not CompileMode.off:
         raise UsageError("calibrate fits the step-time model of eager PyTorch kernels: drop --compile "
                          "(time compiled runs with 'bench')")
@@ -383,8 +383,12 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
         raise UsageError(f"the built-in CPU sweep fixes its shapes and settings, so {', '.join(fixed)} would be "
                          "ignored; name the models to time (--model, or --n-layer/--n-head/--n-embd) to set them")
     require_torch()
+    from rich.console import Group
+    from rich.text import Text
+
     from .calibration import save_profile
-    from .train.bench import BenchSetup, cpu_sweep, run_calibration
+    from .train.bench import BenchSetup
+    from .train.calibrate import cpu_sweep, run_calibration
     from .train.distributed import DistInfo, pick_device
     from .train.render import profile_table
 
@@ -407,7 +411,22 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
                               n_threads=threads, rounds=rounds)
     data = profile.to_dict()
     data["written_to"] = str(save_profile(profile, out))
-    emit(profile_table(profile), data, as_json)
+    emit(Group(profile_table(profile), Text(_factors_line(profile))), data, as_json)
+
+
+def _factors_line(profile) -> str:
+    """One line naming the fitted device factors (or why there are none) under the calibrate table."""
+    from .units import format_rate
+
+    f = profile.device_factors
+    if f is None:
+        return "no device factors fitted (see the notes above)"
+    peak = " (no datasheet peak: this is the CPU's peak)" if profile.gpu_key is None else ""
+    return (f"fitted for the step-time model ({f.timing} seconds): GEMM {format_rate(f.gemm_flop_per_s)} {f.gemm_source}"
+            f"{peak}, memory bandwidth {f.memory_bytes_per_s / 1e9:.1f} GB/s, operator floor "
+            f"{f.kernel_min_s * 1e6:.1f} us, attention at {f.attention_fraction:.2f} of the GEMM rate; fit residual "
+            f"{f.rms_rel_error:.1%} rms, {f.max_rel_error:.1%} worst over {f.n_points} setups. Use: flopscalc step "
+            f"--calibration FILE")
 
 
 # Options shared by `bench` and `calibrate` (the same sweep; calibrate must write a profile).

@@ -174,7 +174,8 @@ FIT_RMS_BOUND = 0.12
 def test_small_calibration_predicts_a_5x_larger_model_on_this_cpu():
     pytest.importorskip("torch")
     from flopscalc.perf.calibrate import fit_profile, measured_steps
-    from flopscalc.train.bench import cpu_sweep, run_benchmarks
+    from flopscalc.train.bench import run_benchmarks
+    from flopscalc.train.calibrate import cpu_sweep
 
     sweep = cpu_sweep(warmup_steps=1, timed_steps=1, sweep=SWEEP)
     target = cpu_sweep(warmup_steps=1, timed_steps=1, sweep=(TARGET,))

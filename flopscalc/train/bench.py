@@ -342,45 +342,6 @@ def _host_memory_bytes() -> float | None:
         return None
 
 
-# The default sweep of 'flopscalc calibrate' on a CPU: GPT-2-style shapes of 0.2-1.1M parameters (vocabulary 2048,
-# so the blocks, not the embedding, hold most of them), micro-batches 2-8 and sequences 32-128, chosen so that
-# GEMMs, the attention core, memory-bound kernels and per-operator overhead each dominate some point, which
-# is what lets four factors be told apart. (layers, heads, width, micro-batch, sequence); about 10 s at 1 thread.
-CPU_SWEEP_VOCAB = 2048
-CPU_SWEEP = ((2, 2, 64, 2, 128), (2, 2, 64, 8, 128), (2, 4, 128, 2, 128), (2, 4, 128, 8, 64), (4, 4, 128, 4, 128),
-             (3, 2, 96, 4, 64), (2, 2, 64, 4, 32))
-DEFAULT_ROUNDS = 5
-
-
-def cpu_sweep(warmup_steps: int = 2, timed_steps: int = 2, vocab_size: int = CPU_SWEEP_VOCAB,
-              sweep=CPU_SWEEP) -> list[BenchSetup]:
-    """`CPU_SWEEP` as bench setups on the CPU (fp32, fused attention, no recomputation)."""
-    return [BenchSetup(model=ModelConfig(n_layer=L, n_head=H, n_embd=E, block_size=T, vocab_size=vocab_size,
-                                         name=f"{L}x{E}"),
-                       micro_batch=b, seq_len=T, device="cpu", precision="fp32", warmup_steps=warmup_steps,
-                       timed_steps=timed_steps) for L, H, E, b, T in sweep]
-
-
-def run_calibration(setups: list[BenchSetup], *, gpu: str | None = None, peak_tflops: float | None = None,
-                    extra_csv=(), n_threads: int | None = None, rounds: int = DEFAULT_ROUNDS) -> CalibrationProfile:
-    """Time ``setups`` interleaved (`run_benchmarks`) and fit the step-time model's device factors to them
-    (`flopscalc.perf.calibrate.fit_profile`): the profile then predicts any model on this device."""
-    from dataclasses import replace
-
-    from ..perf.calibrate import MIN_POINTS, fit_profile
-
-    if any(s.compile for s in setups):
-        raise UsageError("calibrate fits the model of eager PyTorch kernels: drop --compile (or use 'bench')")
-    profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=extra_csv, n_threads=n_threads,
-                             rounds=rounds, gemm_probe=True)
-    if len(profile.points) < MIN_POINTS:  # the measurements still give the planner a measured MFU
-        note = (f"no device factors fitted: the step-time model's 4 factors need {MIN_POINTS} setups or more, "
-                f"{len(profile.points)} were timed ('step --calibration' needs them; 'plan' reads the measured MFU)")
-        return replace(profile, notes=(*profile.notes, note))
-    spec = get_gpu(profile.gpu_key, extra_csv) if profile.gpu_key else None
-    return fit_profile(profile, spec)
-
-
 def _measure_all(setups: list[BenchSetup], device: torch.device, peak, notes: list[str], on_point) -> list:
     points = []
     for setup in setups:
