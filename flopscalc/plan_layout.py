@@ -113,7 +113,7 @@ class LayoutSpeed:
                  "pipeline point-to-point": t.pp_comm_s, "context-parallel ring": t.cp_comm_exposed_s,
                  "expert all-to-all": t.ep_comm_s, f"data-parallel reduction ({dp.link})": dp.exposed_s}
         link = max(parts, key=parts.get)
-        return CommEstimate(dp.n_gpus, dp.zero_stage, dp.volume_bytes, dp.bus_bytes_per_s,
+        return CommEstimate(self.n_gpus, dp.zero_stage, dp.volume_bytes, dp.bus_bytes_per_s,
                             t.exposed_comm_s + dp.hidden_s, dp.hidden_s, link, dp.latency_s, dp.n_messages)
 
     @property
