@@ -278,7 +278,9 @@ def plan_report(p: Plan) -> Group:
                 f"of {format_bytes(r.chosen.capacity_bytes)} (5% kept free); "
                 + (f"the offloaded optimizer holds {format_bytes(r.chosen.cpu_offload_bytes)} of CPU memory"
                    + (" per GPU" if b.n_gpus > 1 else "") + "; " if s.offload_optimizer else "")
-                + ("the whole per-GPU batch fits in one micro-batch" if s.grad_accum == 1
+                + (f"the layout engine's peak, on the {r.chosen.layouts.best.memory.stage} pipeline stage"
+                   if r.chosen.layout is not None
+                   else "the whole per-GPU batch fits in one micro-batch" if s.grad_accum == 1
                    else f"micro-batch {s.micro_batch} is the largest that fits" if s.micro_batch == r.chosen.max_micro_batch
                    else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))
     rec.add_row("step", format_duration(sp.step_s),
