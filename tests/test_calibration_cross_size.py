@@ -191,3 +191,26 @@ def test_small_calibration_predicts_a_5x_larger_model_on_this_cpu():
     assert math.isfinite(error) and abs(error) <= CROSS_SIZE_BOUND, (
         f"predicted {predicted:.3f} s, measured {held_out.step_s:.3f} s CPU ({error:+.1%}); factors "
         f"{fitted.device_factors}")
+
+
+def test_calibrate_cli_fits_and_step_reads_the_result(tmp_path, capsys):
+    """Wiring end to end: calibrate on 5 tiny setups writes fitted factors (GEMM measured, CPU seconds), its
+    table names them, and 'step --gpu cpu --calibration' prices a model with exactly those factors."""
+    pytest.importorskip("torch")
+    out = tmp_path / "cpu.json"
+    batches = [x for b in (1, 2, 3, 4, 6) for x in ("--micro-batch", str(b))]
+    assert run(["calibrate", "--out", str(out), "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size",
+                "32", "--vocab-size", "256", *batches, "--device", "cpu", "--warmup-steps", "1", "--steps", "1",
+                "--rounds", "2"]) == 0
+    assert "fitted for the step-time model (process CPU seconds): GEMM" in capsys.readouterr().out
+    prof = load_profile(out)
+    f = prof.device_factors
+    assert f.gemm_source == "measured" and f.gemm_flop_per_s == prof.measured_gemm_flop_per_s and f.n_points == 5
+    assert prof.n_cpu_threads == 1 and prof.load_avg_1min_start is not None
+    assert all(len(p.round_cpu_times_s) == 2 for p in prof.points)
+    assert run(["step", "--gpu", "cpu", "--calibration", str(out), "--n-layer", "2", "--n-head", "2", "--n-embd",
+                "64", "--vocab", "256", "--seq", "32", "--micro-batch", "8", "--precision", "fp32", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=1024, vocab_size=256)
+    setup = TrainingSetup(micro_batch=8, seq_len=32, precision=MemoryPrecision.fp32, device=Device.cpu)
+    assert shown["step_s"] == pytest.approx(_model_time(f, cfg, setup), rel=1e-9)

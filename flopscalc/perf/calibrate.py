@@ -175,7 +175,10 @@ def fit_device_factors(points: Sequence[MeasuredStep], gpu: GpuSpec | None = Non
         if best is None or res.cost < best.cost:
             best = res
     rel = [math.exp(r) - 1 for r in best.fun]
-    return replace(_factors(full(best.x), precision, len(points), peak, bandwidth),
+    fitted = _factors(full(best.x), precision, len(points), peak, bandwidth)
+    if gemm_flop_per_s is not None:  # the held rate exactly, not exp(log(rate))
+        fitted = replace(fitted, gemm_flop_per_s=float(gemm_flop_per_s))
+    return replace(fitted,
                    rms_rel_error=math.sqrt(sum(r * r for r in rel) / len(rel)), max_rel_error=max(abs(r) for r in rel),
                    gemm_source="fitted" if gemm_flop_per_s is None else "measured")
 
