@@ -5,15 +5,17 @@ the factors of `DevicePerf` that no datasheet gives for the device at hand, by l
 error of the predicted step times (`estimate_step` with ``sustained_fraction`` 1: the fitted rates already are
 what a training loop sustains), so that one profile predicts any model on that device:
 
-- ``gemm_flop_per_s``: the GEMM rate the trainer reaches (FLOP/s). A CPU has no datasheet peak in the database,
-  so there the fitted GEMM rate IS the peak (MFU on a CPU is measured against it, not against a datasheet).
+- ``gemm_flop_per_s``: the GEMM rate (FLOP/s). `flopscalc calibrate` measures it directly (a large matmul timed
+  beside the sweep) and holds it while the other three are fitted; without that measurement it is fitted too.
+  A CPU has no datasheet peak in the database, so there this rate IS the peak (MFU on a CPU is measured
+  against it, not against a datasheet). Why held: docs/performance_model.md, "Calibration".
 - ``memory_bytes_per_s``: the bandwidth memory-bound kernels reach (bytes/s); on a CPU, with small models,
   caches serve much of the traffic, so it can exceed DRAM bandwidth.
 - ``kernel_min_s``: the shortest time one operator takes (s); on a CPU it is PyTorch's per-operator dispatch,
   which dominates small models.
 - ``attention_fraction``: the fused attention kernel's rate over the GEMM rate.
 
-Every predicted time is the same `estimate_step` the GPU model uses, with these four figures in place of the
+Every predicted time is the same `estimate_step` the GPU model uses, with these figures in place of the
 sourced ones; on a CPU the GEMM tile and wave quantization of cuBLAS is switched off (CPU BLAS blocks by cache,
 not by output tiles of 128-256 per SM).
 
