@@ -134,6 +134,8 @@ def test_calibrated_step_refuses_another_device_or_precision():
         calibrated_step(cfg, replace(setup, precision=MemoryPrecision.bf16_mixed), _profile())
     with pytest.raises(UsageError, match="one CPU process"):
         calibrated_step(cfg, replace(setup, n_gpus=2), _profile())
+    with pytest.raises(UsageError, match="not in the GPU database"):  # a CUDA device without a row is no CPU
+        calibrated_step(cfg, setup, replace(_profile(), device_name="NVIDIA Future GPU"))
 
 
 def test_step_cli_reads_the_profile(tmp_path, capsys):

@@ -245,6 +245,9 @@ def calibrated_step(cfg: ModelConfig, setup: TrainingSetup, profile: Calibration
                          f"{gpu.key} or drop --calibration")
     if gpu is None and profile.gpu_key is not None:
         raise UsageError(f"calibration profile was measured on {profile.gpu_key}; name that GPU")
+    if gpu is None and not profile.device_name.upper().startswith("CPU"):
+        raise UsageError(f"calibration profile was measured on {profile.device_name}, which is not in the GPU "
+                         "database: add its row with --gpu-csv and calibrate again with --gpu NAME")
     if matmul_precision(setup) != factors.precision:
         hint = " (--precision fp32)" if factors.precision == "fp32" else ""
         raise UsageError(f"calibration profile fitted {factors.precision} matmuls; this setup runs "

@@ -23,7 +23,7 @@ from ..calibration import CalibrationPoint, CalibrationProfile
 from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec, get_gpu
 from ..model import ModelConfig, count_params
-from ..units import format_bytes
+from ..units import TERA, format_bytes
 from .config import TrainConfig, choose_threads
 from .data import synthetic_tokens
 from .distributed import DistInfo, dist_info_from_env, pick_device
@@ -268,7 +268,7 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
         if not peak_tflops > 0:
             raise UsageError(f"--peak-tflops must be positive, got {peak_tflops}")
         notes.append(f"MFU against a stated peak of {peak_tflops} TFLOP/s ({precision})")
-        return device, spec, peak_tflops * 1e12, notes
+        return device, spec, peak_tflops * TERA, notes
     if spec is None:
         notes.append(f"{device_name(device)} is not in the GPU database: no MFU (name it with --gpu, or give "
                      "--peak-tflops)")
@@ -314,7 +314,14 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
             points = _measure_all(setups, device, peak, notes, on_point)
         else:
             probe = GemmProbe(device, resolve_precision(setups[0].precision, device)) if gemm_probe else None
-            points, probed = measure_interleaved(setups, peak, rounds, probe=probe)
+            try:
+                points, probed = measure_interleaved(setups, peak, rounds, probe=probe)
+            except RuntimeError as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                raise DomainError(f"out of memory on {device_name(device)} with {len(setups)} setups alive at once "
+                                  "(interleaved timing keeps every setup's trainer): time fewer or smaller models, or "
+                                  "smaller micro-batches") from None
             notes.append(f"{rounds} interleaved rounds per setup; step time = median of the rounds"
                          + ("; CPU time = process CPU seconds, median of the rounds" if device.type == "cpu" else ""))
         used = torch.get_num_threads()  # what the timed steps ran with
