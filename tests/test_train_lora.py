@@ -196,6 +196,30 @@ def test_fused_qkv_costs_the_first_layers_core_gradients(text, extra):
     assert measured_flops(lora_model(GPT2, targets), GPT2) == (separate + term) * BATCH * SEQ
 
 
+@pytest.mark.parametrize("cfg", [GPT2, LLAMA], ids=["gpt2", "llama"])
+@pytest.mark.parametrize("text", ["q,v", "o", ALL_LINEAR])
+def test_full_recompute_adds_one_forward_of_blocks_and_adapters(cfg, text):
+    """The trainer checkpoints each block without reentrancy, so nothing extra needs a gradient (peft's
+    enable_input_require_grads is not needed): measured = the model FLOPs without recomputation + the engine's
+    recompute term (every block's forward again, adapters included), exactly (early stop off, as tests/conftest.py
+    measure_flops)."""
+    from torch.utils.checkpoint import set_checkpoint_early_stop
+    from torch.utils.flop_counter import FlopCounterMode
+
+    targets = targets_for(cfg, text)
+    torch.manual_seed(0)
+    model = apply_lora(build_model(cfg, attention="math", recompute="full"), 4, 8.0, targets)
+    x = ids(cfg)
+    counter = FlopCounterMode(display=False)
+    with counter, set_checkpoint_early_stop(False):
+        model(x, x)[1].backward()
+    redo = finetune_flops_per_token(cfg, FinetuneSetup(method="lora", rank=4, targets=targets, micro_batch=1,
+                                                       seq_len=SEQ, compute="fp32", device="cpu",
+                                                       recompute="full")).recompute
+    assert redo > 0
+    assert counter.get_total_flops() == (lora_model_flops_per_token(cfg, SEQ, 4, targets) + redo) * BATCH * SEQ
+
+
 def test_trainer_mfu_counts_the_lora_step():
     """The trainer's FLOPs per token is the LoRA count; at rank 1 below pre-training's (frozen weights skip their
     gradients; on this 32-wide model rank 8's adapters cost more than that saves)."""
