@@ -45,6 +45,9 @@ from .model import ModelConfig, count_params
 BACKWARD_TO_FORWARD = 2.0
 # FLOPs of one multiply-accumulate ([4] Appendix).
 FLOPS_PER_MAC = 2.0
+# Training FLOPs per parameter per token, C ~= 6 N D: a forward of 2N (one MAC per weight) and a backward
+# of twice that ([1] sec. 2.1). The one definition: scaling laws, runs and plots import it from here.
+FLOPS_PER_PARAM_TOKEN = FLOPS_PER_MAC * (1 + BACKWARD_TO_FORWARD)
 
 
 class Recompute(str, Enum):
@@ -209,7 +212,7 @@ def tokens_per_step(micro_batch, seq_len, grad_accum=1, n_gpus=1):
 
 def six_nd_flops_per_token(n_params):
     """Training FLOPs per token, C = 6N ([1] sec. 2.1: forward 2N, backward 4N)."""
-    return 6.0 * n_params  # [1] sec. 2.1
+    return FLOPS_PER_PARAM_TOKEN * n_params  # [1] sec. 2.1
 
 
 def kaplan_flops_per_token(n_layer, d_model, d_attn, d_ff, n_ctx):

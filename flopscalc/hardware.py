@@ -20,10 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import DomainError, UsageError
-
-GIB = 2.0**30
-TERA = 1e12
-GIGA = 1e9
+from .units import GIB, GIGA, TERA
 
 
 class Precision(str, Enum):

@@ -13,7 +13,7 @@ from .offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_genera
 from .parallel import low_efficiency_warning
 from .plan_options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
 from .plan_search import _law_n
-from .units import format_count, format_duration
+from .units import GIB, format_count, format_duration
 
 
 def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens: float | None):
@@ -100,7 +100,7 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
                    + ("; doubled within the critical batch to hide communication" if budget.n_gpus > 1 else ""),
                    "GPT-3 (Brown et al. 2020), Table 2.1" + ("; Kaplan et al. 2020 eq. 5.3 (critical batch, WebText2 "
                                                              "nats) and 5.5 (token cost)" if budget.n_gpus > 1 else "")),
-        Assumption("memory", f"{cap / 2**30:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; "
+        Assumption("memory", f"{cap / GIB:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; "
                    "the fastest setup that fits",
                    "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
         Assumption("communication", "ring all-reduce at 0.7 of link bandwidth, overlapped with backward",
@@ -153,8 +153,8 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         out.append("the hardware efficiency (MFU of a step without recomputation) is a stated default, not measured "
                    "on this GPU: run 'flopscalc calibrate' and pass --calibration to use your own")
     if memory_bytes is not None:
-        out.append(f"memory per GPU set to {memory_bytes / 2**30:.1f} GiB instead of the database's "
-                   f"{budget.gpu.memory_bytes / 2**30:.1f} GiB")
+        out.append(f"memory per GPU set to {memory_bytes / GIB:.1f} GiB instead of the database's "
+                   f"{budget.gpu.memory_bytes / GIB:.1f} GiB")
     return out
 
 

@@ -28,7 +28,7 @@ from .plan_options import (
     nearest_preset,
     throughput,
 )
-from .units import format_count
+from .units import GIB, SECONDS_PER_DAY, format_count
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
 OPTION_STEPS = tuple(range(-4, 5))
@@ -239,15 +239,15 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         if ctx.cluster is not None:
             raise DomainError(
                 f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits no parallel layout of {n_gpus} x {ctx.gpu.name} "
-                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {cap * (1 - PLAN_MEMORY_HEADROOM) / 2**30:.1f} "
+                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} "
                 f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}")
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
         raise DomainError(
-            f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / 2**30:.1f} GiB per GPU "
-            f"({cap * (1 - PLAN_MEMORY_HEADROOM) / 2**30:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
+            f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / GIB:.1f} GiB per GPU "
+            f"({cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
             f"{n_gpus} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
             "the CPU, ZeRO "
-            f"where GPUs share it, micro-batch 1) needs {need / 2**30:.1f} GiB{more}")
+            f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB{more}")
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":
         reach = [o for o in fitting if math.isfinite(o.n_tokens)]
@@ -260,14 +260,14 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
                        for o in fitting)  # endless repeats: Muennighoff et al. 2023 eq. 5-7
             raise DomainError(
                 f"no model that fits {n_gpus} x {ctx.gpu.name} reaches loss {ctx.target_loss:g}"
-                + (f" within {ctx.max_wall_clock_s / 86400:.3g} days" if ctx.max_wall_clock_s else "")
+                + (f" within {ctx.max_wall_clock_s / SECONDS_PER_DAY:.3g} days" if ctx.max_wall_clock_s else "")
                 + f" on {format_count(ctx.dataset_tokens)} unique tokens: repeated without end, they bring no model "
                 f"that fits below {best:.3f} (Muennighoff et al. 2023 eq. 5-7); add data or aim higher")
         if not reach:
             e = ctx.law.loss_form.E
             raise DomainError(
                 f"no model that fits {n_gpus} x {ctx.gpu.name} reaches loss {ctx.target_loss:g}"
-                + (f" within {ctx.max_wall_clock_s / 86400:.3g} days" if ctx.max_wall_clock_s else "")
+                + (f" within {ctx.max_wall_clock_s / SECONDS_PER_DAY:.3g} days" if ctx.max_wall_clock_s else "")
                 + f"; the law's floor is {e:.3f} and the largest model that fits "
                 f"({fitting[-1].n_params / 1e6:.0f}M) is limited to {ctx.law.loss(_law_n(ctx.law, fitting[-1].model), 1e30):.3f}"
                 " even with unlimited data; add GPUs or aim higher")

@@ -43,6 +43,7 @@ from .plan_search import (
     _recommend,
     _shapes,
 )
+from .units import SECONDS_PER_DAY
 
 __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
@@ -288,7 +289,7 @@ def plan(
     if kind == "flops":
         duration_s = flops / nominal.achieved_flop_per_s
     if kind in ("tokens", "target"):  # no budget: the time is an output; a nominal day sizes the search
-        duration_s = max_wall_clock_s or 86400.0
+        duration_s = max_wall_clock_s or SECONDS_PER_DAY
     budget = ComputeBudget(gpu, n_gpus, float(duration_s), precision, utilization, stated_mfu)
     c_model = flops if flops is not None else budget.model_flops
 

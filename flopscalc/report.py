@@ -9,10 +9,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .flops import FlopsSummary
+from .flops import BACKWARD_TO_FORWARD, FlopsSummary
 from .hardware import PRECISION_HELP, GpuDatabase, GpuSpec, Precision
 from .model import ModelConfig, count_params
-from .units import format_bytes, format_count, format_flops, format_rate, format_sci, format_usd
+from .units import GIB, TERA, format_bytes, format_count, format_flops, format_rate, format_sci, format_usd
 
 COMPONENT_LABELS = {
     "embedding": "embedding lookup",
@@ -105,8 +105,9 @@ def flops_report(s: FlopsSummary) -> Group:
     fwd = t.forward.as_dict()
     for key, label in COMPONENT_LABELS.items():
         v = fwd[key]
-        comp.add_row(label, format_sci(v) if v else "0", format_sci(3 * v) if v else "0",
-                     f"{v / t.forward.total:.1%}", format_sci(3 * v * s.n_tokens) if v else "0")
+        both = (1 + BACKWARD_TO_FORWARD) * v  # forward + backward of this component  [flops.py [1] sec. 2.1]
+        comp.add_row(label, format_sci(v) if v else "0", format_sci(both) if v else "0",
+                     f"{v / t.forward.total:.1%}", format_sci(both * s.n_tokens) if v else "0")
     comp.add_row("[bold]total (model FLOPs)[/]", format_sci(t.forward_flops_per_token),
                  format_sci(t.model_flops_per_token), "100%", format_sci(s.model_flops))
     if t.recompute_flops_per_token:
@@ -162,9 +163,9 @@ def gpu_table(db: GpuDatabase) -> Table:
     for g in db:
         rates = [getattr(g, p.name + "_flop_per_s") for p in _RATE_COLUMNS]
         t.add_row(
-            g.key, f"{g.memory_bytes / 2**30:g}",
+            g.key, f"{g.memory_bytes / GIB:g}",
             _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / 1e9:.0f}"),
-            *[_maybe(r, lambda x: f"{x / 1e12:.0f}" if x >= 100e12 else f"{x / 1e12:.1f}") for r in rates],
+            *[_maybe(r, lambda x: f"{x / TERA:.0f}" if x >= 100 * TERA else f"{x / TERA:.1f}") for r in rates],
             _maybe(g.board_power_w, lambda x: f"{x:.0f}"),
             _maybe(g.launch_price_usd, lambda x: f"{x:.0f}"),
         )

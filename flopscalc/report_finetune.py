@@ -11,7 +11,7 @@ from .finetune.adapters import Method
 from .finetune.plan import FinetunePlan
 from .model import count_params
 from .report import assumptions_table
-from .units import format_count, format_duration, format_flops
+from .units import GIB, format_count, format_duration, format_flops, format_gib_number
 
 ACTIVATION_LABELS = {
     "norms": "norm inputs (fp32) + statistics",
@@ -22,10 +22,6 @@ ACTIVATION_LABELS = {
     "checkpoints": "layer inputs kept by checkpointing",
     "loss": "log-probabilities (b x s x V) + targets",
 }
-
-
-def _gib(x: float) -> str:
-    return f"{x / 2**30:.2f}"
 
 
 def _setup_line(p: FinetunePlan) -> str:
@@ -51,14 +47,14 @@ def breakdown_table(p: FinetunePlan) -> Table:
     for key, label, v in mem.components:
         if v == 0 and key not in ("activations", "gradients"):
             continue
-        t.add_row(label, _gib(v), f"{v / peak:.1%}")
+        t.add_row(label, format_gib_number(v), f"{v / peak:.1%}")
         if key == "activations" and mem.setup.method is not Method.full:
             from .finetune.activations import lora_activation_bytes
 
             for sub, sv in lora_activation_bytes(p.model, mem.setup).as_dict().items():
                 if sv:
-                    t.add_row(f"  {ACTIVATION_LABELS[sub]}", _gib(sv), f"{sv / peak:.1%}", style="dim")
-    t.add_row("[bold]peak[/]", f"[bold]{_gib(peak)}[/]", "100%")
+                    t.add_row(f"  {ACTIVATION_LABELS[sub]}", format_gib_number(sv), f"{sv / peak:.1%}", style="dim")
+    t.add_row("[bold]peak[/]", f"[bold]{format_gib_number(peak)}[/]", "100%")
     return t
 
 
@@ -68,16 +64,16 @@ def finetune_report(p: FinetunePlan) -> Group:
     head = Text.from_markup(
         f"[bold]{cfg.name}[/] ({format_count(count_params(cfg).total)} parameters, {format_count(mem.n_trainable)} "
         "trainable) "
-        f"on [bold]{p.gpu.name}[/] ({p.gpu.memory_bytes / 2**30:.1f} GiB)")
+        f"on [bold]{p.gpu.name}[/] ({p.gpu.memory_bytes / GIB:.1f} GiB)")
     parts = [head, Text(_setup_line(p), style="dim"), Text(), breakdown_table(p)]
     if p.fits:
-        parts.append(Text.from_markup(f"[bold green]fits[/]: {_gib(mem.required_bytes())} of "
-                                      f"{_gib(p.usable_bytes)} GiB usable"))
+        parts.append(Text.from_markup(f"[bold green]fits[/]: {format_gib_number(mem.required_bytes())} of "
+                                      f"{format_gib_number(p.usable_bytes)} GiB usable"))
     else:
         parts.append(Text.from_markup(
-            f"[bold red]does not fit[/]: needs {_gib(mem.required_bytes())} GiB, "
-            f"{_gib(mem.required_bytes() - p.usable_bytes)} GiB more than {_gib(p.usable_bytes)} GiB usable; "
-            f"weights, gradients and optimizer state alone take {_gib(mem.states_bytes)} GiB, which no "
+            f"[bold red]does not fit[/]: needs {format_gib_number(mem.required_bytes())} GiB, "
+            f"{format_gib_number(mem.required_bytes() - p.usable_bytes)} GiB more than {format_gib_number(p.usable_bytes)} GiB usable; "
+            f"weights, gradients and optimizer state alone take {format_gib_number(mem.states_bytes)} GiB, which no "
             "batch or sequence change shrinks"))
     parts.append(Text(f"largest micro-batch at sequence {p.setup.seq_len}: {p.max_micro_batch}; "
                       f"longest sequence at micro-batch 1: "
@@ -100,7 +96,7 @@ def finetune_report(p: FinetunePlan) -> Group:
         t.add_column("changes")
         t.add_column("peak GiB", justify="right")
         for i, f in enumerate(p.fixes, 1):
-            t.add_row(str(i), " + ".join(f.changes), _gib(f.peak_bytes))
+            t.add_row(str(i), " + ".join(f.changes), format_gib_number(f.peak_bytes))
         parts += [Text(), t]
     elif not p.fits:
         parts += [Text(), Text("nothing tried fits: not QLoRA, a lower rank, checkpointing, a paged or 8-bit "

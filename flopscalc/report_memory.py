@@ -11,7 +11,7 @@ from .memory import COMPONENTS, MemoryAnswer
 from .memory.estimate import MemoryBreakdown
 from .model import count_params
 from .report import assumptions_table
-from .units import format_bytes, format_count
+from .units import GIB, format_bytes, format_count, format_gib_number
 
 ACTIVATION_LABELS = {
     "embedding": "ids (+ RoPE cos/sin where the model rotates)",
@@ -25,10 +25,6 @@ ACTIVATION_LABELS = {
     "final": "final norm + LM-head input",
     "loss": "log-probabilities (b x s x V) + targets",
 }
-
-
-def _gib(x: float) -> str:
-    return f"{x / 2**30:.2f}"
 
 
 def _settings_line(b: MemoryBreakdown) -> str:
@@ -55,12 +51,12 @@ def breakdown_table(b: MemoryBreakdown) -> Table:
         v = comps[key]
         if v == 0 and key in ("master_weights", "weight_copies", "comm_buckets", "not_concurrent"):
             continue
-        t.add_row(label, _gib(v), f"{v / peak:.1%}", source)
+        t.add_row(label, format_gib_number(v), f"{v / peak:.1%}", source)
         if key == "activations":
             for sub, sv in b.activations.as_dict().items():
                 if sv:
-                    t.add_row(f"  {ACTIVATION_LABELS[sub]}", _gib(sv), f"{sv / peak:.1%}", "", style="dim")
-    t.add_row("[bold]peak[/]", f"[bold]{_gib(peak)}[/]", "100%", "")
+                    t.add_row(f"  {ACTIVATION_LABELS[sub]}", format_gib_number(sv), f"{sv / peak:.1%}", "", style="dim")
+    t.add_row("[bold]peak[/]", f"[bold]{format_gib_number(peak)}[/]", "100%", "")
     return t
 
 
@@ -70,17 +66,17 @@ def memory_report(a: MemoryAnswer) -> Group:
     cfg = b.model
     head = Text.from_markup(f"[bold]{cfg.name}[/] ({format_count(count_params(cfg).total)} parameters, "
                             f"{cfg.n_layer} layers, width {cfg.n_embd}) on [bold]{fit.gpu.name}[/] "
-                            f"({fit.capacity_bytes / 2**30:.1f} GiB)")
+                            f"({fit.capacity_bytes / GIB:.1f} GiB)")
     parts = [head, Text(_settings_line(b), style="dim"), Text(), breakdown_table(b)]
     if b.cpu_offload_bytes:
         parts.append(Text(f"CPU memory for the offloaded optimizer: {format_bytes(b.cpu_offload_bytes)}"))
     if fit.fits:
-        verdict = Text.from_markup(f"[bold green]fits[/]: {_gib(fit.required_bytes)} of "
-                                   f"{_gib(fit.capacity_bytes)} GiB, {_gib(fit.headroom_bytes)} GiB "
+        verdict = Text.from_markup(f"[bold green]fits[/]: {format_gib_number(fit.required_bytes)} of "
+                                   f"{format_gib_number(fit.capacity_bytes)} GiB, {format_gib_number(fit.headroom_bytes)} GiB "
                                    f"({fit.headroom_bytes / fit.capacity_bytes:.0%}) headroom")
     else:
-        verdict = Text.from_markup(f"[bold red]does not fit[/]: needs {_gib(fit.required_bytes)} GiB, "
-                                   f"{_gib(-fit.headroom_bytes)} GiB more than the {_gib(fit.capacity_bytes)} GiB "
+        verdict = Text.from_markup(f"[bold red]does not fit[/]: needs {format_gib_number(fit.required_bytes)} GiB, "
+                                   f"{format_gib_number(-fit.headroom_bytes)} GiB more than the {format_gib_number(fit.capacity_bytes)} GiB "
                                    f"of {fit.gpu.name}")
     parts += [verdict]
     if fit.min_headroom_fraction:
@@ -98,7 +94,7 @@ def memory_report(a: MemoryAnswer) -> Group:
             fixes.add_column("peak", justify="right")
             for i, f in enumerate(adv.fixes, 1):
                 fixes.add_row(str(i), " + ".join(f.changes),
-                              f"{_gib(f.peak_bytes)} of {_gib(f.capacity_bytes)} GiB")
+                              f"{format_gib_number(f.peak_bytes)} of {format_gib_number(f.capacity_bytes)} GiB")
             parts += [Text(), fixes]
         else:
             parts += [Text(), Text(adv.reason or "", style="bold")]

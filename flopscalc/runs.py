@@ -34,10 +34,7 @@ from .flops import (
 )
 from .hardware import Precision, get_gpu
 from .model import ModelConfig, get_preset
-
-SECONDS_PER_HOUR = 3600.0
-SECONDS_PER_DAY = 86400.0
-TERA = 1e12
+from .units import SECONDS_PER_DAY, SECONDS_PER_HOUR, TERA
 
 # How a run's model is given: an explicit GPT-2-layout shape, or only its parameter count (then 6N per token).
 SHAPE_GPT2_LAYOUT = "gpt2-layout"

@@ -16,11 +16,19 @@ from .errors import UsageError
 COUNT_SUFFIXES = {
     "": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21,
 }
+# The base constants every module imports from here (one definition each; units.py is the base module that
+# already scales quantities at the edges and imports nothing of flopscalc but errors, so engines, the trainer
+# and the faces can all import it without a cycle).
+# Gibibyte, 2**30 bytes (IEC 80000-13 binary prefix); memory is reported in GiB.
+GIB = 2.0**30
+# SI prefixes giga and tera (BIPM SI Brochure, 9th ed., Table 7): datasheets give TFLOP/s and GB/s.
+GIGA = 1e9
+TERA = 1e12
 # Byte suffixes: decimal (SI) and binary (IEC 80000-13) prefixes.
 BYTE_SUFFIXES = {
     "b": 1.0, "": 1.0,
-    "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "pb": 1e15,
-    "kib": 2.0**10, "mib": 2.0**20, "gib": 2.0**30, "tib": 2.0**40, "pib": 2.0**50,
+    "kb": 1e3, "mb": 1e6, "gb": GIGA, "tb": TERA, "pb": 1e15,
+    "kib": 2.0**10, "mib": 2.0**20, "gib": GIB, "tib": 2.0**40, "pib": 2.0**50,
 }
 SECONDS_PER_MINUTE = 60.0
 SECONDS_PER_HOUR = 3600.0
@@ -189,7 +197,7 @@ def format_rate(flop_per_s: float, digits: int = 1) -> str:
     TFLOP/s for zero and non-finite values; beyond the prefixes, scientific notation in FLOP/s.
     """
     if flop_per_s == 0 or not math.isfinite(flop_per_s):
-        return f"{flop_per_s / 1e12:.{digits}f} TFLOP/s"
+        return f"{flop_per_s / TERA:.{digits}f} TFLOP/s"
     step, prefix = _RATE_STEPS[0]
     for candidate, candidate_prefix in _RATE_STEPS:  # the largest prefix whose rounded mantissa is at least 1
         if float(f"{abs(flop_per_s) / candidate:.{digits}f}") >= 1:
@@ -199,7 +207,12 @@ def format_rate(flop_per_s: float, digits: int = 1) -> str:
     return f"{flop_per_s / step:.{digits}f} {prefix}FLOP/s"
 
 
-_BYTE_STEPS = [(2.0**40, "TiB"), (2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB")]
+_BYTE_STEPS = [(2.0**40, "TiB"), (GIB, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB")]
+
+
+def format_gib_number(n_bytes: float, digits: int = 2) -> str:
+    """Bytes as a bare number of GiB, for table cells whose header or text already says GiB: 2**31 -> '2.00'."""
+    return f"{n_bytes / GIB:.{digits}f}"
 
 
 def format_bytes(n: float, digits: int = 2) -> str:

@@ -19,6 +19,7 @@ from ..flops import Recompute
 from ..hardware import GpuSpec, builtin_database, training_precision
 from ..memory.settings import Optimizer
 from ..model import ModelConfig
+from ..units import GIB
 from .adapters import Method
 from .flops import FinetuneFlops, dequant_bytes_per_token, finetune_flops_per_token
 from .memory import FinetuneMemory, FinetuneSetup, finetune_memory
@@ -193,7 +194,7 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
     need = finetune_memory(cfg, setup)
     for g in bigger:
         if need.required_bytes() <= g.memory_bytes * (1 - headroom):
-            fixes.append(Fix((f"a GPU with more memory: {g.name} ({g.memory_bytes / 2**30:.0f} GiB)",),
+            fixes.append(Fix((f"a GPU with more memory: {g.name} ({g.memory_bytes / GIB:.0f} GiB)",),
                              CHANGE_COST["gpu"], setup, need.peak_bytes, g.key))
             break
     fixes.sort(key=lambda f: (f.cost, len(f.changes), f.peak_bytes))
@@ -263,7 +264,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     steps = n_seq / setup.micro_batch
     spill_s = 2 * spill * steps / link if (spill and link) else 0.0  # paged out and back every optimizer step
     if spill:
-        notes.append(f"the paged optimizer keeps {spill / 2**30:.2f} GiB of optimizer state in CPU memory and pages "
+        notes.append(f"the paged optimizer keeps {spill / GIB:.2f} GiB of optimizer state in CPU memory and pages "
                      "it over the host link each step")
     cheapest = cheapest_method(cfg, setup, usable)
     assumptions = (

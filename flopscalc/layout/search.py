@@ -23,6 +23,7 @@ from ..flops import Recompute
 from ..memory.settings import MemoryPrecision
 from ..model import ModelConfig
 from ..perf import StepOptions
+from ..units import GIB
 from .cluster import Cluster
 from .memory import LayoutMemory, layout_memory
 from .spec import Layout
@@ -139,7 +140,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                                 results.append((lt, fitted[1]))
     if not results:
         raise DomainError(f"no layout of {cfg.name} fits {n} x {cluster.gpu.name} "
-                          f"({cluster.gpu.memory_bytes / 2**30:.0f} GiB each) at sequence {seq_len} and global batch "
+                          f"({cluster.gpu.memory_bytes / GIB:.0f} GiB each) at sequence {seq_len} and global batch "
                           f"{global_batch}; more GPUs, a shorter sequence or a smaller batch would help")
     results.sort(key=lambda r: r[0].s_per_token)
     best = results[0][0]

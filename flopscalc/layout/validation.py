@@ -19,6 +19,7 @@ from ..flops import Recompute
 from ..memory.settings import MemoryPrecision
 from ..model import ModelConfig
 from ..perf import StepOptions
+from ..units import TERA
 from .cluster import cluster_for
 from .spec import Layout
 from .time import MEGATRON_SUSTAINED_FRACTION, LayoutTime, layout_time
@@ -60,7 +61,7 @@ class PublishedLayout:
         if self.metric == "tflop_per_s_per_gpu":
             f = narayanan_flops_per_iteration(self.layout.sequences_per_step(), self.seq_len, self.cfg.n_layer,
                                               self.cfg.n_embd, self.cfg.vocab_size)
-            return f / (self.published * 1e12 * self.layout.n_gpus)
+            return f / (self.published * TERA * self.layout.n_gpus)
         return None
 
     def error(self, sustained: float | None = None) -> float:

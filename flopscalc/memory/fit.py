@@ -9,6 +9,7 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..hardware import GpuSpec
 from ..model import ModelConfig
+from ..units import GIB
 from .estimate import MemoryBreakdown, estimate_memory
 from .settings import MemoryPrecision, Optimizer, TrainingSetup
 
@@ -190,9 +191,9 @@ def suggest_fixes(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_head
     assert smallest is not None
     st = smallest.breakdown
     floor = st.model_states_bytes + st.states.weight_copies_bytes
-    reason = (f"nothing tried fits {gpu.name} ({gpu.memory_bytes / 2**30:.1f} GiB): the least is "
-              f"{st.peak_bytes / 2**30:.1f} GiB with {', '.join(smallest.changes) or 'the current settings'}, "
-              f"of which weights, gradients and optimizer state take {floor / 2**30:.1f} GiB")
+    reason = (f"nothing tried fits {gpu.name} ({gpu.memory_bytes / GIB:.1f} GiB): the least is "
+              f"{st.peak_bytes / GIB:.1f} GiB with {', '.join(smallest.changes) or 'the current settings'}, "
+              f"of which weights, gradients and optimizer state take {floor / GIB:.1f} GiB")
     if setup.n_gpus == 1:
         reason += "; more GPUs with ZeRO-3 / FSDP would shard them"
     return FitAdvice(False, (), smallest, reason)

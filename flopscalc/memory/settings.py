@@ -31,7 +31,6 @@ from enum import Enum
 from ..errors import UsageError
 from ..flops import Recompute
 
-GIB = 2.0**30
 MIB = 2.0**20
 
 # ---------------------------------------------------------------- bytes per element

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..atomic import write_bytes_atomic
 from ..errors import UsageError
+from ..units import GIB  # noqa: F401  (re-exported: the plots write C.GIB)
 
 # File formats `save_figure` writes, by suffix (matplotlib's format names).
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -27,7 +28,6 @@ TICK_SIZE = 10
 LEGEND_SIZE = 9
 TITLE_SIZE = 13
 NOTE_SIZE = 8.5
-GIB = 2.0**30
 # Colours of successive series (matplotlib's tab10, colour-blind friendlier than its default order).
 SERIES_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
                  "#7f7f7f", "#bcbd22")

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ..errors import UsageError
+from ..flops import FLOPS_PER_PARAM_TOKEN
 from ..hardware import GpuSpec, Precision
 from ..model import GPT2_BLOCK_SIZE, PRESETS, count_params
 from . import _common as C
@@ -161,7 +162,7 @@ def frontier_data(laws=DEFAULT_FRONTIER_LAWS, c_range_flops=DEFAULT_C_RANGE_FLOP
 
         for r in published_runs():
             n = r.n_params if r.config is None else count_params(r.config).total
-            c_run = 6.0 * n * r.n_tokens  # C = 6ND  [Kaplan et al. 2020, sec. 2.1]
+            c_run = FLOPS_PER_PARAM_TOKEN * n * r.n_tokens  # C = 6ND  [Kaplan et al. 2020, sec. 2.1]
             runs.append({"run": r.run, "kind": r.kind, "n_params": float(n), "n_tokens": r.n_tokens,
                          "c_flops": c_run, "inside_range": lo <= c_run <= hi})
     budget = None

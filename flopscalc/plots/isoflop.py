@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ..errors import UsageError
+from ..flops import FLOPS_PER_PARAM_TOKEN
 from . import _common as C
 
 # Budgets drawn when none are named (FLOP): five decades around small single-GPU runs.
@@ -72,14 +73,14 @@ def curve_minimum(law, c_flops: float) -> tuple[float, float, str]:
         return a.n_params, float(law.loss(a.n_params, a.n_tokens)), "closed form (Hoffmann eq. 4)"
     n0 = float(optimal_arrays(law, c_flops)[0])
     x = math.log(n0) + np.linspace(-1, 1, NUMERIC_SEARCH_POINTS) * NUMERIC_SEARCH_DECADES * math.log(10)
-    loss = np.asarray(law.loss(np.exp(x), c_flops / (6.0 * np.exp(x))), float)  # D = C / 6N
+    loss = np.asarray(law.loss(np.exp(x), c_flops / (FLOPS_PER_PARAM_TOKEN * np.exp(x))), float)  # D = C / 6N
     k = int(np.clip(np.argmin(loss), 1, len(loss) - 2))
     y0, y1, y2 = loss[k - 1 : k + 2]
     h = x[1] - x[0]
     denom = y0 - 2 * y1 + y2
     shift = 0.5 * h * (y0 - y2) / denom if denom > 0 else 0.0  # vertex of the parabola through 3 points
     n = float(math.exp(x[k] + shift))
-    return n, float(law.loss(n, c_flops / (6.0 * n))), "numeric minimum along C = 6ND"
+    return n, float(law.loss(n, c_flops / (FLOPS_PER_PARAM_TOKEN * n))), "numeric minimum along C = 6ND"
 
 
 def isoflop_data(budgets_flops=None, law=None, runs_csv=None, flops_tolerance: float = DEFAULT_FLOPS_TOLERANCE) -> dict:
@@ -132,10 +133,10 @@ def isoflop_data(budgets_flops=None, law=None, runs_csv=None, flops_tolerance: f
         n_min, loss_min, how = curve_minimum(law, c)
         span = ISOFLOP_HALF_SPAN_DECADES
         n = np.logspace(math.log10(n_min) - span, math.log10(n_min) + span, ISOFLOP_POINTS)
-        d = c / (6.0 * n)  # D = C / 6N  [Kaplan et al. 2020, sec. 2.1]
+        d = c / (FLOPS_PER_PARAM_TOKEN * n)  # D = C / 6N  [Kaplan et al. 2020, sec. 2.1]
         loss = np.asarray(law.loss(n, d), float)
         curves.append({"c_flops": c, "n_params": n.tolist(), "n_tokens": d.tolist(), "loss": loss.tolist(),
-                       "min_n_params": n_min, "min_n_tokens": c / (6.0 * n_min), "min_loss": loss_min,
+                       "min_n_params": n_min, "min_n_tokens": c / (FLOPS_PER_PARAM_TOKEN * n_min), "min_loss": loss_min,
                        "min_method": how})
     return {"plot": "isoflop", "law": law.name, "law_title": law.title,
             "n_counts_embeddings": law.n_counts_embeddings, "curves": curves,

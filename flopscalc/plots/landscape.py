@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ..errors import DomainError, UsageError
+from ..flops import FLOPS_PER_PARAM_TOKEN
 from . import _common as C
 
 # Default axes span: 10M to 1T parameters, 100M to 100T tokens.
@@ -56,7 +57,7 @@ def landscape_data(law=None, n_range=DEFAULT_N_RANGE, d_range=DEFAULT_D_RANGE, b
     n = np.logspace(math.log10(n_lo), math.log10(n_hi), LANDSCAPE_GRID)
     d = np.logspace(math.log10(d_lo), math.log10(d_hi), LANDSCAPE_GRID)
     loss = np.asarray(law.loss(n[None, :], d[:, None]), float)  # rows: D, columns: N
-    c_lo, c_hi = 6.0 * n_lo * d_lo, 6.0 * n_hi * d_hi  # C = 6ND at the corners
+    c_lo, c_hi = FLOPS_PER_PARAM_TOKEN * n_lo * d_lo, FLOPS_PER_PARAM_TOKEN * n_hi * d_hi  # C = 6ND at the corners
     if budgets_flops is None:
         budgets_flops = [10.0**k for k in range(math.ceil(math.log10(c_lo)) + 1, math.floor(math.log10(c_hi)))]
     budgets = sorted(float(b) for b in budgets_flops)
@@ -64,8 +65,8 @@ def landscape_data(law=None, n_range=DEFAULT_N_RANGE, d_range=DEFAULT_D_RANGE, b
         raise UsageError(f"budgets must be positive numbers of FLOPs, got {budgets_flops}")
     iso = []
     for c in budgets:
-        nn = np.logspace(math.log10(max(n_lo, c / (6.0 * d_hi))), math.log10(min(n_hi, c / (6.0 * d_lo))), 50)
-        iso.append({"c_flops": c, "n_params": nn.tolist(), "n_tokens": (c / (6.0 * nn)).tolist()})  # D = C / 6N
+        nn = np.logspace(math.log10(max(n_lo, c / (FLOPS_PER_PARAM_TOKEN * d_hi))), math.log10(min(n_hi, c / (FLOPS_PER_PARAM_TOKEN * d_lo))), 50)
+        iso.append({"c_flops": c, "n_params": nn.tolist(), "n_tokens": (c / (FLOPS_PER_PARAM_TOKEN * nn)).tolist()})  # D = C / 6N
     c_path = np.logspace(math.log10(c_lo), math.log10(c_hi), PATH_POINTS)
     n_opt, d_opt = (np.asarray(v, float) for v in optimal_arrays(law, c_path))
     inside = (n_opt >= n_lo) & (n_opt <= n_hi) & (d_opt >= d_lo) & (d_opt <= d_hi)

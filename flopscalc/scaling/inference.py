@@ -30,13 +30,14 @@ import math
 from dataclasses import dataclass, replace
 
 from ..errors import DomainError, UsageError
+from ..flops import FLOPS_PER_MAC
 from .allocate import flops_for_loss, optimal
 from .laws import CHINCHILLA_RUNS, FLOPS_PER_PARAM_TOKEN, MASSIVETEXT_VOCAB_SIZE, ParametricLoss, ScalingLaw
 from .validity import range_warnings
 
 # Forward pass only: 2 FLOPs per parameter per token served (a multiply and an add per weight) [K20, sec. 2.1;
 # S24: inference costs 2N per token].
-INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0
+INFERENCE_FLOPS_PER_PARAM_TOKEN = FLOPS_PER_MAC
 
 # The constants Sardana et al. use: Hoffmann et al.'s approach 3 with alpha and beta to three figures
 # (alpha = 0.336, beta = 0.283, A = 406.4, B = 410.7, E = 1.69) [S24 code, utils.ChinchillaConstants; README,

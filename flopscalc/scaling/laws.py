@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DomainError
+from ..flops import FLOPS_PER_PARAM_TOKEN
+from ..units import SECONDS_PER_DAY
 
 # Kaplan et al. measure compute in PF-days: 1e15 FLOP/s x 86400 s [K20, sec. 1.3 "Notation"].
-PF_DAY_FLOPS = 1e15 * 86400.0
-# Training FLOPs per parameter per token, forward + backward: C ~= 6 N D [K20, sec. 2.1; H22, sec. 3].
-FLOPS_PER_PARAM_TOKEN = 6.0
+PF_DAY_FLOPS = 1e15 * SECONDS_PER_DAY
+# Training FLOPs per parameter per token, forward + backward: C ~= 6 N D [K20, sec. 2.1; H22, sec. 3]; defined
+# once in flopscalc.flops and re-exported here for the scaling modules.
 # Tokenizer vocabularies of the laws' data. A loss above ln(vocab) is worse than a uniform guess over it.
 # GPT-2's BPE, 50,257 tokens: Kaplan's WebText2 [K20, sec. 2.3] and Muennighoff's C4 runs [M23; the 7M
 # model's embedding in data/datablations_runs.md]. Also the fallback for laws of unknown data (flopscalc's

@@ -1,0 +1,71 @@
+"""Each base constant and shared formula has one definition (issue 17, item 6; STYLE habit 15).
+
+A copy is how a bug survives in one place and not the other: these scan the package source for
+retyped literals and second definitions, so a new copy fails here rather than drifting silently.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import flopscalc
+from flopscalc import flops, units
+from flopscalc.scaling import laws
+
+PACKAGE = Path(flopscalc.__file__).parent
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+def _code_lines(path: Path):
+    """(line number, code without its comment) of every line of a module."""
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        yield i, line.split("#", 1)[0]
+
+
+def test_base_constants_have_their_defining_values():
+    # IEC 80000-13: 1 GiB = 1024^3 bytes; SI: tera = 10^12, giga = 10^9; a day is 24 h of 3600 s.
+    assert units.GIB == 1024**3
+    assert units.TERA == 10**12 and units.GIGA == 10**9
+    assert units.SECONDS_PER_DAY == 24 * 60 * 60
+
+
+def test_six_nd_is_two_flops_per_mac_times_forward_plus_backward():
+    # Kaplan et al. 2020, sec. 2.1: forward 2N, backward 4N per token.
+    assert flops.FLOPS_PER_PARAM_TOKEN == 6
+    assert laws.FLOPS_PER_PARAM_TOKEN is flops.FLOPS_PER_PARAM_TOKEN
+
+
+@pytest.mark.parametrize("name", ["GIB", "GIGA", "TERA", "SECONDS_PER_DAY", "SECONDS_PER_HOUR",
+                                  "FLOPS_PER_PARAM_TOKEN", "BACKWARD_TO_FORWARD", "FLOPS_PER_MAC"])
+def test_constant_is_assigned_in_one_module(name):
+    owners = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                owners.append(path.relative_to(PACKAGE).as_posix())
+    assert len(owners) == 1, f"{name} assigned in {owners}"
+
+
+# Literals that spell a shared constant: 2**30 (GiB), 86400 (a day in seconds), a bare 1e12 divisor or
+# factor next to a rate, and 6.0 * n for C = 6ND. units.py and flops.py own them.
+RETYPED = {
+    "GiB as 2**30": re.compile(r"2\.?0?\s*\*\*\s*30\b"),
+    "a day as 86400": re.compile(r"\b86_?400\b"),
+    "C = 6ND as 6.0 *": re.compile(r"\b6\.0\s*\*\s*n"),
+}
+OWNERS = {"units.py", "flops.py"}
+
+
+@pytest.mark.parametrize("what", sorted(RETYPED))
+def test_no_retyped_literal_outside_the_owner(what):
+    pattern = RETYPED[what]
+    hits = [f"{path.relative_to(PACKAGE).as_posix()}:{i}" for path in SOURCES if path.name not in OWNERS
+            for i, code in _code_lines(path) if pattern.search(code)]
+    assert not hits, f"{what} retyped at {hits}; import it from flopscalc.units / flopscalc.flops"
