@@ -176,7 +176,7 @@ def _inference_dict(p: Plan) -> dict | None:
 CSV_COLUMNS = ("n_params", "n_layer", "n_head", "n_embd", "nearest_preset", "fits", "min_gpus", "micro_batch",
                "grad_accum", "recompute", "optimizer", "zero_stage", "offload_optimizer", "peak_memory_bytes",
                "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "mfu", "hfu", "train_time_s",
-               "recommended")
+               "layout", "recommended")
 
 
 def plan_csv(p: Plan) -> str:
@@ -197,6 +197,7 @@ def plan_csv(p: Plan) -> str:
             "step_s": o.speed.step_s if o.speed else "", "tokens_per_s": o.speed.tokens_per_s if o.speed else "",
             "mfu": o.speed.mfu if o.speed else "", "hfu": o.speed.hfu if o.speed else "",
             "train_time_s": o.train_time_s, "recommended": o is p.recommended,
+            "layout": o.chosen.layout.label() if s and o.chosen.layout is not None else "",
         })
     return out.getvalue()
 

@@ -5,6 +5,8 @@ Kaplan's critical batch evaluated here, and limit cases (one GPU, one node, a st
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 
@@ -121,6 +123,11 @@ def test_report_names_the_layout_the_engine_and_the_time_model(capsys):
     assert "layout TP" in text and "= 1024 GPUs" in text
     assert "Megatron-LM --tensor-model-parallel-size" in text and "torchtitan parallelism." in text
     assert "time model per-operation model" in text
+    d = _json(capsys, "plan", "--gpu", "h100", "--n-gpus", "1024", "--days", "30")
+    code, out, err = _cli(capsys, "plan", "--gpu", "h100", "--n-gpus", "1024", "--days", "30", "--csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["layout"] for r in rows] == [o["layout"]["label"] if o["fits"] else "" for o in d["options"]]
 
 
 def test_grown_batches_buy_useful_tokens_within_the_critical_batch(h100_1024):
