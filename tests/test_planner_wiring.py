@@ -47,7 +47,7 @@ def _kaplan_b_crit(loss: float) -> float:
 
 @pytest.fixture(scope="module")
 def h100_1024():
-    return plan(get_gpu("h100"), 30 * DAY_S, n_gpus=1024)
+    return plan(get_gpu("h100"), 30 * DAY_S, n_gpus=1024, layout_search=False)  # the data-parallel search
 
 
 def test_ring_runs_over_the_gpus_fabric():
@@ -90,7 +90,7 @@ def test_grown_batch_tokens_are_discounted_in_the_loss(h100_1024):
 
 
 def test_json_shows_the_growth(capsys):
-    d = _json(capsys, "plan", "--gpu", "h100", "--n-gpus", "1024", "--days", "30")
+    d = _json(capsys, "plan", "--gpu", "h100", "--n-gpus", "1024", "--days", "30", "--no-layout-search")
     g = d["recommended"]["batch_growth"]
     assert g["tokens_per_step"] == d["recommended"]["setup"]["tokens_per_step"] > g["default_tokens_per_step"]
     assert g["tokens_per_step"] <= g["critical_batch_tokens"]
@@ -109,7 +109,7 @@ def test_one_gpu_never_grows_the_batch():
 
 def test_low_scaling_efficiency_is_warned():
     # GPT-2 small on 1024 H100s: its step is too short to hide the gradient all-reduce even at the critical batch
-    p = plan(get_gpu("h100"), DAY_S, n_gpus=1024, model=PRESETS["gpt2"])
+    p = plan(get_gpu("h100"), DAY_S, n_gpus=1024, model=PRESETS["gpt2"], layout_search=False)
     sp = p.recommended.speed
     eff = sp.compute_s / (sp.compute_s + sp.comm.exposed_s)
     assert eff < 0.7
@@ -242,7 +242,7 @@ def test_every_plan_has_deepseek_hyperparameters(capsys):
 
 def test_batch_above_the_critical_batch_is_warned():
     # 4096 GPUs x one sequence of 1024 tokens = 4.2M tokens per step, above B_crit ~2.2M at GPT-2 small's loss
-    p = plan(get_gpu("h100"), DAY_S, n_gpus=4096, model=PRESETS["gpt2"])
+    p = plan(get_gpu("h100"), DAY_S, n_gpus=4096, model=PRESETS["gpt2"], layout_search=False)
     r = p.recommended
     assert r.chosen.tokens_per_step > _kaplan_b_crit(r.loss)
     assert any(w.startswith(f"the plan's batch {r.chosen.tokens_per_step / 1e6:.1f}M tokens is above the critical")
