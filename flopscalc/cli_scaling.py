@@ -36,10 +36,9 @@ class Grid(str, Enum):
 
 
 def _law(name: str | None):
-    from .scaling.io import get_law
-    from .scaling.laws import DEFAULT_LAW
+    from .scaling.io import resolve_law
 
-    return get_law(name or DEFAULT_LAW)
+    return resolve_law(name)
 
 
 def _dc_law(name: str | None):

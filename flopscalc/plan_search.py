@@ -28,6 +28,7 @@ from .plan_options import (
     nearest_preset,
     throughput,
 )
+from .scaling.laws import n_for_law as _law_n
 from .units import GIB, SECONDS_PER_DAY, format_count
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
@@ -46,14 +47,6 @@ class Binding:
     binds: bool
     relaxed: str  # what was relaxed, in words
     loss_if_relaxed: float | None
-
-
-def _law_n(law, cfg: ModelConfig) -> int:
-    """The parameter count the law means: with embeddings unless the law says otherwise (Kaplan); of a mixture of
-    experts, the active ones (those a token uses: its FLOPs per token follow them), which dense-model laws were
-    never fitted on (the plan's assumptions say so)."""
-    pc = count_params(cfg)
-    return pc.active_non_embedding if law.n_counts_embeddings is False else pc.active
 
 
 def _loss(law, n_params: float, n_tokens: float, unique_tokens: float | None) -> tuple[float | None, float | None]:

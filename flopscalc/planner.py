@@ -234,14 +234,13 @@ def plan(
     """
     from .scaling import (
         BUILTIN_LAWS,
-        DEFAULT_LAW,
         ParametricLoss,
         flops_for_loss,
         optimal,
         optimal_data_constrained,
     )
     from .scaling.inference import inference_optimal_for_loss, inference_optimal_for_training_budget
-    from .scaling.io import get_law
+    from .scaling.io import resolve_law
 
     precision = Precision(precision)
     kind = _budget_kind(duration_s, flops, budget_usd, model, n_tokens, target_loss)
@@ -251,7 +250,7 @@ def plan(
                              "the training tokens": n_tokens, "the target loss": target_loss,
                              "the money budget": budget_usd, "the inference tokens": inference_tokens},
                             n_gpus, mfu, calibration, gpu, seq_len, calibration_any_device)
-    law = get_law(law or DEFAULT_LAW) if law is None or isinstance(law, str) else law
+    law = resolve_law(law)
     objective = "target" if kind == "target" else ("fixed" if model is not None else "loss")
     if inference_tokens is not None:
         _check_inference(law, dataset_tokens, model, models)

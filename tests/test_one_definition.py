@@ -69,3 +69,51 @@ def test_no_retyped_literal_outside_the_owner(what):
     hits = [f"{path.relative_to(PACKAGE).as_posix()}:{i}" for path in SOURCES if path.name not in OWNERS
             for i, code in _code_lines(path) if pattern.search(code)]
     assert not hits, f"{what} retyped at {hits}; import it from flopscalc.units / flopscalc.flops"
+
+
+def test_bootstrap_allocation_and_law_share_the_closed_form():
+    """The bootstrap's N_opt/D_opt samples and ParametricLoss.n_opt/d_opt are one formula (equal but for the
+    exp(log A) round trip of the fit's parameterisation, ~1e-16).
+
+    Limit case as the independent anchor: with alpha = beta and A = B, G = 1 and N_opt = D_opt = sqrt(C/6)
+    [H22, eq. 4], so C = 6 N D holds with N = D.
+    """
+    import numpy as np
+
+    from flopscalc.scaling.fit import _allocation_samples
+    from flopscalc.scaling.laws import ParametricLoss, chinchilla_allocation
+
+    law = ParametricLoss(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # [H22, eq. 10]
+    x = np.array([[np.log(law.A), np.log(law.B), np.log(law.E), law.alpha, law.beta]])
+    s = _allocation_samples(x, (1e21, 1e24))
+    assert s["n_opt@1e+21"][0] == pytest.approx(law.n_opt(1e21), rel=1e-14)
+    assert s["d_opt@1e+24"][0] == pytest.approx(law.d_opt(1e24), rel=1e-14)
+    n, d = chinchilla_allocation(6e20, 5.0, 5.0, 0.3, 0.3)
+    assert n == pytest.approx(1e10, rel=1e-12) and d == pytest.approx(1e10, rel=1e-12)
+
+
+def test_resolve_law_is_the_one_name_to_law_step(tmp_path):
+    from flopscalc.errors import UsageError
+    from flopscalc.scaling.io import resolve_law, save_law
+    from flopscalc.scaling.laws import BUILTIN_LAWS, DEFAULT_LAW
+
+    assert resolve_law(None, tmp_path) is BUILTIN_LAWS[DEFAULT_LAW]
+    assert resolve_law("", tmp_path) is BUILTIN_LAWS[DEFAULT_LAW]
+    chin = BUILTIN_LAWS["chinchilla"]
+    assert resolve_law(chin) is chin
+    from dataclasses import replace
+    save_law(replace(chin, name="mine", aliases=()), tmp_path)
+    assert resolve_law("mine", tmp_path).loss_form == chin.loss_form  # a saved law, read back from disk
+    with pytest.raises(UsageError, match="unknown scaling law"):
+        resolve_law("no-such-law", tmp_path)
+
+
+def test_law_parameter_count_follows_the_laws_convention():
+    """Kaplan et al. count non-embedding parameters [K20, sec. 1.1]; Chinchilla all of them [H22, Table A9]:
+    for GPT-2 small the difference is exactly the token and position embeddings, (50257 + 1024) x 768."""
+    from flopscalc.model import get_preset
+    from flopscalc.scaling.laws import BUILTIN_LAWS, n_for_law
+
+    cfg = get_preset("gpt2")
+    kaplan = next(law for law in BUILTIN_LAWS.values() if law.n_counts_embeddings is False)
+    assert n_for_law(BUILTIN_LAWS["chinchilla"], cfg) - n_for_law(kaplan, cfg) == (50257 + 1024) * 768

@@ -34,12 +34,6 @@ FIT_BISECTIONS = 14
 MERGE_DECADES = 0.15
 
 
-def _law_n_params(law, cfg) -> int:
-    """N of a model as ``law`` counts it: total, or non-embedding for Kaplan-style laws."""
-    pc = count_params(cfg)
-    return pc.non_embedding if law.n_counts_embeddings is False else pc.total
-
-
 def _fits(n_params: float, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
           capacity_bytes: float | None) -> tuple[bool, bool]:
     """(fits with some setup the planner searches, fits with plain AdamW: no recompute, ZeRO or offload)."""
@@ -136,10 +130,11 @@ def frontier_data(laws=DEFAULT_FRONTIER_LAWS, c_range_flops=DEFAULT_C_RANGE_FLOP
     """
     from ..scaling import flops_for_params, optimal
     from ..scaling.allocate import optimal_arrays
-    from ..scaling.io import get_law
+    from ..scaling.io import resolve_law
+    from ..scaling.laws import n_for_law
 
     lo, hi = _check_range(c_range_flops)
-    law_objs = [get_law(x) if isinstance(x, str) else x for x in laws]
+    law_objs = [resolve_law(x) for x in laws]
     if not law_objs:
         raise UsageError("name at least one scaling law, e.g. --law besiroglu2024")
     c = np.logspace(math.log10(lo), math.log10(hi), FRONTIER_POINTS)
@@ -153,7 +148,7 @@ def frontier_data(laws=DEFAULT_FRONTIER_LAWS, c_range_flops=DEFAULT_C_RANGE_FLOP
     primary = law_objs[0]
     presets = []
     for name, cfg in PRESETS.items():
-        alloc = flops_for_params(primary, _law_n_params(primary, cfg))
+        alloc = flops_for_params(primary, n_for_law(primary, cfg))
         presets.append({"name": name, "law": primary.name, "n_params": alloc.n_params, "c_flops": alloc.c_flops,
                         "n_tokens": alloc.n_tokens, "inside_range": lo <= alloc.c_flops <= hi})
     runs = []

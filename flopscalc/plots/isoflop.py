@@ -99,12 +99,11 @@ def isoflop_data(budgets_flops=None, law=None, runs_csv=None, flops_tolerance: f
         Relative FLOPs difference within which runs share a group.
     """
     from ..errors import DomainError
-    from ..scaling.io import get_law, read_runs
-    from ..scaling.laws import DEFAULT_LAW
+    from ..scaling.io import read_runs, resolve_law
 
     if not 0 < flops_tolerance < 10:
         raise UsageError(f"FLOPs tolerance must be a positive fraction such as 0.1, got {flops_tolerance}")
-    law = get_law(law or DEFAULT_LAW) if law is None or isinstance(law, str) else law
+    law = resolve_law(law)
     if not law.has_loss:
         raise DomainError(f"law {law.name!r} has no loss formula, so it has no IsoFLOP curves; "
                           "use a parametric law such as besiroglu2024, chinchilla or kaplan2020")

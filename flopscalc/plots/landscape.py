@@ -46,10 +46,9 @@ def landscape_data(law=None, n_range=DEFAULT_N_RANGE, d_range=DEFAULT_D_RANGE, b
         Iso-compute lines to draw (FLOP); default: every decade that crosses the plot.
     """
     from ..scaling.allocate import optimal_arrays
-    from ..scaling.io import get_law
-    from ..scaling.laws import DEFAULT_LAW
+    from ..scaling.io import resolve_law
 
-    law = get_law(law or DEFAULT_LAW) if law is None or isinstance(law, str) else law
+    law = resolve_law(law)
     if not law.has_loss:
         raise DomainError(f"law {law.name!r} has no loss formula to draw; use besiroglu2024, chinchilla or kaplan2020")
     n_lo, n_hi = _span(n_range, "parameter", "--n-min 1e7 --n-max 1e12")

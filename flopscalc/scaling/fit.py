@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DomainError
 from .allocate import optimal_arrays
-from .laws import FittedRange, ParametricLoss, ScalingLaw
+from .laws import FittedRange, ParametricLoss, ScalingLaw, chinchilla_allocation
 from .optimize import HUBER_DELTA, LOWER, PARAM_NAMES, UPPER, batched_bfgs, huber_objective, on_bound
 from .runs import Runs
 
@@ -193,10 +193,8 @@ class Bootstrap:
 def _allocation_samples(x: np.ndarray, ref_flops) -> dict[str, np.ndarray]:
     p = params_from_x(x)
     out = dict(p)
-    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))  # [H22, eq. 4]
-    for c in ref_flops:
-        out[f"n_opt@{c:.0e}"] = G * (c / 6) ** p["a"]  # N_opt = G (C/6)^a  [H22, eq. 4]
-        out[f"d_opt@{c:.0e}"] = (c / 6) ** p["b"] / G  # D_opt = G^-1 (C/6)^b  [H22, eq. 4]
+    for c in ref_flops:  # N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b  [H22, eq. 4]
+        out[f"n_opt@{c:.0e}"], out[f"d_opt@{c:.0e}"] = chinchilla_allocation(c, p["A"], p["B"], p["alpha"], p["beta"])
     return out
 
 

@@ -26,6 +26,7 @@ from ..errors import UsageError
 from ..textfile import check_comma_separated, read_text
 from .laws import (
     BUILTIN_LAWS,
+    DEFAULT_LAW,
     FLOPS_PER_PARAM_TOKEN,
     FittedRange,
     KaplanLoss,
@@ -236,3 +237,11 @@ def get_law(name: str, directory: str | Path | None = None) -> ScalingLaw:
     hint = f"; did you mean {close[0]}?" if close else ""
     raise UsageError(f"unknown scaling law {name!r}{hint}; run 'flopscalc scaling laws' to list them "
                      f"(saved laws are read from {folder})")
+
+
+def resolve_law(law: str | ScalingLaw | None = None, directory: str | Path | None = None) -> ScalingLaw:
+    """The law a caller means: ``None`` or ``""`` is `DEFAULT_LAW`, a name is `get_law` (built-in or saved in
+    ``directory``), a `ScalingLaw` is itself. The one place the faces and the planner turn a name into a law."""
+    if law is None or isinstance(law, str):
+        return get_law(law or DEFAULT_LAW, directory)
+    return law

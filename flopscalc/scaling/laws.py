@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import DomainError
 from ..flops import FLOPS_PER_PARAM_TOKEN
+from ..model import ModelConfig, count_params
 from ..units import SECONDS_PER_DAY
 
 # Kaplan et al. measure compute in PF-days: 1e15 FLOP/s x 86400 s [K20, sec. 1.3 "Notation"].
@@ -68,6 +69,19 @@ class FittedRange:
                 "source": self.source}
 
 
+def chinchilla_allocation(c_flops, A, B, alpha, beta):
+    """Compute-optimal (N_opt, D_opt) of L = E + A / N^alpha + B / D^beta at budgets ``c_flops`` (FLOP).
+
+    The closed form of [H22, eq. 4] under C = 6ND: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b with
+    G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta). Every
+    argument broadcasts (the bootstrap passes arrays of constants); the one copy of this formula.
+    """
+    A, B, alpha, beta = (np.asarray(v, float) for v in (A, B, alpha, beta))
+    g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))  # G  [H22, eq. 4 / App. D.2]
+    c6 = np.asarray(c_flops, float) / FLOPS_PER_PARAM_TOKEN
+    return g * c6 ** (beta / (alpha + beta)), c6 ** (alpha / (alpha + beta)) / g  # [H22, eq. 4]
+
+
 @dataclass(frozen=True)
 class ParametricLoss:
     """L(N, D) = E + A / N^alpha + B / D^beta  [H22, eq. 2]. Loss in nats/token."""
@@ -101,15 +115,16 @@ class ParametricLoss:
     @property
     def G(self) -> float:
         """G = (alpha A / (beta B))^(1 / (alpha + beta))  [H22, eq. 4 / App. D.2]."""
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        # N_opt at C = 6 FLOP, where (C/6)^a = 1, is G itself
+        return float(chinchilla_allocation(FLOPS_PER_PARAM_TOKEN, self.A, self.B, self.alpha, self.beta)[0])
 
     def n_opt(self, c_flops):
-        """Compute-optimal parameters N_opt = G (C/6)^a for budgets ``c_flops`` (FLOP)."""
-        return self.G * (np.asarray(c_flops, float) / FLOPS_PER_PARAM_TOKEN) ** self.a  # [H22, eq. 4]
+        """Compute-optimal parameters N_opt = G (C/6)^a for budgets ``c_flops`` (FLOP)  [H22, eq. 4]."""
+        return chinchilla_allocation(c_flops, self.A, self.B, self.alpha, self.beta)[0]
 
     def d_opt(self, c_flops):
-        """Compute-optimal tokens D_opt = G^-1 (C/6)^b for budgets ``c_flops`` (FLOP)."""
-        return (np.asarray(c_flops, float) / FLOPS_PER_PARAM_TOKEN) ** self.b / self.G  # [H22, eq. 4]
+        """Compute-optimal tokens D_opt = G^-1 (C/6)^b for budgets ``c_flops`` (FLOP)  [H22, eq. 4]."""
+        return chinchilla_allocation(c_flops, self.A, self.B, self.alpha, self.beta)[1]
 
     def constants(self) -> dict[str, float]:
         return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta}
@@ -263,6 +278,15 @@ class ScalingLaw:
 # Hoffmann et al.'s runs: "over 400 language models ranging from 70 million to over 16 billion parameters on
 # 5 to 500 billion tokens" [H22, abstract; Table A9 lists the shapes]. Approach 3 fits the final losses of
 # approaches 1 and 2 [H22, sec. 3.3]; Besiroglu et al. refit a subset of the same runs read off Fig. 4 [B24].
+def n_for_law(law: ScalingLaw, cfg: ModelConfig) -> int:
+    """The parameter count ``law`` means for model ``cfg``: with embeddings unless the law says otherwise
+    (Kaplan et al. 2020 count non-embedding parameters [K20, sec. 1.1]); of a mixture of experts, the active
+    ones (those a token uses: its FLOPs per token follow them), which dense-model laws were never fitted on.
+    The planner, the plots and the reports all call this one function."""
+    pc = count_params(cfg)
+    return pc.active_non_embedding if law.n_counts_embeddings is False else pc.active
+
+
 CHINCHILLA_RUNS = FittedRange(n_params=(70e6, 16e9), n_tokens=(5e9, 500e9),
                               source="Hoffmann et al. 2022, abstract")
 # Muennighoff et al.'s released C4 runs (data/datablations_all_runs.csv, 296 runs): 7.1M to 8.67B parameters,
