@@ -84,6 +84,15 @@ def test_no_module_registers_a_command_the_table_does_not_list():
             assert COMMANDS.get(name, (None,))[0] == module, (module, name)
 
 
+def test_every_command_module_is_in_the_table():
+    """A face module with `register` but no line in COMMANDS would add commands nobody can run."""
+    modules = {module for module, _ in COMMANDS.values()}
+    for path in sorted((ROOT / "flopscalc").glob("cli_*.py")):
+        name = f"flopscalc.{path.stem}"
+        if callable(getattr(importlib.import_module(name), "register", None)):
+            assert name in modules, f"{name} has register() but no line in flopscalc.cli.COMMANDS"
+
+
 def test_the_lazy_app_is_the_eager_app_command_by_command():
     """Same tree, same parameters, same help for every command and subcommand as building everything up front."""
     def tree(command, path=()):
