@@ -144,13 +144,9 @@ def loss(
     from .units import parse_count
 
     n, d = parse_count(params, what="--params"), parse_count(tokens, what="--tokens")
-    if not (n > 0 and d > 0):
-        raise UsageError(f"--params and --tokens must be positive, got {params} and {tokens}")
-    if unique_tokens is not None:
+    if unique_tokens is not None:  # predict_loss refuses a non-positive N, D or U
         sl = _dc_law(law)
         u = parse_count(unique_tokens, what="--unique-tokens")
-        if not 0 < u:
-            raise UsageError(f"--unique-tokens must be positive, got {unique_tokens}")
         prediction = predict_loss(sl, n, d, u)  # the planner's engine too: plan and loss agree
     else:
         sl = _law(law)

@@ -136,13 +136,17 @@ class LayoutSpeed:
 
     @property
     def mfu(self) -> float:
-        return self.tokens_per_step * self.model_flops_per_token / (
-            self.n_gpus * self.peak_flop_per_s_per_gpu * self.step_s)  # PaLM App. B
+        from .perf.utilization import model_flops_utilization
+
+        return model_flops_utilization(self.model_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
+                                       self.peak_flop_per_s_per_gpu)  # PaLM App. B
 
     @property
     def hfu(self) -> float:
-        return self.tokens_per_step * self.hardware_flops_per_token / (
-            self.n_gpus * self.peak_flop_per_s_per_gpu * self.step_s)  # Korthikanti et al. 2022, sec. 5
+        from .perf.utilization import model_flops_utilization
+
+        return model_flops_utilization(self.hardware_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
+                                       self.peak_flop_per_s_per_gpu)  # Korthikanti et al. 2022, sec. 5
 
 
 def global_batch_sequences(cfg: ModelConfig, seq_len: int, tokens_per_step: int | None = None) -> int:

@@ -254,14 +254,18 @@ class Throughput:
     def mfu(self) -> float:
         """Model FLOPs utilization: model FLOPs (no recomputation) over peak x step time (Chowdhery et al. 2022,
         App. B); the step time includes exposed communication and offload."""
-        return self.tokens_per_step * self.model_flops_per_token / (
-            self.n_gpus * self.peak_flop_per_s_per_gpu * self.step_s)  # PaLM App. B
+        from .perf.utilization import model_flops_utilization
+
+        return model_flops_utilization(self.model_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
+                                       self.peak_flop_per_s_per_gpu)  # PaLM App. B
 
     @property
     def hfu(self) -> float:
         """Hardware FLOPs utilization: as `mfu` with recomputation counted (Korthikanti et al. 2022, sec. 5)."""
-        return self.tokens_per_step * self.hardware_flops_per_token / (
-            self.n_gpus * self.peak_flop_per_s_per_gpu * self.step_s)  # Korthikanti et al. 2022, sec. 5
+        from .perf.utilization import model_flops_utilization
+
+        return model_flops_utilization(self.hardware_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
+                                       self.peak_flop_per_s_per_gpu)  # Korthikanti et al. 2022, sec. 5
 
 
 @lru_cache(maxsize=1024)

@@ -13,7 +13,7 @@ from rich.text import Text
 from .hardware import PRECISION_HELP
 from .model import count_params
 from .plan_family import FAMILY_LABELS
-from .plan_options import NEAREST_PRESET_FACTOR, PlanOption
+from .plan_options import NEAREST_PRESET_FACTOR, PLAN_MEMORY_HEADROOM, PlanOption
 from .planner import Plan
 from .report import assumptions_table, model_dict
 from .units import (
@@ -276,7 +276,7 @@ def plan_report(p: Plan) -> Group:
     if r.chosen.layout is not None:
         _layout_rows(rec, r)
     rec.add_row("memory per GPU", format_bytes(r.chosen.peak_memory_bytes),
-                f"of {format_bytes(r.chosen.capacity_bytes)} (5% kept free); "
+                f"of {format_bytes(r.chosen.capacity_bytes)} ({PLAN_MEMORY_HEADROOM:.0%} kept free); "
                 + (f"the offloaded optimizer holds {format_bytes(r.chosen.cpu_offload_bytes)} of CPU memory"
                    + (" per GPU" if b.n_gpus > 1 else "") + "; " if s.offload_optimizer else "")
                 + (f"the layout engine's peak, on the {r.chosen.layouts.best.memory.stage} pipeline stage"

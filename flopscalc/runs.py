@@ -34,6 +34,7 @@ from .flops import (
 )
 from .hardware import Precision, get_gpu
 from .model import ModelConfig, get_preset
+from .perf.utilization import seconds_at_utilization
 from .units import SECONDS_PER_DAY, SECONDS_PER_HOUR, TERA
 
 # How a run's model is given: an explicit GPT-2-layout shape, or only its parameter count (then 6N per token).
@@ -230,7 +231,7 @@ def _n_gpus(run: PublishedRun) -> int:
 
 def predict_gpu_hours(run: PublishedRun, basis: str | None = None) -> float:
     """Predicted GPU-hours = model FLOPs / (peak x MFU) (GPU-h) [1] App. B; no downtime."""
-    return model_flops(run) / (peak_flop_per_s(run) * mfu(run, basis)) / SECONDS_PER_HOUR
+    return seconds_at_utilization(model_flops(run), 1, peak_flop_per_s(run), mfu(run, basis)) / SECONDS_PER_HOUR
 
 
 def predict_wall_clock_s(run: PublishedRun, basis: str | None = None) -> float:

@@ -117,3 +117,29 @@ def test_law_parameter_count_follows_the_laws_convention():
     cfg = get_preset("gpt2")
     kaplan = next(law for law in BUILTIN_LAWS.values() if law.n_counts_embeddings is False)
     assert n_for_law(BUILTIN_LAWS["chinchilla"], cfg) - n_for_law(kaplan, cfg) == (50257 + 1024) * 768
+
+
+def test_mfu_reproduces_palm_540b():
+    """PaLM 540B (Chowdhery et al. 2022): 238.3K tokens/s on 6144 TPU v4 chips of 275 TFLOP/s (bf16) is 46.2% MFU
+    (sec. 4 / App. B), with 6N + 12LHQT model FLOPs per token, N = 540.35B, L = 118, H = 48, Q = 256, T = 2048
+    (Table 1). The paper prints three digits: tolerance half a unit of the last, 0.05% absolute."""
+    from flopscalc.flops import palm_flops_per_token
+    from flopscalc.perf.utilization import model_flops_utilization, seconds_at_utilization
+
+    per_token = palm_flops_per_token(540.35e9, 118, 48, 256, 2048)
+    mfu = model_flops_utilization(per_token, 238.3e3, 6144, 275e12)
+    assert mfu == pytest.approx(0.462, abs=5e-4)
+    # the inverse: a second of that throughput takes one second at that utilization
+    assert seconds_at_utilization(238.3e3 * per_token, 6144, 275e12, mfu) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_scaling_loss_refuses_non_positive_inputs_in_the_engine(capsys):
+    """The CLI no longer checks N, D, U itself: predict_loss refuses them, one line, exit 2."""
+    from flopscalc.cli import run
+
+    for args, what in ((["--params", "0", "--tokens", "10B"], "parameter count"),
+                       (["--params", "1B", "--tokens", "-5"], "training tokens"),
+                       (["--params", "1B", "--tokens", "10B", "--unique-tokens", "0"], "unique tokens")):
+        assert run(["scaling", "loss", *args]) == 2
+        err = capsys.readouterr().err
+        assert what in err and "positive" in err and len(err.strip().splitlines()) == 1

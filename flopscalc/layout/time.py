@@ -48,6 +48,7 @@ from ..parallel import CommEstimate, data_parallel_comm, megatron_bucket_bytes, 
 from ..perf import StepOptions, estimate_step
 from ..perf.ops import OpClass, Phase
 from ..perf.step import MATMUL_PRECISION
+from ..perf.utilization import model_flops_utilization
 from .cluster import Cluster
 from .spec import Engine, Layout
 
@@ -110,7 +111,8 @@ class LayoutTime:
     @property
     def mfu(self) -> float:
         """Model FLOPs per second over the dense peak of every GPU (PaLM App. B)."""
-        return self.model_flops_per_token * self.tokens_per_s / (self.peak_flop_per_s * self.layout.n_gpus)
+        return model_flops_utilization(self.model_flops_per_token, self.tokens_per_s, self.layout.n_gpus,
+                                       self.peak_flop_per_s)
 
     @property
     def exposed_comm_s(self) -> float:

@@ -32,6 +32,7 @@ from .device import DevicePerf, device_perf
 from .gemm import gemm_efficiency
 from .ops import Op, OpClass, Phase, StepOptions, step_ops
 from .roofline import roofline_s
+from .utilization import model_flops_utilization
 
 # The peak a storage precision computes at: 16-bit modes use the tensor cores in that format; fp32 runs
 # PyTorch's default fp32 matmuls (TF32 is off by default: torch.backends.cuda.matmul.allow_tf32 = False).
@@ -124,12 +125,13 @@ class StepEstimate:
     @property
     def mfu(self) -> float:
         """Model FLOPs per second over the dense peak ([2] App. B)."""
-        return self.model_flops_per_token * self.tokens_per_s_per_gpu / self.peak_flop_per_s
+        return model_flops_utilization(self.model_flops_per_token, self.tokens_per_s_per_gpu, 1, self.peak_flop_per_s)
 
     @property
     def hfu(self) -> float:
         """Executed FLOPs per second over the dense peak ([2] App. B), recomputation included."""
-        return self.hardware_flops_per_token * self.tokens_per_s_per_gpu / self.peak_flop_per_s
+        return model_flops_utilization(self.hardware_flops_per_token, self.tokens_per_s_per_gpu, 1,
+                                       self.peak_flop_per_s)
 
 
 def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: float) -> PricedOp:

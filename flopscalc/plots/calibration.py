@@ -31,6 +31,7 @@ def calibration_data(profile, assumed_mfu: float | None = None) -> dict:
     """
     from ..errors import UsageError
     from ..flops import tokens_per_step, training_flops_per_token
+    from ..perf.utilization import seconds_at_utilization
     from ..planner import DEFAULT_MFU
 
     mfu = DEFAULT_MFU if assumed_mfu is None else float(assumed_mfu)
@@ -42,7 +43,7 @@ def calibration_data(profile, assumed_mfu: float | None = None) -> dict:
         tokens = tokens_per_step(p.micro_batch, p.seq_len, p.grad_accum, p.n_devices)
         predicted = None
         if p.peak_flop_per_s:
-            predicted = tokens * flops_per_token / (p.n_devices * p.peak_flop_per_s * mfu)  # [PaLM App. B]
+            predicted = seconds_at_utilization(tokens * flops_per_token, p.n_devices, p.peak_flop_per_s, mfu)
         points.append({
             "model": p.model.name, "n_params": p.n_params, "micro_batch": p.micro_batch, "seq_len": p.seq_len,
             "grad_accum": p.grad_accum, "n_devices": p.n_devices, "compiled": p.compiled, "precision": p.precision,

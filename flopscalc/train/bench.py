@@ -23,6 +23,7 @@ from ..calibration import CalibrationPoint, CalibrationProfile
 from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec, get_gpu
 from ..model import ModelConfig, count_params
+from ..perf.utilization import model_flops_utilization
 from ..units import TERA, format_bytes
 from .config import TrainConfig, choose_threads
 from .data import synthetic_tokens
@@ -182,7 +183,8 @@ def _point(setup: BenchSetup, trainer: Trainer, rounds: tuple[tuple[float, float
     cpu_rounds = tuple(c for _, c in rounds) if on_cpu and len(rounds) > 1 else ()
     tokens_per_s = cfg.tokens_per_micro_batch * cfg.grad_accum * info.world_size / step_time_s
     achieved = tokens_per_s * trainer.model_flops_per_token  # PaLM App. B: model FLOPs per second
-    mfu = achieved / (peak_flop_per_s * info.world_size) if peak_flop_per_s else None  # PaLM App. B
+    mfu = (model_flops_utilization(trainer.model_flops_per_token, tokens_per_s, info.world_size, peak_flop_per_s)
+           if peak_flop_per_s else None)  # PaLM App. B
     # the allocator's peak is this setup's only when no other trainer was alive (not so when interleaved)
     peak_mem = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" and own_memory else None
     return CalibrationPoint(

@@ -22,6 +22,7 @@ import torch
 
 from ..errors import UsageError
 from ..flops import training_flops_per_token
+from ..perf.utilization import model_flops_utilization
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, shape_of
 from .config import TrainConfig, learning_rate_at
 from .data import Batches
@@ -271,8 +272,8 @@ class Trainer:
                 tokens_per_s = tokens_per_step / dt
                 mfu = None
                 if self.peak_flop_per_s:
-                    achieved = tokens_per_s * self.model_flops_per_token  # PaLM App. B: model FLOPs / time
-                    mfu = achieved / (self.peak_flop_per_s * self.dist.world_size)
+                    mfu = model_flops_utilization(self.model_flops_per_token, tokens_per_s, self.dist.world_size,
+                                                  self.peak_flop_per_s)  # PaLM App. B
                 metrics = StepMetrics(self.step, loss, learning_rate_at(cfg, self.step - 1), grad_norm, dt,
                                       tokens_per_s, mfu, self.step * tokens_per_step, val)
                 result.history.append(metrics)
