@@ -47,6 +47,21 @@ class _Fields:
             raise self._fail(key, f"must be true or false, got {value!r}")
         return value
 
+    def float(self, key: str, default: float) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise self._fail(key, f"must be a positive number, got {value!r}")
+        return float(value)
+
+    def rope_theta(self, default: float, key: str = "rope_theta") -> float:
+        """RoPE's base where transformers 5 looks for it: ``rope_parameters`` (or the older ``rope_scaling``) dict
+        first, then the top-level field, then the model type's default (``RotaryEmbeddingConfigMixin``)."""
+        for nested in ("rope_parameters", "rope_scaling"):
+            block = self.data.get(nested)
+            if isinstance(block, dict) and block.get("rope_theta") is not None:
+                return _Fields(block, self.where, self.model_type).float("rope_theta", default)
+        return self.float(key, default)
+
     def act(self, *keys: str, default: str) -> str:
         """The gated MLP kind from the activation field (the first of ``keys`` present)."""
         key = next((k for k in keys if self.data.get(k) is not None), keys[0])
@@ -58,8 +73,19 @@ class _Fields:
         raise self._fail(key, f"is {value!r}; a gated MLP with silu/swish (SwiGLU) or gelu (GeGLU) is modelled")
 
 
-def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, **family) -> dict:
-    """The fields every Llama-style config shares (LlamaConfig's names)."""
+# transformers' defaults when a config.json omits the field (configuration_<type>.py, transformers 5.24): RoPE base
+# 10000 (RotaryEmbeddingConfigMixin.default_theta; Mixtral's class sets 1e6), rms_norm_eps 1e-6 for Llama, Mistral,
+# Qwen2, Qwen2-MoE and Gemma, 1e-5 for Mixtral, OLMo 2 and Phi-3; GPT-2's layer_norm_epsilon and GPT-NeoX's
+# layer_norm_eps 1e-5; OLMo's OlmoLayerNorm has no field and fixes eps=1e-5 (modeling_olmo.py).
+_THETA = 10000.0
+_MIXTRAL_THETA = 1e6
+_EPS_1E6 = 1e-6
+_EPS_1E5 = 1e-5
+
+
+def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, eps: float = _EPS_1E6,
+             theta: float = _THETA, **family) -> dict:
+    """The fields every Llama-style config shares (LlamaConfig's names); ``eps`` / ``theta``: the type's defaults."""
     n_embd, n_head = f.int("hidden_size"), f.int("num_attention_heads")
     head_dim = f.int("head_dim", None)
     return dict(
@@ -68,7 +94,8 @@ def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, **family) -> dict
         head_size=head_dim if head_dim is not None and head_dim * n_head != n_embd else None,
         ffn_dim=f.int("intermediate_size"), vocab_size=f.int("vocab_size"),
         block_size=f.int("max_position_embeddings"), tie_embeddings=f.bool("tie_word_embeddings", tie),
-        mlp=mlp or f.act("hidden_act", default="silu"), norm="rmsnorm", position="rope", bias=False, **family,
+        mlp=mlp or f.act("hidden_act", default="silu"), norm="rmsnorm", position="rope", bias=False,
+        rope_theta=f.rope_theta(theta), norm_eps=f.float("rms_norm_eps", eps), **family,
     )
 
 
@@ -83,7 +110,8 @@ def _mistral(f: _Fields) -> dict:
 
 
 def _mixtral(f: _Fields) -> dict:
-    return _decoder(f, tie=False, n_expert=f.int("num_local_experts", 8), top_k=f.int("num_experts_per_tok", 2))
+    return _decoder(f, tie=False, n_expert=f.int("num_local_experts", 8), top_k=f.int("num_experts_per_tok", 2),
+                    eps=_EPS_1E5, theta=_MIXTRAL_THETA)
 
 
 def _qwen2(f: _Fields) -> dict:
@@ -108,16 +136,16 @@ def _gemma(f: _Fields) -> dict:
 def _olmo(f: _Fields) -> dict:
     attention_bias = f.bool("attention_bias", False)
     cfg = _decoder(f, tie=False, qkv_bias=attention_bias, out_bias=attention_bias)
-    return {**cfg, "norm": "layernorm_plain"}  # OlmoLayerNorm: no gain, no bias
+    return {**cfg, "norm": "layernorm_plain", "norm_eps": _EPS_1E5}  # OlmoLayerNorm: no gain, no bias, eps 1e-5
 
 
 def _olmo2(f: _Fields) -> dict:
     attention_bias = f.bool("attention_bias", False)
-    return _decoder(f, tie=False, qkv_bias=attention_bias, out_bias=attention_bias, qk_norm="full")
+    return _decoder(f, tie=False, qkv_bias=attention_bias, out_bias=attention_bias, qk_norm="full", eps=_EPS_1E5)
 
 
 def _phi3(f: _Fields) -> dict:
-    return _decoder(f, tie=False)  # fused qkv_proj and gate_up_proj: the same weights as separate ones
+    return _decoder(f, tie=False, eps=_EPS_1E5)  # fused qkv_proj and gate_up_proj: the same weights as separate ones
 
 
 def _gpt_neox(f: _Fields) -> dict:
@@ -131,6 +159,7 @@ def _gpt_neox(f: _Fields) -> dict:
         "block_size": f.int("max_position_embeddings"), "tie_embeddings": f.bool("tie_word_embeddings", False),
         "parallel_block": f.bool("use_parallel_residual", True), "position": "rope", "bias": True,
         "qkv_bias": attention_bias, "out_bias": attention_bias,
+        "rope_theta": f.rope_theta(_THETA, key="rotary_emb_base"), "norm_eps": f.float("layer_norm_eps", _EPS_1E5),
     }
 
 
@@ -142,6 +171,7 @@ def _gpt2(f: _Fields) -> dict:
     return dict(n_layer=f.int("n_layer"), n_head=f.int("n_head"), n_embd=f.int("n_embd"),
                 block_size=f.int("n_positions"), vocab_size=f.int("vocab_size"),
                 tie_embeddings=f.bool("tie_word_embeddings", True), position="learned",
+                norm_eps=f.float("layer_norm_epsilon", _EPS_1E5),
                 **({"ffn_dim": n_inner} if n_inner is not None else {}))
 
 

@@ -26,7 +26,7 @@ from flopscalc.memory import param_shapes
 from flopscalc.model import ALL_PRESETS, ModelConfig, Position, count_params
 from flopscalc.train.config import TrainConfig
 from flopscalc.train.data import byte_tokenize, pydoc_text
-from flopscalc.train.model import GPT, RMS_NORM_EPS, ROPE_THETA, Decoder, build_model
+from flopscalc.train.model import GPT, Decoder, build_model
 from flopscalc.train.trainer import Trainer
 from tests.conftest import needs_cxx
 
@@ -123,6 +123,9 @@ def test_train_config_refuses_them_before_any_model_is_built():
 def test_rope_takes_sequences_past_the_context_and_a_learned_table_does_not():
     rope = build_model(FAMILIES["llama-gqa"].with_(block_size=8))
     assert rope(torch.zeros(1, 12, dtype=torch.long))[0].shape == (1, 12, 97)
+    no_positions = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=8, vocab_size=50, position="none")
+    assert type(build_model(no_positions)) is GPT  # GPT-2's module without a table: no last row to run past
+    assert build_model(no_positions)(torch.zeros(1, 12, dtype=torch.long))[0].shape == (1, 12, 50)
     with pytest.raises(ValueError, match="block_size"):
         build_model(FAMILIES["swiglu-learned-positions"].with_(block_size=8))(torch.zeros(1, 12, dtype=torch.long))
 
@@ -169,7 +172,7 @@ def _hf_model(hf, kind: str, cfg: ModelConfig, **override):
     common = {"vocab_size": cfg.vocab_size, "hidden_size": cfg.n_embd, "intermediate_size": cfg.n_inner,
               "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
               "num_key_value_heads": cfg.kv_heads, "max_position_embeddings": cfg.block_size,
-              "rms_norm_eps": RMS_NORM_EPS, "rope_theta": ROPE_THETA, "tie_word_embeddings": cfg.tie_embeddings,
+              "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta, "tie_word_embeddings": cfg.tie_embeddings,
               "hidden_act": "silu"}
     config = (hf.LlamaConfig(attention_bias=False, mlp_bias=False, **{**common, **override}) if kind == "llama"
               else hf.Qwen2Config(**{**common, **override}))
@@ -227,6 +230,21 @@ def test_the_logit_tolerance_tells_a_wrong_rope_base_or_norm_epsilon_apart(hf, o
     with torch.no_grad():
         diff = (ours(idx)[0] - other(input_ids=idx).logits).abs().max().item()
     assert diff > 100 * ATOL
+
+
+def test_the_models_rope_base_and_norm_epsilon_reach_the_module(hf):
+    # Llama 3's base 500000 and Llama 1's eps 1e-6, as a config.json gives them: the trainer's logits equal
+    # LlamaForCausalLM built with the same two values, and a module that kept 10000 / 1e-5 would be far off
+    cfg = FAMILIES["llama-gqa"].with_(rope_theta=500000.0, norm_eps=1e-6)
+    theirs = _hf_model(hf, "llama", cfg)
+    assert theirs.config.rope_parameters["rope_theta"] == 500000.0 and theirs.config.rms_norm_eps == 1e-6
+    idx = torch.randint(0, cfg.vocab_size, (2, cfg.block_size), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = theirs(input_ids=idx).logits
+        for attention in ("sdpa", "math"):
+            torch.testing.assert_close(_ours_from(theirs, cfg, attention)(idx)[0], want, rtol=0, atol=ATOL)
+        for ignored in ({"rope_theta": 10000.0}, {"norm_eps": 1e-5}):  # what the module did before the fields
+            assert (_ours_from(theirs, cfg.with_(**ignored), "sdpa")(idx)[0] - want).abs().max() > 100 * ATOL
 
 
 def test_grouped_query_sharing_is_transformers_repeat_kv_and_a_wrong_map_shows(hf):
@@ -308,6 +326,17 @@ def test_a_checkpoint_of_another_family_is_refused(pydoc_split, tmp_path):
     gelu = Trainer(_cfg(max_steps=1, model=TRAIN_LLAMA.with_(mlp="gelu")), train)
     with pytest.raises(UsageError, match="mlp"):
         gelu.resume(ckpt)
+
+
+@pytest.mark.parametrize("position", ["rope", "none"])
+def test_train_config_takes_a_sequence_past_block_size_where_the_position_scheme_allows(position, pydoc_split):
+    # block_size is the trained context for RoPE and no positions; only a learned table's rows limit the sequence
+    model = TRAIN_LLAMA.with_(position=position, block_size=16)
+    t = Trainer(_cfg(model=model, seq_len=32, max_steps=1), pydoc_split[0])
+    assert np.isfinite(t.train().history[0].loss)
+    with pytest.raises(UsageError, match="learned position table") as err:
+        TrainConfig(model=model.with_(position="learned"), seq_len=32)
+    assert "\n" not in str(err.value)
 
 
 def test_bf16_autocast_casts_each_block_input_once(pydoc_split):

@@ -28,6 +28,12 @@ What each option means, with its source (formulas per family in ``docs/families/
   head (``head``: Qwen3, arXiv:2505.09388, sec. 2).
 - ``parallel_block``: attention and MLP read the same input and add to the residual together (GPT-J; GPT-NeoX,
   Black et al. 2022, arXiv:2204.06745, sec. 2.1); the parameter count is unchanged, activations differ.
+- ``rope_theta``: RoPE's base b in theta_i = b^(-2(i-1)/d) (Su et al. 2021, eq. 15; 10000 there and in Llama 2,
+  500000 in Llama 3, Llama Team 2024, arXiv:2407.21783, Table 3); only with ``rope``.
+- ``norm_eps``: the epsilon every normalisation adds to the variance (or mean square) before the square root
+  (Ba et al. 2016, eq. 4's denominator; Zhang & Sennrich 2019, eq. 4): 1e-5 in GPT-2 and Llama 2/3, 1e-6 in Qwen2.
+  Neither field moves a parameter count, a FLOP or a byte: only the numbers a run computes (the reference trainer
+  uses both).
 - ``n_expert`` > 0: every MLP is a mixture of experts (Shazeer et al. 2017, arXiv:1701.06538; Mixtral, Jiang
   et al. 2024, arXiv:2401.04088, sec. 2.1): a router ``n_embd -> n_expert``, ``top_k`` experts per token of width
   ``expert_ffn_dim``, and ``n_shared_expert`` always-on experts of width ``shared_expert_ffn_dim``, optionally
@@ -45,6 +51,12 @@ from ..errors import UsageError
 GPT2_VOCAB_SIZE = 50257
 # GPT-2 context length (Radford et al. 2019, sec. 2.3: "increase the context size from 512 to 1024").
 GPT2_BLOCK_SIZE = 1024
+# RoPE base (Su et al. 2021, arXiv:2104.09864, eq. 15: theta_i = 10000^(-2(i-1)/d)); Llama 2 and transformers'
+# default_theta use it too.
+DEFAULT_ROPE_THETA = 10000.0
+# Normalisation epsilon: GPT-2's layer_norm_epsilon (openai/gpt-2 model.py norm(), epsilon=1e-5; HF GPT2Config 1e-5)
+# and Llama 2/3's rms_norm_eps (1e-5 in their released config.json).
+DEFAULT_NORM_EPS = 1e-5
 # Head dimension used by GPT-2 and GPT-3 (Brown et al. 2020, Table 2.1: d_head = 64 up to 1.3B params).
 DEFAULT_HEAD_DIM = 64
 
@@ -127,6 +139,10 @@ class ModelConfig:
     n_kv_head, head_size, ffn_dim, mlp, norm, position, qkv_bias, out_bias, mlp_bias, qk_norm, parallel_block,
     n_expert, top_k, n_shared_expert, expert_ffn_dim, shared_expert_ffn_dim, shared_expert_gate, router_bias
         Family options (module docstring); ``None`` means "as GPT-2 / as the general setting".
+    rope_theta : float
+        RoPE's base (only with ``position='rope'``); moves no count, FLOP or byte.
+    norm_eps : float
+        Epsilon of every LayerNorm / RMSNorm (and q/k norm); moves no count, FLOP or byte.
     """
 
     n_layer: int
@@ -157,6 +173,8 @@ class ModelConfig:
     shared_expert_ffn_dim: int | None = None
     shared_expert_gate: bool = False
     router_bias: bool = False
+    rope_theta: float = DEFAULT_ROPE_THETA
+    norm_eps: float = DEFAULT_NORM_EPS
 
     def __post_init__(self) -> None:
         for field in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
@@ -180,6 +198,14 @@ class ModelConfig:
         elif bool(self.pos_embedding) != (self.position is Position.learned):
             raise UsageError(f"position {self.position.value!r} contradicts pos_embedding={self.pos_embedding}; "
                              "a learned table is position 'learned' (give one of the two)")
+        for field in ("rope_theta", "norm_eps"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+                raise UsageError(f"model {field} must be a positive number, got {value!r}")
+            object.__setattr__(self, field, float(value))
+        if self.position is not Position.rope and self.rope_theta != DEFAULT_ROPE_THETA:
+            raise UsageError(f"rope_theta {self.rope_theta:g} is RoPE's base, but the position scheme is "
+                             f"{self.position.value!r}; give --pos rope or drop rope_theta")
         if self.head_size is None and self.n_embd % self.n_head:
             raise UsageError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
@@ -283,6 +309,18 @@ class ModelConfig:
                 and not self.is_moe)
 
     @property
+    def is_gpt2_layout(self) -> bool:
+        """The block the reference trainer builds as GPT-2's module (fused QKV ``c_attn``, ``c_fc``/``c_proj`` names):
+        GPT-2's block with LayerNorm, sequential, no q/k norm, learned or no positions and one bias setting.
+
+        One predicate for the three places that must agree: ``flopscalc.train.model.build_model`` (GPT or Decoder),
+        ``flopscalc.memory.param_shapes`` (the tensors an optimizer keeps state for) and the activation estimate.
+        Anything else (e.g. Pythia's parallel block, RoPE, a QKV-only bias) is built with q, k, v apart."""
+        one_bias = all(b in (None, self.bias) for b in (self.qkv_bias, self.out_bias, self.mlp_bias))
+        return (self.is_gpt2_block and self.norm is Norm.layernorm and self.qk_norm is QkNorm.none
+                and not self.parallel_block and self.pos in (Position.learned, Position.none) and one_bias)
+
+    @property
     def family(self) -> str:
         """A short label of the block: what reports print beside the shape."""
         parts = []
@@ -302,7 +340,14 @@ class ModelConfig:
         return ", ".join(parts) if parts else "GPT-2 block"
 
     def with_(self, **changes) -> ModelConfig:
-        """A copy with some fields changed (validated again); changing one of position / pos_embedding moves both."""
+        """A copy with some fields changed (validated again); changing one of position / pos_embedding moves both, and
+        leaving RoPE (without a new ``rope_theta``) drops RoPE's base with it."""
+        if "rope_theta" not in changes and ("position" in changes or "pos_embedding" in changes):
+            new = changes.get("position")
+            if new is None:
+                new = Position.learned if changes["pos_embedding"] in (None, True) else Position.none
+            if _enum(Position, new, "position") is not Position.rope:
+                changes["rope_theta"] = DEFAULT_ROPE_THETA
         if "position" in changes and "pos_embedding" not in changes:
             changes["pos_embedding"] = None
         elif "pos_embedding" in changes and "position" not in changes:

@@ -34,7 +34,8 @@ def pythia(name: str, n_layer: int, n_embd: int, n_head: int, vocab_size: int) -
     """A Pythia model (GPT-NeoX layout): LayerNorm with biases, partial RoPE, parallel attention + MLP, 4d GELU
     MLP, untied head, context 2048 (Biderman et al. 2023, sec. 2.1 and Table 1)."""
     return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, block_size=2048,
-                       tie_embeddings=False, position="rope", parallel_block=True, name=name)
+                       tie_embeddings=False, position="rope", parallel_block=True, name=name)  # rotary base and
+    # layer_norm_eps: 10000 and 1e-5 in every Pythia config.json (rotary_emb_base, layer_norm_eps): the defaults
 
 
 _HF = "config.json of huggingface.co/"
@@ -42,27 +43,34 @@ _HF = "config.json of huggingface.co/"
 # values the papers' tables also give (Llama 2: Touvron et al. 2023, Table 1 and sec. 2.2; Llama 3.1: Llama
 # Team 2024, Table 3; Mistral: Jiang et al. 2023, Table 1; Mixtral: Jiang et al. 2024, Table 1; Qwen2.5:
 # Qwen Team 2024, Table 1; OLMo 2: OLMo Team 2024, Table 1; Pythia: Biderman et al. 2023, Table 1).
+# RoPE base and norm epsilon (rope_theta, rms_norm_eps) from the same files: Llama 2 10000 (no rope_theta: the
+# default) and 1e-5; Llama 3.1 500000 and 1e-5 (also Llama Team 2024, Table 3); Mistral 7B 10000 and 1e-5; Mixtral
+# 1e6 and 1e-5; Qwen2.5 7B 1e6 and 1e-6, 72B 1e6 and 1e-5; OLMo 2 7B 500000 and 1e-6.
+_L3 = {"rope_theta": 500000.0}
+_QWEN = {"rope_theta": 1e6, "qkv_bias": True}
 _FAMILY: dict[str, tuple[ModelConfig, str]] = {
     "llama-2-7b": (llama_style("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, 4096), _HF + "meta-llama/Llama-2-7b-hf"),
     "llama-2-13b": (llama_style("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, 4096),
                     _HF + "meta-llama/Llama-2-13b-hf"),
     "llama-2-70b": (llama_style("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, 4096),
                     _HF + "meta-llama/Llama-2-70b-hf"),
-    "llama-3.1-8b": (llama_style("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, 131072),
+    "llama-3.1-8b": (llama_style("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, 131072, **_L3),
                      _HF + "meta-llama/Llama-3.1-8B"),
-    "llama-3.1-70b": (llama_style("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, 131072),
+    "llama-3.1-70b": (llama_style("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, 131072, **_L3),
                       _HF + "meta-llama/Llama-3.1-70B"),
-    "llama-3.1-405b": (llama_style("llama-3.1-405b", 126, 16384, 128, 8, 53248, 128256, 131072),
+    "llama-3.1-405b": (llama_style("llama-3.1-405b", 126, 16384, 128, 8, 53248, 128256, 131072, **_L3),
                        _HF + "meta-llama/Llama-3.1-405B"),
     "mistral-7b": (llama_style("mistral-7b", 32, 4096, 32, 8, 14336, 32000, 32768),
                    _HF + "mistralai/Mistral-7B-v0.1"),
-    "mixtral-8x7b": (llama_style("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, 32768, n_expert=8, top_k=2),
+    "mixtral-8x7b": (llama_style("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, 32768, n_expert=8, top_k=2,
+                                     rope_theta=1e6),
                      _HF + "mistralai/Mixtral-8x7B-v0.1"),
-    "qwen2.5-7b": (llama_style("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, 131072, qkv_bias=True),
+    "qwen2.5-7b": (llama_style("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, 131072, norm_eps=1e-6, **_QWEN),
                    _HF + "Qwen/Qwen2.5-7B"),
-    "qwen2.5-72b": (llama_style("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, 131072, qkv_bias=True),
+    "qwen2.5-72b": (llama_style("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, 131072, **_QWEN),
                     _HF + "Qwen/Qwen2.5-72B"),
-    "olmo-2-7b": (llama_style("olmo-2-7b", 32, 4096, 32, 32, 11008, 100352, 4096, qk_norm="full"),
+    "olmo-2-7b": (llama_style("olmo-2-7b", 32, 4096, 32, 32, 11008, 100352, 4096, qk_norm="full",
+                              rope_theta=500000.0, norm_eps=1e-6),
                   _HF + "allenai/OLMo-2-1124-7B"),
     "pythia-160m": (pythia("pythia-160m", 12, 768, 12, 50304), _HF + "EleutherAI/pythia-160m"),
     "pythia-410m": (pythia("pythia-410m", 24, 1024, 16, 50304), _HF + "EleutherAI/pythia-410m"),

@@ -50,7 +50,8 @@ class TrainConfig:
     ------------------
     model : ModelConfig
     micro_batch : sequences per device per forward pass (count)
-    seq_len : tokens per sequence (count, at most ``model.block_size``)
+    seq_len : tokens per sequence (count; at most ``model.block_size`` with learned positions, any length with RoPE or
+        no positions, where ``block_size`` is only the trained context)
     grad_accum : micro-batches accumulated per optimizer step (count)
     max_steps : optimizer steps of the whole run (count); the schedule ends here
     learning_rate : peak learning rate; min_lr_ratio: floor of the cosine as a fraction of it
@@ -112,9 +113,10 @@ class TrainConfig:
         why = model_unsupported(self.model)
         if why:
             raise UsageError(why)
-        if self.seq_len > self.model.block_size:
+        if self.model.seq_limited_by_context and self.seq_len > self.model.block_size:  # RoPE/ALiBi/none: no limit
             raise UsageError(f"--seq {self.seq_len} is longer than the model's block_size "
-                             f"{self.model.block_size}; pass a shorter --seq or a larger --block-size")
+                             f"{self.model.block_size}, the rows of its learned position table; pass a shorter "
+                             "--seq or a larger --block-size")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise UsageError(f"--lr must be a positive number, got {self.learning_rate!r}")
         if not 0 <= self.min_lr_ratio <= 1:

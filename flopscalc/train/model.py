@@ -30,13 +30,14 @@ INIT_STD = 0.02
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's own has no ``bias=False`` before 2.1)."""
 
-    def __init__(self, n_embd: int, bias: bool):
+    def __init__(self, n_embd: int, bias: bool, eps: float):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(n_embd))
         self.bias = nn.Parameter(torch.zeros(n_embd)) if bias else None
+        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
 class CausalSelfAttention(nn.Module):
@@ -87,9 +88,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, attention: str = "sdpa"):
         super().__init__()
-        self.ln_1 = LayerNorm(cfg.n_embd, cfg.bias)
+        self.ln_1 = LayerNorm(cfg.n_embd, cfg.bias, cfg.norm_eps)
         self.attn = CausalSelfAttention(cfg, attention)
-        self.ln_2 = LayerNorm(cfg.n_embd, cfg.bias)
+        self.ln_2 = LayerNorm(cfg.n_embd, cfg.bias, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +120,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_embedding else None
         self.h = nn.ModuleList(Block(cfg, attention) for _ in range(cfg.n_layer))
-        self.ln_f = LayerNorm(cfg.n_embd, cfg.bias)
+        self.ln_f = LayerNorm(cfg.n_embd, cfg.bias, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
@@ -141,7 +142,7 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         T = idx.size(1)
-        if T > self.cfg.block_size:
+        if self.cfg.seq_limited_by_context and T > self.cfg.block_size:  # only a learned table has a last row
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.cfg.block_size}")
         x = self.wte(idx)  # (B, T, C)
         if self.wpe is not None:
@@ -161,41 +162,34 @@ class GPT(nn.Module):
 
 # ---------------------------------------------------------------- every other block: Llama-style and between
 
-# RMSNorm epsilon of Llama 2 and Llama 3 (rms_norm_eps = 1e-5 in their released config.json; Llama 1 used 1e-6).
-# ModelConfig has no epsilon field: it moves no count, FLOP or byte, only the numerics.
-RMS_NORM_EPS = 1e-5
-# LayerNorm epsilon, as the GPT-2 module above (PyTorch's default; GPT-2's released code uses 1e-5 too).
-LAYER_NORM_EPS = 1e-5
-# RoPE base: theta_i = 10000^(-2(i-1)/d) (Su et al. 2021, arXiv:2104.09864, eq. 15), Llama 2's rope_theta.
-# Llama 3 trains with 500000; ModelConfig has no rope_theta field (the base moves no count, FLOP or byte).
-ROPE_THETA = 10000.0
-
+# The normalisation epsilon and the RoPE base are the model's (``ModelConfig.norm_eps`` / ``rope_theta``, read from a
+# config.json's rms_norm_eps / rope_theta): a Llama 3 file's 500000 reaches the module.
 
 class Norm(nn.Module):
     """RMSNorm (Zhang & Sennrich 2019, eq. 4: gain, no mean, no bias), LayerNorm, or LayerNorm without gain or bias
     (OLMo 1), over the last ``width`` features, by ``F.rms_norm`` / ``F.layer_norm`` (on a CPU, torch runs
     ``rms_norm`` under autograd as its composite, which saves the normalised tensor too: docs/trainer.md)."""
 
-    def __init__(self, kind: NormKind, width: int, bias: bool):
+    def __init__(self, kind: NormKind, width: int, bias: bool, eps: float):
         super().__init__()
-        self.kind, self.width = kind, width
+        self.kind, self.width, self.eps = kind, width, eps
         plain = kind is NormKind.layernorm_plain
         self.weight = None if plain else nn.Parameter(torch.ones(width))
         self.bias = nn.Parameter(torch.zeros(width)) if kind is NormKind.layernorm and bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind is NormKind.rmsnorm:
-            return F.rms_norm(x, (self.width,), self.weight, RMS_NORM_EPS)  # Zhang & Sennrich 2019, eq. 4
-        return F.layer_norm(x, (self.width,), self.weight, self.bias, LAYER_NORM_EPS)
+            return F.rms_norm(x, (self.width,), self.weight, self.eps)  # Zhang & Sennrich 2019, eq. 4
+        return F.layer_norm(x, (self.width,), self.weight, self.bias, self.eps)
 
 
-def rope_tables(seq_len: int, head_dim: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(seq_len: int, head_dim: int, theta: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of RoPE's angles t * theta_i for positions 0..seq_len-1, each (T, head_dim).
 
-    Su et al. 2021, eq. 15 (theta_i = base^(-2i/d)) and eq. 34; the two halves of the head repeat the angles, as
+    Su et al. 2021, eq. 15 (theta_i = base^(-2i/d), base = ``theta``, the model's ``rope_theta``) and eq. 34; the two halves of the head repeat the angles, as
     Hugging Face's ``rotate_half`` convention pairs feature i with i + d/2 (GPT-NeoX / Llama layout).
     """
-    inv_freq = 1.0 / (ROPE_THETA ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.int64).float()
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.int64).float()
                                      / head_dim))  # Su et al. 2021, eq. 15
     angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)  # (T, hd/2)
     emb = torch.cat((angles, angles), dim=-1)  # (T, hd)
@@ -241,8 +235,8 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.d_attn, cfg.n_embd, bias=cfg.has_out_bias)
         if cfg.qk_norm is not QkNorm.none:
             full = cfg.qk_norm is QkNorm.full
-            self.q_norm = Norm(NormKind.rmsnorm, cfg.d_attn if full else cfg.head_dim, False)
-            self.k_norm = Norm(NormKind.rmsnorm, cfg.d_kv if full else cfg.head_dim, False)
+            self.q_norm = Norm(NormKind.rmsnorm, cfg.d_attn if full else cfg.head_dim, False, cfg.norm_eps)
+            self.k_norm = Norm(NormKind.rmsnorm, cfg.d_kv if full else cfg.head_dim, False, cfg.norm_eps)
         self.recompute_core = False  # selective recomputation (Korthikanti et al. 2022, sec. 4.1)
 
     def _core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -311,9 +305,9 @@ class DecoderBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, attention: str = "sdpa"):
         super().__init__()
         self.parallel = cfg.parallel_block
-        self.input_layernorm = Norm(cfg.norm, cfg.n_embd, cfg.bias)
+        self.input_layernorm = Norm(cfg.norm, cfg.n_embd, cfg.bias, cfg.norm_eps)
         self.self_attn = Attention(cfg, attention)
-        self.post_attention_layernorm = Norm(cfg.norm, cfg.n_embd, cfg.bias)
+        self.post_attention_layernorm = Norm(cfg.norm, cfg.n_embd, cfg.bias, cfg.norm_eps)
         self.mlp = GatedMLP(cfg)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None) -> torch.Tensor:
@@ -324,10 +318,8 @@ class DecoderBlock(nn.Module):
 
 
 def is_gpt2_layout(cfg: ModelConfig) -> bool:
-    """``cfg`` is the block `GPT` builds: GPT-2's (MHA, GELU, LayerNorm, learned or no positions, one bias setting)."""
-    one_bias = all(b in (None, cfg.bias) for b in (cfg.qkv_bias, cfg.out_bias, cfg.mlp_bias))
-    return (cfg.is_gpt2_block and cfg.norm is NormKind.layernorm and cfg.qk_norm is QkNorm.none
-            and not cfg.parallel_block and cfg.pos in (Position.learned, Position.none) and one_bias)
+    """``cfg`` is the block `GPT` builds (``ModelConfig.is_gpt2_layout``, shared with the memory engine)."""
+    return cfg.is_gpt2_layout
 
 
 class Decoder(nn.Module):
@@ -348,7 +340,7 @@ class Decoder(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_embedding else None
         self.layers = nn.ModuleList(DecoderBlock(cfg, attention) for _ in range(cfg.n_layer))
-        self.norm = Norm(cfg.norm, cfg.n_embd, cfg.bias)
+        self.norm = Norm(cfg.norm, cfg.n_embd, cfg.bias, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
@@ -374,7 +366,7 @@ class Decoder(nn.Module):
         cos = sin = None
         if self.cfg.pos is Position.rope:  # one table for all layers, in the dtype the projections produce
             dtype = _autocast_dtype(idx.device.type) or self.lm_head.weight.dtype
-            cos, sin = rope_tables(T, self.cfg.head_dim, idx.device, dtype)  # 2 x (T, hs)
+            cos, sin = rope_tables(T, self.cfg.head_dim, self.cfg.rope_theta, idx.device, dtype)  # 2 x (T, hs)
         for block in self.layers:
             if self.recompute == "full" and torch.is_grad_enabled():
                 x = checkpoint(block, x, cos, sin, use_reentrant=False)  # (B, T, C)
