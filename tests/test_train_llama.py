@@ -86,8 +86,7 @@ def test_parameter_count_and_layout_equal_the_description(name):
     model = _meta(cfg)
     assert isinstance(model, Decoder)
     assert sum(p.numel() for p in model.parameters()) == count_params(cfg).total
-    if not cfg.parallel_block:  # param_shapes names a GELU/LayerNorm parallel block as GPT-2 (docs/trainer.md)
-        assert [(n, tuple(p.shape)) for n, p in model.named_parameters()] == param_shapes(cfg)
+    assert [(n, tuple(p.shape)) for n, p in model.named_parameters()] == param_shapes(cfg)
 
 
 @pytest.mark.parametrize("name", DENSE_PRESETS)

@@ -11,8 +11,9 @@ CPU path counts a bf16 one. Every other byte (GQA's K and V at n_kv_head heads, 
 sin once for all layers, q/k norms, QKV-only biases, the parallel block's shared input, LayerNorm without gain)
 equals the estimate exactly: LayerNorm blocks have no difference at all.
 
-Weights, gradients and optimizer state (AdamW, SGD with momentum, Adafactor) after a step equal the estimate too,
-except where ``param_shapes`` lists a GELU/LayerNorm parallel block in GPT-2's fused-QKV layout (named below).
+Weights, gradients and optimizer state (AdamW, SGD with momentum, Adafactor) after a step equal the estimate too, for
+every family (a GELU/LayerNorm parallel block, Pythia's, included: ``ModelConfig.is_gpt2_layout`` decides the fused
+QKV layout for the module and for ``param_shapes`` alike).
 """
 
 from __future__ import annotations
@@ -141,14 +142,21 @@ def _storages(tensors) -> int:
     return sum(seen.values())
 
 
+# GPT-2's GELU/LayerNorm block in a layout GPT does not build (Decoder holds q, k, v apart): RoPE, a QKV-only bias off
+GPT2_BLOCK_ELSEWHERE = {
+    "gelu-layernorm-rope": ModelConfig(n_layer=2, n_head=4, n_embd=64, vocab_size=97, block_size=32, position="rope"),
+    "gelu-layernorm-no-qkv-bias": ModelConfig(n_layer=2, n_head=4, n_embd=64, vocab_size=97, block_size=32,
+                                              qkv_bias=False),
+}
+
+
 @pytest.mark.parametrize("precision", [MemoryPrecision.fp32, MemoryPrecision.bf16_pure], ids=lambda p: p.value)
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", CASES + list(GPT2_BLOCK_ELSEWHERE))
 def test_weights_gradients_and_optimizer_state_equal_the_estimate(name, precision):
     from flopscalc.memory import Optimizer, param_shapes
-    from flopscalc.memory.settings import OPTIMIZER_STEP_BYTES
     from flopscalc.train.model import build_model
 
-    cfg = FAMILIES[name]
+    cfg = {**FAMILIES, **GPT2_BLOCK_ELSEWHERE}[name]
     torch.manual_seed(0)
     model = build_model(cfg)
     if precision is MemoryPrecision.bf16_pure:
@@ -162,19 +170,15 @@ def test_weights_gradients_and_optimizer_state_equal_the_estimate(name, precisio
                                                   optimizer=optimizer, device=Device.cpu)).states
     assert _storages(params) == estimate(Optimizer.adamw).weights_bytes
     assert _storages(p.grad for p in params) == estimate(Optimizer.adamw).gradients_bytes
-    # param_shapes lists a GELU/LayerNorm parallel block in GPT-2's fused layout (one c_attn weight and bias where the
-    # module holds q, k and v apart): AdamW's per-tensor step counters differ by the tensors it does not list, and
-    # Adafactor's factored moments by the fused matrix's shape (docs/trainer.md; a request to the memory engine)
-    extra_tensors = len(params) - len(param_shapes(cfg))
-    assert extra_tensors == (4 * cfg.n_layer if cfg.parallel_block else 0)
+    # one predicate (ModelConfig.is_gpt2_layout) decides GPT's fused QKV in the module and in param_shapes: a GELU/
+    # LayerNorm parallel block (Pythia) lists q, k, v apart as Decoder holds them, so AdamW's per-tensor step counters
+    # and Adafactor's factored moments (shape-dependent) come out exactly
+    assert [tuple(p.shape) for p in params] == [s for _, s in param_shapes(cfg)]
     optimizers = {Optimizer.adamw: lambda: torch.optim.AdamW(params, lr=1e-3),
                   Optimizer.sgd: lambda: torch.optim.SGD(params, lr=1e-3, momentum=0.9),
                   Optimizer.adafactor: lambda: torch.optim.Adafactor(params, lr=1e-3)}
     for optimizer, make in optimizers.items():
-        if optimizer is Optimizer.adafactor and extra_tensors:
-            continue
         opt = make()
         opt.step()
         state = _storages(v for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
-        steps = OPTIMIZER_STEP_BYTES * extra_tensors if optimizer is Optimizer.adamw else 0
-        assert state == estimate(optimizer).optimizer_state_bytes + steps, optimizer.value
+        assert state == estimate(optimizer).optimizer_state_bytes, optimizer.value

@@ -139,8 +139,7 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
 
 def _reference_block(cfg: ModelConfig) -> bool:
     """The block of the reference GPT-2 module (flopscalc.train.model), whose saved tensors are measured."""
-    return (cfg.is_gpt2_block and cfg.norm is Norm.layernorm and not cfg.parallel_block
-            and cfg.qk_norm is QkNorm.none and cfg.pos in (Position.learned, Position.none))
+    return cfg.is_gpt2_layout
 
 
 def _with_dropout(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, per: dict) -> dict:

@@ -29,13 +29,14 @@ from .settings import (
 def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
     """Every parameter tensor of the model, named and shaped as PyTorch holds them.
 
-    GPT-2's block: the reference module's names (the test compares this list with ``model.named_parameters()``).
-    Other blocks: Llama-style names (separate q/k/v/o, gate/up/down, one tensor per expert matrix as Mixtral's
+    GPT-2's layout (``ModelConfig.is_gpt2_layout``, the predicate that makes the trainer build `GPT`): the reference
+    module's names and its fused QKV (the test compares this list with ``model.named_parameters()``). Other blocks,
+    a GELU/LayerNorm parallel block (Pythia) included: Llama-style names (separate q/k/v/o, gate/up/down, one tensor per expert matrix as Mixtral's
     original release). Linear weights are (out, in) as ``nn.Linear`` stores them; a tied LM head is the token
     embedding. The optimizer-state formulas need the shapes (per-tensor step counters, Adafactor's factored
     moments, 8-bit blocks); their element count equals `count_params`.
     """
-    if not (cfg.is_gpt2_block and cfg.norm is Norm.layernorm and cfg.qk_norm is QkNorm.none):
+    if not cfg.is_gpt2_layout:
         return _general_shapes(cfg)
     d, f, V = cfg.n_embd, cfg.n_inner, cfg.vocab_size
     shapes: list[tuple[str, tuple[int, ...]]] = [("wte.weight", (V, d))]
