@@ -52,7 +52,6 @@ __all__ = [
 
 # Laws whose loss the plan also shows for the recommended run, to show how much the laws disagree.
 COMPARISON_LAWS = ("besiroglu2024", "chinchilla")
-OBJECTIVES = ("loss", "fixed", "target")
 # Passes of the plan while the recommended run's delivered model FLOPs move the law's optimum: re-evaluate when
 # they differ by more than BUDGET_PASS_REL from the FLOPs the shapes were placed around. N_opt grows as about
 # C^0.5 (Hoffmann et al. 2022, Table 2: a = 0.46-0.50), so 1% in C moves it ~0.5%, about 1% of the 2^(1/2) = 41%

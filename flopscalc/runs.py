@@ -131,11 +131,6 @@ class PublishedRun:
         )
 
     @property
-    def flops_method(self) -> str:
-        """How flopscalc counts this run's model FLOPs: 'exact' (shape known) or '6nd' (only N known)."""
-        return "6nd" if self.config is None else "exact"
-
-    @property
     def available_bases(self) -> tuple[str, ...]:
         """Reported quantities a prediction can start from, in `BASES` order."""
         have = {"mfu": self.reported_mfu, "tokens_per_s": self.reported_tokens_per_s,

@@ -21,7 +21,6 @@ from itertools import product
 import numpy as np
 
 from ..errors import DomainError
-from .allocate import optimal_arrays
 from .laws import FittedRange, ParametricLoss, ScalingLaw, chinchilla_allocation
 from .optimize import HUBER_DELTA, LOWER, PARAM_NAMES, UPPER, batched_bfgs, huber_objective, on_bound
 from .runs import Runs
@@ -260,8 +259,3 @@ def law_from_fit(fit: Approach3Fit, name: str, source: str, boot: Bootstrap | No
     return ScalingLaw(name=name, title=f"fitted: approach 3 on {fit.n_runs} runs", source=source,
                       flop_convention="C = 6ND", n_counts_embeddings=None, loss_form=fit.law,
                       uncertainty=unc, uncertainty_kind=kind, fitted_range=span)
-
-
-def implied_allocation(law: ScalingLaw, c_flops) -> tuple[np.ndarray, np.ndarray]:
-    """Convenience re-export: (N_opt, D_opt) of a fitted law at budgets ``c_flops``."""
-    return optimal_arrays(law, c_flops)

@@ -25,9 +25,3 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a metrics log, in order."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
