@@ -154,33 +154,59 @@ def config_for_params(
 
     import numpy as np  # here, not at import: `flopscalc models`, `gpus` and `--help` never shape a model
 
-    # counts of every (layers, heads) shape: affine in n_layer, so two depths per width give them all; only the
-    # head counts up to the first whose 1-layer count exceeds the target are needed (`_width_counts`)
-    c1, c2 = _width_counts(base, head_dim, count, fam.key, n_params)
-    layers = np.arange(1, MAX_SHAPE_LAYERS + 1)
-    grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]  # [layers, heads], increasing along heads
-    # per depth, the widths just below and above the target (as a bisection over widths would find)
-    if np.all(np.diff(grid, axis=1) >= 0):  # sorted rows (every real block): the bisection is a count
-        below = np.count_nonzero(grid <= n_params, axis=1)  # widths with count <= N
-    else:  # pragma: no cover - a count that falls with width: bisect the full rows as the rule always has
-        c1, c2 = _width_counts(base, head_dim, count, fam.key, math.inf)
-        grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]
-        below = np.array([np.searchsorted(row, n_params, side="right") for row in grid])
-    lo = np.clip(below, 1, MAX_SHAPE_HEADS - 1)  # 1-based head count
-    best: tuple[tuple[float, float], tuple[int, int]] | None = None
     tol = math.log1p(SHAPE_PARAM_TOLERANCE)
     step = fam.head_step  # column j of the grid has (j + 1) x step heads
-    for heads in (lo, lo + 1):
-        counts = grid[layers - 1, heads - 1]
-        err = np.abs(np.log(counts / n_params))
-        shape = np.abs(np.log(heads * step * head_dim / layers / aspect_ratio))
-        within = err <= tol
-        key_flag = np.where(within, 0.0, 1.0)
-        key_val = np.where(within, shape, err)
-        for i in np.lexsort((key_val, key_flag))[:1]:  # the smallest (flag, value), first in depth order
-            key = (float(key_flag[i]), float(key_val[i]))
-            if best is None or key < best[0]:
-                best = (key, (int(layers[i]), int(heads[i]) * step))
+
+    def search(first: int, c1, c2) -> tuple:
+        """The rule over depths first..MAX_SHAPE_LAYERS: (best key, (layers, heads)), and the lower head count
+        at depth ``first``."""
+        layers = np.arange(first, MAX_SHAPE_LAYERS + 1)
+        grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]  # [layers, heads], increasing along heads
+        # per depth, the widths just below and above the target (as a bisection over widths would find)
+        if first > 1 or np.all(np.diff(grid, axis=1) >= 0):  # sorted rows (deeper rows checked by the caller)
+            below = np.count_nonzero(grid <= n_params, axis=1)  # widths with count <= N
+        else:  # pragma: no cover - a count that falls with width: bisect the full rows as the rule always has
+            c1, c2 = _width_counts(base, head_dim, count, fam.key, math.inf)
+            grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]
+            below = np.array([np.searchsorted(row, n_params, side="right") for row in grid])
+        lo = np.clip(below, 1, MAX_SHAPE_HEADS - 1)  # 1-based head count
+        best: tuple[tuple[float, float], tuple[int, int]] | None = None
+        rows = np.arange(len(layers))
+        for heads in (lo, lo + 1):
+            counts = grid[rows, heads - 1]
+            err = np.abs(np.log(counts / n_params))
+            shape = np.abs(np.log(heads * step * head_dim / layers / aspect_ratio))
+            within = err <= tol
+            key_flag = np.where(within, 0.0, 1.0)
+            key_val = np.where(within, shape, err)
+            for i in np.lexsort((key_val, key_flag))[:1]:  # the smallest (flag, value), first in depth order
+                key = (float(key_flag[i]), float(key_val[i]))
+                if best is None or key < best[0]:
+                    best = (key, (int(layers[i]), int(heads[i]) * step))
+        return best, int(lo[0])
+
+    # Counts of every (layers, heads) shape are affine in n_layer, so two depths per width give them all
+    # (`_width_counts`). Shallow depths need the widest shapes, yet cannot win once an on-target shape is closer
+    # to the aspect ratio than their narrowest candidate: with rows sorted (a count that grows with width and
+    # depth), a depth L < first has heads >= lo(first), so its width/depth ratio is at least
+    # lo(first) x step x head_dim / (first - 1). The search starts deep and halves `first` until that bound
+    # leaves the shallower depths out (or first is 1, every depth): the answer is the full grid's.
+    first = MAX_SHAPE_LAYERS
+    while first > 1:
+        first //= 2
+        if first == 1:
+            break
+        c1, c2 = _width_counts(base, head_dim, count, fam.key, n_params, depth=first)
+        if not (np.all(np.diff(c1) >= 0) and np.all(np.diff(c2 - c1) >= 0)):  # pragma: no cover - unsorted rows
+            first = 1
+            break
+        best, lo_first = search(first, c1, c2)
+        (flag, val), _ = best
+        narrowest = lo_first * step * head_dim / ((first - 1) * aspect_ratio)  # of any depth below `first`
+        if flag == 0.0 and narrowest > math.exp(val) * (1 + 1e-9):
+            break
+    if first == 1:
+        best, _ = search(1, *_width_counts(base, head_dim, count, fam.key, n_params))
     assert best is not None
     cfg = fam.shape(base, *best[1], head_dim)
     reached = got(cfg)
@@ -198,11 +224,12 @@ _WIDTH_COUNTS: dict[tuple, tuple[list[int], list[int], list[bool]]] = {}
 _WIDTH_COUNTS_KEPT = 32
 
 
-def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str, n_params: float) -> tuple:
+def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str, n_params: float,
+                  depth: int = 1) -> tuple:
     """Parameter counts at 1 and 2 layers (float arrays of exact integers) for head counts step, 2 step, ..., up to
-    at least the first whose 1-layer count exceeds ``n_params`` (and at least two; all MAX_SHAPE_HEADS when none
-    does): every wider shape has more parameters than the target at every depth, so bisecting a row of the
-    grid never goes past it, and the rule's answer is that of the full grid.
+    at least the first whose count at ``depth`` layers exceeds ``n_params`` (and at least two; all
+    MAX_SHAPE_HEADS when none does): every wider shape has more parameters than the target at that depth and
+    deeper, so bisecting those rows of the grid never goes past it, and the rule's answer is the full grid's.
     """
     import numpy as np
 
@@ -216,7 +243,7 @@ def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str, n_p
         pc = count_params(cfg)
         return pc.total if count == "total" else pc.non_embedding
 
-    while len(one) < MAX_SHAPE_HEADS and (len(one) < 2 or one[-1] <= n_params):
+    while len(one) < MAX_SHAPE_HEADS and (len(one) < 2 or one[-1] + (depth - 1) * (two[-1] - one[-1]) <= n_params):
         n_head = (len(one) + 1) * fam.head_step
         cfg = fam.shape(base, 1, n_head, head_dim)
         one.append(counted(cfg))
