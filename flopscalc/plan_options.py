@@ -16,6 +16,7 @@ from .errors import UsageError
 from .flops import Recompute, training_flops_per_token
 from .hardware import GpuSpec, Precision
 from .memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
+from .memory.settings import MEMORY_PRECISION  # re-exported: the planner modules import it from here
 from .model import PRESETS, ModelConfig, count_params
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
 from .parallel import CommEstimate, data_parallel_comm, scaling_efficiency
@@ -24,12 +25,6 @@ from .parallel import CommEstimate, data_parallel_comm, scaling_efficiency
 # 125M-760M, 1M for 1.3B-2.7B, 2M for 6.7B-13B, 3.2M at 175B; bounds between rows at round numbers
 # (upper N bound, tokens per step).
 GPT3_TOKENS_PER_STEP = ((1.0e9, 2**19), (4.0e9, 2**20), (5.0e10, 2**21), (math.inf, 3 * 2**20))
-# Mixed-precision memory policy used for each compute precision the peak rate is read at.
-MEMORY_PRECISION = {
-    Precision.fp32: MemoryPrecision.fp32, Precision.tf32: MemoryPrecision.fp32,
-    Precision.bf16: MemoryPrecision.bf16_mixed, Precision.fp16: MemoryPrecision.fp16_mixed,
-    Precision.fp16_acc16: MemoryPrecision.fp16_mixed, Precision.fp8: MemoryPrecision.bf16_mixed,
-}
 # The setups searched (issue 14): every combination of recomputation, optimizer and optimizer offload, and of
 # ZeRO stage when there are several GPUs; each at the largest micro-batch that fits and divides the batch. The
 # one with the least predicted time per step wins (`throughput`). Selective recompute costs ~2.7% and full

@@ -40,7 +40,8 @@ def test_six_nd_is_two_flops_per_mac_times_forward_plus_backward():
 
 
 @pytest.mark.parametrize("name", ["GIB", "GIGA", "TERA", "SECONDS_PER_DAY", "SECONDS_PER_HOUR",
-                                  "FLOPS_PER_PARAM_TOKEN", "BACKWARD_TO_FORWARD", "FLOPS_PER_MAC"])
+                                  "FLOPS_PER_PARAM_TOKEN", "BACKWARD_TO_FORWARD", "FLOPS_PER_MAC",
+                                  "MATMUL_PRECISION", "MEMORY_PRECISION", "TRAINER_MEMORY_PRECISION"])
 def test_constant_is_assigned_in_one_module(name):
     owners = []
     for path in SOURCES:
@@ -143,3 +144,23 @@ def test_scaling_loss_refuses_non_positive_inputs_in_the_engine(capsys):
         assert run(["scaling", "loss", *args]) == 2
         err = capsys.readouterr().err
         assert what in err and "positive" in err and len(err.strip().splitlines()) == 1
+
+
+def test_precision_words_are_related_in_one_place():
+    """Every storage precision computes at some peak, every peak has a storage policy, and the trainer's
+    names cover train.config.PRECISIONS; mixed precision round-trips (bf16-pure shares bf16's peak)."""
+    from flopscalc.hardware import Precision
+    from flopscalc.memory.settings import (
+        MATMUL_PRECISION,
+        MEMORY_PRECISION,
+        TRAINER_MEMORY_PRECISION,
+        MemoryPrecision,
+    )
+    from flopscalc.train.config import PRECISIONS
+    from flopscalc.train.from_plan import PRECISION_TO_TRAINER
+
+    assert set(MATMUL_PRECISION) == set(MemoryPrecision) and set(MEMORY_PRECISION) == set(Precision)
+    assert set(TRAINER_MEMORY_PRECISION) == set(PRECISIONS) - {"auto"}
+    for m in (MemoryPrecision.fp32, MemoryPrecision.bf16_mixed, MemoryPrecision.fp16_mixed):
+        assert MEMORY_PRECISION[MATMUL_PRECISION[m]] is m
+    assert {TRAINER_MEMORY_PRECISION[t].value: t for t in TRAINER_MEMORY_PRECISION} == PRECISION_TO_TRAINER

@@ -30,6 +30,7 @@ from enum import Enum
 
 from ..errors import UsageError
 from ..flops import Recompute
+from ..hardware import Precision
 
 MIB = 2.0**20
 
@@ -74,6 +75,33 @@ class MemoryPrecision(str, Enum):
     @property
     def mixed(self) -> bool:
         return self in (MemoryPrecision.bf16_mixed, MemoryPrecision.fp16_mixed)
+
+
+# The three precision words and the one place they are related (docs/nomenclature.md, "Precision"):
+# `hardware.Precision` is the arithmetic a matmul runs (which peak rate), `MemoryPrecision` how tensors are
+# stored, and the trainer's "fp32" / "bf16" (train.config.PRECISIONS) what PyTorch is told to run.
+# The peak a storage precision computes at: 16-bit modes use the tensor cores in that format; fp32 runs
+# PyTorch's default fp32 matmuls (TF32 is off by default: torch.backends.cuda.matmul.allow_tf32 = False).
+MATMUL_PRECISION = {
+    MemoryPrecision.bf16_mixed: Precision.bf16,
+    MemoryPrecision.bf16_pure: Precision.bf16,
+    MemoryPrecision.fp16_mixed: Precision.fp16,
+    MemoryPrecision.fp32: Precision.fp32,
+}
+# Mixed-precision memory policy used for each compute precision the peak rate is read at.
+MEMORY_PRECISION = {
+    Precision.fp32: MemoryPrecision.fp32, Precision.tf32: MemoryPrecision.fp32,
+    Precision.bf16: MemoryPrecision.bf16_mixed, Precision.fp16: MemoryPrecision.fp16_mixed,
+    Precision.fp16_acc16: MemoryPrecision.fp16_mixed, Precision.fp8: MemoryPrecision.bf16_mixed,
+}
+# The reference trainer's precisions (after "auto" is resolved) and the storage each runs: "bf16" is
+# torch.autocast to bf16 over fp32 weights (PyTorch AMP), so bf16-mixed; "fp32" is plain float32.
+TRAINER_MEMORY_PRECISION = {"bf16": MemoryPrecision.bf16_mixed, "fp32": MemoryPrecision.fp32}
+
+
+def trainer_memory_precision(precision: str) -> MemoryPrecision:
+    """The `MemoryPrecision` the reference trainer runs for its ``precision`` ("bf16" or "fp32")."""
+    return TRAINER_MEMORY_PRECISION.get(precision, MemoryPrecision.fp32)
 
 
 class Optimizer(str, Enum):

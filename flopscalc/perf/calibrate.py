@@ -35,7 +35,7 @@ from ..calibration import CalibrationProfile, DeviceFactors
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
-from ..memory.settings import Device, MemoryPrecision, TrainingSetup
+from ..memory.settings import Device, TrainingSetup, trainer_memory_precision
 from ..model import ModelConfig
 from .device import DevicePerf, device_perf
 from .ops import StepOptions
@@ -199,7 +199,7 @@ def measured_steps(profile: CalibrationProfile) -> list[MeasuredStep]:
             raise UsageError("a fit prices one device: the profile has a point on several devices")
         setup = TrainingSetup(
             micro_batch=p.micro_batch, seq_len=p.seq_len, grad_accum=p.grad_accum,
-            precision=MemoryPrecision.bf16_mixed if p.precision == "bf16" else MemoryPrecision.fp32,
+            precision=trainer_memory_precision(p.precision),
             recompute=Recompute(p.recompute), flash=p.attention == "sdpa",
             device=Device.cpu if on_cpu else Device.cuda)
         out.append(MeasuredStep(p.model, setup, p.cpu_step_time_s if cpu_time else p.step_time_s))

@@ -20,11 +20,12 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import DomainError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
-from ..memory.settings import MemoryPrecision, TrainingSetup
+from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup
 from ..model import ModelConfig, count_params
 from ..offload import OffloadTime, host_link_bytes_per_s, offload_time
 from ..parallel import CommEstimate, data_parallel_comm
@@ -34,14 +35,6 @@ from .ops import Op, OpClass, Phase, StepOptions, step_ops
 from .roofline import roofline_s
 from .utilization import model_flops_utilization
 
-# The peak a storage precision computes at: 16-bit modes use the tensor cores in that format; fp32 runs
-# PyTorch's default fp32 matmuls (TF32 is off by default: torch.backends.cuda.matmul.allow_tf32 = False).
-MATMUL_PRECISION = {
-    MemoryPrecision.bf16_mixed: Precision.bf16,
-    MemoryPrecision.bf16_pure: Precision.bf16,
-    MemoryPrecision.fp16_mixed: Precision.fp16,
-    MemoryPrecision.fp32: Precision.fp32,
-}
 CLASS_ORDER = ("gemm", "attention", "memory-bound", "optimizer", "communication exposed", "offload")
 
 
@@ -134,6 +127,7 @@ class StepEstimate:
                                        self.peak_flop_per_s)
 
 
+@lru_cache(maxsize=65536)  # a pure function; a planner's setups of one model share most of their operations
 def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: float) -> PricedOp:
     if op.flash:
         eff = dev.flash_fwd_fraction if op.phase is not Phase.backward else dev.flash_bwd_fraction
@@ -155,11 +149,15 @@ def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: fl
 
 def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
     """(model, hardware) FLOPs per token: causal model FLOPs; executed FLOPs with every recomputation."""
-    seq = setup.seq_len or cfg.block_size
+    return _flops_per_token_of(cfg, setup.seq_len or cfg.block_size, setup.recompute, setup.flash)
+
+
+@lru_cache(maxsize=4096)  # a pure function of these four; a planner prices many setups that share them
+def _flops_per_token_of(cfg: ModelConfig, seq: int, recompute: Recompute, flash: bool) -> tuple[float, float]:
     model = training_flops_per_token(cfg, seq, causal=True).model_flops_per_token
-    executed = training_flops_per_token(cfg, seq, recompute=setup.recompute, causal=setup.flash)
+    executed = training_flops_per_token(cfg, seq, recompute=recompute, causal=flash)
     hardware = executed.hardware_flops_per_token
-    if setup.flash:
+    if flash:
         hardware += executed.forward.attn_scores  # [1] Alg. 2: the backward recomputes S = Q K^T
     return model, hardware
 

@@ -89,11 +89,12 @@ def identify_gpu(device: torch.device, gpu: str | None = None, extra_csv=()) -> 
 def predicted_peak_bytes(cfg: TrainConfig, precision: str, device: torch.device, n_devices: int) -> float | None:
     """The memory estimator's allocated peak for this run (bytes); None if the estimator is absent."""
     try:
-        from ..memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
+        from ..memory import Device, TrainingSetup, estimate_memory
+        from ..memory.settings import trainer_memory_precision
     except ImportError:
         return None
     ts = TrainingSetup(micro_batch=cfg.micro_batch, seq_len=cfg.seq_len,
-                       precision=MemoryPrecision.bf16_mixed if precision == "bf16" else MemoryPrecision.fp32,
+                       precision=trainer_memory_precision(precision),
                        recompute=cfg.recompute, flash=cfg.attention == "sdpa", grad_accum=cfg.grad_accum,
                        n_gpus=n_devices,
                        device=Device.cuda if device.type == "cuda" else Device.cpu)

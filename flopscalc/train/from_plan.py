@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..memory.settings import TRAINER_MEMORY_PRECISION
 from ..model import ModelConfig, count_params
 from ..model.presets import ALL_PRESETS
 from ..textfile import read_text
@@ -29,8 +30,9 @@ from .config import RECOMPUTES, TrainConfig, model_unsupported
 
 # The block a plan's JSON describes completely by its fields (flopscalc.report.model_dict): GPT-2's.
 GPT2_FAMILY = "GPT-2 block"
-# Plan precisions (flopscalc.memory.settings.MemoryPrecision) -> the trainer's, where it runs them.
-PRECISION_TO_TRAINER = {"bf16-mixed": "bf16", "fp32": "fp32"}
+# Plan precisions (flopscalc.memory.settings.MemoryPrecision) -> the trainer's, where it runs them: the inverse
+# of memory.settings.TRAINER_MEMORY_PRECISION.
+PRECISION_TO_TRAINER = {storage.value: name for name, storage in TRAINER_MEMORY_PRECISION.items()}
 # Where the plan's setting can run when the reference trainer cannot (named in the one-line refusal).
 OPTIMIZER_TOOLS = {
     "adamw8bit": "bitsandbytes' AdamW8bit (bnb.optim.AdamW8bit)",
