@@ -1,14 +1,13 @@
 """Memory of the other families: parameter layout, sequence past the context, dropout, and saved-tensor bytes of the
 ``transformers`` modules.
 
-The activation estimate models fused kernels (``F.rms_norm``, SDPA with native grouped-query attention). Each
+The activation estimate with ``device=cpu`` models the CPU's kernels (SDPA with native grouped-query attention,
+``F.rms_norm`` as torch 2.13's CPU composite, which saves the normalised tensor as transformers' Python RMSNorm
+does: no difference there in fp32). Each
 ``transformers`` module is run forward and backward on CPU in fp32 with every tensor autograd saves counted once
 per storage (as tests/test_memory_measured.py does for the reference module); the measured bytes must equal the
 estimate plus the named implementation differences, each a formula of the shapes:
 
-- transformers' RMSNorm is Python (``x * rsqrt(mean(x^2) + eps)`` then ``weight * x``): the multiply by the weight
-  saves the normalised tensor too, one b s width fp32 tensor per RMSNorm application (2 per block, the final norm,
-  q_norm and k_norm with OLMo 2);
 - eager attention adds a float causal mask to the scores (nothing saved) where the estimate's spelled-out path
   keeps a boolean s x s mask for ``masked_fill``;
 - eager attention with grouped-query heads copies K and V to n_head heads (``repeat_kv``) before the matmuls
@@ -39,7 +38,7 @@ from flopscalc.hf_config import config_from_hf
 from flopscalc.memory import TrainingSetup, estimate_memory
 from flopscalc.memory.settings import FP32_BYTES, MASK_BYTES, Device, MemoryPrecision
 from flopscalc.memory.states import param_shapes
-from flopscalc.model import ALL_PRESETS, Norm, QkNorm, count_params, get_preset
+from flopscalc.model import ALL_PRESETS, count_params, get_preset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "data" / "configs"
 BATCH, SEQ, LAYERS = 2, 32, 2
@@ -101,10 +100,6 @@ def named_differences(data: dict, attention: str, dropout: bool = False) -> int:
     if dropout:  # on CPU the mask is a float tensor (4 bytes), not the fused CUDA kernel's bool (1 byte)
         masked = L * 2 * tokens * d + tokens * d + (L * BATCH * cfg.n_head * SEQ * SEQ if attention == "eager" else 0)
         extra += masked * (FP32_BYTES - MASK_BYTES)
-    if cfg.norm is Norm.rmsnorm:
-        extra += (2 * L + 1) * tokens * d * FP32_BYTES  # Python RMSNorm: the normalised tensor
-        if cfg.qk_norm is QkNorm.full:
-            extra += L * tokens * (cfg.d_attn + cfg.d_kv) * FP32_BYTES
     if attention == "eager":
         extra -= L * MASK_BYTES * SEQ * SEQ  # additive float mask: no boolean mask saved
     if attention == "eager" and cfg.kv_heads != cfg.n_head:

@@ -23,8 +23,11 @@ attention 11 s b h + 5 a s^2 b, MLP 19 s b h, LayerNorms 4 s b h. The reference 
 Other blocks (`_general_layer`: grouped-query attention, gated MLPs, RMSNorm, RoPE, q/k norm, parallel blocks,
 mixtures of experts) are counted for a module that saves what the same operations save in PyTorch:
 
-- RMSNorm as ``F.rms_norm`` saves its input and one fp32 rstd per token (Zhang & Sennrich 2019, eq. 4: no mean);
-  transformers' Python RMSNorm saves more (the fp32 upcast, the normalised tensor; see docs/families/);
+- RMSNorm as ``F.rms_norm`` with CUDA's fused kernel (``_fused_rms_norm``, the default ``device=cuda``) saves its
+  input and one fp32 rstd per token (Zhang & Sennrich 2019, eq. 4: no mean); on a CPU (``device=cpu``) torch 2.13
+  runs it under autograd as its composite (upcast, pow, mean, rsqrt, mul, mul), which also saves the normalised
+  tensor in fp32, and in pure bf16 the fp32 upcast in place of the bf16 input and an fp32 rstd in place of a bf16
+  one (measured, tests/test_train_llama_memory.py); transformers' Python RMSNorm saves like the composite;
 - Q with n_head heads, K and V with n_kv_head heads, saved by fused attention with native grouped-query support
   (``enable_gqa``); transformers' ``repeat_kv`` saves K and V expanded to n_head heads;
 - RoPE (Su et al. 2021, eq. 34) multiplies by cos and sin, which autograd saves (s x head_dim each, shared by the
@@ -157,10 +160,33 @@ def _with_dropout(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, per: dic
     return per
 
 
-def _norm_bytes(cfg: ModelConfig, tokens: int, width: int, r: int, st: int) -> float:
-    """Input and statistics one normalisation over ``width`` saves: LayerNorm mean + rstd, RMSNorm rstd only."""
-    stats = 1 if cfg.norm is Norm.rmsnorm else 2
-    return tokens * width * r + stats * tokens * st
+def _norm_bytes(cfg: ModelConfig, setup: TrainingSetup, tokens: int, width: int, r: int, st: int) -> float:
+    """Input and statistics one normalisation over ``width`` saves: LayerNorm mean + rstd, RMSNorm rstd only (the
+    CPU's composite RMSNorm as `rms_norm_bytes`)."""
+    if cfg.norm is Norm.rmsnorm:
+        return rms_norm_bytes(setup, tokens, width, 1, r, st)
+    return tokens * width * r + 2 * tokens * st
+
+
+def _rms_upcast_copy(cfg: ModelConfig, setup: TrainingSetup) -> bool:
+    """Each RMSNorm saves its own fp32 upcast of a bf16 input (the CPU composite in pure bf16), not the shared input."""
+    return (cfg.norm is Norm.rmsnorm and setup.device is Device.cpu
+            and setup.precision is MemoryPrecision.bf16_pure)
+
+
+def rms_norm_bytes(setup: TrainingSetup, tokens: int, width: int, n_stats: int, r: int, st: int) -> float:
+    """Bytes one ``F.rms_norm`` over ``width`` features saves for backward, ``n_stats`` rstd values per token.
+
+    CUDA's fused kernel: the input (``r`` bytes an element) and the rstd (``st``). A CPU under torch 2.13 runs the
+    composite (``device=cpu``): the normalised tensor in fp32 as well; in pure bf16 the fp32 upcast of the input in
+    place of the bf16 input, and an fp32 rstd (docs/memory.md, "RMSNorm: fused and composite").
+    """
+    if setup.device is Device.cuda:
+        return tokens * width * r + n_stats * tokens * st  # input + rstd (Zhang & Sennrich 2019, eq. 4)
+    normalised = tokens * width * FP32_BYTES  # x * rstd, kept for the gain's gradient
+    if setup.precision is MemoryPrecision.bf16_pure:
+        return tokens * width * FP32_BYTES + normalised + n_stats * tokens * FP32_BYTES  # fp32 upcast, rstd
+    return tokens * width * r + normalised + n_stats * tokens * st
 
 
 def _mlp_bytes(cfg: ModelConfig, tokens: float, width: int, m: int) -> float:
@@ -176,20 +202,21 @@ def _general(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, embedding: fl
     n = tokens * d
     if cfg.pos is Position.rope:
         embedding += 2 * s * cfg.head_dim * m  # cos and sin of each position, shared by the batch and the layers
-    final = _norm_bytes(cfg, tokens, d, r, st) + n * m  # final norm, LM-head input
+    final = _norm_bytes(cfg, setup, tokens, d, r, st) + n * m  # final norm, LM-head input
     loss = tokens * V * lp + INDEX_BYTES * tokens + lp
     zero = {"layernorm": 0.0, "attention_input": 0.0, "qkv": 0.0, "attention_core": 0.0,
             "attention_proj_input": 0.0, "mlp": 0.0, "checkpoints": 0.0}
     if setup.recompute is Recompute.full:
         per = {**zero, "checkpoints": n * r}
     else:
-        norms = 2 * _norm_bytes(cfg, tokens, d, r, st)
-        if cfg.parallel_block:
+        norms = 2 * _norm_bytes(cfg, setup, tokens, d, r, st)
+        if cfg.parallel_block and not _rms_upcast_copy(cfg, setup):
             norms -= n * r  # both norms read the same block input (GPT-NeoX): saved once
         if cfg.qk_norm is QkNorm.full:
-            norms += _norm_bytes(cfg, tokens, cfg.d_attn, r, st) + _norm_bytes(cfg, tokens, cfg.d_kv, r, st)
-        elif cfg.qk_norm is QkNorm.head:
-            norms += tokens * (cfg.d_attn + cfg.d_kv) * r + (a + cfg.kv_heads) * tokens * st
+            norms += (rms_norm_bytes(setup, tokens, cfg.d_attn, 1, r, st)
+                      + rms_norm_bytes(setup, tokens, cfg.d_kv, 1, r, st))  # q/k norms are RMSNorms
+        elif cfg.qk_norm is QkNorm.head:  # one rstd per head and token
+            norms += rms_norm_bytes(setup, tokens, cfg.d_attn + cfg.d_kv, a + cfg.kv_heads, r, st)
         if setup.recompute is Recompute.selective:
             core = 0.0
         elif setup.flash:
