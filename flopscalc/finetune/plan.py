@@ -17,6 +17,7 @@ from ..budget import DEFAULT_MFU, DEFAULT_PRECISION
 from ..errors import UsageError
 from ..flops import Recompute
 from ..hardware import GpuSpec, builtin_database, training_precision
+from ..memory.fit import largest_that_fits
 from ..memory.settings import Optimizer
 from ..model import ModelConfig
 from ..units import GIB
@@ -106,28 +107,14 @@ def _fits(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> bool:
         return False
 
 
-def _largest(ok, upper: int) -> int:
-    """Largest n in 1..upper with ok(n) (ok monotone decreasing); 0 if ok(1) is false."""
-    if not ok(1):
-        return 0
-    lo, hi = 1, 2
-    while hi <= upper and ok(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, upper + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
-
-
 def largest_micro_batch(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> int:
     """Largest micro-batch (sequences) that fits at the setup's sequence length; 0 if none."""
-    return _largest(lambda b: _fits(cfg, replace(setup, micro_batch=b), usable), MAX_MICRO_BATCH_SEARCHED)
+    return largest_that_fits(lambda b: _fits(cfg, replace(setup, micro_batch=b), usable), MAX_MICRO_BATCH_SEARCHED)
 
 
 def largest_seq_len(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> int:
     """Longest sequence (tokens, up to the model's context) that fits at micro-batch 1; 0 if none."""
-    return _largest(lambda s: _fits(cfg, replace(setup, micro_batch=1, seq_len=s), usable), cfg.block_size)
+    return largest_that_fits(lambda s: _fits(cfg, replace(setup, micro_batch=1, seq_len=s), usable), cfg.block_size)
 
 
 def _candidates(setup: FinetuneSetup) -> dict[str, list]:

@@ -75,6 +75,12 @@ def max_micro_batch(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_he
     def ok(b: int) -> bool:
         return fits(estimate_memory(cfg, replace(setup, micro_batch=b)), gpu, min_headroom_fraction).fits
 
+    return largest_that_fits(ok, upper)
+
+
+def largest_that_fits(ok, upper: int) -> int:
+    """Largest n in 1..``upper`` with ``ok(n)``, for ``ok`` true up to a limit and false beyond (memory grows
+    with n); 0 if ``ok(1)`` is false. Doubling, then bisection: O(log upper) calls."""
     if not ok(1):
         return 0
     lo, hi = 1, 2
