@@ -117,7 +117,18 @@ def fit_approach2(runs: Runs, *, n_bootstrap: int = 0, seed: int = 0,
     c, n, warn = _approach2_points(runs, groups)
     if len(c) < MIN_BUDGETS:
         raise DomainError(f"{runs.source}: fewer than {MIN_BUDGETS} budgets have a convex IsoFLOP profile")
-    d = c / (FLOPS_PER_PARAM_TOKEN * n)  # D_opt = C / 6 N_opt
+
+    def draw(rng):
+        cb, nb, _ = _approach2_points(runs, groups, rng)
+        return _power_law(cb, nb) if len(cb) >= MIN_BUDGETS else None
+
+    return _power_fit(2, c, n, runs, warn, draw, n_bootstrap, seed, callback)
+
+
+def _power_fit(approach: int, c, n, runs: Runs, warn, draw, n_bootstrap: int, seed: int, callback) -> PowerFit:
+    """Power laws N_opt = k_N C^a and D_opt = k_D C^b through the optimal points (c, n), D = C / 6N, and
+    ``n_bootstrap`` resamples: ``draw(rng)`` gives one resample's (a, k_N), or None where it has too few points."""
+    d = c / (FLOPS_PER_PARAM_TOKEN * n)  # D_opt = C / 6 N_opt  [H22, sec. 3]
     a, k_n = _power_law(c, n)
     b, k_d = _power_law(c, d)
     samples = {}
@@ -125,14 +136,14 @@ def fit_approach2(runs: Runs, *, n_bootstrap: int = 0, seed: int = 0,
         rng = np.random.default_rng(seed)
         draws = []
         for i in range(n_bootstrap):
-            cb, nb, _ = _approach2_points(runs, groups, rng)
-            if len(cb) >= MIN_BUDGETS:
-                ab, kb = _power_law(cb, nb)
-                draws.append((ab, kb))
+            one = draw(rng)
+            if one is not None:
+                draws.append(one)
             if callback is not None and (i + 1) % 100 == 0:
                 callback(i + 1, n_bootstrap)
         samples = _power_samples(np.array(draws))
-    return PowerFit(2, a, k_n, b, k_d, c, n, d, len(runs), tuple(warn), samples, seed if n_bootstrap else None)
+    return PowerFit(approach, a, k_n, b, k_d, c, n, d, len(runs), tuple(warn), samples,
+                    seed if n_bootstrap else None)
 
 
 def _power_samples(draws: np.ndarray) -> dict:
@@ -173,23 +184,15 @@ def fit_approach1(runs: Runs, *, n_bootstrap: int = 0, seed: int = 0,
     if np.unique(n).size < 2:
         raise DomainError(f"{runs.source}: one model size is best at every FLOP count covered by 2+ curves; "
                           "the envelope does not determine a power law")
-    d = c / (FLOPS_PER_PARAM_TOKEN * n)
-    a, k_n = _power_law(c, n)
-    b, k_d = _power_law(c, d)
-    samples = {}
-    if n_bootstrap:
-        rng = np.random.default_rng(seed)
-        draws = []
-        for i in range(n_bootstrap):
-            pick = np.unique(rng.choice(sizes, size=len(sizes), replace=True))
-            if len(pick) >= 2:
-                cb, nb = _envelope(runs, pick, grid)
-                if np.unique(nb).size >= 2:
-                    draws.append(_power_law(cb, nb))
-            if callback is not None and (i + 1) % 100 == 0:
-                callback(i + 1, n_bootstrap)
-        samples = _power_samples(np.array(draws))
-    return PowerFit(1, a, k_n, b, k_d, c, n, d, len(runs), (), samples, seed if n_bootstrap else None)
+
+    def draw(rng):
+        pick = np.unique(rng.choice(sizes, size=len(sizes), replace=True))
+        if len(pick) < 2:
+            return None
+        cb, nb = _envelope(runs, pick, grid)
+        return _power_law(cb, nb) if np.unique(nb).size >= 2 else None
+
+    return _power_fit(1, c, n, runs, (), draw, n_bootstrap, seed, callback)
 
 
 def law_from_power_fit(fit: PowerFit, name: str, source: str, level: float = 0.95) -> ScalingLaw:
