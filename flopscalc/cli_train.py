@@ -13,7 +13,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import GpuCsvOpt, JsonOpt, ModelConfigOpt, emit, given_on_command_line, refuse_unused
+from .cli_common import (
+    BiasOpt,
+    FfnOpt,
+    GpuCsvOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NormOpt,
+    PosOpt,
+    TieOpt,
+    arch_options,
+    emit,
+    given_on_command_line,
+    refuse_unused,
+)
 from .errors import DomainError, UsageError
 from .flops import Recompute
 
@@ -65,18 +80,18 @@ def require_torch():
     return torch
 
 
-def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None):
-    from .model import get_preset, resolve_model
+def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None, arch=None):
+    from .model import resolve_model
 
     if model is None and config is None and n_layer is None and n_head is None and n_embd is None:
-        cfg = get_preset("gpt2")
-    else:
-        cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config)
+        model = "gpt2"  # the default model; --mlp, --norm, ... change its block as they change a named one
+    cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config, arch=arch)
     changes = {k: v for k, v in (("block_size", block_size), ("vocab_size", vocab_size)) if v is not None}
     return cfg.with_(**changes) if changes else cfg
 
 
-ModelOpt = Annotated[Optional[str], typer.Option(help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl (default gpt2).")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    help="Preset (default gpt2): any dense one 'flopscalc models' lists, e.g. gpt2-medium, llama-3.1-8b, pythia-160m.")]
 NLayerOpt = Annotated[Optional[int], typer.Option("--n-layer", help="Explicit shape: layers.")]
 NHeadOpt = Annotated[Optional[int], typer.Option("--n-head", help="Explicit shape: attention heads.")]
 NEmbdOpt = Annotated[Optional[int], typer.Option("--n-embd", help="Explicit shape: width.")]
@@ -107,6 +122,8 @@ def train(
     synthetic: Annotated[bool, typer.Option(help="Train on random tokens instead of --data (for timing).")] = False,
     model: ModelOpt = None, n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
     block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
+    n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None, pos: PosOpt = None,
+    bias: BiasOpt = None, tie: TieOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per device per forward pass.")] = 8,
     seq: Annotated[Optional[int], typer.Option(help="Tokens per sequence (default: the block size).")] = None,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
@@ -145,7 +162,8 @@ def train(
     lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
     as_json: JsonOpt = False,
 ):
-    """Train the reference GPT-2 (AdamW, warm-up + cosine, clipping, validation); Ctrl-C saves and stops."""
+    """Train the reference model, GPT-2 or any dense block (AdamW, warm-up + cosine, clipping, validation); Ctrl-C
+    saves and stops."""
     if ctx.invoked_subcommand is not None:
         typed = given_on_command_line(ctx, *(p.name for p in ctx.command.params))
         if typed:
@@ -174,7 +192,8 @@ def train(
         raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
     from .train.config import TrainConfig
 
-    cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None, config)
+    cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None, config,
+                       arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
     config_args = {
         "micro_batch": micro_batch, "grad_accum": grad_accum, "max_steps": steps, "learning_rate": lr,
         "min_lr_ratio": min_lr_ratio, "warmup_steps": warmup_steps, "weight_decay": weight_decay,
@@ -210,7 +229,8 @@ def train(
 
 # What --from-plan sets, so these options would contradict it (--micro-batch and --grad-accum are overrides).
 PLAN_SETS = ("model", "n_layer", "n_head", "n_embd", "block_size", "vocab_size", "config", "seq", "steps", "lr",
-             "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "precision", "recompute", "parallel")
+             "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "precision", "recompute", "parallel",
+             "n_kv_head", "ffn", "mlp", "norm", "pos", "bias", "tie")
 
 
 def _train_from_plan(ctx: typer.Context):
@@ -322,10 +342,10 @@ def _lora_line(cfg) -> str:
 
 def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
            precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None,
-           config=None, lora=(0, None, None)):
-    cfgs = [_model(m, None, None, None, block_size, vocab_size) for m in (model or [])]
+           config=None, lora=(0, None, None), arch=None):
+    cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
     if any(v is not None for v in (n_layer, n_head, n_embd, config)) or not cfgs:
-        cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config))
+        cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
     compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
     lora_on = lora[0] or lora[1] is not None or lora[2] is not None
     if out is not None and lora_on:
@@ -365,7 +385,7 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
 
 def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
                precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
-               config, rounds):
+               config, rounds, arch=None):
     """`calibrate`: time the sweep interleaved (the built-in CPU sweep when no model is named), fit the step-time
     model's device factors (`flopscalc.train.calibrate.run_calibration`), write the profile."""
     if compile_mode is not CompileMode.off:
@@ -379,6 +399,7 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
                                                       ("micro_batch", micro_batch), ("seq", seq)) if v]
     fixed += ["--grad-accum"] * (grad_accum != 1) + ["--recompute"] * (recompute is not Recompute.none)
     fixed += ["--precision bf16"] * (precision is TrainPrecision.bf16)
+    fixed += [f"--{k.replace('_', '-')}" for k, v in (arch or {}).items() if v is not None]
     if builtin and fixed:
         raise UsageError(f"the built-in CPU sweep fixes its shapes and settings, so {', '.join(fixed)} would be "
                          "ignored; name the models to time (--model, or --n-layer/--n-head/--n-embd) to set them")
@@ -398,9 +419,9 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
                              "(--model, repeatable; 5 setups or more for a fit)")
         setups = cpu_sweep(warmup_steps=warmup_steps, timed_steps=steps)
     else:
-        cfgs = [_model(m, None, None, None, block_size, vocab_size) for m in (model or [])]
+        cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
         if any(v is not None for v in (n_layer, n_head, n_embd, config)):
-            cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config))
+            cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
         setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or c.block_size, grad_accum=grad_accum,
                              precision=precision.value, device=device.value, recompute=recompute.value,
                              warmup_steps=warmup_steps, timed_steps=steps)
@@ -452,6 +473,8 @@ def register(app: typer.Typer) -> None:
         model: SweepModelsOpt = None,
         n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
         block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
+        n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None,
+        pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
         micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
         compile: CompileOpt = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
@@ -465,13 +488,16 @@ def register(app: typer.Typer) -> None:
         """Time training steps (after warm-up, device-synchronised): tokens/s, achieved FLOP/s, MFU, memory."""
         _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
                precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
-               config, (lora_rank, lora_alpha, lora_targets))
+               config, (lora_rank, lora_alpha, lora_targets),
+               arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
 
     def calibrate(
         out: Annotated[Path, typer.Option(help="Calibration profile JSON to write (for 'plan --calibration').")],
         model: SweepModelsOpt = None,
         n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
         block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
+        n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None,
+        pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
         micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
         compile: CompileOpt = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
@@ -493,7 +519,8 @@ def register(app: typer.Typer) -> None:
                              "steps with 'flopscalc bench --lora-rank R'")
         _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
                    precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json,
-                   threads, config, rounds)
+                   threads, config, rounds,
+                   arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
 
     app.command("bench")(bench)
     app.command("calibrate")(calibrate)
