@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from .errors import DomainError, UsageError
 from .hardware import GpuSpec
+from .units import SECONDS_PER_HOUR
 
-JOULES_PER_KWH = 3.6e6  # 1 kWh = 1000 W x 3600 s
+JOULES_PER_KWH = 1000.0 * SECONDS_PER_HOUR  # 1 kWh = 1000 W x 3600 s
 # Whole-system power over GPU board power. Default 1.0: the GPUs alone, stated as such in every plan. For
 # reference, BLOOM's training drew 433,196 kWh of GPU (dynamic) energy and 256,646 kWh more for idle and
 # infrastructure (Luccioni et al. 2023, "Estimating the Carbon Footprint of BLOOM", JMLR 24(253), dynamic vs.
@@ -59,7 +60,7 @@ class EnergyCost:
 
     @property
     def gpu_hours(self) -> float:
-        return self.n_gpus * self.wall_clock_s / 3600.0
+        return self.n_gpus * self.wall_clock_s / SECONDS_PER_HOUR
 
     @property
     def electricity_usd(self) -> float | None:

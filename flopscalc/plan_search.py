@@ -29,7 +29,7 @@ from .plan_options import (
     throughput,
 )
 from .scaling.laws import n_for_law as _law_n
-from .units import GIB, SECONDS_PER_DAY, format_count
+from .units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, format_count
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
 OPTION_STEPS = tuple(range(-4, 5))
@@ -276,7 +276,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         raise DomainError(
             f"the budget trains even the smallest model that fits ({o.n_params / 1e6:.0f}M parameters) on "
             f"{o.n_tokens:.3g} tokens, less than one optimizer step of {o.speed.tokens_per_step:,} tokens; "
-            f"it needs at least {need_s / 3600:.2g} hours of these GPUs")
+            f"it needs at least {need_s / SECONDS_PER_HOUR:.2g} hours of these GPUs")
     predicted = [o for o in trained if o.loss is not None]  # None: no loss, or above a uniform guess (_loss)
     if ia is not None:
         return min(predicted or trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))

@@ -43,7 +43,7 @@ from .plan_search import (
     _recommend,
     _shapes,
 )
-from .units import SECONDS_PER_DAY
+from .units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
@@ -272,7 +272,7 @@ def plan(
         cluster = cluster_for(gpu, n_gpus)
     if kind == "money":
         if usd_per_gpu_hour is not None:
-            duration_s = hours_for_budget_usd(budget_usd, n_gpus, usd_per_gpu_hour) * 3600.0
+            duration_s = hours_for_budget_usd(budget_usd, n_gpus, usd_per_gpu_hour) * SECONDS_PER_HOUR
         elif usd_per_kwh is not None:
             if gpu.board_power_w is None:
                 raise DomainError(f"{gpu.name} has no board power in the GPU database, so a money budget cannot buy "

@@ -12,7 +12,17 @@ from rich.text import Text
 from .flops import BACKWARD_TO_FORWARD, FlopsSummary
 from .hardware import PRECISION_HELP, GpuDatabase, GpuSpec, Precision
 from .model import ModelConfig, count_params
-from .units import GIB, TERA, format_bytes, format_count, format_flops, format_rate, format_sci, format_usd
+from .units import (
+    GIB,
+    GIGA,
+    TERA,
+    format_bytes,
+    format_count,
+    format_flops,
+    format_rate,
+    format_sci,
+    format_usd,
+)
 
 COMPONENT_LABELS = {
     "embedding": "embedding lookup",
@@ -164,7 +174,7 @@ def gpu_table(db: GpuDatabase) -> Table:
         rates = [getattr(g, p.name + "_flop_per_s") for p in _RATE_COLUMNS]
         t.add_row(
             g.key, f"{g.memory_bytes / GIB:g}",
-            _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / 1e9:.0f}"),
+            _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / GIGA:.0f}"),
             *[_maybe(r, lambda x: f"{x / TERA:.0f}" if x >= 100 * TERA else f"{x / TERA:.1f}") for r in rates],
             _maybe(g.board_power_w, lambda x: f"{x:.0f}"),
             _maybe(g.launch_price_usd, lambda x: f"{x:.0f}"),
@@ -180,7 +190,7 @@ def gpu_detail(g: GpuSpec) -> Table:
         ("key", g.key), ("aliases", ", ".join(g.aliases) or "-"), ("vendor / segment", f"{g.vendor} / {g.segment}"),
         ("architecture", f"{g.architecture} ({g.release_year or '-'})"),
         ("memory", f"{format_bytes(g.memory_bytes)} {g.memory_type}"),
-        ("memory bandwidth", _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / 1e9:,.0f} GB/s")),
+        ("memory bandwidth", _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / GIGA:,.0f} GB/s")),
     ]
     for p in Precision:
         rows.append((f"peak {p.value}", _maybe(getattr(g, p.name + "_flop_per_s"),
@@ -189,7 +199,7 @@ def gpu_detail(g: GpuSpec) -> Table:
         ("board power", _maybe(g.board_power_w, lambda x: f"{x:,.0f} W")),
         ("launch price", _maybe(g.launch_price_usd, format_usd)),
         ("interconnect", f"{g.interconnect or '-'}" + _maybe(g.interconnect_bytes_per_s,
-                                                            lambda x: f", {x / 1e9:,.2f} GB/s per direction")),
+                                                            lambda x: f", {x / GIGA:,.2f} GB/s per direction")),
         ("source", g.source), ("notes", g.notes or "-"), ("from", g.origin),
     ]
     for k, v in rows:

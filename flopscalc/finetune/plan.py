@@ -20,6 +20,7 @@ from ..hardware import GpuSpec, builtin_database, training_precision
 from ..memory.fit import largest_that_fits
 from ..memory.settings import Optimizer
 from ..model import ModelConfig
+from ..perf.utilization import seconds_at_utilization
 from ..units import GIB
 from .adapters import Method
 from .flops import FinetuneFlops, dequant_bytes_per_token, finetune_flops_per_token
@@ -244,7 +245,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     n_seq = n_tokens / (setup.seq_len if packing else mean)
     processed = n_seq * setup.seq_len
     flops = finetune_flops_per_token(cfg, setup, causal=True)
-    compute_s = flops.hardware_flops_per_token * processed / (peak * efficiency)
+    compute_s = seconds_at_utilization(flops.hardware_flops_per_token * processed, 1, peak, efficiency)
     bandwidth = gpu.memory_bandwidth_bytes_per_s
     dequant_s = dequant_bytes_per_token(cfg, setup) * processed / bandwidth if bandwidth else 0.0
     link = gpu.interconnect_bytes_per_s

@@ -51,6 +51,7 @@ from ..hardware import GpuSpec, Precision
 from ..memory.settings import DEFAULT_CUDA_CONTEXT_BYTES, FP32_BYTES, HALF_BYTES
 from ..model import Mlp, ModelConfig, Position, count_params
 from ..model.counts import attention_params, mlp_unit_params
+from ..units import SECONDS_PER_HOUR
 from .device import DevicePerf, device_perf
 from .gemm import TILE_SHAPES, gemm_efficiency
 from .ops import Op, OpClass, Phase
@@ -437,7 +438,7 @@ class InferenceEstimate:
         """GPU-hour price over generated tokens per hour, x 1e6 (prefill time included); None without a price."""
         if self.setup.usd_per_gpu_hour is None:
             return None
-        return self.setup.usd_per_gpu_hour / (3600.0 * self.tokens_per_s) * 1e6
+        return self.setup.usd_per_gpu_hour / (SECONDS_PER_HOUR * self.tokens_per_s) * 1e6
 
     def decode_class_seconds(self) -> dict[str, float]:
         """The first decode step by operation class (s)."""

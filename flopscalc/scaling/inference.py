@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import DomainError, UsageError
 from ..flops import FLOPS_PER_MAC
+from ..units import SECONDS_PER_HOUR
 from .allocate import flops_for_loss, optimal
 from .laws import CHINCHILLA_RUNS, FLOPS_PER_PARAM_TOKEN, MASSIVETEXT_VOCAB_SIZE, ParametricLoss, ScalingLaw
 from .validity import range_warnings
@@ -283,11 +284,11 @@ class InferencePrices:
     @property
     def train_usd_per_flop(self) -> float:
         """Dollars per training FLOP delivered: price / (3600 s x peak x MFU)  [S24 code, ``cost_per_flop``]."""
-        return self.train_usd_per_gpu_hour / (3600.0 * self.train_peak_flop_per_s * self.train_mfu)
+        return self.train_usd_per_gpu_hour / (SECONDS_PER_HOUR * self.train_peak_flop_per_s * self.train_mfu)
 
     def usd(self, n_params: float, n_tokens: float, prefill_tokens: float, decode_tokens: float) -> float:
         """Life-cycle dollars: 6ND at the training rate, 2N per prompt and per output token at their MFUs."""
-        inference_usd_per_peak_flop = self.inference_usd_per_gpu_hour / (3600.0 * self.inference_peak_flop_per_s)
+        inference_usd_per_peak_flop = self.inference_usd_per_gpu_hour / (SECONDS_PER_HOUR * self.inference_peak_flop_per_s)
         return (FLOPS_PER_PARAM_TOKEN * n_params * n_tokens * self.train_usd_per_flop
                 + INFERENCE_FLOPS_PER_PARAM_TOKEN * n_params * inference_usd_per_peak_flop
                 * (prefill_tokens / self.prefill_mfu + decode_tokens / self.decode_mfu))  # [S24 code, total_cost]
@@ -298,7 +299,7 @@ class InferencePrices:
         Dividing the dollar objective by the training price per FLOP leaves 6ND + 2N T_eff, so the FLOP optimum
         with T_eff is the dollar optimum [S24 code, ``cost_optimal_train_tokens``].
         """
-        inference_usd_per_peak_flop = self.inference_usd_per_gpu_hour / (3600.0 * self.inference_peak_flop_per_s)
+        inference_usd_per_peak_flop = self.inference_usd_per_gpu_hour / (SECONDS_PER_HOUR * self.inference_peak_flop_per_s)
         return (inference_usd_per_peak_flop * (prefill_tokens / self.prefill_mfu + decode_tokens / self.decode_mfu)
                 / self.train_usd_per_flop)
 
