@@ -18,9 +18,11 @@ def finetune(
     model: Annotated[str | None, typer.Option(
         help="Preset: llama-3.1-8b, mistral-7b, qwen2.5-7b, ... ('flopscalc models').")] = None,
     config: ModelConfigOpt = None,
-    method: Annotated[Method, typer.Option(
-        help="full (every weight), lora (frozen 16-bit base + adapters) or qlora (frozen 4-bit base + adapters).")
-    ] = Method.qlora,
+    method: Annotated[Method | None, typer.Option(
+        help="full (every weight), lora (frozen 16-bit base + adapters) or qlora (frozen 4-bit base + adapters). "
+        "Default: the first of full, lora, qlora that fits at micro-batch 1 (qlora when none does, with its fixes); "
+        "--rank/--targets leave full out, --quant/--double-quant mean qlora.")
+    ] = None,
     rank: Annotated[int | None, typer.Option(help="LoRA rank r (default 16); LoRA and QLoRA only.")] = None,
     targets: Annotated[str | None, typer.Option(
         help="Linears that get adapters: all-linear, or a comma list of q,k,v,o,gate,up,down (default all-linear).")
@@ -57,12 +59,18 @@ def finetune(
     from .errors import UsageError
     from .finetune.adapters import TARGETS, parse_targets
     from .finetune.memory import DEFAULT_RANK, FinetuneSetup
-    from .finetune.plan import plan_finetune
+    from rich.console import Group
+    from rich.text import Text
+
+    from .finetune.plan import METHOD_ORDER, plan_finetune, with_method
     from .hardware import get_gpu
     from .model import resolve_model
     from .report_finetune import finetune_dict, finetune_report
     from .units import parse_count
 
+    auto = method is None
+    if auto:  # first plan at the lightest method the options allow; the cheapest that fits is chosen below
+        method = Method.qlora
     if method is Method.full and (rank is not None or targets is not None):
         raise UsageError("--rank and --targets describe LoRA adapters; full fine-tuning trains every weight: drop "
                          "them or pick --method lora / qlora")
@@ -80,11 +88,37 @@ def finetune(
         micro_batch=micro_batch, seq_len=seq, optimizer=optimizer, paged=paged, bf16_adapters=bf16_adapters,
         recompute="full" if checkpointing else "none")
     mean = parse_count(mean_sequence_tokens, what="--mean-sequence-tokens") if mean_sequence_tokens else None
-    plan = plan_finetune(cfg, setup, get_gpu(gpu, gpu_csv or ()),
-                         n_dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens"), n_epochs=epochs,
-                         packing=packing, mean_sequence_tokens=mean,
-                         efficiency=DEFAULT_MFU if efficiency is None else efficiency, headroom=headroom)
-    emit(finetune_report(plan), finetune_dict(plan), as_json)
+    spec = get_gpu(gpu, gpu_csv or ())
+
+    def planned(s: FinetuneSetup):
+        return plan_finetune(cfg, s, spec, n_dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens"),
+                             n_epochs=epochs, packing=packing, mean_sequence_tokens=mean,
+                             efficiency=DEFAULT_MFU if efficiency is None else efficiency, headroom=headroom)
+
+    # full > lora > qlora in memory, so the first that fits among those the options allow is the answer
+    allowed = ((Method.qlora,) if quant is not None or double_quant is not None else
+               (Method.lora, Method.qlora) if rank is not None or targets is not None else METHOD_ORDER)
+    try:
+        plan = planned(setup)
+    except UsageError:
+        if not (auto and Method.full in allowed):
+            raise
+        allowed = (Method.full,)  # adapters are not modelled for this block (e.g. GPT-2's fused layers)
+        plan = planned(with_method(setup, Method.full))
+    if auto:
+        choice = plan.cheapest_method
+        if choice is not None and choice not in allowed:
+            choice = allowed[0]
+        if choice is not None and choice is not setup.method:
+            plan = planned(with_method(setup, choice))
+    note = None
+    if auto:
+        note = (f"method {plan.setup.method.value}: " + (
+            "adapters are not modelled for this block, so full fine-tuning" if allowed == (Method.full,) else
+            f"the first of {', '.join(m.value for m in allowed)} that fits at micro-batch 1")
+            + " (--method to ask for one)")
+    data = finetune_dict(plan) | {"method_chosen_automatically": auto}
+    emit(finetune_report(plan) if note is None else Group(Text(note), finetune_report(plan)), data, as_json)
 
 
 def register(app: typer.Typer) -> None:

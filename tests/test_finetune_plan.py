@@ -237,3 +237,23 @@ def test_mixture_of_experts_is_full_only_and_says_why():
     plan = plan_finetune(cfg, FinetuneSetup(method="full"), g, n_dataset_tokens=1e7)
     # 46.7B parameters x 16 bytes of AMP states (~700 GiB) exceed any one GPU in the database; no LoRA fix either
     assert not plan.fits and plan.fixes == () and plan.cheapest_method is None
+
+
+@pytest.mark.parametrize("gpu,expected", [("4070ti", "qlora"), ("h100", "lora")])
+def test_without_method_the_plan_names_the_first_method_that_fits(capsys, gpu, expected):
+    """Issue 15: the answer names the cheapest method that fits. Checked against each method asked for by name:
+    every method before the chosen one does not fit at micro-batch 1, the chosen one does."""
+    from flopscalc.cli import run
+
+    base = ["finetune", "--config", "data/configs/llama-3.1-8b.json", "--gpu", gpu, "--dataset-tokens", "50M",
+            "--json"]
+    assert run(base) == 0
+    auto = json.loads(capsys.readouterr().out)
+    assert auto["method_chosen_automatically"] is True
+    assert auto["setup"]["method"] == expected
+    order = ["full", "lora", "qlora"]
+    for m in order[: order.index(expected) + 1]:
+        assert run([*base, "--method", m]) == 0
+        named = json.loads(capsys.readouterr().out)
+        assert named["method_chosen_automatically"] is False
+        assert named["fits"] is (m == expected), m
