@@ -55,13 +55,13 @@ def finetune(
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tuning plan: whether full / LoRA / QLoRA fits, the breakdown, the largest batch and sequence, the time."""
+    from rich.console import Group
+    from rich.text import Text
+
     from .budget import DEFAULT_MFU
     from .errors import UsageError
     from .finetune.adapters import TARGETS, parse_targets
     from .finetune.memory import DEFAULT_RANK, FinetuneSetup
-    from rich.console import Group
-    from rich.text import Text
-
     from .finetune.plan import METHOD_ORDER, plan_finetune, with_method
     from .hardware import get_gpu
     from .model import resolve_model
