@@ -73,12 +73,14 @@ def plan(
     utilization: Annotated[float, typer.Option(
         help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")] = DEFAULT_UTILIZATION,
     mfu: Annotated[Optional[float], typer.Option(
-        help="Hardware efficiency: the MFU (model FLOP/s over peak, while busy) of a step without recomputation; "
-             "recomputation, communication and offload lower each option's MFU, and the plan prints MFU and HFU. "
-             f"(0-1; default {DEFAULT_MFU})"
+        help="Price every option at this constant hardware efficiency (the MFU, model FLOP/s over peak while busy, "
+             "of a step without recomputation) instead of the per-operation step-time model (as 'flopscalc step'), "
+             "which predicts each option's MFU; recomputation, communication and offload lower it. (0-1; default: "
+             f"the per-operation model; {DEFAULT_MFU} where it cannot price: tf32, fp8, no memory bandwidth)"
     )] = None,
     calibration: Annotated[Optional[Path], typer.Option(
-        help="Calibration profile from 'flopscalc calibrate': measured MFU replaces --mfu.")] = None,
+        help="Calibration profile from 'flopscalc calibrate' on this GPU: its fitted device factors price every "
+             "option with the per-operation model (a profile without them: its measured MFU per size).")] = None,
     calibration_any_device: Annotated[bool, typer.Option(
         "--calibration-any-device", help="Apply a --calibration profile measured on another device than --gpu "
         "(refused otherwise); the plan warns that its MFU is borrowed.")] = False,
@@ -115,8 +117,8 @@ def plan(
     as_json: JsonOpt = False,
     layout_search: Annotated[Optional[bool], typer.Option(
         "--layout-search/--no-layout-search", help="Give each model the fastest parallel layout (TP, PP, CP, EP, "
-        "ZeRO, micro-batch, recompute) priced by the per-operation model, or only data-parallel setups at the "
-        "stated efficiency. (default: on beyond one node of 8 GPUs unless --mfu or --calibration is given)")] = None,
+        "ZeRO, micro-batch, recompute) priced by the per-operation model, or only data-parallel setups (priced by "
+        "the same model, or --mfu). (default: on beyond one node of 8 GPUs unless --mfu or --calibration is given)")] = None,
 ) -> None:
     """The best training run for a budget: model, tokens, setup that fits, time, loss, energy and cost."""
     from . import planner

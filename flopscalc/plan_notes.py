@@ -13,6 +13,7 @@ from .offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_genera
 from .parallel import low_efficiency_warning
 from .plan_options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
 from .plan_search import _law_n
+from .plan_speed import HELD_OUT_MEDIAN_ERROR, HELD_OUT_WORST_ERROR, PER_OPERATION
 from .units import GIB, format_count, format_duration
 
 
@@ -87,12 +88,11 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
         Assumption("utilization (duty cycle)", f"{budget.utilization:g}",
                    "default: Llama 3 paper sec. 3.3.4 (>90% effective training time)"
                    if budget.utilization == DEFAULT_UTILIZATION else "given"),
-        Assumption("hardware efficiency", ("per option" if stated is None or mfu_source.startswith("measured")
-                                           else f"{stated:g}")
+        Assumption("hardware efficiency", ("per option" if stated is None else f"{stated:g}")
                    + " = MFU of a step without recompute", mfu_source),
         Assumption("MFU, HFU", "per option: model (MFU) or hardware (HFU) FLOPs / (peak x step time)",
-                   "recomputation runs at the hardware efficiency, so MFU = HFU x model/hardware FLOPs; "
-                   "Korthikanti et al. 2022 sec. 5; PaLM App. B"),
+                   ("recomputation runs at the hardware efficiency, so MFU = HFU x model/hardware FLOPs; "
+                    if stated is not None else "") + "Korthikanti et al. 2022 sec. 5; PaLM App. B"),
         Assumption("FLOPs per token", f"exact matmul count at sequence {seq_len}, forward + 2x backward",
                    "flopscalc.flops (matches PyTorch FlopCounterMode); PaLM App. B convention"),
         Assumption("scaling law", law.name, f"{law.source}; {law.flop_convention}"),
@@ -113,7 +113,8 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
     )
 
 
-def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration, mfu, law=None) -> list[str]:
+def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration, mfu, law=None,
+              time_model=None) -> list[str]:
     out = []
     if law is not None and 0 < rec.n_tokens < math.inf:  # the law far outside its runs, or above a uniform guess
         from .scaling.allocate import predict_loss
@@ -149,7 +150,12 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
     if rec.epochs is not None and rec.epochs > 1:
         out.append(f"the recommended run repeats the dataset {rec.epochs:.1f} times; the loss counts repeated "
                    "tokens as worth less (Muennighoff et al. 2023)")
-    if calibration is None and mfu is None and rec.chosen.layout is None:
+    kind = getattr(time_model, "kind", None)
+    if kind == PER_OPERATION:
+        out.append(f"the step times are predicted by the per-operation model, not measured on this GPU (held-out "
+                   f"error on published runs: median {HELD_OUT_MEDIAN_ERROR:.0%}, worst {HELD_OUT_WORST_ERROR:.0%}): "
+                   "run 'flopscalc calibrate' and pass --calibration to fit it to yours")
+    elif calibration is None and mfu is None and rec.chosen.layout is None:
         out.append("the hardware efficiency (MFU of a step without recomputation) is a stated default, not measured "
                    "on this GPU: run 'flopscalc calibrate' and pass --calibration to use your own")
     if memory_bytes is not None:

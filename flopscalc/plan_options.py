@@ -7,6 +7,7 @@ those that fit. Everything here is a pure function of frozen inputs.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -16,6 +17,7 @@ from .errors import UsageError
 from .flops import Recompute, training_flops_per_token
 from .hardware import GpuSpec, Precision
 from .memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
+from .memory.fit import fits
 from .memory.settings import MEMORY_PRECISION  # re-exported: the planner modules import it from here
 from .model import PRESETS, ModelConfig, count_params
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
@@ -131,46 +133,88 @@ def _per_gpu_batch(cfg: ModelConfig, seq_len: int, n_gpus: int, tokens_per_step:
 @lru_cache(maxsize=1024)  # a pure function; the plan asks again for the same model when it relaxes a constraint
 def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
                  capacity_bytes: float | None = None, efficiency: float | None = None,
-                 tokens_per_step: int | None = None) -> ChosenSetup | None:
+                 tokens_per_step: int | None = None, time_model=None) -> ChosenSetup | None:
     """The fastest setup that fits ``gpu`` (or ``capacity_bytes``), sized to GPT-3's batch (or
     ``tokens_per_step``, rounded down to whole sequences per GPU); or None.
 
-    Every combination of `searched_setups` is timed by `throughput` at ``efficiency`` (the GPU's hardware
-    efficiency, default `budget.DEFAULT_MFU`) and the one with the least time per step (the tokens per step
-    are the same for all) is chosen; setups within TIE_REL of it tie, and the simplest of them wins
-    (`_simplicity`). For one combination the
-    largest micro-batch that fits and divides the per-GPU batch is never slower: compute per step does not
-    depend on it, and a larger last micro-batch hides more communication behind its backward, with fewer
-    accumulation steps to communicate for. So each combination is timed once, at that micro-batch; and as its
-    time at the whole per-GPU batch in one micro-batch is a lower bound, combinations are visited by that bound
-    and the search stops once the bound passes the best time found (plus TIE_REL).
+    Every combination of `searched_setups` is timed by the plan's ``time_model`` (`plan_speed.TimeModel`: the
+    per-operation step-time model, or a constant efficiency), or, without one, by `throughput` at ``efficiency``
+    (the GPU's hardware efficiency, default `budget.DEFAULT_MFU`), and the one with the least time per step (the
+    tokens per step are the same for all) is chosen; setups within TIE_REL of it tie, and the simplest of them
+    wins (`_simplicity`). For one combination the largest micro-batch that fits and divides the per-GPU batch is
+    taken: at a constant efficiency it is never slower (compute per step does not depend on it, and a larger last
+    micro-batch hides more communication behind its backward, with fewer accumulation steps to communicate for).
+    In the per-operation model k times the micro-batch does k times the work per micro-batch at a GEMM efficiency
+    that tile and wave quantization do not lower (ceil(k x) <= k ceil(x)), with weight casts, gradient
+    accumulation and launches once instead of k times; but split-K can: a GEMM with fewer output tiles than SMs
+    is split along k to fill them, and doubling its tiles may end the split (32 of 60 SMs busy instead of 48 of
+    60). So for small models a smaller micro-batch can be a few percent faster (brute force over 40 GPT-2 shapes
+    of 2-24 layers, tests/test_planner_perf.py: at most 5.0%, 4.1% at 12 layers); the search keeps the largest.
+    Each combination is timed once, at that micro-batch; and as its time at the largest micro-batch any setup
+    could fit (or the whole per-GPU batch at a constant efficiency) is a lower bound, combinations are visited by
+    that bound and the search stops once the bound passes the best time found (plus TIE_REL).
     """
     from .budget import DEFAULT_MFU
+    from .plan_speed import STATED, TimeModel, price_setup
 
     eff = DEFAULT_MFU if efficiency is None else efficiency
+    tm = time_model if time_model is not None else TimeModel(STATED, eff)
     target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
                          grad_accum=2)  # accumulation keeps gradients alive through forward: the safe side
     want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
     tokens = want_micro * seq_len * n_gpus
-    bounded = []
-    for flags in searched_setups(n_gpus):
-        whole = replace(base, micro_batch=want_micro, grad_accum=1, **flags)
-        bound = throughput(cfg, whole, tokens, gpu, precision, eff).step_s
-        bounded.append((bound, _simplicity(flags), flags))
-    bounded.sort(key=lambda x: (x[0], x[1]))
+    flag_sets = searched_setups(n_gpus)
+    fits_at: dict[int, int] = {}  # index of the flags -> largest micro-batch that fits (memory searched once)
+
+    def mb_max_of(i: int) -> int:
+        if i not in fits_at:
+            trial = replace(base, **flag_sets[i])
+            whole = estimate_memory(cfg, replace(trial, micro_batch=want_micro))  # the peak grows with it: one
+            fits_at[i] = (want_micro if fits(whole, target, PLAN_MEMORY_HEADROOM).fits  # look when all fits
+                          else max_micro_batch(cfg, trial, target, PLAN_MEMORY_HEADROOM, upper=want_micro))
+        return fits_at[i]
+
+    bound_micro = want_micro
+    if not tm.constant:
+        # Per-operation model: bound at the largest micro-batch any setup could run, not the whole batch, so the
+        # bound is tight. Full recomputation keeps the fewest activations (`_lightest_flags`), so no setup fits a
+        # larger micro-batch than the largest of those; every micro-batch the search can pick divides the lcm of
+        # the batch's divisors up to it, at which the time is no more (see above; split-K aside).
+        light = max(mb_max_of(i) for i, f in enumerate(flag_sets) if f["recompute"] is Recompute.full)
+        if light < 1:
+            return None
+        bound_micro = math.lcm(*(d for d in range(1, light + 1) if want_micro % d == 0))
+
+    def bound_of(flags: dict) -> float:
+        whole = replace(base, micro_batch=bound_micro, grad_accum=want_micro // bound_micro, **flags)
+        return price_setup(cfg, whole, tokens, gpu, precision, tm, eff).step_s
+
+    # Bounds are priced lazily: recomputation only adds work (a second forward, or the attention core again)
+    # and the communication it hides is at most that work, so a setup's bound without recomputation stands for
+    # its bound with it until the search reaches it (which setup wins does not depend on the order of visits)
+    plain = {i: bound_of(f) for i, f in enumerate(flag_sets) if f["recompute"] is Recompute.none}
+    heap = []
+    for i, flags in enumerate(flag_sets):
+        j = next(j for j in plain if flag_sets[j] == {**flags, "recompute": Recompute.none})
+        heapq.heappush(heap, (plain[j], _simplicity(flags), i, j == i))
     timed, fastest = [], math.inf
-    for bound, simple, flags in bounded:
+    while heap:
+        bound, simple, i, exact = heapq.heappop(heap)
         if bound > fastest * (1 + TIE_REL):
             break  # nothing left can be faster, or tie and be simpler
+        flags = flag_sets[i]
+        if not exact:
+            heapq.heappush(heap, (bound_of(flags), simple, i, True))
+            continue
         trial = replace(base, **flags)
-        mb_max = max_micro_batch(cfg, trial, target, PLAN_MEMORY_HEADROOM, upper=want_micro)
+        mb_max = mb_max_of(i)
         if mb_max < 1:
             continue
         # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
         micro = max(d for d in range(1, mb_max + 1) if want_micro % d == 0)
         setup = replace(trial, micro_batch=micro, grad_accum=want_micro // micro)
-        step_s = throughput(cfg, setup, tokens, gpu, precision, eff).step_s
+        step_s = price_setup(cfg, setup, tokens, gpu, precision, tm, eff).step_s
         timed.append((step_s, simple, setup, mb_max))
         fastest = min(fastest, step_s)
     if not timed:
@@ -333,14 +377,14 @@ class BatchGrowth:
 
 def grow_batch(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
                capacity_bytes: float | None, search_efficiency: float, chosen: ChosenSetup, speed: Throughput,
-               loss_nats: float | None, speed_of) -> tuple[ChosenSetup, Throughput, BatchGrowth] | None:
+               loss_nats: float | None, speed_of, time_model=None) -> tuple[ChosenSetup, Throughput, BatchGrowth] | None:
     """The setup at a batch grown to hide communication, or None when the default batch is best.
 
     ``batch_to_hide_comm`` picks default x 2^k within the critical batch at ``loss_nats`` that gives the most
     useful tokens per second; the setup is then searched again at that batch (`choose_setup`: a larger per-GPU
-    batch may allow a larger micro-batch or another ZeRO stage) and timed by ``speed_of(chosen)`` (the plan's
-    `throughput` at the run's efficiency). Kept only if its useful tokens per second (tokens/s x
-    `BatchGrowth.token_value`) beat the default's.
+    batch may allow a larger micro-batch or another ZeRO stage, under the plan's ``time_model``) and timed by
+    ``speed_of(chosen)`` (the plan's time model at the run's efficiency). Kept only if its useful tokens per
+    second (tokens/s x `BatchGrowth.token_value`) beat the default's.
     """
     if n_gpus == 1 or not speed.comm.exposed_s > 0 or loss_nats is None or not loss_nats > 0:
         return None
@@ -352,7 +396,7 @@ def grow_batch(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precis
     if choice.tokens_per_step <= chosen.tokens_per_step:
         return None
     grown = choose_setup(cfg, gpu, n_gpus, seq_len, precision, capacity_bytes, search_efficiency,
-                         choice.tokens_per_step)
+                         choice.tokens_per_step, time_model)
     if grown is None:
         return None
     new = speed_of(grown)

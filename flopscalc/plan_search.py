@@ -26,8 +26,8 @@ from .plan_options import (
     lightest_peak_bytes,
     min_gpus_to_fit,
     nearest_preset,
-    throughput,
 )
+from .plan_speed import PROFILE_MFU, price_setup, time_model_for
 from .scaling.laws import n_for_law as _law_n
 from .units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, format_count
 
@@ -117,6 +117,7 @@ class _Context:
     optimum_loss: float | None = None  # the law's loss at its optimum: the critical batch's when an option has none
     presets: dict | None = None  # name -> ModelConfig: the presets named beside each option (None: GPT-2's)
     cluster: object = None  # layout.Cluster: price layouts with the layout engine (`plan_layout`); None: DP search
+    time_model: object = None  # plan_speed.TimeModel pricing the DP search (None: constant efficiency `mfu`)
 
 
 def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
@@ -141,18 +142,20 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
         return _evaluate_layout(cfg, ctx)
     n = count_params(cfg).total
     b = ctx.budget
-    # the search ranks setups at one efficiency: the stated one, or the profile's at its best micro-batch
-    eff = (ctx.calibration.mfu_for(n, None, ctx.seq_len) if ctx.calibration is not None
+    tm = ctx.time_model or time_model_for(ctx.gpu, b.precision, ctx.mfu, ctx.calibration)
+    # one time model per plan (`plan_speed`): the per-operation model (or its calibrated rates) prices every setup;
+    # a constant efficiency ranks setups at the stated one, or at the profile's MFU at its best micro-batch
+    eff = (ctx.calibration.mfu_for(n, None, ctx.seq_len) if tm.kind == PROFILE_MFU
            else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
-    chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff)
+    chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, None, tm)
     if chosen is None:
         return PlanOption(cfg, n, nearest_preset(n, ctx.presets), None,
                           min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes),
                           None, 0.0, 0.0, None, None, ctx.dataset_tokens)
 
-    def speed_of(c):  # a profile's runs at what it measured at the chosen micro-batch
-        run_eff = ctx.calibration.mfu_for(n, c.setup.micro_batch, ctx.seq_len) if ctx.calibration is not None else eff
-        return throughput(cfg, c.setup, c.tokens_per_step, ctx.gpu, b.precision, run_eff)
+    def speed_of(c):  # a profile's MFU: what it measured at the chosen micro-batch
+        run_eff = ctx.calibration.mfu_for(n, c.setup.micro_batch, ctx.seq_len) if tm.kind == PROFILE_MFU else eff
+        return price_setup(cfg, c.setup, c.tokens_per_step, ctx.gpu, b.precision, tm, run_eff)
 
     speed = speed_of(chosen)
     growth = None
@@ -161,7 +164,7 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
         loss0 = (ctx.target_loss if ctx.kind == "target" else
                  _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0])
         grown = grow_batch(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, chosen, speed,
-                           loss0 if loss0 is not None else ctx.optimum_loss, speed_of)
+                           loss0 if loss0 is not None else ctx.optimum_loss, speed_of, tm)
         if grown is not None:
             chosen, speed, growth = grown
     value = 1.0 if growth is None else growth.token_value

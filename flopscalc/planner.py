@@ -43,6 +43,7 @@ from .plan_search import (
     _recommend,
     _shapes,
 )
+from .plan_speed import DEFAULT_CONSTANT, LAYOUT, STATED, time_model_for, time_model_words
 from .units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 __all__ = [
@@ -90,6 +91,7 @@ class Plan:
     inference_optimum: object = None  # scaling.inference.InferenceAllocation: the life-cycle optimum
     life_cycle: object = None  # scaling.inference.InferenceAllocation: the recommended run vs Chinchilla of its loss
     family: str | None = "gpt2"  # the family shaped (or of the fixed model) whose presets the plan shows; None: none
+    time_model: str = ""  # which model priced every option (`plan_speed`: per-operation, calibrated, stated, ...)
 
     @property
     def params_vs_optimum(self) -> float | None:
@@ -270,6 +272,9 @@ def plan(
         from .layout import cluster_for
 
         cluster = cluster_for(gpu, n_gpus)
+    # one time model per plan: the layout engine's beyond a node, else the per-operation model (`plan_speed`) or
+    # the constant efficiency stated with --mfu (or measured by a profile without fitted factors)
+    tm = None if cluster is not None else time_model_for(gpu, precision, mfu, calibration)
     if kind == "money":
         if usd_per_gpu_hour is not None:
             duration_s = hours_for_budget_usd(budget_usd, n_gpus, usd_per_gpu_hour) * SECONDS_PER_HOUR
@@ -308,7 +313,7 @@ def plan(
         centre = alloc.n_params if ia is None else ia.n_params
         shapes, skipped = ([model], ()) if model is not None else _shapes(law, centre, seq_len, models, sf)
         ctx = _Context(law, gpu, budget, kind, c_model, seq_len, mfu, calibration, dataset_tokens, max_wall_clock_s,
-                       memory_bytes, n_tokens, target_loss, alloc.loss, presets, cluster)
+                       memory_bytes, n_tokens, target_loss, alloc.loss, presets, cluster, tm)
         options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
         rec = _recommend(options, ctx, alloc, ia)
         if kind not in ("time", "money"):
@@ -339,12 +344,7 @@ def plan(
     energy = energy_cost(gpu, n_gpus, rec.train_time_s, utilization, electricity_usd_per_kwh=usd_per_kwh,
                          cloud_usd_per_gpu_hour=usd_per_gpu_hour)
     mfu_source = (time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
-                  if cluster is not None else
-                  f"measured: calibration profile ({calibration.device_name}, {calibration.created[:10]}, torch "
-                  f"{calibration.torch_version}), interpolated per model size" if calibration is not None
-                  else "given" if mfu is not None else
-                  "default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. "
-                  "2022, Table 3)")
+                  if cluster is not None else time_model_words(tm))
     cands = _preset_candidates(options, ctx)
     # with inference tokens the recommendation is not the lowest loss, so "what relaxing buys" would mislead
     binding = _binding(options, rec, ctx) if explain and objective == "loss" and ia is None else ()
@@ -357,14 +357,15 @@ def plan(
     hp, over, life, warmup = _run_notes(rec, law, seq_len, n_gpus, inference_tokens)
     extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
     extra += _family_warnings(sf, skipped, rec, law)
-    stated = None if cluster is not None else stated_mfu  # the per-operation model states no efficiency
+    # the per-operation model (and a profile's MFU per size) states no one efficiency
+    stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
     return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap, stated, rec, sf), law, alloc,
                 options, rec, loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
-                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law)) + extra
+                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law, tm)) + extra
                 + _calibration_warnings(calibration, gpu, options, rec), objective, target_loss, binding,
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,
                 overtraining=over, inference_tokens=inference_tokens, inference_optimum=ia, life_cycle=life,
-                warmup_steps=warmup, family=fam_key)
+                warmup_steps=warmup, family=fam_key, time_model=LAYOUT if tm is None else tm.kind)
 
 
 def _check_inference(law, dataset_tokens, model, models) -> None:

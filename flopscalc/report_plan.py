@@ -111,7 +111,7 @@ def plan_dict(p: Plan) -> dict:
         "gpu": b.gpu.key, "gpu_name": b.gpu.name, "n_gpus": b.n_gpus, "duration_s": b.duration_s,
         "budget_kind": p.budget_kind, "precision": b.precision.value, "utilization": b.utilization, "mfu": b.mfu,
         "hardware_efficiency": p.stated_efficiency,
-        "mfu_source": p.mfu_source, "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu,
+        "mfu_source": p.mfu_source, "time_model": p.time_model, "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu,
         "achieved_flop_per_s": b.achieved_flop_per_s, "peak_flops": b.peak_flops, "busy_flops": b.busy_flops,
         "model_flops": b.model_flops if p.budget_kind != "flops" else a.c_flops,
         "max_wall_clock_s": p.max_wall_clock_s,
