@@ -51,8 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                           "runs.")),
     "plot": ("flopscalc.cli_plot", ("Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, "
                                     "calibration.")),
-    "train": ("flopscalc.cli_train", ("Train the reference GPT-2 on token files (or synthetic tokens); 'prepare' "
-                                      "makes them.")),
+    "train": ("flopscalc.cli_train", ("Train the reference model (GPT-2 or a dense Llama-style block) on token "
+                                      "files (or synthetic tokens); 'prepare' makes them.")),
 }
 
 

@@ -34,7 +34,8 @@ from .flops import Recompute
 
 TORCH_MISSING = "this command needs PyTorch: install the train extra: pip install 'flopscalc[train]'"
 
-train_app = typer.Typer(help="Train the reference GPT-2 on token files (or synthetic tokens); 'prepare' makes them.",
+train_app = typer.Typer(help=("Train the reference model (GPT-2 or a dense Llama-style block) on token "
+                                  "files (or synthetic tokens); 'prepare' makes them."),
                         invoke_without_command=True)
 
 

@@ -79,3 +79,16 @@ def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
     set_rng_state(load_checkpoint(path)["rng"])
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+def test_a_checkpoint_from_before_a_field_was_added_still_resumes(tmp_path):
+    """rope_theta and norm_eps joined ModelConfig after checkpoints existed: a file without them describes a model
+    at their defaults, so it resumes a run at the defaults and is refused for a run that changes them."""
+    from flopscalc.train.checkpoint import shape_of
+
+    payload = _payload(3)
+    old = {k: v for k, v in shape_of(CFG).items() if k not in ("rope_theta", "norm_eps")}
+    path = save_checkpoint(tmp_path / "old.pt", {**payload, "model_config": old})
+    assert load_checkpoint(path, expect_model=CFG)["model_config"] == old
+    with pytest.raises(UsageError, match=r"another model shape \(norm_eps 1e-05 vs 1e-06"):
+        load_checkpoint(path, expect_model=CFG.with_(norm_eps=1e-6))

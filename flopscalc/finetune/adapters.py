@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..errors import UsageError
-from ..model import ModelConfig, Norm, QkNorm
+from ..model import ModelConfig, QkNorm
 
 # The linear layers a LoRA adapter can target, in the order a Llama-style block runs them (peft's names with
 # "_proj" dropped). "all-linear" is peft's shorthand for every linear but the output layer (peft
@@ -77,7 +77,7 @@ def parse_targets(text: str | Iterable[str]) -> tuple[str, ...]:
 
 def check_lora_model(cfg: ModelConfig, targets: tuple[str, ...]) -> None:
     """UsageError unless ``cfg`` has the separate projections the targets name (Llama-style blocks)."""
-    if cfg.is_gpt2_block and cfg.norm is Norm.layernorm:
+    if cfg.is_gpt2_layout:
         raise UsageError(f"{cfg.name} has GPT-2's fused c_attn / c_fc layers; LoRA targets are modelled for "
                          "Llama-style blocks (separate q/k/v/o and gate/up/down); try --config "
                          "data/configs/llama-3.1-8b.json")

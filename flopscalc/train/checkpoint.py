@@ -10,7 +10,7 @@ crash or a full disk leaves the previous checkpoint whole. It is read with
 from __future__ import annotations
 
 import random
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from enum import Enum
 from pathlib import Path
 
@@ -78,13 +78,20 @@ def load_checkpoint(path: str | Path, expect_model: ModelConfig | None = None) -
         raise DomainError(f"checkpoint {path} has version {ckpt.get('version')!r}; this flopscalc reads "
                           f"version {CHECKPOINT_VERSION}")
     if expect_model is not None:
-        saved = ckpt.get("model_config", {})
+        # a field added to ModelConfig after the checkpoint was written (e.g. rope_theta) has its default there
+        saved = shape_of(ModelConfig(**{k: v for k, v in _defaults_of(expect_model).items()})) | ckpt.get(
+            "model_config", {})
         want = shape_of(expect_model)
         diff = [f"{k} {saved.get(k)!r} vs {v!r}" for k, v in want.items() if saved.get(k) != v]
         if diff:
             raise UsageError(f"checkpoint {path} is for another model shape ({'; '.join(diff)}, checkpoint "
                              "vs this run); pass the same model options or a fresh --checkpoint path")
     return ckpt
+
+
+def _defaults_of(cfg: ModelConfig) -> dict:
+    """The required fields of ``cfg`` with every other field at its default."""
+    return {f.name: getattr(cfg, f.name) for f in fields(ModelConfig) if f.default is MISSING}
 
 
 def shape_of(cfg: ModelConfig) -> dict:
