@@ -138,4 +138,4 @@ def time_model_words(tm: TimeModel) -> str:
         return ("default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. 2022, "
                 "Table 3); the per-operation model prices bf16, fp16 and fp32 matmuls on GPUs with a memory "
                 "bandwidth in the database")
-    return "given (--mfu): a constant hardware efficiency instead of the per-operation model"
+    return "given"  # --mfu: the constant the user stated (the JSON's time_model says "stated")
