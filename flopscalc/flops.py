@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
 
-import numpy as np
 
 from .errors import UsageError
 from .model import ModelConfig, count_params
@@ -124,10 +123,12 @@ class TrainingFlops:
         return self.model_flops_per_token + self.recompute_flops_per_token
 
 
-def _check_seq_len(cfg: ModelConfig, seq_len) -> np.ndarray | int:
+def _check_seq_len(cfg: ModelConfig, seq_len):
     """``seq_len`` checked: 1 or more, and within ``block_size`` when a learned position table sets the limit."""
     if seq_len is None:
         return cfg.block_size
+    import numpy as np  # here only: `flopscalc gpus` imports this module and needs no numpy (start-up, issue 18)
+
     arr = np.asarray(seq_len)
     if np.any(arr < 1):
         raise UsageError(f"sequence length {seq_len} must be at least 1 token")

@@ -10,6 +10,7 @@ the same config on the meta device, and the GPT-2 layout against the reference m
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .config import ModelConfig, QkNorm
@@ -143,6 +144,7 @@ def block_params(cfg: ModelConfig) -> int:
     return aw + ab + mlp_params(cfg)[0] + router_params(cfg) + 2 * cfg.norm_params + qk_norm_params(cfg)
 
 
+@functools.lru_cache(maxsize=4096)  # pure and asked ~2,600 times per plan about ~30 frozen configs
 def count_params(cfg: ModelConfig) -> ParamCount:
     """Exact parameter count of ``cfg``, by component.
 
