@@ -18,7 +18,10 @@ from .flops import Recompute, training_flops_per_token
 from .hardware import GpuSpec, Precision
 from .memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
 from .memory.fit import fits
-from .memory.settings import MEMORY_PRECISION  # re-exported: the planner modules import it from here
+from .memory.settings import (  # MEMORY_PRECISION re-exported: the planner modules import it from here
+    MEMORY_PRECISION,
+    grad_wire_bytes_per_param,
+)
 from .model import PRESETS, ModelConfig, count_params
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
 from .parallel import CommEstimate, data_parallel_comm, scaling_efficiency
@@ -337,10 +340,9 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
     compute_s = tokens_per_gpu * flops.hardware_flops_per_token / (peak * mfu)
     backward_s = s.micro_batch * seq_len * flops.backward_flops_per_token / (peak * mfu)  # last micro-batch
     n = _n_params(cfg)
-    mixed_zero = s.precision is not MemoryPrecision.fp32 and (s.zero_stage > 0)
     comm = data_parallel_comm(
         n, s.n_gpus, s.zero_stage, gpu=gpu, backward_s=backward_s,
-        grad_bytes_per_param=2.0 if mixed_zero or s.precision is MemoryPrecision.bf16_pure else 4.0,
+        grad_bytes_per_param=grad_wire_bytes_per_param(s),
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
     )
     return Throughput(compute_s, comm, tokens_per_step, flops.model_flops_per_token,

@@ -51,11 +51,13 @@ ZERO_CASES = [("4070ti", 8, "gpt2-xl"), ("4070ti", 4, "gpt2-large"), ("4070ti", 
               ("h100", 8, "gpt2-xl"), ("a100", 2, "gpt2-xl")]
 
 
-def test_data_parallel_traffic_is_the_zero_papers_volume():
+# Both time models send the same bytes: the per-operation model (the default) and a stated MFU (`--mfu`).
+@pytest.mark.parametrize("mfu", [None, 0.4], ids=["per-operation", "mfu-0.4"])
+def test_data_parallel_traffic_is_the_zero_papers_volume(mfu):
     db = builtin_database()
     stages = set()
     for gpu, n_gpus, model in ZERO_CASES:
-        p = plan(db.get(gpu), n_gpus=n_gpus, model=PRESETS[model], n_tokens=1e10, explain=False)
+        p = plan(db.get(gpu), n_gpus=n_gpus, model=PRESETS[model], n_tokens=1e10, explain=False, mfu=mfu)
         for o in p.options:
             if o.chosen is None:
                 continue

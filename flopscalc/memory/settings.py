@@ -226,3 +226,17 @@ class TrainingSetup:
             out.append("optimizer offload runs the optimizer step on the CPU and moves gradients and weights over "
                        "PCIe every step (ZeRO-Offload, Ren et al. 2021); 'flopscalc plan' puts that time in the step")
         return out
+
+
+def grad_wire_bytes_per_param(setup: TrainingSetup) -> float:
+    """Bytes per parameter of the gradients data parallelism moves (the one rule the planner and step share).
+
+    fp32 training sends fp32 gradients (4); bf16-pure keeps them in bf16 (2). Mixed precision under ZeRO 1-3
+    reduces the fp16/bf16 gradients before the fp32 master update ([1] sec. 7.2.1: 2Ψ per all-reduce, 3Ψ at
+    stage 3), so 2; plain DDP under torch autocast keeps fp32 gradients on fp32 weights ([6]), so 4.
+    """
+    if setup.precision is MemoryPrecision.fp32:
+        return 4.0
+    if setup.precision is MemoryPrecision.bf16_pure or setup.zero_stage > 0:
+        return 2.0
+    return 4.0

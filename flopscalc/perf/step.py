@@ -25,7 +25,7 @@ from functools import lru_cache
 from ..errors import DomainError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
-from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup
+from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup, grad_wire_bytes_per_param
 from ..model import ModelConfig, count_params
 from ..offload import OffloadTime, host_link_bytes_per_s, offload_time
 from ..parallel import CommEstimate, data_parallel_comm
@@ -189,7 +189,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     backward_s = sum(p.total_s for p in priced if p.op.phase in (Phase.backward, Phase.recompute)) / setup.grad_accum
     hide_s = per_micro * setup.grad_accum if setup.zero_stage == 3 else backward_s
     half = setup.precision is not MemoryPrecision.fp32
-    grad_bytes = 2.0 if setup.precision is MemoryPrecision.bf16_pure else 4.0
+    grad_bytes = grad_wire_bytes_per_param(setup)  # ZeRO's 2 bytes under mixed precision, as the planner
     comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, gpu=gpu,
                               backward_s=hide_s, grad_bytes_per_param=grad_bytes,
                               param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum)
