@@ -47,7 +47,10 @@ def _kaplan_b_crit(loss: float) -> float:
 
 @pytest.fixture(scope="module")
 def h100_1024():
-    return plan(get_gpu("h100"), 30 * DAY_S, n_gpus=1024, layout_search=False)  # the data-parallel search
+    # the data-parallel search, at issue 14's constant 40% efficiency (--mfu 0.4), where GPT-3's batch exposes
+    # enough communication (60% scaling efficiency) for the batch to grow; the per-operation model's
+    # recommendation here already scales at ~80% at GPT-3's batch, so there it keeps that batch
+    return plan(get_gpu("h100"), 30 * DAY_S, n_gpus=1024, layout_search=False, mfu=0.4)
 
 
 def test_ring_runs_over_the_gpus_fabric():
@@ -90,7 +93,9 @@ def test_grown_batch_tokens_are_discounted_in_the_loss(h100_1024):
 
 
 def test_json_shows_the_growth(capsys):
-    d = _json(capsys, "plan", "--gpu", "h100", "--n-gpus", "1024", "--days", "30", "--no-layout-search")
+    # --mfu 0.4: the constant-efficiency case whose batch grows (see h100_1024)
+    d = _json(capsys, "plan", "--gpu", "h100", "--n-gpus", "1024", "--days", "30", "--no-layout-search",
+              "--mfu", "0.4")
     g = d["recommended"]["batch_growth"]
     assert g["tokens_per_step"] == d["recommended"]["setup"]["tokens_per_step"] > g["default_tokens_per_step"]
     assert g["tokens_per_step"] <= g["critical_batch_tokens"]
