@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,9 @@ def test_the_text_report_names_the_family_its_presets_and_the_block(capsys, monk
     assert "Options around the optimum, and the Llama 3 presets" in out
     assert "What the budget buys each Llama 3 preset" in out
     assert "GPT-2" not in out and "gpt2" not in out
-    assert "(GQA 32/8, swiglu, rmsnorm, rope)" in out
+    # the recommended width's query heads depend on the time model; the family keeps Llama 3's 8 KV heads
+    # (Dubey et al. 2024, Table 3) and its block
+    assert re.search(r"\(GQA \d+/8, swiglu, rmsnorm, rope\)", out), out
     code, out, err = cli(capsys, "plan", "--model", "mixtral-8x7b", "--gpu", "h100", "--n-gpus", "64", "--days", "30")
     assert code == 0, err
     assert "12.9B active;" in out  # Jiang et al. 2024 sec. 2.1: "13B active parameters"

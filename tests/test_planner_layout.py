@@ -163,7 +163,9 @@ def test_a_model_too_large_for_zero3_fits_through_tensor_and_pipeline_parallelis
 
 def test_one_node_one_gpu_and_a_stated_efficiency_keep_the_data_parallel_search(capsys):
     one = _json(capsys, "plan", "--gpu", "4070ti", "--days", "365")
-    assert "layout" not in one["recommended"] and one["hardware_efficiency"] == 0.4
+    # by default no stated efficiency: the per-operation model prices each option
+    assert "layout" not in one["recommended"] and one["hardware_efficiency"] is None
+    assert one["time_model"] == "per-operation"
     assert plan(get_gpu("4070ti"), 365 * DAY_S).recommended == plan(get_gpu("4070ti"), 365 * DAY_S,
                                                                     layout_search=False).recommended
     node = plan(get_gpu("h100"), 30 * DAY_S, n_gpus=8, model=PRESETS["gpt2-xl"], explain=False)
