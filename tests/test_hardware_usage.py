@@ -86,10 +86,14 @@ def test_known_board_power_energy_is_power_times_busy_time():
     assert e.energy_known and e.facility_energy_kwh == pytest.approx(2 * 285 * 0.5 / 1000)  # 285 W TGP (Ada WP)
 
 
+# The per-operation step model has no TPU figures (it refuses a TPU in one line), so TPU plans state an efficiency
+TPU_MFU = ("--mfu", "0.4")
+
+
 def test_plan_shows_unknown_energy_as_unknown(capsys):
-    code, out, _ = cli(capsys, "plan", "--gpu", "tpu-v5e", "--days", "1", "--json")
+    code, out, _ = cli(capsys, "plan", "--gpu", "tpu-v5e", "--days", "1", *TPU_MFU, "--json")
     assert code == 0 and json.loads(out)["energy"]["facility_energy_kwh"] is None
-    code, out, _ = cli(capsys, "plan", "--gpu", "tpu-v5e", "--days", "1")
+    code, out, _ = cli(capsys, "plan", "--gpu", "tpu-v5e", "--days", "1", *TPU_MFU)
     assert code == 0 and "unknown (no board power" in out and "0 kWh" not in out
 
 
@@ -116,7 +120,7 @@ def test_runs_count_tpu_hours_as_chip_hours(capsys):
 
 
 def test_plan_counts_tpu_time_in_chip_hours(capsys):
-    code, out, _ = cli(capsys, "plan", "--gpu", "tpu-v5e", "--days", "1")
+    code, out, _ = cli(capsys, "plan", "--gpu", "tpu-v5e", "--days", "1", *TPU_MFU)
     energy = next(line for line in out.splitlines() if line.lstrip().startswith("energy"))
     assert code == 0 and "24 chip-hours" in energy and "GPU" not in energy
 

@@ -154,7 +154,9 @@ def test_scaling_loss_prints_no_loss_above_a_uniform_guess(capsys):
 
 def test_tiny_plan_prints_no_loss_worse_than_a_uniform_guess(capsys):
     """`plan --gpu 4070ti --days 0.0001` printed losses of 11-59 nats; none may exceed ln(vocab) now."""
-    assert run(["plan", "--gpu", "4070ti", "--days", "0.0001", "--json"]) == 0
+    # --mfu 0.4: under the per-operation model 8.6 s trains no model a whole optimizer step ('plan' exits 1);
+    # this test is about the loss ceiling of tiny models, which only a constant efficiency still plans
+    assert run(["plan", "--gpu", "4070ti", "--days", "0.0001", "--mfu", "0.4", "--json"]) == 0
     p = _json(capsys)
     ceiling = math.log(32000)  # besiroglu2024, the default law: MassiveText's 32,000 tokens
     losses = [o["loss"] for o in p["options"]]
