@@ -81,6 +81,24 @@ def test_zero_papers_volume_for_each_stage_of_one_setup():
         assert got == pytest.approx(zero_paper_volume_bytes(n, 8, stage, 1), rel=1e-12), stage
 
 
+def test_step_model_sends_the_zero_papers_volume_for_each_stage():
+    # 'flopscalc step' (perf.estimate_step) and the planner share one gradient-bytes rule: at every ZeRO stage the
+    # step model moves the paper's bytes too (it sent 4-byte gradients under ZeRO before)
+    from flopscalc.perf import estimate_step
+
+    gpu, cfg = builtin_database().get("h100"), PRESETS["gpt2-xl"]
+    n = count_params(cfg).total
+    for stage in (0, 1, 2, 3):
+        for accum in (1, 4):
+            setup = TrainingSetup(micro_batch=8, seq_len=1024, precision=MemoryPrecision.bf16_mixed, n_gpus=8,
+                                  zero_stage=stage, grad_accum=accum)
+            got = estimate_step(cfg, setup, gpu).comm.volume_bytes
+            assert got == pytest.approx(zero_paper_volume_bytes(n, 8, stage, accum), rel=1e-12), (stage, accum)
+    # fp32 training all-reduces fp32 gradients under any stage (Rajbhandari et al. 2020 sec. 7.2.1, 2 Psi)
+    fp32 = TrainingSetup(micro_batch=8, seq_len=1024, precision=MemoryPrecision.fp32, n_gpus=8, zero_stage=1)
+    assert estimate_step(cfg, fp32, gpu).comm.volume_bytes == pytest.approx(2 * n * FP32_BYTES * _ring(8), rel=1e-12)
+
+
 def _offload_plan():
     """gpt2-xl on one 12 GiB RTX 4070 Ti: its AdamW states (16 bytes/param, 25 GB) leave the GPU only by offload."""
     return plan(builtin_database().get("4070ti"), model=PRESETS["gpt2-xl"], n_tokens=1e10, explain=False)

@@ -115,7 +115,7 @@ def test_budget_is_linear_in_time_and_gpus_and_tokens_grow_with_days(days, more,
             assert l.chinchilla_time_s == pytest.approx(s.chinchilla_time_s, rel=1e-9)
 
 
-@pytest.mark.parametrize("kwargs", [dict(n_gpus=0), dict(utilization=0), dict(utilization=1.5), dict(mfu=-0.1)])
+@pytest.mark.parametrize("kwargs", [{"n_gpus": 0}, {"utilization": 0}, {"utilization": 1.5}, {"mfu": -0.1}])
 def test_impossible_knobs_are_usage_errors(kwargs):
     with pytest.raises(UsageError):
         plan(get_gpu("4070ti"), YEAR_S, **kwargs)
