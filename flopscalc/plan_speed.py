@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .errors import DomainError
 from .hardware import GpuSpec, Precision
 from .memory import TrainingSetup
 from .model import ModelConfig
@@ -69,6 +70,12 @@ def time_model_for(gpu: GpuSpec, precision: Precision, mfu: float | None, calibr
             return TimeModel(CALIBRATED, profile=calibration)
         return TimeModel(PROFILE_MFU, profile=calibration)
     if Precision(precision) not in per_op_precisions() or gpu.memory_bandwidth_bytes_per_s is None:
+        return TimeModel(DEFAULT_CONSTANT, DEFAULT_MFU)
+    try:
+        from .perf.device import device_perf
+
+        device_perf(gpu)  # TPUs: the per-operation model has no sourced kernel figures for them
+    except DomainError:
         return TimeModel(DEFAULT_CONSTANT, DEFAULT_MFU)
     return TimeModel(PER_OPERATION)
 
@@ -136,6 +143,6 @@ def time_model_words(tm: TimeModel) -> str:
                 "interpolated per model size (the profile has no fitted device factors)")
     if tm.kind == DEFAULT_CONSTANT:
         return ("default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. 2022, "
-                "Table 3); the per-operation model prices bf16, fp16 and fp32 matmuls on GPUs with a memory "
-                "bandwidth in the database")
+                "Table 3); the per-operation model prices bf16, fp16 and fp32 matmuls on GPUs (not TPUs) with a "
+                "memory bandwidth in the database")
     return "given"  # --mfu: the constant the user stated (the JSON's time_model says "stated")

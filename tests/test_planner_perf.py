@@ -250,3 +250,14 @@ def test_at_a_constant_efficiency_no_fitting_setup_is_faster_exactly(cfg: ModelC
         return
     got = price_setup(cfg, chosen.setup, tokens, gpu, Precision.bf16, tm).step_s
     assert got <= best * (1 + TIE_REL) * (1 + 1e-12)
+
+
+def test_a_tpu_plan_falls_back_to_the_default_efficiency_and_says_so(capsys):
+    """The per-operation model has no sourced TPU kernel figures; a TPU plan is still answered, at the stated default
+    efficiency, and names that time model instead of passing it off as a prediction."""
+    from flopscalc.cli import run
+
+    assert run(["plan", "--gpu", "tpu-v5e", "--days", "30", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["time_model"] == "default constant"
+    assert d["hardware_efficiency"] == pytest.approx(0.4)
