@@ -11,6 +11,8 @@ from .allocate import (
                        flops_for_params,
                        optimal,
                        optimal_data_constrained,
+                       predict_loss,
+                       tokens_for_loss,
 )
 from .hyperparams import Hyperparameters, Schedule, recommend_hyperparameters
 from .inference import (
@@ -22,6 +24,7 @@ from .inference import (
                        overtraining_note,
 )
 from .laws import BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, PowerLawAllocation, ScalingLaw
+from .validity import range_warnings
 
 __all__ = [
                        "BUILTIN_LAWS",
