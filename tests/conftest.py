@@ -90,3 +90,21 @@ def measure_flops(cfg, batch: int, seq: int, *, backward: bool = True, recompute
 # torch.compile's CPU backend (inductor) builds C++ kernels: it needs a compiler, which every CI machine has
 needs_cxx = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
                                reason="torch.compile on CPU needs a C++ compiler (g++ or clang++)")
+
+
+def cli(capsys, *argv):
+    """Run the real CLI (`flopscalc.cli.run`) in-process: (exit code, stdout, stderr)."""
+    from flopscalc.cli import run
+
+    code = run(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli_json(capsys, *argv):
+    """The command's ``--json`` output, parsed; the command must succeed."""
+    import json
+
+    code, out, err = cli(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)

@@ -9,23 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from flopscalc.cli import run
+from conftest import cli, cli_json
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA = str(ROOT / "data" / "configs" / "llama-3.1-8b.json")
-
-
-def cli(capsys, *argv):
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def cli_json(capsys, *argv):
-    code, out, err = cli(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_llama_file_prints_the_published_count_and_equals_flop_counter_at_full_size(capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -11,22 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from flopscalc.cli import run
+from conftest import cli, cli_json
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(capsys, *argv):
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def cli_json(capsys, *argv):
-    code, out, err = cli(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_main_job_prints_budget_candidates_and_sources(capsys):

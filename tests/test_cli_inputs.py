@@ -16,6 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 from flopscalc.cli import app, run
 
@@ -26,12 +27,6 @@ RUNS_CSV = "n_params,n_tokens,loss\n" + "\n".join(
     for n in (1e8, 3e8, 1e9, 3e9) for d in (2e9, 2e10, 2e11))
 # A GPU row of the user's own, in the columns of data/gpu_specs.csv.
 GPU_CSV = "key,name,memory_gib,bf16_tflop_per_s,source\nmy-card,My Card,24,100,my own benchmark\n"
-
-
-def cli(capsys, *argv):
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(err: str) -> str:

@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import cli
 
 from flopscalc.budget import DEFAULT_PRECISION
-from flopscalc.cli import run
 from flopscalc.costs import energy_cost
 from flopscalc.errors import DomainError, UsageError
 from flopscalc.hardware import Precision, builtin_database, get_gpu, load_database, training_precision
-
-
-def cli(capsys, *argv):
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 # ------------------------------------------------------------------ precision: fp16 where there is no BF16
 

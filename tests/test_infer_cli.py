@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
-from flopscalc.cli import run
+from conftest import cli
 
 DEFAULTS = {"--gpu": "h100", "--model": "llama-3.1-8b", "--context": "2048", "--batch": "8", "--gen": "64"}
 
@@ -17,12 +16,6 @@ def argv_with(*extra):
     """The base command with ``extra`` options, an option given in ``extra`` replacing its default."""
     base = [x for k, v in DEFAULTS.items() if k not in extra for x in (k, v)]
     return ("infer", *base, *extra)
-
-
-def cli(capsys, *argv):
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def infer_json(capsys, *extra):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 from flopscalc.cli import run
 
@@ -18,12 +19,6 @@ def argv_with(*extra):
     given = set(extra[::1])
     base = [x for k, v in DEFAULTS.items() if k not in given for x in (k, v)]
     return ("step", *base, *extra)
-
-
-def cli(capsys, *argv):
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def step_json(capsys, *extra):

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import cli, cli_json
 
 from flopscalc.cli import run
 
@@ -18,18 +19,6 @@ LLAMA = str(ROOT / "data" / "configs" / "llama-3.1-8b.json")
 QWEN_MOE = str(ROOT / "data" / "configs" / "qwen1.5-moe-a2.7b.json")
 H100_8_30D = ("--gpu", "h100", "--n-gpus", "8", "--days", "30")
 LLAMA_PRESETS = {"llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b"}
-
-
-def cli(capsys, *argv):
-    code = run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def cli_json(capsys, *argv):
-    code, out, err = cli(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 @pytest.fixture(scope="module")

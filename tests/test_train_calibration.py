@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
+from flopscalc.atomic import write_text_atomic
 from flopscalc.calibration import (
     CalibrationPoint,
     CalibrationProfile,
     load_profile,
     save_profile,
 )
-from flopscalc.atomic import write_text_atomic
 from flopscalc.errors import DomainError, UsageError
 from flopscalc.model import ModelConfig
 
