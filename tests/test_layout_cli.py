@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from flopscalc.cli import run
 from flopscalc.hardware import get_gpu
@@ -63,11 +62,10 @@ def test_contradictions_are_refused(capsys):
     assert "Traceback" not in err
 
 
-def test_search_for_1024_gpus_is_fast():
+def test_search_for_1024_gpus_finds_a_layout_that_fits():
+    # its speed (0.18 s here) is a benchmark figure, not a test: benchmarks/bench_layout_search.py
     cfg, gpu = get_preset("llama-3.1-70b"), get_gpu("h100")
-    t0 = time.perf_counter()
     r = search_layouts(cfg, cluster_for(gpu, 1024), 8192, 1024)
-    assert time.perf_counter() - t0 < 1.0  # observed 0.18 s on the shared 2-core box (benchmarks/)
     assert r.best.memory.total <= gpu.memory_bytes
 
 
