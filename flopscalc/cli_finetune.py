@@ -49,7 +49,7 @@ def finetune(
     checkpointing: Annotated[bool, typer.Option(
         "--checkpointing/--no-checkpointing", help="Gradient checkpointing, one checkpoint per layer.")] = True,
     efficiency: Annotated[float | None, typer.Option(
-        help="Fraction of the GPU's 16-bit peak the matmuls reach (default 0.40, the planner's --mfu).")] = None,
+        help="Stated fraction of the 16-bit peak (constant time model); default: per-operation model.")] = None,
     headroom: Annotated[float, typer.Option(help="Share of GPU memory to keep free (0-1).")] = 0.0,
     gpu_csv: GpuCsvOpt = None,
     as_json: JsonOpt = False,
@@ -58,7 +58,6 @@ def finetune(
     from rich.console import Group
     from rich.text import Text
 
-    from .budget import DEFAULT_MFU
     from .errors import UsageError
     from .finetune.adapters import TARGETS, parse_targets
     from .finetune.memory import DEFAULT_RANK, FinetuneSetup
@@ -93,7 +92,7 @@ def finetune(
     def planned(s: FinetuneSetup):
         return plan_finetune(cfg, s, spec, n_dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens"),
                              n_epochs=epochs, packing=packing, mean_sequence_tokens=mean,
-                             efficiency=DEFAULT_MFU if efficiency is None else efficiency, headroom=headroom)
+                             efficiency=efficiency, headroom=headroom)
 
     # full > lora > qlora in memory, so the first that fits among those the options allow is the answer
     allowed = ((Method.qlora,) if quant is not None or double_quant is not None else

@@ -88,7 +88,7 @@ def finetune_report(p: FinetunePlan) -> Group:
             f"epochs ({format_count(p.processed_tokens)} processed, {pad}; {format_flops(p.total_flops)}): compute "
             f"{format_duration(p.compute_s)}" + (f", dequantization {format_duration(p.dequant_s)}" if p.dequant_s
                                                  else "")
-            + (f", paging {format_duration(p.spill_s)}" if p.spill_s else "")))
+            + (f", paging {format_duration(p.spill_s)}" if p.spill_s else "") + f" [{p.time_model} time model]"))
     if p.fixes:
         t = Table(title="Changes that make it fit (least disruptive first)", title_justify="left",
                   box=box.SIMPLE_HEAD)
@@ -126,7 +126,7 @@ def finetune_dict(p: FinetunePlan) -> dict:
         "flops_per_token": {"base_forward": p.flops.base_forward, "adapter_forward": p.flops.adapter_forward,
                             "backward": p.flops.backward, "recompute": p.flops.recompute},
         "total_flops": p.total_flops, "efficiency": p.efficiency, "peak_flop_per_s": p.peak_flop_per_s,
-        "compute_s": p.compute_s, "dequant_s": p.dequant_s, "spill_s": p.spill_s, "time_s": p.time_s,
+        "time_model": p.time_model, "compute_s": p.compute_s, "dequant_s": p.dequant_s, "spill_s": p.spill_s, "time_s": p.time_s,
         "fixes": [{"changes": list(f.changes), "cost": f.cost, "peak_bytes": f.peak_bytes, "gpu": f.gpu}
                   for f in p.fixes],
         "notes": list(p.notes),

@@ -1,9 +1,11 @@
 """A fine-tuning plan on one GPU: does it fit, the largest micro-batch and sequence, the time, and ranked fixes.
 
-Time is priced as FLOPs over the GPU's 16-bit peak times the planner's stated hardware efficiency
-(`flopscalc.budget.DEFAULT_MFU`, or ``efficiency``), plus QLoRA's dequantization bytes over the memory bandwidth
-and, when a paged optimizer spills, the spilled state over the host link twice per optimizer step. The
-per-operation performance model (``flopscalc.perf``) does not price adapters or 4-bit matmuls, so it is not used.
+Time ("per-operation", the default): the step's operations (`perf.finetune_ops`: the base model's ops without
+frozen weight gradients, plus adapter GEMMs and QLoRA's dequantizations) priced as `perf.step.estimate_step`
+prices its own (`perf.step.price_ops`), times micro-batch steps. Time ("stated", ``efficiency`` given, or a GPU
+the per-operation model does not price): FLOPs over the GPU's 16-bit peak times that efficiency
+(`flopscalc.budget.DEFAULT_MFU` on fallback), plus QLoRA's dequantization bytes over the memory bandwidth.
+Either way, when a paged optimizer spills, the spilled state crosses the host link twice per optimizer step.
 The attention core is priced with causal pairs (fused kernels skip masked blocks; ``flopscalc.flops``).
 """
 
@@ -75,12 +77,13 @@ class FinetunePlan:
     compute_s: float
     dequant_s: float
     spill_s: float
-    efficiency: float
+    efficiency: float | None  # the stated fraction of peak; None when the per-operation model priced the time
     peak_flop_per_s: float
     fixes: tuple[Fix, ...]
     cheapest_method: Method | None  # first of full, LoRA, QLoRA that fits with the other settings as given
     assumptions: tuple[Assumption, ...]
     notes: tuple[str, ...]
+    time_model: str = "stated"  # "per-operation" (perf.finetune_ops) or "stated" (FLOPs / (peak x efficiency))
 
     @property
     def padding_fraction(self) -> float:
@@ -191,7 +194,7 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
 
 def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dataset_tokens: float,
                   n_epochs: float = 1.0, packing: bool = False, mean_sequence_tokens: float | None = None,
-                  efficiency: float = DEFAULT_MFU, headroom: float = 0.0) -> FinetunePlan:
+                  efficiency: float | None = None, headroom: float = 0.0) -> FinetunePlan:
     """The fine-tuning plan of ``cfg`` on ``gpu`` for a dataset of ``n_dataset_tokens`` tokens, ``n_epochs`` times.
 
     Parameters
@@ -205,8 +208,9 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     mean_sequence_tokens : float, optional
         Padded sequences: the mean example length (tokens); each example is one sequence padded to ``seq_len``,
         so the padding fraction is 1 - mean / seq_len. Default: ``seq_len`` (no padding), stated as a note.
-    efficiency : float
-        Hardware efficiency while computing, the fraction of the 16-bit peak the matmuls reach.
+    efficiency : float, optional
+        Stated hardware efficiency, the fraction of the 16-bit peak the matmuls reach: prices the time as
+        FLOPs / (peak x efficiency). Default: the per-operation model (``DEFAULT_MFU`` on a GPU it cannot price).
     headroom : float
         Share of GPU memory to keep free (0-1).
     """
@@ -214,7 +218,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
         raise UsageError(f"dataset tokens must be positive, got {n_dataset_tokens:g}; try --dataset-tokens 50M")
     if not n_epochs > 0:
         raise UsageError(f"epochs must be positive, got {n_epochs:g}; try --epochs 3")
-    if not 0 < efficiency <= 1:
+    if efficiency is not None and not 0 < efficiency <= 1:
         raise UsageError(f"efficiency must be a fraction in (0, 1], got {efficiency!r}; try {DEFAULT_MFU}")
     if not 0 <= headroom < 1:
         raise UsageError(f"headroom must be a fraction in [0, 1), got {headroom!r}")
@@ -245,20 +249,32 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     n_seq = n_tokens / (setup.seq_len if packing else mean)
     processed = n_seq * setup.seq_len
     flops = finetune_flops_per_token(cfg, setup, causal=True)
-    compute_s = seconds_at_utilization(flops.hardware_flops_per_token * processed, 1, peak, efficiency)
-    bandwidth = gpu.memory_bandwidth_bytes_per_s
-    dequant_s = dequant_bytes_per_token(cfg, setup) * processed / bandwidth if bandwidth else 0.0
-    link = gpu.interconnect_bytes_per_s
     steps = n_seq / setup.micro_batch
+    priced = None
+    if efficiency is None:
+        priced, note = _per_operation(cfg, setup, gpu)
+        if note:
+            notes.append(note)
+    if priced is not None:
+        dequant_s = steps * sum(p.total_s for p in priced if p.op.name.startswith("dequantize"))
+        compute_s = steps * sum(p.total_s for p in priced) - dequant_s
+    else:
+        efficiency = DEFAULT_MFU if efficiency is None else efficiency
+        compute_s = seconds_at_utilization(flops.hardware_flops_per_token * processed, 1, peak, efficiency)
+        bandwidth = gpu.memory_bandwidth_bytes_per_s
+        dequant_s = dequant_bytes_per_token(cfg, setup) * processed / bandwidth if bandwidth else 0.0
+    link = gpu.interconnect_bytes_per_s
     spill_s = 2 * spill * steps / link if (spill and link) else 0.0  # paged out and back every optimizer step
     if spill:
         notes.append(f"the paged optimizer keeps {spill / GIB:.2f} GiB of optimizer state in CPU memory and pages "
                      "it over the host link each step")
     cheapest = cheapest_method(cfg, setup, usable)
     assumptions = (
-        Assumption("time", f"FLOPs / ({precision.value} peak x {efficiency:.0%})",
-                   "budget.DEFAULT_MFU (Llama 3 405B: 38-43% MFU, Dubey et al. 2024, Table 4); perf/ does not "
-                   "price adapters or 4-bit matmuls"),
+        Assumption("time", "per-operation: each op of the step (perf.finetune_ops) priced by perf.step's roofline "
+                   "and GEMM model; unvalidated against a measured fine-tuning run", "docs/performance_model.md")
+        if priced is not None else
+        Assumption("time", f"stated: FLOPs / ({precision.value} peak x {efficiency:.0%})",
+                   "--efficiency, or budget.DEFAULT_MFU (Llama 3 405B: 38-43% MFU, Dubey et al. 2024, Table 4)"),
         Assumption("dequantization", "stored 4-bit weight read + bf16 weight written per forward, input gradient "
                    "and recomputed forward, at the datasheet bandwidth", "bitsandbytes MatMul4Bit"),
         Assumption("frozen base", "input gradients only; adapters fp32, bf16 compute under autocast",
@@ -275,4 +291,22 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
         mean_sequence_tokens=mean, n_sequences=n_seq, processed_tokens=processed, flops=flops,
         compute_s=compute_s, dequant_s=dequant_s, spill_s=spill_s, efficiency=efficiency, peak_flop_per_s=peak,
         fixes=suggest_fixes(cfg, setup, gpu, usable, headroom=headroom), cheapest_method=cheapest,
-        assumptions=assumptions, notes=tuple(notes))
+        assumptions=assumptions, notes=tuple(notes), time_model="per-operation" if priced is not None else "stated")
+
+
+def _per_operation(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec):
+    """(priced ops of one micro-batch step, None), or (None, why) when the per-operation model cannot price ``gpu``."""
+    from ..errors import DomainError
+    from ..perf.device import device_perf
+    from ..perf.finetune_ops import finetune_step_ops, training_setup
+    from ..perf.step import price_ops
+
+    try:
+        device_perf(gpu)  # TPUs: no sourced kernel figures
+        if gpu.memory_bandwidth_bytes_per_s is None:
+            raise DomainError(f"{gpu.name} has no memory bandwidth in the GPU database")
+    except DomainError as e:
+        return None, (f"time at the stated {DEFAULT_MFU:.0%} of peak: the per-operation model cannot price this "
+                      f"device ({e})")
+    ops = finetune_step_ops(cfg, setup, flash=True)
+    return price_ops(ops, gpu, training_setup(setup).precision), None

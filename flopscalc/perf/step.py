@@ -147,6 +147,18 @@ def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: fl
     return PricedOp(op, eff, seconds, bound)
 
 
+def price_ops(ops, gpu: GpuSpec, precision: MemoryPrecision, options: StepOptions | None = None, *,
+              device: DevicePerf | None = None) -> tuple[PricedOp, ...]:
+    """Price ``ops`` on ``gpu`` as `estimate_step` prices its own (for op lists built elsewhere: fine-tuning)."""
+    options = options or StepOptions()
+    if gpu.memory_bandwidth_bytes_per_s is None:
+        raise DomainError(f"{gpu.name} has no memory bandwidth in the GPU database; the step-time model "
+                          "needs it for memory-bound kernels (add memory_bandwidth_gb_per_s with --gpu-csv)")
+    dev = device or device_perf(gpu)
+    peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
+    return tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained) for op in ops)
+
+
 def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
     """(model, hardware) FLOPs per token: causal model FLOPs; executed FLOPs with every recomputation."""
     return _flops_per_token_of(cfg, setup.seq_len or cfg.block_size, setup.recompute, setup.flash)
@@ -213,4 +225,5 @@ __all__ = [
     "StepEstimate",
     "constant_mfu_tokens_per_s_per_gpu",
     "estimate_step",
+    "price_ops",
 ]
