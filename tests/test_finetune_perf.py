@@ -7,13 +7,12 @@ exactly, plus FlashAttention's documented backward re-computation of S = Q K^T (
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from flopscalc.finetune.adapters import Method, Quant, nf4_bytes, quantized_bytes
+from flopscalc.finetune.adapters import Method, Quant, nf4_bytes
 from flopscalc.finetune.flops import dequant_bytes_per_token, finetune_flops_per_token
 from flopscalc.finetune.memory import FinetuneSetup
 from flopscalc.finetune.plan import plan_finetune
@@ -62,6 +61,16 @@ def test_op_flops_equal_finetune_flops_exactly(llama, method, targets, rank, rec
     assert got == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("name", ["qwen2.5-7b.json", "gemma-7b.json", "mistral-7b-v0.1.json"])
+@pytest.mark.parametrize("recompute", [Recompute.none, Recompute.full])
+def test_op_flops_exact_on_other_families(name, recompute):
+    cfg = read_hf_config(str(ROOT / "data" / "configs" / name))
+    setup = FinetuneSetup(method=Method.lora, rank=8, targets=("v", "o", "down"), micro_batch=1, seq_len=128,
+                          recompute=recompute)
+    expected = finetune_flops_per_token(cfg, setup, causal=False).hardware_flops_per_token * 128
+    assert _sum_flops(finetune_step_ops(cfg, setup, flash=False)) == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("recompute", [Recompute.none, Recompute.full])
 def test_full_finetune_is_the_pretraining_step(llama, recompute):
     setup = FinetuneSetup(method=Method.full, micro_batch=1, seq_len=512, recompute=recompute)
@@ -96,7 +105,6 @@ def test_nf4_dequant_op_reads_half_a_byte_and_writes_two_per_weight(llama):
     n = llama.n_embd * llama.d_attn
     assert op.bytes_moved == nf4_bytes(n) + 2 * n
     assert 2.5 * n < op.bytes_moved < 2.6 * n
-    assert quantized_bytes(llama, Quant.nf4)[0] > 0
 
 
 def test_optimizer_runs_over_adapters_only(llama):
@@ -161,4 +169,4 @@ def test_done_when_command_reports_time_model(capsys):
     assert out["time_model"] == "per-operation"
     assert out["fits"] is True
     assert out["time_s"] > 0
-    _ = json.dumps(out)
+    assert out["efficiency"] is None

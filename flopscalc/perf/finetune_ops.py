@@ -109,7 +109,7 @@ def finetune_step_ops(cfg: ModelConfig, setup, options: StepOptions | None = Non
         elif op.phase is Phase.backward and op.op_class is OpClass.attention or op.name.startswith(
                 ("repeat_kv bwd", "attn softmax bwd", "attn dropout bwd")):
             ops += [x for f, n in flows if (x := _scaled(op, n, _core_share(op, f, flash_scores)))]
-        elif op.name == "lm head dgrad" and not later.stream_out:
+        elif op.name == "lm head dgrad" and not (later if L > 1 else first).stream_out:
             continue
         elif op.name == "autocast weight casts":  # the bf16 base (LoRA) needs no cast; 4-bit is dequantized
             ops += _frozen_base_casts(cfg, setup, op)
