@@ -34,7 +34,6 @@ import argparse
 import json
 import resource
 import subprocess
-import tempfile
 import time
 
 import numpy as np
@@ -187,11 +186,9 @@ def main() -> None:
         "sizes": rows,
         "memory_probe_full_grid": probe,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(f.name, args.out)
+    from flopscalc.atomic import write_text_atomic
+
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(_conditions.summary(cond))
     print(f"wrote {args.out}")
 

@@ -13,6 +13,7 @@ import platform
 import time
 from pathlib import Path
 
+from flopscalc.atomic import write_text_atomic
 from flopscalc.hardware import get_gpu
 from flopscalc.layout import cluster_for
 from flopscalc.layout.search import search_layouts
@@ -39,7 +40,7 @@ def main() -> None:
     out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
            "python": platform.python_version(), "model": cfg.name, "gpu": gpu.name, "rows": rows}
     path = Path(__file__).parent / "results" / "layout_search.json"
-    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ _conditions.pin_threads(1)  # one BLAS thread, set before numpy loads; the fit's
 
 import numpy as np
 
+from flopscalc.atomic import write_text_atomic
 from flopscalc.scaling.fit import bootstrap_approach3, fit_approach3
 from flopscalc.scaling.laws import BESIROGLU2024
 from flopscalc.scaling.optimize import DEFAULT_THREADS
@@ -94,10 +94,7 @@ def main() -> None:
         "coverage": {"draws": args.coverage_draws, "resamples": 100, "grid": "small (32 starts)", "runs": 150,
                      "nominal": 0.95, "observed": float(np.mean(hits)), "seconds": cov_s},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(args.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"fit (4,500 starts, {args.runs} runs): median {result['fit_s']['median']:.2f} s wall, "
           f"{result['fit_s']['cpu_s_median']:.2f} s CPU (target 2 s)")
     print(f"bootstrap ({args.bootstrap} resamples x {boot.starts_per_sample} warm starts): {boot_s:.1f} s (target 60 s)")

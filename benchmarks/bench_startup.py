@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _conditions
 
+from flopscalc.atomic import write_text_atomic
+
 BASELINE = "python -c 'import numpy'"
 FLOPSCALC = [sys.executable, "-m", "flopscalc"]
 CASES = {
@@ -112,11 +114,7 @@ def _report(args: argparse.Namespace, cond: dict, times: dict[str, list[float]],
         "met": {name: ratios[name] <= t for name, t in TARGETS.items()},
         "all_s": times,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(f.name, args.out)
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
