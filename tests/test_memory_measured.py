@@ -55,13 +55,23 @@ def _is_param_cast(t) -> bool:
 
 def measure(cfg, batch, seq, *, precision, recompute, flash, monkeypatch) -> dict:
     """Run one forward/backward of the reference module on CPU and count bytes (see module docstring)."""
+    import flopscalc.train.model as ref
+
+    torch.manual_seed(0)
+    model = ref.GPT(cfg, attention="sdpa" if flash else "math", recompute=recompute.value)
+    return measure_model(model, batch, seq, precision=precision, monkeypatch=monkeypatch)
+
+
+def measure_model(model, batch, seq, *, precision, monkeypatch) -> dict:
+    """Bytes of every distinct storage autograd saves (and non-reentrant checkpoint keeps) in one forward +
+    backward of ``model`` (a `flopscalc.train.model` module) on random tokens, of the weight copies autocast
+    makes, and of the logits; the model (cast to bf16 in pure bf16) under "model"."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.checkpoint import checkpoint as real_checkpoint
 
     import flopscalc.train.model as ref
 
-    torch.manual_seed(0)
-    model = ref.GPT(cfg, attention="sdpa" if flash else "math", recompute=recompute.value)
+    cfg = model.cfg
     if precision is MemoryPrecision.bf16_pure:
         model = model.to(torch.bfloat16)
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}

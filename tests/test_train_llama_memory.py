@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 from flopscalc.flops import Recompute
 from flopscalc.memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
 from flopscalc.model import ModelConfig
-from tests.test_memory_measured import EXACT, _is_param_cast
+from tests.test_memory_measured import EXACT, _storages, measure_model
 from tests.test_train_llama import FAMILIES
 
 BATCH, SEQ = 2, 16
@@ -38,56 +38,13 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.skipif(not EXACT, reason="the named difference is torch 2.13's CPU rms_norm")]
 
 
-def measure(cfg, precision, recompute, attention, monkeypatch) -> dict[str, int]:
-    """Bytes of every distinct storage autograd saves (and checkpoint keeps) in one forward + backward, of the
-    weight copies autocast makes, and of the logits (as tests/test_memory_measured.py counts them)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils.checkpoint import checkpoint as real_checkpoint
-
+def measure(cfg, precision, recompute, attention, monkeypatch) -> dict:
+    """Saved, weight-copy and logits bytes of one forward + backward (tests/test_memory_measured.measure_model)."""
     import flopscalc.train.model as ref
 
     torch.manual_seed(0)
     model = ref.build_model(cfg, attention=attention, recompute=recompute.value)
-    if precision is MemoryPrecision.bf16_pure:
-        model = model.to(torch.bfloat16)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def note(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params and not _is_param_cast(t):
-            saved[s.data_ptr()] = s.nbytes()
-
-    def pack(t):
-        note(t)
-        return t
-
-    kept = []
-
-    def checkpoint(fn, *args, **kwargs):  # the inputs non-reentrant checkpoint keeps alive
-        kept.extend(a for a in args if torch.is_tensor(a))
-        return real_checkpoint(fn, *args, **kwargs)
-
-    casts: dict[int, int] = {}
-
-    class CastCache(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            if func is torch.ops.aten._to_copy.default and args[0].untyped_storage().data_ptr() in params:
-                casts[out.untyped_storage().data_ptr()] = out.untyped_storage().nbytes()
-            return out
-
-    monkeypatch.setattr(ref, "checkpoint", checkpoint)
-    idx = torch.randint(0, cfg.vocab_size, (BATCH, SEQ))
-    targets = torch.randint(0, cfg.vocab_size, (BATCH, SEQ))
-    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), CastCache(),
-          torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.mixed)):
-        logits, loss = model(idx, targets)
-    for t in kept:
-        note(t)
-    loss.backward()
-    return {"activations": sum(saved.values()), "weight_copies": sum(casts.values()),
-            "logits": logits.untyped_storage().nbytes()}
+    return measure_model(model, BATCH, SEQ, precision=precision, monkeypatch=monkeypatch)
 
 
 # an RMSNorm parallel block (no family has one; the CPU composite's per-norm upcast in pure bf16 is not shared)
@@ -125,13 +82,6 @@ def test_cpu_and_gpu_differ_by_the_composite_rms_norm_only(monkeypatch):
     gpu = estimate_memory(llama, TrainingSetup(micro_batch=BATCH, seq_len=SEQ, precision="fp32"))
     got = measure(llama, MemoryPrecision.fp32, Recompute.none, "sdpa", monkeypatch)
     assert got["activations"] - gpu.activations.total == extra
-
-
-def _storages(tensors) -> int:
-    seen = {}
-    for t in tensors:
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-    return sum(seen.values())
 
 
 # GPT-2's GELU/LayerNorm block in a layout GPT does not build (Decoder holds q, k, v apart): RoPE, a QKV-only bias off
