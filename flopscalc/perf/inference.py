@@ -55,8 +55,7 @@ from ..units import SECONDS_PER_HOUR
 from .device import DevicePerf, device_perf
 from .gemm import TILE_SHAPES, gemm_efficiency
 from .ops import Op, OpClass, Phase
-from .roofline import roofline_s
-from .step import PricedOp
+from .step import PricedOp, priced_at
 
 # K and V: two cached tensors per layer ([1] sec. 2).
 KV_TENSORS = 2
@@ -471,13 +470,8 @@ def price_op(op: Op, dev: DevicePerf, peak_flop_per_s: float, bandwidth_bytes_pe
 
     ``gemm_bandwidth_fraction`` slows the GEMMs' memory traffic (a dequantizing kernel's, fitted); 1 otherwise.
     """
-    eff = op_efficiency(op, dev)
     share = gemm_bandwidth_fraction if op.gemm_shape is not None else 1.0
-    rate, bw = peak_flop_per_s * eff, bandwidth_bytes_per_s * dev.mem_bandwidth_fraction * share
-    floor_s = op.kernels * dev.kernel_min_s
-    compute_s, memory_s = op.flops / rate, op.bytes_moved / bw
-    bound = "launch" if floor_s > max(compute_s, memory_s) else ("compute" if compute_s >= memory_s else "memory")
-    return PricedOp(op, eff, float(roofline_s(op.flops, op.bytes_moved, rate, bw, min_s=floor_s)), bound)
+    return priced_at(op, dev, op_efficiency(op, dev), peak_flop_per_s, bandwidth_bytes_per_s, bandwidth_share=share)
 
 
 def _priced(ops, dev, peak, bandwidth, share) -> tuple[PricedOp, ...]:

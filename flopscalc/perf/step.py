@@ -137,13 +137,22 @@ def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: fl
                                          else 1.0)
     else:
         eff = 1.0  # no arithmetic worth pricing: memory-bound
-    compute_s = op.flops / (peak * eff)
-    memory_s = op.bytes_moved / (bandwidth * dev.mem_bandwidth_fraction)
+    return priced_at(op, dev, eff, peak, bandwidth, sustained=sustained)
+
+
+def priced_at(op: Op, dev: DevicePerf, eff: float, peak: float, bandwidth: float, *, sustained: float = 1.0,
+              bandwidth_share: float = 1.0) -> PricedOp:
+    """``op`` run at ``eff`` of ``peak`` and ``dev``'s share (times ``bandwidth_share``) of ``bandwidth``: the
+    roofline with ``op.kernels`` launch floors (`roofline_s`), over ``sustained``, and which limit binds.
+
+    The one pricing step training (`_price`) and inference (`perf.inference.price_op`) share; they differ only
+    in the efficiency they pass and in ``sustained`` (training) or ``bandwidth_share`` (dequantizing GEMMs).
+    """
+    rate, bw = peak * eff, bandwidth * dev.mem_bandwidth_fraction * bandwidth_share
     floor_s = op.kernels * dev.kernel_min_s
-    seconds = float(roofline_s(op.flops, op.bytes_moved, peak * eff, bandwidth * dev.mem_bandwidth_fraction,
-                               min_s=floor_s)) / sustained
-    bound = "launch" if floor_s > max(compute_s, memory_s) else (
-        "compute" if compute_s >= memory_s else "memory")
+    compute_s, memory_s = op.flops / rate, op.bytes_moved / bw
+    seconds = float(roofline_s(op.flops, op.bytes_moved, rate, bw, min_s=floor_s)) / sustained
+    bound = "launch" if floor_s > max(compute_s, memory_s) else ("compute" if compute_s >= memory_s else "memory")
     return PricedOp(op, eff, seconds, bound)
 
 
