@@ -62,7 +62,7 @@ def _linear_backward(cfg: ModelConfig, flow: LayerFlow, targets: tuple[str, ...]
     return macs
 
 
-def _core_backward(cfg: ModelConfig, flow: LayerFlow, seq_len, causal: bool) -> float:
+def core_backward_flops_per_token(cfg: ModelConfig, flow: LayerFlow, seq_len, causal: bool) -> float:
     """One block's attention-core backward FLOPs per token: dQ, dK from Q K^T; dP, dV from P V."""
     fwd = forward_flops_per_token(cfg, seq_len, causal=causal)
     scores, values = fwd.attn_scores / cfg.n_layer, fwd.attn_values / cfg.n_layer
@@ -88,7 +88,7 @@ def finetune_flops_per_token(cfg: ModelConfig, setup, *, causal: bool = False) -
     later = layer_flow(setup.targets, True, gated)
     per_layer = [first] + [later] * (cfg.n_layer - 1)
     backward = sum(FLOPS_PER_MAC * _linear_backward(cfg, f, setup.targets, setup.rank)
-                   + _core_backward(cfg, f, s, causal) for f in per_layer)
+                   + core_backward_flops_per_token(cfg, f, s, causal) for f in per_layer)
     if per_layer[-1].stream_out:
         backward += FLOPS_PER_MAC * cfg.n_embd * cfg.vocab_size  # LM head: input gradient only
     redo = (fwd.blocks + adapter_fwd) if recompute else 0.0  # every block's forward again, adapters included

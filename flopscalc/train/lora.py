@@ -31,7 +31,7 @@ from torch import nn
 
 from ..finetune.activations import layer_flow
 from ..finetune.adapters import TARGETS
-from ..finetune.flops import _core_backward, finetune_flops_per_token
+from ..finetune.flops import core_backward_flops_per_token, finetune_flops_per_token
 from ..finetune.memory import FinetuneSetup
 from ..model import ModelConfig
 from .bench import BenchSetup
@@ -148,7 +148,8 @@ def lora_model_flops_per_token(cfg: ModelConfig, seq_len: int, rank: int, target
         first = layer_flow(targets, False, gated=False)
         if first.attention:  # the fused output needs a gradient: all of q, k, v do (finetune.flops' core count)
             fused = layer_flow(FUSED_QKV, False, gated=False)
-            flops += _core_backward(cfg, fused, seq_len, False) - _core_backward(cfg, first, seq_len, False)
+            flops += (core_backward_flops_per_token(cfg, fused, seq_len, False)
+                      - core_backward_flops_per_token(cfg, first, seq_len, False))
     return flops
 
 
