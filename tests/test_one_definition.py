@@ -34,7 +34,8 @@ def test_six_nd_is_two_flops_per_mac_times_forward_plus_backward():
 
 @pytest.mark.parametrize("name", ["GIB", "GIGA", "TERA", "SECONDS_PER_DAY", "SECONDS_PER_HOUR",
                                   "FLOPS_PER_PARAM_TOKEN", "BACKWARD_TO_FORWARD", "FLOPS_PER_MAC",
-                                  "MATMUL_PRECISION", "MEMORY_PRECISION", "TRAINER_MEMORY_PRECISION"])
+                                  "MATMUL_PRECISION", "MEMORY_PRECISION", "TRAINER_MEMORY_PRECISION",
+                                  "CHINCHILLA_TOKENS_PER_PARAM"])
 def test_constant_is_assigned_in_one_module(name):
     owners = []
     for path in SOURCES:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from ..budget import CHINCHILLA_TOKENS_PER_PARAM  # ~20 tokens per parameter [H22, Table 3]
 from ..errors import DomainError, UsageError
 from ..flops import FLOPS_PER_MAC
 from ..units import SECONDS_PER_HOUR
@@ -286,11 +287,15 @@ class InferencePrices:
         """Dollars per training FLOP delivered: price / (3600 s x peak x MFU)  [S24 code, ``cost_per_flop``]."""
         return self.train_usd_per_gpu_hour / (SECONDS_PER_HOUR * self.train_peak_flop_per_s * self.train_mfu)
 
+    @property
+    def inference_usd_per_peak_flop(self) -> float:
+        """Dollars per serving FLOP at full peak: price / (3600 s x peak); each phase divides by its MFU."""
+        return self.inference_usd_per_gpu_hour / (SECONDS_PER_HOUR * self.inference_peak_flop_per_s)
+
     def usd(self, n_params: float, n_tokens: float, prefill_tokens: float, decode_tokens: float) -> float:
         """Life-cycle dollars: 6ND at the training rate, 2N per prompt and per output token at their MFUs."""
-        inference_usd_per_peak_flop = self.inference_usd_per_gpu_hour / (SECONDS_PER_HOUR * self.inference_peak_flop_per_s)
         return (FLOPS_PER_PARAM_TOKEN * n_params * n_tokens * self.train_usd_per_flop
-                + INFERENCE_FLOPS_PER_PARAM_TOKEN * n_params * inference_usd_per_peak_flop
+                + INFERENCE_FLOPS_PER_PARAM_TOKEN * n_params * self.inference_usd_per_peak_flop
                 * (prefill_tokens / self.prefill_mfu + decode_tokens / self.decode_mfu))  # [S24 code, total_cost]
 
     def training_equivalent_tokens(self, prefill_tokens: float, decode_tokens: float) -> float:
@@ -299,8 +304,7 @@ class InferencePrices:
         Dividing the dollar objective by the training price per FLOP leaves 6ND + 2N T_eff, so the FLOP optimum
         with T_eff is the dollar optimum [S24 code, ``cost_optimal_train_tokens``].
         """
-        inference_usd_per_peak_flop = self.inference_usd_per_gpu_hour / (SECONDS_PER_HOUR * self.inference_peak_flop_per_s)
-        return (inference_usd_per_peak_flop * (prefill_tokens / self.prefill_mfu + decode_tokens / self.decode_mfu)
+        return (self.inference_usd_per_peak_flop * (prefill_tokens / self.prefill_mfu + decode_tokens / self.decode_mfu)
                 / self.train_usd_per_flop)
 
 
@@ -365,8 +369,6 @@ def life_cycle_comparison(law: ScalingLaw, n_params: float, n_tokens: float, inf
 
 # ----------------------------------------------------------------------------------------- over-training
 
-# Chinchilla-optimal is about 20 tokens per parameter: 1.4T tokens for 70B [H22, Table 3 and sec. 4.1].
-CHINCHILLA_TOKENS_PER_PARAM = 20.0
 # Sardana et al. trained 47 models from 10 to 10,000 tokens per parameter and found that a law fitted at usual
 # ratios overestimates what extra tokens buy at extreme ones [S24, abstract; README "Data"].
 SARDANA_MAX_TOKENS_PER_PARAM = 10_000.0
