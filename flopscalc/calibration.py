@@ -214,10 +214,7 @@ def _point_from_dict(d: dict, where: str) -> CalibrationPoint:
     model = d["model"]
     if not isinstance(model, dict):
         raise UsageError(f"{where}: model must be an object of ModelConfig fields")
-    model_names = {f.name for f in fields(ModelConfig)}
-    unknown = sorted(set(model) - model_names)
-    if unknown:
-        raise UsageError(f"{where}: unknown model field(s) {', '.join(unknown)}")
+    _refuse_unknown(model, ModelConfig, f"{where}: unknown model field(s)")
     values = {k: d[k] for k in names if k in d}
     for name in ("round_step_times_s", "round_cpu_times_s"):
         if name in values:
@@ -225,15 +222,19 @@ def _point_from_dict(d: dict, where: str) -> CalibrationPoint:
     return CalibrationPoint(**{**values, "model": ModelConfig(**model)})
 
 
+def _refuse_unknown(d: dict, cls: type, what: str) -> None:
+    """UsageError ``what`` and the keys of ``d`` that are not fields of the dataclass ``cls``."""
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise UsageError(f"{what} {', '.join(unknown)}")
+
+
 def _factors_from_dict(d, where: str) -> DeviceFactors | None:
     if d is None:
         return None
     if not isinstance(d, dict):
         raise UsageError(f"{where}: device_factors must be an object")
-    names = {f.name for f in fields(DeviceFactors)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise UsageError(f"{where}: unknown device factor(s) {', '.join(unknown)}")
+    _refuse_unknown(d, DeviceFactors, f"{where}: unknown device factor(s)")
     return DeviceFactors(**d)
 
 
@@ -261,11 +262,11 @@ def profile_from_dict(data: dict, where: str = "calibration profile") -> Calibra
         )
     except KeyError as e:
         raise UsageError(f"{where}: missing field {e.args[0]!r}") from None
-    except TypeError as e:
-        raise UsageError(f"{where}: malformed field ({e})") from None
-    except UsageError as e:
+    except UsageError as e:  # before ValueError, which UsageError is
         msg = str(e)
         raise UsageError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    except (TypeError, ValueError) as e:  # ValueError: float() of a non-numeric round time
+        raise UsageError(f"{where}: malformed field ({e})") from None
 
 
 def load_profile(path: str | Path) -> CalibrationProfile:
