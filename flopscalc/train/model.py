@@ -101,6 +101,15 @@ class Block(nn.Module):
 RECOMPUTE_MODES = ("none", "selective", "full")
 
 
+def _init_gpt2(model: nn.Module, n_layer: int, residual: tuple[str, ...]) -> None:
+    """GPT-2's initialisation in place: every linear and embedding N(0, INIT_STD), biases zero, then the residual
+    projections named by ``residual`` (parameter-name suffixes) N(0, INIT_STD / sqrt(2 n_layer)) (sec. 2.3)."""
+    model.apply(GPT._init_weights)
+    for name, p in model.named_parameters():
+        if name.endswith(residual):
+            nn.init.normal_(p, mean=0.0, std=INIT_STD / math.sqrt(2 * n_layer))
+
+
 class GPT(nn.Module):
     """GPT-2 decoder.
 
@@ -126,10 +135,7 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
         for block in self.h:
             block.attn.recompute_core = recompute == "selective"
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=INIT_STD / math.sqrt(2 * cfg.n_layer))
+        _init_gpt2(self, cfg.n_layer, ("c_proj.weight",))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -346,10 +352,7 @@ class Decoder(nn.Module):
             self.lm_head.weight = self.embed_tokens.weight
         for block in self.layers:
             block.self_attn.recompute_core = recompute == "selective"
-        self.apply(GPT._init_weights)
-        for name, p in self.named_parameters():
-            if name.endswith(("o_proj.weight", "down_proj.weight")):  # GPT-2's residual scaling (sec. 2.3)
-                nn.init.normal_(p, mean=0.0, std=INIT_STD / math.sqrt(2 * cfg.n_layer))
+        _init_gpt2(self, cfg.n_layer, ("o_proj.weight", "down_proj.weight"))
 
     @property
     def h(self) -> nn.ModuleList:
