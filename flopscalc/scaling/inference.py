@@ -34,7 +34,14 @@ from ..errors import DomainError, UsageError
 from ..flops import FLOPS_PER_MAC
 from ..units import SECONDS_PER_HOUR
 from .allocate import flops_for_loss, optimal
-from .laws import CHINCHILLA_RUNS, FLOPS_PER_PARAM_TOKEN, MASSIVETEXT_VOCAB_SIZE, ParametricLoss, ScalingLaw
+from .laws import (
+    CHINCHILLA_A3,
+    CHINCHILLA_RUNS,
+    FLOPS_PER_PARAM_TOKEN,
+    MASSIVETEXT_VOCAB_SIZE,
+    ParametricLoss,
+    ScalingLaw,
+)
 from .validity import range_warnings
 
 # Forward pass only: 2 FLOPs per parameter per token served (a multiply and an add per weight) [K20, sec. 2.1;
@@ -50,7 +57,7 @@ SARDANA2024 = ScalingLaw(
     source="Sardana et al. 2024 (arXiv:2401.00448), code defaults: Hoffmann et al. 2022 approach 3",
     flop_convention="C = 6ND; inference 2N per token",
     n_counts_embeddings=True,
-    loss_form=ParametricLoss(E=1.69, A=406.4, B=410.7, alpha=0.336, beta=0.283),
+    loss_form=replace(CHINCHILLA_A3.loss_form, alpha=0.336, beta=0.283),  # E, A, B: Chinchilla's [H22, eq. 10]
     fitted_range=CHINCHILLA_RUNS,
     vocab_size=MASSIVETEXT_VOCAB_SIZE,
 )
