@@ -91,7 +91,7 @@ def test_plan_shows_unknown_energy_as_unknown(capsys):
 
 
 @pytest.mark.parametrize("key,watts,source", [
-    ("rtx-4070-ti-super", 285, "NVIDIA RTX 4070 family spec page: Total Graphics Power 285 W"),
+    ("rtx-4070-ti-super", 285, "NVIDIA RTX 4070 family spec page, 285 W TGP (read via secondary reports only)"),
     ("mi250x", 560, "AMD Instinct MI250X product page: 560 W peak"),
     ("a100-pcie-40gb", 250, "NVIDIA A100 PCIe launch, June 2020: 250 W (400 W SXM4)"),
 ])
