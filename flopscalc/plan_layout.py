@@ -24,13 +24,14 @@ from .hardware import GpuSpec, Precision
 from .memory import Optimizer, TrainingSetup
 from .model import ModelConfig
 from .offload import OffloadTime
-from .parallel import GPUS_PER_NODE, CommEstimate, scaling_efficiency
+from .parallel import GPUS_PER_NODE, CommEstimate
 from .plan_options import (
     MAX_GPUS_SEARCHED,
     MEMORY_PRECISION,
     PLAN_MEMORY_HEADROOM,
     BatchGrowth,
     ChosenSetup,
+    StepRates,
     _training_flops,
     target_tokens_per_step,
 )
@@ -64,11 +65,11 @@ def uses_layout_search(n_gpus: int, precision: Precision, mfu, calibration, layo
 
 
 @dataclass(frozen=True)
-class LayoutSpeed:
+class LayoutSpeed(StepRates):
     """One step of a layout found by the layout engine, with `plan_options.Throughput`'s fields, so the planner,
-    its notes and its renderers read either. Time is the engine's (`LayoutTime.step_s`) exactly; the FLOPs per
-    token are the planner's (`flops.training_flops_per_token`, the plan's FLOP convention), so MFU and HFU agree
-    with the plan's model FLOPs and this time."""
+    its notes and its renderers read either (rates, MFU and HFU from `StepRates`). Time is the engine's
+    (`LayoutTime.step_s`) exactly; the FLOPs per token are the planner's (`flops.training_flops_per_token`, the
+    plan's FLOP convention), so MFU and HFU agree with the plan's model FLOPs and this time."""
 
     time: object  # layout.time.LayoutTime
     model_flops_per_token: float
@@ -125,28 +126,6 @@ class LayoutSpeed:
         """Hardware FLOP/s over peak while computing: the per-operation model's, not a stated figure."""
         return self.tokens_per_step * self.hardware_flops_per_token / (
             self.n_gpus * self.peak_flop_per_s_per_gpu * self.compute_s)
-
-    @property
-    def model_flop_per_s(self) -> float:
-        return self.tokens_per_s * self.model_flops_per_token
-
-    @property
-    def scaling_efficiency(self) -> float:
-        return scaling_efficiency(self.compute_s, self.comm)
-
-    @property
-    def mfu(self) -> float:
-        from .perf.utilization import model_flops_utilization
-
-        return model_flops_utilization(self.model_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
-                                       self.peak_flop_per_s_per_gpu)  # PaLM App. B
-
-    @property
-    def hfu(self) -> float:
-        from .perf.utilization import model_flops_utilization
-
-        return model_flops_utilization(self.hardware_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
-                                       self.peak_flop_per_s_per_gpu)  # Korthikanti et al. 2022, sec. 5
 
 
 def global_batch_sequences(cfg: ModelConfig, seq_len: int, tokens_per_step: int | None = None) -> int:

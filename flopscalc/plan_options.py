@@ -260,23 +260,11 @@ def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Pre
     return None
 
 
-@dataclass(frozen=True)
-class Throughput:
-    """Speed of one optimizer step on ``n_gpus`` GPUs."""
-
-    compute_s: float  # per step, all micro-batches, hardware FLOPs at the hardware efficiency
-    comm: CommEstimate
-    tokens_per_step: int
-    model_flops_per_token: float
-    hardware_flops_per_token: float  # with recomputation
-    hardware_efficiency: float  # hardware FLOP/s over peak while computing (= MFU of a step without recompute)
-    offload: OffloadTime  # host link + CPU optimizer step under optimizer offload (zero without)
-    n_gpus: int
-    peak_flop_per_s_per_gpu: float  # dense peak at the plan's precision
-
-    @property
-    def step_s(self) -> float:
-        return self.compute_s + self.comm.exposed_s + self.offload.total_s
+class StepRates:
+    """What both step speeds (`Throughput` here, `plan_layout.LayoutSpeed`) derive from their step the same way:
+    rates, MFU, HFU and scaling efficiency. A subclass has ``step_s``, ``compute_s``, ``comm``,
+    ``tokens_per_step``, ``model_flops_per_token``, ``hardware_flops_per_token``, ``n_gpus`` and
+    ``peak_flop_per_s_per_gpu``."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -296,7 +284,7 @@ class Throughput:
     def mfu(self) -> float:
         """Model FLOPs utilization: model FLOPs (no recomputation) over peak x step time (Chowdhery et al. 2022,
         App. B); the step time includes exposed communication and offload."""
-        from .perf.utilization import model_flops_utilization
+        from .perf.utilization import model_flops_utilization  # here: `perf` is slow to import
 
         return model_flops_utilization(self.model_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
                                        self.peak_flop_per_s_per_gpu)  # PaLM App. B
@@ -304,10 +292,29 @@ class Throughput:
     @property
     def hfu(self) -> float:
         """Hardware FLOPs utilization: as `mfu` with recomputation counted (Korthikanti et al. 2022, sec. 5)."""
-        from .perf.utilization import model_flops_utilization
+        from .perf.utilization import model_flops_utilization  # here: `perf` is slow to import
 
         return model_flops_utilization(self.hardware_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
                                        self.peak_flop_per_s_per_gpu)  # Korthikanti et al. 2022, sec. 5
+
+
+@dataclass(frozen=True)
+class Throughput(StepRates):
+    """Speed of one optimizer step on ``n_gpus`` GPUs."""
+
+    compute_s: float  # per step, all micro-batches, hardware FLOPs at the hardware efficiency
+    comm: CommEstimate
+    tokens_per_step: int
+    model_flops_per_token: float
+    hardware_flops_per_token: float  # with recomputation
+    hardware_efficiency: float  # hardware FLOP/s over peak while computing (= MFU of a step without recompute)
+    offload: OffloadTime  # host link + CPU optimizer step under optimizer offload (zero without)
+    n_gpus: int
+    peak_flop_per_s_per_gpu: float  # dense peak at the plan's precision
+
+    @property
+    def step_s(self) -> float:
+        return self.compute_s + self.comm.exposed_s + self.offload.total_s
 
 
 @lru_cache(maxsize=1024)
