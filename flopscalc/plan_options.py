@@ -344,8 +344,12 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
     flops = _training_flops(cfg, seq_len, s.recompute)
     peak = gpu.peak_flop_per_s(precision)
     tokens_per_gpu = tokens_per_step / s.n_gpus
-    compute_s = tokens_per_gpu * flops.hardware_flops_per_token / (peak * mfu)
-    backward_s = s.micro_batch * seq_len * flops.backward_flops_per_token / (peak * mfu)  # last micro-batch
+    from .perf.utilization import seconds_at_utilization  # here: `perf` is slow to import
+
+    # per GPU (n_gpus=1): each GPU does its share of the step's FLOPs
+    compute_s = seconds_at_utilization(tokens_per_gpu * flops.hardware_flops_per_token, 1, peak, mfu)
+    backward_s = seconds_at_utilization(  # last micro-batch
+        s.micro_batch * seq_len * flops.backward_flops_per_token, 1, peak, mfu)
     n = _n_params(cfg)
     comm = data_parallel_comm(
         n, s.n_gpus, s.zero_stage, gpu=gpu, backward_s=backward_s,
