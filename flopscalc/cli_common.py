@@ -64,6 +64,16 @@ def refuse_together(**given: bool) -> None:
         raise UsageError(f"{' and '.join(names)} cannot be used together; choose one output")
 
 
+def refuse_empty(**given: str | None) -> None:
+    """UsageError for a text option given as '' (``--family ''``): where the engine reads '' as "the default",
+    an empty value would otherwise be dropped silently. Keys are the option names, as in `refuse_together`."""
+    from .errors import UsageError
+
+    for name, value in given.items():
+        if value is not None and not value.strip():
+            raise UsageError(f"{name} is empty; give a value (see --help) or leave {name} out for its default")
+
+
 def stdout_console(renderable=None):
     """A rich Console for stdout: the terminal's width on a terminal; piped, a layout that never cuts a cell.
 

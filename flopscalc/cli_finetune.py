@@ -86,7 +86,7 @@ def finetune(
         quant=quant or Quant.nf4, double_quant=True if double_quant is None else double_quant,
         micro_batch=micro_batch, seq_len=seq, optimizer=optimizer, paged=paged, bf16_adapters=bf16_adapters,
         recompute="full" if checkpointing else "none")
-    mean = parse_count(mean_sequence_tokens, what="--mean-sequence-tokens") if mean_sequence_tokens else None
+    mean = parse_count(mean_sequence_tokens, what="--mean-sequence-tokens") if mean_sequence_tokens is not None else None
     spec = get_gpu(gpu, gpu_csv or ())
 
     def planned(s: FinetuneSetup):

@@ -26,6 +26,7 @@ from .cli_common import (
     VocabOpt,
     arch_options,
     emit,
+    refuse_empty,
     refuse_together,
 )
 from .errors import UsageError
@@ -127,6 +128,7 @@ def plan(
     from .units import SECONDS_PER_DAY, check_duration, parse_bytes, parse_count, parse_usd
 
     refuse_together(**{"--csv": as_csv, "--json": as_json})
+    refuse_empty(**{"--family": family, "--law": law})
     if seq is not None and seq < 1:
         raise UsageError(f"--seq must be a positive whole number of tokens, got {seq}; e.g. --seq 1024")
     budgets = [name for name, v in (("--days", days), ("--hours", hours), ("--duration", duration),

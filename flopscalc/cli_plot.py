@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
-from .cli_common import GpuCsvOpt, JsonOpt, emit, refuse_unused
+from .cli_common import GpuCsvOpt, JsonOpt, emit, refuse_empty, refuse_unused
 from .errors import UsageError
 from .flops import Recompute
 from .hardware import Precision
@@ -123,6 +123,8 @@ def frontier(
         b = ComputeBudget(spec, n_gpus, days * SECONDS_PER_DAY, precision, utilization, mfu)
         budget = b.model_flops
         label = f"{days:g} days, {n_gpus}× {short_gpu_name(spec.name)}, MFU {mfu:g}, busy {utilization:.0%}"
+    for name in law or ():  # the laws' reader takes '' as the default
+        refuse_empty(**{"--law": name})
     data = frontier_data(law or DEFAULT_FRONTIER_LAWS, (_count(c_min, "--c-min"), _count(c_max, "--c-max")), budget,
                          budget_label=label, gpu=spec, n_gpus=n_gpus, seq_len=seq, precision=precision,
                          capacity_bytes=parse_bytes(memory, what="--memory") if memory is not None else None,
@@ -150,6 +152,7 @@ def isoflop(
     from .plots import draw_isoflop, isoflop_data
 
     budgets = [_count(f, "--flops") for f in flops] if flops else None
+    refuse_empty(**{"--law": law})  # the laws' reader takes '' as the default
     _finish(isoflop_data(budgets, law, runs, flops_tolerance), draw_isoflop, out, as_json, dpi)
 
 
@@ -169,6 +172,7 @@ def landscape(
     _check_out(out, as_json, dpi)
     from .plots import draw_landscape, landscape_data
 
+    refuse_empty(**{"--law": law})  # the laws' reader takes '' as the default
     data = landscape_data(law, (_count(n_min, "--n-min"), _count(n_max, "--n-max")),
                           (_count(d_min, "--d-min"), _count(d_max, "--d-max")),
                           [_count(f, "--flops") for f in flops] if flops else None)

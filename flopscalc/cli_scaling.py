@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import JsonOpt, StderrProgress, emit, given_on_command_line, refuse_unused
+from .cli_common import JsonOpt, StderrProgress, emit, given_on_command_line, refuse_empty, refuse_unused
 from .errors import UsageError
 
 scaling_app = typer.Typer(help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
@@ -38,6 +38,7 @@ class Grid(str, Enum):
 def _law(name: str | None):
     from .scaling.io import resolve_law
 
+    refuse_empty(**{"--law": name})  # resolve_law reads '' as the default law
     return resolve_law(name)
 
 

@@ -489,3 +489,22 @@ def test_a_missing_file_or_a_folder_is_one_line(capsys, tmp_path):
     assert "is a directory" in refused(capsys, "scaling", "fit", str(tmp_path))
     assert "does not exist; create one with 'flopscalc calibrate'" in refused(
         capsys, "plot", "calibration", str(tmp_path / "none.json"), "--json")
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", "--gpu", "h100", "--days", "1", "--family", "", "--law", "chinchilla"],
+    ["plan", "--gpu", "h100", "--days", "1", "--law", " "],
+    ["scaling", "optimal", "--flops", "1e21", "--law", ""],
+    ["plot", "landscape", "--law", "", "--json"],
+    ["plot", "frontier", "--law", "chinchilla", "--law", "", "--json"],
+])
+def test_an_empty_law_or_family_is_refused_not_read_as_the_default(capsys, argv):
+    # The engines read '' as "the default law/family"; at the CLI an empty value is a mistake, not a choice.
+    assert f"{argv[argv.index('') - 1] if '' in argv else '--law'} is empty" in refused(capsys, *argv)
+
+
+def test_an_empty_mean_sequence_length_is_refused(capsys):
+    line = refused(capsys, "finetune", "--gpu", "h100", "--dataset-tokens", "1M", "--model", "gpt2",
+                   "--mean-sequence-tokens", "")
+    assert "--mean-sequence-tokens" in line
+
