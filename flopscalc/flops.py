@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
 
-
 from .errors import UsageError
 from .model import ModelConfig, count_params
 
@@ -167,17 +166,8 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len=None, *, causal: bool = Fa
     L, d, f, V = cfg.n_layer, cfg.n_embd, cfg.n_inner, cfg.vocab_size
     d_attn = cfg.n_head * cfg.head_dim
     ctx = attention_context(seq_len, causal)
-    if cfg.is_gpt2_block:
-        return ForwardFlops(
-            embedding=0.0,
-            qkv=FLOPS_PER_MAC * L * d * 3 * d_attn,  # [4] App.: 6Bsh^2 per layer
-            attn_scores=FLOPS_PER_MAC * L * ctx * d_attn,  # [4] App.: 2Bs^2h per layer
-            attn_values=FLOPS_PER_MAC * L * ctx * d_attn,  # [4] App.: 2Bs^2h per layer
-            attn_proj=FLOPS_PER_MAC * L * d_attn * d,  # [4] App.: 2Bsh^2 per layer
-            mlp=FLOPS_PER_MAC * L * 2 * d * f,  # [4] App.: 16Bsh^2 per layer with f = 4h
-            lm_head=FLOPS_PER_MAC * d * V,  # [4] App.: 2BshV
-        )
-    # Any other block: the same matmuls with their own widths ([4] App. per term; docs/families/)
+    # [4] App.'s terms at each block's own widths (GQA, gated MLPs, experts: docs/families/); GPT-2's block is the case
+    # d_kv = d_attn = d, two MLP matrices, no router, where each term is [4]'s per-layer count
     k = cfg.mlp.n_matrices
     if cfg.is_moe:  # routed: only the top-k experts of each token run ([6] sec. 2.1); shared experts always
         mlp_macs = k * d * (cfg.top_k * cfg.expert_inner + cfg.n_shared_expert * cfg.shared_expert_inner)
@@ -186,11 +176,11 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len=None, *, causal: bool = Fa
         mlp_macs = k * d * f
     return ForwardFlops(
         embedding=0.0,
-        qkv=FLOPS_PER_MAC * L * d * (d_attn + 2 * cfg.d_kv),  # Q to H hd, K and V to K hd each ([7] sec. 2.2)
-        attn_scores=FLOPS_PER_MAC * L * ctx * d_attn,  # every query head scores its keys: GQA saves none of it
-        attn_values=FLOPS_PER_MAC * L * ctx * d_attn,  # the same for the weighted sum of values
-        attn_proj=FLOPS_PER_MAC * L * d_attn * d,  # H hd -> d
-        mlp=FLOPS_PER_MAC * L * mlp_macs,  # 2 or 3 matrices of d x f ([8] eq. 6)
+        qkv=FLOPS_PER_MAC * L * d * (d_attn + 2 * cfg.d_kv),  # [4] App. 6Bsh^2; K, V to K hd each ([7] sec. 2.2)
+        attn_scores=FLOPS_PER_MAC * L * ctx * d_attn,  # [4] App. 2Bs^2h: every query head scores, GQA saves none
+        attn_values=FLOPS_PER_MAC * L * ctx * d_attn,  # [4] App. 2Bs^2h: the weighted sum of values, likewise
+        attn_proj=FLOPS_PER_MAC * L * d_attn * d,  # [4] App. 2Bsh^2: H hd -> d
+        mlp=FLOPS_PER_MAC * L * mlp_macs,  # [4] App. 16Bsh^2 (2 matrices, f = 4h); gated: 3 ([8] eq. 6)
         lm_head=FLOPS_PER_MAC * d * V,  # [4] App.: 2BshV
         router=FLOPS_PER_MAC * L * d * cfg.n_expert,  # d -> n_expert logits for every token ([6] sec. 2.1)
     )
