@@ -123,6 +123,13 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     if setup.precision.value not in ("bf16-mixed", "fp16-mixed"):
         raise UsageError(f"parallel layouts are modelled in mixed precision (bf16-mixed, fp16-mixed), got "
                          f"{setup.precision.value}")
+    small = [f"--{n} {v}" for n, v in (("tp", tp), ("pp", pp), ("interleave", interleave), ("cp", cp), ("ep", ep),
+                                       ("global-batch", global_batch)) if v is not None and v < 1]
+    if small:  # `tp or 1` below would read 0 as "not split"
+        raise UsageError(f"{', '.join(small)}: a layout size is a whole number of at least 1 (1 = not split), "
+                         "e.g. --tp 2")
+    if network_gbps is not None and not network_gbps > 0:
+        raise UsageError(f"--network-gbps must be a positive number of Gb/s per GPU, got {network_gbps}; e.g. 400")
     seq = setup.seq_len or cfg.block_size
     cluster = cluster_for(gpu, setup.n_gpus, network_gbps=network_gbps)
     if search:

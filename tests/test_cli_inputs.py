@@ -508,3 +508,15 @@ def test_an_empty_mean_sequence_length_is_refused(capsys):
                    "--mean-sequence-tokens", "")
     assert "--mean-sequence-tokens" in line
 
+
+@pytest.mark.parametrize(("flag", "value"), [("--tp", "0"), ("--pp", "-1"), ("--cp", "0"), ("--ep", "0"),
+                                             ("--network-gbps", "0"), ("--network-gbps", "nan")])
+def test_a_layout_size_below_one_is_refused_not_read_as_one(capsys, flag, value):
+    # `step --tp 0` used to price the unsplit layout (0 read as "not given").
+    line = refused(capsys, "step", "--gpu", "h100", "--model", "gpt2", flag, value)
+    assert flag in line
+
+
+def test_a_search_over_zero_sequences_is_refused(capsys):
+    assert "--global-batch 0" in refused(capsys, "step", "--gpu", "h100", "--model", "gpt2", "--search",
+                                         "--global-batch", "0")
