@@ -5,7 +5,6 @@ Measured-byte validation on the reference module lives in ``tests/test_memory_me
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
@@ -26,6 +25,7 @@ from flopscalc.memory import (
     suggest_fixes,
 )
 from flopscalc.model import PRESETS, ModelConfig, count_params
+from tests.conftest import cli_json
 
 GIB = 2**30
 XL = PRESETS["gpt2-xl"]
@@ -214,15 +214,8 @@ def test_zero3_on_one_gpu_is_a_warning_not_an_error():
 # ------------------------------------------------------------------ CLI
 
 
-def _json(capsys, *argv):
-    code = run(["memory", *argv, "--json"])
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    return json.loads(out.out)
-
-
 def test_cli_json_matches_api(capsys):
-    d = _json(capsys, "--model", "gpt2-xl", "--gpu", "4070ti", "--micro-batch", "2", "--seq", "1024")
+    d = cli_json(capsys, "memory", "--model", "gpt2-xl", "--gpu", "4070ti", "--micro-batch", "2", "--seq", "1024")
     b = estimate_memory(XL, _setup(micro_batch=2))
     assert d["peak_bytes"] == pytest.approx(b.peak_bytes)
     assert sum(d["components_bytes"].values()) == pytest.approx(d["peak_bytes"])
@@ -232,7 +225,7 @@ def test_cli_json_matches_api(capsys):
 
 
 def test_cli_fits_small_model(capsys):
-    d = _json(capsys, "--model", "gpt2", "--gpu", "4070ti", "--micro-batch", "4", "--seq", "512")
+    d = cli_json(capsys, "memory", "--model", "gpt2", "--gpu", "4070ti", "--micro-batch", "4", "--seq", "512")
     assert d["fits"] is True and d["max_micro_batch"] >= 4 and d["fixes"] == [] and d["headroom_bytes"] > 0
 
 
@@ -300,8 +293,8 @@ def test_every_option_moves_its_component(capsys, name):
     extra, moved = MEMORY_OPTION_MOVES[name]
     base = ["--gpu", "4070ti"]
     model = [] if any(o in extra for o in ("--params", "--n-layer")) else ["--model", "gpt2"]
-    a = _json(capsys, "--model", "gpt2", *base)
-    b = _json(capsys, *model, *base, *extra)
+    a = cli_json(capsys, "memory", "--model", "gpt2", *base)
+    b = cli_json(capsys, "memory", *model, *base, *extra)
     assert moved(a, b)
     assert a["peak_bytes"] != b["peak_bytes"]
 
