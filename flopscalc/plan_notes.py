@@ -10,11 +10,11 @@ from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBud
 from .hardware import GpuSpec, Precision
 from .model import count_params
 from .offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
-from .parallel import low_efficiency_warning
+from .parallel import ALLREDUCE_BUS_EFFICIENCY, low_efficiency_warning
 from .plan_options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
 from .plan_search import _law_n
 from .plan_speed import HELD_OUT_MEDIAN_ERROR, HELD_OUT_WORST_ERROR, PER_OPERATION
-from .units import GIB, format_count, format_duration
+from .units import GIB, GIGA, format_count, format_duration
 
 
 def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens: float | None):
@@ -103,10 +103,11 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
         Assumption("memory", f"{cap / GIB:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; "
                    "the fastest setup that fits",
                    "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
-        Assumption("communication", "ring all-reduce at 0.7 of link bandwidth, overlapped with backward",
+        Assumption("communication",
+                   f"ring all-reduce at {ALLREDUCE_BUS_EFFICIENCY:g} of link bandwidth, overlapped with backward",
                    "flopscalc.parallel: Patarasuk & Yuan 2009; ZeRO sec. 7.2; nccl-tests #149"),
-        Assumption("optimizer offload", f"PCIe {pcie_generation(gpu)}.0 x16 at {host_link_bytes_per_s(gpu) / 1e9:g} "
-                   f"GB/s, host memory {HOST_MEMORY_BYTES_PER_S / 1e9:g} GB/s, not overlapped",
+        Assumption("optimizer offload", f"PCIe {pcie_generation(gpu)}.0 x16 at {host_link_bytes_per_s(gpu) / GIGA:g} "
+                   f"GB/s, host memory {HOST_MEMORY_BYTES_PER_S / GIGA:g} GB/s, not overlapped",
                    "flopscalc.offload: Ren et al. 2021 Fig. 5; measured PCIe 4.0 (bam #54); DDR5-4800 x2 (JESD79-5)"),
         Assumption("compute-optimal data (presets table)", f"{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per parameter",
                    "Hoffmann et al. 2022, Table 3"),
