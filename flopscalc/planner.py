@@ -333,7 +333,8 @@ def plan(
         if inference_tokens is not None:
             ia = inference_optimal_for_training_budget(law, c_model, inference_tokens)
     elif kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
-        budget = replace(budget, duration_s=flops / (budget.peak_flop_per_s * utilization * run_mfu), mfu=run_mfu)
+        run = replace(budget, mfu=run_mfu)
+        budget = replace(run, duration_s=flops / run.achieved_flop_per_s)
     else:  # the run's own time is the budget the tables show
         budget = ComputeBudget(gpu, n_gpus, rec.train_time_s, precision, utilization, run_mfu)
     if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
