@@ -108,3 +108,22 @@ def cli_json(capsys, *argv):
     code, out, err = cli(capsys, *argv, "--json")
     assert code == 0, err
     return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def hf():
+    """transformers (quiet), for the tests that check against its models; skips without torch or transformers."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    return transformers
+
+
+@pytest.fixture(scope="module")
+def pydoc_split():
+    """Python's pydoc text as bytes, split 90/10 into train and validation tokens (the training-loop tests)."""
+    from flopscalc.train.data import byte_tokenize, pydoc_text
+
+    tokens = byte_tokenize(pydoc_text())
+    n_val = len(tokens) // 10
+    return tokens[:-n_val], tokens[-n_val:]

@@ -20,15 +20,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "data" / "configs"
 CONFIG_FILES = sorted(CONFIGS.glob("*.json"))
 
 
-@pytest.fixture(scope="module")
-def hf():
-    """transformers' AutoConfig / AutoModelForCausalLM, imported once for the module (the `test` extra)."""
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    return transformers
-
-
 def hf_numel(hf, data: dict) -> int:
     import torch
 

@@ -56,14 +56,6 @@ def is_moe(data: dict) -> bool:
     return "num_local_experts" in data or "num_experts" in data
 
 
-@pytest.fixture(scope="module")
-def hf():
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    return transformers
-
-
 def measure_hf_flops(hf, data: dict, attention: str, batch: int = BATCH, seq: int = SEQ) -> tuple[int, dict]:
     """FlopCounterMode total of one forward + backward of the transformers module, and the per-op counts."""
     import torch

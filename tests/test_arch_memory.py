@@ -46,14 +46,6 @@ SMALL = {"num_hidden_layers": LAYERS, "hidden_size": 64, "num_attention_heads": 
          "vocab_size": 97}
 
 
-@pytest.fixture(scope="module")
-def hf():
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    return transformers
-
-
 def small(stem: str, **change) -> dict:
     data = json.loads((CONFIGS / f"{stem}.json").read_text())
     ids = {k: None for k in ("pad_token_id", "bos_token_id", "eos_token_id") if k in data}

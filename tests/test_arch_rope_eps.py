@@ -31,13 +31,6 @@ ROPE_EPS_KEYS = ("rope_theta", "rotary_emb_base", "rms_norm_eps", "layer_norm_ep
 OLMO_LAYER_NORM_EPS = 1e-5
 
 
-@pytest.fixture(scope="module")
-def hf():
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    return transformers
-
-
 def theirs(hf, data: dict) -> tuple[float | None, float]:
     """(RoPE base, epsilon) as transformers' config class reads ``data``; base None for a model without RoPE."""
     config = hf.AutoConfig.for_model(**data)

@@ -25,7 +25,6 @@ from flopscalc.flops import training_flops_per_token
 from flopscalc.memory import param_shapes
 from flopscalc.model import ALL_PRESETS, ModelConfig, Position, count_params
 from flopscalc.train.config import TrainConfig
-from flopscalc.train.data import byte_tokenize, pydoc_text
 from flopscalc.train.model import GPT, Decoder, build_model
 from flopscalc.train.trainer import Trainer
 from tests.conftest import needs_cxx
@@ -159,13 +158,6 @@ def test_presets_one_layer_deep_flops_equal_flop_counter(name):
 # ------------------------------------------------------------------ numerics: Hugging Face's modules
 
 
-@pytest.fixture(scope="module")
-def hf():
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    return transformers
-
-
 def _hf_model(hf, kind: str, cfg: ModelConfig, **override):
     """A transformers model of ``cfg``'s shape, built locally (no hub), weights drawn far from the defaults."""
     common = {"vocab_size": cfg.vocab_size, "hidden_size": cfg.n_embd, "intermediate_size": cfg.n_inner,
@@ -266,13 +258,6 @@ def test_grouped_query_sharing_is_transformers_repeat_kv_and_a_wrong_map_shows(h
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def pydoc_split():
-    tokens = byte_tokenize(pydoc_text())
-    n_val = len(tokens) // 10
-    return tokens[:-n_val], tokens[-n_val:]
 
 
 TRAIN_LLAMA = ModelConfig(n_layer=2, n_head=4, n_embd=32, n_kv_head=2, ffn_dim=64, block_size=32, vocab_size=256,

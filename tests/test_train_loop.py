@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 
 from flopscalc.model import ModelConfig
 from flopscalc.train.config import TrainConfig, learning_rate_at
-from flopscalc.train.data import byte_tokenize, pydoc_text
 from flopscalc.train.trainer import Trainer
 from tests.conftest import measure_flops, needs_cxx
 
@@ -21,13 +20,6 @@ TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=256
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def pydoc_split():
-    tokens = byte_tokenize(pydoc_text())
-    n_val = len(tokens) // 10
-    return tokens[:-n_val], tokens[-n_val:]
 
 
 def unigram_entropy_nats(tokens: np.ndarray) -> float:
