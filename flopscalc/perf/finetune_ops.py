@@ -10,7 +10,7 @@ is `finetune.activations.layer_flow`):
 - each targeted linear gains its adapter (Hu et al. 2021, eq. 3: h = W0 x + B A x): forward x A [m x k][k x r]
   and (x A) B [m x r][r x n]; backward dB, d(x A), dA and, where the input needs a gradient, dx through A;
   re-run forward under gradient checkpointing as the block's forward is;
-- the attention core's backward computes only the gradients the layer needs (`finetune.flops._core_backward`);
+- the attention core's backward computes only the gradients the layer needs (`finetune.flops.core_backward_flops_per_token`);
   FlashAttention still re-computes S = Q K^T once per layer that back-propagates through it (Dao 2023, Alg. 2);
 - QLoRA dequantizes each 4-bit weight before each matmul that uses it (bitsandbytes ``MatMul4Bit``: forward,
   input gradient, recomputed forward; the passes `finetune.flops.dequant_bytes_per_token` counts): one
@@ -63,7 +63,7 @@ def _scaled(op: Op, count: int, share: float = 1.0) -> Op | None:
 
 
 def _core_share(op: Op, flow, flash_scores: float) -> float:
-    """Share of a base attention-backward op a layer with ``flow`` computes (`finetune.flops._core_backward`)."""
+    """Share of a base attention-backward op a layer with ``flow`` computes (`finetune.flops.core_backward_flops_per_token`)."""
     probs = flow.q or flow.k
     if op.flash:  # one kernel: dQ, dK (scores each), dP, dV (values each) and the re-computed S
         scores = values = flash_scores
