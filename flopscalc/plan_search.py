@@ -137,6 +137,32 @@ def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) ->
     return tokens
 
 
+def _unfit(cfg: ModelConfig, n: int, ctx: _Context, min_gpus: int | None) -> PlanOption:
+    """The option of a model that fits no setup (or layout) on the plan's GPUs."""
+    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), None, min_gpus, None, 0.0, 0.0, None, None,
+                      ctx.dataset_tokens)
+
+
+def _growth_loss(cfg: ModelConfig, speed, ctx: _Context) -> float | None:
+    """The loss the critical batch is taken at: the target's, else the option's own at the default batch, else
+    the optimum's."""
+    loss0 = (ctx.target_loss if ctx.kind == "target" else
+             _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0])
+    return loss0 if loss0 is not None else ctx.optimum_loss
+
+
+def _option(cfg: ModelConfig, n: int, ctx: _Context, chosen, speed, growth) -> PlanOption:
+    """The option of a model that fits: its tokens, time and predicted loss at ``speed``."""
+    value = 1.0 if growth is None else growth.token_value
+    tokens = _tokens(cfg, speed, ctx, value)
+    # a grown batch's tokens are worth `token_value` of the law's (Kaplan et al. 2020 eq. 5.5)
+    loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
+    if ctx.kind == "target" and math.isinf(tokens):
+        loss = None
+    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), chosen, None, speed, tokens,
+                      tokens / (speed.tokens_per_s * ctx.budget.utilization), loss, d_eff, ctx.dataset_tokens, growth)
+
+
 def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     if ctx.cluster is not None:
         return _evaluate_layout(cfg, ctx)
@@ -149,9 +175,7 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
            else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
     chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, None, tm)
     if chosen is None:
-        return PlanOption(cfg, n, nearest_preset(n, ctx.presets), None,
-                          min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes),
-                          None, 0.0, 0.0, None, None, ctx.dataset_tokens)
+        return _unfit(cfg, n, ctx, min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes))
 
     def speed_of(c):  # a profile's MFU: what it measured at the chosen micro-batch
         run_eff = ctx.calibration.mfu_for(n, c.setup.micro_batch, ctx.seq_len) if tm.kind == PROFILE_MFU else eff
@@ -160,22 +184,11 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     speed = speed_of(chosen)
     growth = None
     if ctx.kind in GROW_BATCH_KINDS and b.n_gpus > 1 and speed.comm.exposed_s > 0:
-        # the critical batch at the option's own loss at the default batch (the target's; else the optimum's)
-        loss0 = (ctx.target_loss if ctx.kind == "target" else
-                 _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0])
         grown = grow_batch(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, chosen, speed,
-                           loss0 if loss0 is not None else ctx.optimum_loss, speed_of, tm)
+                           _growth_loss(cfg, speed, ctx), speed_of, tm)
         if grown is not None:
             chosen, speed, growth = grown
-    value = 1.0 if growth is None else growth.token_value
-    tokens = _tokens(cfg, speed, ctx, value)
-    rate = speed.tokens_per_s * b.utilization
-    # a grown batch's tokens are worth `token_value` of the law's (Kaplan et al. 2020 eq. 5.5)
-    loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
-    if ctx.kind == "target" and math.isinf(tokens):
-        loss = None
-    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), chosen, None, speed, tokens, tokens / rate, loss, d_eff,
-                      ctx.dataset_tokens, growth)
+    return _option(cfg, n, ctx, chosen, speed, growth)
 
 
 def _evaluate_layout(cfg: ModelConfig, ctx: _Context) -> PlanOption:
@@ -187,26 +200,16 @@ def _evaluate_layout(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     b = ctx.budget
     found = choose_layout(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes)
     if found is None:
-        return PlanOption(cfg, n, nearest_preset(n, ctx.presets), None,
-                          min_gpus_for_layout(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
-                                              ctx.cluster.gpus_per_node),
-                          None, 0.0, 0.0, None, None, ctx.dataset_tokens)
+        return _unfit(cfg, n, ctx, min_gpus_for_layout(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
+                                                       ctx.cluster.gpus_per_node))
     chosen, speed = found
     growth = None
     if ctx.kind in GROW_BATCH_KINDS:
-        loss0 = (ctx.target_loss if ctx.kind == "target" else
-                 _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0])
         grown = grow_layout_batch(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes, chosen, speed,
-                                  loss0 if loss0 is not None else ctx.optimum_loss)
+                                  _growth_loss(cfg, speed, ctx))
         if grown is not None:
             chosen, speed, growth = grown
-    value = 1.0 if growth is None else growth.token_value
-    tokens = _tokens(cfg, speed, ctx, value)
-    loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
-    if ctx.kind == "target" and math.isinf(tokens):
-        loss = None
-    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), chosen, None, speed, tokens,
-                      tokens / (speed.tokens_per_s * b.utilization), loss, d_eff, ctx.dataset_tokens, growth)
+    return _option(cfg, n, ctx, chosen, speed, growth)
 
 
 def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[Candidate, ...]:
