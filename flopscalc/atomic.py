@@ -18,6 +18,8 @@ from .errors import UsageError
 
 def check_writable_file(path: str | Path, what: str = "output file") -> Path:
     """Refuse a path that is a directory or sits under a file, before any work is done (UsageError)."""
+    if str(path) in ("", "."):  # typer turns an empty Path option ('--out ""') into '.'
+        raise UsageError(f"{what}: the path is empty (or '.', the current folder); give a file name, e.g. out.json")
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{what} {path} is a directory; give a file name inside it, e.g. {path / 'out'}")

@@ -45,6 +45,8 @@ def read_text(path: str | Path, what: str = "file", missing_hint: str = "") -> s
     ``what`` names the file for the message ("runs file", "GPU file", ...); ``missing_hint`` is appended when
     the file does not exist (e.g. "; create one with 'flopscalc calibrate'").
     """
+    if str(path) in ("", "."):  # typer turns an empty Path option ('--config ""') into '.'
+        raise UsageError(f"{what}: the path is empty (or '.', the current folder); give the file itself")
     path = Path(path)
     try:
         data = path.read_bytes()

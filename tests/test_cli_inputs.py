@@ -520,3 +520,14 @@ def test_a_layout_size_below_one_is_refused_not_read_as_one(capsys, flag, value)
 def test_a_search_over_zero_sequences_is_refused(capsys):
     assert "--global-batch 0" in refused(capsys, "step", "--gpu", "h100", "--model", "gpt2", "--search",
                                          "--global-batch", "0")
+
+
+@pytest.mark.parametrize("argv", [
+    ["step", "--gpu", "h100", "--config", ""],
+    ["plan", "--gpu", "h100", "--days", "1", "--calibration", ""],
+    ["train", "--synthetic", "--from-plan", ""],
+    ["calibrate", "--out", ""],
+])
+def test_an_empty_path_is_named_as_empty_not_as_the_folder_dot(capsys, argv):
+    # typer turns '' into Path('.'); the message used to say ". is a directory", which the user never typed.
+    assert "the path is empty" in refused(capsys, *argv)
