@@ -22,6 +22,9 @@ ModelConfigOpt = Annotated[Optional[Path], typer.Option(
     "--config", help="A Hugging Face config.json, read offline (model_type gpt2, gpt_neox, llama, mistral, mixtral, "
     "qwen2, qwen2_moe, gemma, olmo, olmo2, phi3). Shape and architecture options given with it override the "
     "file's values, and the model's name lists each override.")]
+NLayerOpt = Annotated[Optional[int], typer.Option("--n-layer", help="Explicit shape: layers.")]
+NHeadOpt = Annotated[Optional[int], typer.Option("--n-head", help="Explicit shape: attention heads.")]
+NEmbdOpt = Annotated[Optional[int], typer.Option("--n-embd", help="Explicit shape: width.")]
 VocabOpt = Annotated[Optional[int], typer.Option("--vocab", help="Vocabulary size (tokens; GPT-2: 50257).")]
 KvHeadOpt = Annotated[Optional[int], typer.Option(
     "--n-kv-head", help="Key/value heads: as many as --n-head is multi-head, 1 multi-query, between grouped-query.")]

@@ -12,7 +12,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import JsonOpt, StderrProgress, emit, given_on_command_line, refuse_empty, refuse_unused
+from .cli_common import (
+    JsonOpt,
+    NEmbdOpt,
+    NHeadOpt,
+    NLayerOpt,
+    StderrProgress,
+    emit,
+    given_on_command_line,
+    refuse_empty,
+    refuse_unused,
+)
 from .errors import UsageError
 
 scaling_app = typer.Typer(help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
@@ -224,9 +234,9 @@ def hparams(
     tokens: Annotated[str, typer.Option(help="Training tokens D, e.g. 2.5B (tokens).")],
     model: Annotated[str | None, typer.Option(help="Preset, e.g. gpt2 or gpt2-xl.")] = None,
     params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
-    n_layer: Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")] = None,
-    n_head: Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")] = None,
-    n_embd: Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")] = None,
+    n_layer: NLayerOpt = None,
+    n_head: NHeadOpt = None,
+    n_embd: NEmbdOpt = None,
     seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
     loss: Annotated[float | None, typer.Option(
         help="Predicted final loss (nats/token): caps the batch at the critical batch size (Kaplan et al. 2020).")
