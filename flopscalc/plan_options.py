@@ -152,7 +152,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     accumulation and launches once instead of k times; but split-K can: a GEMM with fewer output tiles than SMs
     is split along k to fill them, and doubling its tiles may end the split (32 of 60 SMs busy instead of 48 of
     60). So for small models a smaller micro-batch can be a few percent faster (brute force over 40 GPT-2 shapes
-    of 2-24 layers, tests/test_planner_perf.py: up to 7.2%, 4.1% at 12 layers); the search keeps the largest.
+    of 2-24 layers and random cases, tests/test_planner_perf.py: up to 8.9%); the search keeps the largest.
     Each combination is timed once, at that micro-batch; and as its time at the largest micro-batch any setup
     could fit (or the whole per-GPU batch at a constant efficiency) is a lower bound, combinations are visited by
     that bound and the search stops once the bound passes the best time found (plus TIE_REL).
