@@ -1,6 +1,6 @@
 """Offload's CPU leg, measured: does the optimizer step on the CPU take its bytes / host memory bandwidth?
 
-`flopscalc.offload` prices the CPU side of optimizer offload as the bytes the update reads and writes over
+`flopscalc.perf.offload` prices the CPU side of optimizer offload as the bytes the update reads and writes over
 the host's memory bandwidth. This benchmark checks that model on the machine it runs on:
 
 1. measure the host's memory bandwidth with an in-place add over torch's threads (reads two arrays, writes
@@ -38,7 +38,7 @@ from flopscalc.flops import Recompute
 from flopscalc.memory import MemoryPrecision, TrainingSetup
 from flopscalc.memory.states import param_shapes
 from flopscalc.model import count_params, get_preset
-from flopscalc.offload import offload_time
+from flopscalc.perf.offload import offload_time
 
 
 def memory_bandwidth(n_floats: int, repeat: int) -> float:

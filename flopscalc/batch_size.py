@@ -1,7 +1,7 @@
 """Critical batch size, and the batch that best hides data-parallel communication below it.
 
 A step of data-parallel training costs compute in proportion to its tokens and a communication time that does
-not grow with them (the gradient all-reduce happens once per step, `flopscalc.parallel`). A larger batch
+not grow with them (the gradient all-reduce happens once per step, `flopscalc.perf.parallel`). A larger batch
 spreads that time over more tokens, but past the critical batch size each token teaches less: to reach a loss,
 training needs E = E_min (1 + B / B_crit) tokens [1, eq. 5.5; 2, eq. 2.11]. `batch_to_hide_comm` weighs the
 two, growing the default batch by powers of two up to B_crit.

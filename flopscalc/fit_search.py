@@ -2,7 +2,7 @@
 
 Memory grows with N, so the models that fit are all N below a limit: a log-spaced grid over
 `config_for_params` shapes, then bisection in log N. Each size is asked of the planner's own setup search
-(`plan_options.choose_setup`) and of plain AdamW (`memory.max_micro_batch`), so the plot and the plan agree
+(`planner.options.choose_setup`) and of plain AdamW (`memory.max_micro_batch`), so the plot and the plan agree
 on what fits. Pure: no printing, no I/O.
 """
 
@@ -29,7 +29,7 @@ def _fits(n_params: float, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: P
     """(fits with some setup the planner searches, fits with plain AdamW: no recompute, ZeRO or offload)."""
     # imported here: the plots package imports this module, and the planner's setup search is heavy to load
     from .memory import TrainingSetup, max_micro_batch
-    from .plan_options import MEMORY_PRECISION, PLAN_MEMORY_HEADROOM, choose_setup
+    from .planner.options import MEMORY_PRECISION, PLAN_MEMORY_HEADROOM, choose_setup
 
     try:
         cfg = config_for_params(n_params)
@@ -51,7 +51,7 @@ def largest_fitting_params(gpu: GpuSpec, n_gpus: int = 1, seq_len: int = GPT2_BL
                            capacity_bytes: float | None = None) -> dict:
     """Largest model (parameters, GPT-2 shapes by ``config_for_params``) that fits ``n_gpus`` x ``gpu``.
 
-    Two answers: with any setup the planner searches (``plan_options.choose_setup``: recomputation,
+    Two answers: with any setup the planner searches (``planner.options.choose_setup``: recomputation,
     8-bit AdamW, ZeRO, optimizer offload) and with plain AdamW only (no recomputation, no
     sharding). Log-spaced grid, then bisection in log N; the fitting set is taken to be all N below the
     limit (memory grows with N). Returns the parameter count and shape of the largest shaped config found

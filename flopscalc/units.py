@@ -145,8 +145,7 @@ def parse_usd(text: str | float, *, what: str = "amount") -> float:
         return float(text)
     accepted = "an amount in US dollars, e.g. 1200, $1,200, 1.2k, 2.5 USD"
     s = str(text).strip()
-    if s.startswith("$"):
-        s = s[1:]
+    s = s.removeprefix("$")
     if s.upper().endswith("USD"):
         s = s[:-3]
     value, unit = _split(s, what, accepted)

@@ -1,6 +1,6 @@
 """One independent anchor for each formula of the step-time model that a one-line bug slipped past (issue 17).
 
-Each test checks a public result (the planner's `Plan`, `plan_options.throughput`) against a figure from
+Each test checks a public result (the planner's `Plan`, `planner.options.throughput`) against a figure from
 outside the code under test: a paper's statement, PyTorch's FlopCounterMode, or a limit case. The mutants each
 one kills are listed in docs/testing.md.
 """
@@ -15,8 +15,8 @@ from flopscalc.flops import Recompute
 from flopscalc.hardware import Precision, builtin_database
 from flopscalc.memory import MemoryPrecision, TrainingSetup
 from flopscalc.model import PRESETS, count_params
-from flopscalc.plan_options import throughput
 from flopscalc.planner import plan
+from flopscalc.planner.options import throughput
 from tests.conftest import measure_flops
 
 # Element sizes: IEEE 754 binary32 and bfloat16 (Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning")
@@ -117,7 +117,7 @@ def test_offload_adds_exactly_its_time_to_the_step():
     # Ren et al. 2021 Fig. 5: 16-bit gradients to the CPU and 16-bit parameters back, 2 x 2 bytes per parameter
     assert with_offload.offload.link_bytes == 2 * BF16_BYTES * o.n_params
     assert with_offload.offload.link_s > 0 and with_offload.offload.cpu_s > 0
-    # nothing of it hides behind compute (module docstring of flopscalc.offload): the steps differ by all of it
+    # nothing of it hides behind compute (module docstring of flopscalc.perf.offload): the steps differ by all of it
     assert with_offload.step_s - without.step_s == pytest.approx(with_offload.offload.total_s, rel=1e-12)
     assert with_offload.compute_s == without.compute_s
 

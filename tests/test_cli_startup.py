@@ -50,7 +50,7 @@ def _typer_help_text(command) -> str:
 def _eager_app() -> typer.Typer:
     """The app built the way it was before the lazy table: every module registered up front on a plain group."""
     from flopscalc.cli import HELP, HELP_OPTIONS
-    from flopscalc.cli_app import _main
+    from flopscalc.cli.group import _main
 
     eager = typer.Typer(name="flopscalc", help=HELP, no_args_is_help=True, add_completion=False,
                         pretty_exceptions_enable=False, context_settings=HELP_OPTIONS)
@@ -70,7 +70,7 @@ def test_every_line_of_the_table_builds_its_command_with_that_help():
         command = group.commands[name]
         assert command.name == name
         assert help_line == _typer_help_text(command), (
-            f"update COMMANDS[{name!r}] in flopscalc/cli.py to the command's own help: {_typer_help_text(command)!r}")
+            f"update COMMANDS[{name!r}] in flopscalc/cli/__init__.py to the command's own help: {_typer_help_text(command)!r}")
 
 
 def test_no_module_registers_a_command_the_table_does_not_list():
@@ -143,7 +143,7 @@ def test_help_imports_only_the_standard_library_and_rich():
 def test_every_other_command_line_goes_through_typer():
     """Only a bare --help skips the parser: `--help` after anything else is typer's (with its usual suggestions)."""
     loaded = _loaded_after(["--version"])
-    assert "typer" in loaded["top"] and "flopscalc.cli_app" in loaded["flopscalc"]
+    assert "typer" in loaded["top"] and "flopscalc.cli.group" in loaded["flopscalc"]
 
 
 def test_no_command_prints_the_same_help_through_typer(capsys):
@@ -172,5 +172,5 @@ def test_plan_imports_and_builds_no_other_command():
     loaded = _loaded_after(["plan", "--gpu", "4070ti", "--days", "365"])
     assert loaded["code"] == 0
     faces = [m for m in loaded["flopscalc"] if m.startswith("flopscalc.cli")]
-    assert faces == ["flopscalc.cli", "flopscalc.cli_app", "flopscalc.cli_common", "flopscalc.cli_plan"]
+    assert sorted(faces) == ["flopscalc.cli", "flopscalc.cli.common", "flopscalc.cli.group", "flopscalc.cli.plan"]
     assert not {"pandas", "matplotlib", "torch"} & set(loaded["top"])

@@ -138,7 +138,7 @@ def test_compute_time_is_flops_over_peak_times_efficiency(llama, gpu):
 def app():
     import typer
 
-    from flopscalc import cli_finetune
+    from flopscalc.cli import finetune as cli_finetune
 
     a = typer.Typer()
     cli_finetune.register(a)

@@ -7,10 +7,10 @@ import json
 import pytest
 from conftest import cli
 
-from flopscalc.budget import DEFAULT_PRECISION
 from flopscalc.costs import energy_cost
 from flopscalc.errors import DomainError, UsageError
 from flopscalc.hardware import Precision, builtin_database, get_gpu, load_database, training_precision
+from flopscalc.planner.budget import DEFAULT_PRECISION
 
 # ------------------------------------------------------------------ precision: fp16 where there is no BF16
 
@@ -127,10 +127,10 @@ def test_device_noun_by_segment():
 def test_frontier_fit_band_names_the_optimizer_the_offload_setups_use():
     from flopscalc import plots
     from flopscalc.memory import Optimizer
-    from flopscalc.plan_options import searched_setups
+    from flopscalc.planner.options import searched_setups
 
     offloaded = {s["optimizer"] for s in searched_setups(1) if s["offload_optimizer"]}
-    assert offloaded == {Optimizer.adamw}  # offload keeps AdamW (plan_options)
+    assert offloaded == {Optimizer.adamw}  # offload keeps AdamW (planner.options)
     fig = plots.frontier_figure(gpu=get_gpu("4070ti"), published=False)
     band = next(a for a in fig.axes[0].patches if a.get_gid() == "fit:any_setup")
     assert "AdamW" in band.get_label() and "8-bit" not in band.get_label()

@@ -128,7 +128,7 @@ def test_cli_import_stays_light():
 
 def test_cli_choices_are_the_engines_formats():
     """The CLI spells the formats without importing the engine at start-up; they must be the engine's."""
-    from flopscalc.cli_infer import KV_CHOICES, WEIGHT_CHOICES
+    from flopscalc.cli.infer import KV_CHOICES, WEIGHT_CHOICES
     from flopscalc.perf.inference import KvFormat, WeightFormat
 
     assert WEIGHT_CHOICES == tuple(m.value for m in WeightFormat)

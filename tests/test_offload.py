@@ -7,7 +7,7 @@ import pytest
 from flopscalc.flops import Recompute
 from flopscalc.memory import MemoryPrecision, Optimizer, TrainingSetup
 from flopscalc.model import ModelConfig
-from flopscalc.offload import HOST_LINK_BYTES_PER_S, HOST_MEMORY_BYTES_PER_S, offload_time
+from flopscalc.perf.offload import HOST_LINK_BYTES_PER_S, HOST_MEMORY_BYTES_PER_S, offload_time
 
 torch = pytest.importorskip("torch")
 
@@ -81,7 +81,7 @@ def test_plan_step_includes_offload_and_says_how_much():
 def test_host_link_follows_the_datasheets_pcie_generation(gpu, gen):
     # NVIDIA datasheets: H100 and RTX 50 "PCIe Gen5", A100 and Ada "PCIe Gen4", V100 and T4 "PCIe Gen3"
     from flopscalc.hardware import get_gpu
-    from flopscalc.offload import host_link_bytes_per_s, pcie_generation
+    from flopscalc.perf.offload import host_link_bytes_per_s, pcie_generation
 
     g = get_gpu(gpu)
     assert pcie_generation(g) == gen

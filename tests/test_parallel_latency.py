@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from flopscalc.errors import UsageError
 from flopscalc.hardware import get_gpu
-from flopscalc.parallel import (
+from flopscalc.perf.parallel import (
     LOW_SCALING_EFFICIENCY,
     Fabric,
     data_parallel_comm,

@@ -183,7 +183,7 @@ def test_small_gemms_lose_to_wave_quantization_on_a_big_gpu():
 
 
 def test_offload_and_communication_are_added_from_their_engines():
-    from flopscalc.offload import host_link_bytes_per_s, offload_time
+    from flopscalc.perf.offload import host_link_bytes_per_s, offload_time
 
     cfg = PRESETS["gpt2-medium"]
     setup = TrainingSetup(micro_batch=4, n_gpus=8, zero_stage=2, offload_optimizer=True)

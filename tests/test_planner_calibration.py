@@ -11,8 +11,8 @@ from flopscalc.calibration import CalibrationPoint, CalibrationProfile, save_pro
 from flopscalc.cli import run
 from flopscalc.hardware import get_gpu
 from flopscalc.model import PRESETS, count_params
-from flopscalc.plan_options import nearest_preset
 from flopscalc.planner import plan
+from flopscalc.planner.options import nearest_preset
 
 DAY = 86400.0
 

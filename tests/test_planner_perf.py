@@ -19,7 +19,8 @@ from flopscalc.memory import TrainingSetup, estimate_memory
 from flopscalc.model import PRESETS, ModelConfig, count_params
 from flopscalc.perf.step import estimate_step
 from flopscalc.perf.validation import check_row, published_rows, row_config
-from flopscalc.plan_options import (
+from flopscalc.planner import plan
+from flopscalc.planner.options import (
     MEMORY_PRECISION,
     PLAN_MEMORY_HEADROOM,
     TIE_REL,
@@ -27,8 +28,7 @@ from flopscalc.plan_options import (
     choose_setup,
     searched_setups,
 )
-from flopscalc.plan_speed import PER_OPERATION, TimeModel, price_setup, step_throughput
-from flopscalc.planner import plan
+from flopscalc.planner.speed import PER_OPERATION, TimeModel, price_setup, step_throughput
 
 YEAR_S = 365 * 86400
 MAIN_JOB = ["plan", "--gpu", "4070ti", "--days", "365"]
@@ -188,7 +188,7 @@ def test_a_fitted_profile_prices_the_plan_with_its_rates(fitted_profiles):
 # ---- the search under the step model: no setup that fits is faster than the one chosen (brute force)
 
 # How much faster brute force may find a smaller micro-batch under the per-operation model: split-K quantization
-# (plan_options.choose_setup's docstring). Observed over 40 GPT-2 shapes of 2-24 layers on a 4070 Ti and an A100:
+# (planner.options.choose_setup's docstring). Observed over 40 GPT-2 shapes of 2-24 layers on a 4070 Ti and an A100:
 # at most 5.0% (2 layers x 256), 4.1% at 12 layers, 2.6% at 24, 0.45% at 6; random Hypothesis runs then found
 # 7.2% (8 layers x 1152, seq 512, 4 x A100 at 6 GiB) and 8.9%. The search keeps each setup's largest micro-batch
 # (its contract, checked exactly below); this bound is the known cost of that, with margin, on a fixed

@@ -19,7 +19,8 @@ from flopscalc.hardware import Precision, get_gpu
 from flopscalc.memory import Optimizer, TrainingSetup, estimate_memory
 from flopscalc.model import PRESETS, config_for_params
 from flopscalc.perf import estimate_step
-from flopscalc.plan_options import (
+from flopscalc.planner import plan
+from flopscalc.planner.options import (
     MEMORY_PRECISION,
     PLAN_MEMORY_HEADROOM,
     TIE_REL,
@@ -30,7 +31,6 @@ from flopscalc.plan_options import (
     throughput,
     tools_needed,
 )
-from flopscalc.planner import plan
 
 DAY = 86400.0
 REL = 1e-9  # float noise between two sums of the same terms in another order

@@ -460,7 +460,7 @@ def test_cli_calibration_from_a_profile_file(run, tmp_path, capsys):
 
 
 def test_importing_the_plot_cli_loads_no_heavy_module():
-    code = ("import sys, flopscalc.cli_plot, flopscalc.plots; "
+    code = ("import sys, flopscalc.cli.plot, flopscalc.plots; "
             "print(','.join(m for m in ('matplotlib', 'pandas', 'scipy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""

@@ -4,7 +4,7 @@ Time ("per-operation", the default): the step's operations (`perf.finetune_ops`:
 frozen weight gradients, plus adapter GEMMs and QLoRA's dequantizations) priced as `perf.step.estimate_step`
 prices its own (`perf.step.price_ops`), times micro-batch steps. Time ("stated", ``efficiency`` given, or a GPU
 the per-operation model does not price): FLOPs over the GPU's 16-bit peak times that efficiency
-(`flopscalc.budget.DEFAULT_MFU` on fallback), plus QLoRA's dequantization bytes over the memory bandwidth.
+(`flopscalc.planner.budget.DEFAULT_MFU` on fallback), plus QLoRA's dequantization bytes over the memory bandwidth.
 Either way, when a paged optimizer spills, the spilled state crosses the host link twice per optimizer step.
 The attention core is priced with causal pairs (fused kernels skip masked blocks; ``flopscalc.flops``).
 """
@@ -15,7 +15,6 @@ import itertools
 from dataclasses import dataclass, replace
 
 from ..assumption import Assumption
-from ..budget import DEFAULT_MFU, DEFAULT_PRECISION
 from ..errors import UsageError
 from ..flops import Recompute
 from ..hardware import GpuSpec, builtin_database, training_precision
@@ -23,6 +22,7 @@ from ..memory.fit import largest_that_fits
 from ..memory.settings import Optimizer
 from ..model import ModelConfig
 from ..perf.utilization import seconds_at_utilization
+from ..planner.budget import DEFAULT_MFU, DEFAULT_PRECISION
 from ..units import GIB
 from .adapters import Method
 from .flops import FinetuneFlops, dequant_bytes_per_token, finetune_flops_per_token

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..hardware import GpuSpec
-from ..parallel import (
+from ..perf.parallel import (
     GPUS_PER_NODE,
     NETWORK_BUS_EFFICIENCY,
     NETWORK_BYTES_PER_S_PER_GPU,

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from ..flops import Recompute, training_flops_per_token
 from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
 from ..model import ModelConfig
-from ..parallel import CommEstimate, data_parallel_comm, megatron_bucket_bytes, ring_latency_s
 from ..perf import StepOptions, estimate_step
 from ..perf.ops import OpClass, Phase
+from ..perf.parallel import CommEstimate, data_parallel_comm, megatron_bucket_bytes, ring_latency_s
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import model_flops_utilization
 from .cluster import Cluster

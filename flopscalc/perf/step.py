@@ -1,7 +1,7 @@
 """Time of one training step: the sum of its operations, each priced by a roofline, plus what is not hidden.
 
 step_s = sum over ops of count x max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency), kernel floor)
-         + exposed data-parallel communication (`flopscalc.parallel`) + optimizer offload (`flopscalc.offload`).
+         + exposed data-parallel communication (`flopscalc.perf.parallel`) + optimizer offload (`flopscalc.perf.offload`).
 
 GEMM efficiency = the device's best GEMM fraction of peak x tile and wave quantization (`gemm.py`); fused
 attention runs at the device's flash fraction; memory-bound kernels at the achievable DRAM bandwidth.
@@ -27,11 +27,11 @@ from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
 from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup, grad_wire_bytes_per_param
 from ..model import ModelConfig, count_params
-from ..offload import OffloadTime, host_link_bytes_per_s, offload_time
-from ..parallel import CommEstimate, data_parallel_comm
 from .device import DevicePerf, device_perf
 from .gemm import gemm_efficiency
+from .offload import OffloadTime, host_link_bytes_per_s, offload_time
 from .ops import Op, OpClass, Phase, StepOptions, step_ops
+from .parallel import CommEstimate, data_parallel_comm
 from .roofline import roofline_s
 from .utilization import model_flops_utilization
 

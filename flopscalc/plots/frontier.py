@@ -162,7 +162,7 @@ def draw_frontier(data: dict):
     if fit is not None:
         y0 = ax_n.get_ylim()[0]
         gpus = f"{fit['n_gpus']}× {C.short_gpu_name(fit['gpu'])}"
-        # the lightest setup searched offloads AdamW's states to the CPU (plan_options: offload keeps AdamW)
+        # the lightest setup searched offloads AdamW's states to the CPU (planner.options: offload keeps AdamW)
         lightest = ("ZeRO-3, " if fit["n_gpus"] > 1 else "") + "full recompute, AdamW offloaded to the CPU"
         if fit["n_max_params_any_setup"]:
             ax_n.axhspan(y0, fit["n_max_params_any_setup"], color="#2ca02c", alpha=0.10, lw=0, gid="fit:any_setup",

@@ -46,9 +46,9 @@ __all__ = [
                        "life_cycle_comparison",
                        "optimal",
                        "optimal_data_constrained",
+                       "overtraining_note",
                        "predict_loss",
                        "range_warnings",
-                       "tokens_for_loss",
-                       "overtraining_note",
                        "recommend_hyperparameters",
+                       "tokens_for_loss",
 ]

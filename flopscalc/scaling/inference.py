@@ -29,9 +29,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ..budget import CHINCHILLA_TOKENS_PER_PARAM  # ~20 tokens per parameter [H22, Table 3]
 from ..errors import DomainError, UsageError
 from ..flops import FLOPS_PER_MAC
+from ..planner.budget import CHINCHILLA_TOKENS_PER_PARAM  # ~20 tokens per parameter [H22, Table 3]
 from ..units import SECONDS_PER_HOUR
 from .allocate import flops_for_loss, optimal
 from .laws import (

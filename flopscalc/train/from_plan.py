@@ -28,7 +28,7 @@ from ..model.presets import ALL_PRESETS
 from ..textfile import read_text
 from .config import RECOMPUTES, TrainConfig, model_unsupported
 
-# The block a plan's JSON describes completely by its fields (flopscalc.report.model_dict): GPT-2's.
+# The block a plan's JSON describes completely by its fields (flopscalc.report.common.model_dict): GPT-2's.
 GPT2_FAMILY = "GPT-2 block"
 # Plan precisions (flopscalc.memory.settings.MemoryPrecision) -> the trainer's, where it runs them: the inverse
 # of memory.settings.TRAINER_MEMORY_PRECISION.

@@ -1,0 +1,57 @@
+"""`flopscalc models` and `flopscalc gpus`: the model presets and the GPU database (see `cli.COMMANDS`).
+
+Kept apart from the engines: each command imports what it shows only when it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import GpuCsvOpt, JsonOpt, emit
+
+gpus_app = typer.Typer(help="The GPU database: list every GPU, or show one with its sources.",
+                       invoke_without_command=True)
+
+
+def models(as_json: JsonOpt = False) -> None:
+    """The model presets with their exact total and active parameter counts and sources."""
+    from ..model import ALL_PRESETS
+    from ..report.models import models_dict, models_table
+
+    emit(models_table(ALL_PRESETS), models_dict(ALL_PRESETS), as_json)
+
+
+@gpus_app.callback()
+def gpus(ctx: typer.Context, gpu_csv: GpuCsvOpt = None, as_json: JsonOpt = False) -> None:
+    """List every GPU in the database (dense peak rates, memory, power, price)."""
+    if ctx.invoked_subcommand is not None:  # `gpus --json show X` means `gpus show X --json`
+        ctx.obj = {"gpu_csv": gpu_csv or (), "as_json": as_json}
+        return
+    from ..hardware import load_database
+    from ..report.common import gpu_dict, gpu_table
+
+    db = load_database(gpu_csv or ())
+    emit(gpu_table(db), {"gpus": [gpu_dict(g) for g in db]}, as_json)
+
+
+@gpus_app.command("show")
+def gpus_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="GPU name, e.g. 4070ti.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one GPU: every figure, its source and notes."""
+    from ..hardware import get_gpu
+    from ..report.common import gpu_detail, gpu_dict
+
+    spec = get_gpu(name, (ctx.obj or {}).get("gpu_csv", ()))
+    emit(gpu_detail(spec), gpu_dict(spec), as_json or (ctx.obj or {}).get("as_json", False))
+
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level app."""
+    app.command("models")(models)
+    app.add_typer(gpus_app, name="gpus")

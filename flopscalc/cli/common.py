@@ -1,0 +1,209 @@
+"""Pieces shared by the command modules: common options, the JSON-or-table emitter, the stderr progress bar."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..model.config import Mlp, Norm, Position
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+GpuCsvOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--gpu-csv", help="Extra GPU CSV (same columns as data/gpu_specs.csv) that adds or overrides rows."),
+]
+# ---- the model's architecture (issue 12), shared by flops, memory and step; None = as the named model has it
+ModelConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="A Hugging Face config.json, read offline (model_type gpt2, gpt_neox, llama, mistral, mixtral, "
+    "qwen2, qwen2_moe, gemma, olmo, olmo2, phi3). Shape and architecture options given with it override the "
+    "file's values, and the model's name lists each override.")]
+NLayerOpt = Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")]
+NHeadOpt = Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")]
+NEmbdOpt = Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")]
+VocabOpt = Annotated[int | None, typer.Option("--vocab", help="Vocabulary size (tokens; GPT-2: 50257).")]
+KvHeadOpt = Annotated[int | None, typer.Option(
+    "--n-kv-head", help="Key/value heads: as many as --n-head is multi-head, 1 multi-query, between grouped-query.")]
+FfnOpt = Annotated[int | None, typer.Option(
+    "--ffn", help="MLP hidden width d_ff (units; GPT-2: 4 x width); with --experts the width of each expert.")]
+MlpOpt = Annotated[Mlp | None, typer.Option(
+    "--mlp", help="MLP kind: gelu (2 matrices, GPT-2) or swiglu / geglu (3 matrices, Llama / Gemma).")]
+NormOpt = Annotated[Norm | None, typer.Option(
+    "--norm", help="Normalisation: layernorm (GPT-2), rmsnorm (Llama), layernorm_plain (no gain or bias, OLMo).")]
+PosOpt = Annotated[Position | None, typer.Option(
+    "--pos", help="Position scheme: learned (a table; --seq at most the context), rope, alibi or none.")]
+BiasOpt = Annotated[bool | None, typer.Option("--bias/--no-bias", help="Biases in every linear and LayerNorm.")]
+TieOpt = Annotated[bool | None, typer.Option("--tie/--untie", help="LM head tied to the token embedding or not.")]
+ExpertsOpt = Annotated[int | None, typer.Option(
+    "--experts", help="Routed experts per MLP (mixture of experts; 0 = dense). Needs --top-k.")]
+TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Experts each token is routed to.")]
+SharedExpertsOpt = Annotated[int | None, typer.Option(
+    "--shared-experts", help="Experts every token uses besides its routed ones (count).")]
+
+
+def arch_options(vocab=None, n_kv_head=None, ffn=None, mlp=None, norm=None, pos=None, bias=None, tie=None,
+                 experts=None, top_k=None, shared_experts=None) -> dict:
+    """The architecture options as `flopscalc.model.with_architecture` names them (None = not given)."""
+    return {"vocab": vocab, "n_kv_head": n_kv_head, "ffn": ffn, "mlp": mlp, "norm": norm, "pos": pos, "bias": bias,
+            "tie": tie, "experts": experts, "top_k": top_k, "shared_experts": shared_experts}
+
+
+# Narrowest layout for piped output: the width rich itself falls back to without a terminal.
+PIPED_MIN_WIDTH = 80
+# Width at which a renderable is measured for its natural (unwrapped) width; wider than any real table.
+MEASURE_WIDTH = 100_000
+
+
+def refuse_together(**given: bool) -> None:
+    """UsageError when two or more of the named options are given together (``--csv`` and ``--json``...)."""
+    from ..errors import UsageError
+
+    names = [name for name, on in given.items() if on]
+    if len(names) > 1:
+        raise UsageError(f"{' and '.join(names)} cannot be used together; choose one output")
+
+
+def refuse_empty(**given: str | None) -> None:
+    """UsageError for a text option given as '' (``--family ''``): where the engine reads '' as "the default",
+    an empty value would otherwise be dropped silently. Keys are the option names, as in `refuse_together`."""
+    from ..errors import UsageError
+
+    for name, value in given.items():
+        if value is not None and not value.strip():
+            raise UsageError(f"{name} is empty; give a value (see --help) or leave {name} out for its default")
+
+
+def stdout_console(renderable=None):
+    """A rich Console for stdout: the terminal's width on a terminal; piped, a layout that never cuts a cell.
+
+    Piped (stdout not a terminal) and with no COLUMNS in the environment, the width is the renderable's natural
+    width (at least `PIPED_MIN_WIDTH`), so tables print whole instead of wrapping at 80 columns and ending cells
+    in '…'. Table columns fold instead of cutting in any case when piped, so a COLUMNS set narrower wraps a long
+    word onto the next line rather than dropping its end.
+    """
+    from rich.console import Console
+
+    console = Console(soft_wrap=False)
+    if console.is_terminal or renderable is None:
+        return console
+    _fold_tables(renderable)
+    if "COLUMNS" in os.environ:  # the caller chose a width: honour it
+        return console
+    natural = Console(width=MEASURE_WIDTH, soft_wrap=False).measure(renderable).maximum
+    return Console(soft_wrap=False, width=max(PIPED_MIN_WIDTH, natural))
+
+
+def _fold_tables(renderable) -> None:
+    """Set every table column in ``renderable`` (a Group, a Table, nested) to fold long words, never cut them."""
+    from rich.console import Group
+    from rich.table import Table
+
+    if isinstance(renderable, Table):
+        for column in renderable.columns:
+            column.overflow = "fold"
+    elif isinstance(renderable, Group):
+        for part in renderable.renderables:
+            _fold_tables(part)
+
+
+def emit(renderable, data: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    stdout_console(renderable).print(renderable)
+
+
+class StderrProgress:
+    """A rich progress bar on stderr as a ``callback(done, total)`` context; None when stderr is not a terminal.
+
+    ``with StderrProgress("fitting", enabled) as callback: work(callback=callback)``. The bar is transient: it
+    is gone when the work ends, so stdout and a log of stderr hold only results.
+    """
+
+    def __init__(self, label: str, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = bool(enabled)
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console, transient=True)
+        self.bar.start()
+        task = self.bar.add_task(self.label, total=None)
+
+        def callback(done: int, total: int, label: str | None = None) -> None:
+            self.bar.update(task, completed=done, total=total, **({"description": label} if label else {}))
+
+        return callback
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def conflicting_options(command, argv: list[str]) -> str | None:
+    """The first option given twice with different values, or both halves of a flag pair; None when there is none.
+
+    The parser keeps the last of ``--days 1 --days 2`` and of ``--causal --dense`` without a word; flopscalc
+    refuses both instead (one line, exit 2). Walks ``argv`` down the command tree as the parser does; options it
+    does not know are left to the parser's own error.
+    """
+    seen: dict[str, tuple[str, object]] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            break
+        if token.startswith("--"):
+            name, has_inline, inline = token.partition("=")
+            option = next((p for p in getattr(command, "params", ()) if name in (*getattr(p, "opts", ()),
+                                                                                 *getattr(p, "secondary_opts", ()))),
+                          None)
+            if option is not None and not getattr(option, "multiple", False) and not getattr(option, "count", False):
+                if getattr(option, "is_flag", False):
+                    value: object = name in option.opts
+                else:
+                    value = inline if has_inline else (argv[i + 1] if i + 1 < len(argv) else None)
+                    i += 0 if has_inline else 1
+                earlier = seen.get(option.name)
+                if earlier is not None and earlier[1] != value:
+                    if isinstance(value, bool):
+                        return f"{earlier[0]} and {name} contradict each other; give one of them"
+                    return f"{name} is given twice ({earlier[1]} and {value}); give it once"
+                seen[option.name] = (name, value)
+            elif option is not None and not getattr(option, "is_flag", False) and not has_inline:
+                i += 1  # a repeatable option's value
+        elif not token.startswith("-") and token in getattr(command, "commands", {}):
+            command, seen = command.commands[token], {}
+        i += 1
+    return None
+
+
+def given_on_command_line(ctx: typer.Context, *names: str) -> list[str]:
+    """The options among ``names`` (parameter names) that the user typed, as they are spelled (``--n-gpus``)."""
+    params = {p.name: p for p in ctx.command.params}
+    return [params[n].opts[0] for n in names
+            if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+
+
+def refuse_unused(ctx: typer.Context, needs: str, names: tuple[str, ...], why: str) -> None:
+    """UsageError when any option in ``names`` was typed although ``needs`` (another option) was not given."""
+    from ..errors import UsageError
+
+    unused = given_on_command_line(ctx, *names)
+    if unused:
+        raise UsageError(f"{' and '.join(unused)} would be ignored without {needs} ({why}); add {needs} or drop "
+                         f"{'them' if len(unused) > 1 else 'it'}")

@@ -1,0 +1,71 @@
+"""`flopscalc flops`: FLOPs of training a model on N tokens (imported only when `flops` runs; see `cli.COMMANDS`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..flops import Recompute
+from .common import (
+    BiasOpt,
+    ExpertsOpt,
+    FfnOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NEmbdOpt,
+    NHeadOpt,
+    NLayerOpt,
+    NormOpt,
+    PosOpt,
+    SharedExpertsOpt,
+    TieOpt,
+    TopKOpt,
+    VocabOpt,
+    arch_options,
+    emit,
+)
+
+
+def flops(
+    tokens: Annotated[str, typer.Option(help="Training tokens, e.g. 300B, 10B, 2.5e10.")],
+    model: Annotated[str | None, typer.Option(
+        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
+    params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    n_layer: NLayerOpt = None,
+    n_head: NHeadOpt = None,
+    n_embd: NEmbdOpt = None,
+    config: ModelConfigOpt = None,
+    vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
+    norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+    experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: context).")] = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs.")] = 1,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    causal: Annotated[bool, typer.Option(
+        "--causal/--dense", help="Count only unmasked query-key pairs (--causal) or the full T x T (--dense).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """FLOPs of training a model on N tokens: per component, per token/step/run, in every convention."""
+    from ..flops import summarize
+    from ..model import resolve_model
+    from ..report.common import flops_dict, flops_report
+    from ..units import parse_count
+
+    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
+                                          shared_experts))
+    s = summarize(cfg, parse_count(tokens, what="--tokens"), seq_len=seq, micro_batch=micro_batch,
+                  grad_accum=grad_accum, n_gpus=n_gpus, recompute=recompute, causal=causal)
+    emit(flops_report(s), flops_dict(s), as_json)
+
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level app."""
+    app.command("flops")(flops)

@@ -1,0 +1,132 @@
+"""The typer side of the command line: the top-level group, whose commands `flopscalc.cli.COMMANDS` names and
+which it imports and builds only when they run, and the version option. `flopscalc.cli.run` imports this module
+for every command line but a bare `--help`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, MutableMapping
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from . import COMMANDS, HELP, HELP_OPTIONS, VERSION_HELP, print_help
+
+
+def build_command(name: str, module_name: str) -> typer.core.TyperCommand | TyperGroup:
+    """The parser of one top-level command: import its module, let it register, build only ``name``."""
+    holder = typer.Typer()
+    importlib.import_module(module_name).register(holder)
+    holder.registered_commands = [c for c in holder.registered_commands
+                                  if (c.name or typer.main.get_command_name(c.callback.__name__)) == name]
+    holder.registered_groups = [g for g in holder.registered_groups if g.name == name]
+    command = typer.main.get_group(holder).commands.get(name)
+    if command is None:
+        raise LookupError(f"{module_name}.register adds no command {name!r} (see flopscalc.cli.COMMANDS)")
+    return command
+
+
+class _LazyCommands(MutableMapping):
+    """The top-level commands by name; each is built from `COMMANDS` on first use and then kept.
+
+    Membership, iteration and ``keys()`` build nothing, so the parser's lookups and its "did you mean" suggestions
+    stay cheap; ``items()`` and ``values()`` build every command (tests walk the whole tree that way).
+    """
+
+    def __init__(self, built: dict) -> None:
+        self._built = dict(built)  # commands registered on `app` itself, built by typer as usual
+
+    def __getitem__(self, name: str):
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = build_command(name, COMMANDS[name][0])
+        return self._built[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS or name in self._built
+
+    def __iter__(self) -> Iterator[str]:
+        yield from COMMANDS
+        yield from (name for name in self._built if name not in COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS.keys() | self._built.keys())
+
+    def __setitem__(self, name: str, command) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:  # pragma: no cover - click never removes a command
+        raise TypeError("flopscalc's commands are fixed by flopscalc.cli.COMMANDS")
+
+
+class LazyGroup(TyperGroup):
+    """typer's group, with the commands of `COMMANDS` imported and built on demand and its own top-level help."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.commands = _LazyCommands(self.commands)
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(self.commands)
+
+    def format_help(self, ctx, formatter) -> None:
+        """typer's layout, drawn from the parameters and `COMMANDS` without building a command (`print_help`)."""
+        options = [(",".join(o for o in p.opts if "--" in o), ",".join(o for o in p.opts if "--" not in o),
+                    p.help or "") for p in self.get_params(ctx) if not getattr(p, "hidden", False)]
+        names = self.list_commands(ctx)
+        print_help(self.get_usage(ctx), self.help or "", options,
+                   [(n, COMMANDS[n][1] if n in COMMANDS else self.commands[n].short_help or "") for n in names])
+
+
+app = typer.Typer(
+    name="flopscalc",
+    help=HELP,
+    cls=LazyGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,  # subcommands inherit it: `flopscalc plan -h` works too
+)
+
+
+def _version() -> str:
+    """The installed distribution's version (importlib.metadata), else the package's own."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flopscalc")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from .. import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"flopscalc {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help=VERSION_HELP)] = False,
+) -> None:
+    """Compute-budget planner and FLOPs calculator for training GPT-style language models."""
+
+
+def _parser_errors() -> type[Exception]:
+    """The parser's usage-error base class: typer's own since typer vendored click (0.2x), click's before."""
+    if hasattr(typer, "TyperException"):
+        return typer.TyperException
+    import click
+
+    return click.ClickException
+
+
+PARSER_ERRORS = _parser_errors()
+
+

@@ -1,0 +1,128 @@
+"""`flopscalc infer`: prefill and decode time, KV cache, what fits, tokens/s and cost of serving a model (issue 16)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import (
+    BiasOpt,
+    ExpertsOpt,
+    FfnOpt,
+    GpuCsvOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NEmbdOpt,
+    NHeadOpt,
+    NLayerOpt,
+    NormOpt,
+    PosOpt,
+    SharedExpertsOpt,
+    TieOpt,
+    TopKOpt,
+    VocabOpt,
+    arch_options,
+    emit,
+)
+
+CPU_NAMES = ("cpu", "host")
+# Tokens generated per sequence when --gen is not given: the shortest output length of TensorRT-LLM's
+# performance tables (docs/source/performance.md: outputs of 128 and 2048 tokens), a short chat answer.
+DEFAULT_GEN_TOKENS = 128
+# The engine's formats (perf/inference.py WeightFormat, KvFormat), spelled here so that start-up does not import
+# the performance model; the command checks a value against the engine's enum before using it.
+WEIGHT_CHOICES = ("bf16", "fp16", "fp8", "int8", "int4")
+KV_CHOICES = ("bf16", "fp16", "fp8", "int8")
+# Contexts written with a k suffix count in units of 1024 tokens, as model cards do ("8K context" is 8192
+# positions: Llama 3 8B config.json max_position_embeddings 8192; Mistral 7B's "32k" is 32768).
+CONTEXT_K = 1024
+
+
+def parse_context(text: str) -> int:
+    """Tokens from ``8192``, ``8k`` (8 x 1024, `CONTEXT_K`) or ``32K``; UsageError otherwise."""
+    from ..errors import UsageError
+
+    s = str(text).strip().lower().replace("_", "").replace(",", "")
+    digits = s.removesuffix("k")
+    if not digits.isdigit() or int(digits) < 1:
+        raise UsageError(f"cannot read --context {text!r}: give a whole number of tokens, at least 1, or a number "
+                         "with k (units of 1024 tokens), e.g. 4096 or 8k")
+    return int(digits) * (CONTEXT_K if s.endswith("k") else 1)
+
+
+def _choice(enum, value: str, option: str):
+    """``value`` as a member of ``enum``; UsageError naming the accepted values otherwise."""
+    from ..errors import UsageError
+
+    try:
+        return enum(value.strip().lower())
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not accepted; choose one of "
+                         f"{', '.join(m.value for m in enum)}") from None
+
+
+def infer(
+    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: a100-80gb, h100, 4090.")],
+    context: Annotated[str, typer.Option(
+        help="Prompt tokens per sequence: a whole number or k units of 1024 (8k = 8192).")],
+    model: Annotated[str | None, typer.Option(
+        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
+    n_layer: NLayerOpt = None,
+    n_head: NHeadOpt = None,
+    n_embd: NEmbdOpt = None,
+    config: ModelConfigOpt = None,
+    vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
+    norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+    experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
+    batch: Annotated[int, typer.Option(help="Sequences served together (count).")] = 1,
+    gen: Annotated[int, typer.Option(
+        help=f"Tokens generated per sequence (count; default {DEFAULT_GEN_TOKENS}); the first comes from the prefill.")
+    ] = DEFAULT_GEN_TOKENS,
+    weights: Annotated[str, typer.Option(
+        help="Storage of the linear weights: bf16, fp16, fp8 (FP8 GEMMs), int8 or int4 (weight-only).")
+    ] = "bf16",
+    kv: Annotated[str | None, typer.Option(
+        help="Storage of the KV cache: bf16, fp16, fp8 or int8 (default: 16-bit, as the activations).")] = None,
+    int4_group: Annotated[int | None, typer.Option(
+        "--int4-group", help="Inputs per scale and zero of int4 weights (count; default 128).")] = None,
+    usd_per_gpu_hour: Annotated[float | None, typer.Option(
+        "--usd-per-gpu-hour", help="Price of the GPU for one hour, for the cost per million tokens. (USD)")] = None,
+    gpu_csv: GpuCsvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prefill and decode time, tokens/s, KV cache and memory, the largest batch and context, and cost per token."""
+    from ..errors import DomainError, UsageError
+    from ..hardware import get_gpu
+    from ..model import resolve_model
+    from ..perf.inference import (
+        DEFAULT_INT4_GROUP,
+        InferenceSetup,
+        KvFormat,
+        WeightFormat,
+        estimate_inference,
+    )
+    from ..report.infer import infer_dict, infer_report
+
+    if gpu.strip().lower() in CPU_NAMES:
+        raise DomainError("the inference model has no sourced per-operation efficiencies for CPUs; "
+                          "pick a GPU from 'flopscalc gpus'")
+    weights = _choice(WeightFormat, weights, "--weights")
+    kv = _choice(KvFormat, kv, "--kv") if kv is not None else None
+    if int4_group is not None and weights is not WeightFormat.int4:
+        raise UsageError(f"--int4-group applies to int4 weights only (got --weights {weights.value}); "
+                         "add --weights int4 or drop --int4-group")
+    cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
+                                          shared_experts))
+    setup = InferenceSetup(batch=batch, context=parse_context(context), gen=gen, weights=weights, kv=kv,
+                           int4_group=int4_group or DEFAULT_INT4_GROUP, usd_per_gpu_hour=usd_per_gpu_hour)
+    est = estimate_inference(cfg, setup, get_gpu(gpu, gpu_csv or ()))
+    emit(infer_report(est), infer_dict(est), as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level app."""
+    app.command("infer")(infer)

@@ -1,0 +1,98 @@
+"""`flopscalc memory`: training-memory breakdown, fit and largest micro-batch (issue 3)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..flops import Recompute
+from ..memory.settings import DEFAULT_ALLOCATOR_OVERHEAD_FRACTION, MemoryPrecision, Optimizer
+from .common import (
+    BiasOpt,
+    ExpertsOpt,
+    FfnOpt,
+    GpuCsvOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NEmbdOpt,
+    NHeadOpt,
+    NLayerOpt,
+    NormOpt,
+    PosOpt,
+    SharedExpertsOpt,
+    TieOpt,
+    TopKOpt,
+    VocabOpt,
+    arch_options,
+    emit,
+)
+
+
+def memory(
+    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: 4070ti, 'RTX 4090', h100.")],
+    model: Annotated[str | None, typer.Option(
+        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
+    params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    n_layer: NLayerOpt = None,
+    n_head: NHeadOpt = None,
+    n_embd: NEmbdOpt = None,
+    config: ModelConfigOpt = None,
+    vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
+    norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+    experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass (sequences).")] = 1,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    precision: Annotated[MemoryPrecision, typer.Option(
+        help="Storage precision: fp32, bf16/fp16 autocast with fp32 master weights, or pure bf16.")
+    ] = MemoryPrecision.bf16_mixed,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer whose state sits beside the weights.")
+                         ] = Optimizer.adamw,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    flash: Annotated[bool, typer.Option("--flash/--no-flash",
+                                        help="Fused attention (no T x T scores saved) or spelled-out attention.")
+                     ] = True,
+    grad_accum: Annotated[int, typer.Option(
+        "--grad-accum", help="Micro-batches accumulated per step; above 1 gradients stay allocated (count).")] = 1,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")] = 1,
+    zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
+    offload: Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")
+                       ] = False,
+    cuda_context: Annotated[str, typer.Option(
+        "--cuda-context", help="Memory the CUDA context takes outside PyTorch's allocator, e.g. 512MiB (bytes).")
+    ] = "512MiB",
+    allocator_overhead: Annotated[float, typer.Option(
+        "--allocator-overhead", help="Caching-allocator overhead as a fraction of allocated memory (0-1).")
+    ] = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
+    headroom: Annotated[float, typer.Option(help="Share of GPU memory to keep free when judging fit (0-1).")
+                        ] = 0.0,
+    dropout: Annotated[bool, typer.Option(
+        "--dropout", help="Dropout layers on: their masks are saved for backward (Korthikanti et al. 2022, eq. 1).")
+    ] = False,
+    gpu_csv: GpuCsvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Training memory per GPU: what fills it, whether it fits, the largest micro-batch, what would make it fit."""
+    from ..hardware import get_gpu
+    from ..memory import TrainingSetup, answer
+    from ..model import resolve_model
+    from ..report.memory import memory_dict, memory_report
+    from ..units import parse_bytes, parse_count
+
+    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
+                                          shared_experts))
+    setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
+                          recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
+                          offload_optimizer=offload, cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context"),
+                          allocator_overhead_fraction=allocator_overhead, dropout=dropout)
+    result = answer(cfg, setup, get_gpu(gpu, gpu_csv or ()), headroom)
+    emit(memory_report(result), memory_dict(result), as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level app."""
+    app.command("memory")(memory)

@@ -1,0 +1,243 @@
+"""`flopscalc plot ...`: frontier, isoflop, landscape, memory and calibration charts (issue 7).
+
+Thin commands: parse, call ``flopscalc.plots`` (which calls the engines), save. matplotlib is imported
+only when a command runs. ``--out FILE`` writes the image (format from the suffix: .png, .svg, .pdf) and
+prints its path; ``--json`` prints the plotted numbers instead (with ``written_to`` when --out is given too).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+from ..flops import Recompute
+from ..hardware import Precision
+from ..memory.settings import MemoryPrecision, Optimizer
+from ..planner.budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+from ..plots._common import MAX_DPI, MIN_DPI, PNG_DPI
+from .common import GpuCsvOpt, JsonOpt, emit, refuse_empty, refuse_unused
+
+plot_app = typer.Typer(help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
+                       no_args_is_help=True)
+
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", help="Image file to write; the format follows the suffix: .png, .svg or .pdf.")]
+LawOpt = Annotated[str | None, typer.Option(
+    "--law", help="Scaling law with a loss formula (see 'flopscalc scaling laws'); default besiroglu2024.")]
+DpiOpt = Annotated[int, typer.Option(help="Resolution of PNG files (dots per inch).")]
+BudgetsOpt = Annotated[list[str] | None, typer.Option(
+    "--flops", help="Training budget to draw, e.g. 1e20; repeat for several. (FLOP)")]
+
+
+# Resolution accepted for PNG files (dots per inch): the bounds plots._common.save_figure enforces.
+
+
+def _check_out(out: Path | None, as_json: bool, dpi: int = PNG_DPI) -> None:
+    """Validate --out and --dpi before any work (rendering takes seconds): a known suffix in a folder that can be
+    written, or --json alone; a resolution in range."""
+    from ..atomic import check_writable_file
+    from ..plots import format_for
+
+    if out is None and not as_json:
+        raise UsageError("say where to write the chart with --out FILE (.png, .svg or .pdf), "
+                         "or print its numbers with --json")
+    if not MIN_DPI <= dpi <= MAX_DPI:
+        raise UsageError(f"--dpi must be between {MIN_DPI} and {MAX_DPI} dots per inch, got {dpi}; e.g. --dpi 150")
+    if out is not None:
+        format_for(out)
+        check_writable_file(out, "--out")
+
+
+def _finish(data: dict, draw, out: Path | None, as_json: bool, dpi: int) -> None:
+    """Draw and save when --out is given; print the path, or the numbers with --json."""
+    if out is not None:
+        from ..plots import save_figure
+
+        path = save_figure(draw(data), out, dpi)
+        data = {**data, "written_to": str(path)}
+        if not as_json:
+            sys.stdout.write(f"{path}\n")
+    if as_json:
+        emit(None, data, True)
+
+
+def _count(text: str, option: str) -> float:
+    from ..units import parse_count
+
+    return parse_count(text, what=option)
+
+
+@plot_app.command("frontier")
+def frontier(
+    ctx: typer.Context,
+    out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
+    law: Annotated[list[str] | None, typer.Option(
+        "--law", help="Scaling law to draw; repeat for several (the first places the presets and the optimum).")
+    ] = None,
+    c_min: Annotated[str, typer.Option("--c-min", help="Left end of the compute axis. (FLOP)")] = "1e17",
+    c_max: Annotated[str, typer.Option("--c-max", help="Right end of the compute axis. (FLOP)")] = "1e26",
+    flops: Annotated[str | None, typer.Option(
+        "--flops", help="Your budget, drawn as a vertical line, e.g. 2.3e21. (FLOP)")] = None,
+    gpu: Annotated[str | None, typer.Option(
+        help="GPU whose memory shades the model sizes that fit; with --days it also sets the budget.")] = None,
+    days: Annotated[float | None, typer.Option(help="Budget as time on --gpu instead of --flops. (days)")] = None,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Number of GPUs (count).")] = 1,
+    precision: Annotated[Precision, typer.Option(help="Arithmetic that sets the peak rate (dense).")] = DEFAULT_PRECISION,
+    utilization: Annotated[float, typer.Option(
+        help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")] = DEFAULT_UTILIZATION,
+    mfu: Annotated[float, typer.Option(help="Model FLOPs utilization while busy. (0-1)")] = DEFAULT_MFU,
+    seq: Annotated[int, typer.Option(help="Training sequence length for the memory region. (tokens)")] = 1024,
+    memory: Annotated[str | None, typer.Option(
+        help="Memory per GPU instead of the database's, e.g. 10GiB. (bytes)")] = None,
+    published: Annotated[bool, typer.Option(
+        "--published/--no-published", help="Mark the published training runs (data/published_runs.csv).")] = True,
+    gpu_csv: GpuCsvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute-optimal parameters and tokens against compute, per law, with presets, famous runs and your budget."""
+    _check_out(out, as_json, dpi)
+    if gpu is None:
+        refuse_unused(ctx, "--gpu", ("n_gpus", "precision", "seq", "memory", "gpu_csv"),
+                      "used only to shade the model sizes that fit on the GPU")
+    if days is None:
+        refuse_unused(ctx, "--days", ("utilization", "mfu"), "used only to turn time on the GPU into a FLOP budget")
+    from ..hardware import get_gpu
+    from ..planner.core import ComputeBudget
+    from ..plots import draw_frontier, frontier_data
+    from ..plots._common import short_gpu_name
+    from ..plots.frontier import DEFAULT_FRONTIER_LAWS
+    from ..units import SECONDS_PER_DAY, parse_bytes
+
+    if flops is not None and days is not None:
+        raise UsageError("give the budget once: --flops, or --days with --gpu, not both")
+    if days is not None and gpu is None:
+        raise UsageError("--days needs --gpu to turn time into FLOPs, e.g. --gpu 4070ti --days 365")
+    spec = get_gpu(gpu, gpu_csv or ()) if gpu is not None else None
+    budget, label = (_count(flops, "--flops") if flops is not None else None), None
+    if days is not None:
+        b = ComputeBudget(spec, n_gpus, days * SECONDS_PER_DAY, precision, utilization, mfu)
+        budget = b.model_flops
+        label = f"{days:g} days, {n_gpus}× {short_gpu_name(spec.name)}, MFU {mfu:g}, busy {utilization:.0%}"
+    for name in law or ():  # the laws' reader takes '' as the default
+        refuse_empty(**{"--law": name})
+    data = frontier_data(law or DEFAULT_FRONTIER_LAWS, (_count(c_min, "--c-min"), _count(c_max, "--c-max")), budget,
+                         budget_label=label, gpu=spec, n_gpus=n_gpus, seq_len=seq, precision=precision,
+                         capacity_bytes=parse_bytes(memory, what="--memory") if memory is not None else None,
+                         published=published)
+    _finish(data, draw_frontier, out, as_json, dpi)
+
+
+@plot_app.command("isoflop")
+def isoflop(
+    ctx: typer.Context,
+    out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
+    flops: BudgetsOpt = None,
+    law: LawOpt = None,
+    runs: Annotated[Path | None, typer.Option(
+        help="Runs CSV (n_params, n_tokens or c_flops, loss) to overlay, grouped by FLOPs.")] = None,
+    flops_tolerance: Annotated[float, typer.Option(
+        "--flops-tolerance", help="Runs whose FLOPs differ by less than this share one curve. (fraction)")] = 0.10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predicted loss against model size at fixed compute, minima marked; your runs overlaid."""
+    _check_out(out, as_json, dpi)
+    if runs is None:
+        refuse_unused(ctx, "--runs", ("flops_tolerance",), "used only to group your runs by FLOPs")
+    from ..plots import draw_isoflop, isoflop_data
+
+    budgets = [_count(f, "--flops") for f in flops] if flops else None
+    refuse_empty(**{"--law": law})  # the laws' reader takes '' as the default
+    _finish(isoflop_data(budgets, law, runs, flops_tolerance), draw_isoflop, out, as_json, dpi)
+
+
+@plot_app.command("landscape")
+def landscape(
+    out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
+    law: LawOpt = None,
+    n_min: Annotated[str, typer.Option("--n-min", help="Smallest model drawn. (parameters)")] = "1e7",
+    n_max: Annotated[str, typer.Option("--n-max", help="Largest model drawn. (parameters)")] = "1e12",
+    d_min: Annotated[str, typer.Option("--d-min", help="Fewest training tokens drawn. (tokens)")] = "1e8",
+    d_max: Annotated[str, typer.Option("--d-max", help="Most training tokens drawn. (tokens)")] = "1e14",
+    flops: BudgetsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Contours of predicted loss over model size and tokens, with lines of equal compute and the optimal path."""
+    _check_out(out, as_json, dpi)
+    from ..plots import draw_landscape, landscape_data
+
+    refuse_empty(**{"--law": law})  # the laws' reader takes '' as the default
+    data = landscape_data(law, (_count(n_min, "--n-min"), _count(n_max, "--n-max")),
+                          (_count(d_min, "--d-min"), _count(d_max, "--d-max")),
+                          [_count(f, "--flops") for f in flops] if flops else None)
+    _finish(data, draw_landscape, out, as_json, dpi)
+
+
+@plot_app.command("memory")
+def memory(
+    out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
+    gpu: Annotated[str | None, typer.Option(help="GPU whose capacity is drawn, e.g. 4070ti.")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        help="Preset to draw; repeat for several (default: every GPT-2 preset).")] = None,
+    params: Annotated[list[str] | None, typer.Option(
+        help="Target parameter count, shaped by rule, e.g. 350M; repeat for several.")] = None,
+    micro_batch: Annotated[list[int] | None, typer.Option(
+        "--micro-batch", help="Sequences per GPU per forward pass; repeat for one bar each. (sequences)")] = None,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    precision: Annotated[MemoryPrecision, typer.Option(help="Storage precision.")] = MemoryPrecision.bf16_mixed,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer whose state sits beside the weights.")
+                         ] = Optimizer.adamw,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    flash: Annotated[bool, typer.Option("--flash/--no-flash", help="Fused attention or spelled-out attention.")
+                     ] = True,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step. (count)")] = 1,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs. (count)")] = 1,
+    zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
+    offload: Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")
+                       ] = False,
+    gpu_csv: GpuCsvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stacked training-memory bars per component for several models or micro-batches, against the GPU."""
+    _check_out(out, as_json, dpi)
+    from ..hardware import get_gpu
+    from ..memory import TrainingSetup
+    from ..model import PRESETS, config_for_params
+    from ..plots import draw_memory, memory_data
+
+    models: list = list(model or [])
+    models += [config_for_params(_count(p, "--params")) for p in (params or [])]
+    setup = TrainingSetup(seq_len=seq, precision=precision, optimizer=optimizer, recompute=recompute, flash=flash,
+                          grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero, offload_optimizer=offload)
+    data = memory_data(models or list(PRESETS), get_gpu(gpu, gpu_csv or ()) if gpu else None, setup,
+                       micro_batch or None)
+    _finish(data, draw_memory, out, as_json, dpi)
+
+
+@plot_app.command("calibration")
+def calibration(
+    profile: Annotated[Path, typer.Argument(help="Calibration profile JSON from 'flopscalc calibrate'.")],
+    out: OutOpt = None,
+    dpi: DpiOpt = PNG_DPI,
+    mfu: Annotated[float | None, typer.Option(
+        help="MFU at which step times are predicted. (0-1; default the planner's 0.40)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measured against predicted: step time, MFU by model size, and peak memory, from a calibration profile."""
+    _check_out(out, as_json, dpi)
+    from ..calibration import load_profile
+    from ..plots import calibration_data, draw_calibration
+
+    _finish(calibration_data(load_profile(profile), mfu), draw_calibration, out, as_json, dpi)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``flopscalc plot ...`` to the top-level app."""
+    app.add_typer(plot_app, name="plot")

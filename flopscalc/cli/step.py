@@ -1,0 +1,140 @@
+"""`flopscalc step`: predicted time of one training step, tokens/s, MFU and HFU (issue 11)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..flops import Recompute
+from ..memory.settings import MemoryPrecision, Optimizer
+from .common import (
+    BiasOpt,
+    ExpertsOpt,
+    FfnOpt,
+    GpuCsvOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NEmbdOpt,
+    NHeadOpt,
+    NLayerOpt,
+    NormOpt,
+    PosOpt,
+    SharedExpertsOpt,
+    TieOpt,
+    TopKOpt,
+    VocabOpt,
+    arch_options,
+    emit,
+)
+
+CPU_NAMES = ("cpu", "host")
+
+
+def step(
+    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: a100-80gb, h100, 4090.")],
+    model: Annotated[str | None, typer.Option(
+        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
+    params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    n_layer: NLayerOpt = None,
+    n_head: NHeadOpt = None,
+    n_embd: NEmbdOpt = None,
+    config: ModelConfigOpt = None,
+    vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
+    norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+    experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")] = 1,
+    zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    precision: Annotated[MemoryPrecision, typer.Option(
+        help="Storage precision; 16-bit modes run the matmuls on the tensor cores in that format.")
+    ] = MemoryPrecision.bf16_mixed,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer whose update the step runs.")] = Optimizer.adamw,
+    flash: Annotated[bool, typer.Option("--flash/--no-flash",
+                                        help="Fused attention kernel or the spelled-out (math) path.")] = True,
+    offload: Annotated[bool, typer.Option("--offload", help="Optimizer on the CPU (ZeRO-Offload).")] = False,
+    fused_loss: Annotated[bool, typer.Option(
+        "--fused-loss", help="One kernel for cross-entropy forward and backward (as llm.c); default: PyTorch's fp32 path.")
+    ] = False,
+    dropout: Annotated[bool, typer.Option("--dropout", help="Dropout on (adds its memory-bound kernels).")] = False,
+    sustained: Annotated[float | None, typer.Option(
+        help="Share of the priced kernel time a real loop sustains (0-1; default: the fitted 0.76; 1: unfitted).")
+    ] = None,
+    gpu_csv: GpuCsvOpt = None,
+    calibration: Annotated[str | None, typer.Option(
+        help="Profile from 'flopscalc calibrate' on this device: its fitted device factors replace the sourced "
+             "ones (with --gpu cpu: the CPU it was measured on).")] = None,
+    tp: Annotated[int | None, typer.Option("--tp", help="Tensor-parallel GPUs (inside a node; divides the heads).")
+                  ] = None,
+    pp: Annotated[int | None, typer.Option("--pp", help="Pipeline stages (1F1B schedule).")] = None,
+    interleave: Annotated[int | None, typer.Option(
+        "--interleave", help="Model chunks per pipeline stage (interleaved 1F1B; needs --pp > 1).")] = None,
+    cp: Annotated[int | None, typer.Option("--cp", help="Context-parallel GPUs splitting the sequence.")] = None,
+    ep: Annotated[int | None, typer.Option("--ep", help="Expert-parallel GPUs sharding a mixture of experts.")] = None,
+    sequence_parallel: Annotated[bool, typer.Option(
+        "--sequence-parallel", help="Split norms and dropouts over the tensor-parallel GPUs (needs --tp > 1).")
+    ] = False,
+    search: Annotated[bool, typer.Option(
+        "--search", help="Rank every TP/PP/interleave/DP/ZeRO/CP/EP/micro-batch/recompute layout of --n-gpus "
+                         "that fits, by time per token.")] = False,
+    global_batch: Annotated[int | None, typer.Option(
+        "--global-batch", help="With --search: sequences per optimizer step (default: --n-gpus x --micro-batch x "
+                               "--grad-accum).")] = None,
+    network_gbps: Annotated[float | None, typer.Option(
+        "--network-gbps", help="Network between nodes per GPU, Gb/s (default by GPU generation: A100 200, else 400).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predicted time of one optimizer step by operation class, tokens/s, MFU and HFU."""
+    from ..errors import DomainError
+    from ..hardware import get_gpu
+    from ..memory import TrainingSetup
+    from ..model import resolve_model
+    from ..perf import StepOptions, estimate_step
+    from ..report.step import step_dict, step_report
+    from ..units import parse_count
+
+    if gpu.strip().lower() in CPU_NAMES and calibration is None:
+        raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; pick a GPU "
+                          "from 'flopscalc gpus', or calibrate this CPU: 'flopscalc calibrate --out cpu.json', then "
+                          "--calibration cpu.json")
+    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
+                                          shared_experts))
+    setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
+                          recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
+                          offload_optimizer=offload)
+    options = StepOptions(fused_loss=fused_loss, dropout=dropout, sustained_fraction=sustained or 0.0)
+    if sustained is not None and not 0 < sustained <= 1:
+        from ..errors import UsageError
+
+        raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
+    if search or any(x is not None for x in (tp, pp, interleave, cp, ep, global_batch, network_gbps)) \
+            or sequence_parallel:  # a parallel layout (issue 13): flopscalc/layout, rendered by report.layout
+        from ..report.layout import layout_step
+
+        emit(*layout_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), tp=tp, pp=pp, interleave=interleave, cp=cp, ep=ep,
+                          sequence_parallel=sequence_parallel, search=search, global_batch=global_batch,
+                          network_gbps=network_gbps, sustained=sustained, fused_loss=fused_loss, dropout=dropout,
+                          calibration=calibration), as_json)
+        return
+    if calibration is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
+        from ..calibration import load_profile
+        from ..perf.calibrate import calibrated_step
+
+        device = None if gpu.strip().lower() in CPU_NAMES else get_gpu(gpu, gpu_csv or ())
+        est = calibrated_step(cfg, setup, load_profile(calibration), device, options)
+    else:
+        est = estimate_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), options)
+    emit(step_report(est), step_dict(est), as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level app."""
+    app.command("step")(step)

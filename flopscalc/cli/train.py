@@ -1,0 +1,527 @@
+"""`flopscalc train`, `train prepare`, `bench`, `calibrate`: the reference trainer's faces (issue 5).
+
+torch is imported only inside these commands (``python -c "import flopscalc.cli"`` stays light); without it
+they say how to install the ``train`` extra and exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import DomainError, UsageError
+from ..flops import Recompute
+from .common import (
+    BiasOpt,
+    FfnOpt,
+    GpuCsvOpt,
+    JsonOpt,
+    KvHeadOpt,
+    MlpOpt,
+    ModelConfigOpt,
+    NormOpt,
+    PosOpt,
+    TieOpt,
+    arch_options,
+    emit,
+    given_on_command_line,
+    refuse_unused,
+)
+
+TORCH_MISSING = "this command needs PyTorch: install the train extra: pip install 'flopscalc[train]'"
+
+train_app = typer.Typer(help=("Train the reference model (GPT-2 or a dense Llama-style block) on token "
+                                  "files (or synthetic tokens); 'prepare' makes them."),
+                        invoke_without_command=True)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class TrainPrecision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Parallel(str, Enum):
+    ddp = "ddp"
+    fsdp = "fsdp"
+
+
+class Tokenizer(str, Enum):
+    byte = "byte"
+    gpt2 = "gpt2"
+
+
+class TokenFormat(str, Enum):
+    llmc = "llmc"
+    raw = "raw"
+
+
+class CompileMode(str, Enum):
+    off = "off"
+    on = "on"
+    both = "both"
+
+
+def require_torch():
+    """Import torch or fail with one line saying how to install it (exit 1)."""
+    try:
+        import torch
+    except ImportError:
+        raise DomainError(TORCH_MISSING) from None
+    return torch
+
+
+def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None, arch=None):
+    from ..model import resolve_model
+
+    if model is None and config is None and n_layer is None and n_head is None and n_embd is None:
+        model = "gpt2"  # the default model; --mlp, --norm, ... change its block as they change a named one
+    cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config, arch=arch)
+    changes = {k: v for k, v in (("block_size", block_size), ("vocab_size", vocab_size)) if v is not None}
+    return cfg.with_(**changes) if changes else cfg
+
+
+ModelOpt = Annotated[str | None, typer.Option(
+    help="Preset (default gpt2): any dense one 'flopscalc models' lists, e.g. gpt2-medium, llama-3.1-8b, pythia-160m.")]
+NLayerOpt = Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")]
+NHeadOpt = Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")]
+NEmbdOpt = Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")]
+BlockOpt = Annotated[int | None, typer.Option("--block-size", help="Context length of the model (tokens).")]
+VocabOpt = Annotated[int | None, typer.Option(
+    "--vocab-size", help="Vocabulary size (default: the data's meta.json, else the preset's).")]
+DeviceOpt = Annotated[Device, typer.Option(help="Where to run: auto picks CUDA when present.")]
+PrecisionOpt = Annotated[TrainPrecision, typer.Option(
+    help="Matmul precision: auto is bf16 autocast on CUDA (TF32 for the rest), fp32 on CPU.")]
+GpuOpt = Annotated[str | None, typer.Option(help="GPU database row whose peak MFU is measured against, e.g. h100.")]
+LoraRankOpt = Annotated[int, typer.Option(
+    "--lora-rank", help="LoRA rank r: freeze the model and train rank-r adapters on --lora-targets (0: train every "
+    "weight; docs/trainer.md).")]
+LoraAlphaOpt = Annotated[float | None, typer.Option(
+    "--lora-alpha", help="LoRA's alpha: the adapters' output is scaled by alpha / r (default: r, a scale of 1).")]
+LoraTargetsOpt = Annotated[str | None, typer.Option(
+    "--lora-targets", help="Linears that get adapters: all-linear (default) or a comma list of q, k, v, o, gate, up, "
+    "down.")]
+PeakOpt = Annotated[float | None, typer.Option(
+    "--peak-tflops", help="Peak rate of one device to compute MFU against, for devices not in the database (TFLOP/s).")]
+
+
+@train_app.callback()
+def train(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option(
+        help="Folder with train.bin and val.bin (nanoGPT) or *_train.bin / *_val.bin (llm.c).")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Train on random tokens instead of --data (for timing).")] = False,
+    model: ModelOpt = None, n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
+    block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
+    n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None, pos: PosOpt = None,
+    bias: BiasOpt = None, tie: TieOpt = None,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per device per forward pass.")] = 8,
+    seq: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the block size).")] = None,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
+    steps: Annotated[int, typer.Option(help="Optimizer steps of the whole run.")] = 1000,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 6e-4,
+    min_lr_ratio: Annotated[float, typer.Option(help="Floor of the cosine schedule as a fraction of the peak.")] = 0.1,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up length (steps).")] = 100,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay on matrices.")] = 0.1,
+    grad_clip: Annotated[float, typer.Option(help="Clip the global gradient norm at this value (0: off).")] = 1.0,
+    eval_interval: Annotated[int, typer.Option(help="Steps between validation passes (0: only at the end).")] = 250,
+    eval_batches: Annotated[int, typer.Option(help="Micro-batches per validation pass.")] = 20,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint file written at the end and on Ctrl-C.")] = None,
+    checkpoint_interval: Annotated[int, typer.Option(help="Steps between checkpoints (0: end and Ctrl-C only).")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue exactly from --checkpoint.")] = False,
+    log: Annotated[Path | None, typer.Option(
+        "--metrics-log", help="Metrics log, one JSON object per step (JSON Lines); plot it with pandas.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = TrainPrecision.auto,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Wrap the model in torch.compile.")] = False,
+    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    parallel: Annotated[Parallel, typer.Option(help="Under torchrun: ddp, or fsdp for models one GPU cannot hold.")]
+    = Parallel.ddp,
+    gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+    from_plan: Annotated[Path | None, typer.Option(
+        "--from-plan", help="A plan from 'flopscalc plan --json': its model, batch, steps, learning rate, schedule and "
+        "optimizer settings (docs/trainer.md); --micro-batch and --grad-accum override it, by name.")] = None,
+    allow_substitute: Annotated[bool, typer.Option(
+        "--allow-substitute", help="With --from-plan: run the nearest setup the trainer can where it cannot run the "
+        "plan's (offload, ZeRO-1/2, 8-bit AdamW, fp16, more GPUs than processes), listing each change.")] = False,
+    max_steps: Annotated[int | None, typer.Option(
+        "--max-steps", help="With --from-plan: stop after this many steps of the plan's schedule (0: write the "
+        "settings and stop).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="With --from-plan: folder for settings.json (what runs, what changed) and metrics.jsonl.")] = None,
+    lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Train the reference model, GPT-2 or any dense block (AdamW, warm-up + cosine, clipping, validation); Ctrl-C
+    saves and stops."""
+    if ctx.invoked_subcommand is not None:
+        typed = given_on_command_line(ctx, *(p.name for p in ctx.command.params))
+        if typed:
+            raise UsageError(f"{' and '.join(typed)} {'are options' if len(typed) > 1 else 'is an option'} of "
+                             f"'train' itself; 'train {ctx.invoked_subcommand}' would ignore "
+                             f"{'them' if len(typed) > 1 else 'it'} (see 'flopscalc train {ctx.invoked_subcommand} -h')")
+        return None
+    if (data is None) == (not synthetic):
+        raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
+    if from_plan is not None:
+        lora = given_on_command_line(ctx, "lora_rank", "lora_alpha", "lora_targets")
+        if lora:
+            raise UsageError(f"a plan trains every weight; {', '.join(lora)} would be ignored with --from-plan: "
+                             "drop it, or give the model and LoRA options without --from-plan")
+        return _train_from_plan(ctx)
+    refuse_unused(ctx, "--from-plan", ("allow_substitute", "max_steps", "out"), "options of a plan run")
+    from ..atomic import check_writable_file
+
+    if checkpoint_interval and checkpoint is None:
+        raise UsageError("--checkpoint-interval says how often to write --checkpoint FILE: give the file too")
+    if checkpoint is not None and not resume:
+        check_writable_file(checkpoint, "checkpoint")
+    if log is not None:
+        check_writable_file(log, "metrics log")
+    if vocab_size is not None and vocab_size < 1:
+        raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
+    from ..train.config import TrainConfig
+
+    cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None, config,
+                       arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
+    config_args = {
+        "micro_batch": micro_batch, "grad_accum": grad_accum, "max_steps": steps, "learning_rate": lr,
+        "min_lr_ratio": min_lr_ratio, "warmup_steps": warmup_steps, "weight_decay": weight_decay,
+        "grad_clip": grad_clip, "eval_interval": eval_interval, "eval_batches": eval_batches,
+        "checkpoint_interval": checkpoint_interval, "seed": seed, "device": device.value,
+        "precision": precision.value, "compile": compile, "recompute": recompute.value, "parallel": parallel.value,
+        "lora_rank": lora_rank, "lora_alpha": lora_alpha, "lora_targets": lora_targets,
+    }
+    checked = TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)  # reject pre-torch
+    require_torch()
+    from ..train.render import train_summary
+    from ..train.run import TrainRequest, model_with_vocab, run_training
+
+    cfg_model = model_with_vocab(cfg_model, str(data) if data else None, vocab_size)
+    config = TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)
+    if checked.lora_rank:
+        from ..train.distributed import dist_info_from_env
+
+        if dist_info_from_env().is_main:  # under torchrun, once
+            sys.stderr.write(f"flopscalc: {_lora_line(config)}\n")
+    summary = run_training(TrainRequest(
+        config=config, data_dir=str(data) if data else None, checkpoint=str(checkpoint) if checkpoint else None,
+        resume=resume, metrics_log=str(log) if log else None, gpu=gpu, peak_tflops=peak_tflops,
+        gpu_csv=tuple(gpu_csv or ()), progress=not as_json))
+    if summary.pop("is_main"):
+        emit(train_summary(summary), summary, as_json)
+    if summary["interrupted"]:
+        where = f"; checkpoint saved to {summary['checkpoint']}" if summary["checkpoint"] else ""
+        sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}{where}\n")
+        return 130
+    return None
+
+
+# What --from-plan sets, so these options would contradict it (--micro-batch and --grad-accum are overrides).
+PLAN_SETS = ("model", "n_layer", "n_head", "n_embd", "block_size", "vocab_size", "config", "seq", "steps", "lr",
+             "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "precision", "recompute", "parallel",
+             "n_kv_head", "ffn", "mlp", "norm", "pos", "bias", "tie")
+
+
+def _train_from_plan(ctx: typer.Context):
+    """`train --from-plan FILE`: the plan's settings (flopscalc.train.from_plan), the overrides named, then the run."""
+    from dataclasses import replace
+
+    from ..atomic import check_writable_file
+    from ..train.from_plan import plan_run, read_plan
+
+    o = ctx.params
+    typed = given_on_command_line(ctx, *PLAN_SETS)
+    if typed:
+        raise UsageError(f"--from-plan sets {', '.join(typed)} from the plan; drop {'them' if len(typed) > 1 else 'it'}"
+                         " (overrides: --micro-batch, --grad-accum, --max-steps, --device)")
+    if o["out"] is not None and o["log"] is not None:
+        raise UsageError("--out FOLDER writes metrics.jsonl itself; give --out or --metrics-log, not both")
+    if o["max_steps"] is not None and o["max_steps"] < 0:
+        raise UsageError(f"--max-steps must be a whole number >= 0, got {o['max_steps']}")
+    if o["checkpoint_interval"] and o["checkpoint"] is None:
+        raise UsageError("--checkpoint-interval says how often to write --checkpoint FILE: give the file too")
+    if o["checkpoint"] is not None and not o["resume"]:
+        check_writable_file(o["checkpoint"], "checkpoint")
+    plan = read_plan(o["from_plan"])
+    torch = require_torch()
+    from ..train.distributed import dist_info_from_env
+    from ..train.render import train_summary
+    from ..train.run import TrainRequest, model_with_vocab, run_training
+
+    world = dist_info_from_env().world_size
+    overrides = dict(zip(("micro_batch", "grad_accum"), (o["micro_batch"], o["grad_accum"])))
+    given = {name: overrides[name] for name in overrides if given_on_command_line(ctx, name)}
+    pr = plan_run(plan, str(o["from_plan"]), device=getattr(o["device"], "value", o["device"]), cuda_available=torch.cuda.is_available(),
+                  world_size=world, allow_substitute=o["allow_substitute"], eval_interval=o["eval_interval"],
+                  eval_batches=o["eval_batches"], checkpoint_interval=o["checkpoint_interval"], seed=o["seed"],
+                  compile=o["compile"], **given)
+    if o["max_steps"] is not None and o["max_steps"] > pr.config.max_steps:
+        raise UsageError(f"--max-steps {o['max_steps']} is past the plan's {pr.config.max_steps} steps; drop it to "
+                         "run the whole plan")
+    data = str(o["data"]) if o["data"] else None
+    model = model_with_vocab(pr.config.model, data, None)
+    if model != pr.config.model:
+        pr = replace(pr, config=replace(pr.config, model=model), changes=pr.changes + (
+            f"vocabulary {pr.config.model.vocab_size:,} -> {model.vocab_size:,} from the data's meta.json",))
+    log = o["log"]
+    if o["out"] is not None:
+        log = Path(o["out"]) / "metrics.jsonl"
+        check_writable_file(log, "metrics log")
+    elif log is not None:
+        check_writable_file(log, "metrics log")
+    for change in pr.changes:
+        sys.stderr.write(f"flopscalc: from the plan: {change}\n")
+    summary = run_training(TrainRequest(
+        config=pr.config, data_dir=data, checkpoint=str(o["checkpoint"]) if o["checkpoint"] else None,
+        resume=o["resume"], metrics_log=str(log) if log else None, gpu=o["gpu"], peak_tflops=o["peak_tflops"],
+        gpu_csv=tuple(o["gpu_csv"] or ()), progress=not o["as_json"], stop_after=o["max_steps"],
+        settings=pr.settings(world), settings_path=str(Path(o["out"]) / "settings.json") if o["out"] else None))
+    if summary.pop("is_main"):
+        emit(train_summary(summary), summary, o["as_json"])
+    if summary["interrupted"]:
+        where = f"; checkpoint saved to {summary['checkpoint']}" if summary["checkpoint"] else ""
+        sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}{where}\n")
+        return 130
+    return None
+
+
+@train_app.command("prepare")
+def prepare(
+    out: Annotated[Path, typer.Argument(help="Folder to write train.bin, val.bin and meta.json into.")],
+    text: Annotated[Path | None, typer.Option(help="UTF-8 text file to tokenise.")] = None,
+    pydoc: Annotated[bool, typer.Option(help="Use the CPython documentation strings every Python ships.")] = False,
+    tokenizer: Annotated[Tokenizer, typer.Option(
+        help="byte: UTF-8 bytes (vocab 256, needs nothing); gpt2: GPT-2 BPE via tiktoken, files present locally.")]
+    = Tokenizer.byte,
+    val_fraction: Annotated[float, typer.Option(help="Share of the tokens kept for validation, from the end (0-1).")]
+    = 0.1,
+    fmt: Annotated[TokenFormat, typer.Option("--format", help="llmc: llm.c header + uint16; raw: nanoGPT uint16.")]
+    = TokenFormat.llmc,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tokenise a text file (or Python's own docs) into train/val token files; no torch needed."""
+    from ..train.data import prepare as prepare_tokens
+    from ..train.data import pydoc_text
+    from ..train.render import prepare_table
+
+    if (text is None) == (not pydoc):
+        raise UsageError("give the text once: --text FILE or --pydoc")
+    if text is not None:
+        from ..textfile import read_text
+
+        body, source = read_text(text, "text file"), str(text)
+    else:
+        body, source = pydoc_text(), "pydoc_data.topics"
+    p = prepare_tokens(body, out, tokenizer=tokenizer.value, val_fraction=val_fraction, fmt=fmt.value, source=source)
+    data = {"train": str(p.train_path), "val": str(p.val_path), "meta": str(p.meta_path), "tokenizer": p.tokenizer,
+            "vocab_size": p.vocab_size, "n_train_tokens": p.n_train_tokens, "n_val_tokens": p.n_val_tokens}
+    emit(prepare_table(data), data, as_json)
+
+
+def _lora_line(cfg) -> str:
+    """What a LoRA run trains: the adapters' count (finetune.adapters.count_adapters, equal to the module's
+    trainable parameters: tests/test_train_lora.py) and the frozen base."""
+    from ..finetune.adapters import count_adapters
+    from ..model import count_params
+
+    n = count_adapters(cfg.model, cfg.lora_target_names, cfg.lora_rank, 0).n_params
+    return (f"LoRA rank {cfg.lora_rank}, alpha {cfg.lora_scale_alpha:g} on {','.join(cfg.lora_target_names)}: "
+            f"{n:,} trainable parameters; the base's {count_params(cfg.model).total:,} are frozen")
+
+
+def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
+           precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None,
+           config=None, lora=(0, None, None), arch=None):
+    cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
+    if any(v is not None for v in (n_layer, n_head, n_embd, config)) or not cfgs:
+        cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
+    lora_on = lora[0] or lora[1] is not None or lora[2] is not None
+    if out is not None and lora_on:
+        raise UsageError("a calibration profile describes pre-training steps ('plan' and 'step' read it); LoRA "
+                         "steps are timed without --out: drop --out or the --lora-* options")
+    if out is not None:  # before minutes of benchmarking, not after
+        from ..atomic import check_writable_file
+
+        check_writable_file(out, "calibration profile")
+    require_torch()
+    from ..calibration import save_profile
+    from ..train.bench import BenchSetup, run_benchmarks
+    from ..train.render import profile_table
+
+    setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or c.block_size, grad_accum=grad_accum, compile=k,
+                         precision=precision.value, device=device.value, recompute=recompute.value,
+                         warmup_steps=warmup_steps, timed_steps=steps)
+              for c in cfgs for b in (micro_batch or [8]) for s in (seq or [None]) for k in compiles]
+    if lora_on:  # LoRA steps; the model's label says so in the table
+        from dataclasses import fields, replace
+
+        from ..train.lora import LoraBenchSetup
+
+        setups = [LoraBenchSetup(**{f.name: getattr(s, f.name) for f in fields(s)}, lora_rank=lora[0],
+                                 lora_alpha=lora[1], lora_targets=lora[2]) for s in setups]
+        setups = [replace(s, model=s.model.with_(name=f"{s.model.name or 'model'} LoRA r{s.lora_rank}"))
+                  for s in setups]
+    for s in setups:
+        s.train_config()  # validate every setup before timing any
+    profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=tuple(gpu_csv or ()),
+                             n_threads=threads)
+    data = profile.to_dict()
+    if out is not None:
+        data["written_to"] = str(save_profile(profile, out))
+    emit(profile_table(profile), data, as_json)
+
+
+def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
+               config, rounds, arch=None):
+    """`calibrate`: time the sweep interleaved (the built-in CPU sweep when no model is named), fit the step-time
+    model's device factors (`flopscalc.train.calibrate.run_calibration`), write the profile."""
+    if compile_mode is not CompileMode.off:
+        raise UsageError("calibrate fits the step-time model of eager PyTorch kernels: drop --compile "
+                         "(time compiled runs with 'bench')")
+    from ..atomic import check_writable_file
+
+    check_writable_file(out, "calibration profile")  # before minutes of benchmarking, not after
+    builtin = not model and all(v is None for v in (n_layer, n_head, n_embd, config))
+    fixed = [f"--{n.replace('_', '-')}" for n, v in (("block_size", block_size), ("vocab_size", vocab_size),
+                                                      ("micro_batch", micro_batch), ("seq", seq)) if v]
+    fixed += ["--grad-accum"] * (grad_accum != 1) + ["--recompute"] * (recompute is not Recompute.none)
+    fixed += ["--precision bf16"] * (precision is TrainPrecision.bf16)
+    fixed += [f"--{k.replace('_', '-')}" for k, v in (arch or {}).items() if v is not None]
+    if builtin and fixed:
+        raise UsageError(f"the built-in CPU sweep fixes its shapes and settings, so {', '.join(fixed)} would be "
+                         "ignored; name the models to time (--model, or --n-layer/--n-head/--n-embd) to set them")
+    require_torch()
+    from rich.console import Group
+    from rich.text import Text
+
+    from ..calibration import save_profile
+    from ..train.bench import BenchSetup
+    from ..train.calibrate import cpu_sweep, run_calibration
+    from ..train.distributed import DistInfo, pick_device
+    from ..train.render import profile_table
+
+    if builtin:
+        if pick_device(device.value, DistInfo()).type != "cpu":
+            raise UsageError("the built-in calibration sweep is sized for a CPU; on a GPU name the models to time "
+                             "(--model, repeatable; 5 setups or more for a fit)")
+        setups = cpu_sweep(warmup_steps=warmup_steps, timed_steps=steps)
+    else:
+        cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
+        if any(v is not None for v in (n_layer, n_head, n_embd, config)):
+            cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
+        setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or c.block_size, grad_accum=grad_accum,
+                             precision=precision.value, device=device.value, recompute=recompute.value,
+                             warmup_steps=warmup_steps, timed_steps=steps)
+                  for c in cfgs for b in (micro_batch or [8]) for s in (seq or [None])]
+    for s in setups:
+        s.train_config()  # validate every setup before timing any
+    profile = run_calibration(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=tuple(gpu_csv or ()),
+                              n_threads=threads, rounds=rounds)
+    data = profile.to_dict()
+    data["written_to"] = str(save_profile(profile, out))
+    emit(Group(profile_table(profile), Text(_factors_line(profile))), data, as_json)
+
+
+def _factors_line(profile) -> str:
+    """One line naming the fitted device factors (or why there are none) under the calibrate table."""
+    from ..units import format_rate
+
+    f = profile.device_factors
+    if f is None:
+        return "no device factors fitted (see the notes above)"
+    peak = " (no datasheet peak: this is the CPU's peak)" if profile.gpu_key is None else ""
+    return (f"fitted for the step-time model ({f.timing} seconds): GEMM {format_rate(f.gemm_flop_per_s)} {f.gemm_source}"
+            f"{peak}, memory bandwidth {f.memory_bytes_per_s / 1e9:.1f} GB/s, operator floor "
+            f"{f.kernel_min_s * 1e6:.1f} us, attention at {f.attention_fraction:.2f} of the GEMM rate; fit residual "
+            f"{f.rms_rel_error:.1%} rms, {f.max_rel_error:.1%} worst over {f.n_points} setups. Use: flopscalc step "
+            f"--calibration FILE")
+
+
+# Options shared by `bench` and `calibrate` (the same sweep; calibrate must write a profile).
+SweepModelsOpt = Annotated[list[str] | None, typer.Option(help="Preset(s) to time; repeat to sweep model size.")]
+SweepMicroBatchOpt = Annotated[list[int] | None, typer.Option(
+    "--micro-batch", help="Sequences per forward pass; repeat to sweep (default 8).")]
+SweepSeqOpt = Annotated[list[int] | None, typer.Option(
+    help="Tokens per sequence; repeat to sweep (default: block size).")]
+BenchAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")]
+CompileOpt = Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
+RecomputeOpt = Annotated[Recompute, typer.Option(help="Activation recomputation.")]
+WarmupOpt = Annotated[int, typer.Option(help="Untimed steps before timing.")]
+TimedStepsOpt = Annotated[int, typer.Option(help="Timed optimizer steps per setup.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    help="torch intra-op threads while timing (default on a CPU: 1, reproducible on a shared machine).")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level app."""
+    app.add_typer(train_app, name="train")
+
+    def bench(
+        model: SweepModelsOpt = None,
+        n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
+        block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
+        n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None,
+        pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+        micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
+        compile: CompileOpt = CompileMode.off,
+        precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
+        recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5, steps: TimedStepsOpt = 20,
+        gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+        out: Annotated[Path | None, typer.Option(help="Also write the calibration profile JSON here.")] = None,
+        threads: ThreadsOpt = None,
+        lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Time training steps (after warm-up, device-synchronised): tokens/s, achieved FLOP/s, MFU, memory."""
+        _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
+               precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
+               config, (lora_rank, lora_alpha, lora_targets),
+               arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
+
+    def calibrate(
+        out: Annotated[Path, typer.Option(help="Calibration profile JSON to write (for 'plan --calibration').")],
+        model: SweepModelsOpt = None,
+        n_layer: NLayerOpt = None, n_head: NHeadOpt = None, n_embd: NEmbdOpt = None,
+        block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
+        n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None,
+        pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
+        micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
+        compile: CompileOpt = CompileMode.off,
+        precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
+        recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5,
+        steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup in each round.")] = 4,
+        gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+        threads: ThreadsOpt = None,
+        rounds: Annotated[int, typer.Option(
+            help="Interleaved timing rounds (each times every setup once); the median counts, as a shared "
+                 "machine's load drifts.")] = 5,
+        lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Time a sweep (on a CPU by default 7 small shapes), fit the step-time model's device factors and write
+        the profile that 'step --calibration' and 'plan --calibration' read."""
+        if lora_rank or lora_alpha is not None or lora_targets is not None:
+            raise UsageError("calibrate fits the step-time model of pre-training steps, which does not price LoRA's "
+                             "adapters and frozen weights (flopscalc.finetune prices them from FLOPs); time LoRA "
+                             "steps with 'flopscalc bench --lora-rank R'")
+        _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
+                   precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json,
+                   threads, config, rounds,
+                   arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
+
+    app.command("bench")(bench)
+    app.command("calibrate")(calibrate)

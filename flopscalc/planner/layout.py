@@ -1,0 +1,247 @@
+"""The planner on a cluster of several nodes: each candidate model gets the fastest parallel layout that fits
+(tensor, sequence, pipeline, context, expert and data parallelism with ZeRO, micro-batch, recomputation), found
+and priced by the layout engine (`layout.search.search_layouts`), instead of the data-parallel setup search at a
+constant hardware efficiency (`planner.options.choose_setup`).
+
+When it applies (`uses_layout_search`): by default on more GPUs than one node holds (`parallel.GPUS_PER_NODE`),
+where data parallelism's gradient traffic crosses the network (an eighth or less of NVLink's bandwidth) and
+tensor parallelism inside a node with pipeline stages across nodes is what the published large runs do
+(Narayanan et al. 2021, sec. 3.2 takeaways), and no efficiency was stated: ``--mfu`` or a calibration profile
+states a constant efficiency, which prices data-parallel setups only, so the plan honours it with the setup
+search. Inside one node ZeRO-3 already shards the training state over every GPU, as TP would; one GPU has one
+layout. See docs/planner.md, "Several nodes: the layout search".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..batch_size import critical_batch_tokens, token_cost_factor
+from ..errors import DomainError, UsageError
+from ..flops import Recompute
+from ..hardware import GpuSpec, Precision
+from ..memory import Optimizer, TrainingSetup
+from ..model import ModelConfig
+from ..perf.offload import OffloadTime
+from ..perf.parallel import GPUS_PER_NODE, CommEstimate
+from .options import (
+    MAX_GPUS_SEARCHED,
+    MEMORY_PRECISION,
+    PLAN_MEMORY_HEADROOM,
+    BatchGrowth,
+    ChosenSetup,
+    StepRates,
+    _training_flops,
+    target_tokens_per_step,
+)
+
+# Precisions the layout engine prices: its matmuls run at the 16-bit peak (`perf.step.MATMUL_PRECISION`), so a
+# plan read at another peak (fp32, tf32, fp8) keeps the data-parallel setup search.
+LAYOUT_PRECISIONS = (Precision.bf16, Precision.fp16)
+# Doublings of GPT-3's batch tried when the batch grows (each within Kaplan's critical batch, eq. 5.3).
+MAX_BATCH_DOUBLINGS = 6
+NO_OFFLOAD = OffloadTime(0.0, 0.0, 0.0, 0.0)
+
+
+def uses_layout_search(n_gpus: int, precision: Precision, mfu, calibration, layout_search: bool | None) -> bool:
+    """Whether the plan prices layouts with the layout engine (see the module docstring); refuses contradictions."""
+    if layout_search is None:
+        return (n_gpus > GPUS_PER_NODE and mfu is None and calibration is None
+                and Precision(precision) in LAYOUT_PRECISIONS)
+    if not layout_search:
+        return False
+    if n_gpus == 1:
+        raise UsageError("--layout-search splits a step over several GPUs; one GPU has one layout: drop it or give "
+                         "--n-gpus")
+    if mfu is not None or calibration is not None:
+        raise UsageError(f"{'--mfu' if mfu is not None else '--calibration'} states a constant efficiency, which "
+                         "prices data-parallel setups; --layout-search prices every layout with the per-operation "
+                         "model: drop one of them")
+    if Precision(precision) not in LAYOUT_PRECISIONS:
+        raise UsageError(f"the layout search prices bf16 or fp16 matmuls, not {Precision(precision).value}: use "
+                         "--precision bf16 (or fp16), or --no-layout-search")
+    return True
+
+
+@dataclass(frozen=True)
+class LayoutSpeed(StepRates):
+    """One step of a layout found by the layout engine, with `planner.options.Throughput`'s fields, so the planner,
+    its notes and its renderers read either (rates, MFU and HFU from `StepRates`). Time is the engine's
+    (`LayoutTime.step_s`) exactly; the FLOPs per token are the planner's (`flops.training_flops_per_token`, the
+    plan's FLOP convention), so MFU and HFU agree with the plan's model FLOPs and this time."""
+
+    time: object  # layout.time.LayoutTime
+    model_flops_per_token: float
+    hardware_flops_per_token: float  # with the layout's recomputation
+    peak_flop_per_s_per_gpu: float  # dense peak at the plan's precision
+
+    @property
+    def layout(self):
+        return self.time.layout
+
+    @property
+    def n_gpus(self) -> int:
+        return self.time.layout.n_gpus
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.time.tokens_per_step
+
+    @property
+    def step_s(self) -> float:
+        return self.time.step_s
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.time.tokens_per_s
+
+    @property
+    def compute_s(self) -> float:
+        """The GPUs' work: the busiest stage's micro-batches and the optimizer step (no waiting)."""
+        return self.time.compute_s + self.time.optimizer_s
+
+    @property
+    def bubble_s(self) -> float:
+        """Pipeline bubble: stages idle while the pipeline fills and drains (Narayanan et al. 2021 sec. 2.2)."""
+        return self.time.bubble_s
+
+    @property
+    def comm(self) -> CommEstimate:
+        """All communication, as one estimate: its exposed part is TP + PP + CP + EP + the DP part not hidden."""
+        t, dp = self.time, self.time.dp
+        parts = {"tensor-parallel collectives (intra-node link)": t.tp_comm_s,
+                 "pipeline point-to-point": t.pp_comm_s, "context-parallel ring": t.cp_comm_exposed_s,
+                 "expert all-to-all": t.ep_comm_s, f"data-parallel reduction ({dp.link})": dp.exposed_s}
+        link = max(parts, key=parts.get)
+        return CommEstimate(self.n_gpus, dp.zero_stage, dp.volume_bytes, dp.bus_bytes_per_s,
+                            t.exposed_comm_s + dp.hidden_s, dp.hidden_s, link, dp.latency_s, dp.n_messages)
+
+    @property
+    def offload(self) -> OffloadTime:
+        return NO_OFFLOAD
+
+    @property
+    def hardware_efficiency(self) -> float:
+        """Hardware FLOP/s over peak while computing: the per-operation model's, not a stated figure."""
+        return self.tokens_per_step * self.hardware_flops_per_token / (
+            self.n_gpus * self.peak_flop_per_s_per_gpu * self.compute_s)
+
+
+def global_batch_sequences(cfg: ModelConfig, seq_len: int, tokens_per_step: int | None = None) -> int:
+    """Sequences per optimizer step: GPT-3's tokens per step (or ``tokens_per_step``) in whole sequences. Unlike
+    the data-parallel search it is not rounded to a multiple of the GPUs: model parallelism makes DP smaller."""
+    from .options import _n_params
+
+    tokens = target_tokens_per_step(_n_params(cfg)) if tokens_per_step is None else tokens_per_step
+    return max(1, tokens // seq_len)
+
+
+@lru_cache(maxsize=2048)  # a pure function; the plan asks again when it relaxes a constraint or re-centres
+def _search(cfg: ModelConfig, cluster, seq_len: int, global_batch: int, precision: Precision, limit_bytes: float):
+    from ..layout.search import search_layouts
+
+    try:
+        return search_layouts(cfg, cluster, seq_len, global_batch, precision=MEMORY_PRECISION[precision],
+                              flash=True, memory_limit_bytes=limit_bytes)
+    except DomainError:  # nothing fits (or the batch splits over no layout)
+        return None
+
+
+def _chosen_and_speed(cfg: ModelConfig, result, seq_len: int, precision: Precision, gpu: GpuSpec,
+                      capacity_bytes: float) -> tuple[ChosenSetup, LayoutSpeed]:
+    best = result.best
+    lay = best.layout
+    setup = TrainingSetup(micro_batch=lay.micro_batch, seq_len=seq_len, precision=MEMORY_PRECISION[precision],
+                          optimizer=Optimizer.adamw, recompute=Recompute(lay.recompute), flash=True,
+                          grad_accum=lay.n_micro, n_gpus=lay.n_gpus, zero_stage=lay.zero_stage)
+    chosen = ChosenSetup(setup, best.memory.total, capacity_bytes, lay.micro_batch, best.time.tokens_per_step, 0.0,
+                         layout=lay, layouts=result)
+    flops = _training_flops(cfg, seq_len, Recompute(lay.recompute))
+    speed = LayoutSpeed(best.time, flops.model_flops_per_token, flops.hardware_flops_per_token,
+                        gpu.peak_flop_per_s(precision))
+    return chosen, speed
+
+
+def choose_layout(cfg: ModelConfig, cluster, seq_len: int, precision: Precision, capacity_bytes: float | None,
+                  tokens_per_step: int | None = None) -> tuple[ChosenSetup, LayoutSpeed] | None:
+    """The fastest layout of ``cfg`` on ``cluster`` that fits ``capacity_bytes`` (default the GPU's) less the
+    planner's headroom, at GPT-3's batch (or ``tokens_per_step``); None when none fits."""
+    cap = capacity_bytes or cluster.gpu.memory_bytes
+    result = _search(cfg, cluster, seq_len, global_batch_sequences(cfg, seq_len, tokens_per_step), precision,
+                     cap * (1 - PLAN_MEMORY_HEADROOM))
+    return None if result is None else _chosen_and_speed(cfg, result, seq_len, precision, cluster.gpu, cap)
+
+
+def grow_layout_batch(cfg: ModelConfig, cluster, seq_len: int, precision: Precision, capacity_bytes: float | None,
+                      chosen: ChosenSetup, speed: LayoutSpeed, loss_nats: float | None):
+    """The layout at GPT-3's batch doubled k times (k = 1..MAX_BATCH_DOUBLINGS, never past Kaplan's critical batch
+    at ``loss_nats``, eq. 5.3) with the most useful tokens per second, tokens/s x (1 + B0/Bc) / (1 + B/Bc)
+    (eq. 5.5), each batch searched afresh; None when GPT-3's batch is best. Unlike `planner.options.grow_batch` no
+    closed form picks the batch: a larger batch also shrinks the pipeline bubble (more micro-batches) and may
+    change the layout, so each doubling is searched."""
+    waits = speed.comm.exposed_s + speed.bubble_s
+    if speed.n_gpus == 1 or not waits > 0 or loss_nats is None or not loss_nats > 0:
+        return None
+    crit = critical_batch_tokens(loss_nats)
+    b0 = chosen.tokens_per_step
+    best = None
+    reason = "best trade-off"
+    for k in range(1, MAX_BATCH_DOUBLINGS + 1):
+        tokens = b0 * 2**k
+        if tokens > crit:
+            reason = "critical batch size"
+            break
+        found = choose_layout(cfg, cluster, seq_len, precision, capacity_bytes, tokens)
+        if found is None:
+            continue
+        value = token_cost_factor(b0, crit) / token_cost_factor(found[0].tokens_per_step, crit)  # Kaplan eq. 5.5
+        useful = found[1].tokens_per_s * value
+        if useful > (best[0] if best else speed.tokens_per_s):
+            best = (useful, found)
+    if best is None:
+        return None
+    g_chosen, g_speed = best[1]
+    if reason == "critical batch size" and g_chosen.tokens_per_step * 2 <= crit:
+        reason = "best trade-off"  # a larger batch was allowed and lost
+    growth = BatchGrowth(b0, g_chosen.tokens_per_step, crit, loss_nats, speed.scaling_efficiency, reason)
+    return g_chosen, g_speed, growth
+
+
+@lru_cache(maxsize=1024)
+def min_gpus_for_layout(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
+                        capacity_bytes: float | None, gpus_per_node: int = GPUS_PER_NODE) -> int | None:
+    """Fewest GPUs (powers of two, up to MAX_GPUS_SEARCHED) on which some layout fits; None beyond."""
+    from ..layout import cluster_for
+
+    n = 2
+    while n <= MAX_GPUS_SEARCHED:
+        if choose_layout(cfg, cluster_for(gpu, n, gpus_per_node=gpus_per_node), seq_len, precision,
+                         capacity_bytes) is not None:
+            return n
+        n *= 2
+    return None
+
+
+def layout_engine_note(layout) -> str:
+    """Which engine runs ``layout`` and whether `flopscalc train` can (`Layout.engine`)."""
+    from ..layout import Engine
+
+    e = layout.engine()
+    if e in (Engine.torchrun_ddp, Engine.torchrun_fsdp):
+        return f"{e.value}: 'flopscalc train' runs it through torchrun"
+    return (f"{e.value}: 'flopscalc train' cannot run it (it runs DDP and FSDP only); equivalent torchtitan and "
+            "DeepSpeed settings below")
+
+
+def time_model_source(layout) -> str:
+    """Which time model priced ``layout``: the per-operation model at its engine's sustained fraction."""
+    from ..layout import Engine
+    from ..layout.time import MEGATRON_SUSTAINED_FRACTION
+    from ..perf.ops import SUSTAINED_FRACTION
+
+    if layout.engine() is Engine.megatron:
+        return (f"per-operation model (flopscalc step), Megatron-LM sustained fraction {MEGATRON_SUSTAINED_FRACTION:g} "
+                "fitted on Narayanan et al. 2021 Table 1")
+    return f"per-operation model (flopscalc step), PyTorch sustained fraction {SUSTAINED_FRACTION:g}"
+

@@ -1,0 +1,202 @@
+"""What a plan says beside its numbers: the assumptions with their sources, the warnings, the tags of the options
+table, and the recommended run's hyperparameters and over-training note. Pure functions of the plan's parts."""
+
+from __future__ import annotations
+
+import math
+
+from ..assumption import Assumption
+from ..hardware import GpuSpec, Precision
+from ..model import count_params
+from ..perf.offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
+from ..perf.parallel import ALLREDUCE_BUS_EFFICIENCY, low_efficiency_warning
+from ..units import GIB, GIGA, format_count, format_duration
+from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
+from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
+from .search import _law_n
+from .speed import HELD_OUT_MEDIAN_ERROR, HELD_OUT_WORST_ERROR, PER_OPERATION
+
+
+def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens: float | None):
+    """The recommended run's hyperparameters (DeepSeek LLM sec. 3.1), over-training note and, with inference
+    tokens, its life-cycle FLOPs against the Chinchilla model of its own loss (Sardana et al. 2024)."""
+    from ..scaling.hyperparams import recommend_hyperparameters, warmup_steps_for
+    from ..scaling.inference import life_cycle_comparison, overtraining_note
+
+    if not (0 < rec.n_tokens < math.inf):
+        return None, None, None, None
+    n_law = _law_n(law, rec.model)
+    hp = recommend_hyperparameters(
+        rec.model.n_layer, rec.model.n_embd, seq_len, rec.n_tokens, loss_nats=rec.loss,
+        planned_batch_tokens=rec.chosen.tokens_per_step if rec.loss is not None else None, schedule="cosine",
+        sequences_multiple=n_gpus * rec.chosen.setup.micro_batch)
+    over = overtraining_note(law, n_law, rec.n_tokens)
+    life = (life_cycle_comparison(law, n_law, rec.n_tokens, inference_tokens) if inference_tokens is not None
+            else None)
+    return hp, over, life, warmup_steps_for(rec.n_steps)
+
+
+def _tags(options, rec, alloc, law, ia=None) -> dict:
+    tags: dict[int, list[str]] = {}
+    fitting = [i for i, o in enumerate(options) if o.fits]
+    if len(options) > 1:
+        def dist(i: int, n: float) -> float:
+            return abs(math.log(_law_n(law, options[i].model) / n))
+
+        i_opt = min(range(len(options)), key=lambda i: dist(i, alloc.n_params))
+        # with inference tokens the shapes centre on the life-cycle optimum: tag Chinchilla's only within the grid
+        if ia is None or dist(i_opt, alloc.n_params) <= math.log(2) / 4 * (1 + 1e-9):
+            tags.setdefault(i_opt, []).append("optimum")
+        if ia is not None:
+            tags.setdefault(min(range(len(options)), key=lambda i: dist(i, ia.n_params)), []).append("life-cycle opt")
+        if fitting:
+            tags.setdefault(fitting[-1], []).append("largest fit")
+    tags.setdefault(options.index(rec), []).append("recommended")
+    return {i: tuple(v) for i, v in tags.items()}
+
+
+def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
+                 stated: float, rec: PlanOption | None = None, family=None) -> tuple[Assumption, ...]:
+    return _general_assumptions(budget, law, mfu_source, seq_len, cap, stated) + _model_assumptions(rec, family, law)
+
+
+def _model_assumptions(rec: PlanOption | None, family, law) -> tuple[Assumption, ...]:
+    """The family shaped (when not GPT-2's) and, for a mixture of experts, which N the law is given."""
+    out = []
+    if family is not None and family.key != "gpt2":
+        out.append(Assumption("model family", f"{family.key}: shapes by its rule, and its presets",
+                              family.family.source))
+    if rec is not None and rec.model.is_moe:
+        pc = count_params(rec.model)
+        embeddings = law.n_counts_embeddings is not False
+        out.append(Assumption(
+            "scaling-law N (mixture of experts)",
+            f"active parameters{'' if embeddings else ', non-embedding'}: "
+            f"{format_count(pc.active if embeddings else pc.active_non_embedding)} of {format_count(pc.total)}",
+            "the parameters a token uses, which set its FLOPs (count_params .active / .active_non_embedding); "
+            f"{law.name} was fitted on dense models and is not validated for mixtures of experts"))
+    return tuple(out)
+
+
+def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
+                         stated: float) -> tuple[Assumption, ...]:
+    gpu = budget.gpu
+    return (
+        Assumption("peak rate", f"{budget.precision.value}, dense",
+                   f"data/gpu_specs.csv row {gpu.key}: {gpu.source.split(';')[0]} "
+                   f"(all sources: flopscalc gpus show {gpu.key})"),
+        Assumption("utilization (duty cycle)", f"{budget.utilization:g}",
+                   "default: Llama 3 paper sec. 3.3.4 (>90% effective training time)"
+                   if budget.utilization == DEFAULT_UTILIZATION else "given"),
+        Assumption("hardware efficiency", ("per option" if stated is None else f"{stated:g}")
+                   + " = MFU of a step without recompute", mfu_source),
+        Assumption("MFU, HFU", "per option: model (MFU) or hardware (HFU) FLOPs / (peak x step time)",
+                   ("recomputation runs at the hardware efficiency, so MFU = HFU x model/hardware FLOPs; "
+                    if stated is not None else "") + "Korthikanti et al. 2022 sec. 5; PaLM App. B"),
+        Assumption("FLOPs per token", f"exact matmul count at sequence {seq_len}, forward + 2x backward",
+                   "flopscalc.flops (matches PyTorch FlopCounterMode); PaLM App. B convention"),
+        Assumption("scaling law", law.name, f"{law.source}; {law.flop_convention}"),
+        Assumption("tokens per step", "0.5M (<1B params), 1M (<4B), 2M (<50B), 3.1M"
+                   + ("; doubled within the critical batch to hide communication" if budget.n_gpus > 1 else ""),
+                   "GPT-3 (Brown et al. 2020), Table 2.1" + ("; Kaplan et al. 2020 eq. 5.3 (critical batch, WebText2 "
+                                                             "nats) and 5.5 (token cost)" if budget.n_gpus > 1 else "")),
+        Assumption("memory", f"{cap / GIB:.1f} GiB per GPU, {PLAN_MEMORY_HEADROOM:.0%} kept free; "
+                   "the fastest setup that fits",
+                   "flopscalc.memory (validated against measured bytes; docs/memory.md)"),
+        Assumption("communication",
+                   f"ring all-reduce at {ALLREDUCE_BUS_EFFICIENCY:g} of link bandwidth, overlapped with backward",
+                   "flopscalc.perf.parallel: Patarasuk & Yuan 2009; ZeRO sec. 7.2; nccl-tests #149"),
+        Assumption("optimizer offload", f"PCIe {pcie_generation(gpu)}.0 x16 at {host_link_bytes_per_s(gpu) / GIGA:g} "
+                   f"GB/s, host memory {HOST_MEMORY_BYTES_PER_S / GIGA:g} GB/s, not overlapped",
+                   "flopscalc.perf.offload: Ren et al. 2021 Fig. 5; measured PCIe 4.0 (bam #54); DDR5-4800 x2 (JESD79-5)"),
+        Assumption("compute-optimal data (presets table)", f"{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per parameter",
+                   "Hoffmann et al. 2022, Table 3"),
+    )
+
+
+def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration, mfu, law=None,
+              time_model=None) -> list[str]:
+    out = []
+    if law is not None and 0 < rec.n_tokens < math.inf:  # the law far outside its runs, or above a uniform guess
+        from ..scaling.allocate import predict_loss
+        from ..scaling.validity import range_warnings
+
+        n_law = _law_n(law, rec.model)
+        out.extend(predict_loss(law, n_law, rec.n_tokens, rec.unique_tokens).warnings if law.has_loss
+                   else range_warnings(law, n_law, rec.n_tokens, unique_tokens=rec.unique_tokens))
+    low = low_efficiency_warning(rec.speed.compute_s, rec.speed.comm)  # below 70%: flopscalc.perf.parallel
+    if low and rec.batch is not None:  # the batch has already grown as far as it pays
+        g = rec.batch
+        low += (f" (the batch already grew from {format_count(g.default_tokens_per_step)} to "
+                f"{format_count(g.tokens_per_step)} tokens per step: "
+                + ("the critical batch allows no more)" if g.reason == "critical batch size" else
+                   "more would cost more in token value than it hides)"))
+    if low:
+        out.append(low)
+    s = rec.chosen.setup
+    if s.offload_optimizer:
+        off = rec.speed.offload
+        out.append(f"optimizer offload adds {off.total_s:.2g} s to each {format_duration(rec.speed.step_s)} step "
+                   f"({off.total_s / rec.speed.step_s:.1%}; gradients and weights over PCIe, the optimizer step on "
+                   "the CPU): a host slower than assumed makes it longer")
+    needs = () if rec.chosen.layout is not None else tools_needed(s)
+    if rec.chosen.layout is not None and rec.chosen.layout.engine().value.startswith("Megatron"):
+        out.append(f"'flopscalc train' cannot run this layout ({rec.chosen.layout.label()}): it runs DDP and FSDP "
+                   "only; run it with Megatron-LM (or the torchtitan / DeepSpeed settings the plan names)")
+    if needs:
+        out.append(f"'flopscalc train' cannot run this setup as it stands: it needs {' and '.join(needs)}; the "
+                   "reference trainer runs AdamW with fp32 or bf16 autocast, recomputation, DDP and FSDP")
+    if budget.precision is Precision.fp8:
+        out.append("fp8: memory is modelled as bf16 mixed precision (fp8 weights/activations not modelled)")
+    if rec.epochs is not None and rec.epochs > 1:
+        out.append(f"the recommended run repeats the dataset {rec.epochs:.1f} times; the loss counts repeated "
+                   "tokens as worth less (Muennighoff et al. 2023)")
+    kind = getattr(time_model, "kind", None)
+    if kind == PER_OPERATION:
+        out.append(f"the step times are predicted by the per-operation model, not measured on this GPU (held-out "
+                   f"error on published runs: median {HELD_OUT_MEDIAN_ERROR:.0%}, worst {HELD_OUT_WORST_ERROR:.0%}): "
+                   "run 'flopscalc calibrate' and pass --calibration to fit it to yours")
+    elif calibration is None and mfu is None and rec.chosen.layout is None:
+        out.append("the hardware efficiency (MFU of a step without recomputation) is a stated default, not measured "
+                   "on this GPU: run 'flopscalc calibrate' and pass --calibration to use your own")
+    if memory_bytes is not None:
+        out.append(f"memory per GPU set to {memory_bytes / GIB:.1f} GiB instead of the database's "
+                   f"{budget.gpu.memory_bytes / GIB:.1f} GiB")
+    return out
+
+
+def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -> tuple[str, ...]:
+    """Sizes around the optimum the family's rule could not shape, and the MoE caveat on the law's N."""
+    out = []
+    if family is not None and skipped:
+        base = family.base
+        out.append(f"{len(skipped)} of the sizes around the optimum ({format_count(min(skipped))}-"
+                   f"{format_count(max(skipped))} parameters) were skipped: no {family.key}-shaped model that small "
+                   f"(vocabulary {base.vocab_size:,}, heads of {family.family.head_dim}); the plan weighs the others")
+    if rec.model.is_moe:
+        out.append(f"mixture of experts: the loss puts the active parameters ({format_count(_law_n(law, rec.model))}) "
+                   f"into {law.name}, a law fitted on dense models; it is not validated for MoE")
+    return tuple(out)
+
+
+def _calibration_warnings(calibration, gpu: GpuSpec, options, rec: PlanOption) -> tuple[str, ...]:
+    """A profile from another device (allowed only by --calibration-any-device), or far from the planned sizes."""
+    from ..calibration import PROFILE_SIZE_FACTOR
+
+    if calibration is None:
+        return ()
+    out = []
+    if not calibration.measured_on(gpu.key):
+        out.append(f"CALIBRATION FROM ANOTHER DEVICE: the profile was measured on {calibration.device}, the plan is "
+                   f"for {gpu.name}; its MFU says little about this GPU, so every time and token count here is a "
+                   "guess (--calibration-any-device)")
+    lo, hi = calibration.n_params_range()
+    far = [o for o in options if o.fits and calibration.size_outside(o.n_params) > PROFILE_SIZE_FACTOR]
+    if far:
+        worst = max(far, key=lambda o: calibration.size_outside(o.n_params))
+        out.append(f"{len(far)} of the planned models lie more than {PROFILE_SIZE_FACTOR:g}x outside the profiled "
+                   f"sizes ({format_count(lo)}-{format_count(hi)} parameters)"
+                   + (", the recommended one among them" if rec in far else "")
+                   + f", up to {calibration.size_outside(worst.n_params):.0f}x ({format_count(worst.n_params)}): "
+                   "their MFU is the nearest measurement held constant; calibrate nearer these sizes")
+    return tuple(out)

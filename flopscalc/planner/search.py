@@ -1,0 +1,326 @@
+"""The planner's search: the model shapes tried, each evaluated under the budget, the recommendation, and which
+constraint binds.
+
+`planner.plan` builds a `_Context` (the law, GPU, budget and limits), shapes candidates around the law's optimum
+(`_shapes`), gives each the fastest setup that fits and the tokens and loss it reaches (`_evaluate`), picks one
+(`_recommend`) and relaxes each constraint in turn to say which binds (`_binding`). See docs/planner.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import DomainError
+from ..hardware import GpuSpec
+from ..model import PRESETS, ModelConfig, config_for_params, count_params
+from ..scaling.laws import n_for_law as _law_n
+from ..units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, format_count
+from .budget import DEFAULT_MFU, Candidate, ComputeBudget, candidate
+from .family import ShapeFamily, shape_family
+from .options import (
+    GROW_BATCH_KINDS,
+    MAX_GPUS_SEARCHED,
+    PLAN_MEMORY_HEADROOM,
+    PlanOption,
+    choose_setup,
+    grow_batch,
+    lightest_peak_bytes,
+    min_gpus_to_fit,
+    nearest_preset,
+)
+from .speed import PROFILE_MFU, price_setup, time_model_for
+
+# Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
+OPTION_STEPS = tuple(range(-4, 5))
+# How much a constraint is relaxed to say what relaxing it would buy: twice the compute or time.
+RELAX_FACTOR = 2.0
+# A constraint "binds" when relaxing it improves the predicted loss by more than this (nats/token).
+BINDING_LOSS = 1e-3
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One constraint: whether it binds, and the loss (or time) relaxing it would give."""
+
+    constraint: str  # compute, memory, data or time
+    binds: bool
+    relaxed: str  # what was relaxed, in words
+    loss_if_relaxed: float | None
+
+
+def _loss(law, n_params: float, n_tokens: float, unique_tokens: float | None) -> tuple[float | None, float | None]:
+    """Predicted loss and effective tokens from `scaling.predict_loss`, the engine of `flopscalc scaling loss`:
+    with a data limit, repeated tokens and excess parameters both decay (Muennighoff et al. 2023, eq. 5-7).
+
+    The loss is None where the law has none, the run trains no tokens, or the law's formula exceeds a uniform
+    guess over its vocabulary (`ScalingLaw.uniform_loss`): that is no prediction.
+    """
+    from ..scaling.allocate import predict_loss
+
+    if not law.has_loss or not n_tokens > 0 or math.isinf(n_tokens):
+        return None, None
+    p = predict_loss(law, n_params, n_tokens, unique_tokens)
+    return p.loss, p.effective_tokens
+
+
+def _tokens_for_loss(law, n_params: float, target: float, unique_tokens: float | None = None) -> float:
+    """Tokens at which N parameters reach ``target`` under a parametric law (inf if they never do).
+
+    `scaling.allocate.tokens_for_loss`: inverts Hoffmann et al. 2022 eq. 2 for D, or with ``unique_tokens`` the
+    data-constrained loss that `_loss` predicts (Muennighoff et al. 2023, eq. 7), so the run reaches the target.
+    """
+    from ..scaling.allocate import tokens_for_loss
+
+    return tokens_for_loss(law, n_params, target, unique_tokens)
+
+
+def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
+            family: ShapeFamily | None = None) -> tuple[list[ModelConfig], tuple[float, ...]]:
+    """The models the plan weighs, smallest first, and the sizes around ``n_opt`` the family's rule could not shape
+    (too small for its vocabulary and head width: `config_for_params` raises DomainError)."""
+    if models is not None:
+        return [m if m.block_size >= seq_len else m.with_(block_size=seq_len) for m in models], ()
+    family = family or shape_family(None, seq_len)
+    count = "non_embedding" if law.n_counts_embeddings is False else "total"
+    shapes: dict[tuple, ModelConfig] = {}
+    skipped = []
+    for k in OPTION_STEPS:
+        try:
+            cfg = config_for_params(n_opt * 2 ** (k / 2), count=count, family=family.key, base=family.base)
+        except DomainError:  # too small to shape with the family's vocabulary and heads
+            skipped.append(n_opt * 2 ** (k / 2))
+            continue
+        shapes.setdefault((cfg.n_layer, cfg.n_head, cfg.n_embd), cfg.with_(name=""))
+    for cfg in family.presets.values():
+        shapes[(cfg.n_layer, cfg.n_head, cfg.n_embd)] = cfg
+    return sorted(shapes.values(), key=lambda c: count_params(c).total), tuple(skipped)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything `_evaluate` needs besides the model: one place instead of a dozen arguments."""
+
+    law: object
+    gpu: GpuSpec
+    budget: ComputeBudget
+    kind: str
+    c_model: float | None
+    seq_len: int
+    mfu: float | None
+    calibration: object
+    dataset_tokens: float | None
+    max_wall_clock_s: float | None
+    memory_bytes: float | None
+    n_tokens: float | None
+    target_loss: float | None
+    optimum_loss: float | None = None  # the law's loss at its optimum: the critical batch's when an option has none
+    presets: dict | None = None  # name -> ModelConfig: the presets named beside each option (None: GPT-2's)
+    cluster: object = None  # layout.Cluster: price layouts with the layout engine (`planner.layout`); None: DP search
+    time_model: object = None  # planner.speed.TimeModel pricing the DP search (None: constant efficiency `mfu`)
+
+
+def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
+    """Tokens the option trains: the budget's, or those that reach the target (more at a grown batch, whose
+    tokens are each worth ``token_value``), capped by the wall clock."""
+    rate = speed.tokens_per_s * ctx.budget.utilization  # tokens per wall-clock second
+    if ctx.kind == "tokens":
+        tokens = ctx.n_tokens
+    elif ctx.kind == "target":
+        tokens = _tokens_for_loss(ctx.law, _law_n(ctx.law, cfg), ctx.target_loss, ctx.dataset_tokens) / token_value
+    elif ctx.kind == "flops":
+        tokens = ctx.c_model / speed.model_flops_per_token
+    else:
+        tokens = rate * ctx.budget.duration_s
+    if ctx.max_wall_clock_s is not None and ctx.kind in ("time", "flops", "money"):
+        tokens = min(tokens, rate * ctx.max_wall_clock_s)
+    return tokens
+
+
+def _unfit(cfg: ModelConfig, n: int, ctx: _Context, min_gpus: int | None) -> PlanOption:
+    """The option of a model that fits no setup (or layout) on the plan's GPUs."""
+    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), None, min_gpus, None, 0.0, 0.0, None, None,
+                      ctx.dataset_tokens)
+
+
+def _growth_loss(cfg: ModelConfig, speed, ctx: _Context) -> float | None:
+    """The loss the critical batch is taken at: the target's, else the option's own at the default batch, else
+    the optimum's."""
+    loss0 = (ctx.target_loss if ctx.kind == "target" else
+             _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0])
+    return loss0 if loss0 is not None else ctx.optimum_loss
+
+
+def _option(cfg: ModelConfig, n: int, ctx: _Context, chosen, speed, growth) -> PlanOption:
+    """The option of a model that fits: its tokens, time and predicted loss at ``speed``."""
+    value = 1.0 if growth is None else growth.token_value
+    tokens = _tokens(cfg, speed, ctx, value)
+    # a grown batch's tokens are worth `token_value` of the law's (Kaplan et al. 2020 eq. 5.5)
+    loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
+    if ctx.kind == "target" and math.isinf(tokens):
+        loss = None
+    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), chosen, None, speed, tokens,
+                      tokens / (speed.tokens_per_s * ctx.budget.utilization), loss, d_eff, ctx.dataset_tokens, growth)
+
+
+def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
+    if ctx.cluster is not None:
+        return _evaluate_layout(cfg, ctx)
+    n = count_params(cfg).total
+    b = ctx.budget
+    tm = ctx.time_model or time_model_for(ctx.gpu, b.precision, ctx.mfu, ctx.calibration)
+    # one time model per plan (`planner.speed`): the per-operation model (or its calibrated rates) prices every setup;
+    # a constant efficiency ranks setups at the stated one, or at the profile's MFU at its best micro-batch
+    eff = (ctx.calibration.mfu_for(n, None, ctx.seq_len) if tm.kind == PROFILE_MFU
+           else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
+    chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, None, tm)
+    if chosen is None:
+        return _unfit(cfg, n, ctx, min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes))
+
+    def speed_of(c):  # a profile's MFU: what it measured at the chosen micro-batch
+        run_eff = ctx.calibration.mfu_for(n, c.setup.micro_batch, ctx.seq_len) if tm.kind == PROFILE_MFU else eff
+        return price_setup(cfg, c.setup, c.tokens_per_step, ctx.gpu, b.precision, tm, run_eff)
+
+    speed = speed_of(chosen)
+    growth = None
+    if ctx.kind in GROW_BATCH_KINDS and b.n_gpus > 1 and speed.comm.exposed_s > 0:
+        grown = grow_batch(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, chosen, speed,
+                           _growth_loss(cfg, speed, ctx), speed_of, tm)
+        if grown is not None:
+            chosen, speed, growth = grown
+    return _option(cfg, n, ctx, chosen, speed, growth)
+
+
+def _evaluate_layout(cfg: ModelConfig, ctx: _Context) -> PlanOption:
+    """`_evaluate` on a cluster: the fastest layout that fits (`planner.layout.choose_layout`), its batch grown within
+    the critical batch when that buys useful tokens per second, its time the layout engine's."""
+    from .layout import choose_layout, grow_layout_batch, min_gpus_for_layout
+
+    n = count_params(cfg).total
+    b = ctx.budget
+    found = choose_layout(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes)
+    if found is None:
+        return _unfit(cfg, n, ctx, min_gpus_for_layout(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
+                                                       ctx.cluster.gpus_per_node))
+    chosen, speed = found
+    growth = None
+    if ctx.kind in GROW_BATCH_KINDS:
+        grown = grow_layout_batch(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes, chosen, speed,
+                                  _growth_loss(cfg, speed, ctx))
+        if grown is not None:
+            chosen, speed, growth = grown
+    return _option(cfg, n, ctx, chosen, speed, growth)
+
+
+def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[Candidate, ...]:
+    """The presets (GPT-2's unless the context names others) with the setup, speed and tokens the options table
+    gives them (evaluated here when the plan did not weigh them, e.g. for a fixed model)."""
+    out = []
+    for name, cfg in (PRESETS if ctx.presets is None else ctx.presets).items():
+        if ctx.seq_len > cfg.block_size:
+            continue
+        o = next((o for o in options if o.model.name == name), None) or _evaluate(cfg, ctx)
+        rate = o.speed.tokens_per_s * ctx.budget.utilization if o.fits else 0.0  # tokens per wall-clock second
+        out.append(candidate(o.model, ctx.seq_len, o.n_tokens, rate, o.min_gpus))
+    return tuple(out)
+
+
+def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -> PlanOption:
+    """The lowest predicted loss (or, for a target, the fastest to reach it); with an inference-aware optimum
+    ``ia``, the option nearest its N in |ln N|: the lowest loss would pull back to the Chinchilla model."""
+    cap = ctx.memory_bytes or ctx.gpu.memory_bytes
+    n_gpus = ctx.budget.n_gpus
+    if not any(o.fits for o in options):
+        smallest = options[0]
+        more = (f"; it would fit on {smallest.min_gpus} GPUs" if smallest.min_gpus else
+                f"; not even {MAX_GPUS_SEARCHED} GPUs hold it")
+        what = "the model" if len(options) == 1 else "no candidate, not even the smallest"
+        if ctx.cluster is not None:
+            raise DomainError(
+                f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits no parallel layout of {n_gpus} x {ctx.gpu.name} "
+                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} "
+                f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}")
+        need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
+        raise DomainError(
+            f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / GIB:.1f} GiB per GPU "
+            f"({cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
+            f"{n_gpus} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
+            "the CPU, ZeRO "
+            f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB{more}")
+    fitting = [o for o in options if o.fits]
+    if ctx.kind == "target":
+        reach = [o for o in fitting if math.isfinite(o.n_tokens)]
+        if ctx.max_wall_clock_s is not None:
+            reach = [o for o in reach if o.train_time_s <= ctx.max_wall_clock_s * (1 + 1e-9)]
+        if not reach and ctx.dataset_tokens is not None:
+            from ..scaling.allocate import TOKENS_SEARCH_MAX, predict_loss
+
+            best = min(predict_loss(ctx.law, _law_n(ctx.law, o.model), TOKENS_SEARCH_MAX, ctx.dataset_tokens).law_value
+                       for o in fitting)  # endless repeats: Muennighoff et al. 2023 eq. 5-7
+            raise DomainError(
+                f"no model that fits {n_gpus} x {ctx.gpu.name} reaches loss {ctx.target_loss:g}"
+                + (f" within {ctx.max_wall_clock_s / SECONDS_PER_DAY:.3g} days" if ctx.max_wall_clock_s else "")
+                + f" on {format_count(ctx.dataset_tokens)} unique tokens: repeated without end, they bring no model "
+                f"that fits below {best:.3f} (Muennighoff et al. 2023 eq. 5-7); add data or aim higher")
+        if not reach:
+            e = ctx.law.loss_form.E
+            raise DomainError(
+                f"no model that fits {n_gpus} x {ctx.gpu.name} reaches loss {ctx.target_loss:g}"
+                + (f" within {ctx.max_wall_clock_s / SECONDS_PER_DAY:.3g} days" if ctx.max_wall_clock_s else "")
+                + f"; the law's floor is {e:.3f} and the largest model that fits "
+                f"({fitting[-1].n_params / 1e6:.0f}M) is limited to {ctx.law.loss(_law_n(ctx.law, fitting[-1].model), 1e30):.3f}"
+                " even with unlimited data; add GPUs or aim higher")
+        if ia is not None:
+            return min(reach, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))
+        return min(reach, key=lambda o: o.train_time_s)
+    if ctx.kind == "tokens":
+        return fitting[0]
+    trained = [o for o in fitting if o.n_tokens >= o.speed.tokens_per_step]
+    if not trained:
+        o = fitting[0]
+        need_s = o.speed.tokens_per_step / o.speed.tokens_per_s / ctx.budget.utilization
+        raise DomainError(
+            f"the budget trains even the smallest model that fits ({o.n_params / 1e6:.0f}M parameters) on "
+            f"{o.n_tokens:.3g} tokens, less than one optimizer step of {o.speed.tokens_per_step:,} tokens; "
+            f"it needs at least {need_s / SECONDS_PER_HOUR:.2g} hours of these GPUs")
+    predicted = [o for o in trained if o.loss is not None]  # None: no loss, or above a uniform guess (_loss)
+    if ia is not None:
+        return min(predicted or trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))
+    if predicted:
+        return min(predicted, key=lambda o: o.loss)
+    return min(trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / alloc.n_params)))
+
+
+def _best_loss(options) -> float | None:
+    losses = [o.loss for o in options if o.fits and o.loss is not None and o.speed is not None
+              and o.n_tokens >= o.speed.tokens_per_step]
+    return min(losses) if losses else None
+
+
+def _binding(options: tuple[PlanOption, ...], rec: PlanOption, ctx: _Context) -> tuple[Binding, ...]:
+    """Which constraint binds: relax each in turn (twice the compute or time, unlimited memory, no data limit)."""
+    from dataclasses import replace
+
+    if rec.loss is None:
+        return ()
+    out = []
+
+    def relaxed(**changes) -> float | None:
+        c = replace(ctx, **changes)
+        return _best_loss(tuple(_evaluate(o.model, c) for o in options))
+
+    def row(name: str, words: str, loss: float | None) -> Binding:
+        return Binding(name, loss is not None and loss < rec.loss - BINDING_LOSS, words, loss)
+
+    if ctx.kind == "flops":
+        out.append(row("compute", f"{RELAX_FACTOR:g}x the FLOPs", relaxed(c_model=ctx.c_model * RELAX_FACTOR)))
+    else:
+        b = ctx.budget
+        more = replace(b, duration_s=b.duration_s * RELAX_FACTOR)
+        out.append(row("compute", f"{RELAX_FACTOR:g}x the GPU time", relaxed(budget=more)))
+    out.append(row("memory", "unlimited memory per GPU", relaxed(memory_bytes=1e18)))
+    if ctx.dataset_tokens is not None:
+        out.append(row("data", "no limit on unique tokens", relaxed(dataset_tokens=None)))
+    if ctx.max_wall_clock_s is not None:
+        out.append(row("time", "no wall-clock limit", relaxed(max_wall_clock_s=None)))
+    return tuple(out)

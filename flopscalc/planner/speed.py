@@ -1,0 +1,148 @@
+"""Which model prices the planner's setups, one per plan: the per-operation step-time model by default, or a
+constant hardware efficiency when one is stated.
+
+- ``per-operation`` (default): every setup the search tries is timed by `perf.step.estimate_step` (the model
+  behind `flopscalc step`, docs/performance_model.md), so MFU and HFU are its predictions, per option.
+- ``calibrated``: a `--calibration` profile with fitted device factors, measured on the plan's GPU: the same
+  model with the fitted rates (`perf.calibrate.calibrated_step`).
+- ``stated``: `--mfu`: FLOPs / (peak x efficiency) plus exposed communication and offload
+  (`planner.options.throughput`); ``default constant``: the same at `budget.DEFAULT_MFU`, for a precision the
+  per-operation model does not price (tf32, fp16 with fp16 accumulate, fp8) or a GPU row without the memory
+  bandwidth its memory-bound kernels need.
+- ``profile MFU``: a profile without fitted factors, or one borrowed from another device: its measured MFU per
+  model size (`CalibrationProfile.mfu_for`), a constant efficiency again.
+
+Priced steps are kept (`_priced`): a plan asks for the same (model, setup) again when the budget passes re-centre
+the shapes, when it relaxes a constraint, and when the batch grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..errors import DomainError
+from ..hardware import GpuSpec, Precision
+from ..memory import TrainingSetup
+from ..model import ModelConfig
+
+PER_OPERATION = "per-operation"
+CALIBRATED = "calibrated"
+STATED = "stated"
+DEFAULT_CONSTANT = "default constant"  # no --mfu, and a precision or GPU row the per-operation model cannot price
+PROFILE_MFU = "profile MFU"
+LAYOUT = "layout search"  # beyond one node: the layout engine prices layouts (`planner.layout`)
+# Classes of `perf.step.CLASS_ORDER` the GPUs compute in (the rest is exposed communication and offload).
+COMPUTE_CLASSES = ("gemm", "attention", "memory-bound", "optimizer")
+
+
+def per_op_precisions() -> tuple[Precision, ...]:
+    """Plan precisions the per-operation model prices at their own peak: those whose memory policy's matmuls
+    run at that precision (`perf.step.MATMUL_PRECISION`); tf32, fp16 with fp16 accumulate and fp8 are not."""
+    from ..memory.settings import MATMUL_PRECISION
+    from .options import MEMORY_PRECISION
+
+    return tuple(p for p in Precision if p in MEMORY_PRECISION and MATMUL_PRECISION[MEMORY_PRECISION[p]] is p)
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: one per plan, the key of `_priced`
+class TimeModel:
+    """The one time model of a plan (see the module docstring)."""
+
+    kind: str
+    efficiency: float | None = None  # the stated constant (``stated``)
+    profile: object = None  # CalibrationProfile (``calibrated`` and ``profile MFU``)
+
+    @property
+    def constant(self) -> bool:
+        """Whether setups are priced at a constant hardware efficiency (no per-operation prediction)."""
+        return self.kind in (STATED, DEFAULT_CONSTANT, PROFILE_MFU)
+
+
+def time_model_for(gpu: GpuSpec, precision: Precision, mfu: float | None, calibration) -> TimeModel:
+    """The plan's time model from its options (see the module docstring)."""
+    from .budget import DEFAULT_MFU
+
+    if mfu is not None:
+        return TimeModel(STATED, mfu)
+    if calibration is not None:
+        if calibration.device_factors is not None and calibration.measured_on(gpu.key):
+            return TimeModel(CALIBRATED, profile=calibration)
+        return TimeModel(PROFILE_MFU, profile=calibration)
+    if Precision(precision) not in per_op_precisions() or gpu.memory_bandwidth_bytes_per_s is None:
+        return TimeModel(DEFAULT_CONSTANT, DEFAULT_MFU)
+    try:
+        from ..perf.device import device_perf
+
+        device_perf(gpu)  # TPUs: the per-operation model has no sourced kernel figures for them
+    except DomainError:
+        return TimeModel(DEFAULT_CONSTANT, DEFAULT_MFU)
+    return TimeModel(PER_OPERATION)
+
+
+@lru_cache(maxsize=8192)
+def _priced(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, tm: TimeModel):
+    """The step estimate of ``setup`` under ``tm`` (`estimate_step` or `calibrated_step`), kept."""
+    if tm.kind == CALIBRATED:
+        from ..perf.calibrate import calibrated_step
+
+        return calibrated_step(cfg, setup, tm.profile, gpu)
+    from ..perf.step import estimate_step
+
+    return estimate_step(cfg, setup, gpu)
+
+
+def step_throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu: GpuSpec,
+                    precision: Precision, tm: TimeModel):
+    """`planner.options.Throughput` of ``setup`` with the step time of the per-operation model (``tm`` per-operation
+    or calibrated): compute = GEMM + attention + memory-bound + optimizer; communication and offload as the
+    model prices them, so ``step_s`` is `StepEstimate.step_s` exactly. FLOPs per token are the plan's (its FLOP
+    convention, `flops.training_flops_per_token`), so MFU and HFU agree with the plan's model FLOPs."""
+    from .options import Throughput, _training_flops
+
+    est = _priced(cfg, setup, gpu, tm)
+    cls = est.class_seconds
+    compute_s = sum(cls[c] for c in COMPUTE_CLASSES)  # the order of StepEstimate.step_s's sum
+    flops = _training_flops(cfg, setup.seq_len, setup.recompute)
+    peak = gpu.peak_flop_per_s(precision)
+    hw_eff = tokens_per_step * flops.hardware_flops_per_token / (setup.n_gpus * peak * compute_s)
+    return Throughput(compute_s, est.comm, tokens_per_step, flops.model_flops_per_token,
+                      flops.hardware_flops_per_token, hw_eff, est.offload, setup.n_gpus, peak)
+
+
+def price_setup(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu: GpuSpec, precision: Precision,
+          tm: TimeModel, efficiency: float | None = None):
+    """The step of ``setup`` under the plan's time model: per-operation (or calibrated), or at ``efficiency``
+    (the stated one, or the profile's for this model) for a constant-efficiency model."""
+    from .options import throughput
+
+    if tm.constant:
+        return throughput(cfg, setup, tokens_per_step, gpu, precision,
+                          tm.efficiency if efficiency is None else efficiency)
+    return step_throughput(cfg, setup, tokens_per_step, gpu, precision, tm)
+
+
+# The per-operation model's accuracy on published runs it was not fitted to (docs/performance_model.md,
+# "Held-out result": 92 rows with a stated setup).
+HELD_OUT_MEDIAN_ERROR = 0.096
+HELD_OUT_WORST_ERROR = 0.323
+
+
+def time_model_words(tm: TimeModel) -> str:
+    """Which model priced the plan's setups, with its source, for the assumptions and ``mfu_source``."""
+    if tm.kind == PER_OPERATION:
+        return ("predicted per option by the per-operation step-time model (flopscalc step; held-out error on 92 "
+                f"published runs: median {HELD_OUT_MEDIAN_ERROR:.1%}, worst {HELD_OUT_WORST_ERROR:.1%}, "
+                "docs/performance_model.md)")
+    p = tm.profile
+    if tm.kind == CALIBRATED:
+        return (f"predicted per option by the per-operation step-time model with the device factors fitted by "
+                f"'flopscalc calibrate' (profile: {p.device_name}, {p.created[:10]}, torch {p.torch_version})")
+    if tm.kind == PROFILE_MFU:
+        return (f"measured: calibration profile ({p.device_name}, {p.created[:10]}, torch {p.torch_version}), "
+                "interpolated per model size (the profile has no fitted device factors)")
+    if tm.kind == DEFAULT_CONSTANT:
+        return ("default: Llama 3 405B 38-43% (Dubey et al. 2024, Table 4), PaLM 46.2% (Chowdhery et al. 2022, "
+                "Table 3); the per-operation model prices bf16, fp16 and fp32 matmuls on GPUs (not TPUs) with a "
+                "memory bandwidth in the database")
+    return "given"  # --mfu: the constant the user stated (the JSON's time_model says "stated")

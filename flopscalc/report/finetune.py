@@ -1,0 +1,135 @@
+"""Renderers for fine-tuning plans: `FinetunePlan` -> a rich Group and a JSON-ready dict (bytes, seconds)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..finetune.adapters import Method
+from ..finetune.plan import FinetunePlan
+from ..model import count_params
+from ..units import GIB, format_count, format_duration, format_flops, format_gib_number
+from .common import assumptions_table
+
+ACTIVATION_LABELS = {
+    "norms": "norm inputs (fp32) + statistics",
+    "adapter_inputs": "adapter inputs (saved by lora_A)",
+    "adapter_hidden": "adapter r-wide intermediates (saved by lora_B)",
+    "attention": "RoPE cos/sin, Q, K, V, attention output, logsumexp",
+    "mlp": "MLP gate / up / activation",
+    "checkpoints": "layer inputs kept by checkpointing",
+    "loss": "log-probabilities (b x s x V) + targets",
+}
+
+
+def _setup_line(p: FinetunePlan) -> str:
+    s = p.setup
+    parts = [s.method.value]
+    if s.method is not Method.full:
+        parts.append(f"rank {s.rank} on {','.join(s.targets)}")
+    if s.method is Method.qlora:
+        parts.append(f"{s.quant.value}" + (" + double quantization" if s.double_quant else ""))
+    parts += [f"micro-batch {s.micro_batch}", f"sequence {s.seq_len}", s.optimizer.value + (" (paged)" if s.paged else ""),
+              "gradient checkpointing" if s.recompute.value == "full" else "no checkpointing", s.compute.value]
+    return ", ".join(parts)
+
+
+def breakdown_table(p: FinetunePlan) -> Table:
+    """Components of the peak (GiB), activations split into their parts."""
+    mem = p.memory
+    peak = mem.peak_bytes
+    t = Table(title="Memory at the peak of a fine-tuning step", title_justify="left", box=box.SIMPLE_HEAD)
+    t.add_column("component")
+    t.add_column("GiB", justify="right")
+    t.add_column("share", justify="right")
+    for key, label, v in mem.components:
+        if v == 0 and key not in ("activations", "gradients"):
+            continue
+        t.add_row(label, format_gib_number(v), f"{v / peak:.1%}")
+        if key == "activations" and mem.setup.method is not Method.full:
+            from ..finetune.activations import lora_activation_bytes
+
+            for sub, sv in lora_activation_bytes(p.model, mem.setup).as_dict().items():
+                if sv:
+                    t.add_row(f"  {ACTIVATION_LABELS[sub]}", format_gib_number(sv), f"{sv / peak:.1%}", style="dim")
+    t.add_row("[bold]peak[/]", f"[bold]{format_gib_number(peak)}[/]", "100%")
+    return t
+
+
+def finetune_report(p: FinetunePlan) -> Group:
+    """Fit, breakdown, largest micro-batch and sequence, time, ranked fixes, assumptions."""
+    mem, cfg = p.memory, p.model
+    head = Text.from_markup(
+        f"[bold]{cfg.name}[/] ({format_count(count_params(cfg).total)} parameters, {format_count(mem.n_trainable)} "
+        "trainable) "
+        f"on [bold]{p.gpu.name}[/] ({p.gpu.memory_bytes / GIB:.1f} GiB)")
+    parts = [head, Text(_setup_line(p), style="dim"), Text(), breakdown_table(p)]
+    if p.fits:
+        parts.append(Text.from_markup(f"[bold green]fits[/]: {format_gib_number(mem.required_bytes())} of "
+                                      f"{format_gib_number(p.usable_bytes)} GiB usable"))
+    else:
+        parts.append(Text.from_markup(
+            f"[bold red]does not fit[/]: needs {format_gib_number(mem.required_bytes())} GiB, "
+            f"{format_gib_number(mem.required_bytes() - p.usable_bytes)} GiB more than {format_gib_number(p.usable_bytes)} GiB usable; "
+            f"weights, gradients and optimizer state alone take {format_gib_number(mem.states_bytes)} GiB, which no "
+            "batch or sequence change shrinks"))
+    parts.append(Text(f"largest micro-batch at sequence {p.setup.seq_len}: {p.max_micro_batch}; "
+                      f"longest sequence at micro-batch 1: "
+                      + (f"{p.max_seq_len} tokens" if p.max_seq_len else "none fits")
+                      + f" (context {cfg.block_size})"))
+    cheapest = p.cheapest_method.value if p.cheapest_method else "none of full, lora, qlora"
+    parts.append(Text(f"first method that fits with these settings (full, lora, qlora): {cheapest}"))
+    if p.fits:
+        pad = "packed" if p.packing else f"padded, {p.padding_fraction:.0%} padding"
+        parts.append(Text(
+            f"time: {format_duration(p.time_s)} for {format_count(p.n_dataset_tokens)} tokens x {p.n_epochs:g} "
+            f"epochs ({format_count(p.processed_tokens)} processed, {pad}; {format_flops(p.total_flops)}): compute "
+            f"{format_duration(p.compute_s)}" + (f", dequantization {format_duration(p.dequant_s)}" if p.dequant_s
+                                                 else "")
+            + (f", paging {format_duration(p.spill_s)}" if p.spill_s else "") + f" [{p.time_model} time model]"))
+    if p.fixes:
+        t = Table(title="Changes that make it fit (least disruptive first)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+        t.add_column("#", justify="right")
+        t.add_column("changes")
+        t.add_column("peak GiB", justify="right")
+        for i, f in enumerate(p.fixes, 1):
+            t.add_row(str(i), " + ".join(f.changes), format_gib_number(f.peak_bytes))
+        parts += [Text(), t]
+    elif not p.fits:
+        parts += [Text(), Text("nothing tried fits: not QLoRA, a lower rank, checkpointing, a paged or 8-bit "
+                               "optimizer, shorter sequences, nor any GPU in the database", style="bold")]
+    parts += [Text(f"note: {n}", style="yellow") for n in p.notes]
+    parts += [Text(), assumptions_table(p.assumptions)]
+    return Group(*parts)
+
+
+def finetune_dict(p: FinetunePlan) -> dict:
+    """The same numbers as `finetune_report`, in bytes, tokens, FLOPs and seconds."""
+    s, mem = p.setup, p.memory
+    return {
+        "model": p.model.name, "gpu": p.gpu.key, "capacity_bytes": p.gpu.memory_bytes, "usable_bytes": p.usable_bytes,
+        "setup": {"method": s.method.value, "rank": s.rank, "targets": list(s.targets), "quant": s.quant.value,
+                  "double_quant": s.double_quant, "micro_batch": s.micro_batch, "seq_len": s.seq_len,
+                  "optimizer": s.optimizer.value, "paged": s.paged, "recompute": s.recompute.value,
+                  "compute": s.compute.value},
+        "n_trainable_params": mem.n_trainable, "n_params": mem.n_total,
+        "components_bytes": mem.component_bytes(), "peak_bytes": mem.peak_bytes,
+        "required_bytes": mem.required_bytes(), "states_bytes": mem.states_bytes, "fits": p.fits,
+        "spill_bytes": p.spill_bytes, "max_micro_batch": p.max_micro_batch, "max_seq_len": p.max_seq_len,
+        "cheapest_method": p.cheapest_method.value if p.cheapest_method else None,
+        "n_dataset_tokens": p.n_dataset_tokens, "n_epochs": p.n_epochs, "packing": p.packing,
+        "mean_sequence_tokens": p.mean_sequence_tokens, "padding_fraction": p.padding_fraction,
+        "processed_tokens": p.processed_tokens,
+        "flops_per_token": {"base_forward": p.flops.base_forward, "adapter_forward": p.flops.adapter_forward,
+                            "backward": p.flops.backward, "recompute": p.flops.recompute},
+        "total_flops": p.total_flops, "efficiency": p.efficiency, "peak_flop_per_s": p.peak_flop_per_s,
+        "time_model": p.time_model, "compute_s": p.compute_s, "dequant_s": p.dequant_s, "spill_s": p.spill_s, "time_s": p.time_s,
+        "fixes": [{"changes": list(f.changes), "cost": f.cost, "peak_bytes": f.peak_bytes, "gpu": f.gpu}
+                  for f in p.fixes],
+        "notes": list(p.notes),
+        "assumptions": [{"name": a.name, "value": a.value, "source": a.source} for a in p.assumptions],
+    }
+

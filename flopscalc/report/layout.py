@@ -1,0 +1,155 @@
+"""`flopscalc step` with a parallel layout (--tp/--pp/--cp/--ep/--interleave/--sequence-parallel) or --search:
+build the layout from the options, call the layout engine, render a rich table or a JSON-ready dict."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UsageError
+from ..layout import Layout, LayoutMemory, LayoutTime
+from ..layout.search import LayoutSearch
+from ..units import format_bytes
+
+
+def explicit_layout(n_gpus: int, tp: int, pp: int, cp: int, ep: int, interleave: int, sequence_parallel: bool,
+                    zero: int, micro_batch: int, grad_accum: int, recompute) -> Layout:
+    """The layout the options name; --n-gpus is the total, data parallelism takes what TP x PP x CP leave."""
+    split = tp * pp * cp
+    if n_gpus % split:
+        raise UsageError(f"--n-gpus {n_gpus} is not a multiple of --tp x --pp x --cp = {split}; data parallelism "
+                         f"takes the rest, so try --n-gpus {split * max(1, n_gpus // split)}")
+    return Layout(tp=tp, pp=pp, dp=n_gpus // split, cp=cp, ep=ep, interleave=interleave,
+                  sequence_parallel=sequence_parallel, zero_stage=zero, micro_batch=micro_batch,
+                  n_micro=grad_accum, recompute=recompute)
+
+
+def layout_dict(lt: LayoutTime, mem: LayoutMemory) -> dict:
+    lay = lt.layout
+    return {
+        "model": lt.model.name, "gpu": lt.cluster.gpu.name, "n_gpus": lay.n_gpus, "seq_len": lt.seq_len,
+        "layout": {"tp": lay.tp, "pp": lay.pp, "interleave": lay.interleave, "dp": lay.dp, "cp": lay.cp,
+                   "ep": lay.ep, "sequence_parallel": lay.sequence_parallel, "zero_stage": lay.zero_stage,
+                   "micro_batch": lay.micro_batch, "n_micro": lay.n_micro, "recompute": lay.recompute.value,
+                   "label": lay.label()},
+        "engine": lay.engine().value, "runs_in_flopscalc_train": not lay.engine().value.startswith(("Megatron",)),
+        "engine_settings": lay.engine_settings(),
+        "memory_bytes": {**{k: v for k, v in mem.as_dict().items() if k not in ("stage",)}, "total": mem.total},
+        "memory_peak_stage": mem.stage, "fits": mem.total <= lt.cluster.gpu.memory_bytes,
+        "gpu_memory_bytes": lt.cluster.gpu.memory_bytes,
+        "time_s": lt.components, "step_s": lt.step_s, "tokens_per_step": lt.tokens_per_step,
+        "tokens_per_s": lt.tokens_per_s, "s_per_token": lt.s_per_token, "mfu": lt.mfu,
+        "network_bytes_per_s_per_gpu": lt.cluster.network_bytes_per_s, "network_source": lt.cluster.network_source,
+        "intra_node_link": lt.cluster.intra_link,
+    }
+
+
+def _components_table(lt: LayoutTime, mem: LayoutMemory) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, title=f"{lt.layout.label()}  ({lt.layout.engine().value})", title_justify="left")
+    t.add_column("time component")
+    t.add_column("seconds", justify="right")
+    t.add_column("share", justify="right")
+    for k, v in lt.components.items():
+        if v:
+            t.add_row(k, f"{v:.4g}", f"{v / lt.step_s:.1%}")
+    t.add_row("step", f"{lt.step_s:.4g}", "100.0%", style="bold")
+    m = Table(box=box.SIMPLE_HEAD, title=f"Memory per GPU (peak on the {mem.stage} pipeline stage)",
+              title_justify="left")
+    m.add_column("component")
+    m.add_column("memory", justify="right")
+    for k in ("weights", "gradients", "optimizer", "activations", "logits", "cuda_context", "fragmentation"):
+        m.add_row(k, format_bytes(getattr(mem, k)))
+    fits = mem.total <= lt.cluster.gpu.memory_bytes
+    m.add_row("total", f"{format_bytes(mem.total)} of {format_bytes(lt.cluster.gpu.memory_bytes)}"
+              + ("" if fits else " (does not fit)"), style="bold" if fits else "bold red")
+    return Group(t, m)
+
+
+def layout_report(lt: LayoutTime, mem: LayoutMemory) -> Group:
+    lines = [(f"{lt.model.name} on {lt.layout.n_gpus} x {lt.cluster.gpu.name}, sequence {lt.seq_len}: "
+             f"{lt.tokens_per_s:,.0f} tokens/s, MFU {lt.mfu:.1%} (model FLOPs, causal attention)")]
+    eng = lt.layout.engine()
+    if eng.value.startswith("Megatron"):
+        lines.append("flopscalc train runs DDP and FSDP only; this layout needs Megatron-LM (or torchtitan/DeepSpeed):")
+        lines += [f"  {k}: {v}" for k, v in lt.layout.engine_settings().items()]
+    else:
+        lines.append(f"runs in {eng.value} (torchrun)")
+    return Group(Text("\n".join(lines)), _components_table(lt, mem))
+
+
+def search_dict(s: LayoutSearch) -> dict:
+    return {"model": s.model.name, "gpu": s.cluster.gpu.name, "n_gpus": s.cluster.n_gpus, "seq_len": s.seq_len,
+            "global_batch": s.global_batch, "n_candidates": s.n_candidates, "n_timed": s.n_timed,
+            "rejected": s.rejected,
+            "ranked": [{**layout_dict(r.time, r.memory), "why_slower": r.why} for r in s.ranked]}
+
+
+def search_report(s: LayoutSearch) -> Group:
+    t = Table(box=box.SIMPLE_HEAD, title=f"Fastest layouts of {s.model.name} on {s.cluster.n_gpus} x "
+              f"{s.cluster.gpu.name} (sequence {s.seq_len}, {s.global_batch} sequences per step)",
+              title_justify="left")
+    for c in ("#", "layout", "engine", "s/step", "tokens/s", "MFU", "memory", "why slower"):
+        t.add_column(c, justify="right" if c in ("#", "s/step", "tokens/s", "MFU", "memory") else "left")
+    for i, r in enumerate(s.ranked, 1):
+        t.add_row(str(i), r.layout.label(), r.layout.engine().value, f"{r.time.step_s:.3g}",
+                  f"{r.time.tokens_per_s:,.0f}", f"{r.time.mfu:.1%}", format_bytes(r.memory.total), r.why or "fastest")
+    rej = ", ".join(f"{v} for {k}" for k, v in s.rejected.items()) or "none"
+    note = Text(f"{s.n_candidates} candidates, {s.n_timed} fitting splits timed; rejected: {rej}. Best layout in "
+                "detail:")
+    return Group(t, note, layout_report(s.best.time, s.best.memory))
+
+
+def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_parallel, search, global_batch,
+                network_gbps, sustained, fused_loss, dropout, calibration):
+    """`flopscalc step` with layout options: refuse what the layout model ignores, then one layout or the search.
+
+    Returns (renderable, JSON-ready dict).
+    """
+    from ..layout import cluster_for, layout_memory, layout_time
+    from ..layout.search import search_layouts
+    from ..layout.time import MEGATRON_SUSTAINED_FRACTION
+    from ..memory.settings import Optimizer
+    from ..perf import StepOptions
+
+    if calibration is not None:
+        raise UsageError("--calibration profiles one device's step; the layout model (--tp/--pp/--cp/--ep/--search) "
+                         "uses the sourced factors; drop one of the two")
+    if setup.offload_optimizer:
+        raise UsageError("--offload is not modelled with parallel layouts; drop it (ZeRO shards the optimizer instead)")
+    if setup.optimizer is not Optimizer.adamw:
+        raise UsageError(f"parallel layouts are modelled with AdamW only, got --optimizer {setup.optimizer.value}")
+    if setup.precision.value not in ("bf16-mixed", "fp16-mixed"):
+        raise UsageError(f"parallel layouts are modelled in mixed precision (bf16-mixed, fp16-mixed), got "
+                         f"{setup.precision.value}")
+    small = [f"--{n} {v}" for n, v in (("tp", tp), ("pp", pp), ("interleave", interleave), ("cp", cp), ("ep", ep),
+                                       ("global-batch", global_batch)) if v is not None and v < 1]
+    if small:  # `tp or 1` below would read 0 as "not split"
+        raise UsageError(f"{', '.join(small)}: a layout size is a whole number of at least 1 (1 = not split), "
+                         "e.g. --tp 2")
+    if network_gbps is not None and not network_gbps > 0:
+        raise UsageError(f"--network-gbps must be a positive number of Gb/s per GPU, got {network_gbps}; e.g. 400")
+    seq = setup.seq_len or cfg.block_size
+    cluster = cluster_for(gpu, setup.n_gpus, network_gbps=network_gbps)
+    if search:
+        given = [f"--{n}" for n, v in (("tp", tp), ("pp", pp), ("interleave", interleave), ("cp", cp), ("ep", ep))
+                 if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
+        if given:
+            raise UsageError(f"--search chooses {', '.join(given)} itself; drop them or drop --search")
+        opts = (StepOptions(fused_loss=fused_loss, dropout=dropout, sustained_fraction=sustained)
+                if sustained or fused_loss or dropout else None)
+        batch = global_batch or setup.n_gpus * setup.micro_batch * setup.grad_accum
+        result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts)
+        return search_report(result), search_dict(result)
+    if global_batch is not None:
+        raise UsageError("--global-batch sizes the --search; an explicit layout takes --micro-batch and --grad-accum "
+                         "(micro-batches per pipeline)")
+    lay = explicit_layout(setup.n_gpus, tp or 1, pp or 1, cp or 1, ep or 1, interleave or 1, sequence_parallel,
+                          setup.zero_stage, setup.micro_batch, setup.grad_accum, setup.recompute)
+    megatron = lay.engine().value.startswith("Megatron")
+    opts = StepOptions(fused_loss=fused_loss, dropout=dropout,
+                       sustained_fraction=sustained or (MEGATRON_SUSTAINED_FRACTION if megatron else 0.0))
+    lt = layout_time(cfg, lay, cluster, seq, precision=setup.precision, flash=setup.flash, options=opts)
+    mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout)
+    return layout_report(lt, mem), layout_dict(lt, mem)

@@ -1,0 +1,427 @@
+"""Renderers for `flopscalc plan`: the Plan as rich tables, a JSON-ready dict and CSV rows. No arithmetic."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..hardware import PRECISION_HELP
+from ..model import count_params
+from ..planner.core import Plan
+from ..planner.family import FAMILY_LABELS
+from ..planner.options import NEAREST_PRESET_FACTOR, PLAN_MEMORY_HEADROOM, PlanOption
+from ..units import (
+    format_bytes,
+    format_count,
+    format_duration,
+    format_flops,
+    format_rate,
+    format_sci,
+    format_usd,
+)
+from .common import assumptions_table, model_dict
+
+
+def _shape(o: PlanOption) -> str:
+    return f"{o.model.n_layer}x{o.model.n_embd}"
+
+
+def _setup_short(o: PlanOption) -> str:
+    if o.chosen is None:
+        return f"needs {o.min_gpus} GPUs" if o.min_gpus else "fits no GPU count"
+    if o.chosen.layout is not None:  # TP8 PP4x2 DP32 SP mb1x64 ZeRO1 rc:none, without the defaults
+        return " ".join(w.replace("ZeRO", "z") for w in o.chosen.layout.label().split()
+                        if w not in ("TP1", "PP1", "ZeRO0", "rc:none"))
+    s = o.chosen.setup
+    parts = [f"{s.micro_batch}x{s.grad_accum}"]
+    if s.recompute.value != "none":
+        parts.append(f"rc:{s.recompute.value[:3]}")
+    if s.optimizer.value != "adamw":
+        parts.append({"adamw8bit": "8bit"}.get(s.optimizer.value, s.optimizer.value))
+    if s.zero_stage:
+        parts.append(f"z{s.zero_stage}")
+    if s.offload_optimizer:
+        parts.append("off")
+    return " ".join(parts)
+
+
+def option_dict(o: PlanOption) -> dict:
+    d = {
+        "model": {**model_dict(o.model), "mlp": o.model.mlp.value, "norm": o.model.norm.value,
+                  "position": o.model.pos.value, "head_dim": o.model.head_dim, "n_expert": o.model.n_expert,
+                  "top_k": o.model.top_k},
+        "n_params": o.n_params, "nearest_preset": o.nearest_preset, "fits": o.fits,
+        "min_gpus": o.min_gpus, "n_tokens": o.n_tokens, "tokens_per_param": o.tokens_per_param,
+        "epochs": o.epochs, "effective_tokens": o.effective_tokens, "loss": o.loss, "train_time_s": o.train_time_s,
+        "model_flops": o.model_flops, "n_steps": o.n_steps, "useful_tokens": o.useful_tokens,
+        "batch_growth": None if o.batch is None else {
+            "default_tokens_per_step": o.batch.default_tokens_per_step, "tokens_per_step": o.batch.tokens_per_step,
+            "critical_batch_tokens": o.batch.critical_tokens, "loss_nats": o.batch.loss_nats,
+            "token_value": o.batch.token_value, "default_scaling_efficiency": o.batch.default_scaling_efficiency,
+            "reason": o.batch.reason},
+    }
+    if o.chosen is not None:
+        s = o.chosen.setup
+        d["setup"] = {
+            "precision": s.precision.value, "optimizer": s.optimizer.value, "recompute": s.recompute.value,
+            "flash": s.flash, "micro_batch": s.micro_batch, "grad_accum": s.grad_accum, "seq_len": s.seq_len,
+            "tokens_per_step": o.chosen.tokens_per_step, "n_gpus": s.n_gpus, "zero_stage": s.zero_stage,
+            "offload_optimizer": s.offload_optimizer, "max_micro_batch": o.chosen.max_micro_batch,
+        }
+        if o.chosen.layout is not None:
+            d["layout"] = layout_dict(o.chosen.layout, o.speed)
+        d["memory"] = {"peak_bytes": o.chosen.peak_memory_bytes, "capacity_bytes": o.chosen.capacity_bytes,
+                       "cpu_offload_bytes": o.chosen.cpu_offload_bytes}
+        sp = o.speed
+        d["speed"] = {
+            "step_s": sp.step_s, "compute_s": sp.compute_s, "comm_s": sp.comm.comm_s,
+            "comm_exposed_s": sp.comm.exposed_s, "offload_s": sp.offload.total_s,
+            "offload_link_s": sp.offload.link_s, "offload_cpu_s": sp.offload.cpu_s,
+            "scaling_efficiency": sp.scaling_efficiency, "tokens_per_s": sp.tokens_per_s,
+            "model_flop_per_s": sp.model_flop_per_s,
+            "model_flops_per_token": sp.model_flops_per_token, "hardware_flops_per_token": sp.hardware_flops_per_token,
+            "mfu": sp.mfu, "hfu": sp.hfu, "hardware_efficiency": sp.hardware_efficiency,
+        }
+    return d
+
+
+def layout_dict(lay, speed) -> dict:
+    """The recommended layout: degrees, schedule, the engine that runs it and its settings, the time model."""
+    from ..planner.layout import time_model_source
+
+    return {"label": lay.label(), "tp": lay.tp, "pp": lay.pp, "interleave": lay.interleave, "dp": lay.dp,
+            "cp": lay.cp, "ep": lay.ep, "sequence_parallel": lay.sequence_parallel, "zero_stage": lay.zero_stage,
+            "micro_batch": lay.micro_batch, "n_micro": lay.n_micro, "recompute": lay.recompute.value,
+            "global_batch_sequences": lay.sequences_per_step(), "n_gpus": lay.n_gpus,
+            "engine": lay.engine().value, "flopscalc_train_runs_it": not lay.engine().value.startswith("Megatron"),
+            "engine_settings": lay.engine_settings(), "time_model": time_model_source(lay),
+            "step_components_s": dict(speed.time.components), "bubble_s": speed.bubble_s}
+
+
+def plan_dict(p: Plan) -> dict:
+    b = p.budget
+    e = p.energy
+    a = p.allocation
+    return {
+        "gpu": b.gpu.key, "gpu_name": b.gpu.name, "n_gpus": b.n_gpus, "duration_s": b.duration_s,
+        "budget_kind": p.budget_kind, "precision": b.precision.value, "utilization": b.utilization, "mfu": b.mfu,
+        "hardware_efficiency": p.stated_efficiency,
+        "mfu_source": p.mfu_source, "time_model": p.time_model, "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu,
+        "achieved_flop_per_s": b.achieved_flop_per_s, "peak_flops": b.peak_flops, "busy_flops": b.busy_flops,
+        "model_flops": b.model_flops if p.budget_kind != "flops" else a.c_flops,
+        "max_wall_clock_s": p.max_wall_clock_s,
+        "law": {"name": p.law.name, "source": p.law.source, "flop_convention": p.law.flop_convention,
+                "n_counts_embeddings": p.law.n_counts_embeddings, "uniform_loss": p.law.uniform_loss},
+        "compute_optimal": {"c_flops": a.c_flops, "n_params": a.n_params, "n_tokens": a.n_tokens,
+                            "tokens_per_param": a.tokens_per_param, "loss": a.loss, "method": a.method,
+                            "above_uniform_guess": a.above_uniform, "warnings": list(a.warnings)},
+        "objective": p.objective, "target_loss": p.target_loss, "family": p.family,
+        "recommended": option_dict(p.recommended),
+        "loss_by_law": p.loss_by_law,
+        "loss_interval": list(p.loss_interval) if p.loss_interval else None,
+        "binding": [{"constraint": b.constraint, "binds": b.binds, "relaxed": b.relaxed,
+                     "loss_if_relaxed": b.loss_if_relaxed} for b in p.binding],
+        "tags": {str(i): list(t) for i, t in p.tags.items()},
+        "energy": {"gpu_hours": e.gpu_hours, "facility_energy_kwh": e.facility_energy_kwh,
+                   "electricity_usd": e.electricity_usd, "cloud_usd": e.cloud_usd},
+        "options": [option_dict(o) for o in p.options],
+        "candidates": [
+            {
+                "model": c.model.name, "n_params": c.n_params, "seq_len": c.seq_len,
+                "model_flops_per_token": c.model_flops_per_token, "budget_tokens": c.budget_tokens,
+                "tokens_per_param": c.tokens_per_param, "reaches_chinchilla": c.reaches_chinchilla,
+                "chinchilla_tokens": c.chinchilla_tokens, "chinchilla_flops": c.chinchilla_flops,
+                "chinchilla_time_s": c.chinchilla_time_s if c.fits else None, "fits": c.fits, "min_gpus": c.min_gpus,
+            }
+            for c in p.candidates
+        ],
+        "hyperparameters": None if p.hyperparameters is None else {
+            **p.hyperparameters.as_dict(), "plan_batch_tokens": p.recommended.chosen.tokens_per_step,
+            "plan_warmup_steps": p.warmup_steps},
+        "overtraining": None if p.overtraining is None else {
+            "tokens_per_param": p.overtraining.tokens_per_param, "times_chinchilla": p.overtraining.times_chinchilla,
+            "warning": p.overtraining.warning},
+        "inference": _inference_dict(p),
+        "warnings": list(p.warnings),
+        "assumptions": [{"name": x.name, "value": x.value, "source": x.source} for x in p.assumptions],
+    }
+
+
+def _inference_dict(p: Plan) -> dict | None:
+    ia, life = p.inference_optimum, p.life_cycle
+    if ia is None:
+        return None
+    return {
+        "inference_tokens": p.inference_tokens, "law": ia.law, "source": "Sardana et al. 2024 (arXiv:2401.00448)",
+        "optimum": {"n_params": ia.n_params, "n_tokens": ia.n_tokens, "loss": ia.target_loss,
+                    "tokens_per_param": ia.tokens_per_param, "train_flops": ia.train_flops,
+                    "lifetime_flops": ia.lifetime_flops, "method": ia.method},
+        "recommended_vs_compute_optimal": {"params_ratio": p.params_vs_optimum,
+                                           "tokens_ratio": p.tokens_vs_optimum},
+        "life_cycle": None if life is None else {
+            "n_params": life.n_params, "n_tokens": life.n_tokens, "loss": life.target_loss,
+            "chinchilla_n_params": life.chinchilla_n_params, "chinchilla_n_tokens": life.chinchilla_n_tokens,
+            "train_flops": life.train_flops, "inference_flops": life.inference_flops,
+            "lifetime_flops": life.lifetime_flops, "chinchilla_lifetime_flops": life.chinchilla_lifetime_flops,
+            "saving_flops": life.saving_flops, "saving_fraction": life.saving_fraction},
+        "warnings": list(ia.warnings),
+    }
+
+
+CSV_COLUMNS = ("n_params", "n_layer", "n_head", "n_embd", "nearest_preset", "fits", "min_gpus", "micro_batch",
+               "grad_accum", "recompute", "optimizer", "zero_stage", "offload_optimizer", "peak_memory_bytes",
+               "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "mfu", "hfu", "train_time_s",
+               "layout", "recommended")
+
+
+def plan_csv(p: Plan) -> str:
+    """Every option as a CSV row (base units), the recommended one marked."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for o in p.options:
+        s = o.chosen.setup if o.chosen else None
+        w.writerow({
+            "n_params": o.n_params, "n_layer": o.model.n_layer, "n_head": o.model.n_head, "n_embd": o.model.n_embd,
+            "nearest_preset": o.nearest_preset or "", "fits": o.fits, "min_gpus": o.min_gpus or "",
+            "micro_batch": s.micro_batch if s else "", "grad_accum": s.grad_accum if s else "",
+            "recompute": s.recompute.value if s else "", "optimizer": s.optimizer.value if s else "",
+            "zero_stage": s.zero_stage if s else "", "offload_optimizer": s.offload_optimizer if s else "",
+            "peak_memory_bytes": o.chosen.peak_memory_bytes if s else "", "n_tokens": o.n_tokens,
+            "tokens_per_param": o.tokens_per_param, "loss": "" if o.loss is None else o.loss,
+            "step_s": o.speed.step_s if o.speed else "", "tokens_per_s": o.speed.tokens_per_s if o.speed else "",
+            "mfu": o.speed.mfu if o.speed else "", "hfu": o.speed.hfu if o.speed else "",
+            "train_time_s": o.train_time_s, "recommended": o is p.recommended,
+            "layout": o.chosen.layout.label() if s and o.chosen.layout is not None else "",
+        })
+    return out.getvalue()
+
+
+def _kv_table(title: str) -> Table:
+    t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(justify="right", no_wrap=True)
+    t.add_column(style="dim")
+    return t
+
+
+def plan_report(p: Plan) -> Group:
+    b = p.budget
+    r = p.recommended
+    s = r.chosen.setup
+    sp = r.speed
+    head = Text.from_markup(
+        f"[bold]{b.n_gpus} x {b.gpu.name}[/] for {format_duration(b.duration_s)}, "
+        f"{b.precision.value} ({PRECISION_HELP[b.precision]}, dense)"
+        + {"time": "", "flops": "; budget given as FLOPs", "money": "; budget given as money",
+           "tokens": "; a fixed model on fixed tokens (the time is the answer)",
+           "target": f"; the fastest run to loss {p.target_loss}"}[p.budget_kind]
+    )
+    budget = _kv_table("FLOP budget")
+    budget.add_row("peak rate", format_rate(b.peak_flop_per_s), f"{b.n_gpus} x {format_rate(b.peak_flop_per_s_per_gpu)}")
+    budget.add_row("peak x time", format_flops(b.peak_flops), "every GPU busy and at peak the whole time")
+    budget.add_row(f"x utilization {b.utilization:g}", format_flops(b.busy_flops),
+                   "busy share of wall-clock time (duty cycle)")
+    budget.add_row(f"x MFU {b.mfu:.3g}", format_flops(b.model_flops),
+                   f"model FLOPs the recommended run delivers ({format_rate(b.achieved_flop_per_s)} averaged over "
+                   "wall-clock)" + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
+                                    f"; its MFU, at hardware efficiency {p.stated_efficiency:g}"))
+    a = p.allocation
+    budget.add_row(f"{p.law.name} optimum" if p.objective != "target" else "cheapest at target",
+                   f"N {format_count(a.n_params)}",
+                   f"D {format_count(a.n_tokens)} tokens ({a.tokens_per_param:.0f}/param)"
+                   + ("" if a.loss is None else f", loss {a.loss:.3f}")
+                   + (f", loss above a uniform guess ({p.law.uniform_loss:.2f})"
+                      if a.loss is None and a.above_uniform else ""))
+
+    rec = _kv_table("Recommended run")
+    m = r.model
+    block = "" if m.is_gpt2_block else f" ({m.family})"  # GQA, SwiGLU, ..., MoE: the block the count is of
+    active = count_params(m).active if m.is_moe else None
+    rec.add_row("model", format_count(r.n_params) + " params",
+                f"{m.n_layer} layers x {m.n_embd} wide, {m.n_head} heads of {m.head_dim}{block}; "
+                + (f"{format_count(active)} active; " if active is not None else "")
+                + (f"nearest preset {r.nearest_preset}" if r.nearest_preset else
+                   f"no preset within {NEAREST_PRESET_FACTOR:g}x its size"))
+    rec.add_row("tokens", format_count(r.n_tokens),
+                f"{r.tokens_per_param:.1f} per parameter"
+                + ("" if active is None else f", {r.n_tokens / active:.1f} per active parameter")
+                + ("" if r.epochs is None else f", {r.epochs:.2f} epochs"))
+    if r.loss is not None:
+        others = ", ".join(f"{k} {v:.3f}" for k, v in p.loss_by_law.items() if k != p.law.name and v is not None)
+        band = (f"; {p.loss_interval[0]:.3f}-{p.loss_interval[1]:.3f} over the law's interval on E"
+                if p.loss_interval else "")
+        rec.add_row("predicted loss", f"{r.loss:.3f}",
+                    f"nats/token on the law's data ({p.law.name}{band})" + (f"; {others}" if others else ""))
+    elif p.law.has_loss:
+        rec.add_row("predicted loss", "-", f"above a uniform guess ({p.law.uniform_loss:.2f} = ln vocabulary): "
+                    "no prediction; see Warnings")
+    rec.add_row("setup", f"{s.micro_batch} x {s.grad_accum}",
+                f"micro-batch x accumulation = {format_count(r.chosen.tokens_per_step)} tokens/step at seq "
+                f"{s.seq_len}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
+                + (f", ZeRO-{s.zero_stage}" if s.zero_stage else "") + (", optimizer offload" if s.offload_optimizer
+                                                                        else ""))
+    if r.batch is not None:
+        g = r.batch
+        rec.add_row("batch grown", f"{format_count(g.default_tokens_per_step)} -> {format_count(g.tokens_per_step)}",
+                    f"tokens/step, to hide communication (scaling efficiency {g.default_scaling_efficiency:.0%} at "
+                    f"GPT-3's batch); stops at the {g.reason}: {format_count(g.critical_tokens)} tokens at loss "
+                    f"{g.loss_nats:.3f} (Kaplan et al. 2020 eq. 5.3, WebText2 nats: an order-of-magnitude guide); "
+                    f"each token counts {g.token_value:.2f} of one at GPT-3's batch in the loss (eq. 5.5)")
+    if r.chosen.layout is not None:
+        _layout_rows(rec, r)
+    rec.add_row("memory per GPU", format_bytes(r.chosen.peak_memory_bytes),
+                f"of {format_bytes(r.chosen.capacity_bytes)} ({PLAN_MEMORY_HEADROOM:.0%} kept free); "
+                + (f"the offloaded optimizer holds {format_bytes(r.chosen.cpu_offload_bytes)} of CPU memory"
+                   + (" per GPU" if b.n_gpus > 1 else "") + "; " if s.offload_optimizer else "")
+                + (f"the layout engine's peak, on the {r.chosen.layouts.best.memory.stage} pipeline stage"
+                   if r.chosen.layout is not None
+                   else "the whole per-GPU batch fits in one micro-batch" if s.grad_accum == 1
+                   else f"micro-batch {s.micro_batch} is the largest that fits" if s.micro_batch == r.chosen.max_micro_batch
+                   else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))
+    rec.add_row("step", format_duration(sp.step_s),
+                f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu:.2f}, HFU {sp.hfu:.2f}"
+                + (f", communication {format_duration(sp.comm.exposed_s)} exposed, scaling efficiency "
+                   f"{sp.scaling_efficiency:.0%}" if b.n_gpus > 1 else ""))
+    rec.add_row("wall clock", format_duration(r.train_time_s), f"{format_count(r.n_steps)} steps at duty cycle "
+                f"{b.utilization:g}; {format_flops(r.model_flops)} model FLOPs")
+    e = p.energy
+    cost = []
+    if e.electricity_usd is not None:
+        cost.append(f"electricity {format_usd(e.electricity_usd)}")
+    if e.cloud_usd is not None:
+        cost.append(f"cloud {format_usd(e.cloud_usd)}")
+    rec.add_row("energy", f"{e.facility_energy_kwh:,.0f} kWh" if e.energy_known
+                else "unknown (no board power in data/gpu_specs.csv)",
+                f"{b.gpu.device_noun} board power x busy time; {e.gpu_hours:,.0f} {b.gpu.device_noun}-hours"
+                + ("; " + ", ".join(cost) if cost else ""))
+
+    hp = _hyperparameters_table(p)
+    life = _inference_table(p)
+    binds = None
+    if p.binding:
+        binds = _kv_table("What limits this run, and what relaxing it would buy")
+        for bd in p.binding:
+            gain = ("" if bd.loss_if_relaxed is None or r.loss is None else
+                    f"loss {bd.loss_if_relaxed:.3f} ({bd.loss_if_relaxed - r.loss:+.3f})")
+            binds.add_row(bd.constraint, "[bold]binds[/]" if bd.binds else "slack", f"{bd.relaxed}: {gain}")
+
+    presets_label = FAMILY_LABELS.get(p.family, p.family)
+    with_presets = f", and the {presets_label} presets" if p.candidates else ""
+    legend = ("setup: micro-batch x accumulation, rc = recompute, 8bit = 8-bit Adam, z = ZeRO stage, off = optimizer "
+              "offload" if r.chosen.layout is None else "setup: the fastest layout that fits, TP/PP(x interleave)/DP/"
+              "CP/EP degrees, SP = sequence parallel, mb = micro-batch x micro-batches, z = ZeRO stage, rc = recompute")
+    opts = Table(title=f"Options around the optimum{with_presets} ({legend})",
+                 title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    show_time = p.budget_kind == "flops" or p.max_wall_clock_s is not None
+    cols = [("params", "right"), ("preset / role", "left"), ("shape", "right"), ("setup", "left"), ("MFU", "right"),
+            ("HFU", "right"), ("tokens", "right"), ("tok/p", "right"), ("loss", "right")] + (
+        [("time", "right")] if show_time else [])
+    for col, just in cols:
+        opts.add_column(col, justify=just, no_wrap=True)
+    for i, o in enumerate(p.options):
+        mark = "[bold green]" if o is r else ("[dim]" if not o.fits else "")
+        end = "[/]" if mark else ""
+        label = ", ".join(([o.model.name] if o.model.name else []) + [t for t in p.tags.get(i, ()) if t != "recommended"])
+        cells = [format_count(o.n_params), label, _shape(o), _setup_short(o),
+                 f"{o.speed.mfu:.2f}" if o.fits else "-", f"{o.speed.hfu:.2f}" if o.fits else "-",
+                 format_count(o.n_tokens) if o.fits else "-", f"{o.tokens_per_param:.0f}" if o.fits else "-",
+                 f"{o.loss:.3f}" if o.loss is not None else "above uniform" if o.fits and p.law.has_loss else "-"]
+        if show_time:
+            cells.append(format_duration(o.train_time_s) if o.fits else "-")
+        opts.add_row(*(f"{mark}{x}{end}" for x in cells))
+
+    cands = Table(title=f"What the budget buys each {presets_label} preset, with the setup and speed of the options "
+                        "table (20 tokens/param = Chinchilla-optimal)",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    for col, just in [("model", "left"), ("params", "right"), ("tokens", "right"),
+                      ("tok/param", "right"), (">=20", "center"), ("time at 20/p", "right"),
+                      ("FLOPs 20/p", "right")]:
+        cands.add_column(col, justify=just, no_wrap=True)
+    for c in p.candidates:
+        if not c.fits:
+            cands.add_row(c.model.name, format_count(c.n_params), "-", "-", "-",
+                          f"needs {c.min_gpus} GPUs" if c.min_gpus else "fits no GPU count",
+                          format_sci(c.chinchilla_flops))
+            continue
+        cands.add_row(
+            c.model.name, format_count(c.n_params), format_count(c.budget_tokens), f"{c.tokens_per_param:,.0f}",
+            "[green]yes[/]" if c.reaches_chinchilla else "[red]no[/]",
+            format_duration(c.chinchilla_time_s), format_sci(c.chinchilla_flops),
+        )
+    notes = assumptions_table(p.assumptions)
+    parts = [head, Text(), budget, Text(), rec, Text()] + [x for t in (hp, life, binds) if t is not None
+                                                           for x in (t, Text())] + [opts]
+    if p.budget_kind not in ("tokens", "target") and p.candidates:
+        parts.append(cands)
+    if p.warnings:
+        parts += [Text("Warnings", style="bold yellow")] + [Text(f"- {w}", style="yellow") for w in p.warnings]
+        parts.append(Text())
+    parts.append(notes)
+    return Group(*parts)
+
+
+def _layout_rows(rec: Table, r: PlanOption) -> None:
+    """The layout the search chose, the engine that runs it and the time model that priced it."""
+    from ..planner.layout import layout_engine_note, time_model_source
+
+    lay = r.chosen.layout
+    rec.add_row("layout", lay.label(), f"TP x PP x DP{' x CP' if lay.cp > 1 else ''} = {lay.n_gpus} GPUs, fastest "
+                f"of {r.chosen.layouts.n_timed} layouts timed; {layout_engine_note(lay)}")
+    for engine, flags in lay.engine_settings().items():
+        rec.add_row(f"  {engine}", "", flags)
+    rec.add_row("time model", "", time_model_source(lay) + f"; pipeline bubble {format_duration(r.speed.bubble_s)}")
+
+
+def _hyperparameters_table(p: Plan) -> Table | None:
+    h, r = p.hyperparameters, p.recommended
+    if h is None:
+        return None
+    t = _kv_table("Hyperparameters for the recommended run (AdamW)")
+    planned = r.chosen.tokens_per_step
+    mine = "grown to hide communication" if r.batch is not None else "GPT-3 Table 2.1"
+    capped = h.critical_batch_tokens is not None and h.law_batch_tokens > h.critical_batch_tokens
+    if h.batch_tokens == planned:
+        t.add_row("batch size", f"{format_count(planned)} tokens", f"{mine}; DeepSeek LLM sec. 3.1 eq. 1 agrees")
+    else:
+        t.add_row("batch size", f"{format_count(planned)} tokens",
+                  f"the setup above uses this ({mine}); DeepSeek LLM sec. 3.1 eq. 1 gives "
+                  + (f"{format_count(h.law_batch_tokens)}, capped at the critical batch "
+                     f"{format_count(h.critical_batch_tokens)} at loss {r.loss:.3f}: {format_count(h.batch_tokens)}"
+                     if capped else format_count(h.batch_tokens)))
+    t.add_row("peak learning rate", f"{h.learning_rate:.3g}",
+              f"DeepSeek LLM sec. 3.1 eq. 1 at C = M D = {format_flops(h.c_flops)} (their FLOP convention)")
+    t.add_row("warmup", f"{p.warmup_steps:,} steps",
+              f"DeepSeek LLM sec. 2.3: 2000 steps, capped at 2% of the run's {r.n_steps:,}"
+              + ("" if h.batch_tokens == planned else f" ({h.warmup_steps:,} of {h.n_steps:,} at DeepSeek's batch)"))
+    t.add_row("schedule", f"{h.schedule.value} to {h.min_lr_ratio:g}x",
+              f"{h.sources['schedule']}; AdamW betas {h.adam_betas[0]:g}/{h.adam_betas[1]:g}, weight decay "
+              f"{h.weight_decay:g}, clip {h.grad_clip:g} (DeepSeek LLM sec. 2.3)")
+    return t
+
+
+def _inference_table(p: Plan) -> Table | None:
+    ia, life, a = p.inference_optimum, p.life_cycle, p.allocation
+    if ia is None or life is None:
+        return None
+    t = _kv_table(f"Serving {format_count(p.inference_tokens)} tokens over the model's life (Sardana et al. 2024: "
+                  "training 6ND + inference 2NT FLOPs)")
+    what = "reaches the target loss" if p.objective == "target" else "trains in this budget"
+    t.add_row("life-cycle optimum", f"N {format_count(ia.n_params)}",
+              f"D {format_count(ia.n_tokens)} tokens ({ia.tokens_per_param:,.0f}/param), loss {ia.target_loss:.3f}: "
+              f"the least training + inference FLOPs that {what}")
+    t.add_row("vs compute-optimal", f"N {p.params_vs_optimum:.2f}x",
+              f"the recommended run has {p.params_vs_optimum:.2f}x the parameters and {p.tokens_vs_optimum:.2f}x "
+              f"the tokens of the law's compute-optimal N {format_count(a.n_params)}, D {format_count(a.n_tokens)}")
+    t.add_row("life-cycle FLOPs", format_flops(life.lifetime_flops),
+              f"training {format_flops(life.train_flops)} + serving {format_flops(life.inference_flops)}")
+    t.add_row("saving", f"{format_flops(life.saving_flops)} ({life.saving_fraction:.1%})",
+              f"vs {format_flops(life.chinchilla_lifetime_flops)} for the Chinchilla model of the same loss "
+              f"{life.target_loss:.3f} (N {format_count(life.chinchilla_n_params)}, D "
+              f"{format_count(life.chinchilla_n_tokens)})")
+    return t

@@ -1,0 +1,88 @@
+"""Renderers for the step-time model: `StepEstimate` -> a rich table and a JSON-ready dict (seconds, fractions)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..perf import CLASS_ORDER, StepEstimate
+from ..units import format_bytes, format_rate
+
+
+def _settings_line(e: StepEstimate) -> str:
+    s = e.setup
+    parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
+             f"sequence {e.seq_len}", f"gradient accumulation {s.grad_accum}", s.precision.value,
+             f"ZeRO stage {s.zero_stage}", f"recompute {s.recompute.value}",
+             "flash attention" if s.flash else "math attention"]
+    if s.offload_optimizer:
+        parts.append("optimizer offloaded")
+    return ", ".join(parts)
+
+
+def step_table(e: StepEstimate) -> Table:
+    """Seconds per optimizer step by operation class, with each class's share."""
+    secs = e.class_seconds
+    t = Table(title="Time of one optimizer step (per GPU; all GPUs in lockstep)", title_justify="left",
+              box=box.SIMPLE_HEAD)
+    t.add_column("operation class")
+    t.add_column("seconds", justify="right")
+    t.add_column("share", justify="right")
+    for c in CLASS_ORDER:
+        t.add_row(c, f"{secs[c]:.4g}", f"{secs[c] / e.step_s:.1%}")
+    t.add_row("step", f"{e.step_s:.4g}", "100.0%", style="bold")
+    return t
+
+
+def step_report(e: StepEstimate) -> Group:
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("tokens/s (all GPUs)", f"{e.tokens_per_s:,.0f}")
+    summary.add_row("tokens/s per GPU", f"{e.tokens_per_s_per_gpu:,.0f}")
+    summary.add_row("MFU", f"{e.mfu:.1%}  (model FLOPs, causal attention, no recomputation)")
+    summary.add_row("HFU", f"{e.hfu:.1%}  (executed FLOPs: recomputation and flash backward included)")
+    summary.add_row("peak used", f"{format_rate(e.peak_flop_per_s)} dense {e.precision.value}")
+    summary.add_row("memory per GPU", f"{format_bytes(e.peak_memory_bytes)} of {format_bytes(e.gpu.memory_bytes)}"
+                    + ("" if e.fits else ": [bold red]does not fit[/]; 'flopscalc memory' with the same flags "
+                       "ranks the fixes"))
+    note = Text(f"sustained fraction {e.options.sustained:g} (fitted, see docs/performance_model.md); "
+                f"GEMM fraction {e.device.gemm_peak_fraction:g}; {e.device.source}", style="dim")
+    return Group(Text(_settings_line(e)), step_table(e), summary, note)
+
+
+def step_dict(e: StepEstimate) -> dict:
+    """Everything `flopscalc step --json` prints: seconds, tokens/s, MFU/HFU as fractions, per-class seconds."""
+    return {
+        "model": e.model.name,
+        "block": e.model.family,
+        "gpu": e.gpu.key,
+        "n_gpus": e.setup.n_gpus,
+        "micro_batch": e.setup.micro_batch,
+        "grad_accum": e.setup.grad_accum,
+        "seq_len": e.seq_len,
+        "precision": e.setup.precision.value,
+        "zero_stage": e.setup.zero_stage,
+        "recompute": e.setup.recompute.value,
+        "flash": e.setup.flash,
+        "step_s": e.step_s,
+        "tokens_per_step": e.tokens_per_step,
+        "tokens_per_s": e.tokens_per_s,
+        "tokens_per_s_per_gpu": e.tokens_per_s_per_gpu,
+        "mfu": e.mfu,
+        "hfu": e.hfu,
+        "mfu_convention": "model FLOPs, attention over causal pairs, no recomputation (llm.c's 6N + 6LCT)",
+        "peak_flop_per_s": e.peak_flop_per_s,
+        "model_flops_per_token": e.model_flops_per_token,
+        "hardware_flops_per_token": e.hardware_flops_per_token,
+        "class_seconds": e.class_seconds,
+        "peak_memory_bytes": e.peak_memory_bytes,
+        "memory_bytes_per_gpu": e.gpu.memory_bytes,
+        "fits": e.fits,
+        "communication_s": e.comm.comm_s,
+        "sustained_fraction": e.options.sustained,
+        "gemm_peak_fraction": e.device.gemm_peak_fraction,
+        "device_source": e.device.source,
+    }
