@@ -20,9 +20,9 @@ from ...hardware import GpuSpec, Precision
 from ...model import ModelConfig, count_params
 from ...units import SECONDS_PER_HOUR
 from ..device import DevicePerf, device_perf
-from ..gemm import TILE_SHAPES, gemm_efficiency
+from ..gemm import TILE_SHAPES
 from ..ops import Op, OpClass, Phase
-from ..step import PricedOp, priced_at
+from ..step import PricedOp, _price, priced_at
 from .formats import COMPUTE_PRECISION, InferenceSetup
 from .forward import attention_op, forward_ops
 from .memory import InferenceMemory, inference_memory, max_batch, max_seq_tokens
@@ -114,20 +114,28 @@ class InferenceEstimate:
 
 
 def op_efficiency(op: Op, dev: DevicePerf) -> float:
-    """Fraction of the dense peak an op's arithmetic runs at: the step-time model's figures ([5]; `perf.gemm`).
+    """Fraction of the dense peak an op's arithmetic runs at: the step-time model's figures ([5]; `perf.step`).
 
-    A GEMM of fewer rows than the smallest of the step model's tiles (a decode step's batch) runs on tiles of
-    `SKINNY_TILE_M` rows, the tensor cores' smallest MMA height, with split-K filling the SMs [7]; larger GEMMs
-    take `gemm_efficiency` as training does. Fused attention runs at the device's forward flash fraction.
+    A GEMM takes the training model's rule (`perf.step`): the device's GEMM fraction, times tile and wave
+    quantization (`perf.gemm`) where the device has them (``DevicePerf.tile_quantization``; a calibrated CPU has
+    not). On such a device a GEMM of fewer rows than the smallest of the step model's tiles (a decode step's
+    batch) runs on tiles of `SKINNY_TILE_M` rows, the tensor cores' smallest MMA height, with split-K filling
+    the SMs [7]. Fused attention runs at the device's forward flash fraction.
     """
     if op.flash:
         return dev.flash_fwd_fraction
     if op.gemm_shape is None:
         return 1.0  # memory-bound: no arithmetic worth pricing
-    m, n, k, batch = op.gemm_shape
-    if m < min(tm for tm, _ in TILE_SHAPES):
+    m = op.gemm_shape[0]
+    if dev.tile_quantization and m < min(tm for tm, _ in TILE_SHAPES):
         return dev.gemm_peak_fraction * m / (SKINNY_TILE_M * math.ceil(m / SKINNY_TILE_M))  # [7] row padding
-    return dev.gemm_peak_fraction * gemm_efficiency(m, n, k, dev.n_sm, batch=batch)
+    return _training_efficiency(op, dev)
+
+
+def _training_efficiency(op: Op, dev: DevicePerf) -> float:
+    """``op``'s efficiency as the training step model prices it (`perf.step._price`, the one place its GEMM rule
+    lives); the peak, bandwidth and sustained fraction passed do not enter the efficiency."""
+    return _price(op, dev, 1.0, 1.0, 1.0).efficiency
 
 
 def price_op(op: Op, dev: DevicePerf, peak_flop_per_s: float, bandwidth_bytes_per_s: float,
