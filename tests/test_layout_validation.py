@@ -1,8 +1,10 @@
 """Iteration time of published Megatron-LM runs: the published figures are the expected values.
 
-Fit subset: Narayanan et al. 2021 Table 1 (the sustained fraction is fitted there, re-derived below).
-Held out: Korthikanti et al. 2022 Table 5. Targets (issue 13): mean |error| <= 5%, worst <= 10%.
-Observed (docs/parallelism.md): Korthikanti held out mean 4.2%, worst 8.9%; Narayanan mean 2.6%, worst 7.7%.
+One number is fitted, `MEGATRON_SUSTAINED_FRACTION`, and it is cross-validated over the two Megatron-LM sources:
+- shipped fold: fitted on Narayanan et al. 2021 Table 1 (0.83); Korthikanti et al. 2022 Table 5 held out;
+- reverse fold: fitted on Korthikanti Table 5 (0.86); Narayanan Table 1 held out.
+Targets (issue 13): mean |error| <= 5%, worst <= 10%. Observed (docs/parallelism.md): Korthikanti held out mean 4.2%,
+worst 8.9%; Narayanan held out mean 3.3%, worst 6.9%; Narayanan in-sample (shipped constant) mean 2.6%, worst 7.7%.
 """
 
 from __future__ import annotations
@@ -15,14 +17,23 @@ from flopscalc.flops import Recompute
 from flopscalc.hardware import get_gpu
 from flopscalc.layout import Layout, cluster_for, layout_time
 from flopscalc.layout.time import MEGATRON_SUSTAINED_FRACTION
-from flopscalc.layout.validation import FIT_SUBSET, fit_sustained_fraction, published_layouts
+from flopscalc.layout.validation import (
+    FIT_SUBSET,
+    HELD_OUT_FOLDS,
+    KORTHIKANTI_SUBSET,
+    fit_sustained_fraction,
+    published_layouts,
+    rows_of,
+)
 from flopscalc.memory.settings import MemoryPrecision, TrainingSetup
 from flopscalc.model import ModelConfig
 from flopscalc.perf import StepOptions, estimate_step
 
 ROWS = published_layouts()
-KORTHIKANTI = [r for r in ROWS if r.table == "korthikanti-t5"]
-NARAYANAN = [r for r in ROWS if r.table == FIT_SUBSET]
+KORTHIKANTI = rows_of(KORTHIKANTI_SUBSET)
+NARAYANAN = rows_of(FIT_SUBSET)
+# The reverse fold's constant: fitted on the Korthikanti rows only, never on the Narayanan rows it is tested on.
+FRACTION_FITTED_ON_KORTHIKANTI = fit_sustained_fraction(KORTHIKANTI)
 
 
 def test_sources_are_complete():
@@ -34,19 +45,38 @@ def test_fitted_fraction_is_re_derived_from_the_fit_subset_only():
     assert fit_sustained_fraction(NARAYANAN) == pytest.approx(MEGATRON_SUSTAINED_FRACTION)
 
 
+def test_the_two_sources_imply_nearly_the_same_fraction():
+    """Each fold's fit (0.83 on Narayanan, 0.86 on Korthikanti) is within 0.05 of the other: one Megatron-LM, one
+    A100 cluster (Selene), one number."""
+    assert {fit for fit, _ in HELD_OUT_FOLDS} == {FIT_SUBSET, KORTHIKANTI_SUBSET}
+    assert abs(FRACTION_FITTED_ON_KORTHIKANTI - MEGATRON_SUSTAINED_FRACTION) <= 0.05
+
+
 @pytest.mark.parametrize("row", KORTHIKANTI, ids=lambda r: r.name)
 def test_korthikanti_table_5_iteration_time_held_out(row):
     assert abs(row.error()) <= 0.10  # worst observed 8.9% (1T, full recompute)
 
 
 @pytest.mark.parametrize("row", NARAYANAN, ids=lambda r: r.name)
-def test_narayanan_table_1_throughput(row):
-    assert abs(row.error()) <= 0.10  # worst observed 7.7% (18.4B)
+def test_narayanan_table_1_throughput_held_out(row):
+    """Reverse fold: the fraction fitted on Korthikanti Table 5 only predicts the Narayanan rows."""
+    assert abs(row.error(FRACTION_FITTED_ON_KORTHIKANTI)) <= 0.10  # worst observed 6.9% (76.1B)
 
 
-@pytest.mark.parametrize(("rows", "mean_max"), [(KORTHIKANTI, 0.05), (NARAYANAN, 0.05)])
-def test_mean_error_within_target(rows, mean_max):
-    assert statistics.mean(abs(r.error()) for r in rows) <= mean_max
+@pytest.mark.parametrize("row", NARAYANAN, ids=lambda r: r.name)
+def test_narayanan_table_1_throughput_in_sample(row):
+    assert abs(row.error()) <= 0.10  # worst observed 7.7% (18.4B); in-sample for the shipped constant
+
+
+@pytest.mark.parametrize(("rows", "fraction"), [(KORTHIKANTI, MEGATRON_SUSTAINED_FRACTION),
+                                                (NARAYANAN, FRACTION_FITTED_ON_KORTHIKANTI)],
+                         ids=["korthikanti-held-out", "narayanan-held-out"])
+def test_held_out_mean_error_within_target(rows, fraction):
+    assert statistics.mean(abs(r.error(fraction)) for r in rows) <= 0.05  # observed 4.2% and 3.3%
+
+
+def test_narayanan_in_sample_mean_error_within_target():
+    assert statistics.mean(abs(r.error()) for r in NARAYANAN) <= 0.05  # observed 2.6%
 
 
 def test_the_pytorch_loop_fraction_would_miss_the_held_out_target():

@@ -4,8 +4,10 @@ Rows: Korthikanti et al. 2022 Table 5 iteration times (22B-1T, full recompute vs
 Narayanan et al. 2021 Table 1 achieved teraFLOP/s per GPU (1.7B-1T; turned into the iteration time it implies
 with their eq. 3 FLOPs), Dubey et al. 2024 Table 4 (Llama 3 405B, BF16 MFU).
 
-The one fitted number, `MEGATRON_SUSTAINED_FRACTION`, is fitted on the Narayanan Table 1 rows only (the median
-of predicted over implied time at sustained 1.0); the Korthikanti and Llama 3 rows are held out.
+The one fitted number, `MEGATRON_SUSTAINED_FRACTION`, is fitted on the Narayanan Table 1 rows only (the grid value
+whose median predicted / published time is closest to 1); the Korthikanti and Llama 3 rows are held out. The reverse
+fold (`HELD_OUT_FOLDS`) fits the same number on the Korthikanti rows only and holds the Narayanan rows out, so each
+table has an out-of-sample error (docs/parallelism.md, "Which rows are in-sample").
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from .cluster import cluster_for
 from .spec import Layout
 from .time import MEGATRON_SUSTAINED_FRACTION, LayoutTime, layout_time
 
-FIT_SUBSET = "narayanan-t1"
+FIT_SUBSET = "narayanan-t1"  # the rows the shipped MEGATRON_SUSTAINED_FRACTION is fitted on
+KORTHIKANTI_SUBSET = "korthikanti-t5"
+# Two-fold cross-validation over the two Megatron-LM sources: (rows the fraction is fitted on, rows held out).
+HELD_OUT_FOLDS = ((FIT_SUBSET, KORTHIKANTI_SUBSET), (KORTHIKANTI_SUBSET, FIT_SUBSET))
 
 
 def narayanan_flops_per_iteration(batch: int, seq: int, n_layer: int, d: int, vocab: int) -> float:
@@ -97,6 +102,11 @@ def published_layouts() -> tuple[PublishedLayout, ...]:
                                         MemoryPrecision(r["precision"]), r["flash"] == "true", r["metric"],
                                         float(r["published"]), r["source"]))
     return tuple(rows)
+
+
+def rows_of(table: str) -> tuple[PublishedLayout, ...]:
+    """The published rows of one source table (``source_table`` column)."""
+    return tuple(r for r in published_layouts() if r.table == table)
 
 
 def fit_sustained_fraction(rows, grid=None) -> float:
