@@ -363,15 +363,12 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
 
     setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or c.block_size, grad_accum=grad_accum, compile=k,
                          precision=precision.value, device=device.value, recompute=recompute.value,
-                         warmup_steps=warmup_steps, timed_steps=steps)
+                         warmup_steps=warmup_steps, timed_steps=steps, lora_rank=lora[0], lora_alpha=lora[1],
+                         lora_targets=lora[2])
               for c in cfgs for b in (micro_batch or [8]) for s in (seq or [None]) for k in compiles]
     if lora_on:  # LoRA steps; the model's label says so in the table
-        from dataclasses import fields, replace
+        from dataclasses import replace
 
-        from ..train.lora import LoraBenchSetup
-
-        setups = [LoraBenchSetup(**{f.name: getattr(s, f.name) for f in fields(s)}, lora_rank=lora[0],
-                                 lora_alpha=lora[1], lora_targets=lora[2]) for s in setups]
         setups = [replace(s, model=s.model.with_(name=f"{s.model.name or 'model'} LoRA r{s.lora_rank}"))
                   for s in setups]
     for s in setups:

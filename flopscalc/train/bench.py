@@ -52,6 +52,11 @@ class BenchSetup:
     warmup_steps: int = DEFAULT_WARMUP_STEPS
     timed_steps: int = DEFAULT_TIMED_STEPS
     seed: int = 1337
+    # LoRA, as `TrainConfig`'s lora_* (rank 0: every weight trains); with a rank the trainer freezes the base and
+    # its model FLOPs per token are the LoRA step's (`train.lora.lora_model_flops_per_token`), which bench divides by
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    lora_targets: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 1:
@@ -64,7 +69,8 @@ class BenchSetup:
         return TrainConfig(model=self.model, micro_batch=self.micro_batch, seq_len=self.seq_len,
                            grad_accum=self.grad_accum, max_steps=self.warmup_steps + self.timed_steps,
                            warmup_steps=1, device=self.device, precision=self.precision, compile=self.compile,
-                           attention=self.attention, recompute=self.recompute, seed=self.seed)
+                           attention=self.attention, recompute=self.recompute, seed=self.seed,
+                           lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_targets=self.lora_targets)
 
 
 def device_name(device: torch.device) -> str:

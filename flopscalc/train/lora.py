@@ -24,7 +24,6 @@ forces (its q, k and v slices need a gradient together). Equal to ``FlopCounterM
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -34,8 +33,6 @@ from ..finetune.adapters import TARGETS
 from ..finetune.flops import core_backward_flops_per_token, finetune_flops_per_token
 from ..finetune.memory import FinetuneSetup
 from ..model import ModelConfig
-from .bench import BenchSetup
-from .config import TrainConfig
 from .model import GPT, is_gpt2_layout
 
 # peft's Kaiming-uniform gain for lora_A, the nn.Linear default (peft ``reset_lora_parameters``; loralib layers.py).
@@ -152,16 +149,3 @@ def lora_model_flops_per_token(cfg: ModelConfig, seq_len: int, rank: int, target
                       - core_backward_flops_per_token(cfg, first, seq_len, False))
     return flops
 
-
-@dataclass(frozen=True)
-class LoraBenchSetup(BenchSetup):
-    """A `BenchSetup` whose trainer runs LoRA (rank, alpha, targets as in `TrainConfig`): bench times it and
-    divides by the LoRA step's FLOPs (`lora_model_flops_per_token`) for achieved FLOP/s and MFU."""
-
-    lora_rank: int = 8
-    lora_alpha: float | None = None
-    lora_targets: str | None = None
-
-    def train_config(self) -> TrainConfig:
-        return replace(super().train_config(), lora_rank=self.lora_rank, lora_alpha=self.lora_alpha,
-                       lora_targets=self.lora_targets)
