@@ -58,3 +58,16 @@ def test_lora_settings_are_checked_as_the_trainers(kwargs, words):
     setup = BenchSetup(TINY, micro_batch=BATCH, seq_len=SEQ, device="cpu", **kwargs)
     with pytest.raises(UsageError, match=words):
         setup.train_config()
+
+
+def test_calibration_refuses_lora_steps_before_timing_anything():
+    # the profile's device factors are fitted to the pre-training step model (perf/step.py); a LoRA step skips the
+    # frozen weights' gradients, so fitting to it would make every later plan too fast: one line, nothing timed
+    from flopscalc.errors import UsageError
+    from flopscalc.model import resolve_model
+    from flopscalc.train.bench import BenchSetup
+    from flopscalc.train.calibrate import run_calibration
+
+    setup = BenchSetup(model=resolve_model("gpt2"), micro_batch=1, seq_len=8, lora_rank=4, device="cpu")
+    with pytest.raises(UsageError, match="drop the LoRA settings"):
+        run_calibration([setup])

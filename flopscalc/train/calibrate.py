@@ -41,6 +41,8 @@ def run_calibration(setups: list[BenchSetup], *, gpu: str | None = None, peak_tf
 
     if any(s.compile for s in setups):
         raise UsageError("calibrate fits the model of eager PyTorch kernels: drop --compile (or use 'bench')")
+    if any(s.lora_rank for s in setups):  # the profile's factors describe pre-training steps (perf/step.py)
+        raise UsageError("calibrate fits the pre-training step model: drop the LoRA settings (or use 'bench')")
     profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=extra_csv, n_threads=n_threads,
                              rounds=rounds, gemm_probe=True)
     if len(profile.points) < MIN_POINTS:  # the measurements still give the planner a measured MFU
