@@ -4,16 +4,6 @@ Part of `flopscalc.perf.inference` (the package docstring describes the whole mo
 references). Every term is linear in the batch and in the tokens per sequence, so the largest batch and context
 that fit follow in closed form.
 
-References
-----------
-[1] Pope et al. 2022, "Efficiently Scaling Transformer Inference", arXiv:2211.05102, sec. 2 (the KV cache,
-    2 x n_layers x n_heads x d_head per token; decode latency bound by loading weights and the KV cache).
-[2] Ainslie et al. 2023, "GQA", arXiv:2305.13245, sec. 2.2 (keys and values for n_kv_head groups only).
-[3] pytorch-labs/gpt-fast, quantize.py: ``WeightOnlyInt8Linear`` (int8 weight, one bf16 scale per output channel)
-    and ``WeightOnlyInt4Linear`` (packed 4-bit weight, ``scales_and_zeros``: a bf16 scale and a bf16 zero per
-    group of ``groupsize`` inputs per output channel).
-[4] Micikevicius et al. 2022, "FP8 Formats for Deep Learning", arXiv:2209.05433, sec. 3 (one byte per element,
-    a per-tensor scale).
 """
 
 from __future__ import annotations
