@@ -3,7 +3,6 @@
 Part of `flopscalc.perf.inference` (the package docstring describes the whole model; the numbers [n] are its
 references). Every term is linear in the batch and in the tokens per sequence, so the largest batch and context
 that fit follow in closed form.
-
 """
 
 from __future__ import annotations
