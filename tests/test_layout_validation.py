@@ -9,6 +9,7 @@ worst 8.9%; Narayanan held out mean 3.3%, worst 6.9%; Narayanan in-sample (shipp
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 import pytest
@@ -21,6 +22,7 @@ from flopscalc.layout.validation import (
     FIT_SUBSET,
     HELD_OUT_FOLDS,
     KORTHIKANTI_SUBSET,
+    LLAMA3_INTERLEAVE_IMPLIED,
     fit_sustained_fraction,
     published_layouts,
     rows_of,
@@ -73,6 +75,26 @@ def test_narayanan_table_1_throughput_in_sample(row):
                          ids=["korthikanti-held-out", "narayanan-held-out"])
 def test_held_out_mean_error_within_target(rows, fraction):
     assert statistics.mean(abs(r.error(fraction)) for r in rows) <= 0.05  # observed 4.2% and 3.3%
+
+
+@pytest.mark.parametrize("row", [r for r in rows_of("llama3-t4") if r.seq_len == 8192], ids=lambda r: r.name)
+def test_llama3_405b_mfu_with_the_schedule_and_flop_count_the_paper_states(row):
+    """Dubey et al. 2024 Table 4, 8K-token rows (held out: nothing is fitted on H100): with the one-layer chunks sec.
+    3.3.2 implies (V = 8) and MFU counted as the paper counts it (PaLM's 6N + 12LHQT), within 10%. Observed -1.8%
+    (8K GPUs) and -4.4% (16K) at commit d192d07's perf model; with the CSV's V = 1 and causal FLOPs -30% and -45%.
+    The 128K-sequence row is reported, not asserted (docs/parallelism.md): its attention, 40% of the FLOPs, rides
+    on the Hopper attention rates `perf` is still revising, and its document mask is not modelled."""
+    lay = dataclasses.replace(row.layout, interleave=LLAMA3_INTERLEAVE_IMPLIED)
+    assert abs(row.error(layout=lay)) <= 0.10
+
+
+def test_llama3_flop_convention_moves_the_long_sequence_row_most():
+    """The dense attention term PaLM's count adds is 4% of the model FLOPs at 8K tokens and 40% at 128K."""
+    ratios = {}
+    for row in rows_of("llama3-t4"):
+        pred = row.predict()
+        ratios[row.seq_len] = row.predicted_mfu(pred) / pred.mfu
+    assert ratios[8192] == pytest.approx(1.04, abs=0.01) and ratios[131072] == pytest.approx(1.40, abs=0.01)
 
 
 def test_narayanan_in_sample_mean_error_within_target():

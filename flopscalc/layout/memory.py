@@ -44,7 +44,7 @@ from ..memory.settings import (
 )
 from ..model import Mlp, ModelConfig, count_params
 from ..model.counts import mlp_unit_params
-from .spec import Layout
+from .spec import Layout, stage_layers
 
 # Training state per parameter under mixed precision with AdamW ([3]): a 16-bit weight, an fp32 gradient
 # (Megatron's main_grad), an fp32 master copy and two fp32 moments.
@@ -105,20 +105,26 @@ def stage_params(cfg: ModelConfig, layout: Layout) -> dict[str, tuple[float, flo
     parallel) and position table on the first stage, the LM head (a copy of a tied embedding when pp > 1,
     Megatron's ``word_embeddings`` on the last stage) and final norm on the last.
     """
+    return dict(_stage_params(cfg, layout.tp, layout.pp, layout.interleave, layout.ep))
+
+
+@functools.lru_cache(maxsize=4096)  # the search asks for the same split once per micro-batch, ZeRO stage, recompute
+def _stage_params(cfg: ModelConfig, tp: int, pp: int, interleave: int, ep: int) -> dict[str, tuple[float, float]]:
     pc, routed = _param_split(cfg)
-    L, t = cfg.n_layer, layout.tp
+    L, t = cfg.n_layer, tp
     norms = pc.layernorm - cfg.norm_params
     per_layer_dense = ((pc.attention + pc.mlp - routed) / t + norms) / L
-    per_layer_experts = routed / (t * layout.ep) / L
-    layers = layout.layers_per_stage(L)
+    per_layer_experts = routed / (t * ep) / L
+    layers = stage_layers(L, pp, interleave)
     body = (per_layer_dense * layers, per_layer_experts * layers)
     emb = pc.token_embedding / t + pc.position_embedding
-    head = (pc.lm_head or (pc.token_embedding if layout.pp > 1 else 0)) / t + cfg.norm_params
-    if layout.pp == 1:
+    head = (pc.lm_head or (pc.token_embedding if pp > 1 else 0)) / t + cfg.norm_params
+    if pp == 1:
         return {"first": (body[0] + emb + head, body[1]), "last": (body[0] + emb + head, body[1])}
     return {"first": (body[0] + emb, body[1]), "last": (body[0] + head, body[1])}
 
 
+@functools.lru_cache(maxsize=8192)  # pure; the search asks again for every ZeRO stage of a split
 def activation_bytes_per_layer(cfg: ModelConfig, seq_len: int, micro_batch: int, *, tp: int = 1, cp: int = 1,
                                sequence_parallel: bool = False, recompute: Recompute = Recompute.none,
                                flash: bool = False, dropout: bool = True) -> float:
@@ -170,7 +176,7 @@ def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool
     layers = layout.layers_per_stage(cfg.n_layer)
     s_local = seq_len / layout.cp
     in_flight = in_flight_micro_batches(layout)
-    best = None
+    best = best_total = None
     for stage, (dense, experts) in stage_params(cfg, layout).items():
         weights, grads, optim = dense * w_d + experts * w_e, dense * g_d + experts * g_e, dense * o_d + experts * o_e
         if layout.zero_stage == 3:  # FSDP gathers whole units (a layer) ahead of use [4]
@@ -184,8 +190,8 @@ def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool
         if stage == "last" or layout.pp == 1:  # fp32 logits of one micro-batch, vocabulary split by TP
             logits = FP32_BYTES * s_local * layout.micro_batch * cfg.vocab_size / layout.tp
         base = weights + grads + optim + acts + logits
-        mem = LayoutMemory(weights, grads, optim, acts, logits, cuda_context_bytes, fragmentation_fraction * base,
-                           stage, dense + experts, n if stage == "first" else 1.0)
-        if best is None or mem.total > best.total:
-            best = mem
-    return best
+        parts = (weights, grads, optim, acts, logits, cuda_context_bytes, fragmentation_fraction * base)
+        total = sum(parts)  # the order LayoutMemory.total adds them in
+        if best is None or total > best_total:
+            best, best_total = (parts, stage, dense + experts, n if stage == "first" else 1.0), total
+    return LayoutMemory(*best[0], *best[1:])

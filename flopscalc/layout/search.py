@@ -2,7 +2,11 @@
 micro-batch and recomputation that fits in memory, ranked by predicted time per token at a fixed global batch.
 
 Pruning keeps the search exact for the ranking it reports: for each split, only the lightest recomputation that
-fits is timed (more recomputation only adds work: [1] sec. 4), and memory (cheap) is checked before time.
+fits is timed (more recomputation only adds work: [1] sec. 4), and memory (cheap) is checked before time. The
+fitting layouts are then timed best-first by a lower bound on their step, the busiest stage's compute with its
+bubble (`time.compute_lower_bound_s`; communication and optimizer only add): once a bound per token is no better
+than the ``top``-th best time found, no layout left can enter the ranking, and the rest are counted as pruned
+(``prune=False`` times them all; a test checks the two rankings are identical).
 Tensor parallelism stays inside a node (its collectives run every layer: [2] sec. 3.2 "tensor model
 parallelism ... within a multi-GPU server"); sequence parallelism is always on with TP > 1 (same bytes as TP
 alone, less memory: [1] sec. 4.2.2); context parallelism is tried when the sequence is at least
@@ -16,6 +20,7 @@ References
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from ..errors import DomainError, UsageError
@@ -27,7 +32,7 @@ from ..units import GIB
 from .cluster import Cluster
 from .memory import LayoutMemory, layout_memory
 from .spec import Layout
-from .time import LayoutTime, layout_time
+from .time import LayoutTime, compute_lower_bound_s, layout_time
 
 MICRO_BATCHES = (1, 2, 4, 8)
 INTERLEAVES = (1, 2, 4)
@@ -56,8 +61,9 @@ class LayoutSearch:
     global_batch: int  # sequences per optimizer step
     ranked: tuple[RankedLayout, ...]  # the best ``top`` fitting layouts
     n_candidates: int  # splits x micro-batch x ZeRO x recompute enumerated
-    n_timed: int
+    n_timed: int  # fitting layouts priced in full
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
+    n_pruned: int = 0  # fitting layouts whose compute bound alone already lost to the ranking: not priced in full
 
     @property
     def best(self) -> RankedLayout:
@@ -79,15 +85,16 @@ def _why(candidate: LayoutTime, best: LayoutTime) -> str:
 
 def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batch: int, *, top: int = 5,
                    precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
-                   options: StepOptions | None = None, memory_limit_bytes: float | None = None) -> LayoutSearch:
+                   options: StepOptions | None = None, memory_limit_bytes: float | None = None,
+                   prune: bool = True) -> LayoutSearch:
     """Rank every layout of ``cfg`` on ``cluster`` that fits, for ``global_batch`` sequences of ``seq_len`` per step."""
     if global_batch < 1:
         raise UsageError(f"global batch must be at least one sequence, got {global_batch}")
     limit = memory_limit_bytes if memory_limit_bytes is not None else cluster.gpu.memory_bytes
     n = cluster.n_gpus
     rejected: dict[str, int] = {}
-    results: list[tuple[LayoutTime, LayoutMemory]] = []
-    n_candidates = n_timed = 0
+    fitting: list[tuple[Layout, LayoutMemory]] = []
+    n_candidates = 0
     tps = [t for t in _divisors(min(n, cluster.gpus_per_node)) if cfg.n_head % t == 0 and cfg.n_inner % t == 0
            and (cfg.kv_heads % t == 0 or t % cfg.kv_heads == 0)]
     cps = [c for c in (1, 2, 4, 8, 16) if c == 1 or (seq_len >= CP_MIN_SEQ_LEN and seq_len % c == 0)]
@@ -132,18 +139,35 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                                         fitted = (lay, mem)
                                         break
                                     rejected["memory"] = rejected.get("memory", 0) + 1
-                                if fitted is None:
-                                    continue
-                                n_timed += 1
-                                lt = layout_time(cfg, fitted[0], cluster, seq_len, precision=precision, flash=flash,
-                                                 options=options)
-                                results.append((lt, fitted[1]))
-    if not results:
+                                if fitted is not None:
+                                    fitting.append(fitted)
+    if not fitting:
         raise DomainError(f"no layout of {cfg.name} fits {n} x {cluster.gpu.name} "
                           f"({cluster.gpu.memory_bytes / GIB:.0f} GiB each) at sequence {seq_len} and global batch "
                           f"{global_batch}; more GPUs, a shorter sequence or a smaller batch would help")
-    results.sort(key=lambda r: r[0].s_per_token)
+    results = _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, options, prune)
     best = results[0][0]
     ranked = tuple(RankedLayout(lt.layout, lt, mem, "" if i == 0 else _why(lt, best))
                    for i, (lt, mem) in enumerate(results[:top]))
-    return LayoutSearch(cfg, cluster, seq_len, global_batch, ranked, n_candidates, n_timed, rejected)
+    return LayoutSearch(cfg, cluster, seq_len, global_batch, ranked, n_candidates, len(results), rejected,
+                        len(fitting) - len(results))
+
+
+def _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, options, prune):
+    """Price the fitting layouts in order of their lower bound per token, stopping once the bound of the next is
+    worse than the ``top``-th best time (exact: a bound never exceeds the time). Returns (time, memory), best first,
+    ties in enumeration order, as pricing them all would."""
+    bounds = [compute_lower_bound_s(cfg, lay, cluster.gpu, seq_len, precision=precision, flash=flash, options=options)
+              / (lay.sequences_per_step() * seq_len) for lay, _ in fitting]
+    results: list[tuple[float, int, LayoutTime, LayoutMemory]] = []
+    kth: list[float] = []  # the best ``top`` times per token found so far, ascending
+    for i in sorted(range(len(fitting)), key=bounds.__getitem__):
+        if prune and len(kth) >= top and bounds[i] > kth[-1]:
+            break  # every later bound is at least this one: none of them can enter the top
+        lay, mem = fitting[i]
+        lt = layout_time(cfg, lay, cluster, seq_len, precision=precision, flash=flash, options=options)
+        results.append((lt.s_per_token, i, lt, mem))
+        bisect.insort(kth, lt.s_per_token)
+        del kth[top:]
+    results.sort(key=lambda r: r[:2])
+    return [(lt, mem) for _, _, lt, mem in results]

@@ -23,6 +23,17 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..model import ModelConfig
 
+# Chunks of the pipeline that may hold no transformer layer: Llama 3 gives the embedding and the output projection +
+# loss a chunk each ("the first model chunk on the first stage has only the embedding, and the last model chunk on
+# the last stage has only output projection and loss calculation", Dubey et al. 2024 sec. 3.3.2; Megatron-core's
+# TransformerConfig account_for_embedding_in_pipeline_split / account_for_loss_in_pipeline_split).
+EMBEDDING_AND_LOSS_CHUNKS = 2
+
+
+def stage_layers(n_layer: int, pp: int, interleave: int) -> int:
+    """Layers on the busiest of ``pp`` stages of ``interleave`` chunks each: ceil(L / (p v)) x v."""
+    return math.ceil(n_layer / (pp * interleave)) * interleave
+
 
 class Engine(str, Enum):
     """Which framework runs a layout."""
@@ -81,7 +92,7 @@ class Layout:
 
     def layers_per_stage(self, n_layer: int) -> int:
         """Layers on the busiest stage: ceil(L / p), rounded up to whole chunks of the interleaved schedule."""
-        return math.ceil(n_layer / (self.pp * self.interleave)) * self.interleave
+        return stage_layers(n_layer, self.pp, self.interleave)
 
     @property
     def model_parallel(self) -> int:
@@ -99,7 +110,7 @@ class Layout:
                              "key/value heads, or be a multiple of them) [Shoeybi et al. 2019, sec. 3]")
         if cfg.n_inner % self.tp or (cfg.is_moe and cfg.expert_inner % self.tp):
             raise UsageError(f"--tp {self.tp} must divide the MLP width {cfg.n_inner}")
-        if cfg.n_layer < self.pp * self.interleave:
+        if cfg.n_layer < self.pp * self.interleave - EMBEDDING_AND_LOSS_CHUNKS:
             raise UsageError(f"{cfg.n_layer} layers do not fill {self.pp} stages x {self.interleave} chunks; "
                              "pick a smaller --pp x --interleave")
         if self.interleave > 1 and self.n_micro % self.pp:

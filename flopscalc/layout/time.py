@@ -145,7 +145,7 @@ class _StageCost:
     grad_accum_s: float  # fp32 gradient accumulation kernel, one micro-batch
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=65536)
 def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
                 options: StepOptions, megatron: bool) -> _StageCost:
     """The busiest stage's costs. Every field is affine in the layer count (block ops are counted per layer,
@@ -161,7 +161,7 @@ def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precisio
     return _StageCost(*(a + (n_layers - 1) * (b - a) for a, b in zip(a1, a2, strict=True)))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=32768)
 def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
                options: StepOptions, megatron: bool) -> _StageCost:
     tp, n_layers, cp, ep, b, recompute, sp = layout_key
@@ -210,6 +210,28 @@ def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, a
                                                                  all_reduce=all_reduce)
 
 
+def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, precision: MemoryPrecision,
+                             flash: bool, options: StepOptions | None) -> tuple[_StageCost, float]:
+    """The busiest stage's costs and its compute for one micro-batch (layers + embedding and/or LM head, s)."""
+    megatron = layout.engine() is Engine.megatron
+    options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
+    key = (layout.tp, layout.layers_per_stage(cfg.n_layer), layout.cp, layout.ep, layout.micro_batch,
+           Recompute(layout.recompute), layout.sequence_parallel)
+    cost = _stage_cost(cfg, key, seq_len, gpu, precision, flash, options, megatron)
+    ends = max(cost.first_s, cost.last_s) if layout.pp > 1 else cost.first_s + cost.last_s
+    return cost, cost.body_s + ends
+
+
+def compute_lower_bound_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
+                          precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
+                          options: StepOptions | None = None) -> float:
+    """A lower bound on `layout_time`'s step (s): the busiest stage's compute over m micro-batches and the bubble's
+    share of it, (m + (p-1)/v) x compute ([1] 2.2). Every other component (communication, optimizer) is >= 0, so
+    step_s >= this bound exactly; the search skips a layout whose bound per token already loses."""
+    _, compute_mb = _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)
+    return (layout.n_micro + (layout.pp - 1) / layout.interleave) * compute_mb
+
+
 def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int, *,
                 precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
                 options: StepOptions | None = None) -> LayoutTime:
@@ -218,13 +240,7 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     gpu = cluster.gpu
     t, p, v, cp, ep, m, b = layout.tp, layout.pp, layout.interleave, layout.cp, layout.ep, layout.n_micro, \
         layout.micro_batch
-    megatron = layout.engine() is Engine.megatron
-    options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
-    key = (t, layout.layers_per_stage(cfg.n_layer), cp, ep, b, Recompute(layout.recompute),
-           layout.sequence_parallel)
-    cost = _stage_cost(cfg, key, seq_len, gpu, precision, flash, options, megatron)
-    ends = max(cost.first_s, cost.last_s) if p > 1 else cost.first_s + cost.last_s
-    compute_mb = cost.body_s + ends
+    cost, compute_mb = _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)
     layers = layout.layers_per_stage(cfg.n_layer)
     s_local = seq_len // cp
     act = HALF_BYTES * b * s_local * cfg.n_embd  # one 16-bit activation b x s x h

@@ -17,10 +17,11 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..flops import Recompute
+from ..flops import Recompute, convention_flops_per_token
 from ..memory.settings import MemoryPrecision
 from ..model import ModelConfig
 from ..perf import StepOptions
+from ..perf.utilization import model_flops_utilization
 from ..units import TERA
 from .cluster import cluster_for
 from .spec import Layout
@@ -30,6 +31,14 @@ FIT_SUBSET = "narayanan-t1"  # the rows the shipped MEGATRON_SUSTAINED_FRACTION 
 KORTHIKANTI_SUBSET = "korthikanti-t5"
 # Two-fold cross-validation over the two Megatron-LM sources: (rows the fraction is fitted on, rows held out).
 HELD_OUT_FOLDS = ((FIT_SUBSET, KORTHIKANTI_SUBSET), (KORTHIKANTI_SUBSET, FIT_SUBSET))
+# How a source counts the model FLOPs of its MFU: Dubey et al. 2024 sec. 3.3.2 defines MFU after Chowdhery et al.
+# (PaLM), App. B: 6N + 12 L H Q T per token, the attention core counted dense (not halved for the causal mask);
+# at Llama 3's 128K sequence that is 1.40x the causal count `LayoutTime.mfu` uses, at 8K 1.04x.
+MFU_CONVENTION_BY_TABLE = {"llama3-t4": "palm"}
+# Llama 3's interleaving degree, not printed but implied by Dubey et al. 2024 sec. 3.3.2: "the first model chunk on
+# the first stage has only the embedding" after removing one layer from that stage, so a chunk is one layer, and
+# 126 layers + embedding + loss fill 16 stages x 8 one-layer chunks. (data/published_layouts.csv still says 1.)
+LLAMA3_INTERLEAVE_IMPLIED = 8
 
 
 def narayanan_flops_per_iteration(batch: int, seq: int, n_layer: int, d: int, vocab: int) -> float:
@@ -51,12 +60,13 @@ class PublishedLayout:
     published: float
     source: str
 
-    def predict(self, sustained: float | None = None) -> LayoutTime:
+    def predict(self, sustained: float | None = None, layout: Layout | None = None) -> LayoutTime:
         from ..hardware import get_gpu
 
-        cluster = cluster_for(get_gpu(self.gpu_key), self.layout.n_gpus)
+        layout = layout or self.layout
+        cluster = cluster_for(get_gpu(self.gpu_key), layout.n_gpus)
         opts = StepOptions(sustained_fraction=sustained or MEGATRON_SUSTAINED_FRACTION)
-        return layout_time(self.cfg, self.layout, cluster, self.seq_len, precision=self.precision, flash=self.flash,
+        return layout_time(self.cfg, layout, cluster, self.seq_len, precision=self.precision, flash=self.flash,
                            options=opts)
 
     def published_step_s(self) -> float | None:
@@ -69,11 +79,20 @@ class PublishedLayout:
             return f / (self.published * TERA * self.layout.n_gpus)
         return None
 
-    def error(self, sustained: float | None = None) -> float:
-        """Relative error of the prediction: iteration time, or MFU for an MFU row (predicted / published - 1)."""
-        pred = self.predict(sustained)
+    def predicted_mfu(self, pred: LayoutTime) -> float:
+        """MFU of a prediction counted as the source counts it (`MFU_CONVENTION_BY_TABLE`; else causal exact)."""
+        convention = MFU_CONVENTION_BY_TABLE.get(self.table)
+        if convention is None:
+            return pred.mfu
+        flops = convention_flops_per_token(self.cfg, convention, self.seq_len)
+        return model_flops_utilization(flops, pred.tokens_per_s, self.layout.n_gpus, pred.peak_flop_per_s)
+
+    def error(self, sustained: float | None = None, layout: Layout | None = None) -> float:
+        """Relative error of the prediction: iteration time, or MFU for an MFU row (predicted / published - 1).
+        ``layout`` replaces the row's (the schedules a source implies but does not print)."""
+        pred = self.predict(sustained, layout)
         ref = self.published_step_s()
-        return pred.step_s / ref - 1 if ref is not None else pred.mfu / self.published - 1
+        return pred.step_s / ref - 1 if ref is not None else self.predicted_mfu(pred) / self.published - 1
 
 
 def _csv_path() -> Path:

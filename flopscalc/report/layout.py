@@ -82,7 +82,7 @@ def layout_report(lt: LayoutTime, mem: LayoutMemory) -> Group:
 def search_dict(s: LayoutSearch) -> dict:
     return {"model": s.model.name, "gpu": s.cluster.gpu.name, "n_gpus": s.cluster.n_gpus, "seq_len": s.seq_len,
             "global_batch": s.global_batch, "n_candidates": s.n_candidates, "n_timed": s.n_timed,
-            "rejected": s.rejected,
+            "n_pruned": s.n_pruned, "rejected": s.rejected,
             "ranked": [{**layout_dict(r.time, r.memory), "why_slower": r.why} for r in s.ranked]}
 
 
@@ -96,8 +96,8 @@ def search_report(s: LayoutSearch) -> Group:
         t.add_row(str(i), r.layout.label(), r.layout.engine().value, f"{r.time.step_s:.3g}",
                   f"{r.time.tokens_per_s:,.0f}", f"{r.time.mfu:.1%}", format_bytes(r.memory.total), r.why or "fastest")
     rej = ", ".join(f"{v} for {k}" for k, v in s.rejected.items()) or "none"
-    note = Text(f"{s.n_candidates} candidates, {s.n_timed} fitting splits timed; rejected: {rej}. Best layout in "
-                "detail:")
+    note = Text(f"{s.n_candidates} candidates, {s.n_timed} fitting splits timed ({s.n_pruned} more fit but their "
+                f"compute alone loses); rejected: {rej}. Best layout in detail:")
     return Group(t, note, layout_report(s.best.time, s.best.memory))
 
 
