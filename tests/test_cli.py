@@ -248,6 +248,9 @@ def test_models_lists_presets(capsys):
     (["flops", "--model", "gpt2", "--tokens", "1B", "--seq", "4096"], 2, r"4096"),
     (["flops", "--model", "gpt2", "--params", "124M", "--tokens", "1B"], 2, r"model"),
     (["plan", "--gpu", "4070ti", "--days", "1", "--bogus"], 2, r"--bogus"),
+    # the face resolves the law (the planner does no I/O): one line, a suggestion, where saved laws are read from
+    (["plan", "--gpu", "4070ti", "--days", "1", "--law", "chinchila"], 2,
+     r"unknown scaling law 'chinchila'; did you mean chinchilla\?; run 'flopscalc scaling laws' .*saved laws"),
     (["gpus", "show", "4070t"], 2, r"did you mean"),
 ])
 def test_bad_input_gets_one_line_and_the_right_exit_code(capsys, argv, code, pattern):

@@ -128,6 +128,24 @@ def test_a_saved_law_edited_into_utf8_with_bom_still_loads(capsys, tmp_path, mon
     assert "mine.json" in line and "not a text file" in line
 
 
+def test_plan_reads_a_saved_law_at_the_face_and_suggests_a_misspelt_one(capsys, tmp_path, monkeypatch):
+    """`plan --law NAME` loads the saved file in the command (the planner takes the law object, no I/O): the plan's
+    loss is the saved law's, and a misspelt name is one line suggesting the saved law and naming its folder."""
+    monkeypatch.setenv("FLOPSCALC_HOME", str(tmp_path))
+    runs = tmp_path / "runs.csv"
+    runs.write_text(RUNS_CSV)
+    assert run(["scaling", "fit", str(runs), "--grid", "small", "--save", "mine", "--json"]) == 0
+    fitted = json.loads(capsys.readouterr().out)["constants"]
+    d = json.loads(cli(capsys, "plan", "--gpu", "4070ti", "--days", "30", "--law", "mine", "--json")[1])
+    r = d["recommended"]
+    assert d["law"]["name"] == "mine"
+    # the saved constants predict the recommended run's loss (Hoffmann et al. 2022, eq. 2), not the default law's
+    e, a, b, alpha, beta = (fitted[k] for k in ("E", "A", "B", "alpha", "beta"))
+    assert r["loss"] == pytest.approx(e + a / r["n_params"] ** alpha + b / r["n_tokens"] ** beta, rel=1e-6)
+    line = refused(capsys, "plan", "--gpu", "4070ti", "--days", "30", "--law", "mien")
+    assert "unknown scaling law 'mien'; did you mean mine?" in line and str(tmp_path / "laws") in line
+
+
 # ------------------------------------------------------------------------ contradictory or ignored input
 
 

@@ -43,6 +43,46 @@ ExpertsOpt = Annotated[int | None, typer.Option(
 TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Experts each token is routed to.")]
 SharedExpertsOpt = Annotated[int | None, typer.Option(
     "--shared-experts", help="Experts every token uses besides its routed ones (count).")]
+# ---- the model and the training setup, shared by flops, memory, step, infer, plan, scaling hparams, plot, train
+PresetOpt = Annotated[str | None, typer.Option(
+    "--model", help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")]
+ParamsOpt = Annotated[str | None, typer.Option(
+    "--params", help="Target parameter count, e.g. 350M; shaped by rule.")]
+SeqOpt = Annotated[int | None, typer.Option("--seq", help="Sequence length (tokens; default: the model's context).")]
+MicroBatchOpt = Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")]
+GradAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")]
+NGpusOpt = Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")]
+ZeroOpt = Annotated[int, typer.Option("--zero", help="ZeRO stage 0-3 (FSDP full sharding = 3).")]
+OffloadOpt = Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")]
+UtilizationOpt = Annotated[float, typer.Option(
+    "--utilization", help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")]
+
+
+def _gpu_opt(examples: str):
+    """The --gpu option, with the example names a command's users most likely have."""
+    return Annotated[str, typer.Option("--gpu", help=f"GPU name, forgiving spelling: {examples}.")]
+
+
+GpuOpt = _gpu_opt("4070ti, 'RTX 4090', h100")  # memory, finetune
+PlanGpuOpt = _gpu_opt("4070ti, 'RTX 4090', h100, a100-80gb")  # plan
+ServerGpuOpt = _gpu_opt("a100-80gb, h100, 4090")  # step, infer
+
+
+def __getattr__(name: str):
+    """Options typed by an engine's enum, built on first use (PEP 562) and kept, so that commands without them
+    (gpus, models, runs, scaling) do not import the FLOPs and memory engines at start-up."""
+    if name == "RecomputeOpt":
+        from ..flops import Recompute
+
+        option = Annotated[Recompute, typer.Option("--recompute", help="Activation recomputation.")]
+    elif name == "OptimizerOpt":
+        from ..memory.settings import Optimizer
+
+        option = Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer whose state sits beside the weights.")]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = option  # one declaration, shared by every command that imports it
+    return option
 
 
 def arch_options(vocab=None, n_kv_head=None, ffn=None, mlp=None, norm=None, pos=None, bias=None, tie=None,

@@ -21,10 +21,12 @@ from .common import (
     MlpOpt,
     ModelConfigOpt,
     NormOpt,
+    PlanGpuOpt,
     PosOpt,
     SharedExpertsOpt,
     TieOpt,
     TopKOpt,
+    UtilizationOpt,
     VocabOpt,
     arch_options,
     emit,
@@ -55,7 +57,7 @@ def _duration_s(days: float | None, hours: float | None, duration: str | None) -
 
 
 def plan(
-    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: 4070ti, 'RTX 4090', h100, a100-80gb.")],
+    gpu: PlanGpuOpt,
     days: Annotated[float | None, typer.Option(help="Wall-clock time the GPUs are yours (days).")] = None,
     hours: Annotated[float | None, typer.Option(help="Wall-clock time the GPUs are yours (hours).")] = None,
     duration: Annotated[str | None, typer.Option(help="Wall-clock time with a unit, e.g. 2w, 36h, 1y.")] = None,
@@ -71,8 +73,7 @@ def plan(
     precision: Annotated[Precision | None, typer.Option(
         help=f"Arithmetic that sets the peak rate (dense). (default {DEFAULT_PRECISION.value}; fp16 mixed precision "
              "on GPUs without BF16, e.g. V100, T4)")] = None,
-    utilization: Annotated[float, typer.Option(
-        help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")] = DEFAULT_UTILIZATION,
+    utilization: UtilizationOpt = DEFAULT_UTILIZATION,
     mfu: Annotated[float | None, typer.Option(
         help="Price every option at this constant hardware efficiency (the MFU, model FLOP/s over peak while busy, "
              "of a step without recomputation) instead of the per-operation step-time model (as 'flopscalc step'), "
@@ -164,11 +165,14 @@ def plan(
         from ..calibration import load_profile
 
         profile = load_profile(calibration)
-    p = planner.plan(
+    from ..planner.request import PlanRequest
+    from ..scaling.io import resolve_law
+
+    request = PlanRequest(
         spec, seconds, flops=parse_count(flops_budget, what="--flops") if flops_budget is not None else None,
         budget_usd=parse_usd(budget_usd, what="--budget-usd") if budget_usd is not None else None,
         usd_per_gpu_hour=usd_per_gpu_hour, usd_per_kwh=usd_per_kwh, n_gpus=n_gpus, precision=precision,
-        utilization=utilization, mfu=mfu, calibration=profile, law=law,
+        utilization=utilization, mfu=mfu, calibration=profile, law=resolve_law(law),  # built-in or saved (a file)
         dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens") if dataset_tokens is not None else None,
         max_wall_clock_s=max_wall_clock_s,
         memory_bytes=parse_bytes(memory, what="--memory") if memory is not None else None, seq_len=seq,
@@ -179,6 +183,7 @@ def plan(
         family=family if cfg is None else None, arch=arch if cfg is None else None,  # a fixed model has them
         layout_search=layout_search,
     )
+    p = planner.plan(request)
     if precision_note:  # the plan says why it runs at fp16
         from dataclasses import replace
 

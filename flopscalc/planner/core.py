@@ -13,11 +13,12 @@ and cost; a target loss: the fastest run that reaches it. See docs/planner.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ..assumption import Assumption
 from ..costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
-from ..errors import DomainError, UsageError
-from ..hardware import GpuSpec, Precision
+from ..errors import DomainError
+from ..hardware import GpuSpec
 from ..model import ModelConfig, get_family
 from ..units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from .budget import (
@@ -29,10 +30,11 @@ from .budget import (
     ComputeBudget,
     candidate,
 )
-from .family import model_family, shape_family
+from .family import ShapeFamily, model_family, shape_family
 from .layout import time_model_source, uses_layout_search
 from .notes import _assumptions, _calibration_warnings, _family_warnings, _run_notes, _tags, _warnings
-from .options import PlanOption, check_positive
+from .options import PlanOption
+from .request import PlanRequest
 from .search import (
     Binding,
     _binding,
@@ -44,11 +46,18 @@ from .search import (
     _recommend,
     _shapes,
 )
-from .speed import DEFAULT_CONSTANT, LAYOUT, STATED, time_model_for, time_model_words
+from .speed import DEFAULT_CONSTANT, LAYOUT, STATED, TimeModel, time_model_for, time_model_words
+
+if TYPE_CHECKING:
+    from ..layout.cluster import Cluster
+    from ..scaling.allocate import Allocation
+    from ..scaling.hyperparams import Hyperparameters
+    from ..scaling.inference import InferenceAllocation, OvertrainingNote
+    from ..scaling.laws import ScalingLaw
 
 __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
-    "Binding", "Candidate", "ComputeBudget", "Plan", "candidate", "plan", "plans_frame",
+    "Binding", "Candidate", "ComputeBudget", "Plan", "PlanRequest", "candidate", "plan", "plans_frame",
 ]
 
 # Laws whose loss the plan also shows for the recommended run, to show how much the laws disagree.
@@ -68,11 +77,11 @@ class Plan:
     budget: ComputeBudget
     candidates: tuple[Candidate, ...]  # the GPT-2 presets: what the budget buys each, with its setup and speed
     assumptions: tuple[Assumption, ...] = field(default=())
-    law: object = None  # ScalingLaw
-    allocation: object = None  # scaling.Allocation for the budget's model FLOPs
+    law: ScalingLaw | None = None
+    allocation: Allocation | None = None  # the law's optimum for the budget's model FLOPs
     options: tuple[PlanOption, ...] = ()
     recommended: PlanOption | None = None
-    loss_by_law: dict = field(default_factory=dict)  # other laws' predictions for the recommended run
+    loss_by_law: dict[str, float | None] = field(default_factory=dict)  # other laws' predictions for the recommended run
     loss_interval: tuple[float, float] | None = None  # from the law's stated interval on E, when it has one
     energy: EnergyCost | None = None
     mfu_source: str = ""
@@ -82,14 +91,14 @@ class Plan:
     objective: str = "loss"
     target_loss: float | None = None
     binding: tuple[Binding, ...] = ()
-    tags: dict = field(default_factory=dict)  # option index -> labels (compute-optimal, largest that fits, ...)
+    tags: dict[int, tuple[str, ...]] = field(default_factory=dict)  # option index -> labels (compute-optimal, largest that fits, ...)
     stated_efficiency: float | None = None  # hardware efficiency stated (--mfu or default): MFU without recompute
-    hyperparameters: object = None  # scaling.hyperparams.Hyperparameters for the recommended run
+    hyperparameters: Hyperparameters | None = None  # for the recommended run
     warmup_steps: int | None = None  # warm-up of the recommended run at its own batch (DeepSeek LLM sec. 2.3)
-    overtraining: object = None  # scaling.inference.OvertrainingNote for the recommended run
+    overtraining: OvertrainingNote | None = None  # for the recommended run
     inference_tokens: float | None = None  # tokens the model will serve over its life, when given
-    inference_optimum: object = None  # scaling.inference.InferenceAllocation: the life-cycle optimum
-    life_cycle: object = None  # scaling.inference.InferenceAllocation: the recommended run vs Chinchilla of its loss
+    inference_optimum: InferenceAllocation | None = None  # the life-cycle optimum
+    life_cycle: InferenceAllocation | None = None  # the recommended run vs Chinchilla of its loss
     family: str | None = "gpt2"  # the family shaped (or of the fixed model) whose presets the plan shows; None: none
     time_model: str = ""  # which model priced every option (`planner.speed`: per-operation, calibrated, stated, ...)
 
@@ -105,216 +114,151 @@ class Plan:
         return None if self.life_cycle is None else self.recommended.n_tokens / self.allocation.n_tokens
 
 
-def _check_inputs(kind_values: dict, n_gpus: int, mfu, calibration, gpu: GpuSpec, seq_len,
-                  calibration_any_device: bool = False) -> int:
-    for what, value in kind_values.items():
-        check_positive(value, what)
-    if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
-        raise UsageError(f"number of GPUs must be a whole number >= 1, got {n_gpus!r}")
-    if mfu is not None and calibration is not None:
-        raise UsageError("give --mfu or --calibration, not both: the profile's measured MFU replaces the stated one")
-    if calibration_any_device and calibration is None:
-        raise UsageError("--calibration-any-device applies a --calibration profile measured on another device: "
-                         "give the profile too, or drop it")
-    if calibration is not None and not calibration_any_device and not calibration.measured_on(gpu.key):
-        where = ("" if calibration.gpu_key else " (not a GPU of the database)")
-        raise UsageError(f"the calibration profile was measured on {calibration.device}{where}, the plan is for "
-                         f"{gpu.key} ({gpu.name}); calibrate on that GPU, drop --calibration, or pass "
-                         "--calibration-any-device to apply it anyway")
-    seq_len = seq_len or 1024
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise UsageError(f"sequence length must be a positive whole number of tokens, got {seq_len!r}")
-    return seq_len
-
-
-def _budget_kind(duration_s, flops, budget_usd, model, n_tokens, target_loss) -> str:
-    given = [k for k, v in (("a time", duration_s), ("a FLOP budget", flops), ("a money budget", budget_usd))
-             if v is not None]
-    if n_tokens is not None and model is None:
-        raise UsageError("--tokens fixes the training tokens of a fixed model: add --model (or --params)")
-    if n_tokens is not None and target_loss is not None:
-        raise UsageError("give --tokens (train a fixed model on fixed tokens) or --target-loss, not both")
-    if n_tokens is not None or target_loss is not None:
-        if given and n_tokens is not None:
-            raise UsageError(f"--tokens already fixes the run; drop {' and '.join(given)} (use --max-days to cap time)")
-        return "tokens" if n_tokens is not None else "target"
-    if len(given) != 1:
-        raise UsageError("give exactly one budget: a time (--days/--hours/--duration), a FLOP budget (--flops) or "
-                         "a money budget (--budget-usd with --usd-per-gpu-hour or --usd-per-kwh); got "
-                         + (f"{len(given)} ({' and '.join(given)})" if given else "none")
-                         + "; or fix the run with --model and --tokens, or aim for --target-loss")
-    return {"a time": "time", "a FLOP budget": "flops", "a money budget": "money"}[given[0]]
-
-
-def plan(
-    gpu: GpuSpec,
-    duration_s: float | None = None,
-    *,
-    flops: float | None = None,
-    budget_usd: float | None = None,
-    usd_per_gpu_hour: float | None = None,
-    usd_per_kwh: float | None = None,
-    n_gpus: int = 1,
-    precision: Precision | str = DEFAULT_PRECISION,
-    utilization: float = DEFAULT_UTILIZATION,
-    mfu: float | None = None,
-    calibration=None,
-    law=None,
-    dataset_tokens: float | None = None,
-    max_wall_clock_s: float | None = None,
-    memory_bytes: float | None = None,
-    seq_len: int | None = None,
-    models: list[ModelConfig] | None = None,
-    model: ModelConfig | None = None,
-    n_tokens: float | None = None,
-    target_loss: float | None = None,
-    explain: bool = True,
-    calibration_any_device: bool = False,
-    inference_tokens: float | None = None,
-    family: str | None = None,
-    arch: dict | None = None,
-    layout_search: bool | None = None,
-) -> Plan:
-    """The best training run for a budget on ``n_gpus`` x ``gpu``, under memory, data and time limits.
+def plan(request: PlanRequest | GpuSpec, duration_s: float | None = None, **fields) -> Plan:
+    """The best training run for a request: budget -> allocation -> options -> recommendation -> explanation.
 
     Parameters
     ----------
-    gpu : GpuSpec
-    duration_s : float, optional
-        Wall-clock time the GPUs are yours (s). At most one of ``duration_s``, ``flops``, ``budget_usd``.
-    flops : float, optional
-        Model-FLOP budget (FLOP), instead of a time.
-    budget_usd : float, optional
-        Money (USD), instead of a time: rents GPUs at ``usd_per_gpu_hour``, or else buys electricity at
-        ``usd_per_kwh`` for the GPUs' board power while busy.
-    usd_per_gpu_hour, usd_per_kwh : float, optional
-        Cloud price (USD per GPU-hour) and electricity price (USD/kWh) for the cost lines.
-    n_gpus : int
-    precision : Precision
-        Selects the dense peak rate and the mixed-precision memory policy.
-    utilization : float
-        Duty cycle in (0, 1]: share of wall-clock time spent training.
-    mfu : float, optional
-        Model FLOPs utilization while busy, without recomputation (default `DEFAULT_MFU` or ``calibration``).
-    calibration : CalibrationProfile, optional
-        Measured MFU interpolated to each model size (``flopscalc calibrate``).
-    law : str or ScalingLaw, optional
-        Scaling law (default: Besiroglu et al. 2024).
-    dataset_tokens : float, optional
-        Unique tokens available; more training tokens repeat data (Muennighoff et al. 2023).
-    max_wall_clock_s : float, optional
-        Training must finish within this (s).
-    memory_bytes : float, optional
-        Memory per GPU to plan for, instead of the database's capacity (bytes).
-    seq_len : int, optional
-        Training sequence length (default 1024).
-    models : list of ModelConfig, optional
-        Evaluate these instead of the shapes around the optimum.
-    model : ModelConfig, optional
-        Objective "fixed": plan this model only (tokens from the budget, or ``n_tokens``).
-    n_tokens : float, optional
-        With ``model``: train it on exactly this many tokens; the plan gives time, energy and cost.
-    target_loss : float, optional
-        Objective "target": the fastest run whose predicted loss reaches this (nats/token).
-    explain : bool
-        Work out which constraint binds and what relaxing it would buy (a few extra evaluations).
-    calibration_any_device : bool
-        Apply ``calibration`` even when it was measured on another device than ``gpu`` (refused otherwise);
-        the plan then warns that its MFU is borrowed.
-    inference_tokens : float, optional
-        Tokens the model will serve over its life (count): the shapes centre on the model that minimises training
-        plus inference FLOPs (Sardana et al. 2024) and the plan recommends the one nearest it that fits.
-    family : str, optional
-        The family whose shaping rule and presets give the candidates (`model.FAMILIES`; default GPT-2's).
-    arch : dict, optional
-        Architecture options for the shaped candidates, named as `model.with_architecture` names them.
-    layout_search : bool, optional
-        Give each candidate the fastest parallel layout (TP, PP, CP, EP, ZeRO, micro-batch, recomputation) found and
-        priced by the layout engine (`planner.layout`). Default: on more GPUs than one node holds when no efficiency
-        is stated (``mfu``, ``calibration``); False keeps the data-parallel setup search at a constant efficiency.
-    """
-    from ..scaling import (
-        BUILTIN_LAWS,
-        ParametricLoss,
-        flops_for_loss,
-        optimal,
-        optimal_data_constrained,
-    )
-    from ..scaling.inference import inference_optimal_for_loss, inference_optimal_for_training_budget
-    from ..scaling.io import resolve_law
+    request : PlanRequest or GpuSpec
+        The validated question (`planner.request.PlanRequest`). For convenience a `GpuSpec` with ``duration_s``
+        (s) and any other `PlanRequest` field as keywords builds the request here: the same fields, checked by the
+        same constructor, e.g. ``plan(gpu, 365 * 86400, n_gpus=8, law=BUILTIN_LAWS["chinchilla"])``. The law is
+        a resolved `ScalingLaw` (default: Besiroglu et al. 2024); a name is the face's to resolve
+        (`scaling.io.resolve_law`), since saved laws are files.
 
-    precision = Precision(precision)
-    kind = _budget_kind(duration_s, flops, budget_usd, model, n_tokens, target_loss)
-    seq_len = _check_inputs({"the FLOP budget": flops, "the dataset size (unique tokens)": dataset_tokens,
-                             "the maximum wall-clock time": max_wall_clock_s, "memory per GPU": memory_bytes,
-                             "the electricity price": usd_per_kwh, "the GPU-hour price": usd_per_gpu_hour,
-                             "the training tokens": n_tokens, "the target loss": target_loss,
-                             "the money budget": budget_usd, "the inference tokens": inference_tokens},
-                            n_gpus, mfu, calibration, gpu, seq_len, calibration_any_device)
-    law = resolve_law(law)
-    objective = "target" if kind == "target" else ("fixed" if model is not None else "loss")
-    if inference_tokens is not None:
-        _check_inference(law, dataset_tokens, model, models)
-    fixed = model is not None or models is not None
-    if fixed and (family is not None or any(v is not None for v in (arch or {}).values())):
-        raise UsageError("--family and architecture options shape the models the plan tries, and --model, --config "
-                         "or --params fixes the model: drop --family, or give the options with the fixed model")
-    sf = None if fixed else shape_family(family, seq_len, arch)
-    fam_key = sf.key if sf is not None else (model_family(model) if model is not None else "gpt2")
+    Returns
+    -------
+    Plan
+        The recommendation, every option weighed, what binds, energy and cost. See docs/planner.md.
+    """
+    if isinstance(request, PlanRequest):
+        if duration_s is not None or fields:
+            raise TypeError("plan(request) takes the request alone; give the other fields to PlanRequest")
+        req = request
+    else:
+        req = PlanRequest(request, duration_s, **fields)
+    space = _search_space(req)
+    budget, c_model = _budget(req)
+    search = _recommendation(req, space, budget, c_model)
+    return _explanation(req, space, search)
+
+
+@dataclass(frozen=True)
+class _Space:
+    """Where the plan searches: the shaping family and its presets, and the one time model that prices options."""
+
+    family: ShapeFamily | None  # None: the models are fixed
+    family_key: str | None
+    presets: dict[str, ModelConfig]
+    cluster: Cluster | None  # the layout search's cluster beyond one node, else None
+    time_model: TimeModel | None  # None: the layout engine prices every option
+
+
+@dataclass(frozen=True)
+class _Search:
+    """The recommendation and what it was chosen from, with the budget settled at the recommended run's MFU."""
+
+    budget: ComputeBudget
+    allocation: Allocation
+    inference_optimum: InferenceAllocation | None
+    options: tuple[PlanOption, ...]
+    skipped: tuple[float, ...]  # sizes around the optimum the family's rule could not shape
+    context: _Context  # of the last pass, which the presets and the binding constraints are weighed in
+    recommended: PlanOption
+
+
+def _search_space(req: PlanRequest) -> _Space:
+    """The family (or the fixed model's), its presets, and the time model: the layout engine's beyond a node,
+    else the per-operation model (`planner.speed`) or the constant efficiency stated with --mfu (or measured by
+    a profile without fitted factors)."""
+    from ..scaling import ParametricLoss
+
+    sf = None if req.fixed else shape_family(req.family, req.seq_len, req.arch)
+    fam_key = sf.key if sf is not None else (model_family(req.model) if req.model is not None else "gpt2")
     presets = (sf.presets if sf is not None else get_family(fam_key).preset_configs() if fam_key is not None
                else {})
-    if objective == "target" and not isinstance(law.loss_form, ParametricLoss):
-        raise DomainError(f"law {law.name!r} has no parametric loss E + A/N^alpha + B/D^beta to aim at a target "
+    if req.objective == "target" and not isinstance(req.law.loss_form, ParametricLoss):
+        raise DomainError(f"law {req.law.name!r} has no parametric loss E + A/N^alpha + B/D^beta to aim at a target "
                           "loss with; use --law besiroglu2024 or --law chinchilla")
-    stated_mfu = mfu if mfu is not None else DEFAULT_MFU
     cluster = None
-    if uses_layout_search(n_gpus, precision, mfu, calibration, layout_search):
+    if uses_layout_search(req.n_gpus, req.precision, req.mfu, req.calibration, req.layout_search):
         from ..layout import cluster_for
 
-        cluster = cluster_for(gpu, n_gpus)
-    # one time model per plan: the layout engine's beyond a node, else the per-operation model (`planner.speed`) or
-    # the constant efficiency stated with --mfu (or measured by a profile without fitted factors)
-    tm = None if cluster is not None else time_model_for(gpu, precision, mfu, calibration)
+        cluster = cluster_for(req.gpu, req.n_gpus)
+    tm = None if cluster is not None else time_model_for(req.gpu, req.precision, req.mfu, req.calibration)
+    return _Space(sf, fam_key, presets, cluster, tm)
+
+
+def _budget(req: PlanRequest) -> tuple[ComputeBudget, float]:
+    """The budget at the stated efficiency, and the model FLOPs it buys: a time as given; money as GPU-hours or
+    kWh; FLOPs at the nominal rate; no budget (fixed tokens, a target) a nominal day that only sizes the search."""
+    kind, gpu = req.budget_kind, req.gpu
+    duration_s = req.duration_s
     if kind == "money":
-        if usd_per_gpu_hour is not None:
-            duration_s = hours_for_budget_usd(budget_usd, n_gpus, usd_per_gpu_hour) * SECONDS_PER_HOUR
-        elif usd_per_kwh is not None:
+        if req.usd_per_gpu_hour is not None:
+            duration_s = hours_for_budget_usd(req.budget_usd, req.n_gpus, req.usd_per_gpu_hour) * SECONDS_PER_HOUR
+        else:
             if gpu.board_power_w is None:
                 raise DomainError(f"{gpu.name} has no board power in the GPU database, so a money budget cannot buy "
                                   "electricity; give --usd-per-gpu-hour or add board_power_w with --gpu-csv")
             # kWh = GPUs x board power x busy time; busy time = duty cycle x wall clock (costs.energy_cost)
-            duration_s = budget_usd / usd_per_kwh * JOULES_PER_KWH / (n_gpus * gpu.board_power_w * utilization)
-        else:
-            raise UsageError("a money budget needs a price: --usd-per-gpu-hour (cloud) or --usd-per-kwh "
-                             "(electricity at the GPU's board power)")
-    nominal = ComputeBudget(gpu, n_gpus, 1.0, precision, utilization, stated_mfu)
+            duration_s = (req.budget_usd / req.usd_per_kwh * JOULES_PER_KWH
+                          / (req.n_gpus * gpu.board_power_w * req.utilization))
+    nominal = req.nominal_budget
     nominal.peak_flop_per_s_per_gpu  # noqa: B018 - raise now if the GPU lacks this precision
     if kind == "flops":
-        duration_s = flops / nominal.achieved_flop_per_s
+        duration_s = req.flops / nominal.achieved_flop_per_s
     if kind in ("tokens", "target"):  # no budget: the time is an output; a nominal day sizes the search
-        duration_s = max_wall_clock_s or SECONDS_PER_DAY
-    budget = ComputeBudget(gpu, n_gpus, float(duration_s), precision, utilization, stated_mfu)
-    c_model = flops if flops is not None else budget.model_flops
+        duration_s = req.max_wall_clock_s or SECONDS_PER_DAY
+    budget = ComputeBudget(gpu, req.n_gpus, float(duration_s), req.precision, req.utilization, req.stated_mfu)
+    return budget, (req.flops if req.flops is not None else budget.model_flops)
 
-    # The header's optimum must be the law's optimum for the model FLOPs the recommended run delivers, and those
-    # depend on the run it picks (its recomputation, communication and offload): start from the stated
-    # efficiency and evaluate again while the delivered FLOPs move the optimum.
+
+def _allocation(req: PlanRequest, c_model: float) -> tuple[Allocation, InferenceAllocation | None]:
+    """The law's optimum for ``c_model`` model FLOPs (data-constrained with a dataset size; for a target, the
+    least compute reaching it) and the life-cycle optimum with inference tokens (Sardana et al. 2024)."""
+    from ..scaling import flops_for_loss, optimal, optimal_data_constrained
+    from ..scaling.inference import inference_optimal_for_loss, inference_optimal_for_training_budget
+
+    law, target = req.law, req.budget_kind == "target"
+    if target:
+        alloc = flops_for_loss(law, req.target_loss)
+    elif req.dataset_tokens is not None and law.has_loss and law.repetition is not None:
+        alloc = optimal_data_constrained(law, c_model, req.dataset_tokens)
+    else:
+        alloc = optimal(law, c_model)
+    ia = None
+    if req.inference_tokens is not None:
+        ia = (inference_optimal_for_loss(law, req.target_loss, req.inference_tokens) if target else
+              inference_optimal_for_training_budget(law, c_model, req.inference_tokens))
+    return alloc, ia
+
+
+def _options(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float, alloc: Allocation,
+             ia: InferenceAllocation | None) -> tuple[tuple[PlanOption, ...], tuple[float, ...], _Context]:
+    """Every model weighed (shapes around the optimum, or the fixed ones), each with the fastest setup that fits."""
+    centre = alloc.n_params if ia is None else ia.n_params
+    shapes, skipped = (([req.model], ()) if req.model is not None
+                       else _shapes(req.law, centre, req.seq_len, req.models, space.family))
+    ctx = _Context(req.law, req.gpu, budget, req.budget_kind, c_model, req.seq_len, req.mfu, req.calibration,
+                   req.dataset_tokens, req.max_wall_clock_s, req.memory_bytes, req.n_tokens, req.target_loss,
+                   alloc.loss, space.presets, space.cluster, space.time_model)
+    return tuple(_evaluate(cfg, ctx) for cfg in shapes), skipped, ctx
+
+
+def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float) -> _Search:
+    """The recommended run, and the budget settled at its own MFU.
+
+    The header's optimum must be the law's optimum for the model FLOPs the recommended run delivers, and those
+    depend on the run it picks (its recomputation, communication and offload): start from the stated efficiency
+    and evaluate again while the delivered FLOPs move the optimum.
+    """
+    from ..scaling import optimal
+
+    kind = req.budget_kind
     for _ in range(MAX_BUDGET_PASSES):
-        if kind == "target":
-            alloc = flops_for_loss(law, target_loss)
-        elif dataset_tokens is not None and law.has_loss and law.repetition is not None:
-            alloc = optimal_data_constrained(law, c_model, dataset_tokens)
-        else:
-            alloc = optimal(law, c_model)
-        ia = None  # the life-cycle optimum (Sardana et al. 2024): of the target's loss, or trained in the budget
-        if inference_tokens is not None:
-            ia = (inference_optimal_for_loss(law, target_loss, inference_tokens) if kind == "target" else
-                  inference_optimal_for_training_budget(law, c_model, inference_tokens))
-        centre = alloc.n_params if ia is None else ia.n_params
-        shapes, skipped = ([model], ()) if model is not None else _shapes(law, centre, seq_len, models, sf)
-        ctx = _Context(law, gpu, budget, kind, c_model, seq_len, mfu, calibration, dataset_tokens, max_wall_clock_s,
-                       memory_bytes, n_tokens, target_loss, alloc.loss, presets, cluster, tm)
-        options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
+        alloc, ia = _allocation(req, c_model)
+        options, skipped, ctx = _options(req, space, budget, c_model, alloc, ia)
         rec = _recommend(options, ctx, alloc, ia)
         if kind not in ("time", "money"):
             break
@@ -325,63 +269,53 @@ def plan(
     run_mfu = rec.speed.mfu
     if kind in ("time", "money"):  # the budget's model FLOPs are what the recommended run delivers in it
         budget = replace(budget, mfu=run_mfu)
-        c_model = budget.model_flops
-        if dataset_tokens is not None and law.has_loss and law.repetition is not None:
-            alloc = optimal_data_constrained(law, c_model, dataset_tokens)
-        else:
-            alloc = optimal(law, c_model)
-        if inference_tokens is not None:
-            ia = inference_optimal_for_training_budget(law, c_model, inference_tokens)
+        alloc, ia = _allocation(req, budget.model_flops)
     elif kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
         run = replace(budget, mfu=run_mfu)
-        budget = replace(run, duration_s=flops / run.achieved_flop_per_s)
+        budget = replace(run, duration_s=req.flops / run.achieved_flop_per_s)
     else:  # the run's own time is the budget the tables show
-        budget = ComputeBudget(gpu, n_gpus, rec.train_time_s, precision, utilization, run_mfu)
+        budget = ComputeBudget(req.gpu, req.n_gpus, rec.train_time_s, req.precision, req.utilization, run_mfu)
     if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
-        alloc = optimal(law, rec.model_flops)
+        alloc = optimal(req.law, rec.model_flops)
+    return _Search(budget, alloc, ia, options, skipped, ctx, rec)
 
+
+def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
+    """The plan around the recommendation: other laws' losses, energy and cost, the presets, which constraint
+    binds, the law's interval, hyperparameters, assumptions, warnings and tags."""
+    from ..scaling import BUILTIN_LAWS
+
+    law, gpu, tm = req.law, req.gpu, space.time_model
+    rec, options, ctx, alloc, ia, budget = (search.recommended, search.options, search.context, search.allocation,
+                                            search.inference_optimum, search.budget)
     loss_by_law = {name: _loss(BUILTIN_LAWS[name], _law_n(BUILTIN_LAWS[name], rec.model), rec.useful_tokens,
-                               dataset_tokens)[0] for name in COMPARISON_LAWS}
-    energy = energy_cost(gpu, n_gpus, rec.train_time_s, utilization, electricity_usd_per_kwh=usd_per_kwh,
-                         cloud_usd_per_gpu_hour=usd_per_gpu_hour)
+                               req.dataset_tokens)[0] for name in COMPARISON_LAWS}
+    energy = energy_cost(gpu, req.n_gpus, rec.train_time_s, req.utilization, electricity_usd_per_kwh=req.usd_per_kwh,
+                         cloud_usd_per_gpu_hour=req.usd_per_gpu_hour)
     mfu_source = (time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
-                  if cluster is not None else time_model_words(tm))
+                  if space.cluster is not None else time_model_words(tm))
     cands = _preset_candidates(options, ctx)
     # with inference tokens the recommendation is not the lowest loss, so "what relaxing buys" would mislead
-    binding = _binding(options, rec, ctx) if explain and objective == "loss" and ia is None else ()
+    binding = _binding(options, rec, ctx) if req.explain and req.objective == "loss" and ia is None else ()
     interval = None
     if rec.loss is not None and "E" in getattr(law, "uncertainty", {}):
         lo, hi = law.uncertainty["E"]
         e = law.loss_form.E
         interval = (rec.loss - (e - lo), rec.loss + (hi - e))  # the law's stated interval on its floor E
-    cap = memory_bytes or gpu.memory_bytes
-    hp, over, life, warmup = _run_notes(rec, law, seq_len, n_gpus, inference_tokens)
+    cap = req.memory_bytes or gpu.memory_bytes
+    hp, over, life, warmup = _run_notes(rec, law, req.seq_len, req.n_gpus, req.inference_tokens)
     extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
-    extra += _family_warnings(sf, skipped, rec, law)
+    extra += _family_warnings(space.family, search.skipped, rec, law)
     # the per-operation model (and a profile's MFU per size) states no one efficiency
     stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
-    return Plan(budget, cands, _assumptions(budget, law, mfu_source, seq_len, cap, stated, rec, sf), law, alloc,
-                options, rec, loss_by_law, interval, energy, mfu_source, kind, max_wall_clock_s,
-                tuple(_warnings(rec, budget, memory_bytes, calibration, mfu, law, tm)) + extra
-                + _calibration_warnings(calibration, gpu, options, rec), objective, target_loss, binding,
+    warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, tm)) + extra
+                + _calibration_warnings(req.calibration, gpu, options, rec))
+    return Plan(budget, cands, _assumptions(budget, law, mfu_source, req.seq_len, cap, stated, rec, space.family),
+                law, alloc, options, rec, loss_by_law, interval, energy, mfu_source, req.budget_kind,
+                req.max_wall_clock_s, warnings, req.objective, req.target_loss, binding,
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,
-                overtraining=over, inference_tokens=inference_tokens, inference_optimum=ia, life_cycle=life,
-                warmup_steps=warmup, family=fam_key, time_model=LAYOUT if tm is None else tm.kind)
-
-
-def _check_inference(law, dataset_tokens, model, models) -> None:
-    """Refuse what the inference-aware optimum cannot honour, one line each."""
-    from ..scaling import ParametricLoss
-
-    if dataset_tokens is not None:
-        raise UsageError("--inference-tokens cannot be combined with --dataset-tokens: the inference-aware optimum "
-                         "(Sardana et al. 2024) has no form for repeated data; drop one of them")
-    if not isinstance(law.loss_form, ParametricLoss):
-        raise UsageError(f"--inference-tokens needs a law with a parametric loss E + A/N^alpha + B/D^beta, and "
-                         f"{law.name!r} has none; use --law besiroglu2024 or --law chinchilla")
-    if model is not None or models is not None:
-        raise UsageError("--inference-tokens chooses the model size, and --model/--params fixes it: drop one (the "
-                         "life-cycle optimum alone: 'flopscalc scaling optimal --inference-tokens')")
+                overtraining=over, inference_tokens=req.inference_tokens, inference_optimum=ia, life_cycle=life,
+                warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if tm is None else tm.kind)
 
 
 def plans_frame(plans: list[Plan]):

@@ -241,7 +241,8 @@ def get_law(name: str, directory: str | Path | None = None) -> ScalingLaw:
 
 def resolve_law(law: str | ScalingLaw | None = None, directory: str | Path | None = None) -> ScalingLaw:
     """The law a caller means: ``None`` or ``""`` is `DEFAULT_LAW`, a name is `get_law` (built-in or saved in
-    ``directory``), a `ScalingLaw` is itself. The one place the faces and the planner turn a name into a law."""
+    ``directory``), a `ScalingLaw` is itself. The one place a name becomes a law; only the faces call it (it reads
+    saved laws from disk), and the planner receives the law it returns (`planner.request.PlanRequest.law`)."""
     if law is None or isinstance(law, str):
         return get_law(law or DEFAULT_LAW, directory)
     return law

@@ -1,0 +1,178 @@
+"""What a plan is asked: one frozen, validated `PlanRequest` (the budget, the GPUs, the law, the limits).
+
+The face (`flopscalc plan`, or Python) resolves everything that needs a file first (the GPU from the database, a
+saved law by name, a calibration profile) and hands the planner typed objects; the planner does no I/O.
+Constructing a request checks it: every malformed or contradictory input is one `UsageError` line, in the order
+the planner used to meet them, so ``plan(PlanRequest(...))`` and ``plan(gpu, duration_s, **fields)`` refuse
+the same things with the same words. See docs/planner.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from ..hardware import GpuSpec, Precision
+from ..model import ModelConfig
+from ..scaling.laws import BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, ScalingLaw
+from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION, ComputeBudget
+from .options import check_positive
+
+if TYPE_CHECKING:
+    from ..calibration import CalibrationProfile
+
+__all__ = ["DEFAULT_SEQ_LEN", "PlanRequest"]
+
+# Training sequence length when none is given: GPT-2's context (Radford et al. 2019, sec. 2.3: 1024 tokens).
+DEFAULT_SEQ_LEN = 1024
+# How each budget is named in the messages, and the budget kind it gives.
+_BUDGET_WORDS = {"a time": "time", "a FLOP budget": "flops", "a money budget": "money"}
+
+
+def _default_law() -> ScalingLaw:
+    """The built-in default law (Besiroglu et al. 2024): a constant of the package, no file read."""
+    return BUILTIN_LAWS[DEFAULT_LAW]
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """One question for the planner; every field in base units. Validated on construction (`UsageError`).
+
+    Exactly one budget: ``duration_s``, ``flops`` or ``budget_usd``; or no budget with a fixed model trained on
+    fixed ``n_tokens``, or a ``target_loss``. The parameters are those of `flopscalc.planner.plan`.
+    """
+
+    gpu: GpuSpec
+    duration_s: float | None = None  # wall-clock time the GPUs are yours (s)
+    flops: float | None = None  # model-FLOP budget (FLOP)
+    budget_usd: float | None = None  # money (USD): GPU rent, or else electricity at the board power
+    usd_per_gpu_hour: float | None = None  # cloud price (USD per GPU-hour)
+    usd_per_kwh: float | None = None  # electricity price (USD/kWh)
+    n_gpus: int = 1
+    precision: Precision = DEFAULT_PRECISION  # a str is read as a Precision
+    utilization: float = DEFAULT_UTILIZATION  # duty cycle in (0, 1]
+    mfu: float | None = None  # stated MFU of a step without recomputation; None: the per-operation model
+    calibration: CalibrationProfile | None = None
+    law: ScalingLaw = field(default_factory=_default_law)  # resolved: built-in, or saved and loaded by the face
+    dataset_tokens: float | None = None  # unique tokens available (count)
+    max_wall_clock_s: float | None = None  # the run must finish within this (s)
+    memory_bytes: float | None = None  # memory per GPU to plan for instead of the database's (bytes)
+    seq_len: int = DEFAULT_SEQ_LEN  # training sequence length (tokens); None is read as the default
+    models: tuple[ModelConfig, ...] | None = None  # evaluate these instead of the shapes around the optimum
+    model: ModelConfig | None = None  # objective "fixed": plan this model only
+    n_tokens: float | None = None  # with ``model``: train on exactly this many tokens (count)
+    target_loss: float | None = None  # objective "target": the fastest run reaching this loss (nats/token)
+    explain: bool = True  # work out which constraint binds (a few extra evaluations)
+    calibration_any_device: bool = False  # apply ``calibration`` measured on another device
+    inference_tokens: float | None = None  # tokens served over the model's life (count)
+    family: str | None = None  # the family shaping the candidates (`model.FAMILIES`; default GPT-2's)
+    arch: Mapping[str, int | float | str | bool | None] | None = None  # `model.with_architecture` options
+    layout_search: bool | None = None  # None: on beyond one node without a stated efficiency
+
+    def __post_init__(self) -> None:
+        # normalised spellings, so the fields hold the types they name
+        object.__setattr__(self, "precision", Precision(self.precision))
+        if self.seq_len is None:
+            object.__setattr__(self, "seq_len", DEFAULT_SEQ_LEN)
+        if self.models is not None:
+            object.__setattr__(self, "models", tuple(self.models))
+        if not isinstance(self.law, ScalingLaw):
+            raise TypeError(f"PlanRequest.law must be a ScalingLaw, got {self.law!r}; the face resolves a name with "
+                            "flopscalc.scaling.io.resolve_law")
+        self.budget_kind  # noqa: B018 - refuse zero, two or contradictory budgets first
+        self._check_values()
+        self._check_calibration()
+        seq_len = self.seq_len
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+            raise UsageError(f"sequence length must be a positive whole number of tokens, got {seq_len!r}")
+        if self.inference_tokens is not None:
+            self._check_inference()
+        if self.fixed and (self.family is not None or any(v is not None for v in (self.arch or {}).values())):
+            raise UsageError("--family and architecture options shape the models the plan tries, and --model, "
+                             "--config or --params fixes the model: drop --family, or give the options with the "
+                             "fixed model")
+        if self.budget_kind == "money" and self.usd_per_gpu_hour is None and self.usd_per_kwh is None:
+            raise UsageError("a money budget needs a price: --usd-per-gpu-hour (cloud) or --usd-per-kwh "
+                             "(electricity at the GPU's board power)")
+        self.nominal_budget  # noqa: B018 - the duty cycle and the stated MFU as a budget checks them
+
+    @property
+    def budget_kind(self) -> str:
+        """time, flops, money, tokens (a fixed model on fixed tokens) or target; UsageError unless exactly one."""
+        given = [k for k, v in (("a time", self.duration_s), ("a FLOP budget", self.flops),
+                                ("a money budget", self.budget_usd)) if v is not None]
+        if self.n_tokens is not None and self.model is None:
+            raise UsageError("--tokens fixes the training tokens of a fixed model: add --model (or --params)")
+        if self.n_tokens is not None and self.target_loss is not None:
+            raise UsageError("give --tokens (train a fixed model on fixed tokens) or --target-loss, not both")
+        if self.n_tokens is not None or self.target_loss is not None:
+            if given and self.n_tokens is not None:
+                raise UsageError(f"--tokens already fixes the run; drop {' and '.join(given)} (use --max-days to "
+                                 "cap time)")
+            return "tokens" if self.n_tokens is not None else "target"
+        if len(given) != 1:
+            raise UsageError("give exactly one budget: a time (--days/--hours/--duration), a FLOP budget (--flops) "
+                             "or a money budget (--budget-usd with --usd-per-gpu-hour or --usd-per-kwh); got "
+                             + (f"{len(given)} ({' and '.join(given)})" if given else "none")
+                             + "; or fix the run with --model and --tokens, or aim for --target-loss")
+        return _BUDGET_WORDS[given[0]]
+
+    @property
+    def objective(self) -> str:
+        """loss (the lowest predicted loss), fixed (one model) or target (the fastest run reaching a loss)."""
+        return "target" if self.budget_kind == "target" else ("fixed" if self.model is not None else "loss")
+
+    @property
+    def fixed(self) -> bool:
+        """The models are given (``model`` or ``models``), not shaped around the law's optimum."""
+        return self.model is not None or self.models is not None
+
+    @property
+    def stated_mfu(self) -> float:
+        """The efficiency a budget starts from: ``mfu``, or `DEFAULT_MFU` until the recommended run gives its own."""
+        return self.mfu if self.mfu is not None else DEFAULT_MFU
+
+    @property
+    def nominal_budget(self) -> ComputeBudget:
+        """One second of the GPUs at the stated efficiency: the rate a FLOP or money budget is converted at."""
+        return ComputeBudget(self.gpu, self.n_gpus, 1.0, self.precision, self.utilization, self.stated_mfu)
+
+    def _check_values(self) -> None:
+        for what, value in (("the FLOP budget", self.flops), ("the dataset size (unique tokens)", self.dataset_tokens),
+                            ("the maximum wall-clock time", self.max_wall_clock_s),
+                            ("memory per GPU", self.memory_bytes), ("the electricity price", self.usd_per_kwh),
+                            ("the GPU-hour price", self.usd_per_gpu_hour), ("the training tokens", self.n_tokens),
+                            ("the target loss", self.target_loss), ("the money budget", self.budget_usd),
+                            ("the inference tokens", self.inference_tokens)):
+            check_positive(value, what)
+        n_gpus = self.n_gpus
+        if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
+            raise UsageError(f"number of GPUs must be a whole number >= 1, got {n_gpus!r}")
+
+    def _check_calibration(self) -> None:
+        cal = self.calibration
+        if self.mfu is not None and cal is not None:
+            raise UsageError("give --mfu or --calibration, not both: the profile's measured MFU replaces the stated "
+                             "one")
+        if self.calibration_any_device and cal is None:
+            raise UsageError("--calibration-any-device applies a --calibration profile measured on another device: "
+                             "give the profile too, or drop it")
+        if cal is not None and not self.calibration_any_device and not cal.measured_on(self.gpu.key):
+            where = ("" if cal.gpu_key else " (not a GPU of the database)")
+            raise UsageError(f"the calibration profile was measured on {cal.device}{where}, the plan is for "
+                             f"{self.gpu.key} ({self.gpu.name}); calibrate on that GPU, drop --calibration, or pass "
+                             "--calibration-any-device to apply it anyway")
+
+    def _check_inference(self) -> None:
+        """Refuse what the inference-aware optimum cannot honour, one line each."""
+        if self.dataset_tokens is not None:
+            raise UsageError("--inference-tokens cannot be combined with --dataset-tokens: the inference-aware "
+                             "optimum (Sardana et al. 2024) has no form for repeated data; drop one of them")
+        if not isinstance(self.law.loss_form, ParametricLoss):
+            raise UsageError(f"--inference-tokens needs a law with a parametric loss E + A/N^alpha + B/D^beta, and "
+                             f"{self.law.name!r} has none; use --law besiroglu2024 or --law chinchilla")
+        if self.fixed:
+            raise UsageError("--inference-tokens chooses the model size, and --model/--params fixes it: drop one (the "
+                             "life-cycle optimum alone: 'flopscalc scaling optimal --inference-tokens')")
