@@ -8,11 +8,17 @@ import typer
 
 from ..finetune.adapters import Method, Quant
 from ..memory.settings import Optimizer
-from .common import GpuCsvOpt, JsonOpt, ModelConfigOpt, emit
+from .common import (
+    GpuCsvOpt,
+    GpuOpt,
+    JsonOpt,
+    ModelConfigOpt,
+    emit,
+)
 
 
 def finetune(
-    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: 4070ti, 'RTX 4090', h100.")],
+    gpu: GpuOpt,
     dataset_tokens: Annotated[str, typer.Option(
         "--dataset-tokens", help="Tokens in the dataset, without padding, e.g. 50M (tokens).")],
     model: Annotated[str | None, typer.Option(

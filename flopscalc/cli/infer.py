@@ -20,6 +20,8 @@ from .common import (
     NLayerOpt,
     NormOpt,
     PosOpt,
+    PresetOpt,
+    ServerGpuOpt,
     SharedExpertsOpt,
     TieOpt,
     TopKOpt,
@@ -65,11 +67,10 @@ def _choice(enum, value: str, option: str):
 
 
 def infer(
-    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: a100-80gb, h100, 4090.")],
+    gpu: ServerGpuOpt,
     context: Annotated[str, typer.Option(
         help="Prompt tokens per sequence: a whole number or k units of 1024 (8k = 8192).")],
-    model: Annotated[str | None, typer.Option(
-        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
+    model: PresetOpt = None,
     n_layer: NLayerOpt = None,
     n_head: NHeadOpt = None,
     n_embd: NEmbdOpt = None,

@@ -13,29 +13,37 @@ from .common import (
     ExpertsOpt,
     FfnOpt,
     GpuCsvOpt,
+    GpuOpt,
     JsonOpt,
     KvHeadOpt,
     MlpOpt,
     ModelConfigOpt,
     NEmbdOpt,
+    NGpusOpt,
     NHeadOpt,
     NLayerOpt,
     NormOpt,
+    OffloadOpt,
+    OptimizerOpt,
+    ParamsOpt,
     PosOpt,
+    PresetOpt,
+    RecomputeOpt,
+    SeqOpt,
     SharedExpertsOpt,
     TieOpt,
     TopKOpt,
     VocabOpt,
+    ZeroOpt,
     arch_options,
     emit,
 )
 
 
 def memory(
-    gpu: Annotated[str, typer.Option(help="GPU name, forgiving spelling: 4070ti, 'RTX 4090', h100.")],
-    model: Annotated[str | None, typer.Option(
-        help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")] = None,
-    params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    gpu: GpuOpt,
+    model: PresetOpt = None,
+    params: ParamsOpt = None,
     n_layer: NLayerOpt = None,
     n_head: NHeadOpt = None,
     n_embd: NEmbdOpt = None,
@@ -44,22 +52,20 @@ def memory(
     norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
     experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass (sequences).")] = 1,
-    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    seq: SeqOpt = None,
     precision: Annotated[MemoryPrecision, typer.Option(
         help="Storage precision: fp32, bf16/fp16 autocast with fp32 master weights, or pure bf16.")
     ] = MemoryPrecision.bf16_mixed,
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer whose state sits beside the weights.")
-                         ] = Optimizer.adamw,
-    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    optimizer: OptimizerOpt = Optimizer.adamw,
+    recompute: RecomputeOpt = Recompute.none,
     flash: Annotated[bool, typer.Option("--flash/--no-flash",
                                         help="Fused attention (no T x T scores saved) or spelled-out attention.")
                      ] = True,
     grad_accum: Annotated[int, typer.Option(
         "--grad-accum", help="Micro-batches accumulated per step; above 1 gradients stay allocated (count).")] = 1,
-    n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")] = 1,
-    zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
-    offload: Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")
-                       ] = False,
+    n_gpus: NGpusOpt = 1,
+    zero: ZeroOpt = 0,
+    offload: OffloadOpt = False,
     cuda_context: Annotated[str, typer.Option(
         "--cuda-context", help="Memory the CUDA context takes outside PyTorch's allocator, e.g. 512MiB (bytes).")
     ] = "512MiB",

@@ -19,7 +19,19 @@ from ..hardware import Precision
 from ..memory.settings import MemoryPrecision, Optimizer
 from ..planner.budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from ..plots._common import MAX_DPI, MIN_DPI, PNG_DPI
-from .common import GpuCsvOpt, JsonOpt, emit, refuse_empty, refuse_unused
+from .common import (
+    GpuCsvOpt,
+    JsonOpt,
+    OffloadOpt,
+    OptimizerOpt,
+    RecomputeOpt,
+    SeqOpt,
+    UtilizationOpt,
+    ZeroOpt,
+    emit,
+    refuse_empty,
+    refuse_unused,
+)
 
 plot_app = typer.Typer(help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
                        no_args_is_help=True)
@@ -88,8 +100,7 @@ def frontier(
     days: Annotated[float | None, typer.Option(help="Budget as time on --gpu instead of --flops. (days)")] = None,
     n_gpus: Annotated[int, typer.Option("--n-gpus", help="Number of GPUs (count).")] = 1,
     precision: Annotated[Precision, typer.Option(help="Arithmetic that sets the peak rate (dense).")] = DEFAULT_PRECISION,
-    utilization: Annotated[float, typer.Option(
-        help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")] = DEFAULT_UTILIZATION,
+    utilization: UtilizationOpt = DEFAULT_UTILIZATION,
     mfu: Annotated[float, typer.Option(help="Model FLOPs utilization while busy. (0-1)")] = DEFAULT_MFU,
     seq: Annotated[int, typer.Option(help="Training sequence length for the memory region. (tokens)")] = 1024,
     memory: Annotated[str | None, typer.Option(
@@ -190,18 +201,16 @@ def memory(
         help="Target parameter count, shaped by rule, e.g. 350M; repeat for several.")] = None,
     micro_batch: Annotated[list[int] | None, typer.Option(
         "--micro-batch", help="Sequences per GPU per forward pass; repeat for one bar each. (sequences)")] = None,
-    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    seq: SeqOpt = None,
     precision: Annotated[MemoryPrecision, typer.Option(help="Storage precision.")] = MemoryPrecision.bf16_mixed,
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer whose state sits beside the weights.")
-                         ] = Optimizer.adamw,
-    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    optimizer: OptimizerOpt = Optimizer.adamw,
+    recompute: RecomputeOpt = Recompute.none,
     flash: Annotated[bool, typer.Option("--flash/--no-flash", help="Fused attention or spelled-out attention.")
                      ] = True,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step. (count)")] = 1,
     n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs. (count)")] = 1,
-    zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (FSDP full sharding = 3).")] = 0,
-    offload: Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")
-                       ] = False,
+    zero: ZeroOpt = 0,
+    offload: OffloadOpt = False,
     gpu_csv: GpuCsvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

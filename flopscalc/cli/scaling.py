@@ -18,6 +18,8 @@ from .common import (
     NEmbdOpt,
     NHeadOpt,
     NLayerOpt,
+    ParamsOpt,
+    SeqOpt,
     StderrProgress,
     emit,
     given_on_command_line,
@@ -233,11 +235,11 @@ class ScheduleChoice(str, Enum):
 def hparams(
     tokens: Annotated[str, typer.Option(help="Training tokens D, e.g. 2.5B (tokens).")],
     model: Annotated[str | None, typer.Option(help="Preset, e.g. gpt2 or gpt2-xl.")] = None,
-    params: Annotated[str | None, typer.Option(help="Target parameter count, e.g. 350M; shaped by rule.")] = None,
+    params: ParamsOpt = None,
     n_layer: NLayerOpt = None,
     n_head: NHeadOpt = None,
     n_embd: NEmbdOpt = None,
-    seq: Annotated[int | None, typer.Option(help="Sequence length (tokens; default: the model's context).")] = None,
+    seq: SeqOpt = None,
     loss: Annotated[float | None, typer.Option(
         help="Predicted final loss (nats/token): caps the batch at the critical batch size (Kaplan et al. 2020).")
     ] = None,

@@ -19,12 +19,17 @@ from .common import (
     BiasOpt,
     FfnOpt,
     GpuCsvOpt,
+    GradAccumOpt,
     JsonOpt,
     KvHeadOpt,
     MlpOpt,
     ModelConfigOpt,
+    NEmbdOpt,
+    NHeadOpt,
+    NLayerOpt,
     NormOpt,
     PosOpt,
+    RecomputeOpt,
     TieOpt,
     arch_options,
     emit,
@@ -93,9 +98,6 @@ def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None, 
 
 ModelOpt = Annotated[str | None, typer.Option(
     help="Preset (default gpt2): any dense one 'flopscalc models' lists, e.g. gpt2-medium, llama-3.1-8b, pythia-160m.")]
-NLayerOpt = Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")]
-NHeadOpt = Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")]
-NEmbdOpt = Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")]
 BlockOpt = Annotated[int | None, typer.Option("--block-size", help="Context length of the model (tokens).")]
 VocabOpt = Annotated[int | None, typer.Option(
     "--vocab-size", help="Vocabulary size (default: the data's meta.json, else the preset's).")]
@@ -127,7 +129,7 @@ def train(
     bias: BiasOpt = None, tie: TieOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per device per forward pass.")] = 8,
     seq: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the block size).")] = None,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
+    grad_accum: GradAccumOpt = 1,
     steps: Annotated[int, typer.Option(help="Optimizer steps of the whole run.")] = 1000,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 6e-4,
     min_lr_ratio: Annotated[float, typer.Option(help="Floor of the cosine schedule as a fraction of the peak.")] = 0.1,
@@ -145,7 +147,7 @@ def train(
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = TrainPrecision.auto,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Wrap the model in torch.compile.")] = False,
-    recompute: Annotated[Recompute, typer.Option(help="Activation recomputation.")] = Recompute.none,
+    recompute: RecomputeOpt = Recompute.none,
     parallel: Annotated[Parallel, typer.Option(help="Under torchrun: ddp, or fsdp for models one GPU cannot hold.")]
     = Parallel.ddp,
     gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
@@ -456,7 +458,6 @@ SweepSeqOpt = Annotated[list[int] | None, typer.Option(
     help="Tokens per sequence; repeat to sweep (default: block size).")]
 BenchAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")]
 CompileOpt = Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
-RecomputeOpt = Annotated[Recompute, typer.Option(help="Activation recomputation.")]
 WarmupOpt = Annotated[int, typer.Option(help="Untimed steps before timing.")]
 TimedStepsOpt = Annotated[int, typer.Option(help="Timed optimizer steps per setup.")]
 ThreadsOpt = Annotated[int | None, typer.Option(
