@@ -50,7 +50,7 @@ KINDS = ("measured", "prediction")
 _INT_FIELDS = ("n_layer", "n_head", "n_embd", "head_dim", "vocab_size", "seq_len", "n_gpus")
 _FLOAT_FIELDS = ("n_params", "n_tokens", "reported_mfu", "reported_tokens_per_s",
                  "reported_tflop_per_s_per_gpu", "reported_wall_clock_days", "reported_gpu_hours",
-                 "reported_duty_cycle", "tolerance")
+                 "reported_duty_cycle")
 _BOOL_FIELDS = ("bias", "pos_embedding")
 
 
@@ -83,7 +83,6 @@ class PublishedRun:
     reported_duty_cycle: float | None  # fraction of wall clock spent training, when the authors give it
     flop_convention: str  # the authors' FLOP convention for reported_mfu / reported_tflop_per_s_per_gpu
     basis: str | None  # the reported quantity the headline prediction uses
-    tolerance: float | None  # allowed |predicted / reported - 1| for the headline comparison
     source: str
     notes: str
 
