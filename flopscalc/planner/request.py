@@ -41,7 +41,64 @@ class PlanRequest:
     """One question for the planner; every field in base units. Validated on construction (`UsageError`).
 
     Exactly one budget: ``duration_s``, ``flops`` or ``budget_usd``; or no budget with a fixed model trained on
-    fixed ``n_tokens``, or a ``target_loss``. The parameters are those of `flopscalc.planner.plan`.
+    fixed ``n_tokens``, or a ``target_loss``.
+
+    Parameters
+    ----------
+    gpu : GpuSpec
+    duration_s : float, optional
+        Wall-clock time the GPUs are yours (s). At most one of ``duration_s``, ``flops``, ``budget_usd``.
+    flops : float, optional
+        Model-FLOP budget (FLOP), instead of a time.
+    budget_usd : float, optional
+        Money (USD), instead of a time: rents GPUs at ``usd_per_gpu_hour``, or else buys electricity at
+        ``usd_per_kwh`` for the GPUs' board power while busy.
+    usd_per_gpu_hour, usd_per_kwh : float, optional
+        Cloud price (USD per GPU-hour) and electricity price (USD/kWh) for the cost lines.
+    n_gpus : int
+    precision : Precision or str
+        Selects the dense peak rate and the mixed-precision memory policy.
+    utilization : float
+        Duty cycle in (0, 1]: share of wall-clock time spent training.
+    mfu : float, optional
+        Model FLOPs utilization while busy, without recomputation (default `DEFAULT_MFU` or ``calibration``).
+    calibration : CalibrationProfile, optional
+        Measured MFU interpolated to each model size (``flopscalc calibrate``).
+    law : ScalingLaw
+        Scaling law, resolved (default: Besiroglu et al. 2024); a name is the face's to resolve
+        (`scaling.io.resolve_law`), since saved laws are files.
+    dataset_tokens : float, optional
+        Unique tokens available; more training tokens repeat data (Muennighoff et al. 2023).
+    max_wall_clock_s : float, optional
+        Training must finish within this (s).
+    memory_bytes : float, optional
+        Memory per GPU to plan for, instead of the database's capacity (bytes).
+    seq_len : int
+        Training sequence length (tokens; default `DEFAULT_SEQ_LEN`, 1024; None reads as the default).
+    models : tuple of ModelConfig, optional
+        Evaluate these instead of the shapes around the optimum.
+    model : ModelConfig, optional
+        Objective "fixed": plan this model only (tokens from the budget, or ``n_tokens``).
+    n_tokens : float, optional
+        With ``model``: train it on exactly this many tokens; the plan gives time, energy and cost.
+    target_loss : float, optional
+        Objective "target": the fastest run whose predicted loss reaches this (nats/token).
+    explain : bool
+        Work out which constraint binds and what relaxing it would buy (a few extra evaluations).
+    calibration_any_device : bool
+        Apply ``calibration`` even when it was measured on another device than ``gpu`` (refused otherwise);
+        the plan then warns that its MFU is borrowed.
+    inference_tokens : float, optional
+        Tokens the model will serve over its life (count): the shapes centre on the model that minimises training
+        plus inference FLOPs (Sardana et al. 2024) and the plan recommends the one nearest it that fits.
+    family : str, optional
+        The family whose shaping rule and presets give the candidates (`model.FAMILIES`; default GPT-2's).
+    arch : dict, optional
+        Architecture options for the shaped candidates, named as `model.with_architecture` names them.
+    layout_search : bool, optional
+        Give each candidate the fastest parallel layout (TP, PP, CP, EP, ZeRO, micro-batch, recomputation) found and
+        priced by the layout engine (`planner.layout`). Default: on more GPUs than one node holds when no efficiency
+        is stated (``mfu``, ``calibration``); False keeps the data-parallel setup search at a constant efficiency.
     """
 
     gpu: GpuSpec
