@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flopscalc.hardware import get_gpu
-from flopscalc.layout import cluster_for
+from flopscalc.layout import cluster_for, layout_memory
 from flopscalc.layout.search import search_layouts
 from flopscalc.layout.time import compute_lower_bound_s
 from flopscalc.model import get_preset
@@ -43,3 +43,11 @@ def test_pruning_prices_fewer_layouts_at_1024_gpus():
     cfg, cluster = get_preset("llama-3.1-70b"), cluster_for(get_gpu("h100"), 1024)
     res = search_layouts(cfg, cluster, 8192, 1024)
     assert res.n_pruned > res.n_timed
+
+
+@pytest.mark.parametrize(("preset", "gpu", "n_gpus", "seq", "batch"), CASES)
+def test_the_search_reports_the_memory_of_layout_memory(preset, gpu, n_gpus, seq, batch):
+    """The search assembles memory from parts it computes once per split; it must equal `layout_memory` exactly."""
+    cfg, cluster = get_preset(preset), cluster_for(get_gpu(gpu), n_gpus)
+    for r in search_layouts(cfg, cluster, seq, batch, top=20).ranked:
+        assert r.memory == layout_memory(cfg, r.layout, seq, flash=True, dropout=False)

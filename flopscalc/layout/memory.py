@@ -166,18 +166,28 @@ def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool
                   cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
                   fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
     """Peak memory per GPU of ``cfg`` trained under ``layout`` (bytes, by component): the busier stage."""
+    per_layer = activation_bytes_per_layer(cfg, seq_len, layout.micro_batch, tp=layout.tp, cp=layout.cp,
+                                           sequence_parallel=layout.sequence_parallel, recompute=layout.recompute,
+                                           flash=flash, dropout=dropout)
+    return memory_from_parts(cfg, layout, seq_len, per_layer, stage_params(cfg, layout), dropout=dropout,
+                             cuda_context_bytes=cuda_context_bytes, fragmentation_fraction=fragmentation_fraction)
+
+
+def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer: float,
+                      params: dict[str, tuple[float, float]], *, dropout: bool = True,
+                      cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
+                      fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
+    """`layout_memory` from its two parts, ``per_layer`` (`activation_bytes_per_layer`) and ``params``
+    (`stage_params`), which the search computes once per split and micro-batch instead of once per candidate."""
     dense_shards = layout.dp * layout.cp
     expert_shards = max(1, dense_shards // layout.ep)
     w_d, g_d, o_d = _state_bytes_per_param(layout.zero_stage, dense_shards)
     w_e, g_e, o_e = _state_bytes_per_param(layout.zero_stage, expert_shards)
-    per_layer = activation_bytes_per_layer(cfg, seq_len, layout.micro_batch, tp=layout.tp, cp=layout.cp,
-                                           sequence_parallel=layout.sequence_parallel, recompute=layout.recompute,
-                                           flash=flash, dropout=dropout)
     layers = layout.layers_per_stage(cfg.n_layer)
     s_local = seq_len / layout.cp
     in_flight = in_flight_micro_batches(layout)
     best = best_total = None
-    for stage, (dense, experts) in stage_params(cfg, layout).items():
+    for stage, (dense, experts) in params.items():
         weights, grads, optim = dense * w_d + experts * w_e, dense * g_d + experts * g_e, dense * o_d + experts * o_e
         if layout.zero_stage == 3:  # FSDP gathers whole units (a layer) ahead of use [4]
             weights += FSDP_UNSHARDED_UNITS * WEIGHT_BYTES * (dense + experts) / layers

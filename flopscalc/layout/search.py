@@ -2,7 +2,10 @@
 micro-batch and recomputation that fits in memory, ranked by predicted time per token at a fixed global batch.
 
 Pruning keeps the search exact for the ranking it reports: for each split, only the lightest recomputation that
-fits is timed (more recomputation only adds work: [1] sec. 4), and memory (cheap) is checked before time. The
+fits is timed (more recomputation only adds work: [1] sec. 4), and memory (cheap) is checked before time; once
+no recomputation fits a split and ZeRO stage at some micro-batch, the larger micro-batches are counted as rejected
+without re-checking (every term of `memory.layout_memory` is non-decreasing in the micro-batch b, the in-flight
+activations min(m, p) x b included, since m = batch / (dp b)). The
 fitting layouts are then timed best-first by a lower bound on their step, the busiest stage's compute with its
 bubble (`time.compute_lower_bound_s`; communication and optimizer only add): once a bound per token is no better
 than the ``top``-th best time found, no layout left can enter the ranking, and the rest are counted as pruned
@@ -30,9 +33,9 @@ from ..model import ModelConfig
 from ..perf import StepOptions
 from ..units import GIB
 from .cluster import Cluster
-from .memory import LayoutMemory, layout_memory
+from .memory import LayoutMemory, activation_bytes_per_layer, memory_from_parts, stage_params
 from .spec import Layout
-from .time import LayoutTime, compute_lower_bound_s, layout_time
+from .time import LayoutTime, bound_from_compute_s, compute_key, compute_per_micro_batch_s, layout_time
 
 MICRO_BATCHES = (1, 2, 4, 8)
 INTERLEAVES = (1, 2, 4)
@@ -112,6 +115,10 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                     for v in (INTERLEAVES if p > 1 else (1,)):
                         if cfg.n_layer < p * v:
                             continue
+                        too_big: set[int] = set()  # ZeRO stages no recomputation fits at a smaller micro-batch
+                        params = stage_params(cfg, Layout(tp=t, pp=p, dp=dp, cp=cp, ep=ep, interleave=v,
+                                                          n_micro=p))
+                        per_layer: dict[tuple, float] = {}  # (micro-batch, recompute) -> bytes per layer
                         for b in MICRO_BATCHES:
                             if global_batch % (dp * b):
                                 rejected["global batch does not divide"] = rejected.get(
@@ -123,7 +130,11 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                             for z in ZERO_STAGES:
                                 if (z == 3 and p > 1) or (z > 0 and dp * cp == 1):
                                     continue
-                                fitted = None
+                                if z in too_big:  # memory grows with the micro-batch: counted, not re-checked
+                                    n_candidates += len(RECOMPUTE_ORDER)
+                                    rejected["memory"] += len(RECOMPUTE_ORDER)
+                                    continue
+                                fitted, n_over = None, 0
                                 for rc in RECOMPUTE_ORDER:
                                     n_candidates += 1
                                     try:
@@ -134,13 +145,22 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                                     except UsageError:
                                         rejected["model does not split"] = rejected.get("model does not split", 0) + 1
                                         break
-                                    mem = layout_memory(cfg, lay, seq_len, flash=flash, dropout=False)
+                                    act_key = (b, rc)
+                                    if act_key not in per_layer:
+                                        per_layer[act_key] = activation_bytes_per_layer(
+                                            cfg, seq_len, b, tp=t, cp=cp, sequence_parallel=t > 1, recompute=rc,
+                                            flash=flash, dropout=False)
+                                    mem = memory_from_parts(cfg, lay, seq_len, per_layer[act_key], params,
+                                                            dropout=False)
                                     if mem.total <= limit:
                                         fitted = (lay, mem)
                                         break
                                     rejected["memory"] = rejected.get("memory", 0) + 1
+                                    n_over += 1
                                 if fitted is not None:
                                     fitting.append(fitted)
+                                elif n_over == len(RECOMPUTE_ORDER):
+                                    too_big.add(z)
     if not fitting:
         raise DomainError(f"no layout of {cfg.name} fits {n} x {cluster.gpu.name} "
                           f"({cluster.gpu.memory_bytes / GIB:.0f} GiB each) at sequence {seq_len} and global batch "
@@ -157,8 +177,14 @@ def _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, opti
     """Price the fitting layouts in order of their lower bound per token, stopping once the bound of the next is
     worse than the ``top``-th best time (exact: a bound never exceeds the time). Returns (time, memory), best first,
     ties in enumeration order, as pricing them all would."""
-    bounds = [compute_lower_bound_s(cfg, lay, cluster.gpu, seq_len, precision=precision, flash=flash, options=options)
-              / (lay.sequences_per_step() * seq_len) for lay, _ in fitting]
+    compute_by_key: dict[tuple, float] = {}  # many layouts share a stage shape; price each shape once here
+    bounds = []
+    for lay, _ in fitting:
+        key = compute_key(cfg, lay)
+        if key not in compute_by_key:
+            compute_by_key[key] = compute_per_micro_batch_s(cfg, lay, cluster.gpu, seq_len, precision=precision,
+                                                            flash=flash, options=options)
+        bounds.append(bound_from_compute_s(lay, compute_by_key[key]) / (lay.sequences_per_step() * seq_len))
     results: list[tuple[float, int, LayoutTime, LayoutMemory]] = []
     kth: list[float] = []  # the best ``top`` times per token found so far, ascending
     for i in sorted(range(len(fitting)), key=bounds.__getitem__):

@@ -210,16 +210,27 @@ def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, a
                                                                  all_reduce=all_reduce)
 
 
+def compute_key(cfg: ModelConfig, layout: Layout) -> tuple:
+    """What the busiest stage's compute depends on (two layouts with one key compute alike, per micro-batch)."""
+    return (layout.tp, layout.layers_per_stage(cfg.n_layer), layout.cp, layout.ep, layout.micro_batch,
+            Recompute(layout.recompute), layout.sequence_parallel, layout.engine() is Engine.megatron, layout.pp > 1)
+
+
 def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, precision: MemoryPrecision,
                              flash: bool, options: StepOptions | None) -> tuple[_StageCost, float]:
     """The busiest stage's costs and its compute for one micro-batch (layers + embedding and/or LM head, s)."""
-    megatron = layout.engine() is Engine.megatron
+    *key, megatron, pipelined = compute_key(cfg, layout)
     options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
-    key = (layout.tp, layout.layers_per_stage(cfg.n_layer), layout.cp, layout.ep, layout.micro_batch,
-           Recompute(layout.recompute), layout.sequence_parallel)
-    cost = _stage_cost(cfg, key, seq_len, gpu, precision, flash, options, megatron)
-    ends = max(cost.first_s, cost.last_s) if layout.pp > 1 else cost.first_s + cost.last_s
+    cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron)
+    ends = max(cost.first_s, cost.last_s) if pipelined else cost.first_s + cost.last_s
     return cost, cost.body_s + ends
+
+
+def compute_per_micro_batch_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
+                              precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
+                              options: StepOptions | None = None) -> float:
+    """The busiest stage's compute for one micro-batch (s): its layers, embedding and/or LM head and loss."""
+    return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)[1]
 
 
 def compute_lower_bound_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
@@ -228,8 +239,14 @@ def compute_lower_bound_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *
     """A lower bound on `layout_time`'s step (s): the busiest stage's compute over m micro-batches and the bubble's
     share of it, (m + (p-1)/v) x compute ([1] 2.2). Every other component (communication, optimizer) is >= 0, so
     step_s >= this bound exactly; the search skips a layout whose bound per token already loses."""
-    _, compute_mb = _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)
-    return (layout.n_micro + (layout.pp - 1) / layout.interleave) * compute_mb
+    compute_mb = compute_per_micro_batch_s(cfg, layout, gpu, seq_len, precision=precision, flash=flash,
+                                           options=options)
+    return bound_from_compute_s(layout, compute_mb)
+
+
+def bound_from_compute_s(layout: Layout, compute_per_micro_batch: float) -> float:
+    """`compute_lower_bound_s` from the busiest stage's compute per micro-batch (s): (m + (p-1)/v) x compute."""
+    return (layout.n_micro + (layout.pp - 1) / layout.interleave) * compute_per_micro_batch  # [1] 2.2
 
 
 def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int, *,
