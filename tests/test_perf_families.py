@@ -81,8 +81,10 @@ def test_rmsnorm_saves_one_fp32_statistic_per_row_against_layernorm():
     setup = TrainingSetup(micro_batch=2, seq_len=256)
     rms, ln = step_ops(cfg, setup), step_ops(cfg.with_(norm="layernorm"), setup)
     rows = 2 * 256
-    norm_kernels = 2 * 2 * cfg.n_layer + 2  # two per block, forward and backward; the final norm's two
-    assert memory_bytes(ln) - memory_bytes(rms) == FP32_BYTES * rows * norm_kernels
+    # per norm (two per block and the final one) the statistics pass three times: the forward writes them, and
+    # PyTorch's two backward kernels (dX; gain and bias) each read them (aten layer_norm_kernel.cu)
+    stat_passes = 3 * (2 * cfg.n_layer + 1)
+    assert memory_bytes(ln) - memory_bytes(rms) == FP32_BYTES * rows * stat_passes
     assert flops(ln) == flops(rms)
 
 
@@ -232,3 +234,20 @@ def test_any_family_keeps_mfu_at_most_hfu_and_more_tokens_never_take_less_time(c
     more = estimate_step(cfg, TrainingSetup(micro_batch=mb + 1, seq_len=seq, recompute=recompute, flash=flash), A100,
                          UNFITTED)
     assert more.step_s >= est.step_s * (1 - 1e-12)  # equal when every kernel sits on its launch floor
+
+
+def test_a_norm_with_a_gain_reads_x_and_dy_twice_in_backward_and_a_gainless_one_once():
+    # PyTorch's layer_norm_kernel.cu: the dX kernel reads x, dy and the statistics and writes dx; with a gain (and
+    # bias) GammaBetaBackwardCUDAKernel reads x, dy and the statistics again. OLMo 1's LayerNorm has neither.
+    cfg = ALL_PRESETS["llama-2-7b"].with_(norm="layernorm")
+    setup = TrainingSetup(micro_batch=2, seq_len=256)
+    rows, a = 2 * 256, 2  # bf16 activations
+    elems = rows * cfg.n_embd
+    stats = 2 * FP32_BYTES * rows  # LayerNorm: mean and rstd
+    by_norm = {}
+    for norm in ("layernorm", "layernorm_plain"):
+        ops = [o for o in step_ops(cfg.with_(norm=norm), setup) if o.name == "final norm bwd"]
+        assert len(ops) == 1
+        by_norm[norm] = ops[0]
+    assert by_norm["layernorm"].bytes_moved == 5 * a * elems + 2 * stats and by_norm["layernorm"].kernels == 2
+    assert by_norm["layernorm_plain"].bytes_moved == 3 * a * elems + stats and by_norm["layernorm_plain"].kernels == 1

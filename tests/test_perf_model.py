@@ -166,12 +166,14 @@ def test_gradient_accumulation_is_linear_in_compute():
     assert four.step_s - opt == pytest.approx(4 * (one.step_s - opt), rel=1e-12)
 
 
-def test_the_sustained_fraction_scales_kernel_time_only():
+def test_the_sustained_fraction_scales_gemm_time_only():
+    # fitted on GEMM-dominated rows, it carries no information about the other kernels (docs/performance_model.md)
     cfg, setup = PRESETS["gpt2"], TrainingSetup(micro_batch=8, n_gpus=8)
     half = estimate_step(cfg, setup, A100, StepOptions(sustained_fraction=0.5))
     full = estimate_step(cfg, setup, A100, UNFITTED)
-    for c in ("gemm", "attention", "memory-bound", "optimizer"):
-        assert half.class_seconds[c] == pytest.approx(2 * full.class_seconds[c])
+    assert half.class_seconds["gemm"] == pytest.approx(2 * full.class_seconds["gemm"])
+    for c in ("memory-bound", "optimizer", "communication exposed", "offload"):
+        assert half.class_seconds[c] == full.class_seconds[c]
 
 
 def test_small_gemms_lose_to_wave_quantization_on_a_big_gpu():

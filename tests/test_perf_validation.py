@@ -1,34 +1,45 @@
 """Predicted against published throughput (data/published_throughput.csv), no per-run tuning.
 
-The model has one fitted number, ops.SUSTAINED_FRACTION, fitted on a named subset (the MosaicML A100-80GB rows at
-sequence 2048); the error bounds below are asserted on the held-out rows only, at the values the model reaches
-today (docs/performance_model.md), so a regression fails here. Rows whose source leaves part of the layout unstated
-(the Llama 2 paper's GPU-hours) are reported apart and bounded apart.
+The model has one fitted number, ops.SUSTAINED_FRACTION (the GEMMs' sustained share of their priced rate), fitted on
+a named subset (the MosaicML A100-80GB rows at sequence 2048, `validation.in_fit_subset`); the error bounds below are
+asserted on the held-out rows only, at the values the model reaches today (docs/performance_model.md), so a
+regression fails here. Rows whose source leaves part of the layout unstated (the Llama 2 paper's GPU-hours) are
+reported apart and bounded apart.
 """
 
 from __future__ import annotations
 
-import statistics
-
 import pytest
 
+from flopscalc.hardware import get_gpu
 from flopscalc.perf import StepOptions, estimate_step
-from flopscalc.perf.ops import SUSTAINED_FRACTION
+from flopscalc.perf.ops import SUSTAINED_FRACTION, AttentionKernel
 from flopscalc.perf.step import MATMUL_PRECISION
-from flopscalc.perf.validation import check_row, published_rows, row_config, summary, validate
+from flopscalc.perf.validation import (
+    check_row,
+    fit_sustained_fraction,
+    in_fit_subset,
+    published_rows,
+    row_config,
+    summary,
+    validate,
+)
 
-# Reached on 2026-11-28 with every block family priced (docs/performance_model.md), over the 92 held-out rows with a
-# fully stated setup: median 9.6%, worst 32.3%; constant MFU 0.4: 18.5%, 164%.
-HELD_OUT_MEDIAN_BOUND = 0.10
-HELD_OUT_MAX_BOUND = 0.33
-# The Llama-style rows among them (torchtitan, 64 A100s): worst 5.2%; constant MFU 0.4: worst 29.7%.
-LLAMA_MAX_BOUND = 0.06
-# Rows with a partly stated setup (Llama 2 paper, layout assumed): worst 23.7%.
+# Issue 11's targets over the held-out rows: median absolute error <= 8%, worst <= 20%.
+TARGET_MEDIAN, TARGET_WORST = 0.08, 0.20
+# Reached on 2026-11-28 with the Triton attention kernel of the MosaicML runs, the H100 FlashAttention-2 rate read as
+# forward + backward, the fitted fraction scaling the GEMMs only and the two-kernel norm backward
+# (docs/performance_model.md), over the 92 held-out rows with a fully stated setup: median 6.2%, worst 36.5%
+# (constant MFU 0.4: 18.5%, 164%). Before these changes: median 9.8%, worst 32.3%. The median meets the target; the
+# worst does NOT (target 20%): the six rows above 20% are MPT-30B at 8192 (A100 +24.7%, H100 +36.5%), MPT-13B H100
+# at 2048 (+35.2%), MPT-760M at 512 and 1024 on A100 (+28.7%, +20.7%) and at 2048 on H100 (+26.5%), each off its
+# neighbours' trend in the published table.
+HELD_OUT_MEDIAN_BOUND = TARGET_MEDIAN
+HELD_OUT_MAX_BOUND = 0.37
+# The Llama-style rows among them (torchtitan, 64 A100s): worst 10.7% (Llama 2 13B); constant MFU 0.4: worst 29.7%.
+LLAMA_MAX_BOUND = 0.11
+# Rows with a partly stated setup (Llama 2 paper, layout assumed): see docs/performance_model.md.
 PARTIAL_MAX_BOUND = 0.25
-
-
-def in_fit_subset(run: str) -> bool:
-    return run.startswith("mpt-") and "-a100-s2048-" in run
 
 
 def test_every_row_names_its_source_and_a_measured_throughput():
@@ -44,18 +55,10 @@ def test_the_mosaicml_shapes_reproduce_the_reported_parameter_counts_exactly():
         assert c.n_params == c.n_params_reported, c.run
 
 
-def test_the_fitted_fraction_is_the_median_over_its_named_subset():
-    ratios = []
-    for row in published_rows():
-        if in_fit_subset(row["run"]):
-            cfg, setup, options = row_config(row)
-            from flopscalc.hardware import get_gpu
-
-            est = estimate_step(cfg, setup, get_gpu(row["gpu"]),
-                                StepOptions(fused_loss=options.fused_loss, sustained_fraction=1.0))
-            ratios.append(float(row["measured_tokens_per_s_per_gpu"]) / est.tokens_per_s_per_gpu)
-    assert len(ratios) == 9
-    assert statistics.median(ratios) == pytest.approx(SUSTAINED_FRACTION, abs=0.005)
+def test_the_fitted_fraction_is_re_derived_from_its_named_subset():
+    fit_rows = [r for r in published_rows() if in_fit_subset(r["run"])]
+    assert len(fit_rows) == 9
+    assert fit_sustained_fraction(fit_rows) == pytest.approx(SUSTAINED_FRACTION, abs=0.005)
 
 
 def held_out() -> list:
@@ -66,8 +69,8 @@ def test_held_out_error_stays_within_the_documented_bounds_and_beats_a_constant_
     held = [c for c in held_out() if c.setup_stated]
     s = summary(held)
     assert s["n_runs"] == 92
-    assert s["median_abs_error"] <= HELD_OUT_MEDIAN_BOUND
-    assert s["max_abs_error"] <= HELD_OUT_MAX_BOUND
+    assert s["median_abs_error"] <= HELD_OUT_MEDIAN_BOUND  # the issue's target, met
+    assert s["max_abs_error"] <= HELD_OUT_MAX_BOUND  # the issue's target is TARGET_WORST (20%): not met
     assert s["median_abs_error"] < 0.75 * s["constant_median_abs_error"]
     assert s["max_abs_error"] < 0.5 * s["constant_max_abs_error"]
 
@@ -78,8 +81,6 @@ def test_the_unfitted_model_is_optimistic_everywhere_it_is_fitted():
     for row in published_rows():
         if row["run"].startswith("mpt-"):
             cfg, setup, _ = row_config(row)
-            from flopscalc.hardware import get_gpu
-
             est = estimate_step(cfg, setup, get_gpu(row["gpu"]), StepOptions(sustained_fraction=1.0))
             assert est.tokens_per_s_per_gpu > float(row["measured_tokens_per_s_per_gpu"]), row["run"]
 
@@ -101,7 +102,6 @@ def test_torchtitan_rows_reproduce_the_reported_mfu_so_the_sequence_and_peak_are
     # an independent check of each row's setup, as NumParams is for MosaicML's: torchtitan's MFU is PaLM's
     # 6N + 12 L H Q T (dense attention) x tokens/s over the A100's 312 TFLOP/s (Chowdhery et al. 2022, App. B)
     from flopscalc.flops import palm_flops_per_token
-    from flopscalc.hardware import get_gpu
     from flopscalc.model import count_params
 
     rows = [r for r in published_rows() if r["run"].startswith("torchtitan-")]
@@ -130,3 +130,27 @@ def test_the_llama2_paper_rows_are_its_gpu_hours():
             size = row["run"].split("-")[2]
             assert float(row["measured_tokens_per_s_per_gpu"]) == pytest.approx(2.0e12 / (hours[size] * 3600),
                                                                                  abs=0.05)
+
+
+def test_mosaicml_rows_run_the_triton_kernel_and_the_others_flash_attention_2():
+    # llm-foundry's benchmark script defaults to attn_impl triton (scripts/train/benchmarking/submit_benchmarks.py);
+    # llm.c runs cuDNN's fused attention, torchtitan SDPA's flash backend: FlashAttention-2-class kernels
+    for row in published_rows():
+        _, _, options = row_config(row)
+        want = AttentionKernel.triton if row["run"].startswith("mpt-") else AttentionKernel.flash2
+        assert options.attention_kernel is want, row["run"]
+
+
+def test_the_triton_kernel_is_what_the_long_sequence_a100_rows_need():
+    # held out: the A100 rows at sequence >= 16384 were -5.6% to +32.3% (median +20%) with FlashAttention-2's rate;
+    # with the FlashAttention-2 paper's Triton ratios they are within 15% (observed -12.0% .. +0.1%), and slower than
+    # the same rows priced with FlashAttention-2
+    rows = [r for r in published_rows() if r["run"].startswith("mpt-") and "a100" in r["gpu"]
+            and int(r["seq_len"]) >= 16384]
+    assert len(rows) == 20
+    for row in rows:
+        check = check_row(row)
+        assert abs(check.error) <= 0.15, row["run"]
+        cfg, setup, options = row_config(row)
+        as_flash2 = estimate_step(cfg, setup, get_gpu(row["gpu"]), StepOptions(fused_loss=options.fused_loss))
+        assert as_flash2.tokens_per_s_per_gpu > check.predicted_tokens_per_s_per_gpu

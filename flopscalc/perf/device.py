@@ -12,6 +12,10 @@ References
 [2] T. Dao 2023, "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning",
     arXiv:2307.08691, abstract ("reaching 50-73% of the theoretical maximum FLOPs/s on A100") and sec. 4.1
     ("up to 335 TFLOPs/s" on H100 with the same implementation).
+[2a] Ibid., sec. 4.1: the forward FLOPs are 4 seqlen^2 d heads (halved with a causal mask), the backward's
+    2.5x the forward ("2 matmuls in the forward pass and 5 matmuls in the backward pass"); FlashAttention-2
+    "is around 1.3-1.5x faster than FlashAttention in Triton in the forward pass and around 2x faster in the
+    backward pass"; Fig. 7 ("Attention forward + backward speed on H100 GPU"): "up to 335 TFLOPs/s".
 [3] NVIDIA/cccl pull request #9881, cub::DeviceTransform babelstream triad benchmark: 1.573 TB/s, nvbench
     "BWUtil" 87.8% of the device's peak DRAM bandwidth (2^28 elements of 16 bytes).
 [4] S. Sun, "pegainfer (3): From Launch Overhead to CUDA Graph" (susun-blog.com, RTX 5070 Ti, CUDA 13.0,
@@ -40,10 +44,21 @@ MEM_BANDWIDTH_FRACTION = 0.878
 # (0.73) and the backward the bottom (0.50) of the range.
 FLASH_FWD_FRACTION_AMPERE = 0.73
 FLASH_BWD_FRACTION_AMPERE = 0.50
-# Hopper running FlashAttention-2 (no wgmma): 335 of 989 TFLOP/s forward ([2] sec. 4.1) = 0.339; the
-# backward scaled by the same backward/forward ratio as on A100 (0.50 / 0.73), a derived figure.
-FLASH_FWD_FRACTION_HOPPER = 335 / 989.4
+# FLOPs of the fused backward over the forward in [2a]'s convention (5 matmuls against 2).
+FLASH_BWD_FLOPS_PER_FWD = 2.5
+# Hopper running FlashAttention-2 (no wgmma): 335 of 989.4 TFLOP/s for forward + backward together ([2a] Fig. 7;
+# until 2026-11 this was read as the forward alone, pricing H100 attention a third too slow). The backward/forward
+# rate ratio is A100's (0.50 / 0.73, a derived figure); the forward is the rate at which the pair, at 2.5
+# backward FLOPs per forward FLOP, averages 335: fwd = 335/989.4 x (1 + 2.5 x 0.73/0.50) / 3.5 = 0.450.
+FLASH_PAIR_FRACTION_HOPPER = 335 / 989.4
+FLASH_FWD_FRACTION_HOPPER = FLASH_PAIR_FRACTION_HOPPER * (
+    1 + FLASH_BWD_FLOPS_PER_FWD * FLASH_FWD_FRACTION_AMPERE / FLASH_BWD_FRACTION_AMPERE) / (1 + FLASH_BWD_FLOPS_PER_FWD)
 FLASH_BWD_FRACTION_HOPPER = FLASH_FWD_FRACTION_HOPPER * FLASH_BWD_FRACTION_AMPERE / FLASH_FWD_FRACTION_AMPERE
+# FlashAttention in Triton (``flash_attn_triton.py``, what llm-foundry's ``attn_impl: triton`` runs) against
+# FlashAttention-2 on the same GPU ([2a] sec. 4.1): the forward 1.3-1.5x slower (we take the middle, 1.4), the
+# backward 2x slower. Measured on A100; used on every GPU (no Triton figure for other parts was found).
+TRITON_FWD_SLOWDOWN = 1.4
+TRITON_BWD_SLOWDOWN = 2.0
 HOPPER_LIKE = ("Hopper", "Blackwell")
 # Shortest time one kernel takes, launch and drain included ([4]); it matters only for small models.
 KERNEL_MIN_S = 5e-6

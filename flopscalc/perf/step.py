@@ -3,8 +3,10 @@
 step_s = sum over ops of count x max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency), kernel floor)
          + exposed data-parallel communication (`flopscalc.perf.parallel`) + optimizer offload (`flopscalc.perf.offload`).
 
-GEMM efficiency = the device's best GEMM fraction of peak x tile and wave quantization (`gemm.py`); fused
-attention runs at the device's flash fraction; memory-bound kernels at the achievable DRAM bandwidth.
+GEMM efficiency = the device's best GEMM fraction of peak x tile and wave quantization (`gemm.py`) x the fitted
+sustained fraction (`ops.SUSTAINED_FRACTION`); fused attention runs at the device's flash fraction for the kernel
+that runs (FlashAttention-2 or its Triton version: `ops.AttentionKernel`); memory-bound kernels at the achievable
+DRAM bandwidth.
 
 MFU counts model FLOPs only, with the attention core over causal pairs (llm.c's ``gpt2_estimate_mfu``:
 6N + 6LCT per token, the work a causal model needs); HFU counts what the kernels execute: recomputation,
@@ -27,10 +29,10 @@ from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
 from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup, grad_wire_bytes_per_param
 from ..model import ModelConfig, count_params
-from .device import DevicePerf, device_perf
+from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
 from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
-from .ops import Op, OpClass, Phase, StepOptions, step_ops
+from .ops import AttentionKernel, Op, OpClass, Phase, StepOptions, step_ops
 from .parallel import CommEstimate, data_parallel_comm
 from .roofline import roofline_s
 from .utilization import model_flops_utilization
@@ -42,7 +44,7 @@ CLASS_ORDER = ("gemm", "attention", "memory-bound", "optimizer", "communication 
 class PricedOp:
     op: Op
     efficiency: float  # fraction of the dense peak its arithmetic runs at (before the sustained fraction)
-    seconds: float  # per occurrence, divided by the sustained fraction
+    seconds: float  # per occurrence; a GEMM's divided by the sustained fraction
     bound: str  # "compute", "memory" or "launch"
 
     @property
@@ -128,16 +130,23 @@ class StepEstimate:
 
 
 @lru_cache(maxsize=65536)  # a pure function; a planner's setups of one model share most of their operations
-def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: float) -> PricedOp:
+def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: float,
+           kernel: AttentionKernel = AttentionKernel.flash2) -> PricedOp:
+    """``op``'s time on ``dev``; ``sustained`` scales the GEMMs only: the fraction is fitted on rows whose time is
+    80-95% GEMMs (docs/performance_model.md), so it is identified for them; the fused attention and the
+    memory-bound kernels run at their own sourced rates (`perf.device`)."""
     if op.flash:
-        eff = dev.flash_fwd_fraction if op.phase is not Phase.backward else dev.flash_bwd_fraction
-    elif op.gemm_shape is not None:
+        backward = op.phase is Phase.backward
+        eff = dev.flash_bwd_fraction if backward else dev.flash_fwd_fraction
+        if kernel is AttentionKernel.triton:  # FlashAttention-2 paper sec. 4.1 (`perf.device` [2a])
+            eff /= TRITON_BWD_SLOWDOWN if backward else TRITON_FWD_SLOWDOWN
+        return priced_at(op, dev, eff, peak, bandwidth)
+    if op.gemm_shape is not None:
         m, n, k, batch = op.gemm_shape
         eff = dev.gemm_peak_fraction * (gemm_efficiency(m, n, k, dev.n_sm, batch=batch) if dev.tile_quantization
                                          else 1.0)
-    else:
-        eff = 1.0  # no arithmetic worth pricing: memory-bound
-    return priced_at(op, dev, eff, peak, bandwidth, sustained=sustained)
+        return priced_at(op, dev, eff, peak, bandwidth, sustained=sustained)
+    return priced_at(op, dev, 1.0, peak, bandwidth)  # no arithmetic worth pricing: memory-bound
 
 
 def priced_at(op: Op, dev: DevicePerf, eff: float, peak: float, bandwidth: float, *, sustained: float = 1.0,
@@ -165,7 +174,8 @@ def price_ops(ops, gpu: GpuSpec, precision: MemoryPrecision, options: StepOption
                           "needs it for memory-bound kernels (add memory_bandwidth_gb_per_s with --gpu-csv)")
     dev = device or device_perf(gpu)
     peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
-    return tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained) for op in ops)
+    return tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained, options.attention_kernel)
+                 for op in ops)
 
 
 def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
@@ -203,7 +213,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
         from ..errors import UsageError
 
         raise UsageError(f"sustained fraction must be in (0, 1], got {options.sustained!r}; 1 gives the unfitted model")
-    priced = tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained)
+    priced = tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained, options.attention_kernel)
                    for op in step_ops(cfg, setup, options))
     # gradients reduce after the last micro-batch's backward (DDP no_sync); ZeRO-3 gathers overlap every pass
     per_micro = sum(p.total_s for p in priced if p.op.phase is not Phase.step) / setup.grad_accum

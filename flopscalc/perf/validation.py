@@ -18,7 +18,7 @@ from pathlib import Path
 from ..hardware import get_gpu
 from ..memory.settings import TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
-from .ops import StepOptions
+from .ops import AttentionKernel, StepOptions
 from .step import MATMUL_PRECISION, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
@@ -76,7 +76,8 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
                           recompute=row["recompute"], flash=row["flash"] == "true",
                           grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
                           zero_stage=int(row["zero_stage"]))
-    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true")
+    kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
+    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel)
 
 
 def check_row(row: dict[str, str]) -> ThroughputCheck:
@@ -99,6 +100,38 @@ def check_row(row: dict[str, str]) -> ThroughputCheck:
 def validate() -> list[ThroughputCheck]:
     """Every published row through the model."""
     return [check_row(r) for r in published_rows()]
+
+
+def in_fit_subset(run: str) -> bool:
+    """The rows `ops.SUSTAINED_FRACTION` is fitted on: MosaicML's A100-80GB rows at sequence 2048."""
+    return run.startswith("mpt-") and "-a100-s2048-" in run
+
+
+def measured_over_predicted(row: dict[str, str], sustained_fraction: float) -> float:
+    """Measured over predicted tokens/s of ``row`` with the GEMMs at ``sustained_fraction``."""
+    cfg, setup, options = row_config(row)
+    options = StepOptions(fused_loss=options.fused_loss, attention_kernel=options.attention_kernel,
+                          sustained_fraction=sustained_fraction)
+    est = estimate_step(cfg, setup, get_gpu(row["gpu"]), options)
+    return float(row["measured_tokens_per_s_per_gpu"]) / est.tokens_per_s_per_gpu
+
+
+def fit_sustained_fraction(rows, *, tol: float = 1e-4) -> float:
+    """The GEMM sustained fraction at which the median of measured / predicted tokens/s over ``rows`` is 1.
+
+    Bisection on (0, 1]: the median ratio falls as the fraction rises (slower GEMMs predict fewer tokens/s).
+    """
+    rows = list(rows)
+    lo, hi = 0.05, 1.0
+    if statistics.median(measured_over_predicted(r, hi) for r in rows) >= 1:
+        return hi  # even the unfitted roofline is not optimistic
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        if statistics.median(measured_over_predicted(r, mid) for r in rows) > 1:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def summary(checks: list[ThroughputCheck]) -> dict[str, float]:
