@@ -235,11 +235,15 @@ def _lightest_flags(n_gpus: int) -> tuple[dict, ...]:
     return tuple(f for f in searched_setups(n_gpus) if f["recompute"] is Recompute.full)
 
 
-def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision):
-    """Peak memory per GPU (bytes) at micro-batch 1 of each of `_lightest_flags`, lazily."""
+def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
+                    highest_stage_first: bool = False):
+    """Peak memory per GPU (bytes) at micro-batch 1 of each of `_lightest_flags`, lazily (in reverse order, ZeRO-3
+    first, with ``highest_stage_first``)."""
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
                          grad_accum=2)
-    return (estimate_memory(cfg, replace(base, **f)).peak_bytes for f in _lightest_flags(n_gpus))
+    flags = _lightest_flags(n_gpus)
+    return (estimate_memory(cfg, replace(base, **f)).peak_bytes for f in (flags[::-1] if highest_stage_first
+                                                                          else flags))
 
 
 def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision) -> float:
@@ -254,7 +258,8 @@ def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Pre
     cap = (capacity_bytes or gpu.memory_bytes) * (1 - PLAN_MEMORY_HEADROOM)
     n = 2
     while n <= MAX_GPUS_SEARCHED:
-        if any(peak <= cap for peak in _lightest_peaks(cfg, n, seq_len, precision)):
+        # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look
+        if any(peak <= cap for peak in _lightest_peaks(cfg, n, seq_len, precision, highest_stage_first=True)):
             return n
         n *= 2
     return None
