@@ -16,7 +16,6 @@ import re
 import unicodedata
 from dataclasses import dataclass, fields
 from enum import Enum
-from importlib import resources
 from pathlib import Path
 
 from .errors import DomainError, UsageError
@@ -283,16 +282,27 @@ class GpuDatabase:
 
     def __init__(self, specs: list[GpuSpec]):
         self.specs: dict[str, GpuSpec] = {s.key: s for s in specs}
-        self._forms: dict[str, list[str]] = {}  # normalised key/name/alias -> the rows that declare it
-        self._bags: dict[str, list[str]] = {}  # the same, order-free
+
+    @functools.cached_property
+    def _forms(self) -> dict[str, list[str]]:
+        """Normalised key/name/alias -> the rows that declare it; built on the first lookup (a listing needs none)."""
+        forms: dict[str, list[str]] = {}
         for s in self.specs.values():
             for f in _name_forms(s):
-                self._forms.setdefault(f, []).append(s.key)
+                forms.setdefault(f, []).append(s.key)
+        return forms
+
+    @functools.cached_property
+    def _bags(self) -> dict[str, list[str]]:
+        """`_forms` order-free (`token_bag`)."""
+        bags: dict[str, list[str]] = {}
+        for s in self.specs.values():
             for text in (s.key, s.name, *s.aliases):
                 if token_bag(text):
-                    keys = self._bags.setdefault(token_bag(text), [])
+                    keys = bags.setdefault(token_bag(text), [])
                     if s.key not in keys:
                         keys.append(s.key)
+        return bags
 
     def __iter__(self):
         return iter(self.specs.values())
@@ -345,10 +355,16 @@ class GpuDatabase:
 
 
 def _builtin_csv_text() -> tuple[str, str]:
-    packaged = resources.files("flopscalc") / "data" / "gpu_specs.csv"
+    here = Path(__file__).resolve().parent
+    packaged = here / "data" / "gpu_specs.csv"
     if packaged.is_file():  # installed wheel: the CSV is force-included into the package
         return packaged.read_text(encoding="utf-8"), "gpu_specs.csv"
-    repo = Path(__file__).resolve().parent.parent / "data" / "gpu_specs.csv"  # source tree / editable install
+    if not here.is_dir():  # imported from a zip: importlib.resources reads it (slow to import, so only here)
+        from importlib import resources
+
+        zipped = resources.files("flopscalc") / "data" / "gpu_specs.csv"
+        return zipped.read_text(encoding="utf-8"), "gpu_specs.csv"
+    repo = here.parent / "data" / "gpu_specs.csv"  # source tree / editable install
     return repo.read_text(encoding="utf-8"), str(repo)
 
 

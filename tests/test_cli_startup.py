@@ -26,7 +26,8 @@ HEAVY = ("numpy", "pandas", "scipy", "matplotlib", "torch")
 
 
 def _loaded_after(argv: list[str]) -> dict:
-    """Top-level packages and flopscalc modules in sys.modules after `flopscalc ARGV` in a fresh interpreter."""
+    """Top-level packages, every module and the flopscalc modules in sys.modules after `flopscalc ARGV` in a fresh
+    interpreter."""
     code = (
         "import json, sys\n"
         "from flopscalc.cli import run\n"
@@ -34,7 +35,7 @@ def _loaded_after(argv: list[str]) -> dict:
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    code = run({argv!r})\n"
         "mods = sorted(sys.modules)\n"
-        "print(json.dumps({'code': code, 'top': sorted({m.split('.')[0] for m in mods}),\n"
+        "print(json.dumps({'code': code, 'top': sorted({m.split('.')[0] for m in mods}), 'all': mods,\n"
         "                  'flopscalc': [m for m in mods if m.startswith('flopscalc')],\n"
         "                  'stdlib': sorted(sys.stdlib_module_names)}))\n"
     )
@@ -166,6 +167,23 @@ def test_gpus_imports_no_dataframe_plotting_or_torch_library():
     loaded = _loaded_after(["gpus"])
     assert loaded["code"] == 0
     assert not {"pandas", "scipy", "matplotlib", "torch"} & set(loaded["top"])
+
+
+def test_gpus_reads_the_database_without_the_engines():
+    """The listing needs the rows and the renderer: not the FLOPs engine (report.common imports it where FLOPs are
+    shown), and not importlib.resources (the packaged CSV is a file beside the module; resources only from a zip)."""
+    loaded = _loaded_after(["gpus"])
+    assert loaded["code"] == 0
+    assert "flopscalc.flops" not in loaded["flopscalc"]
+    assert "importlib.resources" not in loaded["all"]
+
+
+def test_plan_without_a_profile_imports_no_calibration_module():
+    """`planner.notes` imports `calibration` (numpy, a profile reader) only when a plan has a profile."""
+    loaded = _loaded_after(["plan", "--gpu", "4070ti", "--days", "365"])
+    assert loaded["code"] == 0
+    assert "flopscalc.calibration" not in loaded["flopscalc"]
+    assert "importlib.resources" not in loaded["all"]
 
 
 def test_plan_imports_and_builds_no_other_command():

@@ -181,10 +181,11 @@ def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -
 
 def _calibration_warnings(calibration, gpu: GpuSpec, options, rec: PlanOption) -> tuple[str, ...]:
     """A profile from another device (allowed only by --calibration-any-device), or far from the planned sizes."""
-    from ..calibration import PROFILE_SIZE_FACTOR
-
     if calibration is None:
         return ()
+    # here: the module imports numpy, and most plans have no profile
+    from ..calibration import PROFILE_SIZE_FACTOR
+
     out = []
     if not calibration.measured_on(gpu.key):
         out.append(f"CALIBRATION FROM ANOTHER DEVICE: the profile was measured on {calibration.device}, the plan is "

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..flops import BACKWARD_TO_FORWARD, FlopsSummary
 from ..hardware import PRECISION_HELP, GpuDatabase, GpuSpec, Precision
 from ..model import ModelConfig, count_params
 from ..units import (
@@ -23,6 +23,9 @@ from ..units import (
     format_sci,
     format_usd,
 )
+
+if TYPE_CHECKING:  # flops.py is imported by the renderers that show FLOPs only: `flopscalc gpus` needs none
+    from ..flops import FlopsSummary
 
 COMPONENT_LABELS = {
     "embedding": "embedding lookup",
@@ -103,6 +106,8 @@ def flops_dict(s: FlopsSummary) -> dict:
 
 
 def flops_report(s: FlopsSummary) -> Group:
+    from ..flops import BACKWARD_TO_FORWARD
+
     t = s.training
     head = Text(model_line(s.model))
     sub = Text(
