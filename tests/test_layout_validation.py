@@ -1,10 +1,11 @@
 """Iteration time of published Megatron-LM runs: the published figures are the expected values.
 
 One number is fitted, `MEGATRON_SUSTAINED_FRACTION`, and it is cross-validated over the two Megatron-LM sources:
-- shipped fold: fitted on Narayanan et al. 2021 Table 1 (0.83); Korthikanti et al. 2022 Table 5 held out;
-- reverse fold: fitted on Korthikanti Table 5 (0.86); Narayanan Table 1 held out.
-Targets (issue 13): mean |error| <= 5%, worst <= 10%. Observed (docs/parallelism.md): Korthikanti held out mean 4.2%,
-worst 8.9%; Narayanan held out mean 3.3%, worst 6.9%; Narayanan in-sample (shipped constant) mean 2.6%, worst 7.7%.
+- shipped fold: fitted on Narayanan et al. 2021 Table 1 (0.82); Korthikanti et al. 2022 Table 5 held out;
+- reverse fold: fitted on Korthikanti Table 5 (0.85); Narayanan Table 1 held out.
+Targets (issue 13): mean |error| <= 5%, worst <= 10%. Observed (docs/parallelism.md, perf commit 6d18201): Korthikanti
+held out mean 4.6%, worst 9.6%; Narayanan held out mean 3.3%, worst 6.9%; Narayanan in-sample (shipped constant)
+mean 2.3%, worst 6.8%.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from flopscalc.layout.validation import (
 from flopscalc.memory.settings import MemoryPrecision, TrainingSetup
 from flopscalc.model import ModelConfig
 from flopscalc.perf import StepOptions, estimate_step
+from flopscalc.perf.ops import SUSTAINED_FRACTION
 
 ROWS = published_layouts()
 KORTHIKANTI = rows_of(KORTHIKANTI_SUBSET)
@@ -48,7 +50,7 @@ def test_fitted_fraction_is_re_derived_from_the_fit_subset_only():
 
 
 def test_the_two_sources_imply_nearly_the_same_fraction():
-    """Each fold's fit (0.83 on Narayanan, 0.86 on Korthikanti) is within 0.05 of the other: one Megatron-LM, one
+    """Each fold's fit (0.82 on Narayanan, 0.85 on Korthikanti) is within 0.05 of the other: one Megatron-LM, one
     A100 cluster (Selene), one number."""
     assert {fit for fit, _ in HELD_OUT_FOLDS} == {FIT_SUBSET, KORTHIKANTI_SUBSET}
     assert abs(FRACTION_FITTED_ON_KORTHIKANTI - MEGATRON_SUSTAINED_FRACTION) <= 0.05
@@ -56,7 +58,7 @@ def test_the_two_sources_imply_nearly_the_same_fraction():
 
 @pytest.mark.parametrize("row", KORTHIKANTI, ids=lambda r: r.name)
 def test_korthikanti_table_5_iteration_time_held_out(row):
-    assert abs(row.error()) <= 0.10  # worst observed 8.9% (1T, full recompute)
+    assert abs(row.error()) <= 0.10  # worst observed 9.6% (1T, full recompute)
 
 
 @pytest.mark.parametrize("row", NARAYANAN, ids=lambda r: r.name)
@@ -67,21 +69,22 @@ def test_narayanan_table_1_throughput_held_out(row):
 
 @pytest.mark.parametrize("row", NARAYANAN, ids=lambda r: r.name)
 def test_narayanan_table_1_throughput_in_sample(row):
-    assert abs(row.error()) <= 0.10  # worst observed 7.7% (18.4B); in-sample for the shipped constant
+    assert abs(row.error()) <= 0.10  # worst observed 6.8% (18.4B); in-sample for the shipped constant
 
 
 @pytest.mark.parametrize(("rows", "fraction"), [(KORTHIKANTI, MEGATRON_SUSTAINED_FRACTION),
                                                 (NARAYANAN, FRACTION_FITTED_ON_KORTHIKANTI)],
                          ids=["korthikanti-held-out", "narayanan-held-out"])
 def test_held_out_mean_error_within_target(rows, fraction):
-    assert statistics.mean(abs(r.error(fraction)) for r in rows) <= 0.05  # observed 4.2% and 3.3%
+    assert statistics.mean(abs(r.error(fraction)) for r in rows) <= 0.05  # observed 4.6% and 3.3%
 
 
 @pytest.mark.parametrize("row", [r for r in rows_of("llama3-t4") if r.seq_len == 8192], ids=lambda r: r.name)
 def test_llama3_405b_mfu_with_the_schedule_and_flop_count_the_paper_states(row):
     """Dubey et al. 2024 Table 4, 8K-token rows (held out: nothing is fitted on H100): with the one-layer chunks sec.
-    3.3.2 implies (V = 8) and MFU counted as the paper counts it (PaLM's 6N + 12LHQT), within 10%. Observed -1.8%
-    (8K GPUs) and -4.4% (16K) at commit d192d07's perf model; with the CSV's V = 1 and causal FLOPs -30% and -45%.
+    3.3.2 implies (V = 8), its balanced end stages, and MFU counted as the paper counts it (PaLM's 6N + 12LHQT),
+    within 10%. Observed +7.8% (8K GPUs) and +4.7% (16K) at perf commit 6d18201; with the CSV's V = 1 and causal
+    FLOPs -23% and -39%.
     The 128K-sequence row is reported, not asserted (docs/parallelism.md): its attention, 40% of the FLOPs, rides
     on the Hopper attention rates `perf` is still revising, and its document mask is not modelled."""
     lay = dataclasses.replace(row.layout, interleave=LLAMA3_INTERLEAVE_IMPLIED)
@@ -98,12 +101,12 @@ def test_llama3_flop_convention_moves_the_long_sequence_row_most():
 
 
 def test_narayanan_in_sample_mean_error_within_target():
-    assert statistics.mean(abs(r.error()) for r in NARAYANAN) <= 0.05  # observed 2.6%
+    assert statistics.mean(abs(r.error()) for r in NARAYANAN) <= 0.05  # observed 2.3%
 
 
 def test_the_pytorch_loop_fraction_would_miss_the_held_out_target():
-    """The tolerance tells the fits apart: the PyTorch-loop fraction 0.76 misses the Korthikanti target."""
-    assert statistics.mean(abs(r.error(0.76)) for r in KORTHIKANTI) > 0.05
+    """The tolerance tells the fits apart: the PyTorch-loop fraction (0.80) misses the Korthikanti target (6.2%)."""
+    assert statistics.mean(abs(r.error(SUSTAINED_FRACTION)) for r in KORTHIKANTI) > 0.05
 
 
 def test_sequence_parallel_selective_beats_full_recompute_by_the_published_margin():

@@ -33,6 +33,8 @@ References
 [5] Liu et al. 2023, "Ring Attention with Blockwise Transformers", arXiv:2310.01889, sec. 3; Megatron-LM
     context parallelism (``docs/source/api-guide/context_parallel.rst``): K/V exchanged in a ring, overlapped.
 [6] Lepikhin et al. 2020, "GShard", arXiv:2006.16668, sec. 2.2 (all-to-all dispatch and combine).
+[7] Dubey et al. 2024, "The Llama 3 Herd of Models", arXiv:2407.21783, sec. 3.3.2 ("To balance the pipeline, we
+    reduce one Transformer layer each from the first and the last stages").
 """
 
 from __future__ import annotations
@@ -59,12 +61,13 @@ SEQUENCE_PARALLEL_OPS = ("norm 1", "norm 2", "residual", "dropout")
 # wgrad GEMM (``--gradient-accumulation-fusion``), so PyTorch AMP's per-forward weight casts and the separate
 # fp32 accumulation kernel do not run.
 MEGATRON_SKIPPED_OPS = ("autocast weight casts", "grad accumulate to fp32")
-# Share of the priced kernel time Megatron-LM sustains (fused kernels, no PyTorch AMP casts): FITTED on the ten
-# Narayanan et al. 2021 Table 1 rows only (median ratio to the implied iteration time closest to 1; re-derived by
-# tests/test_layout_validation.py); Korthikanti et al. 2022 Table 5 is held out. The reverse fold (fitted on
-# Korthikanti, 0.86) holds Narayanan out (`validation.HELD_OUT_FOLDS`). Layouts `flopscalc train` runs (DDP, FSDP)
-# keep the PyTorch-loop figure `perf.ops.SUSTAINED_FRACTION`.
-MEGATRON_SUSTAINED_FRACTION = 0.83
+# Share of the GEMMs' priced rate Megatron-LM sustains (`perf.ops.StepOptions.sustained_fraction`, which scales the
+# GEMMs only since perf commit 6d18201): FITTED on the ten Narayanan et al. 2021 Table 1 rows only (median ratio to
+# the implied iteration time closest to 1; re-derived by tests/test_layout_validation.py; 0.83 before 6d18201);
+# Korthikanti et al. 2022 Table 5 is held out. The reverse fold (fitted on Korthikanti, 0.85) holds Narayanan out
+# (`validation.HELD_OUT_FOLDS`). Layouts `flopscalc train` runs (DDP, FSDP) keep the PyTorch-loop figure
+# `perf.ops.SUSTAINED_FRACTION`.
+MEGATRON_SUSTAINED_FRACTION = 0.82
 
 
 @dataclass(frozen=True)
@@ -210,20 +213,41 @@ def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, a
                                                                  all_reduce=all_reduce)
 
 
+def _spare_layer_slots(cfg: ModelConfig, layout: Layout) -> int:
+    """Layer slots the pipeline leaves empty, up to 2 (0 without a pipeline): p x (layers on the busiest stage) - L."""
+    if layout.pp == 1:
+        return 0
+    return min(2, layout.pp * layout.layers_per_stage(cfg.n_layer) - cfg.n_layer)
+
+
 def compute_key(cfg: ModelConfig, layout: Layout) -> tuple:
     """What the busiest stage's compute depends on (two layouts with one key compute alike, per micro-batch)."""
     return (layout.tp, layout.layers_per_stage(cfg.n_layer), layout.cp, layout.ep, layout.micro_batch,
-            Recompute(layout.recompute), layout.sequence_parallel, layout.engine() is Engine.megatron, layout.pp > 1)
+            Recompute(layout.recompute), layout.sequence_parallel, layout.engine() is Engine.megatron, layout.pp > 1,
+            _spare_layer_slots(cfg, layout))
 
 
 def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, precision: MemoryPrecision,
                              flash: bool, options: StepOptions | None) -> tuple[_StageCost, float]:
-    """The busiest stage's costs and its compute for one micro-batch (layers + embedding and/or LM head, s)."""
-    *key, megatron, pipelined = compute_key(cfg, layout)
+    """The busiest stage's costs and its compute for one micro-batch (layers + embedding and/or LM head, s).
+
+    When the layers do not fill every stage, the first and last stages take the spare slots, a layer fewer each
+    ([7]: the embedding and the loss get a chunk of their own; Megatron-core's
+    ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split``), so their ends replace a
+    layer instead of adding to the busiest stage: max(n layers, n - 1 layers + the end) per end stage."""
+    *key, megatron, pipelined, spare = compute_key(cfg, layout)
     options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
     cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron)
-    ends = max(cost.first_s, cost.last_s) if pipelined else cost.first_s + cost.last_s
-    return cost, cost.body_s + ends
+    if not pipelined:
+        return cost, cost.body_s + cost.first_s + cost.last_s
+    ends = sorted((cost.first_s, cost.last_s))  # [smaller, larger]
+    n = key[1]
+    one_fewer = cost.body_s * (n - 1) / n  # block operations are counted per layer: the body is n x one layer
+    if spare >= 2:  # both end stages carry a layer fewer
+        return cost, max(cost.body_s, one_fewer + ends[1])
+    if spare == 1:  # the stage with the larger end carries a layer fewer
+        return cost, max(cost.body_s + ends[0], one_fewer + ends[1])
+    return cost, cost.body_s + ends[1]
 
 
 def compute_per_micro_batch_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,

@@ -1,0 +1,43 @@
+"""Pipeline stage balance: when the layers leave pipeline slots free, the first and last stages carry a layer fewer
+and their embedding / LM head take its place (Dubey et al. 2024 sec. 3.3.2: "To balance the pipeline, we reduce one
+Transformer layer each from the first and the last stages"), instead of adding to the busiest stage."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from flopscalc.hardware import get_gpu
+from flopscalc.layout import Layout, cluster_for, layout_time
+from flopscalc.layout.time import compute_per_micro_batch_s
+from flopscalc.model import get_preset
+
+GPU = get_gpu("h100")
+SEQ = 8192
+
+
+def _llama_405b(n_layer: int):
+    return dataclasses.replace(get_preset("llama-3.1-405b"), n_layer=n_layer)
+
+
+def test_llama3_pipeline_busiest_stage_is_a_full_middle_stage():
+    """126 layers on 16 stages x 8 one-layer chunks (sec. 3.3.2): the middle stages hold 8 layers, the end stages
+    7 plus the embedding or the LM head and loss, each lighter than a layer; so the busiest stage computes what a
+    stage of 8 layers without ends computes: 8/7 of a 7-layer stage's body."""
+    lay = Layout(tp=8, pp=16, dp=1, interleave=8, sequence_parallel=True, zero_stage=0, n_micro=16)
+    balanced = compute_per_micro_batch_s(_llama_405b(126), lay, GPU, SEQ)
+    full = compute_per_micro_batch_s(_llama_405b(128), lay, GPU, SEQ)  # every slot a layer: the ends add
+    seven = compute_per_micro_batch_s(_llama_405b(112), Layout(tp=8, pp=16, dp=1, interleave=7,
+                                                               sequence_parallel=True, n_micro=16), GPU, SEQ)
+    assert balanced < full
+    head_and_loss = full - balanced  # what the 128-layer pipeline's last stage adds beyond its 8 layers
+    assert balanced == pytest.approx((seven - head_and_loss) * 8 / 7, rel=1e-9)
+
+
+def test_pipelines_that_fill_every_slot_are_unchanged():
+    """Korthikanti's and Narayanan's pipelines divide the layers evenly: the ends add to the busiest stage."""
+    cfg = get_preset("llama-3.1-70b")  # 80 layers
+    lay = Layout(tp=8, pp=4, dp=1, interleave=2, sequence_parallel=True, n_micro=8)
+    lt = layout_time(cfg, lay, cluster_for(GPU, 32), SEQ)
+    assert lt.compute_s / lay.n_micro > compute_per_micro_batch_s(dataclasses.replace(cfg, n_layer=78), lay, GPU, SEQ)
