@@ -21,6 +21,8 @@ JOULES_PER_KWH = 1000.0 * SECONDS_PER_HOUR  # 1 kWh = 1000 W x 3600 s
 # idle consumption of the final training run): a factor of 1.59.
 DEFAULT_SYSTEM_OVERHEAD = 1.0
 BLOOM_CLUSTER_OVERHEAD = (433_196 + 256_646) / 433_196  # Luccioni et al. 2023, dynamic + idle over dynamic
+# BLOOM's own site: held out on GPT-3's 1,287 MWh (Patterson et al. 2021, Table 4) it overshoots by 45%, so it is
+# never a default (tests/test_runs_heldout.py)
 # Power usage effectiveness: 1.0 at home (no separate cooling plant counted); Google reported a fleet-wide
 # trailing-twelve-month PUE of 1.10 (Google data centers efficiency page, 2023).
 DEFAULT_PUE = 1.0
