@@ -41,3 +41,13 @@ def test_pipelines_that_fill_every_slot_are_unchanged():
     lay = Layout(tp=8, pp=4, dp=1, interleave=2, sequence_parallel=True, n_micro=8)
     lt = layout_time(cfg, lay, cluster_for(GPU, 32), SEQ)
     assert lt.compute_s / lay.n_micro > compute_per_micro_batch_s(dataclasses.replace(cfg, n_layer=78), lay, GPU, SEQ)
+
+
+def test_at_most_the_embedding_and_loss_chunks_may_hold_no_layer():
+    """Llama 3's schedule leaves two chunks without a transformer layer (embedding, loss); a third is refused."""
+    from flopscalc.errors import UsageError
+
+    lay = Layout(tp=8, pp=16, dp=1, interleave=8, sequence_parallel=True, n_micro=16)
+    lay.check_model(_llama_405b(126), SEQ)  # 128 slots, 2 empty
+    with pytest.raises(UsageError, match="do not fill"):
+        lay.check_model(_llama_405b(125), SEQ)
