@@ -108,6 +108,16 @@ def perf_rows() -> dict[str, dict[str, str]]:
     return rows
 
 
+def gemm_peak_fraction_cuda11(gpu: GpuSpec) -> float | None:
+    """The best GEMM fraction of ``gpu``'s dense peak with CUDA 11's cuBLAS, where ``data/gpu_perf.csv`` has one.
+
+    cuBLAS gained Hopper kernels over CUDA 11.8 to 12.x, so a run stated to use CUDA 11 on H100 is priced at the
+    measurement on that cuBLAS (the row's source), not at the current one; None where no such figure exists.
+    """
+    value = (perf_rows().get(gpu.key, {}).get("gemm_peak_fraction_cuda11") or "").strip()
+    return float(value) if value else None
+
+
 def device_perf(gpu: GpuSpec) -> DevicePerf:
     """The step-time model's figures for ``gpu``: its row of gpu_perf.csv, else the class defaults."""
     if gpu.architecture.upper().startswith("TPU"):

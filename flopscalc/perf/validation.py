@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import functools
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from ..hardware import get_gpu
 from ..memory.settings import TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
+from .device import DevicePerf, device_perf, gemm_peak_fraction_cuda11
 from .ops import AttentionKernel, StepOptions
 from .step import MATMUL_PRECISION, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
@@ -80,10 +81,21 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
     return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel)
 
 
+def row_device(row: dict[str, str], gpu) -> DevicePerf:
+    """The device figures for ``row``: ``gpu``'s, with the CUDA 11 GEMM fraction where the row states CUDA 11 and
+    ``data/gpu_perf.csv`` has one (`device.gemm_peak_fraction_cuda11`)."""
+    dev = device_perf(gpu)
+    cuda = (row.get("cuda") or "").strip()
+    fraction = gemm_peak_fraction_cuda11(gpu) if cuda.split(".")[0] == "11" else None
+    if fraction is None:
+        return dev
+    return replace(dev, gemm_peak_fraction=fraction, source=dev.source + f"; CUDA {cuda}: GEMM fraction {fraction}")
+
+
 def check_row(row: dict[str, str]) -> ThroughputCheck:
     cfg, setup, options = row_config(row)
     gpu = get_gpu(row["gpu"])
-    est = estimate_step(cfg, setup, gpu, options)
+    est = estimate_step(cfg, setup, gpu, options, device=row_device(row, gpu))
     const = constant_mfu_tokens_per_s_per_gpu(cfg, setup.seq_len, gpu, MATMUL_PRECISION[setup.precision],
                                               CONSTANT_MFU)
     return ThroughputCheck(
@@ -112,7 +124,8 @@ def measured_over_predicted(row: dict[str, str], sustained_fraction: float) -> f
     cfg, setup, options = row_config(row)
     options = StepOptions(fused_loss=options.fused_loss, attention_kernel=options.attention_kernel,
                           sustained_fraction=sustained_fraction)
-    est = estimate_step(cfg, setup, get_gpu(row["gpu"]), options)
+    gpu = get_gpu(row["gpu"])
+    est = estimate_step(cfg, setup, gpu, options, device=row_device(row, gpu))
     return float(row["measured_tokens_per_s_per_gpu"]) / est.tokens_per_s_per_gpu
 
 
