@@ -241,13 +241,23 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
     if not pipelined:
         return cost, cost.body_s + cost.first_s + cost.last_s
     ends = sorted((cost.first_s, cost.last_s))  # [smaller, larger]
-    n = key[1]
-    one_fewer = cost.body_s * (n - 1) / n  # block operations are counted per layer: the body is n x one layer
+    one_fewer = _body_with_one_layer_fewer(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron)
     if spare >= 2:  # both end stages carry a layer fewer
         return cost, max(cost.body_s, one_fewer + ends[1])
     if spare == 1:  # the stage with the larger end carries a layer fewer
         return cost, max(cost.body_s + ends[0], one_fewer + ends[1])
     return cost, cost.body_s + ends[1]
+
+
+def _body_with_one_layer_fewer(cfg, key: tuple, seq_len, gpu, precision, flash, options, megatron) -> float:
+    """The body (layers only) of a stage one layer shorter than ``key``'s, by the same affine rule as `_stage_cost`
+    (an empty stage's body is the intercept c(0) = 2 c(1) - c(2))."""
+    tp, n, *rest = key
+    if n > 1:
+        return _stage_cost(cfg, (tp, n - 1, *rest), seq_len, gpu, precision, flash, options, megatron).body_s
+    one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron).body_s
+    two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron).body_s
+    return 2 * one - two
 
 
 def compute_per_micro_batch_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
