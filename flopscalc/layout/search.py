@@ -39,6 +39,10 @@ from .time import LayoutTime, bound_from_compute_s, compute_key, compute_per_mic
 
 MICRO_BATCHES = (1, 2, 4, 8)
 INTERLEAVES = (1, 2, 4)
+# Also tried: one-layer chunks, v = L / p, when the layers divide evenly and v is at most this (Korthikanti et al.
+# 2022 sec. 6 ran 530B, 3 layers per stage, with 3 chunks; Llama 3 runs one-layer chunks, Dubey et al. 2024 sec.
+# 3.3.2): the search must be able to find the published layouts.
+MAX_ONE_LAYER_INTERLEAVE = 8
 ZERO_STAGES = (0, 1, 3)
 RECOMPUTE_ORDER = (Recompute.none, Recompute.selective, Recompute.full)
 # Context parallelism pays a K/V ring every layer; Megatron-LM's guide recommends it for long sequences
@@ -77,6 +81,14 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def _interleaves(n_layer: int, pp: int) -> list[int]:
+    """`INTERLEAVES`, and one-layer chunks (v = L / p) when ``pp`` divides the layers and v <= the maximum."""
+    one_layer = n_layer // pp
+    if n_layer % pp == 0 and one_layer <= MAX_ONE_LAYER_INTERLEAVE:
+        return sorted(set(INTERLEAVES) | {one_layer})
+    return list(INTERLEAVES)
+
+
 def _why(candidate: LayoutTime, best: LayoutTime) -> str:
     """Which component makes ``candidate`` slower than ``best``, per token."""
     scale = best.tokens_per_step / candidate.tokens_per_step
@@ -112,7 +124,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                 eps = [e for e in _divisors(dp * cp) if cfg.is_moe and cfg.n_expert % e == 0
                        and cfg.n_expert // e >= cfg.top_k] or [1]
                 for ep in eps:
-                    for v in (INTERLEAVES if p > 1 else (1,)):
+                    for v in (_interleaves(cfg.n_layer, p) if p > 1 else (1,)):
                         if cfg.n_layer < p * v:
                             continue
                         too_big: set[int] = set()  # ZeRO stages no recomputation fits at a smaller micro-batch
