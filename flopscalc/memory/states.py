@@ -7,6 +7,7 @@ reference module after an optimizer step. References [1]-[8] are those of `flops
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -109,9 +110,13 @@ def _general_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _shapes_only(cfg: ModelConfig) -> tuple[tuple[int, ...], ...]:
-    """`param_shapes` without names, cached: the planner asks for the same model many times."""
-    return tuple(s for _, s in param_shapes(cfg))
+def _shapes_only(cfg: ModelConfig) -> tuple[tuple[tuple[int, ...], int], ...]:
+    """`param_shapes` without names, as (shape, how many tensors have it), cached: the planner asks for the same
+    model many times. Every block is alike, so one block's tensors are listed once with multiplicity ``n_layer``:
+    the cost does not grow with depth (a config with 10**30 layers is answered, not enumerated)."""
+    one = param_shapes(dataclasses.replace(cfg, n_layer=1)) if cfg.n_layer > 1 else param_shapes(cfg)
+    layer_prefix = "h.0." if cfg.is_gpt2_layout else "layers.0."
+    return tuple((s, cfg.n_layer if name.startswith(layer_prefix) else 1) for name, s in one)
 
 
 def n_cast_params(cfg: ModelConfig) -> int:
@@ -141,25 +146,26 @@ def optimizer_state_bytes(cfg: ModelConfig, optimizer: Optimizer, state_bytes: i
         states in the parameters' bf16 (pure bf16).
     """
     shapes = _shapes_only(cfg)
-    n = sum(math.prod(s) for s in shapes)
+    n = sum(math.prod(s) * m for s, m in shapes)
+    n_tensors = sum(m for _, m in shapes)
     if optimizer is Optimizer.none:
         return 0.0
     if optimizer is Optimizer.adamw:
-        return 2 * state_bytes * n + OPTIMIZER_STEP_BYTES * len(shapes)  # m and v ([1] sec. 3.1) + step
+        return 2 * state_bytes * n + OPTIMIZER_STEP_BYTES * n_tensors  # m and v ([1] sec. 3.1) + step
     if optimizer in (Optimizer.sgd, Optimizer.lion):
         return state_bytes * n  # one momentum buffer (torch SGD momentum_buffer; [5] Alg. 2)
     if optimizer is Optimizer.adafactor:
-        per = [(s[0] + s[1]) if len(s) == 2 else math.prod(s) for s in shapes]  # row + col vectors ([4] sec. 3)
-        return state_bytes * sum(per) + OPTIMIZER_STEP_BYTES * len(shapes)
+        per = [m * ((s[0] + s[1]) if len(s) == 2 else math.prod(s)) for s, m in shapes]  # row + col ([4] sec. 3)
+        return state_bytes * sum(per) + OPTIMIZER_STEP_BYTES * n_tensors
     if optimizer is Optimizer.adamw8bit:
         total = 0.0
-        for s in shapes:
+        for s, m in shapes:
             k = math.prod(s)
             if k >= ADAM8BIT_MIN_8BIT_ELEMENTS:
                 blocks = math.ceil(k / ADAM8BIT_BLOCK_ELEMENTS)
-                total += 2 * (k + FP32_BYTES * blocks)  # two uint8 states + fp32 absmax per block ([3])
+                total += m * 2 * (k + FP32_BYTES * blocks)  # two uint8 states + fp32 absmax per block ([3])
             else:
-                total += 2 * FP32_BYTES * k  # small tensors keep 32-bit states ([3], min_8bit_size)
+                total += m * 2 * FP32_BYTES * k  # small tensors keep 32-bit states ([3], min_8bit_size)
         return total
     raise AssertionError(optimizer)  # pragma: no cover
 
