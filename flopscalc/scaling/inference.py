@@ -225,6 +225,7 @@ def inference_optimal_for_budget(law: ScalingLaw, c_flops: float, inference_toke
     The Chinchilla model of ``c_flops`` (FLOP) sets the quality; the inference-aware model of that quality
     trains longer (more than ``c_flops``) on a smaller model and saves over the life of the model.
     """
+    _form(law)  # an allocation rule has no loss at any budget: say so, not "give a larger budget"
     chin = optimal(law, c_flops)
     if chin.loss is None:
         raise DomainError(f"law {law.name!r} predicts no loss at {c_flops:.3g} FLOP (none, or above a uniform guess);"

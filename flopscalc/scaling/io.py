@@ -88,14 +88,14 @@ def read_runs(path: str | Path, text: str | None = None) -> Runs:
             if not (math.isfinite(v) and v > 0):
                 raise UsageError(f"{path}, line {line_no}: {key} must be a positive finite number, got {raw!r}")
             values[key].append(v)
+    if len(lines) == 1:
+        raise UsageError(f"{path}: header only, no runs; add one row per run (n_params, n_tokens, loss)")
     n = values["n_params"]
     c = values.get("c_flops")
-    d = values.get("n_tokens") or [ci / (FLOPS_PER_PARAM_TOKEN * ni) for ci, ni in zip(c, n)]  # D = C / 6N
-    runs = Runs(np.array(n), np.array(d), np.array(values["loss"]),
+    d = values["n_tokens"] if "n_tokens" in values else [ci / (FLOPS_PER_PARAM_TOKEN * ni) for ci, ni in zip(c, n)]
+    runs = Runs(np.array(n), np.array(d), np.array(values["loss"]),  # D = C / 6N above where only C is given
                 np.array(c) if c else FLOPS_PER_PARAM_TOKEN * np.array(n) * np.array(d),
                 source=path, lines=tuple(ln for ln, _ in lines[1:]))
-    if len(runs) == 0:
-        raise UsageError(f"{path}: header only, no runs")
     runs.validate()
     return runs
 
