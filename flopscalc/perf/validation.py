@@ -153,3 +153,24 @@ def summary(checks: list[ThroughputCheck]) -> dict[str, float]:
     const = [abs(c.constant_error) for c in checks]
     return {"n_runs": len(checks), "median_abs_error": statistics.median(errs), "max_abs_error": max(errs),
             "constant_median_abs_error": statistics.median(const), "constant_max_abs_error": max(const)}
+
+
+# CPU-side cost of one eager PyTorch op (Python, autograd recording, the ATen dispatcher, cudaLaunchKernel):
+# "~5-25 us of CPU-side work per op" (J. Lin, "From PyTorch op to kernel launch", GPU kernel serving lesson 18,
+# jiahuanglin.xyz). The upper end: a run found GPU-bound at it is GPU-bound anywhere in the range.
+HOST_DISPATCH_S_PER_KERNEL = 25e-6
+
+
+def host_dispatch_margin(row: dict[str, str]) -> float:
+    """Measured step time of ``row`` over the time the host needs to dispatch its kernels (diagnostic, not a term).
+
+    Eager PyTorch queues kernels asynchronously, so a step is host-bound only when the dispatch of its ops takes
+    longer than the GPU runs them; above 1 the GPU sets the pace. The kernel count is the model's (`Op.kernels`
+    x `Op.count`), which leaves out autograd's and FSDP's bookkeeping ops: a margin of m tolerates m-fold more.
+    """
+    cfg, setup, options = row_config(row)
+    gpu = get_gpu(row["gpu"])
+    est = estimate_step(cfg, setup, gpu, options, device=row_device(row, gpu))
+    kernels = sum(p.op.count * p.op.kernels for p in est.ops)
+    measured_step_s = est.tokens_per_step_per_gpu / float(row["measured_tokens_per_s_per_gpu"])
+    return measured_step_s / (kernels * HOST_DISPATCH_S_PER_KERNEL)
