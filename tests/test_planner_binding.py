@@ -1,10 +1,12 @@
-"""'What limits this run' (the planner's binding constraints) reuses the main search (issue 18).
+"""'What limits this run' (the planner's binding constraints) and the budget passes reuse work (issue 18).
 
 Relaxing the compute, the data or the wall clock moves only tokens and losses, so `search._reevaluate` keeps each
 model's setup and speed; unlimited memory searches setups again, most promising model first, and skips a model
 whose loss at MFU = 1 (the dense peak on causal model FLOPs, a physical limit) cannot beat the best found. The
 reference is the definition: every option re-evaluated from scratch (`search._evaluate`) under each relaxed
 constraint. The answers must be identical, float for float, over budgets of every kind that has a binding table.
+A budget pass that may be followed by another needs only its pick, so it evaluates the models that can hold the
+lowest loss (`search._pass_recommendation`); the pick must be the one evaluating every model gives.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def test_loss_floor_is_below_every_model_with_unlimited_memory(monkeypatch, case
     ctx = replace(seen["ctx"], memory_bytes=1e18)
     bounded = 0
     for o in seen["options"]:
-        floor = search._loss_floor(o, ctx)
+        floor = search._loss_floor(o.model, ctx)
         loss = search._best_loss((search._evaluate(o.model, ctx),))
         bounded += math.isfinite(floor)
         if loss is not None:
@@ -96,6 +98,26 @@ def test_loss_floor_is_below_every_model_with_unlimited_memory(monkeypatch, case
         else:
             assert floor <= math.inf
     assert bounded == len(seen["options"])  # every case here prices with a peak-bounded time model
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_budget_pass_picks_what_evaluating_every_model_picks(monkeypatch, case):
+    gpu, kwargs = CASES[case]
+    p, seen = _plan_with_context(monkeypatch, gpu, dict(kwargs))
+    options, ctx = seen["options"], seen["ctx"]
+    every = search._recommend(options, ctx, p.allocation)
+    assert every == p.recommended
+    evaluated = []
+    real = search._evaluate
+
+    def counting(cfg, c):
+        evaluated.append(cfg)
+        return real(cfg, c)
+
+    monkeypatch.setattr(search, "_evaluate", counting)
+    assert search._pass_recommendation([o.model for o in options], ctx, p.allocation) == every
+    if ctx.kind in ("time", "money"):  # the budgets that take several passes: some models are never evaluated
+        assert len(evaluated) < len(options)
 
 
 def test_binding_skips_work_the_main_search_did(monkeypatch):

@@ -42,6 +42,7 @@ from .search import (
     _evaluate,
     _law_n,
     _loss,
+    _pass_recommendation,
     _preset_candidates,
     _recommend,
     _shapes,
@@ -235,15 +236,16 @@ def _allocation(req: PlanRequest, c_model: float) -> tuple[Allocation, Inference
 
 
 def _options(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float, alloc: Allocation,
-             ia: InferenceAllocation | None) -> tuple[tuple[PlanOption, ...], tuple[float, ...], _Context]:
-    """Every model weighed (shapes around the optimum, or the fixed ones), each with the fastest setup that fits."""
+             ia: InferenceAllocation | None) -> tuple[list[ModelConfig], tuple[float, ...], _Context]:
+    """Every model weighed (shapes around the optimum, or the fixed ones) and the context `_evaluate` gives each the
+    fastest setup that fits in (the caller evaluates: a budget pass only what its pick needs)."""
     centre = alloc.n_params if ia is None else ia.n_params
     shapes, skipped = (([req.model], ()) if req.model is not None
                        else _shapes(req.law, centre, req.seq_len, req.models, space.family))
     ctx = _Context(req.law, req.gpu, budget, req.budget_kind, c_model, req.seq_len, req.mfu, req.calibration,
                    req.dataset_tokens, req.max_wall_clock_s, req.memory_bytes, req.n_tokens, req.target_loss,
                    alloc.loss, space.presets, space.cluster, space.time_model)
-    return tuple(_evaluate(cfg, ctx) for cfg in shapes), skipped, ctx
+    return shapes, skipped, ctx
 
 
 def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float) -> _Search:
@@ -258,14 +260,16 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     kind = req.budget_kind
     for _ in range(MAX_BUDGET_PASSES):
         alloc, ia = _allocation(req, c_model)
-        options, skipped, ctx = _options(req, space, budget, c_model, alloc, ia)
-        rec = _recommend(options, ctx, alloc, ia)
+        shapes, skipped, ctx = _options(req, space, budget, c_model, alloc, ia)
+        rec = _pass_recommendation(shapes, ctx, alloc, ia)
         if kind not in ("time", "money"):
             break
         delivered = budget.busy_flops * rec.speed.mfu
         if abs(delivered / c_model - 1) <= BUDGET_PASS_REL:
             break
         c_model = delivered
+    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)  # the last pass's models: the plan shows every one
+    rec = _recommend(options, ctx, alloc, ia)
     run_mfu = rec.speed.mfu
     if kind in ("time", "money"):  # the budget's model FLOPs are what the recommended run delivers in it
         budget = replace(budget, mfu=run_mfu)

@@ -334,33 +334,51 @@ _PEAK_BOUNDED = (PER_OPERATION, STATED, DEFAULT_CONSTANT)
 _BOUND_SLACK = 1e-9
 
 
-def _loss_floor(o: PlanOption, ctx: _Context) -> float:
-    """A loss no setup of ``o.model`` can beat under ``ctx``: the loss at the tokens of MFU = 1 (inf when even they
+def _loss_floor(cfg: ModelConfig, ctx: _Context) -> float:
+    """A loss no setup of ``cfg`` can beat under ``ctx``: the loss at the tokens of MFU = 1 (inf when even they
     give no loss; -inf where no bound is known). Loss falls as tokens grow (Hoffmann et al. 2022 eq. 2; with
     repeated data, Muennighoff et al. 2023 eq. 5-7), and a grown batch's tokens are worth less, never more."""
     tm = ctx.time_model
     if ctx.cluster is not None or tm is None or tm.kind not in _PEAK_BOUNDED or (tm.efficiency or 0.0) > 1:
         return -math.inf
     b = ctx.budget
-    causal = _causal_model_flops(o.model, ctx.seq_len)
+    causal = _causal_model_flops(cfg, ctx.seq_len)
     peak = ctx.gpu.peak_flop_per_s(b.precision) * b.n_gpus
-    tokens = _tokens(o.model, _Optimistic(peak / causal, causal), ctx) * (1 + _BOUND_SLACK)
-    loss = _loss(ctx.law, _law_n(ctx.law, o.model), tokens, ctx.dataset_tokens)[0]
+    tokens = _tokens(cfg, _Optimistic(peak / causal, causal), ctx) * (1 + _BOUND_SLACK)
+    loss = _loss(ctx.law, _law_n(ctx.law, cfg), tokens, ctx.dataset_tokens)[0]
     return math.inf if loss is None else loss
+
+
+def _lowest_loss_first(models: list[ModelConfig], ctx: _Context) -> dict[int, PlanOption]:
+    """The options of ``models`` (by index) that can hold the lowest loss under ``ctx`` (`_best_loss`), evaluated
+    most promising first (by `_loss_floor`): a model whose floor is above the best loss found cannot hold it, so it
+    is not evaluated. Every model is evaluated when none has a loss."""
+    best, found = None, {}
+    for floor, i, cfg in sorted((_loss_floor(cfg, ctx), i, cfg) for i, cfg in enumerate(models)):
+        if best is not None and (floor == math.inf or floor > best):
+            break
+        found[i] = _evaluate(cfg, ctx)
+        loss = _best_loss((found[i],))
+        if loss is not None and (best is None or loss < best):
+            best = loss
+    return found
 
 
 def _unlimited_memory_best_loss(options: tuple[PlanOption, ...], ctx: _Context) -> float | None:
     """`_best_loss` of ``options`` evaluated under ``ctx`` (unlimited memory: every model's setups searched again),
-    the most promising first (by `_loss_floor`): a model whose floor is above the best loss found cannot lower the
-    minimum, so its setups are not searched."""
-    best = None
-    for floor, _, o in sorted((_loss_floor(o, ctx), i, o) for i, o in enumerate(options)):
-        if floor == math.inf or (best is not None and floor > best):
-            break
-        loss = _best_loss((_evaluate(o.model, ctx),))
-        if loss is not None and (best is None or loss < best):
-            best = loss
-    return best
+    the most promising first: a model that cannot lower the minimum is not searched (`_lowest_loss_first`)."""
+    return _best_loss(tuple(_lowest_loss_first([o.model for o in options], ctx).values()))
+
+
+def _pass_recommendation(models: list[ModelConfig], ctx: _Context, alloc, ia=None) -> PlanOption:
+    """`_recommend` of ``models`` evaluated under ``ctx``, for a budget pass that only needs the pick: a time or money
+    budget picks the lowest loss, so only the models that can hold it are evaluated (`_lowest_loss_first`); the
+    pass the plan shows evaluates them all. Whatever else picks (a life-cycle optimum, no loss) sees every model."""
+    if ia is None and ctx.kind in ("time", "money"):
+        found = _lowest_loss_first(models, ctx)
+        if _best_loss(tuple(found.values())) is not None:  # the pick, and none of the errors, is among these
+            return _recommend(tuple(found[i] for i in sorted(found)), ctx, alloc, ia)
+    return _recommend(tuple(_evaluate(cfg, ctx) for cfg in models), ctx, alloc, ia)
 
 
 def _binding(options: tuple[PlanOption, ...], rec: PlanOption, ctx: _Context) -> tuple[Binding, ...]:
