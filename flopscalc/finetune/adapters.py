@@ -120,6 +120,13 @@ def count_adapters(cfg: ModelConfig, targets: tuple[str, ...], rank: int, n_base
     """LoRA parameters of the whole model: every block carries the same adapters (peft applies them per layer)."""
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise UsageError(f"LoRA rank must be a positive whole number, got {rank!r}; try --rank 16")
+    shapes = linear_shapes(cfg)
+    narrowest = min(targets, key=lambda t: min(shapes[t]))
+    full_rank = min(shapes[narrowest])
+    if rank > full_rank:  # B A (d_out x r)(r x d_in) has rank <= min(d_in, d_out) (Hu et al. 2021, sec. 4.1)
+        raise UsageError(f"LoRA rank {rank} is above the full rank {full_rank} of the targeted {narrowest} projection "
+                         f"({shapes[narrowest][0]} -> {shapes[narrowest][1]}): a larger r adds parameters, not "
+                         f"capacity; try --rank 16 (at most {full_rank}), or --method full")
     return AdapterCount(cfg.n_layer * adapter_params_per_layer(cfg, targets, rank),
                         2 * len(targets) * cfg.n_layer, n_base_params)
 
