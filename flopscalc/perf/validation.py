@@ -174,3 +174,28 @@ def host_dispatch_margin(row: dict[str, str]) -> float:
     kernels = sum(p.op.count * p.op.kernels for p in est.ops)
     measured_step_s = est.tokens_per_step_per_gpu / float(row["measured_tokens_per_s_per_gpu"])
     return measured_step_s / (kernels * HOST_DISPATCH_S_PER_KERNEL)
+
+
+def time_attribution(gpu_key: str) -> dict[str, float]:
+    """Diagnostic, not part of the model: measured step time of the MosaicML rows on ``gpu_key`` as a weighted
+    sum of the unfitted model's GEMM, attention, memory-bound (optimizer included) and FSDP communication times.
+
+    Least squares on relative error (each row weighted by 1 / measured time), no intercept, all rows of that GPU
+    in sample. A coefficient of 1 means that class costs what the roofline prices (for communication: as if none
+    of it were hidden); docs/performance_model.md reads the result.
+    """
+    import numpy as np
+
+    x, y = [], []
+    for row in published_rows():
+        if not row["run"].startswith("mpt-") or get_gpu(row["gpu"]).key != gpu_key:
+            continue
+        cfg, setup, options = row_config(row)
+        gpu = get_gpu(row["gpu"])
+        est = estimate_step(cfg, setup, gpu, replace(options, sustained_fraction=1.0), device=row_device(row, gpu))
+        cs = est.class_seconds
+        x.append([cs["gemm"], cs["attention"], cs["memory-bound"] + cs["optimizer"], est.comm.comm_s])
+        y.append(est.tokens_per_step_per_gpu / float(row["measured_tokens_per_s_per_gpu"]))
+    a, b = np.array(x), np.array(y)
+    coef = np.linalg.lstsq(a / b[:, None], np.ones_like(b), rcond=None)[0]
+    return dict(zip(("gemm", "attention", "memory-bound", "communication"), (float(c) for c in coef)))
