@@ -10,6 +10,7 @@ description cannot hold is one line naming it (UsageError, exit 2).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,8 @@ class _Fields:
 
     def float(self, key: str, default: float) -> float:
         value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise self._fail(key, f"must be a positive number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise self._fail(key, f"must be a positive number (and finite), got {value!r}")
         return float(value)
 
     def rope_theta(self, default: float, key: str = "rope_theta") -> float:
