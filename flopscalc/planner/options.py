@@ -172,10 +172,11 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
 
     def mb_max_of(i: int) -> int:
         if i not in fits_at:
-            trial = replace(base, **flag_sets[i])
-            whole = estimate_memory(cfg, replace(trial, micro_batch=want_micro))  # the peak grows with it: one
-            fits_at[i] = (want_micro if fits(whole, target, PLAN_MEMORY_HEADROOM).fits  # look when all fits
-                          else max_micro_batch(cfg, trial, target, PLAN_MEMORY_HEADROOM, upper=want_micro))
+            # the peak grows with the micro-batch: one look when the whole batch fits
+            whole = estimate_memory(cfg, replace(base, micro_batch=want_micro, **flag_sets[i]))
+            fits_at[i] = (want_micro if fits(whole, target, PLAN_MEMORY_HEADROOM).fits
+                          else max_micro_batch(cfg, replace(base, **flag_sets[i]), target, PLAN_MEMORY_HEADROOM,
+                                               upper=want_micro))
         return fits_at[i]
 
     bound_micro = want_micro
@@ -210,13 +211,12 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
         if not exact:
             heapq.heappush(heap, (bound_of(flags), simple, i, True))
             continue
-        trial = replace(base, **flags)
         mb_max = mb_max_of(i)
         if mb_max < 1:
             continue
         # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
         micro = max(d for d in range(1, mb_max + 1) if want_micro % d == 0)
-        setup = replace(trial, micro_batch=micro, grad_accum=want_micro // micro)
+        setup = replace(base, micro_batch=micro, grad_accum=want_micro // micro, **flags)
         step_s = price_setup(cfg, setup, tokens, gpu, precision, tm, eff).step_s
         timed.append((step_s, simple, setup, mb_max))
         fastest = min(fastest, step_s)
