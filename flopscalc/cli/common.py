@@ -150,6 +150,39 @@ def _fold_tables(renderable) -> None:
             _fold_tables(part)
 
 
+def storage_precision(given, gpu, *, needs_rate: bool = False) -> tuple:
+    """(`MemoryPrecision`, note or None) for a training command: the precision given, or where --precision was left
+    out, bf16-mixed, or fp16-mixed on a card without BF16 (`memory.settings.default_precision`, as plan does).
+    ``gpu`` None (a CPU) keeps bf16-mixed. ``needs_rate``: the command prices time, so a precision the card has no
+    peak rate for is refused with one it has (memory alone does not need the rate)."""
+    from ..errors import DomainError
+    from ..hardware import PRECISION_HELP
+    from ..memory.settings import MATMUL_PRECISION, MEMORY_PRECISION, MemoryPrecision, default_precision
+
+    if given is not None:
+        have = gpu.available_precisions() if gpu is not None else []
+        if needs_rate and gpu is not None and MATMUL_PRECISION[given] not in have:
+            options = sorted({MEMORY_PRECISION[p].value for p in have if MEMORY_PRECISION[p] in MATMUL_PRECISION
+                              and MATMUL_PRECISION[MEMORY_PRECISION[p]] in have})
+            raise DomainError(f"{gpu.name} has no {PRECISION_HELP[MATMUL_PRECISION[given]]} rate in the GPU database, so "
+                              f"--precision {given.value} cannot be timed; accepted on this card: "
+                              f"{', '.join(options) or 'none'} (e.g. --precision {default_precision(gpu)[0].value})")
+        return given, None
+    return (MemoryPrecision.bf16_mixed, None) if gpu is None else default_precision(gpu)
+
+
+def with_notes(renderable, data: dict, notes) -> tuple:
+    """(renderable, data) with ``notes`` (a sequence of lines, None skipped) printed after the report and listed
+    under "notes" in the JSON."""
+    from rich.console import Group
+    from rich.text import Text
+
+    notes = [n for n in notes if n]
+    if not notes:
+        return renderable, data
+    return Group(renderable, *(Text(f"note: {n}") for n in notes)), {**data, "notes": notes}
+
+
 def emit(renderable, data: dict, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

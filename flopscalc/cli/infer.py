@@ -28,6 +28,7 @@ from .common import (
     VocabOpt,
     arch_options,
     emit,
+    with_notes,
 )
 
 CPU_NAMES = ("cpu", "host")
@@ -82,9 +83,10 @@ def infer(
     gen: Annotated[int, typer.Option(
         help=f"Tokens generated per sequence (count; default {DEFAULT_GEN_TOKENS}); the first comes from the prefill.")
     ] = DEFAULT_GEN_TOKENS,
-    weights: Annotated[str, typer.Option(
-        help="Storage of the linear weights: bf16, fp16, fp8 (FP8 GEMMs), int8 or int4 (weight-only).")
-    ] = "bf16",
+    weights: Annotated[str | None, typer.Option(
+        help="Storage of the linear weights: bf16, fp16, fp8 (FP8 GEMMs), int8 or int4 (weight-only); default bf16, "
+             "fp16 on a card without BF16 such as V100 and T4.")
+    ] = None,
     kv: Annotated[str | None, typer.Option(
         help="Storage of the KV cache: bf16, fp16, fp8 or int8 (default: 16-bit, as the activations).")] = None,
     int4_group: Annotated[int | None, typer.Option(
@@ -96,9 +98,10 @@ def infer(
 ) -> None:
     """Prefill and decode time, tokens/s, KV cache and memory, the largest batch and context, and cost per token."""
     from ..errors import DomainError, UsageError
-    from ..hardware import get_gpu
+    from ..hardware import PRECISION_HELP, get_gpu
     from ..model import resolve_model
     from ..perf.inference import (
+        COMPUTE_PRECISION,
         DEFAULT_INT4_GROUP,
         InferenceSetup,
         KvFormat,
@@ -110,7 +113,19 @@ def infer(
     if gpu.strip().lower() in CPU_NAMES:
         raise DomainError("the inference model has no sourced per-operation efficiencies for CPUs; "
                           "pick a GPU from 'flopscalc gpus'")
-    weights = _choice(WeightFormat, weights, "--weights")
+    spec = get_gpu(gpu, gpu_csv or ())
+    have = spec.available_precisions()
+    note = None
+    if weights is None:  # bf16, or fp16 where the card has no BF16 rate (as plan's training precision falls back)
+        weights = WeightFormat.bf16 if COMPUTE_PRECISION[WeightFormat.bf16] in have else WeightFormat.fp16
+        if weights is not WeightFormat.bf16:
+            note = f"{spec.name} has no bf16 rate in the GPU database, so the weights are fp16; choose with --weights"
+    else:
+        weights = _choice(WeightFormat, weights, "--weights")
+    if COMPUTE_PRECISION[weights] not in have:
+        usable = [w.value for w in WeightFormat if COMPUTE_PRECISION[w] in have]
+        raise DomainError(f"{spec.name} has no {PRECISION_HELP[COMPUTE_PRECISION[weights]]} rate in the GPU database "
+                          f"for --weights {weights.value}'s GEMMs; accepted on this card: {', '.join(usable) or 'none'}")
     kv = _choice(KvFormat, kv, "--kv") if kv is not None else None
     if int4_group is not None and weights is not WeightFormat.int4:
         raise UsageError(f"--int4-group applies to int4 weights only (got --weights {weights.value}); "
@@ -120,8 +135,8 @@ def infer(
                                           shared_experts))
     setup = InferenceSetup(batch=batch, context=parse_context(context), gen=gen, weights=weights, kv=kv,
                            int4_group=int4_group or DEFAULT_INT4_GROUP, usd_per_gpu_hour=usd_per_gpu_hour)
-    est = estimate_inference(cfg, setup, get_gpu(gpu, gpu_csv or ()))
-    emit(infer_report(est), infer_dict(est), as_json)
+    est = estimate_inference(cfg, setup, spec)
+    emit(*with_notes(infer_report(est), infer_dict(est), [note]), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,8 @@ from .common import (
     ZeroOpt,
     arch_options,
     emit,
+    storage_precision,
+    with_notes,
 )
 
 
@@ -53,9 +55,10 @@ def memory(
     experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass (sequences).")] = 1,
     seq: SeqOpt = None,
-    precision: Annotated[MemoryPrecision, typer.Option(
-        help="Storage precision: fp32, bf16/fp16 autocast with fp32 master weights, or pure bf16.")
-    ] = MemoryPrecision.bf16_mixed,
+    precision: Annotated[MemoryPrecision | None, typer.Option(
+        help="Storage precision: fp32, bf16/fp16 autocast with fp32 master weights, or pure bf16 (default: "
+             "bf16-mixed, fp16-mixed on a card without BF16 such as V100 and T4).")
+    ] = None,
     optimizer: OptimizerOpt = Optimizer.adamw,
     recompute: RecomputeOpt = Recompute.none,
     flash: Annotated[bool, typer.Option("--flash/--no-flash",
@@ -91,12 +94,14 @@ def memory(
                         n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
                         arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
                                           shared_experts))
+    spec = get_gpu(gpu, gpu_csv or ())
+    precision, note = storage_precision(precision, spec)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context"),
                           allocator_overhead_fraction=allocator_overhead, dropout=dropout)
-    result = answer(cfg, setup, get_gpu(gpu, gpu_csv or ()), headroom)
-    emit(memory_report(result), memory_dict(result), as_json)
+    result = answer(cfg, setup, spec, headroom)
+    emit(*with_notes(memory_report(result), memory_dict(result), [note]), as_json)
 
 
 def register(app: typer.Typer) -> None:

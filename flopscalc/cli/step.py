@@ -37,6 +37,8 @@ from .common import (
     ZeroOpt,
     arch_options,
     emit,
+    storage_precision,
+    with_notes,
 )
 
 CPU_NAMES = ("cpu", "host")
@@ -59,9 +61,10 @@ def step(
     n_gpus: NGpusOpt = 1,
     zero: ZeroOpt = 0,
     recompute: RecomputeOpt = Recompute.none,
-    precision: Annotated[MemoryPrecision, typer.Option(
-        help="Storage precision; 16-bit modes run the matmuls on the tensor cores in that format.")
-    ] = MemoryPrecision.bf16_mixed,
+    precision: Annotated[MemoryPrecision | None, typer.Option(
+        help="Storage precision; 16-bit modes run the matmuls on the tensor cores in that format (default: "
+             "bf16-mixed, fp16-mixed on a card without BF16 such as V100 and T4).")
+    ] = None,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer whose update the step runs.")] = Optimizer.adamw,
     flash: Annotated[bool, typer.Option("--flash/--no-flash",
                                         help="Fused attention kernel or the spelled-out (math) path.")] = True,
@@ -115,6 +118,8 @@ def step(
                         n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
                         arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
                                           shared_experts))
+    spec = None if gpu.strip().lower() in CPU_NAMES else get_gpu(gpu, gpu_csv or ())
+    precision, note = storage_precision(precision, spec, needs_rate=True)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload)
@@ -127,20 +132,20 @@ def step(
             or sequence_parallel:  # a parallel layout (issue 13): flopscalc/layout, rendered by report.layout
         from ..report.layout import layout_step
 
-        emit(*layout_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), tp=tp, pp=pp, interleave=interleave, cp=cp, ep=ep,
-                          sequence_parallel=sequence_parallel, search=search, global_batch=global_batch,
-                          network_gbps=network_gbps, sustained=sustained, fused_loss=fused_loss, dropout=dropout,
-                          calibration=calibration), as_json)
+        layout = layout_step(cfg, setup, spec or get_gpu(gpu, gpu_csv or ()), tp=tp, pp=pp, interleave=interleave,
+                             cp=cp, ep=ep, sequence_parallel=sequence_parallel, search=search,
+                             global_batch=global_batch, network_gbps=network_gbps, sustained=sustained,
+                             fused_loss=fused_loss, dropout=dropout, calibration=calibration)
+        emit(*with_notes(*layout, [note]), as_json)
         return
     if calibration is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
         from ..calibration import load_profile
         from ..perf.calibrate import calibrated_step
 
-        device = None if gpu.strip().lower() in CPU_NAMES else get_gpu(gpu, gpu_csv or ())
-        est = calibrated_step(cfg, setup, load_profile(calibration), device, options)
+        est = calibrated_step(cfg, setup, load_profile(calibration), spec, options)
     else:
-        est = estimate_step(cfg, setup, get_gpu(gpu, gpu_csv or ()), options)
-    emit(step_report(est), step_dict(est), as_json)
+        est = estimate_step(cfg, setup, spec, options)
+    emit(*with_notes(step_report(est), step_dict(est), [note]), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from ..assumption import Assumption
 from ..errors import UsageError
 from ..flops import Recompute
-from ..hardware import GpuSpec, builtin_database, training_precision
+from ..hardware import GpuSpec, Precision, builtin_database, training_precision
 from ..memory.fit import largest_that_fits
 from ..memory.settings import Optimizer
 from ..model import ModelConfig
@@ -241,9 +241,11 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     required = memory.required_bytes()
     fits_ = required <= usable
     spill = max(0.0, memory.peak_bytes - usable) if (setup.paged and fits_) else 0.0
-    precision, note = training_precision(gpu, None, DEFAULT_PRECISION)
-    if note:
-        notes.append(note)
+    precision, _ = training_precision(gpu, None, DEFAULT_PRECISION)  # its note points at plan's --precision
+    if precision is not DEFAULT_PRECISION:
+        notes.append(f"{gpu.name} has no {DEFAULT_PRECISION.value} rate in the GPU database, so the time is priced at "
+                     f"its {precision.value} rate ({precision.value} mixed precision with loss scaling, as 'flopscalc "
+                     "plan' does on this card); the memory is the same")
     peak = gpu.peak_flop_per_s(precision)
     n_tokens = n_dataset_tokens * n_epochs
     n_seq = n_tokens / (setup.seq_len if packing else mean)
@@ -252,7 +254,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     steps = n_seq / setup.micro_batch
     priced = None
     if efficiency is None:
-        priced, note = _per_operation(cfg, setup, gpu)
+        priced, note = _per_operation(cfg, setup, gpu, precision)
         if note:
             notes.append(note)
     if priced is not None:
@@ -294,8 +296,11 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
         assumptions=assumptions, notes=tuple(notes), time_model="per-operation" if priced is not None else "stated")
 
 
-def _per_operation(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec):
-    """(priced ops of one micro-batch step, None), or (None, why) when the per-operation model cannot price ``gpu``."""
+def _per_operation(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, precision: Precision):
+    """(priced ops of one micro-batch step, None), or (None, why) when the per-operation model cannot price ``gpu``.
+
+    ``precision``: the rate `plan_finetune` chose (`hardware.training_precision`: FP16 on a card without BF16);
+    the 16-bit storage is the same, so only the rate the GEMMs are priced at follows it."""
     from ..errors import DomainError
     from ..perf.device import device_perf
     from ..perf.finetune_ops import finetune_step_ops, training_setup
@@ -308,5 +313,10 @@ def _per_operation(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec):
     except DomainError as e:
         return None, (f"time at the stated {DEFAULT_MFU:.0%} of peak: the per-operation model cannot price this "
                       f"device ({e})")
+    from ..memory.settings import MEMORY_PRECISION, MemoryPrecision
+
     ops = finetune_step_ops(cfg, setup, flash=True)
-    return price_ops(ops, gpu, training_setup(setup).precision), None
+    storage = training_setup(setup).precision
+    if storage is MemoryPrecision.bf16_mixed:
+        storage = MEMORY_PRECISION[precision]  # fp16-mixed where the plan fell back to fp16
+    return price_ops(ops, gpu, storage), None

@@ -99,6 +99,21 @@ MEMORY_PRECISION = {
 TRAINER_MEMORY_PRECISION = {"bf16": MemoryPrecision.bf16_mixed, "fp32": MemoryPrecision.fp32}
 
 
+def default_precision(gpu) -> tuple[MemoryPrecision, str | None]:
+    """The storage precision a command runs on ``gpu`` (a `hardware.GpuSpec`) when none is given, and a note when it
+    is not bf16-mixed: as `flopscalc plan` does (`hardware.training_precision`), cards without a BF16 rate (V100,
+    T4) train in fp16 mixed precision, so step, memory and finetune price the same run the plan recommends."""
+    from ..hardware import training_precision
+    from ..planner.budget import DEFAULT_PRECISION
+
+    chosen, _ = training_precision(gpu, None, DEFAULT_PRECISION)  # its note names hardware.Precision values
+    storage = MEMORY_PRECISION[chosen]
+    if chosen is DEFAULT_PRECISION:
+        return storage, None
+    return storage, (f"{gpu.name} has no {DEFAULT_PRECISION.value} rate in the GPU database, so this runs "
+                     f"{storage.value} (as 'flopscalc plan' does on this card); choose another with --precision")
+
+
 def trainer_memory_precision(precision: str) -> MemoryPrecision:
     """The `MemoryPrecision` the reference trainer runs for its ``precision`` ("bf16" or "fp32")."""
     return TRAINER_MEMORY_PRECISION.get(precision, MemoryPrecision.fp32)
