@@ -11,6 +11,7 @@ lowest loss (`search._pass_recommendation`); the pick must be the one evaluating
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -22,6 +23,7 @@ from flopscalc.memory import MemoryPrecision, Optimizer, TrainingSetup
 from flopscalc.model import ALL_PRESETS
 from flopscalc.perf import estimate_step
 from flopscalc.planner import core, plan, search
+from flopscalc.scaling import BUILTIN_LAWS
 
 DAY = 86400.0
 GIB = 2**30
@@ -136,6 +138,25 @@ def test_binding_skips_work_the_main_search_did(monkeypatch):
     assert again == p.binding
     assert calls and set(calls) == {1e18}  # only the memory relaxation searches setups
     assert len(calls) < len(seen["options"])
+
+
+def test_predicted_loss_never_rises_with_tokens():
+    """The other half of the floor: more tokens never predict a higher loss (Hoffmann et al. 2022 eq. 2; with
+    repeated data, Muennighoff et al. 2023 eq. 5-7: effective data and parameters only grow with the tokens)."""
+    tokens = [10 ** (6 + k / 20) for k in range(161)]  # 1M to 100T, 20 a decade
+    checked = 0
+    for law in BUILTIN_LAWS.values():
+        if not law.has_loss:
+            continue
+        for n_params in (1e7, 1e9, 1e11):
+            for unique in (None, 1e8, 1e10) if law.repetition is not None else (None,):
+                losses = [search._loss(law, n_params, d, unique)[0] for d in tokens]
+                first = next((i for i, x in enumerate(losses) if x is not None), len(losses))
+                shown = losses[first:]  # None (no prediction: above a uniform guess) only below some token count
+                assert None not in shown, (law.name, n_params, unique)
+                assert all(b <= a for a, b in itertools.pairwise(shown)), (law.name, n_params, unique)
+                checked += 1
+    assert checked >= 9
 
 
 @pytest.mark.parametrize("name", ["gpt2", "gpt2-xl", "pythia-160m", "mixtral-8x7b"])
