@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..flops import Recompute
-from ..memory.settings import MemoryPrecision, Optimizer
+from ..memory.settings import MEMORY_PRECISION, MemoryPrecision, Optimizer
 from .common import (
     BiasOpt,
     ExpertsOpt,
@@ -103,7 +103,7 @@ def step(
 ) -> None:
     """Predicted time of one optimizer step by operation class, tokens/s, MFU and HFU."""
     from ..errors import DomainError
-    from ..hardware import get_gpu
+    from ..hardware import Precision, get_gpu
     from ..memory import TrainingSetup
     from ..model import resolve_model
     from ..perf import StepOptions, estimate_step
@@ -119,6 +119,15 @@ def step(
                         arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
                                           shared_experts))
     spec = None if gpu.strip().lower() in CPU_NAMES else get_gpu(gpu, gpu_csv or ())
+    layout = search or sequence_parallel or any(x is not None for x in (tp, pp, interleave, cp, ep, global_batch,
+                                                                        network_gbps))
+    profile = None
+    if calibration is not None and not layout:  # (the layout model refuses a profile below)
+        from ..calibration import load_profile
+
+        profile = load_profile(calibration)
+        if precision is None:  # the precision the profile was fitted in: 'calibrate' on a CPU fits fp32
+            precision = MEMORY_PRECISION[Precision(profile.device_factors.precision)]
     precision, note = storage_precision(precision, spec, needs_rate=True)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
@@ -128,8 +137,7 @@ def step(
         from ..errors import UsageError
 
         raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
-    if search or any(x is not None for x in (tp, pp, interleave, cp, ep, global_batch, network_gbps)) \
-            or sequence_parallel:  # a parallel layout (issue 13): flopscalc/layout, rendered by report.layout
+    if layout:  # a parallel layout (issue 13): flopscalc/layout, rendered by report.layout
         from ..report.layout import layout_step
 
         layout = layout_step(cfg, setup, spec or get_gpu(gpu, gpu_csv or ()), tp=tp, pp=pp, interleave=interleave,
@@ -138,11 +146,10 @@ def step(
                              fused_loss=fused_loss, dropout=dropout, calibration=calibration)
         emit(*with_notes(*layout, [note]), as_json)
         return
-    if calibration is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
-        from ..calibration import load_profile
+    if profile is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
         from ..perf.calibrate import calibrated_step
 
-        est = calibrated_step(cfg, setup, load_profile(calibration), spec, options)
+        est = calibrated_step(cfg, setup, profile, spec, options)
     else:
         est = estimate_step(cfg, setup, spec, options)
     emit(*with_notes(step_report(est), step_dict(est), [note]), as_json)
