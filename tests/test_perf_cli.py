@@ -138,7 +138,7 @@ def test_llama_config_file_on_8_h100s_with_fsdp_and_full_recompute(capsys):
     assert code == 0, err
     d = json.loads(out)
     assert d["tokens_per_s"] == pytest.approx(8192 * 8 / d["step_s"])
-    # the numerators are flops.py's for the file's model (GQA 32/8, SwiGLU 14336, vocabulary 128,256)
+    # the numerators are flopscalc.flops's for the file's model (GQA 32/8, SwiGLU 14336, vocabulary 128,256)
     from flopscalc.flops import training_flops_per_token
     from flopscalc.hf_config import read_hf_config
 

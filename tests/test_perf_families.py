@@ -1,6 +1,6 @@
 """Step-time model beyond GPT-2's block: GQA, gated MLPs, RMSNorm, RoPE, q/k norm, biases, parallel blocks, MoE.
 
-The FLOPs of every family are checked exactly against flops.py in tests/test_perf_model.py; here the shapes come
+The FLOPs of every family are checked exactly against flopscalc.flops in tests/test_perf_model.py; here the shapes come
 from the published config files and the limit cases (one expert is a dense MLP; top-k = n_expert routes every
 token to every expert; n_kv_head = n_head is multi-head attention) tie the new ops to the old ones.
 """

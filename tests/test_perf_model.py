@@ -1,4 +1,4 @@
-"""Step-time model: roofline limits, NVIDIA's quantization examples, exact FLOP sums against flops.py, invariants."""
+"""Step-time model: roofline limits, NVIDIA's quantization examples, exact FLOP sums against flopscalc.flops, invariants."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_gemm_efficiency_prefers_the_tile_that_wastes_least_and_falls_for_misali
     assert gemm_efficiency(100, 100, 100, None) == pytest.approx(100 * 100 / (128 * 128))
 
 
-# ---------------------------------------------------------------- FLOPs: exactly flops.py's
+# ---------------------------------------------------------------- FLOPs: exactly flopscalc.flops's
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "data" / "configs"
@@ -110,7 +110,7 @@ def test_op_flops_sum_to_flops_py_exactly(name, flash, recompute):
     gemm_fwd = Fraction(fwd.qkv) + Fraction(fwd.attn_proj) + Fraction(fwd.mlp) + Fraction(fwd.router)
     recomputed = gemm_fwd if recompute is Recompute.full else 0
     assert total(lambda o: o.op_class is OpClass.gemm) == (3 * (gemm_fwd + Fraction(fwd.lm_head)) + recomputed) * tokens
-    # everything the kernels execute: flops.py's hardware FLOPs (causal pairs when flash skips masked blocks)
+    # everything the kernels execute: flopscalc.flops's hardware FLOPs (causal pairs when flash skips masked blocks)
     # plus FlashAttention-2's recomputation of Q K^T in its backward (Dao 2023, Alg. 2)
     executed = training_flops_per_token(cfg, seq, recompute=recompute, causal=flash)
     extra = Fraction(executed.forward.attn_scores) if flash else 0

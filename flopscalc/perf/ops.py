@@ -191,7 +191,7 @@ def _attention_ops(cfg, setup, seq, batch, a, n, phase, options, *, backward):
     """Attention core of one layer for ``batch`` sequences: fused (flash) or spelled out (math path).
 
     Grouped-query keys and values are first copied to every query head ([7] ``repeat_kv``); the core then
-    runs as multi-head attention over n_head heads, so its FLOPs are flops.py's (every query head scores).
+    runs as multi-head attention over n_head heads, so its FLOPs are flopscalc.flops's (every query head scores).
     """
     heads, hd = cfg.n_head, cfg.head_dim
     t, d_attn, d_kv = batch * seq, cfg.d_attn, cfg.d_kv
@@ -264,7 +264,7 @@ def expert_rows(n_tokens: int, cfg: ModelConfig) -> list[tuple[int, int]]:
     """(rows, experts with that many rows) when ``n_tokens`` x top_k (token, expert) pairs spread evenly.
 
     Uniform routing is the assumption (what a load-balancing loss aims for: Fedus et al. 2021, arXiv:2101.03961,
-    sec. 2.2); the rows add up to n_tokens x top_k exactly, so the FLOPs equal flops.py's.
+    sec. 2.2); the rows add up to n_tokens x top_k exactly, so the FLOPs equal flopscalc.flops's.
     """
     q, r = divmod(n_tokens * cfg.top_k, cfg.n_expert)
     return [(rows, k) for rows, k in ((q + 1, r), (q, cfg.n_expert - r)) if rows and k]
