@@ -60,11 +60,12 @@ def read_text(path: str | Path, what: str = "file", missing_hint: str = "") -> s
 
 
 def check_comma_separated(text: str, where: str, what: str = "CSV file") -> None:
-    """Refuse a CSV whose header line has ';' and no ',' (saved with semicolons as the separator)."""
+    """Refuse a CSV whose header line has ';' or a tab and no ',' (saved with another separator)."""
     header = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
-    if ";" in header and "," not in header:
-        raise UsageError(f"{what} {where} looks semicolon-separated (its header {header.strip()[:60]!r} has ';' "
-                         "and no ','); save it as comma-separated CSV")
+    for sep, name in ((";", "semicolon"), ("\t", "tab")):
+        if sep in header and "," not in header:
+            raise UsageError(f"{what} {where} looks {name}-separated (its header {header.strip()[:60]!r} has "
+                             f"{sep!r} and no ','); save it as comma-separated CSV")
 
 
 def read_csv_text(path: str | Path, what: str = "CSV file", missing_hint: str = "") -> str:

@@ -23,3 +23,39 @@ def test_allocation_rule_with_inference_tokens_names_the_real_reason(capsys):
     assert run(["scaling", "optimal", "--flops", "1e25", "--law", "chinchilla-a1", "--inference-tokens", "1T"]) == 1
     err = capsys.readouterr().err.strip()
     assert "no parametric loss" in err and "larger budget" not in err and "\n" not in err
+
+
+ROWS = "".join(f"{n:g},{20 * n:g},{1.8 + 400 / n**0.34 + 400 / (20 * n)**0.28:.4f}\n"
+               for n in (7e7, 1.5e8, 3e8, 6e8, 1.2e9, 2.4e9))
+
+
+def test_two_columns_for_one_quantity_are_refused(tmp_path, capsys):
+    # was: 'n_params,params,...' read the first and dropped the other without a word
+    f = tmp_path / "runs.csv"
+    f.write_text("n_params,params,n_tokens,loss\n" + "".join(
+        f"{r.split(',')[0]},{r}" for r in ROWS.splitlines(keepends=True)), encoding="utf-8")
+    assert run(["scaling", "fit", str(f), "--grid", "small"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "'n_params'" in err and "'params'" in err
+
+
+def test_tab_separated_runs_file_is_named_as_such(tmp_path, capsys):
+    # was: "missing column(s) n_params, loss, n_tokens (or c_flops); found n_params\tn_tokens\tloss"
+    f = tmp_path / "runs.tsv"
+    f.write_text("n_params\tn_tokens\tloss\n" + ROWS.replace(",", "\t"), encoding="utf-8")
+    assert run(["scaling", "fit", str(f), "--grid", "small"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "tab-separated" in err
+
+
+def test_the_same_rows_comma_separated_fit(tmp_path, capsys):
+    f = tmp_path / "runs.csv"
+    f.write_text("n_params,n_tokens,loss\n" + ROWS, encoding="utf-8")
+    assert run(["scaling", "fit", str(f), "--grid", "small"]) == 0
+
+
+def test_a_suffixed_number_in_a_cell_says_how_to_write_it(tmp_path, capsys):
+    f = tmp_path / "runs.csv"
+    f.write_text("n_params,n_tokens,loss\n1.5B,30B,2.5\n" + ROWS, encoding="utf-8")
+    assert run(["scaling", "fit", str(f)]) == 2
+    assert "1.5e9" in capsys.readouterr().err

@@ -52,10 +52,12 @@ def _column_map(header: list[str], path: str) -> dict[str, int]:
     norm = [h.strip().lower() for h in header]
     found = {}
     for key, names in COLUMN_ALIASES.items():
-        for i, h in enumerate(norm):
-            if h in names:
-                found[key] = i
-                break
+        columns = [i for i, h in enumerate(norm) if h in names]
+        if len(columns) > 1:  # two columns for one quantity: which one is meant cannot be guessed
+            raise UsageError(f"{path}: columns {', '.join(repr(header[i].strip()) for i in columns)} all give "
+                             f"{key}; keep one of them (accepted names: {', '.join(names)})")
+        if columns:
+            found[key] = columns[0]
     missing = [k for k in ("n_params", "loss") if k not in found]
     if "n_tokens" not in found and "c_flops" not in found:
         missing.append("n_tokens (or c_flops)")
@@ -84,7 +86,8 @@ def read_runs(path: str | Path, text: str | None = None) -> Runs:
             try:
                 v = float(raw)
             except ValueError:
-                raise UsageError(f"{path}, line {line_no}: {key} {raw!r} is not a number") from None
+                raise UsageError(f"{path}, line {line_no}: {key} {raw!r} is not a number; write plain numbers "
+                                 "(1.5e9, not 1.5B)") from None
             if not (math.isfinite(v) and v > 0):
                 raise UsageError(f"{path}, line {line_no}: {key} must be a positive finite number, got {raw!r}")
             values[key].append(v)
