@@ -8,6 +8,8 @@ leaves them out, so they are bounded here on their own (docs/performance_model.m
 Rows (sources in the CSV):
 - nanoGPT PR #376 on an RTX 3080: the shakespeare_char config (10.6M parameters, sequence 256, micro-batch 64,
   dropout 0.2), timed three ways: torch.compile + SDPA, eager + SDPA, eager + flash-attn 2 on packed QKV.
+- nanoGPT PR #225 on an RTX 4090: GPT-2 124M, config/train_gpt2.py (micro-batch 12 x 40, sequence 1024),
+  torch.compile on, the iteration times of its log.
 - nanoGPT issue #182 on an RTX 4090: GPT-2 124M at micro-batch 12 x 5, sequence 1024, torch.compile, tokens/s
   derived from the reported 29% MFU; the setup comes from the same user's issue #179 (setup_stated = partial).
 """
@@ -31,13 +33,13 @@ from flopscalc.perf.validation import (
     validate_consumer,
 )
 
-# Issue 11's targets (docs/performance_model.md): median absolute error <= 8%, worst <= 20%. On the three consumer
-# rows with a fully stated setup they are NOT met: observed 2026-11-28 +20.6% (compiled), +9.3% (eager SDPA), +3.6%
-# (eager flash-attn 2): median 9.3%, worst 20.6%. The bounds below are what is met, rounded up a little, so a
-# regression fails; the constant MFU 0.4 does better on these rows (median 5.8%, worst 10.7%), which is asserted as a
-# fact below rather than hidden.
+# Issue 11's targets (docs/performance_model.md): median absolute error <= 8%, worst <= 20%. On the four consumer
+# rows with a fully stated setup they are NOT met: observed 2026-11-28 on the RTX 3080 +20.6% (compiled), +9.3%
+# (eager SDPA), +3.6% (eager flash-attn 2), on the RTX 4090 -19.6% (compiled): median 14.5%, worst 20.6%. The bounds
+# below are what is met, rounded up a little, so a regression fails. The constant MFU 0.4 on the same rows: median
+# 8.3%, worst 22.1%; on the 3080 rows alone it does better than the model, asserted below as a fact, not hidden.
 TARGET_MEDIAN, TARGET_WORST = 0.08, 0.20
-CONSUMER_MEDIAN_BOUND = 0.10
+CONSUMER_MEDIAN_BOUND = 0.15
 CONSUMER_WORST_BOUND = 0.21
 # The 4090 row (setup partly stated, throughput derived from a rounded MFU): observed -19.7% (constant: -21.8%).
 PARTIAL_WORST_BOUND = 0.21
@@ -59,7 +61,8 @@ def test_consumer_rows_are_single_geforce_runs_with_a_source_and_are_held_out():
     assert [r["run"] for r in rows] == ["nanogpt-shakespeare-char-rtx3080-compile",
                                         "nanogpt-shakespeare-char-rtx3080-eager",
                                         "nanogpt-shakespeare-char-rtx3080-eager-fa2",
-                                        "nanogpt-gpt2-124m-rtx4090"]
+                                        "nanogpt-gpt2-124m-rtx4090",
+                                        "nanogpt-gpt2-124m-rtx4090-train-gpt2-config"]
     for row in rows:
         assert get_gpu(row["gpu"]).segment == "consumer", row["run"]
         assert row["n_gpus"] == "1" and row["zero_stage"] == "0", row["run"]
@@ -70,11 +73,13 @@ def test_consumer_rows_are_single_geforce_runs_with_a_source_and_are_held_out():
     assert not any(r.get("group") == CONSUMER_GROUP for r in published_rows())
 
 
-def test_the_3080_rows_reproduce_nanogpts_printed_mfu_so_shape_batch_and_sequence_are_the_measured_ones():
-    # PR #376 prints 'time 48.25ms, mfu 7.48%' etc.; nanoGPT's MFU is a running average (0.9 old + 0.1 new), so the
-    # time of one iteration reproduces it to within a few tenths of a point (observed: 0.24, 0.07, 0.03 points)
-    rows = [r for r in consumer_rows() if r["gpu"] == "rtx-3080"]
-    assert len(rows) == 3
+def test_the_logged_rows_reproduce_nanogpts_printed_mfu_so_shape_batch_and_sequence_are_the_measured_ones():
+    # PR #376 prints 'time 48.25ms, mfu 7.48%' etc., PR #225 'time 4628.46ms, mfu 28.91%'; nanoGPT's MFU is a running
+    # average (0.9 old + 0.1 new), so an iteration time reproduces it to within a few tenths of a point (observed:
+    # 0.24, 0.07, 0.03 points on the 3080 rows, 0.19 on the 4090's). A wrong batch, sequence or accumulation (the
+    # 4090 log with nanoGPT's train.py default of 5 instead of the config's 40: 3.6% against 28.9%) misses it.
+    rows = [r for r in consumer_rows() if r["setup_stated"] == "full"]
+    assert len(rows) == 4
     for row in rows:
         mfu = (_nanogpt_flops_per_token(row) * float(row["measured_tokens_per_s_per_gpu"])
                / NANOGPT_PROMISED_FLOP_PER_S)
@@ -83,7 +88,7 @@ def test_the_3080_rows_reproduce_nanogpts_printed_mfu_so_shape_batch_and_sequenc
 
 def test_the_4090_row_is_its_reported_mfu_in_tokens_per_second():
     # issue #182: '29% MFU while training GPT-2 124M', nanoGPT's convention at micro-batch 12, sequence 1024
-    (row,) = [r for r in consumer_rows() if r["gpu"] == "rtx-4090"]
+    (row,) = [r for r in consumer_rows() if r["run"] == "nanogpt-gpt2-124m-rtx4090"]
     tokens_per_s = float(row["reported_mfu"]) * NANOGPT_PROMISED_FLOP_PER_S / _nanogpt_flops_per_token(row)
     assert float(row["measured_tokens_per_s_per_gpu"]) == pytest.approx(tokens_per_s, abs=0.1)
     assert row["setup_stated"] == "partial"
@@ -92,7 +97,7 @@ def test_the_4090_row_is_its_reported_mfu_in_tokens_per_second():
 def test_consumer_errors_stay_within_the_documented_bounds():
     checks = validate_consumer()
     stated = [c for c in checks if c.setup_stated]
-    assert len(stated) == 3
+    assert len(stated) == 4
     errors = [abs(c.error) for c in stated]
     assert statistics.median(errors) <= CONSUMER_MEDIAN_BOUND  # target TARGET_MEDIAN (8%): not met
     assert max(errors) <= CONSUMER_WORST_BOUND  # target TARGET_WORST (20%): not met

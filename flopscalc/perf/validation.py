@@ -92,13 +92,13 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
         cfg = ModelConfig(n_layer=int(row["n_layer"]), n_head=int(row["n_head"]), n_embd=int(row["n_embd"]),
                           block_size=seq, vocab_size=int(row["vocab_size"]), bias=row["bias"] == "true",
                           name=row["run"])
+    dropout = (row.get("dropout") or "").strip() == "true"
     setup = TrainingSetup(micro_batch=int(row["micro_batch"]), seq_len=seq, precision=row["precision"],
                           recompute=row["recompute"], flash=row["flash"] == "true",
                           grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
-                          zero_stage=int(row["zero_stage"]))
+                          zero_stage=int(row["zero_stage"]), dropout=dropout)
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
-    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel,
-                                   dropout=(row.get("dropout") or "").strip() == "true")
+    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel, dropout=dropout)
 
 
 def row_device(row: dict[str, str], gpu) -> DevicePerf:
