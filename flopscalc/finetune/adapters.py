@@ -125,8 +125,8 @@ def count_adapters(cfg: ModelConfig, targets: tuple[str, ...], rank: int, n_base
     full_rank = min(shapes[narrowest])
     if rank > full_rank:  # B A (d_out x r)(r x d_in) has rank <= min(d_in, d_out) (Hu et al. 2021, sec. 4.1)
         raise UsageError(f"LoRA rank {rank} is above the full rank {full_rank} of the targeted {narrowest} projection "
-                         f"({shapes[narrowest][0]} -> {shapes[narrowest][1]}): a larger r adds parameters, not "
-                         f"capacity; try --rank 16 (at most {full_rank}), or --method full")
+                         f"({shapes[narrowest][0]} -> {shapes[narrowest][1]}): a larger rank adds parameters, not "
+                         f"capacity; give a rank of at most {full_rank} (16 is common)")
     return AdapterCount(cfg.n_layer * adapter_params_per_layer(cfg, targets, rank),
                         2 * len(targets) * cfg.n_layer, n_base_params)
 
