@@ -76,3 +76,15 @@ def test_absurd_depth_is_answered_not_enumerated():
     # linear in depth: one layer's state x (10**30 - 1) above the one-layer model
     assert deep == pytest.approx(optimizer_state_bytes(one, Optimizer.adamw, 4) + (10**30 - 1) * per_layer,
                                  rel=1e-12)
+
+
+def test_sequence_past_a_rope_models_context_warns_and_within_it_does_not():
+    # was: 'flopscalc memory --config llama3-8b.json --seq 100000' printed 100k-token memory without a word that
+    # Llama 3 8B's config says max_position_embeddings 8192
+    from flopscalc.memory import TrainingSetup, estimate_memory
+
+    cfg = get_preset("llama-3.1-8b")
+    past = estimate_memory(cfg, TrainingSetup(seq_len=cfg.block_size + 1))
+    within = estimate_memory(cfg, TrainingSetup(seq_len=cfg.block_size))
+    assert any(str(cfg.block_size) in w and "context" in w for w in past.warnings)
+    assert not any("context" in w for w in within.warnings)

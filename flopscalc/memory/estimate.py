@@ -139,6 +139,11 @@ def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> Mem
         raise UsageError(f"sequence length {seq_len} is longer than the model's context ({cfg.block_size} "
                          f"tokens, its learned position table); pass --seq {cfg.block_size} or less")
     logits, transient = logits_buffer_bytes(cfg, setup, seq_len)
+    warnings = setup.warnings()
+    if seq_len > cfg.block_size:  # RoPE, ALiBi or no positions: it runs, but past the length the model was built for
+        warnings.append(f"sequence {seq_len} is longer than {cfg.name or 'the model'}'s context of {cfg.block_size} "
+                        "tokens; the memory is for that length, but the model was not made for it (long-context "
+                        "training usually extends RoPE's base first)")
     return MemoryBreakdown(
         model=cfg,
         setup=setup,
@@ -149,7 +154,7 @@ def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> Mem
         logits_bytes=logits,
         loss_transient_bytes=transient,
         head_gradient_bytes=head_gradient_bytes(cfg, setup),
-        warnings=tuple(setup.warnings()),
+        warnings=tuple(warnings),
         assumptions=ASSUMPTIONS + (
             Assumption("CUDA context", f"{setup.cuda_context_bytes / 2**20:.0f} MiB",
                        "PyTorch issue #34323 (781 MB eager); lazy loading trims it"),
