@@ -146,7 +146,8 @@ def _olmo2(f: _Fields) -> dict:
 
 
 def _phi3(f: _Fields) -> dict:
-    return _decoder(f, tie=False, eps=_EPS_1E5)  # fused qkv_proj and gate_up_proj: the same weights as separate ones
+    # fused qkv_proj and gate_up_proj (modeling_phi3.py): the same weights as separate ones, but one LoRA adapter each
+    return _decoder(f, tie=False, eps=_EPS_1E5, fused_projections=True)
 
 
 def _gpt_neox(f: _Fields) -> dict:

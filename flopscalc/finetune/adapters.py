@@ -33,6 +33,8 @@ from ..model import ModelConfig, QkNorm
 # ``INCLUDE_LINEAR_LAYERS_SHORTHAND``; tuners_utils ``_maybe_include_all_linear_layers`` skips the LM head).
 TARGETS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 ALL_LINEAR = "all-linear"
+# Targets inside a fused module of a model with ``fused_projections`` (Phi-3: qkv_proj, gate_up_proj).
+FUSED_TARGETS: tuple[str, ...] = ("q", "k", "v", "gate", "up")
 
 # NF4 with double quantization, bitsandbytes' defaults (QLoRA sec. 3; bitsandbytes ``quantize_4bit``):
 NF4_BITS = 4  # 4-bit NormalFloat, two codes per uint8 (QLoRA sec. 3, "4-bit NormalFloat Quantization")
@@ -84,6 +86,11 @@ def check_lora_model(cfg: ModelConfig, targets: tuple[str, ...]) -> None:
     if cfg.is_moe:
         raise UsageError(f"{cfg.name} is a mixture of experts; LoRA and QLoRA are modelled for dense models (the "
                          "expert layers' activations and FLOPs are not); try --method full or a dense model")
+    fused = [t for t in targets if t in FUSED_TARGETS] if cfg.fused_projections else []
+    if fused:  # peft: one adapter on qkv_proj (r (d + d_q + 2 d_kv)), not one per q, k, v (r (2d + d_q) + 2 r (d + d_kv))
+        raise UsageError(f"{cfg.name} fuses q, k, v into qkv_proj and gate, up into gate_up_proj, where peft puts one "
+                         f"adapter per fused module; adapters on {', '.join(fused)} are modelled only for separate "
+                         "projections: target o,down only (--targets o,down), or use --method full")
     if cfg.mlp.n_matrices == 2 and "gate" in targets:
         raise UsageError(f"{cfg.name} has a 2-matrix MLP with no gate projection; drop 'gate' from --targets")
     if cfg.parallel_block or cfg.qk_norm is not QkNorm.none:

@@ -143,6 +143,9 @@ class ModelConfig:
         RoPE's base (only with ``position='rope'``); moves no count, FLOP or byte.
     norm_eps : float
         Epsilon of every LayerNorm / RMSNorm (and q/k norm); moves no count, FLOP or byte.
+    fused_projections : bool
+        q, k, v held as one ``qkv_proj`` and gate, up as one ``gate_up_proj`` (Phi-3's modules): the same weights,
+        FLOPs and bytes as separate ones; only LoRA differs (peft puts one adapter on each fused module).
     """
 
     n_layer: int
@@ -175,6 +178,7 @@ class ModelConfig:
     router_bias: bool = False
     rope_theta: float = DEFAULT_ROPE_THETA
     norm_eps: float = DEFAULT_NORM_EPS
+    fused_projections: bool = False
 
     def __post_init__(self) -> None:
         for field in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
