@@ -65,3 +65,11 @@ def test_infer_on_a_v100_serves_fp16_weights(capsys):
     assert run(["infer", "--model", "llama-3.1-8b", "--gpu", "v100", "--context", "2k", "--weights", "bf16"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "accepted on this card: fp16" in err
+
+
+def test_int4_group_zero_is_refused_not_read_as_the_default(capsys):
+    # was: '--int4-group 0' ran as group 128 ('or' took 0 for "not given")
+    assert run(["infer", "--model", "llama-3.1-8b", "--gpu", "h100", "--context", "4k", "--weights", "int4",
+                "--int4-group", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "int4 group" in err and "got 0" in err

@@ -134,7 +134,7 @@ def infer(
                         arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
                                           shared_experts))
     setup = InferenceSetup(batch=batch, context=parse_context(context), gen=gen, weights=weights, kv=kv,
-                           int4_group=int4_group or DEFAULT_INT4_GROUP, usd_per_gpu_hour=usd_per_gpu_hour)
+                           int4_group=DEFAULT_INT4_GROUP if int4_group is None else int4_group, usd_per_gpu_hour=usd_per_gpu_hour)
     est = estimate_inference(cfg, setup, spec)
     emit(*with_notes(infer_report(est), infer_dict(est), [note]), as_json)
 
