@@ -49,3 +49,18 @@ def test_cpu_profile_with_another_precision_is_still_refused(capsys, cpu_profile
     assert run(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "fp32" in err
+
+
+def test_a_throughput_below_one_token_per_second_is_printed_not_rounded_to_zero(capsys, cpu_profile):
+    # was: 'tokens/s (all GPUs)  0' for a 70B model on a calibrated CPU (0.216 tokens/s in --json)
+    argv = ["step", "--gpu", "cpu", "--model", "llama-3.1-8b", "--seq", "512", "--calibration", cpu_profile]
+    out = _json_of(capsys, argv)
+    assert 0 < out["tokens_per_s"] < 100
+    assert run(argv) == 0
+    text = capsys.readouterr().out
+    assert f"tokens/s (all GPUs)  {out['tokens_per_s']:.3g}" in text
+
+
+def _json_of(capsys, argv) -> dict:
+    assert run([*argv, "--json"]) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)

@@ -9,6 +9,7 @@ from rich.text import Text
 
 from ..perf.inference import InferenceEstimate, kv_cache_bytes, small_kernels
 from ..units import format_bytes, format_count, format_duration, format_rate, format_usd
+from .step import format_tokens_per_s
 
 
 def _settings_line(e: InferenceEstimate) -> str:
@@ -26,12 +27,12 @@ def _time_table(e: InferenceEstimate) -> Table:
     t.add_column("value", justify="right")
     t.add_column("what it is")
     t.add_row("prefill (time to first token)", format_duration(e.prefill_s),
-              f"{e.setup.batch} x {e.setup.context:,} prompt tokens, {e.prefill_tokens_per_s:,.0f} tokens/s")
+              f"{e.setup.batch} x {e.setup.context:,} prompt tokens, {format_tokens_per_s(e.prefill_tokens_per_s)} tokens/s")
     t.add_row("time per output token", format_duration(e.decode_s_per_token),
               "one decode step, mean over the generation" if e.n_decode_steps else "the first decode step")
     t.add_row("tokens/s per sequence", f"{e.tokens_per_s_per_sequence:,.1f}", "what one user sees while decoding")
-    t.add_row("tokens/s, all sequences, decoding", f"{e.decode_tokens_per_s:,.0f}", "batch / time per output token")
-    t.add_row("tokens/s, all sequences, end to end", f"{e.tokens_per_s:,.0f}",
+    t.add_row("tokens/s, all sequences, decoding", format_tokens_per_s(e.decode_tokens_per_s), "batch / time per output token")
+    t.add_row("tokens/s, all sequences, end to end", format_tokens_per_s(e.tokens_per_s),
               "generated tokens over prefill + decode", style="bold")
     return t
 

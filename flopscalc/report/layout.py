@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..layout import Layout, LayoutMemory, LayoutTime
 from ..layout.search import LayoutSearch
 from ..units import format_bytes
+from .step import format_tokens_per_s
 
 
 def explicit_layout(n_gpus: int, tp: int, pp: int, cp: int, ep: int, interleave: int, sequence_parallel: bool,
@@ -69,7 +70,7 @@ def _components_table(lt: LayoutTime, mem: LayoutMemory) -> Table:
 
 def layout_report(lt: LayoutTime, mem: LayoutMemory) -> Group:
     lines = [(f"{lt.model.name} on {lt.layout.n_gpus} x {lt.cluster.gpu.name}, sequence {lt.seq_len}: "
-             f"{lt.tokens_per_s:,.0f} tokens/s, MFU {lt.mfu:.1%} (model FLOPs, causal attention)")]
+             f"{format_tokens_per_s(lt.tokens_per_s)} tokens/s, MFU {lt.mfu:.1%} (model FLOPs, causal attention)")]
     eng = lt.layout.engine()
     if eng.value.startswith("Megatron"):
         lines.append("flopscalc train runs DDP and FSDP only; this layout needs Megatron-LM (or torchtitan/DeepSpeed):")
@@ -94,7 +95,7 @@ def search_report(s: LayoutSearch) -> Group:
         t.add_column(c, justify="right" if c in ("#", "s/step", "tokens/s", "MFU", "memory") else "left")
     for i, r in enumerate(s.ranked, 1):
         t.add_row(str(i), r.layout.label(), r.layout.engine().value, f"{r.time.step_s:.3g}",
-                  f"{r.time.tokens_per_s:,.0f}", f"{r.time.mfu:.1%}", format_bytes(r.memory.total), r.why or "fastest")
+                  format_tokens_per_s(r.time.tokens_per_s), f"{r.time.mfu:.1%}", format_bytes(r.memory.total), r.why or "fastest")
     rej = ", ".join(f"{v} for {k}" for k, v in s.rejected.items()) or "none"
     note = Text(f"{s.n_candidates} candidates, {s.n_timed} fitting splits timed ({s.n_pruned} more fit but their "
                 f"compute alone loses); rejected: {rej}. Best layout in detail:")

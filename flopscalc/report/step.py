@@ -11,6 +11,12 @@ from ..perf import CLASS_ORDER, StepEstimate
 from ..units import format_bytes, format_rate
 
 
+def format_tokens_per_s(x: float) -> str:
+    """A throughput in tokens/s: whole tokens with thousands separators, three significant digits below 100
+    (a 70B model on a calibrated CPU runs 0.216 tokens/s, which ',.0f' printed as 0)."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _settings_line(e: StepEstimate) -> str:
     s = e.setup
     parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
@@ -40,8 +46,8 @@ def step_report(e: StepEstimate) -> Group:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
-    summary.add_row("tokens/s (all GPUs)", f"{e.tokens_per_s:,.0f}")
-    summary.add_row("tokens/s per GPU", f"{e.tokens_per_s_per_gpu:,.0f}")
+    summary.add_row("tokens/s (all GPUs)", format_tokens_per_s(e.tokens_per_s))
+    summary.add_row("tokens/s per GPU", format_tokens_per_s(e.tokens_per_s_per_gpu))
     summary.add_row("MFU", f"{e.mfu:.1%}  (model FLOPs, causal attention, no recomputation)")
     summary.add_row("HFU", f"{e.hfu:.1%}  (executed FLOPs: recomputation and flash backward included)")
     summary.add_row("peak used", f"{format_rate(e.peak_flop_per_s)} dense {e.precision.value}")
