@@ -34,15 +34,13 @@ from .family import ShapeFamily, model_family, shape_family
 from .layout import time_model_source, uses_layout_search
 from .notes import _assumptions, _calibration_warnings, _family_warnings, _run_notes, _tags, _warnings
 from .options import PlanOption
+from .relax import Binding, _binding, _pass_recommendation
 from .request import PlanRequest
 from .search import (
-    Binding,
-    _binding,
     _Context,
     _evaluate,
     _law_n,
     _loss,
-    _pass_recommendation,
     _preset_candidates,
     _recommend,
     _shapes,
