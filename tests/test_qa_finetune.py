@@ -76,3 +76,11 @@ def test_phi3_lora_on_fused_targets_is_one_usage_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--targets o,down" in err
     assert run([*argv, "--targets", "o,down"]) == 0
+
+
+@pytest.mark.parametrize("option, value", [("--epochs", "inf"), ("--epochs", "1e400")])
+def test_infinite_epochs_are_refused(capsys, option, value):
+    # was: rc 0 and 'time: nan for 1.0M tokens x inf epochs (inf processed, padded, nan% padding; inf FLOP)'
+    assert run(["finetune", "--model", LLAMA, "--gpu", "h100", "--dataset-tokens", "1M", option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "finite" in err

@@ -12,6 +12,7 @@ The attention core is priced with causal pairs (fused kernels skip masked blocks
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, replace
 
 from ..assumption import Assumption
@@ -214,10 +215,11 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     headroom : float
         Share of GPU memory to keep free (0-1).
     """
-    if not n_dataset_tokens > 0:
-        raise UsageError(f"dataset tokens must be positive, got {n_dataset_tokens:g}; try --dataset-tokens 50M")
-    if not n_epochs > 0:
-        raise UsageError(f"epochs must be positive, got {n_epochs:g}; try --epochs 3")
+    if not 0 < n_dataset_tokens < math.inf:
+        raise UsageError(f"dataset tokens must be positive and finite, got {n_dataset_tokens:g}; try "
+                         "--dataset-tokens 50M")
+    if not 0 < n_epochs < math.inf:  # inf epochs printed 'time: nan ... nan% padding'
+        raise UsageError(f"epochs must be positive and finite, got {n_epochs:g}; try --epochs 3")
     if efficiency is not None and not 0 < efficiency <= 1:
         raise UsageError(f"efficiency must be a fraction in (0, 1], got {efficiency!r}; try {DEFAULT_MFU}")
     if not 0 <= headroom < 1:
