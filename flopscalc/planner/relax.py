@@ -151,11 +151,14 @@ def _unlimited_memory_best_loss(options: tuple[PlanOption, ...], ctx: _Context) 
     return _best_loss(tuple(_lowest_loss_first([o.model for o in options], ctx, _whole_batch_loss).values()))
 
 
-def _pass_recommendation(models: list[ModelConfig], ctx: _Context, alloc, ia=None) -> PlanOption:
+def _pass_recommendation(models: list[ModelConfig], ctx: _Context, alloc, ia=None) -> PlanOption | None:
     """`_recommend` of ``models`` evaluated under ``ctx``, for a budget pass that only needs the pick: a time or money
     budget picks the lowest loss, so only the models that can hold it are evaluated (`_lowest_loss_first`); the
-    pass the plan shows evaluates them all. Whatever else picks (a life-cycle optimum, no loss) sees every model."""
-    if ia is None and ctx.kind in ("time", "money"):
+    pass the plan shows evaluates them all. Whatever else picks (a life-cycle optimum, no loss) sees every model.
+    None for the other budgets, which take one pass: the caller evaluates every model and picks from them."""
+    if ctx.kind not in ("time", "money"):
+        return None
+    if ia is None:
         found = _lowest_loss_first(models, ctx)
         if _best_loss(tuple(found.values())) is not None:  # the pick, and none of the errors, is among these
             return _recommend(tuple(found[i] for i in sorted(found)), ctx, alloc, ia)
