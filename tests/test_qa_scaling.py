@@ -59,3 +59,31 @@ def test_a_suffixed_number_in_a_cell_says_how_to_write_it(tmp_path, capsys):
     f.write_text("n_params,n_tokens,loss\n1.5B,30B,2.5\n" + ROWS, encoding="utf-8")
     assert run(["scaling", "fit", str(f)]) == 2
     assert "1.5e9" in capsys.readouterr().err
+
+
+# three IsoFLOP budgets x five sizes, loss from Hoffmann et al. 2022 eq. 10's constants (approach 2 can fit them)
+ISOFLOP_ROWS = "".join(f"{n:g},{c / (6 * n):g},{1.69 + 406.4 / n**0.34 + 410.7 / (c / (6 * n))**0.28:.5f}\n"
+                       for c in (1e19, 1e20, 1e21) for n in (c / 6e10 * f for f in (0.25, 0.5, 1, 2, 4)))
+
+
+@pytest.mark.parametrize("approach", ["2", "3"])
+def test_negative_bootstrap_seed_is_one_usage_line(tmp_path, capsys, approach):
+    # was: a numpy traceback 'ValueError: expected non-negative integer' after the whole fit
+    f = tmp_path / "runs.csv"
+    f.write_text("n_params,n_tokens,loss\n" + ISOFLOP_ROWS, encoding="utf-8")
+    assert run(["scaling", "fit", str(f), "--approach", approach, "--bootstrap", "3"]
+               + (["--grid", "small"] if approach == "3" else [])) == 0
+    capsys.readouterr()
+    argv = ["scaling", "fit", str(f), "--approach", approach, "--bootstrap", "3", "--seed", "-1"]
+    assert run(argv + (["--grid", "small"] if approach == "3" else [])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("flopscalc: error:") and "\n" not in err and "seed" in err
+
+
+def test_negative_exclude_highest_loss_is_refused(tmp_path, capsys):
+    # was: '--exclude-highest-loss -1' fitted all the runs without a word
+    f = tmp_path / "runs.csv"
+    f.write_text("n_params,n_tokens,loss\n" + ROWS, encoding="utf-8")
+    assert run(["scaling", "fit", str(f), "--grid", "small", "--exclude-highest-loss", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "exclude" in err

@@ -198,6 +198,10 @@ def fit(
                          f"{'them' if len(approach3_only) > 1 else 'it'} or use --approach 3")
     if bootstrap == 0:
         refuse_unused(ctx, "--bootstrap N", ("seed",), "used only to draw the bootstrap resamples")
+    else:
+        from ..scaling.runs import seeded_rng
+
+        seeded_rng(seed)  # a bad seed is refused before the fit, not after it
     replaced = save is not None and saved_law_path(save, replace=replace).exists()  # name checked before the fit
     runs = read_runs(runs_csv)
     source = f"fitted by flopscalc: approach {approach.value} on {runs_csv.name} ({len(runs)} runs)"

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import DomainError
 from .laws import FittedRange, ParametricLoss, ScalingLaw, chinchilla_allocation
 from .optimize import HUBER_DELTA, LOWER, PARAM_NAMES, UPPER, batched_bfgs, huber_objective, on_bound
-from .runs import Runs
+from .runs import Runs, seeded_rng
 
 # Initialisation grid of approach 3 [H22, App. D.2].
 PAPER_GRID = {
@@ -220,7 +220,7 @@ def bootstrap_approach3(runs: Runs, fit: Approach3Fit, *, n_samples: int = 1000,
 def _bootstrap_approach3(runs: Runs, fit: Approach3Fit, n_samples, seed, ref_flops, callback, n_threads) -> Bootstrap:
     runs = runs.drop_highest_loss(fit.excluded)
     log_n, log_d, log_l = np.log(runs.n_params), np.log(runs.n_tokens), np.log(runs.loss)
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     starts = np.vstack([fit.x[None], fit.best_starts])
     k = len(starts)
     kw = {} if n_threads is None else {"n_threads": n_threads}

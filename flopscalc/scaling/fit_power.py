@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DomainError, UsageError
 from .laws import FLOPS_PER_PARAM_TOKEN, FittedRange, PowerLawAllocation, ScalingLaw
-from .runs import Runs
+from .runs import Runs, seeded_rng
 
 # Runs whose FLOPs differ by less than this ratio are one IsoFLOP budget (Chinchilla's closest are 1.67x).
 ISOFLOP_GROUP_RATIO = 1.10
@@ -133,7 +133,7 @@ def _power_fit(approach: int, c, n, runs: Runs, warn, draw, n_bootstrap: int, se
     b, k_d = _power_law(c, d)
     samples = {}
     if n_bootstrap:
-        rng = np.random.default_rng(seed)
+        rng = seeded_rng(seed)
         draws = []
         for i in range(n_bootstrap):
             one = draw(rng)

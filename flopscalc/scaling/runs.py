@@ -69,10 +69,20 @@ class Runs:
 
     def drop_highest_loss(self, k: int) -> Runs:
         """These runs without the ``k`` highest-loss ones (Besiroglu et al. 2024, sec. 3, drop 5)."""
-        if k <= 0:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise UsageError(f"the number of highest-loss runs to exclude must be a whole number >= 0, got {k!r}; "
+                             "e.g. --exclude-highest-loss 5 (Besiroglu et al. 2024)")
+        if k == 0:
             return self
         if k >= len(self):
             raise UsageError(f"{self.source}: cannot exclude {k} of {len(self)} runs")
         keep = np.ones(len(self), bool)
         keep[np.argsort(self.loss)[len(self) - k:]] = False
         return self.subset(keep)
+
+
+def seeded_rng(seed: int) -> np.random.Generator:
+    """numpy's generator for a bootstrap ``seed``: a whole number >= 0 (numpy's SeedSequence refuses negatives)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"the bootstrap seed must be a whole number >= 0, got {seed!r}; e.g. --seed 0")
+    return np.random.default_rng(seed)
