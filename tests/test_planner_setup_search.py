@@ -106,13 +106,15 @@ def test_ties_go_to_the_setup_the_reference_trainer_runs():
 def test_main_job_trains_without_recomputation_and_gets_the_tokens_it_lost():
     # Issue 14: 33x2112 (1.9B) fits 12 GiB with optimizer offload and no recomputation (10.85 GiB at micro-batch
     # 2 by 'flopscalc memory'); full recompute costs 1.32x the FLOPs per token, so ~57.1B x 1.32 = ~75B tokens.
-    # The issue's 57.1B was priced at a constant 40% MFU, so that arithmetic states it (--mfu 0.4); the setup
+    # The issue's 57.1B was priced at a constant 40% MFU, so that arithmetic states it (--mfu 0.4), and its model;
+    # the per-operation model picks its own size (since perf 6d18201 a smaller one, at a higher MFU), and the setup
     # claims hold under either time model.
     for mfu in (None, 0.4):
         p = plan(get_gpu("4070ti"), 365 * DAY, mfu=mfu)
         r = p.recommended
         s = r.chosen.setup
-        assert (r.model.n_layer, r.model.n_embd) == (33, 2112)
+        if mfu is not None:
+            assert (r.model.n_layer, r.model.n_embd) == (33, 2112)
         assert s.recompute is Recompute.none and s.offload_optimizer
         # hardware FLOPs per token are the model FLOPs: no forward pass is run twice
         exact = training_flops_per_token(r.model, 1024)
