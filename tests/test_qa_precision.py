@@ -73,3 +73,14 @@ def test_int4_group_zero_is_refused_not_read_as_the_default(capsys):
                 "--int4-group", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "int4 group" in err and "got 0" in err
+
+
+def test_plot_frontier_on_a_v100_budgets_at_its_fp16_rate(capsys):
+    # was: 'plot frontier --gpu v100 --days 30' stopped at "has no BF16 tensor rate" while 'plan' fell back to fp16
+    from flopscalc.planner.budget import DEFAULT_MFU, DEFAULT_UTILIZATION
+
+    out = _json(capsys, ["plot", "frontier", "--gpu", "v100", "--days", "30"])
+    rate = get_gpu("v100").peak_flop_per_s("fp16")
+    budget = out["budget"]["c_flops"]
+    assert budget == pytest.approx(rate * 30 * 86400 * DEFAULT_UTILIZATION * DEFAULT_MFU, rel=1e-12)
+    assert len(out["notes"]) == 1 and "fp16" in out["notes"][0]

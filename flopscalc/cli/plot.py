@@ -99,7 +99,9 @@ def frontier(
         help="GPU whose memory shades the model sizes that fit; with --days it also sets the budget.")] = None,
     days: Annotated[float | None, typer.Option(help="Budget as time on --gpu instead of --flops. (days)")] = None,
     n_gpus: Annotated[int, typer.Option("--n-gpus", help="Number of GPUs (count).")] = 1,
-    precision: Annotated[Precision, typer.Option(help="Arithmetic that sets the peak rate (dense).")] = DEFAULT_PRECISION,
+    precision: Annotated[Precision | None, typer.Option(
+        help="Arithmetic that sets the peak rate (dense; default bf16, fp16 on a card without BF16 such as V100 "
+             "and T4, as plan does).")] = None,
     utilization: UtilizationOpt = DEFAULT_UTILIZATION,
     mfu: Annotated[float, typer.Option(help="Model FLOPs utilization while busy. (0-1)")] = DEFAULT_MFU,
     seq: Annotated[int, typer.Option(help="Training sequence length for the memory region. (tokens)")] = 1024,
@@ -129,18 +131,28 @@ def frontier(
     if days is not None and gpu is None:
         raise UsageError("--days needs --gpu to turn time into FLOPs, e.g. --gpu 4070ti --days 365")
     spec = get_gpu(gpu, gpu_csv or ()) if gpu is not None else None
+    note = None
+    if spec is not None:  # fp16 on a card without BF16, with a note (plan's rule, hardware.training_precision)
+        from ..hardware import training_precision
+
+        precision, note = training_precision(spec, precision, DEFAULT_PRECISION)
+    precision = precision or DEFAULT_PRECISION
     budget, label = (_count(flops, "--flops") if flops is not None else None), None
     if days is not None:
         b = ComputeBudget(spec, n_gpus, days * SECONDS_PER_DAY, precision, utilization, mfu)
         budget = b.model_flops
-        label = f"{days:g} days, {n_gpus}× {short_gpu_name(spec.name)}, MFU {mfu:g}, busy {utilization:.0%}"
+        label = (f"{days:g} days, {n_gpus}× {short_gpu_name(spec.name)}"
+                 + (f" at {precision.value}" if precision is not DEFAULT_PRECISION else "")
+                 + f", MFU {mfu:g}, busy {utilization:.0%}")
     for name in law or ():  # the laws' reader takes '' as the default
         refuse_empty(**{"--law": name})
     data = frontier_data(law or DEFAULT_FRONTIER_LAWS, (_count(c_min, "--c-min"), _count(c_max, "--c-max")), budget,
                          budget_label=label, gpu=spec, n_gpus=n_gpus, seq_len=seq, precision=precision,
                          capacity_bytes=parse_bytes(memory, what="--memory") if memory is not None else None,
                          published=published)
-    _finish(data, draw_frontier, out, as_json, dpi)
+    _finish({**data, "notes": [note]} if note else data, draw_frontier, out, as_json, dpi)
+    if note and not as_json:
+        sys.stdout.write(f"note: {note}\n")
 
 
 @plot_app.command("isoflop")
