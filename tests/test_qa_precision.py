@@ -84,3 +84,11 @@ def test_plot_frontier_on_a_v100_budgets_at_its_fp16_rate(capsys):
     budget = out["budget"]["c_flops"]
     assert budget == pytest.approx(rate * 30 * 86400 * DEFAULT_UTILIZATION * DEFAULT_MFU, rel=1e-12)
     assert len(out["notes"]) == 1 and "fp16" in out["notes"][0]
+
+
+def test_plot_memory_and_memory_agree_on_a_v100(capsys):
+    # was: 'plot memory --gpu v100' drew a bf16-mixed run while 'memory --gpu v100' reports fp16-mixed
+    plot = _json(capsys, ["plot", "memory", "--gpu", "v100", "--model", "gpt2"])
+    memory = _json(capsys, ["memory", "--gpu", "v100", "--model", "gpt2"])
+    assert plot["setup"]["precision"] == memory["setup"]["precision"] == "fp16-mixed"
+    assert plot["bars"][0]["peak_bytes"] == memory["peak_bytes"]

@@ -31,6 +31,7 @@ from .common import (
     emit,
     refuse_empty,
     refuse_unused,
+    storage_precision,
 )
 
 plot_app = typer.Typer(help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
@@ -214,7 +215,8 @@ def memory(
     micro_batch: Annotated[list[int] | None, typer.Option(
         "--micro-batch", help="Sequences per GPU per forward pass; repeat for one bar each. (sequences)")] = None,
     seq: SeqOpt = None,
-    precision: Annotated[MemoryPrecision, typer.Option(help="Storage precision.")] = MemoryPrecision.bf16_mixed,
+    precision: Annotated[MemoryPrecision | None, typer.Option(
+        help="Storage precision (default: bf16-mixed, fp16-mixed on a card without BF16, as 'memory').")] = None,
     optimizer: OptimizerOpt = Optimizer.adamw,
     recompute: RecomputeOpt = Recompute.none,
     flash: Annotated[bool, typer.Option("--flash/--no-flash", help="Fused attention or spelled-out attention.")
@@ -235,11 +237,14 @@ def memory(
 
     models: list = list(model or [])
     models += [config_for_params(_count(p, "--params")) for p in (params or [])]
+    spec = get_gpu(gpu, gpu_csv or ()) if gpu else None
+    precision, note = storage_precision(precision, spec)  # the precision 'memory' reports for the same flags
     setup = TrainingSetup(seq_len=seq, precision=precision, optimizer=optimizer, recompute=recompute, flash=flash,
                           grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero, offload_optimizer=offload)
-    data = memory_data(models or list(PRESETS), get_gpu(gpu, gpu_csv or ()) if gpu else None, setup,
-                       micro_batch or None)
-    _finish(data, draw_memory, out, as_json, dpi)
+    data = memory_data(models or list(PRESETS), spec, setup, micro_batch or None)
+    _finish({**data, "notes": [note]} if note else data, draw_memory, out, as_json, dpi)
+    if note and not as_json:
+        sys.stdout.write(f"note: {note}\n")
 
 
 @plot_app.command("calibration")
