@@ -210,9 +210,18 @@ def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[
     return tuple(out)
 
 
+def _nearest_life_cycle(options: list[PlanOption], plain: PlanOption, ctx: _Context, alloc, ia) -> PlanOption:
+    """The option nearest in |ln N| to the plain pick's N times ia N / alloc N (Sardana et al. 2024, sec. 3: the
+    life-cycle optimum's shrink of the compute-optimal model for the same budget)."""
+    target = _law_n(ctx.law, plain.model) * ia.n_params / alloc.n_params
+    return min(options, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / target)))
+
+
 def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -> PlanOption:
     """The lowest predicted loss (or, for a target, the fastest to reach it); with an inference-aware optimum
-    ``ia``, the option nearest its N in |ln N|: the lowest loss would pull back to the Chinchilla model."""
+    ``ia``, the option nearest that pick's N shrunk by Sardana et al.'s factor (ia N / the law's optimum N), in
+    |ln N|: the lowest loss would pull back to the Chinchilla model, and the law's own optimum ignores that the
+    options run at different speeds (so T -> 0 gives the plain pick exactly)."""
     cap = ctx.memory_bytes or ctx.gpu.memory_bytes
     n_gpus = ctx.budget.n_gpus
     if not any(o.fits for o in options):
@@ -255,9 +264,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
                 + f"; the law's floor is {e:.3f} and the largest model that fits "
                 f"({fitting[-1].n_params / 1e6:.0f}M) is limited to {ctx.law.loss(_law_n(ctx.law, fitting[-1].model), 1e30):.3f}"
                 " even with unlimited data; add GPUs or aim higher")
-        if ia is not None:
-            return min(reach, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))
-        return min(reach, key=lambda o: o.train_time_s)
+        fastest = min(reach, key=lambda o: o.train_time_s)
+        return fastest if ia is None else _nearest_life_cycle(reach, fastest, ctx, alloc, ia)
     if ctx.kind == "tokens":
         return fitting[0]
     trained = [o for o in fitting if o.n_tokens >= o.speed.tokens_per_step]
@@ -269,8 +277,10 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             f"{o.n_tokens:.3g} tokens, less than one optimizer step of {o.speed.tokens_per_step:,} tokens; "
             f"it needs at least {need_s / SECONDS_PER_HOUR:.2g} hours of these GPUs")
     predicted = [o for o in trained if o.loss is not None]  # None: no loss, or above a uniform guess (_loss)
+    if ia is not None and predicted:
+        return _nearest_life_cycle(predicted, min(predicted, key=lambda o: o.loss), ctx, alloc, ia)
     if ia is not None:
-        return min(predicted or trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))
+        return min(trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))
     if predicted:
         return min(predicted, key=lambda o: o.loss)
     return min(trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / alloc.n_params)))
