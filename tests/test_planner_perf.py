@@ -315,3 +315,25 @@ def test_the_error_the_plan_prints_is_the_validations():
     s = summary([c for c in (check_row(r) for r in published_rows() if not in_fit_subset(r["run"])) if c.setup_stated])
     assert HELD_OUT_MEDIAN_ERROR == pytest.approx(s["median_abs_error"], abs=0.0005)
     assert HELD_OUT_WORST_ERROR == pytest.approx(s["max_abs_error"], abs=0.0005)
+
+
+def test_a_consumer_gpu_plan_quotes_the_consumer_runs_error(capsys):
+    # the 92 published runs are A100/H100 clusters; on a GeForce card the plan quotes the held-out consumer rows
+    # (nanoGPT on an RTX 3080 and 4090), and the quote is what the validation measures today
+    from flopscalc.perf.validation import summary, validate_consumer
+    from flopscalc.planner.speed import (
+        CONSUMER_HELD_OUT_MEDIAN_ERROR,
+        CONSUMER_HELD_OUT_ROWS,
+        CONSUMER_HELD_OUT_WORST_ERROR,
+    )
+
+    stated = [c for c in validate_consumer() if c.setup_stated]
+    s = summary(stated)
+    assert CONSUMER_HELD_OUT_ROWS == len(stated)
+    assert CONSUMER_HELD_OUT_MEDIAN_ERROR == pytest.approx(s["median_abs_error"], abs=0.0005)
+    assert CONSUMER_HELD_OUT_WORST_ERROR == pytest.approx(s["max_abs_error"], abs=0.0005)
+    consumer = plan(get_gpu("4070ti"), YEAR_S, explain=False)
+    datacenter = plan(get_gpu("h100"), 30 * 86400.0, explain=False)
+    assert f"median {CONSUMER_HELD_OUT_MEDIAN_ERROR:.1%}" in consumer.mfu_source
+    assert any(f"median {CONSUMER_HELD_OUT_MEDIAN_ERROR:.0%}" in w for w in consumer.warnings)
+    assert f"median {HELD_OUT_MEDIAN_ERROR:.1%}" in datacenter.mfu_source

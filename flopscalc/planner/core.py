@@ -295,7 +295,7 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
     energy = energy_cost(gpu, req.n_gpus, rec.train_time_s, req.utilization, electricity_usd_per_kwh=req.usd_per_kwh,
                          cloud_usd_per_gpu_hour=req.usd_per_gpu_hour)
     mfu_source = (time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
-                  if space.cluster is not None else time_model_words(tm))
+                  if space.cluster is not None else time_model_words(tm, gpu))
     cands = _preset_candidates(options, ctx)
     # with inference tokens the recommendation is not the lowest loss, so "what relaxing buys" would mislead
     binding = _binding(options, rec, ctx) if req.explain and req.objective == "loss" and ia is None else ()

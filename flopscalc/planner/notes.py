@@ -14,7 +14,7 @@ from ..units import GIB, GIGA, format_count, format_duration
 from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
 from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
 from .search import _law_n
-from .speed import HELD_OUT_MEDIAN_ERROR, HELD_OUT_WORST_ERROR, PER_OPERATION
+from .speed import PER_OPERATION, held_out_error
 
 
 def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens: float | None):
@@ -153,8 +153,9 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
                    "tokens as worth less (Muennighoff et al. 2023)")
     kind = getattr(time_model, "kind", None)
     if kind == PER_OPERATION:
+        median, worst, runs = held_out_error(budget.gpu)
         out.append(f"the step times are predicted by the per-operation model, not measured on this GPU (held-out "
-                   f"error on published runs: median {HELD_OUT_MEDIAN_ERROR:.0%}, worst {HELD_OUT_WORST_ERROR:.0%}): "
+                   f"error on {runs}: median {median:.0%}, worst {worst:.0%}): "
                    "run 'flopscalc calibrate' and pass --calibration to fit it to yours")
     elif calibration is None and mfu is None and rec.chosen.layout is None:
         out.append("the hardware efficiency (MFU of a step without recomputation) is a stated default, not measured "

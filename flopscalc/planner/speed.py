@@ -126,14 +126,28 @@ def price_setup(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gp
 # "Held-out result": 92 rows with a stated setup).
 HELD_OUT_MEDIAN_ERROR = 0.050
 HELD_OUT_WORST_ERROR = 0.287
+HELD_OUT_ROWS = 92
+# The same on single consumer (GeForce) cards (docs/performance_model.md, "Consumer GPUs, held out": nanoGPT on an
+# RTX 3080 and a 4090, the rows with a stated setup); a plan on a consumer card quotes these, not the A100/H100 ones.
+CONSUMER_HELD_OUT_MEDIAN_ERROR = 0.145
+CONSUMER_HELD_OUT_WORST_ERROR = 0.206
+CONSUMER_HELD_OUT_ROWS = 4
 
 
-def time_model_words(tm: TimeModel) -> str:
+def held_out_error(gpu: GpuSpec | None) -> tuple[float, float, str]:
+    """(median, worst, which runs) of the per-operation model's held-out error for the kind of GPU planned."""
+    if gpu is not None and gpu.segment == "consumer":
+        return (CONSUMER_HELD_OUT_MEDIAN_ERROR, CONSUMER_HELD_OUT_WORST_ERROR,
+                f"{CONSUMER_HELD_OUT_ROWS} published single-GeForce runs")
+    return HELD_OUT_MEDIAN_ERROR, HELD_OUT_WORST_ERROR, f"{HELD_OUT_ROWS} published runs"
+
+
+def time_model_words(tm: TimeModel, gpu: GpuSpec | None = None) -> str:
     """Which model priced the plan's setups, with its source, for the assumptions and ``mfu_source``."""
     if tm.kind == PER_OPERATION:
-        return ("predicted per option by the per-operation step-time model (flopscalc step; held-out error on 92 "
-                f"published runs: median {HELD_OUT_MEDIAN_ERROR:.1%}, worst {HELD_OUT_WORST_ERROR:.1%}, "
-                "docs/performance_model.md)")
+        median, worst, runs = held_out_error(gpu)
+        return ("predicted per option by the per-operation step-time model (flopscalc step; held-out error on "
+                f"{runs}: median {median:.1%}, worst {worst:.1%}, docs/performance_model.md)")
     p = tm.profile
     if tm.kind == CALIBRATED:
         return (f"predicted per option by the per-operation step-time model with the device factors fitted by "
