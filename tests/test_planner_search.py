@@ -147,7 +147,7 @@ def test_calibration_and_mfu_together_is_a_usage_error():
     (dict(dataset_tokens=0), UsageError, "dataset"),
     (dict(duration_s=None), UsageError, "exactly one budget"),
     (dict(flops=1e20), UsageError, "exactly one budget"),
-    (dict(memory_bytes=0.2 * 2**30), DomainError, r"not even the smallest .* fits 0.2 GiB .* needs \d+\.\d GiB"),
+    (dict(memory_bytes=0.2 * 2**30), DomainError, r"no candidate fits, not even the smallest .* in 0.2 GiB .* needs \d+\.\d GiB"),
     (dict(duration_s=1.0), DomainError, "less than one optimizer step"),
     (dict(law="chinchila"), TypeError, "resolve_law"),  # the planner takes a resolved law; names: the face's
 ])

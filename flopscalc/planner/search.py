@@ -228,17 +228,19 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         smallest = options[0]
         more = (f"; it would fit on {smallest.min_gpus} GPUs" if smallest.min_gpus else
                 f"; not even {MAX_GPUS_SEARCHED} GPUs hold it")
-        what = "the model" if len(options) == 1 else "no candidate, not even the smallest"
+        size = f"({format_count(smallest.n_params)} parameters)"
+        what = (f"the model {size} does not fit" if len(options) == 1 else
+                f"no candidate fits, not even the smallest {size},")
         if ctx.cluster is not None:
             raise DomainError(
-                f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits no parallel layout of {n_gpus} x {ctx.gpu.name} "
+                f"{what} in any parallel layout of {n_gpus:,} x {ctx.gpu.name} "
                 f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} "
                 f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}")
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
         raise DomainError(
-            f"{what} ({smallest.n_params / 1e6:.0f}M parameters) fits {cap / GIB:.1f} GiB per GPU "
+            f"{what} in {cap / GIB:.1f} GiB per GPU "
             f"({cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
-            f"{n_gpus} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
+            f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
             "the CPU, ZeRO "
             f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB{more}")
     fitting = [o for o in options if o.fits]
