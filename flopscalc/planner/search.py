@@ -217,6 +217,48 @@ def _nearest_life_cycle(options: list[PlanOption], plain: PlanOption, ctx: _Cont
     return min(options, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / target)))
 
 
+# GPU counts tried as a suggestion when a count splits into no layout: 2^a x 3^b, the counts clusters are built in
+# (nodes of 8, racks and pods of powers of two; Megatron-LM's own runs, Narayanan et al. 2021 Table 1, use such counts)
+SMOOTH_PRIMES = (2, 3)
+
+
+def _smooth_counts_below(n: int, gpus_per_node: int) -> list[int]:
+    """Counts 2^a x 3^b below ``n`` that fill whole nodes (or sit inside one), largest first."""
+    out, a = [], 1
+    while a < n:
+        b = a
+        while b < n:
+            if b % gpus_per_node == 0 or b < gpus_per_node:
+                out.append(b)
+            b *= SMOOTH_PRIMES[1]
+        a *= SMOOTH_PRIMES[0]
+    return sorted(set(out), reverse=True)
+
+
+def _refuse_unsplittable_count(smallest: PlanOption, ctx: _Context) -> None:
+    """When memory is not what stops the smallest candidate (it fits on fewer GPUs) and no layout of the count
+    splits it even with unlimited memory, say so and name the largest smaller 2^a x 3^b count where it runs."""
+    import dataclasses
+
+    from .layout import choose_layout, global_batch_sequences
+
+    n_gpus, cluster, cfg = ctx.budget.n_gpus, ctx.cluster, smallest.model
+    if smallest.min_gpus is None or smallest.min_gpus > n_gpus:
+        return  # memory: the caller's message
+    if choose_layout(cfg, cluster, ctx.seq_len, ctx.budget.precision, math.inf) is not None:
+        return  # some layout splits it: memory after all
+    works = next((m for m in _smooth_counts_below(n_gpus, cluster.gpus_per_node)
+                  if m >= smallest.min_gpus and choose_layout(
+                      cfg, dataclasses.replace(cluster, n_gpus=m), ctx.seq_len, ctx.budget.precision,
+                      ctx.memory_bytes) is not None), None)
+    raise DomainError(
+        f"no parallel layout divides {n_gpus:,} GPUs: a layout is TP (dividing the heads and the {cluster.gpus_per_node} GPUs "
+        f"per node) x CP (1 to 16) x PP (at most the layers, {cfg.n_layer} for the smallest candidate) x DP (dividing "
+        f"the global batch, {global_batch_sequences(cfg, ctx.seq_len)} sequences for the smallest), and "
+        f"{n_gpus:,} splits into none of them (memory is not the limit: the smallest fits on {smallest.min_gpus} GPUs)"
+        + (f"; try --n-gpus {works}" if works else f"; try --n-gpus {smallest.min_gpus}"))
+
+
 def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -> PlanOption:
     """The lowest predicted loss (or, for a target, the fastest to reach it); with an inference-aware optimum
     ``ia``, the option nearest that pick's N shrunk by Sardana et al.'s factor (ia N / the law's optimum N), in
@@ -232,6 +274,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         what = (f"the model {size} does not fit" if len(options) == 1 else
                 f"no candidate fits, not even the smallest {size},")
         if ctx.cluster is not None:
+            _refuse_unsplittable_count(smallest, ctx)
             raise DomainError(
                 f"{what} in any parallel layout of {n_gpus:,} x {ctx.gpu.name} "
                 f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} "
