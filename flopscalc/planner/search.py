@@ -291,6 +291,16 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         reach = [o for o in fitting if math.isfinite(o.n_tokens)]
         if ctx.max_wall_clock_s is not None:
             reach = [o for o in reach if o.train_time_s <= ctx.max_wall_clock_s * (1 + 1e-9)]
+        in_time = [o for o in fitting if math.isfinite(o.n_tokens)]  # reach the target at some length of run
+        if not reach and in_time and ctx.max_wall_clock_s is not None:
+            fastest = min(in_time, key=lambda o: o.train_time_s)
+            days = fastest.train_time_s / SECONDS_PER_DAY
+            days_text = f"{days:,.0f}" if days >= 100 else f"{days:.3g}"
+            raise DomainError(
+                f"no model that fits {n_gpus} x {ctx.gpu.name} reaches loss {ctx.target_loss:g} within "
+                f"{ctx.max_wall_clock_s / SECONDS_PER_DAY:.3g} days: time binds, not model size; the fastest "
+                f"({format_count(fastest.n_params)} parameters) reaches it in {days_text} days; allow that long "
+                "(--max-days), add GPUs or aim higher")
         if not reach and ctx.dataset_tokens is not None:
             from ..scaling.allocate import TOKENS_SEARCH_MAX, predict_loss
 
