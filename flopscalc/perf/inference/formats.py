@@ -14,6 +14,7 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -71,7 +72,36 @@ def linear_weight_bytes_per_param(fmt: WeightFormat, cfg: ModelConfig, group: in
         return 1.0  # [4]: one byte; one scale per tensor, negligible
     if fmt is WeightFormat.int8:
         return 1.0 + QUANT_SCALE_BYTES / cfg.n_embd  # [3]: one scale per output channel of n_embd inputs
+    check_int4_group(cfg, group)
     return 0.5 + 2 * QUANT_SCALE_BYTES / group  # [3]: 4 bits, a scale and a zero per group
+
+
+def gemm_input_widths(cfg: ModelConfig) -> dict[str, int]:
+    """Input width of each kind of linear layer: a quantization group runs along these ([3])."""
+    widths = {"n_embd": cfg.n_embd, "attention output (n_head x head_dim)": cfg.d_attn}
+    if cfg.is_moe:
+        widths["expert MLP"] = cfg.expert_inner
+        if cfg.n_shared_expert:
+            widths["shared expert MLP"] = cfg.shared_expert_inner
+    else:
+        widths["MLP"] = cfg.n_inner
+    return widths
+
+
+def check_int4_group(cfg: ModelConfig, group: int) -> None:
+    """UsageError unless ``group`` divides every GEMM input width of ``cfg``: gpt-fast's ``WeightOnlyInt4Linear``
+    groups ``groupsize`` consecutive inputs of a row ([3]), so a group wider than a row, or one that leaves a
+    partial group, has no layout."""
+    widths = gemm_input_widths(cfg)
+    if all(w % group == 0 for w in widths.values()):
+        return
+    common = math.gcd(*widths.values())
+    powers = [g for g in (16, 32, 64, 128, 256) if common % g == 0]
+    narrowest = min(widths, key=widths.get)
+    raise UsageError(
+        f"an int4 group of {group} inputs does not divide {cfg.name}'s GEMM input widths "
+        f"({', '.join(f'{k} {v}' for k, v in widths.items())}; the narrowest is {narrowest}, {widths[narrowest]}); "
+        f"accepted: a divisor of {common}" + (f", e.g. {', '.join(map(str, powers))}" if powers else ""))
 
 
 @dataclass(frozen=True)
@@ -96,8 +126,9 @@ class InferenceSetup:
         object.__setattr__(self, "weights", WeightFormat(self.weights))
         if self.kv is not None:
             object.__setattr__(self, "kv", KvFormat(self.kv))
-        if self.usd_per_gpu_hour is not None and not self.usd_per_gpu_hour > 0:
-            raise UsageError(f"the GPU-hour price must be positive, got {self.usd_per_gpu_hour!r}; e.g. 2.5")
+        if self.usd_per_gpu_hour is not None and not (0 < self.usd_per_gpu_hour < math.inf):
+            raise UsageError(f"the GPU-hour price must be positive and finite (US dollars), got "
+                             f"{self.usd_per_gpu_hour!r}; e.g. 2.5")
         q = self.quant_bandwidth_fraction
         if q is not None and (not 0 < q <= 1 or self.weights not in (WeightFormat.int8, WeightFormat.int4)):
             raise UsageError(f"a dequantizing GEMM's bandwidth share must be in (0, 1] and needs int8 or int4 "
