@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import math
 import os
 import platform
 import statistics
@@ -274,8 +275,10 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
     precision = peak_precision(resolve_precision(precision_request, device), device)
     spec = identify_gpu(device, gpu, extra_csv)
     if peak_tflops is not None:
-        if not peak_tflops > 0:
-            raise UsageError(f"--peak-tflops must be positive, got {peak_tflops}")
+        if not (peak_tflops > 0 and math.isfinite(peak_tflops * TERA)):  # inf (or an overflow) made every MFU 0
+            raise UsageError(f"--peak-tflops must be positive and finite (TFLOP/s), got {peak_tflops}; give "
+                             "the datasheet's dense rate for the precision, or --gpu NAME to read it from the GPU "
+                             "database")
         notes.append(f"MFU against a stated peak of {peak_tflops} TFLOP/s ({precision})")
         return device, spec, peak_tflops * TERA, notes
     if spec is None:
