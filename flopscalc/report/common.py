@@ -197,9 +197,9 @@ def gpu_detail(g: GpuSpec) -> Table:
         ("memory", f"{format_bytes(g.memory_bytes)} {g.memory_type}"),
         ("memory bandwidth", _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / GIGA:,.0f} GB/s")),
     ]
-    for p in Precision:
-        rows.append((f"peak {p.value}", _maybe(getattr(g, p.name + "_flop_per_s"),
-                                                lambda x: f"{format_rate(x)}  ({PRECISION_HELP[p]}, dense)")))
+    for p in Precision:  # no closure over p: each row's text is made here, with its own precision
+        rate = getattr(g, p.name + "_flop_per_s")
+        rows.append((f"peak {p.value}", "-" if rate is None else f"{format_rate(rate)}  ({PRECISION_HELP[p]}, dense)"))
     rows += [
         ("board power", _maybe(g.board_power_w, lambda x: f"{x:,.0f} W")),
         ("launch price", _maybe(g.launch_price_usd, format_usd)),
