@@ -186,13 +186,16 @@ def training_precision(gpu: GpuSpec, requested: Precision | str | None,
                          f"{better.value} ({PRECISION_HELP[better]}); available: {have_text}")
     if default in have:
         return default, None
+    # the note and the error name the card's rates, not --precision values: plan and plot take these names, but
+    # memory, step and finetune spell theirs differently (bf16-mixed, fp16-mixed) and word their own notes
     if FALLBACK_PRECISION in have:
         return FALLBACK_PRECISION, (
-            f"{gpu.name} has no {PRECISION_HELP[default]} rate, so this plan uses {FALLBACK_PRECISION.value} mixed "
-            f"precision ({PRECISION_HELP[FALLBACK_PRECISION]}, with loss scaling); choose another with --precision "
-            f"({have_text})")
+            f"{gpu.name} has no {PRECISION_HELP[default]} rate, so {FALLBACK_PRECISION.value} mixed precision is used "
+            f"({PRECISION_HELP[FALLBACK_PRECISION]}, with loss scaling); choose another with --precision (the card's "
+            f"rates in the GPU database: {have_text})")
     raise UsageError(f"{gpu.name} has neither {default.value} nor {FALLBACK_PRECISION.value} in the GPU database; "
-                     f"choose one it has with --precision: {have_text}")
+                     f"choose a precision it has with --precision (the card's rates in the GPU database: "
+                     f"{have_text})")
 
 
 def _number(raw: str, column: str, where: str) -> float | None:
