@@ -43,7 +43,7 @@ MAX_DURATION_S = 1000 * SECONDS_PER_YEAR
 DURATION_UNITS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3,
     "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
-    "m": SECONDS_PER_MINUTE, "min": SECONDS_PER_MINUTE, "mins": SECONDS_PER_MINUTE,
+    "min": SECONDS_PER_MINUTE, "mins": SECONDS_PER_MINUTE,
     "minute": SECONDS_PER_MINUTE, "minutes": SECONDS_PER_MINUTE,
     "h": SECONDS_PER_HOUR, "hr": SECONDS_PER_HOUR, "hrs": SECONDS_PER_HOUR,
     "hour": SECONDS_PER_HOUR, "hours": SECONDS_PER_HOUR,
@@ -51,6 +51,9 @@ DURATION_UNITS = {
     "w": SECONDS_PER_WEEK, "wk": SECONDS_PER_WEEK, "week": SECONDS_PER_WEEK, "weeks": SECONDS_PER_WEEK,
     "y": SECONDS_PER_YEAR, "yr": SECONDS_PER_YEAR, "year": SECONDS_PER_YEAR, "years": SECONDS_PER_YEAR,
 }
+
+# "m" (and "M", since units are read case-blind) is minutes in some tools and months in others: refused
+AMBIGUOUS_DURATION_UNITS = frozenset({"m", "mo", "mon", "month", "months"})
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*(?P<sign>[+-]?)(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$")
@@ -113,6 +116,9 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
     while pos < len(s):
         m = _DURATION_PART.match(s, pos)
         unit = m["unit"].lower() if m is not None else ""
+        if unit in AMBIGUOUS_DURATION_UNITS:  # minutes or months: a plan a factor of 43,800 off either way
+            raise UsageError(f"cannot read {what} {text!r}: '{m['unit']}' could mean minutes or months; write "
+                             f"{m['num']}min, or months in days (e.g. 90d); accepted: {accepted}")
         if unit not in DURATION_UNITS:
             raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
         total += float(m["num"]) * DURATION_UNITS[unit]

@@ -154,7 +154,6 @@ def test_parse_bytes_rejects_malformed(text):
     ("2w", 14 * DAY_S),
     ("1y", 365 * DAY_S),     # a 365-day year, not 365.25
     ("90min", 5400),
-    ("5m", 300),             # m is minutes for durations
     ("45s", 45),
     ("1.5h", 5400),
     ("1d12h", 36 * HOUR_S),  # combined parts add
@@ -387,3 +386,10 @@ def test_check_duration_accepts_up_to_a_thousand_365_day_years():
     assert check_duration(365_000, what="--days", unit="days", seconds_per_unit=DAY_S) == 365_000 * DAY_S
     with pytest.raises(UsageError):
         check_duration(365_000.01, what="--days", unit="days", seconds_per_unit=DAY_S)
+
+
+@pytest.mark.parametrize("text", ["3m", "3M", "2mo", "6months"])
+def test_minutes_or_months_is_refused_with_both_spellings_suggested(text):
+    # "3m" is 3 minutes to some and 3 months to others: a factor of 43,800 in a budget, so it is never guessed
+    with pytest.raises(UsageError, match=r"minutes or months.*min.*\d+d"):
+        parse_duration(text)
