@@ -92,6 +92,20 @@ def arch_options(vocab=None, n_kv_head=None, ffn=None, mlp=None, norm=None, pos=
             "tie": tie, "experts": experts, "top_k": top_k, "shared_experts": shared_experts}
 
 
+def model_from_options(model, params, n_layer, n_head, n_embd, config, vocab=None, n_kv_head=None, ffn=None, mlp=None,
+                       norm=None, pos=None, bias=None, tie=None, experts=None, top_k=None, shared_experts=None):
+    """The `ModelConfig` the shape options of `flops`, `memory` and `step` describe (`flopscalc.model.resolve_model`):
+    a preset, ``--params`` (a count such as 1.5B), explicit shape flags or a config.json, then the architecture
+    options on top."""
+    from ..model import resolve_model
+    from ..units import parse_count
+
+    return resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+                         n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                         arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
+                                           shared_experts))
+
+
 # Narrowest layout for piped output: the width rich itself falls back to without a terminal.
 PIPED_MIN_WIDTH = 80
 # Width at which a renderable is measured for its natural (unwrapped) width; wider than any real table.

@@ -29,8 +29,8 @@ from .common import (
     TieOpt,
     TopKOpt,
     VocabOpt,
-    arch_options,
     emit,
+    model_from_options,
 )
 
 
@@ -56,14 +56,11 @@ def flops(
 ) -> None:
     """FLOPs of training a model on N tokens: per component, per token/step/run, in every convention."""
     from ..flops import summarize
-    from ..model import resolve_model
     from ..report.common import flops_dict, flops_report
     from ..units import parse_count
 
-    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
-                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
-                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
-                                          shared_experts))
+    cfg = model_from_options(model, params, n_layer, n_head, n_embd, config, vocab, n_kv_head, ffn, mlp, norm, pos,
+                             bias, tie, experts, top_k, shared_experts)
     s = summarize(cfg, parse_count(tokens, what="--tokens"), seq_len=seq, micro_batch=micro_batch,
                   grad_accum=grad_accum, n_gpus=n_gpus, recompute=recompute, causal=causal)
     emit(flops_report(s), flops_dict(s), as_json)

@@ -35,8 +35,8 @@ from .common import (
     TopKOpt,
     VocabOpt,
     ZeroOpt,
-    arch_options,
     emit,
+    model_from_options,
     storage_precision,
     with_notes,
 )
@@ -86,14 +86,11 @@ def memory(
     """Training memory per GPU: what fills it, whether it fits, the largest micro-batch, what would make it fit."""
     from ..hardware import get_gpu
     from ..memory import TrainingSetup, answer
-    from ..model import resolve_model
     from ..report.memory import memory_dict, memory_report
-    from ..units import parse_bytes, parse_count
+    from ..units import parse_bytes
 
-    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
-                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
-                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
-                                          shared_experts))
+    cfg = model_from_options(model, params, n_layer, n_head, n_embd, config, vocab, n_kv_head, ffn, mlp, norm, pos,
+                             bias, tie, experts, top_k, shared_experts)
     spec = get_gpu(gpu, gpu_csv or ())
     precision, note = storage_precision(precision, spec)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,

@@ -35,8 +35,8 @@ from .common import (
     TopKOpt,
     VocabOpt,
     ZeroOpt,
-    arch_options,
     emit,
+    model_from_options,
     storage_precision,
     with_notes,
 )
@@ -105,19 +105,15 @@ def step(
     from ..errors import DomainError
     from ..hardware import Precision, get_gpu
     from ..memory import TrainingSetup
-    from ..model import resolve_model
     from ..perf import StepOptions, estimate_step
     from ..report.step import step_dict, step_report
-    from ..units import parse_count
 
     if gpu.strip().lower() in CPU_NAMES and calibration is None:
         raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; pick a GPU "
                           "from 'flopscalc gpus', or calibrate this CPU: 'flopscalc calibrate --out cpu.json', then "
                           "--calibration cpu.json")
-    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
-                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
-                        arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
-                                          shared_experts))
+    cfg = model_from_options(model, params, n_layer, n_head, n_embd, config, vocab, n_kv_head, ffn, mlp, norm, pos,
+                             bias, tie, experts, top_k, shared_experts)
     spec = None if gpu.strip().lower() in CPU_NAMES else get_gpu(gpu, gpu_csv or ())
     layout = search or sequence_parallel or any(x is not None for x in (tp, pp, interleave, cp, ep, global_batch,
                                                                         network_gbps))
