@@ -149,8 +149,13 @@ def test_step_cli_reads_the_profile(tmp_path, capsys):
     cfg = cfg.with_(block_size=1024)  # the CLI's shape keeps the default context (a 1024-row position table)
     assert shown["step_s"] == pytest.approx(calibrated_step(cfg, setup, _profile()).step_s, rel=1e-9)
     assert shown["step_s"] == pytest.approx(_model_time(TRUE, cfg, setup), rel=1e-9)
-    assert run(["step", "--gpu", "cpu", "--calibration", str(path), *shape, "--micro-batch", "3"]) == 2
-    assert "--precision fp32" in capsys.readouterr().err
+    # without --precision the step runs the precision the profile was fitted in (fp32 here): the same answer
+    assert run(["step", "--gpu", "cpu", "--calibration", str(path), *shape, "--micro-batch", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["step_s"] == shown["step_s"]
+    # another precision than the profile's is refused, naming the one it was fitted in
+    assert run(["step", "--gpu", "cpu", "--calibration", str(path), *shape, "--micro-batch", "3",
+                "--precision", "bf16-mixed"]) == 2
+    assert "fp32" in capsys.readouterr().err
     assert run(["step", "--gpu", "h100", "--calibration", str(path), "--model", "gpt2"]) == 2
     assert "not h100-sxm" in capsys.readouterr().err
 
