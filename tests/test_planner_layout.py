@@ -70,7 +70,7 @@ def test_recommended_run_names_a_layout_of_all_gpus_that_fits(capsys, h100_1024)
     # the label, the engine and its settings are the layout's own
     assert lay["label"] == _layout_of(lay).label()
     assert lay["engine"] == _layout_of(lay).engine().value
-    assert lay["engine_settings"] == _layout_of(lay).engine_settings()
+    assert lay["engine_settings"] == _layout_of(lay).engine_settings(cfg.n_layer)
     assert lay["flopscalc_train_runs_it"] == (lay["engine"].startswith("flopscalc train"))
     assert lay["global_batch_sequences"] * 1024 == r["setup"]["tokens_per_step"]
 
@@ -185,3 +185,15 @@ def test_one_node_one_gpu_and_a_stated_efficiency_keep_the_data_parallel_search(
 def test_contradictions_are_refused_in_one_line(capsys, argv, says):
     code, _, err = _cli(capsys, "plan", *argv)
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_megatron_settings_name_the_layers_per_virtual_stage(h100_1024):
+    # an interleaved schedule needs --num-layers-per-virtual-pipeline-stage as a number (Megatron-LM's argument
+    # parser rejects a placeholder); with v chunks per stage each chunk holds L / (PP x v) layers (Narayanan et al.
+    # 2021 sec. 2.2.2)
+    rec = h100_1024.recommended
+    lay = rec.chosen.layout
+    assert lay.interleave > 1  # the case this checks (the 1024-GPU plan interleaves)
+    flags = lay.engine_settings(rec.model.n_layer)["Megatron-LM"]
+    per_chunk = int(flags.split("--num-layers-per-virtual-pipeline-stage ")[1].split()[0])
+    assert per_chunk * lay.pp * lay.interleave == rec.model.n_layer

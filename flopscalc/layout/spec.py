@@ -132,15 +132,18 @@ class Layout:
             return Engine.torchrun_fsdp if self.zero_stage == 3 else Engine.torchrun_ddp
         return Engine.megatron
 
-    def engine_settings(self) -> dict[str, str]:
-        """Equivalent settings in Megatron-LM, torchtitan and DeepSpeed (flag names of each project's CLI/config)."""
+    def engine_settings(self, n_layer: int | None = None) -> dict[str, str]:
+        """Equivalent settings in Megatron-LM, torchtitan and DeepSpeed (flag names of each project's CLI/config);
+        ``n_layer`` (the model's) turns the interleaved schedule's layers per virtual stage into a number."""
         rec = {Recompute.none: "", Recompute.selective: "--recompute-activations",
                Recompute.full: "--recompute-granularity full --recompute-method uniform"}[self.recompute]
         mega = [f"--tensor-model-parallel-size {self.tp}", f"--pipeline-model-parallel-size {self.pp}",
                 f"--context-parallel-size {self.cp}", f"--expert-model-parallel-size {self.ep}",
                 f"--micro-batch-size {self.micro_batch}", f"--global-batch-size {self.sequences_per_step()}"]
         if self.interleave > 1:
-            mega.append(f"--num-layers-per-virtual-pipeline-stage <layers / (pp x {self.interleave})>")
+            per_chunk = (str(n_layer // (self.pp * self.interleave)) if n_layer is not None
+                         else f"<layers / (pp x {self.interleave})>")
+            mega.append(f"--num-layers-per-virtual-pipeline-stage {per_chunk}")
         if self.sequence_parallel:
             mega.append("--sequence-parallel")
         if self.zero_stage >= 1:

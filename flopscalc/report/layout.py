@@ -36,7 +36,7 @@ def layout_dict(lt: LayoutTime, mem: LayoutMemory) -> dict:
                    "micro_batch": lay.micro_batch, "n_micro": lay.n_micro, "recompute": lay.recompute.value,
                    "label": lay.label()},
         "engine": lay.engine().value, "runs_in_flopscalc_train": not lay.engine().value.startswith(("Megatron",)),
-        "engine_settings": lay.engine_settings(),
+        "engine_settings": lay.engine_settings(lt.model.n_layer),
         "memory_bytes": {**{k: v for k, v in mem.as_dict().items() if k not in ("stage",)}, "total": mem.total},
         "memory_peak_stage": mem.stage, "fits": mem.total <= lt.cluster.gpu.memory_bytes,
         "gpu_memory_bytes": lt.cluster.gpu.memory_bytes,
@@ -74,7 +74,7 @@ def layout_report(lt: LayoutTime, mem: LayoutMemory) -> Group:
     eng = lt.layout.engine()
     if eng.value.startswith("Megatron"):
         lines.append("flopscalc train runs DDP and FSDP only; this layout needs Megatron-LM (or torchtitan/DeepSpeed):")
-        lines += [f"  {k}: {v}" for k, v in lt.layout.engine_settings().items()]
+        lines += [f"  {k}: {v}" for k, v in lt.layout.engine_settings(lt.model.n_layer).items()]
     else:
         lines.append(f"runs in {eng.value} (torchrun)")
     return Group(Text("\n".join(lines)), _components_table(lt, mem))

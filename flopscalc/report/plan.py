@@ -74,7 +74,7 @@ def option_dict(o: PlanOption) -> dict:
             "offload_optimizer": s.offload_optimizer, "max_micro_batch": o.chosen.max_micro_batch,
         }
         if o.chosen.layout is not None:
-            d["layout"] = layout_dict(o.chosen.layout, o.speed)
+            d["layout"] = layout_dict(o.chosen.layout, o.speed, o.model.n_layer)
         d["memory"] = {"peak_bytes": o.chosen.peak_memory_bytes, "capacity_bytes": o.chosen.capacity_bytes,
                        "cpu_offload_bytes": o.chosen.cpu_offload_bytes}
         sp = o.speed
@@ -90,7 +90,7 @@ def option_dict(o: PlanOption) -> dict:
     return d
 
 
-def layout_dict(lay, speed) -> dict:
+def layout_dict(lay, speed, n_layer: int | None = None) -> dict:
     """The recommended layout: degrees, schedule, the engine that runs it and its settings, the time model."""
     from ..planner.layout import time_model_source
 
@@ -99,7 +99,7 @@ def layout_dict(lay, speed) -> dict:
             "micro_batch": lay.micro_batch, "n_micro": lay.n_micro, "recompute": lay.recompute.value,
             "global_batch_sequences": lay.sequences_per_step(), "n_gpus": lay.n_gpus,
             "engine": lay.engine().value, "flopscalc_train_runs_it": not lay.engine().value.startswith("Megatron"),
-            "engine_settings": lay.engine_settings(), "time_model": time_model_source(lay),
+            "engine_settings": lay.engine_settings(n_layer), "time_model": time_model_source(lay),
             "step_components_s": dict(speed.time.components), "bubble_s": speed.bubble_s}
 
 
@@ -372,8 +372,9 @@ def _layout_rows(rec: Table, r: PlanOption) -> None:
 
     lay = r.chosen.layout
     rec.add_row("layout", lay.label(), f"TP x PP x DP{' x CP' if lay.cp > 1 else ''} = {lay.n_gpus} GPUs, fastest "
-                f"of {r.chosen.layouts.n_timed} layouts timed; {layout_engine_note(lay)}")
-    for engine, flags in lay.engine_settings().items():
+                f"of {r.chosen.layouts.n_timed + r.chosen.layouts.n_pruned} fitting layouts "
+                f"({r.chosen.layouts.n_pruned} set aside by a lower bound on their time); {layout_engine_note(lay)}")
+    for engine, flags in lay.engine_settings(r.model.n_layer).items():
         rec.add_row(f"  {engine}", "", flags)
     rec.add_row("time model", "", time_model_source(lay) + f"; pipeline bubble {format_duration(r.speed.bubble_s)}")
 
