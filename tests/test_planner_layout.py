@@ -6,6 +6,7 @@ Kaplan's critical batch evaluated here, and limit cases (one GPU, one node, a st
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -197,3 +198,15 @@ def test_megatron_settings_name_the_layers_per_virtual_stage(h100_1024):
     flags = lay.engine_settings(rec.model.n_layer)["Megatron-LM"]
     per_chunk = int(flags.split("--num-layers-per-virtual-pipeline-stage ")[1].split()[0])
     assert per_chunk * lay.pp * lay.interleave == rec.model.n_layer
+
+
+def test_torchtitan_settings_say_its_sharding_is_not_zero_1(h100_1024):
+    # torchtitan's data_parallel_shard_degree is FSDP2, which shards parameters, gradients and optimizer state
+    # (ZeRO-3 in Rajbhandari et al. 2020's terms): a ZeRO-1 layout has no exact torchtitan equivalent, and says so
+    lay = h100_1024.recommended.chosen.layout
+    titan = lay.engine_settings()["torchtitan"]
+    if lay.zero_stage in (1, 2):
+        assert "ZeRO-3" in titan and f"ZeRO-{lay.zero_stage}" in titan
+    # a data-parallel ZeRO-3 layout is what FSDP does: no caveat (ZeRO-3 refuses pipelines, so PP 1 here)
+    zero3 = dataclasses.replace(lay, zero_stage=3, pp=1, interleave=1, dp=lay.dp * lay.pp)
+    assert "as ZeRO-3" not in zero3.engine_settings()["torchtitan"]

@@ -159,6 +159,9 @@ class Layout:
                  f"activation_checkpoint.mode={'none' if self.recompute is Recompute.none else self.recompute.value}"]
         if self.ep > 1:
             titan.append(f"parallelism.expert_parallel_degree={self.ep}")
+        if self.zero_stage in (1, 2):  # torchtitan shards with FSDP2 only: weights too, as ZeRO-3 does
+            titan.append(f"(FSDP shards the weights as well, as ZeRO-3: less memory per GPU and more all-gather "
+                         f"traffic than this ZeRO-{self.zero_stage} layout)")
         ds = [f"zero_optimization.stage={self.zero_stage}", f"train_micro_batch_size_per_gpu={self.micro_batch}",
               f"gradient_accumulation_steps={self.n_micro}"]
         if self.model_parallel > 1:
