@@ -100,6 +100,35 @@ def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, eps: float = _EPS
     )
 
 
+# Sliding-window attention (Mistral 7B, Jiang et al. 2023, arXiv:2310.06825, sec. 2): config.json's sliding_window,
+# null = full attention. A missing field takes the class default (transformers 5.24): MistralConfig 4096,
+# Phi3Config and MixtralConfig None; Qwen2Config and Qwen2MoeConfig keep it only when use_sliding_window is true.
+_MISTRAL_WINDOW = 4096
+
+
+def _window(f: _Fields, default: int | None = None) -> int | None:
+    """``sliding_window`` as a positive int, or None (null, absent with no class default)."""
+    return f.int("sliding_window", default)
+
+
+def _qwen_window(f: _Fields, *, every_other: bool = False) -> int | None:
+    """Qwen2's window: only with use_sliding_window; Qwen2Config slides the layers i >= max_window_layers
+    (configuration_qwen2.py layer_types), so all or none of them is modelled and a mix refused. Qwen2-MoE slides
+    every other layer below max_window_layers (configuration_qwen2_moe.py): a mix whenever it is on."""
+    if not f.bool("use_sliding_window", False):
+        return None
+    window = _window(f, _MISTRAL_WINDOW)
+    if window is None:
+        return None
+    start, n_layer = f.data.get("max_window_layers", 28), f.int("num_hidden_layers")  # the class default: 28
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise f._fail("max_window_layers", f"must be a non-negative integer, got {start!r}")
+    if every_other or 0 < start < n_layer:
+        raise f._fail("use_sliding_window", "slides some layers and not others (max_window_layers); a per-layer "
+                      "mix of windowed and full attention is not modelled (set it false to count full attention)")
+    return window if start == 0 else None
+
+
 def _llama(f: _Fields) -> dict:
     attention_bias = f.bool("attention_bias", False)  # LlamaAttention: q, k, v and o share attention_bias
     return _decoder(f, tie=False, qkv_bias=attention_bias, out_bias=attention_bias,
@@ -107,16 +136,16 @@ def _llama(f: _Fields) -> dict:
 
 
 def _mistral(f: _Fields) -> dict:
-    return _decoder(f, tie=False)
+    return _decoder(f, tie=False, attn_window=_window(f, _MISTRAL_WINDOW))
 
 
 def _mixtral(f: _Fields) -> dict:
     return _decoder(f, tie=False, n_expert=f.int("num_local_experts", 8), top_k=f.int("num_experts_per_tok", 2),
-                    eps=_EPS_1E5, theta=_MIXTRAL_THETA)
+                    eps=_EPS_1E5, theta=_MIXTRAL_THETA, attn_window=_window(f))
 
 
 def _qwen2(f: _Fields) -> dict:
-    return _decoder(f, tie=False, qkv_bias=True)  # Qwen2Attention: bias on q, k, v; none on o
+    return _decoder(f, tie=False, qkv_bias=True, attn_window=_qwen_window(f))  # Qwen2Attention: bias on q, k, v; none on o
 
 
 def _qwen2_moe(f: _Fields) -> dict:
@@ -125,6 +154,7 @@ def _qwen2_moe(f: _Fields) -> dict:
     if f.data.get("decoder_sparse_step", 1) != 1:
         raise f._fail("decoder_sparse_step", "is not 1; a mix of dense and expert layers is not modelled")
     shared = f.int("shared_expert_intermediate_size")
+    _qwen_window(f, every_other=True)  # refuses a window; None otherwise
     return _decoder(f, tie=False, qkv_bias=f.bool("qkv_bias", True), n_expert=f.int("num_experts"),
                     top_k=f.int("num_experts_per_tok"), expert_ffn_dim=f.int("moe_intermediate_size"),
                     n_shared_expert=1, shared_expert_ffn_dim=shared, shared_expert_gate=True)
@@ -147,7 +177,7 @@ def _olmo2(f: _Fields) -> dict:
 
 def _phi3(f: _Fields) -> dict:
     # fused qkv_proj and gate_up_proj (modeling_phi3.py): the same weights as separate ones, but one LoRA adapter each
-    return _decoder(f, tie=False, eps=_EPS_1E5, fused_projections=True)
+    return _decoder(f, tie=False, eps=_EPS_1E5, fused_projections=True, attn_window=_window(f))
 
 
 def _gpt_neox(f: _Fields) -> dict:

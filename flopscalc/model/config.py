@@ -38,6 +38,10 @@ What each option means, with its source (formulas per family in ``docs/families/
   et al. 2024, arXiv:2401.04088, sec. 2.1): a router ``n_embd -> n_expert``, ``top_k`` experts per token of width
   ``expert_ffn_dim``, and ``n_shared_expert`` always-on experts of width ``shared_expert_ffn_dim``, optionally
   behind a sigmoid gate ``n_embd -> 1`` (Qwen1.5-MoE / Qwen2-MoE, ``shared_expert_gate``).
+- ``attn_window``: sliding-window attention, each token attends to at most W previous tokens (itself included) and
+  the KV cache is a rolling buffer of W tokens (Mistral 7B, Jiang et al. 2023, arXiv:2310.06825, sec. 2; config.json
+  ``sliding_window``: 4096 in Mistral 7B v0.1, 2047 in Phi-3-mini-4k). ``None``: full causal attention. It moves
+  the causal attention count, the KV cache and decode's KV reads, never a parameter.
 """
 
 from __future__ import annotations
@@ -146,6 +150,8 @@ class ModelConfig:
     fused_projections : bool
         q, k, v held as one ``qkv_proj`` and gate, up as one ``gate_up_proj`` (Phi-3's modules): the same weights,
         FLOPs and bytes as separate ones; only LoRA differs (peft puts one adapter on each fused module).
+    attn_window : int, optional
+        Sliding attention window W in tokens (``None``: every earlier token); see the module docstring.
     """
 
     n_layer: int
@@ -179,11 +185,12 @@ class ModelConfig:
     rope_theta: float = DEFAULT_ROPE_THETA
     norm_eps: float = DEFAULT_NORM_EPS
     fused_projections: bool = False
+    attn_window: int | None = None
 
     def __post_init__(self) -> None:
         for field in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
             _positive(field, getattr(self, field))
-        for field in ("n_kv_head", "head_size", "ffn_dim", "expert_ffn_dim", "shared_expert_ffn_dim"):
+        for field in ("n_kv_head", "head_size", "ffn_dim", "expert_ffn_dim", "shared_expert_ffn_dim", "attn_window"):
             if getattr(self, field) is not None:
                 _positive(field, getattr(self, field))
         for field in ("n_expert", "top_k", "n_shared_expert"):
