@@ -113,13 +113,26 @@ def _check_seq_len(cfg: ModelConfig, seq_len):
     return seq_len
 
 
-def attention_context(seq_len, causal: bool):
+def attention_context(seq_len, causal: bool, window: int | None = None):
     """Keys each query attends to, averaged over a sequence of ``seq_len`` tokens.
 
     Dense kernels and PyTorch's FLOP counter compute the full T x T score matrix (``causal=False``);
-    with the causal mask only T (T + 1) / 2 query-key pairs are needed (``causal=True``).
+    with the causal mask only T (T + 1) / 2 query-key pairs are needed (``causal=True``). With a sliding
+    ``window`` W, query i (1-based) attends min(i, W) keys (Mistral 7B, arXiv:2310.06825, sec. 2). The dense
+    count ignores the window on purpose: Hugging Face's modules still materialise the full T x T scores and mask,
+    and FlopCounterMode counts them all.
     """
-    return (seq_len + 1) / 2 if causal else seq_len
+    if not causal:
+        return seq_len
+    if window is None:
+        return (seq_len + 1) / 2
+    import numpy as np  # here only (start-up, issue 18)
+
+    # sum_{i=1}^{T} min(i, W) = T (T + 1) / 2 for T <= W, else W (W + 1) / 2 + (T - W) W; per query: / T
+    t = np.minimum(seq_len, window)
+    pairs = t * (t + 1) / 2 + (np.asarray(seq_len) - t) * window
+    out = pairs / np.asarray(seq_len)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def forward_flops_per_token(cfg: ModelConfig, seq_len=None, *, causal: bool = False) -> ForwardFlops:
@@ -139,7 +152,7 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len=None, *, causal: bool = Fa
     seq_len = _check_seq_len(cfg, seq_len)
     L, d, f, V = cfg.n_layer, cfg.n_embd, cfg.n_inner, cfg.vocab_size
     d_attn = cfg.n_head * cfg.head_dim
-    ctx = attention_context(seq_len, causal)
+    ctx = attention_context(seq_len, causal, cfg.attn_window)  # dense (causal=False): the full T x T
     # [4] App.'s terms at each block's own widths (GQA, gated MLPs, experts: docs/families/); GPT-2's block is the case
     # d_kv = d_attn = d, two MLP matrices, no router, where each term is [4]'s per-layer count
     k = cfg.mlp.n_matrices
