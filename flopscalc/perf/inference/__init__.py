@@ -14,7 +14,9 @@ the step-time model's roofline per operation ([5]; `flopscalc.perf.step`), nothi
 
 KV cache per sequence = 2 (K and V) x n_layer x n_kv_head x head_dim x bytes per element x tokens ([1] sec. 2,
 "the key and value tensors"; with grouped-query attention only the n_kv_head shared heads are cached, [2]
-sec. 2.2). The tests check it against the bytes of ``transformers``' ``DynamicCache`` after a forward pass.
+sec. 2.2). The tests check it against the bytes of ``transformers``' ``DynamicCache`` after a forward pass. With a
+sliding window W (``ModelConfig.attn_window``) "tokens" is min(tokens, W), the rolling buffer (Jiang et al. 2023,
+"Mistral 7B", arXiv:2310.06825, sec. 2), and a decode step reads and attends those min(tokens, W) only.
 
 Memory on the GPU = weights (16-bit, or FP8 / int8 / int4 linear weights with their scales [3][4]) + KV cache of
 the batch at ``context + gen`` tokens + the prefill's live activations of one layer + the logits of the last
@@ -60,6 +62,7 @@ from .memory import (
     LOGITS_BYTES,
     InferenceMemory,
     activation_bytes_per_token,
+    cached_tokens,
     inference_memory,
     kv_cache_bytes,
     max_batch,
@@ -84,6 +87,7 @@ __all__ = [
     "WeightFormat",
     "activation_bytes_per_token",
     "attention_op",
+    "cached_tokens",
     "estimate_inference",
     "expected_active_experts",
     "forward_ops",

@@ -22,7 +22,7 @@ from ...memory.settings import HALF_BYTES
 from ...model import ModelConfig, Position
 from ..ops import Op, OpClass, Phase
 from .formats import InferenceSetup, linear_weight_bytes_per_param
-from .memory import LOGITS_BYTES, _activation_width, kv_cache_bytes
+from .memory import LOGITS_BYTES, _activation_width, cached_tokens, kv_cache_bytes
 
 # Memory-bound kernels of one block at inference, unfused (what an eager forward launches): input norm, rotary
 # embedding of q and k (RoPE models only), residual add, post-attention norm, the MLP activation, residual add.
@@ -87,10 +87,12 @@ def attention_op(cfg: ModelConfig, setup: InferenceSetup, *, n_seq: int, new_tok
     a, kvb, L = HALF_BYTES, setup.kv_bytes_per_element, cfg.n_layer
     t = n_seq * new_tokens
     prefill = new_tokens > 1
-    core = forward_flops_per_token(cfg, attended, causal=prefill).attention_core / L * t
+    # a decode query attends to the last min(T, W) tokens only, all of them in the rolling buffer (`cached_tokens`)
+    keys = attended if prefill else cached_tokens(cfg, attended)
+    core = forward_flops_per_token(cfg, keys, causal=prefill).attention_core / L * t
     moved = a * t * (2 * cfg.d_attn + 2 * cfg.d_kv) + kvb * t * 2 * cfg.d_kv
     if not prefill:
-        moved += float(kv_cache_bytes(cfg, n_seq * attended, kvb)) / L
+        moved += float(kv_cache_bytes(cfg, n_seq * keys, kvb)) / L
     return Op("attention", OpClass.attention, phase, core, moved, L, 1, flash=True)
 
 

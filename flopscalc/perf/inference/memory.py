@@ -26,6 +26,12 @@ def kv_cache_bytes(cfg: ModelConfig, n_tokens, bytes_per_element: int = HALF_BYT
     return KV_TENSORS * cfg.n_layer * cfg.kv_heads * cfg.head_dim * bytes_per_element * n_tokens  # [1] sec. 2; [2] 2.2
 
 
+def cached_tokens(cfg: ModelConfig, n_tokens: int) -> int:
+    """Tokens one sequence keeps in its KV cache per layer: all of them, or the last W with a sliding window
+    (Mistral 7B's rolling buffer cache of W entries, Jiang et al. 2023, arXiv:2310.06825, sec. 2)."""
+    return n_tokens if cfg.attn_window is None else min(n_tokens, cfg.attn_window)
+
+
 def _activation_width(cfg: ModelConfig) -> int:
     """Elements per token the MLP activation kernel reads and writes: f in, f out (GELU); 2f in, f out (gated)."""
     width = cfg.n_inner if not cfg.is_moe else cfg.top_k * cfg.expert_inner + cfg.n_shared_expert * cfg.shared_expert_inner
@@ -90,7 +96,7 @@ def inference_memory(cfg: ModelConfig, setup: InferenceSetup, *, batch: int | No
     c = setup.context if context is None else context
     return InferenceMemory(
         weights_bytes=weights_bytes(cfg, setup),
-        kv_cache_bytes=float(kv_cache_bytes(cfg, b * n, setup.kv_bytes_per_element)),
+        kv_cache_bytes=float(kv_cache_bytes(cfg, b * cached_tokens(cfg, n), setup.kv_bytes_per_element)),
         activation_bytes=b * c * activation_bytes_per_token(cfg) + b * cfg.vocab_size * LOGITS_BYTES,
         cuda_context_bytes=float(DEFAULT_CUDA_CONTEXT_BYTES),
     )
@@ -111,12 +117,18 @@ def max_seq_tokens(cfg: ModelConfig, setup: InferenceSetup, memory_bytes: float)
     """Largest prompt + generated tokens per sequence that fit at the setup's batch (the prompt grows, ``gen`` fixed).
 
     Capped at ``block_size`` for a model with a learned position table. 0 when not even ``gen + 1`` tokens fit.
+    With a sliding window W the cache stops growing at W tokens (`cached_tokens`): beyond W only the prompt's
+    prefill activations grow.
     """
     b, act = setup.batch, activation_bytes_per_token(cfg)
     zero = inference_memory(cfg, setup, seq_tokens=0, context=0)  # weights, context, logits
-    per_token = float(kv_cache_bytes(cfg, b, setup.kv_bytes_per_element)) + b * act
+    kv_token = float(kv_cache_bytes(cfg, b, setup.kv_bytes_per_element))
+    per_token = kv_token + b * act
     # n cached tokens per sequence, of which n - gen are the prompt (prefill activations)
     n = math.floor((memory_bytes - zero.total_bytes + b * setup.gen * act) / per_token)
+    w = cfg.attn_window
+    if w is not None and n > w:  # memory = zero + kv_token W + b act (n - gen), solved for n
+        n = math.floor((memory_bytes - zero.total_bytes - kv_token * w + b * setup.gen * act) / (b * act))
     if cfg.seq_limited_by_context:
         n = min(n, cfg.block_size)
     return n if n > setup.gen else 0
