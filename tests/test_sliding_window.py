@@ -182,3 +182,21 @@ def test_rolling_buffer_matches_transformers_sliding_cache(one_torch_thread):
             cache = model(torch.randint(0, 101, (1, prompt)), use_cache=True)["cache"]
         kept = cache.layers[0].keys.shape[2]
         assert cached_tokens(cfg, prompt) == (kept + 1 if prompt >= w else kept)
+
+
+def test_training_step_flash_prices_windowed_pairs_math_path_the_full_matrix():
+    """FlashAttention-2 takes a window_size (Dao 2023, flash-attention README) and skips the blocks outside it: the
+    fused forward op's FLOPs are 2 matmuls x 2 FLOP/MAC x B x H h_d x (W (W + 1) / 2 + (T - W) W); the math path
+    (eager, a T x T masked score matrix) keeps B T^2."""
+    from flopscalc.memory import TrainingSetup
+    from flopscalc.perf.ops import step_ops
+
+    mistral = read_hf_config(MISTRAL)
+    b, t, w = 2, 3 * W_MISTRAL, W_MISTRAL
+    pairs = w * (w + 1) / 2 + (t - w) * w
+    ops = step_ops(mistral, TrainingSetup(micro_batch=b, seq_len=t, flash=True))
+    fwd = next(op for op in ops if op.name == "flash attention fwd")
+    assert fwd.flops == pytest.approx(2 * 2 * b * mistral.d_attn * pairs, rel=1e-12)
+    eager = step_ops(mistral, TrainingSetup(micro_batch=b, seq_len=t, flash=False))
+    full = step_ops(mistral.with_(attn_window=None), TrainingSetup(micro_batch=b, seq_len=t, flash=False))
+    assert sum(op.flops * op.count for op in eager) == pytest.approx(sum(op.flops * op.count for op in full), rel=1e-12)
