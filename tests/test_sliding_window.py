@@ -200,3 +200,13 @@ def test_training_step_flash_prices_windowed_pairs_math_path_the_full_matrix():
     eager = step_ops(mistral, TrainingSetup(micro_batch=b, seq_len=t, flash=False))
     full = step_ops(mistral.with_(attn_window=None), TrainingSetup(micro_batch=b, seq_len=t, flash=False))
     assert sum(op.flops * op.count for op in eager) == pytest.approx(sum(op.flops * op.count for op in full), rel=1e-12)
+
+
+def test_infer_table_names_the_cached_tokens_of_a_window(capsys):
+    # the KV row's arithmetic must multiply to its bytes: at 32k context Mistral's buffer holds W = 4,096 tokens
+    from flopscalc.cli import run
+
+    assert run(["infer", "--gpu", "h200", "--config", str(MISTRAL), "--context", "32k", "--batch", "1",
+                "--gen", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "x 1 x 4,096 tokens (window 4,096)" in out

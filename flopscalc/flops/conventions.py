@@ -69,7 +69,7 @@ def _chinchilla(cfg, seq_len, causal):
         return (1 + BACKWARD_TO_FORWARD) * fwd / seq_len  # [2] App. F
     # [2] App. F's terms at the actual widths: every matmul, plus the embedding as a one-hot matmul and the softmax
     exact = forward_flops_per_token(cfg, seq_len, causal=causal).total
-    ctx = attention_context(seq_len, causal)
+    ctx = attention_context(seq_len, causal, cfg.attn_window)
     extra = 2 * cfg.vocab_size * cfg.n_embd + 3 * cfg.n_layer * cfg.n_head * ctx  # [2] App. F Embeddings, Softmax
     return (1 + BACKWARD_TO_FORWARD) * (exact + extra)
 

@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..perf.inference import InferenceEstimate, kv_cache_bytes, small_kernels
+from ..perf.inference import InferenceEstimate, cached_tokens, kv_cache_bytes, small_kernels
 from ..units import format_bytes, format_count, format_duration, format_rate, format_usd
 from .step import format_tokens_per_s
 
@@ -46,7 +46,8 @@ def _memory_table(e: InferenceEstimate) -> Table:
     per_token = kv_cache_bytes(e.model, 1, e.setup.kv_bytes_per_element)
     rows = [("weights", m.weights_bytes, ""),
             ("KV cache", m.kv_cache_bytes, (f"{format_bytes(per_token)} per token x {e.setup.batch} x "
-                                           f"{e.setup.seq_tokens:,} tokens")),
+                                           f"{cached_tokens(e.model, e.setup.seq_tokens):,} tokens"
+                                           + (f" (window {e.model.attn_window:,})" if e.model.attn_window else ""))),
             ("activations (prefill, one layer) + logits", m.activation_bytes, ""),
             ("CUDA context", m.cuda_context_bytes, "")]
     for name, value, note in rows:
