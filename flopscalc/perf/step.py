@@ -135,18 +135,26 @@ def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: fl
     """``op``'s time on ``dev``; ``sustained`` scales the GEMMs only: the fraction is fitted on rows whose time is
     80-95% GEMMs (docs/performance_model.md), so it is identified for them; the fused attention and the
     memory-bound kernels run at their own sourced rates (`perf.device`)."""
+    eff = op_efficiency(op, dev, kernel)
+    gemm = op.gemm_shape is not None and not op.flash
+    return priced_at(op, dev, eff, peak, bandwidth, sustained=sustained if gemm else 1.0)
+
+
+def op_efficiency(op: Op, dev: DevicePerf, kernel: AttentionKernel = AttentionKernel.flash2) -> float:
+    """Fraction of the dense peak ``op``'s arithmetic runs at on ``dev``: the fused attention at the device's flash
+    fraction for ``kernel``, a GEMM at the GEMM fraction times tile and wave quantization where the device has them,
+    1 for memory-bound kernels. The one place the rule lives (training here, inference in `perf.inference`)."""
     if op.flash:
         backward = op.phase is Phase.backward
         eff = dev.flash_bwd_fraction if backward else dev.flash_fwd_fraction
         if kernel is AttentionKernel.triton:  # FlashAttention-2 paper sec. 4.1 (`perf.device` [2a])
             eff /= TRITON_BWD_SLOWDOWN if backward else TRITON_FWD_SLOWDOWN
-        return priced_at(op, dev, eff, peak, bandwidth)
+        return eff
     if op.gemm_shape is not None:
         m, n, k, batch = op.gemm_shape
-        eff = dev.gemm_peak_fraction * (gemm_efficiency(m, n, k, dev.n_sm, batch=batch) if dev.tile_quantization
+        return dev.gemm_peak_fraction * (gemm_efficiency(m, n, k, dev.n_sm, batch=batch) if dev.tile_quantization
                                          else 1.0)
-        return priced_at(op, dev, eff, peak, bandwidth, sustained=sustained)
-    return priced_at(op, dev, 1.0, peak, bandwidth)  # no arithmetic worth pricing: memory-bound
+    return 1.0  # no arithmetic worth pricing: memory-bound
 
 
 def priced_at(op: Op, dev: DevicePerf, eff: float, peak: float, bandwidth: float, *, sustained: float = 1.0,

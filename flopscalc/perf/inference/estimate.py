@@ -22,7 +22,8 @@ from ...units import SECONDS_PER_HOUR
 from ..device import DevicePerf, device_perf
 from ..gemm import TILE_SHAPES
 from ..ops import Op, OpClass, Phase
-from ..step import PricedOp, _price, priced_at
+from ..step import PricedOp, priced_at
+from ..step import op_efficiency as training_op_efficiency
 from .formats import COMPUTE_PRECISION, InferenceSetup
 from .forward import attention_op, forward_ops
 from .memory import InferenceMemory, inference_memory, max_batch, max_seq_tokens
@@ -129,13 +130,7 @@ def op_efficiency(op: Op, dev: DevicePerf) -> float:
     m = op.gemm_shape[0]
     if dev.tile_quantization and m < min(tm for tm, _ in TILE_SHAPES):
         return dev.gemm_peak_fraction * m / (SKINNY_TILE_M * math.ceil(m / SKINNY_TILE_M))  # [7] row padding
-    return _training_efficiency(op, dev)
-
-
-def _training_efficiency(op: Op, dev: DevicePerf) -> float:
-    """``op``'s efficiency as the training step model prices it (`perf.step._price`, the one place its GEMM rule
-    lives); the peak, bandwidth and sustained fraction passed do not enter the efficiency."""
-    return _price(op, dev, 1.0, 1.0, 1.0).efficiency
+    return training_op_efficiency(op, dev)  # the training step model's rule (`perf.step.op_efficiency`)
 
 
 def price_op(op: Op, dev: DevicePerf, peak_flop_per_s: float, bandwidth_bytes_per_s: float,
