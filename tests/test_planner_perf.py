@@ -235,22 +235,27 @@ def _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only: bool) -> float:
     return best
 
 
+def _chosen_and_brute_force(cfg, gpu_key, n_gpus, seq, capacity_gib, *, largest_only: bool) -> tuple[float, float]:
+    """(step time of the setup the search chose, the fastest found by brute force); both inf when nothing fits."""
+    gpu = get_gpu(gpu_key)
+    cap = None if capacity_gib is None else capacity_gib * 2**30
+    tm = TimeModel(PER_OPERATION)
+    chosen = choose_setup(cfg, gpu, n_gpus, seq, Precision.bf16, cap, None, None, tm)
+    best = _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only=largest_only)
+    if chosen is None:
+        assert best == math.inf
+        return math.inf, math.inf
+    tokens = _per_gpu_batch(cfg, seq, n_gpus, None) * seq * n_gpus
+    return price_setup(cfg, chosen.setup, tokens, gpu, Precision.bf16, tm).step_s, best
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(**PER_OP_CASES)
 def test_no_setup_at_its_largest_micro_batch_is_faster_than_the_chosen_one(cfg: ModelConfig, gpu_key, n_gpus, seq,
                                                                            capacity_gib):
     # the search's contract under the per-operation model, exactly (to TIE_REL): among the flag sets, each at the
     # largest micro-batch that fits and divides the batch, none is faster than the one chosen
-    gpu = get_gpu(gpu_key)
-    cap = None if capacity_gib is None else capacity_gib * 2**30
-    tm = TimeModel(PER_OPERATION)
-    chosen = choose_setup(cfg, gpu, n_gpus, seq, Precision.bf16, cap, None, None, tm)
-    best = _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only=True)
-    if chosen is None:
-        assert best == math.inf
-        return
-    tokens = _per_gpu_batch(cfg, seq, n_gpus, None) * seq * n_gpus
-    got = price_setup(cfg, chosen.setup, tokens, gpu, Precision.bf16, tm).step_s
+    got, best = _chosen_and_brute_force(cfg, gpu_key, n_gpus, seq, capacity_gib, largest_only=True)
     assert got <= best * (1 + TIE_REL)
 
 
@@ -258,16 +263,7 @@ def test_no_setup_at_its_largest_micro_batch_is_faster_than_the_chosen_one(cfg: 
 @given(**PER_OP_CASES)
 def test_no_fitting_setup_is_faster_than_the_chosen_one(cfg: ModelConfig, gpu_key, n_gpus, seq, capacity_gib):
     # every micro-batch, not only the largest: the split-K gap above is what keeping the largest can cost
-    gpu = get_gpu(gpu_key)
-    cap = None if capacity_gib is None else capacity_gib * 2**30
-    tm = TimeModel(PER_OPERATION)
-    chosen = choose_setup(cfg, gpu, n_gpus, seq, Precision.bf16, cap, None, None, tm)
-    best = _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only=False)
-    if chosen is None:
-        assert best == math.inf
-        return
-    tokens = _per_gpu_batch(cfg, seq, n_gpus, None) * seq * n_gpus
-    got = price_setup(cfg, chosen.setup, tokens, gpu, Precision.bf16, tm).step_s
+    got, best = _chosen_and_brute_force(cfg, gpu_key, n_gpus, seq, capacity_gib, largest_only=False)
     assert got <= best * (1 + SPLIT_K_GAP) * (1 + TIE_REL)
 
 
