@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..assumption import Assumption
 from ..costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
-from ..errors import DomainError, UsageError
+from ..errors import DomainError
 from ..hardware import GpuSpec
 from ..model import ModelConfig, get_family
 from ..units import SECONDS_PER_DAY, SECONDS_PER_HOUR
@@ -194,12 +194,6 @@ def _budget(req: PlanRequest) -> tuple[ComputeBudget, float]:
     kind, gpu = req.budget_kind, req.gpu
     duration_s = req.duration_s
     if kind == "money":
-        if req.usd_per_gpu_hour is not None and req.usd_per_kwh is not None:
-            # a cloud GPU-hour price includes the power it draws: buying time at it and paying electricity on top
-            # counts power twice (and the budget could only be spent at one of the two prices)
-            raise UsageError("--budget-usd is spent at one price: --usd-per-gpu-hour (cloud GPUs, whose hourly "
-                             "price already includes power) or --usd-per-kwh (electricity for your own GPUs), not "
-                             "both; drop one (without --budget-usd the plan shows both costs side by side)")
         if req.usd_per_gpu_hour is not None:
             duration_s = hours_for_budget_usd(req.budget_usd, req.n_gpus, req.usd_per_gpu_hour) * SECONDS_PER_HOUR
         else:

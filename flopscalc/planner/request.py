@@ -153,6 +153,12 @@ class PlanRequest:
         if self.budget_kind == "money" and self.usd_per_gpu_hour is None and self.usd_per_kwh is None:
             raise UsageError("a money budget needs a price: --usd-per-gpu-hour (cloud) or --usd-per-kwh "
                              "(electricity at the GPU's board power)")
+        if self.budget_kind == "money" and self.usd_per_gpu_hour is not None and self.usd_per_kwh is not None:
+            # a cloud GPU-hour price includes the power it draws: buying time at it and paying electricity on top
+            # counts power twice (and the budget could only be spent at one of the two prices)
+            raise UsageError("--budget-usd is spent at one price: --usd-per-gpu-hour (cloud GPUs, whose hourly "
+                             "price already includes power) or --usd-per-kwh (electricity for your own GPUs), not "
+                             "both; drop one (without --budget-usd the plan shows both costs side by side)")
         self.nominal_budget  # noqa: B018 - the duty cycle and the stated MFU as a budget checks them
 
     @property
