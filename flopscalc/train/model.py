@@ -40,6 +40,33 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
+def window_mask(T: int, window: int | None, device) -> torch.Tensor | None:
+    """The boolean (T, T) mask of sliding-window causal attention, True where query i may attend key j, or None when
+    plain causal attention is the same (no window, or W >= T).
+
+    Query i attends key j when j <= i and i - j < W: at most W keys, itself included (Mistral 7B, arXiv:2310.06825,
+    sec. 2; transformers' ``sliding_window_overlay``: kv_idx > q_idx - sliding_window), the pairs
+    `flopscalc.flops.attention_context` counts.
+    """
+    if window is None or window >= T:
+        return None
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril().triu(-(window - 1))  # j <= i, i - j <= W - 1
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None, **kw) -> torch.Tensor:
+    """Causal SDPA, with the window's banded mask given explicitly when it cuts (``is_causal`` takes no window)."""
+    mask = window_mask(q.size(-2), window, q.device)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, **kw)  # (B, nh, T, hs)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)  # (B, nh, T, hs)
+
+
+def _causal_or_window(T: int, window: int | None, device) -> torch.Tensor:
+    """The mask the spelled-out attention applies: the window's band, else the causal lower triangle."""
+    mask = window_mask(T, window, device)
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril() if mask is None else mask
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig, attention: str = "sdpa"):
         super().__init__()
@@ -49,15 +76,16 @@ class CausalSelfAttention(nn.Module):
         if attention not in ("sdpa", "math"):
             raise ValueError(f"attention must be 'sdpa' or 'math', got {attention!r}")
         self.attention = attention
+        self.window = cfg.attn_window  # sliding window W (None: every earlier token)
         self.recompute_core = False  # selective recomputation (Korthikanti et al. 2022, sec. 4.1)
 
     def _core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d)) v with a causal mask."""
+        """softmax(q k^T / sqrt(d)) v with a causal mask (banded to the last W keys under a sliding window)."""
         if self.attention == "sdpa":
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+            return _sdpa(q, k, v, self.window)  # (B, nh, T, hs)
         T = q.size(-2)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
-        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        mask = _causal_or_window(T, self.window, q.device)
         att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         return att @ v  # (B, nh, T, hs)
 
@@ -235,6 +263,7 @@ class Attention(nn.Module):
             raise ValueError(f"attention must be 'sdpa' or 'math', got {attention!r}")
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
         self.qk_norm, self.attention = cfg.qk_norm, attention
+        self.window = cfg.attn_window  # sliding window W (None: every earlier token)
         self.q_proj = nn.Linear(cfg.n_embd, cfg.d_attn, bias=cfg.has_qkv_bias)
         self.k_proj = nn.Linear(cfg.n_embd, cfg.d_kv, bias=cfg.has_qkv_bias)
         self.v_proj = nn.Linear(cfg.n_embd, cfg.d_kv, bias=cfg.has_qkv_bias)
@@ -246,16 +275,17 @@ class Attention(nn.Module):
         self.recompute_core = False  # selective recomputation (Korthikanti et al. 2022, sec. 4.1)
 
     def _core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d)) v with a causal mask; each K/V head serves n_head / n_kv_head query heads."""
+        """softmax(q k^T / sqrt(d)) v with a causal mask (banded to the last W keys under a sliding window); each K/V
+        head serves n_head / n_kv_head query heads."""
         B, H, T, hs = q.size()
         group = H // k.size(1)
         if self.attention == "sdpa":
             gqa = {"enable_gqa": True} if group > 1 else {}
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)  # (B, nh, T, hs)
+            return _sdpa(q, k, v, self.window, **gqa)  # (B, nh, T, hs)
         # the heads that share a K/V head stacked along the sequence: no copy of K or V to n_head heads
         qg = q.reshape(B, k.size(1), group * T, hs)  # (B, nkv, g T, hs)
         att = (qg @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nkv, g T, T)
-        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        mask = _causal_or_window(T, self.window, q.device)
         att = att.view(B, H, T, T).masked_fill(~mask, float("-inf")).softmax(dim=-1)  # (B, nh, T, T)
         return (att.view(B, k.size(1), group * T, T) @ v).view(B, H, T, hs)  # (B, nh, T, hs)
 
