@@ -83,6 +83,10 @@ def attention_op(cfg: ModelConfig, setup: InferenceSetup, *, n_seq: int, new_tok
 
     It reads q (and k, v of the new tokens), writes o and the new K/V into the cache; a decode step also reads
     every sequence's cached K and V ([1] sec. 2). Prefill counts causal pairs (a fused kernel skips masked blocks).
+    With a sliding window W the cache is a rolling buffer of min(T, W) tokens, so a prefill of T > W prompt tokens
+    writes only the last W of each sequence (Jiang et al. 2023, sec. 2; mistral-inference's ``RotatingBufferCache``
+    caches the tokens x >= seqlen - W). vLLM's paged cache writes every prompt token and frees the blocks that
+    leave the window afterwards; we follow the rolling buffer, the cache `cached_tokens` sizes.
     """
     a, kvb, L = HALF_BYTES, setup.kv_bytes_per_element, cfg.n_layer
     t = n_seq * new_tokens
@@ -90,7 +94,8 @@ def attention_op(cfg: ModelConfig, setup: InferenceSetup, *, n_seq: int, new_tok
     # a decode query attends to the last min(T, W) tokens only, all of them in the rolling buffer (`cached_tokens`)
     keys = attended if prefill else cached_tokens(cfg, attended)
     core = forward_flops_per_token(cfg, keys, causal=prefill).attention_core / L * t
-    moved = a * t * (2 * cfg.d_attn + 2 * cfg.d_kv) + kvb * t * 2 * cfg.d_kv
+    written = n_seq * cached_tokens(cfg, new_tokens)  # tokens whose K, V enter the cache: min(T, W) per sequence
+    moved = a * t * (2 * cfg.d_attn + 2 * cfg.d_kv) + kvb * written * 2 * cfg.d_kv  # Jiang et al. 2023, sec. 2
     if not prefill:
         moved += float(kv_cache_bytes(cfg, n_seq * keys, kvb)) / L
     return Op("attention", OpClass.attention, phase, core, moved, L, 1, flash=True)
