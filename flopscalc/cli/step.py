@@ -106,7 +106,7 @@ def step(
     from ..hardware import Precision, get_gpu
     from ..memory import TrainingSetup
     from ..perf import StepOptions, estimate_step
-    from ..report.step import step_dict, step_report
+    from ..report.step import LAYOUT_MODEL, PER_OPERATION_MODEL, engine_note, step_dict, step_report
 
     if gpu.strip().lower() in CPU_NAMES and calibration is None:
         raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; pick a GPU "
@@ -140,7 +140,8 @@ def step(
                              cp=cp, ep=ep, sequence_parallel=sequence_parallel, search=search,
                              global_batch=global_batch, network_gbps=network_gbps, sustained=sustained,
                              fused_loss=fused_loss, dropout=dropout, calibration=calibration)
-        emit(*with_notes(*layout, [note]), as_json)
+        rendered, data = layout
+        emit(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, [note, engine_note(LAYOUT_MODEL) if n_gpus > 1 else None]), as_json)
         return
     if profile is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
         from ..perf.calibrate import calibrated_step
@@ -148,7 +149,9 @@ def step(
         est = calibrated_step(cfg, setup, profile, spec, options)
     else:
         est = estimate_step(cfg, setup, spec, options)
-    emit(*with_notes(step_report(est), step_dict(est), [note]), as_json)
+    # on one GPU the two models price the same step; a profile's fitted factors have no layout twin
+    engine = engine_note(PER_OPERATION_MODEL) if profile is None and n_gpus > 1 else None
+    emit(*with_notes(step_report(est), step_dict(est), [note, engine]), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -59,10 +59,39 @@ def step_report(e: StepEstimate) -> Group:
     return Group(Text(_settings_line(e)), step_table(e), summary, note)
 
 
+PER_OPERATION_MODEL = "per-operation"
+LAYOUT_MODEL = "layout"
+
+
+def engine_note(model: str) -> str:
+    """One line: which time model priced the step, and why the other one gives the same run another MFU.
+
+    Both models price compute and the optimizer with the same per-operation roofline (`flopscalc.perf.step`); they
+    differ in the data-parallel gradient buckets (PyTorch DDP's 25 MiB, what 'flopscalc train' runs, against
+    Megatron-LM's max(40M, 1M x ranks) parameters: fewer collectives, less ring latency) and, for layouts that need
+    Megatron-LM (TP or PP > 1), its fitted sustained fraction and fused weight-gradient accumulation.
+    """
+    from ..layout.time import MEGATRON_SUSTAINED_FRACTION
+    from ..perf.parallel import DDP_BUCKET_BYTES, MEGATRON_BUCKET_MIN_PARAMS, MEGATRON_BUCKET_PARAMS_PER_RANK
+
+    ddp = f"PyTorch DDP's {DDP_BUCKET_BYTES / 2**20:g} MiB gradient buckets"
+    megatron = (f"Megatron-LM's gradient buckets of max({MEGATRON_BUCKET_MIN_PARAMS / 1e6:g}M, "
+                f"{MEGATRON_BUCKET_PARAMS_PER_RANK / 1e6:g}M x ranks) parameters, and for TP or PP > 1 its sustained "
+                f"fraction {MEGATRON_SUSTAINED_FRACTION:g}")
+    if model == PER_OPERATION_MODEL:
+        return (f"priced by the per-operation step model with data parallelism as 'flopscalc train' runs it ({ddp}); "
+                f"--tp/--pp/--cp/--ep/--search switch to the layout model, which uses {megatron}, so the same run "
+                "can show another MFU there")
+    return (f"priced by the layout model, which uses {megatron}; without layout options 'step' uses the "
+            f"per-operation model with {ddp} (more collectives, more ring latency exposed), so the same run can "
+            "show another MFU there")
+
+
 def step_dict(e: StepEstimate) -> dict:
     """Everything `flopscalc step --json` prints: seconds, tokens/s, MFU/HFU as fractions, per-class seconds."""
     return {
         "model": e.model.name,
+        "step_model": PER_OPERATION_MODEL,
         "block": e.model.family,
         "gpu": e.gpu.key,
         "n_gpus": e.setup.n_gpus,
