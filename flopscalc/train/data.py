@@ -11,6 +11,7 @@ with the tokenizer and vocabulary size. Numpy only: no torch import here.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ LLMC_FORMATS = {20240520: (1, np.uint16), 20240801: (7, np.uint32)}  # magic: (v
 BYTE_VOCAB_SIZE = 256  # one token per UTF-8 byte
 GPT2_EOT_TOKEN = 50256  # GPT-2's <|endoftext|> id (tiktoken "gpt2" encoding)
 DEFAULT_VAL_FRACTION = 0.1  # nanoGPT's shakespeare_char split: last 10% for validation
+# Tokens each split needs at the least: one input and the next token as its target (a sequence of length 1).
+MIN_SPLIT_TOKENS = 2
 META_NAME = "meta.json"
 
 
@@ -114,6 +117,46 @@ class PreparedData:
     n_val_tokens: int
 
 
+def _split_sizes(n_tokens: int, val_fraction: float) -> tuple[int, int]:
+    """(train, validation) tokens of a text of ``n_tokens``: the last int(n x fraction) validate."""
+    n_val = int(n_tokens * val_fraction)
+    return n_tokens - n_val, n_val
+
+
+def min_tokens_to_split(val_fraction: float) -> int:
+    """Fewest tokens a text needs for `prepare` to give both splits `MIN_SPLIT_TOKENS` at ``val_fraction``.
+
+    Both split sizes grow with the text (by 0 or 1 token per token), so the answer is the larger of the two
+    splits' own minima, each found from its closed form n = m / share and stepped to the exact integer.
+    """
+    def first(ok, guess: int) -> int:
+        n = max(1, guess)
+        while n > 1 and ok(n - 1):
+            n -= 1
+        while not ok(n):
+            n += 1
+        return n
+
+    m = MIN_SPLIT_TOKENS
+    val = first(lambda n: _split_sizes(n, val_fraction)[1] >= m, math.ceil(m / val_fraction))
+    train = first(lambda n: _split_sizes(n, val_fraction)[0] >= m, math.ceil(m / (1 - val_fraction)))
+    return max(val, train)
+
+
+def _too_short(n_tokens: int, tokenizer: str, val_fraction: float, source: str) -> str:
+    """One line: the text's tokens, what the split needs, and a fraction that would split it (if any does)."""
+    n_train, n_val = _split_sizes(n_tokens, val_fraction)
+    what = f"text {source}" if source else "the text"
+    line = (f"{what} has {n_tokens:,} tokens ({tokenizer} tokenizer): --val-fraction {val_fraction:g} splits it "
+            f"into {n_train:,} training and {n_val:,} validation tokens, and each split needs at least "
+            f"{MIN_SPLIT_TOKENS}, so it needs a text of at least {min_tokens_to_split(val_fraction):,} tokens; ")
+    fits = [f / 100 for f in range(1, 100) if min(_split_sizes(n_tokens, f / 100)) >= MIN_SPLIT_TOKENS]
+    if not fits:
+        return line + f"use a longer text (no fraction splits {n_tokens} tokens in two)"
+    best = min(fits, key=lambda f: abs(f - val_fraction))  # the nearest fraction that splits this text
+    return line + f"use a longer text, or --val-fraction {best:g} for this one"
+
+
 def prepare(text: str, out_dir: str | Path, *, tokenizer: str = "byte", val_fraction: float = DEFAULT_VAL_FRACTION,
             fmt: str = "llmc", source: str = "") -> PreparedData:
     """Tokenise ``text`` and write ``train.bin``, ``val.bin`` (the last ``val_fraction``) and ``meta.json``."""
@@ -124,8 +167,8 @@ def prepare(text: str, out_dir: str | Path, *, tokenizer: str = "byte", val_frac
     encode, vocab_size = TOKENIZERS[tokenizer]
     tokens = encode(text)
     n_val = int(len(tokens) * val_fraction)
-    if n_val < 2 or len(tokens) - n_val < 2:
-        raise DomainError(f"text{' ' + source if source else ''} is too short to split ({len(tokens)} tokens)")
+    if n_val < MIN_SPLIT_TOKENS or len(tokens) - n_val < MIN_SPLIT_TOKENS:
+        raise DomainError(_too_short(len(tokens), tokenizer, val_fraction, source))
     out = Path(out_dir)
     train_path = write_tokens(out / "train.bin", tokens[:-n_val], fmt)
     val_path = write_tokens(out / "val.bin", tokens[-n_val:], fmt)
