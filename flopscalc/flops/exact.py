@@ -11,6 +11,7 @@ from enum import Enum
 
 from ..errors import UsageError
 from ..model import ModelConfig
+from ..scalar import scalars
 
 # Backward pass = 2x forward for every matmul: one product for the input gradient, one for the
 # weight gradient ([1] sec. 2.1; [2] App. F "the backward pass has twice the FLOPs of the forward pass").
@@ -100,12 +101,15 @@ def _check_seq_len(cfg: ModelConfig, seq_len):
     """``seq_len`` checked: 1 or more, and within ``block_size`` when a learned position table sets the limit."""
     if seq_len is None:
         return cfg.block_size
-    import numpy as np  # here only: `flopscalc gpus` imports this module and needs no numpy (start-up, issue 18)
+    if scalars(seq_len):  # a number: no numpy (`flopscalc plan` and `gpus` need none; start-up, issue 18)
+        below, above = seq_len < 1, seq_len > cfg.block_size
+    else:
+        import numpy as np
 
-    arr = np.asarray(seq_len)
-    if np.any(arr < 1):
+        below, above = np.any(np.asarray(seq_len) < 1), np.any(np.asarray(seq_len) > cfg.block_size)
+    if below:
         raise UsageError(f"sequence length {seq_len} must be at least 1 token")
-    if cfg.seq_limited_by_context and np.any(arr > cfg.block_size):
+    if cfg.seq_limited_by_context and above:
         raise UsageError(
             f"sequence length {seq_len} is outside 1..{cfg.block_size} (the model's block_size, the size of its "
             "learned position table); pass a shorter --seq or a model with a longer context"
@@ -126,13 +130,15 @@ def attention_context(seq_len, causal: bool, window: int | None = None):
         return seq_len
     if window is None:
         return (seq_len + 1) / 2
-    import numpy as np  # here only (start-up, issue 18)
+    if scalars(seq_len):  # a number: no numpy (start-up, issue 18)
+        t, seq = min(seq_len, window), seq_len
+    else:
+        import numpy as np
 
+        t, seq = np.minimum(seq_len, window), np.asarray(seq_len)
     # sum_{i=1}^{T} min(i, W) = T (T + 1) / 2 for T <= W, else W (W + 1) / 2 + (T - W) W; per query: / T
-    t = np.minimum(seq_len, window)
-    pairs = t * (t + 1) / 2 + (np.asarray(seq_len) - t) * window
-    out = pairs / np.asarray(seq_len)
-    return float(out) if np.ndim(out) == 0 else out
+    out = (t * (t + 1) / 2 + (seq - t) * window) / seq
+    return out if scalars(out) or out.ndim else float(out)
 
 
 def forward_flops_per_token(cfg: ModelConfig, seq_len=None, *, causal: bool = False) -> ForwardFlops:

@@ -7,6 +7,7 @@ width for a target count. The planner calls ``config_for_params(n, family=..., c
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 
@@ -148,68 +149,9 @@ def config_for_params(
         raise UsageError(f"count must be 'total' or 'non_embedding', got {count!r}")
     base = base or fam.base
 
-    def got(cfg: ModelConfig) -> int:
-        pc = count_params(cfg)
-        return pc.total if count == "total" else pc.non_embedding
-
-    import numpy as np  # here, not at import: `flopscalc models`, `gpus` and `--help` never shape a model
-
-    tol = math.log1p(SHAPE_PARAM_TOLERANCE)
-    step = fam.head_step  # column j of the grid has (j + 1) x step heads
-
-    def search(first: int, c1, c2) -> tuple:
-        """The rule over depths first..MAX_SHAPE_LAYERS: (best key, (layers, heads)), and the lower head count
-        at depth ``first``."""
-        layers = np.arange(first, MAX_SHAPE_LAYERS + 1)
-        grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]  # [layers, heads], increasing along heads
-        # per depth, the widths just below and above the target (as a bisection over widths would find)
-        if first > 1 or np.all(np.diff(grid, axis=1) >= 0):  # sorted rows (deeper rows checked by the caller)
-            below = np.count_nonzero(grid <= n_params, axis=1)  # widths with count <= N
-        else:  # pragma: no cover - a count that falls with width: bisect the full rows as the rule always has
-            c1, c2 = _width_counts(base, head_dim, count, fam.key, math.inf)
-            grid = c1[None, :] + (layers[:, None] - 1) * (c2 - c1)[None, :]
-            below = np.array([np.searchsorted(row, n_params, side="right") for row in grid])
-        lo = np.clip(below, 1, MAX_SHAPE_HEADS - 1)  # 1-based head count
-        best: tuple[tuple[float, float], tuple[int, int]] | None = None
-        rows = np.arange(len(layers))
-        for heads in (lo, lo + 1):
-            counts = grid[rows, heads - 1]
-            err = np.abs(np.log(counts / n_params))
-            shape = np.abs(np.log(heads * step * head_dim / layers / aspect_ratio))
-            within = err <= tol
-            key_flag = np.where(within, 0.0, 1.0)
-            key_val = np.where(within, shape, err)
-            for i in np.lexsort((key_val, key_flag))[:1]:  # the smallest (flag, value), first in depth order
-                key = (float(key_flag[i]), float(key_val[i]))
-                if best is None or key < best[0]:
-                    best = (key, (int(layers[i]), int(heads[i]) * step))
-        return best, int(lo[0])
-
-    # Counts of every (layers, heads) shape are affine in n_layer, so two depths per width give them all
-    # (`_width_counts`). Shallow depths need the widest shapes, yet cannot win once an on-target shape is closer
-    # to the aspect ratio than their narrowest candidate: with rows sorted (a count that grows with width and
-    # depth), a depth L < first has heads >= lo(first), so its width/depth ratio is at least
-    # lo(first) x step x head_dim / (first - 1). The search starts deep and halves `first` until that bound
-    # leaves the shallower depths out (or first is 1, every depth): the answer is the full grid's.
-    first = MAX_SHAPE_LAYERS
-    while first > 1:
-        first //= 2
-        if first == 1:
-            break
-        c1, c2 = _width_counts(base, head_dim, count, fam.key, n_params, depth=first)
-        if not (np.all(np.diff(c1) >= 0) and np.all(np.diff(c2 - c1) >= 0)):  # pragma: no cover - unsorted rows
-            first = 1
-            break
-        best, lo_first = search(first, c1, c2)
-        (flag, val), _ = best
-        narrowest = lo_first * step * head_dim / ((first - 1) * aspect_ratio)  # of any depth below `first`
-        if flag == 0.0 and narrowest > math.exp(val) * (1 + 1e-9):
-            break
-    if first == 1:
-        best, _ = search(1, *_width_counts(base, head_dim, count, fam.key, n_params))
-    assert best is not None
-    cfg = fam.shape(base, *best[1], head_dim)
-    reached = got(cfg)
+    counts = _width_counts(base, head_dim, count, fam.key)
+    cfg = fam.shape(base, *_best_shape(counts, n_params, aspect_ratio, head_dim, fam.head_step), head_dim)
+    reached = counts.counted(cfg)
     if abs(math.log(reached / n_params)) > math.log1p(SHAPE_GIVE_UP):
         raise DomainError(
             f"no {fam.key}-shaped model (head width {head_dim}, vocab {base.vocab_size}) has about "
@@ -218,41 +160,130 @@ def config_for_params(
     return replace(cfg, name=f"~{_short(count_params(cfg).total)}")
 
 
-# Parameter counts at 1 and 2 layers per (base, head width, count, family), for head counts 1, 2, ... as far as
-# any target so far needed; at most `_WIDTH_COUNTS_KEPT` bases are kept.
-_WIDTH_COUNTS: dict[tuple, tuple[list[int], list[int], list[bool]]] = {}
+def _best_shape(counts: _WidthCounts, n_params: float, aspect_ratio: float, head_dim: int, step: int
+                ) -> tuple[int, int]:
+    """(n_layer, n_head) the shaping rule picks from the grid of depths 1..MAX_SHAPE_LAYERS and head counts step,
+    2 step, ..., MAX_SHAPE_HEADS x step, visiting only the depths that can win.
+
+    The rule, per depth L: the widths just below and above the target (j = lo(L) and lo(L) + 1 steps of heads, as
+    a bisection over the widths finds them, lo within 1..MAX_SHAPE_HEADS - 1). A candidate's key is
+    (0, |ln(width / L / aspect_ratio)|) when its count is within SHAPE_PARAM_TOLERANCE of the target, else
+    (1, |ln(count / target)|), then the lower width before the upper, then the shallower depth; the smallest key
+    wins. `tests/test_cli_startup_shaping.py` holds this to the rule computed over the whole grid.
+
+    Counts grow with width and with depth, so lo(L) never grows with L and each candidate's width/depth ratio falls
+    strictly with L: its shape term |ln ratio| falls until the ratio crosses ``aspect_ratio`` and grows after. The
+    scan starts where the lower candidate crosses and walks both ways; a side stops once its shape terms exceed the
+    best on-target candidate's, since every depth further out is further off in shape. With no candidate on target
+    it visits every depth: the closest count wins then.
+    """
+    tol = math.log1p(SHAPE_PARAM_TOLERANCE)
+    los: dict[int, int] = {}
+
+    def lo(n_layer: int) -> int:
+        if n_layer not in los:
+            los[n_layer] = min(max(counts.below(n_layer, n_params), 1), MAX_SHAPE_HEADS - 1)
+        return los[n_layer]
+
+    def ratio(n_layer: int, j: int) -> float:  # width / depth / aspect_ratio
+        return j * step * head_dim / n_layer / aspect_ratio
+
+    best: tuple = (2.0,)  # above every key
+    best_shape = math.inf  # the shape term of the best on-target candidate
+
+    def visit(n_layer: int) -> tuple[float, float]:
+        """Weigh the two candidates of depth ``n_layer``; their shape terms."""
+        nonlocal best, best_shape
+        terms = []
+        for p, j in enumerate((lo(n_layer), lo(n_layer) + 1)):
+            shape = abs(math.log(ratio(n_layer, j)))
+            err = abs(math.log(counts.at(n_layer, j) / n_params))
+            key = (0.0, shape, p, n_layer) if err <= tol else (1.0, err, p, n_layer)
+            if key < best:
+                best, best_shape = key, (shape if err <= tol else best_shape)
+            terms.append(shape)
+        return terms[0], terms[1]
+
+    depths = range(1, MAX_SHAPE_LAYERS + 1)
+    if counts.sorted:
+        # the first depth whose lower candidate is no wider than the aspect ratio asks (MAX_SHAPE_LAYERS + 1: none)
+        cross = 1 + bisect.bisect_left(depths, True, key=lambda n: ratio(n, lo(n)) <= 1.0)
+        for n_layer in range(cross - 1, 0, -1):  # shallower: both ratios above 1, both terms grow going up
+            if visit(n_layer)[0] > best_shape:
+                break
+        for n_layer in range(cross, MAX_SHAPE_LAYERS + 1):  # deeper: once both ratios are at most 1, both grow
+            lower, upper = visit(n_layer)
+            if ratio(n_layer, lo(n_layer) + 1) <= 1.0 and min(lower, upper) > best_shape:
+                break
+    if not counts.sorted:  # pragma: no cover - a count that falls as the width grows
+        best, best_shape = (2.0,), math.inf
+        los.update({n: min(max(counts.below_unsorted(n, n_params), 1), MAX_SHAPE_HEADS - 1) for n in depths})
+        for n_layer in depths:  # no bisection or pruning holds: every depth, every width counted
+            visit(n_layer)
+    return best[3], (lo(best[3]) + best[2]) * step
+
+
+class _WidthCounts:
+    """Parameter counts at 1 and 2 layers of one family's shapes with 1, 2, ... steps of heads, counted on demand.
+
+    Counts are affine in the depth, so the two rows give the count of every (layers, heads) shape (`at`). Only the
+    widths a target needs are counted (`below`), and kept for later targets on the same base.
+    """
+
+    def __init__(self, base: ModelConfig, head_dim: int, count: str, family: Family) -> None:
+        self.base, self.head_dim, self.count, self.family = base, head_dim, count, family
+        self.one: list[int] = []
+        self.two: list[int] = []
+        self.affine: bool | None = None  # whether a second block adds `block_params` (checked once)
+        self.sorted = True  # both rows grow with the width so far
+
+    def counted(self, cfg: ModelConfig) -> int:
+        pc = count_params(cfg)
+        return pc.total if self.count == "total" else pc.non_embedding
+
+    def _add_width(self) -> None:
+        fam, base, head_dim = self.family, self.base, self.head_dim
+        n_head = (len(self.one) + 1) * fam.head_step
+        cfg = fam.shape(base, 1, n_head, head_dim)
+        one = self.counted(cfg)
+        # a second block adds `block_params` to either count (count_params: every per-layer term is L x a block's);
+        # checked once per base against a 2-layer model counted directly, which is used instead should they differ
+        if self.affine is None:
+            self.affine = one + block_params(cfg) == self.counted(fam.shape(base, 2, fam.head_step, head_dim))
+        two = one + block_params(cfg) if self.affine else self.counted(fam.shape(base, 2, n_head, head_dim))
+        if self.one and (one < self.one[-1] or two - one < self.two[-1] - self.one[-1]):
+            self.sorted = False  # pragma: no cover - no family's count falls with the width
+        self.one.append(one)
+        self.two.append(two)
+
+    def at(self, n_layer: int, j: int) -> int:
+        """Parameters of ``n_layer`` layers with ``j`` steps of heads (``j`` already counted)."""
+        return self.one[j - 1] + (n_layer - 1) * (self.two[j - 1] - self.one[j - 1])
+
+    def below(self, n_layer: int, n_params: float) -> int:
+        """How many widths have at most ``n_params`` parameters at ``n_layer`` layers (rows sorted): widths are
+        counted up to the first above the target (at least two), and bisected."""
+        while len(self.one) < MAX_SHAPE_HEADS and (len(self.one) < 2 or self.at(n_layer, len(self.one)) <= n_params):
+            self._add_width()
+        return bisect.bisect_right(range(1, len(self.one) + 1), n_params, key=lambda j: self.at(n_layer, j))
+
+    def below_unsorted(self, n_layer: int, n_params: float) -> int:  # pragma: no cover - see `_best_shape`
+        while len(self.one) < MAX_SHAPE_HEADS:
+            self._add_width()
+        return sum(self.at(n_layer, j) <= n_params for j in range(1, MAX_SHAPE_HEADS + 1))
+
+
+# Counts per (base, head width, count, family), as far as any target so far needed; at most `_WIDTH_COUNTS_KEPT`
+# bases are kept.
+_WIDTH_COUNTS: dict[tuple, _WidthCounts] = {}
 _WIDTH_COUNTS_KEPT = 32
 
 
-def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str, n_params: float,
-                  depth: int = 1) -> tuple:
-    """Parameter counts at 1 and 2 layers (float arrays of exact integers) for head counts step, 2 step, ..., up to
-    at least the first whose count at ``depth`` layers exceeds ``n_params`` (and at least two; all
-    MAX_SHAPE_HEADS when none does): every wider shape has more parameters than the target at that depth and
-    deeper, so bisecting those rows of the grid never goes past it, and the rule's answer is the full grid's.
-    """
-    import numpy as np
-
-    fam = FAMILIES[family]
+def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str) -> _WidthCounts:
     key = (base, head_dim, count, family)
     if key not in _WIDTH_COUNTS and len(_WIDTH_COUNTS) >= _WIDTH_COUNTS_KEPT:
         del _WIDTH_COUNTS[next(iter(_WIDTH_COUNTS))]
-    one, two, affine = _WIDTH_COUNTS.setdefault(key, ([], [], []))
-
-    def counted(cfg: ModelConfig) -> int:
-        pc = count_params(cfg)
-        return pc.total if count == "total" else pc.non_embedding
-
-    while len(one) < MAX_SHAPE_HEADS and (len(one) < 2 or one[-1] + (depth - 1) * (two[-1] - one[-1]) <= n_params):
-        n_head = (len(one) + 1) * fam.head_step
-        cfg = fam.shape(base, 1, n_head, head_dim)
-        one.append(counted(cfg))
-        # a second block adds `block_params` to either count (count_params: every per-layer term is L x a block's);
-        # checked once per base against a 2-layer model counted directly, which is used instead should they differ
-        if not affine:
-            affine.append(one[0] + block_params(cfg) == counted(fam.shape(base, 2, fam.head_step, head_dim)))
-        two.append(one[-1] + block_params(cfg) if affine[0] else counted(fam.shape(base, 2, n_head, head_dim)))
-    return np.array(one, dtype=np.float64), np.array(two, dtype=np.float64)
+    return _WIDTH_COUNTS.setdefault(key, _WidthCounts(base, head_dim, count, FAMILIES[family]))
 
 
 def _short(n: float) -> str:

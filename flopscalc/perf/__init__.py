@@ -1,29 +1,42 @@
 """Step-time model: one training step as the sum of its operations, each priced by a roofline.
 
-Pure functions of frozen configs (numpy only, no torch). Sources and validation: ``docs/performance_model.md``.
+Pure functions of frozen configs (no torch; numpy only where a function is given arrays). Sources and validation:
+``docs/performance_model.md``.
+
+The names below load lazily (PEP 562), each from its own module on first use: `planner.layout`, `planner.notes` and
+`perf.offload` import this package for one module each, and `flopscalc plan` should not pay for the others at start
+(issue 18, item 2).
 """
 
-from .device import DevicePerf, device_perf
-from .gemm import gemm_efficiency, tile_quantization_efficiency, wave_quantization_efficiency
-from .ops import Op, OpClass, Phase, StepOptions, step_ops
-from .roofline import ridge_intensity, roofline_s
-from .step import CLASS_ORDER, StepEstimate, constant_mfu_tokens_per_s_per_gpu, estimate_step
+from __future__ import annotations
 
-__all__ = [
-    "CLASS_ORDER",
-    "DevicePerf",
-    "Op",
-    "OpClass",
-    "Phase",
-    "StepEstimate",
-    "StepOptions",
-    "constant_mfu_tokens_per_s_per_gpu",
-    "device_perf",
-    "estimate_step",
-    "gemm_efficiency",
-    "ridge_intensity",
-    "roofline_s",
-    "step_ops",
-    "tile_quantization_efficiency",
-    "wave_quantization_efficiency",
+import importlib
+
+# name -> the module of this package that defines it
+_EXPORTS = {
+    "DevicePerf": "device", "device_perf": "device",
+    "gemm_efficiency": "gemm", "tile_quantization_efficiency": "gemm", "wave_quantization_efficiency": "gemm",
+    "Op": "ops", "OpClass": "ops", "Phase": "ops", "StepOptions": "ops", "step_ops": "ops",
+    "ridge_intensity": "roofline", "roofline_s": "roofline",
+    "CLASS_ORDER": "step", "StepEstimate": "step", "constant_mfu_tokens_per_s_per_gpu": "step",
+    "estimate_step": "step",
+}
+
+__all__ = [  # every public name (the keys of _EXPORTS)
+    "CLASS_ORDER", "DevicePerf", "Op", "OpClass", "Phase", "StepEstimate", "StepOptions",
+    "constant_mfu_tokens_per_s_per_gpu", "device_perf", "estimate_step", "gemm_efficiency", "ridge_intensity",
+    "roofline_s", "step_ops", "tile_quantization_efficiency", "wave_quantization_efficiency",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

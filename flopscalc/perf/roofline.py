@@ -10,7 +10,7 @@ References
 
 from __future__ import annotations
 
-import numpy as np
+from ..scalar import positive_scalars, scalars
 
 
 def roofline_s(flops, bytes_moved, flop_per_s, bytes_per_s, *, min_s=0.0):
@@ -28,7 +28,13 @@ def roofline_s(flops, bytes_moved, flop_per_s, bytes_per_s, *, min_s=0.0):
         Attainable DRAM bandwidth (bytes/s).
     min_s : float
         Floor, e.g. kernel launch and drain (s).
+
+    Numbers give a float (no numpy import); an array gives an array.
     """
+    if scalars(flops, bytes_moved) and positive_scalars(flop_per_s, bytes_per_s):  # else numpy's inf, not an error
+        return max(flops / flop_per_s, bytes_moved / bytes_per_s, min_s)  # [1]: the higher roof binds
+    import numpy as np
+
     return np.maximum(np.maximum(np.asarray(flops) / flop_per_s, np.asarray(bytes_moved) / bytes_per_s), min_s)
 
 

@@ -1,54 +1,46 @@
 """Scaling laws: built-in published laws, compute-optimal allocation, and fitting your own (issue 4).
 
-Engines only (numpy; scipy is imported inside the fitting functions when they run).
+Engines only. Formulas take numbers or numpy arrays; numbers are computed without importing numpy
+(`flopscalc.scalar`), and scipy is imported inside the fitting functions when they run.
+
+The names below load lazily (PEP 562), each from its own module on first use: `flopscalc plan` imports
+`scaling.laws` and a few functions, and should not pay for the inference-aware allocation and the rest at start
+(issue 18, item 2).
 """
 
-from .allocate import (
-                       Allocation,
-                       data_constrained_loss,
-                       effective_data,
-                       flops_for_loss,
-                       flops_for_params,
-                       optimal,
-                       optimal_data_constrained,
-                       predict_loss,
-                       tokens_for_loss,
-)
-from .hyperparams import Hyperparameters, Schedule, recommend_hyperparameters
-from .inference import (
-                       InferenceAllocation,
-                       inference_optimal_for_budget,
-                       inference_optimal_for_loss,
-                       inference_optimal_for_training_budget,
-                       life_cycle_comparison,
-                       overtraining_note,
-)
-from .laws import BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, PowerLawAllocation, ScalingLaw
-from .validity import range_warnings
+from __future__ import annotations
 
-__all__ = [
-                       "BUILTIN_LAWS",
-                       "DEFAULT_LAW",
-                       "Allocation",
-                       "Hyperparameters",
-                       "InferenceAllocation",
-                       "ParametricLoss",
-                       "PowerLawAllocation",
-                       "ScalingLaw",
-                       "Schedule",
-                       "data_constrained_loss",
-                       "effective_data",
-                       "flops_for_loss",
-                       "flops_for_params",
-                       "inference_optimal_for_budget",
-                       "inference_optimal_for_loss",
-                       "inference_optimal_for_training_budget",
-                       "life_cycle_comparison",
-                       "optimal",
-                       "optimal_data_constrained",
-                       "overtraining_note",
-                       "predict_loss",
-                       "range_warnings",
-                       "recommend_hyperparameters",
-                       "tokens_for_loss",
+import importlib
+
+# name -> the module of this package that defines it
+_EXPORTS = {
+    **dict.fromkeys(("Allocation", "data_constrained_loss", "effective_data", "flops_for_loss", "flops_for_params",
+                     "optimal", "optimal_data_constrained", "predict_loss", "tokens_for_loss"), "allocate"),
+    **dict.fromkeys(("Hyperparameters", "Schedule", "recommend_hyperparameters"), "hyperparams"),
+    **dict.fromkeys(("InferenceAllocation", "inference_optimal_for_budget", "inference_optimal_for_loss",
+                     "inference_optimal_for_training_budget", "life_cycle_comparison", "overtraining_note"),
+                    "inference"),
+    **dict.fromkeys(("BUILTIN_LAWS", "DEFAULT_LAW", "ParametricLoss", "PowerLawAllocation", "ScalingLaw"), "laws"),
+    "range_warnings": "validity",
+}
+
+__all__ = [  # every public name (the keys of _EXPORTS)
+    "BUILTIN_LAWS", "DEFAULT_LAW", "Allocation", "Hyperparameters", "InferenceAllocation", "ParametricLoss",
+    "PowerLawAllocation", "ScalingLaw", "Schedule", "data_constrained_loss", "effective_data", "flops_for_loss",
+    "flops_for_params", "inference_optimal_for_budget", "inference_optimal_for_loss",
+    "inference_optimal_for_training_budget", "life_cycle_comparison", "optimal", "optimal_data_constrained",
+    "overtraining_note", "predict_loss", "range_warnings", "recommend_hyperparameters", "tokens_for_loss",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import DomainError, UsageError
+from ..scalar import operands, with_ops
 from .laws import FLOPS_PER_PARAM_TOKEN, ParametricLoss, ScalingLaw
 from .validity import range_warnings, uniform_warning
 
@@ -75,9 +74,9 @@ def _check_positive(x: float, what: str) -> float:
     return x
 
 
-def optimal_arrays(law: ScalingLaw, c_flops) -> tuple[np.ndarray, np.ndarray]:
-    """(N_opt, D_opt) for budgets ``c_flops`` (FLOP, array-like); broadcastable."""
-    c = np.asarray(c_flops, float)
+def optimal_arrays(law: ScalingLaw, c_flops) -> tuple:
+    """(N_opt, D_opt) for budgets ``c_flops`` (FLOP, array-like); broadcastable (floats for a positive number)."""
+    (c,) = operands(c_flops)
     if law.allocation is not None:
         return law.allocation.n_opt(c), law.allocation.d_opt(c)
     form = law.loss_form
@@ -138,9 +137,9 @@ def flops_for_loss(law: ScalingLaw, target_loss: float) -> Allocation:
 
 def effective_data(unique_tokens, n_tokens, r_d_star: float):
     """D' = U + U R_D* (1 - exp(-R_D / R_D*)), R_D = D/U - 1 repeated epochs  [M23, eq. 5]."""
-    u, d = np.asarray(unique_tokens, float), np.asarray(n_tokens, float)
-    r_d = np.maximum(d / u - 1.0, 0.0)
-    return np.where(d <= u, d, u + u * r_d_star * (1.0 - np.exp(-r_d / r_d_star)))  # [M23, eq. 5]
+    (u, d), ops = with_ops(unique_tokens, n_tokens)  # floats or arrays (flopscalc.scalar)
+    r_d = ops.maximum(d / u - 1.0, 0.0)
+    return ops.where(d <= u, d, u + u * r_d_star * (1.0 - ops.exp(-r_d / r_d_star)))  # [M23, eq. 5]
 
 
 def data_constrained_loss(law: ScalingLaw, n_params, n_tokens, unique_tokens):
@@ -154,13 +153,13 @@ def data_constrained_loss(law: ScalingLaw, n_params, n_tokens, unique_tokens):
     if rep is None or not isinstance(form, ParametricLoss):
         raise DomainError(f"law {law.name!r} has no data-constrained form; use a parametric law with Muennighoff "
                           "et al.'s repetition decay (besiroglu2024, chinchilla or muennighoff2023)")
-    n, d, u = (np.asarray(v, float) for v in (n_params, n_tokens, unique_tokens))
-    u = np.minimum(u, d)  # unique tokens the run actually sees
+    (n, d, u), ops = with_ops(n_params, n_tokens, unique_tokens)  # floats or arrays (flopscalc.scalar)
+    u = ops.minimum(u, d)  # unique tokens the run actually sees
     d_eff = effective_data(u, d, rep.r_d_star)
     n_for_u = form.G * (u * form.G) ** (form.beta / form.alpha)  # N_opt whose D_opt is U  [H22, eq. 4]
-    u_n = np.minimum(n, n_for_u)
-    r_n = np.maximum(n / u_n - 1.0, 0.0)
-    n_eff = u_n + u_n * rep.r_n_star * (1.0 - np.exp(-r_n / rep.r_n_star))  # [M23, eq. 6]
+    u_n = ops.minimum(n, n_for_u)
+    r_n = ops.maximum(n / u_n - 1.0, 0.0)
+    n_eff = u_n + u_n * rep.r_n_star * (1.0 - ops.exp(-r_n / rep.r_n_star))  # [M23, eq. 6]
     return form.E + form.A / n_eff**form.alpha + form.B / d_eff**form.beta  # [M23, eq. 7]
 
 
@@ -173,6 +172,8 @@ def optimal_data_constrained(law: ScalingLaw, c_flops: float, unique_tokens: flo
     """
     c = _check_positive(c_flops, "the FLOP budget")
     u = _check_positive(unique_tokens, "the number of unique tokens")
+    import numpy as np  # a grid search over arrays; only a plan with --dataset-tokens comes here
+
     n0, _ = optimal_arrays(law, c)
     log_n = np.log(float(n0)) + np.linspace(-1, 1, DC_GRID_POINTS) * DC_SEARCH_DECADES * math.log(10)
 

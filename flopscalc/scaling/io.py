@@ -18,8 +18,7 @@ import math
 import os
 import re
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..atomic import check_writable_file, write_text_atomic
 from ..errors import UsageError
@@ -35,7 +34,9 @@ from .laws import (
     RepetitionDecay,
     ScalingLaw,
 )
-from .runs import Runs
+
+if TYPE_CHECKING:
+    from .runs import Runs
 
 LAW_SCHEMA_VERSION = 1
 HOME_ENV = "FLOPSCALC_HOME"
@@ -69,6 +70,10 @@ def _column_map(header: list[str], path: str) -> dict[str, int]:
 
 def read_runs(path: str | Path, text: str | None = None) -> Runs:
     """Read a runs CSV into `Runs`; every problem is a UsageError naming the file, line and value."""
+    import numpy as np  # here, not at import: `flopscalc plan` resolves a law from this module and reads no runs
+
+    from .runs import Runs
+
     path = str(path)
     if text is None:
         text = read_text(path, "runs file")

@@ -19,11 +19,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import DomainError
 from ..flops import FLOPS_PER_PARAM_TOKEN
 from ..model import ModelConfig, count_params
+from ..scalar import operands
 from ..units import SECONDS_PER_DAY
 
 # Kaplan et al. measure compute in PF-days: 1e15 FLOP/s x 86400 s [K20, sec. 1.3 "Notation"].
@@ -74,11 +73,12 @@ def chinchilla_allocation(c_flops, A, B, alpha, beta):
 
     The closed form of [H22, eq. 4] under C = 6ND: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b with
     G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta). Every
-    argument broadcasts (the bootstrap passes arrays of constants); the one copy of this formula.
+    argument broadcasts (the bootstrap passes arrays of constants); the one copy of this formula. Positive
+    numbers are computed in floats, without numpy (`flopscalc.scalar`).
     """
-    A, B, alpha, beta = (np.asarray(v, float) for v in (A, B, alpha, beta))
+    c_flops, A, B, alpha, beta = operands(c_flops, A, B, alpha, beta)
     g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))  # G  [H22, eq. 4 / App. D.2]
-    c6 = np.asarray(c_flops, float) / FLOPS_PER_PARAM_TOKEN
+    c6 = c_flops / FLOPS_PER_PARAM_TOKEN
     return g * c6 ** (beta / (alpha + beta)), c6 ** (alpha / (alpha + beta)) / g  # [H22, eq. 4]
 
 
@@ -99,7 +99,7 @@ class ParametricLoss:
                 raise DomainError(f"parametric law constant {k} must be positive and finite, got {v}")
 
     def loss(self, n_params, n_tokens):
-        n, d = np.asarray(n_params, float), np.asarray(n_tokens, float)
+        n, d = operands(n_params, n_tokens)
         return self.E + self.A / n**self.alpha + self.B / d**self.beta  # [H22, eq. 2]
 
     @property
@@ -140,7 +140,7 @@ class KaplanLoss:
     d_c: float
 
     def loss(self, n_params, n_tokens):
-        n, d = np.asarray(n_params, float), np.asarray(n_tokens, float)
+        n, d = operands(n_params, n_tokens)
         return ((self.n_c / n) ** (self.alpha_n / self.alpha_d) + self.d_c / d) ** self.alpha_d  # [K20, eq. 1.5]
 
     def constants(self) -> dict[str, float]:
@@ -161,17 +161,19 @@ class PowerLawAllocation:
     c_unit_flops: float = 1.0
 
     def n_opt(self, c_flops):
-        return self.k_n * (np.asarray(c_flops, float) / self.c_unit_flops) ** self.a
+        (c,) = operands(c_flops)
+        return self.k_n * (c / self.c_unit_flops) ** self.a
 
     def d_opt(self, c_flops):
-        c = np.asarray(c_flops, float)
+        (c,) = operands(c_flops)
         if self.k_d is None:
             return c / (FLOPS_PER_PARAM_TOKEN * self.n_opt(c))  # C = 6 N D  [H22, sec. 3]
         return self.k_d * (c / self.c_unit_flops) ** self.b
 
     def flops_for_params(self, n_params):
         """Inverse of n_opt: the budget at which ``n_params`` is compute-optimal (FLOP)."""
-        return self.c_unit_flops * (np.asarray(n_params, float) / self.k_n) ** (1.0 / self.a)
+        (n,) = operands(n_params)
+        return self.c_unit_flops * (n / self.k_n) ** (1.0 / self.a)
 
     @property
     def d_exponent(self) -> float:
