@@ -55,16 +55,20 @@ def flops(
     as_json: JsonOpt = False,
 ) -> None:
     """FLOPs of training a model on N tokens: per component, per token/step/run, in every convention."""
+    from ..errors import UsageError
     from ..flops import summarize
-    from ..report.common import flops_dict, flops_report
+    from ..report.flops import flops_dict, flops_report, whole_tokens
     from ..units import parse_count
 
+    n_tokens = parse_count(tokens, what="--tokens")
+    if not whole_tokens(n_tokens):  # a run trains on whole tokens; 2.5 tokens has no step count to show
+        raise UsageError(f"--tokens must be a whole number of tokens, got {tokens} ({n_tokens:,.10g} tokens); "
+                         f"e.g. --tokens {max(1, round(n_tokens))}")
     cfg = model_from_options(model, params, n_layer, n_head, n_embd, config, vocab, n_kv_head, ffn, mlp, norm, pos,
                              bias, tie, experts, top_k, shared_experts)
-    s = summarize(cfg, parse_count(tokens, what="--tokens"), seq_len=seq, micro_batch=micro_batch,
+    s = summarize(cfg, round(n_tokens), seq_len=seq, micro_batch=micro_batch,
                   grad_accum=grad_accum, n_gpus=n_gpus, recompute=recompute, causal=causal)
     emit(flops_report(s), flops_dict(s), as_json)
-
 
 
 def register(app: typer.Typer) -> None:
