@@ -35,7 +35,7 @@ from ..units import GIB
 from .cluster import Cluster
 from .memory import LayoutMemory, activation_bytes_per_layer, memory_from_parts, stage_params
 from .spec import Layout
-from .time import LayoutTime, bound_from_compute_s, compute_key, compute_per_micro_batch_s, layout_time
+from .time import LayoutTime, bound_from_compute_s, compute_key, layout_time, stage_compute_s
 
 MICRO_BATCHES = (1, 2, 4, 8)
 INTERLEAVES = (1, 2, 4)
@@ -189,14 +189,14 @@ def _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, opti
     """Price the fitting layouts in order of their lower bound per token, stopping once the bound of the next is
     worse than the ``top``-th best time (exact: a bound never exceeds the time). Returns (time, memory), best first,
     ties in enumeration order, as pricing them all would."""
-    compute_by_key: dict[tuple, float] = {}  # many layouts share a stage shape; price each shape once here
+    compute_by_key: dict[tuple, tuple[float, float]] = {}  # many layouts share a stage shape; price each once here
     bounds = []
     for lay, _ in fitting:
         key = compute_key(cfg, lay)
         if key not in compute_by_key:
-            compute_by_key[key] = compute_per_micro_batch_s(cfg, lay, cluster.gpu, seq_len, precision=precision,
-                                                            flash=flash, options=options)
-        bounds.append(bound_from_compute_s(lay, compute_by_key[key]) / (lay.sequences_per_step() * seq_len))
+            compute_by_key[key] = stage_compute_s(cfg, lay, cluster.gpu, seq_len, precision=precision, flash=flash,
+                                                  options=options)
+        bounds.append(bound_from_compute_s(lay, *compute_by_key[key]) / (lay.sequences_per_step() * seq_len))
     results: list[tuple[float, int, LayoutTime, LayoutMemory]] = []
     kth: list[float] = []  # the best ``top`` times per token found so far, ascending
     for i in sorted(range(len(fitting)), key=bounds.__getitem__):

@@ -53,6 +53,10 @@ class Layout:
     step (gradient accumulation when ``pp`` is 1). ``zero_stage`` shards over the data-parallel ranks: 1 is
     Megatron's distributed optimizer, 3 FSDP / ZeRO-3. ``dp_overlap``: the gradient reduction overlaps the
     backward pass (Megatron ``--overlap-grad-reduce``, DDP buckets); the 2021-22 Megatron runs did not.
+    ``grad_accum_fusion``: Megatron-LM's weight-gradient GEMM accumulates straight into the main gradient
+    (``--gradient-accumulation-fusion``, ``wgrad_gemm_accum_fp32``; on by default in Megatron-LM since 2022);
+    without it each micro-batch's 16-bit weight gradient is added to the main gradient by a separate pass (the
+    DDP hook ``param.main_grad.add_(param.grad.data)``: Megatron-LM of 2021, the Narayanan et al. runs).
     """
 
     tp: int = 1
@@ -67,6 +71,7 @@ class Layout:
     n_micro: int = 1
     recompute: Recompute = Recompute.none
     dp_overlap: bool = True
+    grad_accum_fusion: bool = True
 
     def __post_init__(self):
         for name in ("tp", "pp", "dp", "cp", "ep", "interleave", "micro_batch", "n_micro"):
@@ -150,6 +155,8 @@ class Layout:
             mega.append("--use-distributed-optimizer")
         if self.dp_overlap:
             mega.append("--overlap-grad-reduce")
+        if not self.grad_accum_fusion:
+            mega.append("--no-gradient-accumulation-fusion")
         if rec:
             mega.append(rec)
         titan = [f"parallelism.tensor_parallel_degree={self.tp}", f"parallelism.pipeline_parallel_degree={self.pp}",

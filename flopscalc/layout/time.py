@@ -1,9 +1,15 @@
 """Time of one optimizer step under a parallel layout: the performance model's operations at the per-GPU shapes,
 tensor/context/expert communication per layer, pipeline transfers and bubble, data-parallel reduction.
 
-step_s = (m + (p - 1) / v) x t_stage + DP exposed + optimizer       ([1] sec. 2.2: bubble (p-1)/(m v) of m t_stage)
+step_s = m x t_stage + (p - 1) / v x t_middle + DP exposed + optimizer          ([1] sec. 2.2, unequal stages: [8])
 t_stage = per-micro-batch compute of the busiest stage (its layers + embedding or LM head and loss)
-          + TP collectives + exposed CP ring + EP all-to-all + PP point-to-point
+          + TP collectives + exposed CP ring + EP all-to-all + PP point-to-point (+ unfused gradient accumulation)
+t_middle = the same for a stage of layers only (no embedding, LM head or loss)
+
+- Pipeline schedule: in 1F1B the steady state runs at the busiest stage's pace (m x t_stage), while the warm-up and
+  cool-down are one micro-batch's forward and backward through the other p - 1 stages ([8]); with evenly divided
+  layers those are stages of layers only, so the bubble is (p-1)/v x t_middle, not (p-1)/v x t_stage. The last
+  stage's LM head and loss (6% of a 1T stage of 2 layers) are paid m times, not m + p - 1.
 
 - Per-GPU shapes: each layer's operations come from `perf.estimate_step` on the model as one tensor-parallel
   rank sees it (n_head / t heads, MLP width / t, vocabulary / t: [2] sec. 3), L / p layers, s / cp tokens per
@@ -22,6 +28,12 @@ t_stage = per-micro-batch compute of the busiest stage (its layers + embedding o
   top_k x tokens rows, (ep-1)/ep of them leaving each GPU; not overlapped.
 - DP: `parallel.data_parallel_comm` on the parameters of one GPU over the dp x cp ranks, Megatron-LM's bucket;
   hidden behind the last micro-batch's backward only with ``Layout.dp_overlap``.
+- Megatron-LM's gradient accumulation: fused into the weight-gradient GEMM (``Layout.grad_accum_fusion``, [9]),
+  or, in the 2021 code, a separate pass per micro-batch and stage that adds the 16-bit weight gradient to the main
+  gradient ([10]): read 2 bytes, read and write the main gradient (16-bit for fp16 runs, fp32 with bf16).
+- Megatron-LM's optimizer step ([11]) moves more than the AdamW update: the main gradients made fp32, unscaled
+  and checked for inf/NaN (fp16), their norm for clipping, the fp32 weights copied to the 16-bit ones, the gradient
+  buffer zeroed (`megatron_optimizer_bytes_per_param`).
 
 References
 ----------
@@ -35,6 +47,19 @@ References
 [6] Lepikhin et al. 2020, "GShard", arXiv:2006.16668, sec. 2.2 (all-to-all dispatch and combine).
 [7] Dubey et al. 2024, "The Llama 3 Herd of Models", arXiv:2407.21783, sec. 3.3.2 ("To balance the pipeline, we
     reduce one Transformer layer each from the first and the last stages").
+[8] A synchronous pipeline of stages with per-micro-batch times t_1..t_p runs m micro-batches in
+    sum_i t_i + (m - 1) max_i t_i (the flow-shop makespan; [1] sec. 2.2's (p-1)/m bubble is its equal-stage case):
+    the first micro-batch fills every stage once, the rest leave at the slowest stage's pace.
+[9] Megatron-LM ``megatron/core/tensor_parallel/layers.py``, ``LinearWithGradAccumulationAndAsyncCommunication``:
+    with ``gradient_accumulation_fusion`` the backward calls ``fused_weight_gradient_mlp_cuda.wgrad_gemm_accum_fp32``
+    into ``weight.main_grad`` (Korthikanti et al. 2022's code path for sequence parallelism is the same function).
+[10] Megatron-LM ``megatron/model/distributed.py`` (2021), ``DistributedDataParallel._make_param_hook``:
+    ``param.main_grad.add_(param.grad.data)`` after every backward; the buffer is in the parameters' dtype unless
+    ``--accumulate-allreduce-grads-in-fp32`` (forced for bf16, ``megatron/arguments.py``).
+[11] Megatron-LM ``megatron/optimizer/optimizer.py``, ``MixedPrecisionOptimizer.step`` (2021-22):
+    ``_copy_model_grads_to_main_grads`` (``main_grad.float()``), ``_unscale_main_grads_and_check_for_nan`` (fp16
+    grad scaler), ``clip_grad_norm`` (an L2 norm over the fp32 gradients), ``optimizer.step`` (apex FusedAdam),
+    ``_copy_main_params_to_model_params``; ``zero_grad_buffer`` at the next step.
 """
 
 from __future__ import annotations
@@ -44,10 +69,10 @@ import math
 from dataclasses import dataclass
 
 from ..flops import Recompute, training_flops_per_token
-from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
-from ..model import ModelConfig
+from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, Optimizer, TrainingSetup
+from ..model import ModelConfig, count_params
 from ..perf import StepOptions, estimate_step
-from ..perf.ops import OpClass, Phase
+from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
 from ..perf.parallel import CommEstimate, data_parallel_comm, megatron_bucket_bytes, ring_latency_s
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import model_flops_utilization
@@ -57,17 +82,22 @@ from .spec import Engine, Layout
 FIRST_STAGE_OPS = ("embedding",)
 LAST_STAGE_OPS = ("final norm", "lm head", "cross-entropy", "fused cross-entropy")
 SEQUENCE_PARALLEL_OPS = ("norm 1", "norm 2", "residual", "dropout")
-# Megatron-LM keeps 16-bit weights and accumulates weight gradients straight into fp32 main_grad inside the
-# wgrad GEMM (``--gradient-accumulation-fusion``), so PyTorch AMP's per-forward weight casts and the separate
-# fp32 accumulation kernel do not run.
-MEGATRON_SKIPPED_OPS = ("autocast weight casts", "grad accumulate to fp32")
+# Megatron-LM keeps 16-bit weights, so PyTorch AMP's per-forward weight casts do not run; its gradient
+# accumulation is priced by `layout_time` (fused [9] or a separate pass [10]), not as the perf model's AMP kernel.
+MEGATRON_SKIPPED_OPS = ("autocast weight casts",)
+GRAD_ACCUMULATE_OP = "grad accumulate to fp32"
+# Bytes per parameter the perf model's AMP accumulation kernel moves (16-bit gradient read, fp32 .grad read and
+# written: `perf.ops._precision_ops`) and its AdamW update (`perf.ops.OPTIMIZER_RW_ELEMENTS`, fp32 elements).
+AMP_GRAD_ACCUMULATE_BYTES = HALF_BYTES + 2 * FP32_BYTES
+ADAMW_UPDATE_BYTES = sum(OPTIMIZER_RW_ELEMENTS[Optimizer.adamw]) * FP32_BYTES
 # Share of the GEMMs' priced rate Megatron-LM sustains (`perf.ops.StepOptions.sustained_fraction`, which scales the
 # GEMMs only since perf commit 6d18201): FITTED on the ten Narayanan et al. 2021 Table 1 rows only (median ratio to
-# the implied iteration time closest to 1; re-derived by tests/test_layout_validation.py; 0.83 before 6d18201);
-# Korthikanti et al. 2022 Table 5 is held out. The reverse fold (fitted on Korthikanti, 0.85) holds Narayanan out
-# (`validation.HELD_OUT_FOLDS`). Layouts `flopscalc train` runs (DDP, FSDP) keep the PyTorch-loop figure
-# `perf.ops.SUSTAINED_FRACTION`.
-MEGATRON_SUSTAINED_FRACTION = 0.82
+# the implied iteration time closest to 1; re-derived by tests/test_layout_validation.py); Korthikanti et al. 2022
+# Table 5 is held out. The reverse fold (fitted on Korthikanti only) gives the same 0.86 and holds Narayanan out
+# (`validation.HELD_OUT_FOLDS`). 0.82 (0.85 reverse) before the 2021 runs' unfused gradient accumulation [10], the
+# Megatron optimizer step [11] and the middle-stage bubble [8]; 0.83 before perf 6d18201. Layouts `flopscalc train`
+# runs (DDP, FSDP) keep the PyTorch-loop figure `perf.ops.SUSTAINED_FRACTION`.
+MEGATRON_SUSTAINED_FRACTION = 0.86
 
 
 @dataclass(frozen=True)
@@ -78,8 +108,8 @@ class LayoutTime:
     model: ModelConfig
     cluster: Cluster
     seq_len: int
-    compute_s: float  # m x the busiest stage's per-micro-batch compute
-    bubble_s: float  # (p - 1) / v x the stage's per-micro-batch time
+    compute_s: float  # m x the busiest stage's per-micro-batch compute (and unfused gradient accumulation)
+    bubble_s: float  # (p - 1) / v x a middle stage's per-micro-batch time ([8])
     tp_comm_s: float
     pp_comm_s: float
     cp_comm_exposed_s: float
@@ -121,6 +151,25 @@ class LayoutTime:
     @property
     def exposed_comm_s(self) -> float:
         return self.tp_comm_s + self.pp_comm_s + self.cp_comm_exposed_s + self.ep_comm_s + self.dp.exposed_s
+
+
+def megatron_main_grad_bytes(precision: MemoryPrecision, grad_accum_fusion: bool) -> int:
+    """Width of Megatron-LM's main gradient (bytes): fp32 when the fused wgrad GEMM accumulates into it ([9]:
+    ``wgrad_gemm_accum_fp32``) or under bf16 ([10]: fp32 accumulation forced); else the parameters' 16 bits."""
+    if precision is MemoryPrecision.fp16_mixed and not grad_accum_fusion:
+        return HALF_BYTES
+    return FP32_BYTES
+
+
+def megatron_optimizer_bytes_per_param(precision: MemoryPrecision, grad_accum_fusion: bool) -> int:
+    """Bytes Megatron-LM's mixed-precision optimizer step moves per parameter it updates ([11]), AdamW included."""
+    g = megatron_main_grad_bytes(precision, grad_accum_fusion)
+    to_fp32 = g + FP32_BYTES if g < FP32_BYTES else 0  # [11] main_grad.float(): a copy only of a 16-bit buffer
+    unscale = 2 * FP32_BYTES if precision is MemoryPrecision.fp16_mixed else 0  # [11] read + write, fp16 scaler
+    norm = FP32_BYTES  # [11] clip_grad_norm reads every fp32 gradient once
+    to_model = FP32_BYTES + HALF_BYTES  # [11] fp32 weights read, 16-bit model weights written
+    zero = g  # [11] zero_grad_buffer writes the main gradients
+    return to_fp32 + unscale + norm + ADAMW_UPDATE_BYTES + to_model + zero
 
 
 def per_rank_model(cfg: ModelConfig, tp: int, n_layer: int, ep: int = 1) -> ModelConfig:
@@ -185,7 +234,7 @@ def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision
         if p.op.phase is Phase.step:
             optimizer += s
             continue
-        if name.startswith("grad accumulate to fp32"):
+        if name.startswith(GRAD_ACCUMULATE_OP):
             accum += s
             continue
         if name.startswith(FIRST_STAGE_OPS):
@@ -228,8 +277,9 @@ def compute_key(cfg: ModelConfig, layout: Layout) -> tuple:
 
 
 def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, precision: MemoryPrecision,
-                             flash: bool, options: StepOptions | None) -> tuple[_StageCost, float]:
-    """The busiest stage's costs and its compute for one micro-batch (layers + embedding and/or LM head, s).
+                             flash: bool, options: StepOptions | None) -> tuple[_StageCost, float, float]:
+    """The busiest stage's costs, its compute for one micro-batch (layers + embedding and/or LM head, s) and a
+    middle stage's (layers only: what the pipeline's warm-up and cool-down pass through, [8]).
 
     When the layers do not fill every stage, the first and last stages take the spare slots, a layer fewer each
     ([7]: the embedding and the loss get a chunk of their own; Megatron-core's
@@ -239,14 +289,15 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
     options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
     cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron)
     if not pipelined:
-        return cost, cost.body_s + cost.first_s + cost.last_s
+        whole = cost.body_s + cost.first_s + cost.last_s
+        return cost, whole, whole
     ends = sorted((cost.first_s, cost.last_s))  # [smaller, larger]
     one_fewer = _body_with_one_layer_fewer(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron)
     if spare >= 2:  # both end stages carry a layer fewer
-        return cost, max(cost.body_s, one_fewer + ends[1])
+        return cost, max(cost.body_s, one_fewer + ends[1]), cost.body_s
     if spare == 1:  # the stage with the larger end carries a layer fewer
-        return cost, max(cost.body_s + ends[0], one_fewer + ends[1])
-    return cost, cost.body_s + ends[1]
+        return cost, max(cost.body_s + ends[0], one_fewer + ends[1]), cost.body_s
+    return cost, cost.body_s + ends[1], cost.body_s
 
 
 def _body_with_one_layer_fewer(cfg, key: tuple, seq_len, gpu, precision, flash, options, megatron) -> float:
@@ -267,20 +318,30 @@ def compute_per_micro_batch_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: in
     return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)[1]
 
 
+def stage_compute_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
+                    precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
+                    options: StepOptions | None = None) -> tuple[float, float]:
+    """(busiest stage, middle stage) compute for one micro-batch (s); the middle stage holds layers only ([8])."""
+    return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)[1:]
+
+
 def compute_lower_bound_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
                           precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
                           options: StepOptions | None = None) -> float:
-    """A lower bound on `layout_time`'s step (s): the busiest stage's compute over m micro-batches and the bubble's
-    share of it, (m + (p-1)/v) x compute ([1] 2.2). Every other component (communication, optimizer) is >= 0, so
-    step_s >= this bound exactly; the search skips a layout whose bound per token already loses."""
-    compute_mb = compute_per_micro_batch_s(cfg, layout, gpu, seq_len, precision=precision, flash=flash,
-                                           options=options)
-    return bound_from_compute_s(layout, compute_mb)
+    """A lower bound on `layout_time`'s step (s): the busiest stage's compute over m micro-batches and a middle
+    stage's over the bubble, m x compute + (p-1)/v x middle ([1] 2.2, [8]). Every other component
+    (communication, gradient accumulation, optimizer) is >= 0, so step_s >= this bound exactly; the search skips a
+    layout whose bound per token already loses."""
+    busiest, middle = stage_compute_s(cfg, layout, gpu, seq_len, precision=precision, flash=flash, options=options)
+    return bound_from_compute_s(layout, busiest, middle)
 
 
-def bound_from_compute_s(layout: Layout, compute_per_micro_batch: float) -> float:
-    """`compute_lower_bound_s` from the busiest stage's compute per micro-batch (s): (m + (p-1)/v) x compute."""
-    return (layout.n_micro + (layout.pp - 1) / layout.interleave) * compute_per_micro_batch  # [1] 2.2
+def bound_from_compute_s(layout: Layout, compute_per_micro_batch: float, middle_per_micro_batch: float | None = None
+                         ) -> float:
+    """`compute_lower_bound_s` from the busiest (and middle) stage's compute per micro-batch (s):
+    m x busiest + (p-1)/v x middle ([8]; the middle stage defaults to the busiest)."""
+    middle = compute_per_micro_batch if middle_per_micro_batch is None else middle_per_micro_batch
+    return layout.n_micro * compute_per_micro_batch + (layout.pp - 1) / layout.interleave * middle  # [1] 2.2, [8]
 
 
 def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int, *,
@@ -291,8 +352,12 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     gpu = cluster.gpu
     t, p, v, cp, ep, m, b = layout.tp, layout.pp, layout.interleave, layout.cp, layout.ep, layout.n_micro, \
         layout.micro_batch
-    cost, compute_mb = _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)
+    megatron = layout.engine() is Engine.megatron
+    cost, compute_mb, middle_mb = _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)
     layers = layout.layers_per_stage(cfg.n_layer)
+    from .memory import stage_params
+
+    n_params = max(sum(x) for x in stage_params(cfg, layout).values())  # the fullest stage's, one GPU
     s_local = seq_len // cp
     act = HALF_BYTES * b * s_local * cfg.n_embd  # one 16-bit activation b x s x h
     # ---- tensor parallel: 2 collectives per pass of attention + MLP [2]; full recompute repeats the forward's
@@ -321,22 +386,32 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     if p > 1:
         span = t * cp * layout.dp * 2  # neighbouring stages lie tp x cp x dp ranks apart [4]
         pp_mb = 2 * v * (act / t / cluster.link_bytes_per_s(span) + cluster.hop_s(span))
-    stage_mb = compute_mb + tp_mb + cp_mb + ep_mb + pp_mb
-    bubble = (p - 1) / v * stage_mb  # [1] 2.2
+    # ---- Megatron-LM without the fused wgrad accumulation: one pass per micro-batch over the stage's gradients [10]
+    accum_mb = 0.0
+    if megatron and not layout.grad_accum_fusion and cost.grad_accum_s > 0:
+        per_param_s = cost.grad_accum_s / count_params(per_rank_model(cfg, t, layers, ep)).total
+        main = megatron_main_grad_bytes(precision, layout.grad_accum_fusion)
+        accum_mb = per_param_s * n_params * (HALF_BYTES + 2 * main) / AMP_GRAD_ACCUMULATE_BYTES  # [10] 2 + 2 x main
+    comm_mb = accum_mb + tp_mb + cp_mb + ep_mb + pp_mb  # per micro-batch on every stage, besides its compute
+    bubble = (p - 1) / v * (middle_mb + comm_mb)  # [1] 2.2, [8]: warm-up and cool-down through the other stages
     # ---- data parallel over dp x cp ranks, Megatron's bucket; hidden behind the last backward if overlapped
-    from .memory import stage_params
-
-    n_params = max(sum(x) for x in stage_params(cfg, layout).values())
     dp_n = layout.dp * cp
-    grad_bytes = HALF_BYTES if precision is MemoryPrecision.fp16_mixed else FP32_BYTES
+    if megatron:  # the main gradients are what Megatron reduces [10]
+        grad_bytes = megatron_main_grad_bytes(precision, layout.grad_accum_fusion)
+    else:
+        grad_bytes = HALF_BYTES if precision is MemoryPrecision.fp16_mixed else FP32_BYTES
     per_node = max(1, cluster.gpus_per_node // t)  # the dp x cp group's members inside one node [4]
     hide = cost.backward_s if layout.dp_overlap else 0.0
     dp = data_parallel_comm(n_params, dp_n, layout.zero_stage if dp_n > 1 else 0, fabric=cluster.fabric(per_node),
                             backward_s=hide, grad_bytes_per_param=grad_bytes, param_bytes_per_param=HALF_BYTES,
                             grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes))
     shards = dp_n if layout.zero_stage >= 1 else 1
-    optimizer = cost.optimizer_s / shards + cost.grad_accum_s * m / (shards if layout.zero_stage >= 2 else 1)
+    if megatron:  # [11] the whole mixed-precision step, at the AdamW update's rate per byte
+        optimizer = (cost.optimizer_s / shards * megatron_optimizer_bytes_per_param(precision, layout.grad_accum_fusion)
+                     / ADAMW_UPDATE_BYTES)
+    else:  # PyTorch AMP: the update, and the fp32 accumulation kernel of every micro-batch
+        optimizer = cost.optimizer_s / shards + cost.grad_accum_s * m / (shards if layout.zero_stage >= 2 else 1)
     model_flops = _model_flops_per_token(cfg, seq_len)
     peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
-    return LayoutTime(layout, cfg, cluster, seq_len, compute_mb * m, bubble, tp_mb * m, pp_mb * m, cp_mb * m,
-                      ep_mb * m, dp, optimizer, peak, model_flops)
+    return LayoutTime(layout, cfg, cluster, seq_len, (compute_mb + accum_mb) * m, bubble, tp_mb * m, pp_mb * m,
+                      cp_mb * m, ep_mb * m, dp, optimizer, peak, model_flops)

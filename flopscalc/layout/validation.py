@@ -116,7 +116,8 @@ def published_layouts() -> tuple[PublishedLayout, ...]:
             layout = Layout(tp=t, pp=p, dp=dp, cp=cp, interleave=int(r["interleave"]),
                             sequence_parallel=r["sequence_parallel"] == "true", zero_stage=int(r["zero_stage"]),
                             micro_batch=b, n_micro=int(r["global_batch"]) // (b * dp),
-                            recompute=Recompute(r["recompute"]), dp_overlap=r["dp_overlap"] == "true")
+                            recompute=Recompute(r["recompute"]), dp_overlap=r["dp_overlap"] == "true",
+                            grad_accum_fusion=r["grad_accum_fusion"] == "true")
             rows.append(PublishedLayout(r["name"], r["source_table"], cfg, layout, r["gpu"], int(r["seq_len"]),
                                         MemoryPrecision(r["precision"]), r["flash"] == "true", r["metric"],
                                         float(r["published"]), r["source"]))
