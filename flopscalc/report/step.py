@@ -69,15 +69,16 @@ def engine_note(model: str) -> str:
     Both models price compute and the optimizer with the same per-operation roofline (`flopscalc.perf.step`); they
     differ in the data-parallel gradient buckets (PyTorch DDP's 25 MiB, what 'flopscalc train' runs, against
     Megatron-LM's max(40M, 1M x ranks) parameters: fewer collectives, less ring latency) and, for layouts that need
-    Megatron-LM (TP or PP > 1), its fitted sustained fraction and fused weight-gradient accumulation.
+    Megatron-LM (TP or PP > 1), its optimizer step, gradient accumulation and fitted sustained fraction
+    (`flopscalc.layout.time`).
     """
     from ..layout.time import MEGATRON_SUSTAINED_FRACTION
     from ..perf.parallel import DDP_BUCKET_BYTES, MEGATRON_BUCKET_MIN_PARAMS, MEGATRON_BUCKET_PARAMS_PER_RANK
 
     ddp = f"PyTorch DDP's {DDP_BUCKET_BYTES / 2**20:g} MiB gradient buckets"
     megatron = (f"Megatron-LM's gradient buckets of max({MEGATRON_BUCKET_MIN_PARAMS / 1e6:g}M, "
-                f"{MEGATRON_BUCKET_PARAMS_PER_RANK / 1e6:g}M x ranks) parameters, and for TP or PP > 1 its sustained "
-                f"fraction {MEGATRON_SUSTAINED_FRACTION:g}")
+                f"{MEGATRON_BUCKET_PARAMS_PER_RANK / 1e6:g}M x ranks) parameters, and for TP or PP > 1 Megatron-LM's "
+                f"own optimizer step, gradient accumulation and sustained fraction {MEGATRON_SUSTAINED_FRACTION:g}")
     if model == PER_OPERATION_MODEL:
         return (f"priced by the per-operation step model with data parallelism as 'flopscalc train' runs it ({ddp}); "
                 f"--tp/--pp/--cp/--ep/--search switch to the layout model, which uses {megatron}, so the same run "
