@@ -121,8 +121,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                 if p > cfg.n_layer:
                     break
                 dp = n // (t * cp * p)
-                eps = [e for e in _divisors(dp * cp) if cfg.is_moe and cfg.n_expert % e == 0
-                       and cfg.n_expert // e >= cfg.top_k] or [1]
+                eps = [e for e in _divisors(dp * cp) if cfg.is_moe and cfg.n_expert % e == 0] or [1]
                 for ep in eps:
                     for v in (_interleaves(cfg.n_layer, p) if p > 1 else (1,)):
                         if cfg.n_layer < p * v:
