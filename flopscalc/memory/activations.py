@@ -51,6 +51,7 @@ Symbols: b micro-batch, s sequence, d = n_embd, a = n_head, f = n_inner, V vocab
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 from ..flops import Recompute
 from ..model import ModelConfig, Norm, Position, QkNorm
@@ -74,10 +75,13 @@ class ActivationBreakdown:
 
     @property
     def total(self) -> float:
-        return sum(getattr(self, f.name) for f in fields(self))
+        return sum(_COMPONENTS(self))  # every field, in order
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_COMPONENTS = attrgetter(*(f.name for f in fields(ActivationBreakdown)))
 
 
 def _dtypes(setup: TrainingSetup) -> tuple[int, int, int, int]:

@@ -70,11 +70,29 @@ def max_micro_batch(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_he
                     upper: int = MAX_MICRO_BATCH_SEARCHED) -> int:
     """Largest micro-batch (sequences, at most ``upper``) whose peak fits ``gpu``; 0 if not even one does.
 
-    The peak grows with the micro-batch (every batch-dependent term is linear in it), so a bisection works.
+    The peak grows with the micro-batch (every batch-dependent term is linear in it), so a bisection works; the
+    line through the peaks at 1 and 2 predicts the answer first, and two looks confirm it (the peak at the
+    prediction fits, one more sequence does not), which is the bisection's answer for any peak that grows with
+    the micro-batch; a prediction that is not confirmed falls back to the bisection.
     """
-    def ok(b: int) -> bool:
-        return fits(estimate_memory(cfg, replace(setup, micro_batch=b)), gpu, min_headroom_fraction).fits
+    looked: dict[int, tuple[float, bool]] = {}  # micro-batch -> (peak bytes, fits)
 
+    def look(b: int) -> tuple[float, bool]:
+        if b not in looked:
+            est = estimate_memory(cfg, replace(setup, micro_batch=b))
+            looked[b] = (est.peak_bytes, fits(est, gpu, min_headroom_fraction).fits)
+        return looked[b]
+
+    def ok(b: int) -> bool:
+        return look(b)[1]
+
+    if upper >= 3 and ok(1) and ok(2):
+        (p1, _), (p2, _) = look(1), look(2)
+        usable = Fit(gpu, gpu.memory_bytes, p2, min_headroom_fraction).usable_bytes
+        if p2 > p1:
+            guess = min(upper, 2 + int((usable - p2) // (p2 - p1)))
+            if ok(guess) and (guess == upper or not ok(guess + 1)):
+                return guess
     return largest_that_fits(ok, upper)
 
 

@@ -194,6 +194,8 @@ class TrainingSetup:
         for name, enum in (("precision", MemoryPrecision), ("optimizer", Optimizer),
                            ("recompute", Recompute), ("device", Device)):
             value = getattr(self, name)
+            if type(value) is enum:  # already a member (the planner builds thousands): nothing to convert
+                continue
             try:
                 object.__setattr__(self, name, enum(value))
             except ValueError:

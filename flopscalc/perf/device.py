@@ -118,6 +118,7 @@ def gemm_peak_fraction_cuda11(gpu: GpuSpec) -> float | None:
     return float(value) if value else None
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of the row (gpu_perf.csv is read once); a plan asks per setup
 def device_perf(gpu: GpuSpec) -> DevicePerf:
     """The step-time model's figures for ``gpu``: its row of gpu_perf.csv, else the class defaults."""
     if gpu.architecture.upper().startswith("TPU"):

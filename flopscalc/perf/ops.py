@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 from ..flops import Recompute, forward_flops_per_token
 from ..memory.settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES, MemoryPrecision, Optimizer, TrainingSetup
@@ -187,6 +188,11 @@ def _rope(cfg, t, a, n, phase):
     return _mem("rope q,k (fp32)", phase, (2 * a + 4 * FP32_BYTES) * elems, n, 6)  # [11] cast, mul, cast back
 
 
+@lru_cache(maxsize=1024)  # a pure function; each step asks for it in its forward, recomputation and backward
+def _forward_flops(cfg: ModelConfig, seq: int, causal: bool):
+    return forward_flops_per_token(cfg, seq, causal=causal)
+
+
 def _attention_ops(cfg, setup, seq, batch, a, n, phase, options, *, backward):
     """Attention core of one layer for ``batch`` sequences: fused (flash) or spelled out (math path).
 
@@ -195,7 +201,7 @@ def _attention_ops(cfg, setup, seq, batch, a, n, phase, options, *, backward):
     """
     heads, hd = cfg.n_head, cfg.head_dim
     t, d_attn, d_kv = batch * seq, cfg.d_attn, cfg.d_kv
-    fwd = forward_flops_per_token(cfg, seq, causal=setup.flash)  # flash kernels skip fully masked blocks
+    fwd = _forward_flops(cfg, seq, setup.flash)  # flash kernels skip fully masked blocks
     scores = fwd.attn_scores / cfg.n_layer * t  # Q K^T of one layer (FLOP)
     values = fwd.attn_values / cfg.n_layer * t  # P V of one layer (FLOP)
     ops = []
@@ -362,7 +368,19 @@ def _block_backward_memory(cfg, setup, seq, batch, a, n, options):
 
 
 def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
-    """Every operation of one optimizer step on one GPU, with its count (layers x micro-batches)."""
+    """Every operation of one optimizer step on one GPU, with its count (layers x micro-batches): the passes of
+    every micro-batch (`pass_ops`), then the weight casts, gradient accumulation and update (`update_ops`)."""
+    return pass_ops(cfg, setup, options) + update_ops(cfg, setup)
+
+
+# The fields of `TrainingSetup` that `pass_ops` reads (with the model and the options): a step's passes are the
+# same for every optimizer, ZeRO stage, GPU count and offload (`perf.step` prices them once for all of those).
+PASS_FIELDS = ("micro_batch", "seq_len", "grad_accum", "precision", "recompute", "flash")
+
+
+def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
+    """The forward, loss, recomputation and backward of every micro-batch of one step (counts: layers x
+    micro-batches), in `step_ops`'s order; they read only `PASS_FIELDS` of ``setup``."""
     options = options or StepOptions()
     seq = setup.seq_len or cfg.block_size
     b, L, acc = setup.micro_batch, cfg.n_layer, setup.grad_accum
@@ -397,9 +415,13 @@ def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
     ops.append(_norm("final norm", cfg.norm, t, t * d, a, acc, Phase.backward, backward=True))
     ops.append(Op("embedding scatter-add", OpClass.memory, Phase.backward, 0.0, (1 + pos) * (a + 2 * w) * t * d,
                   acc, 1 + pos))
-    ops += _precision_ops(cfg, setup, acc)
-    ops += _optimizer_ops(cfg, setup)
     return ops
+
+
+def update_ops(cfg: ModelConfig, setup: TrainingSetup) -> list[Op]:
+    """What a step adds to its passes: autocast's weight casts, the fp32 gradient accumulation and the optimizer
+    update, in `step_ops`'s order."""
+    return _precision_ops(cfg, setup, setup.grad_accum) + _optimizer_ops(cfg, setup)
 
 
 def linears_per_layer(cfg: ModelConfig) -> int:

@@ -21,7 +21,7 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..errors import DomainError
@@ -32,7 +32,7 @@ from ..model import ModelConfig, count_params
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
 from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
-from .ops import AttentionKernel, Op, OpClass, Phase, StepOptions, step_ops
+from .ops import AttentionKernel, Op, OpClass, Phase, StepOptions, pass_ops, update_ops
 from .parallel import CommEstimate, data_parallel_comm
 from .roofline import roofline_s
 from .utilization import model_flops_utilization
@@ -68,6 +68,9 @@ class StepEstimate:
     options: StepOptions
     model_flops_per_token: float  # causal attention, no recomputation (MFU numerator)
     hardware_flops_per_token: float  # executed: recomputation, flash backward recompute (HFU numerator)
+    # `class_seconds` as `estimate_step` summed it (the same additions, the passes' kept: `_PricedPasses`); None:
+    # summed from ``ops`` when asked
+    op_class_seconds: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def seq_len(self) -> int:
@@ -88,9 +91,12 @@ class StepEstimate:
     @property
     def class_seconds(self) -> dict[str, float]:
         """Seconds per step by operation class, in `CLASS_ORDER`."""
-        out = {c: 0.0 for c in CLASS_ORDER}
-        for p in self.ops:
-            out[p.op.op_class.value] += p.total_s
+        if self.op_class_seconds is not None:
+            out = dict(zip(CLASS_ORDER, self.op_class_seconds))
+        else:
+            out = {c: 0.0 for c in CLASS_ORDER}
+            for p in self.ops:
+                out[p.op.op_class.value] += p.total_s
         out["communication exposed"] = self.comm.exposed_s
         out["offload"] = self.offload.total_s
         return out
@@ -186,6 +192,36 @@ def price_ops(ops, gpu: GpuSpec, precision: MemoryPrecision, options: StepOption
                  for op in ops)
 
 
+_BACKWARD = (Phase.backward, Phase.recompute)
+
+
+@dataclass(frozen=True)
+class _PricedPasses:
+    """The priced passes of a step and the sums `estimate_step` starts from: the times of the ops outside the
+    optimizer step and of the backward ones, in order, and `StepEstimate.class_seconds`'s running sums."""
+
+    priced: tuple[PricedOp, ...]
+    busy_s: tuple[float, ...]
+    backward_s: tuple[float, ...]
+    class_s: tuple[float, ...]  # per class of CLASS_ORDER
+
+
+@lru_cache(maxsize=4096)  # a pure function of these; a planner prices many setups that share them
+def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
+                   recompute: Recompute, flash: bool, options: StepOptions, dev: DevicePerf, peak: float,
+                   bandwidth: float) -> _PricedPasses:
+    """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`), each priced by `_price`, in order."""
+    setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
+                          grad_accum=grad_accum)
+    priced = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
+                   for op in pass_ops(cfg, setup, options))
+    by_class = {c: 0.0 for c in CLASS_ORDER}
+    for p in priced:
+        by_class[p.op.op_class.value] += p.total_s
+    return _PricedPasses(priced, tuple(p.total_s for p in priced if p.op.phase is not Phase.step),
+                         tuple(p.total_s for p in priced if p.op.phase in _BACKWARD), tuple(by_class.values()))
+
+
 def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
     """(model, hardware) FLOPs per token: causal model FLOPs; executed FLOPs with every recomputation."""
     return _flops_per_token_of(cfg, setup.seq_len or cfg.block_size, setup.recompute, setup.flash)
@@ -221,11 +257,18 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
         from ..errors import UsageError
 
         raise UsageError(f"sustained fraction must be in (0, 1], got {options.sustained!r}; 1 gives the unfitted model")
-    priced = tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained, options.attention_kernel)
-                   for op in step_ops(cfg, setup, options))
+    bandwidth = gpu.memory_bandwidth_bytes_per_s
+    # the passes (`ops.pass_ops`) depend on these fields only, so the setups a planner compares (optimizers, ZeRO
+    # stages, offload, GPU counts) share them; the update ops after them are priced per setup
+    passes = _priced_passes(cfg, seq, setup.micro_batch, setup.grad_accum, setup.precision, setup.recompute,
+                            setup.flash, options, dev, peak, bandwidth)
+    update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
+                   for op in update_ops(cfg, setup))
+    priced = passes.priced + update
     # gradients reduce after the last micro-batch's backward (DDP no_sync); ZeRO-3 gathers overlap every pass
-    per_micro = sum(p.total_s for p in priced if p.op.phase is not Phase.step) / setup.grad_accum
-    backward_s = sum(p.total_s for p in priced if p.op.phase in (Phase.backward, Phase.recompute)) / setup.grad_accum
+    # (each sum over the same op times in the same order as over ``priced``: the passes' are kept)
+    per_micro = sum(passes.busy_s + tuple(p.total_s for p in update if p.op.phase is not Phase.step)) / setup.grad_accum
+    backward_s = sum(passes.backward_s + tuple(p.total_s for p in update if p.op.phase in _BACKWARD)) / setup.grad_accum
     hide_s = per_micro * setup.grad_accum if setup.zero_stage == 3 else backward_s
     half = setup.precision is not MemoryPrecision.fp32
     grad_bytes = grad_wire_bytes_per_param(setup)  # ZeRO's 2 bytes under mixed precision, as the planner
@@ -234,7 +277,11 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                               param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum)
     off = offload_time(cfg, setup, link_bytes_per_s=host_link_bytes_per_s(gpu))
     model, hardware = _flops_per_token(cfg, setup)
-    return StepEstimate(cfg, setup, gpu, dev, precision, peak, priced, comm, off, options, model, hardware)
+    by_class = dict(zip(CLASS_ORDER, passes.class_s))  # `StepEstimate.class_seconds`'s loop, continued
+    for p in update:
+        by_class[p.op.op_class.value] += p.total_s
+    return StepEstimate(cfg, setup, gpu, dev, precision, peak, priced, comm, off, options, model, hardware,
+                        tuple(by_class.values()))
 
 
 def constant_mfu_tokens_per_s_per_gpu(cfg: ModelConfig, seq_len: int, gpu: GpuSpec, precision: Precision,
