@@ -30,7 +30,7 @@ def gpus(ctx: typer.Context, gpu_csv: GpuCsvOpt = None, as_json: JsonOpt = False
         ctx.obj = {"gpu_csv": gpu_csv or (), "as_json": as_json}
         return
     from ..hardware import load_database
-    from ..report.common import gpu_dict, gpu_table
+    from ..report.gpus import gpu_dict, gpu_table
 
     db = load_database(gpu_csv or ())
     emit(gpu_table(db), {"gpus": [gpu_dict(g) for g in db]}, as_json)
@@ -44,7 +44,7 @@ def gpus_show(
 ) -> None:
     """Show one GPU: every figure, its source and notes."""
     from ..hardware import get_gpu
-    from ..report.common import gpu_detail, gpu_dict
+    from ..report.gpus import gpu_detail, gpu_dict
 
     spec = get_gpu(name, (ctx.obj or {}).get("gpu_csv", ()))
     emit(gpu_detail(spec), gpu_dict(spec), as_json or (ctx.obj or {}).get("as_json", False))

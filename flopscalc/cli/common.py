@@ -10,8 +10,6 @@ from typing import Annotated
 
 import typer
 
-from ..model.config import Mlp, Norm, Position
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 GpuCsvOpt = Annotated[
     list[Path] | None,
@@ -30,12 +28,6 @@ KvHeadOpt = Annotated[int | None, typer.Option(
     "--n-kv-head", help="Key/value heads: as many as --n-head is multi-head, 1 multi-query, between grouped-query.")]
 FfnOpt = Annotated[int | None, typer.Option(
     "--ffn", help="MLP hidden width d_ff (units; GPT-2: 4 x width); with --experts the width of each expert.")]
-MlpOpt = Annotated[Mlp | None, typer.Option(
-    "--mlp", help="MLP kind: gelu (2 matrices, GPT-2) or swiglu / geglu (3 matrices, Llama / Gemma).")]
-NormOpt = Annotated[Norm | None, typer.Option(
-    "--norm", help="Normalisation: layernorm (GPT-2), rmsnorm (Llama), layernorm_plain (no gain or bias, OLMo).")]
-PosOpt = Annotated[Position | None, typer.Option(
-    "--pos", help="Position scheme: learned (a table; --seq at most the context), rope, alibi or none.")]
 BiasOpt = Annotated[bool | None, typer.Option("--bias/--no-bias", help="Biases in every linear and LayerNorm.")]
 TieOpt = Annotated[bool | None, typer.Option("--tie/--untie", help="LM head tied to the token embedding or not.")]
 ExpertsOpt = Annotated[int | None, typer.Option(
@@ -70,8 +62,23 @@ ServerGpuOpt = _gpu_opt("a100-80gb, h100, 4090")  # step, infer
 
 def __getattr__(name: str):
     """Options typed by an engine's enum, built on first use (PEP 562) and kept, so that commands without them
-    (gpus, models, runs, scaling) do not import the FLOPs and memory engines at start-up."""
-    if name == "RecomputeOpt":
+    (gpus, models, runs, scaling) do not import the model, FLOPs and memory engines at start-up."""
+    if name == "MlpOpt":
+        from ..model.config import Mlp
+
+        option = Annotated[Mlp | None, typer.Option(
+            "--mlp", help="MLP kind: gelu (2 matrices, GPT-2) or swiglu / geglu (3 matrices, Llama / Gemma).")]
+    elif name == "NormOpt":
+        from ..model.config import Norm
+
+        option = Annotated[Norm | None, typer.Option(
+            "--norm", help="Normalisation: layernorm (GPT-2), rmsnorm (Llama), layernorm_plain (no gain or bias, OLMo).")]
+    elif name == "PosOpt":
+        from ..model.config import Position
+
+        option = Annotated[Position | None, typer.Option(
+            "--pos", help="Position scheme: learned (a table; --seq at most the context), rope, alibi or none.")]
+    elif name == "RecomputeOpt":
         from ..flops import Recompute
 
         option = Annotated[Recompute, typer.Option("--recompute", help="Activation recomputation.")]
@@ -110,6 +117,10 @@ def model_from_options(model, params, n_layer, n_head, n_embd, config, vocab=Non
 PIPED_MIN_WIDTH = 80
 # Width at which a renderable is measured for its natural (unwrapped) width; wider than any real table.
 MEASURE_WIDTH = 100_000
+# How reports are printed: lines as long as the layout makes them (no soft wrap); no ":name:" emoji codes (no report
+# writes one, and looking for them costs rich a regular expression per cell and a 3,600-entry table at import);
+# no automatic highlighting of numbers and quotes in plain strings (reports style what they mean to).
+CONSOLE_SETTINGS = {"soft_wrap": False, "emoji": False, "highlight": False}
 
 
 def refuse_together(**given: bool) -> None:
@@ -141,14 +152,14 @@ def stdout_console(renderable=None):
     """
     from rich.console import Console
 
-    console = Console(soft_wrap=False)
+    console = Console(**CONSOLE_SETTINGS)
     if console.is_terminal or renderable is None:
         return console
     _fold_tables(renderable)
     if "COLUMNS" in os.environ:  # the caller chose a width: honour it
         return console
-    natural = Console(width=MEASURE_WIDTH, soft_wrap=False).measure(renderable).maximum
-    return Console(soft_wrap=False, width=max(PIPED_MIN_WIDTH, natural))
+    natural = Console(width=MEASURE_WIDTH, **CONSOLE_SETTINGS).measure(renderable).maximum
+    return Console(width=max(PIPED_MIN_WIDTH, natural), **CONSOLE_SETTINGS)
 
 
 def _fold_tables(renderable) -> None:
