@@ -51,3 +51,19 @@ def test_at_most_the_embedding_and_loss_chunks_may_hold_no_layer():
     lay.check_model(_llama_405b(126), SEQ)  # 128 slots, 2 empty
     with pytest.raises(UsageError, match="do not fill"):
         lay.check_model(_llama_405b(125), SEQ)
+
+
+@pytest.mark.parametrize(("n_layer", "pp", "v", "ends"), [
+    (126, 16, 8, 2),  # Llama 3 405B (Dubey et al. 2024 sec. 3.3.2): a chunk each for the embedding and the loss
+    (127, 32, 2, 1),  # one slot left: the loss takes it (the larger end, as `layout.time` prices it)
+    (96, 8, 3, 0),  # Korthikanti et al. 2022's 175B, PP 8 x 3: every slot a layer
+])
+def test_megatron_settings_give_the_empty_pipeline_slots_to_the_loss_and_embedding(n_layer, pp, v, ends):
+    """Megatron-LM needs the layers per virtual stage as a whole number; when the layers leave slots, its
+    --account-for-loss-in-pipeline-split / --account-for-embedding-in-pipeline-split count the loss and the
+    embedding as a layer each (megatron/training/arguments.py), so chunks x layers per chunk = layers + ends."""
+    flags = Layout(pp=pp, interleave=v, n_micro=pp).engine_settings(n_layer)["Megatron-LM"]
+    per_chunk = int(flags.split("--num-layers-per-virtual-pipeline-stage ")[1].split()[0])
+    assert per_chunk * pp * v == n_layer + ends
+    assert ("--account-for-loss-in-pipeline-split" in flags) == (ends >= 1)
+    assert ("--account-for-embedding-in-pipeline-split" in flags) == (ends == 2)

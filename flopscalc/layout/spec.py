@@ -146,9 +146,23 @@ class Layout:
                 f"--context-parallel-size {self.cp}", f"--expert-model-parallel-size {self.ep}",
                 f"--micro-batch-size {self.micro_batch}", f"--global-batch-size {self.sequences_per_step()}"]
         if self.interleave > 1:
-            per_chunk = (str(n_layer // (self.pp * self.interleave)) if n_layer is not None
+            per_chunk = (str(math.ceil(n_layer / (self.pp * self.interleave))) if n_layer is not None
                          else f"<layers / (pp x {self.interleave})>")
             mega.append(f"--num-layers-per-virtual-pipeline-stage {per_chunk}")
+        if n_layer is not None and self.pp > 1:
+            # Layer slots left empty go to the loss, then the embedding, as `layout.time` prices them (Megatron-core
+            # TransformerConfig account_for_loss_in_pipeline_split / account_for_embedding_in_pipeline_split)
+            per_stage = self.layers_per_stage(n_layer)
+            spare = self.pp * per_stage - n_layer
+            if 1 <= spare <= EMBEDDING_AND_LOSS_CHUNKS:
+                mega.append("--account-for-loss-in-pipeline-split")
+                if spare == 2:
+                    mega.append("--account-for-embedding-in-pipeline-split")
+            elif spare > EMBEDDING_AND_LOSS_CHUNKS and self.interleave == 1:
+                ends = n_layer - (self.pp - 2) * per_stage  # the end stages share what the full middle ones leave
+                if ends >= 2:
+                    mega.append(f"--decoder-first-pipeline-num-layers {ends // 2} "
+                                f"--decoder-last-pipeline-num-layers {ends - ends // 2}")
         if self.sequence_parallel:
             mega.append("--sequence-parallel")
         if self.zero_stage >= 1:
