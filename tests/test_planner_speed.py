@@ -155,3 +155,36 @@ def test_a_prediction_that_undershoots_is_not_taken(monkeypatch):
     setup = TrainingSetup(seq_len=1024)
     assert max_micro_batch(PRESETS["gpt2"], setup, gpu, 0.0, 4096) == 100
     assert max_micro_batch(PRESETS["gpt2"], setup, gpu, 0.0, 50) == 50
+
+
+def test_kept_model_states_and_activations_read_only_their_fields():
+    # memory keeps model states per (model, STATE_FIELDS) and activations per (model, ACTIVATION_FIELDS); each must
+    # be what the setup as given produces, whatever its other fields
+    from flopscalc.memory.activations import ACTIVATION_FIELDS, _activation_bytes, activation_bytes
+    from flopscalc.memory.settings import Device
+    from flopscalc.memory.states import STATE_FIELDS, _states, model_states
+
+    values = {"micro_batch": (1, 3), "grad_accum": (1, 4), "recompute": tuple(Recompute), "flash": (True, False),
+              "precision": tuple(MemoryPrecision), "optimizer": (Optimizer.adamw, Optimizer.adamw8bit, Optimizer.sgd),
+              "zero_stage": (0, 2, 3), "n_gpus": (1, 8), "offload_optimizer": (False, True),
+              "device": tuple(Device), "dropout": (False, True)}
+    for cfg in (MODELS["gpt2"], MODELS["mixtral"], MODELS["olmo"]):
+        base = TrainingSetup(seq_len=512)
+        for name, options in values.items():
+            for value in options:
+                setup = dataclasses.replace(base, **{name: value})
+                assert model_states(cfg, setup) == _states(cfg, setup), name
+                assert activation_bytes(cfg, setup, 512) == _activation_bytes(cfg, setup, 512), name
+    # each listed field moves what is kept under it (none is listed for nothing)
+    for name in STATE_FIELDS:
+        setup = dataclasses.replace(TrainingSetup(seq_len=512, n_gpus=4, zero_stage=1), **{name: {
+            "n_gpus": 2, "precision": MemoryPrecision.fp32, "zero_stage": 3, "optimizer": Optimizer.sgd,
+            "offload_optimizer": True}[name]})
+        assert _states(MODELS["gpt2"], setup) != _states(MODELS["gpt2"], TrainingSetup(seq_len=512, n_gpus=4,
+                                                                                        zero_stage=1)), name
+    for name in ACTIVATION_FIELDS:
+        plain = TrainingSetup(seq_len=512, flash=name != "device")  # the device moves the eager softmax's bytes
+        setup = dataclasses.replace(plain, **{name: {
+            "micro_batch": 2, "precision": MemoryPrecision.fp32, "recompute": Recompute.full, "flash": False,
+            "device": Device.cpu, "dropout": True}[name]})
+        assert _activation_bytes(MODELS["gpt2"], setup, 512) != _activation_bytes(MODELS["gpt2"], plain, 512), name

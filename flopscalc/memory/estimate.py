@@ -14,6 +14,7 @@ through the whole forward and backward, so both ends add up. Between steps the t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..assumption import Assumption
@@ -155,10 +156,15 @@ def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> Mem
         loss_transient_bytes=transient,
         head_gradient_bytes=head_gradient_bytes(cfg, setup),
         warnings=tuple(warnings),
-        assumptions=ASSUMPTIONS + (
-            Assumption("CUDA context", f"{setup.cuda_context_bytes / 2**20:.0f} MiB",
-                       "PyTorch issue #34323 (781 MB eager); lazy loading trims it"),
-            Assumption("allocator overhead", f"{setup.allocator_overhead_fraction:.0%} of allocated",
-                       "assumption; compare max_memory_reserved / max_memory_allocated"),
-        ),
+        assumptions=_assumptions(setup.cuda_context_bytes, setup.allocator_overhead_fraction),
+    )
+
+
+@functools.lru_cache(maxsize=64)  # the same two lines for every setup a planner tries
+def _assumptions(cuda_context_bytes: float, allocator_overhead_fraction: float) -> tuple[Assumption, ...]:
+    return ASSUMPTIONS + (
+        Assumption("CUDA context", f"{cuda_context_bytes / 2**20:.0f} MiB",
+                   "PyTorch issue #34323 (781 MB eager); lazy loading trims it"),
+        Assumption("allocator overhead", f"{allocator_overhead_fraction:.0%} of allocated",
+                   "assumption; compare max_memory_reserved / max_memory_allocated"),
     )

@@ -381,18 +381,25 @@ PASS_FIELDS = ("micro_batch", "seq_len", "grad_accum", "precision", "recompute",
 def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
     """The forward, loss, recomputation and backward of every micro-batch of one step (counts: layers x
     micro-batches), in `step_ops`'s order; they read only `PASS_FIELDS` of ``setup``."""
-    options = options or StepOptions()
+    return forward_ops(cfg, setup, options) + recompute_ops(cfg, setup, options) + backward_ops(cfg, setup, options)
+
+
+def _pass_shape(cfg: ModelConfig, setup: TrainingSetup):
+    """(seq, micro-batch, tokens per micro-batch, activation bytes, embedding weight bytes, position tables,
+    occurrences of a block op per step, of a model op per step)."""
     seq = setup.seq_len or cfg.block_size
-    b, L, acc = setup.micro_batch, cfg.n_layer, setup.grad_accum
-    t, d, V = b * seq, cfg.n_embd, cfg.vocab_size
-    a = act_bytes(setup.precision)
+    b, acc = setup.micro_batch, setup.grad_accum
     w = MASTER_BYTES if setup.precision is not MemoryPrecision.bf16_pure else HALF_BYTES
-    per_layer = L * acc  # occurrences of a block op per step
-    ops: list[Op] = []
-    # ---- forward
-    pos = 1 if cfg.pos_embedding else 0
-    ops.append(Op("embedding gather", OpClass.memory, Phase.forward, 0.0, (1 + pos) * w * t * d + a * t * d, acc,
-                  1 + pos))
+    return seq, b, b * seq, act_bytes(setup.precision), w, 1 if cfg.pos_embedding else 0, cfg.n_layer * acc, acc
+
+
+def forward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
+    """Embedding, blocks (with their GEMMs' gradients), final norm, LM head and the loss, of every micro-batch;
+    the same under every recomputation."""
+    options = options or StepOptions()
+    seq, b, t, a, w, pos, per_layer, acc = _pass_shape(cfg, setup)
+    d, V = cfg.n_embd, cfg.vocab_size
+    ops = [Op("embedding gather", OpClass.memory, Phase.forward, 0.0, (1 + pos) * w * t * d + a * t * d, acc, 1 + pos)]
     ops += _block_forward(cfg, setup, seq, b, a, per_layer, Phase.forward, options)
     ops.append(_norm("final norm", cfg.norm, t, t * d, a, acc, Phase.forward))
     ops += _linear_ops("lm head", t, d, V, a, acc, Phase.forward)  # tied or untied: the same GEMMs
@@ -404,13 +411,27 @@ def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
         loss_bwd = 2 * FP32_BYTES * t * V + (FP32_BYTES + a) * t * V  # softmax grad; cast back
         ops += [_mem("cross-entropy fwd (fp32)", Phase.forward, loss_fwd, acc, 3),
                 _mem("cross-entropy bwd (fp32)", Phase.backward, loss_bwd, acc, 2)]
-    # ---- recomputation: [6] selective re-runs the attention core; full re-runs every block's forward
+    return ops
+
+
+def recompute_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
+    """Recomputation: [6] selective re-runs the attention core; full re-runs every block's forward."""
+    options = options or StepOptions()
+    seq, b, _, a, _, _, per_layer, _ = _pass_shape(cfg, setup)
     if setup.recompute is Recompute.full:
-        ops += _block_forward(cfg, setup, seq, b, a, per_layer, Phase.recompute, options)
-    elif setup.recompute is Recompute.selective:
-        ops += _attention_ops(cfg, setup, seq, b, a, per_layer, Phase.recompute, options, backward=False)
-    # ---- backward (block GEMM gradients were added with their forward GEMMs)
-    ops += _attention_ops(cfg, setup, seq, b, a, per_layer, Phase.backward, options, backward=True)
+        return _block_forward(cfg, setup, seq, b, a, per_layer, Phase.recompute, options)
+    if setup.recompute is Recompute.selective:
+        return _attention_ops(cfg, setup, seq, b, a, per_layer, Phase.recompute, options, backward=False)
+    return []
+
+
+def backward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
+    """The backward's attention core and memory-bound kernels (the block GEMMs' gradients come with their forward
+    GEMMs, `forward_ops`); the same under every recomputation."""
+    options = options or StepOptions()
+    seq, b, t, a, w, pos, per_layer, acc = _pass_shape(cfg, setup)
+    d = cfg.n_embd
+    ops = _attention_ops(cfg, setup, seq, b, a, per_layer, Phase.backward, options, backward=True)
     ops += _block_backward_memory(cfg, setup, seq, b, a, per_layer, options)
     ops.append(_norm("final norm", cfg.norm, t, t * d, a, acc, Phase.backward, backward=True))
     ops.append(Op("embedding scatter-add", OpClass.memory, Phase.backward, 0.0, (1 + pos) * (a + 2 * w) * t * d,

@@ -32,7 +32,17 @@ from ..model import ModelConfig, count_params
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
 from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
-from .ops import AttentionKernel, Op, OpClass, Phase, StepOptions, pass_ops, update_ops
+from .ops import (
+    AttentionKernel,
+    Op,
+    OpClass,
+    Phase,
+    StepOptions,
+    backward_ops,
+    forward_ops,
+    recompute_ops,
+    update_ops,
+)
 from .parallel import CommEstimate, data_parallel_comm
 from .roofline import roofline_s
 from .utilization import model_flops_utilization
@@ -206,15 +216,29 @@ class _PricedPasses:
     class_s: tuple[float, ...]  # per class of CLASS_ORDER
 
 
+@lru_cache(maxsize=4096)  # a pure function of these; a planner prices the passes' parts under several recomputations
+def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
+                 recompute: Recompute, flash: bool, options: StepOptions, dev: DevicePerf, peak: float,
+                 bandwidth: float) -> tuple[PricedOp, ...]:
+    """The ops of ``part`` (`ops.forward_ops`, `recompute_ops` or `backward_ops`) of a setup with these fields,
+    each priced by `_price`."""
+    setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
+                          grad_accum=grad_accum)
+    return tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
+                 for op in part(cfg, setup, options))
+
+
 @lru_cache(maxsize=4096)  # a pure function of these; a planner prices many setups that share them
 def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
                    recompute: Recompute, flash: bool, options: StepOptions, dev: DevicePerf, peak: float,
                    bandwidth: float) -> _PricedPasses:
-    """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`), each priced by `_price`, in order."""
-    setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
-                          grad_accum=grad_accum)
-    priced = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
-                   for op in pass_ops(cfg, setup, options))
+    """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`), each priced by `_price`, in order: the
+    forward and backward once for every recomputation (`_priced_part`)."""
+    key = (cfg, seq, micro_batch, grad_accum, precision)
+    rest = (flash, options, dev, peak, bandwidth)
+    priced = (_priced_part(forward_ops, *key, Recompute.none, *rest)
+              + (_priced_part(recompute_ops, *key, recompute, *rest) if recompute is not Recompute.none else ())
+              + _priced_part(backward_ops, *key, Recompute.none, *rest))
     by_class = {c: 0.0 for c in CLASS_ORDER}
     for p in priced:
         by_class[p.op.op_class.value] += p.total_s
