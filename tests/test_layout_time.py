@@ -67,3 +67,19 @@ def test_megatron_settings_give_the_empty_pipeline_slots_to_the_loss_and_embeddi
     assert per_chunk * pp * v == n_layer + ends
     assert ("--account-for-loss-in-pipeline-split" in flags) == (ends >= 1)
     assert ("--account-for-embedding-in-pipeline-split" in flags) == (ends == 2)
+
+
+@pytest.mark.parametrize(("precision", "fused", "expected"), [
+    # main grad -> fp32 copy, unscale (fp16), norm, AdamW (4 fp32 read, 3 written), fp32 -> 16-bit copy, zero buffer
+    ("fp16-mixed", True, 0 + 8 + 4 + 28 + 6 + 4),
+    ("fp16-mixed", False, 6 + 8 + 4 + 28 + 6 + 2),
+    ("bf16-mixed", True, 0 + 0 + 4 + 28 + 6 + 4),
+])
+def test_megatron_optimizer_step_bytes_by_the_steps_of_its_mixed_precision_optimizer(precision, fused, expected):
+    """Megatron-LM MixedPrecisionOptimizer.step, counted step by step from megatron/optimizer/optimizer.py: the main
+    gradient is fp32 with the fused accumulation or bf16 (16-bit only for an unfused fp16 run, copied by .float()),
+    the grad scaler runs for fp16 only."""
+    from flopscalc.layout.time import megatron_optimizer_bytes_per_param
+    from flopscalc.memory.settings import MemoryPrecision
+
+    assert megatron_optimizer_bytes_per_param(MemoryPrecision(precision), fused) == expected
