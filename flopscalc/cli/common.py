@@ -212,7 +212,10 @@ def emit(renderable, data: dict, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return
-    stdout_console(renderable).print(renderable)
+    from ..report.plain import plain_tables
+
+    console = stdout_console(renderable)
+    console.print(plain_tables(renderable, console))  # tables drawn faster when no colour is printed
 
 
 class StderrProgress:

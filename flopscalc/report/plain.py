@@ -1,0 +1,149 @@
+"""Tables drawn as plain text when the output has no colour: the same characters rich prints, in a third of the time.
+
+Printing a report is most of what `flopscalc gpus` and `models` do, and rich lays a table out through a renderable
+per cell (padding, segments, cropping; about 40 us a cell, 20 ms for the GPU table). Where the output carries no
+styles (piped, or a terminal without colour) only the characters matter, so `PlainTable` draws them directly: the
+column widths, each cell's wrapped lines and the title come from rich itself (`Table._calculate_column_widths`,
+`Text.wrap`, the title's own rendering), and only the padding and joining of cells and borders is done here, as
+`rich.table.Table._render` does it. A table using anything this does not reproduce (footers, row lines, captions,
+vertical alignment, a renderable other than text in a cell, double-width characters) is drawn by rich instead.
+`tests/test_report_plain.py` holds the output to rich's, character for character, on every report and on random
+tables.
+"""
+
+from __future__ import annotations
+
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.segment import Segment
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+
+class _Unsupported(Exception):
+    """The table uses something `PlainTable` does not draw; rich draws it."""
+
+
+def plain_tables(renderable, console: Console):
+    """``renderable`` with every `Table` in it (itself, or inside Groups) drawn by `PlainTable` when ``console``
+    prints no styles; unchanged otherwise. Groups are changed in place."""
+    if console.color_system is not None:
+        return renderable
+    if isinstance(renderable, Table):
+        return PlainTable(renderable)
+    if isinstance(renderable, Group):
+        parts = renderable.renderables  # rich keeps this list and renders from it
+        parts[:] = [plain_tables(part, console) for part in parts]
+    return renderable
+
+
+class PlainTable:
+    """A `Table` that prints its characters without rich's per-cell machinery (see the module docstring)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.table)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        t = self.table
+        try:
+            _check(t)
+            if not t.columns:
+                yield Segment("\n")
+                return
+            widths = t._calculate_column_widths(console, options.update_width(options.max_width - t._extra_width))
+            render_options = options.update(width=sum(widths) + t._extra_width, highlight=t.highlight, height=None)
+            lines = _body(t, console, render_options, widths)
+        except _Unsupported:
+            yield from t.__rich_console__(console, options)
+            return
+        if t.title:  # as Table.__rich_console__ draws it
+            title = (console.render_str(t.title, style=Style.pick_first(t.title_style, "table.title"), highlight=False)
+                     if isinstance(t.title, str) else t.title)
+            yield from console.render(title, options=render_options.update(justify=t.title_justify))
+        newline = Segment.line()
+        for line in lines:
+            yield Segment(line)
+            yield newline
+
+
+def _check(t: Table) -> None:
+    if (t.width is not None or t.show_footer or t.show_lines or t.leading or t.caption is not None
+            or any(row.end_section for row in t.rows)):
+        raise _Unsupported
+
+
+def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int]) -> list[str]:
+    """The table's lines below the title, as `Table._render` lays them out."""
+    box = t.box.substitute(options, safe=t.safe_box if t.safe_box is not None else console.safe_box) if t.box else None
+    box = box.get_plain_headed_box() if box and not t.show_header else box
+    columns = t.columns
+    rows = list(zip(*(t._get_cells(console, i, column) for i, column in enumerate(columns))))
+    out: list[str] = []
+    if box and t.show_edge:
+        out.append(box.get_top(widths))
+    for index, row in enumerate(rows):
+        first, last = index == 0, index == len(rows) - 1
+        header = first and t.show_header
+        cells = [_cell_lines(console, options, cell, width, column) for cell, width, column in zip(row, widths, columns)]
+        height = max(1, *(len(lines) for lines in cells))
+        for lines, width in zip(cells, widths):  # headers sit at the bottom of their row, other cells at the top
+            blank = [" " * width] * (height - len(lines))
+            lines[:] = blank + lines if header else lines + blank
+        if box:
+            left, right, divider = ((box.head_left, box.head_right, box.head_vertical) if first else
+                                    (box.foot_left, box.foot_right, box.foot_vertical) if last else
+                                    (box.mid_left, box.mid_right, box.mid_vertical))
+            edge = t.show_edge
+            out += [(left if edge else "") + divider.join(line) + (right if edge else "") for line in zip(*cells)]
+        else:
+            out += ["".join(line) for line in zip(*cells)]
+        if box and header:
+            out.append(box.get_row(widths, "head", edge=t.show_edge))
+    if box and t.show_edge:
+        out.append(box.get_bottom(widths))
+    return out
+
+
+def _cell_lines(console: Console, options: ConsoleOptions, cell, width: int, column) -> list[str]:
+    """One cell's lines, each ``width`` characters: its padding around its text wrapped as `Text.__rich_console__`
+    wraps it, each line cropped or padded as `Console.render_lines` does."""
+    if cell.vertical != "top":
+        raise _Unsupported
+    if width < 1:  # rich renders nothing into no space (Console.render)
+        return []
+    renderable, top, right, bottom, left = cell.renderable, 0, 0, 0, 0
+    if isinstance(renderable, Padding):
+        if not renderable.expand:
+            raise _Unsupported
+        top, right, bottom, left = renderable.top, renderable.right, renderable.bottom, renderable.left
+        renderable = renderable.renderable
+    if isinstance(renderable, str):
+        text = console.render_str(renderable, highlight=column.highlight, markup=options.markup)
+    elif isinstance(renderable, Text):
+        text = renderable
+    else:
+        raise _Unsupported
+    inner = width - left - right
+    blank = " " * width
+    if inner < 1:  # the padding fills the column: the text is not drawn, the padding's blank lines are
+        return [blank] * (top + bottom)
+    tab_size = console.tab_size if text.tab_size is None else text.tab_size
+    wrapped = text.wrap(console, inner, justify=text.justify or column.justify or "default",
+                        overflow=text.overflow or column.overflow or "fold", tab_size=tab_size or 8,
+                        no_wrap=text.no_wrap if text.no_wrap is not None else bool(column.no_wrap))
+    lines = []
+    for line in wrapped:
+        plain = line.plain
+        if cell_len(plain) != len(plain) or "\n" in plain:  # double-width or zero-width characters: rich's cropping
+            raise _Unsupported
+        lines.append(" " * left + (plain + " " * (inner - len(plain)) if len(plain) <= inner
+                                   else set_cell_size(plain, inner)) + " " * right)
+    if not lines:
+        raise _Unsupported
+    return [blank] * top + lines + [blank] * bottom
