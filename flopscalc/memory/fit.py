@@ -11,7 +11,7 @@ from ..hardware import GpuSpec
 from ..model import ModelConfig
 from ..units import GIB
 from .estimate import MemoryBreakdown, estimate_memory
-from .settings import MemoryPrecision, Optimizer, TrainingSetup
+from .settings import MemoryPrecision, Optimizer, TrainingSetup, with_micro_batch
 
 # Largest micro-batch searched (sequences); beyond this the answer is "at least this many".
 MAX_MICRO_BATCH_SEARCHED = 1 << 20
@@ -61,9 +61,13 @@ class Fit:
 
 def fits(breakdown: MemoryBreakdown, gpu: GpuSpec, min_headroom_fraction: float = 0.0) -> Fit:
     """Whether ``breakdown``'s peak fits ``gpu``, keeping ``min_headroom_fraction`` of its memory free."""
+    return Fit(gpu, gpu.memory_bytes, breakdown.peak_bytes, _checked(min_headroom_fraction))
+
+
+def _checked(min_headroom_fraction: float) -> float:
     if not 0 <= min_headroom_fraction < 1:
         raise UsageError(f"headroom must be a fraction in [0, 1), got {min_headroom_fraction!r}")
-    return Fit(gpu, gpu.memory_bytes, breakdown.peak_bytes, min_headroom_fraction)
+    return min_headroom_fraction
 
 
 def max_micro_batch(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0,
@@ -76,11 +80,14 @@ def max_micro_batch(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_he
     the micro-batch; a prediction that is not confirmed falls back to the bisection.
     """
     looked: dict[int, tuple[float, bool]] = {}  # micro-batch -> (peak bytes, fits)
+    usable: list[float] = []  # `Fit.usable_bytes`, from the first look (which checks the headroom)
 
     def look(b: int) -> tuple[float, bool]:
         if b not in looked:
-            est = estimate_memory(cfg, replace(setup, micro_batch=b))
-            looked[b] = (est.peak_bytes, fits(est, gpu, min_headroom_fraction).fits)
+            peak = estimate_memory(cfg, with_micro_batch(setup, b)).peak_bytes
+            if not usable:
+                usable.append(Fit(gpu, gpu.memory_bytes, peak, _checked(min_headroom_fraction)).usable_bytes)
+            looked[b] = (peak, peak <= usable[0])  # `Fit.fits`
         return looked[b]
 
     def ok(b: int) -> bool:
@@ -88,9 +95,8 @@ def max_micro_batch(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_he
 
     if upper >= 3 and ok(1) and ok(2):
         (p1, _), (p2, _) = look(1), look(2)
-        usable = Fit(gpu, gpu.memory_bytes, p2, min_headroom_fraction).usable_bytes
         if p2 > p1:
-            guess = min(upper, 2 + int((usable - p2) // (p2 - p1)))
+            guess = min(upper, 2 + int((usable[0] - p2) // (p2 - p1)))
             if ok(guess) and (guess == upper or not ok(guess + 1)):
                 return guess
     return largest_that_fits(ok, upper)

@@ -25,8 +25,9 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
+from functools import lru_cache
 
 from ..errors import UsageError
 from ..flops import Recompute
@@ -243,6 +244,14 @@ class TrainingSetup:
             out.append("optimizer offload runs the optimizer step on the CPU and moves gradients and weights over "
                        "PCIe every step (ZeRO-Offload, Ren et al. 2021); 'flopscalc plan' puts that time in the step")
         return out
+
+
+@lru_cache(maxsize=16384)  # searches ask for the same setups at the same micro-batches, model after model
+def with_micro_batch(setup: TrainingSetup, micro_batch: int, grad_accum: int | None = None) -> TrainingSetup:
+    """``setup`` at ``micro_batch`` sequences (and ``grad_accum`` micro-batches): `dataclasses.replace`, kept."""
+    if grad_accum is None:
+        return replace(setup, micro_batch=micro_batch)
+    return replace(setup, micro_batch=micro_batch, grad_accum=grad_accum)
 
 
 def grad_wire_bytes_per_param(setup: TrainingSetup) -> float:

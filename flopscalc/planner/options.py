@@ -21,6 +21,7 @@ from ..memory.fit import fits
 from ..memory.settings import (  # MEMORY_PRECISION re-exported: the planner modules import it from here
     MEMORY_PRECISION,
     grad_wire_bytes_per_param,
+    with_micro_batch,
 )
 from ..model import PRESETS, ModelConfig, count_params
 from ..perf.offload import OffloadTime, host_link_bytes_per_s, offload_time
@@ -50,9 +51,26 @@ TIE_REL = 0.005
 
 def searched_setups(n_gpus: int) -> tuple[dict, ...]:
     """Every flag combination the search tries on ``n_gpus`` GPUs, as `TrainingSetup` keyword arguments."""
-    stages = ZERO_STAGES_SEARCHED if n_gpus > 1 else (0,)
+    return tuple(dict(f) for f in _searched(n_gpus > 1))
+
+
+@lru_cache(maxsize=2)
+def _searched(several_gpus: bool) -> tuple[dict, ...]:
+    stages = ZERO_STAGES_SEARCHED if several_gpus else (0,)
     return tuple({"recompute": rc, "optimizer": opt, "offload_optimizer": off, "zero_stage": z}
                  for z in stages for rc in RECOMPUTE_SEARCHED for opt, off in OPTIMIZERS_SEARCHED)
+
+
+@lru_cache(maxsize=4096)  # every model of a plan searches the same setups
+def _flagged(base: TrainingSetup, index: int) -> TrainingSetup:
+    """``base`` with the flags of `searched_setups(base.n_gpus)[index]`, kept."""
+    return replace(base, **_searched(base.n_gpus > 1)[index])
+
+
+@lru_cache(maxsize=2)
+def _simplicities(several_gpus: bool) -> tuple[tuple, ...]:
+    """`_simplicity` of each of `searched_setups`, in order."""
+    return tuple(_simplicity(f) for f in _searched(several_gpus))
 
 
 def _simplicity(flags: dict) -> tuple:
@@ -167,16 +185,15 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
                          grad_accum=2)  # accumulation keeps gradients alive through forward: the safe side
     want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
     tokens = want_micro * seq_len * n_gpus
-    flag_sets = searched_setups(n_gpus)
+    flag_sets = _searched(n_gpus > 1)  # each setup searched is `_flagged(base, i)` at some micro-batch
     fits_at: dict[int, int] = {}  # index of the flags -> largest micro-batch that fits (memory searched once)
 
     def mb_max_of(i: int) -> int:
         if i not in fits_at:
             # the peak grows with the micro-batch: one look when the whole batch fits
-            whole = estimate_memory(cfg, replace(base, micro_batch=want_micro, **flag_sets[i]))
+            whole = estimate_memory(cfg, with_micro_batch(_flagged(base, i), want_micro))
             fits_at[i] = (want_micro if fits(whole, target, PLAN_MEMORY_HEADROOM).fits
-                          else max_micro_batch(cfg, replace(base, **flag_sets[i]), target, PLAN_MEMORY_HEADROOM,
-                                               upper=want_micro))
+                          else max_micro_batch(cfg, _flagged(base, i), target, PLAN_MEMORY_HEADROOM, upper=want_micro))
         return fits_at[i]
 
     bound_micro = want_micro
@@ -185,38 +202,45 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
         # bound is tight. Full recomputation keeps the fewest activations (`_lightest_flags`), so no setup fits a
         # larger micro-batch than the largest of those; every micro-batch the search can pick divides the lcm of
         # the batch's divisors up to it, at which the time is no more (see above; split-K aside).
-        light = max(mb_max_of(i) for i, f in enumerate(flag_sets) if f["recompute"] is Recompute.full)
+        full = _lightest_flags(n_gpus)
+        light = mb_max_of(full[-1])  # the last, with offload (and ZeRO-3), holds the least; the others cannot
+        for i in full[:-1]:  # raise the largest unless one more sequence fits them (the peak grows with it)
+            if light >= want_micro:
+                break
+            one_more = estimate_memory(cfg, with_micro_batch(_flagged(base, i), light + 1))
+            if fits(one_more, target, PLAN_MEMORY_HEADROOM).fits:
+                light = max(light, mb_max_of(i))
         if light < 1:
             return None
         bound_micro = math.lcm(*(d for d in range(1, light + 1) if want_micro % d == 0))
 
-    def bound_of(flags: dict) -> float:
-        whole = replace(base, micro_batch=bound_micro, grad_accum=want_micro // bound_micro, **flags)
+    def bound_of(i: int) -> float:
+        whole = with_micro_batch(_flagged(base, i), bound_micro, want_micro // bound_micro)
         return price_setup(cfg, whole, tokens, gpu, precision, tm, eff).step_s
 
     # Bounds are priced lazily: recomputation only adds work (a second forward, or the attention core again)
     # and the communication it hides is at most that work, so a setup's bound without recomputation stands for
     # its bound with it until the search reaches it (which setup wins does not depend on the order of visits)
-    plain = {i: bound_of(f) for i, f in enumerate(flag_sets) if f["recompute"] is Recompute.none}
+    plain = {i: bound_of(i) for i, f in enumerate(flag_sets) if f["recompute"] is Recompute.none}
     heap = []
+    simplicity = _simplicities(n_gpus > 1)
     for i, flags in enumerate(flag_sets):
         j = next(j for j in plain if flag_sets[j] == {**flags, "recompute": Recompute.none})
-        heapq.heappush(heap, (plain[j], _simplicity(flags), i, j == i))
+        heapq.heappush(heap, (plain[j], simplicity[i], i, j == i))
     timed, fastest = [], math.inf
     while heap:
         bound, simple, i, exact = heapq.heappop(heap)
         if bound > fastest * (1 + TIE_REL):
             break  # nothing left can be faster, or tie and be simpler
-        flags = flag_sets[i]
         if not exact:
-            heapq.heappush(heap, (bound_of(flags), simple, i, True))
+            heapq.heappush(heap, (bound_of(i), simple, i, True))
             continue
         mb_max = mb_max_of(i)
         if mb_max < 1:
             continue
         # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
         micro = max(d for d in range(1, mb_max + 1) if want_micro % d == 0)
-        setup = replace(base, micro_batch=micro, grad_accum=want_micro // micro, **flags)
+        setup = with_micro_batch(_flagged(base, i), micro, want_micro // micro)
         step_s = price_setup(cfg, setup, tokens, gpu, precision, tm, eff).step_s
         timed.append((step_s, simple, setup, mb_max))
         fastest = min(fastest, step_s)
@@ -228,11 +252,11 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     return ChosenSetup(setup, est.peak_bytes, target.memory_bytes, mb_max, tokens, est.cpu_offload_bytes)
 
 
-def _lightest_flags(n_gpus: int) -> tuple[dict, ...]:
-    """The searched setups that can need the least memory: full recomputation, which keeps the fewest
-    activations, with every optimizer choice and ZeRO stage (ZeRO-3's gather buffers can outweigh what it
-    shards for small models, so the top stage is not always the lightest)."""
-    return tuple(f for f in searched_setups(n_gpus) if f["recompute"] is Recompute.full)
+def _lightest_flags(n_gpus: int) -> tuple[int, ...]:
+    """The searched setups that can need the least memory (indices into `searched_setups`): full recomputation,
+    which keeps the fewest activations, with every optimizer choice and ZeRO stage (ZeRO-3's gather buffers can
+    outweigh what it shards for small models, so the top stage is not always the lightest)."""
+    return tuple(i for i, f in enumerate(_searched(n_gpus > 1)) if f["recompute"] is Recompute.full)
 
 
 def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
@@ -241,9 +265,9 @@ def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Prec
     first, with ``highest_stage_first``)."""
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
                          grad_accum=2)
-    flags = _lightest_flags(n_gpus)
-    return (estimate_memory(cfg, replace(base, **f)).peak_bytes for f in (flags[::-1] if highest_stage_first
-                                                                          else flags))
+    light = _lightest_flags(n_gpus)
+    return (estimate_memory(cfg, _flagged(base, i)).peak_bytes for i in (light[::-1] if highest_stage_first
+                                                                         else light))
 
 
 def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision) -> float:

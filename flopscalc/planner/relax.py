@@ -158,8 +158,8 @@ def _pass_recommendation(models: list[ModelConfig], ctx: _Context, alloc, ia=Non
     None for the other budgets, which take one pass: the caller evaluates every model and picks from them."""
     if ctx.kind not in ("time", "money"):
         return None
-    if ia is None:
-        found = _lowest_loss_first(models, ctx)
+    if ia is None:  # only the lowest loss is wanted of these: a model that fits no setup is not asked how many
+        found = _lowest_loss_first(models, replace(ctx, fewest_gpus=False))  # GPUs would hold it
         if _best_loss(tuple(found.values())) is not None:  # the pick, and none of the errors, is among these
             return _recommend(tuple(found[i] for i in sorted(found)), ctx, alloc, ia)
     return _recommend(tuple(_evaluate(cfg, ctx) for cfg in models), ctx, alloc, ia)

@@ -103,6 +103,9 @@ class _Context:
     presets: dict | None = None  # name -> ModelConfig: the presets named beside each option (None: GPT-2's)
     cluster: object = None  # layout.Cluster: price layouts with the layout engine (`planner.layout`); None: DP search
     time_model: object = None  # planner.speed.TimeModel pricing the DP search (None: constant efficiency `mfu`)
+    # whether `_evaluate` asks a model that fits no setup the fewest GPUs that would hold it (False: a budget pass
+    # that only needs its pick, `planner.relax._pass_recommendation`)
+    fewest_gpus: bool = True
 
 
 def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
@@ -149,6 +152,8 @@ def _option(cfg: ModelConfig, n: int, ctx: _Context, chosen, speed, growth) -> P
 
 
 def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
+    """``cfg``'s option under ``ctx``: the fastest setup that fits, its tokens and loss; for a model that fits
+    none, the fewest GPUs that would hold it (unless ``ctx.fewest_gpus`` is False)."""
     if ctx.cluster is not None:
         return _evaluate_layout(cfg, ctx)
     n = count_params(cfg).total
@@ -160,7 +165,8 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
            else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
     chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, None, tm)
     if chosen is None:
-        return _unfit(cfg, n, ctx, min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes))
+        return _unfit(cfg, n, ctx, min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes)
+                      if ctx.fewest_gpus else None)
 
     def speed_of(c):  # a profile's MFU: what it measured at the chosen micro-batch
         run_eff = ctx.calibration.mfu_for(n, c.setup.micro_batch, ctx.seq_len) if tm.kind == PROFILE_MFU else eff
@@ -186,7 +192,7 @@ def _evaluate_layout(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     found = choose_layout(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes)
     if found is None:
         return _unfit(cfg, n, ctx, min_gpus_for_layout(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
-                                                       ctx.cluster.gpus_per_node))
+                                                       ctx.cluster.gpus_per_node) if ctx.fewest_gpus else None)
     chosen, speed = found
     growth = None
     if ctx.kind in GROW_BATCH_KINDS:
