@@ -3,7 +3,8 @@
 Kept apart from the engines: each command imports what it shows only when it runs.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer reads the options from the signature, and string annotations
+# would be compiled and evaluated again on every run (start-up, issue 18; see cli/plan.py).
 
 from typing import Annotated
 

@@ -13,6 +13,8 @@ tables.
 
 from __future__ import annotations
 
+import contextlib
+
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
@@ -45,9 +47,11 @@ class PlainTable:
 
     def __init__(self, table: Table) -> None:
         self.table = table
+        self._texts: dict = {}  # a cell's Text and its (shortest, longest) width, computed once (`_text`)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return Measurement.get(console, options, self.table)
+        with self._measuring(console):
+            return Measurement.get(console, options, self.table)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         t = self.table
@@ -56,9 +60,10 @@ class PlainTable:
             if not t.columns:
                 yield Segment("\n")
                 return
-            widths = t._calculate_column_widths(console, options.update_width(options.max_width - t._extra_width))
+            with self._measuring(console):
+                widths = t._calculate_column_widths(console, options.update_width(options.max_width - t._extra_width))
             render_options = options.update(width=sum(widths) + t._extra_width, highlight=t.highlight, height=None)
-            lines = _body(t, console, render_options, widths)
+            lines = _body(t, console, render_options, widths, self._text)
         except _Unsupported:
             yield from t.__rich_console__(console, options)
             return
@@ -72,13 +77,89 @@ class PlainTable:
             yield newline
 
 
+    @contextlib.contextmanager
+    def _measuring(self, console: Console):
+        """While inside, the table measures its columns with `_measure_column` below (rich's own method is shadowed
+        on this instance only)."""
+        self.table._measure_column = lambda console, options, column: self._measure_column(console, options, column)
+        try:
+            yield
+        finally:
+            del self.table._measure_column
+
+    def _text(self, console: Console, renderable, markup) -> tuple[Text, int, int] | None:
+        """(Text, shortest, longest width) of a cell's str or Text (None for anything else), as `Measurement.get`
+        and `Text.__rich_measure__` compute them: the widest word and the widest line."""
+        key = (renderable, markup) if isinstance(renderable, str) else (id(renderable), markup)
+        found = self._texts.get(key)
+        if found is None:
+            if isinstance(renderable, str):
+                text = console.render_str(renderable, markup=markup, highlight=False)
+            elif isinstance(renderable, Text):
+                text = renderable
+            else:
+                return None
+            plain = text.plain
+            longest = max((cell_len(line) for line in plain.splitlines()), default=0)
+            shortest = max((cell_len(word) for word in plain.split()), default=longest)
+            found = self._texts[key] = (text, shortest, longest)
+        return found
+
+    def _measure_column(self, console: Console, options: ConsoleOptions, column) -> Measurement:
+        """`Table._measure_column` with each cell's widths computed once (`_text`) and rich's normalisation steps
+        (`Measurement.get` around `Padding.__rich_measure__` around `Text.__rich_measure__`) applied to them."""
+        t = self.table
+        max_width = options.max_width
+        if max_width < 1:
+            return Measurement(0, 0)
+        padding_width = t._get_padding_width(column._index)
+        if column.width is not None:
+            return Measurement(column.width + padding_width, column.width + padding_width).with_maximum(max_width)
+        shortest, longest = [], []
+        for cell in t._get_cells(console, column._index, column):
+            low, high = self._cell_measure(console, options, cell.renderable)
+            shortest.append(low)
+            longest.append(high)
+        measurement = Measurement(max(shortest) if shortest else 1, max(longest) if longest else max_width)
+        return measurement.with_maximum(max_width).clamp(
+            None if column.min_width is None else column.min_width + padding_width,
+            None if column.max_width is None else column.max_width + padding_width)
+
+    def _cell_measure(self, console: Console, options: ConsoleOptions, renderable) -> Measurement:
+        max_width = options.max_width
+        if max_width < 1:
+            return Measurement(0, 0)
+        extra = 0
+        if isinstance(renderable, Padding):
+            extra = renderable.left + renderable.right
+            if max_width - extra < 1:
+                return _normalized(Measurement(max_width, max_width), max_width)
+            inner = renderable.renderable
+        else:
+            inner = renderable
+        found = self._text(console, inner, options.markup)
+        if found is None:
+            return Measurement.get(console, options, renderable)
+        measured = _normalized(Measurement(found[1], found[2]), max_width)  # Measurement.get of the text
+        if extra:  # Padding.__rich_measure__, then Measurement.get of the padding
+            measured = _normalized(Measurement(measured.minimum + extra, measured.maximum + extra)
+                                   .with_maximum(max_width), max_width)
+        return measured
+
+
+def _normalized(m: Measurement, max_width: int) -> Measurement:
+    """What `Measurement.get` returns for a renderable that measured ``m``."""
+    m = m.normalize().with_maximum(max_width)
+    return Measurement(0, 0) if m.maximum < 1 else m.normalize()
+
+
 def _check(t: Table) -> None:
     if (t.width is not None or t.show_footer or t.show_lines or t.leading or t.caption is not None
             or any(row.end_section for row in t.rows)):
         raise _Unsupported
 
 
-def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int]) -> list[str]:
+def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int], texts) -> list[str]:
     """The table's lines below the title, as `Table._render` lays them out."""
     box = t.box.substitute(options, safe=t.safe_box if t.safe_box is not None else console.safe_box) if t.box else None
     box = box.get_plain_headed_box() if box and not t.show_header else box
@@ -90,7 +171,8 @@ def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int]
     for index, row in enumerate(rows):
         first, last = index == 0, index == len(rows) - 1
         header = first and t.show_header
-        cells = [_cell_lines(console, options, cell, width, column) for cell, width, column in zip(row, widths, columns)]
+        cells = [_cell_lines(console, options, cell, width, column, texts)
+                 for cell, width, column in zip(row, widths, columns)]
         height = max(1, *(len(lines) for lines in cells))
         for lines, width in zip(cells, widths):  # headers sit at the bottom of their row, other cells at the top
             blank = [" " * width] * (height - len(lines))
@@ -110,7 +192,7 @@ def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int]
     return out
 
 
-def _cell_lines(console: Console, options: ConsoleOptions, cell, width: int, column) -> list[str]:
+def _cell_lines(console: Console, options: ConsoleOptions, cell, width: int, column, texts) -> list[str]:
     """One cell's lines, each ``width`` characters: its padding around its text wrapped as `Text.__rich_console__`
     wraps it, each line cropped or padded as `Console.render_lines` does."""
     if cell.vertical != "top":
@@ -123,19 +205,28 @@ def _cell_lines(console: Console, options: ConsoleOptions, cell, width: int, col
             raise _Unsupported
         top, right, bottom, left = renderable.top, renderable.right, renderable.bottom, renderable.left
         renderable = renderable.renderable
-    if isinstance(renderable, str):
-        text = console.render_str(renderable, highlight=column.highlight, markup=options.markup)
-    elif isinstance(renderable, Text):
-        text = renderable
-    else:
+    found = texts(console, renderable, options.markup)  # its characters are those rich renders (highlight adds styles)
+    if found is None:
         raise _Unsupported
+    text = found[0]
     inner = width - left - right
     blank = " " * width
     if inner < 1:  # the padding fills the column: the text is not drawn, the padding's blank lines are
         return [blank] * (top + bottom)
+    justify = text.justify or column.justify or "default"
+    overflow = text.overflow or column.overflow or "fold"
+    plain = text.plain
+    if len(plain) <= inner and cell_len(plain) == len(plain) and "\n" not in plain and "\t" not in plain \
+            and overflow != "ignore":  # one line that fits: what Text.wrap and Lines.justify make of it
+        if justify in ("right", "center"):  # both strip the line's trailing spaces first
+            core = plain.rstrip()
+            gap = inner - len(core)
+            line = " " * gap + core if justify == "right" else " " * (gap // 2) + core + " " * (gap - gap // 2)
+        else:
+            line = plain + " " * (inner - len(plain))
+        return [blank] * top + [" " * left + line + " " * right] + [blank] * bottom
     tab_size = console.tab_size if text.tab_size is None else text.tab_size
-    wrapped = text.wrap(console, inner, justify=text.justify or column.justify or "default",
-                        overflow=text.overflow or column.overflow or "fold", tab_size=tab_size or 8,
+    wrapped = text.wrap(console, inner, justify=justify, overflow=overflow, tab_size=tab_size or 8,
                         no_wrap=text.no_wrap if text.no_wrap is not None else bool(column.no_wrap))
     lines = []
     for line in wrapped:

@@ -220,7 +220,8 @@ def plan_report(p: Plan) -> Group:
         f"{b.precision.value} ({PRECISION_HELP[b.precision]}, dense)"
         + {"time": "", "flops": "; budget given as FLOPs", "money": "; budget given as money",
            "tokens": "; a fixed model on fixed tokens (the time is the answer)",
-           "target": f"; the fastest run to loss {p.target_loss}"}[p.budget_kind]
+           "target": f"; the fastest run to loss {p.target_loss}"}[p.budget_kind],
+        emoji=False,  # as stdout's console (cli.common.CONSOLE_SETTINGS): no ":name:" codes, no emoji table to load
     )
     budget = _kv_table("FLOP budget")
     budget.add_row("peak rate", format_rate(b.peak_flop_per_s), f"{b.n_gpus} x {format_rate(b.peak_flop_per_s_per_gpu)}")
