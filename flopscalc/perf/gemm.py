@@ -19,6 +19,7 @@ References
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 # Output tile shapes the model lets the library choose from ([1] sec. 2.3); it keeps the one that wastes least.
 TILE_SHAPES = ((256, 128), (128, 256), (128, 128))
@@ -49,6 +50,7 @@ def split_k(n_tiles: int, k: int, n_sm: int) -> int:
     return max(1, min(n_sm // n_tiles, k // SPLIT_K_MIN_DEPTH))
 
 
+@lru_cache(maxsize=16384)  # a pure function; a step's forward, recomputation and gradients repeat its shapes
 def gemm_efficiency(m: int, n: int, k: int, n_sm: int | None, *, batch: int = 1) -> float:
     """Share of the GPU's GEMM rate a (batched) m x n x k GEMM keeps after tile and wave quantization.
 

@@ -224,7 +224,8 @@ def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum:
     each priced by `_price`."""
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
                           grad_accum=grad_accum)
-    return tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
+    price = _price.__wrapped__  # the part is kept: its ops are rarely asked for again, so not each one
+    return tuple(price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
                  for op in part(cfg, setup, options))
 
 
