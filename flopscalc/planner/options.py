@@ -212,7 +212,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
                 light = max(light, mb_max_of(i))
         if light < 1:
             return None
-        bound_micro = math.lcm(*(d for d in range(1, light + 1) if want_micro % d == 0))
+        bound_micro = math.lcm(*(d for d in _divisors(want_micro) if d <= light))
 
     def bound_of(i: int) -> float:
         whole = with_micro_batch(_flagged(base, i), bound_micro, want_micro // bound_micro)
@@ -239,7 +239,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
         if mb_max < 1:
             continue
         # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
-        micro = max(d for d in range(1, mb_max + 1) if want_micro % d == 0)
+        micro = max(d for d in _divisors(want_micro) if d <= mb_max)
         setup = with_micro_batch(_flagged(base, i), micro, want_micro // micro)
         step_s = price_setup(cfg, setup, tokens, gpu, precision, tm, eff).step_s
         timed.append((step_s, simple, setup, mb_max))
@@ -250,6 +250,13 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     _, _, setup, mb_max = min((t for t in timed if t[0] <= fastest * (1 + TIE_REL)), key=lambda t: (t[1], t[0]))
     est = estimate_memory(cfg, setup)
     return ChosenSetup(setup, est.peak_bytes, target.memory_bytes, mb_max, tokens, est.cpu_offload_bytes)
+
+
+@lru_cache(maxsize=256)
+def _divisors(n: int) -> tuple[int, ...]:
+    """The divisors of ``n``, ascending (the micro-batches that make up a per-GPU batch of ``n`` exactly)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return tuple(sorted({*small, *(n // d for d in small)}))
 
 
 def _lightest_flags(n_gpus: int) -> tuple[int, ...]:
