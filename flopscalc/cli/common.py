@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -210,6 +209,8 @@ def with_notes(renderable, data: dict, notes) -> tuple:
 
 def emit(renderable, data: dict, as_json: bool) -> None:
     if as_json:
+        import json  # here: the tables need no JSON encoder (start-up, issue 18)
+
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return
     from ..report.plain import plain_tables

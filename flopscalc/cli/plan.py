@@ -167,7 +167,7 @@ def plan(
 
         profile = load_profile(calibration)
     from ..planner.request import PlanRequest
-    from ..scaling.io import resolve_law
+    from ..scaling.names import resolve_law
 
     request = PlanRequest(
         spec, seconds, flops=parse_count(flops_budget, what="--flops") if flops_budget is not None else None,

@@ -217,7 +217,6 @@ def _allocation(req: PlanRequest, c_model: float) -> tuple[Allocation, Inference
     """The law's optimum for ``c_model`` model FLOPs (data-constrained with a dataset size; for a target, the
     least compute reaching it) and the life-cycle optimum with inference tokens (Sardana et al. 2024)."""
     from ..scaling import flops_for_loss, optimal, optimal_data_constrained
-    from ..scaling.inference import inference_optimal_for_loss, inference_optimal_for_training_budget
 
     law, target = req.law, req.budget_kind == "target"
     if target:
@@ -227,7 +226,9 @@ def _allocation(req: PlanRequest, c_model: float) -> tuple[Allocation, Inference
     else:
         alloc = optimal(law, c_model)
     ia = None
-    if req.inference_tokens is not None:
+    if req.inference_tokens is not None:  # the inference-aware solvers load only then (start-up, issue 18)
+        from ..scaling.inference import inference_optimal_for_loss, inference_optimal_for_training_budget
+
         ia = (inference_optimal_for_loss(law, req.target_loss, req.inference_tokens) if target else
               inference_optimal_for_training_budget(law, c_model, req.inference_tokens))
     return alloc, ia

@@ -21,7 +21,7 @@ def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens
     """The recommended run's hyperparameters (DeepSeek LLM sec. 3.1), over-training note and, with inference
     tokens, its life-cycle FLOPs against the Chinchilla model of its own loss (Sardana et al. 2024)."""
     from ..scaling.hyperparams import recommend_hyperparameters, warmup_steps_for
-    from ..scaling.inference import life_cycle_comparison, overtraining_note
+    from ..scaling.overtraining import overtraining_note
 
     if not (0 < rec.n_tokens < math.inf):
         return None, None, None, None
@@ -31,8 +31,11 @@ def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens
         planned_batch_tokens=rec.chosen.tokens_per_step if rec.loss is not None else None, schedule="cosine",
         sequences_multiple=n_gpus * rec.chosen.setup.micro_batch)
     over = overtraining_note(law, n_law, rec.n_tokens)
-    life = (life_cycle_comparison(law, n_law, rec.n_tokens, inference_tokens) if inference_tokens is not None
-            else None)
+    life = None
+    if inference_tokens is not None:  # the inference-aware solvers load only then (start-up, issue 18)
+        from ..scaling.inference import life_cycle_comparison
+
+        life = life_cycle_comparison(law, n_law, rec.n_tokens, inference_tokens)
     return hp, over, life, warmup_steps_for(rec.n_steps)
 
 

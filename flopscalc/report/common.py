@@ -16,7 +16,6 @@ from ..units import (
     format_flops,
     format_sci,
 )
-from .gpus import gpu_detail, gpu_dict, gpu_table  # noqa: F401 - re-exported; `flopscalc gpus` imports .gpus alone
 
 if TYPE_CHECKING:  # flops.py is imported by the renderers that show FLOPs only: `flopscalc gpus` needs none
     from ..flops import FlopsSummary
@@ -155,3 +154,12 @@ def models_table(models: dict[str, ModelConfig]) -> Table:
         t.add_row(name, str(cfg.n_layer), str(cfg.n_head), str(cfg.n_embd), str(cfg.block_size),
                   f"{pc.total:,}", f"{pc.non_embedding:,}")
     return t
+
+
+def __getattr__(name: str):
+    """The GPU renderers, re-exported from `report.gpus` on first use (PEP 562): `flopscalc plan` needs none."""
+    if name in ("gpu_detail", "gpu_dict", "gpu_table"):
+        from . import gpus
+
+        return getattr(gpus, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,11 +11,9 @@ Saved laws live in ``$FLOPSCALC_HOME/laws`` (default ``~/.flopscalc/laws``), one
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,8 +22,6 @@ from ..atomic import check_writable_file, write_text_atomic
 from ..errors import UsageError
 from ..textfile import check_comma_separated, read_text
 from .laws import (
-    BUILTIN_LAWS,
-    DEFAULT_LAW,
     FLOPS_PER_PARAM_TOKEN,
     FittedRange,
     KaplanLoss,
@@ -34,12 +30,18 @@ from .laws import (
     RepetitionDecay,
     ScalingLaw,
 )
+from .names import (  # noqa: F401 - re-exported: plans resolve a law by name without this module's file machinery
+    HOME_ENV,
+    _all_builtin_names,
+    get_law,
+    laws_dir,
+    resolve_law,
+)
 
 if TYPE_CHECKING:
     from .runs import Runs
 
 LAW_SCHEMA_VERSION = 1
-HOME_ENV = "FLOPSCALC_HOME"
 COLUMN_ALIASES = {
     "n_params": ("n_params", "params", "parameters", "n", "model_size", "model size", "num_params"),
     "n_tokens": ("n_tokens", "tokens", "d", "training_tokens", "training tokens", "num_tokens"),
@@ -109,12 +111,6 @@ def read_runs(path: str | Path, text: str | None = None) -> Runs:
 
 
 # ------------------------------------------------------------------------------------------ saved laws
-
-
-def laws_dir() -> Path:
-    """Where saved laws live: ``$FLOPSCALC_HOME/laws`` or ``~/.flopscalc/laws``."""
-    home = os.environ.get(HOME_ENV)
-    return (Path(home) if home else Path.home() / ".flopscalc") / "laws"
 
 
 def law_to_dict(law: ScalingLaw) -> dict:
@@ -216,41 +212,6 @@ def load_law(path: str | Path) -> ScalingLaw:
     return law_from_dict(d, str(path))
 
 
-def _all_builtin_names() -> dict[str, str]:
-    names = {}
-    for law in BUILTIN_LAWS.values():
-        names[law.name] = law.name
-        for alias in law.aliases:
-            names[alias] = law.name
-    return names
-
-
 def saved_laws(directory: str | Path | None = None) -> list[ScalingLaw]:
     folder = Path(directory) if directory is not None else laws_dir()
     return [load_law(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-
-
-def get_law(name: str, directory: str | Path | None = None) -> ScalingLaw:
-    """A built-in law by name or alias, or a saved one (``NAME.json`` in the laws folder)."""
-    key = name.strip().lower()
-    builtin = _all_builtin_names()
-    if key in builtin:
-        return BUILTIN_LAWS[builtin[key]]
-    folder = Path(directory) if directory is not None else laws_dir()
-    path = folder / f"{name.strip()}.json"
-    if path.is_file():
-        return load_law(path)
-    options = list(builtin) + ([p.stem for p in folder.glob("*.json")] if folder.is_dir() else [])
-    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    raise UsageError(f"unknown scaling law {name!r}{hint}; run 'flopscalc scaling laws' to list them "
-                     f"(saved laws are read from {folder})")
-
-
-def resolve_law(law: str | ScalingLaw | None = None, directory: str | Path | None = None) -> ScalingLaw:
-    """The law a caller means: ``None`` or ``""`` is `DEFAULT_LAW`, a name is `get_law` (built-in or saved in
-    ``directory``), a `ScalingLaw` is itself. The one place a name becomes a law; only the faces call it (it reads
-    saved laws from disk), and the planner receives the law it returns (`planner.request.PlanRequest.law`)."""
-    if law is None or isinstance(law, str):
-        return get_law(law or DEFAULT_LAW, directory)
-    return law
