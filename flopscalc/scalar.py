@@ -12,18 +12,24 @@ from __future__ import annotations
 import math
 
 # Python's int and float; numpy's float64 is a float subclass, so a value taken out of an array counts as one.
-_SCALAR_TYPES = (int, float)
+SCALAR_TYPES = (int, float)
 
 
 def scalars(*values) -> bool:
     """True when every value is a plain number (int, float, numpy float64), so a formula may run in floats."""
-    return all(isinstance(v, _SCALAR_TYPES) for v in values)
+    for v in values:  # a loop, not all(<generator>): the step-time model asks this thousands of times a plan
+        if not isinstance(v, SCALAR_TYPES):
+            return False
+    return True
 
 
 def positive_scalars(*values) -> bool:
     """True when every value is a plain number above zero: a power law's scalar path (``x ** a``, ``A / x ** a``)
     then agrees with numpy's, which it would not at 0 (ZeroDivisionError, not inf) or below (complex, not nan)."""
-    return all(isinstance(v, _SCALAR_TYPES) and v > 0 for v in values)
+    for v in values:
+        if not (isinstance(v, SCALAR_TYPES) and v > 0):
+            return False
+    return True
 
 
 def arrays(*values) -> tuple:

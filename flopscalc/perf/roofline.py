@@ -10,7 +10,7 @@ References
 
 from __future__ import annotations
 
-from ..scalar import positive_scalars, scalars
+from ..scalar import SCALAR_TYPES
 
 
 def roofline_s(flops, bytes_moved, flop_per_s, bytes_per_s, *, min_s=0.0):
@@ -31,7 +31,9 @@ def roofline_s(flops, bytes_moved, flop_per_s, bytes_per_s, *, min_s=0.0):
 
     Numbers give a float (no numpy import); an array gives an array.
     """
-    if scalars(flops, bytes_moved) and positive_scalars(flop_per_s, bytes_per_s):  # else numpy's inf, not an error
+    if (isinstance(flops, SCALAR_TYPES) and isinstance(bytes_moved, SCALAR_TYPES)  # numbers: no numpy
+            and isinstance(flop_per_s, SCALAR_TYPES) and isinstance(bytes_per_s, SCALAR_TYPES)
+            and flop_per_s > 0 and bytes_per_s > 0):  # a zero rate takes numpy's path: inf, not an error
         return max(flops / flop_per_s, bytes_moved / bytes_per_s, min_s)  # [1]: the higher roof binds
     import numpy as np
 

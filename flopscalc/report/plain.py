@@ -48,6 +48,7 @@ class PlainTable:
     def __init__(self, table: Table) -> None:
         self.table = table
         self._texts: dict = {}  # a cell's Text and its (shortest, longest) width, computed once (`_text`)
+        self._cells: dict = {}  # per console: each column's cells with their padding (`Table._get_cells`), once
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         with self._measuring(console):
@@ -63,7 +64,7 @@ class PlainTable:
             with self._measuring(console):
                 widths = t._calculate_column_widths(console, options.update_width(options.max_width - t._extra_width))
             render_options = options.update(width=sum(widths) + t._extra_width, highlight=t.highlight, height=None)
-            lines = _body(t, console, render_options, widths, self._text)
+            lines = _body(t, console, render_options, widths, self._text, self._column_cells)
         except _Unsupported:
             yield from t.__rich_console__(console, options)
             return
@@ -105,6 +106,13 @@ class PlainTable:
             found = self._texts[key] = (text, shortest, longest)
         return found
 
+    def _column_cells(self, console: Console, column) -> list:
+        """``column``'s cells as `Table._get_cells` makes them (header first), made once per console."""
+        key = (id(console), column._index)
+        if key not in self._cells:
+            self._cells[key] = list(self.table._get_cells(console, column._index, column))
+        return self._cells[key]
+
     def _measure_column(self, console: Console, options: ConsoleOptions, column) -> Measurement:
         """`Table._measure_column` with each cell's widths computed once (`_text`) and rich's normalisation steps
         (`Measurement.get` around `Padding.__rich_measure__` around `Text.__rich_measure__`) applied to them."""
@@ -116,7 +124,7 @@ class PlainTable:
         if column.width is not None:
             return Measurement(column.width + padding_width, column.width + padding_width).with_maximum(max_width)
         shortest, longest = [], []
-        for cell in t._get_cells(console, column._index, column):
+        for cell in self._column_cells(console, column):
             low, high = self._cell_measure(console, options, cell.renderable)
             shortest.append(low)
             longest.append(high)
@@ -159,12 +167,12 @@ def _check(t: Table) -> None:
         raise _Unsupported
 
 
-def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int], texts) -> list[str]:
+def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int], texts, column_cells) -> list[str]:
     """The table's lines below the title, as `Table._render` lays them out."""
     box = t.box.substitute(options, safe=t.safe_box if t.safe_box is not None else console.safe_box) if t.box else None
     box = box.get_plain_headed_box() if box and not t.show_header else box
     columns = t.columns
-    rows = list(zip(*(t._get_cells(console, i, column) for i, column in enumerate(columns))))
+    rows = list(zip(*(column_cells(console, column) for column in columns)))
     out: list[str] = []
     if box and t.show_edge:
         out.append(box.get_top(widths))
