@@ -188,3 +188,52 @@ def test_kept_model_states_and_activations_read_only_their_fields():
             "micro_batch": 2, "precision": MemoryPrecision.fp32, "recompute": Recompute.full, "flash": False,
             "device": Device.cpu, "dropout": True}[name]})
         assert _activation_bytes(MODELS["gpt2"], setup, 512) != _activation_bytes(MODELS["gpt2"], plain, 512), name
+
+
+def test_the_recompute_floor_is_below_what_recomputation_adds():
+    # estimate_step with recomputation minus without, on one GPU (nothing hidden), against the floor the setup
+    # search rules setups out with; and the floor is no empty bound: at least a third of the real addition
+    from flopscalc.perf.step import recompute_floor_s
+
+    ratios = []
+    for cfg, gpu, rc, flash, prec in itertools.product(
+            MODELS.values(), (H100, RTX, get_gpu("a100")), (Recompute.selective, Recompute.full), (True, False),
+            (MemoryPrecision.bf16_mixed, MemoryPrecision.fp32)):
+        for micro, acc, opt in ((1, 8, {}), (4, 2, {"offload_optimizer": True}), (2, 1, {"optimizer": Optimizer.adamw8bit})):
+            plain = TrainingSetup(micro_batch=micro, grad_accum=acc, seq_len=min(cfg.block_size, 2048), flash=flash,
+                                  precision=prec, **opt)
+            setup = dataclasses.replace(plain, recompute=rc)
+            added = estimate_step(cfg, setup, gpu).step_s - estimate_step(cfg, plain, gpu).step_s
+            floor = recompute_floor_s(cfg, setup, gpu)
+            assert 0 < floor <= added, (cfg.name, gpu.key, rc, flash, prec, micro)
+            ratios.append(floor / added)
+    assert min(r for r in ratios) > 0.05 and sorted(ratios)[len(ratios) // 2] > 1 / 3
+
+
+def test_the_setup_search_chooses_the_same_without_the_recompute_floor(monkeypatch):
+    # the floor only drops setups that would never be timed: the search without it chooses the same setups. The
+    # cases include ones where recomputation wins after a plain setup was timed (the only ones a floor can touch:
+    # five times the floor drops the winner there, so a floor above the truth would fail this test)
+    from flopscalc.hardware import Precision
+    from flopscalc.model.shaping import config_for_params
+    from flopscalc.planner import options
+    from flopscalc.planner.speed import time_model_for
+
+    cases = [(gpu, config_for_params(n).with_(block_size=4096), cap, seq)
+             for gpu in (RTX, H100, get_gpu("4090")) for n in (1.5e8, 2.197e8, 9e8, 2.33e9, 3.94e9)
+             for cap in (None, 4e9, 16e9, 24e9) for seq in (1024, 4096)]
+    cases += [(RTX, cfg, None, 1024) for cfg in PRESETS.values()]
+    cases += [(H100, LLAMA.with_(n_layer=8), 30e9, 4096), (H100, ALL_PRESETS["mixtral-8x7b"].with_(n_layer=2), None, 2048)]
+
+    def search():
+        return [options.choose_setup.__wrapped__(cfg, gpu, 1, seq, Precision.bf16, cap, None, None,
+                                                 time_model_for(gpu, Precision.bf16, None, None))
+                for gpu, cfg, cap, seq in cases]
+
+    real = options._recompute_floor
+    with_floor = search()
+    monkeypatch.setattr(options, "_recompute_floor", lambda cfg, setup, gpu: 0.0)
+    assert search() == with_floor
+    assert sum(c is not None and c.setup.recompute is not Recompute.none for c in with_floor) >= 3  # recompute won
+    monkeypatch.setattr(options, "_recompute_floor", lambda cfg, setup, gpu: 5 * real(cfg, setup, gpu))
+    assert search() != with_floor  # the cases can tell a floor that is too high

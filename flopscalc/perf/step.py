@@ -309,6 +309,21 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                         tuple(by_class.values()))
 
 
+def recompute_floor_s(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec) -> float:
+    """A lower bound on what ``setup``'s recomputation adds to its `estimate_step` time (s, default options, the
+    device's own figures): the recomputed FLOPs (`ops.recompute_ops` executes exactly `_flops_per_token_of`'s
+    difference) at the fastest rate any op with FLOPs runs, the device's GEMM or flash fraction of the peak
+    (`op_efficiency`; `priced_at` only slows them: tile and wave quantization, the sustained fraction, the memory
+    roof, launch floors). Every other op of the step is the same or, for autocast's casts, more."""
+    seq = setup.seq_len or cfg.block_size
+    dev = device_perf(gpu)
+    fastest = max(dev.gemm_peak_fraction, dev.flash_fwd_fraction, dev.flash_bwd_fraction)
+    extra = (_flops_per_token_of(cfg, seq, setup.recompute, setup.flash)[1]
+             - _flops_per_token_of(cfg, seq, Recompute.none, setup.flash)[1])  # per token
+    peak = gpu.peak_flop_per_s(MATMUL_PRECISION[setup.precision])
+    return extra * setup.micro_batch * seq * setup.grad_accum / (peak * fastest)
+
+
 def constant_mfu_tokens_per_s_per_gpu(cfg: ModelConfig, seq_len: int, gpu: GpuSpec, precision: Precision,
                                       mfu: float = 0.4) -> float:
     """Tokens/s per GPU if the GPU delivered ``mfu`` of its peak as model FLOPs (the planner's old constant)."""
@@ -325,4 +340,5 @@ __all__ = [
     "constant_mfu_tokens_per_s_per_gpu",
     "estimate_step",
     "price_ops",
+    "recompute_floor_s",
 ]

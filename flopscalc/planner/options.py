@@ -97,6 +97,17 @@ def tools_needed(setup: TrainingSetup) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Relative slack on a floor before it rules a setup out: the floor and the time it bounds add the same terms in
+# other orders, so they may differ by rounding (~1e-15 relative), never by this much.
+FLOOR_SLACK = 1e-9
+
+
+def _recompute_floor(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec) -> float:
+    from ..perf.step import recompute_floor_s  # here: `perf` is slow to import
+
+    return recompute_floor_s(cfg, setup, gpu)
+
+
 # Memory kept free when planning: the estimator's stated accuracy target is 10% of the measured peak
 # (issue 3); half of that as margin keeps plans from sitting on the edge of the card.
 PLAN_MEMORY_HEADROOM = 0.05
@@ -176,7 +187,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     that bound and the search stops once the bound passes the best time found (plus TIE_REL).
     """
     from .budget import DEFAULT_MFU
-    from .speed import STATED, TimeModel, price_setup
+    from .speed import PER_OPERATION, STATED, TimeModel, price_setup
 
     eff = DEFAULT_MFU if efficiency is None else efficiency
     tm = time_model if time_model is not None else TimeModel(STATED, eff)
@@ -227,12 +238,20 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     for i, flags in enumerate(flag_sets):
         j = next(j for j in plain if flag_sets[j] == {**flags, "recompute": Recompute.none})
         heapq.heappush(heap, (plain[j], simplicity[i], i, j == i))
+    # On one GPU under the per-operation model a recomputing setup's bound is at least the plain one plus the
+    # floor of what recomputation adds (`perf.step.recompute_floor_s`; no communication for it to hide): one
+    # whose floor is already past the fastest found would never be timed, so it is dropped unpriced
+    floored = tm.kind == PER_OPERATION and n_gpus == 1
     timed, fastest = [], math.inf
     while heap:
         bound, simple, i, exact = heapq.heappop(heap)
         if bound > fastest * (1 + TIE_REL):
             break  # nothing left can be faster, or tie and be simpler
         if not exact:
+            if floored and (bound + _recompute_floor(cfg, with_micro_batch(
+                    _flagged(base, i), bound_micro, want_micro // bound_micro), gpu)) * (1 - FLOOR_SLACK) > (
+                    fastest * (1 + TIE_REL)):
+                continue
             heapq.heappush(heap, (bound_of(i), simple, i, True))
             continue
         mb_max = mb_max_of(i)
