@@ -56,16 +56,18 @@ DURATION_UNITS = {
 AMBIGUOUS_DURATION_UNITS = frozenset({"m", "mo", "mon", "month", "months"})
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_QUANTITY = re.compile(rf"^\s*(?P<sign>[+-]?)(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$")
-_DURATION_PART = re.compile(rf"\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-zµμ]+)")
-_THOUSANDS = re.compile(r"(?<=\d)[,_](?=\d{3}(?:\D|$))")
+# Patterns, compiled on first use by re.compile (which keeps them): a command that parses no quantity need not
+# compile them at start-up (0.6 ms; issue 18).
+_QUANTITY = rf"^\s*(?P<sign>[+-]?)(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$"
+_DURATION_PART = rf"\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-zµμ]+)"
+_THOUSANDS = r"(?<=\d)[,_](?=\d{3}(?:\D|$))"
 
 
 def _split(text: str, what: str, accepted: str) -> tuple[float, str]:
     """Split ``text`` into (signed number, unit string) or raise a one-line UsageError."""
     if not isinstance(text, str):
         text = str(text)
-    m = _QUANTITY.match(_THOUSANDS.sub("", text))
+    m = re.compile(_QUANTITY).match(re.compile(_THOUSANDS).sub("", text))
     if m is None:
         raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
     value = float(m["num"]) * (-1.0 if m["sign"] == "-" else 1.0)
@@ -114,7 +116,7 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
     s = str(text).strip()
     total, pos = 0.0, 0
     while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
+        m = re.compile(_DURATION_PART).match(s, pos)
         unit = m["unit"].lower() if m is not None else ""
         if unit in AMBIGUOUS_DURATION_UNITS:  # minutes or months: a plan a factor of 43,800 off either way
             raise UsageError(f"cannot read {what} {text!r}: '{m['unit']}' could mean minutes or months; write "
