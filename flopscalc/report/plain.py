@@ -49,6 +49,7 @@ class PlainTable:
         self.table = table
         self._texts: dict = {}  # a cell's Text and its (shortest, longest) width, computed once (`_text`)
         self._cells: dict = {}  # per console: each column's cells with their padding (`Table._get_cells`), once
+        self._widths: dict = {}  # per console: a column's widest word and line and its padding (`_column_text_widths`)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         with self._measuring(console):
@@ -123,6 +124,14 @@ class PlainTable:
         padding_width = t._get_padding_width(column._index)
         if column.width is not None:
             return Measurement(column.width + padding_width, column.width + padding_width).with_maximum(max_width)
+        widths = self._column_text_widths(console, column, options.markup)
+        if widths is not None:  # text cells with one padding: the steps below, done once on the widest of them
+            low, high, extra = widths
+            measurement = (Measurement(max_width, max_width) if max_width - extra < 1 else
+                           Measurement(min(low + extra, max_width), min(high + extra, max_width)))
+            return measurement.with_maximum(max_width).clamp(
+                None if column.min_width is None else column.min_width + padding_width,
+                None if column.max_width is None else column.max_width + padding_width)
         shortest, longest = [], []
         for cell in self._column_cells(console, column):
             low, high = self._cell_measure(console, options, cell.renderable)
@@ -132,6 +141,30 @@ class PlainTable:
         return measurement.with_maximum(max_width).clamp(
             None if column.min_width is None else column.min_width + padding_width,
             None if column.max_width is None else column.max_width + padding_width)
+
+    def _column_text_widths(self, console: Console, column, markup) -> tuple[int, int, int] | None:
+        """(widest word, widest line, padding left + right) over a column whose cells are all text with the same
+        horizontal padding; None otherwise. Each step of `_cell_measure` (min with the width, add the padding, min
+        with the width) keeps the order of cells, so the column's widest cell comes out of them as the widest word
+        and line went in."""
+        key = (id(console), column._index, markup)
+        if key not in self._widths:
+            self._widths[key] = None
+            low = high = 0
+            extras = set()
+            cells = self._column_cells(console, column)
+            for cell in cells:
+                renderable, extra = cell.renderable, 0
+                if isinstance(renderable, Padding):
+                    renderable, extra = renderable.renderable, renderable.left + renderable.right
+                found = self._text(console, renderable, markup)
+                if found is None:
+                    return None
+                extras.add(extra)
+                low, high = max(low, found[1]), max(high, found[2])
+            if cells and len(extras) == 1:
+                self._widths[key] = (low, high, extras.pop())
+        return self._widths[key]
 
     def _cell_measure(self, console: Console, options: ConsoleOptions, renderable) -> Measurement:
         max_width = options.max_width
