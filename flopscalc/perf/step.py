@@ -78,7 +78,7 @@ class StepEstimate:
     options: StepOptions
     model_flops_per_token: float  # causal attention, no recomputation (MFU numerator)
     hardware_flops_per_token: float  # executed: recomputation, flash backward recompute (HFU numerator)
-    # `class_seconds` as `estimate_step` summed it (the same additions, the passes' kept: `_PricedPasses`); None:
+    # `class_seconds` as `estimate_step` summed it (the same additions, the passes' kept: `_priced_passes`); None:
     # summed from ``ops`` when asked
     op_class_seconds: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
 
@@ -205,17 +205,6 @@ def price_ops(ops, gpu: GpuSpec, precision: MemoryPrecision, options: StepOption
 _BACKWARD = (Phase.backward, Phase.recompute)
 
 
-@dataclass(frozen=True)
-class _PricedPasses:
-    """The priced passes of a step and the sums `estimate_step` starts from: the times of the ops outside the
-    optimizer step and of the backward ones, in order, and `StepEstimate.class_seconds`'s running sums."""
-
-    priced: tuple[PricedOp, ...]
-    busy_s: tuple[float, ...]
-    backward_s: tuple[float, ...]
-    class_s: tuple[float, ...]  # per class of CLASS_ORDER
-
-
 @lru_cache(maxsize=4096)  # a pure function of these; a planner prices the passes' parts under several recomputations
 def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
                  recompute: Recompute, flash: bool, options: StepOptions, dev: DevicePerf, peak: float,
@@ -232,9 +221,11 @@ def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum:
 @lru_cache(maxsize=4096)  # a pure function of these; a planner prices many setups that share them
 def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
                    recompute: Recompute, flash: bool, options: StepOptions, dev: DevicePerf, peak: float,
-                   bandwidth: float) -> _PricedPasses:
-    """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`), each priced by `_price`, in order: the
-    forward and backward once for every recomputation (`_priced_part`)."""
+                   bandwidth: float) -> tuple[tuple[PricedOp, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`), each priced by `_price`, in order (the
+    forward and backward once for every recomputation: `_priced_part`), and the sums `estimate_step` starts
+    from: the times of the ops outside the optimizer step, of the backward ones, and `StepEstimate.class_seconds`'s
+    running sums per class of CLASS_ORDER. (A tuple, not a dataclass: this module is on the start-up path.)"""
     key = (cfg, seq, micro_batch, grad_accum, precision)
     rest = (flash, options, dev, peak, bandwidth)
     priced = (_priced_part(forward_ops, *key, Recompute.none, *rest)
@@ -243,8 +234,8 @@ def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int
     by_class = {c: 0.0 for c in CLASS_ORDER}
     for p in priced:
         by_class[p.op.op_class.value] += p.total_s
-    return _PricedPasses(priced, tuple(p.total_s for p in priced if p.op.phase is not Phase.step),
-                         tuple(p.total_s for p in priced if p.op.phase in _BACKWARD), tuple(by_class.values()))
+    return (priced, tuple(p.total_s for p in priced if p.op.phase is not Phase.step),
+            tuple(p.total_s for p in priced if p.op.phase in _BACKWARD), tuple(by_class.values()))
 
 
 def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
@@ -285,15 +276,15 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     bandwidth = gpu.memory_bandwidth_bytes_per_s
     # the passes (`ops.pass_ops`) depend on these fields only, so the setups a planner compares (optimizers, ZeRO
     # stages, offload, GPU counts) share them; the update ops after them are priced per setup
-    passes = _priced_passes(cfg, seq, setup.micro_batch, setup.grad_accum, setup.precision, setup.recompute,
-                            setup.flash, options, dev, peak, bandwidth)
+    passes, busy, backward, class_s = _priced_passes(cfg, seq, setup.micro_batch, setup.grad_accum, setup.precision,
+                                                     setup.recompute, setup.flash, options, dev, peak, bandwidth)
     update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
                    for op in update_ops(cfg, setup))
-    priced = passes.priced + update
+    priced = passes + update
     # gradients reduce after the last micro-batch's backward (DDP no_sync); ZeRO-3 gathers overlap every pass
     # (each sum over the same op times in the same order as over ``priced``: the passes' are kept)
-    per_micro = sum(passes.busy_s + tuple(p.total_s for p in update if p.op.phase is not Phase.step)) / setup.grad_accum
-    backward_s = sum(passes.backward_s + tuple(p.total_s for p in update if p.op.phase in _BACKWARD)) / setup.grad_accum
+    per_micro = sum(busy + tuple(p.total_s for p in update if p.op.phase is not Phase.step)) / setup.grad_accum
+    backward_s = sum(backward + tuple(p.total_s for p in update if p.op.phase in _BACKWARD)) / setup.grad_accum
     hide_s = per_micro * setup.grad_accum if setup.zero_stage == 3 else backward_s
     half = setup.precision is not MemoryPrecision.fp32
     grad_bytes = grad_wire_bytes_per_param(setup)  # ZeRO's 2 bytes under mixed precision, as the planner
@@ -302,7 +293,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                               param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum)
     off = offload_time(cfg, setup, link_bytes_per_s=host_link_bytes_per_s(gpu))
     model, hardware = _flops_per_token(cfg, setup)
-    by_class = dict(zip(CLASS_ORDER, passes.class_s))  # `StepEstimate.class_seconds`'s loop, continued
+    by_class = dict(zip(CLASS_ORDER, class_s))  # `StepEstimate.class_seconds`'s loop, continued
     for p in update:
         by_class[p.op.op_class.value] += p.total_s
     return StepEstimate(cfg, setup, gpu, dev, precision, peak, priced, comm, off, options, model, hardware,
