@@ -50,13 +50,21 @@ Symbols: b micro-batch, s sequence, d = n_embd, a = n_head, f = n_inner, V vocab
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, fields
 from operator import attrgetter
 
 from ..flops import Recompute
 from ..model import ModelConfig, Norm, Position, QkNorm
-from .settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES, MASK_BYTES, Device, MemoryPrecision, TrainingSetup
+from .settings import (
+    FP32_BYTES,
+    HALF_BYTES,
+    INDEX_BYTES,
+    MASK_BYTES,
+    Device,
+    MemoryPrecision,
+    TrainingSetup,
+    kept,
+)
 
 
 @dataclass(frozen=True)
@@ -107,21 +115,15 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
     seq_len : int
         Tokens per sequence (already checked against ``cfg.block_size``).
     """
-    return _activations(cfg, seq_len, setup.micro_batch, setup.precision, setup.recompute, setup.flash, setup.device,
-                        setup.dropout)
+    # kept: the planner asks for them under every optimizer and ZeRO stage
+    return kept(_KEPT, (cfg, seq_len, setup.micro_batch, setup.precision, setup.recompute, setup.flash, setup.device,
+                        setup.dropout), lambda: _activation_bytes(cfg, setup, seq_len))
 
 
 # The fields of `TrainingSetup` that `activation_bytes` reads (`_activation_bytes`): the same for every optimizer,
 # ZeRO stage, GPU count and accumulation.
 ACTIVATION_FIELDS = ("micro_batch", "precision", "recompute", "flash", "device", "dropout")
-
-
-@functools.lru_cache(maxsize=4096)  # a pure function; the planner asks for it under every optimizer and ZeRO stage
-def _activations(cfg: ModelConfig, seq_len: int, micro_batch: int, precision: MemoryPrecision, recompute: Recompute,
-                 flash: bool, device: Device, dropout: bool) -> ActivationBreakdown:
-    return _activation_bytes(cfg, TrainingSetup(micro_batch=micro_batch, seq_len=seq_len, precision=precision,
-                                                recompute=recompute, flash=flash, device=device, dropout=dropout),
-                             seq_len)
+_KEPT: dict = {}  # (model, sequence, ACTIVATION_FIELDS) -> ActivationBreakdown
 
 
 def _activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> ActivationBreakdown:

@@ -246,6 +246,23 @@ class TrainingSetup:
         return out
 
 
+# Entries a kept table (`kept`) holds before it starts afresh: a plan fills a few hundred.
+KEPT_MAX = 4096
+
+
+def kept(table: dict, key, make):
+    """``table[key]``, made by ``make()`` the first time: a pure function's results kept by the fields they read
+    (so a setup differing elsewhere finds them), where `functools.lru_cache` would need the setup rebuilt from
+    those fields. The table starts afresh beyond KEPT_MAX entries."""
+    try:
+        return table[key]
+    except KeyError:
+        if len(table) >= KEPT_MAX:
+            table.clear()
+        value = table[key] = make()
+        return value
+
+
 @lru_cache(maxsize=16384)  # searches ask for the same setups at the same micro-batches, model after model
 def with_micro_batch(setup: TrainingSetup, micro_batch: int, grad_accum: int | None = None) -> TrainingSetup:
     """``setup`` at ``micro_batch`` sequences (and ``grad_accum`` micro-batches): `dataclasses.replace`, kept."""

@@ -24,6 +24,7 @@ from .settings import (
     MemoryPrecision,
     Optimizer,
     TrainingSetup,
+    kept,
 )
 
 
@@ -198,19 +199,14 @@ class ModelStates:
 
 def model_states(cfg: ModelConfig, setup: TrainingSetup) -> ModelStates:
     """Weights, master weights, weight copies, gradients, optimizer state and buckets per GPU (bytes)."""
-    return _model_states(cfg, setup.n_gpus, setup.precision, setup.zero_stage, setup.optimizer,
-                         setup.offload_optimizer)
+    # kept: the planner asks for them at every micro-batch it tries
+    return kept(_KEPT, (cfg, setup.n_gpus, setup.precision, setup.zero_stage, setup.optimizer,
+                        setup.offload_optimizer), lambda: _states(cfg, setup))
 
 
 # The fields of `TrainingSetup` that `model_states` reads (`_states`): the same at every micro-batch.
 STATE_FIELDS = ("n_gpus", "precision", "zero_stage", "optimizer", "offload_optimizer")
-
-
-@functools.lru_cache(maxsize=4096)  # a pure function; the planner asks for it at every micro-batch it tries
-def _model_states(cfg: ModelConfig, n_gpus: int, precision: MemoryPrecision, zero_stage: int, optimizer: Optimizer,
-                  offload_optimizer: bool) -> ModelStates:
-    return _states(cfg, TrainingSetup(n_gpus=n_gpus, precision=precision, zero_stage=zero_stage, optimizer=optimizer,
-                                      offload_optimizer=offload_optimizer))
+_KEPT: dict = {}  # (model, STATE_FIELDS) -> ModelStates
 
 
 def _states(cfg: ModelConfig, setup: TrainingSetup) -> ModelStates:
