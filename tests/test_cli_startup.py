@@ -186,6 +186,22 @@ def test_plan_without_a_profile_imports_no_calibration_module():
     assert "importlib.resources" not in loaded["all"]
 
 
+@pytest.mark.parametrize("argv, not_loaded", [
+    (["plan", "--gpu", "4070ti", "--days", "365"],
+     # laws by name without the law files' JSON and atomic writer; no inference-aware solvers without
+     # --inference-tokens; no GPU-table renderers; no emoji table (no report prints emoji codes)
+     ["flopscalc.scaling.io", "flopscalc.atomic", "flopscalc.scaling.inference", "flopscalc.report.gpus",
+      "rich._emoji_codes"]),
+    (["gpus"], ["flopscalc.model", "flopscalc.flops", "rich._emoji_codes"]),
+    (["models"], ["flopscalc.flops", "flopscalc.hardware", "rich._emoji_codes"]),
+])
+def test_commands_leave_unloaded_what_they_do_not_use(argv, not_loaded):
+    """Each of these costs start-up time (issue 18, item 2); the command's output needs none of them."""
+    loaded = _loaded_after(argv)
+    assert loaded["code"] == 0
+    assert not set(not_loaded) & set(loaded["all"]), set(not_loaded) & set(loaded["all"])
+
+
 def test_plan_imports_and_builds_no_other_command():
     loaded = _loaded_after(["plan", "--gpu", "4070ti", "--days", "365"])
     assert loaded["code"] == 0
