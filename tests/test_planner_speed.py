@@ -237,3 +237,23 @@ def test_the_setup_search_chooses_the_same_without_the_recompute_floor(monkeypat
     assert sum(c is not None and c.setup.recompute is not Recompute.none for c in with_floor) >= 3  # recompute won
     monkeypatch.setattr(options, "_recompute_floor", lambda cfg, setup, gpu: 5 * real(cfg, setup, gpu))
     assert search() != with_floor  # the cases can tell a floor that is too high
+
+
+def test_full_recomputation_needs_the_least_memory_of_the_recomputations():
+    # the setup search caps every memory search at the largest micro-batch full recomputation fits (and gives up
+    # when that is none): it needs no more memory than selective or none with the same other settings, at every
+    # micro-batch, for every block kind, precision and sharding the planner searches
+    from flopscalc.planner.options import searched_setups
+
+    for cfg, prec, n_gpus in itertools.product(MODELS.values(), (MemoryPrecision.bf16_mixed, MemoryPrecision.fp32),
+                                               (1, 8)):
+        for flags in searched_setups(n_gpus):
+            if flags["recompute"] is not Recompute.full:
+                continue
+            for micro in (1, 3, 16):
+                full = TrainingSetup(micro_batch=micro, seq_len=min(cfg.block_size, 2048), precision=prec,
+                                     n_gpus=n_gpus, grad_accum=2, **flags)
+                peak = estimate_memory(cfg, full).peak_bytes
+                for rc in (Recompute.selective, Recompute.none):
+                    other = estimate_memory(cfg, dataclasses.replace(full, recompute=rc)).peak_bytes
+                    assert peak < other, (cfg.name, prec, flags, micro, rc)

@@ -198,9 +198,13 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     tokens = want_micro * seq_len * n_gpus
     flag_sets = _searched(n_gpus > 1)  # each setup searched is `_flagged(base, i)` at some micro-batch
     fits_at: dict[int, int] = {}  # index of the flags -> largest micro-batch that fits (memory searched once)
+    most = [want_micro]  # no setup fits more sequences than this: the lightest flags' largest, once known
 
     def mb_max_of(i: int) -> int:
         if i not in fits_at:
+            if most[0] < want_micro:  # the whole batch cannot fit: search up to the most any setup fits
+                fits_at[i] = max_micro_batch(cfg, _flagged(base, i), target, PLAN_MEMORY_HEADROOM, upper=most[0])
+                return fits_at[i]
             # the peak grows with the micro-batch: one look when the whole batch fits
             whole = estimate_memory(cfg, with_micro_batch(_flagged(base, i), want_micro))
             fits_at[i] = (want_micro if fits(whole, target, PLAN_MEMORY_HEADROOM).fits
@@ -223,6 +227,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
                 light = max(light, mb_max_of(i))
         if light < 1:
             return None
+        most[0] = light
         bound_micro = math.lcm(*(d for d in _divisors(want_micro) if d <= light))
 
     def bound_of(i: int) -> float:
