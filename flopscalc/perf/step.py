@@ -232,10 +232,15 @@ def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int
               + (_priced_part(recompute_ops, *key, recompute, *rest) if recompute is not Recompute.none else ())
               + _priced_part(backward_ops, *key, Recompute.none, *rest))
     by_class = {c: 0.0 for c in CLASS_ORDER}
-    for p in priced:
-        by_class[p.op.op_class.value] += p.total_s
-    return (priced, tuple(p.total_s for p in priced if p.op.phase is not Phase.step),
-            tuple(p.total_s for p in priced if p.op.phase in _BACKWARD), tuple(by_class.values()))
+    busy, backward = [], []
+    for p in priced:  # one pass: `_value_` is the enum's value without its property's cost
+        op, total_s = p.op, p.total_s
+        by_class[op.op_class._value_] += total_s
+        if op.phase is not Phase.step:
+            busy.append(total_s)
+        if op.phase in _BACKWARD:
+            backward.append(total_s)
+    return priced, tuple(busy), tuple(backward), tuple(by_class.values())
 
 
 def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
