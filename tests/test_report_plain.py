@@ -61,19 +61,22 @@ def _refused(*_):
 
 
 def _reports(monkeypatch) -> dict[str, object]:
+    """The renderable each command of COMMANDS hands to `emit`, caught in each command module (imported first, so
+    that none binds the stand-in as its own `emit`)."""
+    import importlib
+
     shown = {}
-
-    def capture(renderable, data, as_json):
-        shown[" ".join(argv)] = renderable
-
-    monkeypatch.setattr(common, "emit", capture)
+    modules = [importlib.import_module(m) for m in ("flopscalc.cli.plan", "flopscalc.cli.catalog",
+                                                     "flopscalc.cli.flops", "flopscalc.cli.memory",
+                                                     "flopscalc.cli.step", "flopscalc.cli.infer", "flopscalc.cli.runs",
+                                                     "flopscalc.cli.scaling")]
     for argv in COMMANDS:
-        # the commands import emit from cli.common when they run, so the patched one is what they call
-        for module in ("flopscalc.cli.plan", "flopscalc.cli.catalog", "flopscalc.cli.flops", "flopscalc.cli.memory",
-                       "flopscalc.cli.step", "flopscalc.cli.infer", "flopscalc.cli.runs", "flopscalc.cli.scaling"):
-            mod = __import__(module, fromlist=["emit"])
-            if hasattr(mod, "emit"):
-                monkeypatch.setattr(mod, "emit", capture)
+        def capture(renderable, data, as_json, argv=argv):
+            shown[" ".join(argv)] = renderable
+
+        for module in modules:
+            if hasattr(module, "emit"):
+                monkeypatch.setattr(module, "emit", capture)
         assert cli_run(argv) == 0, argv
     return shown
 
