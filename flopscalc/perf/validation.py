@@ -28,6 +28,7 @@ from .step import MATMUL_PRECISION, constant_mfu_tokens_per_s_per_gpu, estimate_
 
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
 CONSUMER_GROUP = "consumer"  # data/published_throughput.csv column `group`: held out and reported apart
+REPEATS_CSV = "published_throughput_repeats.csv"  # the same MosaicML setups measured again (`repeat_rows`)
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,11 @@ class ThroughputCheck:
         return self.constant_mfu_tokens_per_s_per_gpu / self.measured_tokens_per_s_per_gpu - 1
 
 
-def _csv_text() -> str:
-    packaged = resources.files("flopscalc") / "data" / "published_throughput.csv"
+def _csv_text(name: str = "published_throughput.csv") -> str:
+    packaged = resources.files("flopscalc") / "data" / name
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parents[2] / "data" / "published_throughput.csv").read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "data" / name).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,6 +78,24 @@ def published_rows() -> tuple[dict[str, str], ...]:
 def consumer_rows() -> tuple[dict[str, str], ...]:
     """The held-out consumer-GPU rows (single GeForce cards), reported apart from the headline."""
     return tuple(r for r in _all_rows() if _group(r) == CONSUMER_GROUP)
+
+
+@functools.lru_cache(maxsize=1)
+def repeat_rows() -> tuple[dict[str, str], ...]:
+    """Published re-measurements of MosaicML setups, in the columns of ``published_throughput.csv``.
+
+    ``data/published_throughput_repeats.csv``: the A100-80GB sweep MosaicML published before llm-foundry's tables
+    (mosaicml/examples, bf16 / FSDP PURE) and the H100 runs llm-foundry measured three times (amp_bf16 / PURE; the
+    median run). ``twin_of`` names the row of the headline table with the identical setup (shape, GPUs, sequence,
+    micro-batch, accumulation, recomputation), or is empty. Not in the headline: a diagnostic of how far a published
+    row is from its own repeat (docs/performance_model.md, "Where the model is weakest").
+    """
+    return tuple(csv.DictReader(_csv_text(REPEATS_CSV).splitlines()))
+
+
+def validate_repeats() -> list[ThroughputCheck]:
+    """The re-measured rows through the model, with no per-run tuning (the model as for the headline)."""
+    return [check_row(r) for r in repeat_rows()]
 
 
 def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOptions]:
