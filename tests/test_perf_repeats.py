@@ -98,7 +98,7 @@ def test_mpt_760m_short_sequences_are_the_rows_outlier_not_the_models():
 
 def test_mpt_30b_at_8192_is_slow_in_every_measurement_so_the_model_misses_it():
     # Four measurements, two GPUs, three sweeps: the model is above every one of them by more than 10% (observed
-    # A100 +24.7% / +15.0%, H100 +27.1% / +38.2%, the last the median of three runs within 1.7% of each other), while
+    # A100 +24.7% / +15.0%, H100 +27.1% / +38.2%, the last the median of three runs within 1.8% of each other), while
     # the same runs at 4096 are within 14%. A model miss, not a measurement outlier.
     rows = [TABLE["mpt-30b-a100-s8192-mb1"], REPEATS["mpt-30b-a100-s8192-mb1-examples"],
             TABLE["mpt-30b-h100-s8192-mb1"], REPEATS["mpt-30b-h100-s8192-mb1-pure"]]
