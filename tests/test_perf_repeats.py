@@ -87,7 +87,7 @@ def test_the_two_a100_sweeps_agree_except_on_three_of_the_five_worst_rows():
 def test_mpt_760m_short_sequences_are_the_rows_outlier_not_the_models():
     # The earlier sweep's MPT-760M gets faster as the sequence shortens at the same tokens per micro-batch (31,763 ->
     # 34,888 -> 36,719 tokens/s per GPU), as every priced cost says it should; the model meets it within 4%
-    # (observed +3.0%, +3.2%), where the headline table's pair is +20.7% and +28.7%.
+    # (observed +2.8%, +3.0%), where the headline table's pair is +20.5% and +28.5%.
     runs = [f"mpt-760m-a100-s{seq}-mb{mb}-examples" for seq, mb in ((2048, 24), (1024, 48), (512, 96))]
     measured = [_measured(REPEATS[run]) for run in runs]
     assert measured[0] < measured[1] < measured[2]
@@ -98,7 +98,7 @@ def test_mpt_760m_short_sequences_are_the_rows_outlier_not_the_models():
 
 def test_mpt_30b_at_8192_is_slow_in_every_measurement_so_the_model_misses_it():
     # Four measurements, two GPUs, three sweeps: the model is above every one of them by more than 10% (observed
-    # A100 +24.7% / +15.0%, H100 +27.1% / +38.2%, the last the median of three runs within 1.8% of each other), while
+    # A100 +24.6% / +15.0%, H100 +27.0% / +38.1%, the last the median of three runs within 1.8% of each other), while
     # the same runs at 4096 are within 14%. A model miss, not a measurement outlier.
     rows = [TABLE["mpt-30b-a100-s8192-mb1"], REPEATS["mpt-30b-a100-s8192-mb1-examples"],
             TABLE["mpt-30b-h100-s8192-mb1"], REPEATS["mpt-30b-h100-s8192-mb1-pure"]]
@@ -109,21 +109,22 @@ def test_mpt_30b_at_8192_is_slow_in_every_measurement_so_the_model_misses_it():
 
 
 def test_mpt_13b_on_h100_at_2048_is_as_fast_with_recomputation_at_micro_batch_20():
-    # The headline's MPT-13B H100 row at 2048 (micro-batch 2, no recomputation, +24.9%) against llm-foundry's triplicate
-    # 13B H100 runs at 2048 with micro-batch 20, accumulation 3 and full recomputation: 4,941 against 4,792 tokens/s per
-    # GPU, though recomputation adds a third forward; the model prices the latter within 3% (observed -2.8%) and
-    # expects the former 25% faster. What the micro-batch-2 row loses is not in the model; it is not the network
+    # The headline's MPT-13B H100 row at 2048 (micro-batch 2, accumulation 1, no recomputation) against llm-foundry's
+    # triplicate 13B H100 runs at 2048 with micro-batch 20, accumulation 3 and full recomputation: 4,941 against 4,792
+    # tokens/s per GPU, though recomputation adds a third forward. The model prices the latter within 3% (observed
+    # -2.9%) and the former +19.0% (+24.9% before Composer's eager optimizer step and clipping were priced, which
+    # weigh 30x more on its 4,096-token step). The rest of what it loses is not in the model; it is not the network
     # either (the same row on 16-64 GPUs: 4,767-4,811).
     small, large = TABLE["mpt-13b-h100-s2048-mb2"], REPEATS["mpt-13b-h100-s2048-mb20-pure"]
     assert _measured(large) > _measured(small)
     assert abs(check_row(large).error) < 0.03
-    assert check_row(small).error > 0.20
+    assert 0.15 < check_row(small).error < 0.20
 
 
 def test_the_model_on_the_repeats_held_out_from_the_fit():
     # Every repeat whose twin is not a fit row (the fit rows' twins repeat the fit). Observed 2026-11-28:
-    # A100 (earlier sweep) 55 rows, median 3.1%, worst 15.0% (MPT-30B 8192); H100 (PURE) 22 rows, median 5.6%,
-    # worst 38.2% (MPT-30B 8192), the MPT-350M rows +13% to +21%.
+    # A100 (earlier sweep) 55 rows, median 3.0%, worst 15.0% (MPT-30B 8192); H100 (PURE) 22 rows, median 5.4%,
+    # worst 38.1% (MPT-30B 8192), the MPT-350M rows +13% to +21%.
     held = [check_row(r) for r in REPEATS.values() if not in_fit_subset(r["twin_of"] or "")]
     a100 = summary([c for c in held if c.gpu == "a100-sxm-80gb"])
     h100 = summary([c for c in held if c.gpu == "h100-sxm"])

@@ -23,7 +23,7 @@ from ..hardware import get_gpu
 from ..memory.settings import TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
 from .device import DevicePerf, device_perf, gemm_peak_fraction_cuda11
-from .ops import AttentionKernel, StepOptions
+from .ops import AttentionKernel, OptimizerKernel, StepOptions
 from .step import MATMUL_PRECISION, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
@@ -117,7 +117,9 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
                           grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
                           zero_stage=int(row["zero_stage"]), dropout=dropout)
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
-    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel, dropout=dropout)
+    optimizer = OptimizerKernel((row.get("optimizer_impl") or "fused").strip())
+    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel, dropout=dropout,
+                                   optimizer_kernel=optimizer)
 
 
 def row_device(row: dict[str, str], gpu) -> DevicePerf:
