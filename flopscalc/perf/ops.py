@@ -47,8 +47,7 @@ References
      ``param.addcdiv_``); the optimizer of llm-foundry's MPT yamls (``decoupled_adamw``, ``weight_decay: 0.0``).
 [15] PyTorch ``torch.nn.utils.clip_grad_norm_`` (and FSDP's ``clip_grad_norm_``): the norm of each gradient, then
      every gradient ``mul_`` by the clamped coefficient, unconditionally (a test on it would synchronize host and
-     device); the MPT
-     yamls' ``gradient_clipping: {clipping_type: norm, clipping_threshold: 1.0}``.
+     device); the MPT yamls' ``gradient_clipping: {clipping_type: norm, clipping_threshold: 1.0}``.
 """
 
 from __future__ import annotations
