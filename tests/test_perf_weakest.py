@@ -55,7 +55,8 @@ def test_mpt_760m_on_a100_slows_as_the_sequence_shortens_which_no_cost_term_does
     assert es.tokens_per_step_per_gpu == eb.tokens_per_step_per_gpu
     for name, seconds in es.class_seconds.items():
         assert seconds <= eb.class_seconds[name] * (1 + 1e-9), name
-    # the next model up on the same GPU, sequences and sweep gets faster as the sequence shortens, as priced
+    # the next model up on the same GPU, sequences and sweep gets faster as the sequence shortens, as priced; so
+    # does this one in MosaicML's earlier sweep of the same setups (tests/test_perf_repeats.py)
     assert _measured("mpt-1b-a100-s512-mb56") > _measured("mpt-1b-a100-s2048-mb14")
 
 
@@ -73,12 +74,13 @@ def test_mpt_30b_at_8192_costs_per_token_more_than_its_attention_explains(gpu):
 @pytest.mark.parametrize("gpu", ["a100-sxm-80gb", "h100-sxm"])
 def test_the_missing_time_scales_like_unhidden_fsdp_traffic_and_slow_memory_bound_kernels(gpu):
     # A free split of each GPU's MosaicML rows over the unfitted model's classes (perf.validation.time_attribution,
-    # diagnostic only). Observed 2026-11-28: GEMMs 1.06 / 1.04, attention 0.96 / 1.07, memory-bound 1.96 / 2.20,
-    # FSDP communication 1.00 / 1.01 (A100 / H100), fitted separately on each GPU: the two agree on a cost the size of
-    # all of FSDP's gathers and reductions, which the model hides, and on memory-bound kernels at half their priced
-    # bandwidth. Fitted on one GPU and applied to the other, the split does no better than the model (median 5.2% /
-    # 6.2%), so it stays a pointer, not a term.
+    # diagnostic only). Observed 2026-11-28: GEMMs 1.06 / 1.07, attention 0.96 / 1.07, memory-bound 1.96 / 2.05,
+    # FSDP communication 0.93 / 0.77 (A100 / H100), fitted separately on each GPU: a cost most of the size of FSDP's
+    # gathers and reductions, which the model hides, and memory-bound kernels at half their priced bandwidth. (Before
+    # Composer's eager optimizer step and clipping were priced, communication came out 1.00 / 1.01: part of that
+    # per-parameter cost was the optimizer's.) Fitted on one GPU and applied to the other, the split does no better
+    # than the model, so it stays a pointer, not a term.
     split = time_attribution(gpu)
-    assert 0.9 < split["communication"] < 1.1
+    assert 0.7 < split["communication"] < 1.0
     assert 1.5 < split["memory-bound"] < 2.5
     assert 0.95 < split["gemm"] < 1.1

@@ -18,7 +18,7 @@ from flopscalc.flops import Recompute, training_flops_per_token
 from flopscalc.hardware import Precision, get_gpu
 from flopscalc.memory import TrainingSetup, estimate_memory
 from flopscalc.model import PRESETS, ModelConfig, count_params
-from flopscalc.perf.ops import AttentionKernel
+from flopscalc.perf.ops import AttentionKernel, OptimizerKernel
 from flopscalc.perf.step import estimate_step
 from flopscalc.perf.validation import check_row, published_rows, row_config
 from flopscalc.planner import plan
@@ -130,8 +130,10 @@ def test_the_planner_prices_a_published_run_as_the_step_model_with_its_documente
     gpu = get_gpu(row["gpu"])
     speed = step_throughput(cfg, setup, setup.micro_batch * setup.seq_len * setup.grad_accum * setup.n_gpus, gpu,
                             Precision.bf16, TimeModel(PER_OPERATION))
-    # MosaicML ran the Triton attention kernel (check_row prices it); a plan prices FlashAttention-2, as users run
-    flash2 = estimate_step(cfg, setup, gpu, dataclasses.replace(options, attention_kernel=AttentionKernel.flash2))
+    # MosaicML ran the Triton attention kernel and Composer's eager AdamW (check_row prices them); a plan prices
+    # FlashAttention-2 and a fused AdamW, as users run
+    flash2 = estimate_step(cfg, setup, gpu, dataclasses.replace(options, attention_kernel=AttentionKernel.flash2,
+                                                                optimizer_kernel=OptimizerKernel.fused))
     assert speed.tokens_per_s / setup.n_gpus == pytest.approx(flash2.tokens_per_s / setup.n_gpus, rel=1e-12)
     measured = float(row["measured_tokens_per_s_per_gpu"])
     error = speed.tokens_per_s / setup.n_gpus / measured - 1

@@ -41,6 +41,13 @@ References
      gain and bias, ``GammaBetaBackwardCUDAKernel(M, N, dY, X, mean, rstd, dg, db)``, which reads dY, X and the
      statistics a second time (NVIDIA/apex PR #1037: a backward that "reads the large input tensors dout and x
      only once" was the fused kernel's speed-up over the two-pass one).
+[14] mosaicml/composer ``composer/optim/decoupled_weight_decay.py``, ``DecoupledAdamW.adamw``: a Python loop over
+     the parameters, each updated by eager in-place ops (``param.mul_`` for weight decay when it is nonzero,
+     ``exp_avg.mul_(beta1).add_``, ``exp_avg_sq.mul_(beta2).addcmul_``, ``exp_avg_sq.sqrt() / ...``, ``.add_(eps)``,
+     ``param.addcdiv_``); the optimizer of llm-foundry's MPT yamls (``decoupled_adamw``, ``weight_decay: 0.0``).
+[15] PyTorch ``torch.nn.utils.clip_grad_norm_`` (and FSDP's ``clip_grad_norm_``): the norm of each gradient, then
+     every gradient ``mul_`` by the clamped coefficient, unconditionally (a test on it would synchronize host and
+     device); the MPT yamls' ``gradient_clipping: {clipping_type: norm, clipping_threshold: 1.0}``.
 """
 
 from __future__ import annotations
@@ -66,6 +73,14 @@ OPTIMIZER_RW_ELEMENTS = {
 }
 # Dropout keeps a one-byte mask per element for the backward pass (torch.nn.functional.dropout, bool mask).
 DROPOUT_MASK_BYTES = 1
+# Composer's DecoupledAdamW ([14]) steps one parameter tensor at a time in eager ops (weight decay 0, as the MPT
+# yamls set it): exp_avg.mul_ (read + write 2 elements), .add_(grad) (3), exp_avg_sq.mul_ (2), .addcmul_(grad, grad)
+# (3), .sqrt() (2), / sqrt(bias_correction2) (2), .add_(eps) (2), param.addcdiv_(exp_avg, denom) (4): 20 fp32
+# elements per parameter in 8 kernels, where a fused AdamW moves 7 ([5]) in one.
+COMPOSER_ADAMW_RW_ELEMENTS, COMPOSER_ADAMW_KERNELS = 20, 8
+# Gradient clipping by global norm ([15]): a norm reads every gradient, then every gradient is multiplied by the
+# clamped coefficient (read + write): 3 elements per parameter, 2 kernels. The MPT yamls clip (norm, 1.0).
+GRAD_CLIP_RW_ELEMENTS, GRAD_CLIP_KERNELS = 3, 2
 # The one fitted number of the model: the share of their priced rate the GEMMs sustain in a real training loop
 # (clocks below boost under load, framework and allocator overhead, communication kernels taking SMs), fitted as
 # the value at which the median of measured / predicted tokens/s over the fit subset named in
@@ -89,6 +104,13 @@ class AttentionKernel(str, Enum):
 
     flash2 = "flash2"  # FlashAttention-2 CUDA kernels: flash-attn 2, PyTorch SDPA's flash backend, cuDNN's
     triton = "triton"  # FlashAttention in Triton (flash_attn_triton.py; llm-foundry's attn_impl: triton)
+
+
+class OptimizerKernel(str, Enum):
+    """How the optimizer step runs: its FLOPs are nil, its bytes per parameter differ."""
+
+    fused = "fused"  # one pass per tensor ([5]): torch AdamW(fused=True), llm.c's kernel
+    composer = "composer"  # Composer's eager DecoupledAdamW loop, then clipping by norm ([14], [15]): llm-foundry
 
 
 class OpClass(str, Enum):
@@ -130,6 +152,7 @@ class StepOptions:
     # FITTED, see SUSTAINED_FRACTION. 1.0 gives the unfitted roofline sum.
     sustained_fraction: float = 0.0  # 0 means "use SUSTAINED_FRACTION"
     attention_kernel: AttentionKernel = AttentionKernel.flash2  # the fused kernel when setup.flash
+    optimizer_kernel: OptimizerKernel = OptimizerKernel.fused  # how the AdamW step runs
 
     @property
     def sustained(self) -> float:
@@ -370,7 +393,7 @@ def _block_backward_memory(cfg, setup, seq, batch, a, n, options):
 def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
     """Every operation of one optimizer step on one GPU, with its count (layers x micro-batches): the passes of
     every micro-batch (`pass_ops`), then the weight casts, gradient accumulation and update (`update_ops`)."""
-    return pass_ops(cfg, setup, options) + update_ops(cfg, setup)
+    return pass_ops(cfg, setup, options) + update_ops(cfg, setup, options)
 
 
 # The fields of `TrainingSetup` that `pass_ops` reads (with the model and the options): a step's passes are the
@@ -439,10 +462,10 @@ def backward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | 
     return ops
 
 
-def update_ops(cfg: ModelConfig, setup: TrainingSetup) -> list[Op]:
+def update_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
     """What a step adds to its passes: autocast's weight casts, the fp32 gradient accumulation and the optimizer
-    update, in `step_ops`'s order."""
-    return _precision_ops(cfg, setup, setup.grad_accum) + _optimizer_ops(cfg, setup)
+    update (its kernel from ``options``), in `step_ops`'s order."""
+    return _precision_ops(cfg, setup, setup.grad_accum) + _optimizer_ops(cfg, setup, options)
 
 
 def linears_per_layer(cfg: ModelConfig) -> int:
@@ -494,10 +517,18 @@ def _optimizer_bytes(setup: TrainingSetup) -> float:
     return (reads + writes) * width + extra
 
 
-def _optimizer_ops(cfg, setup) -> list[Op]:
+def _optimizer_ops(cfg, setup, options: StepOptions | None = None) -> list[Op]:
     if setup.optimizer is Optimizer.none or setup.offload_optimizer:  # offload: the CPU runs it (offload.py)
         return []
     n = count_params(cfg).total
     shard = n / setup.n_gpus if setup.zero_stage >= 1 else n  # ZeRO >= 1 updates this GPU's partition only
+    if options is not None and options.optimizer_kernel is OptimizerKernel.composer:
+        if setup.optimizer is not Optimizer.adamw:
+            raise ValueError(f"optimizer kernel 'composer' is Composer's DecoupledAdamW; got {setup.optimizer.value}")
+        width = HALF_BYTES if setup.precision is MemoryPrecision.bf16_pure else FP32_BYTES
+        return [Op("adamw update (Composer, eager)", OpClass.optimizer, Phase.step, 0.0,  # [14]
+                   COMPOSER_ADAMW_RW_ELEMENTS * width * shard, 1, COMPOSER_ADAMW_KERNELS),
+                Op("gradient clipping by norm", OpClass.optimizer, Phase.step, 0.0,  # [15]
+                   GRAD_CLIP_RW_ELEMENTS * width * shard, 1, GRAD_CLIP_KERNELS)]
     return [Op(f"{setup.optimizer.value} update", OpClass.optimizer, Phase.step, 0.0,
                _optimizer_bytes(setup) * shard, 1, 1)]

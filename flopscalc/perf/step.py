@@ -284,7 +284,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     passes, busy, backward, class_s = _priced_passes(cfg, seq, setup.micro_batch, setup.grad_accum, setup.precision,
                                                      setup.recompute, setup.flash, options, dev, peak, bandwidth)
     update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
-                   for op in update_ops(cfg, setup))
+                   for op in update_ops(cfg, setup, options))
     priced = passes + update
     # gradients reduce after the last micro-batch's backward (DDP no_sync); ZeRO-3 gathers overlap every pass
     # (each sum over the same op times in the same order as over ``priced``: the passes' are kept)

@@ -23,11 +23,12 @@ from ..hardware import get_gpu
 from ..memory.settings import TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
 from .device import DevicePerf, device_perf, gemm_peak_fraction_cuda11
-from .ops import AttentionKernel, StepOptions
+from .ops import AttentionKernel, OptimizerKernel, StepOptions
 from .step import MATMUL_PRECISION, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
 CONSUMER_GROUP = "consumer"  # data/published_throughput.csv column `group`: held out and reported apart
+REPEATS_CSV = "published_throughput_repeats.csv"  # the same MosaicML setups measured again (`repeat_rows`)
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,11 @@ class ThroughputCheck:
         return self.constant_mfu_tokens_per_s_per_gpu / self.measured_tokens_per_s_per_gpu - 1
 
 
-def _csv_text() -> str:
-    packaged = resources.files("flopscalc") / "data" / "published_throughput.csv"
+def _csv_text(name: str = "published_throughput.csv") -> str:
+    packaged = resources.files("flopscalc") / "data" / name
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parents[2] / "data" / "published_throughput.csv").read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "data" / name).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,6 +80,24 @@ def consumer_rows() -> tuple[dict[str, str], ...]:
     return tuple(r for r in _all_rows() if _group(r) == CONSUMER_GROUP)
 
 
+@functools.lru_cache(maxsize=1)
+def repeat_rows() -> tuple[dict[str, str], ...]:
+    """Published re-measurements of MosaicML setups, in the columns of ``published_throughput.csv``.
+
+    ``data/published_throughput_repeats.csv``: the A100-80GB sweep MosaicML published before llm-foundry's tables
+    (mosaicml/examples, bf16 / FSDP PURE) and the H100 runs llm-foundry measured three times (amp_bf16 / PURE; the
+    median run). ``twin_of`` names the row of the headline table with the identical setup (shape, GPUs, sequence,
+    micro-batch, accumulation, recomputation), or is empty. Not in the headline: a diagnostic of how far a published
+    row is from its own repeat (docs/performance_model.md, "Where the model is weakest").
+    """
+    return tuple(csv.DictReader(_csv_text(REPEATS_CSV).splitlines()))
+
+
+def validate_repeats() -> list[ThroughputCheck]:
+    """The re-measured rows through the model, with no per-run tuning (the model as for the headline)."""
+    return [check_row(r) for r in repeat_rows()]
+
+
 def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOptions]:
     """The model, setup and implementation options a row describes.
 
@@ -98,7 +117,9 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
                           grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
                           zero_stage=int(row["zero_stage"]), dropout=dropout)
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
-    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel, dropout=dropout)
+    optimizer = OptimizerKernel((row.get("optimizer_impl") or "fused").strip())
+    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel, dropout=dropout,
+                                   optimizer_kernel=optimizer)
 
 
 def row_device(row: dict[str, str], gpu) -> DevicePerf:
