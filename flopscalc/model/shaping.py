@@ -27,6 +27,10 @@ SHAPE_GIVE_UP = 0.25
 # Search space of the shaping rule: up to 256 layers and 1024 heads of 64 (about 10k to 40T parameters).
 MAX_SHAPE_LAYERS = 256
 MAX_SHAPE_HEADS = 1024
+# Head counts of models a plan splits over tensor-parallel groups: Megatron-LM splits heads (and a GQA model's
+# key/value heads) evenly over TP ranks, and every model of Narayanan et al. 2021 (Table 1: 24 ... 160 heads) and
+# Llama 3 (arXiv:2407.21783, Table 3) has a multiple of 8, the TP degree of one 8-GPU node.
+TP_HEAD_MULTIPLE = 8
 
 # Llama 3's shape rules (Meta's llama3 reference code, model.py FeedForward, with Llama 3 8B's params.json):
 # d_ff = multiple_of x ceil(ffn_dim_multiplier x floor(2/3 x 4 d) / multiple_of), multiplier 1.3, multiple 1024
@@ -115,6 +119,7 @@ def config_for_params(
     count: str = "total",
     base: ModelConfig | None = None,
     family: str = "gpt2",
+    head_multiple: int = 1,
 ) -> ModelConfig:
     """A well-shaped config of ``family`` whose parameter count is close to ``n_params``.
 
@@ -139,6 +144,10 @@ def config_for_params(
         Supplies vocabulary, context and the block's options (default: the family's base).
     family : {"gpt2", "llama"}
         The family whose rule shapes the model.
+    head_multiple : int
+        Head counts the rule considers are also multiples of this (count; 1: any the family allows). A plan that
+        splits models over a tensor-parallel group passes `TP_HEAD_MULTIPLE`; with a grouped-query GPT-2 base the
+        key/value heads are then the base's own (head counts are multiples of them too).
     """
     fam = get_family(family)
     aspect_ratio = fam.aspect_ratio if aspect_ratio is None else aspect_ratio
@@ -149,8 +158,13 @@ def config_for_params(
         raise UsageError(f"count must be 'total' or 'non_embedding', got {count!r}")
     base = base or fam.base
 
-    counts = _width_counts(base, head_dim, count, fam.key)
-    cfg = fam.shape(base, *_best_shape(counts, n_params, aspect_ratio, head_dim, fam.head_step), head_dim)
+    if head_multiple < 1:
+        raise UsageError(f"head_multiple must be a positive count, got {head_multiple!r}")
+    step = fam.head_step
+    if head_multiple > 1:  # every head count a multiple of the family's step, of this, and of a GQA base's KV heads
+        step = math.lcm(step, head_multiple, base.n_kv_head if fam.key == "gpt2" and base.n_kv_head else 1)
+    counts = _width_counts(base, head_dim, count, fam.key, step)
+    cfg = fam.shape(base, *_best_shape(counts, n_params, aspect_ratio, head_dim, step), head_dim)
     reached = counts.counted(cfg)
     if abs(math.log(reached / n_params)) > math.log1p(SHAPE_GIVE_UP):
         raise DomainError(
@@ -230,8 +244,8 @@ class _WidthCounts:
     widths a target needs are counted (`below`), and kept for later targets on the same base.
     """
 
-    def __init__(self, base: ModelConfig, head_dim: int, count: str, family: Family) -> None:
-        self.base, self.head_dim, self.count, self.family = base, head_dim, count, family
+    def __init__(self, base: ModelConfig, head_dim: int, count: str, family: Family, step: int) -> None:
+        self.base, self.head_dim, self.count, self.family, self.step = base, head_dim, count, family, step
         self.one: list[int] = []
         self.two: list[int] = []
         self.affine: bool | None = None  # whether a second block adds `block_params` (checked once)
@@ -243,13 +257,13 @@ class _WidthCounts:
 
     def _add_width(self) -> None:
         fam, base, head_dim = self.family, self.base, self.head_dim
-        n_head = (len(self.one) + 1) * fam.head_step
+        n_head = (len(self.one) + 1) * self.step
         cfg = fam.shape(base, 1, n_head, head_dim)
         one = self.counted(cfg)
         # a second block adds `block_params` to either count (count_params: every per-layer term is L x a block's);
         # checked once per base against a 2-layer model counted directly, which is used instead should they differ
         if self.affine is None:
-            self.affine = one + block_params(cfg) == self.counted(fam.shape(base, 2, fam.head_step, head_dim))
+            self.affine = one + block_params(cfg) == self.counted(fam.shape(base, 2, self.step, head_dim))
         two = one + block_params(cfg) if self.affine else self.counted(fam.shape(base, 2, n_head, head_dim))
         if self.one and (one < self.one[-1] or two - one < self.two[-1] - self.one[-1]):
             self.sorted = False  # pragma: no cover - no family's count falls with the width
@@ -273,17 +287,17 @@ class _WidthCounts:
         return sum(self.at(n_layer, j) <= n_params for j in range(1, MAX_SHAPE_HEADS + 1))
 
 
-# Counts per (base, head width, count, family), as far as any target so far needed; at most `_WIDTH_COUNTS_KEPT`
+# Counts per (base, head width, count, family, head step), as far as any target so far needed; at most `_WIDTH_COUNTS_KEPT`
 # bases are kept.
 _WIDTH_COUNTS: dict[tuple, _WidthCounts] = {}
 _WIDTH_COUNTS_KEPT = 32
 
 
-def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str) -> _WidthCounts:
-    key = (base, head_dim, count, family)
+def _width_counts(base: ModelConfig, head_dim: int, count: str, family: str, step: int) -> _WidthCounts:
+    key = (base, head_dim, count, family, step)
     if key not in _WIDTH_COUNTS and len(_WIDTH_COUNTS) >= _WIDTH_COUNTS_KEPT:
         del _WIDTH_COUNTS[next(iter(_WIDTH_COUNTS))]
-    return _WIDTH_COUNTS.setdefault(key, _WidthCounts(base, head_dim, count, FAMILIES[family]))
+    return _WIDTH_COUNTS.setdefault(key, _WidthCounts(base, head_dim, count, FAMILIES[family], step))
 
 
 def _short(n: float) -> str:

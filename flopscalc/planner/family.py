@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..model import FAMILIES, Family, ModelConfig, config_for_params, get_family, with_architecture
+from ..model.shaping import TP_HEAD_MULTIPLE
 
 # The family shaped when none is named: GPT-2's, the reference trainer's (the main job's plan stays as it was).
 DEFAULT_FAMILY = "gpt2"
@@ -27,10 +28,17 @@ class ShapeFamily:
     family: Family
     base: ModelConfig  # the family's base: context at least the training sequence, options applied
     presets: dict[str, ModelConfig]  # display name -> config: the family's published models, options applied
+    head_multiple: int = 1  # shaped head counts are multiples of this (`TP_HEAD_MULTIPLE` when TP may split them)
 
     @property
     def key(self) -> str:
         return self.family.key
+
+    def shape(self, n_params: float, count: str = "total") -> ModelConfig:
+        """The family's model of about ``n_params`` parameters (``count``: "total" or "non_embedding"), its head
+        count a multiple of `head_multiple`."""
+        return config_for_params(n_params, count=count, family=self.key, base=self.base,
+                                 head_multiple=self.head_multiple)
 
     @property
     def label(self) -> str:
@@ -55,8 +63,13 @@ def _refuse_overridden(fam: Family, given: dict) -> None:
                          "--experts")
 
 
-def shape_family(family: str | None, seq_len: int | None, arch: dict | None = None) -> ShapeFamily:
-    """The family ``family`` (default `DEFAULT_FAMILY`) for sequence ``seq_len`` with options ``arch`` applied."""
+def shape_family(family: str | None, seq_len: int | None, arch: dict | None = None, *,
+                 tensor_parallel: bool = False) -> ShapeFamily:
+    """The family ``family`` (default `DEFAULT_FAMILY`) for sequence ``seq_len`` with options ``arch`` applied.
+
+    ``tensor_parallel``: the plan searches layouts (beyond one node), so its shapes keep head counts a tensor-parallel
+    group of up to 8 GPUs can split (`TP_HEAD_MULTIPLE`); a one-node plan shapes as before.
+    """
     fam = get_family(family or DEFAULT_FAMILY)
     given = _given(arch)
     _refuse_overridden(fam, given)
@@ -68,7 +81,7 @@ def shape_family(family: str | None, seq_len: int | None, arch: dict | None = No
         cfg = with_architecture(cfg, **given)
         cfg = cfg.with_(name=f"{name} ({said})") if given else cfg
         presets[cfg.name] = cfg if cfg.block_size >= seq_len else cfg.with_(block_size=seq_len)
-    return ShapeFamily(fam, base, presets)
+    return ShapeFamily(fam, base, presets, TP_HEAD_MULTIPLE if tensor_parallel else 1)
 
 
 def shaped_model(n_params: float, family: str | None, seq_len: int | None, arch: dict | None = None) -> ModelConfig:
