@@ -365,16 +365,20 @@ def scaling_efficiency(compute_s: float, comm: CommEstimate) -> float:
 LOW_SCALING_EFFICIENCY = 0.7
 
 
-def low_efficiency_warning(compute_s: float, comm: CommEstimate, *,
+def low_efficiency_warning(compute_s: float, comm: CommEstimate, *, bubble_s: float = 0.0,
                            threshold: float = LOW_SCALING_EFFICIENCY) -> str | None:
-    """One line when the scaling efficiency is below ``threshold``: what waits, on which link, what helps."""
-    eff = scaling_efficiency(compute_s, comm)
+    """One line when the scaling efficiency is below ``threshold``: what waits, on which link, what helps.
+
+    ``bubble_s`` (s): a pipeline's idle time in the step (Narayanan et al. 2021, sec. 2.2), which waits as exposed
+    communication does: the efficiency is then compute / (compute + exposed communication + bubble)."""
+    step_s = compute_s + comm.exposed_s + bubble_s
+    eff = compute_s / step_s
     if eff >= threshold:
         return None
-    step_s = compute_s + comm.exposed_s
-    latency_share = comm.latency_s / comm.comm_s
+    latency_share = comm.latency_s / comm.comm_s if comm.comm_s > 0 else 0.0
     why = f" ({latency_share:.0%} of it per-message latency)" if latency_share >= 0.5 else ""
     helps = "larger gradient buckets, " if latency_share >= 0.5 else ""
+    bubble = f" and {bubble_s:.3g} s on the pipeline bubble" if bubble_s > 0 else ""
     return (f"scaling efficiency {eff:.0%} on {comm.n_gpus} GPUs: {comm.exposed_s:.3g} s of each {step_s:.3g} s "
-            f"step waits on communication over {comm.link}{why}; {helps}a larger batch (up to the critical batch "
-            "size), fewer GPUs or a faster interconnect would help")
+            f"step waits on communication over {comm.link}{why}{bubble}; {helps}a larger batch (up to the critical "
+            "batch size), fewer GPUs or a faster interconnect would help")

@@ -127,13 +127,17 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         n_law = _law_n(law, rec.model)
         out.extend(predict_loss(law, n_law, rec.n_tokens, rec.unique_tokens).warnings if law.has_loss
                    else range_warnings(law, n_law, rec.n_tokens, unique_tokens=rec.unique_tokens))
-    low = low_efficiency_warning(rec.speed.compute_s, rec.speed.comm)  # below 70%: flopscalc.perf.parallel
+    bubble_s = getattr(rec.speed, "bubble_s", 0.0)  # a layout's pipeline bubble waits as communication does
+    low = low_efficiency_warning(rec.speed.compute_s, rec.speed.comm, bubble_s=bubble_s)  # flopscalc.perf.parallel
     if low and rec.batch is not None:  # the batch has already grown as far as it pays
         g = rec.batch
         low += (f" (the batch already grew from {format_count(g.default_tokens_per_step)} to "
                 f"{format_count(g.tokens_per_step)} tokens per step: "
                 + ("the critical batch allows no more)" if g.reason == "critical batch size" else
                    "more would cost more in token value than it hides)"))
+    stalled = _critical_batch_bubble_warning(rec, bubble_s)
+    if stalled:
+        out.append(stalled)
     if low:
         out.append(low)
     s = rec.chosen.setup
@@ -167,6 +171,30 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
         out.append(f"memory per GPU set to {memory_bytes / GIB:.1f} GiB instead of the database's "
                    f"{budget.gpu.memory_bytes / GIB:.1f} GiB")
     return out
+
+
+# Above this share of the step in pipeline bubble, with the batch stopped at the critical batch, a plan says the GPUs
+# outrun the batch: 1F1B's bubble (p-1)/(m v) (Narayanan et al. 2021, sec. 2.2) at a quarter of the step means each
+# pipeline runs fewer than ~3 (p-1)/v micro-batches, where Narayanan et al. 2021 (sec. 3.3, Fig. 12) advise m >> p;
+# the threshold is our judgement, not a published figure.
+LARGE_BUBBLE_SHARE = 0.25
+
+
+def _critical_batch_bubble_warning(rec: PlanOption, bubble_s: float) -> str | None:
+    """One line when a layout's pipeline bubble is a large share of the step (`LARGE_BUBBLE_SHARE`) because the
+    batch stopped growing at the critical batch: too few micro-batches per pipeline for its stages."""
+    lay, g = rec.chosen.layout, rec.batch
+    if lay is None or g is None or g.reason != "critical batch size" or not bubble_s > 0:
+        return None
+    share = bubble_s / rec.speed.step_s
+    if share <= LARGE_BUBBLE_SHARE:
+        return None
+    chunks = f" of {lay.interleave} chunks" if lay.interleave > 1 else ""
+    n_seq = lay.micro_batch * lay.n_micro * lay.dp
+    return (f"{lay.n_gpus:,} GPUs outrun the critical batch ({format_count(g.critical_tokens)} tokens, Kaplan et al. "
+            f"2020 eq. 5.3): {n_seq:,} sequences per step give each of the {lay.dp:,} data-parallel pipelines "
+            f"{lay.n_micro} micro-batches for {lay.pp} stages{chunks}; the pipeline bubble is {share:.0%} of the "
+            f"step (MFU {rec.speed.mfu:.2f}); on fewer GPUs each pipeline would run more micro-batches")
 
 
 def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -> tuple[str, ...]:
