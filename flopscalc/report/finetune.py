@@ -64,17 +64,17 @@ def finetune_report(p: FinetunePlan) -> Group:
     head = Text.from_markup(
         f"[bold]{cfg.name}[/] ({format_count(count_params(cfg).total)} parameters, {format_count(mem.n_trainable)} "
         "trainable) "
-        f"on [bold]{p.gpu.name}[/] ({p.gpu.memory_bytes / GIB:.1f} GiB)")
+        f"on [bold]{p.gpu.name}[/] ({p.gpu.memory_bytes / GIB:.1f} GiB)", emoji=False)
     parts = [head, Text(_setup_line(p), style="dim"), Text(), breakdown_table(p)]
     if p.fits:
         parts.append(Text.from_markup(f"[bold green]fits[/]: {format_gib_number(mem.required_bytes())} of "
-                                      f"{format_gib_number(p.usable_bytes)} GiB usable"))
+                                      f"{format_gib_number(p.usable_bytes)} GiB usable", emoji=False))
     else:
         parts.append(Text.from_markup(
             f"[bold red]does not fit[/]: needs {format_gib_number(mem.required_bytes())} GiB, "
             f"{format_gib_number(mem.required_bytes() - p.usable_bytes)} GiB more than {format_gib_number(p.usable_bytes)} GiB usable; "
             f"weights, gradients and optimizer state alone take {format_gib_number(mem.states_bytes)} GiB, which no "
-            "batch or sequence change shrinks"))
+            "batch or sequence change shrinks", emoji=False))
     parts.append(Text(f"largest micro-batch at sequence {p.setup.seq_len}: {p.max_micro_batch}; "
                       f"longest sequence at micro-batch 1: "
                       + (f"{p.max_seq_len} tokens" if p.max_seq_len else "none fits")

@@ -66,18 +66,18 @@ def memory_report(a: MemoryAnswer) -> Group:
     cfg = b.model
     head = Text.from_markup(f"[bold]{cfg.name}[/] ({format_count(count_params(cfg).total)} parameters, "
                             f"{cfg.n_layer} layers, width {cfg.n_embd}) on [bold]{fit.gpu.name}[/] "
-                            f"({fit.capacity_bytes / GIB:.1f} GiB)")
+                            f"({fit.capacity_bytes / GIB:.1f} GiB)", emoji=False)
     parts = [head, Text(_settings_line(b), style="dim"), Text(), breakdown_table(b)]
     if b.cpu_offload_bytes:
         parts.append(Text(f"CPU memory for the offloaded optimizer: {format_bytes(b.cpu_offload_bytes)}"))
     if fit.fits:
         verdict = Text.from_markup(f"[bold green]fits[/]: {format_gib_number(fit.required_bytes)} of "
                                    f"{format_gib_number(fit.capacity_bytes)} GiB, {format_gib_number(fit.headroom_bytes)} GiB "
-                                   f"({fit.headroom_bytes / fit.capacity_bytes:.0%}) headroom")
+                                   f"({fit.headroom_bytes / fit.capacity_bytes:.0%}) headroom", emoji=False)
     else:
         verdict = Text.from_markup(f"[bold red]does not fit[/]: needs {format_gib_number(fit.required_bytes)} GiB, "
                                    f"{format_gib_number(-fit.headroom_bytes)} GiB more than the {format_gib_number(fit.capacity_bytes)} GiB "
-                                   f"of {fit.gpu.name}")
+                                   f"of {fit.gpu.name}", emoji=False)
     parts += [verdict]
     if fit.min_headroom_fraction:
         parts.append(Text(f"(keeping {fit.min_headroom_fraction:.0%} of the GPU free)", style="dim"))

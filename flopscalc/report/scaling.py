@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -73,7 +72,7 @@ def law_detail(law: ScalingLaw) -> Group:
     for k, v in law.constants().items():
         lo_hi = law.uncertainty.get(k)
         t.add_row(k, _num(v), f"{_num(lo_hi[0])} .. {_num(lo_hi[1])}" if lo_hi else "")
-    lines = [Text.from_markup(f"[bold]{law.name}[/]: {law.title}"), Text(f"source: {law.source}"),
+    lines = [Text.from_markup(f"[bold]{law.name}[/]: {law.title}", emoji=False), Text(f"source: {law.source}"),
              Text(f"FLOPs: {law.flop_convention}; N {_emb(law.n_counts_embeddings)}"), *_range_lines(law), t]
     if law.uncertainty_kind:
         lines.append(Text(f"intervals: {law.uncertainty_kind}", style="dim"))
@@ -131,7 +130,7 @@ def loss_report(law: ScalingLaw, p: LossPrediction) -> Group:
     head = Text.from_markup(
         f"[bold]{law.name}[/]: N={format_count(p.n_params, 2)} ({_emb(law.n_counts_embeddings)}), "
         f"D={format_count(p.n_tokens, 2)}{rep} -> {value} "
-        f"(6ND = {format_flops(p.c_flops)}; {law.source})")
+        f"(6ND = {format_flops(p.c_flops)}; {law.source})", emoji=False)
     return Group(head, *_warning_lines(p.warnings))
 
 
@@ -139,6 +138,8 @@ def loss_report(law: ScalingLaw, p: LossPrediction) -> Group:
 
 
 def fit3_dict(fit, boot=None) -> dict:
+    import numpy as np  # here: `scaling laws`, `optimal` and the rest load no numpy (start-up, issue 18)
+
     law = fit.law
     out = {
         "approach": 3, "n_runs": fit.n_runs, "excluded_highest_loss": fit.excluded, "constants": law.constants(),
@@ -166,6 +167,8 @@ def _interval_cell(samples_owner, key: str) -> str:
 
 
 def fit3_report(fit, boot=None) -> Group:
+    import numpy as np  # here: see fit3_dict
+
     law = fit.law
     t = Table(title=f"Approach 3 fit on {fit.n_runs} runs", title_justify="left")
     t.add_column("constant", style="bold")
@@ -255,7 +258,7 @@ def inference_report(a: InferenceAllocation) -> Group:
               f"{-a.saving_fraction:+.1%}")
     lines = [t, Text.from_markup(
         f"life-cycle saving: [bold]{format_flops(a.saving_flops)}[/] ({a.saving_fraction:.1%}) over the Chinchilla "
-        f"model of the same loss; {a.method}")]
+        f"model of the same loss; {a.method}", emoji=False)]
     if a.budget_flops is not None and a.train_flops > a.budget_flops * (1 + 1e-9):
         lines.append(Text(f"the inference-aware model trains {a.train_flops / a.budget_flops - 1:.1%} past the "
                           f"{format_flops(a.budget_flops)} budget and pays it back in serving", style="dim"))
