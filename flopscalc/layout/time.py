@@ -26,8 +26,10 @@ t_middle = the same for a stage of layers only (no embedding, LM head or loss)
   it overlaps the attention core, so only the excess is exposed.
 - EP: two all-to-alls (dispatch, combine) forward and two backward per MoE layer ([6] sec. 2.2) of the
   top_k x tokens rows, (ep-1)/ep of them leaving each GPU; not overlapped.
-- DP: `parallel.data_parallel_comm` on the parameters of one GPU over the dp x cp ranks, Megatron-LM's bucket;
-  hidden behind the last micro-batch's backward only with ``Layout.dp_overlap``.
+- DP: `parallel.data_parallel_comm` on the parameters of one GPU over the dp x cp ranks, Megatron-LM's bucket for
+  a layout that needs Megatron-LM, PyTorch DDP's / FSDP's default for one `flopscalc train` runs (TP, PP, CP, EP 1;
+  ZeRO 0 or 3), as the per-operation model prices it; hidden behind the last micro-batch's backward only with
+  ``Layout.dp_overlap``.
 - Megatron-LM's gradient accumulation: fused into the weight-gradient GEMM (``Layout.grad_accum_fusion``, [9]),
   or, in the 2021 code, a separate pass per micro-batch and stage that adds the 16-bit weight gradient to the main
   gradient ([10]): read 2 bytes, read and write the main gradient (16-bit for fp16 runs, fp32 with bf16).
@@ -404,18 +406,21 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
         accum_mb = per_param_s * n_params * (HALF_BYTES + 2 * main) / AMP_GRAD_ACCUMULATE_BYTES  # [10] 2 + 2 x main
     comm_mb = accum_mb + tp_mb + cp_mb + ep_mb + pp_mb  # per micro-batch on every stage, besides its compute
     bubble = (p - 1) / v * (middle_mb + comm_mb)  # [1] 2.2, [8]: warm-up and cool-down through the other stages
-    # ---- data parallel over dp x cp ranks, Megatron's bucket; hidden behind the last backward if overlapped
+    # ---- data parallel over dp x cp ranks, hidden behind the last backward if overlapped; Megatron-LM's bucket for
+    # a layout that needs it, else the bucket of what runs it (PyTorch DDP's 25 MiB; `parallel.default_bucket_bytes`)
     dp_n = layout.dp * cp
     if megatron:  # the main gradients are what Megatron reduces [10]
         grad_bytes = megatron_main_grad_bytes(precision, layout.grad_accum_fusion)
     else:
         grad_bytes = HALF_BYTES if precision is MemoryPrecision.fp16_mixed else FP32_BYTES
     per_node = max(1, cluster.gpus_per_node // t)  # the dp x cp group's members inside one node [4]
+    shards = dp_n if layout.zero_stage >= 1 else 1
     hide = cost.backward_s if layout.dp_overlap else 0.0
+    if layout.dp_overlap and not megatron and layout.zero_stage == 0:
+        hide += cost.grad_accum_s  # DDP: the last backward's fp32 gradient accumulation hides buckets too (perf.step)
     dp = data_parallel_comm(n_params, dp_n, layout.zero_stage if dp_n > 1 else 0, fabric=cluster.fabric(per_node),
                             backward_s=hide, grad_bytes_per_param=grad_bytes, param_bytes_per_param=HALF_BYTES,
-                            grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes))
-    shards = dp_n if layout.zero_stage >= 1 else 1
+                            grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes) if megatron else None)
     if megatron:  # [11] the whole mixed-precision step, at the AdamW update's rate per byte
         optimizer = (cost.optimizer_s / shards * megatron_optimizer_bytes_per_param(precision, layout.grad_accum_fusion)
                      / ADAMW_UPDATE_BYTES)

@@ -63,15 +63,17 @@ PER_OPERATION_MODEL = "per-operation"
 LAYOUT_MODEL = "layout"
 
 
-def engine_note(model: str) -> str:
-    """One line: which time model priced the step, and why the other one gives the same run another MFU.
+def engine_note(model: str, engine: str | None = None) -> str:
+    """One line: which time model priced the step, and why the other one may give the same run another MFU.
 
-    Both models price compute and the optimizer with the same per-operation roofline (`flopscalc.perf.step`); they
-    differ in the data-parallel gradient buckets (PyTorch DDP's 25 MiB, what 'flopscalc train' runs, against
-    Megatron-LM's max(40M, 1M x ranks) parameters: fewer collectives, less ring latency) and, for layouts that need
-    Megatron-LM (TP or PP > 1), its optimizer step, gradient accumulation and fitted sustained fraction
-    (`flopscalc.layout.time`).
+    Both models price compute and the optimizer with the same per-operation roofline (`flopscalc.perf.step`). A
+    layout 'flopscalc train' runs (DDP: TP, PP, CP, EP 1, ZeRO 0) is priced by both alike, PyTorch DDP's 25 MiB
+    gradient buckets included; a layout that needs Megatron-LM uses Megatron-LM's max(40M, 1M x ranks) parameters
+    per bucket (fewer collectives, less ring latency) and, for TP or PP > 1, its optimizer step, gradient
+    accumulation and fitted sustained fraction (`flopscalc.layout.time`). ``engine``: the layout's engine
+    (`layout.spec.Engine` value, the JSON's "engine"), for the layout model's note; None says both cases.
     """
+    from ..layout.spec import Engine
     from ..layout.time import MEGATRON_SUSTAINED_FRACTION
     from ..perf.parallel import DDP_BUCKET_BYTES, MEGATRON_BUCKET_MIN_PARAMS, MEGATRON_BUCKET_PARAMS_PER_RANK
 
@@ -81,11 +83,20 @@ def engine_note(model: str) -> str:
                 f"own optimizer step, gradient accumulation and sustained fraction {MEGATRON_SUSTAINED_FRACTION:g}")
     if model == PER_OPERATION_MODEL:
         return (f"priced by the per-operation step model with data parallelism as 'flopscalc train' runs it ({ddp}); "
-                f"--tp/--pp/--cp/--ep/--search switch to the layout model, which uses {megatron}, so the same run "
-                "can show another MFU there")
-    return (f"priced by the layout model, which uses {megatron}; without layout options 'step' uses the "
-            f"per-operation model with {ddp} (more collectives, more ring latency exposed), so the same run can "
-            "show another MFU there")
+                f"--tp/--pp/--cp/--ep/--search switch to the layout model, which prices a layout that needs "
+                f"Megatron-LM with {megatron}, so the same run can show another MFU there (a DDP layout, --tp 1 "
+                "--pp 1, is priced alike)")
+    if engine == Engine.torchrun_ddp.value:
+        return (f"priced by the layout model; 'flopscalc train' runs this layout (DDP), so its data parallelism is "
+                f"priced as the per-operation model prices it ({ddp}): 'step' without layout options gives the "
+                "same step")
+    if engine is not None and engine != Engine.torchrun_fsdp.value:
+        return (f"priced by the layout model, which uses {megatron}; without layout options 'step' uses the "
+                f"per-operation model with {ddp} (more collectives, more ring latency exposed), so the same run can "
+                "show another MFU there")
+    return (f"priced by the layout model, which uses {megatron} for a layout that needs Megatron-LM; without "
+            f"layout options 'step' uses the per-operation model with {ddp} (more collectives, more ring latency "
+            "exposed), so the same run can show another MFU there")
 
 
 def step_dict(e: StepEstimate) -> dict:
