@@ -181,21 +181,18 @@ def per_rank_model(cfg: ModelConfig, tp: int, n_layer: int, ep: int = 1) -> Mode
     The local experts receive the top_k x tokens rows of the ep ranks, so top_k may exceed them (Mixtral's top-2 with
     one expert per GPU: each GPU's expert takes 2 x its tokens' rows, GShard sec. 2.2); `perf`'s uniform routing
     (`ops.expert_rows`: tokens x top_k rows over the local experts) and the FLOP count (top_k experts per token) are
-    right for it, but `ModelConfig` refuses top_k > n_expert for a whole model, so the rank model is built with
-    top_k capped and top_k is restored after validation. Its parameters are the local experts' only."""
+    right for it. The rank model says it holds one of ``ep`` shards (`ModelConfig.expert_shards`), which is what lets
+    top_k exceed its experts. Its parameters are the local experts' only."""
     t = tp
     changes = {"n_layer": n_layer, "n_head": cfg.n_head // t,
                    "n_kv_head": max(1, cfg.kv_heads // t), "head_size": cfg.head_dim, "ffn_dim": cfg.n_inner // t,
                    "mlp_ratio": 4.0, "vocab_size": math.ceil(cfg.vocab_size / t)}
     if cfg.is_moe:
         changes.update(n_expert=cfg.n_expert // ep, expert_ffn_dim=cfg.expert_inner // t,
-                       top_k=min(cfg.top_k, cfg.n_expert // ep))
+                       expert_shards=cfg.expert_shards * ep)
         if cfg.n_shared_expert:
             changes["shared_expert_ffn_dim"] = cfg.shared_expert_inner // t
-    rank = cfg.with_(**changes)
-    if cfg.is_moe and rank.top_k != cfg.top_k:
-        object.__setattr__(rank, "top_k", cfg.top_k)  # the rows of ep ranks on n_expert / ep local experts
-    return rank
+    return cfg.with_(**changes)
 
 
 @dataclass(frozen=True)

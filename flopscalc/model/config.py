@@ -42,6 +42,11 @@ What each option means, with its source (formulas per family in ``docs/families/
   the KV cache is a rolling buffer of W tokens (Mistral 7B, Jiang et al. 2023, arXiv:2310.06825, sec. 2; config.json
   ``sliding_window``: 4096 in Mistral 7B v0.1, 2047 in Phi-3-mini-4k). ``None``: full causal attention. It moves
   the causal attention count, the KV cache and decode's KV reads, never a parameter.
+- ``expert_shards`` > 1: the model is one rank's share of a mixture of experts split over that many expert-parallel
+  ranks (Lepikhin et al. 2021, GShard, arXiv:2006.16668, sec. 2.2): ``n_expert`` are its local experts, which take
+  the ``top_k`` x tokens rows of all the ranks under uniform routing, so ``top_k`` may exceed them (Mixtral's
+  top-2 with one expert per GPU). Only the layout engine builds such a model (`layout.time.per_rank_model`); a whole
+  model has 1, and then top_k is at most n_expert.
 """
 
 from __future__ import annotations
@@ -152,6 +157,9 @@ class ModelConfig:
         FLOPs and bytes as separate ones; only LoRA differs (peft puts one adapter on each fused module).
     attn_window : int, optional
         Sliding attention window W in tokens (``None``: every earlier token); see the module docstring.
+    expert_shards : int
+        Expert-parallel ranks the experts are split over, of which this model is one (1: the whole model); see
+        the module docstring.
     """
 
     n_layer: int
@@ -186,9 +194,10 @@ class ModelConfig:
     norm_eps: float = DEFAULT_NORM_EPS
     fused_projections: bool = False
     attn_window: int | None = None
+    expert_shards: int = 1
 
     def __post_init__(self) -> None:
-        for field in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+        for field in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "expert_shards"):
             _positive(field, getattr(self, field))
         for field in ("n_kv_head", "head_size", "ffn_dim", "expert_ffn_dim", "shared_expert_ffn_dim", "attn_window"):
             if getattr(self, field) is not None:
@@ -232,12 +241,16 @@ class ModelConfig:
         if self.n_expert == 0:
             moe = {"top_k": self.top_k, "n_shared_expert": self.n_shared_expert,
                    "expert_ffn_dim": self.expert_ffn_dim, "shared_expert_ffn_dim": self.shared_expert_ffn_dim,
-                   "shared_expert_gate": self.shared_expert_gate, "router_bias": self.router_bias}
+                   "shared_expert_gate": self.shared_expert_gate, "router_bias": self.router_bias,
+                   "expert_shards": self.expert_shards != 1}
             given = [k for k, v in moe.items() if v not in (0, None, False)]
             if given:
                 raise UsageError(f"{', '.join(given)} describe a mixture of experts; give n_expert (--experts) too")
-        elif not 1 <= self.top_k <= self.n_expert:
+        elif self.expert_shards == 1 and not 1 <= self.top_k <= self.n_expert:
             raise UsageError(f"top_k must be between 1 and n_expert ({self.n_expert}), got {self.top_k}")
+        elif not 1 <= self.top_k <= self.n_expert * self.expert_shards:  # a rank's share: the model's top_k
+            raise UsageError(f"top_k must be between 1 and the {self.n_expert * self.expert_shards} experts of "
+                             f"{self.expert_shards} shards, got {self.top_k}")
         if self.n_shared_expert == 0 and (self.shared_expert_ffn_dim is not None or self.shared_expert_gate):
             raise UsageError("shared_expert_ffn_dim and shared_expert_gate need n_shared_expert > 0")
 
