@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .common import GpuCsvOpt, JsonOpt, emit
+from .common import GpuCsvOpt, JsonOpt, emit, stdout_width
 
 gpus_app = typer.Typer(help="The GPU database: list every GPU, or show one with its sources.",
                        invoke_without_command=True)
@@ -21,7 +21,7 @@ def models(as_json: JsonOpt = False) -> None:
     from ..model import ALL_PRESETS
     from ..report.models import models_dict, models_table
 
-    emit(models_table(ALL_PRESETS), models_dict(ALL_PRESETS), as_json)
+    emit(models_table(ALL_PRESETS, None if as_json else stdout_width()), models_dict(ALL_PRESETS), as_json)
 
 
 @gpus_app.callback()

@@ -161,6 +161,15 @@ def stdout_console(renderable=None):
     return Console(width=max(PIPED_MIN_WIDTH, natural), **CONSOLE_SETTINGS)
 
 
+def stdout_width() -> int | None:
+    """The columns `stdout_console` lays a report out in: the terminal's, or COLUMNS when set; None when piped
+    without COLUMNS (a report then prints at its natural width)."""
+    from rich.console import Console
+
+    console = Console(**CONSOLE_SETTINGS)
+    return console.width if console.is_terminal or "COLUMNS" in os.environ else None
+
+
 def _fold_tables(renderable) -> None:
     """Set every table column in ``renderable`` (a Group, a Table, nested) to fold long words, never cut them."""
     from rich.console import Group
