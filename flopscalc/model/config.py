@@ -51,7 +51,7 @@ What each option means, with its source (formulas per family in ``docs/families/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 from ..errors import UsageError
@@ -254,6 +254,25 @@ class ModelConfig:
         if self.n_shared_expert == 0 and (self.shared_expert_ffn_dim is not None or self.shared_expert_gate):
             raise UsageError("shared_expert_ffn_dim and shared_expert_gate need n_shared_expert > 0")
 
+    # ---------------------------------------------------------------- hashing
+    # A plan hashes configs thousands of times (lru_cache keys of the engines); the dataclass's hash rebuilds and hashes
+    # the tuple of all fields each time. It is kept on the instance after the first call: the same value
+    # (hash of the fields' tuple, as dataclass(frozen=True) defines it), outside the fields (not in eq, repr,
+    # asdict or replace) and left out of pickles and copies, since str and Enum hashes differ between processes.
+
+    def __hash__(self) -> int:
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            h = hash(tuple([getattr(self, name) for name in _FIELD_NAMES]))
+            object.__setattr__(self, "_hash", h)
+            return h
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_hash", None)
+        return state
+
     # ---------------------------------------------------------------- derived shape
 
     @property
@@ -377,3 +396,6 @@ class ModelConfig:
         elif "pos_embedding" in changes and "position" not in changes:
             changes["position"] = None
         return replace(self, **changes)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(ModelConfig))  # the dataclass's hash order (every field compares)
