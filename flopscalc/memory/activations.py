@@ -146,6 +146,7 @@ def _activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> A
             core = 0.0  # recomputed in backward ([K] sec. 4.1 drops the 5 a s^2 b term)
         elif setup.flash:
             core = FP32_BYTES * b * a * s  # logsumexp (fp32) per head and token; the output is the proj input
+            core += window_bias_bytes(cfg, s, m)
         else:
             fp32_softmax = setup.precision.mixed and setup.device is Device.cuda  # CUDA autocast: softmax fp32
             score_b = m + (FP32_BYTES if fp32_softmax else 0)  # saved probabilities (+ 16-bit copy for att @ v)
@@ -164,6 +165,18 @@ def _activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> A
         embedding += MASK_BYTES * n  # embedding dropout mask
     layers = {k: L * v for k, v in per.items()}
     return ActivationBreakdown(embedding=embedding, final=final, loss=loss, **layers)
+
+
+def window_bias_bytes(cfg: ModelConfig, seq_len: int, m: int) -> float:
+    """Bytes one layer saves for a sliding window's mask under SDPA (``flash``), without recomputation.
+
+    The trainer gives SDPA the window's banded boolean (T, T) mask (`train.model.window_mask`; ``is_causal`` takes
+    no window), which SDPA turns into an additive T x T bias in q's dtype (``m`` bytes: 4 in fp32, 2 in 16-bit)
+    and saves for backward, broadcast over the batch and heads: T^2 m per layer when the window cuts (W < T), none
+    when it does not (plain causal attention). Measured on CPU: `tests/test_memory_window_measured.py`."""
+    if cfg.attn_window is None or cfg.attn_window >= seq_len:
+        return 0.0
+    return seq_len * seq_len * m  # torch SDPA: the boolean mask as an additive bias, saved for backward
 
 
 def _reference_block(cfg: ModelConfig) -> bool:
@@ -247,6 +260,7 @@ def _general(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, embedding: fl
             core = 0.0
         elif setup.flash:
             core = FP32_BYTES * b * a * s  # logsumexp per query head and token
+            core += window_bias_bytes(cfg, s, m)
         else:
             fp32_softmax = setup.precision.mixed and setup.device is Device.cuda
             core = b * a * s * s * (m + (FP32_BYTES if fp32_softmax else 0)) + MASK_BYTES * s * s
