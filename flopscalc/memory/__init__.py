@@ -5,7 +5,7 @@ Pure functions of frozen configs (no torch, no I/O). Components, formulas and so
 
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .estimate import COMPONENTS, Assumption, MemoryBreakdown, estimate_memory
-from .fit import Fit, FitAdvice, Fix, MemoryAnswer, answer, fits, max_micro_batch, suggest_fixes
+from .fit import Fit, fits, max_micro_batch
 from .settings import Device, MemoryPrecision, Optimizer, TrainingSetup
 from .states import ModelStates, model_states, optimizer_state_bytes, param_shapes
 
@@ -34,3 +34,12 @@ __all__ = [
     "param_shapes",
     "suggest_fixes",
 ]
+
+
+def __getattr__(name: str):
+    """`memory.advice`'s fixes and `answer`, imported on first use (PEP 562): a plan needs none of them."""
+    if name in ("Fix", "FitAdvice", "MemoryAnswer", "answer", "suggest_fixes"):
+        from . import advice
+
+        return getattr(advice, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,7 +31,6 @@ from .budget import (
     candidate,
 )
 from .family import ShapeFamily, model_family, shape_family
-from .layout import time_model_source, uses_layout_search
 from .notes import _assumptions, _calibration_warnings, _family_warnings, _run_notes, _tags, _warnings
 from .options import PlanOption
 from .relax import Binding, _binding, _pass_recommendation
@@ -45,7 +44,15 @@ from .search import (
     _recommend,
     _shapes,
 )
-from .speed import DEFAULT_CONSTANT, LAYOUT, STATED, TimeModel, time_model_for, time_model_words
+from .speed import (
+    DEFAULT_CONSTANT,
+    LAYOUT,
+    STATED,
+    TimeModel,
+    time_model_for,
+    time_model_words,
+    uses_layout_search,
+)
 
 if TYPE_CHECKING:
     from ..layout.cluster import Cluster
@@ -295,6 +302,9 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
                                req.dataset_tokens)[0] for name in COMPARISON_LAWS}
     energy = energy_cost(gpu, req.n_gpus, rec.train_time_s, req.utilization, electricity_usd_per_kwh=req.usd_per_kwh,
                          cloud_usd_per_gpu_hour=req.usd_per_gpu_hour)
+    if space.cluster is not None:
+        from .layout import time_model_source  # here: one node never loads the layout search
+
     mfu_source = (time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
                   if space.cluster is not None else time_model_words(tm, gpu))
     cands = _preset_candidates(options, ctx)

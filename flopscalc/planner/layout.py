@@ -18,50 +18,28 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..batch_size import critical_batch_tokens, token_cost_factor
-from ..errors import DomainError, UsageError
+from ..errors import DomainError
 from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory import Optimizer, TrainingSetup
 from ..model import ModelConfig
 from ..perf.offload import OffloadTime
 from ..perf.parallel import GPUS_PER_NODE, CommEstimate
+from .growth import BatchGrowth
 from .options import (
     MAX_GPUS_SEARCHED,
     MEMORY_PRECISION,
     PLAN_MEMORY_HEADROOM,
-    BatchGrowth,
     ChosenSetup,
     StepRates,
     _training_flops,
     target_tokens_per_step,
 )
+from .speed import LAYOUT_PRECISIONS, uses_layout_search  # noqa: F401 - re-exported: where they were
 
-# Precisions the layout engine prices: its matmuls run at the 16-bit peak (`perf.step.MATMUL_PRECISION`), so a
-# plan read at another peak (fp32, tf32, fp8) keeps the data-parallel setup search.
-LAYOUT_PRECISIONS = (Precision.bf16, Precision.fp16)
 # Doublings of GPT-3's batch tried when the batch grows (each within Kaplan's critical batch, eq. 5.3).
 MAX_BATCH_DOUBLINGS = 6
 NO_OFFLOAD = OffloadTime(0.0, 0.0, 0.0, 0.0)
-
-
-def uses_layout_search(n_gpus: int, precision: Precision, mfu, calibration, layout_search: bool | None) -> bool:
-    """Whether the plan prices layouts with the layout engine (see the module docstring); refuses contradictions."""
-    if layout_search is None:
-        return (n_gpus > GPUS_PER_NODE and mfu is None and calibration is None
-                and Precision(precision) in LAYOUT_PRECISIONS)
-    if not layout_search:
-        return False
-    if n_gpus == 1:
-        raise UsageError("--layout-search splits a step over several GPUs; one GPU has one layout: drop it or give "
-                         "--n-gpus")
-    if mfu is not None or calibration is not None:
-        raise UsageError(f"{'--mfu' if mfu is not None else '--calibration'} states a constant efficiency, which "
-                         "prices data-parallel setups; --layout-search prices every layout with the per-operation "
-                         "model: drop one of them")
-    if Precision(precision) not in LAYOUT_PRECISIONS:
-        raise UsageError(f"the layout search prices bf16 or fp16 matmuls, not {Precision(precision).value}: use "
-                         "--precision bf16 (or fp16), or --no-layout-search")
-    return True
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from .options import (
     PLAN_MEMORY_HEADROOM,
     PlanOption,
     choose_setup,
-    grow_batch,
     lightest_peak_bytes,
     min_gpus_to_fit,
     nearest_preset,
@@ -175,6 +174,8 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     speed = speed_of(chosen)
     growth = None
     if ctx.kind in GROW_BATCH_KINDS and b.n_gpus > 1 and speed.comm.exposed_s > 0:
+        from .growth import grow_batch
+
         grown = grow_batch(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, chosen, speed,
                            _growth_loss(cfg, speed, ctx), speed_of, tm)
         if grown is not None:

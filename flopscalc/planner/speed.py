@@ -21,10 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import DomainError
+from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec, Precision
 from ..memory import TrainingSetup
 from ..model import ModelConfig
+from ..perf.parallel import GPUS_PER_NODE
 
 PER_OPERATION = "per-operation"
 CALIBRATED = "calibrated"
@@ -78,6 +79,32 @@ def time_model_for(gpu: GpuSpec, precision: Precision, mfu: float | None, calibr
     except DomainError:
         return TimeModel(DEFAULT_CONSTANT, DEFAULT_MFU)
     return TimeModel(PER_OPERATION)
+
+
+# Precisions the layout engine prices: its matmuls run at the 16-bit peak (`perf.step.MATMUL_PRECISION`), so a
+# plan read at another peak (fp32, tf32, fp8) keeps the data-parallel setup search.
+LAYOUT_PRECISIONS = (Precision.bf16, Precision.fp16)
+
+
+def uses_layout_search(n_gpus: int, precision: Precision, mfu, calibration, layout_search: bool | None) -> bool:
+    """Whether the plan prices layouts with the layout engine (when, and why: `planner.layout`'s docstring); refuses
+    contradictions."""
+    if layout_search is None:
+        return (n_gpus > GPUS_PER_NODE and mfu is None and calibration is None
+                and Precision(precision) in LAYOUT_PRECISIONS)
+    if not layout_search:
+        return False
+    if n_gpus == 1:
+        raise UsageError("--layout-search splits a step over several GPUs; one GPU has one layout: drop it or give "
+                         "--n-gpus")
+    if mfu is not None or calibration is not None:
+        raise UsageError(f"{'--mfu' if mfu is not None else '--calibration'} states a constant efficiency, which "
+                         "prices data-parallel setups; --layout-search prices every layout with the per-operation "
+                         "model: drop one of them")
+    if Precision(precision) not in LAYOUT_PRECISIONS:
+        raise UsageError(f"the layout search prices bf16 or fp16 matmuls, not {Precision(precision).value}: use "
+                         "--precision bf16 (or fp16), or --no-layout-search")
+    return True
 
 
 @lru_cache(maxsize=8192)

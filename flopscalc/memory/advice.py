@@ -1,0 +1,167 @@
+"""What would make a setup fit: the smallest changes, ranked, and the whole answer `flopscalc memory` shows.
+
+Kept apart from `memory.fit` (whether a setup fits, the largest micro-batch), which the planner asks hundreds of
+times per plan: a plan needs none of this (start-up, issue 18).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from ..flops import Recompute
+from ..hardware import GpuSpec
+from ..model import ModelConfig
+from ..units import GIB
+from .estimate import MemoryBreakdown, estimate_memory
+from .fit import Fit, fits, max_micro_batch
+from .settings import MemoryPrecision, Optimizer, TrainingSetup
+
+# How disruptive each change is, for ranking fixes (a judgement, not a measurement): free kernels and
+# precision first; full recomputation costs ~33% more compute (Korthikanti et al. 2022, Table 4, ~36%
+# overhead), offload and a different optimizer change speed or training dynamics.
+CHANGE_COST = {
+    "flash": 1,
+    "precision:bf16-mixed": 1,
+    "precision:fp16-mixed": 1,
+    "recompute:selective": 1,
+    "micro_batch": 1,  # keep tokens per step with gradient accumulation
+    "recompute:full": 2,
+    "optimizer:adamw8bit": 2,
+    "zero": 1,  # per stage raised, only with several GPUs
+    "optimizer:lion": 3,
+    "optimizer:adafactor": 3,
+    "precision:bf16-pure": 3,
+    "offload": 3,
+    "optimizer:sgd": 4,
+}
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A set of changes to a setup and the breakdown it gives."""
+
+    changes: tuple[str, ...]  # human-readable, e.g. "optimizer adamw -> adamw8bit"
+    cost: int  # sum of CHANGE_COST: lower is less disruptive
+    setup: TrainingSetup
+    breakdown: MemoryBreakdown
+    capacity_bytes: float
+
+    @property
+    def peak_bytes(self) -> float:
+        return self.breakdown.peak_bytes
+
+
+@dataclass(frozen=True)
+class FitAdvice:
+    """Ranked fixes (fewest, least disruptive changes first), or why none exists."""
+
+    fits_already: bool
+    fixes: tuple[Fix, ...]
+    smallest: Fix  # the least memory any combination reaches (micro-batch 1)
+    reason: str | None  # set when no fix exists
+
+
+def _options(setup: TrainingSetup) -> dict[str, list]:
+    prec = {MemoryPrecision.fp32: [MemoryPrecision.bf16_mixed, MemoryPrecision.bf16_pure],
+            MemoryPrecision.bf16_mixed: [MemoryPrecision.bf16_pure],
+            MemoryPrecision.fp16_mixed: [MemoryPrecision.bf16_pure],
+            MemoryPrecision.bf16_pure: []}[setup.precision]
+    lighter = {Optimizer.adamw: [Optimizer.adamw8bit, Optimizer.lion, Optimizer.adafactor, Optimizer.sgd],
+               Optimizer.adamw8bit: [Optimizer.adafactor], Optimizer.lion: [Optimizer.adafactor],
+               Optimizer.sgd: [], Optimizer.adafactor: [], Optimizer.none: []}[setup.optimizer]
+    rec = {Recompute.none: [Recompute.selective, Recompute.full], Recompute.selective: [Recompute.full],
+           Recompute.full: []}[setup.recompute]
+    return {
+        "precision": [setup.precision] + prec,
+        "optimizer": [setup.optimizer] + lighter,
+        "recompute": [setup.recompute] + rec,
+        "flash": [setup.flash] + ([True] if not setup.flash else []),
+        "offload_optimizer": [setup.offload_optimizer] + (
+            [True] if not setup.offload_optimizer and setup.optimizer is not Optimizer.none else []),
+        "zero_stage": [setup.zero_stage] + (list(range(setup.zero_stage + 1, 4)) if setup.n_gpus > 1 else []),
+    }
+
+
+def _describe(old: TrainingSetup, new: TrainingSetup) -> tuple[tuple[str, ...], int]:
+    changes, cost = [], 0
+    for name, label in (("precision", "precision"), ("optimizer", "optimizer"), ("recompute", "recompute")):
+        a, b = getattr(old, name), getattr(new, name)
+        if a != b:
+            changes.append(f"{label} {a.value} -> {b.value}")
+            cost += CHANGE_COST[f"{name}:{b.value}"]
+    if new.flash and not old.flash:
+        changes.append("flash attention on")
+        cost += CHANGE_COST["flash"]
+    if new.zero_stage != old.zero_stage:
+        changes.append(f"ZeRO stage {old.zero_stage} -> {new.zero_stage}")
+        cost += CHANGE_COST["zero"] * (new.zero_stage - old.zero_stage)
+    if new.offload_optimizer and not old.offload_optimizer:
+        changes.append("optimizer offload to CPU")
+        cost += CHANGE_COST["offload"]
+    if new.micro_batch != old.micro_batch:
+        changes.append(f"micro-batch {old.micro_batch} -> {new.micro_batch}")
+        cost += CHANGE_COST["micro_batch"]
+    return tuple(changes), cost
+
+
+def suggest_fixes(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0,
+                  limit: int = 5) -> FitAdvice:
+    """The smallest changes that make ``setup`` fit ``gpu``, ranked, or why nothing does.
+
+    Every combination of lighter settings (precision, optimizer, recomputation, flash attention,
+    offload, and with several GPUs ZeRO stages) is tried with the largest micro-batch up to the current
+    one that fits; fixes whose changes include another fix's are dropped; the rest are ranked by
+    `CHANGE_COST`, then by peak memory.
+    """
+    if fits(estimate_memory(cfg, setup), gpu, min_headroom_fraction).fits:
+        current = estimate_memory(cfg, setup)
+        same = Fix((), 0, setup, current, gpu.memory_bytes)
+        return FitAdvice(True, (), same, None)
+    options = _options(setup)
+    found: list[Fix] = []
+    smallest: Fix | None = None
+    for values in itertools.product(*options.values()):
+        trial = replace(setup, **dict(zip(options, values)))
+        b = max_micro_batch(cfg, trial, gpu, min_headroom_fraction, upper=setup.micro_batch)
+        if b == 0:
+            one = replace(trial, micro_batch=1)
+            fix = Fix(*_describe(setup, one), one, estimate_memory(cfg, one), gpu.memory_bytes)
+            if smallest is None or fix.peak_bytes < smallest.peak_bytes:
+                smallest = fix
+            continue
+        new = replace(trial, micro_batch=b)
+        found.append(Fix(*_describe(setup, new), new, estimate_memory(cfg, new), gpu.memory_bytes))
+    keys = [{c.split(" -> ")[0] if c.startswith("micro-batch") else c for c in f.changes} for f in found]
+    minimal = [f for f, k in zip(found, keys) if not any(o < k for o in keys)]
+    minimal.sort(key=lambda f: (f.cost, len(f.changes), f.peak_bytes))
+    if minimal:
+        best = min(found, key=lambda f: f.peak_bytes)
+        return FitAdvice(False, tuple(minimal[:limit]), best, None)
+    assert smallest is not None
+    st = smallest.breakdown
+    floor = st.model_states_bytes + st.states.weight_copies_bytes
+    reason = (f"nothing tried fits {gpu.name} ({gpu.memory_bytes / GIB:.1f} GiB): the least is "
+              f"{st.peak_bytes / GIB:.1f} GiB with {', '.join(smallest.changes) or 'the current settings'}, "
+              f"of which weights, gradients and optimizer state take {floor / GIB:.1f} GiB")
+    if setup.n_gpus == 1:
+        reason += "; more GPUs with ZeRO-3 / FSDP would shard them"
+    return FitAdvice(False, (), smallest, reason)
+
+
+@dataclass(frozen=True)
+class MemoryAnswer:
+    """Everything ``flopscalc memory`` shows: breakdown, fit, largest micro-batch, and fixes."""
+
+    breakdown: MemoryBreakdown
+    fit: Fit
+    max_micro_batch: int
+    advice: FitAdvice
+
+
+def answer(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0) -> MemoryAnswer:
+    """Breakdown of ``setup`` on ``gpu``, whether it fits, the largest micro-batch, and ranked fixes."""
+    breakdown = estimate_memory(cfg, setup)
+    return MemoryAnswer(breakdown, fits(breakdown, gpu, min_headroom_fraction),
+                        max_micro_batch(cfg, setup, gpu, min_headroom_fraction),
+                        suggest_fixes(cfg, setup, gpu, min_headroom_fraction))
