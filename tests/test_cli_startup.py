@@ -189,9 +189,11 @@ def test_plan_without_a_profile_imports_no_calibration_module():
 @pytest.mark.parametrize("argv, not_loaded", [
     (["plan", "--gpu", "4070ti", "--days", "365"],
      # laws by name without the law files' JSON and atomic writer; no inference-aware solvers without
-     # --inference-tokens; no GPU-table renderers; no emoji table (no report prints emoji codes)
+     # --inference-tokens; no GPU-table renderers; no emoji table (no report prints emoji codes); on one GPU no
+     # memory fixes, batch growth or layout search (classes built at import)
      ["flopscalc.scaling.io", "flopscalc.atomic", "flopscalc.scaling.inference", "flopscalc.report.gpus",
-      "rich._emoji_codes"]),
+      "rich._emoji_codes", "flopscalc.memory.advice", "flopscalc.planner.growth", "flopscalc.planner.layout"]),
+    (["scaling", "laws"], ["numpy", "rich._emoji_codes"]),
     (["gpus"], ["flopscalc.model", "flopscalc.flops", "rich._emoji_codes"]),
     (["models"], ["flopscalc.flops", "flopscalc.hardware", "rich._emoji_codes"]),
 ])
