@@ -216,7 +216,7 @@ def test_the_setup_search_chooses_the_same_without_the_recompute_floor(monkeypat
     # five times the floor drops the winner there, so a floor above the truth would fail this test)
     from flopscalc.hardware import Precision
     from flopscalc.model.shaping import config_for_params
-    from flopscalc.planner import options
+    from flopscalc.planner import setups
     from flopscalc.planner.speed import time_model_for
 
     cases = [(gpu, config_for_params(n).with_(block_size=4096), cap, seq)
@@ -226,16 +226,16 @@ def test_the_setup_search_chooses_the_same_without_the_recompute_floor(monkeypat
     cases += [(H100, LLAMA.with_(n_layer=8), 30e9, 4096), (H100, ALL_PRESETS["mixtral-8x7b"].with_(n_layer=2), None, 2048)]
 
     def search():
-        return [options.choose_setup.__wrapped__(cfg, gpu, 1, seq, Precision.bf16, cap, None, None,
+        return [setups.choose_setup.__wrapped__(cfg, gpu, 1, seq, Precision.bf16, cap, None, None,
                                                  time_model_for(gpu, Precision.bf16, None, None))
                 for gpu, cfg, cap, seq in cases]
 
-    real = options._recompute_floor
+    real = setups._recompute_floor
     with_floor = search()
-    monkeypatch.setattr(options, "_recompute_floor", lambda cfg, setup, gpu: 0.0)
+    monkeypatch.setattr(setups, "_recompute_floor", lambda cfg, setup, gpu: 0.0)
     assert search() == with_floor
     assert sum(c is not None and c.setup.recompute is not Recompute.none for c in with_floor) >= 3  # recompute won
-    monkeypatch.setattr(options, "_recompute_floor", lambda cfg, setup, gpu: 5 * real(cfg, setup, gpu))
+    monkeypatch.setattr(setups, "_recompute_floor", lambda cfg, setup, gpu: 5 * real(cfg, setup, gpu))
     assert search() != with_floor  # the cases can tell a floor that is too high
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from ..batch_size import BatchChoice, batch_to_hide_comm, critical_batch_tokens, token_cost_factor
 from ..hardware import GpuSpec, Precision
 from ..model import ModelConfig
-from .options import ChosenSetup, Throughput, choose_setup
+from .options import ChosenSetup, Throughput
+from .setups import choose_setup
 
 
 @dataclass(frozen=True)

@@ -2,26 +2,25 @@
 
 The planner (``planner/search.py``) calls `_evaluate` for a handful of model sizes around the scaling law's
 compute-optimal N and for the GPT-2 presets, then recommends the one with the lowest predicted loss among
-those that fit. Everything here is a pure function of frozen inputs.
+those that fit. The setup search itself (`choose_setup`, `searched_setups`, `min_gpus_to_fit`) is in
+``planner/setups.py``, re-exported here; this module holds what it returns and how fast a setup runs.
+Everything here is a pure function of frozen inputs.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
-from ..memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
-from ..memory.fit import fits
+from ..memory import MemoryPrecision, TrainingSetup
 from ..memory.settings import (  # MEMORY_PRECISION re-exported: the planner modules import it from here
-    MEMORY_PRECISION,
+    MEMORY_PRECISION,  # noqa: F401
     grad_wire_bytes_per_param,
-    with_micro_batch,
 )
 from ..model import PRESETS, ModelConfig, count_params
 from ..perf.offload import OffloadTime, host_link_bytes_per_s, offload_time
@@ -34,83 +33,6 @@ if TYPE_CHECKING:
 # 125M-760M, 1M for 1.3B-2.7B, 2M for 6.7B-13B, 3.2M at 175B; bounds between rows at round numbers
 # (upper N bound, tokens per step).
 GPT3_TOKENS_PER_STEP = ((1.0e9, 2**19), (4.0e9, 2**20), (5.0e10, 2**21), (math.inf, 3 * 2**20))
-# The setups searched (issue 14): every combination of recomputation, optimizer and optimizer offload, and of
-# ZeRO stage when there are several GPUs; each at the largest micro-batch that fits and divides the batch. The
-# one with the least predicted time per step wins (`throughput`). Selective recompute costs ~2.7% and full
-# ~36% more compute (Korthikanti et al. 2022, Table 4); ZeRO 1-2 move the same bytes as DDP (Rajbhandari et al.
-# 2020 sec. 7.2.1), ZeRO-3 1.5x; offload moves the optimizer step to the CPU (Ren et al. 2021). Offload keeps
-# AdamW: the states then sit in CPU memory, so 8-bit ones would free no GPU memory, and the CPU optimizer that
-# offload runs (DeepSpeed's CPU Adam, Ren et al. 2021 sec. 5) keeps fp32 states. ZeRO on one GPU shards nothing,
-# so one GPU searches stage 0 only.
-RECOMPUTE_SEARCHED = (Recompute.none, Recompute.selective, Recompute.full)
-OPTIMIZERS_SEARCHED = ((Optimizer.adamw, False), (Optimizer.adamw8bit, False), (Optimizer.adamw, True))
-ZERO_STAGES_SEARCHED = (0, 1, 2, 3)
-# Step times within this fraction of the fastest are a tie, broken toward the simpler setup (`_simplicity`): far
-# below the error of any step-time model here (docs/performance_model.md, 89 held-out published runs: median 11%
-# per-operation, 18.5% at a constant MFU), so no setup that needs DeepSpeed or bitsandbytes is chosen to gain
-# less than the model can resolve.
-TIE_REL = 0.005
-
-
-def searched_setups(n_gpus: int) -> tuple[dict, ...]:
-    """Every flag combination the search tries on ``n_gpus`` GPUs, as `TrainingSetup` keyword arguments."""
-    return tuple(dict(f) for f in _searched(n_gpus > 1))
-
-
-@lru_cache(maxsize=2)
-def _searched(several_gpus: bool) -> tuple[dict, ...]:
-    stages = ZERO_STAGES_SEARCHED if several_gpus else (0,)
-    return tuple({"recompute": rc, "optimizer": opt, "offload_optimizer": off, "zero_stage": z}
-                 for z in stages for rc in RECOMPUTE_SEARCHED for opt, off in OPTIMIZERS_SEARCHED)
-
-
-@lru_cache(maxsize=4096)  # every model of a plan searches the same setups
-def _flagged(base: TrainingSetup, index: int) -> TrainingSetup:
-    """``base`` with the flags of `searched_setups(base.n_gpus)[index]`, kept."""
-    return replace(base, **_searched(base.n_gpus > 1)[index])
-
-
-@lru_cache(maxsize=2)
-def _simplicities(several_gpus: bool) -> tuple[tuple, ...]:
-    """`_simplicity` of each of `searched_setups`, in order."""
-    return tuple(_simplicity(f) for f in _searched(several_gpus))
-
-
-def _simplicity(flags: dict) -> tuple:
-    """Sort key among equally fast setups: what `flopscalc train` runs first, then fewer moving parts."""
-    needs = tools_needed(TrainingSetup(optimizer=flags["optimizer"], zero_stage=flags["zero_stage"],
-                                       offload_optimizer=flags["offload_optimizer"]))
-    return (len(needs), flags["offload_optimizer"], flags["optimizer"] is not Optimizer.adamw,
-            RECOMPUTE_SEARCHED.index(flags["recompute"]), flags["zero_stage"])
-
-
-def tools_needed(setup: TrainingSetup) -> tuple[str, ...]:
-    """What ``setup`` needs beyond `flopscalc train` (AdamW, fp32 or bf16 autocast, recomputation, DDP, FSDP)."""
-    out = []
-    if setup.optimizer is Optimizer.adamw8bit:
-        out.append("8-bit AdamW (bitsandbytes AdamW8bit)")
-    elif setup.optimizer not in (Optimizer.adamw, Optimizer.none):
-        out.append(f"the {setup.optimizer.value} optimizer")
-    if setup.precision in (MemoryPrecision.fp16_mixed, MemoryPrecision.bf16_pure):
-        out.append(f"{setup.precision.value} training")
-    if setup.zero_stage in (1, 2):
-        out.append(f"ZeRO-{setup.zero_stage} (DeepSpeed)")
-    if setup.offload_optimizer:
-        out.append("optimizer offload (DeepSpeed ZeRO-Offload)")
-    return tuple(out)
-
-
-# Relative slack on a floor before it rules a setup out: the floor and the time it bounds add the same terms in
-# other orders, so they may differ by rounding (~1e-15 relative), never by this much.
-FLOOR_SLACK = 1e-9
-
-
-def _recompute_floor(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec) -> float:
-    from ..perf.step import recompute_floor_s  # here: `perf` is slow to import
-
-    return recompute_floor_s(cfg, setup, gpu)
-
-
 # Memory kept free when planning: the estimator's stated accuracy target is 10% of the measured peak
 # (issue 3); half of that as margin keeps plans from sitting on the edge of the card.
 PLAN_MEMORY_HEADROOM = 0.05
@@ -163,164 +85,6 @@ def _per_gpu_batch(cfg: ModelConfig, seq_len: int, n_gpus: int, tokens_per_step:
     searched."""
     tokens = target_tokens_per_step(_n_params(cfg)) if tokens_per_step is None else tokens_per_step
     return max(1, tokens // (seq_len * n_gpus))
-
-
-@lru_cache(maxsize=1024)  # a pure function; the plan asks again for the same model when it relaxes a constraint
-def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
-                 capacity_bytes: float | None = None, efficiency: float | None = None,
-                 tokens_per_step: int | None = None, time_model=None) -> ChosenSetup | None:
-    """The fastest setup that fits ``gpu`` (or ``capacity_bytes``), sized to GPT-3's batch (or
-    ``tokens_per_step``, rounded down to whole sequences per GPU); or None.
-
-    Every combination of `searched_setups` is timed by the plan's ``time_model`` (`planner.speed.TimeModel`: the
-    per-operation step-time model, or a constant efficiency), or, without one, by `throughput` at ``efficiency``
-    (the GPU's hardware efficiency, default `budget.DEFAULT_MFU`), and the one with the least time per step (the
-    tokens per step are the same for all) is chosen; setups within TIE_REL of it tie, and the simplest of them
-    wins (`_simplicity`). For one combination the largest micro-batch that fits and divides the per-GPU batch is
-    taken: at a constant efficiency it is never slower (compute per step does not depend on it, and a larger last
-    micro-batch hides more communication behind its backward, with fewer accumulation steps to communicate for).
-    In the per-operation model k times the micro-batch does k times the work per micro-batch at a GEMM efficiency
-    that tile and wave quantization do not lower (ceil(k x) <= k ceil(x)), with weight casts, gradient
-    accumulation and launches once instead of k times; but split-K can: a GEMM with fewer output tiles than SMs
-    is split along k to fill them, and doubling its tiles may end the split (32 of 60 SMs busy instead of 48 of
-    60). So for small models a smaller micro-batch can be a few percent faster (brute force over 40 GPT-2 shapes
-    of 2-24 layers and random cases, tests/test_planner_perf.py: up to 8.9%); the search keeps the largest.
-    Each combination is timed once, at that micro-batch; and as its time at the largest micro-batch any setup
-    could fit (or the whole per-GPU batch at a constant efficiency) is a lower bound, combinations are visited by
-    that bound and the search stops once the bound passes the best time found (plus TIE_REL).
-    """
-    from .budget import DEFAULT_MFU
-    from .speed import PER_OPERATION, STATED, TimeModel, price_setup
-
-    eff = DEFAULT_MFU if efficiency is None else efficiency
-    tm = time_model if time_model is not None else TimeModel(STATED, eff)
-    target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
-    base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
-                         grad_accum=2)  # accumulation keeps gradients alive through forward: the safe side
-    want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
-    tokens = want_micro * seq_len * n_gpus
-    flag_sets = _searched(n_gpus > 1)  # each setup searched is `_flagged(base, i)` at some micro-batch
-    fits_at: dict[int, int] = {}  # index of the flags -> largest micro-batch that fits (memory searched once)
-    most = [want_micro]  # no setup fits more sequences than this: the lightest flags' largest, once known
-
-    def mb_max_of(i: int) -> int:
-        if i not in fits_at:
-            if most[0] < want_micro:  # the whole batch cannot fit: search up to the most any setup fits
-                fits_at[i] = max_micro_batch(cfg, _flagged(base, i), target, PLAN_MEMORY_HEADROOM, upper=most[0])
-                return fits_at[i]
-            # the peak grows with the micro-batch: one look when the whole batch fits
-            whole = estimate_memory(cfg, with_micro_batch(_flagged(base, i), want_micro))
-            fits_at[i] = (want_micro if fits(whole, target, PLAN_MEMORY_HEADROOM).fits
-                          else max_micro_batch(cfg, _flagged(base, i), target, PLAN_MEMORY_HEADROOM, upper=want_micro))
-        return fits_at[i]
-
-    bound_micro = want_micro
-    if not tm.constant:
-        # Per-operation model: bound at the largest micro-batch any setup could run, not the whole batch, so the
-        # bound is tight. Full recomputation keeps the fewest activations (`_lightest_flags`), so no setup fits a
-        # larger micro-batch than the largest of those; every micro-batch the search can pick divides the lcm of
-        # the batch's divisors up to it, at which the time is no more (see above; split-K aside).
-        full = _lightest_flags(n_gpus)
-        light = mb_max_of(full[-1])  # the last, with offload (and ZeRO-3), holds the least; the others cannot
-        for i in full[:-1]:  # raise the largest unless one more sequence fits them (the peak grows with it)
-            if light >= want_micro:
-                break
-            one_more = estimate_memory(cfg, with_micro_batch(_flagged(base, i), light + 1))
-            if fits(one_more, target, PLAN_MEMORY_HEADROOM).fits:
-                light = max(light, mb_max_of(i))
-        if light < 1:
-            return None
-        most[0] = light
-        bound_micro = math.lcm(*(d for d in _divisors(want_micro) if d <= light))
-
-    def bound_of(i: int) -> float:
-        whole = with_micro_batch(_flagged(base, i), bound_micro, want_micro // bound_micro)
-        return price_setup(cfg, whole, tokens, gpu, precision, tm, eff).step_s
-
-    # Bounds are priced lazily: recomputation only adds work (a second forward, or the attention core again)
-    # and the communication it hides is at most that work, so a setup's bound without recomputation stands for
-    # its bound with it until the search reaches it (which setup wins does not depend on the order of visits)
-    plain = {i: bound_of(i) for i, f in enumerate(flag_sets) if f["recompute"] is Recompute.none}
-    heap = []
-    simplicity = _simplicities(n_gpus > 1)
-    for i, flags in enumerate(flag_sets):
-        j = next(j for j in plain if flag_sets[j] == {**flags, "recompute": Recompute.none})
-        heapq.heappush(heap, (plain[j], simplicity[i], i, j == i))
-    # On one GPU under the per-operation model a recomputing setup's bound is at least the plain one plus the
-    # floor of what recomputation adds (`perf.step.recompute_floor_s`; no communication for it to hide): one
-    # whose floor is already past the fastest found would never be timed, so it is dropped unpriced
-    floored = tm.kind == PER_OPERATION and n_gpus == 1
-    timed, fastest = [], math.inf
-    while heap:
-        bound, simple, i, exact = heapq.heappop(heap)
-        if bound > fastest * (1 + TIE_REL):
-            break  # nothing left can be faster, or tie and be simpler
-        if not exact:
-            if floored and (bound + _recompute_floor(cfg, with_micro_batch(
-                    _flagged(base, i), bound_micro, want_micro // bound_micro), gpu)) * (1 - FLOOR_SLACK) > (
-                    fastest * (1 + TIE_REL)):
-                continue
-            heapq.heappush(heap, (bound_of(i), simple, i, True))
-            continue
-        mb_max = mb_max_of(i)
-        if mb_max < 1:
-            continue
-        # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
-        micro = max(d for d in _divisors(want_micro) if d <= mb_max)
-        setup = with_micro_batch(_flagged(base, i), micro, want_micro // micro)
-        step_s = price_setup(cfg, setup, tokens, gpu, precision, tm, eff).step_s
-        timed.append((step_s, simple, setup, mb_max))
-        fastest = min(fastest, step_s)
-    if not timed:
-        return None
-    # the simplest of the setups within TIE_REL of the fastest
-    _, _, setup, mb_max = min((t for t in timed if t[0] <= fastest * (1 + TIE_REL)), key=lambda t: (t[1], t[0]))
-    est = estimate_memory(cfg, setup)
-    return ChosenSetup(setup, est.peak_bytes, target.memory_bytes, mb_max, tokens, est.cpu_offload_bytes)
-
-
-@lru_cache(maxsize=256)
-def _divisors(n: int) -> tuple[int, ...]:
-    """The divisors of ``n``, ascending (the micro-batches that make up a per-GPU batch of ``n`` exactly)."""
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return tuple(sorted({*small, *(n // d for d in small)}))
-
-
-def _lightest_flags(n_gpus: int) -> tuple[int, ...]:
-    """The searched setups that can need the least memory (indices into `searched_setups`): full recomputation,
-    which keeps the fewest activations, with every optimizer choice and ZeRO stage (ZeRO-3's gather buffers can
-    outweigh what it shards for small models, so the top stage is not always the lightest)."""
-    return tuple(i for i, f in enumerate(_searched(n_gpus > 1)) if f["recompute"] is Recompute.full)
-
-
-def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
-                    highest_stage_first: bool = False):
-    """Peak memory per GPU (bytes) at micro-batch 1 of each of `_lightest_flags`, lazily (in reverse order, ZeRO-3
-    first, with ``highest_stage_first``)."""
-    base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
-                         grad_accum=2)
-    light = _lightest_flags(n_gpus)
-    return (estimate_memory(cfg, _flagged(base, i)).peak_bytes for i in (light[::-1] if highest_stage_first
-                                                                         else light))
-
-
-def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision) -> float:
-    """Peak memory per GPU of the lightest searched setup at micro-batch 1: the least any setup needs (bytes)."""
-    return min(_lightest_peaks(cfg, n_gpus, seq_len, precision))
-
-
-@lru_cache(maxsize=1024)  # a pure function, asked again when the plan relaxes a constraint
-def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
-                    capacity_bytes: float | None = None) -> int | None:
-    """Fewest GPUs (powers of two) on which some searched setup fits; None beyond MAX_GPUS_SEARCHED."""
-    cap = (capacity_bytes or gpu.memory_bytes) * (1 - PLAN_MEMORY_HEADROOM)
-    n = 2
-    while n <= MAX_GPUS_SEARCHED:
-        # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look
-        if any(peak <= cap for peak in _lightest_peaks(cfg, n, seq_len, precision, highest_stage_first=True)):
-            return n
-        n *= 2
-    return None
 
 
 class StepRates:
@@ -482,8 +246,18 @@ def check_positive(value: float | None, what: str) -> None:
         raise UsageError(f"{what} must be a positive number, got {value}")
 
 
+# Names that moved to `planner.setups` (the setup search) and `planner.growth` (batch growth), re-exported here.
+_SETUPS = ("RECOMPUTE_SEARCHED", "OPTIMIZERS_SEARCHED", "ZERO_STAGES_SEARCHED", "TIE_REL", "FLOOR_SLACK",
+           "searched_setups", "tools_needed", "choose_setup", "lightest_peak_bytes", "min_gpus_to_fit")
+
+
 def __getattr__(name: str):
-    """`BatchGrowth` and `grow_batch`, from `planner.growth` on first use (PEP 562): one GPU never grows its batch."""
+    """The setup search from `planner.setups`, and `BatchGrowth` and `grow_batch` from `planner.growth`, on first use
+    (PEP 562): `setups` builds on this module's types, and one GPU never grows its batch."""
+    if name in _SETUPS:
+        from . import setups
+
+        return getattr(setups, name)
     if name in ("BatchGrowth", "grow_batch"):
         from . import growth
 

@@ -26,9 +26,9 @@ from .options import (
     PlanOption,
     TrainingSetup,
     _per_gpu_batch,
-    searched_setups,
 )
 from .search import _Context, _evaluate, _law_n, _loss, _option, _recommend, _tokens
+from .setups import searched_setups
 from .speed import DEFAULT_CONSTANT, PER_OPERATION, STATED, price_setup
 
 # How much a constraint is relaxed to say what relaxing it would buy: twice the compute or time.

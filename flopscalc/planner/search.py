@@ -23,11 +23,9 @@ from .options import (
     MAX_GPUS_SEARCHED,
     PLAN_MEMORY_HEADROOM,
     PlanOption,
-    choose_setup,
-    lightest_peak_bytes,
-    min_gpus_to_fit,
     nearest_preset,
 )
+from .setups import choose_setup, lightest_peak_bytes, min_gpus_to_fit
 from .speed import PROFILE_MFU, price_setup, time_model_for
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
