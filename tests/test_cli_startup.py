@@ -194,6 +194,8 @@ def test_plan_without_a_profile_imports_no_calibration_module():
      ["flopscalc.scaling.io", "flopscalc.atomic", "flopscalc.scaling.inference", "flopscalc.report.gpus",
       "rich._emoji_codes", "flopscalc.memory.advice", "flopscalc.planner.growth", "flopscalc.planner.layout"]),
     (["scaling", "laws"], ["numpy", "rich._emoji_codes"]),
+    (["memory", "--model", "gpt2-xl", "--gpu", "4090"], ["rich._emoji_codes"]),
+    (["finetune", "--model", "llama-3.1-8b", "--gpu", "4090", "--dataset-tokens", "50M"], ["rich._emoji_codes"]),
     (["gpus"], ["flopscalc.model", "flopscalc.flops", "rich._emoji_codes"]),
     (["models"], ["flopscalc.flops", "flopscalc.hardware", "rich._emoji_codes"]),
 ])
