@@ -141,7 +141,8 @@ def step(
                              global_batch=global_batch, network_gbps=network_gbps, sustained=sustained,
                              fused_loss=fused_loss, dropout=dropout, calibration=calibration)
         rendered, data = layout
-        emit(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, [note, engine_note(LAYOUT_MODEL) if n_gpus > 1 else None]), as_json)
+        notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None]
+        emit(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, notes), as_json)
         return
     if profile is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
         from ..perf.calibrate import calibrated_step

@@ -179,7 +179,8 @@ def _search_space(req: PlanRequest) -> _Space:
     a profile without fitted factors)."""
     from ..scaling import ParametricLoss
 
-    sf = None if req.fixed else shape_family(req.family, req.seq_len, req.arch)
+    layout = uses_layout_search(req.n_gpus, req.precision, req.mfu, req.calibration, req.layout_search)
+    sf = None if req.fixed else shape_family(req.family, req.seq_len, req.arch, tensor_parallel=layout)
     fam_key = sf.key if sf is not None else (model_family(req.model) if req.model is not None else "gpt2")
     presets = (sf.presets if sf is not None else get_family(fam_key).preset_configs() if fam_key is not None
                else {})
@@ -187,7 +188,7 @@ def _search_space(req: PlanRequest) -> _Space:
         raise DomainError(f"law {req.law.name!r} has no parametric loss E + A/N^alpha + B/D^beta to aim at a target "
                           "loss with; use --law besiroglu2024 or --law chinchilla")
     cluster = None
-    if uses_layout_search(req.n_gpus, req.precision, req.mfu, req.calibration, req.layout_search):
+    if layout:
         from ..layout import cluster_for
 
         cluster = cluster_for(req.gpu, req.n_gpus)

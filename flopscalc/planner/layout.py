@@ -85,6 +85,12 @@ class LayoutSpeed(StepRates):
         return self.time.bubble_s
 
     @property
+    def scaling_efficiency(self) -> float:
+        """Share of the ideal speed-up kept: compute over the whole step, so the pipeline bubble waits as exposed
+        communication does (the plan's warning counts it the same way, `perf.parallel.low_efficiency_warning`)."""
+        return self.compute_s / self.step_s
+
+    @property
     def comm(self) -> CommEstimate:
         """All communication, as one estimate: its exposed part is TP + PP + CP + EP + the DP part not hidden."""
         t, dp = self.time, self.time.dp

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import DomainError
 from ..hardware import GpuSpec
-from ..model import PRESETS, ModelConfig, config_for_params, count_params
+from ..model import PRESETS, ModelConfig, count_params
 from ..scaling.laws import n_for_law as _law_n
 from ..units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, format_count
 from .budget import DEFAULT_MFU, Candidate, ComputeBudget, candidate
@@ -69,7 +69,7 @@ def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
     skipped = []
     for k in OPTION_STEPS:
         try:
-            cfg = config_for_params(n_opt * 2 ** (k / 2), count=count, family=family.key, base=family.base)
+            cfg = family.shape(n_opt * 2 ** (k / 2), count)  # heads a TP group splits when it searches layouts
         except DomainError:  # too small to shape with the family's vocabulary and heads
             skipped.append(n_opt * 2 ** (k / 2))
             continue
