@@ -215,3 +215,25 @@ def test_torchtitan_settings_say_its_sharding_is_not_zero_1(h100_1024):
     # a data-parallel ZeRO-3 layout is what FSDP does: no caveat (ZeRO-3 refuses pipelines, so PP 1 here)
     zero3 = dataclasses.replace(lay, zero_stage=3, pp=1, interleave=1, dp=lay.dp * lay.pp)
     assert "as ZeRO-3" not in zero3.engine_settings()["torchtitan"]
+
+
+def test_a_cluster_plan_shapes_models_a_tensor_parallel_group_can_split(h100_1024):
+    # Megatron-LM splits attention heads over TP (Shoeybi et al. 2019 sec. 3), so every shaped option beyond one
+    # node has a head count a TP group of up to 8 divides; the one-GPU plan shapes by the plain rule (the main
+    # job's 30 heads in the README)
+    shaped = [o.model for o in h100_1024.options if not o.model.name]
+    assert shaped and all(m.n_head % 8 == 0 for m in shaped)
+    single = plan(get_gpu("4070ti"), 365 * DAY_S)
+    assert any(o.model.n_head % 8 for o in single.options if not o.model.name)
+
+
+def test_the_recommended_batch_is_whole_micro_batch_rounds_of_the_layouts_replicas(h100_1024):
+    # a layout's data-parallel replicas each take one micro-batch of whole sequences per round (TP, PP and CP ranks
+    # share their replica's), so the hyperparameters' batch is a multiple of DP x micro-batch sequences, and capped at
+    # Kaplan's critical batch (eq. 5.3) it stays at or below it: with every GPU counted as a replica, 16,384 H100s
+    # got 16.8M tokens "capped at the critical batch 9.6M"
+    rec, hp = h100_1024.recommended, h100_1024.hyperparameters
+    lay = rec.chosen.layout
+    assert hp.batch_sequences % (lay.dp * lay.micro_batch) == 0
+    assert hp.batch_tokens <= hp.critical_batch_tokens
+    assert hp.batch_tokens > hp.critical_batch_tokens - lay.dp * lay.micro_batch * hp.seq_len  # the largest below

@@ -17,6 +17,13 @@ from .search import _law_n
 from .speed import PER_OPERATION, held_out_error
 
 
+def _sequences_per_micro_step(rec: PlanOption, n_gpus: int) -> int:
+    """Sequences one micro-batch round takes across the cluster: every data-parallel replica's micro-batch (a
+    layout's DP ranks; TP, PP and CP ranks share their replica's sequences), the step's batch a multiple of it."""
+    lay = rec.chosen.layout
+    return lay.dp * lay.micro_batch if lay is not None else n_gpus * rec.chosen.setup.micro_batch
+
+
 def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens: float | None):
     """The recommended run's hyperparameters (DeepSeek LLM sec. 3.1), over-training note and, with inference
     tokens, its life-cycle FLOPs against the Chinchilla model of its own loss (Sardana et al. 2024)."""
@@ -29,7 +36,7 @@ def _run_notes(rec: PlanOption, law, seq_len: int, n_gpus: int, inference_tokens
     hp = recommend_hyperparameters(
         rec.model.n_layer, rec.model.n_embd, seq_len, rec.n_tokens, loss_nats=rec.loss,
         planned_batch_tokens=rec.chosen.tokens_per_step if rec.loss is not None else None, schedule="cosine",
-        sequences_multiple=n_gpus * rec.chosen.setup.micro_batch)
+        sequences_multiple=_sequences_per_micro_step(rec, n_gpus))
     over = overtraining_note(law, n_law, rec.n_tokens)
     life = None
     if inference_tokens is not None:  # the inference-aware solvers load only then (start-up, issue 18)
