@@ -11,36 +11,24 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import typer
 
 from flopscalc.cli import COMMANDS, app, run
+from tests.fresh_interpreter import ROOT, json_after
 
-ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("numpy", "pandas", "scipy", "matplotlib", "torch")
 
 
 def _loaded_after(argv: list[str]) -> dict:
-    """Top-level packages, every module and the flopscalc modules in sys.modules after `flopscalc ARGV` in a fresh
-    interpreter."""
-    code = (
-        "import json, sys\n"
-        "from flopscalc.cli import run\n"
-        "import contextlib, io\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        f"    code = run({argv!r})\n"
-        "mods = sorted(sys.modules)\n"
-        "print(json.dumps({'code': code, 'top': sorted({m.split('.')[0] for m in mods}), 'all': mods,\n"
-        "                  'flopscalc': [m for m in mods if m.startswith('flopscalc')],\n"
-        "                  'stdlib': sorted(sys.stdlib_module_names)}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    return json.loads(out.stdout)
+    """Exit code, top-level packages, every module and the flopscalc modules in sys.modules after `flopscalc ARGV`
+    in a fresh interpreter."""
+    after = json_after("from flopscalc.cli import run", f"code = run({argv!r})",
+                       "{'code': code, 'all': sorted(sys.modules), 'stdlib': sorted(sys.stdlib_module_names)}")
+    mods = after["all"]
+    return {**after, "top": sorted({m.split(".")[0] for m in mods}),
+            "flopscalc": [m for m in mods if m.startswith("flopscalc")]}
 
 
 def _typer_help_text(command) -> str:
@@ -88,10 +76,13 @@ def test_no_module_registers_a_command_the_table_does_not_list():
 def test_every_command_module_is_in_the_table():
     """A face module with `register` but no line in COMMANDS would add commands nobody can run."""
     modules = {module for module, _ in COMMANDS.values()}
-    for path in sorted((ROOT / "flopscalc").glob("cli_*.py")):
-        name = f"flopscalc.{path.stem}"
+    registering = set()
+    for path in sorted((ROOT / "flopscalc" / "cli").glob("*.py")):  # the faces' folder since commit 684e2e3
+        name = f"flopscalc.cli.{path.stem}"
         if callable(getattr(importlib.import_module(name), "register", None)):
             assert name in modules, f"{name} has register() but no line in flopscalc.cli.COMMANDS"
+            registering.add(name)
+    assert registering == modules  # and the scan found every module the table names
 
 
 def test_the_lazy_app_is_the_eager_app_command_by_command():
@@ -138,7 +129,7 @@ def test_help_imports_only_the_standard_library_and_rich():
     outside = {m for m in loaded["top"] if m not in loaded["stdlib"]}
     interpreter = {"__main__", "_distutils_hack", "sitecustomize", "usercustomize"}
     assert outside - interpreter == {"flopscalc", "rich"}, outside
-    assert loaded["flopscalc"] == ["flopscalc", "flopscalc.cli", "flopscalc.errors"]
+    assert loaded["flopscalc"] == ["flopscalc", "flopscalc._lazy", "flopscalc.cli", "flopscalc.errors"]
 
 
 def test_every_other_command_line_goes_through_typer():

@@ -9,30 +9,27 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from flopscalc.cli import GC_GEN0_THRESHOLD, run
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fresh_interpreter import ROOT, json_after
 
 
 def _main_in_fresh_interpreter(argv: list[str]) -> dict:
     """Exit code, collector thresholds and frozen-object count after `flopscalc.cli.main` with ``argv``."""
-    code = (
-        "import contextlib, gc, io, json, sys\n"
-        "from flopscalc import cli\n"
-        f"sys.argv = ['flopscalc', *{argv!r}]\n"
-        "before = gc.get_threshold()\n"
-        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
-        "    try:\n"
-        "        cli.main()\n"
-        "    except SystemExit as e:\n"
-        "        exit_code = e.code\n"
-        "print(json.dumps({'exit': exit_code, 'before': before, 'after': gc.get_threshold(),\n"
-        "                  'frozen': gc.get_freeze_count()}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    return json.loads(out.stdout)
+    prelude = f"""
+        import gc
+        from flopscalc import cli
+        sys.argv = ['flopscalc', *{argv!r}]
+        before = gc.get_threshold()
+    """
+    statement = """
+        try:
+            cli.main()
+        except SystemExit as e:
+            exit_code = e.code
+    """
+    return json_after(prelude, statement, "{'exit': exit_code, 'before': before, 'after': gc.get_threshold(), "
+                                          "'frozen': gc.get_freeze_count()}")
 
 
 def test_run_leaves_the_callers_collector_alone():

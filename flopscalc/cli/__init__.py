@@ -1,16 +1,17 @@
 """Command-line face: the table of commands, the top-level help, and `run`, the one place that turns errors into
 exit codes. No arithmetic here.
 
-Start-up is part of the product (issue 18). This module imports the standard library and flopscalc.errors only;
-`flopscalc --help` adds rich and nothing else, and every other command line adds typer and `cli.group`, which
-imports a command's module, and builds its parser, only when that command runs: `flopscalc plan` builds `plan`
-alone (tests/test_cli_startup.py holds all of this).
+Start-up is part of the product (issue 18). This module imports the standard library, flopscalc.errors and
+flopscalc._lazy only; `flopscalc --help` adds rich and nothing else, and every other command line adds typer and
+`cli.group`, which imports a command's module, and builds its parser, only when that command runs: `flopscalc plan`
+builds `plan` alone (tests/test_cli_startup.py holds all of this).
 """
 
 from __future__ import annotations
 
 import sys
 
+from .._lazy import lazy_exports
 from ..errors import DomainError, FlopscalcError, UsageError
 
 HELP = "Compute-budget planner and FLOPs calculator for training GPT-style language models."
@@ -103,13 +104,9 @@ def print_help(usage: str, description: str, options, commands) -> None:
     panel("Commands", command_rows)
 
 
-def __getattr__(name: str):
-    """`app` (the typer app) and `LazyGroup` come from `cli.group`, imported on first use (PEP 562)."""
-    if name in ("app", "LazyGroup", "build_command"):
-        from . import group
-
-        return getattr(group, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# `app` (the typer app), `LazyGroup` and `build_command` come from `cli.group`, imported on first use (PEP 562).
+_EXPORTS = dict.fromkeys(("app", "LazyGroup", "build_command"), "group")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -33,6 +33,8 @@ widths (see `CONVENTIONS` and docs/families/).
 
 from __future__ import annotations
 
+from .._lazy import lazy_exports
+
 # Every count needs these, so they load with the package; the rest loads on first use (below).
 from .exact import (
     BACKWARD_TO_FORWARD,
@@ -50,7 +52,7 @@ from .exact import (
 # The papers' closed forms (papers), the conventions applied to a config (conventions) and `flopscalc flops`'s
 # summary (summary) are exported lazily (PEP 562): `flopscalc plan` needs none of them, and importing all three
 # with the package doubled its import time (issue 18).
-_LAZY = {
+_EXPORTS = {  # name -> the module of this package that defines it
     "chinchilla_forward_flops_per_sequence": "papers",
     "kaplan_flops_per_token": "papers",
     "megatron_flops_per_token": "papers",
@@ -74,10 +76,4 @@ __all__ = [  # every public name, sorted
     "palm_flops_per_token", "six_nd_flops_per_token", "summarize", "tokens_per_step", "training_flops_per_token",
 ]
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:  # `from . import x` asks for submodules here first
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,6 +3,7 @@
 Pure functions of frozen configs (no torch, no I/O). Components, formulas and sources: ``docs/memory.md``.
 """
 
+from .._lazy import lazy_exports
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .estimate import COMPONENTS, Assumption, MemoryBreakdown, estimate_memory
 from .fit import Fit, fits, max_micro_batch
@@ -35,11 +36,6 @@ __all__ = [
     "suggest_fixes",
 ]
 
-
-def __getattr__(name: str):
-    """`memory.advice`'s fixes and `answer`, imported on first use (PEP 562): a plan needs none of them."""
-    if name in ("Fix", "FitAdvice", "MemoryAnswer", "answer", "suggest_fixes"):
-        from . import advice
-
-        return getattr(advice, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# `memory.advice`'s fixes and `answer` load on first use (PEP 562): a plan needs none of them.
+_EXPORTS = dict.fromkeys(("Fix", "FitAdvice", "MemoryAnswer", "answer", "suggest_fixes"), "advice")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,14 +9,11 @@ on first use (PEP 562), so engines may import ``flopscalc.planner.budget`` witho
 
 from __future__ import annotations
 
+from .._lazy import lazy_exports
 
-def __getattr__(name: str):
-    import importlib
-
-    if name.startswith("__") or name == "core":  # `from . import x` asks for submodules here first
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    core = importlib.import_module(f"{__name__}.core")
-    try:
-        return getattr(core, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__all__ = [  # `planner.core.__all__`, every public name of the planner
+    "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
+    "Binding", "Candidate", "ComputeBudget", "Plan", "PlanRequest", "candidate", "plan", "plans_frame",
+]
+_EXPORTS = dict.fromkeys(__all__, "core")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,7 +10,7 @@ The names below load lazily (PEP 562), each from its own module on first use: `f
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 # name -> the module of this package that defines it
 _EXPORTS = {
@@ -32,15 +32,4 @@ __all__ = [  # every public name (the keys of _EXPORTS)
     "overtraining_note", "predict_loss", "range_warnings", "recommend_hyperparameters", "tokens_for_loss",
 ]
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
