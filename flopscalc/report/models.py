@@ -9,8 +9,9 @@ from rich.text import Text
 from ..model import PRESET_SOURCES, ModelConfig, count_params
 
 TITLE = "Model presets (exact counts; 'active' = per token, less than total for a mixture of experts)"
-# Columns of whole numbers: never wrapped (no_wrap), so a narrow terminal folds the names, blocks and sources, and a
-# layout too narrow for them all in one table splits in two (`models_table`) rather than fold a number mid-digit.
+# Columns of whole numbers: never wrapped (no_wrap), so a narrow terminal folds the blocks and sources, and a layout
+# too narrow for them all in one table splits into parts (`models_table`) rather than fold a number mid-digit. The
+# name column leads every part and never folds either: it is what a user copies into --model.
 SHAPE_NUMBERS = ("layers", "heads (kv)", "width", "ffn", "context", "vocab")
 COUNT_NUMBERS = ("params", "active", "non-embedding")
 
@@ -44,36 +45,60 @@ def _table(title: str, columns: tuple[str, ...], rows: list[dict[str, str]]) -> 
     t = Table(title=title, title_justify="left")
     for col in columns:
         numbers = col in SHAPE_NUMBERS or col in COUNT_NUMBERS
-        t.add_column(col, justify="right" if numbers else "left", no_wrap=numbers)
+        t.add_column(col, justify="right" if numbers else "left", no_wrap=numbers or col == "name")
     for cells in rows:
         t.add_row(*(cells[c] for c in columns))
     return t
 
 
-def _least_width(table: Table, rows: list[dict[str, str]]) -> int:
-    """Columns ``table`` needs with every number whole: each number column as wide as its widest cell or header,
-    each text column as its header (rich folds text columns first when the table is too wide), padding and borders."""
-    need = len(table.columns) + 1  # the vertical borders
-    for column in table.columns:
-        text = column.header
-        widest = max([len(text), *(len(cells[text]) for cells in rows)]) if column.no_wrap else len(text)
+def _least_width(columns: tuple[str, ...], rows: list[dict[str, str]]) -> int:
+    """Columns a table of ``columns`` needs with every name and number whole: each such column as wide as its widest
+    cell or header, each text column (block, source) as its header or longest word, so rich, which folds text columns
+    first when a table is too wide, never has to cut a word; padding and borders."""
+    need = len(columns) + 1  # the vertical borders
+    for col in columns:
+        if col == "name" or col in SHAPE_NUMBERS or col in COUNT_NUMBERS:
+            widest = max([len(col), *(len(cells[col]) for cells in rows)])
+        else:
+            widest = max([len(col), *(len(word) for cells in rows for word in cells[col].split())])
         need += widest + 2  # one space of padding either side
     return need
 
 
+def _parts(title: str, columns: tuple[str, ...], rows: list[dict[str, str]], width: int) -> list[Table]:
+    """Tables of the name and as many of ``columns`` as ``width`` holds whole, in order: one where it can, more
+    (titled 'continued') where even that is too wide, e.g. the shapes at 60 columns."""
+    groups: list[list[str]] = [[]]
+    for col in columns:
+        if groups[-1] and _least_width(("name", *groups[-1], col), rows) > width:
+            groups.append([])
+        groups[-1].append(col)
+    return [_table(title if i == 0 else f"{title.split(' (')[0]}, continued", ("name", *group), rows)
+            for i, group in enumerate(groups)]
+
+
 def models_table(models: dict[str, ModelConfig], width: int | None = None) -> Table | Group:
     """The presets as one table; or, where ``width`` (columns; None: as wide as the table needs) cannot hold the
-    table with every number whole, as three: the shapes, the exact counts, and the sources."""
+    table with every name and number whole, in parts: the shapes, the exact counts (each split again where the width
+    asks), and the sources (with the blocks, where the shapes cannot hold them)."""
     rows = [_cells(r) for r in models_dict(models)["models"]]
-    wide = _table(TITLE, ("name", "block", *SHAPE_NUMBERS, *COUNT_NUMBERS, "source"), rows)
-    if width is None or _least_width(wide, rows) <= width:
-        return wide
-    sources = Table(title="Sources", title_justify="left", box=None, show_header=False, pad_edge=False)
+    columns = ("name", "block", *SHAPE_NUMBERS, *COUNT_NUMBERS, "source")
+    if width is None or _least_width(columns, rows) <= width:
+        return _table(TITLE, columns, rows)
+    shapes = ("block", *SHAPE_NUMBERS)
+    block_in_shapes = _least_width(("name", *shapes), rows) <= width
+    sources = Table(title="Sources" if block_in_shapes else "Blocks and sources", title_justify="left", box=None,
+                    show_header=False, pad_edge=False)
     sources.add_column(style="bold", no_wrap=True)
+    if not block_in_shapes:
+        sources.add_column()
     sources.add_column()
     for cells in rows:
-        sources.add_row(cells["name"], cells["source"])
-    counts = _table("Model presets: exact parameter counts ('active' = per token, less than total for a mixture of "
-                    "experts)", ("name", *COUNT_NUMBERS), rows)
-    return Group(_table("Model presets: shapes", ("name", "block", *SHAPE_NUMBERS), rows), Text(""), counts, Text(""),
-                 sources)
+        sources.add_row(cells["name"], *(() if block_in_shapes else (cells["block"] + ";",)), cells["source"])
+    parts: list = [*_parts("Model presets: shapes", shapes if block_in_shapes else SHAPE_NUMBERS, rows, width),
+                   *_parts("Model presets: exact parameter counts ('active' = per token, less than total for a "
+                           "mixture of experts)", COUNT_NUMBERS, rows, width), sources]
+    spaced: list = []
+    for part in parts:
+        spaced += [Text(""), part] if spaced else [part]
+    return Group(*spaced)
