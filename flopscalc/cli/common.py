@@ -217,15 +217,42 @@ def with_notes(renderable, data: dict, notes) -> tuple:
 
 
 def emit(renderable, data: dict, as_json: bool) -> None:
-    if as_json:
-        import json  # here: the tables need no JSON encoder (start-up, issue 18)
+    """Print ``renderable``, or ``data`` as JSON; a stdout that cannot take it (a full disk: ENOSPC, an I/O error) is
+    a `DomainError` of one line. A closed pipe (`BrokenPipeError`) is left to `cli.run`."""
+    try:
+        if as_json:
+            import json  # here: the tables need no JSON encoder (start-up, issue 18)
 
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        else:
+            from ..report.plain import plain_tables
+
+            console = stdout_console(renderable)
+            console.print(plain_tables(renderable, console))  # tables drawn faster when no colour is printed
+        sys.stdout.flush()  # a write that fails fails here, not in the interpreter's flush at exit
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        _drop_stdout()
+        from ..errors import DomainError
+
+        raise DomainError(f"cannot write the output to standard output: {e.strerror or e}; free space where it "
+                          "goes, or send it elsewhere (> FILE)") from None
+
+
+def _drop_stdout() -> None:
+    """Point the process's stdout at the null device, so the bytes still buffered for it are not written again (and
+    do not fail again, with a traceback) when the interpreter flushes stdout at exit. Nothing to do for a stdout
+    without a file descriptor (a test's capture)."""
+    import io
+
+    try:
+        fd = sys.stdout.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, io.UnsupportedOperation):
         return
-    from ..report.plain import plain_tables
-
-    console = stdout_console(renderable)
-    console.print(plain_tables(renderable, console))  # tables drawn faster when no colour is printed
+    os.dup2(null, fd)
+    os.close(null)
 
 
 class StderrProgress:
