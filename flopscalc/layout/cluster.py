@@ -22,15 +22,15 @@ from ..hardware import GpuSpec
 from ..perf.parallel import (
     GPUS_PER_NODE,
     NETWORK_BUS_EFFICIENCY,
-    NETWORK_BYTES_PER_S_PER_GPU,
+    NETWORK_BYTES_PER_S_BY_ARCH,  # noqa: F401  (re-exported: its home is perf.parallel, which both models use)
     NETWORK_HOP_LATENCY_S,
     Fabric,
     gpu_fabric,
+    network_bytes_per_s,
 )
 
-# Network per GPU by architecture, bytes/s per direction: Ampere data-centre parts ship in DGX A100 with one
-# 200 Gb/s HDR HCA per GPU ([1]); everything else gets DGX H100's 400 Gb/s per GPU ([2]).
-NETWORK_BYTES_PER_S_BY_ARCH = {"Ampere": 200e9 / 8}
+# Network per GPU by architecture: `parallel.NETWORK_BYTES_PER_S_BY_ARCH` (Ampere data-centre parts ship in DGX A100
+# with one 200 Gb/s HDR HCA per GPU, [1]; everything else gets DGX H100's 400 Gb/s per GPU, [2]); its sources here.
 NETWORK_SOURCE_BY_ARCH = {
     "Ampere": "DGX A100: one 200 Gb/s HDR InfiniBand HCA per GPU (Narayanan et al. 2021, sec. 5)",
 }
@@ -86,6 +86,6 @@ def cluster_for(gpu: GpuSpec, n_gpus: int, *, network_gbps: float | None = None,
     if network_gbps is not None:
         net, src = network_gbps * 1e9 / 8, f"--network-gbps {network_gbps:g}"
     else:
-        net = NETWORK_BYTES_PER_S_BY_ARCH.get(gpu.architecture, NETWORK_BYTES_PER_S_PER_GPU)
+        net = network_bytes_per_s(gpu)
         src = NETWORK_SOURCE_BY_ARCH.get(gpu.architecture, DEFAULT_NETWORK_SOURCE)
     return Cluster(gpu, n_gpus, gpus_per_node, fab.intra_bus_bytes_per_s, fab.intra_hop_s, fab.intra_link, net, src)

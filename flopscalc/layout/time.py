@@ -27,9 +27,15 @@ t_middle = the same for a stage of layers only (no embedding, LM head or loss)
 - EP: two all-to-alls (dispatch, combine) forward and two backward per MoE layer ([6] sec. 2.2) of the
   top_k x tokens rows, (ep-1)/ep of them leaving each GPU; not overlapped.
 - DP: `parallel.data_parallel_comm` on the parameters of one GPU over the dp x cp ranks, Megatron-LM's bucket for
-  a layout that needs Megatron-LM, PyTorch DDP's / FSDP's default for one `flopscalc train` runs (TP, PP, CP, EP 1;
-  ZeRO 0 or 3), as the per-operation model prices it; hidden behind the last micro-batch's backward only with
-  ``Layout.dp_overlap``.
+  a layout that needs Megatron-LM, hidden behind the last micro-batch's backward only with ``Layout.dp_overlap``.
+  A layout `flopscalc train` runs (TP, PP, CP, EP 1; DDP with ZeRO 0, FSDP with ZeRO 3) is priced term by term as
+  the per-operation model prices that run (`perf.step.estimate_step`; tests/test_step_engine.py to 1e-9): its rank
+  setup carries the data-parallel ranks and ZeRO stage (FSDP: 16-bit compute weights, so no autocast casts; the
+  gradient accumulation and the update on this rank's shard, [12] sec. 5.2), the wire bytes are
+  `memory.settings.grad_wire_bytes_per_param` (DDP's fp32 gradients, FSDP's 16-bit ones: [12] 7.2.1-7.2.2, [13]
+  sec. 4.4), DDP hides its buckets behind the last backward (and its fp32 accumulation), FSDP its gathers behind
+  every micro-batch's passes ([13] sec. 3.3: forward and backward prefetch), the default buckets and the network
+  per GPU (`parallel.network_bytes_per_s`) are the per-operation model's.
 - Megatron-LM's gradient accumulation: fused into the weight-gradient GEMM (``Layout.grad_accum_fusion``, [9]),
   or, in the 2021 code, a separate pass per micro-batch and stage that adds the 16-bit weight gradient to the main
   gradient ([10]): read 2 bytes, read and write the main gradient (16-bit for fp16 runs, fp32 with bf16).
@@ -62,6 +68,11 @@ References
     ``_copy_model_grads_to_main_grads`` (``main_grad.float()``), ``_unscale_main_grads_and_check_for_nan`` (fp16
     grad scaler), ``clip_grad_norm`` (an L2 norm over the fp32 gradients), ``optimizer.step`` (apex FusedAdam),
     ``_copy_main_params_to_model_params``; ``zero_grad_buffer`` at the next step.
+[12] Rajbhandari et al. 2020, "ZeRO", arXiv:1910.02054, sec. 5.2 (P_os+g: each rank reduces and updates its
+    gradient partition), 7.2.1 (stages 1-2: 2 Psi per step), 7.2.2 (stage 3: 3 Psi).
+[13] Zhao et al. 2023, "PyTorch FSDP: Experiences on Scaling Fully Sharded Data Parallel", VLDB 16(12), sec. 3.3
+    (the next unit's all-gather issued during the current unit's forward and backward: forward / backward
+    prefetch), sec. 4.4 (mixed precision: low-precision all-gather and reduce-scatter of the shards).
 """
 
 from __future__ import annotations
@@ -71,7 +82,14 @@ import math
 from dataclasses import dataclass
 
 from ..flops import Recompute, training_flops_per_token
-from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, Optimizer, TrainingSetup
+from ..memory.settings import (
+    FP32_BYTES,
+    HALF_BYTES,
+    MemoryPrecision,
+    Optimizer,
+    TrainingSetup,
+    grad_wire_bytes_per_param,
+)
 from ..model import ModelConfig, count_params
 from ..perf import StepOptions, estimate_step
 from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
@@ -208,14 +226,16 @@ class _StageCost:
 
 @functools.lru_cache(maxsize=65536)
 def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
-                options: StepOptions, megatron: bool) -> _StageCost:
+                options: StepOptions, megatron: bool, dp_shard: tuple[int, int] = (1, 0)) -> _StageCost:
     """The busiest stage's costs. Every field is affine in the layer count (block ops are counted per layer,
     their kernel floors too; the optimizer and cast ops move bytes in proportion to the parameters), so a stage
     of n layers is priced from ranks of 1 and 2 layers: c(n) = c(1) + (n - 1) (c(2) - c(1)). This keeps the
-    search's pricing to one pair per shape instead of one per layer count."""
+    search's pricing to one pair per shape instead of one per layer count. A layout `flopscalc train` runs
+    (``dp_shard`` = (data-parallel ranks, ZeRO stage) of DDP or FSDP; one stage, the whole model) is priced
+    directly: its sharded optimizer and gradient kernels can sit on their launch floors at 1 or 2 layers."""
     tp, n_layers, *rest = layout_key
-    if n_layers <= 2:
-        return _rank_cost(cfg, layout_key, seq_len, gpu, precision, flash, options, megatron)
+    if n_layers <= 2 or dp_shard != (1, 0):
+        return _rank_cost(cfg, layout_key, seq_len, gpu, precision, flash, options, megatron, dp_shard)
     one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron)
     two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron)
     a1, a2 = vars(one).values(), vars(two).values()
@@ -224,11 +244,15 @@ def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precisio
 
 @functools.lru_cache(maxsize=32768)
 def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
-               options: StepOptions, megatron: bool) -> _StageCost:
+               options: StepOptions, megatron: bool, dp_shard: tuple[int, int] = (1, 0)) -> _StageCost:
+    """One rank's costs; ``dp_shard`` (ranks, ZeRO stage) is the data parallelism of a DDP/FSDP layout, which the
+    per-operation model prices in the setup itself (`rank_setup`): FSDP's 16-bit compute weights (no autocast
+    casts), the sharded gradient accumulation and update ([12] sec. 5.2, [13] sec. 4.4)."""
     tp, n_layers, cp, ep, b, recompute, sp = layout_key
     rank_cfg = per_rank_model(cfg, tp, n_layers, ep)
+    n_dp, zero = dp_shard
     setup = TrainingSetup(micro_batch=b, seq_len=seq_len // cp, precision=precision, recompute=recompute,
-                          flash=flash, grad_accum=1, n_gpus=1, zero_stage=0)
+                          flash=flash, grad_accum=1, n_gpus=n_dp, zero_stage=zero)
     est = estimate_step(rank_cfg, setup, gpu, options)
     body = first = last = backward = attention = optimizer = accum = 0.0
     for p in est.ops:
@@ -280,9 +304,19 @@ def _spare_layer_slots(cfg: ModelConfig, layout: Layout) -> int:
 
 def compute_key(cfg: ModelConfig, layout: Layout) -> tuple:
     """What the busiest stage's compute depends on (two layouts with one key compute alike, per micro-batch)."""
+    megatron = layout.engine() is Engine.megatron
     return (layout.tp, layout.layers_per_stage(cfg.n_layer), layout.cp, layout.ep, layout.micro_batch,
-            Recompute(layout.recompute), layout.sequence_parallel, layout.engine() is Engine.megatron, layout.pp > 1,
-            _spare_layer_slots(cfg, layout))
+            Recompute(layout.recompute), layout.sequence_parallel, megatron, layout.pp > 1,
+            _spare_layer_slots(cfg, layout), dp_shard(layout))
+
+
+def dp_shard(layout: Layout) -> tuple[int, int]:
+    """(data-parallel ranks, ZeRO stage) that a layout's per-rank setup carries: a layout `flopscalc train` runs
+    (DDP, FSDP) is priced as the per-operation model prices that run (`perf.step.estimate_step` with n_gpus = dp and
+    its ZeRO stage); Megatron-LM's sharding is priced in `layout_time` (its own optimizer step, [11]): (1, 0)."""
+    if layout.engine() is Engine.megatron:
+        return (1, 0)
+    return (layout.dp * layout.cp, layout.zero_stage)
 
 
 def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, precision: MemoryPrecision,
@@ -294,9 +328,9 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
     ([7]: the embedding and the loss get a chunk of their own; Megatron-core's
     ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split``), so their ends replace a
     layer instead of adding to the busiest stage: max(n layers, n - 1 layers + the end) per end stage."""
-    *key, megatron, pipelined, spare = compute_key(cfg, layout)
+    *key, megatron, pipelined, spare, shard = compute_key(cfg, layout)
     options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
-    cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron)
+    cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron, shard)
     if not pipelined:
         whole = cost.body_s + cost.first_s + cost.last_s
         return cost, whole, whole
@@ -408,21 +442,24 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     dp_n = layout.dp * cp
     if megatron:  # the main gradients are what Megatron reduces [10]
         grad_bytes = megatron_main_grad_bytes(precision, layout.grad_accum_fusion)
-    else:
-        grad_bytes = HALF_BYTES if precision is MemoryPrecision.fp16_mixed else FP32_BYTES
+    else:  # DDP's fp32 gradients, FSDP's 16-bit ones ([12] 7.2.1-7.2.2; the per-operation model's one rule)
+        grad_bytes = grad_wire_bytes_per_param(TrainingSetup(precision=precision, zero_stage=layout.zero_stage,
+                                                             n_gpus=dp_n))
     per_node = max(1, cluster.gpus_per_node // t)  # the dp x cp group's members inside one node [4]
     shards = dp_n if layout.zero_stage >= 1 else 1
     hide = cost.backward_s if layout.dp_overlap else 0.0
     if layout.dp_overlap and not megatron and layout.zero_stage == 0:
         hide += cost.grad_accum_s  # DDP: the last backward's fp32 gradient accumulation hides buckets too (perf.step)
+    if layout.dp_overlap and not megatron and layout.zero_stage == 3:  # FSDP prefetches every pass's gathers [13]
+        hide = (cost.body_s + cost.first_s + cost.last_s + cost.grad_accum_s) * m
     dp = data_parallel_comm(n_params, dp_n, layout.zero_stage if dp_n > 1 else 0, fabric=cluster.fabric(per_node),
                             backward_s=hide, grad_bytes_per_param=grad_bytes, param_bytes_per_param=HALF_BYTES,
                             grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes) if megatron else None)
     if megatron:  # [11] the whole mixed-precision step, at the AdamW update's rate per byte
         optimizer = (cost.optimizer_s / shards * megatron_optimizer_bytes_per_param(precision, layout.grad_accum_fusion)
                      / ADAMW_UPDATE_BYTES)
-    else:  # PyTorch AMP: the update, and the fp32 accumulation kernel of every micro-batch
-        optimizer = cost.optimizer_s / shards + cost.grad_accum_s * m / (shards if layout.zero_stage >= 2 else 1)
+    else:  # DDP/FSDP: the update and the fp32 accumulation of every micro-batch, sharded in the rank's setup
+        optimizer = cost.optimizer_s + cost.grad_accum_s * m
     model_flops = _model_flops_per_token(cfg, seq_len)
     peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
     return LayoutTime(layout, cfg, cluster, seq_len, (compute_mb + accum_mb) * m, bubble, tp_mb * m, pp_mb * m,

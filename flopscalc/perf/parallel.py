@@ -57,6 +57,11 @@ GPUS_PER_NODE = 8
 # Network bandwidth per GPU between nodes: one 400 Gb/s NIC per GPU = 50 GB/s per direction (DGX H100 user
 # guide: 8x ConnectX-7 400 Gb/s for 8 GPUs).
 NETWORK_BYTES_PER_S_PER_GPU = 50e9
+# Network per GPU by architecture, bytes/s per direction: Ampere data-centre parts ship in DGX A100 with one
+# 200 Gb/s HDR HCA per GPU (Narayanan et al. 2021, arXiv:2104.04473, sec. 5: "eight NVIDIA Mellanox 200Gbps HDR
+# Infiniband HCAs" per node); everything else gets DGX H100's 400 Gb/s (above). One table for both time models
+# (`gpu_fabric` here, `layout.cluster.cluster_for`), so one run beyond a node has one network.
+NETWORK_BYTES_PER_S_BY_ARCH = {"Ampere": 200e9 / 8}
 # Achieved share of a NIC: "For NDR @ 400Gbps you should see 46-48GB/s per NIC" (D. Addison, NVIDIA,
 # nccl-tests issue #290): 47 of 50 GB/s.
 NETWORK_BUS_EFFICIENCY = 0.94
@@ -194,7 +199,13 @@ def gpu_fabric(gpu: GpuSpec, n_gpus: int, *, bus_efficiency: float = ALLREDUCE_B
                          "with --gpu-csv to plan for several of them")
     nvlink = "NVLink" in gpu.interconnect
     hop_s = NVLINK_HOP_LATENCY_S if nvlink else PCIE_HOP_LATENCY_S
-    return Fabric(gpu.interconnect_bytes_per_s * bus_efficiency, hop_s, "NVLink" if nvlink else "PCIe peer-to-peer")
+    return Fabric(gpu.interconnect_bytes_per_s * bus_efficiency, hop_s, "NVLink" if nvlink else "PCIe peer-to-peer",
+                  network_bytes_per_s(gpu) * NETWORK_BUS_EFFICIENCY)
+
+
+def network_bytes_per_s(gpu: GpuSpec) -> float:
+    """Network bandwidth per GPU between nodes (bytes/s per direction, raw): by architecture, else DGX H100's."""
+    return NETWORK_BYTES_PER_S_BY_ARCH.get(gpu.architecture, NETWORK_BYTES_PER_S_PER_GPU)
 
 
 def ring_latency_s(n_gpus: int, fabric: Fabric, *, all_reduce: bool = True) -> float:

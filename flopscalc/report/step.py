@@ -67,8 +67,8 @@ def engine_note(model: str, engine: str | None = None) -> str:
     """One line: which time model priced the step, and why the other one may give the same run another MFU.
 
     Both models price compute and the optimizer with the same per-operation roofline (`flopscalc.perf.step`). A
-    layout 'flopscalc train' runs (DDP: TP, PP, CP, EP 1, ZeRO 0) is priced by both alike, PyTorch DDP's 25 MiB
-    gradient buckets included; a layout that needs Megatron-LM uses Megatron-LM's max(40M, 1M x ranks) parameters
+    layout 'flopscalc train' runs (TP, PP, CP, EP 1; DDP with ZeRO 0, FSDP with ZeRO 3) is priced by both alike, its
+    gradient buckets, wire bytes and overlap included (tests/test_step_engine.py); a layout that needs Megatron-LM uses Megatron-LM's max(40M, 1M x ranks) parameters
     per bucket (fewer collectives, less ring latency) and, for TP or PP > 1, its optimizer step, gradient
     accumulation and fitted sustained fraction (`flopscalc.layout.time`). ``engine``: the layout's engine
     (`layout.spec.Engine` value, the JSON's "engine"), for the layout model's note; None says both cases.
@@ -85,10 +85,12 @@ def engine_note(model: str, engine: str | None = None) -> str:
         return (f"priced by the per-operation step model with data parallelism as 'flopscalc train' runs it ({ddp}); "
                 f"--tp/--pp/--cp/--ep/--search switch to the layout model, which prices a layout that needs "
                 f"Megatron-LM with {megatron}, so the same run can show another MFU there (a DDP layout, --tp 1 "
-                "--pp 1, is priced alike)")
-    if engine == Engine.torchrun_ddp.value:
-        return (f"priced by the layout model; 'flopscalc train' runs this layout (DDP), so its data parallelism is "
-                f"priced as the per-operation model prices it ({ddp}): 'step' without layout options gives the "
+                "--pp 1, or FSDP layout, --zero 3, is priced alike)")
+    if engine in (Engine.torchrun_ddp.value, Engine.torchrun_fsdp.value):
+        kind, buckets = (("DDP", ddp) if engine == Engine.torchrun_ddp.value
+                         else ("FSDP", "16-bit gathers and reduce-scatters, prefetched behind every micro-batch"))
+        return (f"priced by the layout model; 'flopscalc train' runs this layout ({kind}), so its data parallelism is "
+                f"priced as the per-operation model prices it ({buckets}): 'step' without layout options gives the "
                 "same step")
     if engine is not None and engine != Engine.torchrun_fsdp.value:
         return (f"priced by the layout model, which uses {megatron}; without layout options 'step' uses the "
