@@ -34,7 +34,7 @@ def gpus(ctx: typer.Context, gpu_csv: GpuCsvOpt = None, as_json: JsonOpt = False
     from ..report.gpus import gpu_dict, gpu_table
 
     db = load_database(gpu_csv or ())
-    emit(gpu_table(db), {"gpus": [gpu_dict(g) for g in db]}, as_json)
+    emit(gpu_table(db, None if as_json else stdout_width()), {"gpus": [gpu_dict(g) for g in db]}, as_json)
 
 
 @gpus_app.command("show")

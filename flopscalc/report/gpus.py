@@ -6,8 +6,13 @@ other renderers in `report.common` need (start-up, issue 18).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 from ..hardware import PRECISION_HELP, GpuDatabase, GpuSpec, Precision
 from ..units import GIB, GIGA, TERA, format_bytes, format_rate, format_usd
@@ -26,23 +31,56 @@ def gpu_dict(g: GpuSpec) -> dict:
     return d
 
 
-def gpu_table(db: GpuDatabase) -> Table:
-    t = Table(title=f"{len(db)} GPUs: dense peak TFLOP/s, memory GiB, bandwidth GB/s, board power W, launch price "
-                    "(full names and sources: flopscalc gpus show KEY)",
-              title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
-    t.add_column("key", no_wrap=True)
+TITLE = ("{n} GPUs: dense peak TFLOP/s, memory GiB, bandwidth GB/s, board power W, launch price (full names and "
+         "sources: flopscalc gpus show KEY)")
+
+
+def gpu_table(db: GpuDatabase, width: int | None = None) -> Table | Group:
+    """Every GPU, a row each; where ``width`` (columns; None: as wide as it needs) cannot hold every figure whole,
+    the figures split over several tables, each led by the GPU's key (a cell too narrow is cut without a mark when
+    piped: 350 W printed as '35')."""
     short = {"fp16-acc16": "f16a16"}  # FP16 with FP16 accumulate
-    for col in ("GiB", "GB/s", *(short.get(p.value, p.value) for p in _RATE_COLUMNS), "W", "$"):
-        t.add_column(col, justify="right", no_wrap=True)
+    headers = ("GiB", "GB/s", *(short.get(p.value, p.value) for p in _RATE_COLUMNS), "W", "$")
+    rows = []
     for g in db:
         rates = [getattr(g, p.name + "_flop_per_s") for p in _RATE_COLUMNS]
-        t.add_row(
+        rows.append((
             g.key, f"{g.memory_bytes / GIB:g}",
             _maybe(g.memory_bandwidth_bytes_per_s, lambda x: f"{x / GIGA:.0f}"),
             *[_maybe(r, lambda x: f"{x / TERA:.0f}" if x >= 100 * TERA else f"{x / TERA:.1f}") for r in rates],
             _maybe(g.board_power_w, lambda x: f"{x:.0f}"),
             _maybe(g.launch_price_usd, lambda x: f"{x:.0f}"),
-        )
+        ))
+    title = TITLE.format(n=len(db))
+    widest = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(("key", *headers))]
+    groups: list[list[int]] = [[]]  # column indices (1.. len(headers)) of each table after the key
+    for i in range(1, len(widest)):
+        if groups[-1] and _least_width(widest, [0, *groups[-1], i]) > (width or 10**9):
+            groups.append([])
+        groups[-1].append(i)
+    tables = [_table(title if n == 0 else "GPUs, continued", [("key", *headers)[i] for i in (0, *group)],
+                     [[r[i] for i in (0, *group)] for r in rows]) for n, group in enumerate(groups)]
+    if len(tables) == 1:
+        return tables[0]
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(*[part for t in tables for part in (t, Text(""))][:-1])
+
+
+def _least_width(widest: list[int], columns: list[int]) -> int:
+    """Characters a row of `gpu_table`'s box (SIMPLE_HEAD: a space at either edge and between columns) and padding
+    (one space right of each cell, none after the last) takes with ``columns`` whole."""
+    return 2 + (len(columns) - 1) + sum(widest[i] for i in columns) + (len(columns) - 1)
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    t.add_column(headers[0], no_wrap=True)
+    for col in headers[1:]:
+        t.add_column(col, justify="right", no_wrap=True)
+    for row in rows:
+        t.add_row(*row)
     return t
 
 
