@@ -18,14 +18,15 @@ _EXPORTS = {
     "gemm_efficiency": "gemm", "tile_quantization_efficiency": "gemm", "wave_quantization_efficiency": "gemm",
     "Op": "ops", "OpClass": "ops", "Phase": "ops", "StepOptions": "ops", "step_ops": "ops",
     "ridge_intensity": "roofline", "roofline_s": "roofline",
-    "CLASS_ORDER": "step", "StepEstimate": "step", "constant_mfu_tokens_per_s_per_gpu": "step",
-    "estimate_step": "step",
+    "CLASS_ORDER": "step", "StepEstimate": "step", "causal_model_flops_per_token": "step",
+    "constant_mfu_tokens_per_s_per_gpu": "step", "estimate_step": "step",
 }
 
 __all__ = [  # every public name (the keys of _EXPORTS)
     "CLASS_ORDER", "DevicePerf", "Op", "OpClass", "Phase", "StepEstimate", "StepOptions",
-    "constant_mfu_tokens_per_s_per_gpu", "device_perf", "estimate_step", "gemm_efficiency", "ridge_intensity",
-    "roofline_s", "step_ops", "tile_quantization_efficiency", "wave_quantization_efficiency",
+    "causal_model_flops_per_token", "constant_mfu_tokens_per_s_per_gpu", "device_perf", "estimate_step",
+    "gemm_efficiency", "ridge_intensity", "roofline_s", "step_ops", "tile_quantization_efficiency",
+    "wave_quantization_efficiency",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

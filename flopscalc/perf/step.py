@@ -248,9 +248,17 @@ def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, flo
     return _flops_per_token_of(cfg, setup.seq_len or cfg.block_size, setup.recompute, setup.flash)
 
 
+@lru_cache(maxsize=4096)  # a pure function of these two; the planner prices and bounds many setups of one model
+def causal_model_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Model FLOPs per token (FLOP/token) of ``cfg`` trained on sequences of ``seq_len`` tokens: forward and
+    backward matmuls, the attention core over causal pairs, no recomputation; MFU's numerator ([2] App. B), and
+    the fewest FLOPs any setup executes (recomputation and the full T x T only add)."""
+    return training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
+
+
 @lru_cache(maxsize=4096)  # a pure function of these four; a planner prices many setups that share them
 def _flops_per_token_of(cfg: ModelConfig, seq: int, recompute: Recompute, flash: bool) -> tuple[float, float]:
-    model = training_flops_per_token(cfg, seq, causal=True).model_flops_per_token
+    model = causal_model_flops_per_token(cfg, seq)
     executed = training_flops_per_token(cfg, seq, recompute=recompute, causal=flash)
     hardware = executed.hardware_flops_per_token
     if flash:
@@ -323,8 +331,7 @@ def recompute_floor_s(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec) -> f
 def constant_mfu_tokens_per_s_per_gpu(cfg: ModelConfig, seq_len: int, gpu: GpuSpec, precision: Precision,
                                       mfu: float = 0.4) -> float:
     """Tokens/s per GPU if the GPU delivered ``mfu`` of its peak as model FLOPs (the planner's old constant)."""
-    model = training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
-    return mfu * gpu.peak_flop_per_s(precision) / model
+    return mfu * gpu.peak_flop_per_s(precision) / causal_model_flops_per_token(cfg, seq_len)
 
 
 __all__ = [
@@ -333,6 +340,7 @@ __all__ = [
     "PricedOp",
     "Recompute",
     "StepEstimate",
+    "causal_model_flops_per_token",
     "constant_mfu_tokens_per_s_per_gpu",
     "estimate_step",
     "price_ops",

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
-from ..flops import Recompute, training_flops_per_token
+from ..flops import Recompute
 from ..model import ModelConfig
 from .budget import DEFAULT_MFU
 from .options import (
@@ -67,13 +66,6 @@ def _reevaluate(o: PlanOption, ctx: _Context) -> PlanOption:
     return _option(o.model, o.n_params, ctx, o.chosen, o.speed, None)
 
 
-@lru_cache(maxsize=1024)
-def _causal_model_flops(cfg: ModelConfig, seq_len: int) -> float:
-    """Model FLOPs per token with causal attention, no recomputation: the fewest any setup executes (the step
-    model's MFU numerator, perf/step.py; recomputation and the full T x T only add)."""
-    return training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
-
-
 class _Optimistic:
     """A speed no setup can beat: every GPU at its dense peak on the model's causal FLOPs (MFU = 1), for `_tokens`."""
 
@@ -95,8 +87,10 @@ def _loss_floor(cfg: ModelConfig, ctx: _Context) -> float:
     tm = ctx.time_model
     if ctx.cluster is not None or tm is None or tm.kind not in _PEAK_BOUNDED or (tm.efficiency or 0.0) > 1:
         return -math.inf
+    from ..perf.step import causal_model_flops_per_token  # here: `perf` is slow to import
+
     b = ctx.budget
-    causal = _causal_model_flops(cfg, ctx.seq_len)
+    causal = causal_model_flops_per_token(cfg, ctx.seq_len)  # the fewest FLOPs any setup executes per token
     peak = ctx.gpu.peak_flop_per_s(b.precision) * b.n_gpus
     tokens = _tokens(cfg, _Optimistic(peak / causal, causal), ctx) * (1 + _BOUND_SLACK)
     loss = _loss(ctx.law, _law_n(ctx.law, cfg), tokens, ctx.dataset_tokens)[0]
