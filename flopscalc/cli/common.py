@@ -147,7 +147,8 @@ def stdout_console(renderable=None):
     Piped (stdout not a terminal) and with no COLUMNS in the environment, the width is the renderable's natural
     width (at least `PIPED_MIN_WIDTH`), so tables print whole instead of wrapping at 80 columns and ending cells
     in '…'. Table columns fold instead of cutting in any case when piped, so a COLUMNS set narrower wraps a long
-    word onto the next line rather than dropping its end.
+    word onto the next line rather than dropping its end; a column that never wraps (numbers) still ends a cut cell
+    in '…' (`_fold_tables`).
     """
     from rich.console import Console
 
@@ -171,13 +172,16 @@ def stdout_width() -> int | None:
 
 
 def _fold_tables(renderable) -> None:
-    """Set every table column in ``renderable`` (a Group, a Table, nested) to fold long words, never cut them."""
+    """Set every wrapping table column in ``renderable`` (a Group, a Table, nested) to fold long words, never cut
+    them. A column that never wraps (no_wrap: numbers) keeps its '…': folding cannot apply there, and a cut would be
+    silent ('0.4' printed for 0.46)."""
     from rich.console import Group
     from rich.table import Table
 
     if isinstance(renderable, Table):
         for column in renderable.columns:
-            column.overflow = "fold"
+            if not column.no_wrap:
+                column.overflow = "fold"
     elif isinstance(renderable, Group):
         for part in renderable.renderables:
             _fold_tables(part)

@@ -323,8 +323,8 @@ def plan_report(p: Plan) -> Group:
     cols = [("params", "right"), ("preset / role", "left"), ("shape", "right"), ("setup", "left"), ("MFU", "right"),
             ("HFU", "right"), ("tokens", "right"), ("tok/p", "right"), ("loss", "right")] + (
         [("time", "right")] if show_time else [])
-    for col, just in cols:
-        opts.add_column(col, justify=just, no_wrap=True)
+    for col, just in cols:  # the words of the role and setup wrap in a narrow terminal; numbers never do
+        opts.add_column(col, justify=just, no_wrap=col not in ("preset / role", "setup"))
     for i, o in enumerate(p.options):
         mark = "[bold green]" if o is r else ("[dim]" if not o.fits else "")
         end = "[/]" if mark else ""
