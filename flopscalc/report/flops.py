@@ -43,11 +43,12 @@ def step_count(n_tokens: float, tokens_per_step: float) -> StepCount:
 def steps_text(c: StepCount) -> str:
     """'366 steps', '367 steps (366 full and a last one of 864 tokens)', or '1 step (a partial one of 1,000 tokens)'."""
     plural = "step" if c.n_steps == 1 else "steps"
+    last = f"{c.last_step_tokens:,} token" + ("" if c.last_step_tokens == 1 else "s")
     if not c.last_step_tokens:
         return f"{c.n_steps:,} {plural}"
     if not c.n_full_steps:
-        return f"{c.n_steps:,} {plural} (a partial one of {c.last_step_tokens:,} tokens)"
-    return f"{c.n_steps:,} {plural} ({c.n_full_steps:,} full and a last one of {c.last_step_tokens:,} tokens)"
+        return f"{c.n_steps:,} {plural} (a partial one of {last})"
+    return f"{c.n_steps:,} {plural} ({c.n_full_steps:,} full and a last one of {last})"
 
 
 def flops_dict(s: FlopsSummary) -> dict:
@@ -84,7 +85,8 @@ def flops_report(s: FlopsSummary) -> Group:
     head = Text(model_line(s.model))
     steps = step_count(s.n_tokens, s.tokens_per_step)
     sub = Text(
-        f"sequence {s.seq_len}, {format_count(s.n_tokens)} tokens, {steps.tokens_per_step:,} tokens/step: "
+        f"sequence {s.seq_len}, {format_count(s.n_tokens)} token{'' if s.n_tokens == 1 else 's'}, "
+        f"{steps.tokens_per_step:,} tokens/step: "
         f"{steps_text(steps)}, attention {'causal (unmasked pairs only)' if s.causal else 'dense T x T'}, "
         f"recompute {t.recompute.value}", style="dim")
     comp = Table(title="Exact matmul FLOPs by component", title_justify="left", box=box.SIMPLE_HEAD)
