@@ -131,6 +131,22 @@ def refuse_together(**given: bool) -> None:
         raise UsageError(f"{' and '.join(names)} cannot be used together; choose one output")
 
 
+class ListingGroup(typer.core.TyperGroup):
+    """typer's group whose unknown-command error lists the commands when typer has no near match to suggest:
+    "No such command 'allocate'; the commands are laws, optimal, ... (flopscalc scaling --help)"."""
+
+    def resolve_command(self, ctx, args):
+        from typer._click.exceptions import UsageError as ClickUsageError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except ClickUsageError as e:
+            if e.message.startswith("No such command") and "Did you mean" not in e.message:
+                names = ", ".join(self.list_commands(ctx))
+                e.message = f"{e.message.rstrip('.')}; the commands are {names} ({ctx.command_path} --help)"
+            raise
+
+
 def refuse_empty(**given: str | None) -> None:
     """UsageError for a text option given as '' (``--family ''``): where the engine reads '' as "the default",
     an empty value would otherwise be dropped silently. Keys are the option names, as in `refuse_together`."""

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import COMMANDS, HELP, HELP_OPTIONS, VERSION_HELP, print_help
+from .common import ListingGroup
 
 
 def build_command(name: str, module_name: str) -> typer.core.TyperCommand | TyperGroup:
@@ -62,7 +63,7 @@ class _LazyCommands(MutableMapping):
         raise TypeError("flopscalc's commands are fixed by flopscalc.cli.COMMANDS")
 
 
-class LazyGroup(TyperGroup):
+class LazyGroup(ListingGroup):
     """typer's group, with the commands of `COMMANDS` imported and built on demand and its own top-level help."""
 
     def __init__(self, **kwargs) -> None:

@@ -22,6 +22,7 @@ from ..plots._common import MAX_DPI, MIN_DPI, PNG_DPI
 from .common import (
     GpuCsvOpt,
     JsonOpt,
+    ListingGroup,
     OffloadOpt,
     OptimizerOpt,
     RecomputeOpt,
@@ -34,7 +35,7 @@ from .common import (
     storage_precision,
 )
 
-plot_app = typer.Typer(help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
+plot_app = typer.Typer(cls=ListingGroup, help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
                        no_args_is_help=True)
 
 OutOpt = Annotated[Path | None, typer.Option(

@@ -15,6 +15,7 @@ import typer
 from ..errors import UsageError
 from .common import (
     JsonOpt,
+    ListingGroup,
     NEmbdOpt,
     NHeadOpt,
     NLayerOpt,
@@ -27,7 +28,7 @@ from .common import (
     refuse_unused,
 )
 
-scaling_app = typer.Typer(help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
+scaling_app = typer.Typer(cls=ListingGroup, help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
                           no_args_is_help=True)
 
 LawOpt = Annotated[str | None, typer.Option(

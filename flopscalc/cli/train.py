@@ -22,6 +22,7 @@ from .common import (
     GradAccumOpt,
     JsonOpt,
     KvHeadOpt,
+    ListingGroup,
     MlpOpt,
     ModelConfigOpt,
     NEmbdOpt,
@@ -39,7 +40,7 @@ from .common import (
 
 TORCH_MISSING = "this command needs PyTorch: install the train extra: pip install 'flopscalc[train]'"
 
-train_app = typer.Typer(help=("Train the reference model (GPT-2 or a dense Llama-style block) on token "
+train_app = typer.Typer(cls=ListingGroup, help=("Train the reference model (GPT-2 or a dense Llama-style block) on token "
                                   "files (or synthetic tokens); 'prepare' makes them."),
                         invoke_without_command=True)
 
