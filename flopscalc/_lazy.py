@@ -1,7 +1,8 @@
 """Lazy exports of a package (PEP 562), written once for every package that re-exports its modules' names.
 
 Start-up is part of the product (issue 18): a package's `__init__` names what it exports and from which of its
-modules, and each name's module is imported when the name is first asked for, not with the package. Use it as
+modules, and each name's module is imported when the name is first asked for, not with the package. A module that
+re-exports names moved to a sibling module uses it the same way. Use it as
 
     _EXPORTS = {"estimate_step": "step", ...}  # name -> the module of this package that defines it
     __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -22,9 +23,11 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
     Parameters
     ----------
     package : str
-        The package's ``__name__``; it must be in ``sys.modules`` (it is while its ``__init__`` runs).
+        The exporting package's (or module's) ``__name__``; it must be in ``sys.modules`` (it is while its code
+        runs).
     exports : mapping of str to str
-        Each exported name -> the module of ``package`` (relative, without the dot) that defines it.
+        Each exported name -> the module that defines it, named without the dot relative to the package (for a
+        module: to the package it is in, so its siblings).
 
     Returns
     -------
@@ -35,6 +38,7 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
         submodule). ``__dir__()`` lists the package's globals and every export, sorted.
     """
     namespace = vars(sys.modules[package])
+    anchor = namespace["__package__"]  # the package itself, or a module's package
 
     def __getattr__(name: str) -> object:
         module = exports.get(name)
@@ -42,7 +46,7 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         import importlib
 
-        value = getattr(importlib.import_module(f".{module}", package), name)
+        value = getattr(importlib.import_module(f".{module}", anchor), name)
         namespace[name] = value  # later lookups skip this function
         return value
 

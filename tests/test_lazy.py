@@ -34,6 +34,9 @@ def package(tmp_path, monkeypatch):
     (root / "sub.py").write_text(count + "value = object()\nother = 'o'\n")
     (root / "more.py").write_text(count + "table = {}\n")
     (root / "plain.py").write_text("x = 1\n")
+    (root / "shim.py").write_text(  # a module re-exporting a name that moved to its sibling `more`
+        "from flopscalc._lazy import lazy_exports\n"
+        "__getattr__, __dir__ = lazy_exports(__name__, {'table': 'more'})\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(sys, "lazy_test_loads", [], raising=False)
     yield importlib.import_module(name)
@@ -83,6 +86,15 @@ def test_dir_lists_the_exports_before_they_load_and_the_globals(package):
     assert {"value", "other", "table", "EAGER", "__getattr__", "__dir__"} <= set(listed)
     assert listed == sorted(listed)
     assert sys.lazy_test_loads == []
+
+
+def test_a_module_exports_names_of_its_sibling_modules(package):
+    shim = importlib.import_module(f"{package.__name__}.shim")
+    assert sys.lazy_test_loads == []
+    assert shim.table is sys.modules[f"{package.__name__}.more"].table
+    assert vars(shim)["table"] is shim.table and "table" in dir(shim)
+    with pytest.raises(AttributeError, match=rf"^module '{package.__name__}.shim' has no attribute 'value'$"):
+        _ = shim.value  # the package's export, not the module's
 
 
 def test_the_helper_needs_its_package_in_sys_modules():
