@@ -24,7 +24,7 @@ def train_summary(data: dict) -> Table:
     t.add_column("what", style="bold")
     t.add_column("value")
     rows = [
-        ("model", f"{data['model']} ({format_count(data['n_params'])} parameters)"),
+        ("model", f"{data['model']} ({format_count(data['n_params'])} parameters{_window(data)})"),
         ("steps", f"{data['steps_done']} of {data['max_steps']}" + (" (interrupted)" if data["interrupted"] else "")),
         ("tokens seen", format_count(data["tokens_seen"])),
         ("last training loss", _f(data["final_loss"])),
@@ -39,6 +39,12 @@ def train_summary(data: dict) -> Table:
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def _window(data: dict) -> str:
+    """', sliding window W' when the run's attention was banded (W below the sequence), else ''."""
+    window, seq = data.get("attn_window"), data.get("seq_len")
+    return "" if window is None or seq is None or window >= seq else f", attention over a sliding window of {window:,}"
 
 
 def _f(x) -> str:

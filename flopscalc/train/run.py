@@ -102,7 +102,8 @@ def run_training(req: TrainRequest) -> dict:
         raise DomainError(out_of_memory(cfg, resolve_precision(cfg.precision, device), device, info.world_size))
     hist = result.history
     return {
-        "model": cfg.model.name, "n_params": count_params(cfg.model).total,
+        "model": cfg.model.name, "n_params": count_params(cfg.model).total, "seq_len": cfg.seq_len,
+        "attn_window": cfg.model.attn_window,  # sliding window W the run trained with (None: full causal)
         # counted on the module the run trained (tied matrices once: parameters() yields a shared tensor once)
         "n_params_measured": sum(p.numel() for p in trainer.raw_model.parameters()),
         "steps_done": result.steps_done, "max_steps": cfg.max_steps, "interrupted": result.interrupted,
