@@ -271,7 +271,7 @@ def plan_report(p: Plan) -> Group:
         g = r.batch
         rec.add_row("batch grown", f"{format_count(g.default_tokens_per_step)} -> {format_count(g.tokens_per_step)}",
                     f"tokens/step, to hide communication (scaling efficiency {g.default_scaling_efficiency:.0%} at "
-                    f"GPT-3's batch); stops at the {g.reason}: {format_count(g.critical_tokens)} tokens at loss "
+                    f"GPT-3's batch); stops {_growth_stop(g)}: {format_count(g.critical_tokens)} tokens at loss "
                     f"{g.loss_nats:.3f} (Kaplan et al. 2020 eq. 5.3, WebText2 nats: an order-of-magnitude guide); "
                     f"each token counts {g.token_value:.2f} of one at GPT-3's batch in the loss (eq. 5.5)")
     if r.chosen.layout is not None:
@@ -365,6 +365,16 @@ def plan_report(p: Plan) -> Group:
         parts.append(Text())
     parts.append(notes)
     return Group(*parts)
+
+
+def _growth_stop(g) -> str:
+    """Where batch growth stopped: 'below the critical batch size (doubling again would pass it)' when the batch
+    stopped short of it (growth doubles, `planner.growth`), 'at the ...' when it reached it, or the trade-off."""
+    if g.reason != "critical batch size":
+        return f"at the {g.reason}, within the critical batch size"
+    if g.tokens_per_step < g.critical_tokens:
+        return "below the critical batch size (doubling again would pass it)"
+    return "at the critical batch size"
 
 
 def _layout_rows(rec: Table, r: PlanOption) -> None:
