@@ -1,4 +1,4 @@
-"""`perf.step.causal_model_flops_per_token`, MFU's numerator and the planner's fewest-FLOPs bound (planner.relax),
+"""`perf.utilization.causal_model_flops_per_token` (re-exported by perf.step), MFU's numerator and the planner's fewest-FLOPs bound (planner.relax),
 against PyTorch's FlopCounterMode and as the one number the step model reports for every setup."""
 
 from __future__ import annotations

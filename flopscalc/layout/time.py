@@ -81,7 +81,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from ..flops import Recompute, training_flops_per_token
+from ..flops import Recompute
 from ..memory.settings import (
     FP32_BYTES,
     HALF_BYTES,
@@ -95,7 +95,7 @@ from ..perf import StepOptions, estimate_step
 from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
 from ..perf.parallel import CommEstimate, data_parallel_comm, megatron_bucket_bytes, ring_latency_s
 from ..perf.step import MATMUL_PRECISION
-from ..perf.utilization import model_flops_utilization
+from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
 from .cluster import Cluster
 from .spec import Engine, Layout
 
@@ -281,11 +281,6 @@ def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision
     return _StageCost(body, first, last, backward, attention, optimizer, accum)
 
 
-@functools.lru_cache(maxsize=256)
-def _model_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    return training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
-
-
 def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, all_reduce: bool) -> float:
     """One ring collective over ``n`` ranks of ``nbytes`` (alpha-beta, `parallel.ring_latency_s`)."""
     if n <= 1:
@@ -460,7 +455,7 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
                      / ADAMW_UPDATE_BYTES)
     else:  # DDP/FSDP: the update and the fp32 accumulation of every micro-batch, sharded in the rank's setup
         optimizer = cost.optimizer_s + cost.grad_accum_s * m
-    model_flops = _model_flops_per_token(cfg, seq_len)
+    model_flops = causal_model_flops_per_token(cfg, seq_len)
     peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
     return LayoutTime(layout, cfg, cluster, seq_len, (compute_mb + accum_mb) * m, bubble, tp_mb * m, pp_mb * m,
                       cp_mb * m, ep_mb * m, dp, optimizer, peak, model_flops)

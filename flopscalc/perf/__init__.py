@@ -18,7 +18,7 @@ _EXPORTS = {
     "gemm_efficiency": "gemm", "tile_quantization_efficiency": "gemm", "wave_quantization_efficiency": "gemm",
     "Op": "ops", "OpClass": "ops", "Phase": "ops", "StepOptions": "ops", "step_ops": "ops",
     "ridge_intensity": "roofline", "roofline_s": "roofline",
-    "CLASS_ORDER": "step", "StepEstimate": "step", "causal_model_flops_per_token": "step",
+    "CLASS_ORDER": "step", "StepEstimate": "step", "causal_model_flops_per_token": "utilization",
     "constant_mfu_tokens_per_s_per_gpu": "step", "estimate_step": "step",
 }
 

@@ -45,7 +45,7 @@ from .ops import (
 )
 from .parallel import CommEstimate, data_parallel_comm
 from .roofline import roofline_s
-from .utilization import model_flops_utilization
+from .utilization import causal_model_flops_per_token, model_flops_utilization
 
 CLASS_ORDER = ("gemm", "attention", "memory-bound", "optimizer", "communication exposed", "offload")
 
@@ -246,14 +246,6 @@ def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int
 def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
     """(model, hardware) FLOPs per token: causal model FLOPs; executed FLOPs with every recomputation."""
     return _flops_per_token_of(cfg, setup.seq_len or cfg.block_size, setup.recompute, setup.flash)
-
-
-@lru_cache(maxsize=4096)  # a pure function of these two; the planner prices and bounds many setups of one model
-def causal_model_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """Model FLOPs per token (FLOP/token) of ``cfg`` trained on sequences of ``seq_len`` tokens: forward and
-    backward matmuls, the attention core over causal pairs, no recomputation; MFU's numerator ([2] App. B), and
-    the fewest FLOPs any setup executes (recomputation and the full T x T only add)."""
-    return training_flops_per_token(cfg, seq_len, causal=True).model_flops_per_token
 
 
 @lru_cache(maxsize=4096)  # a pure function of these four; a planner prices many setups that share them

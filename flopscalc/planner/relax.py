@@ -87,7 +87,7 @@ def _loss_floor(cfg: ModelConfig, ctx: _Context) -> float:
     tm = ctx.time_model
     if ctx.cluster is not None or tm is None or tm.kind not in _PEAK_BOUNDED or (tm.efficiency or 0.0) > 1:
         return -math.inf
-    from ..perf.step import causal_model_flops_per_token  # here: `perf` is slow to import
+    from ..perf.utilization import causal_model_flops_per_token  # MFU's numerator; light (perf.step is not)
 
     b = ctx.budget
     causal = causal_model_flops_per_token(cfg, ctx.seq_len)  # the fewest FLOPs any setup executes per token
