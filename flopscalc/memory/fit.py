@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._lazy import lazy_exports
 from ..errors import UsageError
 from ..hardware import GpuSpec
 from ..model import ModelConfig
@@ -98,10 +99,5 @@ def largest_that_fits(ok, upper: int) -> int:
 _ADVICE = ("CHANGE_COST", "Fix", "FitAdvice", "MemoryAnswer", "answer", "suggest_fixes")
 
 
-def __getattr__(name: str):
-    """The fixes and the whole answer of `flopscalc memory`, from `memory.advice` on first use (PEP 562)."""
-    if name in _ADVICE:
-        from . import advice
-
-        return getattr(advice, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The fixes and the whole answer of `flopscalc memory`, from `memory.advice` on first use (PEP 562).
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_ADVICE, "advice"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from ..errors import UsageError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
@@ -251,15 +252,6 @@ _SETUPS = ("RECOMPUTE_SEARCHED", "OPTIMIZERS_SEARCHED", "ZERO_STAGES_SEARCHED", 
            "searched_setups", "tools_needed", "choose_setup", "lightest_peak_bytes", "min_gpus_to_fit")
 
 
-def __getattr__(name: str):
-    """The setup search from `planner.setups`, and `BatchGrowth` and `grow_batch` from `planner.growth`, on first use
-    (PEP 562): `setups` builds on this module's types, and one GPU never grows its batch."""
-    if name in _SETUPS:
-        from . import setups
-
-        return getattr(setups, name)
-    if name in ("BatchGrowth", "grow_batch"):
-        from . import growth
-
-        return getattr(growth, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# On first use (PEP 562): `setups` builds on this module's types, and one GPU never grows its batch.
+__getattr__, __dir__ = lazy_exports(__name__, {**dict.fromkeys(_SETUPS, "setups"),
+                                               "BatchGrowth": "growth", "grow_batch": "growth"})

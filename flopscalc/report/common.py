@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from .._lazy import lazy_exports
 from ..model import ModelConfig, count_params
 
 COMPONENT_LABELS = {
@@ -52,10 +53,5 @@ def model_line(cfg: ModelConfig) -> str:
             f"non-embedding{active})")
 
 
-def __getattr__(name: str):
-    """The GPU renderers, re-exported from `report.gpus` on first use (PEP 562): `flopscalc plan` needs none."""
-    if name in ("gpu_detail", "gpu_dict", "gpu_table"):
-        from . import gpus
-
-        return getattr(gpus, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The GPU renderers, re-exported from `report.gpus` on first use (PEP 562): `flopscalc plan` needs none.
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(("gpu_detail", "gpu_dict", "gpu_table"), "gpus"))
