@@ -262,8 +262,10 @@ def plan_report(p: Plan) -> Group:
     elif p.law.has_loss:
         rec.add_row("predicted loss", "-", f"above a uniform guess ({p.law.uniform_loss:.2f} = ln vocabulary): "
                     "no prediction; see Warnings")
+    replicas = r.chosen.layout.dp if r.chosen.layout is not None else b.n_gpus  # data-parallel copies of the model
     rec.add_row("setup", f"{s.micro_batch} x {s.grad_accum}",
-                f"micro-batch x accumulation = {format_count(r.chosen.tokens_per_step)} tokens/step at seq "
+                "micro-batch x accumulation" + (f" x {replicas:,} data-parallel replicas" if replicas > 1 else "")
+                + f" = {format_count(r.chosen.tokens_per_step)} tokens/step at seq "
                 f"{s.seq_len}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
                 + (f", ZeRO-{s.zero_stage}" if s.zero_stage else "") + (", optimizer offload" if s.offload_optimizer
                                                                         else ""))
