@@ -32,6 +32,9 @@ def _run_into_full_disk(*args: str) -> subprocess.CompletedProcess:
     ("gpus",),
     ("flops", "--model", "gpt2", "--tokens", "1e9", "--json"),
     ("models",),
+    ("--help",),  # the top-level help, printed without the parser
+    ("plan", "--help"),  # a command's help, printed by the parser
+    ("scaling", "--help"),
 ])
 def test_a_full_disk_is_one_line_and_exit_1(args):
     done = _run_into_full_disk(*args)

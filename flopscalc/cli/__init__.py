@@ -113,8 +113,14 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 domain error, 2 usage error (one line on stderr)."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args in (["--help"], ["-h"]):  # the top-level help needs no parser
-        print_help(USAGE, HELP, TOP_OPTIONS, [(name, text) for name, (_, text) in COMMANDS.items()])
-        sys.stdout.write("\n")  # as click's help echo ends
+        try:
+            print_help(USAGE, HELP, TOP_OPTIONS, [(name, text) for name, (_, text) in COMMANDS.items()])
+            sys.stdout.write("\n")  # as click's help echo ends
+            sys.stdout.flush()  # a write that fails fails here, not in the interpreter's flush at exit
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            return _stdout_failed(e)
         return 0
     import typer
 
@@ -145,6 +151,19 @@ def run(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return 1
+    except OSError as e:  # a help page that could not be written (reports go through `common.emit`, which says so)
+        if {"-h", "--help"} & set(args):
+            return _stdout_failed(e)
+        raise
+
+
+def _stdout_failed(e: OSError) -> int:
+    """One line for standard output that cannot be written (a full disk, /dev/full), as `common.emit` says it."""
+    from .common import _drop_stdout
+
+    _drop_stdout()
+    return _fail(f"cannot write the output to standard output: {e.strerror or e}; free space where it goes, or send "
+                 "it elsewhere (> FILE)", 1)
 
 
 def _fail(message: str, code: int) -> int:
