@@ -64,3 +64,19 @@ def test_the_search_finds_the_published_layout_or_a_faster_one(row):
     res = search_layouts(row.cfg, cluster_for(get_gpu(row.gpu_key), row.layout.n_gpus), row.seq_len,
                          row.layout.sequences_per_step(), precision=row.precision, flash=row.flash, options=opts)
     assert res.best.time.step_s <= row.predict().step_s
+
+
+def test_context_parallelism_needs_the_sequence_in_two_chunks_per_rank():
+    # Megatron-LM cuts each sequence into 2 x CP chunks (get_batch_on_this_cp_rank), so a CP degree whose 2 x CP does
+    # not divide the sequence cannot run: refused when given, never proposed by the search. 8,200 tokens split over
+    # 8 ranks (1,025 each) but not into 16 chunks; over 4 ranks they make 8 chunks of 1,025
+    from flopscalc.errors import UsageError
+    from flopscalc.layout.spec import Layout
+
+    cfg = get_preset("llama-3.1-8b")
+    with pytest.raises(UsageError, match="16 equal chunks"):
+        Layout(tp=1, pp=1, dp=1, cp=8).check_model(cfg, 8200)
+    Layout(tp=1, pp=1, dp=2, cp=4).check_model(cfg, 8200)  # 8 chunks of 1,025: runs
+    res = search_layouts(cfg, cluster_for(get_gpu("h100"), 64), 8200, 64, top=10**6)
+    cps = {r.layout.cp for r in res.ranked}
+    assert cps == {1, 2, 4}  # at 8,192 tokens the same search tries CP 8 and 16 too

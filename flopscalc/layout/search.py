@@ -34,7 +34,7 @@ from ..perf import StepOptions
 from ..units import GIB
 from .cluster import Cluster
 from .memory import LayoutMemory, activation_bytes_per_layer, memory_from_parts, stage_params
-from .spec import Layout
+from .spec import CP_CHUNKS_PER_RANK, Layout
 from .time import LayoutTime, bound_from_compute_s, compute_key, layout_time, stage_compute_s
 
 MICRO_BATCHES = (1, 2, 4, 8)
@@ -112,7 +112,8 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
     n_candidates = 0
     tps = [t for t in _divisors(min(n, cluster.gpus_per_node)) if cfg.n_head % t == 0 and cfg.n_inner % t == 0
            and (cfg.kv_heads % t == 0 or t % cfg.kv_heads == 0)]
-    cps = [c for c in (1, 2, 4, 8, 16) if c == 1 or (seq_len >= CP_MIN_SEQ_LEN and seq_len % c == 0)]
+    cps = [c for c in (1, 2, 4, 8, 16)
+           if c == 1 or (seq_len >= CP_MIN_SEQ_LEN and seq_len % (CP_CHUNKS_PER_RANK * c) == 0)]
     for t in tps:
         for cp in cps:
             if n % (t * cp):

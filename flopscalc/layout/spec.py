@@ -45,6 +45,10 @@ class Engine(str, Enum):
     deepspeed = "DeepSpeed"
 
 
+# Megatron-LM's context parallelism splits each sequence into 2 x CP chunks, two per rank, so causal attention's
+# work is balanced (megatron/core/utils.py get_batch_on_this_cp_rank; Megatron-LM context_parallel.rst)
+CP_CHUNKS_PER_RANK = 2
+
 @dataclass(frozen=True)
 class Layout:
     """One way to split a step: degrees of each parallelism, the pipeline schedule, micro-batching, recompute.
@@ -124,6 +128,12 @@ class Layout:
         if seq_len % (self.cp * (self.tp if self.sequence_parallel else 1)):
             raise UsageError(f"sequence {seq_len} must split evenly over --cp {self.cp}"
                              + (f" x --tp {self.tp} (sequence parallel)" if self.sequence_parallel else ""))
+        if self.cp > 1 and seq_len % (CP_CHUNKS_PER_RANK * self.cp):
+            # Megatron-LM get_batch_on_this_cp_rank: the sequence is cut into 2 x CP chunks (rank r takes chunks r and
+            # 2CP-1-r, balancing causal attention's work), a view that needs 2 x CP to divide it
+            raise UsageError(f"sequence {seq_len} must split into {CP_CHUNKS_PER_RANK * self.cp} equal chunks for --cp "
+                             f"{self.cp} (Megatron-LM cuts it into 2 x CP for balance); pick a sequence that is a "
+                             f"multiple of {CP_CHUNKS_PER_RANK * self.cp} or a smaller --cp")
         if self.ep > 1:
             if not cfg.is_moe:
                 raise UsageError("--ep shards the experts of a mixture of experts; this model has none")
