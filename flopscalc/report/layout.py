@@ -71,6 +71,10 @@ def _components_table(lt: LayoutTime, mem: LayoutMemory) -> Table:
 def layout_report(lt: LayoutTime, mem: LayoutMemory) -> Group:
     lines = [(f"{lt.model.name} on {lt.layout.n_gpus} x {lt.cluster.gpu.name}, sequence {lt.seq_len}: "
              f"{format_tokens_per_s(lt.tokens_per_s)} tokens/s, MFU {lt.mfu:.1%} (model FLOPs, causal attention)")]
+    if mem.total > lt.cluster.gpu.memory_bytes:  # said first: the time is of a run that cannot start
+        lines.append(f"does not fit: {format_bytes(mem.total)} per GPU on the {mem.stage} pipeline stage, of "
+                     f"{format_bytes(lt.cluster.gpu.memory_bytes)}; a shorter --seq, more --tp/--pp/--cp or "
+                     "recomputation (--recompute) lowers it, and --search finds a layout that fits")
     eng = lt.layout.engine()
     if eng.value.startswith("Megatron"):
         lines.append("flopscalc train runs DDP and FSDP only; this layout needs Megatron-LM (or torchtitan/DeepSpeed):")
