@@ -274,7 +274,7 @@ def plan_report(p: Plan) -> Group:
         rec.add_row("batch grown", f"{format_count(g.default_tokens_per_step)} -> {format_count(g.tokens_per_step)}",
                     f"tokens/step, to hide communication (scaling efficiency {g.default_scaling_efficiency:.0%} at "
                     f"GPT-3's batch); stops {_growth_stop(g)}: {format_count(g.critical_tokens)} tokens at loss "
-                    f"{g.loss_nats:.3f} (Kaplan et al. 2020 eq. 5.3, WebText2 nats: an order-of-magnitude guide); "
+                    f"{g.loss_nats:.3f}, the run's at GPT-3's batch (Kaplan et al. 2020 eq. 5.3, WebText2 nats: an order-of-magnitude guide); "
                     f"each token counts {g.token_value:.2f} of one at GPT-3's batch in the loss (eq. 5.5)")
     if r.chosen.layout is not None:
         _layout_rows(rec, r)
