@@ -3,13 +3,11 @@ and wider) every count of every preset prints whole on one line, each as `count_
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from flopscalc.cli import run
-from flopscalc.model import ALL_PRESETS, count_params
 from flopscalc.report.models import TITLE
+from tests.models_output import assert_every_count_whole
 
 
 def _printed(capsys, monkeypatch, columns: int | None) -> str:
@@ -26,14 +24,7 @@ def test_every_count_prints_whole(capsys, monkeypatch, columns):
     out = _printed(capsys, monkeypatch, columns)
     if columns is not None:
         assert max(len(line) for line in out.splitlines()) <= columns
-    numbers = set(re.findall(r"(?<![\d,])\d{1,3}(?:,\d{3})+(?![\d,])|(?<![\d,])\d+(?![\d,])", out))
-    for name, cfg in ALL_PRESETS.items():
-        pc = count_params(cfg)
-        for n in (pc.total, pc.active, pc.non_embedding, cfg.n_layer, cfg.n_embd, cfg.n_inner):
-            assert f"{n:,}" in numbers or str(n) in numbers, (name, n, columns)
-        for n in (cfg.block_size, cfg.vocab_size):
-            assert f"{n:,}" in numbers, (name, n, columns)
-        assert f"{cfg.n_head} ({cfg.kv_heads})" in out, (name, columns)
+    assert_every_count_whole(out, columns)
 
 
 def test_one_table_where_it_fits_three_parts_where_it_does_not(capsys, monkeypatch):
