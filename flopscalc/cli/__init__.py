@@ -143,8 +143,9 @@ def run(argv: list[str] | None = None) -> int:
     except FlopscalcError as e:  # pragma: no cover - every error is one of the two above
         return _fail(str(e), 1)
     except PARSER_ERRORS as e:  # the parser's own usage errors (unknown option, bad choice, ...)
-        message = " ".join(e.format_message().split()) or "say which command to run; they are listed above"
-        return _fail(message, getattr(e, "exit_code", 2))
+        from .group import parser_error_line
+
+        return _fail(parser_error_line(e), getattr(e, "exit_code", 2))
     except typer.Abort:
         return _fail("aborted", 130)
     except KeyboardInterrupt:

@@ -131,3 +131,67 @@ def _parser_errors() -> type[Exception]:
 PARSER_ERRORS = _parser_errors()
 
 
+
+
+def _parser_exception(name: str) -> type[Exception]:
+    """One of the parser's exception classes by name, from where `PARSER_ERRORS` comes (typer's vendored click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # typer before it vendored click
+        from click import exceptions
+    return getattr(exceptions, name)
+
+
+# An unknown option's suggestions (house rule: a lookup suggests what is near, never unrelated names). click offers
+# difflib's matches at its default cutoff 0.6 on the names *with* their '--', which counts the dashes as agreement:
+# `plan --usd` was offered --hours, --n-gpus, --seq. Here a suggestion is an option that has every word typed as a
+# whole word of its name (--usd: --budget-usd, --usd-per-gpu-hour, --usd-per-kwh), then a close spelling.
+# Close: at most max(len, 3) // 3 edits (insert, delete, substitute, swap two neighbours) from the name typed, as
+# rustc's find_best_match_for_name (rustc_span/src/edit_distance.rs); one edit covers most typing slips (Damerau
+# 1964, CACM 7(3) p. 171: over 80% of misspellings are one such edit). difflib's ratio would miss the swap
+# (--dyas: 0.75 to 'days') while passing --gpus -> --gpu-csv (0.73), so the edit count is used, not difflib.
+MAX_SUGGESTED_OPTIONS = 5  # one readable line; as many as GpuTable's "did you mean"
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Damerau's edit distance (optimal string alignment): insertions, deletions, substitutions, adjacent swaps."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def suggest_options(typed: str, names: list[str]) -> list[str]:
+    """The options of ``names`` (long, '--x-y') near ``typed``: those with every word of it, then close spellings."""
+    word = typed.lstrip("-").lower()
+    if not word or not typed.startswith("--"):  # a short option is one letter: nothing to compare
+        return []
+    words = set(word.split("-")) - {""}
+    whole = [n for n in names if words <= set(n.lstrip("-").split("-"))]
+    limit = max(len(word), 3) // 3  # rustc_span/src/edit_distance.rs, find_best_match_for_name
+    close = sorted((d, n) for n in names if (d := edit_distance(word, n.lstrip("-"))) <= limit)
+    return list(dict.fromkeys([*whole, *(n for _, n in close)]))[:MAX_SUGGESTED_OPTIONS]
+
+
+def _long_options(ctx) -> list[str]:
+    """The long option names a command's help shows, in its order (hidden options are not offered)."""
+    return [o for p in ctx.command.get_params(ctx) if not getattr(p, "hidden", False)
+            for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")]
+
+
+def parser_error_line(e: Exception) -> str:
+    """The one line for a parser's usage error; an unknown option names the options near it, else the help."""
+    if isinstance(e, _parser_exception("NoSuchOption")) and e.ctx is not None:
+        found = suggest_options(e.option_name, _long_options(e.ctx))
+        where = f"'{e.ctx.command_path} --help' lists the options"
+        if found:
+            listed = ", ".join(found[:-1]) + " or " + found[-1] if len(found) > 1 else found[0]
+            return f"{e.message}; did you mean {listed}? ({where})"
+        return f"{e.message}; no option is close to it: {where}"
+    return " ".join(e.format_message().split()) or "say which command to run; they are listed above"
