@@ -176,7 +176,7 @@ def test_a_csv_file_keeps_the_excel_hint(capsys, tmp_path, encoding):
     path = tmp_path / "gpus.csv"
     path.write_bytes(ENCODINGS[encoding])
     for argv in (["gpus", "--gpu-csv", str(path)], ["memory", "--gpu", "4070ti", "--model", "gpt2", "--gpu-csv",
-                                                     str(path)]):
+                                                     str(path)], ["scaling", "fit", str(path)]):  # a runs CSV
         line = one_line(capsys, argv)
         assert re.search(_expect(encoding), line) and "in Excel: 'CSV UTF-8'" in line and "iconv" not in line, line
 

@@ -78,7 +78,7 @@ def read_runs(path: str | Path, text: str | None = None) -> Runs:
 
     path = str(path)
     if text is None:
-        text = read_text(path, "runs file")
+        text = read_text(path, "runs file", csv=True)
     text = text.removeprefix("\ufeff")  # a BOM in text handed over already decoded
     check_comma_separated(text, path, "runs file")
     lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("#")]
