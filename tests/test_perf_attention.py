@@ -68,3 +68,25 @@ def test_the_fitted_fraction_scales_the_gemms_and_nothing_else():
             else:
                 assert b.seconds == a.seconds, a.op.name
         assert n_gemm > 0 and any(p.op.op_class is OpClass.memory for p in full.ops)
+
+
+@pytest.mark.parametrize(("kernel", "head_dim", "tile"), [
+    (AttentionKernel.flash2, 80, 96),  # flash_api.cpp: round_multiple(head_size, 32) (Pythia 2.8B, Phi-2: 80)
+    (AttentionKernel.flash2, 112, 128),
+    (AttentionKernel.triton, 80, 128),  # flash_attn_triton.py: next_power_of_2(d)
+    (AttentionKernel.triton, 96, 128),
+])
+def test_a_head_dimension_between_kernel_sizes_costs_the_padded_kernels_time(kernel, head_dim, tile):
+    # FlashAttention kernels are built for a few head dimensions and run a smaller one in the next size's tiles
+    # (its extra columns zeros): the same heads and tokens at head_dim take the time they take at the tile's width,
+    # while the model FLOPs the step reports stay those of head_dim
+    def flash_s(hd):
+        cfg = ModelConfig(n_layer=1, n_head=16, n_embd=16 * hd, block_size=SEQ, vocab_size=512, name=f"hd{hd}")
+        est = estimate_step(cfg, SETUP, get_gpu("h100"), StepOptions(attention_kernel=kernel))
+        return {p.op.name: (p.seconds, p.op.flops) for p in est.ops if p.op.flash}
+
+    small, padded = flash_s(head_dim), flash_s(tile)
+    for name, (seconds, flops) in small.items():
+        assert seconds == pytest.approx(padded[name][0], rel=1e-12)
+        assert flops == pytest.approx(padded[name][1] * head_dim / tile, rel=1e-12)
+    assert flash_s(128)["flash attention fwd"][0] < flash_s(160)["flash attention fwd"][0]  # no padding at 128

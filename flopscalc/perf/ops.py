@@ -48,6 +48,10 @@ References
 [15] PyTorch ``torch.nn.utils.clip_grad_norm_`` (and FSDP's ``clip_grad_norm_``): the norm of each gradient, then
      every gradient ``mul_`` by the clamped coefficient, unconditionally (a test on it would synchronize host and
      device); the MPT yamls' ``gradient_clipping: {clipping_type: norm, clipping_threshold: 1.0}``.
+[16] Dao-AILab/flash-attention ``csrc/flash_attn/flash_api.cpp``: ``head_size_rounded = round_multiple(head_size,
+     32)``, kernels instantiated for head dims 32, 64, ..., 256 (``flash_fwd_hdim{32..256}``); the Triton kernel
+     (``flash_attn/flash_attn_triton.py``): ``BLOCK_HEADDIM = max(triton.next_power_of_2(d), 16)``. A head of 112
+     (MPT-30B: 7168 / 64) runs in 128-wide tiles either way, its padding computed as zeros.
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ class Op:
     kernels: int = 1  # kernel launches per occurrence
     gemm_shape: tuple[int, int, int, int] | None = None  # (m, n, k, batch) of a GEMM
     flash: bool = False  # a fused attention kernel (priced at the flash efficiency)
+    head_dim: int | None = None  # a fused attention kernel's head dimension (its tiles: `kernel_head_dim`)
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,15 @@ def _forward_flops(cfg: ModelConfig, seq: int, causal: bool):
     return forward_flops_per_token(cfg, seq, causal=causal)
 
 
+def kernel_head_dim(head_dim: int, kernel: AttentionKernel) -> int:
+    """The head dimension a fused attention kernel computes at ([16]): FlashAttention-2 rounds it up to a multiple
+    of 32, the Triton kernel to a power of two (at least 16); the tiles' extra columns cost time, not model FLOPs
+    (`perf.step.op_efficiency` lowers the kernel's efficiency by head_dim / kernel_head_dim)."""
+    if kernel is AttentionKernel.triton:
+        return max(16, 1 << (head_dim - 1).bit_length())  # [16] next_power_of_2
+    return -(-head_dim // 32) * 32  # [16] round_multiple(head_size, 32)
+
+
 def _attention_ops(cfg, setup, seq, batch, a, n, phase, options, *, backward):
     """Attention core of one layer for ``batch`` sequences: fused (flash) or spelled out (math path).
 
@@ -231,14 +245,14 @@ def _attention_ops(cfg, setup, seq, batch, a, n, phase, options, *, backward):
     if d_kv != d_attn:  # [7] repeat_kv: read K and V, write them per query head; backward sums the copies
         label = "repeat_kv bwd (sum)" if backward else "repeat_kv"
         ops.append(_mem(label, Phase.backward if backward else phase, a * t * (2 * d_kv + 2 * d_attn), n, 2))
-    if setup.flash:
+    if setup.flash:  # the head dimension sets the kernel's tile width ([16], `kernel_head_dim`)
         if not backward:
             return ops + [Op("flash attention fwd", OpClass.attention, phase, scores + values, 4 * a * t * d_attn,
-                             n, flash=True)]
+                             n, flash=True, head_dim=hd)]
         # [3] Alg. 2: recompute S (one fwd matmul), then 4 gradient matmuls = 2x forward
         flops = 2.0 * (scores + values) + scores
         return ops + [Op("flash attention bwd", OpClass.attention, Phase.backward, flops, 8 * a * t * d_attn, n,
-                         flash=True)]
+                         flash=True, head_dim=hd)]
     tt = batch * heads * seq * seq  # elements of the score matrix
     drop = options.dropout
     if not backward:

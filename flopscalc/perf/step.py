@@ -40,6 +40,7 @@ from .ops import (
     StepOptions,
     backward_ops,
     forward_ops,
+    kernel_head_dim,
     recompute_ops,
     update_ops,
 )
@@ -165,6 +166,8 @@ def op_efficiency(op: Op, dev: DevicePerf, kernel: AttentionKernel = AttentionKe
         eff = dev.flash_bwd_fraction if backward else dev.flash_fwd_fraction
         if kernel is AttentionKernel.triton:  # FlashAttention-2 paper sec. 4.1 (`perf.device` [2a])
             eff /= TRITON_BWD_SLOWDOWN if backward else TRITON_FWD_SLOWDOWN
+        if op.head_dim is not None:  # ops [16]: the tiles span the kernel's head dimension, the model's is less
+            eff *= op.head_dim / kernel_head_dim(op.head_dim, kernel)
         return eff
     if op.gemm_shape is not None:
         m, n, k, batch = op.gemm_shape
