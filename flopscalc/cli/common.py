@@ -131,16 +131,24 @@ def refuse_together(**given: bool) -> None:
         raise UsageError(f"{' and '.join(names)} cannot be used together; choose one output")
 
 
+def parser_exception(name: str) -> type[Exception]:
+    """One of the parser's exception classes by name: typer's vendored click (typer 0.26 on), else click itself
+    (pyproject allows typer 0.19, which imports click and has no typer._click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # typer before it vendored click
+        from click import exceptions
+    return getattr(exceptions, name)
+
+
 class ListingGroup(typer.core.TyperGroup):
     """typer's group whose unknown-command error lists the commands when typer has no near match to suggest:
     "No such command 'allocate'; the commands are laws, optimal, ... (flopscalc scaling --help)"."""
 
     def resolve_command(self, ctx, args):
-        from typer._click.exceptions import UsageError as ClickUsageError
-
         try:
             return super().resolve_command(ctx, args)
-        except ClickUsageError as e:
+        except parser_exception("UsageError") as e:
             if e.message.startswith("No such command") and "Did you mean" not in e.message:
                 names = ", ".join(self.list_commands(ctx))
                 e.message = f"{e.message.rstrip('.')}; the commands are {names} ({ctx.command_path} --help)"

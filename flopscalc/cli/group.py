@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import COMMANDS, HELP, HELP_OPTIONS, VERSION_HELP, print_help
-from .common import ListingGroup
+from .common import ListingGroup, parser_exception
 
 
 def build_command(name: str, module_name: str) -> typer.core.TyperCommand | TyperGroup:
@@ -131,17 +131,6 @@ def _parser_errors() -> type[Exception]:
 PARSER_ERRORS = _parser_errors()
 
 
-
-
-def _parser_exception(name: str) -> type[Exception]:
-    """One of the parser's exception classes by name, from where `PARSER_ERRORS` comes (typer's vendored click)."""
-    try:
-        from typer._click import exceptions
-    except ImportError:  # typer before it vendored click
-        from click import exceptions
-    return getattr(exceptions, name)
-
-
 # An unknown option's suggestions (house rule: a lookup suggests what is near, never unrelated names). click offers
 # difflib's matches at its default cutoff 0.6 on the names *with* their '--', which counts the dashes as agreement:
 # `plan --usd` was offered --hours, --n-gpus, --seq. Here a suggestion is an option that has every word typed as a
@@ -187,7 +176,7 @@ def _long_options(ctx) -> list[str]:
 
 def parser_error_line(e: Exception) -> str:
     """The one line for a parser's usage error; an unknown option names the options near it, else the help."""
-    if isinstance(e, _parser_exception("NoSuchOption")) and e.ctx is not None:
+    if isinstance(e, parser_exception("NoSuchOption")) and e.ctx is not None:
         found = suggest_options(e.option_name, _long_options(e.ctx))
         where = f"'{e.ctx.command_path} --help' lists the options"
         if found:
