@@ -103,6 +103,10 @@ class Layout:
         """Layers on the busiest stage: ceil(L / p), rounded up to whole chunks of the interleaved schedule."""
         return stage_layers(n_layer, self.pp, self.interleave)
 
+    def spare_layer_slots(self, n_layer: int) -> int:
+        """Layer slots the pipeline leaves empty: p x (layers on the busiest stage) - L (0 without a pipeline)."""
+        return self.pp * self.layers_per_stage(n_layer) - n_layer if self.pp > 1 else 0
+
     @property
     def model_parallel(self) -> int:
         """GPUs that hold one replica of the model (TP x PP x CP)."""
@@ -163,10 +167,10 @@ class Layout:
             # Layer slots left empty go to the loss, then the embedding, as `layout.time` prices them (Megatron-core
             # TransformerConfig account_for_loss_in_pipeline_split / account_for_embedding_in_pipeline_split)
             per_stage = self.layers_per_stage(n_layer)
-            spare = self.pp * per_stage - n_layer
+            spare = self.spare_layer_slots(n_layer)
             if 1 <= spare <= EMBEDDING_AND_LOSS_CHUNKS:
                 mega.append("--account-for-loss-in-pipeline-split")
-                if spare == 2:
+                if spare == EMBEDDING_AND_LOSS_CHUNKS:
                     mega.append("--account-for-embedding-in-pipeline-split")
             elif spare > EMBEDDING_AND_LOSS_CHUNKS and self.interleave == 1:
                 ends = n_layer - (self.pp - 2) * per_stage  # the end stages share what the full middle ones leave

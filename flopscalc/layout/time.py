@@ -97,7 +97,7 @@ from ..perf.parallel import CommEstimate, data_parallel_comm, megatron_bucket_by
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
 from .cluster import Cluster
-from .spec import Engine, Layout
+from .spec import EMBEDDING_AND_LOSS_CHUNKS, Engine, Layout
 
 FIRST_STAGE_OPS = ("embedding",)
 LAST_STAGE_OPS = ("final norm", "lm head", "cross-entropy", "fused cross-entropy")
@@ -291,10 +291,8 @@ def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, a
 
 
 def _spare_layer_slots(cfg: ModelConfig, layout: Layout) -> int:
-    """Layer slots the pipeline leaves empty, up to 2 (0 without a pipeline): p x (layers on the busiest stage) - L."""
-    if layout.pp == 1:
-        return 0
-    return min(2, layout.pp * layout.layers_per_stage(cfg.n_layer) - cfg.n_layer)
+    """Layer slots the pipeline leaves empty (`Layout.spare_layer_slots`), up to the embedding's and the loss's."""
+    return min(EMBEDDING_AND_LOSS_CHUNKS, layout.spare_layer_slots(cfg.n_layer))
 
 
 def compute_key(cfg: ModelConfig, layout: Layout) -> tuple:
@@ -331,7 +329,7 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
         return cost, whole, whole
     ends = sorted((cost.first_s, cost.last_s))  # [smaller, larger]
     one_fewer = _body_with_one_layer_fewer(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron)
-    if spare >= 2:  # both end stages carry a layer fewer
+    if spare >= EMBEDDING_AND_LOSS_CHUNKS:  # both end stages carry a layer fewer
         return cost, max(cost.body_s, one_fewer + ends[1]), cost.body_s
     if spare == 1:  # the stage with the larger end carries a layer fewer
         return cost, max(cost.body_s + ends[0], one_fewer + ends[1]), cost.body_s
