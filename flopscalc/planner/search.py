@@ -322,7 +322,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
                 f"no model that fits {n_gpus} x {ctx.gpu.name} reaches loss {ctx.target_loss:g}"
                 + (f" within {ctx.max_wall_clock_s / SECONDS_PER_DAY:.3g} days" if ctx.max_wall_clock_s else "")
                 + f"; the law's floor is {e:.3f} and the largest model that fits "
-                f"({fitting[-1].n_params / 1e6:.0f}M) is limited to {ctx.law.loss(_law_n(ctx.law, fitting[-1].model), 1e30):.3f}"
+                f"({format_count(fitting[-1].n_params)}) is limited to {ctx.law.loss(_law_n(ctx.law, fitting[-1].model), 1e30):.3f}"
                 " even with unlimited data; add GPUs or aim higher")
         fastest = min(reach, key=lambda o: o.train_time_s)
         return fastest if ia is None else _nearest_life_cycle(reach, fastest, ctx, alloc, ia)
@@ -333,7 +333,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         o = fitting[0]
         need_s = o.speed.tokens_per_step / o.speed.tokens_per_s / ctx.budget.utilization
         raise DomainError(
-            f"the budget trains even the smallest model that fits ({o.n_params / 1e6:.0f}M parameters) on "
+            f"the budget trains even the smallest model that fits ({format_count(o.n_params)} parameters) on "
             f"{o.n_tokens:.3g} tokens, less than one optimizer step of {o.speed.tokens_per_step:,} tokens; "
             f"it needs at least {need_s / SECONDS_PER_HOUR:.2g} hours of these GPUs")
     predicted = [o for o in trained if o.loss is not None]  # None: no loss, or above a uniform guess (_loss)
