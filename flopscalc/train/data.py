@@ -166,17 +166,17 @@ def prepare(text: str, out_dir: str | Path, *, tokenizer: str = "byte", val_frac
         raise UsageError(f"--val-fraction must be in (0, 1), got {val_fraction}")
     encode, vocab_size = TOKENIZERS[tokenizer]
     tokens = encode(text)
-    n_val = int(len(tokens) * val_fraction)
-    if n_val < MIN_SPLIT_TOKENS or len(tokens) - n_val < MIN_SPLIT_TOKENS:
+    n_train, n_val = _split_sizes(len(tokens), val_fraction)  # the split the message and `min_tokens_to_split` use
+    if min(n_train, n_val) < MIN_SPLIT_TOKENS:
         raise DomainError(_too_short(len(tokens), tokenizer, val_fraction, source))
     out = Path(out_dir)
     train_path = write_tokens(out / "train.bin", tokens[:-n_val], fmt)
     val_path = write_tokens(out / "val.bin", tokens[-n_val:], fmt)
     meta = {"tokenizer": tokenizer, "vocab_size": vocab_size, "format": fmt, "source": source,
-            "n_train_tokens": int(len(tokens) - n_val), "n_val_tokens": n_val}
+            "n_train_tokens": n_train, "n_val_tokens": n_val}
     meta_path = out / META_NAME
     write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
-    return PreparedData(train_path, val_path, meta_path, tokenizer, vocab_size, len(tokens) - n_val, n_val)
+    return PreparedData(train_path, val_path, meta_path, tokenizer, vocab_size, n_train, n_val)
 
 
 def find_split_files(data_dir: str | Path) -> tuple[Path, Path, int | None]:
