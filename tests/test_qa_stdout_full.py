@@ -29,6 +29,7 @@ def _run_into_full_disk(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args", [
     ("plan", "--gpu", "4070ti", "--days", "365"),
     ("plan", "--gpu", "4070ti", "--days", "365", "--json"),
+    ("plan", "--gpu", "4070ti", "--days", "365", "--csv"),  # written as it is, not through emit's renderer
     ("gpus",),
     ("flops", "--model", "gpt2", "--tokens", "1e9", "--json"),
     ("models",),

@@ -261,11 +261,28 @@ def emit(renderable, data: dict, as_json: bool) -> None:
     except BrokenPipeError:
         raise
     except OSError as e:
-        _drop_stdout()
-        from ..errors import DomainError
+        raise _stdout_failed(e) from None
 
-        raise DomainError(f"cannot write the output to standard output: {e.strerror or e}; free space where it "
-                          "goes, or send it elsewhere (> FILE)") from None
+
+def write_stdout(text: str) -> None:
+    """Write ``text`` to stdout as it is (`plan --csv`, the path a plot was saved to), failing as `emit` does: one
+    line, not a traceback, when stdout cannot take it."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise _stdout_failed(e) from None
+
+
+def _stdout_failed(e: OSError) -> Exception:
+    """The `DomainError` for a stdout that cannot be written, with stdout dropped (`_drop_stdout`)."""
+    _drop_stdout()
+    from ..errors import DomainError
+
+    return DomainError(f"cannot write the output to standard output: {e.strerror or e}; free space where it goes, "
+                       "or send it elsewhere (> FILE)")
 
 
 def _drop_stdout() -> None:

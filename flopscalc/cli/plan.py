@@ -3,7 +3,6 @@
 # No `from __future__ import annotations` here: typer reads the options from the signature, and string annotations
 # would be compiled and evaluated again on every run (about 2.5 ms for plan's options; start-up, issue 18).
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +32,7 @@ from .common import (
     emit,
     refuse_empty,
     refuse_together,
+    write_stdout,
 )
 
 
@@ -190,7 +190,7 @@ def plan(
 
         p = replace(p, warnings=(precision_note, *p.warnings))
     if as_csv:
-        sys.stdout.write(plan_csv(p))
+        write_stdout(plan_csv(p))
         return
     emit(plan_report(p), plan_dict(p), as_json)
 

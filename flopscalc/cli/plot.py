@@ -7,7 +7,6 @@ prints its path; ``--json`` prints the plotted numbers instead (with ``written_t
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +32,7 @@ from .common import (
     refuse_empty,
     refuse_unused,
     storage_precision,
+    write_stdout,
 )
 
 plot_app = typer.Typer(cls=ListingGroup, help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
@@ -74,7 +74,7 @@ def _finish(data: dict, draw, out: Path | None, as_json: bool, dpi: int) -> None
         path = save_figure(draw(data), out, dpi)
         data = {**data, "written_to": str(path)}
         if not as_json:
-            sys.stdout.write(f"{path}\n")
+            write_stdout(f"{path}\n")
     if as_json:
         emit(None, data, True)
 
@@ -154,7 +154,7 @@ def frontier(
                          published=published)
     _finish({**data, "notes": [note]} if note else data, draw_frontier, out, as_json, dpi)
     if note and not as_json:
-        sys.stdout.write(f"note: {note}\n")
+        write_stdout(f"note: {note}\n")
 
 
 @plot_app.command("isoflop")
@@ -245,7 +245,7 @@ def memory(
     data = memory_data(models or list(PRESETS), spec, setup, micro_batch or None)
     _finish({**data, "notes": [note]} if note else data, draw_memory, out, as_json, dpi)
     if note and not as_json:
-        sys.stdout.write(f"note: {note}\n")
+        write_stdout(f"note: {note}\n")
 
 
 @plot_app.command("calibration")
