@@ -24,7 +24,7 @@ from ..memory.settings import TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
 from .device import DevicePerf, device_perf, gemm_peak_fraction_cuda11
 from .ops import AttentionKernel, OptimizerKernel, StepOptions
-from .step import MATMUL_PRECISION, constant_mfu_tokens_per_s_per_gpu, estimate_step
+from .step import MATMUL_PRECISION, StepEstimate, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
 CONSUMER_GROUP = "consumer"  # data/published_throughput.csv column `group`: held out and reported apart
@@ -133,10 +133,19 @@ def row_device(row: dict[str, str], gpu) -> DevicePerf:
     return replace(dev, gemm_peak_fraction=fraction, source=dev.source + f"; CUDA {cuda}: GEMM fraction {fraction}")
 
 
-def check_row(row: dict[str, str]) -> ThroughputCheck:
+def row_estimate(row: dict[str, str], sustained_fraction: float | None = None) -> StepEstimate:
+    """``row`` through the step-time model (`row_config`, `row_device`); ``sustained_fraction`` replaces the fitted
+    GEMM fraction (1.0: the unfitted roofline)."""
     cfg, setup, options = row_config(row)
+    if sustained_fraction is not None:
+        options = replace(options, sustained_fraction=sustained_fraction)
     gpu = get_gpu(row["gpu"])
-    est = estimate_step(cfg, setup, gpu, options, device=row_device(row, gpu))
+    return estimate_step(cfg, setup, gpu, options, device=row_device(row, gpu))
+
+
+def check_row(row: dict[str, str]) -> ThroughputCheck:
+    est = row_estimate(row)
+    cfg, setup, gpu = est.model, est.setup, est.gpu
     const = constant_mfu_tokens_per_s_per_gpu(cfg, setup.seq_len, gpu, MATMUL_PRECISION[setup.precision],
                                               CONSTANT_MFU)
     return ThroughputCheck(
@@ -167,11 +176,7 @@ def in_fit_subset(run: str) -> bool:
 
 def measured_over_predicted(row: dict[str, str], sustained_fraction: float) -> float:
     """Measured over predicted tokens/s of ``row`` with the GEMMs at ``sustained_fraction``."""
-    cfg, setup, options = row_config(row)
-    options = replace(options, sustained_fraction=sustained_fraction)
-    gpu = get_gpu(row["gpu"])
-    est = estimate_step(cfg, setup, gpu, options, device=row_device(row, gpu))
-    return float(row["measured_tokens_per_s_per_gpu"]) / est.tokens_per_s_per_gpu
+    return float(row["measured_tokens_per_s_per_gpu"]) / row_estimate(row, sustained_fraction).tokens_per_s_per_gpu
 
 
 def fit_sustained_fraction(rows, *, tol: float = 1e-4) -> float:
@@ -213,9 +218,7 @@ def host_dispatch_margin(row: dict[str, str]) -> float:
     longer than the GPU runs them; above 1 the GPU sets the pace. The kernel count is the model's (`Op.kernels`
     x `Op.count`), which leaves out autograd's and FSDP's bookkeeping ops: a margin of m tolerates m-fold more.
     """
-    cfg, setup, options = row_config(row)
-    gpu = get_gpu(row["gpu"])
-    est = estimate_step(cfg, setup, gpu, options, device=row_device(row, gpu))
+    est = row_estimate(row)
     kernels = sum(p.op.count * p.op.kernels for p in est.ops)
     measured_step_s = est.tokens_per_step_per_gpu / float(row["measured_tokens_per_s_per_gpu"])
     return measured_step_s / (kernels * HOST_DISPATCH_S_PER_KERNEL)
@@ -235,9 +238,7 @@ def time_attribution(gpu_key: str) -> dict[str, float]:
     for row in published_rows():
         if not row["run"].startswith("mpt-") or get_gpu(row["gpu"]).key != gpu_key:
             continue
-        cfg, setup, options = row_config(row)
-        gpu = get_gpu(row["gpu"])
-        est = estimate_step(cfg, setup, gpu, replace(options, sustained_fraction=1.0), device=row_device(row, gpu))
+        est = row_estimate(row, sustained_fraction=1.0)
         cs = est.class_seconds
         x.append([cs["gemm"], cs["attention"], cs["memory-bound"] + cs["optimizer"], est.comm.comm_s])
         y.append(est.tokens_per_step_per_gpu / float(row["measured_tokens_per_s_per_gpu"]))
