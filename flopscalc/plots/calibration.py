@@ -32,7 +32,7 @@ def calibration_data(profile, assumed_mfu: float | None = None) -> dict:
     from ..errors import UsageError
     from ..flops import tokens_per_step, training_flops_per_token
     from ..perf.utilization import seconds_at_utilization
-    from ..planner.core import DEFAULT_MFU
+    from ..planner.budget import DEFAULT_MFU  # where it is defined; planner.core would load the whole planner
 
     mfu = DEFAULT_MFU if assumed_mfu is None else float(assumed_mfu)
     if not 0 < mfu <= 1:
