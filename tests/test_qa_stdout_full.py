@@ -36,6 +36,7 @@ def _run_into_full_disk(*args: str) -> subprocess.CompletedProcess:
     ("--help",),  # the top-level help, printed without the parser
     ("plan", "--help"),  # a command's help, printed by the parser
     ("scaling", "--help"),
+    ("--version",),  # an eager option's line, printed while the parser reads the options
 ])
 def test_a_full_disk_is_one_line_and_exit_1(args):
     done = _run_into_full_disk(*args)

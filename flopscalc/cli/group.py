@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import COMMANDS, HELP, HELP_OPTIONS, VERSION_HELP, print_help
-from .common import ListingGroup, parser_exception
+from .common import ListingGroup, parser_exception, write_stdout
 
 
 def build_command(name: str, module_name: str) -> typer.core.TyperCommand | TyperGroup:
@@ -107,7 +107,7 @@ def _version() -> str:
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"flopscalc {_version()}")
+        write_stdout(f"flopscalc {_version()}\n")
         raise typer.Exit()
 
 

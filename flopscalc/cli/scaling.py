@@ -26,6 +26,7 @@ from .common import (
     given_on_command_line,
     refuse_empty,
     refuse_unused,
+    write_stdout,
 )
 
 scaling_app = typer.Typer(cls=ListingGroup, help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
@@ -228,7 +229,7 @@ def fit(
     emit(renderable, data, as_json)
     if fitted is not None and not as_json:
         verb = "replaced the saved law" if replaced else "saved as"
-        typer.echo(f"{verb} {save!r}: {data['saved_to']} (use --law {save})")
+        write_stdout(f"{verb} {save!r}: {data['saved_to']} (use --law {save})\n")
 
 
 class ScheduleChoice(str, Enum):
