@@ -97,6 +97,7 @@ from ..perf.parallel import CommEstimate, data_parallel_comm, megatron_bucket_by
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
 from .cluster import Cluster
+from .memory import stage_params
 from .spec import EMBEDDING_AND_LOSS_CHUNKS, Engine, Layout
 
 FIRST_STAGE_OPS = ("embedding",)
@@ -391,8 +392,6 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     megatron = layout.engine() is Engine.megatron
     cost, compute_mb, middle_mb = _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)
     layers = layout.layers_per_stage(cfg.n_layer)
-    from .memory import stage_params
-
     n_params = max(sum(x) for x in stage_params(cfg, layout).values())  # the fullest stage's, one GPU
     s_local = seq_len // cp
     act = HALF_BYTES * b * s_local * cfg.n_embd  # one 16-bit activation b x s x h
