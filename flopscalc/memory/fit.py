@@ -58,24 +58,21 @@ def max_micro_batch(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_he
     prediction fits, one more sequence does not), which is the bisection's answer for any peak that grows with
     the micro-batch; a prediction that is not confirmed falls back to the bisection.
     """
-    looked: dict[int, tuple[float, bool]] = {}  # micro-batch -> (peak bytes, fits)
-    usable: list[float] = []  # `Fit.usable_bytes`, from the first look (which checks the headroom)
+    usable = Fit(gpu, gpu.memory_bytes, 0.0, _checked(min_headroom_fraction)).usable_bytes
+    peaks: dict[int, float] = {}  # micro-batch -> peak bytes
 
-    def look(b: int) -> tuple[float, bool]:
-        if b not in looked:
-            peak = estimate_memory(cfg, with_micro_batch(setup, b)).peak_bytes
-            if not usable:
-                usable.append(Fit(gpu, gpu.memory_bytes, peak, _checked(min_headroom_fraction)).usable_bytes)
-            looked[b] = (peak, peak <= usable[0])  # `Fit.fits`
-        return looked[b]
+    def peak(b: int) -> float:
+        if b not in peaks:
+            peaks[b] = estimate_memory(cfg, with_micro_batch(setup, b)).peak_bytes
+        return peaks[b]
 
     def ok(b: int) -> bool:
-        return look(b)[1]
+        return peak(b) <= usable  # `Fit.fits`
 
     if upper >= 3 and ok(1) and ok(2):
-        (p1, _), (p2, _) = look(1), look(2)
+        p1, p2 = peak(1), peak(2)
         if p2 > p1:
-            guess = min(upper, 2 + int((usable[0] - p2) // (p2 - p1)))
+            guess = min(upper, 2 + int((usable - p2) // (p2 - p1)))
             if ok(guess) and (guess == upper or not ok(guess + 1)):
                 return guess
     return largest_that_fits(ok, upper)
