@@ -197,7 +197,7 @@ def _critical_batch_bubble_warning(rec: PlanOption, bubble_s: float) -> str | No
     if share <= LARGE_BUBBLE_SHARE:
         return None
     chunks = f" of {lay.interleave} chunks" if lay.interleave > 1 else ""
-    n_seq = lay.micro_batch * lay.n_micro * lay.dp
+    n_seq = lay.sequences_per_step()
     return (f"{lay.n_gpus:,} GPUs outrun the critical batch ({format_count(g.critical_tokens)} tokens, Kaplan et al. "
             f"2020 eq. 5.3): {n_seq:,} sequences per step give each of the {lay.dp:,} data-parallel pipelines "
             f"{lay.n_micro} micro-batches for {lay.pp} stages{chunks}; the pipeline bubble is {share:.0%} of the "
