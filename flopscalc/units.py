@@ -181,6 +181,12 @@ def format_count(n: float, digits: int = 1) -> str:
     return mantissa + suffix
 
 
+def format_tokens_per_s(x: float) -> str:
+    """A throughput in tokens/s: whole tokens with thousands separators, three significant digits below 100
+    (a 70B model on a calibrated CPU runs 0.216 tokens/s, which ',.0f' printed as 0)."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def format_sci(x: float, digits: int = 3) -> str:
     """Scientific notation with ``digits`` significant figures: 1.1381e21 -> '1.14e21'."""
     if x == 0 or not math.isfinite(x):

@@ -8,8 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..perf.inference import InferenceEstimate, cached_tokens, kv_cache_bytes, small_kernels
-from ..units import format_bytes, format_count, format_duration, format_rate, format_usd
-from .step import format_tokens_per_s
+from ..units import format_bytes, format_count, format_duration, format_rate, format_tokens_per_s, format_usd
 
 
 def _settings_line(e: InferenceEstimate) -> str:

@@ -11,8 +11,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ..layout import Layout, LayoutMemory, LayoutTime
 from ..layout.search import LayoutSearch
-from ..units import format_bytes
-from .step import format_tokens_per_s
+from ..units import format_bytes, format_tokens_per_s
 
 
 def explicit_layout(n_gpus: int, tp: int, pp: int, cp: int, ep: int, interleave: int, sequence_parallel: bool,

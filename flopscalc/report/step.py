@@ -8,13 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..perf import CLASS_ORDER, StepEstimate
-from ..units import format_bytes, format_rate
-
-
-def format_tokens_per_s(x: float) -> str:
-    """A throughput in tokens/s: whole tokens with thousands separators, three significant digits below 100
-    (a 70B model on a calibrated CPU runs 0.216 tokens/s, which ',.0f' printed as 0)."""
-    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+from ..units import format_bytes, format_rate, format_tokens_per_s
 
 
 def _settings_line(e: StepEstimate) -> str:
