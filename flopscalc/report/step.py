@@ -86,7 +86,7 @@ def engine_note(model: str, engine: str | None = None) -> str:
         return (f"priced by the layout model; 'flopscalc train' runs this layout ({kind}), so its data parallelism is "
                 f"priced as the per-operation model prices it ({buckets}): 'step' without layout options gives the "
                 "same step")
-    if engine is not None and engine != Engine.torchrun_fsdp.value:
+    if engine is not None:  # a layout only Megatron-LM runs
         return (f"priced by the layout model, which uses {megatron}; without layout options 'step' uses the "
                 f"per-operation model with {ddp} (more collectives, more ring latency exposed), so the same run can "
                 "show another MFU there")
