@@ -49,6 +49,9 @@ PRECISION_HELP = {
     Precision.fp16_acc16: "FP16 tensor, FP16 accumulate",
     Precision.fp8: "FP8 tensor",
 }
+# Default precision: mixed-precision BF16 on tensor cores, FP32 accumulate (the usual training setup); every command
+# that picks one (plan, step, memory, finetune) starts from it (`training_precision`).
+DEFAULT_PRECISION = Precision.bf16
 # Mixed precision on GPUs without BF16 (Volta V100, Turing T4): FP16 with FP32 master weights and loss scaling,
 # the usual setup before BF16 arrived with Ampere (Micikevicius et al. 2018, "Mixed Precision Training", sec. 3).
 FALLBACK_PRECISION = Precision.fp16

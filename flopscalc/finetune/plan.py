@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 from ..assumption import Assumption
 from ..errors import UsageError
 from ..flops import Recompute
-from ..hardware import GpuSpec, Precision, builtin_database, training_precision
+from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision, builtin_database, training_precision
 from ..memory.fit import largest_that_fits
 from ..memory.settings import Optimizer
 from ..model import ModelConfig
 from ..perf.utilization import seconds_at_utilization
-from ..planner.budget import DEFAULT_MFU, DEFAULT_PRECISION
+from ..planner.budget import DEFAULT_MFU
 from ..units import GIB
 from .adapters import Method
 from .flops import FinetuneFlops, dequant_bytes_per_token, finetune_flops_per_token

@@ -104,8 +104,7 @@ def default_precision(gpu) -> tuple[MemoryPrecision, str | None]:
     """The storage precision a command runs on ``gpu`` (a `hardware.GpuSpec`) when none is given, and a note when it
     is not bf16-mixed: as `flopscalc plan` does (`hardware.training_precision`), cards without a BF16 rate (V100,
     T4) train in fp16 mixed precision, so step, memory and finetune price the same run the plan recommends."""
-    from ..hardware import training_precision
-    from ..planner.budget import DEFAULT_PRECISION
+    from ..hardware import DEFAULT_PRECISION, training_precision
 
     chosen, _ = training_precision(gpu, None, DEFAULT_PRECISION)  # its note names hardware.Precision values
     storage = MEMORY_PRECISION[chosen]

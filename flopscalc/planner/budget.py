@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from ..hardware import GpuSpec, Precision
+from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision  # noqa: F401 (DEFAULT_PRECISION: re-exported)
 from ..model import ModelConfig, count_params
 
 # Chinchilla's compute-optimal data: ~20 tokens per parameter (Hoffmann et al. 2022, Table 3: e.g.
@@ -30,8 +30,6 @@ DEFAULT_UTILIZATION = 0.90
 # training reaches MFU ~0.4 (Llama 3 405B BF16: 38-43%,
 # Dubey et al. 2024, Table 4; PaLM 540B: 46.2%, Chowdhery et al. 2022, Table 3). State yours with --mfu.
 DEFAULT_MFU = 0.40
-# Default precision: mixed-precision BF16 on tensor cores, FP32 accumulate (the usual training setup).
-DEFAULT_PRECISION = Precision.bf16
 
 
 @dataclass(frozen=True)
