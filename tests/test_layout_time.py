@@ -53,6 +53,33 @@ def test_at_most_the_embedding_and_loss_chunks_may_hold_no_layer():
         lay.check_model(_llama_405b(125), SEQ)
 
 
+def test_every_admitted_interleaved_layout_has_a_megatron_chunk_size():
+    """Megatron-LM's chunks are equal: L + (loss, embedding slots) = PP x v x layers per chunk. A layout the check
+    admits must satisfy it, else its printed --num-layers-per-virtual-pipeline-stage runs another schedule than the
+    one priced (GPT-2's 12 layers on PP 2 x v 4 printed 2 layers a chunk: Megatron-LM builds v = 3 from that) or
+    none (248 layers on PP 32 x v 4, the 16,384-H100 plan's pick: 248 / 32 is not whole)."""
+    from flopscalc.errors import UsageError
+
+    admitted = refused = 0
+    for n_layer in range(4, 130):
+        cfg = dataclasses.replace(get_preset("gpt2"), n_layer=n_layer)
+        for pp in (2, 3, 4, 8, 16, 32):
+            for v in (2, 3, 4, 8):
+                lay = Layout(pp=pp, interleave=v, n_micro=pp)
+                try:
+                    lay.check_model(cfg, 1024)
+                except UsageError:
+                    refused += 1
+                    continue
+                admitted += 1
+                flags = lay.engine_settings(n_layer)["Megatron-LM"]
+                per_chunk = int(flags.split("--num-layers-per-virtual-pipeline-stage ")[1].split()[0])
+                assert per_chunk * pp * v - n_layer in (0, 1, 2), (n_layer, pp, v)
+    assert admitted > 300 and refused > 300
+    with pytest.raises(UsageError, match="--interleave 2, 3, 6, 7 would"):
+        Layout(pp=2, interleave=4, n_micro=2).check_model(get_preset("gpt2"), 1024)
+
+
 @pytest.mark.parametrize(("n_layer", "pp", "v", "ends"), [
     (126, 16, 8, 2),  # Llama 3 405B (Dubey et al. 2024 sec. 3.3.2): a chunk each for the embedding and the loss
     (127, 32, 2, 1),  # one slot left: the loss takes it (the larger end, as `layout.time` prices it)

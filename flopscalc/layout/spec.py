@@ -126,6 +126,16 @@ class Layout:
         if cfg.n_layer < self.pp * self.interleave - EMBEDDING_AND_LOSS_CHUNKS:
             raise UsageError(f"{cfg.n_layer} layers do not fill {self.pp} stages x {self.interleave} chunks; "
                              "pick a smaller --pp x --interleave")
+        if self.interleave > 1 and self.spare_layer_slots(cfg.n_layer) > EMBEDDING_AND_LOSS_CHUNKS:
+            # Megatron-LM's chunks are equal (--num-layers-per-virtual-pipeline-stage), and only the embedding and
+            # the loss may fill a slot a layer leaves: ceil(L / (p v)) layers a chunk must cover L + at most 2
+            per_chunk = math.ceil(cfg.n_layer / (self.pp * self.interleave))
+            fits = [v for v in range(2, (cfg.n_layer + EMBEDDING_AND_LOSS_CHUNKS) // self.pp + 1)
+                    if self.pp * v * math.ceil(cfg.n_layer / (self.pp * v)) - cfg.n_layer <= EMBEDDING_AND_LOSS_CHUNKS]
+            raise UsageError(f"{cfg.n_layer} layers do not split into {self.pp} stages x {self.interleave} chunks of "
+                             f"{per_chunk} layers each (Megatron-LM's chunks are equal; only the embedding and the "
+                             "loss may take a layer's place); "
+                             + (f"--interleave {', '.join(map(str, fits))} would" if fits else "--interleave 1 would"))
         if self.interleave > 1 and self.n_micro % self.pp:
             raise UsageError(f"the interleaved schedule needs the micro-batches ({self.n_micro}) to be a multiple of "
                              f"--pp {self.pp} (Megatron-LM)")
