@@ -67,8 +67,8 @@ class PlainTable:
                 widths = t._calculate_column_widths(console, options.update_width(options.max_width - t._extra_width))
             render_options = options.update(width=sum(widths) + t._extra_width, highlight=t.highlight, height=None)
             lines = _body(t, console, render_options, widths, self._text, self._column_cells)
-        except (_Unsupported, AttributeError):  # AttributeError: a rich whose private table API moved (checked
-            yield from t.__rich_console__(console, options)  # against rich 13.7.1 and 15.0.0; tests/test_report_plain)
+        except (_Unsupported, AttributeError, TypeError):  # a rich whose private table API moved or changed its
+            yield from t.__rich_console__(console, options)  # signatures (checked on 13.7.1, 15.0.0: test_report_plain)
             return
         if t.title:  # as Table.__rich_console__ draws it
             title = (console.render_str(t.title, style=Style.pick_first(t.title_style, "table.title"), highlight=False)
