@@ -170,12 +170,13 @@ def test_fsdp_hides_every_micro_batchs_gathers_behind_that_micro_batchs_passes()
 def test_both_models_cross_the_network_of_one_table():
     """DGX A100 carries one 200 Gb/s HDR HCA per GPU (Narayanan et al. 2021 sec. 5), DGX H100 one 400 Gb/s
     ConnectX-7: the per-operation model's fabric (`gpu_fabric`) and the layout model's cluster use the same figure,
-    at NCCL's achieved share (`NETWORK_BUS_EFFICIENCY`)."""
+    at NCCL's achieved share (`NETWORK_BUS_EFFICIENCY`). A GeForce Ampere card rings through host memory inside a
+    node (no peer-to-peer) and crosses the same table's network beyond it."""
     from flopscalc.hardware import get_gpu
     from flopscalc.layout import cluster_for
     from flopscalc.perf.parallel import NETWORK_BUS_EFFICIENCY, gpu_fabric
 
-    for key, gbps in (("a100-sxm-80gb", 200), ("h100", 400)):
+    for key, gbps in (("a100-sxm-80gb", 200), ("h100", 400), ("rtx-3090", 200)):
         gpu = get_gpu(key)
         expected = gbps * 1e9 / 8 * NETWORK_BUS_EFFICIENCY
         assert gpu_fabric(gpu, 64).network_bus_bytes_per_s == pytest.approx(expected, rel=1e-12)

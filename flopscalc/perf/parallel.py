@@ -193,7 +193,8 @@ def gpu_fabric(gpu: GpuSpec, n_gpus: int, *, bus_efficiency: float = ALLREDUCE_B
         per_host = min(n_gpus, GPUS_PER_NODE)
         bus = host_path_bus_bytes_per_s(host_link_bytes_per_s(gpu), per_host, bus_efficiency=bus_efficiency,
                                         host_memory_bytes_per_s=host_memory_bytes_per_s)
-        return Fabric(bus, PCIE_HOP_LATENCY_S, "host memory (no peer-to-peer)")
+        return Fabric(bus, PCIE_HOP_LATENCY_S, "host memory (no peer-to-peer)",
+                      network_bytes_per_s(gpu) * NETWORK_BUS_EFFICIENCY)
     if gpu.interconnect_bytes_per_s is None:
         raise UsageError(f"{gpu.name} has no interconnect bandwidth in the database; add interconnect_gb_per_s "
                          "with --gpu-csv to plan for several of them")
