@@ -22,7 +22,6 @@ from ..hardware import GpuSpec
 from ..perf.parallel import (
     GPUS_PER_NODE,
     NETWORK_BUS_EFFICIENCY,
-    NETWORK_BYTES_PER_S_BY_ARCH,  # noqa: F401  (re-exported: its home is perf.parallel, which both models use)
     NETWORK_HOP_LATENCY_S,
     Fabric,
     gpu_fabric,
