@@ -46,6 +46,7 @@ def test_bench_measures_the_lora_step(capsys):
     ([*TRAIN, "--lora-alpha", "4"], "applies only to LoRA"),
     ([*TRAIN, "--lora-rank", "4", "--lora-targets", "gate"], "no gate projection"),
     ([*TRAIN, "--lora-rank", "4", "--lora-targets", "qkv"], "not one of"),
+    ([*TRAIN, "--lora-rank", "4", "--lora-targets", ""], "LoRA target (none)"),  # empty: not all-linear
     (["train", "--synthetic", "--from-plan", "plan.json", "--lora-rank", "4"], "--from-plan"),
     (["bench", *SHAPE, "--lora-rank", "4", "--out", "p.json"], "calibration profile describes pre-training"),
     (["calibrate", "--out", "p.json", "--lora-rank", "4"], "does not price LoRA"),

@@ -153,7 +153,8 @@ class TrainConfig:
             return ()
         from ..finetune.adapters import ALL_LINEAR, TARGETS
 
-        items = [t.strip().lower().removesuffix("_proj") for t in (self.lora_targets or ALL_LINEAR).split(",")]
+        targets = ALL_LINEAR if self.lora_targets is None else self.lora_targets  # "" names none (`_check_lora` refuses it)
+        items = [t.strip().lower().removesuffix("_proj") for t in targets.split(",")]
         names = TARGETS if items == [ALL_LINEAR] else tuple(t for t in TARGETS if t in items)
         return tuple(t for t in names if t != "gate" or self.model.mlp.n_matrices == 3)
 
@@ -187,7 +188,8 @@ def _check_lora(cfg: TrainConfig) -> None:
         return
     if cfg.lora_alpha is not None and not (math.isfinite(cfg.lora_alpha) and cfg.lora_alpha > 0):
         raise UsageError(f"--lora-alpha must be a positive number, got {cfg.lora_alpha!r}; try --lora-alpha {rank}")
-    items = [t.strip().lower().removesuffix("_proj") for t in (cfg.lora_targets or ALL_LINEAR).split(",")]
+    targets = ALL_LINEAR if cfg.lora_targets is None else cfg.lora_targets  # an empty --lora-targets names none
+    items = [t.strip().lower().removesuffix("_proj") for t in targets.split(",")]
     bad = [t for t in items if t not in TARGETS] if items != [ALL_LINEAR] else []
     if bad or not any(items):
         raise UsageError(f"LoRA target {', '.join(bad) or '(none)'} is not one of {', '.join(TARGETS)} or "
