@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision  # noqa: F401 (DEFAULT_PRECISION: re-exported)
 from ..model import ModelConfig, count_params
+from ..scaling.laws import CHINCHILLA_TOKENS_PER_PARAM  # re-exported: Hoffmann et al. 2022 Table 3
 
-# Chinchilla's compute-optimal data: ~20 tokens per parameter (Hoffmann et al. 2022, Table 3: e.g.
-# 1B -> 20.2B tokens, 10B -> 205.1B tokens; parameters counted with embeddings).
-CHINCHILLA_TOKENS_PER_PARAM = 20.0
 # Default duty cycle: Llama 3 405B pre-training had "higher than 90% effective training time"
 # (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.4); also the seed note's 90%.
 DEFAULT_UTILIZATION = 0.90

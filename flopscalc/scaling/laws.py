@@ -37,6 +37,9 @@ GPT2_VOCAB_SIZE = 50257
 # MassiveText, SentencePiece 32,000 tokens [R21, sec. 3, the tokenizer paragraph; H22 sec. 4.1: Chinchilla's
 # vocabulary is 94.15% the same as Gopher's]. ln 32,000 = 10.37 nats.
 MASSIVETEXT_VOCAB_SIZE = 32000
+# Chinchilla's compute-optimal data: ~20 tokens per parameter (Hoffmann et al. 2022, Table 3: e.g.
+# 1B -> 20.2B tokens, 10B -> 205.1B tokens; parameters counted with embeddings).
+CHINCHILLA_TOKENS_PER_PARAM = 20.0
 
 
 def _check_span(span, what: str) -> None:

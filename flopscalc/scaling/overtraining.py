@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..planner.budget import CHINCHILLA_TOKENS_PER_PARAM  # ~20 tokens per parameter [H22, Table 3]
+from .laws import CHINCHILLA_TOKENS_PER_PARAM  # ~20 tokens per parameter [H22, Table 3]
 
 if TYPE_CHECKING:
     from .laws import ScalingLaw
