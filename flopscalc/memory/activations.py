@@ -54,7 +54,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 
 from ..flops import Recompute
-from ..model import ModelConfig, Norm, Position, QkNorm
+from ..model import ModelConfig, Norm, Position, QkNorm, window_cuts
 from .settings import (
     FP32_BYTES,
     HALF_BYTES,
@@ -174,7 +174,7 @@ def window_bias_bytes(cfg: ModelConfig, seq_len: int, m: int) -> float:
     no window), which SDPA turns into an additive T x T bias in q's dtype (``m`` bytes: 4 in fp32, 2 in 16-bit)
     and saves for backward, broadcast over the batch and heads: T^2 m per layer when the window cuts (W < T), none
     when it does not (plain causal attention). Measured on CPU: `tests/test_memory_window_measured.py`."""
-    if cfg.attn_window is None or cfg.attn_window >= seq_len:
+    if not window_cuts(cfg.attn_window, seq_len):
         return 0.0
     return seq_len * seq_len * m  # torch SDPA: the boolean mask as an additive bias, saved for backward
 

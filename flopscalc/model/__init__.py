@@ -15,6 +15,7 @@ from .config import (
     Norm,
     Position,
     QkNorm,
+    window_cuts,
 )
 from .counts import ParamCount, block_params, count_params, final_norm_params
 from .presets import ALL_PRESETS, FAMILY_PRESETS, PRESET_ALIASES, PRESET_SOURCES, PRESETS, get_preset
@@ -67,5 +68,6 @@ __all__ = [
     "get_preset",
     "llama3_ffn_dim",
     "resolve_model",
+    "window_cuts",
     "with_architecture",
 ]

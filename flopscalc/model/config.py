@@ -122,6 +122,13 @@ def _enum(cls, value, name: str):
         raise UsageError(f"model {name} must be one of {', '.join(m.value for m in cls)}, got {value!r}") from None
 
 
+
+def window_cuts(window: int | None, seq_len: int | None) -> bool:
+    """Whether a sliding window of ``window`` tokens bands attention over sequences of ``seq_len``: only when it is
+    shorter than the sequence; a window of at least the sequence is plain causal attention (Mistral 7B,
+    arXiv:2310.06825, sec. 2). The one rule the FLOP, memory and trainer code share."""
+    return window is not None and seq_len is not None and window < seq_len
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a decoder-only transformer; the defaults are GPT-2's (see the module docstring).

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import UsageError
-from ..model import Mlp, ModelConfig, Position, QkNorm
+from ..model import Mlp, ModelConfig, Position, QkNorm, window_cuts
 from ..model import Norm as NormKind
 from .config import model_unsupported
 
@@ -48,7 +48,7 @@ def window_mask(T: int, window: int | None, device) -> torch.Tensor | None:
     sec. 2; transformers' ``sliding_window_overlay``: kv_idx > q_idx - sliding_window), the pairs
     `flopscalc.flops.attention_context` counts.
     """
-    if window is None or window >= T:
+    if not window_cuts(window, T):
         return None
     return torch.ones(T, T, dtype=torch.bool, device=device).tril().triu(-(window - 1))  # j <= i, i - j <= W - 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from ..calibration import CalibrationProfile
+from ..model import window_cuts
 from ..units import format_bytes, format_count, format_rate
 
 
@@ -44,7 +45,7 @@ def train_summary(data: dict) -> Table:
 def _window(data: dict) -> str:
     """', sliding window W' when the run's attention was banded (W below the sequence), else ''."""
     window, seq = data.get("attn_window"), data.get("seq_len")
-    return "" if window is None or seq is None or window >= seq else f", attention over a sliding window of {window:,}"
+    return f", attention over a sliding window of {window:,}" if window_cuts(window, seq) else ""
 
 
 def _f(x) -> str:
