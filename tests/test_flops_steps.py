@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flopscalc.cli import run
-from flopscalc.report.flops import step_count
+from flopscalc.flops.summary import step_count
 
 # GPT-2's context 1024 x micro-batch 4: 4,096 tokens per step
 BASE = ["flops", "--model", "gpt2", "--micro-batch", "4"]

@@ -20,6 +20,23 @@ class ConventionResult:
 
 
 @dataclass(frozen=True)
+class StepCount:
+    """Optimizer steps of a run (a run is whole steps; tokens that do not fill the last make a last, partial one): whole ones, and the tokens of a last partial one (0 when the tokens fill them)."""
+
+    n_steps: int  # steps the run takes, the partial one included (tokens / tokens per step, rounded up)
+    n_full_steps: int
+    last_step_tokens: int  # tokens in the last, partial step; 0 when every step is full
+    tokens_per_step: int
+
+
+def step_count(n_tokens: float, tokens_per_step: float) -> StepCount:
+    """Whole steps of ``n_tokens`` at ``tokens_per_step`` (both whole numbers of tokens)."""
+    n, per = round(n_tokens), round(tokens_per_step)
+    full, rest = divmod(n, per)
+    return StepCount(full + (1 if rest else 0), full, rest, per)
+
+
+@dataclass(frozen=True)
 class FlopsSummary:
     """Everything `flopscalc flops` reports: exact counts per token, step and run, and every convention."""
 
@@ -33,7 +50,13 @@ class FlopsSummary:
 
     @property
     def n_steps(self) -> float:
+        """Tokens over tokens per step, fractional (the FLOPs per step times this is the run's); `steps` counts them."""
         return self.n_tokens / self.tokens_per_step
+
+    @property
+    def steps(self) -> StepCount:
+        """The run's optimizer steps, whole, with the tokens of a last partial one (`step_count`)."""
+        return step_count(self.n_tokens, self.tokens_per_step)
 
     @property
     def model_flops(self) -> float:

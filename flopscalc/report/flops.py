@@ -8,7 +8,6 @@ so instead of printing a fractional step count ("366.2 steps").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich import box
@@ -16,28 +15,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..flops.summary import StepCount
 from ..units import format_count, format_flops, format_sci
 from .common import COMPONENT_LABELS, model_dict, model_line
 
 if TYPE_CHECKING:
     from ..flops import FlopsSummary
-
-
-@dataclass(frozen=True)
-class StepCount:
-    """Optimizer steps of a run: whole ones, and the tokens of a last partial one (0 when the tokens fill them)."""
-
-    n_steps: int  # steps the run takes, the partial one included (tokens / tokens per step, rounded up)
-    n_full_steps: int
-    last_step_tokens: int  # tokens in the last, partial step; 0 when every step is full
-    tokens_per_step: int
-
-
-def step_count(n_tokens: float, tokens_per_step: float) -> StepCount:
-    """Whole steps of ``n_tokens`` at ``tokens_per_step`` (both whole numbers of tokens)."""
-    n, per = round(n_tokens), round(tokens_per_step)
-    full, rest = divmod(n, per)
-    return StepCount(full + (1 if rest else 0), full, rest, per)
 
 
 def steps_text(c: StepCount) -> str:
@@ -54,7 +37,7 @@ def steps_text(c: StepCount) -> str:
 def flops_dict(s: FlopsSummary) -> dict:
     t = s.training
     exact = t.model_flops_per_token
-    steps = step_count(s.n_tokens, s.tokens_per_step)
+    steps = s.steps
     return {
         "model": model_dict(s.model), "seq_len": s.seq_len, "n_tokens": s.n_tokens,
         "tokens_per_step": s.tokens_per_step, "n_steps": steps.n_steps, "n_full_steps": steps.n_full_steps,
@@ -83,7 +66,7 @@ def flops_report(s: FlopsSummary) -> Group:
 
     t = s.training
     head = Text(model_line(s.model))
-    steps = step_count(s.n_tokens, s.tokens_per_step)
+    steps = s.steps
     sub = Text(
         f"sequence {s.seq_len}, {format_count(s.n_tokens)} token{'' if s.n_tokens == 1 else 's'}, "
         f"{steps.tokens_per_step:,} tokens/step: "
