@@ -65,15 +65,18 @@ _EXPORTS = {  # name -> the module of this package that defines it
     "convention_flops_per_token": "conventions",
     "ConventionResult": "summary",
     "FlopsSummary": "summary",
+    "StepCount": "summary",
+    "step_count": "summary",
     "summarize": "summary",
 }
 
 __all__ = [  # every public name, sorted
     "BACKWARD_TO_FORWARD", "CONVENTIONS", "FLOPS_PER_MAC", "FLOPS_PER_PARAM_TOKEN", "Convention", "ConventionResult",
-    "FlopsSummary", "ForwardFlops", "Recompute", "TrainingFlops", "attention_context",
+    "FlopsSummary", "ForwardFlops", "Recompute", "StepCount", "TrainingFlops", "attention_context",
     "chinchilla_forward_flops_per_sequence", "convention_flops_per_token", "forward_flops_per_token",
     "kaplan_flops_per_token", "megatron_flops_per_token", "megatron_params", "megatron_training_time_s",
-    "palm_flops_per_token", "six_nd_flops_per_token", "summarize", "tokens_per_step", "training_flops_per_token",
+    "palm_flops_per_token", "six_nd_flops_per_token", "step_count", "summarize", "tokens_per_step",
+    "training_flops_per_token",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
