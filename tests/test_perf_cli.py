@@ -176,3 +176,17 @@ def test_architecture_options_move_the_step_time(capsys, extra, direction):
     moved = step_json(capsys, "--model", "llama-2-7b", "--gpu", "a100-80gb", "--seq", "2048", "--micro-batch", "1",
                       *extra)
     assert (moved["step_s"] - base["step_s"]) * direction > 0
+
+
+@pytest.mark.parametrize("flag", ["--dropout", "--fused-loss"])
+def test_step_prices_the_memory_of_the_step_it_times(capsys, flag):
+    # `step` prints the memory per GPU of the setup it times: with a flag that changes what is saved for backward
+    # (dropout's masks; a fused loss's log-sum-exp instead of fp32 log-probabilities) it must equal `memory`'s peak
+    # for the same flags, and differ from the step without the flag (it ignored --dropout before)
+    shape = ("--gpu", "a100-80gb", "--model", "gpt2", "--micro-batch", "8", "--seq", "512")
+    with_flag = step_json(capsys, flag)["peak_memory_bytes"]
+    without = step_json(capsys)["peak_memory_bytes"]
+    code, out, err = cli(capsys, "memory", *shape, flag, "--json")
+    assert code == 0, err
+    assert with_flag == pytest.approx(json.loads(out)["peak_bytes"], rel=1e-12)
+    assert with_flag != pytest.approx(without, rel=1e-3)

@@ -167,7 +167,8 @@ def test_kept_model_states_and_activations_read_only_their_fields():
     values = {"micro_batch": (1, 3), "grad_accum": (1, 4), "recompute": tuple(Recompute), "flash": (True, False),
               "precision": tuple(MemoryPrecision), "optimizer": (Optimizer.adamw, Optimizer.adamw8bit, Optimizer.sgd),
               "zero_stage": (0, 2, 3), "n_gpus": (1, 8), "offload_optimizer": (False, True),
-              "device": tuple(Device), "dropout": (False, True)}
+              "device": tuple(Device), "dropout": (False, True), "fused_loss": (False, True),
+              "low_precision_norm": (False, True)}
     for cfg in (MODELS["gpt2"], MODELS["mixtral"], MODELS["olmo"]):
         base = TrainingSetup(seq_len=512)
         for name, options in values.items():
@@ -186,7 +187,7 @@ def test_kept_model_states_and_activations_read_only_their_fields():
         plain = TrainingSetup(seq_len=512, flash=name != "device")  # the device moves the eager softmax's bytes
         setup = dataclasses.replace(plain, **{name: {
             "micro_batch": 2, "precision": MemoryPrecision.fp32, "recompute": Recompute.full, "flash": False,
-            "device": Device.cpu, "dropout": True}[name]})
+            "device": Device.cpu, "dropout": True, "fused_loss": True, "low_precision_norm": True}[name]})
         assert _activation_bytes(MODELS["gpt2"], setup, 512) != _activation_bytes(MODELS["gpt2"], plain, 512), name
 
 

@@ -45,6 +45,9 @@ GradAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches a
 NGpusOpt = Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")]
 ZeroOpt = Annotated[int, typer.Option("--zero", help="ZeRO stage 0-3 (FSDP full sharding = 3).")]
 OffloadOpt = Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")]
+FusedLossOpt = Annotated[bool, typer.Option(
+    "--fused-loss", help="One kernel for cross-entropy on the 16-bit logits (flash-attn's, llm-foundry's default; "
+                         "llm.c): no fp32 log-probabilities. Default: PyTorch's F.cross_entropy.")]
 UtilizationOpt = Annotated[float, typer.Option(
     "--utilization", help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")]
 

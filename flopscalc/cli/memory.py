@@ -12,6 +12,7 @@ from .common import (
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
+    FusedLossOpt,
     GpuCsvOpt,
     GpuOpt,
     JsonOpt,
@@ -80,6 +81,7 @@ def memory(
     dropout: Annotated[bool, typer.Option(
         "--dropout", help="Dropout layers on: their masks are saved for backward (Korthikanti et al. 2022, eq. 1).")
     ] = False,
+    fused_loss: FusedLossOpt = False,
     gpu_csv: GpuCsvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -96,7 +98,8 @@ def memory(
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context"),
-                          allocator_overhead_fraction=allocator_overhead, dropout=dropout)
+                          allocator_overhead_fraction=allocator_overhead, dropout=dropout,
+                          fused_loss=fused_loss)
     result = answer(cfg, setup, spec, headroom)
     emit(*with_notes(memory_report(result), memory_dict(result), [note]), as_json)
 

@@ -12,6 +12,7 @@ from .common import (
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
+    FusedLossOpt,
     GpuCsvOpt,
     GradAccumOpt,
     JsonOpt,
@@ -69,9 +70,7 @@ def step(
     flash: Annotated[bool, typer.Option("--flash/--no-flash",
                                         help="Fused attention kernel or the spelled-out (math) path.")] = True,
     offload: Annotated[bool, typer.Option("--offload", help="Optimizer on the CPU (ZeRO-Offload).")] = False,
-    fused_loss: Annotated[bool, typer.Option(
-        "--fused-loss", help="One kernel for cross-entropy forward and backward (as llm.c); default: PyTorch's fp32 path.")
-    ] = False,
+    fused_loss: FusedLossOpt = False,
     dropout: Annotated[bool, typer.Option("--dropout", help="Dropout on (adds its memory-bound kernels).")] = False,
     sustained: Annotated[float | None, typer.Option(
         help="Share of their priced rate the GEMMs sustain in a real loop (0-1; default: the fitted 0.80; 1: unfitted).")
@@ -127,8 +126,8 @@ def step(
     precision, note = storage_precision(precision, spec, needs_rate=True)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
-                          offload_optimizer=offload)
-    options = StepOptions(fused_loss=fused_loss, dropout=dropout, sustained_fraction=sustained or 0.0)
+                          offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss)
+    options = StepOptions(sustained_fraction=sustained or 0.0)  # the fused loss and dropout come with the setup
     if sustained is not None and not 0 < sustained <= 1:
         from ..errors import UsageError
 

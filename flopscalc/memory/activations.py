@@ -7,7 +7,9 @@ attention 11 s b h + 5 a s^2 b, MLP 19 s b h, LayerNorms 4 s b h. The reference 
 
 - no dropout: none of [K]'s dropout masks (2 s b h + a s^2 b bytes) or the dropout output;
 - under autocast the residual stream and LayerNorm inputs stay fp32 (embeddings and LayerNorm are fp32
-  ops), so LayerNorm inputs cost 4 bytes per element, matmul inputs 2;
+  ops), so LayerNorm inputs cost 4 bytes per element, matmul inputs 2; a norm run outside autocast on a
+  16-bit copy of its input (MPT's ``low_precision_layernorm``, ``TrainingSetup.low_precision_norm``) saves that
+  16-bit copy;
 - LayerNorm also saves its mean and rstd (fp32, one per token);
 - fused attention (``scaled_dot_product_attention``) saves Q, K, V (views of the QKV output), its
   output and a fp32 logsumexp per head and token, not the s x s scores; the kernels (CPU and CUDA flash)
@@ -18,7 +20,9 @@ attention 11 s b h + 5 a s^2 b, MLP 19 s b h, LayerNorms 4 s b h. The reference 
   saves a 16-bit copy as well (4 + 2 bytes per score);
 - GELU saves its input (4 s b h elements) and the down projection its output (4 s b h): [K]'s 19 s b h;
 - cross-entropy saves the log-probabilities in fp32 (autocast runs it in fp32): 4 b s V bytes, often the
-  largest term for small models, plus int64 token ids and targets.
+  largest term for small models, plus int64 token ids and targets; a fused cross-entropy kernel
+  (``TrainingSetup.fused_loss``: flash-attn's ``CrossEntropyLoss``, llm.c) saves one fp32 log-sum-exp per token
+  and the logits it was given, and its backward writes one 16-bit gradient of the logits.
 
 Other blocks (`_general_layer`: grouped-query attention, gated MLPs, RMSNorm, RoPE, q/k norm, parallel blocks,
 mixtures of experts) are counted for a module that saves what the same operations save in PyTorch:
@@ -98,10 +102,17 @@ def _dtypes(setup: TrainingSetup) -> tuple[int, int, int, int]:
     p = setup.precision
     if p is MemoryPrecision.fp32:
         return FP32_BYTES, FP32_BYTES, FP32_BYTES, FP32_BYTES
-    if p.mixed:
-        return FP32_BYTES, HALF_BYTES, FP32_BYTES, FP32_BYTES  # autocast: LN/embedding/loss fp32, matmuls 16-bit
+    if p.mixed:  # autocast: LN/embedding/loss fp32, matmuls 16-bit; a low-precision norm saves its 16-bit input
+        return (HALF_BYTES if setup.low_precision_norm else FP32_BYTES), HALF_BYTES, FP32_BYTES, FP32_BYTES
     # pure bf16: CUDA LayerNorm keeps fp32 statistics (acc type); the CPU kernel returns bf16 ones
     return HALF_BYTES, HALF_BYTES, (FP32_BYTES if setup.device is Device.cuda else HALF_BYTES), HALF_BYTES
+
+
+def residual_bytes(setup: TrainingSetup) -> int:
+    """Bytes per element of the residual stream, which full recomputation keeps at each block's input: the
+    weights' dtype (an embedding's output and ``add`` follow their inputs; no autocast list holds them): 16-bit
+    in pure bf16, else fp32 (PyTorch AMP keeps fp32 weights)."""
+    return HALF_BYTES if setup.precision is MemoryPrecision.bf16_pure else FP32_BYTES
 
 
 def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> ActivationBreakdown:
@@ -117,12 +128,14 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
     """
     # kept: the planner asks for them under every optimizer and ZeRO stage
     return kept(_KEPT, (cfg, seq_len, setup.micro_batch, setup.precision, setup.recompute, setup.flash, setup.device,
-                        setup.dropout), lambda: _activation_bytes(cfg, setup, seq_len))
+                        setup.dropout, setup.fused_loss, setup.low_precision_norm),
+                lambda: _activation_bytes(cfg, setup, seq_len))
 
 
 # The fields of `TrainingSetup` that `activation_bytes` reads (`_activation_bytes`): the same for every optimizer,
 # ZeRO stage, GPU count and accumulation.
-ACTIVATION_FIELDS = ("micro_batch", "precision", "recompute", "flash", "device", "dropout")
+ACTIVATION_FIELDS = ("micro_batch", "precision", "recompute", "flash", "device", "dropout", "fused_loss",
+                     "low_precision_norm")
 _KEPT: dict = {}  # (model, sequence, ACTIVATION_FIELDS) -> ActivationBreakdown
 
 
@@ -136,11 +149,11 @@ def _activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> A
     if not _reference_block(cfg):
         return _general(cfg, setup, seq_len, embedding)
     final = n * r + 2 * tokens * st + n * m  # ln_f input + mean/rstd, LM-head input
-    loss = tokens * V * lp + INDEX_BYTES * tokens + lp  # log_softmax output, targets, total_weight scalar
+    loss = _loss_bytes(setup, tokens, V, lp)
     zero = {"layernorm": 0.0, "attention_input": 0.0, "qkv": 0.0, "attention_core": 0.0,
             "attention_proj_input": 0.0, "mlp": 0.0, "checkpoints": 0.0}
     if setup.recompute is Recompute.full:
-        per = {**zero, "checkpoints": n * r}  # block input kept by checkpoint ([K] sec. 4: 2 s b h per layer)
+        per = {**zero, "checkpoints": n * residual_bytes(setup)}  # block input kept ([K] sec. 4: 2 s b h per layer)
     else:
         if setup.recompute is Recompute.selective:
             core = 0.0  # recomputed in backward ([K] sec. 4.1 drops the 5 a s^2 b term)
@@ -165,6 +178,14 @@ def _activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> A
         embedding += MASK_BYTES * n  # embedding dropout mask
     layers = {k: L * v for k, v in per.items()}
     return ActivationBreakdown(embedding=embedding, final=final, loss=loss, **layers)
+
+
+def _loss_bytes(setup: TrainingSetup, tokens: int, vocab: int, lp: int) -> float:
+    """What the loss saves for backward: PyTorch's cross-entropy its log-probabilities (b s V in ``lp`` bytes), a
+    fused kernel one fp32 log-sum-exp per token (flash-attn ``CrossEntropyLoss``: ``save_for_backward(logits, lse,
+    labels)``; the logits are counted in `logits_buffer_bytes`); both the int64 targets and the scalar."""
+    saved = FP32_BYTES * tokens if setup.fused_loss else tokens * vocab * lp
+    return saved + INDEX_BYTES * tokens + lp
 
 
 def window_bias_bytes(cfg: ModelConfig, seq_len: int, m: int) -> float:
@@ -242,11 +263,11 @@ def _general(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, embedding: fl
     if cfg.pos is Position.rope:
         embedding += 2 * s * cfg.head_dim * m  # cos and sin of each position, shared by the batch and the layers
     final = _norm_bytes(cfg, setup, tokens, d, r, st) + n * m  # final norm, LM-head input
-    loss = tokens * V * lp + INDEX_BYTES * tokens + lp
+    loss = _loss_bytes(setup, tokens, V, lp)
     zero = {"layernorm": 0.0, "attention_input": 0.0, "qkv": 0.0, "attention_core": 0.0,
             "attention_proj_input": 0.0, "mlp": 0.0, "checkpoints": 0.0}
     if setup.recompute is Recompute.full:
-        per = {**zero, "checkpoints": n * r}
+        per = {**zero, "checkpoints": n * residual_bytes(setup)}
     else:
         norms = 2 * _norm_bytes(cfg, setup, tokens, d, r, st)
         if cfg.parallel_block and not _rms_upcast_copy(cfg, setup):
@@ -301,4 +322,6 @@ def logits_buffer_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) ->
     """
     _, m, _, lp = _dtypes(setup)
     elems = setup.micro_batch * seq_len * cfg.vocab_size
+    if setup.fused_loss:  # flash-attn CrossEntropyLoss backward: one gradient in the logits' dtype (llm.c: in place)
+        return elems * m, elems * m
     return elems * m, 2 * elems * lp

@@ -32,7 +32,7 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("gradients", "gradients", "one per parameter in the gradient dtype; ZeRO-2 shards (sec. 5.2)"),
     ("optimizer_state", "optimizer state", "AdamW m, v (ZeRO sec. 3.1); 8-bit, SGD, Adafactor, Lion"),
     ("activations", "activations (saved for backward)", "Korthikanti et al. 2022 eq. 1, as the module saves"),
-    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients"),
+    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients (fused: 1)"),
     ("comm_buckets", "communication buckets", "DDP gradient buckets / ZeRO reduce buckets"),
     ("not_concurrent", "not alive at the same time", "gradients grow as activations are freed in backward"),
     ("allocator_overhead", "allocator overhead", "assumed fraction of allocated bytes"),
@@ -119,7 +119,8 @@ ASSUMPTIONS = (
                "torch.autocast docs; what flopscalc.train does"),
     Assumption("mixed precision under ZeRO 1-3 / offload", "16-bit params and grads, fp32 master + states sharded",
                "Rajbhandari et al. 2020 sec. 3.1 and 5; Ren et al. 2021 sec. 4.1"),
-    Assumption("activations", "what flopscalc.train.model saves (no dropout; fp32 residual under autocast); other "
+    Assumption("activations", "what flopscalc.train.model saves (no dropout; fp32 residual under autocast, 16-bit "
+               "with 16-bit weights); other "
                "blocks: the same operations with fused RMSNorm and native GQA attention (memory/activations.py)",
                "Korthikanti et al. 2022 sec. 4 eq. 1, adapted; measured in tests/test_memory_measured.py"),
     Assumption("peak", "the larger end of backward: all activations, or all gradients (both with grad-accum > 1)",

@@ -173,6 +173,14 @@ class TrainingSetup:
     dropout : bool
         Dropout layers on (GPT-2's embedding, attention-probability and residual dropouts): their masks are saved
         for backward (Korthikanti et al. 2022, eq. 1). The reference module has none (default False).
+    fused_loss : bool
+        Cross-entropy in one kernel on the 16-bit logits (flash-attn's ``CrossEntropyLoss``, the default loss of
+        MosaicML's llm-foundry; llm.c's fused classifier): it saves one fp32 log-sum-exp per token, not the fp32
+        log-probabilities, and its backward writes one gradient the size of the logits. Default: PyTorch's
+        ``F.cross_entropy`` under autocast (fp32 log-probabilities).
+    low_precision_norm : bool
+        Norms run on a 16-bit copy of their input outside autocast and save it (MPT's
+        ``low_precision_layernorm``); by default autocast runs ``layer_norm`` in fp32 and it saves an fp32 input.
     """
 
     micro_batch: int = 1
@@ -189,6 +197,8 @@ class TrainingSetup:
     cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES
     allocator_overhead_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION
     dropout: bool = False
+    fused_loss: bool = False
+    low_precision_norm: bool = False
 
     def __post_init__(self) -> None:
         for name, enum in (("precision", MemoryPrecision), ("optimizer", Optimizer),

@@ -21,7 +21,7 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from ..errors import DomainError
@@ -263,8 +263,14 @@ def _flops_per_token_of(cfg: ModelConfig, seq: int, recompute: Recompute, flash:
 
 def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                   options: StepOptions | None = None, *, device: DevicePerf | None = None) -> StepEstimate:
-    """Predict the time of one optimizer step of ``cfg`` trained with ``setup`` on ``gpu`` GPUs."""
+    """Predict the time of one optimizer step of ``cfg`` trained with ``setup`` on ``gpu`` GPUs.
+
+    A fused loss or dropout set in ``setup`` (where the memory engine reads them) is priced as if set in
+    ``options`` too: the two never disagree about the step they describe."""
     options = options or StepOptions()
+    if (setup.fused_loss and not options.fused_loss) or (setup.dropout and not options.dropout):
+        options = replace(options, fused_loss=options.fused_loss or setup.fused_loss,
+                          dropout=options.dropout or setup.dropout)
     seq = setup.seq_len or cfg.block_size
     if cfg.seq_limited_by_context and seq > cfg.block_size:  # only a learned position table stops it
         from ..errors import UsageError

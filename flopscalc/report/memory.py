@@ -23,7 +23,7 @@ ACTIVATION_LABELS = {
     "mlp": "MLP / experts (inputs, hidden, activation, router)",
     "checkpoints": "block inputs kept by checkpointing",
     "final": "final norm + LM-head input",
-    "loss": "log-probabilities (b x s x V) + targets",
+    "loss": "loss: log-probabilities (b x s x V; fused: b x s) + targets",
 }
 
 
