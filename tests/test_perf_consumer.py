@@ -34,14 +34,15 @@ from flopscalc.perf.validation import (
 )
 
 # Issue 11's targets (docs/performance_model.md): median absolute error <= 8%, worst <= 20%. On the four consumer
-# rows with a fully stated setup they are NOT met: observed 2026-11-28 on the RTX 3080 +20.6% (compiled), +9.3%
-# (eager SDPA), +3.6% (eager flash-attn 2), on the RTX 4090 -19.6% (compiled): median 14.5%, worst 20.6%. The bounds
+# rows with a fully stated setup they are NOT met: observed 2026-11-28 on the RTX 3080 +21.8% (compiled), +10.3%
+# (eager SDPA), +4.6% (eager flash-attn 2), on the RTX 4090 -18.9% (compiled): median 14.6%, worst 21.8% (at the
+# fitted fraction 0.81; at 0.80: +20.6%, +9.3%, +3.6%, -19.6%). The bounds
 # below are what is met, rounded up a little, so a regression fails. The constant MFU 0.4 on the same rows: median
 # 8.3%, worst 22.1%; on the 3080 rows alone it does better than the model, asserted below as a fact, not hidden.
 TARGET_MEDIAN, TARGET_WORST = 0.08, 0.20
 CONSUMER_MEDIAN_BOUND = 0.15
-CONSUMER_WORST_BOUND = 0.21
-# The 4090 row (setup partly stated, throughput derived from a rounded MFU): observed -19.7% (constant: -21.8%).
+CONSUMER_WORST_BOUND = 0.22
+# The 4090 row (setup partly stated, throughput derived from a rounded MFU): observed -19.0% (constant: -21.8%).
 PARTIAL_WORST_BOUND = 0.21
 
 # nanoGPT's estimate_mfu (model.py): PaLM's 6N + 12 L H Q T per token, N without the position embedding

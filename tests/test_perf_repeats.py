@@ -98,36 +98,36 @@ def test_mpt_760m_short_sequences_are_the_rows_outlier_not_the_models():
 
 def test_mpt_30b_at_8192_is_slow_in_every_measurement_so_the_model_misses_it():
     # Four measurements, two GPUs, three sweeps: the model is above every one of them by more than 10% (observed
-    # A100 +24.6% / +15.0%, H100 +27.0% / +38.1%, the last the median of three runs within 1.8% of each other), while
-    # the same runs at 4096 are within 14%. A model miss, not a measurement outlier.
+    # A100 +25.8% / +16.1%, H100 +28.1% / +39.4%, the last the median of three runs within 1.8% of each other), while
+    # the same runs at 4096 are within 15%. A model miss, not a measurement outlier.
     rows = [TABLE["mpt-30b-a100-s8192-mb1"], REPEATS["mpt-30b-a100-s8192-mb1-examples"],
             TABLE["mpt-30b-h100-s8192-mb1"], REPEATS["mpt-30b-h100-s8192-mb1-pure"]]
     for row in rows:
         assert check_row(row).error > 0.10, row["run"]
     for row in (REPEATS["mpt-30b-a100-s4096-mb1-examples"], REPEATS["mpt-30b-h100-s4096-mb1-pure"]):
-        assert abs(check_row(row).error) < 0.14, row["run"]
+        assert abs(check_row(row).error) < 0.15, row["run"]
 
 
 def test_mpt_13b_on_h100_at_2048_is_as_fast_with_recomputation_at_micro_batch_20():
     # The headline's MPT-13B H100 row at 2048 (micro-batch 2, accumulation 1, no recomputation) against llm-foundry's
     # triplicate 13B H100 runs at 2048 with micro-batch 20, accumulation 3 and full recomputation: 4,941 against 4,792
     # tokens/s per GPU, though recomputation adds a third forward. The model prices the latter within 3% (observed
-    # -2.9%) and the former +19.0% (+24.9% before Composer's eager optimizer step and clipping were priced, which
+    # -2.9%) and the former +20.0% (+24.9% before Composer's eager optimizer step and clipping were priced, which
     # weigh 30x more on its 4,096-token step). The rest of what it loses is not in the model; it is not the network
     # either (the same row on 16-64 GPUs: 4,767-4,811).
     small, large = TABLE["mpt-13b-h100-s2048-mb2"], REPEATS["mpt-13b-h100-s2048-mb20-pure"]
     assert _measured(large) > _measured(small)
     assert abs(check_row(large).error) < 0.03
-    assert 0.15 < check_row(small).error < 0.20
+    assert 0.15 < check_row(small).error < 0.21
 
 
 def test_the_model_on_the_repeats_held_out_from_the_fit():
-    # Every repeat whose twin is not a fit row (the fit rows' twins repeat the fit). Observed 2026-11-28:
-    # A100 (earlier sweep) 55 rows, median 3.0%, worst 15.0% (MPT-30B 8192); H100 (PURE) 22 rows, median 5.4%,
-    # worst 38.1% (MPT-30B 8192), the MPT-350M rows +13% to +21%.
+    # Every repeat whose twin is not a fit row (the fit rows' twins repeat the fit). Observed 2026-11-28, with the
+    # runs' fused loss and train metrics priced: A100 (earlier sweep) 55 rows, median 3.0%, worst 16.1% (MPT-30B
+    # 8192); H100 (PURE) 22 rows, median 6.0%, worst 39.4% (MPT-30B 8192), the MPT-350M rows +13% to +19%.
     held = [check_row(r) for r in REPEATS.values() if not in_fit_subset(r["twin_of"] or "")]
     a100 = summary([c for c in held if c.gpu == "a100-sxm-80gb"])
     h100 = summary([c for c in held if c.gpu == "h100-sxm"])
     assert a100["n_runs"] == 55 and h100["n_runs"] == 22
-    assert a100["median_abs_error"] <= 0.035 and a100["max_abs_error"] <= 0.16
-    assert h100["median_abs_error"] <= 0.06 and h100["max_abs_error"] <= 0.39
+    assert a100["median_abs_error"] <= 0.035 and a100["max_abs_error"] <= 0.17
+    assert h100["median_abs_error"] <= 0.065 and h100["max_abs_error"] <= 0.40

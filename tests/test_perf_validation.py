@@ -32,15 +32,18 @@ TARGET_MEDIAN, TARGET_WORST = 0.08, 0.20
 # Reached on 2026-11-28 with the Triton attention kernel of the MosaicML runs, the H100 FlashAttention-2 rate read as
 # forward + backward, the fitted fraction scaling the GEMMs only, the two-kernel norm backward and the CUDA 11.8
 # cuBLAS GEMM rate for the MosaicML H100 runs, and Composer's eager optimizer step and clipping for the MosaicML runs
-# (docs/performance_model.md), over the 92 held-out rows with a fully stated setup: median 4.9%, worst 28.5%
-# (constant MFU 0.4: 18.5%, 164%). Before these changes: median 9.8%, worst 32.3%. The median meets the target; the
-# worst does NOT (target 20%): the four rows above 20% are MPT-760M at 512 and 1024 on A100 (+28.5%, +20.5%), which
-# MosaicML's earlier sweep of the same setups contradicts (tests/test_perf_repeats.py), and MPT-30B at 8192 (H100
-# +27.0%, A100 +24.6%), slow in every measurement.
+# (docs/performance_model.md), over the 92 held-out rows with a fully stated setup: median 4.9%, worst 28.5%; then,
+# with the MosaicML runs' fused cross-entropy kernel and Composer's two train-metric cross-entropy passes priced as
+# their code runs them (the fraction refitted 0.80 -> 0.81): median 5.3%, worst 28.7% (constant MFU 0.4: 18.5%,
+# 164%). Before these changes: median 9.8%, worst 32.3%. The median meets the target; the worst does NOT (target
+# 20%): the five rows above 20% are MPT-760M at 512 and 1024 on A100 (+28.7%, +20.7%), which MosaicML's earlier
+# sweep of the same setups contradicts (tests/test_perf_repeats.py), MPT-30B at 8192 (H100 +28.1%, A100 +25.8%),
+# slow in every measurement, and MPT-13B on H100 at 2048, micro-batch 2 (+20.0%).
 HELD_OUT_MEDIAN_BOUND = TARGET_MEDIAN
 HELD_OUT_MAX_BOUND = 0.29
-# The Llama-style rows among them (torchtitan, 64 A100s): worst 10.7% (Llama 2 13B); constant MFU 0.4: worst 29.7%.
-LLAMA_MAX_BOUND = 0.11
+# The Llama-style rows among them (torchtitan, 64 A100s): worst 11.9% (Llama 2 13B; 10.7% at the fraction 0.80);
+# constant MFU 0.4: worst 29.7%.
+LLAMA_MAX_BOUND = 0.12
 # Rows with a partly stated setup (Llama 2 paper, layout assumed): see docs/performance_model.md.
 PARTIAL_MAX_BOUND = 0.25
 

@@ -73,7 +73,7 @@ def step(
     fused_loss: FusedLossOpt = False,
     dropout: Annotated[bool, typer.Option("--dropout", help="Dropout on (adds its memory-bound kernels).")] = False,
     sustained: Annotated[float | None, typer.Option(
-        help="Share of their priced rate the GEMMs sustain in a real loop (0-1; default: the fitted 0.80; 1: unfitted).")
+        help="Share of their priced rate the GEMMs sustain in a real loop (0-1; default: the fitted 0.81; 1: unfitted).")
     ] = None,
     gpu_csv: GpuCsvOpt = None,
     calibration: Annotated[str | None, typer.Option(

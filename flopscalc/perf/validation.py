@@ -115,10 +115,12 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
     setup = TrainingSetup(micro_batch=int(row["micro_batch"]), seq_len=seq, precision=row["precision"],
                           recompute=row["recompute"], flash=row["flash"] == "true",
                           grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
-                          zero_stage=int(row["zero_stage"]), dropout=dropout)
+                          zero_stage=int(row["zero_stage"]), dropout=dropout, fused_loss=row["fused_loss"] == "true",
+                          low_precision_norm=(row.get("low_precision_norm") or "").strip() == "true")
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
     optimizer = OptimizerKernel((row.get("optimizer_impl") or "fused").strip())
-    return cfg, setup, StepOptions(fused_loss=row["fused_loss"] == "true", attention_kernel=kernel, dropout=dropout,
+    return cfg, setup, StepOptions(fused_loss=setup.fused_loss, attention_kernel=kernel, dropout=dropout,
+                                   metric_ce_passes=int(row.get("metric_ce_passes") or 0),
                                    optimizer_kernel=optimizer)
 
 
