@@ -427,11 +427,24 @@ def test_cli_json_is_the_plotted_numbers(run, tmp_path, capsys):
 
 
 def test_cli_frontier_budget_from_gpu_days(run, capsys):
-    assert run(["plot", "frontier", "--gpu", "4070ti", "--days", "365", "--json", "--no-published"]) == 0
+    assert run(["plot", "frontier", "--gpu", "4070ti", "--days", "365", "--mfu", "0.4", "--json",
+                "--no-published"]) == 0
     data = json.loads(capsys.readouterr().out)
     # seed claim 1: the 4070 Ti's BF16 tensor peak (80.2 TFLOP/s) x 90% x 1 year = 2.28e21; x MFU 0.4 = 9.1e20
     assert data["budget"]["c_flops"] == pytest.approx(2.28e21 * 0.4, rel=0.01)
     assert data["published_runs"] == [] and data["gpu_fit"]["capacity_bytes"] == 12 * GIB
+
+
+def test_cli_frontier_budget_is_the_plans_without_mfu(run, capsys):
+    # without --mfu the budget line is the model FLOPs 'plan' says its recommended run delivers on the same GPUs
+    # and days (it was a constant MFU of 0.4 while plan predicted another), and the label says where it came from
+    assert run(["plot", "frontier", "--gpu", "4070ti", "--days", "365", "--json", "--no-published"]) == 0
+    budget = json.loads(capsys.readouterr().out)["budget"]
+    assert run(["plan", "--gpu", "4070ti", "--days", "365", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    delivered = planned["recommended"]["model_flops"]
+    assert budget["c_flops"] == pytest.approx(delivered, rel=1e-9)
+    assert budget["c_flops"] != pytest.approx(2.28e21 * 0.4, rel=0.01) and "as plan predicts" in budget["label"]
 
 
 @pytest.mark.parametrize("argv, code, message", [

@@ -79,7 +79,7 @@ def test_plot_frontier_on_a_v100_budgets_at_its_fp16_rate(capsys):
     # was: 'plot frontier --gpu v100 --days 30' stopped at "has no BF16 tensor rate" while 'plan' fell back to fp16
     from flopscalc.planner.budget import DEFAULT_MFU, DEFAULT_UTILIZATION
 
-    out = _json(capsys, ["plot", "frontier", "--gpu", "v100", "--days", "30"])
+    out = _json(capsys, ["plot", "frontier", "--gpu", "v100", "--days", "30", "--mfu", str(DEFAULT_MFU)])
     rate = get_gpu("v100").peak_flop_per_s("fp16")
     budget = out["budget"]["c_flops"]
     assert budget == pytest.approx(rate * 30 * 86400 * DEFAULT_UTILIZATION * DEFAULT_MFU, rel=1e-12)

@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..hardware import Precision
 from ..memory.settings import MemoryPrecision, Optimizer
-from ..planner.budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+from ..planner.budget import DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from ..plots._common import MAX_DPI, MIN_DPI, PNG_DPI
 from .common import (
     GpuCsvOpt,
@@ -105,7 +105,9 @@ def frontier(
         help="Arithmetic that sets the peak rate (dense; default bf16, fp16 on a card without BF16 such as V100 "
              "and T4, as plan does).")] = None,
     utilization: UtilizationOpt = DEFAULT_UTILIZATION,
-    mfu: Annotated[float, typer.Option(help="Model FLOPs utilization while busy. (0-1)")] = DEFAULT_MFU,
+    mfu: Annotated[float | None, typer.Option(
+        help="Model FLOPs utilization while busy (0-1; default: what 'flopscalc plan' predicts for the same GPUs "
+             "and days, its recommended run's).")] = None,
     seq: Annotated[int, typer.Option(help="Training sequence length for the memory region. (tokens)")] = 1024,
     memory: Annotated[str | None, typer.Option(
         help="Memory per GPU instead of the database's, e.g. 10GiB. (bytes)")] = None,
@@ -141,11 +143,22 @@ def frontier(
     precision = precision or DEFAULT_PRECISION
     budget, label = (_count(flops, "--flops") if flops is not None else None), None
     if days is not None:
-        b = ComputeBudget(spec, n_gpus, days * SECONDS_PER_DAY, precision, utilization, mfu)
+        if mfu is None:  # the budget `plan` states for the same GPUs and days: its recommended run's predicted MFU
+            from ..planner.core import plan
+            from ..planner.speed import PER_OPERATION
+
+            p = plan(spec, days * SECONDS_PER_DAY, n_gpus=n_gpus, precision=precision, utilization=utilization,
+                     explain=False)
+            b = p.budget
+            how = f"MFU {b.mfu:.2g} " + ("as plan predicts" if p.time_model == PER_OPERATION else
+                                         "as plan assumes (no per-operation price for this GPU or precision)")
+        else:
+            b = ComputeBudget(spec, n_gpus, days * SECONDS_PER_DAY, precision, utilization, mfu)
+            how = f"MFU {mfu:g}"
         budget = b.model_flops
         label = (f"{days:g} days, {n_gpus}× {short_gpu_name(spec.name)}"
                  + (f" at {precision.value}" if precision is not DEFAULT_PRECISION else "")
-                 + f", MFU {mfu:g}, busy {utilization:.0%}")
+                 + f", {how}, busy {utilization:.0%}")
     for name in law or ():  # the laws' reader takes '' as the default
         refuse_empty(**{"--law": name})
     data = frontier_data(law or DEFAULT_FRONTIER_LAWS, (_count(c_min, "--c-min"), _count(c_max, "--c-max")), budget,
