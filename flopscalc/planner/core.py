@@ -293,7 +293,7 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
         shapes, skipped, ctx = _options(req, space, budget, c_model, alloc, ia)
         if not any(_same_shape(cfg, best.model) for cfg in shapes):
             shapes = sorted([*shapes, best.model], key=lambda c: count_params(c).total)
-    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)  # the last pass's models: the plan shows every one
+    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)  # the last (or the best) pass's models: the plan shows all
     rec = _recommend(options, ctx, alloc, ia)
     run_mfu = rec.speed.mfu
     if kind in ("time", "money"):  # the budget's model FLOPs are what the recommended run delivers in it
