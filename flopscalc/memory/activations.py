@@ -6,10 +6,12 @@ attention 11 s b h + 5 a s^2 b, MLP 19 s b h, LayerNorms 4 s b h. The reference 
 (``flopscalc/train/model.py``) differs, and this module counts what it actually saves:
 
 - no dropout: none of [K]'s dropout masks (2 s b h + a s^2 b bytes) or the dropout output;
-- under autocast the residual stream and LayerNorm inputs stay fp32 (embeddings and LayerNorm are fp32
-  ops), so LayerNorm inputs cost 4 bytes per element, matmul inputs 2; a norm run outside autocast on a
-  16-bit copy of its input (MPT's ``low_precision_layernorm``, ``TrainingSetup.low_precision_norm``) saves that
-  16-bit copy;
+- under autocast LayerNorm inputs stay fp32 (autocast's CUDA fp32 list hands ``layer_norm`` an fp32 copy, which it
+  saves), so they cost 4 bytes per element, matmul inputs 2; a norm run outside autocast on a 16-bit copy of its
+  input (MPT's ``low_precision_layernorm``, ``TrainingSetup.low_precision_norm``) saves that 16-bit copy;
+- the residual stream has the weights' dtype (embedding and ``add`` follow their inputs): fp32 under PyTorch AMP,
+  16-bit with 16-bit weights (pure bf16, and ZeRO 1-3 / optimizer offload: ``TrainingSetup.deepspeed_style``); it
+  is saved only as each block's input under full recomputation (`residual_bytes`);
 - LayerNorm also saves its mean and rstd (fp32, one per token);
 - fused attention (``scaled_dot_product_attention``) saves Q, K, V (views of the QKV output), its
   output and a fp32 logsumexp per head and token, not the s x s scores; the kernels (CPU and CUDA flash)
@@ -110,9 +112,15 @@ def _dtypes(setup: TrainingSetup) -> tuple[int, int, int, int]:
 
 def residual_bytes(setup: TrainingSetup) -> int:
     """Bytes per element of the residual stream, which full recomputation keeps at each block's input: the
-    weights' dtype (an embedding's output and ``add`` follow their inputs; no autocast list holds them): 16-bit
-    in pure bf16, else fp32 (PyTorch AMP keeps fp32 weights)."""
-    return HALF_BYTES if setup.precision is MemoryPrecision.bf16_pure else FP32_BYTES
+    weights' dtype (an embedding's output and ``add`` follow their inputs; no autocast list holds them).
+
+    16-bit in pure bf16 and with 16-bit weights under mixed precision (``setup.deepspeed_style``: ZeRO 1-3 or
+    optimizer offload; DeepSpeed's bf16/fp16 engine casts the module, FSDP ``MixedPrecision(param_dtype=bf16)``
+    runs on 16-bit parameters); fp32 under PyTorch AMP (ZeRO 0, no offload), which keeps fp32 weights. Norm inputs
+    are not this: autocast hands ``layer_norm`` an fp32 copy and it saves that (`_dtypes`).
+    """
+    # torch autocast op lists (CUDA fp32 list holds layer_norm; embedding and add are in none): they follow the weights
+    return HALF_BYTES if setup.precision is MemoryPrecision.bf16_pure or setup.deepspeed_style else FP32_BYTES
 
 
 def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> ActivationBreakdown:
@@ -128,15 +136,17 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
     """
     # kept: the planner asks for them under every optimizer and ZeRO stage
     return kept(_KEPT, (cfg, seq_len, setup.micro_batch, setup.precision, setup.recompute, setup.flash, setup.device,
-                        setup.dropout, setup.fused_loss, setup.low_precision_norm),
+                        setup.dropout, setup.fused_loss, setup.low_precision_norm, setup.deepspeed_style),
                 lambda: _activation_bytes(cfg, setup, seq_len))
 
 
 # The fields of `TrainingSetup` that `activation_bytes` reads (`_activation_bytes`): the same for every optimizer,
-# ZeRO stage, GPU count and accumulation.
+# GPU count and accumulation; the ZeRO stage and offload only through the weights' dtype (full recomputation).
 ACTIVATION_FIELDS = ("micro_batch", "precision", "recompute", "flash", "device", "dropout", "fused_loss",
-                     "low_precision_norm")
-_KEPT: dict = {}  # (model, sequence, ACTIVATION_FIELDS) -> ActivationBreakdown
+                     "low_precision_norm",
+                     # these two act only through `TrainingSetup.deepspeed_style` (16-bit weights: `residual_bytes`)
+                     "zero_stage", "offload_optimizer")
+_KEPT: dict = {}  # (model, sequence, ACTIVATION_FIELDS less ZeRO/offload, deepspeed_style) -> ActivationBreakdown
 
 
 def _activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> ActivationBreakdown:

@@ -19,7 +19,7 @@ from ..assumption import Assumption
 from ..costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from ..errors import DomainError
 from ..hardware import GpuSpec
-from ..model import ModelConfig, get_family
+from ..model import ModelConfig, count_params, get_family
 from ..units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from .budget import (
     CHINCHILLA_TOKENS_PER_PARAM,
@@ -261,21 +261,39 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     The header's optimum must be the law's optimum for the model FLOPs the recommended run delivers, and those
     depend on the run it picks (its recomputation, communication and offload): start from the stated efficiency
     and evaluate again while the delivered FLOPs move the optimum.
+
+    The passes need not settle: the shapes move with the FLOPs and a pick of another MFU moves them back (on 1024
+    H100s at --mfu 0.4 they alternate between two sets of shapes), and the pass they stop at need not hold the best
+    model any pass weighed. Under a time or money budget an option's tokens and loss do not depend on the FLOPs the
+    shapes were placed around (`search._tokens`), so for the lowest loss the plan shows the shapes placed around the
+    FLOPs the best pick of any pass delivers, with that pick among them: the recommendation is never worse than a
+    model the passes weighed (with inference tokens: it shrinks the best of them).
     """
     from ..scaling import optimal
 
     kind = req.budget_kind
+    best = plain = None  # the lowest-loss pick of any pass, and of the last
     for _ in range(MAX_BUDGET_PASSES):
         alloc, ia = _allocation(req, c_model)
         shapes, skipped, ctx = _options(req, space, budget, c_model, alloc, ia)
         rec = _pass_recommendation(shapes, ctx, alloc, ia)
         if kind not in ("time", "money"):
             break
+        # with inference tokens the pick shrinks the lowest-loss option's N (`search._recommend`): keep that option
+        plain = rec if ia is None else _pass_recommendation(shapes, ctx, alloc)
+        if plain.loss is not None and (best is None or plain.loss < best.loss):
+            best = plain
         delivered = budget.busy_flops * rec.speed.mfu
         if abs(delivered / c_model - 1) <= BUDGET_PASS_REL:
             break
         c_model = delivered
-    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)  # the last pass's models: the plan shows every one
+    if best is not None and (plain.loss is None or best.loss < plain.loss):  # an earlier pass weighed a better one
+        c_model = budget.busy_flops * best.speed.mfu
+        alloc, ia = _allocation(req, c_model)
+        shapes, skipped, ctx = _options(req, space, budget, c_model, alloc, ia)
+        if not any(_same_shape(cfg, best.model) for cfg in shapes):
+            shapes = sorted([*shapes, best.model], key=lambda c: count_params(c).total)
+    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)  # the last (or the best) pass's models: the plan shows all
     rec = _recommend(options, ctx, alloc, ia)
     run_mfu = rec.speed.mfu
     if kind in ("time", "money"):  # the budget's model FLOPs are what the recommended run delivers in it
@@ -289,6 +307,11 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
         alloc = optimal(req.law, rec.model_flops)
     return _Search(budget, alloc, ia, options, skipped, ctx, rec)
+
+
+def _same_shape(a: ModelConfig, b: ModelConfig) -> bool:
+    """The same model up to its name (how `search._shapes` tells shapes apart)."""
+    return a.with_(name="") == b.with_(name="")
 
 
 def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:

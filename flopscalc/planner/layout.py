@@ -25,7 +25,7 @@ from ..memory import Optimizer, TrainingSetup
 from ..model import ModelConfig
 from ..perf.offload import OffloadTime
 from ..perf.parallel import GPUS_PER_NODE, CommEstimate
-from .growth import BatchGrowth
+from .growth import MAX_BATCH_DOUBLINGS, BatchGrowth
 from .options import (
     MAX_GPUS_SEARCHED,
     MEMORY_PRECISION,
@@ -37,8 +37,6 @@ from .options import (
 )
 from .speed import LAYOUT_PRECISIONS, uses_layout_search  # noqa: F401 - re-exported: where they were
 
-# Doublings of GPT-3's batch tried when the batch grows (each within Kaplan's critical batch, eq. 5.3).
-MAX_BATCH_DOUBLINGS = 6
 NO_OFFLOAD = OffloadTime(0.0, 0.0, 0.0, 0.0)
 
 
