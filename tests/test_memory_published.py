@@ -4,7 +4,7 @@ Each row of data/published_throughput.csv and data/published_throughput_repeats.
 completed on the GPU it names, with the micro-batch, sequence, sharding, recomputation, precision and kernels the
 row states (perf.validation.row_config). A memory estimate above the GPU's capacity for any of them is a wrong
 estimate, whatever else it gets right. The test is one-sided (a run that ran bounds the estimate from above only);
-the MosaicML rows come close to it (estimated 0.99 of 80 GiB at most). Before the rows stated MosaicML's fused
+the rows come close to it (estimated 0.98 of 80 GiB at most; the MPT rows 0.95). Before the rows stated MosaicML's fused
 cross-entropy kernel and low-precision LayerNorm (llm-foundry's defaults; docs/performance_model.md), 58 of the
 96 headline MPT rows were estimated not to fit.
 """
