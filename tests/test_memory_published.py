@@ -27,3 +27,22 @@ def test_every_published_run_fits_its_gpu(row):
     peak = estimate_memory(cfg, setup).peak_bytes
     assert peak <= gpu.memory_bytes, f"{row['run']}: {peak / 2**30:.2f} GiB estimated on a {gpu.memory_bytes / 2**30:.0f} GiB GPU"
 
+
+
+def test_fsdp_sharding_against_torchtitans_8_and_128_gpu_runs():
+    # torchtitan benchmarks/llama3_h100_202412_torchtitan.md (commit 31a17bf), Llama 3.1 8B, FSDP2, local batch 2,
+    # selective activation checkpointing, eager: Table 1, 8 GPUs, 82.4 GiB; Table 3, 128 GPUs, 67.0 GiB
+    # (torch.cuda max_memory_reserved, torchtitan metrics.py). The two runs differ only in how many GPUs share the
+    # model states, so their difference (15.4 GiB) tests the sharding, whatever the checkpointing policy (op-level
+    # selective, which flopscalc's `selective` does not describe: the absolute peaks are not compared). Sequence
+    # 8192 and AdamW from the 8B toml; bf16 parameters under FSDP's mixed precision (torchtitan's defaults).
+    # Observed 2026-11-28: 13.0 GiB predicted, -16%: the sharded states alone are 14.0 GiB; the estimate's
+    # gradients-while-activations-free overlap (-1.6 GiB at 8 GPUs) takes more than its allocator overhead adds.
+    from flopscalc.memory import TrainingSetup
+    from flopscalc.model import get_preset
+
+    cfg = get_preset("llama-3.1-8b")
+    peaks = [estimate_memory(cfg, TrainingSetup(micro_batch=2, seq_len=8192, precision="bf16-mixed", n_gpus=n,
+                                                zero_stage=3, recompute="selective")).peak_bytes for n in (8, 128)]
+    measured = (82.4 - 67.0) * 2**30
+    assert abs((peaks[0] - peaks[1]) / measured - 1) < 0.20
