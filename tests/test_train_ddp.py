@@ -38,35 +38,33 @@ NATIVE_ABORTS = ("(SIGABRT)", "(SIGSEGV)")
 REPO = Path(__file__).resolve().parents[1]  # torchrun's -m finds flopscalc and tests.fsdp_wire_probe here
 
 
+def _train_one_process(data_dir, *args: str) -> int:
+    """`flopscalc train` in this process on one thread (the setting restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run(["train", "--data", str(data_dir / "data"), *ARGS, *args])
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     """One process, micro-batch 8: the reference."""
     d = tmp_path_factory.mktemp("ddp")
     assert run(["train", "prepare", str(d / "data"), "--pydoc", "--json"]) == 0
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = run(["train", "--data", str(d / "data"), *ARGS, "--micro-batch", str(GLOBAL_BATCH),
-                    "--checkpoint", str(d / "one.pt"), "--metrics-log", str(d / "one.jsonl")])
-    finally:
-        torch.set_num_threads(before)
-    assert code == 0
+    assert _train_one_process(d, "--micro-batch", str(GLOBAL_BATCH), "--checkpoint", str(d / "one.pt"),
+                              "--metrics-log", str(d / "one.jsonl")) == 0
     return d
 
 
 @pytest.fixture(scope="module")
 def single_bf16(single):
     """One process, micro-batch 8, bf16 autocast (fp32 weights): the reference for the FSDP bf16 run."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = run(["train", "--data", str(single / "data"), *ARGS, "--micro-batch", str(GLOBAL_BATCH),
-                    "--precision", "bf16", "--checkpoint", str(single / "one-bf16.pt"),
-                    "--metrics-log", str(single / "one-bf16.jsonl")])
-    finally:
-        torch.set_num_threads(before)
-    assert code == 0
-    return single
+    d = single
+    assert _train_one_process(d, "--micro-batch", str(GLOBAL_BATCH), "--precision", "bf16",
+                              "--checkpoint", str(d / "one-bf16.pt"), "--metrics-log", str(d / "one-bf16.jsonl")) == 0
+    return d
 
 
 class TorchRun:
@@ -176,7 +174,8 @@ FSDP_BF16_LOSS_RTOL = 5e-4
 # differently moves a weight by a whole step: per weight, DDP at bf16 already differs from one process by 2.4e-3
 # (a third of what 5 steps move any weight). Compared instead: the distance between the two runs' weights over the
 # distance the one-process run moved them (Frobenius norms). Measured: 0.026 (FSDP bf16), 0.015 (DDP bf16), 0.021
-# (one process, fp32 against bf16); a run whose update were wrong by a tenth would show 0.1.
+# (one process, fp32 against bf16); 0.36 for a run that stepped on half the batch's gradients, what a rank that
+# missed the reduction would do (asserted outside the bound below).
 FSDP_BF16_WEIGHT_RATIO = 0.1
 
 
@@ -207,8 +206,15 @@ def test_fsdp_bf16_matches_one_process_under_autocast(single_bf16, torchrun):
     init = _initial_model(d).state_dict()
     assert init.keys() == a.keys()
     moved = sum(float((a[k] - init[k]).square().sum()) for k in a) ** 0.5
-    apart = sum(float((b[k] - a[k]).square().sum()) for k in a) ** 0.5
-    assert moved > 0 and apart / moved < FSDP_BF16_WEIGHT_RATIO
+
+    def apart(w):  # over the one-process run's update
+        return sum(float((w[k] - a[k]).square().sum()) for k in a) ** 0.5 / moved
+
+    assert moved > 0 and apart(b) < FSDP_BF16_WEIGHT_RATIO
+    # the bound tells a wrong update apart: one process on half the global batch (rank 0's rows)
+    assert _train_one_process(d, "--micro-batch", str(GLOBAL_BATCH // 2), "--precision", "bf16",
+                              "--checkpoint", str(d / "half-bf16.pt")) == 0
+    assert apart(torch.load(d / "half-bf16.pt", weights_only=True)["model"]) > FSDP_BF16_WEIGHT_RATIO
 
 
 @pytest.mark.parametrize("parallel,precision,computed", [
