@@ -78,11 +78,33 @@ def destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, mode: str) -> nn.Module:
+# fp32: torchtitan's default (mixed_precision_reduce = "float32"); FSDP2 also sums no-sync micro-batches in this dtype
+FSDP_BF16_REDUCE_DTYPE = "float32"  # the gradients' reduce-scatter dtype when the weights are gathered in bf16
+
+
+def fsdp_mixed_precision(precision: str):
+    """The FSDP2 `MixedPrecisionPolicy` for a run at ``precision`` (resolved: fp32 or bf16); None for fp32.
+
+    bf16: each unit's parameters are all-gathered and computed in bf16 (2 bytes per parameter on the wire, as ZeRO
+    sec. 7.2.2 and the planner price them), gradients reduce-scattered in `FSDP_BF16_REDUCE_DTYPE`, and the sharded
+    fp32 parameters stay the optimizer's master copy (PyTorch docs, ``MixedPrecisionPolicy``).
+    """
+    if precision == "fp32":
+        return None
+    if precision != "bf16":
+        raise UsageError(f"FSDP precision must be fp32 or bf16 (auto resolved first), got {precision!r}")
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=getattr(torch, FSDP_BF16_REDUCE_DTYPE))
+
+
+def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, mode: str,
+               precision: str = "fp32") -> nn.Module:
     """DDP (gradients all-reduced) or FSDP2 (parameters, gradients and optimizer state sharded).
 
     FSDP shards each transformer block, then the root (embeddings, final norm, tied head), the layout
-    PyTorch's FSDP2 tutorial uses. One process: the model unchanged.
+    PyTorch's FSDP2 tutorial uses, each with `fsdp_mixed_precision` (``precision``: the run's resolved fp32 or bf16).
+    DDP keeps fp32 weights under autocast whatever the precision. One process: the model unchanged.
     """
     if not info.enabled:
         return model
@@ -91,11 +113,12 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, mode: str
 
         return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if mode == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        mp_policy = fsdp_mixed_precision(precision) or MixedPrecisionPolicy()  # the default: no casts
         for block in model.h:
-            fully_shard(block)
-        fully_shard(model)
+            fully_shard(block, mp_policy=mp_policy)
+        fully_shard(model, mp_policy=mp_policy)
         return model
     raise UsageError(f"--parallel must be ddp or fsdp, got {mode!r}")
 

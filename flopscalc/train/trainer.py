@@ -148,7 +148,7 @@ class Trainer:
             # place before sharding it, as torchtitan does
             for block in self.raw_model.h:
                 block.compile()
-        model = wrap_model(self.raw_model, self.dist, self.device, cfg.parallel)
+        model = wrap_model(self.raw_model, self.dist, self.device, cfg.parallel, self.precision)
         # DDP: compile the wrapped model ("torch.compile(DDP(model))", PyTorch's DDP + compile notes). The raw
         # module keeps its own state-dict keys either way, so checkpoints do not depend on --compile.
         self.model = torch.compile(model) if cfg.compile and not fsdp else model
@@ -185,6 +185,9 @@ class Trainer:
                                  fused=True)
 
     def _autocast(self):
+        # Kept under FSDP's bf16 policy too: the policy casts whole modules' weights and inputs ("Unlike autocast, this
+        # applies mixed precision at the module level, not op level", PyTorch docs, MixedPrecisionPolicy), so autocast
+        # still runs layer norm, softmax and the cross-entropy in fp32, as in one process (torch.amp's fp32 op list)
         if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
