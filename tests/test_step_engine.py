@@ -142,17 +142,28 @@ def test_fp16_ddp_and_fsdp_layouts_send_the_per_operation_models_gradient_bytes(
     assert lt.step_s == pytest.approx(est.step_s, rel=1e-9)
 
 
-def test_fsdp_moves_three_psi_16_bit_elements_per_step_at_one_micro_batch():
+def test_fsdp_moves_three_psi_per_step_at_one_micro_batch_its_gradients_in_fp32():
     """ZeRO (Rajbhandari et al. 2020) sec. 7.2.2: stage 3 moves 3 Psi per step (a gradient reduce-scatter and a
-    parameter all-gather for the forward and again for the backward), each a ring's (n-1)/n share, in 16 bits
-    (PyTorch FSDP's bf16 param_dtype / reduce_dtype, Zhao et al. 2023 sec. 4.4). The layout model priced it in fp32
-    gradients (4 + 2 x 2 bytes) before."""
+    parameter all-gather for the forward and again for the backward), each a ring's (n-1)/n share. The gathers
+    carry 16-bit parameters (FSDP's param_dtype bf16); the reduce-scatter fp32 gradients, as `flopscalc train`'s
+    FSDP2 runs it (``MixedPrecisionPolicy(reduce_dtype=torch.float32)``, torchtitan's default), so 4 + 2 x 2 bytes;
+    with 16-bit reduction (FSDP's default policy, Composer's PURE) 3 x 2 bytes, the paper's count."""
     from flopscalc.model import count_params, get_preset
 
     n_gpus = 64
-    _, lt = _both_models("gpt2-xl", "h100", n_gpus, 3, 1, "none")
+    est, lt = _both_models("gpt2-xl", "h100", n_gpus, 3, 1, "none")
     psi = count_params(get_preset("gpt2-xl")).total
-    assert lt.dp.volume_bytes == pytest.approx(3 * psi * 2 * (n_gpus - 1) / n_gpus, rel=1e-12)
+    ring = (n_gpus - 1) / n_gpus
+    assert lt.dp.volume_bytes == pytest.approx((4 + 2 * 2) * psi * ring, rel=1e-12)
+    assert est.comm.volume_bytes == pytest.approx(lt.dp.volume_bytes, rel=1e-12)
+    from flopscalc.hardware import get_gpu
+    from flopscalc.memory import TrainingSetup
+    from flopscalc.perf import estimate_step
+
+    mb, seq = GRID_MODELS["gpt2-xl"]
+    bf16 = estimate_step(get_preset("gpt2-xl"), TrainingSetup(micro_batch=mb, seq_len=seq, n_gpus=n_gpus,
+                                                              zero_stage=3, reduce_fp32=False), get_gpu("h100"))
+    assert bf16.comm.volume_bytes == pytest.approx(3 * psi * 2 * ring, rel=1e-12)
 
 
 def test_fsdp_hides_every_micro_batchs_gathers_behind_that_micro_batchs_passes():
@@ -163,7 +174,7 @@ def test_fsdp_hides_every_micro_batchs_gathers_behind_that_micro_batchs_passes()
     gpt2-xl on 64 H100s at accumulation 1 -> 4."""
     one = _both_models("gpt2-xl", "h100", 64, 3, 1, "none")[1].dp
     four = _both_models("gpt2-xl", "h100", 64, 3, 4, "none")[1].dp
-    assert four.comm_s > 3 * one.comm_s  # four micro-batches' gathers
+    assert four.comm_s > 2.4 * one.comm_s  # four micro-batches' gathers: (4 + 4 x 2 x 2) / (4 + 2 x 2) = 2.5x the bytes
     assert four.exposed_s == pytest.approx(one.exposed_s, rel=1e-12)
 
 

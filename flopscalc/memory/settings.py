@@ -181,6 +181,9 @@ class TrainingSetup:
     low_precision_norm : bool
         Norms run on a 16-bit copy of their input outside autocast and save it (MPT's
         ``low_precision_layernorm``); by default autocast runs ``layer_norm`` in fp32 and it saves an fp32 input.
+    reduce_fp32 : bool or None
+        Under mixed precision with ZeRO 1-3, whether gradients cross the network in fp32 (True) or in the 16-bit
+        weights' dtype (False). None: as the tools flopscalc names for the stage run it (`fp32_reduce`).
     """
 
     micro_batch: int = 1
@@ -199,6 +202,7 @@ class TrainingSetup:
     dropout: bool = False
     fused_loss: bool = False
     low_precision_norm: bool = False
+    reduce_fp32: bool | None = None
 
     def __post_init__(self) -> None:
         for name, enum in (("precision", MemoryPrecision), ("optimizer", Optimizer),
@@ -238,6 +242,13 @@ class TrainingSetup:
         master weights, fp32 gradients, a 16-bit autocast copy of the matmul weights).
         """
         return self.precision.mixed and (self.zero_stage > 0 or self.offload_optimizer)
+
+    @property
+    def fp32_reduce(self) -> bool:
+        """Whether ZeRO 1-3 under mixed precision reduces fp32 gradients: as given, else FSDP (stage 3) as `flopscalc
+        train` and torchtitan run it (``MixedPrecisionPolicy(reduce_dtype=torch.float32)``) in fp32, DeepSpeed's
+        stages 1-2 in the weights' dtype (Rajbhandari et al. 2020, sec. 7.2.1: 2 bytes per parameter)."""
+        return self.zero_stage == 3 if self.reduce_fp32 is None else self.reduce_fp32
 
     def warnings(self) -> list[str]:
         """Legal but doubtful settings, as sentences (never errors)."""
@@ -285,10 +296,14 @@ def grad_wire_bytes_per_param(setup: TrainingSetup) -> float:
 
     fp32 training sends fp32 gradients (4); bf16-pure keeps them in bf16 (2). Mixed precision under ZeRO 1-3
     reduces the fp16/bf16 gradients before the fp32 master update ([1] sec. 7.2.1: 2Ψ per all-reduce, 3Ψ at
-    stage 3), so 2; plain DDP under torch autocast keeps fp32 gradients on fp32 weights ([6]), so 4.
+    stage 3), so 2, unless it reduces in fp32 (`TrainingSetup.fp32_reduce`: FSDP2 with ``reduce_dtype=float32``,
+    as `flopscalc train` and torchtitan run it), 4; plain DDP under torch autocast keeps fp32 gradients on fp32
+    weights ([6]), so 4.
     """
     if setup.precision is MemoryPrecision.fp32:
         return 4.0
-    if setup.precision is MemoryPrecision.bf16_pure or setup.zero_stage > 0:
+    if setup.precision is MemoryPrecision.bf16_pure:
         return 2.0
+    if setup.zero_stage > 0:
+        return 4.0 if setup.fp32_reduce else 2.0
     return 4.0

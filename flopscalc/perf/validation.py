@@ -98,6 +98,11 @@ def validate_repeats() -> list[ThroughputCheck]:
     return [check_row(r) for r in repeat_rows()]
 
 
+# The CSV's `reduce_dtype`: the dtype gradients cross the network in under ZeRO 1-3 ('' = the tools' default,
+# `TrainingSetup.fp32_reduce`).
+_REDUCE_FP32 = {"fp32": True, "bf16": False, "": None}
+
+
 def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOptions]:
     """The model, setup and implementation options a row describes.
 
@@ -116,7 +121,8 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
                           recompute=row["recompute"], flash=row["flash"] == "true",
                           grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
                           zero_stage=int(row["zero_stage"]), dropout=dropout, fused_loss=row["fused_loss"] == "true",
-                          low_precision_norm=(row.get("low_precision_norm") or "").strip() == "true")
+                          low_precision_norm=(row.get("low_precision_norm") or "").strip() == "true",
+                          reduce_fp32=_REDUCE_FP32[(row.get("reduce_dtype") or "").strip()])
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
     optimizer = OptimizerKernel((row.get("optimizer_impl") or "fused").strip())
     return cfg, setup, StepOptions(fused_loss=setup.fused_loss, attention_kernel=kernel, dropout=dropout,
