@@ -37,13 +37,16 @@ def zero_paper_volume_bytes(n_params: int, n_gpus: int, zero_stage: int, grad_ac
     fp32 (torch.amp docs: parameters and their gradients stay fp32), so 4 bytes each. ZeRO stages 1-2
     reduce-scatter 16-bit gradients (Psi) and all-gather 16-bit parameters (Psi): the same 2 Psi elements,
     2 bytes each. Sec. 7.2.2: stage 3 adds a parameter all-gather for the forward and another for the backward,
-    3 Psi per step; with gradient accumulation, 2 Psi more for each further micro-batch. ``fp32_reduce``: the
-    reduce-scatter's Psi elements in fp32 (FSDP2's ``MixedPrecisionPolicy(reduce_dtype=torch.float32)``).
+    3 Psi per step; with gradient accumulation, 2 Psi more for each further micro-batch. Stages 2 and 3 keep the
+    gradients sharded, so they reduce-scatter after every micro-batch (DeepSpeed PR #338: "Zero stage 2
+    communicates during non gradient accumulation boundaries as well"; FSDP without ``no_sync``): Psi more per
+    further micro-batch. ``fp32_reduce``: the reduce-scatter's Psi elements in fp32 (FSDP2's
+    ``MixedPrecisionPolicy(reduce_dtype=torch.float32)``).
     """
     r = _ring(n_gpus)
     if zero_stage == 0:
         return 2 * n_params * FP32_BYTES * r
-    grads = n_params * (FP32_BYTES if fp32_reduce else BF16_BYTES) * r
+    grads = n_params * (FP32_BYTES if fp32_reduce else BF16_BYTES) * r * (grad_accum if zero_stage >= 2 else 1)
     if zero_stage in (1, 2):
         return grads + n_params * BF16_BYTES * r
     return grads + 2 * grad_accum * n_params * BF16_BYTES * r

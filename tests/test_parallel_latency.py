@@ -125,7 +125,9 @@ def test_zero_runs_use_deepspeed_buckets_and_ddp_its_25_mib():
     zero2 = data_parallel_comm(n, 1024, 2, gpu=get_gpu("h100"), grad_bytes_per_param=2)
     assert zero2.n_messages == 2 * 38  # ceil(18.6e9 / 5e8) reduce-scatters and as many all-gathers
     zero3 = data_parallel_comm(n, 1024, 3, gpu=get_gpu("h100"), grad_bytes_per_param=2, grad_accum=2)
-    assert zero3.n_messages == 38 + 2 * 2 * 372  # gathers for forward and backward of 2 micro-batches, 5e7 each
+    # a reduce-scatter after each of the 2 micro-batches (sharded gradients), and gathers for forward and backward of
+    # each, 5e7 elements each
+    assert zero3.n_messages == 2 * 38 + 2 * 2 * 372
     ddp = data_parallel_comm(n, 1024, 0, gpu=get_gpu("h100"), grad_bytes_per_param=2)
     assert ddp.n_messages == math.ceil(n * 2 / (25 * 2**20))
 

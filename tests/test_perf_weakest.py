@@ -79,8 +79,10 @@ def test_the_missing_time_scales_like_unhidden_fsdp_traffic_and_slow_memory_boun
     # gathers and reductions, which the model hides, and memory-bound kernels at half their priced bandwidth. (Before
     # Composer's eager optimizer step and clipping were priced, communication came out 1.00 / 1.01: part of that
     # per-parameter cost was the optimizer's.) Fitted on one GPU and applied to the other, the split does no better
-    # than the model, so it stays a pointer, not a term.
+    # than the model, so it stays a pointer, not a term. Since the loss kernels and FSDP's per-micro-batch
+    # reduce-scatters are priced (2026-11-28): GEMMs 1.08 / 1.05, attention 0.96 / 1.07, memory-bound 1.66 / 2.02,
+    # communication 0.61 / 0.76: the priced traffic grew (a reduce-scatter per micro-batch), so its share shrinks.
     split = time_attribution(gpu)
-    assert 0.7 < split["communication"] < 1.0
+    assert 0.5 < split["communication"] < 1.0
     assert 1.5 < split["memory-bound"] < 2.5
     assert 0.95 < split["gemm"] < 1.1

@@ -80,8 +80,10 @@ class TorchRun:
         self.log = log
         self.done: dict[str, subprocess.CompletedProcess] = {}
 
-    def __call__(self, parallel: str, compiled: bool, precision: str = "auto") -> subprocess.CompletedProcess:
-        name = parallel + ("-compile" if compiled else "") + ("" if precision == "auto" else f"-{precision}")
+    def __call__(self, parallel: str, compiled: bool, precision: str = "auto",
+                 grad_accum: int = 1) -> subprocess.CompletedProcess:
+        name = (parallel + ("-compile" if compiled else "") + ("" if precision == "auto" else f"-{precision}")
+                + ("" if grad_accum == 1 else f"-accum{grad_accum}"))
         if name in self.done:
             return self.done[name]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -91,7 +93,8 @@ class TorchRun:
             ["-m", "flopscalc", "train"]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *entry,
                "--data", str(self.d / "data"), *ARGS, "--precision", precision,
-               "--micro-batch", str(GLOBAL_BATCH // 2), "--parallel", parallel, "--checkpoint",
+               "--micro-batch", str(GLOBAL_BATCH // 2 // grad_accum), "--grad-accum", str(grad_accum),
+               "--parallel", parallel, "--checkpoint",
                str(self.d / f"{name}.pt"), "--metrics-log", str(self.d / f"{name}.jsonl"),
                *(["--compile"] if compiled else [])]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
@@ -269,6 +272,18 @@ def test_fsdp_bf16_gathers_16_bit_weights_and_reduces_fp32_gradients(single, tor
         padded = sum(-(-p.shape[0] // 2) * 2 * p[0].numel() for p in _initial_model(single).parameters())
         assert h["reduce_scatter"]["n_calls"] == STEPS * (N_LAYER + 1)
         assert h["reduce_scatter"]["input_bytes"] == f["reduce_scatter"]["input_bytes"] == STEPS * padded * 4
+
+
+def test_fsdp_reduce_scatters_after_every_micro_batch(single, torchrun):
+    # gradient accumulation under FSDP keeps the gradients sharded: each micro-batch's are reduce-scattered (the
+    # trainer does not turn gradient sync off, which would hold full unsharded gradients on every GPU until the
+    # last micro-batch: PyTorch FSDP's no_sync docs), as the memory estimate and perf.parallel.gradient_reductions
+    # price it; the all-gathers repeat per micro-batch too
+    torchrun("fsdp", False)
+    torchrun("fsdp", False, grad_accum=2)
+    for once, twice in zip(_wire(single, "fsdp"), _wire(single, "fsdp-accum2")):
+        assert twice["reduce_scatter"]["n_calls"] == 2 * once["reduce_scatter"]["n_calls"] == 2 * STEPS * (N_LAYER + 1)
+        assert twice["reduce_scatter"]["input_bytes"] == 2 * once["reduce_scatter"]["input_bytes"]
 
 
 def test_one_process_resumes_a_two_process_checkpoint(single, torchrun, capsys):

@@ -34,6 +34,10 @@ References
 [8] NVIDIA/nccl issue #1639: 8x RTX 5090 on 2x Xeon 8480+ (16 DDR5 DIMMs) reach 28 GB/s all-reduce bus
     bandwidth, 4 of them 35 GB/s; S. Jeaugey (NVIDIA): "On PCI systems, the performance you get is usually
     determined by the bandwidth your CPU and memory can deliver ... 8 flows at 28GB/s in both directions".
+[9] deepspeedai/DeepSpeed PR #338 ("Adding gradient accumulation support for ZeRO Stage 2": "Zero stage 2
+    communicates during non gradient accumulation boundaries as well"); PyTorch FSDP ``no_sync`` docs: skipping
+    the reduce-scatter "will accumulate the full model gradients (instead of gradient shards)". Sharded
+    gradients are reduce-scattered after every micro-batch.
 """
 
 from __future__ import annotations
@@ -279,7 +283,8 @@ def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_byt
     param_bytes_per_param : float
         Bytes of one all-gathered parameter element (the compute copy, 2 in bf16/fp16).
     grad_accum : int
-        Micro-batches per step: ZeRO-3 gathers parameters again for each one.
+        Micro-batches per step: ZeRO-3 gathers parameters again for each one, and ZeRO-2 and 3 reduce-scatter the
+        gradients after each one, keeping them sharded ([9]); stage 1 and DDP reduce once per step.
     """
     if n_gpus < 1:
         raise UsageError(f"number of GPUs must be at least 1, got {n_gpus}")
@@ -288,12 +293,21 @@ def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_byt
     ring = (n_gpus - 1) / n_gpus  # [1]: each step of a ring moves 1/n of the buffer, n-1 steps per phase
     if zero_stage == 0:
         return 2 * ring * n_params * grad_bytes_per_param  # [1] all-reduce = reduce-scatter + all-gather
-    # [2] 7.2.1: reduce-scatter the gradients, all-gather the updated parameters: 2 Psi in all
-    volume = ring * n_params * grad_bytes_per_param + ring * n_params * param_bytes_per_param
+    # [2] 7.2.1: reduce-scatter the gradients, all-gather the updated parameters: 2 Psi in all; stages 2-3
+    # reduce-scatter after every micro-batch [9]
+    grads = gradient_reductions(zero_stage, grad_accum) * ring * n_params * grad_bytes_per_param
+    volume = grads + ring * n_params * param_bytes_per_param
     if zero_stage == 3:
         # [2] 7.2.2: parameters all-gathered for forward and again for backward, per micro-batch (3 Psi at accum 1)
-        volume = ring * n_params * grad_bytes_per_param + 2 * grad_accum * ring * n_params * param_bytes_per_param
+        volume = grads + 2 * grad_accum * ring * n_params * param_bytes_per_param
     return volume
+
+
+def gradient_reductions(zero_stage: int, grad_accum: int) -> int:
+    """Gradient reductions per optimizer step: one per micro-batch where gradients are sharded (ZeRO-2 and 3 [9]:
+    each micro-batch's gradients are reduce-scattered into this rank's shard), else one (DDP's ``no_sync``; ZeRO-1
+    accumulates the full gradients locally)."""
+    return grad_accum if zero_stage >= 2 else 1
 
 
 def data_parallel_comm(
@@ -351,7 +365,8 @@ def data_parallel_comm(
         calls = [(grad_total, grad_bucket, True)]  # one all-reduce of all gradients [1]
     else:  # [2] reduce-scatter gradients, all-gather parameters (ZeRO-3: twice per micro-batch)
         gathers = 2 * grad_accum if zero_stage == 3 else 1
-        calls = [(grad_total, grad_bucket, False)] + [(param_total, param_bucket, False)] * gathers
+        calls = ([(grad_total, grad_bucket, False)] * gradient_reductions(zero_stage, grad_accum)
+                 + [(param_total, param_bucket, False)] * gathers)
     n_messages = sum(math.ceil(total / bucket) for total, bucket, _ in calls)
     latency = sum(math.ceil(total / bucket) * ring_latency_s(n_gpus, fabric, all_reduce=ar)
                   for total, bucket, ar in calls)

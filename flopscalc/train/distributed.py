@@ -124,22 +124,17 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, mode: str
 
 
 def gradient_sync(model: nn.Module, sync: bool):
-    """Context in which backward does (``sync=True``) or skips the gradient all-reduce (accumulation)."""
-    if sync:
-        return contextlib.nullcontext()
-    if hasattr(model, "no_sync"):  # DDP
-        return model.no_sync()
-    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
-        @contextlib.contextmanager
-        def _fsdp_no_sync():
-            model.set_requires_gradient_sync(False)
-            try:
-                yield
-            finally:
-                model.set_requires_gradient_sync(True)
+    """Context in which backward does (``sync=True``) or skips the gradient all-reduce (accumulation).
 
-        return _fsdp_no_sync()
-    return contextlib.nullcontext()
+    DDP skips it on accumulation micro-batches (``no_sync``). FSDP reduce-scatters every micro-batch: skipping
+    (``set_requires_gradient_sync(False)``) would accumulate the full, unsharded gradients on every GPU until the
+    last micro-batch (PyTorch FSDP docs, ``no_sync``: "FSDP will accumulate the full model gradients (instead of
+    gradient shards)"), which the memory estimate of a sharded run does not hold; DeepSpeed's ZeRO-2 and 3 reduce
+    every micro-step too (deepspeedai/DeepSpeed PR #338). `perf.parallel.comm_volume_bytes` prices it so.
+    """
+    if sync or not hasattr(model, "no_sync"):  # FSDP2 modules have no `no_sync`; one process has nothing to skip
+        return contextlib.nullcontext()
+    return model.no_sync()  # DDP
 
 
 def mean_over_ranks(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
