@@ -44,7 +44,7 @@ from ..memory.settings import (
 )
 from ..model import Mlp, ModelConfig, count_params
 from ..model.counts import mlp_unit_params
-from .spec import Layout, stage_layers
+from .spec import Engine, Layout, stage_layers
 
 # Training state per parameter under mixed precision with AdamW ([3]): a 16-bit weight, an fp32 gradient
 # (Megatron's main_grad), an fp32 master copy and two fp32 moments.
@@ -154,6 +154,28 @@ def activation_bytes_per_layer(cfg: ModelConfig, seq_len: int, micro_batch: int,
     return replicated / (tp if sequence_parallel else 1) + (split + core) / tp
 
 
+def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool = False,
+                          dropout: bool = True, cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
+                          fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
+    """The memory engine's peak (`flopscalc.memory.estimate_memory`, validated against measured bytes and the
+    published runs) of a DDP / FSDP layout as `flopscalc train` runs it (bf16 autocast; FSDP with 16-bit weights),
+    in `LayoutMemory`'s components: the 16-bit copies with the weights, the logits, loss transients and buckets
+    with the activations, the concurrency correction with the gradients."""
+    from ..memory import TrainingSetup, estimate_memory
+
+    setup = TrainingSetup(micro_batch=layout.micro_batch, seq_len=seq_len, recompute=layout.recompute, flash=flash,
+                          grad_accum=layout.n_micro, n_gpus=layout.dp, zero_stage=layout.zero_stage,
+                          dropout=dropout, cuda_context_bytes=cuda_context_bytes,
+                          allocator_overhead_fraction=fragmentation_fraction)
+    c = estimate_memory(cfg, setup).component_bytes()
+    weights = c["weights"] + c["master_weights"] + c["weight_copies"]
+    return LayoutMemory(weights=weights, gradients=c["gradients"] + c["not_concurrent"],
+                        optimizer=c["optimizer_state"], activations=c["activations"] + c["comm_buckets"],
+                        logits=c["logits_buffers"], cuda_context=c["cuda_context"],
+                        fragmentation=c["allocator_overhead"], stage="first",
+                        n_params_per_gpu=count_params(cfg).total, n_in_flight=1.0)
+
+
 def in_flight_micro_batches(layout: Layout) -> float:
     """Micro-batches whose activations the first stage holds: min(m, p) under 1F1B ([2] 2.2.1), times
     1 + (p-1)/(p v) with v chunks per stage ([1] sec. 4.3)."""
@@ -170,15 +192,23 @@ def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool
                                            sequence_parallel=layout.sequence_parallel, recompute=layout.recompute,
                                            flash=flash, dropout=dropout)
     return memory_from_parts(cfg, layout, seq_len, per_layer, stage_params(cfg, layout), dropout=dropout,
-                             cuda_context_bytes=cuda_context_bytes, fragmentation_fraction=fragmentation_fraction)
+                             flash=flash, cuda_context_bytes=cuda_context_bytes,
+                             fragmentation_fraction=fragmentation_fraction)
 
 
 def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer: float,
-                      params: dict[str, tuple[float, float]], *, dropout: bool = True,
+                      params: dict[str, tuple[float, float]], *, dropout: bool = True, flash: bool = False,
                       cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
                       fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
     """`layout_memory` from its two parts, ``per_layer`` (`activation_bytes_per_layer`) and ``params``
-    (`stage_params`), which the search computes once per split and micro-batch instead of once per candidate."""
+    (`stage_params`), which the search computes once per split and micro-batch instead of once per candidate.
+
+    A layout `flopscalc train` runs (plain DDP or FSDP: `Layout.engine`) is the memory engine's estimate of that
+    run (`trainer_layout_memory`), not Korthikanti's count of Megatron-LM's kernels: one run, one memory price."""
+    if layout.engine() is not Engine.megatron:
+        return trainer_layout_memory(cfg, layout, seq_len, flash=flash, dropout=dropout,
+                                     cuda_context_bytes=cuda_context_bytes,
+                                     fragmentation_fraction=fragmentation_fraction)
     dense_shards = layout.dp * layout.cp
     expert_shards = max(1, dense_shards // layout.ep)
     w_d, g_d, o_d = _state_bytes_per_param(layout.zero_stage, dense_shards)

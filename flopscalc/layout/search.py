@@ -163,7 +163,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                                             cfg, seq_len, b, tp=t, cp=cp, sequence_parallel=t > 1, recompute=rc,
                                             flash=flash, dropout=False)
                                     mem = memory_from_parts(cfg, lay, seq_len, per_layer[act_key], params,
-                                                            dropout=False)
+                                                            dropout=False, flash=flash)
                                     if mem.total <= limit:
                                         fitted = (lay, mem)
                                         break

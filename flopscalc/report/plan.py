@@ -210,6 +210,16 @@ def _kv_table(title: str) -> Table:
     return t
 
 
+
+def _layout_memory_note(chosen) -> str:
+    """Whose peak a layout plan's memory is: the memory engine's for a run `flopscalc train` runs (DDP, FSDP), else
+    the layout engine's busiest pipeline stage (`layout.memory.memory_from_parts`)."""
+    from ..layout.spec import Engine  # here: a one-GPU plan never loads the layout engine
+
+    if chosen.layout.engine() is not Engine.megatron:
+        return "the memory engine's peak, as 'flopscalc memory' prices the same setup"
+    return f"the layout engine's peak, on the {chosen.layouts.best.memory.stage} pipeline stage"
+
 def plan_report(p: Plan) -> Group:
     b = p.budget
     r = p.recommended
@@ -282,8 +292,7 @@ def plan_report(p: Plan) -> Group:
                 f"of {format_bytes(r.chosen.capacity_bytes)} ({PLAN_MEMORY_HEADROOM:.0%} kept free); "
                 + (f"the offloaded optimizer holds {format_bytes(r.chosen.cpu_offload_bytes)} of CPU memory"
                    + (" per GPU" if b.n_gpus > 1 else "") + "; " if s.offload_optimizer else "")
-                + (f"the layout engine's peak, on the {r.chosen.layouts.best.memory.stage} pipeline stage"
-                   if r.chosen.layout is not None
+                + (_layout_memory_note(r.chosen) if r.chosen.layout is not None
                    else "the whole per-GPU batch fits in one micro-batch" if s.grad_accum == 1
                    else f"micro-batch {s.micro_batch} is the largest that fits" if s.micro_batch == r.chosen.max_micro_batch
                    else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))
