@@ -25,7 +25,7 @@ class BatchGrowth:
     critical_tokens: float  # Kaplan et al. 2020 eq. 5.3 at ``loss_nats`` (WebText2 nats: an order-of-magnitude guide)
     loss_nats: float  # the predicted loss the critical batch is taken at
     default_scaling_efficiency: float  # compute / (compute + exposed communication) at the default batch
-    reason: str  # why growth stopped: "critical batch size" or "best trade-off" (`BatchChoice.reason`)
+    reason: str  # why growth stopped: "critical batch size" or "best trade-off" (`best_doubling`)
 
     @property
     def token_value(self) -> float:
@@ -54,6 +54,25 @@ def grow_batch(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precis
         return None
     crit = critical_batch_tokens(loss_nats)
     b0 = chosen.tokens_per_step
+
+    def search(tokens: int) -> tuple[ChosenSetup, Throughput] | None:
+        grown = choose_setup(cfg, gpu, n_gpus, seq_len, precision, capacity_bytes, search_efficiency, tokens,
+                             time_model)
+        return None if grown is None else (grown, speed_of(grown))
+
+    found = best_doubling(b0, crit, speed.tokens_per_s, search)
+    if found is None:
+        return None  # no larger batch gains useful tokens per second
+    grown, new, reason = found
+    return grown, new, BatchGrowth(b0, grown.tokens_per_step, crit, loss_nats, speed.scaling_efficiency, reason)
+
+
+def best_doubling(b0: int, crit: float, base_tokens_per_s: float, search):
+    """The doubling of the batch ``b0`` (k = 1..MAX_BATCH_DOUBLINGS, never past the critical batch ``crit``, Kaplan
+    et al. 2020 eq. 5.3) whose ``search(tokens)`` -> (chosen, speed) or None gives the most useful tokens per second,
+    tokens/s x (1 + B0/Bc) / (1 + B/Bc) (eq. 5.5), if that beats ``base_tokens_per_s`` (the default batch's); with
+    why growth stopped ("critical batch size" or "best trade-off"). None when no doubling beats the default. The one
+    loop of `grow_batch` and `planner.layout.grow_layout_batch`."""
     best = None
     reason = "best trade-off"
     for k in range(1, MAX_BATCH_DOUBLINGS + 1):
@@ -61,17 +80,16 @@ def grow_batch(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precis
         if tokens > crit:
             reason = "critical batch size"
             break
-        grown = choose_setup(cfg, gpu, n_gpus, seq_len, precision, capacity_bytes, search_efficiency, tokens,
-                             time_model)
-        if grown is None:
+        found = search(tokens)
+        if found is None:
             continue
-        new = speed_of(grown)
-        value = token_cost_factor(b0, crit) / token_cost_factor(grown.tokens_per_step, crit)  # Kaplan eq. 5.5
-        if new.tokens_per_s * value > (best[0] if best else speed.tokens_per_s):
-            best = (new.tokens_per_s * value, grown, new)
+        value = token_cost_factor(b0, crit) / token_cost_factor(found[0].tokens_per_step, crit)  # Kaplan eq. 5.5
+        useful = found[1].tokens_per_s * value
+        if useful > (best[0] if best else base_tokens_per_s):
+            best = (useful, found)
     if best is None:
-        return None  # no larger batch gains useful tokens per second
-    _, grown, new = best
+        return None
+    grown, speed = best[1]
     if reason == "critical batch size" and grown.tokens_per_step * 2 <= crit:
         reason = "best trade-off"  # a larger batch was allowed and lost
-    return grown, new, BatchGrowth(b0, grown.tokens_per_step, crit, loss_nats, speed.scaling_efficiency, reason)
+    return grown, speed, reason

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..batch_size import critical_batch_tokens, token_cost_factor
+from ..batch_size import critical_batch_tokens
 from ..errors import DomainError
 from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
@@ -25,7 +25,7 @@ from ..memory import Optimizer, TrainingSetup
 from ..model import ModelConfig
 from ..perf.offload import OffloadTime
 from ..perf.parallel import GPUS_PER_NODE, CommEstimate
-from .growth import MAX_BATCH_DOUBLINGS, BatchGrowth
+from .growth import BatchGrowth, best_doubling
 from .options import (
     MAX_GPUS_SEARCHED,
     MEMORY_PRECISION,
@@ -159,33 +159,19 @@ def grow_layout_batch(cfg: ModelConfig, cluster, seq_len: int, precision: Precis
                       chosen: ChosenSetup, speed: LayoutSpeed, loss_nats: float | None):
     """The layout at GPT-3's batch doubled k times (k = 1..MAX_BATCH_DOUBLINGS, never past Kaplan's critical batch
     at ``loss_nats``, eq. 5.3) with the most useful tokens per second, tokens/s x (1 + B0/Bc) / (1 + B/Bc)
-    (eq. 5.5), each batch searched afresh; None when GPT-3's batch is best. Unlike `planner.options.grow_batch` no
-    closed form picks the batch: a larger batch also shrinks the pipeline bubble (more micro-batches) and may
-    change the layout, so each doubling is searched."""
+    (eq. 5.5), each batch searched afresh (`planner.growth.best_doubling`, as `grow_batch` does): a larger batch
+    also shrinks the pipeline bubble (more micro-batches) and may change the layout. None when GPT-3's batch is
+    best."""
     waits = speed.comm.exposed_s + speed.bubble_s
     if speed.n_gpus == 1 or not waits > 0 or loss_nats is None or not loss_nats > 0:
         return None
     crit = critical_batch_tokens(loss_nats)
     b0 = chosen.tokens_per_step
-    best = None
-    reason = "best trade-off"
-    for k in range(1, MAX_BATCH_DOUBLINGS + 1):
-        tokens = b0 * 2**k
-        if tokens > crit:
-            reason = "critical batch size"
-            break
-        found = choose_layout(cfg, cluster, seq_len, precision, capacity_bytes, tokens)
-        if found is None:
-            continue
-        value = token_cost_factor(b0, crit) / token_cost_factor(found[0].tokens_per_step, crit)  # Kaplan eq. 5.5
-        useful = found[1].tokens_per_s * value
-        if useful > (best[0] if best else speed.tokens_per_s):
-            best = (useful, found)
-    if best is None:
+    found = best_doubling(b0, crit, speed.tokens_per_s,
+                          lambda tokens: choose_layout(cfg, cluster, seq_len, precision, capacity_bytes, tokens))
+    if found is None:
         return None
-    g_chosen, g_speed = best[1]
-    if reason == "critical batch size" and g_chosen.tokens_per_step * 2 <= crit:
-        reason = "best trade-off"  # a larger batch was allowed and lost
+    g_chosen, g_speed, reason = found
     growth = BatchGrowth(b0, g_chosen.tokens_per_step, crit, loss_nats, speed.scaling_efficiency, reason)
     return g_chosen, g_speed, growth
 
