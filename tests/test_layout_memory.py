@@ -100,7 +100,8 @@ def test_zero3_shards_every_state_over_data_parallel_ranks():
 @pytest.mark.parametrize("zero", [0, 3])
 @pytest.mark.parametrize("recompute", list(Recompute))
 @pytest.mark.parametrize("flash", [True, False])
-def test_a_layout_flopscalc_train_runs_is_the_memory_engines_estimate(zero, recompute, flash):
+@pytest.mark.parametrize("fused_loss", [False, True])
+def test_a_layout_flopscalc_train_runs_is_the_memory_engines_estimate(zero, recompute, flash, fused_loss):
     # plain DDP / FSDP (Layout.engine: flopscalc train) is priced by the memory engine, which the measured-bytes
     # and published-run tests check, not by Korthikanti's count of Megatron-LM's kernels: the two disagreed by
     # 30-60% for the same FSDP run (gpt2-xl, 64 GPUs, micro-batch 4 x 8: 11.7 against 17.1 GiB)
@@ -109,10 +110,34 @@ def test_a_layout_flopscalc_train_runs_is_the_memory_engines_estimate(zero, reco
 
     cfg = get_preset("gpt2-xl")
     lay = Layout(dp=64, zero_stage=zero, micro_batch=4, n_micro=8, recompute=recompute)
-    mem = layout_memory(cfg, lay, 1024, flash=flash, dropout=False)
+    mem = layout_memory(cfg, lay, 1024, flash=flash, dropout=False, fused_loss=fused_loss)
     est = estimate_memory(cfg, TrainingSetup(micro_batch=4, seq_len=1024, recompute=recompute, flash=flash,
-                                             grad_accum=8, n_gpus=64, zero_stage=zero))
+                                             grad_accum=8, n_gpus=64, zero_stage=zero, fused_loss=fused_loss))
     assert mem.total == pytest.approx(est.peak_bytes, rel=1e-12)
+
+
+def test_the_search_prices_the_memory_of_the_loss_kernel_it_times():
+    # `--search --fused-loss` times a fused cross-entropy kernel; the DDP/FSDP layouts it ranks are priced with it
+    # too (gpt2-xl on 8 A100s, FSDP at micro-batch 8: 29.3 GiB, 4.0 GiB less than PyTorch's fp32 cross-entropy:
+    # its b s V log-probabilities and two loss-backward gradients, docs/memory.md); the Megatron layouts keep theirs
+    from flopscalc.hardware import get_gpu
+    from flopscalc.layout import cluster_for
+    from flopscalc.layout.search import search_layouts
+    from flopscalc.layout.spec import Engine
+    from flopscalc.model import get_preset
+    from flopscalc.perf import StepOptions
+
+    cfg = get_preset("gpt2-xl")
+    res = search_layouts(cfg, cluster_for(get_gpu("a100-80gb"), 8), 1024, 64, top=50,
+                         options=StepOptions(fused_loss=True))
+    assert {r.layout.engine() is Engine.megatron for r in res.ranked} == {True, False}
+    for r in res.ranked:
+        plain = layout_memory(cfg, r.layout, 1024, flash=True, dropout=False)
+        if r.layout.engine() is Engine.megatron:
+            assert r.memory == plain
+        else:
+            assert r.memory == layout_memory(cfg, r.layout, 1024, flash=True, dropout=False, fused_loss=True)
+            assert r.memory.total < plain.total
 
 
 def test_tensor_and_pipeline_split_the_parameters():

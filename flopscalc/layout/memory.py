@@ -155,17 +155,19 @@ def activation_bytes_per_layer(cfg: ModelConfig, seq_len: int, micro_batch: int,
 
 
 def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool = False,
-                          dropout: bool = True, cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
+                          dropout: bool = True, fused_loss: bool = False,
+                          cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
                           fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
     """The memory engine's peak (`flopscalc.memory.estimate_memory`, validated against measured bytes and the
     published runs) of a DDP / FSDP layout as `flopscalc train` runs it (bf16 autocast; FSDP with 16-bit weights),
     in `LayoutMemory`'s components: the 16-bit copies with the weights, the logits, loss transients and buckets
-    with the activations, the concurrency correction with the gradients."""
+    with the activations, the concurrency correction with the gradients. ``fused_loss``: the step's cross-entropy
+    kernel (`TrainingSetup.fused_loss`), so the memory is that of the step the layout model times."""
     from ..memory import TrainingSetup, estimate_memory
 
     setup = TrainingSetup(micro_batch=layout.micro_batch, seq_len=seq_len, recompute=layout.recompute, flash=flash,
                           grad_accum=layout.n_micro, n_gpus=layout.dp, zero_stage=layout.zero_stage,
-                          dropout=dropout, cuda_context_bytes=cuda_context_bytes,
+                          dropout=dropout, fused_loss=fused_loss, cuda_context_bytes=cuda_context_bytes,
                           allocator_overhead_fraction=fragmentation_fraction)
     c = estimate_memory(cfg, setup).component_bytes()
     weights = c["weights"] + c["master_weights"] + c["weight_copies"]
@@ -185,28 +187,29 @@ def in_flight_micro_batches(layout: Layout) -> float:
 
 
 def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool = False, dropout: bool = True,
-                  cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
+                  fused_loss: bool = False, cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
                   fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
     """Peak memory per GPU of ``cfg`` trained under ``layout`` (bytes, by component): the busier stage."""
     per_layer = activation_bytes_per_layer(cfg, seq_len, layout.micro_batch, tp=layout.tp, cp=layout.cp,
                                            sequence_parallel=layout.sequence_parallel, recompute=layout.recompute,
                                            flash=flash, dropout=dropout)
     return memory_from_parts(cfg, layout, seq_len, per_layer, stage_params(cfg, layout), dropout=dropout,
-                             flash=flash, cuda_context_bytes=cuda_context_bytes,
+                             flash=flash, fused_loss=fused_loss, cuda_context_bytes=cuda_context_bytes,
                              fragmentation_fraction=fragmentation_fraction)
 
 
 def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer: float,
                       params: dict[str, tuple[float, float]], *, dropout: bool = True, flash: bool = False,
-                      cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
+                      fused_loss: bool = False, cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
                       fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
     """`layout_memory` from its two parts, ``per_layer`` (`activation_bytes_per_layer`) and ``params``
     (`stage_params`), which the search computes once per split and micro-batch instead of once per candidate.
 
     A layout `flopscalc train` runs (plain DDP or FSDP: `Layout.engine`) is the memory engine's estimate of that
-    run (`trainer_layout_memory`), not Korthikanti's count of Megatron-LM's kernels: one run, one memory price."""
+    run (`trainer_layout_memory`), not Korthikanti's count of Megatron-LM's kernels: one run, one memory price.
+    ``fused_loss`` reaches only that estimate: the Megatron count keeps its fp32 logits."""
     if layout.engine() is not Engine.megatron:
-        return trainer_layout_memory(cfg, layout, seq_len, flash=flash, dropout=dropout,
+        return trainer_layout_memory(cfg, layout, seq_len, flash=flash, dropout=dropout, fused_loss=fused_loss,
                                      cuda_context_bytes=cuda_context_bytes,
                                      fragmentation_fraction=fragmentation_fraction)
     dense_shards = layout.dp * layout.cp

@@ -106,6 +106,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
     if global_batch < 1:
         raise UsageError(f"global batch must be at least one sequence, got {global_batch}")
     limit = memory_limit_bytes if memory_limit_bytes is not None else cluster.gpu.memory_bytes
+    fused_loss = options is not None and options.fused_loss  # the loss kernel the step is timed with: its memory too
     n = cluster.n_gpus
     rejected: dict[str, int] = {}
     fitting: list[tuple[Layout, LayoutMemory]] = []
@@ -163,7 +164,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                                             cfg, seq_len, b, tp=t, cp=cp, sequence_parallel=t > 1, recompute=rc,
                                             flash=flash, dropout=False)
                                     mem = memory_from_parts(cfg, lay, seq_len, per_layer[act_key], params,
-                                                            dropout=False, flash=flash)
+                                                            dropout=False, flash=flash, fused_loss=fused_loss)
                                     if mem.total <= limit:
                                         fitted = (lay, mem)
                                         break
