@@ -453,18 +453,18 @@ def forward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | N
     ops.append(_norm("final norm", cfg.norm, t, t * d, a, acc, Phase.forward))
     ops += _linear_ops("lm head", t, d, V, a, acc, Phase.forward)  # tied or untied: the same GEMMs
     # ---- loss: [4] autocast runs cross-entropy in fp32 (cast, log_softmax, nll; backward mirrors it)
+    # one fp32 cross-entropy forward: cast to fp32; log_softmax read + write (nll reads a row's target) [4]
+    fp32_ce_fwd = (a + FP32_BYTES) * t * V + 2 * FP32_BYTES * t * V
     if options.fused_loss:  # [17]: two reads forward; a read and a 16-bit write backward
         ops += [_mem("fused cross-entropy fwd", Phase.forward, 2 * a * t * V, acc),
                 _mem("fused cross-entropy bwd", Phase.backward, 2 * a * t * V, acc)]
     else:
-        loss_fwd = (a + FP32_BYTES) * t * V + 2 * FP32_BYTES * t * V  # cast to fp32; log_softmax read + write
         loss_bwd = 2 * FP32_BYTES * t * V + (FP32_BYTES + a) * t * V  # softmax grad; cast back
-        ops += [_mem("cross-entropy fwd (fp32)", Phase.forward, loss_fwd, acc, 3),
+        ops += [_mem("cross-entropy fwd (fp32)", Phase.forward, fp32_ce_fwd, acc, 3),
                 _mem("cross-entropy bwd (fp32)", Phase.backward, loss_bwd, acc, 2)]
-    if options.metric_ce_passes:  # [18]: cast to fp32, log_softmax read + write, nll (reads a row's target)
-        metric = (a + FP32_BYTES) * t * V + 2 * FP32_BYTES * t * V
-        ops.append(_mem("train-metric cross-entropy (fp32)", Phase.forward, options.metric_ce_passes * metric, acc,
-                        3 * options.metric_ce_passes))
+    if options.metric_ce_passes:  # [18]: the same fp32 forward per pass, no backward
+        ops.append(_mem("train-metric cross-entropy (fp32)", Phase.forward, options.metric_ce_passes * fp32_ce_fwd,
+                        acc, 3 * options.metric_ce_passes))
     return ops
 
 
