@@ -78,7 +78,7 @@ class ActivationBreakdown:
     """Bytes saved for backward for one micro-batch, whole model, by component (bytes)."""
 
     embedding: float  # token ids (int64) and position ids
-    layernorm: float  # LayerNorm inputs (the residual stream) and their mean/rstd
+    layernorm: float  # LayerNorm inputs (as the norm saves them: `_dtypes`) and their mean/rstd
     attention_input: float  # input of the QKV projection
     qkv: float  # Q, K, V
     attention_core: float  # flash: logsumexp; math: softmax output (+ fp32 copy) + causal mask
@@ -86,7 +86,7 @@ class ActivationBreakdown:
     mlp: float  # up-projection input, GELU input, down-projection input
     checkpoints: float  # full recompute: each block's input, kept by torch.utils.checkpoint
     final: float  # final LayerNorm input + stats, LM-head input
-    loss: float  # log-probabilities (b s V), targets, loss scalar
+    loss: float  # log-probabilities (b s V; a fused kernel: one log-sum-exp per token), targets, loss scalar
 
     @property
     def total(self) -> float:
@@ -100,7 +100,8 @@ _COMPONENTS = attrgetter(*(f.name for f in fields(ActivationBreakdown)))
 
 
 def _dtypes(setup: TrainingSetup) -> tuple[int, int, int, int]:
-    """Bytes per element of: residual/LayerNorm input, matmul inputs, LayerNorm stats, log-probabilities."""
+    """Bytes per element of: norm input, matmul inputs, LayerNorm stats, log-probabilities (the residual stream
+    kept under full recomputation is `residual_bytes`)."""
     p = setup.precision
     if p is MemoryPrecision.fp32:
         return FP32_BYTES, FP32_BYTES, FP32_BYTES, FP32_BYTES
