@@ -447,6 +447,22 @@ def test_cli_frontier_budget_is_the_plans_without_mfu(run, capsys):
     assert budget["c_flops"] != pytest.approx(2.28e21 * 0.4, rel=0.01) and "as plan predicts" in budget["label"]
 
 
+@pytest.mark.parametrize("gpu, extra", [
+    ("4070ti", ("--memory", "6GiB")),  # the plan behind the budget had the database's 12 GiB: MFU 0.46, not 0.40
+    ("h100", ("--n-gpus", "64")),  # a layout-search plan predicts its MFU; the label said "as plan assumes"
+])
+def test_cli_frontier_budget_is_the_plan_of_the_same_options(run, capsys, gpu, extra):
+    # the plan whose MFU sets the budget is asked the options the chart was given, and its MFU is a prediction
+    argv = ("--gpu", gpu, "--days", "30", *extra)
+    assert run(["plot", "frontier", *argv, "--json", "--no-published"]) == 0
+    budget = json.loads(capsys.readouterr().out)["budget"]
+    assert run(["plan", *argv, "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["hardware_efficiency"] is None  # no stated constant: the per-operation or layout model's MFU
+    assert budget["c_flops"] == pytest.approx(planned["recommended"]["model_flops"], rel=1e-9)
+    assert "as plan predicts" in budget["label"]
+
+
 @pytest.mark.parametrize("argv, code, message", [
     (["plot", "landscape", "--out", "x.gif"], 2, "accepted: .png, .svg, .pdf"),
     (["plot", "landscape"], 2, "--out FILE"),

@@ -106,11 +106,14 @@ def frontier(
              "and T4, as plan does).")] = None,
     utilization: UtilizationOpt = DEFAULT_UTILIZATION,
     mfu: Annotated[float | None, typer.Option(
-        help="Model FLOPs utilization while busy (0-1; default: what 'flopscalc plan' predicts for the same GPUs "
-             "and days, its recommended run's).")] = None,
-    seq: Annotated[int, typer.Option(help="Training sequence length for the memory region. (tokens)")] = 1024,
+        help="Model FLOPs utilization while busy (0-1; default: what 'flopscalc plan' predicts for the same GPUs, "
+             "days, --memory and --seq, its recommended run's).")] = None,
+    seq: Annotated[int, typer.Option(
+        help="Training sequence length for the memory region (and the plan whose MFU sets a --days budget). "
+             "(tokens)")] = 1024,
     memory: Annotated[str | None, typer.Option(
-        help="Memory per GPU instead of the database's, e.g. 10GiB. (bytes)")] = None,
+        help="Memory per GPU instead of the database's, e.g. 10GiB; the plan behind a --days budget uses it too. "
+             "(bytes)")] = None,
     published: Annotated[bool, typer.Option(
         "--published/--no-published", help="Mark the published training runs (data/published_runs.csv).")] = True,
     gpu_csv: GpuCsvOpt = None,
@@ -142,15 +145,16 @@ def frontier(
         precision, note = training_precision(spec, precision, DEFAULT_PRECISION)
     precision = precision or DEFAULT_PRECISION
     budget, label = (_count(flops, "--flops") if flops is not None else None), None
+    capacity = parse_bytes(memory, what="--memory") if memory is not None else None
     if days is not None:
-        if mfu is None:  # the budget `plan` states for the same GPUs and days: its recommended run's predicted MFU
+        if mfu is None:  # the budget `plan` states for the same GPUs, days, memory and sequence: its recommended run's
             from ..planner.core import plan
-            from ..planner.speed import PER_OPERATION
 
             p = plan(spec, days * SECONDS_PER_DAY, n_gpus=n_gpus, precision=precision, utilization=utilization,
-                     explain=False)
+                     memory_bytes=capacity, seq_len=seq, explain=False)
             b = p.budget
-            how = f"MFU {b.mfu:.2g} " + ("as plan predicts" if p.time_model == PER_OPERATION else
+            # a stated efficiency is plan's constant (no per-operation price); else the step or layout model's
+            how = f"MFU {b.mfu:.2g} " + ("as plan predicts" if p.stated_efficiency is None else
                                          "as plan assumes (no per-operation price for this GPU or precision)")
         else:
             b = ComputeBudget(spec, n_gpus, days * SECONDS_PER_DAY, precision, utilization, mfu)
@@ -163,7 +167,7 @@ def frontier(
         refuse_empty(**{"--law": name})
     data = frontier_data(law or DEFAULT_FRONTIER_LAWS, (_count(c_min, "--c-min"), _count(c_max, "--c-max")), budget,
                          budget_label=label, gpu=spec, n_gpus=n_gpus, seq_len=seq, precision=precision,
-                         capacity_bytes=parse_bytes(memory, what="--memory") if memory is not None else None,
+                         capacity_bytes=capacity,
                          published=published)
     _finish({**data, "notes": [note]} if note else data, draw_frontier, out, as_json, dpi)
     if note and not as_json:
