@@ -335,8 +335,9 @@ def data_parallel_comm(
     ``gpus_per_node`` and ``network_bytes_per_s`` then build the fabric). Each collective is one ring per
     bucket (``bucket_bytes``; default `default_bucket_bytes`, DDP's or DeepSpeed's; `megatron_bucket_bytes`):
     time = bytes / bus bandwidth + latency per call (`ring_latency_s`) [5, 6].
-    ``backward_s`` is the backward time of the last micro-batch, which the buckets overlap ([3] sec. 3.2.3),
-    except the last bucket's collective; ZeRO-3's parameter gathers are prefetched and counted as overlappable.
+    ``backward_s`` is the compute the collectives may overlap ([3] sec. 3.2.3), except the last bucket's: the
+    backward of each micro-batch whose gradients reduce (the last one's; every one's where they are sharded,
+    `gradient_reductions`), and under ZeRO-3, whose parameter gathers are prefetched, every pass (`step.estimate_step`).
     """
     if not 0 <= overlap <= 1:
         raise UsageError(f"overlap must be in [0, 1], got {overlap}")
