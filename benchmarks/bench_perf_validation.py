@@ -7,6 +7,11 @@ apart, the repeats of data/published_throughput_repeats.csv apart, and the group
 quotes. A pure computation on the CSVs: nothing is timed, so the figures do not depend on the machine.
 
     python benchmarks/bench_perf_validation.py [--out benchmarks/results/perf_validation.json] [--before-note TEXT]
+
+"Before" is whatever ``--out`` holds when the script starts, and its ``before_note`` is kept unless one is given:
+a second run would record the model against itself under the old note. To regenerate the committed file, start
+from the file at the baseline its note names (today: ``git show 90b0f1b:benchmarks/results/perf_validation.json``
+into ``--out``) and pass that note again; the result is then byte-identical.
 """
 
 from __future__ import annotations
