@@ -78,7 +78,7 @@ def destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-# fp32: torchtitan's default (mixed_precision_reduce = "float32"); FSDP2 also sums no-sync micro-batches in this dtype
+# fp32: torchtitan's default (mixed_precision_reduce = "float32"); a bf16 ring reduce-scatter rounds once per hop
 FSDP_BF16_REDUCE_DTYPE = "float32"  # the gradients' reduce-scatter dtype when the weights are gathered in bf16
 
 
