@@ -8,6 +8,7 @@ import typer
 
 from ..flops import Recompute
 from ..memory.settings import MEMORY_PRECISION, MemoryPrecision, Optimizer
+from ..perf.ops import SUSTAINED_FRACTION  # the command imports the step model anyway (cli loads it lazily)
 from .common import (
     BiasOpt,
     ExpertsOpt,
@@ -73,7 +74,8 @@ def step(
     fused_loss: FusedLossOpt = False,
     dropout: Annotated[bool, typer.Option("--dropout", help="Dropout on (adds its memory-bound kernels).")] = False,
     sustained: Annotated[float | None, typer.Option(
-        help="Share of their priced rate the GEMMs sustain in a real loop (0-1; default: the fitted 0.81; 1: unfitted).")
+        help=f"Share of their priced rate the GEMMs sustain in a real loop (0-1; default: the fitted {SUSTAINED_FRACTION:g}; "
+             "1: unfitted).")
     ] = None,
     gpu_csv: GpuCsvOpt = None,
     calibration: Annotated[str | None, typer.Option(
