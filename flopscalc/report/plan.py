@@ -210,7 +210,6 @@ def _kv_table(title: str) -> Table:
     return t
 
 
-
 def _layout_memory_note(chosen) -> str:
     """Whose peak a layout plan's memory is: the memory engine's for a run `flopscalc train` runs (DDP, FSDP), else
     the layout engine's busiest pipeline stage (`layout.memory.memory_from_parts`)."""
@@ -219,6 +218,7 @@ def _layout_memory_note(chosen) -> str:
     if chosen.layout.engine() is not Engine.megatron:
         return "the memory engine's peak, as 'flopscalc memory' prices the same setup"
     return f"the layout engine's peak, on the {chosen.layouts.best.memory.stage} pipeline stage"
+
 
 def plan_report(p: Plan) -> Group:
     b = p.budget
