@@ -135,9 +135,11 @@ def activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> Ac
     seq_len : int
         Tokens per sequence (already checked against ``cfg.block_size``).
     """
-    # kept: the planner asks for them under every optimizer and ZeRO stage
+    # kept: the planner asks for them under every optimizer and ZeRO stage; the weights' dtype is read only under
+    # full recomputation (`residual_bytes`), so elsewhere every ZeRO stage finds the same entry
+    sixteen_bit_residual = setup.recompute is Recompute.full and setup.deepspeed_style
     return kept(_KEPT, (cfg, seq_len, setup.micro_batch, setup.precision, setup.recompute, setup.flash, setup.device,
-                        setup.dropout, setup.fused_loss, setup.low_precision_norm, setup.deepspeed_style),
+                        setup.dropout, setup.fused_loss, setup.low_precision_norm, sixteen_bit_residual),
                 lambda: _activation_bytes(cfg, setup, seq_len))
 
 
@@ -147,7 +149,7 @@ ACTIVATION_FIELDS = ("micro_batch", "precision", "recompute", "flash", "device",
                      "low_precision_norm",
                      # these two act only through `TrainingSetup.deepspeed_style` (16-bit weights: `residual_bytes`)
                      "zero_stage", "offload_optimizer")
-_KEPT: dict = {}  # (model, sequence, ACTIVATION_FIELDS less ZeRO/offload, deepspeed_style) -> ActivationBreakdown
+_KEPT: dict = {}  # (model, sequence, ACTIVATION_FIELDS less ZeRO/offload, 16-bit residual) -> ActivationBreakdown
 
 
 def _activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> ActivationBreakdown:
