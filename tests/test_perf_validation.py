@@ -18,9 +18,11 @@ from flopscalc.perf.ops import SUSTAINED_FRACTION, AttentionKernel
 from flopscalc.perf.step import MATMUL_PRECISION
 from flopscalc.perf.validation import (
     check_row,
+    consumer_rows,
     fit_sustained_fraction,
     in_fit_subset,
     published_rows,
+    repeat_rows,
     row_config,
     row_device,
     summary,
@@ -52,6 +54,19 @@ PARTIAL_MAX_BOUND = 0.26
 def test_every_row_names_its_source_and_a_measured_throughput():
     for row in published_rows():
         assert row["source"].strip() and float(row["measured_tokens_per_s_per_gpu"]) > 0, row["run"]
+
+
+# Columns `row_config` reads as flags by comparing with "true": any other spelling ("True", "yes", a typo) would
+# silently read as false and price another setup.
+FLAG_COLUMNS = ("bias", "flash", "fused_loss", "dropout", "torch_compile", "low_precision_norm")
+
+
+def test_every_flag_and_setting_in_both_csvs_is_one_the_reader_knows():
+    for row in (*published_rows(), *consumer_rows(), *repeat_rows()):
+        for col in FLAG_COLUMNS:
+            assert row[col] in ("true", "false", ""), (row["run"], col, row[col])
+        assert row["reduce_dtype"] in ("fp32", "bf16", ""), (row["run"], row["reduce_dtype"])
+        assert row["metric_ce_passes"] in ("", "0", "1", "2"), (row["run"], row["metric_ce_passes"])
 
 
 def test_the_mosaicml_shapes_reproduce_the_reported_parameter_counts_exactly():
