@@ -56,8 +56,8 @@ def test_every_row_names_its_source_and_a_measured_throughput():
         assert row["source"].strip() and float(row["measured_tokens_per_s_per_gpu"]) > 0, row["run"]
 
 
-# Columns `row_config` reads as flags by comparing with "true": any other spelling ("True", "yes", a typo) would
-# silently read as false and price another setup.
+# Flag columns: `row_config` reads them by comparing with "true" (torch_compile: tests/test_perf_consumer.py), so
+# any other spelling ("True", "yes", a typo) would silently read as false and price another setup.
 FLAG_COLUMNS = ("bias", "flash", "fused_loss", "dropout", "torch_compile", "low_precision_norm")
 
 
