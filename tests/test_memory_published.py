@@ -52,3 +52,19 @@ def test_fsdp_sharding_against_torchtitans_8_and_128_gpu_runs():
     assert abs(error(3)) < 0.20
     # the bound tells the wrong sharding apart: weights left whole (ZeRO-2, -28%) or gradients too (ZeRO-1, -28%)
     assert abs(error(2)) > 0.20 and abs(error(1)) > 0.20
+
+
+def test_every_option_a_published_row_states_is_read():
+    # a row's reduce_dtype or low_precision_norm column that its precision and ZeRO stage do not read would be
+    # dropped silently; TrainingSetup.warnings names such an option, and no published row states one
+    from flopscalc.memory import TrainingSetup
+
+    for row in ROWS:
+        _, setup, _ = validation.row_config(row)
+        assert not [w for w in setup.warnings() if "not used" in w], row["run"]
+    unread = [TrainingSetup(reduce_fp32=True), TrainingSetup(precision="bf16-pure", zero_stage=3, n_gpus=8,
+                                                              reduce_fp32=False),
+              TrainingSetup(precision="fp32", low_precision_norm=True)]
+    assert all(any("not used" in w for w in s.warnings()) for s in unread)
+    read = [TrainingSetup(zero_stage=2, n_gpus=8, reduce_fp32=True), TrainingSetup(low_precision_norm=True)]
+    assert not any("not used" in w for s in read for w in s.warnings())

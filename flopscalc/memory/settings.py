@@ -263,6 +263,13 @@ class TrainingSetup:
         if self.offload_optimizer:
             out.append("optimizer offload runs the optimizer step on the CPU and moves gradients and weights over "
                        "PCIe every step (ZeRO-Offload, Ren et al. 2021); 'flopscalc plan' puts that time in the step")
+        if self.reduce_fp32 is not None and not (self.precision.mixed and self.zero_stage > 0):
+            out.append(f"the gradient reduce dtype is chosen only under mixed precision with ZeRO 1-3; at "
+                       f"{self.precision.value} and ZeRO {self.zero_stage} the gradients cross the network in their "
+                       "own dtype, so the fp32/16-bit choice given is not used")
+        if self.low_precision_norm and not self.precision.mixed:
+            out.append(f"a low-precision norm changes what a norm saves only under autocast (bf16-mixed, fp16-mixed); "
+                       f"at {self.precision.value} the norms already run in the weights' dtype, so it is not used")
         return out
 
 
