@@ -20,7 +20,7 @@ ACTIVATION_LABELS = {
     "attention": "RoPE cos/sin, Q, K, V, attention output, logsumexp",
     "mlp": "MLP gate / up / activation",
     "checkpoints": "layer inputs kept by checkpointing",
-    "loss": "loss: log-probabilities (b x s x V; fused: b x s) + targets",
+    "loss": "log-probabilities (b x s x V) + targets",
 }
 
 
