@@ -190,3 +190,16 @@ def test_step_prices_the_memory_of_the_step_it_times(capsys, flag):
     assert code == 0, err
     assert with_flag == pytest.approx(json.loads(out)["peak_bytes"], rel=1e-12)
     assert with_flag != pytest.approx(without, rel=1e-3)
+
+
+def test_an_explicit_fsdp_layout_prices_the_fused_loss_in_its_memory(capsys):
+    # 'step --tp 1 --zero 3' (the layout model, an FSDP layout flopscalc train runs) takes its memory from the memory
+    # engine; with --fused-loss that must be the fused loss's memory, as 'memory --fused-loss' says (it was PyTorch's)
+    args = ("--gpu", "a100-80gb", "--model", "gpt2-xl", "--micro-batch", "8", "--seq", "1024", "--n-gpus", "8",
+            "--zero", "3")
+    code, out, err = cli(capsys, "step", *args, "--tp", "1", "--fused-loss", "--json")
+    assert code == 0, err
+    layout_peak = json.loads(out)["memory_bytes"]["total"]
+    code, out2, err = cli(capsys, "memory", *args, "--fused-loss", "--json")
+    assert code == 0, err
+    assert layout_peak == pytest.approx(json.loads(out2)["peak_bytes"], rel=1e-12)

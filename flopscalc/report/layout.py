@@ -155,5 +155,5 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     opts = StepOptions(fused_loss=fused_loss, dropout=dropout,
                        sustained_fraction=sustained or (MEGATRON_SUSTAINED_FRACTION if megatron else 0.0))
     lt = layout_time(cfg, lay, cluster, seq, precision=setup.precision, flash=setup.flash, options=opts)
-    mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout)
+    mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout, fused_loss=fused_loss)
     return layout_report(lt, mem), layout_dict(lt, mem)
