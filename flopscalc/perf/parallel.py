@@ -303,6 +303,16 @@ def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_byt
     return volume
 
 
+def hiding_window_s(zero_stage: int, grad_accum: int, backward_s: float, passes_s: float) -> float:
+    """Compute time data-parallel traffic can hide behind (s), from one micro-batch's backward (``backward_s``) and
+    all its passes (``passes_s``): FSDP/ZeRO-3 prefetches each unit's gathers during every pass of every micro-batch
+    ([3] sec. 3.3; Zhao et al. 2023 sec. 3.3.2-3.3.3); sharded gradients (stage 2) reduce behind each micro-batch's
+    backward ([9]); DDP and stage 1 reduce behind the last backward only."""
+    if zero_stage == 3:
+        return passes_s * grad_accum
+    return backward_s * gradient_reductions(zero_stage, grad_accum)
+
+
 def gradient_reductions(zero_stage: int, grad_accum: int) -> int:
     """Gradient reductions per optimizer step: one per micro-batch where gradients are sharded (ZeRO-2 and 3 [9]:
     each micro-batch's gradients are reduce-scattered into this rank's shard), else one (DDP's ``no_sync``; ZeRO-1

@@ -44,7 +44,7 @@ from .ops import (
     recompute_ops,
     update_ops,
 )
-from .parallel import CommEstimate, data_parallel_comm, gradient_reductions
+from .parallel import CommEstimate, data_parallel_comm, hiding_window_s
 from .roofline import roofline_s
 from .utilization import causal_model_flops_per_token, model_flops_utilization
 
@@ -296,12 +296,11 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                    for op in update_ops(cfg, setup, options))
     priced = passes + update
     # gradients reduce after the last micro-batch's backward (DDP no_sync, ZeRO-1), after every micro-batch's where
-    # they are sharded (ZeRO-2, `parallel.gradient_reductions`); ZeRO-3 gathers overlap every pass
+    # they are sharded (ZeRO-2); ZeRO-3 gathers overlap every pass (`parallel.hiding_window_s`)
     # (each sum over the same op times in the same order as over ``priced``: the passes' are kept)
     per_micro = sum(busy + tuple(p.total_s for p in update if p.op.phase is not Phase.step)) / setup.grad_accum
     backward_s = sum(backward + tuple(p.total_s for p in update if p.op.phase in _BACKWARD)) / setup.grad_accum
-    hide_s = (per_micro * setup.grad_accum if setup.zero_stage == 3
-              else backward_s * gradient_reductions(setup.zero_stage, setup.grad_accum))
+    hide_s = hiding_window_s(setup.zero_stage, setup.grad_accum, backward_s, per_micro)
     half = setup.precision is not MemoryPrecision.fp32
     grad_bytes = grad_wire_bytes_per_param(setup)  # ZeRO's 2 bytes under mixed precision, as the planner
     comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, gpu=gpu,

@@ -25,7 +25,7 @@ from ..memory.settings import (  # MEMORY_PRECISION re-exported: the planner mod
 )
 from ..model import PRESETS, ModelConfig, count_params
 from ..perf.offload import OffloadTime, host_link_bytes_per_s, offload_time
-from ..perf.parallel import CommEstimate, data_parallel_comm, gradient_reductions, scaling_efficiency
+from ..perf.parallel import CommEstimate, data_parallel_comm, hiding_window_s, scaling_efficiency
 
 if TYPE_CHECKING:
     from .growth import BatchGrowth
@@ -176,12 +176,12 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
 
     # per GPU (n_gpus=1): each GPU does its share of the step's FLOPs
     compute_s = seconds_at_utilization(tokens_per_gpu * flops.hardware_flops_per_token, 1, peak, mfu)
-    backward_s = seconds_at_utilization(  # last micro-batch; every one's where sharded gradients reduce after each
-        s.micro_batch * seq_len * flops.backward_flops_per_token, 1, peak, mfu) * gradient_reductions(s.zero_stage,
-                                                                                                   s.grad_accum)
+    backward_s = seconds_at_utilization(  # one micro-batch's
+        s.micro_batch * seq_len * flops.backward_flops_per_token, 1, peak, mfu)
     n = _n_params(cfg)
-    comm = data_parallel_comm(
-        n, s.n_gpus, s.zero_stage, gpu=gpu, backward_s=backward_s,
+    comm = data_parallel_comm(  # hidden as the per-operation model hides it (`perf.parallel.hiding_window_s`)
+        n, s.n_gpus, s.zero_stage, gpu=gpu,
+        backward_s=hiding_window_s(s.zero_stage, s.grad_accum, backward_s, compute_s / s.grad_accum),
         grad_bytes_per_param=grad_wire_bytes_per_param(s),
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
     )
