@@ -111,7 +111,7 @@ def test_budget_is_linear_in_time_and_gpus_and_tokens_grow_with_days(days, more,
     for s, l in zip(short.candidates, long.candidates):
         assert l.budget_tokens > s.budget_tokens
         if n_gpus == 1:  # a rate, not a budget; on several GPUs the batch grows with the budget's predicted
-            # loss (Kaplan's critical batch, planner.options.grow_batch), so the setup's speed may move with it
+            # loss (Kaplan's critical batch, planner.growth.grow_batch), so the setup's speed may move with it
             assert l.chinchilla_time_s == pytest.approx(s.chinchilla_time_s, rel=1e-9)
 
 
