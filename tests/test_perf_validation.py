@@ -47,7 +47,7 @@ HELD_OUT_MAX_BOUND = 0.29
 # constant MFU 0.4: worst 29.7%.
 LLAMA_MAX_BOUND = 0.12
 # Rows with a partly stated setup (Llama 2 paper, layout assumed: FSDP over 1,024 GPUs as `flopscalc train` runs it,
-# fp32 gradient reduction since 2026-11-28): observed -18.1% .. -25.1%; see docs/performance_model.md.
+# fp32 gradient reduction since 2026-11-28): observed -14.2% .. -24.9%; see docs/performance_model.md.
 PARTIAL_MAX_BOUND = 0.26
 
 

@@ -18,9 +18,9 @@ from flopscalc.hardware import get_gpu
 from flopscalc.memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory
 from flopscalc.memory.fit import fits, largest_that_fits, max_micro_batch
 from flopscalc.memory.settings import grad_wire_bytes_per_param
-from flopscalc.model import ALL_PRESETS, PRESETS, count_params
+from flopscalc.model import ALL_PRESETS, PRESETS, count_params, params_outside_blocks
 from flopscalc.perf.ops import PASS_FIELDS, AttentionKernel, Phase, StepOptions, pass_ops, step_ops
-from flopscalc.perf.parallel import data_parallel_comm
+from flopscalc.perf.parallel import data_parallel_comm, hiding_window_s
 from flopscalc.perf.step import CLASS_ORDER, estimate_step, price_ops
 
 H100 = get_gpu("h100-sxm")
@@ -64,9 +64,10 @@ def _one_by_one(cfg, setup, gpu, options):
     backward = sum(p.total_s for p in ops if p.op.phase in (Phase.backward, Phase.recompute)) / setup.grad_accum
     comm = data_parallel_comm(
         count_params(cfg).total, setup.n_gpus, setup.zero_stage, gpu=gpu,
-        backward_s=per_micro * setup.grad_accum if setup.zero_stage == 3 else backward,
+        backward_s=hiding_window_s(setup.zero_stage, setup.grad_accum, backward, per_micro),
         grad_bytes_per_param=grad_wire_bytes_per_param(setup),
-        param_bytes_per_param=4.0 if setup.precision is MemoryPrecision.fp32 else 2.0, grad_accum=setup.grad_accum)
+        param_bytes_per_param=4.0 if setup.precision is MemoryPrecision.fp32 else 2.0, grad_accum=setup.grad_accum,
+        root_params=params_outside_blocks(cfg))
     return ops, by_class, comm
 
 

@@ -147,14 +147,17 @@ def test_fsdp_moves_three_psi_per_step_at_one_micro_batch_its_gradients_in_fp32(
     parameter all-gather for the forward and again for the backward), each a ring's (n-1)/n share. The gathers
     carry 16-bit parameters (FSDP's param_dtype bf16); the reduce-scatter fp32 gradients, as `flopscalc train`'s
     FSDP2 runs it (``MixedPrecisionPolicy(reduce_dtype=torch.float32)``, torchtitan's default), so 4 + 2 x 2 bytes;
-    with 16-bit reduction (FSDP's default policy, Composer's PURE) 3 x 2 bytes, the paper's count."""
-    from flopscalc.model import count_params, get_preset
+    with 16-bit reduction (FSDP's default policy, Composer's PURE) 3 x 2 bytes, the paper's count. FSDP's root unit
+    (embeddings, final norm: the parameters outside the blocks) stays gathered from forward to backward (PyTorch
+    FSDP ``_post_forward_reshard``), so its parameters are gathered once: 2 Psi - root of gathers."""
+    from flopscalc.model import count_params, get_preset, params_outside_blocks
 
     n_gpus = 64
     est, lt = _both_models("gpt2-xl", "h100", n_gpus, 3, 1, "none")
     psi = count_params(get_preset("gpt2-xl")).total
+    root = params_outside_blocks(get_preset("gpt2-xl"))
     ring = (n_gpus - 1) / n_gpus
-    assert lt.dp.volume_bytes == pytest.approx((4 + 2 * 2) * psi * ring, rel=1e-12)
+    assert lt.dp.volume_bytes == pytest.approx((4 * psi + 2 * (2 * psi - root)) * ring, rel=1e-12)
     assert est.comm.volume_bytes == pytest.approx(lt.dp.volume_bytes, rel=1e-12)
     from flopscalc.hardware import get_gpu
     from flopscalc.memory import TrainingSetup
@@ -163,7 +166,7 @@ def test_fsdp_moves_three_psi_per_step_at_one_micro_batch_its_gradients_in_fp32(
     mb, seq = GRID_MODELS["gpt2-xl"]
     bf16 = estimate_step(get_preset("gpt2-xl"), TrainingSetup(micro_batch=mb, seq_len=seq, n_gpus=n_gpus,
                                                               zero_stage=3, reduce_fp32=False), get_gpu("h100"))
-    assert bf16.comm.volume_bytes == pytest.approx(3 * psi * 2 * ring, rel=1e-12)
+    assert bf16.comm.volume_bytes == pytest.approx((3 * psi - root) * 2 * ring, rel=1e-12)
 
 
 def test_fsdp_hides_every_micro_batchs_gathers_behind_that_micro_batchs_passes():

@@ -29,9 +29,11 @@ if not torch.distributed.is_available():  # pragma: no cover - some builds lack 
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
 N_LAYER, N_HEAD, N_EMBD, SEQ, STEPS = 2, 2, 32, 32, 5
+EVAL_BATCHES = 2  # the final evaluation's batches (its forwards gather FSDP's units too)
 PEAK_TFLOPS = 1.0  # a stated per-device peak, so every run reports an MFU (the CPU is not in the GPU database)
 ARGS = ["--n-layer", str(N_LAYER), "--n-head", str(N_HEAD), "--n-embd", str(N_EMBD), "--block-size", str(SEQ),
-        "--steps", str(STEPS), "--warmup-steps", "2", "--lr", "1e-3", "--eval-interval", "0", "--eval-batches", "2",
+        "--steps", str(STEPS), "--warmup-steps", "2", "--lr", "1e-3", "--eval-interval", "0", "--eval-batches",
+        str(EVAL_BATCHES),
         "--device", "cpu", "--peak-tflops", str(PEAK_TFLOPS), "--json"]
 GLOBAL_BATCH = 8
 NATIVE_ABORTS = ("(SIGABRT)", "(SIGSEGV)")
@@ -278,8 +280,9 @@ def test_fsdp_reduce_scatters_after_every_micro_batch(single, torchrun):
     # gradient accumulation under FSDP keeps the gradients sharded: each micro-batch's are reduce-scattered (the
     # trainer does not turn gradient sync off, which would hold full unsharded gradients on every GPU until the
     # last micro-batch: PyTorch FSDP's no_sync docs), as the memory estimate and perf.parallel.gradient_reductions
-    # price it. The all-gathers repeat per micro-batch too, all but one unit's: measured 30 at accumulation 1 and 55
-    # at 2 over 5 steps (perf.parallel.comm_volume_bytes prices two per unit per micro-batch, 60 at 2)
+    # price it. The all-gathers repeat per micro-batch too: each block twice (forward, backward), the root unit once
+    # (FSDP does not reshard the root after forward: `_post_forward_reshard`; perf.parallel.comm_volume_bytes's
+    # root_params), plus the final evaluation's forwards (the root once, each block once per batch)
     from flopscalc.perf.parallel import gradient_reductions
 
     torchrun("fsdp", False)
@@ -289,6 +292,9 @@ def test_fsdp_reduce_scatters_after_every_micro_batch(single, torchrun):
         assert twice["reduce_scatter"]["input_bytes"] == 2 * once["reduce_scatter"]["input_bytes"]
         # the calculator's count for the same run: one reduce-scatter per unit per reduction
         assert twice["reduce_scatter"]["n_calls"] == gradient_reductions(3, 2) * STEPS * (N_LAYER + 1)
+        evaluation = 1 + N_LAYER * EVAL_BATCHES
+        for run_, accum in ((once, 1), (twice, 2)):  # measured 30 and 55: 2 gathers per block, 1 for the root
+            assert run_["all_gather"]["n_calls"] == STEPS * accum * (2 * N_LAYER + 1) + evaluation
 
 
 def test_one_process_resumes_a_two_process_checkpoint(single, torchrun, capsys):

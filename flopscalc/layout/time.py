@@ -90,7 +90,7 @@ from ..memory.settings import (
     TrainingSetup,
     grad_wire_bytes_per_param,
 )
-from ..model import ModelConfig, count_params
+from ..model import ModelConfig, count_params, params_outside_blocks
 from ..perf import StepOptions, estimate_step
 from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
 from ..perf.parallel import CommEstimate, data_parallel_comm, megatron_bucket_bytes, ring_latency_s
@@ -446,7 +446,8 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
         hide = (cost.body_s + cost.first_s + cost.last_s + cost.grad_accum_s) * m
     dp = data_parallel_comm(n_params, dp_n, layout.zero_stage if dp_n > 1 else 0, fabric=cluster.fabric(per_node),
                             backward_s=hide, grad_bytes_per_param=grad_bytes, param_bytes_per_param=HALF_BYTES,
-                            grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes) if megatron else None)
+                            grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes) if megatron else None,
+                            root_params=0 if megatron else params_outside_blocks(cfg))  # FSDP's root: [13]
     if megatron:  # [11] the whole mixed-precision step, at the AdamW update's rate per byte
         optimizer = (cost.optimizer_s / shards * megatron_optimizer_bytes_per_param(precision, layout.grad_accum_fusion)
                      / ADAMW_UPDATE_BYTES)

@@ -17,7 +17,7 @@ from .config import (
     QkNorm,
     window_cuts,
 )
-from .counts import ParamCount, block_params, count_params, final_norm_params
+from .counts import ParamCount, block_params, count_params, final_norm_params, params_outside_blocks
 from .presets import ALL_PRESETS, FAMILY_PRESETS, PRESET_ALIASES, PRESET_SOURCES, PRESETS, get_preset
 from .shaping import (
     ARCH_FIELDS,
@@ -67,6 +67,7 @@ __all__ = [
     "get_family",
     "get_preset",
     "llama3_ffn_dim",
+    "params_outside_blocks",
     "resolve_model",
     "window_cuts",
     "with_architecture",

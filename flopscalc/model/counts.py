@@ -145,6 +145,12 @@ def block_params(cfg: ModelConfig) -> int:
 
 
 @functools.lru_cache(maxsize=4096)  # pure and asked ~2,600 times per plan about ~30 frozen configs
+def params_outside_blocks(cfg: ModelConfig) -> int:
+    """Parameters outside the transformer blocks: the embeddings, the final norm and an untied LM head (what FSDP's
+    root unit holds when each block is wrapped on its own)."""
+    return count_params(cfg).total - cfg.n_layer * block_params(cfg)
+
+
 def count_params(cfg: ModelConfig) -> ParamCount:
     """Exact parameter count of ``cfg``, by component.
 

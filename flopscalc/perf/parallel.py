@@ -38,6 +38,11 @@ References
     communicates during non gradient accumulation boundaries as well"); PyTorch FSDP ``no_sync`` docs: skipping
     the reduce-scatter "will accumulate the full model gradients (instead of gradient shards)". Sharded
     gradients are reduce-scattered after every micro-batch.
+[10] PyTorch FSDP ``_runtime_utils._post_forward_reshard``: "Do not free the root's parameters in the
+    post-forward for `FULL_SHARD` with the intention that they are immediately used for backward computation";
+    FSDP2 ``fully_shard`` sets the root's ``reshard_after_forward`` to False likewise. The root unit (embeddings,
+    final norm, an untied head) is gathered once per micro-batch, each block twice (counted on the wire by
+    tests/test_train_ddp.py).
 """
 
 from __future__ import annotations
@@ -267,7 +272,7 @@ class CommEstimate:
 
 
 def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_bytes_per_param: float = 4.0,
-                      param_bytes_per_param: float = 2.0, grad_accum: int = 1) -> float:
+                      param_bytes_per_param: float = 2.0, grad_accum: int = 1, root_params: float = 0.0) -> float:
     """Bytes each GPU sends per optimizer step under data parallelism with ZeRO stage 0-3.
 
     Parameters
@@ -285,6 +290,9 @@ def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_byt
     grad_accum : int
         Micro-batches per step: ZeRO-3 gathers parameters again for each one, and ZeRO-2 and 3 reduce-scatter the
         gradients after each one, keeping them sharded ([9]); stage 1 and DDP reduce once per step.
+    root_params : float
+        Parameters of FSDP's root unit (`model.counts.params_outside_blocks`), which ZeRO-3 gathers once per
+        micro-batch instead of twice ([10]); 0 gathers every parameter twice (the ZeRO paper's count).
     """
     if n_gpus < 1:
         raise UsageError(f"number of GPUs must be at least 1, got {n_gpus}")
@@ -298,8 +306,9 @@ def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_byt
     grads = gradient_reductions(zero_stage, grad_accum) * ring * n_params * grad_bytes_per_param
     volume = grads + ring * n_params * param_bytes_per_param
     if zero_stage == 3:
-        # [2] 7.2.2: parameters all-gathered for forward and again for backward, per micro-batch (3 Psi at accum 1)
-        volume = grads + 2 * grad_accum * ring * n_params * param_bytes_per_param
+        # [2] 7.2.2: parameters all-gathered for forward and again for backward, per micro-batch (3 Psi at accum 1);
+        # the root unit once [10]
+        volume = grads + grad_accum * ring * (2 * n_params - root_params) * param_bytes_per_param
     return volume
 
 
@@ -332,6 +341,7 @@ def data_parallel_comm(
     grad_bytes_per_param: float = 4.0,
     param_bytes_per_param: float = 2.0,
     grad_accum: int = 1,
+    root_params: float = 0.0,
     bucket_bytes: float | None = None,
     bus_efficiency: float = ALLREDUCE_BUS_EFFICIENCY,
     overlap: float = DEFAULT_OVERLAP,
@@ -354,7 +364,8 @@ def data_parallel_comm(
     if bucket_bytes is not None and not bucket_bytes > 0:
         raise UsageError(f"bucket size must be a positive number of bytes, got {bucket_bytes}")
     volume = comm_volume_bytes(n_params, n_gpus, zero_stage, grad_bytes_per_param=grad_bytes_per_param,
-                               param_bytes_per_param=param_bytes_per_param, grad_accum=grad_accum)
+                               param_bytes_per_param=param_bytes_per_param, grad_accum=grad_accum,
+                               root_params=root_params)
     if n_gpus == 1:
         return CommEstimate(1, zero_stage, 0.0, float("inf"), 0.0, 0.0, "none (one GPU)")
     if sum(x is not None for x in (link_bytes_per_s, fabric, gpu)) > 1:
@@ -375,9 +386,13 @@ def data_parallel_comm(
     if zero_stage == 0:
         calls = [(grad_total, grad_bucket, True)]  # one all-reduce of all gradients [1]
     else:  # [2] reduce-scatter gradients, all-gather parameters (ZeRO-3: twice per micro-batch)
-        gathers = 2 * grad_accum if zero_stage == 3 else 1
-        calls = ([(grad_total, grad_bucket, False)] * gradient_reductions(zero_stage, grad_accum)
-                 + [(param_total, param_bucket, False)] * gathers)
+        calls = [(grad_total, grad_bucket, False)] * gradient_reductions(zero_stage, grad_accum)
+        if zero_stage == 3:  # each block twice per micro-batch, the root once [10]
+            root_total = root_params * param_bytes_per_param
+            calls += [(param_total - root_total, param_bucket, False)] * (2 * grad_accum)
+            calls += [(root_total, param_bucket, False)] * grad_accum if root_total > 0 else []
+        else:
+            calls.append((param_total, param_bucket, False))
     n_messages = sum(math.ceil(total / bucket) for total, bucket, _ in calls)
     latency = sum(math.ceil(total / bucket) * ring_latency_s(n_gpus, fabric, all_reduce=ar)
                   for total, bucket, ar in calls)

@@ -28,7 +28,7 @@ from ..errors import DomainError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
 from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup, grad_wire_bytes_per_param
-from ..model import ModelConfig, count_params
+from ..model import ModelConfig, count_params, params_outside_blocks
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
 from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
@@ -305,7 +305,8 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     grad_bytes = grad_wire_bytes_per_param(setup)  # ZeRO's 2 bytes under mixed precision, as the planner
     comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, gpu=gpu,
                               backward_s=hide_s, grad_bytes_per_param=grad_bytes,
-                              param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum)
+                              param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum,
+                              root_params=params_outside_blocks(cfg))
     off = offload_time(cfg, setup, link_bytes_per_s=host_link_bytes_per_s(gpu))
     model, hardware = _flops_per_token(cfg, setup)
     by_class = dict(zip(CLASS_ORDER, class_s))  # `StepEstimate.class_seconds`'s loop, continued

@@ -23,7 +23,7 @@ from ..memory.settings import (  # MEMORY_PRECISION re-exported: the planner mod
     MEMORY_PRECISION,  # noqa: F401
     grad_wire_bytes_per_param,
 )
-from ..model import PRESETS, ModelConfig, count_params
+from ..model import PRESETS, ModelConfig, count_params, params_outside_blocks
 from ..perf.offload import OffloadTime, host_link_bytes_per_s, offload_time
 from ..perf.parallel import CommEstimate, data_parallel_comm, hiding_window_s, scaling_efficiency
 
@@ -49,6 +49,12 @@ MAX_GPUS_SEARCHED = 4096
 def _n_params(cfg: ModelConfig) -> int:
     """All parameters of ``cfg`` (`count_params`), kept: the search asks for them dozens of times per model."""
     return count_params(cfg).total
+
+
+@lru_cache(maxsize=1024)
+def _root_params(cfg: ModelConfig) -> int:
+    """FSDP's root unit of ``cfg`` (`params_outside_blocks`), kept as `_n_params` is."""
+    return params_outside_blocks(cfg)
 
 
 def target_tokens_per_step(n_params: float) -> int:
@@ -184,6 +190,7 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
         backward_s=hiding_window_s(s.zero_stage, s.grad_accum, backward_s, compute_s / s.grad_accum),
         grad_bytes_per_param=grad_wire_bytes_per_param(s),
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
+        root_params=_root_params(cfg),
     )
     return Throughput(compute_s, comm, tokens_per_step, flops.model_flops_per_token,
                       flops.hardware_flops_per_token, efficiency,
