@@ -61,6 +61,22 @@ def conditions_markdown(cond: dict) -> list[str]:
              f"{', '.join(cond['code']['uncommitted_in_flopscalc'] or []) or 'none'}")]
 
 
+def predicted_step_s(point, gpu_key: str | None) -> float | None:
+    """`flopscalc step`'s time for a measured point (s): the per-operation model on the GPU's database row, for the
+    trainer's setup (one device, no recomputation, SDPA flash attention, fused AdamW, PyTorch's cross-entropy).
+    None without a GPU row (a CPU, an unrecognised card): the model has no sourced rates there."""
+    if gpu_key is None:
+        return None
+    from flopscalc.hardware import get_gpu
+    from flopscalc.memory import TrainingSetup
+    from flopscalc.memory.settings import trainer_memory_precision
+    from flopscalc.perf import estimate_step
+
+    setup = TrainingSetup(micro_batch=point.micro_batch, seq_len=point.seq_len, grad_accum=point.grad_accum,
+                          precision=trainer_memory_precision(point.precision), n_gpus=point.n_devices)
+    return estimate_step(point.model, setup, get_gpu(gpu_key)).step_s
+
+
 def table_markdown(profile, settings: str, cond: dict | None = None) -> str:
     lines = [
         f"# Trainer benchmark: {profile.device_name}",
@@ -72,14 +88,19 @@ def table_markdown(profile, settings: str, cond: dict | None = None) -> str:
         f"- settings: {settings}",
         *[f"- note: {n}" for n in profile.notes],
         "",
-        ("| model | params | micro-batch | seq | compile | precision | step time | tokens/s | achieved TFLOP/s "
-         "| MFU | peak memory (measured) | peak memory (predicted) |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ("| model | params | micro-batch | seq | compile | precision | step time | step time (predicted) | error "
+         "| tokens/s | achieved TFLOP/s | MFU | peak memory (measured) | peak memory (predicted) |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in profile.points:
+        # issue 11 item 6: the per-operation model beside each measurement (eager kernels: compiled points are
+        # faster than it prices, by torch.compile's fusions)
+        pred = predicted_step_s(p, profile.gpu_key)
         lines.append(
             f"| {p.model.name} | {format_count(p.n_params)} | {p.micro_batch} | {p.seq_len} | "
             f"{'on' if p.compiled else 'off'} | {p.precision} | {1000 * p.step_time_s:.1f} ms | "
+            f"{'-' if pred is None else f'{1000 * pred:.1f} ms'} | "
+            f"{'-' if pred is None else f'{100 * (pred / p.step_time_s - 1):+.1f}%'} | "
             f"{format_count(p.tokens_per_s)} | {p.achieved_flop_per_s / 1e12:.4g} | "
             f"{'-' if p.mfu is None else f'{100 * p.mfu:.1f}%'} | "
             f"{'-' if p.peak_memory_bytes is None else format_bytes(p.peak_memory_bytes)} | "
