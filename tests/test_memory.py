@@ -235,6 +235,18 @@ def test_cli_table_renders(capsys):
     assert "does not fit" in out and "optimizer offload" in out and "activations" in out
 
 
+def test_cli_says_which_loss_and_dropout_it_priced(capsys):
+    # --fused-loss and --dropout change what is saved; the settings line names them (it did not: a reader could not
+    # tell a fused-loss estimate from PyTorch's), and the fused loss saves a log-sum-exp per token, not b s V
+    assert run(["memory", "--model", "gpt2", "--gpu", "4070ti", "--fused-loss", "--dropout"]) == 0
+    head = " ".join(" ".join(capsys.readouterr().out.splitlines()[1:3]).split())  # the settings line, however wrapped
+    assert "fused cross-entropy" in head and "dropout" in head
+    fused = cli_json(capsys, "memory", "--model", "gpt2", "--gpu", "4070ti", "--fused-loss")
+    plain = cli_json(capsys, "memory", "--model", "gpt2", "--gpu", "4070ti")
+    tokens, vocab = 1024, PRESETS["gpt2"].vocab_size
+    assert _a(plain, "loss") - _a(fused, "loss") == pytest.approx(tokens * vocab * 4 - tokens * 4, rel=1e-12)
+
+
 def _c(d, name):
     return d["components_bytes"][name]
 

@@ -35,6 +35,12 @@ def _settings_line(b: MemoryBreakdown) -> str:
         parts.append(f"{s.n_gpus} GPU(s), ZeRO stage {s.zero_stage}")
     if s.offload_optimizer:
         parts.append("optimizer offloaded to CPU")
+    if s.dropout:
+        parts.append("dropout")
+    if s.fused_loss:
+        parts.append("fused cross-entropy")
+    if s.low_precision_norm:
+        parts.append("16-bit norms")
     return ", ".join(parts)
 
 
