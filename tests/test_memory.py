@@ -239,7 +239,8 @@ def test_cli_says_which_loss_and_dropout_it_priced(capsys):
     # --fused-loss and --dropout change what is saved; the settings line names them (it did not: a reader could not
     # tell a fused-loss estimate from PyTorch's), and the fused loss saves a log-sum-exp per token, not b s V
     assert run(["memory", "--model", "gpt2", "--gpu", "4070ti", "--fused-loss", "--dropout"]) == 0
-    head = " ".join(" ".join(capsys.readouterr().out.splitlines()[1:3]).split())  # the settings line, however wrapped
+    out = capsys.readouterr().out
+    head = " ".join(out[:out.index("Memory per GPU")].split())  # the title and settings lines, however wrapped
     assert "fused cross-entropy" in head and "dropout" in head
     fused = cli_json(capsys, "memory", "--model", "gpt2", "--gpu", "4070ti", "--fused-loss")
     plain = cli_json(capsys, "memory", "--model", "gpt2", "--gpu", "4070ti")
