@@ -296,20 +296,30 @@ def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_byt
     """
     if n_gpus < 1:
         raise UsageError(f"number of GPUs must be at least 1, got {n_gpus}")
+    ring = (n_gpus - 1) / n_gpus  # [1]: each step of a ring moves 1/n of the buffer, n-1 steps per phase
+    calls = collectives(n_params, zero_stage, grad_bytes_per_param, param_bytes_per_param, grad_accum, root_params)
+    return sum((2 if all_reduce else 1) * ring * total for total, _, all_reduce in calls)  # [1] all-reduce = RS + AG
+
+
+def collectives(n_params: float, zero_stage: int, grad_bytes_per_param: float, param_bytes_per_param: float,
+                grad_accum: int, root_params: float = 0.0) -> list[tuple[float, str, bool]]:
+    """The collectives of one optimizer step: (bytes of the whole buffer, "grad" or "param", whether an all-reduce),
+    the one list `comm_volume_bytes` and `data_parallel_comm` (its buckets and latency) both read."""
     if zero_stage not in (0, 1, 2, 3):
         raise UsageError(f"ZeRO stage must be 0, 1, 2 or 3, got {zero_stage}")
-    ring = (n_gpus - 1) / n_gpus  # [1]: each step of a ring moves 1/n of the buffer, n-1 steps per phase
+    grad_total, param_total = n_params * grad_bytes_per_param, n_params * param_bytes_per_param
     if zero_stage == 0:
-        return 2 * ring * n_params * grad_bytes_per_param  # [1] all-reduce = reduce-scatter + all-gather
+        return [(grad_total, "grad", True)]  # [1] one all-reduce of all gradients
     # [2] 7.2.1: reduce-scatter the gradients, all-gather the updated parameters: 2 Psi in all; stages 2-3
     # reduce-scatter after every micro-batch [9]
-    grads = gradient_reductions(zero_stage, grad_accum) * ring * n_params * grad_bytes_per_param
-    volume = grads + ring * n_params * param_bytes_per_param
-    if zero_stage == 3:
-        # [2] 7.2.2: parameters all-gathered for forward and again for backward, per micro-batch (3 Psi at accum 1);
-        # the root unit once [10]
-        volume = grads + grad_accum * ring * (2 * n_params - root_params) * param_bytes_per_param
-    return volume
+    calls = [(grad_total, "grad", False)] * gradient_reductions(zero_stage, grad_accum)
+    if zero_stage < 3:
+        return calls + [(param_total, "param", False)]
+    # [2] 7.2.2: parameters all-gathered for forward and again for backward, per micro-batch (3 Psi at accum 1);
+    # the root unit once [10]
+    root_total = root_params * param_bytes_per_param
+    calls += [(param_total - root_total, "param", False)] * (2 * grad_accum)
+    return calls + ([(root_total, "param", False)] * grad_accum if root_total > 0 else [])
 
 
 def hiding_window_s(zero_stage: int, grad_accum: int, backward_s: float, passes_s: float) -> float:
@@ -381,18 +391,10 @@ def data_parallel_comm(
     bus = fabric.bus_bytes_per_s(n_gpus)
     grad_bucket, param_bucket = (default_bucket_bytes(zero_stage, grad_bytes_per_param, param_bytes_per_param)
                                  if bucket_bytes is None else (bucket_bytes, bucket_bytes))
+    calls = [(total, grad_bucket if kind == "grad" else param_bucket, all_reduce) for total, kind, all_reduce
+             in collectives(n_params, zero_stage, grad_bytes_per_param, param_bytes_per_param, grad_accum,
+                            root_params)]
     grad_total = n_params * grad_bytes_per_param
-    param_total = n_params * param_bytes_per_param
-    if zero_stage == 0:
-        calls = [(grad_total, grad_bucket, True)]  # one all-reduce of all gradients [1]
-    else:  # [2] reduce-scatter gradients, all-gather parameters (ZeRO-3: twice per micro-batch)
-        calls = [(grad_total, grad_bucket, False)] * gradient_reductions(zero_stage, grad_accum)
-        if zero_stage == 3:  # each block twice per micro-batch, the root once [10]
-            root_total = root_params * param_bytes_per_param
-            calls += [(param_total - root_total, param_bucket, False)] * (2 * grad_accum)
-            calls += [(root_total, param_bucket, False)] * grad_accum if root_total > 0 else []
-        else:
-            calls.append((param_total, param_bucket, False))
     n_messages = sum(math.ceil(total / bucket) for total, bucket, _ in calls)
     latency = sum(math.ceil(total / bucket) * ring_latency_s(n_gpus, fabric, all_reduce=ar)
                   for total, bucket, ar in calls)
