@@ -93,7 +93,13 @@ from ..memory.settings import (
 from ..model import ModelConfig, count_params, params_outside_blocks
 from ..perf import StepOptions, estimate_step
 from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
-from ..perf.parallel import CommEstimate, data_parallel_comm, megatron_bucket_bytes, ring_latency_s
+from ..perf.parallel import (
+    CommEstimate,
+    data_parallel_comm,
+    hiding_window_s,
+    megatron_bucket_bytes,
+    ring_latency_s,
+)
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
 from .cluster import Cluster
@@ -440,10 +446,10 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     per_node = max(1, cluster.gpus_per_node // t)  # the dp x cp group's members inside one node [4]
     shards = dp_n if layout.zero_stage >= 1 else 1
     hide = cost.backward_s if layout.dp_overlap else 0.0
-    if layout.dp_overlap and not megatron and layout.zero_stage == 0:
-        hide += cost.grad_accum_s  # DDP: the last backward's fp32 gradient accumulation hides buckets too (perf.step)
-    if layout.dp_overlap and not megatron and layout.zero_stage == 3:  # FSDP prefetches every pass's gathers [13]
-        hide = (cost.body_s + cost.first_s + cost.last_s + cost.grad_accum_s) * m
+    if layout.dp_overlap and not megatron:  # the per-operation model's window (its backward holds the fp32 gradient
+        # accumulation under DDP); FSDP prefetches every pass's gathers [13]
+        passes = cost.body_s + cost.first_s + cost.last_s + cost.grad_accum_s
+        hide = hiding_window_s(layout.zero_stage, m, cost.backward_s + cost.grad_accum_s, passes)
     dp = data_parallel_comm(n_params, dp_n, layout.zero_stage if dp_n > 1 else 0, fabric=cluster.fabric(per_node),
                             backward_s=hide, grad_bytes_per_param=grad_bytes, param_bytes_per_param=HALF_BYTES,
                             grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes) if megatron else None,
