@@ -51,12 +51,6 @@ def _n_params(cfg: ModelConfig) -> int:
     return count_params(cfg).total
 
 
-@lru_cache(maxsize=1024)
-def _root_params(cfg: ModelConfig) -> int:
-    """FSDP's root unit of ``cfg`` (`params_outside_blocks`), kept as `_n_params` is."""
-    return params_outside_blocks(cfg)
-
-
 def target_tokens_per_step(n_params: float) -> int:
     """Tokens per optimizer step for a model of ``n_params`` parameters (GPT-3 Table 2.1)."""
     return next(tokens for bound, tokens in GPT3_TOKENS_PER_STEP if n_params < bound)
@@ -190,7 +184,7 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
         backward_s=hiding_window_s(s.zero_stage, s.grad_accum, backward_s, compute_s / s.grad_accum),
         grad_bytes_per_param=grad_wire_bytes_per_param(s),
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
-        root_params=_root_params(cfg),
+        root_params=params_outside_blocks(cfg),
     )
     return Throughput(compute_s, comm, tokens_per_step, flops.model_flops_per_token,
                       flops.hardware_flops_per_token, efficiency,
