@@ -35,6 +35,7 @@ def test_json_holds_the_contract_fields_and_they_agree(capsys):
     assert d["tokens_per_s"] == pytest.approx(8 * 512 * 4 / d["step_s"])  # whole run, all GPUs
     assert 0 < d["mfu"] <= d["hfu"] <= 1
     assert set(d["class_seconds"]) == {"gemm", "attention", "memory-bound", "optimizer", "communication exposed",
+                                       "overlap slowdown",
                                        "offload"}
 
 

@@ -37,18 +37,21 @@ TARGET_MEDIAN, TARGET_WORST = 0.08, 0.20
 # (docs/performance_model.md), over the 92 held-out rows with a fully stated setup: median 4.9%, worst 28.5%; then,
 # with the MosaicML runs' fused cross-entropy kernel and Composer's two train-metric cross-entropy passes priced as
 # their code runs them (the fraction refitted 0.80 -> 0.81): median 5.3%, worst 28.7% (constant MFU 0.4: 18.5%,
-# 164%). Before these changes: median 9.8%, worst 32.3%. The median meets the target; the worst does NOT (target
-# 20%): the five rows above 20% are MPT-760M at 512 and 1024 on A100 (+28.7%, +20.7%), which MosaicML's earlier
-# sweep of the same setups contradicts (tests/test_perf_repeats.py), MPT-30B at 8192 (H100 +28.1%, A100 +25.8%),
-# slow in every measurement, and MPT-13B on H100 at 2048, micro-batch 2 (+20.0%).
+# 164%); then, with the compute that hides data-parallel collectives slowed by 18.9% of their time (Lee et al. 2025,
+# `perf.parallel` [11]; the fraction refits 0.808, still 0.81): median 4.3%, worst 28.4%. Before these changes:
+# median 9.8%, worst 32.3%. The median meets the target; the worst does NOT (target 20%): the four rows above 20% are
+# MPT-760M at 512 and 1024 on A100 (+28.4%, +20.4%), which MosaicML's earlier sweep of the same setups contradicts
+# (tests/test_perf_repeats.py), and MPT-30B at 8192 (H100 +25.3%, A100 +24.2%), slow in every measurement.
 HELD_OUT_MEDIAN_BOUND = TARGET_MEDIAN
 HELD_OUT_MAX_BOUND = 0.29
-# The Llama-style rows among them (torchtitan, 64 A100s): worst 11.7% (Llama 2 13B; 10.7% at the fraction 0.80);
-# constant MFU 0.4: worst 29.7%.
-LLAMA_MAX_BOUND = 0.12
+# The Llama-style rows among them (torchtitan, 64 A100s): worst 7.6% (Llama 2 13B; 11.7% before the overlap
+# slowdown); constant MFU 0.4: worst 29.7%.
+LLAMA_MAX_BOUND = 0.08
 # Rows with a partly stated setup (Llama 2 paper, layout assumed: FSDP over 1,024 GPUs as `flopscalc train` runs it,
-# fp32 gradient reduction since 2026-11-28): observed -14.2% .. -24.9%; see docs/performance_model.md.
-PARTIAL_MAX_BOUND = 0.26
+# fp32 gradient reduction since 2026-11-28): observed -22.1% .. -33.3% (-14.2% .. -24.9% before the overlap
+# slowdown, which weighs on them most: the assumed layout's gathers and reductions over the network take 2.6-3.2 s
+# of a 10-20 s step, all hidden); see docs/performance_model.md.
+PARTIAL_MAX_BOUND = 0.34
 
 
 def test_every_row_names_its_source_and_a_measured_throughput():

@@ -126,10 +126,11 @@ def test_ddp_and_fsdp_layouts_are_priced_term_by_term_as_the_per_operation_model
         for recompute in ("none", "full"):
             est, lt = _both_models(preset, gpu_key, n_gpus, zero, grad_accum, recompute)
             assert lt.layout.engine().value.startswith("flopscalc train")
-            assert lt.compute_s + lt.optimizer_s == pytest.approx(est.step_s - est.comm.exposed_s, rel=1e-9)
+            assert lt.compute_s + lt.optimizer_s == pytest.approx(est.step_s - est.comm.cost_s, rel=1e-9)
             assert lt.dp.volume_bytes == pytest.approx(est.comm.volume_bytes, rel=1e-9)
             assert lt.dp.comm_s == pytest.approx(est.comm.comm_s, rel=1e-9)
             assert lt.dp.hidden_s == pytest.approx(est.comm.hidden_s, rel=1e-9)
+            assert lt.dp.slowdown_s == pytest.approx(est.comm.slowdown_s, rel=1e-9)
             assert lt.step_s == pytest.approx(est.step_s, rel=1e-9)
             assert lt.mfu == pytest.approx(est.mfu, rel=1e-9)
 

@@ -151,7 +151,7 @@ class LayoutTime:
         return {"compute": self.compute_s, "pipeline bubble": self.bubble_s, "tensor-parallel comm": self.tp_comm_s,
                 "pipeline p2p": self.pp_comm_s, "context-parallel comm (exposed)": self.cp_comm_exposed_s,
                 "expert all-to-all": self.ep_comm_s, "data-parallel comm (exposed)": self.dp.exposed_s,
-                "optimizer": self.optimizer_s}
+                "data-parallel overlap slowdown": self.dp.slowdown_s, "optimizer": self.optimizer_s}
 
     @property
     def step_s(self) -> float:

@@ -43,6 +43,13 @@ References
     FSDP2 ``fully_shard`` sets the root's ``reshard_after_forward`` to False likewise. The root unit (embeddings,
     final norm, an untied head) is gathered once per micro-batch, each block twice (counted on the wire by
     tests/test_train_ddp.py).
+[11] Lee, Oh, Kim, Go, Park & Mahajan 2025, "Characterizing Compute-Communication Overlap in GPU-Accelerated
+    Distributed Deep Learning: Performance and Power Implications", arXiv:2507.03114, abstract: "overlapping
+    computation and communication can result in an average computational slowdown of 18.9%, with a maximum of
+    40.0%", against the same compute with no communication alongside (4 GPUs: A100, H100, MI250, MI210; GPT and
+    Llama models). The mechanism: NCCL's kernels run one CTA per channel and do not share an SM with compute
+    kernels (NVIDIA/nccl issue #689), 24 channels on an 8x A100 NVSwitch node (nccl-tests issue #100): 22% of
+    the 108 SMs; PyTorch PR #179937 (8x H100, FSDP, Llama 3 8B) sees overlapped matmuls "30-40% slower".
 """
 
 from __future__ import annotations
@@ -76,6 +83,10 @@ NETWORK_BYTES_PER_S_BY_ARCH = {"Ampere": 200e9 / 8}
 NETWORK_BUS_EFFICIENCY = 0.94
 # Share of the gradient all-reduce that can hide behind the backward pass of the last micro-batch ([3] 3.2.3).
 DEFAULT_OVERLAP = 1.0
+# Compute that runs alongside a collective is slower by this fraction ([11]: the measured average, 18.9%; the SMs
+# NCCL holds on 8x A100, 22%, and H100 FSDP's 30-40% agree in size): a hidden collective of t seconds costs the
+# step 0.189 t of slower compute. One figure for every GPU: [11] gives no split by GPU or precision.
+OVERLAP_COMPUTE_SLOWDOWN = 0.189
 # Gradient bucket of one node: PyTorch DDP's default, bucket_cap_mb=25 (torch.nn.parallel.DistributedDataParallel
 # docs); the last bucket is reduced after backward ends and is never hidden.
 DDP_BUCKET_BYTES = 25 * 2**20
@@ -264,11 +275,18 @@ class CommEstimate:
     link: str  # which link limits: NVLink, PCIe peer-to-peer, host memory, network between nodes
     latency_s: float = 0.0  # part of comm_s that is per-message latency (alpha terms of all collectives)
     n_messages: int = 0  # collectives per step (buckets of each reduce-scatter / all-gather / all-reduce)
+    slowdown_s: float = 0.0  # compute time lost to the hidden collectives running alongside it ([11])
 
     @property
     def exposed_s(self) -> float:
         """Communication time the step has to wait for (s)."""
         return self.comm_s - self.hidden_s
+
+    @property
+    def cost_s(self) -> float:
+        """What the communication adds to the step (s): the exposed part and the slowdown of the compute that hides
+        the rest ([11])."""
+        return self.exposed_s + self.slowdown_s
 
 
 def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_bytes_per_param: float = 4.0,
@@ -355,6 +373,7 @@ def data_parallel_comm(
     bucket_bytes: float | None = None,
     bus_efficiency: float = ALLREDUCE_BUS_EFFICIENCY,
     overlap: float = DEFAULT_OVERLAP,
+    overlap_slowdown: float = OVERLAP_COMPUTE_SLOWDOWN,
     gpus_per_node: int = GPUS_PER_NODE,
     network_bytes_per_s: float = NETWORK_BYTES_PER_S_PER_GPU,
 ) -> CommEstimate:
@@ -368,9 +387,12 @@ def data_parallel_comm(
     ``backward_s`` is the compute the collectives may overlap ([3] sec. 3.2.3), except the last bucket's: the
     backward of each micro-batch whose gradients reduce (the last one's; every one's where they are sharded,
     `gradient_reductions`), and under ZeRO-3, whose parameter gathers are prefetched, every pass (`step.estimate_step`).
+    The hidden part still slows the compute it runs beside by ``overlap_slowdown`` of its time ([11]; `slowdown_s`).
     """
     if not 0 <= overlap <= 1:
         raise UsageError(f"overlap must be in [0, 1], got {overlap}")
+    if not 0 <= overlap_slowdown <= 1:
+        raise UsageError(f"overlap slowdown must be in [0, 1] (a fraction of the hidden time), got {overlap_slowdown}")
     if bucket_bytes is not None and not bucket_bytes > 0:
         raise UsageError(f"bucket size must be a positive number of bytes, got {bucket_bytes}")
     volume = comm_volume_bytes(n_params, n_gpus, zero_stage, grad_bytes_per_param=grad_bytes_per_param,
@@ -405,12 +427,13 @@ def data_parallel_comm(
     last_alpha_s = ring_latency_s(n_gpus, fabric, all_reduce=zero_stage == 0)
     last_bucket_s = min(comm_s, last_factor * ring * last / bus + last_alpha_s)
     hidden = min(comm_s - last_bucket_s, overlap * backward_s)
-    return CommEstimate(n_gpus, zero_stage, volume, bus, comm_s, hidden, fabric.link(n_gpus), latency, n_messages)
+    return CommEstimate(n_gpus, zero_stage, volume, bus, comm_s, hidden, fabric.link(n_gpus), latency, n_messages,
+                        overlap_slowdown * hidden)  # [11] the compute running alongside is slower
 
 
 def scaling_efficiency(compute_s: float, comm: CommEstimate) -> float:
-    """Share of the ideal n-GPU speed-up kept: compute / (compute + exposed communication)."""
-    return compute_s / (compute_s + comm.exposed_s)
+    """Share of the ideal n-GPU speed-up kept: compute / (compute + exposed communication + overlap slowdown)."""
+    return compute_s / (compute_s + comm.cost_s)
 
 
 # Below this scaling efficiency a plan warns: a third of the GPU time paid for waits on communication. Published
@@ -425,8 +448,9 @@ def low_efficiency_warning(compute_s: float, comm: CommEstimate, *, bubble_s: fl
     """One line when the scaling efficiency is below ``threshold``: what waits, on which link, what helps.
 
     ``bubble_s`` (s): a pipeline's idle time in the step (Narayanan et al. 2021, sec. 2.2), which waits as exposed
-    communication does: the efficiency is then compute / (compute + exposed communication + bubble)."""
-    step_s = compute_s + comm.exposed_s + bubble_s
+    communication does: the efficiency is then compute / (compute + exposed communication + overlap slowdown +
+    bubble)."""
+    step_s = compute_s + comm.cost_s + bubble_s
     eff = compute_s / step_s
     if eff >= threshold:
         return None
@@ -434,6 +458,8 @@ def low_efficiency_warning(compute_s: float, comm: CommEstimate, *, bubble_s: fl
     why = f" ({latency_share:.0%} of it per-message latency)" if latency_share >= 0.5 else ""
     helps = "larger gradient buckets, " if latency_share >= 0.5 else ""
     bubble = f" and {bubble_s:.3g} s on the pipeline bubble" if bubble_s > 0 else ""
-    return (f"scaling efficiency {eff:.0%} on {comm.n_gpus} GPUs: {comm.exposed_s:.3g} s of each {step_s:.3g} s "
-            f"step waits on communication over {comm.link}{why}{bubble}; {helps}a larger batch (up to the critical "
+    slowed = (f" ({comm.slowdown_s:.3g} s of it compute slowed by the collectives it hides)"
+              if comm.slowdown_s >= 0.05 * comm.cost_s else "")
+    return (f"scaling efficiency {eff:.0%} on {comm.n_gpus} GPUs: {comm.cost_s:.3g} s of each {step_s:.3g} s "
+            f"step waits on communication over {comm.link}{slowed}{why}{bubble}; {helps}a larger batch (up to the critical "
             "batch size), fewer GPUs or a faster interconnect would help")

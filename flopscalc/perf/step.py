@@ -48,7 +48,8 @@ from .parallel import CommEstimate, data_parallel_comm, hiding_window_s
 from .roofline import roofline_s
 from .utilization import causal_model_flops_per_token, model_flops_utilization
 
-CLASS_ORDER = ("gemm", "attention", "memory-bound", "optimizer", "communication exposed", "offload")
+CLASS_ORDER = ("gemm", "attention", "memory-bound", "optimizer", "communication exposed", "overlap slowdown",
+               "offload")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class StepEstimate:
             for p in self.ops:
                 out[p.op.op_class.value] += p.total_s
         out["communication exposed"] = self.comm.exposed_s
+        out["overlap slowdown"] = self.comm.slowdown_s  # compute slowed by the hidden collectives (`perf.parallel` [11])
         out["offload"] = self.offload.total_s
         return out
 

@@ -97,7 +97,8 @@ class LayoutSpeed(StepRates):
                  "expert all-to-all": t.ep_comm_s, f"data-parallel reduction ({dp.link})": dp.exposed_s}
         link = max(parts, key=parts.get)
         return CommEstimate(self.n_gpus, dp.zero_stage, dp.volume_bytes, dp.bus_bytes_per_s,
-                            t.exposed_comm_s + dp.hidden_s, dp.hidden_s, link, dp.latency_s, dp.n_messages)
+                            t.exposed_comm_s + dp.hidden_s, dp.hidden_s, link, dp.latency_s, dp.n_messages,
+                            dp.slowdown_s)
 
     @property
     def offload(self) -> OffloadTime:

@@ -142,7 +142,7 @@ class Throughput(StepRates):
 
     @property
     def step_s(self) -> float:
-        return self.compute_s + self.comm.exposed_s + self.offload.total_s
+        return self.compute_s + self.comm.cost_s + self.offload.total_s  # cost: exposed + overlap slowdown
 
 
 @lru_cache(maxsize=1024)

@@ -80,7 +80,8 @@ def option_dict(o: PlanOption) -> dict:
         sp = o.speed
         d["speed"] = {
             "step_s": sp.step_s, "compute_s": sp.compute_s, "comm_s": sp.comm.comm_s,
-            "comm_exposed_s": sp.comm.exposed_s, "offload_s": sp.offload.total_s,
+            "comm_exposed_s": sp.comm.exposed_s, "comm_overlap_slowdown_s": sp.comm.slowdown_s,
+            "offload_s": sp.offload.total_s,
             "offload_link_s": sp.offload.link_s, "offload_cpu_s": sp.offload.cpu_s,
             "scaling_efficiency": sp.scaling_efficiency, "tokens_per_s": sp.tokens_per_s,
             "model_flop_per_s": sp.model_flop_per_s,
