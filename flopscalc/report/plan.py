@@ -299,8 +299,9 @@ def plan_report(p: Plan) -> Group:
                    else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))
     rec.add_row("step", format_duration(sp.step_s),
                 f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu:.2f}, HFU {sp.hfu:.2f}"
-                + (f", communication {format_duration(sp.comm.exposed_s)} exposed, scaling efficiency "
-                   f"{sp.scaling_efficiency:.0%}" if b.n_gpus > 1 else ""))
+                + (f", communication {format_duration(sp.comm.exposed_s)} exposed"
+                   + (f" + {format_duration(sp.comm.slowdown_s)} of compute slowed beside it" if sp.comm.slowdown_s > 0
+                      else "") + f", scaling efficiency {sp.scaling_efficiency:.0%}" if b.n_gpus > 1 else ""))
     rec.add_row("wall clock", format_duration(r.train_time_s), f"{format_count(r.n_steps)} steps at duty cycle "
                 f"{b.utilization:g}; {format_flops(r.model_flops)} model FLOPs")
     e = p.energy
