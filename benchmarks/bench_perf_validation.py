@@ -31,8 +31,10 @@ def _group(check, row) -> str:
         return "torchtitan Llama 2/3, 64 A100, FSDP"
     if row.get("setup_stated") == "partial":
         return "Llama 2 paper GPU-hours (layout assumed; apart)"
-    gpu = "A100" if check.gpu.startswith("a100") else "H100"
     rc = "recompute full" if row["recompute"] == "full" else "no recompute"
+    if row.get("group") == "a100-40gb":
+        return f"A100-40GB (llm-foundry, bf16 PURE), {rc}"
+    gpu = "A100" if check.gpu.startswith("a100") else "H100"
     seq = "seq >= 8192" if int(row["seq_len"]) >= 8192 else "seq < 8192"
     return f"{gpu}, {rc}, {seq}"
 

@@ -320,7 +320,7 @@ def test_the_error_the_plan_prints_is_the_validations():
 
 
 def test_a_consumer_gpu_plan_quotes_the_consumer_runs_error(capsys):
-    # the 92 published runs are A100/H100 clusters; on a GeForce card the plan quotes the held-out consumer rows
+    # the 138 published runs are A100/H100 clusters; on a GeForce card the plan quotes the held-out consumer rows
     # (nanoGPT on an RTX 3080 and 4090), and the quote is what the validation measures today
     from flopscalc.perf.validation import summary, validate_consumer
     from flopscalc.planner.speed import (

@@ -7,7 +7,9 @@ default). The table and its errors are in ``docs/performance_model.md``.
 
 Rows whose ``group`` is ``consumer`` (single GeForce GPUs: nanoGPT on an RTX 3080 and 4090) are a held-out group of
 their own: `published_rows` (the headline validation, and the error the planner quotes) leaves them out and
-`consumer_rows` returns them, so their errors are reported beside the headline's, never mixed into it.
+`consumer_rows` returns them, so their errors are reported beside the headline's, never mixed into it. Any other
+``group`` value (``a100-40gb``: llm-foundry's A100-40GB table) only labels rows for reporting: they are in the
+headline.
 """
 
 from __future__ import annotations
