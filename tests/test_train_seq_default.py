@@ -152,6 +152,14 @@ def test_an_explicit_seq_always_wins(capsys):
     assert code == 2 and "learned position table" in err
 
 
+def test_a_model_shaped_by_params_defaults_to_its_context(capsys):
+    # a shape states no pretraining length: GPT-2's rule shapes on GPT-2's 1024-token context, Llama 3's on 8,192
+    gpt2 = cli_json(capsys, "plan", "--params", "350M", "--tokens", "1e10", "--gpu", "h100")
+    llama = cli_json(capsys, "plan", "--params", "1B", "--family", "llama", "--tokens", "1e10", "--gpu", "h100")
+    assert (_setup_seq(gpt2), _setup_seq(llama)) == (1024, 8192)
+    assert gpt2["seq_len_source"] == llama["seq_len_source"] == "context"
+
+
 def test_the_plan_that_shapes_its_models_keeps_1024_and_prints_no_note(capsys):
     d = cli_json(capsys, "plan", "--gpu", "4070ti", "--days", "365")
     assert _setup_seq(d) == 1024 and d["seq_len_source"].startswith("planner default")
