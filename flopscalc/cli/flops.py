@@ -25,6 +25,7 @@ from .common import (
     PosOpt,
     PresetOpt,
     RecomputeOpt,
+    SeqOpt,
     SharedExpertsOpt,
     TieOpt,
     TopKOpt,
@@ -45,8 +46,7 @@ def flops(
     vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
     norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
     experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
-    seq: Annotated[int | None, typer.Option(help="Training sequence length (tokens; default: the model's pretraining length "
-                                                "where its source states one, else its context).")] = None,
+    seq: SeqOpt = None,
     micro_batch: MicroBatchOpt = 1,
     grad_accum: GradAccumOpt = 1,
     n_gpus: Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs.")] = 1,
