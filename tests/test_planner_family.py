@@ -84,7 +84,8 @@ def test_default_family_is_still_gpt2(capsys):
 
 
 def test_config_plans_that_exact_model_at_the_flops_the_flops_command_counts(capsys):
-    p = cli_json(capsys, "plan", "--config", LLAMA, *H100_8_30D)
+    # --seq: a config.json states only the context (131,072 here), which a plan of a config defaults to
+    p = cli_json(capsys, "plan", "--config", LLAMA, "--seq", "8192", *H100_8_30D)
     assert len(p["options"]) == 1
     rec = p["recommended"]
     assert rec["n_params"] == 8_030_261_248

@@ -95,7 +95,9 @@ def plan(
         "--max-days", help="Training must finish within this wall-clock time. (days)")] = None,
     memory: Annotated[str | None, typer.Option(
         help="Memory per GPU to plan for instead of the database's, e.g. 10GiB. (bytes)")] = None,
-    seq: Annotated[int | None, typer.Option(help="Training sequence length. (tokens; default 1024)")] = None,
+    seq: Annotated[int | None, typer.Option(help="Training sequence length. (tokens; default: a --model's "
+                                                "pretraining length, else its context; 1024 for the models the plan "
+                                                "shapes)")] = None,
     model: Annotated[str | None, typer.Option(
         help="Plan this model only (preset, e.g. gpt2-xl): its setup, time and cost.")] = None,
     params: Annotated[str | None, typer.Option(

@@ -129,7 +129,7 @@ def train(
     n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None, pos: PosOpt = None,
     bias: BiasOpt = None, tie: TieOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per device per forward pass.")] = 8,
-    seq: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the block size).")] = None,
+    seq: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the model's pretraining length where its source states one, else its block size).")] = None,
     grad_accum: GradAccumOpt = 1,
     steps: Annotated[int, typer.Option(help="Optimizer steps of the whole run.")] = 1000,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 6e-4,
@@ -194,6 +194,7 @@ def train(
         check_writable_file(log, "metrics log")
     if vocab_size is not None and vocab_size < 1:
         raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
+    from ..model import default_train_seq
     from ..train.config import TrainConfig
 
     cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None, config,
@@ -206,13 +207,13 @@ def train(
         "precision": precision.value, "compile": compile, "recompute": recompute.value, "parallel": parallel.value,
         "lora_rank": lora_rank, "lora_alpha": lora_alpha, "lora_targets": lora_targets,
     }
-    checked = TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)  # reject pre-torch
+    checked = TrainConfig(model=cfg_model, seq_len=seq or default_train_seq(cfg_model), **config_args)  # reject pre-torch
     require_torch()
     from ..train.render import train_summary
     from ..train.run import TrainRequest, model_with_vocab, run_training
 
     cfg_model = model_with_vocab(cfg_model, str(data) if data else None, vocab_size)
-    config = TrainConfig(model=cfg_model, seq_len=seq or cfg_model.block_size, **config_args)
+    config = TrainConfig(model=cfg_model, seq_len=seq or default_train_seq(cfg_model), **config_args)
     if checked.lora_rank:
         from ..train.distributed import dist_info_from_env
 
@@ -361,10 +362,11 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
         check_writable_file(out, "calibration profile")
     require_torch()
     from ..calibration import save_profile
+    from ..model import default_train_seq
     from ..train.bench import BenchSetup, run_benchmarks
     from ..train.render import profile_table
 
-    setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or c.block_size, grad_accum=grad_accum, compile=k,
+    setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or default_train_seq(c), grad_accum=grad_accum, compile=k,
                          precision=precision.value, device=device.value, recompute=recompute.value,
                          warmup_steps=warmup_steps, timed_steps=steps, lora_rank=lora[0], lora_alpha=lora[1],
                          lora_targets=lora[2])
@@ -409,6 +411,7 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
     from rich.text import Text
 
     from ..calibration import save_profile
+    from ..model import default_train_seq
     from ..train.bench import BenchSetup
     from ..train.calibrate import cpu_sweep, run_calibration
     from ..train.distributed import DistInfo, pick_device
@@ -423,7 +426,7 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
         cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
         if any(v is not None for v in (n_layer, n_head, n_embd, config)):
             cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
-        setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or c.block_size, grad_accum=grad_accum,
+        setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or default_train_seq(c), grad_accum=grad_accum,
                              precision=precision.value, device=device.value, recompute=recompute.value,
                              warmup_steps=warmup_steps, timed_steps=steps)
                   for c in cfgs for b in (micro_batch or [8]) for s in (seq or [None])]
@@ -456,7 +459,7 @@ SweepModelsOpt = Annotated[list[str] | None, typer.Option(help="Preset(s) to tim
 SweepMicroBatchOpt = Annotated[list[int] | None, typer.Option(
     "--micro-batch", help="Sequences per forward pass; repeat to sweep (default 8).")]
 SweepSeqOpt = Annotated[list[int] | None, typer.Option(
-    help="Tokens per sequence; repeat to sweep (default: block size).")]
+    help="Tokens per sequence; repeat to sweep (default: the model's pretraining length, else its block size).")]
 BenchAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")]
 CompileOpt = Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
 WarmupOpt = Annotated[int, typer.Option(help="Untimed steps before timing.")]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from enum import Enum
 
 from ..errors import UsageError
-from ..model import ModelConfig
+from ..model import ModelConfig, default_train_seq
 from ..scalar import scalars
 
 # Backward pass = 2x forward for every matmul: one product for the input gradient, one for the
@@ -100,7 +100,7 @@ class TrainingFlops:
 def _check_seq_len(cfg: ModelConfig, seq_len):
     """``seq_len`` checked: 1 or more, and within ``block_size`` when a learned position table sets the limit."""
     if seq_len is None:
-        return cfg.block_size
+        return default_train_seq(cfg)
     if scalars(seq_len):  # a number: no numpy (`flopscalc plan` and `gpus` need none; start-up, issue 18)
         below, above = seq_len < 1, seq_len > cfg.block_size
     else:
@@ -148,7 +148,7 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len=None, *, causal: bool = Fa
     ----------
     cfg : ModelConfig
     seq_len : int or array, optional
-        Tokens per sequence (default: ``cfg.block_size``).
+        Tokens per sequence (default: `model.default_train_seq`, the pretraining length, else ``cfg.block_size``).
     causal : bool
         Count only the unmasked query-key pairs of the attention core.
 

@@ -47,6 +47,7 @@ class FlopsSummary:
     causal: bool
     training: TrainingFlops
     conventions: tuple[ConventionResult, ...]
+    seq_len_given: int | None = None  # the --seq asked for; None: the model's default (`model.default_train_seq`)
 
     @property
     def n_steps(self) -> float:
@@ -87,11 +88,11 @@ def summarize(
     for name, v in (("micro-batch", micro_batch), ("gradient accumulation", grad_accum), ("GPU count", n_gpus)):
         if v < 1:
             raise UsageError(f"{name} must be at least 1, got {v}")
-    seq_len = int(_check_seq_len(cfg, seq_len))
+    given, seq_len = seq_len, int(_check_seq_len(cfg, seq_len))
     training = training_flops_per_token(cfg, seq_len, recompute=recompute, causal=causal)
     results = tuple(
         ConventionResult(c, convention_flops_per_token(cfg, c.key, seq_len, causal=causal))
         for c in CONVENTIONS.values()
     )
     return FlopsSummary(cfg, seq_len, float(n_tokens), tokens_per_step(micro_batch, seq_len, grad_accum, n_gpus),
-                        causal, training, results)
+                        causal, training, results, given)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..assumption import Assumption
 from ..errors import UsageError
-from ..model import ModelConfig, count_params
+from ..model import ModelConfig, count_params, default_train_seq
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .settings import TrainingSetup
 from .states import ModelStates, head_gradient_bytes, model_states
@@ -136,7 +136,7 @@ def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> Mem
     embedding take any length).
     """
     setup = setup or TrainingSetup()
-    seq_len = cfg.block_size if setup.seq_len is None else setup.seq_len
+    seq_len = default_train_seq(cfg) if setup.seq_len is None else setup.seq_len
     if seq_len > cfg.block_size and cfg.seq_limited_by_context:  # only a learned position table has a last row
         raise UsageError(f"sequence length {seq_len} is longer than the model's context ({cfg.block_size} "
                          f"tokens, its learned position table); pass --seq {cfg.block_size} or less")

@@ -3,7 +3,8 @@
 - `config`: `ModelConfig`, one description from GPT-2 to Llama-style and mixture-of-experts models;
 - `counts`: `ParamCount` / `count_params`, exact counts by component (total, non-embedding, active);
 - `presets`: the published models, each with its source; `get_preset`;
-- `shaping`: the shaping rule per family (`config_for_params`) and `resolve_model`.
+- `shaping`: the shaping rule per family (`config_for_params`) and `resolve_model`;
+- `sequence`: `default_train_seq`, the training sequence of a model when no ``--seq`` is given, and its source.
 """
 
 from .config import (
@@ -18,7 +19,16 @@ from .config import (
     window_cuts,
 )
 from .counts import ParamCount, block_params, count_params, final_norm_params, params_outside_blocks
-from .presets import ALL_PRESETS, FAMILY_PRESETS, PRESET_ALIASES, PRESET_SOURCES, PRESETS, get_preset
+from .presets import (
+    ALL_PRESETS,
+    FAMILY_PRESETS,
+    PRESET_ALIASES,
+    PRESET_SOURCES,
+    PRESETS,
+    PRETRAIN_SEQ,
+    get_preset,
+)
+from .sequence import SeqSource, default_train_seq, seq_source
 from .shaping import (
     ARCH_FIELDS,
     DEFAULT_ASPECT_RATIO,
@@ -50,6 +60,7 @@ __all__ = [
     "PRESETS",
     "PRESET_ALIASES",
     "PRESET_SOURCES",
+    "PRETRAIN_SEQ",
     "SHAPE_GIVE_UP",
     "SHAPE_PARAM_TOLERANCE",
     "Family",
@@ -59,9 +70,11 @@ __all__ = [
     "ParamCount",
     "Position",
     "QkNorm",
+    "SeqSource",
     "block_params",
     "config_for_params",
     "count_params",
+    "default_train_seq",
     "final_norm_params",
     "gated_ffn_dim",
     "get_family",
@@ -69,6 +82,7 @@ __all__ = [
     "llama3_ffn_dim",
     "params_outside_blocks",
     "resolve_model",
+    "seq_source",
     "window_cuts",
     "with_architecture",
 ]

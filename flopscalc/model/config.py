@@ -47,6 +47,11 @@ What each option means, with its source (formulas per family in ``docs/families/
   the ``top_k`` x tokens rows of all the ranks under uniform routing, so ``top_k`` may exceed them (Mixtral's
   top-2 with one expert per GPU). Only the layout engine builds such a model (`layout.time.per_rank_model`); a whole
   model has 1, and then top_k is at most n_expert.
+- ``train_seq``: the sequence length the model was pretrained at, where its source states one shorter than the
+  context ``block_size`` (Llama 3.1: 8,192 tokens, then a long-context phase to 131,072; Dubey et al. 2024,
+  arXiv:2407.21783, sec. 3.4.1). ``None``: the context is the pretraining length, or no source states one (a
+  config.json states only the context). The training commands default to it (`model.sequence.default_train_seq`);
+  inference never reads it. It moves no parameter count, FLOP or byte of a given sequence.
 """
 
 from __future__ import annotations
@@ -167,6 +172,10 @@ class ModelConfig:
     expert_shards : int
         Expert-parallel ranks the experts are split over, of which this model is one (1: the whole model); see
         the module docstring.
+    train_seq : int, optional
+        Pretraining sequence length in tokens when its source states one shorter than ``block_size`` (``None``: the
+        context); one equal to ``block_size`` is stored as ``None``, so equal models compare equal. See the module
+        docstring.
     """
 
     n_layer: int
@@ -202,13 +211,20 @@ class ModelConfig:
     fused_projections: bool = False
     attn_window: int | None = None
     expert_shards: int = 1
+    train_seq: int | None = None
 
     def __post_init__(self) -> None:
         for field in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "expert_shards"):
             _positive(field, getattr(self, field))
-        for field in ("n_kv_head", "head_size", "ffn_dim", "expert_ffn_dim", "shared_expert_ffn_dim", "attn_window"):
+        for field in ("n_kv_head", "head_size", "ffn_dim", "expert_ffn_dim", "shared_expert_ffn_dim", "attn_window",
+                      "train_seq"):
             if getattr(self, field) is not None:
                 _positive(field, getattr(self, field))
+        if self.train_seq is not None and self.train_seq > self.block_size:
+            raise UsageError(f"model train_seq ({self.train_seq}) is the pretraining sequence length and cannot exceed "
+                             f"the context block_size ({self.block_size}); give a shorter train_seq or a longer context")
+        if self.train_seq == self.block_size:  # the context is the pretraining length: one spelling, so equal compares
+            object.__setattr__(self, "train_seq", None)
         for field in ("n_expert", "top_k", "n_shared_expert"):
             _positive(field, getattr(self, field), zero_ok=True)
         object.__setattr__(self, "mlp", _enum(Mlp, self.mlp, "mlp"))
@@ -391,7 +407,11 @@ class ModelConfig:
 
     def with_(self, **changes) -> ModelConfig:
         """A copy with some fields changed (validated again); changing one of position / pos_embedding moves both, and
-        leaving RoPE (without a new ``rope_theta``) drops RoPE's base with it."""
+        leaving RoPE (without a new ``rope_theta``) drops RoPE's base with it; a context shortened below the
+        pretraining length (``train_seq``) shortens that too, since no sequence is longer than the context."""
+        if ("block_size" in changes and "train_seq" not in changes and self.train_seq is not None
+                and changes["block_size"] < self.train_seq):
+            changes["train_seq"] = None  # clamped to the new context, which is then the pretraining length
         if "rope_theta" not in changes and ("position" in changes or "pos_embedding" in changes):
             new = changes.get("position")
             if new is None:

@@ -80,7 +80,31 @@ _FAMILY: dict[str, tuple[ModelConfig, str]] = {
     "pythia-6.9b": (pythia("pythia-6.9b", 32, 4096, 32, 50432), _HF + "EleutherAI/pythia-6.9b"),
     "pythia-12b": (pythia("pythia-12b", 36, 5120, 40, 50688), _HF + "EleutherAI/pythia-12b"),
 }
-FAMILY_PRESETS: dict[str, ModelConfig] = {k: cfg for k, (cfg, _) in _FAMILY.items()}
+
+# name: (sequence length of pretraining in tokens, source). What the training commands default to
+# (`model.sequence.default_train_seq`); the context (block_size, the config.json's max_position_embeddings) is longer
+# where a long-context phase followed. Where the two are equal, the ModelConfig stores train_seq as None.
+_GPT2_SEQ = (1024, "Radford et al. 2019, sec. 2.3")  # the context grew from 512 to 1024 tokens
+_LLAMA2_SEQ = (4096, "Touvron et al. 2023, sec. 2.2")  # the context doubled from Llama 1's 2k to 4k (Table 1)
+# pre-trained with an 8K-token context window, then extended to 128K in a long-context pre-training stage
+# (sec. 3.4.2); the 8B and 70B were pre-trained the same way
+_LLAMA3_SEQ = (8192, "Dubey et al. 2024, sec. 3.4.1")
+# the initial pre-training phase at 4,096 tokens; the final phase extends it to 32,768 (long-context pre-training);
+# the section is not named here: the report was read through summaries, which agree on both numbers
+_QWEN25_SEQ = (4096, "Qwen Team 2024, arXiv:2412.15115, initial phase")
+_PYTHIA_SEQ = (2048, "Biderman et al. 2023, sec. 2.1")  # 2048-token sequences, every size
+PRETRAIN_SEQ: dict[str, tuple[int, str]] = {
+    **dict.fromkeys(PRESETS, _GPT2_SEQ),
+    **dict.fromkeys(("llama-2-7b", "llama-2-13b", "llama-2-70b"), _LLAMA2_SEQ),
+    **dict.fromkeys(("llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b"), _LLAMA3_SEQ),
+    "mistral-7b": (8192, "Jiang et al. 2023, Table 1"),  # context_len 8192 (sliding window 4096)
+    "mixtral-8x7b": (32768, "Jiang et al. 2024, sec. 2"),  # "a context size of 32k tokens"
+    **dict.fromkeys(("qwen2.5-7b", "qwen2.5-72b"), _QWEN25_SEQ),
+    "olmo-2-7b": (4096, "OLMo Team 2024, arXiv:2501.00656"),  # 4096 tokens, up from OLMo 1's 2048 (as OLMo-0424)
+    **dict.fromkeys((k for k in _FAMILY if k.startswith("pythia-")), _PYTHIA_SEQ),
+}
+FAMILY_PRESETS: dict[str, ModelConfig] = {k: cfg.with_(train_seq=PRETRAIN_SEQ[k][0]) for k, (cfg, _) in _FAMILY.items()}
+PRESETS = {k: cfg.with_(train_seq=PRETRAIN_SEQ[k][0]) for k, cfg in PRESETS.items()}  # equal to the context: unchanged
 ALL_PRESETS: dict[str, ModelConfig] = {**PRESETS, **FAMILY_PRESETS}
 PRESET_SOURCES: dict[str, str] = {**{k: _GPT2_SOURCE for k in PRESETS}, **{k: s for k, (_, s) in _FAMILY.items()}}
 

@@ -70,7 +70,7 @@ from functools import lru_cache
 
 from ..flops import Recompute, forward_flops_per_token
 from ..memory.settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES, MemoryPrecision, Optimizer, TrainingSetup
-from ..model import Mlp, ModelConfig, Norm, Position, QkNorm, count_params
+from ..model import Mlp, ModelConfig, Norm, Position, QkNorm, count_params, default_train_seq
 from ..model.counts import mlp_unit_params
 
 # Bytes the optimizer moves per parameter it updates, as (read, write) element widths ([5] for AdamW:
@@ -436,7 +436,7 @@ def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
 def _pass_shape(cfg: ModelConfig, setup: TrainingSetup):
     """(seq, micro-batch, tokens per micro-batch, activation bytes, embedding weight bytes, position tables,
     occurrences of a block op per step, of a model op per step)."""
-    seq = setup.seq_len or cfg.block_size
+    seq = setup.seq_len or default_train_seq(cfg)
     b, acc = setup.micro_batch, setup.grad_accum
     w = MASTER_BYTES if setup.precision is not MemoryPrecision.bf16_pure else HALF_BYTES
     return seq, b, b * seq, act_bytes(setup.precision), w, 1 if cfg.pos_embedding else 0, cfg.n_layer * acc, acc
@@ -513,7 +513,7 @@ def _cast_weights(cfg: ModelConfig, setup: TrainingSetup) -> int:
     pc = count_params(cfg)
     if not cfg.is_moe:
         return pc.matmul
-    tokens = setup.micro_batch * (setup.seq_len or cfg.block_size)
+    tokens = setup.micro_batch * (setup.seq_len or default_train_seq(cfg))
     used = min(cfg.n_expert, tokens * cfg.top_k)  # uniform routing (`expert_rows`)
     expert_w = mlp_unit_params(cfg, cfg.expert_inner)[0]
     return pc.matmul + cfg.n_layer * (used - cfg.top_k) * expert_w

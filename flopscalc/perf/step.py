@@ -28,7 +28,7 @@ from ..errors import DomainError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
 from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup, grad_wire_bytes_per_param
-from ..model import ModelConfig, count_params, params_outside_blocks
+from ..model import ModelConfig, count_params, default_train_seq, params_outside_blocks
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
 from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
@@ -86,7 +86,7 @@ class StepEstimate:
 
     @property
     def seq_len(self) -> int:
-        return self.setup.seq_len or self.model.block_size
+        return self.setup.seq_len or default_train_seq(self.model)
 
     @property
     def peak_memory_bytes(self) -> float:
@@ -250,7 +250,7 @@ def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int
 
 def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, float]:
     """(model, hardware) FLOPs per token: causal model FLOPs; executed FLOPs with every recomputation."""
-    return _flops_per_token_of(cfg, setup.seq_len or cfg.block_size, setup.recompute, setup.flash)
+    return _flops_per_token_of(cfg, setup.seq_len or default_train_seq(cfg), setup.recompute, setup.flash)
 
 
 @lru_cache(maxsize=4096)  # a pure function of these four; a planner prices many setups that share them
@@ -273,7 +273,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     if (setup.fused_loss and not options.fused_loss) or (setup.dropout and not options.dropout):
         options = replace(options, fused_loss=options.fused_loss or setup.fused_loss,
                           dropout=options.dropout or setup.dropout)
-    seq = setup.seq_len or cfg.block_size
+    seq = setup.seq_len or default_train_seq(cfg)
     if cfg.seq_limited_by_context and seq > cfg.block_size:  # only a learned position table stops it
         from ..errors import UsageError
 
@@ -324,7 +324,7 @@ def recompute_floor_s(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec) -> f
     difference) at the fastest rate any op with FLOPs runs, the device's GEMM or flash fraction of the peak
     (`op_efficiency`; `priced_at` only slows them: tile and wave quantization, the sustained fraction, the memory
     roof, launch floors). Every other op of the step is the same or, for autocast's casts, more."""
-    seq = setup.seq_len or cfg.block_size
+    seq = setup.seq_len or default_train_seq(cfg)
     dev = device_perf(gpu)
     fastest = max(dev.gemm_peak_fraction, dev.flash_fwd_fraction, dev.flash_bwd_fraction)
     extra = (_flops_per_token_of(cfg, seq, setup.recompute, setup.flash)[1]

@@ -19,7 +19,7 @@ from ..assumption import Assumption
 from ..costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from ..errors import DomainError
 from ..hardware import GpuSpec
-from ..model import ModelConfig, count_params, get_family
+from ..model import ModelConfig, SeqSource, count_params, get_family
 from ..units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from .budget import (
     CHINCHILLA_TOKENS_PER_PARAM,
@@ -107,6 +107,7 @@ class Plan:
     life_cycle: InferenceAllocation | None = None  # the recommended run vs Chinchilla of its loss
     family: str | None = "gpt2"  # the family shaped (or of the fixed model) whose presets the plan shows; None: none
     time_model: str = ""  # which model priced every option (`planner.speed`: per-operation, calibrated, stated, ...)
+    seq_source: SeqSource | None = None  # where the training sequence came from (--seq, the model's default, ...)
 
     @property
     def params_vs_optimum(self) -> float | None:
@@ -352,7 +353,8 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
                 req.max_wall_clock_s, warnings, req.objective, req.target_loss, binding,
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,
                 overtraining=over, inference_tokens=req.inference_tokens, inference_optimum=ia, life_cycle=life,
-                warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if tm is None else tm.kind)
+                warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if tm is None else tm.kind,
+                seq_source=req.seq_len_source)
 
 
 def plans_frame(plans: list[Plan]):

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..hardware import GpuSpec, Precision
-from ..model import ModelConfig
+from ..model import ModelConfig, SeqSource, seq_source
+from ..model.sequence import GIVEN, PLANNER
 from ..scaling.laws import BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, ScalingLaw
 from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION, ComputeBudget
 from .options import check_positive
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_SEQ_LEN", "PlanRequest"]
 
-# Training sequence length when none is given: GPT-2's context (Radford et al. 2019, sec. 2.3: 1024 tokens).
+# Training sequence length when none is given and the plan shapes its own models: GPT-2's context (Radford et al.
+# 2019, sec. 2.3: 1024 tokens). A fixed model (``model``) trains at its own default, `model.default_train_seq`.
 DEFAULT_SEQ_LEN = 1024
+DEFAULT_SEQ_SOURCE = "GPT-2's context, Radford et al. 2019, sec. 2.3"
 # How each budget is named in the messages, and the budget kind it gives.
 _BUDGET_WORDS = {"a time": "time", "a FLOP budget": "flops", "a money budget": "money"}
 
@@ -73,8 +76,10 @@ class PlanRequest:
         Training must finish within this (s).
     memory_bytes : float, optional
         Memory per GPU to plan for, instead of the database's capacity (bytes).
-    seq_len : int
-        Training sequence length (tokens; default `DEFAULT_SEQ_LEN`, 1024; None reads as the default).
+    seq_len : int, optional
+        Training sequence length (tokens). None (the default): a fixed ``model``'s default,
+        `model.default_train_seq` (its pretraining length, else its context); `DEFAULT_SEQ_LEN`, 1024, for the
+        models the plan shapes or ``models``. Where it came from: ``seq_len_source``.
     models : tuple of ModelConfig, optional
         Evaluate these instead of the shapes around the optimum.
     model : ModelConfig, optional
@@ -116,7 +121,7 @@ class PlanRequest:
     dataset_tokens: float | None = None  # unique tokens available (count)
     max_wall_clock_s: float | None = None  # the run must finish within this (s)
     memory_bytes: float | None = None  # memory per GPU to plan for instead of the database's (bytes)
-    seq_len: int = DEFAULT_SEQ_LEN  # training sequence length (tokens); None is read as the default
+    seq_len: int | None = None  # training sequence length (tokens); None: the default (see the docstring)
     models: tuple[ModelConfig, ...] | None = None  # evaluate these instead of the shapes around the optimum
     model: ModelConfig | None = None  # objective "fixed": plan this model only
     n_tokens: float | None = None  # with ``model``: train on exactly this many tokens (count)
@@ -127,12 +132,20 @@ class PlanRequest:
     family: str | None = None  # the family shaping the candidates (`model.FAMILIES`; default GPT-2's)
     arch: Mapping[str, int | float | str | bool | None] | None = None  # `model.with_architecture` options
     layout_search: bool | None = None  # None: on beyond one node without a stated efficiency
+    seq_len_source: SeqSource | None = field(init=False, default=None, compare=False)  # where seq_len came from
 
     def __post_init__(self) -> None:
         # normalised spellings, so the fields hold the types they name
         object.__setattr__(self, "precision", Precision(self.precision))
-        if self.seq_len is None:
+        if self.model is not None and not isinstance(self.seq_len, bool):  # a fixed model: its default (one rule)
+            object.__setattr__(self, "seq_len_source", seq_source(self.model, self.seq_len))
+            if self.seq_len is None:
+                object.__setattr__(self, "seq_len", self.seq_len_source.seq_len)
+        elif self.seq_len is None:
+            object.__setattr__(self, "seq_len_source", SeqSource(DEFAULT_SEQ_LEN, PLANNER, DEFAULT_SEQ_SOURCE))
             object.__setattr__(self, "seq_len", DEFAULT_SEQ_LEN)
+        else:
+            object.__setattr__(self, "seq_len_source", SeqSource(self.seq_len, GIVEN))
         if self.models is not None:
             object.__setattr__(self, "models", tuple(self.models))
         if not isinstance(self.law, ScalingLaw):

@@ -290,7 +290,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             f"({cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
             f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
             "the CPU, ZeRO "
-            f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB{more}")
+            f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB at sequence {ctx.seq_len}{more}"
+            + ("; a shorter --seq needs less" if ctx.seq_len > 1 else ""))
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":
         reach = [o for o in fitting if math.isfinite(o.n_tokens)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from .._lazy import lazy_exports
-from ..model import ModelConfig, count_params
+from ..model import ModelConfig, count_params, seq_source
 
 COMPONENT_LABELS = {
     "embedding": "embedding lookup",
@@ -51,6 +51,16 @@ def model_line(cfg: ModelConfig) -> str:
     return (f"{cfg.name}: {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}{block}, "
             f"context {cfg.block_size}, vocab {cfg.vocab_size}; {pc.total:,} parameters ({pc.non_embedding:,} "
             f"non-embedding{active})")
+
+
+def seq_words(cfg: ModelConfig, given: int | None, seq_len: int) -> str:
+    """``sequence N`` as a header prints it, with where a default came from (`model.sequence`): once per report."""
+    return f"sequence {seq_len}" + seq_source(cfg, given).note
+
+
+def seq_label(cfg: ModelConfig, given: int | None) -> str:
+    """``--json``'s ``seq_len_source``: ``--seq``, ``pretraining (<source>)`` or ``context``."""
+    return seq_source(cfg, given).label
 
 
 # The GPU renderers, re-exported from `report.gpus` on first use (PEP 562): `flopscalc plan` needs none.

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ..flops.summary import StepCount
 from ..units import format_count, format_flops, format_sci
-from .common import COMPONENT_LABELS, model_dict, model_line
+from .common import COMPONENT_LABELS, model_dict, model_line, seq_label, seq_words
 
 if TYPE_CHECKING:
     from ..flops import FlopsSummary
@@ -39,7 +39,8 @@ def flops_dict(s: FlopsSummary) -> dict:
     exact = t.model_flops_per_token
     steps = s.steps
     return {
-        "model": model_dict(s.model), "seq_len": s.seq_len, "n_tokens": s.n_tokens,
+        "model": model_dict(s.model), "seq_len": s.seq_len, "seq_len_source": seq_label(s.model, s.seq_len_given),
+        "n_tokens": s.n_tokens,
         "tokens_per_step": s.tokens_per_step, "n_steps": steps.n_steps, "n_full_steps": steps.n_full_steps,
         "last_step_tokens": steps.last_step_tokens, "causal": s.causal,
         "recompute": t.recompute.value,
@@ -68,7 +69,7 @@ def flops_report(s: FlopsSummary) -> Group:
     head = Text(model_line(s.model))
     steps = s.steps
     sub = Text(
-        f"sequence {s.seq_len}, {format_count(s.n_tokens)} token{'' if s.n_tokens == 1 else 's'}, "
+        f"{seq_words(s.model, s.seq_len_given, s.seq_len)}, {format_count(s.n_tokens)} token{'' if s.n_tokens == 1 else 's'}, "
         f"{steps.tokens_per_step:,} tokens/step: "
         f"{steps_text(steps)}, attention {'causal (unmasked pairs only)' if s.causal else 'dense T x T'}, "
         f"recompute {t.recompute.value}", style="dim")

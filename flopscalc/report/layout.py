@@ -11,7 +11,9 @@ from rich.text import Text
 from ..errors import UsageError
 from ..layout import Layout, LayoutMemory, LayoutTime
 from ..layout.search import LayoutSearch
+from ..model import default_train_seq
 from ..units import format_bytes, format_tokens_per_s
+from .common import seq_label, seq_words
 
 
 def explicit_layout(n_gpus: int, tp: int, pp: int, cp: int, ep: int, interleave: int, sequence_parallel: bool,
@@ -67,8 +69,10 @@ def _components_table(lt: LayoutTime, mem: LayoutMemory) -> Table:
     return Group(t, m)
 
 
-def layout_report(lt: LayoutTime, mem: LayoutMemory) -> Group:
-    lines = [(f"{lt.model.name} on {lt.layout.n_gpus} x {lt.cluster.gpu.name}, sequence {lt.seq_len}: "
+def layout_report(lt: LayoutTime, mem: LayoutMemory, seq_given: int | None = None) -> Group:
+    """``seq_given``: the --seq asked for (None: the model's default, whose source the header names)."""
+    lines = [(f"{lt.model.name} on {lt.layout.n_gpus} x {lt.cluster.gpu.name}, "
+              f"{seq_words(lt.model, seq_given, lt.seq_len)}: "
              f"{format_tokens_per_s(lt.tokens_per_s)} tokens/s, MFU {lt.mfu:.1%} (model FLOPs, causal attention)")]
     if mem.total > lt.cluster.gpu.memory_bytes:  # said first: the time is of a run that cannot start
         lines.append(f"does not fit: {format_bytes(mem.total)} per GPU on the {mem.stage} pipeline stage, of "
@@ -90,9 +94,11 @@ def search_dict(s: LayoutSearch) -> dict:
             "ranked": [{**layout_dict(r.time, r.memory), "why_slower": r.why} for r in s.ranked]}
 
 
-def search_report(s: LayoutSearch) -> Group:
+def search_report(s: LayoutSearch, seq_given: int | None = None) -> Group:
+    """``seq_given``: the --seq asked for (None: the model's default, whose source the title names)."""
     t = Table(box=box.SIMPLE_HEAD, title=f"Fastest layouts of {s.model.name} on {s.cluster.n_gpus} x "
-              f"{s.cluster.gpu.name} (sequence {s.seq_len}, {s.global_batch} sequences per step)",
+              f"{s.cluster.gpu.name} ({seq_words(s.model, seq_given, s.seq_len)}, {s.global_batch} sequences per "
+              "step)",
               title_justify="left")
     for c in ("#", "layout", "engine", "s/step", "tokens/s", "MFU", "memory", "why slower"):
         t.add_column(c, justify="right" if c in ("#", "s/step", "tokens/s", "MFU", "memory") else "left")
@@ -134,7 +140,7 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
                          "e.g. --tp 2")
     if network_gbps is not None and not network_gbps > 0:
         raise UsageError(f"--network-gbps must be a positive number of Gb/s per GPU, got {network_gbps}; e.g. 400")
-    seq = setup.seq_len or cfg.block_size
+    seq = setup.seq_len or default_train_seq(cfg)
     cluster = cluster_for(gpu, setup.n_gpus, network_gbps=network_gbps)
     if search:
         given = [f"--{n}" for n, v in (("tp", tp), ("pp", pp), ("interleave", interleave), ("cp", cp), ("ep", ep))
@@ -145,7 +151,8 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
                 if sustained or fused_loss or dropout else None)
         batch = global_batch or setup.n_gpus * setup.micro_batch * setup.grad_accum
         result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts)
-        return search_report(result), search_dict(result)
+        return (search_report(result, setup.seq_len),
+                {**search_dict(result), "seq_len_source": seq_label(cfg, setup.seq_len)})
     if global_batch is not None:
         raise UsageError("--global-batch sizes the --search; an explicit layout takes --micro-batch and --grad-accum "
                          "(micro-batches per pipeline)")
@@ -156,4 +163,4 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
                        sustained_fraction=sustained or (MEGATRON_SUSTAINED_FRACTION if megatron else 0.0))
     lt = layout_time(cfg, lay, cluster, seq, precision=setup.precision, flash=setup.flash, options=opts)
     mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout, fused_loss=fused_loss)
-    return layout_report(lt, mem), layout_dict(lt, mem)
+    return layout_report(lt, mem, setup.seq_len), {**layout_dict(lt, mem), "seq_len_source": seq_label(cfg, setup.seq_len)}

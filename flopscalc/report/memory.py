@@ -11,7 +11,7 @@ from ..memory import COMPONENTS, MemoryAnswer
 from ..memory.estimate import MemoryBreakdown
 from ..model import count_params
 from ..units import GIB, format_bytes, format_count, format_gib_number
-from .common import assumptions_table
+from .common import assumptions_table, seq_label, seq_words
 
 ACTIVATION_LABELS = {
     "embedding": "ids (+ RoPE cos/sin where the model rotates)",
@@ -29,7 +29,7 @@ ACTIVATION_LABELS = {
 
 def _settings_line(b: MemoryBreakdown) -> str:
     s = b.setup
-    parts = [f"micro-batch {s.micro_batch}", f"sequence {b.seq_len}", f"gradient accumulation {s.grad_accum}", s.precision.value, s.optimizer.value,
+    parts = [f"micro-batch {s.micro_batch}", seq_words(b.model, s.seq_len, b.seq_len), f"gradient accumulation {s.grad_accum}", s.precision.value, s.optimizer.value,
              f"recompute {s.recompute.value}", "flash attention" if s.flash else "math attention"]
     if s.n_gpus > 1 or s.zero_stage:
         parts.append(f"{s.n_gpus} GPU(s), ZeRO stage {s.zero_stage}")
@@ -115,7 +115,8 @@ def memory_report(a: MemoryAnswer) -> Group:
 def _setup_dict(b: MemoryBreakdown) -> dict:
     s = b.setup
     return {
-        "micro_batch": s.micro_batch, "seq_len": b.seq_len, "grad_accum": s.grad_accum, "precision": s.precision.value,
+        "micro_batch": s.micro_batch, "seq_len": b.seq_len, "seq_len_source": seq_label(b.model, s.seq_len),
+        "grad_accum": s.grad_accum, "precision": s.precision.value,
         "optimizer": s.optimizer.value, "recompute": s.recompute.value, "flash": s.flash, "n_gpus": s.n_gpus,
         "zero_stage": s.zero_stage, "offload_optimizer": s.offload_optimizer, "device": s.device.value,
         "cuda_context_bytes": s.cuda_context_bytes, "allocator_overhead_fraction": s.allocator_overhead_fraction,

@@ -116,6 +116,7 @@ def plan_dict(p: Plan) -> dict:
         "achieved_flop_per_s": b.achieved_flop_per_s, "peak_flops": b.peak_flops, "busy_flops": b.busy_flops,
         "model_flops": b.model_flops if p.budget_kind != "flops" else a.c_flops,
         "max_wall_clock_s": p.max_wall_clock_s,
+        "seq_len_source": p.seq_source.label if p.seq_source else None,
         "law": {"name": p.law.name, "source": p.law.source, "flop_convention": p.law.flop_convention,
                 "n_counts_embeddings": p.law.n_counts_embeddings, "uniform_loss": p.law.uniform_loss},
         "compute_optimal": {"c_flops": a.c_flops, "n_params": a.n_params, "n_tokens": a.n_tokens,
@@ -277,7 +278,7 @@ def plan_report(p: Plan) -> Group:
     rec.add_row("setup", f"{s.micro_batch} x {s.grad_accum}",
                 "micro-batch x accumulation" + (f" x {replicas:,} data-parallel replicas" if replicas > 1 else "")
                 + f" = {format_count(r.chosen.tokens_per_step)} tokens/step at seq "
-                f"{s.seq_len}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
+                f"{s.seq_len}{p.seq_source.note if p.seq_source else ''}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
                 + (f", ZeRO-{s.zero_stage}" if s.zero_stage else "") + (", optimizer offload" if s.offload_optimizer
                                                                         else ""))
     if r.batch is not None:

@@ -9,12 +9,13 @@ from rich.text import Text
 
 from ..perf import CLASS_ORDER, StepEstimate
 from ..units import format_bytes, format_rate, format_tokens_per_s
+from .common import seq_label, seq_words
 
 
 def _settings_line(e: StepEstimate) -> str:
     s = e.setup
     parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
-             f"sequence {e.seq_len}", f"gradient accumulation {s.grad_accum}", s.precision.value,
+             seq_words(e.model, s.seq_len, e.seq_len), f"gradient accumulation {s.grad_accum}", s.precision.value,
              f"ZeRO stage {s.zero_stage}", f"recompute {s.recompute.value}",
              "flash attention" if s.flash else "math attention"]
     if s.offload_optimizer:
@@ -106,6 +107,7 @@ def step_dict(e: StepEstimate) -> dict:
         "micro_batch": e.setup.micro_batch,
         "grad_accum": e.setup.grad_accum,
         "seq_len": e.seq_len,
+        "seq_len_source": seq_label(e.model, e.setup.seq_len),
         "precision": e.setup.precision.value,
         "zero_stage": e.setup.zero_stage,
         "recompute": e.setup.recompute.value,

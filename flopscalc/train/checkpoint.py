@@ -95,9 +95,11 @@ def _defaults_of(cfg: ModelConfig) -> dict:
 
 
 def shape_of(cfg: ModelConfig) -> dict:
-    """The fields of a model that decide its parameter shapes (the name is only a label)."""
+    """The fields of a model that decide its parameter shapes (the name is only a label, and the pretraining
+    sequence length, ``train_seq``, only a default for ``--seq``)."""
     d = asdict(cfg)
     d.pop("name")
+    d.pop("train_seq")
     return _plain(d)
 
 

@@ -1,0 +1,81 @@
+"""The training sequence of a fixed model when none is given: one rule for every training command.
+
+`flops`, `memory`, `step`, `plan --model/--config`, `hyperparams`, `train`, `bench` and `calibrate` train a model
+at ``--seq`` tokens per sequence, or else at `default_train_seq`: the length the model was pretrained at where its
+source states one (a preset's ``train_seq``, `presets.PRETRAIN_SEQ`), else its context ``block_size`` (a config.json
+states only the context, ``max_position_embeddings``). Llama 3.1's context is 131,072 tokens, but it was pretrained
+at 8,192 (Dubey et al. 2024, sec. 3.4.1) before a long-context phase: a plan of pretraining it runs at 8,192.
+`infer` is about the context and never reads this. A plan that shapes its own models keeps
+`planner.request.DEFAULT_SEQ_LEN`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ModelConfig
+
+__all__ = ["SeqSource", "default_train_seq", "seq_source"]
+
+# What `SeqSource.kind` says: --seq, the model's pretraining length, its context, or the planner's default for the
+# models it shapes itself (`planner.request.DEFAULT_SEQ_LEN`).
+GIVEN, PRETRAINING, CONTEXT, PLANNER = "given", "pretraining", "context", "planner default"
+
+
+def default_train_seq(cfg: ModelConfig) -> int:
+    """Tokens per training sequence of ``cfg`` when no ``--seq`` is given: its pretraining length
+    (``cfg.train_seq``) where a source states one shorter than the context, else the context ``cfg.block_size``."""
+    return cfg.train_seq if cfg.train_seq is not None else cfg.block_size
+
+
+@dataclass(frozen=True)
+class SeqSource:
+    """Where a training sequence length came from.
+
+    kind : str
+        ``given`` (``--seq``), ``pretraining`` (the model's stated pretraining length), ``context`` (its context,
+        no pretraining length being known) or ``planner default`` (a plan shaping its own models).
+    citation : str
+        The source of a pretraining length (paper and section); empty otherwise.
+    """
+
+    seq_len: int
+    kind: str
+    citation: str = ""
+    model_name: str = ""
+    context: int = 0
+
+    @property
+    def label(self) -> str:
+        """One string for ``--json``'s ``seq_len_source``: ``--seq``, ``pretraining (<source>)``, ``context`` or
+        ``planner default (<source>)``."""
+        if self.kind == GIVEN:
+            return "--seq"
+        return f"{self.kind} ({self.citation})" if self.citation else self.kind
+
+    @property
+    def note(self) -> str:
+        """What a report prints after the sequence, once: empty for a given ``--seq`` and for the planner's default
+        (a plan that shapes its models says it in its assumptions)."""
+        if self.kind in (GIVEN, PLANNER):
+            return ""
+        if self.kind == PRETRAINING:
+            context = f"; context {self.context}" if self.context != self.seq_len else ""
+            return f" ({self.model_name}'s pretraining length, {self.citation}{context}; --seq to change)"
+        return " (the model's context: a config.json or a shape states no pretraining length; --seq to change)"
+
+
+def seq_source(cfg: ModelConfig, seq_len: int | None) -> SeqSource:
+    """Where the training sequence of ``cfg`` comes from when ``--seq`` is ``seq_len`` (None: not given)."""
+    if seq_len is not None:
+        return SeqSource(seq_len, GIVEN, context=cfg.block_size)
+    from .presets import PRETRAIN_SEQ
+
+    seq = default_train_seq(cfg)
+    base = cfg.name.split(" (", 1)[0]  # a preset with options given is named 'llama-3.1-8b (n_layer=2)'
+    stated = PRETRAIN_SEQ.get(base)
+    if stated is not None and stated[0] == seq:
+        return SeqSource(seq, PRETRAINING, stated[1], base, cfg.block_size)
+    if cfg.train_seq is not None:  # stated by whoever built the config (Python), without a citation here
+        return SeqSource(seq, PRETRAINING, "as the model states", cfg.name, cfg.block_size)
+    return SeqSource(seq, CONTEXT, context=cfg.block_size)

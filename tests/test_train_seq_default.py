@@ -1,0 +1,167 @@
+"""The default training sequence of a fixed model: one rule (`model.default_train_seq`) for every training command.
+
+Each preset's default is checked against the number its paper states (written here from the papers, not read from
+the presets), the commands are checked to agree on it, a config.json model keeps its context, an explicit --seq
+always wins, and the plan that shapes its own models (the README's 4070 Ti job) keeps 1024.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import cli, cli_json
+
+from flopscalc.errors import UsageError
+from flopscalc.hardware import get_gpu
+from flopscalc.memory import TrainingSetup, estimate_memory
+from flopscalc.model import ALL_PRESETS, ModelConfig, default_train_seq, get_preset, seq_source
+from flopscalc.planner.request import DEFAULT_SEQ_LEN, PlanRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+LLAMA_JSON = str(ROOT / "data" / "configs" / "llama-3.1-8b.json")
+
+
+@dataclass(frozen=True)
+class Ref:
+    preset: str
+    seq_len: int  # tokens per sequence in pretraining, as the source states it
+    source: str
+
+
+# The pretraining sequence length each paper states (the initial phase where a long-context phase followed).
+PUBLISHED = [
+    *(Ref(n, 1024, "Radford et al. 2019, sec. 2.3: 'increase the context size from 512 to 1024 tokens'")
+      for n in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")),
+    *(Ref(n, 4096, "Touvron et al. 2023, sec. 2.2 and Table 1: context length 4k (doubled from Llama 1's 2k)")
+      for n in ("llama-2-7b", "llama-2-13b", "llama-2-70b")),
+    *(Ref(n, 8192, "Dubey et al. 2024, sec. 3.4.1: pre-trained with a context window of 8K tokens, then extended "
+          "to 128K in long-context pre-training (sec. 3.4.2)") for n in ("llama-3.1-8b", "llama-3.1-70b",
+                                                                         "llama-3.1-405b")),
+    Ref("mistral-7b", 8192, "Jiang et al. 2023, Table 1: context_len 8192 (window_size 4096)"),
+    Ref("mixtral-8x7b", 32768, "Jiang et al. 2024, sec. 2: 'trained with a context size of 32k tokens'"),
+    *(Ref(n, 4096, "Qwen2.5 technical report (arXiv:2412.15115): initial pre-training at 4,096 tokens, extended to "
+          "32,768 in the final pre-training stage") for n in ("qwen2.5-7b", "qwen2.5-72b")),
+    Ref("olmo-2-7b", 4096, "OLMo Team 2024 (arXiv:2501.00656): 4096-token sequences"),
+    *(Ref(n, 2048, "Biderman et al. 2023, sec. 2.1: sequence length 2048")
+      for n in ("pythia-160m", "pythia-410m", "pythia-1b", "pythia-1.4b", "pythia-2.8b", "pythia-6.9b",
+                "pythia-12b")),
+]
+
+
+def test_every_preset_has_a_published_reference():
+    assert {r.preset for r in PUBLISHED} == set(ALL_PRESETS)
+
+
+@pytest.mark.parametrize("ref", PUBLISHED, ids=lambda r: r.preset)
+def test_preset_default_is_the_published_pretraining_length(ref):
+    cfg = get_preset(ref.preset)
+    assert default_train_seq(cfg) == ref.seq_len, ref.source
+    src = seq_source(cfg, None)
+    assert src.kind == "pretraining" and src.seq_len == ref.seq_len and src.citation
+    assert ref.seq_len <= cfg.block_size  # never beyond the context
+
+
+def test_context_is_not_the_default_where_a_long_context_phase_followed():
+    # the config.json contexts (max_position_embeddings): 131,072 for Llama 3.1 and Qwen2.5, 32,768 for Mistral 7B
+    for name, context in (("llama-3.1-8b", 131072), ("qwen2.5-7b", 131072), ("mistral-7b", 32768)):
+        cfg = get_preset(name)
+        assert cfg.block_size == context and default_train_seq(cfg) < context
+
+
+def test_a_shorter_context_clamps_the_pretraining_length_and_equal_models_compare_equal():
+    llama = get_preset("llama-3.1-8b")
+    assert default_train_seq(llama.with_(block_size=4096)) == 4096  # no sequence is longer than the context
+    assert default_train_seq(llama.with_(block_size=16384)) == 8192
+    assert default_train_seq(llama.with_(n_layer=2)) == 8192  # a shape change keeps the model's pretraining length
+    # a pretraining length equal to the context is the context: GPT-2 small is still GPT-2 small
+    assert get_preset("gpt2") == ModelConfig(n_layer=12, n_head=12, n_embd=768, name="gpt2")
+    assert hash(get_preset("gpt2")) == hash(ModelConfig(n_layer=12, n_head=12, n_embd=768, name="gpt2"))
+    with pytest.raises(UsageError, match="cannot exceed the context"):
+        ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=512, train_seq=1024)
+
+
+def test_engines_use_the_rule_when_no_sequence_is_given():
+    llama = get_preset("llama-3.1-8b")
+    assert estimate_memory(llama, TrainingSetup()).seq_len == 8192
+    h100 = get_gpu("h100")
+    assert PlanRequest(h100, model=llama, n_tokens=1e9).seq_len == 8192
+    assert PlanRequest(h100, duration_s=86400.0).seq_len == DEFAULT_SEQ_LEN == 1024  # shapes its own models
+    assert PlanRequest(h100, model=llama, n_tokens=1e9, seq_len=2048).seq_len == 2048
+
+
+def _setup_seq(d: dict) -> int:
+    return d["recommended"]["setup"]["seq_len"]
+
+
+@pytest.mark.parametrize("model,expected", [("llama-3.1-8b", 8192), ("llama-3-8b", 8192), ("gpt2", 1024)])
+def test_memory_step_flops_plan_and_hparams_agree_on_the_default(capsys, model, expected):
+    mem = cli_json(capsys, "memory", "--model", model, "--gpu", "h100")
+    step = cli_json(capsys, "step", "--model", model, "--gpu", "h100")
+    flops = cli_json(capsys, "flops", "--model", model, "--tokens", "1e9")
+    plan = cli_json(capsys, "plan", "--gpu", "h100", "--n-gpus", "512", "--model", model, "--tokens", "1e12")
+    hparams = cli_json(capsys, "scaling", "hparams", "--model", model, "--tokens", "1e12")
+    assert (mem["setup"]["seq_len"], step["seq_len"], flops["seq_len"], _setup_seq(plan), hparams["seq_len"]) == (
+        expected,) * 5
+    for d in (mem["setup"], step, flops, plan):
+        assert d["seq_len_source"].startswith("pretraining (")
+    # a layout step (the layout engine) takes the same default
+    lay = cli_json(capsys, "step", "--model", model, "--gpu", "h100", "--n-gpus", "16", "--tp", "2")
+    assert lay["seq_len"] == expected and lay["seq_len_source"] == mem["setup"]["seq_len_source"]
+
+
+def test_the_header_says_where_the_default_came_from_once(capsys):
+    code, out, _ = cli(capsys, "memory", "--model", "llama-3.1-8b", "--gpu", "h100")
+    assert code == 0
+    flat = " ".join(out.split())  # however the terminal wraps it
+    assert "sequence 8192 (llama-3.1-8b's pretraining length, Dubey et al. 2024, sec. 3.4.1; context 131072; --seq " \
+           "to change)" in flat
+    assert flat.count("pretraining length") == 1
+
+
+def test_a_config_json_keeps_its_context_and_says_so(capsys):
+    # a config.json states max_position_embeddings (131,072 for Llama 3.1 8B), not the pretraining length
+    mem = cli_json(capsys, "memory", "--config", LLAMA_JSON, "--gpu", "h100")
+    flops = cli_json(capsys, "flops", "--config", LLAMA_JSON, "--tokens", "1e9")
+    assert mem["setup"]["seq_len"] == flops["seq_len"] == 131072
+    assert mem["setup"]["seq_len_source"] == flops["seq_len_source"] == "context"
+    code, out, _ = cli(capsys, "flops", "--config", LLAMA_JSON, "--tokens", "1e9")
+    assert code == 0 and "config.json or a shape states no pretraining length" in " ".join(out.split())
+
+
+def test_a_plan_of_a_config_json_that_cannot_fit_its_context_names_the_sequence(capsys):
+    code, _, err = cli(capsys, "plan", "--config", LLAMA_JSON, "--gpu", "h100", "--n-gpus", "8", "--days", "30")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "at sequence 131072" in err and "--seq" in err
+
+
+def test_an_explicit_seq_always_wins(capsys):
+    for argv in (("memory", "--gpu", "h100"), ("step", "--gpu", "h100"), ("flops", "--tokens", "1e9")):
+        d = cli_json(capsys, argv[0], "--model", "llama-3.1-8b", *argv[1:], "--seq", "2048")
+        d = d.get("setup", d)
+        assert d["seq_len"] == 2048 and d["seq_len_source"] == "--seq"
+    plan = cli_json(capsys, "plan", "--gpu", "h100", "--n-gpus", "512", "--model", "llama-3-8b", "--tokens", "1e12",
+                    "--seq", "4096")
+    assert _setup_seq(plan) == 4096 and plan["seq_len_source"] == "--seq"
+    # longer than the context of a RoPE model: taken as asked (with a warning), never capped
+    long = cli_json(capsys, "memory", "--model", "llama-3.1-8b", "--gpu", "h100", "--seq", "262144")
+    assert long["setup"]["seq_len"] == 262144
+    # longer than a learned position table: refused in one line, as before
+    code, _, err = cli(capsys, "memory", "--model", "gpt2", "--gpu", "h100", "--seq", "2048")
+    assert code == 2 and "learned position table" in err
+
+
+def test_a_model_shaped_by_params_defaults_to_its_context(capsys):
+    # a shape states no pretraining length: GPT-2's rule shapes on GPT-2's 1024-token context, Llama 3's on 8,192
+    gpt2 = cli_json(capsys, "plan", "--params", "350M", "--tokens", "1e10", "--gpu", "h100")
+    llama = cli_json(capsys, "plan", "--params", "1B", "--family", "llama", "--tokens", "1e10", "--gpu", "h100")
+    assert (_setup_seq(gpt2), _setup_seq(llama)) == (1024, 8192)
+    assert gpt2["seq_len_source"] == llama["seq_len_source"] == "context"
+
+
+def test_the_plan_that_shapes_its_models_keeps_1024_and_prints_no_note(capsys):
+    d = cli_json(capsys, "plan", "--gpu", "4070ti", "--days", "365")
+    assert _setup_seq(d) == 1024 and d["seq_len_source"].startswith("planner default")
+    code, out, _ = cli(capsys, "plan", "--gpu", "4070ti", "--days", "365")
+    assert code == 0 and "pretraining length" not in out and "--seq to change" not in out
