@@ -165,3 +165,17 @@ def test_the_plan_that_shapes_its_models_keeps_1024_and_prints_no_note(capsys):
     assert _setup_seq(d) == 1024 and d["seq_len_source"].startswith("planner default")
     code, out, _ = cli(capsys, "plan", "--gpu", "4070ti", "--days", "365")
     assert code == 0 and "pretraining length" not in out and "--seq to change" not in out
+
+
+def test_a_config_plan_that_fits_nowhere_at_its_context_names_the_context_and_a_sequence_to_pass(capsys):
+    # Llama 3.1's config.json states its 131,072-token context and no pretraining length: at that length an 8B model
+    # fits on no 8 H100s, and the one line says the length is the context and what to pass (exit 1: no answer)
+    from pathlib import Path
+
+    from flopscalc.cli import run
+
+    cfg = Path(__file__).resolve().parents[1] / "data" / "configs" / "llama-3.1-8b.json"
+    code = run(["plan", "--config", str(cfg), "--gpu", "h100", "--n-gpus", "8", "--days", "30"])
+    err = capsys.readouterr().err
+    assert code == 1 and "131072 is the model's context" in err and "--seq 8192" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -79,6 +79,18 @@ def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
     return sorted(shapes.values(), key=lambda c: count_params(c).total), tuple(skipped)
 
 
+def _shorter_seq_hint(ctx) -> str:
+    """The no-fit message's last clause: a shorter --seq, named with the default's source when --seq was not given
+    (a config.json's context may be a long-context length no pretraining run used, e.g. Llama 3.1's 131,072)."""
+    if ctx.seq_len <= 1:
+        return ""
+    src = ctx.seq_source
+    if src is not None and src.kind == "context":
+        return (f"; {ctx.seq_len} is the model's context (a config.json states no pretraining length): pass the "
+                f"sequence to train at, e.g. --seq {min(ctx.seq_len // 2, 8192)}")
+    return "; a shorter --seq needs less"
+
+
 @dataclass(frozen=True)
 class _Context:
     """Everything `_evaluate` needs besides the model: one place instead of a dozen arguments."""
@@ -103,6 +115,7 @@ class _Context:
     # whether `_evaluate` asks a model that fits no setup the fewest GPUs that would hold it (False: a budget pass
     # that only needs its pick, `planner.relax._pass_recommendation`)
     fewest_gpus: bool = True
+    seq_source: object = None  # model.SeqSource: where seq_len came from (the no-fit message names a default's source)
 
 
 def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
@@ -283,7 +296,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             raise DomainError(
                 f"{what} in any parallel layout of {n_gpus:,} x {ctx.gpu.name} "
                 f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} "
-                f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}")
+                f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}"
+                + _shorter_seq_hint(ctx))
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
         raise DomainError(
             f"{what} in {cap / GIB:.1f} GiB per GPU "
@@ -291,7 +305,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
             "the CPU, ZeRO "
             f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB at sequence {ctx.seq_len}{more}"
-            + ("; a shorter --seq needs less" if ctx.seq_len > 1 else ""))
+            + _shorter_seq_hint(ctx))
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":
         reach = [o for o in fitting if math.isfinite(o.n_tokens)]
