@@ -49,6 +49,10 @@ OffloadOpt = Annotated[bool, typer.Option("--offload", help="Offload optimizer s
 FusedLossOpt = Annotated[bool, typer.Option(
     "--fused-loss", help="One kernel for cross-entropy on the 16-bit logits (flash-attn's, llm-foundry's default; "
                          "llm.c): no fp32 log-probabilities. Default: PyTorch's F.cross_entropy.")]
+ReduceDtypeOpt = Annotated[str | None, typer.Option(
+    "--reduce-dtype", help="dtype gradients cross the network in under bf16-/fp16-mixed with ZeRO 1-3: fp32, or the "
+                           "weights' 16-bit dtype (bf16 or fp16). Default: fp32 at ZeRO 3 (FSDP as 'flopscalc train' "
+                           "and torchtitan run it), 16-bit at ZeRO 1-2 (DeepSpeed).")]
 UtilizationOpt = Annotated[float, typer.Option(
     "--utilization", help="Duty cycle: share of wall-clock time the GPUs are busy training. (0-1)")]
 
@@ -213,6 +217,30 @@ def _fold_tables(renderable) -> None:
     elif isinstance(renderable, Group):
         for part in renderable.renderables:
             _fold_tables(part)
+
+
+def reduce_fp32_option(given: str | None, precision, zero_stage: int) -> bool | None:
+    """``TrainingSetup.reduce_fp32`` from ``--reduce-dtype``: None when not given; refused where the choice is not
+    used (no mixed precision, or no ZeRO stage: the gradients then cross the network in their own dtype) and where
+    the 16-bit dtype named is not the weights' (the 16-bit reduction is in the dtype autocast computes them in)."""
+    from ..errors import UsageError
+
+    if given is None:
+        return None
+    word = given.strip().lower()
+    if word not in ("fp32", "bf16", "fp16"):
+        raise UsageError(f"--reduce-dtype {given!r} is not a reduction dtype; use fp32, bf16 or fp16")
+    if not (precision.mixed and zero_stage > 0):
+        raise UsageError(f"--reduce-dtype chooses how ZeRO 1-3 reduces the gradients of mixed precision; at "
+                         f"--precision {precision.value} with --zero {zero_stage} they cross the network in their own "
+                         "dtype, so it would be ignored: drop it, or add --zero 1-3 under bf16-mixed or fp16-mixed")
+    if word == "fp32":
+        return True
+    half = precision.value.split("-")[0]  # bf16-mixed -> bf16
+    if word != half:
+        raise UsageError(f"--reduce-dtype {word} under --precision {precision.value}: a 16-bit reduction is in the "
+                         f"weights' 16-bit dtype, {half}; use --reduce-dtype {half} or fp32")
+    return False
 
 
 def storage_precision(given, gpu, *, needs_rate: bool = False) -> tuple:

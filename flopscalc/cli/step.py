@@ -30,6 +30,7 @@ from .common import (
     PosOpt,
     PresetOpt,
     RecomputeOpt,
+    ReduceDtypeOpt,
     SeqOpt,
     ServerGpuOpt,
     SharedExpertsOpt,
@@ -39,6 +40,7 @@ from .common import (
     ZeroOpt,
     emit,
     model_from_options,
+    reduce_fp32_option,
     storage_precision,
     with_notes,
 )
@@ -72,6 +74,7 @@ def step(
                                         help="Fused attention kernel or the spelled-out (math) path.")] = True,
     offload: Annotated[bool, typer.Option("--offload", help="Optimizer on the CPU (ZeRO-Offload).")] = False,
     fused_loss: FusedLossOpt = False,
+    reduce_dtype: ReduceDtypeOpt = None,
     dropout: Annotated[bool, typer.Option("--dropout", help="Dropout on (adds its memory-bound kernels).")] = False,
     sustained: Annotated[float | None, typer.Option(
         help=f"Share of their priced rate the GEMMs sustain in a real loop (0-1; default: the fitted {SUSTAINED_FRACTION:g}; "
@@ -128,7 +131,8 @@ def step(
     precision, note = storage_precision(precision, spec, needs_rate=True)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
-                          offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss)
+                          offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss,
+                          reduce_fp32=reduce_fp32_option(reduce_dtype, precision, zero))
     options = StepOptions(sustained_fraction=sustained or 0.0)  # the fused loss and dropout come with the setup
     if sustained is not None and not 0 < sustained <= 1:
         from ..errors import UsageError
@@ -136,6 +140,13 @@ def step(
         raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
     if layout:  # a parallel layout (issue 13): flopscalc/layout, rendered by report.layout
         from ..report.layout import layout_step
+
+        if reduce_dtype is not None:
+            from ..errors import UsageError
+
+            raise UsageError("--reduce-dtype is not modelled with layout options (--tp/--pp/--cp/--ep/--search): the "
+                             "layout model reduces as the layout's engine does (Megatron-LM's fp32 main gradients); "
+                             "drop one of the two")
 
         layout = layout_step(cfg, setup, spec or get_gpu(gpu, gpu_csv or ()), tp=tp, pp=pp, interleave=interleave,
                              cp=cp, ep=ep, sequence_parallel=sequence_parallel, search=search,

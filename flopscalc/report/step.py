@@ -12,6 +12,16 @@ from ..units import format_bytes, format_rate, format_tokens_per_s
 from .common import seq_label, seq_words
 
 
+def grad_reduce_dtype(setup) -> str:
+    """The dtype the gradients cross the network in (`memory.settings.grad_wire_bytes_per_param`: 4 bytes fp32,
+    2 bytes the weights' 16-bit dtype)."""
+    from ..memory.settings import grad_wire_bytes_per_param
+
+    if grad_wire_bytes_per_param(setup) == 4:
+        return "fp32"
+    return "fp16" if setup.precision.value.startswith("fp16") else "bf16"
+
+
 def _settings_line(e: StepEstimate) -> str:
     s = e.setup
     parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
@@ -20,6 +30,8 @@ def _settings_line(e: StepEstimate) -> str:
              "flash attention" if s.flash else "math attention"]
     if s.offload_optimizer:
         parts.append("optimizer offloaded")
+    if s.n_gpus > 1:
+        parts.append(f"gradients reduced in {grad_reduce_dtype(s)}")
     return ", ".join(parts)
 
 
@@ -126,7 +138,8 @@ def step_dict(e: StepEstimate) -> dict:
         "peak_memory_bytes": e.peak_memory_bytes,
         "memory_bytes_per_gpu": e.gpu.memory_bytes,
         "fits": e.fits,
-        "communication_s": e.comm.comm_s,
+        "communication_s": e.comm.comm_s, "communication_bytes": e.comm.volume_bytes,
+        "grad_reduce_dtype": grad_reduce_dtype(e.setup) if e.setup.n_gpus > 1 else None,
         "sustained_fraction": e.options.sustained,
         "gemm_peak_fraction": e.device.gemm_peak_fraction,
         "device_source": e.device.source,
