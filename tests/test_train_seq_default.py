@@ -179,3 +179,19 @@ def test_a_config_plan_that_fits_nowhere_at_its_context_names_the_context_and_a_
     err = capsys.readouterr().err
     assert code == 1 and "131072 is the model's context" in err and "--seq 8192" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_models_listing_shows_each_presets_training_length_beside_its_context(capsys):
+    # Dubey et al. 2024 sec. 3.4.1: Llama 3.1 pretrained at 8,192 tokens, its context 131,072 after long-context
+    # training; GPT-2 (Radford et al. 2019 sec. 2.3) trained at its 1,024-token context
+    import json
+
+    from flopscalc.cli import run
+
+    assert run(["models", "--json"]) == 0
+    rows = {m["name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    assert (rows["llama-3.1-8b"]["train_seq"], rows["llama-3.1-8b"]["block_size"]) == (8192, 131072)
+    assert "Dubey et al. 2024" in rows["llama-3.1-8b"]["train_seq_source"]
+    assert rows["gpt2"]["train_seq"] == rows["gpt2"]["block_size"] == 1024
+    assert run(["models"]) == 0
+    assert "train seq" in capsys.readouterr().out

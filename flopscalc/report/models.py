@@ -6,13 +6,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..model import PRESET_SOURCES, ModelConfig, count_params
+from ..model import PRESET_SOURCES, ModelConfig, count_params, default_train_seq, seq_source
 
 TITLE = "Model presets (exact counts; 'active' = per token, less than total for a mixture of experts)"
 # Columns of whole numbers: never wrapped (no_wrap), so a narrow terminal folds the blocks and sources, and a layout
 # too narrow for them all in one table splits into parts (`models_table`) rather than fold a number mid-digit. The
 # name column leads every part and never folds either: it is what a user copies into --model.
-SHAPE_NUMBERS = ("layers", "heads (kv)", "width", "ffn", "context", "vocab")
+SHAPE_NUMBERS = ("layers", "heads (kv)", "width", "ffn", "train seq", "context", "vocab")
 COUNT_NUMBERS = ("params", "active", "non-embedding")
 
 
@@ -23,7 +23,9 @@ def models_dict(models: dict[str, ModelConfig]) -> dict:
         out.append({
             "name": name, "family": cfg.family, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
             "n_kv_head": cfg.kv_heads, "head_dim": cfg.head_dim, "n_embd": cfg.n_embd, "n_inner": cfg.n_inner,
-            "block_size": cfg.block_size, "vocab_size": cfg.vocab_size, "n_expert": cfg.n_expert,
+            "block_size": cfg.block_size, "train_seq": default_train_seq(cfg),
+            "train_seq_source": seq_source(cfg, None).label, "vocab_size": cfg.vocab_size,
+            "n_expert": cfg.n_expert,
             "top_k": cfg.top_k, "n_params": pc.total, "n_params_active": pc.active,
             "n_params_non_embedding": pc.non_embedding, "source": PRESET_SOURCES.get(name, ""),
         })
@@ -34,7 +36,8 @@ def _cells(row: dict) -> dict[str, str]:
     return {
         "name": row["name"], "block": row["family"], "layers": str(row["n_layer"]),
         "heads (kv)": f"{row['n_head']} ({row['n_kv_head']})", "width": str(row["n_embd"]),
-        "ffn": str(row["n_inner"]), "context": f"{row['block_size']:,}", "vocab": f"{row['vocab_size']:,}",
+        "ffn": str(row["n_inner"]), "train seq": f"{row['train_seq']:,}", "context": f"{row['block_size']:,}",
+        "vocab": f"{row['vocab_size']:,}",
         "params": f"{row['n_params']:,}", "active": f"{row['n_params_active']:,}",
         "non-embedding": f"{row['n_params_non_embedding']:,}",
         "source": row["source"].replace("config.json of huggingface.co/", "hf:"),
