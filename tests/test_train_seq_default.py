@@ -152,12 +152,18 @@ def test_an_explicit_seq_always_wins(capsys):
     assert code == 2 and "learned position table" in err
 
 
-def test_a_model_shaped_by_params_defaults_to_its_context(capsys):
-    # a shape states no pretraining length: GPT-2's rule shapes on GPT-2's 1024-token context, Llama 3's on 8,192
+def test_a_plan_of_a_model_shaped_by_params_trains_it_as_the_shapes_a_plan_searches(capsys):
+    # a shape states no pretraining length: in a plan it trains at the planner's 1024, as the shapes a plan tries do,
+    # in either family (a Llama shape at its 8,192-token context fits no 12 GB card: the 4070 Ti plan must answer)
     gpt2 = cli_json(capsys, "plan", "--params", "350M", "--tokens", "1e10", "--gpu", "h100")
     llama = cli_json(capsys, "plan", "--params", "1B", "--family", "llama", "--tokens", "1e10", "--gpu", "h100")
-    assert (_setup_seq(gpt2), _setup_seq(llama)) == (1024, 8192)
-    assert gpt2["seq_len_source"] == llama["seq_len_source"] == "context"
+    assert (_setup_seq(gpt2), _setup_seq(llama)) == (1024, 1024)
+    assert gpt2["seq_len_source"].startswith("planner default") and llama["seq_len_source"].startswith("planner")
+    small = cli_json(capsys, "plan", "--params", "1B", "--family", "llama", "--gpu", "4070ti", "--days", "30")
+    assert _setup_seq(small) == 1024
+    # the explicit --seq still wins, and memory/step keep the shape's context (a fixed model outside a plan)
+    assert _setup_seq(cli_json(capsys, "plan", "--params", "1B", "--family", "llama", "--tokens", "1e10", "--gpu",
+                               "h100", "--seq", "4096")) == 4096
 
 
 def test_the_plan_that_shapes_its_models_keeps_1024_and_prints_no_note(capsys):

@@ -179,7 +179,8 @@ def plan(
         dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens") if dataset_tokens is not None else None,
         max_wall_clock_s=max_wall_clock_s,
         memory_bytes=parse_bytes(memory, what="--memory") if memory is not None else None, seq_len=seq,
-        model=cfg, n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
+        model=cfg, shaped=params is not None and model is None and config is None,
+        n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
         target_loss=target_loss, calibration_any_device=calibration_any_device,
         inference_tokens=(parse_count(inference_tokens, what="--inference-tokens")
                           if inference_tokens is not None else None),

@@ -79,7 +79,8 @@ class PlanRequest:
     seq_len : int, optional
         Training sequence length (tokens). None (the default): a fixed ``model``'s default,
         `model.default_train_seq` (its pretraining length, else its context); `DEFAULT_SEQ_LEN`, 1024, for the
-        models the plan shapes or ``models``. Where it came from: ``seq_len_source``.
+        models the plan shapes, a ``shaped`` model (``--params``) or ``models``. Where it came from:
+        ``seq_len_source``.
     models : tuple of ModelConfig, optional
         Evaluate these instead of the shapes around the optimum.
     model : ModelConfig, optional
@@ -132,12 +133,18 @@ class PlanRequest:
     family: str | None = None  # the family shaping the candidates (`model.FAMILIES`; default GPT-2's)
     arch: Mapping[str, int | float | str | bool | None] | None = None  # `model.with_architecture` options
     layout_search: bool | None = None  # None: on beyond one node without a stated efficiency
+    # ``model`` was shaped by a rule from a parameter count (`--params`), not a preset or a config.json: it trains at
+    # `DEFAULT_SEQ_LEN` as the shapes a plan searches do (Llama-family shapes too: 8,192 would fit no 12 GB card)
+    shaped: bool = False
     seq_len_source: SeqSource | None = field(init=False, default=None, compare=False)  # where seq_len came from
 
     def __post_init__(self) -> None:
         # normalised spellings, so the fields hold the types they name
         object.__setattr__(self, "precision", Precision(self.precision))
-        if self.model is not None and not isinstance(self.seq_len, bool):  # a fixed model: its default (one rule)
+        if self.model is not None and self.shaped and self.seq_len is None:  # --params: a shape, as the search's
+            object.__setattr__(self, "seq_len_source", SeqSource(DEFAULT_SEQ_LEN, PLANNER, DEFAULT_SEQ_SOURCE))
+            object.__setattr__(self, "seq_len", DEFAULT_SEQ_LEN)
+        elif self.model is not None and not isinstance(self.seq_len, bool):  # a fixed model: its default (one rule)
             object.__setattr__(self, "seq_len_source", seq_source(self.model, self.seq_len))
             if self.seq_len is None:
                 object.__setattr__(self, "seq_len", self.seq_len_source.seq_len)
