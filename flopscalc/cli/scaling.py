@@ -271,7 +271,10 @@ def hparams(
         raise UsageError(f"--loss must be a positive number of nats per token, e.g. 3.3, got {loss}")
     h = recommend_hyperparameters(cfg.n_layer, cfg.n_embd, seq or default_train_seq(cfg), d, loss_nats=loss,
                                   schedule=schedule.value)
-    emit(hparams_report(h, cfg.name), {"model": cfg.name, **hparams_dict(h)}, as_json)
+    from ..model import seq_source
+
+    emit(hparams_report(h, cfg.name), {"model": cfg.name, **hparams_dict(h),
+                                      "seq_len_source": seq_source(cfg, seq).label}, as_json)
 
 
 def register(app: typer.Typer) -> None:
