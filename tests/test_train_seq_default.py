@@ -104,7 +104,7 @@ def test_memory_step_flops_plan_and_hparams_agree_on_the_default(capsys, model, 
     hparams = cli_json(capsys, "scaling", "hparams", "--model", model, "--tokens", "1e12")
     assert (mem["setup"]["seq_len"], step["seq_len"], flops["seq_len"], _setup_seq(plan), hparams["seq_len"]) == (
         expected,) * 5
-    for d in (mem["setup"], step, flops, plan):
+    for d in (mem["setup"], step, flops, plan, hparams):
         assert d["seq_len_source"].startswith("pretraining (")
     # a layout step (the layout engine) takes the same default
     lay = cli_json(capsys, "step", "--model", model, "--gpu", "h100", "--n-gpus", "16", "--tp", "2")
