@@ -71,3 +71,32 @@ def test_the_fused_loss_replaces_the_fp32_loss_and_moves_less():
     logits_bytes = 2 * 128 * CFG.vocab_size  # b s V in bf16
     assert sum(op.bytes_moved for op in fused) == 4 * logits_bytes
     assert sum(op.bytes_moved for op in plain) > 3 * sum(op.bytes_moved for op in fused)
+
+
+def test_llmcs_in_place_classifier_makes_one_pass_fewer_in_one_kernel():
+    # karpathy/llm.c fused_classifier_kernel5 (ops [19]): an online-softmax read of each row, a second read, and the
+    # gradient written over the logits, all in one kernel: 3 passes over the 16-bit logits where flash-attn's
+    # CrossEntropyLoss makes 4 in 2 kernels ([17])
+    from flopscalc.perf.ops import LossKernel
+
+    setup = TrainingSetup(micro_batch=2, seq_len=64)
+    logits_bytes = 2 * 128 * CFG.vocab_size  # b s V in bf16
+    llmc = [op for op in step_ops(CFG, setup, StepOptions(fused_loss=True, loss_kernel=LossKernel.llmc))
+            if "classifier" in op.name or "cross-entropy" in op.name]
+    assert sum(op.bytes_moved for op in llmc) == 3 * logits_bytes
+    assert sum(op.kernels for op in llmc) == 1
+    assert {op.phase for op in llmc} == {Phase.forward, Phase.backward}
+    # the kernel is chosen only with a fused loss: without one the fp32 autocast loss runs whatever is named
+    plain = [op.name for op in step_ops(CFG, setup, StepOptions(loss_kernel=LossKernel.llmc))]
+    assert "cross-entropy fwd (fp32)" in plain and not any("classifier" in n for n in plain)
+
+
+def test_the_llmc_rows_state_llmcs_classifier():
+    from flopscalc.perf.ops import LossKernel
+    from flopscalc.perf.validation import published_rows, row_config
+
+    rows = [r for r in published_rows() if r["run"].startswith("llmc-")]
+    assert len(rows) == 2
+    for r in rows:
+        _, setup, options = row_config(r)
+        assert setup.fused_loss and options.fused_loss and options.loss_kernel is LossKernel.llmc

@@ -56,10 +56,14 @@ References
      and one fp32 log-sum-exp per row; ``inplace_backward=False`` by default) and ``csrc/xentropy``: the forward
      reads each row twice (max and sum, then the sum of exponentials), the backward reads it once and writes the
      gradient in the logits' dtype (``at::empty_like(logits)``): 4 passes in 2 kernels. llm.c's fused classifier
-     writes its gradient in place in one kernel (3 passes; priced one pass high).
+     writes its gradient in place in one kernel (3 passes; `LossKernel.llmc`, [19]).
 [18] mosaicml/composer ``trainer.py`` (0.16.3) ``_eval_train_metrics``: after each micro-batch's backward, under
      autocast and no_grad, each train metric runs ``torch.nn.CrossEntropyLoss`` on the logits
      (``composer/metrics/nlp.py``); llm-foundry's MPT has two, LanguageCrossEntropy and LanguagePerplexity.
+[19] karpathy/llm.c ``llmc/fused_classifier.cuh``, ``fused_classifier_kernel5``: one block per row computes the
+     softmax's max and sum in one online pass (``prepare_softmax_blockwide3``), the loss, then reads the row again
+     ("same logits read again below, hopefully still in cache") and overwrites it with the gradient: 3 passes over
+     the 16-bit logits in one kernel (2 from DRAM where the second read hits L2; the model prices 3).
 """
 
 from __future__ import annotations
@@ -119,6 +123,13 @@ class AttentionKernel(str, Enum):
     triton = "triton"  # FlashAttention in Triton (flash_attn_triton.py; llm-foundry's attn_impl: triton)
 
 
+class LossKernel(str, Enum):
+    """Which fused cross-entropy kernel runs when the loss is fused (``StepOptions.fused_loss``)."""
+
+    flash_attn = "flash-attn"  # flash-attn's CrossEntropyLoss [17]: 4 passes over the 16-bit logits, 2 kernels
+    llmc = "llmc"  # llm.c's fused_classifier [19]: an online softmax read, a second read, the gradient in place
+
+
 class OptimizerKernel(str, Enum):
     """How the optimizer step runs: its FLOPs are nil, its bytes per parameter differ."""
 
@@ -160,7 +171,8 @@ class Op:
 class StepOptions:
     """Implementation choices that change the step's memory traffic, not its FLOPs."""
 
-    fused_loss: bool = False  # flash-attn's cross-entropy kernel [17]: 4 passes over the 16-bit logits, 2 kernels
+    fused_loss: bool = False  # a fused cross-entropy kernel on the 16-bit logits (which one: ``loss_kernel``)
+    loss_kernel: LossKernel = LossKernel.flash_attn  # the fused loss's kernel ([17] or [19])
     # cross-entropy passes a trainer runs over the logits per micro-batch for its training metrics (fp32 under
     # autocast, no backward) [18]: Composer with llm-foundry's MPT runs 2
     metric_ce_passes: int = 0
@@ -455,7 +467,10 @@ def forward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | N
     # ---- loss: [4] autocast runs cross-entropy in fp32 (cast, log_softmax, nll; backward mirrors it)
     # one fp32 cross-entropy forward: cast to fp32; log_softmax read + write (nll reads a row's target) [4]
     fp32_ce_fwd = (a + FP32_BYTES) * t * V + 2 * FP32_BYTES * t * V
-    if options.fused_loss:  # [17]: two reads forward; a read and a 16-bit write backward
+    if options.fused_loss and options.loss_kernel is LossKernel.llmc:  # [19]: one kernel, 3 passes, in place
+        ops += [_mem("fused classifier (online softmax read)", Phase.forward, a * t * V, acc),
+                _mem("fused classifier (read, gradient in place)", Phase.backward, 2 * a * t * V, acc, 0)]
+    elif options.fused_loss:  # [17]: two reads forward; a read and a 16-bit write backward
         ops += [_mem("fused cross-entropy fwd", Phase.forward, 2 * a * t * V, acc),
                 _mem("fused cross-entropy bwd", Phase.backward, 2 * a * t * V, acc)]
     else:

@@ -25,7 +25,7 @@ from ..hardware import get_gpu
 from ..memory.settings import TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
 from .device import DevicePerf, device_perf, gemm_peak_fraction_cuda11
-from .ops import AttentionKernel, OptimizerKernel, StepOptions
+from .ops import AttentionKernel, LossKernel, OptimizerKernel, StepOptions
 from .step import MATMUL_PRECISION, StepEstimate, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
@@ -127,9 +127,10 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
                           reduce_fp32=_REDUCE_FP32[(row.get("reduce_dtype") or "").strip()])
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
     optimizer = OptimizerKernel((row.get("optimizer_impl") or "fused").strip())
+    loss = LossKernel((row.get("loss_impl") or "flash-attn").strip())  # which fused loss ('' = flash-attn's)
     return cfg, setup, StepOptions(fused_loss=setup.fused_loss, attention_kernel=kernel, dropout=dropout,
                                    metric_ce_passes=int(row.get("metric_ce_passes") or 0),
-                                   optimizer_kernel=optimizer)
+                                   optimizer_kernel=optimizer, loss_kernel=loss)
 
 
 def row_device(row: dict[str, str], gpu) -> DevicePerf:
