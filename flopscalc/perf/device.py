@@ -77,12 +77,17 @@ class DevicePerf:
     source: str  # where the per-GPU figures come from
     # cuBLAS-style output tiles and waves (gemm.py); False on a CPU, whose BLAS blocks by cache (perf/calibrate.py)
     tile_quantization: bool = True
+    # achieved share of the network between nodes where a run's own network states one (a published row's,
+    # `perf.validation.row_device`); None: `perf.parallel.NETWORK_BUS_EFFICIENCY`
+    network_bus_efficiency: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("gemm_peak_fraction", "mem_bandwidth_fraction", "flash_fwd_fraction", "flash_bwd_fraction"):
             v = getattr(self, name)
             if not 0 < v <= 1:
                 raise UsageError(f"{name.replace('_', ' ')} must be in (0, 1], got {v!r}")
+        if self.network_bus_efficiency is not None and not 0 < self.network_bus_efficiency <= 1:
+            raise UsageError(f"network bus efficiency must be in (0, 1], got {self.network_bus_efficiency!r}")
         if self.n_sm is not None and self.n_sm < 1:
             raise UsageError(f"SM count must be a positive whole number, got {self.n_sm!r}")
 

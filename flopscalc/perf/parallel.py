@@ -201,27 +201,31 @@ def host_path_bus_bytes_per_s(host_link_bytes_per_s: float, n_gpus_per_host: int
 
 
 def gpu_fabric(gpu: GpuSpec, n_gpus: int, *, bus_efficiency: float = ALLREDUCE_BUS_EFFICIENCY,
-               host_memory_bytes_per_s: float = HOST_MEMORY_BYTES_PER_S_8_GPU_SERVER) -> Fabric:
+               host_memory_bytes_per_s: float = HOST_MEMORY_BYTES_PER_S_8_GPU_SERVER,
+               network_efficiency: float = NETWORK_BUS_EFFICIENCY) -> Fabric:
     """The fabric ``n_gpus`` of ``gpu`` train over: NVLink, PCIe peer-to-peer, or host memory; network beyond a node.
 
     The host link of the no-peer-to-peer path is the measured PCIe rate of `offload.host_link_bytes_per_s`
-    (25 GB/s at Gen4, by the GPU's PCIe generation).
+    (25 GB/s at Gen4, by the GPU's PCIe generation). ``network_efficiency``: the achieved share of the network's
+    per-GPU bandwidth (`NETWORK_BUS_EFFICIENCY` unless a run's own network states another).
     """
     from .offload import host_link_bytes_per_s  # offload imports this module: import at call time
 
+    if not 0 < network_efficiency <= 1:
+        raise UsageError(f"network efficiency must be in (0, 1], got {network_efficiency}")
     if not has_peer_to_peer(gpu, n_gpus):
         per_host = min(n_gpus, GPUS_PER_NODE)
         bus = host_path_bus_bytes_per_s(host_link_bytes_per_s(gpu), per_host, bus_efficiency=bus_efficiency,
                                         host_memory_bytes_per_s=host_memory_bytes_per_s)
         return Fabric(bus, PCIE_HOP_LATENCY_S, "host memory (no peer-to-peer)",
-                      network_bytes_per_s(gpu) * NETWORK_BUS_EFFICIENCY)
+                      network_bytes_per_s(gpu) * network_efficiency)
     if gpu.interconnect_bytes_per_s is None:
         raise UsageError(f"{gpu.name} has no interconnect bandwidth in the database; add interconnect_gb_per_s "
                          "with --gpu-csv to plan for several of them")
     nvlink = "NVLink" in gpu.interconnect
     hop_s = NVLINK_HOP_LATENCY_S if nvlink else PCIE_HOP_LATENCY_S
     return Fabric(gpu.interconnect_bytes_per_s * bus_efficiency, hop_s, "NVLink" if nvlink else "PCIe peer-to-peer",
-                  network_bytes_per_s(gpu) * NETWORK_BUS_EFFICIENCY)
+                  network_bytes_per_s(gpu) * network_efficiency)
 
 
 def network_bytes_per_s(gpu: GpuSpec) -> float:

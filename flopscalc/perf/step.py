@@ -44,7 +44,7 @@ from .ops import (
     recompute_ops,
     update_ops,
 )
-from .parallel import CommEstimate, data_parallel_comm, hiding_window_s
+from .parallel import CommEstimate, data_parallel_comm, gpu_fabric, hiding_window_s
 from .roofline import roofline_s
 from .utilization import causal_model_flops_per_token, model_flops_utilization
 
@@ -305,7 +305,10 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     hide_s = hiding_window_s(setup.zero_stage, setup.grad_accum, backward_s, per_micro)
     half = setup.precision is not MemoryPrecision.fp32
     grad_bytes = grad_wire_bytes_per_param(setup)  # ZeRO's 2 bytes under mixed precision, as the planner
-    comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, gpu=gpu,
+    # the device's network share where it states one (a published run's network), else the GPU's default fabric
+    links = ({"gpu": gpu} if dev.network_bus_efficiency is None or setup.n_gpus == 1 else
+             {"fabric": gpu_fabric(gpu, setup.n_gpus, network_efficiency=dev.network_bus_efficiency)})
+    comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, **links,
                               backward_s=hide_s, grad_bytes_per_param=grad_bytes,
                               param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum,
                               root_params=params_outside_blocks(cfg))

@@ -9,7 +9,7 @@ Rows whose ``group`` is ``consumer`` (single GeForce GPUs: nanoGPT on an RTX 308
 their own: `published_rows` (the headline validation, and the error the planner quotes) leaves them out and
 `consumer_rows` returns them, so their errors are reported beside the headline's, never mixed into it. Any other
 ``group`` value (``a100-40gb``: llm-foundry's A100-40GB table) only labels rows for reporting: they are in the
-headline.
+headline. The same tables' rows on 16-128 GPUs are in a file of their own (`multinode_rows`), never in the headline.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .step import MATMUL_PRECISION, StepEstimate, constant_mfu_tokens_per_s_per_
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
 CONSUMER_GROUP = "consumer"  # data/published_throughput.csv column `group`: held out and reported apart
 REPEATS_CSV = "published_throughput_repeats.csv"  # the same MosaicML setups measured again (`repeat_rows`)
+MULTINODE_CSV = "published_throughput_multinode.csv"  # llm-foundry's A100 rows on 16-128 GPUs (`multinode_rows`)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,24 @@ def validate_repeats() -> list[ThroughputCheck]:
     return [check_row(r) for r in repeat_rows()]
 
 
+@functools.lru_cache(maxsize=1)
+def multinode_rows() -> tuple[dict[str, str], ...]:
+    """llm-foundry's A100 benchmark rows on 16-128 GPUs (2-16 nodes), in the columns of ``published_throughput.csv``.
+
+    ``data/published_throughput_multinode.csv``: the multi-node rows of the tables 'A100 80GB / A100 40GB with 1600
+    Gbps node-node interconnect (RoCE)' (mosaicml/llm-foundry scripts/train/benchmarking/README.md, commit 061f2c7),
+    each with the stack of the table's 8-GPU row named in ``stack_of`` and the network's achieved share in
+    ``network_efficiency`` (`row_device`). Not in the headline (`published_rows`): reported apart
+    (docs/performance_model.md, "Multi-node rows, reported apart").
+    """
+    return tuple(csv.DictReader(_csv_text(MULTINODE_CSV).splitlines()))
+
+
+def validate_multinode() -> list[ThroughputCheck]:
+    """The multi-node rows through the model, with no per-run tuning (the model as for the headline)."""
+    return [check_row(r) for r in multinode_rows()]
+
+
 # The CSV's `reduce_dtype`: the dtype gradients cross the network in under ZeRO 1-3 ('' = the tools' default,
 # `TrainingSetup.fp32_reduce`).
 _REDUCE_FP32 = {"fp32": True, "bf16": False, "": None}
@@ -135,13 +154,18 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
 
 def row_device(row: dict[str, str], gpu) -> DevicePerf:
     """The device figures for ``row``: ``gpu``'s, with the CUDA 11 GEMM fraction where the row states CUDA 11 and
-    ``data/gpu_perf.csv`` has one (`device.gemm_peak_fraction_cuda11`)."""
+    ``data/gpu_perf.csv`` has one (`device.gemm_peak_fraction_cuda11`), and the achieved share of the network
+    between nodes where the row's ``network_efficiency`` states one (the multi-node rows' RoCE, `multinode_rows`)."""
     dev = device_perf(gpu)
     cuda = (row.get("cuda") or "").strip()
     fraction = gemm_peak_fraction_cuda11(gpu) if cuda.split(".")[0] == "11" else None
-    if fraction is None:
-        return dev
-    return replace(dev, gemm_peak_fraction=fraction, source=dev.source + f"; CUDA {cuda}: GEMM fraction {fraction}")
+    if fraction is not None:
+        dev = replace(dev, gemm_peak_fraction=fraction, source=dev.source + f"; CUDA {cuda}: GEMM fraction {fraction}")
+    network = (row.get("network_efficiency") or "").strip()
+    if network:
+        dev = replace(dev, network_bus_efficiency=float(network),
+                      source=dev.source + f"; network between nodes at {network} of its bandwidth (the row's)")
+    return dev
 
 
 def row_estimate(row: dict[str, str], sustained_fraction: float | None = None) -> StepEstimate:

@@ -1,0 +1,162 @@
+"""The step-time model against llm-foundry's A100 rows on 16-128 GPUs, reported apart from the headline.
+
+data/published_throughput_multinode.csv (`perf.validation.multinode_rows`): the rows of mosaicml/llm-foundry
+scripts/train/benchmarking/README.md (commit 061f2c7), tables 'A100 80GB / A100 40GB with 1600 Gbps node-node
+interconnect (RoCE)', that run on 2-16 nodes of 8 GPUs (bf16, FSDP FULL_SHARD), each with the stack of the table's
+8-GPU row named in `stack_of`, and the network's achieved share (`network_efficiency`) of OCI's RoCE cluster network:
+"near line rate (above 185 GB per second) aggregated bandwidth for each BM4.8 instance" of 1600 Gb/s (OCI blog,
+blogs.oracle.com/cloud-infrastructure/?p=9809). The model is the headline's, untouched and not refitted;
+docs/performance_model.md, "Multi-node rows, reported apart", reads its numbers from here.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from flopscalc.errors import UsageError
+from flopscalc.hardware import get_gpu
+from flopscalc.model import count_params
+from flopscalc.perf.device import device_perf
+from flopscalc.perf.parallel import NETWORK_BUS_EFFICIENCY
+from flopscalc.perf.step import MATMUL_PRECISION
+from flopscalc.perf.validation import (
+    check_row,
+    in_fit_subset,
+    multinode_rows,
+    published_rows,
+    row_config,
+    row_device,
+    row_estimate,
+    summary,
+)
+
+ROWS = {r["run"]: r for r in multinode_rows()}
+HEADLINE = {r["run"]: r for r in published_rows()}
+# OCI's stated achieved aggregate per 8x A100 node over its 1600 Gb/s RoCE network (module docstring): 185 of 200 GB/s
+ROCE_NETWORK_EFFICIENCY = 185 / 200
+# the README's table titles: 1600 Gbps per node of 8 GPUs, 25 GB/s per GPU and direction
+TABLE_NETWORK_BYTES_PER_S_PER_NODE = 1600e9 / 8
+STACK_COLUMNS = ("precision", "zero_stage", "flash", "fused_loss", "attn_impl", "cuda", "dropout", "torch_compile",
+                 "optimizer_impl", "low_precision_norm", "metric_ce_passes", "reduce_dtype", "bias", "vocab_size")
+# Two rows the table contradicts itself on (same table, same shape and sequence, another GPU count): MPT-1B on 32 GPUs,
+# 15,555 tokens/s per GPU against 19,001-19,085 on 16 and 64 (MFU 45.4 against 55.4-55.7), and MPT-70B on 64 A100-40GB
+# at micro-batch 2, 276 against 376 on 128 GPUs at micro-batch 4 (MFU 35.9 against 48.9).
+TABLE_OUTLIERS = {"mpt-1b-a100-40gb-s2048-mb10-g32", "mpt-70b-a100-40gb-s2048-mb2-g64"}
+# Observed 2026-11-28, the model as for the headline (fraction 0.81, overlap slowdown 0.189), network at 0.925: median
+# absolute error 5.1%, worst +33.9% (MPT-70B on 64 A100-40GB); without the two table outliers worst +10.7% (MPT-125M
+# on 128 GPUs); by GPU count median 4.4% (16, 7 rows), 5.1% (32, 9), 5.4% (64, 9), 5.5% (128, 9). Constant MFU 0.4:
+# median 17.6%, worst 25.4%. With overlap_slowdown=0 (a trial, not in the code): median 5.4%, worst 40.8%.
+MEDIAN_BOUND, WORST_BOUND, WORST_WITHOUT_OUTLIERS_BOUND = 0.06, 0.36, 0.12
+
+
+def _mosaicml_mfu(row, tokens_per_s_per_gpu: float) -> float:
+    # llm-foundry scripts/train/benchmarking/README.md "MFU": (3 x 2N + 3 x 4 L d T) FLOPs per token (dense T x T
+    # attention, no recomputation) over the GPU's dense bf16 peak (data/gpu_specs.csv: 312 TFLOP/s for both A100s)
+    cfg, setup, _ = row_config(row)
+    per_token = 6 * int(row["n_params_reported"]) + 12 * cfg.n_layer * cfg.n_embd * setup.seq_len
+    peak = get_gpu(row["gpu"]).peak_flop_per_s(MATMUL_PRECISION[setup.precision])
+    return per_token * tokens_per_s_per_gpu / peak
+
+
+def test_the_rows_are_the_two_a100_tables_multi_node_rows_70b_included():
+    # A100 80GB: its only rows beyond one node are 70B on 32 and 64 GPUs; A100 40GB: 70B (64, 128), 30B (32, 128) and
+    # 125M-13B at 2048 on 16, 32, 64 and 128 GPUs (7 x 4)
+    assert len(ROWS) == 34
+    by_gpu = {g: sorted(int(r["n_gpus"]) for r in ROWS.values() if r["gpu"] == g)
+              for g in ("a100-sxm-80gb", "a100-sxm-40gb")}
+    assert by_gpu["a100-sxm-80gb"] == [32, 64]
+    assert len(by_gpu["a100-sxm-40gb"]) == 32 and set(by_gpu["a100-sxm-40gb"]) == {16, 32, 64, 128}
+    for r in ROWS.values():
+        table = "A100 80GB" if r["gpu"] == "a100-sxm-80gb" else "A100 40GB"
+        assert "061f2c7" in r["source"] and f"'{table} with 1600 Gbps node-node interconnect (RoCE)'" in r["source"]
+        assert f"| {r['n_gpus']} | a100_" in r["source"] and r["seq_len"] == "2048" and r["setup_stated"] == "full"
+
+
+def test_none_is_in_the_headline_which_keeps_its_138_held_out_rows():
+    assert not set(ROWS) & set(HEADLINE)
+    held_out = [r for r in HEADLINE.values() if not in_fit_subset(r["run"]) and r["setup_stated"] == "full"]
+    assert len(held_out) == 138
+    assert all(int(r["n_gpus"]) == 8 for r in HEADLINE.values() if r["run"].startswith("mpt-"))
+
+
+def test_each_row_reproduces_its_tables_mfu_and_parameter_count_so_it_is_read_right():
+    # the tables' own MFU column and NumParams, as for the single-node rows (tests/test_perf_repeats.py). The tables
+    # truncate tokens/s per GPU to an integer (MPT-70B on 32 A100-80GB: 11,962 tokens/s / 32 = 373.8, listed 373) and
+    # round MFU to 0.01 points, so the listed MFU lies between the MFU of the listed tokens/s and of one more, within
+    # the rounding: it does on every row. NumParams exact, 70B included (MPT-70B's yaml shape: 80 layers of 8192, 64
+    # heads, vocabulary 50368, learned positions of 2048: 64,862,437,376).
+    for run, row in ROWS.items():
+        cfg, _, _ = row_config(row)
+        assert count_params(cfg).total == int(row["n_params_reported"]), run
+        tokens = float(row["measured_tokens_per_s_per_gpu"])
+        lo, hi = _mosaicml_mfu(row, tokens) - 5e-5, _mosaicml_mfu(row, tokens + 1) + 5e-5
+        assert lo <= float(row["reported_mfu"]) <= hi, run
+
+
+def test_each_row_has_the_stack_of_its_tables_8_gpu_row():
+    for run, row in ROWS.items():
+        twin = HEADLINE[row["stack_of"]]
+        assert twin["gpu"] == row["gpu"] and twin["n_gpus"] == "8", run
+        for column in STACK_COLUMNS:
+            assert row[column] == twin[column], (run, column)
+        same_size = twin["run"].split("-")[1] == run.split("-")[1]
+        assert same_size or run.split("-")[1] in ("30b", "70b"), run  # the tables have no 8-GPU 30B/70B row here
+
+
+def test_the_rows_network_is_the_tables_bandwidth_at_ocis_achieved_share():
+    row = ROWS["mpt-350m-a100-40gb-s2048-mb18-g128"]
+    assert float(row["network_efficiency"]) == pytest.approx(ROCE_NETWORK_EFFICIENCY, abs=5e-4)
+    gpu = get_gpu(row["gpu"])
+    assert row_device(row, gpu).network_bus_efficiency == pytest.approx(ROCE_NETWORK_EFFICIENCY, abs=5e-4)
+    comm = row_estimate(row).comm
+    # a ring leaves each node once per NIC channel: the node's network carries the ring, below NVLink's 0.7 x 300 GB/s
+    assert comm.link == "network between nodes"
+    assert comm.bus_bytes_per_s == pytest.approx(TABLE_NETWORK_BYTES_PER_S_PER_NODE * ROCE_NETWORK_EFFICIENCY,
+                                                 rel=1e-3)
+    # the same row without the column is priced on the default network share (InfiniBand NDR's)
+    plain = {k: v for k, v in row.items() if k != "network_efficiency"}
+    assert row_device(plain, gpu).network_bus_efficiency is None
+    assert row_estimate(plain).comm.bus_bytes_per_s == pytest.approx(
+        TABLE_NETWORK_BYTES_PER_S_PER_NODE * NETWORK_BUS_EFFICIENCY, rel=1e-3)
+    assert row_estimate(plain).step_s < row_estimate(row).step_s  # a slower network never speeds the step
+
+
+def test_a_network_share_outside_0_1_is_refused():
+    from dataclasses import replace
+
+    with pytest.raises(UsageError, match="network bus efficiency"):
+        replace(device_perf(get_gpu("a100-sxm-40gb")), network_bus_efficiency=1.2)
+
+
+def test_the_multi_node_rows_within_their_bounds_and_beat_a_constant_mfu():
+    checks = {run: check_row(r) for run, r in ROWS.items()}
+    s = summary(list(checks.values()))
+    assert s["median_abs_error"] <= MEDIAN_BOUND
+    assert s["max_abs_error"] <= WORST_BOUND
+    assert s["median_abs_error"] < 0.4 * s["constant_median_abs_error"]
+    rest = [abs(c.error) for run, c in checks.items() if run not in TABLE_OUTLIERS]
+    assert max(rest) <= WORST_WITHOUT_OUTLIERS_BOUND
+    # the two rows the table contradicts are the model's two worst, both fast (the model prices them as their siblings)
+    worst_two = sorted(checks, key=lambda run: -abs(checks[run].error))[:2]
+    assert set(worst_two) == TABLE_OUTLIERS and all(checks[run].error > 0.2 for run in TABLE_OUTLIERS)
+    for n_gpus in (16, 32, 64, 128):
+        errs = [abs(c.error) for run, c in checks.items() if ROWS[run]["n_gpus"] == str(n_gpus)]
+        assert statistics.median(errs) <= MEDIAN_BOUND, n_gpus
+
+
+def test_the_tables_per_gpu_throughput_falls_from_16_to_128_gpus_and_the_models_stays_flat():
+    # A known miss, kept visible: from 16 to 128 GPUs (the same micro-batch for 125M-760M; 8 -> 10 for 1B, 5 -> 6 for
+    # 3B) the table's tokens/s per GPU falls 2-6%
+    # for MPT-125M to 3B (observed -5.1%, -6.3%, -2.3%, -2.3%, -2.2%), while the model moves by under 1% (observed
+    # -0.2% .. +0.4%): its FSDP traffic per GPU hardly grows with the GPU count, and the hidden part's slowdown and the
+    # exposed last bucket are 0.3-2% of a step at any count. When the model learns what costs the table those percent,
+    # this test fails and its numbers move to docs/performance_model.md.
+    for size in ("125m", "350m", "760m", "1b", "3b"):
+        rows = {int(r["n_gpus"]): r for r in ROWS.values() if r["run"].startswith(f"mpt-{size}-")}
+        small, large = check_row(rows[16]), check_row(rows[128])
+        measured = large.measured_tokens_per_s_per_gpu / small.measured_tokens_per_s_per_gpu - 1
+        predicted = large.predicted_tokens_per_s_per_gpu / small.predicted_tokens_per_s_per_gpu - 1
+        assert -0.07 < measured < -0.02, size
+        assert abs(predicted) < 0.01, size
