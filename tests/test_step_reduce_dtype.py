@@ -48,3 +48,9 @@ def test_the_default_is_fp32_for_fsdp_and_16_bit_for_deepspeeds_zero_1_2(capsys)
 def test_an_ignored_or_contradictory_reduce_dtype_is_refused_in_one_line(capsys, extra, says):
     code, _, err = cli(capsys, *BASE[:-1], *extra)
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_reduce_dtype_on_one_gpu_is_refused(capsys):
+    # one GPU sends no gradient anywhere: the dtype named would move nothing (ZeRO 3 there only adds gather buffers)
+    code, _, err = cli(capsys, "step", "--model", "gpt2-xl", "--gpu", "h100", "--zero", "3", "--reduce-dtype", "bf16")
+    assert code == 2 and "--n-gpus 1" in err and len(err.strip().splitlines()) == 1

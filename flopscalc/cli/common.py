@@ -219,10 +219,11 @@ def _fold_tables(renderable) -> None:
             _fold_tables(part)
 
 
-def reduce_fp32_option(given: str | None, precision, zero_stage: int) -> bool | None:
+def reduce_fp32_option(given: str | None, precision, zero_stage: int, n_gpus: int) -> bool | None:
     """``TrainingSetup.reduce_fp32`` from ``--reduce-dtype``: None when not given; refused where the choice is not
-    used (no mixed precision, or no ZeRO stage: the gradients then cross the network in their own dtype) and where
-    the 16-bit dtype named is not the weights' (the 16-bit reduction is in the dtype autocast computes them in)."""
+    used (no mixed precision, or no ZeRO stage: the gradients then cross the network in their own dtype; one GPU:
+    none cross it) and where the 16-bit dtype named is not the weights' (the 16-bit reduction is in the dtype
+    autocast computes them in)."""
     from ..errors import UsageError
 
     if given is None:
@@ -234,6 +235,9 @@ def reduce_fp32_option(given: str | None, precision, zero_stage: int) -> bool | 
         raise UsageError(f"--reduce-dtype chooses how ZeRO 1-3 reduces the gradients of mixed precision; at "
                          f"--precision {precision.value} with --zero {zero_stage} they cross the network in their own "
                          "dtype, so it would be ignored: drop it, or add --zero 1-3 under bf16-mixed or fp16-mixed")
+    if n_gpus < 2:
+        raise UsageError(f"--reduce-dtype chooses the dtype gradients cross the network in; with --n-gpus {n_gpus} "
+                         "none cross it, so it would be ignored: drop it, or give --n-gpus 2 or more")
     if word == "fp32":
         return True
     half = precision.value.split("-")[0]  # bf16-mixed -> bf16

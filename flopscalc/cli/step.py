@@ -132,7 +132,7 @@ def step(
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss,
-                          reduce_fp32=reduce_fp32_option(reduce_dtype, precision, zero))
+                          reduce_fp32=reduce_fp32_option(reduce_dtype, precision, zero, n_gpus))
     options = StepOptions(sustained_fraction=sustained or 0.0)  # the fused loss and dropout come with the setup
     if sustained is not None and not 0 < sustained <= 1:
         from ..errors import UsageError
