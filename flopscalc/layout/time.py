@@ -1,7 +1,8 @@
 """Time of one optimizer step under a parallel layout: the performance model's operations at the per-GPU shapes,
 tensor/context/expert communication per layer, pipeline transfers and bubble, data-parallel reduction.
 
-step_s = m x t_stage + (p - 1) / v x t_middle + DP exposed + optimizer          ([1] sec. 2.2, unequal stages: [8])
+step_s = m x t_stage + (p - 1) / v x t_middle + DP exposed + DP overlap slowdown + optimizer
+         ([1] sec. 2.2, unequal stages: [8]; the compute slowed beside hidden DP traffic: `perf.parallel` [11])
 t_stage = per-micro-batch compute of the busiest stage (its layers + embedding or LM head and loss)
           + TP collectives + exposed CP ring + EP all-to-all + PP point-to-point (+ unfused gradient accumulation)
 t_middle = the same for a stage of layers only (no embedding, LM head or loss)

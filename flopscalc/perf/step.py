@@ -1,7 +1,8 @@
 """Time of one training step: the sum of its operations, each priced by a roofline, plus what is not hidden.
 
 step_s = sum over ops of count x max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency), kernel floor)
-         + exposed data-parallel communication (`flopscalc.perf.parallel`) + optimizer offload (`flopscalc.perf.offload`).
+         + exposed data-parallel communication + the slowdown of the compute beside the hidden rest
+         (`flopscalc.perf.parallel`, `CommEstimate.cost_s`) + optimizer offload (`flopscalc.perf.offload`).
 
 GEMM efficiency = the device's best GEMM fraction of peak x tile and wave quantization (`gemm.py`) x the fitted
 sustained fraction (`ops.SUSTAINED_FRACTION`); fused attention runs at the device's flash fraction for the kernel
