@@ -240,7 +240,9 @@ def reduce_fp32_option(given: str | None, precision, zero_stage: int, n_gpus: in
                          "none cross it, so it would be ignored: drop it, or give --n-gpus 2 or more")
     if word == "fp32":
         return True
-    half = precision.value.split("-")[0]  # bf16-mixed -> bf16
+    from ..memory.settings import MATMUL_PRECISION
+
+    half = MATMUL_PRECISION[precision].value  # the weights' 16-bit dtype: bf16-mixed -> bf16
     if word != half:
         raise UsageError(f"--reduce-dtype {word} under --precision {precision.value}: a 16-bit reduction is in the "
                          f"weights' 16-bit dtype, {half}; use --reduce-dtype {half} or fp32")

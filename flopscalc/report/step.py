@@ -15,11 +15,9 @@ from .common import seq_label, seq_words
 def grad_reduce_dtype(setup) -> str:
     """The dtype the gradients cross the network in (`memory.settings.grad_wire_bytes_per_param`: 4 bytes fp32,
     2 bytes the weights' 16-bit dtype)."""
-    from ..memory.settings import grad_wire_bytes_per_param
+    from ..memory.settings import MATMUL_PRECISION, grad_wire_bytes_per_param
 
-    if grad_wire_bytes_per_param(setup) == 4:
-        return "fp32"
-    return "fp16" if setup.precision.value.startswith("fp16") else "bf16"
+    return "fp32" if grad_wire_bytes_per_param(setup) == 4 else MATMUL_PRECISION[setup.precision].value
 
 
 def _settings_line(e: StepEstimate) -> str:
