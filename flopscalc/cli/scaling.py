@@ -255,7 +255,7 @@ def hparams(
     as_json: JsonOpt = False,
 ) -> None:
     """Batch size and peak learning rate from DeepSeek LLM's laws, with warm-up and schedule, for a model and tokens."""
-    from ..model import default_train_seq, resolve_model
+    from ..model import resolve_model, seq_source
     from ..report.scaling import hparams_dict, hparams_report
     from ..scaling.hyperparams import recommend_hyperparameters
     from ..units import parse_count
@@ -269,12 +269,9 @@ def hparams(
         raise UsageError(f"--seq must be a positive whole number of tokens, got {seq}; e.g. --seq 1024")
     if loss is not None and not loss > 0:
         raise UsageError(f"--loss must be a positive number of nats per token, e.g. 3.3, got {loss}")
-    h = recommend_hyperparameters(cfg.n_layer, cfg.n_embd, seq or default_train_seq(cfg), d, loss_nats=loss,
-                                  schedule=schedule.value)
-    from ..model import seq_source
-
-    emit(hparams_report(h, cfg.name), {"model": cfg.name, **hparams_dict(h),
-                                      "seq_len_source": seq_source(cfg, seq).label}, as_json)
+    src = seq_source(cfg, seq)  # --seq, else the model's default (`model.default_train_seq`), and where it came from
+    h = recommend_hyperparameters(cfg.n_layer, cfg.n_embd, src.seq_len, d, loss_nats=loss, schedule=schedule.value)
+    emit(hparams_report(h, cfg.name), {"model": cfg.name, **hparams_dict(h), "seq_len_source": src.label}, as_json)
 
 
 def register(app: typer.Typer) -> None:
