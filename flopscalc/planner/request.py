@@ -141,18 +141,14 @@ class PlanRequest:
     def __post_init__(self) -> None:
         # normalised spellings, so the fields hold the types they name
         object.__setattr__(self, "precision", Precision(self.precision))
-        if self.model is not None and self.shaped and self.seq_len is None:  # --params: a shape, as the search's
-            object.__setattr__(self, "seq_len_source", SeqSource(DEFAULT_SEQ_LEN, PLANNER, DEFAULT_SEQ_SOURCE))
-            object.__setattr__(self, "seq_len", DEFAULT_SEQ_LEN)
-        elif self.model is not None and not isinstance(self.seq_len, bool):  # a fixed model: its default (one rule)
-            object.__setattr__(self, "seq_len_source", seq_source(self.model, self.seq_len))
-            if self.seq_len is None:
-                object.__setattr__(self, "seq_len", self.seq_len_source.seq_len)
-        elif self.seq_len is None:
-            object.__setattr__(self, "seq_len_source", SeqSource(DEFAULT_SEQ_LEN, PLANNER, DEFAULT_SEQ_SOURCE))
-            object.__setattr__(self, "seq_len", DEFAULT_SEQ_LEN)
+        if self.model is not None and not (self.shaped and self.seq_len is None):  # a fixed model: one rule
+            src = seq_source(self.model, self.seq_len)
+        elif self.seq_len is None:  # the shapes a plan searches, and a --params shape as they
+            src = SeqSource(DEFAULT_SEQ_LEN, PLANNER, DEFAULT_SEQ_SOURCE)
         else:
-            object.__setattr__(self, "seq_len_source", SeqSource(self.seq_len, GIVEN))
+            src = SeqSource(self.seq_len, GIVEN)
+        object.__setattr__(self, "seq_len_source", src)
+        object.__setattr__(self, "seq_len", src.seq_len)  # as given, else the default (checked below)
         if self.models is not None:
             object.__setattr__(self, "models", tuple(self.models))
         if not isinstance(self.law, ScalingLaw):
