@@ -28,7 +28,8 @@ MEDIAN_BOUND, WORST_BOUND = 0.03, 0.12
 
 def test_the_rows_are_the_tables_single_node_rows_and_none_is_fitted_on():
     # the table's 8-GPU rows: 13B at 512-8192, 7B at 512-16384, the five smaller sizes at 512-32768 (no 30B or 70B
-    # row runs on one node); its 16-128 GPU rows are left out (docs/performance_model.md, "Not covered")
+    # row runs on one node); its 16-128 GPU rows are reported apart (tests/test_perf_multinode.py;
+    # docs/performance_model.md, "Multi-node rows, reported apart")
     assert len(ROWS) == 46
     sizes = Counter(r["run"].split("-")[1] for r in ROWS)
     assert sizes == {"13b": 5, "7b": 6, "3b": 7, "1b": 7, "760m": 7, "350m": 7, "125m": 7}
