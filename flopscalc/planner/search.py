@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ..errors import DomainError
 from ..hardware import GpuSpec
-from ..model import PRESETS, ModelConfig, count_params
+from ..model import PRESETS, ModelConfig, SeqSource, count_params
+from ..model.sequence import CONTEXT
 from ..scaling.laws import n_for_law as _law_n
 from ..units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, format_count
 from .budget import DEFAULT_MFU, Candidate, ComputeBudget, candidate
@@ -79,15 +80,20 @@ def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
     return sorted(shapes.values(), key=lambda c: count_params(c).total), tuple(skipped)
 
 
+# The sequence the no-fit message suggests for a model at its context, at most: our judgement, the pretraining length
+# of Llama 3 and Mistral 7B (`model.PRETRAIN_SEQ`), the longest of the dense presets.
+HINT_SEQ_MAX = 8192
+
+
 def _shorter_seq_hint(ctx) -> str:
     """The no-fit message's last clause: a shorter --seq, named with the default's source when --seq was not given
     (a config.json's context may be a long-context length no pretraining run used, e.g. Llama 3.1's 131,072)."""
     if ctx.seq_len <= 1:
         return ""
     src = ctx.seq_source
-    if src is not None and src.kind == "context":
+    if src is not None and src.kind == CONTEXT:
         return (f"; {ctx.seq_len} is the model's context (a config.json states no pretraining length): pass the "
-                f"sequence to train at, e.g. --seq {min(ctx.seq_len // 2, 8192)}")
+                f"sequence to train at, e.g. --seq {min(ctx.seq_len // 2, HINT_SEQ_MAX)}")
     return "; a shorter --seq needs less"
 
 
@@ -115,7 +121,7 @@ class _Context:
     # whether `_evaluate` asks a model that fits no setup the fewest GPUs that would hold it (False: a budget pass
     # that only needs its pick, `planner.relax._pass_recommendation`)
     fewest_gpus: bool = True
-    seq_source: object = None  # model.SeqSource: where seq_len came from (the no-fit message names a default's source)
+    seq_source: SeqSource | None = None  # where seq_len came from (the no-fit message names a default's source)
 
 
 def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
