@@ -130,10 +130,12 @@ def test_a_config_json_keeps_its_context_and_says_so(capsys):
     assert code == 0 and "config.json or a shape states no pretraining length" in " ".join(out.split())
 
 
-def test_a_plan_of_a_config_json_that_cannot_fit_its_context_names_the_sequence(capsys):
+def test_a_config_plan_that_fits_nowhere_at_its_context_names_the_context_and_a_sequence_to_pass(capsys):
+    # Llama 3.1's config.json states its 131,072-token context and no pretraining length: at that length an 8B model
+    # fits on no 8 H100s, and the one line says the length is the context and what to pass (exit 1: no answer)
     code, _, err = cli(capsys, "plan", "--config", LLAMA_JSON, "--gpu", "h100", "--n-gpus", "8", "--days", "30")
-    assert code == 1 and len(err.strip().splitlines()) == 1
-    assert "at sequence 131072" in err and "--seq" in err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "at sequence 131072" in err and "131072 is the model's context" in err and "--seq 8192" in err
 
 
 def test_an_explicit_seq_always_wins(capsys):
@@ -161,9 +163,11 @@ def test_a_plan_of_a_model_shaped_by_params_trains_it_as_the_shapes_a_plan_searc
     assert gpt2["seq_len_source"].startswith("planner default") and llama["seq_len_source"].startswith("planner")
     small = cli_json(capsys, "plan", "--params", "1B", "--family", "llama", "--gpu", "4070ti", "--days", "30")
     assert _setup_seq(small) == 1024
-    # the explicit --seq still wins, and memory/step keep the shape's context (a fixed model outside a plan)
+    # the explicit --seq still wins, and memory keeps the shape's context (a fixed model outside a plan)
     assert _setup_seq(cli_json(capsys, "plan", "--params", "1B", "--family", "llama", "--tokens", "1e10", "--gpu",
                                "h100", "--seq", "4096")) == 4096
+    mem = cli_json(capsys, "memory", "--params", "1B", "--gpu", "h100")["setup"]
+    assert (mem["seq_len"], mem["seq_len_source"]) == (1024, "context")  # GPT-2's rule shapes on its 1,024 context
 
 
 def test_the_plan_that_shapes_its_models_keeps_1024_and_prints_no_note(capsys):
@@ -171,20 +175,6 @@ def test_the_plan_that_shapes_its_models_keeps_1024_and_prints_no_note(capsys):
     assert _setup_seq(d) == 1024 and d["seq_len_source"].startswith("planner default")
     code, out, _ = cli(capsys, "plan", "--gpu", "4070ti", "--days", "365")
     assert code == 0 and "pretraining length" not in out and "--seq to change" not in out
-
-
-def test_a_config_plan_that_fits_nowhere_at_its_context_names_the_context_and_a_sequence_to_pass(capsys):
-    # Llama 3.1's config.json states its 131,072-token context and no pretraining length: at that length an 8B model
-    # fits on no 8 H100s, and the one line says the length is the context and what to pass (exit 1: no answer)
-    from pathlib import Path
-
-    from flopscalc.cli import run
-
-    cfg = Path(__file__).resolve().parents[1] / "data" / "configs" / "llama-3.1-8b.json"
-    code = run(["plan", "--config", str(cfg), "--gpu", "h100", "--n-gpus", "8", "--days", "30"])
-    err = capsys.readouterr().err
-    assert code == 1 and "131072 is the model's context" in err and "--seq 8192" in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_the_models_listing_shows_each_presets_training_length_beside_its_context(capsys):
