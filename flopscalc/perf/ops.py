@@ -102,10 +102,11 @@ GRAD_CLIP_RW_ELEMENTS, GRAD_CLIP_KERNELS = 3, 2
 # the value at which the median of measured / predicted tokens/s over the fit subset named in
 # docs/performance_model.md is 1 (the 9 MosaicML A100-80GB rows at sequence 2048 of
 # data/published_throughput.csv: 0.808, by bisection; 0.806 before the compute beside hidden collectives was
-# slowed (`perf.parallel` [11]), 0.797 before their loss kernel and train metrics were priced, 2026-11-28). Those rows spend 80-95% of their priced time in GEMMs,
-# so the fraction scales the GEMMs only; attention and memory-bound kernels keep their sourced rates. (Until
-# 2026-11 it scaled every kernel, 0.76: that also slowed the attention kernel, which the long-sequence rows
-# reject.) Errors are reported on the other rows only; tests/test_perf_validation.py re-derives it from the CSV.
+# slowed (`perf.parallel` [11]), 0.797 before their loss kernel and train metrics were priced, 2026-11-28).
+# Those rows spend 80-95% of their priced time in GEMMs, so the fraction scales the GEMMs only; attention and
+# memory-bound kernels keep their sourced rates. (Until 2026-11 it scaled every kernel, 0.76: that also slowed the
+# attention kernel, which the long-sequence rows reject.) Errors are reported on the other rows only;
+# tests/test_perf_validation.py re-derives it from the CSV.
 SUSTAINED_FRACTION = 0.81
 # Embedding and LM-head weights are read in fp32 under mixed precision ([4]: the master weights are fp32).
 MASTER_BYTES = FP32_BYTES
