@@ -118,6 +118,9 @@ def test_the_header_says_where_the_default_came_from_once(capsys):
     assert "sequence 8192 (llama-3.1-8b's pretraining length, Dubey et al. 2024, sec. 3.4.1; context 131072; --seq " \
            "to change)" in flat
     assert flat.count("pretraining length") == 1
+    # a layout search: in its title, not again in the best layout's detail below it
+    code, out, _ = cli(capsys, "step", "--model", "llama-3.1-8b", "--gpu", "h100", "--n-gpus", "16", "--search")
+    assert code == 0 and " ".join(out.split()).count("pretraining length") == 1
 
 
 def test_a_config_json_keeps_its_context_and_says_so(capsys):

@@ -108,7 +108,8 @@ def search_report(s: LayoutSearch, seq_given: int | None = None) -> Group:
     rej = ", ".join(f"{v} for {k}" for k, v in s.rejected.items()) or "none"
     note = Text(f"{s.n_candidates} candidates, {s.n_timed} fitting splits timed ({s.n_pruned} more fit but their "
                 f"compute alone loses); rejected: {rej}. Best layout in detail:")
-    return Group(t, note, layout_report(s.best.time, s.best.memory))
+    # the best in detail at the title's sequence: passed as given, so the source the title named is not said twice
+    return Group(t, note, layout_report(s.best.time, s.best.memory, s.seq_len))
 
 
 def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_parallel, search, global_batch,
