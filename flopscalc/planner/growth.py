@@ -24,7 +24,7 @@ class BatchGrowth:
     tokens_per_step: int  # the grown batch the setup runs
     critical_tokens: float  # Kaplan et al. 2020 eq. 5.3 at ``loss_nats`` (WebText2 nats: an order-of-magnitude guide)
     loss_nats: float  # the predicted loss the critical batch is taken at
-    default_scaling_efficiency: float  # compute / (compute + exposed communication) at the default batch
+    default_scaling_efficiency: float  # compute / (compute + exposed comm + overlap slowdown) at the default batch
     reason: str  # why growth stopped: "critical batch size" or "best trade-off" (`best_doubling`)
 
     @property
