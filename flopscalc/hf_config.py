@@ -63,6 +63,18 @@ class _Fields:
                 return _Fields(block, self.where, self.model_type).float("rope_theta", default)
         return self.float(key, default)
 
+    def pretraining_context(self, context: int) -> int | None:
+        """The context before RoPE scaling stretched it, where the config states one shorter than ``context``:
+        ``rope_scaling`` (or ``rope_parameters``) ``original_max_position_embeddings``, the length transformers'
+        Llama 3 / YaRN / LongRoPE scaling takes as trained (``modeling_rope_utils``); Llama 3.1 states 8192, the
+        length it was pretrained at before its long-context phase (Dubey et al. 2024, sec. 3.4). None otherwise."""
+        for nested in ("rope_parameters", "rope_scaling"):
+            block = self.data.get(nested)
+            if isinstance(block, dict) and block.get("original_max_position_embeddings") is not None:
+                value = _Fields(block, self.where, self.model_type).int("original_max_position_embeddings")
+                return value if value < context else None
+        return None
+
     def act(self, *keys: str, default: str) -> str:
         """The gated MLP kind from the activation field (the first of ``keys`` present)."""
         key = next((k for k in keys if self.data.get(k) is not None), keys[0])
@@ -89,12 +101,14 @@ def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, eps: float = _EPS
     """The fields every Llama-style config shares (LlamaConfig's names); ``eps`` / ``theta``: the type's defaults."""
     n_embd, n_head = f.int("hidden_size"), f.int("num_attention_heads")
     head_dim = f.int("head_dim", None)
+    context = f.int("max_position_embeddings")
     return dict(
         n_layer=f.int("num_hidden_layers"), n_head=n_head, n_embd=n_embd,
         n_kv_head=f.int("num_key_value_heads", None),
         head_size=head_dim if head_dim is not None and head_dim * n_head != n_embd else None,
         ffn_dim=f.int("intermediate_size"), vocab_size=f.int("vocab_size"),
-        block_size=f.int("max_position_embeddings"), tie_embeddings=f.bool("tie_word_embeddings", tie),
+        block_size=context, train_seq=f.pretraining_context(context),
+        tie_embeddings=f.bool("tie_word_embeddings", tie),
         mlp=mlp or f.act("hidden_act", default="silu"), norm="rmsnorm", position="rope", bias=False,
         rope_theta=f.rope_theta(theta), norm_eps=f.float("rms_norm_eps", eps), **family,
     )

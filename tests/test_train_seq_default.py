@@ -21,6 +21,7 @@ from flopscalc.planner.request import DEFAULT_SEQ_LEN, PlanRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA_JSON = str(ROOT / "data" / "configs" / "llama-3.1-8b.json")
+MISTRAL_JSON = str(ROOT / "data" / "configs" / "mistral-7b-v0.1.json")
 
 
 @dataclass(frozen=True)
@@ -123,22 +124,33 @@ def test_the_header_says_where_the_default_came_from_once(capsys):
     assert code == 0 and " ".join(out.split()).count("pretraining length") == 1
 
 
-def test_a_config_json_keeps_its_context_and_says_so(capsys):
-    # a config.json states max_position_embeddings (131,072 for Llama 3.1 8B), not the pretraining length
+def test_a_config_json_trains_at_the_context_before_rope_scaling_else_at_its_context(capsys):
+    # Llama 3.1's config.json states max_position_embeddings 131,072 and, in rope_scaling,
+    # original_max_position_embeddings 8,192: the length it was pretrained at (Dubey et al. 2024, sec. 3.4)
     mem = cli_json(capsys, "memory", "--config", LLAMA_JSON, "--gpu", "h100")
     flops = cli_json(capsys, "flops", "--config", LLAMA_JSON, "--tokens", "1e9")
-    assert mem["setup"]["seq_len"] == flops["seq_len"] == 131072
+    assert mem["setup"]["seq_len"] == flops["seq_len"] == 8192
+    assert mem["setup"]["seq_len_source"].startswith("pretraining (")
+    # Mistral 7B v0.1's states only its 32,768 context: that is the default, and the header says so
+    mem = cli_json(capsys, "memory", "--config", MISTRAL_JSON, "--gpu", "h100")
+    flops = cli_json(capsys, "flops", "--config", MISTRAL_JSON, "--tokens", "1e9")
+    assert mem["setup"]["seq_len"] == flops["seq_len"] == 32768
     assert mem["setup"]["seq_len_source"] == flops["seq_len_source"] == "context"
-    code, out, _ = cli(capsys, "flops", "--config", LLAMA_JSON, "--tokens", "1e9")
+    code, out, _ = cli(capsys, "flops", "--config", MISTRAL_JSON, "--tokens", "1e9")
     assert code == 0 and "config.json or a shape states no pretraining length" in " ".join(out.split())
 
 
 def test_a_config_plan_that_fits_nowhere_at_its_context_names_the_context_and_a_sequence_to_pass(capsys):
-    # Llama 3.1's config.json states its 131,072-token context and no pretraining length: at that length an 8B model
-    # fits on no 8 H100s, and the one line says the length is the context and what to pass (exit 1: no answer)
-    code, _, err = cli(capsys, "plan", "--config", LLAMA_JSON, "--gpu", "h100", "--n-gpus", "8", "--days", "30")
+    # at Mistral 7B's 32,768-token context the lightest setup needs more than one A100-40GB holds; at 8,192 it fits:
+    # the one line says the length is the context and what to pass (exit 1: no answer at the default)
+    code, _, err = cli(capsys, "plan", "--config", MISTRAL_JSON, "--gpu", "a100-40gb", "--days", "30")
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert "at sequence 131072" in err and "131072 is the model's context" in err and "--seq 8192" in err
+    assert "at sequence 32768" in err and "32768 is the model's context" in err and "--seq 8192" in err
+    code, _, err = cli(capsys, "plan", "--config", MISTRAL_JSON, "--gpu", "a100-40gb", "--days", "30", "--seq", "8192")
+    assert code == 0, err
+    # where the weights and optimizer alone do not fit (one 24 GB card), no sequence is suggested: none would help
+    code, _, err = cli(capsys, "plan", "--config", MISTRAL_JSON, "--gpu", "4090", "--days", "30")
+    assert code == 1 and "--seq" not in err and "context" not in err
 
 
 def test_an_explicit_seq_always_wins(capsys):
@@ -194,3 +206,20 @@ def test_the_models_listing_shows_each_presets_training_length_beside_its_contex
     assert rows["gpt2"]["train_seq"] == rows["gpt2"]["block_size"] == 1024
     assert run(["models"]) == 0
     assert "train seq" in capsys.readouterr().out
+
+
+def test_a_configs_original_context_is_read_only_where_it_is_shorter_and_refused_when_malformed():
+    import json
+
+    from flopscalc.hf_config import config_from_hf
+
+    data = json.loads(Path(LLAMA_JSON).read_text())
+    assert config_from_hf(data).train_seq == 8192  # rope_scaling.original_max_position_embeddings
+    same = {**data, "rope_scaling": {**data["rope_scaling"], "original_max_position_embeddings": 131072}}
+    assert config_from_hf(same).train_seq is None  # no shorter pretraining length stated: the context
+    newer = {**data, "rope_parameters": data["rope_scaling"]}  # transformers 5's name for the same block
+    del newer["rope_scaling"]
+    assert config_from_hf(newer).train_seq == 8192
+    bad = {**data, "rope_scaling": {**data["rope_scaling"], "original_max_position_embeddings": "8k"}}
+    with pytest.raises(UsageError, match="original_max_position_embeddings"):
+        config_from_hf(bad)

@@ -76,6 +76,7 @@ def seq_source(cfg: ModelConfig, seq_len: int | None) -> SeqSource:
     stated = PRETRAIN_SEQ.get(base)
     if stated is not None and stated[0] == seq:
         return SeqSource(seq, PRETRAINING, stated[1], base, cfg.block_size)
-    if cfg.train_seq is not None:  # stated by whoever built the config (Python), without a citation here
-        return SeqSource(seq, PRETRAINING, "as the model states", cfg.name, cfg.block_size)
+    if cfg.train_seq is not None:  # a config.json's rope_scaling (`hf_config`), or whoever built the config
+        return SeqSource(seq, PRETRAINING, "as its config states (original_max_position_embeddings, the context before "
+                         "RoPE scaling)", cfg.name, cfg.block_size)
     return SeqSource(seq, CONTEXT, context=cfg.block_size)

@@ -85,15 +85,19 @@ def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
 HINT_SEQ_MAX = 8192
 
 
-def _shorter_seq_hint(ctx) -> str:
+def _shorter_seq_hint(ctx, fits=None) -> str:
     """The no-fit message's last clause: a shorter --seq, named with the default's source when --seq was not given
-    (a config.json's context may be a long-context length no pretraining run used, e.g. Llama 3.1's 131,072)."""
+    (a config.json's context may be a long-context length no pretraining run used). ``fits``: whether the lightest
+    setup fits at a sequence length (None: not checked); a length suggested by name must fit, or none is named."""
     if ctx.seq_len <= 1:
         return ""
     src = ctx.seq_source
     if src is not None and src.kind == CONTEXT:
-        return (f"; {ctx.seq_len} is the model's context (a config.json states no pretraining length): pass the "
-                f"sequence to train at, e.g. --seq {min(ctx.seq_len // 2, HINT_SEQ_MAX)}")
+        shorter = min(ctx.seq_len // 2, HINT_SEQ_MAX)
+        if fits is not None and not fits(shorter):
+            return ""  # the weights and optimizer alone do not fit: no sequence would help
+        return (f"; {ctx.seq_len} is the model's context (its config.json states no pretraining length): pass the "
+                f"sequence to train at, e.g. --seq {shorter}")
     return "; a shorter --seq needs less"
 
 
@@ -311,7 +315,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
             "the CPU, ZeRO "
             f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB at sequence {ctx.seq_len}{more}"
-            + _shorter_seq_hint(ctx))
+            + _shorter_seq_hint(ctx, lambda seq: lightest_peak_bytes(smallest.model, n_gpus, seq, ctx.budget.precision)
+                                <= cap * (1 - PLAN_MEMORY_HEADROOM)))
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":
         reach = [o for o in fitting if math.isfinite(o.n_tokens)]
