@@ -223,3 +223,14 @@ def test_a_configs_original_context_is_read_only_where_it_is_shorter_and_refused
     bad = {**data, "rope_scaling": {**data["rope_scaling"], "original_max_position_embeddings": "8k"}}
     with pytest.raises(UsageError, match="original_max_position_embeddings"):
         config_from_hf(bad)
+
+
+def test_hparams_names_a_default_sequences_source_in_its_title_and_refuses_one_past_a_learned_table(capsys):
+    code, out, _ = cli(capsys, "scaling", "hparams", "--model", "llama-3.1-8b", "--tokens", "1e12")
+    assert code == 0 and " ".join(out.split()).count("pretraining length") == 1
+    code, out, _ = cli(capsys, "scaling", "hparams", "--model", "llama-3.1-8b", "--tokens", "1e12", "--seq", "4096")
+    assert code == 0 and "pretraining length" not in out  # a given --seq needs no note
+    # GPT-2's learned position table has 1024 rows: memory, step, flops and plan refuse a longer sequence, and so does
+    # hparams (it priced one before)
+    code, _, err = cli(capsys, "scaling", "hparams", "--model", "gpt2", "--tokens", "1e10", "--seq", "4096")
+    assert code == 2 and "learned position table" in err and len(err.strip().splitlines()) == 1

@@ -270,8 +270,12 @@ def hparams(
     if loss is not None and not loss > 0:
         raise UsageError(f"--loss must be a positive number of nats per token, e.g. 3.3, got {loss}")
     src = seq_source(cfg, seq)  # --seq, else the model's default (`model.default_train_seq`), and where it came from
+    if cfg.seq_limited_by_context and src.seq_len > cfg.block_size:  # as memory/step/flops/plan refuse it
+        raise UsageError(f"sequence length {src.seq_len} is longer than the model's context ({cfg.block_size} "
+                         f"tokens, its learned position table); pass --seq {cfg.block_size} or less")
     h = recommend_hyperparameters(cfg.n_layer, cfg.n_embd, src.seq_len, d, loss_nats=loss, schedule=schedule.value)
-    emit(hparams_report(h, cfg.name), {"model": cfg.name, **hparams_dict(h), "seq_len_source": src.label}, as_json)
+    emit(hparams_report(h, cfg.name, src.note), {"model": cfg.name, **hparams_dict(h), "seq_len_source": src.label},
+         as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -272,8 +272,10 @@ def hparams_dict(h: Hyperparameters) -> dict:
     return h.as_dict()
 
 
-def hparams_report(h: Hyperparameters, model_name: str = "") -> Group:
-    title = f"Hyperparameters{f' for {model_name}' if model_name else ''} on {format_count(h.n_tokens, 2)} tokens"
+def hparams_report(h: Hyperparameters, model_name: str = "", seq_note: str = "") -> Group:
+    """``seq_note``: where a default sequence came from (`model.SeqSource.note`), printed once in the title."""
+    title = (f"Hyperparameters{f' for {model_name}' if model_name else ''} on {format_count(h.n_tokens, 2)} tokens"
+             + (f", sequence {h.seq_len}{seq_note}" if seq_note else ""))
     t = Table(title=title, title_justify="left", show_header=False, box=None)
     t.add_column(style="bold")
     t.add_column(justify="right")
