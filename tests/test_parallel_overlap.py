@@ -56,3 +56,18 @@ def test_the_step_prices_the_slowdown_in_its_own_class():
     assert by_class["overlap slowdown"] == pytest.approx(OVERLAP_COMPUTE_SLOWDOWN * est.comm.hidden_s)
     assert by_class["overlap slowdown"] > 0.05 * est.step_s  # FSDP at a small micro-batch: its gathers weigh
     assert est.step_s == pytest.approx(sum(by_class.values()))
+
+
+def test_the_context_parallel_ring_it_hides_slows_the_attention_core_too():
+    # the same mechanism (NCCL's CTAs holding SMs, [11]) under context parallelism: Llama 3 405B at 128K on TP8 CP16
+    # PP16 (Dubey et al. 2024 Table 4), whose K/V ring hides behind the attention core
+    import dataclasses
+
+    from flopscalc.layout.validation import rows_of
+
+    (row,) = [r for r in rows_of("llama3-t4") if r.seq_len == 131072]
+    t = row.predict(layout=dataclasses.replace(row.layout, interleave=8))
+    assert t.cp_slowdown_s > 0 and t.components["context-parallel overlap slowdown"] == t.cp_slowdown_s
+    assert t.cp_slowdown_s <= OVERLAP_COMPUTE_SLOWDOWN * t.compute_s  # never more than the slowed compute allows
+    eight = [r for r in rows_of("llama3-t4") if r.seq_len == 8192][0].predict()
+    assert eight.cp_slowdown_s == 0  # no context parallelism, nothing slowed by it

@@ -95,6 +95,7 @@ from ..model import ModelConfig, count_params, params_outside_blocks
 from ..perf import StepOptions, estimate_step
 from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
 from ..perf.parallel import (
+    OVERLAP_COMPUTE_SLOWDOWN,
     CommEstimate,
     data_parallel_comm,
     hiding_window_s,
@@ -146,11 +147,13 @@ class LayoutTime:
     optimizer_s: float
     peak_flop_per_s: float
     model_flops_per_token: float  # causal attention, no recomputation (MFU)
+    cp_slowdown_s: float = 0.0  # the attention core slowed by the CP ring it hides (`perf.parallel` [11])
 
     @property
     def components(self) -> dict[str, float]:
         return {"compute": self.compute_s, "pipeline bubble": self.bubble_s, "tensor-parallel comm": self.tp_comm_s,
                 "pipeline p2p": self.pp_comm_s, "context-parallel comm (exposed)": self.cp_comm_exposed_s,
+                "context-parallel overlap slowdown": self.cp_slowdown_s,
                 "expert all-to-all": self.ep_comm_s, "data-parallel comm (exposed)": self.dp.exposed_s,
                 "data-parallel overlap slowdown": self.dp.slowdown_s, "optimizer": self.optimizer_s}
 
@@ -411,12 +414,13 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
         one = _ring_s(t, act, tp_bus, cluster, t, all_reduce=True)
     tp_mb = 2 * passes * one * layers
     # ---- context parallel: K, V ring [5], overlapped with the attention core
-    cp_mb = 0.0
+    cp_mb = cp_slow_mb = 0.0
     if cp > 1:
         kv = HALF_BYTES * b * s_local * 2 * cfg.d_kv / t
         span = t * cp
         ring = 3 * (cp - 1) * (kv / cluster.link_bytes_per_s(span) + cluster.hop_s(span)) * layers
         cp_mb = max(0.0, ring - cost.attention_s)
+        cp_slow_mb = OVERLAP_COMPUTE_SLOWDOWN * min(ring, cost.attention_s)  # `perf.parallel` [11], as for DP
     # ---- expert parallel: 4 all-to-alls per MoE layer [6] (6 with full recompute)
     ep_mb = 0.0
     if ep > 1:
@@ -434,7 +438,7 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
         per_param_s = cost.grad_accum_s / count_params(per_rank_model(cfg, t, layers, ep)).total
         main = megatron_main_grad_bytes(precision, layout.grad_accum_fusion)
         accum_mb = per_param_s * n_params * (HALF_BYTES + 2 * main) / AMP_GRAD_ACCUMULATE_BYTES  # [10] 2 + 2 x main
-    comm_mb = accum_mb + tp_mb + cp_mb + ep_mb + pp_mb  # per micro-batch on every stage, besides its compute
+    comm_mb = accum_mb + tp_mb + cp_mb + cp_slow_mb + ep_mb + pp_mb  # per micro-batch on every stage, besides compute
     bubble = (p - 1) / v * (middle_mb + comm_mb)  # [1] 2.2, [8]: warm-up and cool-down through the other stages
     # ---- data parallel over dp x cp ranks, hidden behind the last backward if overlapped; Megatron-LM's bucket for
     # a layout that needs it, else the bucket of what runs it (PyTorch DDP's 25 MiB; `parallel.default_bucket_bytes`)
@@ -463,4 +467,4 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     model_flops = causal_model_flops_per_token(cfg, seq_len)
     peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
     return LayoutTime(layout, cfg, cluster, seq_len, (compute_mb + accum_mb) * m, bubble, tp_mb * m, pp_mb * m,
-                      cp_mb * m, ep_mb * m, dp, optimizer, peak, model_flops)
+                      cp_mb * m, ep_mb * m, dp, optimizer, peak, model_flops, cp_slow_mb * m)

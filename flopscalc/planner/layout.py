@@ -98,7 +98,7 @@ class LayoutSpeed(StepRates):
         link = max(parts, key=parts.get)
         return CommEstimate(self.n_gpus, dp.zero_stage, dp.volume_bytes, dp.bus_bytes_per_s,
                             t.exposed_comm_s + dp.hidden_s, dp.hidden_s, link, dp.latency_s, dp.n_messages,
-                            dp.slowdown_s)
+                            dp.slowdown_s + t.cp_slowdown_s)
 
     @property
     def offload(self) -> OffloadTime:
