@@ -69,5 +69,5 @@ def test_the_context_parallel_ring_it_hides_slows_the_attention_core_too():
     t = row.predict(layout=dataclasses.replace(row.layout, interleave=8))
     assert t.cp_slowdown_s > 0 and t.components["context-parallel overlap slowdown"] == t.cp_slowdown_s
     assert t.cp_slowdown_s <= OVERLAP_COMPUTE_SLOWDOWN * t.compute_s  # never more than the slowed compute allows
-    eight = [r for r in rows_of("llama3-t4") if r.seq_len == 8192][0].predict()
+    eight = next(r for r in rows_of("llama3-t4") if r.seq_len == 8192).predict()
     assert eight.cp_slowdown_s == 0  # no context parallelism, nothing slowed by it
