@@ -234,3 +234,19 @@ def test_hparams_names_a_default_sequences_source_in_its_title_and_refuses_one_p
     # hparams (it priced one before)
     code, _, err = cli(capsys, "scaling", "hparams", "--model", "gpt2", "--tokens", "1e10", "--seq", "4096")
     assert code == 2 and "learned position table" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_replaced_plan_request_resolves_its_default_sequence_again():
+    # dataclasses.replace passes every field: a default resolved for one model must be neither relabelled as given
+    # nor carried to another model
+    import dataclasses
+
+    req = PlanRequest(get_gpu("h100"), None, n_gpus=512, model=get_preset("llama-3.1-8b"), n_tokens=1e12)
+    assert (req.seq_len, req.seq_len_source.kind) == (8192, "pretraining")
+    more = dataclasses.replace(req, n_gpus=1024)
+    assert (more.seq_len, more.seq_len_source.kind) == (8192, "pretraining")
+    other = dataclasses.replace(req, model=get_preset("llama-2-7b"))
+    assert (other.seq_len, other.seq_len_source.kind) == (4096, "pretraining")
+    given = dataclasses.replace(req, seq_len=2048)
+    assert (given.seq_len, given.seq_len_source.kind) == (2048, "given")
+    assert dataclasses.replace(given, n_gpus=8).seq_len == 2048  # a given length stays given

@@ -136,11 +136,17 @@ class PlanRequest:
     # ``model`` was shaped by a rule from a parameter count (`--params`), not a preset or a config.json: it trains at
     # `DEFAULT_SEQ_LEN` as the shapes a plan searches do (Llama-family shapes too: 8,192 would fit no 12 GB card)
     shaped: bool = False
-    seq_len_source: SeqSource | None = field(init=False, default=None, compare=False)  # where seq_len came from
+    # where seq_len came from; set by __post_init__. An init field only so that `dataclasses.replace` carries it: a
+    # default it resolved is then resolved again for the new request's model (not relabelled as given, nor carried to
+    # another model); callers leave it out
+    seq_len_source: SeqSource | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # normalised spellings, so the fields hold the types they name
         object.__setattr__(self, "precision", Precision(self.precision))
+        prior = self.seq_len_source
+        if prior is not None and prior.kind != GIVEN and self.seq_len == prior.seq_len:
+            object.__setattr__(self, "seq_len", None)  # a default resolved before (`dataclasses.replace`): again
         if self.model is not None and not (self.shaped and self.seq_len is None):  # a fixed model: one rule
             src = seq_source(self.model, self.seq_len)
         elif self.seq_len is None:  # the shapes a plan searches, and a --params shape as they
