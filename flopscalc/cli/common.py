@@ -39,8 +39,9 @@ PresetOpt = Annotated[str | None, typer.Option(
     "--model", help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")]
 ParamsOpt = Annotated[str | None, typer.Option(
     "--params", help="Target parameter count, e.g. 350M; shaped by rule.")]
-SeqOpt = Annotated[int | None, typer.Option("--seq", help="Training sequence length (tokens; default: the model's pretraining length where its "
-                                                   "source states one, else its context).")]
+SeqOpt = Annotated[int | None, typer.Option(
+    "--seq", help="Training sequence length (tokens; default: the model's pretraining length where its source states "
+                  "one, else its context).")]
 MicroBatchOpt = Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")]
 GradAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")]
 NGpusOpt = Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")]

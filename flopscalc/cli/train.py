@@ -129,7 +129,8 @@ def train(
     n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None, pos: PosOpt = None,
     bias: BiasOpt = None, tie: TieOpt = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per device per forward pass.")] = 8,
-    seq: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the model's pretraining length where its source states one, else its block size).")] = None,
+    seq: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the model's pretraining length where "
+                                                "its source states one, else its block size).")] = None,
     grad_accum: GradAccumOpt = 1,
     steps: Annotated[int, typer.Option(help="Optimizer steps of the whole run.")] = 1000,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 6e-4,
@@ -207,7 +208,8 @@ def train(
         "precision": precision.value, "compile": compile, "recompute": recompute.value, "parallel": parallel.value,
         "lora_rank": lora_rank, "lora_alpha": lora_alpha, "lora_targets": lora_targets,
     }
-    checked = TrainConfig(model=cfg_model, seq_len=seq or default_train_seq(cfg_model), **config_args)  # reject pre-torch
+    # reject pre-torch
+    checked = TrainConfig(model=cfg_model, seq_len=seq or default_train_seq(cfg_model), **config_args)
     require_torch()
     from ..train.render import train_summary
     from ..train.run import TrainRequest, model_with_vocab, run_training

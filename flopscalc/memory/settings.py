@@ -146,7 +146,8 @@ class TrainingSetup:
     micro_batch : int
         Sequences per GPU per forward pass (count).
     seq_len : int or None
-        Tokens per sequence; None means the model's default, `model.default_train_seq` (its pretraining length, else ``block_size``).
+        Tokens per sequence; None means the model's default, `model.default_train_seq` (its pretraining length,
+        else ``block_size``).
     precision : MemoryPrecision
         Storage precision policy.
     optimizer : Optimizer

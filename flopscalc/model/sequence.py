@@ -56,7 +56,7 @@ class SeqSource:
     @property
     def note(self) -> str:
         """What a report prints after the sequence, once: empty for a given ``--seq`` and for the planner's default
-        (a plan that shapes its models says it in its assumptions)."""
+        (the plan's setup line prints the length; ``--json``'s ``seq_len_source`` names where it came from)."""
         if self.kind in (GIVEN, PLANNER):
             return ""
         if self.kind == PRETRAINING:

@@ -465,5 +465,5 @@ def low_efficiency_warning(compute_s: float, comm: CommEstimate, *, bubble_s: fl
     slowed = (f" ({comm.slowdown_s:.3g} s of it compute slowed by the collectives it hides)"
               if comm.slowdown_s >= 0.05 * comm.cost_s else "")
     return (f"scaling efficiency {eff:.0%} on {comm.n_gpus} GPUs: {comm.cost_s:.3g} s of each {step_s:.3g} s "
-            f"step waits on communication over {comm.link}{slowed}{why}{bubble}; {helps}a larger batch (up to the critical "
-            "batch size), fewer GPUs or a faster interconnect would help")
+            f"step waits on communication over {comm.link}{slowed}{why}{bubble}; {helps}a larger batch (up to the "
+            "critical batch size), fewer GPUs or a faster interconnect would help")

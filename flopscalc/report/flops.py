@@ -69,7 +69,8 @@ def flops_report(s: FlopsSummary) -> Group:
     head = Text(model_line(s.model))
     steps = s.steps
     sub = Text(
-        f"{seq_words(s.model, s.seq_len_given, s.seq_len)}, {format_count(s.n_tokens)} token{'' if s.n_tokens == 1 else 's'}, "
+        f"{seq_words(s.model, s.seq_len_given, s.seq_len)}, {format_count(s.n_tokens)} "
+        f"token{'' if s.n_tokens == 1 else 's'}, "
         f"{steps.tokens_per_step:,} tokens/step: "
         f"{steps_text(steps)}, attention {'causal (unmasked pairs only)' if s.causal else 'dense T x T'}, "
         f"recompute {t.recompute.value}", style="dim")

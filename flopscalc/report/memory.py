@@ -29,7 +29,8 @@ ACTIVATION_LABELS = {
 
 def _settings_line(b: MemoryBreakdown) -> str:
     s = b.setup
-    parts = [f"micro-batch {s.micro_batch}", seq_words(b.model, s.seq_len, b.seq_len), f"gradient accumulation {s.grad_accum}", s.precision.value, s.optimizer.value,
+    parts = [f"micro-batch {s.micro_batch}", seq_words(b.model, s.seq_len, b.seq_len),
+             f"gradient accumulation {s.grad_accum}", s.precision.value, s.optimizer.value,
              f"recompute {s.recompute.value}", "flash attention" if s.flash else "math attention"]
     if s.n_gpus > 1 or s.zero_stage:
         parts.append(f"{s.n_gpus} GPU(s), ZeRO stage {s.zero_stage}")

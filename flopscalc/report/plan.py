@@ -278,7 +278,8 @@ def plan_report(p: Plan) -> Group:
     rec.add_row("setup", f"{s.micro_batch} x {s.grad_accum}",
                 "micro-batch x accumulation" + (f" x {replicas:,} data-parallel replicas" if replicas > 1 else "")
                 + f" = {format_count(r.chosen.tokens_per_step)} tokens/step at seq "
-                f"{s.seq_len}{p.seq_source.note if p.seq_source else ''}; {s.precision.value}, {s.optimizer.value}, recompute {s.recompute.value}"
+                f"{s.seq_len}{p.seq_source.note if p.seq_source else ''}; {s.precision.value}, {s.optimizer.value}, "
+                f"recompute {s.recompute.value}"
                 + (f", ZeRO-{s.zero_stage}" if s.zero_stage else "") + (", optimizer offload" if s.offload_optimizer
                                                                         else ""))
     if r.batch is not None:
