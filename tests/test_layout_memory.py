@@ -171,17 +171,29 @@ def test_bad_layouts_are_refused_in_one_line():
 def test_the_published_layouts_that_ran_fit_and_where_the_count_is_too_high():
     # every row of data/published_layouts.csv is a run that ran on its GPUs, so the memory a layout is priced at
     # must fit them. Korthikanti's and Narayanan's Megatron-LM runs (A100-80GB) do: 0.41-0.84 of 80 GiB. Llama 3
-    # 405B's three layouts (Dubey et al. 2024 Table 4, H100-80GB) do NOT: 1.10 (88 GiB: 64 GiB of activations on
-    # the first stage, 16 micro-batches of 8 layers in flight), so the count is too high for Meta's stack by at least
-    # 8 GiB (the paper's schedule and memory measures, sec. 3.3.2, are not all priced). Asserted as found, so a
+    # 405B's three layouts (Dubey et al. 2024 Table 4, H100-80GB) do NOT, by 2-3%: 1.026-1.029 (82 GiB, the second
+    # stage's 15 micro-batches of 8 layers under 1F1B, 59.6 GiB, with the end stages a layer short as sec. 3.3.2
+    # says; before that and the per-stage count, 1.10 on the first stage). Without the 5% allocator-overhead
+    # assumption they fit (0.98), and with the paper's interleaving (V = 8, implied by sec. 3.3.2) in Megatron-LM's
+    # order they need 1.08-1.17: Meta's run fits by what the paper does not state (its own schedule, gradient
+    # accumulation, allocator; docs/memory.md "Llama 3 405B", /work/notes/s15/405b.md). Asserted as found, so a
     # change that moves it is seen (docs/parallelism.md, "Where it is weakest").
+    import dataclasses
+
     from flopscalc.hardware import get_gpu
-    from flopscalc.layout.validation import published_layouts
+    from flopscalc.layout.validation import LLAMA3_INTERLEAVE_IMPLIED, published_layouts
 
     for row in published_layouts():
+        cap = get_gpu(row.gpu_key).memory_bytes
         mem = layout_memory(row.cfg, row.layout, row.seq_len, flash=row.flash, dropout=not row.flash)
-        fraction = mem.total / get_gpu(row.gpu_key).memory_bytes
         if row.name.startswith("llama3-405b"):
-            assert 1.0 < fraction < 1.15, row.name
+            assert 1.02 < mem.total / cap < 1.03, row.name
+            assert mem.stage == "second", row.name
+            bare = layout_memory(row.cfg, row.layout, row.seq_len, flash=row.flash, dropout=False,
+                                 fragmentation_fraction=0.0)
+            assert 0.97 < bare.total / cap < 0.99, row.name
+            lay = dataclasses.replace(row.layout, interleave=LLAMA3_INTERLEAVE_IMPLIED)
+            interleaved = layout_memory(row.cfg, lay, row.seq_len, flash=row.flash, dropout=False)
+            assert 1.07 < interleaved.total / cap < 1.17, row.name
         else:
-            assert fraction <= 0.9, row.name
+            assert mem.total / cap <= 0.9, row.name

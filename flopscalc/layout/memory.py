@@ -3,9 +3,12 @@
 Parameters are split by TP x PP (routed experts also by EP) and their training state sharded by ZeRO over
 the data-parallel (x context-parallel) ranks; activations follow Korthikanti et al. [1] Table 2, generalised
 from GPT-3's block to grouped-query attention, gated MLPs and experts by counting the same saved tensors.
-The first pipeline stage holds the embedding and, under 1F1B, the activations of ``pp`` micro-batches
-([2] sec. 2.2.1); interleaving multiplies that by 1 + (p-1)/(p v) ([1] sec. 4.3); the last stage holds the LM
-head and the logits. The peak is the larger of the two.
+The first pipeline stage holds the embedding, the last the LM head and the logits; when the layers leave slots
+spare, those stages carry a layer fewer (`spec.chunk_layers`, [5]). Stage r holds the activations of the
+micro-batches Megatron-LM's schedule ([6]) has run forward and not yet backward: min(p - r, m) under 1F1B ([2] sec.
+2.2.1), and with v chunks per stage its interleaved order counted chunk by chunk (`peak_layers_in_flight`: on the
+first stage p (1 + (p-1)/(p v)) micro-batches, [1] sec. 4.3, never more than all m). The peak is the largest of the
+first, the second (the fullest stage of layers only) and the last stage.
 
 Per layer and micro-batch, in bytes at 16 bit, with s tokens per sequence on this GPU (s / cp), b, h, t:
 - replicated by TP: two norm inputs 4sbh, QKV input 2sbh, MLP input 2sbh, two dropout masks 2sbh = 10sbh
@@ -26,6 +29,12 @@ References
 [3] Megatron-LM ``docs/source/api-guide/dist_optimizer.md``: bytes per parameter with bf16 parameters and fp32
     gradients: 18 without, 6 + 12/d with the distributed optimizer (d data-parallel ranks).
 [4] Rajbhandari et al. 2020, "ZeRO", arXiv:1910.02054, sec. 5 (P_os, P_os+g, P_os+g+p).
+[5] Dubey et al. 2024, "The Llama 3 Herd of Models", arXiv:2407.21783, sec. 3.3.2 ("To balance the pipeline, we
+    reduce one Transformer layer each from the first and the last stages").
+[6] Megatron-LM ``megatron/core/pipeline_parallel/schedules.py``: ``forward_backward_pipelining_without_interleaving``
+    (rank r runs min(p - r - 1, m) warm-up forwards, then one forward and one backward at a time) and
+    ``..._with_interleaving`` (warm-up 2 (p - r - 1) + (v - 1) p forwards, all m v when m = p, capped at m v; forward
+    k runs chunk (k mod p v) // p, backward k chunk v - 1 - (k mod p v) // p).
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from ..memory.settings import (
 )
 from ..model import Mlp, ModelConfig, count_params
 from ..model.counts import mlp_unit_params
-from .spec import Engine, Layout, stage_layers
+from .spec import Engine, Layout, chunk_layers
 
 # Training state per parameter under mixed precision with AdamW ([3]): a 16-bit weight, an fp32 gradient
 # (Megatron's main_grad), an fp32 master copy and two fp32 moments.
@@ -55,7 +64,7 @@ ADAM_STATE_BYTES = 3 * FP32_BYTES  # master weight + m + v ([4] sec. 3.1: K = 12
 
 @dataclass(frozen=True)
 class LayoutMemory:
-    """Peak memory of the busiest GPU (first or last pipeline stage), by component (bytes)."""
+    """Peak memory of the busiest GPU (the first, second or last pipeline stage), by component (bytes)."""
 
     weights: float
     gradients: float
@@ -64,9 +73,9 @@ class LayoutMemory:
     logits: float  # last stage: fp32 logits / log-probabilities of one micro-batch (vocabulary split by TP)
     cuda_context: float
     fragmentation: float
-    stage: str  # "first" or "last": which stage is the peak
+    stage: str  # "first", "second" or "last": which stage is the peak
     n_params_per_gpu: float
-    n_in_flight: float  # micro-batches' activations held by the first stage
+    n_in_flight: float  # micro-batches' activations that stage holds at its peak (chunks held / chunks per stage)
 
     @property
     def total(self) -> float:
@@ -99,11 +108,13 @@ def _param_split(cfg: ModelConfig):
 
 
 def stage_params(cfg: ModelConfig, layout: Layout) -> dict[str, tuple[float, float]]:
-    """Parameters on one GPU of the first and the last stage: {stage: (dense, routed experts)} (count).
+    """Parameters on one GPU of the first, the second (``pp`` > 2: the first stage of layers only) and the last
+    stage: {stage: (dense, routed experts)} (count).
 
-    Linear weights split by TP, routed experts by TP x EP, norms replicated; the token embedding (vocabulary-
-    parallel) and position table on the first stage, the LM head (a copy of a tied embedding when pp > 1,
-    Megatron's ``word_embeddings`` on the last stage) and final norm on the last.
+    Linear weights split by TP, routed experts by TP x EP, norms replicated; each stage's layers as
+    `spec.chunk_layers` places them; the token embedding (vocabulary-parallel) and position table on the first
+    stage, the LM head (a copy of a tied embedding when pp > 1, Megatron's ``word_embeddings`` on the last stage) and
+    final norm on the last.
     """
     return dict(_stage_params(cfg, layout.tp, layout.pp, layout.interleave, layout.ep))
 
@@ -115,13 +126,48 @@ def _stage_params(cfg: ModelConfig, tp: int, pp: int, interleave: int, ep: int) 
     norms = pc.layernorm - cfg.norm_params
     per_layer_dense = ((pc.attention + pc.mlp - routed) / t + norms) / L
     per_layer_experts = routed / (t * ep) / L
-    layers = stage_layers(L, pp, interleave)
-    body = (per_layer_dense * layers, per_layer_experts * layers)
+
+    def body(rank: int) -> tuple[float, float]:
+        layers = sum(chunk_layers(L, pp, interleave, rank))
+        return per_layer_dense * layers, per_layer_experts * layers
+
     emb = pc.token_embedding / t + pc.position_embedding
     head = (pc.lm_head or (pc.token_embedding if pp > 1 else 0)) / t + cfg.norm_params
+    first, last = body(0), body(pp - 1)
     if pp == 1:
-        return {"first": (body[0] + emb + head, body[1]), "last": (body[0] + emb + head, body[1])}
-    return {"first": (body[0] + emb, body[1]), "last": (body[0] + head, body[1])}
+        return {"first": (first[0] + emb + head, first[1]), "last": (first[0] + emb + head, first[1])}
+    stages = {"first": (first[0] + emb, first[1])}
+    if pp > 2:
+        stages["second"] = body(1)
+    stages["last"] = (last[0] + head, last[1])
+    return stages
+
+
+@functools.lru_cache(maxsize=4096)
+def peak_layers_in_flight(pp: int, interleave: int, n_micro: int, rank: int, chunks: tuple[float, ...]) -> float:
+    """The most a pipeline stage holds at once of what its micro-batches leave for backward, in units of ``chunks``
+    (one weight per model chunk: its layers, or its bytes), under Megatron-LM's schedules ([6]).
+
+    1F1B (v = 1): min(p - r, m) micro-batches ([2] sec. 2.2.1: warm-up forwards, then a forward before each
+    backward). Interleaved: the warm-up forwards, then one forward and one backward at a time, each chunk's weight
+    added at its forward and dropped at its backward; the steady state repeats every p v steps (each chunk runs p
+    forwards and p backwards in a period), so one period finds the peak."""
+    p, v, m, r = pp, interleave, n_micro, rank
+    if v == 1:
+        return min(p - r, m) * chunks[0]  # [6] warm-up min(p - r - 1, m), then one forward more
+
+    def chunk(k: int) -> int:
+        return (k % (p * v)) // p  # [6] get_model_chunk_id, forward
+
+    total = m * v
+    warmup = total if m == p else min(2 * (p - r - 1) + (v - 1) * p, total)  # [6]
+    held = sum(chunks[chunk(k)] for k in range(warmup))
+    peak = held
+    for i in range(min(total - warmup, p * v)):
+        held += chunks[chunk(warmup + i)]
+        peak = max(peak, held)
+        held -= chunks[v - 1 - chunk(i)]  # [6] backward k runs chunk v - 1 - (k mod p v) // p
+    return peak
 
 
 @functools.lru_cache(maxsize=8192)  # pure; the search asks again for every ZeRO stage of a split
@@ -179,11 +225,10 @@ def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, fla
 
 
 def in_flight_micro_batches(layout: Layout) -> float:
-    """Micro-batches whose activations the first stage holds: min(m, p) under 1F1B ([2] 2.2.1), times
-    1 + (p-1)/(p v) with v chunks per stage ([1] sec. 4.3)."""
-    p, v = layout.pp, layout.interleave
-    n = min(layout.n_micro, p)
-    return n * (1 + (p - 1) / (p * v)) if v > 1 else float(n)
+    """Micro-batches whose activations the first stage holds (of equal chunks): min(m, p) under 1F1B ([2] 2.2.1),
+    p (1 + (p-1)/(p v)) with v chunks per stage ([1] sec. 4.3), never more than the m there are."""
+    v = layout.interleave
+    return peak_layers_in_flight(layout.pp, v, layout.n_micro, 0, (1.0,) * v) / v
 
 
 def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool = False, dropout: bool = True,
@@ -216,19 +261,20 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
     expert_shards = max(1, dense_shards // layout.ep)
     w_d, g_d, o_d = _state_bytes_per_param(layout.zero_stage, dense_shards)
     w_e, g_e, o_e = _state_bytes_per_param(layout.zero_stage, expert_shards)
-    layers = layout.layers_per_stage(cfg.n_layer)
     s_local = seq_len / layout.cp
-    in_flight = in_flight_micro_batches(layout)
     best = best_total = None
     for stage, (dense, experts) in params.items():
+        rank = {"first": 0, "second": 1}.get(stage, layout.pp - 1)  # `stage_params`' stages
+        chunks = chunk_layers(cfg.n_layer, layout.pp, layout.interleave, rank)
         weights, grads, optim = dense * w_d + experts * w_e, dense * g_d + experts * g_e, dense * o_d + experts * o_e
         if layout.zero_stage == 3:  # FSDP gathers whole units (a layer) ahead of use [4]
-            weights += FSDP_UNSHARDED_UNITS * WEIGHT_BYTES * (dense + experts) / layers
-        n = in_flight if stage == "first" else 1.0
-        acts = per_layer * layers * n
+            weights += FSDP_UNSHARDED_UNITS * WEIGHT_BYTES * (dense + experts) / max(1, sum(chunks))
+        chunk_bytes = [per_layer * n for n in chunks]
         if stage == "first" and dropout:  # embedding dropout mask ([1] sec. 4.3), split by TP under SP
-            acts += n * MASK_BYTES * s_local * layout.micro_batch * cfg.n_embd / (
+            chunk_bytes[0] += MASK_BYTES * s_local * layout.micro_batch * cfg.n_embd / (
                 layout.tp if layout.sequence_parallel else 1)
+        acts = peak_layers_in_flight(layout.pp, layout.interleave, layout.n_micro, rank, tuple(chunk_bytes))
+        held = peak_layers_in_flight(layout.pp, layout.interleave, layout.n_micro, rank, (1.0,) * len(chunks))
         logits = 0.0
         if stage == "last" or layout.pp == 1:  # fp32 logits of one micro-batch, vocabulary split by TP
             logits = FP32_BYTES * s_local * layout.micro_batch * cfg.vocab_size / layout.tp
@@ -236,5 +282,5 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
         parts = (weights, grads, optim, acts, logits, cuda_context_bytes, fragmentation_fraction * base)
         total = sum(parts)  # the order LayoutMemory.total adds them in
         if best is None or total > best_total:
-            best, best_total = (parts, stage, dense + experts, n if stage == "first" else 1.0), total
+            best, best_total = (parts, stage, dense + experts, held / len(chunks)), total
     return LayoutMemory(*best[0], *best[1:])

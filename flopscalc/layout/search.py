@@ -5,7 +5,8 @@ Pruning keeps the search exact for the ranking it reports: for each split, only 
 fits is timed (more recomputation only adds work: [1] sec. 4), and memory (cheap) is checked before time; once
 no recomputation fits a split and ZeRO stage at some micro-batch, the larger micro-batches are counted as rejected
 without re-checking (every term of `memory.layout_memory` is non-decreasing in the micro-batch b, the in-flight
-activations min(m, p) x b included, since m = batch / (dp b)). The
+activations included: a stage holds min(p - r, m) micro-batches of b sequences, or all m when the interleaved
+warm-up covers them, and m = batch / (dp b)). The
 fitting layouts are then timed best-first by a lower bound on their step, the busiest stage's compute with its
 bubble (`time.compute_lower_bound_s`; communication and optimizer only add): once a bound per token is no better
 than the ``top``-th best time found, no layout left can enter the ranking, and the rest are counted as pruned

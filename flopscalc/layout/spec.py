@@ -35,6 +35,26 @@ def stage_layers(n_layer: int, pp: int, interleave: int) -> int:
     return math.ceil(n_layer / (pp * interleave)) * interleave
 
 
+def chunk_layers(n_layer: int, pp: int, interleave: int, rank: int) -> tuple[int, ...]:
+    """Transformer layers in each of the ``interleave`` chunks of pipeline stage ``rank`` (0 .. pp - 1).
+
+    Every chunk holds ceil(L / (p v)) layers, except where the pipeline leaves slots spare: the loss takes the last
+    chunk of the last stage's place of one layer, then the embedding the first chunk of the first stage's (Dubey et
+    al. 2024 sec. 3.3.2: "we reduce one Transformer layer each from the first and the last stages ... the first
+    model chunk on the first stage has only the embedding"; Megatron-core's ``account_for_loss_in_pipeline_split``
+    and ``account_for_embedding_in_pipeline_split``, the flags `Layout.engine_settings` names, in that order)."""
+    per_chunk = math.ceil(n_layer / (pp * interleave))
+    chunks = [per_chunk] * interleave
+    if pp == 1:
+        return tuple(chunks)
+    spare = min(EMBEDDING_AND_LOSS_CHUNKS, pp * interleave * per_chunk - n_layer)
+    if rank == pp - 1 and spare >= 1:
+        chunks[-1] -= 1
+    if rank == 0 and spare >= EMBEDDING_AND_LOSS_CHUNKS:
+        chunks[0] -= 1
+    return tuple(chunks)
+
+
 class Engine(str, Enum):
     """Which framework runs a layout."""
 
