@@ -10,6 +10,8 @@ step model leaves it out.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -65,7 +67,7 @@ def test_the_fused_loss_replaces_the_fp32_loss_and_moves_less():
     # PyTorch's autocast path casts them to fp32 and runs log_softmax and its backward in fp32
     setup = TrainingSetup(micro_batch=2, seq_len=64)
     plain = [op for op in step_ops(CFG, setup) if "cross-entropy" in op.name]
-    fused = [op for op in step_ops(CFG, setup, StepOptions(fused_loss=True)) if "cross-entropy" in op.name]
+    fused = [op for op in step_ops(CFG, replace(setup, fused_loss=True)) if "cross-entropy" in op.name]
     assert {op.name for op in fused} == {"fused cross-entropy fwd", "fused cross-entropy bwd"}
     assert not {op.name for op in fused} & {op.name for op in plain}
     logits_bytes = 2 * 128 * CFG.vocab_size  # b s V in bf16
@@ -81,7 +83,7 @@ def test_llmcs_in_place_classifier_makes_one_pass_fewer_in_one_kernel():
 
     setup = TrainingSetup(micro_batch=2, seq_len=64)
     logits_bytes = 2 * 128 * CFG.vocab_size  # b s V in bf16
-    llmc = [op for op in step_ops(CFG, setup, StepOptions(fused_loss=True, loss_kernel=LossKernel.llmc))
+    llmc = [op for op in step_ops(CFG, replace(setup, fused_loss=True), StepOptions(loss_kernel=LossKernel.llmc))
             if "classifier" in op.name or "cross-entropy" in op.name]
     assert sum(op.bytes_moved for op in llmc) == 3 * logits_bytes
     assert sum(op.kernels for op in llmc) == 1
@@ -99,4 +101,4 @@ def test_the_llmc_rows_state_llmcs_classifier():
     assert len(rows) == 2
     for r in rows:
         _, setup, options = row_config(r)
-        assert setup.fused_loss and options.fused_loss and options.loss_kernel is LossKernel.llmc
+        assert setup.fused_loss and options.loss_kernel is LossKernel.llmc

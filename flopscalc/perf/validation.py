@@ -147,8 +147,7 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
     optimizer = OptimizerKernel((row.get("optimizer_impl") or "fused").strip())
     loss = LossKernel((row.get("loss_impl") or "flash-attn").strip())  # which fused loss ('' = flash-attn's)
-    return cfg, setup, StepOptions(fused_loss=setup.fused_loss, attention_kernel=kernel, dropout=dropout,
-                                   metric_ce_passes=int(row.get("metric_ce_passes") or 0),
+    return cfg, setup, StepOptions(attention_kernel=kernel, metric_ce_passes=int(row.get("metric_ce_passes") or 0),
                                    optimizer_kernel=optimizer, loss_kernel=loss)
 
 
