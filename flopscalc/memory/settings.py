@@ -251,6 +251,11 @@ class TrainingSetup:
         stages 1-2 in the weights' dtype (Rajbhandari et al. 2020, sec. 7.2.1: 2 bytes per parameter)."""
         return self.zero_stage == 3 if self.reduce_fp32 is None else self.reduce_fp32
 
+    @property
+    def reduce_dtype_used(self) -> bool:
+        """Whether ``reduce_fp32`` (the gradients' reduction dtype) is used: `reduce_dtype_used`."""
+        return reduce_dtype_used(self.precision, self.zero_stage)
+
     def warnings(self) -> list[str]:
         """Legal but doubtful settings, as sentences (never errors)."""
         out = []
@@ -264,7 +269,7 @@ class TrainingSetup:
         if self.offload_optimizer:
             out.append("optimizer offload runs the optimizer step on the CPU and moves gradients and weights over "
                        "PCIe every step (ZeRO-Offload, Ren et al. 2021); 'flopscalc plan' puts that time in the step")
-        if self.reduce_fp32 is not None and not (self.precision.mixed and self.zero_stage > 0):
+        if self.reduce_fp32 is not None and not self.reduce_dtype_used:
             out.append(f"the gradient reduce dtype is chosen only under mixed precision with ZeRO 1-3; at "
                        f"{self.precision.value} and ZeRO {self.zero_stage} the gradients cross the network in their "
                        "own dtype, so the fp32/16-bit choice given is not used")
@@ -299,6 +304,15 @@ def with_micro_batch(setup: TrainingSetup, micro_batch: int, grad_accum: int | N
     return replace(setup, micro_batch=micro_batch, grad_accum=grad_accum)
 
 
+def reduce_dtype_used(precision: MemoryPrecision, zero_stage: int) -> bool:
+    """Whether a choice of the gradients' reduction dtype (``TrainingSetup.reduce_fp32``, ``--reduce-dtype``) is
+    used: only mixed precision under ZeRO 1-3 reduces gradients whose dtype differs from the weights' it updates
+    ([1] sec. 7.2.1: the 16-bit gradients, or fp32 as FSDP2's ``reduce_dtype``); fp32 and pure bf16 send theirs in
+    the weights' dtype, and plain DDP under autocast its fp32 gradients (`grad_wire_bytes_per_param`). The one rule
+    the setup's warning, ``--reduce-dtype``'s refusal and the bytes on the wire share."""
+    return precision.mixed and zero_stage > 0
+
+
 def grad_wire_bytes_per_param(setup: TrainingSetup) -> float:
     """Bytes per parameter of the gradients data parallelism moves (the one rule the planner and step share).
 
@@ -308,10 +322,6 @@ def grad_wire_bytes_per_param(setup: TrainingSetup) -> float:
     as `flopscalc train` and torchtitan run it), 4; plain DDP under torch autocast keeps fp32 gradients on fp32
     weights ([6]), so 4.
     """
-    if setup.precision is MemoryPrecision.fp32:
-        return 4.0
-    if setup.precision is MemoryPrecision.bf16_pure:
-        return 2.0
-    if setup.zero_stage > 0:
+    if setup.reduce_dtype_used:
         return 4.0 if setup.fp32_reduce else 2.0
-    return 4.0
+    return 2.0 if setup.precision is MemoryPrecision.bf16_pure else 4.0  # fp32, or AMP's fp32 gradients
