@@ -59,7 +59,7 @@ PASSES = [{"micro_batch": 1, "grad_accum": 1}, {"micro_batch": 2, "grad_accum": 
           {"micro_batch": 1, "grad_accum": 3, "precision": MemoryPrecision.bf16_pure, "recompute": Recompute.full}]
 # (options, setup fields): a fused loss and dropout are the setup's (`TrainingSetup`), the kernels the options'
 OPTIONS = [(None, {}), (None, {"dropout": True, "fused_loss": True}),
-           (StepOptions(loss_kernel=LossKernel.llmc, metric_ce_passes=1), {"fused_loss": True}),
+           (StepOptions(metric_ce_passes=1), {"fused_loss": True, "loss_kernel": LossKernel.llmc}),
            (StepOptions(attention_kernel=AttentionKernel.triton, sustained_fraction=1.0), {})]
 
 
@@ -108,16 +108,18 @@ def test_a_steps_passes_read_only_the_pass_fields():
         ops = pass_ops(cfg, setup)
         for other in others:
             assert pass_ops(cfg, dataclasses.replace(setup, **other)) == ops
-        moved = {f: dataclasses.replace(setup, **{f: v}) for f, v in (
+        fused = dataclasses.replace(setup, fused_loss=True)  # a loss kernel is named only with a fused loss
+        moved = {f: dataclasses.replace(fused if f == "loss_kernel" else setup, **{f: v}) for f, v in (
             ("micro_batch", setup.micro_batch + 1), ("grad_accum", setup.grad_accum + 1),
             ("recompute", Recompute.full if setup.recompute is not Recompute.full else Recompute.none),
             ("flash", not setup.flash), ("seq_len", setup.seq_len // 2), ("dropout", not setup.dropout),
             ("fused_loss", not setup.fused_loss),
+            ("loss_kernel", LossKernel.llmc),
             ("precision", MemoryPrecision.fp32 if setup.precision is not MemoryPrecision.fp32
              else MemoryPrecision.bf16_mixed))}
         assert set(moved) == set(PASS_FIELDS)
         for f, s in moved.items():  # and each pass field does move them (none is listed for nothing)
-            assert pass_ops(cfg, s) != ops, f
+            assert pass_ops(cfg, s) != (pass_ops(cfg, fused) if f == "loss_kernel" else ops), f
 
 
 def _bisection(cfg, setup, gpu, headroom, upper):

@@ -1,7 +1,8 @@
 """The step model and the memory engine read one description of the step (review leftovers, item a).
 
-Whether the loss is fused and whether dropout runs live in `TrainingSetup` only; `StepOptions` keeps the choices
-that only the step time depends on (kernels, train metrics, the sustained fraction). The step model's kept passes
+Whether the loss is fused (and by which kernel) and whether dropout runs live in `TrainingSetup` only;
+`StepOptions` keeps the choices that only the step time depends on (attention and optimizer kernels, train metrics,
+the sustained fraction). The step model's kept passes
 (`perf.step._priced_passes`) are keyed on the fields the passes read, so setups and options that differ elsewhere
 share them and those that differ there do not.
 """
@@ -14,7 +15,7 @@ from flopscalc.hardware import get_gpu
 from flopscalc.memory import TrainingSetup, estimate_memory
 from flopscalc.model import get_preset
 from flopscalc.perf import StepOptions, estimate_step
-from flopscalc.perf.ops import PASS_OPTION_FIELDS, LossKernel, OptimizerKernel, pass_ops
+from flopscalc.perf.ops import PASS_OPTION_FIELDS, OptimizerKernel, pass_ops
 from flopscalc.perf.step import _priced_passes
 
 H100 = get_gpu("h100-sxm")
@@ -24,7 +25,7 @@ CFG = get_preset("gpt2").with_(n_layer=3)  # a model no other test keeps passes 
 def test_the_fused_loss_and_dropout_have_one_home():
     options = {f.name for f in dataclasses.fields(StepOptions)}
     setup = {f.name for f in dataclasses.fields(TrainingSetup)}
-    assert {"fused_loss", "dropout"} <= setup and not {"fused_loss", "dropout"} & options
+    assert {"fused_loss", "loss_kernel", "dropout"} <= setup and not {"fused_loss", "loss_kernel", "dropout"} & options
 
 
 def test_the_setups_fused_loss_and_dropout_move_time_and_memory_together():
@@ -49,9 +50,10 @@ def test_the_kept_passes_are_shared_where_the_passes_are_the_same_and_only_there
     assert _priced_passes.cache_info().hits == hits + 1
     n_pass = len(pass_ops(CFG, setup))
     assert composer.ops[:n_pass] == est.ops[:n_pass] and composer.ops[n_pass:] != est.ops[n_pass:]
-    # the loss kernel (and the train metrics) are read by the passes: new passes, and different ones
+    # the train metrics are read by the passes: new passes, and different ones
+    assert PASS_OPTION_FIELDS == ("metric_ce_passes",)
     for change in PASS_OPTION_FIELDS:
-        value = {"loss_kernel": LossKernel.llmc, "metric_ce_passes": 2}[change]
+        value = {"metric_ce_passes": 2}[change]
         misses = _priced_passes.cache_info().misses
         options = StepOptions(**{change: value})
         other = estimate_step(CFG, setup, H100, options)

@@ -21,6 +21,14 @@ References
     arXiv:2304.11277, sec. 3.2-3.3 (one unit unsharded at a time, plus one prefetched).
 [9] PyTorch issue #34323 ("nvidia-smi shows usage of 781MB" right after CUDA initialisation) and the
     ``torch.cuda.memory_allocated`` docs (context and cached blocks are not counted there).
+[10] Dao-AILab/flash-attention v1.0.7 ``flash_attn/losses/cross_entropy.py`` and ``csrc/xentropy``: the backward
+     writes the logits' gradient into a new tensor (``at::empty_like(logits)``; ``inplace_backward=False`` by
+     default).
+[11] karpathy/llm.c ``train_gpt2.cu`` (commit 00247dc): one activation buffer ``output`` holds the logits
+     (``matmul_forward_cublaslt(acts.output, acts.lnf, params.wte, ...)``) and, "in training mode, ... the
+     *gradients* of the logits": ``fused_classifier(acts.output, acts.losses, dloss, ...)`` overwrites them in place
+     and ``matmul_backward(..., acts.output, acts.lnf, params.wte, ...)`` reads the gradient from the same buffer
+     (``llmc/fused_classifier.cuh``: "replaces logits with logit gradients").
 """
 
 from __future__ import annotations
@@ -130,6 +138,14 @@ class Optimizer(str, Enum):
     none = "none"  # no optimizer state (e.g. forward/backward only)
 
 
+class LossKernel(str, Enum):
+    """Which fused cross-entropy kernel runs when the loss is fused (``TrainingSetup.fused_loss``): its passes over
+    the logits (`perf.ops` [17], [19]) and whether the logits' gradient has a buffer of its own ([10], [11])."""
+
+    flash_attn = "flash-attn"  # flash-attn's CrossEntropyLoss [10]: the gradient in a new tensor
+    llmc = "llmc"  # llm.c's fused classifier [11]: the gradient written over the logits
+
+
 class Device(str, Enum):
     """Whose autocast policy and kernels decide a few dtypes (see docs/memory.md)."""
 
@@ -179,6 +195,9 @@ class TrainingSetup:
         MosaicML's llm-foundry; llm.c's fused classifier): it saves one fp32 log-sum-exp per token, not the fp32
         log-probabilities, and its backward writes one gradient the size of the logits. Default: PyTorch's
         ``F.cross_entropy`` under autocast (fp32 log-probabilities).
+    loss_kernel : LossKernel
+        Which fused kernel runs the loss when ``fused_loss`` (flash-attn's by default; llm.c's writes the logits'
+        gradient in place, [11]); a kernel other than the default without ``fused_loss`` is refused.
     low_precision_norm : bool
         Norms run on a 16-bit copy of their input outside autocast and save it (MPT's
         ``low_precision_layernorm``); by default autocast runs ``layer_norm`` in fp32 and it saves an fp32 input.
@@ -202,12 +221,13 @@ class TrainingSetup:
     allocator_overhead_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION
     dropout: bool = False
     fused_loss: bool = False
+    loss_kernel: LossKernel = LossKernel.flash_attn
     low_precision_norm: bool = False
     reduce_fp32: bool | None = None
 
     def __post_init__(self) -> None:
         for name, enum in (("precision", MemoryPrecision), ("optimizer", Optimizer),
-                           ("recompute", Recompute), ("device", Device)):
+                           ("recompute", Recompute), ("device", Device), ("loss_kernel", LossKernel)):
             value = getattr(self, name)
             if type(value) is enum:  # already a member (the planner builds thousands): nothing to convert
                 continue
@@ -229,6 +249,9 @@ class TrainingSetup:
         if self.offload_optimizer and self.optimizer is Optimizer.none:
             raise UsageError("optimizer offload needs an optimizer to offload; drop --offload or pick "
                              "--optimizer adamw")
+        if self.loss_kernel is not LossKernel.flash_attn and not self.fused_loss:
+            raise UsageError(f"loss kernel {self.loss_kernel.value!r} is a fused cross-entropy kernel, so it runs only "
+                             "with a fused loss; set fused_loss (--fused-loss) or leave the kernel at its default")
         if not (self.cuda_context_bytes >= 0):
             raise UsageError(f"CUDA context size must be >= 0 bytes, got {self.cuda_context_bytes!r}")
         if not (0 <= self.allocator_overhead_fraction < 1):

@@ -73,7 +73,15 @@ from enum import Enum
 from functools import lru_cache
 
 from ..flops import Recompute, forward_flops_per_token
-from ..memory.settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES, MemoryPrecision, Optimizer, TrainingSetup
+from ..memory.settings import (
+    FP32_BYTES,
+    HALF_BYTES,
+    INDEX_BYTES,
+    LossKernel,
+    MemoryPrecision,
+    Optimizer,
+    TrainingSetup,
+)
 from ..model import Mlp, ModelConfig, Norm, Position, QkNorm, count_params, default_train_seq
 from ..model.counts import mlp_unit_params
 
@@ -124,13 +132,6 @@ class AttentionKernel(str, Enum):
     triton = "triton"  # FlashAttention in Triton (flash_attn_triton.py; llm-foundry's attn_impl: triton)
 
 
-class LossKernel(str, Enum):
-    """Which fused cross-entropy kernel runs when the loss is fused (``TrainingSetup.fused_loss``)."""
-
-    flash_attn = "flash-attn"  # flash-attn's CrossEntropyLoss [17]: 4 passes over the 16-bit logits, 2 kernels
-    llmc = "llmc"  # llm.c's fused_classifier [19]: an online softmax read, a second read, the gradient in place
-
-
 class OptimizerKernel(str, Enum):
     """How the optimizer step runs: its FLOPs are nil, its bytes per parameter differ."""
 
@@ -170,11 +171,10 @@ class Op:
 
 @dataclass(frozen=True)
 class StepOptions:
-    """Implementation choices that change the step's memory traffic, not its FLOPs. Whether the loss is fused and
-    whether dropout runs are the setup's (``TrainingSetup.fused_loss``, ``.dropout``: the memory engine reads them
-    there too); these are the choices only the step time depends on."""
+    """Implementation choices that change the step's memory traffic, not its FLOPs. Whether the loss is fused, by
+    which kernel, and whether dropout runs are the setup's (``TrainingSetup.fused_loss``, ``.loss_kernel``,
+    ``.dropout``: the memory engine reads them there too); these are the choices only the step time depends on."""
 
-    loss_kernel: LossKernel = LossKernel.flash_attn  # the fused loss's kernel ([17] or [19]) when setup.fused_loss
     # cross-entropy passes a trainer runs over the logits per micro-batch for its training metrics (fp32 under
     # autocast, no backward) [18]: Composer with llm-foundry's MPT runs 2
     metric_ce_passes: int = 0
@@ -437,9 +437,10 @@ def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
 
 # The fields of `TrainingSetup` that `pass_ops` reads (with the model and `PASS_OPTION_FIELDS`): a step's passes are the
 # same for every optimizer, ZeRO stage, GPU count and offload (`perf.step` prices them once for all of those).
-PASS_FIELDS = ("micro_batch", "seq_len", "grad_accum", "precision", "recompute", "flash", "dropout", "fused_loss")
+PASS_FIELDS = ("micro_batch", "seq_len", "grad_accum", "precision", "recompute", "flash", "dropout", "fused_loss",
+               "loss_kernel")
 # The fields of `StepOptions` that `pass_ops` reads (the others price its ops: `perf.step`, or build `update_ops`).
-PASS_OPTION_FIELDS = ("loss_kernel", "metric_ce_passes")
+PASS_OPTION_FIELDS = ("metric_ce_passes",)
 
 
 def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
@@ -470,7 +471,7 @@ def forward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | N
     # ---- loss: [4] autocast runs cross-entropy in fp32 (cast, log_softmax, nll; backward mirrors it)
     # one fp32 cross-entropy forward: cast to fp32; log_softmax read + write (nll reads a row's target) [4]
     fp32_ce_fwd = (a + FP32_BYTES) * t * V + 2 * FP32_BYTES * t * V
-    if setup.fused_loss and options.loss_kernel is LossKernel.llmc:  # [19]: one kernel, 3 passes, in place
+    if setup.fused_loss and setup.loss_kernel is LossKernel.llmc:  # [19]: one kernel, 3 passes, in place
         ops += [_mem("fused classifier (online softmax read)", Phase.forward, a * t * V, acc),
                 _mem("fused classifier (read, gradient in place)", Phase.backward, 2 * a * t * V, acc, 0)]
     elif setup.fused_loss:  # [17]: two reads forward; a read and a 16-bit write backward

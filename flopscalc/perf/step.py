@@ -28,14 +28,19 @@ from functools import lru_cache
 from ..errors import DomainError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
-from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup, grad_wire_bytes_per_param
+from ..memory.settings import (
+    MATMUL_PRECISION,
+    LossKernel,
+    MemoryPrecision,
+    TrainingSetup,
+    grad_wire_bytes_per_param,
+)
 from ..model import ModelConfig, count_params, default_train_seq, params_outside_blocks
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
 from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
 from .ops import (
     AttentionKernel,
-    LossKernel,
     Op,
     OpClass,
     Phase,
@@ -220,8 +225,8 @@ def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum:
     """The ops of ``part`` (`ops.forward_ops`, `recompute_ops` or `backward_ops`) of a setup with these fields
     (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by `_price` with the kernel and fraction given."""
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
-                          grad_accum=grad_accum, dropout=dropout, fused_loss=fused_loss)
-    options = StepOptions(loss_kernel=loss_kernel, metric_ce_passes=metric_ce_passes)
+                          grad_accum=grad_accum, dropout=dropout, fused_loss=fused_loss, loss_kernel=loss_kernel)
+    options = StepOptions(metric_ce_passes=metric_ce_passes)
     price = _price.__wrapped__  # the part is kept: its ops are rarely asked for again, so not each one
     return tuple(price(op, dev, peak, bandwidth, sustained, attention_kernel) for op in part(cfg, setup, options))
 
@@ -299,7 +304,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     # stages, offload, GPU counts) share them; the update ops after them are priced per setup
     passes, busy, backward, class_s = _priced_passes(cfg, seq, setup.micro_batch, setup.grad_accum, setup.precision,
                                                      setup.recompute, setup.flash, setup.dropout, setup.fused_loss,
-                                                     options.loss_kernel, options.metric_ce_passes,
+                                                     setup.loss_kernel, options.metric_ce_passes,
                                                      options.attention_kernel, options.sustained, dev, peak,
                                                      bandwidth)
     update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
