@@ -125,11 +125,10 @@ def test_the_search_prices_the_memory_of_the_loss_kernel_it_times():
     from flopscalc.layout.search import search_layouts
     from flopscalc.layout.spec import Engine
     from flopscalc.model import get_preset
-    from flopscalc.perf import StepOptions
 
     cfg = get_preset("gpt2-xl")
     res = search_layouts(cfg, cluster_for(get_gpu("a100-80gb"), 8), 1024, 64, top=50,
-                         options=StepOptions(fused_loss=True))
+                         fused_loss=True)
     assert {r.layout.engine() is Engine.megatron for r in res.ranked} == {True, False}
     for r in res.ranked:
         plain = layout_memory(cfg, r.layout, 1024, flash=True, dropout=False)

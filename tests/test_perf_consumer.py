@@ -123,7 +123,7 @@ def test_on_the_3080_rows_the_constant_mfu_is_not_beaten_and_the_model_cannot_te
 def test_dropout_in_the_row_is_priced():
     # nanoGPT's shakespeare_char config trains with dropout 0.2: the row says so and the model prices the masks
     row = consumer_rows()[0]
-    _, _, options = row_config(row)
-    assert options.dropout
+    _, setup, _ = row_config(row)
+    assert setup.dropout
     without = check_row({**row, "dropout": "false"})
     assert without.predicted_tokens_per_s_per_gpu > check_row(row).predicted_tokens_per_s_per_gpu

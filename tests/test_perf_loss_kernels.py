@@ -10,11 +10,14 @@ step model leaves it out.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 torch = pytest.importorskip("torch")
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from flopscalc.errors import UsageError
 from flopscalc.memory.settings import TrainingSetup
 from flopscalc.model import ModelConfig
 from flopscalc.perf.ops import Phase, StepOptions, step_ops
@@ -65,7 +68,7 @@ def test_the_fused_loss_replaces_the_fp32_loss_and_moves_less():
     # PyTorch's autocast path casts them to fp32 and runs log_softmax and its backward in fp32
     setup = TrainingSetup(micro_batch=2, seq_len=64)
     plain = [op for op in step_ops(CFG, setup) if "cross-entropy" in op.name]
-    fused = [op for op in step_ops(CFG, setup, StepOptions(fused_loss=True)) if "cross-entropy" in op.name]
+    fused = [op for op in step_ops(CFG, replace(setup, fused_loss=True)) if "cross-entropy" in op.name]
     assert {op.name for op in fused} == {"fused cross-entropy fwd", "fused cross-entropy bwd"}
     assert not {op.name for op in fused} & {op.name for op in plain}
     logits_bytes = 2 * 128 * CFG.vocab_size  # b s V in bf16
@@ -81,14 +84,14 @@ def test_llmcs_in_place_classifier_makes_one_pass_fewer_in_one_kernel():
 
     setup = TrainingSetup(micro_batch=2, seq_len=64)
     logits_bytes = 2 * 128 * CFG.vocab_size  # b s V in bf16
-    llmc = [op for op in step_ops(CFG, setup, StepOptions(fused_loss=True, loss_kernel=LossKernel.llmc))
+    llmc = [op for op in step_ops(CFG, replace(setup, fused_loss=True, loss_kernel=LossKernel.llmc))
             if "classifier" in op.name or "cross-entropy" in op.name]
     assert sum(op.bytes_moved for op in llmc) == 3 * logits_bytes
     assert sum(op.kernels for op in llmc) == 1
     assert {op.phase for op in llmc} == {Phase.forward, Phase.backward}
-    # the kernel is chosen only with a fused loss: without one the fp32 autocast loss runs whatever is named
-    plain = [op.name for op in step_ops(CFG, setup, StepOptions(loss_kernel=LossKernel.llmc))]
-    assert "cross-entropy fwd (fp32)" in plain and not any("classifier" in n for n in plain)
+    # the kernel is chosen only with a fused loss: without one the setup refuses it (it would be ignored)
+    with pytest.raises(UsageError, match="runs only with a fused loss"):
+        replace(setup, loss_kernel=LossKernel.llmc)
 
 
 def test_the_llmc_rows_state_llmcs_classifier():
@@ -98,5 +101,5 @@ def test_the_llmc_rows_state_llmcs_classifier():
     rows = [r for r in published_rows() if r["run"].startswith("llmc-")]
     assert len(rows) == 2
     for r in rows:
-        _, setup, options = row_config(r)
-        assert setup.fused_loss and options.fused_loss and options.loss_kernel is LossKernel.llmc
+        _, setup, _ = row_config(r)
+        assert setup.fused_loss and setup.loss_kernel is LossKernel.llmc

@@ -181,8 +181,8 @@ def test_the_triton_kernel_is_what_the_long_sequence_a100_rows_need():
     for row in rows:
         check = check_row(row)
         assert abs(check.error) <= 0.15, row["run"]
-        cfg, setup, options = row_config(row)
-        as_flash2 = estimate_step(cfg, setup, get_gpu(row["gpu"]), StepOptions(fused_loss=options.fused_loss))
+        cfg, setup, _ = row_config(row)
+        as_flash2 = estimate_step(cfg, setup, get_gpu(row["gpu"]))  # the default kernels, the row's loss
         assert as_flash2.tokens_per_s_per_gpu > check.predicted_tokens_per_s_per_gpu
 
 

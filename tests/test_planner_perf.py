@@ -130,7 +130,7 @@ def test_the_planner_prices_a_published_run_as_the_step_model_with_its_documente
     # a plan prices PyTorch's cross-entropy and no train metrics, as users run; the row's own loss kernel is priced
     # by check_row
     setup = dataclasses.replace(setup, fused_loss=False, low_precision_norm=False)
-    options = dataclasses.replace(options, fused_loss=False, metric_ce_passes=0)
+    options = dataclasses.replace(options, metric_ce_passes=0)
     gpu = get_gpu(row["gpu"])
     speed = step_throughput(cfg, setup, setup.micro_batch * setup.seq_len * setup.grad_accum * setup.n_gpus, gpu,
                             Precision.bf16, TimeModel(PER_OPERATION))

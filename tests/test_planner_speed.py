@@ -19,7 +19,15 @@ from flopscalc.memory import MemoryPrecision, Optimizer, TrainingSetup, estimate
 from flopscalc.memory.fit import fits, largest_that_fits, max_micro_batch
 from flopscalc.memory.settings import grad_wire_bytes_per_param
 from flopscalc.model import ALL_PRESETS, PRESETS, count_params, params_outside_blocks
-from flopscalc.perf.ops import PASS_FIELDS, AttentionKernel, Phase, StepOptions, pass_ops, step_ops
+from flopscalc.perf.ops import (
+    PASS_FIELDS,
+    AttentionKernel,
+    LossKernel,
+    Phase,
+    StepOptions,
+    pass_ops,
+    step_ops,
+)
 from flopscalc.perf.parallel import data_parallel_comm, hiding_window_s
 from flopscalc.perf.step import CLASS_ORDER, estimate_step, price_ops
 
@@ -49,8 +57,10 @@ PASSES = [{"micro_batch": 1, "grad_accum": 1}, {"micro_batch": 2, "grad_accum": 
           {"micro_batch": 3, "grad_accum": 2, "recompute": Recompute.full},
           {"micro_batch": 2, "precision": MemoryPrecision.fp32, "flash": False},
           {"micro_batch": 1, "grad_accum": 3, "precision": MemoryPrecision.bf16_pure, "recompute": Recompute.full}]
-OPTIONS = [None, StepOptions(dropout=True, fused_loss=True),
-           StepOptions(attention_kernel=AttentionKernel.triton, sustained_fraction=1.0)]
+# (options, setup fields): a fused loss and dropout are the setup's (`TrainingSetup`), the kernels the options'
+OPTIONS = [(None, {}), (None, {"dropout": True, "fused_loss": True}),
+           (StepOptions(metric_ce_passes=1), {"fused_loss": True, "loss_kernel": LossKernel.llmc}),
+           (StepOptions(attention_kernel=AttentionKernel.triton, sustained_fraction=1.0), {})]
 
 
 def _one_by_one(cfg, setup, gpu, options):
@@ -75,10 +85,10 @@ def _one_by_one(cfg, setup, gpu, options):
 def test_a_step_priced_from_shared_passes_equals_its_ops_priced_one_by_one(name):
     cfg = MODELS[name]
     seq = min(cfg.block_size, 1024)
-    for gpu, passes, options in itertools.product((H100, RTX), PASSES, OPTIONS):
+    for gpu, passes, (options, kernels) in itertools.product((H100, RTX), PASSES, OPTIONS):
         # the setups sharing these passes are priced in a row, so all but the first reuse the first's passes
         for update in UPDATES:
-            setup = TrainingSetup(seq_len=seq, **passes, **update)
+            setup = TrainingSetup(seq_len=seq, **passes, **kernels, **update)
             est = estimate_step(cfg, setup, gpu, options)
             ops, by_class, comm = _one_by_one(cfg, setup, gpu, options)
             assert est.ops == ops, (name, setup)
@@ -92,21 +102,24 @@ def test_a_steps_passes_read_only_the_pass_fields():
     # setups that differ in everything but PASS_FIELDS have the same passes (what lets one pricing serve them all)
     others = [{"optimizer": Optimizer.adamw8bit}, {"offload_optimizer": True}, {"zero_stage": 3, "n_gpus": 8},
               {"optimizer": Optimizer.sgd, "zero_stage": 2, "n_gpus": 2},
-              {"cuda_context_bytes": 0.0, "dropout": True, "allocator_overhead_fraction": 0.2}]
+              {"cuda_context_bytes": 0.0, "low_precision_norm": True, "allocator_overhead_fraction": 0.2}]
     for cfg, passes in itertools.product(MODELS.values(), PASSES):
         setup = TrainingSetup(seq_len=min(cfg.block_size, 1024), **passes)
         ops = pass_ops(cfg, setup)
         for other in others:
             assert pass_ops(cfg, dataclasses.replace(setup, **other)) == ops
-        moved = {f: dataclasses.replace(setup, **{f: v}) for f, v in (
+        fused = dataclasses.replace(setup, fused_loss=True)  # a loss kernel is named only with a fused loss
+        moved = {f: dataclasses.replace(fused if f == "loss_kernel" else setup, **{f: v}) for f, v in (
             ("micro_batch", setup.micro_batch + 1), ("grad_accum", setup.grad_accum + 1),
             ("recompute", Recompute.full if setup.recompute is not Recompute.full else Recompute.none),
-            ("flash", not setup.flash), ("seq_len", setup.seq_len // 2),
+            ("flash", not setup.flash), ("seq_len", setup.seq_len // 2), ("dropout", not setup.dropout),
+            ("fused_loss", not setup.fused_loss),
+            ("loss_kernel", LossKernel.llmc),
             ("precision", MemoryPrecision.fp32 if setup.precision is not MemoryPrecision.fp32
              else MemoryPrecision.bf16_mixed))}
         assert set(moved) == set(PASS_FIELDS)
         for f, s in moved.items():  # and each pass field does move them (none is listed for nothing)
-            assert pass_ops(cfg, s) != ops, f
+            assert pass_ops(cfg, s) != (pass_ops(cfg, fused) if f == "loss_kernel" else ops), f
 
 
 def _bisection(cfg, setup, gpu, headroom, upper):

@@ -232,7 +232,9 @@ def reduce_fp32_option(given: str | None, precision, zero_stage: int, n_gpus: in
     word = given.strip().lower()
     if word not in ("fp32", "bf16", "fp16"):
         raise UsageError(f"--reduce-dtype {given!r} is not a reduction dtype; use fp32, bf16 or fp16")
-    if not (precision.mixed and zero_stage > 0):
+    from ..memory.settings import MATMUL_PRECISION, reduce_dtype_used
+
+    if not reduce_dtype_used(precision, zero_stage):
         raise UsageError(f"--reduce-dtype chooses how ZeRO 1-3 reduces the gradients of mixed precision; at "
                          f"--precision {precision.value} with --zero {zero_stage} they cross the network in their own "
                          "dtype, so it would be ignored: drop it, or add --zero 1-3 under bf16-mixed or fp16-mixed")
@@ -241,8 +243,6 @@ def reduce_fp32_option(given: str | None, precision, zero_stage: int, n_gpus: in
                          "none cross it, so it would be ignored: drop it, or give --n-gpus 2 or more")
     if word == "fp32":
         return True
-    from ..memory.settings import MATMUL_PRECISION
-
     half = MATMUL_PRECISION[precision].value  # the weights' 16-bit dtype: bf16-mixed -> bf16
     if word != half:
         raise UsageError(f"--reduce-dtype {word} under --precision {precision.value}: a 16-bit reduction is in the "

@@ -102,12 +102,15 @@ def _why(candidate: LayoutTime, best: LayoutTime) -> str:
 def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batch: int, *, top: int = 5,
                    precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
                    options: StepOptions | None = None, memory_limit_bytes: float | None = None,
-                   prune: bool = True) -> LayoutSearch:
-    """Rank every layout of ``cfg`` on ``cluster`` that fits, for ``global_batch`` sequences of ``seq_len`` per step."""
+                   prune: bool = True, fused_loss: bool = False, dropout: bool = False) -> LayoutSearch:
+    """Rank every layout of ``cfg`` on ``cluster`` that fits, for ``global_batch`` sequences of ``seq_len`` per step.
+
+    ``fused_loss`` and ``dropout`` are the step's (`memory.TrainingSetup`'s fields): both are timed; the fused loss
+    also reaches the memory of the layouts `flopscalc train` runs, dropout's masks are not counted in the search's
+    memory (`activation_bytes_per_layer` with ``dropout=False``)."""
     if global_batch < 1:
         raise UsageError(f"global batch must be at least one sequence, got {global_batch}")
     limit = memory_limit_bytes if memory_limit_bytes is not None else cluster.gpu.memory_bytes
-    fused_loss = options is not None and options.fused_loss  # the loss kernel the step is timed with: its memory too
     n = cluster.n_gpus
     rejected: dict[str, int] = {}
     fitting: list[tuple[Layout, LayoutMemory]] = []
@@ -179,7 +182,8 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
         raise DomainError(f"no layout of {cfg.name} fits {n} x {cluster.gpu.name} "
                           f"({cluster.gpu.memory_bytes / GIB:.0f} GiB each) at sequence {seq_len} and global batch "
                           f"{global_batch}; more GPUs, a shorter sequence or a smaller batch would help")
-    results = _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, options, prune)
+    results = _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, options, prune, fused_loss,
+                               dropout)
     best = results[0][0]
     ranked = tuple(RankedLayout(lt.layout, lt, mem, "" if i == 0 else _why(lt, best))
                    for i, (lt, mem) in enumerate(results[:top]))
@@ -187,7 +191,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                         len(fitting) - len(results))
 
 
-def _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, options, prune):
+def _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, options, prune, fused_loss, dropout):
     """Price the fitting layouts in order of their lower bound per token, stopping once the bound of the next is
     worse than the ``top``-th best time (exact: a bound never exceeds the time). Returns (time, memory), best first,
     ties in enumeration order, as pricing them all would."""
@@ -197,7 +201,7 @@ def _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, opti
         key = compute_key(cfg, lay)
         if key not in compute_by_key:
             compute_by_key[key] = stage_compute_s(cfg, lay, cluster.gpu, seq_len, precision=precision, flash=flash,
-                                                  options=options)
+                                                  options=options, fused_loss=fused_loss, dropout=dropout)
         bounds.append(bound_from_compute_s(lay, *compute_by_key[key]) / (lay.sequences_per_step() * seq_len))
     results: list[tuple[float, int, LayoutTime, LayoutMemory]] = []
     kth: list[float] = []  # the best ``top`` times per token found so far, ascending
@@ -205,7 +209,8 @@ def _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, opti
         if prune and len(kth) >= top and bounds[i] > kth[-1]:
             break  # every later bound is at least this one: none of them can enter the top
         lay, mem = fitting[i]
-        lt = layout_time(cfg, lay, cluster, seq_len, precision=precision, flash=flash, options=options)
+        lt = layout_time(cfg, lay, cluster, seq_len, precision=precision, flash=flash, options=options,
+                         fused_loss=fused_loss, dropout=dropout)
         results.append((lt.s_per_token, i, lt, mem))
         bisect.insort(kth, lt.s_per_token)
         del kth[top:]

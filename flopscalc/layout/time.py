@@ -237,7 +237,8 @@ class _StageCost:
 
 @functools.lru_cache(maxsize=65536)
 def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
-                options: StepOptions, megatron: bool, dp_shard: tuple[int, int] = (1, 0)) -> _StageCost:
+                options: StepOptions, megatron: bool, dp_shard: tuple[int, int] = (1, 0), fused_loss: bool = False,
+                dropout: bool = False) -> _StageCost:
     """The busiest stage's costs. Every field is affine in the layer count (block ops are counted per layer,
     their kernel floors too; the optimizer and cast ops move bytes in proportion to the parameters), so a stage
     of n layers is priced from ranks of 1 and 2 layers: c(n) = c(1) + (n - 1) (c(2) - c(1)). This keeps the
@@ -246,16 +247,20 @@ def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precisio
     directly: its sharded optimizer and gradient kernels can sit on their launch floors at 1 or 2 layers."""
     tp, n_layers, *rest = layout_key
     if n_layers <= 2 or dp_shard != (1, 0):
-        return _rank_cost(cfg, layout_key, seq_len, gpu, precision, flash, options, megatron, dp_shard)
-    one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron)
-    two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron)
+        return _rank_cost(cfg, layout_key, seq_len, gpu, precision, flash, options, megatron, dp_shard, fused_loss,
+                          dropout)
+    one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
+                     dropout)
+    two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
+                     dropout)
     a1, a2 = vars(one).values(), vars(two).values()
     return _StageCost(*(a + (n_layers - 1) * (b - a) for a, b in zip(a1, a2, strict=True)))
 
 
 @functools.lru_cache(maxsize=32768)
 def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
-               options: StepOptions, megatron: bool, dp_shard: tuple[int, int] = (1, 0)) -> _StageCost:
+               options: StepOptions, megatron: bool, dp_shard: tuple[int, int] = (1, 0), fused_loss: bool = False,
+               dropout: bool = False) -> _StageCost:
     """One rank's costs; ``dp_shard`` (ranks, ZeRO stage) is the data parallelism of a DDP/FSDP layout, which the
     per-operation model prices in the setup itself (`rank_setup`): FSDP's 16-bit compute weights (no autocast
     casts), the sharded gradient accumulation and update ([12] sec. 5.2, [13] sec. 4.4)."""
@@ -263,7 +268,8 @@ def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision
     rank_cfg = per_rank_model(cfg, tp, n_layers, ep)
     n_dp, zero = dp_shard
     setup = TrainingSetup(micro_batch=b, seq_len=seq_len // cp, precision=precision, recompute=recompute,
-                          flash=flash, grad_accum=1, n_gpus=n_dp, zero_stage=zero)
+                          flash=flash, grad_accum=1, n_gpus=n_dp, zero_stage=zero, fused_loss=fused_loss,
+                          dropout=dropout)
     est = estimate_step(rank_cfg, setup, gpu, options)
     body = first = last = backward = attention = optimizer = accum = 0.0
     for p in est.ops:
@@ -324,7 +330,8 @@ def dp_shard(layout: Layout) -> tuple[int, int]:
 
 
 def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, precision: MemoryPrecision,
-                             flash: bool, options: StepOptions | None) -> tuple[_StageCost, float, float]:
+                             flash: bool, options: StepOptions | None, fused_loss: bool = False,
+                             dropout: bool = False) -> tuple[_StageCost, float, float]:
     """The busiest stage's costs, its compute for one micro-batch (layers + embedding and/or LM head, s) and a
     middle stage's (layers only: what the pipeline's warm-up and cool-down pass through, [8]).
 
@@ -334,12 +341,13 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
     layer instead of adding to the busiest stage: max(n layers, n - 1 layers + the end) per end stage."""
     *key, megatron, pipelined, spare, shard = compute_key(cfg, layout)
     options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
-    cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron, shard)
+    cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron, shard, fused_loss, dropout)
     if not pipelined:
         whole = cost.body_s + cost.first_s + cost.last_s
         return cost, whole, whole
     ends = sorted((cost.first_s, cost.last_s))  # [smaller, larger]
-    one_fewer = _body_with_one_layer_fewer(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron)
+    one_fewer = _body_with_one_layer_fewer(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron,
+                                           fused_loss, dropout)
     if spare >= EMBEDDING_AND_LOSS_CHUNKS:  # both end stages carry a layer fewer
         return cost, max(cost.body_s, one_fewer + ends[1]), cost.body_s
     if spare == 1:  # the stage with the larger end carries a layer fewer
@@ -347,39 +355,47 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
     return cost, cost.body_s + ends[1], cost.body_s
 
 
-def _body_with_one_layer_fewer(cfg, key: tuple, seq_len, gpu, precision, flash, options, megatron) -> float:
+def _body_with_one_layer_fewer(cfg, key: tuple, seq_len, gpu, precision, flash, options, megatron, fused_loss=False,
+                               dropout=False) -> float:
     """The body (layers only) of a stage one layer shorter than ``key``'s, by the same affine rule as `_stage_cost`
     (an empty stage's body is the intercept c(0) = 2 c(1) - c(2))."""
     tp, n, *rest = key
     if n > 1:
-        return _stage_cost(cfg, (tp, n - 1, *rest), seq_len, gpu, precision, flash, options, megatron).body_s
-    one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron).body_s
-    two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron).body_s
+        return _stage_cost(cfg, (tp, n - 1, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0),
+                           fused_loss, dropout).body_s
+    one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
+                     dropout).body_s
+    two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
+                     dropout).body_s
     return 2 * one - two
 
 
 def compute_per_micro_batch_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
                               precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
-                              options: StepOptions | None = None) -> float:
+                              options: StepOptions | None = None, fused_loss: bool = False,
+                              dropout: bool = False) -> float:
     """The busiest stage's compute for one micro-batch (s): its layers, embedding and/or LM head and loss."""
-    return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)[1]
+    return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options, fused_loss, dropout)[1]
 
 
 def stage_compute_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
                     precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
-                    options: StepOptions | None = None) -> tuple[float, float]:
+                    options: StepOptions | None = None, fused_loss: bool = False,
+                    dropout: bool = False) -> tuple[float, float]:
     """(busiest stage, middle stage) compute for one micro-batch (s); the middle stage holds layers only ([8])."""
-    return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)[1:]
+    return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options, fused_loss, dropout)[1:]
 
 
 def compute_lower_bound_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
                           precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
-                          options: StepOptions | None = None) -> float:
+                          options: StepOptions | None = None, fused_loss: bool = False,
+                          dropout: bool = False) -> float:
     """A lower bound on `layout_time`'s step (s): the busiest stage's compute over m micro-batches and a middle
     stage's over the bubble, m x compute + (p-1)/v x middle ([1] 2.2, [8]). Every other component
     (communication, gradient accumulation, optimizer) is >= 0, so step_s >= this bound exactly; the search skips a
     layout whose bound per token already loses."""
-    busiest, middle = stage_compute_s(cfg, layout, gpu, seq_len, precision=precision, flash=flash, options=options)
+    busiest, middle = stage_compute_s(cfg, layout, gpu, seq_len, precision=precision, flash=flash, options=options,
+                                      fused_loss=fused_loss, dropout=dropout)
     return bound_from_compute_s(layout, busiest, middle)
 
 
@@ -393,14 +409,16 @@ def bound_from_compute_s(layout: Layout, compute_per_micro_batch: float, middle_
 
 def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int, *,
                 precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
-                options: StepOptions | None = None) -> LayoutTime:
-    """Predict one optimizer step of ``cfg`` under ``layout`` on ``cluster`` (see the module docstring)."""
+                options: StepOptions | None = None, fused_loss: bool = False, dropout: bool = False) -> LayoutTime:
+    """Predict one optimizer step of ``cfg`` under ``layout`` on ``cluster`` (see the module docstring); the
+    step's fused loss and dropout are the per-rank setup's (`memory.TrainingSetup`), ``options`` its kernels."""
     layout.check_model(cfg, seq_len)
     gpu = cluster.gpu
     t, p, v, cp, ep, m, b = layout.tp, layout.pp, layout.interleave, layout.cp, layout.ep, layout.n_micro, \
         layout.micro_batch
     megatron = layout.engine() is Engine.megatron
-    cost, compute_mb, middle_mb = _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options)
+    cost, compute_mb, middle_mb = _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options,
+                                                           fused_loss, dropout)
     layers = layout.layers_per_stage(cfg.n_layer)
     n_params = max(sum(x) for x in stage_params(cfg, layout).values())  # the fullest stage's, one GPU
     s_local = seq_len // cp

@@ -7,7 +7,7 @@ from .._lazy import lazy_exports
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .estimate import COMPONENTS, Assumption, MemoryBreakdown, estimate_memory
 from .fit import Fit, fits, max_micro_batch
-from .settings import Device, MemoryPrecision, Optimizer, TrainingSetup
+from .settings import Device, LossKernel, MemoryPrecision, Optimizer, TrainingSetup
 from .states import ModelStates, model_states, optimizer_state_bytes, param_shapes
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Fit",
     "FitAdvice",
     "Fix",
+    "LossKernel",
     "MemoryAnswer",
     "MemoryBreakdown",
     "MemoryPrecision",

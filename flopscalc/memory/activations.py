@@ -24,7 +24,8 @@ attention 11 s b h + 5 a s^2 b, MLP 19 s b h, LayerNorms 4 s b h. The reference 
 - cross-entropy saves the log-probabilities in fp32 (autocast runs it in fp32): 4 b s V bytes, often the
   largest term for small models, plus int64 token ids and targets; a fused cross-entropy kernel
   (``TrainingSetup.fused_loss``: flash-attn's ``CrossEntropyLoss``, llm.c) saves one fp32 log-sum-exp per token
-  and the logits it was given, and its backward writes one 16-bit gradient of the logits.
+  and the logits it was given, and its backward writes one 16-bit gradient of the logits (llm.c's fused classifier,
+  ``TrainingSetup.loss_kernel``, writes it over the logits: no buffer of its own).
 
 Other blocks (`_general_layer`: grouped-query attention, gated MLPs, RMSNorm, RoPE, q/k norm, parallel blocks,
 mixtures of experts) are counted for a module that saves what the same operations save in PyTorch:
@@ -67,6 +68,7 @@ from .settings import (
     INDEX_BYTES,
     MASK_BYTES,
     Device,
+    LossKernel,
     MemoryPrecision,
     TrainingSetup,
     kept,
@@ -331,10 +333,13 @@ def logits_buffer_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) ->
 
     Returns ``(logits, transient)``: the (b, s, V) logits the forward returns (in the matmul dtype) and,
     at the start of backward, the gradient of the log-probabilities and of the logits (two b s V tensors
-    in the loss dtype). Modelled from the op sequence; only the GPU benchmark measures the transient.
+    in the loss dtype; a fused kernel one in the logits' dtype, llm.c's none: it overwrites the logits, settings
+    [11]). Modelled from the op sequence; only the GPU benchmark measures the transient.
     """
     _, m, _, lp = _dtypes(setup)
     elems = setup.micro_batch * seq_len * cfg.vocab_size
-    if setup.fused_loss:  # flash-attn CrossEntropyLoss backward: one gradient in the logits' dtype (llm.c: in place)
+    if setup.fused_loss and setup.loss_kernel is LossKernel.llmc:  # settings [11]: the gradient over the logits
+        return elems * m, 0.0
+    if setup.fused_loss:  # flash-attn CrossEntropyLoss backward (settings [10]): one gradient in the logits' dtype
         return elems * m, elems * m
     return elems * m, 2 * elems * lp

@@ -21,6 +21,14 @@ References
     arXiv:2304.11277, sec. 3.2-3.3 (one unit unsharded at a time, plus one prefetched).
 [9] PyTorch issue #34323 ("nvidia-smi shows usage of 781MB" right after CUDA initialisation) and the
     ``torch.cuda.memory_allocated`` docs (context and cached blocks are not counted there).
+[10] Dao-AILab/flash-attention v1.0.7 ``flash_attn/losses/cross_entropy.py`` and ``csrc/xentropy``: the backward
+     writes the logits' gradient into a new tensor (``at::empty_like(logits)``; ``inplace_backward=False`` by
+     default).
+[11] karpathy/llm.c ``train_gpt2.cu`` (commit 00247dc): one activation buffer ``output`` holds the logits
+     (``matmul_forward_cublaslt(acts.output, acts.lnf, params.wte, ...)``) and, "in training mode, ... the
+     *gradients* of the logits": ``fused_classifier(acts.output, acts.losses, dloss, ...)`` overwrites them in place
+     and ``matmul_backward(..., acts.output, acts.lnf, params.wte, ...)`` reads the gradient from the same buffer
+     (``llmc/fused_classifier.cuh``: "replaces logits with logit gradients").
 """
 
 from __future__ import annotations
@@ -130,6 +138,14 @@ class Optimizer(str, Enum):
     none = "none"  # no optimizer state (e.g. forward/backward only)
 
 
+class LossKernel(str, Enum):
+    """Which fused cross-entropy kernel runs when the loss is fused (``TrainingSetup.fused_loss``): its passes over
+    the logits (`perf.ops` [17], [19]) and whether the logits' gradient has a buffer of its own ([10], [11])."""
+
+    flash_attn = "flash-attn"  # flash-attn's CrossEntropyLoss [10]: the gradient in a new tensor
+    llmc = "llmc"  # llm.c's fused classifier [11]: the gradient written over the logits
+
+
 class Device(str, Enum):
     """Whose autocast policy and kernels decide a few dtypes (see docs/memory.md)."""
 
@@ -179,6 +195,9 @@ class TrainingSetup:
         MosaicML's llm-foundry; llm.c's fused classifier): it saves one fp32 log-sum-exp per token, not the fp32
         log-probabilities, and its backward writes one gradient the size of the logits. Default: PyTorch's
         ``F.cross_entropy`` under autocast (fp32 log-probabilities).
+    loss_kernel : LossKernel
+        Which fused kernel runs the loss when ``fused_loss`` (flash-attn's by default; llm.c's writes the logits'
+        gradient in place, [11]); a kernel other than the default without ``fused_loss`` is refused.
     low_precision_norm : bool
         Norms run on a 16-bit copy of their input outside autocast and save it (MPT's
         ``low_precision_layernorm``); by default autocast runs ``layer_norm`` in fp32 and it saves an fp32 input.
@@ -202,12 +221,13 @@ class TrainingSetup:
     allocator_overhead_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION
     dropout: bool = False
     fused_loss: bool = False
+    loss_kernel: LossKernel = LossKernel.flash_attn
     low_precision_norm: bool = False
     reduce_fp32: bool | None = None
 
     def __post_init__(self) -> None:
         for name, enum in (("precision", MemoryPrecision), ("optimizer", Optimizer),
-                           ("recompute", Recompute), ("device", Device)):
+                           ("recompute", Recompute), ("device", Device), ("loss_kernel", LossKernel)):
             value = getattr(self, name)
             if type(value) is enum:  # already a member (the planner builds thousands): nothing to convert
                 continue
@@ -229,6 +249,9 @@ class TrainingSetup:
         if self.offload_optimizer and self.optimizer is Optimizer.none:
             raise UsageError("optimizer offload needs an optimizer to offload; drop --offload or pick "
                              "--optimizer adamw")
+        if self.loss_kernel is not LossKernel.flash_attn and not self.fused_loss:
+            raise UsageError(f"loss kernel {self.loss_kernel.value!r} is a fused cross-entropy kernel, so it runs only "
+                             "with a fused loss; set fused_loss (--fused-loss) or leave the kernel at its default")
         if not (self.cuda_context_bytes >= 0):
             raise UsageError(f"CUDA context size must be >= 0 bytes, got {self.cuda_context_bytes!r}")
         if not (0 <= self.allocator_overhead_fraction < 1):
@@ -251,6 +274,11 @@ class TrainingSetup:
         stages 1-2 in the weights' dtype (Rajbhandari et al. 2020, sec. 7.2.1: 2 bytes per parameter)."""
         return self.zero_stage == 3 if self.reduce_fp32 is None else self.reduce_fp32
 
+    @property
+    def reduce_dtype_used(self) -> bool:
+        """Whether ``reduce_fp32`` (the gradients' reduction dtype) is used: `reduce_dtype_used`."""
+        return reduce_dtype_used(self.precision, self.zero_stage)
+
     def warnings(self) -> list[str]:
         """Legal but doubtful settings, as sentences (never errors)."""
         out = []
@@ -264,7 +292,7 @@ class TrainingSetup:
         if self.offload_optimizer:
             out.append("optimizer offload runs the optimizer step on the CPU and moves gradients and weights over "
                        "PCIe every step (ZeRO-Offload, Ren et al. 2021); 'flopscalc plan' puts that time in the step")
-        if self.reduce_fp32 is not None and not (self.precision.mixed and self.zero_stage > 0):
+        if self.reduce_fp32 is not None and not self.reduce_dtype_used:
             out.append(f"the gradient reduce dtype is chosen only under mixed precision with ZeRO 1-3; at "
                        f"{self.precision.value} and ZeRO {self.zero_stage} the gradients cross the network in their "
                        "own dtype, so the fp32/16-bit choice given is not used")
@@ -299,6 +327,15 @@ def with_micro_batch(setup: TrainingSetup, micro_batch: int, grad_accum: int | N
     return replace(setup, micro_batch=micro_batch, grad_accum=grad_accum)
 
 
+def reduce_dtype_used(precision: MemoryPrecision, zero_stage: int) -> bool:
+    """Whether a choice of the gradients' reduction dtype (``TrainingSetup.reduce_fp32``, ``--reduce-dtype``) is
+    used: only mixed precision under ZeRO 1-3 reduces gradients whose dtype differs from the weights' it updates
+    ([1] sec. 7.2.1: the 16-bit gradients, or fp32 as FSDP2's ``reduce_dtype``); fp32 and pure bf16 send theirs in
+    the weights' dtype, and plain DDP under autocast its fp32 gradients (`grad_wire_bytes_per_param`). The one rule
+    the setup's warning, ``--reduce-dtype``'s refusal and the bytes on the wire share."""
+    return precision.mixed and zero_stage > 0
+
+
 def grad_wire_bytes_per_param(setup: TrainingSetup) -> float:
     """Bytes per parameter of the gradients data parallelism moves (the one rule the planner and step share).
 
@@ -308,10 +345,6 @@ def grad_wire_bytes_per_param(setup: TrainingSetup) -> float:
     as `flopscalc train` and torchtitan run it), 4; plain DDP under torch autocast keeps fp32 gradients on fp32
     weights ([6]), so 4.
     """
-    if setup.precision is MemoryPrecision.fp32:
-        return 4.0
-    if setup.precision is MemoryPrecision.bf16_pure:
-        return 2.0
-    if setup.zero_stage > 0:
+    if setup.reduce_dtype_used:
         return 4.0 if setup.fp32_reduce else 2.0
-    return 4.0
+    return 2.0 if setup.precision is MemoryPrecision.bf16_pure else 4.0  # fp32, or AMP's fp32 gradients

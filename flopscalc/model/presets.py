@@ -107,6 +107,12 @@ FAMILY_PRESETS: dict[str, ModelConfig] = {k: cfg.with_(train_seq=PRETRAIN_SEQ[k]
 PRESETS = {k: cfg.with_(train_seq=PRETRAIN_SEQ[k][0]) for k, cfg in PRESETS.items()}  # equal to the context: unchanged
 ALL_PRESETS: dict[str, ModelConfig] = {**PRESETS, **FAMILY_PRESETS}
 PRESET_SOURCES: dict[str, str] = {**{k: _GPT2_SOURCE for k in PRESETS}, **{k: s for k, (_, s) in _FAMILY.items()}}
+# Each preset's pretraining length and its source (`PRETRAIN_SEQ`), keyed on the preset's configuration itself
+# (every field, its name included), never on a name: a model named like a preset (a config.json, a user's
+# ModelConfig) or a preset whose shape or architecture was changed is not the model the source describes, and
+# borrows no citation (`model.sequence.seq_source`). (preset name, tokens, source)
+PRETRAIN_SEQ_SOURCES: dict[ModelConfig, tuple[str, int, str]] = {cfg: (k, *PRETRAIN_SEQ[k])
+                                                                 for k, cfg in ALL_PRESETS.items()}
 
 PRESET_ALIASES = {
     "gpt2-small": "gpt2", "small": "gpt2", "124m": "gpt2", "gpt2-124m": "gpt2",

@@ -69,14 +69,14 @@ def seq_source(cfg: ModelConfig, seq_len: int | None) -> SeqSource:
     """Where the training sequence of ``cfg`` comes from when ``--seq`` is ``seq_len`` (None: not given)."""
     if seq_len is not None:
         return SeqSource(seq_len, GIVEN, context=cfg.block_size)
-    from .presets import PRETRAIN_SEQ
+    from .presets import PRETRAIN_SEQ_SOURCES
 
     seq = default_train_seq(cfg)
-    base = cfg.name.split(" (", 1)[0]  # a preset with options given is named 'llama-3.1-8b (n_layer=2)'
-    stated = PRETRAIN_SEQ.get(base)
-    if stated is not None and stated[0] == seq:
-        return SeqSource(seq, PRETRAINING, stated[1], base, cfg.block_size)
-    if cfg.train_seq is not None:  # a config.json's rope_scaling (`hf_config`), or whoever built the config
-        return SeqSource(seq, PRETRAINING, "as its config states (original_max_position_embeddings, the context before "
-                         "RoPE scaling)", cfg.name, cfg.block_size)
+    stated = PRETRAIN_SEQ_SOURCES.get(cfg)  # the preset itself, not a model named like one
+    if stated is not None:  # a preset's default is its stated length (`presets.PRESETS`: train_seq from PRETRAIN_SEQ)
+        return SeqSource(seq, PRETRAINING, stated[2], stated[0], cfg.block_size)
+    if cfg.train_seq is not None:  # a config.json's rope_scaling (`hf_config`), a changed preset's, or a user's
+        return SeqSource(seq, PRETRAINING, "as its config states (train_seq: a config.json's "
+                         "original_max_position_embeddings, the context before RoPE scaling, or the preset's it was "
+                         "changed from)", cfg.name, cfg.block_size)
     return SeqSource(seq, CONTEXT, context=cfg.block_size)

@@ -73,7 +73,15 @@ from enum import Enum
 from functools import lru_cache
 
 from ..flops import Recompute, forward_flops_per_token
-from ..memory.settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES, MemoryPrecision, Optimizer, TrainingSetup
+from ..memory.settings import (
+    FP32_BYTES,
+    HALF_BYTES,
+    INDEX_BYTES,
+    LossKernel,
+    MemoryPrecision,
+    Optimizer,
+    TrainingSetup,
+)
 from ..model import Mlp, ModelConfig, Norm, Position, QkNorm, count_params, default_train_seq
 from ..model.counts import mlp_unit_params
 
@@ -124,13 +132,6 @@ class AttentionKernel(str, Enum):
     triton = "triton"  # FlashAttention in Triton (flash_attn_triton.py; llm-foundry's attn_impl: triton)
 
 
-class LossKernel(str, Enum):
-    """Which fused cross-entropy kernel runs when the loss is fused (``StepOptions.fused_loss``)."""
-
-    flash_attn = "flash-attn"  # flash-attn's CrossEntropyLoss [17]: 4 passes over the 16-bit logits, 2 kernels
-    llmc = "llmc"  # llm.c's fused_classifier [19]: an online softmax read, a second read, the gradient in place
-
-
 class OptimizerKernel(str, Enum):
     """How the optimizer step runs: its FLOPs are nil, its bytes per parameter differ."""
 
@@ -170,14 +171,13 @@ class Op:
 
 @dataclass(frozen=True)
 class StepOptions:
-    """Implementation choices that change the step's memory traffic, not its FLOPs."""
+    """Implementation choices that change the step's memory traffic, not its FLOPs. Whether the loss is fused, by
+    which kernel, and whether dropout runs are the setup's (``TrainingSetup.fused_loss``, ``.loss_kernel``,
+    ``.dropout``: the memory engine reads them there too); these are the choices only the step time depends on."""
 
-    fused_loss: bool = False  # a fused cross-entropy kernel on the 16-bit logits (which one: ``loss_kernel``)
-    loss_kernel: LossKernel = LossKernel.flash_attn  # the fused loss's kernel ([17] or [19])
     # cross-entropy passes a trainer runs over the logits per micro-batch for its training metrics (fp32 under
     # autocast, no backward) [18]: Composer with llm-foundry's MPT runs 2
     metric_ce_passes: int = 0
-    dropout: bool = False  # dropout on the residual branches (and the attention probabilities without flash)
     # Share of the GEMMs' priced rate a real training loop sustains (clocks, framework, overlap interference);
     # FITTED, see SUSTAINED_FRACTION. 1.0 gives the unfitted roofline sum.
     sustained_fraction: float = 0.0  # 0 means "use SUSTAINED_FRACTION"
@@ -279,7 +279,7 @@ def _attention_ops(cfg, setup, seq, batch, a, n, phase, options, *, backward):
         return ops + [Op("flash attention bwd", OpClass.attention, Phase.backward, flops, 8 * a * t * d_attn, n,
                          flash=True, head_dim=hd)]
     tt = batch * heads * seq * seq  # elements of the score matrix
-    drop = options.dropout
+    drop = setup.dropout  # on the attention probabilities: the spelled-out path only
     if not backward:
         ops += [
             Op("attn QK^T", OpClass.attention, phase, scores, a * (2 * t * d_attn + tt), n, 1,
@@ -406,7 +406,7 @@ def _block_forward(cfg, setup, seq, batch, a, n, phase, options):
     ops.append(_norm("norm 2", cfg.norm, t, t * d, a, n, phase))
     ops += _mlp_block(cfg, t, a, n, phase)
     ops += _residual_ops(cfg, t, a, n, phase, backward=False)
-    if options.dropout:
+    if setup.dropout:  # on the residual branches
         ops += [_mem("dropout (2 per block)", phase, 2 * (2 * a + DROPOUT_MASK_BYTES) * t * d, n, 2)]
     return ops
 
@@ -424,7 +424,7 @@ def _block_backward_memory(cfg, setup, seq, batch, a, n, options):
         rope = _rope(cfg, t, a, n, Phase.backward)
         ops.append(Op(rope.name + " bwd", rope.op_class, Phase.backward, 0.0, rope.bytes_moved, n, rope.kernels))
     ops += _residual_ops(cfg, t, a, n, Phase.backward, backward=True)
-    if options.dropout:
+    if setup.dropout:
         ops.append(_mem("dropout bwd (2)", Phase.backward, 2 * (2 * a + DROPOUT_MASK_BYTES) * t * d, n, 2))
     return ops
 
@@ -435,9 +435,12 @@ def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
     return pass_ops(cfg, setup, options) + update_ops(cfg, setup, options)
 
 
-# The fields of `TrainingSetup` that `pass_ops` reads (with the model and the options): a step's passes are the
+# The fields of `TrainingSetup` that `pass_ops` reads (with the model and `PASS_OPTION_FIELDS`): a step's passes are the
 # same for every optimizer, ZeRO stage, GPU count and offload (`perf.step` prices them once for all of those).
-PASS_FIELDS = ("micro_batch", "seq_len", "grad_accum", "precision", "recompute", "flash")
+PASS_FIELDS = ("micro_batch", "seq_len", "grad_accum", "precision", "recompute", "flash", "dropout", "fused_loss",
+               "loss_kernel")
+# The fields of `StepOptions` that `pass_ops` reads (the others price its ops: `perf.step`, or build `update_ops`).
+PASS_OPTION_FIELDS = ("metric_ce_passes",)
 
 
 def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
@@ -468,10 +471,10 @@ def forward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | N
     # ---- loss: [4] autocast runs cross-entropy in fp32 (cast, log_softmax, nll; backward mirrors it)
     # one fp32 cross-entropy forward: cast to fp32; log_softmax read + write (nll reads a row's target) [4]
     fp32_ce_fwd = (a + FP32_BYTES) * t * V + 2 * FP32_BYTES * t * V
-    if options.fused_loss and options.loss_kernel is LossKernel.llmc:  # [19]: one kernel, 3 passes, in place
+    if setup.fused_loss and setup.loss_kernel is LossKernel.llmc:  # [19]: one kernel, 3 passes, in place
         ops += [_mem("fused classifier (online softmax read)", Phase.forward, a * t * V, acc),
                 _mem("fused classifier (read, gradient in place)", Phase.backward, 2 * a * t * V, acc, 0)]
-    elif options.fused_loss:  # [17]: two reads forward; a read and a 16-bit write backward
+    elif setup.fused_loss:  # [17]: two reads forward; a read and a 16-bit write backward
         ops += [_mem("fused cross-entropy fwd", Phase.forward, 2 * a * t * V, acc),
                 _mem("fused cross-entropy bwd", Phase.backward, 2 * a * t * V, acc)]
     else:

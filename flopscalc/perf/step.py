@@ -22,13 +22,19 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..errors import DomainError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
-from ..memory.settings import MATMUL_PRECISION, MemoryPrecision, TrainingSetup, grad_wire_bytes_per_param
+from ..memory.settings import (
+    MATMUL_PRECISION,
+    LossKernel,
+    MemoryPrecision,
+    TrainingSetup,
+    grad_wire_bytes_per_param,
+)
 from ..model import ModelConfig, count_params, default_train_seq, params_outside_blocks
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
 from .gemm import gemm_efficiency
@@ -213,27 +219,33 @@ _BACKWARD = (Phase.backward, Phase.recompute)
 
 @lru_cache(maxsize=4096)  # a pure function of these; a planner prices the passes' parts under several recomputations
 def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
-                 recompute: Recompute, flash: bool, options: StepOptions, dev: DevicePerf, peak: float,
-                 bandwidth: float) -> tuple[PricedOp, ...]:
-    """The ops of ``part`` (`ops.forward_ops`, `recompute_ops` or `backward_ops`) of a setup with these fields,
-    each priced by `_price`."""
+                 recompute: Recompute, flash: bool, dropout: bool, fused_loss: bool, loss_kernel: LossKernel,
+                 metric_ce_passes: int, attention_kernel: AttentionKernel, sustained: float, dev: DevicePerf,
+                 peak: float, bandwidth: float) -> tuple[PricedOp, ...]:
+    """The ops of ``part`` (`ops.forward_ops`, `recompute_ops` or `backward_ops`) of a setup with these fields
+    (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by `_price` with the kernel and fraction given."""
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
-                          grad_accum=grad_accum)
+                          grad_accum=grad_accum, dropout=dropout, fused_loss=fused_loss, loss_kernel=loss_kernel)
+    options = StepOptions(metric_ce_passes=metric_ce_passes)
     price = _price.__wrapped__  # the part is kept: its ops are rarely asked for again, so not each one
-    return tuple(price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
-                 for op in part(cfg, setup, options))
+    return tuple(price(op, dev, peak, bandwidth, sustained, attention_kernel) for op in part(cfg, setup, options))
 
 
 @lru_cache(maxsize=4096)  # a pure function of these; a planner prices many setups that share them
 def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
-                   recompute: Recompute, flash: bool, options: StepOptions, dev: DevicePerf, peak: float,
-                   bandwidth: float) -> tuple[tuple[PricedOp, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`), each priced by `_price`, in order (the
-    forward and backward once for every recomputation: `_priced_part`), and the sums `estimate_step` starts
-    from: the times of the ops outside the optimizer step, of the backward ones, and `StepEstimate.class_seconds`'s
-    running sums per class of CLASS_ORDER. (A tuple, not a dataclass: this module is on the start-up path.)"""
+                   recompute: Recompute, flash: bool, dropout: bool, fused_loss: bool, loss_kernel: LossKernel,
+                   metric_ce_passes: int, attention_kernel: AttentionKernel, sustained: float, dev: DevicePerf,
+                   peak: float, bandwidth: float
+                   ) -> tuple[tuple[PricedOp, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by
+    `_price` (the fused attention at ``attention_kernel``'s rate, the GEMMs over ``sustained``: the options the
+    pricing reads), in order (the forward and backward once for every recomputation: `_priced_part`), and the sums
+    `estimate_step` starts from: the times of the ops outside the optimizer step, of the backward ones, and
+    `StepEstimate.class_seconds`'s running sums per class of CLASS_ORDER. (A tuple, not a dataclass: this module
+    is on the start-up path.)"""
     key = (cfg, seq, micro_batch, grad_accum, precision)
-    rest = (flash, options, dev, peak, bandwidth)
+    rest = (flash, dropout, fused_loss, loss_kernel, metric_ce_passes, attention_kernel, sustained, dev, peak,
+            bandwidth)
     priced = (_priced_part(forward_ops, *key, Recompute.none, *rest)
               + (_priced_part(recompute_ops, *key, recompute, *rest) if recompute is not Recompute.none else ())
               + _priced_part(backward_ops, *key, Recompute.none, *rest))
@@ -268,12 +280,9 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                   options: StepOptions | None = None, *, device: DevicePerf | None = None) -> StepEstimate:
     """Predict the time of one optimizer step of ``cfg`` trained with ``setup`` on ``gpu`` GPUs.
 
-    A fused loss or dropout set in ``setup`` (where the memory engine reads them) is priced as if set in
-    ``options`` too: the two never disagree about the step they describe."""
+    Whether the loss is fused and dropout runs come from ``setup`` (where the memory engine reads them too);
+    ``options`` names the kernels and the sustained fraction."""
     options = options or StepOptions()
-    if (setup.fused_loss and not options.fused_loss) or (setup.dropout and not options.dropout):
-        options = replace(options, fused_loss=options.fused_loss or setup.fused_loss,
-                          dropout=options.dropout or setup.dropout)
     seq = setup.seq_len or default_train_seq(cfg)
     if cfg.seq_limited_by_context and seq > cfg.block_size:  # only a learned position table stops it
         from ..errors import UsageError
@@ -294,7 +303,10 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     # the passes (`ops.pass_ops`) depend on these fields only, so the setups a planner compares (optimizers, ZeRO
     # stages, offload, GPU counts) share them; the update ops after them are priced per setup
     passes, busy, backward, class_s = _priced_passes(cfg, seq, setup.micro_batch, setup.grad_accum, setup.precision,
-                                                     setup.recompute, setup.flash, options, dev, peak, bandwidth)
+                                                     setup.recompute, setup.flash, setup.dropout, setup.fused_loss,
+                                                     setup.loss_kernel, options.metric_ce_passes,
+                                                     options.attention_kernel, options.sustained, dev, peak,
+                                                     bandwidth)
     update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
                    for op in update_ops(cfg, setup, options))
     priced = passes + update

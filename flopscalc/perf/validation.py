@@ -22,10 +22,10 @@ from importlib import resources
 from pathlib import Path
 
 from ..hardware import get_gpu
-from ..memory.settings import TrainingSetup
+from ..memory.settings import LossKernel, TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
 from .device import DevicePerf, device_perf, gemm_peak_fraction_cuda11
-from .ops import AttentionKernel, LossKernel, OptimizerKernel, StepOptions
+from .ops import AttentionKernel, OptimizerKernel, StepOptions
 from .step import MATMUL_PRECISION, StepEstimate, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
@@ -138,18 +138,17 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
                           block_size=seq, vocab_size=int(row["vocab_size"]), bias=row["bias"] == "true",
                           name=row["run"])
     dropout = (row.get("dropout") or "").strip() == "true"
+    loss = LossKernel((row.get("loss_impl") or "flash-attn").strip())  # which fused loss ('' = flash-attn's)
     setup = TrainingSetup(micro_batch=int(row["micro_batch"]), seq_len=seq, precision=row["precision"],
                           recompute=row["recompute"], flash=row["flash"] == "true",
                           grad_accum=int(row["grad_accum"]), n_gpus=int(row["n_gpus"]),
                           zero_stage=int(row["zero_stage"]), dropout=dropout, fused_loss=row["fused_loss"] == "true",
-                          low_precision_norm=(row.get("low_precision_norm") or "").strip() == "true",
+                          loss_kernel=loss, low_precision_norm=(row.get("low_precision_norm") or "").strip() == "true",
                           reduce_fp32=_REDUCE_FP32[(row.get("reduce_dtype") or "").strip()])
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
     optimizer = OptimizerKernel((row.get("optimizer_impl") or "fused").strip())
-    loss = LossKernel((row.get("loss_impl") or "flash-attn").strip())  # which fused loss ('' = flash-attn's)
-    return cfg, setup, StepOptions(fused_loss=setup.fused_loss, attention_kernel=kernel, dropout=dropout,
-                                   metric_ce_passes=int(row.get("metric_ce_passes") or 0),
-                                   optimizer_kernel=optimizer, loss_kernel=loss)
+    return cfg, setup, StepOptions(attention_kernel=kernel, metric_ce_passes=int(row.get("metric_ce_passes") or 0),
+                                   optimizer_kernel=optimizer)
 
 
 def row_device(row: dict[str, str], gpu) -> DevicePerf:

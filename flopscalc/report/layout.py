@@ -148,10 +148,12 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
                  if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
         if given:
             raise UsageError(f"--search chooses {', '.join(given)} itself; drop them or drop --search")
-        opts = (StepOptions(fused_loss=fused_loss, dropout=dropout, sustained_fraction=sustained)
-                if sustained or fused_loss or dropout else None)
+        # as before the fused loss and dropout moved to the setup: either one also prices every layout, Megatron's
+        # too, at the single-GPU fitted fraction (StepOptions' default) instead of each layout's own
+        opts = (StepOptions(sustained_fraction=sustained or 0.0) if sustained or fused_loss or dropout else None)
         batch = global_batch or setup.n_gpus * setup.micro_batch * setup.grad_accum
-        result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts)
+        result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts,
+                                fused_loss=fused_loss, dropout=dropout)
         return (search_report(result, setup.seq_len),
                 {**search_dict(result), "seq_len_source": seq_label(cfg, setup.seq_len)})
     if global_batch is not None:
@@ -160,8 +162,8 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     lay = explicit_layout(setup.n_gpus, tp or 1, pp or 1, cp or 1, ep or 1, interleave or 1, sequence_parallel,
                           setup.zero_stage, setup.micro_batch, setup.grad_accum, setup.recompute)
     megatron = lay.engine().value.startswith("Megatron")
-    opts = StepOptions(fused_loss=fused_loss, dropout=dropout,
-                       sustained_fraction=sustained or (MEGATRON_SUSTAINED_FRACTION if megatron else 0.0))
-    lt = layout_time(cfg, lay, cluster, seq, precision=setup.precision, flash=setup.flash, options=opts)
+    opts = StepOptions(sustained_fraction=sustained or (MEGATRON_SUSTAINED_FRACTION if megatron else 0.0))
+    lt = layout_time(cfg, lay, cluster, seq, precision=setup.precision, flash=setup.flash, options=opts,
+                     fused_loss=fused_loss, dropout=dropout)
     mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout, fused_loss=fused_loss)
     return layout_report(lt, mem, setup.seq_len), {**layout_dict(lt, mem), "seq_len_source": seq_label(cfg, setup.seq_len)}
