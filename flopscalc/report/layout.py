@@ -148,9 +148,8 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
                  if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
         if given:
             raise UsageError(f"--search chooses {', '.join(given)} itself; drop them or drop --search")
-        # as before the fused loss and dropout moved to the setup: either one also prices every layout, Megatron's
-        # too, at the single-GPU fitted fraction (StepOptions' default) instead of each layout's own
-        opts = (StepOptions(sustained_fraction=sustained or 0.0) if sustained or fused_loss or dropout else None)
+        # no --sustained: None, so each layout is priced at its own engine's fraction, as the explicit path below
+        opts = StepOptions(sustained_fraction=sustained) if sustained else None
         batch = global_batch or setup.n_gpus * setup.micro_batch * setup.grad_accum
         result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts,
                                 fused_loss=fused_loss, dropout=dropout)
