@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from flopscalc.cli import run
 from flopscalc.hardware import get_gpu
 from flopscalc.layout import cluster_for
@@ -102,15 +104,17 @@ def test_a_layout_that_does_not_fit_says_so_first(capsys):
     assert "does not fit" not in capsys.readouterr().out
 
 
-def test_search_with_fused_loss_prices_each_layout_as_the_explicit_layout_does(capsys):
-    # --fused-loss used to switch the search to the one-GPU fitted fraction for every layout, Megatron's too:
-    # the ranked time of a layout must be what `step` with that layout given explicitly says
-    d = _json(capsys, [*BASE, "--search", "--global-batch", "64", "--fused-loss"])
+@pytest.mark.parametrize("flag", ["--fused-loss", "--dropout"])
+def test_search_prices_each_layout_as_the_explicit_layout_does(capsys, flag):
+    # --fused-loss/--dropout used to switch the search to the one-GPU fitted fraction for every layout, Megatron's
+    # too, and the search left dropout's masks out of memory: a ranked layout's time and memory must be what
+    # `step` with that layout given explicitly says
+    d = _json(capsys, [*BASE, "--search", "--global-batch", "64", flag])
     megatron = [r for r in d["ranked"] if r["engine"] == "Megatron-LM"]
     assert megatron, "the 70B search should rank a Megatron-LM layout"
     for r in (d["ranked"][0], megatron[0]):
         lay = r["layout"]
-        argv = [*BASE, "--fused-loss", "--tp", str(lay["tp"]), "--pp", str(lay["pp"]), "--zero", str(lay["zero_stage"]),
+        argv = [*BASE, flag, "--tp", str(lay["tp"]), "--pp", str(lay["pp"]), "--zero", str(lay["zero_stage"]),
                 "--micro-batch", str(lay["micro_batch"]), "--grad-accum", str(lay["n_micro"]),
                 "--recompute", lay["recompute"]]
         argv += (["--interleave", str(lay["interleave"])] if lay["interleave"] > 1 else [])
@@ -118,3 +122,4 @@ def test_search_with_fused_loss_prices_each_layout_as_the_explicit_layout_does(c
         argv += (["--sequence-parallel"] if lay["sequence_parallel"] else [])
         explicit = _json(capsys, argv)
         assert explicit["step_s"] == r["step_s"], (lay["label"], explicit["step_s"], r["step_s"])
+        assert explicit["memory_bytes"] == r["memory_bytes"], lay["label"]

@@ -105,9 +105,8 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                    prune: bool = True, fused_loss: bool = False, dropout: bool = False) -> LayoutSearch:
     """Rank every layout of ``cfg`` on ``cluster`` that fits, for ``global_batch`` sequences of ``seq_len`` per step.
 
-    ``fused_loss`` and ``dropout`` are the step's (`memory.TrainingSetup`'s fields): both are timed; the fused loss
-    also reaches the memory of the layouts `flopscalc train` runs, dropout's masks are not counted in the search's
-    memory (`activation_bytes_per_layer` with ``dropout=False``)."""
+    ``fused_loss`` and ``dropout`` are the step's (`memory.TrainingSetup`'s fields): both are timed and both reach
+    the memory, as `layout_memory` counts them for a layout given explicitly."""
     if global_batch < 1:
         raise UsageError(f"global batch must be at least one sequence, got {global_batch}")
     limit = memory_limit_bytes if memory_limit_bytes is not None else cluster.gpu.memory_bytes
@@ -166,9 +165,9 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                                     if act_key not in per_layer:
                                         per_layer[act_key] = activation_bytes_per_layer(
                                             cfg, seq_len, b, tp=t, cp=cp, sequence_parallel=t > 1, recompute=rc,
-                                            flash=flash, dropout=False)
+                                            flash=flash, dropout=dropout)
                                     mem = memory_from_parts(cfg, lay, seq_len, per_layer[act_key], params,
-                                                            dropout=False, flash=flash, fused_loss=fused_loss)
+                                                            dropout=dropout, flash=flash, fused_loss=fused_loss)
                                     if mem.total <= limit:
                                         fitted = (lay, mem)
                                         break
