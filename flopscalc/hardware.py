@@ -50,7 +50,7 @@ PRECISION_HELP = {
     Precision.fp8: "FP8 tensor",
 }
 # Default precision: mixed-precision BF16 on tensor cores, FP32 accumulate (the usual training setup); every command
-# that picks one (plan, step, memory, finetune) starts from it (`training_precision`).
+# that picks one (plan, step, memory, finetune) starts from it (`default_training_precision`).
 DEFAULT_PRECISION = Precision.bf16
 # Mixed precision on GPUs without BF16 (Volta V100, Turing T4): FP16 with FP32 master weights and loss scaling,
 # the usual setup before BF16 arrived with Ampere (Micikevicius et al. 2018, "Mixed Precision Training", sec. 3).
@@ -170,6 +170,14 @@ def _words(text: str) -> set[str]:
     return set(token_bag(text).split())
 
 
+def default_training_precision(gpu: GpuSpec, default: Precision = DEFAULT_PRECISION) -> Precision | None:
+    """The precision a run on ``gpu`` trains at when none is asked for: ``default`` where the card has its rate, else
+    `FALLBACK_PRECISION` (FP16 with loss scaling) where it has that, else None. The one rule behind every command's
+    default: `training_precision` (plan, plot, finetune) and `memory.settings.storage_precision` (step, memory)."""
+    have = gpu.available_precisions()
+    return next((p for p in (default, FALLBACK_PRECISION) if p in have), None)
+
+
 def training_precision(gpu: GpuSpec, requested: Precision | str | None,
                        default: Precision) -> tuple[Precision, str | None]:
     """The precision to plan ``gpu`` at, and a note when it is not the default.
@@ -180,18 +188,19 @@ def training_precision(gpu: GpuSpec, requested: Precision | str | None,
     """
     have = gpu.available_precisions()
     have_text = ", ".join(p.value for p in have)
+    preferred = default_training_precision(gpu, default)
     if requested is not None:
         p = Precision(requested)
         if p in have:
             return p, None
-        better = next((q for q in (default, FALLBACK_PRECISION) if q in have), have[0])
+        better = preferred or have[0]
         raise DomainError(f"{gpu.name} has no {PRECISION_HELP[p]} rate in the GPU database; use --precision "
                          f"{better.value} ({PRECISION_HELP[better]}); available: {have_text}")
-    if default in have:
+    if preferred is default:
         return default, None
     # the note and the error name the card's rates, not --precision values: plan and plot take these names, but
     # memory, step and finetune spell theirs differently (bf16-mixed, fp16-mixed) and word their own notes
-    if FALLBACK_PRECISION in have:
+    if preferred is FALLBACK_PRECISION:
         return FALLBACK_PRECISION, (
             f"{gpu.name} has no {PRECISION_HELP[default]} rate, so {FALLBACK_PRECISION.value} mixed precision is used "
             f"({PRECISION_HELP[FALLBACK_PRECISION]}, with loss scaling); choose another with --precision (the card's "

@@ -215,9 +215,9 @@ SPLIT_K_GAP = 0.10
 SMALL_SHAPES = st.builds(lambda layers, heads: PRESETS["gpt2"].with_(n_layer=layers, n_head=heads,
                                                                        n_embd=64 * heads, name=""),
                          st.integers(2, 16), st.integers(4, 24))
-PER_OP_CASES = dict(cfg=SMALL_SHAPES, gpu_key=st.sampled_from(["4070ti", "a100-80gb", "rtx-3090"]),
-                    n_gpus=st.sampled_from([1, 2, 4]), seq=st.sampled_from([512, 1024]),
-                    capacity_gib=st.sampled_from([None, 6.0]))
+PER_OP_CASES = {"cfg": SMALL_SHAPES, "gpu_key": st.sampled_from(["4070ti", "a100-80gb", "rtx-3090"]),
+                "n_gpus": st.sampled_from([1, 2, 4]), "seq": st.sampled_from([512, 1024]),
+                "capacity_gib": st.sampled_from([None, 6.0])}
 
 
 def _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only: bool) -> float:

@@ -144,15 +144,16 @@ def test_calibration_and_mfu_together_is_a_usage_error():
 
 
 @pytest.mark.parametrize("kwargs,exc,pattern", [
-    (dict(dataset_tokens=0), UsageError, "dataset"),
-    (dict(duration_s=None), UsageError, "exactly one budget"),
-    (dict(flops=1e20), UsageError, "exactly one budget"),
-    (dict(memory_bytes=0.2 * 2**30), DomainError, r"no candidate fits, not even the smallest .* in 0.2 GiB .* needs \d+\.\d GiB"),
-    (dict(duration_s=1.0), DomainError, "less than one optimizer step"),
-    (dict(law="chinchila"), TypeError, "resolve_law"),  # the planner takes a resolved law; names: the face's
+    ({"dataset_tokens": 0}, UsageError, "dataset"),
+    ({"duration_s": None}, UsageError, "exactly one budget"),
+    ({"flops": 1e20}, UsageError, "exactly one budget"),
+    ({"memory_bytes": 0.2 * 2**30}, DomainError,
+     r"no candidate fits, not even the smallest .* in 0.2 GiB .* needs \d+\.\d GiB"),
+    ({"duration_s": 1.0}, DomainError, "less than one optimizer step"),
+    ({"law": "chinchila"}, TypeError, "resolve_law"),  # the planner takes a resolved law; names: the face's
 ])
 def test_contradictory_constraints_explain_themselves(kwargs, exc, pattern):
-    args = dict(duration_s=DAY)
+    args = {"duration_s": DAY}
     args.update(kwargs)
     with pytest.raises(exc, match=pattern):
         plan(get_gpu("4070ti"), args.pop("duration_s"), **args)

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from flopscalc.cli import common
 from flopscalc.cli import run as cli_run
+from flopscalc.report import plain
 from flopscalc.report.plain import PlainTable, plain_tables
 
 WIDTHS = (common.MEASURE_WIDTH, 160, 100, 80, 60, 40, 24)
@@ -52,7 +53,7 @@ def _both(renderable, width: int, monkeypatch=None) -> tuple[str, str]:
     if monkeypatch is None:
         return theirs, _printed(ours, width)
     with monkeypatch.context() as m:
-        m.setattr(Table, "__rich_console__", _refused)
+        m.setattr(plain, "drawn_by_rich", _refused)
         return theirs, _printed(ours, width)
 
 
@@ -121,7 +122,7 @@ boxes = st.sampled_from([None, box.SIMPLE_HEAD, box.HEAVY_HEAD, box.ROUNDED, box
 def tables(draw):
     t = Table(title=draw(st.one_of(st.none(), words)), title_justify=draw(st.sampled_from(["left", "center", "right"])),
               box=draw(boxes), show_header=draw(st.booleans()), show_edge=draw(st.booleans()),
-              pad_edge=draw(st.booleans()), expand=draw(st.booleans()),
+              pad_edge=draw(st.booleans()), expand=draw(st.booleans()), collapse_padding=draw(st.booleans()),
               padding=draw(st.sampled_from([(0, 1), (0, 1, 0, 0), (0, 0), (1, 2), (0, 2, 1, 0)])),
               show_lines=draw(st.booleans()) and draw(st.booleans()),  # sometimes: left to rich
               caption=draw(st.one_of(st.none(), st.none(), words)))
@@ -144,3 +145,18 @@ def test_random_tables_print_as_rich_prints_them(table, width, in_group):
     renderable = Group(Text("before"), table, Text()) if in_group else table
     theirs, ours = _both(renderable, width)
     assert ours == theirs
+
+
+def test_plain_uses_only_rich_public_api():
+    """PlainTable is built on rich's public API (a private method can change in any release): no import from a rich
+    module whose name starts with '_', and no attribute starting with '_' read off anything but PlainTable itself."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(plain))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rich"):
+            assert not any(part.startswith("_") for part in node.module.split(".")), node.module
+            assert not any(alias.name.startswith("_") for alias in node.names), ast.unparse(node)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            assert isinstance(node.value, ast.Name) and node.value.id == "self", ast.unparse(node)

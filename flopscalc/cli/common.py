@@ -251,24 +251,11 @@ def reduce_fp32_option(given: str | None, precision, zero_stage: int, n_gpus: in
 
 
 def storage_precision(given, gpu, *, needs_rate: bool = False) -> tuple:
-    """(`MemoryPrecision`, note or None) for a training command: the precision given, or where --precision was left
-    out, bf16-mixed, or fp16-mixed on a card without BF16 (`memory.settings.default_precision`, as plan does).
-    ``gpu`` None (a CPU) keeps bf16-mixed. ``needs_rate``: the command prices time, so a precision the card has no
-    peak rate for is refused with one it has (memory alone does not need the rate)."""
-    from ..errors import DomainError
-    from ..hardware import PRECISION_HELP
-    from ..memory.settings import MATMUL_PRECISION, MEMORY_PRECISION, MemoryPrecision, default_precision
+    """`memory.settings.storage_precision`: the precision given, or the one plan would pick on ``gpu``, with a note
+    (imported on first use: start-up)."""
+    from ..memory.settings import storage_precision as pick
 
-    if given is not None:
-        have = gpu.available_precisions() if gpu is not None else []
-        if needs_rate and gpu is not None and MATMUL_PRECISION[given] not in have:
-            options = sorted({MEMORY_PRECISION[p].value for p in have if MEMORY_PRECISION[p] in MATMUL_PRECISION
-                              and MATMUL_PRECISION[MEMORY_PRECISION[p]] in have})
-            raise DomainError(f"{gpu.name} has no {PRECISION_HELP[MATMUL_PRECISION[given]]} rate in the GPU database, so "
-                              f"--precision {given.value} cannot be timed; accepted on this card: "
-                              f"{', '.join(options) or 'none'} (e.g. --precision {default_precision(gpu)[0].value})")
-        return given, None
-    return (MemoryPrecision.bf16_mixed, None) if gpu is None else default_precision(gpu)
+    return pick(given, gpu, needs_rate=needs_rate)
 
 
 def with_notes(renderable, data: dict, notes) -> tuple:

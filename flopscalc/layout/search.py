@@ -49,6 +49,12 @@ RECOMPUTE_ORDER = (Recompute.none, Recompute.selective, Recompute.full)
 # Context parallelism pays a K/V ring every layer; Megatron-LM's guide recommends it for long sequences
 # (docs/source/api-guide/context_parallel.rst: "... when sequence length is long (e.g. 8K and beyond)").
 CP_MIN_SEQ_LEN = 8192
+# The context-parallel degrees tried: powers of two (each rank takes 2 of 2 x CP equal chunks, `CP_CHUNKS_PER_RANK`,
+# and training sequences are powers of two) up to 16, the largest CP of a published run: Llama 3 405B at 131,072
+# tokens, TP 8 x CP 16 x PP 16 on 16,384 H100s (Dubey et al. 2024, Table 4; data/published_layouts.csv row
+# llama3-405b-128k). Megatron-LM (--context-parallel-size) and torchtitan (context_parallel_degree) take any degree
+# that splits the sequence; `flopscalc step --cp` takes one outside this list (`Layout.check_model` checks it).
+CP_DEGREES = (1, 2, 4, 8, 16)
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
     n_candidates = 0
     tps = [t for t in _divisors(min(n, cluster.gpus_per_node)) if cfg.n_head % t == 0 and cfg.n_inner % t == 0
            and (cfg.kv_heads % t == 0 or t % cfg.kv_heads == 0)]
-    cps = [c for c in (1, 2, 4, 8, 16)
+    cps = [c for c in CP_DEGREES
            if c == 1 or (seq_len >= CP_MIN_SEQ_LEN and seq_len % (CP_CHUNKS_PER_RANK * c) == 0)]
     for t in tps:
         for cp in cps:

@@ -108,18 +108,38 @@ MEMORY_PRECISION = {
 TRAINER_MEMORY_PRECISION = {"bf16": MemoryPrecision.bf16_mixed, "fp32": MemoryPrecision.fp32}
 
 
-def default_precision(gpu) -> tuple[MemoryPrecision, str | None]:
-    """The storage precision a command runs on ``gpu`` (a `hardware.GpuSpec`) when none is given, and a note when it
-    is not bf16-mixed: as `flopscalc plan` does (`hardware.training_precision`), cards without a BF16 rate (V100,
-    T4) train in fp16 mixed precision, so step, memory and finetune price the same run the plan recommends."""
-    from ..hardware import DEFAULT_PRECISION, training_precision
+def storage_precision(given: MemoryPrecision | None, gpu, *,
+                      needs_rate: bool = False) -> tuple[MemoryPrecision, str | None]:
+    """(storage precision, note or None) of a training run on ``gpu`` (a `hardware.GpuSpec`; None: a CPU).
 
-    chosen, _ = training_precision(gpu, None, DEFAULT_PRECISION)  # its note names hardware.Precision values
-    storage = MEMORY_PRECISION[chosen]
-    if chosen is DEFAULT_PRECISION:
-        return storage, None
-    return storage, (f"{gpu.name} has no {DEFAULT_PRECISION.value} rate in the GPU database, so this runs "
-                     f"{storage.value} (as 'flopscalc plan' does on this card); choose another with --precision")
+    ``given`` None: the storage of the precision `flopscalc plan` picks (`hardware.training_precision`, whose rule is
+    `hardware.default_training_precision`): bf16-mixed, or fp16-mixed with a note on a card without a BF16 rate
+    (V100, T4), so step, memory and plot price the run the plan recommends; a card with neither is a UsageError. A
+    CPU keeps bf16-mixed. ``needs_rate``: the caller prices time, so a ``given`` precision the card has no peak rate
+    for is a DomainError naming the ones it has (memory alone does not need the rate).
+    """
+    from ..errors import DomainError
+    from ..hardware import DEFAULT_PRECISION, PRECISION_HELP, default_training_precision, training_precision
+
+    if given is None:
+        if gpu is None:
+            return MEMORY_PRECISION[DEFAULT_PRECISION], None
+        chosen, _ = training_precision(gpu, None, DEFAULT_PRECISION)  # its note names hardware.Precision values
+        storage = MEMORY_PRECISION[chosen]
+        if chosen is DEFAULT_PRECISION:
+            return storage, None
+        return storage, (f"{gpu.name} has no {DEFAULT_PRECISION.value} rate in the GPU database, so this runs "
+                         f"{storage.value} (as 'flopscalc plan' does on this card); choose another with --precision")
+    have = gpu.available_precisions() if gpu is not None else []
+    if needs_rate and gpu is not None and MATMUL_PRECISION[given] not in have:
+        options = sorted({MEMORY_PRECISION[p].value for p in have if MEMORY_PRECISION[p] in MATMUL_PRECISION
+                          and MATMUL_PRECISION[MEMORY_PRECISION[p]] in have})
+        preferred = default_training_precision(gpu)
+        example = MEMORY_PRECISION[preferred].value if preferred is not None else next(iter(options), None)
+        raise DomainError(f"{gpu.name} has no {PRECISION_HELP[MATMUL_PRECISION[given]]} rate in the GPU database, so "
+                          f"--precision {given.value} cannot be timed; accepted on this card: "
+                          f"{', '.join(options) or 'none'}" + (f" (e.g. --precision {example})" if example else ""))
+    return given, None
 
 
 def trainer_memory_precision(precision: str) -> MemoryPrecision:

@@ -268,6 +268,7 @@ def _refuse_unsplittable_count(smallest: PlanOption, ctx: _Context) -> None:
     splits it even with unlimited memory, say so and name the largest smaller 2^a x 3^b count where it runs."""
     import dataclasses
 
+    from ..layout.search import CP_DEGREES
     from .layout import choose_layout, global_batch_sequences
 
     n_gpus, cluster, cfg = ctx.budget.n_gpus, ctx.cluster, smallest.model
@@ -281,7 +282,7 @@ def _refuse_unsplittable_count(smallest: PlanOption, ctx: _Context) -> None:
                       ctx.memory_bytes) is not None), None)
     raise DomainError(
         f"no parallel layout divides {n_gpus:,} GPUs: a layout is TP (dividing the heads and the {cluster.gpus_per_node} GPUs "
-        f"per node) x CP (1 to 16) x PP (at most the layers, {cfg.n_layer} for the smallest candidate) x DP (dividing "
+        f"per node) x CP ({CP_DEGREES[0]} to {CP_DEGREES[-1]}) x PP (at most the layers, {cfg.n_layer} for the smallest candidate) x DP (dividing "
         f"the global batch, {global_batch_sequences(cfg, ctx.seq_len)} sequences for the smallest), and "
         f"{n_gpus:,} splits into none of them (memory is not the limit: the smallest fits on {smallest.min_gpus} GPUs)"
         + (f"; try --n-gpus {works}" if works else f"; try --n-gpus {smallest.min_gpus}"))

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 from ..hardware import PRECISION_HELP, GpuDatabase, GpuSpec, Precision
 from ..units import GIB, GIGA, TERA, format_bytes, format_rate, format_usd
+from .split import split_columns, stacked
 
 
 def _maybe(x, fmt):
@@ -53,19 +54,10 @@ def gpu_table(db: GpuDatabase, width: int | None = None) -> Table | Group:
         ))
     title = TITLE.format(n=len(db))
     widest = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(("key", *headers))]
-    groups: list[list[int]] = [[]]  # column indices (1.. len(headers)) of each table after the key
-    for i in range(1, len(widest)):
-        if groups[-1] and _least_width(widest, [0, *groups[-1], i]) > (width or 10**9):
-            groups.append([])
-        groups[-1].append(i)
+    groups = split_columns(range(1, len(widest)), lambda group: _least_width(widest, [0, *group]), width or None)
     tables = [_table(title if n == 0 else "GPUs, continued", [("key", *headers)[i] for i in (0, *group)],
                      [[r[i] for i in (0, *group)] for r in rows]) for n, group in enumerate(groups)]
-    if len(tables) == 1:
-        return tables[0]
-    from rich.console import Group
-    from rich.text import Text
-
-    return Group(*[part for t in tables for part in (t, Text(""))][:-1])
+    return tables[0] if len(tables) == 1 else stacked(tables)
 
 
 def _least_width(widest: list[int], columns: list[int]) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.console import Group
 from rich.table import Table
-from rich.text import Text
 
 from ..model import PRESET_SOURCES, ModelConfig, count_params, default_train_seq, seq_source
+from .split import split_columns, stacked
 
 TITLE = "Model presets (exact counts; 'active' = per token, less than total for a mixture of experts)"
 # Columns of whole numbers: never wrapped (no_wrap), so a narrow terminal folds the blocks and sources, and a layout
@@ -71,11 +71,7 @@ def _least_width(columns: tuple[str, ...], rows: list[dict[str, str]]) -> int:
 def _parts(title: str, columns: tuple[str, ...], rows: list[dict[str, str]], width: int) -> list[Table]:
     """Tables of the name and as many of ``columns`` as ``width`` holds whole, in order: one where it can, more
     (titled 'continued') where even that is too wide, e.g. the shapes at 60 columns."""
-    groups: list[list[str]] = [[]]
-    for col in columns:
-        if groups[-1] and _least_width(("name", *groups[-1], col), rows) > width:
-            groups.append([])
-        groups[-1].append(col)
+    groups = split_columns(columns, lambda group: _least_width(("name", *group), rows), width)
     return [_table(title if i == 0 else f"{title.split(' (')[0]}, continued", ("name", *group), rows)
             for i, group in enumerate(groups)]
 
@@ -101,7 +97,4 @@ def models_table(models: dict[str, ModelConfig], width: int | None = None) -> Ta
     parts: list = [*_parts("Model presets: shapes", shapes if block_in_shapes else SHAPE_NUMBERS, rows, width),
                    *_parts("Model presets: exact parameter counts ('active' = per token, less than total for a "
                            "mixture of experts)", COUNT_NUMBERS, rows, width), sources]
-    spaced: list = []
-    for part in parts:
-        spaced += [Text(""), part] if spaced else [part]
-    return Group(*spaced)
+    return stacked(parts)

@@ -1,29 +1,37 @@
-"""Tables drawn as plain text when the output has no colour: the same characters rich prints, 4-9x faster.
+"""Tables drawn as plain text when the output has no colour: the same characters rich prints, 3-9x faster.
 
 Printing a report is most of what `flopscalc gpus` and `models` do, and rich lays a table out through a renderable
-per cell (padding, segments, cropping; about 40 us a cell). Measured best of 15 on this project's machine: the GPU
-table 19 ms with rich, 2.2 ms here; the presets at 100 columns (folded) 22 ms and 4.9 ms. Where the output carries no
-styles (piped, or a terminal without colour) only the characters matter, so `PlainTable` draws them directly: the
-column widths, each cell's wrapped lines and the title come from rich itself (`Table._calculate_column_widths`,
-`Text.wrap`, the title's own rendering), and only the padding and joining of cells and borders is done here, as
-`rich.table.Table._render` does it. A table using anything this does not reproduce (footers, row lines, captions,
-vertical alignment, a renderable other than text in a cell, double-width characters) is drawn by rich instead.
-`tests/test_report_plain.py` holds the output to rich's, character for character, on every report and on random
-tables.
+per cell (padding, segments, cropping; about 40 us a cell). Measured (CPU time, best of 80) on this project's
+machine: the GPU table 20 ms with rich, 2.2 ms here; the presets at 100 columns (three tables) 3.7 ms and 1.3 ms.
+Where the output carries no styles (piped, or a terminal without colour) only the characters matter, so `PlainTable`
+draws them directly, through rich's public API only: the column widths are rich's own, read off the top border of a
+stand-in table with the same columns and settings but only the cells that decide them (`PlainTable._column_widths`;
+up to ~0.2 ms a table more than reusing rich's private width methods did); each cell's lines are `Text.wrap`'s, the
+title is rich's own rendering, and only the padding and joining of cells and borders (`Box.get_top` and the rest of
+the public `Box`) is done here, as rich's `Table` lays them out. A table using anything this does not reproduce (a
+fixed width, footers, row lines, leading, captions, vertical alignment, a renderable other than text in a cell,
+double-width characters) is drawn by rich instead (`drawn_by_rich`). `tests/test_report_plain.py` holds the output
+to rich's, character for character, on every report and on random tables (checked on rich 13.7.1, the oldest
+pyproject allows, and 15.0.0).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 
+from rich import box as boxes
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
-from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
+
+Padding4 = tuple[int, int, int, int]  # top, right, bottom, left, as `Table.padding` gives them
+# The stand-in table's box (`PlainTable._column_widths`): ASCII, so never substituted, with '+' between the columns
+# of its top border and '-' along it, so the border reads as the column widths.
+RULED = boxes.Box("+-++\n| ||\n+-++\n| ||\n+-++\n+-++\n| ||\n+-++\n", ascii=True)
 
 
 class _Unsupported(Exception):
@@ -49,12 +57,9 @@ class PlainTable:
     def __init__(self, table: Table) -> None:
         self.table = table
         self._texts: dict = {}  # per console: a cell's Text and its (shortest, longest) width, once (`_text`)
-        self._cells: dict = {}  # per console: each column's cells with their padding (`Table._get_cells`), once
-        self._widths: dict = {}  # per console: a column's widest word and line and its padding (`_column_text_widths`)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        with self._measuring(console):
-            return Measurement.get(console, options, self.table)
+        return Measurement.get(console, options, self.table)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         t = self.table
@@ -63,12 +68,13 @@ class PlainTable:
             if not t.columns:
                 yield Segment("\n")
                 return
-            with self._measuring(console):
-                widths = t._calculate_column_widths(console, options.update_width(options.max_width - t._extra_width))
-            render_options = options.update(width=sum(widths) + t._extra_width, highlight=t.highlight, height=None)
-            lines = _body(t, console, render_options, widths, self._text, self._column_cells)
-        except (_Unsupported, AttributeError, TypeError):  # a rich whose private table API moved or changed its
-            yield from t.__rich_console__(console, options)  # signatures (checked on 13.7.1, 15.0.0: test_report_plain)
+            cells = _cells(t)
+            extra = _extra_width(t)
+            widths = self._column_widths(console, options, cells, extra)
+            render_options = options.update(width=sum(widths) + extra, highlight=t.highlight, height=None)
+            lines = _body(t, console, render_options, widths, cells, self._text)
+        except _Unsupported:
+            yield from drawn_by_rich(t, console, options)
             return
         if t.title:  # as Table.__rich_console__ draws it
             title = (console.render_str(t.title, style=Style.pick_first(t.title_style, "table.title"), highlight=False)
@@ -78,16 +84,6 @@ class PlainTable:
         for line in lines:
             yield Segment(line)
             yield newline
-
-    @contextlib.contextmanager
-    def _measuring(self, console: Console):
-        """While inside, the table measures its columns with `_measure_column` below (rich's own method is shadowed
-        on this instance only)."""
-        self.table._measure_column = lambda console, options, column: self._measure_column(console, options, column)
-        try:
-            yield
-        finally:
-            del self.table._measure_column
 
     def _text(self, console: Console, renderable, markup) -> tuple[Text, int, int] | None:
         """(Text, shortest, longest width) of a cell's str or Text (None for anything else), as `Measurement.get`
@@ -107,115 +103,115 @@ class PlainTable:
             found = self._texts[key] = (text, shortest, longest)
         return found
 
-    def _column_cells(self, console: Console, column) -> list:
-        """``column``'s cells as `Table._get_cells` makes them (header first), made once per console."""
-        key = (id(console), column._index)
-        if key not in self._cells:
-            self._cells[key] = list(self.table._get_cells(console, column._index, column))
-        return self._cells[key]
+    def _column_widths(self, console: Console, options: ConsoleOptions, cells, extra: int) -> list[int]:
+        """The width rich gives each column (padding included, borders not) at ``options``.
 
-    def _measure_column(self, console: Console, options: ConsoleOptions, column) -> Measurement:
-        """`Table._measure_column` with each cell's widths computed once (`_text`) and rich's normalisation steps
-        (`Measurement.get` around `Padding.__rich_measure__` around `Text.__rich_measure__`) applied to them."""
+        A column's width depends on its cells only through its measurement, the widest of their (shortest,
+        longest) widths: the horizontal padding is the same down a column, and each step rich takes on a cell's
+        measurement (add the padding, cap at the width) keeps the order of cells. So a stand-in table with the same
+        columns and settings and two rows, each column's cell with the widest word and its cell with the widest
+        line, gets the same widths from rich; drawn with `RULED` edges at the width that leaves it the same room
+        inside its borders, its first line is its top border, '+---+--+', which rich yields before it draws any
+        cell. Its cells are the `Text` each str cell renders to (`_text`), so rich does not parse their markup again.
+        """
         t = self.table
-        max_width = options.max_width
-        if max_width < 1:
-            return Measurement(0, 0)
-        padding_width = t._get_padding_width(column._index)
-        if column.width is not None:
-            return Measurement(column.width + padding_width, column.width + padding_width).with_maximum(max_width)
-        widths = self._column_text_widths(console, column, options.markup)
-        if widths is not None:  # text cells with one padding: the steps below, done once on the widest of them
-            low, high, extra = widths
-            measurement = (Measurement(max_width, max_width) if max_width - extra < 1 else
-                           Measurement(min(low + extra, max_width), min(high + extra, max_width)))
-            return measurement.with_maximum(max_width).clamp(
-                None if column.min_width is None else column.min_width + padding_width,
-                None if column.max_width is None else column.max_width + padding_width)
-        shortest, longest = [], []
-        for cell in self._column_cells(console, column):
-            low, high = self._cell_measure(console, options, cell.renderable)
-            shortest.append(low)
-            longest.append(high)
-        measurement = Measurement(max(shortest) if shortest else 1, max(longest) if longest else max_width)
-        return measurement.with_maximum(max_width).clamp(
-            None if column.min_width is None else column.min_width + padding_width,
-            None if column.max_width is None else column.max_width + padding_width)
-
-    def _column_text_widths(self, console: Console, column, markup) -> tuple[int, int, int] | None:
-        """(widest word, widest line, padding left + right) over a column whose cells are all text with the same
-        horizontal padding; None otherwise. Each step of `_cell_measure` (min with the width, add the padding, min
-        with the width) keeps the order of cells, so the column's widest cell comes out of them as the widest word
-        and line went in."""
-        key = (id(console), column._index, markup)
-        if key not in self._widths:
-            self._widths[key] = None
-            low = high = 0
-            extras = set()
-            cells = self._column_cells(console, column)
-            for cell in cells:
-                renderable, extra = cell.renderable, 0
-                if isinstance(renderable, Padding):
-                    renderable, extra = renderable.renderable, renderable.left + renderable.right
-                found = self._text(console, renderable, markup)
+        rows: tuple[list, list] = ([], [])
+        headers = []
+        for column, column_cells in zip(t.columns, cells):
+            measured = []
+            for renderable, _ in column_cells:
+                found = self._text(console, renderable, options.markup)
                 if found is None:
-                    return None
-                extras.add(extra)
-                low, high = max(low, found[1]), max(high, found[2])
-            if cells and len(extras) == 1:
-                self._widths[key] = (low, high, extras.pop())
-        return self._widths[key]
-
-    def _cell_measure(self, console: Console, options: ConsoleOptions, renderable) -> Measurement:
-        max_width = options.max_width
-        if max_width < 1:
-            return Measurement(0, 0)
-        extra = 0
-        if isinstance(renderable, Padding):
-            extra = renderable.left + renderable.right
-            if max_width - extra < 1:
-                return _normalized(Measurement(max_width, max_width), max_width)
-            inner = renderable.renderable
-        else:
-            inner = renderable
-        found = self._text(console, inner, options.markup)
-        if found is None:
-            return Measurement.get(console, options, renderable)
-        measured = _normalized(Measurement(found[1], found[2]), max_width)  # Measurement.get of the text
-        if extra:  # Padding.__rich_measure__, then Measurement.get of the padding
-            measured = _normalized(Measurement(measured.minimum + extra, measured.maximum + extra)
-                                   .with_maximum(max_width), max_width)
-        return measured
+                    raise _Unsupported
+                measured.append(found)
+            if t.show_header:
+                headers.append(measured.pop(0)[0])
+            else:
+                headers.append(column.header)
+            if measured:
+                rows[0].append(max(measured, key=lambda m: m[1])[0])
+                rows[1].append(max(measured, key=lambda m: m[2])[0])
+        stand_in = Table(*(_column_copy(c, h) for c, h in zip(t.columns, headers)), box=RULED, show_edge=True,
+                         show_header=t.show_header, padding=t.padding, collapse_padding=t.collapse_padding,
+                         pad_edge=t.pad_edge, expand=t.expand,
+                         min_width=t.min_width, highlight=t.highlight)
+        if rows[0]:
+            stand_in.add_row(*rows[0])
+            stand_in.add_row(*rows[1])
+        room = options.max_width - extra + _extra_width(stand_in)
+        top = ""
+        for segment in console.render(stand_in, options.update_width(room)):
+            if segment.text == "\n":
+                break
+            top += segment.text
+        return [len(part) for part in top[1:-1].split("+")]
 
 
-def _normalized(m: Measurement, max_width: int) -> Measurement:
-    """What `Measurement.get` returns for a renderable that measured ``m``."""
-    m = m.normalize().with_maximum(max_width)
-    return Measurement(0, 0) if m.maximum < 1 else m.normalize()
+def drawn_by_rich(t: Table, console: Console, options: ConsoleOptions) -> RenderResult:
+    """A table `PlainTable` leaves to rich, drawn by rich (the one way it does; the tests watch it)."""
+    return t.__rich_console__(console, options)
+
+
+def _column_copy(column: Column, header) -> Column:
+    """``column``'s settings (its public fields) under ``header``, without its cells."""
+    settings = {f.name: getattr(column, f.name) for f in dataclasses.fields(column)
+                if f.init and not f.name.startswith("_")}
+    return Column(**{**settings, "header": header})
+
+
+def _extra_width(t: Table) -> int:
+    """Characters of a row that are borders: an edge either side and a divider between columns, where drawn."""
+    if not t.box:
+        return 0
+    return (2 if t.show_edge else 0) + len(t.columns) - 1
+
+
+def _cells(t: Table) -> list[list[tuple[object, Padding4]]]:
+    """Each column's cells (header first, where shown) with the padding rich puts around each: the table's
+    ``padding``; with ``collapse_padding`` (`Table.grid`) a cell's left padding less the right padding of the cell
+    before it, and its bottom padding as rich collapses it (top - bottom, not below 0) except in the last row; none
+    outside the outer cells when ``pad_edge`` is off."""
+    top, right, bottom, left = t.padding
+    edge, collapse = t.pad_edge, t.collapse_padding
+    last_column = len(t.columns) - 1
+    out = []
+    for i, column in enumerate(t.columns):
+        raw = [*([column.header] if t.show_header else []), *column.cells]
+        x_left = max(0, left - right) if collapse and i > 0 else left
+        x_left, x_right = (x_left if edge or i > 0 else 0), (right if edge or i < last_column else 0)
+        column_cells = []
+        for k, renderable in enumerate(raw):
+            first, last = k == 0, k == len(raw) - 1
+            y_bottom = max(0, top - bottom) if collapse and not last else bottom
+            column_cells.append((renderable, (top if edge or not first else 0, x_right,
+                                              y_bottom if edge or not last else 0, x_left)))
+        out.append(column_cells)
+    return out
 
 
 def _check(t: Table) -> None:
     if (t.width is not None or t.show_footer or t.show_lines or t.leading or t.caption is not None
-            or any(row.end_section for row in t.rows)):
+            or any(row.end_section for row in t.rows)
+            or any(column.vertical != "top" for column in t.columns)):
         raise _Unsupported
 
 
-def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int], texts, column_cells) -> list[str]:
-    """The table's lines below the title, as `Table._render` lays them out."""
+def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int], cells, texts) -> list[str]:
+    """The table's lines below the title (``cells``: `_cells`), laid out as rich's `Table` draws them."""
     box = t.box.substitute(options, safe=t.safe_box if t.safe_box is not None else console.safe_box) if t.box else None
     box = box.get_plain_headed_box() if box and not t.show_header else box
     columns = t.columns
-    rows = list(zip(*(column_cells(console, column) for column in columns)))
+    rows = list(zip(*cells))
     out: list[str] = []
     if box and t.show_edge:
         out.append(box.get_top(widths))
     for index, row in enumerate(rows):
         first, last = index == 0, index == len(rows) - 1
         header = first and t.show_header
-        cells = [_cell_lines(console, options, cell, width, column, texts)
+        drawn = [_cell_lines(console, options, cell, width, column, texts)
                  for cell, width, column in zip(row, widths, columns)]
-        height = max(1, *(len(lines) for lines in cells))
-        for lines, width in zip(cells, widths):  # headers sit at the bottom of their row, other cells at the top
+        height = max(1, *(len(lines) for lines in drawn))
+        for lines, width in zip(drawn, widths):  # headers sit at the bottom of their row, other cells at the top
             blank = [" " * width] * (height - len(lines))
             lines[:] = blank + lines if header else lines + blank
         if box:
@@ -223,9 +219,9 @@ def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int]
                                     (box.foot_left, box.foot_right, box.foot_vertical) if last else
                                     (box.mid_left, box.mid_right, box.mid_vertical))
             edge = t.show_edge
-            out += [(left if edge else "") + divider.join(line) + (right if edge else "") for line in zip(*cells)]
+            out += [(left if edge else "") + divider.join(line) + (right if edge else "") for line in zip(*drawn)]
         else:
-            out += ["".join(line) for line in zip(*cells)]
+            out += ["".join(line) for line in zip(*drawn)]
         if box and header:
             out.append(box.get_row(widths, "head", edge=t.show_edge))
     if box and t.show_edge:
@@ -233,19 +229,13 @@ def _body(t: Table, console: Console, options: ConsoleOptions, widths: list[int]
     return out
 
 
-def _cell_lines(console: Console, options: ConsoleOptions, cell, width: int, column, texts) -> list[str]:
+def _cell_lines(console: Console, options: ConsoleOptions, cell: tuple[object, Padding4], width: int, column,
+                texts) -> list[str]:
     """One cell's lines, each ``width`` characters: its padding around its text wrapped as `Text.__rich_console__`
     wraps it, each line cropped or padded as `Console.render_lines` does."""
-    if cell.vertical != "top":
-        raise _Unsupported
     if width < 1:  # rich renders nothing into no space (Console.render)
         return []
-    renderable, top, right, bottom, left = cell.renderable, 0, 0, 0, 0
-    if isinstance(renderable, Padding):
-        if not renderable.expand:
-            raise _Unsupported
-        top, right, bottom, left = renderable.top, renderable.right, renderable.bottom, renderable.left
-        renderable = renderable.renderable
+    renderable, (top, right, bottom, left) = cell
     found = texts(console, renderable, options.markup)  # its characters are those rich renders (highlight adds styles)
     if found is None:
         raise _Unsupported
