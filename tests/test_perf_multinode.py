@@ -44,10 +44,11 @@ STACK_COLUMNS = ("precision", "zero_stage", "flash", "fused_loss", "attn_impl", 
 # 15,555 tokens/s per GPU against 19,001-19,085 on 16 and 64 (MFU 45.4 against 55.4-55.7), and MPT-70B on 64 A100-40GB
 # at micro-batch 2, 276 against 376 on 128 GPUs at micro-batch 4 (MFU 35.9 against 48.9).
 TABLE_OUTLIERS = {"mpt-1b-a100-40gb-s2048-mb10-g32", "mpt-70b-a100-40gb-s2048-mb2-g64"}
-# Observed 2026-11-28, the model as for the headline (fraction 0.81, overlap slowdown 0.189), network at 0.925: median
-# absolute error 5.1%, worst +33.9% (MPT-70B on 64 A100-40GB); without the two table outliers worst +10.7% (MPT-125M
-# on 128 GPUs); by GPU count median 4.4% (16, 7 rows), 5.1% (32, 9), 5.4% (64, 9), 5.5% (128, 9). Constant MFU 0.4:
-# median 17.6%, worst 25.4%. With overlap_slowdown=0 (a trial, not in the code): median 5.4%, worst 40.8%.
+# Observed 2026-11-28, the model as for the headline (fraction 0.81, overlap slowdown 0.189, ZeRO-3 as FSDP's per-block
+# collectives), network at 0.925: median absolute error 5.0%, worst +35.6% (MPT-70B on 64 A100-40GB); without the two
+# table outliers worst +9.7% (MPT-125M on 128 GPUs); by GPU count median 4.7% (16, 7 rows), 5.0% (32, 9), 5.4% (64, 9),
+# 5.0% (128, 9). Constant MFU 0.4: median 17.6%, worst 25.4%. Before FSDP's units (DeepSpeed's buckets): 5.1% / 33.9%,
+# without the outliers 10.7%. With overlap_slowdown=0 (a trial, not in the code, before FSDP's units): 5.4% / 40.8%.
 MEDIAN_BOUND, WORST_BOUND, WORST_WITHOUT_OUTLIERS_BOUND = 0.06, 0.36, 0.12
 
 
@@ -146,17 +147,38 @@ def test_the_multi_node_rows_within_their_bounds_and_beat_a_constant_mfu():
         assert statistics.median(errs) <= MEDIAN_BOUND, n_gpus
 
 
-def test_the_tables_per_gpu_throughput_falls_from_16_to_128_gpus_and_the_models_stays_flat():
-    # A known miss, kept visible: from 16 to 128 GPUs (the same micro-batch for 125M-760M; 8 -> 10 for 1B, 5 -> 6 for
-    # 3B) the table's tokens/s per GPU falls 2-6%
-    # for MPT-125M to 3B (observed -5.1%, -6.3%, -2.3%, -2.3%, -2.2%), while the model moves by under 1% (observed
-    # -0.2% .. +0.4%): its FSDP traffic per GPU hardly grows with the GPU count, and the hidden part's slowdown and the
-    # exposed last bucket are 0.3-2% of a step at any count. When the model learns what costs the table those percent,
-    # this test fails and its numbers move to docs/performance_model.md.
-    for size in ("125m", "350m", "760m", "1b", "3b"):
-        rows = {int(r["n_gpus"]): r for r in ROWS.values() if r["run"].startswith(f"mpt-{size}-")}
-        small, large = check_row(rows[16]), check_row(rows[128])
-        measured = large.measured_tokens_per_s_per_gpu / small.measured_tokens_per_s_per_gpu - 1
-        predicted = large.predicted_tokens_per_s_per_gpu / small.predicted_tokens_per_s_per_gpu - 1
+# From 16 to 128 GPUs, tokens/s per GPU (the same micro-batch for MPT-125M-760M; 8 -> 10 for 1B, 5 -> 6 for 3B):
+# the table's, observed -5.1%, -6.3%, -2.3%, -2.3%, -2.2%; the model's with FSDP's per-block collectives, observed
+# -1.1%, -1.1%, -0.7%, -0.3%, +0.4%; with DeepSpeed's buckets (before), -0.2%, -0.2%, -0.2%, -0.05%, +0.4%.
+TREND_SIZES = ("125m", "350m", "760m", "1b", "3b")
+FSDP_FALL_SIZES = ("125m", "350m", "760m")  # same micro-batch at 16 and 128, L = 12-24 blocks of 7-25M parameters
+
+
+def _trend(size: str) -> tuple[float, float]:
+    """(measured, predicted) change of tokens/s per GPU from the table's 16-GPU row of ``size`` to its 128-GPU row."""
+    rows = {int(r["n_gpus"]): r for r in ROWS.values() if r["run"].startswith(f"mpt-{size}-")}
+    small, large = check_row(rows[16]), check_row(rows[128])
+    return (large.measured_tokens_per_s_per_gpu / small.measured_tokens_per_s_per_gpu - 1,
+            large.predicted_tokens_per_s_per_gpu / small.predicted_tokens_per_s_per_gpu - 1)
+
+
+def test_fsdps_per_block_ring_latency_makes_the_model_fall_with_the_gpu_count_a_fifth_of_the_tables_fall():
+    # Composer wraps each block in its own FSDP unit (perf.parallel [12]), so a step of MPT-350M sends 3 x 24 + 2 = 74
+    # ring collectives, each paying NCCL's ring latency over every rank ([6]: 70 us on 16 A100s, 599 us on 128); they
+    # hide behind compute but slow it by 0.189 of their time ([11]). With DeepSpeed's buckets the model sent 17 and
+    # moved by 0.2% (this test fails there: -0.17%, -0.17%, -0.16%); with FSDP's units it falls 0.7-1.1%.
+    for size in FSDP_FALL_SIZES:
+        measured, predicted = _trend(size)
+        assert -0.015 < predicted < -0.005, size
+        assert measured < predicted, size  # the right direction, a fifth to a third of the size
+
+
+def test_the_tables_fall_beyond_fsdps_latency_stays_a_known_miss():
+    # A known miss, kept visible: the table falls 2-6% for MPT-125M to 3B, the model at most 1.1%; 3-5 points for the
+    # small models are not in it (candidates and why none is priced: docs/performance_model.md, "Multi-node rows,
+    # reported apart"). When the model learns them, this test fails and its numbers move to the doc.
+    for size in TREND_SIZES:
+        measured, predicted = _trend(size)
         assert -0.07 < measured < -0.02, size
-        assert abs(predicted) < 0.01, size
+        assert predicted - measured > 0.01, size
+        assert abs(predicted) < 0.015, size

@@ -77,7 +77,7 @@ def _one_by_one(cfg, setup, gpu, options):
         backward_s=hiding_window_s(setup.zero_stage, setup.grad_accum, backward, per_micro),
         grad_bytes_per_param=grad_wire_bytes_per_param(setup),
         param_bytes_per_param=4.0 if setup.precision is MemoryPrecision.fp32 else 2.0, grad_accum=setup.grad_accum,
-        root_params=params_outside_blocks(cfg))
+        root_params=params_outside_blocks(cfg), fsdp_units=cfg.n_layer if setup.zero_stage == 3 else None)
     return ops, by_class, comm
 
 

@@ -473,10 +473,12 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
         # accumulation under DDP); FSDP prefetches every pass's gathers [13]
         passes = cost.body_s + cost.first_s + cost.last_s + cost.grad_accum_s
         hide = hiding_window_s(layout.zero_stage, m, cost.backward_s + cost.grad_accum_s, passes)
-    dp = data_parallel_comm(n_params, dp_n, layout.zero_stage if dp_n > 1 else 0, fabric=cluster.fabric(per_node),
+    stage = layout.zero_stage if dp_n > 1 else 0
+    dp = data_parallel_comm(n_params, dp_n, stage, fabric=cluster.fabric(per_node),
                             backward_s=hide, grad_bytes_per_param=grad_bytes, param_bytes_per_param=HALF_BYTES,
                             grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes) if megatron else None,
-                            root_params=0 if megatron else params_outside_blocks(cfg))  # FSDP's root: [13]
+                            root_params=0 if megatron else params_outside_blocks(cfg),  # FSDP's root: [13]
+                            fsdp_units=cfg.n_layer if not megatron and stage == 3 else None)  # one unit per block
     if megatron:  # [11] the whole mixed-precision step, at the AdamW update's rate per byte
         optimizer = (cost.optimizer_s / shards * megatron_optimizer_bytes_per_param(precision, layout.grad_accum_fusion)
                      / ADAMW_UPDATE_BYTES)

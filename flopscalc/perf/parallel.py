@@ -7,9 +7,10 @@ parameters for every forward and backward pass.
 
 Time of one ring collective is the alpha-beta model [5]: a latency per ring step (alpha, from NCCL's own
 tuning model [6]) plus bytes over the achieved bus bandwidth (beta) [1, 4]. Gradients go in buckets, one
-collective each (DDP's 25 MiB, DeepSpeed's for ZeRO) [3]. The links a ring crosses (`Fabric`) come from the
-GPU: NVLink or PCIe peer-to-peer inside a node, host memory for GeForce cards without peer-to-peer [7, 8],
-and the network between nodes.
+collective each (DDP's 25 MiB, DeepSpeed's for ZeRO) [3]; FSDP sends one per wrapped block and pass [12], so
+its ring latency, which grows with the number of GPUs, is paid dozens of times a step. The links a ring crosses
+(`Fabric`) come from the GPU: NVLink or PCIe peer-to-peer inside a node, host memory for GeForce cards without
+peer-to-peer [7, 8], and the network between nodes.
 
 References
 ----------
@@ -50,6 +51,12 @@ References
     Llama models). The mechanism: NCCL's kernels run one CTA per channel and do not share an SM with compute
     kernels (NVIDIA/nccl issue #689), 24 channels on an 8x A100 NVSwitch node (nccl-tests issue #100): 22% of
     the 108 SMs; PyTorch PR #179937 (8x H100, FSDP, Llama 3 8B) sees overlapped matmuls "30-40% slower".
+[12] Zhao et al. 2023, "PyTorch FSDP: Experiences on Scaling Fully Sharded Data Parallel", VLDB 16(12), sec. 3:
+    each wrapped unit's parameters are all-gathered before its forward and again before its backward, and its
+    gradients reduce-scattered after its backward, one collective each. The trainers of the validation rows wrap
+    each transformer block: mosaicml/examples MosaicGPT and llm-foundry MPT (`fsdp_wrap_fn`: `GPTBlock`,
+    `MPTBlock`), torchtitan (`fully_shard` per TransformerBlock), `flopscalc train` (FSDP2, counted on the wire by
+    tests/test_train_ddp.py: per micro-batch 2 gathers per block and 1 for the root, 1 reduce-scatter per unit).
 """
 
 from __future__ import annotations
@@ -251,7 +258,8 @@ def ring_latency_s(n_gpus: int, fabric: Fabric, *, all_reduce: bool = True) -> f
 def default_bucket_bytes(zero_stage: int, grad_bytes_per_param: float,
                          param_bytes_per_param: float) -> tuple[float, float]:
     """(gradient, parameter) bucket sizes in bytes of the framework that runs ``zero_stage``: PyTorch DDP's
-    25 MiB for stage 0, DeepSpeed's element counts for ZeRO 1-3 (see the constants)."""
+    25 MiB for stage 0, DeepSpeed's element counts for ZeRO 1-3 (see the constants). ZeRO-3 run by FSDP is cut
+    into its units instead (`data_parallel_comm`'s ``fsdp_units``: both step models price ZeRO-3 so)."""
     if zero_stage == 0:
         return DDP_BUCKET_BYTES, DDP_BUCKET_BYTES
     gather = DEEPSPEED_PREFETCH_BUCKET_PARAMS if zero_stage == 3 else DEEPSPEED_ALLGATHER_BUCKET_PARAMS
@@ -325,8 +333,9 @@ def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_byt
 
 def collectives(n_params: float, zero_stage: int, grad_bytes_per_param: float, param_bytes_per_param: float,
                 grad_accum: int, root_params: float = 0.0) -> list[tuple[float, str, bool]]:
-    """The collectives of one optimizer step: (bytes of the whole buffer, "grad" or "param", whether an all-reduce),
-    the one list `comm_volume_bytes` and `data_parallel_comm` (its buckets and latency) both read."""
+    """The collectives of one optimizer step: (bytes of the whole buffer, "grad", "param" or "root" (the gathers of
+    FSDP's root unit, [10]), whether an all-reduce), the one list `comm_volume_bytes` and `data_parallel_comm` (its
+    buckets or FSDP units, and latency) both read."""
     if zero_stage not in (0, 1, 2, 3):
         raise UsageError(f"ZeRO stage must be 0, 1, 2 or 3, got {zero_stage}")
     grad_total, param_total = n_params * grad_bytes_per_param, n_params * param_bytes_per_param
@@ -341,7 +350,7 @@ def collectives(n_params: float, zero_stage: int, grad_bytes_per_param: float, p
     # the root unit once [10]
     root_total = root_params * param_bytes_per_param
     calls += [(param_total - root_total, "param", False)] * (2 * grad_accum)
-    return calls + ([(root_total, "param", False)] * grad_accum if root_total > 0 else [])
+    return calls + ([(root_total, "root", False)] * grad_accum if root_total > 0 else [])
 
 
 def hiding_window_s(zero_stage: int, grad_accum: int, backward_s: float, passes_s: float) -> float:
@@ -375,6 +384,7 @@ def data_parallel_comm(
     grad_accum: int = 1,
     root_params: float = 0.0,
     bucket_bytes: float | None = None,
+    fsdp_units: int | None = None,
     bus_efficiency: float = ALLREDUCE_BUS_EFFICIENCY,
     overlap: float = DEFAULT_OVERLAP,
     overlap_slowdown: float = OVERLAP_COMPUTE_SLOWDOWN,
@@ -388,6 +398,10 @@ def data_parallel_comm(
     ``gpus_per_node`` and ``network_bytes_per_s`` then build the fabric). Each collective is one ring per
     bucket (``bucket_bytes``; default `default_bucket_bytes`, DDP's or DeepSpeed's; `megatron_bucket_bytes`):
     time = bytes / bus bandwidth + latency per call (`ring_latency_s`) [5, 6].
+    ``fsdp_units`` (ZeRO-3 only; instead of buckets): the blocks FSDP wraps one unit each, so each pass gathers each
+    unit in a collective of its own and each backward reduce-scatters each unit and the root ([12], `fsdp_messages`);
+    the root unit's gather opens each micro-batch and its reduce-scatter closes it, with no compute beside them
+    (`fsdp_edge_s`): those are exposed instead of the last bucket.
     ``backward_s`` is the compute the collectives may overlap ([3] sec. 3.2.3), except the last bucket's: the
     backward of each micro-batch whose gradients reduce (the last one's; every one's where they are sharded,
     `gradient_reductions`), and under ZeRO-3, whose parameter gathers are prefetched, every pass (`step.estimate_step`).
@@ -399,6 +413,15 @@ def data_parallel_comm(
         raise UsageError(f"overlap slowdown must be in [0, 1] (a fraction of the hidden time), got {overlap_slowdown}")
     if bucket_bytes is not None and not bucket_bytes > 0:
         raise UsageError(f"bucket size must be a positive number of bytes, got {bucket_bytes}")
+    if fsdp_units is not None:
+        if isinstance(fsdp_units, bool) or not isinstance(fsdp_units, int) or fsdp_units < 1:
+            raise UsageError(f"FSDP units must be a whole number of at least 1 (one per block), got {fsdp_units!r}")
+        if bucket_bytes is not None:
+            raise UsageError("give FSDP units or a bucket size, not both: FSDP sends one collective per unit")
+        if zero_stage != 3:
+            raise UsageError(f"FSDP units price ZeRO-3 (FULL_SHARD) only, got ZeRO stage {zero_stage}; leave them out "
+                             "for DDP's or DeepSpeed's buckets")
+    fsdp = fsdp_units is not None
     volume = comm_volume_bytes(n_params, n_gpus, zero_stage, grad_bytes_per_param=grad_bytes_per_param,
                                param_bytes_per_param=param_bytes_per_param, grad_accum=grad_accum,
                                root_params=root_params)
@@ -417,22 +440,47 @@ def data_parallel_comm(
     bus = fabric.bus_bytes_per_s(n_gpus)
     grad_bucket, param_bucket = (default_bucket_bytes(zero_stage, grad_bytes_per_param, param_bytes_per_param)
                                  if bucket_bytes is None else (bucket_bytes, bucket_bytes))
-    calls = [(total, grad_bucket if kind == "grad" else param_bucket, all_reduce) for total, kind, all_reduce
-             in collectives(n_params, zero_stage, grad_bytes_per_param, param_bytes_per_param, grad_accum,
-                            root_params)]
-    grad_total = n_params * grad_bytes_per_param
-    n_messages = sum(math.ceil(total / bucket) for total, bucket, _ in calls)
-    latency = sum(math.ceil(total / bucket) * ring_latency_s(n_gpus, fabric, all_reduce=ar)
-                  for total, bucket, ar in calls)
+    calls = collectives(n_params, zero_stage, grad_bytes_per_param, param_bytes_per_param, grad_accum, root_params)
+    if fsdp:  # [12] one collective per unit
+        counts = [fsdp_messages(kind, fsdp_units, root_params) for _, kind, _ in calls]
+    else:
+        counts = [math.ceil(total / (grad_bucket if kind == "grad" else param_bucket)) for total, kind, _ in calls]
+    n_messages = sum(counts)
+    latency = sum(n * ring_latency_s(n_gpus, fabric, all_reduce=ar) for n, (_, _, ar) in zip(counts, calls))
     comm_s = volume / bus + latency  # [5] alpha-beta: bytes over the bus plus alpha per ring step
     ring = (n_gpus - 1) / n_gpus
-    last = min(grad_bucket, grad_total)
-    last_factor = 2 if zero_stage == 0 else 1  # the final bucket's all-reduce, or its reduce-scatter
-    last_alpha_s = ring_latency_s(n_gpus, fabric, all_reduce=zero_stage == 0)
-    last_bucket_s = min(comm_s, last_factor * ring * last / bus + last_alpha_s)
-    hidden = min(comm_s - last_bucket_s, overlap * backward_s)
+    if fsdp:  # the root unit's gather and reduce-scatter at the two ends of every micro-batch
+        exposed_s = min(comm_s, grad_accum * fsdp_edge_s(n_params, n_gpus, fabric, fsdp_units, root_params,
+                                                         grad_bytes_per_param, param_bytes_per_param))
+    else:
+        last = min(grad_bucket, n_params * grad_bytes_per_param)
+        last_factor = 2 if zero_stage == 0 else 1  # the final bucket's all-reduce, or its reduce-scatter
+        last_alpha_s = ring_latency_s(n_gpus, fabric, all_reduce=zero_stage == 0)
+        exposed_s = min(comm_s, last_factor * ring * last / bus + last_alpha_s)
+    hidden = min(comm_s - exposed_s, overlap * backward_s)
     return CommEstimate(n_gpus, zero_stage, volume, bus, comm_s, hidden, fabric.link(n_gpus), latency, n_messages,
                         overlap_slowdown * hidden)  # [11] the compute running alongside is slower
+
+
+def fsdp_messages(kind: str, fsdp_units: int, root_params: float) -> int:
+    """Collectives FSDP sends for one entry of `collectives` ([12]): a gradient reduce-scatter per unit and the
+    root's, a parameter gather per unit (the blocks'; the root's entry is its own, one gather)."""
+    if kind == "grad":
+        return fsdp_units + (1 if root_params > 0 else 0)
+    return fsdp_units if kind == "param" else 1
+
+
+def fsdp_edge_s(n_params: float, n_gpus: int, fabric: Fabric, fsdp_units: int, root_params: float,
+                grad_bytes_per_param: float, param_bytes_per_param: float) -> float:
+    """Time of the two FSDP collectives of a micro-batch that no compute hides (s): the root unit's all-gather, the
+    first thing its forward waits for, and its reduce-scatter, the last thing its backward produces ([10, 12]; the
+    next micro-batch's first gather queues behind it on the same communicator). Without a root (``root_params`` 0)
+    the first and last block's: ``n_params / fsdp_units`` each."""
+    edge = root_params if root_params > 0 else n_params / fsdp_units
+    bus, ring = fabric.bus_bytes_per_s(n_gpus), (n_gpus - 1) / n_gpus
+    alpha = ring_latency_s(n_gpus, fabric, all_reduce=False)
+    # [1, 5] each a ring over (n-1)/n of the unit's buffer plus one latency
+    return ring * edge * (param_bytes_per_param + grad_bytes_per_param) / bus + 2 * alpha
 
 
 def scaling_efficiency(compute_s: float, comm: CommEstimate) -> float:

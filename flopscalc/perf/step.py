@@ -321,10 +321,13 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     # the device's network share where it states one (a published run's network), else the GPU's default fabric
     links = ({"gpu": gpu} if dev.network_bus_efficiency is None or setup.n_gpus == 1 else
              {"fabric": gpu_fabric(gpu, setup.n_gpus, network_efficiency=dev.network_bus_efficiency)})
+    # ZeRO-3 runs as FSDP with one unit per block (`flopscalc train`, and every published ZeRO-3 run validated):
+    # one collective per unit, not DeepSpeed's buckets (`parallel` [12])
     comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, **links,
                               backward_s=hide_s, grad_bytes_per_param=grad_bytes,
                               param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum,
-                              root_params=params_outside_blocks(cfg))
+                              root_params=params_outside_blocks(cfg),
+                              fsdp_units=cfg.n_layer if setup.zero_stage == 3 else None)
     off = offload_time(cfg, setup, link_bytes_per_s=host_link_bytes_per_s(gpu))
     model, hardware = _flops_per_token(cfg, setup)
     by_class = dict(zip(CLASS_ORDER, class_s))  # `StepEstimate.class_seconds`'s loop, continued

@@ -87,13 +87,15 @@ def engine_note(model: str, engine: str | None = None) -> str:
                 f"{MEGATRON_BUCKET_PARAMS_PER_RANK / 1e6:g}M x ranks) parameters, and for TP or PP > 1 Megatron-LM's "
                 f"own optimizer step, gradient accumulation and sustained fraction {MEGATRON_SUSTAINED_FRACTION:g}")
     if model == PER_OPERATION_MODEL:
-        return (f"priced by the per-operation step model with data parallelism as 'flopscalc train' runs it ({ddp}); "
+        return (f"priced by the per-operation step model with data parallelism as 'flopscalc train' runs it ({ddp}; "
+                "at --zero 3 FSDP's one collective per block and pass); "
                 f"--tp/--pp/--cp/--ep/--search switch to the layout model, which prices a layout that needs "
                 f"Megatron-LM with {megatron}, so the same run can show another MFU there (a DDP layout, --tp 1 "
                 "--pp 1, or FSDP layout, --zero 3, is priced alike)")
     if engine in (Engine.torchrun_ddp.value, Engine.torchrun_fsdp.value):
         kind, buckets = (("DDP", ddp) if engine == Engine.torchrun_ddp.value
-                         else ("FSDP", "16-bit gathers and reduce-scatters, prefetched behind every micro-batch"))
+                         else ("FSDP", ("16-bit gathers and reduce-scatters, one per block and pass, prefetched "
+                                        "behind every micro-batch")))
         return (f"priced by the layout model; 'flopscalc train' runs this layout ({kind}), so its data parallelism is "
                 f"priced as the per-operation model prices it ({buckets}): 'step' without layout options gives the "
                 "same step")
