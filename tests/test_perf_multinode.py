@@ -30,9 +30,13 @@ from flopscalc.perf.validation import (
     row_device,
     row_estimate,
     summary,
+    validate_multinode,
 )
 
-ROWS = {r["run"]: r for r in multinode_rows()}
+ALL_ROWS = {r["run"]: r for r in multinode_rows()}
+# the A100 tables' rows, network stated; the H100 table's rows (network not stated) are tested apart, at the end
+ROWS = {run: r for run, r in ALL_ROWS.items() if r["setup_stated"] == "full"}
+H100_ROWS = {run: r for run, r in ALL_ROWS.items() if r["setup_stated"] == "partial"}
 HEADLINE = {r["run"]: r for r in published_rows()}
 # OCI's stated achieved aggregate per 8x A100 node over its 1600 Gb/s RoCE network (module docstring): 185 of 200 GB/s
 ROCE_NETWORK_EFFICIENCY = 185 / 200
@@ -76,7 +80,8 @@ def test_the_rows_are_the_two_a100_tables_multi_node_rows_70b_included():
 
 
 def test_none_is_in_the_headline_which_keeps_its_138_held_out_rows():
-    assert not set(ROWS) & set(HEADLINE)
+    assert not set(ALL_ROWS) & set(HEADLINE)
+    assert set(ALL_ROWS) == set(ROWS) | set(H100_ROWS) and len(ALL_ROWS) == 34 + 15
     held_out = [r for r in HEADLINE.values() if not in_fit_subset(r["run"]) and r["setup_stated"] == "full"]
     assert len(held_out) == 138
     assert all(int(r["n_gpus"]) == 8 for r in HEADLINE.values() if r["run"].startswith("mpt-"))
@@ -88,11 +93,15 @@ def test_each_row_reproduces_its_tables_mfu_and_parameter_count_so_it_is_read_ri
     # round MFU to 0.01 points, so the listed MFU lies between the MFU of the listed tokens/s and of one more, within
     # the rounding: it does on every row. NumParams exact, 70B included (MPT-70B's yaml shape: 80 layers of 8192, 64
     # heads, vocabulary 50368, learned positions of 2048: 64,862,437,376).
-    for run, row in ROWS.items():
+    # The H100 rows too (peak 989.4 TFLOP/s, data/gpu_specs.csv): their listed MFU runs a hair below that of the listed
+    # tokens/s (observed at most 0.012 points, MPT-30B on 32 GPUs: 43.93 from 2,308 tokens/s, listed 43.92; the table's
+    # total, 73,860 tokens/s, gives the same), so their window is 0.02 points wide below.
+    for run, row in ALL_ROWS.items():
         cfg, _, _ = row_config(row)
         assert count_params(cfg).total == int(row["n_params_reported"]), run
         tokens = float(row["measured_tokens_per_s_per_gpu"])
-        lo, hi = _mosaicml_mfu(row, tokens) - 5e-5, _mosaicml_mfu(row, tokens + 1) + 5e-5
+        below = 2e-4 if row["gpu"] == "h100-sxm" else 5e-5
+        lo, hi = _mosaicml_mfu(row, tokens) - below, _mosaicml_mfu(row, tokens + 1) + 5e-5
         assert lo <= float(row["reported_mfu"]) <= hi, run
 
 
@@ -133,6 +142,7 @@ def test_a_network_share_outside_0_1_is_refused():
 
 def test_the_multi_node_rows_within_their_bounds_and_beat_a_constant_mfu():
     checks = {run: check_row(r) for run, r in ROWS.items()}
+    assert {c.run for c in validate_multinode()} == set(ROWS)  # the default set is the network-stated one
     s = summary(list(checks.values()))
     assert s["median_abs_error"] <= MEDIAN_BOUND
     assert s["max_abs_error"] <= WORST_BOUND
@@ -182,3 +192,109 @@ def test_the_tables_fall_beyond_fsdps_latency_stays_a_known_miss():
         assert -0.07 < measured < -0.02, size
         assert predicted - measured > 0.01, size
         assert abs(predicted) < 0.015, size
+
+
+# --- The H100 table's rows on 16-64 GPUs: network NOT stated (setup_stated partial), reported apart ---------------
+# mosaicml/llm-foundry scripts/train/benchmarking/README.md (commit c90b9b3), table 'H100 80GB BF16': its 15 rows beyond
+# one node. Every one is a run of sweep.sh (commit 2542a2e, 'INCREASE GPU COUNT') with the image (CUDA 11.8) and cluster
+# (r9z1) of the table's 8-GPU rows, so the stack is theirs (`stack_of`); the table and the script name no network, so
+# the rows are priced on perf/parallel.py's default (one 400 Gb/s NIC per GPU at 0.94), an assumption.
+H100_TABLE = "'H100 80GB BF16'"
+H100_GPU_COUNTS = {"760m": [16, 32], "1b": [16, 32, 64], "3b": [16, 32, 64], "13b": [16, 32, 64], "30b": [16, 32],
+                   "70b": [32, 64]}
+# Observed 2026-11-28 (the model as for the headline, untouched): median absolute error 8.7%, worst +19.2% (MPT-13B on
+# 64 GPUs, micro-batch 2, no recomputation); by GPU count median 6.9% (16, 5 rows), 8.9% (32, 6), 10.5% (64, 4). Constant
+# MFU 0.4: median 4.1%, worst 16.6% -- better than the model here (the table's MFU is 0.36-0.44, the constant's 0.4).
+H100_MEDIAN_BOUND, H100_WORST_BOUND = 0.10, 0.21
+# At half the assumed network share (0.47: a 200 Gb/s NIC per GPU, Ampere's) the errors move by at most 5.2 points
+# (MPT-13B on 64 GPUs +19.2% -> +14.0%), so the assumption is worth up to ~5 points on these rows.
+HALF_NETWORK_SHIFT_BOUND = 0.06
+
+
+def _h100(size: str, n_gpus: int) -> dict[str, str]:
+    (row,) = [r for r in H100_ROWS.values() if r["run"].startswith(f"mpt-{size}-") and r["n_gpus"] == str(n_gpus)]
+    return row
+
+
+def test_the_h100_rows_are_that_tables_multi_node_rows_with_the_network_marked_assumed():
+    assert len(H100_ROWS) == 15
+    got = {size: sorted(int(r["n_gpus"]) for r in H100_ROWS.values() if r["run"].split("-")[1] == size)
+           for size in H100_GPU_COUNTS}
+    assert got == H100_GPU_COUNTS
+    for run, r in H100_ROWS.items():
+        assert r["gpu"] == "h100-sxm" and r["seq_len"] == "2048" and r["group"] == "h100-80gb-bf16-multinode", run
+        assert "c90b9b3" in r["source"] and H100_TABLE in r["source"] and f"| {r['n_gpus']} | h100_80gb'" in r["source"]
+        assert r["network_efficiency"] == "" and "NETWORK NOT STATED" in r["notes"], run
+        assert f"-g {r['n_gpus']} --microbatch_size {r['micro_batch']} --accum {r['grad_accum']}" in r["notes"], run
+
+
+def test_each_h100_row_has_the_stack_of_its_tables_8_gpu_row():
+    for run, row in H100_ROWS.items():
+        twin = HEADLINE[row["stack_of"]]
+        assert twin["gpu"] == "h100-sxm" and twin["n_gpus"] == "8" and H100_TABLE in twin["source"], run
+        for column in STACK_COLUMNS:
+            assert row[column] == twin[column], (run, column)
+        size = run.split("-")[1]
+        # the table has no 8-GPU 70B row, and no 8-GPU 3B row at 2048 (its 3B row at 4096 is used)
+        assert twin["run"].split("-")[1] == size or size == "70b", run
+        assert twin["seq_len"] == "2048" or size == "3b", run
+
+
+def test_the_assumed_network_is_the_default_and_never_the_limiting_link():
+    gpu = get_gpu("h100-sxm")
+    for run, row in H100_ROWS.items():
+        assert row_device(row, gpu).network_bus_efficiency is None, run
+        comm = row_estimate(row).comm
+        # a node's ring over its 8 x 50 GB/s NICs at 0.94 (376 GB/s) is above NVLink 4's 0.7 x 450 GB/s: NVLink limits
+        assert comm.link == "NVLink" and comm.bus_bytes_per_s == pytest.approx(0.7 * 450e9, rel=1e-3), run
+    # the assumption's leverage: at half the share the network limits (188 GB/s per node) and every row gets slower
+    shifts = []
+    for row in H100_ROWS.values():
+        plain, half = check_row(row), check_row({**row, "network_efficiency": "0.47"})
+        assert half.predicted_tokens_per_s_per_gpu < plain.predicted_tokens_per_s_per_gpu
+        shifts.append(plain.error - half.error)
+    assert 0.01 < max(shifts) <= HALF_NETWORK_SHIFT_BOUND
+
+
+def test_the_h100_rows_within_their_bounds_reported_apart_and_a_constant_mfu_does_better_there():
+    checks = {run: check_row(r) for run, r in H100_ROWS.items()}
+    assert {c.run for c in validate_multinode("partial")} == set(H100_ROWS)
+    assert all(not c.setup_stated for c in checks.values())
+    s = summary(list(checks.values()))
+    assert s["median_abs_error"] <= H100_MEDIAN_BOUND and s["max_abs_error"] <= H100_WORST_BOUND
+    for n_gpus in (16, 32, 64):
+        errs = [abs(c.error) for run, c in checks.items() if H100_ROWS[run]["n_gpus"] == str(n_gpus)]
+        assert statistics.median(errs) <= H100_MEDIAN_BOUND + 0.01, n_gpus  # observed 6.9%, 8.9%, 10.5%
+    # A known miss, kept visible: the constant MFU 0.4 is nearer on these rows (median 4.1% against 8.7%). The model is
+    # fast on all 11 rows without recomputation (observed +5.3% .. +19.2%), as on the headline's H100 rows at 2048
+    # (docs/performance_model.md, "Where the model is weakest", item 1), and slow on 3 of the 4 with it (-7.2% .. -4.3%;
+    # MPT-70B on 32 GPUs at micro-batch 2 +7.0%). When the model beats the constant here, this fails: move the numbers.
+    assert s["constant_median_abs_error"] < s["median_abs_error"]
+    no_recompute = [c.error for run, c in checks.items() if H100_ROWS[run]["recompute"] == "none"]
+    assert len(no_recompute) == 11 and min(no_recompute) > 0.03
+    with pytest.raises(ValueError, match="setup_stated"):
+        validate_multinode("assumed")
+
+
+def _h100_change(size: str, n_from: int, n_to: int) -> tuple[float, float]:
+    small, large = check_row(_h100(size, n_from)), check_row(_h100(size, n_to))
+    return (large.measured_tokens_per_s_per_gpu / small.measured_tokens_per_s_per_gpu - 1,
+            large.predicted_tokens_per_s_per_gpu / small.predicted_tokens_per_s_per_gpu - 1)
+
+
+def test_the_h100_per_gpu_fall_at_a_fixed_setup_is_larger_measured_than_predicted():
+    # Same micro-batch and accumulation at both GPU counts. Observed (measured / predicted): MPT-760M 16 -> 32 -0.85% /
+    # -0.08%; MPT-1B 16 -> 64 -3.55% / -0.23%; MPT-3B 32 -> 64 -2.15% / -0.56%: the table falls 0.8-3.6%, the model
+    # 0.1-0.6% (on NVLink-limited rings the FSDP units' latency is all the model adds), the A100 tables' miss again.
+    for size, n_from, n_to in (("760m", 16, 32), ("1b", 16, 64), ("3b", 32, 64)):
+        measured, predicted = _h100_change(size, n_from, n_to)
+        assert -0.045 < measured < -0.005, size
+        assert -0.01 < predicted <= 0, size
+        assert measured < predicted, size
+    # MPT-13B (micro-batch 2, accumulation 1) is flat in the table from 8 to 64 GPUs (4,792 / 4,767 / 4,811 / 4,800) and
+    # rises in the model (16 -> 64 observed +0.69% measured, +1.80% predicted; 8 -> 64 +5.1% predicted): FULL_SHARD
+    # splits the optimizer step over more GPUs (50 ms a step on 8, 6 ms on 64), more than the added ring latency slows
+    measured, predicted = _h100_change("13b", 16, 64)
+    assert abs(measured) < 0.01 and 0.01 < predicted < 0.03
+    eight = check_row(HEADLINE["mpt-13b-h100-s2048-mb2"])
+    assert check_row(_h100("13b", 64)).predicted_tokens_per_s_per_gpu / eight.predicted_tokens_per_s_per_gpu - 1 > 0.04

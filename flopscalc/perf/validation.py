@@ -9,7 +9,8 @@ Rows whose ``group`` is ``consumer`` (single GeForce GPUs: nanoGPT on an RTX 308
 their own: `published_rows` (the headline validation, and the error the planner quotes) leaves them out and
 `consumer_rows` returns them, so their errors are reported beside the headline's, never mixed into it. Any other
 ``group`` value (``a100-40gb``: llm-foundry's A100-40GB table) only labels rows for reporting: they are in the
-headline. The same tables' rows on 16-128 GPUs are in a file of their own (`multinode_rows`), never in the headline.
+headline. The same tables' rows on 16-128 GPUs are in a file of their own (`multinode_rows`), never in the headline;
+`validate_multinode` reports the rows whose network is stated (A100) apart from those priced on an assumed one (H100).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .step import MATMUL_PRECISION, StepEstimate, constant_mfu_tokens_per_s_per_
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
 CONSUMER_GROUP = "consumer"  # data/published_throughput.csv column `group`: held out and reported apart
 REPEATS_CSV = "published_throughput_repeats.csv"  # the same MosaicML setups measured again (`repeat_rows`)
-MULTINODE_CSV = "published_throughput_multinode.csv"  # llm-foundry's A100 rows on 16-128 GPUs (`multinode_rows`)
+MULTINODE_CSV = "published_throughput_multinode.csv"  # llm-foundry's rows on 16-128 GPUs (`multinode_rows`)
 
 
 @dataclass(frozen=True)
@@ -103,20 +104,28 @@ def validate_repeats() -> list[ThroughputCheck]:
 
 @functools.lru_cache(maxsize=1)
 def multinode_rows() -> tuple[dict[str, str], ...]:
-    """llm-foundry's A100 benchmark rows on 16-128 GPUs (2-16 nodes), in the columns of ``published_throughput.csv``.
+    """llm-foundry's benchmark rows on 16-128 GPUs (2-16 nodes), in the columns of ``published_throughput.csv``.
 
     ``data/published_throughput_multinode.csv``: the multi-node rows of the tables 'A100 80GB / A100 40GB with 1600
-    Gbps node-node interconnect (RoCE)' (mosaicml/llm-foundry scripts/train/benchmarking/README.md, commit 061f2c7),
-    each with the stack of the table's 8-GPU row named in ``stack_of`` and the network's achieved share in
-    ``network_efficiency`` (`row_device`). Not in the headline (`published_rows`): reported apart
-    (docs/performance_model.md, "Multi-node rows, reported apart").
+    Gbps node-node interconnect (RoCE)' (mosaicml/llm-foundry scripts/train/benchmarking/README.md, commit 061f2c7)
+    and of its table 'H100 80GB BF16' (16-64 GPUs, commit c90b9b3), each with the stack of the table's 8-GPU row
+    named in ``stack_of``. The A100 rows carry their network's achieved share in ``network_efficiency``
+    (`row_device`); the H100 table states no network, so its rows are ``setup_stated = partial``, priced on the
+    model's default network. Not in the headline (`published_rows`): reported apart (docs/performance_model.md,
+    "Multi-node rows, reported apart").
     """
     return tuple(csv.DictReader(_csv_text(MULTINODE_CSV).splitlines()))
 
 
-def validate_multinode() -> list[ThroughputCheck]:
-    """The multi-node rows through the model, with no per-run tuning (the model as for the headline)."""
-    return [check_row(r) for r in multinode_rows()]
+def validate_multinode(setup_stated: str = "full") -> list[ThroughputCheck]:
+    """The multi-node rows whose ``setup_stated`` is ``setup_stated`` through the model, with no per-run tuning.
+
+    ``"full"`` (the default): the A100 rows, network stated; ``"partial"``: the H100 rows, network assumed. The two
+    are reported apart, never pooled.
+    """
+    if setup_stated not in ("full", "partial"):
+        raise ValueError(f"setup_stated must be 'full' or 'partial', got {setup_stated!r}")
+    return [check_row(r) for r in multinode_rows() if (r.get("setup_stated") or "full").strip() == setup_stated]
 
 
 # The CSV's `reduce_dtype`: the dtype gradients cross the network in under ZeRO 1-3 ('' = the tools' default,
