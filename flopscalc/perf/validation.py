@@ -5,9 +5,10 @@ sharding, recomputation, measured tokens/s per GPU) with its source; `validate` 
 each row, with no per-run tuning, and beside it the prediction of a constant MFU of 0.4 (the planner's old
 default). The table and its errors are in ``docs/performance_model.md``.
 
-Rows whose ``group`` is ``consumer`` (single GeForce GPUs: nanoGPT on an RTX 3080 and 4090) are a held-out group of
-their own: `published_rows` (the headline validation, and the error the planner quotes) leaves them out and
-`consumer_rows` returns them, so their errors are reported beside the headline's, never mixed into it. Any other
+Rows whose ``group`` is ``consumer`` (single GeForce or workstation-class GPUs: nanoGPT on an RTX 3080 and 4090, one
+GPT-2 124M script on an RTX 5090, RTX 6000 Ada, L40S and RTX A6000) are a held-out group of their own:
+`published_rows` (the headline validation, and the error the planner quotes) leaves them out and `consumer_rows` returns
+them, so their errors are reported beside the headline's, never mixed into it. Any other
 ``group`` value (``a100-40gb``: llm-foundry's A100-40GB table) only labels rows for reporting: they are in the
 headline. The same tables' rows on 16-128 GPUs are in a file of their own (`multinode_rows`), never in the headline;
 `validate_multinode` reports the rows whose network is stated (A100) apart from those priced on an assumed one (H100).
@@ -80,7 +81,7 @@ def published_rows() -> tuple[dict[str, str], ...]:
 
 
 def consumer_rows() -> tuple[dict[str, str], ...]:
-    """The held-out consumer-GPU rows (single GeForce cards), reported apart from the headline."""
+    """The held-out consumer-GPU rows (single GeForce and workstation-class cards), reported apart from the headline."""
     return tuple(r for r in _all_rows() if _group(r) == CONSUMER_GROUP)
 
 

@@ -154,18 +154,19 @@ def price_setup(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gp
 HELD_OUT_MEDIAN_ERROR = 0.032
 HELD_OUT_WORST_ERROR = 0.284
 HELD_OUT_ROWS = 138
-# The same on single consumer (GeForce) cards (docs/performance_model.md, "Consumer GPUs, held out": nanoGPT on an
-# RTX 3080 and a 4090, the rows with a stated setup); a plan on a consumer card quotes these, not the A100/H100 ones.
-CONSUMER_HELD_OUT_MEDIAN_ERROR = 0.146
-CONSUMER_HELD_OUT_WORST_ERROR = 0.218
-CONSUMER_HELD_OUT_ROWS = 4
+# The same on single consumer cards (docs/performance_model.md, "Consumer GPUs, held out": nanoGPT on an RTX 3080 and
+# a 4090, one GPT-2 124M script on an RTX 5090, RTX 6000 Ada, L40S and RTX A6000; the rows with a stated setup); a plan
+# on a consumer card quotes these, not the A100/H100 ones.
+CONSUMER_HELD_OUT_MEDIAN_ERROR = 0.155
+CONSUMER_HELD_OUT_WORST_ERROR = 0.375
+CONSUMER_HELD_OUT_ROWS = 8
 
 
 def held_out_error(gpu: GpuSpec | None) -> tuple[float, float, str]:
     """(median, worst, which runs) of the per-operation model's held-out error for the kind of GPU planned."""
     if gpu is not None and gpu.segment == "consumer":
         return (CONSUMER_HELD_OUT_MEDIAN_ERROR, CONSUMER_HELD_OUT_WORST_ERROR,
-                f"{CONSUMER_HELD_OUT_ROWS} published single-GeForce runs")
+                f"{CONSUMER_HELD_OUT_ROWS} published single-GPU runs on GeForce and workstation cards")
     return HELD_OUT_MEDIAN_ERROR, HELD_OUT_WORST_ERROR, f"{HELD_OUT_ROWS} published runs"
 
 
