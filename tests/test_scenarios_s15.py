@@ -1,0 +1,76 @@
+"""Bug bash by use (stop 15): what a user reads, checked against the same question asked another way.
+
+Each test failed on the code before its fix; the docstring names what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flopscalc.cli import run
+from flopscalc.hardware import get_gpu
+from flopscalc.planner import plan
+
+DAY = 86400.0
+GIB = 2**30
+
+
+# ---- --max-days shorter than the budget ---------------------------------------------------------------------------
+# A deadline that stops the run before the budget is spent is the same question as a budget of the deadline: the GPU
+# time after it is never used. The planner placed its optimum (and the shapes it weighs around it) at the budget's
+# FLOPs, which no run can spend by then: a year of a 4070 Ti cut to 7 days weighed shapes around 2.9B and recommended
+# GPT-2 medium at loss 2.811, where the 7-day plan finds 503M at 2.798; the header said the run delivers 1.10e21 FLOP
+# (it delivers 2.28e19).
+
+DEADLINE_CASES = {
+    "a year cut to 7 days": ({"duration_s": 365 * DAY, "max_wall_clock_s": 7 * DAY}, {"duration_s": 7 * DAY}),
+    "a year cut to 100 days": ({"duration_s": 365 * DAY, "max_wall_clock_s": 100 * DAY}, {"duration_s": 100 * DAY}),
+    "money for 83 days cut to 30": ({"budget_usd": 1000.0, "usd_per_gpu_hour": 0.5, "max_wall_clock_s": 30 * DAY},
+                                    {"duration_s": 30 * DAY}),
+    "1e22 FLOP cut to 7 days": ({"flops": 1e22, "max_wall_clock_s": 7 * DAY}, {"duration_s": 7 * DAY}),
+}
+
+
+@pytest.mark.parametrize("case", list(DEADLINE_CASES))
+def test_a_deadline_plans_as_a_budget_of_the_deadline(case):
+    cut, plain = DEADLINE_CASES[case]
+    gpu = get_gpu("4070ti")
+    a, b = plan(gpu, **cut), plan(gpu, **plain)
+    ra, rb = a.recommended, b.recommended
+    assert ra.train_time_s == pytest.approx(cut["max_wall_clock_s"], rel=1e-9)
+    # the same run: what the deadline leaves is a budget of the deadline
+    assert (ra.model.n_layer, ra.model.n_embd) == (rb.model.n_layer, rb.model.n_embd)
+    assert ra.loss == pytest.approx(rb.loss, rel=1e-12)
+    # the header's optimum is the law's for what the run delivers (docs/planner.md step 2), and the plan says so
+    assert a.allocation.c_flops == pytest.approx(ra.model_flops, rel=1e-9)
+    assert a.allocation.n_params == pytest.approx(b.allocation.n_params, rel=1e-9)
+    assert a.deadline_model_flops == pytest.approx(ra.model_flops, rel=1e-9)
+    assert a.deadline_model_flops < a.budget.model_flops  # the budget holds more than the deadline lets it spend
+    assert b.deadline_model_flops is None
+
+
+def test_a_deadline_beyond_the_budget_changes_nothing():
+    gpu = get_gpu("4070ti")
+    a, b = plan(gpu, 30 * DAY, max_wall_clock_s=60 * DAY), plan(gpu, 30 * DAY)
+    assert a.deadline_model_flops is None
+    assert a.recommended.loss == b.recommended.loss and a.allocation.c_flops == b.allocation.c_flops
+
+
+def test_the_header_says_what_the_deadline_lets_the_run_deliver(capsys):
+    assert run(["plan", "--gpu", "4070ti", "--days", "365", "--max-days", "7", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    rec = d["recommended"]
+    assert d["deadline_model_flops"] == pytest.approx(rec["model_flops"], rel=1e-9)
+    assert d["compute_optimal"]["c_flops"] == pytest.approx(rec["model_flops"], rel=1e-9)
+    assert d["model_flops"] == pytest.approx(d["busy_flops"] * d["mfu"], rel=1e-12)  # the budget's, as before
+    assert run(["plan", "--gpu", "4070ti", "--days", "365", "--max-days", "7"]) == 0
+    out = capsys.readouterr().out
+    budget_rows = out.split("Recommended run")[0]
+    assert "model FLOPs the budget holds at the recommended run's MFU" in budget_rows
+    deadline_row = next(line for line in budget_rows.splitlines() if line.startswith("by --max-days"))
+    assert f"{rec['model_flops']:.2e}".replace("e+", "e") in deadline_row  # the units module's 2.28e19
+    assert "model FLOPs the recommended run delivers" in deadline_row
+    assert run(["plan", "--gpu", "4070ti", "--days", "365", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["deadline_model_flops"] is None
