@@ -74,3 +74,33 @@ def test_the_header_says_what_the_deadline_lets_the_run_deliver(capsys):
     assert "model FLOPs the recommended run delivers" in deadline_row
     assert run(["plan", "--gpu", "4070ti", "--days", "365", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["deadline_model_flops"] is None
+
+
+# ---- finetune with a paged optimizer that does not fit ------------------------------------------------------------
+# The line read "needs 64.08 GiB ...; weights, gradients and optimizer state alone take 75.02 GiB": a part larger
+# than the whole, because the part counted the optimizer state a paged optimizer spills to CPU and the whole did not.
+
+def _needs_and_states(text: str) -> tuple[float, float]:
+    import re
+
+    line = " ".join(text.split())
+    needs = float(re.search(r"needs ([\d.]+) GiB", line).group(1))
+    states = float(re.search(r"optimizer state alone take ([\d.]+) GiB", line).group(1))
+    return needs, states
+
+
+@pytest.mark.parametrize("paged", [False, True])
+def test_finetune_states_are_part_of_what_it_needs(capsys, paged):
+    args = ["finetune", "--model", "llama-3.1-8b", "--gpu", "4070ti", "--method", "full", "--dataset-tokens", "50M",
+            "--optimizer", "adamw8bit"] + (["--paged"] if paged else [])
+    assert run(args) == 0
+    needs, states = _needs_and_states(capsys.readouterr().out)
+    assert states <= needs
+    assert run([*args, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert not d["fits"] and d["required_states_bytes"] <= d["required_bytes"]
+    assert states == pytest.approx(d["required_states_bytes"] / GIB, abs=0.005)  # the line says what --json says
+    # paging moves exactly the optimizer state off the GPU: from the states as from the whole
+    spilled = d["components_bytes"]["optimizer_state"] if paged else 0.0
+    assert d["states_bytes"] - d["required_states_bytes"] == pytest.approx(spilled, rel=1e-12)
+    assert d["peak_bytes"] - d["required_bytes"] == pytest.approx(spilled, rel=1e-12)
