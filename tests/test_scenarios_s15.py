@@ -104,3 +104,29 @@ def test_finetune_states_are_part_of_what_it_needs(capsys, paged):
     spilled = d["components_bytes"]["optimizer_state"] if paged else 0.0
     assert d["states_bytes"] - d["required_states_bytes"] == pytest.approx(spilled, rel=1e-12)
     assert d["peak_bytes"] - d["required_bytes"] == pytest.approx(spilled, rel=1e-12)
+
+
+# ---- step with an explicit layout the model cannot take -------------------------------------------------------------
+# `step --pp 100 --n-gpus 64` on Llama 3.1 70B (80 layers, Dubey et al. 2024 Table 3) was told to "try --n-gpus 100",
+# which is refused in turn: 80 layers do not fill 100 stages. A suggested --n-gpus must be one that is accepted.
+
+def _suggested_gpus(err: str) -> int | None:
+    import re
+
+    m = re.search(r"try --n-gpus (\d+)", err)
+    return int(m.group(1)) if m else None
+
+
+@pytest.mark.parametrize("split", [["--pp", "100"], ["--pp", "20", "--interleave", "5"], ["--tp", "3"],
+                                   ["--pp", "3"], ["--tp", "8", "--pp", "16"]])
+def test_a_refused_layout_suggests_only_what_works(capsys, split):
+    base = ["step", "--model", "llama-3.1-70b", "--gpu", "h100", "--json", *split]
+    assert run([*base, "--n-gpus", "64"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    n = _suggested_gpus(err)
+    if n is None:  # the model's own reason, which no GPU count changes
+        assert "layers do not fill" in err or "must divide the 64 attention heads" in err
+    else:
+        assert run([*base, "--n-gpus", str(n)]) == 0, capsys.readouterr().err
+
