@@ -130,3 +130,12 @@ def test_a_refused_layout_suggests_only_what_works(capsys, split):
     else:
         assert run([*base, "--n-gpus", str(n)]) == 0, capsys.readouterr().err
 
+
+def test_tensor_parallelism_across_nodes_is_said(capsys):
+    # DGX H100: 8 GPUs per node on NVLink (NVIDIA DGX H100 user guide), so TP 16 crosses the network and TP 8 not
+    for tp, crosses in (("16", True), ("8", False)):
+        args = ["step", "--model", "llama-3.1-70b", "--gpu", "h100", "--n-gpus", "64", "--tp", tp]
+        assert run([*args, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["tp_crosses_nodes"] is crosses
+        assert run(args) == 0
+        assert ("spans nodes of 8 GPUs" in capsys.readouterr().out) is crosses
