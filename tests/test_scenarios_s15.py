@@ -139,3 +139,46 @@ def test_tensor_parallelism_across_nodes_is_said(capsys):
         assert json.loads(capsys.readouterr().out)["tp_crosses_nodes"] is crosses
         assert run(args) == 0
         assert ("spans nodes of 8 GPUs" in capsys.readouterr().out) is crosses
+
+
+# ---- Phi-3's pretraining length ------------------------------------------------------------------------------------
+# Phi-3.5 mini's config.json states original_max_position_embeddings 4096 at the top level (Phi3Config's own field),
+# where transformers takes the length LongRoPE extends from; flopscalc read it only inside rope_scaling, so --config
+# planned, counted and timed Phi-3.5 at its 131,072 context ("a config.json ... states no pretraining length").
+
+PHI35_MINI = {  # microsoft/Phi-3.5-mini-instruct config.json, the fields that shape the model and its RoPE
+    "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_act": "silu", "hidden_size": 3072,
+    "intermediate_size": 8192, "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
+    "max_position_embeddings": 131072, "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-05,
+    "rope_theta": 10000.0, "rope_scaling": {"long_factor": [1.0] * 48, "short_factor": [1.0] * 48, "type": "longrope"},
+    "sliding_window": 262144, "tie_word_embeddings": False, "vocab_size": 32064,
+}
+
+
+def _transformers_trained_length(data: dict) -> int | None:
+    """The length transformers' RoPE scaling takes as trained, from the config class it builds (None: no scaling)."""
+    import copy
+
+    transformers = pytest.importorskip("transformers")
+    rope = transformers.AutoConfig.for_model(**copy.deepcopy(data)).rope_parameters  # it writes into rope_scaling
+    return rope.get("original_max_position_embeddings") if rope.get("rope_type") != "default" else None
+
+
+@pytest.mark.parametrize("variant", ["as published", "top-level field absent", "top level beside a nested one",
+                                     "no scaling (Phi-3 mini 4k)"])
+def test_phi3_trains_at_the_length_transformers_takes_as_trained(variant):
+    from flopscalc.hf_config import config_from_hf
+
+    data = dict(PHI35_MINI)
+    if variant == "top-level field absent":
+        del data["original_max_position_embeddings"]  # Phi3Config's default, 4096
+    elif variant == "top level beside a nested one":
+        data["original_max_position_embeddings"] = 8192
+        data["rope_scaling"] = {**data["rope_scaling"], "original_max_position_embeddings": 2048}
+    elif variant == "no scaling (Phi-3 mini 4k)":
+        data.update(max_position_embeddings=4096, rope_scaling=None, sliding_window=2047)
+    trained = _transformers_trained_length(data)
+    ours = config_from_hf(data).train_seq
+    assert ours == (trained if trained is not None and trained < data["max_position_embeddings"] else None)
+    if variant == "as published":
+        assert ours == 4096
