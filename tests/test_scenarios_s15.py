@@ -182,3 +182,27 @@ def test_phi3_trains_at_the_length_transformers_takes_as_trained(variant):
     assert ours == (trained if trained is not None and trained < data["max_position_embeddings"] else None)
     if variant == "as published":
         assert ours == 4096
+
+
+# ---- a fixed model on fixed tokens with --max-days --------------------------------------------------------------------
+# `plan --model gpt2-xl --tokens 10B --max-days 30` on a 4070 Ti printed a 35-day run: the deadline was dropped without
+# a word for a fixed run. It is refused (exit 1: no answer exists), naming what does fit in the deadline.
+
+def test_a_fixed_run_past_the_deadline_is_refused(capsys):
+    fixed = ["plan", "--gpu", "4070ti", "--model", "gpt2-xl", "--json"]
+    assert run([*fixed, "--tokens", "10B"]) == 0
+    days = json.loads(capsys.readouterr().out)["recommended"]["train_time_s"] / DAY
+    assert days > 30
+    assert run([*fixed, "--tokens", "10B", "--max-days", "30"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"takes {days:.3g} days" in err and "--max-days 30" in err
+    # what fits in the deadline is what the same GPU trains in a 30-day budget
+    assert run([*fixed, "--days", "30"]) == 0
+    within = json.loads(capsys.readouterr().out)["recommended"]["n_tokens"]
+    assert f"{within / 1e9:.1f}B tokens fit" in err
+    # a fixed run inside its deadline is the same run as without one
+    assert run([*fixed, "--tokens", "8B"]) == 0
+    free = json.loads(capsys.readouterr().out)["recommended"]
+    assert run([*fixed, "--tokens", "8B", "--max-days", "30"]) == 0
+    capped = json.loads(capsys.readouterr().out)["recommended"]
+    assert capped["train_time_s"] == free["train_time_s"] and capped["n_tokens"] == free["n_tokens"] == 8e9
