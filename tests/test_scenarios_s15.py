@@ -206,3 +206,27 @@ def test_a_fixed_run_past_the_deadline_is_refused(capsys):
     assert run([*fixed, "--tokens", "8B", "--max-days", "30"]) == 0
     capped = json.loads(capsys.readouterr().out)["recommended"]
     assert capped["train_time_s"] == free["train_time_s"] and capped["n_tokens"] == free["n_tokens"] == 8e9
+
+
+# ---- --mfu beyond one node ------------------------------------------------------------------------------------------
+# --mfu (or --calibration, or an fp32 plan) beyond one node keeps the data-parallel search (docs/planner.md), but the
+# plan said nothing: Llama 3.1 70B on 2T tokens on 512 H100s at --mfu 0.4 came back as 512 ZeRO-3 replicas, 91.5
+# days, beside 50.3 days for the TP/PP/CP layout the default plan finds, with no word that layouts were not weighed.
+
+@pytest.mark.parametrize("extra, warned", [(["--mfu", "0.4"], True), (["--precision", "fp32"], True),
+                                           (["--mfu", "0.4", "--no-layout-search"], False), ([], False)])
+def test_a_plan_beyond_a_node_says_when_it_weighed_no_layouts(capsys, extra, warned):
+    args = ["plan", "--gpu", "h100", "--n-gpus", "16", "--model", "gpt2-xl", "--tokens", "10B", "--json", *extra]
+    assert run(args) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["recommended"].get("layout") is None or not warned  # warned plans hold data-parallel setups only
+    said = [w for w in d["warnings"] if w.startswith("only data-parallel setups")]
+    assert bool(said) is warned
+    if warned:
+        assert ("--mfu" if "--mfu" in extra else "fp32") in said[0]
+
+
+def test_one_node_never_says_it(capsys):
+    assert run(["plan", "--gpu", "h100", "--n-gpus", "8", "--model", "gpt2-xl", "--tokens", "10B", "--mfu", "0.4",
+                "--json"]) == 0
+    assert not any(w.startswith("only data-parallel") for w in json.loads(capsys.readouterr().out)["warnings"])

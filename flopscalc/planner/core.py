@@ -31,7 +31,15 @@ from .budget import (
     candidate,
 )
 from .family import ShapeFamily, model_family, shape_family
-from .notes import _assumptions, _calibration_warnings, _family_warnings, _run_notes, _tags, _warnings
+from .notes import (
+    _assumptions,
+    _calibration_warnings,
+    _family_warnings,
+    _layout_search_skipped,
+    _run_notes,
+    _tags,
+    _warnings,
+)
 from .options import PlanOption
 from .relax import Binding, _binding, _pass_recommendation
 from .request import PlanRequest
@@ -384,6 +392,8 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
     hp, over, life, warmup = _run_notes(rec, law, req.seq_len, req.n_gpus, req.inference_tokens)
     extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
     extra += _family_warnings(space.family, search.skipped, rec, law)
+    if space.cluster is None and req.layout_search is None:  # the layout search was off without being asked to be
+        extra += tuple(w for w in (_layout_search_skipped(req.n_gpus, req.mfu, req.calibration, req.precision),) if w)
     # the per-operation model (and a profile's MFU per size) states no one efficiency
     stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
     warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, tm)) + extra

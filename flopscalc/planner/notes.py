@@ -218,6 +218,21 @@ def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -
     return tuple(out)
 
 
+def _layout_search_skipped(n_gpus: int, mfu, calibration, precision: Precision) -> str | None:
+    """Why a plan beyond one node weighed data-parallel setups only, when the user did not ask for that
+    (`speed.uses_layout_search`: --mfu, --calibration, or a peak the layout engine does not price)."""
+    from ..perf.parallel import GPUS_PER_NODE
+
+    if n_gpus <= GPUS_PER_NODE:
+        return None
+    why = ("--mfu states one efficiency, which the layout engine does not take" if mfu is not None else
+           "--calibration fits one device's step, which the layout engine does not read" if calibration is not None
+           else f"the layout engine prices bf16 or fp16 matmuls, not {Precision(precision).value}")
+    return (f"only data-parallel setups (ZeRO, offload, recomputation) were weighed on these {n_gpus:,} GPUs: {why}; "
+            "tensor, pipeline, context and expert parallelism are not in this plan ('flopscalc step --search' ranks "
+            "them; --no-layout-search says you meant it)")
+
+
 def _calibration_warnings(calibration, gpu: GpuSpec, options, rec: PlanOption) -> tuple[str, ...]:
     """A profile from another device (allowed only by --calibration-any-device), or far from the planned sizes."""
     if calibration is None:
