@@ -193,7 +193,9 @@ def _qwen2_moe(f: _Fields) -> dict:
 
 
 def _gemma(f: _Fields) -> dict:
-    return _decoder(f, tie=True, mlp=f.act("hidden_activation", "hidden_act", default="gelu_pytorch_tanh"))
+    attention_bias = f.bool("attention_bias", False)  # GemmaAttention: q, k, v and o share attention_bias
+    return _decoder(f, tie=True, mlp=f.act("hidden_activation", "hidden_act", default="gelu_pytorch_tanh"),
+                    qkv_bias=attention_bias, out_bias=attention_bias)
 
 
 def _olmo(f: _Fields) -> dict:

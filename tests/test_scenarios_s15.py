@@ -230,3 +230,31 @@ def test_one_node_never_says_it(capsys):
     assert run(["plan", "--gpu", "h100", "--n-gpus", "8", "--model", "gpt2-xl", "--tokens", "10B", "--mfu", "0.4",
                 "--json"]) == 0
     assert not any(w.startswith("only data-parallel") for w in json.loads(capsys.readouterr().out)["warnings"])
+
+
+# ---- config.json fields that change the count ----------------------------------------------------------------------
+# Gemma's attention_bias (GemmaAttention: q, k, v and o, transformers 5.24) was read by Llama's and OLMo's readers
+# but not Gemma's: an attention_bias true Gemma config counted no biases. Every variant: our count equals
+# sum(p.numel()) of the transformers module built from the same dict on the meta device.
+
+GEMMA_2B = {  # google/gemma-2b config.json, the fields that shape the model
+    "architectures": ["GemmaForCausalLM"], "model_type": "gemma", "attention_bias": False, "head_dim": 256,
+    "hidden_act": "gelu", "hidden_size": 2048, "intermediate_size": 16384, "max_position_embeddings": 8192,
+    "num_attention_heads": 8, "num_hidden_layers": 18, "num_key_value_heads": 1, "rms_norm_eps": 1e-06,
+    "rope_theta": 10000.0, "vocab_size": 256000,
+}
+
+
+@pytest.mark.parametrize("attention_bias", [False, True])
+def test_gemma_count_equals_transformers(attention_bias):
+    import copy
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from flopscalc.hf_config import config_from_hf
+    from flopscalc.model import count_params
+
+    data = {**GEMMA_2B, "attention_bias": attention_bias, "num_hidden_layers": 2}
+    with torch.device("meta"):
+        module = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**copy.deepcopy(data)))
+    assert count_params(config_from_hf(data)).total == sum(p.numel() for p in module.parameters())
