@@ -9,7 +9,7 @@ from ..assumption import Assumption
 from ..hardware import GpuSpec, Precision
 from ..model import count_params
 from ..perf.offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
-from ..perf.parallel import ALLREDUCE_BUS_EFFICIENCY, low_efficiency_warning
+from ..perf.parallel import ALLREDUCE_BUS_EFFICIENCY, GPUS_PER_NODE, low_efficiency_warning
 from ..units import GIB, GIGA, format_count, format_duration
 from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
 from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
@@ -221,8 +221,6 @@ def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -
 def _layout_search_skipped(n_gpus: int, mfu, calibration, precision: Precision) -> str | None:
     """Why a plan beyond one node weighed data-parallel setups only, when the user did not ask for that
     (`speed.uses_layout_search`: --mfu, --calibration, or a peak the layout engine does not price)."""
-    from ..perf.parallel import GPUS_PER_NODE
-
     if n_gpus <= GPUS_PER_NODE:
         return None
     why = ("--mfu states one efficiency, which the layout engine does not take" if mfu is not None else
