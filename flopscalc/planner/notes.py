@@ -12,7 +12,7 @@ from ..perf.offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_
 from ..perf.parallel import ALLREDUCE_BUS_EFFICIENCY, GPUS_PER_NODE, low_efficiency_warning
 from ..units import GIB, GIGA, format_count, format_duration
 from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
-from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
+from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed, window_binds
 from .search import _law_n
 from .speed import PER_OPERATION, held_out_error
 
@@ -67,12 +67,20 @@ def _tags(options, rec, alloc, law, ia=None) -> dict:
 
 def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
                  stated: float, rec: PlanOption | None = None, family=None) -> tuple[Assumption, ...]:
-    return _general_assumptions(budget, law, mfu_source, seq_len, cap, stated) + _model_assumptions(rec, family, law)
+    return (_general_assumptions(budget, law, mfu_source, seq_len, cap, stated)
+            + _model_assumptions(rec, family, law, seq_len))
 
 
-def _model_assumptions(rec: PlanOption | None, family, law) -> tuple[Assumption, ...]:
-    """The family shaped (when not GPT-2's) and, for a mixture of experts, which N the law is given."""
+def _model_assumptions(rec: PlanOption | None, family, law, seq_len: int | None = None) -> tuple[Assumption, ...]:
+    """The family shaped (when not GPT-2's), a sliding window's FLOPs and, for a mixture of experts, which N the law
+    is given."""
     out = []
+    if rec is not None and seq_len is not None and window_binds(rec.model, seq_len):
+        out.append(Assumption(
+            "attention FLOPs (sliding window)",
+            f"the causal pairs of the {rec.model.attn_window:,}-token window, not the dense {seq_len:,} x {seq_len:,}",
+            "every kernel the plan prices skips the pairs outside the window (perf.step, layout.time; Jiang et al. "
+            "2023 sec. 2); 'flopscalc flops --causal' counts the same"))
     if family is not None and family.key != "gpt2":
         out.append(Assumption("model family", f"{family.key}: shapes by its rule, and its presets",
                               family.family.source))
