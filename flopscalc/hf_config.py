@@ -225,6 +225,7 @@ def _gpt_neox(f: _Fields) -> dict:
         "ffn_dim": f.int("intermediate_size"), "vocab_size": f.int("vocab_size"),
         "block_size": f.int("max_position_embeddings"), "tie_embeddings": f.bool("tie_word_embeddings", False),
         "parallel_block": f.bool("use_parallel_residual", True), "position": "rope", "bias": True,
+        "fused_projections": True,  # GPTNeoXAttention: one query_key_value linear (modeling_gpt_neox.py)
         "qkv_bias": attention_bias, "out_bias": attention_bias,
         "rope_theta": f.rope_theta(_THETA, key="rotary_emb_base"), "norm_eps": f.float("layer_norm_eps", _EPS_1E5),
     }

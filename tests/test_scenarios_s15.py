@@ -290,3 +290,48 @@ def test_a_windowed_plan_counts_what_its_step_runs(capsys, tmp_path):
     assert speed["step_s"] == pytest.approx(d["step_s"], rel=1e-12)
     assert speed["mfu"] == pytest.approx(d["mfu"], rel=1e-9)  # both count the window's causal pairs
     assert 0 < speed["mfu"] <= speed["hfu"] <= d["hfu"] < 1  # step's HFU adds flash's backward Q K^T
+
+
+# ---- LoRA on GPT-NeoX --------------------------------------------------------------------------------------------------
+# A sequential GPT-NeoX (use_parallel_residual false, e.g. RedPajama-INCITE) took LoRA on q, k, v as three adapters,
+# where GPT-NeoX holds one query_key_value linear and peft puts one adapter on it: 9.4M trainable counted for
+# q,k,v,o,up,down on a Pythia-1B-shaped model, 8.4M in peft. A parallel one (Pythia) was first told to drop 'gate'
+# from --targets and then refused for its block. Now the block is refused first, q, k, v are refused with the
+# targets that are modelled, and those equal peft's count.
+
+NEOX_SMALL = {"model_type": "gpt_neox", "hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
+              "num_hidden_layers": 2, "vocab_size": 97, "max_position_embeddings": 128, "hidden_act": "gelu",
+              "use_parallel_residual": False, "tie_word_embeddings": False, "rotary_pct": 0.25}
+
+
+def _peft_trainable(data: dict, targets: list[str]) -> int:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**data))
+    model = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=targets, lora_dropout=0.0))
+    return model.get_nb_trainable_parameters()[0]
+
+
+def test_gpt_neox_lora_targets_are_peft_s(tmp_path, capsys):
+    from flopscalc.finetune.adapters import count_adapters
+    from flopscalc.hf_config import config_from_hf
+
+    path = tmp_path / "neox.json"
+    path.write_text(json.dumps(NEOX_SMALL))
+    argv = ["finetune", "--config", str(path), "--gpu", "4090", "--dataset-tokens", "1M", "--method", "lora"]
+    assert run(argv) == 2  # the default targets: q, k, v (and gate) are not separate linears here
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "query_key_value" in err and "--targets o,up,down" in err
+    assert run([*argv, "--targets", "o,up,down", "--rank", "4", "--json"]) == 0
+    trainable = json.loads(capsys.readouterr().out)["n_trainable_params"]
+    assert trainable == _peft_trainable(NEOX_SMALL, ["dense", "dense_h_to_4h", "dense_4h_to_h"])
+    # the fused module takes one adapter in peft, not the three separate ones a Llama block would
+    cfg = config_from_hf(NEOX_SMALL)
+    assert count_adapters(cfg, ("q", "k", "v"), 4, 0).n_params != _peft_trainable(NEOX_SMALL, ["query_key_value"])
+    # a parallel block is refused for the block, before any target
+    assert run(["finetune", "--model", "pythia-1b", "--gpu", "4090", "--dataset-tokens", "1M", "--method", "lora"]) == 2
+    err = capsys.readouterr().err
+    assert "sequential blocks" in err and "drop 'gate'" not in err
