@@ -63,11 +63,22 @@ class _Fields:
                 return _Fields(block, self.where, self.model_type).float("rope_theta", default)
         return self.float(key, default)
 
-    def pretraining_context(self, context: int) -> int | None:
+    def pretraining_context(self, context: int, class_original: int | None = None) -> int | None:
         """The context before RoPE scaling stretched it, where the config states one shorter than ``context``:
         ``rope_scaling`` (or ``rope_parameters``) ``original_max_position_embeddings``, the length transformers'
         Llama 3 / YaRN / LongRoPE scaling takes as trained (``modeling_rope_utils``); Llama 3.1 states 8192, the
-        length it was pretrained at before its long-context phase (Dubey et al. 2024, sec. 3.4). None otherwise."""
+        length it was pretrained at before its long-context phase (Dubey et al. 2024, sec. 3.4). None otherwise.
+
+        ``class_original``: the default of a config class that holds the field at the top level (Phi3Config: 4096),
+        which transformers gives priority over the nested one for the extending scalings
+        (``standardize_rope_params``); Phi-3.5 mini states 4096 there, its pretraining length before LongRoPE took
+        it to 128K (Abdin et al. 2024, arXiv:2404.14219, sec. 2)."""
+        if class_original is not None:
+            block = next((b for b in (self.data.get(k) for k in ("rope_parameters", "rope_scaling"))
+                          if isinstance(b, dict)), None)
+            if block is not None and block.get("rope_type", block.get("type")) in _EXTENDING_ROPE:
+                value = self.int("original_max_position_embeddings", class_original)
+                return value if value < context else None
         for nested in ("rope_parameters", "rope_scaling"):
             block = self.data.get(nested)
             if isinstance(block, dict) and block.get("original_max_position_embeddings") is not None:
@@ -86,6 +97,12 @@ class _Fields:
         raise self._fail(key, f"is {value!r}; a gated MLP with silu/swish (SwiGLU) or gelu (GeGLU) is modelled")
 
 
+# RoPE scalings that extend a pretraining length (transformers 5.24 modeling_rope_utils.standardize_rope_params moves
+# original_max_position_embeddings into their parameters; "su" is Phi-3's old name for LongRoPE, configuration_phi3.py)
+_EXTENDING_ROPE = ("llama3", "yarn", "longrope", "su")
+# Phi3Config.original_max_position_embeddings's default (configuration_phi3.py, transformers 5.24)
+_PHI3_ORIGINAL = 4096
+
 # transformers' defaults when a config.json omits the field (configuration_<type>.py, transformers 5.24): RoPE base
 # 10000 (RotaryEmbeddingConfigMixin.default_theta; Mixtral's class sets 1e6), rms_norm_eps 1e-6 for Llama, Mistral,
 # Qwen2, Qwen2-MoE and Gemma, 1e-5 for Mixtral, OLMo 2 and Phi-3; GPT-2's layer_norm_epsilon and GPT-NeoX's
@@ -97,8 +114,9 @@ _EPS_1E5 = 1e-5
 
 
 def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, eps: float = _EPS_1E6,
-             theta: float = _THETA, **family) -> dict:
-    """The fields every Llama-style config shares (LlamaConfig's names); ``eps`` / ``theta``: the type's defaults."""
+             theta: float = _THETA, class_original: int | None = None, **family) -> dict:
+    """The fields every Llama-style config shares (LlamaConfig's names); ``eps`` / ``theta``: the type's defaults;
+    ``class_original``: see `_Fields.pretraining_context`."""
     n_embd, n_head = f.int("hidden_size"), f.int("num_attention_heads")
     head_dim = f.int("head_dim", None)
     context = f.int("max_position_embeddings")
@@ -107,7 +125,7 @@ def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, eps: float = _EPS
         n_kv_head=f.int("num_key_value_heads", None),
         head_size=head_dim if head_dim is not None and head_dim * n_head != n_embd else None,
         ffn_dim=f.int("intermediate_size"), vocab_size=f.int("vocab_size"),
-        block_size=context, train_seq=f.pretraining_context(context),
+        block_size=context, train_seq=f.pretraining_context(context, class_original),
         tie_embeddings=f.bool("tie_word_embeddings", tie),
         mlp=mlp or f.act("hidden_act", default="silu"), norm="rmsnorm", position="rope", bias=False,
         rope_theta=f.rope_theta(theta), norm_eps=f.float("rms_norm_eps", eps), **family,
@@ -175,7 +193,9 @@ def _qwen2_moe(f: _Fields) -> dict:
 
 
 def _gemma(f: _Fields) -> dict:
-    return _decoder(f, tie=True, mlp=f.act("hidden_activation", "hidden_act", default="gelu_pytorch_tanh"))
+    attention_bias = f.bool("attention_bias", False)  # GemmaAttention: q, k, v and o share attention_bias
+    return _decoder(f, tie=True, mlp=f.act("hidden_activation", "hidden_act", default="gelu_pytorch_tanh"),
+                    qkv_bias=attention_bias, out_bias=attention_bias)
 
 
 def _olmo(f: _Fields) -> dict:
@@ -191,7 +211,8 @@ def _olmo2(f: _Fields) -> dict:
 
 def _phi3(f: _Fields) -> dict:
     # fused qkv_proj and gate_up_proj (modeling_phi3.py): the same weights as separate ones, but one LoRA adapter each
-    return _decoder(f, tie=False, eps=_EPS_1E5, fused_projections=True, attn_window=_window(f))
+    return _decoder(f, tie=False, eps=_EPS_1E5, fused_projections=True, attn_window=_window(f),
+                    class_original=_PHI3_ORIGINAL)
 
 
 def _gpt_neox(f: _Fields) -> dict:
@@ -204,6 +225,7 @@ def _gpt_neox(f: _Fields) -> dict:
         "ffn_dim": f.int("intermediate_size"), "vocab_size": f.int("vocab_size"),
         "block_size": f.int("max_position_embeddings"), "tie_embeddings": f.bool("tie_word_embeddings", False),
         "parallel_block": f.bool("use_parallel_residual", True), "position": "rope", "bias": True,
+        "fused_projections": True,  # GPTNeoXAttention: one query_key_value linear (modeling_gpt_neox.py)
         "qkv_bias": attention_bias, "out_bias": attention_bias,
         "rope_theta": f.rope_theta(_THETA, key="rotary_emb_base"), "norm_eps": f.float("layer_norm_eps", _EPS_1E5),
     }

@@ -33,7 +33,8 @@ from ..model import ModelConfig, QkNorm
 # ``INCLUDE_LINEAR_LAYERS_SHORTHAND``; tuners_utils ``_maybe_include_all_linear_layers`` skips the LM head).
 TARGETS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 ALL_LINEAR = "all-linear"
-# Targets inside a fused module of a model with ``fused_projections`` (Phi-3: qkv_proj, gate_up_proj).
+# Targets inside a fused module of a model with ``fused_projections`` (Phi-3: qkv_proj, gate_up_proj; GPT-NeoX:
+# query_key_value, its 2-matrix MLP holding up and down apart).
 FUSED_TARGETS: tuple[str, ...] = ("q", "k", "v", "gate", "up")
 
 # NF4 with double quantization, bitsandbytes' defaults (QLoRA sec. 3; bitsandbytes ``quantize_4bit``):
@@ -86,16 +87,22 @@ def check_lora_model(cfg: ModelConfig, targets: tuple[str, ...]) -> None:
     if cfg.is_moe:
         raise UsageError(f"{cfg.name} is a mixture of experts; LoRA and QLoRA are modelled for dense models (the "
                          "expert layers' activations and FLOPs are not); try --method full or a dense model")
-    fused = [t for t in targets if t in FUSED_TARGETS] if cfg.fused_projections else []
-    if fused:  # peft: one adapter on qkv_proj (r (d + d_q + 2 d_kv)), not one per q, k, v (r (2d + d_q) + 2 r (d + d_kv))
-        raise UsageError(f"{cfg.name} fuses q, k, v into qkv_proj and gate, up into gate_up_proj, where peft puts one "
-                         f"adapter per fused module; adapters on {', '.join(fused)} are modelled only for separate "
-                         "projections: target o,down only (--targets o,down), or use --method full")
-    if cfg.mlp.n_matrices == 2 and "gate" in targets:
-        raise UsageError(f"{cfg.name} has a 2-matrix MLP with no gate projection; drop 'gate' from --targets")
-    if cfg.parallel_block or cfg.qk_norm is not QkNorm.none:
+    if cfg.parallel_block or cfg.qk_norm is not QkNorm.none:  # the block, before any target: no target helps
         raise UsageError(f"{cfg.name}: LoRA activations are modelled for sequential blocks without q/k norm; "
                          "try a Llama, Mistral or Qwen2 config")
+    gated = cfg.mlp.n_matrices == 3
+    in_fused = FUSED_TARGETS if gated else tuple(t for t in FUSED_TARGETS if t not in ("gate", "up"))
+    fused = [t for t in targets if t in in_fused] if cfg.fused_projections else []
+    if fused:  # peft: one adapter on qkv_proj (r (d + d_q + 2 d_kv)), not one per q, k, v (r (2d + d_q) + 2 r (d + d_kv))
+        # the two fused layouts there are: Phi-3's (gated MLP) and GPT-NeoX's (2-matrix MLP)
+        modules = ("q, k, v into qkv_proj and gate, up into gate_up_proj" if gated else
+                   "q, k, v into one query_key_value linear")
+        separate = [t for t in TARGETS if t not in in_fused and (gated or t != "gate")]
+        raise UsageError(f"{cfg.name} fuses {modules}, where peft puts one adapter per fused module; adapters on "
+                         f"{', '.join(fused)} are modelled only for separate projections: target "
+                         f"{', '.join(separate)} only (--targets {','.join(separate)}), or use --method full")
+    if not gated and "gate" in targets:
+        raise UsageError(f"{cfg.name} has a 2-matrix MLP with no gate projection; drop 'gate' from --targets")
 
 
 def linear_shapes(cfg: ModelConfig) -> dict[str, tuple[int, int]]:

@@ -166,6 +166,12 @@ class FinetuneMemory:
         """What must be on the GPU: the peak, less the optimizer state a paged optimizer can spill."""
         return self.peak_bytes - (self.spillable_bytes if self.setup.paged else 0.0)
 
+    @property
+    def required_states_bytes(self) -> float:
+        """The part of `states_bytes` that must be on the GPU: less the optimizer state a paged optimizer can spill
+        (bytes; part of `required_bytes`, as `states_bytes` is of the peak)."""
+        return self.states_bytes - (self.spillable_bytes if self.setup.paged else 0.0)
+
 
 def adapter_optimizer_bytes(cfg: ModelConfig, setup: FinetuneSetup) -> float:
     """Optimizer state of the adapters (bytes): AdamW m, v in fp32 plus a step per tensor; 8-bit blockwise."""

@@ -165,8 +165,9 @@ class ModelConfig:
     norm_eps : float
         Epsilon of every LayerNorm / RMSNorm (and q/k norm); moves no count, FLOP or byte.
     fused_projections : bool
-        q, k, v held as one ``qkv_proj`` and gate, up as one ``gate_up_proj`` (Phi-3's modules): the same weights,
-        FLOPs and bytes as separate ones; only LoRA differs (peft puts one adapter on each fused module).
+        q, k, v held as one ``qkv_proj`` and, with a gated MLP, gate, up as one ``gate_up_proj`` (Phi-3's modules;
+        GPT-NeoX's ``query_key_value``): the same weights, FLOPs and bytes as separate ones; only LoRA differs
+        (peft puts one adapter on each fused module).
     attn_window : int, optional
         Sliding attention window W in tokens (``None``: every earlier token); see the module docstring.
     expert_shards : int

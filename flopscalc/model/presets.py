@@ -34,7 +34,8 @@ def pythia(name: str, n_layer: int, n_embd: int, n_head: int, vocab_size: int) -
     """A Pythia model (GPT-NeoX layout): LayerNorm with biases, partial RoPE, parallel attention + MLP, 4d GELU
     MLP, untied head, context 2048 (Biderman et al. 2023, sec. 2.1 and Table 1)."""
     return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, block_size=2048,
-                       tie_embeddings=False, position="rope", parallel_block=True, name=name)  # rotary base and
+                       tie_embeddings=False, position="rope", parallel_block=True, fused_projections=True,
+                       name=name)  # query_key_value as config.json reads it (hf_config); rotary base and
     # layer_norm_eps: 10000 and 1e-5 in every Pythia config.json (rotary_emb_base, layer_norm_eps): the defaults
 
 

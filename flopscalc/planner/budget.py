@@ -126,8 +126,9 @@ def candidate(model: ModelConfig, seq_len: int, budget_tokens: float, wall_token
               min_gpus: int | None = None) -> Candidate:
     """Tokens, tokens per parameter and time to 20 tokens/parameter for ``model``, from the tokens the budget
     trains it on and its speed (tokens per wall-clock second) with the setup that fits."""
-    from ..flops import training_flops_per_token  # here: the option defaults above must not load numpy
+    from ..flops import Recompute  # here: the option defaults above must not load numpy
+    from .options import _training_flops  # the plan's FLOP convention (a sliding window's pairs)
 
     return Candidate(model, count_params(model).total, seq_len,
-                     training_flops_per_token(model, seq_len).model_flops_per_token, budget_tokens,
+                     _training_flops(model, seq_len, Recompute.none).model_flops_per_token, budget_tokens,
                      wall_tokens_per_s, min_gpus)

@@ -31,7 +31,15 @@ from .budget import (
     candidate,
 )
 from .family import ShapeFamily, model_family, shape_family
-from .notes import _assumptions, _calibration_warnings, _family_warnings, _run_notes, _tags, _warnings
+from .notes import (
+    _assumptions,
+    _calibration_warnings,
+    _family_warnings,
+    _layout_search_skipped,
+    _run_notes,
+    _tags,
+    _warnings,
+)
 from .options import PlanOption
 from .relax import Binding, _binding, _pass_recommendation
 from .request import PlanRequest
@@ -74,6 +82,8 @@ COMPARISON_LAWS = ("besiroglu2024", "chinchilla")
 # spacing of the shapes (OPTION_STEPS).
 MAX_BUDGET_PASSES = 4
 BUDGET_PASS_REL = 0.01
+# Budgets that --max-days can cut short (a fixed-token run or a target has no budget to cut; `search._tokens`).
+DEADLINE_KINDS = ("time", "flops", "money")
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ class Plan:
     candidates: tuple[Candidate, ...]  # the GPT-2 presets: what the budget buys each, with its setup and speed
     assumptions: tuple[Assumption, ...] = field(default=())
     law: ScalingLaw | None = None
-    allocation: Allocation | None = None  # the law's optimum for the budget's model FLOPs
+    allocation: Allocation | None = None  # the law's optimum for the FLOPs the run spends (by --max-days)
     options: tuple[PlanOption, ...] = ()
     recommended: PlanOption | None = None
     loss_by_law: dict[str, float | None] = field(default_factory=dict)  # other laws' predictions for the recommended run
@@ -108,6 +118,16 @@ class Plan:
     family: str | None = "gpt2"  # the family shaped (or of the fixed model) whose presets the plan shows; None: none
     time_model: str = ""  # which model priced every option (`planner.speed`: per-operation, calibrated, stated, ...)
     seq_source: SeqSource | None = None  # where the training sequence came from (--seq, the model's default, ...)
+
+    @property
+    def deadline_model_flops(self) -> float | None:
+        """Model FLOPs the recommended run delivers by the --max-days deadline when that stops it before the budget
+        is spent (GPUs x peak x duty cycle x its MFU x the deadline), else None: then the header's optimum is
+        taken for these, not for the budget's."""
+        b, cap = self.budget, self.max_wall_clock_s
+        if cap is None or self.budget_kind not in DEADLINE_KINDS or cap >= b.duration_s:
+            return None
+        return b.achieved_flop_per_s * cap
 
     @property
     def params_vs_optimum(self) -> float | None:
@@ -256,12 +276,30 @@ def _options(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: fl
     return shapes, skipped, ctx
 
 
+def _pick(shapes: list[ModelConfig], ctx: _Context, alloc: Allocation, ia=None) -> PlanOption:
+    """A budget pass's pick: `relax._pass_recommendation` for a time or money budget, which evaluates only the models
+    that can hold it; a FLOP budget's pass evaluates every model."""
+    found = _pass_recommendation(shapes, ctx, alloc, ia)
+    return found if found is not None else _recommend(tuple(_evaluate(cfg, ctx) for cfg in shapes), ctx, alloc, ia)
+
+
+def _within_deadline(req: PlanRequest, budget: ComputeBudget, c_model: float, mfu: float) -> float:
+    """``c_model``, or less where --max-days stops a run at ``mfu`` first: GPUs x peak x duty cycle x MFU x the
+    deadline (a time, money or FLOP budget; `search._tokens` caps every option's tokens the same way)."""
+    if req.max_wall_clock_s is None or req.budget_kind not in DEADLINE_KINDS:
+        return c_model
+    return min(c_model, replace(budget, mfu=mfu).achieved_flop_per_s * req.max_wall_clock_s)
+
+
 def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float) -> _Search:
     """The recommended run, and the budget settled at its own MFU.
 
     The header's optimum must be the law's optimum for the model FLOPs the recommended run delivers, and those
     depend on the run it picks (its recomputation, communication and offload): start from the stated efficiency
-    and evaluate again while the delivered FLOPs move the optimum.
+    and evaluate again while the delivered FLOPs move the optimum. A --max-days deadline shorter than the budget
+    stops every option early, so the optimum is the one for what the run delivers by then (`_within_deadline`):
+    shapes placed around the budget's optimum would all be cut short (a year of a 4070 Ti cut to 7 days placed
+    them around 2.9B and recommended GPT-2 medium at loss 2.811, where the 7-day plan finds 2.798).
 
     The passes need not settle: the shapes move with the FLOPs and a pick of another MFU moves them back (on 1024
     H100s at --mfu 0.4 they alternate between two sets of shapes), and the pass they stop at need not hold the best
@@ -273,25 +311,33 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     from ..scaling import optimal
 
     kind = req.budget_kind
+    # a FLOP budget's passes move the shapes only when --max-days stops the run before it spends the FLOPs
+    passes = kind in ("time", "money") or (kind == "flops" and req.max_wall_clock_s is not None)
+
+    def spendable(mfu: float) -> float:
+        """The model FLOPs a run at ``mfu`` spends: the budget's, up to the --max-days deadline."""
+        return _within_deadline(req, budget, c_model if kind == "flops" else budget.busy_flops * mfu, mfu)
+
+    c_place = spendable(budget.mfu)  # the FLOPs the optimum, and the shapes around it, are placed for
     best = plain = None  # the lowest-loss pick of any pass, and of the last
     for _ in range(MAX_BUDGET_PASSES):
-        alloc, ia = _allocation(req, c_model)
-        shapes, skipped, ctx = _options(req, space, budget, c_model, alloc, ia)
-        rec = _pass_recommendation(shapes, ctx, alloc, ia)
-        if kind not in ("time", "money"):
+        alloc, ia = _allocation(req, c_place)
+        shapes, skipped, ctx = _options(req, space, budget, c_model if kind == "flops" else c_place, alloc, ia)
+        if not passes:
             break
+        rec = _pick(shapes, ctx, alloc, ia)
         # with inference tokens the pick shrinks the lowest-loss option's N (`search._recommend`): keep that option
-        plain = rec if ia is None else _pass_recommendation(shapes, ctx, alloc)
+        plain = rec if ia is None else _pick(shapes, ctx, alloc)
         if plain.loss is not None and (best is None or plain.loss < best.loss):
             best = plain
-        delivered = budget.busy_flops * rec.speed.mfu
-        if abs(delivered / c_model - 1) <= BUDGET_PASS_REL:
+        delivered = spendable(rec.speed.mfu)
+        if abs(delivered / c_place - 1) <= BUDGET_PASS_REL:
             break
-        c_model = delivered
+        c_place = delivered
     if best is not None and (plain.loss is None or best.loss < plain.loss):  # an earlier pass weighed a better one
-        c_model = budget.busy_flops * best.speed.mfu
-        alloc, ia = _allocation(req, c_model)
-        shapes, skipped, ctx = _options(req, space, budget, c_model, alloc, ia)
+        c_place = spendable(best.speed.mfu)
+        alloc, ia = _allocation(req, c_place)
+        shapes, skipped, ctx = _options(req, space, budget, c_model if kind == "flops" else c_place, alloc, ia)
         if not any(_same_shape(cfg, best.model) for cfg in shapes):
             shapes = sorted([*shapes, best.model], key=lambda c: count_params(c).total)
     options = tuple(_evaluate(cfg, ctx) for cfg in shapes)  # the last (or the best) pass's models: the plan shows all
@@ -299,10 +345,12 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     run_mfu = rec.speed.mfu
     if kind in ("time", "money"):  # the budget's model FLOPs are what the recommended run delivers in it
         budget = replace(budget, mfu=run_mfu)
-        alloc, ia = _allocation(req, budget.model_flops)
+        alloc, ia = _allocation(req, _within_deadline(req, budget, budget.model_flops, run_mfu))
     elif kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
         run = replace(budget, mfu=run_mfu)
         budget = replace(run, duration_s=req.flops / run.achieved_flop_per_s)
+        if req.max_wall_clock_s is not None:  # the optimum of what it spends by the deadline
+            alloc, ia = _allocation(req, _within_deadline(req, budget, req.flops, run_mfu))
     else:  # the run's own time is the budget the tables show
         budget = ComputeBudget(req.gpu, req.n_gpus, rec.train_time_s, req.precision, req.utilization, run_mfu)
     if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
@@ -344,6 +392,8 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
     hp, over, life, warmup = _run_notes(rec, law, req.seq_len, req.n_gpus, req.inference_tokens)
     extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
     extra += _family_warnings(space.family, search.skipped, rec, law)
+    if space.cluster is None and req.layout_search is None:  # the layout search was off without being asked to be
+        extra += tuple(w for w in (_layout_search_skipped(req.n_gpus, req.mfu, req.calibration, req.precision),) if w)
     # the per-operation model (and a profile's MFU per size) states no one efficiency
     stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
     warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, tm)) + extra

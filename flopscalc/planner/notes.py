@@ -9,10 +9,10 @@ from ..assumption import Assumption
 from ..hardware import GpuSpec, Precision
 from ..model import count_params
 from ..perf.offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
-from ..perf.parallel import ALLREDUCE_BUS_EFFICIENCY, low_efficiency_warning
+from ..perf.parallel import ALLREDUCE_BUS_EFFICIENCY, GPUS_PER_NODE, low_efficiency_warning
 from ..units import GIB, GIGA, format_count, format_duration
 from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
-from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed
+from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed, window_binds
 from .search import _law_n
 from .speed import PER_OPERATION, held_out_error
 
@@ -67,12 +67,20 @@ def _tags(options, rec, alloc, law, ia=None) -> dict:
 
 def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
                  stated: float, rec: PlanOption | None = None, family=None) -> tuple[Assumption, ...]:
-    return _general_assumptions(budget, law, mfu_source, seq_len, cap, stated) + _model_assumptions(rec, family, law)
+    return (_general_assumptions(budget, law, mfu_source, seq_len, cap, stated)
+            + _model_assumptions(rec, family, law, seq_len))
 
 
-def _model_assumptions(rec: PlanOption | None, family, law) -> tuple[Assumption, ...]:
-    """The family shaped (when not GPT-2's) and, for a mixture of experts, which N the law is given."""
+def _model_assumptions(rec: PlanOption | None, family, law, seq_len: int | None = None) -> tuple[Assumption, ...]:
+    """The family shaped (when not GPT-2's), a sliding window's FLOPs and, for a mixture of experts, which N the law
+    is given."""
     out = []
+    if rec is not None and seq_len is not None and window_binds(rec.model, seq_len):
+        out.append(Assumption(
+            "attention FLOPs (sliding window)",
+            f"the causal pairs of the {rec.model.attn_window:,}-token window, not the dense {seq_len:,} x {seq_len:,}",
+            "every kernel the plan prices skips the pairs outside the window (perf.step, layout.time; Jiang et al. "
+            "2023 sec. 2); 'flopscalc flops --causal' counts the same"))
     if family is not None and family.key != "gpt2":
         out.append(Assumption("model family", f"{family.key}: shapes by its rule, and its presets",
                               family.family.source))
@@ -216,6 +224,19 @@ def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -
         out.append(f"mixture of experts: the loss puts the active parameters ({format_count(_law_n(law, rec.model))}) "
                    f"into {law.name}, a law fitted on dense models; it is not validated for MoE")
     return tuple(out)
+
+
+def _layout_search_skipped(n_gpus: int, mfu, calibration, precision: Precision) -> str | None:
+    """Why a plan beyond one node weighed data-parallel setups only, when the user did not ask for that
+    (`speed.uses_layout_search`: --mfu, --calibration, or a peak the layout engine does not price)."""
+    if n_gpus <= GPUS_PER_NODE:
+        return None
+    why = ("--mfu states one efficiency, which the layout engine does not take" if mfu is not None else
+           "--calibration fits one device's step, which the layout engine does not read" if calibration is not None
+           else f"the layout engine prices bf16 or fp16 matmuls, not {Precision(precision).value}")
+    return (f"only data-parallel setups (ZeRO, offload, recomputation) were weighed on these {n_gpus:,} GPUs: {why}; "
+            "tensor, pipeline, context and expert parallelism are not in this plan ('flopscalc step --search' ranks "
+            "them; --no-layout-search says you meant it)")
 
 
 def _calibration_warnings(calibration, gpu: GpuSpec, options, rec: PlanOption) -> tuple[str, ...]:

@@ -145,10 +145,22 @@ class Throughput(StepRates):
         return self.compute_s + self.comm.cost_s + self.offload.total_s  # cost: exposed + overlap slowdown
 
 
+def window_binds(cfg: ModelConfig, seq_len: int) -> bool:
+    """Whether a sliding window shorter than the sequence limits the keys a query sees (Mistral 7B, Jiang et al.
+    2023, sec. 2): then the plan counts the window's causal pairs (`_training_flops`)."""
+    return cfg.attn_window is not None and cfg.attn_window < seq_len
+
+
 @lru_cache(maxsize=1024)
 def _training_flops(cfg: ModelConfig, seq_len: int, recompute: Recompute):
-    """`training_flops_per_token`, kept: the search times dozens of setups of one model (a pure function)."""
-    return training_flops_per_token(cfg, seq_len, recompute=recompute)
+    """`training_flops_per_token` in the plan's convention, kept: the search times dozens of setups of one model.
+
+    Attention is counted dense, every query over all T keys (PaLM App. B's 12 L H Q T, as the laws and
+    FlopCounterMode count it), except under a sliding window shorter than the sequence: every kernel the plan prices
+    (`perf.step`, `layout.time`) skips the pairs outside the window, and the dense T x T would credit the GPUs with
+    work no kernel does (Mistral 7B at sequence 32,768 on 8 H100s: MFU 0.74 and HFU 0.99 for a step the
+    per-operation model prices at HFU 0.51). The plan then counts the window's causal pairs, as `step` does."""
+    return training_flops_per_token(cfg, seq_len, recompute=recompute, causal=window_binds(cfg, seq_len))
 
 
 @lru_cache(maxsize=4096)

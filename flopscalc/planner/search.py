@@ -354,7 +354,16 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         fastest = min(reach, key=lambda o: o.train_time_s)
         return fastest if ia is None else _nearest_life_cycle(reach, fastest, ctx, alloc, ia)
     if ctx.kind == "tokens":
-        return fitting[0]
+        o = fitting[0]
+        if ctx.max_wall_clock_s is not None and o.train_time_s > ctx.max_wall_clock_s * (1 + 1e-9):
+            # the deadline holds a fixed run too: refused, never passed over (its tokens are the user's, not ours)
+            within = o.speed.tokens_per_s * ctx.budget.utilization * ctx.max_wall_clock_s
+            raise DomainError(
+                f"{o.model.name or format_count(o.n_params) + ' parameters'} on {format_count(o.n_tokens)} tokens "
+                f"takes {o.train_time_s / SECONDS_PER_DAY:.3g} days on {n_gpus} x {ctx.gpu.name}, beyond --max-days "
+                f"{ctx.max_wall_clock_s / SECONDS_PER_DAY:.3g}; {format_count(within)} tokens fit in that time: train "
+                "fewer --tokens, add GPUs or allow longer")
+        return o
     trained = [o for o in fitting if o.n_tokens >= o.speed.tokens_per_step]
     if not trained:
         o = fitting[0]

@@ -73,8 +73,9 @@ def finetune_report(p: FinetunePlan) -> Group:
         parts.append(Text.from_markup(
             f"[bold red]does not fit[/]: needs {format_gib_number(mem.required_bytes())} GiB, "
             f"{format_gib_number(mem.required_bytes() - p.usable_bytes)} GiB more than {format_gib_number(p.usable_bytes)} GiB usable; "
-            f"weights, gradients and optimizer state alone take {format_gib_number(mem.states_bytes)} GiB, which no "
-            "batch or sequence change shrinks", emoji=False))
+            f"weights, gradients and optimizer state alone take {format_gib_number(mem.required_states_bytes)} GiB"
+            + (" on the GPU (the paged optimizer state can spill)" if p.setup.paged else "")
+            + ", which no batch or sequence change shrinks", emoji=False))
     parts.append(Text(f"largest micro-batch at sequence {p.setup.seq_len}: {p.max_micro_batch}; "
                       f"longest sequence at micro-batch 1: "
                       + (f"{p.max_seq_len} tokens" if p.max_seq_len else "none fits")
@@ -117,7 +118,8 @@ def finetune_dict(p: FinetunePlan) -> dict:
                   "compute": s.compute.value},
         "n_trainable_params": mem.n_trainable, "n_params": mem.n_total,
         "components_bytes": mem.component_bytes(), "peak_bytes": mem.peak_bytes,
-        "required_bytes": mem.required_bytes(), "states_bytes": mem.states_bytes, "fits": p.fits,
+        "required_bytes": mem.required_bytes(), "states_bytes": mem.states_bytes,
+        "required_states_bytes": mem.required_states_bytes, "fits": p.fits,
         "spill_bytes": p.spill_bytes, "max_micro_batch": p.max_micro_batch, "max_seq_len": p.max_seq_len,
         "cheapest_method": p.cheapest_method.value if p.cheapest_method else None,
         "n_dataset_tokens": p.n_dataset_tokens, "n_epochs": p.n_epochs, "packing": p.packing,

@@ -44,7 +44,7 @@ def layout_dict(lt: LayoutTime, mem: LayoutMemory) -> dict:
         "time_s": lt.components, "step_s": lt.step_s, "tokens_per_step": lt.tokens_per_step,
         "tokens_per_s": lt.tokens_per_s, "s_per_token": lt.s_per_token, "mfu": lt.mfu,
         "network_bytes_per_s_per_gpu": lt.cluster.network_bytes_per_s, "network_source": lt.cluster.network_source,
-        "intra_node_link": lt.cluster.intra_link,
+        "intra_node_link": lt.cluster.intra_link, "tp_crosses_nodes": lay.tp > lt.cluster.gpus_per_node,
     }
 
 
@@ -78,6 +78,10 @@ def layout_report(lt: LayoutTime, mem: LayoutMemory, seq_given: int | None = Non
         lines.append(f"does not fit: {format_bytes(mem.total)} per GPU on the {mem.stage} pipeline stage, of "
                      f"{format_bytes(lt.cluster.gpu.memory_bytes)}; a shorter --seq, more --tp/--pp/--cp or "
                      "recomputation (--recompute) lowers it, and --search finds a layout that fits")
+    if lt.layout.tp > lt.cluster.gpus_per_node:  # priced (layout.time prices a group by its span), but not the usual
+        lines.append(f"--tp {lt.layout.tp} spans nodes of {lt.cluster.gpus_per_node} GPUs: its collectives, every "
+                     f"layer of every pass, cross the network between nodes ({lt.cluster.network_source}), not the "
+                     f"node's {lt.cluster.intra_link}; --search keeps tensor parallelism inside a node")
     eng = lt.layout.engine()
     if eng.value.startswith("Megatron"):
         lines.append("flopscalc train runs DDP and FSDP only; this layout needs Megatron-LM (or torchtitan/DeepSpeed):")
@@ -158,6 +162,12 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     if global_batch is not None:
         raise UsageError("--global-batch sizes the --search; an explicit layout takes --micro-batch and --grad-accum "
                          "(micro-batches per pipeline)")
+    if setup.n_gpus % ((tp or 1) * (pp or 1) * (cp or 1)):
+        # the model's refusal before the GPU count's: no --n-gpus helps a split the model cannot take (--pp 100 on
+        # 80 layers was told to try --n-gpus 100)
+        Layout(tp=tp or 1, pp=pp or 1, cp=cp or 1, interleave=interleave or 1, sequence_parallel=sequence_parallel,
+               zero_stage=setup.zero_stage, micro_batch=setup.micro_batch, n_micro=setup.grad_accum,
+               recompute=setup.recompute).check_model(cfg, seq)
     lay = explicit_layout(setup.n_gpus, tp or 1, pp or 1, cp or 1, ep or 1, interleave or 1, sequence_parallel,
                           setup.zero_stage, setup.micro_batch, setup.grad_accum, setup.recompute)
     megatron = lay.engine().value.startswith("Megatron")

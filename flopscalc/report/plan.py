@@ -114,8 +114,8 @@ def plan_dict(p: Plan) -> dict:
         "hardware_efficiency": p.stated_efficiency,
         "mfu_source": p.mfu_source, "time_model": p.time_model, "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu,
         "achieved_flop_per_s": b.achieved_flop_per_s, "peak_flops": b.peak_flops, "busy_flops": b.busy_flops,
-        "model_flops": b.model_flops if p.budget_kind != "flops" else a.c_flops,
-        "max_wall_clock_s": p.max_wall_clock_s,
+        "model_flops": a.c_flops if p.budget_kind == "flops" and p.deadline_model_flops is None else b.model_flops,
+        "max_wall_clock_s": p.max_wall_clock_s, "deadline_model_flops": p.deadline_model_flops,
         "seq_len_source": p.seq_source.label if p.seq_source else None,
         "law": {"name": p.law.name, "source": p.law.source, "flop_convention": p.law.flop_convention,
                 "n_counts_embeddings": p.law.n_counts_embeddings, "uniform_loss": p.law.uniform_loss},
@@ -240,10 +240,16 @@ def plan_report(p: Plan) -> Group:
     budget.add_row("peak x time", format_flops(b.peak_flops), "every GPU busy and at peak the whole time")
     budget.add_row(f"x utilization {b.utilization:g}", format_flops(b.busy_flops),
                    "busy share of wall-clock time (duty cycle)")
+    by_deadline = p.deadline_model_flops
     budget.add_row(f"x MFU {b.mfu:.3g}", format_flops(b.model_flops),
-                   f"model FLOPs the recommended run delivers ({format_rate(b.achieved_flop_per_s)} averaged over "
-                   "wall-clock)" + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
-                                    f"; its MFU, at hardware efficiency {p.stated_efficiency:g}"))
+                   ("model FLOPs the recommended run delivers" if by_deadline is None else
+                    "model FLOPs the budget holds at the recommended run's MFU")
+                   + f" ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)"
+                   + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
+                      f"; its MFU, at hardware efficiency {p.stated_efficiency:g}"))
+    if by_deadline is not None:
+        budget.add_row(f"by --max-days {format_duration(p.max_wall_clock_s)}", format_flops(by_deadline),
+                       "model FLOPs the recommended run delivers: the deadline stops it first")
     a = p.allocation
     budget.add_row(f"{p.law.name} optimum" if p.objective != "target" else "cheapest at target",
                    f"N {format_count(a.n_params)}",
