@@ -36,7 +36,7 @@ t_middle = the same for a stage of layers only (no embedding, LM head or loss)
   `memory.settings.grad_wire_bytes_per_param` (DDP's fp32 gradients, FSDP's 16-bit ones: [12] 7.2.1-7.2.2, [13]
   sec. 4.4), DDP hides its buckets behind the last backward (and its fp32 accumulation), FSDP its gathers behind
   every micro-batch's passes ([13] sec. 3.3: forward and backward prefetch), the default buckets and the network
-  per GPU (`parallel.network_bytes_per_s`) are the per-operation model's.
+  per GPU (`fabric.network_bytes_per_s`) are the per-operation model's.
 - Megatron-LM's gradient accumulation: fused into the weight-gradient GEMM (``Layout.grad_accum_fusion``, [9]),
   or, in the 2021 code, a separate pass per micro-batch and stage that adds the 16-bit weight gradient to the main
   gradient ([10]): read 2 bytes, read and write the main gradient (16-bit for fp16 runs, fp32 with bf16).
@@ -93,15 +93,10 @@ from ..memory.settings import (
 )
 from ..model import ModelConfig, count_params, params_outside_blocks
 from ..perf import StepOptions, estimate_step
+from ..perf.collectives import megatron_bucket_bytes
+from ..perf.fabric import ring_latency_s
 from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
-from ..perf.parallel import (
-    OVERLAP_COMPUTE_SLOWDOWN,
-    CommEstimate,
-    data_parallel_comm,
-    hiding_window_s,
-    megatron_bucket_bytes,
-    ring_latency_s,
-)
+from ..perf.parallel import OVERLAP_COMPUTE_SLOWDOWN, CommEstimate, data_parallel_comm, hiding_window_s
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
 from .cluster import Cluster
@@ -299,7 +294,7 @@ def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision
 
 
 def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, all_reduce: bool) -> float:
-    """One ring collective over ``n`` ranks of ``nbytes`` (alpha-beta, `parallel.ring_latency_s`)."""
+    """One ring collective over ``n`` ranks of ``nbytes`` (alpha-beta, `fabric.ring_latency_s`)."""
     if n <= 1:
         return 0.0
     factor = 2 if all_reduce else 1
@@ -459,7 +454,7 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     comm_mb = accum_mb + tp_mb + cp_mb + cp_slow_mb + ep_mb + pp_mb  # per micro-batch on every stage, besides compute
     bubble = (p - 1) / v * (middle_mb + comm_mb)  # [1] 2.2, [8]: warm-up and cool-down through the other stages
     # ---- data parallel over dp x cp ranks, hidden behind the last backward if overlapped; Megatron-LM's bucket for
-    # a layout that needs it, else the bucket of what runs it (PyTorch DDP's 25 MiB; `parallel.default_bucket_bytes`)
+    # a layout that needs it, else the bucket of what runs it (PyTorch DDP's 25 MiB; `collectives.default_bucket_bytes`)
     dp_n = layout.dp * cp
     if megatron:  # the main gradients are what Megatron reduces [10]
         grad_bytes = megatron_main_grad_bytes(precision, layout.grad_accum_fusion)

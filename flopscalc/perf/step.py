@@ -37,6 +37,7 @@ from ..memory.settings import (
 )
 from ..model import ModelConfig, count_params, default_train_seq, params_outside_blocks
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
+from .fabric import gpu_fabric
 from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
 from .ops import (
@@ -51,7 +52,7 @@ from .ops import (
     recompute_ops,
     update_ops,
 )
-from .parallel import CommEstimate, data_parallel_comm, gpu_fabric, hiding_window_s
+from .parallel import CommEstimate, data_parallel_comm, hiding_window_s
 from .roofline import roofline_s
 from .utilization import causal_model_flops_per_token, model_flops_utilization
 

@@ -23,8 +23,9 @@ from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory import Optimizer, TrainingSetup
 from ..model import ModelConfig
+from ..perf.fabric import GPUS_PER_NODE
 from ..perf.offload import OffloadTime
-from ..perf.parallel import GPUS_PER_NODE, CommEstimate
+from ..perf.parallel import CommEstimate
 from .growth import BatchGrowth, best_doubling
 from .options import (
     MAX_GPUS_SEARCHED,

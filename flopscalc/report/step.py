@@ -80,7 +80,11 @@ def engine_note(model: str, engine: str | None = None) -> str:
     """
     from ..layout.spec import Engine
     from ..layout.time import MEGATRON_SUSTAINED_FRACTION
-    from ..perf.parallel import DDP_BUCKET_BYTES, MEGATRON_BUCKET_MIN_PARAMS, MEGATRON_BUCKET_PARAMS_PER_RANK
+    from ..perf.collectives import (
+        DDP_BUCKET_BYTES,
+        MEGATRON_BUCKET_MIN_PARAMS,
+        MEGATRON_BUCKET_PARAMS_PER_RANK,
+    )
 
     ddp = f"PyTorch DDP's {DDP_BUCKET_BYTES / 2**20:g} MiB gradient buckets"
     megatron = (f"Megatron-LM's gradient buckets of max({MEGATRON_BUCKET_MIN_PARAMS / 1e6:g}M, "
