@@ -32,7 +32,7 @@ from flopscalc.layout.validation import (
 from flopscalc.memory.settings import MemoryPrecision, TrainingSetup
 from flopscalc.model import ModelConfig
 from flopscalc.perf import StepOptions, estimate_step
-from flopscalc.perf.ops import SUSTAINED_FRACTION
+from flopscalc.perf.op_kinds import SUSTAINED_FRACTION
 
 ROWS = published_layouts()
 KORTHIKANTI = rows_of(KORTHIKANTI_SUBSET)

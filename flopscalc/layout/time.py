@@ -95,7 +95,8 @@ from ..model import ModelConfig, count_params, params_outside_blocks
 from ..perf import StepOptions, estimate_step
 from ..perf.collectives import megatron_bucket_bytes
 from ..perf.fabric import ring_latency_s
-from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
+from ..perf.op_kinds import OpClass, Phase
+from ..perf.ops import OPTIMIZER_RW_ELEMENTS
 from ..perf.parallel import OVERLAP_COMPUTE_SLOWDOWN, CommEstimate, data_parallel_comm, hiding_window_s
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
@@ -114,13 +115,13 @@ GRAD_ACCUMULATE_OP = "grad accumulate to fp32"
 # written: `perf.ops._precision_ops`) and its AdamW update (`perf.ops.OPTIMIZER_RW_ELEMENTS`, fp32 elements).
 AMP_GRAD_ACCUMULATE_BYTES = HALF_BYTES + 2 * FP32_BYTES
 ADAMW_UPDATE_BYTES = sum(OPTIMIZER_RW_ELEMENTS[Optimizer.adamw]) * FP32_BYTES
-# Share of the GEMMs' priced rate Megatron-LM sustains (`perf.ops.StepOptions.sustained_fraction`, which scales the
+# Share of the GEMMs' priced rate Megatron-LM sustains (`perf.op_kinds.StepOptions.sustained_fraction`, which scales the
 # GEMMs only since perf commit 6d18201): FITTED on the ten Narayanan et al. 2021 Table 1 rows only (median ratio to
 # the implied iteration time closest to 1; re-derived by tests/test_layout_validation.py); Korthikanti et al. 2022
 # Table 5 is held out. The reverse fold (fitted on Korthikanti only) gives the same 0.86 and holds Narayanan out
 # (`validation.HELD_OUT_FOLDS`). 0.82 (0.85 reverse) before the 2021 runs' unfused gradient accumulation [10], the
 # Megatron optimizer step [11] and the middle-stage bubble [8]; 0.83 before perf 6d18201. Layouts `flopscalc train`
-# runs (DDP, FSDP) keep the PyTorch-loop figure `perf.ops.SUSTAINED_FRACTION`.
+# runs (DDP, FSDP) keep the PyTorch-loop figure `perf.op_kinds.SUSTAINED_FRACTION`.
 MEGATRON_SUSTAINED_FRACTION = 0.86
 
 
@@ -204,7 +205,7 @@ def per_rank_model(cfg: ModelConfig, tp: int, n_layer: int, ep: int = 1) -> Mode
 
     The local experts receive the top_k x tokens rows of the ep ranks, so top_k may exceed them (Mixtral's top-2 with
     one expert per GPU: each GPU's expert takes 2 x its tokens' rows, GShard sec. 2.2); `perf`'s uniform routing
-    (`ops.expert_rows`: tokens x top_k rows over the local experts) and the FLOP count (top_k experts per token) are
+    (`block_ops.expert_rows`: tokens x top_k rows over the local experts) and the FLOP count (top_k experts per token) are
     right for it. The rank model says it holds one of ``ep`` shards (`ModelConfig.expert_shards`), which is what lets
     top_k exceed its experts. Its parameters are the local experts' only."""
     t = tp

@@ -208,7 +208,7 @@ def time_model_source(layout) -> str:
     """Which time model priced ``layout``: the per-operation model at its engine's sustained fraction."""
     from ..layout import Engine
     from ..layout.time import MEGATRON_SUSTAINED_FRACTION
-    from ..perf.ops import SUSTAINED_FRACTION
+    from ..perf.op_kinds import SUSTAINED_FRACTION
 
     if layout.engine() is Engine.megatron:
         return (f"per-operation model (flopscalc step), Megatron-LM sustained fraction {MEGATRON_SUSTAINED_FRACTION:g} "
