@@ -207,7 +207,7 @@ def layout_engine_note(layout) -> str:
 def time_model_source(layout) -> str:
     """Which time model priced ``layout``: the per-operation model at its engine's sustained fraction."""
     from ..layout import Engine
-    from ..layout.time import MEGATRON_SUSTAINED_FRACTION
+    from ..layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
     from ..perf.op_kinds import SUSTAINED_FRACTION
 
     if layout.engine() is Engine.megatron:

@@ -79,7 +79,7 @@ def engine_note(model: str, engine: str | None = None) -> str:
     (`layout.spec.Engine` value, the JSON's "engine"), for the layout model's note; None says both cases.
     """
     from ..layout.spec import Engine
-    from ..layout.time import MEGATRON_SUSTAINED_FRACTION
+    from ..layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
     from ..perf.collectives import (
         DDP_BUCKET_BYTES,
         MEGATRON_BUCKET_MIN_PARAMS,
