@@ -29,7 +29,7 @@ COUNTS = (32, 128, 512, 1024, 2048, 4096)
 
 def _clear_caches() -> None:
     from flopscalc.layout.memory import _stage_params, activation_bytes_per_layer
-    from flopscalc.layout.time import _rank_cost, _stage_cost
+    from flopscalc.layout.stage_cost import _rank_cost, _stage_cost
 
     for cached in (_rank_cost, _stage_cost, _stage_params, activation_bytes_per_layer):
         cached.cache_clear()

@@ -1,7 +1,7 @@
 """The step-time model against published throughput (issue 11, item 5): writes benchmarks/results/perf_validation.json.
 
 Every row of data/published_throughput.csv through `perf.validation` as the model stands (the fitted GEMM
-fraction `ops.SUSTAINED_FRACTION`, re-derived here from the fit rows and compared), with each row's error beside
+fraction `op_kinds.SUSTAINED_FRACTION`, re-derived here from the fit rows and compared), with each row's error beside
 the error the previous results file recorded ("before"), the constant MFU 0.4 beside both, the consumer-GPU rows
 apart, the repeats of data/published_throughput_repeats.csv apart, and the group table docs/performance_model.md
 quotes. A pure computation on the CSVs: nothing is timed, so the figures do not depend on the machine.
@@ -66,7 +66,7 @@ def main() -> None:
 
     from flopscalc.atomic import write_text_atomic
     from flopscalc.perf import validation as v
-    from flopscalc.perf.ops import SUSTAINED_FRACTION
+    from flopscalc.perf.op_kinds import SUSTAINED_FRACTION
 
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     before = {r["run"]: r["error"] for r in previous.get("rows", [])}

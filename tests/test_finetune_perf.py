@@ -20,7 +20,8 @@ from flopscalc.flops import Recompute, forward_flops_per_token, training_flops_p
 from flopscalc.hardware import get_gpu
 from flopscalc.hf_config import read_hf_config
 from flopscalc.perf.finetune_ops import finetune_step_ops, training_setup
-from flopscalc.perf.ops import OpClass, Phase, step_ops
+from flopscalc.perf.op_kinds import OpClass, Phase
+from flopscalc.perf.ops import step_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA_JSON = str(ROOT / "data" / "configs" / "llama-3.1-8b.json")

@@ -19,7 +19,7 @@ from flopscalc.model import ModelConfig
 from flopscalc.perf import StepOptions, gemm_efficiency
 from flopscalc.perf.calibrate import cpu_spec, device_from_factors
 from flopscalc.perf.inference import InferenceSetup, estimate_inference, forward_ops
-from flopscalc.perf.ops import Phase
+from flopscalc.perf.op_kinds import Phase
 from flopscalc.perf.step import price_ops
 
 # Factors of the size `flopscalc calibrate` fits on a CPU (as tests/test_calibration_cross_size.py), fitted at

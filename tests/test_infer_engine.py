@@ -36,7 +36,7 @@ from flopscalc.perf.inference import (
     small_kernels,
     weights_bytes,
 )
-from flopscalc.perf.ops import Phase
+from flopscalc.perf.op_kinds import Phase
 
 H100 = get_gpu("h100-sxm")
 A100 = get_gpu("a100-80gb")

@@ -11,7 +11,7 @@ import pytest
 
 from flopscalc.model import ModelConfig
 from flopscalc.perf.inference import InferenceSetup, attention_op
-from flopscalc.perf.ops import Phase
+from flopscalc.perf.op_kinds import Phase
 
 # 2 layers, 4 query heads and 2 K/V heads of width 8: d_attn = 32, d_kv = 16; W = 4
 TINY = ModelConfig(n_layer=2, n_head=4, n_embd=32, n_kv_head=2, vocab_size=64, block_size=64, ffn_dim=64,

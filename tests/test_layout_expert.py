@@ -10,7 +10,7 @@ from flopscalc.flops import training_flops_per_token
 from flopscalc.hardware import get_gpu
 from flopscalc.layout import Layout, cluster_for, layout_time
 from flopscalc.layout.search import search_layouts
-from flopscalc.layout.time import per_rank_model
+from flopscalc.layout.stage_cost import per_rank_model
 from flopscalc.model import count_params, get_preset
 
 MIXTRAL = get_preset("mixtral-8x7b")

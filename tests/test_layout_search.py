@@ -8,7 +8,8 @@ import pytest
 from flopscalc.hardware import get_gpu
 from flopscalc.layout import cluster_for, layout_memory
 from flopscalc.layout.search import search_layouts
-from flopscalc.layout.time import MEGATRON_SUSTAINED_FRACTION, compute_lower_bound_s
+from flopscalc.layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
+from flopscalc.layout.time import compute_lower_bound_s
 from flopscalc.layout.validation import rows_of
 from flopscalc.model import get_preset
 from flopscalc.perf import StepOptions

@@ -10,7 +10,7 @@ import pytest
 
 from flopscalc.hardware import get_gpu
 from flopscalc.layout import Layout, cluster_for, layout_time
-from flopscalc.layout.time import compute_per_micro_batch_s
+from flopscalc.layout.stage_cost import compute_per_micro_batch_s
 from flopscalc.model import get_preset
 
 GPU = get_gpu("h100")

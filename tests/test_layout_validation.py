@@ -19,7 +19,7 @@ import pytest
 from flopscalc.flops import Recompute
 from flopscalc.hardware import get_gpu
 from flopscalc.layout import Layout, cluster_for, layout_time
-from flopscalc.layout.time import MEGATRON_SUSTAINED_FRACTION
+from flopscalc.layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
 from flopscalc.layout.validation import (
     FIT_SUBSET,
     HELD_OUT_FOLDS,
@@ -32,7 +32,7 @@ from flopscalc.layout.validation import (
 from flopscalc.memory.settings import MemoryPrecision, TrainingSetup
 from flopscalc.model import ModelConfig
 from flopscalc.perf import StepOptions, estimate_step
-from flopscalc.perf.ops import SUSTAINED_FRACTION
+from flopscalc.perf.op_kinds import SUSTAINED_FRACTION
 
 ROWS = published_layouts()
 KORTHIKANTI = rows_of(KORTHIKANTI_SUBSET)
@@ -230,7 +230,7 @@ def test_stage_pricing_from_one_and_two_layers_equals_pricing_every_layer(preset
     direct pricing of the n-layer rank."""
     from dataclasses import astuple
 
-    from flopscalc.layout.time import _rank_cost, _stage_cost
+    from flopscalc.layout.stage_cost import _rank_cost, _stage_cost
     from flopscalc.model import get_preset
 
     cfg, gpu = get_preset(preset), get_gpu("h100")

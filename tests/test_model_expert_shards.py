@@ -8,7 +8,7 @@ import pytest
 
 from flopscalc.cli import run
 from flopscalc.errors import UsageError
-from flopscalc.layout.time import per_rank_model
+from flopscalc.layout.stage_cost import per_rank_model
 from flopscalc.model import ModelConfig, get_preset
 
 MIXTRAL = get_preset("mixtral-8x7b")  # 8 experts, top-2 (Jiang et al. 2024, sec. 2.1)

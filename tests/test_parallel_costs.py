@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from flopscalc.costs import BLOOM_CLUSTER_OVERHEAD, energy_cost, hours_for_budget_usd
 from flopscalc.errors import DomainError, UsageError
 from flopscalc.hardware import get_gpu
-from flopscalc.perf.parallel import comm_volume_bytes, data_parallel_comm, scaling_efficiency
+from flopscalc.perf.collectives import comm_volume_bytes
+from flopscalc.perf.parallel import data_parallel_comm, scaling_efficiency
 
 
 def test_two_gpu_ring_all_reduce_moves_exactly_one_buffer():

@@ -16,7 +16,9 @@ from flopscalc.errors import UsageError
 from flopscalc.hardware import get_gpu
 from flopscalc.model import ModelConfig, count_params
 from flopscalc.model.counts import params_outside_blocks
-from flopscalc.perf.parallel import comm_volume_bytes, data_parallel_comm, gpu_fabric
+from flopscalc.perf.collectives import comm_volume_bytes
+from flopscalc.perf.fabric import gpu_fabric
+from flopscalc.perf.parallel import data_parallel_comm
 
 # tests/test_train_ddp.py, test_fsdp_reduce_scatters_after_every_micro_batch: the wire counts of a 2-layer model
 WIRE_N_LAYER, WIRE_STEPS, WIRE_EVAL_GATHERS = 2, 5, 5

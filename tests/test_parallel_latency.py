@@ -15,16 +15,12 @@ from hypothesis import strategies as st
 
 from flopscalc.errors import UsageError
 from flopscalc.hardware import get_gpu
+from flopscalc.perf.collectives import megatron_bucket_bytes
+from flopscalc.perf.fabric import Fabric, fabric_from_link, gpu_fabric, has_peer_to_peer, ring_latency_s
 from flopscalc.perf.parallel import (
     LOW_SCALING_EFFICIENCY,
-    Fabric,
     data_parallel_comm,
-    fabric_from_link,
-    gpu_fabric,
-    has_peer_to_peer,
     low_efficiency_warning,
-    megatron_bucket_bytes,
-    ring_latency_s,
     scaling_efficiency,
 )
 

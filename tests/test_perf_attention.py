@@ -14,7 +14,7 @@ from flopscalc.hardware import get_gpu
 from flopscalc.memory.settings import TrainingSetup
 from flopscalc.model import ModelConfig
 from flopscalc.perf import StepOptions, estimate_step
-from flopscalc.perf.ops import AttentionKernel, OpClass
+from flopscalc.perf.op_kinds import AttentionKernel, OpClass
 
 # The FlashAttention-2 paper's benchmark shape (sec. 4.1): hidden 2048, head dimension 128 (16 heads), 16k tokens.
 SEQ = 16384

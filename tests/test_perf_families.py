@@ -20,7 +20,7 @@ from flopscalc.memory import TrainingSetup
 from flopscalc.memory.settings import FP32_BYTES
 from flopscalc.model import ALL_PRESETS, ModelConfig
 from flopscalc.perf import OpClass, Phase, StepOptions, estimate_step, step_ops
-from flopscalc.perf.ops import expert_rows
+from flopscalc.perf.block_ops import expert_rows
 
 H100 = get_gpu("h100-sxm")
 A100 = get_gpu("a100-sxm-80gb")

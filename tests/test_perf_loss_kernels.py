@@ -20,7 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from flopscalc.errors import UsageError
 from flopscalc.memory.settings import TrainingSetup
 from flopscalc.model import ModelConfig
-from flopscalc.perf.ops import Phase, StepOptions, step_ops
+from flopscalc.perf.op_kinds import Phase, StepOptions
+from flopscalc.perf.ops import step_ops
 
 CFG = ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1000)
 

@@ -19,7 +19,7 @@ from flopscalc.errors import UsageError
 from flopscalc.hardware import get_gpu
 from flopscalc.model import count_params
 from flopscalc.perf.device import device_perf
-from flopscalc.perf.parallel import NETWORK_BUS_EFFICIENCY
+from flopscalc.perf.fabric import NETWORK_BUS_EFFICIENCY
 from flopscalc.perf.step import MATMUL_PRECISION
 from flopscalc.perf.validation import (
     check_row,

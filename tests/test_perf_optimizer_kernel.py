@@ -20,7 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from flopscalc.hardware import get_gpu
 from flopscalc.memory.settings import TrainingSetup
 from flopscalc.model import ModelConfig, count_params
-from flopscalc.perf.ops import OpClass, OptimizerKernel, StepOptions, step_ops
+from flopscalc.perf.op_kinds import OpClass, OptimizerKernel, StepOptions
+from flopscalc.perf.ops import step_ops
 from flopscalc.perf.step import estimate_step
 
 

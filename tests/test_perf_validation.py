@@ -1,6 +1,6 @@
 """Predicted against published throughput (data/published_throughput.csv), no per-run tuning.
 
-The model has one fitted number, ops.SUSTAINED_FRACTION (the GEMMs' sustained share of their priced rate), fitted on
+The model has one fitted number, op_kinds.SUSTAINED_FRACTION (the GEMMs' sustained share of their priced rate), fitted on
 a named subset (the MosaicML A100-80GB rows at sequence 2048, `validation.in_fit_subset`); the error bounds below are
 asserted on the held-out rows only, at the values the model reaches today (docs/performance_model.md), so a
 regression fails here. Rows whose source leaves part of the layout unstated (the Llama 2 paper's GPU-hours) are
@@ -14,7 +14,7 @@ import pytest
 from flopscalc.hardware import get_gpu
 from flopscalc.perf import StepOptions, estimate_step
 from flopscalc.perf.device import device_perf
-from flopscalc.perf.ops import SUSTAINED_FRACTION, AttentionKernel
+from flopscalc.perf.op_kinds import SUSTAINED_FRACTION, AttentionKernel
 from flopscalc.perf.step import MATMUL_PRECISION
 from flopscalc.perf.validation import (
     check_row,

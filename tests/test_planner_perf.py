@@ -18,7 +18,7 @@ from flopscalc.flops import Recompute, training_flops_per_token
 from flopscalc.hardware import Precision, get_gpu
 from flopscalc.memory import TrainingSetup, estimate_memory
 from flopscalc.model import PRESETS, ModelConfig, count_params
-from flopscalc.perf.ops import AttentionKernel, OptimizerKernel
+from flopscalc.perf.op_kinds import AttentionKernel, OptimizerKernel
 from flopscalc.perf.step import estimate_step
 from flopscalc.perf.validation import check_row, published_rows, row_config
 from flopscalc.planner import plan

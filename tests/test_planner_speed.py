@@ -19,15 +19,8 @@ from flopscalc.memory import MemoryPrecision, Optimizer, TrainingSetup, estimate
 from flopscalc.memory.fit import fits, largest_that_fits, max_micro_batch
 from flopscalc.memory.settings import grad_wire_bytes_per_param
 from flopscalc.model import ALL_PRESETS, PRESETS, count_params, params_outside_blocks
-from flopscalc.perf.ops import (
-    PASS_FIELDS,
-    AttentionKernel,
-    LossKernel,
-    Phase,
-    StepOptions,
-    pass_ops,
-    step_ops,
-)
+from flopscalc.perf.op_kinds import AttentionKernel, Phase, StepOptions
+from flopscalc.perf.ops import PASS_FIELDS, LossKernel, pass_ops, step_ops
 from flopscalc.perf.parallel import data_parallel_comm, hiding_window_s
 from flopscalc.perf.step import CLASS_ORDER, estimate_step, price_ops
 

@@ -26,7 +26,7 @@ from flopscalc.perf.inference import (
     kv_cache_bytes,
     max_seq_tokens,
 )
-from flopscalc.perf.ops import Phase
+from flopscalc.perf.op_kinds import Phase
 
 CONFIGS = Path(__file__).resolve().parents[1] / "data" / "configs"
 MISTRAL = CONFIGS / "mistral-7b-v0.1.json"

@@ -194,7 +194,7 @@ def test_both_models_cross_the_network_of_one_table():
     node (no peer-to-peer) and crosses the same table's network beyond it."""
     from flopscalc.hardware import get_gpu
     from flopscalc.layout import cluster_for
-    from flopscalc.perf.parallel import NETWORK_BUS_EFFICIENCY, gpu_fabric
+    from flopscalc.perf.fabric import NETWORK_BUS_EFFICIENCY, gpu_fabric
 
     for key, gbps in (("a100-sxm-80gb", 200), ("h100", 400), ("rtx-3090", 200)):
         gpu = get_gpu(key)
@@ -206,7 +206,7 @@ def test_both_models_cross_the_network_of_one_table():
 @pytest.mark.parametrize("zero", [1, 2])
 def test_zero_1_and_2_on_one_stage_are_a_documented_difference_megatron_against_deepspeed(zero):
     """ZeRO-1/2 with TP = PP = 1 is not a run `flopscalc train` runs: the per-operation model prices it as
-    DeepSpeed (its reduce/all-gather buckets, `parallel.default_bucket_bytes`; AMP kernels at the PyTorch-loop
+    DeepSpeed (its reduce/all-gather buckets, `collectives.default_bucket_bytes`; AMP kernels at the PyTorch-loop
     fraction), the layout model as Megatron-LM's distributed optimizer (its buckets, its optimizer step, the fitted
     0.86 fraction). The two prices differ, and the layout's engine says why."""
     est, lt = _both_models("gpt2-xl", "h100", 64, zero, 4, "none")

@@ -15,7 +15,8 @@ from flopscalc.hardware import get_gpu
 from flopscalc.memory import TrainingSetup, estimate_memory
 from flopscalc.model import get_preset
 from flopscalc.perf import StepOptions, estimate_step
-from flopscalc.perf.ops import PASS_OPTION_FIELDS, OptimizerKernel, pass_ops
+from flopscalc.perf.op_kinds import OptimizerKernel
+from flopscalc.perf.ops import PASS_OPTION_FIELDS, pass_ops
 from flopscalc.perf.step import _priced_passes
 
 H100 = get_gpu("h100-sxm")

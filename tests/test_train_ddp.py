@@ -279,11 +279,11 @@ def test_fsdp_bf16_gathers_16_bit_weights_and_reduces_fp32_gradients(single, tor
 def test_fsdp_reduce_scatters_after_every_micro_batch(single, torchrun):
     # gradient accumulation under FSDP keeps the gradients sharded: each micro-batch's are reduce-scattered (the
     # trainer does not turn gradient sync off, which would hold full unsharded gradients on every GPU until the
-    # last micro-batch: PyTorch FSDP's no_sync docs), as the memory estimate and perf.parallel.gradient_reductions
+    # last micro-batch: PyTorch FSDP's no_sync docs), as the memory estimate and perf.collectives.gradient_reductions
     # price it. The all-gathers repeat per micro-batch too: each block twice (forward, backward), the root unit once
-    # (FSDP does not reshard the root after forward: `_post_forward_reshard`; perf.parallel.comm_volume_bytes's
+    # (FSDP does not reshard the root after forward: `_post_forward_reshard`; perf.collectives.comm_volume_bytes's
     # root_params), plus the final evaluation's forwards (the root once, each block once per batch)
-    from flopscalc.perf.parallel import gradient_reductions
+    from flopscalc.perf.collectives import gradient_reductions
 
     torchrun("fsdp", False)
     torchrun("fsdp", False, grad_accum=2)

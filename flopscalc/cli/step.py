@@ -8,7 +8,9 @@ import typer
 
 from ..flops import Recompute
 from ..memory.settings import MEMORY_PRECISION, MemoryPrecision, Optimizer
-from ..perf.ops import SUSTAINED_FRACTION  # the command imports the step model anyway (cli loads it lazily)
+from ..perf.op_kinds import (
+    SUSTAINED_FRACTION,  # the command imports the step model anyway (cli loads it lazily)
+)
 from .common import (
     BiasOpt,
     ExpertsOpt,

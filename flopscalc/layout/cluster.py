@@ -1,6 +1,6 @@
 """A cluster for layout planning: GPUs per node, the intra-node link, and the network per GPU between nodes.
 
-The intra-node link is `parallel.gpu_fabric`'s (NVLink, PCIe peer-to-peer or host memory, from the GPU row);
+The intra-node link is `fabric.gpu_fabric`'s (NVLink, PCIe peer-to-peer or host memory, from the GPU row);
 the network per GPU defaults by GPU generation to the NICs of the reference system it ships in, and
 ``--network-gbps`` overrides it.
 
@@ -10,7 +10,7 @@ References
     arXiv:2104.04473, sec. 5: Selene, DGX A100 nodes, "8 NVIDIA 80-GB A100 GPUs connected to each other by
     NVLink and NVSwitch" and "eight NVIDIA Mellanox 200Gbps HDR Infiniband HCAs" per node.
 [2] NVIDIA DGX H100 user guide (hardware overview): 8x ConnectX-7 400 Gb/s for 8 GPUs (the figure
-    `parallel.NETWORK_BYTES_PER_S_PER_GPU` carries).
+    `fabric.NETWORK_BYTES_PER_S_PER_GPU` carries).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..hardware import GpuSpec
-from ..perf.parallel import (
+from ..perf.fabric import (
     GPUS_PER_NODE,
     NETWORK_BUS_EFFICIENCY,
     NETWORK_HOP_LATENCY_S,
@@ -28,7 +28,7 @@ from ..perf.parallel import (
     network_bytes_per_s,
 )
 
-# Network per GPU by architecture: `parallel.NETWORK_BYTES_PER_S_BY_ARCH` (Ampere data-centre parts ship in DGX A100
+# Network per GPU by architecture: `fabric.NETWORK_BYTES_PER_S_BY_ARCH` (Ampere data-centre parts ship in DGX A100
 # with one 200 Gb/s HDR HCA per GPU, [1]; everything else gets DGX H100's 400 Gb/s per GPU, [2]); its sources here.
 NETWORK_SOURCE_BY_ARCH = {
     "Ampere": "DGX A100: one 200 Gb/s HDR InfiniBand HCA per GPU (Narayanan et al. 2021, sec. 5)",
@@ -57,7 +57,7 @@ class Cluster:
 
     @property
     def network_bus_bytes_per_s(self) -> float:
-        """Achieved network bandwidth per GPU (`parallel.NETWORK_BUS_EFFICIENCY` of the NIC)."""
+        """Achieved network bandwidth per GPU (`fabric.NETWORK_BUS_EFFICIENCY` of the NIC)."""
         return self.network_bytes_per_s * NETWORK_BUS_EFFICIENCY
 
     def fabric(self, group_per_node: int) -> Fabric:

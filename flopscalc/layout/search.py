@@ -36,7 +36,8 @@ from ..units import GIB
 from .cluster import Cluster
 from .memory import LayoutMemory, activation_bytes_per_layer, memory_from_parts, stage_params
 from .spec import CP_CHUNKS_PER_RANK, Layout
-from .time import LayoutTime, bound_from_compute_s, compute_key, layout_time, stage_compute_s
+from .stage_cost import compute_key, stage_compute_s
+from .time import LayoutTime, bound_from_compute_s, layout_time
 
 MICRO_BATCHES = (1, 2, 4, 8)
 INTERLEAVES = (1, 2, 4)

@@ -194,7 +194,7 @@ class Layout:
                          else f"<layers / (pp x {self.interleave})>")
             mega.append(f"--num-layers-per-virtual-pipeline-stage {per_chunk}")
         if n_layer is not None and self.pp > 1:
-            # Layer slots left empty go to the loss, then the embedding, as `layout.time` prices them (Megatron-core
+            # Layer slots left empty go to the loss, then the embedding, as `layout.stage_cost` prices them (Megatron-core
             # TransformerConfig account_for_loss_in_pipeline_split / account_for_embedding_in_pipeline_split)
             per_stage = self.layers_per_stage(n_layer)
             spare = self.spare_layer_slots(n_layer)

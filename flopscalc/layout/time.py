@@ -36,7 +36,7 @@ t_middle = the same for a stage of layers only (no embedding, LM head or loss)
   `memory.settings.grad_wire_bytes_per_param` (DDP's fp32 gradients, FSDP's 16-bit ones: [12] 7.2.1-7.2.2, [13]
   sec. 4.4), DDP hides its buckets behind the last backward (and its fp32 accumulation), FSDP its gathers behind
   every micro-batch's passes ([13] sec. 3.3: forward and backward prefetch), the default buckets and the network
-  per GPU (`parallel.network_bytes_per_s`) are the per-operation model's.
+  per GPU (`fabric.network_bytes_per_s`) are the per-operation model's.
 - Megatron-LM's gradient accumulation: fused into the weight-gradient GEMM (``Layout.grad_accum_fusion``, [9]),
   or, in the 2021 code, a separate pass per micro-batch and stage that adds the 16-bit weight gradient to the main
   gradient ([10]): read 2 bytes, read and write the main gradient (16-bit for fp16 runs, fp32 with bf16).
@@ -44,8 +44,14 @@ t_middle = the same for a stage of layers only (no embedding, LM head or loss)
   and checked for inf/NaN (fp16), their norm for clipping, the fp32 weights copied to the 16-bit ones, the gradient
   buffer zeroed (`megatron_optimizer_bytes_per_param`).
 
+The busiest and middle stages' compute per micro-batch are `layout.stage_cost`'s; this module adds the
+communication, the pipeline schedule and the optimizer step.
+
 References
 ----------
+One numbering for the layout time modules (`layout.time`, `layout.stage_cost`): each lists the references
+its code cites.
+
 [1] Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters Using Megatron-LM",
     arXiv:2104.04473, sec. 2.2 (1F1B, interleaving: bubble (p-1)/(m v), v x the communication), 4.1.
 [2] Shoeybi et al. 2019, "Megatron-LM", arXiv:1909.08053, sec. 3 and Fig. 3 (f/g: 2 all-reduces per pass).
@@ -54,8 +60,6 @@ References
 [5] Liu et al. 2023, "Ring Attention with Blockwise Transformers", arXiv:2310.01889, sec. 3; Megatron-LM
     context parallelism (``docs/source/api-guide/context_parallel.rst``): K/V exchanged in a ring, overlapped.
 [6] Lepikhin et al. 2020, "GShard", arXiv:2006.16668, sec. 2.2 (all-to-all dispatch and combine).
-[7] Dubey et al. 2024, "The Llama 3 Herd of Models", arXiv:2407.21783, sec. 3.3.2 ("To balance the pipeline, we
-    reduce one Transformer layer each from the first and the last stages").
 [8] A synchronous pipeline of stages with per-micro-batch times t_1..t_p runs m micro-batches in
     sum_i t_i + (m - 1) max_i t_i (the flow-shop makespan; [1] sec. 2.2's (p-1)/m bubble is its equal-stage case):
     the first micro-batch fills every stage once, the rest leave at the slowest stage's pace.
@@ -78,8 +82,6 @@ References
 
 from __future__ import annotations
 
-import functools
-import math
 from dataclasses import dataclass
 
 from ..flops import Recompute
@@ -92,41 +94,22 @@ from ..memory.settings import (
     grad_wire_bytes_per_param,
 )
 from ..model import ModelConfig, count_params, params_outside_blocks
-from ..perf import StepOptions, estimate_step
-from ..perf.ops import OPTIMIZER_RW_ELEMENTS, OpClass, Phase
-from ..perf.parallel import (
-    OVERLAP_COMPUTE_SLOWDOWN,
-    CommEstimate,
-    data_parallel_comm,
-    hiding_window_s,
-    megatron_bucket_bytes,
-    ring_latency_s,
-)
+from ..perf import StepOptions
+from ..perf.collectives import megatron_bucket_bytes
+from ..perf.fabric import ring_latency_s
+from ..perf.ops import OPTIMIZER_RW_ELEMENTS
+from ..perf.parallel import OVERLAP_COMPUTE_SLOWDOWN, CommEstimate, data_parallel_comm, hiding_window_s
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
 from .cluster import Cluster
 from .memory import stage_params
-from .spec import EMBEDDING_AND_LOSS_CHUNKS, Engine, Layout
+from .spec import Engine, Layout
+from .stage_cost import _compute_per_micro_batch, per_rank_model, stage_compute_s
 
-FIRST_STAGE_OPS = ("embedding",)
-LAST_STAGE_OPS = ("final norm", "lm head", "cross-entropy", "fused cross-entropy")
-SEQUENCE_PARALLEL_OPS = ("norm 1", "norm 2", "residual", "dropout")
-# Megatron-LM keeps 16-bit weights, so PyTorch AMP's per-forward weight casts do not run; its gradient
-# accumulation is priced by `layout_time` (fused [9] or a separate pass [10]), not as the perf model's AMP kernel.
-MEGATRON_SKIPPED_OPS = ("autocast weight casts",)
-GRAD_ACCUMULATE_OP = "grad accumulate to fp32"
 # Bytes per parameter the perf model's AMP accumulation kernel moves (16-bit gradient read, fp32 .grad read and
 # written: `perf.ops._precision_ops`) and its AdamW update (`perf.ops.OPTIMIZER_RW_ELEMENTS`, fp32 elements).
 AMP_GRAD_ACCUMULATE_BYTES = HALF_BYTES + 2 * FP32_BYTES
 ADAMW_UPDATE_BYTES = sum(OPTIMIZER_RW_ELEMENTS[Optimizer.adamw]) * FP32_BYTES
-# Share of the GEMMs' priced rate Megatron-LM sustains (`perf.ops.StepOptions.sustained_fraction`, which scales the
-# GEMMs only since perf commit 6d18201): FITTED on the ten Narayanan et al. 2021 Table 1 rows only (median ratio to
-# the implied iteration time closest to 1; re-derived by tests/test_layout_validation.py); Korthikanti et al. 2022
-# Table 5 is held out. The reverse fold (fitted on Korthikanti only) gives the same 0.86 and holds Narayanan out
-# (`validation.HELD_OUT_FOLDS`). 0.82 (0.85 reverse) before the 2021 runs' unfused gradient accumulation [10], the
-# Megatron optimizer step [11] and the middle-stage bubble [8]; 0.83 before perf 6d18201. Layouts `flopscalc train`
-# runs (DDP, FSDP) keep the PyTorch-loop figure `perf.ops.SUSTAINED_FRACTION`.
-MEGATRON_SUSTAINED_FRACTION = 0.86
 
 
 @dataclass(frozen=True)
@@ -203,187 +186,13 @@ def megatron_optimizer_bytes_per_param(precision: MemoryPrecision, grad_accum_fu
     return to_fp32 + unscale + norm + ADAMW_UPDATE_BYTES + to_model + zero
 
 
-def per_rank_model(cfg: ModelConfig, tp: int, n_layer: int, ep: int = 1) -> ModelConfig:
-    """The model one tensor-parallel rank of one pipeline stage computes: heads, MLP and vocabulary / t, L / p
-    layers, n_expert / ep local experts (each receiving ep times the rows: uniform routing).
-
-    The local experts receive the top_k x tokens rows of the ep ranks, so top_k may exceed them (Mixtral's top-2 with
-    one expert per GPU: each GPU's expert takes 2 x its tokens' rows, GShard sec. 2.2); `perf`'s uniform routing
-    (`ops.expert_rows`: tokens x top_k rows over the local experts) and the FLOP count (top_k experts per token) are
-    right for it. The rank model says it holds one of ``ep`` shards (`ModelConfig.expert_shards`), which is what lets
-    top_k exceed its experts. Its parameters are the local experts' only."""
-    t = tp
-    changes = {"n_layer": n_layer, "n_head": cfg.n_head // t,
-                   "n_kv_head": max(1, cfg.kv_heads // t), "head_size": cfg.head_dim, "ffn_dim": cfg.n_inner // t,
-                   "mlp_ratio": 4.0, "vocab_size": math.ceil(cfg.vocab_size / t)}
-    if cfg.is_moe:
-        changes.update(n_expert=cfg.n_expert // ep, expert_ffn_dim=cfg.expert_inner // t,
-                       expert_shards=cfg.expert_shards * ep)
-        if cfg.n_shared_expert:
-            changes["shared_expert_ffn_dim"] = cfg.shared_expert_inner // t
-    return cfg.with_(**changes)
-
-
-@dataclass(frozen=True)
-class _StageCost:
-    body_s: float  # one micro-batch through this GPU's layers (forward, backward, recompute)
-    first_s: float  # embedding, one micro-batch
-    last_s: float  # final norm, LM head, loss, one micro-batch
-    backward_s: float  # backward part of body + ends (what a DP reduction can hide)
-    attention_s: float  # attention core, one micro-batch, all layers of the stage
-    optimizer_s: float  # optimizer update of the unsharded slice
-    grad_accum_s: float  # fp32 gradient accumulation kernel, one micro-batch
-
-
-@functools.lru_cache(maxsize=65536)
-def _stage_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
-                options: StepOptions, megatron: bool, dp_shard: tuple[int, int] = (1, 0), fused_loss: bool = False,
-                dropout: bool = False) -> _StageCost:
-    """The busiest stage's costs. Every field is affine in the layer count (block ops are counted per layer,
-    their kernel floors too; the optimizer and cast ops move bytes in proportion to the parameters), so a stage
-    of n layers is priced from ranks of 1 and 2 layers: c(n) = c(1) + (n - 1) (c(2) - c(1)). This keeps the
-    search's pricing to one pair per shape instead of one per layer count. A layout `flopscalc train` runs
-    (``dp_shard`` = (data-parallel ranks, ZeRO stage) of DDP or FSDP; one stage, the whole model) is priced
-    directly: its sharded optimizer and gradient kernels can sit on their launch floors at 1 or 2 layers."""
-    tp, n_layers, *rest = layout_key
-    if n_layers <= 2 or dp_shard != (1, 0):
-        return _rank_cost(cfg, layout_key, seq_len, gpu, precision, flash, options, megatron, dp_shard, fused_loss,
-                          dropout)
-    one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
-                     dropout)
-    two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
-                     dropout)
-    a1, a2 = vars(one).values(), vars(two).values()
-    return _StageCost(*(a + (n_layers - 1) * (b - a) for a, b in zip(a1, a2, strict=True)))
-
-
-@functools.lru_cache(maxsize=32768)
-def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
-               options: StepOptions, megatron: bool, dp_shard: tuple[int, int] = (1, 0), fused_loss: bool = False,
-               dropout: bool = False) -> _StageCost:
-    """One rank's costs; ``dp_shard`` (ranks, ZeRO stage) is the data parallelism of a DDP/FSDP layout, which the
-    per-operation model prices in the setup itself (`rank_setup`): FSDP's 16-bit compute weights (no autocast
-    casts), the sharded gradient accumulation and update ([12] sec. 5.2, [13] sec. 4.4)."""
-    tp, n_layers, cp, ep, b, recompute, sp = layout_key
-    rank_cfg = per_rank_model(cfg, tp, n_layers, ep)
-    n_dp, zero = dp_shard
-    setup = TrainingSetup(micro_batch=b, seq_len=seq_len // cp, precision=precision, recompute=recompute,
-                          flash=flash, grad_accum=1, n_gpus=n_dp, zero_stage=zero, fused_loss=fused_loss,
-                          dropout=dropout)
-    est = estimate_step(rank_cfg, setup, gpu, options)
-    body = first = last = backward = attention = optimizer = accum = 0.0
-    for p in est.ops:
-        name, s = p.op.name, p.total_s
-        if megatron and name.startswith(MEGATRON_SKIPPED_OPS):
-            continue
-        if p.op.op_class is OpClass.attention or name.startswith("repeat_kv"):
-            s *= cp  # [5] s / cp queries against all s keys
-            attention += s
-        if sp and tp > 1 and name.startswith(SEQUENCE_PARALLEL_OPS):
-            s /= tp  # [3] 4.2.2
-        if p.op.phase is Phase.step:
-            optimizer += s
-            continue
-        if name.startswith(GRAD_ACCUMULATE_OP):
-            accum += s
-            continue
-        if name.startswith(FIRST_STAGE_OPS):
-            first += s
-        elif name.startswith(LAST_STAGE_OPS):
-            last += s
-        else:
-            body += s
-        if p.op.phase in (Phase.backward, Phase.recompute):
-            backward += s
-    return _StageCost(body, first, last, backward, attention, optimizer, accum)
-
-
 def _ring_s(n: int, nbytes: float, bus: float, cluster: Cluster, span: int, *, all_reduce: bool) -> float:
-    """One ring collective over ``n`` ranks of ``nbytes`` (alpha-beta, `parallel.ring_latency_s`)."""
+    """One ring collective over ``n`` ranks of ``nbytes`` (alpha-beta, `fabric.ring_latency_s`)."""
     if n <= 1:
         return 0.0
     factor = 2 if all_reduce else 1
     return factor * (n - 1) / n * nbytes / bus + ring_latency_s(n, cluster.fabric(min(span, cluster.gpus_per_node)),
                                                                  all_reduce=all_reduce)
-
-
-def _spare_layer_slots(cfg: ModelConfig, layout: Layout) -> int:
-    """Layer slots the pipeline leaves empty (`Layout.spare_layer_slots`), up to the embedding's and the loss's."""
-    return min(EMBEDDING_AND_LOSS_CHUNKS, layout.spare_layer_slots(cfg.n_layer))
-
-
-def compute_key(cfg: ModelConfig, layout: Layout) -> tuple:
-    """What the busiest stage's compute depends on (two layouts with one key compute alike, per micro-batch)."""
-    megatron = layout.engine() is Engine.megatron
-    return (layout.tp, layout.layers_per_stage(cfg.n_layer), layout.cp, layout.ep, layout.micro_batch,
-            Recompute(layout.recompute), layout.sequence_parallel, megatron, layout.pp > 1,
-            _spare_layer_slots(cfg, layout), dp_shard(layout))
-
-
-def dp_shard(layout: Layout) -> tuple[int, int]:
-    """(data-parallel ranks, ZeRO stage) that a layout's per-rank setup carries: a layout `flopscalc train` runs
-    (DDP, FSDP) is priced as the per-operation model prices that run (`perf.step.estimate_step` with n_gpus = dp and
-    its ZeRO stage); Megatron-LM's sharding is priced in `layout_time` (its own optimizer step, [11]): (1, 0)."""
-    if layout.engine() is Engine.megatron:
-        return (1, 0)
-    return (layout.dp * layout.cp, layout.zero_stage)
-
-
-def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, precision: MemoryPrecision,
-                             flash: bool, options: StepOptions | None, fused_loss: bool = False,
-                             dropout: bool = False) -> tuple[_StageCost, float, float]:
-    """The busiest stage's costs, its compute for one micro-batch (layers + embedding and/or LM head, s) and a
-    middle stage's (layers only: what the pipeline's warm-up and cool-down pass through, [8]).
-
-    When the layers do not fill every stage, the first and last stages take the spare slots, a layer fewer each
-    ([7]: the embedding and the loss get a chunk of their own; Megatron-core's
-    ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split``), so their ends replace a
-    layer instead of adding to the busiest stage: max(n layers, n - 1 layers + the end) per end stage."""
-    *key, megatron, pipelined, spare, shard = compute_key(cfg, layout)
-    options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
-    cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron, shard, fused_loss, dropout)
-    if not pipelined:
-        whole = cost.body_s + cost.first_s + cost.last_s
-        return cost, whole, whole
-    ends = sorted((cost.first_s, cost.last_s))  # [smaller, larger]
-    one_fewer = _body_with_one_layer_fewer(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron,
-                                           fused_loss, dropout)
-    if spare >= EMBEDDING_AND_LOSS_CHUNKS:  # both end stages carry a layer fewer
-        return cost, max(cost.body_s, one_fewer + ends[1]), cost.body_s
-    if spare == 1:  # the stage with the larger end carries a layer fewer
-        return cost, max(cost.body_s + ends[0], one_fewer + ends[1]), cost.body_s
-    return cost, cost.body_s + ends[1], cost.body_s
-
-
-def _body_with_one_layer_fewer(cfg, key: tuple, seq_len, gpu, precision, flash, options, megatron, fused_loss=False,
-                               dropout=False) -> float:
-    """The body (layers only) of a stage one layer shorter than ``key``'s, by the same affine rule as `_stage_cost`
-    (an empty stage's body is the intercept c(0) = 2 c(1) - c(2))."""
-    tp, n, *rest = key
-    if n > 1:
-        return _stage_cost(cfg, (tp, n - 1, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0),
-                           fused_loss, dropout).body_s
-    one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
-                     dropout).body_s
-    two = _rank_cost(cfg, (tp, 2, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
-                     dropout).body_s
-    return 2 * one - two
-
-
-def compute_per_micro_batch_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
-                              precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
-                              options: StepOptions | None = None, fused_loss: bool = False,
-                              dropout: bool = False) -> float:
-    """The busiest stage's compute for one micro-batch (s): its layers, embedding and/or LM head and loss."""
-    return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options, fused_loss, dropout)[1]
-
-
-def stage_compute_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
-                    precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
-                    options: StepOptions | None = None, fused_loss: bool = False,
-                    dropout: bool = False) -> tuple[float, float]:
-    """(busiest stage, middle stage) compute for one micro-batch (s); the middle stage holds layers only ([8])."""
-    return _compute_per_micro_batch(cfg, layout, gpu, seq_len, precision, flash, options, fused_loss, dropout)[1:]
 
 
 def compute_lower_bound_s(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
@@ -459,7 +268,7 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     comm_mb = accum_mb + tp_mb + cp_mb + cp_slow_mb + ep_mb + pp_mb  # per micro-batch on every stage, besides compute
     bubble = (p - 1) / v * (middle_mb + comm_mb)  # [1] 2.2, [8]: warm-up and cool-down through the other stages
     # ---- data parallel over dp x cp ranks, hidden behind the last backward if overlapped; Megatron-LM's bucket for
-    # a layout that needs it, else the bucket of what runs it (PyTorch DDP's 25 MiB; `parallel.default_bucket_bytes`)
+    # a layout that needs it, else the bucket of what runs it (PyTorch DDP's 25 MiB; `collectives.default_bucket_bytes`)
     dp_n = layout.dp * cp
     if megatron:  # the main gradients are what Megatron reduces [10]
         grad_bytes = megatron_main_grad_bytes(precision, layout.grad_accum_fusion)

@@ -25,7 +25,8 @@ from ..perf.utilization import model_flops_utilization
 from ..units import TERA
 from .cluster import cluster_for
 from .spec import Layout
-from .time import MEGATRON_SUSTAINED_FRACTION, LayoutTime, layout_time
+from .stage_cost import MEGATRON_SUSTAINED_FRACTION
+from .time import LayoutTime, layout_time
 
 FIT_SUBSET = "narayanan-t1"  # the rows the shipped MEGATRON_SUSTAINED_FRACTION is fitted on
 KORTHIKANTI_SUBSET = "korthikanti-t5"

@@ -45,7 +45,7 @@ What each option means, with its source (formulas per family in ``docs/families/
 - ``expert_shards`` > 1: the model is one rank's share of a mixture of experts split over that many expert-parallel
   ranks (Lepikhin et al. 2021, GShard, arXiv:2006.16668, sec. 2.2): ``n_expert`` are its local experts, which take
   the ``top_k`` x tokens rows of all the ranks under uniform routing, so ``top_k`` may exceed them (Mixtral's
-  top-2 with one expert per GPU). Only the layout engine builds such a model (`layout.time.per_rank_model`); a whole
+  top-2 with one expert per GPU). Only the layout engine builds such a model (`layout.stage_cost.per_rank_model`); a whole
   model has 1, and then top_k is at most n_expert.
 - ``train_seq``: the sequence length the model was pretrained at, where its source states one shorter than the
   context ``block_size`` (Llama 3.1: 8,192 tokens, then a long-context phase to 131,072; Dubey et al. 2024,

@@ -16,7 +16,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "DevicePerf": "device", "device_perf": "device",
     "gemm_efficiency": "gemm", "tile_quantization_efficiency": "gemm", "wave_quantization_efficiency": "gemm",
-    "Op": "ops", "OpClass": "ops", "Phase": "ops", "StepOptions": "ops", "step_ops": "ops",
+    "Op": "op_kinds", "OpClass": "op_kinds", "Phase": "op_kinds", "StepOptions": "op_kinds", "step_ops": "ops",
     "ridge_intensity": "roofline", "roofline_s": "roofline",
     "CLASS_ORDER": "step", "StepEstimate": "step", "causal_model_flops_per_token": "utilization",
     "constant_mfu_tokens_per_s_per_gpu": "step", "estimate_step": "step",

@@ -38,7 +38,7 @@ from ..hardware import GpuSpec, Precision
 from ..memory.settings import Device, TrainingSetup, trainer_memory_precision
 from ..model import ModelConfig
 from .device import DevicePerf, device_perf
-from .ops import StepOptions
+from .op_kinds import StepOptions
 from .step import MATMUL_PRECISION, StepEstimate, estimate_step
 
 CPU_KEY = "cpu"

@@ -78,7 +78,7 @@ class DevicePerf:
     # cuBLAS-style output tiles and waves (gemm.py); False on a CPU, whose BLAS blocks by cache (perf/calibrate.py)
     tile_quantization: bool = True
     # achieved share of the network between nodes where a run's own network states one (a published row's,
-    # `perf.validation.row_device`); None: `perf.parallel.NETWORK_BUS_EFFICIENCY`
+    # `perf.validation.row_device`); None: `perf.fabric.NETWORK_BUS_EFFICIENCY`
     network_bus_efficiency: float | None = None
 
     def __post_init__(self) -> None:

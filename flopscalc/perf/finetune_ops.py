@@ -33,12 +33,13 @@ from ..finetune.adapters import Method, Quant, adapter_params_per_layer, int8_by
 from ..flops import Recompute, forward_flops_per_token
 from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
 from ..model import ModelConfig, count_params
-from .ops import Op, OpClass, Phase, StepOptions, _optimizer_bytes, act_bytes, step_ops
+from .op_kinds import Op, OpClass, Phase, StepOptions, act_bytes
+from .ops import _optimizer_bytes, step_ops
 
-# The base op list's names of each block linear (`ops._block_forward`): q, k, v are one fused GEMM.
+# The base op list's names of each block linear (`block_ops._block_forward`): q, k, v are one fused GEMM.
 BASE_LINEAR = {"q": "qkv", "k": "qkv", "v": "qkv", "o": "attn proj", "gate": "mlp gate", "up": "mlp up",
                "down": "mlp down"}
-# Attention backward ops of the base list, by which product's gradient they compute (`ops._attention_ops`).
+# Attention backward ops of the base list, by which product's gradient they compute (`block_ops._attention_ops`).
 SCORE_GRADS = {"attn dQ=dS K": "q", "attn dK=dS^T Q": "k"}  # flops of Q K^T each
 VALUE_GRADS = {"attn dP=dO V^T": "probs", "attn dV=P^T dO": "v"}  # flops of P V each
 

@@ -24,7 +24,7 @@ from ..hardware import GpuSpec
 from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
 from ..memory.states import model_states
 from ..model import ModelConfig, count_params
-from .parallel import GPUS_PER_NODE
+from .fabric import GPUS_PER_NODE
 
 # PCIe 4.0 x16 host<->device copies as measured: ~25 GB/s of the 31.5 GB/s spec (BaM authors,
 # ZaidQureshi/bam#54: "the peak x16 PCIe Gen4 is 25GBps"; NVIDIA/nvbandwidth#50 measures 26.3 GB/s).

@@ -12,29 +12,25 @@ its ring latency, which grows with the number of GPUs, is paid dozens of times a
 (`Fabric`) come from the GPU: NVLink or PCIe peer-to-peer inside a node, host memory for GeForce cards without
 peer-to-peer [7, 8], and the network between nodes.
 
+The links and their ring latency are `perf.fabric`'s; the collectives of each ZeRO stage, their bytes and how many
+messages each is cut into are `perf.collectives`'s; this module prices a step's communication from them, what the
+compute hides and what it costs the step.
+
 References
 ----------
+One numbering for the data-parallel modules (`perf.parallel`, `perf.fabric`, `perf.collectives`): each lists
+the references its code cites; the overview above also cites [4], [7] and [8], listed in `perf.fabric`.
+
 [1] Patarasuk & Yuan 2009, "Bandwidth optimal all-reduce algorithms for clusters of workstations", J. Parallel
     Distrib. Comput. 69(2): a ring all-reduce sends and receives 2 (n-1)/n of the buffer per process.
-[2] Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models",
-    arXiv:1910.02054, sec. 7.2.1 (stages 1-2: 2 Psi, as DP) and sec. 7.2.2 (stage 3: 3 Psi).
 [3] Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training", VLDB 13(12),
     sec. 3.2.3: gradient buckets are all-reduced while the backward pass continues (overlap).
-[4] NVIDIA nccl-tests, doc/PERFORMANCE.md: bus bandwidth = algorithm bandwidth x 2 (n-1)/n for all-reduce,
-    comparable to the link's per-direction bandwidth.
 [5] Thakur, Rabenseifner & Gropp 2005, "Optimization of collective communication operations in MPICH",
     IJHPCA 19(1), sec. 4: ring all-reduce = 2 (p-1) alpha + 2 (p-1)/p n beta (+ the reduction).
 [6] NVIDIA NCCL, src/graph/tuning.cc (v2.19+, ncclTopoTuneModel): ring latency = baseLat + (nsteps - nInterSteps)
     x intraLat + nInterSteps x interLat, nsteps = 2 (n-1) for all-reduce and n-1 for reduce-scatter/all-gather;
     ring/Simple baseLat 8.4 us, hwLat NVLink 3.4, PCI 5.7, NET 14.0 us; multi-node bus bandwidth =
     channels x per-NIC bandwidth.
-[7] NVIDIA's forum statement that the GeForce RTX 4090 does not support peer-to-peer, as reported by PurePC
-    (purepc.pl, "NVIDIA GeForce RTX 4090 ... nie obsluguje profesjonalnego trybu peer-to-peer"); the patched
-    driver github.com/tinygrad/open-gpu-kernel-modules exists to re-enable it; sgl-project/sglang PR #39605:
-    two RTX 5070 Ti, "no NVLink, no PCIe P2P", NCCL falls back to its SHM (host memory) transport.
-[8] NVIDIA/nccl issue #1639: 8x RTX 5090 on 2x Xeon 8480+ (16 DDR5 DIMMs) reach 28 GB/s all-reduce bus
-    bandwidth, 4 of them 35 GB/s; S. Jeaugey (NVIDIA): "On PCI systems, the performance you get is usually
-    determined by the bandwidth your CPU and memory can deliver ... 8 flows at 28GB/s in both directions".
 [9] deepspeedai/DeepSpeed PR #338 ("Adding gradient accumulation support for ZeRO Stage 2": "Zero stage 2
     communicates during non gradient accumulation boundaries as well"); PyTorch FSDP ``no_sync`` docs: skipping
     the reduce-scatter "will accumulate the full model gradients (instead of gradient shards)". Sharded
@@ -66,212 +62,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+from .collectives import (
+    collectives,
+    comm_volume_bytes,
+    default_bucket_bytes,
+    fsdp_messages,
+    gradient_reductions,
+)
+from .fabric import (
+    ALLREDUCE_BUS_EFFICIENCY,
+    GPUS_PER_NODE,
+    NETWORK_BYTES_PER_S_PER_GPU,
+    Fabric,
+    fabric_from_link,
+    gpu_fabric,
+    ring_latency_s,
+)
 
 if TYPE_CHECKING:
     from ..hardware import GpuSpec
 
-# Achieved all-reduce bus bandwidth over the link's per-direction peak. nccl-tests on 8x A100-SXM 80GB reach
-# ~200 GB/s of 300 GB/s (NVIDIA/nccl-tests issue #149; 208 GB/s in #178): 0.67-0.69; 8x H100 with
-# NCCL_ALGO=RING ~370 of 450 GB/s (S. Jeaugey, nccl-tests #212): 0.82. PCIe systems fare worse (8x RTX 5090:
-# 28 of 64 GB/s, [8]). We use 0.7, the conservative end, and make it a knob.
-ALLREDUCE_BUS_EFFICIENCY = 0.7
-# GPUs per node before traffic leaves the node's own links (an HGX/DGX board holds 8).
-GPUS_PER_NODE = 8
-# Network bandwidth per GPU between nodes: one 400 Gb/s NIC per GPU = 50 GB/s per direction (DGX H100 user
-# guide: 8x ConnectX-7 400 Gb/s for 8 GPUs).
-NETWORK_BYTES_PER_S_PER_GPU = 50e9
-# Network per GPU by architecture, bytes/s per direction: Ampere data-centre parts ship in DGX A100 with one
-# 200 Gb/s HDR HCA per GPU (Narayanan et al. 2021, arXiv:2104.04473, sec. 5: "eight NVIDIA Mellanox 200Gbps HDR
-# Infiniband HCAs" per node); everything else gets DGX H100's 400 Gb/s (above). One table for both time models
-# (`gpu_fabric` here, `layout.cluster.cluster_for`), so one run beyond a node has one network.
-NETWORK_BYTES_PER_S_BY_ARCH = {"Ampere": 200e9 / 8}
-# Achieved share of a NIC: "For NDR @ 400Gbps you should see 46-48GB/s per NIC" (D. Addison, NVIDIA,
-# nccl-tests issue #290): 47 of 50 GB/s.
-NETWORK_BUS_EFFICIENCY = 0.94
 # Share of the gradient all-reduce that can hide behind the backward pass of the last micro-batch ([3] 3.2.3).
 DEFAULT_OVERLAP = 1.0
 # Compute that runs alongside a collective is slower by this fraction ([11]: the measured average, 18.9%; the SMs
 # NCCL holds on 8x A100, 22%, and H100 FSDP's 30-40% agree in size): a hidden collective of t seconds costs the
 # step 0.189 t of slower compute. One figure for every GPU: [11] gives no split by GPU or precision.
 OVERLAP_COMPUTE_SLOWDOWN = 0.189
-# Gradient bucket of one node: PyTorch DDP's default, bucket_cap_mb=25 (torch.nn.parallel.DistributedDataParallel
-# docs); the last bucket is reduced after backward ends and is never hidden.
-DDP_BUCKET_BYTES = 25 * 2**20
-# ZeRO runs go to DeepSpeed, whose buckets count elements (deepspeed/runtime/zero/config.py): reduce_bucket_size
-# = 5e8 for the gradient reduce-scatter, allgather_bucket_size = 5e8 for stages 1-2's parameter all-gather, and
-# stage3_prefetch_bucket_size = 5e7 for ZeRO-3's per-layer parameter gathers.
-DEEPSPEED_REDUCE_BUCKET_PARAMS = 500_000_000
-DEEPSPEED_ALLGATHER_BUCKET_PARAMS = 500_000_000
-DEEPSPEED_PREFETCH_BUCKET_PARAMS = 50_000_000
-# Megatron-LM (what a plan beyond `flopscalc train` points to) grows its bucket with the data-parallel size so
-# the per-message latency stays a fixed share: bucket_size = max(40000000, 1000000 * data_parallel_size) parameters
-# (Megatron-LM, megatron/training/training.py, get_model).
-MEGATRON_BUCKET_MIN_PARAMS = 40_000_000
-MEGATRON_BUCKET_PARAMS_PER_RANK = 1_000_000
-# Per-message latency of NCCL's ring with the Simple protocol (the one it picks for MiB-sized buckets) [6]:
-# a fixed cost per collective and a cost per ring step on each kind of link.
-NCCL_RING_BASE_LATENCY_S = 8.4e-6
-NVLINK_HOP_LATENCY_S = 3.4e-6
-PCIE_HOP_LATENCY_S = 5.7e-6  # NCCL prices its SHM (host memory) path as a PCI link too
-NETWORK_HOP_LATENCY_S = 14.0e-6
-# Host path (no peer-to-peer): each ring step writes a chunk into host memory over the sender's PCIe link and
-# the receiver reads it over its own [7], so every byte a GPU sends costs the host one write and one read.
-# The host of an 8-GPU box: 2 sockets x 8 channels of DDR5-4800 = 614.4 GB/s (4800 MT/s x 8 bytes x 16; JEDEC
-# JESD79-5 data rate), the configuration of the 8x RTX 5090 server in [8].
-HOST_MEMORY_BYTES_PER_S_8_GPU_SERVER = 614.4e9
-# Sustained share of DDR wire rate: STREAM sustains 74-78% (Texas Instruments SPRAD45A Table 3-3: triad 78%,
-# copy 77%; SPRACV1B: 73-79% on DDR4); bandwidth-bound code should be judged against STREAM, not the peak
-# (Hager & Wellein 2010, sec. 3.1.2).
-HOST_MEMORY_EFFICIENCY = 0.75
-# GeForce (segment "consumer") generations whose driver refuses PCIe peer-to-peer [7]: Ampere (no P2P over
-# PCIe; only the 2-way NVLink bridge of the RTX 3090), Ada Lovelace and Blackwell.
-NO_PCIE_P2P_CONSUMER_ARCHITECTURES = ("Ampere", "Ada Lovelace", "Blackwell")
-
-
-@dataclass(frozen=True)
-class Fabric:
-    """The links a data-parallel ring crosses: achieved bus bandwidth and per-step latency of each."""
-
-    intra_bus_bytes_per_s: float  # achieved per-direction bus bandwidth inside a node
-    intra_hop_s: float  # ring step latency inside a node
-    intra_link: str  # "NVLink", "PCIe peer-to-peer", "host memory (no peer-to-peer)", ...
-    network_bus_bytes_per_s: float = NETWORK_BYTES_PER_S_PER_GPU * NETWORK_BUS_EFFICIENCY  # achieved, per GPU
-    network_hop_s: float = NETWORK_HOP_LATENCY_S
-    gpus_per_node: int = GPUS_PER_NODE
-
-    def __post_init__(self):
-        for name in ("intra_bus_bytes_per_s", "network_bus_bytes_per_s"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise UsageError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
-        if self.intra_hop_s < 0 or self.network_hop_s < 0:
-            raise UsageError("ring step latencies must be at least 0 s")
-        if self.gpus_per_node < 1:
-            raise UsageError(f"GPUs per node must be at least 1, got {self.gpus_per_node}")
-
-    def n_nodes(self, n_gpus: int) -> int:
-        return math.ceil(n_gpus / self.gpus_per_node)
-
-    def bus_bytes_per_s(self, n_gpus: int) -> float:
-        """Achieved ring bus bandwidth for ``n_gpus``: the intra-node links, or a node's NICs together if slower.
-
-        NCCL builds one ring per NIC channel; each leaves a node once, so a node's NICs together carry what every
-        GPU moves inside it: multi-node bus bandwidth = channels x per-NIC bandwidth [6].
-        """
-        if self.n_nodes(n_gpus) == 1:
-            return self.intra_bus_bytes_per_s
-        return min(self.intra_bus_bytes_per_s, self.gpus_per_node * self.network_bus_bytes_per_s)
-
-    def link(self, n_gpus: int) -> str:
-        """Which link sets the pace for ``n_gpus``."""
-        if self.bus_bytes_per_s(n_gpus) < self.intra_bus_bytes_per_s:
-            return "network between nodes"
-        return self.intra_link
-
-
-def fabric_from_link(link_bytes_per_s: float, *, bus_efficiency: float = ALLREDUCE_BUS_EFFICIENCY,
-                     hop_s: float = PCIE_HOP_LATENCY_S, gpus_per_node: int = GPUS_PER_NODE,
-                     network_bytes_per_s: float = NETWORK_BYTES_PER_S_PER_GPU) -> Fabric:
-    """A fabric from a bare per-direction link bandwidth (bytes/s), peer-to-peer, PCIe-like step latency."""
-    if not 0 < bus_efficiency <= 1:
-        raise UsageError(f"bus efficiency must be in (0, 1], got {bus_efficiency}")
-    return Fabric(link_bytes_per_s * bus_efficiency, hop_s, "intra-node",  # [4] bus bandwidth per direction
-                  network_bytes_per_s * NETWORK_BUS_EFFICIENCY, NETWORK_HOP_LATENCY_S, gpus_per_node)
-
-
-def has_peer_to_peer(gpu: GpuSpec, n_gpus: int) -> bool:
-    """Whether ``n_gpus`` of ``gpu`` reach each other directly (NVLink or PCIe P2P) rather than through host memory.
-
-    NVIDIA GeForce cards of Ampere and later have no PCIe peer-to-peer [7]; a GeForce NVLink bridge joins
-    two cards only (RTX 3090: 2-way bridge). Every other row (workstation, data centre, AMD, TPU) has it.
-    """
-    consumer_without = (gpu.vendor == "NVIDIA" and gpu.segment == "consumer"
-                        and gpu.architecture in NO_PCIE_P2P_CONSUMER_ARCHITECTURES)
-    if not consumer_without:
-        return True
-    return "NVLink" in gpu.interconnect and n_gpus <= 2
-
-
-def host_path_bus_bytes_per_s(host_link_bytes_per_s: float, n_gpus_per_host: int, *,
-                              host_memory_bytes_per_s: float = HOST_MEMORY_BYTES_PER_S_8_GPU_SERVER,
-                              bus_efficiency: float = ALLREDUCE_BUS_EFFICIENCY,
-                              memory_efficiency: float = HOST_MEMORY_EFFICIENCY) -> float:
-    """Ring bus bandwidth through host memory (NCCL SHM transport) for GPUs without peer-to-peer (bytes/s).
-
-    Each GPU sends over its own PCIe link at the measured host-link rate times the ring's bus efficiency, and
-    every byte sent is written to and read from host memory once, by all GPUs of the host at once [7, 8]:
-    min(eff x link, mem_eff x host memory / (2 x GPUs per host)).
-    """
-    pcie = bus_efficiency * host_link_bytes_per_s  # [4] each GPU's own link, one direction each way
-    memory = memory_efficiency * host_memory_bytes_per_s / (2 * n_gpus_per_host)  # [8] write + read per byte
-    return min(pcie, memory)
-
-
-def gpu_fabric(gpu: GpuSpec, n_gpus: int, *, bus_efficiency: float = ALLREDUCE_BUS_EFFICIENCY,
-               host_memory_bytes_per_s: float = HOST_MEMORY_BYTES_PER_S_8_GPU_SERVER,
-               network_efficiency: float = NETWORK_BUS_EFFICIENCY) -> Fabric:
-    """The fabric ``n_gpus`` of ``gpu`` train over: NVLink, PCIe peer-to-peer, or host memory; network beyond a node.
-
-    The host link of the no-peer-to-peer path is the measured PCIe rate of `offload.host_link_bytes_per_s`
-    (25 GB/s at Gen4, by the GPU's PCIe generation). ``network_efficiency``: the achieved share of the network's
-    per-GPU bandwidth (`NETWORK_BUS_EFFICIENCY` unless a run's own network states another).
-    """
-    from .offload import host_link_bytes_per_s  # offload imports this module: import at call time
-
-    if not 0 < network_efficiency <= 1:
-        raise UsageError(f"network efficiency must be in (0, 1], got {network_efficiency}")
-    if not has_peer_to_peer(gpu, n_gpus):
-        per_host = min(n_gpus, GPUS_PER_NODE)
-        bus = host_path_bus_bytes_per_s(host_link_bytes_per_s(gpu), per_host, bus_efficiency=bus_efficiency,
-                                        host_memory_bytes_per_s=host_memory_bytes_per_s)
-        return Fabric(bus, PCIE_HOP_LATENCY_S, "host memory (no peer-to-peer)",
-                      network_bytes_per_s(gpu) * network_efficiency)
-    if gpu.interconnect_bytes_per_s is None:
-        raise UsageError(f"{gpu.name} has no interconnect bandwidth in the database; add interconnect_gb_per_s "
-                         "with --gpu-csv to plan for several of them")
-    nvlink = "NVLink" in gpu.interconnect
-    hop_s = NVLINK_HOP_LATENCY_S if nvlink else PCIE_HOP_LATENCY_S
-    return Fabric(gpu.interconnect_bytes_per_s * bus_efficiency, hop_s, "NVLink" if nvlink else "PCIe peer-to-peer",
-                  network_bytes_per_s(gpu) * network_efficiency)
-
-
-def network_bytes_per_s(gpu: GpuSpec) -> float:
-    """Network bandwidth per GPU between nodes (bytes/s per direction, raw): by architecture, else DGX H100's."""
-    return NETWORK_BYTES_PER_S_BY_ARCH.get(gpu.architecture, NETWORK_BYTES_PER_S_PER_GPU)
-
-
-def ring_latency_s(n_gpus: int, fabric: Fabric, *, all_reduce: bool = True) -> float:
-    """Latency of one ring collective over ``n_gpus`` (s): NCCL's base cost plus one hop latency per ring step [6].
-
-    An all-reduce takes 2 (n-1) steps, a reduce-scatter or all-gather n-1 ([5] sec. 4); of them, 2 x nodes
-    (all-reduce) or nodes - 1 cross the network when the ring spans several nodes [6].
-    """
-    if n_gpus <= 1:
-        return 0.0
-    nodes = fabric.n_nodes(n_gpus)
-    steps = 2 * (n_gpus - 1) if all_reduce else n_gpus - 1
-    inter = 0 if nodes == 1 else min(steps, 2 * nodes if all_reduce else nodes - 1)
-    # [6]: baseLat + (nsteps - nInterSteps) x intraLat + nInterSteps x interLat
-    return NCCL_RING_BASE_LATENCY_S + (steps - inter) * fabric.intra_hop_s + inter * fabric.network_hop_s
-
-
-def default_bucket_bytes(zero_stage: int, grad_bytes_per_param: float,
-                         param_bytes_per_param: float) -> tuple[float, float]:
-    """(gradient, parameter) bucket sizes in bytes of the framework that runs ``zero_stage``: PyTorch DDP's
-    25 MiB for stage 0, DeepSpeed's element counts for ZeRO 1-3 (see the constants). ZeRO-3 run by FSDP is cut
-    into its units instead (`data_parallel_comm`'s ``fsdp_units``: both step models price ZeRO-3 so)."""
-    if zero_stage == 0:
-        return DDP_BUCKET_BYTES, DDP_BUCKET_BYTES
-    gather = DEEPSPEED_PREFETCH_BUCKET_PARAMS if zero_stage == 3 else DEEPSPEED_ALLGATHER_BUCKET_PARAMS
-    return DEEPSPEED_REDUCE_BUCKET_PARAMS * grad_bytes_per_param, gather * param_bytes_per_param
-
-
-def megatron_bucket_bytes(n_gpus: int, grad_bytes_per_param: float) -> float:
-    """Megatron-LM's gradient bucket for ``n_gpus`` data-parallel ranks (bytes): max(40M, 1M x ranks) parameters.
-
-    Pass it as ``bucket_bytes`` for runs that would use Megatron-LM instead of DDP or DeepSpeed.
-    """
-    return max(MEGATRON_BUCKET_MIN_PARAMS, MEGATRON_BUCKET_PARAMS_PER_RANK * n_gpus) * grad_bytes_per_param
 
 
 @dataclass(frozen=True)
@@ -301,58 +117,6 @@ class CommEstimate:
         return self.exposed_s + self.slowdown_s
 
 
-def comm_volume_bytes(n_params: float, n_gpus: int, zero_stage: int, *, grad_bytes_per_param: float = 4.0,
-                      param_bytes_per_param: float = 2.0, grad_accum: int = 1, root_params: float = 0.0) -> float:
-    """Bytes each GPU sends per optimizer step under data parallelism with ZeRO stage 0-3.
-
-    Parameters
-    ----------
-    n_params : float
-        Parameters of the model (count).
-    n_gpus : int
-        Data-parallel GPUs.
-    zero_stage : int
-        0 (plain DDP), 1-2 (optimizer state / gradients sharded), 3 (parameters sharded; FSDP FULL_SHARD).
-    grad_bytes_per_param : float
-        Bytes of one reduced gradient element: 4 when gradients are fp32 (AMP with fp32 parameters), 2 in bf16.
-    param_bytes_per_param : float
-        Bytes of one all-gathered parameter element (the compute copy, 2 in bf16/fp16).
-    grad_accum : int
-        Micro-batches per step: ZeRO-3 gathers parameters again for each one, and ZeRO-2 and 3 reduce-scatter the
-        gradients after each one, keeping them sharded ([9]); stage 1 and DDP reduce once per step.
-    root_params : float
-        Parameters of FSDP's root unit (`model.counts.params_outside_blocks`), which ZeRO-3 gathers once per
-        micro-batch instead of twice ([10]); 0 gathers every parameter twice (the ZeRO paper's count).
-    """
-    if n_gpus < 1:
-        raise UsageError(f"number of GPUs must be at least 1, got {n_gpus}")
-    ring = (n_gpus - 1) / n_gpus  # [1]: each step of a ring moves 1/n of the buffer, n-1 steps per phase
-    calls = collectives(n_params, zero_stage, grad_bytes_per_param, param_bytes_per_param, grad_accum, root_params)
-    return sum((2 if all_reduce else 1) * ring * total for total, _, all_reduce in calls)  # [1] all-reduce = RS + AG
-
-
-def collectives(n_params: float, zero_stage: int, grad_bytes_per_param: float, param_bytes_per_param: float,
-                grad_accum: int, root_params: float = 0.0) -> list[tuple[float, str, bool]]:
-    """The collectives of one optimizer step: (bytes of the whole buffer, "grad", "param" or "root" (the gathers of
-    FSDP's root unit, [10]), whether an all-reduce), the one list `comm_volume_bytes` and `data_parallel_comm` (its
-    buckets or FSDP units, and latency) both read."""
-    if zero_stage not in (0, 1, 2, 3):
-        raise UsageError(f"ZeRO stage must be 0, 1, 2 or 3, got {zero_stage}")
-    grad_total, param_total = n_params * grad_bytes_per_param, n_params * param_bytes_per_param
-    if zero_stage == 0:
-        return [(grad_total, "grad", True)]  # [1] one all-reduce of all gradients
-    # [2] 7.2.1: reduce-scatter the gradients, all-gather the updated parameters: 2 Psi in all; stages 2-3
-    # reduce-scatter after every micro-batch [9]
-    calls = [(grad_total, "grad", False)] * gradient_reductions(zero_stage, grad_accum)
-    if zero_stage < 3:
-        return calls + [(param_total, "param", False)]
-    # [2] 7.2.2: parameters all-gathered for forward and again for backward, per micro-batch (3 Psi at accum 1);
-    # the root unit once [10]
-    root_total = root_params * param_bytes_per_param
-    calls += [(param_total - root_total, "param", False)] * (2 * grad_accum)
-    return calls + ([(root_total, "root", False)] * grad_accum if root_total > 0 else [])
-
-
 def hiding_window_s(zero_stage: int, grad_accum: int, backward_s: float, passes_s: float) -> float:
     """Compute time data-parallel traffic can hide behind (s), from one micro-batch's backward (``backward_s``) and
     all its passes (``passes_s``): FSDP/ZeRO-3 prefetches each unit's gathers during every pass of every micro-batch
@@ -361,13 +125,6 @@ def hiding_window_s(zero_stage: int, grad_accum: int, backward_s: float, passes_
     if zero_stage == 3:
         return passes_s * grad_accum
     return backward_s * gradient_reductions(zero_stage, grad_accum)
-
-
-def gradient_reductions(zero_stage: int, grad_accum: int) -> int:
-    """Gradient reductions per optimizer step: one per micro-batch where gradients are sharded (ZeRO-2 and 3 [9]:
-    each micro-batch's gradients are reduce-scattered into this rank's shard), else one (DDP's ``no_sync``; ZeRO-1
-    accumulates the full gradients locally)."""
-    return grad_accum if zero_stage >= 2 else 1
 
 
 def data_parallel_comm(
@@ -460,14 +217,6 @@ def data_parallel_comm(
     hidden = min(comm_s - exposed_s, overlap * backward_s)
     return CommEstimate(n_gpus, zero_stage, volume, bus, comm_s, hidden, fabric.link(n_gpus), latency, n_messages,
                         overlap_slowdown * hidden)  # [11] the compute running alongside is slower
-
-
-def fsdp_messages(kind: str, fsdp_units: int, root_params: float) -> int:
-    """Collectives FSDP sends for one entry of `collectives` ([12]): a gradient reduce-scatter per unit and the
-    root's, a parameter gather per unit (the blocks'; the root's entry is its own, one gather)."""
-    if kind == "grad":
-        return fsdp_units + (1 if root_params > 0 else 0)
-    return fsdp_units if kind == "param" else 1
 
 
 def fsdp_edge_s(n_params: float, n_gpus: int, fabric: Fabric, fsdp_units: int, root_params: float,

@@ -5,8 +5,8 @@ step_s = sum over ops of count x max(FLOPs / (peak x efficiency), bytes / (bandw
          (`flopscalc.perf.parallel`, `CommEstimate.cost_s`) + optimizer offload (`flopscalc.perf.offload`).
 
 GEMM efficiency = the device's best GEMM fraction of peak x tile and wave quantization (`gemm.py`) x the fitted
-sustained fraction (`ops.SUSTAINED_FRACTION`); fused attention runs at the device's flash fraction for the kernel
-that runs (FlashAttention-2 or its Triton version: `ops.AttentionKernel`); memory-bound kernels at the achievable
+sustained fraction (`op_kinds.SUSTAINED_FRACTION`); fused attention runs at the device's flash fraction for the kernel
+that runs (FlashAttention-2 or its Triton version: `op_kinds.AttentionKernel`); memory-bound kernels at the achievable
 DRAM bandwidth.
 
 MFU counts model FLOPs only, with the attention core over causal pairs (llm.c's ``gpt2_estimate_mfu``:
@@ -36,22 +36,14 @@ from ..memory.settings import (
     grad_wire_bytes_per_param,
 )
 from ..model import ModelConfig, count_params, default_train_seq, params_outside_blocks
+from .block_ops import kernel_head_dim
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf
+from .fabric import gpu_fabric
 from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
-from .ops import (
-    AttentionKernel,
-    Op,
-    OpClass,
-    Phase,
-    StepOptions,
-    backward_ops,
-    forward_ops,
-    kernel_head_dim,
-    recompute_ops,
-    update_ops,
-)
-from .parallel import CommEstimate, data_parallel_comm, gpu_fabric, hiding_window_s
+from .op_kinds import AttentionKernel, Op, OpClass, Phase, StepOptions
+from .ops import backward_ops, forward_ops, recompute_ops, update_ops
+from .parallel import CommEstimate, data_parallel_comm, hiding_window_s
 from .roofline import roofline_s
 from .utilization import causal_model_flops_per_token, model_flops_utilization
 

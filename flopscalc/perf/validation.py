@@ -27,7 +27,7 @@ from ..hardware import get_gpu
 from ..memory.settings import LossKernel, TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
 from .device import DevicePerf, device_perf, gemm_peak_fraction_cuda11
-from .ops import AttentionKernel, OptimizerKernel, StepOptions
+from .op_kinds import AttentionKernel, OptimizerKernel, StepOptions
 from .step import MATMUL_PRECISION, StepEstimate, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
 CONSTANT_MFU = 0.4  # the planner's stated constant before the step-time model (issue 11)
@@ -214,7 +214,7 @@ def validate_consumer() -> list[ThroughputCheck]:
 
 
 def in_fit_subset(run: str) -> bool:
-    """The rows `ops.SUSTAINED_FRACTION` is fitted on: MosaicML's A100-80GB rows at sequence 2048."""
+    """The rows `op_kinds.SUSTAINED_FRACTION` is fitted on: MosaicML's A100-80GB rows at sequence 2048."""
     return run.startswith("mpt-") and "-a100-s2048-" in run
 
 

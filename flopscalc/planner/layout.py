@@ -23,8 +23,9 @@ from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory import Optimizer, TrainingSetup
 from ..model import ModelConfig
+from ..perf.fabric import GPUS_PER_NODE
 from ..perf.offload import OffloadTime
-from ..perf.parallel import GPUS_PER_NODE, CommEstimate
+from ..perf.parallel import CommEstimate
 from .growth import BatchGrowth, best_doubling
 from .options import (
     MAX_GPUS_SEARCHED,
@@ -206,8 +207,8 @@ def layout_engine_note(layout) -> str:
 def time_model_source(layout) -> str:
     """Which time model priced ``layout``: the per-operation model at its engine's sustained fraction."""
     from ..layout import Engine
-    from ..layout.time import MEGATRON_SUSTAINED_FRACTION
-    from ..perf.ops import SUSTAINED_FRACTION
+    from ..layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
+    from ..perf.op_kinds import SUSTAINED_FRACTION
 
     if layout.engine() is Engine.megatron:
         return (f"per-operation model (flopscalc step), Megatron-LM sustained fraction {MEGATRON_SUSTAINED_FRACTION:g} "

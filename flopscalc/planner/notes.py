@@ -8,8 +8,9 @@ import math
 from ..assumption import Assumption
 from ..hardware import GpuSpec, Precision
 from ..model import count_params
+from ..perf.fabric import ALLREDUCE_BUS_EFFICIENCY, GPUS_PER_NODE
 from ..perf.offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
-from ..perf.parallel import ALLREDUCE_BUS_EFFICIENCY, GPUS_PER_NODE, low_efficiency_warning
+from ..perf.parallel import low_efficiency_warning
 from ..units import GIB, GIGA, format_count, format_duration
 from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
 from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed, window_binds

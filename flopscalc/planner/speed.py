@@ -25,7 +25,7 @@ from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec, Precision
 from ..memory import TrainingSetup
 from ..model import ModelConfig
-from ..perf.parallel import GPUS_PER_NODE
+from ..perf.fabric import GPUS_PER_NODE
 
 PER_OPERATION = "per-operation"
 CALIBRATED = "calibrated"

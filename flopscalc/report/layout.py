@@ -124,7 +124,7 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     """
     from ..layout import cluster_for, layout_memory, layout_time
     from ..layout.search import search_layouts
-    from ..layout.time import MEGATRON_SUSTAINED_FRACTION
+    from ..layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
     from ..memory.settings import Optimizer
     from ..perf import StepOptions
 

@@ -79,8 +79,12 @@ def engine_note(model: str, engine: str | None = None) -> str:
     (`layout.spec.Engine` value, the JSON's "engine"), for the layout model's note; None says both cases.
     """
     from ..layout.spec import Engine
-    from ..layout.time import MEGATRON_SUSTAINED_FRACTION
-    from ..perf.parallel import DDP_BUCKET_BYTES, MEGATRON_BUCKET_MIN_PARAMS, MEGATRON_BUCKET_PARAMS_PER_RANK
+    from ..layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
+    from ..perf.collectives import (
+        DDP_BUCKET_BYTES,
+        MEGATRON_BUCKET_MIN_PARAMS,
+        MEGATRON_BUCKET_PARAMS_PER_RANK,
+    )
 
     ddp = f"PyTorch DDP's {DDP_BUCKET_BYTES / 2**20:g} MiB gradient buckets"
     megatron = (f"Megatron-LM's gradient buckets of max({MEGATRON_BUCKET_MIN_PARAMS / 1e6:g}M, "

@@ -130,7 +130,7 @@ def gradient_sync(model: nn.Module, sync: bool):
     (``set_requires_gradient_sync(False)``) would accumulate the full, unsharded gradients on every GPU until the
     last micro-batch (PyTorch FSDP docs, ``no_sync``: "FSDP will accumulate the full model gradients (instead of
     gradient shards)"), which the memory estimate of a sharded run does not hold; DeepSpeed's ZeRO-2 and 3 reduce
-    every micro-step too (deepspeedai/DeepSpeed PR #338). `perf.parallel.comm_volume_bytes` prices it so.
+    every micro-step too (deepspeedai/DeepSpeed PR #338). `perf.collectives.comm_volume_bytes` prices it so.
     """
     if sync or not hasattr(model, "no_sync"):  # FSDP2 modules have no `no_sync`; one process has nothing to skip
         return contextlib.nullcontext()

@@ -44,7 +44,7 @@ References
     matrix shapes m16n8k16 (f16/bf16) and m16n8k32 (e4m3/e5m2); CUTLASS "Efficient GEMM in CUDA", Split K.
 """
 
-from ..ops import OpClass  # re-exported: callers read the breakdown's classes from here
+from ..op_kinds import OpClass  # re-exported: callers read the breakdown's classes from here
 from .estimate import SKINNY_TILE_M, InferenceEstimate, estimate_inference, op_efficiency, price_op
 from .formats import (
     COMPUTE_PRECISION,

@@ -21,7 +21,7 @@ from ...model import ModelConfig, count_params
 from ...units import SECONDS_PER_HOUR
 from ..device import DevicePerf, device_perf
 from ..gemm import TILE_SHAPES
-from ..ops import Op, OpClass, Phase
+from ..op_kinds import Op, OpClass, Phase
 from ..step import PricedOp, priced_at
 from ..step import op_efficiency as training_op_efficiency
 from .formats import COMPUTE_PRECISION, InferenceSetup

@@ -20,7 +20,7 @@ import math
 from ...flops import forward_flops_per_token
 from ...memory.settings import HALF_BYTES
 from ...model import ModelConfig, Position
-from ..ops import Op, OpClass, Phase
+from ..op_kinds import Op, OpClass, Phase
 from .formats import InferenceSetup, linear_weight_bytes_per_param
 from .memory import LOGITS_BYTES, _activation_width, cached_tokens, kv_cache_bytes
 
