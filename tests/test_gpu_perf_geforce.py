@@ -57,7 +57,7 @@ def test_rtx5090_posts_meet_the_rule_three_of_four_agree_within_five_percent():
     assert spread == pytest.approx(0.023, abs=0.0005) and spread < AGREE_WITHIN
 
 
-def test_rtx5090_measured_rate_is_fp32_accumulate_and_above_the_datasheet_so_the_stored_fraction_is_the_cap():
+def test_rtx5090_measured_rate_is_fp32_accumulate_and_above_the_datasheet_and_stored_as_measured():
     gpu = get_gpu("rtx-5090")
     # FP16 through torch.mm is level with BF16 and far under the FP16-accumulate rate (419): the posts measure the
     # FP32-accumulate path, whose datasheet rate (209.5, gpu_specs.csv bf16 column) is the denominator.
@@ -67,9 +67,10 @@ def test_rtx5090_measured_rate_is_fp32_accumulate_and_above_the_datasheet_so_the
     median = statistics.median(_best_large(by_n) for _, by_n in RTX5090_BF16.values())
     fraction = median * TERA / gpu.bf16_flop_per_s
     assert median == pytest.approx(236.51, abs=0.005) and fraction == pytest.approx(1.129, abs=0.0005)
-    # every post but the outlier is above the datasheet; the model's fraction is of the datasheet peak, in (0, 1]
+    # every post but the outlier is above the datasheet (the board boosts past its rated clock): the model takes the
+    # measured fraction of the datasheet peak as it is, above 1
     assert fraction > 1
-    assert device_perf(gpu).gemm_peak_fraction == min(1.0, fraction) == 1.0
+    assert device_perf(gpu).gemm_peak_fraction == pytest.approx(fraction, abs=0.0005)
 
 
 def test_rtx5090_source_quotes_the_posts_verbatim():
@@ -96,3 +97,19 @@ def test_the_not_adopted_single_measurements_would_not_be_below_the_default():
     assert 160.17 * TERA / get_gpu("rtx-4090").bf16_flop_per_s == pytest.approx(0.970, abs=0.0005)
     assert 64.68 * TERA / get_gpu("rtx-3080").bf16_flop_per_s == pytest.approx(1.087, abs=0.0005)
     assert DEFAULT_GEMM_PEAK_FRACTION < 0.970
+
+
+def test_a_calibration_measuring_a_board_past_its_datasheet_keeps_the_measured_gemm_rate():
+    # `flopscalc calibrate` on a GeForce board that boosts past its rated clock fits a GEMM rate above the datasheet
+    # peak (the 5090's posts: 1.129): the device keeps it (it used to be clamped to the peak), while the attention
+    # fractions, a share of the GEMM rate, stay fractions of the peak.
+    from flopscalc.calibration import DeviceFactors
+    from flopscalc.perf.calibrate import device_from_factors
+
+    gpu = get_gpu("rtx-5090")
+    factors = DeviceFactors(gemm_flop_per_s=1.129 * gpu.bf16_flop_per_s, memory_bytes_per_s=1.5e12,
+                            kernel_min_s=5e-6, attention_fraction=0.95, precision="bf16", n_points=0,
+                            rms_rel_error=0.0, max_rel_error=0.0)
+    _, dev = device_from_factors(factors, gpu)
+    assert dev.gemm_peak_fraction == pytest.approx(1.129)
+    assert dev.flash_fwd_fraction == dev.flash_bwd_fraction == 1.0

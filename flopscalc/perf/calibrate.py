@@ -37,7 +37,7 @@ from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory.settings import Device, TrainingSetup, trainer_memory_precision
 from ..model import ModelConfig
-from .device import DevicePerf, device_perf
+from .device import MAX_GEMM_PEAK_FRACTION, DevicePerf, device_perf
 from .op_kinds import StepOptions
 from .step import MATMUL_PRECISION, StepEstimate, estimate_step
 
@@ -98,12 +98,13 @@ def device_from_factors(factors: DeviceFactors, gpu: GpuSpec | None = None) -> t
     peak = gpu.peak_flop_per_s(factors.precision)
     if gpu.memory_bandwidth_bytes_per_s is None:
         raise DomainError(f"{gpu.name} has no memory bandwidth in the GPU database to scale the fitted one by")
-    gemm = min(1.0, factors.gemm_flop_per_s / peak)
+    gemm = min(MAX_GEMM_PEAK_FRACTION, factors.gemm_flop_per_s / peak)  # a board may run past its rated clock
     base = device_perf(gpu)
     return gpu, replace(
         base, gemm_peak_fraction=gemm,
         mem_bandwidth_fraction=min(1.0, factors.memory_bytes_per_s / gpu.memory_bandwidth_bytes_per_s),
-        flash_fwd_fraction=gemm * factors.attention_fraction, flash_bwd_fraction=gemm * factors.attention_fraction,
+        flash_fwd_fraction=min(1.0, gemm * factors.attention_fraction),
+        flash_bwd_fraction=min(1.0, gemm * factors.attention_fraction),
         kernel_min_s=factors.kernel_min_s, source="fitted by 'flopscalc calibrate'",
     )
 
