@@ -96,6 +96,12 @@ class TrainingFlops:
         """Model FLOPs plus recomputation: what the hardware executes (HFU numerator, [3] App. B)."""
         return self.model_flops_per_token + self.recompute_flops_per_token
 
+    def executed_flops_per_token(self, flash: bool) -> float:
+        """Hardware FLOPs plus, under FlashAttention, its backward's recomputation of the scores: the HFU numerator
+        (issue 11: HFU counts recomputation, flash's backward included)."""
+        # Dao 2023 (FlashAttention-2, arXiv:2307.08691) Alg. 2: the backward recomputes S = Q K^T from Q, K
+        return self.hardware_flops_per_token + (self.forward.attn_scores if flash else 0.0)
+
 
 def _check_seq_len(cfg: ModelConfig, seq_len):
     """``seq_len`` checked: 1 or more, and within ``block_size`` when a learned position table sets the limit."""

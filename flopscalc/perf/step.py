@@ -262,10 +262,7 @@ def _flops_per_token(cfg: ModelConfig, setup: TrainingSetup) -> tuple[float, flo
 def _flops_per_token_of(cfg: ModelConfig, seq: int, recompute: Recompute, flash: bool) -> tuple[float, float]:
     model = causal_model_flops_per_token(cfg, seq)
     executed = training_flops_per_token(cfg, seq, recompute=recompute, causal=flash)
-    hardware = executed.hardware_flops_per_token
-    if flash:
-        hardware += executed.forward.attn_scores  # [1] Alg. 2: the backward recomputes S = Q K^T
-    return model, hardware
+    return model, executed.executed_flops_per_token(flash)  # [1] Alg. 2: flash's backward recomputes S = Q K^T
 
 
 def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,

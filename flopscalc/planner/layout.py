@@ -34,6 +34,7 @@ from .options import (
     ChosenSetup,
     StepRates,
     _training_flops,
+    flash_recompute,
     target_tokens_per_step,
 )
 from .speed import LAYOUT_PRECISIONS, uses_layout_search  # noqa: F401 - re-exported: where they were
@@ -52,6 +53,7 @@ class LayoutSpeed(StepRates):
     model_flops_per_token: float
     hardware_flops_per_token: float  # with the layout's recomputation
     peak_flop_per_s_per_gpu: float  # dense peak at the plan's precision
+    flash_recompute_flops_per_token: float = 0.0  # FlashAttention's backward recomputation of the scores (HFU only)
 
     @property
     def layout(self):
@@ -143,7 +145,7 @@ def _chosen_and_speed(cfg: ModelConfig, result, seq_len: int, precision: Precisi
                          layout=lay, layouts=result)
     flops = _training_flops(cfg, seq_len, Recompute(lay.recompute))
     speed = LayoutSpeed(best.time, flops.model_flops_per_token, flops.hardware_flops_per_token,
-                        gpu.peak_flop_per_s(precision))
+                        gpu.peak_flop_per_s(precision), flash_recompute(flops, setup.flash))
     return chosen, speed
 
 

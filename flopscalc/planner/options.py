@@ -91,8 +91,8 @@ def _per_gpu_batch(cfg: ModelConfig, seq_len: int, n_gpus: int, tokens_per_step:
 class StepRates:
     """What both step speeds (`Throughput` here, `planner.layout.LayoutSpeed`) derive from their step the same way:
     rates, MFU, HFU and scaling efficiency. A subclass has ``step_s``, ``compute_s``, ``comm``,
-    ``tokens_per_step``, ``model_flops_per_token``, ``hardware_flops_per_token``, ``n_gpus`` and
-    ``peak_flop_per_s_per_gpu``."""
+    ``tokens_per_step``, ``model_flops_per_token``, ``hardware_flops_per_token``, ``n_gpus``,
+    ``peak_flop_per_s_per_gpu`` and ``flash_recompute_flops_per_token``."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -119,10 +119,12 @@ class StepRates:
 
     @property
     def hfu(self) -> float:
-        """Hardware FLOPs utilization: as `mfu` with recomputation counted (Korthikanti et al. 2022, sec. 5)."""
+        """Hardware FLOPs utilization: as `mfu` with recomputation counted (Korthikanti et al. 2022, sec. 5),
+        FlashAttention's backward recomputation of the scores included (``flash_recompute_flops_per_token``)."""
         from ..perf.utilization import model_flops_utilization  # here: `perf` is slow to import
 
-        return model_flops_utilization(self.hardware_flops_per_token, self.tokens_per_step / self.step_s, self.n_gpus,
+        executed = self.hardware_flops_per_token + self.flash_recompute_flops_per_token
+        return model_flops_utilization(executed, self.tokens_per_step / self.step_s, self.n_gpus,
                                        self.peak_flop_per_s_per_gpu)  # Korthikanti et al. 2022, sec. 5
 
 
@@ -139,6 +141,7 @@ class Throughput(StepRates):
     offload: OffloadTime  # host link + CPU optimizer step under optimizer offload (zero without)
     n_gpus: int
     peak_flop_per_s_per_gpu: float  # dense peak at the plan's precision
+    flash_recompute_flops_per_token: float = 0.0  # FlashAttention's backward recomputation of the scores (HFU only)
 
     @property
     def step_s(self) -> float:
@@ -149,6 +152,11 @@ def window_binds(cfg: ModelConfig, seq_len: int) -> bool:
     """Whether a sliding window shorter than the sequence limits the keys a query sees (Mistral 7B, Jiang et al.
     2023, sec. 2): then the plan counts the window's causal pairs (`_training_flops`)."""
     return cfg.attn_window is not None and cfg.attn_window < seq_len
+
+
+def flash_recompute(flops, flash: bool) -> float:
+    """FLOPs per token FlashAttention's backward recomputes beyond ``flops``' hardware FLOPs (0 without flash)."""
+    return flops.executed_flops_per_token(flash) - flops.hardware_flops_per_token
 
 
 @lru_cache(maxsize=1024)
@@ -200,7 +208,7 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
     )
     return Throughput(compute_s, comm, tokens_per_step, flops.model_flops_per_token,
                       flops.hardware_flops_per_token, efficiency,
-                      _offload_time(cfg, s, host_link_bytes_per_s(gpu)), s.n_gpus, peak)
+                      _offload_time(cfg, s, host_link_bytes_per_s(gpu)), s.n_gpus, peak, flash_recompute(flops, s.flash))
 
 
 # The budgets for which the batch may grow to hide communication: those where a faster step buys more tokens (a

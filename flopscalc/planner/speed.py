@@ -125,7 +125,7 @@ def step_throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int
     or calibrated): compute = GEMM + attention + memory-bound + optimizer; communication and offload as the
     model prices them, so ``step_s`` is `StepEstimate.step_s` exactly. FLOPs per token are the plan's (its FLOP
     convention, `flops.training_flops_per_token`), so MFU and HFU agree with the plan's model FLOPs."""
-    from .options import Throughput, _training_flops
+    from .options import Throughput, _training_flops, flash_recompute
 
     est = _priced(cfg, setup, gpu, tm)
     cls = est.class_seconds
@@ -134,7 +134,8 @@ def step_throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int
     peak = gpu.peak_flop_per_s(precision)
     hw_eff = tokens_per_step * flops.hardware_flops_per_token / (setup.n_gpus * peak * compute_s)
     return Throughput(compute_s, est.comm, tokens_per_step, flops.model_flops_per_token,
-                      flops.hardware_flops_per_token, hw_eff, est.offload, setup.n_gpus, peak)
+                      flops.hardware_flops_per_token, hw_eff, est.offload, setup.n_gpus, peak,
+                      flash_recompute(flops, setup.flash))
 
 
 def price_setup(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu: GpuSpec, precision: Precision,

@@ -86,6 +86,7 @@ def option_dict(o: PlanOption) -> dict:
             "scaling_efficiency": sp.scaling_efficiency, "tokens_per_s": sp.tokens_per_s,
             "model_flop_per_s": sp.model_flop_per_s,
             "model_flops_per_token": sp.model_flops_per_token, "hardware_flops_per_token": sp.hardware_flops_per_token,
+            "flash_recompute_flops_per_token": sp.flash_recompute_flops_per_token,
             "mfu": sp.mfu, "hfu": sp.hfu, "hardware_efficiency": sp.hardware_efficiency,
         }
     return d
