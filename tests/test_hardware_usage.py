@@ -92,11 +92,20 @@ def test_plan_shows_unknown_energy_as_unknown(capsys):
 
 @pytest.mark.parametrize("key,watts,source", [
     ("rtx-4070-ti-super", 285, "NVIDIA RTX 4070 family spec page, 285 W TGP (read via secondary reports only)"),
-    ("mi250x", 560, "AMD Instinct MI250X product page: 560 W peak"),
+    ("mi250x", 280, "AMD Instinct MI250X product page: 560 W peak for the OAM, half for the one GCD the row is"),
     ("a100-pcie-40gb", 250, "NVIDIA A100 PCIe launch, June 2020: 250 W (400 W SXM4)"),
 ])
 def test_board_power_filled_from_vendor_pages(key, watts, source):
     assert get_gpu(key).board_power_w == watts, source
+
+
+def test_mi250x_is_the_device_software_sees_one_gcd():
+    # ROCm/PyTorch/Slurm see an MI250X as two GPUs of 64 GiB (Pawsey Setonix guide, 'GCD vs GPU'): the row is one
+    # GCD, half the OAM's published figures (220 CUs x 1024 BF16 FLOP/clock x 1.7 GHz = 383.0 TFLOP/s for two)
+    gcd = get_gpu("mi250x")
+    assert gcd.memory_bytes == 64 * 2**30
+    assert gcd.bf16_flop_per_s == pytest.approx(110 * 1024 * 1.7e9, rel=0.001)
+    assert gcd.memory_bandwidth_bytes_per_s == pytest.approx(3.2e12 / 2)
 
 
 # ------------------------------------------------------------------ device-hours are named after the device
