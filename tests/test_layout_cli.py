@@ -123,3 +123,14 @@ def test_search_prices_each_layout_as_the_explicit_layout_does(capsys, flag):
         explicit = _json(capsys, argv)
         assert explicit["step_s"] == r["step_s"], (lay["label"], explicit["step_s"], r["step_s"])
         assert explicit["memory_bytes"] == r["memory_bytes"], lay["label"]
+
+
+def test_search_keeps_the_plans_memory_margin(capsys):
+    # `plan` keeps 5% of each GPU free (planner.options.PLAN_MEMORY_HEADROOM); `step --search` ranked layouts up to
+    # the whole card (78.6 of 80 GiB), so it could recommend a layout the plan refuses
+    from flopscalc.planner.options import PLAN_MEMORY_HEADROOM
+
+    d = _json(capsys, ["step", "--gpu", "h100", "--model", "llama-3.1-8b", "--seq", "8192", "--n-gpus", "8",
+                       "--search", "--global-batch", "32", "--json"])  # ranked up to 0.991 of the card before
+    capacity = get_gpu("h100").memory_bytes
+    assert d["ranked"] and all(r["memory_bytes"]["total"] <= capacity * (1 - PLAN_MEMORY_HEADROOM) for r in d["ranked"])

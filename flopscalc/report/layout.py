@@ -109,8 +109,11 @@ def search_report(s: LayoutSearch, seq_given: int | None = None) -> Group:
     for i, r in enumerate(s.ranked, 1):
         t.add_row(str(i), r.layout.label(), r.layout.engine().value, f"{r.time.step_s:.3g}",
                   format_tokens_per_s(r.time.tokens_per_s), f"{r.time.mfu:.1%}", format_bytes(r.memory.total), r.why or "fastest")
+    from ..planner.options import PLAN_MEMORY_HEADROOM
+
     rej = ", ".join(f"{v} for {k}" for k, v in s.rejected.items()) or "none"
-    note = Text(f"{s.n_candidates} candidates, {s.n_timed} fitting splits timed ({s.n_pruned} more fit but their "
+    note = Text(f"{s.n_candidates} candidates, {s.n_timed} splits that fit with {PLAN_MEMORY_HEADROOM:.0%} of the "
+                f"memory kept free timed ({s.n_pruned} more fit but their "
                 f"compute alone loses); rejected: {rej}. Best layout in detail:")
     # the best in detail at the title's sequence: passed as given, so the source the title named is not said twice
     return Group(t, note, layout_report(s.best.time, s.best.memory, s.seq_len))
@@ -155,8 +158,12 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
         # no --sustained: None, so each layout is priced at its own engine's fraction, as the explicit path below
         opts = StepOptions(sustained_fraction=sustained) if sustained else None
         batch = global_batch or setup.n_gpus * setup.micro_batch * setup.grad_accum
+        from ..planner.options import PLAN_MEMORY_HEADROOM
+
+        # a layout to run keeps the plan's margin free, so the search ranks what `plan` would choose from
+        limit = gpu.memory_bytes * (1 - PLAN_MEMORY_HEADROOM)
         result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts,
-                                fused_loss=fused_loss, dropout=dropout)
+                                fused_loss=fused_loss, dropout=dropout, memory_limit_bytes=limit)
         return (search_report(result, setup.seq_len),
                 {**search_dict(result), "seq_len_source": seq_label(cfg, setup.seq_len)})
     if global_batch is not None:
