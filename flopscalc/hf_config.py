@@ -232,6 +232,9 @@ def config_from_hf(data: dict, where: str = "config.json", name: str | None = No
     if not isinstance(data, dict):
         raise UsageError(f"{where}: expected a JSON object (a model's config.json), got {type(data).__name__}")
     model_type = data.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise UsageError(f"{where}: field 'model_type' must be a name (a JSON string), got {model_type!r}; accepted: "
+                         f"{', '.join(READERS)}")
     if model_type is None:
         raise UsageError(f"{where}: field 'model_type' is missing; a Hugging Face config.json names its model "
                          f"type (one of {', '.join(READERS)})")
@@ -245,12 +248,12 @@ def config_from_hf(data: dict, where: str = "config.json", name: str | None = No
 
 def read_hf_config(path: str | Path) -> ModelConfig:
     """Read a ``config.json`` from disk (UTF-8, BOM-safe) into a `ModelConfig`."""
-    from .textfile import read_text
+    from .textfile import parse_json, read_text
 
     path = Path(path)
     text = read_text(path, "model config")
     try:
-        data = json.loads(text)
+        data = parse_json(text, str(path), "model config")
     except json.JSONDecodeError as e:
         raise UsageError(f"model config {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") \
             from None
