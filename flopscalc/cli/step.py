@@ -126,7 +126,8 @@ def step(
         from ..calibration import load_profile
 
         profile = load_profile(calibration)
-        if precision is None:  # the precision the profile was fitted in: 'calibrate' on a CPU fits fp32
+        if precision is None and profile.device_factors is not None:  # the precision the profile was fitted in:
+            # 'calibrate' on a CPU fits fp32 (a profile without factors, from 'bench', is refused by calibrated_step)
             precision = MEMORY_PRECISION[Precision(profile.device_factors.precision)]
     precision, note = storage_precision(precision, spec, needs_rate=True)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
