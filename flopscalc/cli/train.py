@@ -185,7 +185,9 @@ def train(
                              "drop it, or give the model and LoRA options without --from-plan")
         return _train_from_plan(ctx)
     refuse_unused(ctx, "--from-plan", ("allow_substitute", "max_steps", "out"), "options of a plan run")
-    from ..atomic import check_writable_file
+    from ..atomic import check_writable_file, refuse_same_file
+
+    refuse_same_file({"--checkpoint": checkpoint, "--metrics-log": log}, {"--config": config, "--gpu-csv": gpu_csv})
 
     if checkpoint_interval and checkpoint is None:
         raise UsageError("--checkpoint-interval says how often to write --checkpoint FILE: give the file too")
@@ -287,6 +289,11 @@ def _train_from_plan(ctx: typer.Context):
         check_writable_file(log, "metrics log")
     elif log is not None:
         check_writable_file(log, "metrics log")
+    from ..atomic import refuse_same_file
+
+    refuse_same_file({"--checkpoint": o["checkpoint"], "--metrics-log" if o["out"] is None else "--out": log,
+                      **({"--out (settings.json)": Path(o["out"]) / "settings.json"} if o["out"] else {})},
+                     {"--from-plan": o["from_plan"], "--gpu-csv": o["gpu_csv"]})
     for change in pr.changes:
         sys.stderr.write(f"flopscalc: from the plan: {change}\n")
     summary = run_training(TrainRequest(
@@ -359,9 +366,10 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
         raise UsageError("a calibration profile describes pre-training steps ('plan' and 'step' read it); LoRA "
                          "steps are timed without --out: drop --out or the --lora-* options")
     if out is not None:  # before minutes of benchmarking, not after
-        from ..atomic import check_writable_file
+        from ..atomic import check_writable_file, refuse_same_file
 
         check_writable_file(out, "calibration profile")
+        refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})
     require_torch()
     from ..calibration import save_profile
     from ..model import default_train_seq
@@ -396,9 +404,10 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
     if compile_mode is not CompileMode.off:
         raise UsageError("calibrate fits the step-time model of eager PyTorch kernels: drop --compile "
                          "(time compiled runs with 'bench')")
-    from ..atomic import check_writable_file
+    from ..atomic import check_writable_file, refuse_same_file
 
     check_writable_file(out, "calibration profile")  # before minutes of benchmarking, not after
+    refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})
     builtin = not model and all(v is None for v in (n_layer, n_head, n_embd, config))
     fixed = [f"--{n.replace('_', '-')}" for n, v in (("block_size", block_size), ("vocab_size", vocab_size),
                                                       ("micro_batch", micro_batch), ("seq", seq)) if v]
