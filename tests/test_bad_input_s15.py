@@ -284,3 +284,57 @@ def test_distinct_paths_still_train(capsys, tmp_path):
                        str(tmp_path / "ck.pt"), "--metrics-log", str(tmp_path / "log.jsonl"))
     assert code == 0, err
     assert Path(tmp_path / "ck.pt").stat().st_size > 0 and len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
+
+
+# ------------------------------------------------------------------ counts past any real run: a bound, not a hang
+
+HUGE = "99999999999999999999999"  # 1e23: click reads it as a Python int
+
+
+def _subprocess(*argv: str, timeout_s: float = 60):
+    """The CLI in a child process with a time limit: these inputs ran for hours before their bound."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "flopscalc", *argv], capture_output=True, text=True, check=False,
+                          timeout=timeout_s, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["plan", "--gpu", "4090", "--days", "1", "--n-gpus", HUGE], "number of GPUs must be at most 1,000,000"),
+    (["plot", "frontier", "--gpu", "4090", "--days", "1", "--n-gpus", HUGE, "--out", "f.png"],
+     "number of GPUs must be at most 1,000,000"),
+    (["infer", "--gpu", "h100", "--model", "llama-3.1-8b", "--context", "100", "--gen", HUGE],
+     "gen must be at most 10,000,000"),
+])
+def test_a_count_past_any_real_run_is_refused_not_searched_for_hours(argv, says):
+    done = _subprocess(*argv)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and says in lines[0], done.stderr
+
+
+def test_the_bounds_themselves_are_accepted(capsys):
+    from flopscalc.perf.inference.formats import MAX_GEN_TOKENS, InferenceSetup
+    from flopscalc.planner.budget import MAX_N_GPUS
+
+    assert InferenceSetup(batch=1, context=1, gen=MAX_GEN_TOKENS).gen == MAX_GEN_TOKENS
+    # a million GPUs is read and searched (no layout of GPT-2-sized candidates divides it: exit 1, not 2)
+    code, _, err = cli(capsys, "plan", "--gpu", "4090", "--days", "1", "--n-gpus", str(MAX_N_GPUS))
+    assert code == 1 and "no parallel layout divides 1,000,000 GPUs" in err
+
+
+def test_layout_divisors_are_every_divisor_in_order():
+    from flopscalc.layout.search import _divisors
+
+    for n in (1, 2, 12, 97, 360, 1024, 999_983, 1_000_000):
+        assert _divisors(n) == [d for d in range(1, n + 1) if n % d == 0]  # the definition, by brute force
+
+
+def test_plot_memory_at_a_micro_batch_past_int64_draws(capsys, tmp_path):
+    # was: numpy's UFuncOutputCastingError (an object array of Python ints past 2**63) as a traceback
+    out = tmp_path / "m.png"
+    code, _, err = cli(capsys, "plot", "memory", "--gpu", "4090", "--model", "gpt2", "--micro-batch", HUGE,
+                       "--out", str(out))
+    assert code == 0, err
+    assert out.read_bytes().startswith(b"\x89PNG")
