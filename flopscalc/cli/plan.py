@@ -29,6 +29,7 @@ from .common import (
     UtilizationOpt,
     VocabOpt,
     arch_options,
+    check_seq,
     emit,
     refuse_empty,
     refuse_together,
@@ -133,8 +134,7 @@ def plan(
 
     refuse_together(**{"--csv": as_csv, "--json": as_json})
     refuse_empty(**{"--family": family, "--law": law})
-    if seq is not None and seq < 1:
-        raise UsageError(f"--seq must be a positive whole number of tokens, got {seq}; e.g. --seq 1024")
+    check_seq(seq)
     budgets = [name for name, v in (("--days", days), ("--hours", hours), ("--duration", duration),
                                     ("--flops", flops_budget), ("--budget-usd", budget_usd)) if v is not None]
     if target_loss is not None and budgets:

@@ -33,6 +33,7 @@ from .common import (
     RecomputeOpt,
     TieOpt,
     arch_options,
+    check_seq,
     emit,
     given_on_command_line,
     refuse_unused,
@@ -197,6 +198,7 @@ def train(
         check_writable_file(log, "metrics log")
     if vocab_size is not None and vocab_size < 1:
         raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
+    check_seq(seq)  # 'seq or the default' below would read 0 as the default
     from ..model import default_train_seq
     from ..train.config import TrainConfig
 
@@ -361,6 +363,7 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
     if any(v is not None for v in (n_layer, n_head, n_embd, config)) or not cfgs:
         cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
     compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
+    check_seq(seq)  # 's or the default' below would read 0 as the default
     lora_on = lora[0] or lora[1] is not None or lora[2] is not None
     if out is not None and lora_on:
         raise UsageError("a calibration profile describes pre-training steps ('plan' and 'step' read it); LoRA "
@@ -406,6 +409,7 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
                          "(time compiled runs with 'bench')")
     from ..atomic import check_writable_file, refuse_same_file
 
+    check_seq(seq)  # 's or the default' below would read 0 as the default
     check_writable_file(out, "calibration profile")  # before minutes of benchmarking, not after
     refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})
     builtin = not model and all(v is None for v in (n_layer, n_head, n_embd, config))
