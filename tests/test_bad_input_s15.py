@@ -361,3 +361,17 @@ def test_a_seq_below_one_is_refused_not_read_as_the_models_default(capsys, monke
     argv = [*command, *(a for s in seqs for a in ("--seq", s))]
     line = refused(capsys, *argv)
     assert f"--seq must be a positive whole number of tokens, got {seqs[-1]}" in line
+
+
+def test_step_on_the_cpu_refuses_a_gpu_csv_it_would_ignore(capsys, tmp_path):
+    # was: the rows were read and dropped; the CPU's figures come from the profile alone
+    profile = tmp_path / "cpu.json"
+    profile.write_text(json.dumps(_cpu_profile()))
+    rows = tmp_path / "gpus.csv"
+    rows.write_text("key,name,memory_gib,memory_bandwidth_gb_per_s,bf16_tflop_per_s,source\n"
+                    "my-card,My Card,24,1000,100,my own benchmark\n")
+    line = refused(capsys, "step", "--gpu", "cpu", "--model", "gpt2", "--calibration", str(profile), "--gpu-csv",
+                   str(rows))
+    assert "--gpu-csv" in line and "would be ignored" in line
+    code, _, err = cli(capsys, "step", "--gpu", "my-card", "--model", "gpt2", "--gpu-csv", str(rows))
+    assert code == 0, err  # with a GPU named, the rows are read
