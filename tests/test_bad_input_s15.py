@@ -375,3 +375,18 @@ def test_step_on_the_cpu_refuses_a_gpu_csv_it_would_ignore(capsys, tmp_path):
     assert "--gpu-csv" in line and "would be ignored" in line
     code, _, err = cli(capsys, "step", "--gpu", "my-card", "--model", "gpt2", "--gpu-csv", str(rows))
     assert code == 0, err  # with a GPU named, the rows are read
+
+
+@pytest.mark.parametrize("argv,owner,before", [
+    (["gpus", "show", "4090", "--gpu-csv", "x.csv"], "flopscalc gpus", "show"),
+    (["gpus", "show", "4090", "--version"], "flopscalc", "gpus"),
+])
+def test_a_groups_option_after_its_subcommand_names_where_it_goes(capsys, argv, owner, before):
+    # was: "No such option: --gpu-csv; no option is close to it", although the group has exactly that option
+    line = refused(capsys, *argv)
+    assert f"is an option of '{owner}'" in line and f"give it before '{before}'" in line
+
+
+def test_an_option_no_command_has_still_gets_the_plain_line(capsys):
+    line = refused(capsys, "gpus", "show", "4090", "--nonsense")
+    assert "No such option: --nonsense" in line and "flopscalc gpus show --help" in line
