@@ -390,3 +390,28 @@ def test_a_groups_option_after_its_subcommand_names_where_it_goes(capsys, argv, 
 def test_an_option_no_command_has_still_gets_the_plain_line(capsys):
     line = refused(capsys, "gpus", "show", "4090", "--nonsense")
     assert "No such option: --nonsense" in line and "flopscalc gpus show --help" in line
+
+
+@pytest.mark.parametrize("source", ["config", "flags"])
+def test_a_model_size_past_int64_is_one_short_line(capsys, tmp_path, source):
+    # was: "n_embd (999...9, 400 digits) must be divisible by n_head (2); try n_head=15624...": 800 characters
+    if source == "config":
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(GPT2_CONFIG).replace('"n_embd": 64', '"n_embd": ' + "9" * 400))
+        argv = ["flops", "--tokens", "1e9", "--config", str(path)]
+        name, digits = "n_embd", 400
+    else:
+        argv = ["flops", "--tokens", "1e9", "--n-layer", "9" * 23, "--n-head", "12", "--n-embd", "768"]
+        name, digits = "n_layer", 23
+    line = refused(capsys, *argv)
+    assert f"model {name} must be at most 2**63 - 1" in line and f"about {digits} digits" in line and len(line) < 160
+
+
+def test_the_largest_int64_size_is_still_a_model(capsys):
+    from flopscalc.model import ModelConfig
+    from flopscalc.model.config import MAX_MODEL_SIZE
+
+    assert MAX_MODEL_SIZE == 2**63 - 1  # torch.Size is int64
+    assert ModelConfig(n_layer=1, n_head=1, n_embd=64, block_size=8, vocab_size=MAX_MODEL_SIZE).vocab_size == 2**63 - 1
+    with pytest.raises(UsageError, match="at most 2"):
+        ModelConfig(n_layer=1, n_head=1, n_embd=64, block_size=8, vocab_size=2**63)
