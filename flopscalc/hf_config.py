@@ -23,6 +23,11 @@ _SWISH = ("silu", "swish")
 _GELU = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_python")
 
 
+# Largest size a config.json field takes: a dimension PyTorch can hold (torch.Size is int64: 2**63 - 1), so no
+# transformers module could be built from a larger one; a 400-digit n_embd came back as a 400-digit error line.
+MAX_FIELD_SIZE = 2**63 - 1
+
+
 class _Fields:
     """Typed access to one config's fields, every failure one line naming the field."""
 
@@ -40,6 +45,9 @@ class _Fields:
             return value
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise self._fail(key, f"must be a positive integer, got {value!r}")
+        if value > MAX_FIELD_SIZE:  # digits = bits x log10(2): str() of a long int is slow (refused past 4,300)
+            raise self._fail(key, f"must be at most 2**63 - 1 (PyTorch's int64 sizes), got a number of about "
+                                  f"{int(value.bit_length() * math.log10(2))} digits")
         return value
 
     def bool(self, key: str, default: bool) -> bool:
