@@ -342,22 +342,24 @@ def test_plot_memory_at_a_micro_batch_past_int64_draws(capsys, tmp_path):
 
 # ------------------------------------------------------------------ --seq 0 read as "the default"
 
-@pytest.mark.parametrize("command", [
-    ["train", "--synthetic", "--vocab-size", "64", *TINY[:6], "--steps", "2", "--device", "cpu"],  # no --seq in it
-    ["bench", *TINY[:6], "--vocab-size", "64", "--steps", "1", "--device", "cpu"],
-    ["calibrate", *TINY[:6], "--vocab-size", "64", "--steps", "1", "--device", "cpu", "--out", "unwritten.json"],
+TRAIN_CMD = ["train", "--synthetic", "--vocab-size", "64", *TINY[:6], "--steps", "2", "--device", "cpu"]  # no --seq
+BENCH_CMD = ["bench", *TINY[:6], "--vocab-size", "64", "--steps", "1", "--device", "cpu"]
+CALIBRATE_CMD = ["calibrate", *TINY[:6], "--vocab-size", "64", "--steps", "1", "--device", "cpu", "--out",
+                 "unwritten.json"]
+
+
+@pytest.mark.parametrize("command,seqs", [
+    *((cmd, seqs) for cmd in (TRAIN_CMD, BENCH_CMD, CALIBRATE_CMD) for seqs in (["0"], ["-3"])),
+    (BENCH_CMD, ["8", "0"]), (CALIBRATE_CMD, ["8", "0"]),  # --seq repeats in bench and calibrate (one per sweep)
 ])
-@pytest.mark.parametrize("seqs", [["0"], ["8", "0"], ["-3"]])
 def test_a_seq_below_one_is_refused_not_read_as_the_models_default(capsys, monkeypatch, command, seqs):
-    # was: 'seq or default_train_seq(model)' trained and timed at the model's 16 tokens when --seq 0 was typed
+    # was: 'seq or default_train_seq(model)' trained and timed at the model's default length when --seq 0 was typed
     from flopscalc.train import bench
 
     def no_timing(*args, **kwargs):
         raise AssertionError("benchmarked at the default sequence")
 
     monkeypatch.setattr(bench, "run_benchmarks", no_timing, raising=False)
-    if command[0] == "train" and len(seqs) > 1:
-        pytest.skip("train takes one --seq (two different ones are refused as given twice)")
     argv = [*command, *(a for s in seqs for a in ("--seq", s))]
     line = refused(capsys, *argv)
     assert f"--seq must be a positive whole number of tokens, got {seqs[-1]}" in line
