@@ -68,3 +68,32 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def refuse_same_file(outputs: dict[str, str | Path | None],
+                     inputs: dict[str, str | Path | list | tuple | None] | None = None) -> None:
+    """UsageError when two outputs, or an output and an input, name one file (``--checkpoint run.pt --metrics-log
+    run.pt``; ``calibrate --out config.json --config config.json``): one write would replace the other, or the
+    user's input. Keys are the option names as typed; an input may be a list (``--gpu-csv`` repeated); None = not
+    given. Paths are compared after resolving '..' and links (os.path.realpath), and by file identity where both
+    exist (a hard link)."""
+    def same(a: Path, b: Path) -> bool:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        try:
+            return a.exists() and b.exists() and os.path.samefile(a, b)
+        except OSError:
+            return False
+
+    given_outputs = [(name, Path(p)) for name, p in outputs.items() if p is not None]
+    given_inputs = [(name, Path(p)) for name, value in (inputs or {}).items() if value is not None
+                    for p in (value if isinstance(value, (list, tuple)) else [value])]
+    for i, (name, path) in enumerate(given_outputs):
+        for other, other_path in given_outputs[i + 1:]:
+            if same(path, other_path):
+                raise UsageError(f"{name} and {other} name the same file ({path}): one would be written over the "
+                                 "other; give each its own path")
+        for other, other_path in given_inputs:
+            if same(path, other_path):
+                raise UsageError(f"{name} {path} is the file {other} reads: writing it would replace your input; "
+                                 f"give {name} another path")

@@ -116,6 +116,11 @@ class DeviceFactors:
                 raise UsageError(f"device factor {name} must be a positive number, got {v!r}")
         if not (isinstance(self.attention_fraction, (int, float)) and 0 < self.attention_fraction <= 1):
             raise UsageError(f"device factor attention_fraction must be in (0, 1], got {self.attention_fraction!r}")
+        from .hardware import Precision
+
+        names = [p.value for p in Precision]
+        if self.precision not in names:  # step and plan price the matmuls at this precision's rate
+            raise UsageError(f"device factor precision must be one of {', '.join(names)}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class CalibrationProfile:
     gemm_probe_n: int | None = None
 
     def __post_init__(self) -> None:
+        if self.gpu_key is not None and not isinstance(self.gpu_key, str):
+            raise UsageError(f"gpu_key must be a GPU database key (a string) or null, got {self.gpu_key!r}")
         if not self.points:
             raise UsageError("a calibration profile needs at least one measured point")
 
@@ -271,12 +278,12 @@ def profile_from_dict(data: dict, where: str = "calibration profile") -> Calibra
 
 def load_profile(path: str | Path) -> CalibrationProfile:
     """Read a calibration profile JSON file; one-line errors name the file."""
-    from .textfile import read_text
+    from .textfile import parse_json, read_text
 
     path = Path(path)
     text = read_text(path, "calibration profile", "; create one with 'flopscalc calibrate'")
     try:
-        data = json.loads(text)
+        data = parse_json(text, str(path), "calibration profile")
     except json.JSONDecodeError as e:
         raise UsageError(f"calibration profile {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
     return profile_from_dict(data, str(path))

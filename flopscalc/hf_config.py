@@ -23,6 +23,11 @@ _SWISH = ("silu", "swish")
 _GELU = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_python")
 
 
+# Largest size a config.json field takes: a dimension PyTorch can hold (torch.Size is int64: 2**63 - 1), so no
+# transformers module could be built from a larger one; a 400-digit n_embd came back as a 400-digit error line.
+MAX_FIELD_SIZE = 2**63 - 1
+
+
 class _Fields:
     """Typed access to one config's fields, every failure one line naming the field."""
 
@@ -40,6 +45,9 @@ class _Fields:
             return value
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise self._fail(key, f"must be a positive integer, got {value!r}")
+        if value > MAX_FIELD_SIZE:  # digits = bits x log10(2): str() of a long int is slow (refused past 4,300)
+            raise self._fail(key, f"must be at most 2**63 - 1 (PyTorch's int64 sizes), got a number of about "
+                                  f"{int(value.bit_length() * math.log10(2))} digits")
         return value
 
     def bool(self, key: str, default: bool) -> bool:
@@ -254,6 +262,9 @@ def config_from_hf(data: dict, where: str = "config.json", name: str | None = No
     if not isinstance(data, dict):
         raise UsageError(f"{where}: expected a JSON object (a model's config.json), got {type(data).__name__}")
     model_type = data.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise UsageError(f"{where}: field 'model_type' must be a name (a JSON string), got {model_type!r}; accepted: "
+                         f"{', '.join(READERS)}")
     if model_type is None:
         raise UsageError(f"{where}: field 'model_type' is missing; a Hugging Face config.json names its model "
                          f"type (one of {', '.join(READERS)})")
@@ -267,12 +278,12 @@ def config_from_hf(data: dict, where: str = "config.json", name: str | None = No
 
 def read_hf_config(path: str | Path) -> ModelConfig:
     """Read a ``config.json`` from disk (UTF-8, BOM-safe) into a `ModelConfig`."""
-    from .textfile import read_text
+    from .textfile import parse_json, read_text
 
     path = Path(path)
     text = read_text(path, "model config")
     try:
-        data = json.loads(text)
+        data = parse_json(text, str(path), "model config")
     except json.JSONDecodeError as e:
         raise UsageError(f"model config {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") \
             from None

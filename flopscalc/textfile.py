@@ -103,3 +103,37 @@ def read_csv_text(path: str | Path, what: str = "CSV file", missing_hint: str = 
     text = read_text(path, what, missing_hint, csv=True)
     check_comma_separated(text, str(path), what)
     return text
+
+
+def parse_json(text: str, where: str, what: str = "file"):
+    """``json.loads(text)`` for a user's file, with the failures `json.JSONDecodeError` does not cover made one-line
+    UsageErrors naming the file: a key repeated in one object (RFC 8259, sec. 4: names SHOULD be unique, and readers
+    disagree on which value wins; Python's keeps the last without a word), nesting past the interpreter's recursion
+    limit (RecursionError), and an integer longer than Python converts (sys.get_int_max_str_digits, 4,300 digits).
+    A text that is not JSON at all still raises `json.JSONDecodeError`, which each reader words for its own file.
+    """
+    import json
+
+    def unique_keys(pairs: list) -> dict:
+        seen: dict = {}
+        for key, value in pairs:
+            if key in seen:
+                raise UsageError(f"{what} {where}: key {key!r} appears twice in one object; keep one of them (JSON "
+                                 "readers disagree on which one counts)")
+            seen[key] = value
+        return seen
+
+    try:
+        return json.loads(text, object_pairs_hook=unique_keys)
+    except RecursionError:
+        raise UsageError(f"{what} {where} is nested too deeply to read (brackets inside brackets past Python's "
+                         "recursion limit); expected a flopscalc or Hugging Face JSON file") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as e:  # UsageError from unique_keys is a ValueError: re-raised as it is
+        if isinstance(e, UsageError):
+            raise
+        import sys
+
+        raise UsageError(f"{what} {where} holds a whole number of more than {sys.get_int_max_str_digits():,} digits, "
+                         "too long to be a real value; expected a flopscalc or Hugging Face JSON file") from None

@@ -93,12 +93,20 @@ def parse_count(text: str | float, *, what: str = "count") -> float:
     return value * COUNT_SUFFIXES[unit]
 
 
-def parse_bytes(text: str | float, *, what: str = "size") -> float:
-    """Parse a size such as ``12GB`` (decimal, 12e9 bytes) or ``12GiB`` (binary, 12 x 2**30 bytes)."""
+def parse_bytes(text: str | float, *, what: str = "size", unit_required: bool = False) -> float:
+    """Parse a size such as ``12GB`` (decimal, 12e9 bytes) or ``12GiB`` (binary, 12 x 2**30 bytes).
+
+    A bare number is bytes; ``unit_required`` (the command line) refuses one other than 0 instead, as
+    `parse_duration` refuses a bare time: ``--memory 24`` meant 24 GiB, not 24 bytes.
+    """
     if isinstance(text, (int, float)):
         return float(text)
     accepted = "a number with a unit B, kB, MB, GB, TB (decimal) or KiB, MiB, GiB, TiB (binary), e.g. 12GiB"
     value, unit = _split(text, what, accepted)
+    if unit_required and not unit and value != 0:
+        number = str(text).strip()
+        raise UsageError(f"{what} {text!r} has no unit; write it with one, e.g. {number}GiB or {number}GB (bytes: "
+                         f"{number}B); accepted: {accepted}")
     key = unit.lower()
     if key not in BYTE_SUFFIXES:
         raise UsageError(f"cannot read {what} {text!r}: unknown unit {unit!r}; accepted: {accepted}")

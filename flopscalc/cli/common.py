@@ -164,6 +164,16 @@ class ListingGroup(typer.core.TyperGroup):
             raise
 
 
+def check_seq(seq: int | list[int] | None) -> None:
+    """UsageError for a --seq below 1 (one value, or each of a repeated option's): where a command falls back to the
+    model's default with ``seq or default``, 0 would otherwise become that default without a word."""
+    from ..errors import UsageError
+
+    for value in seq if isinstance(seq, (list, tuple)) else [seq]:
+        if value is not None and value < 1:
+            raise UsageError(f"--seq must be a positive whole number of tokens, got {value}; e.g. --seq 1024")
+
+
 def refuse_empty(**given: str | None) -> None:
     """UsageError for a text option given as '' (``--family ''``): where the engine reads '' as "the default",
     an empty value would otherwise be dropped silently. Keys are the option names, as in `refuse_together`."""

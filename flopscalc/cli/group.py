@@ -174,9 +174,23 @@ def _long_options(ctx) -> list[str]:
             for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")]
 
 
+def _ancestors(ctx) -> list:
+    """The contexts of the groups above ``ctx`` (nearest first), the top-level one included."""
+    found = []
+    while ctx.parent is not None:
+        ctx = ctx.parent
+        found.append(ctx)
+    return found
+
+
 def parser_error_line(e: Exception) -> str:
     """The one line for a parser's usage error; an unknown option names the options near it, else the help."""
     if isinstance(e, parser_exception("NoSuchOption")) and e.ctx is not None:
+        owner = next((c for c in _ancestors(e.ctx) if e.option_name in _long_options(c)), None)
+        if owner is not None:  # `gpus show 4090 --gpu-csv F`: the group's option, typed after its subcommand
+            sub = next(c for c in [e.ctx, *_ancestors(e.ctx)] if c.parent is owner).info_name
+            return (f"{e.option_name} is an option of '{owner.command_path}', not of '{e.ctx.command_path}': give it "
+                    f"before '{sub}' ({owner.command_path} {e.option_name} ... {sub} ...)")
         found = suggest_options(e.option_name, _long_options(e.ctx))
         where = f"'{e.ctx.command_path} --help' lists the options"
         if found:

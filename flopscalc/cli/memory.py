@@ -97,7 +97,8 @@ def memory(
     precision, note = storage_precision(precision, spec)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
-                          offload_optimizer=offload, cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context"),
+                          offload_optimizer=offload,
+                          cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context", unit_required=True),
                           allocator_overhead_fraction=allocator_overhead, dropout=dropout,
                           fused_loss=fused_loss)
     result = answer(cfg, setup, spec, headroom)

@@ -29,6 +29,7 @@ from .common import (
     UtilizationOpt,
     VocabOpt,
     arch_options,
+    check_seq,
     emit,
     refuse_empty,
     refuse_together,
@@ -133,8 +134,7 @@ def plan(
 
     refuse_together(**{"--csv": as_csv, "--json": as_json})
     refuse_empty(**{"--family": family, "--law": law})
-    if seq is not None and seq < 1:
-        raise UsageError(f"--seq must be a positive whole number of tokens, got {seq}; e.g. --seq 1024")
+    check_seq(seq)
     budgets = [name for name, v in (("--days", days), ("--hours", hours), ("--duration", duration),
                                     ("--flops", flops_budget), ("--budget-usd", budget_usd)) if v is not None]
     if target_loss is not None and budgets:
@@ -178,7 +178,8 @@ def plan(
         utilization=utilization, mfu=mfu, calibration=profile, law=resolve_law(law),  # built-in or saved (a file)
         dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens") if dataset_tokens is not None else None,
         max_wall_clock_s=max_wall_clock_s,
-        memory_bytes=parse_bytes(memory, what="--memory") if memory is not None else None, seq_len=seq,
+        memory_bytes=parse_bytes(memory, what="--memory", unit_required=True) if memory is not None else None,
+        seq_len=seq,
         model=cfg, shaped=params is not None and model is None and config is None,
         n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
         target_loss=target_loss, calibration_any_device=calibration_any_device,

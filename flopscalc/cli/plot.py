@@ -145,7 +145,7 @@ def frontier(
         precision, note = training_precision(spec, precision, DEFAULT_PRECISION)
     precision = precision or DEFAULT_PRECISION
     budget, label = (_count(flops, "--flops") if flops is not None else None), None
-    capacity = parse_bytes(memory, what="--memory") if memory is not None else None
+    capacity = parse_bytes(memory, what="--memory", unit_required=True) if memory is not None else None
     if days is not None:
         if mfu is None:  # the budget `plan` states for the same GPUs, days, memory and sequence: its recommended run's
             from ..planner.core import plan

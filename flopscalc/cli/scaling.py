@@ -22,6 +22,7 @@ from .common import (
     ParamsOpt,
     SeqOpt,
     StderrProgress,
+    check_seq,
     emit,
     given_on_command_line,
     refuse_empty,
@@ -265,8 +266,7 @@ def hparams(
     d = parse_count(tokens, what="--tokens")
     if not d > 0:
         raise UsageError(f"--tokens must be positive, e.g. 2.5B, got {tokens}")
-    if seq is not None and seq < 1:
-        raise UsageError(f"--seq must be a positive whole number of tokens, got {seq}; e.g. --seq 1024")
+    check_seq(seq)
     if loss is not None and not loss > 0:
         raise UsageError(f"--loss must be a positive number of nats per token, e.g. 3.3, got {loss}")
     src = seq_source(cfg, seq)  # --seq, else the model's default (`model.default_train_seq`), and where it came from

@@ -118,6 +118,11 @@ def step(
         raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; pick a GPU "
                           "from 'flopscalc gpus', or calibrate this CPU: 'flopscalc calibrate --out cpu.json', then "
                           "--calibration cpu.json")
+    if gpu.strip().lower() in CPU_NAMES and gpu_csv:
+        from ..errors import UsageError
+
+        raise UsageError(f"--gpu-csv adds GPU rows, and --gpu {gpu.strip()} looks up none (the CPU's figures come from "
+                         "the --calibration profile), so it would be ignored: drop it, or name a GPU")
     cfg = model_from_options(model, params, n_layer, n_head, n_embd, config, vocab, n_kv_head, ffn, mlp, norm, pos,
                              bias, tie, experts, top_k, shared_experts)
     spec = None if gpu.strip().lower() in CPU_NAMES else get_gpu(gpu, gpu_csv or ())
@@ -128,7 +133,8 @@ def step(
         from ..calibration import load_profile
 
         profile = load_profile(calibration)
-        if precision is None:  # the precision the profile was fitted in: 'calibrate' on a CPU fits fp32
+        if precision is None and profile.device_factors is not None:  # the precision the profile was fitted in:
+            # 'calibrate' on a CPU fits fp32 (a profile without factors, from 'bench', is refused by calibrated_step)
             precision = MEMORY_PRECISION[Precision(profile.device_factors.precision)]
     precision, note = storage_precision(precision, spec, needs_rate=True)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,

@@ -33,6 +33,7 @@ from .common import (
     RecomputeOpt,
     TieOpt,
     arch_options,
+    check_seq,
     emit,
     given_on_command_line,
     refuse_unused,
@@ -185,7 +186,9 @@ def train(
                              "drop it, or give the model and LoRA options without --from-plan")
         return _train_from_plan(ctx)
     refuse_unused(ctx, "--from-plan", ("allow_substitute", "max_steps", "out"), "options of a plan run")
-    from ..atomic import check_writable_file
+    from ..atomic import check_writable_file, refuse_same_file
+
+    refuse_same_file({"--checkpoint": checkpoint, "--metrics-log": log}, {"--config": config, "--gpu-csv": gpu_csv})
 
     if checkpoint_interval and checkpoint is None:
         raise UsageError("--checkpoint-interval says how often to write --checkpoint FILE: give the file too")
@@ -195,6 +198,7 @@ def train(
         check_writable_file(log, "metrics log")
     if vocab_size is not None and vocab_size < 1:
         raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
+    check_seq(seq)  # 'seq or the default' below would read 0 as the default
     from ..model import default_train_seq
     from ..train.config import TrainConfig
 
@@ -287,6 +291,11 @@ def _train_from_plan(ctx: typer.Context):
         check_writable_file(log, "metrics log")
     elif log is not None:
         check_writable_file(log, "metrics log")
+    from ..atomic import refuse_same_file
+
+    refuse_same_file({"--checkpoint": o["checkpoint"], "--metrics-log" if o["out"] is None else "--out": log,
+                      **({"--out (settings.json)": Path(o["out"]) / "settings.json"} if o["out"] else {})},
+                     {"--from-plan": o["from_plan"], "--gpu-csv": o["gpu_csv"]})
     for change in pr.changes:
         sys.stderr.write(f"flopscalc: from the plan: {change}\n")
     summary = run_training(TrainRequest(
@@ -354,14 +363,16 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
     if any(v is not None for v in (n_layer, n_head, n_embd, config)) or not cfgs:
         cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
     compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
+    check_seq(seq)  # 's or the default' below would read 0 as the default
     lora_on = lora[0] or lora[1] is not None or lora[2] is not None
     if out is not None and lora_on:
         raise UsageError("a calibration profile describes pre-training steps ('plan' and 'step' read it); LoRA "
                          "steps are timed without --out: drop --out or the --lora-* options")
     if out is not None:  # before minutes of benchmarking, not after
-        from ..atomic import check_writable_file
+        from ..atomic import check_writable_file, refuse_same_file
 
         check_writable_file(out, "calibration profile")
+        refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})
     require_torch()
     from ..calibration import save_profile
     from ..model import default_train_seq
@@ -396,9 +407,11 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
     if compile_mode is not CompileMode.off:
         raise UsageError("calibrate fits the step-time model of eager PyTorch kernels: drop --compile "
                          "(time compiled runs with 'bench')")
-    from ..atomic import check_writable_file
+    from ..atomic import check_writable_file, refuse_same_file
 
+    check_seq(seq)  # 's or the default' below would read 0 as the default
     check_writable_file(out, "calibration profile")  # before minutes of benchmarking, not after
+    refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})
     builtin = not model and all(v is None for v in (n_layer, n_head, n_embd, config))
     fixed = [f"--{n.replace('_', '-')}" for n, v in (("block_size", block_size), ("vocab_size", vocab_size),
                                                       ("micro_batch", micro_batch), ("seq", seq)) if v]

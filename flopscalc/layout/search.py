@@ -25,6 +25,7 @@ References
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 
 from ..errors import DomainError, UsageError
@@ -86,7 +87,9 @@ class LayoutSearch:
 
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """The divisors of ``n``, ascending; pairs (d, n // d) up to sqrt(n), so a million GPUs take 1,000 trials."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})
 
 
 def _interleaves(n_layer: int, pp: int) -> list[int]:

@@ -21,6 +21,11 @@ from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision  # noqa: F401 (DEFA
 from ..model import ModelConfig, count_params
 from ..scaling.laws import CHINCHILLA_TOKENS_PER_PARAM  # re-exported: Hoffmann et al. 2022 Table 3
 
+# Most GPUs a plan is asked for (--n-gpus): a sanity bound, not physics, ~60x the 16,384 H100s Llama 3 405B
+# trained on (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.1). A count of 1e23 kept the layout search
+# looking for its divisors for hours.
+MAX_N_GPUS = 1_000_000
+
 # Default duty cycle: Llama 3 405B pre-training had "higher than 90% effective training time"
 # (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.4); also the seed note's 90%.
 DEFAULT_UTILIZATION = 0.90
@@ -44,6 +49,9 @@ class ComputeBudget:
     def __post_init__(self) -> None:
         if self.n_gpus < 1:
             raise UsageError(f"number of GPUs must be at least 1, got {self.n_gpus}")
+        if self.n_gpus > MAX_N_GPUS:  # as PlanRequest says it (plot frontier --mfu builds a budget alone)
+            raise UsageError(f"number of GPUs must be at most {MAX_N_GPUS:,} (about 60x the largest published "
+                             f"training run's 16,384), got {self.n_gpus:,}")
         if not self.duration_s > 0:
             raise UsageError(f"duration must be positive, got {self.duration_s} s")
         for knob in ("utilization", "mfu"):

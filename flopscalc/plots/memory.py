@@ -101,13 +101,14 @@ def draw_memory(data: dict):
                                                        if c["key"] not in STACK_ORDER and c["key"] != NEGATIVE_COMPONENT]
     stack = []
     for key in keys:
-        heights = np.array([b["component_bytes"][key] for b in bars]) / C.GIB
+        heights = np.array([b["component_bytes"][key] for b in bars], dtype=float) / C.GIB  # float: a Python int
+        # past int64 (--micro-batch 1e23) would make an object array that cannot be stacked
         if not np.any(heights > 0):
             continue  # a component no bar has (e.g. communication buckets on one GPU) stays out of the legend
         stack.append(ax.bar(x, heights, width, bottom=bottoms, color=COMPONENT_COLORS.get(key, "#bbbbbb"),
                             edgecolor="white", linewidth=0.5, label=labels[key], gid=f"component:{key}"))
         bottoms += heights
-    negative = np.array([-b["component_bytes"][NEGATIVE_COMPONENT] for b in bars]) / C.GIB
+    negative = np.array([-b["component_bytes"][NEGATIVE_COMPONENT] for b in bars], dtype=float) / C.GIB
     if np.any(negative > 0):  # beside the stack, not over it: every component stays in view
         side_x = x + width / 2 + SIDE_GAP + SIDE_WIDTH / 2
         ax.bar(side_x, negative, SIDE_WIDTH, bottom=bottoms - negative, facecolor="white", edgecolor="#444444",

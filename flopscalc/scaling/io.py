@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import check_writable_file, write_text_atomic
 from ..errors import UsageError
-from ..textfile import check_comma_separated, read_text
+from ..textfile import check_comma_separated, parse_json, read_text
 from .laws import (
     FLOPS_PER_PARAM_TOKEN,
     FittedRange,
@@ -204,7 +204,7 @@ def save_law(law: ScalingLaw, directory: str | Path | None = None, *, replace: b
 def load_law(path: str | Path) -> ScalingLaw:
     path = Path(path)
     try:
-        d = json.loads(read_text(path, "law file"))
+        d = parse_json(read_text(path, "law file"), str(path), "law file")
     except json.JSONDecodeError as e:
         raise UsageError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(d, dict):

@@ -198,10 +198,17 @@ def find_split_files(data_dir: str | Path) -> tuple[Path, Path, int | None]:
     vocab = None
     meta = d / META_NAME
     if meta.is_file():
-        try:
-            vocab = int(json.loads(meta.read_text(encoding="utf-8"))["vocab_size"])
-        except (ValueError, KeyError, TypeError):
-            raise UsageError(f"{meta} is not a valid meta.json (needs an integer vocab_size)") from None
+        from ..textfile import parse_json, read_text
+
+        try:  # read as every user file is (a BOM dropped, one line for another encoding, a repeated key refused)
+            data = parse_json(read_text(meta, "meta.json"), str(meta), "meta.json")
+        except json.JSONDecodeError:
+            data = None
+        vocab = data.get("vocab_size") if isinstance(data, dict) else None
+        # a whole number, not one int() would cut (300.7 -> 300) or a JSON true (int(True) == 1)
+        if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
+            raise UsageError(f"{meta} is not a valid meta.json (needs a positive whole-number vocab_size, got "
+                             f"{vocab!r}); fix it, or remake the folder with 'flopscalc train prepare'")
     return found[0], found[1], vocab
 
 

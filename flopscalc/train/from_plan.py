@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..memory.settings import TRAINER_MEMORY_PRECISION
 from ..model import ModelConfig, count_params
 from ..model.presets import ALL_PRESETS
-from ..textfile import read_text
+from ..textfile import parse_json, read_text
 from .config import RECOMPUTES, TrainConfig, model_unsupported
 
 # The block a plan's JSON describes completely by its fields (flopscalc.report.common.model_dict): GPT-2's.
@@ -88,7 +88,7 @@ def read_plan(path: str | Path) -> dict:
     """The JSON of a plan file; a missing, non-JSON or non-plan file is a one-line UsageError."""
     text = read_text(path, "plan file", f"; {WRITE_A_PLAN}")
     try:
-        plan = json.loads(text)
+        plan = parse_json(text, str(path), "plan file")
     except json.JSONDecodeError as e:
         raise UsageError(f"plan file {path} is not JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
                          f"{WRITE_A_PLAN}") from None

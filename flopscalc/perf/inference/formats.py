@@ -31,6 +31,10 @@ from ...model import ModelConfig
 QUANT_BANDWIDTH_FRACTION = {"int8": 0.698, "int4": 0.585}
 # Bytes of one quantization scale or zero point: bf16 in gpt-fast's int8 and int4 layouts ([3]).
 QUANT_SCALE_BYTES = 2
+# Most tokens generated per sequence: a sanity bound, not physics, the 10M-token context of Llama 4 Scout (Meta AI,
+# "The Llama 4 herd", 2025-04-05), the longest of a released model. The decode is priced step by step (~6 us a
+# step here), so --gen 1e23 ran for ever; a million steps take ~6 s.
+MAX_GEN_TOKENS = 10_000_000
 # int4 groups: gpt-fast's quantize.py default ``groupsize=128`` ([3]); its README benchmarks use G=32.
 DEFAULT_INT4_GROUP = 128
 
@@ -123,6 +127,9 @@ class InferenceSetup:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UsageError(f"{name.replace('_', ' ')} must be a positive whole number, got {v!r}")
+        if self.gen > MAX_GEN_TOKENS:
+            raise UsageError(f"gen must be at most {MAX_GEN_TOKENS:,} tokens per sequence (the longest context of a "
+                             f"released model, Llama 4 Scout's 10M), got {self.gen:,}")
         object.__setattr__(self, "weights", WeightFormat(self.weights))
         if self.kv is not None:
             object.__setattr__(self, "kv", KvFormat(self.kv))
