@@ -91,7 +91,7 @@ def test_a_layout_that_does_not_fit_says_so_first(capsys):
     # Llama 3.1 8B at its 131,072-token context on TP2 PP2 needs far more than 80 GB per GPU (the JSON's own peak):
     # the report's second line says the run cannot start, as the per-operation step does, not only the memory total
     # (--seq given: by default the training commands run Llama 3.1 at its 8,192-token pretraining length)
-    argv = ["step", "--model", "llama3-8b", "--gpu", "h100", "--n-gpus", "16", "--seq", "131072", "--tp", "2", "--pp",
+    argv = ["step", "--model", "llama-3.1-8b", "--gpu", "h100", "--n-gpus", "16", "--seq", "131072", "--tp", "2", "--pp",
             "2"]
     d = _json(capsys, [*argv, "--json"])
     assert not d["fits"] and d["memory_bytes"]["total"] > get_gpu("h100").memory_bytes

@@ -40,6 +40,9 @@ PUBLISHED = [
     *(Ref(n, 8192, "Dubey et al. 2024, sec. 3.4.1: pre-trained with a context window of 8K tokens, then extended "
           "to 128K in long-context pre-training (sec. 3.4.2)") for n in ("llama-3.1-8b", "llama-3.1-70b",
                                                                          "llama-3.1-405b")),
+    *(Ref(n, 8192, "Meta Llama 3 model card (meta-llama/llama3 MODEL_CARD.md): context length 8k for 8B and 70B, "
+          "the 8,192 of their config.json; no long-context phase (that is Llama 3.1)") for n in ("llama-3-8b",
+                                                                                             "llama-3-70b")),
     Ref("mistral-7b", 8192, "Jiang et al. 2023, Table 1: context_len 8192 (window_size 4096)"),
     Ref("mixtral-8x7b", 32768, "Jiang et al. 2024, sec. 2: 'trained with a context size of 32k tokens'"),
     *(Ref(n, 4096, "Qwen2.5 technical report (arXiv:2412.15115): initial pre-training at 4,096 tokens, extended to "
@@ -96,6 +99,8 @@ def _setup_seq(d: dict) -> int:
     return d["recommended"]["setup"]["seq_len"]
 
 
+# Llama 3.1 8B: 8,192 of a 131,072-token context (Dubey et al. 2024); Llama 3 8B: its whole 8,192-token context (its
+# model card), the same default from another source
 @pytest.mark.parametrize("model,expected", [("llama-3.1-8b", 8192), ("llama-3-8b", 8192), ("gpt2", 1024)])
 def test_memory_step_flops_plan_and_hparams_agree_on_the_default(capsys, model, expected):
     mem = cli_json(capsys, "memory", "--model", model, "--gpu", "h100")
@@ -158,8 +163,8 @@ def test_an_explicit_seq_always_wins(capsys):
         d = cli_json(capsys, argv[0], "--model", "llama-3.1-8b", *argv[1:], "--seq", "2048")
         d = d.get("setup", d)
         assert d["seq_len"] == 2048 and d["seq_len_source"] == "--seq"
-    plan = cli_json(capsys, "plan", "--gpu", "h100", "--n-gpus", "512", "--model", "llama-3-8b", "--tokens", "1e12",
-                    "--seq", "4096")
+    plan = cli_json(capsys, "plan", "--gpu", "h100", "--n-gpus", "512", "--model", "llama-3.1-8b", "--tokens",
+                    "1e12", "--seq", "4096")
     assert _setup_seq(plan) == 4096 and plan["seq_len_source"] == "--seq"
     # longer than the context of a RoPE model: taken as asked (with a warning), never capped
     long = cli_json(capsys, "memory", "--model", "llama-3.1-8b", "--gpu", "h100", "--seq", "262144")

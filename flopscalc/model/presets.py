@@ -3,7 +3,9 @@
 ``PRESETS`` keeps the four GPT-2 models (the reference trainer's family; the planner offers them as candidates);
 ``FAMILY_PRESETS`` holds the other families; ``ALL_PRESETS`` both, which is what ``get_preset`` and
 ``flopscalc models`` use. The tests check every count against the ``transformers`` module built from the same
-config and against the totals the authors published where they did (Pythia, Table 1; Llama 3.1 8B).
+config and against the totals the authors published where they did (Pythia, Table 1; Llama 3.1 8B). Llama 3 and
+Llama 3.1 are separate presets (the same shapes, contexts of 8,192 and 131,072 tokens): no alias turns one into the
+other (`REFUSED_NAMES` lists the names that would pick one product among several).
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ def pythia(name: str, n_layer: int, n_embd: int, n_head: int, vocab_size: int) -
 
 _HF = "config.json of huggingface.co/"
 # name: (config, source). Shapes are those of the published config.json (the 'source' repository), whose
-# values the papers' tables also give (Llama 2: Touvron et al. 2023, Table 1 and sec. 2.2; Llama 3.1: Llama
+# values the papers' tables also give (Llama 2: Touvron et al. 2023, Table 1 and sec. 2.2; Llama 3 and 3.1: Llama
 # Team 2024, Table 3; Mistral: Jiang et al. 2023, Table 1; Mixtral: Jiang et al. 2024, Table 1; Qwen2.5:
 # Qwen Team 2024, Table 1; OLMo 2: OLMo Team 2024, Table 1; Pythia: Biderman et al. 2023, Table 1).
 # RoPE base and norm epsilon (rope_theta, rms_norm_eps) from the same files: Llama 2 10000 (no rope_theta: the
-# default) and 1e-5; Llama 3.1 500000 and 1e-5 (also Llama Team 2024, Table 3); Mistral 7B 10000 and 1e-5; Mixtral
+# default) and 1e-5; Llama 3 and 3.1 500000 and 1e-5 (also Llama Team 2024, Table 3); Mistral 7B 10000 and 1e-5; Mixtral
 # 1e6 and 1e-5; Qwen2.5 7B 1e6 and 1e-6, 72B 1e6 and 1e-5; OLMo 2 7B 500000 and 1e-6.
 _L3 = {"rope_theta": 500000.0}
 _QWEN = {"rope_theta": 1e6, "qkv_bias": True}
@@ -55,6 +57,12 @@ _FAMILY: dict[str, tuple[ModelConfig, str]] = {
                     _HF + "meta-llama/Llama-2-13b-hf"),
     "llama-2-70b": (llama_style("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, 4096),
                     _HF + "meta-llama/Llama-2-70b-hf"),
+    # Llama 3 (April 2024) is its own release: Llama 3.1's shapes at an 8,192-token context, no rope_scaling
+    # (config.json: max_position_embeddings 8192, rope_scaling null, rope_theta 500000, rms_norm_eps 1e-5)
+    "llama-3-8b": (llama_style("llama-3-8b", 32, 4096, 32, 8, 14336, 128256, 8192, **_L3),
+                   _HF + "meta-llama/Meta-Llama-3-8B"),
+    "llama-3-70b": (llama_style("llama-3-70b", 80, 8192, 64, 8, 28672, 128256, 8192, **_L3),
+                    _HF + "meta-llama/Meta-Llama-3-70B"),
     "llama-3.1-8b": (llama_style("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, 131072, **_L3),
                      _HF + "meta-llama/Llama-3.1-8B"),
     "llama-3.1-70b": (llama_style("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, 131072, **_L3),
@@ -92,12 +100,16 @@ _LLAMA2_SEQ = (4096, "Touvron et al. 2023, sec. 2.2")  # the context doubled fro
 _LLAMA3_SEQ = (8192, "Dubey et al. 2024, sec. 3.4.1")
 # the initial pre-training phase at 4,096 tokens; the final phase extends it to 32,768 (long-context pre-training);
 # the section is not named here: the report was read through summaries, which agree on both numbers
+# Llama 3 8B and 70B: "Context length 8k" for both sizes (Meta Llama 3 model card, meta-llama/llama3 MODEL_CARD.md),
+# the context of their config.json, with no long-context phase (that came with Llama 3.1)
+_LLAMA3_RELEASE_SEQ = (8192, "Meta Llama 3 model card (meta-llama/llama3 MODEL_CARD.md), context length 8k")
 _QWEN25_SEQ = (4096, "Qwen Team 2024, arXiv:2412.15115, initial phase")
 _PYTHIA_SEQ = (2048, "Biderman et al. 2023, sec. 2.1")  # 2048-token sequences, every size
 PRETRAIN_SEQ: dict[str, tuple[int, str]] = {
     **dict.fromkeys(PRESETS, _GPT2_SEQ),
     **dict.fromkeys(("llama-2-7b", "llama-2-13b", "llama-2-70b"), _LLAMA2_SEQ),
     **dict.fromkeys(("llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b"), _LLAMA3_SEQ),
+    **dict.fromkeys(("llama-3-8b", "llama-3-70b"), _LLAMA3_RELEASE_SEQ),
     "mistral-7b": (8192, "Jiang et al. 2023, Table 1"),  # context_len 8192 (sliding window 4096)
     "mixtral-8x7b": (32768, "Jiang et al. 2024, sec. 2"),  # "a context size of 32k tokens"
     **dict.fromkeys(("qwen2.5-7b", "qwen2.5-72b"), _QWEN25_SEQ),
@@ -121,16 +133,28 @@ PRESET_ALIASES = {
     "large": "gpt2-large", "774m": "gpt2-large", "gpt2-774m": "gpt2-large",
     "xl": "gpt2-xl", "1.5b": "gpt2-xl", "gpt2-1.5b": "gpt2-xl",
     "llama2-7b": "llama-2-7b", "llama2-13b": "llama-2-13b", "llama2-70b": "llama-2-70b",
-    "llama3-8b": "llama-3.1-8b", "llama-3-8b": "llama-3.1-8b", "llama3.1-8b": "llama-3.1-8b",
-    "llama3-70b": "llama-3.1-70b", "llama-3-70b": "llama-3.1-70b", "llama3.1-70b": "llama-3.1-70b",
-    "llama3.1-405b": "llama-3.1-405b", "mistral": "mistral-7b", "mixtral": "mixtral-8x7b",
-    "olmo2-7b": "olmo-2-7b", "qwen2.5-7b-instruct": "qwen2.5-7b",
+    "llama3-8b": "llama-3-8b", "llama3.1-8b": "llama-3.1-8b",
+    "llama3-70b": "llama-3-70b", "llama3.1-70b": "llama-3.1-70b",
+    "llama3.1-405b": "llama-3.1-405b", "olmo2-7b": "olmo-2-7b",
+}
+# Names an alias once turned into another product (another release, size or context): refused with the presets the
+# user may have meant. A forgiving lookup suggests; it never picks one product for another.
+REFUSED_NAMES = {
+    "mistral": "names several models (Mistral 7B v0.1 to v0.3, and larger ones); the preset is mistral-7b "
+               "(Mistral-7B-v0.1); for another, give its config.json with --config",
+    "mixtral": "names two released sizes (8x7B and 8x22B); the preset is mixtral-8x7b; for 8x22B, give its "
+               "config.json with --config",
+    "qwen2.5-7b-instruct": "is not the base model: its config.json states a 32,768-token context where Qwen2.5-7B's "
+                           "states 131,072; use --model qwen2.5-7b for the base, or --config with the instruct "
+                           "model's config.json",
 }
 
 
 def get_preset(name: str) -> ModelConfig:
     """Look up a preset by name (``flopscalc models`` lists them) or an alias (``llama3-8b``, ``xl``)."""
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
+    if key in REFUSED_NAMES:
+        raise UsageError(f"model {name!r} {REFUSED_NAMES[key]}")
     key = PRESET_ALIASES.get(key, key)
     if key in ALL_PRESETS:
         return ALL_PRESETS[key]
