@@ -2,19 +2,21 @@
 
 1. A model name resolves to the product it names: Llama 3 is not Llama 3.1 (same shapes, contexts of 8,192 and
    131,072 tokens); a name that would pick one product among several is refused with the presets it may mean.
+2. A fresh `train` never truncates or replaces an existing --metrics-log or --checkpoint: refused before any work,
+   naming the file and the ways on (--resume, another path).
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+from conftest import cli, cli_json
 
 from flopscalc.errors import UsageError
 from flopscalc.hf_config import config_from_hf
 from flopscalc.model import ALL_PRESETS, PRESET_ALIASES, PRESETS, count_params, get_preset
-
-from conftest import cli, cli_json
 
 # ------------------------------------------------------------------ 1. model names
 
@@ -83,3 +85,56 @@ def test_a_name_of_several_products_is_refused_with_the_preset_it_may_mean(capsy
     assert meant in str(err.value) and "--config" in str(err.value)
     code, out, errtext = cli(capsys, "flops", "--model", name, "--tokens", "1e9")
     assert code == 2 and out == "" and len(errtext.strip().splitlines()) == 1 and meant in errtext
+
+
+# ------------------------------------------------------------------ 2. a fresh run keeps the user's files
+
+TINY = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16", "--micro-batch", "2", "--seq", "8",
+        "--steps", "2", "--warmup-steps", "1", "--eval-interval", "0", "--device", "cpu", "--vocab-size", "64"]
+NOTES = "my notes, not a metrics log\n"
+
+
+def _one_line(capsys, *argv) -> str:
+    code, out, err = cli(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("flopscalc: error: ") and "Traceback" not in err, \
+        (code, out, err)
+    return lines[0]
+
+
+@pytest.mark.parametrize("flag", ["--metrics-log", "--checkpoint"])
+def test_a_fresh_run_refuses_an_existing_output_and_leaves_it_whole(tmp_path, capsys, flag):
+    pytest.importorskip("torch")
+    mine = tmp_path / "notes.txt"
+    mine.write_text(NOTES, encoding="utf-8")
+    line = _one_line(capsys, "train", "--synthetic", *TINY, flag, str(mine))
+    assert str(mine) in line and "already exists" in line and "--resume" in line and "another path" in line
+    assert mine.read_text(encoding="utf-8") == NOTES  # was: truncated (log) or replaced (checkpoint) by the run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no work was done, nothing else written
+
+
+def test_the_same_fresh_run_twice_is_refused_and_a_resume_appends(tmp_path, capsys):
+    pytest.importorskip("torch")
+    ck, log = tmp_path / "ck.pt", tmp_path / "m.jsonl"
+    first = ["train", "--synthetic", *TINY, "--checkpoint", str(ck), "--metrics-log", str(log)]
+    assert cli(capsys, *first)[0] == 0
+    assert len(log.read_text().splitlines()) == 2
+    _one_line(capsys, *first)  # the same fresh run again: refused, both files as they were
+    assert len(log.read_text().splitlines()) == 2
+    more = [a if a != "2" or first[i - 1] != "--steps" else "3" for i, a in enumerate(first)]
+    assert cli(capsys, *more, "--resume")[0] == 0
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3]  # appended, none lost
+
+
+def test_a_plan_run_refuses_an_existing_metrics_log_in_its_out_folder(tmp_path, capsys):
+    pytest.importorskip("torch")
+    plan = cli_json(capsys, "plan", "--gpu", "4070ti", "--hours", "0.001", "--seq", "64", "--mfu", "0.4")
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan), encoding="utf-8")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text(NOTES, encoding="utf-8")
+    line = _one_line(capsys, "train", "--from-plan", str(path), "--synthetic", "--device", "cpu", "--max-steps", "0",
+                     "--out", str(out))
+    assert str(out / "metrics.jsonl") in line and "--resume" in line
+    assert (out / "metrics.jsonl").read_text(encoding="utf-8") == NOTES and not (out / "settings.json").exists()

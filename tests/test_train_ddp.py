@@ -104,6 +104,8 @@ class TorchRun:
         if r.returncode != 0 and any(s in r.stderr for s in NATIVE_ABORTS):
             self.log["retries"].append(f"{name}: {r.stderr.strip().splitlines()[-1][:200]}")
             warnings.warn(f"torchrun worker died by a signal; retrying once:\n{r.stderr[-800:]}", stacklevel=1)
+            for partial in (self.d / f"{name}.pt", self.d / f"{name}.jsonl"):  # a fresh run refuses existing outputs
+                partial.unlink(missing_ok=True)
             r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
         errors = [line for line in r.stderr.splitlines()
                   if any(m in line for m in ("Error", "error:", "terminate", "what()", "gloo", "Abort", "Fatal"))]

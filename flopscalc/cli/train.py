@@ -196,6 +196,7 @@ def train(
         check_writable_file(checkpoint, "checkpoint")
     if log is not None:
         check_writable_file(log, "metrics log")
+    refuse_existing_outputs({"--checkpoint": checkpoint, "--metrics-log": log}, resume)
     if vocab_size is not None and vocab_size < 1:
         raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
     check_seq(seq)  # 'seq or the default' below would read 0 as the default
@@ -291,6 +292,8 @@ def _train_from_plan(ctx: typer.Context):
         check_writable_file(log, "metrics log")
     elif log is not None:
         check_writable_file(log, "metrics log")
+    refuse_existing_outputs({"--checkpoint": o["checkpoint"], "--out" if o["out"] is not None else "--metrics-log": log},
+                            o["resume"])
     from ..atomic import refuse_same_file
 
     refuse_same_file({"--checkpoint": o["checkpoint"], "--metrics-log" if o["out"] is None else "--out": log,
@@ -343,6 +346,23 @@ def prepare(
     data = {"train": str(p.train_path), "val": str(p.val_path), "meta": str(p.meta_path), "tokenizer": p.tokenizer,
             "vocab_size": p.vocab_size, "n_train_tokens": p.n_train_tokens, "n_val_tokens": p.n_val_tokens}
     emit(prepare_table(data), data, as_json)
+
+
+def refuse_existing_outputs(outputs: dict[str, Path | None], resume: bool) -> None:
+    """UsageError, before any work, when a fresh run would replace or truncate a file that already exists.
+
+    A fresh run writes its checkpoint over the file and opens its metrics log for writing (truncating it); only a
+    run that continues (``--resume``) reads the checkpoint and appends to the log. Nothing the user made is lost, so
+    an existing file is refused, named, with the two ways on: ``--resume`` or another path.
+    """
+    if resume:
+        return
+    for flag, path in outputs.items():
+        if path is not None and Path(path).exists():
+            what = "the metrics log" if flag == "--out" else flag
+            verb = "replace" if flag == "--checkpoint" else "truncate"
+            raise UsageError(f"{what} {path} already exists and a fresh run would {verb} it; give --resume to continue "
+                             f"from --checkpoint, or another path (or remove the file if it is yours to lose)")
 
 
 def _lora_line(cfg) -> str:
