@@ -4,6 +4,7 @@
    131,072 tokens); a name that would pick one product among several is refused with the presets it may mean.
 2. A fresh `train` never truncates or replaces an existing --metrics-log or --checkpoint: refused before any work,
    naming the file and the ways on (--resume, another path).
+3. --zero 1-3 on one GPU shards nothing and is refused (memory, step, plot memory), as the planner never offers it.
 """
 
 from __future__ import annotations
@@ -138,3 +139,37 @@ def test_a_plan_run_refuses_an_existing_metrics_log_in_its_out_folder(tmp_path, 
                      "--out", str(out))
     assert str(out / "metrics.jsonl") in line and "--resume" in line
     assert (out / "metrics.jsonl").read_text(encoding="utf-8") == NOTES and not (out / "settings.json").exists()
+
+
+# ------------------------------------------------------------------ 3. ZeRO on one GPU
+
+# ZeRO partitions the model states over the N_d data-parallel ranks (Rajbhandari et al. 2020, sec. 5, Fig. 1:
+# (2 + 2 + K) Psi / N_d per GPU at stage 3): with N_d = 1 the partition is the whole, so a stage moves nothing it
+# names. Its estimate moved anyway (ZeRO-1 3.57 GB against ZeRO-0 3.65 GB for GPT-2 on a 4090) because stages 1-3 are
+# priced in DeepSpeed's mixed-precision layout rather than PyTorch AMP's: not what --zero asks for.
+ZERO_COMMANDS = [("memory", "--model", "gpt2", "--gpu", "4090"), ("step", "--model", "gpt2", "--gpu", "4090"),
+                 ("plot", "memory", "--gpu", "4090", "--model", "gpt2", "--out", "z.png")]
+
+
+@pytest.mark.parametrize("command", ZERO_COMMANDS, ids=lambda c: " ".join(c[:2]))
+@pytest.mark.parametrize("stage", ["1", "2", "3"])
+def test_zero_on_one_gpu_is_refused_in_one_line(capsys, tmp_path, monkeypatch, command, stage):
+    monkeypatch.chdir(tmp_path)
+    line = _one_line(capsys, *command, "--zero", stage)
+    assert f"--zero {stage}" in line and "--n-gpus 1" in line and "--n-gpus 2" in line
+    assert not (tmp_path / "z.png").exists()
+
+
+def test_zero_with_two_gpus_shards_and_offload_on_one_gpu_still_runs(capsys):
+    base = ("memory", "--model", "gpt2", "--gpu", "4090", "--n-gpus", "2")
+    states = {z: cli_json(capsys, *base, "--zero", z)["components_bytes"]["optimizer_state"] for z in ("0", "1")}
+    assert states["1"] == pytest.approx(states["0"] / 2)  # ZeRO-1 over N_d = 2: half the optimizer state per GPU
+    assert cli(capsys, "memory", "--model", "gpt2", "--gpu", "4090", "--offload")[0] == 0  # ZeRO-Offload, one GPU
+
+
+def test_the_planner_offers_zero_only_with_several_gpus():
+    from flopscalc.planner.setups import searched_setups
+
+    assert {s["zero_stage"] for s in searched_setups(1)} == {0}
+    assert any(s["offload_optimizer"] for s in searched_setups(1))  # offload stays a one-GPU option
+    assert {s["zero_stage"] for s in searched_setups(2)} == {0, 1, 2, 3}

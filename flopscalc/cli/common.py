@@ -230,6 +230,20 @@ def _fold_tables(renderable) -> None:
             _fold_tables(part)
 
 
+def check_zero_stage(zero_stage: int, n_gpus: int) -> None:
+    """Refuse ``--zero 1-3`` on one GPU: ZeRO partitions the model states across the data-parallel ranks
+    (Rajbhandari et al. 2020, sec. 5), so over one rank it shards nothing; the estimate would only move because
+    stages 1-3 are priced in DeepSpeed's mixed-precision layout (16-bit weights, fp32 master copy) rather than
+    PyTorch AMP's, which is not what the option asks for. The planner searches stage 0 on one GPU for the same
+    reason (`planner.setups`)."""
+    from ..errors import UsageError
+
+    if zero_stage > 0 and n_gpus == 1:
+        raise UsageError(f"--zero {zero_stage} shards weights, gradients and optimizer state across GPUs; with --n-gpus "
+                         "1 there is no other GPU to shard them across: drop --zero, or give --n-gpus 2 or more "
+                         "(--offload moves the optimizer state off one GPU)")
+
+
 def reduce_fp32_option(given: str | None, precision, zero_stage: int, n_gpus: int) -> bool | None:
     """``TrainingSetup.reduce_fp32`` from ``--reduce-dtype``: None when not given; refused where the choice is not
     used (no mixed precision, or no ZeRO stage: the gradients then cross the network in their own dtype; one GPU:

@@ -36,6 +36,7 @@ from .common import (
     TopKOpt,
     VocabOpt,
     ZeroOpt,
+    check_zero_stage,
     emit,
     model_from_options,
     storage_precision,
@@ -95,6 +96,7 @@ def memory(
                              bias, tie, experts, top_k, shared_experts)
     spec = get_gpu(gpu, gpu_csv or ())
     precision, note = storage_precision(precision, spec)
+    check_zero_stage(zero, n_gpus)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload,

@@ -28,6 +28,7 @@ from .common import (
     SeqOpt,
     UtilizationOpt,
     ZeroOpt,
+    check_zero_stage,
     emit,
     refuse_empty,
     refuse_unused,
@@ -257,6 +258,7 @@ def memory(
     models += [config_for_params(_count(p, "--params")) for p in (params or [])]
     spec = get_gpu(gpu, gpu_csv or ()) if gpu else None
     precision, note = storage_precision(precision, spec)  # the precision 'memory' reports for the same flags
+    check_zero_stage(zero, n_gpus)
     setup = TrainingSetup(seq_len=seq, precision=precision, optimizer=optimizer, recompute=recompute, flash=flash,
                           grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero, offload_optimizer=offload)
     data = memory_data(models or list(PRESETS), spec, setup, micro_batch or None)

@@ -40,6 +40,7 @@ from .common import (
     TopKOpt,
     VocabOpt,
     ZeroOpt,
+    check_zero_stage,
     emit,
     model_from_options,
     reduce_fp32_option,
@@ -137,6 +138,7 @@ def step(
             # 'calibrate' on a CPU fits fp32 (a profile without factors, from 'bench', is refused by calibrated_step)
             precision = MEMORY_PRECISION[Precision(profile.device_factors.precision)]
     precision, note = storage_precision(precision, spec, needs_rate=True)
+    check_zero_stage(zero, n_gpus)
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss,
