@@ -5,6 +5,8 @@
 2. A fresh `train` never truncates or replaces an existing --metrics-log or --checkpoint: refused before any work,
    naming the file and the ways on (--resume, another path).
 3. --zero 1-3 on one GPU shards nothing and is refused (memory, step, plot memory), as the planner never offers it.
+4. A repeatable option (--flops, --law, --model, --params, --micro-batch, --seq, --gpu-csv) takes each value once,
+   however it is spelled.
 """
 
 from __future__ import annotations
@@ -173,3 +175,33 @@ def test_the_planner_offers_zero_only_with_several_gpus():
     assert {s["zero_stage"] for s in searched_setups(1)} == {0}
     assert any(s["offload_optimizer"] for s in searched_setups(1))  # offload stays a one-GPU option
     assert {s["zero_stage"] for s in searched_setups(2)} == {0, 1, 2, 3}
+
+
+# ------------------------------------------------------------------ 4. a repeatable option takes each value once
+
+@pytest.mark.parametrize("argv,option", [
+    (("plot", "isoflop", "--flops", "1e20", "--flops", "1e20", "--json"), "--flops"),  # the same spelling
+    (("plot", "isoflop", "--flops", "1e20", "--flops=1e20", "--json"), "--flops"),
+    (("plot", "isoflop", "--flops", "1e20", "--flops", "100e18", "--json"), "--flops"),  # one number, two spellings
+    (("plot", "landscape", "--flops", "1e21", "--flops", "1e+21", "--json"), "--flops"),
+    (("plot", "frontier", "--law", "chinchilla", "--law", "Chinchilla", "--json"), "--law"),
+    (("plot", "memory", "--gpu", "4090", "--model", "gpt2", "--model", "small", "--json"), "--model"),  # an alias
+    (("plot", "memory", "--gpu", "4090", "--params", "350M", "--params", "3.5e8", "--json"), "--params"),
+    (("plot", "memory", "--gpu", "4090", "--micro-batch", "2", "--micro-batch", "2", "--json"), "--micro-batch"),
+    (("memory", "--model", "gpt2", "--gpu", "4090", "--gpu-csv", "g.csv", "--gpu-csv", "g.csv"), "--gpu-csv"),
+    (("bench", "--model", "gpt2", "--model", "gpt2", "--device", "cpu"), "--model"),
+    (("bench", "--model", "gpt2", "--model", "124m", "--device", "cpu"), "--model"),
+    (("bench", "--model", "gpt2", "--seq", "64", "--seq", "64", "--device", "cpu"), "--seq"),
+    (("calibrate", "--out", "p.json", "--micro-batch", "2", "--micro-batch", "2", "--device", "cpu"),
+     "--micro-batch"),
+])
+def test_a_repeated_value_of_a_repeatable_option_is_refused(capsys, tmp_path, monkeypatch, argv, option):
+    monkeypatch.chdir(tmp_path)
+    line = _one_line(capsys, *argv)
+    assert option in line and "give each value once" in line
+    assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+def test_distinct_values_still_draw_one_curve_each(capsys):
+    d = cli_json(capsys, "plot", "isoflop", "--flops", "1e20", "--flops", "1e21")
+    assert len(d["curves"]) == 2

@@ -388,10 +388,12 @@ class StderrProgress:
 
 
 def conflicting_options(command, argv: list[str]) -> str | None:
-    """The first option given twice with different values, or both halves of a flag pair; None when there is none.
+    """The first option given twice with different values, or both halves of a flag pair, or a repeatable option
+    given the same value twice; None when there is none.
 
-    The parser keeps the last of ``--days 1 --days 2`` and of ``--causal --dense`` without a word; flopscalc
-    refuses both instead (one line, exit 2). Walks ``argv`` down the command tree as the parser does; options it
+    The parser keeps the last of ``--days 1 --days 2`` and of ``--causal --dense`` without a word, and keeps both of
+    ``--flops 1e20 --flops 1e20`` (one curve drawn twice, one setup timed twice); flopscalc refuses all three instead
+    (one line, exit 2); `refuse_repeated` catches two spellings of one value once they are read. Walks ``argv`` down the command tree as the parser does; options it
     does not know are left to the parser's own error.
     """
     seen: dict[str, tuple[str, object]] = {}
@@ -417,12 +419,32 @@ def conflicting_options(command, argv: list[str]) -> str | None:
                         return f"{earlier[0]} and {name} contradict each other; give one of them"
                     return f"{name} is given twice ({earlier[1]} and {value}); give it once"
                 seen[option.name] = (name, value)
+            elif option is not None and getattr(option, "multiple", False):  # a repeatable option's value
+                value = inline if has_inline else (argv[i + 1] if i + 1 < len(argv) else None)
+                i += 0 if has_inline else 1
+                if value is not None:
+                    key = ("repeat", option.name, value.strip())
+                    if key in seen:
+                        return f"{name} {value.strip()} is given twice; give each value once"
+                    seen[key] = (name, value)
             elif option is not None and not getattr(option, "is_flag", False) and not has_inline:
-                i += 1  # a repeatable option's value
+                i += 1
         elif not token.startswith("-") and token in getattr(command, "commands", {}):
             command, seen = command.commands[token], {}
         i += 1
     return None
+
+
+def refuse_repeated(option: str, given: list, values: list) -> None:
+    """UsageError when two values of a repeatable ``option`` are one value read two ways (``--flops 1e20 --flops
+    100e18``, ``--model gpt2 --model small``): ``given`` as typed, ``values`` as read (same order)."""
+    from ..errors import UsageError
+
+    first: dict = {}
+    for typed, value in zip(given, values):
+        if value in first:
+            raise UsageError(f"{option} {first[value]} and {option} {typed} name the same value; give each value once")
+        first[value] = typed
 
 
 def given_on_command_line(ctx: typer.Context, *names: str) -> list[str]:

@@ -31,6 +31,7 @@ from .common import (
     check_zero_stage,
     emit,
     refuse_empty,
+    refuse_repeated,
     refuse_unused,
     storage_precision,
     write_stdout,
@@ -166,6 +167,10 @@ def frontier(
                  + f", {how}, busy {utilization:.0%}")
     for name in law or ():  # the laws' reader takes '' as the default
         refuse_empty(**{"--law": name})
+    if law:  # one law under two names (an alias, another case) would be drawn twice
+        from ..scaling.names import get_law
+
+        refuse_repeated("--law", law, [get_law(name).name for name in law])
     data = frontier_data(law or DEFAULT_FRONTIER_LAWS, (_count(c_min, "--c-min"), _count(c_max, "--c-max")), budget,
                          budget_label=label, gpu=spec, n_gpus=n_gpus, seq_len=seq, precision=precision,
                          capacity_bytes=capacity,
@@ -195,6 +200,7 @@ def isoflop(
     from ..plots import draw_isoflop, isoflop_data
 
     budgets = [_count(f, "--flops") for f in flops] if flops else None
+    refuse_repeated("--flops", flops or [], budgets or [])
     refuse_empty(**{"--law": law})  # the laws' reader takes '' as the default
     _finish(isoflop_data(budgets, law, runs, flops_tolerance), draw_isoflop, out, as_json, dpi)
 
@@ -216,9 +222,10 @@ def landscape(
     from ..plots import draw_landscape, landscape_data
 
     refuse_empty(**{"--law": law})  # the laws' reader takes '' as the default
+    budgets = [_count(f, "--flops") for f in flops] if flops else None
+    refuse_repeated("--flops", flops or [], budgets or [])
     data = landscape_data(law, (_count(n_min, "--n-min"), _count(n_max, "--n-max")),
-                          (_count(d_min, "--d-min"), _count(d_max, "--d-max")),
-                          [_count(f, "--flops") for f in flops] if flops else None)
+                          (_count(d_min, "--d-min"), _count(d_max, "--d-max")), budgets)
     _finish(data, draw_landscape, out, as_json, dpi)
 
 
@@ -251,11 +258,15 @@ def memory(
     _check_out(out, as_json, dpi)
     from ..hardware import get_gpu
     from ..memory import TrainingSetup
-    from ..model import PRESETS, config_for_params
+    from ..model import PRESETS, config_for_params, get_preset
     from ..plots import draw_memory, memory_data
 
+    refuse_repeated("--model", model or [], [get_preset(m).name for m in (model or [])])
+    counts = [_count(p, "--params") for p in (params or [])]
+    refuse_repeated("--params", params or [], counts)
+    refuse_repeated("--micro-batch", micro_batch or [], micro_batch or [])
     models: list = list(model or [])
-    models += [config_for_params(_count(p, "--params")) for p in (params or [])]
+    models += [config_for_params(n) for n in counts]
     spec = get_gpu(gpu, gpu_csv or ()) if gpu else None
     precision, note = storage_precision(precision, spec)  # the precision 'memory' reports for the same flags
     check_zero_stage(zero, n_gpus)

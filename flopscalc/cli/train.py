@@ -36,6 +36,7 @@ from .common import (
     check_seq,
     emit,
     given_on_command_line,
+    refuse_repeated,
     refuse_unused,
 )
 
@@ -380,6 +381,9 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
            precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None,
            config=None, lora=(0, None, None), arch=None):
     cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
+    refuse_repeated("--model", model or [], cfgs)
+    refuse_repeated("--micro-batch", micro_batch or [], micro_batch or [])
+    refuse_repeated("--seq", seq or [], seq or [])
     if any(v is not None for v in (n_layer, n_head, n_embd, config)) or not cfgs:
         cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
     compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_mode.value]
