@@ -1,0 +1,65 @@
+"""Bug bash by use (stop 15, second pass): infer, scaling, runs, models, gpus, plot and the trainer, as users run them.
+
+Each test failed on the code before its fix; the comment above it names what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flopscalc.calibration import CalibrationPoint, CalibrationProfile, save_profile
+from flopscalc.cli import run
+from flopscalc.flops import training_flops_per_token
+from flopscalc.model import PRESETS, count_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cpu_profile(path: Path, peak_flop_per_s: float | None) -> Path:
+    """A two-point profile as 'calibrate' writes it on a CPU: with no database row and no --peak-tflops it holds no
+    peak rate and no MFU (docs/trainer.md)."""
+    cfg = PRESETS["gpt2"]
+    f = training_flops_per_token(cfg, 64).model_flops_per_token
+    pts = []
+    for mb, step in ((2, 0.5), (4, 0.9)):
+        achieved = mb * 64 * f / step
+        pts.append(CalibrationPoint(
+            model=cfg, n_params=count_params(cfg).total, micro_batch=mb, seq_len=64, grad_accum=1, n_devices=1,
+            precision="fp32", compiled=False, step_time_s=step, tokens_per_s=mb * 64 / step,
+            model_flops_per_token=f, achieved_flop_per_s=achieved, peak_flop_per_s=peak_flop_per_s,
+            mfu=None if peak_flop_per_s is None else achieved / peak_flop_per_s))
+    save_profile(CalibrationProfile("CPU x86_64", None, "2.13.0", "2026-11-28", tuple(pts)), path)
+    return path
+
+
+# ---- plot calibration --mfu on a profile without a peak rate ------------------------------------------------------
+# '--mfu' sets the MFU at which the step-time panel predicts each point (tokens x FLOPs / (peak x MFU)) and the
+# assumed-MFU line of the MFU panel; both need a peak rate. A CPU profile (calibrate without --gpu/--peak-tflops, the
+# default on a CPU) has none, so both panels say "no peak rate" and '--mfu 0.3' changed nothing but the echoed
+# 'assumed_mfu': the option was silently ignored (exit 0).
+
+def test_plot_calibration_refuses_mfu_it_cannot_use(tmp_path, capsys):
+    prof = _cpu_profile(tmp_path / "cpu.json", None)
+    out = tmp_path / "c.png"
+    assert run(["plot", "calibration", str(prof), "--mfu", "0.3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--mfu" in err and "no peak rate" in err and "--peak-tflops" in err
+    assert not out.exists()
+    # without --mfu the same profile plots, its panels saying why they are empty
+    assert run(["plot", "calibration", str(prof), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert all(p["predicted_step_time_s"] is None for p in d["points"])
+
+
+def test_plot_calibration_mfu_moves_the_prediction_when_there_is_a_peak(tmp_path, capsys):
+    prof = _cpu_profile(tmp_path / "cpu.json", 1e11)  # calibrate --peak-tflops 0.1
+    got = {}
+    for mfu in ("0.2", "0.4"):
+        assert run(["plot", "calibration", str(prof), "--mfu", mfu, "--json"]) == 0
+        got[mfu] = [p["predicted_step_time_s"] for p in json.loads(capsys.readouterr().out)["points"]]
+    # predicted = tokens x FLOPs per token / (peak x MFU) (PaLM App. B): halving the MFU doubles it
+    for a, b in zip(got["0.2"], got["0.4"]):
+        assert a == pytest.approx(2 * b, rel=1e-12)
