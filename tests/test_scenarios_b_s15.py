@@ -63,3 +63,18 @@ def test_plot_calibration_mfu_moves_the_prediction_when_there_is_a_peak(tmp_path
     # predicted = tokens x FLOPs per token / (peak x MFU) (PaLM App. B): halving the MFU doubles it
     for a, b in zip(got["0.2"], got["0.4"]):
         assert a == pytest.approx(2 * b, rel=1e-12)
+
+
+# ---- plot memory --gpu-csv without --gpu ---------------------------------------------------------------------------
+# '--gpu-csv' only adds rows to the GPU lookup; 'plot memory' without '--gpu' looks nothing up, so the file was never
+# read (not even checked to exist) and the chart came out as if it were absent. 'plot frontier' refuses the same case.
+
+def test_plot_memory_refuses_gpu_csv_without_gpu(tmp_path, capsys):
+    csv = tmp_path / "extra.csv"
+    csv.write_text((REPO / "data" / "gpu_specs.csv").read_text(encoding="utf-8"), encoding="utf-8")
+    assert run(["plot", "memory", "--model", "gpt2", "--gpu-csv", str(csv), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--gpu-csv" in err and "--gpu" in err
+    # with --gpu the file is read and the GPU's capacity drawn
+    assert run(["plot", "memory", "--model", "gpt2", "--gpu", "4070ti", "--gpu-csv", str(csv), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["capacity_bytes"] == 12 * 2**30

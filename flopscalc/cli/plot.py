@@ -223,6 +223,7 @@ def landscape(
 
 @plot_app.command("memory")
 def memory(
+    ctx: typer.Context,
     out: OutOpt = None,
     dpi: DpiOpt = PNG_DPI,
     gpu: Annotated[str | None, typer.Option(help="GPU whose capacity is drawn, e.g. 4070ti.")] = None,
@@ -248,6 +249,8 @@ def memory(
 ) -> None:
     """Stacked training-memory bars per component for several models or micro-batches, against the GPU."""
     _check_out(out, as_json, dpi)
+    if gpu is None:
+        refuse_unused(ctx, "--gpu", ("gpu_csv",), "used only to look up the GPU whose capacity is drawn")
     from ..hardware import get_gpu
     from ..memory import TrainingSetup
     from ..model import PRESETS, config_for_params
