@@ -78,3 +78,35 @@ def test_plot_memory_refuses_gpu_csv_without_gpu(tmp_path, capsys):
     # with --gpu the file is read and the GPU's capacity drawn
     assert run(["plot", "memory", "--model", "gpt2", "--gpu", "4070ti", "--gpu-csv", str(csv), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["capacity_bytes"] == 12 * 2**30
+
+
+# ---- an argument typed as an option; a group's option after a subcommand that refuses it -------------------------
+# 'train prepare --out DIR' (the natural spelling: every other file-writing command has --out) said "--out is an
+# option of 'flopscalc train', not of 'flopscalc train prepare': give it before 'prepare' (flopscalc train --out ...
+# prepare ...)". train's --out is another thing (a --from-plan run's folder) and 'train --out D prepare' is refused
+# in its turn ("'train prepare' would ignore it"): the advice led from one refusal to the next. prepare takes the
+# folder as its argument OUT; train's own options (--seed ...) belong to a training run, which prepare is not.
+
+def _refused(capsys, *argv: str) -> str:
+    assert run(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    return err
+
+
+def test_an_argument_typed_as_an_option_says_so(capsys, tmp_path):
+    line = _refused(capsys, "train", "prepare", "--out", str(tmp_path / "d"), "--pydoc")
+    assert "give OUT as its argument" in line and "flopscalc train prepare OUT" in line
+    assert "give it before" not in line
+    line = _refused(capsys, "scaling", "fit", "--runs-csv", "runs.csv")
+    assert "give RUNS_CSV as its argument" in line
+    # what it says works: the folder as the argument (byte tokenizer on Python's own docs, no torch)
+    assert run(["train", "prepare", str(tmp_path / "d"), "--pydoc", "--json"]) == 0
+    assert (tmp_path / "d" / "train.bin").exists()
+
+
+def test_a_training_option_after_prepare_is_not_sent_before_it(capsys, tmp_path):
+    line = _refused(capsys, "train", "prepare", str(tmp_path / "d"), "--pydoc", "--seed", "3")
+    assert "--seed is an option of 'flopscalc train' itself" in line and "give it before" not in line
+    # the advice the old line gave is refused too, so it was no advice
+    _refused(capsys, "train", "--seed", "3", "prepare", str(tmp_path / "d"), "--pydoc")
