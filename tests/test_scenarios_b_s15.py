@@ -135,3 +135,29 @@ def test_scaling_fit_bootstrap_reports_the_allocation_it_bootstraps(capsys):
     row = next(line for line in out.splitlines() if "N_opt at 1e+21" in line)
     assert "1e+21 FLOP" in row and "e8" not in row and "e9" not in row  # counts as counts: 919.29M .. 3.23B
     assert any("D_opt at 1e+25 FLOP" in line for line in out.splitlines())
+
+
+# ---- infer: why no batch fits ---------------------------------------------------------------------------------------
+# Llama 3.1 8B at a 128k prompt on a 24 GiB RTX 4090 printed "largest batch: none: the weights alone do not fit; try
+# --weights int8 or int4" two lines below "weights 14.96 GiB" and above "longest sequence 39,340 tokens at batch 1".
+# The weights fit; one sequence's KV cache does not fit beside them: 2 (K, V) x 32 layers x 8 KV heads x 128 x 2 bytes
+# = 128 KiB per token (Pope et al. 2022, sec. 2) x 131,200 tokens = 16.0 GiB, and 15.0 + 16.0 > 24 GiB.
+
+def test_infer_says_which_part_does_not_fit(capsys):
+    argv = ["infer", "--gpu", "4090", "--model", "llama-3.1-8b", "--context", "128k"]
+    assert run([*argv, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    kv_per_token = 2 * 32 * 8 * 128 * 2
+    assert d["kv_cache_bytes"] == kv_per_token * (128 * 1024 + 128)
+    assert d["weights_bytes"] + d["cuda_context_bytes"] < d["gpu_memory_bytes"] < d["memory_bytes"]
+    assert d["max_batch"] == 0 and d["max_seq_tokens"] > 0
+    assert run([*argv]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("largest batch"))
+    assert "weights alone" not in line and "--weights" not in line and "shorten --context or --gen" in line
+    # where the weights really do not fit, it says so, and offers only formats smaller than the one given
+    for weights, offer in (("bf16", "try --weights int8 or int4"), ("int8", "try --weights int4"),
+                           ("int4", "a GPU with more memory")):
+        assert run(["infer", "--gpu", "4070ti", "--model", "llama-3.1-70b", "--context", "1k", "--weights",
+                    weights]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("largest batch"))
+        assert "the weights alone do not fit" in line and offer in line
