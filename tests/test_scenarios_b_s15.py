@@ -161,3 +161,29 @@ def test_infer_says_which_part_does_not_fit(capsys):
                     weights]) == 0
         line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("largest batch"))
         assert "the weights alone do not fit" in line and offer in line
+
+
+# ---- plot --dpi where it changes nothing ----------------------------------------------------------------------------
+# --dpi is "Resolution of PNG files". With an .svg or .pdf file (vector: the PDF is the same bytes at 50 and 300 dpi,
+# checked below) or with --json alone (no image at all) it was accepted and changed nothing.
+
+def test_dpi_is_refused_where_it_would_change_nothing(tmp_path, capsys):
+    from flopscalc import plots
+    from flopscalc.plots._common import figure_bytes
+
+    def fig():  # a fresh figure each time: saving one figure twice does not give the same PDF bytes
+        return plots.draw_landscape(plots.landscape_data(None, (1e7, 1e12), (1e8, 1e14), None))
+
+    assert figure_bytes(fig(), "pdf", 50) == figure_bytes(fig(), "pdf", 300)  # the premise: a vector file ignores it
+    assert figure_bytes(fig(), "png", 50) != figure_bytes(fig(), "png", 300)
+    for argv, why in ((["--out", str(tmp_path / "l.svg")], ".svg is a vector format"),
+                      (["--out", str(tmp_path / "l.pdf")], ".pdf is a vector format"),
+                      (["--json"], "--json alone writes no image")):
+        assert run(["plot", "landscape", "--dpi", "300", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--dpi would be ignored" in err and why in err
+    assert not list(tmp_path.iterdir())
+    # a PNG takes it, with or without --json; vector files and --json take the default silently
+    assert run(["plot", "landscape", "--dpi", "40", "--out", str(tmp_path / "l.png"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["written_to"] == str(tmp_path / "l.png")
+    assert run(["plot", "landscape", "--out", str(tmp_path / "l.svg")]) == 0
