@@ -183,10 +183,25 @@ def _ancestors(ctx) -> list:
     return found
 
 
+# Groups whose options belong to the group's own run and that refuse them before a subcommand (cli/train.py: 'train'
+# trains; 'train prepare' writes token files and takes none of its options), so "give it before the subcommand" is no
+# advice there.
+GROUP_OPTIONS_WITHOUT_SUBCOMMAND = frozenset({"train"})  # command paths below the program name
+
+
 def parser_error_line(e: Exception) -> str:
     """The one line for a parser's usage error; an unknown option names the options near it, else the help."""
     if isinstance(e, parser_exception("NoSuchOption")) and e.ctx is not None:
+        argument = next((p for p in e.ctx.command.get_params(e.ctx) if p.param_type_name == "argument"
+                         and p.name == e.option_name.lstrip("-").replace("-", "_")), None)
+        if argument is not None:  # `train prepare --out DIR`: the command takes it as its argument
+            name = argument.name.upper()
+            return (f"{e.option_name} is not an option of '{e.ctx.command_path}': give {name} as its argument, "
+                    f"without {e.option_name} ({e.ctx.command_path} {name} ...)")
         owner = next((c for c in _ancestors(e.ctx) if e.option_name in _long_options(c)), None)
+        if owner is not None and owner.command_path.partition(" ")[2] in GROUP_OPTIONS_WITHOUT_SUBCOMMAND:
+            return (f"{e.option_name} is an option of '{owner.command_path}' itself, which "
+                    f"'{e.ctx.command_path}' does not take (see '{e.ctx.command_path} -h')")
         if owner is not None:  # `gpus show 4090 --gpu-csv F`: the group's option, typed after its subcommand
             sub = next(c for c in [e.ctx, *_ancestors(e.ctx)] if c.parent is owner).info_name
             return (f"{e.option_name} is an option of '{owner.command_path}', not of '{e.ctx.command_path}': give it "

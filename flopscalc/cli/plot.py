@@ -30,6 +30,7 @@ from .common import (
     ZeroOpt,
     check_zero_stage,
     emit,
+    given_on_command_line,
     refuse_empty,
     refuse_repeated,
     refuse_unused,
@@ -52,7 +53,7 @@ BudgetsOpt = Annotated[list[str] | None, typer.Option(
 # Resolution accepted for PNG files (dots per inch): the bounds plots._common.save_figure enforces.
 
 
-def _check_out(out: Path | None, as_json: bool, dpi: int = PNG_DPI) -> None:
+def _check_out(ctx: typer.Context, out: Path | None, as_json: bool, dpi: int = PNG_DPI) -> None:
     """Validate --out and --dpi before any work (rendering takes seconds): a known suffix in a folder that can be
     written, or --json alone; a resolution in range."""
     from ..atomic import check_writable_file
@@ -66,6 +67,11 @@ def _check_out(out: Path | None, as_json: bool, dpi: int = PNG_DPI) -> None:
     if out is not None:
         format_for(out)
         check_writable_file(out, "--out")
+    if (out is None or format_for(out) != "png") and given_on_command_line(ctx, "dpi"):
+        # SVG and PDF are vector files (every mark a path; the same bytes at any --dpi), and --json alone draws nothing
+        raise UsageError("--dpi would be ignored: it sets the resolution of PNG files, and "
+                         + ("--json alone writes no image" if out is None else f"{out.suffix} is a vector format")
+                         + "; drop --dpi, or write a .png with --out")
 
 
 def _finish(data: dict, draw, out: Path | None, as_json: bool, dpi: int) -> None:
@@ -122,7 +128,7 @@ def frontier(
     as_json: JsonOpt = False,
 ) -> None:
     """Compute-optimal parameters and tokens against compute, per law, with presets, famous runs and your budget."""
-    _check_out(out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi)
     if gpu is None:
         refuse_unused(ctx, "--gpu", ("n_gpus", "precision", "seq", "memory", "gpu_csv"),
                       "used only to shade the model sizes that fit on the GPU")
@@ -194,7 +200,7 @@ def isoflop(
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted loss against model size at fixed compute, minima marked; your runs overlaid."""
-    _check_out(out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi)
     if runs is None:
         refuse_unused(ctx, "--runs", ("flops_tolerance",), "used only to group your runs by FLOPs")
     from ..plots import draw_isoflop, isoflop_data
@@ -207,6 +213,7 @@ def isoflop(
 
 @plot_app.command("landscape")
 def landscape(
+    ctx: typer.Context,
     out: OutOpt = None,
     dpi: DpiOpt = PNG_DPI,
     law: LawOpt = None,
@@ -218,7 +225,7 @@ def landscape(
     as_json: JsonOpt = False,
 ) -> None:
     """Contours of predicted loss over model size and tokens, with lines of equal compute and the optimal path."""
-    _check_out(out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi)
     from ..plots import draw_landscape, landscape_data
 
     refuse_empty(**{"--law": law})  # the laws' reader takes '' as the default
@@ -231,6 +238,7 @@ def landscape(
 
 @plot_app.command("memory")
 def memory(
+    ctx: typer.Context,
     out: OutOpt = None,
     dpi: DpiOpt = PNG_DPI,
     gpu: Annotated[str | None, typer.Option(help="GPU whose capacity is drawn, e.g. 4070ti.")] = None,
@@ -255,7 +263,9 @@ def memory(
     as_json: JsonOpt = False,
 ) -> None:
     """Stacked training-memory bars per component for several models or micro-batches, against the GPU."""
-    _check_out(out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi)
+    if gpu is None:
+        refuse_unused(ctx, "--gpu", ("gpu_csv",), "used only to look up the GPU whose capacity is drawn")
     from ..hardware import get_gpu
     from ..memory import TrainingSetup
     from ..model import PRESETS, config_for_params, get_preset
@@ -280,6 +290,7 @@ def memory(
 
 @plot_app.command("calibration")
 def calibration(
+    ctx: typer.Context,
     profile: Annotated[Path, typer.Argument(help="Calibration profile JSON from 'flopscalc calibrate'.")],
     out: OutOpt = None,
     dpi: DpiOpt = PNG_DPI,
@@ -288,7 +299,7 @@ def calibration(
     as_json: JsonOpt = False,
 ) -> None:
     """Measured against predicted: step time, MFU by model size, and peak memory, from a calibration profile."""
-    _check_out(out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi)
     from ..calibration import load_profile
     from ..plots import calibration_data, draw_calibration
 

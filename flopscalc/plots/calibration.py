@@ -37,6 +37,11 @@ def calibration_data(profile, assumed_mfu: float | None = None) -> dict:
     mfu = DEFAULT_MFU if assumed_mfu is None else float(assumed_mfu)
     if not 0 < mfu <= 1:
         raise UsageError(f"the assumed MFU must be a fraction in (0, 1], got {assumed_mfu}; e.g. --mfu 0.4")
+    if assumed_mfu is not None and not any(p.peak_flop_per_s for p in profile.points):
+        # it predicts step times (tokens x FLOPs / (peak x MFU)) and marks the MFU panel: both need a peak rate
+        raise UsageError("--mfu would be ignored: this profile has no peak rate (a CPU timed without --peak-tflops), "
+                         "so nothing is predicted at an MFU; drop --mfu, or re-run calibrate with --gpu or "
+                         "--peak-tflops")
     points = []
     for p in profile.points:
         flops_per_token = training_flops_per_token(p.model, p.seq_len).model_flops_per_token

@@ -55,6 +55,17 @@ def _memory_table(e: InferenceEstimate) -> Table:
     return t
 
 
+def _no_batch(e: InferenceEstimate) -> str:
+    """Why not even one sequence fits: the weights (with the CUDA context), or one sequence's cache and activations."""
+    m = e.memory
+    if m.weights_bytes + m.cuda_context_bytes >= e.gpu.memory_bytes:
+        smaller = {"int4": "", "int8": "int4", "fp8": "int4"}.get(e.setup.weights.value, "int8 or int4")
+        return ("none: the weights alone do not fit; "
+                + (f"try --weights {smaller}" if smaller else "a GPU with more memory is needed"))
+    return (f"none at {e.setup.seq_tokens:,} tokens per sequence: the weights fit, one sequence's KV cache and "
+            "activations do not fit beside them; shorten --context or --gen")
+
+
 def infer_report(e: InferenceEstimate) -> Group:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
@@ -62,7 +73,7 @@ def infer_report(e: InferenceEstimate) -> Group:
     fits = "fits" if e.fits else "[bold red]does not fit[/]"
     summary.add_row("memory", f"{format_bytes(e.memory.total_bytes)} of {format_bytes(e.gpu.memory_bytes)}: {fits}")
     summary.add_row("largest batch", f"{e.max_batch:,} at {e.setup.seq_tokens:,} tokens per sequence"
-                    if e.max_batch else "none: the weights alone do not fit; try --weights int8 or int4")
+                    if e.max_batch else _no_batch(e))
     trained = f" (trained context {e.model.block_size:,})" if e.max_seq_tokens > e.model.block_size else ""
     summary.add_row("longest sequence", f"{e.max_seq_tokens:,} tokens at batch {e.setup.batch}{trained}"
                     if e.max_seq_tokens else f"none at batch {e.setup.batch}")

@@ -153,6 +153,10 @@ def fit3_dict(fit, boot=None) -> dict:
         out["bootstrap"] = {
             "n_samples": boot.n_samples, "seed": boot.seed, "n_converged": boot.n_converged,
             "starts_per_sample": boot.starts_per_sample,
+            # the fitted law's own value of each bootstrapped quantity: the table's "fit" column beside its interval
+            "fit": {**law.constants(), "a": law.a, "b": law.b,
+                    **{k: float(v) for c in boot.ref_flops
+                       for k, v in ((f"n_opt@{c:.0e}", law.n_opt(c)), (f"d_opt@{c:.0e}", law.d_opt(c)))}},
             "intervals_95": {k: list(boot.interval(k)) for k in boot.samples},
             "std": {k: boot.std(k) for k in boot.samples},
         }
@@ -178,9 +182,11 @@ def fit3_report(fit, boot=None) -> Group:
     for k, v in {**law.constants(), "a": law.a, "b": law.b}.items():
         t.add_row(k, _num(v), *([_interval_cell(boot, k)] if boot is not None else []))
     if boot is not None:
-        for c in boot.ref_flops:
-            t.add_row(f"N_opt at {c:.0e}", format_count(float(law.n_opt(c)), 2),
-                      _interval_cell(boot, f"n_opt@{c:.0e}"))
+        for c in boot.ref_flops:  # parameters and tokens: counts, as everywhere (units.format_count)
+            for what, key, value in (("N_opt", "n_opt", law.n_opt(c)), ("D_opt", "d_opt", law.d_opt(c))):
+                lo, hi = boot.interval(f"{key}@{c:.0e}")
+                t.add_row(f"{what} at {c:.0e} FLOP", format_count(float(value), 2),
+                          f"{format_count(float(lo), 2)} .. {format_count(float(hi), 2)}")
     r = fit.residuals
     diag = Text(
         f"Huber delta {fit.huber_delta:g}, objective {fit.objective:.6g}; {fit.n_starts} starts ({fit.grid} grid), "
