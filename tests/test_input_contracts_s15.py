@@ -205,3 +205,26 @@ def test_a_repeated_value_of_a_repeatable_option_is_refused(capsys, tmp_path, mo
 def test_distinct_values_still_draw_one_curve_each(capsys):
     d = cli_json(capsys, "plot", "isoflop", "--flops", "1e20", "--flops", "1e21")
     assert len(d["curves"]) == 2
+
+
+# ---- bench / calibrate --out over an existing profile ------------------------------------------------------------
+# A profile is minutes of measurement on a device; a quick 'bench --out' replaced a 'calibrate' profile without a
+# word, where saved laws need --replace. Refused before any timing, in one line.
+
+@pytest.mark.parametrize("command", ["bench", "calibrate"])
+def test_an_existing_profile_is_kept_unless_replace(capsys, tmp_path, command):
+    from flopscalc.cli import run
+
+    profile = tmp_path / "profile.json"
+    profile.write_text('{"mine": true}')
+    assert run([command, "--out", str(profile), "--n-layer", "2", "--n-head", "2", "--n-embd", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--replace" in err and len(err.strip().splitlines()) == 1
+    assert profile.read_text() == '{"mine": true}'
+
+
+def test_replace_without_out_is_refused(capsys):
+    from flopscalc.cli import run
+
+    assert run(["bench", "--replace"]) == 2
+    assert "--out" in capsys.readouterr().err

@@ -366,6 +366,15 @@ def refuse_existing_outputs(outputs: dict[str, Path | None], resume: bool) -> No
                              f"from --checkpoint, or another path (or remove the file if it is yours to lose)")
 
 
+def refuse_existing_profile(out: Path | None, replace: bool) -> None:
+    """UsageError, before any timing, when --out names a profile that exists and --replace is not given (a
+    profile is minutes of measurement on a device: nothing the user made is lost, as saved laws need --replace)."""
+    if replace and out is None:
+        raise UsageError("--replace says what to do with an existing profile at --out: give it with --out FILE")
+    if out is not None and not replace and Path(out).is_file():
+        raise UsageError(f"--out {out} already exists; give --replace to overwrite it, or another path")
+
+
 def _lora_line(cfg) -> str:
     """What a LoRA run trains: the adapters' count (finetune.adapters.count_adapters, equal to the module's
     trainable parameters: tests/test_train_lora.py) and the frozen base."""
@@ -379,7 +388,7 @@ def _lora_line(cfg) -> str:
 
 def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
            precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None,
-           config=None, lora=(0, None, None), arch=None):
+           config=None, lora=(0, None, None), arch=None, replace=False):
     cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
     refuse_repeated("--model", model or [], cfgs)
     refuse_repeated("--micro-batch", micro_batch or [], micro_batch or [])
@@ -397,6 +406,7 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
 
         check_writable_file(out, "calibration profile")
         refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})
+    refuse_existing_profile(out, replace)
     require_torch()
     from ..calibration import save_profile
     from ..model import default_train_seq
@@ -425,7 +435,7 @@ def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, 
 
 def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
                precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
-               config, rounds, arch=None):
+               config, rounds, arch=None, replace=False):
     """`calibrate`: time the sweep interleaved (the built-in CPU sweep when no model is named), fit the step-time
     model's device factors (`flopscalc.train.calibrate.run_calibration`), write the profile."""
     if compile_mode is not CompileMode.off:
@@ -436,6 +446,7 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
     check_seq(seq)  # 's or the default' below would read 0 as the default
     check_writable_file(out, "calibration profile")  # before minutes of benchmarking, not after
     refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})
+    refuse_existing_profile(out, replace)
     builtin = not model and all(v is None for v in (n_layer, n_head, n_embd, config))
     fixed = [f"--{n.replace('_', '-')}" for n, v in (("block_size", block_size), ("vocab_size", vocab_size),
                                                       ("micro_batch", micro_batch), ("seq", seq)) if v]
@@ -503,6 +514,8 @@ BenchAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches 
 CompileOpt = Annotated[CompileMode, typer.Option(help="torch.compile: off, on, or both (a sweep).")]
 WarmupOpt = Annotated[int, typer.Option(help="Untimed steps before timing.")]
 TimedStepsOpt = Annotated[int, typer.Option(help="Timed optimizer steps per setup.")]
+ReplaceProfileOpt = Annotated[bool, typer.Option(
+    "--replace", help="Overwrite an existing profile at --out (it is kept otherwise).")]
 ThreadsOpt = Annotated[int | None, typer.Option(
     help="torch intra-op threads while timing (default on a CPU: 1, reproducible on a shared machine).")]
 
@@ -523,6 +536,7 @@ def register(app: typer.Typer) -> None:
         recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5, steps: TimedStepsOpt = 20,
         gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
         out: Annotated[Path | None, typer.Option(help="Also write the calibration profile JSON here.")] = None,
+        replace: ReplaceProfileOpt = False,
         threads: ThreadsOpt = None,
         lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
         as_json: JsonOpt = False,
@@ -531,7 +545,8 @@ def register(app: typer.Typer) -> None:
         _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
                precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads,
                config, (lora_rank, lora_alpha, lora_targets),
-               arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
+               arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie),
+               replace=replace)
 
     def calibrate(
         out: Annotated[Path, typer.Option(help="Calibration profile JSON to write (for 'plan --calibration').")],
@@ -546,6 +561,7 @@ def register(app: typer.Typer) -> None:
         recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5,
         steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup in each round.")] = 4,
         gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+        replace: ReplaceProfileOpt = False,
         threads: ThreadsOpt = None,
         rounds: Annotated[int, typer.Option(
             help="Interleaved timing rounds (each times every setup once); the median counts, as a shared "
@@ -562,7 +578,8 @@ def register(app: typer.Typer) -> None:
         _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile,
                    precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json,
                    threads, config, rounds,
-                   arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
+                   arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie),
+                   replace=replace)
 
     app.command("bench")(bench)
     app.command("calibrate")(calibrate)
