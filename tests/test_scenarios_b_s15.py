@@ -187,3 +187,16 @@ def test_dpi_is_refused_where_it_would_change_nothing(tmp_path, capsys):
     assert run(["plot", "landscape", "--dpi", "40", "--out", str(tmp_path / "l.png"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["written_to"] == str(tmp_path / "l.png")
     assert run(["plot", "landscape", "--out", str(tmp_path / "l.svg")]) == 0
+
+
+def test_infer_warns_when_a_sequence_runs_past_the_trained_context(capsys):
+    # Llama 2 was trained at 4,096 tokens (its preset's context); an 8,192-token prompt was priced without a word
+    from flopscalc.cli import run
+
+    assert run(["infer", "--model", "llama-2-7b", "--gpu", "h100", "--context", "8192"]) == 0
+    out = capsys.readouterr().out
+    assert "past the trained context (4,096)" in out
+    assert run(["infer", "--model", "llama-2-7b", "--gpu", "h100", "--context", "8192", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["past_trained_context"] is True
+    assert run(["infer", "--model", "llama-2-7b", "--gpu", "h100", "--context", "2048", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["past_trained_context"] is False

@@ -66,6 +66,11 @@ def _no_batch(e: InferenceEstimate) -> str:
             "activations do not fit beside them; shorten --context or --gen")
 
 
+def _past_trained_context(e: InferenceEstimate) -> bool:
+    """Whether a sequence (prompt and generation) runs past the context the model was trained at."""
+    return e.setup.seq_tokens > e.model.block_size
+
+
 def infer_report(e: InferenceEstimate) -> Group:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
@@ -77,6 +82,11 @@ def infer_report(e: InferenceEstimate) -> Group:
     trained = f" (trained context {e.model.block_size:,})" if e.max_seq_tokens > e.model.block_size else ""
     summary.add_row("longest sequence", f"{e.max_seq_tokens:,} tokens at batch {e.setup.batch}{trained}"
                     if e.max_seq_tokens else f"none at batch {e.setup.batch}")
+    if _past_trained_context(e):
+        summary.add_row("[bold yellow]warning[/]",
+                        f"{e.setup.seq_tokens:,} tokens per sequence is past the trained context "
+                        f"({e.model.block_size:,}): time and memory are priced, but the model was not trained to "
+                        "read that far, and its quality there is not predicted")
     if e.usd_per_million_tokens is None:
         summary.add_row("cost", "give --usd-per-gpu-hour for the cost per million tokens")
     else:
@@ -116,6 +126,7 @@ def infer_dict(e: InferenceEstimate) -> dict:
         "fits": e.fits,
         "max_batch": e.max_batch,
         "max_seq_tokens": e.max_seq_tokens,
+        "past_trained_context": _past_trained_context(e),
         "prefill_s": e.prefill_s,
         "decode_s_per_token": e.decode_s_per_token,
         "tokens_per_s": e.tokens_per_s,
