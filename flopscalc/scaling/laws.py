@@ -402,14 +402,20 @@ KAPLAN2020 = ScalingLaw(
     name="kaplan2020",
     title="Kaplan et al. 2020: L(N, D) and compute-efficient allocation N_opt ~ C^0.73",
     source="Kaplan et al. 2020, eq. 1.5 and Table 2 (loss); Table 5 / Fig. 14 (allocation)",
-    flop_convention="C = 6ND, N non-embedding; allocation in C_min (PF-days), taken as C",
+    flop_convention="C = 6ND, N non-embedding; N_opt fitted in C_min (PF-days), taken as C; D = C/6N",
     n_counts_embeddings=False,  # K20 sec. 2.1: N excludes vocabulary and position embeddings
     # alpha_N=0.076, alpha_D=0.095, N_c=8.8e13, D_c=5.4e13 [K20, eq. 1.5 / Table 2]
     loss_form=KaplanLoss(alpha_n=0.076, alpha_d=0.095, n_c=8.8e13, d_c=5.4e13),
-    # N_opt = 1.3e9 C_min^0.73, D_opt = 2e10 C_min^0.27, C_min in PF-days [K20, Table 5]
-    allocation=PowerLawAllocation(k_n=1.3e9, a=0.73, k_d=2e10, b=0.27, c_unit_flops=PF_DAY_FLOPS),
+    # N_opt = 1.3e9 C_min^0.73, C_min in PF-days [K20, Table 5]. D = C/6N, not Table 5's D_opt = 2e10 C_min^0.27:
+    # C_min = C / (1 + B/B_crit) [K20, eq. 5.5] is the compute of a run at B << B_crit, where C = C_min and the
+    # run reads E_min = B_crit S_min = 2.0e6 x 5.4e3 = 1.08e10 C_min^0.27 tokens [K20, Table 5], which is
+    # C/6N = 1.11e10 C_min^0.27 to Table 5's rounding (2.6%). D_opt is the data of a run at B = B_crit, which
+    # takes 2 S_min steps on 2 E_min tokens [K20, eq. 5.4] and spends about 2 C_min: 6 N_opt D_opt = 1.8 C_min.
+    allocation=PowerLawAllocation(k_n=1.3e9, a=0.73, c_unit_flops=PF_DAY_FLOPS),
     notes="Loss in nats on WebText2 with GPT-2's tokenizer, not comparable with Chinchilla's MassiveText losses. "
-          "The allocation is Kaplan's, not the minimum of eq. 1.5 under C = 6ND.",
+          "The allocation is Kaplan's, not the minimum of eq. 1.5 under C = 6ND. D = C/6N (Kaplan's E_min = "
+          "B_crit S_min, Table 5, to 2.6%); Kaplan's D_opt = 2e10 C_min^0.27 is a run at the critical batch "
+          "(2 S_min steps, eq. 5.4) that spends about 2 C_min (6 N D_opt = 1.8 C_min), so it would overspend the budget.",
     aliases=("kaplan",),
     # "models ranging in size from 768 to 1.5 billion non-embedding parameters ... dataset size ranging from
     # 22 million to 23 billion tokens" [K20, sec. 3]
