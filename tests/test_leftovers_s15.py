@@ -46,3 +46,31 @@ def test_kaplan_cli_json_spends_the_budget(capsys):
     assert 6 * d["n_params"] * d["n_tokens"] == pytest.approx(1e20, rel=1e-9)
     assert "D = C/6N" in d["flop_convention"]
 
+
+# ---- 2. ZeRO over a data-parallel group of one -----------------------------------------------------------------
+
+@pytest.mark.parametrize("zero", [1, 2, 3])
+def test_layout_refuses_zero_without_data_or_context_ranks(zero):
+    """ZeRO shards over dp x cp (Megatron-LM's distributed optimizer; `layout.search` skips z > 0 where
+    dp * cp == 1); over one rank it shards nothing, and ZeRO-3 moved the estimate (+105 MB of gather buffers for
+    Llama 2 7B at TP 8) for a sharding that does not exist. Before, the layout was accepted."""
+    from flopscalc.errors import UsageError
+    from flopscalc.layout.spec import Layout
+
+    with pytest.raises(UsageError, match="data x context-parallel ranks"):
+        Layout(tp=8, dp=1, zero_stage=zero)
+    assert Layout(tp=4, dp=1, cp=2, zero_stage=zero if zero < 3 else 1).zero_stage > 0  # shards over 2 CP ranks
+    assert Layout(tp=8, dp=1).zero_stage == 0
+
+
+def test_step_with_tp_taking_every_gpu_refuses_zero_in_one_line(capsys):
+    from flopscalc.cli import run
+
+    argv = ["step", "--model", "llama2-7b", "--gpu", "h100", "--n-gpus", "8", "--tp", "8"]
+    assert run([*argv, "--zero", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "drop --zero" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert run([*argv, "--json"]) == 0
+    # a split the model cannot take keeps its own message (the stand-in layout of that check has no DP yet)
+    assert run(["step", "--model", "llama2-7b", "--gpu", "h100", "--n-gpus", "12", "--pp", "5", "--zero", "1"]) == 2
+    assert "not a multiple" in capsys.readouterr().err

@@ -114,6 +114,13 @@ class Layout:
         if self.zero_stage == 3 and self.pp > 1:
             raise UsageError("ZeRO-3 / FSDP with pipeline parallelism re-gathers every stage's weights per "
                              "micro-batch; use ZeRO 1 (distributed optimizer) with --pp")
+        if self.zero_stage > 0 and self.dp * self.cp == 1:
+            # ZeRO partitions the model states over the data-parallel ranks [Rajbhandari et al. 2020, sec. 5];
+            # Megatron-LM's distributed optimizer shards over data x context ranks, as `search` does (it skips
+            # z > 0 where dp * cp == 1). Over one rank it shards nothing; ZeRO-3 would only add gather buffers.
+            raise UsageError(f"--zero {self.zero_stage} shards model states over the data x context-parallel ranks, "
+                             f"and this layout has one (tp {self.tp} x pp {self.pp} takes all {self.n_gpus} GPUs): "
+                             "drop --zero, or give more GPUs than tp x pp x cp so data parallelism gets some")
 
     @property
     def n_gpus(self) -> int:

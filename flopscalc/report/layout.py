@@ -172,8 +172,9 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     if setup.n_gpus % ((tp or 1) * (pp or 1) * (cp or 1)):
         # the model's refusal before the GPU count's: no --n-gpus helps a split the model cannot take (--pp 100 on
         # 80 layers was told to try --n-gpus 100)
+        # (ZeRO stage 0: this stand-in has no data parallelism yet, and ZeRO over one rank is refused)
         Layout(tp=tp or 1, pp=pp or 1, cp=cp or 1, interleave=interleave or 1, sequence_parallel=sequence_parallel,
-               zero_stage=setup.zero_stage, micro_batch=setup.micro_batch, n_micro=setup.grad_accum,
+               zero_stage=0, micro_batch=setup.micro_batch, n_micro=setup.grad_accum,
                recompute=setup.recompute).check_model(cfg, seq)
     lay = explicit_layout(setup.n_gpus, tp or 1, pp or 1, cp or 1, ep or 1, interleave or 1, sequence_parallel,
                           setup.zero_stage, setup.micro_batch, setup.grad_accum, setup.recompute)
