@@ -60,7 +60,7 @@ def test_the_search_reports_the_memory_of_layout_memory(preset, gpu, n_gpus, seq
 def test_the_search_finds_the_published_layout_or_a_faster_one(row):
     """Korthikanti et al. 2022 Table 3 layouts (interleave 3 for 530B: one-layer chunks) are in the search space, so
     the best it finds at the same GPUs and batch is never slower than the published one, priced alike (observed
-    -17.7% 22B, -6.5% 175B, -1.3% 530B, -4.7% 1T; docs/parallelism.md says why)."""
+    -11.7% 22B, -6.8% 175B, -1.3% 530B, -4.3% 1T; docs/parallelism.md says why)."""
     opts = StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION)
     res = search_layouts(row.cfg, cluster_for(get_gpu(row.gpu_key), row.layout.n_gpus), row.seq_len,
                          row.layout.sequences_per_step(), precision=row.precision, flash=row.flash, options=opts)
