@@ -52,7 +52,7 @@ def test_kaplan_cli_json_spends_the_budget(capsys):
 @pytest.mark.parametrize("zero", [1, 2, 3])
 def test_layout_refuses_zero_without_data_or_context_ranks(zero):
     """ZeRO shards over dp x cp (Megatron-LM's distributed optimizer; `layout.search` skips z > 0 where
-    dp * cp == 1); over one rank it shards nothing, and ZeRO-3 moved the estimate (+105 MB of gather buffers for
+    dp * cp == 1); over one rank it shards nothing, and ZeRO-3 moved the estimate (+105 MiB of gather buffers for
     Llama 2 7B at TP 8) for a sharding that does not exist. Before, the layout was accepted."""
     from flopscalc.errors import UsageError
     from flopscalc.layout.spec import Layout
