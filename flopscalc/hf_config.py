@@ -86,6 +86,9 @@ class _Fields:
                           if isinstance(b, dict)), None)
             if block is not None and block.get("rope_type", block.get("type")) in _EXTENDING_ROPE:
                 value = self.int("original_max_position_embeddings", class_original)
+                if value is None:  # transformers copies a null over the nested length too, then cannot scale
+                    raise self._fail("original_max_position_embeddings", "is null; give the pretraining length (a "
+                                     "positive integer) or leave the field out")
                 return value if value < context else None
         for nested in ("rope_parameters", "rope_scaling"):
             block = self.data.get(nested)
