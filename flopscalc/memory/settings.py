@@ -132,8 +132,7 @@ def storage_precision(given: MemoryPrecision | None, gpu, *,
                          f"{storage.value} (as 'flopscalc plan' does on this card); choose another with --precision")
     have = gpu.available_precisions() if gpu is not None else []
     if needs_rate and gpu is not None and MATMUL_PRECISION[given] not in have:
-        options = sorted({MEMORY_PRECISION[p].value for p in have if MEMORY_PRECISION[p] in MATMUL_PRECISION
-                          and MATMUL_PRECISION[MEMORY_PRECISION[p]] in have})
+        options = sorted(s.value for s, rate in MATMUL_PRECISION.items() if rate in have)  # bf16-pure too
         preferred = default_training_precision(gpu)
         example = MEMORY_PRECISION[preferred].value if preferred is not None else next(iter(options), None)
         raise DomainError(f"{gpu.name} has no {PRECISION_HELP[MATMUL_PRECISION[given]]} rate in the GPU database, so "
