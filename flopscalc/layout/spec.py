@@ -35,6 +35,11 @@ def stage_layers(n_layer: int, pp: int, interleave: int) -> int:
     return math.ceil(n_layer / (pp * interleave)) * interleave
 
 
+def spare_layer_slots(n_layer: int, pp: int, interleave: int) -> int:
+    """Layer slots a pipeline leaves empty: p x (layers on the busiest stage) - L (0 without a pipeline)."""
+    return pp * stage_layers(n_layer, pp, interleave) - n_layer if pp > 1 else 0
+
+
 def chunk_layers(n_layer: int, pp: int, interleave: int, rank: int) -> tuple[int, ...]:
     """Transformer layers in each of the ``interleave`` chunks of pipeline stage ``rank`` (0 .. pp - 1).
 
@@ -47,7 +52,7 @@ def chunk_layers(n_layer: int, pp: int, interleave: int, rank: int) -> tuple[int
     chunks = [per_chunk] * interleave
     if pp == 1:
         return tuple(chunks)
-    spare = min(EMBEDDING_AND_LOSS_CHUNKS, pp * interleave * per_chunk - n_layer)
+    spare = min(EMBEDDING_AND_LOSS_CHUNKS, spare_layer_slots(n_layer, pp, interleave))
     if rank == pp - 1 and spare >= 1:
         chunks[-1] -= 1
     if rank == 0 and spare >= EMBEDDING_AND_LOSS_CHUNKS:
@@ -131,8 +136,8 @@ class Layout:
         return stage_layers(n_layer, self.pp, self.interleave)
 
     def spare_layer_slots(self, n_layer: int) -> int:
-        """Layer slots the pipeline leaves empty: p x (layers on the busiest stage) - L (0 without a pipeline)."""
-        return self.pp * self.layers_per_stage(n_layer) - n_layer if self.pp > 1 else 0
+        """Layer slots the pipeline leaves empty (`spare_layer_slots`)."""
+        return spare_layer_slots(n_layer, self.pp, self.interleave)
 
     @property
     def model_parallel(self) -> int:
