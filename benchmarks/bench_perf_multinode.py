@@ -98,7 +98,7 @@ def main() -> None:
         "rows": _row_records(rows, checks),
         "h100_network_assumed": {
             "setup_stated": "partial",
-            "network": "not stated by the table; priced on perf/parallel.py's default (400 Gb/s per GPU at 0.94)",
+            "network": "not stated by the table; priced on perf/fabric.py's default (400 Gb/s per GPU at 0.94)",
             "n_rows": hs["n_runs"], "median_abs_error": hs["median_abs_error"], "max_abs_error": hs["max_abs_error"],
             "constant_mfu_0.4_median_abs_error": hs["constant_median_abs_error"],
             "constant_mfu_0.4_max_abs_error": hs["constant_max_abs_error"],
