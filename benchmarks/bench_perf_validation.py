@@ -24,8 +24,9 @@ import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "perf_validation.json"
-CONSUMER_NOTE = ("single GeForce GPUs (data/published_throughput.csv group 'consumer'), held out and reported apart "
-                 "from the headline above; errors are predicted / measured - 1; summary over the setup_stated rows")
+CONSUMER_NOTE = ("single GeForce and workstation-class GPUs (data/published_throughput.csv group 'consumer'), held out "
+                 "and reported apart from the headline above; errors are predicted / measured - 1; summary over the "
+                 "setup_stated rows")
 
 
 def _group(check, row) -> str:
