@@ -89,3 +89,18 @@ def test_contradictory_or_ignored_fsdp_units_are_refused():
     for stage in (0, 1, 2):  # FSDP's units are what ZeRO-3 gathers; the other stages keep DDP's/DeepSpeed's buckets
         with pytest.raises(UsageError, match="ZeRO-3"):
             data_parallel_comm(n, 16, stage, gpu=gpu, fsdp_units=12)
+
+
+def test_the_stated_efficiency_path_prices_zero3_as_fsdp_too():
+    # `plan --mfu X` prices a step with `planner.options.throughput`; it sent ZeRO-3 in DeepSpeed's buckets after
+    # the per-operation and layout models moved to FSDP's units (8fe27b9). FSDP2 sends 3 L + 2 collectives per
+    # micro-batch (tests/test_train_ddp.py counts them on the wire): 2 x (3 x 12 + 2) for GPT-2 at accumulation 2.
+    from flopscalc.hardware import Precision, get_gpu
+    from flopscalc.memory import MemoryPrecision, TrainingSetup
+    from flopscalc.model import get_preset
+    from flopscalc.planner.options import throughput
+
+    setup = TrainingSetup(micro_batch=4, seq_len=1024, precision=MemoryPrecision.bf16_mixed, grad_accum=2,
+                          n_gpus=8, zero_stage=3)
+    sp = throughput(get_preset("gpt2"), setup, 8 * 2 * 4 * 1024, get_gpu("h100"), Precision.bf16, 0.4)
+    assert sp.comm.n_messages == 2 * (3 * 12 + 2)

@@ -46,12 +46,12 @@ def test_no_doubling_within_the_critical_batch_beats_the_chosen_batch(mfu):
     assert grown >= 3  # the check is not empty: several options grew
 
 
-def test_the_recommended_run_grows_when_a_larger_micro_batch_hides_the_communication():
-    # 1024 H100s at --mfu 0.4: the 32.7B model's fastest setup at GPT-3's batch (2.1M tokens, micro-batch 2) scales
-    # at 80%; at 4.2M tokens micro-batch 4 hides the all-reduce (~100%), worth the eq. 5.5 discount. The closed
-    # form, which keeps the exposed time, saw (2.1M c + x) / (4.2M c + x) x 2 x 0.83 < 1 and kept GPT-3's batch
-    r = plan(get_gpu("h100"), 30 * DAY_S, n_gpus=1024, layout_search=False, mfu=0.4).recommended
+def test_the_recommended_run_grows_when_a_larger_batch_hides_more_communication():
+    # 2,048 A100s at --mfu 0.4: the recommended model's fastest setup at GPT-3's batch leaves part of FSDP's
+    # collectives exposed (scaling 0.50); at twice the batch more of them hide, worth the eq. 5.5 discount. (1,024
+    # H100s grew, by a larger micro-batch, while --mfu priced ZeRO-3 in DeepSpeed's buckets; as FSDP's units they
+    # hide at GPT-3's batch.)
+    r = plan(get_gpu("a100"), 30 * DAY_S, n_gpus=2048, layout_search=False, mfu=0.4).recommended
     g = r.batch
     assert g is not None and g.tokens_per_step == 2 * g.default_tokens_per_step
-    assert r.chosen.setup.micro_batch > g.tokens_per_step // g.default_tokens_per_step
     assert r.speed.scaling_efficiency > g.default_scaling_efficiency

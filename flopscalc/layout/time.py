@@ -98,7 +98,13 @@ from ..perf import StepOptions
 from ..perf.collectives import megatron_bucket_bytes
 from ..perf.fabric import ring_latency_s
 from ..perf.ops import OPTIMIZER_RW_ELEMENTS
-from ..perf.parallel import OVERLAP_COMPUTE_SLOWDOWN, CommEstimate, data_parallel_comm, hiding_window_s
+from ..perf.parallel import (
+    OVERLAP_COMPUTE_SLOWDOWN,
+    CommEstimate,
+    data_parallel_comm,
+    fsdp_unit_count,
+    hiding_window_s,
+)
 from ..perf.step import MATMUL_PRECISION
 from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
 from .cluster import Cluster
@@ -287,7 +293,7 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
                             backward_s=hide, grad_bytes_per_param=grad_bytes, param_bytes_per_param=HALF_BYTES,
                             grad_accum=m, bucket_bytes=megatron_bucket_bytes(dp_n, grad_bytes) if megatron else None,
                             root_params=0 if megatron else params_outside_blocks(cfg),  # FSDP's root: [13]
-                            fsdp_units=cfg.n_layer if not megatron and stage == 3 else None)  # one unit per block
+                            fsdp_units=None if megatron else fsdp_unit_count(cfg.n_layer, stage))
     if megatron:  # [11] the whole mixed-precision step, at the AdamW update's rate per byte
         optimizer = (cost.optimizer_s / shards * megatron_optimizer_bytes_per_param(precision, layout.grad_accum_fusion)
                      / ADAMW_UPDATE_BYTES)

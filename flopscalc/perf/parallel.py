@@ -219,6 +219,13 @@ def data_parallel_comm(
                         overlap_slowdown * hidden)  # [11] the compute running alongside is slower
 
 
+def fsdp_unit_count(n_layer: int, zero_stage: int) -> int | None:
+    """FSDP units a data-parallel step at ``zero_stage`` sends collectives for: one per block under ZeRO-3, as
+    every trainer priced here wraps them ([12]); None (buckets) for the other stages. The one rule all step models
+    (`step.estimate_step`, `layout.time`, the planner's stated-efficiency path) pass to `data_parallel_comm`."""
+    return n_layer if zero_stage == 3 else None
+
+
 def fsdp_edge_s(n_params: float, n_gpus: int, fabric: Fabric, fsdp_units: int, root_params: float,
                 grad_bytes_per_param: float, param_bytes_per_param: float) -> float:
     """Time of the two FSDP collectives of a micro-batch that no compute hides (s): the root unit's all-gather, the

@@ -43,7 +43,7 @@ from .gemm import gemm_efficiency
 from .offload import OffloadTime, host_link_bytes_per_s, offload_time
 from .op_kinds import AttentionKernel, Op, OpClass, Phase, StepOptions
 from .ops import backward_ops, forward_ops, recompute_ops, update_ops
-from .parallel import CommEstimate, data_parallel_comm, hiding_window_s
+from .parallel import CommEstimate, data_parallel_comm, fsdp_unit_count, hiding_window_s
 from .roofline import roofline_s
 from .utilization import causal_model_flops_per_token, model_flops_utilization
 
@@ -316,7 +316,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                               backward_s=hide_s, grad_bytes_per_param=grad_bytes,
                               param_bytes_per_param=2.0 if half else 4.0, grad_accum=setup.grad_accum,
                               root_params=params_outside_blocks(cfg),
-                              fsdp_units=cfg.n_layer if setup.zero_stage == 3 else None)
+                              fsdp_units=fsdp_unit_count(cfg.n_layer, setup.zero_stage))
     off = offload_time(cfg, setup, link_bytes_per_s=host_link_bytes_per_s(gpu))
     model, hardware = _flops_per_token(cfg, setup)
     by_class = dict(zip(CLASS_ORDER, class_s))  # `StepEstimate.class_seconds`'s loop, continued

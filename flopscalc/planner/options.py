@@ -25,7 +25,13 @@ from ..memory.settings import (  # MEMORY_PRECISION re-exported: the planner mod
 )
 from ..model import PRESETS, ModelConfig, count_params, params_outside_blocks
 from ..perf.offload import OffloadTime, host_link_bytes_per_s, offload_time
-from ..perf.parallel import CommEstimate, data_parallel_comm, hiding_window_s, scaling_efficiency
+from ..perf.parallel import (
+    CommEstimate,
+    data_parallel_comm,
+    fsdp_unit_count,
+    hiding_window_s,
+    scaling_efficiency,
+)
 
 if TYPE_CHECKING:
     from .growth import BatchGrowth
@@ -204,7 +210,7 @@ def throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu
         backward_s=hiding_window_s(s.zero_stage, s.grad_accum, backward_s, compute_s / s.grad_accum),
         grad_bytes_per_param=grad_wire_bytes_per_param(s),
         param_bytes_per_param=4.0 if s.precision is MemoryPrecision.fp32 else 2.0, grad_accum=s.grad_accum,
-        root_params=params_outside_blocks(cfg),
+        root_params=params_outside_blocks(cfg), fsdp_units=fsdp_unit_count(cfg.n_layer, s.zero_stage),
     )
     return Throughput(compute_s, comm, tokens_per_step, flops.model_flops_per_token,
                       flops.hardware_flops_per_token, efficiency,
