@@ -116,6 +116,29 @@ def test_a_fresh_run_refuses_an_existing_output_and_leaves_it_whole(tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no work was done, nothing else written
 
 
+@pytest.mark.parametrize("flag", ["--metrics-log", "--checkpoint"])
+def test_an_existing_output_named_through_a_missing_folder_is_refused_too(tmp_path, capsys, flag):
+    # 'new/../notes.txt' is notes.txt once the writer makes 'new' (it makes missing folders), but Path.exists()
+    # answers False while 'new' is missing: the fresh run truncated the log (found in the stop-15 review)
+    pytest.importorskip("torch")
+    mine = tmp_path / "notes.txt"
+    mine.write_text(NOTES, encoding="utf-8")
+    line = _one_line(capsys, "train", "--synthetic", *TINY, flag, str(tmp_path / "new" / ".." / "notes.txt"))
+    assert "already exists" in line
+    assert mine.read_text(encoding="utf-8") == NOTES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("command", ["bench", "calibrate"])
+def test_an_existing_profile_named_through_a_missing_folder_is_kept(capsys, tmp_path, command):
+    profile = tmp_path / "profile.json"
+    profile.write_text('{"mine": true}')
+    line = _one_line(capsys, command, "--out", str(tmp_path / "new" / ".." / "profile.json"), "--n-layer", "2",
+                     "--n-head", "2", "--n-embd", "64")
+    assert "already exists" in line and "--replace" in line
+    assert profile.read_text() == '{"mine": true}'
+
+
 def test_the_same_fresh_run_twice_is_refused_and_a_resume_appends(tmp_path, capsys):
     pytest.importorskip("torch")
     ck, log = tmp_path / "ck.pt", tmp_path / "m.jsonl"
