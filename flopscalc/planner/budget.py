@@ -26,6 +26,13 @@ from ..scaling.laws import CHINCHILLA_TOKENS_PER_PARAM  # re-exported: Hoffmann 
 # looking for its divisors for hours.
 MAX_N_GPUS = 1_000_000
 
+
+def check_gpu_count_bound(n_gpus: int) -> None:
+    """UsageError for a GPU count past `MAX_N_GPUS` (the plan's request and a budget built alone both check it)."""
+    if n_gpus > MAX_N_GPUS:
+        raise UsageError(f"number of GPUs must be at most {MAX_N_GPUS:,} (about 60x the largest published "
+                         f"training run's 16,384), got {n_gpus:,}")
+
 # Default duty cycle: Llama 3 405B pre-training had "higher than 90% effective training time"
 # (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.4); also the seed note's 90%.
 DEFAULT_UTILIZATION = 0.90
@@ -49,9 +56,7 @@ class ComputeBudget:
     def __post_init__(self) -> None:
         if self.n_gpus < 1:
             raise UsageError(f"number of GPUs must be at least 1, got {self.n_gpus}")
-        if self.n_gpus > MAX_N_GPUS:  # as PlanRequest says it (plot frontier --mfu builds a budget alone)
-            raise UsageError(f"number of GPUs must be at most {MAX_N_GPUS:,} (about 60x the largest published "
-                             f"training run's 16,384), got {self.n_gpus:,}")
+        check_gpu_count_bound(self.n_gpus)  # as PlanRequest checks it (plot frontier --mfu builds a budget alone)
         if not self.duration_s > 0:
             raise UsageError(f"duration must be positive, got {self.duration_s} s")
         for knob in ("utilization", "mfu"):

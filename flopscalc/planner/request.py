@@ -18,7 +18,7 @@ from ..hardware import GpuSpec, Precision
 from ..model import ModelConfig, SeqSource, seq_source
 from ..model.sequence import GIVEN, PLANNER
 from ..scaling.laws import BUILTIN_LAWS, DEFAULT_LAW, ParametricLoss, ScalingLaw
-from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION, MAX_N_GPUS, ComputeBudget
+from .budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION, ComputeBudget, check_gpu_count_bound
 from .options import check_positive
 
 if TYPE_CHECKING:
@@ -235,9 +235,7 @@ class PlanRequest:
         n_gpus = self.n_gpus
         if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
             raise UsageError(f"number of GPUs must be a whole number >= 1, got {n_gpus!r}")
-        if n_gpus > MAX_N_GPUS:
-            raise UsageError(f"number of GPUs must be at most {MAX_N_GPUS:,} (about 60x the largest published "
-                             f"training run's 16,384), got {n_gpus:,}")
+        check_gpu_count_bound(n_gpus)
 
     def _check_calibration(self) -> None:
         cal = self.calibration
