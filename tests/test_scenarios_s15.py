@@ -336,3 +336,24 @@ def test_gpt_neox_lora_targets_are_peft_s(tmp_path, capsys):
     assert run(["finetune", "--model", "pythia-1b", "--gpu", "4090", "--dataset-tokens", "1M", "--method", "lora"]) == 2
     err = capsys.readouterr().err
     assert "sequential blocks" in err and "drop 'gate'" not in err
+
+
+def test_phi3_with_a_null_top_level_length_is_refused_in_one_line():
+    # a null top-level original_max_position_embeddings beside a LongRoPE scaling was a TypeError (None < int);
+    # transformers copies the null over the nested value and cannot scale with it either (review of stop 15)
+    from flopscalc.errors import UsageError
+    from flopscalc.hf_config import config_from_hf
+
+    data = {**PHI35_MINI, "original_max_position_embeddings": None}
+    with pytest.raises(UsageError, match="original_max_position_embeddings"):
+        config_from_hf(data)
+
+
+def test_a_refused_precision_lists_every_one_the_card_accepts(capsys):
+    # the 'accepted on this card' list left out bf16-pure, which the CLI accepts (review of stop 15): a TPU v4 has
+    # only a BF16 rate in the database, so both BF16 precisions are what it can time
+    from flopscalc.cli import run
+
+    assert run(["step", "--gpu", "tpu-v4", "--model", "gpt2", "--precision", "fp16-mixed"]) in (1, 2)
+    err = capsys.readouterr().err
+    assert "bf16-mixed" in err and "bf16-pure" in err and len(err.strip().splitlines()) == 1
