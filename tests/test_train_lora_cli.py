@@ -59,7 +59,7 @@ def test_lora_refusals_are_one_line_exit_2(args, words, capsys, tmp_path, monkey
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
-def test_two_processes_train_the_same_adapters_as_one(parallel, tmp_path):
+def test_two_processes_train_the_same_adapters_as_one(parallel, tmp_path, torchrun_log):
     """Under torchrun (gloo, 2 CPU processes at half the micro-batch) the adapters come out as one process's: DDP
     syncs only the trainable tensors, FSDP shards frozen and trainable ones together; rank 0 logs the count once."""
     import os
@@ -70,9 +70,16 @@ def test_two_processes_train_the_same_adapters_as_one(parallel, tmp_path):
             "--eval-batches", "1", "--device", "cpu", "--json", "--lora-rank", "4", "--lora-targets", "q,v,down"]
     assert run(["train", *args, "--micro-batch", "8", "--checkpoint", str(tmp_path / "one.pt")]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-                        "flopscalc", "train", *args, "--micro-batch", "4", "--parallel", parallel, "--checkpoint",
-                        str(tmp_path / "two.pt")], capture_output=True, text=True, env=env, timeout=300, check=False)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "flopscalc",
+           "train", *args, "--micro-batch", "4", "--parallel", parallel, "--checkpoint", str(tmp_path / "two.pt")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+    torchrun_log["runs"].append(f"lora-{parallel}")
+    # a gloo worker killed by a native abort (SIGABRT/SIGSEGV under load, never reproduced on demand) is retried
+    # once, as tests/test_train_ddp.py's TorchRun does, and counted in the session summary; a Python error is not
+    if r.returncode != 0 and any(sig in r.stderr for sig in ("(SIGABRT)", "(SIGSEGV)")):
+        torchrun_log["retries"].append(f"lora-{parallel}: {r.stderr.strip().splitlines()[-1][:200]}")
+        (tmp_path / "two.pt").unlink(missing_ok=True)  # a fresh run refuses an existing checkpoint
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-1500:]
     assert r.stderr.count("trainable parameters") == 1
     one, two = (torch.load(tmp_path / f, weights_only=True)["model"] for f in ("one.pt", "two.pt"))
