@@ -70,6 +70,12 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def lands_on(path: str | Path) -> Path:
+    """The file a write to ``path`` reaches: '..' after a folder that does not exist yet and links resolved as the
+    writer resolves them once it has made that folder (``x/../log.txt`` is ./log.txt, which `Path.exists` misses)."""
+    return Path(os.path.realpath(path))
+
+
 def refuse_same_file(outputs: dict[str, str | Path | None],
                      inputs: dict[str, str | Path | list | tuple | None] | None = None) -> None:
     """UsageError when two outputs, or an output and an input, name one file (``--checkpoint run.pt --metrics-log
@@ -78,7 +84,7 @@ def refuse_same_file(outputs: dict[str, str | Path | None],
     given. Paths are compared after resolving '..' and links (os.path.realpath), and by file identity where both
     exist (a hard link)."""
     def same(a: Path, b: Path) -> bool:
-        if os.path.realpath(a) == os.path.realpath(b):
+        if lands_on(a) == lands_on(b):
             return True
         try:
             return a.exists() and b.exists() and os.path.samefile(a, b)

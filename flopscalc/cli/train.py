@@ -6,7 +6,6 @@ they say how to install the ``train`` extra and exit 1.
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from ..atomic import lands_on
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
 from .common import (
@@ -356,22 +356,16 @@ def refuse_existing_outputs(outputs: dict[str, Path | None], resume: bool) -> No
     A fresh run writes its checkpoint over the file and opens its metrics log for writing (truncating it); only a
     run that continues (``--resume``) reads the checkpoint and appends to the log. Nothing the user made is lost, so
     an existing file is refused, named, with the two ways on: ``--resume`` or another path. A path is looked up as
-    the writer will reach it once it has made the missing folders (`_lands_on`).
+    the writer will reach it once it has made the missing folders (`atomic.lands_on`).
     """
     if resume:
         return
     for flag, path in outputs.items():
-        if path is not None and _lands_on(path).exists():
+        if path is not None and lands_on(path).exists():
             what = "the metrics log" if flag == "--out" else flag
             verb = "replace" if flag == "--checkpoint" else "truncate"
             raise UsageError(f"{what} {path} already exists and a fresh run would {verb} it; give --resume to continue "
                              f"from --checkpoint, or another path (or remove the file if it is yours to lose)")
-
-
-def _lands_on(path: Path) -> Path:
-    """The file a write to ``path`` reaches: '..' after a folder that does not exist yet is resolved as the writer
-    resolves it once it has made that folder (``x/../log.txt`` is ./log.txt, which `Path.exists` alone misses)."""
-    return Path(os.path.realpath(path))
 
 
 def refuse_existing_profile(out: Path | None, replace: bool) -> None:
@@ -379,7 +373,7 @@ def refuse_existing_profile(out: Path | None, replace: bool) -> None:
     profile is minutes of measurement on a device: nothing the user made is lost, as saved laws need --replace)."""
     if replace and out is None:
         raise UsageError("--replace says what to do with an existing profile at --out: give it with --out FILE")
-    if out is not None and not replace and _lands_on(out).is_file():
+    if out is not None and not replace and lands_on(out).is_file():
         raise UsageError(f"--out {out} already exists; give --replace to overwrite it, or another path")
 
 
