@@ -30,12 +30,12 @@ from .growth import BatchGrowth, best_doubling
 from .options import (
     MAX_GPUS_SEARCHED,
     MEMORY_PRECISION,
-    PLAN_MEMORY_HEADROOM,
     ChosenSetup,
     StepRates,
     _training_flops,
     flash_recompute,
     target_tokens_per_step,
+    usable_bytes,
 )
 from .speed import LAYOUT_PRECISIONS, uses_layout_search  # noqa: F401 - re-exported: where they were
 
@@ -155,7 +155,7 @@ def choose_layout(cfg: ModelConfig, cluster, seq_len: int, precision: Precision,
     planner's headroom, at GPT-3's batch (or ``tokens_per_step``); None when none fits."""
     cap = capacity_bytes or cluster.gpu.memory_bytes
     result = _search(cfg, cluster, seq_len, global_batch_sequences(cfg, seq_len, tokens_per_step), precision,
-                     cap * (1 - PLAN_MEMORY_HEADROOM))
+                     usable_bytes(cap))
     return None if result is None else _chosen_and_speed(cfg, result, seq_len, precision, cluster.gpu, cap)
 
 

@@ -43,6 +43,11 @@ GPT3_TOKENS_PER_STEP = ((1.0e9, 2**19), (4.0e9, 2**20), (5.0e10, 2**21), (math.i
 # Memory kept free when planning: the estimator's stated accuracy target is 10% of the measured peak
 # (issue 3); half of that as margin keeps plans from sitting on the edge of the card.
 PLAN_MEMORY_HEADROOM = 0.05
+
+
+def usable_bytes(capacity_bytes: float) -> float:
+    """Memory a plan may fill on a GPU of ``capacity_bytes``: all but `PLAN_MEMORY_HEADROOM`."""
+    return capacity_bytes * (1 - PLAN_MEMORY_HEADROOM)
 # A preset is "nearest" only within this factor in parameters: the presets themselves are spaced by about 2x
 # (124M, 355M, 774M, 1.56B), so beyond it the name would describe a different model (a 32.7B model is not
 # "nearly gpt2-xl").

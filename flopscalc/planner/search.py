@@ -25,6 +25,7 @@ from .options import (
     PLAN_MEMORY_HEADROOM,
     PlanOption,
     nearest_preset,
+    usable_bytes,
 )
 from .setups import choose_setup, lightest_peak_bytes, min_gpus_to_fit
 from .speed import PROFILE_MFU, price_setup, time_model_for
@@ -306,18 +307,18 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             _refuse_unsplittable_count(smallest, ctx)
             raise DomainError(
                 f"{what} in any parallel layout of {n_gpus:,} x {ctx.gpu.name} "
-                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} "
+                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {usable_bytes(cap) / GIB:.1f} "
                 f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}"
                 + _shorter_seq_hint(ctx))
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
         raise DomainError(
             f"{what} in {cap / GIB:.1f} GiB per GPU "
-            f"({cap * (1 - PLAN_MEMORY_HEADROOM) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
+            f"({usable_bytes(cap) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
             f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
             "the CPU, ZeRO "
             f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB at sequence {ctx.seq_len}{more}"
             + _shorter_seq_hint(ctx, lambda seq: lightest_peak_bytes(smallest.model, n_gpus, seq, ctx.budget.precision)
-                                <= cap * (1 - PLAN_MEMORY_HEADROOM)))
+                                <= usable_bytes(cap)))
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":
         reach = [o for o in fitting if math.isfinite(o.n_tokens)]

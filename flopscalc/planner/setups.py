@@ -17,7 +17,7 @@ from ..memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory,
 from ..memory.fit import fits
 from ..memory.settings import MEMORY_PRECISION, with_micro_batch
 from ..model import ModelConfig
-from .options import MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, ChosenSetup, _per_gpu_batch
+from .options import MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, ChosenSetup, _per_gpu_batch, usable_bytes
 
 # The setups searched (issue 14): every combination of recomputation, optimizer and optimizer offload, and of
 # ZeRO stage when there are several GPUs; each at the largest micro-batch that fits and divides the batch. The
@@ -244,7 +244,7 @@ def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: 
 def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
                     capacity_bytes: float | None = None) -> int | None:
     """Fewest GPUs (powers of two) on which some searched setup fits; None beyond MAX_GPUS_SEARCHED."""
-    cap = (capacity_bytes or gpu.memory_bytes) * (1 - PLAN_MEMORY_HEADROOM)
+    cap = usable_bytes(capacity_bytes or gpu.memory_bytes)
     n = 2
     while n <= MAX_GPUS_SEARCHED:
         # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look

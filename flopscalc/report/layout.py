@@ -158,10 +158,10 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
         # no --sustained: None, so each layout is priced at its own engine's fraction, as the explicit path below
         opts = StepOptions(sustained_fraction=sustained) if sustained else None
         batch = global_batch or setup.n_gpus * setup.micro_batch * setup.grad_accum
-        from ..planner.options import PLAN_MEMORY_HEADROOM
+        from ..planner.options import usable_bytes
 
         # a layout to run keeps the plan's margin free, so the search ranks what `plan` would choose from
-        limit = gpu.memory_bytes * (1 - PLAN_MEMORY_HEADROOM)
+        limit = usable_bytes(gpu.memory_bytes)
         result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts,
                                 fused_loss=fused_loss, dropout=dropout, memory_limit_bytes=limit)
         return (search_report(result, setup.seq_len),
