@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads while timing (default: 1 on a CPU, torch's own on a GPU)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--label", default="", help="appended to the file names, so that several sweeps of one day on "
+                    "one device keep their own table (gpu_session.sh runs three)")
     args = ap.parse_args(argv)
 
     import torch
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Console().print(profile_table(profile))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
-    slug = f"{_slug(profile.gpu_key or profile.device_name)}_{stamp}"
+    slug = f"{_slug(profile.gpu_key or profile.device_name)}_{stamp}" + (f"_{_slug(args.label)}" if args.label else "")
     settings = (f"warm-up {args.warmup_steps} steps, {args.steps} timed steps, precision {args.precision}, "
                 "synthetic tokens, fused AdamW, SDPA attention")
     table = args.out_dir / f"trainer_{slug}.md"
