@@ -8,7 +8,11 @@
 #                                            # GPT-2 small, vocab 50304, mb 16/32 (issue 5's MFU target), and
 #                                            # unpadded mb 8/16/32
 #   bash benchmarks/gpu_session.sh memory    # estimated vs torch.cuda.max_memory_allocated, GPT-2 small..XL
-#   bash benchmarks/gpu_session.sh all       # smoke, eager trainer, memory, compiled trainer (slowest last)
+#   bash benchmarks/gpu_session.sh gemm      # GEMM rates of GPT-2's shapes and a copy, beside the GEMM pricing
+#   bash benchmarks/gpu_session.sh recompute # eager steps with full/selective recomputation (flopscalc calibrate)
+#   bash benchmarks/gpu_session.sh all       # smoke, eager trainer, memory, compiled trainer (slowest last), then
+#                                            # gemm and recompute
+# On a 2026-11 H200 'all' took about 7 min, gemm and recompute 2 more (gpu_session_h200-sxm_20261128.log).
 # Results land in benchmarks/results/ (one trainer table per sweep: _eager, _eager-sizes, _compiled-pad64,
 # _compiled); commit them and quote them in README.md. One part failing does not stop the others; the exit
 # status is 1 when any failed.
@@ -50,6 +54,18 @@ if [[ "$part" == trainer || "$part" == all ]]; then
   step trainer-compiled-pad64 "${bench[@]}" --pad-vocab 64 --compile on --micro-batch 16 --micro-batch 32 \
       --label compiled-pad64
   step trainer-compiled "${bench[@]}" --compile on --label compiled
+fi
+if [[ "$part" == gemm || "$part" == all ]]; then
+  step gemm "$py" benchmarks/bench_gemm_gpu.py
+fi
+if [[ "$part" == recompute || "$part" == all ]]; then
+  stamp=$(date -u +%Y%m%d)
+  for spec in "gpt2-xl full 8" "gpt2-xl selective 8" "gpt2 full 16"; do
+    set -- $spec
+    out="benchmarks/results/calibration_gpu_${stamp}_recompute-$2-$1.json"
+    step "recompute-$2-$1" "$py" -m flopscalc calibrate --device cuda --model "$1" --recompute "$2" --micro-batch "$3" \
+        --compile off --warmup-steps 5 --steps 10 --out "$out" --replace "${gpu_arg[@]}"
+  done
 fi
 if (( ${#failed[@]} )); then echo "failed: ${failed[*]}"; exit 1; fi
 echo "all parts ran"
