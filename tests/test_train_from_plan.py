@@ -375,3 +375,16 @@ def test_data_vocabulary_resizing_the_plans_model_is_named(tiny, tmp_path, capsy
     assert any(c.startswith(f"vocabulary {m['vocab_size']:,} -> 256") for c in summary["from_plan"]["changes"])
     # GPT-2 block, tied head: only the token table changes size, by (50257 - 256) x n_embd parameters
     assert summary["n_params_measured"] == m["n_params"] - (m["vocab_size"] - 256) * m["n_embd"]
+
+
+def test_an_existing_settings_file_under_out_is_refused_not_replaced(tiny, tmp_path, capsys):
+    """--out DIR holding a settings.json but no metrics log (a folder the user made, or a run's settings kept after
+    its log was moved): a fresh run would write its own settings.json over it; refused, the file left as it was."""
+    path, _ = tiny
+    out = tmp_path / "run"
+    out.mkdir()
+    mine = out / "settings.json"
+    mine.write_text('{"mine": true}\n', encoding="utf-8")
+    _one_line_error(capsys, ["train", "--from-plan", str(path), "--synthetic", "--device", "cpu", "--max-steps", "0",
+                             "--out", str(out)], "the settings file", "already exists", "--resume")
+    assert mine.read_text(encoding="utf-8") == '{"mine": true}\n'

@@ -294,7 +294,8 @@ def _train_from_plan(ctx: typer.Context):
         check_writable_file(log, "metrics log")
     elif log is not None:
         check_writable_file(log, "metrics log")
-    refuse_existing_outputs({"--checkpoint": o["checkpoint"], "--out" if o["out"] is not None else "--metrics-log": log},
+    refuse_existing_outputs({"--checkpoint": o["checkpoint"], "--out" if o["out"] is not None else "--metrics-log": log,
+                             **({"--out (settings.json)": Path(o["out"]) / "settings.json"} if o["out"] else {})},
                             o["resume"])
     from ..atomic import refuse_same_file
 
@@ -362,8 +363,8 @@ def refuse_existing_outputs(outputs: dict[str, Path | None], resume: bool) -> No
         return
     for flag, path in outputs.items():
         if path is not None and lands_on(path).exists():
-            what = "the metrics log" if flag == "--out" else flag
-            verb = "replace" if flag == "--checkpoint" else "truncate"
+            what = {"--out": "the metrics log", "--out (settings.json)": "the settings file"}.get(flag, flag)
+            verb = "truncate" if flag in ("--out", "--metrics-log") else "replace"
             raise UsageError(f"{what} {path} already exists and a fresh run would {verb} it; give --resume to continue "
                              f"from --checkpoint, or another path (or remove the file if it is yours to lose)")
 
