@@ -122,7 +122,8 @@ def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], 
     rows = []
     for m in targets:
         p, measured = m.point, m.step.step_s
-        pred = calibrated_step(m.step.model, m.step.setup, profile, gpu).step_s
+        est = calibrated_step(m.step.model, m.step.setup, profile, gpu)
+        pred = est.step_s
         pred4 = calibrated_step(m.step.model, m.step.setup, profile_all_four, gpu).step_s
         # constant MFU counts model FLOPs only, so it is compared on the targets without recomputation
         const = (p.model_flops_per_token * p.micro_batch * p.seq_len * p.grad_accum / rate
@@ -130,10 +131,11 @@ def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], 
         rows.append({"source": m.source, "model": p.model.name, "n_params": p.n_params,
                      "x_largest_fitted": p.n_params / lp.n_params, "x_smallest_fitted": p.n_params / smallest,
                      "micro_batch": p.micro_batch, "recompute": p.recompute, "measured_s": measured,
-                     "calibrated_s": pred, "error": pred / measured - 1,
+                     "calibrated_s": pred, "error": pred / measured - 1, "calibrated_by_class_s": est.class_seconds,
                      "fit_all_four_s": pred4, "fit_all_four_error": pred4 / measured - 1,
                      "constant_mfu_s": const, "constant_mfu_error": None if const is None else const / measured - 1})
     errs = [abs(r["error"]) for r in rows]
+    raw_errs = [abs(raw_step_s(m, gpu) / m.step.step_s - 1) for m in targets]  # the same rows, uncalibrated
     const_errs = [abs(r["constant_mfu_error"]) for r in rows if r["constant_mfu_error"] is not None]
     return {
         "fitted_points": [{"source": m.source, "model": m.point.model.name, "n_params": m.point.n_params,
@@ -146,6 +148,7 @@ def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], 
         "summary": {"n_targets": len(rows), "median_abs_error": statistics.median(errs), "max_abs_error": max(errs),
                     "fit_all_four_median_abs_error": statistics.median(abs(r["fit_all_four_error"]) for r in rows),
                     "fit_all_four_max_abs_error": max(abs(r["fit_all_four_error"]) for r in rows),
+                    "raw_median_abs_error": statistics.median(raw_errs), "raw_max_abs_error": max(raw_errs),
                     "constant_mfu_median_abs_error": statistics.median(const_errs) if const_errs else None,
                     "constant_mfu_max_abs_error": max(const_errs) if const_errs else None,
                     "target": CROSS_SIZE_TARGET,
@@ -197,19 +200,26 @@ def evaluate(paths: list[Path], gpu: GpuSpec, fit_max_params: float = FIT_MAX_PA
 
 
 def markdown(result: dict) -> str:
-    """The table of docs/performance_model.md's "Measured on our own GPU" section."""
-    lines = [("| model | params | micro-batch | recompute | compile | measured | raw model | error | "
-              "calibrated from small | error |"), "|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
-    order = sorted(result["points"], key=lambda r: (r["compiled"], r["recompute"] != "none", r["n_params"],
-                                                    r["model"], r["micro_batch"]))
-    for r in order:
-        cal = ("fitted" if r["cross_size_role"] == "fitted" else "-") if r["calibrated_s"] is None else \
-            f"{1e3 * r['calibrated_s']:.1f} ms"
-        cal_err = "-" if r["calibrated_error"] is None else f"{100 * r['calibrated_error']:+.1f}%"
-        lines.append(f"| {r['model']} | {r['n_params'] / 1e6:.0f}M | {r['micro_batch']} | {r['recompute']} | "
-                     f"{'on' if r['compiled'] else 'off'} | {1e3 * r['measured_s']:.1f} ms | "
-                     f"{1e3 * r['raw_predicted_s']:.1f} ms | {100 * r['raw_error']:+.1f}% | {cal} | {cal_err} |")
-    return "\n".join(lines) + "\n"
+    """The tables of docs/performance_model.md's "Measured on our own GPU" section: eager without recomputation,
+    eager with it, and torch.compile apart (a reference: the model prices eager kernels)."""
+    groups = (("Eager, no recomputation", lambda r: not r["compiled"] and r["recompute"] == "none"),
+              ("Eager, with recomputation", lambda r: not r["compiled"] and r["recompute"] != "none"),
+              ("torch.compile (reference, never fitted: the model prices eager kernels)", lambda r: r["compiled"]))
+    lines = []
+    for title, keep in groups:
+        rows = sorted((r for r in result["points"] if keep(r)),
+                      key=lambda r: (r["n_params"], r["model"], r["recompute"], r["micro_batch"]))
+        lines += [f"{title}:", "", ("| model | params | micro-batch | recompute | measured | raw model | error | "
+                                   "calibrated from small | error |"), "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            cal = ("fitted" if r["cross_size_role"] == "fitted" else "-") if r["calibrated_s"] is None else \
+                f"{1e3 * r['calibrated_s']:.1f} ms"
+            cal_err = "-" if r["calibrated_error"] is None else f"{100 * r['calibrated_error']:+.1f}%"
+            lines.append(f"| {r['model']} | {r['n_params'] / 1e6:.0f}M | {r['micro_batch']} | {r['recompute']} | "
+                         f"{1e3 * r['measured_s']:.1f} ms | {1e3 * r['raw_predicted_s']:.1f} ms | "
+                         f"{100 * r['raw_error']:+.1f}% | {cal} | {cal_err} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * t['fit_all_four_error']:+.1f}%" + ("" if t["constant_mfu_error"] is None else
                                                         f", constant MFU {100 * t['constant_mfu_error']:+.1f}%") + ")")
     cs = c["summary"]
-    print(f"cross-size: median |error| {cs['median_abs_error']:.1%}, worst {cs['max_abs_error']:.1%}; within "
+    print(f"cross-size: median |error| {cs['median_abs_error']:.1%}, worst {cs['max_abs_error']:.1%} (raw model on "
+          f"the same rows {cs['raw_median_abs_error']:.1%}, {cs['raw_max_abs_error']:.1%}; all four fitted "
+          f"{cs['fit_all_four_median_abs_error']:.1%}, {cs['fit_all_four_max_abs_error']:.1%}; constant MFU "
+          f"{cs['constant_mfu_median_abs_error']:.1%}, {cs['constant_mfu_max_abs_error']:.1%}); within "
           f"{cs['target']:.0%}: {', '.join(cs['within_target']) or 'none'} -> {args.out}")
     if args.markdown:
         print(markdown(result))
