@@ -63,18 +63,16 @@ def conditions_markdown(cond: dict) -> list[str]:
 
 def predicted_step_s(point, gpu_key: str | None) -> float | None:
     """`flopscalc step`'s time for a measured point (s): the per-operation model on the GPU's database row, for the
-    trainer's setup (one device, no recomputation, SDPA flash attention, fused AdamW, PyTorch's cross-entropy).
-    None without a GPU row (a CPU, an unrecognised card): the model has no sourced rates there."""
+    setup the trainer ran (`flopscalc.perf.calibrate.point_setup`: the point's micro-batch, precision, devices,
+    recomputation and attention path; fused AdamW, PyTorch's cross-entropy). None without a GPU row (a CPU, an
+    unrecognised card): the model has no sourced rates there."""
     if gpu_key is None:
         return None
     from flopscalc.hardware import get_gpu
-    from flopscalc.memory import TrainingSetup
-    from flopscalc.memory.settings import trainer_memory_precision
     from flopscalc.perf import estimate_step
+    from flopscalc.perf.calibrate import point_setup
 
-    setup = TrainingSetup(micro_batch=point.micro_batch, seq_len=point.seq_len, grad_accum=point.grad_accum,
-                          precision=trainer_memory_precision(point.precision), n_gpus=point.n_devices)
-    return estimate_step(point.model, setup, get_gpu(gpu_key)).step_s
+    return estimate_step(point.model, point_setup(point), get_gpu(gpu_key)).step_s
 
 
 def table_markdown(profile, settings: str, cond: dict | None = None) -> str:

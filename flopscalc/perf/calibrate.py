@@ -31,7 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ..calibration import CalibrationProfile, DeviceFactors
+from ..calibration import CalibrationPoint, CalibrationProfile, DeviceFactors
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
@@ -198,13 +198,24 @@ def measured_steps(profile: CalibrationProfile) -> list[MeasuredStep]:
     for p in profile.points:
         if p.n_devices != 1:
             raise UsageError("a fit prices one device: the profile has a point on several devices")
-        setup = TrainingSetup(
-            micro_batch=p.micro_batch, seq_len=p.seq_len, grad_accum=p.grad_accum,
-            precision=trainer_memory_precision(p.precision),
-            recompute=Recompute(p.recompute), flash=p.attention == "sdpa",
-            device=Device.cpu if on_cpu else Device.cuda)
+        setup = point_setup(p, Device.cpu if on_cpu else Device.cuda)
         out.append(MeasuredStep(p.model, setup, p.cpu_step_time_s if cpu_time else p.step_time_s))
     return out
+
+
+def point_setup(point: CalibrationPoint, device: Device = Device.cuda) -> TrainingSetup:
+    """The setup the reference trainer ran for a measured ``point``, as the step-time model reads it.
+
+    Micro-batch, sequence, accumulation, data-parallel devices, precision (the trainer's autocast policy),
+    recomputation and attention path (``sdpa``: the fused kernel) come from the point; the rest are the trainer's
+    fixed choices, which are `TrainingSetup`'s defaults (AdamW, no ZeRO, no dropout, PyTorch's cross-entropy).
+    One function for the fit and for the benchmarks' measured-against-predicted tables (benchmarks/bench_trainer.py,
+    benchmarks/bench_perf_own_gpu.py).
+    """
+    return TrainingSetup(
+        micro_batch=point.micro_batch, seq_len=point.seq_len, grad_accum=point.grad_accum,
+        precision=trainer_memory_precision(point.precision), n_gpus=point.n_devices,
+        recompute=Recompute(point.recompute), flash=point.attention == "sdpa", device=device)
 
 
 def uses_cpu_time(profile: CalibrationProfile) -> bool:
@@ -275,4 +286,5 @@ __all__ = [
     "fit_profile",
     "matmul_precision",
     "measured_steps",
+    "point_setup",
 ]
