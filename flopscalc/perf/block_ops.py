@@ -41,8 +41,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..flops import forward_flops_per_token
-from ..memory.settings import FP32_BYTES, INDEX_BYTES
+from ..memory.settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES
 from ..model import Mlp, ModelConfig, Norm, Position, QkNorm
+from .gemm import misaligned
 from .op_kinds import AttentionKernel, Op, OpClass, Phase
 from .op_kinds import memory_op as _mem
 
@@ -61,9 +62,13 @@ def _linear_ops(name, t, d_in, d_out, a, n, phase_fwd, bias=False):
     A bias rides in the forward GEMM's epilogue; its gradient is a reduction of the output gradient over the
     tokens (autograd's addmm backward: ``grad.sum(0)``), read once.
     """
+    # every operand's row length is d_in or d_out (the activations are row-major, t rows), in all three GEMMs
+    bad = a == HALF_BYTES and misaligned((d_in, d_out), a)
+
     def gemm(label, phase, m, nn, k):
         moved = a * (m * k + k * nn + m * nn)  # read A and B, write C once (NVIDIA GEMM guide ch. 2)
-        return Op(f"{name} {label}", OpClass.gemm, phase, 2.0 * m * nn * k, moved, n, 1, (m, nn, k, 1))
+        return Op(f"{name} {label}", OpClass.gemm, phase, 2.0 * m * nn * k, moved, n, 1, (m, nn, k, 1),
+                  misaligned=bad)
 
     ops = [gemm("fwd", phase_fwd, t, d_out, d_in)]
     if phase_fwd is Phase.forward:

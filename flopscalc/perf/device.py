@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DomainError, UsageError
-from ..hardware import GpuSpec
+from ..hardware import GpuSpec, Precision
 
 # GEMM fraction of the dense peak for a GPU without its own measurement: the lowest NVIDIA figure of [1]
 # (H100 SXM, 80.3%), so an unmeasured part is not credited with more than the measured ones reach.
@@ -82,6 +82,9 @@ class DevicePerf:
     source: str  # where the per-GPU figures come from
     # cuBLAS-style output tiles and waves (gemm.py); False on a CPU, whose BLAS blocks by cache (perf/calibrate.py)
     tile_quantization: bool = True
+    # rate of a 16-bit GEMM with a misaligned operand (`gemm.misaligned`) over the dense 16-bit peak, where
+    # data/gpu_perf.csv has a measured ``misaligned_gemm_tflops``; None: not modelled (priced as aligned)
+    misaligned_gemm_fraction: float | None = None
     # achieved share of the network between nodes where a run's own network states one (a published row's,
     # `perf.validation.row_device`); None: `perf.fabric.NETWORK_BUS_EFFICIENCY`
     network_bus_efficiency: float | None = None
@@ -94,6 +97,10 @@ class DevicePerf:
         if not 0 < self.gemm_peak_fraction <= MAX_GEMM_PEAK_FRACTION:
             raise UsageError(f"GEMM peak fraction must be in (0, {MAX_GEMM_PEAK_FRACTION:g}] of the datasheet rate, got "
                              f"{self.gemm_peak_fraction!r}")
+        bad = self.misaligned_gemm_fraction
+        if bad is not None and not 0 < bad <= MAX_GEMM_PEAK_FRACTION:
+            raise UsageError(f"misaligned GEMM fraction must be in (0, {MAX_GEMM_PEAK_FRACTION:g}] of the datasheet "
+                             f"rate, got {bad!r}")
         if self.network_bus_efficiency is not None and not 0 < self.network_bus_efficiency <= 1:
             raise UsageError(f"network bus efficiency must be in (0, 1], got {self.network_bus_efficiency!r}")
         if self.n_sm is not None and self.n_sm < 1:
@@ -141,6 +148,7 @@ def device_perf(gpu: GpuSpec) -> DevicePerf:
     n_sm = int(row["n_sm"]) if (row.get("n_sm") or "").strip() else None
     gemm = float(row["gemm_peak_fraction"]) if (row.get("gemm_peak_fraction") or "").strip() else None
     hopper = gpu.architecture in HOPPER_LIKE
+    misaligned = (row.get("misaligned_gemm_tflops") or "").strip()
     source = row.get("source") or "no gpu_perf.csv row: default fractions, no wave quantization"
     if gemm is None:
         source += f"; GEMM fraction: default {DEFAULT_GEMM_PEAK_FRACTION} (lowest NVIDIA MAMF of [1])"
@@ -153,4 +161,5 @@ def device_perf(gpu: GpuSpec) -> DevicePerf:
         flash_bwd_fraction=FLASH_BWD_FRACTION_HOPPER if hopper else FLASH_BWD_FRACTION_AMPERE,
         kernel_min_s=KERNEL_MIN_S,
         source=source,
+        misaligned_gemm_fraction=float(misaligned) * 1e12 / gpu.peak_flop_per_s(Precision.bf16) if misaligned else None,
     )

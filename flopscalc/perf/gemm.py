@@ -14,6 +14,18 @@ References
     tile per SM at a time, so a wave is 108 tiles).
 [2] NVIDIA CUTLASS documentation, "Efficient GEMM in CUDA", section "Parallelized Reductions: Split K":
     partitioning k among thread blocks when m and n are too small to occupy the GPU.
+[3] Ibid. [1], sec. 2.2 "Tensor Core Requirements": Tensor Cores are used most efficiently when the dimensions
+    are multiples of 16 bytes (8 elements of FP16/BF16); cuBLAS 11 relaxes this from a requirement to a
+    performance guideline. On Hopper the fast kernels load their operands with TMA, whose tensor maps need
+    global strides that are multiples of 16 bytes (CUDA Driver API, 6.30 "Tensor Map Object Management",
+    ``cuTensorMapEncodeTiled``), so a 16-bit operand with an odd row length cannot use them.
+[4] pytorch/pytorch issue #181718 (2026-04-28, RTX 4090, torch profiler kernel names): bf16 square GEMMs of an odd
+    size run ``cutlass_75_tensorop_bf16_s1688gemm_bf16_128x128_nn_align1`` (one-element alignment, Turing MMA
+    shape) at 106.8-115.6 TFLOP/s where an aligned size runs an Ampere kernel at 155.9.
+[5] PyTorch ``torch/_inductor/fx_passes/pad_mm.py`` (``get_alignment_size_dtype``: 8 elements for fp16/bf16, 4 for
+    fp32; ``get_padded_length``: a dimension of 1 is not padded) under ``torch._inductor.config.shape_padding``
+    (on by default), and ``comprehensive_padding`` (strides of intermediate tensors padded): torch.compile pads
+    a matmul's misaligned dimensions, so compiled code does not run the misaligned kernels of [4].
 """
 
 from __future__ import annotations
@@ -26,6 +38,17 @@ TILE_SHAPES = ((256, 128), (128, 256), (128, 128))
 # Shortest k slice a split-K kernel is given: one 128-deep main-loop stage per thread block, the depth
 # of [1]'s tile examples (an assumption; below it the partial-sum reduction costs more than it saves).
 SPLIT_K_MIN_DEPTH = 128
+# Operand alignment the fast tensor-core kernels need: 16 bytes ([3]); inductor pads to the same ([5]: 8 elements of
+# a 16-bit type, 4 of fp32).
+GEMM_ALIGNMENT_BYTES = 16
+
+
+def misaligned(dims, element_bytes: int) -> bool:
+    """Whether a GEMM whose operands have row lengths ``dims`` (the leading dimensions: feature widths, not the token
+    count, for row-major activations) runs a misaligned kernel: some length above 1 is not a multiple of 16 bytes
+    ([3]; a length of 1 is a matrix-vector product, which [5] leaves unpadded too)."""
+    per = GEMM_ALIGNMENT_BYTES // element_bytes
+    return any(d > 1 and d % per for d in dims)
 
 
 def tile_quantization_efficiency(m: int, n: int, tile_m: int, tile_n: int) -> float:

@@ -86,6 +86,9 @@ class Op:
     gemm_shape: tuple[int, int, int, int] | None = None  # (m, n, k, batch) of a GEMM
     flash: bool = False  # a fused attention kernel (priced at the flash efficiency)
     head_dim: int | None = None  # a fused attention kernel's head dimension (its tiles: `kernel_head_dim`)
+    # a 16-bit GEMM with an operand row length that is not a multiple of 16 bytes (`gemm.misaligned`): cuBLAS runs
+    # a one-element-aligned kernel (`gemm` [4]); fp32 GEMMs are not flagged (no measured rate for them)
+    misaligned: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class StepOptions:
     # FITTED, see SUSTAINED_FRACTION. 1.0 gives the unfitted roofline sum.
     sustained_fraction: float = 0.0  # 0 means "use SUSTAINED_FRACTION"
     attention_kernel: AttentionKernel = AttentionKernel.flash2  # the fused kernel when setup.flash
+    # the framework pads misaligned GEMM dimensions (torch.compile's inductor: `gemm` [5]), so `Op.misaligned` GEMMs
+    # run the aligned kernels; False: eager PyTorch, which hands cuBLAS the shapes as they are
+    gemm_shape_padding: bool = False
     optimizer_kernel: OptimizerKernel = OptimizerKernel.fused  # how the AdamW step runs
 
     @property

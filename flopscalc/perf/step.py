@@ -5,7 +5,8 @@ step_s = sum over ops of count x max(FLOPs / (peak x efficiency), bytes / (bandw
          (`flopscalc.perf.parallel`, `CommEstimate.cost_s`) + optimizer offload (`flopscalc.perf.offload`).
 
 GEMM efficiency = the device's best GEMM fraction of peak x tile and wave quantization (`gemm.py`) x the fitted
-sustained fraction (`op_kinds.SUSTAINED_FRACTION`); fused attention runs at the device's flash fraction for the kernel
+sustained fraction (`op_kinds.SUSTAINED_FRACTION`), a 16-bit GEMM with a misaligned operand at no more than the
+device's measured rate for it unless the framework pads the shapes (`op_efficiency`, `StepOptions.gemm_shape_padding`); fused attention runs at the device's flash fraction for the kernel
 that runs (FlashAttention-2 or its Triton version: `op_kinds.AttentionKernel`); memory-bound kernels at the achievable
 DRAM bandwidth.
 
@@ -149,19 +150,25 @@ class StepEstimate:
 
 @lru_cache(maxsize=65536)  # a pure function; a planner's setups of one model share most of their operations
 def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: float,
-           kernel: AttentionKernel = AttentionKernel.flash2) -> PricedOp:
+           kernel: AttentionKernel = AttentionKernel.flash2, misaligned_kernels: bool = False) -> PricedOp:
     """``op``'s time on ``dev``; ``sustained`` scales the GEMMs only: the fraction is fitted on rows whose time is
     80-95% GEMMs (docs/performance_model.md), so it is identified for them; the fused attention and the
-    memory-bound kernels run at their own sourced rates (`perf.device`)."""
-    eff = op_efficiency(op, dev, kernel)
+    memory-bound kernels run at their own sourced rates (`perf.device`). ``misaligned_kernels``: see
+    `op_efficiency`."""
+    eff = op_efficiency(op, dev, kernel, misaligned_kernels=misaligned_kernels)
     gemm = op.gemm_shape is not None and not op.flash
     return priced_at(op, dev, eff, peak, bandwidth, sustained=sustained if gemm else 1.0)
 
 
-def op_efficiency(op: Op, dev: DevicePerf, kernel: AttentionKernel = AttentionKernel.flash2) -> float:
+def op_efficiency(op: Op, dev: DevicePerf, kernel: AttentionKernel = AttentionKernel.flash2, *,
+                  misaligned_kernels: bool = False) -> float:
     """Fraction of the dense peak ``op``'s arithmetic runs at on ``dev``: the fused attention at the device's flash
     fraction for ``kernel``, a GEMM at the GEMM fraction times tile and wave quantization where the device has them,
-    1 for memory-bound kernels. The one place the rule lives (training here, inference in `perf.inference`)."""
+    1 for memory-bound kernels. The one place the rule lives (training here, inference in `perf.inference`).
+
+    With ``misaligned_kernels`` (eager PyTorch: `StepOptions.gemm_shape_padding` off), a GEMM with a misaligned
+    operand (``op.misaligned``) runs no faster than the device's measured rate for such GEMMs
+    (``dev.misaligned_gemm_fraction``, `gemm` [3], [4]), where the device has one."""
     if op.flash:
         backward = op.phase is Phase.backward
         eff = dev.flash_bwd_fraction if backward else dev.flash_fwd_fraction
@@ -172,8 +179,11 @@ def op_efficiency(op: Op, dev: DevicePerf, kernel: AttentionKernel = AttentionKe
         return eff
     if op.gemm_shape is not None:
         m, n, k, batch = op.gemm_shape
-        return dev.gemm_peak_fraction * (gemm_efficiency(m, n, k, dev.n_sm, batch=batch) if dev.tile_quantization
-                                         else 1.0)
+        eff = dev.gemm_peak_fraction * (gemm_efficiency(m, n, k, dev.n_sm, batch=batch) if dev.tile_quantization
+                                        else 1.0)
+        if misaligned_kernels and op.misaligned and dev.misaligned_gemm_fraction is not None:
+            return min(eff, dev.misaligned_gemm_fraction)  # gemm [4]: the align1 kernel's measured rate
+        return eff
     return 1.0  # no arithmetic worth pricing: memory-bound
 
 
@@ -202,8 +212,8 @@ def price_ops(ops, gpu: GpuSpec, precision: MemoryPrecision, options: StepOption
                           "needs it for memory-bound kernels (add memory_bandwidth_gb_per_s with --gpu-csv)")
     dev = device or device_perf(gpu)
     peak = gpu.peak_flop_per_s(MATMUL_PRECISION[precision])
-    return tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained, options.attention_kernel)
-                 for op in ops)
+    return tuple(_price(op, dev, peak, gpu.memory_bandwidth_bytes_per_s, options.sustained, options.attention_kernel,
+                        not options.gemm_shape_padding) for op in ops)
 
 
 _BACKWARD = (Phase.backward, Phase.recompute)
@@ -213,31 +223,33 @@ _BACKWARD = (Phase.backward, Phase.recompute)
 def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
                  recompute: Recompute, flash: bool, dropout: bool, fused_loss: bool, loss_kernel: LossKernel,
                  metric_ce_passes: int, attention_kernel: AttentionKernel, sustained: float, dev: DevicePerf,
-                 peak: float, bandwidth: float) -> tuple[PricedOp, ...]:
+                 peak: float, bandwidth: float, misaligned_kernels: bool = False) -> tuple[PricedOp, ...]:
     """The ops of ``part`` (`ops.forward_ops`, `recompute_ops` or `backward_ops`) of a setup with these fields
     (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by `_price` with the kernel and fraction given."""
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
                           grad_accum=grad_accum, dropout=dropout, fused_loss=fused_loss, loss_kernel=loss_kernel)
     options = StepOptions(metric_ce_passes=metric_ce_passes)
     price = _price.__wrapped__  # the part is kept: its ops are rarely asked for again, so not each one
-    return tuple(price(op, dev, peak, bandwidth, sustained, attention_kernel) for op in part(cfg, setup, options))
+    return tuple(price(op, dev, peak, bandwidth, sustained, attention_kernel, misaligned_kernels)
+                 for op in part(cfg, setup, options))
 
 
 @lru_cache(maxsize=4096)  # a pure function of these; a planner prices many setups that share them
 def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
                    recompute: Recompute, flash: bool, dropout: bool, fused_loss: bool, loss_kernel: LossKernel,
                    metric_ce_passes: int, attention_kernel: AttentionKernel, sustained: float, dev: DevicePerf,
-                   peak: float, bandwidth: float
+                   peak: float, bandwidth: float, misaligned_kernels: bool = False
                    ) -> tuple[tuple[PricedOp, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by
-    `_price` (the fused attention at ``attention_kernel``'s rate, the GEMMs over ``sustained``: the options the
-    pricing reads), in order (the forward and backward once for every recomputation: `_priced_part`), and the sums
-    `estimate_step` starts from: the times of the ops outside the optimizer step, of the backward ones, and
-    `StepEstimate.class_seconds`'s running sums per class of CLASS_ORDER. (A tuple, not a dataclass: this module
+    `_price` (the fused attention at ``attention_kernel``'s rate, the GEMMs over ``sustained``, the misaligned ones at
+    the device's misaligned rate with ``misaligned_kernels``: the options the pricing reads), in order (the forward
+    and backward once for every recomputation: `_priced_part`), and the sums `estimate_step` starts from: the times
+    of the ops outside the optimizer step, of the backward ones, and `StepEstimate.class_seconds`'s running sums per
+    class of CLASS_ORDER. (A tuple, not a dataclass: this module
     is on the start-up path.)"""
     key = (cfg, seq, micro_batch, grad_accum, precision)
     rest = (flash, dropout, fused_loss, loss_kernel, metric_ce_passes, attention_kernel, sustained, dev, peak,
-            bandwidth)
+            bandwidth, misaligned_kernels)
     priced = (_priced_part(forward_ops, *key, Recompute.none, *rest)
               + (_priced_part(recompute_ops, *key, recompute, *rest) if recompute is not Recompute.none else ())
               + _priced_part(backward_ops, *key, Recompute.none, *rest))
@@ -295,9 +307,9 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                                                      setup.recompute, setup.flash, setup.dropout, setup.fused_loss,
                                                      setup.loss_kernel, options.metric_ce_passes,
                                                      options.attention_kernel, options.sustained, dev, peak,
-                                                     bandwidth)
-    update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel)
-                   for op in update_ops(cfg, setup, options))
+                                                     bandwidth, not options.gemm_shape_padding)
+    update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel,
+                          not options.gemm_shape_padding) for op in update_ops(cfg, setup, options))
     priced = passes + update
     # gradients reduce after the last micro-batch's backward (DDP no_sync, ZeRO-1), after every micro-batch's where
     # they are sharded (ZeRO-2); ZeRO-3 gathers overlap every pass (`parallel.hiding_window_s`)

@@ -157,8 +157,10 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
                           reduce_fp32=_REDUCE_FP32[(row.get("reduce_dtype") or "").strip()])
     kernel = AttentionKernel((row.get("attn_impl") or "flash2").strip())
     optimizer = OptimizerKernel((row.get("optimizer_impl") or "fused").strip())
+    # a compiled run's inductor pads misaligned GEMM shapes (`perf.gemm` [5]); an eager one runs them as they are
+    padded = (row.get("torch_compile") or "").strip() == "true"
     return cfg, setup, StepOptions(attention_kernel=kernel, metric_ce_passes=int(row.get("metric_ce_passes") or 0),
-                                   optimizer_kernel=optimizer)
+                                   optimizer_kernel=optimizer, gemm_shape_padding=padded)
 
 
 def row_device(row: dict[str, str], gpu) -> DevicePerf:
