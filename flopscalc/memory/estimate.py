@@ -6,6 +6,9 @@ layer by layer, so the footprint moves linearly between two ends and peaks at on
 - start of backward: every saved activation, the 16-bit weight copies, the logits, the loss-backward
   transients and the LM head's gradient;
 - end of backward: every gradient.
+On CUDA with PyTorch's loss (`cuda_loss_timing`, measured: tests/test_memory_cuda_recorded.py) the start is the
+largest of three moments around the loss rather than all its buffers at once: the logits are dropped by the caller,
+each loss buffer is released once its node has run, and the LM head's gradient comes after them.
 With gradient accumulation (``grad_accum > 1``) the gradients of earlier micro-batches are alive
 through the whole forward and backward, so both ends add up. Between steps the trainer calls
 ``zero_grad(set_to_none=True)``, which frees gradients. A fused optimizer step (the reference trainer's
@@ -19,9 +22,10 @@ from dataclasses import dataclass, field
 
 from ..assumption import Assumption
 from ..errors import UsageError
+from ..flops import Recompute
 from ..model import ModelConfig, count_params, default_train_seq
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
-from .settings import TrainingSetup
+from .settings import HALF_BYTES, Device, TrainingSetup
 from .states import ModelStates, head_gradient_bytes, model_states
 
 # label, what it is, source: the order the renderers show components in
@@ -90,11 +94,35 @@ class MemoryBreakdown:
     def _backward_alive_bytes(self) -> float:
         """What of it is alive at the peak: the larger end of backward (see the module docstring)."""
         st = self.states
+        if cuda_loss_timing(self.setup):
+            start = self._cuda_start_bytes
+            return start + st.gradients_bytes if self.setup.grad_accum > 1 else max(start, st.gradients_bytes)
         start = (st.weight_copies_bytes + self.activations.total + self.logits_bytes + self.loss_transient_bytes
                  + self.head_gradient_bytes)
         if self.setup.grad_accum > 1:
             return start - self.head_gradient_bytes + st.gradients_bytes
         return max(start, st.gradients_bytes)
+
+    @property
+    def _cuda_start_bytes(self) -> float:
+        """The largest of three moments around the loss, on CUDA with PyTorch's loss (`cuda_loss_timing`), measured
+        there (tests/test_memory_cuda_recorded.py):
+
+        - the loss's forward: the weight casts still cached, the logits still returned, every saved tensor;
+        - the loss's backward: its gradient beside the saved tensors; the caller has dropped the logits (settings
+          [14]), and under full recomputation the autocast cache has been cleared, so only casts saved for backward
+          remain (the LM head's: the blocks' casts are not saved inside ``checkpoint``);
+        - the LM head's backward: the loss's buffers released (settings [13]), the logits' gradient and the head's
+          weight gradient allocated.
+        """
+        st, acts = self.states, self.activations.total
+        kept = st.weight_copies_bytes
+        if self.setup.recompute is Recompute.full and self.setup.precision.mixed and not self.setup.deepspeed_style:
+            kept = min(kept, HALF_BYTES * self.model.vocab_size * self.model.n_embd)  # the head's cast, saved by its mm
+        forward_end = st.weight_copies_bytes + acts + self.logits_bytes
+        loss_backward = kept + acts + self.loss_transient_bytes  # settings [12]-[14]
+        head_backward = kept + acts - self.activations.loss + self.logits_bytes + self.head_gradient_bytes
+        return max(forward_end, loss_backward, head_backward)
 
     @property
     def allocated_peak_bytes(self) -> float:
@@ -112,6 +140,13 @@ class MemoryBreakdown:
     def cpu_offload_bytes(self) -> float:
         """CPU memory that optimizer offload uses (bytes)."""
         return self.states.cpu_offload_bytes
+
+
+def cuda_loss_timing(setup: TrainingSetup) -> bool:
+    """Whether the peak is priced moment by moment around the loss (`MemoryBreakdown._cuda_start_bytes`): on CUDA
+    with PyTorch's cross-entropy, where the allocator's peak was measured (benchmarks/results/memory_cuda_*.json).
+    Elsewhere (the CPU; a fused loss kernel, which saves the logits) every buffer of the loss counts at once."""
+    return setup.device is Device.cuda and not setup.fused_loss
 
 
 ASSUMPTIONS = (

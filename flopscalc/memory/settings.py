@@ -29,6 +29,18 @@ References
      *gradients* of the logits": ``fused_classifier(acts.output, acts.losses, dloss, ...)`` overwrites them in place
      and ``matmul_backward(..., acts.output, acts.lnf, params.wte, ...)`` reads the gradient from the same buffer
      (``llmc/fused_classifier.cuh``: "replaces logits with logit gradients").
+[12] PyTorch ``aten/src/ATen/autocast_mode.cpp``: CUDA autocast lists ``log_softmax`` as fp32_set_opt_dtype and
+     ``nll_loss`` as fp32 and has no ``cross_entropy_loss`` (the CPU list runs ``cross_entropy_loss`` whole in fp32);
+     ``autocast_mode.h``: fp32_set_opt_dtype leaves an op alone when "the output type is already set"; and
+     ``aten/src/ATen/native/LossNLL.cpp`` ``cross_entropy_loss_symint`` sets it: ``at::log_softmax(self, class_dim,
+     self.scalar_type())``. So on CUDA the log-probabilities stay 16-bit (saved by ``log_softmax``), ``nll_loss``
+     saves an fp32 copy of them (``NllLossBackward0::self_``, ``torch/csrc/autograd/generated/Functions.h``) and
+     its backward writes an fp32 gradient, which is cast back to 16 bits before ``log_softmax``'s backward.
+[13] PyTorch ``torch/csrc/autograd/engine.cpp`` ``evaluate_function``: a node's saved tensors are released
+     (``release_variables``) as soon as it has run, so each loss buffer is gone before the next node allocates.
+[14] The reference trainer (``flopscalc/train/trainer.py``: ``loss = self.model(x, y)[1]``) and
+     ``benchmarks/bench_memory_gpu.py`` drop the logits before backward, and no node of PyTorch's loss saves them
+     (``log_softmax`` saves its output, the casts nothing).
 """
 
 from __future__ import annotations
