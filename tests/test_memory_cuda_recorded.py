@@ -8,14 +8,12 @@ RECORDED (read here, never rewritten): ``torch.cuda.max_memory_allocated`` of st
   recomputation (compiled runs are another program: torch.compile frees and fuses differently, out of scope).
 The estimate is ``MemoryBreakdown.allocated_peak_bytes`` for the same settings, from today's code.
 
-What the estimator leaves out, so every row may fall short of the measurement by it (docs/memory.md):
-- cuBLAS workspaces: 32 MiB per (handle, stream) on Hopper (``aten/src/ATen/cuda/CublasHandlePool.cpp``,
-  ``parseChosenWorkspaceSize``), taken from the caching allocator, one for the forward's thread and one for
-  autograd's device thread: 64 MiB;
-- the caching allocator's block rounding (``c10/cuda/CUDACachingAllocator.cpp``: allocations of 10 MiB and more
-  get segments rounded to 2 MiB, and a remainder of 1 MiB or less is not split off but counted as allocated).
-Both only add bytes, so the estimate must not exceed any measurement; the bound below is the largest shortfall
-seen (GPT-2 small at micro-batch 1: -3.7%, its 64 MiB of workspaces being 2.5% of 2.52 GiB), rounded up.
+What the estimator leaves out, so every row may fall short of the measurement by it (docs/memory.md): the caching
+allocator's block rounding (``c10/cuda/CUDACachingAllocator.cpp``: allocations of 10 MiB and more get segments
+rounded up to 2 MiB, and a remainder of 1 MiB or less is not split off but counted as allocated), which depends on
+the order of allocations and frees. It only adds bytes, so the estimate must not exceed any measurement; the bound
+below is the largest shortfall seen (GPT-2 small, full recomputation: -2.6%), rounded up. GPT-2 medium's tensors are
+whole 2-MiB blocks or split off exactly, so there no rounding applies and the estimate must land within a few MiB.
 
 The loss's own buffers are also measured on this machine's CPU, by the profiler's allocation events: PyTorch's
 cross-entropy as CPU autocast runs it, and as CUDA autocast runs it (settings [12]: ``log_softmax`` in bf16, then
@@ -39,8 +37,11 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 MEMORY_JSON = RESULTS / "memory_cuda_nvidia-h200.json"
 CALIBRATIONS = ("eager", "eager-sizes", "recompute-full-gpt2", "recompute-full-gpt2-xl",
                 "recompute-selective-gpt2-xl")
-# Largest shortfall allowed, as a fraction of the measured peak: the worst row after the fix is -3.7% (above).
-MAX_SHORTFALL = 0.04
+# Largest shortfall allowed, as a fraction of the measured peak: the worst row after the fix is -2.6% (above).
+MAX_SHORTFALL = 0.03
+# GPT-2 medium, where no block rounding applies: the shortfall seen is 0.7-2.9 MiB (small tensors' 512-byte blocks,
+# transients beside the peak), against 64 MiB of cuBLAS workspaces the estimate would miss without settings [15].
+MEDIUM_SHORTFALL_BYTES = 4 * 2**20
 # Issue 3's target, which the estimate before the fix missed (+19.7% for GPT-2 small at micro-batch 8).
 ISSUE_TARGET = 0.10
 
@@ -86,6 +87,13 @@ def test_the_recorded_rows_are_all_here():
 def test_estimate_is_within_the_shortfall_left_by_what_it_leaves_out(label, cfg, setup, measured, _):
     err = _error(cfg, setup, measured)
     assert -MAX_SHORTFALL <= err <= 0.0, f"{label}: {100 * err:+.1f}%"
+
+
+def test_where_no_block_rounding_applies_the_estimate_is_the_measurement_to_a_few_mib():
+    medium = [(cfg, s, m) for label, cfg, s, m, _ in ROWS if cfg.name == "gpt2-medium"]
+    assert len(medium) == 5
+    for cfg, setup, measured in medium:
+        assert 0 <= measured - estimate_memory(cfg, setup).allocated_peak_bytes <= MEDIUM_SHORTFALL_BYTES
 
 
 def test_the_bound_tells_the_estimate_before_the_fix_apart():

@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..model import ModelConfig, count_params, default_train_seq
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
-from .settings import HALF_BYTES, Device, TrainingSetup
+from .settings import CUBLAS_WORKSPACE_BYTES, HALF_BYTES, N_CUBLAS_HANDLES, Device, TrainingSetup
 from .states import ModelStates, head_gradient_bytes, model_states
 
 # label, what it is, source: the order the renderers show components in
@@ -36,8 +36,9 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("gradients", "gradients", "one per parameter in the gradient dtype; ZeRO-2 shards (sec. 5.2)"),
     ("optimizer_state", "optimizer state", "AdamW m, v (ZeRO sec. 3.1); 8-bit, SGD, Adafactor, Lion"),
     ("activations", "activations (saved for backward)", "Korthikanti et al. 2022 eq. 1, as the module saves"),
-    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients (fused: 1)"),
+    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients (CUDA autocast, fused: 1)"),
     ("comm_buckets", "communication buckets", "DDP gradient buckets / ZeRO reduce buckets"),
+    ("blas_workspaces", "cuBLAS workspaces", "32 MiB per thread's handle, forward and backward (PyTorch source)"),
     ("not_concurrent", "not alive at the same time", "gradients grow as activations are freed in backward"),
     ("allocator_overhead", "allocator overhead", "assumed fraction of allocated bytes"),
     ("cuda_context", "CUDA context", "outside PyTorch's allocator (pytorch#34323)"),
@@ -73,6 +74,7 @@ class MemoryBreakdown:
             "activations": self.activations.total,
             "logits_buffers": self.logits_bytes + self.loss_transient_bytes,
             "comm_buckets": st.comm_buckets_bytes,
+            "blas_workspaces": self.blas_workspace_bytes,
             "not_concurrent": self._backward_alive_bytes - self._backward_sum_bytes,
             "allocator_overhead": self.setup.allocator_overhead_fraction * allocated,
             "cuda_context": self.setup.cuda_context_bytes,
@@ -125,11 +127,16 @@ class MemoryBreakdown:
         return max(forward_end, loss_backward, head_backward)
 
     @property
+    def blas_workspace_bytes(self) -> float:
+        """cuBLAS workspaces, taken from PyTorch's caching allocator on CUDA (bytes; none on a CPU)."""
+        return N_CUBLAS_HANDLES * CUBLAS_WORKSPACE_BYTES if self.setup.device is Device.cuda else 0.0  # settings [15]
+
+    @property
     def allocated_peak_bytes(self) -> float:
         """Peak of PyTorch-allocated tensors: what ``torch.cuda.max_memory_allocated`` should show."""
         st = self.states
         persistent = st.weights_bytes + st.master_weights_bytes + st.optimizer_state_bytes + st.comm_buckets_bytes
-        return persistent + self._backward_alive_bytes
+        return persistent + self.blas_workspace_bytes + self._backward_alive_bytes
 
     @property
     def peak_bytes(self) -> float:
@@ -158,8 +165,10 @@ ASSUMPTIONS = (
                "with 16-bit weights); other "
                "blocks: the same operations with fused RMSNorm and native GQA attention (memory/activations.py)",
                "Korthikanti et al. 2022 sec. 4 eq. 1, adapted; measured in tests/test_memory_measured.py"),
-    Assumption("peak", "the larger end of backward: all activations, or all gradients (both with grad-accum > 1)",
-               "activations are freed and gradients allocated layer by layer; zero_grad(set_to_none=True)"),
+    Assumption("peak", "the larger end of backward: all activations, or all gradients (both with grad-accum > 1); on "
+               "CUDA the loss's buffers counted at its largest moment, the logits dropped by the caller",
+               "activations are freed and gradients allocated layer by layer; zero_grad(set_to_none=True); "
+               "measured on an H200 (docs/memory.md)"),
     Assumption("optimizer step temporaries", "none (fused AdamW)", "PyTorch AdamW docs, fused=True"),
 )
 
