@@ -93,9 +93,9 @@ def test_eight_bit_adam_is_a_quarter_of_adamw_state():
 
 
 def test_seed_claim_6_gpt2_xl_does_not_fit_a_4070ti_and_what_would():
-    """Seed: "training 1.5B needs ~50 GB+; the 4070 Ti has 12 GB". Mixed bf16 + AdamW, seq 1024: ~25.1 GiB at
+    """Seed: "training 1.5B needs ~50 GB+; the 4070 Ti has 12 GB". Mixed bf16 + AdamW, seq 1024: ~25.2 GiB at
     micro-batch 1 (model states alone 23.2 GiB) and ~48 GiB (51.7 GB) at 8. 8-bit Adam + full recompute +
-    micro-batch 1 is NOT enough under PyTorch AMP (fp32 weights and grads stay: ~15.8 GiB); optimizer
+    micro-batch 1 is NOT enough under PyTorch AMP (fp32 weights and grads stay: ~15.9 GiB); optimizer
     offload is (ZeRO-Offload keeps only 16-bit weights and gradients on the GPU)."""
     gpu = get_gpu("4070ti")
     peaks = {mb: estimate_memory(XL, _setup(micro_batch=mb)).peak_bytes for mb in range(1, 9)}
