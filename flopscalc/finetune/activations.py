@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..flops import Recompute
-from ..memory.settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES
+from ..memory.activations import loss_saved_bytes
+from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
 from ..model import ModelConfig, Norm, Position
 
 
@@ -131,7 +132,9 @@ def lora_activation_bytes(cfg: ModelConfig, setup) -> LoraActivations:
     r = HALF_BYTES if (bf16 and (setup.method is Method.lora or setup.bf16_adapters)) else FP32_BYTES
     stats = 1 if cfg.norm is Norm.rmsnorm else 2
     final_norm = tokens * cfg.n_embd * FP32_BYTES + stats * tokens * FP32_BYTES
-    loss = tokens * cfg.vocab_size * FP32_BYTES + INDEX_BYTES * tokens + FP32_BYTES  # as memory/activations.py
+    train = TrainingSetup(micro_batch=b, seq_len=s, device=setup.device,
+                          precision=MemoryPrecision.bf16_mixed if bf16 else MemoryPrecision.fp32)
+    loss = loss_saved_bytes(train, tokens, cfg.vocab_size)  # memory/activations.py: fp32 log-probs (+ CUDA's bf16)
     later = _layer(cfg, layer_flow(setup.targets, True, gated), setup.targets, tokens, setup.rank, bf16)
     if setup.recompute is Recompute.full:
         # enable_input_require_grads: the first layer's input needs a gradient too, so every layer is a "later" one

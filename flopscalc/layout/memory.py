@@ -207,7 +207,7 @@ def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, fla
     """The memory engine's peak (`flopscalc.memory.estimate_memory`, validated against measured bytes and the
     published runs) of a DDP / FSDP layout as `flopscalc train` runs it (bf16 autocast; FSDP with 16-bit weights),
     in `LayoutMemory`'s components: the 16-bit copies with the weights, the logits, loss transients and buckets
-    with the activations, the concurrency correction with the gradients. ``fused_loss``: the step's cross-entropy
+    with the activations, the concurrency correction with the gradients, the cuBLAS workspaces with the context. ``fused_loss``: the step's cross-entropy
     kernel (`TrainingSetup.fused_loss`), so the memory is that of the step the layout model times."""
     from ..memory import TrainingSetup, estimate_memory
 
@@ -219,7 +219,7 @@ def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, fla
     weights = c["weights"] + c["master_weights"] + c["weight_copies"]
     return LayoutMemory(weights=weights, gradients=c["gradients"] + c["not_concurrent"],
                         optimizer=c["optimizer_state"], activations=c["activations"] + c["comm_buckets"],
-                        logits=c["logits_buffers"], cuda_context=c["cuda_context"],
+                        logits=c["logits_buffers"], cuda_context=c["cuda_context"] + c["blas_workspaces"],
                         fragmentation=c["allocator_overhead"], stage="first",
                         n_params_per_gpu=count_params(cfg).total, n_in_flight=1.0)
 

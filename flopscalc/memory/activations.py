@@ -195,11 +195,29 @@ def _activation_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> A
     return ActivationBreakdown(embedding=embedding, final=final, loss=loss, **layers)
 
 
+def cuda_autocast_loss(setup: TrainingSetup) -> bool:
+    """Whether PyTorch's ``F.cross_entropy`` runs under CUDA autocast (settings [12]): ``log_softmax`` in the
+    logits' 16-bit dtype, then ``nll_loss`` on an fp32 copy of its output. CPU autocast runs it whole in fp32."""
+    return setup.device is Device.cuda and setup.precision.mixed and not setup.fused_loss
+
+
+def loss_saved_bytes(setup: TrainingSetup, tokens: int, vocab: int) -> float:
+    """What the loss saves for backward over ``tokens`` tokens of a ``vocab``-word vocabulary (bytes): `_loss_bytes`
+    for callers that count the rest of the activations themselves (fine-tuning)."""
+    return _loss_bytes(setup, tokens, vocab, _dtypes(setup)[3])
+
+
 def _loss_bytes(setup: TrainingSetup, tokens: int, vocab: int, lp: int) -> float:
-    """What the loss saves for backward: PyTorch's cross-entropy its log-probabilities (b s V in ``lp`` bytes), a
-    fused kernel one fp32 log-sum-exp per token (flash-attn ``CrossEntropyLoss``: ``save_for_backward(logits, lse,
-    labels)``; the logits are counted in `logits_buffer_bytes`); both the int64 targets and the scalar."""
-    saved = FP32_BYTES * tokens if setup.fused_loss else tokens * vocab * lp
+    """What the loss saves for backward: PyTorch's cross-entropy its log-probabilities (b s V in ``lp`` bytes; under
+    CUDA autocast the 16-bit ones and ``nll_loss``'s fp32 copy), a fused kernel one fp32 log-sum-exp per token
+    (flash-attn ``CrossEntropyLoss``: ``save_for_backward(logits, lse, labels)``; the logits are counted in
+    `logits_buffer_bytes`); both the int64 targets and the scalar."""
+    if setup.fused_loss:
+        saved = FP32_BYTES * tokens
+    elif cuda_autocast_loss(setup):
+        saved = tokens * vocab * (HALF_BYTES + FP32_BYTES)  # settings [12]: log_softmax's bf16 output + its fp32 copy
+    else:
+        saved = tokens * vocab * lp
     return saved + INDEX_BYTES * tokens + lp
 
 
@@ -333,11 +351,14 @@ def logits_buffer_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) ->
 
     Returns ``(logits, transient)``: the (b, s, V) logits the forward returns (in the matmul dtype) and,
     at the start of backward, the gradient of the log-probabilities and of the logits (two b s V tensors
-    in the loss dtype; a fused kernel one in the logits' dtype, llm.c's none: it overwrites the logits, settings
-    [11]). Modelled from the op sequence; only the GPU benchmark measures the transient.
+    in the loss dtype; under CUDA autocast one, ``nll_loss``'s fp32 gradient, the largest alive at once, settings
+    [12]; a fused kernel one in the logits' dtype, llm.c's none: it overwrites the logits, settings [11]). Modelled
+    from the op sequence; the GPU benchmark measures the CUDA peak (tests/test_memory_cuda_recorded.py).
     """
     _, m, _, lp = _dtypes(setup)
     elems = setup.micro_batch * seq_len * cfg.vocab_size
+    if cuda_autocast_loss(setup):  # settings [12], [13]: nll_loss_backward's fp32 gradient beside the saved loss
+        return elems * m, elems * FP32_BYTES
     if setup.fused_loss and setup.loss_kernel is LossKernel.llmc:  # settings [11]: the gradient over the logits
         return elems * m, 0.0
     if setup.fused_loss:  # flash-attn CrossEntropyLoss backward (settings [10]): one gradient in the logits' dtype

@@ -6,6 +6,9 @@ layer by layer, so the footprint moves linearly between two ends and peaks at on
 - start of backward: every saved activation, the 16-bit weight copies, the logits, the loss-backward
   transients and the LM head's gradient;
 - end of backward: every gradient.
+On CUDA with PyTorch's loss (`cuda_loss_timing`, measured: tests/test_memory_cuda_recorded.py) the start is the
+largest of three moments around the loss rather than all its buffers at once: the logits are dropped by the caller,
+each loss buffer is released once its node has run, and the LM head's gradient comes after them.
 With gradient accumulation (``grad_accum > 1``) the gradients of earlier micro-batches are alive
 through the whole forward and backward, so both ends add up. Between steps the trainer calls
 ``zero_grad(set_to_none=True)``, which frees gradients. A fused optimizer step (the reference trainer's
@@ -19,9 +22,10 @@ from dataclasses import dataclass, field
 
 from ..assumption import Assumption
 from ..errors import UsageError
+from ..flops import Recompute
 from ..model import ModelConfig, count_params, default_train_seq
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
-from .settings import TrainingSetup
+from .settings import CUBLAS_WORKSPACE_BYTES, HALF_BYTES, N_CUBLAS_HANDLES, Device, TrainingSetup
 from .states import ModelStates, head_gradient_bytes, model_states
 
 # label, what it is, source: the order the renderers show components in
@@ -32,8 +36,9 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("gradients", "gradients", "one per parameter in the gradient dtype; ZeRO-2 shards (sec. 5.2)"),
     ("optimizer_state", "optimizer state", "AdamW m, v (ZeRO sec. 3.1); 8-bit, SGD, Adafactor, Lion"),
     ("activations", "activations (saved for backward)", "Korthikanti et al. 2022 eq. 1, as the module saves"),
-    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients (fused: 1)"),
+    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients (CUDA autocast, fused: 1)"),
     ("comm_buckets", "communication buckets", "DDP gradient buckets / ZeRO reduce buckets"),
+    ("blas_workspaces", "cuBLAS workspaces", "32 MiB per thread's handle, forward and backward (PyTorch source)"),
     ("not_concurrent", "not alive at the same time", "gradients grow as activations are freed in backward"),
     ("allocator_overhead", "allocator overhead", "assumed fraction of allocated bytes"),
     ("cuda_context", "CUDA context", "outside PyTorch's allocator (pytorch#34323)"),
@@ -69,6 +74,7 @@ class MemoryBreakdown:
             "activations": self.activations.total,
             "logits_buffers": self.logits_bytes + self.loss_transient_bytes,
             "comm_buckets": st.comm_buckets_bytes,
+            "blas_workspaces": self.blas_workspace_bytes,
             "not_concurrent": self._backward_alive_bytes - self._backward_sum_bytes,
             "allocator_overhead": self.setup.allocator_overhead_fraction * allocated,
             "cuda_context": self.setup.cuda_context_bytes,
@@ -90,6 +96,9 @@ class MemoryBreakdown:
     def _backward_alive_bytes(self) -> float:
         """What of it is alive at the peak: the larger end of backward (see the module docstring)."""
         st = self.states
+        if cuda_loss_timing(self.setup):
+            start = self._cuda_start_bytes
+            return start + st.gradients_bytes if self.setup.grad_accum > 1 else max(start, st.gradients_bytes)
         start = (st.weight_copies_bytes + self.activations.total + self.logits_bytes + self.loss_transient_bytes
                  + self.head_gradient_bytes)
         if self.setup.grad_accum > 1:
@@ -97,11 +106,37 @@ class MemoryBreakdown:
         return max(start, st.gradients_bytes)
 
     @property
+    def _cuda_start_bytes(self) -> float:
+        """The largest of three moments around the loss, on CUDA with PyTorch's loss (`cuda_loss_timing`), measured
+        there (tests/test_memory_cuda_recorded.py):
+
+        - the loss's forward: the weight casts still cached, the logits still returned, every saved tensor;
+        - the loss's backward: its gradient beside the saved tensors; the caller has dropped the logits (settings
+          [14]), and under full recomputation the autocast cache has been cleared, so only casts saved for backward
+          remain (the LM head's: the blocks' casts are not saved inside ``checkpoint``);
+        - the LM head's backward: the loss's buffers released (settings [13]), the logits' gradient and the head's
+          weight gradient allocated.
+        """
+        st, acts = self.states, self.activations.total
+        kept = st.weight_copies_bytes
+        if self.setup.recompute is Recompute.full and self.setup.precision.mixed and not self.setup.deepspeed_style:
+            kept = min(kept, HALF_BYTES * self.model.vocab_size * self.model.n_embd)  # the head's cast, saved by its mm
+        forward_end = st.weight_copies_bytes + acts + self.logits_bytes
+        loss_backward = kept + acts + self.loss_transient_bytes  # settings [12]-[14]
+        head_backward = kept + acts - self.activations.loss + self.logits_bytes + self.head_gradient_bytes
+        return max(forward_end, loss_backward, head_backward)
+
+    @property
+    def blas_workspace_bytes(self) -> float:
+        """cuBLAS workspaces, taken from PyTorch's caching allocator on CUDA (bytes; none on a CPU)."""
+        return N_CUBLAS_HANDLES * CUBLAS_WORKSPACE_BYTES if self.setup.device is Device.cuda else 0.0  # settings [15]
+
+    @property
     def allocated_peak_bytes(self) -> float:
         """Peak of PyTorch-allocated tensors: what ``torch.cuda.max_memory_allocated`` should show."""
         st = self.states
         persistent = st.weights_bytes + st.master_weights_bytes + st.optimizer_state_bytes + st.comm_buckets_bytes
-        return persistent + self._backward_alive_bytes
+        return persistent + self.blas_workspace_bytes + self._backward_alive_bytes
 
     @property
     def peak_bytes(self) -> float:
@@ -114,6 +149,13 @@ class MemoryBreakdown:
         return self.states.cpu_offload_bytes
 
 
+def cuda_loss_timing(setup: TrainingSetup) -> bool:
+    """Whether the peak is priced moment by moment around the loss (`MemoryBreakdown._cuda_start_bytes`): on CUDA
+    with PyTorch's cross-entropy, where the allocator's peak was measured (benchmarks/results/memory_cuda_*.json).
+    Elsewhere (the CPU; a fused loss kernel, which saves the logits) every buffer of the loss counts at once."""
+    return setup.device is Device.cuda and not setup.fused_loss
+
+
 ASSUMPTIONS = (
     Assumption("mixed precision at ZeRO stage 0", "PyTorch AMP: fp32 params (= master), fp32 grads, 16-bit cast cache",
                "torch.autocast docs; what flopscalc.train does"),
@@ -123,8 +165,10 @@ ASSUMPTIONS = (
                "with 16-bit weights); other "
                "blocks: the same operations with fused RMSNorm and native GQA attention (memory/activations.py)",
                "Korthikanti et al. 2022 sec. 4 eq. 1, adapted; measured in tests/test_memory_measured.py"),
-    Assumption("peak", "the larger end of backward: all activations, or all gradients (both with grad-accum > 1)",
-               "activations are freed and gradients allocated layer by layer; zero_grad(set_to_none=True)"),
+    Assumption("peak", "the larger end of backward: all activations, or all gradients (both with grad-accum > 1); on "
+               "CUDA the loss's buffers counted at its largest moment, the logits dropped by the caller",
+               "activations are freed and gradients allocated layer by layer; zero_grad(set_to_none=True); "
+               "measured on an H200 (docs/memory.md)"),
     Assumption("optimizer step temporaries", "none (fused AdamW)", "PyTorch AdamW docs, fused=True"),
 )
 

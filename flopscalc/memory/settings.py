@@ -29,6 +29,24 @@ References
      *gradients* of the logits": ``fused_classifier(acts.output, acts.losses, dloss, ...)`` overwrites them in place
      and ``matmul_backward(..., acts.output, acts.lnf, params.wte, ...)`` reads the gradient from the same buffer
      (``llmc/fused_classifier.cuh``: "replaces logits with logit gradients").
+[12] PyTorch ``aten/src/ATen/autocast_mode.cpp``: CUDA autocast lists ``log_softmax`` as fp32_set_opt_dtype and
+     ``nll_loss`` as fp32 and has no ``cross_entropy_loss`` (the CPU list runs ``cross_entropy_loss`` whole in fp32);
+     ``autocast_mode.h``: fp32_set_opt_dtype leaves an op alone when "the output type is already set"; and
+     ``aten/src/ATen/native/LossNLL.cpp`` ``cross_entropy_loss_symint`` sets it: ``at::log_softmax(self, class_dim,
+     self.scalar_type())``. So on CUDA the log-probabilities stay 16-bit (saved by ``log_softmax``), ``nll_loss``
+     saves an fp32 copy of them (``NllLossBackward0::self_``, ``torch/csrc/autograd/generated/Functions.h``) and
+     its backward writes an fp32 gradient, which is cast back to 16 bits before ``log_softmax``'s backward.
+[13] PyTorch ``torch/csrc/autograd/engine.cpp`` ``evaluate_function``: a node's saved tensors are released
+     (``release_variables``) as soon as it has run, so each loss buffer is gone before the next node allocates.
+[14] The reference trainer (``flopscalc/train/trainer.py``: ``loss = self.model(x, y)[1]``) and
+     ``benchmarks/bench_memory_gpu.py`` drop the logits before backward, and no node of PyTorch's loss saves them
+     (``log_softmax`` saves its output, the casts nothing).
+[15] PyTorch ``aten/src/ATen/cuda/CublasHandlePool.cpp``: ``parseChosenWorkspaceSize`` (":4096:2:16:8 default,
+     32MiB for Hopper and Blackwell"), ``getNewWorkspace`` (from the CUDA caching allocator, so inside
+     ``max_memory_allocated``), one workspace per (handle, stream), shared with cuBLASLt by default
+     (``TORCH_CUBLASLT_UNIFIED_WORKSPACE``), and one handle per thread (thread-local ``PoolWindow``).
+[16] PyTorch ``torch/csrc/autograd/engine.cpp`` ``Engine::start_device_threads``: backward runs on one worker thread
+     per CUDA device, not the caller's thread, so a training step uses two cuBLAS handles.
 """
 
 from __future__ import annotations
@@ -67,6 +85,13 @@ DEFAULT_CUDA_CONTEXT_BYTES = 512 * MIB
 # Caching-allocator fragmentation: reserved exceeds allocated by a workload-dependent amount ([9]).
 # 5% is an assumption, not a measurement; benchmarks/bench_memory_gpu.py reports reserved/allocated.
 DEFAULT_ALLOCATOR_OVERHEAD_FRACTION = 0.05
+# cuBLAS workspace per handle ([15]): 32 MiB on Hopper and Blackwell, 4096 KiB x 2 + 16 KiB x 8 (8.1 MiB) on older
+# GPUs. A setup does not name its GPU, so the larger is taken: 48 MiB too many on Ampere or Ada.
+CUBLAS_WORKSPACE_BYTES = 32 * MIB
+# cuBLAS handles a training step holds, one per thread running matmuls ([15]): the forward's and autograd's device
+# thread ([16]). Measured: GPT-2 medium on an H200 (tensors all whole 2-MiB blocks) is 0.063-0.065 GiB above the
+# estimate without them at every micro-batch (tests/test_memory_cuda_recorded.py).
+N_CUBLAS_HANDLES = 2
 # DeepSpeed's default reduce/all-gather bucket size, in elements ([7]); one bucket of each kind is live.
 ZERO_BUCKET_ELEMENTS = 5e8
 # FSDP keeps the unit being computed and the prefetched next one unsharded ([8]).

@@ -18,13 +18,13 @@ from . import _common as C
 COMPONENT_COLORS = {
     "weights": "#1f77b4", "master_weights": "#aec7e8", "weight_copies": "#9edae5", "gradients": "#ff7f0e",
     "optimizer_state": "#2ca02c", "activations": "#d62728", "logits_buffers": "#ff9896", "comm_buckets": "#9467bd",
-    "allocator_overhead": "#c7c7c7", "cuda_context": "#7f7f7f",
+    "blas_workspaces": "#dbdb8d", "allocator_overhead": "#c7c7c7", "cuda_context": "#7f7f7f",
 }
 NEGATIVE_COMPONENT = "not_concurrent"
 # Stacking order, bottom up: what is alive all step, then what comes and goes within it (the part the hatched
 # segment overlaps: it is never larger than those, as the peak is at least the larger end of backward).
-STACK_ORDER = ("weights", "master_weights", "optimizer_state", "comm_buckets", "cuda_context", "allocator_overhead",
-               "weight_copies", "gradients", "logits_buffers", "activations")
+STACK_ORDER = ("weights", "master_weights", "optimizer_state", "comm_buckets", "blas_workspaces", "cuda_context",
+               "allocator_overhead", "weight_copies", "gradients", "logits_buffers", "activations")
 # Most bars in one figure (more would not have readable labels).
 MAX_BARS = 16
 # Bar widths in x units (one bar per unit): the stack, and the hatched "not alive at once" bar beside it.
