@@ -48,6 +48,7 @@ from flopscalc.perf.calibrate import (
     calibrated_step,
     fit_device_factors,
     measured_steps,
+    point_options,
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -90,7 +91,7 @@ def load_points(paths: list[Path], gpu: GpuSpec) -> tuple[list[Measured], dict[s
 
 def raw_step_s(m: Measured, gpu: GpuSpec) -> float:
     """The raw model's step time for a measured point (s): no calibration, `flopscalc step`'s defaults."""
-    return estimate_step(m.step.model, m.step.setup, gpu).step_s
+    return estimate_step(m.step.model, m.step.setup, gpu, point_options(m.point)).step_s
 
 
 def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], gpu: GpuSpec,
@@ -171,7 +172,7 @@ def evaluate(paths: list[Path], gpu: GpuSpec, fit_max_params: float = FIT_MAX_PA
     rows = []
     for m in points:
         p = m.point
-        est = estimate_step(m.step.model, m.step.setup, gpu)
+        est = estimate_step(m.step.model, m.step.setup, gpu, point_options(p))
         key = (m.source, p.model.name, p.micro_batch)
         role = "compiled (reference)" if p.compiled else "fitted" if key in fitted else "held out"
         rows.append({"source": m.source, "model": p.model.name, "n_params": p.n_params,

@@ -218,6 +218,12 @@ def point_setup(point: CalibrationPoint, device: Device = Device.cuda) -> Traini
         recompute=Recompute(point.recompute), flash=point.attention == "sdpa", device=device)
 
 
+def point_options(point: CalibrationPoint) -> StepOptions:
+    """The step-time model's options for a measured ``point``: a compiled run's GEMMs are shape-padded (inductor's
+    ``pad_mm``, on by default: `StepOptions.gemm_shape_padding`), an eager run's are not."""
+    return StepOptions(gemm_shape_padding=point.compiled)
+
+
 def uses_cpu_time(profile: CalibrationProfile) -> bool:
     """Whether the fit reads process CPU seconds (a CPU device with every point's CPU time measured)."""
     return profile.gpu_key is None and all(p.cpu_step_time_s for p in profile.points)
