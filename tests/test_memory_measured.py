@@ -7,8 +7,9 @@ MEASURED here, on a real forward + backward (+ optimizer step) of ``flopscalc.tr
 - the 16-bit weight copies autocast caches: outputs of ``aten._to_copy`` on a parameter during the forward;
 - the logits the forward returns;
 - weights, gradients and optimizer state: storage sizes after ``optimizer.step()``.
-MODELLED only (no GPU here; ``benchmarks/bench_memory_gpu.py`` measures them on CUDA): the loss-backward
-transients, CUDA context, allocator overhead, communication buckets, ZeRO sharding, 8-bit Adam and Lion.
+Not measured here: the loss-backward transients (tests/test_memory_cuda_recorded.py checks them on CPU kernels and
+within the recorded H200 peaks), CUDA context, allocator overhead, communication buckets, ZeRO sharding, 8-bit Adam
+and Lion.
 
 The estimator is run with ``device=cpu`` because two dtypes differ between the CPU and CUDA autocast
 policies (math-attention softmax, bf16 LayerNorm statistics); see docs/memory.md.

@@ -117,7 +117,7 @@ def test_step_imports_no_heavy_library(model):
 
 @pytest.mark.parametrize("gpu,fits", [("4070ti", False), ("h100", True)])
 def test_step_says_whether_the_setup_fits_as_memory_does(capsys, gpu, fits):
-    # seed claim 6: GPT-2 XL with AdamW at micro-batch 1 needs ~25.6 GiB, more than a 12 GB card holds
+    # seed claim 6: GPT-2 XL with AdamW at micro-batch 1 needs ~25.2 GiB, more than a 12 GB card holds
     flags = ["--model", "gpt2-xl", "--gpu", gpu, "--micro-batch", "1"]
     assert run(["step", *flags, "--json"]) == 0
     step = json.loads(capsys.readouterr().out)
