@@ -34,10 +34,12 @@ from ..memory import TrainingSetup, estimate_memory, logits_buffer_bytes
 from ..memory.settings import (
     ADAM8BIT_BLOCK_ELEMENTS,
     ADAM8BIT_MIN_8BIT_ELEMENTS,
+    CUBLAS_WORKSPACE_BYTES,
     DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
     DEFAULT_CUDA_CONTEXT_BYTES,
     FP32_BYTES,
     HALF_BYTES,
+    N_CUBLAS_HANDLES,
     OPTIMIZER_STEP_BYTES,
     Device,
     MemoryPrecision,
@@ -275,6 +277,9 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
         ("dequant_buffer", "dequantized weight (one layer)", dequant),
         ("allocator_overhead", "allocator overhead", setup.allocator_overhead_fraction * alloc),
         ("cuda_context", "CUDA context", setup.cuda_context_bytes),
+        # cuBLAS workspaces from PyTorch's allocator, as the full-training estimate counts them (memory.settings [15])
+        ("blas_workspaces", "cuBLAS workspaces",
+         N_CUBLAS_HANDLES * CUBLAS_WORKSPACE_BYTES if setup.device is Device.cuda else 0.0),
     )
     return FinetuneMemory(cfg, setup, n_lora, pc.total + n_lora, comps, opt)
 

@@ -44,12 +44,14 @@ from dataclasses import dataclass, fields
 
 from ..flops import Recompute
 from ..memory.settings import (
+    CUBLAS_WORKSPACE_BYTES,
     DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
     DEFAULT_CUDA_CONTEXT_BYTES,
     FP32_BYTES,
     FSDP_UNSHARDED_UNITS,
     HALF_BYTES,
     MASK_BYTES,
+    N_CUBLAS_HANDLES,
 )
 from ..model import Mlp, ModelConfig, count_params
 from ..model.counts import mlp_unit_params
@@ -279,7 +281,9 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
         if stage == "last" or layout.pp == 1:  # fp32 logits of one micro-batch, vocabulary split by TP
             logits = FP32_BYTES * s_local * layout.micro_batch * cfg.vocab_size / layout.tp
         base = weights + grads + optim + acts + logits
-        parts = (weights, grads, optim, acts, logits, cuda_context_bytes, fragmentation_fraction * base)
+        # the CUDA context and cuBLAS's workspaces, as the DDP/FSDP path counts them (memory.settings [15])
+        parts = (weights, grads, optim, acts, logits, cuda_context_bytes + N_CUBLAS_HANDLES * CUBLAS_WORKSPACE_BYTES,
+                 fragmentation_fraction * base)
         total = sum(parts)  # the order LayoutMemory.total adds them in
         if best is None or total > best_total:
             best, best_total = (parts, stage, dense + experts, held / len(chunks)), total
