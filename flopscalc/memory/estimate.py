@@ -36,7 +36,7 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("gradients", "gradients", "one per parameter in the gradient dtype; ZeRO-2 shards (sec. 5.2)"),
     ("optimizer_state", "optimizer state", "AdamW m, v (ZeRO sec. 3.1); 8-bit, SGD, Adafactor, Lion"),
     ("activations", "activations (saved for backward)", "Korthikanti et al. 2022 eq. 1, as the module saves"),
-    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients (CUDA autocast, fused: 1)"),
+    ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients (CUDA autocast, fused: 1); with accumulation on CUDA, the LM head's fresh weight gradient"),
     ("comm_buckets", "communication buckets", "DDP gradient buckets / ZeRO reduce buckets"),
     ("blas_workspaces", "cuBLAS workspaces", "32 MiB per thread's handle, forward and backward (PyTorch source)"),
     ("not_concurrent", "not alive at the same time", "gradients grow as activations are freed in backward"),
@@ -72,7 +72,7 @@ class MemoryBreakdown:
             "gradients": st.gradients_bytes,
             "optimizer_state": st.optimizer_state_bytes,
             "activations": self.activations.total,
-            "logits_buffers": self.logits_bytes + self.loss_transient_bytes,
+            "logits_buffers": self.logits_bytes + self.loss_transient_bytes + self._accumulating_head_gradient_bytes,
             "comm_buckets": st.comm_buckets_bytes,
             "blas_workspaces": self.blas_workspace_bytes,
             "not_concurrent": self._backward_alive_bytes - self._backward_sum_bytes,
@@ -87,10 +87,17 @@ class MemoryBreakdown:
         return st.weights_bytes + st.master_weights_bytes + st.gradients_bytes + st.optimizer_state_bytes
 
     @property
+    def _accumulating_head_gradient_bytes(self) -> float:
+        """The LM head's fresh weight gradient of a later micro-batch, alive beside the accumulated ``.grad`` until
+        AccumulateGrad adds it in place (PyTorch ``torch/csrc/autograd/functions/accumulate_grad.h``: ``grad +=
+        new_grad`` when a gradient exists): on CUDA with accumulation only, where `_backward_alive_bytes` counts it."""
+        return self.head_gradient_bytes if cuda_loss_timing(self.setup) and self.setup.grad_accum > 1 else 0.0
+
+    @property
     def _backward_sum_bytes(self) -> float:
         """Everything that comes and goes within a step, as if all were alive at once."""
         return (self.states.weight_copies_bytes + self.activations.total + self.logits_bytes
-                + self.loss_transient_bytes + self.states.gradients_bytes)
+                + self.loss_transient_bytes + self._accumulating_head_gradient_bytes + self.states.gradients_bytes)
 
     @property
     def _backward_alive_bytes(self) -> float:
