@@ -134,7 +134,8 @@ def lora_activation_bytes(cfg: ModelConfig, setup) -> LoraActivations:
     final_norm = tokens * cfg.n_embd * FP32_BYTES + stats * tokens * FP32_BYTES
     train = TrainingSetup(micro_batch=b, seq_len=s, device=setup.device,
                           precision=MemoryPrecision.bf16_mixed if bf16 else MemoryPrecision.fp32)
-    loss = loss_saved_bytes(train, tokens, cfg.vocab_size)  # memory/activations.py: fp32 log-probs (+ CUDA's bf16)
+    # transformers' ForCausalLMLoss upcasts the logits (``logits.float()``): fp32 log-probabilities, on CUDA too
+    loss = loss_saved_bytes(train, tokens, cfg.vocab_size, upcast_logits=True)
     later = _layer(cfg, layer_flow(setup.targets, True, gated), setup.targets, tokens, setup.rank, bf16)
     if setup.recompute is Recompute.full:
         # enable_input_require_grads: the first layer's input needs a gradient too, so every layer is a "later" one

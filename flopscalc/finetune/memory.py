@@ -258,7 +258,8 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     acts = lora_activation_bytes(cfg, setup)
     train = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len,
                           precision=MemoryPrecision.bf16_mixed if bf16 else MemoryPrecision.fp32, device=setup.device)
-    logits, transient = logits_buffer_bytes(cfg, train, setup.seq_len)  # logits + loss-backward transients
+    # logits + loss-backward transients of transformers' loss on fp32 logits (ForCausalLMLoss: ``logits.float()``)
+    logits, transient = logits_buffer_bytes(cfg, train, setup.seq_len, upcast_logits=True)
     dequant = 0.0
     if setup.method is Method.qlora:
         elem = HALF_BYTES if bf16 else FP32_BYTES  # dequantized to the compute dtype (bnb ``compute_dtype``)

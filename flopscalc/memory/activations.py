@@ -201,20 +201,24 @@ def cuda_autocast_loss(setup: TrainingSetup) -> bool:
     return setup.device is Device.cuda and setup.precision.mixed and not setup.fused_loss
 
 
-def loss_saved_bytes(setup: TrainingSetup, tokens: int, vocab: int) -> float:
+def loss_saved_bytes(setup: TrainingSetup, tokens: int, vocab: int, *, upcast_logits: bool = False) -> float:
     """What the loss saves for backward over ``tokens`` tokens of a ``vocab``-word vocabulary (bytes): `_loss_bytes`
-    for callers that count the rest of the activations themselves (fine-tuning)."""
+    for callers that count the rest of the activations themselves (fine-tuning). ``upcast_logits``: the loss runs
+    on an fp32 copy of the logits, as transformers' ``ForCausalLMLoss`` does (``logits = logits.float()``), so
+    CUDA autocast's split of the cross-entropy (settings [12]) does not arise: fp32 log-probabilities are saved."""
+    if upcast_logits:
+        return _loss_bytes(setup, tokens, vocab, FP32_BYTES, cuda_split=False)
     return _loss_bytes(setup, tokens, vocab, _dtypes(setup)[3])
 
 
-def _loss_bytes(setup: TrainingSetup, tokens: int, vocab: int, lp: int) -> float:
+def _loss_bytes(setup: TrainingSetup, tokens: int, vocab: int, lp: int, *, cuda_split: bool = True) -> float:
     """What the loss saves for backward: PyTorch's cross-entropy its log-probabilities (b s V in ``lp`` bytes; under
     CUDA autocast the 16-bit ones and ``nll_loss``'s fp32 copy), a fused kernel one fp32 log-sum-exp per token
     (flash-attn ``CrossEntropyLoss``: ``save_for_backward(logits, lse, labels)``; the logits are counted in
     `logits_buffer_bytes`); both the int64 targets and the scalar."""
     if setup.fused_loss:
         saved = FP32_BYTES * tokens
-    elif cuda_autocast_loss(setup):
+    elif cuda_split and cuda_autocast_loss(setup):
         saved = tokens * vocab * (HALF_BYTES + FP32_BYTES)  # settings [12]: log_softmax's bf16 output + its fp32 copy
     else:
         saved = tokens * vocab * lp
@@ -346,7 +350,8 @@ def _general(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, embedding: fl
     return ActivationBreakdown(embedding=embedding, final=final, loss=loss, **layers)
 
 
-def logits_buffer_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) -> tuple[float, float]:
+def logits_buffer_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int, *,
+                        upcast_logits: bool = False) -> tuple[float, float]:
     """Logits held outside autograd's saved tensors, and the loss backward's transients (bytes).
 
     Returns ``(logits, transient)``: the (b, s, V) logits the forward returns (in the matmul dtype) and,
@@ -357,6 +362,8 @@ def logits_buffer_bytes(cfg: ModelConfig, setup: TrainingSetup, seq_len: int) ->
     """
     _, m, _, lp = _dtypes(setup)
     elems = setup.micro_batch * seq_len * cfg.vocab_size
+    if upcast_logits and not setup.fused_loss:  # transformers' ForCausalLMLoss: the loss on ``logits.float()``
+        return elems * m, 2 * elems * FP32_BYTES
     if cuda_autocast_loss(setup):  # settings [12], [13]: nll_loss_backward's fp32 gradient beside the saved loss
         return elems * m, elems * FP32_BYTES
     if setup.fused_loss and setup.loss_kernel is LossKernel.llmc:  # settings [11]: the gradient over the logits
