@@ -122,7 +122,11 @@ def test_on_the_3080_rows_the_constant_mfu_is_not_beaten_and_the_model_cannot_te
     # throughput (compile slower than eager on this card, as the PR says); the constant MFU 0.4 lands nearer.
     checks = [c for c in validate_consumer() if c.gpu == "rtx-3080"]
     predicted = {c.predicted_tokens_per_s_per_gpu for c in checks}
-    assert len(predicted) == 1
+    # the two eager runs alike; the compiled one apart only by the fp32 residual stream's kernels, which a compiled
+    # graph fuses (perf.ops._pass_shape): observed 413,455 against 366,691 tokens/s (eager +10.3%, +4.6% -> -2.2%,
+    # -7.3% once the stream was priced; the compiled row stays +21.8%)
+    eager = {c.predicted_tokens_per_s_per_gpu for c in checks if not c.run.endswith("-compile")}
+    assert len(predicted) == 2 and len(eager) == 1 and max(predicted) not in eager
     measured = [c.measured_tokens_per_s_per_gpu for c in checks]
     assert max(measured) / min(measured) - 1 == pytest.approx(0.164, abs=0.002)
     model = statistics.median(abs(c.error) for c in checks)

@@ -240,7 +240,7 @@ def test_a_norm_with_a_gain_reads_x_and_dy_twice_in_backward_and_a_gainless_one_
     # PyTorch's layer_norm_kernel.cu: the dX kernel reads x, dy and the statistics and writes dx; with a gain (and
     # bias) GammaBetaBackwardCUDAKernel reads x, dy and the statistics again. OLMo 1's LayerNorm has neither.
     cfg = ALL_PRESETS["llama-2-7b"].with_(norm="layernorm")
-    setup = TrainingSetup(micro_batch=2, seq_len=256)
+    setup = TrainingSetup(micro_batch=2, seq_len=256, zero_stage=1)  # 16-bit weights: a 16-bit residual stream
     rows, a = 2 * 256, 2  # bf16 activations
     elems = rows * cfg.n_embd
     stats = 2 * FP32_BYTES * rows  # LayerNorm: mean and rstd

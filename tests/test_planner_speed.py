@@ -92,15 +92,21 @@ def test_a_step_priced_from_shared_passes_equals_its_ops_priced_one_by_one(name)
 
 
 def test_a_steps_passes_read_only_the_pass_fields():
-    # setups that differ in everything but PASS_FIELDS have the same passes (what lets one pricing serve them all)
-    others = [{"optimizer": Optimizer.adamw8bit}, {"offload_optimizer": True}, {"zero_stage": 3, "n_gpus": 8},
-              {"optimizer": Optimizer.sgd, "zero_stage": 2, "n_gpus": 2},
+    # setups that differ in everything but PASS_FIELDS have the same passes (what lets one pricing serve them all);
+    # ZeRO and offload reach them only through the residual stream's dtype (16-bit weights: `deepspeed_style`), so
+    # every sharded or offloaded setup shares ZeRO 1's passes
+    others = [{"optimizer": Optimizer.adamw8bit},
               {"cuda_context_bytes": 0.0, "low_precision_norm": True, "allocator_overhead_fraction": 0.2}]
+    sixteen_bit_weights = [{"offload_optimizer": True}, {"zero_stage": 3, "n_gpus": 8},
+                           {"optimizer": Optimizer.sgd, "zero_stage": 2, "n_gpus": 2}]
     for cfg, passes in itertools.product(MODELS.values(), PASSES):
         setup = TrainingSetup(seq_len=min(cfg.block_size, 1024), **passes)
         ops = pass_ops(cfg, setup)
         for other in others:
             assert pass_ops(cfg, dataclasses.replace(setup, **other)) == ops
+        zero1 = dataclasses.replace(setup, zero_stage=1, n_gpus=2)
+        for other in sixteen_bit_weights:
+            assert pass_ops(cfg, dataclasses.replace(zero1, **other)) == pass_ops(cfg, zero1)
         fused = dataclasses.replace(setup, fused_loss=True)  # a loss kernel is named only with a fused loss
         moved = {f: dataclasses.replace(fused if f == "loss_kernel" else setup, **{f: v}) for f, v in (
             ("micro_batch", setup.micro_batch + 1), ("grad_accum", setup.grad_accum + 1),
@@ -109,9 +115,13 @@ def test_a_steps_passes_read_only_the_pass_fields():
             ("fused_loss", not setup.fused_loss),
             ("loss_kernel", LossKernel.llmc),
             ("precision", MemoryPrecision.fp32 if setup.precision is not MemoryPrecision.fp32
-             else MemoryPrecision.bf16_mixed))}
+             else MemoryPrecision.bf16_mixed),
+            ("zero_stage", 1), ("offload_optimizer", True))}
         assert set(moved) == set(PASS_FIELDS)
         for f, s in moved.items():  # and each pass field does move them (none is listed for nothing)
+            if f in ("zero_stage", "offload_optimizer"):  # only where mixed precision keeps fp32 weights
+                assert (pass_ops(cfg, s) != ops) is setup.precision.mixed, f
+                continue
             assert pass_ops(cfg, s) != (pass_ops(cfg, fused) if f == "loss_kernel" else ops), f
 
 

@@ -34,6 +34,15 @@ references its code cites.
      32)``, kernels instantiated for head dims 32, 64, ..., 256 (``flash_fwd_hdim{32..256}``); the Triton kernel
      (``flash_attn/flash_attn_triton.py``): ``BLOCK_HEADDIM = max(triton.next_power_of_2(d), 16)``. A head of 112
      (MPT-30B: 7168 / 64) runs in 128-wide tiles either way, its padding computed as zeros.
+[20] The residual stream's dtype under autocast with fp32 parameters (PyTorch AMP; the reference trainer, nanoGPT):
+     the embedding returns its fp32 weight's dtype and ``x + branch`` promotes fp32 + bf16 to fp32 (PyTorch "Tensor
+     Attributes", type promotion: the higher float category and size wins), so the stream stays fp32; autocast's
+     CUDA fp32 list holds ``layer_norm`` (fp32 in, fp32 out) and its lower-precision list ``linear``/``addmm``, which
+     casts the norm's fp32 output to bf16 (``_to_copy``) before each linear (torch.amp docs, "Autocast Op
+     Reference"). In the backward the bf16 input gradient is cast back to fp32 (``ToCopyBackward0``), the norm's
+     backward runs in fp32, the stream's two gradients are summed in fp32 (``add``) and cast to bf16 for the branch
+     (``add``'s backward to its bf16 operand). Measured per op with a TorchDispatchMode on the reference module
+     (tests/test_perf_fp32_residual_s16.py). Whether the stream is fp32: `memory.activations.residual_bytes`.
 """
 
 from __future__ import annotations
@@ -88,6 +97,19 @@ def _norm(name, norm, rows, elems, a, n, phase, *, backward=False):
             return _mem(f"{name} bwd", Phase.backward, 3 * a * elems + stats, n)
         return _mem(f"{name} bwd", Phase.backward, (3 + 2) * a * elems + 2 * stats, n, 2)  # [13] dx; dgamma, dbeta
     return _mem(name, phase, 2 * a * elems + stats, n)
+
+
+def _stream_norm(name, norm, rows, elems, a, r, n, phase, *, backward=False):
+    """A norm of the residual stream (``r`` bytes per element) feeding 16-bit linears (``a``): `_norm` at the
+    stream's width, and where the two differ ([20]: fp32 stream under autocast) the cast of its output to ``a``
+    bytes before the linear (read r, write a) and, backward, the cast of the linear's input gradient back to r."""
+    if r == a:
+        return [_norm(name, norm, rows, elems, a, n, phase, backward=backward)]
+    if backward:  # [20] ToCopyBackward0: read the 16-bit gradient, write it in the stream's dtype; then the norm
+        return [_mem(f"{name} grad cast to fp32", Phase.backward, (a + r) * elems, n),
+                _norm(name, norm, rows, elems, r, n, phase, backward=True)]
+    return [_norm(name, norm, rows, elems, r, n, phase),
+            _mem(f"{name} output cast to 16-bit", phase, (r + a) * elems, n)]  # [20] autocast's _to_copy
 
 
 def _qk_norm_rows(cfg, t):
@@ -244,20 +266,30 @@ def _mlp_block(cfg, t, a, n, phase, *, backward=False):
     return _dense_mlp("", cfg, t, cfg.n_inner, a, n, phase, backward=backward)
 
 
-def _residual_ops(cfg, t, a, n, phase, *, backward):
-    """Residual adds: two of read 2, write 1 per block; a parallel block adds both branches at once ([10])."""
+def _residual_ops(cfg, t, a, r, n, phase, *, backward):
+    """Residual adds: two per block, a parallel block adds both branches at once ([10]). Each reads the stream
+    (``r`` bytes per element) and a branch output (``a``) and writes the stream ([20]: fp32 + bf16 promotes to
+    fp32); backward, each sums the stream's two gradients (read 2, write 1, at ``r``) and, where the stream is wider
+    than the branch, casts the sum to the branch's dtype (read r, write a)."""
     d = cfg.n_embd
     kind = "residual grad adds" if backward else "residual adds"
     ph = Phase.backward if backward else phase
-    if cfg.parallel_block:  # x + attn + mlp: read three, write one (and its gradient: a three-way sum)
-        return [_mem(f"{kind} (parallel, 1)", ph, 4 * a * t * d, n)]
-    return [_mem(f"{kind} (2)", ph, 2 * 3 * a * t * d, n, 2)]
+    adds, branches = (1, 2) if cfg.parallel_block else (2, 1)  # x + attn + mlp: one add of two branches
+    if not backward:  # [20] read the stream and the branch(es), write the stream
+        return [_mem(f"{kind} ({adds})", ph, adds * (2 * r + branches * a) * t * d, n, adds)]
+    # the parallel block's gradient is a three-way sum: read 3, write 1
+    ops = [_mem(f"{kind} ({adds})", ph, adds * (2 + branches) * r * t * d, n, adds)]
+    if r != a:  # [20] add's backward to its 16-bit operand: the fp32 gradient cast to bf16
+        ops.append(_mem(f"residual grad cast to 16-bit ({adds})", ph, adds * (r + a) * t * d, n, adds))
+    return ops
 
 
-def _block_forward(cfg, setup, seq, batch, a, n, phase, options):
-    """One block's forward ops (``n`` = occurrences per step over all layers and micro-batches)."""
+def _block_forward(cfg, setup, seq, batch, a, n, phase, options, r=None):
+    """One block's forward ops (``n`` = occurrences per step over all layers and micro-batches); ``r``: bytes per
+    element of the residual stream ([20]; default ``a``)."""
     t, d, d_attn = batch * seq, cfg.n_embd, cfg.d_attn
-    ops = [_norm("norm 1", cfg.norm, t, t * d, a, n, phase)]
+    r = r or a
+    ops = _stream_norm("norm 1", cfg.norm, t, t * d, a, r, n, phase)
     ops += _linear_ops("qkv", t, d, d_attn + 2 * cfg.d_kv, a, n, phase, cfg.has_qkv_bias)  # [7]
     if cfg.qk_norm is not QkNorm.none:
         ops.append(_norm("qk norm", Norm.rmsnorm, _qk_norm_rows(cfg, t), t * (d_attn + cfg.d_kv), a, n, phase))
@@ -265,27 +297,28 @@ def _block_forward(cfg, setup, seq, batch, a, n, phase, options):
         ops.append(_rope(cfg, t, a, n, phase))
     ops += _attention_ops(cfg, setup, seq, batch, a, n, phase, options, backward=False)
     ops += _linear_ops("attn proj", t, d_attn, d, a, n, phase, cfg.has_out_bias)
-    ops.append(_norm("norm 2", cfg.norm, t, t * d, a, n, phase))
+    ops += _stream_norm("norm 2", cfg.norm, t, t * d, a, r, n, phase)
     ops += _mlp_block(cfg, t, a, n, phase)
-    ops += _residual_ops(cfg, t, a, n, phase, backward=False)
+    ops += _residual_ops(cfg, t, a, r, n, phase, backward=False)
     if setup.dropout:  # on the residual branches
         ops += [_mem("dropout (2 per block)", phase, 2 * (2 * a + DROPOUT_MASK_BYTES) * t * d, n, 2)]
     return ops
 
 
-def _block_backward_memory(cfg, setup, seq, batch, a, n, options):
-    """Memory-bound backward kernels of one block (the GEMMs come with `_linear_ops`)."""
+def _block_backward_memory(cfg, setup, seq, batch, a, n, options, r=None):
+    """Memory-bound backward kernels of one block (the GEMMs come with `_linear_ops`); ``r`` as `_block_forward`."""
     t, d = batch * seq, cfg.n_embd
+    r = r or a
     ops = _mlp_block(cfg, t, a, n, Phase.backward, backward=True)
-    ops += [_norm("norm 1", cfg.norm, t, t * d, a, n, Phase.backward, backward=True),
-            _norm("norm 2", cfg.norm, t, t * d, a, n, Phase.backward, backward=True)]
+    ops += (_stream_norm("norm 1", cfg.norm, t, t * d, a, r, n, Phase.backward, backward=True)
+            + _stream_norm("norm 2", cfg.norm, t, t * d, a, r, n, Phase.backward, backward=True))
     if cfg.qk_norm is not QkNorm.none:  # RMSNorm on q and k (OLMo 2, Qwen3)
         ops.append(_norm("qk norm", Norm.rmsnorm, _qk_norm_rows(cfg, t), t * (cfg.d_attn + cfg.d_kv), a, n,
                          Phase.backward, backward=True))
     if cfg.pos is Position.rope:  # the rotation's backward rotates the gradients back: the same traffic
         rope = _rope(cfg, t, a, n, Phase.backward)
         ops.append(Op(rope.name + " bwd", rope.op_class, Phase.backward, 0.0, rope.bytes_moved, n, rope.kernels))
-    ops += _residual_ops(cfg, t, a, n, Phase.backward, backward=True)
+    ops += _residual_ops(cfg, t, a, r, n, Phase.backward, backward=True)
     if setup.dropout:
         ops.append(_mem("dropout bwd (2)", Phase.backward, 2 * (2 * a + DROPOUT_MASK_BYTES) * t * d, n, 2))
     return ops

@@ -105,7 +105,8 @@ class StepOptions:
     sustained_fraction: float = 0.0  # 0 means "use SUSTAINED_FRACTION"
     attention_kernel: AttentionKernel = AttentionKernel.flash2  # the fused kernel when setup.flash
     # the framework pads misaligned GEMM dimensions (torch.compile's inductor: `gemm` [5]), so `Op.misaligned` GEMMs
-    # run the aligned kernels; False: eager PyTorch, which hands cuBLAS the shapes as they are
+    # run the aligned kernels; False: eager PyTorch, which hands cuBLAS the shapes as they are. It stands for the
+    # compiled graph, which also fuses the fp32 residual stream's add, norm and cast (`ops._pass_shape`)
     gemm_shape_padding: bool = False
     optimizer_kernel: OptimizerKernel = OptimizerKernel.fused  # how the AdamW step runs
 

@@ -13,7 +13,8 @@ GEMM's epilogue and its gradient is a separate reduction over the tokens. GEMM F
 the attention core's FLOPs come from `flopscalc.flops` (causal pairs when a fused kernel skips masked blocks).
 The op FLOPs sum to `flopscalc.flops`'s exact count for every block (tests/test_perf_model.py). Memory-bound
 kernels move the bytes listed at each op: every element read and written once, at the storage width of the
-precision (2 bytes in 16-bit modes, 4 in fp32), fp32 where the reference implementation computes in fp32.
+precision (2 bytes in 16-bit modes, 4 in fp32), fp32 where the reference implementation computes in fp32,
+and the residual stream at the weights' width (fp32 under PyTorch AMP: `perf.block_ops` [20]).
 
 The kinds of op and the step's implementation choices are `perf.op_kinds`'s; one block's operations are
 `perf.block_ops`'s; this module lists a step's: the passes of every micro-batch and the update.
@@ -53,6 +54,7 @@ references its code cites; the overview above also cites [1], [2] and [7]-[10], 
 from __future__ import annotations
 
 from ..flops import Recompute
+from ..memory.activations import residual_bytes
 from ..memory.settings import (
     FP32_BYTES,
     HALF_BYTES,
@@ -63,7 +65,7 @@ from ..memory.settings import (
 )
 from ..model import ModelConfig, count_params, default_train_seq
 from ..model.counts import mlp_unit_params
-from .block_ops import _attention_ops, _block_backward_memory, _block_forward, _linear_ops, _norm
+from .block_ops import _attention_ops, _block_backward_memory, _block_forward, _linear_ops, _stream_norm
 from .op_kinds import Op, OpClass, OptimizerKernel, Phase, StepOptions, act_bytes
 from .op_kinds import memory_op as _mem
 
@@ -98,9 +100,12 @@ def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
 # The fields of `TrainingSetup` that `pass_ops` reads (with the model and `PASS_OPTION_FIELDS`): a step's passes are the
 # same for every optimizer, ZeRO stage, GPU count and offload (`perf.step` prices them once for all of those).
 PASS_FIELDS = ("micro_batch", "seq_len", "grad_accum", "precision", "recompute", "flash", "dropout", "fused_loss",
-               "loss_kernel")
+               "loss_kernel",
+               # these two only through `TrainingSetup.deepspeed_style`: 16-bit weights make a 16-bit residual stream,
+               # PyTorch AMP's fp32 weights an fp32 one (block_ops [20], `memory.activations.residual_bytes`)
+               "zero_stage", "offload_optimizer")
 # The fields of `StepOptions` that `pass_ops` reads (the others price its ops: `perf.step`, or build `update_ops`).
-PASS_OPTION_FIELDS = ("metric_ce_passes",)
+PASS_OPTION_FIELDS = ("metric_ce_passes", "gemm_shape_padding")
 
 
 def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
@@ -109,24 +114,31 @@ def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
     return forward_ops(cfg, setup, options) + recompute_ops(cfg, setup, options) + backward_ops(cfg, setup, options)
 
 
-def _pass_shape(cfg: ModelConfig, setup: TrainingSetup):
+def _pass_shape(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None):
     """(seq, micro-batch, tokens per micro-batch, activation bytes, embedding weight bytes, position tables,
-    occurrences of a block op per step, of a model op per step)."""
+    occurrences of a block op per step, of a model op per step, residual-stream bytes per element)."""
     seq = setup.seq_len or default_train_seq(cfg)
     b, acc = setup.micro_batch, setup.grad_accum
     w = MASTER_BYTES if setup.precision is not MemoryPrecision.bf16_pure else HALF_BYTES
-    return seq, b, b * seq, act_bytes(setup.precision), w, 1 if cfg.pos_embedding else 0, cfg.n_layer * acc, acc
+    a = act_bytes(setup.precision)
+    # block_ops [20]: the stream has the weights' dtype (fp32 under PyTorch AMP), the memory engine's rule; a compiled
+    # graph (inductor: `StepOptions.gemm_shape_padding`) fuses each residual add with the norm and cast after it, one
+    # kernel reading the fp32 stream and the branch and writing the stream and the 16-bit norm output, about what the
+    # eager 16-bit add and norm move, so it is priced as those (the H200 compiled rows, docs/performance_model.md)
+    r = a if options is not None and options.gemm_shape_padding else residual_bytes(setup)
+    return seq, b, b * seq, a, w, 1 if cfg.pos_embedding else 0, cfg.n_layer * acc, acc, r
 
 
 def forward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
     """Embedding, blocks (with their GEMMs' gradients), final norm, LM head and the loss, of every micro-batch;
     the same under every recomputation."""
     options = options or StepOptions()
-    seq, b, t, a, w, pos, per_layer, acc = _pass_shape(cfg, setup)
+    seq, b, t, a, w, pos, per_layer, acc, r = _pass_shape(cfg, setup, options)
     d, V = cfg.n_embd, cfg.vocab_size
-    ops = [Op("embedding gather", OpClass.memory, Phase.forward, 0.0, (1 + pos) * w * t * d + a * t * d, acc, 1 + pos)]
-    ops += _block_forward(cfg, setup, seq, b, a, per_layer, Phase.forward, options)
-    ops.append(_norm("final norm", cfg.norm, t, t * d, a, acc, Phase.forward))
+    # the gather writes the stream in the weights' dtype (block_ops [20]: ``r``)
+    ops = [Op("embedding gather", OpClass.memory, Phase.forward, 0.0, (1 + pos) * w * t * d + r * t * d, acc, 1 + pos)]
+    ops += _block_forward(cfg, setup, seq, b, a, per_layer, Phase.forward, options, r)
+    ops += _stream_norm("final norm", cfg.norm, t, t * d, a, r, acc, Phase.forward)
     ops += _linear_ops("lm head", t, d, V, a, acc, Phase.forward)  # tied or untied: the same GEMMs
     # ---- loss: [4] autocast runs cross-entropy in fp32 (cast, log_softmax, nll; backward mirrors it)
     # one fp32 cross-entropy forward: cast to fp32; log_softmax read + write (nll reads a row's target) [4]
@@ -150,9 +162,9 @@ def forward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | N
 def recompute_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
     """Recomputation: [6] selective re-runs the attention core; full re-runs every block's forward."""
     options = options or StepOptions()
-    seq, b, _, a, _, _, per_layer, _ = _pass_shape(cfg, setup)
+    seq, b, _, a, _, _, per_layer, _, r = _pass_shape(cfg, setup, options)
     if setup.recompute is Recompute.full:
-        return _block_forward(cfg, setup, seq, b, a, per_layer, Phase.recompute, options)
+        return _block_forward(cfg, setup, seq, b, a, per_layer, Phase.recompute, options, r)
     if setup.recompute is Recompute.selective:
         return _attention_ops(cfg, setup, seq, b, a, per_layer, Phase.recompute, options, backward=False)
     return []
@@ -162,12 +174,13 @@ def backward_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | 
     """The backward's attention core and memory-bound kernels (the block GEMMs' gradients come with their forward
     GEMMs, `forward_ops`); the same under every recomputation."""
     options = options or StepOptions()
-    seq, b, t, a, w, pos, per_layer, acc = _pass_shape(cfg, setup)
+    seq, b, t, a, w, pos, per_layer, acc, r = _pass_shape(cfg, setup, options)
     d = cfg.n_embd
     ops = _attention_ops(cfg, setup, seq, b, a, per_layer, Phase.backward, options, backward=True)
-    ops += _block_backward_memory(cfg, setup, seq, b, a, per_layer, options)
-    ops.append(_norm("final norm", cfg.norm, t, t * d, a, acc, Phase.backward, backward=True))
-    ops.append(Op("embedding scatter-add", OpClass.memory, Phase.backward, 0.0, (1 + pos) * (a + 2 * w) * t * d,
+    ops += _block_backward_memory(cfg, setup, seq, b, a, per_layer, options, r)
+    ops += _stream_norm("final norm", cfg.norm, t, t * d, a, r, acc, Phase.backward, backward=True)
+    # the stream's gradient (``r`` bytes, block_ops [20]) scatter-added into the weights' gradient
+    ops.append(Op("embedding scatter-add", OpClass.memory, Phase.backward, 0.0, (1 + pos) * (r + 2 * w) * t * d,
                   acc, 1 + pos))
     return ops
 

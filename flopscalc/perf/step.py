@@ -223,12 +223,16 @@ _BACKWARD = (Phase.backward, Phase.recompute)
 def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
                  recompute: Recompute, flash: bool, dropout: bool, fused_loss: bool, loss_kernel: LossKernel,
                  metric_ce_passes: int, attention_kernel: AttentionKernel, sustained: float, dev: DevicePerf,
-                 peak: float, bandwidth: float, misaligned_kernels: bool = False) -> tuple[PricedOp, ...]:
+                 peak: float, bandwidth: float, misaligned_kernels: bool = False,
+                 sixteen_bit_weights: bool = False) -> tuple[PricedOp, ...]:
     """The ops of ``part`` (`ops.forward_ops`, `recompute_ops` or `backward_ops`) of a setup with these fields
-    (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by `_price` with the kernel and fraction given."""
+    (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by `_price` with the kernel and fraction given.
+    ZeRO and offload reach the passes only through ``TrainingSetup.deepspeed_style`` (``sixteen_bit_weights``: the
+    residual stream's dtype, block_ops [20]), so ZeRO stage 1 stands for every setup with 16-bit weights."""
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
-                          grad_accum=grad_accum, dropout=dropout, fused_loss=fused_loss, loss_kernel=loss_kernel)
-    options = StepOptions(metric_ce_passes=metric_ce_passes)
+                          grad_accum=grad_accum, dropout=dropout, fused_loss=fused_loss, loss_kernel=loss_kernel,
+                          zero_stage=1 if sixteen_bit_weights else 0)
+    options = StepOptions(metric_ce_passes=metric_ce_passes, gemm_shape_padding=not misaligned_kernels)
     price = _price.__wrapped__  # the part is kept: its ops are rarely asked for again, so not each one
     return tuple(price(op, dev, peak, bandwidth, sustained, attention_kernel, misaligned_kernels)
                  for op in part(cfg, setup, options))
@@ -238,7 +242,7 @@ def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum:
 def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int, precision: MemoryPrecision,
                    recompute: Recompute, flash: bool, dropout: bool, fused_loss: bool, loss_kernel: LossKernel,
                    metric_ce_passes: int, attention_kernel: AttentionKernel, sustained: float, dev: DevicePerf,
-                   peak: float, bandwidth: float, misaligned_kernels: bool = False
+                   peak: float, bandwidth: float, misaligned_kernels: bool = False, sixteen_bit_weights: bool = False
                    ) -> tuple[tuple[PricedOp, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """`ops.pass_ops` of a setup with these fields (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by
     `_price` (the fused attention at ``attention_kernel``'s rate, the GEMMs over ``sustained``, the misaligned ones at
@@ -249,7 +253,7 @@ def _priced_passes(cfg: ModelConfig, seq: int, micro_batch: int, grad_accum: int
     is on the start-up path.)"""
     key = (cfg, seq, micro_batch, grad_accum, precision)
     rest = (flash, dropout, fused_loss, loss_kernel, metric_ce_passes, attention_kernel, sustained, dev, peak,
-            bandwidth, misaligned_kernels)
+            bandwidth, misaligned_kernels, sixteen_bit_weights)
     priced = (_priced_part(forward_ops, *key, Recompute.none, *rest)
               + (_priced_part(recompute_ops, *key, recompute, *rest) if recompute is not Recompute.none else ())
               + _priced_part(backward_ops, *key, Recompute.none, *rest))
@@ -307,7 +311,8 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                                                      setup.recompute, setup.flash, setup.dropout, setup.fused_loss,
                                                      setup.loss_kernel, options.metric_ce_passes,
                                                      options.attention_kernel, options.sustained, dev, peak,
-                                                     bandwidth, not options.gemm_shape_padding)
+                                                     bandwidth, not options.gemm_shape_padding,
+                                                     setup.deepspeed_style)
     update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel,
                           not options.gemm_shape_padding) for op in update_ops(cfg, setup, options))
     priced = passes + update
