@@ -231,6 +231,7 @@ def _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only: bool) -> float:
     tokens = want * seq * n_gpus
     best = math.inf
     base = TrainingSetup(seq_len=seq, precision=MEMORY_PRECISION[Precision.bf16], n_gpus=n_gpus)
+    fitting_of = {}
     for flags in searched_setups(n_gpus):
         fitting = []
         for micro in (d for d in range(1, want + 1) if want % d == 0):
@@ -239,6 +240,13 @@ def _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only: bool) -> float:
             if memory.peak_bytes > target * (1 - PLAN_MEMORY_HEADROOM):
                 break  # memory grows with the micro-batch
             fitting.append(s)
+        fitting_of[tuple(sorted(flags.items(), key=str))] = fitting
+    for flags in searched_setups(n_gpus):
+        fitting = fitting_of[tuple(sorted(flags.items(), key=str))]
+        if flags["offload_optimizer"] and fitting:  # setups.OFFLOAD_FOR_MEMORY_ONLY: only where it buys memory
+            on_gpu = fitting_of[tuple(sorted({**flags, "offload_optimizer": False}.items(), key=str))]
+            if on_gpu and on_gpu[-1].micro_batch >= fitting[-1].micro_batch:
+                continue
         for s in fitting[-1:] if largest_only else fitting:
             best = min(best, price_setup(cfg, s, tokens, gpu, Precision.bf16, tm).step_s)
     return best

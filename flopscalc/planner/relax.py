@@ -103,7 +103,9 @@ def _whole_batch_loss(cfg: ModelConfig, ctx: _Context) -> float:
     Every searched setup then runs the whole per-GPU batch as one micro-batch (it fits, so `choose_setup` takes it),
     and recomputation only adds work to a step (a second forward, or the attention core again; one GPU has no
     communication for it to hide), so no setup is faster than the fastest without recomputation, priced here as the
-    search prices it (the same setups, kept for it). Several GPUs are left out: a grown batch changes the setups.
+    search prices it (the same setups, kept for it; offload is not among them: with the optimizer on the GPU every
+    setup fits, so the search drops offload, `setups.OFFLOAD_FOR_MEMORY_ONLY`). Several GPUs are left out: a grown
+    batch changes the setups.
     """
     tm = ctx.time_model
     if ctx.cluster is not None or tm is None or tm.kind not in _PEAK_BOUNDED or ctx.budget.n_gpus != 1:
@@ -115,7 +117,9 @@ def _whole_batch_loss(cfg: ModelConfig, ctx: _Context) -> float:
     micro = _per_gpu_batch(cfg, ctx.seq_len, 1)
     speed = min((price_setup(cfg, replace(base, micro_batch=micro, grad_accum=1, **flags), micro * ctx.seq_len,
                              ctx.gpu, precision, tm, eff)
-                 for flags in searched_setups(1) if flags["recompute"] is Recompute.none), key=lambda s: s.step_s)
+                 for flags in searched_setups(1) if flags["recompute"] is Recompute.none
+                 and not flags["offload_optimizer"]),  # offload is dropped where memory allows (`setups`)
+                key=lambda s: s.step_s)
     loss = _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0]
     return math.inf if loss is None else loss
 
