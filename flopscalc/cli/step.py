@@ -79,6 +79,9 @@ def step(
     fused_loss: FusedLossOpt = False,
     reduce_dtype: ReduceDtypeOpt = None,
     dropout: Annotated[bool, typer.Option("--dropout", help="Dropout on (adds its memory-bound kernels).")] = False,
+    compiled: Annotated[bool, typer.Option(
+        "--compile/--eager", help="torch.compile: GEMM shapes padded to multiples of 8 (inductor's pad_mm) and the "
+                                  "norm, residual add and cast fused; default eager PyTorch.")] = False,
     sustained: Annotated[float | None, typer.Option(
         help=f"Share of their priced rate the GEMMs sustain in a real loop (0-1; default: the fitted {SUSTAINED_FRACTION:g}; "
              "1: unfitted).")
@@ -143,11 +146,17 @@ def step(
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss,
                           reduce_fp32=reduce_fp32_option(reduce_dtype, precision, zero, n_gpus))
-    options = StepOptions(sustained_fraction=sustained or 0.0)  # the fused loss and dropout come with the setup
+    # the fused loss and dropout come with the setup; torch.compile pads GEMM shapes (perf.op_kinds StepOptions)
+    options = StepOptions(sustained_fraction=sustained or 0.0, gemm_shape_padding=compiled)
     if sustained is not None and not 0 < sustained <= 1:
         from ..errors import UsageError
 
         raise UsageError(f"--sustained must be in (0, 1], got {sustained}; 1 gives the unfitted roofline sum")
+    if layout and compiled:
+        from ..errors import UsageError
+
+        raise UsageError("--compile is not modelled with layout options (--tp/--pp/--cp/--ep/--search): the layout "
+                         "model prices Megatron-LM's kernels; drop one of the two")
     if layout:  # a parallel layout (issue 13): flopscalc/layout, rendered by report.layout
         from ..report.layout import layout_step
 
@@ -174,7 +183,11 @@ def step(
         est = estimate_step(cfg, setup, spec, options)
     # on one GPU the two models price the same step; a profile's fitted factors have no layout twin
     engine = engine_note(PER_OPERATION_MODEL) if profile is None and n_gpus > 1 else None
-    emit(*with_notes(step_report(est), step_dict(est), [note, engine]), as_json)
+    misaligned = [p for p in est.ops if p.op.misaligned] if not compiled else []
+    eager = (f"eager PyTorch: {len(misaligned)} GEMM kinds with a 16-bit dimension not a multiple of 8 (e.g. the "
+             f"vocabulary, {cfg.vocab_size:,}) priced at cuBLAS's unaligned kernel rate; --compile prices them padded"
+             if misaligned and est.device.misaligned_gemm_fraction is not None else None)
+    emit(*with_notes(step_report(est), step_dict(est), [note, engine, eager]), as_json)
 
 
 def register(app: typer.Typer) -> None:
