@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..flops import Recompute
 from ..memory.settings import MemoryPrecision, TrainingSetup
@@ -200,6 +200,11 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
     layer instead of adding to the busiest stage: max(n layers, n - 1 layers + the end) per end stage."""
     *key, megatron, pipelined, spare, shard = compute_key(cfg, layout)
     options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
+    if megatron:
+        # Megatron-LM runs a 16-bit module (Float16Module; fp32 main params in its optimizer), so no fp32 residual
+        # stream, with fused kernels, and pads the vocabulary (--make-vocab-size-divisible-by 128): priced as
+        # `StepOptions.gemm_shape_padding` prices a compiled run
+        options = replace(options, gemm_shape_padding=True)
     cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron, shard, fused_loss, dropout)
     if not pipelined:
         whole = cost.body_s + cost.first_s + cost.last_s
