@@ -24,6 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from flopscalc.errors import UsageError
+from flopscalc.hardware import get_gpu
+
 SHAPES = [(8192, 8192, 8192), (8192, 3072, 768), (8192, 768, 3072), (8192, 2304, 768), (8192, 50304, 768),
           (8192, 6400, 1600), (8192, 1600, 6400)]
 COPY_BYTES = 2**30
@@ -67,7 +70,6 @@ def measure() -> dict:
 
 def predictions(measured: dict, gpu_key: str) -> list[dict]:
     """One row per GEMM shape: measured and predicted TFLOP/s, and predicted / measured - 1."""
-    from flopscalc.hardware import get_gpu
     from flopscalc.perf.device import device_perf
     from flopscalc.perf.gemm import gemm_efficiency
 
@@ -86,19 +88,47 @@ def predictions(measured: dict, gpu_key: str) -> list[dict]:
     return rows
 
 
+def _measured(args: argparse.Namespace) -> dict:
+    """The rates to price: the recorded file (checked against ``--gpu``) or a fresh CUDA measurement."""
+    if args.from_json is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("measuring needs a CUDA device and none is visible; "
+                             "to price a recorded run, pass --from-json FILE --gpu NAME")
+        return measure()
+    if args.out is not None:
+        raise UsageError("--out is ignored with --from-json (a recorded run is only read); drop one of them")
+    if not args.from_json.is_file():
+        raise UsageError(f"no such file: {args.from_json}; pass a gemm_<gpu>_<date>.json from benchmarks/results/")
+    try:
+        measured = json.loads(args.from_json.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{args.from_json} is not JSON ({exc.msg}); pass a file this script wrote") from None
+    if not isinstance(measured, dict):
+        raise UsageError(f"{args.from_json} holds no rates object; pass a file this script wrote")
+    recorded = measured.get("device")
+    if args.gpu and recorded and get_gpu(recorded).key != get_gpu(args.gpu).key:
+        raise UsageError(f"{args.from_json.name} was measured on {recorded} ({get_gpu(recorded).key}), not "
+                         f"{get_gpu(args.gpu).key}; pass --gpu {get_gpu(recorded).key} or drop --gpu")
+    return measured
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--from-json", type=Path, default=None, help="a recorded run (skip measuring)")
     ap.add_argument("--gpu", default=None, help="GPU database row (default: the CUDA device's name)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    if args.from_json:
-        measured = json.loads(args.from_json.read_text())
-    else:
-        measured = measure()
-    gpu_key = args.gpu or measured.get("device")
+    try:
+        measured = _measured(args)
+        name = args.gpu or measured.get("device")
+        gpu_key = get_gpu(name).key if name else ""
+    except (UsageError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not gpu_key:
-        print("name the GPU database row with --gpu (the recorded file has no device name)", file=sys.stderr)
+        print("error: name the GPU database row with --gpu (the recorded file has no device name)", file=sys.stderr)
         return 2
     rows = predictions(measured, gpu_key)
     for r in rows:
@@ -106,10 +136,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['predicted_tflops']:.0f} TFLOP/s ({100 * r['error']:+.1f}%)")
     if not args.from_json:
         from flopscalc.atomic import write_text_atomic
-        from flopscalc.hardware import get_gpu
 
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
-        out = args.out or ROOT / "benchmarks" / "results" / f"gemm_{get_gpu(gpu_key).key}_{stamp}.json"
+        out = args.out or ROOT / "benchmarks" / "results" / f"gemm_{gpu_key}_{stamp}.json"
         write_text_atomic(out, json.dumps(measured, indent=1) + "\n")
         print(f"wrote {out}")
     return 0

@@ -7,7 +7,8 @@ file of the ``--gpu`` row) and, for every measured point:
    `SUSTAINED_FRACTION`; what `flopscalc step` prints), for the setup the trainer ran
    (`flopscalc.perf.calibrate.point_setup`: micro-batch, precision, one device, recomputation, SDPA's fused
    attention, fused AdamW); error = predicted / measured - 1. Eager points are summarised; torch.compile points
-   apart (the model prices eager kernels, so compiled points are a reference, never fitted);
+   apart (a reference, never fitted: the model prices them with padded GEMMs and a 16-bit residual stream, the
+   inductor fusion of the stream's add, norm and cast, and no other fusion);
 2. the cross-size calibration (issue 11 item 4, on a GPU): the device factors fitted
    (`fit_device_factors`, the GEMM rate held at the 8192^3 matmul probe timed beside the fitted points, as
    `flopscalc calibrate` does) on the eager points of the SMALL models only (parameters <= ``--fit-max-params``),
@@ -202,10 +203,10 @@ def evaluate(paths: list[Path], gpu: GpuSpec, fit_max_params: float = FIT_MAX_PA
 
 def markdown(result: dict) -> str:
     """The tables of docs/performance_model.md's "Measured on our own GPU" section: eager without recomputation,
-    eager with it, and torch.compile apart (a reference: the model prices eager kernels)."""
+    eager with it, and torch.compile apart (a reference: priced with padded GEMMs and a 16-bit stream)."""
     groups = (("Eager, no recomputation", lambda r: not r["compiled"] and r["recompute"] == "none"),
               ("Eager, with recomputation", lambda r: not r["compiled"] and r["recompute"] != "none"),
-              ("torch.compile (reference, never fitted: the model prices eager kernels)", lambda r: r["compiled"]))
+              ("torch.compile (reference, never fitted; priced with padded GEMMs and a 16-bit residual stream)", lambda r: r["compiled"]))
     lines = []
     for title, keep in groups:
         rows = sorted((r for r in result["points"] if keep(r)),

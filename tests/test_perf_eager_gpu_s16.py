@@ -1,6 +1,6 @@
 """Eager PyTorch on a GPU: GEMMs with a misaligned operand (`perf.gemm.misaligned`, brief b62).
 
-The step model priced the eager H200 trainer runs 23-50% too fast and the compiled ones within 2-9% (mb >= 16).
+Before this pricing, the step model priced the eager H200 trainer runs 23-50% too fast and the compiled ones within 2-9% (mb >= 16).
 GPT-2's vocabulary of 50257 gives the LM head's three GEMMs an operand row length that is not a multiple of 16
 bytes; cuBLAS then runs a one-element-aligned kernel (pytorch/pytorch #181718 names it), while torch.compile pads
 the shapes (inductor's `pad_mm`). These tests check the alignment rule against inductor's own padding rule, the
@@ -127,11 +127,12 @@ def test_h200_rate_is_rederived_from_the_small_models_eager_points():
 
 def test_held_out_larger_models_move_toward_their_measurements():
     """OUT OF SAMPLE: GPT-2 774M and 1.56B (mb 8) were not in the derivation; with the misaligned pricing both move
-    toward their measured step times and stay too fast (the fp32 residual stream is unpriced)."""
+    toward their measured step times and stay too fast. (Out of sample for the rate's value only: the misaligned
+    pricing itself was added after their errors were seen.)"""
     for name, mb, _, _, measured in HELD_OUT_POINTS:
         before, after = _step_s(name, mb, COMPILED) / measured - 1, _step_s(name, mb, EAGER) / measured - 1
         assert abs(after) < abs(before) and after < 0
-        assert abs(after) < 0.20  # observed -14.1% (774M), -13.3% (1.56B); before -28.2%, -23.0%
+        assert abs(after) < 0.20  # observed -9.4% (774M), -8.6% (1.56B); before -28.2%, -23.0%
 
 
 def test_rtx4090_rate_is_the_issues_align1_median():
@@ -145,8 +146,8 @@ def test_rtx4090_rate_is_the_issues_align1_median():
 
 def test_out_of_sample_recompute_runs_move_toward_their_measurements():
     """The three eager recomputation runs of the same session were not in the derivation. Errors (predicted /
-    measured - 1) aligned -> misaligned pricing: XL full -16.9% -> -8.6%, XL selective -23.3% -> -13.7%, GPT-2
-    mb16 full -44.6% -> -15.6%; the bound 20% is one the aligned pricing fails on two of the three."""
+    measured - 1) aligned -> misaligned pricing: XL full -16.9% -> -3.2%, XL selective -23.3% -> -9.1%, GPT-2
+    mb16 full -44.6% -> -12.3%; the bound 20% is one the aligned pricing fails on two of the three."""
     cases = (("recompute-full-gpt2-xl", "gpt2-xl", "full"), ("recompute-selective-gpt2-xl", "gpt2-xl", "selective"),
              ("recompute-full-gpt2", "gpt2", "full"))
     before, after = [], []
@@ -156,17 +157,17 @@ def test_out_of_sample_recompute_runs_move_toward_their_measurements():
         before.append(_step_s(name, point["micro_batch"], COMPILED, recompute) / measured - 1)
         after.append(_step_s(name, point["micro_batch"], EAGER, recompute) / measured - 1)
     assert all(abs(y) < abs(x) for x, y in zip(before, after))
-    assert max(abs(e) for e in after) < 0.20  # observed 0.156
+    assert max(abs(e) for e in after) < 0.20  # observed 0.123
     assert sum(abs(e) >= 0.20 for e in before) == 2
 
 
 def test_in_sample_eager_rows_and_the_compiled_rows():
-    """IN-SAMPLE for four of these six (124M and 355M; `DERIVATION_POINTS`): every eager error shrinks (median |error| 47.4% -> 15.8%, all
-    still too fast: the fp32 residual stream and a per-step cost remain unpriced). The compiled points price the
+    """IN-SAMPLE for four of these six (124M and 355M; `DERIVATION_POINTS`): every eager error shrinks (median
+    |error| 43.0% -> 12.0%, all still too fast: a per-step cost remains unpriced). The compiled points price the
     GEMMs as padded, exactly the model without any misaligned rate."""
     errors = [(_step_s(n, mb, COMPILED) / t - 1, _step_s(n, mb, EAGER) / t - 1) for n, mb, _, _, t in EAGER_POINTS]
     assert all(abs(after) < abs(before) and after < 0 for before, after in errors)
-    assert statistics.median(abs(y) for _, y in errors) < 0.20  # observed 0.158; before 0.474
+    assert statistics.median(abs(y) for _, y in errors) < 0.20  # observed 0.120; before 0.430
     no_rate = replace(device_perf(H200), misaligned_gemm_fraction=None)
     for name, mb, _, compiled, _ in _points("trainer_h200-sxm_20261128_compiled.md"):
         assert compiled

@@ -66,7 +66,8 @@ def test_planned_sizes_far_outside_the_profile_are_warned(tmp_path):
     p = plan(gpu, 365 * DAY, calibration=small)
     far = [w for w in p.warnings if "outside the profiled sizes" in w]
     assert len(far) == 1 and "the recommended one among them" in far[0]
-    # by hand: the recommended 1.9B model against GPT-2 small's 124,439,808 parameters
+    # by hand: the recommended model at the profile's MFU 0.3 (1.9B, 33 x 2112) against GPT-2 small's 124,439,808
+    # parameters
     ratio = p.recommended.n_params / 124_439_808
     assert ratio > 4 and f"up to {max(o.n_params for o in p.options if o.fits) / 124_439_808:.0f}x" in far[0]
     # a profile spanning GPT-2 small to XL covers every size this plan weighs within 4x: no warning

@@ -104,11 +104,11 @@ def test_ties_go_to_the_setup_the_reference_trainer_runs():
 
 
 def test_main_job_trains_without_recomputation_and_gets_the_tokens_it_lost():
-    # Issue 14: 33x2112 (1.9B) fits 12 GiB with optimizer offload and no recomputation (10.85 GiB at micro-batch
-    # 2 by 'flopscalc memory'); full recompute costs 1.32x the FLOPs per token, so ~57.1B x 1.32 = ~75B tokens.
-    # The issue's 57.1B was priced at a constant 40% MFU, so that arithmetic states it (--mfu 0.4), and its model;
-    # the per-operation model picks its own size (since perf 6d18201 a smaller one, at a higher MFU), and the setup
-    # claims hold under either time model.
+    # Issue 14: 33x2112 (1.9B) fits 12 GiB with optimizer offload and no recomputation (10.94 GiB at the chosen
+    # micro-batch 1, asserted below); full recompute costs 1.32x the FLOPs per token, so ~57.1B x 1.32 = ~75B
+    # tokens. The issue's 57.1B was priced at a constant 40% MFU, so that arithmetic states it (--mfu 0.4), and its
+    # model; the per-operation model picks its own size (on 2026-11-28: 1.4B, 30 x 1920, micro-batch 2 x 512, MFU
+    # 0.55, 136.1B tokens), and the setup claims hold under either time model.
     for mfu in (None, 0.4):
         p = plan(get_gpu("4070ti"), 365 * DAY, mfu=mfu)
         r = p.recommended

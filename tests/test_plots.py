@@ -448,7 +448,7 @@ def test_cli_frontier_budget_is_the_plans_without_mfu(run, capsys):
 
 
 @pytest.mark.parametrize("gpu, extra", [
-    ("4070ti", ("--memory", "6GiB")),  # the plan behind the budget had the database's 12 GiB: MFU 0.46, not 0.40
+    ("4070ti", ("--memory", "6GiB")),  # the plan behind the budget had the database's 12 GiB: MFU 0.54, not 0.40
     ("h100", ("--n-gpus", "64")),  # a layout-search plan predicts its MFU; the label said "as plan assumes"
 ])
 def test_cli_frontier_budget_is_the_plan_of_the_same_options(run, capsys, gpu, extra):
