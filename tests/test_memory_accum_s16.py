@@ -40,13 +40,17 @@ def test_not_concurrent_row_never_positive_and_components_sum_to_the_peak(name):
         assert sum(comp.values()) == pytest.approx(b.peak_bytes, rel=1e-12)
 
 
-def test_accumulation_adds_the_head_gradient_transient_on_cuda_only():
-    """With accumulation on CUDA the peak holds the accumulated gradients and, at the LM head's backward, its fresh
-    gradient: the peak rises by at least that gradient over the no-accumulation case at the same micro-batch when the
-    head's backward is the largest moment."""
+def test_accumulation_keeps_the_gradients_beside_the_backward_and_shows_the_transient_on_cuda():
+    """With accumulation the accumulated gradients are alive through the next micro-batch's backward, so the peak
+    rises over the same micro-batch without it (on CUDA and on the CPU); on CUDA the head's
+    fresh gradient is shown with the loss's buffers (its size the LM head's: vocabulary x width in the gradient dtype),
+    on the CPU, whose peak is the sum of every buffer, it is not added."""
     cfg = get_preset("llama-3.1-8b")
-    one = estimate_memory(cfg, TrainingSetup(micro_batch=1, seq_len=128, precision=MemoryPrecision.bf16_mixed))
-    four = estimate_memory(cfg, TrainingSetup(micro_batch=1, seq_len=128, grad_accum=4,
-                                              precision=MemoryPrecision.bf16_mixed))
-    assert four.component_bytes()["logits_buffers"] - one.component_bytes()["logits_buffers"] == pytest.approx(
-        four.head_gradient_bytes)
+    head = cfg.vocab_size * cfg.n_embd * 4  # fp32 gradient of the LM head (untied), AMP's gradient dtype
+    for dev, prec in ((Device.cuda, MemoryPrecision.bf16_mixed), (Device.cpu, MemoryPrecision.fp32)):
+        one = estimate_memory(cfg, TrainingSetup(micro_batch=1, seq_len=128, precision=prec, device=dev))
+        four = estimate_memory(cfg, TrainingSetup(micro_batch=1, seq_len=128, grad_accum=4, precision=prec,
+                                                  device=dev))
+        assert four.peak_bytes > one.peak_bytes
+        shown = four.component_bytes()["logits_buffers"] - one.component_bytes()["logits_buffers"]
+        assert shown == pytest.approx(head if dev is Device.cuda else 0.0)

@@ -52,7 +52,7 @@ def test_on_one_gpu_the_two_models_price_the_same_step(capsys):
     # nothing about the engine to explain; the per-operation face names eager PyTorch's unaligned LM head (vocabulary
     # 50,257) when it prices it, which the layout face does not say (the same price: step_s agrees above)
     assert "notes" not in layout
-    assert all(n.startswith("eager PyTorch:") for n in per_op.get("notes", []))
+    assert per_op["notes"] and all(n.startswith("eager PyTorch:") for n in per_op["notes"])
 
 
 def test_on_64_gpus_a_ddp_layout_is_priced_as_the_per_operation_model_prices_it(capsys):

@@ -52,10 +52,11 @@ def test_the_kept_passes_are_shared_where_the_passes_are_the_same_and_only_there
     n_pass = len(pass_ops(CFG, setup))
     assert composer.ops[:n_pass] == est.ops[:n_pass] and composer.ops[n_pass:] != est.ops[n_pass:]
     # the train metrics are read by the passes: new passes, and different ones
-    # and so is the compiled graph (`gemm_shape_padding`), which fuses the fp32 residual stream's kernels
-    assert PASS_OPTION_FIELDS == ("metric_ce_passes", "gemm_shape_padding")
+    # and so is the compiled graph (`gemm_shape_padding`), which fuses the fp32 residual stream's kernels, and a
+    # 16-bit module under mixed precision (`half_weights`: a LoRA base), whose stream is 16-bit
+    assert PASS_OPTION_FIELDS == ("metric_ce_passes", "gemm_shape_padding", "half_weights")
     for change in PASS_OPTION_FIELDS:
-        value = {"metric_ce_passes": 2, "gemm_shape_padding": True}[change]
+        value = {"metric_ce_passes": 2, "gemm_shape_padding": True, "half_weights": True}[change]
         misses = _priced_passes.cache_info().misses
         options = StepOptions(**{change: value})
         other = estimate_step(CFG, setup, H100, options)

@@ -80,8 +80,8 @@ def step(
     reduce_dtype: ReduceDtypeOpt = None,
     dropout: Annotated[bool, typer.Option("--dropout", help="Dropout on (adds its memory-bound kernels).")] = False,
     compiled: Annotated[bool, typer.Option(
-        "--compile/--eager", help="torch.compile: GEMM shapes padded to multiples of 8 (inductor's pad_mm) and the "
-                                  "norm, residual add and cast fused; default eager PyTorch.")] = False,
+        "--compile/--no-compile", help="torch.compile: GEMM shapes padded to multiples of 8 (inductor's pad_mm) and "
+                                       "the norm, residual add and cast fused; default eager PyTorch.")] = False,
     sustained: Annotated[float | None, typer.Option(
         help=f"Share of their priced rate the GEMMs sustain in a real loop (0-1; default: the fitted {SUSTAINED_FRACTION:g}; "
              "1: unfitted).")
@@ -155,8 +155,9 @@ def step(
     if layout and compiled:
         from ..errors import UsageError
 
-        raise UsageError("--compile is not modelled with layout options (--tp/--pp/--cp/--ep/--search): the layout "
-                         "model prices Megatron-LM's kernels; drop one of the two")
+        raise UsageError("--compile is not modelled with a parallel layout (--tp/--pp/--interleave/--cp/--ep/"
+                         "--sequence-parallel/--search/--global-batch/--network-gbps): the layout model prices each "
+                         "engine's own kernels; drop --compile or the layout options")
     if layout:  # a parallel layout (issue 13): flopscalc/layout, rendered by report.layout
         from ..report.layout import layout_step
 
@@ -184,10 +185,16 @@ def step(
     # on one GPU the two models price the same step; a profile's fitted factors have no layout twin
     engine = engine_note(PER_OPERATION_MODEL) if profile is None and n_gpus > 1 else None
     misaligned = [p for p in est.ops if p.op.misaligned] if not compiled else []
-    eager = (f"eager PyTorch: {len(misaligned)} GEMM kinds with a 16-bit dimension not a multiple of 8 (e.g. the "
-             f"vocabulary, {cfg.vocab_size:,}) priced at cuBLAS's unaligned kernel rate; --compile prices them padded"
-             if misaligned and est.device.misaligned_gemm_fraction is not None else None)
-    emit(*with_notes(step_report(est), step_dict(est), [note, engine, eager]), as_json)
+    eager = None
+    if misaligned and est.device.misaligned_gemm_fraction is not None:
+        m, n, k, _ = misaligned[0].op.gemm_shape
+        eager = (f"eager PyTorch: {len(misaligned)} GEMM kinds with a 16-bit dimension not a multiple of 8 (e.g. "
+                 f"{misaligned[0].op.name}, {m} x {n} x {k}) priced at cuBLAS's unaligned kernel rate; --compile "
+                 "prices them padded")
+    same = ("--compile changes nothing the model prices at fp32 (no 16-bit GEMM to pad, the residual stream fp32 "
+            "either way)" if compiled and setup.precision is MemoryPrecision.fp32 else None)
+    data = {**step_dict(est), "compiled": compiled}
+    emit(*with_notes(step_report(est), data, [note, engine, eager, same]), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -87,6 +87,10 @@ def finetune_step_ops(cfg: ModelConfig, setup, options: StepOptions | None = Non
                       flash: bool = True) -> list[Op]:
     """Every operation of one fine-tuning micro-batch step of ``cfg`` under ``setup`` (a `FinetuneSetup`)."""
     train = training_setup(setup, flash=flash)
+    if train.precision.mixed and (setup.method is Method.lora or setup.bf16_adapters):
+        # a bf16 base (LoRA; QLoRA's qlora.py with --bf16-adapters) makes a 16-bit residual stream, as the fine-tuning
+        # memory engine counts it (finetune.activations: the embedding's dtype); peft's QLoRA upcast keeps it fp32
+        options = replace(options or StepOptions(), half_weights=True)
     base = step_ops(cfg, train, options)
     if setup.method is Method.full:
         return base

@@ -108,6 +108,9 @@ class StepOptions:
     # run the aligned kernels; False: eager PyTorch, which hands cuBLAS the shapes as they are. It stands for the
     # compiled graph, which also fuses the fp32 residual stream's add, norm and cast (`ops._pass_shape`)
     gemm_shape_padding: bool = False
+    # the module's weights are 16-bit whatever the setup's precision says (a LoRA base in bf16: peft keeps the frozen
+    # base in the dtype it was loaded in), so the residual stream is 16-bit (`ops._pass_shape`, block_ops [20])
+    half_weights: bool = False
     optimizer_kernel: OptimizerKernel = OptimizerKernel.fused  # how the AdamW step runs
 
     @property

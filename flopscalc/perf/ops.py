@@ -98,14 +98,15 @@ def step_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None
 
 
 # The fields of `TrainingSetup` that `pass_ops` reads (with the model and `PASS_OPTION_FIELDS`): a step's passes are the
-# same for every optimizer, ZeRO stage, GPU count and offload (`perf.step` prices them once for all of those).
+# same for every optimizer and GPU count (`perf.step` prices them once for all of those); ZeRO and offload only
+# through the residual stream's width (below).
 PASS_FIELDS = ("micro_batch", "seq_len", "grad_accum", "precision", "recompute", "flash", "dropout", "fused_loss",
                "loss_kernel",
                # these two only through `TrainingSetup.deepspeed_style`: 16-bit weights make a 16-bit residual stream,
                # PyTorch AMP's fp32 weights an fp32 one (block_ops [20], `memory.activations.residual_bytes`)
                "zero_stage", "offload_optimizer")
 # The fields of `StepOptions` that `pass_ops` reads (the others price its ops: `perf.step`, or build `update_ops`).
-PASS_OPTION_FIELDS = ("metric_ce_passes", "gemm_shape_padding")
+PASS_OPTION_FIELDS = ("metric_ce_passes", "gemm_shape_padding", "half_weights")
 
 
 def pass_ops(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | None = None) -> list[Op]:
@@ -125,7 +126,7 @@ def _pass_shape(cfg: ModelConfig, setup: TrainingSetup, options: StepOptions | N
     # graph (inductor: `StepOptions.gemm_shape_padding`) fuses each residual add with the norm and cast after it, one
     # kernel reading the fp32 stream and the branch and writing the stream and the 16-bit norm output, about what the
     # eager 16-bit add and norm move, so it is priced as those (the H200 compiled rows, docs/performance_model.md)
-    r = a if options is not None and options.gemm_shape_padding else residual_bytes(setup)
+    r = a if options is not None and (options.gemm_shape_padding or options.half_weights) else residual_bytes(setup)
     return seq, b, b * seq, a, w, 1 if cfg.pos_embedding else 0, cfg.n_layer * acc, acc, r
 
 

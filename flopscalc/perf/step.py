@@ -312,7 +312,7 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
                                                      setup.loss_kernel, options.metric_ce_passes,
                                                      options.attention_kernel, options.sustained, dev, peak,
                                                      bandwidth, not options.gemm_shape_padding,
-                                                     setup.deepspeed_style)
+                                                     setup.deepspeed_style or options.half_weights)
     update = tuple(_price(op, dev, peak, bandwidth, options.sustained, options.attention_kernel,
                           not options.gemm_shape_padding) for op in update_ops(cfg, setup, options))
     priced = passes + update

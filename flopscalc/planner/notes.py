@@ -112,8 +112,8 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
         *((Assumption("kernels", "eager PyTorch, not compiled: unpadded GEMM shapes (the vocabulary's at the GPU's "
                       "unaligned rate, where one is recorded); an fp32 residual stream under AMP (ZeRO 0, no offload), "
                       "16-bit with DeepSpeed's module (ZeRO, offload)",
-                      "flopscalc.perf (block_ops [20]; data/gpu_perf.csv misaligned_gemm_tflops); on an H200 the "
-                      "trainer ran 3-18% slower than this predicts (docs/performance_model.md)"),)
+                      "flopscalc.perf (block_ops [20]; data/gpu_perf.csv misaligned_gemm_tflops); on an H200 it "
+                      "predicted the trainer 3-18% too fast (docs/performance_model.md)"),)
           if stated is None else ()),
         Assumption("MFU, HFU", "per option: model (MFU) or hardware (HFU) FLOPs / (peak x step time)",
                    ("recomputation runs at the hardware efficiency, so MFU = HFU x model/hardware FLOPs; "

@@ -207,7 +207,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
             continue
         # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
         micro = max(d for d in _divisors(want_micro) if d <= mb_max)
-        if flag_sets[i]["offload_optimizer"] and mb_max_of(on_gpu[i]) >= micro:
+        if OFFLOAD_FOR_MEMORY_ONLY and flag_sets[i]["offload_optimizer"] and mb_max_of(on_gpu[i]) >= micro:
             continue  # offload only where it buys memory (`OFFLOAD_FOR_MEMORY_ONLY`)
         setup = with_micro_batch(_flagged(base, i), micro, want_micro // micro)
         step_s = price_setup(cfg, setup, tokens, gpu, precision, tm, eff).step_s

@@ -41,7 +41,10 @@ OPTIMIZER_TOOLS = {
     "lion": "a Lion optimizer (e.g. lion-pytorch)",
 }
 OFFLOAD_TOOL = "DeepSpeed ZeRO-Offload, offload_optimizer device 'cpu'"
-ZERO_TOOLS = {1: "DeepSpeed ZeRO stage 1 or torch's ZeroRedundancyOptimizer", 2: "DeepSpeed ZeRO stage 2"}
+# DeepSpeed's engine runs a 16-bit module, as the plan prices ZeRO (perf.block_ops [20]); torch's
+# ZeroRedundancyOptimizer shards the same states under AMP's fp32 weights, an fp32 residual stream the plan does not price
+ZERO_TOOLS = {1: "DeepSpeed ZeRO stage 1 (torch's ZeroRedundancyOptimizer keeps AMP's fp32 weights: slower than planned)",
+              2: "DeepSpeed ZeRO stage 2"}
 PRECISION_TOOLS = {
     "fp16-mixed": "fp16 autocast with a loss scaler (torch.amp.GradScaler; DeepSpeed fp16)",
     "bf16-pure": "a model cast to bf16 with bf16 optimizer state (e.g. torchtitan, Megatron-LM)",
