@@ -70,8 +70,10 @@ def measure() -> dict:
 
 def predictions(measured: dict, gpu_key: str) -> list[dict]:
     """One row per GEMM shape: measured and predicted TFLOP/s, and predicted / measured - 1."""
+    from flopscalc.hardware import Precision
     from flopscalc.perf.device import device_perf
-    from flopscalc.perf.gemm import gemm_efficiency
+    from flopscalc.perf.op_kinds import Op, OpClass, Phase
+    from flopscalc.perf.step import op_efficiency
 
     gpu = get_gpu(gpu_key)
     dev = device_perf(gpu)
@@ -81,8 +83,9 @@ def predictions(measured: dict, gpu_key: str) -> list[dict]:
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
             continue
         m, n, k = map(int, parts)
-        eff = dev.gemm_peak_fraction * (gemm_efficiency(m, n, k, dev.n_sm) if dev.tile_quantization else 1.0)
-        pred = gpu.bf16_flop_per_s * eff / 1e12
+        # the step model's own rule for one GEMM (`perf.step.op_efficiency`), bf16 operands, shapes as measured
+        op = Op(key, OpClass.gemm, Phase.forward, 2.0 * m * n * k, 2.0 * (m * k + k * n + m * n), 1, 1, (m, n, k, 1))
+        pred = gpu.peak_flop_per_s(Precision.bf16) * op_efficiency(op, dev) / 1e12
         rows.append({"m": m, "n": n, "k": k, "measured_tflops": value, "predicted_tflops": pred,
                      "error": pred / value - 1})
     return rows
@@ -101,8 +104,12 @@ def _measured(args: argparse.Namespace) -> dict:
         raise UsageError("--out is ignored with --from-json (a recorded run is only read); drop one of them")
     if not args.from_json.is_file():
         raise UsageError(f"no such file: {args.from_json}; pass a gemm_<gpu>_<date>.json from benchmarks/results/")
+    from flopscalc.textfile import parse_json, read_text
+
+    # the project's readers of a user's file: BOM, binary and non-UTF-8 text, duplicate keys are one-line refusals
+    text = read_text(args.from_json, "recorded GEMM file", "; pass a gemm_<gpu>_<date>.json from benchmarks/results/")
     try:
-        measured = json.loads(args.from_json.read_text())
+        measured = parse_json(text, str(args.from_json), "recorded GEMM file")
     except json.JSONDecodeError as exc:
         raise UsageError(f"{args.from_json} is not JSON ({exc.msg}); pass a file this script wrote") from None
     if not isinstance(measured, dict):

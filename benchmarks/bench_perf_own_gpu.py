@@ -90,9 +90,14 @@ def load_points(paths: list[Path], gpu: GpuSpec) -> tuple[list[Measured], dict[s
     return out, profiles
 
 
+def raw_estimate(m: Measured, gpu: GpuSpec):
+    """The raw model's step for a measured point: no calibration, `flopscalc step`'s defaults for that setup."""
+    return estimate_step(m.step.model, m.step.setup, gpu, point_options(m.point))
+
+
 def raw_step_s(m: Measured, gpu: GpuSpec) -> float:
-    """The raw model's step time for a measured point (s): no calibration, `flopscalc step`'s defaults."""
-    return estimate_step(m.step.model, m.step.setup, gpu, point_options(m.point)).step_s
+    """The raw model's step time for a measured point (s)."""
+    return raw_estimate(m, gpu).step_s
 
 
 def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], gpu: GpuSpec,
@@ -173,7 +178,7 @@ def evaluate(paths: list[Path], gpu: GpuSpec, fit_max_params: float = FIT_MAX_PA
     rows = []
     for m in points:
         p = m.point
-        est = estimate_step(m.step.model, m.step.setup, gpu, point_options(p))
+        est = raw_estimate(m, gpu)
         key = (m.source, p.model.name, p.micro_batch)
         role = "compiled (reference)" if p.compiled else "fitted" if key in fitted else "held out"
         rows.append({"source": m.source, "model": p.model.name, "n_params": p.n_params,

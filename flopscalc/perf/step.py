@@ -227,12 +227,12 @@ def _priced_part(part, cfg: ModelConfig, seq: int, micro_batch: int, grad_accum:
                  sixteen_bit_weights: bool = False) -> tuple[PricedOp, ...]:
     """The ops of ``part`` (`ops.forward_ops`, `recompute_ops` or `backward_ops`) of a setup with these fields
     (`ops.PASS_FIELDS`, `ops.PASS_OPTION_FIELDS`), each priced by `_price` with the kernel and fraction given.
-    ZeRO and offload reach the passes only through ``TrainingSetup.deepspeed_style`` (``sixteen_bit_weights``: the
-    residual stream's dtype, block_ops [20]), so ZeRO stage 1 stands for every setup with 16-bit weights."""
+    ZeRO, offload and a 16-bit base reach the passes only through the residual stream's dtype (block_ops [20]:
+    ``sixteen_bit_weights``, `StepOptions.half_weights`)."""
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, recompute=recompute, flash=flash,
-                          grad_accum=grad_accum, dropout=dropout, fused_loss=fused_loss, loss_kernel=loss_kernel,
-                          zero_stage=1 if sixteen_bit_weights else 0)
-    options = StepOptions(metric_ce_passes=metric_ce_passes, gemm_shape_padding=not misaligned_kernels)
+                          grad_accum=grad_accum, dropout=dropout, fused_loss=fused_loss, loss_kernel=loss_kernel)
+    options = StepOptions(metric_ce_passes=metric_ce_passes, gemm_shape_padding=not misaligned_kernels,
+                          half_weights=sixteen_bit_weights)
     price = _price.__wrapped__  # the part is kept: its ops are rarely asked for again, so not each one
     return tuple(price(op, dev, peak, bandwidth, sustained, attention_kernel, misaligned_kernels)
                  for op in part(cfg, setup, options))
