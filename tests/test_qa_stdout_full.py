@@ -54,3 +54,62 @@ def test_the_same_command_to_a_writable_file_succeeds(tmp_path):
                               text=True, cwd=ROOT, check=False)
     assert done.returncode == 0 and done.stderr == ""
     assert "h100-sxm" in (tmp_path / "out.txt").read_text()
+
+
+def _run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """The command writing into a pipe whose reader has gone (`flopscalc --help | head -1` once head exits): every
+    write fails with EPIPE (Python ignores SIGPIPE, so it is a BrokenPipeError), whatever the output's size."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "flopscalc", *args], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, cwd=ROOT, check=False, env={**os.environ, "COLUMNS": "100"})
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [
+    ("--help",),  # the top-level help (printed without the parser): was a BrokenPipeError traceback
+    ("plan", "--help"),
+    ("gpus",),
+    ("flops", "--model", "gpt2", "--tokens", "1e9", "--json"),
+])
+def test_a_closed_pipe_is_a_quiet_exit_1(args):
+    """Nobody is left to read a message, so none is written, and no traceback either (not even the interpreter's
+    'Exception ignored' from its flush at exit)."""
+    done = _run_into_closed_pipe(*args)
+    assert done.stderr == "", done.stderr
+    assert done.returncode == 1
+
+
+class _PipeClosingAfterRich:
+    """A stdout whose reader goes away just before the top-level help's last line: rich's own prints get through
+    (rich turns a broken pipe in its writes into a quiet exit 1 by itself), the help's closing newline, written by
+    flopscalc, meets the closed pipe when it is flushed (the race `flopscalc --help | head -40` can lose)."""
+
+    def __init__(self):
+        self.last = ""
+
+    def write(self, text):
+        self.last = text
+        return len(text)
+
+    def flush(self):
+        if self.last == "\n":
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        import io
+
+        raise io.UnsupportedOperation("no file descriptor")
+
+
+def test_a_pipe_closed_before_the_help_ends_is_exit_1_not_a_traceback(monkeypatch, capsys):
+    from flopscalc.cli import run
+
+    monkeypatch.setattr(sys, "stdout", _PipeClosingAfterRich())
+    assert run(["--help"]) == 1  # was: the BrokenPipeError re-raised out of run(), a traceback from the script
+    assert capsys.readouterr().err == ""

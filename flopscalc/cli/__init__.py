@@ -118,7 +118,7 @@ def run(argv: list[str] | None = None) -> int:
             sys.stdout.write("\n")  # as click's help echo ends
             sys.stdout.flush()  # a write that fails fails here, not in the interpreter's flush at exit
         except BrokenPipeError:
-            raise
+            return _pipe_closed()
         except OSError as e:
             return _stdout_failed(e)
         return 0
@@ -151,11 +151,20 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:
-        return 1
+        return _pipe_closed()
     except OSError as e:  # a help page that could not be written (reports go through `common.emit`, which says so)
         if {"-h", "--help"} & set(args):
             return _stdout_failed(e)
         raise
+
+
+def _pipe_closed() -> int:
+    """Exit 1 and quietly when the reader of stdout went away (`flopscalc --help | head -3`): nothing is left to tell
+    it, and the bytes still buffered are dropped so the interpreter's flush at exit does not fail again."""
+    from .common import _drop_stdout
+
+    _drop_stdout()
+    return 1
 
 
 def _stdout_failed(e: OSError) -> int:
