@@ -23,7 +23,7 @@ from ..memory.settings import (  # MEMORY_PRECISION re-exported: the planner mod
     MEMORY_PRECISION,  # noqa: F401
     grad_wire_bytes_per_param,
 )
-from ..model import PRESETS, ModelConfig, count_params, params_outside_blocks
+from ..model import ALL_PRESETS, PRESETS, ModelConfig, count_params, params_outside_blocks
 from ..perf.offload import OffloadTime, host_link_bytes_per_s, offload_time
 from ..perf.parallel import (
     CommEstimate,
@@ -67,9 +67,13 @@ def target_tokens_per_step(n_params: float) -> int:
     return next(tokens for bound, tokens in GPT3_TOKENS_PER_STEP if n_params < bound)
 
 
-def nearest_preset(n_params: float, presets: dict[str, ModelConfig] | None = None) -> str | None:
+def nearest_preset(n_params: float, presets: dict[str, ModelConfig] | None = None,
+                   model: ModelConfig | None = None) -> str | None:
     """The preset of ``presets`` (default: GPT-2's) closest in log(parameters), or None when none is within
-    NEAREST_PRESET_FACTOR (or there are none)."""
+    NEAREST_PRESET_FACTOR (or there are none). A ``model`` that is itself a preset (any family's, same name and
+    shape) is its own nearest: llama-3-70b is planned in the llama-3.1 family, whose 70B has its parameters."""
+    if model is not None and ALL_PRESETS.get(model.name) == model:
+        return model.name
     presets = PRESETS if presets is None else presets
     if not presets:
         return None

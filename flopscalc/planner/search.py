@@ -148,7 +148,7 @@ def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) ->
 
 def _unfit(cfg: ModelConfig, n: int, ctx: _Context, min_gpus: int | None) -> PlanOption:
     """The option of a model that fits no setup (or layout) on the plan's GPUs."""
-    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), None, min_gpus, None, 0.0, 0.0, None, None,
+    return PlanOption(cfg, n, nearest_preset(n, ctx.presets, cfg), None, min_gpus, None, 0.0, 0.0, None, None,
                       ctx.dataset_tokens)
 
 
@@ -168,7 +168,7 @@ def _option(cfg: ModelConfig, n: int, ctx: _Context, chosen, speed, growth) -> P
     loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
     if ctx.kind == "target" and math.isinf(tokens):
         loss = None
-    return PlanOption(cfg, n, nearest_preset(n, ctx.presets), chosen, None, speed, tokens,
+    return PlanOption(cfg, n, nearest_preset(n, ctx.presets, cfg), chosen, None, speed, tokens,
                       tokens / (speed.tokens_per_s * ctx.budget.utilization), loss, d_eff, ctx.dataset_tokens, growth)
 
 

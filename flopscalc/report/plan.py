@@ -266,7 +266,8 @@ def plan_report(p: Plan) -> Group:
     rec.add_row("model", format_count(r.n_params) + " params",
                 f"{m.n_layer} layers x {m.n_embd} wide, {m.n_head} heads of {m.head_dim}{block}; "
                 + (f"{format_count(active)} active; " if active is not None else "")
-                + (f"nearest preset {r.nearest_preset}" if r.nearest_preset else
+                + (f"the preset {r.nearest_preset}" if _is_preset(m, r.nearest_preset) else
+                   f"nearest preset {r.nearest_preset}" if r.nearest_preset else
                    f"no preset within {NEAREST_PRESET_FACTOR:g}x its size"))
     rec.add_row("tokens", format_count(r.n_tokens),
                 f"{r.tokens_per_param:.1f} per parameter"
@@ -459,3 +460,10 @@ def _inference_table(p: Plan) -> Table | None:
               f"{life.target_loss:.3f} (N {format_count(life.chinchilla_n_params)}, D "
               f"{format_count(life.chinchilla_n_tokens)})")
     return t
+
+
+def _is_preset(model, name: str | None) -> bool:
+    """Whether ``model`` is the preset ``name`` itself (same name and shape), not only the nearest in size."""
+    from ..model import ALL_PRESETS
+
+    return name is not None and ALL_PRESETS.get(name) == model
