@@ -37,7 +37,10 @@ def runs_table(comparisons: list[RunComparison]) -> Group:
         devices = f"{c.run.n_gpus} {c.device_noun}s" if c.run.n_gpus else "-"
         t.add_row(c.run.run + (" *" if c.run.kind == "prediction" else ""), devices,
                   f"{c.mfu:.0%}", pred, rep, f"{c.error:+.0%}", c.run.wall_clock_includes_downtime)
-    foot = Text("* a paper's own estimate, not a measurement. Reported times that include downtime should come out "
+    foot = Text("MFU: the run's reported efficiency re-expressed in flopscalc's convention (its exact model FLOPs, or 6N "
+                "where only the size is published; PaLM App. B), so it can differ from the figure the source quotes "
+                "in its own (llm.c's ~60% for GPT-2 124M counts 6N + 6LCT). "
+                "* a paper's own estimate, not a measurement. Reported times that include downtime should come out "
                 "longer than predicted: predicted / reported is the run's implied duty cycle. Sources and notes: "
                 "flopscalc runs --json, data/published_runs.csv, docs/published_runs.md.", style="dim")
     return Group(t, foot)
