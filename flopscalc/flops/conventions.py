@@ -141,6 +141,17 @@ CONVENTIONS: dict[str, Convention] = {c.key: c for c in [
 ]}
 
 
+def formula_as_applied(convention: str, cfg: ModelConfig) -> str:
+    """The formula a convention's number for ``cfg`` comes from, as a report should print it: Megatron's [4] counts
+    GPT-2's block (24 h^2 per layer, a 4h MLP), so for any other block its rows are the exact matmul count (`_megatron`),
+    and the printed formula says so rather than stand beside a number it does not give."""
+    c = CONVENTIONS[convention]
+    if convention.startswith("megatron") and not cfg.is_gpt2_block:
+        return ("exact matmul count" + (" + one recomputed forward" if c.hardware else "")
+                + f" (the formula {c.formula} assumes GPT-2's block)")
+    return c.formula
+
+
 def convention_flops_per_token(cfg: ModelConfig, convention: str, seq_len=None, *, causal: bool = False):
     """Training FLOPs per token of ``cfg`` under a named convention (see `CONVENTIONS`)."""
     if convention not in CONVENTIONS:

@@ -15,6 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..flops.conventions import formula_as_applied
 from ..flops.summary import StepCount
 from ..units import format_count, format_flops, format_sci
 from .common import COMPONENT_LABELS, model_dict, model_line, seq_label, seq_words
@@ -53,7 +54,8 @@ def flops_dict(s: FlopsSummary) -> dict:
         "per_step": {"model_flops": s.model_flops_per_step, "hardware_flops": s.hardware_flops_per_step},
         "per_run": {"model_flops": s.model_flops, "hardware_flops": s.hardware_flops},
         "conventions": [
-            {"key": r.convention.key, "title": r.convention.title, "formula": r.convention.formula,
+            {"key": r.convention.key, "title": r.convention.title,
+             "formula": formula_as_applied(r.convention.key, s.model),
              "source": r.convention.source, "flops_per_token": r.flops_per_token,
              "flops_per_run": r.flops_per_token * s.n_tokens, "ratio_to_exact": r.ratio_to(exact),
              "hardware_flops": r.convention.hardware, "omits": r.convention.omits}
@@ -104,7 +106,8 @@ def flops_report(s: FlopsSummary) -> Group:
     for r in s.conventions:
         c = r.convention
         conv.add_row(c.title + (" *" if c.hardware else ""), format_sci(r.flops_per_token),
-                     format_sci(r.flops_per_token * s.n_tokens), f"{r.ratio_to(exact):.3f}", c.formula)
+                     format_sci(r.flops_per_token * s.n_tokens), f"{r.ratio_to(exact):.3f}",
+                     formula_as_applied(c.key, s.model))
     notes = Table(title="What each convention leaves out, and its source", title_justify="left", box=None,
                   show_header=False, pad_edge=False)
     notes.add_column(style="bold", no_wrap=True)
