@@ -63,6 +63,7 @@ _EXPORTS = {  # name -> the module of this package that defines it
     "CONVENTIONS": "conventions",
     "Convention": "conventions",
     "convention_flops_per_token": "conventions",
+    "formula_as_applied": "conventions",
     "ConventionResult": "summary",
     "FlopsSummary": "summary",
     "StepCount": "summary",
@@ -73,7 +74,8 @@ _EXPORTS = {  # name -> the module of this package that defines it
 __all__ = [  # every public name, sorted
     "BACKWARD_TO_FORWARD", "CONVENTIONS", "FLOPS_PER_MAC", "FLOPS_PER_PARAM_TOKEN", "Convention", "ConventionResult",
     "FlopsSummary", "ForwardFlops", "Recompute", "StepCount", "TrainingFlops", "attention_context",
-    "chinchilla_forward_flops_per_sequence", "convention_flops_per_token", "forward_flops_per_token",
+    "chinchilla_forward_flops_per_sequence", "convention_flops_per_token", "formula_as_applied",
+    "forward_flops_per_token",
     "kaplan_flops_per_token", "megatron_flops_per_token", "megatron_params", "megatron_training_time_s",
     "palm_flops_per_token", "six_nd_flops_per_token", "step_count", "summarize", "tokens_per_step",
     "training_flops_per_token",

@@ -15,7 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..flops.conventions import formula_as_applied
+from ..flops import formula_as_applied
 from ..flops.summary import StepCount
 from ..units import format_count, format_flops, format_sci
 from .common import COMPONENT_LABELS, model_dict, model_line, seq_label, seq_words
