@@ -208,6 +208,34 @@ def test_a_recorded_lm_head_run_is_priced_beside_each_row(tmp_path, capsys):
     assert "not one this script plans" in capsys.readouterr().err
 
 
+def test_the_lm_head_run_writes_its_prices_and_reads_back(tmp_path, capsys, monkeypatch):
+    # main's CUDA branch with the timing replaced (no GPU here): what a lent H200 would write, and that the script
+    # reads its own file back
+    torch = pytest.importorskip("torch")
+    mod = _gemm_script()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    timed = []
+
+    def fake(cfg, micro_batch, seq, vocabs):
+        timed.append((cfg.name, cfg.n_embd, micro_batch, seq, tuple(vocabs)))
+        return [{"op": r["op"], "vocab": r["vocab"], "m": r["m"], "n": r["n"], "k": r["k"], "measured_s": 2e-3,
+                 "measured_tflops": 2 * r["m"] * r["n"] * r["k"] / 2e-3 / 1e12} for r in mod.lm_head_plan(H200)]
+
+    monkeypatch.setattr(mod, "measure_lm_head", fake)
+    out = tmp_path / "lm.json"
+    assert mod.main(["--lm-head", "--out", str(out)]) == 0
+    assert timed == [("gpt2", N_EMBD, 8, 1024, (VOCAB, VOCAB_PADDED))]
+    written = json.loads(out.read_text())
+    assert written["gpu_key"] == H200 and len(written["lm_head"]) == 6
+    for row, plan in zip(written["lm_head"], mod.lm_head_plan(H200)):
+        assert row["predicted_step_s"] == plan["predicted_step_s"]
+        assert row["error"] == pytest.approx(plan["predicted_tflops"] / row["measured_tflops"] - 1)
+    capsys.readouterr()
+    assert mod.main(["--from-json", str(out)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 6
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--dry-run", "--lm-head"], "--gpu"),
     (["--dry-run", "--gpu", "h200", "--out", "x.json"], "--out"),
