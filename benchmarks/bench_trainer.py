@@ -84,7 +84,7 @@ class PlannedPoint:
     """A point the sweep will time, with the fields `predicted_step_s` reads of a measured one (`CalibrationPoint`'s
     names), so that a dry run prints the prediction the measured table will show beside it."""
 
-    model: object
+    model: ModelConfig
     micro_batch: int
     seq_len: int
     compiled: bool
