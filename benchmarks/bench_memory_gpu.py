@@ -8,7 +8,15 @@ It also reports reserved / allocated (the allocator overhead knob) and the memor
 other non-PyTorch users hold (``mem_get_info`` used minus reserved: the context knob).
 
     python benchmarks/bench_memory_gpu.py                      # CUDA: GPT-2 small..XL, micro-batch 1,2,4,8
-    python benchmarks/bench_memory_gpu.py --device cpu          # dry run of the same loop on tiny models
+    python benchmarks/bench_memory_gpu.py --device cpu          # the same loop on tiny models
+    python benchmarks/bench_memory_gpu.py --models gpt2 --micro-batches 8 --grad-accum 2 --label accum2
+                                                                # accumulation: memory_cuda_<gpu>_<date>_accum2.md
+    python benchmarks/bench_memory_gpu.py --dry-run --models gpt2 --micro-batches 8 --grad-accum 2
+                                                                # the planned rows and their estimates, no run
+
+With ``--grad-accum N`` each step runs N micro-batches, each backward adding into the gradients of the one before
+(the trainer's loop: loss / N, backward, one optimizer step), so the LM head's fresh gradient is allocated beside
+the accumulated one: the transient docs/memory.md names (CUDA peak, "With --grad-accum > 1").
 
 Not part of the test suite and never a CI requirement. The CPU run checks that the script works; it has
 no allocator statistics, so its "measured" column is empty.
@@ -40,8 +48,10 @@ from flopscalc.model import PRESETS, ModelConfig
 TINY = {"tiny": ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=1000, name="tiny")}
 
 
-def measure_case(torch, cfg, micro_batch: int, seq: int, recompute: str, flash: bool, device: str, steps: int) -> dict:
-    """Train ``steps`` steps; return peak allocated/reserved bytes of the steps after the first (CUDA only)."""
+def measure_case(torch, cfg, micro_batch: int, seq: int, recompute: str, flash: bool, device: str, steps: int,
+                 grad_accum: int = 1) -> dict:
+    """Train ``steps`` steps of ``grad_accum`` micro-batches; return peak allocated/reserved bytes of the steps after
+    the first (CUDA only)."""
     from flopscalc.train.model import GPT
 
     cuda = device == "cuda"
@@ -57,9 +67,10 @@ def measure_case(torch, cfg, micro_batch: int, seq: int, recompute: str, flash: 
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=cuda):
-                loss = model(x, y)[1]  # as the trainer: the logits are not kept into the next step
-            loss.backward()
+            for _ in range(grad_accum):  # as `Trainer.train_step`: the mean over the micro-batches, one update
+                with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=cuda):
+                    loss = model(x, y)[1]  # as the trainer: the logits are not kept into the next micro-batch
+                (loss / grad_accum).backward()
             opt.step()
         if cuda:
             torch.cuda.synchronize()
@@ -77,6 +88,37 @@ def measure_case(torch, cfg, micro_batch: int, seq: int, recompute: str, flash: 
     return out
 
 
+def _out_name(args: argparse.Namespace, device_slug: str) -> Path:
+    """The table's default path: memory_<device>_<gpu name>.md, or with ``--label`` ..._<date>_<label>.md."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    named = f"memory_{args.device}_{device_slug}" + (f"_{stamp}_{args.label}" if args.label else "")
+    return ROOT / "benchmarks" / "results" / f"{named}.md"
+
+
+def planned_rows(args: argparse.Namespace) -> list[dict]:
+    """One row per model x recomputation x micro-batch the sweep measures, with the estimator's prediction for it
+    (`estimate_memory`: bf16 autocast on CUDA, fp32 on a CPU; ``config`` is the model measured)."""
+    models = {**PRESETS, **TINY}
+    names = (args.models or ("tiny" if args.device == "cpu" else ",".join(PRESETS))).split(",")
+    rows = []
+    for name in names:
+        cfg = models[name]
+        seq = args.seq or cfg.block_size
+        for rec in args.recompute.split(","):
+            for mb in (int(v) for v in args.micro_batches.split(",")):
+                setup = TrainingSetup(micro_batch=mb, seq_len=seq, recompute=Recompute(rec), flash=not args.no_flash,
+                                      precision=MemoryPrecision.bf16_mixed if args.device == "cuda"
+                                      else MemoryPrecision.fp32, device=Device(args.device),
+                                      grad_accum=args.grad_accum)
+                est = estimate_memory(cfg, setup)
+                rows.append({"config": cfg, "model": name, "micro_batch": mb, "grad_accum": args.grad_accum,
+                             "seq_len": seq, "recompute": rec, "flash": not args.no_flash,
+                             "precision": setup.precision.value,
+                             "estimated_allocated_bytes": est.allocated_peak_bytes,
+                             "estimated_peak_bytes": est.peak_bytes})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -86,40 +128,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recompute", default="none", help="comma-separated: none,selective,full")
     ap.add_argument("--no-flash", action="store_true", help="math attention instead of SDPA")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--label", default="", help="write memory_<device>_<gpu>_<date>_<label>.md/.json (a part of "
+                    "gpu_session.sh that must not overwrite the recorded sweep)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the planned rows with the estimator's allocated peak; run and write nothing")
     args = ap.parse_args(argv)
+    if args.grad_accum < 1 or args.steps < 2:
+        print(f"error: --grad-accum must be >= 1 and --steps >= 2 (the first step is not measured), got "
+              f"{args.grad_accum} and {args.steps}", file=sys.stderr)
+        return 2
+    unknown = [n for n in (args.models or "").split(",") if n and n not in {**PRESETS, **TINY}]
+    if unknown:
+        print(f"error: unknown model {unknown[0]!r}; pass presets from {', '.join([*PRESETS, *TINY])}, "
+              "comma-separated", file=sys.stderr)
+        return 2
+    if args.label and args.out is not None:
+        print("error: --label names the output file and --out names it too; pass one of them", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for row in planned_rows(args):
+            print(f"{row['model']:12s} mb={row['micro_batch']:<3d} accum={row['grad_accum']} {row['recompute']:9s} "
+                  f"est {row['estimated_allocated_bytes'] / 2**30:7.2f} GiB", flush=True)
+        print(f"dry run ({args.device}): nothing run or written; a run writes "
+              f"{args.out or _out_name(args, '<device>')}")
+        return 0
 
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device: run with --device cpu for a dry run", file=sys.stderr)
+        print("no CUDA device: run with --device cpu for the same loop on a tiny model, or --dry-run for the plan",
+              file=sys.stderr)
         return 2
     torch.set_num_threads(1)
     cond = _conditions.start()
-    models = {**PRESETS, **TINY}
-    names = (args.models or ("tiny" if args.device == "cpu" else ",".join(PRESETS))).split(",")
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     rows = []
-    for name in names:
-        cfg = models[name]
-        seq = args.seq or cfg.block_size
-        for rec in args.recompute.split(","):
-            for mb in (int(v) for v in args.micro_batches.split(",")):
-                setup = TrainingSetup(micro_batch=mb, seq_len=seq, recompute=Recompute(rec), flash=not args.no_flash,
-                                      precision=MemoryPrecision.bf16_mixed if args.device == "cuda"
-                                      else MemoryPrecision.fp32, device=Device(args.device))
-                est = estimate_memory(cfg, setup)
-                got = measure_case(torch, cfg, mb, seq, rec, not args.no_flash, args.device, args.steps)
-                m = got["measured_allocated_bytes"]
-                row = {"model": name, "micro_batch": mb, "seq_len": seq, "recompute": rec,
-                       "flash": not args.no_flash, "precision": setup.precision.value,
-                       "estimated_allocated_bytes": est.allocated_peak_bytes, "estimated_peak_bytes": est.peak_bytes,
-                       **got, "error_pct": None if not m else 100 * (est.allocated_peak_bytes - m) / m}
-                rows.append(row)
-                meas = f"{m / 2**30:.2f}" if m else ("OOM" if got.get("oom") else "n/a")
-                err = f"{row['error_pct']:+.1f}%" if row["error_pct"] is not None else ""
-                print(f"{name:12s} mb={mb:<3d} {rec:9s} est {est.allocated_peak_bytes / 2**30:7.2f} GiB  "
-                      f"measured {meas:>7s} GiB {err}", flush=True)
+    for plan in planned_rows(args):
+        cfg, mb, rec = plan.pop("config"), plan["micro_batch"], plan["recompute"]
+        got = measure_case(torch, cfg, mb, plan["seq_len"], rec, plan["flash"], args.device, args.steps,
+                           args.grad_accum)
+        m = got["measured_allocated_bytes"]
+        row = {**plan, **got, "error_pct": None if not m else 100 * (plan["estimated_allocated_bytes"] - m) / m}
+        rows.append(row)
+        meas = f"{m / 2**30:.2f}" if m else ("OOM" if got.get("oom") else "n/a")
+        err = f"{row['error_pct']:+.1f}%" if row["error_pct"] is not None else ""
+        print(f"{row['model']:12s} mb={mb:<3d} {rec:9s} est {row['estimated_allocated_bytes'] / 2**30:7.2f} GiB  "
+              f"measured {meas:>7s} GiB {err}", flush=True)
 
     cond = _conditions.finish(cond)
     meta = {"device": device_name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -129,20 +185,20 @@ def main(argv: list[str] | None = None) -> int:
              f"{_conditions.summary(cond)}. Estimated = "
              "`MemoryBreakdown.allocated_peak_bytes` (no context or allocator overhead); measured = "
              "`torch.cuda.max_memory_allocated()` over steady-state steps.")
-    header = ("| model | micro-batch | seq | recompute | estimated GiB | measured GiB | error % | reserved/allocated "
-              "| non-PyTorch GiB |")
+    header = ("| model | micro-batch | grad-accum | seq | recompute | estimated GiB | measured GiB | error % "
+              "| reserved/allocated | non-PyTorch GiB |")
     lines = [f"# Memory: estimate vs measured ({meta['device']})", "", intro, "", header,
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m, res, ctx = r["measured_allocated_bytes"], r["measured_reserved_bytes"], r["non_pytorch_bytes"]
         measured = f"{m / 2**30:.2f}" if m else ("OOM" if r.get("oom") else "n/a")
         err = f"{r['error_pct']:+.1f}" if m else ""
         ratio = f"{res / m:.3f}" if m else ""
         other = f"{ctx / 2**30:.2f}" if ctx is not None else ""
-        lines.append(f"| {r['model']} | {r['micro_batch']} | {r['seq_len']} | {r['recompute']} | "
+        lines.append(f"| {r['model']} | {r['micro_batch']} | {r['grad_accum']} | {r['seq_len']} | {r['recompute']} | "
                      f"{r['estimated_allocated_bytes'] / 2**30:.2f} | {measured} | {err} | {ratio} | {other} |")
     slug = "".join(c if c.isalnum() else "-" for c in meta["device"].lower()).strip("-") or args.device
-    out = args.out or ROOT / "benchmarks" / "results" / f"memory_{args.device}_{slug}.md"
+    out = args.out or _out_name(args, slug)
     write_text_atomic(out, "\n".join(lines) + "\n")
     write_text_atomic(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")

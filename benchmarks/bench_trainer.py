@@ -9,7 +9,9 @@ FLOPs engine's model FLOPs per token / dense peak (Chowdhery et al. 2022, App. B
     python benchmarks/bench_trainer.py                       # CUDA: GPT-2 small, seq 1024, mb 8/16/32, compile off/on
     python benchmarks/bench_trainer.py --model gpt2-medium --micro-batch 8 --micro-batch 16
     python benchmarks/bench_trainer.py --pad-vocab 64         # vocabulary 50304, as nanoGPT and llm.c time it
-    python benchmarks/bench_trainer.py --device cpu           # dry run of the same code on a tiny model
+    python benchmarks/bench_trainer.py --device cpu           # the same code on a tiny model
+    python benchmarks/bench_trainer.py --dry-run --gpu h200 --pad-vocab 64 --compile on --micro-batch 64
+                                                              # the planned points and their predictions, no run
 
 Writes ``benchmarks/results/trainer_<device>_<date>.md`` (table) and ``calibration_<device>_<date>.json``
 (the profile ``flopscalc plan --calibration`` reads). Not part of the test suite.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,6 +79,45 @@ def predicted_step_s(point, gpu_key: str | None) -> float | None:
     return estimate_step(point.model, point_setup(point), get_gpu(gpu_key), point_options(point)).step_s
 
 
+@dataclass(frozen=True)
+class PlannedPoint:
+    """A point the sweep will time, with the fields `predicted_step_s` reads of a measured one (`CalibrationPoint`'s
+    names), so that a dry run prints the prediction the measured table will show beside it."""
+
+    model: ModelConfig
+    micro_batch: int
+    seq_len: int
+    compiled: bool
+    precision: str = "bf16"  # the trainer's autocast on a GPU (`train.bench.peak_precision`)
+    grad_accum: int = 1
+    n_devices: int = 1
+    recompute: str = "none"
+    attention: str = "sdpa"
+
+
+def dry_run_rows(setups, gpu_key: str) -> list[dict]:
+    """Each planned setup with the step model's time (`predicted_step_s`, as the measured table prices it), the
+    tokens/s that follows and the memory estimator's allocated peak (`train.bench.predicted_peak_bytes`)."""
+    import torch
+
+    from flopscalc.hardware import get_gpu
+    from flopscalc.train.bench import predicted_peak_bytes
+
+    gpu = get_gpu(gpu_key)
+    rows = []
+    for s in setups:
+        precision = "bf16" if s.precision == "auto" else s.precision
+        point = PlannedPoint(s.model, s.micro_batch, s.seq_len, s.compile, precision, s.grad_accum)
+        step_s = predicted_step_s(point, gpu_key)
+        memory = predicted_peak_bytes(s.train_config(), precision, torch.device("cuda"), 1)
+        rows.append({"model": s.model.name, "vocab_size": s.model.vocab_size, "micro_batch": s.micro_batch,
+                     "seq_len": s.seq_len, "compiled": s.compile, "predicted_step_s": step_s,
+                     "predicted_tokens_per_s": s.micro_batch * s.seq_len * s.grad_accum / step_s,
+                     "predicted_memory_bytes": memory,
+                     "fits": memory is None or memory <= gpu.memory_bytes})
+    return rows
+
+
 def table_markdown(profile, settings: str, cond: dict | None = None) -> str:
     lines = [
         f"# Trainer benchmark: {profile.device_name}",
@@ -131,14 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--label", default="", help="appended to the file names, so that several sweeps of one day on "
                     "one device keep their own table (gpu_session.sh runs three)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the planned points with the step model's time and the memory estimate on --gpu "
+                         "(a CUDA run's settings); run and write nothing")
     args = ap.parse_args(argv)
 
     import torch
 
+    if args.dry_run and (not args.gpu or args.device == "cpu" or args.peak_tflops is not None):
+        print("error: --dry-run plans a CUDA sweep priced for a GPU database row: pass --gpu NAME (e.g. h200) and "
+              "drop --device cpu and --peak-tflops", file=sys.stderr)
+        return 2
+
     from flopscalc.train.bench import BenchSetup, run_benchmarks
     from flopscalc.train.render import profile_table
 
-    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    on_cpu = not args.dry_run and (args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()))
     models = [get_preset(m) for m in args.model] if args.model else [TINY if on_cpu else get_preset("gpt2")]
     if args.pad_vocab > 0:
         models = [m.with_(vocab_size=-(-m.vocab_size // args.pad_vocab) * args.pad_vocab,
@@ -150,6 +200,25 @@ def main(argv: list[str] | None = None) -> int:
                          precision=args.precision, device=args.device, warmup_steps=args.warmup_steps,
                          timed_steps=args.steps)
               for m in models for b in batches for c in compiles]
+    if args.dry_run:
+        from flopscalc.errors import UsageError
+        from flopscalc.hardware import get_gpu
+
+        try:
+            gpu_key = get_gpu(args.gpu).key
+        except (UsageError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for r in dry_run_rows(setups, gpu_key):
+            print(f"  {r['model']} vocab {r['vocab_size']} mb={r['micro_batch']} seq={r['seq_len']} "
+                  f"compile={r['compiled']}: predicted {1e3 * r['predicted_step_s']:.1f} ms, "
+                  f"{format_count(r['predicted_tokens_per_s'])} tok/s, memory "
+                  f"{'-' if r['predicted_memory_bytes'] is None else format_bytes(r['predicted_memory_bytes'])}"
+                  f"{'' if r['fits'] else ' (more than the GPU holds)'}")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+        slug = f"{gpu_key}_{stamp}" + (f"_{_slug(args.label)}" if args.label else "")
+        print(f"dry run on {gpu_key}: nothing timed or written; a run writes trainer_{slug}.md")
+        return 0
     cond = _conditions.start()
     used = []
 
