@@ -42,14 +42,13 @@ from flopscalc.atomic import write_text_atomic
 from flopscalc.calibration import CalibrationPoint, CalibrationProfile, load_profile
 from flopscalc.errors import DomainError, UsageError
 from flopscalc.hardware import GpuSpec, get_gpu
-from flopscalc.perf import estimate_step
 from flopscalc.perf.calibrate import (
     MIN_POINTS,
     MeasuredStep,
     calibrated_step,
     fit_device_factors,
     measured_steps,
-    point_options,
+    point_estimate,
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -90,14 +89,9 @@ def load_points(paths: list[Path], gpu: GpuSpec) -> tuple[list[Measured], dict[s
     return out, profiles
 
 
-def raw_estimate(m: Measured, gpu: GpuSpec):
-    """The raw model's step for a measured point: no calibration, `flopscalc step`'s defaults for that setup."""
-    return estimate_step(m.step.model, m.step.setup, gpu, point_options(m.point))
-
-
 def raw_step_s(m: Measured, gpu: GpuSpec) -> float:
-    """The raw model's step time for a measured point (s)."""
-    return raw_estimate(m, gpu).step_s
+    """The raw model's step time for a measured point (s): `point_estimate`, as bench_trainer.py prices it."""
+    return point_estimate(m.point, gpu).step_s
 
 
 def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], gpu: GpuSpec,
@@ -178,7 +172,7 @@ def evaluate(paths: list[Path], gpu: GpuSpec, fit_max_params: float = FIT_MAX_PA
     rows = []
     for m in points:
         p = m.point
-        est = raw_estimate(m, gpu)
+        est = point_estimate(p, gpu)
         key = (m.source, p.model.name, p.micro_batch)
         role = "compiled (reference)" if p.compiled else "fitted" if key in fitted else "held out"
         rows.append({"source": m.source, "model": p.model.name, "n_params": p.n_params,

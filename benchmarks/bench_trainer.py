@@ -65,18 +65,16 @@ def conditions_markdown(cond: dict) -> list[str]:
 
 
 def predicted_step_s(point, gpu_key: str | None) -> float | None:
-    """`flopscalc step`'s time for a measured point (s): the per-operation model on the GPU's database row, for the
-    setup the trainer ran (`flopscalc.perf.calibrate.point_setup`: the point's micro-batch, precision, devices,
-    recomputation and attention path; a compiled point's GEMMs shape-padded, `point_options`; fused AdamW, PyTorch's
-    cross-entropy). None without a GPU row (a CPU, an
-    unrecognised card): the model has no sourced rates there."""
+    """`flopscalc step`'s time for a measured point (s): `flopscalc.perf.calibrate.point_estimate`, the per-operation
+    model on the GPU's database row for the setup the trainer ran (the point's micro-batch, precision, devices,
+    recomputation and attention path; a compiled point's GEMMs shape-padded; fused AdamW, PyTorch's cross-entropy).
+    None without a GPU row (a CPU, an unrecognised card): the model has no sourced rates there."""
     if gpu_key is None:
         return None
     from flopscalc.hardware import get_gpu
-    from flopscalc.perf import estimate_step
-    from flopscalc.perf.calibrate import point_options, point_setup
+    from flopscalc.perf.calibrate import point_estimate
 
-    return estimate_step(point.model, point_setup(point), get_gpu(gpu_key), point_options(point)).step_s
+    return point_estimate(point, get_gpu(gpu_key)).step_s
 
 
 @dataclass(frozen=True)

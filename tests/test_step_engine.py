@@ -49,10 +49,12 @@ def test_on_one_gpu_the_two_models_price_the_same_step(capsys):
     assert per_op["step_s"] == pytest.approx(layout["step_s"], rel=1e-12)
     assert per_op["mfu"] == pytest.approx(layout["mfu"], rel=1e-12)
     assert (per_op["step_model"], layout["step_model"]) == ("per-operation", "layout")
-    # nothing about the engine to explain; the per-operation face names eager PyTorch's unaligned LM head (vocabulary
-    # 50,257) when it prices it, which the layout face does not say (the same price: step_s agrees above)
-    assert "notes" not in layout
+    # nothing about the engine to explain; both faces name eager PyTorch's unaligned LM head (vocabulary 50,257), the
+    # same GEMMs (the same price: step_s agrees above), each with the remedy it accepts (the layout face refuses
+    # --compile)
     assert per_op["notes"] and all(n.startswith("eager PyTorch:") for n in per_op["notes"])
+    assert len(layout["notes"]) == 1 and layout["notes"][0].startswith("eager PyTorch:")
+    assert per_op["notes"][0].split(";")[0] == layout["notes"][0].split(";")[0]
 
 
 def test_on_64_gpus_a_ddp_layout_is_priced_as_the_per_operation_model_prices_it(capsys):

@@ -116,7 +116,14 @@ def step(
     from ..hardware import Precision, get_gpu
     from ..memory import TrainingSetup
     from ..perf import StepOptions, estimate_step
-    from ..report.step import LAYOUT_MODEL, PER_OPERATION_MODEL, engine_note, step_dict, step_report
+    from ..report.step import (
+        LAYOUT_MODEL,
+        PER_OPERATION_MODEL,
+        eager_note,
+        engine_note,
+        step_dict,
+        step_report,
+    )
 
     if gpu.strip().lower() in CPU_NAMES and calibration is None:
         raise DomainError("the step-time model has no sourced per-operation efficiencies for CPUs; pick a GPU "
@@ -172,8 +179,8 @@ def step(
                              cp=cp, ep=ep, sequence_parallel=sequence_parallel, search=search,
                              global_batch=global_batch, network_gbps=network_gbps, sustained=sustained,
                              fused_loss=fused_loss, dropout=dropout, calibration=calibration)
-        rendered, data = layout
-        notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None]
+        rendered, data, eager = layout
+        notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None, eager]
         emit(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, notes), as_json)
         return
     if profile is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
@@ -184,13 +191,7 @@ def step(
         est = estimate_step(cfg, setup, spec, options)
     # on one GPU the two models price the same step; a profile's fitted factors have no layout twin
     engine = engine_note(PER_OPERATION_MODEL) if profile is None and n_gpus > 1 else None
-    misaligned = [p for p in est.ops if p.op.misaligned] if not compiled else []
-    eager = None
-    if misaligned and est.device.misaligned_gemm_fraction is not None:
-        m, n, k, _ = misaligned[0].op.gemm_shape
-        eager = (f"eager PyTorch: {len(misaligned)} GEMM kinds with a 16-bit dimension not a multiple of 8 (e.g. "
-                 f"{misaligned[0].op.name}, {m} x {n} x {k}) priced at cuBLAS's unaligned kernel rate; --compile "
-                 "prices them padded")
+    eager = eager_note(est)  # None when nothing is priced at the unaligned rate (--compile pads the shapes)
     same = ("--compile changes nothing the model prices at fp32 (no 16-bit GEMM to pad, the residual stream fp32 "
             "either way)" if compiled and setup.precision is MemoryPrecision.fp32 else None)
     data = {**step_dict(est), "compiled": compiled}

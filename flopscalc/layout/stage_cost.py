@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from ..flops import Recompute
 from ..memory.settings import MemoryPrecision, TrainingSetup
 from ..model import ModelConfig
-from ..perf import StepOptions, estimate_step
+from ..perf import StepEstimate, StepOptions, estimate_step
 from ..perf.op_kinds import OpClass, Phase
 from .spec import EMBEDDING_AND_LOSS_CHUNKS, Engine, Layout
 
@@ -132,13 +132,8 @@ def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision
     """One rank's costs; ``dp_shard`` (ranks, ZeRO stage) is the data parallelism of a DDP/FSDP layout, which the
     per-operation model prices in the setup itself (`rank_setup`): FSDP's 16-bit compute weights (no autocast
     casts), the sharded gradient accumulation and update ([12] sec. 5.2, [13] sec. 4.4)."""
-    tp, n_layers, cp, ep, b, recompute, sp = layout_key
-    rank_cfg = per_rank_model(cfg, tp, n_layers, ep)
-    n_dp, zero = dp_shard
-    setup = TrainingSetup(micro_batch=b, seq_len=seq_len // cp, precision=precision, recompute=recompute,
-                          flash=flash, grad_accum=1, n_gpus=n_dp, zero_stage=zero, fused_loss=fused_loss,
-                          dropout=dropout)
-    est = estimate_step(rank_cfg, setup, gpu, options)
+    tp, _, cp, _, _, _, sp = layout_key
+    est = _rank_step(cfg, layout_key, seq_len, gpu, precision, flash, options, dp_shard, fused_loss, dropout)
     body = first = last = backward = attention = optimizer = accum = 0.0
     for p in est.ops:
         name, s = p.op.name, p.total_s
@@ -164,6 +159,43 @@ def _rank_cost(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision
         if p.op.phase in (Phase.backward, Phase.recompute):
             backward += s
     return _StageCost(body, first, last, backward, attention, optimizer, accum)
+
+
+def _rank_step(cfg: ModelConfig, layout_key: tuple, seq_len: int, gpu, precision: MemoryPrecision, flash: bool,
+               options: StepOptions, dp_shard: tuple[int, int], fused_loss: bool, dropout: bool) -> StepEstimate:
+    """The per-operation model's step of one rank (`per_rank_model`, s / cp tokens per sequence, one micro-batch);
+    ``dp_shard``: see `_rank_cost`."""
+    tp, n_layers, cp, ep, b, recompute, _ = layout_key
+    n_dp, zero = dp_shard
+    setup = TrainingSetup(micro_batch=b, seq_len=seq_len // cp, precision=precision, recompute=recompute,
+                          flash=flash, grad_accum=1, n_gpus=n_dp, zero_stage=zero, fused_loss=fused_loss,
+                          dropout=dropout)
+    return estimate_step(per_rank_model(cfg, tp, n_layers, ep), setup, gpu, options)
+
+
+def _stage_options(layout: Layout, options: StepOptions | None) -> StepOptions:
+    """The options a stage of ``layout`` is priced with: ``options`` (default: the engine's sustained fraction); for
+    a layout Megatron-LM runs, its padded GEMM shapes."""
+    megatron = layout.engine() is Engine.megatron
+    options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
+    if megatron:
+        # Megatron-LM runs a 16-bit module (Float16Module; fp32 main params in its optimizer), so no fp32 residual
+        # stream, with fused kernels, and pads the vocabulary (--make-vocab-size-divisible-by 128): priced as
+        # `StepOptions.gemm_shape_padding` prices a compiled run
+        options = replace(options, gemm_shape_padding=True)
+    return options
+
+
+def rank_estimate(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
+                  precision: MemoryPrecision = MemoryPrecision.bf16_mixed, flash: bool = True,
+                  options: StepOptions | None = None, fused_loss: bool = False,
+                  dropout: bool = False) -> StepEstimate:
+    """The per-operation model's step of one rank of ``layout``'s busiest stage, one micro-batch, priced with the
+    options its compute is (`_stage_options`): the operations and kernels behind `compute_per_micro_batch_s` (the
+    embedding and the LM head included; which end a stage holds is `_compute_per_micro_batch`'s)."""
+    *key, _, _, _, shard = compute_key(cfg, layout)
+    return _rank_step(cfg, tuple(key), seq_len, gpu, precision, flash, _stage_options(layout, options), shard,
+                      fused_loss, dropout)
 
 
 def _spare_layer_slots(cfg: ModelConfig, layout: Layout) -> int:
@@ -199,12 +231,7 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
     ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split``), so their ends replace a
     layer instead of adding to the busiest stage: max(n layers, n - 1 layers + the end) per end stage."""
     *key, megatron, pipelined, spare, shard = compute_key(cfg, layout)
-    options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
-    if megatron:
-        # Megatron-LM runs a 16-bit module (Float16Module; fp32 main params in its optimizer), so no fp32 residual
-        # stream, with fused kernels, and pads the vocabulary (--make-vocab-size-divisible-by 128): priced as
-        # `StepOptions.gemm_shape_padding` prices a compiled run
-        options = replace(options, gemm_shape_padding=True)
+    options = _stage_options(layout, options)
     cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron, shard, fused_loss, dropout)
     if not pipelined:
         whole = cost.body_s + cost.first_s + cost.last_s

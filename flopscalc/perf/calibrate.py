@@ -224,6 +224,14 @@ def point_options(point: CalibrationPoint) -> StepOptions:
     return StepOptions(gemm_shape_padding=point.compiled)
 
 
+def point_estimate(point: CalibrationPoint, gpu: GpuSpec) -> StepEstimate:
+    """The raw model's step for a measured ``point`` on ``gpu``'s database row: `estimate_step` with no calibration,
+    for the setup the trainer ran (`point_setup`, on CUDA) and its kernels (`point_options`), as `flopscalc step`
+    prices those flags. The one pricing of the benchmarks' measured-against-predicted tables
+    (benchmarks/bench_trainer.py, benchmarks/bench_perf_own_gpu.py)."""
+    return estimate_step(point.model, point_setup(point), gpu, point_options(point))
+
+
 def uses_cpu_time(profile: CalibrationProfile) -> bool:
     """Whether the fit reads process CPU seconds (a CPU device with every point's CPU time measured)."""
     return profile.gpu_key is None and all(p.cpu_step_time_s for p in profile.points)

@@ -147,6 +147,13 @@ class StepEstimate:
         return model_flops_utilization(self.hardware_flops_per_token, self.tokens_per_s_per_gpu, 1,
                                        self.peak_flop_per_s)
 
+    @property
+    def unaligned_gemms(self) -> tuple[PricedOp, ...]:
+        """The GEMMs this step prices with cuBLAS's unaligned kernels (`runs_unaligned`: 16-bit, a misaligned operand,
+        shapes not padded, a device with a measured rate for them), in step order; () when there are none."""
+        eager = not self.options.gemm_shape_padding
+        return tuple(p for p in self.ops if runs_unaligned(p.op, self.device, misaligned_kernels=eager))
+
 
 @lru_cache(maxsize=65536)  # a pure function; a planner's setups of one model share most of their operations
 def _price(op: Op, dev: DevicePerf, peak: float, bandwidth: float, sustained: float,
@@ -181,10 +188,18 @@ def op_efficiency(op: Op, dev: DevicePerf, kernel: AttentionKernel = AttentionKe
         m, n, k, batch = op.gemm_shape
         eff = dev.gemm_peak_fraction * (gemm_efficiency(m, n, k, dev.n_sm, batch=batch) if dev.tile_quantization
                                         else 1.0)
-        if misaligned_kernels and op.misaligned and dev.misaligned_gemm_fraction is not None:
+        if runs_unaligned(op, dev, misaligned_kernels=misaligned_kernels):
             return min(eff, dev.misaligned_gemm_fraction)  # gemm [4]: the align1 kernel's measured rate
         return eff
     return 1.0  # no arithmetic worth pricing: memory-bound
+
+
+def runs_unaligned(op: Op, dev: DevicePerf, *, misaligned_kernels: bool) -> bool:
+    """Whether `op_efficiency` prices ``op`` at ``dev``'s unaligned-kernel rate: a GEMM with a misaligned 16-bit
+    operand (``op.misaligned``), shapes handed to cuBLAS as they are (``misaligned_kernels``: eager PyTorch), on a
+    device with a measured rate for such GEMMs (``dev.misaligned_gemm_fraction``, `gemm` [4])."""
+    return (misaligned_kernels and op.gemm_shape is not None and not op.flash and op.misaligned
+            and dev.misaligned_gemm_fraction is not None)
 
 
 def priced_at(op: Op, dev: DevicePerf, eff: float, peak: float, bandwidth: float, *, sustained: float = 1.0,

@@ -69,24 +69,31 @@ def _simplicities(several_gpus: bool) -> tuple[tuple, ...]:
 
 def _simplicity(flags: dict) -> tuple:
     """Sort key among equally fast setups: what `flopscalc train` runs first, then fewer moving parts."""
-    needs = tools_needed(TrainingSetup(optimizer=flags["optimizer"], zero_stage=flags["zero_stage"],
-                                       offload_optimizer=flags["offload_optimizer"]))
+    # the flags alone (no setup: a ZeRO stage is searched on several GPUs, and a one-GPU ZeRO setup shards nothing);
+    # the precision is the same for every searched flag set, so it moves no key
+    needs = _tools_needed(flags["optimizer"], MemoryPrecision.bf16_mixed, flags["zero_stage"],
+                          flags["offload_optimizer"])
     return (len(needs), flags["offload_optimizer"], flags["optimizer"] is not Optimizer.adamw,
             RECOMPUTE_SEARCHED.index(flags["recompute"]), flags["zero_stage"])
 
 
 def tools_needed(setup: TrainingSetup) -> tuple[str, ...]:
     """What ``setup`` needs beyond `flopscalc train` (AdamW, fp32 or bf16 autocast, recomputation, DDP, FSDP)."""
+    return _tools_needed(setup.optimizer, setup.precision, setup.zero_stage, setup.offload_optimizer)
+
+
+def _tools_needed(optimizer: Optimizer, precision: MemoryPrecision, zero_stage: int, offload: bool) -> tuple[str, ...]:
+    """`tools_needed` of the setup with these fields."""
     out = []
-    if setup.optimizer is Optimizer.adamw8bit:
+    if optimizer is Optimizer.adamw8bit:
         out.append("8-bit AdamW (bitsandbytes AdamW8bit)")
-    elif setup.optimizer not in (Optimizer.adamw, Optimizer.none):
-        out.append(f"the {setup.optimizer.value} optimizer")
-    if setup.precision in (MemoryPrecision.fp16_mixed, MemoryPrecision.bf16_pure):
-        out.append(f"{setup.precision.value} training")
-    if setup.zero_stage in (1, 2):
-        out.append(f"ZeRO-{setup.zero_stage} (DeepSpeed)")
-    if setup.offload_optimizer:
+    elif optimizer not in (Optimizer.adamw, Optimizer.none):
+        out.append(f"the {optimizer.value} optimizer")
+    if precision in (MemoryPrecision.fp16_mixed, MemoryPrecision.bf16_pure):
+        out.append(f"{precision.value} training")
+    if zero_stage in (1, 2):
+        out.append(f"ZeRO-{zero_stage} (DeepSpeed)")
+    if offload:
         out.append("optimizer offload (DeepSpeed ZeRO-Offload)")
     return tuple(out)
 

@@ -123,13 +123,19 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
                 network_gbps, sustained, fused_loss, dropout, calibration):
     """`flopscalc step` with layout options: refuse what the layout model ignores, then one layout or the search.
 
-    Returns (renderable, JSON-ready dict).
+    Returns (renderable, JSON-ready dict, the eager note of the layout shown in detail or None: `report.step.eager_note`
+    on the busiest rank's kernels, so a Megatron-LM layout, priced with padded shapes, has none).
     """
     from ..layout import cluster_for, layout_memory, layout_time
     from ..layout.search import search_layouts
-    from ..layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
+    from ..layout.stage_cost import MEGATRON_SUSTAINED_FRACTION, rank_estimate
     from ..memory.settings import Optimizer
     from ..perf import StepOptions
+    from .step import EAGER_REMEDY_LAYOUT, eager_note
+
+    def eager(lay, opts):  # the kernels of the layout the report details, as its time priced them
+        return eager_note(rank_estimate(cfg, lay, gpu, seq, precision=setup.precision, flash=setup.flash,
+                                        options=opts, fused_loss=fused_loss, dropout=dropout), EAGER_REMEDY_LAYOUT)
 
     if calibration is not None:
         raise UsageError("--calibration profiles one device's step; the layout model (--tp/--pp/--cp/--ep/--search) "
@@ -165,7 +171,8 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
         result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts,
                                 fused_loss=fused_loss, dropout=dropout, memory_limit_bytes=limit)
         return (search_report(result, setup.seq_len),
-                {**search_dict(result), "seq_len_source": seq_label(cfg, setup.seq_len)})
+                {**search_dict(result), "seq_len_source": seq_label(cfg, setup.seq_len)},
+                eager(result.best.layout, opts))
     if global_batch is not None:
         raise UsageError("--global-batch sizes the --search; an explicit layout takes --micro-batch and --grad-accum "
                          "(micro-batches per pipeline)")
@@ -183,4 +190,5 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     lt = layout_time(cfg, lay, cluster, seq, precision=setup.precision, flash=setup.flash, options=opts,
                      fused_loss=fused_loss, dropout=dropout)
     mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout, fused_loss=fused_loss)
-    return layout_report(lt, mem, setup.seq_len), {**layout_dict(lt, mem), "seq_len_source": seq_label(cfg, setup.seq_len)}
+    return (layout_report(lt, mem, setup.seq_len),
+            {**layout_dict(lt, mem), "seq_len_source": seq_label(cfg, setup.seq_len)}, eager(lay, opts))

@@ -112,6 +112,26 @@ def engine_note(model: str, engine: str | None = None) -> str:
             "exposed), so the same run can show another MFU there")
 
 
+# What prices the unaligned GEMMs aligned, by face: the step face's --compile (inductor pads the shapes), which the
+# layout face refuses (each layout is priced with its engine's kernels: Megatron-LM's padded, DDP/FSDP's eager)
+EAGER_REMEDY_STEP = "--compile prices them padded"
+EAGER_REMEDY_LAYOUT = ("the layout model prices this layout as 'flopscalc train' runs it, eager; without layout "
+                       "options --compile prices them padded")
+
+
+def eager_note(e: StepEstimate, remedy: str = EAGER_REMEDY_STEP) -> str | None:
+    """One line when ``e`` prices GEMMs at cuBLAS's unaligned kernel rate (`StepEstimate.unaligned_gemms`: eager
+    PyTorch, a 16-bit dimension not a multiple of 8, e.g. GPT-2's vocabulary of 50,257), naming the first and its
+    shape, then ``remedy``; None when it prices none. The step face and the layout face both say it from here."""
+    unaligned = e.unaligned_gemms
+    if not unaligned:
+        return None
+    first = unaligned[0].op
+    m, n, k, _ = first.gemm_shape
+    return (f"eager PyTorch: {len(unaligned)} GEMM kinds with a 16-bit dimension not a multiple of 8 (e.g. "
+            f"{first.name}, {m} x {n} x {k}) priced at cuBLAS's unaligned kernel rate; {remedy}")
+
+
 def step_dict(e: StepEstimate) -> dict:
     """Everything `flopscalc step --json` prints: seconds, tokens/s, MFU/HFU as fractions, per-class seconds."""
     return {
