@@ -78,11 +78,14 @@ class LayoutMemory:
     stage: str  # "first", "second" or "last": which stage is the peak
     n_params_per_gpu: float
     n_in_flight: float  # micro-batches' activations that stage holds at its peak (chunks held / chunks per stage)
+    # <= 0: what the memory engine subtracts for tensors not alive at its peak (gradients grow as backward frees
+    # activations; `memory.estimate` "not_concurrent"); only the DDP/FSDP path (`trainer_layout_memory`) has one
+    not_concurrent: float = 0.0
 
     @property
     def total(self) -> float:
         return (self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.cuda_context
-                + self.fragmentation)
+                + self.fragmentation + self.not_concurrent)
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -209,7 +212,7 @@ def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, fla
     """The memory engine's peak (`flopscalc.memory.estimate_memory`, validated against measured bytes and the
     published runs) of a DDP / FSDP layout as `flopscalc train` runs it (bf16 autocast; FSDP with 16-bit weights),
     in `LayoutMemory`'s components: the 16-bit copies with the weights, the logits, loss transients and buckets
-    with the activations, the concurrency correction with the gradients, the cuBLAS workspaces with the context. ``fused_loss``: the step's cross-entropy
+    with the activations, the concurrency correction as its own (negative) row, the cuBLAS workspaces with the context. ``fused_loss``: the step's cross-entropy
     kernel (`TrainingSetup.fused_loss`), so the memory is that of the step the layout model times."""
     from ..memory import TrainingSetup, estimate_memory
 
@@ -219,7 +222,7 @@ def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, fla
                           allocator_overhead_fraction=fragmentation_fraction)
     c = estimate_memory(cfg, setup).component_bytes()
     weights = c["weights"] + c["master_weights"] + c["weight_copies"]
-    return LayoutMemory(weights=weights, gradients=c["gradients"] + c["not_concurrent"],
+    return LayoutMemory(weights=weights, gradients=c["gradients"], not_concurrent=c["not_concurrent"],
                         optimizer=c["optimizer_state"], activations=c["activations"] + c["comm_buckets"],
                         logits=c["logits_buffers"], cuda_context=c["cuda_context"] + c["blas_workspaces"],
                         fragmentation=c["allocator_overhead"], stage="first",

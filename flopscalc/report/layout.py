@@ -63,6 +63,8 @@ def _components_table(lt: LayoutTime, mem: LayoutMemory) -> Table:
     m.add_column("memory", justify="right")
     for k in ("weights", "gradients", "optimizer", "activations", "logits", "cuda_context", "fragmentation"):
         m.add_row(k, format_bytes(getattr(mem, k)))
+    if mem.not_concurrent:  # the memory engine's correction, as `flopscalc memory` prints it
+        m.add_row("not alive at the same time", format_bytes(mem.not_concurrent))
     fits = mem.total <= lt.cluster.gpu.memory_bytes
     m.add_row("total", f"{format_bytes(mem.total)} of {format_bytes(lt.cluster.gpu.memory_bytes)}"
               + ("" if fits else " (does not fit)"), style="bold" if fits else "bold red")
