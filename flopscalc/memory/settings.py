@@ -45,7 +45,8 @@ References
      32MiB for Hopper and Blackwell": 4096 KiB x 8 when ``cudaDeviceProp.major`` is 9, 10, 11 or 12, else 4096 KiB x 2
      + 16 KiB x 8; the ``CUBLAS_WORKSPACE_CONFIG`` environment variable overrides both, and is not modelled),
      ``getNewWorkspace`` (from the CUDA caching allocator, so inside ``max_memory_allocated``), one workspace per
-     (handle, stream), shared with cuBLASLt by default (``TORCH_CUBLASLT_UNIFIED_WORKSPACE``), and one handle per thread (thread-local ``PoolWindow``).
+     (handle, stream), shared with cuBLASLt by default (``TORCH_CUBLASLT_UNIFIED_WORKSPACE``), and one handle per
+     thread (thread-local ``PoolWindow``).
 [16] PyTorch ``torch/csrc/autograd/engine.cpp`` ``Engine::start_device_threads``: backward runs on one worker thread
      per CUDA device, not the caller's thread, so a training step uses two cuBLAS handles.
 """
