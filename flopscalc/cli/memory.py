@@ -102,7 +102,7 @@ def memory(
                           offload_optimizer=offload,
                           cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context", unit_required=True),
                           allocator_overhead_fraction=allocator_overhead, dropout=dropout,
-                          fused_loss=fused_loss)
+                          fused_loss=fused_loss, gpu_architecture=spec.architecture)
     result = answer(cfg, setup, spec, headroom)
     emit(*with_notes(memory_report(result), memory_dict(result), [note]), as_json)
 

@@ -281,11 +281,13 @@ def memory(
     precision, note = storage_precision(precision, spec)  # the precision 'memory' reports for the same flags
     check_zero_stage(zero, n_gpus)
     setup = TrainingSetup(seq_len=seq, precision=precision, optimizer=optimizer, recompute=recompute, flash=flash,
-                          grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero, offload_optimizer=offload)
+                          grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero, offload_optimizer=offload,
+                          gpu_architecture=spec.architecture if spec else None)
     data = memory_data(models or list(PRESETS), spec, setup, micro_batch or None)
-    _finish({**data, "notes": [note]} if note else data, draw_memory, out, as_json, dpi)
-    if note and not as_json:
-        write_stdout(f"note: {note}\n")
+    notes = data.get("notes", []) + ([note] if note else [])  # memory_data's: the cuBLAS workspace without --gpu
+    _finish({**data, "notes": notes} if notes else data, draw_memory, out, as_json, dpi)
+    if not as_json:
+        write_stdout("".join(f"note: {n}\n" for n in notes))
 
 
 @plot_app.command("calibration")

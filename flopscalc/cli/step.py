@@ -152,7 +152,8 @@ def step(
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss,
-                          reduce_fp32=reduce_fp32_option(reduce_dtype, precision, zero, n_gpus))
+                          reduce_fp32=reduce_fp32_option(reduce_dtype, precision, zero, n_gpus),
+                          gpu_architecture=spec.architecture if spec is not None else None)  # cuBLAS's workspace
     # the fused loss and dropout come with the setup; torch.compile pads GEMM shapes (perf.op_kinds StepOptions)
     options = StepOptions(sustained_fraction=sustained or 0.0, gemm_shape_padding=compiled)
     if sustained is not None and not 0 < sustained <= 1:

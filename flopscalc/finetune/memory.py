@@ -31,19 +31,19 @@ from enum import Enum
 from ..errors import UsageError
 from ..flops import Recompute
 from ..memory import TrainingSetup, estimate_memory, logits_buffer_bytes
+from ..memory.estimate import blas_workspace_bytes
 from ..memory.settings import (
     ADAM8BIT_BLOCK_ELEMENTS,
     ADAM8BIT_MIN_8BIT_ELEMENTS,
-    CUBLAS_WORKSPACE_BYTES,
     DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
     DEFAULT_CUDA_CONTEXT_BYTES,
     FP32_BYTES,
     HALF_BYTES,
-    N_CUBLAS_HANDLES,
     OPTIMIZER_STEP_BYTES,
     Device,
     MemoryPrecision,
     Optimizer,
+    check_gpu_architecture,
 )
 from ..model import ModelConfig, count_params
 from .activations import inputs_needing_grad, layer_flow, lora_activation_bytes
@@ -103,6 +103,9 @@ class FinetuneSetup:
         norms fp32, bitsandbytes' 32-bit paged AdamW) instead of peft's defaults (fp32 adapters and, after
         ``prepare_model_for_kbit_training``, every non-quantized parameter fp32).
     device : Device
+    gpu_architecture : str or None
+        The CUDA GPU's architecture, which sizes PyTorch's cuBLAS workspaces (`memory.TrainingSetup`'s field of the
+        name); `plan_finetune` sets its GPU's. None: not known, the larger size assumed.
     """
 
     method: Method = Method.qlora
@@ -120,6 +123,7 @@ class FinetuneSetup:
     device: Device = Device.cuda
     cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES
     allocator_overhead_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION
+    gpu_architecture: str | None = None
 
     def __post_init__(self) -> None:
         for name, enum in (("method", Method), ("quant", Quant), ("optimizer", Optimizer),
@@ -133,6 +137,7 @@ class FinetuneSetup:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UsageError(f"{option} must be a positive whole number, got {v!r}; try {option} 1")
+        check_gpu_architecture(self.gpu_architecture, self.device)
         if self.optimizer not in (Optimizer.adamw, Optimizer.adamw8bit):
             raise UsageError(f"fine-tuning optimizer {self.optimizer.value!r} is not modelled; use adamw or adamw8bit")
         if self.recompute is Recompute.selective:
@@ -213,7 +218,8 @@ def _full(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     train = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len, precision=prec,
                           optimizer=setup.optimizer, recompute=setup.recompute, device=setup.device,
                           cuda_context_bytes=setup.cuda_context_bytes,
-                          allocator_overhead_fraction=setup.allocator_overhead_fraction)
+                          allocator_overhead_fraction=setup.allocator_overhead_fraction,
+                          gpu_architecture=setup.gpu_architecture)
     bd = estimate_memory(cfg, train)
     from ..memory import COMPONENTS
 
@@ -257,7 +263,8 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     opt = adapter_optimizer_bytes(cfg, setup)
     acts = lora_activation_bytes(cfg, setup)
     train = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len,
-                          precision=MemoryPrecision.bf16_mixed if bf16 else MemoryPrecision.fp32, device=setup.device)
+                          precision=MemoryPrecision.bf16_mixed if bf16 else MemoryPrecision.fp32, device=setup.device,
+                          gpu_architecture=setup.gpu_architecture)
     # logits + loss-backward transients of transformers' loss on fp32 logits (ForCausalLMLoss: ``logits.float()``)
     logits, transient = logits_buffer_bytes(cfg, train, setup.seq_len, upcast_logits=True)
     dequant = 0.0
@@ -279,8 +286,7 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
         ("allocator_overhead", "allocator overhead", setup.allocator_overhead_fraction * alloc),
         ("cuda_context", "CUDA context", setup.cuda_context_bytes),
         # cuBLAS workspaces from PyTorch's allocator, as the full-training estimate counts them (memory.settings [15])
-        ("blas_workspaces", "cuBLAS workspaces",
-         N_CUBLAS_HANDLES * CUBLAS_WORKSPACE_BYTES if setup.device is Device.cuda else 0.0),
+        ("blas_workspaces", "cuBLAS workspaces", blas_workspace_bytes(train)),
     )
     return FinetuneMemory(cfg, setup, n_lora, pc.total + n_lora, comps, opt)
 

@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision, builtin_database, training_precision
 from ..memory.fit import largest_that_fits
-from ..memory.settings import Optimizer
+from ..memory.settings import Optimizer, on_gpu
 from ..model import ModelConfig
 from ..perf.utilization import seconds_at_utilization
 from ..planner.budget import DEFAULT_MFU
@@ -183,11 +183,12 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
                          finetune_memory(cfg, short).peak_bytes))
     bigger = sorted((g for g in builtin_database() if g.memory_bytes > gpu.memory_bytes),
                     key=lambda g: (g.memory_bytes, g.launch_price_usd or float("inf")))
-    need = finetune_memory(cfg, setup)
     for g in bigger:
+        on_g = on_gpu(replace(setup, gpu_architecture=None), g)  # its own cuBLAS workspace (memory.settings [15])
+        need = finetune_memory(cfg, on_g)
         if need.required_bytes() <= g.memory_bytes * (1 - headroom):
             fixes.append(Fix((f"a GPU with more memory: {g.name} ({g.memory_bytes / GIB:.0f} GiB)",),
-                             CHANGE_COST["gpu"], setup, need.peak_bytes, g.key))
+                             CHANGE_COST["gpu"], on_g, need.peak_bytes, g.key))
             break
     fixes.sort(key=lambda f: (f.cost, len(f.changes), f.peak_bytes))
     return tuple(fixes[:limit])
@@ -238,6 +239,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
         if not 0 < mean <= setup.seq_len:
             raise UsageError(f"mean sequence length must be in 1..{setup.seq_len} tokens (the --seq), got {mean:g}; "
                              "longer examples are truncated to --seq")
+    setup = on_gpu(setup, gpu)
     memory = finetune_memory(cfg, setup)
     usable = gpu.memory_bytes * (1 - headroom)
     required = memory.required_bytes()

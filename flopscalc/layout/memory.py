@@ -44,7 +44,6 @@ from dataclasses import dataclass, fields
 
 from ..flops import Recompute
 from ..memory.settings import (
-    CUBLAS_WORKSPACE_BYTES,
     DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
     DEFAULT_CUDA_CONTEXT_BYTES,
     FP32_BYTES,
@@ -52,6 +51,7 @@ from ..memory.settings import (
     HALF_BYTES,
     MASK_BYTES,
     N_CUBLAS_HANDLES,
+    cublas_workspace,
 )
 from ..model import Mlp, ModelConfig, count_params
 from ..model.counts import mlp_unit_params
@@ -208,18 +208,21 @@ def activation_bytes_per_layer(cfg: ModelConfig, seq_len: int, micro_batch: int,
 def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool = False,
                           dropout: bool = True, fused_loss: bool = False,
                           cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
-                          fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
+                          fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
+                          gpu_architecture: str | None = None) -> LayoutMemory:
     """The memory engine's peak (`flopscalc.memory.estimate_memory`, validated against measured bytes and the
     published runs) of a DDP / FSDP layout as `flopscalc train` runs it (bf16 autocast; FSDP with 16-bit weights),
     in `LayoutMemory`'s components: the 16-bit copies with the weights, the logits, loss transients and buckets
-    with the activations, the concurrency correction as its own (negative) row, the cuBLAS workspaces with the context. ``fused_loss``: the step's cross-entropy
-    kernel (`TrainingSetup.fused_loss`), so the memory is that of the step the layout model times."""
+    with the activations, the concurrency correction as its own (negative) row, the cuBLAS workspaces with the
+    context. ``fused_loss``: the step's cross-entropy kernel (`TrainingSetup.fused_loss`), so the memory is that of
+    the step the layout model times.
+    ``gpu_architecture``: the GPU's (`TrainingSetup.gpu_architecture`: its cuBLAS workspace; None, the larger)."""
     from ..memory import TrainingSetup, estimate_memory
 
     setup = TrainingSetup(micro_batch=layout.micro_batch, seq_len=seq_len, recompute=layout.recompute, flash=flash,
                           grad_accum=layout.n_micro, n_gpus=layout.dp, zero_stage=layout.zero_stage,
                           dropout=dropout, fused_loss=fused_loss, cuda_context_bytes=cuda_context_bytes,
-                          allocator_overhead_fraction=fragmentation_fraction)
+                          allocator_overhead_fraction=fragmentation_fraction, gpu_architecture=gpu_architecture)
     c = estimate_memory(cfg, setup).component_bytes()
     weights = c["weights"] + c["master_weights"] + c["weight_copies"]
     return LayoutMemory(weights=weights, gradients=c["gradients"], not_concurrent=c["not_concurrent"],
@@ -238,20 +241,23 @@ def in_flight_micro_batches(layout: Layout) -> float:
 
 def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool = False, dropout: bool = True,
                   fused_loss: bool = False, cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
-                  fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
-    """Peak memory per GPU of ``cfg`` trained under ``layout`` (bytes, by component): the busier stage."""
+                  fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
+                  gpu_architecture: str | None = None) -> LayoutMemory:
+    """Peak memory per GPU of ``cfg`` trained under ``layout`` (bytes, by component): the busier stage, on a GPU of
+    ``gpu_architecture`` (its cuBLAS workspace, `memory.settings.cublas_workspace`; None: not known, the larger)."""
     per_layer = activation_bytes_per_layer(cfg, seq_len, layout.micro_batch, tp=layout.tp, cp=layout.cp,
                                            sequence_parallel=layout.sequence_parallel, recompute=layout.recompute,
                                            flash=flash, dropout=dropout)
     return memory_from_parts(cfg, layout, seq_len, per_layer, stage_params(cfg, layout), dropout=dropout,
                              flash=flash, fused_loss=fused_loss, cuda_context_bytes=cuda_context_bytes,
-                             fragmentation_fraction=fragmentation_fraction)
+                             fragmentation_fraction=fragmentation_fraction, gpu_architecture=gpu_architecture)
 
 
 def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer: float,
                       params: dict[str, tuple[float, float]], *, dropout: bool = True, flash: bool = False,
                       fused_loss: bool = False, cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
-                      fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION) -> LayoutMemory:
+                      fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
+                      gpu_architecture: str | None = None) -> LayoutMemory:
     """`layout_memory` from its two parts, ``per_layer`` (`activation_bytes_per_layer`) and ``params``
     (`stage_params`), which the search computes once per split and micro-batch instead of once per candidate.
 
@@ -261,12 +267,14 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
     if layout.engine() is not Engine.megatron:
         return trainer_layout_memory(cfg, layout, seq_len, flash=flash, dropout=dropout, fused_loss=fused_loss,
                                      cuda_context_bytes=cuda_context_bytes,
-                                     fragmentation_fraction=fragmentation_fraction)
+                                     fragmentation_fraction=fragmentation_fraction,
+                                     gpu_architecture=gpu_architecture)
     dense_shards = layout.dp * layout.cp
     expert_shards = max(1, dense_shards // layout.ep)
     w_d, g_d, o_d = _state_bytes_per_param(layout.zero_stage, dense_shards)
     w_e, g_e, o_e = _state_bytes_per_param(layout.zero_stage, expert_shards)
     s_local = seq_len / layout.cp
+    workspaces = N_CUBLAS_HANDLES * cublas_workspace(gpu_architecture)[0]  # memory.settings [15], by architecture
     best = best_total = None
     for stage, (dense, experts) in params.items():
         rank = {"first": 0, "second": 1}.get(stage, layout.pp - 1)  # `stage_params`' stages
@@ -285,7 +293,7 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
             logits = FP32_BYTES * s_local * layout.micro_batch * cfg.vocab_size / layout.tp
         base = weights + grads + optim + acts + logits
         # the CUDA context and cuBLAS's workspaces, as the DDP/FSDP path counts them (memory.settings [15])
-        parts = (weights, grads, optim, acts, logits, cuda_context_bytes + N_CUBLAS_HANDLES * CUBLAS_WORKSPACE_BYTES,
+        parts = (weights, grads, optim, acts, logits, cuda_context_bytes + workspaces,
                  fragmentation_fraction * base)
         total = sum(parts)  # the order LayoutMemory.total adds them in
         if best is None or total > best_total:

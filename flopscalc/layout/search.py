@@ -177,7 +177,8 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                                             cfg, seq_len, b, tp=t, cp=cp, sequence_parallel=t > 1, recompute=rc,
                                             flash=flash, dropout=dropout)
                                     mem = memory_from_parts(cfg, lay, seq_len, per_layer[act_key], params,
-                                                            dropout=dropout, flash=flash, fused_loss=fused_loss)
+                                                            dropout=dropout, flash=flash, fused_loss=fused_loss,
+                                                            gpu_architecture=cluster.gpu.architecture)
                                     if mem.total <= limit:
                                         fitted = (lay, mem)
                                         break

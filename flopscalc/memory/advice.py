@@ -15,7 +15,7 @@ from ..model import ModelConfig
 from ..units import GIB
 from .estimate import MemoryBreakdown, estimate_memory
 from .fit import Fit, fits, max_micro_batch
-from .settings import MemoryPrecision, Optimizer, TrainingSetup
+from .settings import MemoryPrecision, Optimizer, TrainingSetup, on_gpu
 
 # How disruptive each change is, for ranking fixes (a judgement, not a measurement): free kernels and
 # precision first; full recomputation costs ~33% more compute (Korthikanti et al. 2022, Table 4, ~36%
@@ -160,7 +160,9 @@ class MemoryAnswer:
 
 
 def answer(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0) -> MemoryAnswer:
-    """Breakdown of ``setup`` on ``gpu``, whether it fits, the largest micro-batch, and ranked fixes."""
+    """Breakdown of ``setup`` on ``gpu`` (with its architecture's cuBLAS workspace, `settings.on_gpu`), whether it
+    fits, the largest micro-batch, and ranked fixes."""
+    setup = on_gpu(setup, gpu)
     breakdown = estimate_memory(cfg, setup)
     return MemoryAnswer(breakdown, fits(breakdown, gpu, min_headroom_fraction),
                         max_micro_batch(cfg, setup, gpu, min_headroom_fraction),

@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..model import ModelConfig, count_params, default_train_seq
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
-from .settings import CUBLAS_WORKSPACE_BYTES, HALF_BYTES, N_CUBLAS_HANDLES, Device, TrainingSetup
+from .settings import HALF_BYTES, N_CUBLAS_HANDLES, Device, TrainingSetup, cublas_workspace
 from .states import ModelStates, head_gradient_bytes, model_states
 
 # label, what it is, source: the order the renderers show components in
@@ -38,7 +38,7 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("activations", "activations (saved for backward)", "Korthikanti et al. 2022 eq. 1, as the module saves"),
     ("logits_buffers", "logits + loss gradients", "b s V logits, 2 b s V loss-backward transients (CUDA autocast, fused: 1); with accumulation on CUDA, the LM head's fresh weight gradient"),
     ("comm_buckets", "communication buckets", "DDP gradient buckets / ZeRO reduce buckets"),
-    ("blas_workspaces", "cuBLAS workspaces", "32 MiB per thread's handle, forward and backward (PyTorch source)"),
+    ("blas_workspaces", "cuBLAS workspaces", "one per thread's handle, forward and backward: 32 MiB each on Hopper/Blackwell, 8.125 MiB before (PyTorch source)"),
     ("not_concurrent", "not alive at the same time", "gradients grow as activations are freed in backward"),
     ("allocator_overhead", "allocator overhead", "assumed fraction of allocated bytes"),
     ("cuda_context", "CUDA context", "outside PyTorch's allocator (pytorch#34323)"),
@@ -135,8 +135,9 @@ class MemoryBreakdown:
 
     @property
     def blas_workspace_bytes(self) -> float:
-        """cuBLAS workspaces, taken from PyTorch's caching allocator on CUDA (bytes; none on a CPU)."""
-        return N_CUBLAS_HANDLES * CUBLAS_WORKSPACE_BYTES if self.setup.device is Device.cuda else 0.0  # settings [15]
+        """cuBLAS workspaces, taken from PyTorch's caching allocator on CUDA, sized by the GPU's architecture
+        (`settings.cublas_workspace`) (bytes; none on a CPU)."""
+        return blas_workspace_bytes(self.setup)
 
     @property
     def allocated_peak_bytes(self) -> float:
@@ -154,6 +155,14 @@ class MemoryBreakdown:
     def cpu_offload_bytes(self) -> float:
         """CPU memory that optimizer offload uses (bytes)."""
         return self.states.cpu_offload_bytes
+
+
+def blas_workspace_bytes(setup: TrainingSetup) -> float:
+    """cuBLAS workspaces of one training step (bytes): one per handle, the forward's and autograd's (settings [15],
+    [16]), each PyTorch's default for the setup's GPU architecture; none on a CPU."""
+    if setup.device is not Device.cuda:
+        return 0.0
+    return N_CUBLAS_HANDLES * cublas_workspace(setup.gpu_architecture)[0]  # settings [15]: size by compute capability
 
 
 def cuda_loss_timing(setup: TrainingSetup) -> bool:
@@ -208,13 +217,20 @@ def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> Mem
         loss_transient_bytes=transient,
         head_gradient_bytes=head_gradient_bytes(cfg, setup),
         warnings=tuple(warnings),
-        assumptions=_assumptions(setup.cuda_context_bytes, setup.allocator_overhead_fraction),
+        assumptions=_assumptions(setup.cuda_context_bytes, setup.allocator_overhead_fraction,
+                                 setup.device is Device.cuda, setup.gpu_architecture),
     )
 
 
-@functools.lru_cache(maxsize=64)  # the same two lines for every setup a planner tries
-def _assumptions(cuda_context_bytes: float, allocator_overhead_fraction: float) -> tuple[Assumption, ...]:
-    return ASSUMPTIONS + (
+@functools.lru_cache(maxsize=64)  # the same lines for every setup a planner tries
+def _assumptions(cuda_context_bytes: float, allocator_overhead_fraction: float, cuda: bool,
+                 gpu_architecture: str | None) -> tuple[Assumption, ...]:
+    workspaces = ()
+    if cuda:  # a CPU has no cuBLAS workspace
+        each, why = cublas_workspace(gpu_architecture)
+        workspaces = (Assumption("cuBLAS workspaces", f"{N_CUBLAS_HANDLES} x {each / 2**20:g} MiB; {why}",
+                                 "PyTorch CublasHandlePool.cpp parseChosenWorkspaceSize; one handle per thread"),)
+    return ASSUMPTIONS + workspaces + (
         Assumption("CUDA context", f"{cuda_context_bytes / 2**20:.0f} MiB",
                    "PyTorch issue #34323 (781 MB eager); lazy loading trims it"),
         Assumption("allocator overhead", f"{allocator_overhead_fraction:.0%} of allocated",

@@ -140,7 +140,8 @@ def _chosen_and_speed(cfg: ModelConfig, result, seq_len: int, precision: Precisi
     lay = best.layout
     setup = TrainingSetup(micro_batch=lay.micro_batch, seq_len=seq_len, precision=MEMORY_PRECISION[precision],
                           optimizer=Optimizer.adamw, recompute=Recompute(lay.recompute), flash=True,
-                          grad_accum=lay.n_micro, n_gpus=lay.n_gpus, zero_stage=lay.zero_stage)
+                          grad_accum=lay.n_micro, n_gpus=lay.n_gpus, zero_stage=lay.zero_stage,
+                          gpu_architecture=gpu.architecture)
     chosen = ChosenSetup(setup, best.memory.total, capacity_bytes, lay.micro_batch, best.time.tokens_per_step, 0.0,
                          layout=lay, layouts=result)
     flops = _training_flops(cfg, seq_len, Recompute(lay.recompute))

@@ -310,14 +310,15 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
                 f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {usable_bytes(cap) / GIB:.1f} "
                 f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}"
                 + _shorter_seq_hint(ctx))
-        need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision)
+        need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision, ctx.gpu.architecture)
         raise DomainError(
             f"{what} in {cap / GIB:.1f} GiB per GPU "
             f"({usable_bytes(cap) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
             f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
             "the CPU, ZeRO "
             f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB at sequence {ctx.seq_len}{more}"
-            + _shorter_seq_hint(ctx, lambda seq: lightest_peak_bytes(smallest.model, n_gpus, seq, ctx.budget.precision)
+            + _shorter_seq_hint(ctx, lambda seq: lightest_peak_bytes(smallest.model, n_gpus, seq, ctx.budget.precision,
+                                                               ctx.gpu.architecture)
                                 <= usable_bytes(cap)))
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":

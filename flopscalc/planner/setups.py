@@ -140,7 +140,8 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     tm = time_model if time_model is not None else TimeModel(STATED, eff)
     target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
-                         grad_accum=2)  # accumulation keeps gradients alive through forward: the safe side
+                         grad_accum=2,  # accumulation keeps gradients alive through forward: the safe side
+                         gpu_architecture=gpu.architecture)  # its cuBLAS workspace (memory.settings [15])
     want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
     tokens = want_micro * seq_len * n_gpus
     flag_sets = _searched(n_gpus > 1)  # each setup searched is `_flagged(base, i)` at some micro-batch
@@ -243,19 +244,21 @@ def _lightest_flags(n_gpus: int) -> tuple[int, ...]:
 
 
 def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
-                    highest_stage_first: bool = False):
+                    highest_stage_first: bool = False, gpu_architecture: str | None = None):
     """Peak memory per GPU (bytes) at micro-batch 1 of each of `_lightest_flags`, lazily (in reverse order, ZeRO-3
-    first, with ``highest_stage_first``)."""
+    first, with ``highest_stage_first``), on a GPU of ``gpu_architecture`` (`TrainingSetup.gpu_architecture`)."""
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
-                         grad_accum=2)
+                         grad_accum=2, gpu_architecture=gpu_architecture)
     light = _lightest_flags(n_gpus)
     return (estimate_memory(cfg, _flagged(base, i)).peak_bytes for i in (light[::-1] if highest_stage_first
                                                                          else light))
 
 
-def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision) -> float:
-    """Peak memory per GPU of the lightest searched setup at micro-batch 1: the least any setup needs (bytes)."""
-    return min(_lightest_peaks(cfg, n_gpus, seq_len, precision))
+def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
+                        gpu_architecture: str | None = None) -> float:
+    """Peak memory per GPU of the lightest searched setup at micro-batch 1: the least any setup needs (bytes), on a
+    GPU of ``gpu_architecture`` (None: not known, the larger cuBLAS workspace)."""
+    return min(_lightest_peaks(cfg, n_gpus, seq_len, precision, gpu_architecture=gpu_architecture))
 
 
 @lru_cache(maxsize=1024)  # a pure function, asked again when the plan relaxes a constraint
@@ -266,7 +269,8 @@ def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Pre
     n = 2
     while n <= MAX_GPUS_SEARCHED:
         # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look
-        if any(peak <= cap for peak in _lightest_peaks(cfg, n, seq_len, precision, highest_stage_first=True)):
+        if any(peak <= cap for peak in _lightest_peaks(cfg, n, seq_len, precision, highest_stage_first=True,
+                                                           gpu_architecture=gpu.architecture)):
             return n
         n *= 2
     return None

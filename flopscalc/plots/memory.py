@@ -42,17 +42,24 @@ def memory_data(models, gpu=None, setup=None, micro_batches=None) -> dict:
     gpu : GpuSpec, optional
         Draws its memory as the capacity line and says which bars fit.
     setup : TrainingSetup, optional
-        Precision, optimizer, recomputation, ZeRO... (default ``TrainingSetup()``).
+        Precision, optimizer, recomputation, ZeRO... (default ``TrainingSetup()``). Without a GPU architecture of
+        its own it takes ``gpu``'s (the cuBLAS workspace's size); with neither, ``notes`` says which size is assumed.
     micro_batches : sequence of int, optional
         One bar per micro-batch for each model (default: the setup's micro-batch).
     """
-    from ..memory import COMPONENTS, TrainingSetup, estimate_memory, fits
+    from ..memory import COMPONENTS, Device, TrainingSetup, estimate_memory, fits
+    from ..memory.settings import cublas_workspace, on_gpu
     from ..model import get_preset
 
     cfgs = [get_preset(m) if isinstance(m, str) else m for m in models]
     if not cfgs:
         raise UsageError("name at least one model, e.g. --model gpt2")
     setup = setup or TrainingSetup()
+    if gpu is not None:
+        setup = on_gpu(setup, gpu)  # the cuBLAS workspace of the GPU drawn
+    notes = []
+    if setup.gpu_architecture is None and setup.device is Device.cuda:
+        notes.append(f"cuBLAS workspaces: {cublas_workspace(None)[1]} with --gpu")
     batches = list(micro_batches) if micro_batches else [setup.micro_batch]
     if any(int(b) != b or b < 1 for b in batches):
         raise UsageError(f"micro-batches must be positive whole numbers of sequences, got {batches}")
@@ -73,7 +80,8 @@ def memory_data(models, gpu=None, setup=None, micro_batches=None) -> dict:
                       "recompute": setup.recompute.value, "flash": setup.flash, "grad_accum": setup.grad_accum,
                       "n_gpus": setup.n_gpus, "zero_stage": setup.zero_stage,
                       "offload_optimizer": setup.offload_optimizer},
-            "components": [{"key": k, "label": label} for k, label, _ in COMPONENTS], "bars": bars}
+            "components": [{"key": k, "label": label} for k, label, _ in COMPONENTS], "bars": bars,
+            **({"notes": notes} if notes else {})}
 
 
 def _setup_note(s: dict) -> str:

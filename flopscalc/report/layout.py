@@ -191,6 +191,7 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     opts = StepOptions(sustained_fraction=sustained or (MEGATRON_SUSTAINED_FRACTION if megatron else 0.0))
     lt = layout_time(cfg, lay, cluster, seq, precision=setup.precision, flash=setup.flash, options=opts,
                      fused_loss=fused_loss, dropout=dropout)
-    mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout, fused_loss=fused_loss)
+    mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout, fused_loss=fused_loss,
+                        gpu_architecture=cluster.gpu.architecture)
     return (layout_report(lt, mem, setup.seq_len),
             {**layout_dict(lt, mem), "seq_len_source": seq_label(cfg, setup.seq_len)}, eager(lay, opts))

@@ -121,6 +121,7 @@ def _setup_dict(b: MemoryBreakdown) -> dict:
         "optimizer": s.optimizer.value, "recompute": s.recompute.value, "flash": s.flash, "n_gpus": s.n_gpus,
         "zero_stage": s.zero_stage, "offload_optimizer": s.offload_optimizer, "device": s.device.value,
         "cuda_context_bytes": s.cuda_context_bytes, "allocator_overhead_fraction": s.allocator_overhead_fraction,
+        "gpu_architecture": s.gpu_architecture,
     }
 
 

@@ -100,11 +100,13 @@ def predicted_peak_bytes(cfg: TrainConfig, precision: str, device: torch.device,
         from ..memory.settings import trainer_memory_precision
     except ImportError:
         return None
+    spec = identify_gpu(device) if device.type == "cuda" else None  # its architecture sizes cuBLAS's workspace
     ts = TrainingSetup(micro_batch=cfg.micro_batch, seq_len=cfg.seq_len,
                        precision=trainer_memory_precision(precision),
                        recompute=cfg.recompute, flash=cfg.attention == "sdpa", grad_accum=cfg.grad_accum,
                        n_gpus=n_devices,
-                       device=Device.cuda if device.type == "cuda" else Device.cpu)
+                       device=Device.cuda if device.type == "cuda" else Device.cpu,
+                       gpu_architecture=spec.architecture if spec is not None else None)
     return float(estimate_memory(cfg.model, ts).allocated_peak_bytes)
 
 
