@@ -107,7 +107,7 @@ def dry_run_rows(setups, gpu_key: str) -> list[dict]:
         precision = "bf16" if s.precision == "auto" else s.precision
         point = PlannedPoint(s.model, s.micro_batch, s.seq_len, s.compile, precision, s.grad_accum)
         step_s = predicted_step_s(point, gpu_key)
-        memory = predicted_peak_bytes(s.train_config(), precision, torch.device("cuda"), 1)
+        memory = predicted_peak_bytes(s.train_config(), precision, torch.device("cuda"), 1, gpu)
         rows.append({"model": s.model.name, "vocab_size": s.model.vocab_size, "micro_batch": s.micro_batch,
                      "seq_len": s.seq_len, "compiled": s.compile, "predicted_step_s": step_s,
                      "predicted_tokens_per_s": s.micro_batch * s.seq_len * s.grad_accum / step_s,

@@ -93,14 +93,17 @@ def identify_gpu(device: torch.device, gpu: str | None = None, extra_csv=()) -> 
         return None
 
 
-def predicted_peak_bytes(cfg: TrainConfig, precision: str, device: torch.device, n_devices: int) -> float | None:
-    """The memory estimator's allocated peak for this run (bytes); None if the estimator is absent."""
+def predicted_peak_bytes(cfg: TrainConfig, precision: str, device: torch.device, n_devices: int,
+                         gpu: GpuSpec | None = None) -> float | None:
+    """The memory estimator's allocated peak for this run (bytes); None if the estimator is absent. ``gpu``: the
+    CUDA device's database row when the caller knows it (a dry run priced for a GPU it does not have); else the
+    device is identified by its CUDA name."""
     try:
         from ..memory import Device, TrainingSetup, estimate_memory
         from ..memory.settings import trainer_memory_precision
     except ImportError:
         return None
-    spec = identify_gpu(device) if device.type == "cuda" else None  # its architecture sizes cuBLAS's workspace
+    spec = None if device.type != "cuda" else gpu or identify_gpu(device)  # its architecture sizes cuBLAS's workspace
     ts = TrainingSetup(micro_batch=cfg.micro_batch, seq_len=cfg.seq_len,
                        precision=trainer_memory_precision(precision),
                        recompute=cfg.recompute, flash=cfg.attention == "sdpa", grad_accum=cfg.grad_accum,
