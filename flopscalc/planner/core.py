@@ -375,11 +375,14 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
                                req.dataset_tokens)[0] for name in COMPARISON_LAWS}
     energy = energy_cost(gpu, req.n_gpus, rec.train_time_s, req.utilization, electricity_usd_per_kwh=req.usd_per_kwh,
                          cloud_usd_per_gpu_hour=req.usd_per_gpu_hour)
+    rec_tm = tm  # the model that priced the recommended run
     if space.cluster is not None:
-        from .layout import time_model_source  # here: one node never loads the layout search
+        from .layout import data_parallel_time_model, time_model_source  # here: one node never loads it
 
+        if rec.chosen.layout is None:  # a data-parallel setup beat the layouts (`layout.choose_fastest`)
+            rec_tm = data_parallel_time_model(gpu, budget.precision)
     mfu_source = (time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
-                  if space.cluster is not None else time_model_words(tm, gpu))
+                  if rec.chosen.layout is not None else time_model_words(rec_tm, gpu))
     cands = _preset_candidates(options, ctx)
     # with inference tokens the recommendation is not the lowest loss, so "what relaxing buys" would mislead
     binding = _binding(options, rec, ctx) if req.explain and req.objective == "loss" and ia is None else ()
@@ -396,7 +399,7 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
         extra += tuple(w for w in (_layout_search_skipped(req.n_gpus, req.mfu, req.calibration, req.precision),) if w)
     # the per-operation model (and a profile's MFU per size) states no one efficiency
     stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
-    warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, tm)) + extra
+    warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, rec_tm)) + extra
                 + _calibration_warnings(req.calibration, gpu, options, rec))
     return Plan(budget, cands, _assumptions(budget, law, mfu_source, req.seq_len, cap, stated, rec, space.family),
                 law, alloc, options, rec, loss_by_law, interval, energy, mfu_source, req.budget_kind,

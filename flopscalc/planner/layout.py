@@ -10,6 +10,14 @@ tensor parallelism inside a node with pipeline stages across nodes is what the p
 states a constant efficiency, which prices data-parallel setups only, so the plan honours it with the setup
 search. Inside one node ZeRO-3 already shards the training state over every GPU, as TP would; one GPU has one
 layout. See docs/planner.md, "Several nodes: the layout search".
+
+Beyond one node the plan still weighs the data-parallel setups of one node as well (`choose_fastest`): the layout
+engine has no optimizer offload and no 8-bit AdamW, so without them a model that ZeRO-3 with offload fits on one
+node (70.6B on 8 H100s) fitted no layout of 16. Those setups are priced by the per-operation model
+(`perf.step.estimate_step`), whose data-parallel traffic crosses the network between nodes as the layout engine's
+does (`perf.parallel.data_parallel_comm` over `perf.fabric.gpu_fabric`, the same network per GPU as
+`layout.cluster_for`); a DDP or FSDP layout is priced identically by both (`layout.time`, to 1e-9), so the faster
+of the two families is the faster run.
 """
 
 from __future__ import annotations
@@ -23,12 +31,10 @@ from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory import Optimizer, TrainingSetup
 from ..model import ModelConfig
-from ..perf.fabric import GPUS_PER_NODE
 from ..perf.offload import OffloadTime
 from ..perf.parallel import CommEstimate
 from .growth import BatchGrowth, best_doubling
 from .options import (
-    MAX_GPUS_SEARCHED,
     MEMORY_PRECISION,
     ChosenSetup,
     StepRates,
@@ -167,13 +173,13 @@ def grow_layout_batch(cfg: ModelConfig, cluster, seq_len: int, precision: Precis
     (eq. 5.5), each batch searched afresh (`planner.growth.best_doubling`, as `grow_batch` does): a larger batch
     also shrinks the pipeline bubble (more micro-batches) and may change the layout. None when GPT-3's batch is
     best."""
-    waits = speed.comm.exposed_s + speed.bubble_s
+    waits = speed.comm.exposed_s + getattr(speed, "bubble_s", 0.0)  # a data-parallel setup has no bubble
     if speed.n_gpus == 1 or not waits > 0 or loss_nats is None or not loss_nats > 0:
         return None
     crit = critical_batch_tokens(loss_nats)
     b0 = chosen.tokens_per_step
     found = best_doubling(b0, crit, speed.tokens_per_s,
-                          lambda tokens: choose_layout(cfg, cluster, seq_len, precision, capacity_bytes, tokens))
+                          lambda tokens: choose_fastest(cfg, cluster, seq_len, precision, capacity_bytes, tokens))
     if found is None:
         return None
     g_chosen, g_speed, reason = found
@@ -181,19 +187,46 @@ def grow_layout_batch(cfg: ModelConfig, cluster, seq_len: int, precision: Precis
     return g_chosen, g_speed, growth
 
 
-@lru_cache(maxsize=1024)
-def min_gpus_for_layout(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
-                        capacity_bytes: float | None, gpus_per_node: int = GPUS_PER_NODE) -> int | None:
-    """Fewest GPUs (powers of two, up to MAX_GPUS_SEARCHED) on which some layout fits; None beyond."""
-    from ..layout import cluster_for
+@lru_cache(maxsize=16)
+def data_parallel_time_model(gpu: GpuSpec, precision: Precision):
+    """The per-operation time model that prices the data-parallel setups beside the layouts (one per GPU and
+    precision: `planner.speed._priced` keys its cache on it), or None where that model cannot price the GPU."""
+    from .speed import PER_OPERATION, time_model_for
 
-    n = 2
-    while n <= MAX_GPUS_SEARCHED:
-        if choose_layout(cfg, cluster_for(gpu, n, gpus_per_node=gpus_per_node), seq_len, precision,
-                         capacity_bytes) is not None:
-            return n
-        n *= 2
-    return None
+    tm = time_model_for(gpu, precision, None, None)
+    return tm if tm.kind == PER_OPERATION else None
+
+
+def choose_data_parallel(cfg: ModelConfig, cluster, seq_len: int, precision: Precision, capacity_bytes: float | None,
+                         tokens_per_step: int | None = None):
+    """The fastest data-parallel setup of one node's search (`setups.choose_setup`: DDP, ZeRO 1-3, 8-bit AdamW,
+    optimizer offload where it buys memory, recomputation) on all of ``cluster``'s GPUs, priced by the per-operation
+    model; (chosen, `options.Throughput`) or None when none fits (or the model cannot price the GPU)."""
+    from .setups import choose_setup
+    from .speed import price_setup
+
+    tm = data_parallel_time_model(cluster.gpu, precision)
+    if tm is None or global_batch_sequences(cfg, seq_len, tokens_per_step) < cluster.n_gpus:
+        return None  # fewer sequences than GPUs: each would get one, a larger batch than asked (layouts refuse it too)
+    chosen = choose_setup(cfg, cluster.gpu, cluster.n_gpus, seq_len, precision, capacity_bytes, None,
+                          tokens_per_step, tm)
+    if chosen is None:
+        return None
+    return chosen, price_setup(cfg, chosen.setup, chosen.tokens_per_step, cluster.gpu, precision, tm)
+
+
+def choose_fastest(cfg: ModelConfig, cluster, seq_len: int, precision: Precision, capacity_bytes: float | None,
+                   tokens_per_step: int | None = None):
+    """The faster in tokens per second of the fastest layout (`choose_layout`) and the fastest data-parallel setup
+    (`choose_data_parallel`) of ``cfg`` on ``cluster``; a tie (within `setups.TIE_REL`, far below the step model's
+    error) keeps the layout. None when neither fits."""
+    from .setups import TIE_REL
+
+    lay = choose_layout(cfg, cluster, seq_len, precision, capacity_bytes, tokens_per_step)
+    dp = choose_data_parallel(cfg, cluster, seq_len, precision, capacity_bytes, tokens_per_step)
+    if lay is None or dp is None:
+        return lay or dp
+    return dp if dp[1].tokens_per_s > lay[1].tokens_per_s * (1 + TIE_REL) else lay
 
 
 def layout_engine_note(layout) -> str:

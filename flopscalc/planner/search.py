@@ -15,6 +15,7 @@ from ..errors import DomainError
 from ..hardware import GpuSpec
 from ..model import PRESETS, ModelConfig, SeqSource, count_params
 from ..model.sequence import CONTEXT
+from ..perf.fabric import GPUS_PER_NODE
 from ..scaling.laws import n_for_law as _law_n
 from ..units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, format_count
 from .budget import DEFAULT_MFU, Candidate, ComputeBudget, candidate
@@ -27,8 +28,8 @@ from .options import (
     nearest_preset,
     usable_bytes,
 )
-from .setups import choose_setup, lightest_peak_bytes, min_gpus_to_fit
-from .speed import PROFILE_MFU, price_setup, time_model_for
+from .setups import choose_setup, lightest_peak_bytes, min_gpus_to_plan
+from .speed import PROFILE_MFU, price_setup, time_model_for, uses_layout_search
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
 OPTION_STEPS = tuple(range(-4, 5))
@@ -186,8 +187,12 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
            else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
     chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, None, tm)
     if chosen is None:
-        return _unfit(cfg, n, ctx, min_gpus_to_fit(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes)
-                      if ctx.fewest_gpus else None)
+        # a plan on more GPUs searches layouts beyond a node unless a stated efficiency, a profile or the
+        # precision keeps it to these setups (`speed.uses_layout_search`)
+        layouts = b.n_gpus <= GPUS_PER_NODE and uses_layout_search(GPUS_PER_NODE + 1, b.precision, ctx.mfu,
+                                                                    ctx.calibration, None)
+        return _unfit(cfg, n, ctx, min_gpus_to_plan(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
+                                                    layouts=layouts) if ctx.fewest_gpus else None)
 
     def speed_of(c):  # a profile's MFU: what it measured at the chosen micro-batch
         run_eff = ctx.calibration.mfu_for(n, c.setup.micro_batch, ctx.seq_len) if tm.kind == PROFILE_MFU else eff
@@ -206,16 +211,18 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
 
 
 def _evaluate_layout(cfg: ModelConfig, ctx: _Context) -> PlanOption:
-    """`_evaluate` on a cluster: the fastest layout that fits (`planner.layout.choose_layout`), its batch grown within
-    the critical batch when that buys useful tokens per second, its time the layout engine's."""
-    from .layout import choose_layout, grow_layout_batch, min_gpus_for_layout
+    """`_evaluate` on a cluster: the faster of the fastest layout that fits (`planner.layout.choose_layout`, timed by
+    the layout engine) and the fastest data-parallel setup of one node's search (ZeRO, 8-bit AdamW, optimizer
+    offload; per-operation model) on all the GPUs (`planner.layout.choose_fastest`), its batch grown within the
+    critical batch when that buys useful tokens per second."""
+    from .layout import choose_fastest, grow_layout_batch
 
     n = count_params(cfg).total
     b = ctx.budget
-    found = choose_layout(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes)
+    found = choose_fastest(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes)
     if found is None:
-        return _unfit(cfg, n, ctx, min_gpus_for_layout(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
-                                                       ctx.cluster.gpus_per_node) if ctx.fewest_gpus else None)
+        return _unfit(cfg, n, ctx, min_gpus_to_plan(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
+                                                    ctx.cluster.gpus_per_node) if ctx.fewest_gpus else None)
     chosen, speed = found
     growth = None
     if ctx.kind in GROW_BATCH_KINDS:
@@ -307,7 +314,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             _refuse_unsplittable_count(smallest, ctx)
             raise DomainError(
                 f"{what} in any parallel layout of {n_gpus:,} x {ctx.gpu.name} "
-                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) within {usable_bytes(cap) / GIB:.1f} "
+                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) nor data-parallel setup (ZeRO, 8-bit "
+                f"AdamW, optimizer offload) within {usable_bytes(cap) / GIB:.1f} "
                 f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}"
                 + _shorter_seq_hint(ctx))
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision, ctx.gpu.architecture)

@@ -17,6 +17,7 @@ from ..memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory,
 from ..memory.fit import fits
 from ..memory.settings import MEMORY_PRECISION, with_micro_batch
 from ..model import ModelConfig
+from ..perf.fabric import GPUS_PER_NODE
 from .options import MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, ChosenSetup, _per_gpu_batch, usable_bytes
 
 # The setups searched (issue 14): every combination of recomputation, optimizer and optimizer offload, and of
@@ -274,3 +275,67 @@ def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Pre
             return n
         n *= 2
     return None
+
+
+# GPU counts the no-fit hint tries: powers of two inside a node (as the one-node search always has: 2, 4, 8), then
+# whole nodes of 2^a x 3^b of them, the counts clusters are built in (`planner.search.SMOOTH_PRIMES`: racks and pods
+# of powers of two; Narayanan et al. 2021 Table 1 runs such counts), up to MAX_GPUS_SEARCHED; between the last that
+# does not fit and the first that does, every whole node in turn (`min_gpus_to_plan`).
+def hint_counts(gpus_per_node: int = GPUS_PER_NODE) -> tuple[int, ...]:
+    """The GPU counts the no-fit hint tries first, ascending (see above)."""
+    inside = {2 ** k for k in range(1, gpus_per_node.bit_length()) if 2 ** k <= gpus_per_node}
+    nodes, a = set(), 1
+    while a * gpus_per_node <= MAX_GPUS_SEARCHED:
+        b = a
+        while b * gpus_per_node <= MAX_GPUS_SEARCHED:
+            nodes.add(b * gpus_per_node)
+            b *= 3
+        a *= 2
+    return tuple(sorted(inside | {n for n in nodes if n > gpus_per_node}))
+
+
+@lru_cache(maxsize=1024)
+def min_gpus_to_plan(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
+                     capacity_bytes: float | None, gpus_per_node: int = GPUS_PER_NODE,
+                     layouts: bool = True) -> int | None:
+    """Fewest GPUs on which the plan finds a run: the first of `hint_counts` where one fits, or the first whole node
+    count between it and the one before it that does (the layout search's split rules are not monotone in the
+    count); None when none up to MAX_GPUS_SEARCHED does. A run fits at n (`_runs_on`) when a data-parallel setup
+    does (the least any needs, `lightest_peak_bytes`, within the usable memory) or, beyond a node and with
+    ``layouts`` (the plan there searches layouts: `speed.uses_layout_search`), a layout does (`choose_layout`)."""
+    prev = 1
+    for n in hint_counts(gpus_per_node):
+        if _runs_on(cfg, gpu, n, seq_len, precision, capacity_bytes, gpus_per_node, layouts):
+            between = range((prev // gpus_per_node + 1) * gpus_per_node, n, gpus_per_node) if n > gpus_per_node else ()
+            return next((m for m in between if m > prev and _runs_on(cfg, gpu, m, seq_len, precision, capacity_bytes,
+                                                                     gpus_per_node, layouts)), n)
+        prev = n
+    return None
+
+
+def _runs_on(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
+             capacity_bytes: float | None, gpus_per_node: int, layouts: bool) -> bool:
+    """Whether the plan on ``n_gpus`` finds a run that fits (`min_gpus_to_plan`): the cheap memory look first, so a
+    layout is searched only where no data-parallel setup fits."""
+    cap = usable_bytes(capacity_bytes or gpu.memory_bytes)
+    beyond = layouts and n_gpus > gpus_per_node  # the plan there weighs layouts and these setups (`choose_fastest`)
+    # the highest ZeRO stages shard the most, so they are looked at first (as `min_gpus_to_fit`)
+    if any(peak <= cap for peak in _lightest_peaks(cfg, n_gpus, seq_len, precision, highest_stage_first=True)) and (
+            not beyond or _dp_beside_layouts(cfg, gpu, n_gpus, seq_len, precision)):
+        return True
+    if not beyond:
+        return False
+    from ..layout import cluster_for  # here, not above: a plan inside one node never loads the layout search
+    from .layout import choose_layout
+
+    return choose_layout(cfg, cluster_for(gpu, n_gpus, gpus_per_node=gpus_per_node), seq_len, precision,
+                         capacity_bytes) is not None
+
+
+def _dp_beside_layouts(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision) -> bool:
+    """Whether a plan on ``n_gpus`` that searches layouts weighs the data-parallel setups too
+    (`layout.choose_data_parallel`: the per-operation model prices the GPU and the batch splits over the GPUs)."""
+    from .layout import data_parallel_time_model, global_batch_sequences
+
+    return (data_parallel_time_model(gpu, precision) is not None
+            and global_batch_sequences(cfg, seq_len) >= n_gpus)
