@@ -226,3 +226,25 @@ def test_moe_step_notes_say_the_same(capsys, extra, dense_extra):
 def test_the_moe_note_is_printed_in_step_text(capsys):
     code, out, _ = _out(capsys, "step", "--gpu", "h100", "--model", "gpt2", "--experts", "8", "--top-k", "2")
     assert code == 0 and MOE_WORDS in " ".join(out.split())
+
+
+def test_under_a_binding_sliding_window_the_plan_says_causal_and_matches_step(capsys, tmp_path):
+    # Mistral 7B v0.1 (Jiang et al. 2023, Table 1): a 4,096-token window, here under 8,192-token sequences; every
+    # kernel skips the pairs outside the window, so plan and step count the same causal pairs and print one MFU
+    cfg = {**LLAMA3_8B, "model_type": "mistral", "architectures": ["MistralForCausalLM"], "vocab_size": 32000,
+           "sliding_window": 4096, "max_position_embeddings": 32768}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    d = _json(capsys, "plan", "--gpu", "h100", "--n-gpus", "8", "--config", str(path), "--seq", "8192",
+              "--tokens", "10B")
+    sp, s = d["recommended"]["speed"], d["recommended"]["setup"]
+    assert sp["mfu_convention"] == "causal attention in the sliding window"
+    step = _json(capsys, "step", "--gpu", "h100", "--config", str(path), "--n-gpus", "8", "--seq", "8192",
+                 "--zero", str(s["zero_stage"]), "--micro-batch", str(s["micro_batch"]),
+                 "--grad-accum", str(s["grad_accum"]), "--recompute", s["recompute"])
+    assert step["step_s"] == pytest.approx(sp["step_s"], rel=1e-9)
+    assert sp["mfu"] == pytest.approx(step["mfu"], rel=1e-9) and sp["mfu_causal"] == pytest.approx(step["mfu"],
+                                                                                                    rel=1e-9)
+    code, out, _ = _out(capsys, "plan", "--gpu", "h100", "--n-gpus", "8", "--config", str(path), "--seq", "8192",
+                        "--tokens", "10B")
+    assert code == 0 and f"MFU {sp['mfu']:.2f} (causal attention in the sliding window), HFU" in " ".join(out.split())

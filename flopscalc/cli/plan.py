@@ -123,7 +123,8 @@ def plan(
     as_json: JsonOpt = False,
     network_gbps: Annotated[float | None, typer.Option(
         "--network-gbps", help="Network between nodes per GPU, Gb/s, for the layout search beyond one node (default "
-        "by GPU generation: A100 200, else 400; as 'flopscalc step --network-gbps').")] = None,
+        "by GPU generation: A100 200, else 400; as 'flopscalc step --network-gbps'); beyond one node of 8 GPUs only.")
+    ] = None,
     layout_search: Annotated[bool | None, typer.Option(
         "--layout-search/--no-layout-search", help="Give each model the fastest parallel layout (TP, PP, CP, EP, "
         "ZeRO, micro-batch, recompute) priced by the per-operation model, or only data-parallel setups (priced by "

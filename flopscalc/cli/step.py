@@ -108,7 +108,8 @@ def step(
         "--global-batch", help="With --search: sequences per optimizer step (default: --n-gpus x --micro-batch x "
                                "--grad-accum).")] = None,
     network_gbps: Annotated[float | None, typer.Option(
-        "--network-gbps", help="Network between nodes per GPU, Gb/s (default by GPU generation: A100 200, else 400).")
+        "--network-gbps", help="Network between nodes per GPU, Gb/s (default by GPU generation: A100 200, else 400); "
+                               "beyond one node of 8 GPUs only.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
