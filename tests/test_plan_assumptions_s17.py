@@ -248,3 +248,17 @@ def test_under_a_binding_sliding_window_the_plan_says_causal_and_matches_step(ca
     code, out, _ = _out(capsys, "plan", "--gpu", "h100", "--n-gpus", "8", "--config", str(path), "--seq", "8192",
                         "--tokens", "10B")
     assert code == 0 and f"MFU {sp['mfu']:.2f} (causal attention in the sliding window), HFU" in " ".join(out.split())
+
+
+def test_the_csv_rows_carry_the_convention_and_steps_mfu(capsys, llama_config):
+    import csv
+    import io
+
+    d = _plan_512(capsys, llama_config)
+    code, out, _ = _out(capsys, "plan", "--gpu", "h100", "--n-gpus", "512", "--config", llama_config,
+                        "--tokens", "1T", "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    rec = next(row for row in rows if row["recommended"] == "True")
+    assert code == 0 and rec["mfu_convention"] == "dense attention, PaLM App. B"
+    step = _step_of_plan_layout(capsys, llama_config, d)
+    assert float(rec["mfu_causal"]) == pytest.approx(step["mfu"], rel=1e-9)

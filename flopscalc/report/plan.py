@@ -180,7 +180,8 @@ def _inference_dict(p: Plan) -> dict | None:
 
 CSV_COLUMNS = ("n_params", "n_layer", "n_head", "n_embd", "nearest_preset", "fits", "min_gpus", "micro_batch",
                "grad_accum", "recompute", "optimizer", "zero_stage", "offload_optimizer", "peak_memory_bytes",
-               "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "mfu", "hfu", "train_time_s",
+               "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "mfu", "hfu", "mfu_convention",
+               "mfu_causal", "train_time_s",
                "layout", "recommended")
 
 
@@ -201,6 +202,7 @@ def plan_csv(p: Plan) -> str:
             "tokens_per_param": o.tokens_per_param, "loss": "" if o.loss is None else o.loss,
             "step_s": o.speed.step_s if o.speed else "", "tokens_per_s": o.speed.tokens_per_s if o.speed else "",
             "mfu": o.speed.mfu if o.speed else "", "hfu": o.speed.hfu if o.speed else "",
+            "mfu_convention": o.mfu_convention if o.speed else "", "mfu_causal": o.mfu_causal if o.speed else "",
             "train_time_s": o.train_time_s, "recommended": o is p.recommended,
             "layout": o.chosen.layout.label() if s and o.chosen.layout is not None else "",
         })
