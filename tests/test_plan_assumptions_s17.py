@@ -262,3 +262,25 @@ def test_the_csv_rows_carry_the_convention_and_steps_mfu(capsys, llama_config):
     assert code == 0 and rec["mfu_convention"] == "dense attention, PaLM App. B"
     step = _step_of_plan_layout(capsys, llama_config, d)
     assert float(rec["mfu_causal"]) == pytest.approx(step["mfu"], rel=1e-9)
+
+
+@pytest.mark.parametrize(("zero_stage", "engine"), [(0, "DDP"), (3, "FSDP"), (1, "Megatron-LM")])
+def test_the_kernels_row_follows_the_engine_of_the_recommended_layout(zero_stage, engine):
+    # The layout search rarely recommends a layout 'flopscalc train' runs (ZeRO 1 needs Megatron-LM's distributed
+    # optimizer, and it is the cheapest), so the rule is checked on the recommended layout with its ZeRO stage
+    # changed: TP1 PP1 with ZeRO 0 is DDP, with ZeRO 3 FSDP (both priced term by term as eager PyTorch, layout.time
+    # [12, 13]), with ZeRO 1 Megatron-LM
+    from dataclasses import replace
+
+    from flopscalc.hardware import get_gpu
+    from flopscalc.model import get_preset
+    from flopscalc.planner import PlanRequest, plan
+    from flopscalc.planner.notes import _kernels_assumption
+
+    p = plan(PlanRequest(get_gpu("h100"), n_gpus=16, model=get_preset("gpt2"), n_tokens=10e9))
+    rec = p.recommended
+    lay = replace(rec.chosen.layout, zero_stage=zero_stage)
+    assert engine in lay.engine().value
+    row = _kernels_assumption(replace(rec, chosen=replace(rec.chosen, layout=lay)), None)
+    assert ("eager PyTorch" in row.value) == (engine != "Megatron-LM")
+    assert ("Megatron-LM" in row.value) == (engine == "Megatron-LM")
