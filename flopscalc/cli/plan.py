@@ -121,6 +121,10 @@ def plan(
     gpu_csv: GpuCsvOpt = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print every option as CSV rows instead of tables.")] = False,
     as_json: JsonOpt = False,
+    network_gbps: Annotated[float | None, typer.Option(
+        "--network-gbps", help="Network between nodes per GPU, Gb/s, for the layout search beyond one node (default "
+        "by GPU generation: A100 200, else 400; as 'flopscalc step --network-gbps'); beyond one node of 8 GPUs only.")
+    ] = None,
     layout_search: Annotated[bool | None, typer.Option(
         "--layout-search/--no-layout-search", help="Give each model the fastest parallel layout (TP, PP, CP, EP, "
         "ZeRO, micro-batch, recompute) priced by the per-operation model, or only data-parallel setups (priced by "
@@ -186,7 +190,7 @@ def plan(
         inference_tokens=(parse_count(inference_tokens, what="--inference-tokens")
                           if inference_tokens is not None else None),
         family=family if cfg is None else None, arch=arch if cfg is None else None,  # a fixed model has them
-        layout_search=layout_search,
+        layout_search=layout_search, network_gbps=network_gbps,
     )
     p = planner.plan(request)
     if precision_note:  # the plan says why it runs at fp16

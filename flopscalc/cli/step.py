@@ -8,8 +8,9 @@ import typer
 
 from ..flops import Recompute
 from ..memory.settings import MEMORY_PRECISION, MemoryPrecision, Optimizer
-from ..perf.op_kinds import (
-    SUSTAINED_FRACTION,  # the command imports the step model anyway (cli loads it lazily)
+from ..perf.op_kinds import (  # the command imports the step model anyway (cli loads it lazily)
+    MOE_STEP_TIME_NOTE,
+    SUSTAINED_FRACTION,
 )
 from .common import (
     BiasOpt,
@@ -107,7 +108,8 @@ def step(
         "--global-batch", help="With --search: sequences per optimizer step (default: --n-gpus x --micro-batch x "
                                "--grad-accum).")] = None,
     network_gbps: Annotated[float | None, typer.Option(
-        "--network-gbps", help="Network between nodes per GPU, Gb/s (default by GPU generation: A100 200, else 400).")
+        "--network-gbps", help="Network between nodes per GPU, Gb/s (default by GPU generation: A100 200, else 400); "
+                               "beyond one node of 8 GPUs only.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -181,7 +183,8 @@ def step(
                              global_batch=global_batch, network_gbps=network_gbps, sustained=sustained,
                              fused_loss=fused_loss, dropout=dropout, calibration=calibration)
         rendered, data, eager = layout
-        notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None, eager]
+        moe = MOE_STEP_TIME_NOTE if cfg.is_moe else None  # the same line as plan's warning
+        notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None, eager, moe]
         emit(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, notes), as_json)
         return
     if profile is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
@@ -196,7 +199,8 @@ def step(
     same = ("--compile changes nothing the model prices at fp32 (no 16-bit GEMM to pad, the residual stream fp32 "
             "either way)" if compiled and setup.precision is MemoryPrecision.fp32 else None)
     data = {**step_dict(est), "compiled": compiled}
-    emit(*with_notes(step_report(est), data, [note, engine, eager, same]), as_json)
+    moe = MOE_STEP_TIME_NOTE if cfg.is_moe else None  # the same line as plan's warning
+    emit(*with_notes(step_report(est), data, [note, engine, eager, same, moe]), as_json)
 
 
 def register(app: typer.Typer) -> None:

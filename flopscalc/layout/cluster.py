@@ -20,20 +20,20 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from ..hardware import GpuSpec
 from ..perf.fabric import (
+    BITS_PER_BYTE,
     GPUS_PER_NODE,
     NETWORK_BUS_EFFICIENCY,
     NETWORK_HOP_LATENCY_S,
     Fabric,
+    check_network_gbps,
     gpu_fabric,
     network_bytes_per_s,
+    network_source,
 )
 
-# Network per GPU by architecture: `fabric.NETWORK_BYTES_PER_S_BY_ARCH` (Ampere data-centre parts ship in DGX A100
-# with one 200 Gb/s HDR HCA per GPU, [1]; everything else gets DGX H100's 400 Gb/s per GPU, [2]); its sources here.
-NETWORK_SOURCE_BY_ARCH = {
-    "Ampere": "DGX A100: one 200 Gb/s HDR InfiniBand HCA per GPU (Narayanan et al. 2021, sec. 5)",
-}
-DEFAULT_NETWORK_SOURCE = "DGX H100: one 400 Gb/s ConnectX-7 per GPU (NVIDIA DGX H100 user guide)"
+# Network per GPU by architecture and its source: `fabric.NETWORK_BYTES_PER_S_BY_ARCH` and
+# `fabric.NETWORK_SOURCE_BY_ARCH` (Ampere data-centre parts ship in DGX A100 with one 200 Gb/s HDR HCA per GPU, [1];
+# everything else gets DGX H100's 400 Gb/s per GPU, [2]).
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,10 @@ def cluster_for(gpu: GpuSpec, n_gpus: int, *, network_gbps: float | None = None,
                 gpus_per_node: int = GPUS_PER_NODE) -> Cluster:
     """The cluster of ``n_gpus`` ``gpu``s: the GPU row's intra-node fabric, the network per GPU by generation
     (or ``network_gbps``, gigabits per second per GPU)."""
-    if network_gbps is not None and not network_gbps > 0:
-        raise UsageError(f"--network-gbps must be a positive number of gigabits per second per GPU, got {network_gbps}")
+    check_network_gbps(network_gbps, n_gpus, gpus_per_node)  # positive, and only where traffic leaves a node
     fab = gpu_fabric(gpu, min(n_gpus, gpus_per_node))
     if network_gbps is not None:
-        net, src = network_gbps * 1e9 / 8, f"--network-gbps {network_gbps:g}"
+        net, src = network_gbps * 1e9 / BITS_PER_BYTE, f"--network-gbps {network_gbps:g}"
     else:
-        net = network_bytes_per_s(gpu)
-        src = NETWORK_SOURCE_BY_ARCH.get(gpu.architecture, DEFAULT_NETWORK_SOURCE)
+        net, src = network_bytes_per_s(gpu), network_source(gpu)
     return Cluster(gpu, n_gpus, gpus_per_node, fab.intra_bus_bytes_per_s, fab.intra_hop_s, fab.intra_link, net, src)

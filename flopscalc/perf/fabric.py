@@ -53,6 +53,12 @@ NETWORK_BYTES_PER_S_PER_GPU = 50e9
 # Infiniband HCAs" per node); everything else gets DGX H100's 400 Gb/s (above). One table for both time models
 # (`gpu_fabric` here, `layout.cluster.cluster_for`), so one run beyond a node has one network.
 NETWORK_BYTES_PER_S_BY_ARCH = {"Ampere": 200e9 / 8}
+# Where each network figure comes from, as a plan or step report states it beside the figure.
+NETWORK_SOURCE_BY_ARCH = {
+    "Ampere": "DGX A100: one 200 Gb/s HDR InfiniBand HCA per GPU (Narayanan et al. 2021, sec. 5)",
+}
+DEFAULT_NETWORK_SOURCE = "DGX H100: one 400 Gb/s ConnectX-7 per GPU (NVIDIA DGX H100 user guide)"
+BITS_PER_BYTE = 8
 # Achieved share of a NIC: "For NDR @ 400Gbps you should see 46-48GB/s per NIC" (D. Addison, NVIDIA,
 # nccl-tests issue #290): 47 of 50 GB/s.
 NETWORK_BUS_EFFICIENCY = 0.94
@@ -186,6 +192,33 @@ def gpu_fabric(gpu: GpuSpec, n_gpus: int, *, bus_efficiency: float = ALLREDUCE_B
 def network_bytes_per_s(gpu: GpuSpec) -> float:
     """Network bandwidth per GPU between nodes (bytes/s per direction, raw): by architecture, else DGX H100's."""
     return NETWORK_BYTES_PER_S_BY_ARCH.get(gpu.architecture, NETWORK_BYTES_PER_S_PER_GPU)
+
+
+def network_source(gpu: GpuSpec) -> str:
+    """Where `network_bytes_per_s` of ``gpu`` comes from: the reference system its generation ships in."""
+    return NETWORK_SOURCE_BY_ARCH.get(gpu.architecture, DEFAULT_NETWORK_SOURCE)
+
+
+def network_gbps(bytes_per_s: float) -> float:
+    """A network bandwidth in gigabits per second (the unit NICs are sold in) from bytes/s."""
+    return bytes_per_s * BITS_PER_BYTE / 1e9
+
+
+def network_words(bytes_per_s: float, source: str) -> str:
+    """The network between nodes as the reports print it: its Gb/s per GPU, then where the figure comes from."""
+    return f"{network_gbps(bytes_per_s):g} Gb/s per GPU; {source}"
+
+
+def check_network_gbps(network_gbps: float | None, n_gpus: int, gpus_per_node: int = GPUS_PER_NODE) -> None:
+    """Refuse a --network-gbps that is not a positive number, or one that no traffic would cross: ``n_gpus`` that
+    fit one node of ``gpus_per_node`` never use the network between nodes (`step` and `plan` share this rule)."""
+    if network_gbps is None:
+        return
+    if not network_gbps > 0:  # NaN too
+        raise UsageError(f"--network-gbps must be a positive number of Gb/s per GPU, got {network_gbps:g}; e.g. 400")
+    if n_gpus <= gpus_per_node:
+        raise UsageError(f"--network-gbps sets the network between nodes, and {n_gpus} GPU(s) fit one node of "
+                         f"{gpus_per_node}, so it would be ignored: drop it, or give --n-gpus above {gpus_per_node}")
 
 
 def ring_latency_s(n_gpus: int, fabric: Fabric, *, all_reduce: bool = True) -> float:

@@ -36,6 +36,7 @@ from .notes import (
     _calibration_warnings,
     _family_warnings,
     _layout_search_skipped,
+    _network,
     _run_notes,
     _tags,
     _warnings,
@@ -130,6 +131,14 @@ class Plan:
         return b.achieved_flop_per_s * cap
 
     @property
+    def mfu_causal(self) -> float:
+        """The budget's MFU (the recommended run's, `budget.mfu`) as `flopscalc step` counts it, attention over the
+        causal pairs: MFU is linear in the model FLOPs per token, so the recommended run's causal/plan ratio
+        (`PlanOption.mfu_causal`) carries over."""
+        r = self.recommended
+        return self.budget.mfu * r.mfu_causal / r.speed.mfu
+
+    @property
     def params_vs_optimum(self) -> float | None:
         """The recommended N (as the law counts it) over the law's compute-optimal N of the header; with
         inference tokens only (below 1: a smaller model than Chinchilla's)."""
@@ -212,7 +221,7 @@ def _search_space(req: PlanRequest) -> _Space:
     if layout:
         from ..layout import cluster_for
 
-        cluster = cluster_for(req.gpu, req.n_gpus)
+        cluster = cluster_for(req.gpu, req.n_gpus, network_gbps=req.network_gbps)
     tm = None if cluster is not None else time_model_for(req.gpu, req.precision, req.mfu, req.calibration)
     return _Space(sf, fam_key, presets, cluster, tm)
 
@@ -401,7 +410,10 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
     stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
     warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, rec_tm)) + extra
                 + _calibration_warnings(req.calibration, gpu, options, rec))
-    return Plan(budget, cands, _assumptions(budget, law, mfu_source, req.seq_len, cap, stated, rec, space.family),
+    assumptions = _assumptions(budget, law, mfu_source, req.seq_len, cap, stated, rec, space.family,
+                               time_model=None if tm is None else tm.kind,
+                               network=_network(req.n_gpus, gpu, space.cluster))
+    return Plan(budget, cands, assumptions,
                 law, alloc, options, rec, loss_by_law, interval, energy, mfu_source, req.budget_kind,
                 req.max_wall_clock_s, warnings, req.objective, req.target_loss, binding,
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,

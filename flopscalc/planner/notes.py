@@ -10,12 +10,13 @@ from ..hardware import GpuSpec, Precision
 from ..model import count_params
 from ..perf.fabric import ALLREDUCE_BUS_EFFICIENCY, GPUS_PER_NODE
 from ..perf.offload import HOST_MEMORY_BYTES_PER_S, host_link_bytes_per_s, pcie_generation
+from ..perf.op_kinds import MOE_STEP_TIME_NOTE
 from ..perf.parallel import low_efficiency_warning
 from ..units import GIB, GIGA, format_count, format_duration
 from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
-from .options import PLAN_MEMORY_HEADROOM, PlanOption, tools_needed, window_binds
+from .options import MFU_DENSE_CONVENTION, PLAN_MEMORY_HEADROOM, PlanOption, tools_needed, window_binds
 from .search import _law_n
-from .speed import PER_OPERATION, held_out_error
+from .speed import CALIBRATED, PER_OPERATION, held_out_error
 
 
 def _sequences_per_micro_step(rec: PlanOption, n_gpus: int) -> int:
@@ -67,9 +68,49 @@ def _tags(options, rec, alloc, law, ia=None) -> dict:
 
 
 def _assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
-                 stated: float, rec: PlanOption | None = None, family=None) -> tuple[Assumption, ...]:
-    return (_general_assumptions(budget, law, mfu_source, seq_len, cap, stated)
+                 stated: float, rec: PlanOption | None = None, family=None, *, time_model: str | None = None,
+                 network: tuple[float, str] | None = None) -> tuple[Assumption, ...]:
+    """``time_model``: the kind of the plan's `speed.TimeModel` (None: the layout search priced every option);
+    ``network``: (bytes/s per GPU, source) of the network between nodes, None on one node (`_network`)."""
+    return (_general_assumptions(budget, law, mfu_source, seq_len, cap, stated, rec, time_model, network)
             + _model_assumptions(rec, family, law, seq_len))
+
+
+def _network(n_gpus: int, gpu: GpuSpec, cluster=None) -> tuple[float, str] | None:
+    """(bytes/s per GPU, source) of the network between nodes a plan on ``n_gpus`` crosses: the layout search's
+    ``cluster`` (`layout.cluster_for`, --network-gbps), else the data-parallel model's (`fabric.gpu_fabric`); None
+    when the GPUs fit one node."""
+    from ..perf.fabric import network_bytes_per_s, network_source
+
+    if n_gpus <= GPUS_PER_NODE:
+        return None
+    if cluster is not None:
+        return cluster.network_bytes_per_s, cluster.network_source
+    return network_bytes_per_s(gpu), network_source(gpu)
+
+
+def _kernels_assumption(rec: PlanOption | None, time_model: str | None) -> Assumption | None:
+    """The kernels the step model that priced the recommended run assumes: eager PyTorch's for the per-operation
+    model (and a layout `flopscalc train` runs, priced term by term alike), Megatron-LM's for a layout only it runs;
+    none for a constant efficiency (--mfu, a profile's measured MFU), which prices no kernel."""
+    lay = None if rec is None or rec.chosen is None else rec.chosen.layout
+    if lay is not None and lay.engine().value.startswith("Megatron"):
+        from ..layout.stage_cost import MEGATRON_SUSTAINED_FRACTION
+
+        return Assumption(
+            "kernels", "Megatron-LM's: a 16-bit module (no fp32 residual stream, no autocast casts), fused kernels, "
+            "GEMM shapes padded as the vocabulary is (--make-vocab-size-divisible-by 128), the GEMMs at sustained "
+            f"fraction {MEGATRON_SUSTAINED_FRACTION:g}",
+            "flopscalc.layout.stage_cost: the fraction fitted on Narayanan et al. 2021 Table 1; on Korthikanti et al. "
+            "2022 Table 5, held out, mean error 2.8%, worst 6.4% (docs/parallelism.md)")
+    if lay is None and time_model not in (PER_OPERATION, CALIBRATED):
+        return None
+    return Assumption(
+        "kernels", "eager PyTorch, not compiled: unpadded GEMM shapes (the vocabulary's at the GPU's unaligned rate, "
+        "where one is recorded); an fp32 residual stream under AMP (ZeRO 0, no offload), 16-bit with DeepSpeed's "
+        "module (ZeRO, offload)",
+        "flopscalc.perf (block_ops [20]; data/gpu_perf.csv misaligned_gemm_tflops); on an H200 it predicted the "
+        "trainer 3-18% too fast (docs/performance_model.md)")
 
 
 def _model_assumptions(rec: PlanOption | None, family, law, seq_len: int | None = None) -> tuple[Assumption, ...]:
@@ -98,8 +139,16 @@ def _model_assumptions(rec: PlanOption | None, family, law, seq_len: int | None 
 
 
 def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: int, cap: float,
-                         stated: float) -> tuple[Assumption, ...]:
+                         stated: float, rec: PlanOption | None = None, time_model: str | None = None,
+                         network: tuple[float, str] | None = None) -> tuple[Assumption, ...]:
+    from ..perf.fabric import NETWORK_BUS_EFFICIENCY, network_gbps
+
     gpu = budget.gpu
+    kernels = _kernels_assumption(rec, time_model)
+    fits = rec is not None and rec.speed is not None
+    convention = (rec.mfu_convention if fits else MFU_DENSE_CONVENTION)
+    causal = (f"; 'flopscalc step' counts the causal pairs: MFU {rec.mfu_causal:.2f} for the recommended run"
+              if fits and rec.mfu_conventions_differ else "")
     return (
         Assumption("peak rate", f"{budget.precision.value}, dense",
                    f"data/gpu_specs.csv row {gpu.key}: {gpu.source.split(';')[0]} "
@@ -109,13 +158,9 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
                    if budget.utilization == DEFAULT_UTILIZATION else "given"),
         Assumption("hardware efficiency", ("per option" if stated is None else f"{stated:g}")
                    + " = MFU of a step without recompute", mfu_source),
-        *((Assumption("kernels", "eager PyTorch, not compiled: unpadded GEMM shapes (the vocabulary's at the GPU's "
-                      "unaligned rate, where one is recorded); an fp32 residual stream under AMP (ZeRO 0, no offload), "
-                      "16-bit with DeepSpeed's module (ZeRO, offload)",
-                      "flopscalc.perf (block_ops [20]; data/gpu_perf.csv misaligned_gemm_tflops); on an H200 it "
-                      "predicted the trainer 3-18% too fast (docs/performance_model.md)"),)
-          if stated is None else ()),
-        Assumption("MFU, HFU", "per option: model (MFU) or hardware (HFU) FLOPs / (peak x step time)",
+        *((kernels,) if kernels is not None else ()),
+        Assumption("MFU, HFU", f"per option: model (MFU) or hardware (HFU) FLOPs / (peak x step time), {convention}"
+                   + causal,
                    ("recomputation runs at the hardware efficiency, so MFU = HFU x model/hardware FLOPs; "
                     if stated is not None else "") + "Korthikanti et al. 2022 sec. 5; PaLM App. B"),
         Assumption("FLOPs per token", f"exact matmul count at sequence {seq_len}, forward + 2x backward",
@@ -131,6 +176,9 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
         Assumption("communication",
                    f"ring all-reduce at {ALLREDUCE_BUS_EFFICIENCY:g} of link bandwidth, overlapped with backward",
                    "flopscalc.perf.parallel: Patarasuk & Yuan 2009; ZeRO sec. 7.2; nccl-tests #149"),
+        *((Assumption("network between nodes", f"{network_gbps(network[0]):g} Gb/s per GPU",
+                      f"{network[1]}; {NETWORK_BUS_EFFICIENCY:g} of it achieved (nccl-tests #290)"),)
+          if network is not None else ()),
         Assumption("optimizer offload", f"PCIe {pcie_generation(gpu)}.0 x16 at {host_link_bytes_per_s(gpu) / GIGA:g} "
                    f"GB/s, host memory {HOST_MEMORY_BYTES_PER_S / GIGA:g} GB/s, not overlapped",
                    "flopscalc.perf.offload: Ren et al. 2021 Fig. 5; measured PCIe 4.0 (bam #54); DDR5-4800 x2 (JESD79-5)"),
@@ -230,6 +278,7 @@ def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -
     if rec.model.is_moe:
         out.append(f"mixture of experts: the loss puts the active parameters ({format_count(_law_n(law, rec.model))}) "
                    f"into {law.name}, a law fitted on dense models; it is not validated for MoE")
+        out.append(MOE_STEP_TIME_NOTE)  # the time as much as the loss: the line `step` prints too
     return tuple(out)
 
 

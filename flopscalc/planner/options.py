@@ -163,6 +163,17 @@ class Throughput(StepRates):
         return self.compute_s + self.comm.cost_s + self.offload.total_s  # cost: exposed + overlap slowdown
 
 
+# The plan's MFU convention, named wherever it prints an MFU or HFU: attention counted dense (PaLM App. B's 12 L H Q T,
+# as its laws and FlopCounterMode count it), or the window's causal pairs where a sliding window binds
+# (`_training_flops`). `flopscalc step` counts the causal pairs (llm.c's 6N + 6LCT): 1.125x fewer FLOPs for Llama 3 8B
+# at sequence 8192, so its MFU is that much lower for the same step time.
+MFU_DENSE_CONVENTION = "dense attention, PaLM App. B"
+MFU_WINDOW_CONVENTION = "causal attention in the sliding window"
+# Above this relative gap between the plan's MFU and the causal one, a report prints both: half of the last printed
+# digit of an MFU near 0.5 at two decimals (0.005 / 0.5); our judgement of "material", not a published figure.
+MFU_CONVENTION_GAP_REL = 0.01
+
+
 def window_binds(cfg: ModelConfig, seq_len: int) -> bool:
     """Whether a sliding window shorter than the sequence limits the keys a query sees (Mistral 7B, Jiang et al.
     2023, sec. 2): then the plan counts the window's causal pairs (`_training_flops`)."""
@@ -270,6 +281,31 @@ class PlanOption:
     @property
     def model_flops(self) -> float:
         return 0.0 if self.speed is None else self.n_tokens * self.speed.model_flops_per_token
+
+    @property
+    def mfu_convention(self) -> str:
+        """How this option's MFU and HFU count attention (`_training_flops`): dense, every query over all T keys (PaLM
+        App. B, as the laws and FlopCounterMode count it), or the causal pairs under a binding sliding window."""
+        return (MFU_WINDOW_CONVENTION if window_binds(self.model, self.chosen.setup.seq_len)
+                else MFU_DENSE_CONVENTION)
+
+    @property
+    def mfu_causal(self) -> float | None:
+        """The MFU `flopscalc step` prints for this run: the same step time over model FLOPs with attention over the
+        causal pairs (`perf.utilization.causal_model_flops_per_token`, llm.c's 6N + 6LCT); None when nothing fits."""
+        if self.speed is None:
+            return None
+        from ..perf.utilization import causal_model_flops_per_token, model_flops_utilization
+
+        sp = self.speed
+        return model_flops_utilization(causal_model_flops_per_token(self.model, self.chosen.setup.seq_len),
+                                       sp.tokens_per_s, sp.n_gpus, sp.peak_flop_per_s_per_gpu)  # PaLM App. B
+
+    @property
+    def mfu_conventions_differ(self) -> bool:
+        """Whether the causal MFU differs from this option's by more than `MFU_CONVENTION_GAP_REL` (then a report
+        that prints the MFU prints the causal one beside it)."""
+        return self.speed is not None and abs(self.mfu_causal / self.speed.mfu - 1) > MFU_CONVENTION_GAP_REL
 
     @property
     def n_steps(self) -> int:

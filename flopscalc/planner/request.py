@@ -101,6 +101,11 @@ class PlanRequest:
         The family whose shaping rule and presets give the candidates (`model.FAMILIES`; default GPT-2's).
     arch : dict, optional
         Architecture options for the shaped candidates, named as `model.with_architecture` names them.
+    network_gbps : float, optional
+        Network between nodes per GPU (Gb/s, the unit NICs are sold in), for the layout search's cluster
+        (`layout.cluster_for`, as ``flopscalc step --network-gbps``). Default: by GPU generation
+        (`perf.fabric.NETWORK_BYTES_PER_S_BY_ARCH`). Refused on one node, and where the layout search is off (the
+        data-parallel setups are priced at the generation's network).
     layout_search : bool, optional
         Give each candidate the fastest parallel layout (TP, PP, CP, EP, ZeRO, micro-batch, recomputation) found and
         priced by the layout engine (`planner.layout`). Default: on more GPUs than one node holds when no efficiency
@@ -133,6 +138,7 @@ class PlanRequest:
     family: str | None = None  # the family shaping the candidates (`model.FAMILIES`; default GPT-2's)
     arch: Mapping[str, int | float | str | bool | None] | None = None  # `model.with_architecture` options
     layout_search: bool | None = None  # None: on beyond one node without a stated efficiency
+    network_gbps: float | None = None  # network between nodes per GPU (Gb/s); None: by GPU generation
     # ``model`` was shaped by a rule from a parameter count (`--params`), not a preset or a config.json: it trains at
     # `DEFAULT_SEQ_LEN` as the shapes a plan searches do (Llama-family shapes too: 8,192 would fit no 12 GB card)
     shaped: bool = False
@@ -163,6 +169,7 @@ class PlanRequest:
         self.budget_kind  # noqa: B018 - refuse zero, two or contradictory budgets first
         self._check_values()
         self._check_calibration()
+        self._check_network()
         seq_len = self.seq_len
         if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
             raise UsageError(f"sequence length must be a positive whole number of tokens, got {seq_len!r}")
@@ -250,6 +257,22 @@ class PlanRequest:
             raise UsageError(f"the calibration profile was measured on {cal.device}{where}, the plan is for "
                              f"{self.gpu.key} ({self.gpu.name}); calibrate on that GPU, drop --calibration, or pass "
                              "--calibration-any-device to apply it anyway")
+
+    def _check_network(self) -> None:
+        """A --network-gbps is refused as `step` refuses it (not positive, or one node), and where the data-parallel
+        setup search, not the layout search, prices the plan: that search takes the generation's network."""
+        if self.network_gbps is None:
+            return
+        from ..perf.fabric import check_network_gbps
+        from .speed import uses_layout_search
+
+        check_network_gbps(self.network_gbps, self.n_gpus)
+        if not uses_layout_search(self.n_gpus, self.precision, self.mfu, self.calibration, self.layout_search):
+            why = ("--no-layout-search" if self.layout_search is False else "--mfu" if self.mfu is not None else
+                   "--calibration" if self.calibration is not None else f"--precision {self.precision.value}")
+            raise UsageError(f"--network-gbps sets the network the layout search prices, and with {why} the plan "
+                             "weighs data-parallel setups only, priced on the GPU generation's network, so it would be "
+                             "ignored: drop --network-gbps, or drop " + why)
 
     def _check_inference(self) -> None:
         """Refuse what the inference-aware optimum cannot honour, one line each."""

@@ -71,6 +71,13 @@ def _components_table(lt: LayoutTime, mem: LayoutMemory) -> Table:
     return Group(t, m)
 
 
+def network_line(cluster) -> str:
+    """One line: the network between nodes a layout beyond one node was priced on, and its source."""
+    from ..perf.fabric import network_words
+
+    return f"network between nodes: {network_words(cluster.network_bytes_per_s, cluster.network_source)}"
+
+
 def layout_report(lt: LayoutTime, mem: LayoutMemory, seq_given: int | None = None) -> Group:
     """``seq_given``: the --seq asked for (None: the model's default, whose source the header names)."""
     lines = [(f"{lt.model.name} on {lt.layout.n_gpus} x {lt.cluster.gpu.name}, "
@@ -80,6 +87,8 @@ def layout_report(lt: LayoutTime, mem: LayoutMemory, seq_given: int | None = Non
         lines.append(f"does not fit: {format_bytes(mem.total)} per GPU on the {mem.stage} pipeline stage, of "
                      f"{format_bytes(lt.cluster.gpu.memory_bytes)}; a shorter --seq, more --tp/--pp/--cp or "
                      "recomputation (--recompute) lowers it, and --search finds a layout that fits")
+    if lt.layout.n_gpus > lt.cluster.gpus_per_node:  # the network every step crosses, and where its figure is from
+        lines.append(network_line(lt.cluster))
     if lt.layout.tp > lt.cluster.gpus_per_node:  # priced (layout.time prices a group by its span), but not the usual
         lines.append(f"--tp {lt.layout.tp} spans nodes of {lt.cluster.gpus_per_node} GPUs: its collectives, every "
                      f"layer of every pass, cross the network between nodes ({lt.cluster.network_source}), not the "
@@ -154,8 +163,9 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     if small:  # `tp or 1` below would read 0 as "not split"
         raise UsageError(f"{', '.join(small)}: a layout size is a whole number of at least 1 (1 = not split), "
                          "e.g. --tp 2")
-    if network_gbps is not None and not network_gbps > 0:
-        raise UsageError(f"--network-gbps must be a positive number of Gb/s per GPU, got {network_gbps}; e.g. 400")
+    from ..perf.fabric import check_network_gbps
+
+    check_network_gbps(network_gbps, setup.n_gpus)  # `plan --network-gbps` refuses the same
     seq = setup.seq_len or default_train_seq(cfg)
     cluster = cluster_for(gpu, setup.n_gpus, network_gbps=network_gbps)
     if search:

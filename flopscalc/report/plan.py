@@ -88,6 +88,7 @@ def option_dict(o: PlanOption) -> dict:
             "model_flops_per_token": sp.model_flops_per_token, "hardware_flops_per_token": sp.hardware_flops_per_token,
             "flash_recompute_flops_per_token": sp.flash_recompute_flops_per_token,
             "mfu": sp.mfu, "hfu": sp.hfu, "hardware_efficiency": sp.hardware_efficiency,
+            "mfu_convention": o.mfu_convention, "mfu_causal": o.mfu_causal,
         }
     return d
 
@@ -112,6 +113,7 @@ def plan_dict(p: Plan) -> dict:
     return {
         "gpu": b.gpu.key, "gpu_name": b.gpu.name, "n_gpus": b.n_gpus, "duration_s": b.duration_s,
         "budget_kind": p.budget_kind, "precision": b.precision.value, "utilization": b.utilization, "mfu": b.mfu,
+        "mfu_convention": p.recommended.mfu_convention, "mfu_causal": p.mfu_causal,
         "hardware_efficiency": p.stated_efficiency,
         "mfu_source": p.mfu_source, "time_model": p.time_model, "peak_flop_per_s_per_gpu": b.peak_flop_per_s_per_gpu,
         "achieved_flop_per_s": b.achieved_flop_per_s, "peak_flops": b.peak_flops, "busy_flops": b.busy_flops,
@@ -178,7 +180,8 @@ def _inference_dict(p: Plan) -> dict | None:
 
 CSV_COLUMNS = ("n_params", "n_layer", "n_head", "n_embd", "nearest_preset", "fits", "min_gpus", "micro_batch",
                "grad_accum", "recompute", "optimizer", "zero_stage", "offload_optimizer", "peak_memory_bytes",
-               "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "mfu", "hfu", "train_time_s",
+               "n_tokens", "tokens_per_param", "loss", "step_s", "tokens_per_s", "mfu", "hfu", "mfu_convention",
+               "mfu_causal", "train_time_s",
                "layout", "recommended")
 
 
@@ -199,6 +202,7 @@ def plan_csv(p: Plan) -> str:
             "tokens_per_param": o.tokens_per_param, "loss": "" if o.loss is None else o.loss,
             "step_s": o.speed.step_s if o.speed else "", "tokens_per_s": o.speed.tokens_per_s if o.speed else "",
             "mfu": o.speed.mfu if o.speed else "", "hfu": o.speed.hfu if o.speed else "",
+            "mfu_convention": o.mfu_convention if o.speed else "", "mfu_causal": o.mfu_causal if o.speed else "",
             "train_time_s": o.train_time_s, "recommended": o is p.recommended,
             "layout": o.chosen.layout.label() if s and o.chosen.layout is not None else "",
         })
@@ -247,7 +251,8 @@ def plan_report(p: Plan) -> Group:
                     "model FLOPs the budget holds at the recommended run's MFU")
                    + f" ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)"
                    + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
-                      f"; its MFU, at hardware efficiency {p.stated_efficiency:g}"))
+                      f"; its MFU, at hardware efficiency {p.stated_efficiency:g}")
+                   + f"; MFU {_mfu_convention(r, p.mfu_causal, '.3g')}")
     if by_deadline is not None:
         budget.add_row(f"by --max-days {format_duration(p.max_wall_clock_s)}", format_flops(by_deadline),
                        "model FLOPs the recommended run delivers: the deadline stops it first")
@@ -308,7 +313,8 @@ def plan_report(p: Plan) -> Group:
                    else f"micro-batch {s.micro_batch} is the largest that fits" if s.micro_batch == r.chosen.max_micro_batch
                    else f"up to {r.chosen.max_micro_batch} sequences fit; {s.micro_batch} divides the batch"))
     rec.add_row("step", format_duration(sp.step_s),
-                f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu:.2f}, HFU {sp.hfu:.2f}"
+                f"{format_count(sp.tokens_per_s)} tokens/s busy, MFU {sp.mfu:.2f} "
+                f"{_mfu_convention(r, r.mfu_causal, '.2f')}, HFU {sp.hfu:.2f}"
                 + (f", communication {format_duration(sp.comm.exposed_s)} exposed"
                    + (f" + {format_duration(sp.comm.slowdown_s)} of compute slowed beside it" if sp.comm.slowdown_s > 0
                       else "") + f", scaling efficiency {sp.scaling_efficiency:.0%}" if b.n_gpus > 1 else ""))
@@ -340,7 +346,7 @@ def plan_report(p: Plan) -> Group:
     legend = ("setup: micro-batch x accumulation, rc = recompute, 8bit = 8-bit Adam, z = ZeRO stage, off = optimizer "
               "offload" if r.chosen.layout is None else "setup: the fastest layout that fits, TP/PP(x interleave)/DP/"
               "CP/EP degrees, SP = sequence parallel, mb = micro-batch x micro-batches, z = ZeRO stage, rc = recompute")
-    opts = Table(title=f"Options around the optimum{with_presets} ({legend})",
+    opts = Table(title=f"Options around the optimum{with_presets} ({legend}; MFU, HFU: {r.mfu_convention})",
                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     show_time = p.budget_kind == "flops" or p.max_wall_clock_s is not None
     cols = [("params", "right"), ("preset / role", "left"), ("shape", "right"), ("setup", "left"), ("MFU", "right"),
@@ -388,6 +394,12 @@ def plan_report(p: Plan) -> Group:
         parts.append(Text())
     parts.append(notes)
     return Group(*parts)
+
+
+def _mfu_convention(r: PlanOption, causal: float, fmt: str) -> str:
+    """'(dense attention, PaLM App. B; causal 0.46)': how an MFU of ``r`` counts attention, and the causal count
+    ``causal`` `flopscalc step` prints where the two differ materially (`PlanOption.mfu_conventions_differ`)."""
+    return f"({r.mfu_convention}" + (f"; causal {causal:{fmt}})" if r.mfu_conventions_differ else ")")
 
 
 def _growth_stop(g) -> str:

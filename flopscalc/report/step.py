@@ -47,6 +47,16 @@ def step_table(e: StepEstimate) -> Table:
     return t
 
 
+def step_network(e: StepEstimate) -> tuple[float, str] | None:
+    """(bytes/s per GPU per direction, source) of the network between nodes the step's data parallelism crosses
+    (`perf.fabric.gpu_fabric`'s); None on one node."""
+    from ..perf.fabric import GPUS_PER_NODE, network_bytes_per_s, network_source
+
+    if e.setup.n_gpus <= GPUS_PER_NODE:
+        return None
+    return network_bytes_per_s(e.gpu), network_source(e.gpu)
+
+
 def step_report(e: StepEstimate) -> Group:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
@@ -59,6 +69,11 @@ def step_report(e: StepEstimate) -> Group:
     summary.add_row("memory per GPU", f"{format_bytes(e.peak_memory_bytes)} of {format_bytes(e.gpu.memory_bytes)}"
                     + ("" if e.fits else ": [bold red]does not fit[/]; 'flopscalc memory' with the same flags "
                        "ranks the fixes"))
+    net = step_network(e)
+    if net is not None:  # traffic leaves the node: the network it crosses, and where the figure comes from
+        from ..perf.fabric import network_words
+
+        summary.add_row("network between nodes", network_words(*net))
     note = Text(f"sustained fraction {e.options.sustained:g} (fitted, see docs/performance_model.md); "
                 f"GEMM fraction {e.device.gemm_peak_fraction:g}; {e.device.source}", style="dim")
     return Group(Text(_settings_line(e)), step_table(e), summary, note)
@@ -162,6 +177,8 @@ def step_dict(e: StepEstimate) -> dict:
         "peak_memory_bytes": e.peak_memory_bytes,
         "memory_bytes_per_gpu": e.gpu.memory_bytes,
         "fits": e.fits,
+        "network_bytes_per_s_per_gpu": None if step_network(e) is None else step_network(e)[0],
+        "network_source": None if step_network(e) is None else step_network(e)[1],
         "communication_s": e.comm.comm_s, "communication_bytes": e.comm.volume_bytes,
         "grad_reduce_dtype": grad_reduce_dtype(e.setup) if e.setup.n_gpus > 1 else None,
         "sustained_fraction": e.options.sustained,
