@@ -113,3 +113,15 @@ def test_cli_text_and_json(capsys):
     assert "the loss is data-bound" in text and f"{s['epochs']:.1f} epochs" in text
     assert run(["plan", "--gpu", "4070ti", "--days", "365", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["data_bound"] is None
+
+
+def test_a_fixed_model_with_a_time_budget_says_it_too():
+    """`--model` with a budget spends it as well; the line is about that model and setup."""
+    from flopscalc.model import PRESETS
+
+    p = plan(GPU, 365 * DAY, dataset_tokens=UNIQUE, model=PRESETS["gpt2-xl"])
+    rec, s = p.recommended, p.data_bound
+    assert p.objective == "fixed" and s is not None
+    assert _loss(rec, s.n_tokens) <= rec.loss + DATA_BOUND_LOSS_TOLERANCE < _loss(rec, s.n_tokens * (1 - 1e-4))
+    fixed_tokens = plan(GPU, None, dataset_tokens=UNIQUE, model=PRESETS["gpt2-xl"], n_tokens=rec.n_tokens)
+    assert fixed_tokens.budget_kind == "tokens" and fixed_tokens.data_bound is None  # no budget to cut short

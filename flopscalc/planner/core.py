@@ -398,7 +398,7 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
         extra += tuple(w for w in (_layout_search_skipped(req.n_gpus, req.mfu, req.calibration, req.precision),) if w)
     # the per-operation model (and a profile's MFU per size) states no one efficiency
     stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
-    shorter = shorter_run(rec, law, req.dataset_tokens, req.budget_kind) if req.objective == "loss" else None
+    shorter = shorter_run(rec, law, req.dataset_tokens, req.budget_kind)  # a spending budget's (not a target's)
     warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, tm,
                                 shorter_run_warning(shorter) if shorter is not None else None)) + extra
                 + _calibration_warnings(req.calibration, gpu, options, rec))
