@@ -30,6 +30,7 @@ from .budget import (
     ComputeBudget,
     candidate,
 )
+from .databound import ShorterRun, shorter_run, shorter_run_warning
 from .family import ShapeFamily, model_family, shape_family
 from .notes import (
     _assumptions,
@@ -119,6 +120,7 @@ class Plan:
     family: str | None = "gpt2"  # the family shaped (or of the fixed model) whose presets the plan shows; None: none
     time_model: str = ""  # which model priced every option (`planner.speed`: per-operation, calibrated, stated, ...)
     seq_source: SeqSource | None = None  # where the training sequence came from (--seq, the model's default, ...)
+    data_bound: ShorterRun | None = None  # a data-bound loss: the shortest run within a tolerance of it (databound.py)
 
     @property
     def deadline_model_flops(self) -> float | None:
@@ -408,7 +410,9 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
         extra += tuple(w for w in (_layout_search_skipped(req.n_gpus, req.mfu, req.calibration, req.precision),) if w)
     # the per-operation model (and a profile's MFU per size) states no one efficiency
     stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
-    warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, rec_tm)) + extra
+    shorter = shorter_run(rec, law, req.dataset_tokens, req.budget_kind)  # a spending budget's (not a target's)
+    warnings = (tuple(_warnings(rec, budget, req.memory_bytes, req.calibration, req.mfu, law, rec_tm,
+                                shorter_run_warning(shorter) if shorter is not None else None)) + extra
                 + _calibration_warnings(req.calibration, gpu, options, rec))
     assumptions = _assumptions(budget, law, mfu_source, req.seq_len, cap, stated, rec, space.family,
                                time_model=None if tm is None else tm.kind,
@@ -419,7 +423,7 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,
                 overtraining=over, inference_tokens=req.inference_tokens, inference_optimum=ia, life_cycle=life,
                 warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if tm is None else tm.kind,
-                seq_source=req.seq_len_source)
+                seq_source=req.seq_len_source, data_bound=shorter)
 
 
 def plans_frame(plans: list[Plan]):

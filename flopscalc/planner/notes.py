@@ -188,7 +188,7 @@ def _general_assumptions(budget: ComputeBudget, law, mfu_source: str, seq_len: i
 
 
 def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration, mfu, law=None,
-              time_model=None) -> list[str]:
+              time_model=None, data_bound: str | None = None) -> list[str]:
     out = []
     if law is not None and 0 < rec.n_tokens < math.inf:  # the law far outside its runs, or above a uniform guess
         from ..scaling.allocate import predict_loss
@@ -228,6 +228,8 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
     if rec.epochs is not None and rec.epochs > 1:
         out.append(f"the recommended run repeats the dataset {rec.epochs:.1f} times; the loss counts repeated "
                    "tokens as worth less (Muennighoff et al. 2023)")
+    if data_bound is not None:  # the shortest run within a tolerance of a data-bound loss (`databound.shorter_run`)
+        out.append(data_bound)
     kind = getattr(time_model, "kind", None)
     if kind == PER_OPERATION:
         median, worst, runs = held_out_error(budget.gpu)

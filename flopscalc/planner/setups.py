@@ -244,12 +244,27 @@ def _lightest_flags(n_gpus: int) -> tuple[int, ...]:
     return tuple(i for i, f in enumerate(_searched(n_gpus > 1)) if f["recompute"] is Recompute.full)
 
 
+# The accumulation the lightest setups are judged at: a plan's step is many micro-batches (GPT-3's 0.5M-3.1M tokens
+# per step, `options.GPT3_TOKENS_PER_STEP`), and with accumulation the gradients are held while the next
+# micro-batch's activations build up (memory.estimate's peak with grad-accum > 1), so 2 is the least any of them
+# needs; 'flopscalc memory' at accumulation 1 needs less (llama-3.1-8b on 4 x 4070 Ti, ZeRO-3, offload, full
+# recomputation, sequence 1024: 10.3 GiB at 1, 14.0 GiB at 2).
+LIGHTEST_GRAD_ACCUM = 2
+
+
+def lightest_setup_words(seq_len: int) -> str:
+    """What the lightest setup was judged at, for a refusal to name: micro-batch, accumulation, sequence (the
+    settings 'flopscalc memory' needs to give the same peak)."""
+    return (f"micro-batch 1, gradient accumulation {LIGHTEST_GRAD_ACCUM} or more (gradients held between "
+            f"micro-batches), sequence {seq_len:,}")
+
+
 def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
                     highest_stage_first: bool = False, gpu_architecture: str | None = None):
     """Peak memory per GPU (bytes) at micro-batch 1 of each of `_lightest_flags`, lazily (in reverse order, ZeRO-3
     first, with ``highest_stage_first``), on a GPU of ``gpu_architecture`` (`TrainingSetup.gpu_architecture`)."""
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
-                         grad_accum=2, gpu_architecture=gpu_architecture)
+                         grad_accum=LIGHTEST_GRAD_ACCUM, gpu_architecture=gpu_architecture)
     light = _lightest_flags(n_gpus)
     return (estimate_memory(cfg, _flagged(base, i)).peak_bytes for i in (light[::-1] if highest_stage_first
                                                                          else light))

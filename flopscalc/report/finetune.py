@@ -9,6 +9,7 @@ from rich.text import Text
 
 from ..finetune.adapters import Method
 from ..finetune.plan import FinetunePlan
+from ..memory.margin import margin_note
 from ..model import count_params
 from ..units import GIB, format_count, format_duration, format_flops, format_gib_number
 from .common import assumptions_table
@@ -69,6 +70,9 @@ def finetune_report(p: FinetunePlan) -> Group:
     if p.fits:
         parts.append(Text.from_markup(f"[bold green]fits[/]: {format_gib_number(mem.required_bytes())} of "
                                       f"{format_gib_number(p.usable_bytes)} GiB usable", emoji=False))
+        near = margin_note(mem.required_bytes(), p.gpu.memory_bytes, p.setup.device)
+        if near:
+            parts.append(Text(f"note: {near}", style="yellow"))
     else:
         parts.append(Text.from_markup(
             f"[bold red]does not fit[/]: needs {format_gib_number(mem.required_bytes())} GiB, "

@@ -9,6 +9,7 @@ from rich.text import Text
 
 from ..memory import COMPONENTS, MemoryAnswer
 from ..memory.estimate import MemoryBreakdown
+from ..memory.margin import margin_note
 from ..model import count_params
 from ..units import GIB, format_bytes, format_count, format_gib_number
 from .common import assumptions_table, seq_label, seq_words
@@ -82,12 +83,17 @@ def memory_report(a: MemoryAnswer) -> Group:
                                    f"{format_gib_number(fit.capacity_bytes)} GiB, {format_gib_number(fit.headroom_bytes)} GiB "
                                    f"({fit.headroom_bytes / fit.capacity_bytes:.0%}) headroom", emoji=False)
     else:
+        # with --headroom the bar is the usable share, which a peak can pass while still below the capacity
+        usable = (f" usable of the {format_gib_number(fit.capacity_bytes)} GiB" if fit.min_headroom_fraction else "")
         verdict = Text.from_markup(f"[bold red]does not fit[/]: needs {format_gib_number(fit.required_bytes)} GiB, "
-                                   f"{format_gib_number(-fit.headroom_bytes)} GiB more than the {format_gib_number(fit.capacity_bytes)} GiB "
-                                   f"of {fit.gpu.name}", emoji=False)
+                                   f"{format_gib_number(fit.required_bytes - fit.usable_bytes)} GiB more than the "
+                                   f"{format_gib_number(fit.usable_bytes)} GiB{usable} of {fit.gpu.name}", emoji=False)
     parts += [verdict]
     if fit.min_headroom_fraction:
         parts.append(Text(f"(keeping {fit.min_headroom_fraction:.0%} of the GPU free)", style="dim"))
+    near = _margin_note(a) if fit.fits else None
+    if near:
+        parts.append(Text(f"note: {near}", style="yellow"))
     mb = a.max_micro_batch
     parts.append(Text(f"largest micro-batch that fits with these settings: {mb}" if mb else
                       "not even micro-batch 1 fits with these settings"))
@@ -138,6 +144,11 @@ def breakdown_dict(b: MemoryBreakdown) -> dict:
     }
 
 
+def _margin_note(a: MemoryAnswer) -> str | None:
+    """`memory.margin.margin_note` of the answer's fit: a "fits" closer to the edge than the measured error."""
+    return margin_note(a.fit.required_bytes, a.fit.capacity_bytes, a.breakdown.setup.device)
+
+
 def memory_dict(a: MemoryAnswer) -> dict:
     """The same numbers as `memory_report`, in bytes."""
     adv = a.advice
@@ -146,6 +157,7 @@ def memory_dict(a: MemoryAnswer) -> dict:
         "gpu": a.fit.gpu.key, "gpu_name": a.fit.gpu.name, "capacity_bytes": a.fit.capacity_bytes,
         "fits": a.fit.fits, "headroom_bytes": a.fit.headroom_bytes,
         "min_headroom_fraction": a.fit.min_headroom_fraction, "max_micro_batch": a.max_micro_batch,
+        "margin_note": _margin_note(a) if a.fit.fits else None,
         "fixes": [{"changes": list(f.changes), "cost": f.cost, "peak_bytes": f.peak_bytes,
                    "setup": _setup_dict(f.breakdown)} for f in adv.fixes],
         "no_fix_reason": adv.reason,

@@ -152,6 +152,10 @@ def plan_dict(p: Plan) -> dict:
             "tokens_per_param": p.overtraining.tokens_per_param, "times_chinchilla": p.overtraining.times_chinchilla,
             "warning": p.overtraining.warning},
         "inference": _inference_dict(p),
+        "data_bound": None if p.data_bound is None else {  # planner.databound.ShorterRun
+            "n_tokens": p.data_bound.n_tokens, "train_time_s": p.data_bound.train_time_s,
+            "epochs": p.data_bound.epochs, "loss": p.data_bound.loss, "tolerance_nats": p.data_bound.tolerance_nats,
+            "budget_loss": p.data_bound.budget_loss, "saved_s": p.data_bound.saved_s},
         "warnings": list(p.warnings),
         "assumptions": [{"name": x.name, "value": x.value, "source": x.source} for x in p.assumptions],
     }

@@ -7,6 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..memory.margin import margin_note
 from ..perf import CLASS_ORDER, StepEstimate
 from ..units import format_bytes, format_rate, format_tokens_per_s
 from .common import seq_label, seq_words
@@ -76,7 +77,15 @@ def step_report(e: StepEstimate) -> Group:
         summary.add_row("network between nodes", network_words(*net))
     note = Text(f"sustained fraction {e.options.sustained:g} (fitted, see docs/performance_model.md); "
                 f"GEMM fraction {e.device.gemm_peak_fraction:g}; {e.device.source}", style="dim")
-    return Group(Text(_settings_line(e)), step_table(e), summary, note)
+    near = _margin_note(e) if e.fits else None
+    return Group(Text(_settings_line(e)), step_table(e), summary,
+                 *((Text(f"note: {near}", style="yellow"),) if near else ()), note)
+
+
+def _margin_note(e: StepEstimate) -> str | None:
+    """`memory.margin.margin_note` of the step's memory: a fit closer to the edge than the measured error."""
+    return margin_note(e.peak_memory_bytes, e.gpu.memory_bytes, e.setup.device,
+                       how="'flopscalc memory' with the same flags and --headroom 0.05")
 
 
 PER_OPERATION_MODEL = "per-operation"
