@@ -76,6 +76,16 @@ def lands_on(path: str | Path) -> Path:
     return Path(os.path.realpath(path))
 
 
+def refuse_overwrite(outputs: dict[str, str | Path | None], replace: bool, what: str = "file") -> None:
+    """UsageError, before any work, for an output that already exists when ``replace`` (``--replace``) is not given:
+    nothing the user made is lost unasked (plot --out, calibrate/bench --out, train prepare's files). Keys are the
+    options as typed (or the file's role), None = not given; a path is looked up as the writer will reach it
+    (`lands_on`)."""
+    for flag, path in outputs.items():
+        if path is not None and not replace and lands_on(path).exists():
+            raise UsageError(f"{flag} {path} already exists; give --replace to overwrite the {what}, or another path")
+
+
 def refuse_same_file(outputs: dict[str, str | Path | None],
                      inputs: dict[str, str | Path | list | tuple | None] | None = None) -> None:
     """UsageError when two outputs, or an output and an input, name one file (``--checkpoint run.pt --metrics-log

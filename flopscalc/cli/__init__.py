@@ -17,6 +17,11 @@ from ..errors import DomainError, FlopscalcError, UsageError
 HELP = "Compute-budget planner and FLOPs calculator for training GPT-style language models."
 VERSION_HELP = "Print the version and exit."
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+# Said when standard output is closed (`flopscalc gpus >&-`: Python starts with sys.stdout None). Every command and
+# help page answers on standard output, so nothing would reach the user: refused before any work (`run`), and by
+# `common.emit` / `common.write_stdout` for a library caller, with exit 1 as for a stdout that fails mid-write.
+STDOUT_CLOSED = ("cannot write the output to standard output: it is closed; run with standard output open, or send "
+                 "it elsewhere (> FILE, or > /dev/null to discard it)")
 # What `flopscalc --help` shows without importing typer, as typer shows the top-level group (the test compares).
 USAGE = "Usage: flopscalc [OPTIONS] COMMAND [ARGS]..."
 TOP_OPTIONS = (("--version", "", VERSION_HELP), ("--help", "-h", "Show this message and exit."))
@@ -112,6 +117,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 domain error, 2 usage error (one line on stderr)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if sys.stdout is None:  # before the parser: a help page or --version would go nowhere, and exit 0 (click's echo)
+        return _fail(STDOUT_CLOSED, 1)
     if args in (["--help"], ["-h"]):  # the top-level help needs no parser
         try:
             print_help(USAGE, HELP, TOP_OPTIONS, [(name, text) for name, (_, text) in COMMANDS.items()])

@@ -297,6 +297,7 @@ def with_notes(renderable, data: dict, notes) -> tuple:
 def emit(renderable, data: dict, as_json: bool) -> None:
     """Print ``renderable``, or ``data`` as JSON; a stdout that cannot take it (a full disk: ENOSPC, an I/O error) is
     a `DomainError` of one line. A closed pipe (`BrokenPipeError`) is left to `cli.run`."""
+    _refuse_closed_stdout()
     try:
         if as_json:
             import json  # here: the tables need no JSON encoder (start-up, issue 18)
@@ -317,6 +318,7 @@ def emit(renderable, data: dict, as_json: bool) -> None:
 def write_stdout(text: str) -> None:
     """Write ``text`` to stdout as it is (`plan --csv`, the path a plot was saved to), failing as `emit` does: one
     line, not a traceback, when stdout cannot take it."""
+    _refuse_closed_stdout()
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -333,6 +335,15 @@ def _stdout_failed(e: OSError) -> Exception:
 
     return DomainError(f"cannot write the output to standard output: {e.strerror or e}; free space where it goes, "
                        "or send it elsewhere (> FILE)")
+
+
+def _refuse_closed_stdout() -> None:
+    """`DomainError` (`cli.STDOUT_CLOSED`) when the process started with standard output closed (sys.stdout None)."""
+    if sys.stdout is None:
+        from ..errors import DomainError
+        from . import STDOUT_CLOSED
+
+        raise DomainError(STDOUT_CLOSED)
 
 
 def _drop_stdout() -> None:

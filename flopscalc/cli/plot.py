@@ -45,6 +45,8 @@ OutOpt = Annotated[Path | None, typer.Option(
     "--out", help="Image file to write; the format follows the suffix: .png, .svg or .pdf.")]
 LawOpt = Annotated[str | None, typer.Option(
     "--law", help="Scaling law with a loss formula (see 'flopscalc scaling laws'); default besiroglu2024.")]
+ReplaceOpt = Annotated[bool, typer.Option(
+    "--replace", help="Overwrite an existing file at --out (it is kept otherwise).")]
 DpiOpt = Annotated[int, typer.Option(help="Resolution of PNG files (dots per inch).")]
 BudgetsOpt = Annotated[list[str] | None, typer.Option(
     "--flops", help="Training budget to draw, e.g. 1e20; repeat for several. (FLOP)")]
@@ -53,20 +55,25 @@ BudgetsOpt = Annotated[list[str] | None, typer.Option(
 # Resolution accepted for PNG files (dots per inch): the bounds plots._common.save_figure enforces.
 
 
-def _check_out(ctx: typer.Context, out: Path | None, as_json: bool, dpi: int = PNG_DPI) -> None:
+def _check_out(ctx: typer.Context, out: Path | None, as_json: bool, dpi: int = PNG_DPI, replace: bool = False
+               ) -> None:
     """Validate --out and --dpi before any work (rendering takes seconds): a known suffix in a folder that can be
-    written, or --json alone; a resolution in range."""
-    from ..atomic import check_writable_file
+    written, not over an existing file unless --replace, or --json alone; a resolution in range."""
+    from ..atomic import check_writable_file, refuse_overwrite
     from ..plots import format_for
 
     if out is None and not as_json:
         raise UsageError("say where to write the chart with --out FILE (.png, .svg or .pdf), "
                          "or print its numbers with --json")
+    if replace and out is None:
+        raise UsageError("--replace says what to do with an existing file at --out: give it with --out FILE, or "
+                         "drop --replace")
     if not MIN_DPI <= dpi <= MAX_DPI:
         raise UsageError(f"--dpi must be between {MIN_DPI} and {MAX_DPI} dots per inch, got {dpi}; e.g. --dpi 150")
     if out is not None:
         format_for(out)
         check_writable_file(out, "--out")
+        refuse_overwrite({"--out": out}, replace, "image")
     if (out is None or format_for(out) != "png") and given_on_command_line(ctx, "dpi"):
         # SVG and PDF are vector files (every mark a path; the same bytes at any --dpi), and --json alone draws nothing
         raise UsageError("--dpi would be ignored: it sets the resolution of PNG files, and "
@@ -97,6 +104,7 @@ def _count(text: str, option: str) -> float:
 def frontier(
     ctx: typer.Context,
     out: OutOpt = None,
+    replace: ReplaceOpt = False,
     dpi: DpiOpt = PNG_DPI,
     law: Annotated[list[str] | None, typer.Option(
         "--law", help="Scaling law to draw; repeat for several (the first places the presets and the optimum).")
@@ -128,7 +136,7 @@ def frontier(
     as_json: JsonOpt = False,
 ) -> None:
     """Compute-optimal parameters and tokens against compute, per law, with presets, famous runs and your budget."""
-    _check_out(ctx, out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi, replace)
     if gpu is None:
         refuse_unused(ctx, "--gpu", ("n_gpus", "precision", "seq", "memory", "gpu_csv"),
                       "used only to shade the model sizes that fit on the GPU")
@@ -190,6 +198,7 @@ def frontier(
 def isoflop(
     ctx: typer.Context,
     out: OutOpt = None,
+    replace: ReplaceOpt = False,
     dpi: DpiOpt = PNG_DPI,
     flops: BudgetsOpt = None,
     law: LawOpt = None,
@@ -200,7 +209,7 @@ def isoflop(
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted loss against model size at fixed compute, minima marked; your runs overlaid."""
-    _check_out(ctx, out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi, replace)
     if runs is None:
         refuse_unused(ctx, "--runs", ("flops_tolerance",), "used only to group your runs by FLOPs")
     from ..plots import draw_isoflop, isoflop_data
@@ -215,6 +224,7 @@ def isoflop(
 def landscape(
     ctx: typer.Context,
     out: OutOpt = None,
+    replace: ReplaceOpt = False,
     dpi: DpiOpt = PNG_DPI,
     law: LawOpt = None,
     n_min: Annotated[str, typer.Option("--n-min", help="Smallest model drawn. (parameters)")] = "1e7",
@@ -225,7 +235,7 @@ def landscape(
     as_json: JsonOpt = False,
 ) -> None:
     """Contours of predicted loss over model size and tokens, with lines of equal compute and the optimal path."""
-    _check_out(ctx, out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi, replace)
     from ..plots import draw_landscape, landscape_data
 
     refuse_empty(**{"--law": law})  # the laws' reader takes '' as the default
@@ -240,6 +250,7 @@ def landscape(
 def memory(
     ctx: typer.Context,
     out: OutOpt = None,
+    replace: ReplaceOpt = False,
     dpi: DpiOpt = PNG_DPI,
     gpu: Annotated[str | None, typer.Option(help="GPU whose capacity is drawn, e.g. 4070ti.")] = None,
     model: Annotated[list[str] | None, typer.Option(
@@ -263,7 +274,7 @@ def memory(
     as_json: JsonOpt = False,
 ) -> None:
     """Stacked training-memory bars per component for several models or micro-batches, against the GPU."""
-    _check_out(ctx, out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi, replace)
     if gpu is None:
         refuse_unused(ctx, "--gpu", ("gpu_csv",), "used only to look up the GPU whose capacity is drawn")
     from ..hardware import get_gpu
@@ -295,13 +306,14 @@ def calibration(
     ctx: typer.Context,
     profile: Annotated[Path, typer.Argument(help="Calibration profile JSON from 'flopscalc calibrate'.")],
     out: OutOpt = None,
+    replace: ReplaceOpt = False,
     dpi: DpiOpt = PNG_DPI,
     mfu: Annotated[float | None, typer.Option(
         help="MFU at which step times are predicted. (0-1; default the planner's 0.40)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measured against predicted: step time, MFU by model size, and peak memory, from a calibration profile."""
-    _check_out(ctx, out, as_json, dpi)
+    _check_out(ctx, out, as_json, dpi, replace)
     from ..calibration import load_profile
     from ..plots import calibration_data, draw_calibration
 

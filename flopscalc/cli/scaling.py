@@ -6,6 +6,7 @@ Engines (numpy, scipy for fitting) are imported inside each command, never at mo
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -73,15 +74,19 @@ def laws(
 ) -> None:
     """List the built-in and saved scaling laws with their constants and sources."""
     from ..report.scaling import law_detail, law_dict, laws_table
-    from ..scaling.io import saved_laws
+    from ..scaling.io import read_saved_laws
     from ..scaling.laws import BUILTIN_LAWS
 
     if name is not None:
         law = _law(name)
         emit(law_detail(law), law_dict(law), as_json)
         return
-    all_laws = list(BUILTIN_LAWS.values()) + saved_laws()
-    emit(laws_table(all_laws), {"laws": [law_dict(x) for x in all_laws]}, as_json)
+    saved, problems = read_saved_laws()  # a bad file is a warning: the readable laws are still listed
+    for line in problems:
+        sys.stderr.write(f"flopscalc: warning: {line}\n")
+    all_laws = list(BUILTIN_LAWS.values()) + saved
+    data = {"laws": [law_dict(x) for x in all_laws]}
+    emit(laws_table(all_laws), {**data, "warnings": problems} if problems else data, as_json)
 
 
 @scaling_app.command("optimal")
@@ -188,7 +193,7 @@ def fit(
 ) -> None:
     """Fit a scaling law to your runs, with bootstrap intervals and diagnostics."""
     from ..report.scaling import fit3_dict, fit3_report, power_fit_dict, power_fit_report
-    from ..scaling.io import read_runs, save_law, saved_law_path
+    from ..scaling.io import LAW_NAME_RE, read_runs, save_law, saved_law_path
 
     if bootstrap < 0:
         raise UsageError(f"--bootstrap must be 0 or more, got {bootstrap}")
@@ -205,6 +210,10 @@ def fit(
         from ..scaling.runs import seeded_rng
 
         seeded_rng(seed)  # a bad seed is refused before the fit, not after it
+    if save is not None:  # law names are not case-sensitive: saved (and looked up) in lower case
+        from ..scaling.io import fold_law_name
+
+        given, save = save, fold_law_name(save) if LAW_NAME_RE.match(save) else save
     replaced = save is not None and saved_law_path(save, replace=replace).exists()  # name checked before the fit
     runs = read_runs(runs_csv)
     source = f"fitted by flopscalc: approach {approach.value} on {runs_csv.name} ({len(runs)} runs)"
@@ -230,7 +239,8 @@ def fit(
     emit(renderable, data, as_json)
     if fitted is not None and not as_json:
         verb = "replaced the saved law" if replaced else "saved as"
-        write_stdout(f"{verb} {save!r}: {data['saved_to']} (use --law {save})\n")
+        folded = " (law names are not case-sensitive)" if given != save else ""
+        write_stdout(f"{verb} {save!r}{folded}: {data['saved_to']} (use --law {save})\n")
 
 
 class ScheduleChoice(str, Enum):

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ..atomic import lands_on
+from ..atomic import lands_on, refuse_overwrite
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
 from .common import (
@@ -330,22 +330,30 @@ def prepare(
     = 0.1,
     fmt: Annotated[TokenFormat, typer.Option("--format", help="llmc: llm.c header + uint16; raw: nanoGPT uint16.")]
     = TokenFormat.llmc,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Overwrite train.bin, val.bin and meta.json already in the folder (kept otherwise).")]
+    = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Tokenise a text file (or Python's own docs) into train/val token files; no torch needed."""
+    from ..train.data import check_prepare_outputs, pydoc_text
     from ..train.data import prepare as prepare_tokens
-    from ..train.data import pydoc_text
     from ..train.render import prepare_table
 
     if (text is None) == (not pydoc):
         raise UsageError("give the text once: --text FILE or --pydoc")
-    if text is not None:
+    if text is not None:  # the input first, then the outputs, all before anything is tokenised or written
         from ..textfile import read_text
 
         body, source = read_text(text, "text file"), str(text)
     else:
         body, source = pydoc_text(), "pydoc_data.topics"
-    p = prepare_tokens(body, out, tokenizer=tokenizer.value, val_fraction=val_fraction, fmt=fmt.value, source=source)
+    for path in check_prepare_outputs(out, replace) if text is not None else ():
+        if lands_on(path) == lands_on(text) or (path.exists() and path.samefile(text)):
+            raise UsageError(f"--text {text} is the {path.name} that prepare writes in {out}: it would replace your "
+                             "text; give another folder, or move the text out of it")
+    p = prepare_tokens(body, out, tokenizer=tokenizer.value, val_fraction=val_fraction, fmt=fmt.value, source=source,
+                       replace=replace)
     data = {"train": str(p.train_path), "val": str(p.val_path), "meta": str(p.meta_path), "tokenizer": p.tokenizer,
             "vocab_size": p.vocab_size, "n_train_tokens": p.n_train_tokens, "n_val_tokens": p.n_val_tokens}
     emit(prepare_table(data), data, as_json)
@@ -374,8 +382,7 @@ def refuse_existing_profile(out: Path | None, replace: bool) -> None:
     profile is minutes of measurement on a device: nothing the user made is lost, as saved laws need --replace)."""
     if replace and out is None:
         raise UsageError("--replace says what to do with an existing profile at --out: give it with --out FILE")
-    if out is not None and not replace and lands_on(out).is_file():
-        raise UsageError(f"--out {out} already exists; give --replace to overwrite it, or another path")
+    refuse_overwrite({"--out": out}, replace, "profile")
 
 
 def _lora_line(cfg) -> str:

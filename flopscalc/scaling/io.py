@@ -21,27 +21,21 @@ from typing import TYPE_CHECKING
 from ..atomic import check_writable_file, write_text_atomic
 from ..errors import UsageError
 from ..textfile import check_comma_separated, parse_json, read_text
-from .laws import (
-    FLOPS_PER_PARAM_TOKEN,
-    FittedRange,
-    KaplanLoss,
-    ParametricLoss,
-    PowerLawAllocation,
-    RepetitionDecay,
-    ScalingLaw,
-)
+from .law_json import LAW_SCHEMA_VERSION, law_from_dict, law_to_dict  # noqa: F401 - re-exported
+from .laws import FLOPS_PER_PARAM_TOKEN, ScalingLaw
 from .names import (  # noqa: F401 - re-exported: plans resolve a law by name without this module's file machinery
     HOME_ENV,
     _all_builtin_names,
     get_law,
     laws_dir,
     resolve_law,
+    saved_law_file,
+    saved_law_files,
 )
 
 if TYPE_CHECKING:
     from .runs import Runs
 
-LAW_SCHEMA_VERSION = 1
 COLUMN_ALIASES = {
     "n_params": ("n_params", "params", "parameters", "n", "model_size", "model size", "num_params"),
     "n_tokens": ("n_tokens", "tokens", "d", "training_tokens", "training tokens", "num_tokens"),
@@ -113,83 +107,31 @@ def read_runs(path: str | Path, text: str | None = None) -> Runs:
 # ------------------------------------------------------------------------------------------ saved laws
 
 
-def law_to_dict(law: ScalingLaw) -> dict:
-    form = law.loss_form
-    d = {
-        "schema_version": LAW_SCHEMA_VERSION, "name": law.name, "title": law.title, "source": law.source,
-        "flop_convention": law.flop_convention, "n_counts_embeddings": law.n_counts_embeddings,
-        "loss_form": None, "allocation": None,
-        "uncertainty": {k: list(v) for k, v in law.uncertainty.items()}, "uncertainty_kind": law.uncertainty_kind,
-        "notes": law.notes,
-        # optional since they were added: files written before load without them (no range, GPT-2 vocabulary)
-        "fitted_range": law.fitted_range.as_dict() if law.fitted_range is not None else None,
-        "vocab_size": law.vocab_size,
-        "repetition": _repetition_dict(law.repetition),
-    }
-    if isinstance(form, ParametricLoss):
-        d["loss_form"] = {"kind": "parametric", **form.constants()}
-    elif isinstance(form, KaplanLoss):
-        d["loss_form"] = {"kind": "kaplan", "alpha_n": form.alpha_n, "alpha_d": form.alpha_d,
-                          "n_c": form.n_c, "d_c": form.d_c}
-    if law.allocation is not None:
-        al = law.allocation
-        d["allocation"] = {"k_n": al.k_n, "a": al.a, "k_d": al.k_d, "b": al.b, "c_unit_flops": al.c_unit_flops}
-    return d
-
-
-def _repetition_dict(rep: RepetitionDecay | None) -> dict | None:
-    if rep is None:
-        return None
-    return {"r_d_star": rep.r_d_star, "r_n_star": rep.r_n_star,
-            "unique_tokens": list(rep.unique_tokens) if rep.unique_tokens else None, "source": rep.source}
-
-
-def _span(v) -> tuple[float, float] | None:
-    return None if v is None else (float(v[0]), float(v[1]))
-
-
-def law_from_dict(d: dict, where: str) -> ScalingLaw:
-    if d.get("schema_version") != LAW_SCHEMA_VERSION:
-        raise UsageError(f"{where}: schema_version {d.get('schema_version')!r} is not {LAW_SCHEMA_VERSION}; "
-                         "refit and save the law again")
-    try:
-        lf = d.get("loss_form")
-        form = None
-        if lf and lf["kind"] == "parametric":
-            form = ParametricLoss(E=lf["E"], A=lf["A"], B=lf["B"], alpha=lf["alpha"], beta=lf["beta"])
-        elif lf and lf["kind"] == "kaplan":
-            form = KaplanLoss(lf["alpha_n"], lf["alpha_d"], lf["n_c"], lf["d_c"])
-        al = d.get("allocation")
-        alloc = PowerLawAllocation(**al) if al else None
-        return ScalingLaw(name=d["name"], title=d["title"], source=d["source"],
-                          flop_convention=d["flop_convention"], n_counts_embeddings=d["n_counts_embeddings"],
-                          loss_form=form, allocation=alloc,
-                          uncertainty={k: tuple(v) for k, v in d.get("uncertainty", {}).items()},
-                          uncertainty_kind=d.get("uncertainty_kind", ""), notes=d.get("notes", ""),
-                          fitted_range=FittedRange(n_params=_span(fr.get("n_params")), n_tokens=_span(fr.get("n_tokens")),
-                                                   c_flops=_span(fr.get("c_flops")), source=fr.get("source", ""))
-                          if (fr := d.get("fitted_range")) else None,
-                          vocab_size=d.get("vocab_size"),
-                          repetition=RepetitionDecay(rep["r_d_star"], rep["r_n_star"], _span(rep.get("unique_tokens")),
-                                                     rep.get("source", "")) if (rep := d.get("repetition")) else None)
-    except (KeyError, TypeError) as e:
-        raise UsageError(f"{where}: not a flopscalc law file (missing or bad field {e})") from None
-
-
 def saved_law_path(name: str, directory: str | Path | None = None, *, replace: bool = False) -> Path:
-    """Where a law saved as ``name`` goes; UsageError for a name that cannot be a file or is built in, and for a
-    saved law of that name unless ``replace`` (a law the user fitted is never overwritten unasked)."""
+    """Where a law saved as ``name`` goes; UsageError for a name that cannot be a file, ends in '.json' or is built
+    in, and for a saved law of that name in any case unless ``replace`` (a law the user fitted is never overwritten
+    unasked). Names are folded to lower case (`fold_law_name`), as lookups fold them: ``MyLaw`` is saved as
+    ``mylaw.json``, and replaces a ``MyLaw.json`` saved before names were folded in its own file."""
+    folder = Path(directory) if directory is not None else laws_dir()
+    if name.lower().endswith(".json") and LAW_NAME_RE.match(name[:-5]):
+        raise UsageError(f"--save names the law, not its file: give --save {name[:-5]} (it is written as "
+                         f"{folder / fold_law_name(name[:-5])}.json)")
     if not LAW_NAME_RE.match(name):
         raise UsageError(f"law name {name!r} is not usable as a file name; use 1-64 letters, digits, '.', '_', '-' "
                          "starting with a letter or digit, e.g. --save mylaw")
-    if name.lower() in _all_builtin_names():
+    key = fold_law_name(name)
+    if key in _all_builtin_names():
         raise UsageError(f"{name!r} is a built-in law; save yours under another name")
-    folder = Path(directory) if directory is not None else laws_dir()
-    path = folder / f"{name}.json"
-    if path.exists() and not replace:
-        raise UsageError(f"a saved law named {name!r} exists ({path}); choose another name, or add --replace to "
+    existing = saved_law_file(folder, key)
+    if existing is not None and not replace:
+        raise UsageError(f"a saved law named {key!r} exists ({existing}); choose another name, or add --replace to "
                          "overwrite it")
-    return check_writable_file(path, "law file")
+    return check_writable_file(existing or folder / f"{key}.json", "law file")
+
+
+def fold_law_name(name: str) -> str:
+    """The name a law is saved and looked up under: law names are not case-sensitive (built-in or saved)."""
+    return name.strip().lower()
 
 
 def save_law(law: ScalingLaw, directory: str | Path | None = None, *, replace: bool = False) -> Path:
@@ -198,20 +140,37 @@ def save_law(law: ScalingLaw, directory: str | Path | None = None, *, replace: b
     An existing saved law of that name is kept (UsageError) unless ``replace``; then it is replaced whole.
     """
     path = saved_law_path(law.name, directory, replace=replace)
+    if law.name != fold_law_name(law.name):  # saved under the name it is looked up by
+        from dataclasses import replace as with_fields
+
+        law = with_fields(law, name=fold_law_name(law.name))
     return write_text_atomic(path, json.dumps(law_to_dict(law), indent=2) + "\n")
 
 
 def load_law(path: str | Path) -> ScalingLaw:
+    """The law saved in ``path``; every problem one UsageError beginning "law file PATH"."""
     path = Path(path)
+    where = f"law file {path}"
     try:
         d = parse_json(read_text(path, "law file"), str(path), "law file")
     except json.JSONDecodeError as e:
-        raise UsageError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        raise UsageError(f"{where}: not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(d, dict):
-        raise UsageError(f"{path}: not a flopscalc law file (expected a JSON object, found {type(d).__name__})")
-    return law_from_dict(d, str(path))
+        raise UsageError(f"{where}: not a flopscalc law file (expected a JSON object, found {type(d).__name__})")
+    return law_from_dict(d, where)
 
 
-def saved_laws(directory: str | Path | None = None) -> list[ScalingLaw]:
+def read_saved_laws(directory: str | Path | None = None) -> tuple[list[ScalingLaw], list[str]]:
+    """The readable saved laws, and one line per file that cannot be read (what is wrong, remove or rename it): one
+    bad file in the folder does not hide the others (`flopscalc scaling laws`). Using a bad law by name still
+    refuses (`get_law`)."""
+    from ..errors import FlopscalcError
+
     folder = Path(directory) if directory is not None else laws_dir()
-    return [load_law(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    laws, problems = [], []
+    for path in saved_law_files(folder):
+        try:
+            laws.append(load_law(path))
+        except FlopscalcError as e:
+            problems.append(f"{e} (not listed: remove or rename the file)")
+    return laws, problems

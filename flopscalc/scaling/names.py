@@ -31,19 +31,35 @@ def _all_builtin_names() -> dict[str, str]:
     return names
 
 
+def saved_law_files(folder: Path) -> list[Path]:
+    """The saved law files in ``folder`` (``*.json``), sorted; none when the folder does not exist."""
+    return sorted(p for p in folder.glob("*.json") if p.is_file()) if folder.is_dir() else []
+
+
+def saved_law_file(folder: Path, key: str) -> Path | None:
+    """The saved law file whose name is ``key`` in any case (``MyLaw.json`` for 'mylaw'), or None. Law names are not
+    case-sensitive, as the built-in names are not (`get_law`); two files that differ only in case (saved before
+    names were folded) are refused, naming both."""
+    found = [p for p in saved_law_files(folder) if p.stem.lower() == key]
+    if len(found) > 1:
+        raise UsageError(f"saved laws {' and '.join(str(p) for p in found)} differ only in case, and law names are "
+                         "not case-sensitive; rename or remove one of them")
+    return found[0] if found else None
+
+
 def get_law(name: str, directory: str | Path | None = None) -> ScalingLaw:
-    """A built-in law by name or alias, or a saved one (``NAME.json`` in the laws folder)."""
+    """A built-in law by name or alias, or a saved one (``NAME.json`` in the laws folder), the name in any case."""
     key = name.strip().lower()
     builtin = _all_builtin_names()
     if key in builtin:
         return BUILTIN_LAWS[builtin[key]]
     folder = Path(directory) if directory is not None else laws_dir()
-    path = folder / f"{name.strip()}.json"
-    if path.is_file():
+    path = saved_law_file(folder, key)
+    if path is not None:
         from .io import load_law  # a saved law: the file readers load only then
 
         return load_law(path)
-    options = list(builtin) + ([p.stem for p in folder.glob("*.json")] if folder.is_dir() else [])
+    options = list(builtin) + [p.stem.lower() for p in saved_law_files(folder)]
     import difflib
 
     close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)

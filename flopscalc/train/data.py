@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_bytes_atomic, write_text_atomic
+from ..atomic import check_writable_file, lands_on, write_bytes_atomic, write_text_atomic
 from ..errors import DomainError, UsageError
 
 LLMC_HEADER_INT32 = 256  # llm.c data_common.py: "a header with 256 int32s"
@@ -28,6 +28,7 @@ DEFAULT_VAL_FRACTION = 0.1  # nanoGPT's shakespeare_char split: last 10% for val
 # Tokens each split needs at the least: one input and the next token as its target (a sequence of length 1).
 MIN_SPLIT_TOKENS = 2
 META_NAME = "meta.json"
+PREPARED_NAMES = ("train.bin", "val.bin", META_NAME)  # what `prepare` writes into its folder, in that order
 
 
 def read_tokens(path: str | Path) -> np.ndarray:
@@ -157,9 +158,29 @@ def _too_short(n_tokens: int, tokenizer: str, val_fraction: float, source: str) 
     return line + f"use a longer text, or --val-fraction {best:g} for this one"
 
 
+def check_prepare_outputs(out_dir: str | Path, replace: bool = False) -> tuple[Path, Path, Path]:
+    """The paths `prepare` writes in ``out_dir`` (`PREPARED_NAMES`), each checked before any is written: a folder (made
+    if missing) that can be written, and no file of those names already there unless ``replace`` (a dataset prepared
+    before, or a file of the user's, is not replaced unasked). UsageError otherwise."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"data folder {out} is a file; give a folder to write {', '.join(PREPARED_NAMES)} into "
+                         "(made if missing), e.g. data/")
+    paths = tuple(check_writable_file(out / name) for name in PREPARED_NAMES)
+    there = [p.name for p in paths if lands_on(p).exists()]
+    if there and not replace:
+        raise UsageError(f"data folder {out} already holds {', '.join(there)}; preparing would replace "
+                         f"{'it' if len(there) == 1 else 'them'}: give --replace to overwrite "
+                         f"{', '.join(PREPARED_NAMES)}, or another folder")
+    return paths
+
+
 def prepare(text: str, out_dir: str | Path, *, tokenizer: str = "byte", val_fraction: float = DEFAULT_VAL_FRACTION,
-            fmt: str = "llmc", source: str = "") -> PreparedData:
-    """Tokenise ``text`` and write ``train.bin``, ``val.bin`` (the last ``val_fraction``) and ``meta.json``."""
+            fmt: str = "llmc", source: str = "", replace: bool = False) -> PreparedData:
+    """Tokenise ``text`` and write ``train.bin``, ``val.bin`` (the last ``val_fraction``) and ``meta.json``; files of
+    those names already in ``out_dir`` are refused, before anything is written, unless ``replace``
+    (`check_prepare_outputs`)."""
+    train_path, val_path, meta_path = check_prepare_outputs(out_dir, replace)
     if tokenizer not in TOKENIZERS:
         raise UsageError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
     if not 0 < val_fraction < 1:
@@ -169,12 +190,10 @@ def prepare(text: str, out_dir: str | Path, *, tokenizer: str = "byte", val_frac
     n_train, n_val = _split_sizes(len(tokens), val_fraction)  # the split the message and `min_tokens_to_split` use
     if min(n_train, n_val) < MIN_SPLIT_TOKENS:
         raise DomainError(_too_short(len(tokens), tokenizer, val_fraction, source))
-    out = Path(out_dir)
-    train_path = write_tokens(out / "train.bin", tokens[:-n_val], fmt)
-    val_path = write_tokens(out / "val.bin", tokens[-n_val:], fmt)
+    write_tokens(train_path, tokens[:-n_val], fmt)
+    write_tokens(val_path, tokens[-n_val:], fmt)
     meta = {"tokenizer": tokenizer, "vocab_size": vocab_size, "format": fmt, "source": source,
             "n_train_tokens": n_train, "n_val_tokens": n_val}
-    meta_path = out / META_NAME
     write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     return PreparedData(train_path, val_path, meta_path, tokenizer, vocab_size, n_train, n_val)
 
@@ -185,8 +204,14 @@ def find_split_files(data_dir: str | Path) -> tuple[Path, Path, int | None]:
     Accepts nanoGPT's ``train.bin`` / ``val.bin`` and llm.c's ``*_train.bin`` / ``*_val.bin``.
     """
     d = Path(data_dir)
+    if d.is_file() and d.suffix == ".bin":  # a token file itself: its folder is what was meant
+        raise UsageError(f"{d} is a file; give the folder holding train.bin/val.bin: --data {d.parent}")
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{d} is a file; give the folder holding train.bin/val.bin (made by 'flopscalc train prepare "
+                         f"FOLDER --text {d}')")
     if not d.is_dir():
-        raise UsageError(f"data folder {d} does not exist; create it with 'flopscalc train prepare {d}'")
+        raise UsageError(f"data folder {d} does not exist; create it with 'flopscalc train prepare {d} --text FILE' "
+                         "(or --pydoc)")
     found = []
     for split in ("train", "val"):
         candidates = [d / f"{split}.bin"] if (d / f"{split}.bin").is_file() else sorted(d.glob(f"*_{split}.bin"))
