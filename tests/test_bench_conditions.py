@@ -21,7 +21,7 @@ def test_default_on_a_cpu_is_one_thread_and_a_gpu_keeps_torchs_own():
     assert choice.n_threads == DEFAULT_CPU_THREADS == 1
     assert "default" in choice.reason
     assert choose_threads(None, "cuda", n_cores=2, load_avg_1min=0.5) is None
-    assert choose_threads(3, "cuda", n_cores=2, load_avg_1min=0.5).n_threads == 3
+    assert choose_threads(3, "cuda", n_cores=4, load_avg_1min=0.5).n_threads == 3
 
 
 def test_oversubscription_is_load_above_the_core_count():
@@ -30,7 +30,8 @@ def test_oversubscription_is_load_above_the_core_count():
     assert busy.oversubscribed and not idle.oversubscribed
     assert "oversubscribed" in busy.note() and "2.60 on 2 cores" in busy.note()
     assert "oversubscribed" not in idle.note()
-    assert "more than the 2 cores" in choose_threads(4, "cpu", n_cores=2, load_avg_1min=0.1).reason
+    with pytest.raises(UsageError, match="--threads 4 is more than the 2 CPU cores"):
+        choose_threads(4, "cpu", n_cores=2, load_avg_1min=0.1)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])

@@ -392,6 +392,9 @@ def _lora_line(cfg) -> str:
 def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
            precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None,
            config=None, lora=(0, None, None), arch=None, replace=False):
+    from ..train.config import check_threads
+
+    check_threads(threads)  # before the models are built and torch is imported
     cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
     refuse_repeated("--model", model or [], cfgs)
     refuse_repeated("--micro-batch", micro_batch or [], micro_batch or [])
@@ -445,7 +448,9 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
         raise UsageError("calibrate fits the step-time model of eager PyTorch kernels: drop --compile "
                          "(time compiled runs with 'bench')")
     from ..atomic import check_writable_file, refuse_same_file
+    from ..train.config import check_threads
 
+    check_threads(threads)  # before minutes of benchmarking, and before torch is imported
     check_seq(seq)  # 's or the default' below would read 0 as the default
     check_writable_file(out, "calibration profile")  # before minutes of benchmarking, not after
     refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})

@@ -242,8 +242,9 @@ def learning_rate_at(cfg: TrainConfig, step: int) -> float:
 class ThreadChoice:
     """Intra-op threads a benchmark or run uses, why, and how busy the machine was when it started.
 
-    n_threads : threads torch is set to (count); reason : why that count; n_cores : the machine's logical CPUs;
-    load_avg_1min : the 1-minute load average at the start (runnable processes); oversubscribed : load above cores.
+    n_threads : threads torch is set to (count); reason : why that count; n_cores : the logical CPUs this process may
+    use; load_avg_1min : the 1-minute load average at the start (runnable processes); oversubscribed : load above
+    cores.
     """
 
     n_threads: int
@@ -266,17 +267,38 @@ class ThreadChoice:
         return text + f"; load average {self.load_avg_1min:.2f} on {self.n_cores} cores at the start"
 
 
-def choose_threads(requested: int | None, device_type: str, n_cores: int | None = None,
-                   load_avg_1min: float | None = None) -> ThreadChoice | None:
-    """The intra-op thread count for a run on ``device_type`` ("cpu" or "cuda"): ``requested`` when given, else
-    ``DEFAULT_CPU_THREADS`` on a CPU; None on a GPU with nothing requested (torch's default is left alone)."""
+def usable_cores() -> int:
+    """Logical CPUs this process may run on: its affinity mask (``os.sched_getaffinity``, Linux), else
+    ``os.cpu_count()`` where the platform has no affinity call; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_threads(requested: int | None, n_cores: int | None = None) -> int:
+    """``requested`` (--threads) when it is a whole number from 1 to the cores this process may use (`usable_cores`);
+    a UsageError otherwise. torch.set_num_threads takes any count: 100,000 crashed the process (SIGSEGV, no message)
+    and 1,000 on 2 cores ran a one-layer benchmark for over a minute (review r4), so a count above the cores is
+    refused, before torch is imported. Returns the core count it checked against."""
+    cores = n_cores if n_cores is not None else usable_cores()
     if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
         raise UsageError(f"--threads must be a positive integer, got {requested!r}; 1 is the reproducible choice")
-    cores = n_cores if n_cores is not None else (os.cpu_count() or 1)
+    if requested is not None and requested > cores:
+        raise UsageError(f"--threads {requested} is more than the {cores} CPU core{'s' if cores != 1 else ''} this "
+                         f"process may use; give 1 to {cores} (1 is the reproducible choice)")
+    return cores
+
+
+def choose_threads(requested: int | None, device_type: str, n_cores: int | None = None,
+                   load_avg_1min: float | None = None) -> ThreadChoice | None:
+    """The intra-op thread count for a run on ``device_type`` ("cpu" or "cuda"): ``requested`` when given (1 to the
+    usable cores, `check_threads`), else ``DEFAULT_CPU_THREADS`` on a CPU; None on a GPU with nothing requested
+    (torch's default is left alone)."""
+    cores = check_threads(requested, n_cores)
     load = load_avg_1min if load_avg_1min is not None else (os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
     if requested is not None:
-        reason = "as requested" + (f", more than the {cores} cores" if requested > cores else "")
-        return ThreadChoice(requested, reason, cores, load)
+        return ThreadChoice(requested, "as requested", cores, load)
     if device_type != "cpu":
         return None
     return ThreadChoice(DEFAULT_CPU_THREADS, "the default on a CPU: one per process, reproducible on a shared "
