@@ -56,3 +56,42 @@ def test_threads_100000_no_longer_crashes_the_process(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("flopscalc: error: --threads 100000 is more than")
+
+
+# ------------------------------------------------------------------ 2. "name the model" lists the command's own options
+
+GPT2_CONFIG_JSON = '{"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64, "vocab_size": 100, "n_positions": 128}'
+
+
+def _command_options(*path: str) -> set[str]:
+    """Every option spelling of ``flopscalc <path>``, read from the parser (not from our messages)."""
+    import typer
+
+    from flopscalc.cli.group import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return {opt for p in command.params for opt in (*p.opts, *getattr(p, "secondary_opts", ()))}
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["infer", "--gpu", "4090", "--context", "100"], ("infer",)),
+    (["infer", "--model", "gpt2", "--config", "{cfg}", "--gpu", "4090", "--context", "100"], ("infer",)),
+    (["finetune", "--model", "llama-3.1-8b", "--config", "{cfg}", "--gpu", "4090", "--dataset-tokens", "1M"],
+     ("finetune",)),
+    (["plan", "--model", "gpt2", "--params", "1B", "--gpu", "4090", "--days", "1"], ("plan",)),
+    (["scaling", "hparams", "--tokens", "1e9"], ("scaling", "hparams")),
+    (["flops", "--tokens", "1e9"], ("flops",)),
+])
+def test_name_the_model_suggests_only_options_the_command_has(capsys, tmp_path, argv, command):
+    import re
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(GPT2_CONFIG_JSON)
+    line = refused(capsys, *[a.replace("{cfg}", str(cfg)) for a in argv])
+    assert "name the model" in line
+    named = set(re.findall(r"--[a-z][a-z-]*", line))
+    assert named and named <= _command_options(*command), named - _command_options(*command)
+    model_ways = {"--model", "--config", "--params", "--n-layer"} & _command_options(*command)
+    assert model_ways <= named  # every way the command has is offered

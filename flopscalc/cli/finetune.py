@@ -85,7 +85,7 @@ def finetune(
         raise UsageError(f"optimizer {optimizer!r} is not one of adamw, adamw8bit; try --optimizer adamw8bit")
     if model is None and config is None:
         raise UsageError("name the model: --model PRESET or --config config.json (e.g. data/configs/llama-3.1-8b.json)")
-    cfg = resolve_model(model, config_file=config)
+    cfg = resolve_model(model, config_file=config, ways=("model", "config"))
     setup = FinetuneSetup(
         method=method, rank=DEFAULT_RANK if rank is None else rank,
         targets=parse_targets(targets) if targets is not None else TARGETS,

@@ -95,7 +95,8 @@ def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None, 
 
     if model is None and config is None and n_layer is None and n_head is None and n_embd is None:
         model = "gpt2"  # the default model; --mlp, --norm, ... change its block as they change a named one
-    cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config, arch=arch)
+    cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config, arch=arch,
+                        ways=("model", "config", "shape"))  # no --params
     changes = {k: v for k, v in (("block_size", block_size), ("vocab_size", vocab_size)) if v is not None}
     return cfg.with_(**changes) if changes else cfg
 

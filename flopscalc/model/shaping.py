@@ -338,6 +338,17 @@ def with_architecture(cfg: ModelConfig, **options) -> ModelConfig:
     return cfg.with_(**changes)
 
 
+# The ways of naming a model, as the command-line options that give them (`resolve_model`'s ``ways``).
+NAMING_OPTIONS = {"model": "--model (a preset)", "config": "--config (a config.json)", "params": "--params (e.g. 350M)",
+                  "shape": "--n-layer, --n-head and --n-embd together"}
+
+
+def naming_options(ways=tuple(NAMING_OPTIONS)) -> str:
+    """'--model (a preset), --config (a config.json) or ...': the ways a command has of naming a model."""
+    said = [NAMING_OPTIONS[w] for w in ways]
+    return " or ".join(said) if len(said) < 3 else f"{', '.join(said[:-1])}, or {said[-1]}"
+
+
 def resolve_model(
     name: str | None = None,
     *,
@@ -348,20 +359,21 @@ def resolve_model(
     base: ModelConfig | None = None,
     config_file: str | None = None,
     arch: dict | None = None,
+    ways: tuple[str, ...] = tuple(NAMING_OPTIONS),
 ) -> ModelConfig:
     """One model from exactly one way of naming it: a preset, a config.json, a parameter count, or a shape.
 
     ``arch`` (options named as in `ARCH_FIELDS`, None = not given) changes the named model's architecture: it
     overrides a preset's or a config file's values, and for a parameter count or an explicit shape it sets the
     block the shaping rule or the shape uses (default: GPT-2's). With ``config_file``, an explicit shape
-    (``n_layer`` ...) overrides the file's values as well.
+    (``n_layer`` ...) overrides the file's values as well. ``ways`` (keys of `NAMING_OPTIONS`): the ways the calling
+    command offers, which its error messages list (infer has no --params, finetune no shape).
     """
     arch = {k: v for k, v in (arch or {}).items() if v is not None}
     shape = (n_layer, n_head, n_embd)
     named = [name is not None, config_file is not None, n_params is not None]
     if sum(named) > 1 or (sum(named) == 1 and any(v is not None for v in shape) and config_file is None):
-        raise UsageError("name the model one way: --model (a preset), --config (a config.json), --params "
-                         "(e.g. 350M), or --n-layer, --n-head and --n-embd together")
+        raise UsageError(f"name the model one way: {naming_options(ways)}")
     if name is not None:
         return _renamed(with_architecture(get_preset(name), **arch), arch)
     if config_file is not None:
@@ -376,8 +388,7 @@ def resolve_model(
                              "drop --ffn, or give the shape (--n-layer, --n-head, --n-embd)")
         return config_for_params(n_params, base=with_architecture(base or PRESETS["gpt2"], **arch))
     if not any(v is not None for v in shape):
-        raise UsageError("name the model: --model (a preset), --config (a config.json), --params (e.g. 350M), "
-                         "or --n-layer, --n-head and --n-embd together")
+        raise UsageError(f"name the model: {naming_options(ways)}")
     if any(v is None for v in shape):
         raise UsageError("an explicit shape needs all of --n-layer, --n-head and --n-embd")
     start = base or ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd)
