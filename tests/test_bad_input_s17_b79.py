@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import cli
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from flopscalc.train.config import usable_cores
 
@@ -95,3 +97,77 @@ def test_name_the_model_suggests_only_options_the_command_has(capsys, tmp_path, 
     assert named and named <= _command_options(*command), named - _command_options(*command)
     model_ways = {"--model", "--config", "--params", "--n-layer"} & _command_options(*command)
     assert model_ways <= named  # every way the command has is offered
+
+
+# ------------------------------------------------------------------ 3. a width the heads don't divide
+
+
+def _nearest_divisors(n_embd: int, n_head: int) -> list[int]:
+    """Brute force: the divisors of n_embd nearest n_head from below and from above."""
+    divisors = [d for d in range(1, n_embd + 1) if n_embd % d == 0]
+    below = [d for d in divisors if d < n_head]
+    above = [d for d in divisors if d > n_head]
+    return ([below[-1]] if below else []) + ([above[0]] if above else [])
+
+
+@given(st.integers(1, 5000), st.integers(1, 300))
+@settings(max_examples=300, deadline=None)
+def test_head_count_fixes_are_the_nearest_divisors_and_multiples(n_embd, n_head):
+    from flopscalc.model.option_words import head_count_fixes
+
+    assume(n_embd % n_head)  # the error's case: n_head does not divide n_embd
+    heads, widths = head_count_fixes(n_embd, n_head)
+    assert list(heads) == _nearest_divisors(n_embd, n_head)
+    assert all(w % n_head == 0 and w > 0 for w in widths)
+    assert all(abs(w - n_embd) < n_head for w in widths)  # nothing nearer is skipped: consecutive multiples
+
+
+@pytest.mark.parametrize(("n_head", "n_embd"), [(8, 500), (7, 500), (12, 1000), (16, 8)])
+def test_the_suggested_head_counts_divide_the_width_and_are_options(capsys, n_head, n_embd):
+    # was: "n_embd (500) must be divisible by n_head (8); try n_head=7, or give the head width (head_size)" (7 does not
+    # divide 500; --n-head 7 was answered "try n_head=7"; 12 x 1000 got "try n_head=15")
+    line = refused(capsys, "flops", "--n-layer", "2", "--n-head", str(n_head), "--n-embd", str(n_embd),
+                   "--tokens", "1e9")
+    expected = " or ".join(map(str, _nearest_divisors(n_embd, n_head)))
+    assert f"--n-embd {n_embd} is not divisible by --n-head {n_head}" in line
+    assert f"try --n-head {expected}" in line
+    assert "n_embd" not in line and "n_head" not in line and "head_size" not in line  # no internal field names
+
+
+def test_a_file_width_is_named_as_the_models_and_only_the_given_option_is_suggested(capsys, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(GPT2_CONFIG_JSON)  # n_embd 64
+    line = refused(capsys, "flops", "--config", str(cfg), "--n-head", "3", "--tokens", "1e9")
+    assert "the model's width (64) is not divisible by --n-head 3" in line and "try --n-head 2 or 4" in line
+    assert "--n-embd" not in line
+
+
+# ------------------------------------------------------------------ 4. MoE options in the user's words
+
+
+@pytest.mark.parametrize("command", [["flops", "--tokens", "1e9"], ["infer", "--gpu", "4090", "--context", "100"],
+                                     ["memory", "--gpu", "4090"], ["step", "--gpu", "h100"]])
+def test_experts_without_top_k_asks_for_top_k(capsys, command):
+    # was: "top_k must be between 1 and n_expert (8), got 0": a field name and a value nobody typed
+    line = refused(capsys, *command, "--model", "gpt2", "--experts", "8")
+    assert "--experts 8 needs --top-k (experts per token, 1-8), e.g. --top-k 2" in line
+    assert "got 0" not in line and "top_k" not in line
+
+
+def test_the_example_top_k_fits_a_small_expert_count(capsys):
+    line = refused(capsys, "flops", "--tokens", "1e9", "--model", "gpt2", "--experts", "1")
+    assert "(experts per token, 1-1), e.g. --top-k 1" in line
+
+
+def test_top_k_without_experts_names_both_options(capsys):
+    # was: "top_k describe a mixture of experts; give n_expert (--experts) too"
+    line = refused(capsys, "flops", "--tokens", "1e9", "--model", "gpt2", "--top-k", "2")
+    assert "--top-k 2 describes a mixture of experts, but the model is dense: add --experts N" in line
+    assert "n_expert" not in line and "top_k" not in line
+
+
+@pytest.mark.parametrize(("extra", "words"), [(["--experts", "8", "--top-k", "9"], "(--experts 8)"),
+                                              (["--experts", "8", "--top-k", "0"], "(--experts 8)")])
+def test_top_k_out_of_range_says_the_range(capsys, extra, words):
+    line = refused(capsys, "flops", "--tokens", "1e9", "--model", "gpt2", *extra)
+    assert f"--top-k {extra[-1]} is not between 1 and 8 {words}" in line

@@ -14,6 +14,14 @@ from dataclasses import dataclass, replace
 from ..errors import DomainError, UsageError
 from .config import DEFAULT_HEAD_DIM, ModelConfig
 from .counts import block_params, count_params
+from .option_words import (
+    NAMING_OPTIONS,
+    ExpertCountError,
+    HeadCountError,
+    expert_words,
+    head_count_words,
+    naming_options,
+)
 from .presets import PRESETS, get_preset
 
 # Default width / depth ratio of the GPT-2 shaping rule: GPT-2 small's 768/12 and GPT-3 125M/760M's
@@ -338,17 +346,6 @@ def with_architecture(cfg: ModelConfig, **options) -> ModelConfig:
     return cfg.with_(**changes)
 
 
-# The ways of naming a model, as the command-line options that give them (`resolve_model`'s ``ways``).
-NAMING_OPTIONS = {"model": "--model (a preset)", "config": "--config (a config.json)", "params": "--params (e.g. 350M)",
-                  "shape": "--n-layer, --n-head and --n-embd together"}
-
-
-def naming_options(ways=tuple(NAMING_OPTIONS)) -> str:
-    """'--model (a preset), --config (a config.json) or ...': the ways a command has of naming a model."""
-    said = [NAMING_OPTIONS[w] for w in ways]
-    return " or ".join(said) if len(said) < 3 else f"{', '.join(said[:-1])}, or {said[-1]}"
-
-
 def resolve_model(
     name: str | None = None,
     *,
@@ -367,8 +364,21 @@ def resolve_model(
     overrides a preset's or a config file's values, and for a parameter count or an explicit shape it sets the
     block the shaping rule or the shape uses (default: GPT-2's). With ``config_file``, an explicit shape
     (``n_layer`` ...) overrides the file's values as well. ``ways`` (keys of `NAMING_OPTIONS`): the ways the calling
-    command offers, which its error messages list (infer has no --params, finetune no shape).
+    command offers, which its error messages list (infer has no --params, finetune no shape). A head count that
+    does not divide the width, or a bad top-k, is reported in the words of the options given (`option_words`).
     """
+    try:
+        return _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, ways)
+    except HeadCountError as e:
+        if n_head is None and n_embd is None:
+            raise  # the preset's or the file's own values: in their field names
+        raise head_count_words(e, n_head is not None, n_embd is not None) from None
+    except ExpertCountError as e:
+        raise expert_words(e, arch or {}, name) from None
+
+
+def _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, ways) -> ModelConfig:
+    """`resolve_model`'s work, in the engine's words."""
     arch = {k: v for k, v in (arch or {}).items() if v is not None}
     shape = (n_layer, n_head, n_embd)
     named = [name is not None, config_file is not None, n_params is not None]
