@@ -171,3 +171,66 @@ def test_top_k_without_experts_names_both_options(capsys):
 def test_top_k_out_of_range_says_the_range(capsys, extra, words):
     line = refused(capsys, "flops", "--tokens", "1e9", "--model", "gpt2", *extra)
     assert f"--top-k {extra[-1]} is not between 1 and 8 {words}" in line
+
+
+# ------------------------------------------------------------------ 5. contradictory or ignored options
+
+TINY_TRAIN = ["train", "--synthetic", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--block-size", "8",
+              "--vocab-size", "16", "--micro-batch", "1", "--seq", "8", "--eval-interval", "0", "--eval-batches", "1",
+              "--device", "cpu"]
+
+
+def test_train_refuses_gpu_with_peak_tflops(capsys):
+    # was accepted: --peak-tflops won and --gpu played no part (a run's --gpu only names MFU's peak)
+    line = refused(capsys, *TINY_TRAIN, "--steps", "2", "--warmup-steps", "1", "--gpu", "4090", "--peak-tflops", "100")
+    assert "--gpu and --peak-tflops" in line
+
+
+def test_bench_keeps_gpu_with_peak_tflops_and_says_what_each_does(capsys):
+    """In bench and calibrate --gpu also names the device the profile describes (its gpu_key, which 'step
+    --calibration' matches): kept, and the note says the stated peak, not the row's, is MFU's."""
+    import json
+
+    from flopscalc.hardware import get_gpu
+
+    code, out, err = cli(capsys, "bench", *TINY_BENCH, "--gpu", "4090", "--peak-tflops", "100", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    spec = get_gpu("4090")
+    assert data["gpu_key"] == spec.key
+    assert data["points"][0]["peak_flop_per_s"] == 100e12  # the stated peak, not the datasheet's
+    assert any(f"not {spec.name}'s datasheet peak" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize(("steps", "warmup"), [("2", "50"), ("50", "50"), ("2", "2")])
+def test_an_explicit_warmup_as_long_as_the_run_is_refused(capsys, steps, warmup):
+    # was accepted: the learning rate never reached --lr (or only at the last step) and never decayed
+    line = refused(capsys, *TINY_TRAIN, "--steps", steps, "--warmup-steps", warmup)
+    assert f"--warmup-steps {warmup} is not shorter than --steps {steps}" in line
+    assert f"below {steps}" in line
+
+
+def test_the_default_warmup_is_cut_to_a_tenth_of_a_short_run_and_the_peak_is_reached(capsys, tmp_path):
+    import json
+
+    log = tmp_path / "m.jsonl"
+    code, out, err = cli(capsys, *TINY_TRAIN, "--steps", "20", "--lr", "1e-3", "--metrics-log", str(log), "--json")
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert any("warming up over 2 steps" in n for n in notes)  # 20 x 100 / 1000
+    lrs = [json.loads(line)["lr"] for line in log.read_text().splitlines()]
+    # warm-up (step + 1) / 2 x peak, then the cosine down towards 0.1 x peak (SGDR eq. 5): the peak is reached
+    assert lrs[1] == pytest.approx(1e-3) and max(lrs) == pytest.approx(1e-3) and lrs[-1] < 1e-3
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["finetune", "--model", "llama-3.1-8b", "--gpu", "4090", "--dataset-tokens", "1M", "--targets", "q,q"],
+     "--targets"),
+    (["finetune", "--model", "llama-3.1-8b", "--gpu", "4090", "--dataset-tokens", "1M", "--targets", "v,q_proj,q"],
+     "--targets"),
+    ([*TINY_TRAIN, "--steps", "2", "--warmup-steps", "1", "--mlp", "swiglu", "--lora-rank", "2",
+      "--lora-targets", "q,v,q_proj"], "--lora-targets"),
+])
+def test_a_repeated_lora_target_is_refused(capsys, argv, option):
+    line = refused(capsys, *argv)
+    assert f"LoRA target q is given twice in {option}" in line
