@@ -234,3 +234,56 @@ def test_the_default_warmup_is_cut_to_a_tenth_of_a_short_run_and_the_peak_is_rea
 def test_a_repeated_lora_target_is_refused(capsys, argv, option):
     line = refused(capsys, *argv)
     assert f"LoRA target q is given twice in {option}" in line
+
+
+# ------------------------------------------------------------------ 6. lookups suggest the near match, never take it
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("gpt-2", "gpt2"), ("gpt2xl", "gpt2-xl"),
+                                              ("llama-3.1-7b", "llama-3.1-8b"), ("pythia", "pythia-1b")])
+def test_an_unknown_model_suggests_the_presets_it_may_mean(capsys, typed, meant):
+    from flopscalc.model import ALL_PRESETS
+
+    assert typed not in ALL_PRESETS and meant in ALL_PRESETS
+    line = refused(capsys, "flops", "--model", typed, "--tokens", "1e9")
+    suggested = line.split("did you mean ", 1)[1].split("?")[0]
+    assert meant in suggested.replace(" or ", ", ").split(", ")
+    assert line.index("did you mean") < line.index("accepted:")  # the suggestion is not lost after 24 names
+
+
+def test_every_pythia_size_is_suggested_for_the_family_name(capsys):
+    from flopscalc.model import ALL_PRESETS
+
+    line = refused(capsys, "flops", "--model", "pythia", "--tokens", "1e9")
+    suggested = line.split("did you mean ", 1)[1].split("?")[0]
+    assert set(suggested.replace(" or ", ", ").split(", ")) == {k for k in ALL_PRESETS if k.startswith("pythia-")}
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("adam", "adamw"), ("adamw8", "adamw8bit"), ("adamx", "adamw")])
+def test_finetune_optimizer_suggests_the_nearest(capsys, typed, meant):
+    # was: "try --optimizer adamw8bit" whatever was typed
+    line = refused(capsys, "finetune", "--model", "llama-3.1-8b", "--gpu", "4090", "--dataset-tokens", "1M",
+                   "--optimizer", typed)
+    assert line.endswith(f"did you mean --optimizer {meant}?")
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("1.5b", "1.5B"), ("300b", "300B"), ("2t", "2T"), ("124m", "124M")])
+def test_a_lower_case_count_suffix_is_suggested_not_read(capsys, typed, meant):
+    line = refused(capsys, "flops", "--model", "gpt2", "--tokens", typed)
+    assert f"did you mean {meant}?" in line
+
+
+@pytest.mark.parametrize(("typed", "minutes", "days"), [("3mo", "3min", 3 * 365 / 12), ("1m", "1min", 365 / 12)])
+def test_minutes_or_months_suggests_both_spellings_and_they_parse(capsys, typed, minutes, days):
+    from flopscalc.units import parse_duration
+
+    line = refused(capsys, "plan", "--gpu", "4090", "--duration", typed)
+    assert f"write {minutes} for minutes" in line
+    day_text = line.split(" for minutes, or ", 1)[1].split(" ", 1)[0]
+    assert parse_duration(minutes) == 60 * float(minutes.removesuffix("min"))
+    assert parse_duration(day_text) == pytest.approx(days * 86400, rel=1e-3)  # 4 significant digits
+
+
+def test_months_spelled_out_are_not_called_minutes(capsys):
+    line = refused(capsys, "plan", "--gpu", "4090", "--duration", "6months")
+    assert "minutes" not in line and "182.5d" in line  # 6 x 365 / 12
