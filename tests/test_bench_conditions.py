@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flopscalc.errors import UsageError
-from flopscalc.train.config import DEFAULT_CPU_THREADS, choose_threads
+from flopscalc.train.config import DEFAULT_CPU_THREADS, choose_threads, usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,8 @@ def test_thread_count_must_be_a_positive_integer(bad):
 @pytest.mark.parametrize("requested", [None, 2])
 def test_recorded_thread_count_is_what_torch_used_during_the_timed_steps(monkeypatch, requested):
     torch = pytest.importorskip("torch")
+    if (requested or 1) > usable_cores():
+        pytest.skip(f"--threads {requested} is refused on {usable_cores()} usable core(s)")
     from flopscalc.model import ModelConfig
     from flopscalc.train import bench
     from flopscalc.train.trainer import Trainer
@@ -96,6 +98,8 @@ def test_pinning_blas_threads_after_numpy_is_refused_without_threadpoolctl():
 
 def test_bench_threads_option_reaches_the_profile_and_bad_values_are_refused(capsys, tmp_path):
     pytest.importorskip("torch")
+    if usable_cores() < 2:
+        pytest.skip("--threads 2 is refused on one usable core")
     from flopscalc.cli import run
 
     shape = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16", "--vocab-size", "64",
