@@ -52,6 +52,8 @@ DURATION_UNITS = {
     "y": SECONDS_PER_YEAR, "yr": SECONDS_PER_YEAR, "year": SECONDS_PER_YEAR, "years": SECONDS_PER_YEAR,
 }
 
+# A month as the suggestion for an ambiguous 'mo' spells it: a twelfth of the 365-day year of SECONDS_PER_YEAR.
+DAYS_PER_MONTH = 365 / 12
 # "m" (and "M", since units are read case-blind) is minutes in some tools and months in others: refused
 AMBIGUOUS_DURATION_UNITS = frozenset({"m", "mo", "mon", "month", "months"})
 
@@ -89,6 +91,8 @@ def parse_count(text: str | float, *, what: str = "count") -> float:
         hint = ""
         if unit.lower() in BYTE_SUFFIXES and unit.lower() not in ("", "b"):
             hint = " (that looks like a size in bytes)"
+        elif unit.upper() in COUNT_SUFFIXES:  # '1.5b': suggested, not read as 1.5B (lower-case m is milli elsewhere)
+            hint = f" (did you mean {str(text).strip()[:-len(unit)].rstrip()}{unit.upper()}?)"
         raise UsageError(f"cannot read {what} {text!r}: unknown suffix {unit!r}{hint}; accepted: {accepted}")
     return value * COUNT_SUFFIXES[unit]
 
@@ -127,8 +131,13 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
         m = re.compile(_DURATION_PART).match(s, pos)
         unit = m["unit"].lower() if m is not None else ""
         if unit in AMBIGUOUS_DURATION_UNITS:  # minutes or months: a plan a factor of 43,800 off either way
+            days = f"{float(m['num']) * DAYS_PER_MONTH:.4g}d"
+            if unit.startswith("month"):  # not minutes, but months differ in length: said in days
+                raise UsageError(f"cannot read {what} {text!r}: months differ in length; write them in days, e.g. "
+                                 f"{days} (a month of 365/12 days); accepted: {accepted}")
             raise UsageError(f"cannot read {what} {text!r}: '{m['unit']}' could mean minutes or months; write "
-                             f"{m['num']}min, or months in days (e.g. 90d); accepted: {accepted}")
+                             f"{m['num']}min for minutes, or {days} for months (a month of 365/12 days); "
+                             f"accepted: {accepted}")
         if unit not in DURATION_UNITS:
             raise UsageError(f"cannot read {what} {text!r}; accepted: {accepted}")
         total += float(m["num"]) * DURATION_UNITS[unit]

@@ -50,4 +50,4 @@ def test_the_cli_refuses_top_k_above_the_experts(capsys, command):
     argv = [command, "--model", "mixtral-8x7b", "--top-k", "9", *extra]
     assert run(argv) == 2
     err = capsys.readouterr().err
-    assert "top_k must be between 1 and n_expert (8)" in err and "Traceback" not in err
+    assert "--top-k 9 is not between 1 and 8" in err and "Traceback" not in err

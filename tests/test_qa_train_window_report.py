@@ -24,7 +24,7 @@ def _train(capsys, monkeypatch, tmp_path, window, *extra: str) -> str:
     path.write_text(json.dumps(cfg))
     monkeypatch.setenv("COLUMNS", "200")
     assert run(["train", "--config", str(path), "--synthetic", "--steps", "1", "--micro-batch", "1", "--seq", "32",
-                "--warmup-steps", "1", "--eval-batches", "1", "--device", "cpu", *extra]) == 0
+                "--warmup-steps", "0", "--eval-batches", "1", "--device", "cpu", *extra]) == 0
     return capsys.readouterr().out
 
 

@@ -81,11 +81,18 @@ def finetune(
                          "them or pick --method lora / qlora")
     if method is not Method.qlora and (quant is not None or double_quant is not None):
         raise UsageError("--quant and --double-quant describe QLoRA's frozen weights; use --method qlora or drop them")
-    if optimizer not in (Optimizer.adamw.value, Optimizer.adamw8bit.value):
-        raise UsageError(f"optimizer {optimizer!r} is not one of adamw, adamw8bit; try --optimizer adamw8bit")
+    choices = (Optimizer.adamw.value, Optimizer.adamw8bit.value)
+    if optimizer not in choices:
+        import difflib
+
+        typed = optimizer.strip().lower()
+        near = [c for c in choices if c.startswith(typed)] if typed else []  # 'adam' -> adamw, 'adamw8' -> adamw8bit
+        near = near or difflib.get_close_matches(typed, choices, n=1, cutoff=0.6)
+        raise UsageError(f"--optimizer {optimizer!r} is not one of {', '.join(choices)}"
+                         + (f"; did you mean --optimizer {near[0]}?" if near else ""))
     if model is None and config is None:
         raise UsageError("name the model: --model PRESET or --config config.json (e.g. data/configs/llama-3.1-8b.json)")
-    cfg = resolve_model(model, config_file=config)
+    cfg = resolve_model(model, config_file=config, ways=("model", "config"))
     setup = FinetuneSetup(
         method=method, rank=DEFAULT_RANK if rank is None else rank,
         targets=parse_targets(targets) if targets is not None else TARGETS,

@@ -131,6 +131,7 @@ def infer(
         raise UsageError(f"--int4-group applies to int4 weights only (got --weights {weights.value}); "
                          "add --weights int4 or drop --int4-group")
     cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
+                        ways=("model", "config", "shape"),  # no --params
                         arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
                                           shared_experts))
     setup = InferenceSetup(batch=batch, context=parse_context(context), gen=gen, weights=weights, kv=kv,

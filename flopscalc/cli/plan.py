@@ -166,7 +166,7 @@ def plan(
         else:
             from ..model import resolve_model
 
-            cfg = resolve_model(model, n_params=n_params, config_file=config, arch=arch)
+            cfg = resolve_model(model, n_params=n_params, config_file=config, arch=arch, ways=("model", "config", "params"))
     profile = None
     if calibration is not None:
         from ..calibration import load_profile

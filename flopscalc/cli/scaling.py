@@ -272,7 +272,7 @@ def hparams(
     from ..units import parse_count
 
     cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
-                        n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+                        n_layer=n_layer, n_head=n_head, n_embd=n_embd, ways=("model", "params", "shape"))
     d = parse_count(tokens, what="--tokens")
     if not d > 0:
         raise UsageError(f"--tokens must be positive, e.g. 2.5B, got {tokens}")

@@ -95,7 +95,8 @@ def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None, 
 
     if model is None and config is None and n_layer is None and n_head is None and n_embd is None:
         model = "gpt2"  # the default model; --mlp, --norm, ... change its block as they change a named one
-    cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config, arch=arch)
+    cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config, arch=arch,
+                        ways=("model", "config", "shape"))  # no --params
     changes = {k: v for k, v in (("block_size", block_size), ("vocab_size", vocab_size)) if v is not None}
     return cfg.with_(**changes) if changes else cfg
 
@@ -117,6 +118,9 @@ LoraAlphaOpt = Annotated[float | None, typer.Option(
 LoraTargetsOpt = Annotated[str | None, typer.Option(
     "--lora-targets", help="Linears that get adapters: all-linear (default) or a comma list of q, k, v, o, gate, up, "
     "down.")]
+SweepGpuOpt = Annotated[str | None, typer.Option(
+    "--gpu", help="GPU database row of the device timed, e.g. h100 (default: the CUDA device's name): the device the "
+    "profile describes, and the peak MFU is measured against unless --peak-tflops states another.")]
 PeakOpt = Annotated[float | None, typer.Option(
     "--peak-tflops", help="Peak rate of one device to compute MFU against, for devices not in the database (TFLOP/s).")]
 
@@ -179,6 +183,9 @@ def train(
                              f"'train' itself; 'train {ctx.invoked_subcommand}' would ignore "
                              f"{'them' if len(typed) > 1 else 'it'} (see 'flopscalc train {ctx.invoked_subcommand} -h')")
         return None
+    if gpu is not None and peak_tflops is not None:  # a run's --gpu row gives MFU's peak and nothing else
+        raise UsageError("--gpu and --peak-tflops both set the peak MFU is measured against; give --gpu NAME for its "
+                         "datasheet peak, or --peak-tflops for a stated one, not both")
     if (data is None) == (not synthetic):
         raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
     if from_plan is not None:
@@ -203,8 +210,9 @@ def train(
         raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
     check_seq(seq)  # 'seq or the default' below would read 0 as the default
     from ..model import default_train_seq
-    from ..train.config import TrainConfig
+    from ..train.config import TrainConfig, warmup_for_run
 
+    warmup_steps, warmup_note = warmup_for_run(warmup_steps, steps, bool(given_on_command_line(ctx, "warmup_steps")))
     cfg_model = _model(model, n_layer, n_head, n_embd, block_size, None, config,
                        arch_options(n_kv_head=n_kv_head, ffn=ffn, mlp=mlp, norm=norm, pos=pos, bias=bias, tie=tie))
     config_args = {
@@ -233,7 +241,14 @@ def train(
         resume=resume, metrics_log=str(log) if log else None, gpu=gpu, peak_tflops=peak_tflops,
         gpu_csv=tuple(gpu_csv or ()), progress=not as_json))
     if summary.pop("is_main"):
-        emit(train_summary(summary), summary, as_json)
+        report = train_summary(summary)
+        if warmup_note is not None:
+            from rich.console import Group
+            from rich.text import Text
+
+            summary["notes"] = [*summary.get("notes", ()), warmup_note]
+            report = Group(report, Text(f"note: {warmup_note}"))
+        emit(report, summary, as_json)
     if summary["interrupted"]:
         where = f"; checkpoint saved to {summary['checkpoint']}" if summary["checkpoint"] else ""
         sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}{where}\n")
@@ -399,6 +414,9 @@ def _lora_line(cfg) -> str:
 def _bench(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_batch, seq, grad_accum, compile_mode,
            precision, device, recompute, warmup_steps, steps, gpu, peak_tflops, gpu_csv, out, as_json, threads=None,
            config=None, lora=(0, None, None), arch=None, replace=False):
+    from ..train.config import check_threads
+
+    check_threads(threads)  # before the models are built and torch is imported
     cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
     refuse_repeated("--model", model or [], cfgs)
     refuse_repeated("--micro-batch", micro_batch or [], micro_batch or [])
@@ -452,7 +470,9 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
         raise UsageError("calibrate fits the step-time model of eager PyTorch kernels: drop --compile "
                          "(time compiled runs with 'bench')")
     from ..atomic import check_writable_file, refuse_same_file
+    from ..train.config import check_threads
 
+    check_threads(threads)  # before minutes of benchmarking, and before torch is imported
     check_seq(seq)  # 's or the default' below would read 0 as the default
     check_writable_file(out, "calibration profile")  # before minutes of benchmarking, not after
     refuse_same_file({"--out": out}, {"--config": config, "--gpu-csv": gpu_csv})
@@ -544,7 +564,7 @@ def register(app: typer.Typer) -> None:
         compile: CompileOpt = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
         recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5, steps: TimedStepsOpt = 20,
-        gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+        gpu: SweepGpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
         out: Annotated[Path | None, typer.Option(help="Also write the calibration profile JSON here.")] = None,
         replace: ReplaceProfileOpt = False,
         threads: ThreadsOpt = None,
@@ -570,7 +590,7 @@ def register(app: typer.Typer) -> None:
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
         recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5,
         steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup in each round.")] = 4,
-        gpu: GpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
+        gpu: SweepGpuOpt = None, peak_tflops: PeakOpt = None, gpu_csv: GpuCsvOpt = None,
         replace: ReplaceProfileOpt = False,
         threads: ThreadsOpt = None,
         rounds: Annotated[int, typer.Option(

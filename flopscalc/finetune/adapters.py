@@ -75,7 +75,18 @@ def parse_targets(text: str | Iterable[str]) -> tuple[str, ...]:
     if bad or not items:
         raise UsageError(f"LoRA target {', '.join(bad) or '(none)'} is not one of {', '.join(TARGETS)} or "
                          f"{ALL_LINEAR}; try --targets {ALL_LINEAR} or --targets q,v")
+    refuse_repeated_targets(items, "--targets")
     return tuple(t for t in TARGETS if t in items)
+
+
+def refuse_repeated_targets(items: list[str], option: str) -> None:
+    """UsageError when a target appears twice in a comma list (``q,q``, ``q,q_proj``; ``items`` read as
+    `parse_targets` reads them): one adapter per linear, so a repeat is a typo, refused as repeated values are."""
+    seen = [t for i, t in enumerate(items) if t in items[:i]]
+    if seen:
+        once = ",".join(t for t in TARGETS if t in items)
+        raise UsageError(f"LoRA target {seen[0]} is given twice in {option}; name each linear once, e.g. "
+                         f"{option} {once}")
 
 
 def check_lora_model(cfg: ModelConfig, targets: tuple[str, ...]) -> None:

@@ -60,6 +60,7 @@ from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 from ..errors import UsageError
+from .option_words import ExpertCountError, HeadCountError
 
 # GPT-2 BPE vocabulary size (Radford et al. 2019, sec. 2.2; 50,257 tokens in the released encoder).
 GPT2_VOCAB_SIZE = 50257
@@ -251,10 +252,7 @@ class ModelConfig:
             raise UsageError(f"rope_theta {self.rope_theta:g} is RoPE's base, but the position scheme is "
                              f"{self.position.value!r}; give --pos rope or drop rope_theta")
         if self.head_size is None and self.n_embd % self.n_head:
-            raise UsageError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
-                f"try n_head={self.n_embd // DEFAULT_HEAD_DIM or 1}, or give the head width (head_size)"
-            )
+            raise HeadCountError(self.n_embd, self.n_head)
         if self.n_head % self.kv_heads:
             raise UsageError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.kv_heads}); "
                              "grouped-query attention shares each key/value head among a whole group of heads")
@@ -269,9 +267,11 @@ class ModelConfig:
                    "expert_shards": self.expert_shards != 1}
             given = [k for k, v in moe.items() if v not in (0, None, False)]
             if given:
-                raise UsageError(f"{', '.join(given)} describe a mixture of experts; give n_expert (--experts) too")
+                raise ExpertCountError(f"{', '.join(given)} describe a mixture of experts; give n_expert (--experts) "
+                                       "too", 0, self.top_k, tuple(given))
         elif self.expert_shards == 1 and not 1 <= self.top_k <= self.n_expert:
-            raise UsageError(f"top_k must be between 1 and n_expert ({self.n_expert}), got {self.top_k}")
+            raise ExpertCountError(f"top_k must be between 1 and n_expert ({self.n_expert}), got {self.top_k}",
+                                   self.n_expert, self.top_k)
         elif not 1 <= self.top_k <= self.n_expert * self.expert_shards:  # a rank's share: the model's top_k
             raise UsageError(f"top_k must be between 1 and the {self.n_expert * self.expert_shards} experts of "
                              f"{self.expert_shards} shards, got {self.top_k}")

@@ -158,10 +158,29 @@ def get_preset(name: str) -> ModelConfig:
     key = PRESET_ALIASES.get(key, key)
     if key in ALL_PRESETS:
         return ALL_PRESETS[key]
+    close = near_presets(key)
+    listed = f"{', '.join(close[:-1])} or {close[-1]}" if len(close) > 1 else "".join(close)
+    hint = f" (did you mean {listed}?)" if close else ""
+    raise UsageError(f"unknown model {name!r}{hint}; accepted: {', '.join(ALL_PRESETS)} ('flopscalc models' lists "
+                     "them)")
+
+
+# Most presets a "did you mean" names: every Pythia size (7), the largest family, for '--model pythia'.
+MAX_SUGGESTED_PRESETS = 7
+
+
+def near_presets(key: str) -> list[str]:
+    """Presets a misspelt name may mean (suggested, never substituted): the same letters and digits without
+    separators (gpt-2, gpt2xl), then presets the name begins (pythia: every size), then spelling neighbours
+    (difflib: llama-3.1-7b -> llama-3.1-70b, llama-3.1-8b), aliases mapped to their presets."""
     import difflib
 
-    options = list(ALL_PRESETS) + list(PRESET_ALIASES)
-    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-    hint = f"; did you mean {PRESET_ALIASES.get(close[0], close[0])}?" if close else ""
-    raise UsageError(f"unknown model {name!r}; accepted: {', '.join(ALL_PRESETS)} ('flopscalc models' lists them)"
-                     f"{hint}")
+    def bare(text: str) -> str:
+        return "".join(c for c in text if c.isalnum())
+
+    names = list(ALL_PRESETS) + list(PRESET_ALIASES)
+    same = [n for n in names if bare(n) == bare(key)]
+    prefixed = [n for n in ALL_PRESETS if n.startswith(key)] if len(key) >= 3 else []
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+    found = [PRESET_ALIASES.get(n, n) for n in (*same, *prefixed, *close)]
+    return list(dict.fromkeys(found))[:MAX_SUGGESTED_PRESETS]

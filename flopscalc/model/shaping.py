@@ -14,6 +14,14 @@ from dataclasses import dataclass, replace
 from ..errors import DomainError, UsageError
 from .config import DEFAULT_HEAD_DIM, ModelConfig
 from .counts import block_params, count_params
+from .option_words import (
+    NAMING_OPTIONS,
+    ExpertCountError,
+    HeadCountError,
+    expert_words,
+    head_count_words,
+    naming_options,
+)
 from .presets import PRESETS, get_preset
 
 # Default width / depth ratio of the GPT-2 shaping rule: GPT-2 small's 768/12 and GPT-3 125M/760M's
@@ -348,20 +356,34 @@ def resolve_model(
     base: ModelConfig | None = None,
     config_file: str | None = None,
     arch: dict | None = None,
+    ways: tuple[str, ...] = tuple(NAMING_OPTIONS),
 ) -> ModelConfig:
     """One model from exactly one way of naming it: a preset, a config.json, a parameter count, or a shape.
 
     ``arch`` (options named as in `ARCH_FIELDS`, None = not given) changes the named model's architecture: it
     overrides a preset's or a config file's values, and for a parameter count or an explicit shape it sets the
     block the shaping rule or the shape uses (default: GPT-2's). With ``config_file``, an explicit shape
-    (``n_layer`` ...) overrides the file's values as well.
+    (``n_layer`` ...) overrides the file's values as well. ``ways`` (keys of `NAMING_OPTIONS`): the ways the calling
+    command offers, which its error messages list (infer has no --params, finetune no shape). A head count that
+    does not divide the width, or a bad top-k, is reported in the words of the options given (`option_words`).
     """
+    try:
+        return _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, ways)
+    except HeadCountError as e:
+        if n_head is None and n_embd is None:
+            raise  # the preset's or the file's own values: in their field names
+        raise head_count_words(e, n_head is not None, n_embd is not None) from None
+    except ExpertCountError as e:
+        raise expert_words(e, arch or {}, name) from None
+
+
+def _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, ways) -> ModelConfig:
+    """`resolve_model`'s work, in the engine's words."""
     arch = {k: v for k, v in (arch or {}).items() if v is not None}
     shape = (n_layer, n_head, n_embd)
     named = [name is not None, config_file is not None, n_params is not None]
     if sum(named) > 1 or (sum(named) == 1 and any(v is not None for v in shape) and config_file is None):
-        raise UsageError("name the model one way: --model (a preset), --config (a config.json), --params "
-                         "(e.g. 350M), or --n-layer, --n-head and --n-embd together")
+        raise UsageError(f"name the model one way: {naming_options(ways)}")
     if name is not None:
         return _renamed(with_architecture(get_preset(name), **arch), arch)
     if config_file is not None:
@@ -376,8 +398,7 @@ def resolve_model(
                              "drop --ffn, or give the shape (--n-layer, --n-head, --n-embd)")
         return config_for_params(n_params, base=with_architecture(base or PRESETS["gpt2"], **arch))
     if not any(v is not None for v in shape):
-        raise UsageError("name the model: --model (a preset), --config (a config.json), --params (e.g. 350M), "
-                         "or --n-layer, --n-head and --n-embd together")
+        raise UsageError(f"name the model: {naming_options(ways)}")
     if any(v is None for v in shape):
         raise UsageError("an explicit shape needs all of --n-layer, --n-head and --n-embd")
     start = base or ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd)

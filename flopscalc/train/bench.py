@@ -284,7 +284,11 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
             raise UsageError(f"--peak-tflops must be positive and finite (TFLOP/s), got {peak_tflops}; give "
                              "the datasheet's dense rate for the precision, or --gpu NAME to read it from the GPU "
                              "database")
-        notes.append(f"MFU against a stated peak of {peak_tflops} TFLOP/s ({precision})")
+        said = f"MFU against a stated peak of {peak_tflops} TFLOP/s ({precision})"
+        if spec is not None:  # the row still names the device (a profile's gpu_key); its datasheet peak goes unused
+            said += (f", not {spec.name}'s datasheet peak; {spec.name} is the GPU database row of the device "
+                     "measured")
+        notes.append(said)
         return device, spec, peak_tflops * TERA, notes
     if spec is None:
         notes.append(f"{device_name(device)} is not in the GPU database: no MFU (name it with --gpu, or give "

@@ -34,6 +34,10 @@ DEFAULT_SEED = 1337
 # One thread is also the only count that gives the same step time on any machine, so a CPU calibration reproduces.
 DEFAULT_CPU_THREADS = 1
 
+# `flopscalc train`'s run length and warm-up when not given: 100 warm-up steps of 1,000, a tenth of the run.
+DEFAULT_MAX_STEPS = 1000
+DEFAULT_WARMUP_STEPS = 100
+
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 PARALLEL_MODES = ("ddp", "fsdp")
@@ -74,10 +78,10 @@ class TrainConfig:
     micro_batch: int = 8
     seq_len: int = 1024
     grad_accum: int = 1
-    max_steps: int = 1000
+    max_steps: int = DEFAULT_MAX_STEPS
     learning_rate: float = DEFAULT_LR
     min_lr_ratio: float = DEFAULT_MIN_LR_RATIO
-    warmup_steps: int = 100
+    warmup_steps: int = DEFAULT_WARMUP_STEPS
     schedule: str = Schedule.cosine.value
     milestones: tuple = ()
     weight_decay: float = DEFAULT_WEIGHT_DECAY
@@ -174,7 +178,7 @@ def model_unsupported(model: ModelConfig) -> str | None:
 
 def _check_lora(cfg: TrainConfig) -> None:
     """Refuse LoRA settings the trainer cannot run or whose FLOPs are not modelled (one line each)."""
-    from ..finetune.adapters import ALL_LINEAR, TARGETS
+    from ..finetune.adapters import ALL_LINEAR, TARGETS, refuse_repeated_targets
 
     rank = cfg.lora_rank
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
@@ -194,6 +198,8 @@ def _check_lora(cfg: TrainConfig) -> None:
     if bad or not any(items):
         raise UsageError(f"LoRA target {', '.join(bad) or '(none)'} is not one of {', '.join(TARGETS)} or "
                          f"{ALL_LINEAR}; try --lora-targets {ALL_LINEAR} or --lora-targets q,v")
+    if items != [ALL_LINEAR]:
+        refuse_repeated_targets(items, "--lora-targets")
     if "gate" in items and cfg.model.mlp.n_matrices != 3:
         raise UsageError(f"{cfg.model.name or 'this model'} has a 2-matrix MLP with no gate projection; drop 'gate' "
                          "from --lora-targets")
@@ -238,12 +244,35 @@ def learning_rate_at(cfg: TrainConfig, step: int) -> float:
                                                    cfg.schedule, cfg.milestones)
 
 
+def warmup_for_run(warmup_steps: int, max_steps: int, given: bool) -> tuple[int, str | None]:
+    """The warm-up a run of ``max_steps`` uses, and a note when it is not the one asked for.
+
+    The learning rate climbs to its peak over the warm-up ((step + 1) / warmup_steps, `schedule_multiplier`), so a
+    warm-up of the whole run or longer never decays and, when longer, never reaches the peak. An explicit
+    ``--warmup-steps`` (``given``) that long is refused; the default (`DEFAULT_WARMUP_STEPS`), written for the
+    default run length, is cut to the same tenth of a shorter run (`DEFAULT_WARMUP_STEPS` / `DEFAULT_MAX_STEPS`)
+    and the note says so. Checked before ``max_steps`` is known to be valid, so non-integers pass through.
+    """
+    if not isinstance(warmup_steps, int) or not isinstance(max_steps, int) or max_steps < 1 or warmup_steps < max_steps:
+        return warmup_steps, None
+    if given:
+        raise UsageError(f"--warmup-steps {warmup_steps} is not shorter than --steps {max_steps}: the learning rate "
+                         f"would {'never reach' if warmup_steps > max_steps else 'reach'} --lr "
+                         f"{'' if warmup_steps > max_steps else 'only at the last step '}and never decay; give "
+                         f"--warmup-steps below {max_steps} (0: none), or more --steps")
+    cut = max_steps * DEFAULT_WARMUP_STEPS // DEFAULT_MAX_STEPS
+    return cut, (f"the default warm-up of {DEFAULT_WARMUP_STEPS} steps is not shorter than --steps {max_steps}: "
+                 f"warming up over {cut} step{'s' if cut != 1 else ''} instead, the default's tenth of the run "
+                 "(--warmup-steps to choose)")
+
+
 @dataclass(frozen=True)
 class ThreadChoice:
     """Intra-op threads a benchmark or run uses, why, and how busy the machine was when it started.
 
-    n_threads : threads torch is set to (count); reason : why that count; n_cores : the machine's logical CPUs;
-    load_avg_1min : the 1-minute load average at the start (runnable processes); oversubscribed : load above cores.
+    n_threads : threads torch is set to (count); reason : why that count; n_cores : the logical CPUs this process may
+    use; load_avg_1min : the 1-minute load average at the start (runnable processes); oversubscribed : load above
+    cores.
     """
 
     n_threads: int
@@ -266,17 +295,38 @@ class ThreadChoice:
         return text + f"; load average {self.load_avg_1min:.2f} on {self.n_cores} cores at the start"
 
 
-def choose_threads(requested: int | None, device_type: str, n_cores: int | None = None,
-                   load_avg_1min: float | None = None) -> ThreadChoice | None:
-    """The intra-op thread count for a run on ``device_type`` ("cpu" or "cuda"): ``requested`` when given, else
-    ``DEFAULT_CPU_THREADS`` on a CPU; None on a GPU with nothing requested (torch's default is left alone)."""
+def usable_cores() -> int:
+    """Logical CPUs this process may run on: its affinity mask (``os.sched_getaffinity``, Linux), else
+    ``os.cpu_count()`` where the platform has no affinity call; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_threads(requested: int | None, n_cores: int | None = None) -> int:
+    """``requested`` (--threads) when it is a whole number from 1 to the cores this process may use (`usable_cores`);
+    a UsageError otherwise. torch.set_num_threads takes any count: 100,000 crashed the process (SIGSEGV, no message)
+    and 1,000 on 2 cores ran a one-layer benchmark for over a minute (review r4), so a count above the cores is
+    refused, before torch is imported. Returns the core count it checked against."""
+    cores = n_cores if n_cores is not None else usable_cores()
     if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
         raise UsageError(f"--threads must be a positive integer, got {requested!r}; 1 is the reproducible choice")
-    cores = n_cores if n_cores is not None else (os.cpu_count() or 1)
+    if requested is not None and requested > cores:
+        raise UsageError(f"--threads {requested} is more than the {cores} CPU core{'s' if cores != 1 else ''} this "
+                         f"process may use; give 1 to {cores} (1 is the reproducible choice)")
+    return cores
+
+
+def choose_threads(requested: int | None, device_type: str, n_cores: int | None = None,
+                   load_avg_1min: float | None = None) -> ThreadChoice | None:
+    """The intra-op thread count for a run on ``device_type`` ("cpu" or "cuda"): ``requested`` when given (1 to the
+    usable cores, `check_threads`), else ``DEFAULT_CPU_THREADS`` on a CPU; None on a GPU with nothing requested
+    (torch's default is left alone)."""
+    cores = check_threads(requested, n_cores)
     load = load_avg_1min if load_avg_1min is not None else (os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
     if requested is not None:
-        reason = "as requested" + (f", more than the {cores} cores" if requested > cores else "")
-        return ThreadChoice(requested, reason, cores, load)
+        return ThreadChoice(requested, "as requested", cores, load)
     if device_type != "cpu":
         return None
     return ThreadChoice(DEFAULT_CPU_THREADS, "the default on a CPU: one per process, reproducible on a shared "
