@@ -148,8 +148,6 @@ def test_the_lightest_setup_is_judged_at_an_accumulation_memory_can_reproduce(ca
     assert "micro-batch 1" in words and f"accumulation {LIGHTEST_GRAD_ACCUM}" in words and "1,024" in words
 
 
-@pytest.mark.xfail(strict=True, reason="awaits the one-line edit of flopscalc/planner/search.py requested by b76 "
-                   "(its refusal is to name setups.lightest_setup_words); remove this mark with that edit")
 def test_plan_refusal_names_the_accumulation_it_judged(capsys):
     assert run(["plan", *LLAMA_4, "--days", "30"]) == 1
     err = capsys.readouterr().err

@@ -28,7 +28,7 @@ from .options import (
     nearest_preset,
     usable_bytes,
 )
-from .setups import choose_setup, lightest_peak_bytes, min_gpus_to_plan
+from .setups import choose_setup, lightest_peak_bytes, lightest_setup_words, min_gpus_to_plan
 from .speed import PROFILE_MFU, price_setup, time_model_for, uses_layout_search
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
@@ -323,8 +323,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             f"{what} in {cap / GIB:.1f} GiB per GPU "
             f"({usable_bytes(cap) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
             f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
-            "the CPU, ZeRO "
-            f"where GPUs share it, micro-batch 1) needs {need / GIB:.1f} GiB at sequence {ctx.seq_len}{more}"
+            f"the CPU, ZeRO where GPUs share it, {lightest_setup_words(ctx.seq_len)}) needs {need / GIB:.1f} GiB"
+            f"{more}"
             + _shorter_seq_hint(ctx, lambda seq: lightest_peak_bytes(smallest.model, n_gpus, seq, ctx.budget.precision,
                                                                ctx.gpu.architecture)
                                 <= usable_bytes(cap)))
