@@ -145,7 +145,7 @@ def test_the_lightest_setup_is_judged_at_an_accumulation_memory_can_reproduce(ca
     assert _peak(capsys, ["--grad-accum", "512"]) == at  # "or more": any accumulation above 1 holds the same
     assert _peak(capsys, []) < 0.95 * 12 * GIB < at  # without accumulation it fits, so the refusal must say which
     words = lightest_setup_words(1024)
-    assert "micro-batch 1" in words and f"accumulation {LIGHTEST_GRAD_ACCUM}" in words and "1,024" in words
+    assert "micro-batch 1" in words and f"accumulation {LIGHTEST_GRAD_ACCUM}" in words and "sequence 1024" in words
 
 
 def test_plan_refusal_names_the_accumulation_it_judged(capsys):

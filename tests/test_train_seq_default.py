@@ -150,7 +150,7 @@ def test_a_config_plan_that_fits_nowhere_at_its_context_names_the_context_and_a_
     # the one line says the length is the context and what to pass (exit 1: no answer at the default)
     code, _, err = cli(capsys, "plan", "--config", MISTRAL_JSON, "--gpu", "a100-40gb", "--days", "30")
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert "at sequence 32768" in err and "32768 is the model's context" in err and "--seq 8192" in err
+    assert "sequence 32768)" in err and "32768 is the model's context" in err and "--seq 8192" in err
     code, _, err = cli(capsys, "plan", "--config", MISTRAL_JSON, "--gpu", "a100-40gb", "--days", "30", "--seq", "8192")
     assert code == 0, err
     # where the weights and optimizer alone do not fit (one 24 GB card), no sequence is suggested: none would help

@@ -256,7 +256,7 @@ def lightest_setup_words(seq_len: int) -> str:
     """What the lightest setup was judged at, for a refusal to name: micro-batch, accumulation, sequence (the
     settings 'flopscalc memory' needs to give the same peak)."""
     return (f"micro-batch 1, gradient accumulation {LIGHTEST_GRAD_ACCUM} or more (gradients held between "
-            f"micro-batches), sequence {seq_len:,}")
+            f"micro-batches), sequence {seq_len}")
 
 
 def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
