@@ -299,9 +299,10 @@ def emit(renderable, data: dict, as_json: bool) -> None:
     a `DomainError` of one line. A closed pipe (`BrokenPipeError`) is left to `cli.run`."""
     try:
         if as_json:
-            import json  # here: the tables need no JSON encoder (start-up, issue 18)
+            from ..jsonsafe import dumps  # here: the tables need no JSON encoder (start-up, issue 18)
 
-            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            # inf/nan as null (RFC 8259 has no Infinity); a report whose value is infinite says why beside it
+            sys.stdout.write(dumps(data, indent=2, default=str) + "\n")
         else:
             from ..report.plain import plain_tables
 
