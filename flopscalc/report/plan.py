@@ -199,7 +199,7 @@ def plan_csv(p: Plan) -> str:
     w.writeheader()
     for o in p.options:
         s = o.chosen.setup if o.chosen else None
-        w.writerow({
+        w.writerow(_finite_cells({
             "n_params": o.n_params, "n_layer": o.model.n_layer, "n_head": o.model.n_head, "n_embd": o.model.n_embd,
             "nearest_preset": o.nearest_preset or "", "fits": o.fits, "min_gpus": o.min_gpus or "",
             "micro_batch": s.micro_batch if s else "", "grad_accum": s.grad_accum if s else "",
@@ -211,8 +211,14 @@ def plan_csv(p: Plan) -> str:
             "mfu": o.speed.mfu if o.speed else "", "hfu": o.speed.hfu if o.speed else "",
             "train_time_s": o.train_time_s, "recommended": o is p.recommended,
             "layout": o.chosen.layout.label() if s and o.chosen.layout is not None else "",
-        })
+        }))
     return out.getvalue()
+
+
+def _finite_cells(row: dict) -> dict:
+    """``row`` with infinite and nan cells empty, as --json writes them null (a target never reached: its tokens
+    and time); the CSV and the JSON say the same."""
+    return {k: "" if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def _kv_table(title: str) -> Table:
