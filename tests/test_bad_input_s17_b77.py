@@ -182,6 +182,10 @@ SHAPE_MEMORY = ["memory", "--gpu", "4090", "--n-layer", "12", "--n-head", "12", 
     (["step", "--model", "llama-3.1-8b", "--gpu", "4090"], "--seq", common.MAX_SEQ_TOKENS),
     (["finetune", "--model", "llama-3.1-8b", "--gpu", "4090", "--dataset-tokens", "1e6"], "--micro-batch",
      common.MAX_MICRO_BATCH),
+    (["infer", "--model", "gpt2", "--gpu", "4090", "--context", "512"], "--batch", common.MAX_MICRO_BATCH),
+    (["step", "--model", "gpt2", "--gpu", "4090", "--search", "--n-gpus", "8"], "--global-batch",
+     common.MAX_MICRO_BATCH),
+    (["plan", "--gpu", "4090", "--days", "1"], "--seq", common.MAX_SEQ_TOKENS),
 ])
 def test_whole_number_caps(capsys, argv, option, cap):
     for value in (HUGE, str(cap + 1)):
@@ -234,3 +238,4 @@ def test_missing_required_option_says_what_to_give(capsys):
     assert "--context" in line and "8k = 8192" in line and "flopscalc infer --help" in line
     line = refused(capsys, "infer", "--model", "gpt2", "--context", "8k")
     assert "--gpu" in line and "GPU name" in line
+

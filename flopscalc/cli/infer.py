@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import (
+    MICRO_BATCH_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -85,7 +86,7 @@ def infer(
     vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
     norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
     experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
-    batch: Annotated[int, typer.Option(help="Sequences served together (count).")] = 1,
+    batch: Annotated[int, typer.Option(click_type=MICRO_BATCH_TYPE, help="Sequences served together (count).")] = 1,
     gen: Annotated[int, typer.Option(
         help=f"Tokens generated per sequence (count; default {DEFAULT_GEN_TOKENS}); the first comes from the prefill.")
     ] = DEFAULT_GEN_TOKENS,

@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..hardware import Precision
 from ..planner.budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from .common import (
+    SEQ_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -96,9 +97,9 @@ def plan(
         "--max-days", help="Training must finish within this wall-clock time. (days)")] = None,
     memory: Annotated[str | None, typer.Option(
         help="Memory per GPU to plan for instead of the database's, e.g. 10GiB. (bytes)")] = None,
-    seq: Annotated[int | None, typer.Option(help="Training sequence length. (tokens; default: a --model's "
-                                                "pretraining length, else its context; 1024 for the models the plan "
-                                                "shapes)")] = None,
+    seq: Annotated[int | None, typer.Option(
+        click_type=SEQ_TYPE, help="Training sequence length. (tokens; default: a --model's pretraining length, else "
+                                  "its context; 1024 for the models the plan shapes)")] = None,
     model: Annotated[str | None, typer.Option(
         help="Plan this model only (preset, e.g. gpt2-xl): its setup, time and cost.")] = None,
     params: Annotated[str | None, typer.Option(
