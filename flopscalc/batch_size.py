@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import DomainError, UsageError
 
 # Kaplan et al. 2020 Table 5 (eq. 5.3 rounds B_* to 2e8): losses in nats per token on WebText2 with GPT-2's
 # tokenizer; other datasets and tokenizers shift the loss scale, so B_crit is an order-of-magnitude guide there.
@@ -34,7 +34,12 @@ def critical_batch_tokens(loss_nats: float, *, b_star_tokens: float = KAPLAN_B_S
     """Critical batch size (tokens) at training loss ``loss_nats`` (nats per token), Kaplan et al. eq. 5.3 [1]."""
     if not (loss_nats > 0 and math.isfinite(loss_nats)):
         raise UsageError(f"loss must be a positive number of nats per token, got {loss_nats}")
-    return b_star_tokens / loss_nats ** (1 / alpha_b)  # [1] eq. 5.3: B_crit = B_* / L^(1/alpha_B)
+    try:
+        return b_star_tokens / loss_nats ** (1 / alpha_b)  # [1] eq. 5.3: B_crit = B_* / L^(1/alpha_B)
+    except (OverflowError, ZeroDivisionError):  # L^(1/alpha_B) past float range, or below it (loss 1e-300)
+        raise DomainError(f"a loss of {loss_nats:g} nats per token gives a critical batch beyond float range "
+                          f"(B_* / L^(1/{alpha_b:g}), Kaplan et al. 2020 eq. 5.3); give a loss a model reaches, "
+                          "e.g. 3.3") from None
 
 
 def token_cost_factor(tokens_per_step: float, critical_tokens: float) -> float:

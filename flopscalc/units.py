@@ -40,6 +40,23 @@ SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY
 # A thousand years is longer than any plan could mean and keeps peak x time x GPUs far from float overflow
 # (1.8e308; Python's sys.float_info.max), which 1e308 days would reach in seconds.
 MAX_DURATION_S = 1000 * SECONDS_PER_YEAR
+# Largest counts accepted where they are typed (--params, --tokens and the other token counts, --flops): sanity
+# bounds, not physics, far beyond any model or run made, that keep what the engines raise them to (6ND, a scaling
+# law's powers N^(1/a), bytes) inside float range (1.8e308, sys.float_info.max): --params 1e200 overflowed
+# inverting N_opt(C) (`scaling.allocate.flops_for_params`).
+# ~6,000x Switch-C's 1.571T parameters (Fedus et al. 2022, "Switch Transformers", Table 9), the largest published.
+MAX_N_PARAMS = 1e16
+# ~64,000x the 15.6T tokens Llama 3 405B was trained on (Dubey et al. 2024, sec. 1); tokens served in a model's life
+# (--inference-tokens) too.
+MAX_N_TOKENS = 1e18
+# ~2.6 billion times the 3.8e25 FLOP of Llama 3 405B's pre-training (Dubey et al. 2024, sec. 1).
+MAX_FLOPS = 1e35
+# (bound, its unit, what it is measured against) per kind of count, for `parse_count`'s ``kind``.
+COUNT_BOUNDS = {
+    "params": (MAX_N_PARAMS, "parameters", "about 6,000x the largest published model, Switch-C's 1.6T"),
+    "tokens": (MAX_N_TOKENS, "tokens", "about 64,000x Llama 3 405B's 15.6T training tokens"),
+    "flops": (MAX_FLOPS, "FLOP", "about 2.6 billion times Llama 3 405B's 3.8e25 FLOP"),
+}
 DURATION_UNITS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3,
     "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
@@ -78,13 +95,14 @@ def _split(text: str, what: str, accepted: str) -> tuple[float, str]:
     return value, m["unit"]
 
 
-def parse_count(text: str | float, *, what: str = "count") -> float:
+def parse_count(text: str | float, *, what: str = "count", kind: str | None = None) -> float:
     """Parse a count such as ``124M``, ``1.5B``, ``300B``, ``1e21`` or ``2.5k`` into a float.
 
-    Suffixes are decimal: k=1e3, M=1e6, B (or G)=1e9, T=1e12, P=1e15, E=1e18, Z=1e21.
+    Suffixes are decimal: k=1e3, M=1e6, B (or G)=1e9, T=1e12, P=1e15, E=1e18, Z=1e21. ``kind`` ("params", "tokens",
+    "flops") refuses a value past its bound in `COUNT_BOUNDS` (``what`` names the option in the message).
     """
     if isinstance(text, (int, float)):
-        return float(text)
+        return _at_most(float(text), str(text), what, kind)
     accepted = "a number with an optional suffix k, M, B, T, P, E (e.g. 124M, 1.5B, 300B, 1e21)"
     value, unit = _split(text, what, accepted)
     if unit not in COUNT_SUFFIXES:
@@ -94,7 +112,17 @@ def parse_count(text: str | float, *, what: str = "count") -> float:
         elif unit.upper() in COUNT_SUFFIXES:  # '1.5b': suggested, not read as 1.5B (lower-case m is milli elsewhere)
             hint = f" (did you mean {str(text).strip()[:-len(unit)].rstrip()}{unit.upper()}?)"
         raise UsageError(f"cannot read {what} {text!r}: unknown suffix {unit!r}{hint}; accepted: {accepted}")
-    return value * COUNT_SUFFIXES[unit]
+    return _at_most(value * COUNT_SUFFIXES[unit], str(text).strip(), what, kind)
+
+
+def _at_most(value: float, text: str, what: str, kind: str | None) -> float:
+    """``value``, or a UsageError when it is past the bound of ``kind`` (`COUNT_BOUNDS`; None: no bound)."""
+    if kind is not None:
+        bound, unit, reason = COUNT_BOUNDS[kind]
+        if not value <= bound:
+            limit = f"{bound:.0e}".replace("e+", "e")  # 1e18
+            raise UsageError(f"{what} {text} is too large: at most {limit} {unit} ({reason}); give a smaller {what}")
+    return value
 
 
 def parse_bytes(text: str | float, *, what: str = "size", unit_required: bool = False) -> float:

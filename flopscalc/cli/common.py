@@ -9,6 +9,68 @@ from typing import Annotated
 
 import typer
 
+# ---- upper bounds on whole-number options: sanity bounds, not physics, far beyond any model or run made, that keep
+# every product the engines form (bytes, FLOPs, steps) finite and printable. A value past one is refused in one line
+# (`AtMost`); each names what it is measured against.
+# Sequences per GPU per forward pass: ~500x the whole global batch of Llama 3 405B, 2,048 sequences of 8,192 tokens
+# (16M tokens; Llama 3 Herd of Models, Dubey et al. 2024, sec. 3.4.1).
+MAX_MICRO_BATCH = 1_000_000
+# Micro-batches accumulated per step: the same global batch taken one sequence at a time is 2,048 micro-batches.
+MAX_GRAD_ACCUM = 1_000_000
+# Layers: 100x DeepNet's 1,000 (Wang et al. 2022, "DeepNet: Scaling Transformers to 1,000 Layers"), the deepest
+# published transformer.
+MAX_N_LAYER = 100_000
+# Attention heads (query or key/value): ~800x Llama 3 405B's 128 (Dubey et al. 2024, Table 3).
+MAX_N_HEAD = 100_000
+# Width and MLP width: ~40x the 25,600 width of Megatron-LM's 1T model (Narayanan et al. 2021, Table 1); d_ff
+# (4x that, 102,400) is within it too.
+MAX_N_EMBD = 1_000_000
+# Vocabulary: ~400x the 256k-token vocabulary of Gemma (Gemma Team 2024, sec. 2), the largest of a released model.
+MAX_VOCAB = 100_000_000
+# Tokens per sequence (--seq, --context): 10x the 10M-token context of Llama 4 Scout (Meta AI, "The Llama 4 herd",
+# 2025-04-05), the longest of a released model (the same source as `perf.inference.formats.MAX_GEN_TOKENS`).
+MAX_SEQ_TOKENS = 100_000_000
+# Experts per MLP: ~10x the 1,048,576 of PEER (He 2024, "Mixture of A Million Experts").
+MAX_N_EXPERT = 10_000_000
+
+
+def _click_types():
+    """The parser's types module: typer's vendored click (typer 0.26 on), else click (as `parser_exception`)."""
+    try:
+        from typer._click import types
+    except ImportError:  # typer before it vendored click
+        from click import types
+    return types
+
+
+class AtMost(_click_types().IntParamType):
+    """A whole-number option with an upper bound: past ``at_most`` a one-line UsageError that says the bound, what it
+    is measured against and what to do (``--micro-batch 99999999999999999999999`` printed a peak of
+    84088640213012692598784 GiB and exited 0). Lower bounds stay with the engines, which say them per option."""
+
+    def __init__(self, at_most: int, unit: str, reason: str) -> None:
+        self.at_most, self.unit, self.reason = at_most, unit, reason
+
+    def convert(self, value, param, ctx):
+        n = super().convert(value, param, ctx)
+        if n > self.at_most:
+            from ..errors import UsageError
+
+            option = param.opts[0] if param is not None and param.opts else "the value"
+            raise UsageError(f"{option} {value} is too large: at most {self.at_most:,} {self.unit} ({self.reason}); "
+                             f"give a smaller {option}")
+        return n
+
+
+MICRO_BATCH_TYPE = AtMost(MAX_MICRO_BATCH, "sequences", "about 500x Llama 3 405B's whole global batch")
+GRAD_ACCUM_TYPE = AtMost(MAX_GRAD_ACCUM, "micro-batches", "about 500x Llama 3 405B's global batch, one sequence each")
+N_LAYER_TYPE = AtMost(MAX_N_LAYER, "layers", "100x the deepest published transformer, DeepNet's 1,000")
+N_HEAD_TYPE = AtMost(MAX_N_HEAD, "heads", "about 800x Llama 3 405B's 128")
+N_EMBD_TYPE = AtMost(MAX_N_EMBD, "units", "about 40x the widest published model, Megatron-LM 1T's 25,600")
+VOCAB_TYPE = AtMost(MAX_VOCAB, "tokens", "about 400x Gemma's 256k")
+SEQ_TYPE = AtMost(MAX_SEQ_TOKENS, "tokens", "10x the longest released context, Llama 4 Scout's 10M")
+N_EXPERT_TYPE = AtMost(MAX_N_EXPERT, "experts", "about 10x PEER's million experts")
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 GpuCsvOpt = Annotated[
     list[Path] | None,
@@ -19,31 +81,40 @@ ModelConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="A Hugging Face config.json, read offline (model_type gpt2, gpt_neox, llama, mistral, mixtral, "
     "qwen2, qwen2_moe, gemma, olmo, olmo2, phi3). Shape and architecture options given with it override the "
     "file's values, and the model's name lists each override.")]
-NLayerOpt = Annotated[int | None, typer.Option("--n-layer", help="Explicit shape: layers.")]
-NHeadOpt = Annotated[int | None, typer.Option("--n-head", help="Explicit shape: attention heads.")]
-NEmbdOpt = Annotated[int | None, typer.Option("--n-embd", help="Explicit shape: width.")]
-VocabOpt = Annotated[int | None, typer.Option("--vocab", help="Vocabulary size (tokens; GPT-2: 50257).")]
+NLayerOpt = Annotated[int | None, typer.Option("--n-layer", click_type=N_LAYER_TYPE, help="Explicit shape: layers.")]
+NHeadOpt = Annotated[int | None, typer.Option(
+    "--n-head", click_type=N_HEAD_TYPE, help="Explicit shape: attention heads.")]
+NEmbdOpt = Annotated[int | None, typer.Option("--n-embd", click_type=N_EMBD_TYPE, help="Explicit shape: width.")]
+VocabOpt = Annotated[int | None, typer.Option(
+    "--vocab", click_type=VOCAB_TYPE, help="Vocabulary size (tokens; GPT-2: 50257).")]
 KvHeadOpt = Annotated[int | None, typer.Option(
-    "--n-kv-head", help="Key/value heads: as many as --n-head is multi-head, 1 multi-query, between grouped-query.")]
+    "--n-kv-head", click_type=N_HEAD_TYPE,
+    help="Key/value heads: as many as --n-head is multi-head, 1 multi-query, between grouped-query.")]
 FfnOpt = Annotated[int | None, typer.Option(
-    "--ffn", help="MLP hidden width d_ff (units; GPT-2: 4 x width); with --experts the width of each expert.")]
+    "--ffn", click_type=N_EMBD_TYPE,
+    help="MLP hidden width d_ff (units; GPT-2: 4 x width); with --experts the width of each expert.")]
 BiasOpt = Annotated[bool | None, typer.Option("--bias/--no-bias", help="Biases in every linear and LayerNorm.")]
 TieOpt = Annotated[bool | None, typer.Option("--tie/--untie", help="LM head tied to the token embedding or not.")]
 ExpertsOpt = Annotated[int | None, typer.Option(
-    "--experts", help="Routed experts per MLP (mixture of experts; 0 = dense). Needs --top-k.")]
-TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Experts each token is routed to.")]
+    "--experts", click_type=N_EXPERT_TYPE,
+    help="Routed experts per MLP (mixture of experts; 0 = dense). Needs --top-k.")]
+TopKOpt = Annotated[int | None, typer.Option(
+    "--top-k", click_type=N_EXPERT_TYPE, help="Experts each token is routed to.")]
 SharedExpertsOpt = Annotated[int | None, typer.Option(
-    "--shared-experts", help="Experts every token uses besides its routed ones (count).")]
+    "--shared-experts", click_type=N_EXPERT_TYPE, help="Experts every token uses besides its routed ones (count).")]
 # ---- the model and the training setup, shared by flops, memory, step, infer, plan, scaling hparams, plot, train
 PresetOpt = Annotated[str | None, typer.Option(
     "--model", help="Preset: gpt2 ... gpt2-xl, llama-3.1-8b, mixtral-8x7b, pythia-1b, ... ('flopscalc models').")]
 ParamsOpt = Annotated[str | None, typer.Option(
     "--params", help="Target parameter count, e.g. 350M; shaped by rule.")]
 SeqOpt = Annotated[int | None, typer.Option(
-    "--seq", help="Training sequence length (tokens; default: the model's pretraining length where its source states "
-                  "one, else its context).")]
-MicroBatchOpt = Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass.")]
-GradAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")]
+    "--seq", click_type=SEQ_TYPE,
+    help="Training sequence length (tokens; default: the model's pretraining length where its source states one, "
+         "else its context).")]
+MicroBatchOpt = Annotated[int, typer.Option(
+    "--micro-batch", click_type=MICRO_BATCH_TYPE, help="Sequences per GPU per forward pass.")]
+GradAccumOpt = Annotated[int, typer.Option(
+    "--grad-accum", click_type=GRAD_ACCUM_TYPE, help="Micro-batches accumulated per step.")]
 NGpusOpt = Annotated[int, typer.Option("--n-gpus", help="Data-parallel GPUs (count).")]
 ZeroOpt = Annotated[int, typer.Option("--zero", help="ZeRO stage 0-3 (FSDP full sharding = 3).")]
 OffloadOpt = Annotated[bool, typer.Option("--offload", help="Offload optimizer state to CPU (ZeRO-Offload).")]
@@ -115,7 +186,8 @@ def model_from_options(model, params, n_layer, n_head, n_embd, config, vocab=Non
     from ..model import resolve_model
     from ..units import parse_count
 
-    return resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+    n_params = parse_count(params, what="--params", kind="params") if params is not None else None
+    return resolve_model(model, n_params=n_params,
                          n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config,
                          arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
                                            shared_experts))
@@ -300,9 +372,10 @@ def emit(renderable, data: dict, as_json: bool) -> None:
     _refuse_closed_stdout()
     try:
         if as_json:
-            import json  # here: the tables need no JSON encoder (start-up, issue 18)
+            from ..jsonsafe import dumps  # here: the tables need no JSON encoder (start-up, issue 18)
 
-            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            # inf/nan as null (RFC 8259 has no Infinity); a report whose value is infinite says why beside it
+            sys.stdout.write(dumps(data, indent=2, default=str) + "\n")
         else:
             from ..report.plain import plain_tables
 

@@ -9,6 +9,8 @@ import typer
 from ..finetune.adapters import Method, Quant
 from ..memory.settings import Optimizer
 from .common import (
+    MICRO_BATCH_TYPE,
+    SEQ_TYPE,
     GpuCsvOpt,
     GpuOpt,
     JsonOpt,
@@ -38,8 +40,9 @@ def finetune(
     double_quant: Annotated[bool | None, typer.Option(
         "--double-quant/--no-double-quant", help="Quantize NF4's block constants too (QLoRA; default on).")] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the dataset.")] = 1.0,
-    seq: Annotated[int, typer.Option(help="Tokens per sequence (tokens; default 512).")] = 512,
-    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per forward pass (sequences).")] = 1,
+    seq: Annotated[int, typer.Option(click_type=SEQ_TYPE, help="Tokens per sequence (tokens; default 512).")] = 512,
+    micro_batch: Annotated[int, typer.Option(
+        "--micro-batch", click_type=MICRO_BATCH_TYPE, help="Sequences per forward pass (sequences).")] = 1,
     packing: Annotated[bool, typer.Option(
         "--packing", help="Pack examples end to end into full sequences (no padding).")] = False,
     mean_sequence_tokens: Annotated[str | None, typer.Option(
@@ -99,11 +102,13 @@ def finetune(
         quant=quant or Quant.nf4, double_quant=True if double_quant is None else double_quant,
         micro_batch=micro_batch, seq_len=seq, optimizer=optimizer, paged=paged, bf16_adapters=bf16_adapters,
         recompute="full" if checkpointing else "none")
-    mean = parse_count(mean_sequence_tokens, what="--mean-sequence-tokens") if mean_sequence_tokens is not None else None
+    mean = (parse_count(mean_sequence_tokens, what="--mean-sequence-tokens", kind="tokens")
+            if mean_sequence_tokens is not None else None)
     spec = get_gpu(gpu, gpu_csv or ())
 
     def planned(s: FinetuneSetup):
-        return plan_finetune(cfg, s, spec, n_dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens"),
+        return plan_finetune(cfg, s, spec, n_dataset_tokens=parse_count(
+            dataset_tokens, what="--dataset-tokens", kind="tokens"),
                              n_epochs=epochs, packing=packing, mean_sequence_tokens=mean,
                              efficiency=efficiency, headroom=headroom)
 

@@ -61,7 +61,7 @@ def flops(
     from ..report.flops import flops_dict, flops_report, whole_tokens
     from ..units import parse_count
 
-    n_tokens = parse_count(tokens, what="--tokens")
+    n_tokens = parse_count(tokens, what="--tokens", kind="tokens")
     if not whole_tokens(n_tokens):  # a run trains on whole tokens; 2.5 tokens has no step count to show
         raise UsageError(f"--tokens must be a whole number of tokens, got {tokens} ({n_tokens:,.10g} tokens); "
                          f"e.g. --tokens {max(1, round(n_tokens))}")

@@ -212,4 +212,11 @@ def parser_error_line(e: Exception) -> str:
             listed = ", ".join(found[:-1]) + " or " + found[-1] if len(found) > 1 else found[0]
             return f"{e.message}; did you mean {listed}? ({where})"
         return f"{e.message}; no option is close to it: {where}"
+    param = getattr(e, "param", None)
+    if isinstance(e, parser_exception("MissingParameter")) and e.ctx is not None and getattr(param, "help", None):
+        # click's bare "Missing option '--context'." says neither what to give nor how: its help says both
+        what = " ".join(param.help.split()).rstrip(".")
+        what = what[:1].lower() + what[1:] if what[1:2].islower() else what  # "Prompt tokens" -> "prompt", "GPU" kept
+        return (f"{' '.join(e.format_message().split()).rstrip('.')}: {what} "
+                f"(see '{e.ctx.command_path} --help')")
     return " ".join(e.format_message().split()) or "say which command to run; they are listed above"

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import (
+    MICRO_BATCH_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -53,7 +54,13 @@ def parse_context(text: str) -> int:
     if not digits.isdigit() or int(digits) < 1:
         raise UsageError(f"cannot read --context {text!r}: give a whole number of tokens, at least 1, or a number "
                          "with k (units of 1024 tokens), e.g. 4096 or 8k")
-    return int(digits) * (CONTEXT_K if s.endswith("k") else 1)
+    tokens = int(digits) * (CONTEXT_K if s.endswith("k") else 1)
+    from .common import MAX_SEQ_TOKENS, SEQ_TYPE
+
+    if tokens > MAX_SEQ_TOKENS:
+        raise UsageError(f"--context {text} is too large: at most {MAX_SEQ_TOKENS:,} tokens ({SEQ_TYPE.reason}); "
+                         "give a smaller --context")
+    return tokens
 
 
 def _choice(enum, value: str, option: str):
@@ -79,7 +86,7 @@ def infer(
     vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
     norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
     experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
-    batch: Annotated[int, typer.Option(help="Sequences served together (count).")] = 1,
+    batch: Annotated[int, typer.Option(click_type=MICRO_BATCH_TYPE, help="Sequences served together (count).")] = 1,
     gen: Annotated[int, typer.Option(
         help=f"Tokens generated per sequence (count; default {DEFAULT_GEN_TOKENS}); the first comes from the prefill.")
     ] = DEFAULT_GEN_TOKENS,

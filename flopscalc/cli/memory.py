@@ -9,6 +9,8 @@ import typer
 from ..flops import Recompute
 from ..memory.settings import DEFAULT_ALLOCATOR_OVERHEAD_FRACTION, MemoryPrecision, Optimizer
 from .common import (
+    GRAD_ACCUM_TYPE,
+    MICRO_BATCH_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -55,7 +57,8 @@ def memory(
     vocab: VocabOpt = None, n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None,
     norm: NormOpt = None, pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
     experts: ExpertsOpt = None, top_k: TopKOpt = None, shared_experts: SharedExpertsOpt = None,
-    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per GPU per forward pass (sequences).")] = 1,
+    micro_batch: Annotated[int, typer.Option(
+        "--micro-batch", click_type=MICRO_BATCH_TYPE, help="Sequences per GPU per forward pass (sequences).")] = 1,
     seq: SeqOpt = None,
     precision: Annotated[MemoryPrecision | None, typer.Option(
         help="Storage precision: fp32, bf16/fp16 autocast with fp32 master weights, or pure bf16 (default: "
@@ -67,7 +70,8 @@ def memory(
                                         help="Fused attention (no T x T scores saved) or spelled-out attention.")
                      ] = True,
     grad_accum: Annotated[int, typer.Option(
-        "--grad-accum", help="Micro-batches accumulated per step; above 1 gradients stay allocated (count).")] = 1,
+        "--grad-accum", click_type=GRAD_ACCUM_TYPE,
+        help="Micro-batches accumulated per step; above 1 gradients stay allocated (count).")] = 1,
     n_gpus: NGpusOpt = 1,
     zero: ZeroOpt = 0,
     offload: OffloadOpt = False,
@@ -97,10 +101,18 @@ def memory(
     spec = get_gpu(gpu, gpu_csv or ())
     precision, note = storage_precision(precision, spec)
     check_zero_stage(zero, n_gpus)
+    context_bytes = parse_bytes(cuda_context, what="--cuda-context", unit_required=True)
+    if not 0 <= context_bytes <= spec.memory_bytes:  # echo what was typed, not the bytes it became
+        from ..errors import UsageError
+        from ..units import format_bytes
+
+        raise UsageError(f"--cuda-context {cuda_context.strip()} is out of range: the CUDA context takes from 0 up to "
+                         f"the GPU's whole memory ({spec.name}: {format_bytes(spec.memory_bytes)}); give a size such "
+                         "as 512MiB")
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload,
-                          cuda_context_bytes=parse_bytes(cuda_context, what="--cuda-context", unit_required=True),
+                          cuda_context_bytes=context_bytes,
                           allocator_overhead_fraction=allocator_overhead, dropout=dropout,
                           fused_loss=fused_loss, gpu_architecture=spec.architecture)
     result = answer(cfg, setup, spec, headroom)

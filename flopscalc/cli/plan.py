@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..hardware import Precision
 from ..planner.budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from .common import (
+    SEQ_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -96,9 +97,9 @@ def plan(
         "--max-days", help="Training must finish within this wall-clock time. (days)")] = None,
     memory: Annotated[str | None, typer.Option(
         help="Memory per GPU to plan for instead of the database's, e.g. 10GiB. (bytes)")] = None,
-    seq: Annotated[int | None, typer.Option(help="Training sequence length. (tokens; default: a --model's "
-                                                "pretraining length, else its context; 1024 for the models the plan "
-                                                "shapes)")] = None,
+    seq: Annotated[int | None, typer.Option(
+        click_type=SEQ_TYPE, help="Training sequence length. (tokens; default: a --model's pretraining length, else "
+                                  "its context; 1024 for the models the plan shapes)")] = None,
     model: Annotated[str | None, typer.Option(
         help="Plan this model only (preset, e.g. gpt2-xl): its setup, time and cost.")] = None,
     params: Annotated[str | None, typer.Option(
@@ -158,7 +159,7 @@ def plan(
         if family is not None and (model is not None or config is not None):
             raise UsageError(f"{'--model' if model is not None else '--config'} fixes the model, whose family is its "
                              "own, and --family chooses how the plan shapes the models it tries: drop one of them")
-        n_params = parse_count(params, what="--params") if params is not None else None
+        n_params = parse_count(params, what="--params", kind="params") if params is not None else None
         if family is not None:  # --params --family: that size, shaped by the family's rule
             from ..planner.family import shaped_model
 
@@ -176,18 +177,20 @@ def plan(
     from ..scaling.names import resolve_law
 
     request = PlanRequest(
-        spec, seconds, flops=parse_count(flops_budget, what="--flops") if flops_budget is not None else None,
+        spec, seconds,
+        flops=parse_count(flops_budget, what="--flops", kind="flops") if flops_budget is not None else None,
         budget_usd=parse_usd(budget_usd, what="--budget-usd") if budget_usd is not None else None,
         usd_per_gpu_hour=usd_per_gpu_hour, usd_per_kwh=usd_per_kwh, n_gpus=n_gpus, precision=precision,
         utilization=utilization, mfu=mfu, calibration=profile, law=resolve_law(law),  # built-in or saved (a file)
-        dataset_tokens=parse_count(dataset_tokens, what="--dataset-tokens") if dataset_tokens is not None else None,
+        dataset_tokens=(parse_count(dataset_tokens, what="--dataset-tokens", kind="tokens")
+                        if dataset_tokens is not None else None),
         max_wall_clock_s=max_wall_clock_s,
         memory_bytes=parse_bytes(memory, what="--memory", unit_required=True) if memory is not None else None,
         seq_len=seq,
         model=cfg, shaped=params is not None and model is None and config is None,
-        n_tokens=parse_count(tokens, what="--tokens") if tokens is not None else None,
+        n_tokens=parse_count(tokens, what="--tokens", kind="tokens") if tokens is not None else None,
         target_loss=target_loss, calibration_any_device=calibration_any_device,
-        inference_tokens=(parse_count(inference_tokens, what="--inference-tokens")
+        inference_tokens=(parse_count(inference_tokens, what="--inference-tokens", kind="tokens")
                           if inference_tokens is not None else None),
         family=family if cfg is None else None, arch=arch if cfg is None else None,  # a fixed model has them
         layout_search=layout_search, network_gbps=network_gbps,

@@ -6,6 +6,7 @@ Engines (numpy, scipy for fitting) are imported inside each command, never at mo
 
 from __future__ import annotations
 
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -105,7 +106,7 @@ def optimal(
     from ..scaling.allocate import optimal_data_constrained
     from ..units import parse_count
 
-    c = parse_count(flops, what="--flops")
+    c = parse_count(flops, what="--flops", kind="flops")
     if inference_tokens is not None:
         from rich.console import Group
 
@@ -116,7 +117,7 @@ def optimal(
             raise UsageError("--inference-tokens and --unique-tokens cannot be combined (the inference-aware "
                              "optimum has no data-constrained form); drop one of them")
         sl = _law(law)
-        t = parse_count(inference_tokens, what="--inference-tokens")
+        t = parse_count(inference_tokens, what="--inference-tokens", kind="tokens")
         ia = inference_optimal_for_budget(sl, c, t)
         a = optimal_alloc(sl, c)
         emit(Group(allocation_report(a, sl), inference_report(ia)),
@@ -124,7 +125,7 @@ def optimal(
         return
     if unique_tokens is not None:
         sl = _dc_law(law)
-        a = optimal_data_constrained(sl, c, parse_count(unique_tokens, what="--unique-tokens"))
+        a = optimal_data_constrained(sl, c, parse_count(unique_tokens, what="--unique-tokens", kind="tokens"))
         emit(allocation_report(a, sl, "Data-constrained optimal allocation"), allocation_dict(a, sl), as_json)
         return
     sl = _law(law)
@@ -147,7 +148,8 @@ def budget(
     if (loss is None) == (params is None):
         raise UsageError("give exactly one of --loss (e.g. 2.2) or --params (e.g. 1.4B)")
     sl = _law(law)
-    a = flops_for_loss(sl, loss) if loss is not None else flops_for_params(sl, parse_count(params, what="--params"))
+    a = (flops_for_loss(sl, loss) if loss is not None
+         else flops_for_params(sl, parse_count(params, what="--params", kind="params")))
     emit(allocation_report(a, sl, "Budget"), allocation_dict(a, sl), as_json)
 
 
@@ -164,10 +166,10 @@ def loss(
     from ..scaling.allocate import predict_loss
     from ..units import parse_count
 
-    n, d = parse_count(params, what="--params"), parse_count(tokens, what="--tokens")
+    n, d = parse_count(params, what="--params", kind="params"), parse_count(tokens, what="--tokens", kind="tokens")
     if unique_tokens is not None:  # predict_loss refuses a non-positive N, D or U
         sl = _dc_law(law)
-        u = parse_count(unique_tokens, what="--unique-tokens")
+        u = parse_count(unique_tokens, what="--unique-tokens", kind="tokens")
         prediction = predict_loss(sl, n, d, u)  # the planner's engine too: plan and loss agree
     else:
         sl = _law(law)
@@ -271,14 +273,19 @@ def hparams(
     from ..scaling.hyperparams import recommend_hyperparameters
     from ..units import parse_count
 
-    cfg = resolve_model(model, n_params=parse_count(params, what="--params") if params is not None else None,
+    n_params = parse_count(params, what="--params", kind="params") if params is not None else None
+    cfg = resolve_model(model, n_params=n_params,
                         n_layer=n_layer, n_head=n_head, n_embd=n_embd, ways=("model", "params", "shape"))
-    d = parse_count(tokens, what="--tokens")
+    d = parse_count(tokens, what="--tokens", kind="tokens")
     if not d > 0:
         raise UsageError(f"--tokens must be positive, e.g. 2.5B, got {tokens}")
     check_seq(seq)
     if loss is not None and not loss > 0:
         raise UsageError(f"--loss must be a positive number of nats per token, e.g. 3.3, got {loss}")
+    if loss is not None and not loss < math.log(cfg.vocab_size):  # as 'scaling budget' and 'plan --target-loss'
+        raise UsageError(f"--loss {loss:g} is not below a uniform guess over {cfg.name}'s vocabulary (ln "
+                         f"{cfg.vocab_size} = {math.log(cfg.vocab_size):.2f} nats/token): no trained model ends "
+                         f"there; give the loss you predict, below {math.log(cfg.vocab_size):.2f}, e.g. 3.3")
     src = seq_source(cfg, seq)  # --seq, else the model's default (`model.default_train_seq`), and where it came from
     if cfg.seq_limited_by_context and src.seq_len > cfg.block_size:  # as memory/step/flops/plan refuse it
         raise UsageError(f"sequence length {src.seq_len} is longer than the model's context ({cfg.block_size} "

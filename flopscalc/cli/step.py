@@ -13,6 +13,7 @@ from ..perf.op_kinds import (  # the command imports the step model anyway (cli 
     SUSTAINED_FRACTION,
 )
 from .common import (
+    MICRO_BATCH_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -105,8 +106,9 @@ def step(
         "--search", help="Rank every TP/PP/interleave/DP/ZeRO/CP/EP/micro-batch/recompute layout of --n-gpus "
                          "that fits, by time per token.")] = False,
     global_batch: Annotated[int | None, typer.Option(
-        "--global-batch", help="With --search: sequences per optimizer step (default: --n-gpus x --micro-batch x "
-                               "--grad-accum).")] = None,
+        "--global-batch", click_type=MICRO_BATCH_TYPE,
+        help="With --search: sequences per optimizer step (default: --n-gpus x --micro-batch x --grad-accum).")
+    ] = None,
     network_gbps: Annotated[float | None, typer.Option(
         "--network-gbps", help="Network between nodes per GPU, Gb/s (default by GPU generation: A100 200, else 400); "
                                "beyond one node of 8 GPUs only.")

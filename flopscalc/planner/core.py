@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from ..assumption import Assumption
 from ..costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
-from ..errors import DomainError
+from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec
 from ..model import ModelConfig, SeqSource, count_params, get_family
-from ..units import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from ..units import MAX_DURATION_S, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_YEAR
 from .budget import (
     CHINCHILLA_TOKENS_PER_PARAM,
     DEFAULT_MFU,
@@ -243,6 +243,12 @@ def _budget(req: PlanRequest) -> tuple[ComputeBudget, float]:
             # kWh = GPUs x board power x busy time; busy time = duty cycle x wall clock (costs.energy_cost)
             duration_s = (req.budget_usd / req.usd_per_kwh * JOULES_PER_KWH
                           / (req.n_gpus * gpu.board_power_w * req.utilization))
+    if kind == "money" and not duration_s <= MAX_DURATION_S:  # 1e300 USD buys an infinite time, then FLOP budget
+        price = (f"--usd-per-gpu-hour {req.usd_per_gpu_hour:g}" if req.usd_per_gpu_hour is not None
+                 else f"--usd-per-kwh {req.usd_per_kwh:g}")
+        years = MAX_DURATION_S / SECONDS_PER_YEAR
+        raise UsageError(f"--budget-usd {req.budget_usd:g} at {price} buys more than {years:,.0f} years on "
+                         f"{req.n_gpus} x {gpu.name}, the longest plan accepted; give a smaller --budget-usd")
     nominal = req.nominal_budget
     nominal.peak_flop_per_s_per_gpu  # noqa: B018 - raise now if the GPU lacks this precision
     if kind == "flops":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 
 from rich import box
 from rich.console import Group
@@ -126,7 +127,7 @@ def plan_dict(p: Plan) -> dict:
                             "tokens_per_param": a.tokens_per_param, "loss": a.loss, "method": a.method,
                             "above_uniform_guess": a.above_uniform, "warnings": list(a.warnings)},
         "objective": p.objective, "target_loss": p.target_loss, "family": p.family,
-        "recommended": option_dict(p.recommended),
+        "recommended": {**option_dict(p.recommended), **_reach(p, p.recommended.n_tokens)},
         "loss_by_law": p.loss_by_law,
         "loss_interval": list(p.loss_interval) if p.loss_interval else None,
         "binding": [{"constraint": b.constraint, "binds": b.binds, "relaxed": b.relaxed,
@@ -134,7 +135,7 @@ def plan_dict(p: Plan) -> dict:
         "tags": {str(i): list(t) for i, t in p.tags.items()},
         "energy": {"gpu_hours": e.gpu_hours, "facility_energy_kwh": e.facility_energy_kwh,
                    "electricity_usd": e.electricity_usd, "cloud_usd": e.cloud_usd},
-        "options": [option_dict(o) for o in p.options],
+        "options": [{**option_dict(o), **_reach(p, o.n_tokens)} for o in p.options],
         "candidates": [
             {
                 "model": c.model.name, "n_params": c.n_params, "seq_len": c.seq_len,
@@ -142,6 +143,7 @@ def plan_dict(p: Plan) -> dict:
                 "tokens_per_param": c.tokens_per_param, "reaches_chinchilla": c.reaches_chinchilla,
                 "chinchilla_tokens": c.chinchilla_tokens, "chinchilla_flops": c.chinchilla_flops,
                 "chinchilla_time_s": c.chinchilla_time_s if c.fits else None, "fits": c.fits, "min_gpus": c.min_gpus,
+                **_reach(p, c.budget_tokens),
             }
             for c in p.candidates
         ],
@@ -159,6 +161,14 @@ def plan_dict(p: Plan) -> dict:
         "warnings": list(p.warnings),
         "assumptions": [{"name": x.name, "value": x.value, "source": x.source} for x in p.assumptions],
     }
+
+
+def _reach(p: Plan, n_tokens: float | None) -> dict:
+    """{"reaches_target": ...} under a target loss: False where no number of tokens reaches it (the tokens, time and
+    FLOPs are infinite, which the JSON writes as null); nothing under a budget."""
+    if p.objective != "target":
+        return {}
+    return {"reaches_target": n_tokens is not None and math.isfinite(n_tokens)}
 
 
 def _inference_dict(p: Plan) -> dict | None:
@@ -196,7 +206,7 @@ def plan_csv(p: Plan) -> str:
     w.writeheader()
     for o in p.options:
         s = o.chosen.setup if o.chosen else None
-        w.writerow({
+        w.writerow(_finite_cells({
             "n_params": o.n_params, "n_layer": o.model.n_layer, "n_head": o.model.n_head, "n_embd": o.model.n_embd,
             "nearest_preset": o.nearest_preset or "", "fits": o.fits, "min_gpus": o.min_gpus or "",
             "micro_batch": s.micro_batch if s else "", "grad_accum": s.grad_accum if s else "",
@@ -209,8 +219,14 @@ def plan_csv(p: Plan) -> str:
             "mfu_convention": o.mfu_convention if o.speed else "", "mfu_causal": o.mfu_causal if o.speed else "",
             "train_time_s": o.train_time_s, "recommended": o is p.recommended,
             "layout": o.chosen.layout.label() if s and o.chosen.layout is not None else "",
-        })
+        }))
     return out.getvalue()
+
+
+def _finite_cells(row: dict) -> dict:
+    """``row`` with infinite and nan cells empty, as --json writes them null (a target never reached: its tokens
+    and time); the CSV and the JSON say the same."""
+    return {k: "" if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def _kv_table(title: str) -> Table:

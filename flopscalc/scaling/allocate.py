@@ -59,6 +59,35 @@ class Allocation:
         return None if self.unique_tokens is None else self.n_tokens / self.unique_tokens
 
 
+# What each engine argument is, for `in_float_range`'s message.
+_ARGUMENT_WORDS = {"c_flops": "a budget of {:.3g} FLOP", "n_params": "{:.3g} parameters", "n_tokens": "{:.3g} tokens",
+                   "target_loss": "a target loss of {:.4g}", "unique_tokens": "{:.3g} unique tokens",
+                   "inference_tokens": "{:.3g} inference tokens"}
+
+
+def in_float_range(fn):
+    """``fn(law, ...)`` with an OverflowError (a power of the law's constants or of the inputs past 1.8e308, Python's
+    ``sys.float_info.max``) turned into a one-line `DomainError` naming the law and the inputs: a saved law with
+    A = 1e308 overflowed computing G (Hoffmann eq. 4) for any budget."""
+    import functools
+
+    names = fn.__code__.co_varnames[1:fn.__code__.co_argcount]  # the positional parameters after ``law``
+
+    @functools.wraps(fn)
+    def wrapper(law, *args, **kwargs):
+        try:
+            return fn(law, *args, **kwargs)
+        except OverflowError:
+            bound = {**dict(zip(names, args)), **kwargs}
+            at = ", ".join(_ARGUMENT_WORDS[k].format(v) for k, v in bound.items()
+                           if k in _ARGUMENT_WORDS and isinstance(v, (int, float)))
+            raise DomainError(f"law {law.name!r} gives a number past float range (1.8e308) at {at}: its constants or "
+                              "these inputs are far outside any fitted law's; check the law ('flopscalc scaling laws "
+                              "--json') or choose another with --law") from None
+
+    return wrapper
+
+
 def _allocation(law: ScalingLaw, c: float, n: float, d: float, loss: float | None, method: str,
                 unique_tokens: float | None = None) -> Allocation:
     """An `Allocation` with the law's validity applied: no loss above a uniform guess, range warnings."""
@@ -85,6 +114,7 @@ def optimal_arrays(law: ScalingLaw, c_flops) -> tuple:
     return form.n_opt(c), form.d_opt(c)  # N = G (C/6)^a, D = G^-1 (C/6)^b  [H22, eq. 4]
 
 
+@in_float_range
 def optimal(law: ScalingLaw, c_flops: float) -> Allocation:
     """The loss-minimising N and D for a budget of ``c_flops`` (FLOP) under ``law``."""
     c = _check_positive(c_flops, "the FLOP budget")
@@ -93,6 +123,7 @@ def optimal(law: ScalingLaw, c_flops: float) -> Allocation:
     return _allocation(law, c, n, d, float(law.loss(n, d)) if law.has_loss else None, method)
 
 
+@in_float_range
 def flops_for_params(law: ScalingLaw, n_params: float) -> Allocation:
     """The budget at which a model of ``n_params`` parameters is compute-optimal, and its tokens."""
     n = _check_positive(n_params, "the parameter count")
@@ -106,6 +137,7 @@ def flops_for_params(law: ScalingLaw, n_params: float) -> Allocation:
                        "inverse of N_opt(C)")
 
 
+@in_float_range
 def flops_for_loss(law: ScalingLaw, target_loss: float) -> Allocation:
     """The smallest budget whose compute-optimal model reaches ``target_loss`` (nats/token).
 
@@ -163,6 +195,7 @@ def data_constrained_loss(law: ScalingLaw, n_params, n_tokens, unique_tokens):
     return form.E + form.A / n_eff**form.alpha + form.B / d_eff**form.beta  # [M23, eq. 7]
 
 
+@in_float_range
 def optimal_data_constrained(law: ScalingLaw, c_flops: float, unique_tokens: float) -> Allocation:
     """Loss-minimising N and D = C / 6N for a budget when only ``unique_tokens`` distinct tokens exist.
 
@@ -195,6 +228,7 @@ def optimal_data_constrained(law: ScalingLaw, c_flops: float, unique_tokens: flo
     return _allocation(law, c, n, d, loss, "numeric minimum of Muennighoff eq. 7 along C = 6ND", unique_tokens=u)
 
 
+@in_float_range
 def tokens_for_loss(law: ScalingLaw, n_params: float, target_loss: float, unique_tokens: float | None = None
                     ) -> float:
     """Training tokens D at which N parameters reach ``target_loss`` (nats/token); inf if they never do.
@@ -257,6 +291,7 @@ class LossPrediction:
         return FLOPS_PER_PARAM_TOKEN * self.n_params * self.n_tokens  # C = 6ND  [H22, sec. 3]
 
 
+@in_float_range
 def predict_loss(law: ScalingLaw, n_params: float, n_tokens: float, unique_tokens: float | None = None
                  ) -> LossPrediction:
     """The loss ``law`` predicts for N parameters (as the law counts them) trained on D tokens, optionally drawn

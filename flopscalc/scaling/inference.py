@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from ..errors import DomainError, UsageError
 from ..flops import FLOPS_PER_MAC
 from ..units import SECONDS_PER_HOUR
-from .allocate import flops_for_loss, optimal
+from .allocate import flops_for_loss, in_float_range, optimal
 from .laws import (
     CHINCHILLA_A3,
     CHINCHILLA_RUNS,
@@ -192,10 +192,13 @@ def _optimal_tokens(form: ParametricLoss, loss: float, inference_tokens: float, 
         if g(hi) < 0:
             break
     else:
-        raise DomainError(f"no inference-aware optimum within {ROOT_BRACKET_DECADES} decades of tokens for loss {loss}")
+        raise DomainError(f"no inference-aware optimum within {ROOT_BRACKET_DECADES} decades of training tokens for "
+                          f"loss {loss:.4g} serving {inference_tokens:.3g} tokens; give fewer inference tokens or "
+                          "aim at a higher loss")
     return math.exp(brentq(g, lo, hi, xtol=ROOT_RTOL, rtol=ROOT_RTOL))
 
 
+@in_float_range
 def inference_optimal_for_loss(law: ScalingLaw, target_loss: float, inference_tokens: float, *,
                                budget_flops: float | None = None) -> InferenceAllocation:
     """The N and D that reach ``target_loss`` (nats/token) with the fewest training plus inference FLOPs.
@@ -224,6 +227,7 @@ def inference_optimal_for_loss(law: ScalingLaw, target_loss: float, inference_to
                                "root of the Lagrange condition (Sardana et al. 2024)", budget_flops, warnings)
 
 
+@in_float_range
 def inference_optimal_for_budget(law: ScalingLaw, c_flops: float, inference_tokens: float) -> InferenceAllocation:
     """The life-cycle optimum for the loss a training budget reaches compute-optimally [S24, Fig. 1].
 
@@ -238,6 +242,7 @@ def inference_optimal_for_budget(law: ScalingLaw, c_flops: float, inference_toke
     return inference_optimal_for_loss(law, chin.loss, inference_tokens, budget_flops=chin.c_flops)
 
 
+@in_float_range
 def inference_optimal_for_training_budget(law: ScalingLaw, c_flops: float, inference_tokens: float
                                           ) -> InferenceAllocation:
     """The life-cycle optimum whose training costs exactly ``c_flops`` (FLOP): for a fixed cluster and time.
@@ -349,6 +354,7 @@ class CostAllocation:
         return self.saving_usd / self.chinchilla_usd
 
 
+@in_float_range
 def inference_cost_optimal_for_loss(law: ScalingLaw, target_loss: float, prefill_tokens: float, decode_tokens: float,
                                     prices: InferencePrices) -> CostAllocation:
     """The N and D that reach ``target_loss`` for the fewest dollars over the model's life [S24, cost_optimal.py].
@@ -362,6 +368,7 @@ def inference_cost_optimal_for_loss(law: ScalingLaw, target_loss: float, prefill
                           t_in, t_out, prices)
 
 
+@in_float_range
 def life_cycle_comparison(law: ScalingLaw, n_params: float, n_tokens: float, inference_tokens: float
                           ) -> InferenceAllocation:
     """Any run (N, D) beside the Chinchilla model of the loss it reaches: what serving T tokens saves or costs.

@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+
+from ..jsonsafe import dumps, nonfinite_word
 
 
 class MetricsLog:
@@ -20,7 +22,11 @@ class MetricsLog:
 
     def __call__(self, metrics) -> None:
         row = asdict(metrics) if is_dataclass(metrics) else dict(metrics)
-        self._file.write(json.dumps(row) + "\n")
+        # a diverged step's loss is nan: JSON has no NaN (RFC 8259 sec. 6), so the value is null and
+        # "<name>_nonfinite" says which it was ("nan", "inf", "-inf")
+        flags = {f"{key}_nonfinite": nonfinite_word(value) for key, value in row.items()
+                 if isinstance(value, float) and not math.isfinite(value)}
+        self._file.write(dumps({**row, **flags}) + "\n")
         self._file.flush()
 
     def close(self) -> None:
