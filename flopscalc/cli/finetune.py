@@ -9,6 +9,7 @@ import typer
 from ..finetune.adapters import Method, Quant
 from ..memory.settings import Optimizer
 from .common import (
+    GRAD_ACCUM_TYPE,
     MICRO_BATCH_TYPE,
     SEQ_TYPE,
     GpuCsvOpt,
@@ -43,6 +44,10 @@ def finetune(
     seq: Annotated[int, typer.Option(click_type=SEQ_TYPE, help="Tokens per sequence (tokens; default 512).")] = 512,
     micro_batch: Annotated[int, typer.Option(
         "--micro-batch", click_type=MICRO_BATCH_TYPE, help="Sequences per forward pass (sequences).")] = 1,
+    grad_accum: Annotated[int, typer.Option(
+        "--grad-accum", click_type=GRAD_ACCUM_TYPE,
+        help="Micro-batches accumulated per optimizer step (count): the optimizer update, and a paged optimizer's "
+        "paging, run once per step.")] = 1,
     packing: Annotated[bool, typer.Option(
         "--packing", help="Pack examples end to end into full sequences (no padding).")] = False,
     mean_sequence_tokens: Annotated[str | None, typer.Option(
@@ -100,7 +105,7 @@ def finetune(
         method=method, rank=DEFAULT_RANK if rank is None else rank,
         targets=parse_targets(targets) if targets is not None else TARGETS,
         quant=quant or Quant.nf4, double_quant=True if double_quant is None else double_quant,
-        micro_batch=micro_batch, seq_len=seq, optimizer=optimizer, paged=paged, bf16_adapters=bf16_adapters,
+        micro_batch=micro_batch, seq_len=seq, grad_accum=grad_accum, optimizer=optimizer, paged=paged, bf16_adapters=bf16_adapters,
         recompute="full" if checkpointing else "none")
     mean = (parse_count(mean_sequence_tokens, what="--mean-sequence-tokens", kind="tokens")
             if mean_sequence_tokens is not None else None)

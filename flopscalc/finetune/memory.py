@@ -91,6 +91,11 @@ class FinetuneSetup:
         Quantize NF4's constants too (QLoRA sec. 3).
     micro_batch, seq_len : int
         Sequences per forward (sequences), tokens per sequence (tokens).
+    grad_accum : int
+        Micro-batches accumulated per optimizer step (count). Full fine-tuning counts it as pre-training does
+        (`memory.estimate`: earlier micro-batches' gradients alive through forward and backward); with adapters the
+        peak already counts their gradients alive beside every activation (module docstring), which is the
+        accumulating case, so it moves nothing there.
     optimizer : Optimizer
         adamw or adamw8bit (trainable parameters only).
     paged : bool
@@ -115,6 +120,7 @@ class FinetuneSetup:
     double_quant: bool = True
     micro_batch: int = 1
     seq_len: int = DEFAULT_SEQ_LEN
+    grad_accum: int = 1
     optimizer: Optimizer = Optimizer.adamw
     paged: bool = False
     recompute: Recompute = Recompute.full
@@ -133,7 +139,8 @@ class FinetuneSetup:
             except ValueError:
                 raise UsageError(f"{name} {getattr(self, name)!r} is not one of "
                                  f"{', '.join(e.value for e in enum)}") from None
-        for name, option in (("micro_batch", "--micro-batch"), ("seq_len", "--seq"), ("rank", "--rank")):
+        for name, option in (("micro_batch", "--micro-batch"), ("seq_len", "--seq"), ("rank", "--rank"),
+                             ("grad_accum", "--grad-accum")):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UsageError(f"{option} must be a positive whole number, got {v!r}; try {option} 1")
@@ -215,8 +222,8 @@ def saved_adapter_casts(cfg: ModelConfig, setup: FinetuneSetup) -> int:
 
 def _full(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     prec = MemoryPrecision.fp32 if setup.compute is Compute.fp32 else MemoryPrecision.bf16_mixed
-    train = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len, precision=prec,
-                          optimizer=setup.optimizer, recompute=setup.recompute, device=setup.device,
+    train = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len, grad_accum=setup.grad_accum,
+                          precision=prec, optimizer=setup.optimizer, recompute=setup.recompute, device=setup.device,
                           cuda_context_bytes=setup.cuda_context_bytes,
                           allocator_overhead_fraction=setup.allocator_overhead_fraction,
                           gpu_architecture=setup.gpu_architecture)

@@ -5,7 +5,13 @@ frozen weight gradients, plus adapter GEMMs and QLoRA's dequantizations) priced 
 prices its own (`perf.step.price_ops`), times micro-batch steps. Time ("stated", ``efficiency`` given, or a GPU
 the per-operation model does not price): FLOPs over the GPU's 16-bit peak times that efficiency
 (`flopscalc.planner.budget.DEFAULT_MFU` on fallback), plus QLoRA's dequantization bytes over the memory bandwidth.
-Either way, when a paged optimizer spills, the spilled state crosses the host link twice per optimizer step.
+With gradient accumulation the forward and backward run every micro-batch and the optimizer update once per
+optimizer step (as `perf.step.estimate_step` divides them). Either way, when a paged optimizer spills, the spilled
+state crosses the host link (PCIe, `perf.offload.host_link_bytes_per_s`) twice per optimizer step: bitsandbytes'
+paged optimizers allocate their state in CUDA unified memory, which the driver evicts to CPU memory when the
+forward and backward need the room, and prefetches back before each update (bitsandbytes ``optim/optimizer.py``
+``Optimizer8bit.prefetch_state`` -> ``functional.prefetch_tensor``: ``cudaMemPrefetchAsync``), so the pages move at
+the copy rate, not by faults.
 The attention core is priced with causal pairs (fused kernels skip masked blocks; ``flopscalc.flops``).
 """
 
@@ -22,6 +28,8 @@ from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision, builtin_database, 
 from ..memory.fit import largest_that_fits
 from ..memory.settings import Optimizer, on_gpu
 from ..model import ModelConfig
+from ..perf.offload import host_link_bytes_per_s, pcie_generation
+from ..perf.op_kinds import Phase
 from ..perf.utilization import seconds_at_utilization
 from ..planner.budget import DEFAULT_MFU
 from ..units import GIB
@@ -31,15 +39,19 @@ from .memory import FinetuneMemory, FinetuneSetup, finetune_memory
 
 # Largest micro-batch searched (sequences).
 MAX_MICRO_BATCH_SEARCHED = 4096
+# Longest sequence searched where no position table caps it (tokens): the CLI's --seq cap
+# (`cli.common.MAX_SEQ_TOKENS`, 10x the longest released context, Llama 4 Scout's 10M).
+MAX_SEQ_SEARCHED = 100_000_000
 # Smallest LoRA rank a fix proposes (Hu et al. 2021, Table 6: rank 1-8 already matches on GPT-3 q/v adaptation).
 MIN_FIX_RANK = 4
 # Disruption of each change, for ranking fixes (a judgement, not a measurement). Checkpointing costs one more
 # forward (~33% more compute; Korthikanti et al. 2022, Table 4); paged and 8-bit optimizers change little
 # (QLoRA sec. 3; Dettmers et al. 2022b: 8-bit Adam matches 32-bit); a lower rank or a quantized base can cost
 # quality (QLoRA sec. 4: NF4 + DQ matches 16-bit LoRA on their benchmarks); shorter sequences truncate the data;
-# a bigger GPU costs money.
-CHANGE_COST = {"recompute": 1, "paged": 1, "optimizer": 1, "method:lora": 2, "method:qlora": 2, "rank": 2,
-               "seq": 3, "gpu": 4}
+# a bigger GPU costs money; a smaller micro-batch keeps the tokens per step with --grad-accum (as
+# `memory.advice.CHANGE_COST` ranks it).
+CHANGE_COST = {"recompute": 1, "paged": 1, "optimizer": 1, "micro_batch": 1, "method:lora": 2, "method:qlora": 2,
+               "rank": 2, "seq": 3, "gpu": 4}
 # Methods from most to least memory: the "cheapest" that fits is the first that does.
 METHOD_ORDER = (Method.full, Method.lora, Method.qlora)
 
@@ -52,6 +64,8 @@ class Fix:
     cost: int
     setup: FinetuneSetup
     peak_bytes: float
+    required_bytes: float  # what must be on the GPU (the peak less what a paged optimizer spills): <= capacity
+    capacity_bytes: float  # usable memory of the GPU the fix runs on
     gpu: str | None = None  # set for the "bigger GPU" fix
 
 
@@ -66,13 +80,16 @@ class FinetunePlan:
     usable_bytes: float
     fits: bool
     spill_bytes: float  # optimizer state a paged optimizer moves to CPU memory (0 when it fits)
+    paging_link: str  # the host link paging crosses, e.g. "PCIe 4.0 x16"
+    paging_link_bytes_per_s: float  # its measured copy rate per direction (perf.offload.host_link_bytes_per_s)
     max_micro_batch: int  # at the setup's sequence length (0 if none fits)
-    max_seq_len: int  # at micro-batch 1, up to the model's context (0 if none fits)
+    max_seq_len: int  # at micro-batch 1; past a RoPE model's context when it fits (0 if none fits)
     n_dataset_tokens: float
     n_epochs: float
     packing: bool
     mean_sequence_tokens: float
     n_sequences: float
+    n_optimizer_steps: float  # sequences / (micro-batch x accumulation)
     processed_tokens: float  # sequences x sequence length: what the GPU computes on, padding included
     flops: FinetuneFlops  # per processed token, causal attention
     compute_s: float
@@ -118,8 +135,11 @@ def largest_micro_batch(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -
 
 
 def largest_seq_len(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> int:
-    """Longest sequence (tokens, up to the model's context) that fits at micro-batch 1; 0 if none."""
-    return largest_that_fits(lambda s: _fits(cfg, replace(setup, micro_batch=1, seq_len=s), usable), cfg.block_size)
+    """Longest sequence (tokens) that fits at micro-batch 1; 0 if none. Capped at the context only where a learned
+    position table stops longer ones, as `perf.inference.max_seq_tokens` caps it (RoPE runs past its trained
+    context: the reports warn that quality there is not predicted)."""
+    upper = cfg.block_size if cfg.seq_limited_by_context else MAX_SEQ_SEARCHED
+    return largest_that_fits(lambda s: _fits(cfg, replace(setup, micro_batch=1, seq_len=s), usable), upper)
 
 
 def _candidates(setup: FinetuneSetup) -> dict[str, list]:
@@ -173,14 +193,19 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
         if trial.method is Method.full and trial.rank != setup.rank:
             continue  # rank means nothing to full fine-tuning
         if _fits(cfg, trial, usable):
-            found.append(Fix(*_describe(setup, trial), trial, finetune_memory(cfg, trial).peak_bytes))
+            found.append(_fix(cfg, *_describe(setup, trial), trial, usable))
     keys = [set(f.changes) for f in found]
     fixes = [f for f, k in zip(found, keys) if not any(o < k for o in keys)]
-    seq = largest_seq_len(cfg, setup, usable)
-    if seq:
-        short = replace(setup, micro_batch=1, seq_len=seq)
-        fixes.append(Fix((f"sequences {setup.seq_len} -> {seq} tokens",), CHANGE_COST["seq"], short,
-                         finetune_memory(cfg, short).peak_bytes))
+    batch = largest_micro_batch(cfg, setup, usable)
+    if batch:  # micro-batch > 1 (else the setup fits): the sequence kept, fewer sequences per forward
+        accum = math.ceil(setup.grad_accum * setup.micro_batch / batch)
+        change = f"micro-batch {setup.micro_batch} -> {batch} (--grad-accum {accum} keeps about the sequences per step)"
+        fixes.append(_fix(cfg, (change,), CHANGE_COST["micro_batch"], replace(setup, micro_batch=batch), usable))
+    elif seq := largest_seq_len(cfg, setup, usable):
+        fewer = (f"micro-batch {setup.micro_batch} -> 1",) if setup.micro_batch > 1 else ()
+        fixes.append(_fix(cfg, fewer + (f"sequences {setup.seq_len} -> {seq} tokens",),
+                          CHANGE_COST["seq"] + (CHANGE_COST["micro_batch"] if fewer else 0),
+                          replace(setup, micro_batch=1, seq_len=seq), usable))
     bigger = sorted((g for g in builtin_database() if g.memory_bytes > gpu.memory_bytes),
                     key=lambda g: (g.memory_bytes, g.launch_price_usd or float("inf")))
     for g in bigger:
@@ -188,10 +213,17 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
         need = finetune_memory(cfg, on_g)
         if need.required_bytes() <= g.memory_bytes * (1 - headroom):
             fixes.append(Fix((f"a GPU with more memory: {g.name} ({g.memory_bytes / GIB:.0f} GiB)",),
-                             CHANGE_COST["gpu"], on_g, need.peak_bytes, g.key))
+                             CHANGE_COST["gpu"], on_g, need.peak_bytes, need.required_bytes(),
+                             g.memory_bytes * (1 - headroom), g.key))
             break
-    fixes.sort(key=lambda f: (f.cost, len(f.changes), f.peak_bytes))
+    fixes.sort(key=lambda f: (f.cost, len(f.changes), f.required_bytes))
     return tuple(fixes[:limit])
+
+
+def _fix(cfg: ModelConfig, changes: tuple[str, ...], cost: int, setup: FinetuneSetup, usable: float) -> Fix:
+    """A `Fix`: ``setup`` on the planned GPU, with its peak and what must be on the GPU."""
+    need = finetune_memory(cfg, setup)
+    return Fix(changes, cost, setup, need.peak_bytes, need.required_bytes(), usable)
 
 
 def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dataset_tokens: float,
@@ -255,25 +287,29 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     n_seq = n_tokens / (setup.seq_len if packing else mean)
     processed = n_seq * setup.seq_len
     flops = finetune_flops_per_token(cfg, setup, causal=True)
-    steps = n_seq / setup.micro_batch
+    n_micro = n_seq / setup.micro_batch
+    n_steps = n_micro / setup.grad_accum
     priced = None
     if efficiency is None:
         priced, note = _per_operation(cfg, setup, gpu, precision)
         if note:
             notes.append(note)
-    if priced is not None:
-        dequant_s = steps * sum(p.total_s for p in priced if p.op.name.startswith("dequantize"))
-        compute_s = steps * sum(p.total_s for p in priced) - dequant_s
+    if priced is not None:  # passes every micro-batch, the update once per optimizer step (perf.step.estimate_step)
+        dequant_s = n_micro * sum(p.total_s for p in priced if p.op.name.startswith("dequantize"))
+        compute_s = (n_micro * sum(p.total_s for p in priced if p.op.phase is not Phase.step)
+                     + n_steps * sum(p.total_s for p in priced if p.op.phase is Phase.step) - dequant_s)
     else:
         efficiency = DEFAULT_MFU if efficiency is None else efficiency
         compute_s = seconds_at_utilization(flops.hardware_flops_per_token * processed, 1, peak, efficiency)
         bandwidth = gpu.memory_bandwidth_bytes_per_s
         dequant_s = dequant_bytes_per_token(cfg, setup) * processed / bandwidth if bandwidth else 0.0
-    link = gpu.interconnect_bytes_per_s
-    spill_s = 2 * spill * steps / link if (spill and link) else 0.0  # paged out and back every optimizer step
+    link = host_link_bytes_per_s(gpu)  # PCIe to host memory, not the GPU-to-GPU interconnect
+    link_name = f"PCIe {pcie_generation(gpu)}.0 x16"
+    spill_s = 2 * spill * n_steps / link  # evicted during the passes, prefetched back for each update
     if spill:
         notes.append(f"the paged optimizer keeps {spill / GIB:.2f} GiB of optimizer state in CPU memory and pages "
-                     "it over the host link each step")
+                     f"it out and back over the host link ({link_name}, {link / 1e9:g} GB/s measured copy rate) "
+                     "each optimizer step; --grad-accum pages once per that many micro-batches")
     cheapest = cheapest_method(cfg, setup, usable)
     assumptions = (
         Assumption("time", "per-operation: each op of the step (perf.finetune_ops) priced by perf.step's roofline "
@@ -292,6 +328,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
     )
     return FinetunePlan(
         model=cfg, gpu=gpu, setup=setup, memory=memory, usable_bytes=usable, fits=fits_, spill_bytes=spill,
+        paging_link=link_name, paging_link_bytes_per_s=link, n_optimizer_steps=n_steps,
         max_micro_batch=largest_micro_batch(cfg, setup, usable), max_seq_len=largest_seq_len(cfg, setup, usable),
         n_dataset_tokens=float(n_dataset_tokens), n_epochs=float(n_epochs), packing=packing,
         mean_sequence_tokens=mean, n_sequences=n_seq, processed_tokens=processed, flops=flops,

@@ -19,6 +19,13 @@ COMPONENT_LABELS = {
 }
 
 
+def past_context_warning(seq_tokens: int, trained_context: int) -> str:
+    """The warning for a sequence longer than the context a (RoPE, ALiBi, ...) model was trained at: what infer and
+    finetune print when they price one."""
+    return (f"{seq_tokens:,} tokens per sequence is past the trained context ({trained_context:,}): time and memory "
+            "are priced, but the model was not trained to read that far, and its quality there is not predicted")
+
+
 def assumptions_table(assumptions) -> Table:
     """Name, value and source of each assumption, as every report ends."""
     notes = Table(title="Assumptions", title_justify="left", show_header=False, box=None, pad_edge=False)

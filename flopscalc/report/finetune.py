@@ -12,7 +12,7 @@ from ..finetune.plan import FinetunePlan
 from ..memory.margin import margin_note
 from ..model import count_params
 from ..units import GIB, format_count, format_duration, format_flops, format_gib_number
-from .common import assumptions_table
+from .common import assumptions_table, past_context_warning
 
 ACTIVATION_LABELS = {
     "norms": "norm inputs (fp32) + statistics",
@@ -80,10 +80,15 @@ def finetune_report(p: FinetunePlan) -> Group:
             f"weights, gradients and optimizer state alone take {format_gib_number(mem.required_states_bytes)} GiB"
             + (" on the GPU (the paged optimizer state can spill)" if p.setup.paged else "")
             + ", which no batch or sequence change shrinks", emoji=False))
+    ctx = cfg.block_size
     parts.append(Text(f"largest micro-batch at sequence {p.setup.seq_len}: {p.max_micro_batch}; "
                       f"longest sequence at micro-batch 1: "
                       + (f"{p.max_seq_len} tokens" if p.max_seq_len else "none fits")
-                      + f" (context {cfg.block_size})"))
+                      + (f" (uncapped; past the trained context {ctx})"
+                         if p.max_seq_len > ctx else f" (context {ctx})")))
+    if p.setup.seq_len > ctx:
+        parts.append(Text.from_markup("[bold yellow]warning[/]: " + past_context_warning(p.setup.seq_len, ctx),
+                                      emoji=False))
     cheapest = p.cheapest_method.value if p.cheapest_method else "none of full, lora, qlora"
     parts.append(Text(f"first method that fits with these settings (full, lora, qlora): {cheapest}"))
     if p.fits:
@@ -93,15 +98,22 @@ def finetune_report(p: FinetunePlan) -> Group:
             f"epochs ({format_count(p.processed_tokens)} processed, {pad}; {format_flops(p.total_flops)}): compute "
             f"{format_duration(p.compute_s)}" + (f", dequantization {format_duration(p.dequant_s)}" if p.dequant_s
                                                  else "")
-            + (f", paging {format_duration(p.spill_s)}" if p.spill_s else "") + f" [{p.time_model} time model]"))
+            + (f", paging {format_duration(p.spill_s)} (2 x {format_gib_number(p.spill_bytes)} GiB per optimizer step "
+               f"over {p.paging_link} at {p.paging_link_bytes_per_s / 1e9:g} GB/s)" if p.spill_s else "")
+            + f" [{p.time_model} time model]"))
+        parts.append(Text(f"steps: {format_count(p.n_sequences)} sequences / (micro-batch {p.setup.micro_batch} x "
+                          f"{p.setup.grad_accum} accumulated) = {format_count(p.n_optimizer_steps)} optimizer steps"
+                          + (" (the optimizer update and paging once per step)" if p.setup.paged else
+                             " (the optimizer update once per step)")))
     if p.fixes:
         t = Table(title="Changes that make it fit (least disruptive first)", title_justify="left",
                   box=box.SIMPLE_HEAD)
         t.add_column("#", justify="right")
         t.add_column("changes")
-        t.add_column("peak GiB", justify="right")
-        for i, f in enumerate(p.fixes, 1):
-            t.add_row(str(i), " + ".join(f.changes), format_gib_number(f.peak_bytes))
+        t.add_column("on the GPU", justify="right")
+        for i, f in enumerate(p.fixes, 1):  # what must be on the GPU: a paged optimizer's spill is not
+            t.add_row(str(i), " + ".join(f.changes),
+                      f"{format_gib_number(f.required_bytes)} of {format_gib_number(f.capacity_bytes)} GiB")
         parts += [Text(), t]
     elif not p.fits:
         parts += [Text(), Text("nothing tried fits: not QLoRA, a lower rank, checkpointing, a paged or 8-bit "
@@ -117,14 +129,17 @@ def finetune_dict(p: FinetunePlan) -> dict:
     return {
         "model": p.model.name, "gpu": p.gpu.key, "capacity_bytes": p.gpu.memory_bytes, "usable_bytes": p.usable_bytes,
         "setup": {"method": s.method.value, "rank": s.rank, "targets": list(s.targets), "quant": s.quant.value,
-                  "double_quant": s.double_quant, "micro_batch": s.micro_batch, "seq_len": s.seq_len,
+                  "double_quant": s.double_quant, "micro_batch": s.micro_batch, "grad_accum": s.grad_accum,
+                  "seq_len": s.seq_len,
                   "optimizer": s.optimizer.value, "paged": s.paged, "recompute": s.recompute.value,
                   "compute": s.compute.value},
         "n_trainable_params": mem.n_trainable, "n_params": mem.n_total,
         "components_bytes": mem.component_bytes(), "peak_bytes": mem.peak_bytes,
         "required_bytes": mem.required_bytes(), "states_bytes": mem.states_bytes,
         "required_states_bytes": mem.required_states_bytes, "fits": p.fits,
-        "spill_bytes": p.spill_bytes, "max_micro_batch": p.max_micro_batch, "max_seq_len": p.max_seq_len,
+        "spill_bytes": p.spill_bytes, "paging_link": p.paging_link,
+        "paging_link_bytes_per_s": p.paging_link_bytes_per_s, "n_optimizer_steps": p.n_optimizer_steps,
+        "max_micro_batch": p.max_micro_batch, "max_seq_len": p.max_seq_len,
         "cheapest_method": p.cheapest_method.value if p.cheapest_method else None,
         "n_dataset_tokens": p.n_dataset_tokens, "n_epochs": p.n_epochs, "packing": p.packing,
         "mean_sequence_tokens": p.mean_sequence_tokens, "padding_fraction": p.padding_fraction,
@@ -133,9 +148,11 @@ def finetune_dict(p: FinetunePlan) -> dict:
                             "backward": p.flops.backward, "recompute": p.flops.recompute},
         "total_flops": p.total_flops, "efficiency": p.efficiency, "peak_flop_per_s": p.peak_flop_per_s,
         "time_model": p.time_model, "compute_s": p.compute_s, "dequant_s": p.dequant_s, "spill_s": p.spill_s, "time_s": p.time_s,
-        "fixes": [{"changes": list(f.changes), "cost": f.cost, "peak_bytes": f.peak_bytes, "gpu": f.gpu}
+        "fixes": [{"changes": list(f.changes), "cost": f.cost, "peak_bytes": f.peak_bytes,
+                   "required_bytes": f.required_bytes, "capacity_bytes": f.capacity_bytes, "gpu": f.gpu}
                   for f in p.fixes],
         "notes": list(p.notes),
+        "warnings": [past_context_warning(s.seq_len, p.model.block_size)] if s.seq_len > p.model.block_size else [],
         "assumptions": [{"name": a.name, "value": a.value, "source": a.source} for a in p.assumptions],
     }
 
