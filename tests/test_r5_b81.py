@@ -260,3 +260,14 @@ def test_the_bigger_gpu_offered_is_the_smallest_that_holds_it(capsys):
     for g in smaller:
         code, out, _ = cli(capsys, "infer", *argv, "--gpu", g.key, "--json")
         assert code != 0 or json.loads(out)["max_batch"] == 0, g.key
+
+
+def test_dequantization_row_on_a_gpu_without_a_bandwidth_says_it_is_not_priced():
+    """Limit case: a --gpu-csv row without a memory bandwidth falls back to the stated time model, which prices
+    the dequantization at zero; the row says it is not priced rather than 'at the datasheet bandwidth'."""
+    from dataclasses import replace
+
+    gpu = replace(get_gpu("4090"), memory_bandwidth_bytes_per_s=None)
+    p = plan_finetune(LLAMA_8B, FinetuneSetup(method="qlora"), gpu, n_dataset_tokens=1e6)
+    assert p.time_model == "stated" and p.dequant_s == 0.0
+    assert "not priced" in rows(p)["dequantization"] and "datasheet" not in rows(p)["dequantization"]

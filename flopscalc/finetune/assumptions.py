@@ -61,12 +61,14 @@ def _time(precision: Precision, time_model: str, efficiency: float | None) -> As
                       "--efficiency, or budget.DEFAULT_MFU (Llama 3 405B: 38-43% MFU, Dubey et al. 2024, Table 4)")
 
 
-def _dequantization(setup: FinetuneSetup, half: str, time_model: str, bandwidth_fraction: float | None) -> Assumption:
+def _dequantization(setup: FinetuneSetup, half: str, time_model: str, bandwidth_fraction: float | None,
+                    has_bandwidth: bool) -> Assumption:
     stored = ("NF4 weight and its constants" if setup.quant is Quant.nf4 else "int8 weight and its row scales")
     passes = "forward" + (", input gradient and recomputed forward" if setup.recompute is Recompute.full else
                           " and input gradient")
     rate = (f"at {bandwidth_fraction:g} of the datasheet bandwidth (the achievable share, perf.device)"
-            if time_model == PER_OPERATION else "at the datasheet bandwidth (stated time model)")
+            if time_model == PER_OPERATION else "at the datasheet bandwidth (stated time model)"
+            if has_bandwidth else "not priced: the GPU database has no memory bandwidth for this GPU")
     source = "bitsandbytes MatMul4Bit" if setup.quant is Quant.nf4 else (
         "priced as bitsandbytes MatMul4Bit's NF4 dequantization (an assumption for LLM.int8)")
     return Assumption("dequantization", f"stored {stored} read + {half} weight written per {passes}, {rate}", source)
@@ -124,7 +126,8 @@ def finetune_assumptions(setup: FinetuneSetup, gpu: GpuSpec, precision: Precisio
                 from ..perf.device import device_perf
 
                 bandwidth_fraction = device_perf(gpu).mem_bandwidth_fraction
-            rows.append(_dequantization(setup, half, time_model, bandwidth_fraction))
+            rows.append(_dequantization(setup, half, time_model, bandwidth_fraction,
+                                        gpu.memory_bandwidth_bytes_per_s is not None))
         rows.append(_optimizer(setup, "the adapters only"))
     if setup.paged:
         rows.append(Assumption("paged optimizer", "optimizer state may move to CPU memory when the GPU runs out; the "
