@@ -153,14 +153,18 @@ def test_infer_says_which_part_does_not_fit(capsys):
     assert d["max_batch"] == 0 and d["max_seq_tokens"] > 0
     assert run([*argv]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("largest batch"))
-    assert "weights alone" not in line and "--weights" not in line and "shorten --context or --gen" in line
-    # where the weights really do not fit, it says so, and offers only formats smaller than the one given
-    for weights, offer in (("bf16", "try --weights int8 or int4"), ("int8", "try --weights int4"),
-                           ("int4", "a GPU with more memory")):
+    # the longest prompt that fits at batch 1 (review r5: the offer is computed; tests/test_r5_b81.py runs it)
+    assert "weights alone" not in line and "--weights" not in line
+    assert f"--context {d['max_seq_tokens'] - 128} or less" in line
+    # where the weights really do not fit, it says so, and offers only what the memory engine confirms: 70B in no
+    # format fits 12 GiB (int4: 36 GiB of weights, review r5), so a bigger GPU, with smaller formats where smaller
+    for weights, offer in (("bf16", "--gpu h200-sxm (141 GiB), or --gpu h100-sxm (80 GiB) with --weights fp8"),
+                           ("int8", "--gpu h100-sxm (80 GiB), or --gpu a100-pcie-40gb (40 GiB) with --weights int4"),
+                           ("int4", "--gpu a100-pcie-40gb (40 GiB)")):
         assert run(["infer", "--gpu", "4070ti", "--model", "llama-3.1-70b", "--context", "1k", "--weights",
                     weights]) == 0
-        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("largest batch"))
-        assert "the weights alone do not fit" in line and offer in line
+        out = " ".join(capsys.readouterr().out.split())
+        assert "the weights alone (" in out and offer in out and "try --weights" not in out
 
 
 # ---- plot --dpi where it changes nothing ----------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def finetune(
     from ..finetune.adapters import TARGETS, parse_targets
     from ..finetune.memory import DEFAULT_RANK, FinetuneSetup
     from ..finetune.plan import METHOD_ORDER, plan_finetune, with_method
-    from ..hardware import get_gpu
+    from ..hardware import Precision, get_gpu
     from ..model import resolve_model
     from ..report.finetune import finetune_dict, finetune_report
     from ..units import parse_count
@@ -89,6 +89,9 @@ def finetune(
                          "them or pick --method lora / qlora")
     if method is not Method.qlora and (quant is not None or double_quant is not None):
         raise UsageError("--quant and --double-quant describe QLoRA's frozen weights; use --method qlora or drop them")
+    if quant is Quant.int8 and double_quant is not None:  # QLoRA sec. 3: double quantization is of NF4's constants
+        raise UsageError("--double-quant / --no-double-quant quantize NF4's block constants; int8 (LLM.int8) has one "
+                         "fp32 scale per row and none to quantize: drop it, or use --quant nf4")
     choices = (Optimizer.adamw.value, Optimizer.adamw8bit.value)
     if optimizer not in choices:
         import difflib
@@ -104,12 +107,16 @@ def finetune(
     setup = FinetuneSetup(
         method=method, rank=DEFAULT_RANK if rank is None else rank,
         targets=parse_targets(targets) if targets is not None else TARGETS,
-        quant=quant or Quant.nf4, double_quant=True if double_quant is None else double_quant,
-        micro_batch=micro_batch, seq_len=seq, grad_accum=grad_accum, optimizer=optimizer, paged=paged, bf16_adapters=bf16_adapters,
+        quant=quant or Quant.nf4, double_quant=quant is not Quant.int8 if double_quant is None else double_quant,
+        micro_batch=micro_batch, seq_len=seq, grad_accum=grad_accum, optimizer=optimizer, paged=paged,
+        bf16_adapters=bf16_adapters,
         recompute="full" if checkpointing else "none")
     mean = (parse_count(mean_sequence_tokens, what="--mean-sequence-tokens", kind="tokens")
             if mean_sequence_tokens is not None else None)
     spec = get_gpu(gpu, gpu_csv or ())
+    if bf16_adapters and Precision.bf16 not in spec.available_precisions():
+        raise UsageError(f"--bf16-adapters is qlora.py's bf16 recipe, and {spec.name} has no bf16 rate in the GPU "
+                         "database (the plan runs fp16 there): drop --bf16-adapters")
 
     def planned(s: FinetuneSetup):
         return plan_finetune(cfg, s, spec, n_dataset_tokens=parse_count(

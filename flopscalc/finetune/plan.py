@@ -34,6 +34,7 @@ from ..perf.utilization import seconds_at_utilization
 from ..planner.budget import DEFAULT_MFU
 from ..units import GIB
 from .adapters import Method
+from .assumptions import PER_OPERATION, STATED, finetune_assumptions
 from .flops import FinetuneFlops, dequant_bytes_per_token, finetune_flops_per_token
 from .memory import FinetuneMemory, FinetuneSetup, finetune_memory
 
@@ -102,6 +103,11 @@ class FinetunePlan:
     assumptions: tuple[Assumption, ...]
     notes: tuple[str, ...]
     time_model: str = "stated"  # "per-operation" (perf.finetune_ops) or "stated" (FLOPs / (peak x efficiency))
+
+    @property
+    def precision(self) -> Precision:
+        """The 16-bit rate the time is priced at: bf16, or fp16 on a card without bf16 (`training_precision`)."""
+        return training_precision(self.gpu, None, DEFAULT_PRECISION)[0]
 
     @property
     def padding_fraction(self) -> float:
@@ -311,21 +317,8 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
                      f"it out and back over the host link ({link_name}, {link / 1e9:g} GB/s measured copy rate) "
                      "each optimizer step; --grad-accum pages once per that many micro-batches")
     cheapest = cheapest_method(cfg, setup, usable)
-    assumptions = (
-        Assumption("time", "per-operation: each op of the step (perf.finetune_ops) priced by perf.step's roofline "
-                   "and GEMM model; unvalidated against a measured fine-tuning run", "docs/performance_model.md")
-        if priced is not None else
-        Assumption("time", f"stated: FLOPs / ({precision.value} peak x {efficiency:.0%})",
-                   "--efficiency, or budget.DEFAULT_MFU (Llama 3 405B: 38-43% MFU, Dubey et al. 2024, Table 4)"),
-        Assumption("dequantization", "stored 4-bit weight read + bf16 weight written per forward, input gradient "
-                   "and recomputed forward, at the datasheet bandwidth", "bitsandbytes MatMul4Bit"),
-        Assumption("frozen base", "input gradients only; adapters fp32, bf16 compute under autocast",
-                   "peft get_peft_model(autocast_adapter_dtype=True); measured on CPU in tests/test_finetune_peft.py"),
-        Assumption("QLoRA non-quantized parameters", "fp32 (embedding, norms, LM head)",
-                   "peft prepare_model_for_kbit_training (QLoRA recipe)"),
-        Assumption("tokens", "dataset x epochs; padded: one example per sequence, padding fraction 1 - mean / seq",
-                   "--packing removes padding"),
-    )
+    assumptions = finetune_assumptions(setup, gpu, precision, time_model=PER_OPERATION if priced is not None else
+                                       STATED, efficiency=efficiency)
     return FinetunePlan(
         model=cfg, gpu=gpu, setup=setup, memory=memory, usable_bytes=usable, fits=fits_, spill_bytes=spill,
         paging_link=link_name, paging_link_bytes_per_s=link, n_optimizer_steps=n_steps,

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..finetune.adapters import Method
+from ..finetune.assumptions import compute_dtype, quant_label
 from ..finetune.plan import FinetunePlan
 from ..memory.margin import margin_note
 from ..model import count_params
@@ -31,9 +32,14 @@ def _setup_line(p: FinetunePlan) -> str:
     if s.method is not Method.full:
         parts.append(f"rank {s.rank} on {','.join(s.targets)}")
     if s.method is Method.qlora:
-        parts.append(f"{s.quant.value}" + (" + double quantization" if s.double_quant else ""))
+        parts.append(quant_label(s))
+    if s.bf16_adapters:
+        parts.append("bf16 adapters" + (", embedding and LM head" if s.method is Method.qlora else "") + " (qlora.py)")
+    dtype = compute_dtype(s, p.precision)
+    fallback = " (no bf16 rate on this GPU)" if dtype == "fp16" else ""
     parts += [f"micro-batch {s.micro_batch}", f"sequence {s.seq_len}", s.optimizer.value + (" (paged)" if s.paged else ""),
-              "gradient checkpointing" if s.recompute.value == "full" else "no checkpointing", s.compute.value]
+              "gradient checkpointing" if s.recompute.value == "full" else "no checkpointing",
+              f"{dtype} mixed precision{fallback}" if dtype != "fp32" else "fp32"]
     return ", ".join(parts)
 
 

@@ -7,8 +7,16 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..perf.inference import InferenceEstimate, cached_tokens, kv_cache_bytes, small_kernels
-from ..units import format_bytes, format_count, format_duration, format_rate, format_tokens_per_s, format_usd
+from ..perf.inference import InferenceEstimate, InferenceFix, cached_tokens, kv_cache_bytes, small_kernels
+from ..units import (
+    GIB,
+    format_bytes,
+    format_count,
+    format_duration,
+    format_rate,
+    format_tokens_per_s,
+    format_usd,
+)
 
 
 def _settings_line(e: InferenceEstimate) -> str:
@@ -55,15 +63,51 @@ def _memory_table(e: InferenceEstimate) -> Table:
     return t
 
 
+def _fix_text(f: InferenceFix) -> str:
+    """One confirmed change as the options that make it (`perf.inference.fit`)."""
+    if f.gpu is not None:
+        return f"--gpu {f.gpu.key} ({f.gpu.memory_bytes / GIB:.0f} GiB)" + (
+            f" with --weights {f.weights.value}" if f.weights is not None else "")
+    if f.context is not None:
+        return f"--context {f.context} or less (or a shorter --gen)"
+    option = f"--weights {f.weights.value}" if f.weights is not None else f"--kv {f.kv.value}"
+    return f"{option} (largest batch {f.max_batch:,})"
+
+
 def _no_batch(e: InferenceEstimate) -> str:
-    """Why not even one sequence fits: the weights (with the CUDA context), or one sequence's cache and activations."""
+    """Why not even one sequence fits (the weights with the CUDA context, or one sequence's cache and activations
+    beside them), and only the changes the memory engine confirms fit (`InferenceEstimate.fixes`)."""
     m = e.memory
+    here = [_fix_text(f) for f in e.fixes if f.gpu is None]
+    elsewhere = [_fix_text(f) for f in e.fixes if f.gpu is not None]
     if m.weights_bytes + m.cuda_context_bytes >= e.gpu.memory_bytes:
-        smaller = {"int4": "", "int8": "int4", "fp8": "int4"}.get(e.setup.weights.value, "int8 or int4")
-        return ("none: the weights alone do not fit; "
-                + (f"try --weights {smaller}" if smaller else "a GPU with more memory is needed"))
-    return (f"none at {e.setup.seq_tokens:,} tokens per sequence: the weights fit, one sequence's KV cache and "
-            "activations do not fit beside them; shorten --context or --gen")
+        why = (f"none: the weights alone ({format_bytes(m.weights_bytes)} + {format_bytes(m.cuda_context_bytes)} "
+               f"CUDA context) do not fit in {format_bytes(e.gpu.memory_bytes)}")
+        nothing_here = "no smaller weight format fits on this GPU"
+    else:
+        why = (f"none at {e.setup.seq_tokens:,} tokens per sequence: the weights fit, one sequence's KV cache and "
+               "activations do not fit beside them")
+        nothing_here = "no shorter prompt, KV or weight format fits on this GPU"
+    if here:
+        return f"{why}; fits with " + ", or ".join(here)
+    if elsewhere:
+        return f"{why}; {nothing_here}; one sequence fits on " + ", or ".join(elsewhere)
+    return (f"{why}; {nothing_here}, nor on any single GPU in the database (infer models one GPU; more need tensor "
+            "parallelism)")
+
+
+def unpriced_reason(e: InferenceEstimate) -> str | None:
+    """Why time, throughput and cost are left out (text and --json alike): the setup does not fit; None when it does.
+
+    A time for a setup that cannot run is a number about no GPU: the GPU's speed with memory it does not have."""
+    if e.fits:
+        return None
+    where = f"on one {e.gpu.name}"
+    if e.max_batch:
+        return (f"batch {e.setup.batch:,} does not fit {where} (the largest is {e.max_batch:,}), so time and cost are "
+                f"not priced; give --batch {e.max_batch} or less")
+    return (f"not even one sequence fits {where}, so time and cost are not priced; the largest-batch line says what "
+            "would fit")
 
 
 def _past_trained_context(e: InferenceEstimate) -> bool:
@@ -85,9 +129,13 @@ def infer_report(e: InferenceEstimate) -> Group:
     if _past_trained_context(e):
         summary.add_row("[bold yellow]warning[/]",
                         f"{e.setup.seq_tokens:,} tokens per sequence is past the trained context "
-                        f"({e.model.block_size:,}): time and memory are priced, but the model was not trained to "
-                        "read that far, and its quality there is not predicted")
-    if e.usd_per_million_tokens is None:
+                        f"({e.model.block_size:,}): " + ("time and memory are" if e.fits else "memory is")
+                        + " priced, but the model was not trained to read that far, and its quality there is not "
+                        "predicted")
+    unpriced = unpriced_reason(e)
+    if unpriced is not None:
+        summary.add_row("cost", "not priced: the setup does not fit")
+    elif e.usd_per_million_tokens is None:
         summary.add_row("cost", "give --usd-per-gpu-hour for the cost per million tokens")
     else:
         summary.add_row("cost per million generated tokens",
@@ -100,12 +148,16 @@ def infer_report(e: InferenceEstimate) -> Group:
         + (f"dequantizing GEMMs at {e.setup.gemm_bandwidth_fraction:g} of the bandwidth (fitted); "
            if e.setup.gemm_bandwidth_fraction < 1 else "nothing fitted; ")
         + "one GPU, no tensor parallelism, static batch.", style="dim")
+    if unpriced is not None:
+        return Group(Text(_settings_line(e)), Text.from_markup(f"[bold]Time and throughput[/]: {unpriced}",
+                                                               emoji=False), Text(), _memory_table(e), summary)
     return Group(Text(_settings_line(e)), _time_table(e), _memory_table(e), summary, note)
 
 
 def infer_dict(e: InferenceEstimate) -> dict:
     """Everything `flopscalc infer --json` prints, in base units (bytes, seconds, tokens/s, USD)."""
     s, m = e.setup, e.memory
+    unpriced = unpriced_reason(e)
     return {
         "model": e.model.name,
         "gpu": e.gpu.key,
@@ -127,15 +179,22 @@ def infer_dict(e: InferenceEstimate) -> dict:
         "max_batch": e.max_batch,
         "max_seq_tokens": e.max_seq_tokens,
         "past_trained_context": _past_trained_context(e),
-        "prefill_s": e.prefill_s,
-        "decode_s_per_token": e.decode_s_per_token,
-        "tokens_per_s": e.tokens_per_s,
-        "decode_tokens_per_s": e.decode_tokens_per_s,
-        "tokens_per_s_per_sequence": e.tokens_per_s_per_sequence,
-        "prefill_tokens_per_s": e.prefill_tokens_per_s,
-        "decode_step_seconds_by_class": e.decode_class_seconds(),
+        "fixes": [{"weights": f.weights.value if f.weights is not None else None,
+                   "kv": f.kv.value if f.kv is not None else None, "context": f.context,
+                   "gpu": f.gpu.key if f.gpu is not None else None, "max_batch": f.max_batch,
+                   "memory_bytes": f.memory_bytes} for f in e.fixes],
+        # time, throughput and cost only for a setup that fits; otherwise null, and unpriced_reason says why
+        "unpriced_reason": unpriced,
+        **{k: (None if unpriced else v) for k, v in (
+            ("prefill_s", e.prefill_s),
+            ("decode_s_per_token", e.decode_s_per_token),
+            ("tokens_per_s", e.tokens_per_s),
+            ("decode_tokens_per_s", e.decode_tokens_per_s),
+            ("tokens_per_s_per_sequence", e.tokens_per_s_per_sequence),
+            ("prefill_tokens_per_s", e.prefill_tokens_per_s),
+            ("decode_step_seconds_by_class", e.decode_class_seconds()),
+            ("usd_per_million_tokens", e.usd_per_million_tokens))},
         "usd_per_gpu_hour": s.usd_per_gpu_hour,
-        "usd_per_million_tokens": e.usd_per_million_tokens,
         "gemm_bandwidth_fraction": s.gemm_bandwidth_fraction,
         "gemm_peak_fraction": e.device.gemm_peak_fraction,
         "device_source": e.device.source,

@@ -24,7 +24,8 @@ token + the CUDA context. The largest batch and context that fit follow in close
 in the batch and in the tokens per sequence).
 
 The modules: `formats` (weight and KV formats, `InferenceSetup`), `memory` (KV cache, weights, what
-fits), `forward` (the operations of one forward pass), `estimate` (pricing them: `estimate_inference`).
+fits), `fit` (changes that make one sequence fit, each confirmed by `memory`), `forward` (the operations of one
+forward pass), `estimate` (pricing them: `estimate_inference`).
 
 References
 ----------
@@ -46,6 +47,7 @@ References
 
 from ..op_kinds import OpClass  # re-exported: callers read the breakdown's classes from here
 from .estimate import SKINNY_TILE_M, InferenceEstimate, estimate_inference, op_efficiency, price_op
+from .fit import InferenceFix, one_sequence_fixes
 from .formats import (
     COMPUTE_PRECISION,
     DEFAULT_INT4_GROUP,
@@ -80,6 +82,7 @@ __all__ = [
     "QUANT_SCALE_BYTES",
     "SKINNY_TILE_M",
     "InferenceEstimate",
+    "InferenceFix",
     "InferenceMemory",
     "InferenceSetup",
     "KvFormat",
@@ -96,6 +99,7 @@ __all__ = [
     "linear_weight_bytes_per_param",
     "max_batch",
     "max_seq_tokens",
+    "one_sequence_fixes",
     "op_efficiency",
     "price_op",
     "small_kernels",

@@ -24,6 +24,7 @@ from ..gemm import TILE_SHAPES
 from ..op_kinds import Op, OpClass, Phase
 from ..step import PricedOp, priced_at
 from ..step import op_efficiency as training_op_efficiency
+from .fit import InferenceFix, one_sequence_fixes
 from .formats import COMPUTE_PRECISION, InferenceSetup
 from .forward import attention_op, forward_ops
 from .memory import InferenceMemory, inference_memory, max_batch, max_seq_tokens
@@ -49,6 +50,7 @@ class InferenceEstimate:
     memory: InferenceMemory
     max_batch: int  # at the setup's prompt + generated tokens
     max_seq_tokens: int  # at the setup's batch
+    fixes: tuple[InferenceFix, ...] = ()  # when not one sequence fits: changes the memory engine confirms fit
 
     @property
     def model_params(self) -> int:
@@ -173,4 +175,5 @@ def estimate_inference(cfg: ModelConfig, setup: InferenceSetup, gpu: GpuSpec,
         total += fixed_s + _priced([attn], dev, peak, bw, q)[0].total_s
     mem = inference_memory(cfg, setup)
     return InferenceEstimate(cfg, setup, gpu, dev, precision, peak, prefill, first, total, mem,
-                             max_batch(cfg, setup, gpu.memory_bytes), max_seq_tokens(cfg, setup, gpu.memory_bytes))
+                             max_batch(cfg, setup, gpu.memory_bytes), max_seq_tokens(cfg, setup, gpu.memory_bytes),
+                             one_sequence_fixes(cfg, setup, gpu))
