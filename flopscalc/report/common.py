@@ -19,11 +19,12 @@ COMPONENT_LABELS = {
 }
 
 
-def past_context_warning(seq_tokens: int, trained_context: int) -> str:
+def past_context_warning(seq_tokens: int, trained_context: int, time_priced: bool = True) -> str:
     """The warning for a sequence longer than the context a (RoPE, ALiBi, ...) model was trained at: what infer and
-    finetune print when they price one."""
-    return (f"{seq_tokens:,} tokens per sequence is past the trained context ({trained_context:,}): time and memory "
-            "are priced, but the model was not trained to read that far, and its quality there is not predicted")
+    finetune print when they price one (``time_priced``: False where only memory is, a setup that does not fit)."""
+    return (f"{seq_tokens:,} tokens per sequence is past the trained context ({trained_context:,}): "
+            + ("time and memory are" if time_priced else "memory is")
+            + " priced, but the model was not trained to read that far, and its quality there is not predicted")
 
 
 def assumptions_table(assumptions) -> Table:

@@ -17,6 +17,7 @@ from ..units import (
     format_tokens_per_s,
     format_usd,
 )
+from .common import past_context_warning
 
 
 def _settings_line(e: InferenceEstimate) -> str:
@@ -128,10 +129,7 @@ def infer_report(e: InferenceEstimate) -> Group:
                     if e.max_seq_tokens else f"none at batch {e.setup.batch}")
     if _past_trained_context(e):
         summary.add_row("[bold yellow]warning[/]",
-                        f"{e.setup.seq_tokens:,} tokens per sequence is past the trained context "
-                        f"({e.model.block_size:,}): " + ("time and memory are" if e.fits else "memory is")
-                        + " priced, but the model was not trained to read that far, and its quality there is not "
-                        "predicted")
+                        past_context_warning(e.setup.seq_tokens, e.model.block_size, time_priced=e.fits))
     unpriced = unpriced_reason(e)
     if unpriced is not None:
         summary.add_row("cost", "not priced: the setup does not fit")
