@@ -11,8 +11,13 @@ other non-PyTorch users hold (``mem_get_info`` used minus reserved: the context 
     python benchmarks/bench_memory_gpu.py --device cpu          # the same loop on tiny models
     python benchmarks/bench_memory_gpu.py --models gpt2 --micro-batches 8 --grad-accum 2 --label accum2
                                                                 # accumulation: memory_cuda_<gpu>_<date>_accum2.md
-    python benchmarks/bench_memory_gpu.py --dry-run --models gpt2 --micro-batches 8 --grad-accum 2
+    python benchmarks/bench_memory_gpu.py --dry-run --gpu h200 --models gpt2 --micro-batches 8 --grad-accum 2
                                                                 # the planned rows and their estimates, no run
+
+The estimates are for the GPU measured: its architecture sizes cuBLAS's workspace (`memory.settings.cublas_workspace`:
+32 MiB per handle on Hopper and Blackwell, 8.125 MiB before), so the script identifies the CUDA device by its name as
+the trainer's benchmark does (`flopscalc.train.bench.identify_gpu`), or takes ``--gpu`` (a GPU database row) where
+the name is not recognised; a dry run prices the ``--gpu`` row (none named: the larger workspace, said).
 
 With ``--grad-accum N`` each step runs N micro-batches, each backward adding into the gradients of the one before
 (the trainer's loop: loss / N, backward, one optimizer step), so the LM head's fresh gradient is allocated beside
@@ -41,6 +46,7 @@ import _conditions
 _conditions.pin_threads(1)  # BLAS/OpenMP before numpy and torch load (memory, not speed, is measured here)
 
 from flopscalc.atomic import write_text_atomic
+from flopscalc.errors import UsageError
 from flopscalc.flops import Recompute
 from flopscalc.memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
 from flopscalc.model import PRESETS, ModelConfig
@@ -95,9 +101,10 @@ def _out_name(args: argparse.Namespace, device_slug: str) -> Path:
     return ROOT / "benchmarks" / "results" / f"{named}.md"
 
 
-def planned_rows(args: argparse.Namespace) -> list[dict]:
+def planned_rows(args: argparse.Namespace, gpu_architecture: str | None = None) -> list[dict]:
     """One row per model x recomputation x micro-batch the sweep measures, with the estimator's prediction for it
-    (`estimate_memory`: bf16 autocast on CUDA, fp32 on a CPU; ``config`` is the model measured)."""
+    (`estimate_memory`: bf16 autocast on CUDA, fp32 on a CPU; ``config`` is the model measured) on a CUDA GPU of
+    ``gpu_architecture`` (`gpu_architecture`; None: not known, the estimator's larger cuBLAS workspace)."""
     models = {**PRESETS, **TINY}
     names = (args.models or ("tiny" if args.device == "cpu" else ",".join(PRESETS))).split(",")
     rows = []
@@ -109,14 +116,31 @@ def planned_rows(args: argparse.Namespace) -> list[dict]:
                 setup = TrainingSetup(micro_batch=mb, seq_len=seq, recompute=Recompute(rec), flash=not args.no_flash,
                                       precision=MemoryPrecision.bf16_mixed if args.device == "cuda"
                                       else MemoryPrecision.fp32, device=Device(args.device),
-                                      grad_accum=args.grad_accum)
+                                      grad_accum=args.grad_accum, gpu_architecture=gpu_architecture)
                 est = estimate_memory(cfg, setup)
                 rows.append({"config": cfg, "model": name, "micro_batch": mb, "grad_accum": args.grad_accum,
                              "seq_len": seq, "recompute": rec, "flash": not args.no_flash,
-                             "precision": setup.precision.value,
+                             "precision": setup.precision.value, "gpu_architecture": gpu_architecture,
                              "estimated_allocated_bytes": est.allocated_peak_bytes,
                              "estimated_peak_bytes": est.peak_bytes})
     return rows
+
+
+def gpu_architecture(args: argparse.Namespace, torch=None) -> str | None:
+    """The architecture of the GPU the estimates are for: ``--gpu``'s database row, else (a run, ``torch`` given)
+    the CUDA device's, identified by its name as the trainer's benchmark does (`train.bench.identify_gpu`); None on
+    a CPU, in a dry run without ``--gpu``, or for a CUDA name the database does not know. Raises `UsageError` for an
+    unknown ``--gpu``."""
+    if args.device != "cuda":
+        return None
+    if torch is None:
+        from flopscalc.hardware import get_gpu
+
+        return get_gpu(args.gpu).architecture if args.gpu else None
+    from flopscalc.train.bench import identify_gpu
+
+    spec = identify_gpu(torch.device("cuda"), args.gpu)
+    return spec.architecture if spec is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-flash", action="store_true", help="math attention instead of SDPA")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
+    ap.add_argument("--gpu", default=None, help="GPU database row the estimates are for (its architecture sizes "
+                    "cuBLAS's workspace), when the CUDA name is not recognised; a dry run prices this row")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--label", default="", help="write memory_<device>_<gpu>_<date>_<label>.md/.json (a part of "
                     "gpu_session.sh that must not overwrite the recorded sweep)")
@@ -147,11 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.label and args.out is not None:
         print("error: --label names the output file and --out names it too; pass one of them", file=sys.stderr)
         return 2
+    if args.gpu is not None and args.device == "cpu":
+        print(f"error: --gpu {args.gpu} names a CUDA GPU, but --device cpu has no cuBLAS workspace to size; drop "
+              "--gpu or use --device cuda", file=sys.stderr)
+        return 2
+    try:
+        arch = gpu_architecture(args)  # an unknown --gpu is refused before anything runs
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        for row in planned_rows(args):
+        for row in planned_rows(args, arch):
             print(f"{row['model']:12s} mb={row['micro_batch']:<3d} accum={row['grad_accum']} {row['recompute']:9s} "
                   f"est {row['estimated_allocated_bytes'] / 2**30:7.2f} GiB", flush=True)
-        print(f"dry run ({args.device}): nothing run or written; a run writes "
+        on = ("" if args.device == "cpu" else f", estimates for {args.gpu} ({arch})" if args.gpu
+              else ", estimates with the larger cuBLAS workspace (no --gpu named)")
+        print(f"dry run ({args.device}{on}): nothing run or written; a run writes "
               f"{args.out or _out_name(args, '<device>')}")
         return 0
 
@@ -164,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cond = _conditions.start()
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
+    arch = gpu_architecture(args, torch)
     rows = []
-    for plan in planned_rows(args):
+    for plan in planned_rows(args, arch):
         cfg, mb, rec = plan.pop("config"), plan["micro_batch"], plan["recompute"]
         got = measure_case(torch, cfg, mb, plan["seq_len"], rec, plan["flash"], args.device, args.steps,
                            args.grad_accum)
@@ -179,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cond = _conditions.finish(cond)
     meta = {"device": device_name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "gpu_architecture": arch,
             "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
             "conditions": cond}
     intro = (f"{meta['date']}, torch {meta['torch']}, CUDA {meta['cuda']}; conditions: "

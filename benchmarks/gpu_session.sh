@@ -64,7 +64,7 @@ if wants next; then
       --label eager-pad64 "${dry_arg[@]}"
   # docs/memory.md: the LM head's fresh gradient beside the accumulated one (grad-accum 2), with its estimate
   step next-memory-accum2 "$py" benchmarks/bench_memory_gpu.py --models gpt2 --micro-batches 8 --grad-accum 2 \
-      --label accum2 "${dry_arg[@]}"
+      --label accum2 "${gpu_arg[@]}" "${dry_arg[@]}"
   # issue 5: 45% MFU at GPT-2 124M; mb 64 (~53 GiB estimated eager, 80+ GB cards), compiled, vocabulary 50304
   step next-trainer-compiled-pad64-mb64 "${bench[@]}" --pad-vocab 64 --compile on --micro-batch 64 \
       --label compiled-pad64-mb64 "${dry_arg[@]}"
@@ -96,7 +96,7 @@ fi
 if wants memory; then
   # --label: a dated file of its own (without it the script writes memory_cuda_<gpu>.md, the recorded H200 sweep
   # tests/test_memory_cuda_recorded.py reads)
-  step memory "$py" benchmarks/bench_memory_gpu.py --label sweep
+  step memory "$py" benchmarks/bench_memory_gpu.py --label sweep "${gpu_arg[@]}"
 fi
 if [[ "$part" == trainer ]]; then  # not in 'all' (recorded on the H200; ~1.8 min)
   step trainer-compiled "${bench[@]}" --compile on --label compiled

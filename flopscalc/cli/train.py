@@ -16,6 +16,9 @@ import typer
 from ..atomic import lands_on, refuse_overwrite
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
+
+# torch-free, and every command here imports it when it runs: its defaults cost start-up nothing
+from ..train.config import DEFAULT_MAX_STEPS, DEFAULT_WARMUP_STEPS
 from .common import (
     BiasOpt,
     FfnOpt,
@@ -139,10 +142,10 @@ def train(
     seq: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the model's pretraining length where "
                                                 "its source states one, else its block size).")] = None,
     grad_accum: GradAccumOpt = 1,
-    steps: Annotated[int, typer.Option(help="Optimizer steps of the whole run.")] = 1000,
+    steps: Annotated[int, typer.Option(help="Optimizer steps of the whole run.")] = DEFAULT_MAX_STEPS,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 6e-4,
     min_lr_ratio: Annotated[float, typer.Option(help="Floor of the cosine schedule as a fraction of the peak.")] = 0.1,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up length (steps).")] = 100,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up length (steps).")] = DEFAULT_WARMUP_STEPS,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay on matrices.")] = 0.1,
     grad_clip: Annotated[float, typer.Option(help="Clip the global gradient norm at this value (0: off).")] = 1.0,
     eval_interval: Annotated[int, typer.Option(help="Steps between validation passes (0: only at the end).")] = 250,

@@ -73,7 +73,7 @@ class LayoutMemory:
     optimizer: float
     activations: float  # saved for backward, every micro-batch in flight
     logits: float  # last stage: fp32 logits / log-probabilities of one micro-batch (vocabulary split by TP)
-    cuda_context: float
+    cuda_context: float  # the CUDA context alone (outside PyTorch's allocator)
     fragmentation: float
     stage: str  # "first", "second" or "last": which stage is the peak
     n_params_per_gpu: float
@@ -81,11 +81,14 @@ class LayoutMemory:
     # <= 0: what the memory engine subtracts for tensors not alive at its peak (gradients grow as backward frees
     # activations; `memory.estimate` "not_concurrent"); only the DDP/FSDP path (`trainer_layout_memory`) has one
     not_concurrent: float = 0.0
+    # cuBLAS's workspaces (`memory.settings.cublas_workspace` x `N_CUBLAS_HANDLES`), a row of their own as
+    # `flopscalc memory` prints them
+    blas_workspaces: float = 0.0
 
     @property
     def total(self) -> float:
         return (self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.cuda_context
-                + self.fragmentation + self.not_concurrent)
+                + self.blas_workspaces + self.fragmentation + self.not_concurrent)
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -213,8 +216,7 @@ def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, fla
     """The memory engine's peak (`flopscalc.memory.estimate_memory`, validated against measured bytes and the
     published runs) of a DDP / FSDP layout as `flopscalc train` runs it (bf16 autocast; FSDP with 16-bit weights),
     in `LayoutMemory`'s components: the 16-bit copies with the weights, the logits, loss transients and buckets
-    with the activations, the concurrency correction as its own (negative) row, the cuBLAS workspaces with the
-    context. ``fused_loss``: the step's cross-entropy kernel (`TrainingSetup.fused_loss`), so the memory is that of
+    with the activations, the concurrency correction and the cuBLAS workspaces as rows of their own. ``fused_loss``: the step's cross-entropy kernel (`TrainingSetup.fused_loss`), so the memory is that of
     the step the layout model times.
     ``gpu_architecture``: the GPU's (`TrainingSetup.gpu_architecture`: its cuBLAS workspace; None, the larger)."""
     from ..memory import TrainingSetup, estimate_memory
@@ -227,7 +229,8 @@ def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, fla
     weights = c["weights"] + c["master_weights"] + c["weight_copies"]
     return LayoutMemory(weights=weights, gradients=c["gradients"], not_concurrent=c["not_concurrent"],
                         optimizer=c["optimizer_state"], activations=c["activations"] + c["comm_buckets"],
-                        logits=c["logits_buffers"], cuda_context=c["cuda_context"] + c["blas_workspaces"],
+                        logits=c["logits_buffers"], cuda_context=c["cuda_context"],
+                        blas_workspaces=c["blas_workspaces"],
                         fragmentation=c["allocator_overhead"], stage="first",
                         n_params_per_gpu=count_params(cfg).total, n_in_flight=1.0)
 
@@ -293,9 +296,8 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
             logits = FP32_BYTES * s_local * layout.micro_batch * cfg.vocab_size / layout.tp
         base = weights + grads + optim + acts + logits
         # the CUDA context and cuBLAS's workspaces, as the DDP/FSDP path counts them (memory.settings [15])
-        parts = (weights, grads, optim, acts, logits, cuda_context_bytes + workspaces,
-                 fragmentation_fraction * base)
-        total = sum(parts)  # the order LayoutMemory.total adds them in
+        parts = (weights, grads, optim, acts, logits, cuda_context_bytes, fragmentation_fraction * base)
+        total = sum(parts) + workspaces  # the order LayoutMemory.total adds them in
         if best is None or total > best_total:
             best, best_total = (parts, stage, dense + experts, held / len(chunks)), total
-    return LayoutMemory(*best[0], *best[1:])
+    return LayoutMemory(*best[0], *best[1:], blas_workspaces=workspaces)

@@ -60,7 +60,7 @@ from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 from ..errors import UsageError
-from .option_words import ExpertCountError, HeadCountError
+from .option_words import ExpertCountError, HeadCountError, KvHeadCountError
 
 # GPT-2 BPE vocabulary size (Radford et al. 2019, sec. 2.2; 50,257 tokens in the released encoder).
 GPT2_VOCAB_SIZE = 50257
@@ -254,8 +254,7 @@ class ModelConfig:
         if self.head_size is None and self.n_embd % self.n_head:
             raise HeadCountError(self.n_embd, self.n_head)
         if self.n_head % self.kv_heads:
-            raise UsageError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.kv_heads}); "
-                             "grouped-query attention shares each key/value head among a whole group of heads")
+            raise KvHeadCountError(self.n_head, self.kv_heads)
         if not (self.mlp_ratio > 0) or abs(self.mlp_ratio * self.n_embd - round(self.mlp_ratio * self.n_embd)) > 1e-6:
             raise UsageError(f"mlp_ratio x n_embd must be a positive integer, got {self.mlp_ratio} x {self.n_embd}")
         if self.ffn_dim is not None and self.mlp_ratio != 4.0:

@@ -1,7 +1,8 @@
-"""Two of `ModelConfig`'s validation errors, in the engine's words (field names) and in the command line's: option
+"""Three of `ModelConfig`'s validation errors, in the engine's words (field names) and in the command line's: option
 names (``--n-head``) instead of field names (``n_head``), and only values the user gave. `ModelConfig.__post_init__`
-raises `HeadCountError` / `ExpertCountError`; `resolve_model` (where the command line's model options reach the
-engine) rewords them with `head_count_words` / `expert_words`. Both wordings use one rule (`head_count_fixes`).
+raises `HeadCountError` (its `KvHeadCountError` for grouped-query heads) / `ExpertCountError`; `resolve_model` (where
+the command line's model options reach the engine) rewords them with `head_count_words` / `expert_words`. Both
+wordings of a head count use one rule (`head_count_fixes`, `nearest_divisors`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,20 @@ def head_count_fixes(n_embd: int, n_head: int) -> tuple[tuple[int, ...], tuple[i
     multiples of ``n_head`` nearest ``n_embd`` (positive ones). The one rule both wordings of the error use.
     Divisors come in pairs (d, n_embd / d) with d up to the square root, searched up to `HEAD_FIX_SEARCH`: complete
     for widths up to its square (10**12), and an absurd width still answers at once."""
-    divisors = set()
-    for d in range(1, min(math.isqrt(n_embd), HEAD_FIX_SEARCH) + 1):
-        if n_embd % d == 0:
-            divisors.update((d, n_embd // d))
-    heads = tuple(d for d in (max((d for d in divisors if d < n_head), default=None),
-                              min((d for d in divisors if d > n_head), default=None)) if d is not None)
+    heads = nearest_divisors(n_embd, n_head)
     below = n_embd // n_head * n_head
     return heads, tuple(w for w in (below, below + n_head) if w > 0)
+
+
+def nearest_divisors(n: int, near: int) -> tuple[int, ...]:
+    """The divisors of ``n`` nearest ``near``: the largest below it and the smallest above it, where they exist.
+    Divisors come in pairs (d, n / d) with d up to the square root, searched up to `HEAD_FIX_SEARCH`."""
+    divisors = set()
+    for d in range(1, min(math.isqrt(n), HEAD_FIX_SEARCH) + 1):
+        if n % d == 0:
+            divisors.update((d, n // d))
+    return tuple(d for d in (max((d for d in divisors if d < near), default=None),
+                             min((d for d in divisors if d > near), default=None)) if d is not None)
 
 
 class HeadCountError(UsageError):
@@ -40,6 +47,27 @@ class HeadCountError(UsageError):
         super().__init__(f"n_embd ({n_embd}) must be divisible by n_head ({n_head}); try n_head "
                          f"{' or '.join(map(str, heads))}, n_embd {' or '.join(map(str, widths))}, or give the head "
                          "width (head_size)")
+
+
+class KvHeadCountError(HeadCountError):
+    """A key/value head count that does not divide the query heads (grouped-query attention shares each key/value
+    head among an equal group of query heads; Ainslie et al. 2023, arXiv:2305.13245, sec. 2.2). A `HeadCountError`, so
+    `resolve_model` words it in the options given (`head_count_words`), as it does the width's."""
+
+    def __init__(self, n_head: int, n_kv_head: int) -> None:
+        self.n_head, self.n_kv_head = n_head, n_kv_head
+        UsageError.__init__(self, f"n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head}): grouped-query "
+                            "attention shares each key/value head among a whole group of heads; try n_kv_head "
+                            f"{' or '.join(map(str, nearest_divisors(n_head, n_kv_head)))}")
+
+
+def kv_head_words(e: KvHeadCountError, n_head_given: bool) -> UsageError:
+    """``e`` in option names: the query heads as --n-head where the user gave it, and the divisors of the head count
+    nearest the key/value heads given (`nearest_divisors`) offered as --n-kv-head."""
+    count = f"--n-head {e.n_head}" if n_head_given else f"the model's {e.n_head} heads"
+    return UsageError(f"{count} is not a multiple of {e.n_kv_head} key/value heads (grouped-query attention shares "
+                      f"each key/value head among a whole group of query heads); try --n-kv-head "
+                      f"{' or '.join(map(str, nearest_divisors(e.n_head, e.n_kv_head)))}")
 
 
 class ExpertCountError(UsageError):
@@ -70,7 +98,10 @@ def naming_options(ways=tuple(NAMING_OPTIONS)) -> str:
 
 def head_count_words(e: HeadCountError, n_head_given: bool, n_embd_given: bool) -> UsageError:
     """``e`` with the head count and width named as the options the user gave (--n-head, --n-embd), and the nearest
-    fixes (`head_count_fixes`) offered as those options; a value the user did not give is named as the model's."""
+    fixes (`head_count_fixes`) offered as those options; a value the user did not give is named as the model's.
+    A `KvHeadCountError` is worded by `kv_head_words`."""
+    if isinstance(e, KvHeadCountError):
+        return kv_head_words(e, n_head_given)
     heads, widths = head_count_fixes(e.n_embd, e.n_head)
     width = f"--n-embd {e.n_embd}" if n_embd_given else f"the model's width ({e.n_embd})"
     count = f"--n-head {e.n_head}" if n_head_given else f"its {e.n_head} heads"

@@ -11,6 +11,9 @@ from rich.text import Text
 from ..errors import UsageError
 from ..layout import Layout, LayoutMemory, LayoutTime
 from ..layout.search import LayoutSearch
+from ..memory import COMPONENTS
+from ..memory.margin import PLAN_HEADROOM_WORDS, margin_note
+from ..memory.settings import Device
 from ..model import default_train_seq
 from ..units import format_bytes, format_tokens_per_s
 from .common import seq_label, seq_words
@@ -28,6 +31,28 @@ def explicit_layout(n_gpus: int, tp: int, pp: int, cp: int, ep: int, interleave:
                   n_micro=grad_accum, recompute=recompute)
 
 
+# The memory table's rows: `LayoutMemory` field -> the `flopscalc memory` component (`memory.COMPONENTS`) whose label
+# it is shown with, in that command's order (the layout's weights carry the master weights and copies on the
+# DDP/FSDP path, its activations the communication buckets: `layout.memory.trainer_layout_memory`)
+MEMORY_ROWS = (("weights", "weights"), ("gradients", "gradients"), ("optimizer", "optimizer_state"),
+               ("activations", "activations"), ("logits", "logits_buffers"), ("blas_workspaces", "blas_workspaces"),
+               ("not_concurrent", "not_concurrent"), ("fragmentation", "allocator_overhead"),
+               ("cuda_context", "cuda_context"))
+_LABELS = {key: label for key, label, _ in COMPONENTS}
+
+
+def layout_margin_note(lt: LayoutTime, mem: LayoutMemory) -> str | None:
+    """`memory.margin.margin_note` of the layout's peak: a fit closer to the GPU's edge than the estimate's measured
+    error (a layout runs on CUDA); None when it does not fit (said apart) or has room."""
+    if mem.total > lt.cluster.gpu.memory_bytes:
+        return None
+    if lt.layout.engine().value.startswith("Megatron"):  # `flopscalc memory` has no TP/PP/CP/EP
+        how = f"--search, which keeps {PLAN_HEADROOM_WORDS} of the memory free,"
+    else:  # the memory engine's own estimate of this run (`layout.memory.trainer_layout_memory`)
+        how = f"'flopscalc memory' with the same flags, less the layout options, and --headroom {PLAN_HEADROOM_WORDS}"
+    return margin_note(mem.total, lt.cluster.gpu.memory_bytes, Device.cuda, how=how)
+
+
 def layout_dict(lt: LayoutTime, mem: LayoutMemory) -> dict:
     lay = lt.layout
     return {
@@ -40,7 +65,7 @@ def layout_dict(lt: LayoutTime, mem: LayoutMemory) -> dict:
         "engine_settings": lay.engine_settings(lt.model.n_layer),
         "memory_bytes": {**{k: v for k, v in mem.as_dict().items() if k not in ("stage",)}, "total": mem.total},
         "memory_peak_stage": mem.stage, "fits": mem.total <= lt.cluster.gpu.memory_bytes,
-        "gpu_memory_bytes": lt.cluster.gpu.memory_bytes,
+        "gpu_memory_bytes": lt.cluster.gpu.memory_bytes, "margin_note": layout_margin_note(lt, mem),
         "time_s": lt.components, "step_s": lt.step_s, "tokens_per_step": lt.tokens_per_step,
         "tokens_per_s": lt.tokens_per_s, "s_per_token": lt.s_per_token, "mfu": lt.mfu,
         "network_bytes_per_s_per_gpu": lt.cluster.network_bytes_per_s, "network_source": lt.cluster.network_source,
@@ -61,10 +86,10 @@ def _components_table(lt: LayoutTime, mem: LayoutMemory) -> Table:
               title_justify="left")
     m.add_column("component")
     m.add_column("memory", justify="right")
-    for k in ("weights", "gradients", "optimizer", "activations", "logits", "cuda_context", "fragmentation"):
-        m.add_row(k, format_bytes(getattr(mem, k)))
-    if mem.not_concurrent:  # the memory engine's correction, as `flopscalc memory` prints it
-        m.add_row("not alive at the same time", format_bytes(mem.not_concurrent))
+    for field, component in MEMORY_ROWS:  # in `flopscalc memory`'s words and order
+        v = getattr(mem, field)
+        if v or field not in ("not_concurrent", "blas_workspaces"):  # the two the Megatron count may lack
+            m.add_row(_LABELS[component], format_bytes(v))
     fits = mem.total <= lt.cluster.gpu.memory_bytes
     m.add_row("total", f"{format_bytes(mem.total)} of {format_bytes(lt.cluster.gpu.memory_bytes)}"
               + ("" if fits else " (does not fit)"), style="bold" if fits else "bold red")
@@ -99,7 +124,9 @@ def layout_report(lt: LayoutTime, mem: LayoutMemory, seq_given: int | None = Non
         lines += [f"  {k}: {v}" for k, v in lt.layout.engine_settings(lt.model.n_layer).items()]
     else:
         lines.append(f"runs in {eng.value} (torchrun)")
-    return Group(Text("\n".join(lines)), _components_table(lt, mem))
+    near = layout_margin_note(lt, mem)  # as the per-operation face notes it (report.step)
+    return Group(Text("\n".join(lines)), _components_table(lt, mem),
+                 *((Text(f"note: {near}", style="yellow"),) if near else ()))
 
 
 def search_dict(s: LayoutSearch) -> dict:

@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..memory.margin import margin_note
+from ..memory.margin import PLAN_HEADROOM_WORDS, margin_note
 from ..perf import CLASS_ORDER, StepEstimate
 from ..units import format_bytes, format_rate, format_tokens_per_s
 from .common import seq_label, seq_words
@@ -85,7 +85,7 @@ def step_report(e: StepEstimate) -> Group:
 def _margin_note(e: StepEstimate) -> str | None:
     """`memory.margin.margin_note` of the step's memory: a fit closer to the edge than the measured error."""
     return margin_note(e.peak_memory_bytes, e.gpu.memory_bytes, e.setup.device,
-                       how="'flopscalc memory' with the same flags and --headroom 0.05")
+                       how=f"'flopscalc memory' with the same flags and --headroom {PLAN_HEADROOM_WORDS}")
 
 
 PER_OPERATION_MODEL = "per-operation"

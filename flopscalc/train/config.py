@@ -261,9 +261,10 @@ def warmup_for_run(warmup_steps: int, max_steps: int, given: bool) -> tuple[int,
                          f"{'' if warmup_steps > max_steps else 'only at the last step '}and never decay; give "
                          f"--warmup-steps below {max_steps} (0: none), or more --steps")
     cut = max_steps * DEFAULT_WARMUP_STEPS // DEFAULT_MAX_STEPS
+    instead = (f"warming up over {cut} step{'s' if cut != 1 else ''} instead, the default's tenth of the run" if cut
+               else "no warm-up instead: the default's tenth of the run is under one step")
     return cut, (f"the default warm-up of {DEFAULT_WARMUP_STEPS} steps is not shorter than --steps {max_steps}: "
-                 f"warming up over {cut} step{'s' if cut != 1 else ''} instead, the default's tenth of the run "
-                 "(--warmup-steps to choose)")
+                 f"{instead} (--warmup-steps to choose)")
 
 
 @dataclass(frozen=True)
