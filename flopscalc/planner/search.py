@@ -69,7 +69,8 @@ def _tokens_for_loss(law, n_params: float, target: float, unique_tokens: float |
 def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
             family: ShapeFamily | None = None) -> tuple[list[ModelConfig], tuple[float, ...]]:
     """The models the plan weighs, smallest first, and the sizes around ``n_opt`` the family's rule could not shape
-    (too small for its vocabulary and head width: `config_for_params` raises DomainError)."""
+    (too small for its vocabulary and head width: `config_for_params` raises DomainError); when none shaped, the
+    family's smallest shape is weighed with the presets (`SMALLEST_SHAPE_STEP`)."""
     if models is not None:
         return [m if m.block_size >= seq_len else m.with_(block_size=seq_len) for m in models], ()
     family = family or shape_family(None, seq_len)
