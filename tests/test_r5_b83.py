@@ -72,3 +72,9 @@ def test_tiny_plan_recommends_the_smallest_shape_whatever_the_time_model(capsys,
     rec = d["recommended"]
     assert rec["n_params"] == count_params(SMALLEST_GPT2).total
     assert rec["n_tokens"] >= 524_288 and rec["n_steps"] >= 1
+    skipped = [w for w in d["warnings"] if "were skipped" in w]
+    if mfu is None:  # at MFU 0.06 the optimum (~0.27M) is 12x below 3.3M: all 9 sizes (up to 4x it) are too small
+        assert len(skipped) == 1 and skipped[0].startswith("9 of the sizes")
+        assert skipped[0].endswith("the plan weighs the family's smallest shape and its presets")
+    else:  # at 0.4 the largest size around the optimum shapes as 1 x 64 itself
+        assert len(skipped) == 1 and skipped[0].endswith("the plan weighs the others")
