@@ -43,8 +43,8 @@ def _plan_file(tmp_path_factory, name: str, *args: str):
 def tiny(tmp_path_factory):
     """A 3.3M-parameter GPT-2-shaped plan of a few steps (3.6 s of an RTX 4070 Ti, sequences of 64 tokens).
 
-    At a stated 40% efficiency (--mfu 0.4): under the default per-operation model 3.6 s trains no model a whole
-    optimizer step ('plan' exits 1: it needs ~0.004 h); the tests are about the plan file, not the time model."""
+    At a stated 40% efficiency (--mfu 0.4), 11 steps: the default per-operation model prices this 1-layer model at
+    MFU 0.06 (2 steps); the tests are about the plan file, not the time model."""
     path, plan = _plan_file(tmp_path_factory, "tiny.json", "--gpu", "4070ti", "--hours", "0.001", "--seq", "64",
                             "--mfu", "0.4")
     rec = plan["recommended"]

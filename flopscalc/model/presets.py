@@ -69,7 +69,8 @@ _FAMILY: dict[str, tuple[ModelConfig, str]] = {
                       _HF + "meta-llama/Llama-3.1-70B"),
     "llama-3.1-405b": (llama_style("llama-3.1-405b", 126, 16384, 128, 8, 53248, 128256, 131072, **_L3),
                        _HF + "meta-llama/Llama-3.1-405B"),
-    "mistral-7b": (llama_style("mistral-7b", 32, 4096, 32, 8, 14336, 32000, 32768),
+    # sliding_window 4096 in the same config.json (Jiang et al. 2023, Table 1: window_size 4096)
+    "mistral-7b": (llama_style("mistral-7b", 32, 4096, 32, 8, 14336, 32000, 32768, attn_window=4096),
                    _HF + "mistralai/Mistral-7B-v0.1"),
     "mixtral-8x7b": (llama_style("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, 32768, n_expert=8, top_k=2,
                                      rope_theta=1e6),

@@ -15,7 +15,7 @@ from ..perf.parallel import low_efficiency_warning
 from ..units import GIB, GIGA, format_count, format_duration
 from .budget import CHINCHILLA_TOKENS_PER_PARAM, DEFAULT_UTILIZATION, ComputeBudget
 from .options import MFU_DENSE_CONVENTION, PLAN_MEMORY_HEADROOM, PlanOption, tools_needed, window_binds
-from .search import _law_n
+from .search import OPTION_STEPS, _law_n
 from .speed import CALIBRATED, PER_OPERATION, held_out_error
 
 
@@ -276,7 +276,9 @@ def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -
         base = family.base
         out.append(f"{len(skipped)} of the sizes around the optimum ({format_count(min(skipped))}-"
                    f"{format_count(max(skipped))} parameters) were skipped: no {family.key}-shaped model that small "
-                   f"(vocabulary {base.vocab_size:,}, heads of {family.family.head_dim}); the plan weighs the others")
+                   f"(vocabulary {base.vocab_size:,}, heads of {family.family.head_dim}); the plan weighs "
+                   + ("the family's smallest shape and its presets" if len(skipped) == len(OPTION_STEPS)
+                      else "the others"))
     if rec.model.is_moe:
         out.append(f"mixture of experts: the loss puts the active parameters ({format_count(_law_n(law, rec.model))}) "
                    f"into {law.name}, a law fitted on dense models; it is not validated for MoE")

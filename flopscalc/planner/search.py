@@ -33,6 +33,12 @@ from .speed import PROFILE_MFU, price_setup, time_model_for, uses_layout_search
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
 OPTION_STEPS = tuple(range(-4, 5))
+# When every size around the optimum is below the family's smallest shape, the plan still weighs that shape: the
+# sizes go on up from the largest by 2^(1/8) until one shapes (ours: a step under the shaper's 1.25x tolerance,
+# `model.shaping.SHAPE_GIVE_UP`, so the first size that shapes is still below the smallest shape and gets it), at most
+# 2^24 further (GPT-2's smallest, 1 x 64 at vocab 50,257, is 3.3M: a 1e-4-hour plan's optimum, ~3e4, is 2^7 below).
+SMALLEST_SHAPE_STEP = 2 ** (1 / 8)
+SMALLEST_SHAPE_STEPS = 192
 
 def _loss(law, n_params: float, n_tokens: float, unique_tokens: float | None) -> tuple[float | None, float | None]:
     """Predicted loss and effective tokens from `scaling.predict_loss`, the engine of `flopscalc scaling loss`:
@@ -63,7 +69,8 @@ def _tokens_for_loss(law, n_params: float, target: float, unique_tokens: float |
 def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
             family: ShapeFamily | None = None) -> tuple[list[ModelConfig], tuple[float, ...]]:
     """The models the plan weighs, smallest first, and the sizes around ``n_opt`` the family's rule could not shape
-    (too small for its vocabulary and head width: `config_for_params` raises DomainError)."""
+    (too small for its vocabulary and head width: `config_for_params` raises DomainError); when none shaped, the
+    family's smallest shape is weighed with the presets (`SMALLEST_SHAPE_STEP`)."""
     if models is not None:
         return [m if m.block_size >= seq_len else m.with_(block_size=seq_len) for m in models], ()
     family = family or shape_family(None, seq_len)
@@ -77,6 +84,14 @@ def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
             skipped.append(n_opt * 2 ** (k / 2))
             continue
         shapes.setdefault((cfg.n_layer, cfg.n_head, cfg.n_embd), cfg.with_(name=""))
+    n_base = getattr(count_params(family.base), count)
+    for k in range(1, SMALLEST_SHAPE_STEPS + 1) if not shapes and n_opt < n_base else ():
+        try:  # every size was too small: the family's smallest shape, else only the presets would be weighed
+            cfg = family.shape(n_opt * 2 ** (OPTION_STEPS[-1] / 2) * SMALLEST_SHAPE_STEP ** k, count)
+        except DomainError:
+            continue
+        shapes[(cfg.n_layer, cfg.n_head, cfg.n_embd)] = cfg.with_(name="")
+        break
     for cfg in family.presets.values():
         shapes[(cfg.n_layer, cfg.n_head, cfg.n_embd)] = cfg
     return sorted(shapes.values(), key=lambda c: count_params(c).total), tuple(skipped)
