@@ -227,7 +227,7 @@ def check_network_gbps(network_gbps: float | None, n_gpus: int, gpus_per_node: i
     if network_gbps is None:
         return
     if not MIN_NETWORK_GBPS <= network_gbps <= MAX_NETWORK_GBPS:  # NaN too
-        raise UsageError(f"--network-gbps must be a number of Gb/s per GPU from {MIN_NETWORK_GBPS:g} (Fast Ethernet) "
+        raise UsageError(f"--network-gbps must be a positive number of Gb/s per GPU, from {MIN_NETWORK_GBPS:g} (Fast Ethernet) "
                          f"to {MAX_NETWORK_GBPS:.0f} (past any NIC or NVLink), got {network_gbps!r}; e.g. 400 (one "
                          "ConnectX-7 per GPU)")
     if n_gpus <= gpus_per_node:
