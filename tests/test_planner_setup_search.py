@@ -26,7 +26,6 @@ from flopscalc.planner.options import (
     TIE_REL,
     choose_setup,
     lightest_peak_bytes,
-    min_gpus_to_fit,
     target_tokens_per_step,
     throughput,
     tools_needed,
@@ -142,15 +141,9 @@ def test_fixed_model_on_fixed_tokens_uses_the_same_search():
 
 @pytest.mark.parametrize("n_params,n_gpus", [(3e8, 2), (2.6e9, 2), (1.3e10, 8), (7e10, 64)])
 def test_lightest_setup_is_the_least_memory_of_any_searched_setup(n_params, n_gpus):
-    # min_gpus_to_fit only prices full recomputation; every other setup (any micro-batch) needs as much or more
+    # the no-fit hint (`min_gpus_to_plan`) only prices the lightest setups; every other setup (any micro-batch) needs as much or more
     cfg = config_for_params(n_params)
     every = [estimate_memory(cfg, replace(s, micro_batch=1, grad_accum=2)).peak_bytes
              for s, _ in _every_setup(cfg, n_gpus, 1024, Precision.bf16)]
     assert lightest_peak_bytes(cfg, n_gpus, 1024, Precision.bf16) == min(every)
 
-
-def test_min_gpus_is_the_first_power_of_two_where_the_search_finds_a_setup():
-    cfg, gpu = config_for_params(7e9), get_gpu("4070ti")
-    n = min_gpus_to_fit(cfg, gpu, 1024, Precision.bf16)
-    assert choose_setup(cfg, gpu, n, 1024, Precision.bf16) is not None
-    assert choose_setup(cfg, gpu, n // 2, 1024, Precision.bf16) is None

@@ -123,8 +123,9 @@ def plan(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print every option as CSV rows instead of tables.")] = False,
     as_json: JsonOpt = False,
     network_gbps: Annotated[float | None, typer.Option(
-        "--network-gbps", help="Network between nodes per GPU, Gb/s, for the layout search beyond one node (default "
-        "by GPU generation: A100 200, else 400; as 'flopscalc step --network-gbps'); beyond one node of 8 GPUs only.")
+        "--network-gbps", help="Network between nodes per GPU, Gb/s, for the layout search beyond one node and the "
+        "data-parallel setups weighed beside it (default by GPU generation: A100 200, else 400; as 'flopscalc step "
+        "--network-gbps'); 0.1 to 100000, beyond one node of 8 GPUs only.")
     ] = None,
     layout_search: Annotated[bool | None, typer.Option(
         "--layout-search/--no-layout-search", help="Give each model the fastest parallel layout (TP, PP, CP, EP, "

@@ -107,13 +107,15 @@ def _describe(old: TrainingSetup, new: TrainingSetup) -> tuple[tuple[str, ...], 
 
 def suggest_fixes(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0,
                   limit: int = 5) -> FitAdvice:
-    """The smallest changes that make ``setup`` fit ``gpu``, ranked, or why nothing does.
+    """The smallest changes that make ``setup`` fit ``gpu`` (with its architecture's cuBLAS workspace,
+    `settings.on_gpu`, as `answer` counts it), ranked, or why nothing does.
 
     Every combination of lighter settings (precision, optimizer, recomputation, flash attention,
     offload, and with several GPUs ZeRO stages) is tried with the largest micro-batch up to the current
     one that fits; fixes whose changes include another fix's are dropped; the rest are ranked by
     `CHANGE_COST`, then by peak memory.
     """
+    setup = on_gpu(setup, gpu)
     if fits(estimate_memory(cfg, setup), gpu, min_headroom_fraction).fits:
         current = estimate_memory(cfg, setup)
         same = Fix((), 0, setup, current, gpu.memory_bytes)

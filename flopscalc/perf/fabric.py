@@ -59,6 +59,13 @@ NETWORK_SOURCE_BY_ARCH = {
 }
 DEFAULT_NETWORK_SOURCE = "DGX H100: one 400 Gb/s ConnectX-7 per GPU (NVIDIA DGX H100 user guide)"
 BITS_PER_BYTE = 8
+# The --network-gbps a cluster can have, Gb/s per GPU (both bounds accepted). Floor: Fast Ethernet, 100 Mb/s
+# (IEEE 802.3u 100BASE-TX), the slowest Ethernet still shipped. Ceiling: 100,000, above every link a GPU has:
+# 125x the fastest NIC (NVIDIA ConnectX-8 SuperNIC, 800 Gb/s) and 14x NVLink 5's 900 GB/s per direction
+# (7,200 Gb/s; NVIDIA Blackwell datasheet, 1.8 TB/s per GPU both ways), so a figure past it is a unit slip
+# (bits or Mb/s typed as Gb/s) rather than a network.
+MIN_NETWORK_GBPS = 0.1
+MAX_NETWORK_GBPS = 1e5
 # Achieved share of a NIC: "For NDR @ 400Gbps you should see 46-48GB/s per NIC" (D. Addison, NVIDIA,
 # nccl-tests issue #290): 47 of 50 GB/s.
 NETWORK_BUS_EFFICIENCY = 0.94
@@ -163,30 +170,34 @@ def host_path_bus_bytes_per_s(host_link_bytes_per_s: float, n_gpus_per_host: int
 
 def gpu_fabric(gpu: GpuSpec, n_gpus: int, *, bus_efficiency: float = ALLREDUCE_BUS_EFFICIENCY,
                host_memory_bytes_per_s: float = HOST_MEMORY_BYTES_PER_S_8_GPU_SERVER,
-               network_efficiency: float = NETWORK_BUS_EFFICIENCY) -> Fabric:
+               network_efficiency: float = NETWORK_BUS_EFFICIENCY,
+               cluster_network_bytes_per_s: float | None = None) -> Fabric:
     """The fabric ``n_gpus`` of ``gpu`` train over: NVLink, PCIe peer-to-peer, or host memory; network beyond a node.
 
     The host link of the no-peer-to-peer path is the measured PCIe rate of `offload.host_link_bytes_per_s`
     (25 GB/s at Gen4, by the GPU's PCIe generation). ``network_efficiency``: the achieved share of the network's
     per-GPU bandwidth (`NETWORK_BUS_EFFICIENCY` unless a run's own network states another).
+    ``cluster_network_bytes_per_s``: the cluster's network per GPU between nodes (raw, bytes/s per direction; a
+    plan's --network-gbps, `layout.cluster_for`); None: the GPU generation's (`network_bytes_per_s`).
     """
     from .offload import host_link_bytes_per_s  # offload imports this module: import at call time
 
     if not 0 < network_efficiency <= 1:
         raise UsageError(f"network efficiency must be in (0, 1], got {network_efficiency}")
+    net = network_bytes_per_s(gpu) if cluster_network_bytes_per_s is None else cluster_network_bytes_per_s
     if not has_peer_to_peer(gpu, n_gpus):
         per_host = min(n_gpus, GPUS_PER_NODE)
         bus = host_path_bus_bytes_per_s(host_link_bytes_per_s(gpu), per_host, bus_efficiency=bus_efficiency,
                                         host_memory_bytes_per_s=host_memory_bytes_per_s)
         return Fabric(bus, PCIE_HOP_LATENCY_S, "host memory (no peer-to-peer)",
-                      network_bytes_per_s(gpu) * network_efficiency)
+                      net * network_efficiency)
     if gpu.interconnect_bytes_per_s is None:
         raise UsageError(f"{gpu.name} has no interconnect bandwidth in the database; add interconnect_gb_per_s "
                          "with --gpu-csv to plan for several of them")
     nvlink = "NVLink" in gpu.interconnect
     hop_s = NVLINK_HOP_LATENCY_S if nvlink else PCIE_HOP_LATENCY_S
     return Fabric(gpu.interconnect_bytes_per_s * bus_efficiency, hop_s, "NVLink" if nvlink else "PCIe peer-to-peer",
-                  network_bytes_per_s(gpu) * network_efficiency)
+                  net * network_efficiency)
 
 
 def network_bytes_per_s(gpu: GpuSpec) -> float:
@@ -210,12 +221,15 @@ def network_words(bytes_per_s: float, source: str) -> str:
 
 
 def check_network_gbps(network_gbps: float | None, n_gpus: int, gpus_per_node: int = GPUS_PER_NODE) -> None:
-    """Refuse a --network-gbps that is not a positive number, or one that no traffic would cross: ``n_gpus`` that
-    fit one node of ``gpus_per_node`` never use the network between nodes (`step` and `plan` share this rule)."""
+    """Refuse a --network-gbps outside [`MIN_NETWORK_GBPS`, `MAX_NETWORK_GBPS`] (infinite and NaN too), or one that
+    no traffic would cross: ``n_gpus`` that fit one node of ``gpus_per_node`` never use the network between nodes
+    (`step` and `plan` share this rule)."""
     if network_gbps is None:
         return
-    if not network_gbps > 0:  # NaN too
-        raise UsageError(f"--network-gbps must be a positive number of Gb/s per GPU, got {network_gbps:g}; e.g. 400")
+    if not MIN_NETWORK_GBPS <= network_gbps <= MAX_NETWORK_GBPS:  # NaN too
+        raise UsageError(f"--network-gbps must be a positive number of Gb/s per GPU, from {MIN_NETWORK_GBPS:g} (Fast Ethernet) "
+                         f"to {MAX_NETWORK_GBPS:.0f} (past any NIC or NVLink), got {network_gbps!r}; e.g. 400 (one "
+                         "ConnectX-7 per GPU)")
     if n_gpus <= gpus_per_node:
         raise UsageError(f"--network-gbps sets the network between nodes, and {n_gpus} GPU(s) fit one node of "
                          f"{gpus_per_node}, so it would be ignored: drop it, or give --n-gpus above {gpus_per_node}")

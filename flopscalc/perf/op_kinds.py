@@ -119,6 +119,9 @@ class StepOptions:
     # base in the dtype it was loaded in), so the residual stream is 16-bit (`ops._pass_shape`, block_ops [20])
     half_weights: bool = False
     optimizer_kernel: OptimizerKernel = OptimizerKernel.fused  # how the AdamW step runs
+    # the cluster's network per GPU between nodes (raw bytes/s per direction; a plan's --network-gbps, the layout
+    # search's `layout.Cluster.network_bytes_per_s`); None: the GPU generation's (`fabric.network_bytes_per_s`)
+    network_bytes_per_s: float | None = None
 
     @property
     def sustained(self) -> float:

@@ -339,9 +339,11 @@ def estimate_step(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec,
     hide_s = hiding_window_s(setup.zero_stage, setup.grad_accum, backward_s, per_micro)
     half = setup.precision is not MemoryPrecision.fp32
     grad_bytes = grad_wire_bytes_per_param(setup)  # ZeRO's 2 bytes under mixed precision, as the planner
-    # the device's network share where it states one (a published run's network), else the GPU's default fabric
-    links = ({"gpu": gpu} if dev.network_bus_efficiency is None or setup.n_gpus == 1 else
-             {"fabric": gpu_fabric(gpu, setup.n_gpus, network_efficiency=dev.network_bus_efficiency)})
+    # the device's network share where it states one (a published run's network), the cluster's network where the
+    # options name one, else the GPU's default fabric
+    own = {} if dev.network_bus_efficiency is None else {"network_efficiency": dev.network_bus_efficiency}
+    links = ({"gpu": gpu} if setup.n_gpus == 1 or (not own and options.network_bytes_per_s is None) else
+             {"fabric": gpu_fabric(gpu, setup.n_gpus, **own, cluster_network_bytes_per_s=options.network_bytes_per_s)})
     # ZeRO-3 runs as FSDP with one unit per block (`flopscalc train`, and every published ZeRO-3 run validated):
     # one collective per unit, not DeepSpeed's buckets (`parallel` [12])
     comm = data_parallel_comm(count_params(cfg).total, setup.n_gpus, setup.zero_stage, **links,

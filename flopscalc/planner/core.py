@@ -397,7 +397,7 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
         from .layout import data_parallel_time_model, time_model_source  # here: one node never loads it
 
         if rec.chosen.layout is None:  # a data-parallel setup beat the layouts (`layout.choose_fastest`)
-            rec_tm = data_parallel_time_model(gpu, budget.precision)
+            rec_tm = data_parallel_time_model(gpu, budget.precision, space.cluster.network_bytes_per_s)
     mfu_source = (time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
                   if rec.chosen.layout is not None else time_model_words(rec_tm, gpu))
     cands = _preset_candidates(options, ctx)
@@ -421,14 +421,14 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
                                 shorter_run_warning(shorter) if shorter is not None else None)) + extra
                 + _calibration_warnings(req.calibration, gpu, options, rec))
     assumptions = _assumptions(budget, law, mfu_source, req.seq_len, cap, stated, rec, space.family,
-                               time_model=None if tm is None else tm.kind,
+                               time_model=None if rec_tm is None else rec_tm.kind,
                                network=_network(req.n_gpus, gpu, space.cluster))
     return Plan(budget, cands, assumptions,
                 law, alloc, options, rec, loss_by_law, interval, energy, mfu_source, req.budget_kind,
                 req.max_wall_clock_s, warnings, req.objective, req.target_loss, binding,
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,
                 overtraining=over, inference_tokens=req.inference_tokens, inference_optimum=ia, life_cycle=life,
-                warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if tm is None else tm.kind,
+                warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if rec_tm is None else rec_tm.kind,
                 seq_source=req.seq_len_source, data_bound=shorter)
 
 

@@ -15,14 +15,14 @@ Beyond one node the plan still weighs the data-parallel setups of one node as we
 engine has no optimizer offload and no 8-bit AdamW, so without them a model that ZeRO-3 with offload fits on one
 node (70.6B on 8 H100s) fitted no layout of 16. Those setups are priced by the per-operation model
 (`perf.step.estimate_step`), whose data-parallel traffic crosses the network between nodes as the layout engine's
-does (`perf.parallel.data_parallel_comm` over `perf.fabric.gpu_fabric`, the same network per GPU as
-`layout.cluster_for`); a DDP or FSDP layout is priced identically by both (`layout.time`, to 1e-9), so the faster
+does (`perf.parallel.data_parallel_comm` over `perf.fabric.gpu_fabric`, on the cluster's network per GPU,
+`layout.cluster_for`'s, --network-gbps included); a DDP or FSDP layout is priced identically by both (`layout.time`, to 1e-9), so the faster
 of the two families is the faster run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from ..batch_size import critical_batch_tokens
@@ -188,24 +188,27 @@ def grow_layout_batch(cfg: ModelConfig, cluster, seq_len: int, precision: Precis
 
 
 @lru_cache(maxsize=16)
-def data_parallel_time_model(gpu: GpuSpec, precision: Precision):
-    """The per-operation time model that prices the data-parallel setups beside the layouts (one per GPU and
-    precision: `planner.speed._priced` keys its cache on it), or None where that model cannot price the GPU."""
+def data_parallel_time_model(gpu: GpuSpec, precision: Precision, network_bytes_per_s: float | None = None):
+    """The per-operation time model that prices the data-parallel setups beside the layouts on a network of
+    ``network_bytes_per_s`` per GPU between nodes (the cluster's, `layout.Cluster.network_bytes_per_s`; None: the
+    generation's), one per GPU, precision and network (`planner.speed._priced` keys its cache on it), or None where
+    that model cannot price the GPU."""
     from .speed import PER_OPERATION, time_model_for
 
     tm = time_model_for(gpu, precision, None, None)
-    return tm if tm.kind == PER_OPERATION else None
+    return replace(tm, network_bytes_per_s=network_bytes_per_s) if tm.kind == PER_OPERATION else None
 
 
 def choose_data_parallel(cfg: ModelConfig, cluster, seq_len: int, precision: Precision, capacity_bytes: float | None,
                          tokens_per_step: int | None = None):
     """The fastest data-parallel setup of one node's search (`setups.choose_setup`: DDP, ZeRO 1-3, 8-bit AdamW,
     optimizer offload where it buys memory, recomputation) on all of ``cluster``'s GPUs, priced by the per-operation
-    model; (chosen, `options.Throughput`) or None when none fits (or the model cannot price the GPU)."""
+    model on ``cluster``'s network between nodes; (chosen, `options.Throughput`) or None when none fits (or the model
+    cannot price the GPU)."""
     from .setups import choose_setup
     from .speed import price_setup
 
-    tm = data_parallel_time_model(cluster.gpu, precision)
+    tm = data_parallel_time_model(cluster.gpu, precision, cluster.network_bytes_per_s)  # --network-gbps too
     if tm is None or global_batch_sequences(cfg, seq_len, tokens_per_step) < cluster.n_gpus:
         return None  # fewer sequences than GPUs: each would get one, a larger batch than asked (layouts refuse it too)
     chosen = choose_setup(cfg, cluster.gpu, cluster.n_gpus, seq_len, precision, capacity_bytes, None,

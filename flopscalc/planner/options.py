@@ -2,7 +2,7 @@
 
 The planner (``planner/search.py``) calls `_evaluate` for a handful of model sizes around the scaling law's
 compute-optimal N and for the GPT-2 presets, then recommends the one with the lowest predicted loss among
-those that fit. The setup search itself (`choose_setup`, `searched_setups`, `min_gpus_to_fit`) is in
+those that fit. The setup search itself (`choose_setup`, `searched_setups`, `min_gpus_to_plan`) is in
 ``planner/setups.py``, re-exported here; this module holds what it returns and how fast a setup runs.
 Everything here is a pure function of frozen inputs.
 """
@@ -322,7 +322,7 @@ def check_positive(value: float | None, what: str) -> None:
 
 # Names that moved to `planner.setups` (the setup search) and `planner.growth` (batch growth), re-exported here.
 _SETUPS = ("RECOMPUTE_SEARCHED", "OPTIMIZERS_SEARCHED", "ZERO_STAGES_SEARCHED", "TIE_REL", "FLOOR_SLACK",
-           "searched_setups", "tools_needed", "choose_setup", "lightest_peak_bytes", "min_gpus_to_fit")
+           "searched_setups", "tools_needed", "choose_setup", "lightest_peak_bytes", "min_gpus_to_plan")
 
 
 # On first use (PEP 562): `setups` builds on this module's types, and one GPU never grows its batch.

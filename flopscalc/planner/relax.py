@@ -27,7 +27,7 @@ from .options import (
     _per_gpu_batch,
 )
 from .search import _Context, _evaluate, _law_n, _loss, _option, _recommend, _tokens
-from .setups import OFFLOAD_FOR_MEMORY_ONLY, searched_setups
+from .setups import LIGHTEST_GRAD_ACCUM, OFFLOAD_FOR_MEMORY_ONLY, searched_setups
 from .speed import DEFAULT_CONSTANT, PER_OPERATION, STATED, price_setup
 
 # How much a constraint is relaxed to say what relaxing it would buy: twice the compute or time.
@@ -113,7 +113,7 @@ def _whole_batch_loss(cfg: ModelConfig, ctx: _Context) -> float:
     precision = ctx.budget.precision
     eff = ctx.mfu if ctx.mfu is not None else DEFAULT_MFU  # as `_evaluate` gives the search
     base = TrainingSetup(micro_batch=1, seq_len=ctx.seq_len, precision=MEMORY_PRECISION[precision], n_gpus=1,
-                         grad_accum=2, gpu_architecture=ctx.gpu.architecture)
+                         grad_accum=LIGHTEST_GRAD_ACCUM, gpu_architecture=ctx.gpu.architecture)
     micro = _per_gpu_batch(cfg, ctx.seq_len, 1)
     speed = min((price_setup(cfg, replace(base, micro_batch=micro, grad_accum=1, **flags), micro * ctx.seq_len,
                              ctx.gpu, precision, tm, eff)

@@ -259,8 +259,11 @@ class PlanRequest:
                              "--calibration-any-device to apply it anyway")
 
     def _check_network(self) -> None:
-        """A --network-gbps is refused as `step` refuses it (not positive, or one node), and where the data-parallel
-        setup search, not the layout search, prices the plan: that search takes the generation's network."""
+        """A --network-gbps is refused as `step` refuses it (outside `fabric.MIN_NETWORK_GBPS` ..
+        `fabric.MAX_NETWORK_GBPS`, or on one node), and where the layout search is off: the plan beyond a node then
+        weighs the data-parallel setups alone, at the GPU generation's network. With the layout search on, the
+        network prices the layouts and the data-parallel setups weighed beside them alike (`layout.cluster_for`,
+        `layout.data_parallel_time_model`)."""
         if self.network_gbps is None:
             return
         from ..perf.fabric import check_network_gbps

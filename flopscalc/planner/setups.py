@@ -1,6 +1,6 @@
 """The setup search: the fastest training setup of one model that fits the GPUs (`choose_setup`), the flag
-combinations it tries (`searched_setups`), and the fewest GPUs that would hold a model that fits none
-(`min_gpus_to_fit`). The types it returns, the step speed and the option live in `planner.options`, which
+combinations it tries (`searched_setups`), and the fewest GPUs on which a plan finds a run for a model that fits
+none (`min_gpus_to_plan`). The types it returns, the step speed and the option live in `planner.options`, which
 re-exports these names. Everything here is a pure function of frozen inputs.
 """
 
@@ -141,7 +141,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     tm = time_model if time_model is not None else TimeModel(STATED, eff)
     target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
-                         grad_accum=2,  # accumulation keeps gradients alive through forward: the safe side
+                         grad_accum=LIGHTEST_GRAD_ACCUM,  # accumulation keeps gradients alive through forward
                          gpu_architecture=gpu.architecture)  # its cuBLAS workspace (memory.settings [15])
     want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
     tokens = want_micro * seq_len * n_gpus
@@ -277,21 +277,6 @@ def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: 
     return min(_lightest_peaks(cfg, n_gpus, seq_len, precision, gpu_architecture=gpu_architecture))
 
 
-@lru_cache(maxsize=1024)  # a pure function, asked again when the plan relaxes a constraint
-def min_gpus_to_fit(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
-                    capacity_bytes: float | None = None) -> int | None:
-    """Fewest GPUs (powers of two) on which some searched setup fits; None beyond MAX_GPUS_SEARCHED."""
-    cap = usable_bytes(capacity_bytes or gpu.memory_bytes)
-    n = 2
-    while n <= MAX_GPUS_SEARCHED:
-        # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look
-        if any(peak <= cap for peak in _lightest_peaks(cfg, n, seq_len, precision, highest_stage_first=True,
-                                                           gpu_architecture=gpu.architecture)):
-            return n
-        n *= 2
-    return None
-
-
 # GPU counts the no-fit hint tries: powers of two inside a node (as the one-node search always has: 2, 4, 8), then
 # whole nodes of 2^a x 3^b of them, the counts clusters are built in (`planner.search.SMOOTH_PRIMES`: racks and pods
 # of powers of two; Narayanan et al. 2021 Table 1 runs such counts), up to MAX_GPUS_SEARCHED; between the last that
@@ -334,8 +319,10 @@ def _runs_on(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precisio
     layout is searched only where no data-parallel setup fits."""
     cap = usable_bytes(capacity_bytes or gpu.memory_bytes)
     beyond = layouts and n_gpus > gpus_per_node  # the plan there weighs layouts and these setups (`choose_fastest`)
-    # the highest ZeRO stages shard the most, so they are looked at first (as `min_gpus_to_fit`)
-    if any(peak <= cap for peak in _lightest_peaks(cfg, n_gpus, seq_len, precision, highest_stage_first=True)) and (
+    # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look; on
+    # this GPU's cuBLAS workspace, as the setup search judges it (`choose_setup`)
+    if any(peak <= cap for peak in _lightest_peaks(cfg, n_gpus, seq_len, precision, highest_stage_first=True,
+                                                   gpu_architecture=gpu.architecture)) and (
             not beyond or _dp_beside_layouts(cfg, gpu, n_gpus, seq_len, precision)):
         return True
     if not beyond:

@@ -53,6 +53,9 @@ class TimeModel:
     kind: str
     efficiency: float | None = None  # the stated constant (``stated``)
     profile: object = None  # CalibrationProfile (``calibrated`` and ``profile MFU``)
+    # the network per GPU between nodes its data-parallel steps cross (raw bytes/s; the plan's cluster,
+    # `layout.data_parallel_time_model`); None: the GPU generation's (`perf.fabric.network_bytes_per_s`)
+    network_bytes_per_s: float | None = None
 
     @property
     def constant(self) -> bool:
@@ -110,13 +113,16 @@ def uses_layout_search(n_gpus: int, precision: Precision, mfu, calibration, layo
 @lru_cache(maxsize=8192)
 def _priced(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, tm: TimeModel):
     """The step estimate of ``setup`` under ``tm`` (`estimate_step` or `calibrated_step`), kept."""
+    from ..perf.op_kinds import StepOptions
+
+    options = StepOptions(network_bytes_per_s=tm.network_bytes_per_s)  # the cluster's network beyond a node
     if tm.kind == CALIBRATED:
         from ..perf.calibrate import calibrated_step
 
-        return calibrated_step(cfg, setup, tm.profile, gpu)
+        return calibrated_step(cfg, setup, tm.profile, gpu, options)
     from ..perf.step import estimate_step
 
-    return estimate_step(cfg, setup, gpu)
+    return estimate_step(cfg, setup, gpu, options)
 
 
 def step_throughput(cfg: ModelConfig, setup: TrainingSetup, tokens_per_step: int, gpu: GpuSpec,
