@@ -62,10 +62,15 @@ def test_a_resume_with_another_micro_batch_is_refused_with_both_values(tmp_path,
     capsys.readouterr()
     assert run(["train", *base, "--micro-batch", "16", "--lr", "1e-2", "--resume"]) == 2
     err = _err_line(capsys)
-    assert "--lr 0.01 (checkpoint: 0.0006)" in err and "--micro-batch 16 (checkpoint: 2)" in err
+    batch = ("--micro-batch 16 x --grad-accum 1 = 16 sequences per step (checkpoint: --micro-batch 2 x --grad-accum 1 "
+             "= 2 sequences per step)")
+    assert "--lr 0.01 (checkpoint: 0.0006)" in err and batch in err
     # --new-schedule changes the schedule only: the batch still has to match
     assert run(["train", *base, "--micro-batch", "16", "--resume", "--new-schedule"]) == 2
-    assert "--micro-batch 16 (checkpoint: 2)" in _err_line(capsys)
+    assert batch in _err_line(capsys)
+    # the same sequences per step, split another way, is the same step (as two processes resume in one)
+    assert run(["train", *base, "--micro-batch", "1", "--grad-accum", "2", "--resume"]) == 0
+    capsys.readouterr()
 
 
 def test_the_same_settings_resume(trained, capsys):

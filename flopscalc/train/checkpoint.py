@@ -127,14 +127,22 @@ RESUME_SETTINGS = {
 }
 
 
+BATCH_SETTINGS = ("micro_batch", "grad_accum")  # compared as their product with the processes (`check_run_settings`)
+
+
 def run_settings(cfg) -> dict:
     """The schedule and batch settings of a `TrainConfig` that a checkpoint stores (plain values)."""
     return {k: _plain(getattr(cfg, k)) for k in RESUME_SETTINGS}
 
 
-def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = False) -> str | None:
+def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = False, world_size: int = 1
+                       ) -> str | None:
     """Refuse resuming ``ckpt`` under other schedule or batch settings than it was written with (one line naming
     each differing option and the checkpoint's value); returns a note, or None.
+
+    The batch is compared as sequences per optimizer step, micro-batch x accumulation x processes (``world_size``
+    now, the checkpoint's ``world_size`` then): a checkpoint of two DDP processes at micro-batch 4 resumes in one
+    process at micro-batch 8, the same step (see the module docstring).
 
     ``new_schedule`` (``--new-schedule``): the schedule settings (`SCHEDULE_SETTINGS`) may differ, and the run
     follows this run's schedule from the checkpoint's step on; the note gives the learning rate of the next step
@@ -152,10 +160,14 @@ def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = F
                 "resumed with this run's --steps, --lr, --micro-batch, ... unchecked; the learning rate follows "
                 "them, so give the ones the checkpoint was trained with")
     now = run_settings(cfg)
-    differ = [k for k in RESUME_SETTINGS if k in saved and _same(saved[k]) != _same(now[k])]
+    differ = [k for k in RESUME_SETTINGS if k not in BATCH_SETTINGS and k in saved and _same(saved[k]) != _same(now[k])]
     refused = [k for k in differ if not (new_schedule and k in SCHEDULE_SETTINGS)]
-    if refused:
-        said = ", ".join(f"{RESUME_SETTINGS[k]} {_said(now[k])} (checkpoint: {_said(saved[k])})" for k in refused)
+    said = [f"{RESUME_SETTINGS[k]} {_said(now[k])} (checkpoint: {_said(saved[k])})" for k in refused]
+    then_world = int(ckpt.get("world_size", 1))
+    if _global_batch(now, world_size) != _global_batch(saved, then_world):
+        said.insert(0, f"{_batch_words(now, world_size)} (checkpoint: {_batch_words(saved, then_world)})")
+    if said:
+        said = ", ".join(said)
         how = ("--new-schedule changes only the schedule" if new_schedule else
                "pass the checkpoint's values, --new-schedule to follow this run's --steps/--lr/--warmup-steps/"
                "--min-lr-ratio from the checkpoint's step on")
@@ -176,6 +188,17 @@ def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = F
     return (f"--new-schedule: from step {step + 1} the learning rate follows this run's schedule ({ours}): "
             f"{learning_rate_at(cfg, step):.3g} at step {step + 1}, where the checkpoint's ({theirs}) gives "
             f"{learning_rate_at(old, step):.3g}")
+
+
+def _global_batch(settings: dict, world_size: int) -> int:
+    """Sequences per optimizer step: micro-batch x accumulation x processes."""
+    return settings["micro_batch"] * settings["grad_accum"] * world_size
+
+
+def _batch_words(settings: dict, world_size: int) -> str:
+    procs = f" x {world_size} processes" if world_size > 1 else ""
+    return (f"--micro-batch {settings['micro_batch']} x --grad-accum {settings['grad_accum']}{procs} = "
+            f"{_global_batch(settings, world_size)} sequences per step")
 
 
 def _same(value):

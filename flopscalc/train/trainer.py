@@ -352,7 +352,7 @@ class Trainer:
             raise UsageError(f"checkpoint {path} was written with LoRA {ckpt.get('lora') or 'off'}, this run has "
                              f"{self._lora_spec() or 'LoRA off'}; pass the same --lora-rank, --lora-alpha and "
                              "--lora-targets, or a fresh --checkpoint path")
-        self.resume_note = check_run_settings(path, ckpt, self.cfg, new_schedule)
+        self.resume_note = check_run_settings(path, ckpt, self.cfg, new_schedule, self.dist.world_size)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
         set_state_dict(self.raw_model, self.optimizer, model_state_dict=ckpt["model"],
