@@ -240,6 +240,7 @@ def test_step_on_a_cpu_profile_reports_cpu_time_and_the_wall_time_it_ran_to(cpu_
     assert run(["step", "--gpu", "cpu", "--calibration", str(cpu_profile), *STEP]) == 0
     shown = capsys.readouterr().out
     assert "of process CPU time" in shown and "ms wall" in shown and "per wall second" in shown
+    assert "Process CPU time of one optimizer step" in shown and "per GPU" not in shown
     assert "memory (host)" in shown and "memory per GPU" not in shown
 
 

@@ -39,11 +39,13 @@ def _settings_line(e: StepEstimate) -> str:
     return ", ".join(parts)
 
 
-def step_table(e: StepEstimate) -> Table:
-    """Seconds per optimizer step by operation class, with each class's share."""
+def step_table(e: StepEstimate, cpu_seconds: bool = False) -> Table:
+    """Seconds per optimizer step by operation class, with each class's share (``cpu_seconds``: process CPU
+    seconds, from a CPU profile fitted to them)."""
     secs = e.class_seconds
-    t = Table(title="Time of one optimizer step (per GPU; all GPUs in lockstep)", title_justify="left",
-              box=box.SIMPLE_HEAD)
+    title = ("Process CPU time of one optimizer step (one CPU process)" if cpu_seconds
+             else "Time of one optimizer step (per GPU; all GPUs in lockstep)")
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     t.add_column("operation class")
     t.add_column("seconds", justify="right")
     t.add_column("share", justify="right")
@@ -92,7 +94,7 @@ def step_report(e: StepEstimate, cpu: CpuTime | None = None) -> Group:
     note = Text(f"sustained fraction {e.options.sustained:g} (fitted, see docs/performance_model.md); "
                 f"GEMM fraction {e.device.gemm_peak_fraction:g}; {e.device.source}", style="dim")
     near = _margin_note(e) if e.fits else None
-    return Group(Text(_settings_line(e)), step_table(e), summary,
+    return Group(Text(_settings_line(e)), step_table(e, cpu is not None), summary,
                  *((Text(f"note: {near}", style="yellow"),) if near else ()), note)
 
 
