@@ -104,7 +104,7 @@ def test_bench_threads_option_reaches_the_profile_and_bad_values_are_refused(cap
 
     shape = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16", "--vocab-size", "64",
              "--micro-batch", "2", "--device", "cpu", "--warmup-steps", "1", "--steps", "1"]
-    assert run(["calibrate", *shape, "--threads", "2", "--out", str(tmp_path / "p.json"), "--json"]) == 0
+    assert run(["bench", *shape, "--threads", "2", "--out", str(tmp_path / "p.json"), "--json"]) == 0
     saved = json.loads((tmp_path / "p.json").read_text())
     assert any("torch used 2 intra-op threads (as requested" in n for n in saved["notes"])
     capsys.readouterr()

@@ -148,7 +148,7 @@ def test_the_same_fresh_run_twice_is_refused_and_a_resume_appends(tmp_path, caps
     _one_line(capsys, *first)  # the same fresh run again: refused, both files as they were
     assert len(log.read_text().splitlines()) == 2
     more = [a if a != "2" or first[i - 1] != "--steps" else "3" for i, a in enumerate(first)]
-    assert cli(capsys, *more, "--resume")[0] == 0
+    assert cli(capsys, *more, "--resume", "--new-schedule")[0] == 0  # one step more: a new schedule, asked for
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3]  # appended, none lost
 
 

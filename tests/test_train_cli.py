@@ -50,7 +50,8 @@ def test_train_then_resume_writes_checkpoint_and_log(data_dir, tmp_path, capsys)
     assert out["steps_done"] == 6 and out["n_params"] > 0 and out["final_val_loss"] is not None
     assert ck.is_file() and [json.loads(x)["step"] for x in log.read_text().splitlines()] == list(range(1, 7))
     assert out["tokens_seen"] == 6 * 4 * 32
-    assert run([*base[:base.index("--steps")], "--steps", "8", *base[base.index("--steps") + 2:], "--resume"]) == 0
+    assert run([*base[:base.index("--steps")], "--steps", "8", *base[base.index("--steps") + 2:], "--resume",
+                "--new-schedule"]) == 0  # a longer run: the schedule changes, so it is asked for
     assert _json(capsys)["steps_done"] == 8
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == list(range(1, 9))  # appended
 
@@ -133,14 +134,15 @@ def test_calibrate_writes_a_profile_the_planner_can_read(tmp_path, capsys):
     from flopscalc.calibration import load_profile
 
     out = tmp_path / "cpu.json"
-    args = ["calibrate", "--out", str(out), *SHAPE, "--micro-batch", "2", "--micro-batch", "4", "--seq", "16",
-            "--device", "cpu", "--warmup-steps", "1", "--steps", "2", "--peak-tflops", "0.5", "--json"]
+    batches = [x for b in (1, 2, 3, 4, 5) for x in ("--micro-batch", str(b))]  # the fewest setups the fit takes
+    args = ["calibrate", "--out", str(out), *SHAPE, *batches, "--seq", "16", "--device", "cpu", "--warmup-steps", "1",
+            "--steps", "1", "--rounds", "1", "--peak-tflops", "0.5", "--json"]
     assert run(args) == 0
     shown = _json(capsys)
     prof = load_profile(out)
-    assert [p.micro_batch for p in prof.points] == [2, 4] and shown["written_to"] == str(out)
+    assert [p.micro_batch for p in prof.points] == [1, 2, 3, 4, 5] and shown["written_to"] == str(out)
     assert all(p.peak_flop_per_s == 0.5e12 and p.mfu > 0 for p in prof.points)
-    assert prof.mfu_for(prof.points[0].n_params, micro_batch=4) == pytest.approx(prof.points[1].mfu)
+    assert prof.mfu_for(prof.points[0].n_params, micro_batch=4) == pytest.approx(prof.points[3].mfu)
 
 
 def test_bench_table_on_cpu_without_peak(capsys):

@@ -304,5 +304,5 @@ def test_one_process_resumes_a_two_process_checkpoint(single, torchrun, capsys):
     torchrun("ddp", False)  # already run by the test above when the module runs in order; run now otherwise
     args = [a if a != str(STEPS) else str(STEPS + 1) for a in ARGS]  # one more step
     assert run(["train", "--data", str(d / "data"), *args, "--micro-batch", str(GLOBAL_BATCH),
-                "--checkpoint", str(d / "ddp.pt"), "--resume"]) == 0
+                "--checkpoint", str(d / "ddp.pt"), "--resume", "--new-schedule"]) == 0  # one step more: asked for
     assert json.loads(capsys.readouterr().out)["steps_done"] == STEPS + 1

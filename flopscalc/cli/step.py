@@ -189,10 +189,12 @@ def step(
         notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None, eager, moe]
         emit(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, notes), as_json)
         return
+    cpu = None
     if profile is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
-        from ..perf.calibrate import calibrated_step
+        from ..perf.calibrate import calibrated_step, cpu_time
 
         est = calibrated_step(cfg, setup, profile, spec, options)
+        cpu = cpu_time(profile, est)  # a CPU profile fitted to process CPU seconds: its times are CPU seconds
     else:
         est = estimate_step(cfg, setup, spec, options)
     # on one GPU the two models price the same step; a profile's fitted factors have no layout twin
@@ -201,8 +203,11 @@ def step(
     same = ("--compile changes nothing the model prices at fp32 (no 16-bit GEMM to pad, the residual stream fp32 "
             "either way)" if compiled and setup.precision is MemoryPrecision.fp32 else None)
     data = {**step_dict(est), "compiled": compiled}
+    if cpu is not None:  # what the seconds are, and the wall time they ran to while the profile was measured
+        data.update(timing="process CPU", wall_per_cpu=cpu.wall_per_cpu, wall_step_s=cpu.wall_step_s,
+                    wall_tokens_per_s=cpu.wall_tokens_per_s)
     moe = MOE_STEP_TIME_NOTE if cfg.is_moe else None  # the same line as plan's warning
-    emit(*with_notes(step_report(est), data, [note, engine, eager, same, moe]), as_json)
+    emit(*with_notes(step_report(est, cpu), data, [note, engine, eager, same, moe]), as_json)
 
 
 def register(app: typer.Typer) -> None:

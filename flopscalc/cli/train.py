@@ -94,14 +94,13 @@ def require_torch():
 
 
 def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None, arch=None):
-    from ..model import resolve_model
+    from ..model import resolve_model, with_fields_named
 
     if model is None and config is None and n_layer is None and n_head is None and n_embd is None:
         model = "gpt2"  # the default model; --mlp, --norm, ... change its block as they change a named one
     cfg = resolve_model(model, n_layer=n_layer, n_head=n_head, n_embd=n_embd, config_file=config, arch=arch,
                         ways=("model", "config", "shape"))  # no --params
-    changes = {k: v for k, v in (("block_size", block_size), ("vocab_size", vocab_size)) if v is not None}
-    return cfg.with_(**changes) if changes else cfg
+    return with_fields_named(cfg, block_size=block_size, vocab_size=vocab_size)
 
 
 ModelOpt = Annotated[str | None, typer.Option(
@@ -152,7 +151,12 @@ def train(
     eval_batches: Annotated[int, typer.Option(help="Micro-batches per validation pass.")] = 20,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint file written at the end and on Ctrl-C.")] = None,
     checkpoint_interval: Annotated[int, typer.Option(help="Steps between checkpoints (0: end and Ctrl-C only).")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue exactly from --checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue exactly from --checkpoint (the same --steps, --lr, "
+                                                "--micro-batch, ... it was trained with).")] = False,
+    new_schedule: Annotated[bool, typer.Option(
+        "--new-schedule", help="With --resume: follow this run's --steps, --lr, --warmup-steps and --min-lr-ratio "
+        "from the checkpoint's step on (e.g. to train longer); the learning rate changes there (docs/trainer.md).")
+    ] = False,
     log: Annotated[Path | None, typer.Option(
         "--metrics-log", help="Metrics log, one JSON object per step (JSON Lines); plot it with pandas.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
@@ -192,6 +196,9 @@ def train(
     if (data is None) == (not synthetic):
         raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
     if from_plan is not None:
+        if new_schedule:
+            raise UsageError("a plan run follows the plan's schedule; --new-schedule would be ignored with "
+                             "--from-plan: drop it (--max-steps stops a plan run early, --resume continues it)")
         lora = given_on_command_line(ctx, "lora_rank", "lora_alpha", "lora_targets")
         if lora:
             raise UsageError(f"a plan trains every weight; {', '.join(lora)} would be ignored with --from-plan: "
@@ -241,7 +248,8 @@ def train(
             sys.stderr.write(f"flopscalc: {_lora_line(config)}\n")
     summary = run_training(TrainRequest(
         config=config, data_dir=str(data) if data else None, checkpoint=str(checkpoint) if checkpoint else None,
-        resume=resume, metrics_log=str(log) if log else None, gpu=gpu, peak_tflops=peak_tflops,
+        resume=resume, new_schedule=new_schedule, metrics_log=str(log) if log else None, gpu=gpu,
+        peak_tflops=peak_tflops,
         gpu_csv=tuple(gpu_csv or ()), progress=not as_json))
     if summary.pop("is_main"):
         report = train_summary(summary)

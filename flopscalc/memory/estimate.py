@@ -76,9 +76,14 @@ class MemoryBreakdown:
             "comm_buckets": st.comm_buckets_bytes,
             "blas_workspaces": self.blas_workspace_bytes,
             "not_concurrent": self._backward_alive_bytes - self._backward_sum_bytes,
-            "allocator_overhead": self.setup.allocator_overhead_fraction * allocated,
-            "cuda_context": self.setup.cuda_context_bytes,
+            "allocator_overhead": self._cuda_only(self.setup.allocator_overhead_fraction * allocated),
+            "cuda_context": self._cuda_only(self.setup.cuda_context_bytes),
         }
+
+    def _cuda_only(self, value: float) -> float:
+        """``value`` on a CUDA device, 0 on a CPU: the CUDA context and the caching allocator's reserve are CUDA's
+        (a CPU step allocates what PyTorch's CPU allocator is asked for, tests/test_memory_measured.py)."""
+        return value if self.setup.device is Device.cuda else 0.0
 
     @property
     def model_states_bytes(self) -> float:
@@ -148,7 +153,8 @@ class MemoryBreakdown:
 
     @property
     def peak_bytes(self) -> float:
-        """Allocated peak plus allocator overhead and CUDA context: what must fit on the GPU (bytes)."""
+        """Allocated peak plus allocator overhead and CUDA context: what must fit on the GPU (bytes; on a CPU device,
+        which has neither, the allocated peak)."""
         return sum(self.component_bytes().values())
 
     @property
@@ -230,6 +236,8 @@ def _assumptions(cuda_context_bytes: float, allocator_overhead_fraction: float, 
         each, why = cublas_workspace(gpu_architecture)
         workspaces = (Assumption("cuBLAS workspaces", f"{N_CUBLAS_HANDLES} x {each / 2**20:g} MiB; {why}",
                                  "PyTorch CublasHandlePool.cpp parseChosenWorkspaceSize; one handle per thread"),)
+    if not cuda:  # neither a CUDA context nor the caching allocator's reserve on a CPU
+        return ASSUMPTIONS
     return ASSUMPTIONS + workspaces + (
         Assumption("CUDA context", f"{cuda_context_bytes / 2**20:.0f} MiB",
                    "PyTorch issue #34323 (781 MB eager); lazy loading trims it"),

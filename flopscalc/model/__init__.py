@@ -44,6 +44,7 @@ from .shaping import (
     llama3_ffn_dim,
     resolve_model,
     with_architecture,
+    with_fields_named,
 )
 
 __all__ = [
@@ -85,4 +86,5 @@ __all__ = [
     "seq_source",
     "window_cuts",
     "with_architecture",
+    "with_fields_named",
 ]

@@ -322,15 +322,17 @@ ARCH_FIELDS = {
 }
 
 
-def with_architecture(cfg: ModelConfig, **options) -> ModelConfig:
+def with_architecture(cfg: ModelConfig, shape: dict | None = None, **options) -> ModelConfig:
     """``cfg`` with the architecture options given (not None) applied; see `ARCH_FIELDS` for the names.
 
-    ``experts=0`` makes the model dense again (top-k and expert widths go with it).
+    ``experts=0`` makes the model dense again (top-k and expert widths go with it). ``shape`` (field names:
+    ``n_layer``, ``n_head``, ``n_embd``) is applied in the same step, so a new head count is checked against the
+    new KV head count, not the old one (``--n-head 4 --n-kv-head 2`` over a file with 8 KV heads).
     """
     unknown = set(options) - set(ARCH_FIELDS)
     if unknown:
         raise UsageError(f"unknown architecture option(s) {', '.join(sorted(unknown))}")
-    changes = {ARCH_FIELDS[k]: v for k, v in options.items() if v is not None}
+    changes = {**(shape or {}), **{ARCH_FIELDS[k]: v for k, v in options.items() if v is not None}}
     if not changes:
         return cfg
     if "ffn_dim" in changes:
@@ -391,7 +393,7 @@ def _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, w
 
         cfg = read_hf_config(config_file)
         given = {k: v for k, v in zip(("n_layer", "n_head", "n_embd"), shape) if v is not None}
-        return _renamed(with_architecture(cfg.with_(**given) if given else cfg, **arch), {**given, **arch})
+        return _renamed(with_architecture(cfg, given, **arch), {**given, **arch})
     if n_params is not None:
         if "ffn" in arch:
             raise UsageError("--ffn fixes the MLP width, but with --params the shaping rule sets it from the width; "
@@ -412,3 +414,15 @@ def _renamed(cfg: ModelConfig, changes: dict) -> ModelConfig:
         return cfg
     said = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in changes.items())
     return cfg.with_(name=f"{cfg.name} ({said})")
+
+
+def with_fields_named(cfg: ModelConfig, **changes) -> ModelConfig:
+    """``cfg`` with plain field changes (``block_size``, ``vocab_size``; None = not given) that its name records,
+    joining the list of overrides it already names (``gpt2 (mlp=swiglu, block_size=256)``)."""
+    changes = {k: v for k, v in changes.items() if v is not None and v != getattr(cfg, k)}
+    if not changes:
+        return cfg
+    said = ", ".join(f"{k}={v}" for k, v in changes.items())
+    base = cfg.name
+    name = f"{base[:-1]}, {said})" if base.endswith(")") and " (" in base else f"{base} ({said})"
+    return cfg.with_(**changes, name=name)

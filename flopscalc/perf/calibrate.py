@@ -264,8 +264,7 @@ def calibrated_step(cfg: ModelConfig, setup: TrainingSetup, profile: Calibration
     """
     factors = profile.device_factors
     if factors is None:
-        raise UsageError(f"calibration profile for {profile.device} has no fitted device factors (written by an "
-                         "older flopscalc, or by 'bench'); re-run 'flopscalc calibrate'")
+        raise UsageError(f"calibration profile for {profile.device} has no fitted device factors: {_why_none(profile)}")
     if gpu is not None and not profile.measured_on(gpu.key):
         raise UsageError(f"calibration profile was measured on {profile.device}, not {gpu.key}; calibrate on "
                          f"{gpu.key} or drop --calibration")
@@ -290,11 +289,59 @@ def calibrated_step(cfg: ModelConfig, setup: TrainingSetup, profile: Calibration
     return estimate_step(cfg, setup, spec, opts, device=dev)
 
 
+def _why_none(profile: CalibrationProfile) -> str:
+    """Why a profile has no device factors, and what to run instead (for `calibrated_step`'s refusal)."""
+    if len(profile.points) < MIN_POINTS:
+        return (f"it timed {len(profile.points)} setup(s) and the fit of 4 factors needs {MIN_POINTS} or more; re-run "
+                "'flopscalc calibrate' with the built-in CPU sweep (no model named) or 5 or more setups (repeat "
+                "--model, --micro-batch or --seq)")
+    if profile.measured_gemm_flop_per_s is None:  # 'calibrate' always probes the GEMM rate; 'bench' never does
+        return ("it was written by 'bench', which times without fitting (or by an older flopscalc); run 'flopscalc "
+                "calibrate' for a profile")
+    return "it was written by an older flopscalc; re-run 'flopscalc calibrate'"
+
+
+@dataclass(frozen=True)
+class CpuTime:
+    """How a step priced from a CPU profile fitted to process CPU seconds reads (``DeviceFactors.timing``).
+
+    ``cpu_step_s`` the prediction, process CPU seconds per step; ``wall_per_cpu`` the median, over the profile's
+    setups, of the measured wall step time over the CPU step time (None when the profile has no pair): with one
+    torch thread the CPU time leaves out the time other processes held the core, which the wall time includes.
+    """
+
+    cpu_step_s: float
+    tokens_per_step: int
+    wall_per_cpu: float | None
+
+    @property
+    def wall_step_s(self) -> float | None:
+        """The wall seconds the predicted CPU seconds ran to while the profile was measured (None: unknown)."""
+        return None if self.wall_per_cpu is None else self.cpu_step_s * self.wall_per_cpu
+
+    @property
+    def wall_tokens_per_s(self) -> float | None:
+        """Tokens per wall second at `wall_step_s` (None: unknown)."""
+        return None if self.wall_step_s is None else self.tokens_per_step / self.wall_step_s
+
+
+def cpu_time(profile: CalibrationProfile, est: StepEstimate) -> CpuTime | None:
+    """`CpuTime` of ``est`` priced from ``profile`` when its factors were fitted to process CPU seconds, else None."""
+    if profile.device_factors is None or profile.device_factors.timing != "process CPU":
+        return None
+    ratios = sorted(p.step_time_s / p.cpu_step_time_s for p in profile.points if p.cpu_step_time_s)
+    mid = len(ratios) // 2
+    median = None if not ratios else ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return CpuTime(est.step_s, est.tokens_per_step, median)
+
+
 __all__ = [
     "CPU_KEY",
+    "CpuTime",
     "MeasuredStep",
     "calibrated_step",
     "cpu_spec",
+    "cpu_time",
     "device_from_factors",
     "fit_device_factors",
     "fit_profile",

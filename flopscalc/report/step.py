@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
 from rich.console import Group
 from rich.table import Table
@@ -11,6 +13,9 @@ from ..memory.margin import PLAN_HEADROOM_WORDS, margin_note
 from ..perf import CLASS_ORDER, StepEstimate
 from ..units import format_bytes, format_rate, format_tokens_per_s
 from .common import seq_label, seq_words
+
+if TYPE_CHECKING:
+    from ..perf.calibrate import CpuTime
 
 
 def grad_reduce_dtype(setup) -> str:
@@ -34,11 +39,13 @@ def _settings_line(e: StepEstimate) -> str:
     return ", ".join(parts)
 
 
-def step_table(e: StepEstimate) -> Table:
-    """Seconds per optimizer step by operation class, with each class's share."""
+def step_table(e: StepEstimate, cpu_seconds: bool = False) -> Table:
+    """Seconds per optimizer step by operation class, with each class's share (``cpu_seconds``: process CPU
+    seconds, from a CPU profile fitted to them)."""
     secs = e.class_seconds
-    t = Table(title="Time of one optimizer step (per GPU; all GPUs in lockstep)", title_justify="left",
-              box=box.SIMPLE_HEAD)
+    title = ("Process CPU time of one optimizer step (one CPU process)" if cpu_seconds
+             else "Time of one optimizer step (per GPU; all GPUs in lockstep)")
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     t.add_column("operation class")
     t.add_column("seconds", justify="right")
     t.add_column("share", justify="right")
@@ -58,16 +65,25 @@ def step_network(e: StepEstimate) -> tuple[float, str] | None:
     return network_bytes_per_s(e.gpu), network_source(e.gpu)
 
 
-def step_report(e: StepEstimate) -> Group:
+def step_report(e: StepEstimate, cpu: CpuTime | None = None) -> Group:
+    """The step's table and summary; ``cpu``: the step was priced from a CPU profile fitted to process CPU seconds
+    (`perf.calibrate.cpu_time`), so its times are CPU seconds, said so, with the wall time they correspond to."""
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
-    summary.add_row("tokens/s (all GPUs)", format_tokens_per_s(e.tokens_per_s))
-    summary.add_row("tokens/s per GPU", format_tokens_per_s(e.tokens_per_s_per_gpu))
+    if cpu is None:
+        summary.add_row("tokens/s (all GPUs)", format_tokens_per_s(e.tokens_per_s))
+        summary.add_row("tokens/s per GPU", format_tokens_per_s(e.tokens_per_s_per_gpu))
+    else:
+        summary.add_row("step time", f"{cpu.cpu_step_s * 1e3:.3g} ms of process CPU time (the profile's timing)"
+                        + _wall_words(cpu))
+        wall = "" if cpu.wall_tokens_per_s is None else f"; about {format_tokens_per_s(cpu.wall_tokens_per_s)} per wall second"
+        summary.add_row("tokens/s", f"{format_tokens_per_s(e.tokens_per_s)} per CPU second{wall}")
     summary.add_row("MFU", f"{e.mfu:.1%}  (model FLOPs, causal attention, no recomputation)")
     summary.add_row("HFU", f"{e.hfu:.1%}  (executed FLOPs: recomputation and flash backward included)")
     summary.add_row("peak used", f"{format_rate(e.peak_flop_per_s)} dense {e.precision.value}")
-    summary.add_row("memory per GPU", f"{format_bytes(e.peak_memory_bytes)} of {format_bytes(e.gpu.memory_bytes)}"
+    summary.add_row("memory per GPU" if cpu is None else "memory (host)",
+                    f"{format_bytes(e.peak_memory_bytes)} of {format_bytes(e.gpu.memory_bytes)}"
                     + ("" if e.fits else ": [bold red]does not fit[/]; 'flopscalc memory' with the same flags "
                        "ranks the fixes"))
     net = step_network(e)
@@ -78,8 +94,15 @@ def step_report(e: StepEstimate) -> Group:
     note = Text(f"sustained fraction {e.options.sustained:g} (fitted, see docs/performance_model.md); "
                 f"GEMM fraction {e.device.gemm_peak_fraction:g}; {e.device.source}", style="dim")
     near = _margin_note(e) if e.fits else None
-    return Group(Text(_settings_line(e)), step_table(e), summary,
+    return Group(Text(_settings_line(e)), step_table(e, cpu is not None), summary,
                  *((Text(f"note: {near}", style="yellow"),) if near else ()), note)
+
+
+def _wall_words(cpu: CpuTime) -> str:
+    if cpu.wall_step_s is None:
+        return "; the profile has no wall times to compare"
+    return (f"; about {cpu.wall_step_s * 1e3:.3g} ms wall (calibrate's setups ran {cpu.wall_per_cpu:.2f}x their CPU "
+            "time in wall time, median)")
 
 
 def _margin_note(e: StepEstimate) -> str | None:

@@ -1,7 +1,7 @@
 """Checkpoints: atomic writes, safe loads, and everything needed to resume a run exactly.
 
-A checkpoint holds the model shape, the weights, the optimizer state, the step (which fixes the
-learning-rate schedule), the data loader's position and the RNG states of torch, CUDA, numpy and
+A checkpoint holds the model shape, the weights, the optimizer state, the step and the settings that fix
+the learning-rate schedule and the batch (`run_settings`, checked on resume), the data loader's position and the RNG states of torch, CUDA, numpy and
 Python. It is written to a temp file in the same folder, fsynced, then renamed over the old one, so a
 crash or a full disk leaves the previous checkpoint whole. It is read with
 ``torch.load(weights_only=True)``: only tensors and plain containers, never arbitrary pickles.
@@ -10,7 +10,7 @@ crash or a full disk leaves the previous checkpoint whole. It is read with
 from __future__ import annotations
 
 import random
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, fields, replace
 from enum import Enum
 from pathlib import Path
 
@@ -112,3 +112,100 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(v) for v in value)
     return value
+
+
+# TrainConfig field -> the option that sets it: what a resumed run must repeat to continue "exactly where it
+# stopped" (the schedule is a function of the step and these, `config.learning_rate_at`; the data position counts
+# batches of micro_batch x seq_len; the optimizer's update uses weight decay and the clip)
+SCHEDULE_SETTINGS = {
+    "max_steps": "--steps", "learning_rate": "--lr", "min_lr_ratio": "--min-lr-ratio",
+    "warmup_steps": "--warmup-steps", "schedule": "schedule", "milestones": "milestones",
+}
+RESUME_SETTINGS = {
+    **SCHEDULE_SETTINGS, "micro_batch": "--micro-batch", "grad_accum": "--grad-accum", "seq_len": "--seq",
+    "weight_decay": "--weight-decay", "grad_clip": "--grad-clip",
+}
+
+
+BATCH_SETTINGS = ("micro_batch", "grad_accum")  # compared as their product with the processes (`check_run_settings`)
+
+
+def run_settings(cfg) -> dict:
+    """The schedule and batch settings of a `TrainConfig` that a checkpoint stores (plain values)."""
+    return {k: _plain(getattr(cfg, k)) for k in RESUME_SETTINGS}
+
+
+def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = False, world_size: int = 1
+                       ) -> str | None:
+    """Refuse resuming ``ckpt`` under other schedule or batch settings than it was written with (one line naming
+    each differing option and the checkpoint's value); returns a note, or None.
+
+    The batch is compared as sequences per optimizer step, micro-batch x accumulation x processes (``world_size``
+    now, the checkpoint's ``world_size`` then): a checkpoint of two DDP processes at micro-batch 4 resumes in one
+    process at micro-batch 8, the same step (see the module docstring).
+
+    ``new_schedule`` (``--new-schedule``): the schedule settings (`SCHEDULE_SETTINGS`) may differ, and the run
+    follows this run's schedule from the checkpoint's step on; the note gives the learning rate of the next step
+    under both. The batch and optimizer settings may never differ. A checkpoint that stored no settings (written
+    before they were stored) resumes as before, unchecked, with a note saying so.
+    """
+    from .config import learning_rate_at
+
+    saved = ckpt.get("run_settings")
+    if saved is None:
+        if new_schedule:
+            raise UsageError(f"checkpoint {path} records no schedule (written by an older flopscalc), so "
+                             "--new-schedule has nothing to replace; drop it (the run follows this run's options)")
+        return (f"checkpoint {path} does not record its schedule and batch settings (written by an older flopscalc): "
+                "resumed with this run's --steps, --lr, --micro-batch, ... unchecked; the learning rate follows "
+                "them, so give the ones the checkpoint was trained with")
+    now = run_settings(cfg)
+    differ = [k for k in RESUME_SETTINGS if k not in BATCH_SETTINGS and k in saved and _same(saved[k]) != _same(now[k])]
+    refused = [k for k in differ if not (new_schedule and k in SCHEDULE_SETTINGS)]
+    said = [f"{RESUME_SETTINGS[k]} {_said(now[k])} (checkpoint: {_said(saved[k])})" for k in refused]
+    then_world = int(ckpt.get("world_size", 1))
+    if _global_batch(now, world_size) != _global_batch(saved, then_world):
+        said.insert(0, f"{_batch_words(now, world_size)} (checkpoint: {_batch_words(saved, then_world)})")
+    if said:
+        said = ", ".join(said)
+        how = ("--new-schedule changes only the schedule" if new_schedule else
+               "pass the checkpoint's values, --new-schedule to follow this run's --steps/--lr/--warmup-steps/"
+               "--min-lr-ratio from the checkpoint's step on")
+        raise UsageError(f"checkpoint {path} was trained with other settings: {said}; a resume continues the same "
+                         f"run, so {how}, or start a fresh --checkpoint path")
+    if not new_schedule:
+        return None
+    step = int(ckpt["step"])
+    if not differ:
+        raise UsageError("--new-schedule changes nothing: this run's schedule is the checkpoint's; drop it")
+    if cfg.max_steps <= step:
+        raise UsageError(f"--steps {cfg.max_steps} is not past the checkpoint's step {step}: a new schedule has no "
+                         f"steps left to run; give --steps above {step}")
+    old = replace(cfg, **{k: tuple(tuple(m) for m in saved[k]) if k == "milestones" else saved[k]
+                          for k in SCHEDULE_SETTINGS})
+    ours = ", ".join(f"{RESUME_SETTINGS[k]} {_said(now[k])}" for k in differ)
+    theirs = ", ".join(f"{RESUME_SETTINGS[k]} {_said(saved[k])}" for k in differ)
+    return (f"--new-schedule: from step {step + 1} the learning rate follows this run's schedule ({ours}): "
+            f"{learning_rate_at(cfg, step):.3g} at step {step + 1}, where the checkpoint's ({theirs}) gives "
+            f"{learning_rate_at(old, step):.3g}")
+
+
+def _global_batch(settings: dict, world_size: int) -> int:
+    """Sequences per optimizer step: micro-batch x accumulation x processes."""
+    return settings["micro_batch"] * settings["grad_accum"] * world_size
+
+
+def _batch_words(settings: dict, world_size: int) -> str:
+    procs = f" x {world_size} processes" if world_size > 1 else ""
+    return (f"--micro-batch {settings['micro_batch']} x --grad-accum {settings['grad_accum']}{procs} = "
+            f"{_global_batch(settings, world_size)} sequences per step")
+
+
+def _same(value):
+    """Tuples and lists alike (torch.load gives lists back)."""
+    return [_same(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _said(value) -> str:
+    return repr(_same(value)) if isinstance(value, (list, tuple, str)) else f"{value:g}" if isinstance(
+        value, float) else str(value)

@@ -21,7 +21,8 @@ def progress_text(m, max_steps: int) -> str:
 
 def train_summary(data: dict) -> Table:
     """The end-of-run table of `flopscalc train` (``data`` is the command's JSON dict)."""
-    t = Table(title="Training run", show_header=False)
+    # what a resume changed or could not check (`checkpoint.check_run_settings`): said under the table
+    t = Table(title="Training run", show_header=False, caption=data.get("resume_note"), caption_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")
     rows = [

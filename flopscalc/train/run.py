@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..atomic import write_text_atomic
 from ..errors import DomainError, UsageError
-from ..model import ModelConfig, count_params
+from ..model import ModelConfig, count_params, with_fields_named
 from .bench import device_name, free_device_memory, is_out_of_memory, out_of_memory, resolve_peak
 from .config import TrainConfig
 from .data import Batches, find_split_files, read_tokens, synthetic_tokens
@@ -41,6 +41,7 @@ class TrainRequest:
     stop_after: int | None = None  # stop after this many optimizer steps; the schedule still spans max_steps
     settings: dict | None = None  # --from-plan: the settings and changes (`PlanRun.settings`), reported and saved
     settings_path: str | None = None  # where to write ``settings`` (JSON) before training starts
+    new_schedule: bool = False  # with resume: follow this config's schedule from the checkpoint's step
 
 
 def data_vocab_size(data_dir: str | None) -> int | None:
@@ -53,7 +54,7 @@ def data_vocab_size(data_dir: str | None) -> int | None:
 def model_with_vocab(model: ModelConfig, data_dir: str | None, vocab_size: int | None) -> ModelConfig:
     """The model resized to the data's vocabulary: ``--vocab-size`` first, then ``meta.json``."""
     vocab = vocab_size or data_vocab_size(data_dir)
-    return model.with_(vocab_size=vocab) if vocab and vocab != model.vocab_size else model
+    return with_fields_named(model, vocab_size=vocab or None)
 
 
 def run_training(req: TrainRequest) -> dict:
@@ -61,6 +62,9 @@ def run_training(req: TrainRequest) -> dict:
     cfg, info = req.config, dist_info_from_env()
     if req.resume and not req.checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the file to continue from)")
+    if req.new_schedule and not req.resume:
+        raise UsageError("--new-schedule changes the schedule a --resume continues on; give --resume and "
+                         "--checkpoint too, or drop it")
     if req.data_dir is None:
         train_tokens = synthetic_tokens(SYNTHETIC_TOKENS, cfg.model.vocab_size, cfg.seed)
         val_tokens = synthetic_tokens(SYNTHETIC_TOKENS // 8, cfg.model.vocab_size, cfg.seed + 1)
@@ -80,7 +84,8 @@ def run_training(req: TrainRequest) -> dict:
         trainer = Trainer(cfg, train_tokens, val_tokens, checkpoint_path=req.checkpoint, peak_flop_per_s=peak,
                           dist=info, data_names=names)
         if req.resume:
-            trainer.resume(req.checkpoint)
+            trainer.resume(req.checkpoint, req.new_schedule)
+            notes = [*notes, *([trainer.resume_note] if trainer.resume_note else [])]
         if req.metrics_log and info.is_main:
             log = MetricsLog(req.metrics_log, append=req.resume)
             trainer.callbacks.append(log)
@@ -114,6 +119,7 @@ def run_training(req: TrainRequest) -> dict:
         "median_mfu": statistics.median(m.mfu for m in hist) if hist and hist[-1].mfu is not None else None,
         "device": device_name(device), "world_size": info.world_size,
         "precision": peak_precision(trainer.precision, device), "notes": notes,
+        "resume_note": trainer.resume_note,  # also in notes; the table shows it
         "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,
         "metrics_log": str(Path(req.metrics_log)) if req.metrics_log else None,
         "is_main": info.is_main,

@@ -23,7 +23,15 @@ import torch
 from ..errors import UsageError
 from ..flops import training_flops_per_token
 from ..perf.utilization import model_flops_utilization
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, shape_of
+from .checkpoint import (
+    check_run_settings,
+    load_checkpoint,
+    rng_state,
+    run_settings,
+    save_checkpoint,
+    set_rng_state,
+    shape_of,
+)
 from .config import TrainConfig, learning_rate_at
 from .data import Batches
 from .distributed import (
@@ -158,6 +166,7 @@ class Trainer:
                                      rank=self.dist.rank, world=self.dist.world_size, name=data_names[0])
         self.val_tokens, self.val_name = val_tokens, data_names[1]
         self.step = 0
+        self.resume_note: str | None = None  # set by `resume` for a checkpoint without stored settings
         self.model_flops_per_token = training_flops_per_token(cfg.model, cfg.seq_len).model_flops_per_token
         if cfg.lora_rank:  # the FLOPs a LoRA step does: frozen linears skip their weight gradients (finetune.flops)
             from .lora import lora_model_flops_per_token
@@ -310,6 +319,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "rng": rng_state(self.device),
             "lora": self._lora_spec(),
+            "run_settings": run_settings(self.cfg),
         }
 
     def _lora_spec(self) -> dict:
@@ -332,13 +342,17 @@ class Trainer:
             torch.distributed.barrier()
         return path
 
-    def resume(self, path: str | Path) -> int:
-        """Load a checkpoint into this trainer (same model shape); returns the step it continues from."""
+    def resume(self, path: str | Path, new_schedule: bool = False) -> int:
+        """Load a checkpoint into this trainer (same model shape, LoRA, schedule and batch settings); returns the step
+        it continues from. ``new_schedule``: this run's schedule settings may differ from the checkpoint's (see
+        `checkpoint.check_run_settings`). ``resume_note`` says what a new schedule changed, or that the checkpoint
+        predates stored settings (then unchecked)."""
         ckpt = load_checkpoint(path, expect_model=self.cfg.model)
         if ckpt.get("lora", {}) != self._lora_spec():
             raise UsageError(f"checkpoint {path} was written with LoRA {ckpt.get('lora') or 'off'}, this run has "
                              f"{self._lora_spec() or 'LoRA off'}; pass the same --lora-rank, --lora-alpha and "
                              "--lora-targets, or a fresh --checkpoint path")
+        self.resume_note = check_run_settings(path, ckpt, self.cfg, new_schedule, self.dist.world_size)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
         set_state_dict(self.raw_model, self.optimizer, model_state_dict=ckpt["model"],
