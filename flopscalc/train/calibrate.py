@@ -39,14 +39,15 @@ def run_calibration(setups: list[BenchSetup], *, gpu: str | None = None, peak_tf
     (`flopscalc.perf.calibrate.fit_profile`): the profile then predicts any model on this device."""
     from ..perf.calibrate import MIN_POINTS, fit_profile  # scipy, inside the fit only
 
-    if len(setups) < MIN_POINTS:  # refused before minutes of timing: the profile would have nothing to fit
-        raise UsageError(f"calibrate fits the step-time model's 4 device factors and needs at least {MIN_POINTS} "
-                         f"setups, got {len(setups)}: on a CPU name no model for the built-in sweep, or give more (every "
-                         "--model x --micro-batch x --seq is timed; repeat them), or time these with 'bench'")
+    # what is timed first (a wrong kind of step is wrong at any count), then whether there are enough to fit
     if any(s.compile for s in setups):
         raise UsageError("calibrate fits the model of eager PyTorch kernels: drop --compile (or use 'bench')")
     if any(s.lora_rank for s in setups):  # the profile's factors describe pre-training steps (perf/step.py)
         raise UsageError("calibrate fits the pre-training step model: drop the LoRA settings (or use 'bench')")
+    if len(setups) < MIN_POINTS:  # refused before minutes of timing: the profile would have nothing to fit
+        raise UsageError(f"calibrate fits the step-time model's 4 device factors and needs at least {MIN_POINTS} "
+                         f"setups, got {len(setups)}: on a CPU name no model for the built-in sweep, or give more (every "
+                         "--model x --micro-batch x --seq is timed; repeat them), or time these with 'bench'")
     profile = run_benchmarks(setups, gpu=gpu, peak_tflops=peak_tflops, extra_csv=extra_csv, n_threads=n_threads,
                              rounds=rounds, gemm_probe=True)
     if len(profile.points) < MIN_POINTS:  # (setups lost while timing) the measurements still give a measured MFU
