@@ -278,3 +278,14 @@ def test_the_train_commands_defaults_are_the_configs_constants():
     face.register(app)
     params = {p.name: p.default for p in typer.main.get_command(app).commands["train"].params}
     assert params["warmup_steps"] == config.DEFAULT_WARMUP_STEPS and params["steps"] == config.DEFAULT_MAX_STEPS
+
+
+def test_a_kv_head_count_given_alone_is_worded_in_its_option(capsys):
+    """--n-kv-head on a preset (no --n-head, no --n-embd) is the user's option too: worded as the option, with the
+    divisors of the preset's 12 heads nearest 5 (4 and 6), not in field names (left by b85, stop 17)."""
+    from flopscalc.cli import run
+
+    assert run(["memory", "--model", "gpt2", "--n-kv-head", "5", "--gpu", "h100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "n_kv_head" not in err and "n_head" not in err
+    assert "the model's 12 heads are not a multiple of 5" in err and "--n-kv-head 4 or 6" in err

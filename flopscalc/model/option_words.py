@@ -64,8 +64,8 @@ class KvHeadCountError(HeadCountError):
 def kv_head_words(e: KvHeadCountError, n_head_given: bool) -> UsageError:
     """``e`` in option names: the query heads as --n-head where the user gave it, and the divisors of the head count
     nearest the key/value heads given (`nearest_divisors`) offered as --n-kv-head."""
-    count = f"--n-head {e.n_head}" if n_head_given else f"the model's {e.n_head} heads"
-    return UsageError(f"{count} is not a multiple of {e.n_kv_head} key/value heads (grouped-query attention shares "
+    count = f"--n-head {e.n_head} is" if n_head_given else f"the model's {e.n_head} heads are"
+    return UsageError(f"{count} not a multiple of {e.n_kv_head} key/value heads (grouped-query attention shares "
                       f"each key/value head among a whole group of query heads); try --n-kv-head "
                       f"{' or '.join(map(str, nearest_divisors(e.n_head, e.n_kv_head)))}")
 

@@ -18,6 +18,7 @@ from .option_words import (
     NAMING_OPTIONS,
     ExpertCountError,
     HeadCountError,
+    KvHeadCountError,
     expert_words,
     head_count_words,
     naming_options,
@@ -372,7 +373,8 @@ def resolve_model(
     try:
         return _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, ways)
     except HeadCountError as e:
-        if n_head is None and n_embd is None:
+        kv_given = (arch or {}).get("n_kv_head") is not None
+        if n_head is None and n_embd is None and not (kv_given and isinstance(e, KvHeadCountError)):
             raise  # the preset's or the file's own values: in their field names
         raise head_count_words(e, n_head is not None, n_embd is not None) from None
     except ExpertCountError as e:
