@@ -102,7 +102,7 @@ def test_experts_multiply_total_but_top_k_sets_the_flops(capsys):
     (["--config", LLAMA, "--model", "gpt2"], 2, "one way"),
     (["--model", "gpt2", "--top-k", "2"], 2, "add --experts N"),
     (["--model", "gpt2", "--experts", "4"], 2, "--experts 4 needs --top-k"),
-    (["--model", "gpt2", "--n-kv-head", "5"], 2, "multiple of n_kv_head"),
+    (["--model", "gpt2", "--n-kv-head", "5"], 2, "not a multiple of 5 key/value heads"),
     (["--model", "gpt2", "--bias", "--no-bias"], 2, "contradict"),
     (["--params", "1B", "--ffn", "4096"], 2, "--ffn fixes the MLP width"),
     (["--model", "gpt2", "--mlp", "relu"], 2, "relu"),
