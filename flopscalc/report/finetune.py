@@ -132,10 +132,15 @@ def finetune_report(p: FinetunePlan) -> Group:
 def finetune_dict(p: FinetunePlan) -> dict:
     """The same numbers as `finetune_report`, in bytes, tokens, FLOPs and seconds."""
     s, mem = p.setup, p.memory
+    adapters, quantized = s.method is not Method.full, s.method is Method.qlora
     return {
         "model": p.model.name, "gpu": p.gpu.key, "capacity_bytes": p.gpu.memory_bytes, "usable_bytes": p.usable_bytes,
-        "setup": {"method": s.method.value, "rank": s.rank, "targets": list(s.targets), "quant": s.quant.value,
-                  "double_quant": s.double_quant, "micro_batch": s.micro_batch, "grad_accum": s.grad_accum,
+        # null where a field does not apply (the CLI refuses it there): adapters only for LoRA and QLoRA, the
+        # quantization only for QLoRA
+        "setup": {"method": s.method.value,
+                  "rank": s.rank if adapters else None, "targets": list(s.targets) if adapters else None,
+                  "quant": s.quant.value if quantized else None, "double_quant": s.double_quant if quantized else None,
+                  "micro_batch": s.micro_batch, "grad_accum": s.grad_accum,
                   "seq_len": s.seq_len,
                   "optimizer": s.optimizer.value, "paged": s.paged, "recompute": s.recompute.value,
                   "compute": s.compute.value},
