@@ -2,7 +2,8 @@
 
 With a dataset size (``--dataset-tokens``) repeated tokens lose value (Muennighoff et al. 2023, eq. 5-7: the
 effective data saturates near R_D* epochs), so a budget far past that point buys almost nothing: a year of a
-4070 Ti on 1B unique tokens trains 136 epochs to loss 2.790, where 60 epochs reach 2.793. The plan still
+4070 Ti on 1B unique tokens trains 136 epochs to loss 2.790, where 138.4 days (51.6B tokens, 51.6 epochs) reach
+2.795, within the 0.005-nat tolerance (`plan --gpu 4070ti --days 365 --dataset-tokens 1e9`). The plan still
 recommends spending the budget (a user with a fixed budget may want the run); this says what a shorter run gets.
 """
 
