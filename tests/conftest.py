@@ -101,6 +101,29 @@ def cli(capsys, *argv):
     return code, out, err
 
 
+def refused(capsys, *argv, code: int = 2) -> str:
+    """The one error line of a refused command line (exit ``code``), never a traceback."""
+    got, out, err = cli(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert got == code and len(lines) == 1 and lines[0].startswith("flopscalc: error: "), (got, out, err)
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def no_rendering(monkeypatch):
+    """Every plot's data and drawing step fails loudly: a check that runs first (options, outputs) never reaches
+    them."""
+    from flopscalc import plots
+
+    def boom(*a, **k):
+        raise AssertionError("rendering started before the command line and its output were checked")
+
+    for name in ("frontier_data", "isoflop_data", "landscape_data", "memory_data", "calibration_data",
+                 "draw_frontier", "draw_isoflop", "draw_landscape", "draw_memory", "draw_calibration", "save_figure"):
+        monkeypatch.setattr(plots, name, boom)
+
+
 def cli_json(capsys, *argv):
     """The command's ``--json`` output, parsed; the command must succeed."""
     import json

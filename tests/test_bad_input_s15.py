@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, refused
 
 from flopscalc.calibration import CalibrationProfile, DeviceFactors, save_profile
 from flopscalc.errors import UsageError
@@ -25,15 +25,6 @@ from flopscalc.units import parse_bytes
 GPT2_CONFIG = {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64, "vocab_size": 100, "n_positions": 128}
 TINY = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16", "--micro-batch", "2", "--seq", "8",
         "--steps", "2", "--warmup-steps", "1", "--eval-interval", "0", "--device", "cpu"]
-
-
-def refused(capsys, *argv, code: int = 2) -> str:
-    """The one error line of a refused command line (exit ``code``), never a traceback."""
-    got, out, err = cli(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert got == code and len(lines) == 1 and lines[0].startswith("flopscalc: error: "), (got, out, err)
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def _cpu_profile(**factor_changes) -> dict:

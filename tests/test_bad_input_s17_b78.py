@@ -19,19 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, refused
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_BYTES = b"USER DATA, not a chart\n"
 TEXT = "The quick brown fox jumps over the lazy dog. " * 20  # 900 bytes: splits at the default 10%
-
-
-def refused(capsys, *argv, code: int = 2) -> str:
-    got, out, err = cli(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert got == code and len(lines) == 1 and lines[0].startswith("flopscalc: error: "), (got, out, err)
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture
@@ -42,19 +34,6 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 # ------------------------------------------------------------------ 1. outputs that replaced the user's files
-
-
-@pytest.fixture
-def no_rendering(monkeypatch):
-    """Every plot's data and drawing step fails loudly: a check that runs first never reaches them."""
-    from flopscalc import plots
-
-    def boom(*a, **k):
-        raise AssertionError("rendering started before the output was checked")
-
-    for name in ("frontier_data", "isoflop_data", "landscape_data", "memory_data", "calibration_data",
-                 "draw_frontier", "draw_isoflop", "draw_landscape", "draw_memory", "draw_calibration", "save_figure"):
-        monkeypatch.setattr(plots, name, boom)
 
 
 PLOTS = [["frontier"], ["isoflop"], ["landscape"], ["memory", "--gpu", "4090"], ["calibration", "profile.json"]]

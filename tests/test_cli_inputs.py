@@ -242,19 +242,6 @@ def test_seq_zero_is_refused_by_plan_as_by_flops_and_memory(capsys):
 # ------------------------------------------------------------------------------------ plots: check first
 
 
-@pytest.fixture
-def no_rendering(monkeypatch):
-    """Make every plot's data and drawing step fail loudly: a check that runs first never reaches them."""
-    from flopscalc import plots
-
-    def boom(*a, **k):
-        raise AssertionError("rendering started before the options were checked")
-
-    for name in ("frontier_data", "isoflop_data", "landscape_data", "memory_data", "calibration_data",
-                 "draw_frontier", "draw_isoflop", "draw_landscape", "draw_memory", "draw_calibration", "save_figure"):
-        monkeypatch.setattr(plots, name, boom)
-
-
 @pytest.mark.parametrize("plot", [["frontier"], ["isoflop"], ["landscape"], ["memory"], ["calibration", "p.json"]])
 @pytest.mark.parametrize("options, says", [
     (["--dpi", "0"], "--dpi must be between 20 and 1200 dots per inch, got 0"),
