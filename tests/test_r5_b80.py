@@ -167,6 +167,10 @@ def test_bad_grad_accum_is_one_line_exit_2(capsys, value):
     ("--model", "llama-3-8b", "--gpu", "a100-80gb", "--method", "full"),
     ("--model", "llama-3-8b", "--gpu", "3060", "--method", "qlora", "--rank", "64", "--seq", "1024", "--paged"),
     ("--model", "llama-3-8b", "--gpu", "4090", "--method", "lora", "--micro-batch", "64"),
+    # full fine-tuning, where accumulation adds the earlier micro-batches' gradients (review r7): the smaller
+    # micro-batch must fit with the --grad-accum its text names
+    ("--model", "llama-3-8b", "--gpu", "b200", "--method", "full", "--micro-batch", "8", "--seq", "2048",
+     "--grad-accum", "1", "--no-checkpointing"),  # flags last: _replan pairs the options before them
 ])
 def test_every_listed_fix_fits_when_planned_on_its_own(app, args):
     d = run_json(app, *args, "--dataset-tokens", "10M")
@@ -184,7 +188,9 @@ def _replan(cfg, args, fix):
     opts = dict(zip(args[::2], args[1::2]))
     changes = " ".join(fix["changes"])
     setup = FinetuneSetup(method=opts["--method"], rank=int(opts.get("--rank", 16)), seq_len=int(opts.get("--seq", 512)),
-                          micro_batch=int(opts.get("--micro-batch", 1)), paged="--paged" in args)
+                          micro_batch=int(opts.get("--micro-batch", 1)), paged="--paged" in args,
+                          grad_accum=int(opts.get("--grad-accum", 1)),
+                          recompute="none" if "--no-checkpointing" in args else "full")
     gpu = get_gpu(fix["gpu"] or opts["--gpu"])
     import re
     from dataclasses import replace
@@ -203,6 +209,8 @@ def _replan(cfg, args, fix):
         setup = replace(setup, seq_len=int(m.group(1)), micro_batch=1)
     if m := re.search(r"micro-batch \d+ -> (\d+)", changes):
         setup = replace(setup, micro_batch=int(m.group(1)))
+    if m := re.search(r"--grad-accum (\d+)", changes):  # what the fix tells the user to pass with it
+        setup = replace(setup, grad_accum=int(m.group(1)))
     if "checkpointing on" in changes:
         setup = replace(setup, recompute="full")
     return plan_finetune(cfg, setup, gpu, n_dataset_tokens=1e7)

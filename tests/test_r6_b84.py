@@ -145,12 +145,6 @@ def test_min_gpus_to_plan_is_the_first_count_where_the_search_finds_a_setup():
     assert choose_setup(cfg, gpu, n // 2, 1024, Precision.bf16) is None
 
 
-def test_min_gpus_to_fit_is_gone():
-    from flopscalc.planner import options, setups
-
-    assert not hasattr(setups, "min_gpus_to_fit") and "min_gpus_to_fit" not in dir(options)
-
-
 # ------------------------------------------------------------------ 4. the memory APIs take the GPU's architecture
 
 

@@ -31,7 +31,7 @@ from enum import Enum
 from ..errors import UsageError
 from ..flops import Recompute
 from ..memory import TrainingSetup, estimate_memory, logits_buffer_bytes
-from ..memory.estimate import blas_workspace_bytes
+from ..memory.estimate import blas_workspace_bytes, cuda_only_bytes
 from ..memory.settings import (
     ADAM8BIT_BLOCK_ELEMENTS,
     ADAM8BIT_MIN_8BIT_ELEMENTS,
@@ -290,8 +290,9 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
         ("activations", "activations (saved for backward)", acts.total),
         ("logits_buffers", "logits + loss gradients", logits + transient),
         ("dequant_buffer", "dequantized weight (one layer)", dequant),
-        ("allocator_overhead", "allocator overhead", setup.allocator_overhead_fraction * alloc),
-        ("cuda_context", "CUDA context", setup.cuda_context_bytes),
+        ("allocator_overhead", "allocator overhead", cuda_only_bytes(setup.allocator_overhead_fraction * alloc,
+                                                                     setup.device)),
+        ("cuda_context", "CUDA context", cuda_only_bytes(setup.cuda_context_bytes, setup.device)),
         # cuBLAS workspaces from PyTorch's allocator, as the full-training estimate counts them (memory.settings [15])
         ("blas_workspaces", "cuBLAS workspaces", blas_workspace_bytes(train)),
     )

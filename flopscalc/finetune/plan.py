@@ -148,6 +148,25 @@ def largest_seq_len(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> in
     return largest_that_fits(lambda s: _fits(cfg, replace(setup, micro_batch=1, seq_len=s), usable), upper)
 
 
+def _accum_keeping_step(setup: FinetuneSetup, micro_batch: int) -> int:
+    """Micro-batches per optimizer step that keep about ``setup``'s sequences per step at ``micro_batch``."""
+    return math.ceil(setup.grad_accum * setup.micro_batch / micro_batch)
+
+
+def _smaller_micro_batch(cfg: ModelConfig, setup: FinetuneSetup, usable: float) -> FinetuneSetup | None:
+    """``setup`` at the largest smaller micro-batch that fits with the accumulation the fix tells the user to pass
+    (`_accum_keeping_step`); None when none does. Priced with that accumulation: for full fine-tuning it keeps
+    the earlier micro-batches' gradients alive (`memory.estimate`), so the micro-batch that fits at the old
+    accumulation may not fit at the new one."""
+    def trial(b: int) -> FinetuneSetup:
+        return replace(setup, micro_batch=b, grad_accum=_accum_keeping_step(setup, b))
+    # memory grows with b at any accumulation > 1, and every b below the old micro-batch accumulates
+    if setup.micro_batch == 1:
+        return None
+    batch = largest_that_fits(lambda b: _fits(cfg, trial(b), usable), setup.micro_batch - 1)
+    return trial(batch) if batch else None
+
+
 def _candidates(setup: FinetuneSetup) -> dict[str, list]:
     methods = list(METHOD_ORDER[METHOD_ORDER.index(setup.method):])
     ranks = [setup.rank] + [r for r in (setup.rank // 2, setup.rank // 4) if r >= MIN_FIX_RANK and r < setup.rank]
@@ -202,11 +221,10 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
             found.append(_fix(cfg, *_describe(setup, trial), trial, usable))
     keys = [set(f.changes) for f in found]
     fixes = [f for f, k in zip(found, keys) if not any(o < k for o in keys)]
-    batch = largest_micro_batch(cfg, setup, usable)
-    if batch:  # micro-batch > 1 (else the setup fits): the sequence kept, fewer sequences per forward
-        accum = math.ceil(setup.grad_accum * setup.micro_batch / batch)
-        change = f"micro-batch {setup.micro_batch} -> {batch} (--grad-accum {accum} keeps about the sequences per step)"
-        fixes.append(_fix(cfg, (change,), CHANGE_COST["micro_batch"], replace(setup, micro_batch=batch), usable))
+    if smaller := _smaller_micro_batch(cfg, setup, usable):  # the sequence kept, fewer sequences per forward
+        change = (f"micro-batch {setup.micro_batch} -> {smaller.micro_batch} (--grad-accum {smaller.grad_accum} keeps "
+                  "about the sequences per step)")
+        fixes.append(_fix(cfg, (change,), CHANGE_COST["micro_batch"], smaller, usable))
     elif seq := largest_seq_len(cfg, setup, usable):
         fewer = (f"micro-batch {setup.micro_batch} -> 1",) if setup.micro_batch > 1 else ()
         fixes.append(_fix(cfg, fewer + (f"sequences {setup.seq_len} -> {seq} tokens",),

@@ -76,14 +76,10 @@ class MemoryBreakdown:
             "comm_buckets": st.comm_buckets_bytes,
             "blas_workspaces": self.blas_workspace_bytes,
             "not_concurrent": self._backward_alive_bytes - self._backward_sum_bytes,
-            "allocator_overhead": self._cuda_only(self.setup.allocator_overhead_fraction * allocated),
-            "cuda_context": self._cuda_only(self.setup.cuda_context_bytes),
+            "allocator_overhead": cuda_only_bytes(self.setup.allocator_overhead_fraction * allocated,
+                                                  self.setup.device),
+            "cuda_context": cuda_only_bytes(self.setup.cuda_context_bytes, self.setup.device),
         }
-
-    def _cuda_only(self, value: float) -> float:
-        """``value`` on a CUDA device, 0 on a CPU: the CUDA context and the caching allocator's reserve are CUDA's
-        (a CPU step allocates what PyTorch's CPU allocator is asked for, tests/test_memory_measured.py)."""
-        return value if self.setup.device is Device.cuda else 0.0
 
     @property
     def model_states_bytes(self) -> float:
@@ -161,6 +157,13 @@ class MemoryBreakdown:
     def cpu_offload_bytes(self) -> float:
         """CPU memory that optimizer offload uses (bytes)."""
         return self.states.cpu_offload_bytes
+
+
+def cuda_only_bytes(value_bytes: float, device: Device) -> float:
+    """``value_bytes`` on a CUDA device, 0 on a CPU: the CUDA context and the caching allocator's reserve are CUDA's
+    (a CPU step allocates what PyTorch's CPU allocator is asked for, tests/test_memory_measured.py). The one rule for
+    full training and fine-tuning alike."""
+    return value_bytes if device is Device.cuda else 0.0
 
 
 def blas_workspace_bytes(setup: TrainingSetup) -> float:

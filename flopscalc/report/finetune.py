@@ -13,7 +13,7 @@ from ..finetune.plan import FinetunePlan
 from ..memory.margin import margin_note
 from ..model import count_params
 from ..units import GIB, format_count, format_duration, format_flops, format_gib_number
-from .common import assumptions_table, past_context_warning
+from .common import assumptions_table, past_context_warning, unpriced_sentence
 
 ACTIVATION_LABELS = {
     "norms": "norm inputs (fp32) + statistics",
@@ -65,6 +65,15 @@ def breakdown_table(p: FinetunePlan) -> Table:
     return t
 
 
+def unpriced_reason(p: FinetunePlan) -> str | None:
+    """Why the time is left out (text and --json alike): the setup does not fit; None when it does
+    (`common.unpriced_sentence`, as infer says it)."""
+    if p.fits:
+        return None
+    return unpriced_sentence(p.gpu.name, "micro-batch", p.setup.micro_batch, p.max_micro_batch, "--micro-batch",
+                             "time", "the listed changes say what would fit" if p.fixes else "nothing tried fits")
+
+
 def finetune_report(p: FinetunePlan) -> Group:
     """Fit, breakdown, largest micro-batch and sequence, time, ranked fixes, assumptions."""
     mem, cfg = p.memory, p.model
@@ -93,11 +102,13 @@ def finetune_report(p: FinetunePlan) -> Group:
                       + (f" (uncapped; past the trained context {ctx})"
                          if p.max_seq_len > ctx else f" (context {ctx})")))
     if p.setup.seq_len > ctx:
-        parts.append(Text.from_markup("[bold yellow]warning[/]: " + past_context_warning(p.setup.seq_len, ctx),
-                                      emoji=False))
+        parts.append(Text.from_markup("[bold yellow]warning[/]: "
+                                      + past_context_warning(p.setup.seq_len, ctx, time_priced=p.fits), emoji=False))
     cheapest = p.cheapest_method.value if p.cheapest_method else "none of full, lora, qlora"
     parts.append(Text(f"first method that fits with these settings (full, lora, qlora): {cheapest}"))
-    if p.fits:
+    if not p.fits:
+        parts.append(Text(unpriced_reason(p)))
+    else:
         pad = "packed" if p.packing else f"padded, {p.padding_fraction:.0%} padding"
         parts.append(Text(
             f"time: {format_duration(p.time_s)} for {format_count(p.n_dataset_tokens)} tokens x {p.n_epochs:g} "
@@ -133,6 +144,7 @@ def finetune_dict(p: FinetunePlan) -> dict:
     """The same numbers as `finetune_report`, in bytes, tokens, FLOPs and seconds."""
     s, mem = p.setup, p.memory
     adapters, quantized = s.method is not Method.full, s.method is Method.qlora
+    unpriced = unpriced_reason(p)
     return {
         "model": p.model.name, "gpu": p.gpu.key, "capacity_bytes": p.gpu.memory_bytes, "usable_bytes": p.usable_bytes,
         # null where a field does not apply (the CLI refuses it there): adapters only for LoRA and QLoRA, the
@@ -158,12 +170,17 @@ def finetune_dict(p: FinetunePlan) -> dict:
         "flops_per_token": {"base_forward": p.flops.base_forward, "adapter_forward": p.flops.adapter_forward,
                             "backward": p.flops.backward, "recompute": p.flops.recompute},
         "total_flops": p.total_flops, "efficiency": p.efficiency, "peak_flop_per_s": p.peak_flop_per_s,
-        "time_model": p.time_model, "compute_s": p.compute_s, "dequant_s": p.dequant_s, "spill_s": p.spill_s, "time_s": p.time_s,
+        "time_model": p.time_model,
+        # time only for a setup that fits; otherwise null, and unpriced_reason says why (as infer --json)
+        "unpriced_reason": unpriced,
+        **{k: (None if unpriced else v) for k, v in (
+            ("compute_s", p.compute_s), ("dequant_s", p.dequant_s), ("spill_s", p.spill_s), ("time_s", p.time_s))},
         "fixes": [{"changes": list(f.changes), "cost": f.cost, "peak_bytes": f.peak_bytes,
                    "required_bytes": f.required_bytes, "capacity_bytes": f.capacity_bytes, "gpu": f.gpu}
                   for f in p.fixes],
         "notes": list(p.notes),
-        "warnings": [past_context_warning(s.seq_len, p.model.block_size)] if s.seq_len > p.model.block_size else [],
+        "warnings": ([past_context_warning(s.seq_len, p.model.block_size, time_priced=p.fits)]
+                     if s.seq_len > p.model.block_size else []),
         "assumptions": [{"name": a.name, "value": a.value, "source": a.source} for a in p.assumptions],
     }
 

@@ -17,7 +17,7 @@ from ..units import (
     format_tokens_per_s,
     format_usd,
 )
-from .common import past_context_warning
+from .common import past_context_warning, unpriced_sentence
 
 
 def _settings_line(e: InferenceEstimate) -> str:
@@ -70,7 +70,7 @@ def _fix_text(f: InferenceFix) -> str:
         return f"--gpu {f.gpu.key} ({f.gpu.memory_bytes / GIB:.0f} GiB)" + (
             f" with --weights {f.weights.value}" if f.weights is not None else "")
     if f.context is not None:
-        return f"--context {f.context} or less (or a shorter --gen)"
+        return f"--context {f.context} or less (largest batch {f.max_batch:,}; or a shorter --gen)"
     option = f"--weights {f.weights.value}" if f.weights is not None else f"--kv {f.kv.value}"
     return f"{option} (largest batch {f.max_batch:,})"
 
@@ -98,17 +98,12 @@ def _no_batch(e: InferenceEstimate) -> str:
 
 
 def unpriced_reason(e: InferenceEstimate) -> str | None:
-    """Why time, throughput and cost are left out (text and --json alike): the setup does not fit; None when it does.
-
-    A time for a setup that cannot run is a number about no GPU: the GPU's speed with memory it does not have."""
+    """Why time, throughput and cost are left out (text and --json alike): the setup does not fit; None when it does
+    (`common.unpriced_sentence`)."""
     if e.fits:
         return None
-    where = f"on one {e.gpu.name}"
-    if e.max_batch:
-        return (f"batch {e.setup.batch:,} does not fit {where} (the largest is {e.max_batch:,}), so time and cost are "
-                f"not priced; give --batch {e.max_batch} or less")
-    return (f"not even one sequence fits {where}, so time and cost are not priced; the largest-batch line says what "
-            "would fit")
+    return unpriced_sentence(e.gpu.name, "batch", e.setup.batch, e.max_batch, "--batch", "time and cost",
+                             "the largest-batch line says what would fit")
 
 
 def _past_trained_context(e: InferenceEstimate) -> bool:

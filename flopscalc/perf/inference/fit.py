@@ -92,7 +92,7 @@ def one_sequence_fixes(cfg, setup: InferenceSetup, gpu: GpuSpec) -> tuple[Infere
     """Changes after which one sequence of ``setup`` fits ``gpu`` (empty when one already fits).
 
     On ``gpu``: each smaller weight format it has a rate for, each smaller KV format, and the longest prompt at
-    the formats given (``gen`` kept). Only when none of those fits: the smallest bigger GPU of the database for the
+    the formats given (``gen`` kept), at the setup's batch when one fits there and at batch 1. Only when none of those fits: the smallest bigger GPU of the database for the
     format given, and for each smaller format whose smallest GPU has less memory than that one.
     """
     if max_batch(cfg, setup, gpu.memory_bytes) >= 1:
@@ -102,11 +102,13 @@ def one_sequence_fixes(cfg, setup: InferenceSetup, gpu: GpuSpec) -> tuple[Infere
     for fmt in KvFormat:
         if fmt.bytes_per_element < kv_bytes and (f := _confirmed(cfg, replace(setup, kv=fmt), gpu, kv=fmt)):
             fixes.append(f)
-    longest = max_seq_tokens(cfg, replace(setup, batch=1), gpu.memory_bytes)
-    if longest > setup.gen:  # the prompt shrinks, the generation stays
-        shorter = replace(setup, context=longest - setup.gen)
-        if f := _confirmed(cfg, shorter, gpu, context=shorter.context):
-            fixes.append(f)
+    # the longest prompt at the user's own batch, then at batch 1 (each fix says the largest batch it holds)
+    for batch in sorted({setup.batch, 1}, reverse=True):
+        longest = max_seq_tokens(cfg, replace(setup, batch=batch), gpu.memory_bytes)
+        if longest > setup.gen:  # the prompt shrinks, the generation stays
+            shorter = replace(setup, context=longest - setup.gen)
+            if f := _confirmed(cfg, shorter, gpu, context=shorter.context):
+                fixes.append(f)
     if fixes:
         return tuple(fixes)
     given = smallest_gpu(cfg, setup, gpu)
