@@ -101,6 +101,32 @@ def cli(capsys, *argv):
     return code, out, err
 
 
+def one_command_app(module):
+    """A click command of a typer app holding only ``module``'s commands (a `flopscalc.cli` module with
+    ``register``): a command tested alone, through click's runner."""
+    import typer
+
+    a = typer.Typer()
+    module.register(a)
+
+    @a.callback()
+    def _root():
+        """flopscalc (test harness: one command alone)."""
+
+    return typer.main.get_command(a)
+
+
+def invoke_json(app, *args) -> dict:
+    """``app``'s (`one_command_app`) --json output for ``args``, parsed; the command must succeed."""
+    import json
+
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
 def refused(capsys, *argv, code: int = 2) -> str:
     """The one error line of a refused command line (exit ``code``), never a traceback."""
     got, out, err = cli(capsys, *argv)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import invoke_json, one_command_app
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,26 +137,13 @@ def test_compute_time_is_flops_over_peak_times_efficiency(llama, gpu):
 
 @pytest.fixture(scope="module")
 def app():
-    import typer
-
     from flopscalc.cli import finetune as cli_finetune
 
-    a = typer.Typer()
-    cli_finetune.register(a)
-
-    @a.callback()
-    def _root():
-        """flopscalc (test harness: the finetune command alone)."""
-
-    return typer.main.get_command(a)
+    return one_command_app(cli_finetune)
 
 
 def run_json(app, *args) -> dict:
-    from click.testing import CliRunner
-
-    result = CliRunner().invoke(app, ["finetune", *args, "--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return invoke_json(app, "finetune", *args)
 
 
 def test_done_when_qlora_on_a_4070ti_fits_in_12_gb(app):

@@ -13,6 +13,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import invoke_json, one_command_app
 
 from flopscalc.finetune.memory import FinetuneSetup, finetune_memory
 from flopscalc.finetune.plan import plan_finetune
@@ -28,24 +29,13 @@ PCIE_X16_SPEC_BYTES_PER_S = {"a100-80gb": 31.5e9, "h100-sxm": 63e9}
 
 @pytest.fixture(scope="module")
 def app():
-    import typer
-
     from flopscalc.cli import finetune as cli_finetune
 
-    a = typer.Typer()
-    cli_finetune.register(a)
-
-    @a.callback()
-    def _root():
-        """flopscalc (test harness: the finetune command alone)."""
-
-    return typer.main.get_command(a)
+    return one_command_app(cli_finetune)
 
 
 def run_json(app, *args) -> dict:
-    result = CliRunner().invoke(app, ["finetune", *args, "--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return invoke_json(app, "finetune", *args)
 
 
 @pytest.fixture
