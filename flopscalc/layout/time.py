@@ -263,7 +263,10 @@ def layout_time(cfg: ModelConfig, layout: Layout, cluster: Cluster, seq_len: int
     # ---- pipeline: forward activation and backward gradient per micro-batch and chunk, / t ([1] 4.1)
     pp_mb = 0.0
     if p > 1:
-        span = t * cp * layout.dp * 2  # neighbouring stages lie tp x cp x dp ranks apart [4]
+        # Stage k holds ranks k G .. (k+1) G - 1, G = tp x cp x dp ([4]: pp outermost); rank r sends to r + G. Stages
+        # run in lockstep, so the slowest boundary paces every micro-batch, and some boundary crosses a node exactly
+        # when the pipeline's p G GPUs exceed one (for G < node, r = node - 1 < (p-1) G pairs with r + G >= node)
+        span = t * cp * layout.dp * p
         pp_mb = 2 * v * (act / t / cluster.link_bytes_per_s(span) + cluster.hop_s(span))
     # ---- Megatron-LM without the fused wgrad accumulation: one pass per micro-batch over the stage's gradients [10]
     accum_mb = 0.0

@@ -218,6 +218,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for field in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "expert_shards"):
             _positive(field, getattr(self, field))
+        kv = self.n_kv_head
+        if isinstance(kv, int) and not isinstance(kv, bool) and kv < 1:  # a face words it as its option (option_words)
+            raise KvHeadCountError(self.n_head, kv)
         for field in ("n_kv_head", "head_size", "ffn_dim", "expert_ffn_dim", "shared_expert_ffn_dim", "attn_window",
                       "train_seq"):
             if getattr(self, field) is not None:

@@ -56,14 +56,28 @@ class KvHeadCountError(HeadCountError):
 
     def __init__(self, n_head: int, n_kv_head: int) -> None:
         self.n_head, self.n_kv_head = n_head, n_kv_head
+        if n_kv_head < 1:
+            UsageError.__init__(self, f"n_kv_head must be a positive integer that divides n_head ({n_head}), got "
+                                f"{n_kv_head}; try n_kv_head {_kv_extremes(n_head)}")
+            return
         UsageError.__init__(self, f"n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head}): grouped-query "
                             "attention shares each key/value head among a whole group of heads; try n_kv_head "
                             f"{' or '.join(map(str, nearest_divisors(n_head, n_kv_head)))}")
 
 
+def _kv_extremes(n_head: int) -> str:
+    """The two ends of the key/value head counts: 1 (multi-query, Shazeer 2019, arXiv:1911.02150) and ``n_head``
+    (multi-head); grouped-query attention takes a divisor between (Ainslie et al. 2023, sec. 2.2)."""
+    return "1 (multi-query)" if n_head == 1 else f"1 (multi-query) or {n_head} (multi-head)"
+
+
 def kv_head_words(e: KvHeadCountError, n_head_given: bool) -> UsageError:
     """``e`` in option names: the query heads as --n-head where the user gave it, and the divisors of the head count
     nearest the key/value heads given (`nearest_divisors`) offered as --n-kv-head."""
+    if e.n_kv_head < 1:
+        heads = f"--n-head {e.n_head}" if n_head_given else f"the model's {e.n_head} heads"
+        return UsageError(f"--n-kv-head {e.n_kv_head} is not a number of key/value heads: give a positive number of "
+                          f"key/value heads that divides {heads}, e.g. --n-kv-head {_kv_extremes(e.n_head)}")
     count = f"--n-head {e.n_head} is" if n_head_given else f"the model's {e.n_head} heads are"
     return UsageError(f"{count} not a multiple of {e.n_kv_head} key/value heads (grouped-query attention shares "
                       f"each key/value head among a whole group of query heads); try --n-kv-head "

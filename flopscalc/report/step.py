@@ -26,9 +26,10 @@ def grad_reduce_dtype(setup) -> str:
     return "fp32" if grad_wire_bytes_per_param(setup) == 4 else MATMUL_PRECISION[setup.precision].value
 
 
-def _settings_line(e: StepEstimate) -> str:
+def _settings_line(e: StepEstimate, cpu: bool = False) -> str:
+    """The run's settings in one line; ``cpu``: the device is a CPU profile's (one CPU process, as the table says)."""
     s = e.setup
-    parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
+    parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, "1 process" if cpu else f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
              seq_words(e.model, s.seq_len, e.seq_len), f"gradient accumulation {s.grad_accum}", s.precision.value,
              f"ZeRO stage {s.zero_stage}", f"recompute {s.recompute.value}",
              "flash attention" if s.flash else "math attention"]
@@ -94,7 +95,7 @@ def step_report(e: StepEstimate, cpu: CpuTime | None = None) -> Group:
     note = Text(f"sustained fraction {e.options.sustained:g} (fitted, see docs/performance_model.md); "
                 f"GEMM fraction {e.device.gemm_peak_fraction:g}; {e.device.source}", style="dim")
     near = _margin_note(e) if e.fits else None
-    return Group(Text(_settings_line(e)), step_table(e, cpu is not None), summary,
+    return Group(Text(_settings_line(e, cpu is not None)), step_table(e, cpu is not None), summary,
                  *((Text(f"note: {near}", style="yellow"),) if near else ()), note)
 
 

@@ -20,6 +20,7 @@ import torch
 from ..atomic import write_atomic
 from ..errors import DomainError, UsageError
 from ..model import ModelConfig
+from .config import DEFAULT_WARMUP_STEPS
 
 CHECKPOINT_FORMAT = "flopscalc.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -162,7 +163,7 @@ def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = F
     now = run_settings(cfg)
     differ = [k for k in RESUME_SETTINGS if k not in BATCH_SETTINGS and k in saved and _same(saved[k]) != _same(now[k])]
     refused = [k for k in differ if not (new_schedule and k in SCHEDULE_SETTINGS)]
-    said = [f"{RESUME_SETTINGS[k]} {_said(now[k])} (checkpoint: {_said(saved[k])})" for k in refused]
+    said = [f"{_named(k, now)} (checkpoint: {_said(saved[k])})" for k in refused]
     then_world = int(ckpt.get("world_size", 1))
     if _global_batch(now, world_size) != _global_batch(saved, then_world):
         said.insert(0, f"{_batch_words(now, world_size)} (checkpoint: {_batch_words(saved, then_world)})")
@@ -183,7 +184,7 @@ def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = F
                          f"steps left to run; give --steps above {step}")
     old = replace(cfg, **{k: tuple(tuple(m) for m in saved[k]) if k == "milestones" else saved[k]
                           for k in SCHEDULE_SETTINGS})
-    ours = ", ".join(f"{RESUME_SETTINGS[k]} {_said(now[k])}" for k in differ)
+    ours = ", ".join(_named(k, now) for k in differ)
     theirs = ", ".join(f"{RESUME_SETTINGS[k]} {_said(saved[k])}" for k in differ)
     return (f"--new-schedule: from step {step + 1} the learning rate follows this run's schedule ({ours}): "
             f"{learning_rate_at(cfg, step):.3g} at step {step + 1}, where the checkpoint's ({theirs}) gives "
@@ -204,6 +205,20 @@ def _batch_words(settings: dict, world_size: int) -> str:
 def _same(value):
     """Tuples and lists alike (torch.load gives lists back)."""
     return [_same(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _named(key: str, settings: dict) -> str:
+    """A setting as the user would read it: its option and value, or, for a warm-up the CLI derived from --steps
+    (`config.warmup_for_run` cuts the default to a tenth of a short run), the value labelled as that default, so a
+    refusal never names a --warmup-steps nobody typed. A typed --warmup-steps equal to that cut reads the same, and
+    the label is still true."""
+    from .config import warmup_for_run
+
+    if key == "warmup_steps":
+        default_cut, cut_note = warmup_for_run(DEFAULT_WARMUP_STEPS, settings["max_steps"], given=False)
+        if cut_note is not None and settings[key] == default_cut:
+            return f"warm-up {settings[key]} (the default: a tenth of --steps)"
+    return f"{RESUME_SETTINGS[key]} {_said(settings[key])}"
 
 
 def _said(value) -> str:
