@@ -101,6 +101,28 @@ def cli(capsys, *argv):
     return code, out, err
 
 
+# A one-layer model small enough to calibrate on a CPU in seconds (the CPU profile fixture below)
+TINY_SHAPE = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32", "--vocab-size", "64"]
+
+
+@pytest.fixture(scope="session")
+def cpu_profile(tmp_path_factory):
+    """A calibration profile measured on this machine's CPU (`flopscalc calibrate --device cpu`, five micro-batches
+    of `TINY_SHAPE`, one timed step per round): the path of the file it wrote."""
+    torch = pytest.importorskip("torch")
+    from flopscalc.cli import run
+
+    before = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("cpu") / "cpu.json"
+    batches = [x for b in (1, 2, 3, 4, 6) for x in ("--micro-batch", str(b))]
+    try:
+        assert run(["calibrate", "--out", str(out), *TINY_SHAPE, *batches, "--device", "cpu", "--warmup-steps", "1",
+                    "--steps", "1", "--rounds", "2"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 def one_command_app(module):
     """A click command of a typer app holding only ``module``'s commands (a `flopscalc.cli` module with
     ``register``): a command tested alone, through click's runner."""

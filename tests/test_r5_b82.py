@@ -209,20 +209,6 @@ def test_step_says_why_a_profile_has_no_factors(tmp_path, capsys, n_points, prob
 # ---- 4. a CPU profile: CPU seconds said, host memory without CUDA's ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cpu_profile(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("cpu") / "cpu.json"
-    batches = [x for b in (1, 2, 3, 4, 6) for x in ("--micro-batch", str(b))]
-    try:
-        assert run(["calibrate", "--out", str(out), *SHAPE, *batches, "--device", "cpu", "--warmup-steps", "1",
-                    "--steps", "1", "--rounds", "2"]) == 0
-    finally:
-        torch.set_num_threads(before)
-    return out
-
-
 STEP = ["--n-layer", "2", "--n-head", "2", "--n-embd", "64", "--vocab", "64", "--micro-batch", "8", "--seq", "64",
         "--precision", "fp32"]
 

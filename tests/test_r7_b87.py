@@ -118,20 +118,6 @@ def test_a_typed_warm_up_is_still_named_as_the_option(six_steps, capsys):
 # ---- 3. a CPU profile's step: "1 process", not "1 GPU(s)" ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cpu_profile(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("cpu") / "cpu.json"
-    batches = [x for b in (1, 2, 3, 4, 6) for x in ("--micro-batch", str(b))]
-    try:
-        assert run(["calibrate", "--out", str(out), *SHAPE, *batches, "--device", "cpu", "--warmup-steps", "1",
-                    "--steps", "1", "--rounds", "2"]) == 0
-    finally:
-        torch.set_num_threads(before)
-    return out
-
-
 def test_step_on_a_cpu_profile_says_one_process(cpu_profile, capsys):
     step = ["--n-layer", "2", "--n-head", "2", "--n-embd", "64", "--vocab", "64", "--micro-batch", "8", "--seq", "64",
             "--precision", "fp32"]
