@@ -46,28 +46,37 @@ def _click_types():
 class AtMost(_click_types().IntParamType):
     """A whole-number option with an upper bound: past ``at_most`` a one-line UsageError that says the bound, what it
     is measured against and what to do (``--micro-batch 99999999999999999999999`` printed a peak of
-    84088640213012692598784 GiB and exited 0). Lower bounds stay with the engines, which say them per option."""
+    84088640213012692598784 GiB and exited 0). Lower bounds stay with the engines, which say them per option, except
+    ``at_least`` for a model's shape, whose engine check speaks in field names ("model n_layer must be a positive
+    integer") that no option of the command line has."""
 
-    def __init__(self, at_most: int, unit: str, reason: str) -> None:
-        self.at_most, self.unit, self.reason = at_most, unit, reason
+    def __init__(self, at_most: int, unit: str, reason: str, at_least: int | None = None) -> None:
+        self.at_most, self.unit, self.reason, self.at_least = at_most, unit, reason, at_least
 
     def convert(self, value, param, ctx):
         n = super().convert(value, param, ctx)
+        option = param.opts[0] if param is not None and param.opts else "the value"
         if n > self.at_most:
             from ..errors import UsageError
 
-            option = param.opts[0] if param is not None and param.opts else "the value"
             raise UsageError(f"{option} {value} is too large: at most {self.at_most:,} {self.unit} ({self.reason}); "
                              f"give a smaller {option}")
+        if self.at_least is not None and n < self.at_least:
+            from ..errors import UsageError
+
+            raise UsageError(f"{option} {value} is too small: give {option} from {self.at_least} to "
+                             f"{self.at_most:,} {self.unit}")
         return n
 
 
 MICRO_BATCH_TYPE = AtMost(MAX_MICRO_BATCH, "sequences", "about 500x Llama 3 405B's whole global batch")
 GRAD_ACCUM_TYPE = AtMost(MAX_GRAD_ACCUM, "micro-batches", "about 500x Llama 3 405B's global batch, one sequence each")
-N_LAYER_TYPE = AtMost(MAX_N_LAYER, "layers", "100x the deepest published transformer, DeepNet's 1,000")
-N_HEAD_TYPE = AtMost(MAX_N_HEAD, "heads", "about 800x Llama 3 405B's 128")
-N_EMBD_TYPE = AtMost(MAX_N_EMBD, "units", "about 40x the widest published model, Megatron-LM 1T's 25,600")
-VOCAB_TYPE = AtMost(MAX_VOCAB, "tokens", "about 400x Gemma's 256k")
+N_LAYER_TYPE = AtMost(MAX_N_LAYER, "layers", "100x the deepest published transformer, DeepNet's 1,000", at_least=1)
+N_HEAD_TYPE = AtMost(MAX_N_HEAD, "heads", "about 800x Llama 3 405B's 128", at_least=1)
+# --n-kv-head's lower bound is the model's (`option_words.kv_head_words`: which counts divide the heads)
+N_KV_HEAD_TYPE = AtMost(MAX_N_HEAD, "heads", "about 800x Llama 3 405B's 128")
+N_EMBD_TYPE = AtMost(MAX_N_EMBD, "units", "about 40x the widest published model, Megatron-LM 1T's 25,600", at_least=1)
+VOCAB_TYPE = AtMost(MAX_VOCAB, "tokens", "about 400x Gemma's 256k", at_least=1)
 SEQ_TYPE = AtMost(MAX_SEQ_TOKENS, "tokens", "10x the longest released context, Llama 4 Scout's 10M")
 N_EXPERT_TYPE = AtMost(MAX_N_EXPERT, "experts", "about 10x PEER's million experts")
 
@@ -88,7 +97,7 @@ NEmbdOpt = Annotated[int | None, typer.Option("--n-embd", click_type=N_EMBD_TYPE
 VocabOpt = Annotated[int | None, typer.Option(
     "--vocab", click_type=VOCAB_TYPE, help="Vocabulary size (tokens; GPT-2: 50257).")]
 KvHeadOpt = Annotated[int | None, typer.Option(
-    "--n-kv-head", click_type=N_HEAD_TYPE,
+    "--n-kv-head", click_type=N_KV_HEAD_TYPE,
     help="Key/value heads: as many as --n-head is multi-head, 1 multi-query, between grouped-query.")]
 FfnOpt = Annotated[int | None, typer.Option(
     "--ffn", click_type=N_EMBD_TYPE,
