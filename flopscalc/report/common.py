@@ -27,18 +27,21 @@ def past_context_warning(seq_tokens: int, trained_context: int, time_priced: boo
             + " priced, but the model was not trained to read that far, and its quality there is not predicted")
 
 
-def unpriced_sentence(gpu_name: str, batch_words: str, batch: int, largest: int, option: str, priced: str,
-                      otherwise: str) -> str:
-    """Why ``priced`` (time, cost) is left out of a report, text and --json alike, for a setup that does not fit:
-    ``batch_words`` ``batch`` (e.g. "micro-batch 64") does not fit one GPU, and ``option`` at ``largest`` would; or,
-    when ``largest`` is 0, not even one sequence fits and ``otherwise`` says where to look. A time for a setup that
-    cannot run is a number about no GPU: the GPU's speed with memory it does not have."""
+def unpriced_sentence(gpu_name: str, batch_words: str, batch: int, largest: int, option: str,
+                      priced: tuple[str, ...], otherwise: str, advise_largest: bool = True) -> str:
+    """Why ``priced`` (e.g. ("time", "cost")) is left out of a report, text and --json alike, for a setup that does
+    not fit: ``batch_words`` ``batch`` (e.g. "micro-batch 64") does not fit one GPU, and ``option`` at ``largest``
+    would (said unless ``advise_largest`` is False: the report lists its own fixes, ``otherwise``); or, when
+    ``largest`` is 0, not even one sequence fits and ``otherwise`` says where to look. A time for a setup that cannot
+    run is a number about no GPU: the GPU's speed with memory it does not have."""
     where = f"on one {gpu_name}"
-    verb = "are" if " and " in priced else "is"
+    what = priced[0] if len(priced) == 1 else f"{', '.join(priced[:-1])} and {priced[-1]}"
+    verb = "is" if len(priced) == 1 else "are"
     if largest:
-        return (f"{batch_words} {batch:,} does not fit {where} (the largest is {largest:,}), so {priced} {verb} not "
-                f"priced; give {option} {largest} or less")
-    return f"not even one sequence fits {where}, so {priced} {verb} not priced; {otherwise}"
+        advice = f"give {option} {largest} or less" if advise_largest else otherwise
+        return (f"{batch_words} {batch:,} does not fit {where} (the largest is {largest:,}), so {what} {verb} not "
+                f"priced; {advice}")
+    return f"not even one sequence fits {where}, so {what} {verb} not priced; {otherwise}"
 
 
 def assumptions_table(assumptions) -> Table:

@@ -70,8 +70,11 @@ def unpriced_reason(p: FinetunePlan) -> str | None:
     (`common.unpriced_sentence`, as infer says it)."""
     if p.fits:
         return None
+    # with fixes listed, they are the advice (a smaller micro-batch there keeps the sequences per step with
+    # accumulation); a second "give --micro-batch N" here, at this accumulation, would be another answer
     return unpriced_sentence(p.gpu.name, "micro-batch", p.setup.micro_batch, p.max_micro_batch, "--micro-batch",
-                             "time", "the listed changes say what would fit" if p.fixes else "nothing tried fits")
+                             ("time",), "the changes listed below say what would fit" if p.fixes else
+                             "nothing tried fits", advise_largest=not p.fixes)
 
 
 def finetune_report(p: FinetunePlan) -> Group:

@@ -102,8 +102,8 @@ def unpriced_reason(e: InferenceEstimate) -> str | None:
     (`common.unpriced_sentence`)."""
     if e.fits:
         return None
-    return unpriced_sentence(e.gpu.name, "batch", e.setup.batch, e.max_batch, "--batch", "time and cost",
-                             "the largest-batch line says what would fit")
+    return unpriced_sentence(e.gpu.name, "batch", e.setup.batch, e.max_batch, "--batch",
+                             ("time", "throughput", "cost"), "the largest-batch line says what would fit")
 
 
 def _past_trained_context(e: InferenceEstimate) -> bool:

@@ -29,7 +29,8 @@ def grad_reduce_dtype(setup) -> str:
 def _settings_line(e: StepEstimate, cpu: bool = False) -> str:
     """The run's settings in one line; ``cpu``: the device is a CPU profile's (one CPU process, as the table says)."""
     s = e.setup
-    parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, "1 process" if cpu else f"{s.n_gpus} GPU(s)", f"micro-batch {s.micro_batch}",
+    parts = [f"{e.model.name} ({e.model.family})", e.gpu.name, "1 process" if cpu else f"{s.n_gpus} GPU(s)",
+             f"micro-batch {s.micro_batch}",
              seq_words(e.model, s.seq_len, e.seq_len), f"gradient accumulation {s.grad_accum}", s.precision.value,
              f"ZeRO stage {s.zero_stage}", f"recompute {s.recompute.value}",
              "flash attention" if s.flash else "math attention"]
@@ -78,7 +79,8 @@ def step_report(e: StepEstimate, cpu: CpuTime | None = None) -> Group:
     else:
         summary.add_row("step time", f"{cpu.cpu_step_s * 1e3:.3g} ms of process CPU time (the profile's timing)"
                         + _wall_words(cpu))
-        wall = "" if cpu.wall_tokens_per_s is None else f"; about {format_tokens_per_s(cpu.wall_tokens_per_s)} per wall second"
+        wall = ("" if cpu.wall_tokens_per_s is None else
+                f"; about {format_tokens_per_s(cpu.wall_tokens_per_s)} per wall second")
         summary.add_row("tokens/s", f"{format_tokens_per_s(e.tokens_per_s)} per CPU second{wall}")
     summary.add_row("MFU", f"{e.mfu:.1%}  (model FLOPs, causal attention, no recomputation)")
     summary.add_row("HFU", f"{e.hfu:.1%}  (executed FLOPs: recomputation and flash backward included)")
@@ -121,9 +123,9 @@ def engine_note(model: str, engine: str | None = None) -> str:
 
     Both models price compute and the optimizer with the same per-operation roofline (`flopscalc.perf.step`). A
     layout 'flopscalc train' runs (TP, PP, CP, EP 1; DDP with ZeRO 0, FSDP with ZeRO 3) is priced by both alike, its
-    gradient buckets, wire bytes and overlap included (tests/test_step_engine.py); a layout that needs Megatron-LM uses Megatron-LM's max(40M, 1M x ranks) parameters
-    per bucket (fewer collectives, less ring latency) and, for TP or PP > 1, its optimizer step, gradient
-    accumulation and fitted sustained fraction (`flopscalc.layout.time`). ``engine``: the layout's engine
+    gradient buckets, wire bytes and overlap included (tests/test_step_engine.py); a layout that needs Megatron-LM
+    uses Megatron-LM's max(40M, 1M x ranks) parameters per bucket (fewer collectives, less ring latency) and, for TP
+    or PP > 1, its optimizer step, gradient accumulation and fitted sustained fraction (`flopscalc.layout.time`). ``engine``: the layout's engine
     (`layout.spec.Engine` value, the JSON's "engine"), for the layout model's note; None says both cases.
     """
     from ..layout.spec import Engine

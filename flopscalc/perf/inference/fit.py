@@ -2,8 +2,9 @@
 
 Part of `flopscalc.perf.inference`. When not even one sequence fits (`memory.max_batch` is 0), the report names
 what would make it fit instead of guessing: a smaller weight format the GPU has a GEMM rate for, a smaller KV-cache
-format, the longest prompt that fits, or, when nothing fits on this GPU, the smallest GPU of the database that holds
-one sequence (in the format given, and in each smaller format when that takes a smaller GPU). Every candidate is
+format, the longest prompt that holds the setup's batch and the longest that holds one sequence, or, when nothing
+fits on this GPU, the smallest GPU of the database that holds one sequence (in the format given, and in each
+smaller format when that takes a smaller GPU). Every candidate is
 priced by `memory.max_batch` on the GPU it names, so each suggestion fits by the same numbers the report prints.
 """
 
@@ -25,7 +26,7 @@ class InferenceFix:
     memory_bytes: float  # memory of one sequence with the change (bytes)
     weights: WeightFormat | None = None  # a smaller linear-weight format
     kv: KvFormat | None = None  # a smaller KV-cache format
-    context: int | None = None  # the longest prompt that fits (tokens), weights and KV as given
+    context: int | None = None  # the longest prompt at max_batch (the setup's batch, or 1), weights and KV as given
     gpu: GpuSpec | None = None  # a GPU of the database with more memory
 
 
@@ -92,8 +93,9 @@ def one_sequence_fixes(cfg, setup: InferenceSetup, gpu: GpuSpec) -> tuple[Infere
     """Changes after which one sequence of ``setup`` fits ``gpu`` (empty when one already fits).
 
     On ``gpu``: each smaller weight format it has a rate for, each smaller KV format, and the longest prompt at
-    the formats given (``gen`` kept), at the setup's batch when one fits there and at batch 1. Only when none of those fits: the smallest bigger GPU of the database for the
-    format given, and for each smaller format whose smallest GPU has less memory than that one.
+    the formats given (``gen`` kept), at the setup's batch when one fits there and at batch 1. Only when none of
+    those fits: the smallest bigger GPU of the database for the format given, and for each smaller format whose
+    smallest GPU has less memory than that one.
     """
     if max_batch(cfg, setup, gpu.memory_bytes) >= 1:
         return ()
