@@ -32,6 +32,14 @@ MAX_VOCAB = 100_000_000
 MAX_SEQ_TOKENS = 100_000_000
 # Experts per MLP: ~10x the 1,048,576 of PEER (He 2024, "Mixture of A Million Experts").
 MAX_N_EXPERT = 10_000_000
+# Random seed: numpy's global generator takes 0 to 2**32 - 1 ("Seed must be between 0 and 2**32 - 1", numpy
+# `np.random.seed`, a 32-bit unsigned integer); torch.manual_seed takes a wider 64-bit range, so numpy's binds.
+MAX_SEED = 2**32 - 1
+# Steps between validation passes or checkpoints: ~1,000x the ~1M optimizer steps of Llama 3 405B's pretraining
+# (15.6T tokens at up to 16M tokens per step; Dubey et al. 2024, sec. 3.4.1).
+MAX_STEP_INTERVAL = 1_000_000_000
+# Micro-batches per validation pass: as many as one step may accumulate (`MAX_GRAD_ACCUM`).
+MAX_EVAL_BATCHES = MAX_GRAD_ACCUM
 
 
 def _click_types():
@@ -78,6 +86,11 @@ N_KV_HEAD_TYPE = AtMost(MAX_N_HEAD, "heads", "about 800x Llama 3 405B's 128")
 N_EMBD_TYPE = AtMost(MAX_N_EMBD, "units", "about 40x the widest published model, Megatron-LM 1T's 25,600", at_least=1)
 VOCAB_TYPE = AtMost(MAX_VOCAB, "tokens", "about 400x Gemma's 256k", at_least=1)
 SEQ_TYPE = AtMost(MAX_SEQ_TOKENS, "tokens", "10x the longest released context, Llama 4 Scout's 10M")
+# a model's context length: the same bound as a sequence, and at least one position
+BLOCK_SIZE_TYPE = AtMost(MAX_SEQ_TOKENS, "tokens", "10x the longest released context, Llama 4 Scout's 10M", at_least=1)
+SEED_TYPE = AtMost(MAX_SEED, "(2**32 - 1)", "numpy's seed range, a 32-bit unsigned integer", at_least=0)
+STEP_INTERVAL_TYPE = AtMost(MAX_STEP_INTERVAL, "steps", "about 1,000x Llama 3 405B's ~1M optimizer steps")
+EVAL_BATCHES_TYPE = AtMost(MAX_EVAL_BATCHES, "micro-batches", "as many as --grad-accum allows one step")
 N_EXPERT_TYPE = AtMost(MAX_N_EXPERT, "experts", "about 10x PEER's million experts")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]

@@ -20,6 +20,12 @@ from ..flops import Recompute
 # torch-free, and every command here imports it when it runs: its defaults cost start-up nothing
 from ..train.config import DEFAULT_MAX_STEPS, DEFAULT_WARMUP_STEPS
 from .common import (
+    BLOCK_SIZE_TYPE,
+    EVAL_BATCHES_TYPE,
+    MICRO_BATCH_TYPE,
+    SEED_TYPE,
+    STEP_INTERVAL_TYPE,
+    VOCAB_TYPE,
     BiasOpt,
     FfnOpt,
     GpuCsvOpt,
@@ -105,9 +111,9 @@ def _model(model, n_layer, n_head, n_embd, block_size, vocab_size, config=None, 
 
 ModelOpt = Annotated[str | None, typer.Option(
     help="Preset (default gpt2): any dense one 'flopscalc models' lists, e.g. gpt2-medium, llama-3.1-8b, pythia-160m.")]
-BlockOpt = Annotated[int | None, typer.Option("--block-size", help="Context length of the model (tokens).")]
+BlockOpt = Annotated[int | None, typer.Option("--block-size", click_type=BLOCK_SIZE_TYPE, help="Context length of the model (tokens).")]
 VocabOpt = Annotated[int | None, typer.Option(
-    "--vocab-size", help="Vocabulary size (default: the data's meta.json, else the preset's).")]
+    "--vocab-size", click_type=VOCAB_TYPE, help="Vocabulary size (default: the data's meta.json, else the preset's).")]
 DeviceOpt = Annotated[Device, typer.Option(help="Where to run: auto picks CUDA when present.")]
 PrecisionOpt = Annotated[TrainPrecision, typer.Option(
     help="Matmul precision: auto is bf16 autocast on CUDA (TF32 for the rest), fp32 on CPU.")]
@@ -137,7 +143,8 @@ def train(
     block_size: BlockOpt = None, vocab_size: VocabOpt = None, config: ModelConfigOpt = None,
     n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None, pos: PosOpt = None,
     bias: BiasOpt = None, tie: TieOpt = None,
-    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per device per forward pass.")] = 8,
+    micro_batch: Annotated[int, typer.Option(
+        "--micro-batch", click_type=MICRO_BATCH_TYPE, help="Sequences per device per forward pass.")] = 8,
     seq: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the model's pretraining length where "
                                                 "its source states one, else its block size).")] = None,
     grad_accum: GradAccumOpt = 1,
@@ -147,10 +154,13 @@ def train(
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up length (steps).")] = DEFAULT_WARMUP_STEPS,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay on matrices.")] = 0.1,
     grad_clip: Annotated[float, typer.Option(help="Clip the global gradient norm at this value (0: off).")] = 1.0,
-    eval_interval: Annotated[int, typer.Option(help="Steps between validation passes (0: only at the end).")] = 250,
-    eval_batches: Annotated[int, typer.Option(help="Micro-batches per validation pass.")] = 20,
+    eval_interval: Annotated[int, typer.Option(
+        click_type=STEP_INTERVAL_TYPE, help="Steps between validation passes (0: only at the end).")] = 250,
+    eval_batches: Annotated[int, typer.Option(
+        click_type=EVAL_BATCHES_TYPE, help="Micro-batches per validation pass.")] = 20,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint file written at the end and on Ctrl-C.")] = None,
-    checkpoint_interval: Annotated[int, typer.Option(help="Steps between checkpoints (0: end and Ctrl-C only).")] = 0,
+    checkpoint_interval: Annotated[int, typer.Option(
+        click_type=STEP_INTERVAL_TYPE, help="Steps between checkpoints (0: end and Ctrl-C only).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue exactly from --checkpoint (the same --steps, --lr, "
                                                 "--micro-batch, ... it was trained with).")] = False,
     new_schedule: Annotated[bool, typer.Option(
@@ -159,7 +169,7 @@ def train(
     ] = False,
     log: Annotated[Path | None, typer.Option(
         "--metrics-log", help="Metrics log, one JSON object per step (JSON Lines); plot it with pandas.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
+    seed: Annotated[int, typer.Option(click_type=SEED_TYPE, help="Random seed.")] = 1337,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = TrainPrecision.auto,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Wrap the model in torch.compile.")] = False,
@@ -216,8 +226,6 @@ def train(
     if log is not None:
         check_writable_file(log, "metrics log")
     refuse_existing_outputs({"--checkpoint": checkpoint, "--metrics-log": log}, resume)
-    if vocab_size is not None and vocab_size < 1:
-        raise UsageError(f"--vocab-size must be a positive whole number, got {vocab_size}")
     check_seq(seq)  # 'seq or the default' below would read 0 as the default
     from ..model import default_train_seq
     from ..train.config import TrainConfig, warmup_for_run

@@ -20,7 +20,7 @@ import torch
 from ..atomic import write_atomic
 from ..errors import DomainError, UsageError
 from ..model import ModelConfig
-from .config import DEFAULT_WARMUP_STEPS
+from .config import DEFAULT_WARMUP_STEPS, DEFAULT_WARMUP_WORDS, warmup_for_run
 
 CHECKPOINT_FORMAT = "flopscalc.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -185,7 +185,7 @@ def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = F
     old = replace(cfg, **{k: tuple(tuple(m) for m in saved[k]) if k == "milestones" else saved[k]
                           for k in SCHEDULE_SETTINGS})
     ours = ", ".join(_named(k, now) for k in differ)
-    theirs = ", ".join(f"{RESUME_SETTINGS[k]} {_said(saved[k])}" for k in differ)
+    theirs = ", ".join(_named(k, saved) for k in differ)
     return (f"--new-schedule: from step {step + 1} the learning rate follows this run's schedule ({ours}): "
             f"{learning_rate_at(cfg, step):.3g} at step {step + 1}, where the checkpoint's ({theirs}) gives "
             f"{learning_rate_at(old, step):.3g}")
@@ -209,15 +209,13 @@ def _same(value):
 
 def _named(key: str, settings: dict) -> str:
     """A setting as the user would read it: its option and value, or, for a warm-up the CLI derived from --steps
-    (`config.warmup_for_run` cuts the default to a tenth of a short run), the value labelled as that default, so a
-    refusal never names a --warmup-steps nobody typed. A typed --warmup-steps equal to that cut reads the same, and
-    the label is still true."""
-    from .config import warmup_for_run
-
+    (`config.warmup_for_run` cuts the default to its share of a short run, `DEFAULT_WARMUP_WORDS`), the value
+    labelled as that default, so a refusal or note never names a --warmup-steps nobody typed. A typed
+    --warmup-steps equal to that cut reads the same, and the label is still true."""
     if key == "warmup_steps":
         default_cut, cut_note = warmup_for_run(DEFAULT_WARMUP_STEPS, settings["max_steps"], given=False)
         if cut_note is not None and settings[key] == default_cut:
-            return f"warm-up {settings[key]} (the default: a tenth of --steps)"
+            return f"warm-up {settings[key]} ({DEFAULT_WARMUP_WORDS})"
     return f"{RESUME_SETTINGS[key]} {_said(settings[key])}"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 
 from ..errors import UsageError
 from ..model import ModelConfig, Position
@@ -37,6 +38,10 @@ DEFAULT_CPU_THREADS = 1
 # `flopscalc train`'s run length and warm-up when not given: 100 warm-up steps of 1,000, a tenth of the run.
 DEFAULT_MAX_STEPS = 1000
 DEFAULT_WARMUP_STEPS = 100
+_SHARE = Fraction(DEFAULT_WARMUP_STEPS, DEFAULT_MAX_STEPS)  # the rule a short run's default warm-up is cut by
+_SHARE_WORDS = {(1, 2): "half", (1, 4): "a quarter", (1, 5): "a fifth", (1, 10): "a tenth", (1, 20): "a twentieth"}
+# How a warm-up cut from the default reads in every message (`warmup_for_run`, the checkpoint's resume checks).
+DEFAULT_WARMUP_WORDS = f"the default: {_SHARE_WORDS.get((_SHARE.numerator, _SHARE.denominator), _SHARE)} of --steps"
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -250,7 +255,7 @@ def warmup_for_run(warmup_steps: int, max_steps: int, given: bool) -> tuple[int,
     The learning rate climbs to its peak over the warm-up ((step + 1) / warmup_steps, `schedule_multiplier`), so a
     warm-up of the whole run or longer never decays and, when longer, never reaches the peak. An explicit
     ``--warmup-steps`` (``given``) that long is refused; the default (`DEFAULT_WARMUP_STEPS`), written for the
-    default run length, is cut to the same tenth of a shorter run (`DEFAULT_WARMUP_STEPS` / `DEFAULT_MAX_STEPS`)
+    default run length, is cut to the same share of a shorter run (`DEFAULT_WARMUP_STEPS` / `DEFAULT_MAX_STEPS`)
     and the note says so. Checked before ``max_steps`` is known to be valid, so non-integers pass through.
     """
     if not isinstance(warmup_steps, int) or not isinstance(max_steps, int) or max_steps < 1 or warmup_steps < max_steps:
@@ -261,8 +266,8 @@ def warmup_for_run(warmup_steps: int, max_steps: int, given: bool) -> tuple[int,
                          f"{'' if warmup_steps > max_steps else 'only at the last step '}and never decay; give "
                          f"--warmup-steps below {max_steps} (0: none), or more --steps")
     cut = max_steps * DEFAULT_WARMUP_STEPS // DEFAULT_MAX_STEPS
-    instead = (f"warming up over {cut} step{'s' if cut != 1 else ''} instead, the default's tenth of the run" if cut
-               else "no warm-up instead: the default's tenth of the run is under one step")
+    instead = (f"warming up over {cut} step{'s' if cut != 1 else ''} instead ({DEFAULT_WARMUP_WORDS})" if cut
+               else f"no warm-up instead ({DEFAULT_WARMUP_WORDS}: under one step)")
     return cut, (f"the default warm-up of {DEFAULT_WARMUP_STEPS} steps is not shorter than --steps {max_steps}: "
                  f"{instead} (--warmup-steps to choose)")
 
