@@ -73,7 +73,7 @@ def test_synthetic_training_runs(capsys):
     (["train", "--synthetic", *SHAPE, "--device", "cpu", "--checkpoint", "/no/such/ck.pt", "--resume"], 2,
      "checkpoint /no/such/ck.pt does not exist"),
     (["train", "--synthetic", *SHAPE, "--steps", "0"], 2, "--steps must be a positive integer"),
-    (["train", "--synthetic", *SHAPE, "--vocab-size", "0"], 2, "--vocab-size must be a positive"),
+    (["train", "--synthetic", *SHAPE, "--vocab-size", "0"], 2, "--vocab-size 0 is too small"),
     (["train", "--synthetic", *SHAPE, "--checkpoint", "/tmp"], 2, "checkpoint /tmp is a directory"),
     (["train", "--synthetic", *SHAPE, "--metrics-log", "/tmp"], 2, "metrics log /tmp is a directory"),
     (["calibrate", "--out", "/tmp", *SHAPE, "--device", "cpu"], 2, "calibration profile /tmp is a directory"),
