@@ -280,7 +280,8 @@ def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: 
 # GPU counts the no-fit hint tries: powers of two inside a node (as the one-node search always has: 2, 4, 8), then
 # whole nodes of 2^a x 3^b of them, the counts clusters are built in (`planner.search.SMOOTH_PRIMES`: racks and pods
 # of powers of two; Narayanan et al. 2021 Table 1 runs such counts), up to MAX_GPUS_SEARCHED; between the last that
-# does not fit and the first that does, every whole node in turn (`min_gpus_to_plan`).
+# does not fit and the first that does, every count in turn inside a node and every whole node beyond it
+# (`min_gpus_to_plan`).
 def hint_counts(gpus_per_node: int = GPUS_PER_NODE) -> tuple[int, ...]:
     """The GPU counts the no-fit hint tries first, ascending (see above)."""
     inside = {2 ** k for k in range(1, gpus_per_node.bit_length()) if 2 ** k <= gpus_per_node}
@@ -298,15 +299,16 @@ def hint_counts(gpus_per_node: int = GPUS_PER_NODE) -> tuple[int, ...]:
 def min_gpus_to_plan(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
                      capacity_bytes: float | None, gpus_per_node: int = GPUS_PER_NODE,
                      layouts: bool = True) -> int | None:
-    """Fewest GPUs on which the plan finds a run: the first of `hint_counts` where one fits, or the first whole node
-    count between it and the one before it that does (the layout search's split rules are not monotone in the
+    """Fewest GPUs on which the plan finds a run: the first of `hint_counts` where one fits, or the first count
+    between it and the one before it that does (any count inside a node, whole nodes beyond it) (the layout search's split rules are not monotone in the
     count); None when none up to MAX_GPUS_SEARCHED does. A run fits at n (`_runs_on`) when a data-parallel setup
     does (the least any needs, `lightest_peak_bytes`, within the usable memory) or, beyond a node and with
     ``layouts`` (the plan there searches layouts: `speed.uses_layout_search`), a layout does (`choose_layout`)."""
     prev = 1
     for n in hint_counts(gpus_per_node):
         if _runs_on(cfg, gpu, n, seq_len, precision, capacity_bytes, gpus_per_node, layouts):
-            between = range((prev // gpus_per_node + 1) * gpus_per_node, n, gpus_per_node) if n > gpus_per_node else ()
+            between = (range((prev // gpus_per_node + 1) * gpus_per_node, n, gpus_per_node) if n > gpus_per_node
+                       else range(prev + 1, n))  # inside a node every count: a node's GPUs need not be all used
             return next((m for m in between if m > prev and _runs_on(cfg, gpu, m, seq_len, precision, capacity_bytes,
                                                                      gpus_per_node, layouts)), n)
         prev = n
