@@ -297,7 +297,7 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
         base = weights + grads + optim + acts + logits
         # the CUDA context and cuBLAS's workspaces, as the DDP/FSDP path counts them (memory.settings [15])
         parts = (weights, grads, optim, acts, logits, cuda_context_bytes, fragmentation_fraction * base)
-        total = sum(parts) + workspaces  # the order LayoutMemory.total adds them in
+        total = sum(parts)  # the workspaces are the same on every stage: they do not choose the peak one
         if best is None or total > best_total:
             best, best_total = (parts, stage, dense + experts, held / len(chunks)), total
     return LayoutMemory(*best[0], *best[1:], blas_workspaces=workspaces)

@@ -179,10 +179,10 @@ def _stage_options(layout: Layout, options: StepOptions | None) -> StepOptions:
     megatron = layout.engine() is Engine.megatron
     options = options or StepOptions(sustained_fraction=MEGATRON_SUSTAINED_FRACTION if megatron else 0.0)
     if megatron:
-        # Megatron-LM runs a 16-bit module (Float16Module; fp32 main params in its optimizer), so no fp32 residual
-        # stream, with fused kernels, and pads the vocabulary (--make-vocab-size-divisible-by 128): priced as
-        # `StepOptions.gemm_shape_padding` prices a compiled run
-        options = replace(options, gemm_shape_padding=True)
+        # Megatron-LM runs a 16-bit module (Float16Module; fp32 main params in its optimizer): no fp32 residual
+        # stream (`StepOptions.half_weights`); with fused kernels and the vocabulary padded
+        # (--make-vocab-size-divisible-by 128), priced as `StepOptions.gemm_shape_padding` prices a compiled run
+        options = replace(options, gemm_shape_padding=True, half_weights=True)
     return options
 
 

@@ -293,8 +293,8 @@ def _why_none(profile: CalibrationProfile) -> str:
     """Why a profile has no device factors, and what to run instead (for `calibrated_step`'s refusal)."""
     if len(profile.points) < MIN_POINTS:
         return (f"it timed {len(profile.points)} setup(s) and the fit of 4 factors needs {MIN_POINTS} or more; re-run "
-                "'flopscalc calibrate' with the built-in CPU sweep (no model named) or 5 or more setups (repeat "
-                "--model, --micro-batch or --seq)")
+                f"'flopscalc calibrate' with the built-in CPU sweep (no model named) or {MIN_POINTS} or more setups "
+                "(repeat --model, --micro-batch or --seq)")
     if profile.measured_gemm_flop_per_s is None:  # 'calibrate' always probes the GEMM rate; 'bench' never does
         return ("it was written by 'bench', which times without fitting (or by an older flopscalc); run 'flopscalc "
                 "calibrate' for a profile")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec, Precision
+from ..units import TERA
 
 # GEMM fraction of the dense peak for a GPU without its own measurement: the lowest NVIDIA figure of [1]
 # (H100 SXM, 80.3%), so an unmeasured part is not credited with more than the measured ones reach.
@@ -161,5 +162,6 @@ def device_perf(gpu: GpuSpec) -> DevicePerf:
         flash_bwd_fraction=FLASH_BWD_FRACTION_HOPPER if hopper else FLASH_BWD_FRACTION_AMPERE,
         kernel_min_s=KERNEL_MIN_S,
         source=source,
-        misaligned_gemm_fraction=float(misaligned) * 1e12 / gpu.peak_flop_per_s(Precision.bf16) if misaligned else None,
+        misaligned_gemm_fraction=(float(misaligned) * TERA / gpu.peak_flop_per_s(Precision.bf16) if misaligned
+                                  else None),
     )

@@ -199,6 +199,16 @@ def data_parallel_time_model(gpu: GpuSpec, precision: Precision, network_bytes_p
     return replace(tm, network_bytes_per_s=network_bytes_per_s) if tm.kind == PER_OPERATION else None
 
 
+def weighs_data_parallel(cfg: ModelConfig, gpu, n_gpus: int, seq_len: int, precision: Precision,
+                         tokens_per_step: int | None = None) -> bool:
+    """Whether a plan beyond one node weighs the data-parallel setups beside the layouts (`choose_data_parallel`,
+    and the no-fit hint, `setups.min_gpus_to_plan`): the per-operation model prices the GPU (whatever the network),
+    and the batch has a sequence for every GPU (fewer: each would get one, a larger batch than asked; layouts refuse
+    it too)."""
+    return (data_parallel_time_model(gpu, precision) is not None
+            and global_batch_sequences(cfg, seq_len, tokens_per_step) >= n_gpus)
+
+
 def choose_data_parallel(cfg: ModelConfig, cluster, seq_len: int, precision: Precision, capacity_bytes: float | None,
                          tokens_per_step: int | None = None):
     """The fastest data-parallel setup of one node's search (`setups.choose_setup`: DDP, ZeRO 1-3, 8-bit AdamW,
@@ -208,9 +218,9 @@ def choose_data_parallel(cfg: ModelConfig, cluster, seq_len: int, precision: Pre
     from .setups import choose_setup
     from .speed import price_setup
 
+    if not weighs_data_parallel(cfg, cluster.gpu, cluster.n_gpus, seq_len, precision, tokens_per_step):
+        return None
     tm = data_parallel_time_model(cluster.gpu, precision, cluster.network_bytes_per_s)  # --network-gbps too
-    if tm is None or global_batch_sequences(cfg, seq_len, tokens_per_step) < cluster.n_gpus:
-        return None  # fewer sequences than GPUs: each would get one, a larger batch than asked (layouts refuse it too)
     chosen = choose_setup(cfg, cluster.gpu, cluster.n_gpus, seq_len, precision, capacity_bytes, None,
                           tokens_per_step, tm)
     if chosen is None:

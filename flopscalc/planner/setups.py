@@ -284,7 +284,7 @@ def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: 
 # (`min_gpus_to_plan`).
 def hint_counts(gpus_per_node: int = GPUS_PER_NODE) -> tuple[int, ...]:
     """The GPU counts the no-fit hint tries first, ascending (see above)."""
-    inside = {2 ** k for k in range(1, gpus_per_node.bit_length()) if 2 ** k <= gpus_per_node}
+    inside = {2 ** k for k in range(1, gpus_per_node.bit_length())}
     nodes, a = set(), 1
     while a * gpus_per_node <= MAX_GPUS_SEARCHED:
         b = a
@@ -300,8 +300,8 @@ def min_gpus_to_plan(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Pr
                      capacity_bytes: float | None, gpus_per_node: int = GPUS_PER_NODE,
                      layouts: bool = True) -> int | None:
     """Fewest GPUs on which the plan finds a run: the first of `hint_counts` where one fits, or the first count
-    between it and the one before it that does (any count inside a node, whole nodes beyond it) (the layout search's split rules are not monotone in the
-    count); None when none up to MAX_GPUS_SEARCHED does. A run fits at n (`_runs_on`) when a data-parallel setup
+    between it and the one before it that does (any count inside a node, whole nodes beyond it: the layout search's
+    split rules are not monotone in the count); None when none up to MAX_GPUS_SEARCHED does. A run fits at n (`_runs_on`) when a data-parallel setup
     does (the least any needs, `lightest_peak_bytes`, within the usable memory) or, beyond a node and with
     ``layouts`` (the plan there searches layouts: `speed.uses_layout_search`), a layout does (`choose_layout`)."""
     prev = 1
@@ -309,8 +309,8 @@ def min_gpus_to_plan(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Pr
         if _runs_on(cfg, gpu, n, seq_len, precision, capacity_bytes, gpus_per_node, layouts):
             between = (range((prev // gpus_per_node + 1) * gpus_per_node, n, gpus_per_node) if n > gpus_per_node
                        else range(prev + 1, n))  # inside a node every count: a node's GPUs need not be all used
-            return next((m for m in between if m > prev and _runs_on(cfg, gpu, m, seq_len, precision, capacity_bytes,
-                                                                     gpus_per_node, layouts)), n)
+            return next((m for m in between if _runs_on(cfg, gpu, m, seq_len, precision, capacity_bytes,
+                                                        gpus_per_node, layouts)), n)
         prev = n
     return None
 
@@ -338,8 +338,7 @@ def _runs_on(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precisio
 
 def _dp_beside_layouts(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision) -> bool:
     """Whether a plan on ``n_gpus`` that searches layouts weighs the data-parallel setups too
-    (`layout.choose_data_parallel`: the per-operation model prices the GPU and the batch splits over the GPUs)."""
-    from .layout import data_parallel_time_model, global_batch_sequences
+    (`layout.weighs_data_parallel`, the rule `choose_data_parallel` applies)."""
+    from .layout import weighs_data_parallel  # here: a plan inside one node never loads the layout search
 
-    return (data_parallel_time_model(gpu, precision) is not None
-            and global_batch_sequences(cfg, seq_len) >= n_gpus)
+    return weighs_data_parallel(cfg, gpu, n_gpus, seq_len, precision)
