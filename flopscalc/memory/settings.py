@@ -259,6 +259,20 @@ class Device(str, Enum):
     cpu = "cpu"
 
 
+# Most GPUs a plan or a setup is asked for (--n-gpus): a sanity bound, not physics, ~60x the 16,384 H100s Llama 3 405B
+# trained on (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.1). A count of 1e23 kept the layout search
+# looking for its divisors for hours.
+MAX_N_GPUS = 1_000_000
+
+
+def check_gpu_count_bound(n_gpus: int) -> None:
+    """UsageError for a GPU count past `MAX_N_GPUS` (every TrainingSetup, the plan's request and a budget built
+    alone check it)."""
+    if n_gpus > MAX_N_GPUS:
+        raise UsageError(f"number of GPUs must be at most {MAX_N_GPUS:,} (about 60x the largest published "
+                         f"training run's 16,384), got {n_gpus:,}")
+
+
 @dataclass(frozen=True)
 class TrainingSetup:
     """Settings of one training step that decide memory per GPU.
@@ -351,6 +365,7 @@ class TrainingSetup:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}; "
                                  "try 1")
+        check_gpu_count_bound(self.n_gpus)  # `flopscalc step/memory --n-gpus 1e20` printed a 1.8e16 s step
         if self.seq_len is not None and (isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int)
                                          or self.seq_len < 1):
             raise UsageError(f"sequence length must be a positive whole number of tokens, got {self.seq_len!r}")

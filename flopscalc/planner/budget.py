@@ -18,20 +18,9 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision  # noqa: F401 (DEFAULT_PRECISION: re-exported)
+from ..memory.settings import MAX_N_GPUS, check_gpu_count_bound  # noqa: F401 (the engine's bound, re-exported)
 from ..model import ModelConfig, count_params
 from ..scaling.laws import CHINCHILLA_TOKENS_PER_PARAM  # re-exported: Hoffmann et al. 2022 Table 3
-
-# Most GPUs a plan is asked for (--n-gpus): a sanity bound, not physics, ~60x the 16,384 H100s Llama 3 405B
-# trained on (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.1). A count of 1e23 kept the layout search
-# looking for its divisors for hours.
-MAX_N_GPUS = 1_000_000
-
-
-def check_gpu_count_bound(n_gpus: int) -> None:
-    """UsageError for a GPU count past `MAX_N_GPUS` (the plan's request and a budget built alone both check it)."""
-    if n_gpus > MAX_N_GPUS:
-        raise UsageError(f"number of GPUs must be at most {MAX_N_GPUS:,} (about 60x the largest published "
-                         f"training run's 16,384), got {n_gpus:,}")
 
 # Default duty cycle: Llama 3 405B pre-training had "higher than 90% effective training time"
 # (Dubey et al. 2024, "The Llama 3 Herd of Models", sec. 3.3.4); also the seed note's 90%.

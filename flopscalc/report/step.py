@@ -64,6 +64,8 @@ def step_network(e: StepEstimate) -> tuple[float, str] | None:
 
     if e.setup.n_gpus <= GPUS_PER_NODE:
         return None
+    if e.options.network_bytes_per_s is not None:  # a plan's --network-gbps, as perf.step priced it
+        return e.options.network_bytes_per_s, "--network-gbps"
     return network_bytes_per_s(e.gpu), network_source(e.gpu)
 
 
@@ -184,6 +186,7 @@ def eager_note(e: StepEstimate, remedy: str = EAGER_REMEDY_STEP) -> str | None:
 
 def step_dict(e: StepEstimate) -> dict:
     """Everything `flopscalc step --json` prints: seconds, tokens/s, MFU/HFU as fractions, per-class seconds."""
+    net = step_network(e)
     return {
         "model": e.model.name,
         "step_model": PER_OPERATION_MODEL,
@@ -212,8 +215,8 @@ def step_dict(e: StepEstimate) -> dict:
         "peak_memory_bytes": e.peak_memory_bytes,
         "memory_bytes_per_gpu": e.gpu.memory_bytes,
         "fits": e.fits,
-        "network_bytes_per_s_per_gpu": None if step_network(e) is None else step_network(e)[0],
-        "network_source": None if step_network(e) is None else step_network(e)[1],
+        "network_bytes_per_s_per_gpu": None if net is None else net[0],
+        "network_source": None if net is None else net[1],
         "communication_s": e.comm.comm_s, "communication_bytes": e.comm.volume_bytes,
         "grad_reduce_dtype": grad_reduce_dtype(e.setup) if e.setup.n_gpus > 1 else None,
         "sustained_fraction": e.options.sustained,

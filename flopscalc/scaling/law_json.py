@@ -9,6 +9,7 @@ allocation is refused rather than dropped (a misspelt "k_D" would silently chang
 from __future__ import annotations
 
 import json
+import math
 
 from ..errors import DomainError, UsageError
 from .laws import FittedRange, KaplanLoss, ParametricLoss, PowerLawAllocation, RepetitionDecay, ScalingLaw
@@ -94,8 +95,9 @@ class _Fields:
     def span(self, key: str) -> tuple[float, float] | None:
         def ok(v):
             return v is None or (isinstance(v, list) and len(v) == 2
-                                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v))
-        v = self.get(key, "[low, high] (two numbers) or null", ok, optional=True)
+                                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                                 and all(math.isfinite(x) for x in v) and v[0] <= v[1])
+        v = self.get(key, "[low, high] (two finite numbers, low <= high) or null", ok, optional=True)
         return None if v is None else (float(v[0]), float(v[1]))
 
     def section(self, key: str) -> _Fields | None:
@@ -148,7 +150,7 @@ def law_from_dict(d: dict, where: str) -> ScalingLaw:
             n_counts_embeddings=f.get("n_counts_embeddings", "true, false or null",
                                       lambda v: v is None or isinstance(v, bool)),
             loss_form=_loss_form(f.section("loss_form")), allocation=_allocation(f.section("allocation")),
-            uncertainty={k: unc.span(k) for k in uncertainty if unc.span(k) is not None},
+            uncertainty={k: s for k in uncertainty if (s := unc.span(k)) is not None},
             uncertainty_kind=f.text("uncertainty_kind", optional=True), notes=f.text("notes", optional=True),
             fitted_range=FittedRange(n_params=fr.span("n_params"), n_tokens=fr.span("n_tokens"),
                                      c_flops=fr.span("c_flops"), source=fr.text("source", optional=True))
