@@ -17,7 +17,7 @@ import math
 import pytest
 from conftest import cli
 
-from flopscalc.cli import common
+from flopscalc.cli import bounds, output
 from flopscalc.units import MAX_FLOPS, MAX_N_PARAMS, MAX_N_TOKENS
 
 HUGE = "99999999999999999999999"  # the reviewer's integer: past every cap, and past float's exact integers
@@ -113,7 +113,7 @@ def test_saved_law_whose_constants_overflow_is_one_line(capsys, monkeypatch, tmp
 
 
 def test_emit_writes_non_finite_floats_as_null(capsys):
-    common.emit(None, {"a": math.inf, "b": [-math.inf, 1.5, {"c": math.nan}], "d": (math.nan,)}, True)
+    output.emit(None, {"a": math.inf, "b": [-math.inf, 1.5, {"c": math.nan}], "d": (math.nan,)}, True)
     out = capsys.readouterr().out
     assert json.loads(out, parse_constant=_no_constant) == {"a": None, "b": [None, 1.5, {"c": None}], "d": [None]}
 
@@ -172,20 +172,20 @@ SHAPE_MEMORY = ["memory", "--gpu", "4090", "--n-layer", "12", "--n-head", "12", 
 
 
 @pytest.mark.parametrize("argv, option, cap", [
-    (GPT2_MEMORY, "--micro-batch", common.MAX_MICRO_BATCH),
-    (GPT2_MEMORY, "--grad-accum", common.MAX_GRAD_ACCUM),
-    (["step", "--model", "gpt2", "--gpu", "4090"], "--micro-batch", common.MAX_MICRO_BATCH),
-    (["step", "--model", "gpt2", "--gpu", "4090"], "--grad-accum", common.MAX_GRAD_ACCUM),
-    (["flops", "--model", "gpt2", "--tokens", "1e9"], "--micro-batch", common.MAX_MICRO_BATCH),
-    (["flops", "--model", "gpt2", "--tokens", "1e9"], "--grad-accum", common.MAX_GRAD_ACCUM),
-    (["memory", "--model", "llama-3.1-8b", "--gpu", "4090"], "--seq", common.MAX_SEQ_TOKENS),
-    (["step", "--model", "llama-3.1-8b", "--gpu", "4090"], "--seq", common.MAX_SEQ_TOKENS),
+    (GPT2_MEMORY, "--micro-batch", bounds.MAX_MICRO_BATCH),
+    (GPT2_MEMORY, "--grad-accum", bounds.MAX_GRAD_ACCUM),
+    (["step", "--model", "gpt2", "--gpu", "4090"], "--micro-batch", bounds.MAX_MICRO_BATCH),
+    (["step", "--model", "gpt2", "--gpu", "4090"], "--grad-accum", bounds.MAX_GRAD_ACCUM),
+    (["flops", "--model", "gpt2", "--tokens", "1e9"], "--micro-batch", bounds.MAX_MICRO_BATCH),
+    (["flops", "--model", "gpt2", "--tokens", "1e9"], "--grad-accum", bounds.MAX_GRAD_ACCUM),
+    (["memory", "--model", "llama-3.1-8b", "--gpu", "4090"], "--seq", bounds.MAX_SEQ_TOKENS),
+    (["step", "--model", "llama-3.1-8b", "--gpu", "4090"], "--seq", bounds.MAX_SEQ_TOKENS),
     (["finetune", "--model", "llama-3.1-8b", "--gpu", "4090", "--dataset-tokens", "1e6"], "--micro-batch",
-     common.MAX_MICRO_BATCH),
-    (["infer", "--model", "gpt2", "--gpu", "4090", "--context", "512"], "--batch", common.MAX_MICRO_BATCH),
+     bounds.MAX_MICRO_BATCH),
+    (["infer", "--model", "gpt2", "--gpu", "4090", "--context", "512"], "--batch", bounds.MAX_MICRO_BATCH),
     (["step", "--model", "gpt2", "--gpu", "4090", "--search", "--n-gpus", "8"], "--global-batch",
-     common.MAX_MICRO_BATCH),
-    (["plan", "--gpu", "4090", "--days", "1"], "--seq", common.MAX_SEQ_TOKENS),
+     bounds.MAX_MICRO_BATCH),
+    (["plan", "--gpu", "4090", "--days", "1"], "--seq", bounds.MAX_SEQ_TOKENS),
 ])
 def test_whole_number_caps(capsys, argv, option, cap):
     for value in (HUGE, str(cap + 1)):
@@ -195,8 +195,8 @@ def test_whole_number_caps(capsys, argv, option, cap):
     assert "too large" not in err and got in (0, 1), err
 
 
-@pytest.mark.parametrize("option, cap", [("--n-layer", common.MAX_N_LAYER), ("--n-head", common.MAX_N_HEAD),
-                                         ("--n-embd", common.MAX_N_EMBD)])
+@pytest.mark.parametrize("option, cap", [("--n-layer", bounds.MAX_N_LAYER), ("--n-head", bounds.MAX_N_HEAD),
+                                         ("--n-embd", bounds.MAX_N_EMBD)])
 def test_shape_caps(capsys, option, cap):
     argv = [a if a != option else "SKIP" for a in SHAPE_MEMORY]
     i = argv.index("SKIP")
@@ -207,7 +207,7 @@ def test_shape_caps(capsys, option, cap):
 
 def test_infer_context_cap(capsys):
     line = refused(capsys, "infer", "--model", "llama-3.1-8b", "--gpu", "h100", "--context", f"{10**11}k")
-    assert "--context" in line and f"at most {common.MAX_SEQ_TOKENS:,} tokens" in line
+    assert "--context" in line and f"at most {bounds.MAX_SEQ_TOKENS:,} tokens" in line
 
 
 # ------------------------------------------------------------------ 4. errors say what was typed

@@ -146,7 +146,7 @@ def test_a_closed_stdout_is_one_line_and_exit_1(args):
 
 
 def test_emit_and_write_stdout_refuse_a_missing_stdout(monkeypatch):
-    from flopscalc.cli.common import emit, write_stdout
+    from flopscalc.cli.output import emit, write_stdout
     from flopscalc.errors import DomainError
 
     monkeypatch.setattr(sys, "stdout", None)

@@ -201,5 +201,6 @@ def test_plan_imports_and_builds_no_other_command():
     loaded = _loaded_after(["plan", "--gpu", "4070ti", "--days", "365"])
     assert loaded["code"] == 0
     faces = [m for m in loaded["flopscalc"] if m.startswith("flopscalc.cli")]
-    assert sorted(faces) == ["flopscalc.cli", "flopscalc.cli.common", "flopscalc.cli.group", "flopscalc.cli.plan"]
+    assert sorted(faces) == ["flopscalc.cli", "flopscalc.cli.bounds", "flopscalc.cli.common", "flopscalc.cli.group",
+                             "flopscalc.cli.output", "flopscalc.cli.plan"]
     assert not {"pandas", "matplotlib", "torch"} & set(loaded["top"])

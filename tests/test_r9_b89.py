@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from flopscalc.cli import run
-from flopscalc.cli.common import MAX_SEED
+from flopscalc.cli.bounds import MAX_SEED
 from flopscalc.train.config import (
     DEFAULT_MAX_STEPS,
     DEFAULT_WARMUP_STEPS,

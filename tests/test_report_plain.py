@@ -17,12 +17,12 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from flopscalc.cli import common
+from flopscalc.cli import output
 from flopscalc.cli import run as cli_run
 from flopscalc.report import plain
 from flopscalc.report.plain import PlainTable, plain_tables
 
-WIDTHS = (common.MEASURE_WIDTH, 160, 100, 80, 60, 40, 24)
+WIDTHS = (output.MEASURE_WIDTH, 160, 100, 80, 60, 40, 24)
 COMMANDS = [
     ["plan", "--gpu", "4070ti", "--days", "365"],
     ["plan", "--gpu", "h100", "--n-gpus", "64", "--days", "30"],
@@ -38,7 +38,7 @@ COMMANDS = [
 
 def _printed(renderable, width: int) -> str:
     out = io.StringIO()
-    console = Console(file=out, width=width, **common.CONSOLE_SETTINGS)
+    console = Console(file=out, width=width, **output.CONSOLE_SETTINGS)
     assert console.color_system is None  # the case PlainTable serves
     console.print(renderable)
     return out.getvalue()
@@ -48,7 +48,7 @@ def _both(renderable, width: int, monkeypatch=None) -> tuple[str, str]:
     """(rich's text, PlainTable's text) of one renderable at one width. With ``monkeypatch``, PlainTable may not
     hand any table back to rich."""
     theirs = _printed(copy.deepcopy(renderable), width)
-    console = Console(file=io.StringIO(), width=width, **common.CONSOLE_SETTINGS)
+    console = Console(file=io.StringIO(), width=width, **output.CONSOLE_SETTINGS)
     ours = plain_tables(copy.deepcopy(renderable), console)
     if monkeypatch is None:
         return theirs, _printed(ours, width)
@@ -96,10 +96,10 @@ def test_every_report_prints_as_rich_prints_it(monkeypatch):
     n_tables = 0
     for name, renderable in reports.items():
         n_tables += len(list(_tables(renderable)))
-        for fold in (False, True):  # piped output folds long words (cli.common._fold_tables); a terminal does not
+        for fold in (False, True):  # piped output folds long words (cli.output._fold_tables); a terminal does not
             r = copy.deepcopy(renderable)
             if fold:
-                common._fold_tables(r)
+                output._fold_tables(r)
             for width in WIDTHS:
                 theirs, ours = _both(r, width, monkeypatch)  # every report table is drawn by PlainTable
                 assert ours == theirs, (name, fold, width)

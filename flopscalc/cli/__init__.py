@@ -19,7 +19,7 @@ VERSION_HELP = "Print the version and exit."
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 # Said when standard output is closed (`flopscalc gpus >&-`: Python starts with sys.stdout None). Every command and
 # help page answers on standard output, so nothing would reach the user: refused before any work (`run`), and by
-# `common.emit` / `common.write_stdout` for a library caller, with exit 1 as for a stdout that fails mid-write.
+# `output.emit` / `output.write_stdout` for a library caller, with exit 1 as for a stdout that fails mid-write.
 STDOUT_CLOSED = ("cannot write the output to standard output: it is closed; run with standard output open, or send "
                  "it elsewhere (> FILE, or > /dev/null to discard it)")
 # What `flopscalc --help` shows without importing typer, as typer shows the top-level group (the test compares).
@@ -159,7 +159,7 @@ def run(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return _pipe_closed()
-    except OSError as e:  # a help page that could not be written (reports go through `common.emit`, which says so)
+    except OSError as e:  # a help page that could not be written (reports go through `output.emit`, which says so)
         if {"-h", "--help"} & set(args):
             return _stdout_failed(e)
         raise
@@ -168,15 +168,15 @@ def run(argv: list[str] | None = None) -> int:
 def _pipe_closed() -> int:
     """Exit 1 and quietly when the reader of stdout went away (`flopscalc --help | head -3`): nothing is left to tell
     it, and the bytes still buffered are dropped so the interpreter's flush at exit does not fail again."""
-    from .common import _drop_stdout
+    from .output import _drop_stdout
 
     _drop_stdout()
     return 1
 
 
 def _stdout_failed(e: OSError) -> int:
-    """One line for standard output that cannot be written (a full disk, /dev/full), as `common.emit` says it."""
-    from .common import _drop_stdout
+    """One line for standard output that cannot be written (a full disk, /dev/full), as `output.emit` says it."""
+    from .output import _drop_stdout
 
     _drop_stdout()
     return _fail(f"cannot write the output to standard output: {e.strerror or e}; free space where it goes, or send "

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from .common import GpuCsvOpt, JsonOpt, ListingGroup, emit, stdout_width
+from .common import GpuCsvOpt, JsonOpt, ListingGroup
+from .output import emit, stdout_width
 
 gpus_app = typer.Typer(cls=ListingGroup, help="The GPU database: list every GPU, or show one with its sources.",
                        invoke_without_command=True)

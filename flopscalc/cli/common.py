@@ -1,97 +1,29 @@
-"""Pieces shared by the command modules: common options, the JSON-or-table emitter, the stderr progress bar."""
+"""Pieces shared by the command modules: common options and the checks on them that no engine makes. The bounds on
+whole-number options are in `bounds.py`, standard output (`emit`, the console, the progress bar) in `output.py`."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-# ---- upper bounds on whole-number options: sanity bounds, not physics, far beyond any model or run made, that keep
-# every product the engines form (bytes, FLOPs, steps) finite and printable. A value past one is refused in one line
-# (`AtMost`); each names what it is measured against.
-# Sequences per GPU per forward pass: ~500x the whole global batch of Llama 3 405B, 2,048 sequences of 8,192 tokens
-# (16M tokens; Llama 3 Herd of Models, Dubey et al. 2024, sec. 3.4.1).
-MAX_MICRO_BATCH = 1_000_000
-# Micro-batches accumulated per step: the same global batch taken one sequence at a time is 2,048 micro-batches.
-MAX_GRAD_ACCUM = 1_000_000
-# Layers: 100x DeepNet's 1,000 (Wang et al. 2022, "DeepNet: Scaling Transformers to 1,000 Layers"), the deepest
-# published transformer.
-MAX_N_LAYER = 100_000
-# Attention heads (query or key/value): ~800x Llama 3 405B's 128 (Dubey et al. 2024, Table 3).
-MAX_N_HEAD = 100_000
-# Width and MLP width: ~40x the 25,600 width of Megatron-LM's 1T model (Narayanan et al. 2021, Table 1); d_ff
-# (4x that, 102,400) is within it too.
-MAX_N_EMBD = 1_000_000
-# Vocabulary: ~400x the 256k-token vocabulary of Gemma (Gemma Team 2024, sec. 2), the largest of a released model.
-MAX_VOCAB = 100_000_000
-# Tokens per sequence (--seq, --context): 10x the 10M-token context of Llama 4 Scout (Meta AI, "The Llama 4 herd",
-# 2025-04-05), the longest of a released model (the same source as `perf.inference.formats.MAX_GEN_TOKENS`).
-MAX_SEQ_TOKENS = 100_000_000
-# Experts per MLP: ~10x the 1,048,576 of PEER (He 2024, "Mixture of A Million Experts").
-MAX_N_EXPERT = 10_000_000
-# Random seed: numpy's global generator takes 0 to 2**32 - 1 ("Seed must be between 0 and 2**32 - 1", numpy
-# `np.random.seed`, a 32-bit unsigned integer); torch.manual_seed takes a wider 64-bit range, so numpy's binds.
-MAX_SEED = 2**32 - 1
-# Steps between validation passes or checkpoints: ~1,000x the ~1M optimizer steps of Llama 3 405B's pretraining
-# (15.6T tokens at up to 16M tokens per step; Dubey et al. 2024, sec. 3.4.1).
-MAX_STEP_INTERVAL = 1_000_000_000
-# Micro-batches per validation pass: as many as one step may accumulate (`MAX_GRAD_ACCUM`).
-MAX_EVAL_BATCHES = MAX_GRAD_ACCUM
-
-
-def _click_types():
-    """The parser's types module: typer's vendored click (typer 0.26 on), else click (as `parser_exception`)."""
-    try:
-        from typer._click import types
-    except ImportError:  # typer before it vendored click
-        from click import types
-    return types
-
-
-class AtMost(_click_types().IntParamType):
-    """A whole-number option with an upper bound: past ``at_most`` a one-line UsageError that says the bound, what it
-    is measured against and what to do (``--micro-batch 99999999999999999999999`` printed a peak of
-    84088640213012692598784 GiB and exited 0). Lower bounds stay with the engines, which say them per option, except
-    ``at_least`` for a model's shape, whose engine check speaks in field names ("model n_layer must be a positive
-    integer") that no option of the command line has."""
-
-    def __init__(self, at_most: int, unit: str, reason: str, at_least: int | None = None) -> None:
-        self.at_most, self.unit, self.reason, self.at_least = at_most, unit, reason, at_least
-
-    def convert(self, value, param, ctx):
-        n = super().convert(value, param, ctx)
-        option = param.opts[0] if param is not None and param.opts else "the value"
-        if n > self.at_most:
-            from ..errors import UsageError
-
-            raise UsageError(f"{option} {value} is too large: at most {self.at_most:,} {self.unit} ({self.reason}); "
-                             f"give a smaller {option}")
-        if self.at_least is not None and n < self.at_least:
-            from ..errors import UsageError
-
-            raise UsageError(f"{option} {value} is too small: give {option} from {self.at_least} to "
-                             f"{self.at_most:,} {self.unit}")
-        return n
-
-
-MICRO_BATCH_TYPE = AtMost(MAX_MICRO_BATCH, "sequences", "about 500x Llama 3 405B's whole global batch")
-GRAD_ACCUM_TYPE = AtMost(MAX_GRAD_ACCUM, "micro-batches", "about 500x Llama 3 405B's global batch, one sequence each")
-N_LAYER_TYPE = AtMost(MAX_N_LAYER, "layers", "100x the deepest published transformer, DeepNet's 1,000", at_least=1)
-N_HEAD_TYPE = AtMost(MAX_N_HEAD, "heads", "about 800x Llama 3 405B's 128", at_least=1)
-# --n-kv-head's lower bound is the model's (`option_words.kv_head_words`: which counts divide the heads)
-N_KV_HEAD_TYPE = AtMost(MAX_N_HEAD, "heads", "about 800x Llama 3 405B's 128")
-N_EMBD_TYPE = AtMost(MAX_N_EMBD, "units", "about 40x the widest published model, Megatron-LM 1T's 25,600", at_least=1)
-VOCAB_TYPE = AtMost(MAX_VOCAB, "tokens", "about 400x Gemma's 256k", at_least=1)
-SEQ_TYPE = AtMost(MAX_SEQ_TOKENS, "tokens", "10x the longest released context, Llama 4 Scout's 10M")
-# a model's context length: the same bound as a sequence, and at least one position
-BLOCK_SIZE_TYPE = AtMost(MAX_SEQ_TOKENS, "tokens", "10x the longest released context, Llama 4 Scout's 10M", at_least=1)
-SEED_TYPE = AtMost(MAX_SEED, "(2**32 - 1)", "numpy's seed range, a 32-bit unsigned integer", at_least=0)
-STEP_INTERVAL_TYPE = AtMost(MAX_STEP_INTERVAL, "steps", "about 1,000x Llama 3 405B's ~1M optimizer steps")
-EVAL_BATCHES_TYPE = AtMost(MAX_EVAL_BATCHES, "micro-batches", "as many as --grad-accum allows one step")
-N_EXPERT_TYPE = AtMost(MAX_N_EXPERT, "experts", "about 10x PEER's million experts")
+from .bounds import (
+    BLOCK_SIZE_TYPE,  # noqa: F401 - cli/train.py imports it from here
+    EVAL_BATCHES_TYPE,  # noqa: F401 - cli/train.py imports it from here
+    GRAD_ACCUM_TYPE,
+    MICRO_BATCH_TYPE,
+    N_EMBD_TYPE,
+    N_EXPERT_TYPE,
+    N_HEAD_TYPE,
+    N_KV_HEAD_TYPE,
+    N_LAYER_TYPE,
+    SEED_TYPE,  # noqa: F401 - cli/train.py imports it from here
+    SEQ_TYPE,
+    STEP_INTERVAL_TYPE,  # noqa: F401 - cli/train.py imports it from here
+    VOCAB_TYPE,
+)
+from .output import emit  # noqa: F401 - cli/train.py imports it from here
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 GpuCsvOpt = Annotated[
@@ -215,16 +147,6 @@ def model_from_options(model, params, n_layer, n_head, n_embd, config, vocab=Non
                                            shared_experts))
 
 
-# Narrowest layout for piped output: the width rich itself falls back to without a terminal.
-PIPED_MIN_WIDTH = 80
-# Width at which a renderable is measured for its natural (unwrapped) width; wider than any real table.
-MEASURE_WIDTH = 100_000
-# How reports are printed: lines as long as the layout makes them (no soft wrap); no ":name:" emoji codes (no report
-# writes one, and looking for them costs rich a regular expression per cell and a 3,600-entry table at import);
-# no automatic highlighting of numbers and quotes in plain strings (reports style what they mean to).
-CONSOLE_SETTINGS = {"soft_wrap": False, "emoji": False, "highlight": False}
-
-
 def refuse_together(**given: bool) -> None:
     """UsageError when two or more of the named options are given together (``--csv`` and ``--json``...)."""
     from ..errors import UsageError
@@ -278,52 +200,6 @@ def refuse_empty(**given: str | None) -> None:
             raise UsageError(f"{name} is empty; give a value (see --help) or leave {name} out for its default")
 
 
-def stdout_console(renderable=None):
-    """A rich Console for stdout: the terminal's width on a terminal; piped, a layout that never cuts a cell.
-
-    Piped (stdout not a terminal) and with no COLUMNS in the environment, the width is the renderable's natural
-    width (at least `PIPED_MIN_WIDTH`), so tables print whole instead of wrapping at 80 columns and ending cells
-    in '…'. Table columns fold instead of cutting in any case when piped, so a COLUMNS set narrower wraps a long
-    word onto the next line rather than dropping its end; a column that never wraps (numbers) still ends a cut cell
-    in '…' (`_fold_tables`).
-    """
-    from rich.console import Console
-
-    console = Console(**CONSOLE_SETTINGS)
-    if console.is_terminal or renderable is None:
-        return console
-    _fold_tables(renderable)
-    if "COLUMNS" in os.environ:  # the caller chose a width: honour it
-        return console
-    natural = Console(width=MEASURE_WIDTH, **CONSOLE_SETTINGS).measure(renderable).maximum
-    return Console(width=max(PIPED_MIN_WIDTH, natural), **CONSOLE_SETTINGS)
-
-
-def stdout_width() -> int | None:
-    """The columns `stdout_console` lays a report out in: the terminal's, or COLUMNS when set; None when piped
-    without COLUMNS (a report then prints at its natural width)."""
-    from rich.console import Console
-
-    console = Console(**CONSOLE_SETTINGS)
-    return console.width if console.is_terminal or "COLUMNS" in os.environ else None
-
-
-def _fold_tables(renderable) -> None:
-    """Set every wrapping table column in ``renderable`` (a Group, a Table, nested) to fold long words, never cut
-    them. A column that never wraps (no_wrap: numbers) keeps its '…': folding cannot apply there, and a cut would be
-    silent ('0.4' printed for 0.46)."""
-    from rich.console import Group
-    from rich.table import Table
-
-    if isinstance(renderable, Table):
-        for column in renderable.columns:
-            if not column.no_wrap:
-                column.overflow = "fold"
-    elif isinstance(renderable, Group):
-        for part in renderable.renderables:
-            _fold_tables(part)
-
-
 def check_zero_stage(zero_stage: int, n_gpus: int) -> None:
     """Refuse ``--zero 1-3`` on one GPU: ZeRO partitions the model states across the data-parallel ranks
     (Rajbhandari et al. 2020, sec. 5), so over one rank it shards nothing; the estimate would only move because
@@ -374,123 +250,6 @@ def storage_precision(given, gpu, *, needs_rate: bool = False) -> tuple:
     from ..memory.settings import storage_precision as pick
 
     return pick(given, gpu, needs_rate=needs_rate)
-
-
-def with_notes(renderable, data: dict, notes) -> tuple:
-    """(renderable, data) with ``notes`` (a sequence of lines, None skipped) printed after the report and listed
-    under "notes" in the JSON."""
-    from rich.console import Group
-    from rich.text import Text
-
-    notes = [n for n in notes if n]
-    if not notes:
-        return renderable, data
-    return Group(renderable, *(Text(f"note: {n}") for n in notes)), {**data, "notes": notes}
-
-
-def emit(renderable, data: dict, as_json: bool) -> None:
-    """Print ``renderable``, or ``data`` as JSON; a stdout that cannot take it (a full disk: ENOSPC, an I/O error) is
-    a `DomainError` of one line. A closed pipe (`BrokenPipeError`) is left to `cli.run`."""
-    _refuse_closed_stdout()
-    try:
-        if as_json:
-            from ..jsonsafe import dumps  # here: the tables need no JSON encoder (start-up, issue 18)
-
-            # inf/nan as null (RFC 8259 has no Infinity); a report whose value is infinite says why beside it
-            sys.stdout.write(dumps(data, indent=2, default=str) + "\n")
-        else:
-            from ..report.plain import plain_tables
-
-            console = stdout_console(renderable)
-            console.print(plain_tables(renderable, console))  # tables drawn faster when no colour is printed
-        sys.stdout.flush()  # a write that fails fails here, not in the interpreter's flush at exit
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise _stdout_failed(e) from None
-
-
-def write_stdout(text: str) -> None:
-    """Write ``text`` to stdout as it is (`plan --csv`, the path a plot was saved to), failing as `emit` does: one
-    line, not a traceback, when stdout cannot take it."""
-    _refuse_closed_stdout()
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise _stdout_failed(e) from None
-
-
-def _stdout_failed(e: OSError) -> Exception:
-    """The `DomainError` for a stdout that cannot be written, with stdout dropped (`_drop_stdout`)."""
-    _drop_stdout()
-    from ..errors import DomainError
-
-    return DomainError(f"cannot write the output to standard output: {e.strerror or e}; free space where it goes, "
-                       "or send it elsewhere (> FILE)")
-
-
-def _refuse_closed_stdout() -> None:
-    """`DomainError` (`cli.STDOUT_CLOSED`) when the process started with standard output closed (sys.stdout None)."""
-    if sys.stdout is None:
-        from ..errors import DomainError
-        from . import STDOUT_CLOSED
-
-        raise DomainError(STDOUT_CLOSED)
-
-
-def _drop_stdout() -> None:
-    """Point the process's stdout at the null device, so the bytes still buffered for it are not written again (and
-    do not fail again, with a traceback) when the interpreter flushes stdout at exit. Nothing to do for a stdout
-    without a file descriptor (a test's capture)."""
-    import io
-
-    try:
-        fd = sys.stdout.fileno()
-        null = os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return
-    os.dup2(null, fd)
-    os.close(null)
-
-
-class StderrProgress:
-    """A rich progress bar on stderr as a ``callback(done, total)`` context; None when stderr is not a terminal.
-
-    ``with StderrProgress("fitting", enabled) as callback: work(callback=callback)``. The bar is transient: it
-    is gone when the work ends, so stdout and a log of stderr hold only results.
-    """
-
-    def __init__(self, label: str, enabled: bool = True) -> None:
-        self.label = label
-        self.enabled = bool(enabled)
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        if not console.is_terminal:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task(self.label, total=None)
-
-        def callback(done: int, total: int, label: str | None = None) -> None:
-            self.bar.update(task, completed=done, total=total, **({"description": label} if label else {}))
-
-        return callback
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def conflicting_options(command, argv: list[str]) -> str | None:

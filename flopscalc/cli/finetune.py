@@ -8,16 +8,9 @@ import typer
 
 from ..finetune.adapters import Method, Quant
 from ..memory.settings import Optimizer
-from .common import (
-    GRAD_ACCUM_TYPE,
-    MICRO_BATCH_TYPE,
-    SEQ_TYPE,
-    GpuCsvOpt,
-    GpuOpt,
-    JsonOpt,
-    ModelConfigOpt,
-    emit,
-)
+from .bounds import GRAD_ACCUM_TYPE, MICRO_BATCH_TYPE, SEQ_TYPE
+from .common import GpuCsvOpt, GpuOpt, JsonOpt, ModelConfigOpt
+from .output import emit
 
 
 def finetune(

@@ -30,9 +30,9 @@ from .common import (
     TieOpt,
     TopKOpt,
     VocabOpt,
-    emit,
     model_from_options,
 )
+from .output import emit
 
 
 def flops(

@@ -13,7 +13,8 @@ import typer
 from typer.core import TyperGroup
 
 from . import COMMANDS, HELP, HELP_OPTIONS, VERSION_HELP, print_help
-from .common import ListingGroup, parser_exception, write_stdout
+from .common import ListingGroup, parser_exception
+from .output import write_stdout
 
 
 def build_command(name: str, module_name: str) -> typer.core.TyperCommand | TyperGroup:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from .bounds import MICRO_BATCH_TYPE
 from .common import (
-    MICRO_BATCH_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -28,9 +28,8 @@ from .common import (
     TopKOpt,
     VocabOpt,
     arch_options,
-    emit,
-    with_notes,
 )
+from .output import emit, with_notes
 
 CPU_NAMES = ("cpu", "host")
 # Tokens generated per sequence when --gen is not given: the shortest output length of TensorRT-LLM's
@@ -55,7 +54,7 @@ def parse_context(text: str) -> int:
         raise UsageError(f"cannot read --context {text!r}: give a whole number of tokens, at least 1, or a number "
                          "with k (units of 1024 tokens), e.g. 4096 or 8k")
     tokens = int(digits) * (CONTEXT_K if s.endswith("k") else 1)
-    from .common import MAX_SEQ_TOKENS, SEQ_TYPE
+    from .bounds import MAX_SEQ_TOKENS, SEQ_TYPE
 
     if tokens > MAX_SEQ_TOKENS:
         raise UsageError(f"--context {text} is too large: at most {MAX_SEQ_TOKENS:,} tokens ({SEQ_TYPE.reason}); "

@@ -8,9 +8,8 @@ import typer
 
 from ..flops import Recompute
 from ..memory.settings import DEFAULT_ALLOCATOR_OVERHEAD_FRACTION, MemoryPrecision, Optimizer
+from .bounds import GRAD_ACCUM_TYPE, MICRO_BATCH_TYPE
 from .common import (
-    GRAD_ACCUM_TYPE,
-    MICRO_BATCH_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -39,11 +38,10 @@ from .common import (
     VocabOpt,
     ZeroOpt,
     check_zero_stage,
-    emit,
     model_from_options,
     storage_precision,
-    with_notes,
 )
+from .output import emit, with_notes
 
 
 def memory(

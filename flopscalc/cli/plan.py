@@ -11,8 +11,8 @@ import typer
 from ..errors import UsageError
 from ..hardware import Precision
 from ..planner.budget import DEFAULT_MFU, DEFAULT_PRECISION, DEFAULT_UTILIZATION
+from .bounds import SEQ_TYPE
 from .common import (
-    SEQ_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -31,11 +31,10 @@ from .common import (
     VocabOpt,
     arch_options,
     check_seq,
-    emit,
     refuse_empty,
     refuse_together,
-    write_stdout,
 )
+from .output import emit, write_stdout
 
 
 def _duration_s(days: float | None, hours: float | None, duration: str | None) -> float:

@@ -29,14 +29,13 @@ from .common import (
     UtilizationOpt,
     ZeroOpt,
     check_zero_stage,
-    emit,
     given_on_command_line,
     refuse_empty,
     refuse_repeated,
     refuse_unused,
     storage_precision,
-    write_stdout,
 )
+from .output import emit, write_stdout
 
 plot_app = typer.Typer(cls=ListingGroup, help="Charts: compute-optimal frontier, IsoFLOP curves, loss landscape, memory, calibration.",
                        no_args_is_help=True)

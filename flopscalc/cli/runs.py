@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from .common import JsonOpt, emit
+from .common import JsonOpt
+from .output import emit
 
 
 def register(app: typer.Typer) -> None:

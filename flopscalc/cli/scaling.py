@@ -23,14 +23,12 @@ from .common import (
     NLayerOpt,
     ParamsOpt,
     SeqOpt,
-    StderrProgress,
     check_seq,
-    emit,
     given_on_command_line,
     refuse_empty,
     refuse_unused,
-    write_stdout,
 )
+from .output import StderrProgress, emit, write_stdout
 
 scaling_app = typer.Typer(cls=ListingGroup, help="Scaling laws: list them, allocate a FLOP budget, predict loss, fit your runs.",
                           no_args_is_help=True)

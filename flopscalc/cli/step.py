@@ -12,8 +12,8 @@ from ..perf.op_kinds import (  # the command imports the step model anyway (cli 
     MOE_STEP_TIME_NOTE,
     SUSTAINED_FRACTION,
 )
+from .bounds import MICRO_BATCH_TYPE
 from .common import (
-    MICRO_BATCH_TYPE,
     BiasOpt,
     ExpertsOpt,
     FfnOpt,
@@ -43,12 +43,11 @@ from .common import (
     VocabOpt,
     ZeroOpt,
     check_zero_stage,
-    emit,
     model_from_options,
     reduce_fp32_option,
     storage_precision,
-    with_notes,
 )
+from .output import emit, with_notes
 
 CPU_NAMES = ("cpu", "host")
 

@@ -41,7 +41,7 @@ from .memory import FinetuneMemory, FinetuneSetup, finetune_memory
 # Largest micro-batch searched (sequences).
 MAX_MICRO_BATCH_SEARCHED = 4096
 # Longest sequence searched where no position table caps it (tokens): the CLI's --seq cap
-# (`cli.common.MAX_SEQ_TOKENS`, 10x the longest released context, Llama 4 Scout's 10M).
+# (`cli.bounds.MAX_SEQ_TOKENS`, 10x the longest released context, Llama 4 Scout's 10M).
 MAX_SEQ_SEARCHED = 100_000_000
 # Smallest LoRA rank a fix proposes (Hu et al. 2021, Table 6: rank 1-8 already matches on GPT-3 q/v adaptation).
 MIN_FIX_RANK = 4
