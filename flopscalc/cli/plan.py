@@ -134,7 +134,8 @@ def plan(
     """The best training run for a budget: model, tokens, setup that fits, time, loss, energy and cost."""
     from .. import planner
     from ..hardware import get_gpu, training_precision
-    from ..report.plan import plan_csv, plan_dict, plan_report
+    from ..report.plan import plan_report
+    from ..report.plan_data import plan_csv, plan_dict
     from ..units import SECONDS_PER_DAY, check_duration, parse_bytes, parse_count, parse_usd
 
     refuse_together(**{"--csv": as_csv, "--json": as_json})
