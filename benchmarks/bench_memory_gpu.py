@@ -14,7 +14,7 @@ other non-PyTorch users hold (``mem_get_info`` used minus reserved: the context 
     python benchmarks/bench_memory_gpu.py --dry-run --gpu h200 --models gpt2 --micro-batches 8 --grad-accum 2
                                                                 # the planned rows and their estimates, no run
 
-The estimates are for the GPU measured: its architecture sizes cuBLAS's workspace (`memory.settings.cublas_workspace`:
+The estimates are for the GPU measured: its architecture sizes cuBLAS's workspace (`memory.workspace.cublas_workspace`:
 32 MiB per handle on Hopper and Blackwell, 8.125 MiB before), so the script identifies the CUDA device by its name as
 the trainer's benchmark does (`flopscalc.train.bench.identify_gpu`), or takes ``--gpu`` (a GPU database row) where
 the name is not recognised; a dry run prices the ``--gpu`` row (none named: the larger workspace, said).

@@ -40,7 +40,7 @@ CALIBRATIONS = ("eager", "eager-sizes", "recompute-full-gpt2", "recompute-full-g
 # Largest shortfall allowed, as a fraction of the measured peak: the worst row after the fix is -2.6% (above).
 MAX_SHORTFALL = 0.03
 # GPT-2 medium, where no block rounding applies: the shortfall seen is 0.7-2.9 MiB (small tensors' 512-byte blocks,
-# transients beside the peak), against 64 MiB of cuBLAS workspaces the estimate would miss without settings [15].
+# transients beside the peak), against 64 MiB of cuBLAS workspaces the estimate would miss without memory.workspace [1].
 MEDIUM_SHORTFALL_BYTES = 4 * 2**20
 # Issue 3's target, which the estimate before the fix missed (+19.7% for GPT-2 small at micro-batch 8).
 ISSUE_TARGET = 0.10

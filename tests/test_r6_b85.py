@@ -30,7 +30,7 @@ MIB = 2**20
 # PyTorch's default cuBLAS workspace per handle (aten/src/ATen/cuda/CublasHandlePool.cpp, parseChosenWorkspaceSize):
 # 4096 KiB x 2 + 16 KiB x 8 = 8.125 MiB before compute capability 9, 32 MiB on Hopper and later
 WORKSPACE_BEFORE_HOPPER, WORKSPACE_HOPPER = 8.125 * MIB, 32 * MIB
-HANDLES = 2  # one handle for the forward's thread, one for autograd's backward thread (memory.settings [15])
+HANDLES = 2  # one handle for the forward's thread, one for autograd's backward thread (memory.workspace [1])
 CONTEXT = 512 * MIB  # the memory command's default --cuda-context (its assumptions table: 512 MiB)
 
 

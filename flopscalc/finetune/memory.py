@@ -293,7 +293,7 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
         ("allocator_overhead", "allocator overhead", cuda_only_bytes(setup.allocator_overhead_fraction * alloc,
                                                                      setup.device)),
         ("cuda_context", "CUDA context", cuda_only_bytes(setup.cuda_context_bytes, setup.device)),
-        # cuBLAS workspaces from PyTorch's allocator, as the full-training estimate counts them (memory.settings [15])
+        # cuBLAS workspaces from PyTorch's allocator, as the full-training estimate counts them (memory.workspace [1])
         ("blas_workspaces", "cuBLAS workspaces", blas_workspace_bytes(train)),
     )
     return FinetuneMemory(cfg, setup, n_lora, pc.total + n_lora, comps, opt)

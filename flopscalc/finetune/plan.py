@@ -26,7 +26,8 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision, builtin_database, training_precision
 from ..memory.fit import largest_that_fits
-from ..memory.settings import Optimizer, on_gpu
+from ..memory.settings import Optimizer
+from ..memory.workspace import on_gpu
 from ..model import ModelConfig
 from ..perf.offload import host_link_bytes_per_s, pcie_generation
 from ..perf.op_kinds import Phase
@@ -233,7 +234,7 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
     bigger = sorted((g for g in builtin_database() if g.memory_bytes > gpu.memory_bytes),
                     key=lambda g: (g.memory_bytes, g.launch_price_usd or float("inf")))
     for g in bigger:
-        on_g = on_gpu(replace(setup, gpu_architecture=None), g)  # its own cuBLAS workspace (memory.settings [15])
+        on_g = on_gpu(replace(setup, gpu_architecture=None), g)  # its own cuBLAS workspace (memory.workspace [1])
         need = finetune_memory(cfg, on_g)
         if need.required_bytes() <= g.memory_bytes * (1 - headroom):
             fixes.append(Fix((f"a GPU with more memory: {g.name} ({g.memory_bytes / GIB:.0f} GiB)",),

@@ -50,9 +50,8 @@ from ..memory.settings import (
     FSDP_UNSHARDED_UNITS,
     HALF_BYTES,
     MASK_BYTES,
-    N_CUBLAS_HANDLES,
-    cublas_workspace,
 )
+from ..memory.workspace import N_CUBLAS_HANDLES, cublas_workspace
 from ..model import Mlp, ModelConfig, count_params
 from ..model.counts import mlp_unit_params
 from .spec import Engine, Layout, chunk_layers
@@ -81,7 +80,7 @@ class LayoutMemory:
     # <= 0: what the memory engine subtracts for tensors not alive at its peak (gradients grow as backward frees
     # activations; `memory.estimate` "not_concurrent"); only the DDP/FSDP path (`trainer_layout_memory`) has one
     not_concurrent: float = 0.0
-    # cuBLAS's workspaces (`memory.settings.cublas_workspace` x `N_CUBLAS_HANDLES`), a row of their own as
+    # cuBLAS's workspaces (`memory.workspace.cublas_workspace` x `N_CUBLAS_HANDLES`), a row of their own as
     # `flopscalc memory` prints them
     blas_workspaces: float = 0.0
 
@@ -247,7 +246,7 @@ def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool
                   fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
                   gpu_architecture: str | None = None) -> LayoutMemory:
     """Peak memory per GPU of ``cfg`` trained under ``layout`` (bytes, by component): the busier stage, on a GPU of
-    ``gpu_architecture`` (its cuBLAS workspace, `memory.settings.cublas_workspace`; None: not known, the larger)."""
+    ``gpu_architecture`` (its cuBLAS workspace, `memory.workspace.cublas_workspace`; None: not known, the larger)."""
     per_layer = activation_bytes_per_layer(cfg, seq_len, layout.micro_batch, tp=layout.tp, cp=layout.cp,
                                            sequence_parallel=layout.sequence_parallel, recompute=layout.recompute,
                                            flash=flash, dropout=dropout)
@@ -277,7 +276,7 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
     w_d, g_d, o_d = _state_bytes_per_param(layout.zero_stage, dense_shards)
     w_e, g_e, o_e = _state_bytes_per_param(layout.zero_stage, expert_shards)
     s_local = seq_len / layout.cp
-    workspaces = N_CUBLAS_HANDLES * cublas_workspace(gpu_architecture)[0]  # memory.settings [15], by architecture
+    workspaces = N_CUBLAS_HANDLES * cublas_workspace(gpu_architecture)[0]  # memory.workspace [1], by architecture
     best = best_total = None
     for stage, (dense, experts) in params.items():
         rank = {"first": 0, "second": 1}.get(stage, layout.pp - 1)  # `stage_params`' stages
@@ -295,7 +294,7 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
         if stage == "last" or layout.pp == 1:  # fp32 logits of one micro-batch, vocabulary split by TP
             logits = FP32_BYTES * s_local * layout.micro_batch * cfg.vocab_size / layout.tp
         base = weights + grads + optim + acts + logits
-        # the CUDA context and cuBLAS's workspaces, as the DDP/FSDP path counts them (memory.settings [15])
+        # the CUDA context and cuBLAS's workspaces, as the DDP/FSDP path counts them (memory.workspace [1])
         parts = (weights, grads, optim, acts, logits, cuda_context_bytes, fragmentation_fraction * base)
         total = sum(parts)  # the workspaces are the same on every stage: they do not choose the peak one
         if best is None or total > best_total:

@@ -15,7 +15,8 @@ from ..model import ModelConfig
 from ..units import GIB
 from .estimate import MemoryBreakdown, estimate_memory
 from .fit import Fit, fits, max_micro_batch
-from .settings import MemoryPrecision, Optimizer, TrainingSetup, on_gpu
+from .settings import MemoryPrecision, Optimizer, TrainingSetup
+from .workspace import on_gpu
 
 # How disruptive each change is, for ranking fixes (a judgement, not a measurement): free kernels and
 # precision first; full recomputation costs ~33% more compute (Korthikanti et al. 2022, Table 4, ~36%
@@ -108,7 +109,7 @@ def _describe(old: TrainingSetup, new: TrainingSetup) -> tuple[tuple[str, ...], 
 def suggest_fixes(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0,
                   limit: int = 5) -> FitAdvice:
     """The smallest changes that make ``setup`` fit ``gpu`` (with its architecture's cuBLAS workspace,
-    `settings.on_gpu`, as `answer` counts it), ranked, or why nothing does.
+    `workspace.on_gpu`, as `answer` counts it), ranked, or why nothing does.
 
     Every combination of lighter settings (precision, optimizer, recomputation, flash attention,
     offload, and with several GPUs ZeRO stages) is tried with the largest micro-batch up to the current
@@ -162,7 +163,7 @@ class MemoryAnswer:
 
 
 def answer(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0) -> MemoryAnswer:
-    """Breakdown of ``setup`` on ``gpu`` (with its architecture's cuBLAS workspace, `settings.on_gpu`), whether it
+    """Breakdown of ``setup`` on ``gpu`` (with its architecture's cuBLAS workspace, `workspace.on_gpu`), whether it
     fits, the largest micro-batch, and ranked fixes."""
     setup = on_gpu(setup, gpu)
     breakdown = estimate_memory(cfg, setup)

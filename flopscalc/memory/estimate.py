@@ -25,8 +25,9 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..model import ModelConfig, count_params, default_train_seq
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
-from .settings import HALF_BYTES, N_CUBLAS_HANDLES, Device, TrainingSetup, cublas_workspace
+from .settings import HALF_BYTES, Device, TrainingSetup
 from .states import ModelStates, head_gradient_bytes, model_states
+from .workspace import N_CUBLAS_HANDLES, cublas_workspace
 
 # label, what it is, source: the order the renderers show components in
 COMPONENTS: tuple[tuple[str, str, str], ...] = (
@@ -137,7 +138,7 @@ class MemoryBreakdown:
     @property
     def blas_workspace_bytes(self) -> float:
         """cuBLAS workspaces, taken from PyTorch's caching allocator on CUDA, sized by the GPU's architecture
-        (`settings.cublas_workspace`) (bytes; none on a CPU)."""
+        (`workspace.cublas_workspace`) (bytes; none on a CPU)."""
         return blas_workspace_bytes(self.setup)
 
     @property
@@ -167,11 +168,11 @@ def cuda_only_bytes(value_bytes: float, device: Device) -> float:
 
 
 def blas_workspace_bytes(setup: TrainingSetup) -> float:
-    """cuBLAS workspaces of one training step (bytes): one per handle, the forward's and autograd's (settings [15],
-    [16]), each PyTorch's default for the setup's GPU architecture; none on a CPU."""
+    """cuBLAS workspaces of one training step (bytes): one per handle, the forward's and autograd's (workspace [1],
+    [2]), each PyTorch's default for the setup's GPU architecture; none on a CPU."""
     if setup.device is not Device.cuda:
         return 0.0
-    return N_CUBLAS_HANDLES * cublas_workspace(setup.gpu_architecture)[0]  # settings [15]: size by compute capability
+    return N_CUBLAS_HANDLES * cublas_workspace(setup.gpu_architecture)[0]  # workspace [1]: size by compute capability
 
 
 def cuda_loss_timing(setup: TrainingSetup) -> bool:

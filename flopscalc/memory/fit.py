@@ -10,7 +10,8 @@ from ..errors import UsageError
 from ..hardware import GpuSpec
 from ..model import ModelConfig
 from .estimate import MemoryBreakdown, estimate_memory
-from .settings import TrainingSetup, on_gpu, with_micro_batch
+from .settings import TrainingSetup, with_micro_batch
+from .workspace import on_gpu
 
 # Largest micro-batch searched (sequences); beyond this the answer is "at least this many".
 MAX_MICRO_BATCH_SEARCHED = 1 << 20
@@ -52,7 +53,7 @@ def _checked(min_headroom_fraction: float) -> float:
 def max_micro_batch(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_headroom_fraction: float = 0.0,
                     upper: int = MAX_MICRO_BATCH_SEARCHED) -> int:
     """Largest micro-batch (sequences, at most ``upper``) whose peak fits ``gpu`` (with its architecture's cuBLAS
-    workspace, `settings.on_gpu`, as `answer` counts it); 0 if not even one does.
+    workspace, `workspace.on_gpu`, as `answer` counts it); 0 if not even one does.
 
     The peak grows with the micro-batch (every batch-dependent term is linear in it), so a bisection works; the
     line through the peaks at 1 and 2 predicts the answer first, and two looks confirm it (the peak at the

@@ -1,6 +1,7 @@
 """Settings of a training run that decide its memory: `TrainingSetup`, its enums and the named knobs.
 
-Every assumption the estimator makes is a constant here with its source. Sizes are bytes.
+Every assumption the estimator makes is a constant here with its source (the cuBLAS workspace, sized by the GPU's
+architecture: `workspace.py`). Sizes are bytes.
 
 References
 ----------
@@ -41,14 +42,6 @@ References
 [14] The reference trainer (``flopscalc/train/trainer.py``: ``loss = self.model(x, y)[1]``) and
      ``benchmarks/bench_memory_gpu.py`` drop the logits before backward, and no node of PyTorch's loss saves them
      (``log_softmax`` saves its output, the casts nothing).
-[15] PyTorch ``aten/src/ATen/cuda/CublasHandlePool.cpp``: ``parseChosenWorkspaceSize`` (":4096:2:16:8 default,
-     32MiB for Hopper and Blackwell": 4096 KiB x 8 when ``cudaDeviceProp.major`` is 9, 10, 11 or 12, else 4096 KiB x 2
-     + 16 KiB x 8; the ``CUBLAS_WORKSPACE_CONFIG`` environment variable overrides both, and is not modelled),
-     ``getNewWorkspace`` (from the CUDA caching allocator, so inside ``max_memory_allocated``), one workspace per
-     (handle, stream), shared with cuBLASLt by default (``TORCH_CUBLASLT_UNIFIED_WORKSPACE``), and one handle per
-     thread (thread-local ``PoolWindow``).
-[16] PyTorch ``torch/csrc/autograd/engine.cpp`` ``Engine::start_device_threads``: backward runs on one worker thread
-     per CUDA device, not the caller's thread, so a training step uses two cuBLAS handles.
 """
 
 from __future__ import annotations
@@ -87,53 +80,10 @@ DEFAULT_CUDA_CONTEXT_BYTES = 512 * MIB
 # Caching-allocator fragmentation: reserved exceeds allocated by a workload-dependent amount ([9]).
 # 5% is an assumption, not a measurement; benchmarks/bench_memory_gpu.py reports reserved/allocated.
 DEFAULT_ALLOCATOR_OVERHEAD_FRACTION = 0.05
-# cuBLAS workspace per (handle, stream), PyTorch's default by the GPU's compute capability ([15]
-# ``parseChosenWorkspaceSize``): 4096 KiB x 8 = 32 MiB where the major version is 9, 10, 11 or 12 ("32MiB for Hopper
-# and Blackwell"), else ":4096:2:16:8" = 4096 KiB x 2 + 16 KiB x 8 = 8.125 MiB (Volta, Turing, Ampere, Ada).
-CUBLAS_WORKSPACE_LARGE_BYTES = 4096 * 1024 * 8
-CUBLAS_WORKSPACE_SMALL_BYTES = 4096 * 1024 * 2 + 16 * 1024 * 8
-CUBLAS_LARGE_WORKSPACE_CC_MAJORS = frozenset({9, 10, 11, 12})  # [15]: ``properties->major == 9 || ... == 12``
-# Compute-capability major of each NVIDIA architecture in data/gpu_specs.csv (NVIDIA, "CUDA GPUs - Compute
-# Capability", developer.nvidia.com/cuda-gpus: V100 7.0, T4 7.5, A100 8.0, RTX 30 8.6, RTX 40 / L4 / L40 8.9, H100 /
-# H200 9.0, B200 10.0, B300 10.3, RTX 50 / RTX PRO 6000 12.0: Blackwell is 10 or 12, both in the 32 MiB set).
-ARCHITECTURE_CC_MAJOR = {"Volta": 7, "Turing": 7, "Ampere": 8, "Ada Lovelace": 8, "Hopper": 9, "Blackwell": 10,
-                         "Blackwell Ultra": 10}
-# Where the GPU is not known (no --gpu, or an architecture PyTorch's CUDA rule does not name: AMD, TPU, Gaudi,
-# Trainium), the larger of the two is assumed, the safe side for a fit; the estimate's assumptions say so.
-CUBLAS_WORKSPACE_BYTES = CUBLAS_WORKSPACE_LARGE_BYTES
-# cuBLAS handles a training step holds, one per thread running matmuls ([15]): the forward's and autograd's device
-# thread ([16]). Measured: GPT-2 medium on an H200 (tensors all whole 2-MiB blocks) is 0.063-0.065 GiB above the
-# estimate without them at every micro-batch (tests/test_memory_cuda_recorded.py).
-N_CUBLAS_HANDLES = 2
 # DeepSpeed's default reduce/all-gather bucket size, in elements ([7]); one bucket of each kind is live.
 ZERO_BUCKET_ELEMENTS = 5e8
 # FSDP keeps the unit being computed and the prefetched next one unsharded ([8]).
 FSDP_UNSHARDED_UNITS = 2
-
-
-def cublas_workspace(architecture: str | None) -> tuple[float, str]:
-    """(bytes, why) of PyTorch's default cuBLAS workspace per (handle, stream) on a CUDA GPU of ``architecture``.
-
-    The size follows the compute capability ([15] ``parseChosenWorkspaceSize``, ``CUBLAS_WORKSPACE_CONFIG`` unset):
-    32 MiB on Hopper and Blackwell, 8.125 MiB before. ``architecture`` None (no GPU named) or one the rule does not
-    name (`ARCHITECTURE_CC_MAJOR`: AMD, TPU, ...) gets the larger, CUBLAS_WORKSPACE_BYTES, and ``why`` says so.
-    """
-    major = ARCHITECTURE_CC_MAJOR.get(architecture.strip()) if architecture is not None else None
-    if major is None:
-        size = f"{CUBLAS_WORKSPACE_BYTES / MIB:g} MiB"
-        older = f"{CUBLAS_WORKSPACE_SMALL_BYTES / MIB:g} MiB on Ampere, Ada and older"
-        if architecture is None:
-            return float(CUBLAS_WORKSPACE_BYTES), (f"no GPU named, so Hopper/Blackwell's {size} is assumed (the larger; "
-                                                   f"{older}); name the GPU for its own size")
-        if not architecture.strip():
-            return float(CUBLAS_WORKSPACE_BYTES), (f"the GPU's row names no architecture, so Hopper/Blackwell's {size} "
-                                                   f"is assumed (the larger; {older}); fill its architecture column")
-        return float(CUBLAS_WORKSPACE_BYTES), (f"PyTorch's CUDA rule does not name the {architecture} architecture, "
-                                               f"so {size} (the larger of its two sizes) is assumed")
-    large = major in CUBLAS_LARGE_WORKSPACE_CC_MAJORS  # [15]: major 9-12
-    size = CUBLAS_WORKSPACE_LARGE_BYTES if large else CUBLAS_WORKSPACE_SMALL_BYTES
-    rule = "for Hopper and Blackwell (compute capability 9-12)" if large else "before Hopper (compute capability < 9)"
-    return float(size), f"{architecture}: PyTorch's default {rule}"
 
 
 def check_gpu_architecture(architecture: str | None, device: Device) -> None:
@@ -146,18 +96,6 @@ def check_gpu_architecture(architecture: str | None, device: Device) -> None:
     if device is Device.cpu:
         raise UsageError(f"GPU architecture {architecture!r} sets a CUDA GPU's cuBLAS workspace, and a CPU estimate "
                          "has none; drop the architecture or estimate for device cuda")
-
-
-def on_gpu(setup, gpu):
-    """``setup`` (a `TrainingSetup` or `finetune.memory.FinetuneSetup`) run on ``gpu`` (a `hardware.GpuSpec`): on
-    CUDA, with its architecture, which sizes the cuBLAS workspace ([15]). A setup naming another architecture than
-    the GPU's is refused (two GPUs for one run)."""
-    if setup.device is not Device.cuda or setup.gpu_architecture == gpu.architecture:
-        return setup
-    if setup.gpu_architecture is not None:
-        raise UsageError(f"the setup names GPU architecture {setup.gpu_architecture!r} but {gpu.name} is "
-                         f"{gpu.architecture!r}; drop the setup's architecture (the GPU's is taken)")
-    return replace(setup, gpu_architecture=gpu.architecture)
 
 
 class MemoryPrecision(str, Enum):

@@ -142,7 +142,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
                          grad_accum=LIGHTEST_GRAD_ACCUM,  # accumulation keeps gradients alive through forward
-                         gpu_architecture=gpu.architecture)  # its cuBLAS workspace (memory.settings [15])
+                         gpu_architecture=gpu.architecture)  # its cuBLAS workspace (memory.workspace [1])
     want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
     tokens = want_micro * seq_len * n_gpus
     flag_sets = _searched(n_gpus > 1)  # each setup searched is `_flagged(base, i)` at some micro-batch

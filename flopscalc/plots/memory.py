@@ -48,7 +48,7 @@ def memory_data(models, gpu=None, setup=None, micro_batches=None) -> dict:
         One bar per micro-batch for each model (default: the setup's micro-batch).
     """
     from ..memory import COMPONENTS, Device, TrainingSetup, estimate_memory, fits
-    from ..memory.settings import cublas_workspace, on_gpu
+    from ..memory.workspace import cublas_workspace, on_gpu
     from ..model import get_preset
 
     cfgs = [get_preset(m) if isinstance(m, str) else m for m in models]
