@@ -1,4 +1,4 @@
-"""The budget passes of a time budget (`planner.core._recommendation`) never lose a better model they weighed.
+"""The budget passes of a time budget (`planner.passes._recommendation`) never lose a better model they weighed.
 
 The shapes are placed around the law's optimum for the FLOPs the previous pass's pick delivers, so each pass weighs
 other models; the passes need not settle (a pick of another MFU moves the shapes back). Under a time budget an
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from flopscalc.hardware import get_gpu
-from flopscalc.planner import core, plan
+from flopscalc.planner import passes, plan
 
 DAY_S = 86400
 
@@ -35,13 +35,13 @@ def _trained(o) -> bool:
 def test_the_recommendation_is_the_best_model_any_pass_weighed(case, monkeypatch):
     (gpu, days), fields = CASES[case]
     picks = []
-    real = core._pass_recommendation
+    real = passes._pass_recommendation
 
     def pass_recommendation(*args, **kwargs):
         picks.append(real(*args, **kwargs))
         return picks[-1]
 
-    monkeypatch.setattr(core, "_pass_recommendation", pass_recommendation)
+    monkeypatch.setattr(passes, "_pass_recommendation", pass_recommendation)
     p = plan(get_gpu(gpu), days * DAY_S, **fields)
     rec = p.recommended
     assert len(picks) >= 2  # the case does take more than one pass
@@ -55,8 +55,8 @@ def test_an_options_loss_does_not_depend_on_the_pass_that_weighed_it(monkeypatch
     # the premise of comparing picks across passes: the best pick, planned alone (a fixed model) with the same
     # budget, predicts the same loss
     picks = []
-    real = core._pass_recommendation
-    monkeypatch.setattr(core, "_pass_recommendation",
+    real = passes._pass_recommendation
+    monkeypatch.setattr(passes, "_pass_recommendation",
                         lambda *a, **k: picks.append(real(*a, **k)) or picks[-1])
     (gpu, days), fields = CASES["h100x1024 dp mfu0.4"]
     plan(get_gpu(gpu), days * DAY_S, **fields)

@@ -1,10 +1,11 @@
 """The planner: budget -> allocation -> options that fit -> recommendation -> explanation.
 
-``core`` runs the steps (``plan``); ``budget`` turns days, dollars or FLOPs into a FLOP budget; ``search`` picks
-models and token counts; ``options`` finds the setup (ZeRO, offload, recomputation, micro-batch) that fits and is
-fastest; ``speed`` chooses one time model per plan; ``layout`` hands multi-node runs to the layout search;
-``family`` and ``notes`` shape and explain. Importing the package loads nothing; its public names load ``core``
-on first use (PEP 562), so engines may import ``flopscalc.planner.budget`` without pulling in the planner.
+``core`` runs the steps (``plan``); ``passes`` settles the budget at the recommended run's MFU; ``budget`` turns
+days, dollars or FLOPs into a FLOP budget; ``search`` picks models and token counts; ``options`` finds the setup
+(ZeRO, offload, recomputation, micro-batch) that fits and is fastest; ``speed`` chooses one time model per plan;
+``layout`` hands multi-node runs to the layout search; ``family`` and ``notes`` shape and explain. Importing the
+package loads nothing; its public names load ``core`` on first use (PEP 562), so engines may import
+``flopscalc.planner.budget`` without pulling in the planner.
 """
 
 from __future__ import annotations

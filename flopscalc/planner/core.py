@@ -12,14 +12,14 @@ and cost; a target loss: the fastest run that reaches it. See docs/planner.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..assumption import Assumption
 from ..costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec
-from ..model import ModelConfig, SeqSource, count_params, get_family
+from ..model import SeqSource, get_family
 from ..units import MAX_DURATION_S, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_YEAR
 from .budget import (
     CHINCHILLA_TOKENS_PER_PARAM,
@@ -31,7 +31,7 @@ from .budget import (
     candidate,
 )
 from .databound import ShorterRun, shorter_run, shorter_run_warning
-from .family import ShapeFamily, model_family, shape_family
+from .family import model_family, shape_family
 from .notes import (
     _assumptions,
     _calibration_warnings,
@@ -43,29 +43,24 @@ from .notes import (
     _warnings,
 )
 from .options import PlanOption
-from .relax import Binding, _binding, _pass_recommendation
+from .passes import DEADLINE_KINDS, _recommendation, _Search, _Space
+from .relax import Binding, _binding
 from .request import PlanRequest
 from .search import (
-    _Context,
-    _evaluate,
     _law_n,
     _loss,
     _preset_candidates,
-    _recommend,
-    _shapes,
 )
 from .speed import (
     DEFAULT_CONSTANT,
     LAYOUT,
     STATED,
-    TimeModel,
     time_model_for,
     time_model_words,
     uses_layout_search,
 )
 
 if TYPE_CHECKING:
-    from ..layout.cluster import Cluster
     from ..scaling.allocate import Allocation
     from ..scaling.hyperparams import Hyperparameters
     from ..scaling.inference import InferenceAllocation, OvertrainingNote
@@ -78,14 +73,6 @@ __all__ = [
 
 # Laws whose loss the plan also shows for the recommended run, to show how much the laws disagree.
 COMPARISON_LAWS = ("besiroglu2024", "chinchilla")
-# Passes of the plan while the recommended run's delivered model FLOPs move the law's optimum: re-evaluate when
-# they differ by more than BUDGET_PASS_REL from the FLOPs the shapes were placed around. N_opt grows as about
-# C^0.5 (Hoffmann et al. 2022, Table 2: a = 0.46-0.50), so 1% in C moves it ~0.5%, about 1% of the 2^(1/2) = 41%
-# spacing of the shapes (OPTION_STEPS).
-MAX_BUDGET_PASSES = 4
-BUDGET_PASS_REL = 0.01
-# Budgets that --max-days can cut short (a fixed-token run or a target has no budget to cut; `search._tokens`).
-DEADLINE_KINDS = ("time", "flops", "money")
 
 
 @dataclass(frozen=True)
@@ -181,30 +168,6 @@ def plan(request: PlanRequest | GpuSpec, duration_s: float | None = None, **fiel
     return _explanation(req, space, search)
 
 
-@dataclass(frozen=True)
-class _Space:
-    """Where the plan searches: the shaping family and its presets, and the one time model that prices options."""
-
-    family: ShapeFamily | None  # None: the models are fixed
-    family_key: str | None
-    presets: dict[str, ModelConfig]
-    cluster: Cluster | None  # the layout search's cluster beyond one node, else None
-    time_model: TimeModel | None  # None: the layout engine prices every option
-
-
-@dataclass(frozen=True)
-class _Search:
-    """The recommendation and what it was chosen from, with the budget settled at the recommended run's MFU."""
-
-    budget: ComputeBudget
-    allocation: Allocation
-    inference_optimum: InferenceAllocation | None
-    options: tuple[PlanOption, ...]
-    skipped: tuple[float, ...]  # sizes around the optimum the family's rule could not shape
-    context: _Context  # of the last pass, which the presets and the binding constraints are weighed in
-    recommended: PlanOption
-
-
 def _search_space(req: PlanRequest) -> _Space:
     """The family (or the fixed model's), its presets, and the time model: the layout engine's beyond a node,
     else the per-operation model (`planner.speed`) or the constant efficiency stated with --mfu (or measured by
@@ -257,127 +220,6 @@ def _budget(req: PlanRequest) -> tuple[ComputeBudget, float]:
         duration_s = req.max_wall_clock_s or SECONDS_PER_DAY
     budget = ComputeBudget(gpu, req.n_gpus, float(duration_s), req.precision, req.utilization, req.stated_mfu)
     return budget, (req.flops if req.flops is not None else budget.model_flops)
-
-
-def _allocation(req: PlanRequest, c_model: float) -> tuple[Allocation, InferenceAllocation | None]:
-    """The law's optimum for ``c_model`` model FLOPs (data-constrained with a dataset size; for a target, the
-    least compute reaching it) and the life-cycle optimum with inference tokens (Sardana et al. 2024)."""
-    from ..scaling import flops_for_loss, optimal, optimal_data_constrained
-
-    law, target = req.law, req.budget_kind == "target"
-    if target:
-        alloc = flops_for_loss(law, req.target_loss)
-    elif req.dataset_tokens is not None and law.has_loss and law.repetition is not None:
-        alloc = optimal_data_constrained(law, c_model, req.dataset_tokens)
-    else:
-        alloc = optimal(law, c_model)
-    ia = None
-    if req.inference_tokens is not None:  # the inference-aware solvers load only then (start-up, issue 18)
-        from ..scaling.inference import inference_optimal_for_loss, inference_optimal_for_training_budget
-
-        ia = (inference_optimal_for_loss(law, req.target_loss, req.inference_tokens) if target else
-              inference_optimal_for_training_budget(law, c_model, req.inference_tokens))
-    return alloc, ia
-
-
-def _options(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float, alloc: Allocation,
-             ia: InferenceAllocation | None) -> tuple[list[ModelConfig], tuple[float, ...], _Context]:
-    """Every model weighed (shapes around the optimum, or the fixed ones) and the context `_evaluate` gives each the
-    fastest setup that fits in (the caller evaluates: a budget pass only what its pick needs)."""
-    centre = alloc.n_params if ia is None else ia.n_params
-    shapes, skipped = (([req.model], ()) if req.model is not None
-                       else _shapes(req.law, centre, req.seq_len, req.models, space.family))
-    ctx = _Context(req.law, req.gpu, budget, req.budget_kind, c_model, req.seq_len, req.mfu, req.calibration,
-                   req.dataset_tokens, req.max_wall_clock_s, req.memory_bytes, req.n_tokens, req.target_loss,
-                   alloc.loss, space.presets, space.cluster, space.time_model, seq_source=req.seq_len_source)
-    return shapes, skipped, ctx
-
-
-def _pick(shapes: list[ModelConfig], ctx: _Context, alloc: Allocation, ia=None) -> PlanOption:
-    """A budget pass's pick: `relax._pass_recommendation` for a time or money budget, which evaluates only the models
-    that can hold it; a FLOP budget's pass evaluates every model."""
-    found = _pass_recommendation(shapes, ctx, alloc, ia)
-    return found if found is not None else _recommend(tuple(_evaluate(cfg, ctx) for cfg in shapes), ctx, alloc, ia)
-
-
-def _within_deadline(req: PlanRequest, budget: ComputeBudget, c_model: float, mfu: float) -> float:
-    """``c_model``, or less where --max-days stops a run at ``mfu`` first: GPUs x peak x duty cycle x MFU x the
-    deadline (a time, money or FLOP budget; `search._tokens` caps every option's tokens the same way)."""
-    if req.max_wall_clock_s is None or req.budget_kind not in DEADLINE_KINDS:
-        return c_model
-    return min(c_model, replace(budget, mfu=mfu).achieved_flop_per_s * req.max_wall_clock_s)
-
-
-def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float) -> _Search:
-    """The recommended run, and the budget settled at its own MFU.
-
-    The header's optimum must be the law's optimum for the model FLOPs the recommended run delivers, and those
-    depend on the run it picks (its recomputation, communication and offload): start from the stated efficiency
-    and evaluate again while the delivered FLOPs move the optimum. A --max-days deadline shorter than the budget
-    stops every option early, so the optimum is the one for what the run delivers by then (`_within_deadline`):
-    shapes placed around the budget's optimum would all be cut short (a year of a 4070 Ti cut to 7 days placed
-    them around 2.9B and recommended GPT-2 medium at loss 2.811, where the 7-day plan finds 2.798).
-
-    The passes need not settle: the shapes move with the FLOPs and a pick of another MFU moves them back (on 1024
-    H100s at --mfu 0.4 they alternate between two sets of shapes), and the pass they stop at need not hold the best
-    model any pass weighed. Under a time or money budget an option's tokens and loss do not depend on the FLOPs the
-    shapes were placed around (`search._tokens`), so for the lowest loss the plan shows the shapes placed around the
-    FLOPs the best pick of any pass delivers, with that pick among them: the recommendation is never worse than a
-    model the passes weighed (with inference tokens: it shrinks the best of them).
-    """
-    from ..scaling import optimal
-
-    kind = req.budget_kind
-    # a FLOP budget's passes move the shapes only when --max-days stops the run before it spends the FLOPs
-    passes = kind in ("time", "money") or (kind == "flops" and req.max_wall_clock_s is not None)
-
-    def spendable(mfu: float) -> float:
-        """The model FLOPs a run at ``mfu`` spends: the budget's, up to the --max-days deadline."""
-        return _within_deadline(req, budget, c_model if kind == "flops" else budget.busy_flops * mfu, mfu)
-
-    c_place = spendable(budget.mfu)  # the FLOPs the optimum, and the shapes around it, are placed for
-    best = plain = None  # the lowest-loss pick of any pass, and of the last
-    for _ in range(MAX_BUDGET_PASSES):
-        alloc, ia = _allocation(req, c_place)
-        shapes, skipped, ctx = _options(req, space, budget, c_model if kind == "flops" else c_place, alloc, ia)
-        if not passes:
-            break
-        rec = _pick(shapes, ctx, alloc, ia)
-        # with inference tokens the pick shrinks the lowest-loss option's N (`search._recommend`): keep that option
-        plain = rec if ia is None else _pick(shapes, ctx, alloc)
-        if plain.loss is not None and (best is None or plain.loss < best.loss):
-            best = plain
-        delivered = spendable(rec.speed.mfu)
-        if abs(delivered / c_place - 1) <= BUDGET_PASS_REL:
-            break
-        c_place = delivered
-    if best is not None and (plain.loss is None or best.loss < plain.loss):  # an earlier pass weighed a better one
-        c_place = spendable(best.speed.mfu)
-        alloc, ia = _allocation(req, c_place)
-        shapes, skipped, ctx = _options(req, space, budget, c_model if kind == "flops" else c_place, alloc, ia)
-        if not any(_same_shape(cfg, best.model) for cfg in shapes):
-            shapes = sorted([*shapes, best.model], key=lambda c: count_params(c).total)
-    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)  # the last (or the best) pass's models: the plan shows all
-    rec = _recommend(options, ctx, alloc, ia)
-    run_mfu = rec.speed.mfu
-    if kind in ("time", "money"):  # the budget's model FLOPs are what the recommended run delivers in it
-        budget = replace(budget, mfu=run_mfu)
-        alloc, ia = _allocation(req, _within_deadline(req, budget, budget.model_flops, run_mfu))
-    elif kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
-        run = replace(budget, mfu=run_mfu)
-        budget = replace(run, duration_s=req.flops / run.achieved_flop_per_s)
-        if req.max_wall_clock_s is not None:  # the optimum of what it spends by the deadline
-            alloc, ia = _allocation(req, _within_deadline(req, budget, req.flops, run_mfu))
-    else:  # the run's own time is the budget the tables show
-        budget = ComputeBudget(req.gpu, req.n_gpus, rec.train_time_s, req.precision, req.utilization, run_mfu)
-    if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
-        alloc = optimal(req.law, rec.model_flops)
-    return _Search(budget, alloc, ia, options, skipped, ctx, rec)
-
-
-def _same_shape(a: ModelConfig, b: ModelConfig) -> bool:
-    """The same model up to its name (how `search._shapes` tells shapes apart)."""
-    return a.with_(name="") == b.with_(name="")
 
 
 def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
