@@ -3,12 +3,16 @@
 - `train --lora-targets q,,v` was refused (``LoRA target  is not one of ...``, an empty name quoted as nothing)
   while `finetune --targets q,,v` was accepted as q,v: two parsers of one list had drifted. One parser
   (`finetune.adapters.parse_targets`) and one rule: an empty name between commas is a typo, refused in one line.
+- a resume's note was stored twice (``notes`` and ``resume_note`` in `train --json`); it is in ``notes`` once, and
+  the table prints the notes under it (so `train --resume` still says it, once).
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from conftest import refused
+from conftest import TINY_SHAPE, cli, refused
 
 FINETUNE = ["finetune", "--model", "llama-3.1-8b", "--gpu", "4090", "--dataset-tokens", "1M"]
 TINY_TRAIN = ["train", "--synthetic", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--block-size", "8",
@@ -25,3 +29,18 @@ def test_an_empty_lora_target_between_commas_is_refused_alike_by_finetune_and_tr
     line = refused(capsys, *argv, targets)
     assert f"{option} {targets.replace(' ', '')} has an empty name between commas" in line
     assert f"e.g. {option} q" in line
+
+
+def test_a_resume_note_is_said_once_in_the_json_and_once_in_the_table(tmp_path, capsys, one_torch_thread):
+    ck = tmp_path / "ck.pt"
+    args = ["train", "--synthetic", *TINY_SHAPE, "--seq", "16", "--eval-interval", "0", "--eval-batches", "1",
+            "--device", "cpu", "--micro-batch", "2", "--warmup-steps", "0", "--checkpoint", str(ck)]
+    assert cli(capsys, *args, "--steps", "2")[0] == 0
+    code, out, err = cli(capsys, *args, "--steps", "3", "--resume", "--new-schedule", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    note = next(n for n in data["notes"] if n.startswith("--new-schedule"))  # what the resume changed
+    assert json.dumps(data).count(note[:40]) == 1
+    code, out, err = cli(capsys, *args, "--steps", "4", "--resume", "--new-schedule")  # the table, from step 3
+    assert code == 0, err
+    assert " ".join(out.split()).count("--new-schedule") == 1, out
