@@ -21,6 +21,7 @@ from .option_words import (
     KvHeadCountError,
     expert_words,
     head_count_words,
+    kv_head_words,
     naming_options,
 )
 from .presets import PRESETS, get_preset
@@ -372,9 +373,12 @@ def resolve_model(
     """
     try:
         return _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, ways)
+    except KvHeadCountError as e:
+        if n_head is None and n_embd is None and (arch or {}).get("n_kv_head") is None:
+            raise  # the preset's or the file's own values: in their field names
+        raise kv_head_words(e, n_head is not None) from None
     except HeadCountError as e:
-        kv_given = (arch or {}).get("n_kv_head") is not None
-        if n_head is None and n_embd is None and not (kv_given and isinstance(e, KvHeadCountError)):
+        if n_head is None and n_embd is None:
             raise  # the preset's or the file's own values: in their field names
         raise head_count_words(e, n_head is not None, n_embd is not None) from None
     except ExpertCountError as e:
