@@ -5,6 +5,7 @@
   (`finetune.adapters.parse_targets`) and one rule: an empty name between commas is a typo, refused in one line.
 - a resume's note was stored twice (``notes`` and ``resume_note`` in `train --json`); it is in ``notes`` once, and
   the table prints the notes under it (so `train --resume` still says it, once).
+- a layout report computed `report.layout.layout_margin_note` twice (once per face); once per layout now.
 """
 
 from __future__ import annotations
@@ -44,3 +45,17 @@ def test_a_resume_note_is_said_once_in_the_json_and_once_in_the_table(tmp_path, 
     code, out, err = cli(capsys, *args, "--steps", "4", "--resume", "--new-schedule")  # the table, from step 3
     assert code == 0, err
     assert " ".join(out.split()).count("--new-schedule") == 1, out
+
+
+@pytest.mark.parametrize("layout", [["--tp", "2"], ["--search"]])
+def test_a_layout_report_computes_its_margin_note_once_per_layout(capsys, monkeypatch, layout):
+    import flopscalc.report.layout as report_layout
+
+    calls = []
+    real = report_layout.layout_margin_note
+    monkeypatch.setattr(report_layout, "layout_margin_note", lambda lt, mem: calls.append(lt.layout) or real(lt, mem))
+    code, out, err = cli(capsys, "step", "--model", "gpt2", "--gpu", "h100", "--n-gpus", "8", *layout, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    shown = data.get("ranked", [data])
+    assert len(calls) == len(shown) and len(set(calls)) == len(calls)  # each layout's note, once
