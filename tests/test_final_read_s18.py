@@ -6,11 +6,22 @@
 - a resume's note was stored twice (``notes`` and ``resume_note`` in `train --json`); it is in ``notes`` once, and
   the table prints the notes under it (so `train --resume` still says it, once).
 - a layout report computed `report.layout.layout_margin_note` twice (once per face); once per layout now.
+- the no-fit hint ignored the user's --no-layout-search: GPT-2 XL in 3 GiB per H100 was told "it would fit on 32
+  GPUs" with --no-layout-search too, where only a tensor/pipeline layout (which the flag turns off) fits; 32 GPUs
+  with the flag were refused. The hint now counts the runs the user's plan would search.
+- benchmarks/bench_perf_own_gpu.py matched rows by (file, model, micro-batch): one profile holding GPT-2 XL at
+  micro-batch 8 with three recomputation modes gave all three rows one calibrated prediction. Rows are keyed by
+  the whole setup now.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import TINY_SHAPE, cli, refused
@@ -59,3 +70,41 @@ def test_a_layout_report_computes_its_margin_note_once_per_layout(capsys, monkey
     data = json.loads(out)
     shown = data.get("ranked", [data])
     assert len(calls) == len(shown) and len(set(calls)) == len(calls)  # each layout's note, once
+
+
+def test_the_no_fit_hint_counts_only_the_runs_the_users_plan_searches(capsys):
+    plan = ["plan", "--gpu", "h100", "--days", "1", "--model", "gpt2-xl", "--memory", "3GiB"]
+    found = re.search(r"it would fit on (\d+) GPUs", refused(capsys, *plan, code=1))
+    assert found, "a layout beyond a node holds GPT-2 XL in 3 GiB per GPU"
+    n = found.group(1)
+    assert cli(capsys, *plan, "--n-gpus", n)[0] == 0  # the count the default hint names runs ...
+    assert cli(capsys, *plan, "--n-gpus", n, "--no-layout-search")[0] == 1  # ... only with layouts
+    line = refused(capsys, *plan, "--no-layout-search", code=1)
+    assert f"it would fit on {n} GPUs" not in line and "GPUs hold it" in line  # data parallelism alone never does
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def test_the_own_gpu_benchmark_keeps_apart_points_of_one_model_and_micro_batch(tmp_path):
+    # GPT-2 XL at micro-batch 8 without, with full and with selective recomputation, in one profile (the measured
+    # points of three committed files, as one calibrate sweep would write them)
+    sizes = json.loads((RESULTS / "calibration_h200-sxm_20261128_eager-sizes.json").read_text())
+    for mode in ("full", "selective"):
+        other = json.loads((RESULTS / f"calibration_h200-sxm_20261128_recompute-{mode}-gpt2-xl.json").read_text())
+        sizes["points"] += other["points"]
+    merged = tmp_path / "calibration_h200-sxm_merged.json"
+    merged.write_text(json.dumps(sizes))
+    paths = [RESULTS / "calibration_h200-sxm_20261128_eager.json", merged,
+             RESULTS / "calibration_h200-sxm_20261128_recompute-full-gpt2.json"]
+    out = tmp_path / "out.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_perf_own_gpu.py"), "--out", str(out),
+                        *(a for p in paths for a in ("--profile", str(p)))], check=False, capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    predicted = {t["recompute"]: t["calibrated_s"] for t in result["cross_size"]["targets"]
+                 if t["model"] == "gpt2-xl"}
+    rows = {p["recompute"]: p["calibrated_s"] for p in result["points"] if p["model"] == "gpt2-xl"}
+    assert len(predicted) == 3 and rows == predicted  # each row its own prediction
