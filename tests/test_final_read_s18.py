@@ -12,6 +12,9 @@
 - benchmarks/bench_perf_own_gpu.py matched rows by (file, model, micro-batch): one profile holding GPT-2 XL at
   micro-batch 8 with three recomputation modes gave all three rows one calibrated prediction. Rows are keyed by
   the whole setup now.
+- benchmarks/bench_trainer.py --dry-run judged "fits" on the allocated peak, without the CUDA context and the
+  allocator's overhead: GPT-2 at micro-batch 170 x 1024 on an H200 (137.8 GiB allocated, 145.2 GiB on the device,
+  of 141 GiB) was said to fit. It is judged on the device total `flopscalc memory` reports.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SHAPE, cli, refused
+from conftest import TINY_SHAPE, cli, cli_json, refused
+
+from flopscalc.hardware import get_gpu
 
 FINETUNE = ["finetune", "--model", "llama-3.1-8b", "--gpu", "4090", "--dataset-tokens", "1M"]
 TINY_TRAIN = ["train", "--synthetic", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--block-size", "8",
@@ -108,3 +113,22 @@ def test_the_own_gpu_benchmark_keeps_apart_points_of_one_model_and_micro_batch(t
                  if t["model"] == "gpt2-xl"}
     rows = {p["recompute"]: p["calibrated_s"] for p in result["points"] if p["model"] == "gpt2-xl"}
     assert len(predicted) == 3 and rows == predicted  # each row its own prediction
+
+
+def test_the_trainer_dry_run_judges_fits_on_the_device_total_flopscalc_memory_reports(capsys):
+    micro = 170  # GPT-2 x 1024 tokens: allocated 137.8 GiB of the H200's 141, 145.2 GiB with context and overhead
+    code = ("import importlib.util, json, sys\n"
+            f"spec = importlib.util.spec_from_file_location('m', {str(ROOT / 'benchmarks' / 'bench_trainer.py')!r})\n"
+            "mod = sys.modules['m'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+            "from flopscalc.train.bench import BenchSetup\n"
+            f"print(json.dumps(mod.dry_run_rows([BenchSetup(model=mod.get_preset('gpt2'), micro_batch={micro}, "
+            "seq_len=1024, compile=False)], 'h200-sxm')))\n")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout.strip().splitlines()[-1])
+    memory = cli_json(capsys, "memory", "--model", "gpt2", "--gpu", "h200", "--micro-batch", str(micro), "--seq",
+                      "1024")
+    gpu_bytes = get_gpu("h200").memory_bytes
+    assert row["predicted_memory_bytes"] == memory["allocated_peak_bytes"] <= gpu_bytes  # allocated: it would fit
+    assert row["predicted_device_bytes"] == memory["peak_bytes"] > gpu_bytes and not row["fits"]
