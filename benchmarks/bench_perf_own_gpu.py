@@ -68,6 +68,13 @@ class Measured:
     point: CalibrationPoint
     step: MeasuredStep  # model, setup, measured wall seconds per step
 
+    @property
+    def key(self) -> tuple:
+        """What tells this point apart: its file and the whole setup the model prices (model, micro-batch,
+        sequence, precision, recomputation, attention, devices: `point_setup`) and torch.compile, so a sweep over
+        any of them (--seq, recomputation at one micro-batch) keeps its rows apart."""
+        return self.source, self.step.model, self.step.setup, self.point.compiled
+
 
 def gpu_profiles(gpu_key: str, results: Path = RESULTS) -> list[Path]:
     """Every calibration profile of one GPU row under ``results`` (calibration_<gpu>_*.json), sorted."""
@@ -86,17 +93,22 @@ def load_points(paths: list[Path], gpu: GpuSpec) -> tuple[list[Measured], dict[s
             raise UsageError(f"{name} was measured on {prof.gpu_key or prof.device_name}, not {gpu.key}; pass "
                              f"--gpu {prof.gpu_key or 'ROW'} or leave the file out")
         out += [Measured(name, p, m) for p, m in zip(prof.points, measured_steps(prof))]
+    seen = set()
+    for m in out:
+        if m.key in seen:
+            raise UsageError(f"{m.source} holds two points of one setup ({m.point.model.name}, micro-batch "
+                             f"{m.point.micro_batch}, sequence {m.point.seq_len}, {m.point.recompute} recomputation); "
+                             "keep one, or leave the file out")
+        seen.add(m.key)
     return out, profiles
 
 
-def raw_step_s(m: Measured, gpu: GpuSpec) -> float:
-    """The raw model's step time for a measured point (s): `point_estimate`, as bench_trainer.py prices it."""
-    return point_estimate(m.point, gpu).step_s
-
-
-def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], gpu: GpuSpec,
-               fit_max_params: float = FIT_MAX_PARAMS) -> dict:
+def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], gpu: GpuSpec, raw_s: dict,
+               fit_max_params: float = FIT_MAX_PARAMS) -> tuple[dict, dict, set]:
     """Fit the device factors on the small models' eager points, predict the larger models' eager points.
+
+    ``raw_s``: the raw model's step time (s) of every point by `Measured.key` (`evaluate` prices each once).
+    Returns the JSON-ready result, its target rows by `Measured.key`, and the keys of the fitted points.
 
     The GEMM rate is held at the median of the matmul probes recorded in the profiles the fitted points come
     from (all profiles' probes when none of those has one). UsageError when fewer than MIN_POINTS points qualify.
@@ -136,9 +148,9 @@ def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], 
                      "fit_all_four_s": pred4, "fit_all_four_error": pred4 / measured - 1,
                      "constant_mfu_s": const, "constant_mfu_error": None if const is None else const / measured - 1})
     errs = [abs(r["error"]) for r in rows]
-    raw_errs = [abs(raw_step_s(m, gpu) / m.step.step_s - 1) for m in targets]  # the same rows, uncalibrated
+    raw_errs = [abs(raw_s[m.key] / m.step.step_s - 1) for m in targets]  # the same rows, uncalibrated
     const_errs = [abs(r["constant_mfu_error"]) for r in rows if r["constant_mfu_error"] is not None]
-    return {
+    return ({
         "fitted_points": [{"source": m.source, "model": m.point.model.name, "n_params": m.point.n_params,
                            "micro_batch": m.point.micro_batch, "recompute": m.point.recompute,
                            "measured_s": m.step.step_s} for m in fit],
@@ -155,7 +167,7 @@ def cross_size(points: list[Measured], profiles: dict[str, CalibrationProfile], 
                     "target": CROSS_SIZE_TARGET,
                     "within_target": [r["model"] + f" mb{r['micro_batch']} {r['recompute']}" for r in rows
                                       if abs(r["error"]) <= CROSS_SIZE_TARGET]},
-    }
+    }, {m.key: r for m, r in zip(targets, rows)}, {m.key for m in fit})
 
 
 def _abs_summary(errors: list[float]) -> dict:
@@ -166,14 +178,12 @@ def _abs_summary(errors: list[float]) -> dict:
 def evaluate(paths: list[Path], gpu: GpuSpec, fit_max_params: float = FIT_MAX_PARAMS) -> dict:
     """Every point against the raw model, and the cross-size calibration (pure: reads the profiles, no timing)."""
     points, profiles = load_points(paths, gpu)
-    cross = cross_size(points, profiles, gpu, fit_max_params)
-    calibrated = {(r["source"], r["model"], r["micro_batch"]): r for r in cross["targets"]}
-    fitted = {(f["source"], f["model"], f["micro_batch"]) for f in cross["fitted_points"]}
+    raw = {m.key: point_estimate(m.point, gpu) for m in points}  # the raw model, once per point
+    cross, calibrated, fitted = cross_size(points, profiles, gpu, {k: e.step_s for k, e in raw.items()},
+                                           fit_max_params)
     rows = []
     for m in points:
-        p = m.point
-        est = point_estimate(p, gpu)
-        key = (m.source, p.model.name, p.micro_batch)
+        p, est, key = m.point, raw[m.key], m.key
         role = "compiled (reference)" if p.compiled else "fitted" if key in fitted else "held out"
         rows.append({"source": m.source, "model": p.model.name, "n_params": p.n_params,
                      "micro_batch": p.micro_batch, "seq_len": p.seq_len, "precision": p.precision,
@@ -251,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
               f"({100 * r['raw_error']:+.1f}%)" + ("" if r["calibrated_error"] is None else
                                                    f", calibrated from small {100 * r['calibrated_error']:+.1f}%"))
     s, c = result["summary"], result["cross_size"]
+    compiled = s["raw_compiled"]  # none where no profile was compiled
     print(f"raw model, eager: median |error| {s['raw_eager']['median_abs_error']:.1%}, worst "
-          f"{s['raw_eager']['max_abs_error']:.1%} ({s['raw_eager']['n']} points); compiled (reference): median "
-          f"{s['raw_compiled']['median_abs_error']:.1%}, worst {s['raw_compiled']['max_abs_error']:.1%}")
+          f"{s['raw_eager']['max_abs_error']:.1%} ({s['raw_eager']['n']} points); compiled (reference): " + (
+              f"median {compiled['median_abs_error']:.1%}, worst {compiled['max_abs_error']:.1%}" if compiled["n"]
+              else "no points"))
     f = c["factors"]
     print(f"cross-size fit on {len(c['fitted_points'])} points (GEMM held at {f['gemm_flop_per_s'] / 1e12:.0f} "
           f"TFLOP/s): bandwidth {f['memory_bytes_per_s'] / 1e12:.2f} TB/s, kernel floor {f['kernel_min_s'] * 1e6:.1f} "

@@ -95,11 +95,13 @@ class PlannedPoint:
 
 def dry_run_rows(setups, gpu_key: str) -> list[dict]:
     """Each planned setup with the step model's time (`predicted_step_s`, as the measured table prices it), the
-    tokens/s that follows and the memory estimator's allocated peak (`train.bench.predicted_peak_bytes`)."""
+    tokens/s that follows, the memory estimator's allocated peak (`train.bench.predicted_peak_bytes`, what the
+    measured table's max_memory_allocated column is compared with) and its device total (with the CUDA context and
+    the allocator's overhead, as `flopscalc memory` reports it), which judges whether the setup fits the GPU."""
     import torch
 
     from flopscalc.hardware import get_gpu
-    from flopscalc.train.bench import predicted_peak_bytes
+    from flopscalc.train.bench import predicted_memory
 
     gpu = get_gpu(gpu_key)
     rows = []
@@ -107,12 +109,13 @@ def dry_run_rows(setups, gpu_key: str) -> list[dict]:
         precision = "bf16" if s.precision == "auto" else s.precision
         point = PlannedPoint(s.model, s.micro_batch, s.seq_len, s.compile, precision, s.grad_accum)
         step_s = predicted_step_s(point, gpu_key)
-        memory = predicted_peak_bytes(s.train_config(), precision, torch.device("cuda"), 1, gpu)
+        memory = predicted_memory(s.train_config(), precision, torch.device("cuda"), 1, gpu)
         rows.append({"model": s.model.name, "vocab_size": s.model.vocab_size, "micro_batch": s.micro_batch,
                      "seq_len": s.seq_len, "compiled": s.compile, "predicted_step_s": step_s,
                      "predicted_tokens_per_s": s.micro_batch * s.seq_len * s.grad_accum / step_s,
-                     "predicted_memory_bytes": memory,
-                     "fits": memory is None or memory <= gpu.memory_bytes})
+                     "predicted_memory_bytes": None if memory is None else memory.allocated_peak_bytes,
+                     "predicted_device_bytes": None if memory is None else memory.peak_bytes,
+                     "fits": memory is None or memory.peak_bytes <= gpu.memory_bytes})
     return rows
 
 
@@ -211,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['model']} vocab {r['vocab_size']} mb={r['micro_batch']} seq={r['seq_len']} "
                   f"compile={r['compiled']}: predicted {1e3 * r['predicted_step_s']:.1f} ms, "
                   f"{format_count(r['predicted_tokens_per_s'])} tok/s, memory "
-                  f"{'-' if r['predicted_memory_bytes'] is None else format_bytes(r['predicted_memory_bytes'])}"
-                  f"{'' if r['fits'] else ' (more than the GPU holds)'}")
+                  + ("-" if r["predicted_memory_bytes"] is None else
+                     f"{format_bytes(r['predicted_memory_bytes'])} allocated, "
+                     f"{format_bytes(r['predicted_device_bytes'])} on the device")
+                  + ("" if r["fits"] else " (more than the GPU holds)"))
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
         slug = f"{gpu_key}_{stamp}" + (f"_{_slug(args.label)}" if args.label else "")
         print(f"dry run on {gpu_key}: nothing timed or written; a run writes trainer_{slug}.md")

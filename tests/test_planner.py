@@ -137,7 +137,7 @@ def test_plan_says_when_the_reference_trainer_cannot_run_its_setup():
     said = [w for w in year.warnings if w.startswith("'flopscalc train' cannot run")]
     assert len(said) == 1 and "ZeRO-Offload" in said[0] and "bitsandbytes" not in said[0]
     # GPT-2 small on an H100 runs plain AdamW, which the trainer runs, in fp32 and in bf16 (offload is searched for
-    # memory only, planner.setups.OFFLOAD_FOR_MEMORY_ONLY, though DeepSpeed's 16-bit module prices faster there)
+    # memory only, planner.setups.choose_setup, though DeepSpeed's 16-bit module prices faster there)
     for precision in ("fp32", "bf16"):
         small = plan(get_gpu("h100"), 86400, model=PRESETS["gpt2"], precision=precision)
         assert small.recommended.chosen.setup.optimizer.value == "adamw"

@@ -243,7 +243,7 @@ def _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only: bool) -> float:
         fitting_of[tuple(sorted(flags.items(), key=str))] = fitting
     for flags in searched_setups(n_gpus):
         fitting = fitting_of[tuple(sorted(flags.items(), key=str))]
-        if flags["offload_optimizer"] and fitting:  # setups.OFFLOAD_FOR_MEMORY_ONLY: only where it buys memory
+        if flags["offload_optimizer"] and fitting:  # setups.choose_setup: offload only where it buys memory
             on_gpu = fitting_of[tuple(sorted({**flags, "offload_optimizer": False}.items(), key=str))]
             if on_gpu and on_gpu[-1].micro_batch >= fitting[-1].micro_batch:
                 continue

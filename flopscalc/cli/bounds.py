@@ -57,7 +57,11 @@ class AtMost(_click_types().IntParamType):
 
     def convert(self, value, param, ctx):
         n = super().convert(value, param, ctx)
-        option = param.opts[0] if param is not None and param.opts else "the value"
+        return self.check(n, value, param.opts[0] if param is not None and param.opts else "the value")
+
+    def check(self, n: int, value: object, option: str) -> int:
+        """``n`` (read from ``value`` as the user wrote it) if it is within the bounds; the one-line UsageError
+        otherwise. Options read by their own parser (``infer --context 8k``) call it with the number they read."""
         if n > self.at_most:
             from ..errors import UsageError
 

@@ -53,13 +53,9 @@ def parse_context(text: str) -> int:
     if not digits.isdigit() or int(digits) < 1:
         raise UsageError(f"cannot read --context {text!r}: give a whole number of tokens, at least 1, or a number "
                          "with k (units of 1024 tokens), e.g. 4096 or 8k")
-    tokens = int(digits) * (CONTEXT_K if s.endswith("k") else 1)
-    from .bounds import MAX_SEQ_TOKENS, SEQ_TYPE
+    from .bounds import SEQ_TYPE
 
-    if tokens > MAX_SEQ_TOKENS:
-        raise UsageError(f"--context {text} is too large: at most {MAX_SEQ_TOKENS:,} tokens ({SEQ_TYPE.reason}); "
-                         "give a smaller --context")
-    return tokens
+    return SEQ_TYPE.check(int(digits) * (CONTEXT_K if s.endswith("k") else 1), text, "--context")
 
 
 def _choice(enum, value: str, option: str):

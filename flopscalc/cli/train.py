@@ -225,7 +225,7 @@ def train(
         check_writable_file(checkpoint, "checkpoint")
     if log is not None:
         check_writable_file(log, "metrics log")
-    refuse_existing_outputs({"--checkpoint": checkpoint, "--metrics-log": log}, resume)
+    refuse_existing_outputs(resume, checkpoint, log)
     check_seq(seq)  # 'seq or the default' below would read 0 as the default
     from ..model import default_train_seq
     from ..train.config import TrainConfig, warmup_for_run
@@ -328,13 +328,13 @@ def _train_from_plan(ctx: typer.Context):
         check_writable_file(log, "metrics log")
     elif log is not None:
         check_writable_file(log, "metrics log")
-    refuse_existing_outputs({"--checkpoint": o["checkpoint"], "--out" if o["out"] is not None else "--metrics-log": log,
-                             **({"--out (settings.json)": Path(o["out"]) / "settings.json"} if o["out"] else {})},
-                            o["resume"])
+    settings = Path(o["out"]) / "settings.json" if o["out"] is not None else None
+    refuse_existing_outputs(o["resume"], o["checkpoint"], log, "--metrics-log" if settings is None else "the metrics log",
+                            settings)
     from ..atomic import refuse_same_file
 
     refuse_same_file({"--checkpoint": o["checkpoint"], "--metrics-log" if o["out"] is None else "--out": log,
-                      **({"--out (settings.json)": Path(o["out"]) / "settings.json"} if o["out"] else {})},
+                      "--out (settings.json)": settings},
                      {"--from-plan": o["from_plan"], "--gpu-csv": o["gpu_csv"]})
     for change in pr.changes:
         sys.stderr.write(f"flopscalc: from the plan: {change}\n")
@@ -393,20 +393,21 @@ def prepare(
     emit(prepare_table(data), data, as_json)
 
 
-def refuse_existing_outputs(outputs: dict[str, Path | None], resume: bool) -> None:
+def refuse_existing_outputs(resume: bool, checkpoint: Path | None, log: Path | None, log_label: str = "--metrics-log",
+                            settings: Path | None = None) -> None:
     """UsageError, before any work, when a fresh run would replace or truncate a file that already exists.
 
-    A fresh run writes its checkpoint over the file and opens its metrics log for writing (truncating it); only a
-    run that continues (``--resume``) reads the checkpoint and appends to the log. Nothing the user made is lost, so
-    an existing file is refused, named, with the two ways on: ``--resume`` or another path. A path is looked up as
-    the writer will reach it once it has made the missing folders (`atomic.lands_on`).
+    A fresh run writes its checkpoint (and a plan run its ``settings.json``) over the file and opens its metrics log
+    for writing (truncating it); only a run that continues (``--resume``) reads the checkpoint and appends to the log.
+    Nothing the user made is lost, so an existing file is refused, named (``log_label``: the option, or "the metrics
+    log" when ``--out`` placed it), with the two ways on: ``--resume`` or another path. A path is looked up as the
+    writer will reach it once it has made the missing folders (`atomic.lands_on`).
     """
     if resume:
         return
-    for flag, path in outputs.items():
+    for what, path, verb in (("--checkpoint", checkpoint, "replace"), (log_label, log, "truncate"),
+                             ("the settings file", settings, "replace")):
         if path is not None and lands_on(path).exists():
-            what = {"--out": "the metrics log", "--out (settings.json)": "the settings file"}.get(flag, flag)
-            verb = "truncate" if flag in ("--out", "--metrics-log") else "replace"
             raise UsageError(f"{what} {path} already exists and a fresh run would {verb} it; give --resume to continue "
                              f"from --checkpoint, or another path (or remove the file if it is yours to lose)")
 

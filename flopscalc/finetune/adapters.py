@@ -65,17 +65,25 @@ class Quant(str, Enum):
     int8 = "int8"  # LLM.int8 vector-wise (Dettmers et al. 2022)
 
 
-def parse_targets(text: str | Iterable[str]) -> tuple[str, ...]:
-    """Target modules from ``"all-linear"`` or a comma list (``q,v`` / ``q_proj,v_proj``), in block order."""
+def parse_targets(text: str | Iterable[str], option: str = "--targets") -> tuple[str, ...]:
+    """Target modules from ``"all-linear"`` or a comma list (``q,v`` / ``q_proj,v_proj``), in block order.
+
+    The one reader of a target list (``finetune --targets`` and ``train --lora-targets``; ``option`` names the
+    flag in refusals). An empty name between commas (``q,,v``, ``q,v,``) is a typo and is refused, as a name that
+    is no linear is."""
     items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text)]
-    items = [t.removesuffix("_proj") for t in items if t]
     if items == [ALL_LINEAR]:
         return TARGETS
+    if any(items) and not all(items):
+        named = ",".join(t for t in items if t)
+        raise UsageError(f"{option} {','.join(items)} has an empty name between commas; name each linear once, "
+                         f"e.g. {option} {named}")
+    items = [t.removesuffix("_proj") for t in items if t]
     bad = [t for t in items if t not in TARGETS]
     if bad or not items:
         raise UsageError(f"LoRA target {', '.join(bad) or '(none)'} is not one of {', '.join(TARGETS)} or "
-                         f"{ALL_LINEAR}; try --targets {ALL_LINEAR} or --targets q,v")
-    refuse_repeated_targets(items, "--targets")
+                         f"{ALL_LINEAR}; try {option} {ALL_LINEAR} or {option} q,v")
+    refuse_repeated_targets(items, option)
     return tuple(t for t in TARGETS if t in items)
 
 

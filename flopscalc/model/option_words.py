@@ -1,8 +1,8 @@
 """Three of `ModelConfig`'s validation errors, in the engine's words (field names) and in the command line's: option
 names (``--n-head``) instead of field names (``n_head``), and only values the user gave. `ModelConfig.__post_init__`
-raises `HeadCountError` (its `KvHeadCountError` for grouped-query heads) / `ExpertCountError`; `resolve_model` (where
-the command line's model options reach the engine) rewords them with `head_count_words` / `expert_words`. Both
-wordings of a head count use one rule (`head_count_fixes`, `nearest_divisors`).
+raises `HeadCountError` / `KvHeadCountError` (grouped-query heads) / `ExpertCountError`; `resolve_model` (where the
+command line's model options reach the engine) rewords them with `head_count_words` / `kv_head_words` /
+`expert_words`. Both wordings of a head count use one rule (`head_count_fixes`, `nearest_divisors`).
 """
 
 from __future__ import annotations
@@ -49,20 +49,20 @@ class HeadCountError(UsageError):
                          "width (head_size)")
 
 
-class KvHeadCountError(HeadCountError):
+class KvHeadCountError(UsageError):
     """A key/value head count that does not divide the query heads (grouped-query attention shares each key/value
-    head among an equal group of query heads; Ainslie et al. 2023, arXiv:2305.13245, sec. 2.2). A `HeadCountError`, so
-    `resolve_model` words it in the options given (`head_count_words`), as it does the width's."""
+    head among an equal group of query heads; Ainslie et al. 2023, arXiv:2305.13245, sec. 2.2); the fields let
+    `resolve_model` word it in the options given (`kv_head_words`)."""
 
     def __init__(self, n_head: int, n_kv_head: int) -> None:
         self.n_head, self.n_kv_head = n_head, n_kv_head
         if n_kv_head < 1:
-            UsageError.__init__(self, f"n_kv_head must be a positive integer that divides n_head ({n_head}), got "
-                                f"{n_kv_head}; try n_kv_head {_kv_extremes(n_head)}")
+            super().__init__(f"n_kv_head must be a positive integer that divides n_head ({n_head}), got "
+                             f"{n_kv_head}; try n_kv_head {_kv_extremes(n_head)}")
             return
-        UsageError.__init__(self, f"n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head}): grouped-query "
-                            "attention shares each key/value head among a whole group of heads; try n_kv_head "
-                            f"{' or '.join(map(str, nearest_divisors(n_head, n_kv_head)))}")
+        super().__init__(f"n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head}): grouped-query "
+                         "attention shares each key/value head among a whole group of heads; try n_kv_head "
+                         f"{' or '.join(map(str, nearest_divisors(n_head, n_kv_head)))}")
 
 
 def _kv_extremes(n_head: int) -> str:
@@ -112,10 +112,7 @@ def naming_options(ways=tuple(NAMING_OPTIONS)) -> str:
 
 def head_count_words(e: HeadCountError, n_head_given: bool, n_embd_given: bool) -> UsageError:
     """``e`` with the head count and width named as the options the user gave (--n-head, --n-embd), and the nearest
-    fixes (`head_count_fixes`) offered as those options; a value the user did not give is named as the model's.
-    A `KvHeadCountError` is worded by `kv_head_words`."""
-    if isinstance(e, KvHeadCountError):
-        return kv_head_words(e, n_head_given)
+    fixes (`head_count_fixes`) offered as those options; a value the user did not give is named as the model's."""
     heads, widths = head_count_fixes(e.n_embd, e.n_head)
     width = f"--n-embd {e.n_embd}" if n_embd_given else f"the model's width ({e.n_embd})"
     count = f"--n-head {e.n_head}" if n_head_given else f"its {e.n_head} heads"

@@ -21,6 +21,7 @@ from .option_words import (
     KvHeadCountError,
     expert_words,
     head_count_words,
+    kv_head_words,
     naming_options,
 )
 from .presets import PRESETS, get_preset
@@ -372,9 +373,12 @@ def resolve_model(
     """
     try:
         return _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, ways)
+    except KvHeadCountError as e:
+        if n_head is None and n_embd is None and (arch or {}).get("n_kv_head") is None:
+            raise  # the preset's or the file's own values: in their field names
+        raise kv_head_words(e, n_head is not None) from None
     except HeadCountError as e:
-        kv_given = (arch or {}).get("n_kv_head") is not None
-        if n_head is None and n_embd is None and not (kv_given and isinstance(e, KvHeadCountError)):
+        if n_head is None and n_embd is None:
             raise  # the preset's or the file's own values: in their field names
         raise head_count_words(e, n_head is not None, n_embd is not None) from None
     except ExpertCountError as e:
@@ -412,19 +416,18 @@ def _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, w
 
 def _renamed(cfg: ModelConfig, changes: dict) -> ModelConfig:
     """A named model whose values were overridden says so in its name (``llama-3.1-8b (n_layer=2)``)."""
-    if not changes:
-        return cfg
-    said = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in changes.items())
-    return cfg.with_(name=f"{cfg.name} ({said})")
+    return cfg.with_(name=_name_with(cfg.name, changes)) if changes else cfg
 
 
 def with_fields_named(cfg: ModelConfig, **changes) -> ModelConfig:
     """``cfg`` with plain field changes (``block_size``, ``vocab_size``; None = not given) that its name records,
     joining the list of overrides it already names (``gpt2 (mlp=swiglu, block_size=256)``)."""
     changes = {k: v for k, v in changes.items() if v is not None and v != getattr(cfg, k)}
-    if not changes:
-        return cfg
-    said = ", ".join(f"{k}={v}" for k, v in changes.items())
-    base = cfg.name
-    name = f"{base[:-1]}, {said})" if base.endswith(")") and " (" in base else f"{base} ({said})"
-    return cfg.with_(**changes, name=name)
+    return cfg.with_(**changes, name=_name_with(cfg.name, changes)) if changes else cfg
+
+
+def _name_with(name: str | None, changes: dict) -> str:
+    """The one label of an overridden model: ``name`` with the changes listed (options as their values:
+    ``mlp=swiglu``), joined to the list of overrides it already names (``gpt2 (mlp=swiglu, block_size=256)``)."""
+    said = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in changes.items())
+    return f"{name[:-1]}, {said})" if name and name.endswith(")") and " (" in name else f"{name} ({said})"

@@ -88,7 +88,8 @@ def _options(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: fl
                        else _shapes(req.law, centre, req.seq_len, req.models, space.family))
     ctx = _Context(req.law, req.gpu, budget, req.budget_kind, c_model, req.seq_len, req.mfu, req.calibration,
                    req.dataset_tokens, req.max_wall_clock_s, req.memory_bytes, req.n_tokens, req.target_loss,
-                   alloc.loss, space.presets, space.cluster, space.time_model, seq_source=req.seq_len_source)
+                   alloc.loss, space.presets, space.cluster, space.time_model, seq_source=req.seq_len_source,
+                   layout_search=req.layout_search)
     return shapes, skipped, ctx
 
 

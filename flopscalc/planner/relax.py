@@ -27,7 +27,7 @@ from .options import (
     _per_gpu_batch,
 )
 from .search import _Context, _evaluate, _law_n, _loss, _option, _recommend, _tokens
-from .setups import LIGHTEST_GRAD_ACCUM, OFFLOAD_FOR_MEMORY_ONLY, searched_setups
+from .setups import LIGHTEST_GRAD_ACCUM, searched_setups
 from .speed import DEFAULT_CONSTANT, PER_OPERATION, STATED, price_setup
 
 # How much a constraint is relaxed to say what relaxing it would buy: twice the compute or time.
@@ -104,7 +104,7 @@ def _whole_batch_loss(cfg: ModelConfig, ctx: _Context) -> float:
     and recomputation only adds work to a step (a second forward, or the attention core again; one GPU has no
     communication for it to hide), so no setup is faster than the fastest without recomputation, priced here as the
     search prices it (the same setups, kept for it; offload is not among them: with the optimizer on the GPU every
-    setup fits, so the search drops offload, `setups.OFFLOAD_FOR_MEMORY_ONLY`). Several GPUs are left out: a grown
+    setup fits, so the search drops offload: `setups.choose_setup` offloads only where it buys memory). Several GPUs are left out: a grown
     batch changes the setups.
     """
     tm = ctx.time_model
@@ -118,7 +118,7 @@ def _whole_batch_loss(cfg: ModelConfig, ctx: _Context) -> float:
     speed = min((price_setup(cfg, replace(base, micro_batch=micro, grad_accum=1, **flags), micro * ctx.seq_len,
                              ctx.gpu, precision, tm, eff)
                  for flags in searched_setups(1) if flags["recompute"] is Recompute.none
-                 and not (OFFLOAD_FOR_MEMORY_ONLY and flags["offload_optimizer"])),  # dropped where memory allows
+                 and not flags["offload_optimizer"]),  # dropped where memory allows
                 key=lambda s: s.step_s)
     loss = _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0]
     return math.inf if loss is None else loss

@@ -143,6 +143,7 @@ class _Context:
     # that only needs its pick, `planner.relax._pass_recommendation`)
     fewest_gpus: bool = True
     seq_source: SeqSource | None = None  # where seq_len came from (the no-fit message names a default's source)
+    layout_search: bool | None = None  # the user's --layout-search / --no-layout-search (None: neither given)
 
 
 def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
@@ -202,10 +203,10 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
            else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
     chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, None, tm)
     if chosen is None:
-        # a plan on more GPUs searches layouts beyond a node unless a stated efficiency, a profile or the
-        # precision keeps it to these setups (`speed.uses_layout_search`)
+        # a plan on more GPUs searches layouts beyond a node unless a stated efficiency, a profile, the precision
+        # or the user's --no-layout-search keeps it to these setups (`speed.uses_layout_search`)
         layouts = b.n_gpus <= GPUS_PER_NODE and uses_layout_search(GPUS_PER_NODE + 1, b.precision, ctx.mfu,
-                                                                    ctx.calibration, None)
+                                                                    ctx.calibration, ctx.layout_search)
         return _unfit(cfg, n, ctx, min_gpus_to_plan(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
                                                     layouts=layouts) if ctx.fewest_gpus else None)
 

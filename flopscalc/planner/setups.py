@@ -36,12 +36,6 @@ ZERO_STAGES_SEARCHED = (0, 1, 2, 3)
 # median 3.2% per-operation (`speed.HELD_OUT_MEDIAN_ERROR`), 17.8% at a constant MFU of 0.4), so no setup that needs
 # DeepSpeed or bitsandbytes is chosen to gain less than the model can resolve.
 TIE_REL = 0.005
-# Optimizer offload is searched as what it is for, fitting a model or a micro-batch the GPU cannot hold otherwise
-# (Ren et al. 2021, ZeRO-Offload, sec. 1): a setup with it is dropped when the same flags with the optimizer on the
-# GPU fit the same micro-batch. Its speed there comes from DeepSpeed running a 16-bit module (no fp32 residual
-# stream, `perf.block_ops` [20]), which DeepSpeed's bf16 engine gives without offload too; the search has no such
-# one-GPU option, so offload would otherwise be recommended for a gain that is not offload's.
-OFFLOAD_FOR_MEMORY_ONLY = True
 
 
 def searched_setups(n_gpus: int) -> tuple[dict, ...]:
@@ -196,7 +190,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     # floor of what recomputation adds (`perf.step.recompute_floor_s`; no communication for it to hide): one
     # whose floor is already past the fastest found would never be timed, so it is dropped unpriced
     floored = tm.kind == PER_OPERATION and n_gpus == 1
-    # each offloading flag set's counterpart with the optimizer on the GPU (`OFFLOAD_FOR_MEMORY_ONLY`)
+    # each offloading flag set's counterpart with the optimizer on the GPU (offload only where it buys memory, below)
     on_gpu = {i: flag_sets.index({**f, "offload_optimizer": False}) for i, f in enumerate(flag_sets)
               if f["offload_optimizer"]}
     timed, fastest = [], math.inf
@@ -216,8 +210,14 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
             continue
         # the largest micro-batch that fits and divides the per-GPU batch, so accumulation makes it up exactly
         micro = max(d for d in _divisors(want_micro) if d <= mb_max)
-        if OFFLOAD_FOR_MEMORY_ONLY and flag_sets[i]["offload_optimizer"] and mb_max_of(on_gpu[i]) >= micro:
-            continue  # offload only where it buys memory (`OFFLOAD_FOR_MEMORY_ONLY`)
+        # Optimizer offload only where it buys memory: it is searched as what it is for, fitting a model or a
+        # micro-batch the GPU cannot hold otherwise (Ren et al. 2021, ZeRO-Offload, sec. 1), so a setup with it is
+        # dropped when the same flags with the optimizer on the GPU fit the same micro-batch. Its speed there comes
+        # from DeepSpeed running a 16-bit module (no fp32 residual stream, `perf.block_ops` [20]), which DeepSpeed's
+        # bf16 engine gives without offload too; the search has no such one-GPU option, so offload would otherwise
+        # be recommended for a gain that is not offload's.
+        if flag_sets[i]["offload_optimizer"] and mb_max_of(on_gpu[i]) >= micro:
+            continue
         setup = with_micro_batch(_flagged(base, i), micro, want_micro // micro)
         step_s = price_setup(cfg, setup, tokens, gpu, precision, tm, eff).step_s
         timed.append((step_s, simple, setup, mb_max))

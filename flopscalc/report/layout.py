@@ -53,7 +53,8 @@ def layout_margin_note(lt: LayoutTime, mem: LayoutMemory) -> str | None:
     return margin_note(mem.total, lt.cluster.gpu.memory_bytes, Device.cuda, how=how)
 
 
-def layout_dict(lt: LayoutTime, mem: LayoutMemory) -> dict:
+def layout_dict(lt: LayoutTime, mem: LayoutMemory, margin: str | None) -> dict:
+    """``margin``: `layout_margin_note` of this layout, computed once for both faces (`layout_step`)."""
     lay = lt.layout
     return {
         "model": lt.model.name, "gpu": lt.cluster.gpu.name, "n_gpus": lay.n_gpus, "seq_len": lt.seq_len,
@@ -65,7 +66,7 @@ def layout_dict(lt: LayoutTime, mem: LayoutMemory) -> dict:
         "engine_settings": lay.engine_settings(lt.model.n_layer),
         "memory_bytes": {**{k: v for k, v in mem.as_dict().items() if k not in ("stage",)}, "total": mem.total},
         "memory_peak_stage": mem.stage, "fits": mem.total <= lt.cluster.gpu.memory_bytes,
-        "gpu_memory_bytes": lt.cluster.gpu.memory_bytes, "margin_note": layout_margin_note(lt, mem),
+        "gpu_memory_bytes": lt.cluster.gpu.memory_bytes, "margin_note": margin,
         "time_s": lt.components, "step_s": lt.step_s, "tokens_per_step": lt.tokens_per_step,
         "tokens_per_s": lt.tokens_per_s, "s_per_token": lt.s_per_token, "mfu": lt.mfu,
         "network_bytes_per_s_per_gpu": lt.cluster.network_bytes_per_s, "network_source": lt.cluster.network_source,
@@ -103,8 +104,9 @@ def network_line(cluster) -> str:
     return f"network between nodes: {network_words(cluster.network_bytes_per_s, cluster.network_source)}"
 
 
-def layout_report(lt: LayoutTime, mem: LayoutMemory, seq_given: int | None = None) -> Group:
-    """``seq_given``: the --seq asked for (None: the model's default, whose source the header names)."""
+def layout_report(lt: LayoutTime, mem: LayoutMemory, margin: str | None, seq_given: int | None = None) -> Group:
+    """``margin``: `layout_margin_note` of this layout, as `layout_dict` says it (the per-operation face notes it so,
+    report.step); ``seq_given``: the --seq asked for (None: the model's default, whose source the header names)."""
     lines = [(f"{lt.model.name} on {lt.layout.n_gpus} x {lt.cluster.gpu.name}, "
               f"{seq_words(lt.model, seq_given, lt.seq_len)}: "
              f"{format_tokens_per_s(lt.tokens_per_s)} tokens/s, MFU {lt.mfu:.1%} (model FLOPs, causal attention)")]
@@ -124,20 +126,21 @@ def layout_report(lt: LayoutTime, mem: LayoutMemory, seq_given: int | None = Non
         lines += [f"  {k}: {v}" for k, v in lt.layout.engine_settings(lt.model.n_layer).items()]
     else:
         lines.append(f"runs in {eng.value} (torchrun)")
-    near = layout_margin_note(lt, mem)  # as the per-operation face notes it (report.step)
     return Group(Text("\n".join(lines)), _components_table(lt, mem),
-                 *((Text(f"note: {near}", style="yellow"),) if near else ()))
+                 *((Text(f"note: {margin}", style="yellow"),) if margin else ()))
 
 
-def search_dict(s: LayoutSearch) -> dict:
+def search_dict(s: LayoutSearch, margins: list[str | None]) -> dict:
+    """``margins``: `layout_margin_note` of each ranked layout, in rank order."""
     return {"model": s.model.name, "gpu": s.cluster.gpu.name, "n_gpus": s.cluster.n_gpus, "seq_len": s.seq_len,
             "global_batch": s.global_batch, "n_candidates": s.n_candidates, "n_timed": s.n_timed,
             "n_pruned": s.n_pruned, "rejected": s.rejected,
-            "ranked": [{**layout_dict(r.time, r.memory), "why_slower": r.why} for r in s.ranked]}
+            "ranked": [{**layout_dict(r.time, r.memory, m), "why_slower": r.why} for r, m in zip(s.ranked, margins)]}
 
 
-def search_report(s: LayoutSearch, seq_given: int | None = None) -> Group:
-    """``seq_given``: the --seq asked for (None: the model's default, whose source the title names)."""
+def search_report(s: LayoutSearch, best_margin: str | None, seq_given: int | None = None) -> Group:
+    """``best_margin``: `layout_margin_note` of the best layout; ``seq_given``: the --seq asked for (None: the
+    model's default, whose source the title names)."""
     t = Table(box=box.SIMPLE_HEAD, title=f"Fastest layouts of {s.model.name} on {s.cluster.n_gpus} x "
               f"{s.cluster.gpu.name} ({seq_words(s.model, seq_given, s.seq_len)}, {s.global_batch} sequences per "
               "step)",
@@ -154,7 +157,7 @@ def search_report(s: LayoutSearch, seq_given: int | None = None) -> Group:
                 f"memory kept free timed ({s.n_pruned} more fit but their "
                 f"compute alone loses); rejected: {rej}. Best layout in detail:")
     # the best in detail at the title's sequence: passed as given, so the source the title named is not said twice
-    return Group(t, note, layout_report(s.best.time, s.best.memory, s.seq_len))
+    return Group(t, note, layout_report(s.best.time, s.best.memory, best_margin, s.seq_len))
 
 
 def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_parallel, search, global_batch,
@@ -209,8 +212,9 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
         limit = usable_bytes(gpu.memory_bytes)
         result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts,
                                 fused_loss=fused_loss, dropout=dropout, memory_limit_bytes=limit)
-        return (search_report(result, setup.seq_len),
-                {**search_dict(result), "seq_len_source": seq_label(cfg, setup.seq_len)},
+        margins = [layout_margin_note(r.time, r.memory) for r in result.ranked]  # once each, for both faces
+        return (search_report(result, margins[0], setup.seq_len),
+                {**search_dict(result, margins), "seq_len_source": seq_label(cfg, setup.seq_len)},
                 eager(result.best.layout, opts))
     if global_batch is not None:
         raise UsageError("--global-batch sizes the --search; an explicit layout takes --micro-batch and --grad-accum "
@@ -230,5 +234,6 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
                      fused_loss=fused_loss, dropout=dropout)
     mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout, fused_loss=fused_loss,
                         gpu_architecture=cluster.gpu.architecture)
-    return (layout_report(lt, mem, setup.seq_len),
-            {**layout_dict(lt, mem), "seq_len_source": seq_label(cfg, setup.seq_len)}, eager(lay, opts))
+    margin = layout_margin_note(lt, mem)  # once, for both faces
+    return (layout_report(lt, mem, margin, setup.seq_len),
+            {**layout_dict(lt, mem, margin), "seq_len_source": seq_label(cfg, setup.seq_len)}, eager(lay, opts))

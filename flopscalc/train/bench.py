@@ -95,9 +95,18 @@ def identify_gpu(device: torch.device, gpu: str | None = None, extra_csv=()) -> 
 
 def predicted_peak_bytes(cfg: TrainConfig, precision: str, device: torch.device, n_devices: int,
                          gpu: GpuSpec | None = None) -> float | None:
-    """The memory estimator's allocated peak for this run (bytes); None if the estimator is absent. ``gpu``: the
-    CUDA device's database row when the caller knows it (a dry run priced for a GPU it does not have); else the
-    device is identified by its CUDA name."""
+    """The memory estimator's allocated peak for this run (bytes; what ``torch.cuda.max_memory_allocated`` should
+    show); None if the estimator is absent. ``gpu``: the CUDA device's database row when the caller knows it (a dry
+    run priced for a GPU it does not have); else the device is identified by its CUDA name."""
+    est = predicted_memory(cfg, precision, device, n_devices, gpu)
+    return None if est is None else float(est.allocated_peak_bytes)
+
+
+def predicted_memory(cfg: TrainConfig, precision: str, device: torch.device, n_devices: int,
+                     gpu: GpuSpec | None = None):
+    """The memory estimator's breakdown of this run (`memory.MemoryBreakdown`: ``allocated_peak_bytes``, and
+    ``peak_bytes``, the device total with the CUDA context and the allocator's overhead, which `flopscalc memory`
+    reports and which must fit the GPU); None if the estimator is absent. ``gpu`` as `predicted_peak_bytes`."""
     try:
         from ..memory import Device, TrainingSetup, estimate_memory
         from ..memory.settings import trainer_memory_precision
@@ -110,7 +119,7 @@ def predicted_peak_bytes(cfg: TrainConfig, precision: str, device: torch.device,
                        n_gpus=n_devices,
                        device=Device.cuda if device.type == "cuda" else Device.cpu,
                        gpu_architecture=spec.architecture if spec is not None else None)
-    return float(estimate_memory(cfg.model, ts).allocated_peak_bytes)
+    return estimate_memory(cfg.model, ts)
 
 
 def out_of_memory(cfg: TrainConfig, precision: str, device: torch.device, n_devices: int, advice: bool = True) -> str:

@@ -160,11 +160,9 @@ class TrainConfig:
         """The targeted linears in block order (`flopscalc.finetune.adapters.TARGETS`); () without LoRA."""
         if not self.lora_rank:
             return ()
-        from ..finetune.adapters import ALL_LINEAR, TARGETS
+        from ..finetune.adapters import ALL_LINEAR, parse_targets
 
-        targets = ALL_LINEAR if self.lora_targets is None else self.lora_targets  # "" names none (`_check_lora` refuses it)
-        items = [t.strip().lower().removesuffix("_proj") for t in targets.split(",")]
-        names = TARGETS if items == [ALL_LINEAR] else tuple(t for t in TARGETS if t in items)
+        names = parse_targets(ALL_LINEAR if self.lora_targets is None else self.lora_targets, "--lora-targets")
         return tuple(t for t in names if t != "gate" or self.model.mlp.n_matrices == 3)
 
 
@@ -183,7 +181,7 @@ def model_unsupported(model: ModelConfig) -> str | None:
 
 def _check_lora(cfg: TrainConfig) -> None:
     """Refuse LoRA settings the trainer cannot run or whose FLOPs are not modelled (one line each)."""
-    from ..finetune.adapters import ALL_LINEAR, TARGETS, refuse_repeated_targets
+    from ..finetune.adapters import ALL_LINEAR, parse_targets
 
     rank = cfg.lora_rank
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
@@ -197,15 +195,9 @@ def _check_lora(cfg: TrainConfig) -> None:
         return
     if cfg.lora_alpha is not None and not (math.isfinite(cfg.lora_alpha) and cfg.lora_alpha > 0):
         raise UsageError(f"--lora-alpha must be a positive number, got {cfg.lora_alpha!r}; try --lora-alpha {rank}")
-    targets = ALL_LINEAR if cfg.lora_targets is None else cfg.lora_targets  # an empty --lora-targets names none
-    items = [t.strip().lower().removesuffix("_proj") for t in targets.split(",")]
-    bad = [t for t in items if t not in TARGETS] if items != [ALL_LINEAR] else []
-    if bad or not any(items):
-        raise UsageError(f"LoRA target {', '.join(bad) or '(none)'} is not one of {', '.join(TARGETS)} or "
-                         f"{ALL_LINEAR}; try --lora-targets {ALL_LINEAR} or --lora-targets q,v")
-    if items != [ALL_LINEAR]:
-        refuse_repeated_targets(items, "--lora-targets")
-    if "gate" in items and cfg.model.mlp.n_matrices != 3:
+    text = ALL_LINEAR if cfg.lora_targets is None else cfg.lora_targets
+    named = parse_targets(text, "--lora-targets")  # all-linear skips a gate the MLP lacks; a named gate is refused
+    if "gate" in named and text.strip().lower() != ALL_LINEAR and cfg.model.mlp.n_matrices != 3:
         raise UsageError(f"{cfg.model.name or 'this model'} has a 2-matrix MLP with no gate projection; drop 'gate' "
                          "from --lora-targets")
     if cfg.model.parallel_block or cfg.model.qk_norm.value != "none":

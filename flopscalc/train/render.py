@@ -21,8 +21,10 @@ def progress_text(m, max_steps: int) -> str:
 
 def train_summary(data: dict) -> Table:
     """The end-of-run table of `flopscalc train` (``data`` is the command's JSON dict)."""
-    # what a resume changed or could not check (`checkpoint.check_run_settings`): said under the table
-    t = Table(title="Training run", show_header=False, caption=data.get("resume_note"), caption_justify="left")
+    # the run's notes (the peak MFU is measured against; what a resume changed or could not check,
+    # `checkpoint.check_run_settings`): said under the table, as the JSON's "notes" hold them
+    t = Table(title="Training run", show_header=False, caption="; ".join(data.get("notes") or ()) or None,
+              caption_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")
     rows = [

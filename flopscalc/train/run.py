@@ -119,7 +119,6 @@ def run_training(req: TrainRequest) -> dict:
         "median_mfu": statistics.median(m.mfu for m in hist) if hist and hist[-1].mfu is not None else None,
         "device": device_name(device), "world_size": info.world_size,
         "precision": peak_precision(trainer.precision, device), "notes": notes,
-        "resume_note": trainer.resume_note,  # also in notes; the table shows it
         "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,
         "metrics_log": str(Path(req.metrics_log)) if req.metrics_log else None,
         "is_main": info.is_main,
