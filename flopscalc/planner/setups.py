@@ -33,7 +33,7 @@ OPTIMIZERS_SEARCHED = ((Optimizer.adamw, False), (Optimizer.adamw8bit, False), (
 ZERO_STAGES_SEARCHED = (0, 1, 2, 3)
 # Step times within this fraction of the fastest are a tie, broken toward the simpler setup (`_simplicity`): far
 # below the error of any step-time model here (docs/performance_model.md, "Held-out result": 138 published runs,
-# median 3.2% per-operation (`speed.HELD_OUT_MEDIAN_ERROR`), 17.8% at a constant MFU of 0.4), so no setup that needs
+# median 3.5% per-operation (`speed.HELD_OUT_MEDIAN_ERROR`), 17.8% at a constant MFU of 0.4), so no setup that needs
 # DeepSpeed or bitsandbytes is chosen to gain less than the model can resolve.
 TIE_REL = 0.005
 
