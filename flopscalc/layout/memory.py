@@ -3,8 +3,9 @@
 Parameters are split by TP x PP (routed experts also by EP) and their training state sharded by ZeRO over
 the data-parallel (x context-parallel) ranks; activations follow Korthikanti et al. [1] Table 2, generalised
 from GPT-3's block to grouped-query attention, gated MLPs and experts by counting the same saved tensors.
-The first pipeline stage holds the embedding, the last the LM head and the logits; when the layers leave slots
-spare, those stages carry a layer fewer (`spec.chunk_layers`, [5]). Stage r holds the activations of the
+The first pipeline stage holds the embedding, the last the LM head and the logits; each stage holds the layers
+the emitted Megatron-LM settings build: when the layers leave slots spare, the end stages carry fewer
+(`spec.pipeline_split`, [5]). Stage r holds the activations of the
 micro-batches Megatron-LM's schedule ([6]) has run forward and not yet backward: min(p - r, m) under 1F1B ([2] sec.
 2.2.1), and with v chunks per stage its interleaved order counted chunk by chunk (`peak_layers_in_flight`: on the
 first stage p (1 + (p-1)/(p v)) micro-batches, [1] sec. 4.3, never more than all m). The peak is the largest of the

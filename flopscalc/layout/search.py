@@ -36,7 +36,7 @@ from ..perf import StepOptions
 from ..units import GIB
 from .cluster import Cluster
 from .memory import LayoutMemory, activation_bytes_per_layer, memory_from_parts, stage_params
-from .spec import CP_CHUNKS_PER_RANK, Layout
+from .spec import CP_CHUNKS_PER_RANK, Layout, pipeline_split
 from .stage_cost import compute_key, stage_compute_s
 from .time import LayoutTime, bound_from_compute_s, layout_time
 
@@ -142,8 +142,11 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                         if cfg.n_layer < p * v:
                             continue
                         too_big: set[int] = set()  # ZeRO stages no recomputation fits at a smaller micro-batch
-                        params = stage_params(cfg, Layout(tp=t, pp=p, dp=dp, cp=cp, ep=ep, interleave=v,
-                                                          n_micro=p))
+                        # a split Megatron-LM does not take (`spec.pipeline_split`) is not priced: `check_model`
+                        # below counts each of its candidates as not splitting
+                        params = (stage_params(cfg, Layout(tp=t, pp=p, dp=dp, cp=cp, ep=ep, interleave=v,
+                                                           n_micro=p))
+                                  if pipeline_split(cfg.n_layer, p, v) is not None else {})
                         per_layer: dict[tuple, float] = {}  # (micro-batch, recompute) -> bytes per layer
                         for b in MICRO_BATCHES:
                             if global_batch % (dp * b):

@@ -11,10 +11,17 @@ References
 [3] Narayanan et al. 2021, arXiv:2104.04473, sec. 2.2 (1F1B and the interleaved schedule).
 [4] Liu et al. 2023, "Ring Attention with Blockwise Transformers", arXiv:2310.01889 (context parallelism).
 [5] Lepikhin et al. 2020, "GShard", arXiv:2006.16668, sec. 2.2 (experts sharded over devices, all-to-all).
+[6] Megatron-LM (core 0.12-0.14), ``megatron/core/transformer/transformer_block.py`` ``get_num_layers_to_build``
+    (uneven: the first / last stage build their given layers, the middle stages (L - first - last) / (p - 2), which
+    must divide; else (L + embedding + loss slots) / p, divisible, less the slot on the end chunks),
+    ``transformer_config.py`` ``__post_init__`` (uneven ends > 0, not with the account-for flags; the middle
+    remainder divisible by the middle stages) and ``megatron/training/arguments.py`` ``validate_args`` (without
+    uneven ends, (L + slots) % p == 0; ``--num-layers-per-virtual-pipeline-stage`` refuses uneven ends).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -40,24 +47,105 @@ def spare_layer_slots(n_layer: int, pp: int, interleave: int) -> int:
     return pp * stage_layers(n_layer, pp, interleave) - n_layer if pp > 1 else 0
 
 
-def chunk_layers(n_layer: int, pp: int, interleave: int, rank: int) -> tuple[int, ...]:
-    """Transformer layers in each of the ``interleave`` chunks of pipeline stage ``rank`` (0 .. pp - 1).
+@dataclass(frozen=True)
+class PipelineSplit:
+    """The transformer layers on each pipeline stage, and the Megatron-LM settings that place them so ([6]).
 
-    Every chunk holds ceil(L / (p v)) layers, except where the pipeline leaves slots spare: the loss takes the last
-    chunk of the last stage's place of one layer, then the embedding the first chunk of the first stage's (Dubey et
-    al. 2024 sec. 3.3.2: "we reduce one Transformer layer each from the first and the last stages ... the first
-    model chunk on the first stage has only the embedding"; Megatron-core's ``account_for_loss_in_pipeline_split``
-    and ``account_for_embedding_in_pipeline_split``, the flags `Layout.engine_settings` names, in that order)."""
-    per_chunk = math.ceil(n_layer / (pp * interleave))
-    chunks = [per_chunk] * interleave
-    if pp == 1:
+    Either the embedding and the loss take a layer's slot (``embedding_slot`` / ``loss_slot``: Megatron-LM's
+    ``--account-for-embedding-in-pipeline-split`` / ``--account-for-loss-in-pipeline-split``), every chunk holding
+    (L + slots) / (p v) layers less the slot it gives up; or the end stages hold ``first_stage_layers`` and
+    ``last_stage_layers`` (``--decoder-first-pipeline-num-layers`` / ``--decoder-last-pipeline-num-layers``) and the
+    p - 2 stages between share the rest evenly. Megatron-LM takes no other split ([6])."""
+
+    n_layer: int
+    pp: int
+    interleave: int = 1
+    embedding_slot: bool = False
+    loss_slot: bool = False
+    first_stage_layers: int | None = None
+    last_stage_layers: int | None = None
+
+    def __post_init__(self):
+        # the engine's invariant: every layer sits on exactly one stage, and none holds more than ceil(L / (p v)) x v
+        stages = [sum(self.chunk_layers(r)) for r in range(self.pp)]
+        assert sum(stages) == self.n_layer and min(min(self.chunk_layers(r)) for r in range(self.pp)) >= 0, (
+            f"pipeline split {self} places {stages} layers, not {self.n_layer}")
+        assert max(stages) <= stage_layers(self.n_layer, self.pp, self.interleave), f"{self} is not balanced"
+
+    @property
+    def uneven(self) -> bool:
+        """The end stages' layers are given (``--decoder-first/last-pipeline-num-layers``)."""
+        return self.first_stage_layers is not None
+
+    def chunk_layers(self, rank: int) -> tuple[int, ...]:
+        """Transformer layers in each of the ``interleave`` chunks of stage ``rank`` (0 .. pp - 1), as Megatron-LM's
+        ``get_num_layers_to_build`` builds them for this split's settings ([6])."""
+        if self.uneven:  # non-interleaved only (`pipeline_split`)
+            middle = (self.n_layer - self.first_stage_layers - self.last_stage_layers) // (self.pp - 2)
+            return ((self.first_stage_layers,) if rank == 0 else (self.last_stage_layers,) if rank == self.pp - 1
+                    else (middle,))
+        per_chunk = (self.n_layer + self.embedding_slot + self.loss_slot) // (self.pp * self.interleave)
+        chunks = [per_chunk] * self.interleave
+        if rank == 0:
+            chunks[0] -= self.embedding_slot
+        if rank == self.pp - 1:
+            chunks[-1] -= self.loss_slot
         return tuple(chunks)
-    spare = min(EMBEDDING_AND_LOSS_CHUNKS, spare_layer_slots(n_layer, pp, interleave))
-    if rank == pp - 1 and spare >= 1:
-        chunks[-1] -= 1
-    if rank == 0 and spare >= EMBEDDING_AND_LOSS_CHUNKS:
-        chunks[0] -= 1
-    return tuple(chunks)
+
+    def stage_layers(self, rank: int) -> int:
+        """Transformer layers on stage ``rank``, all its chunks."""
+        return sum(self.chunk_layers(rank))
+
+    def megatron_flags(self) -> list[str]:
+        """The Megatron-LM flags that ask for this split ([6]); none for an even one."""
+        if self.uneven:
+            return [f"--decoder-first-pipeline-num-layers {self.first_stage_layers}",
+                    f"--decoder-last-pipeline-num-layers {self.last_stage_layers}"]
+        return (["--account-for-loss-in-pipeline-split"] if self.loss_slot else []) + (
+            ["--account-for-embedding-in-pipeline-split"] if self.embedding_slot else [])
+
+
+@functools.lru_cache(maxsize=4096)
+def pipeline_split(n_layer: int, pp: int, interleave: int = 1) -> PipelineSplit | None:
+    """How ``n_layer`` layers go on ``pp`` stages of ``interleave`` chunks, as Megatron-LM takes them, with no stage
+    holding more than ceil(L / (p v)) x v layers; None when Megatron-LM has no such split (one with a fuller stage
+    gives up the balance p stages are for: it is refused, not priced).
+
+    Where ceil(L / (p v)) layers a chunk leave at most two slots spare, the loss takes the last chunk of the last
+    stage's one, then the embedding the first chunk of the first stage's (Dubey et al. 2024 sec. 3.3.2: "we reduce
+    one Transformer layer each from the first and the last stages ... the first model chunk on the first stage has
+    only the embedding"). With more slots spare and one chunk a stage, the end stages take fewer layers
+    (``--decoder-first/last-pipeline-num-layers``): the p - 2 stages between hold m layers each, the largest m
+    whose remainder L - (p - 2) m gives both ends at least one layer and at most ceil(L / p) (Megatron-LM refuses an
+    end of 0 layers and a remainder the middle stages do not share evenly, [6]); the last stage, which carries the
+    LM head and the loss, takes the smaller half. Interleaved chunks are equal in Megatron-LM
+    (``--num-layers-per-virtual-pipeline-stage`` takes no uneven ends, [6]): beyond two spare slots, no split."""
+    if pp == 1:  # one stage, one chunk (`Layout` refuses --interleave without --pp)
+        return PipelineSplit(n_layer, 1, 1)
+    spare = spare_layer_slots(n_layer, pp, interleave)
+    if spare <= EMBEDDING_AND_LOSS_CHUNKS:
+        return PipelineSplit(n_layer, pp, interleave, embedding_slot=spare >= EMBEDDING_AND_LOSS_CHUNKS,
+                             loss_slot=spare >= 1)
+    if interleave > 1:
+        return None
+    most = stage_layers(n_layer, pp, 1)
+    for middle in range(most, 0, -1):
+        ends = n_layer - (pp - 2) * middle
+        if ends > 2 * most:
+            break
+        if ends >= 2:
+            return PipelineSplit(n_layer, pp, 1, first_stage_layers=ends - ends // 2, last_stage_layers=ends // 2)
+    return None
+
+
+def chunk_layers(n_layer: int, pp: int, interleave: int, rank: int) -> tuple[int, ...]:
+    """Transformer layers in each of the ``interleave`` chunks of pipeline stage ``rank`` (0 .. pp - 1), as
+    `pipeline_split` places them; a split Megatron-LM does not take is refused (`Layout.check_model` says why)."""
+    split = pipeline_split(n_layer, pp, interleave)
+    if split is None:
+        raise UsageError(f"{n_layer} layers do not split over {pp} pipeline stages x {interleave} chunks as "
+                         "Megatron-LM takes them; see `Layout.check_model`")
+    return split.chunk_layers(rank)
 
 
 class Engine(str, Enum):
@@ -135,9 +223,34 @@ class Layout:
         """Layers on the busiest stage: ceil(L / p), rounded up to whole chunks of the interleaved schedule."""
         return stage_layers(n_layer, self.pp, self.interleave)
 
-    def spare_layer_slots(self, n_layer: int) -> int:
-        """Layer slots the pipeline leaves empty (`spare_layer_slots`)."""
-        return spare_layer_slots(n_layer, self.pp, self.interleave)
+    def pipeline_split(self, n_layer: int) -> PipelineSplit:
+        """The layers of each stage (`pipeline_split`), refused as `check_model` refuses it when Megatron-LM has
+        none."""
+        split = pipeline_split(n_layer, self.pp, self.interleave)
+        if split is None:
+            raise UsageError(self._no_split_message(n_layer))
+        return split
+
+    def _no_split_message(self, n_layer: int) -> str:
+        """Why ``n_layer`` layers have no Megatron-LM split over this pipeline, and the degrees that have one."""
+        if self.interleave > 1:
+            # Megatron-LM's chunks are equal (--num-layers-per-virtual-pipeline-stage), and only the embedding and
+            # the loss may fill a slot a layer leaves: ceil(L / (p v)) layers a chunk must cover L + at most 2
+            per_chunk = math.ceil(n_layer / (self.pp * self.interleave))
+            fits = [v for v in range(2, (n_layer + EMBEDDING_AND_LOSS_CHUNKS) // self.pp + 1)
+                    if pipeline_split(n_layer, self.pp, v) is not None]
+            return (f"{n_layer} layers do not split into {self.pp} stages x {self.interleave} chunks of "
+                    f"{per_chunk} layers each (Megatron-LM's chunks are equal; only the embedding and the loss may "
+                    "take a layer's place); "
+                    + (f"--interleave {', '.join(map(str, fits))} would" if fits else "--interleave 1 would"))
+        # the pipeline degrees this many GPUs take at this --tp x --cp (the divisors of n_gpus / (tp x cp))
+        room = self.n_gpus // (self.tp * self.cp)
+        works = [p for p in range(2, min(room, n_layer) + 1) if room % p == 0 and pipeline_split(n_layer, p, 1)]
+        most = stage_layers(n_layer, self.pp, 1)
+        return (f"{n_layer} layers do not split over --pp {self.pp} as Megatron-LM takes them with at most "
+                f"{most} layers a stage (its uneven split, --decoder-first/last-pipeline-num-layers, needs the stages "
+                "between the ends to share the rest evenly); "
+                + (f"--pp {', '.join(map(str, works))} would" if works else "--pp 1 (no pipeline) would"))
 
     @property
     def model_parallel(self) -> int:
@@ -158,16 +271,7 @@ class Layout:
         if cfg.n_layer < self.pp * self.interleave - EMBEDDING_AND_LOSS_CHUNKS:
             raise UsageError(f"{cfg.n_layer} layers do not fill {self.pp} stages x {self.interleave} chunks; "
                              "pick a smaller --pp x --interleave")
-        if self.interleave > 1 and self.spare_layer_slots(cfg.n_layer) > EMBEDDING_AND_LOSS_CHUNKS:
-            # Megatron-LM's chunks are equal (--num-layers-per-virtual-pipeline-stage), and only the embedding and
-            # the loss may fill a slot a layer leaves: ceil(L / (p v)) layers a chunk must cover L + at most 2
-            per_chunk = math.ceil(cfg.n_layer / (self.pp * self.interleave))
-            fits = [v for v in range(2, (cfg.n_layer + EMBEDDING_AND_LOSS_CHUNKS) // self.pp + 1)
-                    if self.pp * v * math.ceil(cfg.n_layer / (self.pp * v)) - cfg.n_layer <= EMBEDDING_AND_LOSS_CHUNKS]
-            raise UsageError(f"{cfg.n_layer} layers do not split into {self.pp} stages x {self.interleave} chunks of "
-                             f"{per_chunk} layers each (Megatron-LM's chunks are equal; only the embedding and the "
-                             "loss may take a layer's place); "
-                             + (f"--interleave {', '.join(map(str, fits))} would" if fits else "--interleave 1 would"))
+        self.pipeline_split(cfg.n_layer)  # [6] a split Megatron-LM takes, or one line naming the --pp that have one
         if self.interleave > 1 and self.n_micro % self.pp:
             raise UsageError(f"the interleaved schedule needs the micro-batches ({self.n_micro}) to be a multiple of "
                              f"--pp {self.pp} (Megatron-LM)")
@@ -206,19 +310,8 @@ class Layout:
                          else f"<layers / (pp x {self.interleave})>")
             mega.append(f"--num-layers-per-virtual-pipeline-stage {per_chunk}")
         if n_layer is not None and self.pp > 1:
-            # Layer slots left empty go to the loss, then the embedding, as `layout.stage_cost` prices them (Megatron-core
-            # TransformerConfig account_for_loss_in_pipeline_split / account_for_embedding_in_pipeline_split)
-            per_stage = self.layers_per_stage(n_layer)
-            spare = self.spare_layer_slots(n_layer)
-            if 1 <= spare <= EMBEDDING_AND_LOSS_CHUNKS:
-                mega.append("--account-for-loss-in-pipeline-split")
-                if spare == EMBEDDING_AND_LOSS_CHUNKS:
-                    mega.append("--account-for-embedding-in-pipeline-split")
-            elif spare > EMBEDDING_AND_LOSS_CHUNKS and self.interleave == 1:
-                ends = n_layer - (self.pp - 2) * per_stage  # the end stages share what the full middle ones leave
-                if ends >= 2:
-                    mega.append(f"--decoder-first-pipeline-num-layers {ends // 2} "
-                                f"--decoder-last-pipeline-num-layers {ends - ends // 2}")
+            # the settings that place each stage's layers as `layout.stage_cost` and `layout.memory` price them [6]
+            mega += self.pipeline_split(n_layer).megatron_flags()
         if self.sequence_parallel:
             mega.append("--sequence-parallel")
         if self.zero_stage >= 1:

@@ -6,8 +6,9 @@ Each layer's operations come from `perf.estimate_step` on the model as one tenso
 context parallelism costs the attention core cp times the s / cp-token core ([5]); sequence parallelism splits the
 norms, residual adds and dropouts by t ([3] sec. 4.2.2). The ops fall into the stage's body (layers), its ends
 (embedding; final norm, LM head and loss), the backward a data-parallel reduction can hide, the optimizer and the
-gradient accumulation (`_StageCost`). With spare layer slots the end stages carry a layer fewer ([7]); the middle
-stage (layers only) is what the pipeline's warm-up and cool-down pass through ([8]).
+gradient accumulation (`_StageCost`). Each stage holds the layers the emitted Megatron-LM settings build
+(`spec.pipeline_split`): with spare layer slots the end stages carry fewer ([7]); the middle stage (layers only) is
+what the pipeline's warm-up and cool-down pass through ([8]).
 
 References
 ----------
@@ -52,7 +53,7 @@ from ..memory.settings import MemoryPrecision, TrainingSetup
 from ..model import ModelConfig
 from ..perf import StepEstimate, StepOptions, estimate_step
 from ..perf.op_kinds import OpClass, Phase
-from .spec import EMBEDDING_AND_LOSS_CHUNKS, Engine, Layout
+from .spec import Engine, Layout
 
 FIRST_STAGE_OPS = ("embedding",)
 LAST_STAGE_OPS = ("final norm", "lm head", "cross-entropy", "fused cross-entropy")
@@ -198,9 +199,15 @@ def rank_estimate(cfg: ModelConfig, layout: Layout, gpu, seq_len: int, *,
                       fused_loss, dropout)
 
 
-def _spare_layer_slots(cfg: ModelConfig, layout: Layout) -> int:
-    """Layer slots the pipeline leaves empty (`Layout.spare_layer_slots`), up to the embedding's and the loss's."""
-    return min(EMBEDDING_AND_LOSS_CHUNKS, layout.spare_layer_slots(cfg.n_layer))
+def _stage_layers(cfg: ModelConfig, layout: Layout) -> tuple[int, int, int]:
+    """(first, middle, last) stage's transformer layers, as the emitted Megatron-LM settings place them
+    (`Layout.pipeline_split`, which refuses a split Megatron-LM does not take); the middle is the second stage, the
+    layers-only stage the warm-up and cool-down pass through ([8]). Without a pipeline, (L, L, L)."""
+    split = layout.pipeline_split(cfg.n_layer)
+    stages = [split.stage_layers(r) for r in range(layout.pp)]
+    # the engine's invariant: the priced stages hold the model's layers, each exactly once
+    assert sum(stages) == cfg.n_layer, f"stages {stages} do not hold the {cfg.n_layer} layers"
+    return stages[0], stages[min(1, layout.pp - 1)], stages[-1]
 
 
 def compute_key(cfg: ModelConfig, layout: Layout) -> tuple:
@@ -208,7 +215,7 @@ def compute_key(cfg: ModelConfig, layout: Layout) -> tuple:
     megatron = layout.engine() is Engine.megatron
     return (layout.tp, layout.layers_per_stage(cfg.n_layer), layout.cp, layout.ep, layout.micro_batch,
             Recompute(layout.recompute), layout.sequence_parallel, megatron, layout.pp > 1,
-            _spare_layer_slots(cfg, layout), dp_shard(layout))
+            _stage_layers(cfg, layout), dp_shard(layout))
 
 
 def dp_shard(layout: Layout) -> tuple[int, int]:
@@ -226,33 +233,37 @@ def _compute_per_micro_batch(cfg: ModelConfig, layout: Layout, gpu, seq_len: int
     """The busiest stage's costs, its compute for one micro-batch (layers + embedding and/or LM head, s) and a
     middle stage's (layers only: what the pipeline's warm-up and cool-down pass through, [8]).
 
-    When the layers do not fill every stage, the first and last stages take the spare slots, a layer fewer each
-    ([7]: the embedding and the loss get a chunk of their own; Megatron-core's
-    ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split``), so their ends replace a
-    layer instead of adding to the busiest stage: max(n layers, n - 1 layers + the end) per end stage."""
-    *key, megatron, pipelined, spare, shard = compute_key(cfg, layout)
+    Each stage is priced with the layers the emitted Megatron-LM settings give it (`Layout.pipeline_split`): the
+    first with the embedding, the last with the final norm, LM head and loss, the ones between with layers only;
+    the busiest is the slowest of them. Where the layers leave slots spare, the end stages carry fewer layers ([7]:
+    the embedding and the loss take a layer's place; or Megatron-LM's uneven first and last stages), so their ends
+    replace layers instead of adding to the busiest stage. With two stages the other stage of the bubble is priced
+    as a full one (n layers, no end)."""
+    *key, megatron, pipelined, (n_first, n_middle, n_last), shard = compute_key(cfg, layout)
     options = _stage_options(layout, options)
     cost = _stage_cost(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron, shard, fused_loss, dropout)
     if not pipelined:
         whole = cost.body_s + cost.first_s + cost.last_s
         return cost, whole, whole
-    ends = sorted((cost.first_s, cost.last_s))  # [smaller, larger]
-    one_fewer = _body_with_one_layer_fewer(cfg, tuple(key), seq_len, gpu, precision, flash, options, megatron,
-                                           fused_loss, dropout)
-    if spare >= EMBEDDING_AND_LOSS_CHUNKS:  # both end stages carry a layer fewer
-        return cost, max(cost.body_s, one_fewer + ends[1]), cost.body_s
-    if spare == 1:  # the stage with the larger end carries a layer fewer
-        return cost, max(cost.body_s + ends[0], one_fewer + ends[1]), cost.body_s
-    return cost, cost.body_s + ends[1], cost.body_s
+
+    def body(n: int) -> float:  # n layers, no end
+        return cost.body_s if n == key[1] else _body_with_layers(cfg, tuple(key), n, seq_len, gpu, precision, flash,
+                                                                  options, megatron, fused_loss, dropout)
+
+    first, last = body(n_first) + cost.first_s, body(n_last) + cost.last_s
+    if layout.pp == 2:
+        return cost, max(first, last), cost.body_s
+    middle = body(n_middle)
+    return cost, max(first, middle, last), middle
 
 
-def _body_with_one_layer_fewer(cfg, key: tuple, seq_len, gpu, precision, flash, options, megatron, fused_loss=False,
-                               dropout=False) -> float:
-    """The body (layers only) of a stage one layer shorter than ``key``'s, by the same affine rule as `_stage_cost`
-    (an empty stage's body is the intercept c(0) = 2 c(1) - c(2))."""
-    tp, n, *rest = key
-    if n > 1:
-        return _stage_cost(cfg, (tp, n - 1, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0),
+def _body_with_layers(cfg, key: tuple, n: int, seq_len, gpu, precision, flash, options, megatron, fused_loss=False,
+                      dropout=False) -> float:
+    """The body (layers only) of a stage of ``n`` layers, otherwise ``key``'s, by the same affine rule as
+    `_stage_cost` (an empty stage's body is the intercept c(0) = 2 c(1) - c(2))."""
+    tp, _, *rest = key
+    if n >= 1:
+        return _stage_cost(cfg, (tp, n, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0),
                            fused_loss, dropout).body_s
     one = _rank_cost(cfg, (tp, 1, *rest), seq_len, gpu, precision, flash, options, megatron, (1, 0), fused_loss,
                      dropout).body_s
