@@ -230,7 +230,8 @@ def _brute_force(cfg, gpu, n_gpus, seq, cap, tm, largest_only: bool) -> float:
     want = _per_gpu_batch(cfg, seq, n_gpus, None)
     tokens = want * seq * n_gpus
     best = math.inf
-    base = TrainingSetup(seq_len=seq, precision=MEMORY_PRECISION[Precision.bf16], n_gpus=n_gpus)
+    base = TrainingSetup(seq_len=seq, precision=MEMORY_PRECISION[Precision.bf16], n_gpus=n_gpus,
+                         gpu_architecture=gpu.architecture)  # as choose_setup builds it (the workspace size)
     fitting_of = {}
     for flags in searched_setups(n_gpus):
         fitting = []
