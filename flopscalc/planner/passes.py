@@ -123,7 +123,7 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     model any pass weighed. Under a time or money budget an option's tokens and loss do not depend on the FLOPs the
     shapes were placed around (`search._tokens`), so for the lowest loss the plan shows the shapes placed around the
     FLOPs the best pick of any pass delivers, with that pick among them: the recommendation is never worse than a
-    model the passes weighed (with inference tokens: it shrinks the best of them).
+    model the passes weighed (with inference tokens: the least life-cycle FLOPs of them).
     """
     from ..scaling import optimal
 
@@ -143,7 +143,7 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
         if not passes:
             break
         rec = _pick(shapes, ctx, alloc, ia)
-        # with inference tokens the pick shrinks the lowest-loss option's N (`search._recommend`): keep that option
+        # with inference tokens the pick is the least life-cycle FLOPs (`search._recommend`): keep the lowest loss
         plain = rec if ia is None else _pick(shapes, ctx, alloc)
         if plain.loss is not None and (best is None or plain.loss < best.loss):
             best = plain

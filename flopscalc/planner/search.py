@@ -20,6 +20,7 @@ from ..scaling.laws import n_for_law as _law_n
 from ..units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, format_count
 from .budget import DEFAULT_MFU, Candidate, ComputeBudget, candidate
 from .family import ShapeFamily, shape_family
+from .lifecycle import life_cycle_pick
 from .options import (
     GROW_BATCH_KINDS,
     MAX_GPUS_SEARCHED,
@@ -262,13 +263,6 @@ def _preset_candidates(options: tuple[PlanOption, ...], ctx: _Context) -> tuple[
     return tuple(out)
 
 
-def _nearest_life_cycle(options: list[PlanOption], plain: PlanOption, ctx: _Context, alloc, ia) -> PlanOption:
-    """The option nearest in |ln N| to the plain pick's N times ia N / alloc N (Sardana et al. 2024, sec. 3: the
-    life-cycle optimum's shrink of the compute-optimal model for the same budget)."""
-    target = _law_n(ctx.law, plain.model) * ia.n_params / alloc.n_params
-    return min(options, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / target)))
-
-
 # GPU counts tried as a suggestion when a count splits into no layout: 2^a x 3^b, the counts clusters are built in
 # (nodes of 8, racks and pods of powers of two; Megatron-LM's own runs, Narayanan et al. 2021 Table 1, use such counts)
 SMOOTH_PRIMES = (2, 3)
@@ -314,9 +308,9 @@ def _refuse_unsplittable_count(smallest: PlanOption, ctx: _Context) -> None:
 
 def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -> PlanOption:
     """The lowest predicted loss (or, for a target, the fastest to reach it); with an inference-aware optimum
-    ``ia``, the option nearest that pick's N shrunk by Sardana et al.'s factor (ia N / the law's optimum N), in
-    |ln N|: the lowest loss would pull back to the Chinchilla model, and the law's own optimum ignores that the
-    options run at different speeds (so T -> 0 gives the plain pick exactly)."""
+    ``ia``, the option with the least life-cycle FLOPs (`lifecycle.life_cycle_pick`, Sardana et al. 2024): the options'
+    own tokens and losses, so a model that memory or speed already shrank is not shrunk again, and T -> 0 gives
+    the plain pick exactly."""
     cap = ctx.memory_bytes or ctx.gpu.memory_bytes
     n_gpus = ctx.budget.n_gpus
     if not any(o.fits for o in options):
@@ -378,7 +372,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
                 f"({format_count(fitting[-1].n_params)}) is limited to {ctx.law.loss(_law_n(ctx.law, fitting[-1].model), 1e30):.3f}"
                 " even with unlimited data; add GPUs or aim higher")
         fastest = min(reach, key=lambda o: o.train_time_s)
-        return fastest if ia is None else _nearest_life_cycle(reach, fastest, ctx, alloc, ia)
+        return fastest if ia is None else life_cycle_pick(reach, fastest, ctx.law, ctx.kind, ia)
     if ctx.kind == "tokens":
         o = fitting[0]
         if ctx.max_wall_clock_s is not None and o.train_time_s > ctx.max_wall_clock_s * (1 + 1e-9):
@@ -400,7 +394,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             f"it needs at least {need_s / SECONDS_PER_HOUR:.2g} hours of these GPUs")
     predicted = [o for o in trained if o.loss is not None]  # None: no loss, or above a uniform guess (_loss)
     if ia is not None and predicted:
-        return _nearest_life_cycle(predicted, min(predicted, key=lambda o: o.loss), ctx, alloc, ia)
+        return life_cycle_pick(predicted, min(predicted, key=lambda o: o.loss), ctx.law, ctx.kind, ia)
     if ia is not None:
         return min(trained, key=lambda o: abs(math.log(_law_n(ctx.law, o.model) / ia.n_params)))
     if predicted:

@@ -275,6 +275,34 @@ def inference_optimal_for_training_budget(law: ScalingLaw, c_flops: float, infer
     return inference_optimal_for_loss(law, loss, t, budget_flops=c)
 
 
+def flops_per_nat(law: ScalingLaw, n_params: float, n_tokens: float) -> float:
+    """Life-cycle FLOPs one nat of loss is worth at a life-cycle optimum (N, D): the Lagrange multiplier of [S24].
+
+    Stationarity in D of 6ND + 2NT + lambda (L(N, D) - l) gives 6N + lambda dL/dD = 0, with
+    dL/dD = -beta B D^(-beta-1) [H22, eq. 2], so lambda = 6 N D^(beta+1) / (beta B) (FLOP per nat). By the envelope
+    theorem it is also the slope -dK/dl of the least life-cycle FLOPs K(l) of a loss l: the life-cycle FLOPs a run
+    saves per nat it gives up, near the optimum.
+    """
+    form = _form(law)
+    return FLOPS_PER_PARAM_TOKEN * n_params * n_tokens ** (form.beta + 1.0) / (form.beta * form.B)  # [S24] + [H22, eq. 2]
+
+
+def life_cycle_flops_at_budget(law: ScalingLaw, optimum: InferenceAllocation, n_params: float, loss: float) -> float:
+    """Life-cycle FLOPs of a run that spends the training budget of ``optimum`` (a life-cycle optimum for a training
+    budget, `inference_optimal_for_training_budget`) on ``n_params`` parameters (law's N) and reaches ``loss``
+    (nats/token), its loss priced at the optimum's rate.
+
+    C + 2NT + lambda (loss - l*), with C, l* the optimum's training FLOPs and loss and lambda `flops_per_nat` there
+    [S24]: runs of one training budget differ in what they serve (2NT) and in the loss they reach, and lambda is the
+    exchange rate between the two at which the optimum is cheapest. On the curve 6ND = C it is least at the optimum
+    itself (where it equals 6ND + 2NT): stationarity of 2NT + lambda L subject to 6ND = C is the Lagrange condition
+    of [S24]; with T = 0 the least is the lowest loss.
+    """
+    lam = flops_per_nat(law, optimum.n_params, optimum.n_tokens)
+    return (optimum.train_flops + INFERENCE_FLOPS_PER_PARAM_TOKEN * n_params * optimum.inference_tokens
+            + lam * (loss - optimum.target_loss))  # [S24]: 6ND + 2NT, the loss gap at lambda
+
+
 @dataclass(frozen=True)
 class InferencePrices:
     """What a FLOP costs in training and in serving: GPU-hour prices, peak rates, and the MFU each phase reaches.
