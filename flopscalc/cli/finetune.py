@@ -22,7 +22,8 @@ def finetune(
     config: ModelConfigOpt = None,
     method: Annotated[Method | None, typer.Option(
         help="full (every weight), lora (frozen 16-bit base + adapters) or qlora (frozen 4-bit base + adapters). "
-        "Default: the first of full, lora, qlora that fits at micro-batch 1 (qlora when none does, with its fixes); "
+        "Default: the first of full, lora, qlora that fits with the other options as given (qlora when none does, "
+        "with its fixes); "
         "--rank/--targets leave full out, --quant/--double-quant mean qlora.")
     ] = None,
     rank: Annotated[int | None, typer.Option(help="LoRA rank r (default 16); LoRA and QLoRA only.")] = None,
@@ -67,6 +68,7 @@ def finetune(
 
     from ..errors import UsageError
     from ..finetune.adapters import TARGETS, parse_targets
+    from ..finetune.backends import bitsandbytes_refusal
     from ..finetune.memory import DEFAULT_RANK, FinetuneSetup
     from ..finetune.plan import METHOD_ORDER, plan_finetune, with_method
     from ..hardware import Precision, get_gpu
@@ -120,6 +122,9 @@ def finetune(
     # full > lora > qlora in memory, so the first that fits among those the options allow is the answer
     allowed = ((Method.qlora,) if quant is not None or double_quant is not None else
                (Method.lora, Method.qlora) if rank is not None or targets is not None else METHOD_ORDER)
+    if auto and len(allowed) > 1 and bitsandbytes_refusal(Method.qlora, Optimizer.adamw, False, spec):
+        allowed = tuple(m for m in allowed if m is not Method.qlora)  # no bitsandbytes there: QLoRA cannot run
+        setup = with_method(setup, allowed[-1])
     try:
         plan = planned(setup)
     except UsageError:
@@ -137,7 +142,7 @@ def finetune(
     if auto:
         note = (f"method {plan.setup.method.value}: " + (
             "adapters are not modelled for this block, so full fine-tuning" if allowed == (Method.full,) else
-            f"the first of {', '.join(m.value for m in allowed)} that fits at micro-batch 1")
+            f"the first of {', '.join(m.value for m in allowed)} that fits with these settings")
             + " (--method to ask for one)")
     data = finetune_dict(plan) | {"method_chosen_automatically": auto}
     emit(finetune_report(plan) if note is None else Group(Text(note), finetune_report(plan)), data, as_json)

@@ -56,6 +56,7 @@ from .adapters import (
     linear_shapes,
     quantized_bytes,
 )
+from .backends import CUDA_RUNTIME_KEYS
 
 # Components that do not depend on the micro-batch or the sequence.
 STATE_KEYS = frozenset({"weights", "master_weights", "gradients", "optimizer_state", "base_weights", "quant_constants",
@@ -111,6 +112,10 @@ class FinetuneSetup:
     gpu_architecture : str or None
         The CUDA GPU's architecture, which sizes PyTorch's cuBLAS workspaces (`memory.TrainingSetup`'s field of the
         name); `plan_finetune` sets its GPU's. None: not known, the larger size assumed.
+    cuda_runtime : bool
+        The accelerator runs PyTorch's CUDA runtime (NVIDIA; AMD through ROCm/HIP): its CUDA context, caching-allocator
+        reserve and cuBLAS workspaces are counted. False (a TPU, Trainium, Gaudi; `backends.runs_cuda`) leaves those
+        three out, and that runtime's own memory is not modelled.
     """
 
     method: Method = Method.qlora
@@ -130,6 +135,7 @@ class FinetuneSetup:
     cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES
     allocator_overhead_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION
     gpu_architecture: str | None = None
+    cuda_runtime: bool = True
 
     def __post_init__(self) -> None:
         for name, enum in (("method", Method), ("quant", Quant), ("optimizer", Optimizer),
@@ -241,8 +247,16 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     if setup.seq_len > cfg.block_size and cfg.seq_limited_by_context:
         raise UsageError(f"sequence length {setup.seq_len} is longer than the model's learned position table "
                          f"({cfg.block_size}); pass --seq {cfg.block_size} or less")
-    if setup.method is Method.full:
-        return _full(cfg, setup)
+    memory = _full(cfg, setup) if setup.method is Method.full else _adapters(cfg, setup)
+    if setup.cuda_runtime:
+        return memory
+    # no CUDA runtime on the device: its context, allocator reserve and cuBLAS workspaces do not exist (backends [2])
+    return replace(memory, components=tuple((k, label, 0.0 if k in CUDA_RUNTIME_KEYS else b)
+                                            for k, label, b in memory.components))
+
+
+def _adapters(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
+    """LoRA and QLoRA memory (`finetune_memory`)."""
     check_lora_model(cfg, setup.targets)
     pc = count_params(cfg)
     adapters: AdapterCount = count_adapters(cfg, setup.targets, setup.rank, pc.total)

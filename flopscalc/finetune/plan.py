@@ -13,6 +13,7 @@ forward and backward need the room, and prefetches back before each update (bits
 ``Optimizer8bit.prefetch_state`` -> ``functional.prefetch_tensor``: ``cudaMemPrefetchAsync``), so the pages move at
 the copy rate, not by faults.
 The attention core is priced with causal pairs (fused kernels skip masked blocks; ``flopscalc.flops``).
+Sequences and optimizer steps are whole, at least one step an epoch (`steps.run_steps`: transformers' Trainer count).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from ..planner.budget import DEFAULT_MFU
 from ..units import GIB
 from .adapters import Method
 from .assumptions import PER_OPERATION, STATED, finetune_assumptions
+from .backends import bitsandbytes_refusal, check_bitsandbytes, runs_cuda
 from .flops import FinetuneFlops, dequant_bytes_per_token, finetune_flops_per_token
 from .memory import FinetuneMemory, FinetuneSetup, finetune_memory
+from .steps import run_steps
 
 # Largest micro-batch searched (sequences).
 MAX_MICRO_BATCH_SEARCHED = 4096
@@ -52,8 +55,13 @@ MIN_FIX_RANK = 4
 # quality (QLoRA sec. 4: NF4 + DQ matches 16-bit LoRA on their benchmarks); shorter sequences truncate the data;
 # a bigger GPU costs money; a smaller micro-batch keeps the tokens per step with --grad-accum (as
 # `memory.advice.CHANGE_COST` ranks it).
-CHANGE_COST = {"recompute": 1, "paged": 1, "optimizer": 1, "micro_batch": 1, "method:lora": 2, "method:qlora": 2,
-               "rank": 2, "seq": 3, "gpu": 4}
+# bf16 adapters (--bf16-adapters) are QLoRA's own recipe (artidoro/qlora qlora.py casts the LoRA layers, and with
+# QLoRA the embedding and LM head, to bf16 under --bf16; peft keeps them fp32 with autocast_adapter_dtype=True), the
+# dtypes the paper's results were trained in, so they rank with the other changes that cost little.
+CHANGE_COST = {"recompute": 1, "paged": 1, "optimizer": 1, "micro_batch": 1, "bf16_adapters": 1, "method:lora": 2,
+               "method:qlora": 2, "rank": 2, "seq": 3, "gpu": 4}
+# The flag a fix names for bf16 adapters: what the user types.
+BF16_ADAPTERS_FLAG = "--bf16-adapters"
 # Methods from most to least memory: the "cheapest" that fits is the first that does.
 METHOD_ORDER = (Method.full, Method.lora, Method.qlora)
 
@@ -90,8 +98,8 @@ class FinetunePlan:
     n_epochs: float
     packing: bool
     mean_sequence_tokens: float
-    n_sequences: float
-    n_optimizer_steps: float  # sequences / (micro-batch x accumulation)
+    n_sequences: int  # whole sequences over every epoch (`steps.run_steps`)
+    n_optimizer_steps: int  # per epoch ceil(micro-batches / accumulation), at least 1, x epochs rounded up
     processed_tokens: float  # sequences x sequence length: what the GPU computes on, padding included
     flops: FinetuneFlops  # per processed token, causal attention
     compute_s: float
@@ -168,11 +176,15 @@ def _smaller_micro_batch(cfg: ModelConfig, setup: FinetuneSetup, usable: float) 
     return trial(batch) if batch else None
 
 
-def _candidates(setup: FinetuneSetup) -> dict[str, list]:
+def _candidates(setup: FinetuneSetup, gpu: GpuSpec) -> dict[str, list]:
+    """Each setting a fix may change, the setup's own value first. bf16 adapters only on a card with a bf16 rate
+    (the CLI refuses --bf16-adapters elsewhere: the plan runs fp16 there)."""
     methods = list(METHOD_ORDER[METHOD_ORDER.index(setup.method):])
     ranks = [setup.rank] + [r for r in (setup.rank // 2, setup.rank // 4) if r >= MIN_FIX_RANK and r < setup.rank]
+    bf16 = not setup.bf16_adapters and Precision.bf16 in gpu.available_precisions()
     return {
         "method": methods,
+        "bf16_adapters": [setup.bf16_adapters] + ([True] if bf16 else []),
         "recompute": [setup.recompute] + ([Recompute.full] if setup.recompute is Recompute.none else []),
         "optimizer": [setup.optimizer] + ([Optimizer.adamw8bit] if setup.optimizer is Optimizer.adamw else []),
         "paged": [setup.paged] + ([True] if not setup.paged else []),
@@ -197,13 +209,21 @@ def _describe(old: FinetuneSetup, new: FinetuneSetup) -> tuple[tuple[str, ...], 
     if new.rank != old.rank and new.method is not Method.full:
         changes.append(f"rank {old.rank} -> {new.rank}")
         cost += CHANGE_COST["rank"]
+    if new.bf16_adapters and not old.bf16_adapters:
+        changes.append(BF16_ADAPTERS_FLAG)
+        cost += CHANGE_COST["bf16_adapters"]
     return tuple(changes), cost
 
 
-def cheapest_method(cfg: ModelConfig, setup: FinetuneSetup, usable_bytes: float) -> Method | None:
-    """The first of full, LoRA and QLoRA that fits ``usable_bytes`` at micro-batch 1 with the other settings of
-    ``setup`` (None when none does): what a planner names for a fine-tune."""
-    return next((m for m in METHOD_ORDER if _fits(cfg, with_method(setup, m, micro_batch=1), usable_bytes)), None)
+def cheapest_method(cfg: ModelConfig, setup: FinetuneSetup, usable_bytes: float,
+                    gpu: GpuSpec | None = None) -> Method | None:
+    """The first of full, LoRA and QLoRA that fits ``usable_bytes`` with every other setting of ``setup`` as given
+    (micro-batch, accumulation and sequence included; None when none does): what a planner names for a fine-tune.
+    Judged as `plan_finetune` judges the setup itself, so it never names the method the verdict says does not fit.
+    On ``gpu`` a method that needs bitsandbytes where it does not run (`backends.bitsandbytes_refusal`) is skipped."""
+    def runs(m: Method) -> bool:
+        return gpu is None or bitsandbytes_refusal(m, setup.optimizer, setup.paged, gpu) is None
+    return next((m for m in METHOD_ORDER if runs(m) and _fits(cfg, with_method(setup, m), usable_bytes)), None)
 
 
 def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: float, limit: int = 5,
@@ -211,13 +231,16 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
     """Ranked changes that make ``setup`` fit (fewest, least disruptive first); empty when it fits already."""
     if _fits(cfg, setup, usable):
         return ()
-    options = _candidates(setup)
+    options = _candidates(setup, gpu)
     found = []
     for values in itertools.product(*options.values()):
         chosen = dict(zip(options, values))
-        trial = with_method(setup, chosen.pop("method"), **chosen)
-        if trial.method is Method.full and trial.rank != setup.rank:
-            continue  # rank means nothing to full fine-tuning
+        method, bf16 = chosen.pop("method"), chosen.pop("bf16_adapters")
+        if method is Method.full and (chosen["rank"] != setup.rank or bf16 != setup.bf16_adapters):
+            continue  # rank and adapter dtype mean nothing to full fine-tuning
+        trial = replace(with_method(setup, method, **chosen), bf16_adapters=bf16)
+        if bitsandbytes_refusal(trial.method, trial.optimizer, trial.paged, gpu):
+            continue  # QLoRA, 8-bit or paged optimizers where bitsandbytes does not run
         if _fits(cfg, trial, usable):
             found.append(_fix(cfg, *_describe(setup, trial), trial, usable))
     keys = [set(f.changes) for f in found]
@@ -234,7 +257,10 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
     bigger = sorted((g for g in builtin_database() if g.memory_bytes > gpu.memory_bytes),
                     key=lambda g: (g.memory_bytes, g.launch_price_usd or float("inf")))
     for g in bigger:
-        on_g = on_gpu(replace(setup, gpu_architecture=None), g)  # its own cuBLAS workspace (memory.workspace [1])
+        if bitsandbytes_refusal(setup.method, setup.optimizer, setup.paged, g):
+            continue  # bitsandbytes does not run there (backends [1])
+        on_g = replace(on_gpu(replace(setup, gpu_architecture=None), g),  # its own cuBLAS workspace (workspace [1])
+                       cuda_runtime=runs_cuda(g))
         need = finetune_memory(cfg, on_g)
         if need.required_bytes() <= g.memory_bytes * (1 - headroom):
             fixes.append(Fix((f"a GPU with more memory: {g.name} ({g.memory_bytes / GIB:.0f} GiB)",),
@@ -293,10 +319,14 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
                          "--mean-sequence-tokens for your data's mean example length, or --packing")
     else:
         mean = float(mean_sequence_tokens)
-        if not 0 < mean <= setup.seq_len:
+        if not 1 <= mean <= setup.seq_len:  # an example holds at least one token
             raise UsageError(f"mean sequence length must be in 1..{setup.seq_len} tokens (the --seq), got {mean:g}; "
                              "longer examples are truncated to --seq")
-    setup = on_gpu(setup, gpu)
+    check_bitsandbytes(setup.method, setup.optimizer, setup.paged, gpu)  # QLoRA, 8-bit, paged: backends [1]
+    setup = replace(on_gpu(setup, gpu), cuda_runtime=runs_cuda(gpu))
+    if not setup.cuda_runtime:
+        notes.append(f"{gpu.name} does not run PyTorch's CUDA runtime, so no CUDA context, caching-allocator reserve "
+                     "or cuBLAS workspace is counted; its own runtime's memory is not modelled")
     memory = finetune_memory(cfg, setup)
     usable = gpu.memory_bytes * (1 - headroom)
     required = memory.required_bytes()
@@ -308,12 +338,13 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
                      f"its {precision.value} rate ({precision.value} mixed precision with loss scaling, as 'flopscalc "
                      "plan' does on this card); the memory is the same")
     peak = gpu.peak_flop_per_s(precision)
-    n_tokens = n_dataset_tokens * n_epochs
-    n_seq = n_tokens / (setup.seq_len if packing else mean)
+    # whole sequences, at least one optimizer step per epoch (`steps.run_steps`: the Trainer's own count)
+    run = run_steps(math.ceil(n_dataset_tokens / (setup.seq_len if packing else mean)), setup.micro_batch,
+                    setup.grad_accum, n_epochs)
+    n_seq, n_steps = run.n_sequences, run.n_optimizer_steps
     processed = n_seq * setup.seq_len
     flops = finetune_flops_per_token(cfg, setup, causal=True)
-    n_micro = n_seq / setup.micro_batch
-    n_steps = n_micro / setup.grad_accum
+    n_micro = n_seq / setup.micro_batch  # passes priced per sequence: an epoch's last, smaller micro-batch pro rata
     priced = None
     if efficiency is None:
         priced, note = _per_operation(cfg, setup, gpu, precision)
@@ -335,7 +366,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
         notes.append(f"the paged optimizer keeps {spill / GIB:.2f} GiB of optimizer state in CPU memory and pages "
                      f"it out and back over the host link ({link_name}, {link / 1e9:g} GB/s measured copy rate) "
                      "each optimizer step; --grad-accum pages once per that many micro-batches")
-    cheapest = cheapest_method(cfg, setup, usable)
+    cheapest = cheapest_method(cfg, setup, usable, gpu)
     assumptions = finetune_assumptions(setup, gpu, precision, time_model=PER_OPERATION if priced is not None else
                                        STATED, efficiency=efficiency)
     return FinetunePlan(

@@ -136,8 +136,8 @@ def finetune_report(p: FinetunePlan) -> Group:
                       f"{format_gib_number(f.required_bytes)} of {format_gib_number(f.capacity_bytes)} GiB")
         parts += [Text(), t]
     elif not p.fits:
-        parts += [Text(), Text("nothing tried fits: not QLoRA, a lower rank, checkpointing, a paged or 8-bit "
-                               "optimizer, shorter sequences, nor any GPU in the database", style="bold")]
+        parts += [Text(), Text("nothing tried fits: not QLoRA, bf16 adapters, a lower rank, checkpointing, a paged "
+                               "or 8-bit optimizer, shorter sequences, nor any GPU in the database", style="bold")]
     parts += [Text(f"note: {n}", style="yellow") for n in p.notes]
     parts += [Text(), assumptions_table(p.assumptions)]
     return Group(*parts)
