@@ -94,4 +94,4 @@ def test_a_large_plan_names_no_preset(capsys):
     assert run(["plan", "--gpu", "h100", "--n-gpus", "64", "--days", "30"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "nearest preset" not in out.split("Recommended run")[1].split("tokens")[0]
-    assert "no preset within 2x its size" in out
+    assert "no GPT-2 preset within 2x its size" in out  # the label names the presets searched (s18 b97)

@@ -132,7 +132,7 @@ def test_calibration_profile_sets_the_mfu(tmp_path, capsys):
     # one measured point: every model size computes at its MFU (no extrapolation), and the plan says where it
     # came from; an option's own MFU is that or less (offload and recomputation cost time)
     assert all(o["speed"]["hardware_efficiency"] == 0.25 for o in d["options"] if o["fits"])
-    assert all(o["speed"]["mfu"] <= 0.25 for o in d["options"] if o["fits"])
+    assert all(o["speed"]["mfu"] <= 0.25 * (1 + 1e-12) for o in d["options"] if o["fits"])  # to float rounding
     assert d["mfu_source"].startswith("measured")
     code = run(["plan", "--gpu", "4090", "--days", "30", "--calibration", str(path)])
     assert code == 2 and "measured on rtx-4070-ti" in capsys.readouterr().err

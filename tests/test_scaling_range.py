@@ -212,12 +212,13 @@ def test_cli_data_constrained_loss_reproduces_the_datablations_readme(capsys):
 
 
 def test_dataset_tokens_switch_the_header_to_the_data_constrained_optimum(capsys):
-    """docs/planner.md: with --dataset-tokens the header is Muennighoff's data-constrained optimum."""
+    """docs/planner.md: with --dataset-tokens the header is Muennighoff's data-constrained optimum, for the budget
+    in the law's C = 6ND (`law_flops`: the model FLOPs converted at the FLOPs per token of the optimum's size)."""
     assert run(["plan", "--gpu", "4070ti", "--days", "30", "--dataset-tokens", "2B", "--json"]) == 0
     p = _json(capsys)
     opt = p["compute_optimal"]
     assert "Muennighoff" in opt["method"]
-    assert run(["scaling", "optimal", "--flops", repr(opt["c_flops"]), "--unique-tokens", "2B", "--json"]) == 0
+    assert run(["scaling", "optimal", "--flops", repr(opt["law_flops"]), "--unique-tokens", "2B", "--json"]) == 0
     assert _json(capsys)["n_params"] == pytest.approx(opt["n_params"], rel=1e-12)
 
 

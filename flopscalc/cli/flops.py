@@ -32,7 +32,7 @@ from .common import (
     VocabOpt,
     model_from_options,
 )
-from .output import emit
+from .output import emit, with_warnings
 
 
 def flops(
@@ -58,6 +58,7 @@ def flops(
     """FLOPs of training a model on N tokens: per component, per token/step/run, in every convention."""
     from ..errors import UsageError
     from ..flops import summarize
+    from ..model.sequence import past_context, past_context_warning
     from ..report.flops import flops_dict, flops_report, whole_tokens
     from ..units import parse_count
 
@@ -69,7 +70,8 @@ def flops(
                              bias, tie, experts, top_k, shared_experts)
     s = summarize(cfg, round(n_tokens), seq_len=seq, micro_batch=micro_batch,
                   grad_accum=grad_accum, n_gpus=n_gpus, recompute=recompute, causal=causal)
-    emit(flops_report(s), flops_dict(s), as_json)
+    past = past_context_warning(s.seq_len, cfg.block_size, priced="FLOPs are counted") if past_context(cfg, s.seq_len) else None
+    emit(*with_warnings(flops_report(s), flops_dict(s), [past]), as_json)
 
 
 def register(app: typer.Typer) -> None:

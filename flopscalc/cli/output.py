@@ -74,6 +74,19 @@ def with_notes(renderable, data: dict, notes) -> tuple:
     return Group(renderable, *(Text(f"note: {n}") for n in notes)), {**data, "notes": notes}
 
 
+def with_warnings(renderable, data: dict, warnings) -> tuple:
+    """(renderable, data) with ``warnings`` (lines, None skipped) printed after the report as "warning: ..." and
+    listed under "warnings" in the JSON, as `plan`, `infer` and `finetune` list theirs."""
+    from rich.console import Group
+    from rich.text import Text
+
+    warnings = [w for w in warnings if w]
+    if not warnings:
+        return renderable, data
+    return (Group(renderable, *(Text(f"warning: {w}") for w in warnings)),
+            {**data, "warnings": [*data.get("warnings", ()), *warnings]})
+
+
 def emit(renderable, data: dict, as_json: bool) -> None:
     """Print ``renderable``, or ``data`` as JSON; a stdout that cannot take it (a full disk: ENOSPC, an I/O error) is
     a `DomainError` of one line. A closed pipe (`BrokenPipeError`) is left to `cli.run`."""

@@ -47,7 +47,7 @@ from .common import (
     reduce_fp32_option,
     storage_precision,
 )
-from .output import emit, with_notes
+from .output import emit, with_notes, with_warnings
 
 CPU_NAMES = ("cpu", "host")
 
@@ -118,6 +118,7 @@ def step(
     from ..errors import DomainError
     from ..hardware import Precision, get_gpu
     from ..memory import TrainingSetup
+    from ..model.sequence import default_train_seq, past_context, past_context_warning
     from ..perf import StepOptions, estimate_step
     from ..report.step import (
         LAYOUT_MODEL,
@@ -157,6 +158,8 @@ def step(
                           offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss,
                           reduce_fp32=reduce_fp32_option(reduce_dtype, precision, zero, n_gpus),
                           gpu_architecture=spec.architecture if spec is not None else None)  # cuBLAS's workspace
+    seq_used = default_train_seq(cfg) if seq is None else seq
+    past = past_context_warning(seq_used, cfg.block_size) if past_context(cfg, seq_used) else None
     # the fused loss and dropout come with the setup; torch.compile pads GEMM shapes (perf.op_kinds StepOptions)
     options = StepOptions(sustained_fraction=sustained or 0.0, gemm_shape_padding=compiled)
     if sustained is not None and not 0 < sustained <= 1:
@@ -186,7 +189,7 @@ def step(
         rendered, data, eager = layout
         moe = MOE_STEP_TIME_NOTE if cfg.is_moe else None  # the same line as plan's warning
         notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None, eager, moe]
-        emit(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, notes), as_json)
+        emit(*with_warnings(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, notes), [past]), as_json)
         return
     cpu = None
     if profile is not None:  # the fitted factors of the device it was measured on (perf/calibrate.py)
@@ -206,7 +209,7 @@ def step(
         data.update(timing="process CPU", wall_per_cpu=cpu.wall_per_cpu, wall_step_s=cpu.wall_step_s,
                     wall_tokens_per_s=cpu.wall_tokens_per_s)
     moe = MOE_STEP_TIME_NOTE if cfg.is_moe else None  # the same line as plan's warning
-    emit(*with_notes(step_report(est, cpu), data, [note, engine, eager, same, moe]), as_json)
+    emit(*with_warnings(*with_notes(step_report(est, cpu), data, [note, engine, eager, same, moe]), [past]), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,7 @@ from .presets import (
     PRETRAIN_SEQ,
     get_preset,
 )
-from .sequence import SeqSource, default_train_seq, seq_source
+from .sequence import SeqSource, default_train_seq, past_context, past_context_warning, seq_source
 from .shaping import (
     ARCH_FIELDS,
     DEFAULT_ASPECT_RATIO,
@@ -82,6 +82,8 @@ __all__ = [
     "get_preset",
     "llama3_ffn_dim",
     "params_outside_blocks",
+    "past_context",
+    "past_context_warning",
     "resolve_model",
     "seq_source",
     "window_cuts",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .config import ModelConfig
 
-__all__ = ["SeqSource", "default_train_seq", "seq_source"]
+__all__ = ["SeqSource", "default_train_seq", "past_context", "past_context_warning", "seq_source"]
 
 # What `SeqSource.kind` says: --seq, the model's pretraining length, its context, or the planner's default for the
 # models it shapes itself (`planner.request.DEFAULT_SEQ_LEN`).
@@ -80,3 +80,21 @@ def seq_source(cfg: ModelConfig, seq_len: int | None) -> SeqSource:
                          "original_max_position_embeddings, the context before RoPE scaling, or the preset's it was "
                          "changed from)", cfg.name, cfg.block_size)
     return SeqSource(seq, CONTEXT, context=cfg.block_size)
+
+
+def past_context(cfg: ModelConfig, seq_len: int) -> bool:
+    """Whether ``seq_len`` runs past the context ``cfg`` was trained at, where the model takes it (RoPE, ALiBi or no
+    positions; a learned position table refuses it instead, `ModelConfig.seq_limited_by_context`)."""
+    return seq_len > cfg.block_size and not cfg.seq_limited_by_context
+
+
+def past_context_warning(seq_tokens: int, trained_context: int, time_priced: bool = True,
+                         priced: str | None = None) -> str:
+    """The warning for a sequence longer than the context a (RoPE, ALiBi, ...) model was trained at, one line for
+    every command that prices one (`memory` words its own): ``priced`` says what the command still gives (default:
+    "time and memory are priced", or "memory is priced" where ``time_priced`` is False: a setup that does not fit;
+    `flops`: "FLOPs are counted"; `plan`: time, memory and the law's loss)."""
+    if priced is None:
+        priced = ("time and memory are" if time_priced else "memory is") + " priced"
+    return (f"{seq_tokens:,} tokens per sequence is past the trained context ({trained_context:,}): {priced}, but "
+            "the model was not trained to read that far, and its quality there is not predicted")

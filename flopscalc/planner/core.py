@@ -19,7 +19,7 @@ from ..assumption import Assumption
 from ..costs import JOULES_PER_KWH, EnergyCost, energy_cost, hours_for_budget_usd
 from ..errors import DomainError, UsageError
 from ..hardware import GpuSpec
-from ..model import SeqSource, get_family
+from ..model import SeqSource, get_family, past_context, past_context_warning
 from ..units import MAX_DURATION_S, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_YEAR
 from .budget import (
     CHINCHILLA_TOKENS_PER_PARAM,
@@ -253,7 +253,7 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
     cap = req.memory_bytes or gpu.memory_bytes
     hp, over, life, warmup = _run_notes(rec, law, req.seq_len, req.n_gpus, req.inference_tokens)
     extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
-    extra += _family_warnings(space.family, search.skipped, rec, law)
+    extra += _family_warnings(space.family, search.skipped, rec, law) + _past_context(req, rec)
     if space.cluster is None and req.layout_search is None:  # the layout search was off without being asked to be
         extra += tuple(w for w in (_layout_search_skipped(req.n_gpus, req.mfu, req.calibration, req.precision),) if w)
     # the per-operation model (and a profile's MFU per size) states no one efficiency
@@ -272,6 +272,19 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
                 overtraining=over, inference_tokens=req.inference_tokens, inference_optimum=ia, life_cycle=life,
                 warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if rec_tm is None else rec_tm.kind,
                 seq_source=req.seq_len_source, data_bound=shorter)
+
+
+def _past_context(req: PlanRequest, rec: PlanOption) -> tuple[str, ...]:
+    """The warning `flopscalc memory`, `step`, `flops`, `infer` and `finetune` give (`model.past_context_warning`)
+    when the recommended model is a fixed one (--model, --config) run past the context it was trained at: the plan
+    runs it at the sequence (`search._shapes` extends its block_size), but the law's loss is for a model trained
+    to read that far."""
+    fixed = [req.model] if req.model is not None else list(req.models or ())
+    given = next((m for m in fixed if m.with_(block_size=rec.model.block_size) == rec.model), None)
+    if given is None or not past_context(given, req.seq_len):
+        return ()
+    return (past_context_warning(req.seq_len, given.block_size,
+                                 priced="time and memory are priced (the law's loss assumes a model trained at that length)"),)
 
 
 def plans_frame(plans: list[Plan]):

@@ -67,19 +67,48 @@ def target_tokens_per_step(n_params: float) -> int:
     return next(tokens for bound, tokens in GPT3_TOKENS_PER_STEP if n_params < bound)
 
 
-def nearest_preset(n_params: float, presets: dict[str, ModelConfig] | None = None,
-                   model: ModelConfig | None = None) -> str | None:
-    """The preset of ``presets`` (default: GPT-2's) closest in log(parameters), or None when none is within
-    NEAREST_PRESET_FACTOR (or there are none). A ``model`` that is itself a preset (any family's, same name and
-    shape) is its own nearest: llama-3-70b is planned in the llama-3.1 family, whose 70B has its parameters."""
-    if model is not None and ALL_PRESETS.get(model.name) == model:
-        return model.name
-    presets = PRESETS if presets is None else presets
+def same_model(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether ``a`` and ``b`` are one model whatever their names and contexts: the same block, shape and exact
+    parameter count (a config.json of Qwen2.5-7B and the qwen2.5-7b preset differ only in the pretraining length
+    the preset states; Llama 3.1 8B's config.json says ``attention_bias: false`` where the preset leaves it unset)."""
+    def key(c: ModelConfig) -> tuple:
+        return (c.n_layer, c.n_head, c.n_embd, c.d_kv, c.n_inner, c.vocab_size, c.mlp, c.norm, c.pos,
+                c.tie_embeddings, c.n_expert, c.top_k, c.n_shared_expert, c.parallel_block, c.attn_window)
+
+    return key(a) == key(b) and count_params(a).total == count_params(b).total
+
+
+def _nearest(n_params: float, presets: dict[str, ModelConfig]) -> str | None:
+    """The preset of ``presets`` closest in log(parameters), if within NEAREST_PRESET_FACTOR."""
     if not presets:
         return None
     name = min(presets, key=lambda k: abs(math.log(_n_params(presets[k]) / n_params)))
     ratio = _n_params(presets[name]) / n_params
     return name if 1 / NEAREST_PRESET_FACTOR <= ratio <= NEAREST_PRESET_FACTOR else None
+
+
+def nearest_preset(n_params: float, presets: dict[str, ModelConfig] | None = None,
+                   model: ModelConfig | None = None) -> str | None:
+    """The preset of ``presets`` (default: GPT-2's) closest in log(parameters), or None when none is within
+    NEAREST_PRESET_FACTOR. A ``model`` that is itself a preset (any family's, by name, else `same_model`) is its own
+    nearest: llama-3-70b is planned in the llama-3.1 family, whose 70B has its parameters, and a config.json of
+    Qwen2.5-7B is the qwen2.5-7b preset. A model outside every family (``presets`` empty: Qwen, Mixtral, a
+    config.json of another kind) is compared with every preset of its architecture, then every preset of its kind
+    (dense or mixture of experts)."""
+    if model is not None:
+        if ALL_PRESETS.get(model.name) == model:
+            return model.name
+        same = [name for name, cfg in ALL_PRESETS.items() if same_model(cfg, model)]
+        if same:  # Llama 3 and 3.1 8B are one shape: the one of the model's context and RoPE base
+            return max(same, key=lambda k: (ALL_PRESETS[k].block_size == model.block_size,
+                                            ALL_PRESETS[k].rope_theta == model.rope_theta))
+    from .family import _block_kind  # the family's test of one architecture (`family.model_family`)
+
+    presets = PRESETS if presets is None else presets
+    if presets or model is None:
+        return _nearest(n_params, presets)
+    return (_nearest(n_params, {k: c for k, c in ALL_PRESETS.items() if _block_kind(c) == _block_kind(model)})
+            or _nearest(n_params, {k: c for k, c in ALL_PRESETS.items() if c.is_moe == model.is_moe}))
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,20 @@ calls it between the budget and the explanation. See docs/planner.md.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ..errors import DomainError
 from ..model import ModelConfig, count_params
+from ..scaling.laws import n_for_law as _law_n
 from .budget import ComputeBudget
-from .family import ShapeFamily
+from .family import ShapeFamily, shape_family
 from .options import PlanOption
 from .relax import _pass_recommendation
 from .request import PlanRequest
-from .search import _Context, _evaluate, _recommend, _shapes
+from .search import SMALLEST_SHAPE_STEP, SMALLEST_SHAPE_STEPS, _Context, _evaluate, _recommend, _shapes
 from .speed import TimeModel
 
 if TYPE_CHECKING:
@@ -58,24 +62,66 @@ class _Search:
     recommended: PlanOption
 
 
-def _allocation(req: PlanRequest, c_model: float) -> tuple[Allocation, InferenceAllocation | None]:
+def _per_token(req: PlanRequest, space: _Space) -> Callable[[float], float]:
+    """N (as the law counts it) -> model FLOPs per training token of the model of about N parameters the plan would
+    train at its sequence: the family's shape of that size (`ShapeFamily.shape`), or of the fixed models the one
+    nearest in |ln N|; counted as the options' tokens are bought (`options._training_flops`: dense attention, PaLM
+    App. B's 6N + 12 L H Q T, no recomputation), per parameter of that model times N (F(N) / N is one number
+    within a shape). The budget is converted to the law's C = 6ND with it (`scaling.per_token`)."""
+    from ..flops.exact import Recompute
+    from .options import _training_flops
+
+    law, seq = req.law, req.seq_len
+    count = "non_embedding" if law.n_counts_embeddings is False else "total"
+    fixed = ([req.model] if req.model is not None else list(req.models) if req.models is not None else None)
+    family = space.family or (shape_family(None, seq) if fixed is None else None)
+    ratios: dict[tuple, float] = {}  # FLOPs per token per law-counted parameter, by shape
+
+    def ratio(cfg: ModelConfig) -> float:
+        key = (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_inner, cfg.n_kv_head)
+        if key not in ratios:
+            cfg = cfg if cfg.block_size >= seq else cfg.with_(block_size=seq)
+            ratios[key] = _training_flops(cfg, seq, Recompute.none).model_flops_per_token / _law_n(law, cfg)
+        return ratios[key]
+
+    def model_of(n: float) -> ModelConfig:
+        if fixed is not None:
+            return min(fixed, key=lambda cfg: abs(math.log(_law_n(law, cfg) / n)))
+        for k in range(SMALLEST_SHAPE_STEPS + 1):  # too small to shape: the family's smallest shape above it
+            try:
+                return family.shape(n * SMALLEST_SHAPE_STEP ** k, count)
+            except DomainError:
+                if n * SMALLEST_SHAPE_STEP ** k > getattr(count_params(family.base), count):
+                    break  # too large to shape: the family's base stands in
+        return family.base
+
+    return lambda n: ratio(model_of(n)) * n
+
+
+def _allocation(req: PlanRequest, c_model: float, per_token: Callable[[float], float]
+                ) -> tuple[Allocation, InferenceAllocation | None]:
     """The law's optimum for ``c_model`` model FLOPs (data-constrained with a dataset size; for a target, the
-    least compute reaching it) and the life-cycle optimum with inference tokens (Sardana et al. 2024)."""
-    from ..scaling import flops_for_loss, optimal, optimal_data_constrained
+    least compute reaching it) and the life-cycle optimum with inference tokens (Sardana et al. 2024).
+
+    The law counts C = 6ND (Hoffmann et al. 2022 sec. 3; `ScalingLaw.flop_convention`) and the budget counts model
+    FLOPs with attention (`_per_token`): the optimum is the law's for the budget converted to its convention,
+    C x 6N / F(N) at the optimum's own N (`scaling.optimal_per_token`), so D x F(N) = ``c_model``: what the budget
+    buys. The life-cycle optimum takes the budget in that convention too (``law_flops``)."""
+    from ..scaling import flops_for_loss, optimal_per_token
 
     law, target = req.law, req.budget_kind == "target"
     if target:
         alloc = flops_for_loss(law, req.target_loss)
     elif req.dataset_tokens is not None and law.has_loss and law.repetition is not None:
-        alloc = optimal_data_constrained(law, c_model, req.dataset_tokens)
+        alloc = optimal_per_token(law, c_model, per_token, req.dataset_tokens)
     else:
-        alloc = optimal(law, c_model)
+        alloc = optimal_per_token(law, c_model, per_token)
     ia = None
     if req.inference_tokens is not None:  # the inference-aware solvers load only then (start-up, issue 18)
         from ..scaling.inference import inference_optimal_for_loss, inference_optimal_for_training_budget
 
         ia = (inference_optimal_for_loss(law, req.target_loss, req.inference_tokens) if target else
-              inference_optimal_for_training_budget(law, c_model, req.inference_tokens))
+              inference_optimal_for_training_budget(law, alloc.law_flops, req.inference_tokens))
     return alloc, ia
 
 
@@ -125,9 +171,8 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     FLOPs the best pick of any pass delivers, with that pick among them: the recommendation is never worse than a
     model the passes weighed (with inference tokens: the least life-cycle FLOPs of them).
     """
-    from ..scaling import optimal
-
     kind = req.budget_kind
+    per_token = _per_token(req, space)
     # a FLOP budget's passes move the shapes only when --max-days stops the run before it spends the FLOPs
     passes = kind in ("time", "money") or (kind == "flops" and req.max_wall_clock_s is not None)
 
@@ -138,7 +183,7 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     c_place = spendable(budget.mfu)  # the FLOPs the optimum, and the shapes around it, are placed for
     best = plain = None  # the lowest-loss pick of any pass, and of the last
     for _ in range(MAX_BUDGET_PASSES):
-        alloc, ia = _allocation(req, c_place)
+        alloc, ia = _allocation(req, c_place, per_token)
         shapes, skipped, ctx = _options(req, space, budget, c_model if kind == "flops" else c_place, alloc, ia)
         if not passes:
             break
@@ -153,7 +198,7 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
         c_place = delivered
     if best is not None and (plain.loss is None or best.loss < plain.loss):  # an earlier pass weighed a better one
         c_place = spendable(best.speed.mfu)
-        alloc, ia = _allocation(req, c_place)
+        alloc, ia = _allocation(req, c_place, per_token)
         shapes, skipped, ctx = _options(req, space, budget, c_model if kind == "flops" else c_place, alloc, ia)
         if not any(_same_shape(cfg, best.model) for cfg in shapes):
             shapes = sorted([*shapes, best.model], key=lambda c: count_params(c).total)
@@ -162,16 +207,18 @@ def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_mo
     run_mfu = rec.speed.mfu
     if kind in ("time", "money"):  # the budget's model FLOPs are what the recommended run delivers in it
         budget = replace(budget, mfu=run_mfu)
-        alloc, ia = _allocation(req, _within_deadline(req, budget, budget.model_flops, run_mfu))
+        alloc, ia = _allocation(req, _within_deadline(req, budget, budget.model_flops, run_mfu), per_token)
     elif kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
         run = replace(budget, mfu=run_mfu)
         budget = replace(run, duration_s=req.flops / run.achieved_flop_per_s)
         if req.max_wall_clock_s is not None:  # the optimum of what it spends by the deadline
-            alloc, ia = _allocation(req, _within_deadline(req, budget, req.flops, run_mfu))
+            alloc, ia = _allocation(req, _within_deadline(req, budget, req.flops, run_mfu), per_token)
     else:  # the run's own time is the budget the tables show
         budget = ComputeBudget(req.gpu, req.n_gpus, rec.train_time_s, req.precision, req.utilization, run_mfu)
     if kind == "tokens":  # the compute-optimal split of the FLOPs this fixed run spends
-        alloc = optimal(req.law, rec.model_flops)
+        from ..scaling import optimal_per_token
+
+        alloc = optimal_per_token(req.law, rec.model_flops, per_token)
     return _Search(budget, alloc, ia, options, skipped, ctx, rec)
 
 

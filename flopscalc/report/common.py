@@ -6,6 +6,7 @@ from rich.table import Table
 
 from .._lazy import lazy_exports
 from ..model import ModelConfig, count_params, seq_source
+from ..model.sequence import past_context_warning  # noqa: F401 (infer and finetune take it from here)
 
 COMPONENT_LABELS = {
     "embedding": "embedding lookup",
@@ -17,14 +18,6 @@ COMPONENT_LABELS = {
     "router": "MoE router",
     "lm_head": "LM head (logits)",
 }
-
-
-def past_context_warning(seq_tokens: int, trained_context: int, time_priced: bool = True) -> str:
-    """The warning for a sequence longer than the context a (RoPE, ALiBi, ...) model was trained at: what infer and
-    finetune print when they price one (``time_priced``: False where only memory is, a setup that does not fit)."""
-    return (f"{seq_tokens:,} tokens per sequence is past the trained context ({trained_context:,}): "
-            + ("time and memory are" if time_priced else "memory is")
-            + " priced, but the model was not trained to read that far, and its quality there is not predicted")
 
 
 def unpriced_sentence(gpu_name: str, batch_words: str, batch: int, largest: int, option: str,

@@ -11,7 +11,7 @@ from ..hardware import PRECISION_HELP
 from ..model import count_params
 from ..planner.core import Plan
 from ..planner.family import FAMILY_LABELS
-from ..planner.options import NEAREST_PRESET_FACTOR, PLAN_MEMORY_HEADROOM, PlanOption
+from ..planner.options import NEAREST_PRESET_FACTOR, PLAN_MEMORY_HEADROOM, PlanOption, same_model
 from ..units import (
     format_bytes,
     format_count,
@@ -101,6 +101,12 @@ def plan_report(p: Plan) -> Group:
                    + ("" if a.loss is None else f", loss {a.loss:.3f}")
                    + (f", loss above a uniform guess ({p.law.uniform_loss:.2f})"
                       if a.loss is None and a.above_uniform else ""))
+    if a.law_flops is not None:  # the budget counts attention; the law counts C = 6ND (scaling.per_token)
+        budget.add_row("  as the law counts", format_flops(a.law_flops),
+                       f"the budget converted to the law's {p.law.flop_convention}: "
+                       f"{format_flops(a.c_flops)} of model FLOPs at {a.c_flops / a.n_tokens / a.n_params:.2f}N per "
+                       f"token (an N-parameter model at sequence {r.chosen.setup.seq_len:,}, attention included) "
+                       "buy the optimum's D")
 
     rec = _kv_table("Recommended run")
     m = r.model
@@ -111,7 +117,7 @@ def plan_report(p: Plan) -> Group:
                 + (f"{format_count(active)} active; " if active is not None else "")
                 + (f"the preset {r.nearest_preset}" if _is_preset(m, r.nearest_preset) else
                    f"nearest preset {r.nearest_preset}" if r.nearest_preset else
-                   f"no preset within {NEAREST_PRESET_FACTOR:g}x its size"))
+                   f"no {_searched(p.family)} within {NEAREST_PRESET_FACTOR:g}x its size"))
     rec.add_row("tokens", format_count(r.n_tokens),
                 f"{r.tokens_per_param:.1f} per parameter"
                 + ("" if active is None else f", {r.n_tokens / active:.1f} per active parameter")
@@ -312,8 +318,13 @@ def _inference_table(p: Plan) -> Table | None:
     return t
 
 
+def _searched(family: str | None) -> str:
+    """The presets `planner.options.nearest_preset` compared the model with: its family's, else every one."""
+    return "preset" if family is None else f"{FAMILY_LABELS.get(family, family)} preset"
+
+
 def _is_preset(model, name: str | None) -> bool:
     """Whether ``model`` is the preset ``name`` itself (same name and shape), not only the nearest in size."""
     from ..model import ALL_PRESETS
 
-    return name is not None and ALL_PRESETS.get(name) == model
+    return name is not None and name in ALL_PRESETS and same_model(ALL_PRESETS[name], model)

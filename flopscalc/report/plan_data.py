@@ -86,6 +86,7 @@ def plan_dict(p: Plan) -> dict:
                 "n_counts_embeddings": p.law.n_counts_embeddings, "uniform_loss": p.law.uniform_loss},
         "compute_optimal": {"c_flops": a.c_flops, "n_params": a.n_params, "n_tokens": a.n_tokens,
                             "tokens_per_param": a.tokens_per_param, "loss": a.loss, "method": a.method,
+                            "law_flops": a.law_flops,
                             "above_uniform_guess": a.above_uniform, "warnings": list(a.warnings)},
         "objective": p.objective, "target_loss": p.target_loss, "family": p.family,
         "recommended": {**option_dict(p.recommended), **_reach(p, p.recommended.n_tokens)},

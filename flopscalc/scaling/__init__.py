@@ -22,6 +22,7 @@ _EXPORTS = {
                     "inference"),
     **dict.fromkeys(("BUILTIN_LAWS", "DEFAULT_LAW", "ParametricLoss", "PowerLawAllocation", "ScalingLaw"), "laws"),
     "range_warnings": "validity",
+    "optimal_per_token": "per_token",
 }
 
 __all__ = [  # every public name (the keys of _EXPORTS)
@@ -29,7 +30,7 @@ __all__ = [  # every public name (the keys of _EXPORTS)
     "PowerLawAllocation", "ScalingLaw", "Schedule", "data_constrained_loss", "effective_data", "flops_for_loss",
     "flops_for_params", "inference_optimal_for_budget", "inference_optimal_for_loss",
     "inference_optimal_for_training_budget", "life_cycle_comparison", "optimal", "optimal_data_constrained",
-    "overtraining_note", "predict_loss", "range_warnings", "recommend_hyperparameters", "tokens_for_loss",
+    "optimal_per_token", "overtraining_note", "predict_loss", "range_warnings", "recommend_hyperparameters", "tokens_for_loss",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

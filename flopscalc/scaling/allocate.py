@@ -37,7 +37,9 @@ class Allocation:
     c_flops: budget (FLOP); n_params: parameters; n_tokens: training tokens (total, with repeats);
     loss: predicted loss (nats/token), or None when the law has no loss formula or its formula gives more than
     a uniform guess (``above_uniform``); unique_tokens / epochs: only for data-constrained allocations;
-    warnings: where the law is asked about a point far outside its fitted range (`validity.range_warnings`).
+    warnings: where the law is asked about a point far outside its fitted range (`validity.range_warnings`);
+    law_flops: 6ND, the budget in the law's own convention, when ``c_flops`` counts model FLOPs otherwise
+    (`per_token.optimal_per_token`: attention included), else None.
     """
 
     law: str
@@ -49,6 +51,7 @@ class Allocation:
     unique_tokens: float | None = None
     warnings: tuple[str, ...] = ()
     above_uniform: bool = False
+    law_flops: float | None = None
 
     @property
     def tokens_per_param(self) -> float:
