@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -74,7 +75,7 @@ def finetune(
     from ..hardware import Precision, get_gpu
     from ..model import resolve_model
     from ..report.finetune import finetune_dict, finetune_report
-    from ..units import parse_count
+    from ..units import COUNT_BOUNDS, MAX_N_TOKENS, parse_count
 
     auto = method is None
     if auto:  # first plan at the lightest method the options allow; the cheapest that fits is chosen below
@@ -113,9 +114,17 @@ def finetune(
         raise UsageError(f"--bf16-adapters is qlora.py's bf16 recipe, and {spec.name} has no bf16 rate in the GPU "
                          "database (the plan runs fp16 there): drop --bf16-adapters")
 
+    n_dataset_tokens = parse_count(dataset_tokens, what="--dataset-tokens", kind="tokens")
+    n_processed = n_dataset_tokens * epochs  # a bad --epochs (<= 0, nan, inf) is the engine's one line
+    if math.isfinite(epochs) and epochs > 0 and not n_processed <= MAX_N_TOKENS:  # the bound --dataset-tokens has
+        n_epochs, processed, limit = (f"{x:.3g}".replace("e+", "e") for x in (epochs, n_processed, MAX_N_TOKENS))
+        processed = processed if math.isfinite(n_processed) else "more than 1e308"  # past a float
+        raise UsageError(f"--dataset-tokens {dataset_tokens} x --epochs {n_epochs} is {processed} tokens processed, "
+                         f"too many: at most {limit} tokens ({COUNT_BOUNDS['tokens'][2]}); give fewer --epochs or a "
+                         "smaller --dataset-tokens")
+
     def planned(s: FinetuneSetup):
-        return plan_finetune(cfg, s, spec, n_dataset_tokens=parse_count(
-            dataset_tokens, what="--dataset-tokens", kind="tokens"),
+        return plan_finetune(cfg, s, spec, n_dataset_tokens=n_dataset_tokens,
                              n_epochs=epochs, packing=packing, mean_sequence_tokens=mean,
                              efficiency=efficiency, headroom=headroom)
 

@@ -58,6 +58,7 @@ def flops(
     """FLOPs of training a model on N tokens: per component, per token/step/run, in every convention."""
     from ..errors import UsageError
     from ..flops import summarize
+    from ..memory.settings import check_gpu_count_bound
     from ..model.sequence import past_context, past_context_warning
     from ..report.flops import flops_dict, flops_report, whole_tokens
     from ..units import parse_count
@@ -66,6 +67,7 @@ def flops(
     if not whole_tokens(n_tokens):  # a run trains on whole tokens; 2.5 tokens has no step count to show
         raise UsageError(f"--tokens must be a whole number of tokens, got {tokens} ({n_tokens:,.10g} tokens); "
                          f"e.g. --tokens {max(1, round(n_tokens))}")
+    check_gpu_count_bound(n_gpus)  # the bound plan/memory/step hold --n-gpus to (1e20 GPUs printed a run)
     cfg = model_from_options(model, params, n_layer, n_head, n_embd, config, vocab, n_kv_head, ffn, mlp, norm, pos,
                              bias, tie, experts, top_k, shared_experts)
     s = summarize(cfg, round(n_tokens), seq_len=seq, micro_batch=micro_batch,

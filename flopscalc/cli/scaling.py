@@ -116,6 +116,9 @@ def optimal(
                              "optimum has no data-constrained form); drop one of them")
         sl = _law(law)
         t = parse_count(inference_tokens, what="--inference-tokens", kind="tokens")
+        if not t > 0:  # as plan refuses it (planner.request): 0 served tokens is the compute-optimal model below
+            raise UsageError(f"--inference-tokens must be a positive number of tokens, e.g. 2T, got {inference_tokens}"
+                             "; leave it out for the compute-optimal model alone")
         ia = inference_optimal_for_budget(sl, c, t)
         a = optimal_alloc(sl, c)
         emit(Group(allocation_report(a, sl), inference_report(ia)),

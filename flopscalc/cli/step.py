@@ -43,6 +43,7 @@ from .common import (
     VocabOpt,
     ZeroOpt,
     check_zero_stage,
+    given_on_command_line,
     model_from_options,
     reduce_fp32_option,
     storage_precision,
@@ -53,6 +54,7 @@ CPU_NAMES = ("cpu", "host")
 
 
 def step(
+    ctx: typer.Context,
     gpu: ServerGpuOpt,
     model: PresetOpt = None,
     params: ParamsOpt = None,
@@ -103,7 +105,9 @@ def step(
     ] = False,
     search: Annotated[bool, typer.Option(
         "--search", help="Rank every TP/PP/interleave/DP/ZeRO/CP/EP/micro-batch/recompute layout of --n-gpus "
-                         "that fits, by time per token.")] = False,
+                         "that fits, by time per token; it chooses --zero and --recompute itself (refused with it), "
+                         "and --micro-batch x --grad-accum x --n-gpus only sets the global batch when --global-batch "
+                         "is not given.")] = False,
     global_batch: Annotated[int | None, typer.Option(
         "--global-batch", click_type=MICRO_BATCH_TYPE,
         help="With --search: sequences per optimizer step (default: --n-gpus x --micro-batch x --grad-accum).")
@@ -115,7 +119,7 @@ def step(
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted time of one optimizer step by operation class, tokens/s, MFU and HFU."""
-    from ..errors import DomainError
+    from ..errors import DomainError, UsageError
     from ..hardware import Precision, get_gpu
     from ..memory import TrainingSetup
     from ..model.sequence import default_train_seq, past_context, past_context_warning
@@ -143,6 +147,16 @@ def step(
     spec = None if gpu.strip().lower() in CPU_NAMES else get_gpu(gpu, gpu_csv or ())
     layout = search or sequence_parallel or any(x is not None for x in (tp, pp, interleave, cp, ep, global_batch,
                                                                         network_gbps))
+    if search:  # what the search chooses itself would be ignored unseen: refused, as --tp/--pp are (report.layout)
+        chosen = given_on_command_line(ctx, "zero", "recompute")
+        if chosen:
+            raise UsageError(f"--search chooses {' and '.join(chosen)} itself (ZeRO 0/1/3 and the lightest "
+                             "recomputation that fits, per layout); drop {'them' if len(chosen) > 1 else 'it'} or drop --search")
+        batch_parts = given_on_command_line(ctx, "micro_batch", "grad_accum") if global_batch is not None else []
+        if batch_parts:
+            raise UsageError(f"--global-batch sets the sequences per step and --search chooses the micro-batch, so "
+                             f"{' and '.join(batch_parts)} would be ignored; drop {'them' if len(batch_parts) > 1 else 'it'}, or drop --global-batch to "
+                             "size the batch as --n-gpus x --micro-batch x --grad-accum")
     profile = None
     if calibration is not None and not layout:  # (the layout model refuses a profile below)
         from ..calibration import load_profile

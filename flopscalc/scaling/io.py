@@ -148,16 +148,28 @@ def save_law(law: ScalingLaw, directory: str | Path | None = None, *, replace: b
 
 
 def load_law(path: str | Path) -> ScalingLaw:
-    """The law saved in ``path``; every problem one UsageError beginning "law file PATH"."""
+    """The law saved in ``path``, named by the file's stem (``best.json`` is law 'best', whatever its "name" field
+    says: a copied file answers to the name the user types for --law); every problem one UsageError beginning "law
+    file PATH". A file named as a built-in law is refused: ``--law chinchilla`` always means the built-in, so the
+    file could never be used and would be listed under the built-in's name."""
     path = Path(path)
     where = f"law file {path}"
+    name = path.stem  # as the file spells it (a 'MyLaw.json' saved before names were folded is 'MyLaw')
+    if (key := fold_law_name(name)) in _all_builtin_names():
+        raise UsageError(f"{where}: {key!r} is a built-in law's name, which --law {key} always means; rename the "
+                         f"file (e.g. {key}-mine.json) to use it")
     try:
         d = parse_json(read_text(path, "law file"), str(path), "law file")
     except json.JSONDecodeError as e:
         raise UsageError(f"{where}: not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(d, dict):
         raise UsageError(f"{where}: not a flopscalc law file (expected a JSON object, found {type(d).__name__})")
-    return law_from_dict(d, where)
+    law = law_from_dict(d, where)
+    if law.name != name:  # the "name" written when it was saved; the file has since been copied or renamed
+        from dataclasses import replace as with_fields
+
+        law = with_fields(law, name=name)
+    return law
 
 
 def read_saved_laws(directory: str | Path | None = None) -> tuple[list[ScalingLaw], list[str]]:

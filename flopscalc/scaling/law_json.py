@@ -100,8 +100,8 @@ class _Fields:
         v = self.get(key, "[low, high] (two finite numbers, low <= high) or null", ok, optional=True)
         return None if v is None else (float(v[0]), float(v[1]))
 
-    def section(self, key: str) -> _Fields | None:
-        v = self.get(key, "an object or null", lambda x: x is None or isinstance(x, dict), optional=True)
+    def section(self, key: str, *, optional: bool = True) -> _Fields | None:
+        v = self.get(key, "an object or null", lambda x: x is None or isinstance(x, dict), optional=optional)
         return None if v is None else _Fields(v, self.where, f"{self.prefix}{key}.")
 
     def only(self, allowed: tuple[str, ...]) -> None:
@@ -149,7 +149,10 @@ def law_from_dict(d: dict, where: str) -> ScalingLaw:
             flop_convention=f.text("flop_convention"),
             n_counts_embeddings=f.get("n_counts_embeddings", "true, false or null",
                                       lambda v: v is None or isinstance(v, bool)),
-            loss_form=_loss_form(f.section("loss_form")), allocation=_allocation(f.section("allocation")),
+            # required, object or null: every law file has written both (law_to_dict); a missing loss_form read as
+            # null would turn a fitted law into an allocation-only rule unseen, a missing allocation drop Kaplan's
+            loss_form=_loss_form(f.section("loss_form", optional=False)),
+            allocation=_allocation(f.section("allocation", optional=False)),
             uncertainty={k: s for k in uncertainty if (s := unc.span(k)) is not None},
             uncertainty_kind=f.text("uncertainty_kind", optional=True), notes=f.text("notes", optional=True),
             fitted_range=FittedRange(n_params=fr.span("n_params"), n_tokens=fr.span("n_tokens"),
