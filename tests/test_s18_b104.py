@@ -105,3 +105,23 @@ def test_zero_on_one_gpu_is_an_error(capsys):
 
     assert run(["memory", "--model", "gpt2", "--gpu", "h100", "--zero", "2"]) == 2
     assert "--n-gpus 2 or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value"), [("--compile", "on"), ("--compile", "both"), ("--lora-rank", "4"),
+                                               ("--lora-alpha", "8"), ("--lora-targets", "q,v")])
+def test_calibrate_help_says_which_options_it_refuses(option, value, tmp_path, capsys):
+    """calibrate --help offered --compile on/both and the LoRA options as if they worked; calibrate refuses each
+    (train/calibrate.py: it fits the eager pre-training step model). The help now says so, and the refusal holds."""
+    pytest.importorskip("torch")
+    import re
+
+    from flopscalc.cli import run
+
+    assert run(["calibrate", "--help"]) == 0
+    text = re.sub(r"[\s│]+", " ", capsys.readouterr().out)
+    assert "Only off is accepted" in text and "Only 0 is accepted" in text
+    assert text.count("Refused: calibrate does not time LoRA") == 2  # --lora-alpha, --lora-targets
+    out = tmp_path / "p.json"
+    assert run(["calibrate", "--out", str(out), "--device", "cpu", "--model", "gpt2", option, value]) == 2
+    assert "calibrate fits the step-time model" in capsys.readouterr().err
+    assert not out.exists()
