@@ -155,7 +155,8 @@ LEADER_OFFSETS = tuple((sx * r, sy * r * 0.6, "left" if sx > 0 else "right" if s
 
 def place_labels(fig, ax, xs, ys, names, *, color: str = "black", fontsize: float = NOTE_SIZE,
                  avoid: list | None = None) -> list:
-    """Annotate points with names, trying `LABEL_OFFSETS` until a label overlaps no earlier label.
+    """Annotate points with names, trying `LABEL_OFFSETS`, then `LEADER_OFFSETS` (further out, with a leader line),
+    until a label overlaps no earlier label.
 
     Uses the Agg renderer to measure text, so it runs after the axes limits are final. ``avoid`` is a
     list of display-space boxes (matplotlib ``Bbox``) the labels must also stay clear of; it is extended
