@@ -205,9 +205,13 @@ def check_zero_stage(zero_stage: int, n_gpus: int) -> None:
     (Rajbhandari et al. 2020, sec. 5), so over one rank it shards nothing; the estimate would only move because
     stages 1-3 are priced in DeepSpeed's mixed-precision layout (16-bit weights, fp32 master copy) rather than
     PyTorch AMP's, which is not what the option asks for. The planner searches stage 0 on one GPU for the same
-    reason (`planner.setups`)."""
+    reason (`planner.setups`). An out-of-range stage is refused first, so its message does not suggest more GPUs
+    that would not help."""
     from ..errors import UsageError
 
+    if zero_stage not in (0, 1, 2, 3):  # the stages of Rajbhandari et al. 2020, sec. 5 (as TrainingSetup checks)
+        raise UsageError(f"ZeRO stage must be 0, 1, 2 or 3, got {zero_stage} "
+                         "(FSDP FULL_SHARD is stage 3, SHARD_GRAD_OP stage 2)")
     if zero_stage > 0 and n_gpus == 1:
         raise UsageError(f"--zero {zero_stage} shards weights, gradients and optimizer state across GPUs; with --n-gpus "
                          "1 there is no other GPU to shard them across: drop --zero, or give --n-gpus 2 or more "

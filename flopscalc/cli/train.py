@@ -606,7 +606,9 @@ def register(app: typer.Typer) -> None:
         n_kv_head: KvHeadOpt = None, ffn: FfnOpt = None, mlp: MlpOpt = None, norm: NormOpt = None,
         pos: PosOpt = None, bias: BiasOpt = None, tie: TieOpt = None,
         micro_batch: SweepMicroBatchOpt = None, seq: SweepSeqOpt = None, grad_accum: BenchAccumOpt = 1,
-        compile: CompileOpt = CompileMode.off,
+        compile: Annotated[CompileMode, typer.Option(
+            help="Only off is accepted: calibrate fits the step-time model of eager PyTorch kernels; time "
+                 "compiled runs with 'bench --compile on'.")] = CompileMode.off,
         precision: PrecisionOpt = TrainPrecision.auto, device: DeviceOpt = Device.auto,
         recompute: RecomputeOpt = Recompute.none, warmup_steps: WarmupOpt = 5,
         steps: Annotated[int, typer.Option(help="Timed optimizer steps per setup in each round.")] = 4,
@@ -616,7 +618,14 @@ def register(app: typer.Typer) -> None:
         rounds: Annotated[int, typer.Option(
             help="Interleaved timing rounds (each times every setup once); the median counts, as a shared "
                  "machine's load drifts.")] = 5,
-        lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
+        lora_rank: Annotated[int, typer.Option(
+            "--lora-rank", help="Only 0 is accepted (--lora-alpha and --lora-targets are refused too): calibrate "
+            "fits the pre-training step model, which does not price LoRA; time LoRA steps with 'bench --lora-rank "
+            "R'.")] = 0,
+        lora_alpha: Annotated[float | None, typer.Option(
+            "--lora-alpha", help="Refused: calibrate does not time LoRA (see --lora-rank).")] = None,
+        lora_targets: Annotated[str | None, typer.Option(
+            "--lora-targets", help="Refused: calibrate does not time LoRA (see --lora-rank).")] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Time a sweep (on a CPU by default 7 small shapes), fit the step-time model's device factors and write

@@ -146,11 +146,17 @@ LABEL_OFFSETS = ((6, 3, "left", "bottom"), (6, -3, "left", "top"), (-6, 3, "righ
                  (-6, -3, "right", "top"), (0, 9, "center", "bottom"), (0, -9, "center", "top"),
                  (10, 14, "left", "bottom"), (10, -14, "left", "top"), (-10, 14, "right", "bottom"),
                  (-10, -14, "right", "top"))
+# Where none of those is clear: further out, joined to the point by a thin leader line (points; the distances
+# grow so a crowded cluster, e.g. palm-540b beside llama31-405b on the frontier, finds room).
+LEADER_OFFSETS = tuple((sx * r, sy * r * 0.6, "left" if sx > 0 else "right" if sx < 0 else "center",
+                        "bottom" if sy > 0 else "top")
+                       for r in (18, 28, 40, 55) for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1)))
 
 
 def place_labels(fig, ax, xs, ys, names, *, color: str = "black", fontsize: float = NOTE_SIZE,
                  avoid: list | None = None) -> list:
-    """Annotate points with names, trying `LABEL_OFFSETS` until a label overlaps no earlier label.
+    """Annotate points with names, trying `LABEL_OFFSETS`, then `LEADER_OFFSETS` (further out, with a leader line),
+    until a label overlaps no earlier label.
 
     Uses the Agg renderer to measure text, so it runs after the axes limits are final. ``avoid`` is a
     list of display-space boxes (matplotlib ``Bbox``) the labels must also stay clear of; it is extended
@@ -162,16 +168,16 @@ def place_labels(fig, ax, xs, ys, names, *, color: str = "black", fontsize: floa
     out = []
     for x, y, name in zip(xs, ys, names):
         best = None
-        for dx, dy, ha, va in LABEL_OFFSETS:
-            ann = _annotate(ax, name, x, y, dx, dy, ha, va, fontsize, color)
-            box = ann.get_window_extent(renderer)
+        for (dx, dy, ha, va), leader in [*((o, False) for o in LABEL_OFFSETS), *((o, True) for o in LEADER_OFFSETS)]:
+            ann = _annotate(ax, name, x, y, dx, dy, ha, va, fontsize, color, leader)
+            box = _label_box(ann, renderer)
             inside = axes_box.contains(box.x0, box.y0) and axes_box.contains(box.x1, box.y1)
             clear = inside and not any(box.overlaps(t) for t in taken)
             if clear:
                 best = (ann, box)
                 break
             ann.remove()
-        if best is None:  # nowhere clear: the first place inside the axes, accepting the overlap
+        if best is None:  # nowhere clear (not seen on the shipped charts): the first place inside the axes, overlapping
             for dx, dy, ha, va in LABEL_OFFSETS:
                 ann = _annotate(ax, name, x, y, dx, dy, ha, va, fontsize, color)
                 box = ann.get_window_extent(renderer)
@@ -188,10 +194,20 @@ def place_labels(fig, ax, xs, ys, names, *, color: str = "black", fontsize: floa
     return out
 
 
-def _annotate(ax, name, x, y, dx, dy, ha, va, fontsize, color):
-    """A label beside a point, on a translucent white box so lines under it do not hide it."""
+def _label_box(ann, renderer):
+    """The display box of a label's text (an annotation's own extent would include its leader line)."""
+    from matplotlib.text import Text
+
+    ann.update_positions(renderer)
+    return Text.get_window_extent(ann, renderer)
+
+
+def _annotate(ax, name, x, y, dx, dy, ha, va, fontsize, color, leader: bool = False):
+    """A label beside a point, on a translucent white box so lines under it do not hide it; ``leader`` joins a
+    label placed further out to its point with a thin line."""
+    arrow = {"arrowstyle": "-", "lw": 0.5, "color": color, "shrinkA": 0, "shrinkB": 3} if leader else None
     ann = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=fontsize,
-                      color=color, annotation_clip=False, zorder=8,
+                      color=color, annotation_clip=False, zorder=8, arrowprops=arrow,
                       bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
     ann.set_in_layout(False)
     return ann
