@@ -72,3 +72,58 @@ def test_bootstrap_count_is_bounded(capsys):
     assert err.count("\n") == 1 and "--bootstrap 100000000 is too large" in err and f"{MAX_BOOTSTRAP:,}" in err
     assert MAX_BOOTSTRAP >= 10 * MIN_PERCENTILE_RESAMPLES  # room for 10x what an interval needs
     assert BOOTSTRAP_TYPE.check(MAX_BOOTSTRAP, str(MAX_BOOTSTRAP), "--bootstrap") == MAX_BOOTSTRAP
+
+
+# ---- plot calibration on a CPU profile (r11 #4) -----------------------------------------------------------------------
+# On a profile 'calibrate' wrote on this machine's CPU (tests/data/calibration_cpu_r11.json: the reviewer's, 7 setups,
+# fitted to process CPU seconds, GEMM rate held at the timed 1024^3 matmul) the plot drew three empty panels, the
+# step-time one saying "no peak rate", while 'step --calibration' priced the same profile at "peak used 108.3 GFLOP/s"
+# with the fitted factors. The plot never drew the fitted model at all.
+CPU_PROFILE = REPO / "tests" / "data" / "calibration_cpu_r11.json"
+
+
+def _point_shape(p) -> list[str]:
+    m = p.model
+    return ["--n-layer", str(m.n_layer), "--n-head", str(m.n_head), "--n-embd", str(m.n_embd), "--vocab",
+            str(m.vocab_size), "--seq", str(p.seq_len), "--micro-batch", str(p.micro_batch), "--precision", "fp32"]
+
+
+def test_cpu_profile_plot_prices_with_the_fit_and_the_rate_step_uses(capsys):
+    from flopscalc import plots
+    from flopscalc.calibration import load_profile
+
+    profile = load_profile(CPU_PROFILE)
+    factors = profile.device_factors
+    data = plots.calibration_data(profile)
+    # the fitted model against the measured CPU seconds: its relative errors are the ones the fit itself recorded
+    # (fit_device_factors' residuals, priced by its own _predict), here recomputed through calibrated_step
+    rel = [p["fitted_step_time_s"] / p["measured_step_time_s"] - 1 for p in data["points"]]
+    assert [p["measured_step_time_s"] for p in data["points"]] == [p.cpu_step_time_s for p in profile.points]
+    assert max(abs(r) for r in rel) == pytest.approx(factors.max_rel_error, rel=1e-6)
+    assert float(np.sqrt(np.mean(np.square(rel)))) == pytest.approx(factors.rms_rel_error, rel=1e-6)
+    # the peak is the rate 'flopscalc step --calibration' reports for the same profile ("peak used")
+    p0 = profile.points[0]
+    assert run(["step", "--gpu", "cpu", "--calibration", str(CPU_PROFILE), *_point_shape(p0), "--json"]) == 0
+    step_peak = json.loads(capsys.readouterr().out)["peak_flop_per_s"]
+    assert {p["peak_flop_per_s"] for p in data["points"]} == {step_peak}
+    assert step_peak == profile.measured_gemm_flop_per_s
+    # measured MFU: the trainer's recorded achieved rate (wall) over that peak, in CPU seconds as the fit reads them
+    for d, p in zip(data["points"], profile.points):
+        assert d["mfu"] == pytest.approx(p.achieved_flop_per_s / step_peak * p.step_time_s / p.cpu_step_time_s,
+                                         rel=1e-9)
+    fig = plots.draw_calibration(data)
+    ax_t, ax_m, _ = fig.axes[:3]
+    texts = " ".join(t.get_text() for t in ax_t.texts)
+    assert "no peak rate" not in texts and "rms 8.0%" in texts
+    for m in {p.model.name for p in profile.points}:
+        xy = [tuple(v) for v in next(c for c in ax_t.collections if c.get_gid() == f"fitted:{m}").get_offsets()]
+        assert sorted(xy) == sorted((d["fitted_step_time_s"], d["measured_step_time_s"])
+                                    for d in data["points"] if d["model"] == m)
+    assert any(c.get_gid() == f"mfu:{p0.micro_batch}" for c in ax_m.collections)
+    assert "timed matmul" in ax_m.get_ylabel()
+    # --mfu now has a peak to predict at
+    assert run(["plot", "calibration", str(CPU_PROFILE), "--mfu", "0.5", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    for q, p in zip(d["points"], profile.points):  # tokens x FLOPs per token / (peak x MFU), PaLM App. B
+        assert q["predicted_step_time_s"] == pytest.approx(
+            p.micro_batch * p.seq_len * q["model_flops_per_token"] / (step_peak * 0.5), rel=1e-12)

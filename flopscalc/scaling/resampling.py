@@ -18,7 +18,7 @@ def resample_warnings(n_resamples: int, level: float = 0.95) -> tuple[str, ...]:
     if not 0 < n_resamples < MIN_PERCENTILE_RESAMPLES:
         return ()
     tail = (n_resamples + 1) * (1 - level) / 2  # draws beyond each limit (Davison & Hinkley 1997, eq. 5.18)
-    return (f"{n_resamples} bootstrap resamples are too few for a {level:.0%} percentile interval ({tail:.2g} draws "
+    return ((f"{n_resamples} bootstrap resamples are too few for a {level:.0%} percentile interval ({tail:.2g} draws "
             f"beyond each limit): its limits scatter from seed to seed and may exclude the fit itself; use "
             f"--bootstrap {MIN_PERCENTILE_RESAMPLES} or more (Davison & Hinkley 1997 take 999, Efron & Tibshirani "
-            "1993 about 1,000)",)
+            "1993 about 1,000)"),)
