@@ -127,3 +127,50 @@ def test_cpu_profile_plot_prices_with_the_fit_and_the_rate_step_uses(capsys):
     for q, p in zip(d["points"], profile.points):  # tokens x FLOPs per token / (peak x MFU), PaLM App. B
         assert q["predicted_step_time_s"] == pytest.approx(
             p.micro_batch * p.seq_len * q["model_flops_per_token"] / (step_peak * 0.5), rel=1e-12)
+
+
+# ---- GPU family names (r11 #8) ------------------------------------------------------------------------------------
+# README said "A name matches one product or none", but 'a100' is the A100 SXM4 80GB of four A100 rows, 'h100' the
+# H100 SXM5 of three, '3060' the RTX 3060 12GB (NVIDIA also sold an 8 GB RTX 3060, not in the database), and
+# 'gpus show a100' printed the 80 GB SXM4 card without saying a family name had chosen it. Checked against the rows of
+# data/gpu_specs.csv read here (their names), not against the lookup.
+
+def _rows() -> dict[str, str]:
+    import csv
+
+    with open(REPO / "data" / "gpu_specs.csv", encoding="utf-8") as f:
+        return {r["key"]: r["name"] for r in csv.DictReader(line for line in f if not line.startswith("#"))}
+
+
+@pytest.mark.parametrize("name, key, family", [
+    ("a100", "a100-sxm-80gb", lambda n: "A100" in n),
+    ("h100", "h100-sxm", lambda n: "H100" in n and "GH" not in n),
+    ("a100-pcie", "a100-pcie-40gb", lambda n: "A100 PCIe" in n),
+    ("3060", "rtx-3060-12gb", lambda n: "3060" in n),
+])
+def test_gpus_show_family_name_says_the_variant_and_the_others(capsys, name, key, family):
+    rows = _rows()
+    others = sorted(k for k, n in rows.items() if family(n) and k != key)
+    assert run(["gpus", "show", name, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["key"] == key and sorted(d["resolved_from"]["other_variants"]) == others
+    assert run(["gpus", "show", name]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{name} -> {rows[key]}")
+    assert all(k in d["resolved_from"]["note"] for k in others)
+    if not others:
+        assert "no other variant" in first
+
+
+@pytest.mark.parametrize("name", ["h20", "4090", "4070ti", "a100-sxm-80gb", "NVIDIA A100 SXM4 80GB", "l40"])
+def test_gpus_show_a_whole_name_says_nothing_more(capsys, name):
+    assert run(["gpus", "show", name, "--json"]) == 0
+    assert "resolved_from" not in json.loads(capsys.readouterr().out)
+    assert run(["gpus", "show", name]) == 0
+    assert " -> " not in capsys.readouterr().out.splitlines()[0]
+
+
+def test_readme_states_the_family_rule():
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert "A name matches one product or none" not in text
+    assert "a family name resolves to the one variant whose row lists it as an alias" in text
