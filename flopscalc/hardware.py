@@ -351,6 +351,21 @@ class GpuDatabase:
             raise UsageError(f"GPU name {name!r} is ambiguous: it names {' and '.join(keys)}; give one of those keys")
         raise UsageError(f"unknown GPU {name!r}{self._hint(name)}")
 
+    def family_variants(self, name: str) -> tuple[str, ...] | None:
+        """The other rows of the family when ``name`` is a family name one row lists as an alias, else None.
+
+        A family name ('a100', 'h100', '3060') leaves out words the resolved row's key holds (a size, a form factor:
+        'a100' of 'a100-sxm-80gb'); it still names that one row, never another product. The tuple holds the keys of
+        the other rows whose key, name or an alias holds every word of ``name`` (empty: no other variant is in the
+        database). None when ``name`` is the row's key or names it whole ('4090' for 'rtx-4090', 'h20').
+        """
+        spec = self.get(name)
+        words = _words(name)
+        if not (_words(spec.key) - words - {"rtx"}):  # GeForce names are typed without the 'rtx' ('4070ti')
+            return None
+        return tuple(k for k, s in self.specs.items() if k != spec.key
+                     and any(words <= _words(t) for t in (s.key, s.name, *s.aliases)))
+
     def _hint(self, name: str) -> str:
         """'; did you mean X or Y?' from whole-word, prefix and spelling neighbours of ``name``."""
         cleaned = "".join(c if c in NAME_LETTERS or c in NAME_SEPARATORS else " " for c in fold_name(name))

@@ -41,15 +41,26 @@ def gpus(ctx: typer.Context, gpu_csv: GpuCsvOpt = None, as_json: JsonOpt = False
 @gpus_app.command("show")
 def gpus_show(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="GPU name, e.g. 4070ti.")],
+    name: Annotated[str, typer.Argument(help="GPU name, e.g. 4070ti; a family name (a100, h100) is the one variant "
+                                              "whose row lists it as an alias, and the other variants are named.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one GPU: every figure, its source and notes."""
-    from ..hardware import get_gpu
-    from ..report.gpus import gpu_detail, gpu_dict
+    """Show one GPU: every figure, its source and notes (a family name says which variant it chose)."""
+    from rich.console import Group
+    from rich.text import Text
 
-    spec = get_gpu(name, (ctx.obj or {}).get("gpu_csv", ()))
-    emit(gpu_detail(spec), gpu_dict(spec), as_json or (ctx.obj or {}).get("as_json", False))
+    from ..hardware import load_database
+    from ..report.gpus import family_line, gpu_detail, gpu_dict
+
+    db = load_database((ctx.obj or {}).get("gpu_csv", ()))
+    spec = db.get(name)
+    variants = db.family_variants(name)
+    line = family_line(name, spec, variants)
+    data = gpu_dict(spec)
+    if line is not None:  # a family name: which variant it chose, and the others
+        data["resolved_from"] = {"name": name, "other_variants": list(variants), "note": line}
+    emit(gpu_detail(spec) if line is None else Group(Text(line), gpu_detail(spec)), data,
+         as_json or (ctx.obj or {}).get("as_json", False))
 
 
 

@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from ..scaling.resampling import MIN_PERCENTILE_RESAMPLES as MIN_RESAMPLES
+from .bounds import BOOTSTRAP_TYPE, MAX_BOOTSTRAP
 from .common import (
     JsonOpt,
     ListingGroup,
@@ -184,7 +186,9 @@ def fit(
     runs_csv: Annotated[Path, typer.Argument(help="CSV of runs: n_params, n_tokens (or c_flops), loss.")],
     approach: Annotated[Approach, typer.Option(help="Chinchilla approach: 1 envelope, 2 IsoFLOP, 3 parametric.")]
     = Approach.three,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals (0: none).")] = 0,
+    bootstrap: Annotated[int, typer.Option(
+        click_type=BOOTSTRAP_TYPE, help=f"Bootstrap resamples for 95% percentile intervals (0: none; {MIN_RESAMPLES} "
+        f"or more for intervals to trust, fewer warns; at most {MAX_BOOTSTRAP:,}).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed of the bootstrap.")] = 0,
     grid: Annotated[Grid, typer.Option(help="Approach 3 starts: the paper's 4,500 or a quick 32.")] = Grid.paper,
     exclude_highest_loss: Annotated[int, typer.Option(

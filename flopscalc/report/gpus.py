@@ -76,6 +76,14 @@ def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     return t
 
 
+def family_line(name: str, g: GpuSpec, variants: tuple[str, ...] | None) -> str | None:
+    """'a100 -> NVIDIA A100 SXM4 80GB (also: ...)' when ``name`` is a family name (`GpuDatabase.family_variants`)."""
+    if variants is None:
+        return None
+    others = f"also in the database: {', '.join(variants)}" if variants else "no other variant in the database"
+    return f"{name} -> {g.name}, the variant this family name is an alias of ({others})"
+
+
 def gpu_detail(g: GpuSpec) -> Table:
     t = Table(title=g.name, title_justify="left", show_header=False)
     t.add_column(style="bold")

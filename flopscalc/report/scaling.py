@@ -159,6 +159,7 @@ def fit3_dict(fit, boot=None) -> dict:
                        for k, v in ((f"n_opt@{c:.0e}", law.n_opt(c)), (f"d_opt@{c:.0e}", law.d_opt(c)))}},
             "intervals_95": {k: list(boot.interval(k)) for k in boot.samples},
             "std": {k: boot.std(k) for k in boot.samples},
+            "warnings": list(boot.warnings),
         }
     return out
 
@@ -197,6 +198,7 @@ def fit3_report(fit, boot=None) -> Group:
     if boot is not None:
         parts.append(Text(f"Bootstrap: {boot.n_samples} resamples (seed {boot.seed}), "
                           f"{boot.starts_per_sample} warm starts each, {boot.n_converged} converged.", style="dim"))
+        parts += _warning_lines(boot.warnings)
     return Group(*parts)
 
 
@@ -206,7 +208,8 @@ def power_fit_dict(fit) -> dict:
                       for c, n, d in zip(fit.c_flops, fit.n_opt, fit.d_opt)],
            "warnings": list(fit.warnings)}
     if fit.samples:
-        out["bootstrap"] = {"seed": fit.seed, "intervals_95": {k: list(fit.interval(k)) for k in fit.samples}}
+        out["bootstrap"] = {"n_samples": len(fit.samples["a"]), "seed": fit.seed,
+                            "intervals_95": {k: list(fit.interval(k)) for k in fit.samples}}
     return out
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import DomainError
 from .laws import FittedRange, ParametricLoss, ScalingLaw, chinchilla_allocation
 from .optimize import HUBER_DELTA, LOWER, PARAM_NAMES, UPPER, batched_bfgs, huber_objective, on_bound
+from .resampling import resample_warnings
 from .runs import Runs, seeded_rng
 
 # Initialisation grid of approach 3 [H22, App. D.2].
@@ -187,6 +188,11 @@ class Bootstrap:
 
     def std(self, name: str) -> float:
         return float(np.std(self.samples[name], ddof=1))
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Why the intervals are not to be trusted, if they are not (too few resamples: `runs.resample_warnings`)."""
+        return resample_warnings(self.n_samples)
 
 
 def _allocation_samples(x: np.ndarray, ref_flops) -> dict[str, np.ndarray]:

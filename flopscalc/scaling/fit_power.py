@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import DomainError, UsageError
 from .laws import FLOPS_PER_PARAM_TOKEN, FittedRange, PowerLawAllocation, ScalingLaw
+from .resampling import resample_warnings
 from .runs import Runs, seeded_rng
 
 # Runs whose FLOPs differ by less than this ratio are one IsoFLOP budget (Chinchilla's closest are 1.67x).
@@ -142,13 +143,19 @@ def _power_fit(approach: int, c, n, runs: Runs, warn, draw, n_bootstrap: int, se
             if callback is not None and (i + 1) % 100 == 0:
                 callback(i + 1, n_bootstrap)
         samples = _power_samples(np.array(draws))
+        warn = [*warn, *resample_warnings(n_bootstrap)]
+        if len(draws) < n_bootstrap:  # the percentiles are over the draws kept
+            warn.append(f"{n_bootstrap - len(draws)} of {n_bootstrap} bootstrap resamples drew too few model sizes or "
+                        f"budgets for a power law and were left out: the intervals are over the other {len(draws)}")
     return PowerFit(approach, a, k_n, b, k_d, c, n, d, len(runs), tuple(warn), samples,
                     seed if n_bootstrap else None)
 
 
 def _power_samples(draws: np.ndarray) -> dict:
     a, k = draws[:, 0], draws[:, 1]
-    out = {"a": a, "b": 1 - a, "k_N": k}
+    # D_opt = C / 6 N_opt = C^(1-a) / (6 k_N): b = 1 - a and k_D = 1 / (6 k_N) per draw (least squares of log D_opt
+    # on log C is that of log N_opt, reflected: D = C / 6N, H22 sec. 3), as the full-data fit's b and k_D are
+    out = {"a": a, "b": 1 - a, "k_N": k, "k_D": 1 / (FLOPS_PER_PARAM_TOKEN * k)}
     for c in (1e21, 1e23, 1e25):
         out[f"n_opt@{c:.0e}"] = k * c**a
         out[f"d_opt@{c:.0e}"] = c / (FLOPS_PER_PARAM_TOKEN * k * c**a)
