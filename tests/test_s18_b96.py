@@ -14,6 +14,7 @@ import re
 import pytest
 from conftest import cli, cli_json
 
+from flopscalc.errors import UsageError
 from flopscalc.flops import Recompute
 from flopscalc.hardware import get_gpu
 from flopscalc.hf_config import config_from_hf
@@ -128,3 +129,37 @@ def test_dense_gpt2_plans_on_one_node_keep_the_data_parallel_search_alone(capsys
     args = ["plan", *H100, "--n-gpus", "8", "--days", "30"]
     assert cli_json(capsys, *args) == cli_json(capsys, *args, "--no-layout-search")
     assert searched == []  # no layout search ran: its time is not added to them
+
+
+# Rajbhandari et al. 2020 (ZeRO), sec. 3.1: mixed-precision Adam keeps 2 + 2 + 12 = 16 bytes of model states per
+# parameter; ZeRO-3 (sec. 5, P_os+g+p) divides them by the GPUs, the least any layout of those GPUs can hold
+ZERO_MODEL_STATE_BYTES_PER_PARAM = 16
+
+
+@pytest.mark.parametrize("name", ["gpt2-xl", "qwen1.5-moe"])
+def test_no_layout_holds_less_state_than_zero3_of_sixteen_bytes(name):
+    # the bound the hint uses to skip a layout search where the model states alone overflow (setups._runs_on)
+    import itertools
+
+    from flopscalc.model import PRESETS, count_params
+    from flopscalc.planner.setups import LAYOUT_MIN_STATE_BYTES_PER_PARAM
+
+    assert LAYOUT_MIN_STATE_BYTES_PER_PARAM == ZERO_MODEL_STATE_BYTES_PER_PARAM
+    cfg = PRESETS[name] if name in PRESETS else config_from_hf(QWEN15_MOE)
+    n = count_params(cfg).total
+    seen = 0
+    for tp, pp, cp, ep, zero in itertools.product((1, 2, 4), (1, 2), (1, 2), (1, 2, 4), (0, 1, 3)):
+        dp = 8 // (tp * pp * cp)
+        if dp < 1 or tp * pp * cp * dp != 8 or (dp * cp) % ep or (ep > 1 and not cfg.is_moe):
+            continue
+        seq = min(8192, cfg.block_size)
+        try:
+            lay = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero_stage=zero, micro_batch=1, n_micro=8,
+                         recompute=Recompute.full)
+            lay.check_model(cfg, seq)
+        except UsageError:  # a split the engine refuses (ZeRO-3 with PP) or this model cannot take (heads, CP)
+            continue
+        m = layout_memory(cfg, lay, seq, flash=True, dropout=False)
+        assert m.weights + m.gradients + m.optimizer >= ZERO_MODEL_STATE_BYTES_PER_PARAM * n / 8 * (1 - 1e-12), lay
+        seen += 1
+    assert seen >= 10

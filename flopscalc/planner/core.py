@@ -401,17 +401,15 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
     energy = energy_cost(gpu, req.n_gpus, rec.train_time_s, req.utilization, electricity_usd_per_kwh=req.usd_per_kwh,
                          cloud_usd_per_gpu_hour=req.usd_per_gpu_hour)
     rec_tm = tm  # the model that priced the recommended run
+    # here, not above: a plan that never weighs layouts never loads them
     if space.cluster is not None and rec.chosen.layout is None:  # a data-parallel setup beat the layouts
-        from .layout import (
-            data_parallel_time_model,  # here: a plan that never weighs layouts never loads them
-        )
+        from .layout import data_parallel_time_model
 
         rec_tm = data_parallel_time_model(gpu, budget.precision, space.cluster.network_bytes_per_s)
     if rec.chosen.layout is not None:  # beyond a node, or a layout of one node's GPUs (`speed.layouts_inside_node`)
         from .layout import time_model_source
 
         rec_tm = None  # the layout engine priced it, as beyond a node
-
         mfu_source = time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
     else:
         mfu_source = time_model_words(rec_tm, gpu)

@@ -7,7 +7,7 @@ the data-parallel search alone (its setups have optimizer offload and 8-bit Adam
 model, and `flopscalc train` runs them). Two kinds of model are not covered by that argument (r10 #3):
 - an MoE, whose experts can be split over the GPUs instead of all-gathered (expert parallelism): Qwen1.5-MoE-A2.7B
   on 8 H100s at sequence 4,096 ran 148.7k tokens/s on the best data-parallel setup, 191.1k on EP4;
-- a sequence from `layout.search.CP_MIN_SEQ_LEN` tokens, whose activations context parallelism splits and no data
+- a sequence from `layout.spec.CP_MIN_SEQ_LEN` tokens, whose activations context parallelism splits and no data
   parallelism does: Qwen2.5-7B at its 131,072-token context fits no data-parallel setup of 8 H100s (the lightest
   needs 231.8 GiB per GPU) and TP1 PP1 DP4 CP2 in 70.2 GiB.
 For those models, and for any model no setup fits, the plan also finds the fastest layout of the node
@@ -25,9 +25,9 @@ from .setups import TIE_REL
 
 def layouts_may_pay(cfg: ModelConfig, seq_len: int) -> bool:
     """Whether a layout of one node's GPUs may beat their data-parallel setups, so the plan weighs both: an MoE
-    (expert parallelism), or a sequence context parallelism splits (`layout.search.CP_MIN_SEQ_LEN`, the shortest the
+    (expert parallelism), or a sequence context parallelism splits (`layout.spec.CP_MIN_SEQ_LEN`, the shortest the
     layout search gives CP; see the module docstring)."""
-    from ..layout.search import CP_MIN_SEQ_LEN
+    from ..layout.spec import CP_MIN_SEQ_LEN  # light: not the search
 
     return cfg.is_moe or seq_len >= CP_MIN_SEQ_LEN
 

@@ -364,7 +364,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             more = (f"; a parallel layout of these {n_gpus} GPUs fits (tensor, pipeline, context or expert "
                     f"parallelism), which {ctx.layouts_off_by} left out: "
                     + ("drop it, or pass --layout-search" if ctx.layouts_off_by == "--no-layout-search" else
-                       f"drop {ctx.layouts_off_by} (the layout engine states no efficiency)"))
+                       f"drop {ctx.layouts_off_by} (the layout engine takes no stated efficiency or profile)"))
         raise DomainError(
             f"{what} in {cap / GIB:.1f} GiB per GPU "
             f"({usable_bytes(cap) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "

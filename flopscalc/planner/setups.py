@@ -15,8 +15,8 @@ from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
 from ..memory.fit import fits
-from ..memory.settings import MEMORY_PRECISION, with_micro_batch
-from ..model import ModelConfig
+from ..memory.settings import FP32_BYTES, HALF_BYTES, MEMORY_PRECISION, with_micro_batch
+from ..model import ModelConfig, count_params
 from ..perf.fabric import GPUS_PER_NODE
 from .options import MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, ChosenSetup, _per_gpu_batch, usable_bytes
 
@@ -316,6 +316,15 @@ def min_gpus_to_plan(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Pr
     return None
 
 
+# No parallel layout keeps less training state per GPU than mixed-precision AdamW's 16 bytes per parameter spread over
+# all the GPUs: a 16-bit weight and gradient and 12 bytes of fp32 copy and moments (Rajbhandari et al. 2020, ZeRO,
+# sec. 3.1: 2 + 2 + K = 12), which ZeRO-3 divides by the GPUs (sec. 5, P_os+g+p) and TP x PP only split among the same
+# GPUs; the layout engine keeps the optimizer on the GPU and counts at least these (Megatron-LM's 18 with fp32
+# gradients, `layout.memory`; PyTorch FSDP's fp32 parameters and gradients, 16). Where they alone exceed the usable
+# memory no layout fits, and the no-fit hint searches none inside a node (the main job's hint searched 9, all such).
+LAYOUT_MIN_STATE_BYTES_PER_PARAM = 2 * HALF_BYTES + 3 * FP32_BYTES
+
+
 def _runs_on(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
              capacity_bytes: float | None, gpus_per_node: int, layouts: bool, node_layouts: bool = False) -> bool:
     """Whether the plan on ``n_gpus`` finds a run that fits (`min_gpus_to_plan`): the cheap memory look first, so a
@@ -331,6 +340,8 @@ def _runs_on(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precisio
         return True
     if not (beyond or inside):
         return False
+    if inside and LAYOUT_MIN_STATE_BYTES_PER_PARAM * count_params(cfg).total / n_gpus > cap:
+        return False  # the model states alone overflow every layout (above)
     from ..layout import cluster_for  # here, not above: a plan inside one node never loads the layout search
     from .layout import choose_layout
 
