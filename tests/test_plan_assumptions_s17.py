@@ -235,8 +235,10 @@ def test_under_a_binding_sliding_window_the_plan_says_causal_and_matches_step(ca
            "sliding_window": 4096, "max_position_embeddings": 32768}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
+    # the data-parallel search, whose setup `step` takes flag for flag (at 8,192 tokens the plan also weighs the
+    # layouts of the node, and Megatron-LM's PP2x4 is faster here: b96)
     d = _json(capsys, "plan", "--gpu", "h100", "--n-gpus", "8", "--config", str(path), "--seq", "8192",
-              "--tokens", "10B")
+              "--tokens", "10B", "--no-layout-search")
     sp, s = d["recommended"]["speed"], d["recommended"]["setup"]
     assert sp["mfu_convention"] == "causal attention in the sliding window"
     step = _json(capsys, "step", "--gpu", "h100", "--config", str(path), "--n-gpus", "8", "--seq", "8192",
@@ -246,7 +248,7 @@ def test_under_a_binding_sliding_window_the_plan_says_causal_and_matches_step(ca
     assert sp["mfu"] == pytest.approx(step["mfu"], rel=1e-9) and sp["mfu_causal"] == pytest.approx(step["mfu"],
                                                                                                     rel=1e-9)
     code, out, _ = _out(capsys, "plan", "--gpu", "h100", "--n-gpus", "8", "--config", str(path), "--seq", "8192",
-                        "--tokens", "10B")
+                        "--tokens", "10B", "--no-layout-search")
     assert code == 0 and f"MFU {sp['mfu']:.2f} (causal attention in the sliding window), HFU" in " ".join(out.split())
 
 

@@ -129,7 +129,8 @@ def plan(
     layout_search: Annotated[bool | None, typer.Option(
         "--layout-search/--no-layout-search", help="Give each model the fastest parallel layout (TP, PP, CP, EP, "
         "ZeRO, micro-batch, recompute) priced by the per-operation model, or only data-parallel setups (priced by "
-        "the same model, or --mfu). (default: on beyond one node of 8 GPUs unless --mfu or --calibration is given)")] = None,
+        "the same model, or --mfu). (default: on beyond one node of 8 GPUs, and on 2-8 GPUs for an MoE, a sequence "
+        "from 8192 tokens or a model no data-parallel setup fits, unless --mfu or --calibration is given)")] = None,
 ) -> None:
     """The best training run for a budget: model, tokens, setup that fits, time, loss, energy and cost."""
     from .. import planner

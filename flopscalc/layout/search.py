@@ -36,7 +36,7 @@ from ..perf import StepOptions
 from ..units import GIB
 from .cluster import Cluster
 from .memory import LayoutMemory, activation_bytes_per_layer, memory_from_parts, stage_params
-from .spec import CP_CHUNKS_PER_RANK, Layout, pipeline_split
+from .spec import CP_CHUNKS_PER_RANK, CP_MIN_SEQ_LEN, Layout, pipeline_split
 from .stage_cost import compute_key, stage_compute_s
 from .time import LayoutTime, bound_from_compute_s, layout_time
 
@@ -48,9 +48,8 @@ INTERLEAVES = (1, 2, 4)
 MAX_ONE_LAYER_INTERLEAVE = 8
 ZERO_STAGES = (0, 1, 3)
 RECOMPUTE_ORDER = (Recompute.none, Recompute.selective, Recompute.full)
-# Context parallelism pays a K/V ring every layer; Megatron-LM's guide recommends it for long sequences
-# (docs/source/api-guide/context_parallel.rst: "... when sequence length is long (e.g. 8K and beyond)").
-CP_MIN_SEQ_LEN = 8192
+# CP_MIN_SEQ_LEN, the shortest sequence given context parallelism, lives in `spec` (light: the planner reads it
+# without loading the engine).
 # The context-parallel degrees tried: powers of two (each rank takes 2 of 2 x CP equal chunks, `CP_CHUNKS_PER_RANK`,
 # and training sequences are powers of two) up to 16, the largest CP of a published run: Llama 3 405B at 131,072
 # tokens, TP 8 x CP 16 x PP 16 on 16,384 H100s (Dubey et al. 2024, Table 4; data/published_layouts.csv row

@@ -161,6 +161,9 @@ class Engine(str, Enum):
 # Megatron-LM's context parallelism splits each sequence into 2 x CP chunks, two per rank, so causal attention's
 # work is balanced (megatron/core/utils.py get_batch_on_this_cp_rank; Megatron-LM context_parallel.rst)
 CP_CHUNKS_PER_RANK = 2
+# Context parallelism pays a K/V ring every layer; Megatron-LM's guide recommends it for long sequences
+# (docs/source/api-guide/context_parallel.rst: "... when sequence length is long (e.g. 8K and beyond)").
+CP_MIN_SEQ_LEN = 8192
 
 @dataclass(frozen=True)
 class Layout:

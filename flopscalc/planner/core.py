@@ -55,6 +55,8 @@ from .speed import (
     DEFAULT_CONSTANT,
     LAYOUT,
     STATED,
+    layouts_inside_node,
+    layouts_kept_off_by,
     time_model_for,
     time_model_words,
     uses_layout_search,
@@ -188,7 +190,9 @@ def _search_space(req: PlanRequest) -> _Space:
 
         cluster = cluster_for(req.gpu, req.n_gpus, network_gbps=req.network_gbps)
     tm = None if cluster is not None else time_model_for(req.gpu, req.precision, req.mfu, req.calibration)
-    return _Space(sf, fam_key, presets, cluster, tm)
+    node = layouts_inside_node(req.n_gpus, req.precision, req.mfu, req.calibration, req.layout_search)
+    off_by = layouts_kept_off_by(req.n_gpus, req.precision, req.mfu, req.calibration, req.layout_search)
+    return _Space(sf, fam_key, presets, cluster, tm, node, off_by)
 
 
 def _budget(req: PlanRequest) -> tuple[ComputeBudget, float]:
@@ -235,13 +239,18 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
     energy = energy_cost(gpu, req.n_gpus, rec.train_time_s, req.utilization, electricity_usd_per_kwh=req.usd_per_kwh,
                          cloud_usd_per_gpu_hour=req.usd_per_gpu_hour)
     rec_tm = tm  # the model that priced the recommended run
-    if space.cluster is not None:
-        from .layout import data_parallel_time_model, time_model_source  # here: one node never loads it
+    # here, not above: a plan that never weighs layouts never loads them
+    if space.cluster is not None and rec.chosen.layout is None:  # a data-parallel setup beat the layouts
+        from .layout import data_parallel_time_model
 
-        if rec.chosen.layout is None:  # a data-parallel setup beat the layouts (`layout.choose_fastest`)
-            rec_tm = data_parallel_time_model(gpu, budget.precision, space.cluster.network_bytes_per_s)
-    mfu_source = (time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
-                  if rec.chosen.layout is not None else time_model_words(rec_tm, gpu))
+        rec_tm = data_parallel_time_model(gpu, budget.precision, space.cluster.network_bytes_per_s)
+    if rec.chosen.layout is not None:  # beyond a node, or a layout of one node's GPUs (`speed.layouts_inside_node`)
+        from .layout import time_model_source
+
+        rec_tm = None  # the layout engine priced it, as beyond a node
+        mfu_source = time_model_source(rec.chosen.layout) + "; the efficiency is an output of the model, per option"
+    else:
+        mfu_source = time_model_words(rec_tm, gpu)
     cands = _preset_candidates(options, ctx)
     # with inference tokens the recommendation is not the lowest loss, so "what relaxing buys" would mislead
     binding = _binding(options, rec, ctx) if req.explain and req.objective == "loss" and ia is None else ()

@@ -167,19 +167,21 @@ def choose_layout(cfg: ModelConfig, cluster, seq_len: int, precision: Precision,
 
 
 def grow_layout_batch(cfg: ModelConfig, cluster, seq_len: int, precision: Precision, capacity_bytes: float | None,
-                      chosen: ChosenSetup, speed: LayoutSpeed, loss_nats: float | None):
+                      chosen: ChosenSetup, speed: LayoutSpeed, loss_nats: float | None, layouts_only: bool = False):
     """The layout at GPT-3's batch doubled k times (k = 1..MAX_BATCH_DOUBLINGS, never past Kaplan's critical batch
     at ``loss_nats``, eq. 5.3) with the most useful tokens per second, tokens/s x (1 + B0/Bc) / (1 + B/Bc)
     (eq. 5.5), each batch searched afresh (`planner.growth.best_doubling`, as `grow_batch` does): a larger batch
-    also shrinks the pipeline bubble (more micro-batches) and may change the layout. None when GPT-3's batch is
-    best."""
+    also shrinks the pipeline bubble (more micro-batches) and may change the layout. Each doubling weighs the
+    data-parallel setups too (`choose_fastest`) unless ``layouts_only`` (inside one node, where the plan's own
+    data-parallel search grows its setup itself: `planner.search._evaluate`). None when GPT-3's batch is best."""
     waits = speed.comm.exposed_s + getattr(speed, "bubble_s", 0.0)  # a data-parallel setup has no bubble
     if speed.n_gpus == 1 or not waits > 0 or loss_nats is None or not loss_nats > 0:
         return None
     crit = critical_batch_tokens(loss_nats)
     b0 = chosen.tokens_per_step
+    choose = choose_layout if layouts_only else choose_fastest
     found = best_doubling(b0, crit, speed.tokens_per_s,
-                          lambda tokens: choose_fastest(cfg, cluster, seq_len, precision, capacity_bytes, tokens))
+                          lambda tokens: choose(cfg, cluster, seq_len, precision, capacity_bytes, tokens))
     if found is None:
         return None
     g_chosen, g_speed, reason = found

@@ -47,6 +47,8 @@ class _Space:
     presets: dict[str, ModelConfig]
     cluster: Cluster | None  # the layout search's cluster beyond one node, else None
     time_model: TimeModel | None  # None: the layout engine prices every option
+    node_layouts: bool = False  # inside one node, weigh layouts where they may pay (`speed.layouts_inside_node`)
+    layouts_off_by: str | None = None  # inside one node, the option that kept layouts off (the no-fit message)
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ def _options(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: fl
     ctx = _Context(req.law, req.gpu, budget, req.budget_kind, c_model, req.seq_len, req.mfu, req.calibration,
                    req.dataset_tokens, req.max_wall_clock_s, req.memory_bytes, req.n_tokens, req.target_loss,
                    alloc.loss, space.presets, space.cluster, space.time_model, seq_source=req.seq_len_source,
+                   node_layouts=space.node_layouts, layouts_off_by=space.layouts_off_by,
                    layout_search=req.layout_search)
     return shapes, skipped, ctx
 

@@ -144,7 +144,13 @@ class _Context:
     # that only needs its pick, `planner.relax._pass_recommendation`)
     fewest_gpus: bool = True
     seq_source: SeqSource | None = None  # where seq_len came from (the no-fit message names a default's source)
-    layout_search: bool | None = None  # the user's --layout-search / --no-layout-search (None: neither given)
+    # inside one node (no `cluster`): weigh the layouts of these GPUs too where they may pay or no setup fits
+    # (`speed.layouts_inside_node`, `_evaluate`)
+    node_layouts: bool = False
+    # inside one node, the option that kept the layout search off (--no-layout-search, --mfu, --calibration): the
+    # no-fit message checks whether a layout of these GPUs fits and names it (None: nothing to name)
+    layouts_off_by: str | None = None
+    layout_search: bool | None = None  # the user's --layout-search (True) or --no-layout-search (False)
 
 
 def _tokens(cfg: ModelConfig, speed, ctx: _Context, token_value: float = 1.0) -> float:
@@ -203,13 +209,22 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     eff = (ctx.calibration.mfu_for(n, None, ctx.seq_len) if tm.kind == PROFILE_MFU
            else ctx.mfu if ctx.mfu is not None else DEFAULT_MFU)
     chosen = choose_setup(cfg, ctx.gpu, b.n_gpus, ctx.seq_len, b.precision, ctx.memory_bytes, eff, None, tm)
+    lay = None
+    if ctx.node_layouts:  # inside one node: the layouts of these GPUs too, where they may pay or no setup fits
+        from .node import layouts_may_pay, node_layout_option  # here: most plans never weigh layouts
+
+        lay = node_layout_option(cfg, n, ctx) if chosen is None or layouts_may_pay(cfg, ctx.seq_len) else None
+    if chosen is None and lay is not None:
+        return lay
     if chosen is None:
         # a plan on more GPUs searches layouts beyond a node unless a stated efficiency, a profile, the precision
-        # or the user's --no-layout-search keeps it to these setups (`speed.uses_layout_search`)
+        # or the user's --no-layout-search keeps it to these setups (`speed.uses_layout_search`); inside a node,
+        # where no setup fits (`speed.layouts_inside_node`)
         layouts = b.n_gpus <= GPUS_PER_NODE and uses_layout_search(GPUS_PER_NODE + 1, b.precision, ctx.mfu,
                                                                     ctx.calibration, ctx.layout_search)
+        node = layouts and ctx.layout_search is not False  # the same options on 2-8 GPUs weigh layouts there
         return _unfit(cfg, n, ctx, min_gpus_to_plan(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
-                                                    layouts=layouts) if ctx.fewest_gpus else None)
+                                                    layouts=layouts, node_layouts=node) if ctx.fewest_gpus else None)
 
     def speed_of(c):  # a profile's MFU: what it measured at the chosen micro-batch
         run_eff = ctx.calibration.mfu_for(n, c.setup.micro_batch, ctx.seq_len) if tm.kind == PROFILE_MFU else eff
@@ -224,7 +239,12 @@ def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:
                            _growth_loss(cfg, speed, ctx), speed_of, tm)
         if grown is not None:
             chosen, speed, growth = grown
-    return _option(cfg, n, ctx, chosen, speed, growth)
+    option = _option(cfg, n, ctx, chosen, speed, growth)
+    if lay is not None:
+        from .node import faster_in_node
+
+        return faster_in_node(option, lay)
+    return option
 
 
 def _evaluate_layout(cfg: ModelConfig, ctx: _Context) -> PlanOption:
@@ -239,7 +259,8 @@ def _evaluate_layout(cfg: ModelConfig, ctx: _Context) -> PlanOption:
     found = choose_fastest(cfg, ctx.cluster, ctx.seq_len, b.precision, ctx.memory_bytes)
     if found is None:
         return _unfit(cfg, n, ctx, min_gpus_to_plan(cfg, ctx.gpu, ctx.seq_len, b.precision, ctx.memory_bytes,
-                                                    ctx.cluster.gpus_per_node) if ctx.fewest_gpus else None)
+                                                    ctx.cluster.gpus_per_node, node_layouts=True)
+                      if ctx.fewest_gpus else None)
     chosen, speed = found
     growth = None
     if ctx.kind in GROW_BATCH_KINDS:
@@ -329,6 +350,15 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
                 f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}"
                 + _shorter_seq_hint(ctx))
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision, ctx.gpu.architecture)
+        from .node import node_layout_fits  # here: only a refusal reads it
+
+        if ctx.node_layouts:  # the layouts of these GPUs were weighed too, and none fits
+            more = f", nor does any parallel layout of these GPUs (TP, PP, CP, EP, ZeRO, recomputation){more}"
+        elif ctx.layouts_off_by is not None and node_layout_fits(smallest.model, ctx):
+            more = (f"; a parallel layout of these {n_gpus} GPUs fits (tensor, pipeline, context or expert "
+                    f"parallelism), which {ctx.layouts_off_by} left out: "
+                    + ("drop it, or pass --layout-search" if ctx.layouts_off_by == "--no-layout-search" else
+                       f"drop {ctx.layouts_off_by} (the layout engine takes no stated efficiency or profile)"))
         raise DomainError(
             f"{what} in {cap / GIB:.1f} GiB per GPU "
             f"({usable_bytes(cap) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "

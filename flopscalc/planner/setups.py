@@ -15,8 +15,8 @@ from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
 from ..memory.fit import fits
-from ..memory.settings import MEMORY_PRECISION, with_micro_batch
-from ..model import ModelConfig
+from ..memory.settings import FP32_BYTES, HALF_BYTES, MEMORY_PRECISION, with_micro_batch
+from ..model import ModelConfig, count_params
 from ..perf.fabric import GPUS_PER_NODE
 from .options import MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, ChosenSetup, _per_gpu_batch, usable_bytes
 
@@ -298,37 +298,50 @@ def hint_counts(gpus_per_node: int = GPUS_PER_NODE) -> tuple[int, ...]:
 @lru_cache(maxsize=1024)
 def min_gpus_to_plan(cfg: ModelConfig, gpu: GpuSpec, seq_len: int, precision: Precision,
                      capacity_bytes: float | None, gpus_per_node: int = GPUS_PER_NODE,
-                     layouts: bool = True) -> int | None:
+                     layouts: bool = True, node_layouts: bool = False) -> int | None:
     """Fewest GPUs on which the plan finds a run: the first of `hint_counts` where one fits, or the first count
     between it and the one before it that does (any count inside a node, whole nodes beyond it: the layout search's
     split rules are not monotone in the count); None when none up to MAX_GPUS_SEARCHED does. A run fits at n (`_runs_on`) when a data-parallel setup
-    does (the least any needs, `lightest_peak_bytes`, within the usable memory) or, beyond a node and with
-    ``layouts`` (the plan there searches layouts: `speed.uses_layout_search`), a layout does (`choose_layout`)."""
+    does (the least any needs, `lightest_peak_bytes`, within the usable memory) or a layout does (`choose_layout`):
+    beyond a node with ``layouts`` (the plan there searches layouts: `speed.uses_layout_search`), on 2 GPUs up to a
+    node with ``node_layouts`` (the plan there weighs them where no setup fits: `speed.layouts_inside_node`)."""
     prev = 1
     for n in hint_counts(gpus_per_node):
-        if _runs_on(cfg, gpu, n, seq_len, precision, capacity_bytes, gpus_per_node, layouts):
+        if _runs_on(cfg, gpu, n, seq_len, precision, capacity_bytes, gpus_per_node, layouts, node_layouts):
             between = (range((prev // gpus_per_node + 1) * gpus_per_node, n, gpus_per_node) if n > gpus_per_node
                        else range(prev + 1, n))  # inside a node every count: a node's GPUs need not be all used
             return next((m for m in between if _runs_on(cfg, gpu, m, seq_len, precision, capacity_bytes,
-                                                        gpus_per_node, layouts)), n)
+                                                        gpus_per_node, layouts, node_layouts)), n)
         prev = n
     return None
 
 
+# No parallel layout keeps less training state per GPU than mixed-precision AdamW's 16 bytes per parameter spread over
+# all the GPUs: a 16-bit weight and gradient and 12 bytes of fp32 copy and moments (Rajbhandari et al. 2020, ZeRO,
+# sec. 3.1: 2 + 2 + K = 12), which ZeRO-3 divides by the GPUs (sec. 5, P_os+g+p) and TP x PP only split among the same
+# GPUs; the layout engine keeps the optimizer on the GPU and counts at least these (Megatron-LM's 18 with fp32
+# gradients, `layout.memory`; PyTorch FSDP's fp32 parameters and gradients, 16). Where they alone exceed the usable
+# memory no layout fits, and the no-fit hint searches none inside a node (the main job's hint searched 9, all such).
+LAYOUT_MIN_STATE_BYTES_PER_PARAM = 2 * HALF_BYTES + 3 * FP32_BYTES
+
+
 def _runs_on(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: Precision,
-             capacity_bytes: float | None, gpus_per_node: int, layouts: bool) -> bool:
+             capacity_bytes: float | None, gpus_per_node: int, layouts: bool, node_layouts: bool = False) -> bool:
     """Whether the plan on ``n_gpus`` finds a run that fits (`min_gpus_to_plan`): the cheap memory look first, so a
     layout is searched only where no data-parallel setup fits."""
     cap = usable_bytes(capacity_bytes or gpu.memory_bytes)
     beyond = layouts and n_gpus > gpus_per_node  # the plan there weighs layouts and these setups (`choose_fastest`)
+    inside = node_layouts and 1 < n_gpus <= gpus_per_node  # the plan there weighs layouts where no setup fits
     # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look; on
     # this GPU's cuBLAS workspace, as the setup search judges it (`choose_setup`)
     if any(peak <= cap for peak in _lightest_peaks(cfg, n_gpus, seq_len, precision, highest_stage_first=True,
                                                    gpu_architecture=gpu.architecture)) and (
             not beyond or _dp_beside_layouts(cfg, gpu, n_gpus, seq_len, precision)):
         return True
-    if not beyond:
+    if not (beyond or inside):
         return False
+    if inside and LAYOUT_MIN_STATE_BYTES_PER_PARAM * count_params(cfg).total / n_gpus > cap:
+        return False  # the model states alone overflow every layout (above)
     from ..layout import cluster_for  # here, not above: a plan inside one node never loads the layout search
     from .layout import choose_layout
 

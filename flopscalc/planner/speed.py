@@ -110,6 +110,26 @@ def uses_layout_search(n_gpus: int, precision: Precision, mfu, calibration, layo
     return True
 
 
+def layouts_inside_node(n_gpus: int, precision: Precision, mfu, calibration, layout_search: bool | None) -> bool:
+    """Whether a plan on 2 to `GPUS_PER_NODE` GPUs that does not search layouts for every model (no
+    ``--layout-search``) weighs them for the models where they may pay (`planner.node.layouts_may_pay`: an MoE,
+    where expert parallelism may; a sequence context parallelism splits) and for a model no data-parallel setup fits:
+    by default, where the layout engine could price the plan beyond a node (no ``--mfu``, no ``--calibration``, a
+    bf16 or fp16 plan); never with ``--no-layout-search``."""
+    return (layout_search is None and 1 < n_gpus <= GPUS_PER_NODE
+            and uses_layout_search(GPUS_PER_NODE + 1, precision, mfu, calibration, None))
+
+
+def layouts_kept_off_by(n_gpus: int, precision: Precision, mfu, calibration, layout_search: bool | None) -> str | None:
+    """Inside one node (2 to `GPUS_PER_NODE` GPUs, a bf16 or fp16 plan), the option that kept the layouts of these
+    GPUs out of the plan (``--no-layout-search``, ``--mfu``, ``--calibration``), for the no-fit message to name;
+    None where the plan weighs them or no option kept them out."""
+    if not 1 < n_gpus <= GPUS_PER_NODE or Precision(precision) not in LAYOUT_PRECISIONS or layout_search:
+        return None
+    return ("--no-layout-search" if layout_search is False else "--mfu" if mfu is not None else
+            "--calibration" if calibration is not None else None)
+
+
 @lru_cache(maxsize=8192)
 def _priced(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, tm: TimeModel):
     """The step estimate of ``setup`` under ``tm`` (`estimate_step` or `calibrated_step`), kept."""
