@@ -37,10 +37,16 @@ class _Fields:
     def _fail(self, key: str, why: str) -> UsageError:
         return UsageError(f"{self.where}: field '{key}' {why} (model_type {self.model_type!r})")
 
-    def int(self, key: str, default: Any = ...) -> int | None:
+    def int(self, key: str, default: Any = ..., *, nullable: bool = False) -> int | None:
+        """``key`` as a positive int; absent: ``default`` (``...``: required). Null is None where it has a meaning
+        (``nullable``, or a None default: head_dim, num_key_value_heads, n_inner) and refused elsewhere, as
+        transformers' strict config classes refuse it ("Field 'intermediate_size' expected int, got NoneType")."""
         value = self.data.get(key, default)
         if value is ...:
             raise self._fail(key, "is missing; a config.json of this model type has it")
+        if value is None and default is not None and not nullable:
+            keep = "" if default is ... else f" or leave the field out (transformers' default: {default})"
+            raise self._fail(key, f"is null; give a positive integer{keep}, as transformers requires")
         if value is None or value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -85,10 +91,11 @@ class _Fields:
             block = next((b for b in (self.data.get(k) for k in ("rope_parameters", "rope_scaling"))
                           if isinstance(b, dict)), None)
             if block is not None and block.get("rope_type", block.get("type")) in _EXTENDING_ROPE:
-                value = self.int("original_max_position_embeddings", class_original)
-                if value is None:  # transformers copies a null over the nested length too, then cannot scale
+                if "original_max_position_embeddings" in self.data and \
+                        self.data["original_max_position_embeddings"] is None:  # transformers copies a null over
                     raise self._fail("original_max_position_embeddings", "is null; give the pretraining length (a "
-                                     "positive integer) or leave the field out")
+                                     "positive integer) or leave the field out")  # the nested length: cannot scale
+                value = self.int("original_max_position_embeddings", class_original)
                 return value if value < context else None
         for nested in ("rope_parameters", "rope_scaling"):
             block = self.data.get(nested)
@@ -122,18 +129,30 @@ _THETA = 10000.0
 _MIXTRAL_THETA = 1e6
 _EPS_1E6 = 1e-6
 _EPS_1E5 = 1e-5
+# GemmaConfig.head_dim's default (configuration_gemma.py, transformers 5.24): a config.json without the field gets
+# heads of 256 whatever its width (Gemma 7B: 16 x 256 = 4096 for a width of 3072; Gemma Team 2024, Table 1)
+_GEMMA_HEAD_DIM = 256
+# num_key_value_heads's class default where it is not None (= all heads): MistralConfig and MixtralConfig 8,
+# GemmaConfig 16 (typed int: null refused), Qwen2Config 32 (int | None: null = all heads), Qwen2MoeConfig 16
+# (transformers 5.24 configuration_<type>.py; a null there fails its validation)
+_KV_MISTRAL = _KV_MIXTRAL = 8
+_KV_GEMMA = _KV_QWEN2_MOE = 16
+_KV_QWEN2 = 32
 
 
 def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, eps: float = _EPS_1E6,
-             theta: float = _THETA, class_original: int | None = None, **family) -> dict:
-    """The fields every Llama-style config shares (LlamaConfig's names); ``eps`` / ``theta``: the type's defaults;
-    ``class_original``: see `_Fields.pretraining_context`."""
+             theta: float = _THETA, class_original: int | None = None, head_dim: int | None = None,
+             kv_heads: int | None = None, kv_null: bool = False, **family) -> dict:
+    """The fields every Llama-style config shares (LlamaConfig's names); ``eps`` / ``theta`` / ``head_dim`` /
+    ``kv_heads``: the type's defaults (None: hidden_size / num_attention_heads, all heads); ``kv_null``: the class
+    takes a null num_key_value_heads as all heads (a None default does too); ``class_original``: see
+    `_Fields.pretraining_context`."""
     n_embd, n_head = f.int("hidden_size"), f.int("num_attention_heads")
-    head_dim = f.int("head_dim", None)
+    head_dim = f.int("head_dim", head_dim)
     context = f.int("max_position_embeddings")
     return dict(
         n_layer=f.int("num_hidden_layers"), n_head=n_head, n_embd=n_embd,
-        n_kv_head=f.int("num_key_value_heads", None),
+        n_kv_head=f.int("num_key_value_heads", kv_heads, nullable=kv_null),
         head_size=head_dim if head_dim is not None and head_dim * n_head != n_embd else None,
         ffn_dim=f.int("intermediate_size"), vocab_size=f.int("vocab_size"),
         block_size=context, train_seq=f.pretraining_context(context, class_original),
@@ -151,7 +170,7 @@ _MISTRAL_WINDOW = 4096
 
 def _window(f: _Fields, default: int | None = None) -> int | None:
     """``sliding_window`` as a positive int, or None (null, absent with no class default)."""
-    return f.int("sliding_window", default)
+    return f.int("sliding_window", default, nullable=True)  # null: full attention (MistralConfig: int | None)
 
 
 def _qwen_window(f: _Fields, *, every_other: bool = False) -> int | None:
@@ -179,16 +198,17 @@ def _llama(f: _Fields) -> dict:
 
 
 def _mistral(f: _Fields) -> dict:
-    return _decoder(f, tie=False, attn_window=_window(f, _MISTRAL_WINDOW))
+    return _decoder(f, tie=False, attn_window=_window(f, _MISTRAL_WINDOW), kv_heads=_KV_MISTRAL)
 
 
 def _mixtral(f: _Fields) -> dict:
     return _decoder(f, tie=False, n_expert=f.int("num_local_experts", 8), top_k=f.int("num_experts_per_tok", 2),
-                    eps=_EPS_1E5, theta=_MIXTRAL_THETA, attn_window=_window(f))
+                    eps=_EPS_1E5, theta=_MIXTRAL_THETA, attn_window=_window(f), kv_heads=_KV_MIXTRAL)
 
 
 def _qwen2(f: _Fields) -> dict:
-    return _decoder(f, tie=False, qkv_bias=True, attn_window=_qwen_window(f))  # Qwen2Attention: bias on q, k, v; none on o
+    # Qwen2Attention: bias on q, k, v; none on o
+    return _decoder(f, tie=False, qkv_bias=True, attn_window=_qwen_window(f), kv_heads=_KV_QWEN2, kv_null=True)
 
 
 def _qwen2_moe(f: _Fields) -> dict:
@@ -200,13 +220,13 @@ def _qwen2_moe(f: _Fields) -> dict:
     _qwen_window(f, every_other=True)  # refuses a window; None otherwise
     return _decoder(f, tie=False, qkv_bias=f.bool("qkv_bias", True), n_expert=f.int("num_experts"),
                     top_k=f.int("num_experts_per_tok"), expert_ffn_dim=f.int("moe_intermediate_size"),
-                    n_shared_expert=1, shared_expert_ffn_dim=shared, shared_expert_gate=True)
+                    n_shared_expert=1, shared_expert_ffn_dim=shared, shared_expert_gate=True, kv_heads=_KV_QWEN2_MOE)
 
 
 def _gemma(f: _Fields) -> dict:
     attention_bias = f.bool("attention_bias", False)  # GemmaAttention: q, k, v and o share attention_bias
     return _decoder(f, tie=True, mlp=f.act("hidden_activation", "hidden_act", default="gelu_pytorch_tanh"),
-                    qkv_bias=attention_bias, out_bias=attention_bias)
+                    qkv_bias=attention_bias, out_bias=attention_bias, head_dim=_GEMMA_HEAD_DIM, kv_heads=_KV_GEMMA)
 
 
 def _olmo(f: _Fields) -> dict:
@@ -246,6 +266,9 @@ def _gpt2(f: _Fields) -> dict:
     act = f.data.get("activation_function", "gelu_new")
     if act not in _GELU:
         raise f._fail("activation_function", f"is {act!r}; GPT-2's MLP is modelled with gelu")
+    if f.bool("add_cross_attention", False):  # GPT2Block adds crossattention + ln_cross_attn (modeling_gpt2.py)
+        raise f._fail("add_cross_attention", "is true: cross-attention blocks (an encoder-decoder's) are not "
+                      "modelled; a decoder-only GPT-2 has it false or leaves it out")
     n_inner = f.int("n_inner", None)
     return dict(n_layer=f.int("n_layer"), n_head=f.int("n_head"), n_embd=f.int("n_embd"),
                 block_size=f.int("n_positions"), vocab_size=f.int("vocab_size"),
@@ -260,6 +283,33 @@ READERS: dict[str, Callable[[_Fields], dict]] = {
 }
 
 
+# Unsupported model types with parts no architecture option describes (transformers 5.24 models/<type>/
+# modeling_<type>.py): the options route would count a different model, so the refusal does not suggest it.
+_QK_NORM_PER_HEAD = "an RMSNorm on queries and keys over the head width (q_norm, k_norm)"
+_SANDWICH_NORMS = "RMSNorms after attention and after the MLP in every block (post_attention_layernorm, " \
+                  "post_feedforward_layernorm)"
+UNDESCRIBABLE_TYPES = {
+    "gemma2": _SANDWICH_NORMS,  # Gemma2DecoderLayer; Gemma Team 2024, arXiv:2408.00118, sec. 2
+    "gemma3_text": f"{_SANDWICH_NORMS} and {_QK_NORM_PER_HEAD}",  # Gemma3DecoderLayer, Gemma3Attention
+    "qwen3": _QK_NORM_PER_HEAD,  # Qwen3Attention
+    "qwen3_moe": _QK_NORM_PER_HEAD,  # Qwen3MoeAttention
+}
+
+
+def _undescribable(data: dict, model_type: str) -> str:
+    """What an unsupported config holds that no architecture option sets: a head width other than hidden_size /
+    num_attention_heads (no option sets it), the parts `UNDESCRIBABLE_TYPES` names; empty when none is seen."""
+    parts = []
+    head_dim, width, heads = (data.get(k) for k in ("head_dim", "hidden_size", "num_attention_heads"))
+    if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (head_dim, width, heads)) \
+            and head_dim * heads != width:
+        parts.append(f"its head width (head_dim {head_dim}) is not hidden_size / num_attention_heads "
+                     f"({width} / {heads}), and no option sets a head width")
+    if model_type in UNDESCRIBABLE_TYPES:
+        parts.append(f"its {UNDESCRIBABLE_TYPES[model_type]}")
+    return "; ".join(parts)
+
+
 def config_from_hf(data: dict, where: str = "config.json", name: str | None = None) -> ModelConfig:
     """The `ModelConfig` a Hugging Face config dict describes; one-line UsageError for what cannot be read."""
     if not isinstance(data, dict):
@@ -272,8 +322,10 @@ def config_from_hf(data: dict, where: str = "config.json", name: str | None = No
         raise UsageError(f"{where}: field 'model_type' is missing; a Hugging Face config.json names its model "
                          f"type (one of {', '.join(READERS)})")
     if model_type not in READERS:
-        raise UsageError(f"{where}: model_type {model_type!r} is not supported; accepted: {', '.join(READERS)} "
-                         "(or describe the model with --n-layer/--n-head/--n-embd and the architecture options)")
+        cannot = _undescribable(data, model_type)
+        route = (f"; the architecture options cannot describe it either: {cannot}" if cannot else
+                 " (or describe the model with --n-layer/--n-head/--n-embd and the architecture options)")
+        raise UsageError(f"{where}: model_type {model_type!r} is not supported; accepted: {', '.join(READERS)}{route}")
     fields = READERS[model_type](_Fields(data, where, model_type))
     label = name or str(data.get("_name_or_path") or "").rsplit("/", 1)[-1] or model_type
     return ModelConfig(name=label, **fields)

@@ -5,7 +5,8 @@ One reader, so every command answers a bad file the same way: one line naming th
 
 - UTF-8 is the encoding read; a leading byte-order mark is dropped (Excel's "CSV UTF-8" writes one,
   ``EF BB BF``; RFC 3629, sec. 6: at the start of a stream U+FEFF is a signature, not content).
-- UTF-16 (a BOM ``FF FE`` or ``FE FF``), files with NUL bytes (binary) and any other undecodable byte are
+- UTF-32 (a BOM ``FF FE 00 00`` or ``00 00 FE FF``, tested first: UTF-16-LE's BOM begins UTF-32-LE's), UTF-16
+  (a BOM ``FF FE`` or ``FE FF``), files with NUL bytes (binary) and any other undecodable byte are
   refused with the encoding expected and how to get it: for a CSV (``csv=True``, as `read_csv_text` reads) how to
   save it from Excel, which is where a CSV in another encoding usually comes from; for any other file (a JSON
   config, plan or profile, a text corpus) Excel's hint would mislead, so the line names an editor and the
@@ -23,6 +24,8 @@ from .errors import UsageError
 
 UTF8_BOM = codecs.BOM_UTF8  # EF BB BF
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # FF FE, FE FF
+# FF FE 00 00, 00 00 FE FF: tested before UTF-16's, whose little-endian BOM is the first two bytes of UTF-32-LE's
+UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
 HOW_TO_SAVE_UTF8 = "save it as UTF-8 (in Excel: 'CSV UTF-8'; in an editor: encoding UTF-8)"
 
 
@@ -53,11 +56,11 @@ def decode_text(data: bytes, where: str, what: str = "file", *, csv: bool = Fals
     ``csv``: the file is a CSV, so the hint says how to save one from Excel; otherwise it names an editor and
     ``iconv``.
     """
-    if data.startswith(UTF8_BOM):
-        data = data[len(UTF8_BOM):]
-    elif data.startswith(UTF16_BOMS):
-        hint = HOW_TO_SAVE_UTF8 if csv else how_to_convert(where, "UTF-16")
-        raise UsageError(f"{what} {where} is UTF-16 text; expected UTF-8: {hint}")
+    data = data.removeprefix(UTF8_BOM)
+    for boms, encoding in ((UTF32_BOMS, "UTF-32"), (UTF16_BOMS, "UTF-16")):
+        if data.startswith(boms):  # iconv's -f UTF-32 / UTF-16 read the BOM for the byte order (glibc, libiconv)
+            hint = HOW_TO_SAVE_UTF8 if csv else how_to_convert(where, encoding)
+            raise UsageError(f"{what} {where} is {encoding} text; expected UTF-8: {hint}")
     nul = data.find(b"\x00")
     if nul >= 0:
         raise UsageError(f"{what} {where} is not a text file (a NUL byte at offset {nul}); expected UTF-8 text")

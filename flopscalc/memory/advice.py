@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from ..flops import Recompute
 from ..hardware import GpuSpec
 from ..model import ModelConfig
+from ..model.sequence import CONTEXT, HINT_SEQ_MAX, seq_source
 from ..units import GIB
 from .estimate import MemoryBreakdown, estimate_memory
 from .fit import Fit, fits, max_micro_batch
@@ -147,9 +148,53 @@ def suggest_fixes(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_head
     reason = (f"nothing tried fits {gpu.name} ({gpu.memory_bytes / GIB:.1f} GiB): the least is "
               f"{st.peak_bytes / GIB:.1f} GiB with {', '.join(smallest.changes) or 'the current settings'}, "
               f"of which weights, gradients and optimizer state take {floor / GIB:.1f} GiB")
-    if setup.n_gpus == 1:
-        reason += "; more GPUs with ZeRO-3 / FSDP would shard them"
-    return FitAdvice(False, (), smallest, reason)
+    return FitAdvice(False, (), smallest, reason + _beyond(cfg, smallest, gpu, min_headroom_fraction))
+
+
+# The most GPUs the no-fit message shards the model states over, doubling from the current count: the largest
+# training run's (Llama 3 405B, 16,384 H100s; Dubey et al. 2024, sec. 3.3), as `settings.check_gpu_count_bound` says.
+ZERO_HINT_MAX_GPUS = 16_384
+
+
+def _beyond(cfg: ModelConfig, smallest: Fix, gpu: GpuSpec, min_headroom_fraction: float) -> str:
+    """The no-fit message's last clauses, each checked with the memory engine on the lightest setup (micro-batch 1).
+
+    ZeRO-3 / FSDP over the fewest more GPUs (doubling, up to `ZERO_HINT_MAX_GPUS`) with which it fits, named only
+    when sharding the model states makes it fit; else what it still needs per GPU over the most GPUs (activations,
+    the loss's buffers and the CUDA context are not sharded). Then a shorter sequence that fits, halved until it
+    does: from ``min(seq / 2, HINT_SEQ_MAX)`` with the default context of a config.json that states no pretraining
+    length, as `plan` names one (`planner.search._shorter_seq_hint`), from ``seq / 2`` otherwise."""
+    def peak_if_fits(setup: TrainingSetup) -> tuple[float, bool]:
+        b = estimate_memory(cfg, setup)
+        return b.peak_bytes, fits(b, gpu, min_headroom_fraction).fits
+
+    lightest, out = smallest.setup, ""
+    n = lightest.n_gpus
+    while n < ZERO_HINT_MAX_GPUS:
+        n = min(2 * n, ZERO_HINT_MAX_GPUS)
+        peak, ok = peak_if_fits(replace(lightest, n_gpus=n, zero_stage=3))
+        if ok:
+            out = (f"; ZeRO-3 / FSDP over {n} GPUs would shard them enough to fit ({peak / GIB:.1f} GiB per GPU with "
+                   "those changes)")
+            break
+    else:
+        if lightest.n_gpus < ZERO_HINT_MAX_GPUS:
+            out = (f"; ZeRO-3 / FSDP would not fit it on any number of GPUs (over {n:,} it still needs "
+                   f"{peak / GIB:.1f} GiB per GPU): it shards weights, gradients and optimizer state, not activations, "
+                   "the loss's buffers or its communication buckets")
+    src = seq_source(cfg, lightest.seq_len)
+    context = src.kind == CONTEXT
+    seq = min(src.seq_len // 2, HINT_SEQ_MAX) if context else src.seq_len // 2
+    while seq >= 1:
+        peak, ok = peak_if_fits(replace(lightest, seq_len=seq))
+        if ok:
+            if context:
+                return out + (f"; {src.seq_len} is the model's context (its config.json states no pretraining "
+                              f"length): pass the sequence to train at, e.g. --seq {seq} ({peak / GIB:.1f} GiB with "
+                              "those changes)")
+            return out + f"; a shorter sequence fits: --seq {seq} ({peak / GIB:.1f} GiB with those changes)"
+        seq //= 2
+    return out
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ __all__ = ["SeqSource", "default_train_seq", "past_context", "past_context_warni
 # models it shapes itself (`planner.request.DEFAULT_SEQ_LEN`).
 GIVEN, PRETRAINING, CONTEXT, PLANNER = "given", "pretraining", "context", "planner default"
 
+# The sequence a no-fit message suggests for a model at its context, at most (`plan`'s and `memory`'s): our judgement,
+# the pretraining length of Llama 3 and Mistral 7B (`presets.PRETRAIN_SEQ`), the longest of the dense presets.
+HINT_SEQ_MAX = 8192
+
 
 def default_train_seq(cfg: ModelConfig) -> int:
     """Tokens per training sequence of ``cfg`` when no ``--seq`` is given: its pretraining length

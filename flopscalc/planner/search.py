@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..errors import DomainError
 from ..hardware import GpuSpec
 from ..model import PRESETS, ModelConfig, SeqSource, count_params
-from ..model.sequence import CONTEXT
+from ..model.sequence import CONTEXT, HINT_SEQ_MAX
 from ..perf.fabric import GPUS_PER_NODE
 from ..scaling.laws import n_for_law as _law_n
 from ..units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, format_count
@@ -96,11 +96,6 @@ def _shapes(law, n_opt: float, seq_len: int, models: list[ModelConfig] | None,
     for cfg in family.presets.values():
         shapes[(cfg.n_layer, cfg.n_head, cfg.n_embd)] = cfg
     return sorted(shapes.values(), key=lambda c: count_params(c).total), tuple(skipped)
-
-
-# The sequence the no-fit message suggests for a model at its context, at most: our judgement, the pretraining length
-# of Llama 3 and Mistral 7B (`model.PRETRAIN_SEQ`), the longest of the dense presets.
-HINT_SEQ_MAX = 8192
 
 
 def _shorter_seq_hint(ctx, fits=None) -> str:
