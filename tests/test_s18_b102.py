@@ -1,0 +1,149 @@
+"""Review r13 (trainer and calibration) and r11 #2: a profile names the device it timed, --parallel is refused in one
+process, a --resume checkpoint that is a directory is said to be one, and `train` on a CPU runs at the thread count
+`calibrate` times, so a CPU profile predicts it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import cli
+
+torch = pytest.importorskip("torch")
+
+SHAPE = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32", "--vocab-size", "64"]
+TRAIN = ["train", "--synthetic", *SHAPE, "--micro-batch", "2", "--eval-batches", "1", "--device", "cpu",
+         "--steps", "2", "--warmup-steps", "0", "--json"]
+# five setups: enough for calibrate to fit, so the only reason left to refuse is the --gpu row
+SWEEP = [*SHAPE, "--device", "cpu", "--warmup-steps", "1", "--steps", "1", "--rounds", "1",
+         *(x for b in (1, 2, 3, 4, 6) for x in ("--micro-batch", str(b)))]
+
+
+def refused(capsys, *argv: str) -> str:
+    """Run the CLI; it must exit 2 with one line on stderr (returned)."""
+    code, _, err = cli(capsys, *argv)
+    assert code == 2, err
+    assert err.startswith("flopscalc: error: ") and err.count("\n") == 1, err
+    return err
+
+
+# --- 1. --gpu names the device timed (a profile's gpu_key is matched by 'plan' and 'step') ---------------------
+
+BENCH = ["bench", *SHAPE, "--device", "cpu", "--warmup-steps", "1", "--steps", "1"]
+
+
+@pytest.mark.parametrize("command,with_out", [(["calibrate", *SWEEP], True), (BENCH, True), (BENCH, False)])
+def test_a_gpu_row_for_a_cpu_run_is_refused_before_timing(capsys, tmp_path, monkeypatch, command, with_out):
+    # was: exit 0, "Benchmark on CPU x86_64 (h100-sxm)", a profile with gpu_key h100-sxm that 'plan --gpu h100'
+    # and 'step --gpu h100' then used as an H100's
+    from flopscalc.train import bench
+
+    def timed(*a, **k):
+        raise AssertionError("timed a setup before refusing --gpu")
+
+    monkeypatch.setattr(bench, "_warm_trainer", timed)
+    out = tmp_path / "p.json"
+    line = refused(capsys, *command, "--gpu", "h100", *(["--out", str(out)] if with_out else []))
+    assert "--gpu h100" in line and "the device timed is a CPU" in line and "--peak-tflops" in line
+    assert not out.exists()
+
+
+def test_a_cpu_run_without_a_row_is_told_to_state_a_peak_not_to_name_a_gpu():
+    from flopscalc.train.bench import resolve_peak
+
+    _, spec, peak, notes = resolve_peak("cpu", "fp32", None, None)
+    assert spec is None and peak is None
+    assert "--peak-tflops" in notes[-1] and "--gpu" not in notes[-1]
+
+
+# Names as torch.cuda.get_device_name reports them on those boards ("NVIDIA H200": this project's H200 session,
+# benchmarks/results/calibration_h200-sxm_*.json; "NVIDIA A100-SXM4-80GB", "Tesla V100-SXM2-16GB", "NVIDIA A10G",
+# "NVIDIA GH200 480GB", "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe": CUDA deviceQuery / nvidia-smi output).
+CUDA_ROWS = [
+    ("NVIDIA H100 80GB HBM3", "h100", True),  # the name maps to h100-sxm, as --gpu h100 does
+    ("NVIDIA H100 80GB HBM3", "h100-pcie", False),
+    ("NVIDIA H100 PCIe", "h100", False),
+    ("NVIDIA H200", "h200-sxm", True),
+    ("NVIDIA A100-SXM4-80GB", "a100-40gb", False),
+    # names the database has no row for: --gpu names them, by a row with the same model number
+    ("Tesla V100-SXM2-16GB", "v100", True),
+    ("NVIDIA A10G", "a10", True),
+    ("NVIDIA A10G", "a100", False),
+    ("NVIDIA GH200 480GB", "gh200", True),
+    ("NVIDIA GH200 480GB", "h100", False),
+    ("NVIDIA H200 NVL", "h100-nvl", False),
+]
+
+
+@pytest.mark.parametrize("cuda_name,gpu,accepted", CUDA_ROWS)
+def test_on_cuda_the_row_must_be_the_devices(monkeypatch, cuda_name, gpu, accepted):
+    from flopscalc.errors import UsageError
+    from flopscalc.model import ModelConfig
+    from flopscalc.train import bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: cuda_name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))  # TF32: every row here has it
+
+    class Timed(Exception):
+        pass
+
+    def timed(*a, **k):
+        raise Timed
+
+    monkeypatch.setattr(bench, "_warm_trainer", timed)
+    monkeypatch.setattr(bench, "measure", timed)
+    tiny = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=64)
+    setup = bench.BenchSetup(tiny, 2, 16, device="cuda", precision="fp32", warmup_steps=1, timed_steps=1)
+    if accepted:
+        with pytest.raises(Timed):  # on to the timing
+            bench.run_benchmarks([setup], gpu=gpu)
+    else:
+        with pytest.raises(UsageError, match=f"--gpu {gpu} says the profile describes .* the device timed is "
+                                             f"{cuda_name}"):
+            bench.run_benchmarks([setup], gpu=gpu)
+
+
+def _cpu_profile_naming(cpu_profile, tmp_path, gpu_key: str):
+    """The CPU profile `calibrate` wrote (tests/conftest.py), with the gpu_key 'calibrate --gpu' used to write."""
+    data = json.loads(cpu_profile.read_text())
+    assert data["device_name"].startswith("CPU") and data["gpu_key"] is None
+    path = tmp_path / "named.json"
+    path.write_text(json.dumps({**data, "gpu_key": gpu_key}))
+    return path
+
+
+def _bench_profile_naming(cpu_profile, tmp_path, gpu_key: str):
+    """What 'bench --gpu h100 --out' wrote on a CPU: no fitted factors, and each point's MFU against the row's
+    fp32 peak (PaLM App. B: achieved model FLOP/s over the peak), which 'plan --calibration' reads."""
+    from flopscalc.hardware import get_gpu
+
+    data = json.loads(cpu_profile.read_text())
+    peak = get_gpu(gpu_key).peak_flop_per_s("fp32")
+    points = [{**p, "peak_flop_per_s": peak, "mfu": p["achieved_flop_per_s"] / peak} for p in data["points"]]
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({**data, "gpu_key": gpu_key, "device_factors": None, "points": points}))
+    return path
+
+
+@pytest.mark.parametrize("command,written_by", [
+    (["step", "--gpu", "h100", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--vocab", "64", "--seq", "32",
+      "--precision", "fp32"], _cpu_profile_naming),
+    (["plan", "--gpu", "h100", "--days", "3"], _bench_profile_naming),
+])
+def test_a_cpu_profile_that_names_a_gpu_is_refused_on_reading(capsys, tmp_path, cpu_profile, command, written_by):
+    # was: exit 0, pricing the H100 with the CPU's fitted rates (GPT-2 "gemm 8.972 s") or its MFU (6.9e-05)
+    path = written_by(cpu_profile, tmp_path, "h100-sxm")
+    line = refused(capsys, *command, "--calibration", str(path))
+    assert "measured on a CPU" in line and "h100-sxm" in line and "without --gpu" in line
+
+
+def test_the_same_cpu_profile_without_a_gpu_key_still_prices_the_cpu(capsys, cpu_profile):
+    code, out, err = cli(capsys, "step", "--gpu", "cpu", "--n-layer", "1", "--n-head", "2", "--n-embd", "32",
+                         "--vocab", "64", "--seq", "32", "--precision", "fp32", "--calibration", str(cpu_profile),
+                         "--json")
+    assert code == 0, err
+    fitted = json.loads(cpu_profile.read_text())["device_factors"]["gemm_flop_per_s"]
+    assert json.loads(out)["peak_flop_per_s"] == fitted  # a CPU's peak is its fitted GEMM rate (perf.calibrate)
