@@ -147,3 +147,22 @@ def test_the_same_cpu_profile_without_a_gpu_key_still_prices_the_cpu(capsys, cpu
     assert code == 0, err
     fitted = json.loads(cpu_profile.read_text())["device_factors"]["gemm_flop_per_s"]
     assert json.loads(out)["peak_flop_per_s"] == fitted  # a CPU's peak is its fitted GEMM rate (perf.calibrate)
+
+
+# --- 3. a --resume checkpoint that is a directory --------------------------------------------------------------
+
+def test_resuming_from_a_directory_says_it_is_one(capsys, tmp_path):
+    # was: "checkpoint DIR does not exist" for a directory that exists
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    line = refused(capsys, *TRAIN, "--checkpoint", str(folder), "--resume")
+    assert f"checkpoint {folder} is a directory" in line and "does not exist" not in line
+    code, _, err = cli(capsys, *TRAIN, "--checkpoint", str(folder / "run.pt"))  # a checkpoint inside it
+    assert code == 0, err
+    line = refused(capsys, *TRAIN, "--checkpoint", str(folder), "--resume")
+    assert f"{folder / 'run.pt'}" in line  # the file it holds is named
+
+
+def test_resuming_from_a_missing_file_still_says_so(capsys, tmp_path):
+    line = refused(capsys, *TRAIN, "--checkpoint", str(tmp_path / "none.pt"), "--resume")
+    assert "does not exist" in line and "drop --resume" in line
