@@ -149,6 +149,30 @@ def test_the_same_cpu_profile_without_a_gpu_key_still_prices_the_cpu(capsys, cpu
     assert json.loads(out)["peak_flop_per_s"] == fitted  # a CPU's peak is its fitted GEMM rate (perf.calibrate)
 
 
+# --- 2. --parallel in one process ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("world", [None, "1"])
+def test_an_explicit_parallel_mode_in_one_process_is_refused(capsys, monkeypatch, mode, world):
+    # was: exit 0, world_size 1, the model never wrapped, nothing said
+    if world is None:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+    else:  # torchrun --nproc_per_node 1
+        monkeypatch.setenv("WORLD_SIZE", world)
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("LOCAL_RANK", "0")
+    line = refused(capsys, *TRAIN, "--parallel", mode)
+    assert f"--parallel {mode} runs only under torchrun with 2 or more processes" in line
+    assert ("WORLD_SIZE 1" in line) == (world is not None)
+
+
+def test_one_process_without_parallel_still_trains(capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    code, out, err = cli(capsys, *TRAIN)
+    assert code == 0, err
+    assert json.loads(out)["world_size"] == 1
+
+
 # --- 3. a --resume checkpoint that is a directory --------------------------------------------------------------
 
 def test_resuming_from_a_directory_says_it_is_one(capsys, tmp_path):
@@ -166,3 +190,50 @@ def test_resuming_from_a_directory_says_it_is_one(capsys, tmp_path):
 def test_resuming_from_a_missing_file_still_says_so(capsys, tmp_path):
     line = refused(capsys, *TRAIN, "--checkpoint", str(tmp_path / "none.pt"), "--resume")
     assert "does not exist" in line and "drop --resume" in line
+
+
+# --- 4. train's threads on a CPU: calibrate's rule --------------------------------------------------------------
+
+def _threads_seen(monkeypatch, capsys, *extra: str) -> tuple[list[int], dict]:
+    """torch's intra-op thread count inside every training step of a tiny run, and the run's JSON."""
+    from flopscalc.train.trainer import Trainer
+
+    seen = []
+    step = Trainer.train_step
+
+    def spy(self):
+        seen.append(torch.get_num_threads())
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    code, out, err = cli(capsys, *TRAIN, *extra)
+    assert code == 0, err
+    return seen, json.loads(out)
+
+
+@pytest.mark.parametrize("requested", [None, 2])
+def test_train_on_a_cpu_uses_calibrates_thread_rule_and_says_so(monkeypatch, capsys, cpu_profile, requested):
+    # was: torch's own count (2 on this machine) while calibrate timed 1: the reviewer's 8x256 model trained at
+    # 106-110 ms a step against a calibrated 225 ms (203-207 ms at OMP_NUM_THREADS=1)
+    from flopscalc.train.config import usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("needs 2 usable cores to tell one thread from torch's default")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # what torch picks on 2 cores: the run must not keep it
+    try:
+        seen, out = _threads_seen(monkeypatch, capsys, *(["--threads", str(requested)] if requested else []))
+        assert torch.get_num_threads() == 2  # the process's setting is given back
+    finally:
+        torch.set_num_threads(before)
+    expected = requested or 1
+    assert seen == [expected] * 2 and out["n_cpu_threads"] == expected
+    assert any(n.startswith(f"CPU threads: torch used {expected} intra-op thread") for n in out["notes"])
+    if requested is None:  # the count a CPU profile was timed at (`calibrate` with no --threads)
+        assert json.loads(cpu_profile.read_text())["n_cpu_threads"] == out["n_cpu_threads"]
+
+
+@pytest.mark.parametrize("threads,says", [("0", "--threads must be a positive integer"),
+                                          ("100000", "is more than the")])
+def test_train_threads_are_bounded_as_benchs(capsys, threads, says):
+    assert says in refused(capsys, *TRAIN, "--threads", threads)
