@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -123,6 +124,12 @@ class DeviceFactors:
             raise UsageError(f"device factor precision must be one of {', '.join(names)}, got {self.precision!r}")
 
 
+def is_cpu_name(device_name: str) -> bool:
+    """Whether a profile's ``device_name`` is a CPU's: the word 'CPU' in it, as `train.bench.device_name` writes
+    one ('CPU x86_64'); no GPU the runtime names (torch.cuda.get_device_name) has it."""
+    return re.search(r"\bcpu\b", device_name, re.IGNORECASE) is not None
+
+
 @dataclass(frozen=True)
 class CalibrationProfile:
     """Measurements on one device kind, with what is needed to trust them later.
@@ -149,6 +156,11 @@ class CalibrationProfile:
     def __post_init__(self) -> None:
         if self.gpu_key is not None and not isinstance(self.gpu_key, str):
             raise UsageError(f"gpu_key must be a GPU database key (a string) or null, got {self.gpu_key!r}")
+        if self.gpu_key is not None and is_cpu_name(self.device_name):  # 'calibrate --gpu' on a CPU wrote these
+            raise UsageError(f"measured on a CPU ({self.device_name}) but its gpu_key names the GPU {self.gpu_key}: "
+                             "its times are the CPU's (and its factors were fitted within that GPU's datasheet), so "
+                             "it would price that GPU at CPU speed; re-run 'flopscalc calibrate' on the CPU without "
+                             "--gpu (then 'step --gpu cpu --calibration FILE'), or on the GPU itself")
         if not self.points:
             raise UsageError("a calibration profile needs at least one measured point")
 

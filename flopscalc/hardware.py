@@ -165,6 +165,12 @@ def _name_forms(spec: GpuSpec) -> set[str]:
     return {f for f in forms if f}
 
 
+def model_number(text: str) -> str | None:
+    """The first word of a GPU name with a digit in it, brand words dropped (None if it has none): 'Tesla
+    V100-SXM2-16GB' -> 'v100', 'NVIDIA A10G' -> 'a10g', 'NVIDIA GH200 480GB' -> 'gh200'."""
+    return next((t for t in _norm_tokens(text) if any(c.isdigit() for c in t)), None)
+
+
 def _words(text: str) -> set[str]:
     """Whole words of a name, split at letter/digit boundaries: 'H100 SXM5' -> {'h', '100', 'sxm', '5'}."""
     return set(token_bag(text).split())

@@ -186,20 +186,17 @@ def test_train_refuses_gpu_with_peak_tflops(capsys):
     assert "--gpu and --peak-tflops" in line
 
 
-def test_bench_keeps_gpu_with_peak_tflops_and_says_what_each_does(capsys):
+def test_bench_keeps_gpu_with_peak_tflops_and_says_what_each_does():
     """In bench and calibrate --gpu also names the device the profile describes (its gpu_key, which 'step
-    --calibration' matches): kept, and the note says the stated peak, not the row's, is MFU's."""
-    import json
-
+    --calibration' matches): kept, and the note says the stated peak, not the row's, is MFU's. Checked on the
+    lookup bench uses (`resolve_peak`): on this CPU bench refuses any --gpu row (review r13, tests/test_s18_b102.py)."""
     from flopscalc.hardware import get_gpu
+    from flopscalc.train.bench import resolve_peak
 
-    code, out, err = cli(capsys, "bench", *TINY_BENCH, "--gpu", "4090", "--peak-tflops", "100", "--json")
-    assert code == 0, err
-    data = json.loads(out)
-    spec = get_gpu("4090")
-    assert data["gpu_key"] == spec.key
-    assert data["points"][0]["peak_flop_per_s"] == 100e12  # the stated peak, not the datasheet's
-    assert any(f"not {spec.name}'s datasheet peak" in n for n in data["notes"])
+    _, spec, peak, notes = resolve_peak("cpu", "fp32", "4090", 100.0)
+    assert spec.key == get_gpu("4090").key
+    assert peak == 100e12  # the stated peak, not the datasheet's
+    assert any(f"not {spec.name}'s datasheet peak" in n for n in notes)
 
 
 @pytest.mark.parametrize(("steps", "warmup"), [("2", "50"), ("50", "50"), ("2", "2")])

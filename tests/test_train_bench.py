@@ -41,11 +41,14 @@ def test_cpu_profile_without_peak_says_why():
 
 
 def test_named_gpu_uses_its_database_peak():
+    # the lookup bench and train share; bench itself takes only the row of the device it times (a CPU run with
+    # --gpu is refused since review r13: tests/test_s18_b102.py)
     from flopscalc.hardware import get_gpu
+    from flopscalc.train.bench import resolve_peak
 
-    prof = run_benchmarks([BenchSetup(TINY, 2, 16, device="cpu", warmup_steps=1, timed_steps=2)], gpu="h100")
-    assert prof.gpu_key == get_gpu("h100").key
-    assert prof.points[0].peak_flop_per_s == get_gpu("h100").peak_flop_per_s("fp32")  # CPU fp32 run: fp32 peak
+    _, spec, peak, _ = resolve_peak("cpu", "fp32", "h100", None)
+    assert spec.key == get_gpu("h100").key
+    assert peak == get_gpu("h100").peak_flop_per_s("fp32")  # CPU fp32 run: fp32 peak
 
 
 def test_gpu_row_without_the_precision_gives_no_mfu_and_says_so():

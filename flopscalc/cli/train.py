@@ -6,6 +6,7 @@ they say how to install the ``train`` extra and exit 1.
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -131,6 +132,9 @@ SweepGpuOpt = Annotated[str | None, typer.Option(
     "profile describes, and the peak MFU is measured against unless --peak-tflops states another.")]
 PeakOpt = Annotated[float | None, typer.Option(
     "--peak-tflops", help="Peak rate of one device to compute MFU against, for devices not in the database (TFLOP/s).")]
+TrainThreadsOpt = Annotated[int | None, typer.Option(
+    help="torch intra-op threads per process (default on a CPU: 1, as 'calibrate' and 'bench' time, so a CPU "
+         "profile predicts this run; on a GPU torch's own).")]
 
 
 @train_app.callback()
@@ -189,6 +193,7 @@ def train(
     out: Annotated[Path | None, typer.Option(
         help="With --from-plan: folder for settings.json (what runs, what changed) and metrics.jsonl.")] = None,
     lora_rank: LoraRankOpt = 0, lora_alpha: LoraAlphaOpt = None, lora_targets: LoraTargetsOpt = None,
+    threads: TrainThreadsOpt = None,
     as_json: JsonOpt = False,
 ):
     """Train the reference model, GPT-2 or any dense block (AdamW, warm-up + cosine, clipping, validation); Ctrl-C
@@ -205,6 +210,9 @@ def train(
                          "datasheet peak, or --peak-tflops for a stated one, not both")
     if (data is None) == (not synthetic):
         raise UsageError("give the training data once: --data FOLDER (see 'flopscalc train prepare') or --synthetic")
+    from ..train.config import check_threads
+
+    check_threads(threads)  # bench's bound (1 to the usable cores), before torch is imported
     if from_plan is not None:
         if new_schedule:
             raise UsageError("a plan run follows the plan's schedule; --new-schedule would be ignored with "
@@ -244,6 +252,7 @@ def train(
     # reject pre-torch
     checked = TrainConfig(model=cfg_model, seq_len=seq or default_train_seq(cfg_model), **config_args)
     require_torch()
+    refuse_parallel_alone(ctx)
     from ..train.render import train_summary
     from ..train.run import TrainRequest, model_with_vocab, run_training
 
@@ -258,7 +267,7 @@ def train(
         config=config, data_dir=str(data) if data else None, checkpoint=str(checkpoint) if checkpoint else None,
         resume=resume, new_schedule=new_schedule, metrics_log=str(log) if log else None, gpu=gpu,
         peak_tflops=peak_tflops,
-        gpu_csv=tuple(gpu_csv or ()), progress=not as_json))
+        gpu_csv=tuple(gpu_csv or ()), progress=not as_json, n_threads=threads))
     if summary.pop("is_main"):
         report = train_summary(summary)
         if warmup_note is not None:
@@ -273,6 +282,21 @@ def train(
         sys.stderr.write(f"flopscalc: interrupted at step {summary['steps_done']}{where}\n")
         return 130
     return None
+
+
+def refuse_parallel_alone(ctx: typer.Context) -> None:
+    """UsageError when --parallel is given to one process: DDP and FSDP wrap the model only under torchrun with
+    2 or more processes (`train.distributed.wrap_model`), so one process would train unwrapped and say nothing."""
+    from ..train.distributed import dist_info_from_env
+
+    world = dist_info_from_env().world_size
+    if given_on_command_line(ctx, "parallel") and world < 2:
+        mode = getattr(ctx.params["parallel"], "value", ctx.params["parallel"])
+        where = f"WORLD_SIZE {world}" if "WORLD_SIZE" in os.environ else "not under torchrun"
+        raise UsageError(f"--parallel {mode} runs only under torchrun with 2 or more processes, and this run is one "
+                         f"process ({where}): launch "
+                         f"'torchrun --nproc_per_node N -m flopscalc train ... --parallel {mode}', or drop --parallel "
+                         "to train in one process")
 
 
 # What --from-plan sets, so these options would contradict it (--micro-batch and --grad-accum are overrides).
@@ -342,7 +366,8 @@ def _train_from_plan(ctx: typer.Context):
         config=pr.config, data_dir=data, checkpoint=str(o["checkpoint"]) if o["checkpoint"] else None,
         resume=o["resume"], metrics_log=str(log) if log else None, gpu=o["gpu"], peak_tflops=o["peak_tflops"],
         gpu_csv=tuple(o["gpu_csv"] or ()), progress=not o["as_json"], stop_after=o["max_steps"],
-        settings=pr.settings(world), settings_path=str(Path(o["out"]) / "settings.json") if o["out"] else None))
+        settings=pr.settings(world), settings_path=str(Path(o["out"]) / "settings.json") if o["out"] else None,
+        n_threads=o["threads"]))
     if summary.pop("is_main"):
         emit(train_summary(summary), summary, o["as_json"])
     if summary["interrupted"]:

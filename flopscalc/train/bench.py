@@ -29,6 +29,7 @@ from ..units import TERA, format_bytes
 from .config import TrainConfig, choose_threads
 from .data import synthetic_tokens
 from .distributed import DistInfo, dist_info_from_env, pick_device
+from .gpu_row import refuse_row_of_another_device
 from .trainer import Trainer, peak_precision, resolve_precision
 
 # Untimed steps before timing: the first step allocates optimizer state and picks kernels; with
@@ -300,8 +301,9 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
         notes.append(said)
         return device, spec, peak_tflops * TERA, notes
     if spec is None:
-        notes.append(f"{device_name(device)} is not in the GPU database: no MFU (name it with --gpu, or give "
-                     "--peak-tflops)")
+        how = ("name it with --gpu, or give --peak-tflops" if device.type == "cuda"
+               else "give --peak-tflops for a stated peak")  # a CPU has no row: bench --gpu refuses one
+        notes.append(f"{device_name(device)} is not in the GPU database: no MFU ({how})")
         return device, None, None, notes
     try:
         peak = spec.peak_flop_per_s(precision)
@@ -333,6 +335,8 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     if len({(s.device, s.precision) for s in setups}) > 1:
         raise UsageError("one profile is one device and precision: benchmark other settings separately")
     device, spec, peak, notes = resolve_peak(setups[0].device, setups[0].precision, gpu, peak_tflops, extra_csv)
+    if gpu is not None:  # the row becomes the profile's gpu_key, which 'plan' and 'step' match: it must be this device
+        refuse_row_of_another_device(device.type, device_name(device), gpu, spec, extra_csv)
     threads = choose_threads(n_threads, device.type)
     before = torch.get_num_threads()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -66,8 +66,16 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
 def load_checkpoint(path: str | Path, expect_model: ModelConfig | None = None) -> dict:
     """Read a checkpoint safely; one-line errors name the file (missing, corrupt, other model shape)."""
     path = Path(path)
+    if path.is_dir():  # told apart from a missing file, as atomic.check_writable_file does for a fresh run
+        inside = sorted(p.name for p in path.glob("*.pt"))[:3]
+        found = f" (it holds {', '.join(inside)})" if inside else ""
+        raise UsageError(f"checkpoint {path} is a directory{found}; --resume reads a checkpoint file: give the "
+                         f"file's path, e.g. {path / (inside[0] if inside else 'ckpt.pt')}")
+    if not path.exists():
+        raise UsageError(f"checkpoint {path} does not exist; --resume continues from a file a run wrote with "
+                         "--checkpoint: check the path, or drop --resume to start afresh")
     if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist")
+        raise UsageError(f"checkpoint {path} is not a regular file (a device, pipe or socket); give a checkpoint file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a garbled file can fail anywhere in the unpickler (IndexError, ...)

@@ -10,11 +10,13 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..atomic import write_text_atomic
 from ..errors import DomainError, UsageError
 from ..model import ModelConfig, count_params, with_fields_named
 from .bench import device_name, free_device_memory, is_out_of_memory, out_of_memory, resolve_peak
-from .config import TrainConfig
+from .config import TrainConfig, choose_threads
 from .data import Batches, find_split_files, read_tokens, synthetic_tokens
 from .distributed import destroy_process_group, dist_info_from_env
 from .metrics import MetricsLog
@@ -42,6 +44,7 @@ class TrainRequest:
     settings: dict | None = None  # --from-plan: the settings and changes (`PlanRun.settings`), reported and saved
     settings_path: str | None = None  # where to write ``settings`` (JSON) before training starts
     new_schedule: bool = False  # with resume: follow this config's schedule from the checkpoint's step
+    n_threads: int | None = None  # torch intra-op threads (--threads); None: `config.choose_threads`'s default
 
 
 def data_vocab_size(data_dir: str | None) -> int | None:
@@ -79,6 +82,15 @@ def run_training(req: TrainRequest) -> dict:
     if req.settings_path and req.settings is not None and info.is_main:
         write_text_atomic(req.settings_path, json.dumps(req.settings, indent=2) + "\n")
     device, _, peak, notes = resolve_peak(cfg.device, cfg.precision, req.gpu, req.peak_tflops, req.gpu_csv, info)
+    # bench's and calibrate's rule (one thread per process on a CPU unless --threads), so that a CPU profile's
+    # step times describe this run; torch's own setting is given back after (the CLI may run in a longer process)
+    threads = choose_threads(req.n_threads, device.type)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads.n_threads)
+    n_threads = torch.get_num_threads()  # what the steps run with
+    if threads is not None:
+        notes = [*notes, threads.note(n_threads)]
     log = None
     try:
         trainer = Trainer(cfg, train_tokens, val_tokens, checkpoint_path=req.checkpoint, peak_flop_per_s=peak,
@@ -100,6 +112,7 @@ def run_training(req: TrainRequest) -> dict:
         if log is not None:
             log.close()
         destroy_process_group()
+        torch.set_num_threads(before)
     if result is None:
         # the checkpoint on disk (if any) is the last whole one: checkpoints are only ever replaced atomically
         trainer = None
@@ -117,7 +130,7 @@ def run_training(req: TrainRequest) -> dict:
         "val_losses": [[m.step, m.val_loss] for m in hist if m.val_loss is not None],
         "median_tokens_per_s": statistics.median(m.tokens_per_s for m in hist) if hist else None,
         "median_mfu": statistics.median(m.mfu for m in hist) if hist and hist[-1].mfu is not None else None,
-        "device": device_name(device), "world_size": info.world_size,
+        "device": device_name(device), "world_size": info.world_size, "n_cpu_threads": n_threads,
         "precision": peak_precision(trainer.precision, device), "notes": notes,
         "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,
         "metrics_log": str(Path(req.metrics_log)) if req.metrics_log else None,
