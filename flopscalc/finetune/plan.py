@@ -46,7 +46,7 @@ from .fixes import (
 )
 from .flops import FinetuneFlops, dequant_bytes_per_token, finetune_flops_per_token
 from .memory import FinetuneMemory, FinetuneSetup, finetune_memory
-from .steps import run_steps
+from .steps import RunSteps, run_steps
 
 # the fit search and the fixes live in fixes.py; callers of finetune.plan still find them here
 __all__ = ["METHOD_ORDER", "FinetunePlan", "Fix", "cheapest_method", "largest_micro_batch", "largest_seq_len",
@@ -72,8 +72,7 @@ class FinetunePlan:
     n_epochs: float
     packing: bool
     mean_sequence_tokens: float
-    n_sequences: int  # whole sequences over every epoch (`steps.run_steps`)
-    n_optimizer_steps: int  # per epoch ceil(micro-batches / accumulation), at least 1, x epochs rounded up
+    run: RunSteps  # whole sequences, micro-batches and optimizer steps, per epoch and in all (`steps.run_steps`)
     processed_tokens: float  # sequences x sequence length: what the GPU computes on, padding included
     flops: FinetuneFlops  # per processed token, causal attention
     compute_s: float
@@ -93,8 +92,27 @@ class FinetunePlan:
         return training_precision(self.gpu, None, DEFAULT_PRECISION)[0]
 
     @property
+    def n_sequences(self) -> int:
+        """Whole sequences over every epoch (`steps.run_steps`)."""
+        return self.run.n_sequences
+
+    @property
+    def n_optimizer_steps(self) -> int:
+        """Per epoch max(ceil(micro-batches / accumulation), 1), x epochs rounded up (`steps.run_steps`)."""
+        return self.run.n_optimizer_steps
+
+    @property
     def padding_fraction(self) -> float:
-        return 1.0 - self.n_dataset_tokens * self.n_epochs / self.processed_tokens
+        """Share of each padded sequence that is padding: 1 - mean example / sequence (0 packed, or when the examples
+        are assumed to fill the sequence). The round-up to whole sequences and steps is `roundup_tokens`, apart."""
+        return 1.0 - self.mean_sequence_tokens / self.setup.seq_len
+
+    @property
+    def roundup_tokens(self) -> float:
+        """Positions computed past the data: the processed tokens less the data's tokens x epochs with their
+        padding, i.e. the part-filled last sequence and the sequences the whole last step takes (tokens, >= 0)."""
+        needed = self.n_dataset_tokens * self.n_epochs * self.setup.seq_len / self.mean_sequence_tokens
+        return max(0.0, self.processed_tokens - needed)
 
     @property
     def time_s(self) -> float:
@@ -200,10 +218,10 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
                                        STATED, efficiency=efficiency)
     return FinetunePlan(
         model=cfg, gpu=gpu, setup=setup, memory=memory, usable_bytes=usable, fits=fits_, spill_bytes=spill,
-        paging_link=link_name, paging_link_bytes_per_s=link, n_optimizer_steps=n_steps,
+        paging_link=link_name, paging_link_bytes_per_s=link,
         max_micro_batch=largest_micro_batch(cfg, setup, usable), max_seq_len=largest_seq_len(cfg, setup, usable),
         n_dataset_tokens=float(n_dataset_tokens), n_epochs=float(n_epochs), packing=packing,
-        mean_sequence_tokens=mean, n_sequences=n_seq, processed_tokens=processed, flops=flops,
+        mean_sequence_tokens=mean, run=run, processed_tokens=processed, flops=flops,
         compute_s=compute_s, dequant_s=dequant_s, spill_s=spill_s, efficiency=efficiency, peak_flop_per_s=peak,
         fixes=suggest_fixes(cfg, setup, gpu, usable, headroom=headroom), cheapest_method=cheapest,
         assumptions=assumptions, notes=tuple(notes), time_model="per-operation" if priced is not None else "stated")

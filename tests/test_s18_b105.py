@@ -1,0 +1,95 @@
+"""Diff review r14 of b98's finetune change (helper b105).
+
+1. Padding mixed the round-up to whole sequences/steps into 1 - tokens x epochs / processed ("100% padding" beside
+   "assumed full, no padding"): padding is 1 - mean / seq, the round-up is shown apart.
+2. The steps line was false arithmetic ("30 sequences / (4 x 2) = 6"): it now prints the rule applied, each arrow
+   true.
+3. The CUDA-runtime rule lived only in finetune: `memory`, `plan`, `layout`, `step` counted a CUDA context, allocator
+   reserve and cuBLAS workspaces on a TPU.
+4. The bitsandbytes refusal named --method qlora the user never typed, and its advice led to another refusal; the
+   device list for 8-bit optimizers named Gaudi.
+5. The first-method line named qlora as tried where it was skipped, and "none of" beside a chosen method.
+6. --targets q,all-linear was refused as if all-linear were not a target.
+
+References: the arithmetic the printed line states, recomputed with math.ceil (2); transformers' own Trainer rule
+for steps (quoted in finetune/steps.py, checked in test_s18_b98.py); the bitsandbytes README's accelerator table
+quoted in finetune/backends.py (4); each refusal's advice, followed (4).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from conftest import cli, cli_json
+
+MISTRAL_LORA = ("finetune", "--model", "mistral-7b", "--gpu", "h100", "--method", "lora")
+
+
+# --- 1. padding is 1 - mean / seq; the round-up apart ---
+
+def test_one_token_is_not_padding_when_examples_are_assumed_full(capsys):
+    # one 1-token "example", assumed to fill its 512-token sequence: 0% padding (the note says so); the 511
+    # positions past the data are the whole sequence the run takes, reported as the round-up
+    j = cli_json(capsys, *MISTRAL_LORA, "--dataset-tokens", "1")
+    assert j["padding_fraction"] == 0.0
+    assert j["processed_tokens"] == 512
+    assert j["roundup_tokens"] == 512 - 1
+    code, out, _ = cli(capsys, *MISTRAL_LORA, "--dataset-tokens", "1")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "100% padding" not in text and "0% padding" in text
+    assert "511 of them past the data" in text
+
+
+def test_padding_is_one_minus_mean_over_seq(capsys):
+    # 1M tokens of 128-token examples in 512-token sequences: 3/4 of each sequence is padding, whatever the epochs
+    for epochs in ("1", "0.001", "3"):
+        j = cli_json(capsys, *MISTRAL_LORA, "--dataset-tokens", "1M", "--mean-sequence-tokens", "128",
+                     "--epochs", epochs)
+        assert j["padding_fraction"] == 1 - 128 / 512
+        # the processed tokens are the data with its padding, plus the round-up (never less)
+        assert j["processed_tokens"] == pytest.approx(1e6 * float(epochs) * 512 / 128 + j["roundup_tokens"])
+    j = cli_json(capsys, *MISTRAL_LORA, "--dataset-tokens", "1M", "--epochs", "0.001")
+    assert j["padding_fraction"] == 0.0  # was 2%: the round-up of 0.001 epochs to 2 whole steps
+    assert j["roundup_tokens"] > 0
+
+
+def test_packed_has_no_padding_and_a_part_filled_last_sequence(capsys):
+    j = cli_json(capsys, *MISTRAL_LORA, "--dataset-tokens", "1000", "--packing", "--seq", "512")
+    assert j["padding_fraction"] == 0.0
+    assert j["roundup_tokens"] == 2 * 512 - 1000  # ceil(1000 / 512) = 2 sequences, 24 positions past the data
+
+
+# --- 2. the steps line states the rule, and its arithmetic is true ---
+
+STEPS = re.compile(r"steps: ([\d,]+) sequences? an epoch -> ceil\(([\d,]+) / micro-batch ([\d,]+)\) = ([\d,]+) "
+                   r"micro-batch(?:es)? -> max\(ceil\(([\d,]+) / ([\d,]+) accumulated\), 1\) = ([\d,]+) optimizer "
+                   r"steps? an epoch x ([\d.e+-]+) epochs?(?:, rounded up,)? = ([\d,]+) optimizer (steps?) ")
+
+
+def _steps_line(capsys, *extra):
+    code, out, err = cli(capsys, *MISTRAL_LORA, *extra)
+    assert code == 0, err
+    m = STEPS.search(" ".join(out.split()))
+    assert m, out
+    *nums, word = m.groups()
+    return [float(n.replace(",", "")) for n in nums], word
+
+
+@pytest.mark.parametrize("extra, steps", [
+    # the reviewer's: 10 sequences an epoch, 3 micro-batches, 2 steps an epoch, x 3 = 6 (30 / 8 = 3.75 is not 6)
+    (("--dataset-tokens", "10240", "--packing", "--seq", "1024", "--micro-batch", "4", "--grad-accum", "2",
+      "--epochs", "3"), 6),
+    # accumulation past an epoch's micro-batches: one step an epoch (transformers' max(..., 1))
+    (("--dataset-tokens", "10M", "--micro-batch", "4", "--grad-accum", "5000"), 1),
+    (("--dataset-tokens", "1M", "--epochs", "0.001"), 2),
+])
+def test_steps_line_is_true_arithmetic(capsys, extra, steps):
+    (seq, seq2, mb, micro, micro2, ga, per_epoch, epochs, total), word = _steps_line(capsys, *extra)
+    assert seq == seq2 and micro == micro2
+    assert micro == math.ceil(seq / mb)
+    assert per_epoch == max(math.ceil(micro / ga), 1)
+    assert total == math.ceil(epochs * per_epoch) == steps
+    assert word == ("step" if total == 1 else "steps")
