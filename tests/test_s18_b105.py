@@ -24,6 +24,8 @@ import re
 import pytest
 from conftest import cli, cli_json
 
+from flopscalc.finetune.adapters import parse_targets
+
 MISTRAL_LORA = ("finetune", "--model", "mistral-7b", "--gpu", "h100", "--method", "lora")
 
 
@@ -93,3 +95,21 @@ def test_steps_line_is_true_arithmetic(capsys, extra, steps):
     assert per_epoch == max(math.ceil(micro / ga), 1)
     assert total == math.ceil(epochs * per_epoch) == steps
     assert word == ("step" if total == 1 else "steps")
+
+
+# --- 6. all-linear stands alone ---
+
+@pytest.mark.parametrize("option, argv", [
+    ("--targets", ("finetune", "--model", "mistral-7b", "--gpu", "h100", "--dataset-tokens", "1M")),
+    ("--lora-targets", ("train", "--synthetic", "--config", "data/configs/llama-3.1-8b.json", "--lora-rank", "4")),
+])
+@pytest.mark.parametrize("targets", ["q,all-linear", "all-linear,v_proj"])
+def test_all_linear_mixed_with_names_is_refused_as_such(capsys, option, argv, targets):
+    code, out, err = cli(capsys, *argv, option, targets)
+    assert code == 2 and out == ""
+    line = " ".join(err.split())
+    assert "all-linear stands alone" in line and "is not one of" not in line  # all-linear IS one of the targets
+    named = targets.replace("all-linear", "").strip(",").removesuffix("_proj")
+    assert f"{option} all-linear" in line and f"{option} {named}" in line  # both ways out, each a valid value
+    for suggestion in ("all-linear", named):  # following either suggestion is accepted
+        assert parse_targets(suggestion, option)
