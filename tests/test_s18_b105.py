@@ -113,3 +113,87 @@ def test_all_linear_mixed_with_names_is_refused_as_such(capsys, option, argv, ta
     assert f"{option} all-linear" in line and f"{option} {named}" in line  # both ways out, each a valid value
     for suggestion in ("all-linear", named):  # following either suggestion is accepted
         assert parse_targets(suggestion, option)
+
+
+# --- 4. the bitsandbytes refusal names what the user typed, and following it works ---
+
+LLAMA_TPU = ("finetune", "--config", "data/configs/llama-3.1-8b.json", "--gpu", "tpu-v5p", "--dataset-tokens", "50M")
+
+
+def test_quant_alone_on_a_tpu_names_quant_and_its_advice_is_accepted(capsys):
+    code, out, err = cli(capsys, *LLAMA_TPU, "--quant", "nf4")
+    line = " ".join(err.split())
+    assert code == 2 and out == ""
+    assert "--method qlora" not in line  # never typed
+    assert "(--quant nf4)" in line and "drop --quant nf4 and use --method lora or full" in line
+    # follow the advice both ways: each is accepted
+    for method in ("lora", "full"):
+        code, _, err = cli(capsys, *LLAMA_TPU, "--method", method)
+        assert code == 0, err
+    # the old advice, '--quant nf4 --method lora', is the contradiction it always was, and is refused as one
+    code, _, err = cli(capsys, *LLAMA_TPU, "--quant", "nf4", "--method", "lora")
+    assert code == 2 and "--quant" in err
+
+
+def test_double_quant_alone_is_named_too(capsys):
+    code, _, err = cli(capsys, *LLAMA_TPU, "--double-quant")
+    line = " ".join(err.split())
+    assert code == 2 and "(--double-quant)" in line and "drop --double-quant and use --method lora" in line
+
+
+def _bnb_readme_rows():
+    """(accelerator, LLM.int8, QLoRA 4-bit, 8-bit optimizers) of the installed bitsandbytes' README table."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        text = metadata("bitsandbytes").get_payload()
+    except PackageNotFoundError:
+        pytest.skip("bitsandbytes not installed")
+    table = text[text.index("Accelerator support"):text.index("</table>")]
+    rows = []
+    for tr in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S):
+        cells = [re.sub(r"<[^>]+>", " ", c).split() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, flags=re.S)]
+        if len(cells) == 6:
+            rows.append((" ".join(cells[1]), *(" ".join(c) for c in cells[3:])))
+    assert rows
+    return rows
+
+
+def test_optimizer_refusal_lists_where_bitsandbytes_optimizers_run_not_gaudi(capsys):
+    rows = _bnb_readme_rows()
+    gaudi = [r for r in rows if "Gaudi" in r[0]]
+    assert gaudi and all(r[3] == "❌" for r in gaudi)  # the installed README: no 8-bit optimizers on Gaudi
+    for gpu in ("tpu-v5p", "gaudi3"):
+        code, _, err = cli(capsys, "finetune", "--config", "data/configs/llama-3.1-8b.json", "--gpu", gpu,
+                           "--dataset-tokens", "50M", "--method", "lora", "--optimizer", "adamw8bit")
+        line = " ".join(err.split())
+        assert code == 2
+        listed = re.search(r"optimizers on ([^:)]*\))", line).group(1)  # the devices the refusal offers
+        assert "NVIDIA" in listed and "Gaudi" not in listed.replace("not Intel Gaudi", "")  # Gaudi only as a 'not'
+    # QLoRA's list keeps Gaudi, where the README marks 4-bit partly supported
+    assert all(r[2] != "❌" for r in gaudi)
+    code, _, err = cli(capsys, *LLAMA_TPU, "--method", "qlora")
+    assert code == 2 and "Intel Gaudi (partly)" in " ".join(err.split())
+
+
+# --- 5. the methods tried are the methods printed ---
+
+def test_methods_line_names_what_was_tried_and_what_was_skipped(capsys):
+    j = cli_json(capsys, "finetune", "--config", "data/configs/llama-3.1-8b.json", "--gpu", "tpu-v5e",
+                 "--dataset-tokens", "50M")
+    trials = {t["method"]: t for t in j["method_trials"]}
+    assert trials["qlora"]["skipped"] and "bitsandbytes" in trials["qlora"]["skipped"]
+    assert not trials["full"]["fits"] and not trials["lora"]["fits"] and j["cheapest_method"] is None
+    assert not j["fits"] and j["setup"]["method"] == "lora"
+    code, out, _ = cli(capsys, "finetune", "--config", "data/configs/llama-3.1-8b.json", "--gpu", "tpu-v5e",
+                       "--dataset-tokens", "50M")
+    text = " ".join(out.split())
+    assert code == 0
+    assert "none of full, lora, qlora" not in text and "the first of full, lora that fits" not in text
+    assert "none of full, lora fits with these settings" in text
+    assert "tried full, lora; qlora skipped: needs bitsandbytes, not on Google Cloud TPU v5e" in text
+    # on a CUDA GPU all three are tried, and the first that fits is named
+    code, out, _ = cli(capsys, "finetune", "--config", "data/configs/llama-3.1-8b.json", "--gpu", "4070ti",
+                       "--dataset-tokens", "50M")
+    text = " ".join(out.split())
+    assert "first method that fits with these settings: qlora (tried full, lora, qlora)" in text

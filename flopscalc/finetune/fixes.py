@@ -145,15 +145,40 @@ def _describe(old: FinetuneSetup, new: FinetuneSetup) -> tuple[tuple[str, ...], 
     return tuple(changes), cost
 
 
+@dataclass(frozen=True)
+class MethodTrial:
+    """One method judged with the setup's other settings: whether it fits, or why it was not tried."""
+
+    method: Method
+    fits: bool
+    skipped: str | None = None  # why it was not tried (bitsandbytes absent, adapters not modelled); None if tried
+
+
+def method_trials(cfg: ModelConfig, setup: FinetuneSetup, usable_bytes: float,
+                  gpu: GpuSpec | None = None) -> tuple[MethodTrial, ...]:
+    """Full, LoRA and QLoRA, each judged with every other setting of ``setup`` as given (micro-batch, accumulation and
+    sequence included), as `plan_finetune` judges the setup itself. On ``gpu`` a method that needs bitsandbytes where
+    it does not run (`backends.bitsandbytes_refusal`) is skipped, and so is one the model cannot describe (LoRA on a
+    mixture of experts, GPT-2's fused layers), each with the reason."""
+    trials = []
+    for m in METHOD_ORDER:
+        trial = with_method(setup, m)
+        if gpu is not None and bitsandbytes_refusal(m, setup.optimizer, setup.paged, gpu):
+            trials.append(MethodTrial(m, False, f"needs bitsandbytes, not on {gpu.name}"))
+            continue
+        try:
+            trials.append(MethodTrial(m, finetune_memory(cfg, trial).required_bytes() <= usable_bytes))
+        except UsageError:
+            trials.append(MethodTrial(m, False, f"not modelled for {cfg.name}"))
+    return tuple(trials)
+
+
 def cheapest_method(cfg: ModelConfig, setup: FinetuneSetup, usable_bytes: float,
                     gpu: GpuSpec | None = None) -> Method | None:
     """The first of full, LoRA and QLoRA that fits ``usable_bytes`` with every other setting of ``setup`` as given
-    (micro-batch, accumulation and sequence included; None when none does): what a planner names for a fine-tune.
-    Judged as `plan_finetune` judges the setup itself, so it never names the method the verdict says does not fit.
-    On ``gpu`` a method that needs bitsandbytes where it does not run (`backends.bitsandbytes_refusal`) is skipped."""
-    def runs(m: Method) -> bool:
-        return gpu is None or bitsandbytes_refusal(m, setup.optimizer, setup.paged, gpu) is None
-    return next((m for m in METHOD_ORDER if runs(m) and _fits(cfg, with_method(setup, m), usable_bytes)), None)
+    (`method_trials`; None when none does): what a planner names for a fine-tune. Judged as `plan_finetune` judges
+    the setup itself, so it never names the method the verdict says does not fit."""
+    return next((t.method for t in method_trials(cfg, setup, usable_bytes, gpu) if t.fits), None)
 
 
 def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: float, limit: int = 5,

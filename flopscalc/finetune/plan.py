@@ -38,9 +38,11 @@ from .backends import check_bitsandbytes, runs_cuda
 from .fixes import (
     METHOD_ORDER,
     Fix,
+    MethodTrial,
     cheapest_method,
     largest_micro_batch,
     largest_seq_len,
+    method_trials,
     suggest_fixes,
     with_method,
 )
@@ -49,7 +51,8 @@ from .memory import FinetuneMemory, FinetuneSetup, finetune_memory
 from .steps import RunSteps, run_steps
 
 # the fit search and the fixes live in fixes.py; callers of finetune.plan still find them here
-__all__ = ["METHOD_ORDER", "FinetunePlan", "Fix", "cheapest_method", "largest_micro_batch", "largest_seq_len",
+__all__ = ["METHOD_ORDER", "FinetunePlan", "Fix", "MethodTrial", "cheapest_method", "largest_micro_batch",
+           "largest_seq_len", "method_trials",
            "plan_finetune", "suggest_fixes", "with_method"]
 
 
@@ -81,7 +84,7 @@ class FinetunePlan:
     efficiency: float | None  # the stated fraction of peak; None when the per-operation model priced the time
     peak_flop_per_s: float
     fixes: tuple[Fix, ...]
-    cheapest_method: Method | None  # first of full, LoRA, QLoRA that fits with the other settings as given
+    method_trials: tuple[MethodTrial, ...]  # full, LoRA, QLoRA with the other settings as given (`fixes.method_trials`)
     assumptions: tuple[Assumption, ...]
     notes: tuple[str, ...]
     time_model: str = "stated"  # "per-operation" (perf.finetune_ops) or "stated" (FLOPs / (peak x efficiency))
@@ -90,6 +93,11 @@ class FinetunePlan:
     def precision(self) -> Precision:
         """The 16-bit rate the time is priced at: bf16, or fp16 on a card without bf16 (`training_precision`)."""
         return training_precision(self.gpu, None, DEFAULT_PRECISION)[0]
+
+    @property
+    def cheapest_method(self) -> Method | None:
+        """The first of full, LoRA, QLoRA that fits with the other settings as given; None when none does."""
+        return next((t.method for t in self.method_trials if t.fits), None)
 
     @property
     def n_sequences(self) -> int:
@@ -213,7 +221,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
         notes.append(f"the paged optimizer keeps {spill / GIB:.2f} GiB of optimizer state in CPU memory and pages "
                      f"it out and back over the host link ({link_name}, {link / 1e9:g} GB/s measured copy rate) "
                      "each optimizer step; --grad-accum pages once per that many micro-batches")
-    cheapest = cheapest_method(cfg, setup, usable, gpu)
+    trials = method_trials(cfg, setup, usable, gpu)
     assumptions = finetune_assumptions(setup, gpu, precision, time_model=PER_OPERATION if priced is not None else
                                        STATED, efficiency=efficiency)
     return FinetunePlan(
@@ -223,7 +231,7 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
         n_dataset_tokens=float(n_dataset_tokens), n_epochs=float(n_epochs), packing=packing,
         mean_sequence_tokens=mean, run=run, processed_tokens=processed, flops=flops,
         compute_s=compute_s, dequant_s=dequant_s, spill_s=spill_s, efficiency=efficiency, peak_flop_per_s=peak,
-        fixes=suggest_fixes(cfg, setup, gpu, usable, headroom=headroom), cheapest_method=cheapest,
+        fixes=suggest_fixes(cfg, setup, gpu, usable, headroom=headroom), method_trials=trials,
         assumptions=assumptions, notes=tuple(notes), time_model="per-operation" if priced is not None else "stated")
 
 

@@ -43,6 +43,16 @@ def _setup_line(p: FinetunePlan) -> str:
     return ", ".join(parts)
 
 
+def methods_sentence(p: FinetunePlan) -> str:
+    """The methods tried with the other settings as given, the first that fits, and those skipped and why."""
+    tried = [t.method.value for t in p.method_trials if t.skipped is None]
+    skipped = [f"{t.method.value} skipped: {t.skipped}" for t in p.method_trials if t.skipped is not None]
+    first = p.cheapest_method
+    return ((f"first method that fits with these settings: {first.value}" if first is not None else
+             "no method fits with these settings") + f" (tried {', '.join(tried) or 'none'}"
+            + "".join(f"; {s}" for s in skipped) + ")")
+
+
 def _count(n: int, word: str, plural: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
@@ -125,8 +135,7 @@ def finetune_report(p: FinetunePlan) -> Group:
     if p.setup.seq_len > ctx:
         parts.append(Text.from_markup("[bold yellow]warning[/]: "
                                       + past_context_warning(p.setup.seq_len, ctx, time_priced=p.fits), emoji=False))
-    cheapest = p.cheapest_method.value if p.cheapest_method else "none of full, lora, qlora"
-    parts.append(Text(f"first method that fits with these settings (full, lora, qlora): {cheapest}"))
+    parts.append(Text(methods_sentence(p)))
     if not p.fits:
         parts.append(Text(unpriced_reason(p)))
     else:
@@ -188,6 +197,7 @@ def finetune_dict(p: FinetunePlan) -> dict:
         "n_optimizer_steps_per_epoch": p.run.n_steps_per_epoch,
         "max_micro_batch": p.max_micro_batch, "max_seq_len": p.max_seq_len,
         "cheapest_method": p.cheapest_method.value if p.cheapest_method else None,
+        "method_trials": [{"method": t.method.value, "fits": t.fits, "skipped": t.skipped} for t in p.method_trials],
         "n_dataset_tokens": p.n_dataset_tokens, "n_epochs": p.n_epochs, "packing": p.packing,
         "mean_sequence_tokens": p.mean_sequence_tokens, "padding_fraction": p.padding_fraction,
         "roundup_tokens": p.roundup_tokens,
