@@ -197,3 +197,104 @@ def test_methods_line_names_what_was_tried_and_what_was_skipped(capsys):
                        "--dataset-tokens", "50M")
     text = " ".join(out.split())
     assert "first method that fits with these settings: qlora (tried full, lora, qlora)" in text
+
+
+# --- 3. one CUDA-runtime rule: memory, plan, layouts and finetune alike ---
+
+RUNTIME_NOTE = ("does not run PyTorch's CUDA runtime, so no CUDA context, caching-allocator reserve or cuBLAS "
+                "workspace is counted; its own runtime's memory is not modelled")
+RUNTIME_KEYS = ("cuda_context", "allocator_overhead", "blas_workspaces")
+
+
+def test_memory_on_a_tpu_counts_no_cuda_runtime(capsys):
+    """The TPU's peak is the same setup's on a CUDA device of the same (unnamed-rule) architecture less exactly the
+    three CUDA-runtime rows; every other component is the same bytes. PyTorch/XLA has no CUDA context, caching
+    allocator or cuBLAS handle (PyTorch "HIP (ROCm) semantics": only ROCm rides torch.cuda)."""
+    from dataclasses import replace
+
+    from flopscalc.hardware import get_gpu
+    from flopscalc.memory import TrainingSetup, estimate_memory
+    from flopscalc.memory.workspace import on_gpu, runs_cuda
+    from flopscalc.model import get_preset
+
+    tpu = get_gpu("tpu-v5p")
+    assert not runs_cuda(tpu) and runs_cuda(get_gpu("h100")) and runs_cuda(get_gpu("mi300x"))
+    cfg = get_preset("mistral-7b")
+    on_tpu = on_gpu(TrainingSetup(), tpu)
+    assert on_tpu.cuda_runtime is False
+    as_cuda = replace(on_tpu, cuda_runtime=True)
+    c_tpu = estimate_memory(cfg, on_tpu).component_bytes()
+    c_cuda = estimate_memory(cfg, as_cuda).component_bytes()
+    assert all(c_cuda[k] > 0 for k in RUNTIME_KEYS) and all(c_tpu[k] == 0 for k in RUNTIME_KEYS)
+    assert {k: v for k, v in c_tpu.items() if k not in RUNTIME_KEYS} == \
+        {k: v for k, v in c_cuda.items() if k not in RUNTIME_KEYS}
+    # the CLI: no CUDA rows, the note, and the JSON components at zero (was cuBLAS 0.06, allocator 7.30, context 0.50)
+    code, out, _ = cli(capsys, "memory", "--model", "mistral-7b", "--gpu", "tpu-v5p")
+    text = " ".join(out.split())
+    assert code == 0 and "CUDA context" not in text.split("Assumptions")[0] and "cuBLAS workspaces 0" not in text
+    assert f"Google Cloud TPU v5p {RUNTIME_NOTE}" in text
+    j = cli_json(capsys, "memory", "--model", "mistral-7b", "--gpu", "tpu-v5p")
+    comps = j["breakdown"]["components_bytes"] if "breakdown" in j else j["components_bytes"]
+    assert all(comps[k] == 0 for k in RUNTIME_KEYS)
+    assert any(RUNTIME_NOTE in n for n in j["notes"])
+    # on a CUDA GPU nothing changes: the rows are there and no such note
+    j = cli_json(capsys, "memory", "--model", "mistral-7b", "--gpu", "h100")
+    comps = j["breakdown"]["components_bytes"] if "breakdown" in j else j["components_bytes"]
+    assert all(comps[k] > 0 for k in RUNTIME_KEYS) and not any(RUNTIME_NOTE in n for n in j.get("notes", []))
+
+
+def test_finetune_and_plan_say_the_same_note(capsys):
+    ft = cli_json(capsys, "finetune", "--model", "mistral-7b", "--gpu", "tpu-v5p", "--method", "full",
+                  "--dataset-tokens", "1M")
+    assert all(ft["components_bytes"][k] == 0 for k in RUNTIME_KEYS)
+    plan = cli_json(capsys, "plan", "--gpu", "tpu-v5p", "--days", "30")
+    for notes in (ft["notes"], plan["notes"]):
+        assert "Google Cloud TPU v5p " + RUNTIME_NOTE in notes
+
+
+@pytest.mark.parametrize("layout", [dict(tp=2, dp=4), dict(dp=8, zero_stage=3)])  # Megatron's count; the trainer's
+def test_layout_memory_on_a_tpu_counts_no_cuda_runtime(layout):
+    from flopscalc.layout.memory import layout_memory
+    from flopscalc.layout.spec import Layout
+    from flopscalc.model import get_preset
+
+    cfg, lay = get_preset("mistral-7b"), Layout(**layout)
+    cuda = layout_memory(cfg, lay, 4096, flash=True, gpu_architecture="TPU v5p")
+    tpu = layout_memory(cfg, lay, 4096, flash=True, gpu_architecture="TPU v5p", cuda_runtime=False)
+    assert cuda.cuda_context > 0 and cuda.blas_workspaces > 0 and cuda.fragmentation > 0
+    assert tpu.cuda_context == tpu.blas_workspaces == tpu.fragmentation == 0
+    assert (tpu.weights, tpu.gradients, tpu.optimizer, tpu.activations, tpu.logits) == \
+        (cuda.weights, cuda.gradients, cuda.optimizer, cuda.activations, cuda.logits)
+
+
+def test_the_plan_search_judges_a_tpu_without_the_cuda_runtime(capsys):
+    """The plan's recommended peak on a TPU is the memory engine's for that setup and model without the CUDA rows
+    (was 82.57e9 bytes with them for --days 30)."""
+    from flopscalc.memory import TrainingSetup, estimate_memory
+    from flopscalc.model import ModelConfig
+
+    rec = cli_json(capsys, "plan", "--gpu", "tpu-v5p", "--days", "30")["recommended"]
+    m, st = rec["model"], rec["setup"]
+    assert m["family"] == "GPT-2 block"  # the shape fields below describe it
+    cfg = ModelConfig(n_layer=m["n_layer"], n_head=m["n_head"], n_embd=m["n_embd"], block_size=m["block_size"],
+                      vocab_size=m["vocab_size"], bias=m["bias"])
+    setup = TrainingSetup(micro_batch=st["micro_batch"], seq_len=st["seq_len"], precision=st["precision"],
+                          optimizer=st["optimizer"], recompute=st["recompute"], flash=st["flash"],
+                          grad_accum=st["grad_accum"], n_gpus=st["n_gpus"], zero_stage=st["zero_stage"],
+                          offload_optimizer=st["offload_optimizer"], gpu_architecture="TPU v5p")
+    with_runtime = estimate_memory(cfg, setup)
+    without = with_runtime.peak_bytes - sum(with_runtime.component_bytes()[k] for k in RUNTIME_KEYS)
+    assert rec["memory"]["peak_bytes"] == pytest.approx(without, rel=1e-12)
+    assert rec["memory"]["peak_bytes"] < with_runtime.peak_bytes
+
+
+@pytest.mark.parametrize("given", [("--cuda-context", "1GiB"), ("--allocator-overhead", "0.1")])
+def test_cuda_runtime_options_on_a_tpu_are_refused_not_dropped(capsys, given):
+    code, out, err = cli(capsys, "memory", "--model", "mistral-7b", "--gpu", "tpu-v5p", *given)
+    assert code == 2 and out == "" and f"drop {given[0]}" in " ".join(err.split())
+    # on a CUDA GPU the option moves the computed row it names
+    base = cli_json(capsys, "memory", "--model", "mistral-7b", "--gpu", "h100")
+    moved = cli_json(capsys, "memory", "--model", "mistral-7b", "--gpu", "h100", *given)
+    key = "cuda_context" if given[0] == "--cuda-context" else "allocator_overhead"
+    comps = [d["breakdown"]["components_bytes"] if "breakdown" in d else d["components_bytes"] for d in (base, moved)]
+    assert comps[1][key] > comps[0][key]

@@ -8,9 +8,8 @@ References
     (``xpu``) all three; Intel Gaudi (``hpu``, Gaudi2, Gaudi3) LLM.int8() yes, QLoRA 4-bit partly, 8-bit optimizers
     no; CPUs and Apple Silicon. No Google TPU (XLA) or AWS Trainium (Neuron) backend. Paged optimizers are
     bitsandbytes optimizers (``bnb.optim.PagedAdamW``, QLoRA sec. 3), whatever their state's width.
-[2] PyTorch, "HIP (ROCm) semantics": ROCm builds expose AMD GPUs through the ``torch.cuda`` interface (the same
-    caching allocator, context and BLAS-handle machinery), so the CUDA rows apply to them; TPUs (PyTorch/XLA),
-    Trainium (Neuron) and Gaudi (HPU) run other runtimes, whose own memory is not modelled here.
+[2] The CUDA-runtime rule lives in `flopscalc.memory.workspace` (`runs_cuda`, its reference [3]), used by memory,
+    plan, layout, step and finetune alike.
 """
 
 from __future__ import annotations
@@ -18,28 +17,23 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..hardware import GpuSpec
 from ..memory.settings import Optimizer
+from ..memory.workspace import CUDA_RUNTIME_KEYS, CUDA_RUNTIME_VENDORS, runs_cuda
 from .adapters import Method
+
+# the one CUDA-runtime rule is memory.workspace's ([2]); still importable from here
+__all__ = ["CUDA_RUNTIME_KEYS", "CUDA_RUNTIME_VENDORS", "bitsandbytes_refusal", "check_bitsandbytes", "runs_cuda"]
+
 
 # Vendors (data/gpu_specs.csv ``vendor``) of the accelerators with no bitsandbytes backend at all ([1]).
 NO_BITSANDBYTES_VENDORS = {"Google": "TPUs (XLA)", "AWS": "Trainium (Neuron)"}
 # Architectures (prefix) with bitsandbytes quantization but not its optimizers ([1]: Intel Gaudi, 8-bit optimizers no).
 NO_BITSANDBYTES_OPTIMIZER_ARCHITECTURES = ("Gaudi",)
-# Vendors whose accelerators PyTorch drives through its CUDA runtime ([2]: NVIDIA; AMD via ROCm/HIP).
-CUDA_RUNTIME_VENDORS = ("NVIDIA", "AMD")
-# Memory components that exist only under PyTorch's CUDA runtime (flopscalc.memory.estimate.COMPONENTS keys).
-CUDA_RUNTIME_KEYS = ("allocator_overhead", "cuda_context", "blas_workspaces")
 # Where each bitsandbytes feature runs ([1]), for the refusal's suggestion: the QLoRA 4-bit column (Gaudi partly;
 # Apple Silicon through its CPU and Metal) and the 8-bit optimizers column (not Gaudi; Metal planned).
 QLORA_DEVICES = "NVIDIA and AMD GPUs, Intel GPUs, Intel Gaudi (partly), CPUs and Apple Silicon"
 OPTIMIZER_DEVICES = "NVIDIA and AMD GPUs, Intel GPUs and CPUs (not Intel Gaudi; Apple's Metal planned)"
 # The flags that ask for QLoRA when none names it: what a refusal tells the user to drop.
 QUANT_FLAGS = ("--quant", "--double-quant", "--no-double-quant")
-
-
-def runs_cuda(gpu: GpuSpec) -> bool:
-    """Whether PyTorch drives ``gpu`` through its CUDA runtime ([2]); a row without a vendor is taken as CUDA (the
-    database's default device)."""
-    return not gpu.vendor.strip() or gpu.vendor.strip() in CUDA_RUNTIME_VENDORS
 
 
 def bitsandbytes_refusal(method: Method, optimizer: Optimizer, paged: bool, gpu: GpuSpec,

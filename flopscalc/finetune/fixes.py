@@ -19,7 +19,7 @@ from ..memory.workspace import on_gpu
 from ..model import ModelConfig
 from ..units import GIB
 from .adapters import Method
-from .backends import bitsandbytes_refusal, runs_cuda
+from .backends import bitsandbytes_refusal
 from .memory import FinetuneSetup, finetune_memory
 
 # Largest micro-batch searched (sequences).
@@ -214,8 +214,7 @@ def suggest_fixes(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, usable: 
     for g in bigger:
         if bitsandbytes_refusal(setup.method, setup.optimizer, setup.paged, g):
             continue  # bitsandbytes does not run there (backends [1])
-        on_g = replace(on_gpu(replace(setup, gpu_architecture=None), g),  # its own cuBLAS workspace (workspace [1])
-                       cuda_runtime=runs_cuda(g))
+        on_g = on_gpu(replace(setup, gpu_architecture=None), g)  # its cuBLAS workspace and runtime (workspace [1], [3])
         need = finetune_memory(cfg, on_g)
         if need.required_bytes() <= g.memory_bytes * (1 - headroom):
             fixes.append(Fix((f"a GPU with more memory: {g.name} ({g.memory_bytes / GIB:.0f} GiB)",),

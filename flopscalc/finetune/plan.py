@@ -20,12 +20,12 @@ Sequences and optimizer steps are whole, at least one step an epoch (`steps.run_
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..assumption import Assumption
 from ..errors import UsageError
 from ..hardware import DEFAULT_PRECISION, GpuSpec, Precision, training_precision
-from ..memory.workspace import on_gpu
+from ..memory.workspace import no_cuda_runtime_note, on_gpu
 from ..model import ModelConfig
 from ..perf.offload import host_link_bytes_per_s, pcie_generation
 from ..perf.op_kinds import Phase
@@ -34,7 +34,7 @@ from ..planner.budget import DEFAULT_MFU
 from ..units import GIB
 from .adapters import Method
 from .assumptions import PER_OPERATION, STATED, finetune_assumptions
-from .backends import check_bitsandbytes, runs_cuda
+from .backends import check_bitsandbytes
 from .fixes import (
     METHOD_ORDER,
     Fix,
@@ -178,10 +178,9 @@ def plan_finetune(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, *, n_dat
             raise UsageError(f"mean sequence length must be in 1..{setup.seq_len} tokens (the --seq), got {mean:g}; "
                              "longer examples are truncated to --seq")
     check_bitsandbytes(setup.method, setup.optimizer, setup.paged, gpu)  # QLoRA, 8-bit, paged: backends [1]
-    setup = replace(on_gpu(setup, gpu), cuda_runtime=runs_cuda(gpu))
-    if not setup.cuda_runtime:
-        notes.append(f"{gpu.name} does not run PyTorch's CUDA runtime, so no CUDA context, caching-allocator reserve "
-                     "or cuBLAS workspace is counted; its own runtime's memory is not modelled")
+    setup = on_gpu(setup, gpu)  # its cuBLAS workspace, and whether it runs the CUDA runtime at all (workspace [3])
+    if note := no_cuda_runtime_note(gpu):
+        notes.append(note)
     memory = finetune_memory(cfg, setup)
     usable = gpu.memory_bytes * (1 - headroom)
     required = memory.required_bytes()
