@@ -29,6 +29,7 @@ def _fits(n_params: float, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: P
     """(fits with some setup the planner searches, fits with plain AdamW: no recompute, ZeRO or offload)."""
     # imported here: the plots package imports this module, and the planner's setup search is heavy to load
     from .memory import TrainingSetup, max_micro_batch
+    from .memory.workspace import gpu_setup_fields
     from .planner.options import MEMORY_PRECISION, PLAN_MEMORY_HEADROOM, choose_setup
     from .planner.setups import LIGHTEST_GRAD_ACCUM
 
@@ -43,7 +44,7 @@ def _fits(n_params: float, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: P
     # asked directly: the search may prefer another setup (e.g. ZeRO on several GPUs) even where plain AdamW fits
     target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
     plain = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
-                          grad_accum=LIGHTEST_GRAD_ACCUM, gpu_architecture=gpu.architecture)  # as the search
+                          grad_accum=LIGHTEST_GRAD_ACCUM, **gpu_setup_fields(gpu))  # as the search
     return True, max_micro_batch(cfg, plain, target, PLAN_MEMORY_HEADROOM, upper=1) >= 1
 
 

@@ -69,7 +69,7 @@ def finetune(
 
     from ..errors import UsageError
     from ..finetune.adapters import TARGETS, parse_targets
-    from ..finetune.backends import bitsandbytes_refusal
+    from ..finetune.backends import bitsandbytes_refusal, check_bitsandbytes
     from ..finetune.memory import DEFAULT_RANK, FinetuneSetup
     from ..finetune.plan import METHOD_ORDER, plan_finetune, with_method
     from ..hardware import Precision, get_gpu
@@ -123,6 +123,14 @@ def finetune(
                          f"too many: at most {limit} tokens ({COUNT_BOUNDS['tokens'][2]}); give fewer --epochs or a "
                          "smaller --dataset-tokens")
 
+    # the options that ask for QLoRA, as typed: a refusal names them (--quant alone implies QLoRA)
+    qlora_flags = tuple(f for f in ("--method qlora" if not auto and method is Method.qlora else "",
+                                    f"--quant {quant.value}" if quant is not None else "",
+                                    ("--double-quant" if double_quant else "--no-double-quant")
+                                    if double_quant is not None else "") if f)
+    if setup.method is Method.qlora and qlora_flags:
+        check_bitsandbytes(setup.method, setup.optimizer, setup.paged, spec, qlora_flags)
+
     def planned(s: FinetuneSetup):
         return plan_finetune(cfg, s, spec, n_dataset_tokens=n_dataset_tokens,
                              n_epochs=epochs, packing=packing, mean_sequence_tokens=mean,
@@ -149,10 +157,15 @@ def finetune(
             plan = planned(with_method(setup, choice))
     note = None
     if auto:
+        considered = ", ".join(m.value for m in allowed)
+        skipped = {t.method: t.skipped for t in plan.method_trials if t.skipped is not None}
+        removed = skipped.get(Method.qlora) if Method.qlora not in allowed and Method.lora in allowed else None
         note = (f"method {plan.setup.method.value}: " + (
             "adapters are not modelled for this block, so full fine-tuning" if allowed == (Method.full,) else
-            f"the first of {', '.join(m.value for m in allowed)} that fits with these settings")
-            + " (--method to ask for one)")
+            f"the first of {considered} that fits with these settings" if plan.fits else
+            f"none of {considered} fits with these settings, so the plan shows the lightest, "
+            f"{plan.setup.method.value}, and what would make it fit")
+            + (f" (qlora: {removed})" if removed else "") + " (--method to ask for one)")
     data = finetune_dict(plan) | {"method_chosen_automatically": auto}
     emit(finetune_report(plan) if note is None else Group(Text(note), finetune_report(plan)), data, as_json)
 

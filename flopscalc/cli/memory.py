@@ -73,12 +73,14 @@ def memory(
     n_gpus: NGpusOpt = 1,
     zero: ZeroOpt = 0,
     offload: OffloadOpt = False,
-    cuda_context: Annotated[str, typer.Option(
-        "--cuda-context", help="Memory the CUDA context takes outside PyTorch's allocator, e.g. 512MiB (bytes).")
-    ] = "512MiB",
-    allocator_overhead: Annotated[float, typer.Option(
-        "--allocator-overhead", help="Caching-allocator overhead as a fraction of allocated memory (0-1).")
-    ] = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
+    cuda_context: Annotated[str | None, typer.Option(
+        "--cuda-context", help="Memory the CUDA context takes outside PyTorch's allocator, e.g. 512MiB (bytes; "
+                               "default 512MiB).")
+    ] = None,
+    allocator_overhead: Annotated[float | None, typer.Option(
+        "--allocator-overhead", help="Caching-allocator overhead as a fraction of allocated memory (0-1; default "
+                                     f"{DEFAULT_ALLOCATOR_OVERHEAD_FRACTION:g}).")
+    ] = None,
     headroom: Annotated[float, typer.Option(help="Share of GPU memory to keep free when judging fit (0-1).")
                         ] = 0.0,
     dropout: Annotated[bool, typer.Option(
@@ -91,6 +93,7 @@ def memory(
     """Training memory per GPU: what fills it, whether it fits, the largest micro-batch, what would make it fit."""
     from ..hardware import get_gpu
     from ..memory import TrainingSetup, answer
+    from ..memory.workspace import gpu_setup_fields, no_cuda_runtime_note, runs_cuda
     from ..report.memory import memory_dict, memory_report
     from ..units import parse_bytes
 
@@ -99,6 +102,16 @@ def memory(
     spec = get_gpu(gpu, gpu_csv or ())
     precision, note = storage_precision(precision, spec)
     check_zero_stage(zero, n_gpus)
+    if not runs_cuda(spec) and (cuda_context is not None or allocator_overhead is not None):
+        from ..errors import UsageError
+
+        given = " and ".join(f for f, v in (("--cuda-context", cuda_context), ("--allocator-overhead",
+                                                                              allocator_overhead)) if v is not None)
+        raise UsageError(f"{given} describe{'s' if ' and ' not in given else ''} PyTorch's CUDA runtime, which "
+                         f"{spec.name} does not run (no CUDA context or caching allocator is counted there): drop "
+                         f"{given}, or pick a CUDA GPU")
+    cuda_context = "512MiB" if cuda_context is None else cuda_context
+    allocator_overhead = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION if allocator_overhead is None else allocator_overhead
     context_bytes = parse_bytes(cuda_context, what="--cuda-context", unit_required=True)
     if not 0 <= context_bytes <= spec.memory_bytes:  # echo what was typed, not the bytes it became
         from ..errors import UsageError
@@ -112,9 +125,9 @@ def memory(
                           offload_optimizer=offload,
                           cuda_context_bytes=context_bytes,
                           allocator_overhead_fraction=allocator_overhead, dropout=dropout,
-                          fused_loss=fused_loss, gpu_architecture=spec.architecture)
+                          fused_loss=fused_loss, **gpu_setup_fields(spec))
     result = answer(cfg, setup, spec, headroom)
-    emit(*with_notes(memory_report(result), memory_dict(result), [note]), as_json)
+    emit(*with_notes(memory_report(result), memory_dict(result), [note, no_cuda_runtime_note(spec)]), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,7 +34,7 @@ from .common import (
     refuse_empty,
     refuse_together,
 )
-from .output import emit, write_stdout
+from .output import emit, with_notes, write_stdout
 
 
 def _duration_s(days: float | None, hours: float | None, duration: str | None) -> float:
@@ -205,7 +205,9 @@ def plan(
     if as_csv:
         write_stdout(plan_csv(p))
         return
-    emit(plan_report(p), plan_dict(p), as_json)
+    from ..memory.workspace import no_cuda_runtime_note
+
+    emit(*with_notes(plan_report(p), plan_dict(p), [no_cuda_runtime_note(p.budget.gpu)]), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -278,6 +278,7 @@ def memory(
         refuse_unused(ctx, "--gpu", ("gpu_csv",), "used only to look up the GPU whose capacity is drawn")
     from ..hardware import get_gpu
     from ..memory import TrainingSetup
+    from ..memory.workspace import gpu_setup_fields
     from ..model import PRESETS, config_for_params, get_preset
     from ..plots import draw_memory, memory_data
 
@@ -292,7 +293,7 @@ def memory(
     check_zero_stage(zero, n_gpus)
     setup = TrainingSetup(seq_len=seq, precision=precision, optimizer=optimizer, recompute=recompute, flash=flash,
                           grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero, offload_optimizer=offload,
-                          gpu_architecture=spec.architecture if spec else None)
+                          **(gpu_setup_fields(spec) if spec else {}))
     data = memory_data(models or list(PRESETS), spec, setup, micro_batch or None)
     notes = data.get("notes", []) + ([note] if note else [])  # memory_data's: the cuBLAS workspace without --gpu
     _finish({**data, "notes": notes} if notes else data, draw_memory, out, as_json, dpi)

@@ -122,6 +122,7 @@ def step(
     from ..errors import DomainError, UsageError
     from ..hardware import Precision, get_gpu
     from ..memory import TrainingSetup
+    from ..memory.workspace import gpu_setup_fields, no_cuda_runtime_note
     from ..model.sequence import default_train_seq, past_context, past_context_warning
     from ..perf import StepOptions, estimate_step
     from ..report.step import (
@@ -171,7 +172,8 @@ def step(
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss,
                           reduce_fp32=reduce_fp32_option(reduce_dtype, precision, zero, n_gpus),
-                          gpu_architecture=spec.architecture if spec is not None else None)  # cuBLAS's workspace
+                          **(gpu_setup_fields(spec) if spec is not None else {}))  # cuBLAS's workspace, runtime
+    runtime = no_cuda_runtime_note(spec) if spec is not None else None
     seq_used = default_train_seq(cfg) if seq is None else seq
     past = past_context_warning(seq_used, cfg.block_size) if past_context(cfg, seq_used) else None
     # the fused loss and dropout come with the setup; torch.compile pads GEMM shapes (perf.op_kinds StepOptions)
@@ -202,7 +204,7 @@ def step(
                              fused_loss=fused_loss, dropout=dropout, calibration=calibration)
         rendered, data, eager = layout
         moe = MOE_STEP_TIME_NOTE if cfg.is_moe else None  # the same line as plan's warning
-        notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None, eager, moe]
+        notes = [note, engine_note(LAYOUT_MODEL, data.get("engine")) if n_gpus > 1 else None, eager, moe, runtime]
         emit(*with_warnings(*with_notes(rendered, {**data, "step_model": LAYOUT_MODEL}, notes), [past]), as_json)
         return
     cpu = None
@@ -223,7 +225,8 @@ def step(
         data.update(timing="process CPU", wall_per_cpu=cpu.wall_per_cpu, wall_step_s=cpu.wall_step_s,
                     wall_tokens_per_s=cpu.wall_tokens_per_s)
     moe = MOE_STEP_TIME_NOTE if cfg.is_moe else None  # the same line as plan's warning
-    emit(*with_warnings(*with_notes(step_report(est, cpu), data, [note, engine, eager, same, moe]), [past]), as_json)
+    emit(*with_warnings(*with_notes(step_report(est, cpu), data, [note, engine, eager, same, moe, runtime]), [past]),
+         as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -78,6 +78,10 @@ def parse_targets(text: str | Iterable[str], option: str = "--targets") -> tuple
         named = ",".join(t for t in items if t)
         raise UsageError(f"{option} {','.join(items)} has an empty name between commas; name each linear once, "
                          f"e.g. {option} {named}")
+    if ALL_LINEAR in items:  # "q,all-linear": a set and a list at once
+        listed = ",".join(t for t in items if t and t != ALL_LINEAR) or ",".join(TARGETS)
+        raise UsageError(f"{ALL_LINEAR} stands alone: give {option} {ALL_LINEAR}, or list the linears, e.g. "
+                         f"{option} {listed}")
     items = [t.removesuffix("_proj") for t in items if t]
     bad = [t for t in items if t not in TARGETS]
     if bad or not items:

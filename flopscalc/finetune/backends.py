@@ -8,9 +8,8 @@ References
     (``xpu``) all three; Intel Gaudi (``hpu``, Gaudi2, Gaudi3) LLM.int8() yes, QLoRA 4-bit partly, 8-bit optimizers
     no; CPUs and Apple Silicon. No Google TPU (XLA) or AWS Trainium (Neuron) backend. Paged optimizers are
     bitsandbytes optimizers (``bnb.optim.PagedAdamW``, QLoRA sec. 3), whatever their state's width.
-[2] PyTorch, "HIP (ROCm) semantics": ROCm builds expose AMD GPUs through the ``torch.cuda`` interface (the same
-    caching allocator, context and BLAS-handle machinery), so the CUDA rows apply to them; TPUs (PyTorch/XLA),
-    Trainium (Neuron) and Gaudi (HPU) run other runtimes, whose own memory is not modelled here.
+[2] The CUDA-runtime rule lives in `flopscalc.memory.workspace` (`runs_cuda`, its reference [3]), used by memory,
+    plan, layout, step and finetune alike.
 """
 
 from __future__ import annotations
@@ -18,49 +17,59 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..hardware import GpuSpec
 from ..memory.settings import Optimizer
+from ..memory.workspace import CUDA_RUNTIME_KEYS, CUDA_RUNTIME_VENDORS, runs_cuda
 from .adapters import Method
+
+# the one CUDA-runtime rule is memory.workspace's ([2]); still importable from here
+__all__ = ["CUDA_RUNTIME_KEYS", "CUDA_RUNTIME_VENDORS", "bitsandbytes_refusal", "check_bitsandbytes", "runs_cuda"]
+
 
 # Vendors (data/gpu_specs.csv ``vendor``) of the accelerators with no bitsandbytes backend at all ([1]).
 NO_BITSANDBYTES_VENDORS = {"Google": "TPUs (XLA)", "AWS": "Trainium (Neuron)"}
 # Architectures (prefix) with bitsandbytes quantization but not its optimizers ([1]: Intel Gaudi, 8-bit optimizers no).
 NO_BITSANDBYTES_OPTIMIZER_ARCHITECTURES = ("Gaudi",)
-# Vendors whose accelerators PyTorch drives through its CUDA runtime ([2]: NVIDIA; AMD via ROCm/HIP).
-CUDA_RUNTIME_VENDORS = ("NVIDIA", "AMD")
-# Memory components that exist only under PyTorch's CUDA runtime (flopscalc.memory.estimate.COMPONENTS keys).
-CUDA_RUNTIME_KEYS = ("allocator_overhead", "cuda_context", "blas_workspaces")
-# Where bitsandbytes runs ([1]), for the refusal's suggestion.
-BITSANDBYTES_DEVICES = "NVIDIA and AMD GPUs, Intel GPUs and Gaudi, CPUs, Apple Silicon"
+# Where each bitsandbytes feature runs ([1]), for the refusal's suggestion: the QLoRA 4-bit column (Gaudi partly;
+# Apple Silicon through its CPU and Metal) and the 8-bit optimizers column (not Gaudi; Metal planned).
+QLORA_DEVICES = "NVIDIA and AMD GPUs, Intel GPUs, Intel Gaudi (partly), CPUs and Apple Silicon"
+OPTIMIZER_DEVICES = "NVIDIA and AMD GPUs, Intel GPUs and CPUs (not Intel Gaudi; Apple's Metal planned)"
+# The flags that ask for QLoRA when none names it: what a refusal tells the user to drop.
+QUANT_FLAGS = ("--quant", "--double-quant", "--no-double-quant")
 
 
-def runs_cuda(gpu: GpuSpec) -> bool:
-    """Whether PyTorch drives ``gpu`` through its CUDA runtime ([2]); a row without a vendor is taken as CUDA (the
-    database's default device)."""
-    return not gpu.vendor.strip() or gpu.vendor.strip() in CUDA_RUNTIME_VENDORS
+def bitsandbytes_refusal(method: Method, optimizer: Optimizer, paged: bool, gpu: GpuSpec,
+                         qlora_flags: tuple[str, ...] = ("--method qlora",)) -> str | None:
+    """Why bitsandbytes cannot run this setup's part of it on ``gpu`` ([1]); None when it can (or none is used).
 
-
-def bitsandbytes_refusal(method: Method, optimizer: Optimizer, paged: bool, gpu: GpuSpec) -> str | None:
-    """Why bitsandbytes cannot run this setup's part of it on ``gpu`` ([1]); None when it can (or none is used)."""
+    ``qlora_flags``: the options the user typed that ask for QLoRA (``--method qlora``, or ``--quant nf4`` /
+    ``--double-quant`` on an automatic method), named in the refusal; the quantization flags among them are the
+    ones it says to drop. Each feature's own devices are listed (`QLORA_DEVICES`, `OPTIMIZER_DEVICES`)."""
     quantized = method is Method.qlora
     flags = " and ".join(f for f in ("--optimizer adamw8bit" if optimizer is Optimizer.adamw8bit else "",
                                      "--paged" if paged else "") if f)
-    parts = (["QLoRA's quantized base (--method qlora)"] if quantized else []) + ([flags] if flags else [])
-    bnb_optimizer = bool(flags)
     vendor = gpu.vendor.strip()
-    if vendor in NO_BITSANDBYTES_VENDORS and parts:
-        what = " and ".join(parts)
-        fix = "; ".join((["use --method lora or full"] if quantized else [])
-                        + (["use --optimizer adamw without --paged"] if bnb_optimizer else []))
-        return (f"{what} needs bitsandbytes, which has no backend for {NO_BITSANDBYTES_VENDORS[vendor]} such as "
-                f"{gpu.name} (it runs on {BITSANDBYTES_DEVICES}; bitsandbytes README, 'Accelerator support'): {fix}, "
-                "or pick a GPU")
-    if bnb_optimizer and gpu.architecture.strip().startswith(NO_BITSANDBYTES_OPTIMIZER_ARCHITECTURES):
-        return (f"{parts[-1]} needs bitsandbytes' optimizers, which it does not offer on {gpu.name} (bitsandbytes "
-                "README, 'Accelerator support': 8-bit optimizers not supported on Intel Gaudi): use --optimizer "
+    if vendor in NO_BITSANDBYTES_VENDORS and (quantized or flags):
+        what, where, fix = [], [], []
+        if quantized:
+            what.append(f"QLoRA's quantized base ({' and '.join(qlora_flags)})")
+            where.append(f"QLoRA 4-bit runs on {QLORA_DEVICES}")
+            drop = [f for f in qlora_flags if f.startswith(QUANT_FLAGS)]
+            fix.append((f"drop {' and '.join(drop)} and " if drop else "") + "use --method lora or full")
+        if flags:
+            what.append(flags)
+            where.append(f"its 8-bit and paged optimizers on {OPTIMIZER_DEVICES}")
+            fix.append("use --optimizer adamw without --paged")
+        return (f"{' and '.join(what)} need{'' if len(what) > 1 else 's'} bitsandbytes, which has no backend for "
+                f"{NO_BITSANDBYTES_VENDORS[vendor]} such as {gpu.name} ({'; '.join(where)}: bitsandbytes README, "
+                f"'Accelerator support'): {'; '.join(fix)}, or pick a GPU")
+    if flags and gpu.architecture.strip().startswith(NO_BITSANDBYTES_OPTIMIZER_ARCHITECTURES):
+        return (f"{flags} needs bitsandbytes' optimizers, which it does not offer on {gpu.name} (bitsandbytes "
+                f"README, 'Accelerator support': 8-bit optimizers on {OPTIMIZER_DEVICES}): use --optimizer "
                 "adamw without --paged, or pick a GPU")
     return None
 
 
-def check_bitsandbytes(method: Method, optimizer: Optimizer, paged: bool, gpu: GpuSpec) -> None:
+def check_bitsandbytes(method: Method, optimizer: Optimizer, paged: bool, gpu: GpuSpec,
+                       qlora_flags: tuple[str, ...] = ("--method qlora",)) -> None:
     """Refuse (`UsageError`) a setup that needs bitsandbytes where it does not run ([1])."""
-    if (why := bitsandbytes_refusal(method, optimizer, paged, gpu)) is not None:
+    if (why := bitsandbytes_refusal(method, optimizer, paged, gpu, qlora_flags)) is not None:
         raise UsageError(why)

@@ -114,7 +114,7 @@ class FinetuneSetup:
         name); `plan_finetune` sets its GPU's. None: not known, the larger size assumed.
     cuda_runtime : bool
         The accelerator runs PyTorch's CUDA runtime (NVIDIA; AMD through ROCm/HIP): its CUDA context, caching-allocator
-        reserve and cuBLAS workspaces are counted. False (a TPU, Trainium, Gaudi; `backends.runs_cuda`) leaves those
+        reserve and cuBLAS workspaces are counted. False (TPU, Trainium, Gaudi; `memory.workspace.runs_cuda`) leaves those
         three out, and that runtime's own memory is not modelled.
     """
 
@@ -232,7 +232,7 @@ def _full(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
                           precision=prec, optimizer=setup.optimizer, recompute=setup.recompute, device=setup.device,
                           cuda_context_bytes=setup.cuda_context_bytes,
                           allocator_overhead_fraction=setup.allocator_overhead_fraction,
-                          gpu_architecture=setup.gpu_architecture)
+                          gpu_architecture=setup.gpu_architecture, cuda_runtime=setup.cuda_runtime)
     bd = estimate_memory(cfg, train)
     from ..memory import COMPONENTS
 
@@ -285,7 +285,7 @@ def _adapters(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     acts = lora_activation_bytes(cfg, setup)
     train = TrainingSetup(micro_batch=setup.micro_batch, seq_len=setup.seq_len,
                           precision=MemoryPrecision.bf16_mixed if bf16 else MemoryPrecision.fp32, device=setup.device,
-                          gpu_architecture=setup.gpu_architecture)
+                          gpu_architecture=setup.gpu_architecture, cuda_runtime=setup.cuda_runtime)
     # logits + loss-backward transients of transformers' loss on fp32 logits (ForCausalLMLoss: ``logits.float()``)
     logits, transient = logits_buffer_bytes(cfg, train, setup.seq_len, upcast_logits=True)
     dequant = 0.0

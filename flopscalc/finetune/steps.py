@@ -27,6 +27,9 @@ class RunSteps:
     n_sequences: int  # sequences the run computes on, over every epoch
     n_micro_batches: int  # forward + backward passes
     n_optimizer_steps: int  # optimizer updates
+    n_sequences_per_epoch: int  # one pass over the dataset
+    n_micro_batches_per_epoch: int  # ceil(sequences an epoch / micro-batch) [1]
+    n_steps_per_epoch: int  # max(ceil(micro-batches an epoch / accumulation), 1) [2]
 
 
 def run_steps(n_sequences_per_epoch: int, micro_batch: int, grad_accum: int, n_epochs: float) -> RunSteps:
@@ -51,4 +54,5 @@ def run_steps(n_sequences_per_epoch: int, micro_batch: int, grad_accum: int, n_e
     return RunSteps(
         n_sequences=full_epochs * n_sequences_per_epoch + min(n_sequences_per_epoch, rest_micro * micro_batch),
         n_micro_batches=full_epochs * micro_per_epoch + rest_micro,
-        n_optimizer_steps=n_steps)
+        n_optimizer_steps=n_steps, n_sequences_per_epoch=n_sequences_per_epoch,
+        n_micro_batches_per_epoch=micro_per_epoch, n_steps_per_epoch=steps_per_epoch)

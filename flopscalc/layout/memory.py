@@ -212,19 +212,22 @@ def trainer_layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, fla
                           dropout: bool = True, fused_loss: bool = False,
                           cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
                           fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
-                          gpu_architecture: str | None = None) -> LayoutMemory:
+                          gpu_architecture: str | None = None, cuda_runtime: bool = True) -> LayoutMemory:
     """The memory engine's peak (`flopscalc.memory.estimate_memory`, validated against measured bytes and the
     published runs) of a DDP / FSDP layout as `flopscalc train` runs it (bf16 autocast; FSDP with 16-bit weights),
     in `LayoutMemory`'s components: the 16-bit copies with the weights, the logits, loss transients and buckets
     with the activations, the concurrency correction and the cuBLAS workspaces as rows of their own. ``fused_loss``: the step's cross-entropy kernel (`TrainingSetup.fused_loss`), so the memory is that of
     the step the layout model times.
-    ``gpu_architecture``: the GPU's (`TrainingSetup.gpu_architecture`: its cuBLAS workspace; None, the larger)."""
+    ``gpu_architecture``: the GPU's (`TrainingSetup.gpu_architecture`: its cuBLAS workspace; None, the larger);
+    ``cuda_runtime``: whether it runs PyTorch's CUDA runtime (`memory.workspace.runs_cuda`; without it no CUDA
+    context, allocator reserve or cuBLAS workspace)."""
     from ..memory import TrainingSetup, estimate_memory
 
     setup = TrainingSetup(micro_batch=layout.micro_batch, seq_len=seq_len, recompute=layout.recompute, flash=flash,
                           grad_accum=layout.n_micro, n_gpus=layout.dp, zero_stage=layout.zero_stage,
                           dropout=dropout, fused_loss=fused_loss, cuda_context_bytes=cuda_context_bytes,
-                          allocator_overhead_fraction=fragmentation_fraction, gpu_architecture=gpu_architecture)
+                          allocator_overhead_fraction=fragmentation_fraction, gpu_architecture=gpu_architecture,
+                          cuda_runtime=cuda_runtime)
     c = estimate_memory(cfg, setup).component_bytes()
     weights = c["weights"] + c["master_weights"] + c["weight_copies"]
     return LayoutMemory(weights=weights, gradients=c["gradients"], not_concurrent=c["not_concurrent"],
@@ -245,22 +248,25 @@ def in_flight_micro_batches(layout: Layout) -> float:
 def layout_memory(cfg: ModelConfig, layout: Layout, seq_len: int, *, flash: bool = False, dropout: bool = True,
                   fused_loss: bool = False, cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
                   fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
-                  gpu_architecture: str | None = None) -> LayoutMemory:
+                  gpu_architecture: str | None = None, cuda_runtime: bool = True) -> LayoutMemory:
     """Peak memory per GPU of ``cfg`` trained under ``layout`` (bytes, by component): the busier stage, on a GPU of
-    ``gpu_architecture`` (its cuBLAS workspace, `memory.workspace.cublas_workspace`; None: not known, the larger)."""
+    ``gpu_architecture`` (its cuBLAS workspace, `memory.workspace.cublas_workspace`; None: not known, the larger), which
+    runs PyTorch's CUDA runtime or not (``cuda_runtime``, `memory.workspace.runs_cuda`: without it no CUDA context,
+    allocator reserve or cuBLAS workspace)."""
     per_layer = activation_bytes_per_layer(cfg, seq_len, layout.micro_batch, tp=layout.tp, cp=layout.cp,
                                            sequence_parallel=layout.sequence_parallel, recompute=layout.recompute,
                                            flash=flash, dropout=dropout)
     return memory_from_parts(cfg, layout, seq_len, per_layer, stage_params(cfg, layout), dropout=dropout,
                              flash=flash, fused_loss=fused_loss, cuda_context_bytes=cuda_context_bytes,
-                             fragmentation_fraction=fragmentation_fraction, gpu_architecture=gpu_architecture)
+                             fragmentation_fraction=fragmentation_fraction, gpu_architecture=gpu_architecture,
+                             cuda_runtime=cuda_runtime)
 
 
 def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer: float,
                       params: dict[str, tuple[float, float]], *, dropout: bool = True, flash: bool = False,
                       fused_loss: bool = False, cuda_context_bytes: float = DEFAULT_CUDA_CONTEXT_BYTES,
                       fragmentation_fraction: float = DEFAULT_ALLOCATOR_OVERHEAD_FRACTION,
-                      gpu_architecture: str | None = None) -> LayoutMemory:
+                      gpu_architecture: str | None = None, cuda_runtime: bool = True) -> LayoutMemory:
     """`layout_memory` from its two parts, ``per_layer`` (`activation_bytes_per_layer`) and ``params``
     (`stage_params`), which the search computes once per split and micro-batch instead of once per candidate.
 
@@ -271,13 +277,16 @@ def memory_from_parts(cfg: ModelConfig, layout: Layout, seq_len: int, per_layer:
         return trainer_layout_memory(cfg, layout, seq_len, flash=flash, dropout=dropout, fused_loss=fused_loss,
                                      cuda_context_bytes=cuda_context_bytes,
                                      fragmentation_fraction=fragmentation_fraction,
-                                     gpu_architecture=gpu_architecture)
+                                     gpu_architecture=gpu_architecture, cuda_runtime=cuda_runtime)
+    if not cuda_runtime:  # no CUDA context, allocator reserve or cuBLAS workspace (memory.workspace [3])
+        cuda_context_bytes, fragmentation_fraction = 0.0, 0.0
     dense_shards = layout.dp * layout.cp
     expert_shards = max(1, dense_shards // layout.ep)
     w_d, g_d, o_d = _state_bytes_per_param(layout.zero_stage, dense_shards)
     w_e, g_e, o_e = _state_bytes_per_param(layout.zero_stage, expert_shards)
     s_local = seq_len / layout.cp
-    workspaces = N_CUBLAS_HANDLES * cublas_workspace(gpu_architecture)[0]  # memory.workspace [1], by architecture
+    workspaces = (N_CUBLAS_HANDLES * cublas_workspace(gpu_architecture)[0]  # memory.workspace [1], by architecture
+                  if cuda_runtime else 0.0)
     best = best_total = None
     for stage, (dense, experts) in params.items():
         rank = {"first": 0, "second": 1}.get(stage, layout.pp - 1)  # `stage_params`' stages

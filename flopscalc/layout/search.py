@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
 from ..memory.settings import MemoryPrecision
+from ..memory.workspace import gpu_setup_fields
 from ..model import ModelConfig
 from ..perf import StepOptions
 from ..units import GIB
@@ -180,7 +181,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
                                             flash=flash, dropout=dropout)
                                     mem = memory_from_parts(cfg, lay, seq_len, per_layer[act_key], params,
                                                             dropout=dropout, flash=flash, fused_loss=fused_loss,
-                                                            gpu_architecture=cluster.gpu.architecture)
+                                                            **gpu_setup_fields(cluster.gpu))
                                     if mem.total <= limit:
                                         fitted = (lay, mem)
                                         break

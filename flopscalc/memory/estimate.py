@@ -78,8 +78,8 @@ class MemoryBreakdown:
             "blas_workspaces": self.blas_workspace_bytes,
             "not_concurrent": self._backward_alive_bytes - self._backward_sum_bytes,
             "allocator_overhead": cuda_only_bytes(self.setup.allocator_overhead_fraction * allocated,
-                                                  self.setup.device),
-            "cuda_context": cuda_only_bytes(self.setup.cuda_context_bytes, self.setup.device),
+                                                  self.setup.device, self.setup.cuda_runtime),
+            "cuda_context": cuda_only_bytes(self.setup.cuda_context_bytes, self.setup.device, self.setup.cuda_runtime),
         }
 
     @property
@@ -160,17 +160,18 @@ class MemoryBreakdown:
         return self.states.cpu_offload_bytes
 
 
-def cuda_only_bytes(value_bytes: float, device: Device) -> float:
-    """``value_bytes`` on a CUDA device, 0 on a CPU: the CUDA context and the caching allocator's reserve are CUDA's
-    (a CPU step allocates what PyTorch's CPU allocator is asked for, tests/test_memory_measured.py). The one rule for
-    full training and fine-tuning alike."""
-    return value_bytes if device is Device.cuda else 0.0
+def cuda_only_bytes(value_bytes: float, device: Device, cuda_runtime: bool = True) -> float:
+    """``value_bytes`` on a CUDA device, 0 on a CPU or an accelerator without PyTorch's CUDA runtime (TPU, Trainium,
+    Gaudi: `workspace.runs_cuda`): the CUDA context and the caching allocator's reserve are CUDA's (a CPU step
+    allocates what PyTorch's CPU allocator is asked for, tests/test_memory_measured.py). The one rule for full
+    training, layouts and fine-tuning alike."""
+    return value_bytes if device is Device.cuda and cuda_runtime else 0.0
 
 
 def blas_workspace_bytes(setup: TrainingSetup) -> float:
     """cuBLAS workspaces of one training step (bytes): one per handle, the forward's and autograd's (workspace [1],
-    [2]), each PyTorch's default for the setup's GPU architecture; none on a CPU."""
-    if setup.device is not Device.cuda:
+    [2]), each PyTorch's default for the setup's GPU architecture; none on a CPU or without the CUDA runtime."""
+    if setup.device is not Device.cuda or not setup.cuda_runtime:
         return 0.0
     return N_CUBLAS_HANDLES * cublas_workspace(setup.gpu_architecture)[0]  # workspace [1]: size by compute capability
 
@@ -228,7 +229,7 @@ def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> Mem
         head_gradient_bytes=head_gradient_bytes(cfg, setup),
         warnings=tuple(warnings),
         assumptions=_assumptions(setup.cuda_context_bytes, setup.allocator_overhead_fraction,
-                                 setup.device is Device.cuda, setup.gpu_architecture),
+                                 setup.device is Device.cuda and setup.cuda_runtime, setup.gpu_architecture),
     )
 
 

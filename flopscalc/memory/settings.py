@@ -266,6 +266,10 @@ class TrainingSetup:
         The CUDA GPU's architecture (``GpuSpec.architecture``, e.g. "Ada Lovelace"), which sets PyTorch's cuBLAS
         workspace size (`cublas_workspace`). None: not known, so the larger size is assumed (and said). A CPU
         estimate has no cuBLAS workspace, so naming one there is refused.
+    cuda_runtime : bool
+        The accelerator runs PyTorch's CUDA runtime (NVIDIA; AMD through ROCm/HIP; `workspace.runs_cuda`, set from
+        the GPU by `workspace.on_gpu` / `workspace.gpu_setup_fields`). False (TPU, Trainium, Gaudi): no CUDA context,
+        allocator reserve or cuBLAS workspace is counted, and that runtime's own memory is not modelled.
     """
 
     micro_batch: int = 1
@@ -287,6 +291,7 @@ class TrainingSetup:
     low_precision_norm: bool = False
     reduce_fp32: bool | None = None
     gpu_architecture: str | None = None
+    cuda_runtime: bool = True
 
     def __post_init__(self) -> None:
         for name, enum in (("precision", MemoryPrecision), ("optimizer", Optimizer),

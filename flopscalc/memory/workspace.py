@@ -1,5 +1,6 @@
 """PyTorch's cuBLAS workspace in a training step's memory: its size by the GPU's architecture (compute capability),
-the handles a step holds, and a setup placed on a GPU (`on_gpu`). Sizes are bytes.
+the handles a step holds, whether the device runs PyTorch's CUDA runtime at all (`runs_cuda`), and a setup placed on
+a GPU (`on_gpu`, `gpu_setup_fields`). Sizes are bytes.
 
 References
 ----------
@@ -11,6 +12,9 @@ References
     thread (thread-local ``PoolWindow``).
 [2] PyTorch ``torch/csrc/autograd/engine.cpp`` ``Engine::start_device_threads``: backward runs on one worker thread
     per CUDA device, not the caller's thread, so a training step uses two cuBLAS handles.
+[3] PyTorch, "HIP (ROCm) semantics": ROCm builds expose AMD GPUs through the ``torch.cuda`` interface (the same
+    caching allocator, context and BLAS-handle machinery), so the CUDA rows apply to them; TPUs (PyTorch/XLA),
+    Trainium (Neuron) and Gaudi (HPU) run other runtimes, whose own memory is not modelled here.
 """
 
 from __future__ import annotations
@@ -38,6 +42,32 @@ CUBLAS_WORKSPACE_BYTES = CUBLAS_WORKSPACE_LARGE_BYTES
 # thread ([2]). Measured: GPT-2 medium on an H200 (tensors all whole 2-MiB blocks) is 0.063-0.065 GiB above the
 # estimate without them at every micro-batch (tests/test_memory_cuda_recorded.py).
 N_CUBLAS_HANDLES = 2
+# Vendors (data/gpu_specs.csv ``vendor``) whose accelerators PyTorch drives through its CUDA runtime ([3]: NVIDIA;
+# AMD through ROCm/HIP). Elsewhere (TPU, Trainium, Gaudi) no CUDA context, caching-allocator reserve or cuBLAS
+# workspace is counted.
+CUDA_RUNTIME_VENDORS = ("NVIDIA", "AMD")
+# Memory components that exist only under PyTorch's CUDA runtime (`memory.estimate.COMPONENTS` keys).
+CUDA_RUNTIME_KEYS = ("allocator_overhead", "cuda_context", "blas_workspaces")
+
+
+def runs_cuda(gpu) -> bool:
+    """Whether PyTorch drives ``gpu`` (a `hardware.GpuSpec`) through its CUDA runtime ([3]); a row without a vendor
+    is taken as CUDA (the database's default device). The one rule for memory, plan, layout, step and finetune."""
+    return not gpu.vendor.strip() or gpu.vendor.strip() in CUDA_RUNTIME_VENDORS
+
+
+def no_cuda_runtime_note(gpu) -> str | None:
+    """The note every report prints for a device without PyTorch's CUDA runtime ([3]); None on a CUDA device."""
+    if runs_cuda(gpu):
+        return None
+    return (f"{gpu.name} does not run PyTorch's CUDA runtime, so no CUDA context, caching-allocator reserve or cuBLAS "
+            "workspace is counted; its own runtime's memory is not modelled")
+
+
+def gpu_setup_fields(gpu) -> dict:
+    """The `TrainingSetup` fields a GPU sets: its architecture (the cuBLAS workspace, [1]) and whether it runs
+    PyTorch's CUDA runtime ([3])."""
+    return {"gpu_architecture": gpu.architecture, "cuda_runtime": runs_cuda(gpu)}
 
 
 def cublas_workspace(architecture: str | None) -> tuple[float, str]:
@@ -67,11 +97,11 @@ def cublas_workspace(architecture: str | None) -> tuple[float, str]:
 
 def on_gpu(setup, gpu):
     """``setup`` (a `TrainingSetup` or `finetune.memory.FinetuneSetup`) run on ``gpu`` (a `hardware.GpuSpec`): on
-    CUDA, with its architecture, which sizes the cuBLAS workspace ([1]). A setup naming another architecture than
+    CUDA, with its architecture, which sizes the cuBLAS workspace ([1]), and whether it runs the CUDA runtime ([3]). A setup naming another architecture than
     the GPU's is refused (two GPUs for one run)."""
-    if setup.device is not Device.cuda or setup.gpu_architecture == gpu.architecture:
+    if setup.device is not Device.cuda:
         return setup
-    if setup.gpu_architecture is not None:
+    if setup.gpu_architecture not in (None, gpu.architecture):
         raise UsageError(f"the setup names GPU architecture {setup.gpu_architecture!r} but {gpu.name} is "
                          f"{gpu.architecture!r}; drop the setup's architecture (the GPU's is taken)")
-    return replace(setup, gpu_architecture=gpu.architecture)
+    return replace(setup, **gpu_setup_fields(gpu))

@@ -30,6 +30,7 @@ from ..errors import DomainError
 from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory import Optimizer, TrainingSetup
+from ..memory.workspace import gpu_setup_fields
 from ..model import ModelConfig
 from ..perf.offload import OffloadTime
 from ..perf.parallel import CommEstimate
@@ -147,7 +148,7 @@ def _chosen_and_speed(cfg: ModelConfig, result, seq_len: int, precision: Precisi
     setup = TrainingSetup(micro_batch=lay.micro_batch, seq_len=seq_len, precision=MEMORY_PRECISION[precision],
                           optimizer=Optimizer.adamw, recompute=Recompute(lay.recompute), flash=True,
                           grad_accum=lay.n_micro, n_gpus=lay.n_gpus, zero_stage=lay.zero_stage,
-                          gpu_architecture=gpu.architecture)
+                          **gpu_setup_fields(gpu))
     chosen = ChosenSetup(setup, best.memory.total, capacity_bytes, lay.micro_batch, best.time.tokens_per_step, 0.0,
                          layout=lay, layouts=result)
     flops = _training_flops(cfg, seq_len, Recompute(lay.recompute))

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..flops import Recompute
+from ..memory.workspace import gpu_setup_fields
 from ..model import ModelConfig
 from .budget import DEFAULT_MFU
 from .options import (
@@ -113,7 +114,7 @@ def _whole_batch_loss(cfg: ModelConfig, ctx: _Context) -> float:
     precision = ctx.budget.precision
     eff = ctx.mfu if ctx.mfu is not None else DEFAULT_MFU  # as `_evaluate` gives the search
     base = TrainingSetup(micro_batch=1, seq_len=ctx.seq_len, precision=MEMORY_PRECISION[precision], n_gpus=1,
-                         grad_accum=LIGHTEST_GRAD_ACCUM, gpu_architecture=ctx.gpu.architecture)
+                         grad_accum=LIGHTEST_GRAD_ACCUM, **gpu_setup_fields(ctx.gpu))
     micro = _per_gpu_batch(cfg, ctx.seq_len, 1)
     speed = min((price_setup(cfg, replace(base, micro_batch=micro, grad_accum=1, **flags), micro * ctx.seq_len,
                              ctx.gpu, precision, tm, eff)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import DomainError
 from ..hardware import GpuSpec
+from ..memory.workspace import gpu_setup_fields
 from ..model import PRESETS, ModelConfig, SeqSource, count_params
 from ..model.sequence import CONTEXT, HINT_SEQ_MAX
 from ..perf.fabric import GPUS_PER_NODE
@@ -344,7 +345,8 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
                 f"AdamW, optimizer offload) within {usable_bytes(cap) / GIB:.1f} "
                 f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}"
                 + _shorter_seq_hint(ctx))
-        need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision, ctx.gpu.architecture)
+        need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision,
+                                   **gpu_setup_fields(ctx.gpu))
         from .node import node_layout_fits  # here: only a refusal reads it
 
         if ctx.node_layouts:  # the layouts of these GPUs were weighed too, and none fits
@@ -361,7 +363,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             f"the CPU, ZeRO where GPUs share it, {lightest_setup_words(ctx.seq_len)}) needs {need / GIB:.1f} GiB"
             f"{more}"
             + _shorter_seq_hint(ctx, lambda seq: lightest_peak_bytes(smallest.model, n_gpus, seq, ctx.budget.precision,
-                                                               ctx.gpu.architecture)
+                                                               **gpu_setup_fields(ctx.gpu))
                                 <= usable_bytes(cap)))
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":

@@ -16,6 +16,7 @@ from ..hardware import GpuSpec, Precision
 from ..memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
 from ..memory.fit import fits
 from ..memory.settings import FP32_BYTES, HALF_BYTES, MEMORY_PRECISION, with_micro_batch
+from ..memory.workspace import gpu_setup_fields
 from ..model import ModelConfig, count_params
 from ..perf.fabric import GPUS_PER_NODE
 from .options import MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, ChosenSetup, _per_gpu_batch, usable_bytes
@@ -136,7 +137,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     target = replace(gpu, memory_bytes=capacity_bytes) if capacity_bytes else gpu
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
                          grad_accum=LIGHTEST_GRAD_ACCUM,  # accumulation keeps gradients alive through forward
-                         gpu_architecture=gpu.architecture)  # its cuBLAS workspace (memory.workspace [1])
+                         **gpu_setup_fields(gpu))  # its cuBLAS workspace and runtime (memory.workspace [1], [3])
     want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
     tokens = want_micro * seq_len * n_gpus
     flag_sets = _searched(n_gpus > 1)  # each setup searched is `_flagged(base, i)` at some micro-batch
@@ -260,21 +261,25 @@ def lightest_setup_words(seq_len: int) -> str:
 
 
 def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
-                    highest_stage_first: bool = False, gpu_architecture: str | None = None):
+                    highest_stage_first: bool = False, gpu_architecture: str | None = None,
+                    cuda_runtime: bool = True):
     """Peak memory per GPU (bytes) at micro-batch 1 of each of `_lightest_flags`, lazily (in reverse order, ZeRO-3
-    first, with ``highest_stage_first``), on a GPU of ``gpu_architecture`` (`TrainingSetup.gpu_architecture`)."""
+    first, with ``highest_stage_first``), on a GPU of ``gpu_architecture`` (`TrainingSetup.gpu_architecture`) that runs
+    PyTorch's CUDA runtime or not (``cuda_runtime``, `memory.workspace.runs_cuda`)."""
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
-                         grad_accum=LIGHTEST_GRAD_ACCUM, gpu_architecture=gpu_architecture)
+                         grad_accum=LIGHTEST_GRAD_ACCUM, gpu_architecture=gpu_architecture,
+                         cuda_runtime=cuda_runtime)
     light = _lightest_flags(n_gpus)
     return (estimate_memory(cfg, _flagged(base, i)).peak_bytes for i in (light[::-1] if highest_stage_first
                                                                          else light))
 
 
 def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
-                        gpu_architecture: str | None = None) -> float:
+                        gpu_architecture: str | None = None, cuda_runtime: bool = True) -> float:
     """Peak memory per GPU of the lightest searched setup at micro-batch 1: the least any setup needs (bytes), on a
     GPU of ``gpu_architecture`` (None: not known, the larger cuBLAS workspace)."""
-    return min(_lightest_peaks(cfg, n_gpus, seq_len, precision, gpu_architecture=gpu_architecture))
+    return min(_lightest_peaks(cfg, n_gpus, seq_len, precision, gpu_architecture=gpu_architecture,
+                               cuda_runtime=cuda_runtime))
 
 
 # GPU counts the no-fit hint tries: powers of two inside a node (as the one-node search always has: 2, 4, 8), then
@@ -335,7 +340,7 @@ def _runs_on(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precisio
     # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look; on
     # this GPU's cuBLAS workspace, as the setup search judges it (`choose_setup`)
     if any(peak <= cap for peak in _lightest_peaks(cfg, n_gpus, seq_len, precision, highest_stage_first=True,
-                                                   gpu_architecture=gpu.architecture)) and (
+                                                   **gpu_setup_fields(gpu))) and (
             not beyond or _dp_beside_layouts(cfg, gpu, n_gpus, seq_len, precision)):
         return True
     if not (beyond or inside):

@@ -43,6 +43,34 @@ def _setup_line(p: FinetunePlan) -> str:
     return ", ".join(parts)
 
 
+def methods_sentence(p: FinetunePlan) -> str:
+    """The methods tried with the other settings as given, the first that fits, and those skipped and why."""
+    tried = [t.method.value for t in p.method_trials if t.skipped is None]
+    skipped = [f"{t.method.value} skipped: {t.skipped}" for t in p.method_trials if t.skipped is not None]
+    first = p.cheapest_method
+    return ((f"first method that fits with these settings: {first.value}" if first is not None else
+             "no method fits with these settings") + f" (tried {', '.join(tried) or 'none'}"
+            + "".join(f"; {s}" for s in skipped) + ")")
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+def steps_sentence(p: FinetunePlan) -> str:
+    """The rule `steps.run_steps` applies, with its exact numbers: sequences an epoch -> micro-batches -> optimizer
+    steps an epoch -> optimizer steps."""
+    r, s = p.run, p.setup
+    rounded = p.n_epochs * r.n_steps_per_epoch != r.n_optimizer_steps
+    return (f"steps: {_count(r.n_sequences_per_epoch, 'sequence')} an epoch -> ceil({r.n_sequences_per_epoch:,} / "
+            f"micro-batch {s.micro_batch:,}) = {_count(r.n_micro_batches_per_epoch, 'micro-batch', 'micro-batches')} "
+            f"-> max(ceil({r.n_micro_batches_per_epoch:,} / {s.grad_accum:,} accumulated), 1) = "
+            f"{_count(r.n_steps_per_epoch, 'optimizer step')} an epoch x {p.n_epochs:g} "
+            f"epoch{'' if p.n_epochs == 1 else 's'}" + (", rounded up," if rounded else "")
+            + f" = {_count(r.n_optimizer_steps, 'optimizer step')}"
+            + (" (the optimizer update and paging once per step)" if s.paged else " (the optimizer update once per step)"))
+
+
 def breakdown_table(p: FinetunePlan) -> Table:
     """Components of the peak (GiB), activations split into their parts."""
     mem = p.memory
@@ -107,12 +135,14 @@ def finetune_report(p: FinetunePlan) -> Group:
     if p.setup.seq_len > ctx:
         parts.append(Text.from_markup("[bold yellow]warning[/]: "
                                       + past_context_warning(p.setup.seq_len, ctx, time_priced=p.fits), emoji=False))
-    cheapest = p.cheapest_method.value if p.cheapest_method else "none of full, lora, qlora"
-    parts.append(Text(f"first method that fits with these settings (full, lora, qlora): {cheapest}"))
+    parts.append(Text(methods_sentence(p)))
     if not p.fits:
         parts.append(Text(unpriced_reason(p)))
     else:
         pad = "packed" if p.packing else f"padded, {p.padding_fraction:.0%} padding"
+        if round(p.roundup_tokens):  # apart from the padding: what whole sequences and whole steps add
+            pad += (f"; {format_count(round(p.roundup_tokens))} of them past the data, filling the last sequence "
+                    "and step out to whole ones")
         parts.append(Text(
             f"time: {format_duration(p.time_s)} for {format_count(p.n_dataset_tokens)} tokens x {p.n_epochs:g} "
             f"epochs ({format_count(p.processed_tokens)} processed, {pad}; {format_flops(p.total_flops)}): compute "
@@ -121,10 +151,7 @@ def finetune_report(p: FinetunePlan) -> Group:
             + (f", paging {format_duration(p.spill_s)} (2 x {format_gib_number(p.spill_bytes)} GiB per optimizer step "
                f"over {p.paging_link} at {p.paging_link_bytes_per_s / 1e9:g} GB/s)" if p.spill_s else "")
             + f" [{p.time_model} time model]"))
-        parts.append(Text(f"steps: {format_count(p.n_sequences)} sequences / (micro-batch {p.setup.micro_batch} x "
-                          f"{p.setup.grad_accum} accumulated) = {format_count(p.n_optimizer_steps)} optimizer steps"
-                          + (" (the optimizer update and paging once per step)" if p.setup.paged else
-                             " (the optimizer update once per step)")))
+        parts.append(Text(steps_sentence(p)))
     if p.fixes:
         t = Table(title="Changes that make it fit (least disruptive first)", title_justify="left",
                   box=box.SIMPLE_HEAD)
@@ -165,10 +192,15 @@ def finetune_dict(p: FinetunePlan) -> dict:
         "required_states_bytes": mem.required_states_bytes, "fits": p.fits,
         "spill_bytes": p.spill_bytes, "paging_link": p.paging_link,
         "paging_link_bytes_per_s": p.paging_link_bytes_per_s, "n_optimizer_steps": p.n_optimizer_steps,
+        "n_sequences": p.n_sequences, "n_sequences_per_epoch": p.run.n_sequences_per_epoch,
+        "n_micro_batches_per_epoch": p.run.n_micro_batches_per_epoch,
+        "n_optimizer_steps_per_epoch": p.run.n_steps_per_epoch,
         "max_micro_batch": p.max_micro_batch, "max_seq_len": p.max_seq_len,
         "cheapest_method": p.cheapest_method.value if p.cheapest_method else None,
+        "method_trials": [{"method": t.method.value, "fits": t.fits, "skipped": t.skipped} for t in p.method_trials],
         "n_dataset_tokens": p.n_dataset_tokens, "n_epochs": p.n_epochs, "packing": p.packing,
         "mean_sequence_tokens": p.mean_sequence_tokens, "padding_fraction": p.padding_fraction,
+        "roundup_tokens": p.roundup_tokens,
         "processed_tokens": p.processed_tokens,
         "flops_per_token": {"base_forward": p.flops.base_forward, "adapter_forward": p.flops.adapter_forward,
                             "backward": p.flops.backward, "recompute": p.flops.recompute},

@@ -14,6 +14,7 @@ from ..layout.search import LayoutSearch
 from ..memory import COMPONENTS
 from ..memory.margin import PLAN_HEADROOM_WORDS, margin_note
 from ..memory.settings import Device
+from ..memory.workspace import gpu_setup_fields
 from ..model import default_train_seq
 from ..units import format_bytes, format_tokens_per_s
 from .common import seq_label, seq_words
@@ -233,7 +234,7 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
     lt = layout_time(cfg, lay, cluster, seq, precision=setup.precision, flash=setup.flash, options=opts,
                      fused_loss=fused_loss, dropout=dropout)
     mem = layout_memory(cfg, lay, seq, flash=setup.flash, dropout=dropout, fused_loss=fused_loss,
-                        gpu_architecture=cluster.gpu.architecture)
+                        **gpu_setup_fields(cluster.gpu))
     margin = layout_margin_note(lt, mem)  # once, for both faces
     return (layout_report(lt, mem, margin, setup.seq_len),
             {**layout_dict(lt, mem, margin), "seq_len_source": seq_label(cfg, setup.seq_len)}, eager(lay, opts))

@@ -10,6 +10,7 @@ from rich.text import Text
 from ..memory import COMPONENTS, MemoryAnswer
 from ..memory.estimate import MemoryBreakdown
 from ..memory.margin import margin_note
+from ..memory.workspace import CUDA_RUNTIME_KEYS
 from ..model import count_params
 from ..units import GIB, format_bytes, format_count, format_gib_number
 from .common import assumptions_table, seq_label, seq_words
@@ -58,6 +59,8 @@ def breakdown_table(b: MemoryBreakdown) -> Table:
     for key, label, source in COMPONENTS:
         v = comps[key]
         if v == 0 and key in ("master_weights", "weight_copies", "comm_buckets", "not_concurrent"):
+            continue
+        if not b.setup.cuda_runtime and key in CUDA_RUNTIME_KEYS:  # none without the CUDA runtime (a note says so)
             continue
         t.add_row(label, format_gib_number(v), f"{v / peak:.1%}", source)
         if key == "activations":
@@ -127,7 +130,7 @@ def _setup_dict(b: MemoryBreakdown) -> dict:
         "optimizer": s.optimizer.value, "recompute": s.recompute.value, "flash": s.flash, "n_gpus": s.n_gpus,
         "zero_stage": s.zero_stage, "offload_optimizer": s.offload_optimizer, "device": s.device.value,
         "cuda_context_bytes": s.cuda_context_bytes, "allocator_overhead_fraction": s.allocator_overhead_fraction,
-        "gpu_architecture": s.gpu_architecture,
+        "gpu_architecture": s.gpu_architecture, "cuda_runtime": s.cuda_runtime,
     }
 
 
