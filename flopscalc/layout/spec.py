@@ -16,7 +16,14 @@ References
     must divide; else (L + embedding + loss slots) / p, divisible, less the slot on the end chunks),
     ``transformer_config.py`` ``__post_init__`` (uneven ends > 0, not with the account-for flags; the middle
     remainder divisible by the middle stages) and ``megatron/training/arguments.py`` ``validate_args`` (without
-    uneven ends, (L + slots) % p == 0; ``--num-layers-per-virtual-pipeline-stage`` refuses uneven ends).
+    uneven ends, (L + slots) % p == 0; ``--num-layers-per-virtual-pipeline-stage`` refuses uneven ends: "please use
+    --num-virtual-stages-per-pipeline-rank ... when enable uneven pipeline parallelism").
+[7] Megatron-LM (core 0.12-0.14), interleaved uneven stages, ``--num-virtual-stages-per-pipeline-rank v`` with
+    ``--decoder-first/last-pipeline-num-layers``: ``transformer_config.py`` ``__post_init__`` ("number of layers at
+    first stage ... must be divisible by virtual pipeline parallel degree", the same for the last stage and for each
+    middle rank's (L - first - last) / (p - 2)) and ``transformer_layer.py`` ``get_transformer_layer_offset`` (each
+    of the v chunks of a stage holds its stage's layers / v). flopscalc does not price this form yet: such a split
+    is refused, naming the settings that build it (`Layout._no_split_message`).
 """
 
 from __future__ import annotations
@@ -118,8 +125,10 @@ def pipeline_split(n_layer: int, pp: int, interleave: int = 1) -> PipelineSplit 
     (``--decoder-first/last-pipeline-num-layers``): the p - 2 stages between hold m layers each, the largest m
     whose remainder L - (p - 2) m gives both ends at least one layer and at most ceil(L / p) (Megatron-LM refuses an
     end of 0 layers and a remainder the middle stages do not share evenly, [6]); the last stage, which carries the
-    LM head and the loss, takes the smaller half. Interleaved chunks are equal in Megatron-LM
-    (``--num-layers-per-virtual-pipeline-stage`` takes no uneven ends, [6]): beyond two spare slots, no split."""
+    LM head and the loss, takes the smaller half. Interleaved, beyond two spare slots: None. Megatron-LM's
+    ``--num-layers-per-virtual-pipeline-stage`` takes no uneven ends [6]; its other form,
+    ``--num-virtual-stages-per-pipeline-rank`` with uneven ends, builds such splits [7] but is not modelled here
+    (`uneven_virtual_ends` names its settings for the refusal)."""
     if pp == 1:  # one stage, one chunk (`Layout` refuses --interleave without --pp)
         return PipelineSplit(n_layer, 1, 1)
     spare = spare_layer_slots(n_layer, pp, interleave)
@@ -135,6 +144,24 @@ def pipeline_split(n_layer: int, pp: int, interleave: int = 1) -> PipelineSplit 
             break
         if ends >= 2:
             return PipelineSplit(n_layer, pp, 1, first_stage_layers=ends - ends // 2, last_stage_layers=ends // 2)
+    return None
+
+
+def uneven_virtual_ends(n_layer: int, pp: int, interleave: int) -> tuple[int, int] | None:
+    """The first and last stages' layers of the most balanced interleaved uneven split Megatron-LM builds with
+    ``--num-virtual-stages-per-pipeline-rank`` [7] (every stage a multiple of ``interleave`` layers, the p - 2
+    between the ends sharing the rest evenly, no stage over ceil(L / (p v)) x v, the last stage the smaller end),
+    or None. Not priced by flopscalc: `Layout._no_split_message` names these settings when it refuses the layout."""
+    if pp < 3 or interleave < 2:
+        return None
+    per_chunk = math.ceil(n_layer / (pp * interleave))
+    for middle in range(per_chunk, 0, -1):  # layers a chunk on the stages between the ends [7]
+        ends = n_layer - (pp - 2) * middle * interleave
+        if ends > 2 * per_chunk * interleave:
+            break
+        if ends >= 2 * interleave and ends % interleave == 0:
+            chunks = ends // interleave
+            return (chunks - chunks // 2) * interleave, chunks // 2 * interleave
     return None
 
 
@@ -234,15 +261,22 @@ class Layout:
     def _no_split_message(self, n_layer: int) -> str:
         """Why ``n_layer`` layers have no Megatron-LM split over this pipeline, and the degrees that have one."""
         if self.interleave > 1:
-            # Megatron-LM's chunks are equal (--num-layers-per-virtual-pipeline-stage), and only the embedding and
-            # the loss may fill a slot a layer leaves: ceil(L / (p v)) layers a chunk must cover L + at most 2
+            # modelled: Megatron-LM's --num-layers-per-virtual-pipeline-stage, equal chunks where only the embedding
+            # and the loss may fill a slot a layer leaves, so ceil(L / (p v)) layers a chunk must cover L + at most 2
+            # [6]; its uneven form (--num-virtual-stages-per-pipeline-rank with uneven ends [7]) is named, not priced
             per_chunk = math.ceil(n_layer / (self.pp * self.interleave))
             fits = [v for v in range(2, (n_layer + EMBEDDING_AND_LOSS_CHUNKS) // self.pp + 1)
                     if pipeline_split(n_layer, self.pp, v) is not None]
-            return (f"{n_layer} layers do not split into {self.pp} stages x {self.interleave} chunks of "
-                    f"{per_chunk} layers each (Megatron-LM's chunks are equal; only the embedding and the loss may "
-                    "take a layer's place); "
-                    + (f"--interleave {', '.join(map(str, fits))} would" if fits else "--interleave 1 would"))
+            ends = uneven_virtual_ends(n_layer, self.pp, self.interleave)
+            uneven = ("; Megatron-LM also builds it with uneven end stages (--num-virtual-stages-per-pipeline-rank "
+                      f"{self.interleave} --decoder-first-pipeline-num-layers {ends[0]} "
+                      f"--decoder-last-pipeline-num-layers {ends[1]}), which flopscalc does not price yet"
+                      if ends else "")
+            return (f"{n_layer} layers do not split into {self.pp} stages x {self.interleave} equal chunks of "
+                    f"{per_chunk} layers (--num-layers-per-virtual-pipeline-stage, the interleaved form flopscalc "
+                    "prices; only the embedding and the loss may take a layer's place); "
+                    + (f"--interleave {', '.join(map(str, fits))} would" if fits else "--interleave 1 would")
+                    + uneven)
         # the pipeline degrees this many GPUs take at this --tp x --cp (the divisors of n_gpus / (tp x cp))
         room = self.n_gpus // (self.tp * self.cp)
         works = [p for p in range(2, min(room, n_layer) + 1) if room % p == 0 and pipeline_split(n_layer, p, 1)]
