@@ -2,9 +2,8 @@
 
 1. Interleaved uneven splits. Megatron-LM refuses uneven ends only in its --num-layers-per-virtual-pipeline-stage
    form; with --num-virtual-stages-per-pipeline-rank v it builds them, every end and middle rank a multiple of v.
-   flopscalc prices the first form only. Before, the refusal of Qwen2.5-7B's 28 layers over PP 4 x 2 said Megatron-LM's
-   chunks are equal; it now names the other form's settings, which the reference below (Megatron-LM's rule
-   re-implemented from its source) builds as 6/8/8/6.
+   Before, Qwen2.5-7B's 28 layers over PP 4 x 2 were refused ("Megatron-LM's chunks are equal"); now they are priced
+   as Megatron-LM builds them for the printed flags, 6/8/8/6 (its rule re-implemented from its source).
 2. A model name the user gave with its own parenthesis ("my model (v2)") is never opened to fold overrides into it;
    only a list of overrides flopscalc wrote is joined.
 3. With --target-loss and --inference-tokens, options reach one loss at their own speeds; the pick is the least
@@ -15,16 +14,21 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import refused
+from conftest import cli
+from test_s18_b95 import MegatronRefuses, _per_gpu_reference, megatron_chunks
 
+from flopscalc.errors import UsageError
+from flopscalc.hf_config import config_from_hf
 from flopscalc.layout import Layout
-from flopscalc.layout.spec import pipeline_split, uneven_virtual_ends
+from flopscalc.layout.memory import stage_params
+from flopscalc.layout.spec import chunk_layers, pipeline_split
+from flopscalc.layout.stage_cost import compute_key
 from flopscalc.model import count_params, get_preset, resolve_model, with_fields_named
 from flopscalc.planner.lifecycle import life_cycle_pick
 from flopscalc.planner.options import PlanOption
@@ -35,58 +39,9 @@ QWEN_7B_FILE = Path(__file__).resolve().parents[1] / "data" / "configs" / "qwen2
 
 
 # --- 1. interleaved uneven splits -------------------------------------------------------------------------------
-
-class MegatronRefuses(ValueError):
-    """Megatron-LM raises at start-up for these settings."""
-
-
-def _flag(settings: str, name: str) -> int | None:
-    m = re.search(rf"--{name} (\d+)", settings)
-    return int(m.group(1)) if m else None
-
-
-def megatron_virtual_uneven_chunks(n_layer: int, settings: str) -> list[list[int]]:
-    """Layers Megatron-LM builds in each chunk of each pipeline rank for ``--num-virtual-stages-per-pipeline-rank v``
-    with ``--decoder-first/last-pipeline-num-layers``, or `MegatronRefuses`. Re-implemented from Megatron-LM
-    (core 0.12-0.14):
-
-    - ``megatron/core/transformer/transformer_config.py`` ``__post_init__``: each given end > 0 ('must be larger than
-      0') and divisible by v ('number of layers at first/last stage ... must be divisible by virtual pipeline
-      parallel degree'); the rest over the stages left ('number of layers at middle stage ... must be divisible by
-      the middle pipeline model parallel size'), each middle rank's share divisible by v ('number of layers on each
-      middle pipeline rank ... must be divisible by virtual pipeline parallel degree');
-    - ``megatron/core/transformer/transformer_layer.py`` ``get_transformer_layer_offset`` (interleaved uneven): per
-      chunk, first // v on the first rank, (middle // v) // middle stages on each middle rank, last // v on the last.
-    """
-    pp = _flag(settings, "pipeline-model-parallel-size")
-    v = _flag(settings, "num-virtual-stages-per-pipeline-rank")
-    first = _flag(settings, "decoder-first-pipeline-num-layers")
-    last = _flag(settings, "decoder-last-pipeline-num-layers")
-    left, stages = n_layer, pp
-    for n in (first, last):
-        if n is not None:
-            if n <= 0:
-                raise MegatronRefuses("an uneven end stage must be larger than 0")
-            if n % v:
-                raise MegatronRefuses("an uneven end stage must be divisible by the virtual pipeline degree")
-            left, stages = left - n, stages - 1
-    if stages == 0:
-        if left:  # Megatron-LM takes num_layers % 0 here: it fails at start-up
-            raise MegatronRefuses("no middle stage for the middle layers")
-        middle = 0
-    else:
-        if left % stages:
-            raise MegatronRefuses("middle layers must be divisible by the middle pipeline stages")
-        middle = left // stages
-        if middle % v:
-            raise MegatronRefuses("each middle rank's layers must be divisible by the virtual pipeline degree")
-    per_rank = [middle] * pp
-    if first is not None:
-        per_rank[0] = first
-    if last is not None:
-        per_rank[-1] = last
-    return [[n // v] * v for n in per_rank]
-
+# The reference is Megatron-LM's rule re-implemented from its source in tests/test_s18_b95.py (`megatron_chunks`),
+# extended there to --num-virtual-stages-per-pipeline-rank (transformer_config.py __post_init__,
+# transformer_layer.py get_transformer_layer_offset).
 
 def _megatron_best_virtual_uneven(n_layer: int, pp: int, v: int) -> int | None:
     """The fewest layers on the busiest stage over every first / last count Megatron-LM's
@@ -96,7 +51,7 @@ def _megatron_best_virtual_uneven(n_layer: int, pp: int, v: int) -> int | None:
         s = (f"--pipeline-model-parallel-size {pp} --num-virtual-stages-per-pipeline-rank {v} "
              f"--decoder-first-pipeline-num-layers {first} --decoder-last-pipeline-num-layers {last}")
         try:
-            chunks = megatron_virtual_uneven_chunks(n_layer, s)
+            chunks = megatron_chunks(n_layer, s)
         except MegatronRefuses:
             continue
         assert sum(map(sum, chunks)) == n_layer
@@ -105,60 +60,75 @@ def _megatron_best_virtual_uneven(n_layer: int, pp: int, v: int) -> int | None:
     return best
 
 
-def _uneven_settings(line: str) -> str:
-    """The Megatron-LM settings a refusal names for the uneven interleaved form."""
-    m = re.search(r"\((--num-virtual-stages-per-pipeline-rank \d+ --decoder-first-pipeline-num-layers \d+ "
-                  r"--decoder-last-pipeline-num-layers \d+)\)", line)
-    assert m, line
-    return m.group(1)
-
-
-def test_qwen_pp4_x2_refusal_names_the_uneven_form_megatron_builds(capsys):
-    # r14: refused with "--interleave 7 would" only, and "Megatron-LM's chunks are equal", while Megatron-LM builds
-    # it with --num-virtual-stages-per-pipeline-rank 2 --decoder-first/last-pipeline-num-layers 6 (6/8/8/6)
-    line = refused(capsys, "step", "--config", str(QWEN_7B_FILE), "--gpu", "h100", "--n-gpus", "8", "--pp", "4",
-                   "--interleave", "2", "--grad-accum", "8")
-    assert "chunks are equal" not in line
-    assert "--interleave 7 would" in line  # the form flopscalc prices still has its answer
-    assert "does not price" in line
-    settings = "--pipeline-model-parallel-size 4 " + _uneven_settings(line)
-    chunks = megatron_virtual_uneven_chunks(28, settings)
-    assert [sum(c) for c in chunks] == [6, 8, 8, 6]
+def test_qwen_pp4_x2_runs_with_the_uneven_virtual_stage_form(capsys):
+    # r14: refused ("--interleave 7 would"; "Megatron-LM's chunks are equal") while Megatron-LM builds it with
+    # --num-virtual-stages-per-pipeline-rank 2 --decoder-first/last-pipeline-num-layers 6: stages 6/8/8/6
+    code, out, err = cli(capsys, "step", "--config", str(QWEN_7B_FILE), "--gpu", "h100", "--n-gpus", "8", "--pp",
+                         "4", "--interleave", "2", "--grad-accum", "8", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    flags = d["engine_settings"]["Megatron-LM"]
+    assert "--num-layers-per-virtual-pipeline-stage" not in flags  # that form refuses uneven ends
+    chunks = megatron_chunks(28, flags)
     assert chunks == [[3, 3], [4, 4], [4, 4], [3, 3]]
+    # priced on the stages Megatron-LM builds: parameters per GPU of the peak stage, counted on the transformers
+    # module on the meta device (tests/test_s18_b95.py `_per_gpu_reference`)
+    emb, layer, head, norm = _per_gpu_reference(json.loads(QWEN_7B_FILE.read_text()), tp=1)
+    per_rank = [sum(c) for c in chunks]
+    stage_reference = {"first": emb + per_rank[0] * layer, "second": per_rank[1] * layer,
+                       "last": per_rank[-1] * layer + head + norm}
+    assert d["memory_bytes"]["n_params_per_gpu"] == pytest.approx(stage_reference[d["memory_peak_stage"]], rel=1e-12)
+
+
+def test_qwen_pp4_x2_compute_and_memory_follow_the_built_chunks():
+    cfg = config_from_hf(json.loads(QWEN_7B_FILE.read_text()), name="qwen2.5-7b")
+    layout = Layout(pp=4, dp=2, interleave=2, n_micro=8)
+    built = megatron_chunks(28, layout.engine_settings(28)["Megatron-LM"])
+    assert [list(chunk_layers(28, 4, 2, r)) for r in range(4)] == built
+    assert compute_key(cfg, layout)[-2] == (sum(built[0]), sum(built[1]), sum(built[-1]))
+    emb, layer, head, norm = _per_gpu_reference(json.loads(QWEN_7B_FILE.read_text()), tp=1)
+    got = {k: sum(v) for k, v in stage_params(cfg, layout).items()}
+    assert got["first"] == pytest.approx(emb + sum(built[0]) * layer, rel=1e-12)
+    assert got["second"] == pytest.approx(sum(built[1]) * layer, rel=1e-12)
+    assert got["last"] == pytest.approx(sum(built[-1]) * layer + head + norm, rel=1e-12)
 
 
 @pytest.mark.parametrize("pp", [3, 4, 8])
 @pytest.mark.parametrize("v", [2, 3, 4])
-def test_the_named_uneven_split_is_megatrons_most_balanced(pp, v):
-    # whenever the equal-chunk form is refused, the refusal names an uneven split exactly when Megatron-LM's
-    # --num-virtual-stages-per-pipeline-rank form has one with no stage over ceil(L / (p v)) x v layers (the brute
-    # force over every first / last count), and the one named builds, balanced
-    named = 0
+def test_an_interleaved_pipeline_is_refused_exactly_when_megatron_has_no_balanced_split(pp, v):
+    # where the equal-chunk form leaves more than the embedding's and the loss's slots, a split exists exactly when
+    # Megatron-LM's --num-virtual-stages-per-pipeline-rank form has one with no stage over ceil(L / (p v)) x v (the
+    # brute force over every first / last count); the printed flags build the priced chunks
+    uneven = 0
     for n_layer in range(pp * v - 2, 97):
-        if pipeline_split(n_layer, pp, v) is not None:
-            continue
         bound = math.ceil(n_layer / (pp * v)) * v
+        if pp * bound - n_layer <= 2:
+            continue  # the equal-chunk form (tests/test_s18_b95.py)
         best = _megatron_best_virtual_uneven(n_layer, pp, v)
-        ends = uneven_virtual_ends(n_layer, pp, v)
-        assert (ends is not None) == (best is not None and best <= bound), (n_layer, pp, v, best, ends)
-        if ends is None:
+        split = pipeline_split(n_layer, pp, v)
+        assert (split is not None) == (best is not None and best <= bound), (n_layer, pp, v, best)
+        layout = Layout(pp=pp, interleave=v, n_micro=pp)
+        if split is None:
+            with pytest.raises(UsageError, match="uneven end stages with every stage a multiple"):
+                layout.engine_settings(n_layer)
             continue
-        named += 1
-        s = (f"--pipeline-model-parallel-size {pp} --num-virtual-stages-per-pipeline-rank {v} "
-             f"--decoder-first-pipeline-num-layers {ends[0]} --decoder-last-pipeline-num-layers {ends[1]}")
-        stages = [sum(c) for c in megatron_virtual_uneven_chunks(n_layer, s)]
-        assert sum(stages) == n_layer and max(stages) <= bound and stages[-1] <= stages[0]
-        msg = Layout(pp=pp, interleave=v, n_micro=pp)._no_split_message(n_layer)
-        assert _uneven_settings(msg) == s.split(f"{pp} ", 1)[1]
-    assert named > 0
+        uneven += 1
+        flags = layout.engine_settings(n_layer)["Megatron-LM"]
+        assert f"--num-virtual-stages-per-pipeline-rank {v}" in flags
+        built = megatron_chunks(n_layer, flags)
+        assert [list(split.chunk_layers(r)) for r in range(pp)] == built
+        assert max(map(sum, built)) <= bound and sum(built[-1]) <= sum(built[0])
+    assert uneven > 0
 
 
-def test_the_equal_chunk_form_still_refuses_uneven_ends():
-    # what flopscalc prints for a priced interleaved layout is the --num-layers-per-virtual-pipeline-stage form, with
-    # no uneven flags (Megatron-LM's validate_args refuses the two together)
-    flags = Layout(pp=4, interleave=7, n_micro=4).engine_settings(28)["Megatron-LM"]
-    assert "--num-layers-per-virtual-pipeline-stage 1" in flags
-    assert "--decoder-first-pipeline-num-layers" not in flags and "--num-virtual-stages" not in flags
+def test_two_stages_take_no_uneven_interleaved_split():
+    # Megatron-LM divides the middle layers by the p - 2 middle stages: with two there are none (12 layers, PP 2 x 4
+    # leaves 4 slots): still refused, naming the interleaves that split
+    with pytest.raises(UsageError, match="--interleave 2, 3, 6, 7 would"):
+        Layout(pp=2, interleave=4, n_micro=2).check_model(get_preset("gpt2"), 1024)
+    with pytest.raises(MegatronRefuses):
+        megatron_chunks(12, "--pipeline-model-parallel-size 2 --num-virtual-stages-per-pipeline-rank 4 "
+                            "--decoder-first-pipeline-num-layers 8 --decoder-last-pipeline-num-layers 4")
 
 
 # --- 2. the user's own parenthesis is not opened ----------------------------------------------------------------
