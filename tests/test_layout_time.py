@@ -54,8 +54,9 @@ def test_at_most_the_embedding_and_loss_chunks_may_hold_no_layer():
 
 
 def test_every_admitted_interleaved_layout_has_a_megatron_chunk_size():
-    """Megatron-LM's chunks are equal: L + (loss, embedding slots) = PP x v x layers per chunk. A layout the check
-    admits must satisfy it, else its printed --num-layers-per-virtual-pipeline-stage runs another schedule than the
+    """Megatron-LM's chunks are equal: L + (loss, embedding slots) = PP x v x layers per chunk (or, with
+    --num-virtual-stages-per-pipeline-rank, uneven ends that are multiples of v). A layout the check admits must
+    satisfy it, else its printed --num-layers-per-virtual-pipeline-stage runs another schedule than the
     one priced (GPT-2's 12 layers on PP 2 x v 4 printed 2 layers a chunk: Megatron-LM builds v = 3 from that) or
     none (248 layers on PP 32 x v 4, the 16,384-H100 plan's pick: 248 / 32 is not whole)."""
     from flopscalc.errors import UsageError
@@ -73,6 +74,13 @@ def test_every_admitted_interleaved_layout_has_a_megatron_chunk_size():
                     continue
                 admitted += 1
                 flags = lay.engine_settings(n_layer)["Megatron-LM"]
+                if f"--num-virtual-stages-per-pipeline-rank {v}" in flags:
+                    # Megatron-LM's uneven interleaved form (transformer_config.py __post_init__): each end and
+                    # each middle rank's share a multiple of v (tests/test_s18_b106.py checks the chunks built)
+                    first = int(flags.split("--decoder-first-pipeline-num-layers ")[1].split()[0])
+                    last = int(flags.split("--decoder-last-pipeline-num-layers ")[1].split()[0])
+                    assert first % v == 0 and last % v == 0 and (n_layer - first - last) % ((pp - 2) * v) == 0
+                    continue
                 per_chunk = int(flags.split("--num-layers-per-virtual-pipeline-stage ")[1].split()[0])
                 assert per_chunk * pp * v - n_layer in (0, 1, 2), (n_layer, pp, v)
     assert admitted > 300 and refused > 300

@@ -57,15 +57,21 @@ def megatron_chunks(n_layer: int, settings: str) -> list[list[int]]:
     `MegatronRefuses`. Re-implemented from Megatron-LM (core 0.12-0.14):
 
     - ``megatron/training/arguments.py`` ``validate_args``: with ``--num-layers-per-virtual-pipeline-stage`` the
-      uneven flags are refused ('please use --num-virtual-stages-per-pipeline-rank ...'), (num_layers [+1 embedding]
+      uneven flags are refused ('please use --num-virtual-stages-per-pipeline-rank ...'); that flag sets v
+      directly (virtual_pipeline_model_parallel_size) and may not be given with the other ('No more than one of
+      ...'), (num_layers [+1 embedding]
       [+1 loss]) % pp == 0 and (that / pp) % layers-per-virtual-stage == 0; without interleaving and without the
       uneven flags, 'Number of layers should be divisible by the pipeline-model-parallel size' on the same sum;
     - ``megatron/core/transformer/transformer_config.py`` ``__post_init__``: the uneven first/last counts must be
       > 0, may not be combined with ``account_for_embedding/loss_in_pipeline_split``, and 'number of layers at
-      middle stage ... must be divisible by the middle pipeline model parallel size';
+      middle stage ... must be divisible by the middle pipeline model parallel size'; interleaved (v set), 'number
+      of layers at first/last stage ... must be divisible by virtual pipeline parallel degree' and 'number of layers
+      on each middle pipeline rank ... must be divisible by virtual pipeline parallel degree';
     - ``megatron/core/transformer/transformer_block.py`` ``get_num_layers_to_build``: uneven: the first / last stage
       build their counts, the others (L - first - last) / (stages left); else (L + slots) / pp per stage, / vp per
-      chunk, and one fewer on the first chunk of the first stage (embedding) and the last chunk of the last (loss).
+      chunk, and one fewer on the first chunk of the first stage (embedding) and the last chunk of the last (loss);
+    - ``megatron/core/transformer/transformer_layer.py`` ``get_transformer_layer_offset``, interleaved uneven: per
+      chunk, first // v on the first stage, (middle // v) // (middle stages) on each middle one, last // v on the last.
     """
     pp = _flag(settings, "pipeline-model-parallel-size") or 1
     per_virtual = _flag(settings, "num-layers-per-virtual-pipeline-stage")
@@ -73,32 +79,45 @@ def megatron_chunks(n_layer: int, settings: str) -> list[list[int]]:
     last = _flag(settings, "decoder-last-pipeline-num-layers")
     emb = "--account-for-embedding-in-pipeline-split" in settings
     loss = "--account-for-loss-in-pipeline-split" in settings
+    stages_per_rank = _flag(settings, "num-virtual-stages-per-pipeline-rank")
+    if per_virtual is not None and stages_per_rank is not None:
+        raise MegatronRefuses("No more than one of --num-layers-per-virtual-pipeline-stage, "
+                              "--num-virtual-stages-per-pipeline-rank")
     uneven = first is not None or last is not None
     if uneven and (emb or loss):
         raise MegatronRefuses("uneven stages with account-for-embedding/loss")
     if uneven:
         if per_virtual is not None:
             raise MegatronRefuses("please use --num-virtual-stages-per-pipeline-rank with uneven pipelines")
+        v = stages_per_rank or 1
         left, stages_left = n_layer, pp
         for n in (first, last):
             if n is not None:
                 if n <= 0:
                     raise MegatronRefuses("an uneven end stage must be larger than 0")
+                if n % v:
+                    raise MegatronRefuses("an uneven end stage must be divisible by virtual pipeline parallel degree")
                 left, stages_left = left - n, stages_left - 1
+        if stages_left == 0:  # both ends of PP 2 given: Megatron-LM takes num_layers % 0 here (ZeroDivisionError)
+            raise MegatronRefuses("no middle stage: the middle layers are divided by zero stages")
         if stages_left and left % stages_left:
             raise MegatronRefuses("middle layers must be divisible by the middle pipeline stages")
         middle = left // stages_left if stages_left else 0
+        if middle % v:
+            raise MegatronRefuses("each middle rank's layers must be divisible by virtual pipeline parallel degree")
         per_rank = [middle] * pp
         if first is not None:
             per_rank[0] = first
         if last is not None:
             per_rank[-1] = last
-        return [[n] for n in per_rank]
+        return [[n // v] * v for n in per_rank]
     total = n_layer + emb + loss
     if total % pp:
         raise MegatronRefuses("Number of layers should be divisible by the pipeline-model-parallel size")
     per_stage = total // pp
-    vp = 1
+    vp = stages_per_rank or 1
+    if per_stage % vp:
+        raise MegatronRefuses("layers per stage must be divisible by the virtual stages per rank")
     if per_virtual is not None:
         if per_stage % per_virtual:
             raise MegatronRefuses("layers per stage must be divisible by layers per virtual stage")

@@ -16,7 +16,13 @@ References
     must divide; else (L + embedding + loss slots) / p, divisible, less the slot on the end chunks),
     ``transformer_config.py`` ``__post_init__`` (uneven ends > 0, not with the account-for flags; the middle
     remainder divisible by the middle stages) and ``megatron/training/arguments.py`` ``validate_args`` (without
-    uneven ends, (L + slots) % p == 0; ``--num-layers-per-virtual-pipeline-stage`` refuses uneven ends).
+    uneven ends, (L + slots) % p == 0; ``--num-layers-per-virtual-pipeline-stage`` refuses uneven ends: "please use
+    --num-virtual-stages-per-pipeline-rank ... when enable uneven pipeline parallelism").
+[7] Megatron-LM (core 0.12-0.14), interleaved uneven stages, ``--num-virtual-stages-per-pipeline-rank v`` with
+    ``--decoder-first/last-pipeline-num-layers``: ``transformer_config.py`` ``__post_init__`` ("number of layers at
+    first stage ... must be divisible by virtual pipeline parallel degree", the same for the last stage and for each
+    middle rank's (L - first - last) / (p - 2)) and ``transformer_layer.py`` ``get_transformer_layer_offset`` (each
+    of the v chunks of a stage holds its stage's layers / v).
 """
 
 from __future__ import annotations
@@ -54,8 +60,10 @@ class PipelineSplit:
     Either the embedding and the loss take a layer's slot (``embedding_slot`` / ``loss_slot``: Megatron-LM's
     ``--account-for-embedding-in-pipeline-split`` / ``--account-for-loss-in-pipeline-split``), every chunk holding
     (L + slots) / (p v) layers less the slot it gives up; or the end stages hold ``first_stage_layers`` and
-    ``last_stage_layers`` (``--decoder-first-pipeline-num-layers`` / ``--decoder-last-pipeline-num-layers``) and the
-    p - 2 stages between share the rest evenly. Megatron-LM takes no other split ([6])."""
+    ``last_stage_layers`` (``--decoder-first-pipeline-num-layers`` / ``--decoder-last-pipeline-num-layers``; with
+    interleaving, ``--num-virtual-stages-per-pipeline-rank``, every stage's layers a multiple of v, [7]) and the
+    p - 2 stages between share the rest evenly, each stage's chunks equal. Megatron-LM takes no other split
+    ([6], [7])."""
 
     n_layer: int
     pp: int
@@ -79,11 +87,13 @@ class PipelineSplit:
 
     def chunk_layers(self, rank: int) -> tuple[int, ...]:
         """Transformer layers in each of the ``interleave`` chunks of stage ``rank`` (0 .. pp - 1), as Megatron-LM's
-        ``get_num_layers_to_build`` builds them for this split's settings ([6])."""
-        if self.uneven:  # non-interleaved only (`pipeline_split`)
+        ``get_num_layers_to_build`` builds them for this split's settings ([6]; interleaved uneven: a stage's layers
+        / v a chunk, ``get_transformer_layer_offset`` [7])."""
+        if self.uneven:
             middle = (self.n_layer - self.first_stage_layers - self.last_stage_layers) // (self.pp - 2)
-            return ((self.first_stage_layers,) if rank == 0 else (self.last_stage_layers,) if rank == self.pp - 1
-                    else (middle,))
+            stage = (self.first_stage_layers if rank == 0 else self.last_stage_layers if rank == self.pp - 1
+                     else middle)
+            return (stage // self.interleave,) * self.interleave
         per_chunk = (self.n_layer + self.embedding_slot + self.loss_slot) // (self.pp * self.interleave)
         chunks = [per_chunk] * self.interleave
         if rank == 0:
@@ -98,8 +108,9 @@ class PipelineSplit:
 
     def megatron_flags(self) -> list[str]:
         """The Megatron-LM flags that ask for this split ([6]); none for an even one."""
-        if self.uneven:
-            return [f"--decoder-first-pipeline-num-layers {self.first_stage_layers}",
+        if self.uneven:  # interleaved: the form that takes uneven ends [7] (not --num-layers-per-virtual-...)
+            return ([f"--num-virtual-stages-per-pipeline-rank {self.interleave}"] if self.interleave > 1 else []) + [
+                    f"--decoder-first-pipeline-num-layers {self.first_stage_layers}",
                     f"--decoder-last-pipeline-num-layers {self.last_stage_layers}"]
         return (["--account-for-loss-in-pipeline-split"] if self.loss_slot else []) + (
             ["--account-for-embedding-in-pipeline-split"] if self.embedding_slot else [])
@@ -114,27 +125,42 @@ def pipeline_split(n_layer: int, pp: int, interleave: int = 1) -> PipelineSplit 
     Where ceil(L / (p v)) layers a chunk leave at most two slots spare, the loss takes the last chunk of the last
     stage's one, then the embedding the first chunk of the first stage's (Dubey et al. 2024 sec. 3.3.2: "we reduce
     one Transformer layer each from the first and the last stages ... the first model chunk on the first stage has
-    only the embedding"). With more slots spare and one chunk a stage, the end stages take fewer layers
+    only the embedding"). With more slots spare, the end stages take fewer layers
     (``--decoder-first/last-pipeline-num-layers``): the p - 2 stages between hold m layers each, the largest m
-    whose remainder L - (p - 2) m gives both ends at least one layer and at most ceil(L / p) (Megatron-LM refuses an
-    end of 0 layers and a remainder the middle stages do not share evenly, [6]); the last stage, which carries the
-    LM head and the loss, takes the smaller half. Interleaved chunks are equal in Megatron-LM
-    (``--num-layers-per-virtual-pipeline-stage`` takes no uneven ends, [6]): beyond two spare slots, no split."""
+    whose remainder L - (p - 2) m gives both ends at least one layer and at most ceil(L / (p v)) x v (Megatron-LM
+    refuses an end of 0 layers and a remainder the middle stages do not share evenly, [6]); the last stage, which
+    carries the LM head and the loss, takes the smaller half (`uneven_ends`). Interleaved, every stage's layers are
+    a multiple of v, a v-th in each chunk: Megatron-LM's ``--num-layers-per-virtual-pipeline-stage`` takes no uneven
+    ends [6], its ``--num-virtual-stages-per-pipeline-rank`` does [7]."""
     if pp == 1:  # one stage, one chunk (`Layout` refuses --interleave without --pp)
         return PipelineSplit(n_layer, 1, 1)
     spare = spare_layer_slots(n_layer, pp, interleave)
     if spare <= EMBEDDING_AND_LOSS_CHUNKS:
         return PipelineSplit(n_layer, pp, interleave, embedding_slot=spare >= EMBEDDING_AND_LOSS_CHUNKS,
                              loss_slot=spare >= 1)
-    if interleave > 1:
+    ends = uneven_ends(n_layer, pp, interleave)
+    if ends is None:
         return None
-    most = stage_layers(n_layer, pp, 1)
-    for middle in range(most, 0, -1):
-        ends = n_layer - (pp - 2) * middle
-        if ends > 2 * most:
+    return PipelineSplit(n_layer, pp, interleave, first_stage_layers=ends[0], last_stage_layers=ends[1])
+
+
+def uneven_ends(n_layer: int, pp: int, interleave: int) -> tuple[int, int] | None:
+    """The first and last stages' layers of the most balanced uneven split Megatron-LM builds
+    (``--decoder-first/last-pipeline-num-layers``, interleaved with ``--num-virtual-stages-per-pipeline-rank``):
+    every stage a multiple of ``interleave`` layers [7], both ends at least one chunk's worth [6], the p - 2 stages
+    between sharing the rest evenly, the most each holds as large as it can be with no stage over
+    ceil(L / (p v)) x v, and the last stage the smaller end; None if there is none (two stages have no middle to
+    take the rest: Megatron-LM divides by the p - 2 middle stages)."""
+    if pp < 3:
+        return None
+    per_chunk = math.ceil(n_layer / (pp * interleave))
+    for middle in range(per_chunk, 0, -1):  # layers a chunk on the stages between the ends [7]
+        ends = n_layer - (pp - 2) * middle * interleave
+        if ends > 2 * per_chunk * interleave:
             break
-        if ends >= 2:
-            return PipelineSplit(n_layer, pp, 1, first_stage_layers=ends - ends // 2, last_stage_layers=ends // 2)
+        if ends >= 2 * interleave and ends % interleave == 0:
+            chunks = ends // interleave
+            return (chunks - chunks // 2) * interleave, chunks // 2 * interleave
     return None
 
 
@@ -237,14 +263,16 @@ class Layout:
     def _no_split_message(self, n_layer: int) -> str:
         """Why ``n_layer`` layers have no Megatron-LM split over this pipeline, and the degrees that have one."""
         if self.interleave > 1:
-            # Megatron-LM's chunks are equal (--num-layers-per-virtual-pipeline-stage), and only the embedding and
-            # the loss may fill a slot a layer leaves: ceil(L / (p v)) layers a chunk must cover L + at most 2
-            per_chunk = math.ceil(n_layer / (self.pp * self.interleave))
+            # Megatron-LM's interleaved splits: equal chunks where only the embedding and the loss may fill a slot a
+            # layer leaves (--num-layers-per-virtual-pipeline-stage [6]), or uneven ends with every stage a multiple
+            # of v (--num-virtual-stages-per-pipeline-rank [7]); neither puts at most ceil(L / (p v)) x v on a stage
+            most = stage_layers(n_layer, self.pp, self.interleave)
             fits = [v for v in range(2, (n_layer + EMBEDDING_AND_LOSS_CHUNKS) // self.pp + 1)
                     if pipeline_split(n_layer, self.pp, v) is not None]
-            return (f"{n_layer} layers do not split into {self.pp} stages x {self.interleave} chunks of "
-                    f"{per_chunk} layers each (Megatron-LM's chunks are equal; only the embedding and the loss may "
-                    "take a layer's place); "
+            return (f"{n_layer} layers do not split into {self.pp} stages x {self.interleave} chunks as Megatron-LM "
+                    f"takes them with at most {most} layers a stage (equal chunks, where only the embedding and the "
+                    f"loss may take a layer's place, or uneven end stages with every stage a multiple of "
+                    f"{self.interleave} layers); "
                     + (f"--interleave {', '.join(map(str, fits))} would" if fits else "--interleave 1 would"))
         # the pipeline degrees this many GPUs take at this --tp x --cp (the divisors of n_gpus / (tp x cp))
         room = self.n_gpus // (self.tp * self.cp)
@@ -308,13 +336,14 @@ class Layout:
         mega = [f"--tensor-model-parallel-size {self.tp}", f"--pipeline-model-parallel-size {self.pp}",
                 f"--context-parallel-size {self.cp}", f"--expert-model-parallel-size {self.ep}",
                 f"--micro-batch-size {self.micro_batch}", f"--global-batch-size {self.sequences_per_step()}"]
-        if self.interleave > 1:
+        split = self.pipeline_split(n_layer) if n_layer is not None and self.pp > 1 else None
+        if self.interleave > 1 and not (split and split.uneven):  # uneven: --num-virtual-stages-... [7]
             per_chunk = (str(math.ceil(n_layer / (self.pp * self.interleave))) if n_layer is not None
                          else f"<layers / (pp x {self.interleave})>")
             mega.append(f"--num-layers-per-virtual-pipeline-stage {per_chunk}")
-        if n_layer is not None and self.pp > 1:
+        if split is not None:
             # the settings that place each stage's layers as `layout.stage_cost` and `layout.memory` price them [6]
-            mega += self.pipeline_split(n_layer).megatron_flags()
+            mega += split.megatron_flags()
         if self.sequence_parallel:
             mega.append("--sequence-parallel")
         if self.zero_stage >= 1:

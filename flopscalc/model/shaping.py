@@ -416,18 +416,35 @@ def _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, w
 
 def _renamed(cfg: ModelConfig, changes: dict) -> ModelConfig:
     """A named model whose values were overridden says so in its name (``llama-3.1-8b (n_layer=2)``)."""
-    return cfg.with_(name=_name_with(cfg.name, changes)) if changes else cfg
+    return _named_with(cfg, changes, {}) if changes else cfg
 
 
 def with_fields_named(cfg: ModelConfig, **changes) -> ModelConfig:
     """``cfg`` with plain field changes (``block_size``, ``vocab_size``; None = not given) that its name records,
     joining the list of overrides it already names (``gpt2 (mlp=swiglu, block_size=256)``)."""
     changes = {k: v for k, v in changes.items() if v is not None and v != getattr(cfg, k)}
-    return cfg.with_(**changes, name=_name_with(cfg.name, changes)) if changes else cfg
+    return _named_with(cfg, changes, changes) if changes else cfg
 
 
-def _name_with(name: str | None, changes: dict) -> str:
-    """The one label of an overridden model: ``name`` with the changes listed (options as their values:
-    ``mlp=swiglu``), joined to the list of overrides it already names (``gpt2 (mlp=swiglu, block_size=256)``)."""
-    said = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in changes.items())
-    return f"{name[:-1]}, {said})" if name and name.endswith(")") and " (" in name else f"{name} ({said})"
+# Where `_named_with` records the overrides it wrote into a model's name: (the name before them, the overrides), kept
+# on the instance beside the fields as `ModelConfig.__hash__` keeps its hash (a `replace` drops it with the name it
+# describes). Only a list recorded here is joined; a name the model came with ("my model (v2)") is never opened.
+_NAME_OVERRIDES = "_name_overrides"
+
+
+def _named_with(cfg: ModelConfig, said: dict, changes: dict) -> ModelConfig:
+    """``cfg`` with the field ``changes`` and one label naming the overrides ``said`` (options as their values:
+    ``mlp=swiglu``), joined to the list of overrides it already names when this function wrote that list
+    (``gpt2 (mlp=swiglu, block_size=256)``; ``my model (v2) (n_layer=2)``, not ``my model (v2, n_layer=2)``)."""
+    base, before = cfg.__dict__.get(_NAME_OVERRIDES, (cfg.name, ()))
+    if cfg.name != _label(base, before):  # renamed since: the record no longer describes this name
+        base, before = cfg.name, ()
+    overrides = before + tuple(f"{k}={getattr(v, 'value', v)}" for k, v in said.items())
+    out = cfg.with_(**changes, name=_label(base, overrides))
+    object.__setattr__(out, _NAME_OVERRIDES, (base, overrides))
+    return out
+
+
+def _label(base: str | None, overrides: tuple[str, ...]) -> str | None:
+    """``base (k=v, ...)``, or ``base`` itself with no overrides."""
+    return f"{base} ({', '.join(overrides)})" if overrides else base

@@ -26,15 +26,14 @@ def life_cycle_pick(options: list[PlanOption], plain: PlanOption, law, kind: str
     `scaling.inference.life_cycle_flops_at_budget` (2NT + lambda x loss, lambda the FLOPs a nat is worth at ``ia``),
     least at ``ia`` itself on the budget's curve 6ND = C, and the lowest loss (``plain``) as T -> 0: a model that
     memory or speed already shrank is not shrunk again. A target's options reach one loss: the least training plus
-    serving, training priced by its time at the 6ND per second of the fastest (``plain``), so T -> 0 gives the
-    fastest and options at its speed compare by 6ND + 2NT exactly.
+    serving, training priced by its time at the 6ND per second of the fastest (``plain``):
+    `scaling.inference.life_cycle_flops_at_speed`, so T -> 0 gives the fastest and options at its speed compare by
+    `lifetime_flops` 6ND + 2NT exactly.
     """
-    from ..scaling.inference import INFERENCE_FLOPS_PER_PARAM_TOKEN, life_cycle_flops_at_budget
-
-    def serving(o: PlanOption) -> float:
-        return INFERENCE_FLOPS_PER_PARAM_TOKEN * _law_n(law, o.model) * ia.inference_tokens  # 2NT [S24]
+    from ..scaling.inference import life_cycle_flops_at_budget, life_cycle_flops_at_speed
 
     if kind == "target":
         rate = FLOPS_PER_PARAM_TOKEN * _law_n(law, plain.model) * plain.n_tokens / plain.train_time_s  # 6ND/s [S24]
-        return min(options, key=lambda o: rate * o.train_time_s + serving(o))
+        return min(options, key=lambda o: life_cycle_flops_at_speed(_law_n(law, o.model), o.n_tokens,
+                                                                    ia.inference_tokens, o.train_time_s, rate))
     return min(options, key=lambda o: life_cycle_flops_at_budget(law, ia, _law_n(law, o.model), o.loss))

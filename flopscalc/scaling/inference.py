@@ -79,6 +79,21 @@ def lifetime_flops(n_params, n_tokens, inference_tokens):
     return FLOPS_PER_PARAM_TOKEN * n_params * n_tokens + INFERENCE_FLOPS_PER_PARAM_TOKEN * n_params * inference_tokens
 
 
+def life_cycle_flops_at_speed(n_params, n_tokens, inference_tokens, train_time_s, reference_flop_per_s):
+    """Life-cycle FLOPs of a run whose training is priced by its time: `lifetime_flops` 6ND + 2NT [S24], plus what
+    its training time exceeds (or falls short of) the time 6ND takes at ``reference_flop_per_s`` (FLOP/s), priced at
+    that rate.
+
+    n_params (law's N), n_tokens (D) and inference_tokens (T): counts; train_time_s: the run's training time (s);
+    reference_flop_per_s: the 6ND per second of the run the others are priced against. Equal to rate x train_time_s
+    + 2NT: runs that reach one loss on one cluster compare by the cluster time their whole life takes at that rate,
+    so a run at the reference speed costs exactly its 6ND + 2NT, and a slower one the FLOPs its extra time forgoes.
+    """
+    train_flops = FLOPS_PER_PARAM_TOKEN * n_params * n_tokens  # 6ND [S24; K20 sec. 2.1]
+    return (lifetime_flops(n_params, n_tokens, inference_tokens)
+            + (reference_flop_per_s * train_time_s - train_flops))  # the time beyond 6ND's, at the reference rate
+
+
 @dataclass(frozen=True)
 class InferenceAllocation:
     """The life-cycle optimum for a loss and an inference demand, beside the Chinchilla model of the same loss.
