@@ -161,12 +161,14 @@ def frontier(
     precision = precision or DEFAULT_PRECISION
     budget, label = (_count(flops, "--flops") if flops is not None else None), None
     capacity = parse_bytes(memory, what="--memory", unit_required=True) if memory is not None else None
+    request = None  # the plan question whose model FLOPs a --days budget is (its optimum is placed as plan's)
     if days is not None:
-        if mfu is None:  # the budget `plan` states for the same GPUs, days, memory and sequence: its recommended run's
-            from ..planner.core import plan
+        from ..planner.core import PlanRequest, plan
 
-            p = plan(spec, days * SECONDS_PER_DAY, n_gpus=n_gpus, precision=precision, utilization=utilization,
-                     memory_bytes=capacity, seq_len=seq, explain=False)
+        request = PlanRequest(spec, days * SECONDS_PER_DAY, n_gpus=n_gpus, precision=precision,
+                              utilization=utilization, mfu=mfu, memory_bytes=capacity, seq_len=seq, explain=False)
+        if mfu is None:  # the budget `plan` states for the same GPUs, days, memory and sequence: its recommended run's
+            p = plan(request)
             b = p.budget
             # a stated efficiency is plan's constant (no per-operation price); else the step or layout model's
             how = f"MFU {b.mfu:.2g} " + ("as plan predicts" if p.stated_efficiency is None else
@@ -186,8 +188,7 @@ def frontier(
         refuse_repeated("--law", law, [get_law(name).name for name in law])
     data = frontier_data(law or DEFAULT_FRONTIER_LAWS, (_count(c_min, "--c-min"), _count(c_max, "--c-max")), budget,
                          budget_label=label, gpu=spec, n_gpus=n_gpus, seq_len=seq, precision=precision,
-                         capacity_bytes=capacity,
-                         published=published)
+                         capacity_bytes=capacity, published=published, budget_request=request)
     _finish({**data, "notes": [note]} if note else data, draw_frontier, out, as_json, dpi)
     if note and not as_json:
         write_stdout(f"note: {note}\n")

@@ -14,7 +14,8 @@ from .._lazy import lazy_exports
 
 __all__ = [  # `planner.core.__all__`, every public name of the planner
     "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
-    "Binding", "Candidate", "ComputeBudget", "Plan", "PlanRequest", "candidate", "plan", "plans_frame",
+    "Binding", "Candidate", "ComputeBudget", "Plan", "PlanRequest", "candidate", "model_flops_optimum", "plan",
+    "plans_frame",
 ]
 _EXPORTS = dict.fromkeys(__all__, "core")
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

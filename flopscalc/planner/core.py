@@ -12,7 +12,7 @@ and cost; a target loss: the fastest run that reaches it. See docs/planner.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..assumption import Assumption
@@ -43,7 +43,7 @@ from .notes import (
     _warnings,
 )
 from .options import PlanOption
-from .passes import DEADLINE_KINDS, _recommendation, _Search, _Space
+from .passes import DEADLINE_KINDS, _allocation, _per_token, _recommendation, _Search, _Space
 from .relax import Binding, _binding
 from .request import PlanRequest
 from .search import (
@@ -70,7 +70,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM", "DEFAULT_MFU", "DEFAULT_PRECISION", "DEFAULT_UTILIZATION", "Assumption",
-    "Binding", "Candidate", "ComputeBudget", "Plan", "PlanRequest", "candidate", "plan", "plans_frame",
+    "Binding", "Candidate", "ComputeBudget", "Plan", "PlanRequest", "candidate", "model_flops_optimum", "plan",
+    "plans_frame",
 ]
 
 # Laws whose loss the plan also shows for the recommended run, to show how much the laws disagree.
@@ -168,6 +169,31 @@ def plan(request: PlanRequest | GpuSpec, duration_s: float | None = None, **fiel
     budget, c_model = _budget(req)
     search = _recommendation(req, space, budget, c_model)
     return _explanation(req, space, search)
+
+
+def model_flops_optimum(request: PlanRequest, c_flops: float, law: ScalingLaw | None = None) -> Allocation:
+    """The law's optimum `plan` states for ``c_flops`` model FLOPs under ``request`` (its header's "compute-optimal").
+
+    Parameters
+    ----------
+    request : PlanRequest
+        The question whose model FLOPs ``c_flops`` are: its sequence, family (or fixed models) and dataset size set
+        the model FLOPs per token of the model the plan would train.
+    c_flops : float
+        Model FLOPs, as the plan counts them (dense attention, PaLM App. B) (FLOP).
+    law : ScalingLaw, optional
+        Another law than the request's (the request is asked again with it).
+
+    Returns
+    -------
+    Allocation
+        The law's optimum for the budget converted to the law's C = 6ND at the model FLOPs per token of an
+        N-parameter model (`scaling.optimal_per_token`; ``law_flops``), as `plan` places it: for the request's own
+        law and the budget's model FLOPs this is `Plan.allocation`. See docs/planner.md.
+    """
+    req = request if law is None else replace(request, law=law)
+    alloc, _ = _allocation(req, c_flops, _per_token(req, _search_space(req)))
+    return alloc
 
 
 def _search_space(req: PlanRequest) -> _Space:

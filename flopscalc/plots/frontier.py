@@ -3,12 +3,16 @@
 `frontier_data` gathers the numbers from the engines (no matplotlib); `draw_frontier` draws them;
 `frontier_figure` does both. Landmarks: the GPT-2 presets at the budget where each is compute-optimal under
 the first law (``scaling.flops_for_params``), published runs at C = 6ND (Kaplan et al. 2020, sec. 2.1) from
-``data/published_runs.csv``, the user's budget, and the model sizes that fit a GPU's memory.
+``data/published_runs.csv``, the user's budget with each law's optimum for it, and the model sizes that fit a
+GPU's memory. The compute axis is each law's own C = 6ND (Hoffmann et al. 2022, sec. 3); a budget of model FLOPs
+(``budget_request``: time on a GPU, as `plan` counts it) has its optimum placed as `plan` places it, at the budget
+converted to that convention (`planner.model_flops_optimum`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +22,9 @@ from ..flops import FLOPS_PER_PARAM_TOKEN
 from ..hardware import GpuSpec, Precision
 from ..model import GPT2_BLOCK_SIZE, PRESETS, count_params
 from . import _common as C
+
+if TYPE_CHECKING:
+    from ..planner.request import PlanRequest
 
 # Laws drawn when none are named: the corrected Chinchilla fit, the published one, the IsoFLOP approach
 # and Kaplan's; the others are one --law away.
@@ -41,7 +48,8 @@ def _check_range(c_range_flops) -> tuple[float, float]:
 def frontier_data(laws=DEFAULT_FRONTIER_LAWS, c_range_flops=DEFAULT_C_RANGE_FLOPS, budget_flops: float | None = None,
                   budget_label: str | None = None, gpu: GpuSpec | None = None, n_gpus: int = 1,
                   seq_len: int = GPT2_BLOCK_SIZE, precision: Precision | str = Precision.bf16,
-                  capacity_bytes: float | None = None, published: bool = True) -> dict:
+                  capacity_bytes: float | None = None, published: bool = True,
+                  budget_request: PlanRequest | None = None) -> dict:
     """The numbers behind the frontier plot (JSON-ready; units in the keys).
 
     Parameters
@@ -51,13 +59,18 @@ def frontier_data(laws=DEFAULT_FRONTIER_LAWS, c_range_flops=DEFAULT_C_RANGE_FLOP
     c_range_flops : (float, float)
         Training compute span (FLOP).
     budget_flops : float, optional
-        The user's budget (FLOP), drawn as a vertical line.
+        The user's budget (FLOP), drawn as a vertical line: in the laws' C = 6ND, or model FLOPs with
+        ``budget_request``.
     budget_label : str, optional
         How the budget was obtained, for the legend (e.g. "1 year on 1x RTX 4070 Ti").
     gpu, n_gpus, seq_len, precision, capacity_bytes
         The memory region: which model sizes fit (see `largest_fitting_params`).
     published : bool
         Mark the published runs of ``data/published_runs.csv``.
+    budget_request : PlanRequest, optional
+        The plan question whose model FLOPs ``budget_flops`` are (a time on a GPU): each law's optimum is then the
+        one `plan` states (`planner.model_flops_optimum`), at ``law_flops``, the budget as that law counts it
+        (C = 6ND); without it the budget is taken in the laws' own convention.
     """
     from ..scaling import flops_for_params, optimal
     from ..scaling.allocate import optimal_arrays
@@ -95,9 +108,16 @@ def frontier_data(laws=DEFAULT_FRONTIER_LAWS, c_range_flops=DEFAULT_C_RANGE_FLOP
     if budget_flops is not None:
         if not (budget_flops > 0 and math.isfinite(budget_flops)):
             raise UsageError(f"the budget must be a positive number of FLOPs, got {budget_flops}")
+        if budget_request is None:  # the budget in the laws' own C = 6ND
+            allocs = [optimal(law, budget_flops) for law in law_objs]
+        else:  # model FLOPs: each law's optimum as plan places it (the budget converted to the law's C = 6ND)
+            from ..planner import model_flops_optimum
+
+            allocs = [model_flops_optimum(budget_request, budget_flops, law) for law in law_objs]
         budget = {"c_flops": float(budget_flops), "label": budget_label,
-                  "optimal": [{"law": a.law, "n_params": a.n_params, "n_tokens": a.n_tokens}
-                              for a in (optimal(law, budget_flops) for law in law_objs)]}
+                  "counted_as": "the laws' C = 6ND" if budget_request is None else "model FLOPs, as plan counts them",
+                  "optimal": [{"law": a.law, "n_params": a.n_params, "n_tokens": a.n_tokens,
+                               "law_flops": a.c_flops if a.law_flops is None else a.law_flops} for a in allocs]}
     fit = None
     if gpu is not None:
         fit = largest_fitting_params(gpu, n_gpus, seq_len, precision, capacity_bytes)
@@ -151,13 +171,17 @@ def draw_frontier(data: dict):
     budget = data["budget"]
     if budget is not None:
         c_b = budget["c_flops"]
-        label = f"budget {C.sci_label(c_b)} FLOP" + (f" ({budget['label']})" if budget.get("label") else "")
+        model_flops = budget.get("counted_as", "").startswith("model")
+        label = (f"budget {C.sci_label(c_b)} {'model ' if model_flops else ''}FLOP"
+                 + (f" ({budget['label']})" if budget.get("label") else ""))
         best = budget["optimal"][0]
+        # a model-FLOP budget's star sits where plan places the optimum: at the budget as the law counts it (6ND)
+        how, at = ((" as plan converts it", f", 6ND = {C.sci_label(best['law_flops'])}") if model_flops else ("", ""))
         for ax, key, sym in ((ax_n, "n_params", "N"), (ax_d, "n_tokens", "D")):
             ax.axvline(c_b, color="black", ls="--", lw=1.3, label=label, gid="budget")
-            ax.scatter([c_b], [best[key]], marker="*", s=200, color="gold", edgecolor="black", zorder=7,
-                       gid="budget_optimum", label=f"{sym}_opt at the budget ({best['law']}): "
-                                                   f"{format_count(best[key])}")
+            ax.scatter([best["law_flops"]], [best[key]], marker="*", s=200, color="gold", edgecolor="black",
+                       zorder=7, gid="budget_optimum",
+                       label=f"{sym}_opt at the budget{how} ({best['law']}{at}): {format_count(best[key])}")
     fit = data["gpu_fit"]
     if fit is not None:
         y0 = ax_n.get_ylim()[0]
@@ -186,7 +210,8 @@ def draw_frontier(data: dict):
         pts = [{"c_flops": p["c_flops"], key: p[key], "name": p["name"]} for p in presets] + runs
         taken += C.point_boxes(fig, ax, [p["c_flops"] for p in pts], [p[key] for p in pts])
         if budget is not None:
-            taken += C.point_boxes(fig, ax, [budget["c_flops"]], [budget["optimal"][0][key]], radius_pt=8)
+            taken += C.point_boxes(fig, ax, [budget["optimal"][0]["law_flops"]], [budget["optimal"][0][key]],
+                                   radius_pt=8)
         for group, color in ((presets, primary_color), (runs, "black")):
             merged = _merge_close([{"c_flops": p["c_flops"], key: p[key], "name": p["name"]} for p in group], key)
             if merged:
