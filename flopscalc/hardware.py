@@ -360,15 +360,20 @@ class GpuDatabase:
     def family_variants(self, name: str) -> tuple[str, ...] | None:
         """The other rows of the family when ``name`` is a family name one row lists as an alias, else None.
 
-        A family name ('a100', 'h100', '3060') leaves out words the resolved row's key holds (a size, a form factor:
-        'a100' of 'a100-sxm-80gb'); it still names that one row, never another product. The tuple holds the keys of
-        the other rows whose key, name or an alias holds every word of ``name`` (empty: no other variant is in the
-        database). None when ``name`` is the row's key or names it whole ('4090' for 'rtx-4090', 'h20').
+        A family name ('a100', 'h100', '3060') keeps the model number of the resolved row's key and leaves out words
+        its key or name holds (a size, a form factor: 'a100' of 'a100-sxm-80gb'); it still names that one row, never
+        another product. The tuple holds the keys of the other rows whose key, name or an alias holds every word of
+        ``name`` (empty: no other variant is in the database). None when ``name`` is the row's key or names it whole
+        ('4090' for 'rtx-4090', 'h20'), or is another spelling of it: a word the row's key and name lack
+        ('a100-pcie-80g', 'tpuv4', 'trn2'), or a codename without the model number ('grace-hopper' of 'gh200').
         """
         spec = self.get(name)
         words = _words(name)
-        if not (_words(spec.key) - words - {"rtx"}):  # GeForce names are typed without the 'rtx' ('4070ti')
+        key_words = _words(spec.key)
+        if not (key_words - words - {"rtx"}):  # GeForce names are typed without the 'rtx' ('4070ti')
             return None
+        if not words < key_words | _words(spec.name) or not any(w.isdigit() for w in words & key_words):
+            return None  # a spelling of the one product, not a family of several
         return tuple(k for k, s in self.specs.items() if k != spec.key
                      and any(words <= _words(t) for t in (s.key, s.name, *s.aliases)))
 

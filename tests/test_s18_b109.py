@@ -22,3 +22,38 @@ def test_search_refusal_names_what_to_drop_in_words(capsys, extra, pronoun):
     line = refused(capsys, *SEARCH, *extra)
     assert "{" not in line and "len(" not in line  # was: "drop {'them' if len(chosen) > 1 else 'it'} or ..."
     assert pronoun in line
+
+
+# ------------------------------------------------------------------ 2. gpus show: a spelling is not a family name
+# 'a100-pcie-80g' is the row a100-pcie-80gb spelt short, 'tpuv4' and 'trn2' the TPU v4 and Trainium2, 'grace-hopper'
+# the GH200's codename: each printed "X -> ..., the variant this family name is an alias of (no other variant ...)".
+# The row each name belongs to is read from the aliases column of data/gpu_specs.csv, not from the lookup.
+
+def _alias_rows() -> dict[str, str]:
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "data" / "gpu_specs.csv"
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    return {a.strip(): r["key"] for r in rows for a in r["aliases"].split(";") if a.strip()}
+
+
+@pytest.mark.parametrize("name", ["a100-pcie-80g", "tpuv4", "trn2", "grace-hopper", "tpu-trillium", "h100-pci"])
+def test_gpus_show_a_spelling_of_one_row_is_not_called_a_family(capsys, name):
+    import json
+
+    code, out, _ = cli(capsys, "gpus", "show", name, "--json")
+    d = json.loads(out)
+    assert code == 0 and d["key"] == _alias_rows()[name] and "resolved_from" not in d
+    code, out, _ = cli(capsys, "gpus", "show", name)
+    assert code == 0 and "family" not in out.splitlines()[0] and " -> " not in out.splitlines()[0]
+
+
+@pytest.mark.parametrize("name, others", [("a100", 3), ("h100", 2), ("a100-pcie", 1), ("3060", 0)])
+def test_gpus_show_a_family_name_still_says_so(capsys, name, others):
+    import json
+
+    code, out, _ = cli(capsys, "gpus", "show", name, "--json")
+    d = json.loads(out)
+    assert code == 0 and d["key"] == _alias_rows()[name] and len(d["resolved_from"]["other_variants"]) == others
