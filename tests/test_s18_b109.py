@@ -57,3 +57,29 @@ def test_gpus_show_a_family_name_still_says_so(capsys, name, others):
     code, out, _ = cli(capsys, "gpus", "show", name, "--json")
     d = json.loads(out)
     assert code == 0 and d["key"] == _alias_rows()[name] and len(d["resolved_from"]["other_variants"]) == others
+
+
+# ------------------------------------------------------------------ 3. one past-context warning for every command
+# `memory` worded its own ("sequence 262144 is longer than llama-3.1-8b's context of 131072 tokens; ...") while step,
+# flops and plan printed "262,144 tokens per sequence is past the trained context (131,072): ..."; docs/planner.md
+# calls it the same line. Llama 3.1's context is 128K = 131,072 tokens (Dubey et al. 2024, sec. 3.4.2).
+
+LONG = ["--model", "llama-3.1-8b", "--gpu", "h100", "--seq", "262144"]
+
+
+def _past(lines: list[str]) -> list[str]:
+    return [w for w in lines if "262,144" in w or "262144" in w]
+
+
+def test_memory_gives_the_same_past_context_line_as_step_and_flops(capsys):
+    from conftest import cli_json
+
+    mem = _past(cli_json(capsys, "memory", *LONG)["warnings"])
+    step = _past(cli_json(capsys, "step", *LONG)["warnings"])
+    assert len(mem) == 1 and len(step) == 1
+    head = "262,144 tokens per sequence is past the trained context (131,072): "
+    assert mem[0].startswith(head) and step[0].startswith(head)
+    # the same sentence, but for what each command still prices
+    assert mem[0].replace("memory is priced", "X") == step[0].replace("time and memory are priced", "X")
+    code, out, _ = cli(capsys, "memory", *LONG)
+    assert code == 0 and f"warning: {mem[0]}" in " ".join(out.split())
