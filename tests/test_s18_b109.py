@@ -83,3 +83,22 @@ def test_memory_gives_the_same_past_context_line_as_step_and_flops(capsys):
     assert mem[0].replace("memory is priced", "X") == step[0].replace("time and memory are priced", "X")
     code, out, _ = cli(capsys, "memory", *LONG)
     assert code == 0 and f"warning: {mem[0]}" in " ".join(out.split())
+
+
+# ------------------------------------------------------------------ 4. --zero on one GPU: what each stage shards
+# Was "--zero 1 shards weights, gradients and optimizer state across GPUs" for every stage. Rajbhandari et al. 2020,
+# sec. 5 (ZeRO-DP): P_os (stage 1) partitions the optimizer states, P_os+g (stage 2) adds the gradients, P_os+g+p
+# (stage 3) adds the parameters.
+STAGE_SHARDS = {"1": ({"optimizer"}, {"gradients", "weights", "parameters"}),
+                "2": ({"optimizer", "gradients"}, {"weights", "parameters"}),
+                "3": ({"optimizer", "gradients", "weights"}, set())}
+
+
+@pytest.mark.parametrize("stage", ["1", "2", "3"])
+@pytest.mark.parametrize("command", ["memory", "step"])
+def test_zero_on_one_gpu_names_what_the_stage_shards(capsys, stage, command):
+    line = refused(capsys, command, "--model", "gpt2", "--gpu", "h100", "--zero", stage)
+    said = line.split(" across GPUs")[0]
+    sharded, not_sharded = STAGE_SHARDS[stage]
+    assert f"--zero {stage} shards" in said
+    assert all(w in said for w in sharded) and not any(w in said for w in not_sharded), line
