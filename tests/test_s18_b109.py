@@ -102,3 +102,17 @@ def test_zero_on_one_gpu_names_what_the_stage_shards(capsys, stage, command):
     sharded, not_sharded = STAGE_SHARDS[stage]
     assert f"--zero {stage} shards" in said
     assert all(w in said for w in sharded) and not any(w in said for w in not_sharded), line
+
+
+# ------------------------------------------------------------------ 5. no import shims; comments cite real homes
+
+def test_names_are_imported_from_where_they_live():
+    import importlib
+
+    cli_common = importlib.import_module("flopscalc.cli.common")
+    report_common = importlib.import_module("flopscalc.report.common")
+    for name in ("BLOCK_SIZE_TYPE", "EVAL_BATCHES_TYPE", "SEED_TYPE", "STEP_INTERVAL_TYPE", "emit"):
+        assert not hasattr(cli_common, name), name  # cli/train.py takes them from cli/bounds.py and cli/output.py
+    assert not hasattr(report_common, "past_context_warning")  # infer and finetune take it from model.sequence
+    resampling = importlib.import_module("flopscalc.scaling.resampling")  # what cli/bounds.py and scaling/fit.py cite
+    assert hasattr(resampling, "MIN_PERCENTILE_RESAMPLES") and hasattr(resampling, "resample_warnings")

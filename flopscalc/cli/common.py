@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 
 from .bounds import (
-    BLOCK_SIZE_TYPE,  # noqa: F401 - cli/train.py imports it from here
-    EVAL_BATCHES_TYPE,  # noqa: F401 - cli/train.py imports it from here
     GRAD_ACCUM_TYPE,
     MICRO_BATCH_TYPE,
     N_EMBD_TYPE,
@@ -18,12 +16,9 @@ from .bounds import (
     N_HEAD_TYPE,
     N_KV_HEAD_TYPE,
     N_LAYER_TYPE,
-    SEED_TYPE,  # noqa: F401 - cli/train.py imports it from here
     SEQ_TYPE,
-    STEP_INTERVAL_TYPE,  # noqa: F401 - cli/train.py imports it from here
     VOCAB_TYPE,
 )
-from .output import emit  # noqa: F401 - cli/train.py imports it from here
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 GpuCsvOpt = Annotated[
