@@ -116,3 +116,46 @@ def test_names_are_imported_from_where_they_live():
     assert not hasattr(report_common, "past_context_warning")  # infer and finetune take it from model.sequence
     resampling = importlib.import_module("flopscalc.scaling.resampling")  # what cli/bounds.py and scaling/fit.py cite
     assert hasattr(resampling, "MIN_PERCENTILE_RESAMPLES") and hasattr(resampling, "resample_warnings")
+
+
+# ------------------------------------------------------------------ 6. `scaling laws` lists only what --law takes
+# The reader's folder: best.json and Best.json were both listed while `--law best` refused them ("differ only in
+# case"); 'my law.json' and '-x.json' were listed and usable though --save refuses such names ("starting with a
+# letter or digit"). The contract checked: a file is listed exactly when --law takes it, and every other file gets
+# one warning line naming it.
+
+LAW = {  # the reviewer's saved fit (r13, /tmp/r13/home/laws/mylaw.json), as `scaling fit --save mylaw` wrote it
+    "schema_version": 1, "name": "mylaw", "title": "fitted: approach 3 on 10 runs",
+    "source": "fitted by flopscalc: approach 3 on runs.csv (10 runs)", "flop_convention": "C = 6ND",
+    "n_counts_embeddings": None,
+    "loss_form": {"kind": "parametric", "E": 2.187883431391027, "A": 172.55879020877748, "B": 19725.01096182305,
+                  "alpha": 0.2845790326436539, "beta": 0.5045972439356297},
+    "allocation": None, "uncertainty": {}, "uncertainty_kind": "", "notes": "",
+    "fitted_range": {"n_params": [1e8, 1.6e9], "n_tokens": [2e9, 3.2e10], "c_flops": None,
+                     "source": "the 10 runs of the fit"},
+    "vocab_size": None, "repetition": None,
+}
+
+
+def test_scaling_laws_lists_exactly_the_saved_laws_law_takes(capsys, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("FLOPSCALC_HOME", str(tmp_path))
+    folder = tmp_path / "laws"
+    folder.mkdir()
+    stems = ["best", "Best", "my law", "-x", "good", "x.y_z-1"]
+    for stem in stems:
+        (folder / f"{stem}.json").write_text(json.dumps(LAW))
+    code, out, err = cli(capsys, "scaling", "laws", "--json")
+    assert code == 0
+    listed = {x["name"] for x in json.loads(out)["laws"]}
+    warnings = [ln for ln in err.splitlines() if ln.startswith("flopscalc: warning:")]
+    for stem in stems:
+        code, _, _ = cli(capsys, "scaling", "loss", "--params", "1B", "--tokens", "20B", f"--law={stem}")
+        assert (code == 0) == (stem.lower() in listed), stem  # listed exactly when --law takes it
+    assert listed & {"best", "my law", "-x"} == set() and {"good", "x.y_z-1"} <= listed
+    assert len(warnings) == 3  # one for the pair differing in case, one per file name --save could not write
+    assert sum(str(folder / "best.json") in w and str(folder / "Best.json") in w for w in warnings) == 1
+    assert sum("my law.json" in w for w in warnings) == 1 and sum("-x.json" in w for w in warnings) == 1
+    line = refused(capsys, "scaling", "loss", "--params", "1B", "--tokens", "20B", "--law=my law")
+    assert "my law.json" in line and "rename" in line
