@@ -159,3 +159,29 @@ def test_scaling_laws_lists_exactly_the_saved_laws_law_takes(capsys, tmp_path, m
     assert sum("my law.json" in w for w in warnings) == 1 and sum("-x.json" in w for w in warnings) == 1
     line = refused(capsys, "scaling", "loss", "--params", "1B", "--tokens", "20B", "--law=my law")
     assert "my law.json" in line and "rename" in line
+
+
+# ------------------------------------------------------------------ 7. a CUDA version without its minor
+# fb1d209 matched any "11.*" to the CUDA 11 GEMM figure; after the range rewrite "11" (no minor) fell outside every
+# range and took the current cuBLAS's fraction. Reference: pytorch/pytorch#100850, H100 SXM bf16 2048 x 8192 x 8192
+# at 720.3 TFLOP/s with cuBLAS 11.11.3.6 (CUDA 11.8), against the datasheet's 989.4 (its H100 SXM column).
+
+@pytest.mark.parametrize("cuda", ["11", " 11 ", "11.8"])
+def test_a_cuda_11_run_without_its_minor_gets_the_cuda_11_gemm_rate(cuda):
+    from flopscalc.hardware import get_gpu
+    from flopscalc.perf.validation import row_device
+
+    h100 = get_gpu("h100-sxm")
+    assert row_device({"cuda": cuda}, h100).gemm_peak_fraction == pytest.approx(720.3 / 989.4, abs=5e-4)
+
+
+def test_cuda_12_without_its_minor_spans_two_figures_and_takes_neither():
+    # 12.0-12.1 are priced at cuBLAS 12.0.2's 742.7 TFLOP/s (same issue), 12.2 on at the current fraction: "12" may
+    # be either, so it takes the GPU's own fraction, as an unstated CUDA does
+    from flopscalc.hardware import get_gpu
+    from flopscalc.perf.device import device_perf
+    from flopscalc.perf.validation import row_device
+
+    h100 = get_gpu("h100-sxm")
+    assert row_device({"cuda": "12"}, h100).gemm_peak_fraction == device_perf(h100).gemm_peak_fraction
+    assert row_device({"cuda": "12.1"}, h100).gemm_peak_fraction == pytest.approx(742.7 / 989.4, abs=5e-4)
