@@ -232,7 +232,7 @@ def test_a_micro_batch_that_does_not_fit_gets_a_smaller_micro_batch_not_a_longer
 # ---- 3. a --seq past a RoPE model's trained context -------------------------------------------------------------
 
 def test_seq_past_rope_context_warns_as_infer_does(app, run_text):
-    from flopscalc.report.common import past_context_warning
+    from flopscalc.model.sequence import past_context_warning
 
     args = ("--model", "llama-2-7b", "--gpu", "4090", "--method", "qlora", "--seq", "8192", "--dataset-tokens", "10M")
     d = run_json(app, *args)

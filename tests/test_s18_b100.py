@@ -162,7 +162,8 @@ def test_gpus_show_family_name_says_the_variant_and_the_others(capsys, name, key
         assert "no other variant" in first
 
 
-@pytest.mark.parametrize("name", ["h20", "4090", "4070ti", "a100-sxm-80gb", "NVIDIA A100 SXM4 80GB", "l40"])
+@pytest.mark.parametrize("name", ["h20", "4090", "4070ti", "a100-sxm-80gb", "NVIDIA A100 SXM4 80GB", "l40",
+                                  "a100-pcie-80g", "tpuv4", "trn2", "grace-hopper"])  # spellings of one product (b109)
 def test_gpus_show_a_whole_name_says_nothing_more(capsys, name):
     assert run(["gpus", "show", name, "--json"]) == 0
     assert "resolved_from" not in json.loads(capsys.readouterr().out)

@@ -152,6 +152,7 @@ SEARCH = ["step", "--gpu", "h100", "--model", "gpt2", "--search", "--n-gpus", "8
 def test_search_refuses_the_options_it_would_ignore(capsys, extra, named):
     line = refused(capsys, *SEARCH, *extra)
     assert all(n in line for n in named) and ("--search" in line)
+    assert "{" not in line  # every part of the line is formatted (b109: "drop {'them' if ...}" was printed raw)
 
 
 def test_search_still_takes_its_batch_from_micro_batch_and_grad_accum_without_global_batch(capsys):

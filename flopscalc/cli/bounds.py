@@ -35,7 +35,7 @@ MAX_STEP_INTERVAL = 1_000_000_000
 # Micro-batches per validation pass: as many as one step may accumulate (`MAX_GRAD_ACCUM`).
 MAX_EVAL_BATCHES = MAX_GRAD_ACCUM
 # Bootstrap resamples of 'scaling fit': 10x the ~1,000 a 95% percentile interval asks for (Davison & Hinkley 1997,
-# R = 999; Efron & Tibshirani 1993, about 1,000: `scaling.runs.MIN_PERCENTILE_RESAMPLES`); 10x more draws cut the
+# R = 999; Efron & Tibshirani 1993, about 1,000: `scaling.resampling.MIN_PERCENTILE_RESAMPLES`); 10x more draws cut the
 # Monte Carlo error of a limit only ~3.2x (1/sqrt(R)). An approach-3 resample takes ~0.03-0.07 s on 2 cores (50 in
 # 1.6-3.3 s, reviews r11/r13), so this bound is ~6-12 minutes, where 1e8 resamples would have been ~2-3 months.
 MAX_BOOTSTRAP = 10_000

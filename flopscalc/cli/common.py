@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 
 from .bounds import (
-    BLOCK_SIZE_TYPE,  # noqa: F401 - cli/train.py imports it from here
-    EVAL_BATCHES_TYPE,  # noqa: F401 - cli/train.py imports it from here
     GRAD_ACCUM_TYPE,
     MICRO_BATCH_TYPE,
     N_EMBD_TYPE,
@@ -18,12 +16,9 @@ from .bounds import (
     N_HEAD_TYPE,
     N_KV_HEAD_TYPE,
     N_LAYER_TYPE,
-    SEED_TYPE,  # noqa: F401 - cli/train.py imports it from here
     SEQ_TYPE,
-    STEP_INTERVAL_TYPE,  # noqa: F401 - cli/train.py imports it from here
     VOCAB_TYPE,
 )
-from .output import emit  # noqa: F401 - cli/train.py imports it from here
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 GpuCsvOpt = Annotated[
@@ -200,6 +195,11 @@ def refuse_empty(**given: str | None) -> None:
             raise UsageError(f"{name} is empty; give a value (see --help) or leave {name} out for its default")
 
 
+# What each ZeRO stage partitions: stage 1 the optimizer state, 2 adds the gradients, 3 the parameters
+ZERO_SHARDS = {1: "the optimizer state", 2: "the optimizer state and gradients",  # Rajbhandari et al. 2020, sec. 5
+               3: "the optimizer state, gradients and weights"}
+
+
 def check_zero_stage(zero_stage: int, n_gpus: int) -> None:
     """Refuse ``--zero 1-3`` on one GPU: ZeRO partitions the model states across the data-parallel ranks
     (Rajbhandari et al. 2020, sec. 5), so over one rank it shards nothing; the estimate would only move because
@@ -213,8 +213,9 @@ def check_zero_stage(zero_stage: int, n_gpus: int) -> None:
         raise UsageError(f"ZeRO stage must be 0, 1, 2 or 3, got {zero_stage} "
                          "(FSDP FULL_SHARD is stage 3, SHARD_GRAD_OP stage 2)")
     if zero_stage > 0 and n_gpus == 1:
-        raise UsageError(f"--zero {zero_stage} shards weights, gradients and optimizer state across GPUs; with --n-gpus "
-                         "1 there is no other GPU to shard them across: drop --zero, or give --n-gpus 2 or more "
+        sharded = ZERO_SHARDS[zero_stage]
+        raise UsageError(f"--zero {zero_stage} shards {sharded} across GPUs; with --n-gpus 1 there is no other GPU to "
+                         f"shard {'it' if zero_stage == 1 else 'them'} across: drop --zero, or give --n-gpus 2 or more "
                          "(--offload moves the optimizer state off one GPU)")
 
 

@@ -152,7 +152,7 @@ def step(
         chosen = given_on_command_line(ctx, "zero", "recompute")
         if chosen:
             raise UsageError(f"--search chooses {' and '.join(chosen)} itself (ZeRO 0/1/3 and the lightest "
-                             "recomputation that fits, per layout); drop {'them' if len(chosen) > 1 else 'it'} or drop --search")
+                             f"recomputation that fits, per layout); drop {'them' if len(chosen) > 1 else 'it'} or drop --search")
         batch_parts = given_on_command_line(ctx, "micro_batch", "grad_accum") if global_batch is not None else []
         if batch_parts:
             raise UsageError(f"--global-batch sets the sequences per step and --search chooses the micro-batch, so "

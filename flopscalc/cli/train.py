@@ -20,13 +20,15 @@ from ..flops import Recompute
 
 # torch-free, and every command here imports it when it runs: its defaults cost start-up nothing
 from ..train.config import DEFAULT_MAX_STEPS, DEFAULT_WARMUP_STEPS
-from .common import (
+from .bounds import (
     BLOCK_SIZE_TYPE,
     EVAL_BATCHES_TYPE,
     MICRO_BATCH_TYPE,
     SEED_TYPE,
     STEP_INTERVAL_TYPE,
     VOCAB_TYPE,
+)
+from .common import (
     BiasOpt,
     FfnOpt,
     GpuCsvOpt,
@@ -45,11 +47,11 @@ from .common import (
     TieOpt,
     arch_options,
     check_seq,
-    emit,
     given_on_command_line,
     refuse_repeated,
     refuse_unused,
 )
+from .output import emit
 
 TORCH_MISSING = "this command needs PyTorch: install the train extra: pip install 'flopscalc[train]'"
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ..assumption import Assumption
 from ..errors import UsageError
 from ..flops import Recompute
-from ..model import ModelConfig, count_params, default_train_seq
+from ..model import ModelConfig, count_params, default_train_seq, past_context, past_context_warning
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .settings import HALF_BYTES, Device, TrainingSetup
 from .states import ModelStates, head_gradient_bytes, model_states
@@ -213,10 +213,8 @@ def estimate_memory(cfg: ModelConfig, setup: TrainingSetup | None = None) -> Mem
                          f"tokens, its learned position table); pass --seq {cfg.block_size} or less")
     logits, transient = logits_buffer_bytes(cfg, setup, seq_len)
     warnings = setup.warnings()
-    if seq_len > cfg.block_size:  # RoPE, ALiBi or no positions: it runs, but past the length the model was built for
-        warnings.append(f"sequence {seq_len} is longer than {cfg.name or 'the model'}'s context of {cfg.block_size} "
-                        "tokens; the memory is for that length, but the model was not made for it (long-context "
-                        "training usually extends RoPE's base first)")
+    if past_context(cfg, seq_len):  # RoPE, ALiBi or no positions: it runs, but past the length it was trained at
+        warnings.append(past_context_warning(seq_len, cfg.block_size, priced="memory is priced"))
     return MemoryBreakdown(
         model=cfg,
         setup=setup,

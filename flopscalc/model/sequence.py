@@ -95,9 +95,9 @@ def past_context(cfg: ModelConfig, seq_len: int) -> bool:
 def past_context_warning(seq_tokens: int, trained_context: int, time_priced: bool = True,
                          priced: str | None = None) -> str:
     """The warning for a sequence longer than the context a (RoPE, ALiBi, ...) model was trained at, one line for
-    every command that prices one (`memory` words its own): ``priced`` says what the command still gives (default:
-    "time and memory are priced", or "memory is priced" where ``time_priced`` is False: a setup that does not fit;
-    `flops`: "FLOPs are counted"; `plan`: time, memory and the law's loss)."""
+    every command that prices one: ``priced`` says what the command still gives (default: "time and memory are
+    priced", or "memory is priced" where ``time_priced`` is False: a setup that does not fit, and `memory`; `flops`:
+    "FLOPs are counted"; `plan`: time, memory and the law's loss)."""
     if priced is None:
         priced = ("time and memory are" if time_priced else "memory is") + " priced"
     return (f"{seq_tokens:,} tokens per sequence is past the trained context ({trained_context:,}): {priced}, but "

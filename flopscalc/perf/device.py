@@ -48,7 +48,9 @@ MAX_GEMM_PEAK_FRACTION = 1.25
 # data/gpu_perf.csv column). [5] timed one bf16 GEMM on H100 with cuBLAS 11.11.3.6 (CUDA 11.8's) and 12.0.2
 # (CUDA 12.0's): every 11.x takes the first (the oldest cuBLAS measured), 12.0-12.1 the second (CUDA 12.1 ships
 # cuBLAS 12.1, nearer 12.0.2 than the MAMF table's torch 2.7.0+cu126 of [1]); any later CUDA, or none stated, the
-# GPU's `gemm_peak_fraction` ([1]). A minor version left out ("12") falls outside both ranges.
+# GPU's `gemm_peak_fraction` ([1]). A version without its minor ("11") means any release of that major: it takes a
+# column only where the column covers the whole major ("11": the CUDA 11 column; "12", whose 12.2 and later take
+# the GPU's fraction, none).
 CUDA_GEMM_COLUMNS = (
     ((11, 0), (11, 99), "gemm_peak_fraction_cuda11"),
     ((12, 0), (12, 1), "gemm_peak_fraction_cuda12_0_12_1"),
@@ -147,7 +149,8 @@ def gemm_peak_fraction_for_cuda(gpu: GpuSpec, cuda: str) -> float | None:
 
     cuBLAS gained Hopper kernels from CUDA 11.8 through 12.x, so a run stated to use an older CUDA is priced at the
     measurement on its own cuBLAS's neighbour, not at the current one. None (the GPU's default fraction applies) for
-    an unstated ``cuda`` (""), a version no column covers, or a GPU without that figure.
+    an unstated ``cuda`` (""), a version no column covers (a major alone, "12", where its minors span columns), or
+    a GPU without that figure.
     """
     text = cuda.strip()
     if not text:
@@ -155,10 +158,13 @@ def gemm_peak_fraction_for_cuda(gpu: GpuSpec, cuda: str) -> float | None:
     major, _, minor = text.partition(".")
     if not (major.isdigit() and (minor.split(".")[0].isdigit() if minor else True)):
         raise UsageError(f"CUDA version must read MAJOR.MINOR (e.g. 12.1), got {cuda!r}")
-    version = (int(major), int(minor.split(".")[0]) if minor else -1)
+    if minor:
+        lowest = highest = (int(major), int(minor.split(".")[0]))
+    else:  # "11": any 11.x, up to the last minor `CUDA_GEMM_COLUMNS` can name
+        lowest, highest = (int(major), 0), (int(major), 99)
     row = perf_rows().get(gpu.key, {})
     for first, last, column in CUDA_GEMM_COLUMNS:
-        if first <= version <= last:
+        if first <= lowest and highest <= last:  # every release the version may mean is in the column's range
             value = (row.get(column) or "").strip()
             return float(value) if value else None
     return None

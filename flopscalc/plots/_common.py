@@ -89,7 +89,7 @@ def empty_panel(ax, message: str, title: str) -> None:
 
 def short_gpu_name(name: str) -> str:
     """'NVIDIA GeForce RTX 4070 Ti' -> 'RTX 4070 Ti': brand words dropped, for legends."""
-    from ..hardware import BRAND_WORDS
+    from ..gpu_names import BRAND_WORDS
 
     words = [w for w in name.split() if w.lower() not in BRAND_WORDS]
     return " ".join(words) or name

@@ -6,7 +6,6 @@ from rich.table import Table
 
 from .._lazy import lazy_exports
 from ..model import ModelConfig, count_params, seq_source
-from ..model.sequence import past_context_warning  # noqa: F401 (infer and finetune take it from here)
 
 COMPONENT_LABELS = {
     "embedding": "embedding lookup",

@@ -11,9 +11,9 @@ from ..finetune.adapters import Method
 from ..finetune.assumptions import compute_dtype, quant_label
 from ..finetune.plan import FinetunePlan
 from ..memory.margin import margin_note
-from ..model import count_params
+from ..model import count_params, past_context_warning
 from ..units import GIB, format_count, format_duration, format_flops, format_gib_number
-from .common import assumptions_table, past_context_warning, unpriced_sentence
+from .common import assumptions_table, unpriced_sentence
 
 ACTIVATION_LABELS = {
     "norms": "norm inputs (fp32) + statistics",

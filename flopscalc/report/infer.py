@@ -7,6 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..model.sequence import past_context_warning
 from ..perf.inference import InferenceEstimate, InferenceFix, cached_tokens, kv_cache_bytes, small_kernels
 from ..units import (
     GIB,
@@ -17,7 +18,7 @@ from ..units import (
     format_tokens_per_s,
     format_usd,
 )
-from .common import past_context_warning, unpriced_sentence
+from .common import unpriced_sentence
 
 
 def _settings_line(e: InferenceEstimate) -> str:

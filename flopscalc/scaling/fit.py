@@ -191,7 +191,7 @@ class Bootstrap:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """Why the intervals are not to be trusted, if they are not (too few resamples: `runs.resample_warnings`)."""
+        """Why the intervals are not to be trusted, if they are not (too few resamples: `resampling.resample_warnings`)."""
         return resample_warnings(self.n_samples)
 
 

@@ -155,6 +155,10 @@ def load_law(path: str | Path) -> ScalingLaw:
     path = Path(path)
     where = f"law file {path}"
     name = path.stem  # as the file spells it (a 'MyLaw.json' saved before names were folded is 'MyLaw')
+    if not LAW_NAME_RE.match(name):  # a name --save refuses: one rule for the laws written and those read
+        suggestion = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-._")[:64] or "mylaw"
+        raise UsageError(f"{where}: {name!r} is not a law name (1-64 letters, digits, '.', '_', '-' starting with a "
+                         f"letter or digit, as --save takes); rename the file, e.g. {suggestion}.json")
     if (key := fold_law_name(name)) in _all_builtin_names():
         raise UsageError(f"{where}: {key!r} is a built-in law's name, which --law {key} always means; rename the "
                          f"file (e.g. {key}-mine.json) to use it")
@@ -173,14 +177,24 @@ def load_law(path: str | Path) -> ScalingLaw:
 
 
 def read_saved_laws(directory: str | Path | None = None) -> tuple[list[ScalingLaw], list[str]]:
-    """The readable saved laws, and one line per file that cannot be read (what is wrong, remove or rename it): one
-    bad file in the folder does not hide the others (`flopscalc scaling laws`). Using a bad law by name still
-    refuses (`get_law`)."""
+    """The usable saved laws, and one line per file that cannot be used (what is wrong, remove or rename it): one
+    bad file in the folder does not hide the others (`flopscalc scaling laws`). A file is listed only where --law
+    takes it: readable, named as --save names laws (`LAW_NAME_RE`), and not one of two names that differ only in
+    case (one line for the pair). Using a bad law by name still refuses (`get_law`)."""
     from ..errors import FlopscalcError
 
     folder = Path(directory) if directory is not None else laws_dir()
-    laws, problems = [], []
+    laws, problems, seen = [], [], set()
     for path in saved_law_files(folder):
+        key = path.stem.lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            saved_law_file(folder, key)  # two files differing only in case: --law refuses both, so neither is listed
+        except FlopscalcError as e:
+            problems.append(f"{e} (neither is listed)")
+            continue
         try:
             laws.append(load_law(path))
         except FlopscalcError as e:

@@ -9,7 +9,8 @@ device's name maps to. ``--peak-tflops`` stays the way to measure MFU against an
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..hardware import GpuSpec, get_gpu, model_number
+from ..gpu_names import model_number
+from ..hardware import GpuSpec, get_gpu
 
 
 def row_names_device(spec: GpuSpec, runtime_name: str, extra_csv=()) -> bool:
@@ -18,7 +19,7 @@ def row_names_device(spec: GpuSpec, runtime_name: str, extra_csv=()) -> bool:
 
     A name the database maps to one row must map to ``spec`` (the lookup `identify_gpu` does with no ``--gpu``).
     A name it maps to no row (or to two) is the case ``--gpu`` exists for; the row must then carry the device's
-    model number (`hardware.model_number`), or that number followed by letters only: 'Tesla V100-SXM2-16GB' may
+    model number (`gpu_names.model_number`), or that number followed by letters only: 'Tesla V100-SXM2-16GB' may
     be named by the v100 row, 'NVIDIA A10G' by the a10 row, neither by an a100 or h100 row.
     """
     try:
