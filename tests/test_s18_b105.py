@@ -151,8 +151,8 @@ def _bnb_readme_rows():
         pytest.skip("bitsandbytes not installed")
     table = text[text.index("Accelerator support"):text.index("</table>")]
     rows = []
-    for tr in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S):
-        cells = [re.sub(r"<[^>]+>", " ", c).split() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, flags=re.S)]
+    for tr in re.findall(r"<tr>(.*?)</tr>", table, flags=re.DOTALL):
+        cells = [re.sub(r"<[^>]+>", " ", c).split() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, flags=re.DOTALL)]
         if len(cells) == 6:
             rows.append((" ".join(cells[1]), *(" ".join(c) for c in cells[3:])))
     assert rows
@@ -252,7 +252,7 @@ def test_finetune_and_plan_say_the_same_note(capsys):
         assert "Google Cloud TPU v5p " + RUNTIME_NOTE in notes
 
 
-@pytest.mark.parametrize("layout", [dict(tp=2, dp=4), dict(dp=8, zero_stage=3)])  # Megatron's count; the trainer's
+@pytest.mark.parametrize("layout", [{"tp": 2, "dp": 4}, {"dp": 8, "zero_stage": 3}])  # Megatron's count; the trainer's
 def test_layout_memory_on_a_tpu_counts_no_cuda_runtime(layout):
     from flopscalc.layout.memory import layout_memory
     from flopscalc.layout.spec import Layout
