@@ -84,16 +84,20 @@ def plan_report(p: Plan) -> Group:
     budget.add_row(f"x utilization {b.utilization:g}", format_flops(b.busy_flops),
                    "busy share of wall-clock time (duty cycle)")
     by_deadline = p.deadline_model_flops
+    # with inference tokens a time or money budget is settled at the lowest-loss run's MFU (`passes._life_cycle`)
+    life_budget = p.inference_tokens is not None and p.budget_kind in ("time", "money")
+    run = "the lowest-loss run (the plan without --inference-tokens)" if life_budget else "the recommended run"
     budget.add_row(f"x MFU {b.mfu:.3g}", format_flops(b.model_flops),
-                   ("model FLOPs the recommended run delivers" if by_deadline is None else
-                    "model FLOPs the budget holds at the recommended run's MFU")
+                   (f"model FLOPs {run} delivers" if by_deadline is None else
+                    f"model FLOPs the budget holds at the MFU of {run}")
                    + f" ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)"
                    + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
                       f"; its MFU, at hardware efficiency {p.stated_efficiency:g}")
-                   + f"; MFU {_mfu_convention(r, p.mfu_causal, '.3g')}")
+                   + (f"; the life-cycle pick is weighed in this budget; MFU ({r.mfu_convention})" if life_budget
+                      else f"; MFU {_mfu_convention(r, p.mfu_causal, '.3g')}"))
     if by_deadline is not None:
         budget.add_row(f"by --max-days {format_duration(p.max_wall_clock_s)}", format_flops(by_deadline),
-                       "model FLOPs the recommended run delivers: the deadline stops it first")
+                       f"model FLOPs {run} delivers: the deadline stops it first")
     a = p.allocation
     budget.add_row(f"{p.law.name} optimum" if p.objective != "target" else "cheapest at target",
                    f"N {format_count(a.n_params)}",
