@@ -89,3 +89,16 @@ def test_header_names_the_run_that_settles_the_budget(capsys):
     assert run(["plan", *THREE_DAYS, "--inference-tokens", "1T"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "model FLOPs the lowest-loss run (the plan without --inference-tokens) delivers" in out
+
+
+@pytest.mark.parametrize("value", ["-5", "0"])
+def test_plan_and_scaling_optimal_refuse_inference_tokens_in_the_same_words(capsys, value):
+    # at df9a2b3 plan said "the inference tokens must be a positive number, got -5.0" and scaling optimal
+    # "--inference-tokens must be a positive number of tokens, e.g. 2T, got -5; ..."
+    errs = []
+    for argv in (["plan", *THREE_DAYS], ["scaling", "optimal", "--flops", "1e21"]):
+        assert run([*argv, "--inference-tokens", value]) == 2
+        errs.append(capsys.readouterr().err.strip())
+    want = (f"flopscalc: error: --inference-tokens must be a positive number of tokens, e.g. 2T, got {value}; "
+            "leave it out for the compute-optimal model alone")
+    assert errs == [want, want]
