@@ -89,7 +89,8 @@ def plan_report(p: Plan) -> Group:
     run = "the lowest-loss run (the plan without --inference-tokens)" if life_budget else "the recommended run"
     budget.add_row(f"x MFU {b.mfu:.3g}", format_flops(b.model_flops),
                    (f"model FLOPs {run} delivers" if by_deadline is None else
-                    f"model FLOPs the budget holds at the MFU of {run}")
+                    "model FLOPs the budget holds at " + ("the MFU of " + run if life_budget else
+                                                          "the recommended run's MFU"))
                    + f" ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)"
                    + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
                       f"; its MFU, at hardware efficiency {p.stated_efficiency:g}")
