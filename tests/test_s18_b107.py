@@ -55,6 +55,8 @@ def test_time_budget_is_the_plain_plans(plans):
     for t in SWEEP:
         assert plans[t]["model_flops"] == pytest.approx(plain["model_flops"], rel=1e-12), t
         assert plans[t]["mfu"] == pytest.approx(plain["mfu"], rel=1e-12), t
+        # and 'flopscalc step''s causal count of that MFU is that run's too, not the life-cycle pick's shape's
+        assert plans[t]["mfu_causal"] == pytest.approx(plain["mfu_causal"], rel=1e-12), t
 
 
 def test_time_budget_lands_near_the_equivalent_flop_budget(capsys, plans):

@@ -62,6 +62,7 @@ class _Search:
     skipped: tuple[float, ...]  # sizes around the optimum the family's rule could not shape
     context: _Context  # of the last pass, which the presets and the binding constraints are weighed in
     recommended: PlanOption
+    budget_run: PlanOption | None = None  # the run whose MFU settles the budget, where not the recommended one
 
 
 def _per_token(req: PlanRequest, space: _Space) -> Callable[[float], float]:
@@ -191,7 +192,7 @@ def _life_cycle(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model:
     if kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
         run = replace(budget, mfu=rec.speed.mfu)
         settled = replace(run, duration_s=req.flops / run.achieved_flop_per_s)
-    return _Search(settled, alloc, ia, options, skipped, ctx, rec)
+    return _Search(settled, alloc, ia, options, skipped, ctx, rec, None if kind == "flops" else plain.recommended)
 
 
 def _lowest_loss(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float) -> _Search:

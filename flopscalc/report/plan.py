@@ -94,8 +94,8 @@ def plan_report(p: Plan) -> Group:
                    + f" ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)"
                    + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
                       f"; its MFU, at hardware efficiency {p.stated_efficiency:g}")
-                   + (f"; the life-cycle pick is weighed in this budget; MFU ({r.mfu_convention})" if life_budget
-                      else f"; MFU {_mfu_convention(r, p.mfu_causal, '.3g')}"))
+                   + ("; the life-cycle pick is weighed in this budget" if life_budget else "")
+                   + f"; MFU {_mfu_convention(p.budget_run or r, p.mfu_causal, '.3g')}")
     if by_deadline is not None:
         budget.add_row(f"by --max-days {format_duration(p.max_wall_clock_s)}", format_flops(by_deadline),
                        f"model FLOPs {run} delivers: the deadline stops it first")
