@@ -104,3 +104,14 @@ def test_plan_and_scaling_optimal_refuse_inference_tokens_in_the_same_words(caps
     want = (f"flopscalc: error: --inference-tokens must be a positive number of tokens, e.g. 2T, got {value}; "
             "leave it out for the compute-optimal model alone")
     assert errs == [want, want]
+
+
+def test_a_life_cycle_cost_above_the_chinchilla_models_is_no_saving(capsys, plans):
+    # 1B served tokens: the pick (the plain plan's 241.5M) costs a little more over its life than the Chinchilla
+    # model of its loss (Hoffmann eq. 4 for that loss, plus its 2NT), as --json's inference block says; the text
+    # says it as a cost, never as a negative saving (df9a2b3: "saving -1.56e17 FLOP (-1.8%)")
+    life = plans["1B"]["inference"]["life_cycle"]
+    assert life["lifetime_flops"] > life["chinchilla_lifetime_flops"]
+    assert run(["plan", *THREE_DAYS, "--inference-tokens", "1B"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no saving" in out and "saving -" not in out and "(-" not in out

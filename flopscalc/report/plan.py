@@ -316,10 +316,15 @@ def _inference_table(p: Plan) -> Table | None:
               f"the tokens of the law's compute-optimal N {format_count(a.n_params)}, D {format_count(a.n_tokens)}")
     t.add_row("life-cycle FLOPs", format_flops(life.lifetime_flops),
               f"training {format_flops(life.train_flops)} + serving {format_flops(life.inference_flops)}")
-    t.add_row("saving", f"{format_flops(life.saving_flops)} ({life.saving_fraction:.1%})",
-              f"vs {format_flops(life.chinchilla_lifetime_flops)} for the Chinchilla model of the same loss "
-              f"{life.target_loss:.3f} (N {format_count(life.chinchilla_n_params)}, D "
-              f"{format_count(life.chinchilla_n_tokens)})")
+    chinchilla = (f"{format_flops(life.chinchilla_lifetime_flops)} for the Chinchilla model of the same loss "
+                  f"{life.target_loss:.3f} (N {format_count(life.chinchilla_n_params)}, D "
+                  f"{format_count(life.chinchilla_n_tokens)})")
+    if life.saving_flops >= 0:
+        t.add_row("saving", f"{format_flops(life.saving_flops)} ({life.saving_fraction:.1%})", f"vs {chinchilla}")
+    else:  # said as a cost, never as a negative saving (FR-A #1: at 1B served tokens, "saving -1.56e17 FLOP")
+        t.add_row("no saving", f"{format_flops(-life.saving_flops)} ({-life.saving_fraction:.1%}) more",
+                  f"than {chinchilla}: the recommended run's shape and speed keep it further from the law's optimum "
+                  "than serving saves")
     return t
 
 
