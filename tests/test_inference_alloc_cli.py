@@ -47,7 +47,7 @@ def test_without_the_flag_there_is_no_inference_block(capsys):
 @pytest.mark.parametrize("args, code, message", [
     (["--inference-tokens", "2T", "--unique-tokens", "1T"], 2, "cannot be combined"),
     (["--inference-tokens", "2T", "--law", "kaplan2020"], 1, "no parametric loss"),
-    (["--inference-tokens", "-5"], 2, "inference tokens must be"),
+    (["--inference-tokens", "-5"], 2, "--inference-tokens must be a positive number of tokens, e.g. 2T, got -5"),
     (["--inference-tokens", "2TB"], 2, "cannot read --inference-tokens"),
 ])
 def test_refusals_are_one_line(capsys, args, code, message):

@@ -9,7 +9,7 @@ training 6ND + 2NT served FLOPs, evaluated in the test on the plan's own JSON op
 - a budget's options spend one budget and differ in loss and in what they serve; the price of a nat of loss is
   the slope -dK/dl of the least life-cycle FLOPs K(l) of a loss, found here by brute force over N (the envelope
   theorem makes it the Lagrange multiplier of Sardana et al.'s problem), and the recommended option has the least
-  2NT + lambda x loss; it is also the option nearest the printed optimum in |ln N|;
+  2NT + lambda x loss (not necessarily the option nearest the printed optimum: the options' speeds move it);
 - a target's options reach one loss, so the paper's 6ND + 2NT ranks them directly.
 """
 
@@ -67,9 +67,8 @@ def test_budget_plan_recommends_the_least_life_cycle_flops(capsys, argv):
     rec = p["recommended"]
     cheapest = min(fitting, key=cost)
     assert rec["n_params"] == cheapest["n_params"]
-    # and it is the fitting option nearest the life-cycle optimum the header prints
-    nearest = min(fitting, key=lambda o: abs(math.log(o["n_params"] / opt["n_params"])))
-    assert rec["n_params"] == nearest["n_params"]
+    # (it need not be the option nearest the printed optimum in |ln N|: the options' speeds give them different
+    # tokens, so their losses are not those of the budget's curve; docs/planner.md step 9)
     # the lowest-loss option serves more than the recommended one and costs more over its life (the old pick
     # shrank it twice: 459.2M at loss 2.406 beside the 864.2M optimum at 2.339 on the 4070 Ti)
     lowest = min(fitting, key=lambda o: o["loss"])

@@ -185,6 +185,22 @@ def check_seq(seq: int | list[int] | None) -> None:
             raise UsageError(f"--seq must be a positive whole number of tokens, got {value}; e.g. --seq 1024")
 
 
+def parse_inference_tokens(text: str | None) -> float | None:
+    """--inference-tokens as a count (None when not given); UsageError for a value that is not a positive number of
+    tokens, worded the same by every command that takes it (`plan`, `scaling optimal`): 0 served tokens is the
+    compute-optimal model, which leaving the option out already gives."""
+    from ..errors import UsageError
+    from ..units import parse_count
+
+    if text is None:
+        return None
+    t = parse_count(text, what="--inference-tokens", kind="tokens")
+    if not t > 0:
+        raise UsageError(f"--inference-tokens must be a positive number of tokens, e.g. 2T, got {text}"
+                         "; leave it out for the compute-optimal model alone")
+    return t
+
+
 def refuse_empty(**given: str | None) -> None:
     """UsageError for a text option given as '' (``--family ''``): where the engine reads '' as "the default",
     an empty value would otherwise be dropped silently. Keys are the option names, as in `refuse_together`."""

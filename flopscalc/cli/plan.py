@@ -31,6 +31,7 @@ from .common import (
     VocabOpt,
     arch_options,
     check_seq,
+    parse_inference_tokens,
     refuse_empty,
     refuse_together,
 )
@@ -192,8 +193,7 @@ def plan(
         model=cfg, shaped=params is not None and model is None and config is None,
         n_tokens=parse_count(tokens, what="--tokens", kind="tokens") if tokens is not None else None,
         target_loss=target_loss, calibration_any_device=calibration_any_device,
-        inference_tokens=(parse_count(inference_tokens, what="--inference-tokens", kind="tokens")
-                          if inference_tokens is not None else None),
+        inference_tokens=parse_inference_tokens(inference_tokens),
         family=family if cfg is None else None, arch=arch if cfg is None else None,  # a fixed model has them
         layout_search=layout_search, network_gbps=network_gbps,
     )

@@ -27,6 +27,7 @@ from .common import (
     SeqOpt,
     check_seq,
     given_on_command_line,
+    parse_inference_tokens,
     refuse_empty,
     refuse_unused,
 )
@@ -117,10 +118,7 @@ def optimal(
             raise UsageError("--inference-tokens and --unique-tokens cannot be combined (the inference-aware "
                              "optimum has no data-constrained form); drop one of them")
         sl = _law(law)
-        t = parse_count(inference_tokens, what="--inference-tokens", kind="tokens")
-        if not t > 0:  # as plan refuses it (planner.request): 0 served tokens is the compute-optimal model below
-            raise UsageError(f"--inference-tokens must be a positive number of tokens, e.g. 2T, got {inference_tokens}"
-                             "; leave it out for the compute-optimal model alone")
+        t = parse_inference_tokens(inference_tokens)  # worded as plan refuses it
         ia = inference_optimal_for_budget(sl, c, t)
         a = optimal_alloc(sl, c)
         emit(Group(allocation_report(a, sl), inference_report(ia)),

@@ -111,6 +111,7 @@ class Plan:
     time_model: str = ""  # which model priced every option (`planner.speed`: per-operation, calibrated, stated, ...)
     seq_source: SeqSource | None = None  # where the training sequence came from (--seq, the model's default, ...)
     data_bound: ShorterRun | None = None  # a data-bound loss: the shortest run within a tolerance of it (databound.py)
+    budget_run: PlanOption | None = None  # the run whose MFU the budget is, where not the recommended one (passes)
 
     @property
     def deadline_model_flops(self) -> float | None:
@@ -124,10 +125,10 @@ class Plan:
 
     @property
     def mfu_causal(self) -> float:
-        """The budget's MFU (the recommended run's, `budget.mfu`) as `flopscalc step` counts it, attention over the
-        causal pairs: MFU is linear in the model FLOPs per token, so the recommended run's causal/plan ratio
+        """The budget's MFU (`budget.mfu`: the recommended run's, or `budget_run`'s) as `flopscalc step` counts it,
+        attention over the causal pairs: MFU is linear in the model FLOPs per token, so that run's causal/plan ratio
         (`PlanOption.mfu_causal`) carries over."""
-        r = self.recommended
+        r = self.recommended if self.budget_run is None else self.budget_run
         return self.budget.mfu * r.mfu_causal / r.speed.mfu
 
     @property
@@ -306,7 +307,7 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,
                 overtraining=over, inference_tokens=req.inference_tokens, inference_optimum=ia, life_cycle=life,
                 warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if rec_tm is None else rec_tm.kind,
-                seq_source=req.seq_len_source, data_bound=shorter)
+                seq_source=req.seq_len_source, data_bound=shorter, budget_run=search.budget_run)
 
 
 def _past_context(req: PlanRequest, rec: PlanOption) -> tuple[str, ...]:

@@ -62,6 +62,7 @@ class _Search:
     skipped: tuple[float, ...]  # sizes around the optimum the family's rule could not shape
     context: _Context  # of the last pass, which the presets and the binding constraints are weighed in
     recommended: PlanOption
+    budget_run: PlanOption | None = None  # the run whose MFU settles the budget, where not the recommended one
 
 
 def _per_token(req: PlanRequest, space: _Space) -> Callable[[float], float]:
@@ -158,6 +159,43 @@ def _within_deadline(req: PlanRequest, budget: ComputeBudget, c_model: float, mf
 
 
 def _recommendation(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float) -> _Search:
+    """The recommended run, and the budget settled at its MFU: the lowest-loss run's (`_lowest_loss`), or with
+    inference tokens the life-cycle pick among the options around the life-cycle optimum of the budget the
+    lowest-loss run settles (`_life_cycle`)."""
+    if req.inference_tokens is None or req.budget_kind in ("target", "tokens"):
+        return _lowest_loss(req, space, budget, c_model)
+    return _life_cycle(req, space, budget, c_model, _lowest_loss(replace(req, inference_tokens=None), space, budget,
+                                                                  c_model))
+
+
+def _life_cycle(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float, plain: _Search) -> _Search:
+    """With inference tokens and a budget: the option with the least life-cycle FLOPs (`search._recommend`, Sardana
+    et al. 2024), weighed in the budget the plain plan ``plain`` (the same request without inference tokens)
+    settles at its lowest-loss run's MFU, with that run among the options.
+
+    The budget and the optimum (and the price of a nat, `scaling.inference.flops_per_nat`) are those of the
+    lowest-loss run, not of the life-cycle pick: priced at the pick's own MFU, a small model's low MFU shrank the
+    budget, and with it the optimum and the price of a nat, so the next pick was smaller still (a 4070 Ti for 3
+    days serving 1T tokens: x MFU 0.147 -> 2.75e18 FLOP and 8.0M recommended, where the same FLOPs as --flops give
+    20.1M). With the plain plan's pick among the options, the pick is never a model both larger and worse than it
+    (more serving and a higher loss both cost life-cycle FLOPs; `lifecycle.life_cycle_pick`).
+    """
+    kind, mfu = req.budget_kind, plain.recommended.speed.mfu
+    c_place = _within_deadline(req, budget, c_model if kind == "flops" else budget.busy_flops * mfu, mfu)
+    alloc, ia = _allocation(req, c_place, _per_token(req, space))
+    shapes, skipped, ctx = _options(req, space, budget, c_model if kind == "flops" else c_place, alloc, ia)
+    if not any(_same_shape(cfg, plain.recommended.model) for cfg in shapes):
+        shapes = sorted([*shapes, plain.recommended.model], key=lambda c: count_params(c).total)
+    options = tuple(_evaluate(cfg, ctx) for cfg in shapes)
+    rec = _recommend(options, ctx, alloc, ia)
+    settled = plain.budget
+    if kind == "flops":  # the time the recommended run takes to spend the FLOPs, at its own MFU
+        run = replace(budget, mfu=rec.speed.mfu)
+        settled = replace(run, duration_s=req.flops / run.achieved_flop_per_s)
+    return _Search(settled, alloc, ia, options, skipped, ctx, rec, None if kind == "flops" else plain.recommended)
+
+
+def _lowest_loss(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model: float) -> _Search:
     """The recommended run, and the budget settled at its own MFU.
 
     The header's optimum must be the law's optimum for the model FLOPs the recommended run delivers, and those

@@ -84,16 +84,21 @@ def plan_report(p: Plan) -> Group:
     budget.add_row(f"x utilization {b.utilization:g}", format_flops(b.busy_flops),
                    "busy share of wall-clock time (duty cycle)")
     by_deadline = p.deadline_model_flops
+    # with inference tokens a time or money budget is settled at the lowest-loss run's MFU (`passes._life_cycle`)
+    life_budget = p.inference_tokens is not None and p.budget_kind in ("time", "money")
+    run = "the lowest-loss run (the plan without --inference-tokens)" if life_budget else "the recommended run"
     budget.add_row(f"x MFU {b.mfu:.3g}", format_flops(b.model_flops),
-                   ("model FLOPs the recommended run delivers" if by_deadline is None else
-                    "model FLOPs the budget holds at the recommended run's MFU")
+                   (f"model FLOPs {run} delivers" if by_deadline is None else
+                    "model FLOPs the budget holds at " + ("the MFU of " + run if life_budget else
+                                                          "the recommended run's MFU"))
                    + f" ({format_rate(b.achieved_flop_per_s)} averaged over wall-clock)"
                    + ("" if p.stated_efficiency is None or p.stated_efficiency == b.mfu else
                       f"; its MFU, at hardware efficiency {p.stated_efficiency:g}")
-                   + f"; MFU {_mfu_convention(r, p.mfu_causal, '.3g')}")
+                   + ("; the life-cycle pick is weighed in this budget" if life_budget else "")
+                   + f"; MFU {_mfu_convention(p.budget_run or r, p.mfu_causal, '.3g')}")
     if by_deadline is not None:
         budget.add_row(f"by --max-days {format_duration(p.max_wall_clock_s)}", format_flops(by_deadline),
-                       "model FLOPs the recommended run delivers: the deadline stops it first")
+                       f"model FLOPs {run} delivers: the deadline stops it first")
     a = p.allocation
     budget.add_row(f"{p.law.name} optimum" if p.objective != "target" else "cheapest at target",
                    f"N {format_count(a.n_params)}",
@@ -311,10 +316,15 @@ def _inference_table(p: Plan) -> Table | None:
               f"the tokens of the law's compute-optimal N {format_count(a.n_params)}, D {format_count(a.n_tokens)}")
     t.add_row("life-cycle FLOPs", format_flops(life.lifetime_flops),
               f"training {format_flops(life.train_flops)} + serving {format_flops(life.inference_flops)}")
-    t.add_row("saving", f"{format_flops(life.saving_flops)} ({life.saving_fraction:.1%})",
-              f"vs {format_flops(life.chinchilla_lifetime_flops)} for the Chinchilla model of the same loss "
-              f"{life.target_loss:.3f} (N {format_count(life.chinchilla_n_params)}, D "
-              f"{format_count(life.chinchilla_n_tokens)})")
+    chinchilla = (f"{format_flops(life.chinchilla_lifetime_flops)} for the Chinchilla model of the same loss "
+                  f"{life.target_loss:.3f} (N {format_count(life.chinchilla_n_params)}, D "
+                  f"{format_count(life.chinchilla_n_tokens)})")
+    if life.saving_flops >= 0:
+        t.add_row("saving", f"{format_flops(life.saving_flops)} ({life.saving_fraction:.1%})", f"vs {chinchilla}")
+    else:  # said as a cost, never as a negative saving (FR-A #1: at 1B served tokens, "saving -1.56e17 FLOP")
+        t.add_row("no saving", f"{format_flops(-life.saving_flops)} ({-life.saving_fraction:.1%}) more",
+                  f"than {chinchilla}: the recommended run's shape and speed keep it further from the law's optimum "
+                  "than serving saves")
     return t
 
 
