@@ -117,9 +117,9 @@ def predictions(measured: dict, gpu_key: str) -> list[dict]:
 def lm_head_ops(cfg: ModelConfig, micro_batch: int, seq: int) -> list:
     """The step model's LM-head GEMMs of one ``micro_batch`` x ``seq`` micro-batch of ``cfg`` (forward, input
     gradient, weight gradient: `perf.ops.forward_ops`), in the precision the reference trainer runs on a GPU (bf16
-    autocast: `memory.settings.trainer_memory_precision`, as `perf.calibrate.point_setup` reads a measured point)."""
+    autocast: `memory.precision.trainer_memory_precision`, as `perf.calibrate.point_setup` reads a measured point)."""
     from flopscalc.memory import Device, TrainingSetup
-    from flopscalc.memory.settings import trainer_memory_precision
+    from flopscalc.memory.precision import trainer_memory_precision
     from flopscalc.perf.ops import forward_ops
 
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=trainer_memory_precision("bf16"),
@@ -132,7 +132,7 @@ def lm_head_prices(ops: list, gpu_key: str) -> list[dict]:
     `perf.step.op_efficiency` gives it (the misaligned rate where ``op.misaligned``: `perf.gemm` [4]) and the
     seconds `perf.step.price_ops` gives one occurrence in a step (the roofline over the sustained fraction)."""
     from flopscalc.hardware import Precision
-    from flopscalc.memory.settings import trainer_memory_precision
+    from flopscalc.memory.precision import trainer_memory_precision
     from flopscalc.perf.device import device_perf
     from flopscalc.perf.op_kinds import StepOptions
     from flopscalc.perf.step import op_efficiency, price_ops

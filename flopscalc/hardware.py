@@ -121,7 +121,7 @@ class GpuSpec:
 def default_training_precision(gpu: GpuSpec, default: Precision = DEFAULT_PRECISION) -> Precision | None:
     """The precision a run on ``gpu`` trains at when none is asked for: ``default`` where the card has its rate, else
     `FALLBACK_PRECISION` (FP16 with loss scaling) where it has that, else None. The one rule behind every command's
-    default: `training_precision` (plan, plot, finetune) and `memory.settings.storage_precision` (step, memory)."""
+    default: `training_precision` (plan, plot, finetune) and `memory.precision.storage_precision` (step, memory)."""
     have = gpu.available_precisions()
     return next((p for p in (default, FALLBACK_PRECISION) if p in have), None)
 

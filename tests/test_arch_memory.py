@@ -36,7 +36,8 @@ import pytest
 from flopscalc.errors import UsageError
 from flopscalc.hf_config import config_from_hf
 from flopscalc.memory import TrainingSetup, estimate_memory
-from flopscalc.memory.settings import FP32_BYTES, MASK_BYTES, Device, MemoryPrecision
+from flopscalc.memory.precision import MemoryPrecision
+from flopscalc.memory.settings import FP32_BYTES, MASK_BYTES, Device
 from flopscalc.memory.states import param_shapes
 from flopscalc.model import ALL_PRESETS, count_params, get_preset
 

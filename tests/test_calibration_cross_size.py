@@ -20,7 +20,8 @@ from flopscalc.calibration import (
 from flopscalc.cli import run
 from flopscalc.errors import UsageError
 from flopscalc.hardware import get_gpu
-from flopscalc.memory.settings import Device, MemoryPrecision, TrainingSetup
+from flopscalc.memory.precision import MemoryPrecision
+from flopscalc.memory.settings import Device, TrainingSetup
 from flopscalc.model import ModelConfig, count_params
 from flopscalc.perf import StepOptions, estimate_step
 from flopscalc.perf.calibrate import (

@@ -14,7 +14,7 @@ import pytest
 
 from flopscalc.calibration import DeviceFactors
 from flopscalc.hardware import get_gpu
-from flopscalc.memory.settings import MemoryPrecision
+from flopscalc.memory.precision import MemoryPrecision
 from flopscalc.model import ModelConfig
 from flopscalc.perf import StepOptions, gemm_efficiency
 from flopscalc.perf.calibrate import cpu_spec, device_from_factors

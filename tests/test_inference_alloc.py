@@ -22,8 +22,6 @@ from flopscalc.errors import DomainError, UsageError
 from flopscalc.scaling.allocate import flops_for_params, optimal
 from flopscalc.scaling.inference import (
     SARDANA2024,
-    InferencePrices,
-    inference_cost_optimal_for_loss,
     inference_optimal_for_budget,
     inference_optimal_for_loss,
     inference_optimal_for_training_budget,
@@ -31,6 +29,7 @@ from flopscalc.scaling.inference import (
     lifetime_flops,
     overtraining_note,
 )
+from flopscalc.scaling.inference_cost import InferencePrices, inference_cost_optimal_for_loss
 from flopscalc.scaling.laws import BUILTIN_LAWS, CHINCHILLA_A3
 
 

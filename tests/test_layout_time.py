@@ -115,6 +115,6 @@ def test_megatron_optimizer_step_bytes_by_the_steps_of_its_mixed_precision_optim
     gradient is fp32 with the fused accumulation or bf16 (16-bit only for an unfused fp16 run, copied by .float()),
     the grad scaler runs for fp16 only."""
     from flopscalc.layout.time import megatron_optimizer_bytes_per_param
-    from flopscalc.memory.settings import MemoryPrecision
+    from flopscalc.memory.precision import MemoryPrecision
 
     assert megatron_optimizer_bytes_per_param(MemoryPrecision(precision), fused) == expected

@@ -29,7 +29,8 @@ from flopscalc.layout.validation import (
     published_layouts,
     rows_of,
 )
-from flopscalc.memory.settings import MemoryPrecision, TrainingSetup
+from flopscalc.memory.precision import MemoryPrecision
+from flopscalc.memory.settings import TrainingSetup
 from flopscalc.model import ModelConfig
 from flopscalc.perf import StepOptions, estimate_step
 from flopscalc.perf.op_kinds import SUSTAINED_FRACTION

@@ -30,7 +30,8 @@ import pytest
 from flopscalc.calibration import load_profile
 from flopscalc.flops import Recompute
 from flopscalc.memory import Device, MemoryPrecision, TrainingSetup, estimate_memory
-from flopscalc.memory.settings import INDEX_BYTES, trainer_memory_precision
+from flopscalc.memory.precision import trainer_memory_precision
+from flopscalc.memory.settings import INDEX_BYTES
 from flopscalc.model import PRESETS, ModelConfig
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"

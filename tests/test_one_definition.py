@@ -160,7 +160,7 @@ def test_precision_words_are_related_in_one_place():
     """Every storage precision computes at some peak, every peak has a storage policy, and the trainer's
     names cover train.config.PRECISIONS; mixed precision round-trips (bf16-pure shares bf16's peak)."""
     from flopscalc.hardware import Precision
-    from flopscalc.memory.settings import (
+    from flopscalc.memory.precision import (
         MATMUL_PRECISION,
         MEMORY_PRECISION,
         TRAINER_MEMORY_PRECISION,

@@ -19,7 +19,7 @@ import pytest
 
 from flopscalc.hardware import Precision, get_gpu
 from flopscalc.memory import TrainingSetup
-from flopscalc.memory.settings import trainer_memory_precision
+from flopscalc.memory.precision import trainer_memory_precision
 from flopscalc.model.presets import PRESETS
 from flopscalc.perf import estimate_step
 from flopscalc.perf.device import device_perf, perf_rows

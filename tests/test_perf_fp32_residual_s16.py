@@ -23,7 +23,8 @@ import pytest
 
 from flopscalc.memory import TrainingSetup
 from flopscalc.memory.activations import residual_bytes
-from flopscalc.memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision
+from flopscalc.memory.precision import MemoryPrecision
+from flopscalc.memory.settings import FP32_BYTES, HALF_BYTES
 from flopscalc.model import ModelConfig
 from flopscalc.perf.ops import backward_ops, forward_ops, recompute_ops
 

@@ -22,7 +22,7 @@ from flopscalc.hardware import get_gpu
 from flopscalc.layout import cluster_for
 from flopscalc.layout.search import search_layouts
 from flopscalc.memory import Optimizer, TrainingSetup, estimate_memory
-from flopscalc.memory.settings import MemoryPrecision
+from flopscalc.memory.precision import MemoryPrecision
 from flopscalc.model import ALL_PRESETS
 from flopscalc.perf import estimate_step
 

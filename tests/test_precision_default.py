@@ -1,6 +1,6 @@
 """One rule picks the default training precision (`hardware.default_training_precision`): BF16 mixed precision where
 the card has a BF16 rate, FP16 with loss scaling where it has only FP16, none otherwise. `plan` (through
-`hardware.training_precision`) and `step`/`memory` (through `memory.settings.storage_precision`) both follow it.
+`hardware.training_precision`) and `step`/`memory` (through `memory.precision.storage_precision`) both follow it.
 
 Reference: the rate columns of data/gpu_specs.csv, read here with the csv module, not through the database code.
 Found while merging the two pickers: `step --precision bf16-mixed` on a card with only an FP32 rate said the card
@@ -17,7 +17,7 @@ import pytest
 
 from flopscalc.cli import run
 from flopscalc.hardware import Precision, builtin_database, default_training_precision, training_precision
-from flopscalc.memory.settings import MemoryPrecision, storage_precision
+from flopscalc.memory.precision import MemoryPrecision, storage_precision
 
 CSV = Path(__file__).resolve().parents[1] / "data" / "gpu_specs.csv"
 STORAGE = {Precision.bf16: MemoryPrecision.bf16_mixed, Precision.fp16: MemoryPrecision.fp16_mixed}

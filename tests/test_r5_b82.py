@@ -13,7 +13,8 @@ import pytest
 from flopscalc.calibration import CalibrationPoint, CalibrationProfile, save_profile
 from flopscalc.cli import run
 from flopscalc.memory import Device, TrainingSetup, estimate_memory
-from flopscalc.memory.settings import DEFAULT_CUDA_CONTEXT_BYTES, MemoryPrecision
+from flopscalc.memory.precision import MemoryPrecision
+from flopscalc.memory.settings import DEFAULT_CUDA_CONTEXT_BYTES
 from flopscalc.model import ModelConfig, count_params
 
 ROOT = Path(__file__).resolve().parents[1]

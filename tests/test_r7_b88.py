@@ -11,7 +11,8 @@ import pytest
 
 from flopscalc.finetune.memory import Compute, FinetuneSetup, Method, finetune_memory
 from flopscalc.memory import TrainingSetup, estimate_memory
-from flopscalc.memory.settings import DEFAULT_CUDA_CONTEXT_BYTES, Device, MemoryPrecision
+from flopscalc.memory.precision import MemoryPrecision
+from flopscalc.memory.settings import DEFAULT_CUDA_CONTEXT_BYTES, Device
 from flopscalc.model import ModelConfig
 
 

@@ -40,9 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                          "sources.")),
     "memory": ("flopscalc.cli.memory", ("Training memory per GPU: what fills it, whether it fits, the largest "
                                         "micro-batch, what would make it fit.")),
-    "bench": ("flopscalc.cli.train", ("Time training steps (after warm-up, device-synchronised): tokens/s, achieved "
+    "bench": ("flopscalc.cli.bench", ("Time training steps (after warm-up, device-synchronised): tokens/s, achieved "
                                       "FLOP/s, MFU, memory.")),
-    "calibrate": ("flopscalc.cli.train", ("Time a sweep (on a CPU by default 7 small shapes), fit the step-time "
+    "calibrate": ("flopscalc.cli.bench", ("Time a sweep (on a CPU by default 7 small shapes), fit the step-time "
                                           "model's device factors and write the profile that 'step --calibration' "
                                           "and 'plan --calibration' read.")),
     "runs": ("flopscalc.cli.runs", ("Published runs (llm.c, OPT, BLOOM, PaLM, Llama...): wall clock predicted vs "

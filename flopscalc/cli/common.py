@@ -247,7 +247,8 @@ def reduce_fp32_option(given: str | None, precision, zero_stage: int, n_gpus: in
     word = given.strip().lower()
     if word not in ("fp32", "bf16", "fp16"):
         raise UsageError(f"--reduce-dtype {given!r} is not a reduction dtype; use fp32, bf16 or fp16")
-    from ..memory.settings import MATMUL_PRECISION, reduce_dtype_used
+    from ..memory.precision import MATMUL_PRECISION
+    from ..memory.settings import reduce_dtype_used
 
     if not reduce_dtype_used(precision, zero_stage):
         raise UsageError(f"--reduce-dtype chooses how ZeRO 1-3 reduces the gradients of mixed precision; at "
@@ -266,9 +267,9 @@ def reduce_fp32_option(given: str | None, precision, zero_stage: int, n_gpus: in
 
 
 def storage_precision(given, gpu, *, needs_rate: bool = False) -> tuple:
-    """`memory.settings.storage_precision`: the precision given, or the one plan would pick on ``gpu``, with a note
+    """`memory.precision.storage_precision`: the precision given, or the one plan would pick on ``gpu``, with a note
     (imported on first use: start-up)."""
-    from ..memory.settings import storage_precision as pick
+    from ..memory.precision import storage_precision as pick
 
     return pick(given, gpu, needs_rate=needs_rate)
 

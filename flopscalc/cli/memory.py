@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from ..flops import Recompute
-from ..memory.settings import DEFAULT_ALLOCATOR_OVERHEAD_FRACTION, MemoryPrecision, Optimizer
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import DEFAULT_ALLOCATOR_OVERHEAD_FRACTION, Optimizer
 from .bounds import GRAD_ACCUM_TYPE, MICRO_BATCH_TYPE
 from .common import (
     BiasOpt,

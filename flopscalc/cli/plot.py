@@ -15,7 +15,8 @@ import typer
 from ..errors import UsageError
 from ..flops import Recompute
 from ..hardware import Precision
-from ..memory.settings import MemoryPrecision, Optimizer
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import Optimizer
 from ..planner.budget import DEFAULT_PRECISION, DEFAULT_UTILIZATION
 from ..plots._common import MAX_DPI, MIN_DPI, PNG_DPI
 from .common import (

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from ..flops import Recompute
-from ..memory.settings import MEMORY_PRECISION, MemoryPrecision, Optimizer
+from ..memory.precision import MEMORY_PRECISION, MemoryPrecision
+from ..memory.settings import Optimizer
 from ..perf.op_kinds import (  # the command imports the step model anyway (cli loads it lazily)
     MOE_STEP_TIME_NOTE,
     SUSTAINED_FRACTION,

@@ -29,7 +29,8 @@ from dataclasses import dataclass, fields
 
 from ..flops import Recompute
 from ..memory.activations import loss_saved_bytes
-from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import FP32_BYTES, HALF_BYTES, TrainingSetup
 from ..model import ModelConfig, Norm, Position
 
 

@@ -32,6 +32,7 @@ from ..errors import UsageError
 from ..flops import Recompute
 from ..memory import TrainingSetup, estimate_memory, logits_buffer_bytes
 from ..memory.estimate import blas_workspace_bytes, cuda_only_bytes
+from ..memory.precision import MemoryPrecision
 from ..memory.settings import (
     ADAM8BIT_BLOCK_ELEMENTS,
     ADAM8BIT_MIN_8BIT_ELEMENTS,
@@ -41,7 +42,6 @@ from ..memory.settings import (
     HALF_BYTES,
     OPTIMIZER_STEP_BYTES,
     Device,
-    MemoryPrecision,
     Optimizer,
     check_gpu_architecture,
 )

@@ -251,7 +251,7 @@ def _per_operation(cfg: ModelConfig, setup: FinetuneSetup, gpu: GpuSpec, precisi
     except DomainError as e:
         return None, (f"time at the stated {DEFAULT_MFU:.0%} of peak: the per-operation model cannot price this "
                       f"device ({e})")
-    from ..memory.settings import MEMORY_PRECISION, MemoryPrecision
+    from ..memory.precision import MEMORY_PRECISION, MemoryPrecision
 
     ops = finetune_step_ops(cfg, setup, flash=True)
     storage = training_setup(setup).precision

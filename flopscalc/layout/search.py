@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
-from ..memory.settings import MemoryPrecision
+from ..memory.precision import MemoryPrecision
 from ..memory.workspace import gpu_setup_fields
 from ..model import ModelConfig
 from ..perf import StepOptions

@@ -49,7 +49,8 @@ import math
 from dataclasses import dataclass, replace
 
 from ..flops import Recompute
-from ..memory.settings import MemoryPrecision, TrainingSetup
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import TrainingSetup
 from ..model import ModelConfig
 from ..perf import StepEstimate, StepOptions, estimate_step
 from ..perf.op_kinds import OpClass, Phase

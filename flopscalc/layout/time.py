@@ -85,14 +85,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..flops import Recompute
-from ..memory.settings import (
-    FP32_BYTES,
-    HALF_BYTES,
-    MemoryPrecision,
-    Optimizer,
-    TrainingSetup,
-    grad_wire_bytes_per_param,
-)
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import FP32_BYTES, HALF_BYTES, Optimizer, TrainingSetup, grad_wire_bytes_per_param
 from ..model import ModelConfig, count_params, params_outside_blocks
 from ..perf import StepOptions
 from ..perf.collectives import megatron_bucket_bytes

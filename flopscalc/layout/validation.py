@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..flops import Recompute, convention_flops_per_token
-from ..memory.settings import MemoryPrecision
+from ..memory.precision import MemoryPrecision
 from ..model import ModelConfig
 from ..perf import StepOptions
 from ..perf.utilization import model_flops_utilization

@@ -7,7 +7,8 @@ from .._lazy import lazy_exports
 from .activations import ActivationBreakdown, activation_bytes, logits_buffer_bytes
 from .estimate import COMPONENTS, Assumption, MemoryBreakdown, estimate_memory
 from .fit import Fit, fits, max_micro_batch
-from .settings import Device, LossKernel, MemoryPrecision, Optimizer, TrainingSetup
+from .precision import MemoryPrecision
+from .settings import Device, LossKernel, Optimizer, TrainingSetup
 from .states import ModelStates, model_states, optimizer_state_bytes, param_shapes
 
 __all__ = [

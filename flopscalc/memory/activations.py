@@ -62,17 +62,8 @@ from operator import attrgetter
 
 from ..flops import Recompute
 from ..model import ModelConfig, Norm, Position, QkNorm, window_cuts
-from .settings import (
-    FP32_BYTES,
-    HALF_BYTES,
-    INDEX_BYTES,
-    MASK_BYTES,
-    Device,
-    LossKernel,
-    MemoryPrecision,
-    TrainingSetup,
-    kept,
-)
+from .precision import MemoryPrecision
+from .settings import FP32_BYTES, HALF_BYTES, INDEX_BYTES, MASK_BYTES, Device, LossKernel, TrainingSetup, kept
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ..model import ModelConfig, Norm, QkNorm, block_params, count_params
+from .precision import MemoryPrecision
 from .settings import (
     ADAM8BIT_BLOCK_ELEMENTS,
     ADAM8BIT_MIN_8BIT_ELEMENTS,
@@ -21,7 +22,6 @@ from .settings import (
     HALF_BYTES,
     OPTIMIZER_STEP_BYTES,
     ZERO_BUCKET_ELEMENTS,
-    MemoryPrecision,
     Optimizer,
     TrainingSetup,
     kept,

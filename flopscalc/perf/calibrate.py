@@ -35,7 +35,8 @@ from ..calibration import CalibrationPoint, CalibrationProfile, DeviceFactors
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
-from ..memory.settings import Device, TrainingSetup, trainer_memory_precision
+from ..memory.precision import trainer_memory_precision
+from ..memory.settings import Device, TrainingSetup
 from ..model import ModelConfig
 from .device import MAX_GEMM_PEAK_FRACTION, DevicePerf, device_perf
 from .op_kinds import StepOptions

@@ -31,7 +31,8 @@ from dataclasses import replace
 from ..finetune.activations import inputs_needing_grad, layer_flow
 from ..finetune.adapters import Method, Quant, adapter_params_per_layer, int8_bytes, linear_shapes, nf4_bytes
 from ..flops import Recompute, forward_flops_per_token
-from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import FP32_BYTES, HALF_BYTES, TrainingSetup
 from ..model import ModelConfig, count_params
 from .op_kinds import Op, OpClass, Phase, StepOptions, act_bytes
 from .ops import _optimizer_bytes, step_ops

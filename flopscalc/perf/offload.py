@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..hardware import GpuSpec
-from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision, TrainingSetup
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import FP32_BYTES, HALF_BYTES, TrainingSetup
 from ..memory.states import model_states
 from ..model import ModelConfig, count_params
 from .fabric import GPUS_PER_NODE

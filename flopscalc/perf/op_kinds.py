@@ -29,7 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from ..memory.settings import FP32_BYTES, HALF_BYTES, MemoryPrecision
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import FP32_BYTES, HALF_BYTES
 
 # The one fitted number of the model: the share of their priced rate the GEMMs sustain in a real training loop
 # (clocks below boost under load, framework and allocator overhead, communication kernels taking SMs), fitted as

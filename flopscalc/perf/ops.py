@@ -55,14 +55,8 @@ from __future__ import annotations
 
 from ..flops import Recompute
 from ..memory.activations import residual_bytes
-from ..memory.settings import (
-    FP32_BYTES,
-    HALF_BYTES,
-    LossKernel,
-    MemoryPrecision,
-    Optimizer,
-    TrainingSetup,
-)
+from ..memory.precision import MemoryPrecision
+from ..memory.settings import FP32_BYTES, HALF_BYTES, LossKernel, Optimizer, TrainingSetup
 from ..model import ModelConfig, count_params, default_train_seq
 from ..model.counts import mlp_unit_params
 from .block_ops import _attention_ops, _block_backward_memory, _block_forward, _linear_ops, _stream_norm

@@ -29,13 +29,8 @@ from functools import lru_cache
 from ..errors import DomainError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
-from ..memory.settings import (
-    MATMUL_PRECISION,
-    LossKernel,
-    MemoryPrecision,
-    TrainingSetup,
-    grad_wire_bytes_per_param,
-)
+from ..memory.precision import MATMUL_PRECISION, MemoryPrecision
+from ..memory.settings import LossKernel, TrainingSetup, grad_wire_bytes_per_param
 from ..model import ModelConfig, count_params, default_train_seq, params_outside_blocks
 from .block_ops import kernel_head_dim
 from .device import TRITON_BWD_SLOWDOWN, TRITON_FWD_SLOWDOWN, DevicePerf, device_perf

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def grad_reduce_dtype(setup) -> str:
     """The dtype the gradients cross the network in (`memory.settings.grad_wire_bytes_per_param`: 4 bytes fp32,
     2 bytes the weights' 16-bit dtype)."""
-    from ..memory.settings import MATMUL_PRECISION, grad_wire_bytes_per_param
+    from ..memory.precision import MATMUL_PRECISION
+    from ..memory.settings import grad_wire_bytes_per_param
 
     return "fp32" if grad_wire_bytes_per_param(setup) == 4 else MATMUL_PRECISION[setup.precision].value
 

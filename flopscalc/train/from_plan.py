@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..memory.settings import TRAINER_MEMORY_PRECISION
+from ..memory.precision import TRAINER_MEMORY_PRECISION
 from ..model import ModelConfig, count_params
 from ..model.presets import ALL_PRESETS
 from ..textfile import parse_json, read_text
@@ -30,8 +30,8 @@ from .config import RECOMPUTES, TrainConfig, model_unsupported
 
 # The block a plan's JSON describes completely by its fields (flopscalc.report.common.model_dict): GPT-2's.
 GPT2_FAMILY = "GPT-2 block"
-# Plan precisions (flopscalc.memory.settings.MemoryPrecision) -> the trainer's, where it runs them: the inverse
-# of memory.settings.TRAINER_MEMORY_PRECISION.
+# Plan precisions (flopscalc.memory.precision.MemoryPrecision) -> the trainer's, where it runs them: the inverse
+# of memory.precision.TRAINER_MEMORY_PRECISION.
 PRECISION_TO_TRAINER = {storage.value: name for name, storage in TRAINER_MEMORY_PRECISION.items()}
 # Where the plan's setting can run when the reference trainer cannot (named in the one-line refusal).
 OPTIMIZER_TOOLS = {
