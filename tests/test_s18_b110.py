@@ -1,0 +1,89 @@
+"""Seam review r15 follow-ups (b110): a timed device's GPU row names that product only, `train --gpu` keeps the rule
+`bench` keeps, a config.json default that breaks the shape names its field, in-node layouts kept off say so, the
+no-fit hint counts GPUs the way the plan would, and `memory` names context parallelism."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import cli
+
+# --- 1. the row of another product is refused for a timed CUDA device --------------------------------------------
+# Names as torch.cuda.get_device_name reports them (nvidia-smi / CUDA deviceQuery output of those boards); each is
+# another product than the row (RTX 3080 Ti vs 3080, 3060 Ti vs 3060, 5060 vs 5060 Ti, the RTX PRO 6000 Blackwell
+# Server Edition vs the RTX 6000 Ada and vs the Workstation Edition row, the H200 NVL vs the H200 SXM, a laptop 3060
+# vs the desktop card; NVIDIA's product pages list each separately with its own clocks, memory or power).
+OTHER_PRODUCTS = [
+    ("NVIDIA GeForce RTX 3080 Ti", "rtx-3080"),
+    ("NVIDIA GeForce RTX 3060 Ti", "rtx-3060-12gb"),
+    ("NVIDIA GeForce RTX 5060", "rtx-5060-ti-16gb"),
+    ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtx-6000-ada"),
+    ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtx-pro-6000-blackwell"),
+    ("NVIDIA H200 NVL", "h200-sxm"),
+    ("NVIDIA GeForce RTX 3060 Laptop GPU", "rtx-3060-12gb"),
+    ("Tesla V100-PCIE-16GB", "v100"),  # the PCIe board, not the SXM2 row
+]
+# the same product, named without a row of its own (a memory size or a letter suffix the database leaves out)
+SAME_PRODUCT = [
+    ("Tesla V100-SXM2-16GB", "v100"),
+    ("NVIDIA A10G", "a10"),
+    ("NVIDIA H100 80GB HBM3", "h100"),
+    ("NVIDIA GeForce RTX 3060", "rtx-3060-12gb"),
+    ("NVIDIA A100-SXM4-40GB", "a100-sxm-40gb"),
+]
+
+
+@pytest.mark.parametrize(("runtime_name", "row"), OTHER_PRODUCTS)
+def test_a_row_of_another_product_is_refused(runtime_name, row):
+    # was accepted: the first word with a digit (3080, 3060, 5060, 6000, h200) was all that was compared
+    from flopscalc.errors import UsageError
+    from flopscalc.hardware import get_gpu
+    from flopscalc.train.gpu_row import refuse_row_of_another_device
+
+    with pytest.raises(UsageError) as err:
+        refuse_row_of_another_device("cuda", runtime_name, row, get_gpu(row))
+    line = str(err.value)
+    assert "\n" not in line and runtime_name in line and "--gpu-csv" in line and "--peak-tflops" in line
+
+
+@pytest.mark.parametrize(("runtime_name", "row"), SAME_PRODUCT)
+def test_a_row_of_the_same_product_is_accepted(runtime_name, row):
+    from flopscalc.hardware import get_gpu
+    from flopscalc.train.gpu_row import refuse_row_of_another_device
+
+    refuse_row_of_another_device("cuda", runtime_name, row, get_gpu(row))  # no error
+
+
+# --- 2. train --gpu on a CPU is refused as bench's is; --peak-tflops given is not advised again -----------------
+
+SHAPE = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32", "--vocab-size", "64"]
+
+
+def _refused(capsys, *argv: str) -> str:
+    code, _, err = cli(capsys, *argv)
+    assert code == 2, err
+    assert err.startswith("flopscalc: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_train_with_a_gpu_row_on_a_cpu_is_refused(capsys):
+    # was: exit 0, device "CPU x86_64", "MFU against NVIDIA H100 SXM5 80GB's dense fp32 peak"
+    pytest.importorskip("torch")
+    line = _refused(capsys, "train", "--synthetic", *SHAPE, "--micro-batch", "2", "--eval-batches", "1",
+                    "--device", "cpu", "--steps", "2", "--warmup-steps", "0", "--gpu", "h100", "--json")
+    assert "--gpu h100" in line and "the device timed is a CPU" in line
+
+
+def test_bench_with_gpu_and_peak_tflops_on_a_cpu_says_drop_gpu_not_give_the_peak(capsys, monkeypatch):
+    # was: "... drop --gpu ..., or give --peak-tflops to measure MFU" to a user who gave --peak-tflops
+    pytest.importorskip("torch")
+    from flopscalc.train import bench
+
+    def timed(*a, **k):
+        raise AssertionError("timed a setup before refusing --gpu")
+
+    monkeypatch.setattr(bench, "_warm_trainer", timed)
+    line = _refused(capsys, "bench", *SHAPE, "--device", "cpu", "--warmup-steps", "1", "--steps", "1",
+                    "--gpu", "h100", "--peak-tflops", "1")
+    assert "drop --gpu" in line and "give --peak-tflops without --gpu" in line
+    assert "or give --peak-tflops" not in line
