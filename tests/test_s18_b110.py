@@ -87,3 +87,46 @@ def test_bench_with_gpu_and_peak_tflops_on_a_cpu_says_drop_gpu_not_give_the_peak
                     "--gpu", "h100", "--peak-tflops", "1")
     assert "drop --gpu" in line and "give --peak-tflops without --gpu" in line
     assert "or give --peak-tflops" not in line
+
+
+# --- 3. a config.json whose class default breaks the shape names the field; --n-kv-head mends it ----------------
+# /tmp/r15/q2.json: a Qwen2 file without num_key_value_heads, 8 heads
+Q2 = {"model_type": "qwen2", "hidden_size": 512, "intermediate_size": 1024, "num_attention_heads": 8,
+      "num_hidden_layers": 2, "vocab_size": 1000, "max_position_embeddings": 2048}
+
+
+def _write(tmp_path, data: dict):
+    import json
+
+    path = tmp_path / "q2.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_a_class_default_that_breaks_the_heads_names_the_field_and_the_class(capsys, tmp_path):
+    # was: "n_head (8) must be a multiple of n_kv_head (32) ... try n_kv_head 8", naming no file or field
+    transformers = pytest.importorskip("transformers")
+    default = transformers.Qwen2Config().num_key_value_heads  # the independent reference: 32 in 5.24
+    path = _write(tmp_path, Q2)
+    line = _refused(capsys, "plan", "--config", path, "--gpu", "h100", "--days", "1")
+    assert path in line and "leaves num_key_value_heads out" in line
+    assert f"Qwen2Config default is {default}" in line and '"num_key_value_heads": 8' in line
+    assert "--n-kv-head 8" in line
+
+
+def test_n_kv_head_mends_a_file_whose_default_breaks_the_heads(capsys, tmp_path):
+    # was refused: the file was checked before --n-kv-head applied. Reference: transformers' own Qwen2 module with
+    # num_key_value_heads 8, built on the meta device
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from tests.conftest import cli_json
+
+    mended = cli_json(capsys, "memory", "--config", _write(tmp_path, Q2), "--gpu", "h100", "--n-kv-head", "8")
+    with torch.device("meta"):
+        module = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**Q2, num_key_value_heads=8))
+    assert mended["n_params"] == sum(p.numel() for p in module.parameters())
+
+
+def test_a_files_own_kv_heads_that_break_the_shape_are_named_as_its_field(capsys, tmp_path):
+    line = _refused(capsys, "memory", "--config", _write(tmp_path, {**Q2, "num_key_value_heads": 3}), "--gpu", "h100")
+    assert "field 'num_key_value_heads' (3)" in line and "num_attention_heads 8" in line
