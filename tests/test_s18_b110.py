@@ -130,3 +130,40 @@ def test_n_kv_head_mends_a_file_whose_default_breaks_the_heads(capsys, tmp_path)
 def test_a_files_own_kv_heads_that_break_the_shape_are_named_as_its_field(capsys, tmp_path):
     line = _refused(capsys, "memory", "--config", _write(tmp_path, {**Q2, "num_key_value_heads": 3}), "--gpu", "h100")
     assert "field 'num_key_value_heads' (3)" in line and "num_attention_heads 8" in line
+
+
+# --- 4. inside a node, an option that keeps the layouts out says so where they may pay -------------------------
+# tests/data/r15_qwen15_moe.json: the reviewer's copy of Qwen/Qwen1.5-MoE-A2.7B's config.json
+MOE = "tests/data/r15_qwen15_moe.json"
+MOE_PLAN = ["plan", "--config", MOE, "--gpu", "h100", "--n-gpus", "8", "--days", "7", "--seq", "4096", "--json"]
+SKIPPED = "only data-parallel setups (ZeRO, offload, recomputation) were weighed on these 8 GPUs"
+
+
+def test_the_moe_plan_of_one_node_takes_expert_parallelism_without_options(capsys):
+    # the premise: on these GPUs the node's layouts pay for this model (review r10 #3: EP4, 191.1k vs 148.7k tokens/s)
+    from tests.conftest import cli_json
+
+    plan = cli_json(capsys, *MOE_PLAN)
+    assert plan["recommended"]["layout"]["ep"] > 1
+    assert not any(SKIPPED in w for w in plan["warnings"])
+
+
+@pytest.mark.parametrize("option", [["--mfu", "0.4"], ["--precision", "fp32"]])
+def test_an_option_that_keeps_the_node_layouts_out_says_so(capsys, option):
+    # was: ZeRO-2 8-bit at 174.2k tokens/s and no warning (the warning was for plans beyond one node only)
+    from tests.conftest import cli_json
+
+    plan = cli_json(capsys, *MOE_PLAN, *option)
+    assert plan["recommended"].get("layout") is None
+    assert any(SKIPPED in w and option[0] in w or SKIPPED in w and "fp32" in w for w in plan["warnings"])
+
+
+def test_no_warning_where_the_node_layouts_would_not_be_weighed(capsys):
+    # a dense model at a short sequence: the plan keeps the data-parallel search alone with or without --mfu
+    from tests.conftest import cli_json
+
+    plan = cli_json(capsys, "plan", "--model", "gpt2", "--gpu", "h100", "--n-gpus", "8", "--days", "1", "--mfu", "0.4",
+                    "--json")
+    assert not any(SKIPPED in w for w in plan["warnings"])
+    asked = cli_json(capsys, *MOE_PLAN, "--no-layout-search")  # asked for: no warning
+    assert not any(SKIPPED in w for w in asked["warnings"])
