@@ -167,3 +167,27 @@ def test_no_warning_where_the_node_layouts_would_not_be_weighed(capsys):
     assert not any(SKIPPED in w for w in plan["warnings"])
     asked = cli_json(capsys, *MOE_PLAN, "--no-layout-search")  # asked for: no warning
     assert not any(SKIPPED in w for w in asked["warnings"])
+
+
+# --- 5. the no-fit hint counts GPUs as the plan without the option would -----------------------------------------
+# tests/data/r15_qwen25_7b.json: the reviewer's copy of Qwen/Qwen2.5-7B's config.json (131,072-token context)
+QWEN7B = ["plan", "--config", "tests/data/r15_qwen25_7b.json", "--gpu", "h100", "--days", "30"]
+
+
+@pytest.mark.parametrize("options", [["--n-gpus", "2", "--mfu", "0.4"], ["--n-gpus", "1", "--no-layout-search"],
+                                     ["--n-gpus", "1", "--mfu", "0.4"]])
+def test_the_no_fit_hint_names_the_gpus_the_plan_without_the_option_runs_on(capsys, options):
+    # was: "not even 4096 GPUs hold it", while the plain plan runs on 4 (context parallelism)
+    import re
+
+    from tests.conftest import cli_json
+
+    code, _, err = cli(capsys, *QWEN7B, *options)
+    assert code == 1 and err.count("\n") == 1, err
+    found = re.search(r"it would fit on (\d+) GPUs without (--[a-z-]+)", err)
+    assert found and found.group(2) == options[2], err
+    n = found.group(1)
+    plan = cli_json(capsys, *QWEN7B, "--n-gpus", n)  # the count named runs without the option...
+    assert plan["recommended"]["layout"]["cp"] > 1
+    fewer = cli(capsys, *QWEN7B, "--n-gpus", str(int(n) - 1))  # ...and is the fewest
+    assert fewer[0] == 1
