@@ -191,3 +191,27 @@ def test_the_no_fit_hint_names_the_gpus_the_plan_without_the_option_runs_on(caps
     assert plan["recommended"]["layout"]["cp"] > 1
     fewer = cli(capsys, *QWEN7B, "--n-gpus", str(int(n) - 1))  # ...and is the fewest
     assert fewer[0] == 1
+
+
+# --- 6. inside a node a layout is taken only where it splits the model ------------------------------------------
+
+def test_the_node_takes_no_pure_data_parallel_layout(capsys):
+    # was: the 2.1B-6.1B options became Megatron-LM "TP1 PP1 DP8" layouts ("flopscalc train cannot run it"), the same
+    # data-parallel run the setup search prices, at the layout engine's (Megatron-LM) price instead of eager PyTorch's
+    from tests.conftest import cli_json
+
+    plan = cli_json(capsys, "plan", "--family", "llama", "--gpu", "h100", "--n-gpus", "8", "--days", "30",
+                    "--seq", "8192")
+    layouts = [o["layout"] for o in plan["options"] if o.get("layout")]
+    assert layouts, "the premise: at 8,192 tokens some option takes a layout (context parallelism)"
+    assert all(max(lay["tp"], lay["pp"], lay["cp"], lay["ep"]) > 1 for lay in layouts), layouts
+    plain = [o for o in plan["options"] if not o.get("layout") and o.get("fits", True) and o.get("speed")]
+    assert plain, "the smaller options keep their data-parallel setups"
+
+
+def test_splits_the_model_is_false_only_for_pure_data_parallelism():
+    from flopscalc.layout.spec import Layout
+    from flopscalc.planner.node import splits_the_model
+
+    assert not splits_the_model(Layout(dp=8))
+    assert all(splits_the_model(Layout(dp=4, **{k: 2})) for k in ("tp", "pp", "cp", "ep"))
