@@ -215,3 +215,31 @@ def test_splits_the_model_is_false_only_for_pure_data_parallelism():
 
     assert not splits_the_model(Layout(dp=8))
     assert all(splits_the_model(Layout(dp=4, **{k: 2})) for k in ("tp", "pp", "cp", "ep"))
+
+
+# --- 7. memory names context parallelism where a CP layout of the same GPUs fits ----------------------------------
+
+def test_memory_names_the_context_parallel_layout_that_fits_and_step_agrees(capsys):
+    # was: "nothing fits" offering only --seq 8192, while plan runs TP1 PP1 DP4 CP2 on the same 8 H100s
+    import re
+
+    from tests.conftest import cli_json
+
+    mem = cli_json(capsys, "memory", "--config", "tests/data/r15_qwen25_7b.json", "--gpu", "h100", "--n-gpus", "8")
+    assert not mem["fits"]
+    said = re.search(r"CP(\d+) over these 8 GPUs fits .*?: ([\d.]+) GiB per GPU .*?'flopscalc step (--n-gpus 8 --cp "
+                     r"\d+ --zero \d --recompute full)'", mem["no_fix_reason"])
+    assert said, mem["no_fix_reason"]
+    # the command it names, priced by step's own layout report, fits in the memory said
+    step = cli_json(capsys, "step", "--config", "tests/data/r15_qwen25_7b.json", "--gpu", "h100", *said.group(3).split())
+    assert step["fits"] and step["layout"]["cp"] == int(said.group(1))
+    assert step["memory_bytes"]["total"] / 2**30 == pytest.approx(float(said.group(2)), abs=0.05)
+
+
+def test_memory_names_no_context_parallelism_below_its_shortest_sequence_or_on_one_gpu(capsys):
+    from tests.conftest import cli_json
+
+    for extra in (["--n-gpus", "2", "--seq", "4096", "--model", "llama-3.1-405b"],
+                  ["--n-gpus", "1", "--config", "tests/data/r15_qwen25_7b.json"]):
+        mem = cli_json(capsys, "memory", "--gpu", "h100", *extra)
+        assert mem["no_fix_reason"] and "context parallelism" not in mem["no_fix_reason"], extra
