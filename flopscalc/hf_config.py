@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import UsageError
 from .model import ModelConfig
+from .model.option_words import KvHeadCountError, nearest_divisors
 
 # hidden_act values of a gated MLP: SiLU/Swish gives SwiGLU, GELU gives GeGLU (Shazeer 2020, eq. 5-6)
 _SWISH = ("silu", "swish")
@@ -138,6 +139,10 @@ _GEMMA_HEAD_DIM = 256
 _KV_MISTRAL = _KV_MIXTRAL = 8
 _KV_GEMMA = _KV_QWEN2_MOE = 16
 _KV_QWEN2 = 32
+# The transformers config class whose key/value-head default a reader fills in, named when that default breaks the
+# shape (review r15: a Qwen2 file without num_key_value_heads and 8 heads got "n_kv_head (32)", naming no field).
+_KV_DEFAULT_CLASS = {"mistral": "MistralConfig", "mixtral": "MixtralConfig", "qwen2": "Qwen2Config",
+                     "qwen2_moe": "Qwen2MoeConfig", "gemma": "GemmaConfig"}
 
 
 def _decoder(f: _Fields, *, tie: bool, mlp: str | None = None, eps: float = _EPS_1E6,
@@ -310,8 +315,14 @@ def _undescribable(data: dict, model_type: str) -> str:
     return "; ".join(parts)
 
 
-def config_from_hf(data: dict, where: str = "config.json", name: str | None = None) -> ModelConfig:
-    """The `ModelConfig` a Hugging Face config dict describes; one-line UsageError for what cannot be read."""
+def config_from_hf(data: dict, where: str = "config.json", name: str | None = None,
+                   overrides: dict | None = None) -> ModelConfig:
+    """The `ModelConfig` a Hugging Face config dict describes; one-line UsageError for what cannot be read.
+
+    ``overrides`` (`ModelConfig` field names: the shape and ``n_kv_head`` the user gave) replace the file's values
+    before the model is checked, so an option can mend a file whose value (or class default) breaks the shape; a
+    key/value head count that does not divide the heads is then the caller's to word (`KvHeadCountError`). Without
+    overrides that error names the file's field, or the class default it left in place (review r15)."""
     if not isinstance(data, dict):
         raise UsageError(f"{where}: expected a JSON object (a model's config.json), got {type(data).__name__}")
     model_type = data.get("model_type")
@@ -328,11 +339,26 @@ def config_from_hf(data: dict, where: str = "config.json", name: str | None = No
         raise UsageError(f"{where}: model_type {model_type!r} is not supported; accepted: {', '.join(READERS)}{route}")
     fields = READERS[model_type](_Fields(data, where, model_type))
     label = name or str(data.get("_name_or_path") or "").rsplit("/", 1)[-1] or model_type
-    return ModelConfig(name=label, **fields)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return ModelConfig(name=label, **{**fields, **overrides})
+    except KvHeadCountError as e:
+        if {"n_head", "n_kv_head"} & set(overrides) or e.n_kv_head < 1:
+            raise
+        try_kv = " or ".join(map(str, nearest_divisors(e.n_head, e.n_kv_head)))
+        if "num_key_value_heads" in data:
+            raise UsageError(f"{where}: field 'num_key_value_heads' ({e.n_kv_head}) does not divide "
+                             f"num_attention_heads {e.n_head} (grouped-query attention shares each key/value head "
+                             f"among a whole group of query heads): give \"num_key_value_heads\": {try_kv} (or "
+                             f"--n-kv-head {try_kv})") from None
+        owner = _KV_DEFAULT_CLASS.get(model_type, f"the {model_type} config class")
+        raise UsageError(f"{where} leaves num_key_value_heads out; transformers' {owner} default is {e.n_kv_head}, "
+                         f"which does not divide num_attention_heads {e.n_head}: add \"num_key_value_heads\": "
+                         f"{try_kv} (or --n-kv-head {try_kv})") from None
 
 
-def read_hf_config(path: str | Path) -> ModelConfig:
-    """Read a ``config.json`` from disk (UTF-8, BOM-safe) into a `ModelConfig`."""
+def read_hf_config(path: str | Path, overrides: dict | None = None) -> ModelConfig:
+    """Read a ``config.json`` from disk (UTF-8, BOM-safe) into a `ModelConfig`; ``overrides`` as `config_from_hf`."""
     from .textfile import parse_json, read_text
 
     path = Path(path)
@@ -343,4 +369,4 @@ def read_hf_config(path: str | Path) -> ModelConfig:
         raise UsageError(f"model config {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") \
             from None
     stem = path.stem if path.stem != "config" else None
-    return config_from_hf(data, str(path), name=stem)
+    return config_from_hf(data, str(path), name=stem, overrides=overrides)

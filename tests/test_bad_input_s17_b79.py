@@ -186,14 +186,21 @@ def test_train_refuses_gpu_with_peak_tflops(capsys):
     assert "--gpu and --peak-tflops" in line
 
 
-def test_bench_keeps_gpu_with_peak_tflops_and_says_what_each_does():
+def test_bench_keeps_gpu_with_peak_tflops_and_says_what_each_does(monkeypatch):
     """In bench and calibrate --gpu also names the device the profile describes (its gpu_key, which 'step
     --calibration' matches): kept, and the note says the stated peak, not the row's, is MFU's. Checked on the
-    lookup bench uses (`resolve_peak`): on this CPU bench refuses any --gpu row (review r13, tests/test_s18_b102.py)."""
+    lookup bench uses (`resolve_peak`) for a CUDA device the runtime calls an RTX 4090: a CPU is refused any --gpu
+    row there (review r13 and r15, tests/test_s18_b102.py, tests/test_s18_b110.py)."""
+    import torch
+
     from flopscalc.hardware import get_gpu
+    from flopscalc.train import bench
     from flopscalc.train.bench import resolve_peak
 
-    _, spec, peak, notes = resolve_peak("cpu", "fp32", "4090", 100.0)
+    monkeypatch.setattr(bench, "pick_device", lambda *a: torch.device("cuda"))
+    monkeypatch.setattr(bench, "device_name", lambda d: "NVIDIA GeForce RTX 4090")
+    monkeypatch.setattr(bench, "peak_precision", lambda precision, device: precision)  # no CUDA queries here
+    _, spec, peak, notes = resolve_peak("cuda", "fp32", "4090", 100.0)
     assert spec.key == get_gpu("4090").key
     assert peak == 100e12  # the stated peak, not the datasheet's
     assert any(f"not {spec.name}'s datasheet peak" in n for n in notes)

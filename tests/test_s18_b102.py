@@ -101,7 +101,7 @@ def test_on_cuda_the_row_must_be_the_devices(monkeypatch, cuda_name, gpu, accept
         with pytest.raises(Timed):  # on to the timing
             bench.run_benchmarks([setup], gpu=gpu)
     else:
-        with pytest.raises(UsageError, match=f"--gpu {gpu} says the profile describes .* the device timed is "
+        with pytest.raises(UsageError, match=f"--gpu {gpu} names the GPU database row .* the device timed is "
                                              f"{cuda_name}"):
             bench.run_benchmarks([setup], gpu=gpu)
 

@@ -40,22 +40,35 @@ def test_cpu_profile_without_peak_says_why():
     assert "not in the GPU database" in prof.notes[0]
 
 
-def test_named_gpu_uses_its_database_peak():
-    # the lookup bench and train share; bench itself takes only the row of the device it times (a CPU run with
-    # --gpu is refused since review r13: tests/test_s18_b102.py)
+def _on_cuda(monkeypatch, runtime_name: str):
+    """`resolve_peak` on a CUDA device the runtime calls ``runtime_name``, on this CPU: --gpu must name the device
+    timed (a CPU run with --gpu is refused since review r13, in train too since r15: tests/test_s18_b110.py); the
+    precision as asked (no CUDA capability queries)."""
+    from flopscalc.train import bench
+
+    monkeypatch.setattr(bench, "pick_device", lambda *a: torch.device("cuda"))
+    monkeypatch.setattr(bench, "device_name", lambda d: runtime_name)
+    monkeypatch.setattr(bench, "resolve_precision", lambda precision, device: precision)
+    monkeypatch.setattr(bench, "peak_precision", lambda precision, device: precision)
+
+
+def test_named_gpu_uses_its_database_peak(monkeypatch):
+    # the lookup bench and train share
     from flopscalc.hardware import get_gpu
     from flopscalc.train.bench import resolve_peak
 
-    _, spec, peak, _ = resolve_peak("cpu", "fp32", "h100", None)
+    _on_cuda(monkeypatch, "NVIDIA H100 80GB HBM3")
+    _, spec, peak, _ = resolve_peak("cuda", "fp32", "h100", None)
     assert spec.key == get_gpu("h100").key
-    assert peak == get_gpu("h100").peak_flop_per_s("fp32")  # CPU fp32 run: fp32 peak
+    assert peak == get_gpu("h100").peak_flop_per_s("fp32")  # the precision's own peak
 
 
-def test_gpu_row_without_the_precision_gives_no_mfu_and_says_so():
+def test_gpu_row_without_the_precision_gives_no_mfu_and_says_so(monkeypatch):
     # a pre-Ampere row (T4: FP32 and FP16 only) has no BF16 peak to divide by
     from flopscalc.train.bench import resolve_peak
 
-    _, spec, peak, notes = resolve_peak("cpu", "bf16", "t4", None)
+    _on_cuda(monkeypatch, "Tesla T4")
+    _, spec, peak, notes = resolve_peak("cuda", "bf16", "t4", None)
     assert spec.key == "t4" and peak is None
     assert "no dense bf16 peak" in notes[-1] and "--peak-tflops" in notes[-1]
 

@@ -182,6 +182,7 @@ def _beyond(cfg: ModelConfig, smallest: Fix, gpu: GpuSpec, min_headroom_fraction
             out = (f"; ZeRO-3 / FSDP would not fit it on any number of GPUs (over {n:,} it still needs "
                    f"{peak / GIB:.1f} GiB per GPU): it shards weights, gradients and optimizer state, not activations, "
                    "the loss's buffers or its communication buckets")
+    out += _context_parallel_hint(cfg, lightest, gpu, min_headroom_fraction)
     src = seq_source(cfg, lightest.seq_len)
     context = src.kind == CONTEXT
     seq = min(src.seq_len // 2, HINT_SEQ_MAX) if context else src.seq_len // 2
@@ -195,6 +196,43 @@ def _beyond(cfg: ModelConfig, smallest: Fix, gpu: GpuSpec, min_headroom_fraction
             return out + f"; a shorter sequence fits: --seq {seq} ({peak / GIB:.1f} GiB with those changes)"
         seq //= 2
     return out
+
+
+def _context_parallel_hint(cfg: ModelConfig, lightest: TrainingSetup, gpu: GpuSpec,
+                           min_headroom_fraction: float) -> str:
+    """'; context parallelism ... CP2 ... fits' where a sequence from `layout.spec.CP_MIN_SEQ_LEN` tokens on several
+    GPUs fits none of these data-parallel setups but a context-parallel layout of the same GPUs fits, by the layout
+    memory engine (`layout.memory.layout_memory`: TP1 PP1, the fewest CP ranks, ZeRO 1 then 3, full recomputation,
+    micro-batch 1): context parallelism splits one sequence's activations, which no data parallelism does (review
+    r15 #7: Qwen2.5-7B at 131,072 tokens on 8 H100s fits TP1 PP1 DP4 CP2, which `plan` runs). Empty otherwise."""
+    from ..errors import UsageError
+    from ..layout.memory import layout_memory  # here: only a no-fit message on several GPUs reads it
+    from ..layout.search import CP_DEGREES
+    from ..layout.spec import CP_CHUNKS_PER_RANK, CP_MIN_SEQ_LEN, Layout
+    from .workspace import gpu_setup_fields
+
+    n, seq = lightest.n_gpus, seq_source(cfg, lightest.seq_len).seq_len  # None: the model's own
+    if n < 2 or seq < CP_MIN_SEQ_LEN:
+        return ""
+    usable = gpu.memory_bytes * (1 - min_headroom_fraction)
+    for cp in (c for c in CP_DEGREES if 1 < c <= n and not n % c and not seq % (CP_CHUNKS_PER_RANK * c)):
+        for zero in (1, 3):
+            lay = Layout(dp=n // cp, cp=cp, zero_stage=zero, recompute=Recompute.full)
+            try:
+                lay.check_model(cfg, seq)
+            except UsageError:
+                break
+            # dropout off, as the layout search and `step` count it (`search_layouts`' default)
+            mem = layout_memory(cfg, lay, seq, flash=lightest.flash, dropout=False,
+                                cuda_context_bytes=lightest.cuda_context_bytes,
+                                fragmentation_fraction=lightest.allocator_overhead_fraction, **gpu_setup_fields(gpu))
+            if mem.total <= usable:
+                return (f"; context parallelism splits the sequence's activations, which data parallelism does not: "
+                        f"CP{cp} over these {n} GPUs fits (TP1 PP1 DP{n // cp} CP{cp}, ZeRO {zero}, full "
+                        f"recomputation, micro-batch 1: {mem.total / GIB:.1f} GiB per GPU by the layout memory "
+                        f"engine): 'flopscalc step --n-gpus {n} --cp {cp} --zero {zero} --recompute full' prices it, "
+                        "'flopscalc step --search' ranks the layouts")
+    return ""
 
 
 @dataclass(frozen=True)

@@ -397,8 +397,9 @@ def _resolve(name, n_params, n_layer, n_head, n_embd, base, config_file, arch, w
     if config_file is not None:
         from ..hf_config import read_hf_config
 
-        cfg = read_hf_config(config_file)
         given = {k: v for k, v in zip(("n_layer", "n_head", "n_embd"), shape) if v is not None}
+        # the shape and --n-kv-head apply before the file is checked: they can mend a head count the file breaks
+        cfg = read_hf_config(config_file, {**given, "n_kv_head": arch.get("n_kv_head")})
         return _renamed(with_architecture(cfg, given, **arch), {**given, **arch})
     if n_params is not None:
         if "ffn" in arch:

@@ -291,7 +291,8 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
     extra = tuple(w for w in ((over.warning if over else None), *(hp.warnings if hp else ())) if w)
     extra += _family_warnings(space.family, search.skipped, rec, law) + _past_context(req, rec)
     if space.cluster is None and req.layout_search is None:  # the layout search was off without being asked to be
-        extra += tuple(w for w in (_layout_search_skipped(req.n_gpus, req.mfu, req.calibration, req.precision),) if w)
+        extra += tuple(w for w in (_layout_search_skipped(req.n_gpus, req.mfu, req.calibration, req.precision,
+                                                          rec.model, req.seq_len),) if w)
     # the per-operation model (and a profile's MFU per size) states no one efficiency
     stated = tm.efficiency if tm is not None and tm.kind in (STATED, DEFAULT_CONSTANT) else None
     shorter = shorter_run(rec, law, req.dataset_tokens, req.budget_kind)  # a spending budget's (not a target's)

@@ -54,7 +54,8 @@ def _node_cluster(ctx: _Context):
 def node_layout_option(cfg: ModelConfig, n_params: int, ctx: _Context) -> PlanOption | None:
     """The option of ``cfg``'s fastest layout on the plan's GPUs (`planner.layout.choose_layout`, timed by the layout
     engine), its batch grown within the critical batch as beyond a node (`planner.layout.grow_layout_batch`, layouts
-    only: the data-parallel search grows its own); None when no layout fits."""
+    only: the data-parallel search grows its own); None when no layout fits or the fastest is pure data parallelism
+    (`splits_the_model`)."""
     from .layout import choose_layout, grow_layout_batch
 
     b, cluster = ctx.budget, _node_cluster(ctx)
@@ -62,13 +63,24 @@ def node_layout_option(cfg: ModelConfig, n_params: int, ctx: _Context) -> PlanOp
     if found is None:
         return None
     chosen, speed = found
+    if not splits_the_model(chosen.layout):  # the layout engine's own ranking: TP, PP, CP and EP do not pay here
+        return None
     growth = None
     if ctx.kind in GROW_BATCH_KINDS:
         grown = grow_layout_batch(cfg, cluster, ctx.seq_len, b.precision, ctx.memory_bytes, chosen, speed,
                                   _growth_loss(cfg, speed, ctx), layouts_only=True)
-        if grown is not None:
+        if grown is not None and splits_the_model(grown[0].layout):
             chosen, speed, growth = grown
     return _option(cfg, n_params, ctx, chosen, speed, growth)
+
+
+def splits_the_model(layout) -> bool:
+    """Whether a layout (`layout.spec.Layout`) uses tensor, pipeline, context or expert parallelism: only such a
+    layout is taken inside a node. A pure data-parallel layout (TP = PP = CP = EP = 1) is the run the data-parallel
+    search prices as `flopscalc train` runs it, eager PyTorch, while the layout engine prices it as Megatron-LM's
+    kernels: comparing the two would turn one run into another by its price alone (review r15 #6: Llama-3.1-8B on 8
+    H100s at 8,192 tokens, ZeRO-1, is 73.9k tokens/s eager and 79.4k as Megatron-LM 'TP1 PP1 DP8')."""
+    return max(layout.tp, layout.pp, layout.cp, layout.ep) > 1
 
 
 def node_layout_fits(cfg: ModelConfig, ctx: _Context) -> bool:

@@ -286,11 +286,22 @@ def _family_warnings(family, skipped: tuple[float, ...], rec: PlanOption, law) -
     return tuple(out)
 
 
-def _layout_search_skipped(n_gpus: int, mfu, calibration, precision: Precision) -> str | None:
-    """Why a plan beyond one node weighed data-parallel setups only, when the user did not ask for that
-    (`speed.uses_layout_search`: --mfu, --calibration, or a peak the layout engine does not price)."""
-    if n_gpus <= GPUS_PER_NODE:
+def _layout_search_skipped(n_gpus: int, mfu, calibration, precision: Precision, model=None,
+                           seq_len: int | None = None) -> str | None:
+    """Why a plan weighed data-parallel setups only, when the user did not ask for that (`speed.uses_layout_search`:
+    --mfu, --calibration, or a peak the layout engine does not price): beyond one node always; inside one (2 to
+    `GPUS_PER_NODE` GPUs) where the node's layouts may pay for ``model`` at ``seq_len`` (`node.layouts_may_pay`: an
+    MoE, or a sequence context parallelism splits), which the plan weighs without those options (review r15 #4)."""
+    if n_gpus <= 1:
         return None
+    if n_gpus <= GPUS_PER_NODE:
+        from .node import layouts_may_pay  # here: node imports the search
+        from .speed import layouts_inside_node
+
+        if layouts_inside_node(n_gpus, precision, mfu, calibration, None):
+            return None  # the plan weighed them
+        if model is None or seq_len is None or not layouts_may_pay(model, seq_len):
+            return None
     why = ("--mfu states one efficiency, which the layout engine does not take" if mfu is not None else
            "--calibration fits one device's step, which the layout engine does not read" if calibration is not None
            else f"the layout engine prices bf16 or fp16 matmuls, not {Precision(precision).value}")

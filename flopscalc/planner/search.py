@@ -323,6 +323,20 @@ def _refuse_unsplittable_count(smallest: PlanOption, ctx: _Context) -> None:
         + (f"; try --n-gpus {works}" if works else f"; try --n-gpus {smallest.min_gpus}"))
 
 
+def _fits_without_option(cfg: ModelConfig, ctx: _Context) -> str:
+    """', as data-parallel setups; it would fit on N GPUs without --mfu' where an option (--mfu, --calibration,
+    --no-layout-search) kept the parallel layouts out of the fewest-GPU count and the plan without it would run on N
+    (`min_gpus_to_plan` with the layouts it weighs by default); empty otherwise (review r15 #5: the hint said 'not
+    even 4096 GPUs hold it' for a model the plain plan runs on 4)."""
+    option = ("--no-layout-search" if ctx.layout_search is False else "--mfu" if ctx.mfu is not None else
+              "--calibration" if ctx.calibration is not None else None)
+    precision = ctx.budget.precision
+    if option is None or not ctx.fewest_gpus or not uses_layout_search(GPUS_PER_NODE + 1, precision, None, None, None):
+        return ""
+    n = min_gpus_to_plan(cfg, ctx.gpu, ctx.seq_len, precision, ctx.memory_bytes, layouts=True, node_layouts=True)
+    return "" if n is None else f" in data-parallel setups; it would fit on {n} GPUs without {option}"
+
+
 def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -> PlanOption:
     """The lowest predicted loss (or, for a target, the fastest to reach it); with an inference-aware optimum
     ``ia``, the option with the least life-cycle FLOPs (`lifecycle.life_cycle_pick`, Sardana et al. 2024): the options'
@@ -333,7 +347,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
     if not any(o.fits for o in options):
         smallest = options[0]
         more = (f"; it would fit on {smallest.min_gpus} GPUs" if smallest.min_gpus else
-                f"; not even {MAX_GPUS_SEARCHED} GPUs hold it")
+                f"; not even {MAX_GPUS_SEARCHED} GPUs hold it" + _fits_without_option(smallest.model, ctx))
         size = f"({format_count(smallest.n_params)} parameters)"
         what = (f"the model {size} does not fit" if len(options) == 1 else
                 f"no candidate fits, not even the smallest {size},")

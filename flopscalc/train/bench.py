@@ -289,6 +289,9 @@ def resolve_peak(device_request: str, precision_request: str, gpu: str | None, p
     notes = []
     precision = peak_precision(resolve_precision(precision_request, device), device)
     spec = identify_gpu(device, gpu, extra_csv)
+    if gpu is not None:  # the row is MFU's peak and a profile's gpu_key ('plan', 'step' match it): this device's only
+        refuse_row_of_another_device(device.type, device_name(device), gpu, spec, extra_csv,
+                                     peak_given=peak_tflops is not None)
     if peak_tflops is not None:
         if not (peak_tflops > 0 and math.isfinite(peak_tflops * TERA)):  # inf (or an overflow) made every MFU 0
             raise UsageError(f"--peak-tflops must be positive and finite (TFLOP/s), got {peak_tflops}; give "
@@ -335,8 +338,6 @@ def run_benchmarks(setups: list[BenchSetup], *, gpu: str | None = None, peak_tfl
     if len({(s.device, s.precision) for s in setups}) > 1:
         raise UsageError("one profile is one device and precision: benchmark other settings separately")
     device, spec, peak, notes = resolve_peak(setups[0].device, setups[0].precision, gpu, peak_tflops, extra_csv)
-    if gpu is not None:  # the row becomes the profile's gpu_key, which 'plan' and 'step' match: it must be this device
-        refuse_row_of_another_device(device.type, device_name(device), gpu, spec, extra_csv)
     threads = choose_threads(n_threads, device.type)
     before = torch.get_num_threads()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
