@@ -198,3 +198,18 @@ def pydoc_split():
     tokens = byte_tokenize(pydoc_text())
     n_val = len(tokens) // 10
     return tokens[:-n_val], tokens[-n_val:]
+
+
+# A saved scaling law as `scaling fit --save mylaw` wrote it (review r13's /tmp/r13/home/laws/mylaw.json): the saved-law
+# naming and listing tests (test_s18_b103, test_s18_b109) write it under other file names.
+SAVED_LAW_R13 = {
+    "schema_version": 1, "name": "mylaw", "title": "fitted: approach 3 on 10 runs",
+    "source": "fitted by flopscalc: approach 3 on runs.csv (10 runs)", "flop_convention": "C = 6ND",
+    "n_counts_embeddings": None,
+    "loss_form": {"kind": "parametric", "E": 2.187883431391027, "A": 172.55879020877748, "B": 19725.01096182305,
+                  "alpha": 0.2845790326436539, "beta": 0.5045972439356297},
+    "allocation": None, "uncertainty": {}, "uncertainty_kind": "", "notes": "",
+    "fitted_range": {"n_params": [1e8, 1.6e9], "n_tokens": [2e9, 3.2e10], "c_flops": None,
+                     "source": "the 10 runs of the fit"},
+    "vocab_size": None, "repetition": None,
+}

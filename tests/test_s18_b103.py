@@ -20,23 +20,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SAVED_LAW_R13 as MYLAW
 from conftest import cli, cli_json, refused
 
 from flopscalc.memory.settings import MAX_N_GPUS
 from flopscalc.units import MAX_N_TOKENS
 
-# the reviewer's saved fit (r13: /tmp/r13/home/laws/mylaw.json), as `scaling fit --save mylaw` wrote it
-MYLAW = {
-    "schema_version": 1, "name": "mylaw", "title": "fitted: approach 3 on 10 runs",
-    "source": "fitted by flopscalc: approach 3 on runs.csv (10 runs)", "flop_convention": "C = 6ND",
-    "n_counts_embeddings": None,
-    "loss_form": {"kind": "parametric", "E": 2.187883431391027, "A": 172.55879020877748, "B": 19725.01096182305,
-                  "alpha": 0.2845790326436539, "beta": 0.5045972439356297},
-    "allocation": None, "uncertainty": {}, "uncertainty_kind": "", "notes": "",
-    "fitted_range": {"n_params": [1e8, 1.6e9], "n_tokens": [2e9, 3.2e10], "c_flops": None,
-                     "source": "the 10 runs of the fit"},
-    "vocab_size": None, "repetition": None,
-}
 N, D = 1e9, 20e9  # the reviewer's --params 1B --tokens 20B
 CHINCHILLA_EQ10 = (1.69, 406.4, 410.7, 0.34, 0.28)  # Hoffmann et al. 2022, eq. 10
 

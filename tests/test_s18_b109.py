@@ -7,6 +7,7 @@ and ONE line starting "flopscalc: error:" (conftest `refused`), or the computed 
 from __future__ import annotations
 
 import pytest
+from conftest import SAVED_LAW_R13 as LAW
 from conftest import cli, refused
 
 # ------------------------------------------------------------------ 1. step --search: the refusal is formatted
@@ -124,17 +125,6 @@ def test_names_are_imported_from_where_they_live():
 # letter or digit"). The contract checked: a file is listed exactly when --law takes it, and every other file gets
 # one warning line naming it.
 
-LAW = {  # the reviewer's saved fit (r13, /tmp/r13/home/laws/mylaw.json), as `scaling fit --save mylaw` wrote it
-    "schema_version": 1, "name": "mylaw", "title": "fitted: approach 3 on 10 runs",
-    "source": "fitted by flopscalc: approach 3 on runs.csv (10 runs)", "flop_convention": "C = 6ND",
-    "n_counts_embeddings": None,
-    "loss_form": {"kind": "parametric", "E": 2.187883431391027, "A": 172.55879020877748, "B": 19725.01096182305,
-                  "alpha": 0.2845790326436539, "beta": 0.5045972439356297},
-    "allocation": None, "uncertainty": {}, "uncertainty_kind": "", "notes": "",
-    "fitted_range": {"n_params": [1e8, 1.6e9], "n_tokens": [2e9, 3.2e10], "c_flops": None,
-                     "source": "the 10 runs of the fit"},
-    "vocab_size": None, "repetition": None,
-}
 
 
 def test_scaling_laws_lists_exactly_the_saved_laws_law_takes(capsys, tmp_path, monkeypatch):
