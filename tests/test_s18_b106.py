@@ -121,14 +121,15 @@ def test_an_interleaved_pipeline_is_refused_exactly_when_megatron_has_no_balance
     assert uneven > 0
 
 
-def test_two_stages_take_no_uneven_interleaved_split():
-    # Megatron-LM divides the middle layers by the p - 2 middle stages: with two there are none (12 layers, PP 2 x 4
-    # leaves 4 slots): still refused, naming the interleaves that split
-    with pytest.raises(UsageError, match="--interleave 2, 3, 6, 7 would"):
-        Layout(pp=2, interleave=4, n_micro=2).check_model(get_preset("gpt2"), 1024)
+def test_two_stages_take_the_uneven_interleaved_split_from_the_first_count_alone():
+    # b112 (FR-C): with both counts Megatron-LM has no middle stage to take the rest (refused); with the first count
+    # alone the last stage takes it: 12 layers, PP 2 x 4 (4 slots spare) build 8/4, which is what is printed
     with pytest.raises(MegatronRefuses):
         megatron_chunks(12, "--pipeline-model-parallel-size 2 --num-virtual-stages-per-pipeline-rank 4 "
                             "--decoder-first-pipeline-num-layers 8 --decoder-last-pipeline-num-layers 4")
+    layout = Layout(pp=2, interleave=4, n_micro=2)
+    layout.check_model(get_preset("gpt2"), 1024)
+    assert megatron_chunks(12, layout.engine_settings(12)["Megatron-LM"]) == [[2, 2, 2, 2], [1, 1, 1, 1]]
 
 
 # --- 2. the user's own parenthesis is not opened ----------------------------------------------------------------

@@ -349,3 +349,17 @@ def refuse_unused(ctx: typer.Context, needs: str, names: tuple[str, ...], why: s
     if unused:
         raise UsageError(f"{' and '.join(unused)} would be ignored without {needs} ({why}); add {needs} or drop "
                          f"{'them' if len(unused) > 1 else 'it'}")
+
+
+def check_optimizer_runs(optimizer, spec) -> None:
+    """Refuse ``--optimizer`` (a `memory.settings.Optimizer`) on ``spec`` (a `hardware.GpuSpec`, or None: no GPU
+    named) where bitsandbytes, which provides it, does not run (`memory.workspace.runs_bitsandbytes_optimizers`),
+    with finetune's line (`finetune.backends.bitsandbytes_refusal`)."""
+    from ..memory.workspace import BITSANDBYTES_OPTIMIZERS, runs_bitsandbytes_optimizers
+
+    if spec is None or optimizer not in BITSANDBYTES_OPTIMIZERS or runs_bitsandbytes_optimizers(spec):
+        return
+    from ..finetune.adapters import Method
+    from ..finetune.backends import check_bitsandbytes
+
+    check_bitsandbytes(Method.full, optimizer, False, spec)

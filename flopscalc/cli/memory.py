@@ -38,6 +38,7 @@ from .common import (
     TopKOpt,
     VocabOpt,
     ZeroOpt,
+    check_optimizer_runs,
     check_zero_stage,
     model_from_options,
     storage_precision,
@@ -103,6 +104,7 @@ def memory(
     spec = get_gpu(gpu, gpu_csv or ())
     precision, note = storage_precision(precision, spec)
     check_zero_stage(zero, n_gpus)
+    check_optimizer_runs(optimizer, spec)  # bitsandbytes' 8-bit AdamW only where it runs
     if not runs_cuda(spec) and (cuda_context is not None or allocator_overhead is not None):
         from ..errors import UsageError
 

@@ -29,6 +29,7 @@ from .common import (
     SeqOpt,
     UtilizationOpt,
     ZeroOpt,
+    check_optimizer_runs,
     check_zero_stage,
     given_on_command_line,
     refuse_empty,
@@ -293,6 +294,7 @@ def memory(
     spec = get_gpu(gpu, gpu_csv or ()) if gpu else None
     precision, note = storage_precision(precision, spec)  # the precision 'memory' reports for the same flags
     check_zero_stage(zero, n_gpus)
+    check_optimizer_runs(optimizer, spec)  # bitsandbytes' 8-bit AdamW only where it runs
     setup = TrainingSetup(seq_len=seq, precision=precision, optimizer=optimizer, recompute=recompute, flash=flash,
                           grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero, offload_optimizer=offload,
                           **(gpu_setup_fields(spec) if spec else {}))

@@ -43,6 +43,7 @@ from .common import (
     TopKOpt,
     VocabOpt,
     ZeroOpt,
+    check_optimizer_runs,
     check_zero_stage,
     given_on_command_line,
     model_from_options,
@@ -169,6 +170,7 @@ def step(
             precision = MEMORY_PRECISION[Precision(profile.device_factors.precision)]
     precision, note = storage_precision(precision, spec, needs_rate=True)
     check_zero_stage(zero, n_gpus)
+    check_optimizer_runs(optimizer, spec)  # bitsandbytes' 8-bit AdamW only where it runs
     setup = TrainingSetup(micro_batch=micro_batch, seq_len=seq, precision=precision, optimizer=optimizer,
                           recompute=recompute, flash=flash, grad_accum=grad_accum, n_gpus=n_gpus, zero_stage=zero,
                           offload_optimizer=offload, dropout=dropout, fused_loss=fused_loss,

@@ -8,8 +8,9 @@ References
     (``xpu``) all three; Intel Gaudi (``hpu``, Gaudi2, Gaudi3) LLM.int8() yes, QLoRA 4-bit partly, 8-bit optimizers
     no; CPUs and Apple Silicon. No Google TPU (XLA) or AWS Trainium (Neuron) backend. Paged optimizers are
     bitsandbytes optimizers (``bnb.optim.PagedAdamW``, QLoRA sec. 3), whatever their state's width.
-[2] The CUDA-runtime rule lives in `flopscalc.memory.workspace` (`runs_cuda`, its reference [3]), used by memory,
-    plan, layout, step and finetune alike.
+[2] The device rules live in `flopscalc.memory.workspace`: the CUDA runtime (`runs_cuda`, its reference [3]) and
+    bitsandbytes' optimizers (`runs_bitsandbytes_optimizers`, its [4]), used by memory, plan, layout, step and
+    finetune alike; this module words the refusal.
 """
 
 from __future__ import annotations
@@ -17,17 +18,9 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..hardware import GpuSpec
 from ..memory.settings import Optimizer
-from ..memory.workspace import CUDA_RUNTIME_KEYS, CUDA_RUNTIME_VENDORS, runs_cuda
+from ..memory.workspace import NO_BITSANDBYTES_VENDORS, runs_bitsandbytes_optimizers
 from .adapters import Method
 
-# the one CUDA-runtime rule is memory.workspace's ([2]); still importable from here
-__all__ = ["CUDA_RUNTIME_KEYS", "CUDA_RUNTIME_VENDORS", "bitsandbytes_refusal", "check_bitsandbytes", "runs_cuda"]
-
-
-# Vendors (data/gpu_specs.csv ``vendor``) of the accelerators with no bitsandbytes backend at all ([1]).
-NO_BITSANDBYTES_VENDORS = {"Google": "TPUs (XLA)", "AWS": "Trainium (Neuron)"}
-# Architectures (prefix) with bitsandbytes quantization but not its optimizers ([1]: Intel Gaudi, 8-bit optimizers no).
-NO_BITSANDBYTES_OPTIMIZER_ARCHITECTURES = ("Gaudi",)
 # Where each bitsandbytes feature runs ([1]), for the refusal's suggestion: the QLoRA 4-bit column (Gaudi partly;
 # Apple Silicon through its CPU and Metal) and the 8-bit optimizers column (not Gaudi; Metal planned).
 QLORA_DEVICES = "NVIDIA and AMD GPUs, Intel GPUs, Intel Gaudi (partly), CPUs and Apple Silicon"
@@ -46,6 +39,9 @@ def bitsandbytes_refusal(method: Method, optimizer: Optimizer, paged: bool, gpu:
     quantized = method is Method.qlora
     flags = " and ".join(f for f in ("--optimizer adamw8bit" if optimizer is Optimizer.adamw8bit else "",
                                      "--paged" if paged else "") if f)
+    # the command without them: AdamW, and --paged dropped where it was typed
+    use_instead = ("use --optimizer adamw" + (" without --paged" if paged else "")
+                   if optimizer is Optimizer.adamw8bit else "drop --paged")
     vendor = gpu.vendor.strip()
     if vendor in NO_BITSANDBYTES_VENDORS and (quantized or flags):
         what, where, fix = [], [], []
@@ -57,14 +53,14 @@ def bitsandbytes_refusal(method: Method, optimizer: Optimizer, paged: bool, gpu:
         if flags:
             what.append(flags)
             where.append(f"its 8-bit and paged optimizers on {OPTIMIZER_DEVICES}")
-            fix.append("use --optimizer adamw without --paged")
+            fix.append(use_instead)
         return (f"{' and '.join(what)} need{'' if len(what) > 1 else 's'} bitsandbytes, which has no backend for "
                 f"{NO_BITSANDBYTES_VENDORS[vendor]} such as {gpu.name} ({'; '.join(where)}: bitsandbytes README, "
                 f"'Accelerator support'): {'; '.join(fix)}, or pick a GPU")
-    if flags and gpu.architecture.strip().startswith(NO_BITSANDBYTES_OPTIMIZER_ARCHITECTURES):
+    if flags and not runs_bitsandbytes_optimizers(gpu):
         return (f"{flags} needs bitsandbytes' optimizers, which it does not offer on {gpu.name} (bitsandbytes "
-                f"README, 'Accelerator support': 8-bit optimizers on {OPTIMIZER_DEVICES}): use --optimizer "
-                "adamw without --paged, or pick a GPU")
+                f"README, 'Accelerator support': 8-bit optimizers on {OPTIMIZER_DEVICES}): {use_instead}, or pick "
+                "a GPU")
     return None
 
 

@@ -56,7 +56,6 @@ from .adapters import (
     linear_shapes,
     quantized_bytes,
 )
-from .backends import CUDA_RUNTIME_KEYS
 
 # Components that do not depend on the micro-batch or the sequence.
 STATE_KEYS = frozenset({"weights", "master_weights", "gradients", "optimizer_state", "base_weights", "quant_constants",
@@ -247,12 +246,9 @@ def finetune_memory(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
     if setup.seq_len > cfg.block_size and cfg.seq_limited_by_context:
         raise UsageError(f"sequence length {setup.seq_len} is longer than the model's learned position table "
                          f"({cfg.block_size}); pass --seq {cfg.block_size} or less")
-    memory = _full(cfg, setup) if setup.method is Method.full else _adapters(cfg, setup)
-    if setup.cuda_runtime:
-        return memory
-    # no CUDA runtime on the device: its context, allocator reserve and cuBLAS workspaces do not exist (backends [2])
-    return replace(memory, components=tuple((k, label, 0.0 if k in CUDA_RUNTIME_KEYS else b)
-                                            for k, label, b in memory.components))
+    # without the CUDA runtime (setup.cuda_runtime False) each engine counts no context, allocator reserve or cuBLAS
+    # workspace itself (memory.estimate.cuda_only_bytes, memory.workspace [3])
+    return _full(cfg, setup) if setup.method is Method.full else _adapters(cfg, setup)
 
 
 def _adapters(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
@@ -305,8 +301,9 @@ def _adapters(cfg: ModelConfig, setup: FinetuneSetup) -> FinetuneMemory:
         ("logits_buffers", "logits + loss gradients", logits + transient),
         ("dequant_buffer", "dequantized weight (one layer)", dequant),
         ("allocator_overhead", "allocator overhead", cuda_only_bytes(setup.allocator_overhead_fraction * alloc,
-                                                                     setup.device)),
-        ("cuda_context", "CUDA context", cuda_only_bytes(setup.cuda_context_bytes, setup.device)),
+                                                                     setup.device, setup.cuda_runtime)),
+        ("cuda_context", "CUDA context", cuda_only_bytes(setup.cuda_context_bytes, setup.device,
+                                                         setup.cuda_runtime)),
         # cuBLAS workspaces from PyTorch's allocator, as the full-training estimate counts them (memory.workspace [1])
         ("blas_workspaces", "cuBLAS workspaces", blas_workspace_bytes(train)),
     )

@@ -22,7 +22,17 @@ References
     ``--decoder-first/last-pipeline-num-layers``: ``transformer_config.py`` ``__post_init__`` ("number of layers at
     first stage ... must be divisible by virtual pipeline parallel degree", the same for the last stage and for each
     middle rank's (L - first - last) / (p - 2)) and ``transformer_layer.py`` ``get_transformer_layer_offset`` (each
-    of the v chunks of a stage holds its stage's layers / v).
+    of the v chunks of a stage holds its stage's layers / v). Two stages: the middle checks run only where there
+    are middle stages (``__post_init__``: "If there are middle PP stages, check ..."), and with the first count
+    alone the last stage is the one stage left, taking L - first (``get_transformer_layer_offset``: the stages
+    left after the given ends share the rest); with both counts given there is no stage left to share a remainder
+    and the offset divides by zero stages, so for PP 2 only ``--decoder-first-pipeline-num-layers`` is given.
+[8] torchtitan ``torchtitan/config/job_config.py`` ``Parallelism``: ``pipeline_parallel_schedule`` (default "1F1B";
+    "Interleaved1F1B" loops v stages a rank), ``pipeline_parallel_layers_per_stage`` (layers a virtual stage),
+    ``pipeline_parallel_first_stage_less_layers`` / ``..._last_stage_less_layers`` (default 1: the embedding and the
+    output count as that many layers); ``torchtitan/distributed/pipeline_parallel.py``
+    ``generate_llm_fqn_per_model_part`` spreads L + first + last over the stages, equal where they divide, and
+    stage s sits on rank s mod p.
 """
 
 from __future__ import annotations
@@ -90,7 +100,8 @@ class PipelineSplit:
         ``get_num_layers_to_build`` builds them for this split's settings ([6]; interleaved uneven: a stage's layers
         / v a chunk, ``get_transformer_layer_offset`` [7])."""
         if self.uneven:
-            middle = (self.n_layer - self.first_stage_layers - self.last_stage_layers) // (self.pp - 2)
+            middle = ((self.n_layer - self.first_stage_layers - self.last_stage_layers) // (self.pp - 2)
+                      if self.pp > 2 else 0)  # two stages: no middle [7]
             stage = (self.first_stage_layers if rank == 0 else self.last_stage_layers if rank == self.pp - 1
                      else middle)
             return (stage // self.interleave,) * self.interleave
@@ -109,9 +120,10 @@ class PipelineSplit:
     def megatron_flags(self) -> list[str]:
         """The Megatron-LM flags that ask for this split ([6]); none for an even one."""
         if self.uneven:  # interleaved: the form that takes uneven ends [7] (not --num-layers-per-virtual-...)
+            # two stages: the first count alone, the last stage taking the rest (both would leave none to share it, [7])
             return ([f"--num-virtual-stages-per-pipeline-rank {self.interleave}"] if self.interleave > 1 else []) + [
-                    f"--decoder-first-pipeline-num-layers {self.first_stage_layers}",
-                    f"--decoder-last-pipeline-num-layers {self.last_stage_layers}"]
+                    f"--decoder-first-pipeline-num-layers {self.first_stage_layers}"] + (
+                    [f"--decoder-last-pipeline-num-layers {self.last_stage_layers}"] if self.pp > 2 else [])
         return (["--account-for-loss-in-pipeline-split"] if self.loss_slot else []) + (
             ["--account-for-embedding-in-pipeline-split"] if self.embedding_slot else [])
 
@@ -149,9 +161,10 @@ def uneven_ends(n_layer: int, pp: int, interleave: int) -> tuple[int, int] | Non
     (``--decoder-first/last-pipeline-num-layers``, interleaved with ``--num-virtual-stages-per-pipeline-rank``):
     every stage a multiple of ``interleave`` layers [7], both ends at least one chunk's worth [6], the p - 2 stages
     between sharing the rest evenly, the most each holds as large as it can be with no stage over
-    ceil(L / (p v)) x v, and the last stage the smaller end; None if there is none (two stages have no middle to
-    take the rest: Megatron-LM divides by the p - 2 middle stages)."""
-    if pp < 3:
+    ceil(L / (p v)) x v, and the last stage the smaller end; None if there is none. Two stages have no stage
+    between: the L layers, a multiple of v, split into the two ends, the first the larger half of the chunks (each
+    end then at most ceil(L / (2 v)) x v), given to Megatron-LM as the first count alone ([7])."""
+    if pp < 2:
         return None
     per_chunk = math.ceil(n_layer / (pp * interleave))
     for middle in range(per_chunk, 0, -1):  # layers a chunk on the stages between the ends [7]
@@ -359,6 +372,8 @@ class Layout:
                  f"parallelism.data_parallel_shard_degree={self.dp if self.zero_stage else 1}",
                  f"parallelism.data_parallel_replicate_degree={1 if self.zero_stage else self.dp}",
                  f"activation_checkpoint.mode={'none' if self.recompute is Recompute.none else self.recompute.value}"]
+        if self.pp > 1:
+            titan += self._torchtitan_pipeline(split)
         if self.ep > 1:
             titan.append(f"parallelism.expert_parallel_degree={self.ep}")
         if self.zero_stage in (1, 2):  # torchtitan shards with FSDP2 only: weights too, as ZeRO-3 does
@@ -371,6 +386,22 @@ class Layout:
                       f"{self.pp}")
         return {Engine.megatron.value: " ".join(mega), Engine.torchtitan.value: " ".join(titan),
                 Engine.deepspeed.value: " ".join(ds)}
+
+    def _torchtitan_pipeline(self, split: PipelineSplit | None) -> list[str]:
+        """torchtitan's pipeline settings for this layout ([8]): the schedule, and the split where its options
+        express it (equal virtual stages, the first and last a layer fewer for the embedding and the loss); an
+        uneven split (ends given) is named as not expressible, so nothing reads as an equivalent that is not."""
+        out = [f"parallelism.pipeline_parallel_schedule={'Interleaved1F1B' if self.interleave > 1 else '1F1B'}"]
+        if split is None:  # the model's layers not given: the split is not known
+            return out
+        if split.uneven:
+            return out + [(f"(torchtitan's pipeline options split layers into equal virtual stages; this split's "
+                           f"uneven ends, {split.stage_layers(0)} and {split.stage_layers(self.pp - 1)} layers, "
+                           "need its stages' modules listed by hand)")]
+        per_chunk = (split.n_layer + split.embedding_slot + split.loss_slot) // (self.pp * self.interleave)
+        return out + [f"parallelism.pipeline_parallel_layers_per_stage={per_chunk}",
+                      f"parallelism.pipeline_parallel_first_stage_less_layers={int(split.embedding_slot)}",
+                      f"parallelism.pipeline_parallel_last_stage_less_layers={int(split.loss_slot)}"]
 
     def label(self) -> str:
         parts = [f"TP{self.tp}", f"PP{self.pp}" + (f"x{self.interleave}" if self.interleave > 1 else ""),

@@ -17,7 +17,7 @@ from ..units import GIB
 from .estimate import MemoryBreakdown, estimate_memory
 from .fit import Fit, fits, max_micro_batch
 from .settings import MemoryPrecision, Optimizer, TrainingSetup
-from .workspace import on_gpu
+from .workspace import BITSANDBYTES_OPTIMIZERS, on_gpu, runs_bitsandbytes_optimizers
 
 # How disruptive each change is, for ranking fixes (a judgement, not a measurement): free kernels and
 # precision first; full recomputation costs ~33% more compute (Korthikanti et al. 2022, Table 4, ~36%
@@ -64,7 +64,9 @@ class FitAdvice:
     reason: str | None  # set when no fix exists
 
 
-def _options(setup: TrainingSetup) -> dict[str, list]:
+def _options(setup: TrainingSetup, bitsandbytes_optimizers: bool = True) -> dict[str, list]:
+    """The values each setting may take in a fix: the current one, then lighter ones; 8-bit AdamW only where
+    bitsandbytes' optimizers run (``bitsandbytes_optimizers``, `workspace.runs_bitsandbytes_optimizers`)."""
     prec = {MemoryPrecision.fp32: [MemoryPrecision.bf16_mixed, MemoryPrecision.bf16_pure],
             MemoryPrecision.bf16_mixed: [MemoryPrecision.bf16_pure],
             MemoryPrecision.fp16_mixed: [MemoryPrecision.bf16_pure],
@@ -72,6 +74,8 @@ def _options(setup: TrainingSetup) -> dict[str, list]:
     lighter = {Optimizer.adamw: [Optimizer.adamw8bit, Optimizer.lion, Optimizer.adafactor, Optimizer.sgd],
                Optimizer.adamw8bit: [Optimizer.adafactor], Optimizer.lion: [Optimizer.adafactor],
                Optimizer.sgd: [], Optimizer.adafactor: [], Optimizer.none: []}[setup.optimizer]
+    if not bitsandbytes_optimizers:  # no fix proposes what cannot run there (workspace [4])
+        lighter = [o for o in lighter if o not in BITSANDBYTES_OPTIMIZERS]
     rec = {Recompute.none: [Recompute.selective, Recompute.full], Recompute.selective: [Recompute.full],
            Recompute.full: []}[setup.recompute]
     return {
@@ -122,7 +126,7 @@ def suggest_fixes(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_head
         current = estimate_memory(cfg, setup)
         same = Fix((), 0, setup, current, gpu.memory_bytes)
         return FitAdvice(True, (), same, None)
-    options = _options(setup)
+    options = _options(setup, runs_bitsandbytes_optimizers(gpu))
     found: list[Fix] = []
     smallest: Fix | None = None
     for values in itertools.product(*options.values()):

@@ -53,11 +53,7 @@ from functools import lru_cache
 
 from ..errors import UsageError
 from ..flops import Recompute
-
-# MemoryPrecision is a field of TrainingSetup; the other three are re-exported for planner/options.py,
-# planner/setups.py, planner/speed.py and train/bench.py, which import them from here (they were being edited
-# when these moved to precision.py): import them from memory.precision.
-from .precision import MATMUL_PRECISION, MEMORY_PRECISION, MemoryPrecision, trainer_memory_precision  # noqa: F401
+from .precision import MemoryPrecision  # a field of TrainingSetup
 
 MIB = 2.0**20
 

@@ -15,6 +15,10 @@ References
 [3] PyTorch, "HIP (ROCm) semantics": ROCm builds expose AMD GPUs through the ``torch.cuda`` interface (the same
     caching allocator, context and BLAS-handle machinery), so the CUDA rows apply to them; TPUs (PyTorch/XLA),
     Trainium (Neuron) and Gaudi (HPU) run other runtimes, whose own memory is not modelled here.
+[4] bitsandbytes 0.50.2 README, "Accelerator support" (columns LLM.int8(), QLoRA 4-bit, 8-bit Optimizers): NVIDIA
+    GPU (``cuda``) all three; AMD GPU (ROCm) all three; Intel GPU (``xpu``) all three; Intel Gaudi (``hpu``) LLM.int8()
+    yes, QLoRA 4-bit partly, 8-bit optimizers no; CPUs and Apple Silicon. No Google TPU (XLA) or AWS Trainium
+    (Neuron) backend.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import UsageError
-from .settings import MIB, Device
+from .settings import MIB, Device, Optimizer
 
 # cuBLAS workspace per (handle, stream), PyTorch's default by the GPU's compute capability ([1]
 # ``parseChosenWorkspaceSize``): 4096 KiB x 8 = 32 MiB where the major version is 9, 10, 11 or 12 ("32MiB for Hopper
@@ -48,6 +52,21 @@ N_CUBLAS_HANDLES = 2
 CUDA_RUNTIME_VENDORS = ("NVIDIA", "AMD")
 # Memory components that exist only under PyTorch's CUDA runtime (`memory.estimate.COMPONENTS` keys).
 CUDA_RUNTIME_KEYS = ("allocator_overhead", "cuda_context", "blas_workspaces")
+
+
+# Vendors (data/gpu_specs.csv ``vendor``) of the accelerators with no bitsandbytes backend at all ([4]).
+NO_BITSANDBYTES_VENDORS = {"Google": "TPUs (XLA)", "AWS": "Trainium (Neuron)"}
+# Architectures (prefix) with bitsandbytes quantization but not its optimizers ([4]: Intel Gaudi, 8-bit optimizers no).
+NO_BITSANDBYTES_OPTIMIZER_ARCHITECTURES = ("Gaudi",)
+# The optimizers of `memory.settings.Optimizer` that only bitsandbytes provides ([4]: ``bnb.optim.AdamW8bit``).
+BITSANDBYTES_OPTIMIZERS = frozenset({Optimizer.adamw8bit})
+
+
+def runs_bitsandbytes_optimizers(gpu) -> bool:
+    """Whether bitsandbytes' 8-bit and paged optimizers run on ``gpu`` (a `hardware.GpuSpec`, [4]): not on TPUs,
+    Trainium or Gaudi. The one rule for memory's fixes and --optimizer, the plan's setup search and finetune."""
+    return (gpu.vendor.strip() not in NO_BITSANDBYTES_VENDORS
+            and not gpu.architecture.strip().startswith(NO_BITSANDBYTES_OPTIMIZER_ARCHITECTURES))
 
 
 def runs_cuda(gpu) -> bool:

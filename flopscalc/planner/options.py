@@ -19,10 +19,8 @@ from ..errors import UsageError
 from ..flops import Recompute, training_flops_per_token
 from ..hardware import GpuSpec, Precision
 from ..memory import MemoryPrecision, TrainingSetup
-from ..memory.settings import (  # MEMORY_PRECISION re-exported: the planner modules import it from here
-    MEMORY_PRECISION,  # noqa: F401
-    grad_wire_bytes_per_param,
-)
+from ..memory.precision import MEMORY_PRECISION  # noqa: F401  (re-exported: the planner modules import it from here)
+from ..memory.settings import grad_wire_bytes_per_param
 from ..model import ALL_PRESETS, PRESETS, ModelConfig, count_params, params_outside_blocks
 from ..perf.offload import OffloadTime, host_link_bytes_per_s, offload_time
 from ..perf.parallel import (

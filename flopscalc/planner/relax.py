@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..flops import Recompute
-from ..memory.workspace import gpu_setup_fields
+from ..memory.workspace import BITSANDBYTES_OPTIMIZERS, gpu_setup_fields, runs_bitsandbytes_optimizers
 from ..model import ModelConfig
 from .budget import DEFAULT_MFU
 from .options import (
@@ -116,10 +116,12 @@ def _whole_batch_loss(cfg: ModelConfig, ctx: _Context) -> float:
     base = TrainingSetup(micro_batch=1, seq_len=ctx.seq_len, precision=MEMORY_PRECISION[precision], n_gpus=1,
                          grad_accum=LIGHTEST_GRAD_ACCUM, **gpu_setup_fields(ctx.gpu))
     micro = _per_gpu_batch(cfg, ctx.seq_len, 1)
+    bnb = runs_bitsandbytes_optimizers(ctx.gpu)
     speed = min((price_setup(cfg, replace(base, micro_batch=micro, grad_accum=1, **flags), micro * ctx.seq_len,
                              ctx.gpu, precision, tm, eff)
                  for flags in searched_setups(1) if flags["recompute"] is Recompute.none
-                 and not flags["offload_optimizer"]),  # dropped where memory allows
+                 and not flags["offload_optimizer"]  # dropped where memory allows
+                 and (bnb or flags["optimizer"] not in BITSANDBYTES_OPTIMIZERS)),  # as the search (memory.workspace [4])
                 key=lambda s: s.step_s)
     loss = _loss(ctx.law, _law_n(ctx.law, cfg), _tokens(cfg, speed, ctx), ctx.dataset_tokens)[0]
     return math.inf if loss is None else loss

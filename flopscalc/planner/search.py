@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import DomainError
 from ..hardware import GpuSpec
-from ..memory.workspace import gpu_setup_fields
+from ..memory.workspace import gpu_setup_fields, runs_bitsandbytes_optimizers
 from ..model import PRESETS, ModelConfig, SeqSource, count_params
 from ..model.sequence import CONTEXT, HINT_SEQ_MAX
 from ..perf.fabric import GPUS_PER_NODE
@@ -346,6 +346,7 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
     n_gpus = ctx.budget.n_gpus
     if not any(o.fits for o in options):
         smallest = options[0]
+        bnb = runs_bitsandbytes_optimizers(ctx.gpu)  # 8-bit AdamW only where it runs (memory.workspace [4])
         more = (f"; it would fit on {smallest.min_gpus} GPUs" if smallest.min_gpus else
                 f"; not even {MAX_GPUS_SEARCHED} GPUs hold it" + _fits_without_option(smallest.model, ctx))
         size = f"({format_count(smallest.n_params)} parameters)"
@@ -355,12 +356,12 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
             _refuse_unsplittable_count(smallest, ctx)
             raise DomainError(
                 f"{what} in any parallel layout of {n_gpus:,} x {ctx.gpu.name} "
-                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) nor data-parallel setup (ZeRO, 8-bit "
-                f"AdamW, optimizer offload) within {usable_bytes(cap) / GIB:.1f} "
+                f"(TP, PP, CP, EP, ZeRO, recomputation, micro-batch 1 up) nor data-parallel setup (ZeRO, "
+                f"{'8-bit AdamW, ' if bnb else ''}optimizer offload) within {usable_bytes(cap) / GIB:.1f} "
                 f"GiB per GPU ({PLAN_MEMORY_HEADROOM:.0%} kept free) at sequence {ctx.seq_len}{more}"
                 + _shorter_seq_hint(ctx))
         need = lightest_peak_bytes(smallest.model, n_gpus, ctx.seq_len, ctx.budget.precision,
-                                   **gpu_setup_fields(ctx.gpu))
+                                   bitsandbytes_optimizers=bnb, **gpu_setup_fields(ctx.gpu))
         from .node import node_layout_fits  # here: only a refusal reads it
 
         if ctx.node_layouts:  # the layouts of these GPUs were weighed too, and none fits
@@ -373,10 +374,11 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
         raise DomainError(
             f"{what} in {cap / GIB:.1f} GiB per GPU "
             f"({usable_bytes(cap) / GIB:.1f} GiB usable, {PLAN_MEMORY_HEADROOM:.0%} kept free) on "
-            f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with 8-bit AdamW or AdamW offloaded to "
-            f"the CPU, ZeRO where GPUs share it, {lightest_setup_words(ctx.seq_len)}) needs {need / GIB:.1f} GiB"
+            f"{n_gpus:,} GPU(s): even its lightest setup (full recomputation with "
+            f"{'8-bit AdamW or ' if bnb else ''}AdamW offloaded to the CPU, ZeRO where GPUs share it, {lightest_setup_words(ctx.seq_len)}) needs {need / GIB:.1f} GiB"
             f"{more}"
             + _shorter_seq_hint(ctx, lambda seq: lightest_peak_bytes(smallest.model, n_gpus, seq, ctx.budget.precision,
+                                                               bitsandbytes_optimizers=bnb,
                                                                **gpu_setup_fields(ctx.gpu))
                                 <= usable_bytes(cap)))
     fitting = [o for o in options if o.fits]

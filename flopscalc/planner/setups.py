@@ -15,8 +15,9 @@ from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
 from ..memory import MemoryPrecision, Optimizer, TrainingSetup, estimate_memory, max_micro_batch
 from ..memory.fit import fits
-from ..memory.settings import FP32_BYTES, HALF_BYTES, MEMORY_PRECISION, with_micro_batch
-from ..memory.workspace import gpu_setup_fields
+from ..memory.precision import MEMORY_PRECISION
+from ..memory.settings import FP32_BYTES, HALF_BYTES, with_micro_batch
+from ..memory.workspace import BITSANDBYTES_OPTIMIZERS, gpu_setup_fields, runs_bitsandbytes_optimizers
 from ..model import ModelConfig, count_params
 from ..perf.fabric import GPUS_PER_NODE
 from .options import MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, ChosenSetup, _per_gpu_batch, usable_bytes
@@ -28,7 +29,8 @@ from .options import MAX_GPUS_SEARCHED, PLAN_MEMORY_HEADROOM, ChosenSetup, _per_
 # 2020 sec. 7.2.1), ZeRO-3 1.5x; offload moves the optimizer step to the CPU (Ren et al. 2021). Offload keeps
 # AdamW: the states then sit in CPU memory, so 8-bit ones would free no GPU memory, and the CPU optimizer that
 # offload runs (DeepSpeed's CPU Adam, Ren et al. 2021 sec. 5) keeps fp32 states. ZeRO on one GPU shards nothing,
-# so one GPU searches stage 0 only.
+# so one GPU searches stage 0 only. 8-bit AdamW is searched only where bitsandbytes' optimizers run
+# (`memory.workspace.runs_bitsandbytes_optimizers`: not on TPUs, Trainium or Gaudi).
 RECOMPUTE_SEARCHED = (Recompute.none, Recompute.selective, Recompute.full)
 OPTIMIZERS_SEARCHED = ((Optimizer.adamw, False), (Optimizer.adamw8bit, False), (Optimizer.adamw, True))
 ZERO_STAGES_SEARCHED = (0, 1, 2, 3)
@@ -141,6 +143,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     want_micro = _per_gpu_batch(cfg, seq_len, n_gpus, tokens_per_step)
     tokens = want_micro * seq_len * n_gpus
     flag_sets = _searched(n_gpus > 1)  # each setup searched is `_flagged(base, i)` at some micro-batch
+    searched = _allowed(n_gpus > 1, runs_bitsandbytes_optimizers(gpu))  # indices of the flag sets this GPU runs
     fits_at: dict[int, int] = {}  # index of the flags -> largest micro-batch that fits (memory searched once)
     most = [want_micro]  # no setup fits more sequences than this: the lightest flags' largest, once known
 
@@ -161,7 +164,7 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
         # bound is tight. Full recomputation keeps the fewest activations (`_lightest_flags`), so no setup fits a
         # larger micro-batch than the largest of those; every micro-batch the search can pick divides the lcm of
         # the batch's divisors up to it, at which the time is no more (see above; split-K aside).
-        full = _lightest_flags(n_gpus)
+        full = _lightest_flags(n_gpus, runs_bitsandbytes_optimizers(gpu))
         light = mb_max_of(full[-1])  # the last, with offload (and ZeRO-3), holds the least; the others cannot
         for i in full[:-1]:  # raise the largest unless one more sequence fits them (the peak grows with it)
             if light >= want_micro:
@@ -181,10 +184,11 @@ def choose_setup(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, prec
     # Bounds are priced lazily: recomputation only adds work (a second forward, or the attention core again)
     # and the communication it hides is at most that work, so a setup's bound without recomputation stands for
     # its bound with it until the search reaches it (which setup wins does not depend on the order of visits)
-    plain = {i: bound_of(i) for i, f in enumerate(flag_sets) if f["recompute"] is Recompute.none}
+    plain = {i: bound_of(i) for i in searched if flag_sets[i]["recompute"] is Recompute.none}
     heap = []
     simplicity = _simplicities(n_gpus > 1)
-    for i, flags in enumerate(flag_sets):
+    for i in searched:
+        flags = flag_sets[i]
         j = next(j for j in plain if flag_sets[j] == {**flags, "recompute": Recompute.none})
         heapq.heappush(heap, (plain[j], simplicity[i], i, j == i))
     # On one GPU under the per-operation model a recomputing setup's bound is at least the plain one plus the
@@ -238,11 +242,23 @@ def _divisors(n: int) -> tuple[int, ...]:
     return tuple(sorted({*small, *(n // d for d in small)}))
 
 
-def _lightest_flags(n_gpus: int) -> tuple[int, ...]:
+@lru_cache(maxsize=4)
+def _allowed(several_gpus: bool, bitsandbytes_optimizers: bool) -> tuple[int, ...]:
+    """Indices into `searched_setups` of the flag sets a GPU can run: all, or (where bitsandbytes' optimizers do
+    not run, ``bitsandbytes_optimizers`` False: `memory.workspace.runs_bitsandbytes_optimizers`) those without
+    one of `memory.workspace.BITSANDBYTES_OPTIMIZERS`."""
+    return tuple(i for i, f in enumerate(_searched(several_gpus))
+                 if bitsandbytes_optimizers or f["optimizer"] not in BITSANDBYTES_OPTIMIZERS)
+
+
+def _lightest_flags(n_gpus: int, bitsandbytes_optimizers: bool = True) -> tuple[int, ...]:
     """The searched setups that can need the least memory (indices into `searched_setups`): full recomputation,
-    which keeps the fewest activations, with every optimizer choice and ZeRO stage (ZeRO-3's gather buffers can
-    outweigh what it shards for small models, so the top stage is not always the lightest)."""
-    return tuple(i for i, f in enumerate(_searched(n_gpus > 1)) if f["recompute"] is Recompute.full)
+    which keeps the fewest activations, with every optimizer choice the GPU runs (`_allowed`) and ZeRO stage
+    (ZeRO-3's gather buffers can outweigh what it shards for small models, so the top stage is not always the
+    lightest)."""
+    flag_sets = _searched(n_gpus > 1)
+    return tuple(i for i in _allowed(n_gpus > 1, bitsandbytes_optimizers)
+                 if flag_sets[i]["recompute"] is Recompute.full)
 
 
 # The accumulation the lightest setups are judged at: a plan's step is many micro-batches (GPT-3's 0.5M-3.1M tokens
@@ -262,24 +278,26 @@ def lightest_setup_words(seq_len: int) -> str:
 
 def _lightest_peaks(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
                     highest_stage_first: bool = False, gpu_architecture: str | None = None,
-                    cuda_runtime: bool = True):
+                    cuda_runtime: bool = True, bitsandbytes_optimizers: bool = True):
     """Peak memory per GPU (bytes) at micro-batch 1 of each of `_lightest_flags`, lazily (in reverse order, ZeRO-3
     first, with ``highest_stage_first``), on a GPU of ``gpu_architecture`` (`TrainingSetup.gpu_architecture`) that runs
-    PyTorch's CUDA runtime or not (``cuda_runtime``, `memory.workspace.runs_cuda`)."""
+    PyTorch's CUDA runtime or not (``cuda_runtime``, `memory.workspace.runs_cuda`) and bitsandbytes' optimizers or
+    not (``bitsandbytes_optimizers``, `memory.workspace.runs_bitsandbytes_optimizers`)."""
     base = TrainingSetup(micro_batch=1, seq_len=seq_len, precision=MEMORY_PRECISION[precision], n_gpus=n_gpus,
                          grad_accum=LIGHTEST_GRAD_ACCUM, gpu_architecture=gpu_architecture,
                          cuda_runtime=cuda_runtime)
-    light = _lightest_flags(n_gpus)
+    light = _lightest_flags(n_gpus, bitsandbytes_optimizers)
     return (estimate_memory(cfg, _flagged(base, i)).peak_bytes for i in (light[::-1] if highest_stage_first
                                                                          else light))
 
 
 def lightest_peak_bytes(cfg: ModelConfig, n_gpus: int, seq_len: int, precision: Precision,
-                        gpu_architecture: str | None = None, cuda_runtime: bool = True) -> float:
+                        gpu_architecture: str | None = None, cuda_runtime: bool = True,
+                        bitsandbytes_optimizers: bool = True) -> float:
     """Peak memory per GPU of the lightest searched setup at micro-batch 1: the least any setup needs (bytes), on a
     GPU of ``gpu_architecture`` (None: not known, the larger cuBLAS workspace)."""
     return min(_lightest_peaks(cfg, n_gpus, seq_len, precision, gpu_architecture=gpu_architecture,
-                               cuda_runtime=cuda_runtime))
+                               cuda_runtime=cuda_runtime, bitsandbytes_optimizers=bitsandbytes_optimizers))
 
 
 # GPU counts the no-fit hint tries: powers of two inside a node (as the one-node search always has: 2, 4, 8), then
@@ -340,6 +358,7 @@ def _runs_on(cfg: ModelConfig, gpu: GpuSpec, n_gpus: int, seq_len: int, precisio
     # the highest ZeRO stages shard the most, so they are looked at first: the first that fits ends the look; on
     # this GPU's cuBLAS workspace, as the setup search judges it (`choose_setup`)
     if any(peak <= cap for peak in _lightest_peaks(cfg, n_gpus, seq_len, precision, highest_stage_first=True,
+                                                   bitsandbytes_optimizers=runs_bitsandbytes_optimizers(gpu),
                                                    **gpu_setup_fields(gpu))) and (
             not beyond or _dp_beside_layouts(cfg, gpu, n_gpus, seq_len, precision)):
         return True

@@ -40,7 +40,7 @@ COMPUTE_CLASSES = ("gemm", "attention", "memory-bound", "optimizer")
 def per_op_precisions() -> tuple[Precision, ...]:
     """Plan precisions the per-operation model prices at their own peak: those whose memory policy's matmuls
     run at that precision (`perf.step.MATMUL_PRECISION`); tf32, fp16 with fp16 accumulate and fp8 are not."""
-    from ..memory.settings import MATMUL_PRECISION
+    from ..memory.precision import MATMUL_PRECISION
     from .options import MEMORY_PRECISION
 
     return tuple(p for p in Precision if p in MEMORY_PRECISION and MATMUL_PRECISION[MEMORY_PRECISION[p]] is p)

@@ -110,7 +110,7 @@ def predicted_memory(cfg: TrainConfig, precision: str, device: torch.device, n_d
     reports and which must fit the GPU); None if the estimator is absent. ``gpu`` as `predicted_peak_bytes`."""
     try:
         from ..memory import Device, TrainingSetup, estimate_memory
-        from ..memory.settings import trainer_memory_precision
+        from ..memory.precision import trainer_memory_precision
     except ImportError:
         return None
     spec = None if device.type != "cuda" else gpu or identify_gpu(device)  # its architecture sizes cuBLAS's workspace
