@@ -64,7 +64,8 @@ class PlanRequest:
     utilization : float
         Duty cycle in (0, 1]: share of wall-clock time spent training.
     mfu : float, optional
-        Model FLOPs utilization while busy, without recomputation (default `DEFAULT_MFU` or ``calibration``).
+        Stated model FLOPs utilization while busy, without recomputation (default None: the per-operation model
+        predicts it per option, or ``calibration``'s profile prices it).
     calibration : CalibrationProfile, optional
         Measured MFU interpolated to each model size (``flopscalc calibrate``).
     law : ScalingLaw
