@@ -125,16 +125,20 @@ def _at_most(value: float, text: str, what: str, kind: str | None) -> float:
     return value
 
 
-def parse_bytes(text: str | float, *, what: str = "size", unit_required: bool = False) -> float:
+def parse_bytes(text: str | float, *, what: str = "size", unit_required: bool = False,
+                positive: bool = False) -> float:
     """Parse a size such as ``12GB`` (decimal, 12e9 bytes) or ``12GiB`` (binary, 12 x 2**30 bytes).
 
     A bare number is bytes; ``unit_required`` (the command line) refuses one other than 0 instead, as
-    `parse_duration` refuses a bare time: ``--memory 24`` meant 24 GiB, not 24 bytes.
+    `parse_duration` refuses a bare time: ``--memory 24`` meant 24 GiB, not 24 bytes. ``positive`` refuses a size
+    of 0 or less in the user's own words (not as a count of bytes).
     """
     if isinstance(text, (int, float)):
         return float(text)
     accepted = "a number with a unit B, kB, MB, GB, TB (decimal) or KiB, MiB, GiB, TiB (binary), e.g. 12GiB"
     value, unit = _split(text, what, accepted)
+    if positive and not value > 0:  # before the unit: '-1' is told it is not positive, not to write '-1GiB'
+        raise UsageError(f"{what} {str(text).strip()!r} is not a positive size; accepted: {accepted}")
     if unit_required and not unit and value != 0:
         number = str(text).strip()
         raise UsageError(f"{what} {text!r} has no unit; write it with one, e.g. {number}GiB or {number}GB (bytes: "

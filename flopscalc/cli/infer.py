@@ -101,6 +101,7 @@ def infer(
     """Prefill and decode time, tokens/s, KV cache and memory, the largest batch and context, and cost per token."""
     from ..errors import DomainError, UsageError
     from ..hardware import PRECISION_HELP, get_gpu
+    from ..memory.workspace import no_cuda_runtime_note, runs_cuda
     from ..model import resolve_model
     from ..perf.inference import (
         COMPUTE_PRECISION,
@@ -137,9 +138,10 @@ def infer(
                         arch=arch_options(vocab, n_kv_head, ffn, mlp, norm, pos, bias, tie, experts, top_k,
                                           shared_experts))
     setup = InferenceSetup(batch=batch, context=parse_context(context), gen=gen, weights=weights, kv=kv,
-                           int4_group=DEFAULT_INT4_GROUP if int4_group is None else int4_group, usd_per_gpu_hour=usd_per_gpu_hour)
+                           int4_group=DEFAULT_INT4_GROUP if int4_group is None else int4_group, usd_per_gpu_hour=usd_per_gpu_hour,
+                           cuda_runtime=runs_cuda(spec))  # memory/step/finetune's rule (memory.workspace)
     est = estimate_inference(cfg, setup, spec)
-    emit(*with_notes(infer_report(est), infer_dict(est), [note]), as_json)
+    emit(*with_notes(infer_report(est), infer_dict(est), [note, no_cuda_runtime_note(spec)]), as_json)
 
 
 def register(app: typer.Typer) -> None:

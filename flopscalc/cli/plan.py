@@ -188,7 +188,7 @@ def plan(
         dataset_tokens=(parse_count(dataset_tokens, what="--dataset-tokens", kind="tokens")
                         if dataset_tokens is not None else None),
         max_wall_clock_s=max_wall_clock_s,
-        memory_bytes=parse_bytes(memory, what="--memory", unit_required=True) if memory is not None else None,
+        memory_bytes=parse_bytes(memory, what="--memory", unit_required=True, positive=True) if memory is not None else None,
         seq_len=seq,
         model=cfg, shaped=params is not None and model is None and config is None,
         n_tokens=parse_count(tokens, what="--tokens", kind="tokens") if tokens is not None else None,

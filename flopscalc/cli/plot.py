@@ -162,7 +162,7 @@ def frontier(
         precision, note = training_precision(spec, precision, DEFAULT_PRECISION)
     precision = precision or DEFAULT_PRECISION
     budget, label = (_count(flops, "--flops") if flops is not None else None), None
-    capacity = parse_bytes(memory, what="--memory", unit_required=True) if memory is not None else None
+    capacity = parse_bytes(memory, what="--memory", unit_required=True, positive=True) if memory is not None else None
     request = None  # the plan question whose model FLOPs a --days budget is (its optimum is placed as plan's)
     if days is not None:
         from ..planner.core import PlanRequest, plan

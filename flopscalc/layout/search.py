@@ -194,7 +194,7 @@ def search_layouts(cfg: ModelConfig, cluster: Cluster, seq_len: int, global_batc
     if not fitting:
         raise DomainError(f"no layout of {cfg.name} fits {n} x {cluster.gpu.name} "
                           f"({cluster.gpu.memory_bytes / GIB:.0f} GiB each) at sequence {seq_len} and global batch "
-                          f"{global_batch}; more GPUs, a shorter sequence or a smaller batch would help")
+                          f"{global_batch}")
     results = _time_best_first(cfg, cluster, seq_len, fitting, top, precision, flash, options, prune, fused_loss,
                                dropout)
     best = results[0][0]

@@ -58,7 +58,7 @@ def _memory_table(e: InferenceEstimate) -> Table:
                                            f"{cached_tokens(e.model, e.setup.seq_tokens):,} tokens"
                                            + (f" (window {e.model.attn_window:,})" if e.model.attn_window else ""))),
             ("activations (prefill, one layer) + logits", m.activation_bytes, ""),
-            ("CUDA context", m.cuda_context_bytes, "")]
+            ("CUDA context", m.cuda_context_bytes, "")][:None if e.setup.cuda_runtime else -1]  # none counted
     for name, value, note in rows:
         t.add_row(name + (f" ({note})" if note else ""), format_bytes(value), f"{value / m.total_bytes:.1%}")
     t.add_row("total", format_bytes(m.total_bytes), "100.0%", style="bold")
@@ -83,8 +83,8 @@ def _no_batch(e: InferenceEstimate) -> str:
     here = [_fix_text(f) for f in e.fixes if f.gpu is None]
     elsewhere = [_fix_text(f) for f in e.fixes if f.gpu is not None]
     if m.weights_bytes + m.cuda_context_bytes >= e.gpu.memory_bytes:
-        why = (f"none: the weights alone ({format_bytes(m.weights_bytes)} + {format_bytes(m.cuda_context_bytes)} "
-               f"CUDA context) do not fit in {format_bytes(e.gpu.memory_bytes)}")
+        context = f" + {format_bytes(m.cuda_context_bytes)} CUDA context" if e.setup.cuda_runtime else ""
+        why = (f"none: the weights alone ({format_bytes(m.weights_bytes)}{context}) do not fit in {format_bytes(e.gpu.memory_bytes)}")
         nothing_here = "no smaller weight format fits on this GPU"
     else:
         why = (f"none at {e.setup.seq_tokens:,} tokens per sequence: the weights fit, one sequence's KV cache and "

@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import UsageError
+from ..errors import DomainError, UsageError
 from ..layout import Layout, LayoutMemory, LayoutTime
 from ..layout.search import LayoutSearch
 from ..memory import COMPONENTS
@@ -211,8 +211,14 @@ def layout_step(cfg, setup, gpu, *, tp, pp, interleave, cp, ep, sequence_paralle
 
         # a layout to run keeps the plan's margin free, so the search ranks what `plan` would choose from
         limit = usable_bytes(gpu.memory_bytes)
-        result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash, options=opts,
-                                fused_loss=fused_loss, dropout=dropout, memory_limit_bytes=limit)
+        try:
+            result = search_layouts(cfg, cluster, seq, batch, precision=setup.precision, flash=setup.flash,
+                                    options=opts, fused_loss=fused_loss, dropout=dropout, memory_limit_bytes=limit)
+        except DomainError as err:  # suggest only what was checked to fit (planner.nofit)
+            from ..planner.nofit import search_no_fit_hint
+
+            raise DomainError(f"{err}; {search_no_fit_hint(cfg, gpu, setup.n_gpus, seq, setup.precision, batch)}"
+                              ) from None
         margins = [layout_margin_note(r.time, r.memory) for r in result.ranked]  # once each, for both faces
         return (search_report(result, margins[0], setup.seq_len),
                 {**search_dict(result, margins), "seq_len_source": seq_label(cfg, setup.seq_len)},

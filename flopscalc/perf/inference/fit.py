@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from ...errors import DomainError, UsageError
 from ...hardware import GpuSpec, builtin_database
+from ...memory.workspace import runs_cuda
 from .formats import COMPUTE_PRECISION, DEFAULT_INT4_GROUP, InferenceSetup, KvFormat, WeightFormat
 from .memory import inference_memory, max_batch, max_seq_tokens, weights_bytes
 
@@ -37,6 +38,7 @@ def _with_weights(setup: InferenceSetup, fmt: WeightFormat) -> InferenceSetup:
 
 def _confirmed(cfg, setup: InferenceSetup, on: GpuSpec, **change) -> InferenceFix | None:
     """The fix when one sequence of ``setup`` fits ``on``, else None (an int4 group the model cannot take: None)."""
+    setup = replace(setup, cuda_runtime=runs_cuda(on))  # its CUDA context only where it runs CUDA
     try:
         n = max_batch(cfg, setup, on.memory_bytes)
     except UsageError:

@@ -121,6 +121,8 @@ class InferenceSetup:
     usd_per_gpu_hour: float | None = None
     # share of the bandwidth a dequantizing GEMM reaches; None: the fitted QUANT_BANDWIDTH_FRACTION of the format
     quant_bandwidth_fraction: float | None = None
+    # whether the GPU runs PyTorch's CUDA runtime (`memory.workspace.runs_cuda`): only then is a CUDA context counted
+    cuda_runtime: bool = True
 
     def __post_init__(self) -> None:
         for name in ("batch", "context", "gen", "int4_group"):

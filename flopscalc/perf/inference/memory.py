@@ -98,7 +98,8 @@ def inference_memory(cfg: ModelConfig, setup: InferenceSetup, *, batch: int | No
         weights_bytes=weights_bytes(cfg, setup),
         kv_cache_bytes=float(kv_cache_bytes(cfg, b * cached_tokens(cfg, n), setup.kv_bytes_per_element)),
         activation_bytes=b * c * activation_bytes_per_token(cfg) + b * cfg.vocab_size * LOGITS_BYTES,
-        cuda_context_bytes=float(DEFAULT_CUDA_CONTEXT_BYTES),
+        # no CUDA runtime, no CUDA context (the training engine's rule, `memory.workspace.cuda_only_bytes`)
+        cuda_context_bytes=float(DEFAULT_CUDA_CONTEXT_BYTES) if setup.cuda_runtime else 0.0,
     )
 
 
