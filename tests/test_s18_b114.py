@@ -105,3 +105,36 @@ def test_held_out_error_rounds_alike_in_warning_and_assumptions(capsys):
     (row,) = [a for a in data["assumptions"] if a["name"] == "hardware efficiency"]
     pair = re.compile(r"median (\d+\.\d)%, worst (\d+\.\d)%")
     assert pair.search(warning) and pair.search(warning).groups() == pair.search(row["source"]).groups()
+
+
+# ---- r16 #3: two different life-cycle optima under one name ------------------------------------------------------------
+# plan --days 365 --inference-tokens 1T printed "life-cycle optimum N 755.7M D 218.7B ... loss 2.359" (the training
+# budget fixed), 'scaling optimal --flops 9.91e20 --inference-tokens 1T' N 1.08B D 249B loss 2.306 (the loss fixed,
+# training 1.61e21), and 'plan --model gpt2-xl --inference-tokens 1T' pointed to the latter as "the life-cycle
+# optimum alone". Sardana et al. 2024 (arXiv:2401.00448) minimise 6ND + 2NT at a fixed loss; both say which they fix.
+
+def test_plan_and_scaling_optimal_name_which_life_cycle_optimum(capsys):
+    year = ["--gpu", "4070ti", "--days", "365", "--inference-tokens", "1T"]
+    opt = _plan(capsys, *year)["inference"]["optimum"]
+    c_flops = 6 * opt["n_params"] * opt["n_tokens"]  # Hoffmann et al. 2022: C = 6ND
+    out = " ".join(_text(capsys, *year).split())
+    assert "trains in this budget (the training budget fixed;" in out
+    assert run(["scaling", "optimal", "--flops", f"{c_flops:.6g}", "--inference-tokens", "1T", "--json"]) == 0
+    ia = json.loads(capsys.readouterr().out)["inference_aware"]
+    aware = ia["inference_aware"]
+    # the loss fixed: the inference-aware model's own loss (Besiroglu's eq. 2) is the loss C buys, and it trains past C
+    law_loss = 1.8172 + 482.01 / aware["n_params"] ** 0.3478 + 2085.43 / aware["n_tokens"] ** 0.3658
+    assert law_loss == pytest.approx(ia["target_loss"], abs=5e-3)
+    assert aware["train_flops"] > c_flops * 1.01 and ia["target_loss"] < opt["loss"]
+    assert run(["scaling", "optimal", "--flops", f"{c_flops:.6g}", "--inference-tokens", "1T"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "at this loss 2.3" in text and "training + serving least" in text
+    assert "'flopscalc plan --inference-tokens' instead keeps the training budget" in text
+
+
+def test_fixed_model_refusal_points_to_the_matching_optimum(capsys):
+    assert run(["plan", "--gpu", "4070ti", "--days", "365", "--model", "gpt2-xl", "--inference-tokens", "1T"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "drop --model/--params for the life-cycle optimum that trains in this budget" in err
+    assert "at the loss C buys, training past C" in err

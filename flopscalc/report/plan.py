@@ -344,7 +344,9 @@ def _inference_table(p: Plan) -> Table | None:
         return None
     t = _kv_table(f"Serving {format_count(p.inference_tokens)} tokens over the model's life (Sardana et al. 2024: "
                   "training 6ND + inference 2NT FLOPs)")
-    what = "reaches the target loss" if p.objective == "target" else "trains in this budget"
+    what = ("reaches the target loss" if p.objective == "target" else  # the loss fixed, as 'scaling optimal' fixes it
+            "trains in this budget (the training budget fixed; 'flopscalc scaling optimal --flops C --inference-tokens"
+            " T' fixes the loss C buys instead and trains past C)")
     t.add_row("life-cycle optimum", f"N {format_count(ia.n_params)}",
               f"D {format_count(ia.n_tokens)} tokens ({ia.tokens_per_param:,.0f}/param), loss {ia.target_loss:.3f}: "
               f"the least training + inference FLOPs that {what}")
