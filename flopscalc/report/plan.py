@@ -220,8 +220,11 @@ def plan_report(p: Plan) -> Group:
     if p.binding:
         binds = _kv_table("What limits this run, and what relaxing it would buy")
         for bd in p.binding:
-            gain = ("" if bd.loss_if_relaxed is None or r.loss is None else
-                    f"loss {bd.loss_if_relaxed:.3f} ({bd.loss_if_relaxed - r.loss:+.3f})")
+            # the options shown, relaxed: a fresh plan of the relaxed request can only do better (`Binding.loss_at_most`)
+            gain = ("" if bd.loss_at_most is None or r.loss is None else
+                    f"loss {bd.loss_at_most:.3f} ({bd.loss_at_most - r.loss:+.3f}) or lower, the best of the options "
+                    "shown" if bd.options_do_better else
+                    f"loss {bd.loss_at_most:.3f} or lower: the options shown do no better than the plan's own")
             binds.add_row(bd.constraint, "[bold]binds[/]" if bd.binds else "slack", f"{bd.relaxed}: {gain}")
 
     presets_label = FAMILY_LABELS.get(p.family, p.family)
