@@ -349,7 +349,7 @@ def test_a_consumer_gpu_plan_quotes_the_consumer_runs_error(capsys):
     consumer = plan(get_gpu("4070ti"), YEAR_S, explain=False)
     datacenter = plan(get_gpu("h100"), 30 * 86400.0, explain=False)
     assert f"median {CONSUMER_HELD_OUT_MEDIAN_ERROR:.1%}" in consumer.mfu_source
-    assert any(f"median {CONSUMER_HELD_OUT_MEDIAN_ERROR:.0%}" in w for w in consumer.warnings)
+    assert any(f"median {CONSUMER_HELD_OUT_MEDIAN_ERROR:.1%}" in w for w in consumer.warnings)
     assert f"median {HELD_OUT_MEDIAN_ERROR:.1%}" in datacenter.mfu_source
 
 

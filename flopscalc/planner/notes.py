@@ -234,7 +234,7 @@ def _warnings(rec: PlanOption, budget: ComputeBudget, memory_bytes, calibration,
     if kind == PER_OPERATION:
         median, worst, runs = held_out_error(budget.gpu)
         out.append(f"the step times are predicted by the per-operation model, not measured on this GPU (held-out "
-                   f"error on {runs}: median {median:.0%}, worst {worst:.0%}): "
+                   f"error on {runs}: median {median:.1%}, worst {worst:.1%}): "
                    "run 'flopscalc calibrate' and pass --calibration to fit it to yours")
     elif calibration is None and mfu is None and rec.chosen.layout is None:
         out.append("the hardware efficiency (MFU of a step without recomputation) is a stated default, not measured "

@@ -44,7 +44,23 @@ class Binding:
     constraint: str  # compute, memory, data or time
     binds: bool
     relaxed: str  # what was relaxed, in words
-    loss_if_relaxed: float | None
+    loss_if_relaxed: float | None  # the best of the plan's options re-evaluated relaxed (not a fresh plan's search)
+    plan_loss: float | None = None  # the plan's own loss, which the relaxed request can always keep
+
+    @property
+    def loss_at_most(self) -> float | None:
+        """What the relaxed request reaches at worst: ``loss_if_relaxed``, or the plan's own loss where the options
+        shown do no better. Relaxing keeps the plan's run possible (its setup still fits with more memory, it still
+        finishes without a deadline, more time or FLOPs or data only add tokens or unique tokens: Hoffmann et al.
+        2022 eq. 2 falls in D), so a fresh plan of the relaxed request is at least this good."""
+        if self.loss_if_relaxed is None or self.plan_loss is None:
+            return self.loss_if_relaxed
+        return min(self.loss_if_relaxed, self.plan_loss)
+
+    @property
+    def options_do_better(self) -> bool:
+        """Whether the options shown, relaxed, beat the plan's own loss (else `loss_at_most` is the plan's)."""
+        return self.loss_at_most is not None and self.loss_at_most == self.loss_if_relaxed != self.plan_loss
 
 
 def _best_loss(options) -> float | None:
@@ -180,7 +196,7 @@ def _binding(options: tuple[PlanOption, ...], rec: PlanOption, ctx: _Context) ->
         return _best_loss(tuple(_reevaluate(o, replace(ctx, **changes)) for o in options))
 
     def row(name: str, words: str, loss: float | None) -> Binding:
-        return Binding(name, loss is not None and loss < rec.loss - BINDING_LOSS, words, loss)
+        return Binding(name, loss is not None and loss < rec.loss - BINDING_LOSS, words, loss, rec.loss)
 
     if ctx.kind == "flops":
         out.append(row("compute", f"{RELAX_FACTOR:g}x the FLOPs", relaxed(c_model=ctx.c_model * RELAX_FACTOR)))

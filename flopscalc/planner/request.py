@@ -287,5 +287,7 @@ class PlanRequest:
             raise UsageError(f"--inference-tokens needs a law with a parametric loss E + A/N^alpha + B/D^beta, and "
                              f"{self.law.name!r} has none; use --law besiroglu2024 or --law chinchilla")
         if self.fixed:
-            raise UsageError("--inference-tokens chooses the model size, and --model/--params fixes it: drop one (the "
-                             "life-cycle optimum alone: 'flopscalc scaling optimal --inference-tokens')")
+            raise UsageError("--inference-tokens chooses the model size, and --model/--params fixes it: drop "
+                             "--model/--params for the life-cycle optimum that trains in this budget, or drop "
+                             "--inference-tokens; 'flopscalc scaling optimal --flops C --inference-tokens T' gives "
+                             "another optimum, at the loss C buys, training past C")

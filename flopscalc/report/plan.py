@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich import box
 from rich.console import Group
 from rich.table import Table
@@ -9,6 +11,7 @@ from rich.text import Text
 
 from ..hardware import PRECISION_HELP
 from ..model import count_params
+from ..planner.budget import CHINCHILLA_TOKENS_PER_PARAM, Candidate
 from ..planner.core import Plan
 from ..planner.family import FAMILY_LABELS
 from ..planner.options import NEAREST_PRESET_FACTOR, PLAN_MEMORY_HEADROOM, PlanOption, same_model
@@ -65,6 +68,37 @@ def _layout_memory_note(chosen) -> str:
     return f"the layout engine's peak, on the {chosen.layouts.best.memory.stage} pipeline stage"
 
 
+def _never_reaches(p: Plan, o: PlanOption) -> str:
+    """The loss cell of an option that no number of tokens brings to the target: the target and the option's floor,
+    its loss with unlimited data (E + A / N^alpha, Hoffmann et al. 2022 eq. 2 as D -> inf; with a data limit,
+    endless repeats, Muennighoff et al. 2023 eq. 5-7), as `planner.search` words the refusal."""
+    from ..scaling.allocate import TOKENS_SEARCH_MAX, predict_loss
+    from ..scaling.laws import n_for_law
+
+    floor = predict_loss(p.law, n_for_law(p.law, o.model), TOKENS_SEARCH_MAX, o.unique_tokens).law_value
+    return f"never reaches {p.target_loss:g} (floor {floor:.3f})"
+
+
+def _target_pick(p: Plan) -> str:
+    """What the recommended run is under a target loss: the fastest to it, or with --inference-tokens the one of
+    least training + serving FLOPs (`planner.lifecycle.life_cycle_pick`), said beside the fastest's time."""
+    if p.inference_tokens is None:
+        return f"the fastest run to loss {p.target_loss}"
+    fastest = min((o for o in p.options if o.fits and math.isfinite(o.n_tokens)), key=lambda o: o.train_time_s)
+    return (f"the run to loss {p.target_loss} with the least training + serving FLOPs (the fastest option "
+            f"below takes {format_duration(fastest.train_time_s)})")
+
+
+def _ratio_text(c: Candidate) -> str:
+    """A preset's tokens per parameter with as few decimals as keep it on the side of 20 its ">=20" cell says
+    (19.98 prints "19.98", not "20" beside "no")."""
+    for decimals in range(4):
+        text = f"{c.tokens_per_param:,.{decimals}f}"
+        if (float(text.replace(",", "")) >= CHINCHILLA_TOKENS_PER_PARAM) == c.reaches_chinchilla:
+            break
+    return text
+
+
 def plan_report(p: Plan) -> Group:
     b = p.budget
     r = p.recommended
@@ -75,7 +109,7 @@ def plan_report(p: Plan) -> Group:
         f"{b.precision.value} ({PRECISION_HELP[b.precision]}, dense)"
         + {"time": "", "flops": "; budget given as FLOPs", "money": "; budget given as money",
            "tokens": "; a fixed model on fixed tokens (the time is the answer)",
-           "target": f"; the fastest run to loss {p.target_loss}"}[p.budget_kind],
+           "target": f"; {_target_pick(p)}"}[p.budget_kind],
         emoji=False,  # as stdout's console (cli.output.CONSOLE_SETTINGS): no ":name:" codes, no emoji table to load
     )
     budget = _kv_table("FLOP budget")
@@ -185,9 +219,14 @@ def plan_report(p: Plan) -> Group:
     binds = None
     if p.binding:
         binds = _kv_table("What limits this run, and what relaxing it would buy")
+        binds.caption = ("each loss: the best of the options shown, re-evaluated with the limit relaxed; a plan of the "
+                         "relaxed request does at least as well")
+        binds.caption_justify = "left"
         for bd in p.binding:
-            gain = ("" if bd.loss_if_relaxed is None or r.loss is None else
-                    f"loss {bd.loss_if_relaxed:.3f} ({bd.loss_if_relaxed - r.loss:+.3f})")
+            # the options shown, relaxed: a fresh plan of the relaxed request can only do better (`Binding.loss_at_most`)
+            gain = ("" if bd.loss_at_most is None or r.loss is None else
+                    f"loss {bd.loss_at_most:.3f} ({bd.loss_at_most - r.loss:+.3f})" if bd.options_do_better else
+                    f"loss {bd.loss_at_most:.3f} or lower: the options shown do no better than the plan's own")
             binds.add_row(bd.constraint, "[bold]binds[/]" if bd.binds else "slack", f"{bd.relaxed}: {gain}")
 
     presets_label = FAMILY_LABELS.get(p.family, p.family)
@@ -207,10 +246,13 @@ def plan_report(p: Plan) -> Group:
         mark = "[bold green]" if o is r else ("[dim]" if not o.fits else "")
         end = "[/]" if mark else ""
         label = ", ".join(([o.model.name] if o.model.name else []) + [t for t in p.tags.get(i, ()) if t != "recommended"])
+        never = p.budget_kind == "target" and o.fits and not math.isfinite(o.n_tokens)  # JSON: reaches_target false
         cells = [format_count(o.n_params), label, _shape(o), _setup_short(o),
                  f"{o.speed.mfu:.2f}" if o.fits else "-", f"{o.speed.hfu:.2f}" if o.fits else "-",
-                 format_count(o.n_tokens) if o.fits else "-", f"{o.tokens_per_param:.0f}" if o.fits else "-",
-                 f"{o.loss:.3f}" if o.loss is not None else "above uniform" if o.fits and p.law.has_loss else "-"]
+                 format_count(o.n_tokens) if o.fits and not never else "-",
+                 f"{o.tokens_per_param:.0f}" if o.fits and not never else "-",
+                 _never_reaches(p, o) if never else f"{o.loss:.3f}" if o.loss is not None
+                 else "above uniform" if o.fits and p.law.has_loss else "-"]
         if show_time:
             cells.append(format_duration(o.train_time_s) if o.fits else "-")
         opts.add_row(*(f"{mark}{x}{end}" for x in cells))
@@ -229,7 +271,7 @@ def plan_report(p: Plan) -> Group:
                           format_sci(c.chinchilla_flops))
             continue
         cands.add_row(
-            c.model.name, format_count(c.n_params), format_count(c.budget_tokens), f"{c.tokens_per_param:,.0f}",
+            c.model.name, format_count(c.n_params), format_count(c.budget_tokens), _ratio_text(c),
             "[green]yes[/]" if c.reaches_chinchilla else "[red]no[/]",
             format_duration(c.chinchilla_time_s), format_sci(c.chinchilla_flops),
         )
@@ -307,7 +349,9 @@ def _inference_table(p: Plan) -> Table | None:
         return None
     t = _kv_table(f"Serving {format_count(p.inference_tokens)} tokens over the model's life (Sardana et al. 2024: "
                   "training 6ND + inference 2NT FLOPs)")
-    what = "reaches the target loss" if p.objective == "target" else "trains in this budget"
+    what = ("reaches the target loss" if p.objective == "target" else  # the loss fixed, as 'scaling optimal' fixes it
+            "trains in this budget (the training budget fixed; 'flopscalc scaling optimal --flops C --inference-tokens"
+            " T' fixes the loss C buys instead and trains past C)")
     t.add_row("life-cycle optimum", f"N {format_count(ia.n_params)}",
               f"D {format_count(ia.n_tokens)} tokens ({ia.tokens_per_param:,.0f}/param), loss {ia.target_loss:.3f}: "
               f"the least training + inference FLOPs that {what}")

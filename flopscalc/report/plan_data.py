@@ -93,7 +93,8 @@ def plan_dict(p: Plan) -> dict:
         "loss_by_law": p.loss_by_law,
         "loss_interval": list(p.loss_interval) if p.loss_interval else None,
         "binding": [{"constraint": b.constraint, "binds": b.binds, "relaxed": b.relaxed,
-                     "loss_if_relaxed": b.loss_if_relaxed} for b in p.binding],
+                     "loss_if_relaxed": b.loss_at_most, "options_loss_if_relaxed": b.loss_if_relaxed}
+                    for b in p.binding],
         "tags": {str(i): list(t) for i, t in p.tags.items()},
         "energy": {"gpu_hours": e.gpu_hours, "facility_energy_kwh": e.facility_energy_kwh,
                    "electricity_usd": e.electricity_usd, "cloud_usd": e.cloud_usd},

@@ -250,7 +250,7 @@ def inference_dict(a: InferenceAllocation) -> dict:
 
 def inference_report(a: InferenceAllocation) -> Group:
     t = Table(title=f"Inference-aware optimum for {format_count(a.inference_tokens, 2)} tokens served "
-                    f"(loss {a.target_loss:.4f}, {a.law})", title_justify="left")
+                    f"(at this loss {a.target_loss:.4f}, training + serving least; {a.law})", title_justify="left")
     for col, just in (("", "left"), ("Chinchilla-optimal", "right"), ("inference-aware", "right"),
                       ("change", "right")):
         t.add_column(col, justify=just)
@@ -270,7 +270,8 @@ def inference_report(a: InferenceAllocation) -> Group:
         f"model of the same loss; {a.method}", emoji=False)]
     if a.budget_flops is not None and a.train_flops > a.budget_flops * (1 + 1e-9):
         lines.append(Text(f"the inference-aware model trains {a.train_flops / a.budget_flops - 1:.1%} past the "
-                          f"{format_flops(a.budget_flops)} budget and pays it back in serving", style="dim"))
+                          f"{format_flops(a.budget_flops)} budget and pays it back in serving; 'flopscalc plan "
+                          "--inference-tokens' instead keeps the training budget, at a higher loss", style="dim"))
     return Group(*lines, *_warning_lines(a.warnings))
 
 
