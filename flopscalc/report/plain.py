@@ -7,9 +7,9 @@ Where the output carries no styles (piped, or a terminal without colour) only th
 draws them directly, through rich's public API only: the column widths are rich's own, read off the top border of a
 stand-in table with the same columns and settings but only the cells that decide them (`PlainTable._column_widths`;
 up to ~0.2 ms a table more than reusing rich's private width methods did); each cell's lines are `Text.wrap`'s, the
-title is rich's own rendering, and only the padding and joining of cells and borders (`Box.get_top` and the rest of
+title and caption are rich's own rendering, and only the padding and joining of cells and borders (`Box.get_top` and the rest of
 the public `Box`) is done here, as rich's `Table` lays them out. A table using anything this does not reproduce (a
-fixed width, footers, row lines, leading, captions, vertical alignment, a renderable other than text in a cell,
+fixed width, footers, row lines, leading, vertical alignment, a renderable other than text in a cell,
 double-width characters) is drawn by rich instead (`drawn_by_rich`). `tests/test_report_plain.py` holds the output
 to rich's, character for character, on every report and on random tables (checked on rich 13.7.1, the oldest
 pyproject allows, and 15.0.0).
@@ -84,6 +84,10 @@ class PlainTable:
         for line in lines:
             yield Segment(line)
             yield newline
+        if t.caption:  # as Table.__rich_console__ draws it
+            caption = (console.render_str(t.caption, style=Style.pick_first(t.caption_style, "table.caption"),
+                                          highlight=False) if isinstance(t.caption, str) else t.caption)
+            yield from console.render(caption, options=render_options.update(justify=t.caption_justify))
 
     def _text(self, console: Console, renderable, markup) -> tuple[Text, int, int] | None:
         """(Text, shortest, longest width) of a cell's str or Text (None for anything else), as `Measurement.get`
@@ -190,7 +194,7 @@ def _cells(t: Table) -> list[list[tuple[object, Padding4]]]:
 
 
 def _check(t: Table) -> None:
-    if (t.width is not None or t.show_footer or t.show_lines or t.leading or t.caption is not None
+    if (t.width is not None or t.show_footer or t.show_lines or t.leading
             or any(row.end_section for row in t.rows)
             or any(column.vertical != "top" for column in t.columns)):
         raise _Unsupported
