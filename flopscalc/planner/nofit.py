@@ -32,9 +32,12 @@ def search_no_fit_hint(cfg, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: 
             + ([f"--optimizer {s.optimizer.value}"] if s.optimizer is not Optimizer.adamw else []) \
             + [f"--recompute {s.recompute.value}", f"--micro-batch {s.micro_batch}", f"--grad-accum {s.grad_accum}",
                f"--seq {seq_len}", f"--precision {precision.value}"]
+        # every GPU a data-parallel replica: micro-batch x accumulation x GPUs sequences a step
+        step_batch = s.micro_batch * s.grad_accum * n_gpus
+        changed = "" if step_batch == global_batch else f", {step_batch:,} sequences a step, not the {global_batch:,} asked"
         return (f"a data-parallel setup fits ({chosen.peak_memory_bytes / GIB:.1f} GiB per GPU, its optimizer "
-                f"{'on the CPU' if s.offload_optimizer else 'on the GPU'}): 'flopscalc step' with the same model, "
-                f"--gpu and --n-gpus {n_gpus} {' '.join(flags)} (without --search) prices it")
+                f"{'on the CPU' if s.offload_optimizer else 'on the GPU'}{changed}): 'flopscalc step' with the same "
+                f"model, --gpu and --n-gpus {n_gpus} {' '.join(flags)} (without --search) prices it")
     n = min_gpus_to_plan(cfg, gpu, seq_len, budget, None)
     if n is not None and n > n_gpus:
         return f"no data-parallel setup fits either; 'flopscalc plan' finds a run at this sequence from --n-gpus {n}"

@@ -219,14 +219,14 @@ def plan_report(p: Plan) -> Group:
     binds = None
     if p.binding:
         binds = _kv_table("What limits this run, and what relaxing it would buy")
-        binds.caption = ("each loss: the best of the options shown, re-evaluated with the limit relaxed; a plan of the "
-                         "relaxed request does at least as well")
+        binds.caption = ("each loss: the best of the options shown, re-evaluated with the limit relaxed (not a fresh "
+                         "plan's search, which may find another setup)")
         binds.caption_justify = "left"
         for bd in p.binding:
-            # the options shown, relaxed: a fresh plan of the relaxed request can only do better (`Binding.loss_at_most`)
+            # the options shown, relaxed (`Binding.loss_at_most`); under half a printed digit is no change
             gain = ("" if bd.loss_at_most is None or r.loss is None else
                     f"loss {bd.loss_at_most:.3f} ({bd.loss_at_most - r.loss:+.3f})" if bd.options_do_better else
-                    f"loss {bd.loss_at_most:.3f} or lower: the options shown do no better than the plan's own")
+                    f"the options shown, re-evaluated, do no better than the plan's own loss {r.loss:.3f}")
             binds.add_row(bd.constraint, "[bold]binds[/]" if bd.binds else "slack", f"{bd.relaxed}: {gain}")
 
     presets_label = FAMILY_LABELS.get(p.family, p.family)
