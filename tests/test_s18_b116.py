@@ -73,3 +73,49 @@ def test_no_fit_hint_states_the_batch_it_changes(capsys):
     # asked the batch it suggests: nothing to say
     code, _, err = _run(capsys, *argv, "--global-batch", str(sequences))
     assert code == 1 and "sequences a step" not in err and "a data-parallel setup fits" in err
+
+
+# ---- FR-D #2: the renderer computed the target floor and the fastest time; the JSON had neither -----------------------
+# The independent reference for the floor: Besiroglu et al. 2024 sec. 3's fitted law as D -> inf, E + A / N^alpha with
+# their published E = 1.8172, A = 482.01, alpha = 0.3478 (the default law counts embeddings: N = the option's params).
+
+TARGET = ["--gpu", "4070ti", "--target-loss", "2.5"]
+
+
+def test_target_floor_and_fastest_time_are_the_plans_data(capsys):
+    data = _plan(capsys, *TARGET)
+    assert data["law"]["name"] == "besiroglu2024" and data["law"]["n_counts_embeddings"]
+    never = [o for o in data["options"] if o["fits"] and o["reaches_target"] is False]
+    assert all(o["floor_loss"] is None for o in data["options"] if not o["fits"])
+    assert never  # gpt2 (124M) stops above 2.5
+    for o in never:
+        published = 1.8172 + 482.01 / o["n_params"] ** 0.3478
+        assert o["floor_loss"] == pytest.approx(published, abs=1e-3)
+        assert o["floor_loss"] > 2.5
+    reach = [o for o in data["options"] if o["reaches_target"]]
+    assert all(o["fits"] for o in reach)  # a model that fits no setup trains no tokens: it reaches nothing
+    assert all(o["floor_loss"] is None for o in reach)
+    assert data["fastest_train_time_s"] == min(o["train_time_s"] for o in reach)
+    assert data["fastest_train_time_s"] == data["recommended"]["train_time_s"]  # no --inference-tokens: the pick
+
+
+def test_target_header_says_what_was_searched_and_shows_the_time(capsys):
+    code, out, err = _run(capsys, "plan", *TARGET)
+    assert code == 0, err
+    head = " ".join(out.split("FLOP budget")[0].split())
+    assert "the fastest of the shapes searched to loss 2.5" in head
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("params"))
+    assert header.split()[-1] == "time"  # the time to the target is the answer: its column is shown
+    row = next(line for line in out.splitlines() if "never reaches 2.5" in line)
+    assert "inf" not in row and row.split()[-1] == "-"
+    data = _plan(capsys, *TARGET, "--inference-tokens", "1e12")
+    code, out, err = _run(capsys, "plan", *TARGET, "--inference-tokens", "1e12")
+    assert code == 0, err
+    head = " ".join(out.split("FLOP budget")[0].split())
+    from flopscalc.units import format_duration
+
+    assert (f"the fastest of the shapes searched, in the time column below, takes "
+            f"{format_duration(data['fastest_train_time_s'])}") in head
+    times = [o["train_time_s"] for o in data["options"] if o["reaches_target"]]
+    assert data["fastest_train_time_s"] == min(times)
+    assert format_duration(min(times)) in out.split("Options around")[1]  # visible in the column "below"

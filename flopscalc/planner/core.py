@@ -12,6 +12,7 @@ and cost; a target loss: the fastest run that reaches it. See docs/planner.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -112,6 +113,7 @@ class Plan:
     seq_source: SeqSource | None = None  # where the training sequence came from (--seq, the model's default, ...)
     data_bound: ShorterRun | None = None  # a data-bound loss: the shortest run within a tolerance of it (databound.py)
     budget_run: PlanOption | None = None  # the run whose MFU the budget is, where not the recommended one (passes)
+    fastest_train_time_s: float | None = None  # under a target: the fastest option's time to it (`_fastest_to_target`)
 
     @property
     def deadline_model_flops(self) -> float | None:
@@ -308,7 +310,14 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
                 _tags(options, rec, alloc, law, ia), stated_efficiency=stated, hyperparameters=hp,
                 overtraining=over, inference_tokens=req.inference_tokens, inference_optimum=ia, life_cycle=life,
                 warmup_steps=warmup, family=space.family_key, time_model=LAYOUT if rec_tm is None else rec_tm.kind,
-                seq_source=req.seq_len_source, data_bound=shorter, budget_run=search.budget_run)
+                seq_source=req.seq_len_source, data_bound=shorter, budget_run=search.budget_run,
+                fastest_train_time_s=_fastest_to_target(options) if req.budget_kind == "target" else None)
+
+
+def _fastest_to_target(options) -> float | None:
+    """The time of the fastest option that reaches the target (None when none does): what the life-cycle pick is
+    said beside."""
+    return min((o.train_time_s for o in options if o.fits and math.isfinite(o.n_tokens)), default=None)
 
 
 def _past_context(req: PlanRequest, rec: PlanOption) -> tuple[str, ...]:

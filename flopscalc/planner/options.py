@@ -286,6 +286,7 @@ class PlanOption:
     effective_tokens: float | None  # data-constrained effective tokens when the dataset is limited
     unique_tokens: float | None
     batch: BatchGrowth | None = None  # set when the batch grew past GPT-3's to hide communication
+    floor_loss: float | None = None  # under a target it never reaches: its loss with unlimited tokens (search._option)
 
     @property
     def fits(self) -> bool:

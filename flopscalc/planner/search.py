@@ -186,10 +186,17 @@ def _option(cfg: ModelConfig, n: int, ctx: _Context, chosen, speed, growth) -> P
     tokens = _tokens(cfg, speed, ctx, value)
     # a grown batch's tokens are worth `token_value` of the law's (Kaplan et al. 2020 eq. 5.5)
     loss, d_eff = _loss(ctx.law, _law_n(ctx.law, cfg), tokens * value, ctx.dataset_tokens)
+    floor = None
     if ctx.kind == "target" and math.isinf(tokens):
+        from ..scaling.allocate import TOKENS_SEARCH_MAX, predict_loss
+
         loss = None
+        # the floor it stops above: E + A / N^alpha as D -> inf (Hoffmann et al. 2022 eq. 2); with a data limit,
+        # endless repeats (Muennighoff et al. 2023 eq. 5-7), as the refusal below words it
+        floor = predict_loss(ctx.law, _law_n(ctx.law, cfg), TOKENS_SEARCH_MAX, ctx.dataset_tokens).law_value
     return PlanOption(cfg, n, nearest_preset(n, ctx.presets, cfg), chosen, None, speed, tokens,
-                      tokens / (speed.tokens_per_s * ctx.budget.utilization), loss, d_eff, ctx.dataset_tokens, growth)
+                      tokens / (speed.tokens_per_s * ctx.budget.utilization), loss, d_eff, ctx.dataset_tokens, growth,
+                      floor)
 
 
 def _evaluate(cfg: ModelConfig, ctx: _Context) -> PlanOption:

@@ -69,24 +69,18 @@ def _layout_memory_note(chosen) -> str:
 
 
 def _never_reaches(p: Plan, o: PlanOption) -> str:
-    """The loss cell of an option that no number of tokens brings to the target: the target and the option's floor,
-    its loss with unlimited data (E + A / N^alpha, Hoffmann et al. 2022 eq. 2 as D -> inf; with a data limit,
-    endless repeats, Muennighoff et al. 2023 eq. 5-7), as `planner.search` words the refusal."""
-    from ..scaling.allocate import TOKENS_SEARCH_MAX, predict_loss
-    from ..scaling.laws import n_for_law
-
-    floor = predict_loss(p.law, n_for_law(p.law, o.model), TOKENS_SEARCH_MAX, o.unique_tokens).law_value
-    return f"never reaches {p.target_loss:g} (floor {floor:.3f})"
+    """The loss cell of an option that no number of tokens brings to the target: the target and the option's floor
+    (`PlanOption.floor_loss`, the planner's)."""
+    return f"never reaches {p.target_loss:g}" + ("" if o.floor_loss is None else f" (floor {o.floor_loss:.3f})")
 
 
 def _target_pick(p: Plan) -> str:
     """What the recommended run is under a target loss: the fastest to it, or with --inference-tokens the one of
     least training + serving FLOPs (`planner.lifecycle.life_cycle_pick`), said beside the fastest's time."""
     if p.inference_tokens is None:
-        return f"the fastest run to loss {p.target_loss}"
-    fastest = min((o for o in p.options if o.fits and math.isfinite(o.n_tokens)), key=lambda o: o.train_time_s)
-    return (f"the run to loss {p.target_loss} with the least training + serving FLOPs (the fastest option "
-            f"below takes {format_duration(fastest.train_time_s)})")
+        return f"the fastest of the shapes searched to loss {p.target_loss}"
+    return (f"the run to loss {p.target_loss} with the least training + serving FLOPs (the fastest of the shapes "
+            f"searched, in the time column below, takes {format_duration(p.fastest_train_time_s)})")
 
 
 def _ratio_text(c: Candidate) -> str:
@@ -109,7 +103,7 @@ def plan_report(p: Plan) -> Group:
         f"{b.precision.value} ({PRECISION_HELP[b.precision]}, dense)"
         + {"time": "", "flops": "; budget given as FLOPs", "money": "; budget given as money",
            "tokens": "; a fixed model on fixed tokens (the time is the answer)",
-           "target": f"; {_target_pick(p)}"}[p.budget_kind],
+           }.get(p.budget_kind, "") + (f"; {_target_pick(p)}" if p.budget_kind == "target" else ""),
         emoji=False,  # as stdout's console (cli.output.CONSOLE_SETTINGS): no ":name:" codes, no emoji table to load
     )
     budget = _kv_table("FLOP budget")
@@ -236,7 +230,7 @@ def plan_report(p: Plan) -> Group:
               "CP/EP degrees, SP = sequence parallel, mb = micro-batch x micro-batches, z = ZeRO stage, rc = recompute")
     opts = Table(title=f"Options around the optimum{with_presets} ({legend}; MFU, HFU: {r.mfu_convention})",
                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
-    show_time = p.budget_kind == "flops" or p.max_wall_clock_s is not None
+    show_time = p.budget_kind in ("flops", "target") or p.max_wall_clock_s is not None
     cols = [("params", "right"), ("preset / role", "left"), ("shape", "right"), ("setup", "left"), ("MFU", "right"),
             ("HFU", "right"), ("tokens", "right"), ("tok/p", "right"), ("loss", "right")] + (
         [("time", "right")] if show_time else [])
@@ -254,7 +248,7 @@ def plan_report(p: Plan) -> Group:
                  _never_reaches(p, o) if never else f"{o.loss:.3f}" if o.loss is not None
                  else "above uniform" if o.fits and p.law.has_loss else "-"]
         if show_time:
-            cells.append(format_duration(o.train_time_s) if o.fits else "-")
+            cells.append(format_duration(o.train_time_s) if o.fits and not never else "-")
         opts.add_row(*(f"{mark}{x}{end}" for x in cells))
 
     cands = Table(title=f"What the budget buys each {presets_label} preset, with the setup and speed of the options "

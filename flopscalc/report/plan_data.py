@@ -89,7 +89,8 @@ def plan_dict(p: Plan) -> dict:
                             "law_flops": a.law_flops,
                             "above_uniform_guess": a.above_uniform, "warnings": list(a.warnings)},
         "objective": p.objective, "target_loss": p.target_loss, "family": p.family,
-        "recommended": {**option_dict(p.recommended), **_reach(p, p.recommended.n_tokens)},
+        "recommended": {**option_dict(p.recommended), **_option_reach(p, p.recommended)},
+        "fastest_train_time_s": p.fastest_train_time_s,
         "loss_by_law": p.loss_by_law,
         "loss_interval": list(p.loss_interval) if p.loss_interval else None,
         "binding": [{"constraint": b.constraint, "binds": b.binds, "relaxed": b.relaxed,
@@ -98,7 +99,7 @@ def plan_dict(p: Plan) -> dict:
         "tags": {str(i): list(t) for i, t in p.tags.items()},
         "energy": {"gpu_hours": e.gpu_hours, "facility_energy_kwh": e.facility_energy_kwh,
                    "electricity_usd": e.electricity_usd, "cloud_usd": e.cloud_usd},
-        "options": [{**option_dict(o), **_reach(p, o.n_tokens)} for o in p.options],
+        "options": [{**option_dict(o), **_option_reach(p, o)} for o in p.options],
         "candidates": [
             {
                 "model": c.model.name, "n_params": c.n_params, "seq_len": c.seq_len,
@@ -132,6 +133,14 @@ def _reach(p: Plan, n_tokens: float | None) -> dict:
     if p.objective != "target":
         return {}
     return {"reaches_target": n_tokens is not None and math.isfinite(n_tokens)}
+
+
+def _option_reach(p: Plan, o) -> dict:
+    """`_reach` of an option (false for one that fits no setup: it trains no tokens), with the loss it stops above
+    where it never reaches the target (`PlanOption.floor_loss`; null where it reaches it or does not fit)."""
+    if p.objective != "target":
+        return {}
+    return {"reaches_target": o.fits and _reach(p, o.n_tokens)["reaches_target"], "floor_loss": o.floor_loss}
 
 
 def _inference_dict(p: Plan) -> dict | None:
