@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import cli
-from test_s18_b95 import MegatronRefuses, _per_gpu_reference, megatron_chunks
+from test_s18_b95 import MegatronRefuses, _per_gpu_reference, fewest_on_busiest_stage, megatron_chunks
 
 from flopscalc.errors import UsageError
 from flopscalc.hf_config import config_from_hf
@@ -46,18 +46,10 @@ QWEN_7B_FILE = Path(__file__).resolve().parents[1] / "data" / "configs" / "qwen2
 def _megatron_best_virtual_uneven(n_layer: int, pp: int, v: int) -> int | None:
     """The fewest layers on the busiest stage over every first / last count Megatron-LM's
     --num-virtual-stages-per-pipeline-rank form takes (both ends given), by trying them all; None if none."""
-    best = None
-    for first, last in itertools.product(range(1, n_layer + 1), repeat=2):
-        s = (f"--pipeline-model-parallel-size {pp} --num-virtual-stages-per-pipeline-rank {v} "
-             f"--decoder-first-pipeline-num-layers {first} --decoder-last-pipeline-num-layers {last}")
-        try:
-            chunks = megatron_chunks(n_layer, s)
-        except MegatronRefuses:
-            continue
-        assert sum(map(sum, chunks)) == n_layer
-        most = max(map(sum, chunks))
-        best = most if best is None else min(best, most)
-    return best
+    return fewest_on_busiest_stage(n_layer, (
+        f"--pipeline-model-parallel-size {pp} --num-virtual-stages-per-pipeline-rank {v} "
+        f"--decoder-first-pipeline-num-layers {first} --decoder-last-pipeline-num-layers {last}"
+        for first, last in itertools.product(range(1, n_layer + 1), repeat=2)))
 
 
 def test_qwen_pp4_x2_runs_with_the_uneven_virtual_stage_form(capsys):

@@ -185,23 +185,14 @@ def _megatron_best_uneven_any_form(n_layer: int, pp: int, v: int) -> int | None:
     """The fewest layers on the busiest stage over every uneven form Megatron-LM's
     --num-virtual-stages-per-pipeline-rank takes: the first count alone, the last alone, both (`megatron_chunks`,
     tests/test_s18_b95.py, re-implemented from Megatron-LM's source), by trying them all; None if none."""
-    from test_s18_b95 import MegatronRefuses, megatron_chunks
+    from test_s18_b95 import fewest_on_busiest_stage
 
     base = f"--pipeline-model-parallel-size {pp} --num-virtual-stages-per-pipeline-rank {v}"
     forms = [f" --decoder-first-pipeline-num-layers {n}" for n in range(1, n_layer + 1)]
     forms += [f" --decoder-last-pipeline-num-layers {n}" for n in range(1, n_layer + 1)]
     forms += [f" --decoder-first-pipeline-num-layers {a} --decoder-last-pipeline-num-layers {b}"
               for a in range(1, n_layer + 1) for b in range(1, n_layer + 1)]
-    best = None
-    for form in forms:
-        try:
-            chunks = megatron_chunks(n_layer, base + form)
-        except MegatronRefuses:
-            continue
-        assert sum(map(sum, chunks)) == n_layer
-        most = max(map(sum, chunks))
-        best = most if best is None else min(best, most)
-    return best
+    return fewest_on_busiest_stage(n_layer, (base + form for form in forms))
 
 
 @pytest.mark.parametrize("v", [2, 3, 4])

@@ -132,6 +132,22 @@ def megatron_chunks(n_layer: int, settings: str) -> list[list[int]]:
     return chunks
 
 
+def fewest_on_busiest_stage(n_layer: int, settings) -> int | None:
+    """The fewest layers on the busiest stage over the Megatron-LM ``settings`` strings given (each run through
+    `megatron_chunks`; those it refuses skipped, every built split checked to hold ``n_layer``); None if it refuses
+    them all. The brute-force reference of the uneven-pipeline tests (test_s18_b106, test_s18_b112)."""
+    best = None
+    for s in settings:
+        try:
+            chunks = megatron_chunks(n_layer, s)
+        except MegatronRefuses:
+            continue
+        assert sum(map(sum, chunks)) == n_layer
+        most = max(map(sum, chunks))
+        best = most if best is None else min(best, most)
+    return best
+
+
 def megatron_most_balanced(n_layer: int, pp: int) -> int | None:
     """The fewest layers on the busiest stage over every setting Megatron-LM takes without interleaving (the
     account-for flags, and every first/last count), found by trying them all; None if it takes none."""
