@@ -95,6 +95,11 @@ class PipelineSplit:
         """The end stages' layers are given (``--decoder-first/last-pipeline-num-layers``)."""
         return self.first_stage_layers is not None
 
+    @property
+    def slots_per_chunk(self) -> int:
+        """Layer slots a chunk holds in the even form: (layers + embedding and loss slots) / (stages x chunks) [6]."""
+        return (self.n_layer + self.embedding_slot + self.loss_slot) // (self.pp * self.interleave)
+
     def chunk_layers(self, rank: int) -> tuple[int, ...]:
         """Transformer layers in each of the ``interleave`` chunks of stage ``rank`` (0 .. pp - 1), as Megatron-LM's
         ``get_num_layers_to_build`` builds them for this split's settings ([6]; interleaved uneven: a stage's layers
@@ -105,7 +110,7 @@ class PipelineSplit:
             stage = (self.first_stage_layers if rank == 0 else self.last_stage_layers if rank == self.pp - 1
                      else middle)
             return (stage // self.interleave,) * self.interleave
-        per_chunk = (self.n_layer + self.embedding_slot + self.loss_slot) // (self.pp * self.interleave)
+        per_chunk = self.slots_per_chunk
         chunks = [per_chunk] * self.interleave
         if rank == 0:
             chunks[0] -= self.embedding_slot
@@ -398,7 +403,7 @@ class Layout:
             return out + [(f"(torchtitan's pipeline options split layers into equal virtual stages; this split's "
                            f"uneven ends, {split.stage_layers(0)} and {split.stage_layers(self.pp - 1)} layers, "
                            "need its stages' modules listed by hand)")]
-        per_chunk = (split.n_layer + split.embedding_slot + split.loss_slot) // (self.pp * self.interleave)
+        per_chunk = split.slots_per_chunk
         return out + [f"parallelism.pipeline_parallel_layers_per_stage={per_chunk}",
                       f"parallelism.pipeline_parallel_first_stage_less_layers={int(split.embedding_slot)}",
                       f"parallelism.pipeline_parallel_last_stage_less_layers={int(split.loss_slot)}"]

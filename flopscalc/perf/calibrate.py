@@ -28,6 +28,7 @@ References
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -330,10 +331,8 @@ def cpu_time(profile: CalibrationProfile, est: StepEstimate) -> CpuTime | None:
     """`CpuTime` of ``est`` priced from ``profile`` when its factors were fitted to process CPU seconds, else None."""
     if profile.device_factors is None or profile.device_factors.timing != "process CPU":
         return None
-    ratios = sorted(p.step_time_s / p.cpu_step_time_s for p in profile.points if p.cpu_step_time_s)
-    mid = len(ratios) // 2
-    median = None if not ratios else ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
-    return CpuTime(est.step_s, est.tokens_per_step, median)
+    ratios = [p.step_time_s / p.cpu_step_time_s for p in profile.points if p.cpu_step_time_s]
+    return CpuTime(est.step_s, est.tokens_per_step, statistics.median(ratios) if ratios else None)
 
 
 __all__ = [

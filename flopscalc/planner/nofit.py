@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from ..hardware import GpuSpec, Precision
 from ..memory import MemoryPrecision, Optimizer
+from ..memory.precision import MEMORY_PRECISION
 from ..units import GIB
 
-# The budget precision the data-parallel search is run at for each storage precision the layout search accepts
-# (the inverse of `memory.precision.MEMORY_PRECISION` on those two).
-_BUDGET_PRECISION = {MemoryPrecision.bf16_mixed: Precision.bf16, MemoryPrecision.fp16_mixed: Precision.fp16}
+# The budget precision the data-parallel search is run at for each storage precision the layout search accepts:
+# the inverse of `memory.precision.MEMORY_PRECISION` on those two.
+_BUDGET_PRECISION = {MEMORY_PRECISION[p]: p for p in (Precision.bf16, Precision.fp16)}
 
 
 def search_no_fit_hint(cfg, gpu: GpuSpec, n_gpus: int, seq_len: int, precision: MemoryPrecision,

@@ -228,9 +228,9 @@ def _lowest_loss(req: PlanRequest, space: _Space, budget: ComputeBudget, c_model
         shapes, skipped, ctx = _options(req, space, budget, c_model if kind == "flops" else c_place, alloc, ia)
         if not passes:
             break
-        rec = _pick(shapes, ctx, alloc, ia)
-        # with inference tokens the pick is the least life-cycle FLOPs (`search._recommend`): keep the lowest loss
-        plain = rec if ia is None else _pick(shapes, ctx, alloc)
+        # the passes run without inference tokens (`_recommendation` weighs the life-cycle pick after them), so the
+        # pick is the lowest loss
+        plain = rec = _pick(shapes, ctx, alloc)
         if plain.loss is not None and (best is None or plain.loss < best.loss):
             best = plain
         delivered = spendable(rec.speed.mfu)

@@ -268,12 +268,12 @@ class PlanRequest:
         if self.network_gbps is None:
             return
         from ..perf.fabric import check_network_gbps
-        from .speed import uses_layout_search
+        from .speed import option_keeping_layouts_off, uses_layout_search
 
         check_network_gbps(self.network_gbps, self.n_gpus)
         if not uses_layout_search(self.n_gpus, self.precision, self.mfu, self.calibration, self.layout_search):
-            why = ("--no-layout-search" if self.layout_search is False else "--mfu" if self.mfu is not None else
-                   "--calibration" if self.calibration is not None else f"--precision {self.precision.value}")
+            why = (option_keeping_layouts_off(self.mfu, self.calibration, self.layout_search)
+                   or f"--precision {self.precision.value}")
             raise UsageError(f"--network-gbps sets the network the layout search prices, and with {why} the plan "
                              "weighs data-parallel setups only, priced on the GPU generation's network, so it would be "
                              "ignored: drop --network-gbps, or drop " + why)

@@ -31,7 +31,7 @@ from .options import (
     usable_bytes,
 )
 from .setups import choose_setup, lightest_peak_bytes, lightest_setup_words, min_gpus_to_plan
-from .speed import PROFILE_MFU, price_setup, time_model_for, uses_layout_search
+from .speed import PROFILE_MFU, option_keeping_layouts_off, price_setup, time_model_for, uses_layout_search
 
 # Model sizes tried around the law's optimum: N_opt x 2^(k/2), k = -4..4 (a factor 4 either way).
 OPTION_STEPS = tuple(range(-4, 5))
@@ -335,8 +335,7 @@ def _fits_without_option(cfg: ModelConfig, ctx: _Context) -> str:
     --no-layout-search) kept the parallel layouts out of the fewest-GPU count and the plan without it would run on N
     (`min_gpus_to_plan` with the layouts it weighs by default); empty otherwise (review r15 #5: the hint said 'not
     even 4096 GPUs hold it' for a model the plain plan runs on 4)."""
-    option = ("--no-layout-search" if ctx.layout_search is False else "--mfu" if ctx.mfu is not None else
-              "--calibration" if ctx.calibration is not None else None)
+    option = option_keeping_layouts_off(ctx.mfu, ctx.calibration, ctx.layout_search)
     precision = ctx.budget.precision
     if option is None or not ctx.fewest_gpus or not uses_layout_search(GPUS_PER_NODE + 1, precision, None, None, None):
         return ""

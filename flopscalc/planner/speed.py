@@ -126,6 +126,12 @@ def layouts_kept_off_by(n_gpus: int, precision: Precision, mfu, calibration, lay
     None where the plan weighs them or no option kept them out."""
     if not 1 < n_gpus <= GPUS_PER_NODE or Precision(precision) not in LAYOUT_PRECISIONS or layout_search:
         return None
+    return option_keeping_layouts_off(mfu, calibration, layout_search)
+
+
+def option_keeping_layouts_off(mfu, calibration, layout_search: bool | None) -> str | None:
+    """The user's option that keeps the layout engine out of a plan (``--no-layout-search``, else a stated ``--mfu``,
+    else a ``--calibration`` profile: `uses_layout_search`'s rules), for a message to name; None if none does."""
     return ("--no-layout-search" if layout_search is False else "--mfu" if mfu is not None else
             "--calibration" if calibration is not None else None)
 
