@@ -133,3 +133,16 @@ def test_the_trainer_dry_run_judges_fits_on_the_device_total_flopscalc_memory_re
     gpu_bytes = get_gpu("h200").memory_bytes
     assert row["predicted_memory_bytes"] == memory["allocated_peak_bytes"] <= gpu_bytes  # allocated: it would fit
     assert row["predicted_device_bytes"] == memory["peak_bytes"] > gpu_bytes and not row["fits"]
+
+
+def test_calibrate_refuses_one_model_named_twice_as_bench_does(capsys, tmp_path):
+    # final read of stop 18: `calibrate --model gpt2 --model small` timed GPT-2 small twice (6 points of 3 setups
+    # passed the 5-setup minimum the fit of 4 device factors needs); bench refused the same repeat
+    from conftest import refused
+
+    out = tmp_path / "p.json"
+    for command in (["calibrate", "--out", str(out)], ["bench"]):
+        line = refused(capsys, *command, "--model", "gpt2", "--model", "small", "--micro-batch", "1", "--steps", "1",
+                       "--warmup-steps", "1", "--seq", "8")
+        assert "--model gpt2 and --model small name the same value" in line
+    assert not out.exists()

@@ -164,6 +164,10 @@ def _calibrate(model, n_layer, n_head, n_embd, block_size, vocab_size, micro_bat
         setups = cpu_sweep(warmup_steps=warmup_steps, timed_steps=steps)
     else:
         cfgs = [_model(m, None, None, None, block_size, vocab_size, arch=arch) for m in (model or [])]
+        # as bench: one model or setting named twice would be timed twice and count twice toward MIN_POINTS
+        refuse_repeated("--model", model or [], cfgs)
+        refuse_repeated("--micro-batch", micro_batch or [], micro_batch or [])
+        refuse_repeated("--seq", seq or [], seq or [])
         if any(v is not None for v in (n_layer, n_head, n_embd, config)):
             cfgs.append(_model(None, n_layer, n_head, n_embd, block_size, vocab_size, config, arch))
         setups = [BenchSetup(model=c, micro_batch=b, seq_len=s or default_train_seq(c), grad_accum=grad_accum,

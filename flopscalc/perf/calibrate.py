@@ -32,7 +32,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ..calibration import CalibrationPoint, CalibrationProfile, DeviceFactors
+from ..calibration import CalibrationPoint, CalibrationProfile, DeviceFactors, is_cpu_name
 from ..errors import DomainError, UsageError
 from ..flops import Recompute
 from ..hardware import GpuSpec, Precision
@@ -194,7 +194,7 @@ def measured_steps(profile: CalibrationProfile) -> list[MeasuredStep]:
     On a CPU the process CPU time per step is used where it was measured: with one torch thread it is the time
     the step kept the core busy, without the time other processes of a shared machine held it.
     """
-    on_cpu = profile.gpu_key is None and profile.device_name.upper().startswith("CPU")
+    on_cpu = profile.gpu_key is None and is_cpu_name(profile.device_name)
     cpu_time = uses_cpu_time(profile)
     out = []
     for p in profile.points:
@@ -272,7 +272,7 @@ def calibrated_step(cfg: ModelConfig, setup: TrainingSetup, profile: Calibration
                          f"{gpu.key} or drop --calibration")
     if gpu is None and profile.gpu_key is not None:
         raise UsageError(f"calibration profile was measured on {profile.gpu_key}; name that GPU")
-    if gpu is None and not profile.device_name.upper().startswith("CPU"):
+    if gpu is None and not is_cpu_name(profile.device_name):
         raise UsageError(f"calibration profile was measured on {profile.device_name}, which is not in the GPU "
                          "database: add its row with --gpu-csv and calibrate again with --gpu NAME")
     if matmul_precision(setup) != factors.precision:
