@@ -12,7 +12,6 @@ and cost; a target loss: the fastest run that reaches it. See docs/planner.md.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -317,7 +316,7 @@ def _explanation(req: PlanRequest, space: _Space, search: _Search) -> Plan:
 def _fastest_to_target(options) -> float | None:
     """The time of the fastest option that reaches the target (None when none does): what the life-cycle pick is
     said beside."""
-    return min((o.train_time_s for o in options if o.fits and math.isfinite(o.n_tokens)), default=None)
+    return min((o.train_time_s for o in options if o.reaches_target), default=None)
 
 
 def _past_context(req: PlanRequest, rec: PlanOption) -> tuple[str, ...]:

@@ -293,6 +293,12 @@ class PlanOption:
         return self.chosen is not None
 
     @property
+    def reaches_target(self) -> bool:
+        """Under a target loss: whether it fits a setup and some number of tokens reaches the target (its tokens are
+        infinite where none does)."""
+        return self.fits and math.isfinite(self.n_tokens)
+
+    @property
     def tokens_per_param(self) -> float:
         return self.n_tokens / self.n_params
 

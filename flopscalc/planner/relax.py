@@ -58,11 +58,11 @@ class Binding:
         return self.loss_if_relaxed < self.plan_loss - NO_CHANGE_LOSS
 
     @property
-    def loss_at_most(self) -> float | None:
+    def shown_loss(self) -> float | None:
         """The row's loss: ``loss_if_relaxed`` where the options shown do better (`options_do_better`), else the
         plan's own loss. Only the options shown are re-evaluated: a fresh plan of the relaxed request searches its
         setups again and may not reach it (FR-D #1: at --memory 24GiB the options re-evaluated with unlimited memory
-        reach 2.558, a plan at --memory 1TiB 2.5625), so it bounds nothing."""
+        reach 2.558, a plan at --memory 1TiB 2.5625), so it bounds nothing. The row and JSON `loss_if_relaxed` print it."""
         return self.loss_if_relaxed if self.options_do_better else self.plan_loss
 
 

@@ -389,10 +389,10 @@ def _recommend(options: tuple[PlanOption, ...], ctx: _Context, alloc, ia=None) -
                                 <= usable_bytes(cap)))
     fitting = [o for o in options if o.fits]
     if ctx.kind == "target":
-        reach = [o for o in fitting if math.isfinite(o.n_tokens)]
+        in_time = [o for o in options if o.reaches_target]  # reach the target at some length of run
+        reach = in_time
         if ctx.max_wall_clock_s is not None:
             reach = [o for o in reach if o.train_time_s <= ctx.max_wall_clock_s * (1 + 1e-9)]
-        in_time = [o for o in fitting if math.isfinite(o.n_tokens)]  # reach the target at some length of run
         if not reach and in_time and ctx.max_wall_clock_s is not None:
             fastest = min(in_time, key=lambda o: o.train_time_s)
             days = fastest.train_time_s / SECONDS_PER_DAY

@@ -82,7 +82,7 @@ def calibration_data(profile, assumed_mfu: float | None = None) -> dict:
     """
     from ..errors import UsageError
     from ..flops import tokens_per_step, training_flops_per_token
-    from ..perf.utilization import seconds_at_utilization
+    from ..perf.utilization import model_flops_utilization, seconds_at_utilization
     from ..planner.budget import DEFAULT_MFU  # where it is defined; planner.core would load the whole planner
 
     mfu = DEFAULT_MFU if assumed_mfu is None else float(assumed_mfu)
@@ -105,7 +105,7 @@ def calibration_data(profile, assumed_mfu: float | None = None) -> dict:
         peak, source, point_mfu = p.peak_flop_per_s, PEAK_DATASHEET, p.mfu
         if not peak and cpu_peak:
             peak, source = cpu_peak, PEAK_MEASURED_GEMM
-            point_mfu = tokens * flops_per_token / (measured * peak)  # MFU = achieved / peak (PaLM App. B)
+            point_mfu = model_flops_utilization(flops_per_token, tokens / measured, p.n_devices, peak)
         predicted = seconds_at_utilization(tokens * flops_per_token, p.n_devices, peak, mfu) if peak else None
         points.append({
             "model": p.model.name, "n_params": p.n_params, "micro_batch": p.micro_batch, "seq_len": p.seq_len,

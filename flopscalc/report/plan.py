@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from rich import box
 from rich.console import Group
 from rich.table import Table
@@ -217,9 +215,9 @@ def plan_report(p: Plan) -> Group:
                          "plan's search, which may find another setup)")
         binds.caption_justify = "left"
         for bd in p.binding:
-            # the options shown, relaxed (`Binding.loss_at_most`); under half a printed digit is no change
-            gain = ("" if bd.loss_at_most is None or r.loss is None else
-                    f"loss {bd.loss_at_most:.3f} ({bd.loss_at_most - r.loss:+.3f})" if bd.options_do_better else
+            # the options shown, relaxed (`Binding.shown_loss`); under half a printed digit is no change
+            gain = ("" if bd.shown_loss is None or r.loss is None else
+                    f"loss {bd.shown_loss:.3f} ({bd.shown_loss - r.loss:+.3f})" if bd.options_do_better else
                     f"the options shown, re-evaluated, do no better than the plan's own loss {r.loss:.3f}")
             binds.add_row(bd.constraint, "[bold]binds[/]" if bd.binds else "slack", f"{bd.relaxed}: {gain}")
 
@@ -240,7 +238,7 @@ def plan_report(p: Plan) -> Group:
         mark = "[bold green]" if o is r else ("[dim]" if not o.fits else "")
         end = "[/]" if mark else ""
         label = ", ".join(([o.model.name] if o.model.name else []) + [t for t in p.tags.get(i, ()) if t != "recommended"])
-        never = p.budget_kind == "target" and o.fits and not math.isfinite(o.n_tokens)  # JSON: reaches_target false
+        never = p.budget_kind == "target" and o.fits and not o.reaches_target
         cells = [format_count(o.n_params), label, _shape(o), _setup_short(o),
                  f"{o.speed.mfu:.2f}" if o.fits else "-", f"{o.speed.hfu:.2f}" if o.fits else "-",
                  format_count(o.n_tokens) if o.fits and not never else "-",

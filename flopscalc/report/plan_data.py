@@ -94,7 +94,7 @@ def plan_dict(p: Plan) -> dict:
         "loss_by_law": p.loss_by_law,
         "loss_interval": list(p.loss_interval) if p.loss_interval else None,
         "binding": [{"constraint": b.constraint, "binds": b.binds, "relaxed": b.relaxed,
-                     "loss_if_relaxed": b.loss_at_most, "options_loss_if_relaxed": b.loss_if_relaxed}
+                     "loss_if_relaxed": b.shown_loss, "options_loss_if_relaxed": b.loss_if_relaxed}
                     for b in p.binding],
         "tags": {str(i): list(t) for i, t in p.tags.items()},
         "energy": {"gpu_hours": e.gpu_hours, "facility_energy_kwh": e.facility_energy_kwh,
@@ -140,7 +140,7 @@ def _option_reach(p: Plan, o) -> dict:
     where it never reaches the target (`PlanOption.floor_loss`; null where it reaches it or does not fit)."""
     if p.objective != "target":
         return {}
-    return {"reaches_target": o.fits and _reach(p, o.n_tokens)["reaches_target"], "floor_loss": o.floor_loss}
+    return {"reaches_target": o.reaches_target, "floor_loss": o.floor_loss}
 
 
 def _inference_dict(p: Plan) -> dict | None:
