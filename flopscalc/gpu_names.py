@@ -40,18 +40,19 @@ def junk_characters(text: str) -> list[str]:
                               and not c.isspace()))
 
 
-def _norm_tokens(text: str) -> list[str]:
+def name_tokens(text: str) -> list[str]:
+    """A GPU name's folded words and numbers, brand words dropped (what lookups and the device check compare)."""
     return [t for t in re.findall(r"[a-z0-9]+", fold_name(text)) if t not in BRAND_WORDS]
 
 
 def normalize_name(text: str) -> str:
     """Folded, brand words dropped, separators removed: 'RTX 4070 Ti' -> 'rtx4070ti'."""
-    return "".join(_norm_tokens(text))
+    return "".join(name_tokens(text))
 
 
 def token_bag(text: str) -> str:
     """Order-free form: words split at letter/digit boundaries, sorted: 'A100 80GB SXM' == 'a100-sxm-80gb'."""
-    parts = re.findall(r"[a-z]+|[0-9]+", " ".join(_norm_tokens(text)))
+    parts = re.findall(r"[a-z]+|[0-9]+", " ".join(name_tokens(text)))
     return " ".join(sorted(parts))
 
 
@@ -66,10 +67,10 @@ def _name_forms(spec: GpuSpec) -> set[str]:
 def model_number(text: str) -> str | None:
     """The first word of a GPU name with a digit in it, brand words dropped (None if it has none): 'Tesla
     V100-SXM2-16GB' -> 'v100', 'NVIDIA A10G' -> 'a10g', 'NVIDIA GH200 480GB' -> 'gh200'."""
-    return next((t for t in _norm_tokens(text) if any(c.isdigit() for c in t)), None)
+    return next((t for t in name_tokens(text) if any(c.isdigit() for c in t)), None)
 
 
-def _words(text: str) -> set[str]:
+def name_words(text: str) -> set[str]:
     """Whole words of a name, split at letter/digit boundaries: 'H100 SXM5' -> {'h', '100', 'sxm', '5'}."""
     return set(token_bag(text).split())
 
@@ -132,14 +133,14 @@ class GpuNames:
         ('a100-pcie-80g', 'tpuv4', 'trn2'), or a codename without the model number ('grace-hopper' of 'gh200').
         """
         spec = self.get(name)
-        words = _words(name)
-        key_words = _words(spec.key)
+        words = name_words(name)
+        key_words = name_words(spec.key)
         if not (key_words - words - {"rtx"}):  # GeForce names are typed without the 'rtx' ('4070ti')
             return None
-        if not words < key_words | _words(spec.name) or not any(w.isdigit() for w in words & key_words):
+        if not words < key_words | name_words(spec.name) or not any(w.isdigit() for w in words & key_words):
             return None  # a spelling of the one product, not a family of several
         return tuple(k for k, s in self.specs.items() if k != spec.key
-                     and any(words <= _words(t) for t in (s.key, s.name, *s.aliases)))
+                     and any(words <= name_words(t) for t in (s.key, s.name, *s.aliases)))
 
     def _hint(self, name: str) -> str:
         """'; did you mean X or Y?' from whole-word, prefix and spelling neighbours of ``name``."""
@@ -150,9 +151,9 @@ class GpuNames:
         exact = self._forms.get(q) or self._bags.get(token_bag(cleaned)) or []
         if exact:  # the name without its junk characters is a GPU's
             return f"; did you mean {' or '.join(exact)}?"
-        words = _words(cleaned)
+        words = name_words(cleaned)
         subset = [k for k, s in self.specs.items()
-                  if any(words <= _words(t) for t in (s.key, s.name, *s.aliases))]
+                  if any(words <= name_words(t) for t in (s.key, s.name, *s.aliases))]
         prefixed = sorted({k for f, ks in self._forms.items() if f.startswith(q) for k in ks})
         close = difflib.get_close_matches(q, list(self._forms), n=3, cutoff=0.6)
         keys = list(dict.fromkeys([*subset, *prefixed, *(k for c in close for k in self._forms[c])]))[:5]

@@ -20,7 +20,7 @@ import torch
 from ..atomic import write_atomic
 from ..errors import DomainError, UsageError
 from ..model import ModelConfig
-from .config import DEFAULT_WARMUP_STEPS, DEFAULT_WARMUP_WORDS, warmup_for_run
+from .config import DEFAULT_WARMUP_STEPS, DEFAULT_WARMUP_WORDS, learning_rate_at, warmup_for_run
 
 CHECKPOINT_FORMAT = "flopscalc.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -158,8 +158,6 @@ def check_run_settings(path: str | Path, ckpt: dict, cfg, new_schedule: bool = F
     under both. The batch and optimizer settings may never differ. A checkpoint that stored no settings (written
     before they were stored) resumes as before, unchecked, with a note saying so.
     """
-    from .config import learning_rate_at
-
     saved = ckpt.get("run_settings")
     if saved is None:
         if new_schedule:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from ..errors import UsageError
-from ..gpu_names import _norm_tokens, _words, model_number
+from ..gpu_names import model_number, name_tokens, name_words
 from ..hardware import GpuSpec, get_gpu
 
 # A memory-size word of a runtime name ('80GB' of 'NVIDIA H100 80GB HBM3', '16GB' of 'Tesla V100-SXM2-16GB'):
@@ -22,7 +22,7 @@ MEMORY_SIZE_WORD = re.compile(r"\d+(gb|g|gib)")
 
 def _product_words(text: str) -> set[str]:
     """Words of a GPU name that say which product it is: brand and memory-size words dropped."""
-    return {t for t in _norm_tokens(text) if not MEMORY_SIZE_WORD.fullmatch(t)}
+    return {t for t in name_tokens(text) if not MEMORY_SIZE_WORD.fullmatch(t)}
 
 
 def row_names_device(spec: GpuSpec, runtime_name: str, extra_csv=()) -> bool:
@@ -49,7 +49,7 @@ def row_names_device(spec: GpuSpec, runtime_name: str, extra_csv=()) -> bool:
     rows = {model_number(t) for t in texts} - {None}
     if not any(device == r or (device.startswith(r) and device[len(r):].isalpha()) for r in rows):
         return False
-    row_words = set().union(*(_product_words(t) | _words(t) for t in texts))
+    row_words = set().union(*(_product_words(t) | name_words(t) for t in texts))
     device_words = _product_words(runtime_name)
     if device_words - {device} - row_words:  # 'ti' of an RTX 3080 Ti, 'nvl' of an H200 NVL: another product
         return False
@@ -79,7 +79,7 @@ def refuse_row_of_another_device(device_type: str, runtime_name: str, gpu: str, 
         raise UsageError(f"--gpu {gpu} names the GPU database row {spec.key}, but the device timed is "
                          f"{runtime_name} (GPU database row {own}): drop --gpu (its own row is used)"
                          f"{'; ' if peak_given else ', '}{stated}")
-    words = " ".join(t for t in _norm_tokens(runtime_name) if not MEMORY_SIZE_WORD.fullmatch(t))
+    words = " ".join(t for t in name_tokens(runtime_name) if not MEMORY_SIZE_WORD.fullmatch(t))
     holds = f"every word of '{words}'" if words else "this name"
     raise UsageError(f"--gpu {gpu} names the GPU database row {spec.key}, but the device timed is {runtime_name}, "
                      f"which that row does not name: give the row of this GPU (one with {holds} in its key, name or "
