@@ -146,3 +146,25 @@ def test_calibrate_refuses_one_model_named_twice_as_bench_does(capsys, tmp_path)
                        "--warmup-steps", "1", "--seq", "8")
         assert "--model gpt2 and --model small name the same value" in line
     assert not out.exists()
+
+
+def test_memory_micro_batch_fix_fits_when_followed_with_the_accumulation_it_names(capsys):
+    # final read of stop 18: `memory` offered "micro-batch 64 -> 17" priced at the old accumulation; followed with the
+    # accumulation that keeps the sequences per step (4) it needed 83.86 GiB of 80 ("largest ... fits: 15"), the case
+    # finetune's fixes already priced right (test_r7_b88)
+    import json
+    import re
+
+    from conftest import cli
+
+    args = ["--model", "gpt2-xl", "--gpu", "h100", "--seq", "1024", "--precision", "bf16-mixed"]
+    _, out, _ = cli(capsys, "memory", *args, "--micro-batch", "64")
+    m = re.search(r"micro-batch 64 -> (\d+) \(--grad-accum (\d+) keeps about the sequences per step\)", out)
+    assert m, out
+    batch, accum = map(int, m.groups())
+    assert accum == -(-64 // batch)  # ceil(64 / batch): about the 64 sequences per step
+    _, out, _ = cli(capsys, "memory", *args, "--micro-batch", str(batch), "--grad-accum", str(accum), "--json")
+    assert json.loads(out)["fits"] is True
+    _, out, _ = cli(capsys, "memory", *args, "--micro-batch", str(batch + 1), "--grad-accum",
+                    str(-(-64 // (batch + 1))), "--json")
+    assert json.loads(out)["fits"] is False

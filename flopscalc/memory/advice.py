@@ -7,6 +7,7 @@ times per plan: a plan needs none of this (start-up, issue 18).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, replace
 
 from ..flops import Recompute
@@ -15,7 +16,7 @@ from ..model import ModelConfig
 from ..model.sequence import CONTEXT, HINT_SEQ_MAX, seq_source
 from ..units import GIB
 from .estimate import MemoryBreakdown, estimate_memory
-from .fit import Fit, fits, max_micro_batch
+from .fit import Fit, fits, largest_that_fits, max_micro_batch
 from .settings import MemoryPrecision, Optimizer, TrainingSetup
 from .workspace import BITSANDBYTES_OPTIMIZERS, on_gpu, runs_bitsandbytes_optimizers
 
@@ -89,6 +90,15 @@ def _options(setup: TrainingSetup, bitsandbytes_optimizers: bool = True) -> dict
     }
 
 
+def keeping_step(trial: TrainingSetup, old: TrainingSetup, micro_batch: int) -> TrainingSetup:
+    """``trial`` at ``micro_batch``, accumulating enough micro-batches to keep about ``old``'s sequences per step
+    (a smaller micro-batch is offered as keeping them, `CHANGE_COST`): priced so, since accumulating holds the earlier
+    micro-batches' gradients (`estimate`), the micro-batch that fits at the old accumulation may not fit at the new."""
+    if micro_batch >= old.micro_batch:
+        return replace(trial, micro_batch=micro_batch)
+    return replace(trial, micro_batch=micro_batch, grad_accum=math.ceil(old.grad_accum * old.micro_batch / micro_batch))
+
+
 def _describe(old: TrainingSetup, new: TrainingSetup) -> tuple[tuple[str, ...], int]:
     changes, cost = [], 0
     for name, label in (("precision", "precision"), ("optimizer", "optimizer"), ("recompute", "recompute")):
@@ -106,7 +116,9 @@ def _describe(old: TrainingSetup, new: TrainingSetup) -> tuple[tuple[str, ...], 
         changes.append("optimizer offload to CPU")
         cost += CHANGE_COST["offload"]
     if new.micro_batch != old.micro_batch:
-        changes.append(f"micro-batch {old.micro_batch} -> {new.micro_batch}")
+        accum = (f" (--grad-accum {new.grad_accum} keeps about the sequences per step)"
+                 if new.grad_accum != old.grad_accum else "")
+        changes.append(f"micro-batch {old.micro_batch} -> {new.micro_batch}{accum}")
         cost += CHANGE_COST["micro_batch"]
     return tuple(changes), cost
 
@@ -138,7 +150,12 @@ def suggest_fixes(cfg: ModelConfig, setup: TrainingSetup, gpu: GpuSpec, min_head
             if smallest is None or fix.peak_bytes < smallest.peak_bytes:
                 smallest = fix
             continue
-        new = replace(trial, micro_batch=b)
+        if b < setup.micro_batch:  # the fix keeps the sequences per step: price it at the accumulation it names
+            b = largest_that_fits(lambda n, t=trial: fits(estimate_memory(cfg, keeping_step(t, setup, n)), gpu,
+                                                 min_headroom_fraction).fits, b)
+            if b == 0:
+                continue
+        new = keeping_step(trial, setup, b)
         found.append(Fix(*_describe(setup, new), new, estimate_memory(cfg, new), gpu.memory_bytes))
     keys = [{c.split(" -> ")[0] if c.startswith("micro-batch") else c for c in f.changes} for f in found]
     minimal = [f for f, k in zip(found, keys) if not any(o < k for o in keys)]
